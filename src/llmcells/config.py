@@ -1,0 +1,80 @@
+"""User settings: defaults for calls, timeouts, retries and display, in one place.
+
+`llmcells.configure(...)` and `%llmcells config` change them for the session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class Settings:
+    """Session-wide defaults. Every call can override the call-level ones."""
+
+    compare_models: list[str] = field(default_factory=lambda: ["chatgpt", "claude", "gemini"])
+    temperature: float | None = None
+    max_tokens: int | None = None
+    system: str | None = None
+    # Timeouts, in seconds. ttft: from sending a request to its first token.
+    connect_timeout: float = 5.0
+    ttft_timeout: float = 120.0
+    timeout: float = 600.0
+    # Retries on 429 / 5xx / 529 / connection errors, before any token was shown.
+    max_attempts: int = 4
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 30.0
+    # Anthropic requires max_tokens; this is what is sent when the user gave none.
+    anthropic_default_max_tokens: int = 4096
+    # Display: at most this many repaints per second per card.
+    display_fps: float = 20.0
+    # Ledger: keep full prompts and answers (off: a hash and a short preview only).
+    store_text: bool = False
+    # Cache identical requests (batch and compare); off unless asked for.
+    cache: bool = False
+    # "chat" (Chat Completions) or "responses" for OpenAI models.
+    openai_api: str = "chat"
+
+    def update(self, **changes: Any) -> None:
+        """Set several settings, checking names and types; unknown names are a ConfigError."""
+        known = {f.name: f for f in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ConfigError(
+                    f"Unknown setting {name!r}. Known settings: {', '.join(sorted(known))}."
+                )
+            current = getattr(self, name)
+            if isinstance(current, bool) and isinstance(value, str):
+                value = value.lower() in ("1", "true", "yes", "on")
+            elif isinstance(current, (int, float)) and not isinstance(current, bool) and isinstance(value, str):
+                try:
+                    value = type(current)(value)
+                except ValueError:
+                    raise ConfigError(f"Setting {name} takes a number, not {value!r}.") from None
+            elif name == "compare_models" and isinstance(value, str):
+                value = value.replace(",", " ").split()
+            setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+settings = Settings()
+
+
+def configure(**changes: Any) -> Settings:
+    """Change session defaults, e.g. `llmcells.configure(temperature=0, timeout=60)`."""
+    settings.update(**changes)
+    return settings
+
+
+def home() -> Path:
+    """The folder of llmcells' own files (the ledger, the cache): $LLMCELLS_HOME or ~/.llmcells."""
+    path = Path(os.environ.get("LLMCELLS_HOME") or Path.home() / ".llmcells").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,119 @@
+"""The errors llmcells raises and records.
+
+Every error carries one short message that says what to do; none of them ever contains a key.
+Provider adapters map their SDK's exceptions onto these classes; the runner decides what to
+retry from `retryable`.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class LLMError(Exception):
+    """Base class of every llmcells error. `kind` is the short name recorded in the ledger."""
+
+    kind = "error"
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str | None = None, status_code: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(redact(message))
+        self.provider = provider
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.kind
+
+
+class ConfigError(LLMError, ValueError):
+    """Bad input from the user: an unknown model, a bad option. Nothing was sent."""
+
+    kind = "config"
+
+
+class MissingKeyError(ConfigError):
+    """No API key for a provider. Nothing was sent."""
+
+    kind = "missing_key"
+
+
+class AuthenticationError(LLMError):
+    kind = "authentication"
+
+
+class ModelNotFoundError(LLMError):
+    kind = "model_not_found"
+
+
+class BadRequestError(LLMError):
+    kind = "bad_request"
+
+
+class RateLimitError(LLMError):
+    kind = "rate_limited"
+    retryable = True
+
+
+class OverloadedError(LLMError):
+    kind = "overloaded"
+    retryable = True
+
+
+class ServerError(LLMError):
+    """A 5xx answer from the provider."""
+
+    kind = "server_error"
+    retryable = True
+
+
+class ConnectionFailedError(LLMError):
+    kind = "connection"
+    retryable = True
+
+
+class ProviderTimeoutError(LLMError, TimeoutError):
+    kind = "timeout"
+
+
+class IncompleteStreamError(LLMError):
+    """The stream ended before the provider's terminal event."""
+
+    kind = "incomplete"
+
+
+class ProviderError(LLMError):
+    """Any other error reported by a provider."""
+
+    kind = "provider_error"
+
+
+# Keys look like sk-..., sk-ant-..., AIza...; also anything that follows "key" in a provider message
+# ("Incorrect API key provided: DEADBEEF").
+_KEY_PATTERNS = [
+    re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|AIza[0-9A-Za-z_\-]{10,})"),
+    re.compile(r"(?i)(api[ _-]?key(?: provided)?\s*[:=]\s*)([^\s.,;'\"]+)"),
+    re.compile(r"(?i)(bearer\s+)([A-Za-z0-9_\-.]{6,})"),
+]
+_known_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a key so that it is removed from every message llmcells shows or stores."""
+    if value and len(value) >= 4:
+        _known_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like an API key (and every registered key) from text."""
+    if not text:
+        return text
+    for s in _known_secrets:
+        if s in text:
+            text = text.replace(s, "***")
+    text = _KEY_PATTERNS[0].sub("***", text)
+    text = _KEY_PATTERNS[1].sub(lambda m: m.group(1) + "***", text)
+    text = _KEY_PATTERNS[2].sub(lambda m: m.group(1) + "***", text)
+    return text

@@ -1,0 +1,192 @@
+"""Model ids, aliases, endpoints and keys.
+
+A model id is `provider:model` (`openai:gpt-4.1-mini`, `anthropic:claude-haiku-4-5`,
+`google:gemini-2.5-flash`; `gemini:` means `google:`; `openai-responses:` selects OpenAI's
+Responses API). Aliases name a current, inexpensive default of each provider. OpenAI-compatible
+servers (Ollama, vLLM, OpenRouter...) are added by base URL with `add_endpoint` and then used as
+`name:model`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+from .errors import ConfigError, MissingKeyError, register_secret
+
+# Which adapter speaks to which provider, and where its key lives.
+PROVIDERS = {
+    "openai": {"adapter": "openai", "label": "OpenAI", "key_env": ("OPENAI_API_KEY",),
+               "base_env": "OPENAI_BASE_URL"},
+    "anthropic": {"adapter": "anthropic", "label": "Anthropic", "key_env": ("ANTHROPIC_API_KEY",),
+                  "base_env": "ANTHROPIC_BASE_URL"},
+    "google": {"adapter": "google", "label": "Google Gemini",
+               "key_env": ("GOOGLE_API_KEY", "GEMINI_API_KEY"), "base_env": "GOOGLE_GEMINI_BASE_URL"},
+}
+PROVIDER_SYNONYMS = {"gemini": "google", "openai-responses": "openai", "claude": "anthropic"}
+
+DEFAULT_ALIASES = {
+    "chatgpt": "openai:gpt-4.1-mini",
+    "claude": "anthropic:claude-haiku-4-5",
+    "gemini": "google:gemini-2.5-flash",
+}
+_aliases: dict[str, str] = dict(DEFAULT_ALIASES)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible server added by the user (Ollama, vLLM, OpenRouter...)."""
+
+    name: str
+    base_url: str
+    api_key: str | None = None
+    api_key_env: str | None = None
+    api: str = "chat"
+
+
+_endpoints: dict[str, Endpoint] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: which adapter, which model name, and where to send the request."""
+
+    provider: str            # "openai", "anthropic", "google" or an endpoint's name
+    adapter: str             # "openai", "anthropic" or "google"
+    name: str                # model name as sent to the provider
+    requested: str           # what the user wrote (alias or id)
+    api: str = "chat"        # OpenAI only: "chat" or "responses"
+    base_url: str | None = None
+    simulated: bool = False
+
+    @property
+    def id(self) -> str:
+        prefix = "openai-responses" if self.adapter == "openai" and self.api == "responses" \
+            and self.provider == "openai" else self.provider
+        return f"{prefix}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        return PROVIDERS.get(self.provider, {}).get("label", self.provider)
+
+
+# --- the simulator switch: when set, every built-in provider goes to this base URL ------------
+_simulator_url: str | None = None
+SIMULATOR_KEY = "sim-key-not-secret"
+
+
+def set_simulator(url: str | None) -> None:
+    """Route every built-in provider to a simulator at url (None switches back to the real APIs)."""
+    global _simulator_url
+    _simulator_url = url
+
+
+def simulator_url() -> str | None:
+    return _simulator_url
+
+
+def add_alias(alias: str, model_id: str) -> None:
+    """Let `alias` stand for `model_id` everywhere a model is named."""
+    resolve(model_id)  # fail now, not at call time
+    _aliases[alias] = model_id
+
+
+def aliases() -> dict[str, str]:
+    return dict(_aliases)
+
+
+def add_endpoint(name: str, base_url: str, *, api_key: str | None = None,
+                 api_key_env: str | None = None, api: str = "chat") -> None:
+    """Add an OpenAI-compatible server, used as `name:model` (e.g. `ollama:llama3.2`)."""
+    if name in PROVIDERS or name in PROVIDER_SYNONYMS:
+        raise ConfigError(f"{name!r} is a built-in provider; choose another endpoint name.")
+    if api not in ("chat", "responses"):
+        raise ConfigError("api must be 'chat' or 'responses'.")
+    register_secret(api_key)
+    _endpoints[name] = Endpoint(name, base_url.rstrip("/"), api_key, api_key_env, api)
+
+
+def endpoints() -> dict[str, Endpoint]:
+    return dict(_endpoints)
+
+
+def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
+    """Turn an alias or `provider:model` id into a ModelSpec; a ConfigError says what is wrong."""
+    from .config import settings
+
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("No model given. Use an alias (chatgpt, claude, gemini) or provider:model.")
+    requested = model = model.strip()
+    seen = set()
+    while model in _aliases and model not in seen:
+        seen.add(model)
+        model = _aliases[model]
+    if ":" not in model:
+        raise ConfigError(
+            f"Unknown model {requested!r}. Use an alias ({', '.join(sorted(_aliases))}) or "
+            "provider:model, e.g. openai:gpt-4.1-mini, anthropic:claude-haiku-4-5, google:gemini-2.5-flash."
+        )
+    prefix, name = model.split(":", 1)
+    prefix = prefix.strip().lower()
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"Model {requested!r} has no model name after {prefix!r}:.")
+    if prefix in _endpoints:
+        ep = _endpoints[prefix]
+        return ModelSpec(prefix, "openai", name, requested, api=ep.api, base_url=ep.base_url)
+    api = openai_api or settings.openai_api
+    if prefix == "openai-responses":
+        api = "responses"
+    provider = PROVIDER_SYNONYMS.get(prefix, prefix)
+    if provider not in PROVIDERS:
+        known = sorted([*PROVIDERS, "gemini", "openai-responses", *_endpoints])
+        raise ConfigError(
+            f"Unknown provider {prefix!r} in {requested!r}. Known: {', '.join(known)}; "
+            "add an OpenAI-compatible server with llmcells.add_endpoint()."
+        )
+    if provider == "google" and name.startswith("models/"):
+        name = name[len("models/"):]
+    sim = _simulator_url
+    base_url = sim if sim else os.environ.get(PROVIDERS[provider]["base_env"]) or None
+    return ModelSpec(provider, PROVIDERS[provider]["adapter"], name, requested,
+                     api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
+
+
+def api_key(spec: ModelSpec) -> str:
+    """The key to use for spec, from the environment; MissingKeyError says how to set one."""
+    if spec.simulated:
+        return SIMULATOR_KEY
+    if spec.provider in _endpoints:
+        ep = _endpoints[spec.provider]
+        key = ep.api_key or (os.environ.get(ep.api_key_env) if ep.api_key_env else None)
+        # Local servers (Ollama, vLLM) need no key, but the SDK insists on one.
+        key = key or "no-key"
+        register_secret(key)
+        return key
+    if spec.provider == "google" and vertex_enabled():
+        return ""
+    envs = PROVIDERS[spec.provider]["key_env"]
+    for env in envs:
+        key = os.environ.get(env)
+        if key:
+            register_secret(key)
+            return key
+    raise MissingKeyError(
+        f"No API key for {PROVIDERS[spec.provider]['label']}: set {' or '.join(envs)}, "
+        "or run `%llmcells simulate on` (llmcells.simulate()) to use the built-in simulator.",
+        provider=spec.provider,
+    )
+
+
+def vertex_enabled() -> bool:
+    """Gemini goes through Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is set to a true value."""
+    return os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true", "yes")
+
+
+def key_status() -> dict[str, bool]:
+    """Which providers have a key set (never the key itself)."""
+    return {p: any(os.environ.get(e) for e in info["key_env"]) for p, info in PROVIDERS.items()}
+
+
+def with_base_url(spec: ModelSpec, base_url: str | None) -> ModelSpec:
+    return replace(spec, base_url=base_url)

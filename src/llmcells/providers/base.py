@@ -1,0 +1,54 @@
+"""The one interface every provider adapter implements.
+
+An adapter turns a Request into an async stream of events (TextDelta, ReasoningDelta,
+UsageUpdate, ResponseInfo, Finish) through its official SDK, and maps that SDK's exceptions to
+llmcells errors. It knows nothing of display, pricing, the ledger or retries: the runner does those.
+
+Client construction is kept apart (`make_client`) so tests can inject an httpx transport, and
+so one client per (endpoint, key) is reused for the life of the private event loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LLMError
+from ..models import ModelSpec
+from ..types import Event, Request
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """What a client is built from. Equal options share one client."""
+
+    base_url: str | None
+    api_key: str
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    http_client: Any = None  # an httpx2.AsyncClient to use instead of the SDK's own (tests)
+
+
+class Provider(ABC):
+    """A provider adapter. Subclasses implement make_client, stream and map_error."""
+
+    #: the adapter's name: "openai", "anthropic" or "google"
+    name: str = ""
+
+    @abstractmethod
+    def make_client(self, options: ClientOptions) -> Any:
+        """Build the SDK's async client, with the SDK's own retries off."""
+
+    @abstractmethod
+    def stream(self, client: Any, request: Request) -> AsyncIterator[Event]:
+        """Send request and yield events until the provider's terminal event.
+
+        Raises IncompleteStreamError if the stream ends without a terminal event, and
+        SDK exceptions (mapped by map_error) otherwise.
+        """
+
+    @abstractmethod
+    def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
+        """The llmcells error for an SDK exception, or None if exc is not this SDK's."""

@@ -1,0 +1,281 @@
+"""The data that flows through llmcells: requests, usage, stream events and results.
+
+Nothing here imports an SDK, pandas or ipywidgets, so it is cheap to import.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .models import ModelSpec
+
+Status = Literal["ok", "error", "cancelled", "incomplete"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation: role is "user" or "assistant"."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass
+class Request:
+    """Everything a provider adapter needs to make one call."""
+
+    spec: "ModelSpec"
+    messages: list[Message]
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt(self) -> str:
+        """The last user message (what a person would call "the prompt")."""
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+
+@dataclass
+class Usage:
+    """Token counts of one call, normalised across providers.
+
+    input_tokens counts all input (cache reads and writes included); output_tokens counts all
+    output (reasoning / thinking included).
+    """
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(**{k: v + getattr(other, k) for k, v in self.as_dict().items()})
+
+
+# ----- stream events: what a provider adapter yields -------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of answer text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of visible reasoning ("thinking") text; not part of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class UsageUpdate:
+    """The usage seen so far (cumulative, replaces any earlier UsageUpdate)."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class ResponseInfo:
+    """Metadata from the provider: the model as answered and the provider's response id."""
+
+    response_model: str | None = None
+    response_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The provider's terminal event was seen; reason as the provider gave it (e.g. "stop")."""
+
+    reason: str | None = None
+
+
+Event = Union[TextDelta, ReasoningDelta, UsageUpdate, ResponseInfo, Finish]
+
+
+# ----- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """The outcome of one call to one model.
+
+    status is "ok", "error", "cancelled" or "incomplete"; error holds one short message when the
+    status is not "ok". cost_usd is NaN when the price of the model is unknown.
+    """
+
+    text: str = ""
+    model: str = ""
+    provider: str = ""
+    response_model: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = math.nan
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    status: Status = "ok"
+    error: str | None = None
+    error_kind: str | None = None
+    attempts: int = 0
+    finish_reason: str | None = None
+    reasoning: str = ""
+    call_id: str = ""
+    group_id: str | None = None
+    simulated: bool = False
+    cached: bool = False
+    sample: int = 0
+    started_at: float = 0.0          # epoch seconds when the call began
+    cell: int | None = None          # IPython execution count, when run from a notebook or shell
+    batch_id: str | None = None
+    price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Output tokens per second after the first token (None when it can't be told)."""
+        if not self.usage.output_tokens or self.latency_s is None or self.ttft_s is None:
+            return None
+        span = self.latency_s - self.ttft_s
+        return self.usage.output_tokens / span if span > 0 else None
+
+    def to_row(self) -> dict[str, Any]:
+        """This result as a flat dict (one DataFrame row)."""
+        row: dict[str, Any] = {
+            "model": self.model,
+            "provider": self.provider,
+            "response_model": self.response_model,
+            "status": self.status,
+            "error_kind": self.error_kind,
+            "error": self.error,
+        }
+        row.update(self.usage.as_dict())
+        row.update(
+            cost_usd=self.cost_usd,
+            latency_s=self.latency_s,
+            ttft_s=self.ttft_s,
+            tokens_per_s=self.tokens_per_s,
+            attempts=self.attempts,
+            cached=self.cached,
+            sample=self.sample,
+            text=self.text,
+            call_id=self.call_id,
+            group_id=self.group_id,
+        )
+        return row
+
+    def to_frame(self) -> "pd.DataFrame":
+        """A one-row DataFrame of this result."""
+        import pandas as pd
+
+        return pd.DataFrame([self.to_row()])
+
+    def replace(self, **changes: Any) -> "Result":
+        return replace(self, **changes)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self) -> str:
+        head = f"**{self.model}** · {self.status}"
+        if self.error:
+            head += f" · {self.error}"
+        return f"{head}\n\n{self.text}"
+
+
+@dataclass
+class Comparison:
+    """The results of one prompt sent to several models, in the order the models were given."""
+
+    results: list[Result]
+    group_id: str | None = None
+    prompt: str = ""
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, key: int | str) -> Result:
+        """By position, or by model id / alias as given."""
+        if isinstance(key, int):
+            return self.results[key]
+        for r in self.results:
+            if key in (r.model, r.response_model) or r.model.endswith(":" + key):
+                return r
+        raise KeyError(key)
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return {r.model: r.text for r in self.results}
+
+    def to_frame(self) -> "pd.DataFrame":
+        """One row per result: model, status, tokens, cost, latency, TTFT, tokens/s, text."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_row() for r in self.results])
+
+    def _repr_markdown_(self) -> str:
+        return "\n\n---\n\n".join(r._repr_markdown_() for r in self.results)
+
+
+# ----- observers: how front ends (cards, terminal, progress) follow a call ------------------------
+
+
+@dataclass
+class CallInfo:
+    """What an observer knows about a call before it starts."""
+
+    call_id: str
+    model: str            # as requested (alias or id)
+    model_id: str         # provider:model
+    provider: str
+    simulated: bool = False
+    group_id: str | None = None
+    sample: int = 0
+
+
+class CallObserver:
+    """Receives a call's progress. All methods are called on the private loop thread, in order:
+    on_start, then any of on_status / on_text / on_usage, then on_finish exactly once.
+
+    status values: "waiting" (sent, no token yet), "streaming", "retrying" (detail says why and
+    how long), "done", "error", "cancelled", "incomplete".
+    Methods must be quick and must not raise; the default implementations do nothing.
+    """
+
+    def on_start(self, info: CallInfo) -> None:
+        pass
+
+    def on_status(self, status: str, detail: str | None = None) -> None:
+        pass
+
+    def on_text(self, delta: str, text: str) -> None:
+        """delta: the new text; text: the whole answer so far."""
+
+    def on_usage(self, usage: Usage) -> None:
+        pass
+
+    def on_finish(self, result: "Result") -> None:
+        pass

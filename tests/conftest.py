@@ -1,0 +1,55 @@
+"""Shared fixtures: the simulator, a private LLMCELLS_HOME, and the recorded cassettes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CASSETTES = ROOT.parent / "shared" / "fixtures" / "cassettes"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cassettes",
+        default=os.environ.get("LLMCELLS_CASSETTES", str(DEFAULT_CASSETTES)),
+        help="folder of the recorded provider cassettes (default: ../shared/fixtures/cassettes)",
+    )
+
+
+@pytest.fixture(scope="session")
+def cassettes_dir(request) -> Path:
+    path = Path(request.config.getoption("--cassettes"))
+    if not path.is_dir():
+        pytest.skip(f"cassettes folder {path} is absent: set --cassettes or LLMCELLS_CASSETTES to run these")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own ledger and cache folder, and no real keys or endpoints."""
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "llmcells-home"))
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+                "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
+                "GOOGLE_GENAI_USE_VERTEXAI"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def sim():
+    """One simulator on loopback for the whole session; faults are cleared after each test."""
+    from llmcells.sim import Simulator
+
+    with Simulator(ttft=0.01, tokens_per_s=2000) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh_sim(sim):
+    """The session simulator with default settings and no faults or recorded requests."""
+    sim.reset()
+    yield sim
+    sim.reset()
