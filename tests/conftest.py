@@ -53,3 +53,22 @@ def fresh_sim(sim):
     sim.reset()
     yield sim
     sim.reset()
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    from llmcells.config import settings
+
+    saved = settings.as_dict()
+    yield
+    settings.update(**saved)
+
+
+@pytest.fixture
+def simulated(fresh_sim):
+    """Every provider routed to the session simulator (as `llmcells.simulate()` does)."""
+    from llmcells import models
+
+    models.set_simulator(fresh_sim.url)
+    yield fresh_sim
+    models.set_simulator(None)

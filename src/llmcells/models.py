@@ -72,13 +72,16 @@ class ModelSpec:
 
 # --- the simulator switch: when set, every built-in provider goes to this base URL ------------
 _simulator_url: str | None = None
+_simulated_providers: frozenset[str] | None = None  # None: all built-in providers
 SIMULATOR_KEY = "sim-key-not-secret"
 
 
-def set_simulator(url: str | None) -> None:
-    """Route every built-in provider to a simulator at url (None switches back to the real APIs)."""
-    global _simulator_url
-    _simulator_url = url
+def set_simulator(url: str | None, providers: list[str] | None = None) -> None:
+    """Route the built-in providers (or only those named) to a simulator at url; None switches
+    back to the real APIs."""
+    global _simulator_url, _simulated_providers
+    _simulator_url = url.rstrip("/") if url else None
+    _simulated_providers = frozenset(providers) if providers is not None else None
 
 
 def simulator_url() -> str | None:
@@ -147,7 +150,12 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     if provider == "google" and name.startswith("models/"):
         name = name[len("models/"):]
     sim = _simulator_url
-    base_url = sim if sim else os.environ.get(PROVIDERS[provider]["base_env"]) or None
+    if sim and _simulated_providers is not None and provider not in _simulated_providers:
+        sim = None
+    if sim:
+        base_url = sim + "/v1" if provider == "openai" else sim
+    else:
+        base_url = os.environ.get(PROVIDERS[provider]["base_env"]) or None
     return ModelSpec(provider, PROVIDERS[provider]["adapter"], name, requested,
                      api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
 

@@ -146,6 +146,7 @@ class Result:
     cell: int | None = None          # IPython execution count, when run from a notebook or shell
     batch_id: str | None = None
     price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
+    data: Any = None                 # the parsed answer, with format="json"
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,39 @@
+"""Switching every provider to an in-process simulator (`llmcells.simulate()`)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import models
+
+_lock = threading.Lock()
+_sim: Any = None
+
+
+def simulate(on: bool = True, *, providers: list[str] | None = None, **options: Any) -> Any:
+    """Route every built-in provider to a simulator on loopback (no keys, no network needed).
+
+    simulate() starts one in this process (options: ttft, tokens_per_s, output_tokens) and
+    returns it; providers limits it to some providers (e.g. those without a key);
+    simulate(False) switches back to the real APIs. Cards and ledger rows of
+    simulated calls are labelled as such.
+    """
+    global _sim
+    with _lock:
+        if not on:
+            models.set_simulator(None)
+            return None
+        from .sim import Simulator
+
+        if _sim is None:
+            _sim = Simulator(**options).start()
+        elif options:
+            _sim.configure(**options)
+        models.set_simulator(_sim.url, providers)
+        return _sim
+
+
+def active() -> bool:
+    """True when calls go to the simulator."""
+    return models.simulator_url() is not None

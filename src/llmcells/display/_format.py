@@ -1,0 +1,144 @@
+"""Formatting shared by the notebook and terminal front ends: numbers, metrics lines, the
+fastest / cheapest picks, and live estimates (tokens from characters, cost from pricing).
+
+Nothing here imports ipywidgets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+from ..types import CallInfo, Result, Usage
+
+#: rough characters per token, for the live estimate shown while a call streams
+CHARS_PER_TOKEN = 4.0
+#: the longest error message shown in a card or a terminal line
+MAX_ERROR_CHARS = 300
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count of text (~4 characters per token), for display while streaming."""
+    if not text:
+        return 0
+    return max(1, int(round(len(text) / CHARS_PER_TOKEN)))
+
+
+def live_cost(info: CallInfo, input_tokens: int, output_tokens: int) -> float:
+    """The cost of so many tokens on info's model, or NaN when it can't be told (yet)."""
+    try:
+        from .. import pricing  # written concurrently; absent or incomplete is fine
+
+        estimate = pricing.estimate_cost
+    except (ImportError, AttributeError):
+        return math.nan
+    model = info.model_id.split(":", 1)[1] if ":" in info.model_id else info.model_id
+    try:
+        value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens)))
+    except Exception:
+        return math.nan
+    return value
+
+
+def known(x: float | None) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if not known(s):
+        return "–"
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 100:
+        return f"{s:.1f} s"
+    return f"{s:.0f} s"
+
+
+def fmt_cost(c: float | None) -> str:
+    """$0.000330 style; "cost unknown" for NaN / None."""
+    if not known(c):
+        return "cost unknown"
+    if c == 0:
+        return "$0"
+    if abs(c) < 1:
+        return f"${c:.6f}"
+    return f"${c:,.4f}"
+
+
+def fmt_rate(r: float | None) -> str:
+    if not known(r):
+        return "–"
+    return f"{r:.0f} tok/s" if r >= 10 else f"{r:.1f} tok/s"
+
+
+def fmt_int(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def short_error(result: Result) -> str:
+    """One short line saying why a call did not end ok (never a traceback)."""
+    msg = (result.error or "").strip()
+    if not msg:
+        msg = {"cancelled": "cancelled", "incomplete": "the answer stopped before its end",
+               "error": "failed"}.get(result.status, result.status)
+    msg = " ".join(msg.split())  # one line
+    if len(msg) > MAX_ERROR_CHARS:
+        msg = msg[: MAX_ERROR_CHARS - 1] + "…"
+    return msg
+
+
+def metric_parts(result: Result) -> list[str]:
+    """The pieces of a final metrics line: latency, TTFT, tokens/s, in→out tokens, cost."""
+    parts = []
+    if known(result.latency_s):
+        parts.append(fmt_seconds(result.latency_s))
+    if known(result.ttft_s):
+        parts.append(f"TTFT {fmt_seconds(result.ttft_s)}")
+    if known(result.tokens_per_s):
+        parts.append(fmt_rate(result.tokens_per_s))
+    u = result.usage or Usage()
+    if u.input_tokens or u.output_tokens:
+        parts.append(f"{u.input_tokens:,}→{u.output_tokens:,} tokens")
+    parts.append(fmt_cost(result.cost_usd))
+    if result.attempts and result.attempts > 1:
+        parts.append(f"{result.attempts} attempts")
+    if result.cached:
+        parts.append("cached")
+    return parts
+
+
+def metrics_line(result: Result, model: str | None = None) -> str:
+    """`[anthropic:claude-haiku-4-5 · ok · 1.23 s · TTFT 0.31 s · 58 tok/s · 10→64 tokens · $0.000330]`"""
+    head = [model or result.model, result.status]
+    return "[" + " · ".join(head + metric_parts(result)) + "]"
+
+
+def pick_best(results: Sequence[Result]) -> tuple[int | None, int | None]:
+    """(index of the fastest, index of the cheapest) among successful results.
+
+    Fastest: lowest latency. Cheapest: lowest known cost. None when fewer than two results or no
+    candidate.
+    """
+    if len(results) < 2:
+        return None, None
+    ok = [(i, r) for i, r in enumerate(results) if r is not None and r.status == "ok"]
+    fast = [(r.latency_s, i) for i, r in ok if known(r.latency_s)]
+    cheap = [(r.cost_usd, i) for i, r in ok if known(r.cost_usd)]
+    return (min(fast)[1] if fast else None), (min(cheap)[1] if cheap else None)
+
+
+_RETRY_WAIT = re.compile(r"retrying in\s+([0-9]+(?:\.[0-9]+)?)\s*s", re.I)
+_HTTP_CODE = re.compile(r"\b([45][0-9]{2})\b")
+_ATTEMPT = re.compile(r"attempt\s+(\d+)\s+of\s+(\d+)", re.I)
+
+
+def parse_retry(detail: str | None) -> tuple[float | None, str | None, str | None]:
+    """From "rate limited (429); retrying in 2.0 s (attempt 2 of 4)": (2.0, "429", "attempt 2 of 4")."""
+    if not detail:
+        return None, None, None
+    m = _RETRY_WAIT.search(detail)
+    wait = float(m.group(1)) if m else None
+    c = _HTTP_CODE.search(detail)
+    a = _ATTEMPT.search(detail)
+    return wait, (c.group(1) if c else None), (a.group(0) if a else None)

@@ -1,0 +1,598 @@
+"""The one home of usage records: every call, in SQLite under LLMCELLS_HOME, read back with pandas.
+
+- One table, `calls`, in `$LLMCELLS_HOME/ledger.sqlite`; WAL mode and a busy timeout so that
+  several processes (notebooks, scripts) can write at once; every row is committed as soon as it
+  is recorded, so a finished call survives even a SIGKILL right after.
+- `record()` never raises and never blocks a call for long: if the database can't be written
+  (corrupt file, read-only folder, disk full) it warns once and keeps the rows in memory, so that
+  `usage()` still shows this session's calls; they are written as soon as the database works again.
+- `usage()` and `costs()` return typed DataFrames; pandas is imported on first use.
+
+ts is the time a call started, stored as epoch seconds (REAL) and returned as a UTC datetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sqlite3
+import threading
+import time
+import uuid
+import warnings
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .errors import ConfigError, redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .types import Result
+
+__all__ = ["record", "usage", "costs", "path", "session_id", "insert_rows", "row_from_result",
+           "prompt_hash", "close", "LedgerWarning", "COLUMNS", "COST_KEYS"]
+
+SESSION_ID = uuid.uuid4().hex
+_FILENAME = "ledger.sqlite"
+_BUSY_TIMEOUT_MS = 10_000
+_LOCK_RETRIES = 5
+_PREVIEW_CHARS = 80
+_ERROR_CHARS = 500
+_STR_DTYPE = "str"   # pandas' default string dtype (pandas 3); missing values are NaN
+
+# (name, SQL type, pandas kind). Order = DataFrame column order.
+_SCHEMA: list[tuple[str, str, str]] = [
+    ("ts", "REAL NOT NULL", "ts"),
+    ("call_id", "TEXT NOT NULL UNIQUE", "str"),
+    ("group_id", "TEXT", "str"),
+    ("batch_id", "TEXT", "str"),
+    ("session_id", "TEXT", "str"),
+    ("cell", "INTEGER", "nullable_int"),
+    ("provider", "TEXT", "str"),
+    ("model", "TEXT", "str"),
+    ("response_model", "TEXT", "str"),
+    ("status", "TEXT", "str"),
+    ("error_kind", "TEXT", "str"),
+    ("error", "TEXT", "str"),
+    ("input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("cached_input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("output_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("cost_usd", "REAL", "float"),
+    ("price_source", "TEXT", "str"),
+    ("latency_s", "REAL", "float"),
+    ("ttft_s", "REAL", "float"),
+    ("tokens_per_s", "REAL", "float"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("cached", "INTEGER NOT NULL DEFAULT 0", "bool"),
+    ("sample", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("simulated", "INTEGER NOT NULL DEFAULT 0", "bool"),
+    ("prompt_hash", "TEXT", "str"),
+    ("prompt_preview", "TEXT", "str"),
+    ("prompt_text", "TEXT", "str"),
+    ("output_text", "TEXT", "str"),
+]
+COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
+_KINDS = {c: k for c, _, k in _SCHEMA}
+_INDEXES = {"ts": "ts", "model": "model", "group_id": "group_id", "batch_id": "batch_id"}
+
+_CREATE = "CREATE TABLE IF NOT EXISTS calls (\n  " + ",\n  ".join(
+    f"{c} {t}" for c, t, _ in _SCHEMA) + "\n)"
+_INSERT = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+class LedgerWarning(UserWarning):
+    """The usage ledger could not be written or read; calls still run."""
+
+
+# ----- connections ---------------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_conns: dict[str, sqlite3.Connection] = {}     # one writer connection per ledger path
+_unsaved: dict[str, list[tuple]] = {}          # rows that could not be written, per path
+_warned: set[str] = set()
+
+
+def path() -> Path:
+    """Where the ledger lives: $LLMCELLS_HOME/ledger.sqlite (resolved anew on every use)."""
+    from .config import home
+
+    return home() / _FILENAME
+
+
+def _path_noraise() -> Path:
+    try:
+        return path()
+    except OSError:                  # the home folder can't be created: record() will warn
+        base = Path(os.environ.get("LLMCELLS_HOME") or Path.home() / ".llmcells").expanduser()
+        return base / _FILENAME
+
+
+def session_id() -> str:
+    """This Python process's session id (the session_id column of its rows)."""
+    return SESSION_ID
+
+
+def _is_locked(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
+
+
+def _with_retry(fn):
+    """Run fn(), retrying a few times when another process holds the lock past busy_timeout."""
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_locked(exc) or attempt == _LOCK_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (2 ** attempt))
+
+
+def _open(p: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(p), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+        def setup():
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            # NORMAL in WAL mode: a committed row survives a process crash (SIGKILL); only an
+            # OS crash / power cut can lose the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_CREATE)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
+            for c, t, _ in _SCHEMA:          # an older ledger: add the columns it lacks
+                if c not in have:
+                    t = t.replace("NOT NULL UNIQUE", "").replace("NOT NULL", "")
+                    conn.execute(f"ALTER TABLE calls ADD COLUMN {c} {t}")
+            for name, col in _INDEXES.items():
+                conn.execute(f"CREATE INDEX IF NOT EXISTS calls_{name} ON calls ({col})")
+            return mode
+
+        _with_retry(setup)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _writer(p: Path) -> sqlite3.Connection:
+    key = str(p)
+    conn = _conns.get(key)
+    if conn is None:
+        conn = _conns[key] = _open(p)
+    return conn
+
+
+def _drop(key: str) -> None:
+    conn = _conns.pop(key, None)
+    if conn is not None:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+
+def close() -> None:
+    """Close every ledger connection (they reopen on next use)."""
+    with _lock:
+        for key in list(_conns):
+            _drop(key)
+
+
+def _warn_once(p: Path | str, exc: BaseException, *, reading: bool = False) -> None:
+    key = str(p)
+    if key in _warned:
+        return
+    _warned.add(key)
+    what = "read" if reading else "write"
+    warnings.warn(
+        f"llmcells could not {what} the usage ledger at {p}: {exc}; calls still run, but are not "
+        "recorded. Move the file away to start a new ledger.",
+        LedgerWarning,
+        stacklevel=3,
+    )
+
+
+# ----- rows ----------------------------------------------------------------------------------------
+
+
+def prompt_hash(prompt: str, system: str | None = None) -> str:
+    """sha256 hex of the system text and the prompt (system, a NUL, then the prompt)."""
+    return hashlib.sha256(f"{system or ''}\x00{prompt or ''}".encode("utf-8", "replace")).hexdigest()
+
+
+def _preview(text: str | None, n: int = _PREVIEW_CHARS) -> str:
+    one = " ".join((text or "").split())
+    return one if len(one) <= n else one[: n - 1] + "…"
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
+                    store_text: bool | None = None) -> tuple:
+    """The ledger row of one Result, as a tuple in COLUMNS order."""
+    if store_text is None:
+        from .config import settings
+
+        store_text = bool(settings.store_text)
+    u = result.usage
+    error = redact(result.error)[:_ERROR_CHARS] if result.error else None
+    ts = result.started_at if result.started_at else time.time()
+    return (
+        float(ts),
+        result.call_id or uuid.uuid4().hex,
+        result.group_id,
+        result.batch_id,
+        SESSION_ID,
+        result.cell,
+        result.provider,
+        result.model,
+        result.response_model,
+        result.status,
+        result.error_kind,
+        error,
+        int(u.input_tokens or 0),
+        int(u.cached_input_tokens or 0),
+        int(u.cache_write_tokens or 0),
+        int(u.output_tokens or 0),
+        int(u.reasoning_tokens or 0),
+        _num(result.cost_usd),
+        result.price_source,
+        _num(result.latency_s),
+        _num(result.ttft_s),
+        _num(result.tokens_per_s),
+        int(result.attempts or 0),
+        1 if result.cached else 0,
+        int(result.sample or 0),
+        1 if result.simulated else 0,
+        prompt_hash(prompt, system),
+        _preview(prompt),
+        (prompt if system is None else f"[system] {system}\n\n{prompt}") if store_text else None,
+        result.text if store_text else None,
+    )
+
+
+def _write(p: Path, rows: Sequence[tuple]) -> None:
+    """Insert rows in one transaction (with the unsaved ones first); raises sqlite3/OS errors."""
+    key = str(p)
+    conn = _writer(p)
+    pending = _unsaved.get(key) or []
+    todo = [*pending, *rows]
+
+    def go():
+        if len(todo) == 1:
+            conn.execute(_INSERT, todo[0])          # autocommit: committed on return
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, todo)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    try:
+        _with_retry(go)
+    except (sqlite3.Error, OSError):
+        _drop(key)                                   # reopen next time (the file may be fixed)
+        raise
+    if pending:
+        _unsaved.pop(key, None)
+
+
+def record(result: "Result", *, prompt: str, system: str | None = None) -> None:
+    """Record one finished (or failed, or cancelled) call; committed before returning.
+
+    Safe from any thread. Never raises for a database problem: it warns once and keeps the row
+    in memory (usage() still shows it).
+    """
+    row = row_from_result(result, prompt=prompt, system=system)
+    with _lock:
+        p = _path_noraise()
+        try:
+            _write(p, [row])
+        except (sqlite3.Error, OSError) as exc:
+            _unsaved.setdefault(str(p), []).append(row)
+            _warn_once(p, exc)
+
+
+def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
+    """Bulk insert (benchmarks, imports): dicts keyed by COLUMNS (missing keys get defaults) or
+    tuples in COLUMNS order. Raises on database errors. Returns the number of rows given."""
+    defaults = {"ts": None, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
+                "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
+                "sample": 0, "simulated": 0, "session_id": SESSION_ID}
+    tuples = []
+    now = time.time()
+    for r in rows:
+        if isinstance(r, dict):
+            d = {**defaults, **r}
+            if d["ts"] is None:
+                d["ts"] = now
+            if not d.get("call_id"):
+                d["call_id"] = uuid.uuid4().hex
+            d["cost_usd"] = _num(d.get("cost_usd"))
+            tuples.append(tuple(d.get(c) for c in COLUMNS))
+        else:
+            tuples.append(tuple(r))
+    with _lock:
+        p = path()
+        conn = _writer(p)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, tuples)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return len(tuples)
+
+
+# ----- reading -------------------------------------------------------------------------------------
+
+
+def _since_epoch(since: Any) -> float:
+    if isinstance(since, timedelta):
+        return time.time() - since.total_seconds()
+    if isinstance(since, datetime):
+        return since.timestamp()              # a naive datetime is local time, as datetime.now()
+    if isinstance(since, date):
+        return datetime(since.year, since.month, since.day).timestamp()
+    if isinstance(since, (int, float)) and not isinstance(since, bool):
+        return float(since)
+    if isinstance(since, str):
+        s = since.strip()
+        if s.lower() == "today":
+            return datetime.combine(date.today(), datetime.min.time()).timestamp()
+        try:
+            return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+        import pandas as pd
+
+        try:                                  # "1h", "30min", "2 days": that long ago
+            return time.time() - pd.Timedelta(s).total_seconds()
+        except (ValueError, TypeError):
+            pass
+        raise ConfigError(f"since={since!r}: give a datetime, a timedelta, an ISO date/time "
+                          "('2025-06-01') or a duration ('1h', '7 days').")
+    raise ConfigError(f"since={since!r}: give a datetime, a timedelta, an ISO date or a duration.")
+
+
+def _model_names(model: str | Sequence[str]) -> list[str]:
+    from .models import PROVIDER_SYNONYMS, aliases
+
+    names = [model] if isinstance(model, str) else list(model)
+    al = aliases()
+    out: list[str] = []
+    for n in names:
+        n = str(n).strip()
+        cands = [n]
+        if n in al:
+            cands.append(al[n])
+        for c in list(cands):
+            if ":" in c:
+                pre, rest = c.split(":", 1)
+                if pre.lower() in PROVIDER_SYNONYMS:
+                    cands.append(f"{PROVIDER_SYNONYMS[pre.lower()]}:{rest}")
+        out.extend(x for x in cands if x not in out)
+    return out
+
+
+def _where(*, session: bool, since: Any, model: Any, status: Any, group_id: Any,
+           batch_id: Any) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def in_(col: str, values: Any) -> None:
+        vals = [values] if isinstance(values, str) or not isinstance(values, Iterable) else list(values)
+        clauses.append(f"{col} IN ({', '.join('?' * len(vals))})" if vals else "0")
+        args.extend(vals)
+
+    if session:
+        clauses.append("session_id = ?")
+        args.append(SESSION_ID)
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(_since_epoch(since))
+    if model is not None:
+        names = _model_names(model)
+        q = ", ".join("?" * len(names))
+        # requested id or alias, the model as answered, or the bare model name of an id
+        clauses.append(f"(model IN ({q}) OR response_model IN ({q}) OR "
+                       f"substr(model, instr(model, ':') + 1) IN ({q}))")
+        args.extend(names * 3)
+    if status is not None:
+        in_("status", status)
+    if group_id is not None:
+        in_("group_id", group_id)
+    if batch_id is not None:
+        in_("batch_id", batch_id)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def _query(conn: sqlite3.Connection, where: str, args: list[Any], limit: int | None) -> list[tuple]:
+    sql = f"SELECT {', '.join(COLUMNS)} FROM calls{where}"
+    if limit is not None:
+        sql += " ORDER BY ts DESC, rowid DESC LIMIT ?"
+        rows = conn.execute(sql, [*args, int(limit)]).fetchall()
+        rows.reverse()
+        return rows
+    sql += " ORDER BY ts, rowid"
+    return conn.execute(sql, args).fetchall()
+
+
+def _query_memory(rows: list[tuple], where: str, args: list[Any], limit: int | None) -> list[tuple]:
+    """Apply the same SQL filter to rows held in memory (an in-memory SQLite table)."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.execute(_CREATE)
+        mem.executemany(_INSERT, rows)
+        return _query(mem, where, args, limit)
+    finally:
+        mem.close()
+
+
+def _frame(rows: list[tuple]) -> "pd.DataFrame":
+    import numpy as np
+    import pandas as pd
+
+    cols = list(zip(*rows)) if rows else [()] * len(COLUMNS)
+    data: dict[str, Any] = {}
+    for name, values in zip(COLUMNS, cols):
+        kind = _KINDS[name]
+        if kind == "ts":
+            us = np.round(np.asarray(values, dtype="float64") * 1e6).astype("int64")
+            data[name] = pd.to_datetime(us, unit="us", utc=True)
+        elif kind == "int":
+            data[name] = np.asarray(values, dtype="int64")
+        elif kind == "nullable_int":
+            data[name] = pd.array(values, dtype="Int64")
+        elif kind == "float":
+            data[name] = np.asarray(values, dtype="float64")      # None -> NaN
+        elif kind == "bool":
+            data[name] = np.asarray(values, dtype="int64").astype(bool)
+        else:
+            data[name] = pd.array(values, dtype=_STR_DTYPE)     # missing -> NaN
+    return pd.DataFrame(data, columns=COLUMNS)
+
+
+def usage(*, session: bool = False, since: Any = None, model: str | Sequence[str] | None = None,
+          status: str | Sequence[str] | None = None, group_id: str | Sequence[str] | None = None,
+          batch_id: str | Sequence[str] | None = None, limit: int | None = None) -> "pd.DataFrame":
+    """Every recorded call as a DataFrame, oldest first (newest last).
+
+    Filters: session (only this Python process), since (datetime, timedelta, ISO string, or a
+    duration like "1h"), model (requested id, alias, bare name or the model as answered; one or a
+    list), status ("ok", "error", "cancelled", "incomplete"), group_id, batch_id, limit (the newest
+    N calls). cost_usd is NaN where the price was unknown; ts is a UTC datetime.
+    """
+    where, args = _where(session=session, since=since, model=model, status=status,
+                         group_id=group_id, batch_id=batch_id)
+    p = _path_noraise()
+    rows: list[tuple] = []
+    if p.exists():
+        try:
+            conn = sqlite3.connect(str(p), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                rows = _with_retry(lambda: _query(conn, where, args, limit))
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                _warn_once(p, exc, reading=True)
+        except sqlite3.Error as exc:
+            _warn_once(p, exc, reading=True)
+    with _lock:
+        pending = list(_unsaved.get(str(p)) or [])
+    if pending:
+        extra = _query_memory(pending, where, args, limit)
+        if extra:
+            seen = {r[1] for r in rows}
+            rows = sorted([*rows, *(r for r in extra if r[1] not in seen)], key=lambda r: r[0])
+            if limit is not None:
+                rows = rows[-int(limit):] if limit > 0 else []
+    return _frame(rows)
+
+
+# ----- aggregation ---------------------------------------------------------------------------------
+
+# by key -> (output column, how to compute it)
+COST_KEYS = {
+    "model": "model",
+    "provider": "provider",
+    "day": "day",
+    "cell": "cell",
+    "group": "group_id",
+    "batch": "batch_id",
+    "status": "status",
+    "session": "session_id",
+}
+_KEY_SYNONYMS = {"group_id": "group", "batch_id": "batch", "session_id": "session", "date": "day",
+                 "models": "model", "providers": "provider"}
+_ERROR_STATUSES = ("error", "incomplete")
+_COST_COLUMNS = ["calls", "errors", "error_rate", "input_tokens", "output_tokens",
+                 "cached_input_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls",
+                 "latency_p50", "latency_p95", "ttft_p50"]
+
+
+def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
+    """Calls, errors, tokens, cost and latency aggregated by one or more keys, costliest first.
+
+    by: "model", "provider", "day" (UTC date), "cell", "group", "batch", "status", "session", or a
+    list of them. filters: as for usage(). errors counts calls with status "error" or
+    "incomplete". cost_usd sums the known costs; unpriced_calls counts calls whose price was
+    unknown (cost_usd is NaN when no call of a group has a known price).
+    """
+    import numpy as np
+    import pandas as pd
+
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise ConfigError(f"costs(by=...) needs at least one key: {', '.join(COST_KEYS)}.")
+    norm = []
+    for k in keys:
+        k2 = _KEY_SYNONYMS.get(str(k).strip().lower(), str(k).strip().lower())
+        if k2 not in COST_KEYS:
+            raise ConfigError(f"costs(by={k!r}): unknown key. Valid keys: {', '.join(COST_KEYS)}.")
+        if k2 not in norm:
+            norm.append(k2)
+    cols = [COST_KEYS[k] for k in norm]
+
+    df = usage(**filters)
+    if "day" in cols:
+        df["day"] = df["ts"].dt.floor("D")
+    work = pd.DataFrame({c: df[c] for c in cols})
+    work["calls"] = 1
+    work["errors"] = df["status"].isin(_ERROR_STATUSES).astype("int64")
+    for c in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
+              "cost_usd", "latency_s", "ttft_s"):
+        work[c] = df[c]
+    work["unpriced_calls"] = df["cost_usd"].isna().astype("int64")
+
+    g = work.groupby(cols, dropna=False, sort=False)
+    out = g.agg(
+        calls=("calls", "sum"),
+        errors=("errors", "sum"),
+        input_tokens=("input_tokens", "sum"),
+        output_tokens=("output_tokens", "sum"),
+        cached_input_tokens=("cached_input_tokens", "sum"),
+        reasoning_tokens=("reasoning_tokens", "sum"),
+        unpriced_calls=("unpriced_calls", "sum"),
+    )
+    out["cost_usd"] = g["cost_usd"].sum(min_count=1)
+    q_lat = g["latency_s"].quantile([0.5, 0.95]).unstack() if len(work) else None
+    if q_lat is not None:
+        out["latency_p50"] = q_lat[0.5]
+        out["latency_p95"] = q_lat[0.95]
+        out["ttft_p50"] = g["ttft_s"].median()
+    else:
+        out["latency_p50"] = out["latency_p95"] = out["ttft_p50"] = np.array([], dtype="float64")
+    out["error_rate"] = (out["errors"] / out["calls"]).astype("float64")
+    out = out.reset_index()
+    if "day" in cols:
+        out["day"] = [d.date() if not pd.isna(d) else None for d in out["day"]]
+    for c in ("calls", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
+              "reasoning_tokens", "unpriced_calls"):
+        out[c] = out[c].astype("int64")
+    for c in ("cost_usd", "latency_p50", "latency_p95", "ttft_p50", "error_rate"):
+        out[c] = out[c].astype("float64")
+    out = out.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
+    return out[[*cols, *_COST_COLUMNS]].reset_index(drop=True)

@@ -1,0 +1,377 @@
+"""The IPython magics: %%chatgpt, %%claude, %%gemini, %%compare and %llmcells.
+
+Every cell magic takes the same options; the cell body is the prompt, with `{name}` references
+to notebook variables filled in. Bad input ends the cell with one UsageError line and sends
+nothing; a failed call is shown in its card and recorded in the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, needs_local_scope
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import models as _models
+from .config import settings
+from .errors import ConfigError, LLMError
+from .interpolate import interpolate
+from .types import Comparison, Message, Result
+
+#: each model's conversation (by provider:model id), continued by `-c`
+conversations: dict[str, list[Message]] = {}
+
+_FORMATS = ("markdown", "text", "code", "json")
+
+
+def _call_options(func: Callable) -> Callable:
+    """The options shared by every cell magic."""
+    decorators = [
+        magic_arguments(),
+        argument("-m", "--model", help="model: an alias (chatgpt, claude, gemini) or provider:model; "
+                                        "a bare name is taken as this provider's model"),
+        argument("-s", "--system", help="system prompt (quote it if it has spaces)"),
+        argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2"),
+        argument("--max-tokens", type=int, help="the longest answer, in tokens"),
+        argument("--timeout", type=float, help="seconds the whole call may take"),
+        argument("-o", "--out", metavar="VAR", help="store the Result (or Comparison) in VAR"),
+        argument("-f", "--format", choices=_FORMATS, default="markdown",
+                 help="markdown (default); text; code: put the answer's code in a new cell "
+                      "below; json: parse the answer (the Result's .data)"),
+        argument("-n", "--repeat", type=int, default=1, metavar="N", help="N samples"),
+        argument("-c", "--continue", dest="cont", action="store_true",
+                 help="continue this model's conversation from earlier cells (default: a fresh, "
+                      "reproducible request)"),
+        argument("--no-display", action="store_true", help="show nothing; use -o or _llm"),
+        argument("--no-interpolate", action="store_true",
+                 help="send the cell as written, without filling in {name} references"),
+    ]
+    for deco in reversed(decorators[1:]):
+        func = deco(func)
+    return decorators[0](func)
+
+
+def _compare_options(func: Callable) -> Callable:
+    func = argument("models", nargs="*", metavar="MODEL",
+                    help="models to compare (default: chatgpt claude gemini, see %%llmcells config)")(func)
+    return _call_options(func)
+
+
+def _fail(message: str) -> UsageError:
+    return UsageError(message)
+
+
+def _extract_code(text: str) -> str:
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
+    return "\n\n".join(b.rstrip("\n") for b in blocks) if blocks else text.strip()
+
+
+def _parse_json(text: str) -> Any:
+    body = text.strip()
+    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", body, flags=re.S)
+    if fenced:
+        body = fenced.group(1)
+    return json.loads(body)
+
+
+@magics_class
+class LLMMagics(Magics):
+    """%%chatgpt, %%claude, %%gemini, %%compare and %llmcells."""
+
+    # ----- helpers ------------------------------------------------------------------------------
+
+    def _args(self, magic: Callable, line: str) -> Any:
+        try:
+            args = parse_argstring(magic, line)
+        except UsageError:
+            raise
+        except SystemExit:  # argparse exits on some errors; turn them into one line
+            raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
+        if args.repeat < 1:
+            raise _fail(f"-n/--repeat takes a number of samples >= 1, not {args.repeat}.")
+        if args.temperature is not None and not 0 <= args.temperature <= 2:
+            raise _fail(f"-t/--temperature must be between 0 and 2, not {args.temperature:g}.")
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise _fail(f"--max-tokens must be 1 or more, not {args.max_tokens}.")
+        if args.timeout is not None and args.timeout <= 0:
+            raise _fail(f"--timeout must be a positive number of seconds, not {args.timeout:g}.")
+        if args.out is not None and not args.out.isidentifier():
+            raise _fail(f"-o/--out needs a variable name, not {args.out!r}.")
+        return args
+
+    def _prompt(self, cell: str | None, args: Any, magic: str) -> str:
+        if cell is None or not cell.strip():
+            raise _fail(f"The cell is empty: write the prompt below the %%{magic} line.")
+        return cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
+
+    def _model(self, default: str, given: str | None) -> _models.ModelSpec:
+        name = given or default
+        if given and ":" not in given and given not in _models.aliases():
+            provider = _models.resolve(default).provider
+            name = f"{provider}:{given}"
+        try:
+            return _models.resolve(name)
+        except ConfigError as err:
+            raise _fail(str(err)) from None
+
+    def _options(self, args: Any) -> dict[str, Any]:
+        return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
+                    timeout=args.timeout, display=False if args.no_display else None)
+
+    def _run(self, pending: Any) -> Any:
+        __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
+        from ._loop import run
+
+        return run(pending)
+
+    def _finish(self, outcome: Result | Comparison, args: Any, prompt: str) -> None:
+        results = outcome.results if isinstance(outcome, Comparison) else [outcome]
+        for r in results:
+            if r.ok and r.sample == 0:
+                history = conversations.get(r.model, []) if args.cont else []
+                conversations[r.model] = [*history, Message("user", prompt), Message("assistant", r.text)]
+        if args.format == "json":
+            for r in results:
+                if r.ok:
+                    try:
+                        r.data = _parse_json(r.text)
+                    except ValueError as err:
+                        print(f"llmcells: the answer of {r.model} is not valid JSON ({err}).")
+        self.shell.user_ns["_llm"] = outcome
+        if args.out:
+            self.shell.user_ns[args.out] = outcome
+        if args.format == "code":
+            ok = [r for r in results if r.ok and r.text.strip()]
+            if ok:
+                self.shell.set_next_input(_extract_code(ok[0].text), replace=False)
+
+    def _single(self, magic: str, default: str, line: str, cell: str | None) -> None:
+        __tracebackhide__ = True
+        import llmcells
+
+        method = getattr(self, magic)
+        args = self._args(method, line)
+        prompt = self._prompt(cell, args, magic)
+        spec = self._model(default, args.model)
+        try:
+            _models.api_key(spec)
+            if args.repeat > 1:
+                pending = llmcells.compare(prompt, [spec.requested], repeat=args.repeat,
+                                           histories=self._histories([spec], args), **self._options(args))
+            else:
+                pending = llmcells.ask(prompt, spec.requested, history=self._histories([spec], args).get(spec.id, ()),
+                                       **self._options(args))
+        except LLMError as err:
+            raise _fail(str(err)) from None
+        self._finish(self._run(pending), args, prompt)
+
+    def _histories(self, specs: list[_models.ModelSpec], args: Any) -> dict[str, list[Message]]:
+        if not args.cont:
+            return {}
+        return {s.id: list(conversations.get(s.id, [])) for s in specs}
+
+    # ----- the cell magics ----------------------------------------------------------------------
+
+    @_call_options
+    @cell_magic
+    def chatgpt(self, line: str = "", cell: str | None = None) -> None:
+        """Ask ChatGPT (OpenAI) the cell; the answer streams into a card with its tokens, speed
+        and cost.
+
+        Example::
+
+            %%chatgpt -t 0.2 -o answer
+            Summarise {df.shape[0]} rows of {topic} in three bullet points.
+
+        The default model is the alias `chatgpt`; `-m gpt-4.1` (or any openai:... id, or another
+        alias) picks another. `{name}`, `{name.attr}` and `{name[0]}` are filled in from the
+        notebook; other braces (JSON, code) are left as written.
+        """
+        self._single("chatgpt", "chatgpt", line, cell)
+
+    @_call_options
+    @cell_magic
+    def claude(self, line: str = "", cell: str | None = None) -> None:
+        """Ask Claude (Anthropic) the cell; the answer streams into a card with its tokens, speed
+        and cost.
+
+        Example::
+
+            %%claude -s "You are a terse reviewer." -c
+            And what about the second function?
+
+        The default model is the alias `claude`; `-m claude-sonnet-4-5` (or any anthropic:... id)
+        picks another. `-c` continues the conversation of earlier %%claude cells; without it each
+        cell is a fresh request.
+        """
+        self._single("claude", "claude", line, cell)
+
+    @_call_options
+    @cell_magic
+    def gemini(self, line: str = "", cell: str | None = None) -> None:
+        """Ask Gemini (Google) the cell; the answer streams into a card with its tokens, speed
+        and cost.
+
+        Example::
+
+            %%gemini -f json -o facts
+            Return a JSON list of three facts about {city}.
+
+        The default model is the alias `gemini`; `-m gemini-2.5-pro` (or any google:... id) picks
+        another. With `-f json` the parsed answer is in `facts.data`.
+        """
+        self._single("gemini", "gemini", line, cell)
+
+    @_compare_options
+    @cell_magic
+    def compare(self, line: str = "", cell: str | None = None) -> None:
+        """Ask several models the cell at once and show their answers side by side, then a
+        table of latency, time to first token, tokens/s, tokens and cost (fastest and cheapest
+        marked).
+
+        Example::
+
+            %%compare chatgpt claude google:gemini-2.5-pro -n 2
+            Explain {concept} to a new analyst in one paragraph.
+
+        Models are aliases or provider:model ids (default: chatgpt claude gemini). A model that
+        fails (no key, rate limit, unknown model at the provider) shows its error in its card;
+        the others carry on.
+        """
+        __tracebackhide__ = True
+        import llmcells
+
+        args = self._args(self.compare, line)
+        if args.model:
+            args.models = [*args.models, args.model]
+        prompt = self._prompt(cell, args, "compare")
+        try:
+            specs = [_models.resolve(m) for m in (args.models or settings.compare_models)]
+            pending = llmcells.compare(prompt, [s.requested for s in specs], repeat=args.repeat,
+                                       histories=self._histories(specs, args), **self._options(args))
+        except LLMError as err:
+            raise _fail(str(err)) from None
+        self._finish(self._run(pending), args, prompt)
+
+    # ----- %llmcells ----------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("command", nargs="?", default="help",
+              help="models | config | usage | costs | reset | simulate | help")
+    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
+    @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
+    @argument("--session", action="store_true", help="usage/costs: only this session's calls")
+    @argument("-n", "--last", type=int, default=None, help="usage: the last N calls")
+    @argument("--ttft", type=float, help="simulate: seconds before the first token")
+    @argument("--tps", type=float, help="simulate: tokens per second")
+    @needs_local_scope
+    @line_magic
+    def llmcells(self, line: str = "", local_ns: dict | None = None) -> Any:
+        """Settings, models, the usage ledger and the simulator.
+
+        %llmcells models                  aliases, default models, which keys are set
+        %llmcells config                  show settings
+        %llmcells config temperature=0 compare_models=chatgpt,claude
+        %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
+        %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
+        %llmcells reset [MODEL]           forget conversations (of one model, or all)
+        %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
+                                          simulator (no keys needed; cards say "simulated")
+        %llmcells help                    this text
+        """
+        try:
+            args = parse_argstring(self.llmcells, line)
+        except SystemExit:
+            raise _fail(f"Bad options: {line!r}. See %llmcells help.") from None
+        handler = getattr(self, f"_cmd_{args.command}", None)
+        if handler is None:
+            raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
+                        "reset, simulate, help.")
+        try:
+            return handler(args)
+        except LLMError as err:
+            raise _fail(str(err)) from None
+
+    def _cmd_help(self, args: Any) -> None:
+        print((self.llmcells.__doc__ or "").strip())
+
+    def _cmd_models(self, args: Any) -> Any:
+        import pandas as pd
+
+        from ._simulation import active
+
+        keys = _models.key_status()
+        rows = []
+        for alias, model_id in _models.aliases().items():
+            spec = _models.resolve(model_id)
+            rows.append({"alias": alias, "model": spec.id, "provider": spec.label,
+                         "key set": "yes" if keys.get(spec.provider) else "no",
+                         "simulated": "yes" if spec.simulated else "no"})
+        for name, ep in _models.endpoints().items():
+            rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
+                         "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",
+                         "simulated": "no"})
+        print("Compare models: " + " ".join(settings.compare_models)
+              + ("   (simulator on)" if active() else ""))
+        return pd.DataFrame(rows)
+
+    def _cmd_config(self, args: Any) -> Any:
+        if args.words:
+            changes = {}
+            for word in args.words:
+                if "=" not in word:
+                    raise _fail(f"config takes NAME=VALUE pairs, not {word!r}.")
+                name, value = word.split("=", 1)
+                changes[name.strip()] = None if value.strip().lower() == "none" else value.strip()
+            settings.update(**changes)
+        return {k: v for k, v in settings.as_dict().items()}
+
+    def _cmd_usage(self, args: Any) -> Any:
+        import llmcells
+
+        frame = llmcells.usage(session=args.session)
+        return frame.tail(args.last) if args.last else frame
+
+    def _cmd_costs(self, args: Any) -> Any:
+        import llmcells
+
+        by = [b.strip() for b in args.by.split(",") if b.strip()]
+        return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session)
+
+    def _cmd_reset(self, args: Any) -> None:
+        if args.words:
+            for word in args.words:
+                spec = _models.resolve(word)
+                conversations.pop(spec.id, None)
+            print(f"Forgot the conversation of {', '.join(args.words)}.")
+        else:
+            conversations.clear()
+            print("Forgot all conversations.")
+
+    def _cmd_simulate(self, args: Any) -> None:
+        from ._simulation import simulate
+
+        state = (args.words or ["on"])[0].lower()
+        if state not in ("on", "off"):
+            raise _fail(f"simulate takes on or off, not {state!r}.")
+        if state == "off":
+            simulate(False)
+            print("Simulator off: calls go to the real providers.")
+            return
+        options = {k: v for k, v in (("ttft", args.ttft), ("tokens_per_s", args.tps)) if v is not None}
+        sim = simulate(**options)
+        print(f"Simulator on at {sim.url}: every provider answers from it, no keys needed; "
+              "cards are labelled 'simulated'. `%llmcells simulate off` to stop.")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics with IPython."""
+    ipython.register_magics(LLMMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Nothing to undo beyond what IPython does; conversations are kept for a reload."""

@@ -1,0 +1,215 @@
+"""Anthropic adapter: the Messages API through the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    ModelNotFoundError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+)
+from ..models import ModelSpec
+from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ._common import (
+    connection_failed,
+    count,
+    field,
+    host_of,
+    incomplete,
+    map_transport_error,
+    one_line,
+    retry_after_from_headers,
+    split_params,
+)
+from .base import ClientOptions, Provider
+
+DEFAULT_HOST = "api.anthropic.com"
+_USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+
+
+# ----- usage -------------------------------------------------------------------------------------
+
+
+def _map_usage(raw: Any) -> Usage:
+    """Normalise an Anthropic usage object or dict.
+
+    Anthropic's input_tokens leaves out cache reads and writes, so they are added back to get all
+    input. Thinking tokens are part of output_tokens and not reported on their own.
+    """
+    cache_read = count(raw, "cache_read_input_tokens")
+    cache_write = count(raw, "cache_creation_input_tokens")
+    return Usage(
+        input_tokens=count(raw, "input_tokens") + cache_read + cache_write,
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        output_tokens=count(raw, "output_tokens"),
+        reasoning_tokens=0,
+    )
+
+
+def _merge_usage(seen: dict[str, int], raw: Any) -> dict[str, int]:
+    """seen updated with the fields raw reports (message_delta may omit the input fields)."""
+    for name in _USAGE_FIELDS:
+        value = field(raw, name)
+        if value is not None:
+            seen[name] = int(value)
+    return seen
+
+
+# ----- requests ----------------------------------------------------------------------------------
+
+
+def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
+    """Keyword arguments for messages.create(stream=True)."""
+    kwargs: dict[str, Any] = {
+        "model": request.spec.name,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        # Anthropic requires max_tokens; the runner passes its configured default in extra.
+        "max_tokens": request.max_tokens or request.extra.get("default_max_tokens", 4096),
+        "stream": True,
+    }
+    if request.system:
+        kwargs["system"] = request.system
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    named, extra = split_params(create, request.extra.get("params") or {})
+    kwargs.update(named)
+    if extra:
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
+    return kwargs
+
+
+# ----- the stream --------------------------------------------------------------------------------
+
+
+async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
+    create = client.messages.create
+    stream = await create(**_message_kwargs(request, create))
+    seen: dict[str, int] = {}
+    stop_reason: str | None = None
+    finished = False
+    try:
+        async for event in stream:
+            kind = event.type
+            if kind == "message_start":
+                message = event.message
+                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None)
+                if message.usage is not None:
+                    # output_tokens here is a small placeholder; message_delta brings the real count.
+                    yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage)))
+            elif kind == "content_block_delta":
+                delta = event.delta
+                if delta.type == "text_delta" and delta.text:
+                    yield TextDelta(delta.text)
+                elif delta.type == "thinking_delta" and delta.thinking:
+                    yield ReasoningDelta(delta.thinking)
+            elif kind == "message_delta":
+                stop_reason = field(event.delta, "stop_reason") or stop_reason
+                if event.usage is not None:
+                    yield UsageUpdate(_map_usage(_merge_usage(seen, event.usage)))
+            elif kind == "message_stop":
+                finished = True
+                break
+    finally:
+        await stream.close()
+    # The SDK ends silently when the body stops before message_stop.
+    if not finished:
+        raise incomplete(request.spec)
+    yield Finish(stop_reason or "end_turn")
+
+
+# ----- errors ------------------------------------------------------------------------------------
+
+
+def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec) -> LLMError:
+    status = exc.status_code
+    kind = exc.type or ""
+    message = one_line(exc.api_message or exc.message)
+    provider = spec.provider
+    retry_after = retry_after_from_headers(exc.response.headers)
+    # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: go by type.
+    if status == 529 or kind == "overloaded_error":
+        return OverloadedError("Anthropic is overloaded; try again shortly.", provider=provider,
+                               status_code=status, retry_after=retry_after)
+    if status == 401 or kind == "authentication_error":
+        return AuthenticationError("Anthropic rejected the API key: check ANTHROPIC_API_KEY.",
+                                   provider=provider, status_code=status)
+    if status == 403 or kind == "permission_error":
+        return AuthenticationError(f"Anthropic denied access: {message}", provider=provider,
+                                   status_code=status)
+    if status == 404 or kind == "not_found_error":
+        return ModelNotFoundError(
+            f"Unknown model '{spec.name}' for Anthropic: check the name (%llmcells models lists aliases).",
+            provider=provider, status_code=status)
+    if status == 429 or kind == "rate_limit_error":
+        return RateLimitError(f"Anthropic rate limit: {message}", provider=provider, status_code=status,
+                              retry_after=retry_after)
+    if status == 402 or kind == "billing_error":
+        return ProviderError(f"Anthropic billing problem: {message}", provider=provider,
+                             status_code=status)
+    if status == 408 or kind == "timeout_error":
+        return ProviderTimeoutError(f"Anthropic timed out the request: {message}", provider=provider,
+                                    status_code=status)
+    if status >= 500 or kind == "api_error":
+        return ServerError(f"Anthropic had a server error ({status}): {message}", provider=provider,
+                           status_code=status, retry_after=retry_after)
+    if 400 <= status < 500:
+        return BadRequestError(f"Anthropic rejected the request: {message}", provider=provider,
+                               status_code=status)
+    return ProviderError(f"Anthropic reported an error: {message}", provider=provider, status_code=status)
+
+
+def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
+    if isinstance(exc, LLMError):
+        return exc
+    host = host_of(spec.base_url, DEFAULT_HOST)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderTimeoutError(f"Anthropic at {host} did not answer in time.", provider=spec.provider)
+    if isinstance(exc, anthropic.APIConnectionError):
+        return connection_failed(spec, host, exc)
+    if isinstance(exc, anthropic.APIStatusError):
+        return _status_error(exc, spec)
+    if isinstance(exc, anthropic.AnthropicError):
+        return ProviderError(f"Anthropic: {one_line(exc)}", provider=spec.provider)
+    return map_transport_error(exc, spec, DEFAULT_HOST)
+
+
+# ----- the adapter -------------------------------------------------------------------------------
+
+
+class AnthropicProvider(Provider):
+    """Anthropic through `anthropic.AsyncAnthropic`."""
+
+    name = "anthropic"
+
+    def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
+        """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
+        return anthropic.AsyncAnthropic(
+            api_key=options.api_key,
+            base_url=options.base_url,  # None: ANTHROPIC_BASE_URL or the SDK's default
+            max_retries=0,
+            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
+            http_client=options.http_client,
+        )
+
+    def stream(self, client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
+        """Stream one Messages call; Finish comes only after message_stop."""
+        return _stream(client, request)
+
+    def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
+        """The llmcells error for an anthropic / httpx exception, or None if exc is neither."""
+        return _map_error(exc, spec)
+
+
+ADAPTER = AnthropicProvider()

@@ -1,0 +1,260 @@
+"""Google Gemini adapter: generateContent streaming through the official `google-genai` SDK.
+
+The Gemini Developer API by default; Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is true.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    ModelNotFoundError,
+    OverloadedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from ..models import ModelSpec, vertex_enabled
+from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ._common import (
+    count,
+    field,
+    incomplete,
+    map_transport_error,
+    one_line,
+    parse_duration,
+    retry_after_from_headers,
+)
+from .base import ClientOptions, Provider
+
+DEVELOPER_HOST = "generativelanguage.googleapis.com"
+VERTEX_HOST = "aiplatform.googleapis.com"
+
+
+# ----- usage -------------------------------------------------------------------------------------
+
+
+def _map_usage(raw: Any) -> Usage:
+    """Normalise Gemini usageMetadata (an SDK object, or a dict in snake_case or camelCase).
+
+    Every chunk carries the running totals, so the last chunk's usage is the call's usage.
+    Thoughts are billed as output but reported apart from candidatesTokenCount (which can be
+    missing), so output is their sum. promptTokenCount already includes cached content.
+    """
+    thoughts = count(raw, "thoughts_token_count", "thoughtsTokenCount")
+    return Usage(
+        input_tokens=count(raw, "prompt_token_count", "promptTokenCount")
+        + count(raw, "tool_use_prompt_token_count", "toolUsePromptTokenCount"),
+        cached_input_tokens=count(raw, "cached_content_token_count", "cachedContentTokenCount"),
+        cache_write_tokens=0,
+        output_tokens=count(raw, "candidates_token_count", "candidatesTokenCount") + thoughts,
+        reasoning_tokens=thoughts,
+    )
+
+
+# ----- client ------------------------------------------------------------------------------------
+
+
+class _ClientTimeoutAsyncClient(httpx2.AsyncClient):
+    """An httpx client that keeps its own timeouts.
+
+    google-genai sends every request with `timeout=None` when HttpOptions.timeout is unset
+    (_api_client.py, HttpRequest.timeout -> build_request), which httpx reads as "no timeout at
+    all". Treat None as "use the client's timeout" so connect and read limits still apply.
+    """
+
+    def build_request(self, *args: Any, **kwargs: Any) -> httpx2.Request:
+        if "timeout" in kwargs and kwargs["timeout"] is None:
+            kwargs["timeout"] = httpx2.USE_CLIENT_DEFAULT
+        return super().build_request(*args, **kwargs)
+
+
+# ----- requests ----------------------------------------------------------------------------------
+
+
+def _contents(request: Request) -> list[dict[str, Any]]:
+    # Gemini calls the assistant "model".
+    return [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
+            for m in request.messages]
+
+
+def _config(request: Request) -> dict[str, Any]:
+    """GenerateContentConfig fields; pass-through params (e.g. thinking_config) win."""
+    config: dict[str, Any] = {}
+    if request.system:
+        config["system_instruction"] = request.system
+    if request.temperature is not None:
+        config["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        config["max_output_tokens"] = request.max_tokens
+    config.update(request.extra.get("params") or {})
+    return config
+
+
+# ----- the stream --------------------------------------------------------------------------------
+
+
+async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event]:
+    stream = await client.aio.models.generate_content_stream(
+        model=request.spec.name, contents=_contents(request), config=_config(request) or None)
+    finish_reason: str | None = None
+    info_sent = False
+    last_usage: Usage | None = None
+    try:
+        async for chunk in stream:
+            if not info_sent and (chunk.model_version or chunk.response_id):
+                info_sent = True
+                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id)
+            block = field(chunk.prompt_feedback, "block_reason")
+            if block:
+                raise BadRequestError(f"Gemini blocked the prompt ({_name(block)}).",
+                                      provider=request.spec.provider)
+            candidate = chunk.candidates[0] if chunk.candidates else None
+            if candidate is not None and candidate.content is not None:
+                for part in candidate.content.parts or ():
+                    if not part.text:
+                        continue
+                    yield ReasoningDelta(part.text) if part.thought else TextDelta(part.text)
+            if chunk.usage_metadata is not None:
+                usage = _map_usage(chunk.usage_metadata)
+                if usage != last_usage:
+                    last_usage = usage
+                    yield UsageUpdate(usage)
+            if candidate is not None and candidate.finish_reason:
+                finish_reason = _name(candidate.finish_reason)
+    finally:
+        await stream.aclose()
+    # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
+    if finish_reason is None:
+        raise incomplete(request.spec)
+    yield Finish(finish_reason)
+
+
+def _name(value: Any) -> str:
+    """An SDK enum's wire name ("STOP"), or the value as text."""
+    return str(getattr(value, "value", value))
+
+
+# ----- errors ------------------------------------------------------------------------------------
+
+
+def _error_details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
+    body = exc.details if isinstance(exc.details, dict) else {}
+    details = (body.get("error") or {}).get("details") if isinstance(body.get("error"), dict) else None
+    details = details if details is not None else body.get("details")
+    return [d for d in details or [] if isinstance(d, dict)]
+
+
+def _retry_after(exc: genai_errors.APIError) -> float | None:
+    """RetryInfo.retryDelay ("58s") from the error body, else the Retry-After header."""
+    for d in _error_details(exc):
+        if str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = parse_duration(d.get("retryDelay"))
+            if delay is not None:
+                return delay
+    return retry_after_from_headers(getattr(exc.response, "headers", None))
+
+
+def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
+    code = int(exc.code) if isinstance(exc.code, int) or str(exc.code).isdigit() else 0
+    status = str(exc.status or "")
+    message = one_line(exc.message or status or exc)
+    reasons = {str(d.get("reason", "")) for d in _error_details(exc)}
+    provider = spec.provider
+    vertex = vertex_enabled()
+    if code in (401, 403) or "API_KEY_INVALID" in reasons or status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        hint = ("check your Google Cloud credentials (gcloud auth application-default login)."
+                if vertex else "check GOOGLE_API_KEY or GEMINI_API_KEY.")
+        if code == 403 or status == "PERMISSION_DENIED":
+            return AuthenticationError(f"Google Gemini denied access: {message}", provider=provider,
+                                       status_code=code or None)
+        return AuthenticationError(f"Google Gemini rejected the credentials: {hint}",
+                                   provider=provider, status_code=code or None)
+    if code == 404 or status == "NOT_FOUND":
+        return ModelNotFoundError(
+            f"Unknown model '{spec.name}' for Google Gemini: check the name "
+            "(%llmcells models lists aliases).", provider=provider, status_code=code or None)
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        return RateLimitError(f"Google Gemini rate limit: {message}", provider=provider,
+                              status_code=code or None, retry_after=_retry_after(exc))
+    if code == 503 and "overload" in message.lower():
+        return OverloadedError("Google Gemini is overloaded; try again shortly.", provider=provider,
+                               status_code=code, retry_after=_retry_after(exc))
+    if code >= 500:
+        return ServerError(f"Google Gemini had a server error ({code}): {message}", provider=provider,
+                           status_code=code, retry_after=_retry_after(exc))
+    if 400 <= code < 500:
+        return BadRequestError(f"Google Gemini rejected the request: {message}", provider=provider,
+                               status_code=code)
+    return ProviderError(f"Google Gemini reported an error: {message}", provider=provider,
+                         status_code=code or None)
+
+
+def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, genai_errors.APIError):
+        return _api_error(exc, spec)
+    if isinstance(exc, genai_errors.UnknownApiResponseError):
+        # Raised when a chunk is not valid JSON, i.e. the stream was cut mid-event.
+        return incomplete(spec)
+    module = type(exc).__module__ or ""
+    if module.startswith("google.auth"):
+        return AuthenticationError(
+            "No usable Google Cloud credentials for Vertex AI: run "
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS.",
+            provider=spec.provider)
+    if module.startswith("google.genai"):
+        return ProviderError(f"Google Gemini: {one_line(exc)}", provider=spec.provider)
+    return map_transport_error(exc, spec, VERTEX_HOST if vertex_enabled() else DEVELOPER_HOST)
+
+
+# ----- the adapter -------------------------------------------------------------------------------
+
+
+class GoogleProvider(Provider):
+    """Gemini through `google.genai.Client(...).aio`."""
+
+    name = "google"
+
+    def make_client(self, options: ClientOptions) -> genai.Client:
+        """A genai.Client that always uses httpx (never aiohttp) and no SDK retries.
+
+        google-genai switches to aiohttp for async calls whenever aiohttp is importable, unless an
+        httpx async client is given; passing one keeps behaviour, timeouts and error types the same
+        everywhere.
+        """
+        http_client = options.http_client or _ClientTimeoutAsyncClient(
+            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout))
+        http_options = genai_types.HttpOptions(base_url=options.base_url, httpx_async_client=http_client)
+        if vertex_enabled():
+            if options.api_key:  # Vertex AI express mode: a key instead of project credentials
+                return genai.Client(vertexai=True, api_key=options.api_key, http_options=http_options)
+            return genai.Client(
+                vertexai=True,
+                project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
+                location=os.environ.get("GOOGLE_CLOUD_LOCATION") or None,
+                http_options=http_options,
+            )
+        return genai.Client(api_key=options.api_key, http_options=http_options)
+
+    def stream(self, client: genai.Client, request: Request) -> AsyncIterator[Event]:
+        """Stream one generateContent call; Finish comes only after a chunk with finishReason."""
+        return _stream(client, request)
+
+    def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
+        """The llmcells error for a google-genai / google-auth / httpx exception, else None."""
+        return _map_error(exc, spec)
+
+
+ADAPTER = GoogleProvider()

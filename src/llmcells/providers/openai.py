@@ -1,0 +1,313 @@
+"""OpenAI adapter: Chat Completions and the Responses API through the official `openai` SDK.
+
+Also serves every OpenAI-compatible server added with `add_endpoint` (Ollama, vLLM, OpenRouter...),
+which is why nothing here assumes that a usage chunk or OpenAI's own extras will arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import openai
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    ModelNotFoundError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+)
+from ..models import PROVIDERS, ModelSpec
+from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ._common import (
+    connection_failed,
+    count,
+    field,
+    host_of,
+    incomplete,
+    map_transport_error,
+    one_line,
+    retry_after_from_headers,
+    split_params,
+)
+from .base import ClientOptions, Provider
+
+DEFAULT_HOST = "api.openai.com"
+
+
+# ----- usage -------------------------------------------------------------------------------------
+
+
+def _map_usage(raw: Any) -> Usage:
+    """Normalise a Chat Completions `usage` or a Responses `response.usage` (object or dict).
+
+    Both count cached input inside the input total and reasoning inside the output total already.
+    """
+    in_details = field(raw, "prompt_tokens_details", "input_tokens_details")
+    out_details = field(raw, "completion_tokens_details", "output_tokens_details")
+    return Usage(
+        input_tokens=count(raw, "prompt_tokens", "input_tokens"),
+        cached_input_tokens=count(in_details, "cached_tokens"),
+        cache_write_tokens=count(in_details, "cache_write_tokens"),
+        output_tokens=count(raw, "completion_tokens", "output_tokens"),
+        reasoning_tokens=count(out_details, "reasoning_tokens"),
+    )
+
+
+# ----- requests ----------------------------------------------------------------------------------
+
+
+def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
+    """Keyword arguments for chat.completions.create(stream=True)."""
+    messages: list[dict[str, str]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages += [{"role": m.role, "content": m.content} for m in request.messages]
+    kwargs: dict[str, Any] = {
+        "model": request.spec.name,
+        "messages": messages,
+        "stream": True,
+        # Without this, OpenAI reports no usage at all on a stream.
+        "stream_options": {"include_usage": True},
+    }
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        kwargs["max_completion_tokens"] = request.max_tokens
+    return _with_params(kwargs, request, create)
+
+
+def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
+    """Keyword arguments for responses.create(stream=True)."""
+    kwargs: dict[str, Any] = {
+        "model": request.spec.name,
+        "input": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+    }
+    if request.system:
+        kwargs["instructions"] = request.system
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        kwargs["max_output_tokens"] = request.max_tokens
+    return _with_params(kwargs, request, create)
+
+
+def _with_params(kwargs: dict[str, Any], request: Request, create: Any) -> dict[str, Any]:
+    """Add the user's pass-through params: named ones as keywords, the rest in the JSON body."""
+    named, extra = split_params(create, request.extra.get("params") or {})
+    kwargs.update(named)
+    if extra:
+        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
+    return kwargs
+
+
+# ----- streams -----------------------------------------------------------------------------------
+
+
+async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
+    create = client.chat.completions.create
+    stream = await create(**_chat_kwargs(request, create))
+    finish_reason: str | None = None
+    info_sent = False
+    try:
+        async for chunk in stream:
+            if not info_sent and (chunk.model or chunk.id):
+                info_sent = True
+                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None)
+            for choice in chunk.choices or ():
+                if choice.index != 0:  # n > 1 is not modelled: keep the first choice
+                    continue
+                delta = choice.delta
+                if delta is not None:
+                    # Some OpenAI-compatible servers (vLLM, DeepSeek, OpenRouter) stream visible
+                    # reasoning in a non-standard field; the SDK keeps it as an extra attribute.
+                    reasoning = field(delta, "reasoning_content", "reasoning")
+                    if isinstance(reasoning, str) and reasoning:
+                        yield ReasoningDelta(reasoning)
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                if choice.finish_reason:
+                    finish_reason = choice.finish_reason
+            if chunk.usage is not None:
+                yield UsageUpdate(_map_usage(chunk.usage))
+    finally:
+        await stream.close()
+    # The usage chunk comes after the finish_reason chunk, so Finish is only sent at the end.
+    # The SDK ends silently on a cut stream (with or without [DONE]): finish_reason is the proof.
+    if finish_reason is None:
+        raise incomplete(request.spec)
+    yield Finish(finish_reason)
+
+
+async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
+    create = client.responses.create
+    stream = await create(**_responses_kwargs(request, create))
+    finish: Finish | None = None
+    try:
+        async for event in stream:
+            kind = getattr(event, "type", None)
+            if kind in ("response.created", "response.in_progress"):
+                response = event.response
+                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None)
+            elif kind == "response.output_text.delta":
+                if event.delta:
+                    yield TextDelta(event.delta)
+            elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+                if event.delta:
+                    yield ReasoningDelta(event.delta)
+            elif kind in ("response.completed", "response.incomplete"):
+                response = event.response
+                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None)
+                if response.usage is not None:
+                    yield UsageUpdate(_map_usage(response.usage))
+                if kind == "response.completed":
+                    finish = Finish(response.status or "completed")
+                else:
+                    # e.g. max_output_tokens or content_filter: a normal, if short, ending.
+                    finish = Finish(field(response.incomplete_details, "reason") or "incomplete")
+                break
+            elif kind == "response.failed":
+                raise _event_error(request.spec, field(event.response, "error"))
+            elif kind == "error":
+                raise _event_error(request.spec, event)
+    finally:
+        await stream.close()
+    if finish is None:
+        raise incomplete(request.spec)
+    yield finish
+
+
+def _event_error(spec: ModelSpec, error: Any) -> LLMError:
+    """The error for a Responses `error` event or a `response.failed` response.error."""
+    code = str(field(error, "code") or "")
+    message = one_line(field(error, "message") or code or "the response failed")
+    return _by_code(spec, code, message, status=None)
+
+
+def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LLMError:
+    """An error reported in a stream body (no HTTP status to go by): decide from its code."""
+    label = spec.label
+    if "rate_limit" in code:
+        return RateLimitError(f"{label} rate limit: {message}", provider=spec.provider, status_code=status)
+    if code in ("server_error", "internal_error") or "server_error" in message:
+        return ServerError(f"{label} had a server error: {message}", provider=spec.provider,
+                           status_code=status)
+    if "overloaded" in code or "overloaded" in message.lower():
+        return OverloadedError(f"{label} is overloaded: {message}", provider=spec.provider,
+                               status_code=status)
+    if code == "model_not_found":
+        return _model_not_found(spec, status)
+    return ProviderError(f"{label} reported an error: {message}", provider=spec.provider,
+                         status_code=status)
+
+
+# ----- errors ------------------------------------------------------------------------------------
+
+
+def _model_not_found(spec: ModelSpec, status: int | None) -> ModelNotFoundError:
+    where = "" if spec.provider in PROVIDERS else f" at {host_of(spec.base_url, DEFAULT_HOST)}"
+    return ModelNotFoundError(
+        f"Unknown model '{spec.name}' for {spec.label}{where}: check the name "
+        "(%llmcells models lists aliases).",
+        provider=spec.provider, status_code=status,
+    )
+
+
+def _key_hint(spec: ModelSpec) -> str:
+    if spec.provider in PROVIDERS:
+        return "check " + " or ".join(PROVIDERS[spec.provider]["key_env"])
+    return f"check the key given to add_endpoint('{spec.provider}', ...)"
+
+
+def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    # exc.message is "Error code: N - {whole body}"; the provider's own sentence is in the body.
+    message = one_line(body.get("message") or exc.message)
+    code = str(exc.code or body.get("code") or "")
+    label, provider = spec.label, spec.provider
+    if status == 401 or code == "invalid_api_key":
+        return AuthenticationError(f"{label} rejected the API key: {_key_hint(spec)}.",
+                                   provider=provider, status_code=status)
+    if status == 403:
+        return AuthenticationError(f"{label} denied access: {message}", provider=provider,
+                                   status_code=status)
+    if status == 404 or code == "model_not_found":
+        return _model_not_found(spec, status)
+    if status == 429:
+        err = RateLimitError(f"{label} rate limit: {message}", provider=provider, status_code=status,
+                             retry_after=retry_after_from_headers(exc.response.headers))
+        if code == "insufficient_quota":
+            err.retryable = False  # out of credit: waiting will not help
+        return err
+    if status == 408:
+        return ProviderTimeoutError(f"{label} timed out the request: {message}", provider=provider,
+                                    status_code=status)
+    if status >= 500 or status == 409:
+        cls = OverloadedError if "overloaded" in message.lower() else ServerError
+        return cls(f"{label} had a server error ({status}): {message}", provider=provider,
+                   status_code=status, retry_after=retry_after_from_headers(exc.response.headers))
+    if 400 <= status < 500:
+        return BadRequestError(f"{label} rejected the request: {message}", provider=provider,
+                               status_code=status)
+    return _by_code(spec, code, message, status)
+
+
+def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
+    if isinstance(exc, LLMError):
+        return exc
+    host = host_of(spec.base_url, DEFAULT_HOST)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeoutError(f"{spec.label} at {host} did not answer in time.",
+                                    provider=spec.provider)
+    if isinstance(exc, openai.APIConnectionError):
+        return connection_failed(spec, host, exc)
+    if isinstance(exc, openai.APIStatusError):
+        return _status_error(exc, spec)
+    if isinstance(exc, openai.APIError):
+        # An error object inside an SSE stream (no HTTP status): the SDK raises APIError.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code = str(exc.code or exc.type or body.get("type") or "")
+        return _by_code(spec, code, one_line(exc.message), status=None)
+    if isinstance(exc, openai.OpenAIError):
+        return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
+    return map_transport_error(exc, spec, DEFAULT_HOST)
+
+
+# ----- the adapter -------------------------------------------------------------------------------
+
+
+class OpenAIProvider(Provider):
+    """OpenAI (and OpenAI-compatible servers) through `openai.AsyncOpenAI`."""
+
+    name = "openai"
+
+    def make_client(self, options: ClientOptions) -> openai.AsyncOpenAI:
+        """An AsyncOpenAI client with the SDK's retries off (the runner retries)."""
+        return openai.AsyncOpenAI(
+            api_key=options.api_key,
+            base_url=options.base_url,  # None: OPENAI_BASE_URL or the SDK's default
+            max_retries=0,
+            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
+            http_client=options.http_client,
+        )
+
+    def stream(self, client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
+        """Chat Completions, or the Responses API when the model's api is "responses"."""
+        if request.spec.api == "responses":
+            return _stream_responses(client, request)
+        return _stream_chat(client, request)
+
+    def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
+        """The llmcells error for an openai / httpx exception, or None if exc is neither."""
+        return _map_error(exc, spec)
+
+
+ADAPTER = OpenAIProvider()

@@ -1,0 +1,145 @@
+"""Anthropic Messages wire format, streamed (SSE with `event:` lines) and plain JSON."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .common import Plan, Prompt, Reply, as_text, compact
+
+PROVIDER = "anthropic"
+SSE_TYPE = "text/event-stream; charset=utf-8"
+JSON_TYPE = "application/json"
+
+
+def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
+    """The prompt of a `/v1/messages` request."""
+    messages = body.get("messages") or []
+    system = body.get("system")
+    text = " ".join([as_text(system)] + [as_text(m.get("content")) for m in messages
+                                         if isinstance(m, dict)])
+    return Prompt(str(body.get("model", "")), bool(body.get("stream")), text, [system, messages],
+                  body.get("max_tokens"), body.get("temperature"))
+
+
+def _request_id() -> str:
+    return "req_011C" + uuid.uuid4().hex[:20]
+
+
+def headers(stream: bool) -> dict[str, str]:
+    """Response headers the real API sends (request id, organisation, rate limits)."""
+    hdrs = {"content-type": SSE_TYPE if stream else JSON_TYPE, "request-id": _request_id(),
+            "anthropic-organization-id": "00000000-0000-4000-8000-00000000517a",
+            "anthropic-ratelimit-requests-limit": "4000",
+            "anthropic-ratelimit-requests-remaining": "3999",
+            "anthropic-ratelimit-tokens-limit": "2000000",
+            "anthropic-ratelimit-tokens-remaining": "1999900",
+            "x-envoy-upstream-service-time": "12"}
+    if stream:
+        hdrs["cache-control"] = "no-cache"
+    return hdrs
+
+
+def _usage(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, Any]:
+    # input_tokens excludes cache reads and writes, as in the real API.
+    usage: dict[str, Any] = {"input_tokens": plan.input_tokens,
+                             "cache_creation_input_tokens": plan.cache_write_tokens,
+                             "cache_read_input_tokens": plan.cached_tokens}
+    if start:
+        usage["cache_creation"] = {"ephemeral_5m_input_tokens": plan.cache_write_tokens,
+                                   "ephemeral_1h_input_tokens": 0}
+    usage["output_tokens"] = output_tokens
+    if start:
+        usage["service_tier"] = "standard"
+    return usage
+
+
+def _message(plan: Plan, msg_id: str, content: list[Any], stop: str | None,
+             usage: dict[str, Any]) -> dict[str, Any]:
+    return {"model": plan.model, "id": msg_id, "type": "message", "role": "assistant",
+            "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
+
+
+class MessagesStream:
+    """Messages events; most data lines end with a run of spaces before the final `}`,
+    like the real API's length padding."""
+
+    content_type = SSE_TYPE
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.msg_id = f"msg_01{plan.ident(22)}"
+        self.sent = 0
+
+    def _event(self, name: str, data: dict[str, Any], pad: bool = True) -> bytes:
+        body = compact(data)
+        if pad:
+            body = body[:-1] + " " * self.plan.rng.randint(0, 15) + "}"
+        return f"event: {name}\ndata: {body}\n\n".encode()
+
+    def open(self) -> list[bytes]:
+        start = _message(self.plan, self.msg_id, [], None, _usage(self.plan, 1, start=True))
+        return [self._event("message_start", {"type": "message_start", "message": start}),
+                self._event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                    "content_block": {"type": "text", "text": ""}}),
+                b'event: ping\ndata: {"type": "ping"}\n\n']
+
+    def delta(self, token: str) -> bytes:
+        self.sent += 1
+        return self._event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                   "delta": {"type": "text_delta", "text": token}})
+
+    def close(self) -> list[bytes]:
+        stop = "max_tokens" if self.plan.truncated else "end_turn"
+        usage = _usage(self.plan, self.sent + self.plan.reasoning_tokens)
+        return [self._event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                self._event("message_delta", {"type": "message_delta",
+                                              "delta": {"stop_reason": stop, "stop_sequence": None},
+                                              "usage": usage}, pad=False),
+                self._event("message_stop", {"type": "message_stop"})]
+
+    def error(self) -> bytes:
+        return self._event("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                                "message": "Overloaded"}}, pad=False)
+
+    def malformed(self) -> bytes:
+        return b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_de\n\n'
+
+
+def stream(plan: Plan) -> MessagesStream:
+    """The event formatter for a streamed answer."""
+    return MessagesStream(plan)
+
+
+def complete(plan: Plan) -> Reply:
+    """A non-streamed answer."""
+    stop = "max_tokens" if plan.truncated else "end_turn"
+    usage = _usage(plan, len(plan.tokens) + plan.reasoning_tokens, start=True)
+    body = _message(plan, f"msg_01{plan.ident(22)}", [{"type": "text", "text": plan.text}], stop, usage)
+    return Reply(200, headers(False), compact(body).encode())
+
+
+_ERRORS = {
+    "401": (401, "authentication_error", "invalid x-api-key"),
+    "400": (400, "invalid_request_error", "The simulator was asked to reject this request."),
+    "429": (429, "rate_limit_error", "This request would exceed the rate limit for your organization "
+                                     "of 50 requests per minute. For details, refer to: "
+                                     "https://docs.claude.com/en/api/rate-limits."),
+    "500": (500, "api_error", "Internal server error"),
+    "529": (529, "overloaded_error", "Overloaded"),
+}
+
+
+def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
+          retry_after: float | None = None) -> Reply:
+    """The HTTP error answer for a fault name ("401", "404", "400", "429", "500", "529")."""
+    if fault == "404":
+        status, kind, message = 404, "not_found_error", f"model: {model}"
+    else:
+        status, kind, message = _ERRORS.get(fault, _ERRORS["500"])
+    if fault == "401" and not key:
+        message = "x-api-key header is required"
+    hdrs = headers(False)
+    body = {"type": "error", "error": {"type": kind, "message": message},
+            "request_id": hdrs["request-id"]}
+    return Reply(status, hdrs, compact(body).encode())

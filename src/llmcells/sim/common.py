@@ -1,0 +1,85 @@
+"""What the provider wire formatters share: the parsed prompt, the answer plan, JSON helpers."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass
+class Prompt:
+    """What a provider request asks for, in provider-neutral terms."""
+
+    model: str
+    stream: bool
+    text: str                       # all prompt text, for the token count
+    key: Any                        # what the answer's hash is derived from
+    max_tokens: int | None = None
+    temperature: float | None = None
+    include_usage: bool = False     # OpenAI Chat: stream_options.include_usage
+
+
+@dataclass
+class Plan:
+    """The answer to send for one request, decided before the first byte goes out."""
+
+    api: str
+    model: str
+    tokens: list[str]
+    truncated: bool                 # stopped by the request's max tokens
+    input_tokens: int               # uncached prompt tokens
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    include_usage: bool = False
+    created: int = field(default_factory=lambda: int(time.time()))
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def prompt_total(self) -> int:
+        """All prompt tokens, cached and cache-written ones included."""
+        return self.input_tokens + self.cached_tokens + self.cache_write_tokens
+
+    def ident(self, n: int = 24) -> str:
+        """A random id suffix (ids need not be reproducible, answers do)."""
+        return "".join(self.rng.choice(_ALNUM) for _ in range(n))
+
+    def padding(self, low: int = 2, high: int = 16) -> str:
+        return "".join(self.rng.choice(_ALNUM) for _ in range(self.rng.randint(low, high)))
+
+
+def compact(obj: Any) -> str:
+    """JSON as OpenAI and Anthropic send it: no spaces."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def as_text(content: Any) -> str:
+    """The text of a message content: a string, or a list of parts with a `text` field."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(as_text(part) for part in content)
+    if isinstance(content, dict):
+        for key in ("text", "content", "parts"):
+            if key in content:
+                return as_text(content[key])
+    return ""
+
+
+@dataclass
+class Reply:
+    """A complete (non-streamed) HTTP answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes

@@ -1,0 +1,160 @@
+"""Gemini wire format: `:streamGenerateContent?alt=sse` (CRLF SSE) and `:generateContent`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from .common import Plan, Prompt, Reply, as_text
+
+PROVIDER = "google"
+SSE_TYPE = "text/event-stream"
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+def gjson(obj: Any) -> str:
+    """JSON as Gemini streams it: a space after colons, none after commas."""
+    return json.dumps(obj, separators=(",", ": "), ensure_ascii=False)
+
+
+def pretty(obj: Any) -> str:
+    """JSON as Gemini sends whole bodies: indented by two spaces."""
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
+    """The prompt of a generateContent request; the model comes from the URL path."""
+    contents = body.get("contents") or []
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    text = " ".join([as_text(system)] + [as_text(c) for c in contents])
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    return Prompt(path_model or "", api == "stream", text, [system, contents], max_tokens,
+                  config.get("temperature"))
+
+
+def headers(stream: bool) -> dict[str, str]:
+    """Response headers the real API sends."""
+    hdrs = {"content-type": SSE_TYPE if stream else JSON_TYPE, "vary": "Origin, X-Origin, Referer",
+            "x-gemini-service-tier": "standard"}
+    if stream:
+        hdrs["content-disposition"] = "attachment"
+    return hdrs
+
+
+def _usage(plan: Plan, candidates: int) -> dict[str, Any]:
+    # promptTokenCount includes cached tokens; candidatesTokenCount excludes thoughts.
+    usage: dict[str, Any] = {"promptTokenCount": plan.prompt_total,
+                             "candidatesTokenCount": candidates,
+                             "totalTokenCount": plan.prompt_total + candidates + plan.reasoning_tokens,
+                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": plan.prompt_total}]}
+    if plan.cached_tokens:
+        usage["cachedContentTokenCount"] = plan.cached_tokens
+        usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": plan.cached_tokens}]
+    if plan.reasoning_tokens:
+        usage["thoughtsTokenCount"] = plan.reasoning_tokens
+    usage["serviceTier"] = "standard"
+    return usage
+
+
+def _response(plan: Plan, resp_id: str, text: str, candidates: int, finish: bool) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finish:
+        candidate["finishReason"] = "MAX_TOKENS" if plan.truncated else "STOP"
+    candidate["index"] = 0
+    return {"candidates": [candidate], "usageMetadata": _usage(plan, candidates),
+            "modelVersion": plan.model, "responseId": resp_id}
+
+
+def _response_id(plan: Plan) -> str:
+    return base64.urlsafe_b64encode(plan.rng.randbytes(17)).decode().rstrip("=")[:23]
+
+
+class GeminiStream:
+    """One `data: <json>\\r\\n\\r\\n` chunk per token, usage cumulative on each; the last chunk
+    (empty text) carries finishReason."""
+
+    content_type = SSE_TYPE
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.resp_id = _response_id(plan)
+        self.sent = 0
+
+    @staticmethod
+    def _data(obj: Any) -> bytes:
+        return f"data: {gjson(obj)}\r\n\r\n".encode()
+
+    def open(self) -> list[bytes]:
+        return []
+
+    def delta(self, token: str) -> bytes:
+        self.sent += 1
+        return self._data(_response(self.plan, self.resp_id, token, self.sent, False))
+
+    def close(self) -> list[bytes]:
+        return [self._data(_response(self.plan, self.resp_id, "", self.sent, True))]
+
+    def error(self) -> bytes:
+        return self._data({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+                                     "status": "UNAVAILABLE"}})
+
+    def malformed(self) -> bytes:
+        return b'data: {"candidates": [{"content": {"parts": [{"text": "oops\r\n\r\n'
+
+
+def stream(plan: Plan) -> GeminiStream:
+    """The event formatter for a streamed answer."""
+    return GeminiStream(plan)
+
+
+def complete(plan: Plan) -> Reply:
+    """A non-streamed answer (pretty-printed, like the real API)."""
+    body = _response(plan, _response_id(plan), plan.text, len(plan.tokens), True)
+    return Reply(200, headers(False), pretty(body).encode())
+
+
+def _error_fields(fault: str, model: str, api: str, retry_after: float | None) -> dict[str, Any]:
+    method = "streamGenerateContent" if api == "stream" else "generateContent"
+    if fault == "401":
+        return {"code": 401, "message": "API key not valid. Please pass a valid API key.",
+                "status": "UNAUTHENTICATED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                             "domain": "googleapis.com",
+                             "metadata": {"service": "generativelanguage.googleapis.com"}}]}
+    if fault == "404":
+        return {"code": 404, "message": f"models/{model} is not found for API version v1beta, or is not "
+                                        f"supported for {method}. Call ModelService.ListModels to see the "
+                                        "list of available models and their supported methods.",
+                "status": "NOT_FOUND"}
+    if fault == "400":
+        return {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}
+    if fault == "429":
+        delay = retry_after if retry_after is not None else 58.0
+        return {"code": 429, "message": "You exceeded your current quota, please check your plan and billing "
+                                        f"details. Please retry in {delay:g}s.",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                             "violations": [{"quotaMetric": "generativelanguage.googleapis.com/"
+                                                            "generate_content_free_tier_requests",
+                                             "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                                             "quotaDimensions": {"model": model, "location": "global"},
+                                             "quotaValue": "10"}]},
+                            {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                             "retryDelay": f"{int(delay)}s"}]}
+    if fault == "529":
+        return {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}
+    return {"code": 500, "message": "An internal error has occurred. Please retry or report in "
+                                    "https://developers.generativeai.google/guide/troubleshooting",
+            "status": "INTERNAL"}
+
+
+def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
+          retry_after: float | None = None) -> Reply:
+    """The HTTP error answer for a fault name; on the streaming URL the pretty JSON body comes
+    with a text/event-stream content type, as the real API does."""
+    fields = _error_fields(fault, model, api, retry_after)
+    hdrs = headers(False)
+    hdrs["content-type"] = SSE_TYPE if api == "stream" else JSON_TYPE
+    return Reply(fields["code"], hdrs, pretty({"error": fields}).encode())

@@ -1,0 +1,297 @@
+"""The simulator's asyncio server: routing, auth, faults, pacing, and the `/_sim/*` control API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import asdict
+from types import ModuleType
+from typing import Any
+
+from . import anthropic, google, openai
+from .common import Plan, Prompt, Reply, compact
+from .http import ClientGone, Request, Response, read_request
+from .state import Fault, Settings, SimRequest, State
+from .text import answer_tokens, count_prompt_tokens, seed_for, split_tokens
+
+log = logging.getLogger(__name__)
+
+_GEMINI_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(streamGenerateContent|generateContent)$")
+_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+_HTTP_FAULTS = ("401", "404", "400", "429", "500", "529")
+_STREAM_FAULTS = ("midstream_error", "cut", "cut_mid_event", "malformed")
+
+
+def route(method: str, path: str) -> tuple[ModuleType, str, str, str | None] | None:
+    """(formatter module, internal api, logged api, model from the path) for a provider URL."""
+    if method != "POST":
+        return None
+    if path == "/v1/chat/completions":
+        return openai, "chat", "chat", None
+    if path == "/v1/responses":
+        return openai, "responses", "responses", None
+    if path == "/v1/messages":
+        return anthropic, "messages", "messages", None
+    match = _GEMINI_PATH.match(path)
+    if match:
+        api = "stream" if match.group(3) == "streamGenerateContent" else "generate"
+        return google, api, "gemini", match.group(2)
+    return None
+
+
+def api_key(req: Request) -> str:
+    """The key from whichever header (or `?key=`) the client used; "" when there is none."""
+    bearer = req.headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        bearer = bearer[7:].strip()
+    return (bearer or req.headers.get("x-api-key") or req.headers.get("x-goog-api-key")
+            or req.query.get("key") or "")
+
+
+def _masked(req: Request) -> tuple[str, dict[str, str]]:
+    headers = {k: ("***" if k in _SECRET_HEADERS else v) for k, v in req.headers.items()}
+    return re.sub(r"([?&]key=)[^&]*", r"\1***", req.target), headers
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - asyncio.get_running_loop().time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class SimServer:
+    """Serves the three providers' APIs on one loopback port."""
+
+    def __init__(self, state: State, host: str, port: int) -> None:
+        self.state = state
+        self.host = host
+        self.port = port
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> int:
+        """Start listening; returns the bound port."""
+        self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=2048)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening and drop every open connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # --- connections ------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            while True:
+                req = await read_request(reader)
+                if req is None:
+                    break
+                resp = Response(writer, req.keep_alive)
+                try:
+                    await self._dispatch(req, resp)
+                except (ClientGone, ConnectionError):
+                    raise
+                except Exception:
+                    log.exception("simulator: error while answering %s %s", req.method, req.path)
+                    if resp.started:
+                        resp.abort()
+                    else:
+                        await resp.send(500, {"content-type": "application/json"},
+                                        compact({"error": {"message": "simulator bug"}}).encode())
+                if not resp.keep_alive or writer.is_closing():
+                    break
+        except (ClientGone, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _dispatch(self, req: Request, resp: Response) -> None:
+        if req.path.startswith("/_sim/"):
+            status, body = self._control(req)
+            await resp.send(status, {"content-type": "application/json"}, compact(body).encode())
+            return
+        found = route(req.method, req.path)
+        if found is None:
+            body = {"error": {"message": f"Unknown request URL: {req.method} {req.path}.",
+                              "type": "invalid_request_error", "param": None, "code": "unknown_url"}}
+            await resp.send(404, {"content-type": "application/json"}, compact(body).encode())
+            return
+        await self._generate(req, resp, *found)
+
+    # --- generation -------------------------------------------------------------------------
+    async def _generate(self, req: Request, resp: Response, module: ModuleType, api: str,
+                        logged_api: str, path_model: str | None) -> None:
+        try:
+            body = json.loads(req.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("body is not a JSON object")
+            prompt: Prompt = module.parse(api, body, path_model)
+        except (ValueError, TypeError, AttributeError):
+            body, prompt = None, Prompt(path_model or "", False, "", None)
+            if api == "stream":
+                prompt.stream = True
+            bad = True
+        else:
+            bad = False
+        key = api_key(req)
+        fault = None
+        if key and not key.startswith("invalid") and not bad:
+            fault = self.state.take_fault(module.PROVIDER, prompt.model)
+        path, headers = _masked(req)
+        now = time.monotonic()
+        self.state.record(SimRequest(now, time.time(), module.PROVIDER, logged_api, path, prompt.model,
+                                     prompt.stream, headers, body, fault.fault if fault else None))
+
+        def fail(name: str) -> Reply:
+            return module.error(name, prompt.model, api=api, stream=prompt.stream, key=key,
+                                retry_after=fault.retry_after if fault else None)
+
+        if not key or key.startswith("invalid"):
+            await self._send(resp, fail("401"), None)
+            return
+        if bad:
+            await self._send(resp, fail("400"), None)
+            return
+        if fault is not None and fault.fault == "drop":
+            resp.abort()
+            return
+        if fault is not None and fault.fault in _HTTP_FAULTS:
+            await self._send(resp, fail(fault.fault), fault)
+            return
+        settings = self.state.resolve(prompt.model)
+        plan = self._plan(api, prompt, settings)
+        if prompt.stream:
+            await self._stream(resp, module, plan, settings, fault)
+        else:
+            await self._complete(resp, module, plan, settings, fault, fail)
+
+    def _plan(self, api: str, prompt: Prompt, settings: Settings) -> Plan:
+        count = self.state.next_count()
+        salt = count if (prompt.temperature or 0) > 0 else None
+        if settings.text is not None:
+            tokens = split_tokens(settings.text)
+        else:
+            tokens = answer_tokens(prompt.model, seed_for(prompt.model, prompt.key, salt),
+                                   settings.output_tokens)
+        truncated = prompt.max_tokens is not None and len(tokens) > prompt.max_tokens
+        if truncated:
+            tokens = tokens[:max(int(prompt.max_tokens or 0), 0)]
+        return Plan(api, prompt.model, tokens, truncated, count_prompt_tokens(prompt.text),
+                    cached_tokens=settings.cached_input_tokens,
+                    cache_write_tokens=settings.cache_write_tokens,
+                    reasoning_tokens=settings.reasoning_tokens, include_usage=prompt.include_usage)
+
+    @staticmethod
+    def _timing(settings: Settings, fault: Fault | None) -> tuple[float, float]:
+        """(seconds before the first token, seconds between tokens)."""
+        ttft = max(settings.ttft or 0.0, 0.0)
+        if fault is not None and fault.fault == "slow_first_token":
+            ttft += fault.delay
+        tps = settings.tokens_per_s
+        return ttft, (1.0 / tps if tps and tps > 0 else 0.0)
+
+    async def _send(self, resp: Response, reply: Reply, fault: Fault | None) -> None:
+        headers = dict(reply.headers)
+        if fault is not None and fault.retry_after is not None:
+            headers["retry-after"] = f"{fault.retry_after:g}"
+        if fault is not None and fault.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(fault.retry_after_ms)
+        await resp.send(reply.status, headers, reply.body)
+
+    async def _complete(self, resp: Response, module: ModuleType, plan: Plan, settings: Settings,
+                        fault: Fault | None, fail: Any) -> None:
+        ttft, interval = self._timing(settings, fault)
+        await asyncio.sleep(ttft + interval * len(plan.tokens))
+        kind = fault.fault if fault is not None else None
+        if kind == "midstream_error":
+            await self._send(resp, fail("500"), None)
+            return
+        reply = module.complete(plan)
+        if kind in ("cut", "cut_mid_event"):
+            await resp.send_truncated(200, reply.headers, reply.body)
+            return
+        if kind == "malformed":
+            reply.body = reply.body[: len(reply.body) // 2]
+        await self._send(resp, reply, None)
+
+    async def _stream(self, resp: Response, module: ModuleType, plan: Plan, settings: Settings,
+                      fault: Fault | None) -> None:
+        fmt = module.stream(plan)
+        await resp.start_chunked(200, module.headers(True))
+        for event in fmt.open():
+            await resp.chunk(event)
+        ttft, interval = self._timing(settings, fault)
+        first = asyncio.get_running_loop().time() + ttft
+        stop_at = fault.after_tokens if fault is not None and fault.fault in _STREAM_FAULTS else None
+        for i, token in enumerate(plan.tokens):
+            await _sleep_until(first + i * interval)
+            if i == stop_at:
+                await self._break(resp, fmt, fault, fmt.delta(token))
+                return
+            await resp.chunk(fmt.delta(token))
+        if stop_at is not None:
+            await self._break(resp, fmt, fault, fmt.close()[0])
+            return
+        for event in fmt.close():
+            await resp.chunk(event)
+        await resp.end()
+
+    @staticmethod
+    async def _break(resp: Response, fmt: Any, fault: Any, next_event: bytes) -> None:
+        """End a stream the way `fault` says, instead of sending `next_event` and the rest."""
+        if fault.fault == "cut_mid_event":
+            await resp.raw(b"%x\r\n" % len(next_event) + next_event[: len(next_event) // 2])
+            resp.abort()
+            return
+        if fault.fault == "midstream_error":
+            await resp.chunk(fmt.error())
+        elif fault.fault == "malformed":
+            await resp.chunk(fmt.malformed())
+        await resp.end()
+
+    # --- control API ------------------------------------------------------------------------
+    def _control(self, req: Request) -> tuple[int, Any]:
+        try:
+            body = json.loads(req.body) if req.body else {}
+            name = req.path[len("/_sim/"):].strip("/")
+            if req.method == "GET" and name == "requests":
+                return 200, [r.to_dict() for r in self.state.snapshot()]
+            if req.method == "GET" and name == "health":
+                return 200, {"ok": True}
+            if req.method == "POST" and name == "faults":
+                for item in body if isinstance(body, list) else [body]:
+                    self.state.inject(Fault(**item))
+                return 200, {"ok": True, "faults": len(self.state.faults)}
+            if req.method == "DELETE" and name == "faults":
+                self.state.clear_faults()
+                return 200, {"ok": True}
+            if req.method == "POST" and name == "config":
+                if "model" in body:
+                    body = dict(body)
+                    self.state.set_model(body.pop("model"), Settings(**body))
+                else:
+                    unknown = set(body) - {"ttft", "tokens_per_s", "output_tokens"}
+                    if unknown:
+                        raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+                    self.state.configure(**body)
+                return 200, {"ok": True, "config": asdict(self.state.globals)}
+            if req.method == "POST" and name == "reset":
+                self.state.reset()
+                return 200, {"ok": True}
+        except (ValueError, TypeError) as exc:
+            return 400, {"error": {"message": str(exc)}}
+        return 404, {"error": {"message": f"unknown control endpoint {req.method} {req.path}"}}

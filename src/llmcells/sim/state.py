@@ -1,0 +1,149 @@
+"""The simulator's mutable state: settings, per-model overrides, queued faults and the request log.
+
+Shared between the caller's thread (the `Simulator` API) and the server's event loop, so every
+access goes through one lock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FAULTS = ("401", "404", "400", "429", "500", "529", "midstream_error", "cut", "cut_mid_event",
+          "slow_first_token", "malformed", "drop")
+PROVIDERS = ("openai", "anthropic", "google")
+
+
+@dataclass
+class Settings:
+    """Timing and length of answers (global defaults, or one model's overrides when not None)."""
+
+    ttft: float | None = None
+    tokens_per_s: float | None = None
+    output_tokens: int | None = None
+    text: str | None = None
+    reasoning_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+@dataclass
+class Fault:
+    """A queued fault; `times=None` means it never runs out."""
+
+    fault: str
+    provider: str | None = None
+    model: str | None = None
+    times: int | None = 1
+    after_tokens: int = 3
+    retry_after: float | None = None
+    retry_after_ms: int | None = None
+    delay: float = 5.0
+
+    def matches(self, provider: str, model: str) -> bool:
+        return self.provider in (None, provider) and self.model in (None, model)
+
+
+@dataclass
+class SimRequest:
+    """One request the simulator received (auth header values are masked as "***")."""
+
+    time: float
+    wall_time: float
+    provider: str
+    api: str
+    path: str
+    model: str
+    stream: bool
+    headers: dict[str, str]
+    body: Any
+    fault: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (for `GET /_sim/requests`)."""
+        return asdict(self)
+
+
+@dataclass
+class State:
+    """Everything the Python API and the control endpoints can change, behind one lock."""
+
+    defaults: Settings
+    globals: Settings = field(init=False)
+    models: dict[str, Settings] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    log: list[SimRequest] = field(default_factory=list)
+    counter: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.globals = Settings(**asdict(self.defaults))
+
+    def configure(self, **values: Any) -> None:
+        with self.lock:
+            for name, value in values.items():
+                if value is not None:
+                    setattr(self.globals, name, value)
+
+    def set_model(self, model: str, settings: Settings) -> None:
+        with self.lock:
+            self.models[model] = settings
+
+    def inject(self, fault: Fault) -> None:
+        if fault.fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault.fault!r}; expected one of {', '.join(FAULTS)}")
+        if fault.provider not in (None, *PROVIDERS):
+            raise ValueError(f"unknown provider {fault.provider!r}; expected one of {PROVIDERS}")
+        with self.lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.globals = Settings(**asdict(self.defaults))
+            self.models.clear()
+            self.faults.clear()
+            self.log.clear()
+            self.counter = 0
+
+    def resolve(self, model: str) -> Settings:
+        """The effective settings for a model: the exact name wins, then the first matching glob."""
+        with self.lock:
+            override = self.models.get(model) or next(
+                (s for pattern, s in self.models.items() if fnmatch.fnmatchcase(model, pattern)), None)
+            merged = Settings(**asdict(self.globals))
+        if override is not None:
+            for name, value in asdict(override).items():
+                if value is not None:
+                    setattr(merged, name, value)
+        return merged
+
+    def next_count(self) -> int:
+        with self.lock:
+            self.counter += 1
+            return self.counter
+
+    def take_fault(self, provider: str, model: str) -> Fault | None:
+        """Consume one use of the earliest queued fault that matches this request."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(provider, model):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self.faults.remove(fault)
+                    return fault
+        return None
+
+    def record(self, request: SimRequest) -> None:
+        with self.lock:
+            self.log.append(request)
+
+    def snapshot(self) -> list[SimRequest]:
+        with self.lock:
+            return list(self.log)

@@ -1,0 +1,263 @@
+"""ask / compare through the real SDKs against the simulator: results, retries, timeouts,
+faults, cancellation, and the private loop's interrupt handling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import llmcells
+from llmcells import _loop, runner
+from llmcells.config import settings
+
+MODELS = ["chatgpt", "claude", "gemini"]
+
+
+def _fast_retries():
+    settings.update(retry_initial_wait=0.01, retry_max_wait=2.0)
+
+
+def test_base_url_env_vars_are_honoured(fresh_sim, monkeypatch):
+    for name, value in fresh_sim.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-000000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-000000")
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIzaTest000000000000")
+    comparison = llmcells.run(llmcells.compare("hi", models=MODELS, display=False))
+    assert [r.status for r in comparison] == ["ok", "ok", "ok"], [r.error for r in comparison]
+    providers = [r.provider for r in comparison]
+    assert providers == ["openai", "anthropic", "google"]
+    for r in comparison:
+        assert r.text.strip() and r.usage.output_tokens > 0 and r.usage.input_tokens > 0
+        assert r.response_model and r.response_model in r.model
+        assert not r.simulated  # reached by base URL, not by llmcells.simulate()
+    seen = {(q.provider, q.model) for q in fresh_sim.requests}
+    assert seen == {("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"),
+                    ("google", "gemini-2.5-flash")}
+
+
+def test_text_and_usage_match_what_the_server_sent(simulated):
+    simulated.set_model("gpt-4.1-mini", text="Alpha beta gamma delta.")
+    r = llmcells.run(llmcells.ask("hello there", "chatgpt", display=False))
+    assert r.ok and r.text == "Alpha beta gamma delta."
+    assert r.usage.output_tokens >= 4 and r.simulated
+    assert r.latency_s >= r.ttft_s > 0 and r.attempts == 1
+
+
+def test_three_one_second_streams_take_about_one_second(simulated):
+    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+        simulated.set_model(model, ttft=0.2, tokens_per_s=50, output_tokens=40)  # 0.2 + 0.8 s
+    t0 = time.monotonic()
+    comparison = llmcells.run(llmcells.compare("hi", MODELS, display=False))
+    wall = time.monotonic() - t0
+    assert all(r.ok for r in comparison)
+    slowest = max(r.latency_s for r in comparison)
+    assert slowest >= 0.9
+    assert wall < slowest + 0.6, f"wall {wall:.2f}s vs slowest {slowest:.2f}s: not concurrent"
+
+
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+def test_rate_limit_is_retried_honouring_retry_after(simulated, model):
+    _fast_retries()
+    spec = llmcells.models.resolve(model)
+    simulated.inject("429", provider=spec.provider, retry_after=0.3)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.ok, r.error
+    assert r.attempts == 2
+    times = [q.time for q in simulated.requests]
+    assert len(times) == 2 and times[1] - times[0] >= 0.28
+
+
+@pytest.mark.parametrize("fault,kind", [("500", "server_error"), ("529", "overloaded"), ("drop", "connection")])
+@pytest.mark.parametrize("model", MODELS)
+def test_transient_faults_are_retried(simulated, model, fault, kind):
+    _fast_retries()
+    spec = llmcells.models.resolve(model)
+    simulated.inject(fault, provider=spec.provider, times=1)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.ok and r.attempts == 2, (r.status, r.error_kind, r.error)
+    # and when it never recovers, the error says what it was
+    simulated.inject(fault, provider=spec.provider, times=None)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert (r.status, r.error_kind, r.attempts) == ("error", kind, settings.max_attempts)
+    assert "\n" not in r.error
+
+
+@pytest.mark.parametrize("fault,kind", [("401", "authentication"), ("404", "model_not_found"),
+                                        ("400", "bad_request")])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+def test_client_errors_are_not_retried(simulated, model, fault, kind):
+    spec = llmcells.models.resolve(model)
+    simulated.inject(fault, provider=spec.provider)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert (r.status, r.error_kind, r.attempts) == ("error", kind, 1), r.error
+    assert len(simulated.requests) == 1
+    assert "\n" not in r.error and len(r.error) < 300
+
+
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+def test_mid_stream_error_keeps_partial_text_and_is_not_resent(simulated, model):
+    _fast_retries()
+    spec = llmcells.models.resolve(model)
+    simulated.inject("midstream_error", provider=spec.provider, after_tokens=3)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.status == "error" and r.text, (r.status, r.error)
+    assert r.attempts == 1 and len(simulated.requests) == 1
+
+
+@pytest.mark.parametrize("fault", ["cut", "cut_mid_event"])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+def test_cut_stream_is_incomplete_with_partial_text(simulated, model, fault):
+    spec = llmcells.models.resolve(model)
+    simulated.inject(fault, provider=spec.provider, after_tokens=4)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.status == "incomplete", (r.status, r.error_kind, r.error)
+    assert r.text and r.attempts == 1 and "partial" in r.error
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_slow_first_token_times_out(simulated, model):
+    settings.update(ttft_timeout=0.5)
+    spec = llmcells.models.resolve(model)
+    simulated.inject("slow_first_token", provider=spec.provider, delay=5)
+    t0 = time.monotonic()
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert (r.status, r.error_kind) == ("error", "timeout")
+    assert time.monotonic() - t0 < 2.0
+    assert "ttft_timeout" in r.error
+
+
+def test_total_timeout(simulated):
+    simulated.set_model("gpt-4.1-mini", ttft=0.05, tokens_per_s=20, output_tokens=100)
+    r = llmcells.run(llmcells.ask("hi", "chatgpt", timeout=0.5, display=False))
+    assert (r.status, r.error_kind) == ("error", "timeout") and r.text  # partial text kept
+
+
+def test_connection_refused_is_one_clear_line():
+    _fast_retries()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llmcells.add_endpoint("nowhere", f"http://127.0.0.1:{port}/v1")
+    r = llmcells.run(llmcells.ask("hi", "nowhere:some-model", display=False))
+    assert (r.status, r.error_kind) == ("error", "connection")
+    assert r.attempts == settings.max_attempts and "\n" not in r.error
+
+
+def test_missing_key_sends_nothing_and_others_carry_on(fresh_sim, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", fresh_sim.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fresh_sim.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-000000")
+    comparison = llmcells.run(llmcells.compare("hi", ["chatgpt", "claude"], display=False))
+    ok, missing = comparison.results
+    assert ok.ok
+    assert (missing.status, missing.error_kind) == ("error", "missing_key")
+    assert "ANTHROPIC_API_KEY" in missing.error
+    assert {q.provider for q in fresh_sim.requests} == {"openai"}
+
+
+def test_unknown_model_is_a_config_error_before_anything_is_sent():
+    with pytest.raises(llmcells.ConfigError, match="Unknown model 'chatgtp'"):
+        llmcells.ask("hi", "chatgtp")
+    with pytest.raises(llmcells.ConfigError, match="Unknown provider"):
+        llmcells.compare("hi", ["chatgpt", "openia:gpt-4o"])
+    with pytest.raises(llmcells.ConfigError, match="temperature"):
+        llmcells.ask("hi", "claude", temperature=3)
+    with pytest.raises(llmcells.ConfigError, match="empty"):
+        llmcells.ask("  ", "claude")
+
+
+def test_one_failing_model_does_not_stop_the_others(simulated):
+    simulated.inject("404", provider="anthropic")
+    comparison = llmcells.run(llmcells.compare("hi", MODELS, display=False))
+    assert [r.status for r in comparison] == ["ok", "error", "ok"]
+    assert comparison["claude"].error_kind == "model_not_found"
+    assert comparison.to_frame()["status"].tolist() == ["ok", "error", "ok"]
+
+
+def test_await_from_another_running_loop(simulated):
+    async def main():
+        r = await llmcells.ask("hi", "claude", display=False)
+        c = await llmcells.compare("hi", MODELS, display=False)
+        return r, c
+
+    r, c = asyncio.run(main())
+    assert r.ok and all(x.ok for x in c)
+
+
+def test_cancelling_the_await_cancels_the_requests(simulated):
+    simulated.inject("slow_first_token", times=None, delay=10)
+
+    async def main():
+        task = asyncio.ensure_future(llmcells.compare("hi", MODELS, display=False))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        t0 = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - t0
+
+    took = asyncio.run(main())
+    assert took < 1.0
+    assert _pending_tasks() == 0
+    assert [r.status for r in runner.last] == ["cancelled"] * 3
+
+
+def _pending_tasks() -> int:
+    loop = _loop.get_loop()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        n = _loop.submit(_count_tasks()).result()
+        if n == 0:
+            return 0
+        time.sleep(0.05)
+    return n
+
+
+async def _count_tasks() -> int:
+    me = asyncio.current_task()
+    return len([t for t in asyncio.all_tasks() if t is not me])
+
+
+def test_ctrl_c_in_run_cancels_within_half_a_second(simulated):
+    simulated.inject("slow_first_token", times=None, delay=10)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt, match="interrupted"):
+        llmcells.run(llmcells.compare("hi", MODELS, display=False))
+    took = time.monotonic() - t0 - 0.5
+    assert took < 0.6, f"run() took {took:.2f}s to stop after Ctrl-C"
+    assert _pending_tasks() == 0
+    assert [r.status for r in runner.last] == ["cancelled"] * 3
+    # the loop is still usable
+    simulated.clear_faults()
+    assert llmcells.run(llmcells.ask("again", "claude", display=False)).ok
+
+
+def test_run_refuses_to_nest_inside_the_loop():
+    async def inner():
+        llmcells.run(asyncio.sleep(0))
+
+    with pytest.raises(RuntimeError, match="cannot be called from inside"):
+        _loop.submit(inner()).result(timeout=5)
+
+
+def test_a_pending_call_can_only_be_awaited_once(simulated):
+    pending = llmcells.ask("hi", "claude", display=False)
+    assert llmcells.run(pending).ok
+    with pytest.raises(RuntimeError, match="already awaited"):
+        llmcells.run(pending)
+
+
+def test_openai_compatible_endpoint_by_base_url(fresh_sim):
+    llmcells.add_endpoint("local", fresh_sim.url + "/v1", api_key="local-key")
+    r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))
+    assert r.ok and r.model == "local:llama3.2" and r.provider == "local"
+    assert fresh_sim.requests[-1].model == "llama3.2"
