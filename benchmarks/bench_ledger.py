@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             figures = [
                 (f"usage() {n:,} rows", lambda: ledger.usage(), 1.0 * max(scale, 0.1)),
                 (f"costs(by='model') {n:,} rows", lambda: ledger.costs(by="model"),
-                 1.5 * max(scale, 0.1)),
+                 1.0 * max(scale, 0.1)),
                 (f"costs(by=['day','model']) {n:,} rows",
-                 lambda: ledger.costs(by=["day", "model"]), 1.5 * max(scale, 0.1)),
+                 lambda: ledger.costs(by=["day", "model"]), 1.0 * max(scale, 0.1)),
                 (f"usage(since='1 day') {n:,} rows", lambda: ledger.usage(since="1 day"),
                  0.2 * max(scale, 0.1)),
             ]

@@ -15,7 +15,8 @@ from typing import Any
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _INDEX = r"\[\s*(?:-?\d+|'[^'\\\]]*'|\"[^\"\\\]]*\")\s*\]"
-_REF = re.compile(r"(?<!\{)\{\s*(" + _NAME + r"(?:\." + _NAME + r"|" + _INDEX + r")*)\s*\}(?!\})")
+# `{{...}}` is matched first (and kept) so that doubled braces are never read as a reference.
+_REF = re.compile(r"(\{\{[^{}]*\}\})|\{\s*(" + _NAME + r"(?:\." + _NAME + r"|" + _INDEX + r")*)\s*\}")
 _STEP = re.compile(r"\.(" + _NAME + r")|(" + _INDEX + r")")
 _MISSING = object()
 
@@ -48,7 +49,9 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace every resolvable `{reference}` in text by str(value); leave the rest as written."""
 
     def sub(match: re.Match[str]) -> str:
-        value = _resolve(match.group(1), namespace)
+        if match.group(1):
+            return match.group(0)
+        value = _resolve(match.group(2), namespace)
         return match.group(0) if value is _MISSING else str(value)
 
     return _REF.sub(sub, text)

@@ -252,21 +252,27 @@ def _warn_unknown(provider: str, name: str, raw_provider: str | None, raw_model:
     )
 
 
-def cost(provider: str, model: str, usage: Usage) -> tuple[float, str | None]:
+def cost(provider: str, model: str, usage: Usage, *, requested: str | None = None
+         ) -> tuple[float, str | None]:
     """USD cost of one call and the source of its price (e.g. "genai-prices 0.2.3", "set_price").
 
     provider is "openai", "anthropic", "google" (or "gemini") or an endpoint name; model is the
-    model name as requested or answered (dated snapshots, `models/` and `provider:` prefixes are
-    fine). Returns (NaN, None) for an unknown model, with one warning per model per session.
+    model name as answered (dated snapshots, `models/` and `provider:` prefixes are fine), and
+    requested the name as asked for, used when the answered name has no price. Returns (NaN,
+    None) for an unknown model, with one warning per model per session.
     """
-    prov, name = _normalise(provider, model)
     counts = _clean_counts(usage)
-    user = _user_price(prov, name)
-    if user is not None:
-        return user.cost(*counts[:4]), USER_PRICE_SOURCE
-    resolved = _resolve(prov, name)
-    if resolved is None:
-        _warn_unknown(prov, name, provider, model)
+    candidates = [model] if requested is None or requested == model else [model, requested]
+    for candidate in candidates:
+        prov, name = _normalise(provider, candidate)
+        user = _user_price(prov, name)
+        if user is not None:
+            return user.cost(*counts[:4]), USER_PRICE_SOURCE
+        resolved = _resolve(prov, name)
+        if resolved is not None:
+            break
+    else:
+        _warn_unknown(prov, name, provider, candidates[-1])
         return math.nan, None
     try:
         return _genai_cost(resolved, *counts), _source_label()

@@ -44,6 +44,9 @@ class CallPlan:
     cell: int | None = None
     batch_id: str | None = None
     http_client: Any = None
+    cache: bool = False            # answer from / keep in the local store
+    store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
+    gate: Any = None               # batch calls: rate limiter (acquire / release / rate_limited)
     extra_result: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -229,13 +232,26 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
                     **plan.extra_result)
     state = _Attempt(plan, observer, t0)
     _safe(observer.on_start, plan.info)
+    if plan.cache and _from_cache(result, plan, observer):
+        return result
+    gate = plan.gate
     try:
         async with asyncio.timeout(plan.timeout):
             key = api_key(spec)
             client = await _client_for(plan, key)
             async for attempt in retrying(settings, _on_retry(observer, spec)):
                 with attempt:
-                    await state.run(client)
+                    if gate is not None:
+                        await gate.acquire(plan)
+                    try:
+                        await state.run(client)
+                    except LLMError as err:
+                        if gate is not None and err.kind == "rate_limited":
+                            gate.rate_limited(plan, err.retry_after)
+                        raise
+                    finally:
+                        if gate is not None:
+                            gate.release(plan, state.usage)
         result.status = "ok"
     except asyncio.CancelledError:
         result.status, result.error_kind = "cancelled", "cancelled"
@@ -267,7 +283,42 @@ def _finish(result: Result, state: _Attempt, observer: CallObserver, plan: CallP
     result.attempts = state.attempts
     _price(result, plan)
     _record(result, plan)
+    if result.ok:
+        _keep(result, plan)
     _safe(observer.on_finish, result)
+
+
+def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
+    """Fill result from the local store if this exact request was answered before."""
+    from . import store
+
+    try:
+        hit = store.get(store.cache_key(plan.request, plan.info.sample))
+    except Exception:  # an unreadable store is a cache miss, not a failed call
+        return False
+    if hit is None:
+        return False
+    for name, value in hit.items():
+        setattr(result, name, value)
+    result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
+    result.latency_s = result.ttft_s = 0.0
+    _safe(observer.on_text, result.text, result.text)
+    _safe(observer.on_usage, result.usage)
+    _record(result, plan)
+    _safe(observer.on_finish, result)
+    return True
+
+
+def _keep(result: Result, plan: CallPlan) -> None:
+    from . import store
+
+    try:
+        if plan.cache:
+            store.put(store.cache_key(plan.request, plan.info.sample), result)
+        if plan.store_key:
+            store.put(plan.store_key, result, plan.batch_id)
+    except Exception:
+        pass
 
 
 def _price(result: Result, plan: CallPlan) -> None:
@@ -277,8 +328,9 @@ def _price(result: Result, plan: CallPlan) -> None:
     try:
         from .pricing import cost
 
-        result.cost_usd, result.price_source = cost(plan.spec.provider,
-                                                    result.response_model or plan.spec.name, result.usage)
+        result.cost_usd, result.price_source = cost(
+            plan.spec.provider, result.response_model or plan.spec.name, result.usage,
+            requested=plan.spec.name)
     except Exception:
         result.cost_usd = math.nan
 
@@ -326,7 +378,7 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
               timeout: float | None = None, history: Sequence[Message] = (),
               params: dict[str, Any] | None = None, api: str | None = None,
               group_id: str | None = None, sample: int = 0, cell: int | None = None,
-              batch_id: str | None = None) -> CallPlan:
+              batch_id: str | None = None, cache: bool | None = None) -> CallPlan:
     """A CallPlan from user-level options, with settings filling what was not given."""
     if not isinstance(prompt, str):
         raise ConfigError(f"The prompt must be text, not {type(prompt).__name__}.")
@@ -347,7 +399,8 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     total = float(timeout) if timeout is not None else settings.timeout
     return CallPlan(request=request, info=info, timeout=total,
                     ttft_timeout=min(settings.ttft_timeout, total),
-                    connect_timeout=settings.connect_timeout, cell=cell, batch_id=batch_id)
+                    connect_timeout=settings.connect_timeout, cell=cell, batch_id=batch_id,
+                    cache=bool(settings.cache if cache is None else cache))
 
 
 async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver | None],
@@ -402,17 +455,18 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
-        api: str | None = None) -> Pending[Result]:
+        api: str | None = None, cache: bool | None = None) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
     configured compare models. history: earlier messages of the conversation. params: extra
     provider-specific request fields. api: "responses" to use OpenAI's Responses API.
+    cache: answer identical requests from the local store (default: settings.cache).
     A failed call does not raise: the Result's status and error say what happened.
     """
     plan = make_plan(prompt, model or settings.compare_models[0], system=system,
                      temperature=temperature, max_tokens=max_tokens, timeout=timeout,
-                     history=history, params=params, api=api)
+                     history=history, params=params, api=api, cache=cache)
 
     async def go(handle: Any) -> Result:
         global last
@@ -436,7 +490,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             temperature: float | None = None, max_tokens: int | None = None,
             timeout: float | None = None, display: bool | str | None = None,
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
-            histories: Mapping[str, Sequence[Message]] | None = None) -> Pending[Comparison]:
+            histories: Mapping[str, Sequence[Message]] | None = None,
+            cache: bool | None = None) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
@@ -453,7 +508,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     specs = [resolve(m, openai_api=api) for m in models]
     plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
                        timeout=timeout, params=params, group_id=group_id, sample=k,
-                       history=(histories or {}).get(spec.id, ()))
+                       history=(histories or {}).get(spec.id, ()), cache=cache)
              for spec in specs for k in range(int(repeat))]
 
     async def go(handle: Any) -> Comparison:

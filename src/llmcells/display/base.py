@@ -24,6 +24,20 @@ def safe(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def match_results(infos, results) -> list[Result | None]:
+    """The result of each call, in the order of infos: by call_id, else by position when the
+    runner passed one result per call (it may pass only the results it has)."""
+    results = [r for r in (results or [])]
+    by_id = {getattr(r, "call_id", None): r for r in results if r is not None and getattr(r, "call_id", "")}
+    out: list[Result | None] = []
+    for i, info in enumerate(infos):
+        r = by_id.get(info.call_id) if info.call_id else None
+        if r is None and not by_id and len(results) == len(infos):
+            r = results[i]
+        out.append(r)
+    return out
+
+
 class DisplayHandle:
     """A live view of one ask / compare.
 

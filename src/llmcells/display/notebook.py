@@ -20,7 +20,7 @@ from IPython.display import display as _ipy_display
 from ..config import settings
 from ..types import CallInfo, CallObserver, Result, Usage
 from . import _format as F
-from .base import DisplayHandle, safe
+from .base import DisplayHandle, match_results, safe
 from .markdown import escape, plain_html, render_markdown
 from .throttle import Throttle
 
@@ -56,6 +56,12 @@ class _View(w.VBox):
             return owner.summary() if owner is not None else "llmcells output"
         except Exception:
             return "llmcells output"
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if isinstance(data, dict):
+            data["text/plain"] = repr(self)  # not cut at 110 characters like a widget repr
+        return data
 
 
 class Card(CallObserver):
@@ -174,9 +180,11 @@ class Card(CallObserver):
     def paint_header(self) -> None:
         self._set(self.header, self._header_html())
 
-    def _paint_live(self) -> None:
+    def _paint_live(self) -> int:
+        """One throttled repaint; returns how many widget messages it sent."""
         if self.result is not None:
-            return
+            return 0
+        before = self.updates
         self._set(self.header, self._header_html())
         if self.text != self._painted_text:
             self._set(self.body, plain_html(self.text))
@@ -185,6 +193,7 @@ class Card(CallObserver):
         if now - self._footer_at >= FOOTER_INTERVAL:
             self._footer_at = now
             self._set(self.footer, self._live_footer_html(now))
+        return self.updates - before
 
     @staticmethod
     def _placeholder(text: str) -> str:
@@ -342,9 +351,8 @@ class NotebookDisplay(DisplayHandle):
                 self._tick_handle.cancel()
                 self._tick_handle = None
             self.closed = True
-            results = list(results or [])
-            for i, card in enumerate(self.cards):
-                r = results[i] if i < len(results) else None
+            matched = match_results([c.info for c in self.cards], results)
+            for card, r in zip(self.cards, matched):
                 if card.result is None:
                     if r is None:
                         r = Result(text=card.text, model=card.info.model_id, provider=card.info.provider,

@@ -13,7 +13,7 @@ import threading
 
 from ..types import CallInfo, CallObserver, Result, Usage
 from . import _format as F
-from .base import DisplayHandle, safe
+from .base import DisplayHandle, match_results, safe
 
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 
@@ -103,7 +103,10 @@ class _TerminalObserver(CallObserver):
         if result.status != "ok":
             _write(f"✗ {self.name}: {F.short_error(result)}\n")
         if result.status != "error":
-            _write(_dim(F.metrics_line(result, self.name)) + "\n")
+            line = F.metrics_line(result, self.name)
+            if self.info.simulated:
+                line = line[:-1] + " · simulated]"
+            _write(_dim(line) + "\n")
 
     def _finish_block(self, result: Result) -> None:
         head = f"── {self.name}" + (" (simulated)" if self.info.simulated else "") + " ──"
@@ -133,12 +136,11 @@ class TerminalDisplay(DisplayHandle):
             if self.closed:
                 return
             self.closed = True
-            results = list(results or [])
-            for i, obs in enumerate(self._observers):
+            matched = match_results([o.info for o in self._observers], results)
+            for obs, r in zip(self._observers, matched):
                 if obs.result is None:
-                    r = results[i] if i < len(results) and results[i] is not None else Result(
-                        text=obs.text, model=obs.name, status="cancelled", error="cancelled")
-                    obs.on_finish(r)
+                    obs.on_finish(r if r is not None else Result(
+                        text=obs.text, model=obs.name, status="cancelled", error="cancelled"))
             if self.kind == "compare" or len(self._observers) > 1:
                 final = [o.result for o in self._observers]
                 with self.lock:

@@ -13,12 +13,16 @@ from collections.abc import Callable
 
 
 class Throttle:
-    """Calls `paint()` at most once per `interval()` seconds; `request()` marks the state dirty."""
+    """Calls `paint()` at most once per `interval()` seconds; `request()` marks the state dirty.
+
+    When `paint()` returns how many messages it sent, the next paint waits that many intervals,
+    so the budget is in messages (at most ~1/interval a second), not in paints.
+    """
 
     def __init__(self, paint: Callable[[], None], interval: Callable[[], float] | float):
         self._paint = paint
         self._interval = interval if callable(interval) else (lambda: float(interval))
-        self._last = -float("inf")
+        self._next = -float("inf")
         self._handle: asyncio.TimerHandle | None = None
         self._dirty = False
         self.paints = 0
@@ -32,7 +36,7 @@ class Throttle:
         self._dirty = True
         if self._handle is not None:
             return  # a deferred paint is already scheduled; it will pick up this change
-        wait = self._last + self._interval() - time.monotonic()
+        wait = self._next - time.monotonic()
         if wait <= 0:
             self.flush()
             return
@@ -51,12 +55,19 @@ class Throttle:
         """Paint now (whether dirty or not) and drop any deferred paint."""
         self.cancel()
         self._dirty = False
-        self._last = time.monotonic()
+        start = time.monotonic()
         self.paints += 1
+        sent = 1
         try:
-            self._paint()
+            n = self._paint()
+            if isinstance(n, int) and n > 1:
+                sent = n
         except Exception:  # a display problem must never break a call
             pass
+        try:
+            self._next = start + self._interval() * sent
+        except Exception:
+            self._next = start + 0.05 * sent
 
     def cancel(self) -> None:
         if self._handle is not None:

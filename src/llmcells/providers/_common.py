@@ -11,7 +11,7 @@ import inspect
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -116,6 +116,31 @@ def incomplete(spec: ModelSpec) -> IncompleteStreamError:
         f"The stream from {spec.label} ended before it was complete; the partial answer is kept.",
         provider=spec.provider,
     )
+
+
+def is_cut(exc: BaseException) -> bool:
+    """True when a read failed because the peer closed or reset the connection mid-body.
+
+    Raised while iterating a stream that already delivered events, this means the answer was cut
+    off (IncompleteStreamError), not that the server could not be reached. The openai SDK wraps
+    it in APIConnectionError (openai/_streaming.py, _iter_events), keeping it as __cause__;
+    anthropic and google-genai let the httpx error through.
+    """
+    return any(isinstance(e, (httpx2.RemoteProtocolError, httpx2.ReadError))
+               for e in (exc, exc.__cause__))
+
+
+async def events_of(stream: Any, spec: ModelSpec) -> AsyncIterator[Any]:
+    """The items of an SDK stream; a connection cut after the first item is IncompleteStreamError."""
+    started = False
+    try:
+        async for item in stream:
+            started = True
+            yield item
+    except Exception as exc:
+        if started and is_cut(exc):
+            raise incomplete(spec) from exc
+        raise
 
 
 def map_transport_error(exc: BaseException, spec: ModelSpec, default_host: str) -> LLMError | None:

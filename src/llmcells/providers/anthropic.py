@@ -24,6 +24,7 @@ from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDe
 from ._common import (
     connection_failed,
     count,
+    events_of,
     field,
     host_of,
     incomplete,
@@ -100,7 +101,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     stop_reason: str | None = None
     finished = False
     try:
-        async for event in stream:
+        async for event in events_of(stream, request.spec):
             kind = event.type
             if kind == "message_start":
                 message = event.message
@@ -143,7 +144,7 @@ def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec) -> LLMError:
         return OverloadedError("Anthropic is overloaded; try again shortly.", provider=provider,
                                status_code=status, retry_after=retry_after)
     if status == 401 or kind == "authentication_error":
-        return AuthenticationError("Anthropic rejected the API key: check ANTHROPIC_API_KEY.",
+        return AuthenticationError("Anthropic rejected the API key; check ANTHROPIC_API_KEY.",
                                    provider=provider, status_code=status)
     if status == 403 or kind == "permission_error":
         return AuthenticationError(f"Anthropic denied access: {message}", provider=provider,

@@ -28,6 +28,7 @@ from ..models import ModelSpec, vertex_enabled
 from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
 from ._common import (
     count,
+    events_of,
     field,
     incomplete,
     map_transport_error,
@@ -111,7 +112,7 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
     info_sent = False
     last_usage: Usage | None = None
     try:
-        async for chunk in stream:
+        async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model_version or chunk.response_id):
                 info_sent = True
                 yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id)
@@ -172,13 +173,14 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     reasons = {str(d.get("reason", "")) for d in _error_details(exc)}
     provider = spec.provider
     vertex = vertex_enabled()
-    if code in (401, 403) or "API_KEY_INVALID" in reasons or status in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-        hint = ("check your Google Cloud credentials (gcloud auth application-default login)."
-                if vertex else "check GOOGLE_API_KEY or GEMINI_API_KEY.")
+    if (code in (401, 403) or "API_KEY_INVALID" in reasons
+            or status in ("UNAUTHENTICATED", "PERMISSION_DENIED")):
+        hint = ("the credentials; check your Google Cloud login (gcloud auth application-default login)."
+                if vertex else "the API key; check GOOGLE_API_KEY or GEMINI_API_KEY.")
         if code == 403 or status == "PERMISSION_DENIED":
             return AuthenticationError(f"Google Gemini denied access: {message}", provider=provider,
                                        status_code=code or None)
-        return AuthenticationError(f"Google Gemini rejected the credentials: {hint}",
+        return AuthenticationError(f"Google Gemini rejected {hint}",
                                    provider=provider, status_code=code or None)
     if code == 404 or status == "NOT_FOUND":
         return ModelNotFoundError(

@@ -28,6 +28,7 @@ from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDe
 from ._common import (
     connection_failed,
     count,
+    events_of,
     field,
     host_of,
     incomplete,
@@ -117,7 +118,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     finish_reason: str | None = None
     info_sent = False
     try:
-        async for chunk in stream:
+        async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model or chunk.id):
                 info_sent = True
                 yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None)
@@ -151,7 +152,7 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     stream = await create(**_responses_kwargs(request, create))
     finish: Finish | None = None
     try:
-        async for event in stream:
+        async for event in events_of(stream, request.spec):
             kind = getattr(event, "type", None)
             if kind in ("response.created", "response.in_progress"):
                 response = event.response
@@ -234,7 +235,7 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     code = str(exc.code or body.get("code") or "")
     label, provider = spec.label, spec.provider
     if status == 401 or code == "invalid_api_key":
-        return AuthenticationError(f"{label} rejected the API key: {_key_hint(spec)}.",
+        return AuthenticationError(f"{label} rejected the API key; {_key_hint(spec)}.",
                                    provider=provider, status_code=status)
     if status == 403:
         return AuthenticationError(f"{label} denied access: {message}", provider=provider,

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import anthropic, google, openai
 from .common import Plan, Prompt, Reply, compact
-from .http import ClientGone, Request, Response, read_request
+from .http11 import ClientGone, Request, Response, read_request
 from .state import Fault, Settings, SimRequest, State
 from .text import answer_tokens, count_prompt_tokens, seed_for, split_tokens
 
@@ -56,6 +56,18 @@ def _masked(req: Request) -> tuple[str, dict[str, str]]:
     return re.sub(r"([?&]key=)[^&]*", r"\1***", req.target), headers
 
 
+def _parse(module: ModuleType, api: str, raw: bytes, path_model: str | None) -> tuple[Any, Prompt | None]:
+    """(parsed JSON body, prompt); the prompt is None when the body is unusable."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return raw.decode("utf-8", "replace"), None
+    try:
+        return body, module.parse(api, body, path_model) if isinstance(body, dict) else None
+    except (ValueError, TypeError, AttributeError):
+        return body, None
+
+
 async def _sleep_until(deadline: float) -> None:
     delay = deadline - asyncio.get_running_loop().time()
     if delay > 0:
@@ -69,7 +81,7 @@ class SimServer:
         self.state = state
         self.host = host
         self.port = port
-        self._server: asyncio.base_events.Server | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> int:
@@ -135,49 +147,34 @@ class SimServer:
     # --- generation -------------------------------------------------------------------------
     async def _generate(self, req: Request, resp: Response, module: ModuleType, api: str,
                         logged_api: str, path_model: str | None) -> None:
-        try:
-            body = json.loads(req.body or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("body is not a JSON object")
-            prompt: Prompt = module.parse(api, body, path_model)
-        except (ValueError, TypeError, AttributeError):
-            body, prompt = None, Prompt(path_model or "", False, "", None)
-            if api == "stream":
-                prompt.stream = True
-            bad = True
-        else:
-            bad = False
+        body, prompt = _parse(module, api, req.body, path_model)
         key = api_key(req)
-        fault = None
-        if key and not key.startswith("invalid") and not bad:
-            fault = self.state.take_fault(module.PROVIDER, prompt.model)
+        refused = "401" if not key or key.startswith("invalid") else "400" if prompt is None else None
+        if prompt is None:
+            prompt = Prompt(path_model or "", api == "stream", "", None)
+        fault = None if refused else self.state.take_fault(module.PROVIDER, prompt.model)
         path, headers = _masked(req)
-        now = time.monotonic()
-        self.state.record(SimRequest(now, time.time(), module.PROVIDER, logged_api, path, prompt.model,
-                                     prompt.stream, headers, body, fault.fault if fault else None))
+        self.state.record(SimRequest(time.monotonic(), time.time(), module.PROVIDER, logged_api, path,
+                                     prompt.model, prompt.stream, headers, body,
+                                     fault.fault if fault else None))
 
         def fail(name: str) -> Reply:
             return module.error(name, prompt.model, api=api, stream=prompt.stream, key=key,
                                 retry_after=fault.retry_after if fault else None)
 
-        if not key or key.startswith("invalid"):
-            await self._send(resp, fail("401"), None)
-            return
-        if bad:
-            await self._send(resp, fail("400"), None)
-            return
-        if fault is not None and fault.fault == "drop":
+        if refused:
+            await self._send(resp, fail(refused), None)
+        elif fault is not None and fault.fault == "drop":
             resp.abort()
-            return
-        if fault is not None and fault.fault in _HTTP_FAULTS:
+        elif fault is not None and fault.fault in _HTTP_FAULTS:
             await self._send(resp, fail(fault.fault), fault)
-            return
-        settings = self.state.resolve(prompt.model)
-        plan = self._plan(api, prompt, settings)
-        if prompt.stream:
-            await self._stream(resp, module, plan, settings, fault)
         else:
-            await self._complete(resp, module, plan, settings, fault, fail)
+            settings = self.state.resolve(prompt.model)
+            plan = self._plan(api, prompt, settings)
+            if prompt.stream:
+                await self._stream(resp, module, plan, settings, fault)
+            else:
+                await self._complete(resp, module, plan, settings, fault, fail)
 
     def _plan(self, api: str, prompt: Prompt, settings: Settings) -> Plan:
         count = self.state.next_count()

@@ -74,7 +74,7 @@ def answer_tokens(model: str, seed: int, length: int | None = None) -> list[str]
     otherwise it ends at a sentence boundary after roughly 40-80 tokens.
     """
     rng = random.Random(seed)
-    target = length if length is not None else rng.randint(40, 72)
+    target = length if length is not None else rng.randint(40, 64)
     text = f"Simulated answer from {model}: {_sentence(rng)}"
     tokens = split_tokens(text)
     while len(tokens) < target:

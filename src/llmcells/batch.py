@@ -1,0 +1,373 @@
+"""Batch runs: prompts x models x samples, with rate limits, a budget, resume and the cache.
+
+A batch is a list of CallPlans run by a fixed pool of workers (the global concurrency), each
+call passing through its provider's gate (requests / tokens per minute or second, and an
+adaptive in-flight limit that halves on a 429 and grows back on success). Failures are rows with
+a status; nothing aborts the batch but an interrupt, and an interrupted batch resumes where it
+stopped, because every ok answer is kept in the local store under the batch's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import settings
+from .errors import ConfigError
+from .interpolate import interpolate
+from .models import resolve
+from .runner import CallPlan, Pending, current_cell, execute, make_plan
+from .types import CallObserver, Result
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class RateLimit:
+    """Limits for one provider; None means no limit."""
+
+    rpm: float | None = None          # requests per minute
+    tpm: float | None = None          # tokens (input + expected output) per minute
+    rps: float | None = None          # requests per second
+    concurrency: int | None = None    # requests in flight
+
+
+_rate_limits: dict[str, RateLimit] = {}
+
+
+def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None = None,
+                   rps: float | None = None, concurrency: int | None = None) -> None:
+    """Limit the requests of one provider ("openai", "anthropic", "google" or an endpoint name)
+    in every batch of this session."""
+    _rate_limits[provider] = RateLimit(rpm, tpm, rps, concurrency)
+
+
+def _estimated_tokens(plan: CallPlan) -> int:
+    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
+    return chars // 4 + 8 + (plan.request.max_tokens or 256)
+
+
+class ProviderGate:
+    """Admits one provider's requests within its limits, and backs off when it answers 429."""
+
+    def __init__(self, limit: RateLimit, concurrency: int):
+        self.limit = limit
+        self.ceiling = float(limit.concurrency or concurrency)
+        self.allowed = self.ceiling          # adaptive: halves on 429, grows back by 1 per ceiling successes
+        self.inflight = 0
+        self.pause_until = 0.0
+        self.minute: deque[float] = deque()  # request start times, last 60 s
+        self.second: deque[float] = deque()  # request start times, last 1 s
+        self.tokens: deque[tuple[float, int]] = deque()
+        self.token_sum = 0
+        self.rate_limited_count = 0
+        self.starts: list[float] = []        # every admitted request's start (monotonic)
+
+    def _wait_needed(self, now: float, need_tokens: int) -> float:
+        while self.minute and now - self.minute[0] >= 60:
+            self.minute.popleft()
+        while self.second and now - self.second[0] >= 1:
+            self.second.popleft()
+        while self.tokens and now - self.tokens[0][0] >= 60:
+            self.token_sum -= self.tokens.popleft()[1]
+        if now < self.pause_until:
+            return self.pause_until - now
+        if self.inflight >= max(1, int(self.allowed)):
+            return 0.02
+        lim = self.limit
+        if lim.rpm and len(self.minute) >= lim.rpm:
+            return self.minute[0] + 60 - now
+        if lim.rps and len(self.second) >= lim.rps:
+            return self.second[0] + 1 - now
+        if lim.tpm and self.tokens and self.token_sum + need_tokens > lim.tpm:
+            return self.tokens[0][0] + 60 - now
+        return 0.0
+
+    async def acquire(self, plan: CallPlan) -> None:
+        need = _estimated_tokens(plan)
+        while True:
+            now = time.monotonic()
+            wait = self._wait_needed(now, need)
+            if wait <= 0:
+                break
+            await asyncio.sleep(min(wait, 0.25))
+        self.inflight += 1
+        self.minute.append(now)
+        self.second.append(now)
+        self.tokens.append((now, need))
+        self.token_sum += need
+        self.starts.append(now)
+
+    def release(self, plan: CallPlan, usage: Any) -> None:
+        self.inflight -= 1
+        if self.allowed < self.ceiling:
+            self.allowed = min(self.ceiling, self.allowed + 1.0 / max(1.0, self.allowed))
+
+    def rate_limited(self, plan: CallPlan, retry_after: float | None) -> None:
+        self.rate_limited_count += 1
+        self.allowed = max(1.0, self.allowed / 2)
+        self.pause_until = max(self.pause_until, time.monotonic() + (retry_after or 1.0))
+
+
+@dataclass
+class _Job:
+    index: int
+    plan: CallPlan
+    call_key: str
+    inputs: dict[str, Any]
+    result: Result | None = None
+    resumed: bool = False
+
+
+@dataclass
+class _Tally:
+    """What a batch has done so far; read by the progress display."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    inflight: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    stopped: str | None = None
+
+
+def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dict[str, Any]]]:
+    """(id, prompt, input columns) for a list, a Series, or a DataFrame with a template."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        pd = None
+    if pd is not None and isinstance(prompts, pd.DataFrame):
+        if template is None:
+            if "prompt" not in prompts.columns:
+                raise ConfigError("A DataFrame of prompts needs template='...{column}...' "
+                                  "or a 'prompt' column.")
+            template = "{prompt}"
+        rows = []
+        for label, row in prompts.iterrows():
+            values = row.to_dict()
+            rows.append((label, interpolate(template, values), values))
+        return rows
+    if pd is not None and isinstance(prompts, pd.Series):
+        items = list(prompts.items())
+    elif isinstance(prompts, str):
+        items = [(0, prompts)]
+    else:
+        items = list(enumerate(prompts))
+    rows = []
+    for label, text in items:
+        if not isinstance(text, str):
+            raise ConfigError(f"Prompt {label!r} is {type(text).__name__}, not text.")
+        rows.append((label, interpolate(template, {"prompt": text}) if template else text, {}))
+    return rows
+
+
+def _call_key(plan: CallPlan, sample: int) -> str:
+    r = plan.request
+    material = [plan.spec.id, r.system, r.temperature, r.max_tokens, r.extra.get("params"),
+                [[m.role, m.content] for m in r.messages], sample]
+    return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()[:32]
+
+
+def _batch_id(jobs: list[_Job]) -> str:
+    return hashlib.sha256("".join(j.call_key for j in jobs).encode()).hexdigest()[:12]
+
+
+def _estimate_cost(plan: CallPlan, mean_output: dict[str, float]) -> float:
+    from .pricing import estimate_cost
+
+    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
+    out = plan.request.max_tokens or mean_output.get(plan.spec.id, 400.0)
+    try:
+        value = estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out))
+    except Exception:
+        return math.nan
+    return value
+
+
+def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: str | None = None,
+          repeat: int = 1, concurrency: int = 16, limits: dict[str, RateLimit | dict] | None = None,
+          max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,
+          cache: bool | None = None, system: str | None = None, temperature: float | None = None,
+          max_tokens: int | None = None, timeout: float | None = None,
+          display: bool | str | None = None, params: dict[str, Any] | None = None
+          ) -> Pending["pd.DataFrame"]:
+    """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
+    row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
+
+    prompts: a list of strings, a pandas Series, or a DataFrame with `template` ("...{column}...").
+    concurrency: requests in flight in all; limits: per provider, e.g.
+    {"openai": {"rpm": 500, "tpm": 200_000}} (see also set_rate_limit). max_cost: stop launching
+    calls once spent plus in-flight estimated cost would pass it (USD). batch_id / resume: a
+    re-run with the same id, or with resume=True, only makes the calls not yet done. cache:
+    answer identical requests (same sample index) from the local store at no cost.
+    """
+    if isinstance(models, str):
+        models = [models]
+    models = list(models) if models else list(settings.compare_models)
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be 1 or more, not {concurrency}.")
+    if int(repeat) < 1:
+        raise ConfigError(f"repeat must be 1 or more, not {repeat}.")
+    if max_cost is not None and max_cost < 0:
+        raise ConfigError("max_cost must be a number of US dollars >= 0.")
+    rows = _prompt_rows(prompts, template)
+    specs = [resolve(m) for m in models]
+    jobs: list[_Job] = []
+    for label, prompt, inputs in rows:
+        for spec in specs:
+            for k in range(int(repeat)):
+                plan = make_plan(prompt, spec, system=system, temperature=temperature,
+                                 max_tokens=max_tokens, timeout=timeout, params=params, sample=k,
+                                 cache=cache)
+                jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
+                                 {"prompt_id": label, **inputs, "prompt": prompt}))
+    resume = resume or batch_id is not None
+    batch_id = batch_id or _batch_id(jobs)
+    gate_limits = {**_rate_limits, **{k: v if isinstance(v, RateLimit) else RateLimit(**v)
+                                      for k, v in (limits or {}).items()}}
+
+    def start():
+        from . import store
+        from .display import detect_mode, open_progress
+
+        cell = current_cell()
+        for job in jobs:
+            job.plan.cell, job.plan.batch_id = cell, batch_id
+            job.plan.store_key = store.batch_key(batch_id, job.call_key)
+        mode = detect_mode(display)
+        progress = open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
+        return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress)
+
+    return Pending(start, "batch")
+
+
+#: the rows of the last batch, even if it was interrupted
+last_frame: "pd.DataFrame | None" = None
+
+
+async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
+               limits: dict[str, RateLimit], max_cost: float | None, progress: Any) -> "pd.DataFrame":
+    global last_frame
+    from . import store
+
+    tally = _Tally(total=len(jobs))
+    if resume:
+        done = store.batch_done(batch_id)
+        for job in jobs:
+            kept = done.get(job.call_key)
+            if kept is not None:
+                job.result = _resumed_result(job, kept)
+                job.resumed = True
+                tally.done += 1
+                tally.cost += job.result.cost_usd if not math.isnan(job.result.cost_usd) else 0.0
+    gates: dict[str, ProviderGate] = {}
+    for job in jobs:
+        p = job.plan.spec.provider
+        if p not in gates:
+            gates[p] = ProviderGate(limits.get(p, RateLimit()), concurrency)
+        job.plan.gate = gates[p]
+    queue: deque[_Job] = deque(j for j in jobs if j.result is None)
+    inflight_est: dict[int, float] = {}
+    out_tokens: dict[str, list[int]] = {}
+
+    def paint() -> None:
+        if progress is not None:
+            progress.update(tally)
+
+    async def worker() -> None:
+        while queue and tally.stopped is None:
+            job = queue.popleft()
+            if max_cost is not None:
+                means = {m: sum(v) / len(v) for m, v in out_tokens.items() if v}
+                est = _estimate_cost(job.plan, means)
+                if not math.isnan(est) and tally.cost + sum(inflight_est.values()) + est > max_cost:
+                    tally.stopped = (f"budget: stopped launching calls at ${tally.cost:.4f} spent "
+                                     f"of max_cost=${max_cost:g}")
+                    queue.appendleft(job)
+                    break
+                inflight_est[job.index] = 0.0 if math.isnan(est) else est
+            tally.inflight += 1
+            paint()
+            try:
+                job.result = await execute(job.plan, _KeepResult(job))
+            finally:
+                tally.inflight -= 1
+                inflight_est.pop(job.index, None)
+            r = job.result
+            tally.done += 1
+            tally.failed += r.status != "ok"
+            if not math.isnan(r.cost_usd):
+                tally.cost += r.cost_usd
+            if r.ok:
+                out_tokens.setdefault(job.plan.spec.id, []).append(r.usage.output_tokens)
+            paint()
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
+    try:
+        await asyncio.gather(*workers)
+    except asyncio.CancelledError:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        last_frame = _frame(jobs, batch_id, tally)
+        if progress is not None:
+            progress.close(tally, interrupted=True)
+        raise
+    last_frame = frame = _frame(jobs, batch_id, tally)
+    if progress is not None:
+        progress.close(tally)
+    return frame
+
+
+class _KeepResult(CallObserver):
+    """Keeps a call's Result on its job, a cancelled call's too."""
+
+    def __init__(self, job: _Job):
+        self.job = job
+
+    def on_finish(self, result: Result) -> None:
+        self.job.result = result
+
+
+def _resumed_result(job: _Job, kept: dict[str, Any]) -> Result:
+    plan = job.plan
+    result = Result(model=plan.spec.id, provider=plan.spec.provider, status="ok",
+                    sample=plan.info.sample, batch_id=plan.batch_id, simulated=plan.spec.simulated)
+    for name, value in kept.items():
+        setattr(result, name, value)
+    return result
+
+
+def _frame(jobs: list[_Job], batch_id: str, tally: _Tally) -> "pd.DataFrame":
+    import pandas as pd
+
+    records = []
+    for job in jobs:
+        row = dict(job.inputs)
+        if job.result is not None:
+            r = job.result.to_row()
+            r.pop("group_id", None)
+            row.update(r)
+        else:
+            row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
+                       sample=job.plan.info.sample,
+                       status="skipped" if tally.stopped else "not run",
+                       error_kind="budget" if tally.stopped else "interrupted",
+                       error=tally.stopped or "Not run: the batch was interrupted; resume it.")
+        row["resumed"] = job.resumed
+        row["batch_id"] = batch_id
+        records.append(row)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["batch_id"] = batch_id
+    frame.attrs["stopped"] = tally.stopped
+    return frame

@@ -1,0 +1,39 @@
+"""`python -m llmcells.sim --port N [--ttft S] [--tps N]`: run the simulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from ..models import SIMULATOR_KEY
+from .simulator import Simulator
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start a simulator, print how to point the SDKs at it, and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m llmcells.sim", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=0, help="port (0 picks a free one)")
+    parser.add_argument("--ttft", type=float, default=0.05, help="seconds before the first token")
+    parser.add_argument("--tps", type=float, default=200.0, help="tokens per second")
+    parser.add_argument("--output-tokens", type=int, default=None, help="fixed answer length")
+    args = parser.parse_args(argv)
+    sim = Simulator(args.host, args.port, ttft=args.ttft, tokens_per_s=args.tps,
+                    output_tokens=args.output_tokens).start()
+    print(f"llmcells simulator listening on {sim.url}")
+    print("export these to use it:")
+    env = {**sim.env(), "OPENAI_API_KEY": SIMULATOR_KEY, "ANTHROPIC_API_KEY": SIMULATOR_KEY,
+           "GOOGLE_API_KEY": SIMULATOR_KEY}
+    for name, value in env.items():
+        print(f"export {name}={value}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

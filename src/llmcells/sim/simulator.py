@@ -1,0 +1,146 @@
+"""`Simulator`: the provider simulator run in a daemon thread with its own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+from typing import Any
+
+from .server import SimServer
+from .state import Fault, Settings, SimRequest, State
+
+
+def _check_loopback(host: str) -> str:
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(f"the simulator only binds to a loopback address, not {host!r}")
+
+
+def _quiet_disconnects(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # Clients hanging up mid-stream is normal here; anything else is worth a log line.
+    if isinstance(context.get("exception"), (ConnectionError, BrokenPipeError)):
+        return
+    loop.default_exception_handler(context)
+
+
+class Simulator:
+    """A loopback server that speaks the OpenAI, Anthropic and Gemini wire protocols.
+
+    Point the SDKs at it with `env()` (or `base_url=sim.url + "/v1"` for OpenAI, `sim.url` for
+    the others); any API key works except one starting with "invalid". Answers are
+    deterministic per (model, prompt) unless temperature > 0.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ttft: float = 0.05,
+                 tokens_per_s: float = 200.0, output_tokens: int | None = None) -> None:
+        self.host = _check_loopback(host)
+        self.port = port
+        self._state = State(Settings(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens))
+        self._server: SimServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def start(self) -> "Simulator":
+        """Start serving in a daemon thread; returns once the port is listening."""
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_quiet_disconnects)
+        server = SimServer(self._state, self.host, self.port)
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                self.port = loop.run_until_complete(server.start())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=run, name=f"llmcells-sim-{self.port}", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+        self._loop, self._server, self._thread = loop, server, thread
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and stop the server thread."""
+        loop, server, thread = self._loop, self._server, self._thread
+        if loop is None or server is None or thread is None:
+            return
+        self._loop = self._server = self._thread = None
+        try:
+            asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=5)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+
+    def __enter__(self) -> "Simulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- addresses --------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. "http://127.0.0.1:PORT"."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        """The base-URL environment variables that point the three SDKs here."""
+        return {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
+                "GOOGLE_GEMINI_BASE_URL": self.url}
+
+    # --- behaviour --------------------------------------------------------------------------
+    def configure(self, *, ttft: float | None = None, tokens_per_s: float | None = None,
+                  output_tokens: int | None = None) -> None:
+        """Change the global defaults (None leaves a setting as it is)."""
+        self._state.configure(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens)
+
+    def set_model(self, model: str, *, ttft: float | None = None, tokens_per_s: float | None = None,
+                  output_tokens: int | None = None, text: str | None = None, reasoning_tokens: int = 0,
+                  cached_input_tokens: int = 0, cache_write_tokens: int = 0) -> None:
+        """Override settings for one model name or glob ("gpt-*"); replaces earlier overrides
+        for the same name. `text` fixes the answer; the token counts show up in each
+        provider's own usage fields."""
+        self._state.set_model(model, Settings(ttft, tokens_per_s, output_tokens, text, reasoning_tokens,
+                                              cached_input_tokens, cache_write_tokens))
+
+    def inject(self, fault: str, *, provider: str | None = None, model: str | None = None,
+               times: int | None = 1, after_tokens: int = 3, retry_after: float | None = None,
+               retry_after_ms: int | None = None, delay: float = 5.0) -> None:
+        """Queue a fault for the next `times` matching requests (None: forever)."""
+        self._state.inject(Fault(fault, provider, model, times, after_tokens, retry_after,
+                                 retry_after_ms, delay))
+
+    def clear_faults(self) -> None:
+        """Drop every queued fault."""
+        self._state.clear_faults()
+
+    def reset(self) -> None:
+        """Back to the constructor's settings: no faults, no model overrides, empty log."""
+        self._state.reset()
+
+    @property
+    def requests(self) -> list[SimRequest]:
+        """A snapshot of every request received so far."""
+        return self._state.snapshot()

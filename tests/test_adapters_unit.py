@@ -1,0 +1,561 @@
+"""Unit tests of the three provider adapters: usage normalisation, cut streams, error mapping,
+closing on cancellation. Everything goes through an injected httpx MockTransport; no network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx2
+import pytest
+
+from llmcells.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConnectionFailedError,
+    IncompleteStreamError,
+    OverloadedError,
+    ProviderError,
+    RateLimitError,
+    ServerError,
+)
+from llmcells.models import ModelSpec
+from llmcells.providers import ClientOptions, get_provider
+from llmcells.providers import anthropic as anthropic_adapter
+from llmcells.providers import google as google_adapter
+from llmcells.providers import openai as openai_adapter
+from llmcells.types import Finish, Message, ReasoningDelta, Request, TextDelta, Usage, UsageUpdate
+
+KEY = "sk-unit-test-key-000000"
+
+
+# ----- _map_usage --------------------------------------------------------------------------------
+
+
+def test_openai_usage_chat_with_cache_and_reasoning():
+    raw = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+           "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+           "completion_tokens_details": {"reasoning_tokens": 256}}
+    assert openai_adapter._map_usage(raw) == Usage(
+        input_tokens=1200, cached_input_tokens=1024, cache_write_tokens=0,
+        output_tokens=300, reasoning_tokens=256)
+
+
+def test_openai_usage_responses_with_cache_write():
+    raw = {"input_tokens": 33, "input_tokens_details": {"cache_write_tokens": 20, "cached_tokens": 5},
+           "output_tokens": 11, "output_tokens_details": {"reasoning_tokens": 4}, "total_tokens": 44}
+    assert openai_adapter._map_usage(raw) == Usage(33, 5, 20, 11, 4)
+
+
+def test_openai_usage_missing_fields_and_sdk_objects():
+    # OpenAI-compatible servers often send only the totals, or nulls.
+    assert openai_adapter._map_usage({"prompt_tokens": 7, "completion_tokens": None}) == Usage(7, 0, 0, 0, 0)
+    assert openai_adapter._map_usage({}) == Usage()
+    from openai.types import CompletionUsage
+
+    sdk = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12,
+                                          "completion_tokens_details": {"reasoning_tokens": 2}})
+    assert openai_adapter._map_usage(sdk) == Usage(9, 0, 0, 3, 2)
+
+
+def test_anthropic_usage_adds_cache_reads_and_writes_to_input():
+    raw = {"input_tokens": 10, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500,
+           "output_tokens": 42}
+    assert anthropic_adapter._map_usage(raw) == Usage(
+        input_tokens=2510, cached_input_tokens=2000, cache_write_tokens=500, output_tokens=42,
+        reasoning_tokens=0)
+
+
+def test_anthropic_usage_missing_fields():
+    assert anthropic_adapter._map_usage({"output_tokens": 4}) == Usage(0, 0, 0, 4, 0)
+    assert anthropic_adapter._map_usage({"input_tokens": 10, "cache_read_input_tokens": None}) == Usage(10)
+
+
+def test_anthropic_message_delta_merges_with_message_start():
+    seen: dict[str, int] = {}
+    anthropic_adapter._merge_usage(seen, {"input_tokens": 10, "cache_read_input_tokens": 90,
+                                          "cache_creation_input_tokens": 0, "output_tokens": 1})
+    # An older-style message_delta that reports only output keeps the input counts from the start.
+    merged = anthropic_adapter._merge_usage(seen, {"output_tokens": 57, "input_tokens": None})
+    assert anthropic_adapter._map_usage(merged) == Usage(100, 90, 0, 57, 0)
+
+
+def test_gemini_usage_thoughts_and_cache():
+    raw = {"promptTokenCount": 1000, "cachedContentTokenCount": 800, "candidatesTokenCount": 80,
+           "thoughtsTokenCount": 35, "totalTokenCount": 1115}
+    assert google_adapter._map_usage(raw) == Usage(
+        input_tokens=1000, cached_input_tokens=800, cache_write_tokens=0, output_tokens=115,
+        reasoning_tokens=35)
+
+
+def test_gemini_usage_missing_candidates_and_sdk_object():
+    # gemini-2.0 first chunks: no candidatesTokenCount at all; Vertex first chunk: no counts.
+    assert google_adapter._map_usage({"promptTokenCount": 15, "totalTokenCount": 15}) == Usage(15)
+    assert google_adapter._map_usage({"trafficType": "ON_DEMAND"}) == Usage()
+    from google.genai import types
+
+    sdk = types.GenerateContentResponseUsageMetadata(
+        prompt_token_count=18, candidates_token_count=None, thoughts_token_count=35,
+        tool_use_prompt_token_count=4)
+    assert google_adapter._map_usage(sdk) == Usage(22, 0, 0, 35, 35)
+
+
+# ----- a tiny streaming server -------------------------------------------------------------------
+
+
+class Body(httpx2.AsyncByteStream):
+    """A response body sent in pieces; remembers whether it was closed; can hang after the pieces."""
+
+    def __init__(self, pieces: list[bytes], hang: bool = False, fail: BaseException | None = None):
+        self.pieces, self.hang, self.fail, self.closed = pieces, hang, fail, False
+
+    async def __aiter__(self):
+        for piece in self.pieces:
+            yield piece
+            await asyncio.sleep(0)
+        if self.fail is not None:
+            raise self.fail
+        if self.hang:
+            await asyncio.sleep(3600)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+SPECS = {
+    "openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
+    "openai-responses": ModelSpec("openai", "openai", "gpt-5.5", "gpt-5.5", api="responses"),
+    "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-4-5", "claude-haiku-4-5"),
+    "google": ModelSpec("google", "google", "gemini-2.5-flash", "gemini-2.5-flash"),
+}
+
+
+def _serve(body: Any, status: int = 200, headers: dict[str, str] | None = None):
+    """A handler returning one response; body is bytes or a Body; also records requests."""
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if isinstance(body, BaseException):
+            raise body
+        hdrs = {"content-type": "text/event-stream", **(headers or {})}
+        if isinstance(body, Body):
+            return httpx2.Response(status, headers=hdrs, stream=body)
+        return httpx2.Response(status, headers=hdrs, content=body)
+
+    handler.seen = seen  # type: ignore[attr-defined]
+    return handler
+
+
+async def _collect(kind: str, handler, *, base_url: str | None = None, **request_kw: Any):
+    spec = SPECS[kind]
+    if base_url:
+        spec = ModelSpec(spec.provider, spec.adapter, spec.name, spec.requested, api=spec.api,
+                         base_url=base_url)
+    adapter = get_provider(spec.adapter)
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        client = adapter.make_client(ClientOptions(base_url=base_url, api_key=KEY, http_client=http))
+        events: list[Any] = []
+        try:
+            async for event in adapter.stream(client, Request(spec, [Message("user", "hi")], **request_kw)):
+                events.append(event)
+        except Exception as exc:  # noqa: BLE001
+            return events, exc, adapter.map_error(exc, spec)
+    return events, None, None
+
+
+def _text(events) -> str:
+    return "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
+def _sse(*events: dict[str, Any], named: bool = False, sep: str = "\n") -> bytes:
+    out = ""
+    for e in events:
+        if named:
+            out += f"event: {e['type']}{sep}"
+        out += f"data: {json.dumps(e)}{sep}{sep}"
+    return out.encode()
+
+
+def _chat_chunk(content: str | None = None, finish: str | None = None, usage: dict | None = None,
+                choices: bool = True) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                             "model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": usage}
+    if choices:
+        chunk["choices"] = [{"index": 0, "delta": {"content": content} if content is not None else {},
+                             "finish_reason": finish}]
+    return chunk
+
+
+ANTHROPIC_START = {"type": "message_start", "message": {
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5-20251001",
+    "content": [], "stop_reason": None, "stop_sequence": None,
+    "usage": {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+              "output_tokens": 1}}}
+ANTHROPIC_BLOCK = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+
+
+def _anthropic_text(text: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+
+
+def _gemini_chunk(text: str, finish: str | None = None, thought: bool = False) -> dict[str, Any]:
+    part: dict[str, Any] = {"text": text}
+    if thought:
+        part["thought"] = True
+    cand: dict[str, Any] = {"content": {"parts": [part], "role": "model"}, "index": 0}
+    if finish:
+        cand["finishReason"] = finish
+    return {"candidates": [cand], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2},
+            "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+
+
+def _responses_event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "sequence_number": 0, **fields}
+
+
+def _response_obj(status: str, usage: dict | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-5.5-2026-04-23",
+            "status": status, "output": [], "parallel_tool_calls": True, "tool_choice": "auto",
+            "tools": [], "usage": usage, **extra}
+
+
+RESP_USAGE = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 5,
+              "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 16}
+
+
+def _text_delta(delta: str) -> dict[str, Any]:
+    return _responses_event("response.output_text.delta", item_id="m", output_index=0,
+                            content_index=0, delta=delta, logprobs=[])
+
+
+# ----- cut streams -> IncompleteStreamError ------------------------------------------------------
+
+
+CUT_STREAMS = {
+    # OpenAI chat: text, no finish_reason, no [DONE]: the SDK ends silently.
+    "openai-chat-no-finish": ("openai", _sse(_chat_chunk("He"), _chat_chunk("l"))),
+    # ...and cut in the middle of an event.
+    "openai-chat-mid-event": ("openai", _sse(_chat_chunk("Hel")) + b'data: {"id":"chatcmpl-1","obj'),
+    "openai-responses-no-completed": ("openai-responses", _sse(
+        _responses_event("response.created", response=_response_obj("in_progress")),
+        _text_delta("Hel"), named=True)),
+    "anthropic-no-message-stop": ("anthropic", _sse(
+        ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"), named=True)),
+    "anthropic-after-message-delta": ("anthropic", _sse(
+        ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"),
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+        named=True)),
+    "google-no-finish-reason": ("google", _sse(_gemini_chunk("Hel"), sep="\r\n")),
+    # Gemini cut mid-JSON: the SDK raises UnknownApiResponseError, mapped to IncompleteStreamError.
+    "google-mid-json": ("google", _sse(_gemini_chunk("Hel"), sep="\r\n") + b'data: {"candidates": [{"con'),
+}
+
+
+@pytest.mark.parametrize("kind,body", list(CUT_STREAMS.values()), ids=list(CUT_STREAMS))
+def test_cut_stream_is_incomplete_and_keeps_text(kind: str, body: bytes):
+    events, exc, mapped = asyncio.run(_collect(kind, _serve(body)))
+    assert _text(events) == "Hel"  # the partial answer was yielded before the error
+    assert not any(isinstance(e, Finish) for e in events)
+    assert isinstance(mapped, IncompleteStreamError), (exc, mapped)
+    assert "ended before it was complete" in mapped.message
+    assert mapped.provider == SPECS[kind].provider
+
+
+CONNECTION_CUT = {
+    "openai": _sse(_chat_chunk("Hel")),
+    "openai-responses": _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                             _text_delta("Hel"), named=True),
+    "anthropic": _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"), named=True),
+    "google": _sse(_gemini_chunk("Hel"), sep="\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CONNECTION_CUT))
+def test_connection_closed_mid_body_is_incomplete(kind: str):
+    """The peer closing the connection mid-body (incomplete chunked read) after some events is a
+    cut answer, not a failure to connect (openai wraps it in APIConnectionError, the others don't)."""
+    body = Body([CONNECTION_CUT[kind]], fail=httpx2.RemoteProtocolError(
+        "peer closed connection without sending complete message body (incomplete chunked read)"))
+    events, exc, mapped = asyncio.run(_collect(kind, _serve(body)))
+    assert _text(events) == "Hel"
+    assert isinstance(mapped, IncompleteStreamError), (exc, mapped)
+
+
+# ----- terminal events ---------------------------------------------------------------------------
+
+
+def test_openai_chat_finish_after_usage_chunk_and_reasoning_extra():
+    body = _sse({**_chat_chunk(), "choices": [{"index": 0, "delta": {"reasoning_content": "think"},
+                                               "finish_reason": None}]},
+                _chat_chunk("Hi"), _chat_chunk(finish="stop"),
+                _chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 2})) + b"data: [DONE]\n\n"
+    events, exc, _ = asyncio.run(_collect("openai", _serve(body)))
+    assert exc is None
+    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["think"]
+    assert isinstance(events[-2], UsageUpdate) and events[-2].usage == Usage(3, 0, 0, 2, 0)
+    assert events[-1] == Finish("stop")
+
+
+def test_openai_compatible_server_without_usage_or_done():
+    # A server that ends right after the finish_reason chunk, without [DONE] or usage, is complete.
+    body = _sse(_chat_chunk("Hi"), _chat_chunk(finish="stop"))
+    events, exc, _ = asyncio.run(_collect("openai", _serve(body), base_url="http://localhost:11434/v1"))
+    assert exc is None and _text(events) == "Hi" and events[-1] == Finish("stop")
+    assert not any(isinstance(e, UsageUpdate) for e in events)
+
+
+def test_responses_incomplete_is_a_normal_short_ending():
+    body = _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                _text_delta("Hel"),
+                _responses_event("response.reasoning_summary_text.delta", item_id="r", output_index=0,
+                                 summary_index=0, delta="thinking"),
+                _responses_event("response.incomplete", response=_response_obj(
+                    "incomplete", RESP_USAGE, incomplete_details={"reason": "max_output_tokens"})),
+                named=True)
+    events, exc, _ = asyncio.run(_collect("openai-responses", _serve(body)))
+    assert exc is None and _text(events) == "Hel"
+    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["thinking"]
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(11, 0, 0, 5, 3)
+    assert events[-1] == Finish("max_output_tokens")
+
+
+def test_responses_failed_and_error_events_raise():
+    failed = _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                  _responses_event("response.failed", response=_response_obj(
+                      "failed", error={"code": "server_error", "message": "The server had an error."})),
+                  named=True)
+    _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(failed)))
+    assert isinstance(mapped, ServerError) and mapped.retryable
+
+    flat = _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                _responses_event("error", code="invalid_prompt", message="Bad prompt.", param=None),
+                named=True)
+    _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(flat)))
+    assert isinstance(mapped, ProviderError) and "Bad prompt." in mapped.message
+
+
+def test_anthropic_thinking_and_finish_reason():
+    body = _sse(ANTHROPIC_START,
+                {"type": "content_block_start", "index": 0,
+                 "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "hmm"}},
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "x"}},
+                {"type": "content_block_stop", "index": 0},
+                {**ANTHROPIC_BLOCK, "index": 1},
+                {**_anthropic_text("Hi"), "index": 1},
+                {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9}},
+                {"type": "message_stop"}, named=True)
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(body)))
+    assert exc is None and _text(events) == "Hi"
+    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["hmm"]
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(10, 0, 0, 9, 0)
+    assert events[-1] == Finish("max_tokens")
+
+
+def test_gemini_thought_parts_are_reasoning():
+    body = _sse(_gemini_chunk("plan", thought=True), _gemini_chunk("Hi", finish="MAX_TOKENS"), sep="\r\n")
+    events, exc, _ = asyncio.run(_collect("google", _serve(body)))
+    assert exc is None and _text(events) == "Hi"
+    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["plan"]
+    assert events[-1] == Finish("MAX_TOKENS")
+
+
+def test_gemini_blocked_prompt_is_a_bad_request():
+    body = _sse({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}},
+                sep="\r\n")
+    _, exc, mapped = asyncio.run(_collect("google", _serve(body)))
+    assert isinstance(mapped, BadRequestError) and "SAFETY" in mapped.message
+
+
+# ----- error mapping -----------------------------------------------------------------------------
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_openai_429_retry_after_ms_and_quota():
+    body = _json({"error": {"message": "Rate limit reached. Please try again in 1.2s.",
+                            "type": "tokens", "param": None, "code": "rate_limit_exceeded"}})
+    handler = _serve(body, 429, {"content-type": "application/json", "retry-after-ms": "1200"})
+    _, _, mapped = asyncio.run(_collect("openai", handler))
+    assert isinstance(mapped, RateLimitError) and mapped.retryable
+    assert mapped.retry_after == pytest.approx(1.2) and mapped.status_code == 429
+    assert len(handler.seen) == 1  # no SDK retry
+
+    quota = _json({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
+                             "param": None, "code": "insufficient_quota"}})
+    _, _, mapped = asyncio.run(_collect("openai", _serve(quota, 429, {"content-type": "application/json",
+                                                                        "retry-after": "3"})))
+    assert isinstance(mapped, RateLimitError) and not mapped.retryable and mapped.retry_after == 3
+
+
+def test_openai_400_message_is_one_short_line_without_key():
+    long_message = ("Invalid value for 'temperature': decimal below minimum value.\n" * 10
+                    + f" Incorrect API key provided: {KEY}.")
+    body = _json({"error": {"message": long_message, "type": "invalid_request_error",
+                            "param": "temperature", "code": "decimal_below_min_value"}})
+    _, _, mapped = asyncio.run(_collect("openai", _serve(body, 400, {"content-type": "application/json"})))
+    assert isinstance(mapped, BadRequestError) and mapped.status_code == 400
+    assert "\n" not in mapped.message and len(mapped.message) <= 240
+    assert mapped.message.startswith("OpenAI rejected the request: Invalid value for 'temperature'")
+    assert KEY not in mapped.message
+
+
+def test_openai_mid_stream_error_object():
+    body = _sse(_chat_chunk("Hel"), {"error": {"message": "The server had an error while processing "
+                                               "your request.", "type": "server_error"}})
+    events, exc, mapped = asyncio.run(_collect("openai", _serve(body)))
+    assert _text(events) == "Hel"
+    assert isinstance(mapped, ServerError) and mapped.status_code is None
+
+
+def test_openai_500_and_503_overloaded():
+    body = _json({"error": {"message": "The engine is currently overloaded, please try again later.",
+                            "type": "server_error", "param": None, "code": None}})
+    _, _, mapped = asyncio.run(_collect("openai", _serve(body, 503, {"content-type": "application/json"})))
+    assert isinstance(mapped, OverloadedError) and mapped.status_code == 503
+    _, _, mapped = asyncio.run(_collect("openai", _serve(_json({"error": {"message": "boom"}}), 500,
+                                                         {"content-type": "application/json"})))
+    assert isinstance(mapped, ServerError) and mapped.status_code == 500
+
+
+def test_anthropic_529_and_mid_stream_overloaded_event():
+    body = _json({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
+                  "request_id": "req_1"})
+    handler = _serve(body, 529, {"content-type": "application/json", "retry-after": "7"})
+    _, _, mapped = asyncio.run(_collect("anthropic", handler))
+    assert isinstance(mapped, OverloadedError) and mapped.status_code == 529 and mapped.retry_after == 7
+    assert len(handler.seen) == 1
+
+    stream = _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"), named=True) + (
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
+    events, exc, mapped = asyncio.run(_collect("anthropic", _serve(stream)))
+    assert _text(events) == "Hel"
+    assert isinstance(mapped, OverloadedError) and mapped.status_code == 200
+
+
+def test_anthropic_401_400_429():
+    def err(kind: str, message: str) -> bytes:
+        return _json({"type": "error", "error": {"type": kind, "message": message}})
+
+    ct = {"content-type": "application/json"}
+    _, _, m = asyncio.run(_collect("anthropic", _serve(err("authentication_error", "invalid x-api-key"), 401, ct)))
+    assert isinstance(m, AuthenticationError)
+    assert m.message == "Anthropic rejected the API key; check ANTHROPIC_API_KEY."  # not mangled by redact
+    _, _, m = asyncio.run(_collect("anthropic", _serve(err("invalid_request_error", "max_tokens: too big"), 400, ct)))
+    assert isinstance(m, BadRequestError) and m.message == "Anthropic rejected the request: max_tokens: too big"
+    _, _, m = asyncio.run(_collect("anthropic", _serve(err("rate_limit_error", "slow down"), 429,
+                                                       {**ct, "retry-after": "12"})))
+    assert isinstance(m, RateLimitError) and m.retry_after == 12
+
+
+def test_gemini_429_retry_info_and_503_overloaded():
+    body = _json({"error": {"code": 429, "message": "You exceeded your current quota. Please retry in 58.2s.",
+                            "status": "RESOURCE_EXHAUSTED", "details": [
+                                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+                                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "58s"}]}})
+    handler = _serve(body, 429, {"content-type": "application/json"})
+    _, _, mapped = asyncio.run(_collect("google", handler))
+    assert isinstance(mapped, RateLimitError) and mapped.retry_after == 58 and mapped.status_code == 429
+    assert len(handler.seen) == 1
+
+    body = _json({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+                            "status": "UNAVAILABLE"}})
+    _, _, mapped = asyncio.run(_collect("google", _serve(body, 503, {"content-type": "application/json"})))
+    assert isinstance(mapped, OverloadedError) and mapped.retryable
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
+def test_connection_refused_names_the_host(kind: str):
+    handler = _serve(httpx2.ConnectError("[Errno 111] Connection refused"))
+    _, exc, mapped = asyncio.run(_collect(kind, handler, base_url="http://127.0.0.1:9"))
+    assert isinstance(mapped, ConnectionFailedError), (exc, mapped)
+    assert "127.0.0.1:9" in mapped.message and "Connection refused" in mapped.message
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
+def test_foreign_exceptions_are_not_mapped(kind: str):
+    adapter = get_provider(SPECS[kind].adapter)
+    assert adapter.map_error(asyncio.CancelledError(), SPECS[kind]) is None
+    assert adapter.map_error(KeyboardInterrupt(), SPECS[kind]) is None
+    assert adapter.map_error(ValueError("x"), SPECS[kind]) is None
+
+
+# ----- cancellation closes the connection --------------------------------------------------------
+
+
+FIRST_EVENT = {
+    "openai": _sse(_chat_chunk("Hel")),
+    "anthropic": _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"), named=True),
+    "google": _sse(_gemini_chunk("Hel"), sep="\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(FIRST_EVENT))
+def test_cancelling_a_call_closes_its_response(kind: str):
+    body = Body([FIRST_EVENT[kind]], hang=True)
+
+    async def main() -> list[Any]:
+        spec = SPECS[kind]
+        adapter = get_provider(spec.adapter)
+        got: list[Any] = []
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(_serve(body))) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+
+            async def consume() -> None:
+                async for event in adapter.stream(client, Request(spec, [Message("user", "hi")])):
+                    got.append(event)
+
+            task = asyncio.create_task(consume())
+            for _ in range(200):
+                await asyncio.sleep(0.005)
+                if any(isinstance(e, TextDelta) for e in got):
+                    break
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Closed by the adapter itself, not later by garbage collection or loop shutdown.
+            assert body.closed
+        return got
+
+    got = asyncio.run(main())
+    assert _text(got) == "Hel"
+    assert body.closed
+
+
+# ----- client construction -----------------------------------------------------------------------
+
+
+def test_make_client_turns_sdk_retries_off_and_sets_timeouts():
+    opts = ClientOptions(base_url="http://localhost:1234/v1", api_key=KEY, connect_timeout=3, read_timeout=77)
+    oa = get_provider("openai").make_client(opts)
+    assert oa.max_retries == 0 and oa.timeout.connect == 3 and oa.timeout.read == 77
+    assert str(oa.base_url).startswith("http://localhost:1234/v1")
+    an = get_provider("anthropic").make_client(opts)
+    assert an.max_retries == 0 and an.timeout.connect == 3 and an.timeout.read == 77
+
+
+def test_gemini_client_uses_httpx_with_our_timeouts(monkeypatch):
+    client = get_provider("google").make_client(
+        ClientOptions(base_url="http://localhost:1234", api_key=KEY, connect_timeout=3, read_timeout=77))
+    api = client._api_client
+    assert api._http_options.retry_options is None
+    assert not api._use_aiohttp()  # an explicit httpx client keeps aiohttp out even if installed
+    http = api._async_httpx_client
+    assert isinstance(http, google_adapter._ClientTimeoutAsyncClient)
+    # google-genai passes timeout=None per request; that must not switch the timeouts off.
+    request = http.build_request("POST", "http://localhost:1234/x", timeout=None)
+    assert request.extensions["timeout"] == {"connect": 3, "read": 77, "write": 77, "pool": 77}
+
+
+def test_gemini_vertex_mode(monkeypatch):
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "us-central1")
+    monkeypatch.setattr("google.auth.default", lambda *a, **k: (None, "my-project"))
+    client = get_provider("google").make_client(ClientOptions(base_url=None, api_key=""))
+    api = client._api_client
+    assert api.vertexai and api.project == "my-project" and api.location == "us-central1"

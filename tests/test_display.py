@@ -1,0 +1,616 @@
+"""The display layer: streaming cards, throttling, the comparison table, the terminal renderer.
+
+No browser and no kernel: widgets get a recording comm (like ipywidgets' own tests), and every
+`update` message a widget sends is recorded with its time, so the repaint rate can be measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import math
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from llmcells.display import DisplayHandle, detect_mode, open_display
+from llmcells.types import CallInfo, Result, Usage
+
+# ----- a recording comm -------------------------------------------------------------------------
+
+
+class RecordingComm:
+    """Stands in for the kernel comm: records every message a widget sends, with its time."""
+
+    _n = 0
+
+    def __init__(self, log, **kwargs):
+        RecordingComm._n += 1
+        self.comm_id = f"comm-{RecordingComm._n}"
+        self.log = log
+        self.kwargs = kwargs
+
+    def open(self, *a, **k):
+        pass
+
+    def on_msg(self, *a, **k):
+        pass
+
+    def close(self, *a, **k):
+        pass
+
+    def send(self, data=None, buffers=None, **kwargs):
+        self.log.append((time.monotonic(), self.comm_id, data, threading.current_thread().name))
+
+
+@pytest.fixture
+def comms(monkeypatch):
+    """Patch comm creation; returns the list of (time, comm_id, data, thread) sent messages."""
+    import comm
+
+    import llmcells.display.notebook as nb
+
+    class Log(list):
+        shown: list
+
+    rec = Log()
+    rec.shown = []
+    monkeypatch.setattr(comm, "create_comm", lambda **kw: RecordingComm(rec, **kw))
+    monkeypatch.setattr(nb, "show", lambda obj: rec.shown.append((obj, threading.current_thread())))
+    return rec
+
+
+def updates(log, widget, key="value"):
+    """[(time, value)] of the `update` messages of one widget trait."""
+    cid = widget.comm.comm_id
+    return [(t, d["state"][key]) for t, c, d, _ in log
+            if c == cid and d.get("method") == "update" and key in d.get("state", {})]
+
+
+def card_messages(log, card):
+    ids = {card.header.comm.comm_id, card.body.comm.comm_id, card.footer.comm.comm_id}
+    return [t for t, c, d, _ in log if c in ids and d.get("method") == "update"]
+
+
+def max_per_second(times):
+    """The largest number of messages in any 1-second window."""
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] < t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def strip_tags(s: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", s))
+
+
+def info(model_id="anthropic:claude-haiku-4-5", simulated=True, **kw) -> CallInfo:
+    provider = model_id.split(":")[0]
+    return CallInfo(call_id=f"c-{model_id}", model=model_id, model_id=model_id, provider=provider,
+                    simulated=simulated, **kw)
+
+
+class LoopThread:
+    """A private event loop in a daemon thread, like llmcells' own."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout=30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(2)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread():
+    lt = LoopThread()
+    yield lt
+    lt.stop()
+
+
+async def stream(obs, n_tokens=2000, rate=1000.0, *, finish=True, model="anthropic:claude-haiku-4-5",
+                 wait_first=0.05):
+    """Drive an observer like the runner: start, waiting, text at `rate` tokens/s, usage, finish."""
+    obs.on_start(getattr(obs, "info", None))
+    obs.on_status("waiting")
+    await asyncio.sleep(wait_first)
+    t0 = time.monotonic()
+    text, sent = "", 0
+    while sent < n_tokens:
+        due = min(n_tokens, int((time.monotonic() - t0) * rate) + 1)
+        while sent < due:
+            delta = f"w{sent} "
+            text += delta
+            obs.on_text(delta, text)
+            sent += 1
+        await asyncio.sleep(0.001)
+    span = time.monotonic() - t0
+    obs.on_usage(Usage(input_tokens=12, output_tokens=n_tokens))
+    result = Result(text=text, model=model, provider=model.split(":")[0], status="ok",
+                    usage=Usage(input_tokens=12, output_tokens=n_tokens), cost_usd=0.00033,
+                    latency_s=span + wait_first, ttft_s=wait_first)
+    if finish:
+        obs.on_finish(result)
+    return result, t0, span
+
+
+# ----- detect_mode ------------------------------------------------------------------------------
+
+
+def test_detect_mode_plain_process():
+    code = ("import sys; from llmcells.display import detect_mode; "
+            "print(detect_mode(None), detect_mode(True), detect_mode(False), detect_mode('text'), "
+            "'ipywidgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["none", "terminal", "none", "terminal", "False"]
+
+
+def test_detect_mode_in_this_process_and_strings():
+    assert detect_mode(None) == "none"
+    assert detect_mode(True) == "terminal"
+    assert detect_mode(False) == "none"
+    assert detect_mode("terminal") == "terminal"
+    assert detect_mode("notebook") == "notebook"
+    from llmcells.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        detect_mode("fancy")
+
+
+def test_detect_mode_shells(monkeypatch):
+    import llmcells.display as d
+
+    class ZMQInteractiveShell:
+        pass
+
+    class Kernelish(ZMQInteractiveShell):
+        pass
+
+    class TerminalInteractiveShell:
+        pass
+
+    monkeypatch.setattr(d, "_shell", lambda: Kernelish())
+    assert detect_mode(None) == "notebook" and detect_mode(True) == "notebook"
+    assert detect_mode(False) == "none" and detect_mode("text") == "terminal"
+    monkeypatch.setattr(d, "_shell", lambda: TerminalInteractiveShell())
+    assert detect_mode(None) == "terminal"
+
+
+def test_open_display_none():
+    assert open_display("ask", [info()], "none") is None
+
+
+# ----- notebook cards ---------------------------------------------------------------------------
+
+
+def test_widgets_created_and_shown_on_main_thread(comms):
+    h = open_display("compare", [info("openai:gpt-4.1-mini"), info()], "notebook", prompt="Hi?")
+    assert isinstance(h, DisplayHandle) and len(h.observers) == 2
+    assert len(comms.shown) == 1 and comms.shown[0][1] is threading.main_thread()
+    view = comms.shown[0][0]
+    assert "openai:gpt-4.1-mini" in repr(view)  # text/plain fallback is readable
+    assert "simulated" in h.observers[1].header.value
+    assert "waiting" in h.observers[0].body.value  # no empty box
+    grid = h.grid
+    assert "minmax" in grid.layout.grid_template_columns and "280px" in grid.layout.grid_template_columns
+    assert h.observers[0].body.layout.overflow == "auto" and h.observers[0].body.layout.max_height
+
+
+def test_stream_is_throttled_and_final_state_painted(comms, loop_thread):
+    h = open_display("ask", [info()], "notebook", prompt="Write 2000 words")
+    card = h.observers[0]
+    result, t0, span = loop_thread.run(stream(card, 2000, 1000.0))
+    h.close([result])
+
+    msgs = card_messages(comms, card)
+    body = updates(comms, card.body)
+    streaming = [t for t in msgs if t <= t0 + span]
+    per_s = len(streaming) / span
+    body_per_s = len([t for t, _ in body if t <= t0 + span]) / span
+    peak = max_per_second(msgs)
+    print(f"\n2000 tokens at 1000 tok/s over {span:.2f} s: {len(msgs)} messages in all, "
+          f"{per_s:.1f}/s while streaming (body {body_per_s:.1f}/s), peak {peak} in any 1 s window; "
+          f"{card.throttle.paints} throttled paints for 2000 on_text calls")
+    assert 1.8 < span < 3.5
+    assert per_s <= 25 and peak <= 26
+    assert body_per_s >= 10  # it does stream
+    # every message was sent from the loop thread, none from the main thread after display
+    assert {th for t, c, d, th in comms if t >= t0} == {"test-loop"}
+    # the final body is the whole answer, rendered once
+    final_body = body[-1][1]
+    assert strip_tags(final_body).split() == result.text.split()
+    assert "llmcells-md" in final_body
+    # markdown was not rendered while streaming
+    assert not any("llmcells-md" in v for _, v in body[:-1])
+    # status: waiting -> streaming -> done
+    heads = [v for _, v in updates(comms, card.header)]
+    order = [next(i for i, v in enumerate(heads) if key in v)
+             for key in ("waiting for first token", "streaming", "✓ done")]
+    assert order == sorted(order)
+    foot = card.footer.value
+    assert "12→2,000 tokens" in foot and "$0.000330" in foot and "TTFT" in foot
+
+
+def test_deferred_flush_paints_the_last_text_without_finish(comms, loop_thread):
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+
+    async def go():
+        result, _, _ = await stream(card, 300, 3000.0, finish=False)
+        await asyncio.sleep(0.2)  # the one deferred paint fires
+        return result
+
+    result = loop_thread.run(go())
+    from llmcells.display.markdown import plain_html
+
+    assert card.body.value == plain_html(result.text)  # exactly the full text, no finish needed
+    assert card.status == "streaming"
+
+
+def test_compare_three_cards_throttled(comms, loop_thread):
+    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+    h = open_display("compare", [info(m) for m in models], "notebook", prompt="p")
+
+    async def go():
+        return await asyncio.gather(*(stream(o, 2000, 1000.0, model=m)
+                                      for o, m in zip(h.observers, models)))
+
+    outs = loop_thread.run(go())
+    h.close([r for r, _, _ in outs])
+    for card, (r, t0, span) in zip(h.observers, outs):
+        msgs = card_messages(comms, card)
+        rate = len([t for t in msgs if t <= t0 + span]) / span
+        print(f"\n{card.info.model_id}: {rate:.1f} messages/s while streaming, peak {max_per_second(msgs)}")
+        assert rate <= 25 and max_per_second(msgs) <= 26
+        assert strip_tags(card.body.value).split() == r.text.split()
+        assert "✓ done" in card.header.value
+
+
+def test_error_and_cancel_are_painted_with_partial_text(comms, loop_thread):
+    h = open_display("compare", [info("openai:gpt-4.1-mini"), info()], "notebook")
+    a, b = h.observers
+
+    async def go():
+        for o in (a, b):
+            o.on_start(o.info)
+            o.on_status("waiting")
+        a.on_text("Partial ", "Partial ")
+        a.on_text("answer", "Partial answer")
+        b.on_text("Half a", "Half a")
+        await asyncio.sleep(0.01)
+        a.on_finish(Result(text="Partial answer", model="openai:gpt-4.1-mini", status="error",
+                           error="The server closed the connection (500). Try again."))
+        b.on_finish(Result(text="Half a", model="anthropic:claude-haiku-4-5", status="cancelled",
+                           error="cancelled"))
+
+    loop_thread.run(go())
+    h.close([a.result, b.result])
+    assert "✗ error" in a.header.value and "closed the connection (500)" in a.header.value
+    assert "Traceback" not in a.header.value
+    assert "Partial answer" in strip_tags(a.body.value)
+    assert "■ cancelled" in b.header.value and "Half a" in strip_tags(b.body.value)
+    assert "error" in h.table.value and "cancelled" in h.table.value
+
+
+def test_retrying_shows_the_wait_and_counts_down(comms, loop_thread):
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+
+    async def go():
+        card.on_start(card.info)
+        card.on_status("waiting")
+        card.on_status("retrying", "rate limited (429); retrying in 2.0 s (attempt 2 of 4)")
+        first = card.header.value
+        await asyncio.sleep(1.15)
+        return first, card.header.value
+
+    first, later = loop_thread.run(go())
+    assert "retrying in 2 s (429)…" in first and "attempt 2 of 4" in first
+    assert "retrying in 1 s (429)…" in later
+
+
+def test_waiting_shows_elapsed_seconds(comms, loop_thread):
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+
+    async def go():
+        card.on_start(card.info)
+        card.on_status("waiting")
+        await asyncio.sleep(1.15)
+        return card.header.value
+
+    head = loop_thread.run(go())
+    assert "waiting for first token… 1 s" in head
+    h.close([Result(status="cancelled", error="cancelled")])
+    assert "cancelled" in card.header.value
+    assert h._tick_handle is None
+
+
+def test_observers_never_raise(comms):
+    h = open_display("ask", [info()], "notebook")
+    o = h.observers[0]
+    o.on_start(None)
+    o.on_text(None, None)
+    o.on_usage(None)
+    o.on_status("weird", None)
+    o.on_finish(None)  # nonsense from a buggy runner must not raise
+    o.on_finish(Result(text="ok", status="ok"))
+    h.close([])
+
+
+def test_metrics_table_marks_fastest_and_cheapest(comms):
+    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash",
+              "openai:gpt-4o"]
+    h = open_display("compare", [info(m, simulated=False) for m in models], "notebook")
+    rs = [
+        Result(text="a", model=models[0], status="ok", latency_s=1.2, ttft_s=0.3, cost_usd=0.0004,
+               usage=Usage(10, output_tokens=60)),
+        Result(text="b", model=models[1], status="ok", latency_s=0.8, ttft_s=0.2, cost_usd=math.nan,
+               usage=Usage(10, output_tokens=50)),
+        Result(text="c", model=models[2], status="ok", latency_s=2.0, ttft_s=0.5, cost_usd=0.0001,
+               usage=Usage(10, output_tokens=70)),
+        Result(text="", model=models[3], status="error", error="rate limited (429)", latency_s=0.1,
+               cost_usd=0.0),
+    ]
+    for o, r in zip(h.observers, rs):
+        o.on_finish(r)
+    h.close(rs)
+    table = h.table.value
+    rows = re.findall(r"<tr( class=\"[^\"]*\")?>(.*?)</tr>", table)
+    body_rows = rows[1:]
+    assert len(body_rows) == 4
+    fastest = [r for cls, r in body_rows if "fastest" in cls]
+    cheapest = [r for cls, r in body_rows if "cheapest" in cls]
+    assert len(fastest) == 1 and models[1] in fastest[0] and "⚡" in fastest[0]
+    assert len(cheapest) == 1 and models[2] in cheapest[0] and "★ $0.000100" in cheapest[0]
+    assert "cost unknown" not in table and "fastest</span> (lowest latency)" in table
+    assert "*fastest*" in repr(h.view) and "*cheapest*" in repr(h.view)
+
+
+def test_card_markdown_code_highlighted_and_html_escaped(comms):
+    h = open_display("ask", [info()], "notebook")
+    o = h.observers[0]
+    text = "Here:\n\n```python\nprint('<b>')\n```\n\nText <script>alert(1)</script> and **done**"
+    o.on_text(text, text)
+    assert "<script>" not in o.body.value
+    o.on_finish(Result(text=text, status="ok"))
+    v = o.body.value
+    assert "<script>" not in v and "&lt;script&gt;" in v
+    assert "<pre" in v and "style=" in v and "<strong>done</strong>" in v
+
+
+def test_simple_markdown_fallback():
+    from llmcells.display.markdown import _simple_markdown
+
+    out = _simple_markdown("# T\n\n1. one\n2. *two*\n\n```js\nlet a = 1 < 2;\n```\n[x](javascript:alert(1)) `<i>`")
+    assert "<h1>T</h1>" in out and "<ol" in out and "<em>two</em>" in out
+    assert "&lt;" in out and "javascript:" not in out.split("<pre")[0] + out.split("</pre>")[-1].replace("[x](javascript:alert(1))", "")
+    assert "<code>&lt;i&gt;</code>" in out
+    assert '<a href="javascript' not in out
+
+
+# ----- terminal ----------------------------------------------------------------------------------
+
+
+def test_terminal_ask_streams_then_metrics_line(capsys):
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_status("waiting")
+    o.on_text("Hello", "Hello")
+    assert capsys.readouterr().out == "Hello"  # written as it arrives
+    o.on_text(", world", "Hello, world")
+    r = Result(text="Hello, world", model="anthropic:claude-haiku-4-5", status="ok", latency_s=1.23,
+               ttft_s=0.31, cost_usd=0.00033, usage=Usage(10, output_tokens=64))
+    o.on_finish(r)
+    h.close([r])
+    out = capsys.readouterr().out
+    assert out == (", world\n[anthropic:claude-haiku-4-5 · ok · 1.23 s · TTFT 0.31 s · 70 tok/s · "
+                   "10→64 tokens · $0.000330]\n")
+    assert "\x1b[" not in out
+
+
+def test_terminal_ask_error_one_line(capsys):
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_status("retrying", "rate limited (429); retrying in 2.0 s (attempt 2 of 4)")
+    r = Result(model="anthropic:claude-haiku-4-5", status="error",
+               error="Rate limited (429) after 4 attempts. Wait and try again.")
+    o.on_finish(r)
+    h.close([r])
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        "⟳ anthropic:claude-haiku-4-5: rate limited (429); retrying in 2.0 s (attempt 2 of 4)",
+        "✗ anthropic:claude-haiku-4-5: Rate limited (429) after 4 attempts. Wait and try again.",
+    ]
+
+
+def test_terminal_compare_prints_each_answer_then_table(capsys):
+    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+    h = open_display("compare", [info(m, simulated=False) for m in models], "terminal")
+    a, b, c = h.observers
+    for o in h.observers:
+        o.on_start(o.info)
+        o.on_status("waiting")
+    a.on_text("Four", "Four")
+    c.on_text("4", "4")
+    assert capsys.readouterr().out == ""  # nothing interleaved while streaming
+    rc = Result(text="4", model=models[2], status="ok", latency_s=0.5, ttft_s=0.2, cost_usd=0.00001,
+                usage=Usage(8, output_tokens=1))
+    ra = Result(text="Four", model=models[0], status="ok", latency_s=0.9, ttft_s=0.3,
+                cost_usd=0.00002, usage=Usage(8, output_tokens=2))
+    rb = Result(model=models[1], status="error", error="Overloaded (529). Try again later.")
+    c.on_finish(rc)
+    a.on_finish(ra)
+    b.on_finish(rb)
+    h.close([ra, rb, rc])
+    out = capsys.readouterr().out
+    print(out)
+    blocks = out.split("\n\n")
+    assert blocks[0].splitlines() == [
+        "── google:gemini-2.5-flash ──", "4",
+        "[google:gemini-2.5-flash · ok · 0.50 s · TTFT 0.20 s · 3.3 tok/s · 8→1 tokens · $0.000010]"]
+    assert blocks[1].splitlines()[0] == "── openai:gpt-4.1-mini ──"
+    assert blocks[2].splitlines() == [
+        "── anthropic:claude-haiku-4-5 ──",
+        "✗ anthropic:claude-haiku-4-5: Overloaded (529). Try again later."]
+    table = blocks[3].splitlines()
+    assert table[0].split() == ["model", "status", "latency", "TTFT", "tok/s", "in→out", "cost"]
+    gem = next(line for line in table if line.startswith("google"))
+    assert "*fastest*" in gem and "*cheapest*" in gem
+    assert next(line for line in table if line.startswith("anthropic")).split()[1] == "error"
+    # columns are aligned
+    assert len({line.index("status") if "status" in line else None for line in table[:1]}) == 1
+    starts = {line.find(" ok ") for line in table if " ok " in line}
+    assert len(starts) == 1
+    assert "\x1b[" not in out
+
+
+def test_terminal_observers_never_raise(capsys):
+    h = open_display("compare", [info()], "terminal")
+    o = h.observers[0]
+    o.on_text(None, None)
+    o.on_finish(None)
+    h.close([None])
+    assert "cancelled" in capsys.readouterr().out
+
+
+def test_notebook_falls_back_to_terminal_without_widgets(monkeypatch):
+    import llmcells.display as d
+
+    monkeypatch.setitem(sys.modules, "llmcells.display.notebook", None)  # import fails
+    h = d.open_display("ask", [info()], "notebook")
+    assert h is not None and h.mode == "terminal"
+
+
+def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
+    import types
+
+    import llmcells
+
+    fake = types.ModuleType("llmcells.pricing")
+    calls = []
+
+    def estimate_cost(provider, model, input_tokens, output_tokens):
+        calls.append((provider, model, input_tokens, output_tokens))
+        return (input_tokens * 1 + output_tokens * 5) / 1e6
+
+    fake.estimate_cost = estimate_cost
+    monkeypatch.setitem(sys.modules, "llmcells.pricing", fake)
+    monkeypatch.setattr(llmcells, "pricing", fake, raising=False)
+    h = open_display("ask", [info()], "notebook", prompt="x" * 40)
+    card = h.observers[0]
+
+    async def go():
+        card.on_start(card.info)
+        card.on_status("waiting")
+        await asyncio.sleep(0.01)
+        card.on_text("a" * 400, "a" * 400)  # first paint is immediate
+        first = card.footer.value
+        await asyncio.sleep(0.6)
+        card.on_usage(Usage(input_tokens=25, output_tokens=120))
+        await asyncio.sleep(0.6)
+        card.on_text("b", "a" * 400 + "b")
+        return first, card.footer.value
+
+    first, later = loop_thread.run(go())
+    assert "~100 tokens" in first and "~$0.000510" in first and "TTFT" in first
+    assert calls[0] == ("anthropic", "claude-haiku-4-5", 10, 100)
+    assert "25→120 tokens" in later and "$0.000625" in later
+
+
+def test_live_footer_without_pricing_shows_no_cost(comms, monkeypatch):
+    import llmcells
+
+    monkeypatch.setitem(sys.modules, "llmcells.pricing", None)
+    monkeypatch.delattr(llmcells, "pricing", raising=False)
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_text("hello world", "hello world")
+    assert "tokens" in card.footer.value and "$" not in card.footer.value
+
+
+@pytest.mark.kernel
+def test_in_a_real_kernel_messages_from_the_loop_thread_reach_the_cell():
+    jupyter_client = pytest.importorskip("jupyter_client")
+    import queue
+
+    try:
+        km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3")
+    except Exception as e:  # pragma: no cover - no kernel spec here
+        pytest.skip(f"no kernel: {e}")
+    code = '''
+import asyncio, threading
+from llmcells.display import detect_mode, open_display
+from llmcells.types import CallInfo, Result, Usage
+mode = detect_mode(None)
+infos = [CallInfo(call_id=str(i), model=m, model_id=m, provider=m.split(":")[0])
+         for i, m in enumerate(["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"])]
+h = open_display("compare", infos, mode, prompt="hello")
+loop = asyncio.new_event_loop()
+threading.Thread(target=loop.run_forever, daemon=True).start()
+async def one(o, m):
+    o.on_start(o.info); o.on_status("waiting"); await asyncio.sleep(0.05)
+    text = ""
+    for i in range(300):
+        text += f"w{i} "; o.on_text(f"w{i} ", text); await asyncio.sleep(0.001)
+    r = Result(text=text, model=m, status="ok", latency_s=0.5, ttft_s=0.05, cost_usd=0.0001,
+               usage=Usage(5, output_tokens=300))
+    o.on_finish(r); return r
+async def main():
+    h.close(await asyncio.gather(*(one(o, i.model_id) for o, i in zip(h.observers, infos))))
+asyncio.run_coroutine_threadsafe(main(), loop).result()
+print("MODE", mode, type(h).__name__)
+'''
+    try:
+        msg_id = kc.execute(code)
+        seen: dict[str, int] = {}
+        stray, out = 0, ""
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                m = kc.get_iopub_msg(timeout=10)
+            except queue.Empty:
+                break
+            t, parent = m["msg_type"], m["parent_header"].get("msg_id")
+            if t == "error":
+                pytest.fail(str(m["content"]))
+            if parent != msg_id:
+                stray += 1
+                continue
+            seen[t] = seen.get(t, 0) + 1
+            if t == "stream":
+                out += m["content"]["text"]
+            if t == "status" and m["content"]["execution_state"] == "idle":
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert "MODE notebook NotebookDisplay" in out
+    assert seen.get("display_data") == 1 and seen.get("comm_msg", 0) >= 6
+    assert stray == 0
+
+
+def test_close_matches_results_by_call_id(comms):
+    infos = [info("openai:gpt-4.1-mini"), info("google:gemini-2.5-flash")]
+    h = open_display("compare", infos, "notebook")
+    only = Result(text="hi", model="google:gemini-2.5-flash", status="ok", call_id=infos[1].call_id,
+                  latency_s=0.3, cost_usd=0.0001)
+    h.close([only])  # the runner passes the results it has; the first call never finished
+    assert "✓ done" in h.observers[1].header.value and "hi" in h.observers[1].body.value
+    assert "cancelled" in h.observers[0].header.value

@@ -1,0 +1,196 @@
+"""The magics through a real IPython InteractiveShell, against the simulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from llmcells import magics
+from llmcells.types import Comparison, Result
+
+
+@pytest.fixture(scope="module")
+def shell():
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "llmcells")
+    return ip
+
+
+@pytest.fixture
+def ip(shell, simulated):
+    magics.conversations.clear()
+    shell.user_ns.pop("_llm", None)
+    return shell
+
+
+def cell(ip, magic, line="", body="Say hi."):
+    ip.run_cell_magic(magic, line + " --no-display", body)
+    return ip.user_ns["_llm"]
+
+
+def last_body(sim):
+    return sim.requests[-1].body
+
+
+@pytest.mark.parametrize("magic,provider,model", [
+    ("chatgpt", "openai", "gpt-4.1-mini"),
+    ("claude", "anthropic", "claude-haiku-4-5"),
+    ("gemini", "google", "gemini-2.5-flash"),
+])
+def test_each_provider_magic(ip, simulated, magic, provider, model):
+    r = cell(ip, magic)
+    assert isinstance(r, Result) and r.ok and r.text
+    assert r.model == f"{provider}:{model}"
+    assert simulated.requests[-1].provider == provider
+
+
+def test_options_reach_the_request(ip, simulated):
+    r = cell(ip, "claude", '-m claude-sonnet-4-5 -s "Be terse." -t 0.3 --max-tokens 5 -o answer')
+    assert ip.user_ns["answer"] is r
+    assert r.model == "anthropic:claude-sonnet-4-5"
+    body = last_body(simulated)
+    assert body["system"] == "Be terse." and body["temperature"] == 0.3 and body["max_tokens"] == 5
+    assert r.usage.output_tokens <= 5
+
+
+def test_model_option_takes_ids_and_aliases(ip, simulated):
+    assert cell(ip, "chatgpt", "-m gemini").model == "google:gemini-2.5-flash"
+    assert cell(ip, "chatgpt", "-m openai-responses:gpt-4.1-mini").ok
+    assert simulated.requests[-1].api == "responses"
+
+
+def test_compare_magic_positional_models_and_default(ip, simulated):
+    c = cell(ip, "compare", "chatgpt google:gemini-2.5-pro")
+    assert isinstance(c, Comparison)
+    assert [r.model for r in c] == ["openai:gpt-4.1-mini", "google:gemini-2.5-pro"]
+    c = cell(ip, "compare")
+    assert [r.provider for r in c] == ["openai", "anthropic", "google"] and all(r.ok for r in c)
+
+
+def test_repeat_gives_independent_samples(ip, simulated):
+    c = cell(ip, "gemini", "-n 3 -t 1")
+    assert isinstance(c, Comparison) and [r.sample for r in c] == [0, 1, 2]
+    assert len({r.text for r in c}) == 3
+    c = cell(ip, "compare", "chatgpt claude -n 2")
+    assert [(r.provider, r.sample) for r in c] == [("openai", 0), ("openai", 1), ("anthropic", 0), ("anthropic", 1)]
+
+
+def test_continue_carries_the_conversation_and_reset_forgets_it(ip, simulated):
+    first = cell(ip, "claude", body="My name is Ada.")
+    cell(ip, "claude", "-c", body="What is my name?")
+    messages = last_body(simulated)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == "My name is Ada." and messages[1]["content"] == first.text
+    cell(ip, "claude", "-c", body="And again?")
+    assert len(last_body(simulated)["messages"]) == 5
+    # without -c a cell is a fresh request
+    cell(ip, "claude", body="Fresh.")
+    assert len(last_body(simulated)["messages"]) == 1
+    ip.run_line_magic("llmcells", "reset")
+    cell(ip, "claude", "-c", body="Who am I?")
+    assert len(last_body(simulated)["messages"]) == 1
+
+
+def test_continue_in_compare_keeps_each_models_own_history(ip, simulated):
+    cell(ip, "compare", "chatgpt claude", body="One.")
+    cell(ip, "compare", "chatgpt claude -c", body="Two.")
+    by_provider = {q.provider: q.body for q in simulated.requests[-2:]}
+    assert len(by_provider["openai"]["messages"]) == 3
+    assert len(by_provider["anthropic"]["messages"]) == 3
+
+
+def test_interpolation(ip, simulated):
+    ip.user_ns.update(topic="tides", rows=[10, 20])
+    cell(ip, "chatgpt", body='About {topic} and {rows[1]}; keep {missing} and {"json": 1}.')
+    sent = last_body(simulated)["messages"][-1]["content"]
+    assert sent == 'About tides and 20; keep {missing} and {"json": 1}.'
+    cell(ip, "chatgpt", "--no-interpolate", body="About {topic}.")
+    assert last_body(simulated)["messages"][-1]["content"] == "About {topic}."
+
+
+def test_format_json_parses_the_answer(ip, simulated):
+    simulated.set_model("gemini-2.5-flash", text='```json\n{"a": [1, 2]}\n```')
+    r = cell(ip, "gemini", "-f json")
+    assert r.data == {"a": [1, 2]}
+
+
+def test_format_code_puts_the_code_in_a_new_cell(ip, simulated):
+    simulated.set_model("gpt-4.1-mini", text="Here:\n```python\nprint('hi')\n```\nDone.")
+    ip.rl_next_input = None
+    cell(ip, "chatgpt", "-f code")
+    assert ip.rl_next_input == "print('hi')"
+
+
+@pytest.mark.parametrize("magic,line,body,message", [
+    ("claude", "", "   \n", "cell is empty"),
+    ("claude", "--bogus", "hi", "unrecognized arguments"),
+    ("claude", "-m openia:gpt-4o", "hi", "Unknown provider"),
+    ("compare", "chatgpt chatgtp", "hi", "Unknown model 'chatgtp'"),
+    ("claude", "-t 5", "hi", "between 0 and 2"),
+    ("claude", "-n 0", "hi", "repeat"),
+    ("claude", "--max-tokens 0", "hi", "max-tokens"),
+    ("claude", "-o 1x", "hi", "variable name"),
+    ("claude", "-f yaml", "hi", "invalid choice"),
+])
+def test_bad_input_is_one_usage_error_and_sends_nothing(ip, simulated, magic, line, body, message):
+    with pytest.raises(UsageError, match=message):
+        ip.run_cell_magic(magic, line, body)
+    assert simulated.requests == []
+
+
+def test_missing_key_is_one_line_saying_what_to_do(shell, capsys):
+    from llmcells import models
+
+    models.set_simulator(None)
+    result = shell.run_cell("%%claude\nhello")
+    assert result.error_in_exec is not None or result.error_before_exec is not None
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "UsageError" in text and "ANTHROPIC_API_KEY" in text and "simulate" in text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1
+
+
+def test_help_reads_well(shell):
+    doc = shell.find_cell_magic("compare").__doc__
+    assert "side by side" in doc and "--repeat" in doc and "--continue" in doc
+    assert "MODEL" in doc
+    assert "%llmcells usage" in shell.find_line_magic("llmcells").__doc__
+
+
+def test_llmcells_line_magic(ip, simulated, capsys):
+    frame = ip.run_line_magic("llmcells", "models")
+    assert set(frame["alias"]) >= {"chatgpt", "claude", "gemini"}
+    assert set(frame["simulated"]) == {"yes"}
+    settings = ip.run_line_magic("llmcells", "config temperature=0.5 compare_models=claude,gemini")
+    assert settings["temperature"] == 0.5 and settings["compare_models"] == ["claude", "gemini"]
+    c = cell(ip, "compare")
+    assert [r.provider for r in c] == ["anthropic", "google"]
+    with pytest.raises(UsageError, match="Unknown setting"):
+        ip.run_line_magic("llmcells", "config colour=blue")
+    with pytest.raises(UsageError, match="Unknown command"):
+        ip.run_line_magic("llmcells", "frobnicate")
+    ip.run_line_magic("llmcells", "help")
+    assert "simulate on|off" in capsys.readouterr().out
+
+
+def test_usage_and_costs_tables_from_the_magic(ip, simulated):
+    cell(ip, "compare", "chatgpt claude")
+    usage = ip.run_line_magic("llmcells", "usage --session")
+    assert len(usage) >= 2 and {"status", "cost_usd", "model"} <= set(usage.columns)
+    costs = ip.run_line_magic("llmcells", "costs --by provider")
+    assert {"openai", "anthropic"} <= set(costs["provider"])
+
+
+def test_simulate_switch(shell, capsys):
+    shell.run_line_magic("llmcells", "simulate on --ttft 0.01 --tps 5000")
+    try:
+        shell.run_cell_magic("claude", "--no-display", "hi")
+        assert shell.user_ns["_llm"].ok and shell.user_ns["_llm"].simulated
+    finally:
+        shell.run_line_magic("llmcells", "simulate off")
+    assert "Simulator off" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="ANTHROPIC_API_KEY"):
+        shell.run_cell_magic("claude", "--no-display", "hi")
