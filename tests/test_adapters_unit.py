@@ -247,6 +247,10 @@ CUT_STREAMS = {
         ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"),
         {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
         named=True)),
+    # An event whose JSON is garbled: openai/anthropic let json.JSONDecodeError through.
+    "openai-chat-malformed-event": ("openai", _sse(_chat_chunk("Hel")) + b"data: {not json}\n\n"),
+    "anthropic-malformed-event": ("anthropic", _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hel"),
+                                                    named=True) + b"event: content_block_delta\ndata: {oops\n\n"),
     "google-no-finish-reason": ("google", _sse(_gemini_chunk("Hel"), sep="\r\n")),
     # Gemini cut mid-JSON: the SDK raises UnknownApiResponseError, mapped to IncompleteStreamError.
     "google-mid-json": ("google", _sse(_gemini_chunk("Hel"), sep="\r\n") + b'data: {"candidates": [{"con'),
@@ -459,7 +463,8 @@ def test_gemini_429_retry_info_and_503_overloaded():
                                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "58s"}]}})
     handler = _serve(body, 429, {"content-type": "application/json"})
     _, _, mapped = asyncio.run(_collect("google", handler))
-    assert isinstance(mapped, RateLimitError) and mapped.retry_after == 58 and mapped.status_code == 429
+    # retryDelay is whole seconds; the message's 58.2 s is the more exact (and longer) hint.
+    assert isinstance(mapped, RateLimitError) and mapped.retry_after == 58.2 and mapped.status_code == 429
     assert len(handler.seen) == 1
 
     body = _json({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",

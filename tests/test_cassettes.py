@@ -237,6 +237,8 @@ async def _run(case: Case, interactions: list[dict[str, Any]]):
     return replay, events, error
 
 
+# anthropic warns (DeprecationWarning) when a request names a model it lists as deprecated (08).
+@pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_replay(case: Case, cassettes_dir: Path):
     interactions = load_interactions(cassettes_dir, case.file)

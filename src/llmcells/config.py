@@ -48,20 +48,34 @@ class Settings:
                 raise ConfigError(
                     f"Unknown setting {name!r}. Known settings: {', '.join(sorted(known))}."
                 )
-            current = getattr(self, name)
-            if isinstance(current, bool) and isinstance(value, str):
-                value = value.lower() in ("1", "true", "yes", "on")
-            elif isinstance(current, (int, float)) and not isinstance(current, bool) and isinstance(value, str):
-                try:
-                    value = type(current)(value)
-                except ValueError:
-                    raise ConfigError(f"Setting {name} takes a number, not {value!r}.") from None
-            elif name == "compare_models" and isinstance(value, str):
-                value = value.replace(",", " ").split()
-            setattr(self, name, value)
+            setattr(self, name, _coerce(name, known[name].type, value))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _coerce(name: str, annotation: str, value: Any) -> Any:
+    """A setting's value from what the user typed (magics pass strings)."""
+    kind = str(annotation)
+    if value is None:
+        if "None" in kind:
+            return None
+        raise ConfigError(f"Setting {name} needs a value.")
+    if kind.startswith("list"):
+        return value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if kind == "bool":
+        if isinstance(value, str):
+            if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ConfigError(f"Setting {name} is on or off, not {value!r}.")
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    for number in (int, float):
+        if kind.startswith(number.__name__):
+            try:
+                return number(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"Setting {name} takes a number, not {value!r}.") from None
+    return str(value)
 
 
 settings = Settings()

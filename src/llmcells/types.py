@@ -225,6 +225,16 @@ class Comparison:
         for r in self.results:
             if key in (r.model, r.response_model) or r.model.endswith(":" + key):
                 return r
+        from .errors import ConfigError
+        from .models import resolve
+
+        try:
+            model_id = resolve(key).id
+        except ConfigError:
+            raise KeyError(key) from None
+        for r in self.results:
+            if r.model == model_id:
+                return r
         raise KeyError(key)
 
     @property

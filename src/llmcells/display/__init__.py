@@ -15,8 +15,9 @@ import sys
 from ..errors import ConfigError
 from ..types import CallInfo
 from .base import DisplayHandle
+from .progress import open_progress
 
-__all__ = ["DisplayHandle", "detect_mode", "open_display"]
+__all__ = ["DisplayHandle", "detect_mode", "open_display", "open_progress"]
 
 _TERMINAL = {"text", "terminal", "plain", "stdout", "print"}
 _NOTEBOOK = {"notebook", "widget", "widgets", "html", "jupyter"}

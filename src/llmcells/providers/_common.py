@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import inspect
+import json
 import re
 import sys
 import time
@@ -131,12 +132,17 @@ def is_cut(exc: BaseException) -> bool:
 
 
 async def events_of(stream: Any, spec: ModelSpec) -> AsyncIterator[Any]:
-    """The items of an SDK stream; a connection cut after the first item is IncompleteStreamError."""
+    """The items of an SDK stream, with the two ways a body can break turned into
+    IncompleteStreamError: the connection cut after the first item, and an event that is not
+    JSON (openai and anthropic let json.JSONDecodeError through; google-genai raises
+    UnknownApiResponseError, which its map_error handles)."""
     started = False
     try:
         async for item in stream:
             started = True
             yield item
+    except json.JSONDecodeError as exc:
+        raise incomplete(spec) from exc
     except Exception as exc:
         if started and is_cut(exc):
             raise incomplete(spec) from exc

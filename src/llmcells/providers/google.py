@@ -6,6 +6,7 @@ The Gemini Developer API by default; Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +41,7 @@ from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
 VERTEX_HOST = "aiplatform.googleapis.com"
+_RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -157,13 +159,22 @@ def _error_details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
 
 
 def _retry_after(exc: genai_errors.APIError) -> float | None:
-    """RetryInfo.retryDelay ("58s") from the error body, else the Retry-After header."""
+    """Seconds to wait: the longest of RetryInfo.retryDelay ("58s"), the message's "Please retry
+    in 58.2s." and a Retry-After header. retryDelay is rounded down to whole seconds, so the
+    message is often the more exact one."""
+    hints: list[float] = []
     for d in _error_details(exc):
         if str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
             delay = parse_duration(d.get("retryDelay"))
             if delay is not None:
-                return delay
-    return retry_after_from_headers(getattr(exc.response, "headers", None))
+                hints.append(delay)
+    m = _RETRY_IN.search(str(exc.message or ""))
+    if m:
+        hints.append(float(m.group(1)))
+    header = retry_after_from_headers(getattr(exc.response, "headers", None))
+    if header is not None:
+        hints.append(header)
+    return max(hints) if hints else None
 
 
 def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:

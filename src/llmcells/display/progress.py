@@ -1,0 +1,107 @@
+"""Batch progress: one compact widget in a notebook, one tqdm-style line in a terminal.
+
+Both read a tally (total, done, failed, inflight, cost, started, stopped) and repaint through
+the same Throttle as the cards, so a batch of thousands of calls sends a few updates a second.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ..config import settings
+from ._format import fmt_cost
+from .throttle import Throttle
+
+
+def _summary(t: Any) -> tuple[str, str]:
+    """(counts, speed) texts of a tally."""
+    elapsed = max(1e-9, time.monotonic() - t.started)
+    rate = t.done / elapsed
+    left = t.total - t.done
+    eta = f"ETA {left / rate:.0f} s" if rate > 0 and left > 0 and t.stopped is None else ""
+    counts = f"{t.done}/{t.total} done · {t.failed} failed · {t.inflight} in flight"
+    speed = " · ".join(x for x in (f"{rate:.1f} calls/s", fmt_cost(t.cost), eta) if x)
+    return counts, speed
+
+
+class TerminalProgress:
+    """A single stderr line, rewritten in place on a terminal and printed at the end otherwise."""
+
+    def __init__(self, total: int, batch_id: str):
+        self.batch_id = batch_id
+        self.tally: Any = None
+        self.tty = sys.stderr.isatty()
+        self.throttle = Throttle(self._paint, lambda: 1.0 / max(1.0, settings.display_fps / 4))
+
+    def _paint(self) -> None:
+        if self.tally is not None and self.tty:
+            counts, speed = _summary(self.tally)
+            sys.stderr.write(f"\rbatch {self.batch_id}: {counts} · {speed}\x1b[K")
+            sys.stderr.flush()
+
+    def update(self, tally: Any) -> None:
+        self.tally = tally
+        self.throttle.request()
+
+    def close(self, tally: Any, interrupted: bool = False) -> None:
+        self.throttle.cancel()
+        counts, speed = _summary(tally)
+        end = " · interrupted (resume with the same batch_id)" if interrupted else ""
+        stop = f"\n{tally.stopped}" if tally.stopped else ""
+        sys.stderr.write(f"\rbatch {self.batch_id}: {counts} · {speed}{end}\x1b[K{stop}\n"
+                         if self.tty else f"batch {self.batch_id}: {counts} · {speed}{end}{stop}\n")
+        sys.stderr.flush()
+
+
+class NotebookProgress:
+    """An IntProgress bar and one HTML line, created on the main thread, updated from the loop."""
+
+    def __init__(self, total: int, batch_id: str):
+        import ipywidgets as w
+        from IPython.display import display
+
+        self.batch_id = batch_id
+        self.tally: Any = None
+        self.bar = w.IntProgress(min=0, max=max(1, total), value=0, bar_style="info",
+                                 layout=w.Layout(width="260px"))
+        self.label = w.HTML(f"batch <code>{batch_id}</code>: starting {total} calls…")
+        self.box = w.HBox([self.bar, self.label])
+        self.throttle = Throttle(self._paint, lambda: 2.0 / max(1.0, settings.display_fps))
+        display(self.box)
+
+    def _paint(self) -> None:
+        if self.tally is None:
+            return
+        counts, speed = _summary(self.tally)
+        self.bar.value = self.tally.done
+        self.label.value = f"batch <code>{self.batch_id}</code>: {counts} · {speed}"
+
+    def update(self, tally: Any) -> None:
+        self.tally = tally
+        self.throttle.request()
+
+    def close(self, tally: Any, interrupted: bool = False) -> None:
+        self.tally = tally
+        self.throttle.flush()
+        if interrupted:
+            self.bar.bar_style = "warning"
+            self.label.value += " · <b>interrupted</b>: run it again with the same batch_id to resume"
+        elif tally.stopped:
+            self.bar.bar_style = "warning"
+            self.label.value += f" · <b>{tally.stopped}</b>"
+        else:
+            self.bar.bar_style = "danger" if tally.failed else "success"
+
+
+def open_progress(total: int, mode: str, *, batch_id: str) -> Any:
+    """A progress view for a batch of `total` calls (mode "notebook" or "terminal"), or None."""
+    if mode == "notebook":
+        try:
+            return NotebookProgress(total, batch_id)
+        except Exception:  # no widgets: fall back to text
+            return TerminalProgress(total, batch_id)
+    if mode == "terminal":
+        return TerminalProgress(total, batch_id)
+    return None

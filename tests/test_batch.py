@@ -1,0 +1,176 @@
+"""Batch runs on the simulator: faults, rate limits, resume after an interrupt, cache, budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+import llmcells
+from llmcells import batch as batch_module
+from llmcells.config import settings
+from llmcells.pricing import clear_prices, set_price
+
+MODELS = ["chatgpt", "claude", "gemini"]
+
+
+def run_batch(*args, **kwargs):
+    kwargs.setdefault("display", False)
+    return llmcells.run(llmcells.batch(*args, **kwargs))
+
+
+def test_thousand_calls_with_injected_faults_lose_no_rows(simulated):
+    settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=6)
+    simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=8)
+    simulated.inject("429", times=40, retry_after=0.05)
+    simulated.inject("500", times=40)
+    simulated.inject("529", times=20)
+    prompts = [f"question {i}" for i in range(334)]
+    frame = run_batch(prompts, MODELS, concurrency=64)
+    assert len(frame) == 334 * 3
+    assert frame["status"].eq("ok").all(), frame[frame.status != "ok"][["model", "error"]].head()
+    assert set(zip(frame.prompt_id, frame.model)) == {(i, m) for i in range(334) for m in
+                                                       ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5",
+                                                        "google:gemini-2.5-flash"]}
+    assert (frame["attempts"] > 1).sum() == 100  # every injected fault was retried once
+    faults = Counter(q.fault for q in simulated.requests if q.fault)
+    assert faults == {"429": 40, "500": 40, "529": 20}
+    ledger = llmcells.usage(batch_id=frame.attrs["batch_id"])
+    assert len(ledger) == 1002 and set(ledger.call_id) == set(frame.call_id)
+
+
+def test_failures_are_rows_and_never_abort(simulated):
+    simulated.inject("401", provider="anthropic", times=None)
+    frame = run_batch(["a", "b"], MODELS)
+    by_model = frame.groupby("model")["status"].agg(set).to_dict()
+    assert by_model == {"openai:gpt-4.1-mini": {"ok"}, "anthropic:claude-haiku-4-5": {"error"},
+                        "google:gemini-2.5-flash": {"ok"}}
+    assert set(frame[frame.status == "error"].error_kind) == {"authentication"}
+
+
+def test_per_provider_request_limit_is_respected(simulated):
+    simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=5)
+    frame = run_batch([f"p{i}" for i in range(30)], ["chatgpt", "claude"], concurrency=32,
+                      limits={"openai": {"rps": 10}})
+    assert frame.status.eq("ok").all()
+    starts = sorted(q.time for q in simulated.requests if q.provider == "openai")
+    assert len(starts) == 30
+    worst = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert worst <= 10, f"{worst} openai requests within one second"
+    assert starts[-1] - starts[0] >= 1.9  # 30 requests at 10/s take two seconds at least
+    anthropic = sorted(q.time for q in simulated.requests if q.provider == "anthropic")
+    assert anthropic[-1] - anthropic[0] < 1.0  # the other provider was not held back
+
+
+def test_adaptive_backoff_slows_down_on_429(simulated):
+    settings.update(retry_initial_wait=0.01, retry_max_wait=1.0, max_attempts=8)
+    simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=5)
+    simulated.inject("429", provider="openai", times=10, retry_after=0.3)
+    frame = run_batch([f"p{i}" for i in range(40)], ["chatgpt"], concurrency=16)
+    assert frame.status.eq("ok").all()
+
+
+def test_interrupted_batch_resumes_with_exactly_the_missing_calls(simulated):
+    simulated.configure(ttft=0.15, tokens_per_s=2000, output_tokens=5)
+    prompts = [f"item {i}" for i in range(40)]
+    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(prompts, ["claude"], concurrency=4, batch_id="resume-me")
+    partial = batch_module.last_frame
+    done_first = int((partial.status == "ok").sum())
+    assert 0 < done_first < 40
+    assert set(partial.status) <= {"ok", "cancelled", "not run"}
+    simulated.configure(ttft=0.0)
+    before = len(simulated.requests)
+    frame = run_batch(prompts, ["claude"], concurrency=4, batch_id="resume-me")
+    made = len(simulated.requests) - before
+    assert made == 40 - done_first
+    assert frame.status.eq("ok").all() and len(frame) == 40
+    assert int(frame.resumed.sum()) == done_first
+    # the same prompts, texts and all, as if never interrupted
+    assert frame.prompt.tolist() == prompts
+    assert (frame.text.str.len() > 0).all()
+
+
+def test_resume_true_finds_the_batch_by_its_contents(simulated):
+    simulated.inject("500", provider="google", times=None)
+    settings.update(retry_initial_wait=0.01, retry_max_wait=0.1, max_attempts=2)
+    first = run_batch(["x", "y"], ["claude", "gemini"])
+    assert Counter(first.status) == {"ok": 2, "error": 2}
+    simulated.clear_faults()
+    before = len(simulated.requests)
+    again = run_batch(["x", "y"], ["claude", "gemini"], resume=True)
+    assert len(simulated.requests) - before == 2  # only the failed ones
+    assert again.status.eq("ok").all() and again.attrs["batch_id"] == first.attrs["batch_id"]
+
+
+def test_cache_answers_identical_requests_and_keeps_samples_independent(simulated):
+    prompts = ["p1", "p2"]
+    first = run_batch(prompts, ["claude"], repeat=3, temperature=1.0, cache=True)
+    assert len(simulated.requests) == 6 and not first.cached.any()
+    for _, group in first.groupby("prompt_id"):
+        assert group.text.nunique() == 3  # different samples differ
+    second = run_batch(prompts, ["claude"], repeat=3, temperature=1.0, cache=True)
+    assert len(simulated.requests) == 6  # nothing sent
+    assert second.cached.all() and (second.cost_usd == 0).all()
+    assert second.text.tolist() == first.text.tolist()
+    cached_rows = llmcells.usage(batch_id=second.attrs["batch_id"])
+    assert cached_rows.cached.sum() == 6
+    # a fourth sample is a new request
+    third = run_batch(prompts, ["claude"], repeat=4, temperature=1.0, cache=True)
+    assert len(simulated.requests) == 8 and third.cached.sum() == 6
+
+
+def test_cache_is_off_unless_asked(simulated):
+    run_batch(["same"], ["claude"])
+    run_batch(["same"], ["claude"])
+    assert len(simulated.requests) == 2
+
+
+def test_max_cost_stops_launching_in_time(simulated):
+    clear_prices()
+    set_price("openai:pricey", input=0.0, output=10_000.0)  # $0.01 per output token
+    try:
+        simulated.configure(ttft=0.05, tokens_per_s=2000, output_tokens=10)
+        frame = run_batch([f"p{i}" for i in range(50)], ["openai:pricey"], concurrency=4,
+                          max_tokens=10, max_cost=1.0)
+    finally:
+        clear_prices()
+    spent = frame.cost_usd.fillna(0).sum()
+    assert spent <= 1.0 + 1e-9
+    assert spent >= 0.6  # it did not stop far too early
+    assert (frame.status == "skipped").sum() > 0 and frame.attrs["stopped"].startswith("budget")
+    assert len(simulated.requests) == int((frame.status == "ok").sum())
+
+
+def test_dataframe_with_template_keeps_the_input_columns(simulated):
+    df = pd.DataFrame({"city": ["Lyon", "Oslo"], "n": [2, 3]}, index=["a", "b"])
+    frame = run_batch(df, ["claude", "gemini"], template="Give {n} facts about {city}.")
+    assert len(frame) == 4
+    assert frame.prompt_id.tolist() == ["a", "a", "b", "b"]
+    assert frame.city.tolist() == ["Lyon", "Lyon", "Oslo", "Oslo"]
+    assert frame.prompt.iloc[0] == "Give 2 facts about Lyon."
+    assert {"text", "status", "input_tokens", "output_tokens", "cost_usd", "latency_s", "ttft_s"} <= set(frame.columns)
+
+
+def test_series_and_bad_input(simulated):
+    frame = run_batch(pd.Series(["a", "b"], index=[10, 20]), "claude")
+    assert frame.prompt_id.tolist() == [10, 20]
+    with pytest.raises(llmcells.ConfigError, match="template"):
+        llmcells.batch(pd.DataFrame({"x": [1]}), ["claude"])
+    with pytest.raises(llmcells.ConfigError, match="concurrency"):
+        llmcells.batch(["a"], ["claude"], concurrency=0)
+    with pytest.raises(llmcells.ConfigError, match="not text"):
+        llmcells.batch(["a", 3], ["claude"])
+
+
+def test_compare_repeat_uses_the_cache_with_sample_indices(simulated):
+    c1 = llmcells.run(llmcells.compare("q", ["claude"], repeat=2, temperature=1, cache=True, display=False))
+    c2 = llmcells.run(llmcells.compare("q", ["claude"], repeat=2, temperature=1, cache=True, display=False))
+    assert [r.text for r in c1] == [r.text for r in c2] and c1[0].text != c1[1].text
+    assert all(r.cached for r in c2) and len(simulated.requests) == 2
