@@ -258,13 +258,13 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
         result.error = "Cancelled; the partial answer is kept." if state.text else "Cancelled."
         _finish(result, state, observer, plan)
         raise
+    except LLMError as err:  # first: ProviderTimeoutError is a TimeoutError too
+        result.status = "incomplete" if isinstance(err, IncompleteStreamError) else "error"
+        result.error_kind, result.error = err.kind, err.message
     except TimeoutError:
         result.status, result.error_kind = "error", "timeout"
         result.error = (f"No complete answer from {spec.id} within {plan.timeout:g} s; "
                         "raise the limit with timeout=... (--timeout in magics).")
-    except LLMError as err:
-        result.status = "incomplete" if isinstance(err, IncompleteStreamError) else "error"
-        result.error_kind, result.error = err.kind, err.message
     except Exception as exc:  # a bug or an unexpected SDK error: still one line, still recorded
         err = _as_llm_error(exc, spec)
         result.status, result.error_kind, result.error = "error", err.kind, err.message
