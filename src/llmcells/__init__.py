@@ -38,7 +38,7 @@ __all__ = [
 _LAZY = {
     "ask": ("runner", "ask"),
     "compare": ("runner", "compare"),
-    "batch": ("batch", "batch"),
+    "batch": ("batches", "batch"),
     "usage": ("ledger", "usage"),
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),

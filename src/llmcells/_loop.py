@@ -58,16 +58,28 @@ def in_loop_thread() -> bool:
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Schedule coro on the private loop; returns a thread-safe future."""
-    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+    """Schedule coro on the private loop; returns a thread-safe future.
+
+    The future's `finished` event is set once the task has really ended: cancelling the future
+    marks it cancelled at once, while the task still has its streams to close and its ledger
+    rows to write.
+    """
+    finished = threading.Event()
+
+    async def tracked() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    fut = asyncio.run_coroutine_threadsafe(tracked(), get_loop())
+    fut.finished = finished  # type: ignore[attr-defined]
+    return fut
 
 
 def _cancel_and_wait(fut: concurrent.futures.Future) -> None:
     fut.cancel()
-    try:
-        fut.result(timeout=CANCEL_GRACE_S)
-    except BaseException:  # cancelled, or failed while unwinding: either way it is over
-        pass
+    fut.finished.wait(CANCEL_GRACE_S)  # type: ignore[attr-defined]
 
 
 def run(awaitable: Awaitable[T]) -> T:
@@ -107,7 +119,7 @@ async def bridge(coro: Coroutine[Any, Any, T]) -> T:
         fut.cancel()
         # Let the task unwind (close its streams, record the ledger row) without blocking this loop.
         deadline = asyncio.get_running_loop().time() + CANCEL_GRACE_S
-        while not fut.done() and asyncio.get_running_loop().time() < deadline:
+        while not fut.finished.is_set() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         raise
     except KeyboardInterrupt:

@@ -61,6 +61,13 @@ def _compare_options(func: Callable) -> Callable:
     return _call_options(func)
 
 
+def _unquote(value: str | None) -> str | None:
+    """IPython's argument splitter keeps the quotes around a quoted option value."""
+    if value and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
 def _fail(message: str) -> UsageError:
     return UsageError(message)
 
@@ -91,6 +98,8 @@ class LLMMagics(Magics):
             raise
         except SystemExit:  # argparse exits on some errors; turn them into one line
             raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
+        for name in ("model", "system", "out"):
+            setattr(args, name, _unquote(getattr(args, name)))
         if args.repeat < 1:
             raise _fail(f"-n/--repeat takes a number of samples >= 1, not {args.repeat}.")
         if args.temperature is not None and not 0 <= args.temperature <= 2:

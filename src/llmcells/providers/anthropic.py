@@ -82,9 +82,12 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
     }
     if request.system:
         kwargs["system"] = request.system
+    params = dict(request.extra.get("params") or {})
     if request.temperature is not None:
-        kwargs["temperature"] = request.temperature
-    named, extra = split_params(create, request.extra.get("params") or {})
+        # anthropic 2.x no longer names `temperature` in messages.create; the API still reads it
+        # from the body, so it goes wherever the installed SDK can send it.
+        params.setdefault("temperature", request.temperature)
+    named, extra = split_params(create, params)
     kwargs.update(named)
     if extra:
         kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}

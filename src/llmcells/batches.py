@@ -50,6 +50,11 @@ def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None
     _rate_limits[provider] = RateLimit(rpm, tpm, rps, concurrency)
 
 
+# The provider counts requests as they arrive, and arrival jitter (a new connection, a TLS
+# handshake) can bunch them up: the windows are kept a little longer than the nominal ones.
+_SECOND, _MINUTE = 1.1, 61.0
+
+
 def _estimated_tokens(plan: CallPlan) -> int:
     chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
     return chars // 4 + 8 + (plan.request.max_tokens or 256)
@@ -72,11 +77,11 @@ class ProviderGate:
         self.starts: list[float] = []        # every admitted request's start (monotonic)
 
     def _wait_needed(self, now: float, need_tokens: int) -> float:
-        while self.minute and now - self.minute[0] >= 60:
+        while self.minute and now - self.minute[0] >= _MINUTE:
             self.minute.popleft()
-        while self.second and now - self.second[0] >= 1:
+        while self.second and now - self.second[0] >= _SECOND:
             self.second.popleft()
-        while self.tokens and now - self.tokens[0][0] >= 60:
+        while self.tokens and now - self.tokens[0][0] >= _MINUTE:
             self.token_sum -= self.tokens.popleft()[1]
         if now < self.pause_until:
             return self.pause_until - now
@@ -84,11 +89,11 @@ class ProviderGate:
             return 0.02
         lim = self.limit
         if lim.rpm and len(self.minute) >= lim.rpm:
-            return self.minute[0] + 60 - now
+            return self.minute[0] + _MINUTE - now
         if lim.rps and len(self.second) >= lim.rps:
-            return self.second[0] + 1 - now
+            return self.second[0] + _SECOND - now
         if lim.tpm and self.tokens and self.token_sum + need_tokens > lim.tpm:
-            return self.tokens[0][0] + 60 - now
+            return self.tokens[0][0] + _MINUTE - now
         return 0.0
 
     async def acquire(self, plan: CallPlan) -> None:
