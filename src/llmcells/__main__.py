@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in comparison:
             print(f"## {r.model}\n{r.text}\n")
     elif args.command == "demo":
-        print("\nUsage (also in llmcells.usage()):")
-        print(_table(comparison.to_frame()))
+        print("\nRecorded in the usage ledger (llmcells.usage(), python -m llmcells usage):")
+        print(_table(llmcells.usage(group_id=comparison.group_id)))
     return 0 if all(r.ok for r in comparison) else 1
 
 

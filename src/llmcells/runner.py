@@ -102,7 +102,11 @@ async def _client_for(plan: CallPlan, key: str) -> Any:
     cache_key = (spec.adapter, options)
     client = _clients.get(cache_key)
     if client is None:
-        client = _clients[cache_key] = get_provider(spec.adapter).make_client(options)
+        # The first use of a provider imports its SDK (about a second): do it off the loop, so
+        # that other calls keep streaming and an interrupt is still served meanwhile.
+        provider = await asyncio.to_thread(get_provider, spec.adapter)
+        client = _clients.get(cache_key) or provider.make_client(options)
+        _clients[cache_key] = client
     return client
 
 
@@ -239,6 +243,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
         async with asyncio.timeout(plan.timeout):
             key = api_key(spec)
             client = await _client_for(plan, key)
+            state.t0 = time.monotonic()  # latency and TTFT measure the request, not SDK set-up
             async for attempt in retrying(settings, _on_retry(observer, spec)):
                 with attempt:
                     if gate is not None:
