@@ -26,7 +26,7 @@ _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 
 #: how long a sync caller waits for a cancelled task to unwind before giving up on it
-CANCEL_GRACE_S = 1.0
+CANCEL_GRACE_S = 0.5
 _SLICE_S = 0.1
 
 
@@ -87,6 +87,7 @@ def run(awaitable: Awaitable[T]) -> T:
 
     Ctrl-C cancels the requests in flight and raises KeyboardInterrupt within about half a second.
     """
+    __tracebackhide__ = True  # an interrupt shows the cell's line and one message, not this frame
     from .runner import prepare  # local: runner imports this module
 
     if in_loop_thread():
