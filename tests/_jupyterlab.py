@@ -53,7 +53,7 @@ class JupyterLab:
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
-        for name in ("config", "runtime"):
+        for name in ("config", "runtime", "notary"):
             (self.base / name).mkdir(parents=True, exist_ok=True)
         env["JUPYTER_CONFIG_DIR"] = str(self.base / "config")
         env["JUPYTER_RUNTIME_DIR"] = str(self.base / "runtime")
@@ -86,6 +86,7 @@ class JupyterLab:
             f"--LabApp.workspaces_dir={self.base / 'workspaces'}",
             "--LabApp.extension_manager=readonly",  # no PyPI look-ups
             "--ServerApp.terminals_enabled=False",
+            f"--NotebookNotary.data_dir={self.base / 'notary'}",  # not ~/.local/share/jupyter
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")  # containers often run tests as root

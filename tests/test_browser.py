@@ -77,13 +77,33 @@ def _card_states(page) -> list[dict]:
 
 
 def _wait_kernel_idle(page, timeout_s: float = 45.0) -> None:
-    """The notebook's kernel is connected and idle (the toolbar's execution indicator)."""
-    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=timeout_s * 1000)
-    page.wait_for_function(
-        """() => {
-            const el = document.querySelector('.jp-Notebook-ExecutionIndicator');
-            return el && el.getAttribute('data-status') === 'idle';
-        }""", timeout=timeout_s * 1000)
+    """The notebook is loaded (both cells) and its kernel is connected, has answered kernel_info
+    (the debugger button is enabled only then) and is idle. The execution indicator alone says
+    "idle" too early: while the notebook is still a one-cell placeholder with "No Kernel"."""
+    ready = """() => {
+            const q = s => document.querySelector(s);
+            const cells = document.querySelectorAll('.jp-Notebook .jp-Cell').length;
+            const name = q('.jp-NotebookPanel-toolbar .jp-Toolbar-kernelName');
+            const bug = q('.jp-NotebookPanel-toolbar .jp-DebuggerBugButton');
+            const ei = q('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+            return cells === 2
+                && name && !/no kernel/i.test(name.innerText)
+                && bug && bug.getAttribute('aria-disabled') === 'false'
+                && ei && ei.getAttribute('data-status') === 'idle';
+        }"""
+    try:
+        page.wait_for_function(ready, timeout=timeout_s * 1000, polling=100)
+    except Exception as e:
+        state = page.evaluate("""() => {
+            const q = s => document.querySelector(s);
+            const name = q('.jp-Toolbar-kernelName'), bug = q('.jp-DebuggerBugButton'),
+                  ei = q('.jp-Notebook-ExecutionIndicator');
+            return {cells: document.querySelectorAll('.jp-Notebook .jp-Cell').length,
+                    kernel: name && name.innerText, debugger_disabled: bug && bug.getAttribute('aria-disabled'),
+                    execution: ei && ei.getAttribute('data-status'),
+                    dialog: (q('.jp-Dialog') || {}).innerText || null};
+        }""")
+        raise AssertionError(f"the notebook/kernel was not ready within {timeout_s:.0f} s: {state}") from e
 
 
 def test_compare_streams_three_cards_in_jupyterlab(tmp_path):
@@ -93,6 +113,7 @@ def test_compare_streams_three_cards_in_jupyterlab(tmp_path):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     shot = OUT_DIR / "compare.png"
     shot.unlink(missing_ok=True)
+    (OUT_DIR / "failure.png").unlink(missing_ok=True)
     t0 = time.monotonic()
 
     with JupyterLab(tmp_path) as lab:
@@ -152,6 +173,9 @@ def _run(page, lab: JupyterLab, shot: Path, errors: list[str]) -> None:
         for i, s in enumerate(states):
             done = "✓ done" in s["header"]
             if not done and "streaming" in s["header"]:
+                if not seen_streaming:
+                    print(f"\nseen streaming: {s['header']!r} / {len(s['body'])} chars / "
+                          f"{s['footer']!r}")
                 seen_streaming = True
             if not done and s["body"] and len(s["body"]) > last_len.get(i, 0) > 0:
                 grew = True
@@ -211,11 +235,17 @@ def _run(page, lab: JupyterLab, shot: Path, errors: list[str]) -> None:
     assert not [e for e in errors if "widget" in e.lower()], errors
 
     # --- the picture ----------------------------------------------------------------------------
-    page.locator(".jp-Notebook .jp-Cell").nth(1).scroll_into_view_if_needed()
+    # JupyterLab scrolls inside the notebook, so "full page" is the window: bring the whole
+    # compare output into view first (its top at the top of the notebook), then also keep a
+    # picture of the output area alone
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea")
+    output.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.mouse.move(0, 0)  # no hover highlight
+    page.wait_for_timeout(200)
     page.screenshot(path=str(shot), full_page=True)
     cards_shot = shot.with_name("compare-output.png")
-    page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").screenshot(
-        path=str(cards_shot))
+    output.screenshot(path=str(cards_shot))
     print(f"\nscreenshot: {shot}\noutput only: {cards_shot}")
     assert shot.stat().st_size > 10_000
     shutil.copyfile(shot, lab.base / "compare.png")  # beside the server log, for the record
+    print(f"copy (with jupyterlab.log): {lab.base / 'compare.png'}")

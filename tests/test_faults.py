@@ -133,8 +133,7 @@ def env_sim(fresh_sim, monkeypatch):
     models.set_simulator(None)
     for name, value in {**fresh_sim.env(), **FAKE_KEYS}.items():
         monkeypatch.setenv(name, value)
-    settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=MAX_ATTEMPTS,
-                    ttft_timeout=TTFT_TIMEOUT)
+    settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=MAX_ATTEMPTS)
     yield fresh_sim
 
 
@@ -150,6 +149,8 @@ def _closed_port_url(provider: str) -> tuple[str, str]:
 def _arm(sim, fault: Fault, path: Path_, monkeypatch) -> str:
     """Set the fault up for path's provider; returns the provider."""
     provider = models.resolve(path.model).provider
+    # a short first-token limit only where it is the point (a first call imports SDK modules)
+    settings.update(ttft_timeout=TTFT_TIMEOUT if fault.sim_fault == "slow_first_token" else 30)
     if fault.sim_fault is None:
         env, url = _closed_port_url(provider)
         monkeypatch.setenv(env, url)

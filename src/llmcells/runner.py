@@ -112,7 +112,7 @@ async def _client_for(plan: CallPlan, key: str) -> Any:
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return redact(text[:300])
+    return redact(text)[:300]  # redact first: a cut could leave an unrecognisable piece of a key
 
 
 def _as_llm_error(exc: BaseException, spec: ModelSpec) -> LLMError:

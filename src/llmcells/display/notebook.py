@@ -83,12 +83,14 @@ class Card(CallObserver):
         self._footer_at = -math.inf
         self._fps = _frac_fps()
 
-        self.header = w.HTML(value=self._header_html(), layout=w.Layout(width="100%"))
+        # no side margins: width 100% plus the widgets' default 2px margin overflows the card
+        self.header = w.HTML(value=self._header_html(),
+                             layout=w.Layout(width="100%", margin="2px 0"))
         self.body = w.HTML(
             value=self._placeholder("waiting to start…"),
             layout=w.Layout(width="100%", max_height=CARD_MAX_HEIGHT, overflow="auto",
                             margin="4px 0"))
-        self.footer = w.HTML(value="&nbsp;", layout=w.Layout(width="100%"))
+        self.footer = w.HTML(value="&nbsp;", layout=w.Layout(width="100%", margin="2px 0"))
         self.box = w.VBox(
             [self.header, self.body, self.footer],
             layout=w.Layout(border_top="1px solid #d0d7de", border_bottom="1px solid #d0d7de",
@@ -245,10 +247,12 @@ class Card(CallObserver):
             name += (' <span style="background:#fff8c5;color:#7d4e00;border:1px solid #d4a72c;'
                      'border-radius:8px;padding:0 6px;font-size:11px">simulated</span>')
         status, message = self._status_html()
+        # an explicit line-height: an HTML widget's is 28px, which spreads out wrapped lines
         row = ('<div style="display:flex;flex-wrap:wrap;gap:4px 10px;align-items:baseline;'
-               f'justify-content:space-between;font-size:13px"><span>{name}</span>{status}</div>')
+               'justify-content:space-between;font-size:13px;line-height:1.5">'
+               f'<span>{name}</span>{status}</div>')
         if message:
-            row += (f'<div style="color:{_RED};font-size:12.5px;margin-top:2px;'
+            row += (f'<div style="color:{_RED};font-size:12.5px;line-height:1.4;margin-top:2px;'
                     f'overflow-wrap:anywhere">{escape(message)}</div>')
         return row
 
@@ -277,7 +281,7 @@ class Card(CallObserver):
 
     @staticmethod
     def _footer(text: str) -> str:
-        return f'<div style="color:{_GREY};font-size:12px">{escape(text)}</div>'
+        return f'<div style="color:{_GREY};font-size:12px;line-height:1.4">{escape(text)}</div>'
 
     def summary(self) -> str:
         head = f"── {self.info.model_id} ──"

@@ -23,6 +23,7 @@ from ..errors import (
     IncompleteStreamError,
     LLMError,
     ProviderTimeoutError,
+    redact,
 )
 from ..models import ModelSpec
 
@@ -48,8 +49,9 @@ def count(raw: Any, *names: str) -> int:
 
 
 def one_line(text: Any, limit: int = 200) -> str:
-    """Text collapsed to one line and cut to about limit characters."""
-    text = " ".join(str(text or "").split())
+    """Text collapsed to one line and cut to about limit characters; keys are removed first, so
+    that a cut never leaves a piece of a key that redaction would no longer recognise."""
+    text = redact(" ".join(str(text or "").split()))
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 

@@ -1,0 +1,336 @@
+"""llmcells in a real Jupyter kernel (ipykernel, driven by jupyter_client), with no keys.
+
+a. Interrupting a compare while it waits for its first token, from the three front ends
+   (`llmcells.run(...)`, `await llmcells.compare(...)`, `%%compare`): the cell ends within a
+   second with one short traceback, no task is left on the private loop, the three calls are
+   recorded as cancelled, and the next compare works.
+b. Progressive display: the cards of a `%%compare` are repainted while the answers stream (comm
+   updates spread over the cell, not all at the end), and every update carries the cell's parent
+   header, so it reaches that cell.
+c. Every magic in one notebook, run with nbclient: outputs, one UsageError line for bad input
+   (the notebook goes on), and the ledger rows that result.
+
+A kernel that cannot start fails these tests; they are never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import sqlite3
+import time
+from pathlib import Path
+
+import jupyter_client
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+pytestmark = pytest.mark.kernel
+
+PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+                 "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
+                 "GOOGLE_GENAI_USE_VERTEXAI")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def kernel_env(home: Path) -> dict[str, str]:
+    """The test process's environment without provider keys or endpoints, with its own ledger."""
+    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
+    env["LLMCELLS_HOME"] = str(home)
+    return env
+
+
+def plain(traceback: list[str]) -> list[str]:
+    """The traceback as the user reads it: colour codes removed, one entry per line."""
+    return ANSI.sub("", "\n".join(traceback)).strip("\n").splitlines()
+
+
+class Kernel:
+    """A real ipykernel; every iopub message is kept with the time it was read."""
+
+    def __init__(self, home: Path):
+        self.km, self.kc = jupyter_client.manager.start_new_kernel(
+            kernel_name="python3", env=kernel_env(home), startup_timeout=60)
+        self.iopub: list[tuple[float, dict]] = []
+
+    def send(self, code: str) -> str:
+        return self.kc.execute(code)
+
+    def reply(self, msg_id: str, timeout: float = 60) -> tuple[float, dict]:
+        """(arrival time, execute_reply) of msg_id; iopub is read meanwhile, so that arrival
+        times are those of the messages, not of a later drain."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._read_iopub(0.0)
+            try:
+                msg = self.kc.get_shell_msg(timeout=0.01)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return time.monotonic(), msg
+        raise AssertionError(f"no execute_reply within {timeout} s")
+
+    def _read_iopub(self, timeout: float) -> bool:
+        try:
+            msg = self.kc.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return False
+        self.iopub.append((time.monotonic(), msg))
+        return True
+
+    def messages(self, msg_id: str, quiet: float = 0.3) -> list[tuple[float, dict]]:
+        """Every iopub message of the cell msg_id (waits for its idle status, then `quiet`)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = any(m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
+                       and m["content"]["execution_state"] == "idle" for _, m in self.iopub)
+            if done:
+                break
+            self._read_iopub(0.05)
+        while self._read_iopub(quiet):
+            pass
+        return [(t, m) for t, m in self.iopub if m["parent_header"].get("msg_id") == msg_id]
+
+    def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
+        msg_id = self.send(code)
+        _, reply = self.reply(msg_id, timeout)
+        return reply["content"], [m for _, m in self.messages(msg_id)]
+
+    def ok(self, code: str, timeout: float = 60) -> list[dict]:
+        content, msgs = self.execute(code, timeout)
+        assert content["status"] == "ok", f"{content.get('ename')}: {content.get('evalue')}"
+        return msgs
+
+    def value(self, expr: str):
+        msgs = self.ok(f"print(repr({expr}))")
+        return eval("".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream"))
+
+    def close(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    k = Kernel(tmp_path_factory.mktemp("kernel-home"))
+    try:
+        k.ok("%load_ext llmcells\n"
+             "import asyncio, llmcells\n"
+             "from llmcells import _loop\n"
+             "sim = llmcells.simulate()\n"
+             "async def _pending():\n"
+             "    me = asyncio.current_task()\n"
+             "    return len([t for t in asyncio.all_tasks() if t is not me])\n"
+             # the first call imports the three SDKs (a second or two): start-up, not under test
+             'llmcells.run(llmcells.compare("warm up", display=False))')
+        yield k
+    finally:
+        k.close()
+
+
+# ----- a. interrupting a compare that waits for its first token ----------------------------------
+
+FRONT_ENDS = {
+    "llmcells.run": ('c = llmcells.run(llmcells.compare("hi", display=False))',
+                     "c = llmcells.run(llmcells.compare('hi again', display=False))\nc"),
+    "await": ('c = await llmcells.compare("hi", display=False)',
+              "c = await llmcells.compare('hi again', display=False)\nc"),
+    "%%compare": ("%%compare\nhi", "%%compare\nhi again"),
+}
+#: interrupt-to-reply seconds and traceback shapes, for the report at the end of the module
+MEASURED: dict[str, dict] = {}
+
+
+@pytest.mark.parametrize("front", list(FRONT_ENDS))
+def test_interrupt_while_waiting_for_the_first_token(kernel, front):
+    cell, again = FRONT_ENDS[front]
+    kernel.ok('sim.reset()\nsim.inject("slow_first_token", times=None, delay=30)')
+    rows_before = kernel.value("len(llmcells.usage())")
+
+    msg_id = kernel.send(cell)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    kernel.km.interrupt_kernel()
+    t1, reply = kernel.reply(msg_id, timeout=10)
+    seconds = t1 - t0
+    content = reply["content"]
+    msgs = [m for _, m in kernel.messages(msg_id)]
+    errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+    lines = plain(errors[0]["traceback"]) if errors else []
+    MEASURED[front] = dict(seconds=seconds, ename=content.get("ename"), lines=lines)
+
+    assert seconds < 1.0, f"the cell ended {seconds:.2f} s after the interrupt"
+    assert content["status"] == "error"
+    # ipykernel turns SIGINT in an `await` cell into cancelling the cell's task (see
+    # ipykernel's _cancel_on_sigint): there the user sees CancelledError, with llmcells' message.
+    expected = {"KeyboardInterrupt", "CancelledError"} if front == "await" else {"KeyboardInterrupt"}
+    assert content["ename"] in expected, content
+    assert len(errors) == 1, errors
+    assert len(lines) < 15, "\n".join(lines)
+    assert "llmcells: interrupted" in lines[-1], "\n".join(lines)
+
+    # nothing left on the private loop, the three calls recorded as cancelled
+    assert kernel.value("_loop.submit(_pending()).result(timeout=5)") == 0
+    statuses = kernel.value(f"list(llmcells.usage().iloc[{rows_before}:]['status'])")
+    assert statuses == ["cancelled"] * 3, statuses
+
+    # and the next compare works
+    kernel.ok("sim.clear_faults()")
+    kernel.ok(again)
+    assert kernel.value("[r.status for r in _llm]" if front == "%%compare" else
+                        "[r.status for r in c]") == ["ok"] * 3
+
+
+# ----- b. the cards repaint while the answers stream -----------------------------------------------
+
+
+def test_compare_cards_update_while_streaming(kernel):
+    kernel.ok("sim.reset()\nsim.configure(ttft=0.2, tokens_per_s=40, output_tokens=60)")
+    try:
+        msg_id = kernel.send("%%compare\nTell me about tides.")
+        t_sent = time.monotonic()
+        t_reply, reply = kernel.reply(msg_id, timeout=30)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        msgs = kernel.messages(msg_id)
+    finally:
+        kernel.ok("sim.reset()")
+
+    # messages of other cells (or of none) must not carry this cell's widgets
+    opened = {m["content"]["comm_id"]: m["content"]["data"]["state"].get("_model_name")
+              for _, m in msgs if m["msg_type"] == "comm_open"}
+    html = {cid for cid, model in opened.items() if model == "HTMLModel"}
+    assert len(html) >= 9, opened  # a header, a body and a footer per card
+    stray = [m for _, m in kernel.iopub if m["msg_type"] == "comm_msg"
+             and m["content"]["comm_id"] in opened and m["parent_header"].get("msg_id") != msg_id]
+    assert not stray, f"{len(stray)} widget updates reached another cell"
+    shown = [m for _, m in msgs if m["msg_type"] == "display_data"]
+    assert shown and WIDGET_MIME in shown[0]["content"]["data"]
+
+    updates = [(t, m) for t, m in msgs if m["msg_type"] == "comm_msg"
+               and m["content"]["data"].get("method") == "update" and m["content"]["comm_id"] in html]
+    duration = t_reply - t_sent
+    before_end = [t for t, _ in updates if t < t_reply - 0.1 * duration]
+    bodies: dict[str, list[int]] = {}
+    for _, m in updates:
+        value = m["content"]["data"]["state"].get("value", "")
+        bodies.setdefault(m["content"]["comm_id"], []).append(len(value))
+    growing = [cid for cid, sizes in bodies.items() if len(set(sizes)) >= 4]
+    MEASURED["progressive"] = dict(
+        duration=duration, updates=len(updates), before_end=len(before_end),
+        first=(updates[0][0] - t_sent) if updates else None,
+        spread=(max(before_end) - min(before_end)) if before_end else 0.0,
+        growing=len(growing))
+
+    assert duration > 1.2, f"the compare took {duration:.2f} s: the simulator was not slowed down"
+    assert len(before_end) >= 5, MEASURED["progressive"]
+    assert updates[0][0] - t_sent < 0.5 * duration, MEASURED["progressive"]
+    assert max(before_end) - min(before_end) > 0.5 * duration, MEASURED["progressive"]
+    assert len(growing) >= 3, "each card's answer should be repainted several times as it grows"
+
+
+# ----- c. every magic in one notebook --------------------------------------------------------------
+
+MAGIC_CELLS = [
+    ("%load_ext llmcells", {}),
+    ("%llmcells simulate on", {}),
+    ("import llmcells\nsim = llmcells.simulate()\n"
+     "sim.set_model(\"gemini-2.5-flash\", text='{\"a\": 1}')", {}),
+    ("%%chatgpt\nSay hello in French.", {}),
+    ("%%claude -o r\nSay hello in German.", {}),
+    ("assert r.ok and r.model == 'anthropic:claude-haiku-4-5', (r.status, r.error)\n"
+     "print('r:', r.model, r.status)", {}),
+    ("%%gemini -f json\nReturn a JSON object.", {}),
+    ("assert _llm.data == {'a': 1}, _llm.text\nprint('json:', _llm.data)", {}),
+    ("%%compare -n 2\nName a colour.", {}),
+    ("assert [r.status for r in _llm] == ['ok'] * 6\nprint('compare:', len(_llm))", {}),
+    ("%%claude -c\nAnd in Italian?", {}),
+    ("last = [q for q in sim.requests if q.provider == 'anthropic'][-1]\n"
+     "print('claude messages:', len(last.body['messages']))", {}),
+    ("%%claude --temperature 9\nThis must not be sent.", {"tags": ["raises-exception"]}),
+    ("%llmcells usage", {}),
+    ("%llmcells costs", {}),
+    ("%llmcells models", {}),
+    ("%llmcells reset", {}),
+    ("import json\nu = llmcells.usage()\n"
+     "print('LEDGER', json.dumps({'rows': len(u), 'by_model': u['model'].value_counts().to_dict(), "
+     "'statuses': sorted(set(u['status']))}))", {}),
+]
+
+
+def _text(cell) -> str:
+    out = []
+    for o in cell.outputs:
+        if o.output_type == "stream":
+            out.append(o.text)
+        elif o.output_type in ("display_data", "execute_result"):
+            out.append(o.data.get("text/plain", ""))
+        elif o.output_type == "error":
+            out.append(f"{o.ename}: {o.evalue}")
+    return "\n".join(out)
+
+
+def test_every_magic_in_one_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src, metadata=meta) for src, meta in MAGIC_CELLS]
+    home = tmp_path / "home"
+    client = NotebookClient(nb, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env=kernel_env(home))
+    cells = {src: cell for (src, _), cell in zip(MAGIC_CELLS, nb.cells)}
+
+    def cell(prefix: str):
+        return next(c for s, c in cells.items() if s.startswith(prefix))
+
+    for src, c in cells.items():
+        errors = [o for o in c.outputs if o.output_type == "error"]
+        if src.startswith("%%claude --temperature"):
+            continue
+        assert not errors, f"{src!r}: {errors}"
+
+    assert "Simulator on" in _text(cell("%llmcells simulate on"))
+    for magic in ("%%chatgpt", "%%claude -o", "%%gemini", "%%compare", "%%claude -c"):
+        outputs = cell(magic).outputs
+        assert any(WIDGET_MIME in o.get("data", {}) for o in outputs), (magic, outputs)
+    assert "r: anthropic:claude-haiku-4-5 ok" in _text(cell("assert r.ok"))
+    assert "json: {'a': 1}" in _text(cell("assert _llm.data"))
+    assert "compare: 6" in _text(cell("assert [r.status"))
+    # -c sent the earlier exchange (the compare's first claude sample) with the new question
+    assert "claude messages: 3" in _text(cell("last = "))
+
+    bad = cell("%%claude --temperature").outputs
+    assert [o.output_type for o in bad] == ["error"], bad
+    assert bad[0].ename == "UsageError"
+    assert plain(bad[0].traceback) == ["UsageError: -t/--temperature must be between 0 and 2, not 9."]
+
+    usage_out = cell("%llmcells usage").outputs
+    assert usage_out and "text/html" in usage_out[0].data and "call_id" in usage_out[0].data["text/plain"]
+    assert "cost_usd" in _text(cell("%llmcells costs"))
+    models = _text(cell("%llmcells models"))
+    assert "simulator on" in models and "anthropic:claude-haiku-4-5" in models
+    assert "Forgot all conversations." in _text(cell("%llmcells reset"))
+
+    expected = {"openai:gpt-4.1-mini": 3, "anthropic:claude-haiku-4-5": 4, "google:gemini-2.5-flash": 3}
+    line = next(x for x in _text(cell("import json")).splitlines() if x.startswith("LEDGER "))
+    seen = json.loads(line[len("LEDGER "):])
+    assert seen == {"rows": 10, "by_model": seen["by_model"], "statuses": ["ok"]}, seen
+    assert seen["by_model"] == expected
+    # and the same from the SQLite file itself, as the kernel left it
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        rows = db.execute("SELECT model, status, simulated, COUNT(*) FROM calls "
+                          "GROUP BY model, status, simulated").fetchall()
+    assert sorted(rows) == sorted((m, "ok", 1, n) for m, n in expected.items()), rows
+
+
+def test_report(kernel):
+    """Not a check: prints what the interrupt and display tests measured (pytest -s)."""
+    for front, m in MEASURED.items():
+        if front == "progressive":
+            print(f"\nprogressive: {m}")
+        else:
+            print(f"\n{front}: interrupt -> reply {m['seconds']:.3f} s, {m['ename']}, "
+                  f"{len(m['lines'])} traceback lines:\n" + "\n".join(m["lines"]))
