@@ -65,9 +65,10 @@ class Kernel:
         times are those of the messages, not of a later drain."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._read_iopub(0.0)
+            while self._read_iopub(0.0):
+                pass
             try:
-                msg = self.kc.get_shell_msg(timeout=0.01)
+                msg = self.kc.get_shell_msg(timeout=0.005)
             except queue.Empty:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
@@ -127,6 +128,11 @@ def kernel(tmp_path_factory):
              "    return len([t for t in asyncio.all_tasks() if t is not me])\n"
              # the first call imports the three SDKs (a second or two): start-up, not under test
              'llmcells.run(llmcells.compare("warm up", display=False))')
+        # The first traceback through a library file makes IPython import pygments' lexers and
+        # compile the Python lexer (0.4-0.6 s, over 1 s on a busy machine): a one-off cost of any
+        # kernel's first such error, not of the interrupt. Pay it here, with a JSON error.
+        content, _ = k.execute('import json\njson.loads("{")')
+        assert content["ename"] == "JSONDecodeError", content
         yield k
     finally:
         k.close()
@@ -302,10 +308,11 @@ def test_every_magic_in_one_notebook(tmp_path):
     # -c sent the earlier exchange (the compare's first claude sample) with the new question
     assert "claude messages: 3" in _text(cell("last = "))
 
+    # IPython shows a UsageError as one stderr line (no traceback); the cell fails (hence the
+    # raises-exception tag) and the cells after it ran, as checked above and below.
     bad = cell("%%claude --temperature").outputs
-    assert [o.output_type for o in bad] == ["error"], bad
-    assert bad[0].ename == "UsageError"
-    assert plain(bad[0].traceback) == ["UsageError: -t/--temperature must be between 0 and 2, not 9."]
+    assert _text(cell("%%claude --temperature")).splitlines() == [
+        "UsageError: -t/--temperature must be between 0 and 2, not 9."], bad
 
     usage_out = cell("%llmcells usage").outputs
     assert usage_out and "text/html" in usage_out[0].data and "call_id" in usage_out[0].data["text/plain"]
@@ -326,7 +333,7 @@ def test_every_magic_in_one_notebook(tmp_path):
     assert sorted(rows) == sorted((m, "ok", 1, n) for m, n in expected.items()), rows
 
 
-def test_report(kernel):
+def test_report():
     """Not a check: prints what the interrupt and display tests measured (pytest -s)."""
     for front, m in MEASURED.items():
         if front == "progressive":

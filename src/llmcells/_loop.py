@@ -117,12 +117,15 @@ async def bridge(coro: Coroutine[Any, Any, T]) -> T:
             if done:
                 return waiter.result()
     except asyncio.CancelledError:
+        # (ipykernel turns an interrupt of an `await` cell into this.) Re-raised as a fresh
+        # CancelledError, still a cancellation for asyncio, so that the cell shows its own line and
+        # one message rather than four frames of asyncio internals.
         fut.cancel()
         # Let the task unwind (close its streams, record the ledger row) without blocking this loop.
         deadline = asyncio.get_running_loop().time() + CANCEL_GRACE_S
         while not fut.finished.is_set() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        raise
+        raise asyncio.CancelledError("llmcells: interrupted; the requests in flight were cancelled.") from None
     except KeyboardInterrupt:
         fut.cancel()
         raise

@@ -226,7 +226,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     if max_cost is not None and max_cost < 0:
         raise ConfigError("max_cost must be a number of US dollars >= 0.")
     rows = _prompt_rows(prompts, template)
-    specs = [resolve(m) for m in models]
+    specs = list({spec.id: spec for spec in map(resolve, models)}.values())  # an alias and its id are one model
     jobs: list[_Job] = []
     for label, prompt, inputs in rows:
         for spec in specs:
