@@ -174,3 +174,8 @@ def test_compare_repeat_uses_the_cache_with_sample_indices(simulated):
     c2 = llmcells.run(llmcells.compare("q", ["claude"], repeat=2, temperature=1, cache=True, display=False))
     assert [r.text for r in c1] == [r.text for r in c2] and c1[0].text != c1[1].text
     assert all(r.cached for r in c2) and len(simulated.requests) == 2
+
+
+def test_an_alias_and_its_id_are_one_model(simulated):
+    frame = run_batch(["a"], ["claude", "anthropic:claude-haiku-4-5"])
+    assert frame.model.tolist() == ["anthropic:claude-haiku-4-5"] and len(simulated.requests) == 1
