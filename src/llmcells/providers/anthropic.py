@@ -123,8 +123,10 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                 if event.usage is not None:
                     yield UsageUpdate(_map_usage(_merge_usage(seen, event.usage)))
             elif kind == "message_stop":
+                # No `break`: read the body to its end, so that the connection goes back to the
+                # pool. Closing the stream here would drop it, and every call would pay a new
+                # TCP + TLS handshake.
                 finished = True
-                break
     finally:
         await stream.close()
     # The SDK ends silently when the body stops before message_stop.

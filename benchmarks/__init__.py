@@ -1,0 +1,15 @@
+"""llmcells benchmarks, all against the built-in simulator: `python -m benchmarks [--quick]`.
+
+Each bench_*.py module is also runnable on its own and has `main(argv) -> list[dict]` returning
+rows {name, value, unit, target, ok} (plus optional `op` and `note`).
+"""
+
+#: (title, module) in the order they run
+BENCHMARKS = [
+    ("concurrency", "bench_concurrency"),
+    ("overhead over the raw SDKs", "bench_overhead"),
+    ("streaming display", "bench_display"),
+    ("start-up", "bench_startup"),
+    ("batch", "bench_batch"),
+    ("ledger", "bench_ledger"),
+]

@@ -1,0 +1,192 @@
+"""Overhead over the raw SDKs: the same streamed calls through llmcells and through each SDK.
+
+    python benchmarks/bench_overhead.py           # 1,000 calls per variant, best of 2 rounds
+    python benchmarks/bench_overhead.py --quick   # 200 calls per variant, 1 round
+
+The simulator runs in its own process (`python -m llmcells.sim`) with no time to first token and
+no delay between tokens (32-token answers), so the client's own work is all that is left to
+measure. Calls go round-robin to openai:gpt-4.1-mini, anthropic:claude-haiku-4-5 and
+google:gemini-2.5-flash, 32 in flight.
+
+- raw: each provider's official async SDK, used as a careful user would: one client per
+  provider, `asyncio.gather` under a semaphore of 32; OpenAI `chat.completions.create(stream=True,
+  stream_options={"include_usage": True})`, Anthropic `messages.create(stream=True)` (the raw
+  event stream, as llmcells' adapter uses it; the `messages.stream()` helper does more work),
+  Gemini `aio.models.generate_content_stream`; every chunk is iterated and text and usage kept.
+- llmcells: what a user writes for many concurrent calls from a script: `asyncio.gather` of
+  `await llmcells.ask(prompt, model=..., display=False)` under the same semaphore, inside one
+  `llmcells.run(...)`; every call priced and written to the ledger (a temporary LLMCELLS_HOME).
+- llmcells without the ledger write (`runner._record` replaced by a no-op), to show its share.
+
+Figures: process CPU time per call (time.process_time, all threads; the simulator is another
+process), llmcells' extra CPU per call, and the ratio of walls. With no simulated latency the
+client is CPU-bound on one event loop, so the wall difference divided by the number of calls is
+the time each call adds to the loop (not multiplied by the concurrency: the calls overlap only in
+waiting, not in CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+try:
+    from . import _common as C
+except ImportError:  # run as a script
+    import _common as C
+
+CONCURRENCY = 32
+
+
+def _prompts(n: int, tag: str) -> list[tuple[str, str]]:
+    return [(C.MODELS[i % 3], f"Summarise item {tag}-{i} in one sentence.") for i in range(n)]
+
+
+# ----- raw SDKs ---------------------------------------------------------------------------------
+
+
+def _raw_clients(url: str):
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import types as gt
+
+    return {
+        "openai": openai.AsyncOpenAI(base_url=url + "/v1", api_key=C.SIM_KEY, max_retries=0),
+        "anthropic": anthropic.AsyncAnthropic(base_url=url, api_key=C.SIM_KEY, max_retries=0),
+        "google": genai.Client(api_key=C.SIM_KEY, http_options=gt.HttpOptions(base_url=url)),
+    }
+
+
+async def _raw_call(clients, model: str, prompt: str) -> tuple[str, object]:
+    provider, name = model.split(":", 1)
+    parts: list[str] = []
+    usage = None
+    if provider == "openai":
+        stream = await clients["openai"].chat.completions.create(
+            model=name, messages=[{"role": "user", "content": prompt}], stream=True,
+            stream_options={"include_usage": True})
+        async for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    parts.append(choice.delta.content)
+            if chunk.usage is not None:
+                usage = chunk.usage
+    elif provider == "anthropic":
+        stream = await clients["anthropic"].messages.create(
+            model=name, max_tokens=1024, messages=[{"role": "user", "content": prompt}], stream=True)
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                parts.append(event.delta.text)
+            elif event.type == "message_delta":
+                usage = event.usage
+    else:
+        stream = await clients["google"].aio.models.generate_content_stream(model=name, contents=prompt)
+        async for chunk in stream:
+            if chunk.text:
+                parts.append(chunk.text)
+            if chunk.usage_metadata is not None:
+                usage = chunk.usage_metadata
+    return "".join(parts), usage
+
+
+async def _gather(call, jobs) -> list:
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(model: str, prompt: str):
+        async with sem:
+            return await call(model, prompt)
+
+    return await asyncio.gather(*(one(m, p) for m, p in jobs))
+
+
+def _run_raw(url: str, jobs, warm) -> tuple[float, float]:
+    async def go() -> tuple[float, float]:
+        clients = _raw_clients(url)
+        await _gather(lambda m, p: _raw_call(clients, m, p), warm)  # connections, lazy imports
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = await _gather(lambda m, p: _raw_call(clients, m, p), jobs)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        assert all(text for text, _ in out)
+        await clients["openai"].close()
+        await clients["anthropic"].close()
+        await clients["google"].aio.aclose()
+        return wall, cpu
+
+    return asyncio.run(go())
+
+
+# ----- llmcells ---------------------------------------------------------------------------------
+
+
+def _run_llmcells(jobs, ledger: bool = True) -> tuple[float, float]:
+    import llmcells
+    from llmcells import runner
+
+    async def go():
+        return await _gather(lambda m, p: llmcells.ask(p, model=m, display=False), jobs)
+
+    saved = runner._record
+    if not ledger:
+        runner._record = lambda result, plan: None
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = llmcells.run(go())
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        runner._record = saved
+    bad = [r for r in out if not r.ok]
+    assert not bad, (len(bad), bad[0].error)
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="200 calls, one round")
+    ap.add_argument("--calls", type=int, default=None)
+    args = ap.parse_args(argv)
+    n = args.calls or (200 if args.quick else 1000)
+    rounds = 1 if args.quick else 2
+
+    import llmcells
+    from llmcells import models
+
+    with C.temp_home(), C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
+        models.set_simulator(sim.url)
+        try:
+            warm = _prompts(3 * CONCURRENCY // 2, "warm")
+            _run_llmcells(warm)  # SDK imports, clients, connections, pricing data, the ledger
+            best: dict[str, tuple[float, float]] = {}
+            for r in range(rounds):
+                jobs = _prompts(n, f"r{r}")
+                for name, fn in (("raw", lambda: _run_raw(sim.url, jobs, warm)),
+                                 ("llmcells", lambda: _run_llmcells(jobs)),
+                                 ("no-ledger", lambda: _run_llmcells(jobs, ledger=False))):
+                    wall, cpu = fn()
+                    b = best.get(name)
+                    best[name] = (min(wall, b[0]), min(cpu, b[1])) if b else (wall, cpu)
+            sim_cpu = sim.cpu_s()
+        finally:
+            models.set_simulator(None)
+    (rw, rc), (lw, lc), (nw, nc) = best["raw"], best["llmcells"], best["no-ledger"]
+    per = lambda x: x / n * 1000  # noqa: E731
+    how = f"{n:,} calls, {CONCURRENCY} in flight, best of {rounds}"
+    rows = [
+        C.row("raw SDKs: CPU per call", per(rc), "ms", note=f"{how}; wall {rw:.3f} s "
+              f"({n / rw:,.0f} calls/s); llmcells.ask wall {lw:.3f} s, without ledger {nw:.3f} s; "
+              f"simulator process CPU in all {sim_cpu:.1f} s"),
+        C.row("llmcells.ask (gather in llmcells.run): CPU per call", per(lc), "ms"),
+        C.row("llmcells extra CPU per call over raw SDK", per(lc - rc), "ms", 1.0, "<"),
+        C.row("  of which the ledger write", per(lc - nc), "ms"),
+        C.row("llmcells extra wall per call over raw SDK", per(lw - rw), "ms", 1.0, "<"),
+        C.row("wall ratio llmcells / raw SDK", lw / rw, "ratio", 1.05, "<="),
+    ]
+    C.print_table(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

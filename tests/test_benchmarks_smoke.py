@@ -1,0 +1,55 @@
+"""`python -m benchmarks --quick` runs every benchmark and prints a row for each.
+
+Timing targets are not asserted here: on a busy CI machine they measure the machine. The exit
+code says only whether every benchmark ran.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.kernel  # bench_concurrency starts a real Jupyter kernel
+
+#: a row each benchmark must print (the start of its name)
+EXPECTED = {
+    "bench_concurrency.py": ["compare 3 models (0.5/1/2 s): wall / slowest latency",
+                             "%%compare in a kernel: request->reply / slowest latency",
+                             "%%compare in a kernel: wall inside the cell"],
+    "bench_overhead.py": ["llmcells extra CPU per call over raw SDK", "wall ratio llmcells / raw SDK",
+                          "  of which the ledger write"],
+    "bench_display.py": ["llmcells card: update messages, max in any 1 s",
+                         "llmcells card: CPU on the loop thread",
+                         "naive widget (value per token): update messages"],
+    "bench_startup.py": ["%load_ext llmcells over bare IPython", "import llmcells (fresh process)",
+                         "heavy modules in sys.modules after load_ext"],
+    "bench_batch.py": ["batch 501 calls, 3 models, concurrency 64: throughput",
+                       "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
+    "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
+}
+
+
+def test_quick_suite_runs_and_reports_every_benchmark(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith(("_API_KEY", "_BASE_URL")) and k != "GOOGLE_GENAI_USE_VERTEXAI"}
+    env["LLMCELLS_HOME"] = str(tmp_path / "home")  # never the user's ledger
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "CRASHED" not in out, out
+    lines = out.splitlines()
+    for section, names in EXPECTED.items():
+        assert any(section in line for line in lines), f"no section for {section}:\n{out}"
+        for name in names:
+            rows = [line for line in lines if line.startswith(name)]
+            assert rows, f"no row {name!r}:\n{out}"
+            # name, figure, unit, target, meets? (yes / no / - when there is no target)
+            assert rows[0].split()[-1] in ("yes", "no", "-"), rows[0]
+    assert "targets missed:" in out
