@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -57,6 +57,19 @@ def _option() -> st.SearchStrategy[str]:
 
 
 option_lines = st.lists(_option(), max_size=6).map(" ".join)
+
+VALID_MODELS = MODELS[:8]
+valid_lines = st.lists(st.one_of(
+    st.sampled_from(VALID_MODELS),                                   # %%compare positionals
+    st.sampled_from(VALID_MODELS).map(lambda m: f"-m {m}"),
+    st.sampled_from(WEIRD[:6] + ["Be terse.", "Réponds en français", "{topic}"]).map(
+        lambda t: f'-s "{t}"'),
+    st.floats(0, 2).map(lambda t: f"-t {t!r}"),
+    st.integers(1, 64).map(lambda n: f"--max-tokens {n}"),
+    st.integers(1, 3).map(lambda n: f"-n {n}"),
+    st.sampled_from(["markdown", "text", "code", "json"]).map(lambda f: f"-f {f}"),
+    st.sampled_from(["-c", "--no-interpolate", "-o answer", "--timeout 30"]),
+), max_size=5).map(" ".join)
 
 bodies = st.one_of(
     st.sampled_from(["", " ", "\n\t\n", "Say hi.", '{"a": [1, {"b": null}]}', "{topic}",
@@ -112,11 +125,20 @@ def ip(shell, simulated):
     magics.conversations.clear()
 
 
+def _note(what: str) -> None:
+    """Count outcomes in hypothesis' statistics (--hypothesis-show-statistics)."""
+    try:
+        event(what)
+    except Exception:  # outside a @given test
+        pass
+
+
 def _run(shell, magic: str, line: str, body: str, capsys) -> None:
     shell.user_ns.pop("_llm", None)
     try:
         shell.run_cell_magic(magic, line + " --no-display", body)
     except UsageError as err:
+        _note("UsageError")
         message = str(err)
         assert message.strip(), "an empty UsageError"
         assert "\n" not in message.strip(), f"a multi-line UsageError: {message!r}"
@@ -127,6 +149,7 @@ def _run(shell, magic: str, line: str, body: str, capsys) -> None:
             assert "usage:" in capsys.readouterr().out.lower()
             return
         assert isinstance(out, (Result, Comparison)), type(out)
+        _note(type(out).__name__)
         results = out.results if isinstance(out, Comparison) else [out]
         assert results and all(isinstance(r, Result) for r in results)
         for r in results:
@@ -147,8 +170,13 @@ def test_random_option_lines_and_bodies(ip, capsys, magic, line, body):
     _run(ip, magic, line, body, capsys)
 
 
-@hsettings(deadline=None, max_examples=40, derandomize=True,
-           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(FUZZ, max_examples=40)
+@given(magic=st.sampled_from(MAGICS), line=valid_lines, body=bodies)
+def test_mostly_valid_option_lines_and_random_bodies(ip, capsys, magic, line, body):
+    _run(ip, magic, line, body, capsys)
+
+
+@hsettings(FUZZ, max_examples=30)
 @given(magic=st.sampled_from(MAGICS), line=st.text(max_size=80))
 def test_any_text_as_the_option_line(ip, capsys, magic, line):
     _run(ip, magic, line, "Say hi.", capsys)

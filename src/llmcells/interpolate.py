@@ -51,7 +51,10 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     def sub(match: re.Match[str]) -> str:
         if match.group(1):
             return match.group(0)
-        value = _resolve(match.group(2), namespace)
-        return match.group(0) if value is _MISSING else str(value)
+        try:  # a namespace lookup or a str() that fails leaves the reference as written
+            value = _resolve(match.group(2), namespace)
+            return match.group(0) if value is _MISSING else str(value)
+        except Exception:
+            return match.group(0)
 
     return _REF.sub(sub, text)

@@ -98,6 +98,8 @@ class LLMMagics(Magics):
             raise
         except SystemExit:  # argparse exits on some errors; turn them into one line
             raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
+        except ValueError as err:  # the line splitter: an unbalanced quote
+            raise _fail(f"Bad options: {line!r} ({err}). See {magic.__name__}? for help.") from None
         for name in ("model", "system", "out"):
             setattr(args, name, _unquote(getattr(args, name)))
         if args.repeat < 1:
@@ -296,6 +298,8 @@ class LLMMagics(Magics):
             args = parse_argstring(self.llmcells, line)
         except SystemExit:
             raise _fail(f"Bad options: {line!r}. See %llmcells help.") from None
+        except ValueError as err:  # the line splitter: an unbalanced quote
+            raise _fail(f"Bad options: {line!r} ({err}). See %llmcells help.") from None
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "

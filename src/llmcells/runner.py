@@ -30,6 +30,8 @@ T = TypeVar("T")
 _clients: dict[tuple[str, ClientOptions], Any] = {}
 #: the Result (or Comparison) of the last call that finished, for `_llm` and post-mortems
 last: Result | Comparison | None = None
+#: the most samples per model compare() (and `-n` in magics) takes
+MAX_REPEAT = 100
 
 
 @dataclass
@@ -509,6 +511,9 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
         raise ConfigError("No models to compare.")
     if int(repeat) < 1:
         raise ConfigError(f"repeat must be 1 or more, not {repeat}.")
+    if int(repeat) > MAX_REPEAT:  # every sample is a request, shown in its own card
+        raise ConfigError(f"repeat is at most {MAX_REPEAT} samples per model, not {repeat}; "
+                          "use llmcells.batch(..., repeat=N) for more.")
     group_id = uuid.uuid4().hex[:12]
     specs = [resolve(m, openai_api=api) for m in models]
     plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
