@@ -24,7 +24,7 @@ def run_batch(*args, **kwargs):
 
 
 def test_thousand_calls_with_injected_faults_lose_no_rows(simulated):
-    settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=6)
+    settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=8)
     simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=8)
     simulated.inject("429", times=40, retry_after=0.05)
     simulated.inject("500", times=40)
@@ -32,15 +32,23 @@ def test_thousand_calls_with_injected_faults_lose_no_rows(simulated):
     prompts = [f"question {i}" for i in range(334)]
     frame = run_batch(prompts, MODELS, concurrency=64)
     assert len(frame) == 334 * 3
-    assert frame["status"].eq("ok").all(), frame[frame.status != "ok"][["model", "error"]].head()
     assert set(zip(frame.prompt_id, frame.model)) == {(i, m) for i in range(334) for m in
                                                        ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5",
                                                         "google:gemini-2.5-flash"]}
-    assert (frame["attempts"] - 1).sum() == 100  # every injected fault cost exactly one retry
+    # Faults land on whichever requests come next, so a call may meet several in a row: it is ok
+    # after its retries, or an error once it has used every attempt on faults, nothing else.
+    ok, failed = frame[frame.status == "ok"], frame[frame.status != "ok"]
+    assert len(ok) >= 990
+    assert set(failed.status) <= {"error"} and (failed.attempts == 8).all()
+    assert set(failed.error_kind) <= {"rate_limited", "server_error", "overloaded"}
     faults = Counter(q.fault for q in simulated.requests if q.fault)
     assert faults == {"429": 40, "500": 40, "529": 20}
+    # every fault cost exactly one attempt: retried where it could be, recorded where not
+    assert (ok.attempts - 1).sum() + failed.attempts.sum() == 100
+    assert len(simulated.requests) == frame.attempts.sum()
     ledger = llmcells.usage(batch_id=frame.attrs["batch_id"])
     assert len(ledger) == 1002 and set(ledger.call_id) == set(frame.call_id)
+    assert (ledger.set_index("call_id").loc[frame.call_id, "status"].values == frame.status.values).all()
 
 
 def test_failures_are_rows_and_never_abort(simulated):

@@ -230,3 +230,20 @@ def test_ledger_locked_longer_than_the_real_busy_timeout(simulated_fast):
     assert len([w for w in caught if issubclass(w.category, ledger.LedgerWarning)]) <= 1
     assert r.call_id in set(llmcells.usage()["call_id"])
     print(f"a call with the ledger locked for {hold_s:.0f} s took {took:.1f} s")
+
+
+def test_a_locked_ledger_does_not_stall_the_other_streams(simulated_fast):
+    """While one call waits to write its row into a locked ledger, the other calls on the
+    private loop go on: the writes happen off the loop."""
+    assert llmcells.run(llmcells.ask("create the ledger", "claude", display=False)).ok
+    simulated_fast.set_model("claude-haiku-4-5", ttft=0.0, tokens_per_s=5000, output_tokens=5)
+    simulated_fast.set_model("gemini-2.5-flash", ttft=1.0, tokens_per_s=200, output_tokens=20)
+    holder = _hold_exclusive_lock(ledger.path(), 3.0, threading.Event())
+    t0 = time.monotonic()
+    c = llmcells.run(llmcells.compare("hi", ["claude", "gemini"], display=False))
+    holder.join()
+    assert all(r.ok for r in c)
+    # claude finished at once and waited for the lock; meanwhile gemini's request went out
+    sent = [q.time - t0 for q in simulated_fast.requests if q.provider == "google" and q.time > t0]
+    assert sent and sent[0] < 1.0, f"gemini's request left {sent[0]:.2f} s after the start"
+    assert {r.call_id for r in c} <= set(llmcells.usage()["call_id"])

@@ -50,14 +50,37 @@ def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None
     _rate_limits[provider] = RateLimit(rpm, tpm, rps, concurrency)
 
 
-# The provider counts requests as they arrive, and arrival jitter (a new connection, a TLS
-# handshake) can bunch them up: the windows are kept a little longer than the nominal ones.
-_SECOND, _MINUTE = 1.1, 61.0
-
-
 def _estimated_tokens(plan: CallPlan) -> int:
     chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
     return chars // 4 + 8 + (plan.request.max_tokens or 256)
+
+
+class _Window:
+    """Requests (or tokens) in the last `span` seconds, counted as the provider sees them.
+
+    The provider counts a request when it arrives, which is some time after we let it go (a
+    new connection, SDK warm-up) and before its first event comes back. So an entry is stamped
+    when admitted, stamped again when its first event (or its end) is seen, and until then it
+    counts whatever its age.
+    """
+
+    def __init__(self, span: float):
+        self.span = span
+        self.entries: list[list] = []  # [time, weight, answered]
+
+    def add(self, now: float, weight: int = 1) -> list:
+        entry = [now, weight, False]
+        self.entries.append(entry)
+        return entry
+
+    def total(self, now: float) -> int:
+        self.entries = [e for e in self.entries if not (e[2] and now - e[0] >= self.span)]
+        return sum(e[1] for e in self.entries)
+
+    def wait(self, now: float) -> float:
+        """How long until the oldest answered entry leaves the window."""
+        answered = [e[0] for e in self.entries if e[2]]
+        return min(answered) + self.span - now if answered else 0.02
 
 
 class ProviderGate:
@@ -66,34 +89,28 @@ class ProviderGate:
     def __init__(self, limit: RateLimit, concurrency: int):
         self.limit = limit
         self.ceiling = float(limit.concurrency or concurrency)
-        self.allowed = self.ceiling          # adaptive: halves on 429, grows back by 1 per ceiling successes
+        # Adaptive in-flight limit: halves on a 429, grows back by about one per `allowed` successes.
+        self.allowed = self.ceiling
         self.inflight = 0
         self.pause_until = 0.0
-        self.minute: deque[float] = deque()  # request start times, last 60 s
-        self.second: deque[float] = deque()  # request start times, last 1 s
-        self.tokens: deque[tuple[float, int]] = deque()
-        self.token_sum = 0
+        self.minute, self.second, self.tokens = _Window(60.0), _Window(1.0), _Window(60.0)
+        self._open: dict[int, list[list]] = {}  # the window entries of each request in flight
         self.rate_limited_count = 0
-        self.starts: list[float] = []        # every admitted request's start (monotonic)
 
     def _wait_needed(self, now: float, need_tokens: int) -> float:
-        while self.minute and now - self.minute[0] >= _MINUTE:
-            self.minute.popleft()
-        while self.second and now - self.second[0] >= _SECOND:
-            self.second.popleft()
-        while self.tokens and now - self.tokens[0][0] >= _MINUTE:
-            self.token_sum -= self.tokens.popleft()[1]
         if now < self.pause_until:
             return self.pause_until - now
         if self.inflight >= max(1, int(self.allowed)):
             return 0.02
         lim = self.limit
-        if lim.rpm and len(self.minute) >= lim.rpm:
-            return self.minute[0] + _MINUTE - now
-        if lim.rps and len(self.second) >= lim.rps:
-            return self.second[0] + _SECOND - now
-        if lim.tpm and self.tokens and self.token_sum + need_tokens > lim.tpm:
-            return self.tokens[0][0] + _MINUTE - now
+        if lim.rpm and self.minute.total(now) >= lim.rpm:
+            return self.minute.wait(now)
+        if lim.rps and self.second.total(now) >= lim.rps:
+            return self.second.wait(now)
+        if lim.tpm:
+            used = self.tokens.total(now)
+            if used and used + need_tokens > lim.tpm:
+                return self.tokens.wait(now)
         return 0.0
 
     async def acquire(self, plan: CallPlan) -> None:
@@ -103,15 +120,18 @@ class ProviderGate:
             wait = self._wait_needed(now, need)
             if wait <= 0:
                 break
-            await asyncio.sleep(min(wait, 0.25))
+            await asyncio.sleep(min(max(wait, 0.005), 0.25))
         self.inflight += 1
-        self.minute.append(now)
-        self.second.append(now)
-        self.tokens.append((now, need))
-        self.token_sum += need
-        self.starts.append(now)
+        self._open[id(plan)] = [self.minute.add(now), self.second.add(now), self.tokens.add(now, need)]
+
+    def answered(self, plan: CallPlan) -> None:
+        """The request's first event came back: it reached the provider by now."""
+        now = time.monotonic()
+        for entry in self._open.pop(id(plan), ()):
+            entry[0], entry[2] = now, True
 
     def release(self, plan: CallPlan, usage: Any) -> None:
+        self.answered(plan)  # if nothing came back, it was sent before now all the same
         self.inflight -= 1
         if self.allowed < self.ceiling:
             self.allowed = min(self.ceiling, self.allowed + 1.0 / max(1.0, self.allowed))
@@ -321,8 +341,9 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
     try:
         await asyncio.gather(*workers)
     except asyncio.CancelledError:
-        for w in workers:
-            w.cancel()
+        for w in workers:  # as in runner.run_plans: never cancel twice
+            if not w.done() and not w.cancelling():
+                w.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         last_frame = _frame(jobs, batch_id, tally)
         if progress is not None:

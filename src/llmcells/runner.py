@@ -9,6 +9,7 @@ call (the Result says what went wrong); it re-raises only cancellation.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import time
 import uuid
@@ -104,11 +105,19 @@ async def _client_for(plan: CallPlan, key: str) -> Any:
     cache_key = (spec.adapter, options)
     client = _clients.get(cache_key)
     if client is None:
-        # The first use of a provider imports its SDK (about a second): do it off the loop, so
-        # that other calls keep streaming and an interrupt is still served meanwhile.
-        provider = await asyncio.to_thread(get_provider, spec.adapter)
-        client = _clients.get(cache_key) or provider.make_client(options)
-        _clients[cache_key] = client
+        # The first use of a provider imports its SDK (about a second): build the client off the
+        # loop, so that other calls keep streaming and an interrupt is still served meanwhile;
+        # and once, however many calls are waiting for it.
+        client = _clients[cache_key] = asyncio.ensure_future(
+            asyncio.to_thread(lambda: get_provider(spec.adapter).make_client(options)))
+    if isinstance(client, asyncio.Future):
+        try:
+            built = await asyncio.shield(client)
+        except Exception:
+            _clients.pop(cache_key, None)  # let the next call try again
+            raise
+        _clients[cache_key] = built
+        return built
     return client
 
 
@@ -153,6 +162,7 @@ class _Attempt:
         self.observer.on_status("waiting")
         events = provider.stream(client, plan.request)
         got_token = False
+        answered = plan.gate is None
         finished = False
         sent_at = time.monotonic()
         try:
@@ -172,6 +182,9 @@ class _Attempt:
                         f"No first token from {plan.spec.id} within {plan.ttft_timeout:g} s; "
                         "try again, or raise the limit with llmcells.configure(ttft_timeout=...).",
                         provider=plan.spec.provider) from None
+                if not answered:  # the provider has the request: its rate windows can count it
+                    answered = True
+                    plan.gate.answered(plan)
                 if isinstance(event, TextDelta):
                     if not event.text:
                         continue
@@ -238,7 +251,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
                     **plan.extra_result)
     state = _Attempt(plan, observer, t0)
     _safe(observer.on_start, plan.info)
-    if plan.cache and _from_cache(result, plan, observer):
+    if plan.cache and await _from_cache(result, plan, observer):
         return result
     gate = plan.gate
     try:
@@ -263,7 +276,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     except asyncio.CancelledError:
         result.status, result.error_kind = "cancelled", "cancelled"
         result.error = "Cancelled; the partial answer is kept." if state.text else "Cancelled."
-        _finish(result, state, observer, plan)
+        await _finish(result, state, observer, plan)
         raise
     except LLMError as err:  # first: ProviderTimeoutError is a TimeoutError too
         result.status = "incomplete" if isinstance(err, IncompleteStreamError) else "error"
@@ -275,11 +288,11 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     except Exception as exc:  # a bug or an unexpected SDK error: still one line, still recorded
         err = _as_llm_error(exc, spec)
         result.status, result.error_kind, result.error = "error", err.kind, err.message
-    _finish(result, state, observer, plan)
+    await _finish(result, state, observer, plan)
     return result
 
 
-def _finish(result: Result, state: _Attempt, observer: CallObserver, plan: CallPlan) -> None:
+async def _finish(result: Result, state: _Attempt, observer: CallObserver, plan: CallPlan) -> None:
     result.text = "".join(state.text)
     result.reasoning = "".join(state.reasoning)
     result.usage = state.usage
@@ -289,13 +302,35 @@ def _finish(result: Result, state: _Attempt, observer: CallObserver, plan: CallP
     result.latency_s = time.monotonic() - state.t0
     result.attempts = state.attempts
     _price(result, plan)
-    _record(result, plan)
-    if result.ok:
-        _keep(result, plan)
-    _safe(observer.on_finish, result)
+    try:
+        await _persist(result, plan)
+    finally:  # even if a second cancellation interrupts the wait for the writer
+        _safe(observer.on_finish, result)
 
 
-def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
+_writer: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def _persist(result: Result, plan: CallPlan) -> None:
+    """Write the ledger row (and keep an ok answer) on the writer thread, and wait for it.
+
+    Off the loop, so that a slow or locked database never stalls the other streams or an
+    interrupt; awaited, so that a call counts as finished only once its row is committed.
+    Shielded: a second cancellation must not drop a row still waiting for the writer.
+    """
+    global _writer
+    if _writer is None:
+        _writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llmcells-ledger")
+
+    def write() -> None:
+        _record(result, plan)
+        if result.ok and not result.cached:
+            _keep(result, plan)
+
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(_writer, write))
+
+
+async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
     """Fill result from the local store if this exact request was answered before."""
     from . import store
 
@@ -311,7 +346,7 @@ def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
     result.latency_s = result.ttft_s = 0.0
     _safe(observer.on_text, result.text, result.text)
     _safe(observer.on_usage, result.usage)
-    _record(result, plan)
+    await _persist(result, plan)
     _safe(observer.on_finish, result)
     return True
 
@@ -426,8 +461,9 @@ async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver 
     try:
         await asyncio.gather(*tasks)
     except asyncio.CancelledError:
-        for t in tasks:
-            t.cancel()
+        for t in tasks:  # gather has cancelled them once already; a second cancel would cut short their unwinding
+            if not t.done() and not t.cancelling():
+                t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return [r for r in results if r is not None]

@@ -201,13 +201,15 @@ class AnthropicProvider(Provider):
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
-        return anthropic.AsyncAnthropic(
+        client = anthropic.AsyncAnthropic(
             api_key=options.api_key,
             base_url=options.base_url,  # None: ANTHROPIC_BASE_URL or the SDK's default
             max_retries=0,
             timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
             http_client=options.http_client,
         )
+        client.messages  # noqa: B018 - load the lazily imported resource module now, off the loop
+        return client
 
     def stream(self, client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
         """Stream one Messages call; Finish comes only after message_stop."""

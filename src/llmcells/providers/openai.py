@@ -292,13 +292,17 @@ class OpenAIProvider(Provider):
 
     def make_client(self, options: ClientOptions) -> openai.AsyncOpenAI:
         """An AsyncOpenAI client with the SDK's retries off (the runner retries)."""
-        return openai.AsyncOpenAI(
+        client = openai.AsyncOpenAI(
             api_key=options.api_key,
             base_url=options.base_url,  # None: OPENAI_BASE_URL or the SDK's default
             max_retries=0,
             timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
             http_client=options.http_client,
         )
+        # The SDK imports its resource modules on first attribute access (most of a second);
+        # the runner builds clients off the event loop, so load them here, not mid-request.
+        client.chat.completions, client.responses  # noqa: B018
+        return client
 
     def stream(self, client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
         """Chat Completions, or the Responses API when the model's api is "responses"."""
