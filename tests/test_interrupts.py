@@ -15,7 +15,6 @@ import random
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path

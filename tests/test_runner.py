@@ -210,7 +210,7 @@ def test_cancelling_the_await_cancels_the_requests(simulated):
 
 
 def _pending_tasks() -> int:
-    loop = _loop.get_loop()
+    _loop.get_loop()
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         n = _loop.submit(_count_tasks()).result()

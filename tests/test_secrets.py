@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path

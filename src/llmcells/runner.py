@@ -14,7 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _loop
@@ -50,7 +50,6 @@ class CallPlan:
     cache: bool = False            # answer from / keep in the local store
     store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
     gate: Any = None               # batch calls: rate limiter (acquire / release / rate_limited)
-    extra_result: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spec(self) -> ModelSpec:
@@ -145,8 +144,7 @@ class _Attempt:
 
     def __init__(self, plan: CallPlan, observer: CallObserver, t0: float):
         self.plan, self.observer, self.t0 = plan, observer, t0
-        self.text: list[str] = []
-        self.joined = ""
+        self.text = ""  # the answer so far
         self.reasoning: list[str] = []
         self.usage = Usage()
         self.response_model: str | None = None
@@ -192,9 +190,8 @@ class _Attempt:
                         self.ttft = time.monotonic() - self.t0
                         self.observer.on_status("streaming")
                     got_token = True
-                    self.text.append(event.text)
-                    self.joined += event.text
-                    self.observer.on_text(event.text, self.joined)
+                    self.text += event.text
+                    self.observer.on_text(event.text, self.text)
                 elif isinstance(event, UsageUpdate):
                     self.usage = event.usage
                     self.observer.on_usage(event.usage)
@@ -247,8 +244,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     t0 = time.monotonic()
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
                     group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
-                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
-                    **plan.extra_result)
+                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id)
     state = _Attempt(plan, observer, t0)
     _safe(observer.on_start, plan.info)
     if plan.cache and await _from_cache(result, plan, observer):
@@ -293,7 +289,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
 
 
 async def _finish(result: Result, state: _Attempt, observer: CallObserver, plan: CallPlan) -> None:
-    result.text = "".join(state.text)
+    result.text = state.text
     result.reasoning = "".join(state.reasoning)
     result.usage = state.usage
     result.response_model = state.response_model
