@@ -187,3 +187,32 @@ def test_compare_repeat_uses_the_cache_with_sample_indices(simulated):
 def test_an_alias_and_its_id_are_one_model(simulated):
     frame = run_batch(["a"], ["claude", "anthropic:claude-haiku-4-5"])
     assert frame.model.tolist() == ["anthropic:claude-haiku-4-5"] and len(simulated.requests) == 1
+
+
+def test_terminal_progress_says_what_was_done(simulated, capsys):
+    simulated.inject("401", provider="anthropic", times=None)
+    frame = run_batch(["a", "b"], ["chatgpt", "claude"], display="text", batch_id="shown")
+    err = capsys.readouterr().err
+    assert "batch shown: 4/4 done · 2 failed · 0 in flight" in err and "calls/s" in err
+    assert len(frame) == 4
+
+
+def test_notebook_progress_widget_ends_with_the_totals(simulated, monkeypatch):
+    from llmcells.display import progress
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, *a, **k: shown.append(obj))
+    bars = []
+    real = progress.NotebookProgress
+
+    def spy(total, batch_id):
+        bar = real(total, batch_id)
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(progress, "NotebookProgress", spy)
+    run_batch(["a", "b", "c"], ["claude"], display="notebook", batch_id="nb")
+    (bar,) = bars
+    assert shown == [bar.box]
+    assert bar.bar.value == 3 and bar.bar.bar_style == "success"
+    assert "3/3 done · 0 failed" in bar.label.value

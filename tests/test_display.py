@@ -392,6 +392,15 @@ def test_card_markdown_code_highlighted_and_html_escaped(comms):
     assert "<pre" in v and "style=" in v and "<strong>done</strong>" in v
 
 
+def test_card_plain_text_when_markdown_is_off(comms):
+    h = open_display("ask", [info()], "notebook", markdown=False)
+    o = h.observers[0]
+    text = "# Not a heading\n**not bold** <i>"
+    o.on_finish(Result(text=text, status="ok"))
+    assert "<h1" not in o.body.value and "<strong>" not in o.body.value
+    assert "# Not a heading" in o.body.value and "&lt;i&gt;" in o.body.value
+
+
 def test_simple_markdown_fallback():
     from llmcells.display.markdown import _simple_markdown
 

@@ -213,7 +213,7 @@ def test_ctrl_c_in_terminal_ipython(tmp_path):
         read_until(r"In \[4\]: ")
         times = []
         prompt_no = 4
-        for trial in range(5):
+        for trial in range(TRIALS):
             send('sim.inject("slow_first_token", times=None, delay=30)')
             prompt_no += 1
             read_until(rf"In \[{prompt_no}\]: ")

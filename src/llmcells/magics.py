@@ -131,7 +131,8 @@ class LLMMagics(Magics):
 
     def _options(self, args: Any) -> dict[str, Any]:
         return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
-                    timeout=args.timeout, display=False if args.no_display else None)
+                    timeout=args.timeout, display=False if args.no_display else None,
+                    markdown=args.format == "markdown")
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below

@@ -478,13 +478,14 @@ class _ResultHolder(CallObserver):
         self.inner.on_finish(result)
 
 
-def _display(kind: str, plans: Sequence[CallPlan], display: bool | str | None, prompt: str):
+def _display(kind: str, plans: Sequence[CallPlan], display: bool | str | None, prompt: str,
+             markdown: bool):
     from .display import detect_mode, open_display
 
     mode = detect_mode(display)
     if mode == "none":
         return None
-    return open_display(kind, [p.info for p in plans], mode, prompt=prompt)
+    return open_display(kind, [p.info for p in plans], mode, prompt=prompt, markdown=markdown)
 
 
 # ----- the public entry points ------------------------------------------------------------------
@@ -494,13 +495,14 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
-        api: str | None = None, cache: bool | None = None) -> Pending[Result]:
+        api: str | None = None, cache: bool | None = None, markdown: bool = True) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
     configured compare models. history: earlier messages of the conversation. params: extra
     provider-specific request fields. api: "responses" to use OpenAI's Responses API.
     cache: answer identical requests from the local store (default: settings.cache).
+    markdown: render the finished answer as Markdown in a notebook (False: plain text).
     A failed call does not raise: the Result's status and error say what happened.
     """
     plan = make_plan(prompt, model or settings.compare_models[0], system=system,
@@ -520,7 +522,7 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
 
     def start() -> Coroutine[Any, Any, Result]:
         plan.cell = current_cell()
-        return go(_display("ask", [plan], display, prompt))
+        return go(_display("ask", [plan], display, prompt, markdown))
 
     return Pending(start, "ask")
 
@@ -530,7 +532,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             timeout: float | None = None, display: bool | str | None = None,
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
             histories: Mapping[str, Sequence[Message]] | None = None,
-            cache: bool | None = None) -> Pending[Comparison]:
+            cache: bool | None = None, markdown: bool = True) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
@@ -569,6 +571,6 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
         cell = current_cell()
         for p in plans:
             p.cell = cell
-        return go(_display("compare", plans, display, prompt))
+        return go(_display("compare", plans, display, prompt, markdown))
 
     return Pending(start, "compare")

@@ -68,11 +68,13 @@ def detect_mode(display: bool | str | None) -> str:
     return "terminal" if display is True else "none"
 
 
-def open_display(kind: str, infos: list[CallInfo], mode: str, *, prompt: str = "") -> DisplayHandle | None:
+def open_display(kind: str, infos: list[CallInfo], mode: str, *, prompt: str = "",
+                 markdown: bool = True) -> DisplayHandle | None:
     """Create (and, in a notebook, show) the live view of one ask / compare.
 
-    Called on the MAIN thread before the calls start. kind: "ask" or "compare". Returns None for
-    mode "none". Falls back to the terminal renderer if widgets can't be made.
+    Called on the MAIN thread before the calls start. kind: "ask" or "compare". markdown=False
+    shows finished answers as plain text. Returns None for mode "none". Falls back to the
+    terminal renderer if widgets can't be made.
     """
     if mode == "none" or mode is None:
         return None
@@ -81,7 +83,7 @@ def open_display(kind: str, infos: list[CallInfo], mode: str, *, prompt: str = "
         try:
             from .notebook import NotebookDisplay
 
-            return NotebookDisplay(kind, infos, prompt=prompt)
+            return NotebookDisplay(kind, infos, prompt=prompt, markdown=markdown)
         except Exception:
             mode = "terminal"
     if mode == "terminal":

@@ -67,8 +67,10 @@ class _View(w.VBox):
 class Card(CallObserver):
     """The live view of one call; also its CallObserver."""
 
-    def __init__(self, info: CallInfo, owner: "NotebookDisplay | None" = None, prompt: str = ""):
+    def __init__(self, info: CallInfo, owner: "NotebookDisplay | None" = None, prompt: str = "",
+                 markdown: bool = True):
         self.info = info
+        self.markdown = markdown
         self.owner = owner
         self.status = "pending"
         self.detail: str | None = None
@@ -158,7 +160,7 @@ class Card(CallObserver):
         self.text = text
         self._set(self.header, self._header_html())
         if text:
-            body = render_markdown(text)
+            body = render_markdown(text) if self.markdown else plain_html(text)
         else:
             body = self._placeholder("(no answer)" if result.status != "ok" else "(empty answer)")
         self._set(self.body, body)
@@ -300,10 +302,11 @@ class NotebookDisplay(DisplayHandle):
 
     mode = "notebook"
 
-    def __init__(self, kind: str, infos: list[CallInfo], *, prompt: str = "", show_now: bool = True):
+    def __init__(self, kind: str, infos: list[CallInfo], *, prompt: str = "", show_now: bool = True,
+                 markdown: bool = True):
         self.kind = kind
         self.prompt = prompt
-        self.cards = [Card(info, self, prompt) for info in infos]
+        self.cards = [Card(info, self, prompt, markdown) for info in infos]
         super().__init__(self.cards)
         self._tick_handle: asyncio.TimerHandle | None = None
         self.table = w.HTML(value="", layout=w.Layout(width="100%", margin="6px 0 0 0"))
