@@ -97,6 +97,47 @@ def test_sigkill_mid_run_loses_no_finished_call(simulated, script):
     assert llmcells.run(llmcells.ask("after the kill", "claude", display=False)).ok
 
 
+@pytest.mark.kernel
+def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
+    """The same as above in a real Jupyter kernel running `await llmcells.batch(...)`."""
+    import queue
+
+    import jupyter_client
+
+    simulated.configure(ttft=0.01, tokens_per_s=400)
+    env = _child_env(simulated)
+    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", env=env)
+    reported: list[str] = []
+    try:
+        code = textwrap.dedent(BATCH_CHILD).replace("llmcells.run(llmcells.batch(", "await (llmcells.batch(")
+        msg_id = kc.execute(code)
+        deadline = time.monotonic() + 60
+        while len(reported) < 20 and time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                reported += [x.split()[0] for x in msg["content"]["text"].splitlines() if x.strip()]
+            assert msg["msg_type"] != "error", msg["content"]
+        os.kill(km.provisioner.pid, signal.SIGKILL)
+        time.sleep(0.5)
+        while True:  # what the kernel had sent before it died
+            try:
+                msg = kc.get_iopub_msg(timeout=0.5)
+            except queue.Empty:
+                break
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                reported += [x.split()[0] for x in msg["content"]["text"].splitlines() if x.strip()]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert len(reported) >= 20 and "BATCH" not in reported
+    ids = set(llmcells.usage()["call_id"])
+    missing = [c for c in reported if c not in ids]
+    assert not missing, f"{len(missing)} of {len(reported)} finished calls are not in the ledger"
+
+
 def test_three_processes_making_real_calls_share_one_ledger(simulated):
     fresh_sim = simulated
     script = """
