@@ -193,3 +193,11 @@ def test_simulate_switch(shell, capsys):
     assert "Simulator off" in capsys.readouterr().out
     with pytest.raises(UsageError, match="ANTHROPIC_API_KEY"):
         shell.run_cell_magic("claude", "--no-display", "hi")
+
+
+def test_help_option_prints_the_help_and_sends_nothing(ip, simulated, capsys):
+    ip.run_cell_magic("claude", "--help", "a prompt")
+    ip.run_cell_magic("compare", "-h", "a prompt")
+    out = capsys.readouterr().out
+    assert "Ask Claude" in out and "side by side" in out and "--continue" in out
+    assert simulated.requests == []

@@ -49,6 +49,7 @@ def _call_options(func: Callable) -> Callable:
         argument("--no-display", action="store_true", help="show nothing; use -o or _llm"),
         argument("--no-interpolate", action="store_true",
                  help="send the cell as written, without filling in {name} references"),
+        argument("-h", "--help", action="store_true", help="show this help and send nothing"),
     ]
     for deco in reversed(decorators[1:]):
         func = deco(func)
@@ -100,6 +101,10 @@ class LLMMagics(Magics):
             raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
             raise _fail(f"Bad options: {line!r} ({err}). See {magic.__name__}? for help.") from None
+        if args.help:
+            print(f"usage: %%{magic.__name__} [options]   (the cell below is the prompt)\n\n"
+                  + (magic.__doc__ or "").strip())
+            return None
         for name in ("model", "system", "out"):
             setattr(args, name, _unquote(getattr(args, name)))
         if args.repeat < 1:
@@ -167,6 +172,8 @@ class LLMMagics(Magics):
 
         method = getattr(self, magic)
         args = self._args(method, line)
+        if args is None:  # --help
+            return
         prompt = self._prompt(cell, args, magic)
         spec = self._model(default, args.model)
         try:
@@ -258,6 +265,8 @@ class LLMMagics(Magics):
         import llmcells
 
         args = self._args(self.compare, line)
+        if args is None:  # --help
+            return
         if args.model:
             args.models = [*args.models, args.model]
         prompt = self._prompt(cell, args, "compare")
