@@ -620,3 +620,29 @@ def test_close_matches_results_by_call_id(comms):
     h.close([only])  # the runner passes the results it has; the first call never finished
     assert "✓ done" in h.observers[1].header.value and "hi" in h.observers[1].body.value
     assert "cancelled" in h.observers[0].header.value
+
+
+def test_close_refreshes_the_plain_text_form_of_the_output(comms, monkeypatch):
+    """A notebook viewed without widgets keeps the text/plain of the output: after close() it
+    must hold the answers and the table, not the empty cards it was displayed with."""
+    import llmcells.display.notebook as nb
+
+    class Handle:
+        def __init__(self, obj):
+            self.plain = [obj._repr_mimebundle_()["text/plain"]]
+
+        def update(self, obj):
+            self.plain.append(obj._repr_mimebundle_()["text/plain"])
+
+    handles = []
+    monkeypatch.setattr(nb, "show", lambda obj: handles.append(Handle(obj)) or handles[-1])
+    infos = [info("openai:gpt-4.1-mini"), info()]
+    h = open_display("compare", infos, "notebook", prompt="p")
+    for obs, text in zip(h.observers, ["first answer", "second answer"]):
+        obs.on_start(obs.info)
+        obs.on_finish(Result(text=text, model=obs.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    (handle,) = handles
+    assert "first answer" not in handle.plain[0]
+    assert "first answer" in handle.plain[-1] and "second answer" in handle.plain[-1]
+    assert "fastest" in handle.plain[-1]

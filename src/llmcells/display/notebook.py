@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as w
 from IPython.display import display as _ipy_display
@@ -34,8 +35,13 @@ CARD_MAX_HEIGHT = "420px"
 
 _GREY, _BLUE, _GREEN, _RED, _ORANGE = "#6e7781", "#0969da", "#1a7f37", "#cf222e", "#9a6700"
 
+def _show(view: object) -> Any:
+    """Display view; the returned handle lets close() refresh its text/plain form."""
+    return _ipy_display(view, display_id=True)
+
+
 #: how widgets are shown; tests replace it
-show: Callable[[object], None] = _ipy_display
+show: Callable[[object], Any] = _show
 
 
 def _frac_fps() -> float:
@@ -328,8 +334,7 @@ class NotebookDisplay(DisplayHandle):
             self.grid = None
             self.view = _View([self.cards[0].box], layout=w.Layout(width="100%"))
         self.view._llmcells_owner = self
-        if show_now:
-            show(self.view)
+        self._shown = show(self.view) if show_now else None
 
     # the waiting / retrying counters tick once a second, on the loop, while anyone waits
     def ensure_ticker(self) -> None:
@@ -372,6 +377,14 @@ class NotebookDisplay(DisplayHandle):
             if self.kind == "compare" or len(self.cards) > 1:
                 final = [c.result for c in self.cards]
                 self.table.value = metrics_table_html([c.info for c in self.cards], final)
+        except Exception:
+            pass
+        try:
+            # The output's text/plain was taken when the cards were empty; refresh it, so that a
+            # notebook saved and viewed without widgets (nbconvert, a repository viewer) shows
+            # the answers and the table rather than "pending".
+            if hasattr(self._shown, "update"):
+                self._shown.update(self.view)
         except Exception:
             pass
 
