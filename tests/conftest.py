@@ -83,3 +83,13 @@ def simulated(fresh_sim):
     models.set_simulator(fresh_sim.url)
     yield fresh_sim
     models.set_simulator(None)
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """A real IPython InteractiveShell with the extension loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "llmcells")
+    return ip

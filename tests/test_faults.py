@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import llmcells
 from llmcells import magics, models
@@ -118,13 +117,6 @@ def _write_matrix():
     lines += ["", f"{passed} of {total} cases passed."]
     MATRIX_FILE.parent.mkdir(parents=True, exist_ok=True)
     MATRIX_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "llmcells")
-    return ip
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import math
 import pytest
 from hypothesis import HealthCheck, event, given, settings as hsettings, strategies as st
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from llmcells import magics
 from llmcells.config import settings
@@ -107,13 +106,6 @@ class BadStr:
 
 NAMESPACE = {"topic": "tides", "rows": [10, 20], "cfg": {"k": "v"}, "boom": Boom(),
              "bad_str": BadStr()}
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "llmcells")
-    return ip
 
 
 @pytest.fixture

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from llmcells import magics
 from llmcells.types import Comparison, Result
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "llmcells")
-    return ip
 
 
 @pytest.fixture

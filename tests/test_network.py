@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 import llmcells
 from llmcells import magics, models
@@ -118,13 +117,6 @@ def test_simulator_command_line_refuses_a_public_host():
 
 
 # ----- every connection of a full run goes to loopback ------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "llmcells")
-    return ip
 
 
 def _full_run(shell) -> list:

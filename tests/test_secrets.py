@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 
 import llmcells
 from llmcells import errors, ledger, magics, models
@@ -82,13 +81,6 @@ def keyed(fresh_sim, monkeypatch):
         monkeypatch.setenv(name, value)
     settings.update(retry_initial_wait=0.01, retry_max_wait=0.2, max_attempts=2, store_text=True)
     return fresh_sim
-
-
-@pytest.fixture(scope="module")
-def shell():
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "llmcells")
-    return ip
 
 
 def _ledger_bytes() -> bytes:

@@ -277,14 +277,7 @@ def _write(p: Path, rows: Sequence[tuple]) -> None:
         if len(todo) == 1:
             conn.execute(_INSERT, todo[0])          # autocommit: committed on return
         else:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, todo)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            _insert_many(conn, todo)
 
     try:
         _with_retry(go)
@@ -293,6 +286,18 @@ def _write(p: Path, rows: Sequence[tuple]) -> None:
         raise
     if pending:
         _unsaved.pop(key, None)
+
+
+def _insert_many(conn: sqlite3.Connection, rows: list) -> None:
+    """Insert rows in one transaction, rolled back whole on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def record(result: "Result", *, prompt: str, system: str | None = None) -> None:
@@ -333,14 +338,7 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     with _lock:
         p = path()
         conn = _writer(p)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_INSERT, tuples)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        _insert_many(conn, tuples)
         try:            # fold the big transaction into the main file: reads through WAL are slower
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
