@@ -181,7 +181,8 @@ def api_key(spec: ModelSpec) -> str:
             return key
     raise MissingKeyError(
         f"No API key for {PROVIDERS[spec.provider]['label']}: set {' or '.join(envs)}, "
-        "or run `%llmcells simulate on` (llmcells.simulate()) to use the built-in simulator.",
+        "or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
+        "--simulate on the command line).",
         provider=spec.provider,
     )
 
