@@ -5,7 +5,7 @@
 
 The simulator runs in its own process (`python -m llmcells.sim`, no time to first token, no
 delay between tokens, 32-token answers) and the batch in a fresh child process, so that its peak
-RSS (getrusage ru_maxrss) and its CPU time are this run's and llmcells' (plus the SDKs') only:
+RSS (VmHWM of /proc/self/status) and its CPU time are this run's and llmcells' (plus the SDKs') only:
 
     df = llmcells.run(llmcells.batch(prompts, models=[openai, anthropic, google], concurrency=64,
                                      display=False))
@@ -52,7 +52,19 @@ def _child(url: str, calls: int) -> None:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     print(json.dumps({"calls": len(df), "ok": int((df["status"] == "ok").sum()), "wall": wall,
-                      "cpu": cpu, "maxrss_kb": ru1.ru_maxrss}))
+                      "cpu": cpu, "maxrss_kb": _peak_rss_kb(ru1.ru_maxrss)}))
+
+
+def _peak_rss_kb(fallback: int) -> int:
+    """This process's own peak RSS. Not ru_maxrss: Linux carries that over from the parent at
+    fork and keeps it across exec, so a child of a big process reports the parent's size."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return fallback
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
