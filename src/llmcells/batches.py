@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import math
 import time
 from collections import deque
@@ -197,10 +196,9 @@ def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dic
 
 
 def _call_key(plan: CallPlan, sample: int) -> str:
-    r = plan.request
-    material = [plan.spec.id, r.system, r.temperature, r.max_tokens, r.extra.get("params"),
-                [[m.role, m.content] for m in r.messages], sample]
-    return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()[:32]
+    from .store import request_key
+
+    return request_key(plan.request, sample)[:32]
 
 
 def _batch_id(jobs: list[_Job]) -> str:

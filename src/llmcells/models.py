@@ -10,7 +10,7 @@ servers (Ollama, vLLM, OpenRouter...) are added by base URL with `add_endpoint` 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
 
@@ -195,7 +195,3 @@ def vertex_enabled() -> bool:
 def key_status() -> dict[str, bool]:
     """Which providers have a key set (never the key itself)."""
     return {p: any(os.environ.get(e) for e in info["key_env"]) for p, info in PROVIDERS.items()}
-
-
-def with_base_url(spec: ModelSpec, base_url: str | None) -> ModelSpec:
-    return replace(spec, base_url=base_url)
