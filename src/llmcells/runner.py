@@ -24,7 +24,7 @@ from .errors import (ConfigError, IncompleteStreamError, LLMError, ProviderError
 from .models import ModelSpec, api_key, resolve
 from .providers import ClientOptions, get_provider
 from .types import (CallInfo, CallObserver, Comparison, Finish, Message, ReasoningDelta, Request,
-                    ResponseInfo, Result, TextDelta, Usage, UsageUpdate)
+                    ResponseInfo, Result, RetryInfo, TextDelta, Usage, UsageUpdate)
 
 T = TypeVar("T")
 
@@ -188,10 +188,11 @@ class _Attempt:
                         continue
                     if self.ttft is None:
                         self.ttft = time.monotonic() - self.t0
+                        self.observer.on_first_token(self.ttft)
                         self.observer.on_status("streaming")
                     got_token = True
                     self.text += event.text
-                    self.observer.on_text(event.text, self.text)
+                    self.observer.on_text(event.text)
                 elif isinstance(event, UsageUpdate):
                     self.usage = event.usage
                     self.observer.on_usage(event.usage)
@@ -228,6 +229,9 @@ async def _aclose(events: Any) -> None:
 
 def _on_retry(observer: CallObserver, spec: ModelSpec) -> Callable[[LLMError, float, int], None]:
     def note(err: LLMError, wait: float, attempt: int) -> None:
+        observer.on_retry(RetryInfo(attempt=attempt, max_attempts=settings.max_attempts, wait_s=wait,
+                                    reason=err.kind, status_code=err.status_code,
+                                    message=err.message, asked_wait_s=err.retry_after))
         what = err.kind.replace("_", " ")
         code = f" ({err.status_code})" if err.status_code else ""
         observer.on_status("retrying", f"{what}{code}; retrying in {wait:.1f} s "
@@ -255,6 +259,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
             key = api_key(spec)
             client = await _client_for(plan, key)
             state.t0 = time.monotonic()  # latency and TTFT measure the request, not SDK set-up
+            observer.on_sent(state.t0)
             async for attempt in retrying(settings, _on_retry(observer, spec)):
                 with attempt:
                     if gate is not None:
@@ -340,7 +345,7 @@ async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) ->
         setattr(result, name, value)
     result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
     result.latency_s = result.ttft_s = 0.0
-    _safe(observer.on_text, result.text, result.text)
+    _safe(observer.on_text, result.text)
     _safe(observer.on_usage, result.usage)
     await _persist(result, plan)
     _safe(observer.on_finish, result)
@@ -470,8 +475,10 @@ class _ResultHolder(CallObserver):
 
     def __init__(self, inner: CallObserver | None, results: list[Result | None], index: int):
         self.inner, self.results, self.index = inner or CallObserver(), results, index
-        self.on_start, self.on_status = self.inner.on_start, self.inner.on_status
-        self.on_text, self.on_usage = self.inner.on_text, self.inner.on_usage
+        inner = self.inner
+        self.on_start, self.on_sent, self.on_status = inner.on_start, inner.on_sent, inner.on_status
+        self.on_retry, self.on_first_token = inner.on_retry, inner.on_first_token
+        self.on_text, self.on_usage = inner.on_text, inner.on_usage
 
     def on_finish(self, result: Result) -> None:
         self.results[self.index] = result

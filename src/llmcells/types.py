@@ -267,26 +267,53 @@ class CallInfo:
     sample: int = 0
 
 
+@dataclass(frozen=True)
+class RetryInfo:
+    """A retry about to happen, as data: which attempt comes next, how long the pause is, and why."""
+
+    attempt: int                  # the attempt about to be made (2 for the first retry)
+    max_attempts: int
+    wait_s: float                 # the pause before it
+    reason: str                   # the error kind, e.g. "rate_limited", "overloaded", "connection"
+    status_code: int | None = None
+    message: str = ""             # the error's one-line message
+    asked_wait_s: float | None = None  # what the provider asked for (retry-after), when it said
+
+
 class CallObserver:
     """Receives a call's progress. All methods are called on the private loop thread, in order:
-    on_start, then any of on_status / on_text / on_usage, then on_finish exactly once.
+    on_start; on_sent once the request clock starts; then any of on_status, on_retry,
+    on_first_token (once), on_text, on_usage; then on_finish exactly once.
 
-    status values: "waiting" (sent, no token yet), "streaming", "retrying" (detail says why and
-    how long), "done", "error", "cancelled", "incomplete".
+    Timing has one definition, the engine's: `t0` given to on_sent is a time.monotonic() value,
+    live elapsed time and the final Result.latency_s both count from it, and on_first_token
+    passes the same ttft_s that the Result will hold.
+
+    status values: "waiting" (sent, no token yet), "streaming", "retrying" (on_retry has the
+    details), "done", "error", "cancelled", "incomplete".
     Methods must be quick and must not raise; the default implementations do nothing.
     """
 
     def on_start(self, info: CallInfo) -> None:
         pass
 
+    def on_sent(self, t0: float) -> None:
+        """The request clock started at t0 (time.monotonic()); SDK set-up is before it."""
+
     def on_status(self, status: str, detail: str | None = None) -> None:
         pass
 
-    def on_text(self, delta: str, text: str) -> None:
-        """delta: the new text; text: the whole answer so far."""
+    def on_retry(self, retry: RetryInfo) -> None:
+        """A failed attempt will be retried after retry.wait_s seconds."""
+
+    def on_first_token(self, ttft_s: float) -> None:
+        """The first answer token arrived ttft_s seconds after t0."""
+
+    def on_text(self, delta: str) -> None:
+        """A new piece of the answer; observers that need the whole text keep their own buffer."""
 
     def on_usage(self, usage: Usage) -> None:
-        pass
+        """The usage the provider reported so far (cumulative)."""
 
     def on_finish(self, result: "Result") -> None:
         pass

@@ -129,7 +129,7 @@ class Card(CallObserver):
         self._set_status(status)
 
     @safe
-    def on_text(self, delta: str, text: str) -> None:
+    def on_text(self, delta: str, text: str | None = None) -> None:
         if self.result is not None:
             return
         self.text = text if text is not None else self.text + (delta or "")

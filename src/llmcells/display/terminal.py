@@ -66,7 +66,7 @@ class _TerminalObserver(CallObserver):
             _write(_dim(f"⟳ {self.name}: {detail or 'retrying'}") + "\n")
 
     @safe
-    def on_text(self, delta: str, text: str) -> None:
+    def on_text(self, delta: str, text: str | None = None) -> None:
         if self.result is not None:
             return
         self.text = text if text is not None else self.text + (delta or "")
