@@ -57,22 +57,15 @@ def fresh_sim(sim):
 
 @pytest.fixture(autouse=True)
 def _restore_session_state():
-    """Settings, aliases, endpoints, prices, rate limits and the simulator switch are session
-    state: what one test changes must not leak into the next."""
-    from llmcells import batches, models, pricing
+    """Settings and the session (aliases, endpoints, prices, rate limits, conversations, clients,
+    the simulator switch) are process state: what one test changes must not leak into the next."""
     from llmcells.config import settings
+    from llmcells.session import session
 
     saved = settings.as_dict()
-    aliases, endpoints = dict(models._aliases), dict(models._endpoints)
-    prices, limits = dict(pricing._user_prices), dict(batches._rate_limits)
-    simulator = (models._simulator_url, models._simulated_providers)
     yield
     settings.update(**saved)
-    models._aliases.clear(), models._aliases.update(aliases)
-    models._endpoints.clear(), models._endpoints.update(endpoints)
-    pricing._user_prices.clear(), pricing._user_prices.update(prices)
-    batches._rate_limits.clear(), batches._rate_limits.update(limits)
-    models._simulator_url, models._simulated_providers = simulator
+    session.reset()
 
 
 @pytest.fixture

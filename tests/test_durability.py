@@ -50,11 +50,12 @@ LOOP_CHILD = """
 BATCH_CHILD = """
     import llmcells
     from llmcells import batches
-    finished = batches._KeepResult.on_finish
-    def on_finish(self, result):          # the batch's own per-call progress hook
-        finished(self, result)
+    execute = batches.execute
+    async def reporting(plan, observer=None):   # each call, once the engine says it is finished
+        result = await execute(plan, observer)
         print(result.call_id, result.status, flush=True)
-    batches._KeepResult.on_finish = on_finish
+        return result
+    batches.execute = reporting
     llmcells.run(llmcells.batch([f"question {i}" for i in range(400)],
                                 models=["chatgpt", "claude", "gemini"], concurrency=8, display=False))
     print("BATCH DONE", flush=True)
@@ -80,7 +81,7 @@ def test_sigkill_mid_run_loses_no_finished_call(simulated, script):
     out, _ = p.communicate(timeout=30)
     assert p.returncode == -signal.SIGKILL
     assert "BATCH DONE" not in out, "the batch finished before the kill: make it longer"
-    reported += [x.split()[0] for x in out.splitlines() if x.strip()]
+    reported += [x.split()[0] for x in out.split("\n")[:-1] if x.strip()]  # whole lines only
     assert len(reported) >= 20
     rows = llmcells.usage()
     ids = set(rows["call_id"])
@@ -107,18 +108,24 @@ def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
     simulated.configure(ttft=0.01, tokens_per_s=400)
     env = _child_env(simulated)
     km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", env=env)
-    reported: list[str] = []
+    # iopub may split one printed line across two stream messages: join the text first, and
+    # count only whole lines (a line is whole once its newline has arrived).
+    printed = ""
+
+    def whole_lines() -> list[str]:
+        return [x.split()[0] for x in printed.split("\n")[:-1] if x.strip()]
+
     try:
         code = textwrap.dedent(BATCH_CHILD).replace("llmcells.run(llmcells.batch(", "await (llmcells.batch(")
         msg_id = kc.execute(code)
         deadline = time.monotonic() + 60
-        while len(reported) < 20 and time.monotonic() < deadline:
+        while len(whole_lines()) < 20 and time.monotonic() < deadline:
             try:
                 msg = kc.get_iopub_msg(timeout=1)
             except queue.Empty:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                reported += [x.split()[0] for x in msg["content"]["text"].splitlines() if x.strip()]
+                printed += msg["content"]["text"]
             assert msg["msg_type"] != "error", msg["content"]
         os.kill(km.provisioner.pid, signal.SIGKILL)
         time.sleep(0.5)
@@ -128,10 +135,11 @@ def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
             except queue.Empty:
                 break
             if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                reported += [x.split()[0] for x in msg["content"]["text"].splitlines() if x.strip()]
+                printed += msg["content"]["text"]
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+    reported = whole_lines()
     assert len(reported) >= 20 and "BATCH" not in reported
     ids = set(llmcells.usage()["call_id"])
     missing = [c for c in reported if c not in ids]

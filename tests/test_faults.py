@@ -133,7 +133,7 @@ def _closed_port_url(provider: str) -> tuple[str, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = models.PROVIDERS[provider]["base_env"]
+    env = models.PROVIDERS[provider].base_env
     url = f"http://127.0.0.1:{port}" + ("/v1" if provider == "openai" else "")
     return env, url
 

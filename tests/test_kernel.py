@@ -23,96 +23,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-import jupyter_client
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from llmcells.testing import Kernel, kernel_env, plain
+
 pytestmark = pytest.mark.kernel
 
-PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
-                 "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
-                 "GOOGLE_GENAI_USE_VERTEXAI")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-def kernel_env(home: Path) -> dict[str, str]:
-    """The test process's environment without provider keys or endpoints, with its own ledger."""
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
-    env["LLMCELLS_HOME"] = str(home)
-    return env
-
-
-def plain(traceback: list[str]) -> list[str]:
-    """The traceback as the user reads it: colour codes removed, one entry per line."""
-    return ANSI.sub("", "\n".join(traceback)).strip("\n").splitlines()
-
-
-class Kernel:
-    """A real ipykernel; every iopub message is kept with the time it was read."""
-
-    def __init__(self, home: Path):
-        self.km, self.kc = jupyter_client.manager.start_new_kernel(
-            kernel_name="python3", env=kernel_env(home), startup_timeout=60)
-        self.iopub: list[tuple[float, dict]] = []
-
-    def send(self, code: str) -> str:
-        return self.kc.execute(code)
-
-    def reply(self, msg_id: str, timeout: float = 60) -> tuple[float, dict]:
-        """(arrival time, execute_reply) of msg_id; iopub is read meanwhile, so that arrival
-        times are those of the messages, not of a later drain."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            while self._read_iopub(0.0):
-                pass
-            try:
-                msg = self.kc.get_shell_msg(timeout=0.005)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return time.monotonic(), msg
-        raise AssertionError(f"no execute_reply within {timeout} s")
-
-    def _read_iopub(self, timeout: float) -> bool:
-        try:
-            msg = self.kc.get_iopub_msg(timeout=timeout)
-        except queue.Empty:
-            return False
-        self.iopub.append((time.monotonic(), msg))
-        return True
-
-    def messages(self, msg_id: str, quiet: float = 0.3) -> list[tuple[float, dict]]:
-        """Every iopub message of the cell msg_id (waits for its idle status, then `quiet`)."""
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done = any(m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status"
-                       and m["content"]["execution_state"] == "idle" for _, m in self.iopub)
-            if done:
-                break
-            self._read_iopub(0.05)
-        while self._read_iopub(quiet):
-            pass
-        return [(t, m) for t, m in self.iopub if m["parent_header"].get("msg_id") == msg_id]
-
-    def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
-        msg_id = self.send(code)
-        _, reply = self.reply(msg_id, timeout)
-        return reply["content"], [m for _, m in self.messages(msg_id)]
-
-    def ok(self, code: str, timeout: float = 60) -> list[dict]:
-        content, msgs = self.execute(code, timeout)
-        assert content["status"] == "ok", f"{content.get('ename')}: {content.get('evalue')}"
-        return msgs
-
-    def value(self, expr: str):
-        msgs = self.ok(f"print(repr({expr}))")
-        return eval("".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream"))
-
-    def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import llmcells
-from llmcells import _loop, runner
+from llmcells import _loop, api
 from llmcells.config import settings
 
 MODELS = ["chatgpt", "claude", "gemini"]
@@ -206,7 +206,7 @@ def test_cancelling_the_await_cancels_the_requests(simulated):
     took = asyncio.run(main())
     assert took < 1.0
     assert _pending_tasks() == 0
-    assert [r.status for r in runner.last] == ["cancelled"] * 3
+    assert [r.status for r in api.last] == ["cancelled"] * 3
 
 
 def _pending_tasks() -> int:
@@ -235,7 +235,7 @@ def test_ctrl_c_in_run_cancels_within_half_a_second(simulated):
     took = time.monotonic() - t0 - 0.5
     assert took < 0.6, f"run() took {took:.2f}s to stop after Ctrl-C"
     assert _pending_tasks() == 0
-    assert [r.status for r in runner.last] == ["cancelled"] * 3
+    assert [r.status for r in api.last] == ["cancelled"] * 3
     # the loop is still usable
     simulated.clear_faults()
     assert llmcells.run(llmcells.ask("again", "claude", display=False)).ok

@@ -21,12 +21,13 @@ from .errors import (AuthenticationError, ConfigError, IncompleteStreamError, LL
                      MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
                      ProviderTimeoutError, RateLimitError)
 from .models import add_alias, add_endpoint, aliases
+from .session import session
 from .types import Comparison, Message, Result, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings",
+    "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings", "session",
     "add_alias", "add_endpoint", "aliases", "set_price",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
@@ -34,10 +35,10 @@ __all__ = [
     "ProviderError",
 ]
 
-# Loaded on first use: the runner pulls in tenacity, the ledger pandas, simulate an HTTP server.
+# Loaded on first use: the engine pulls in tenacity, the ledger pandas, simulate an HTTP server.
 _LAZY = {
-    "ask": ("runner", "ask"),
-    "compare": ("runner", "compare"),
+    "ask": ("api", "ask"),
+    "compare": ("api", "compare"),
     "batch": ("batches", "batch"),
     "usage": ("ledger", "usage"),
     "costs": ("ledger", "costs"),
@@ -69,6 +70,28 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext llmcells`: stop the private loop thread."""
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)
+
+
+def _warm_up_in_a_kernel() -> None:
+    """Imported inside a running Jupyter kernel: start importing what the first call needs."""
+    import sys
+
+    if "ipykernel" not in sys.modules:
+        return
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except Exception:  # no IPython: nothing to warm for
+        return
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from . import warmup
+
+        warmup.start(notebook=True)
+
+
+_warm_up_in_a_kernel()

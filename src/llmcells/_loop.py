@@ -1,33 +1,43 @@
-"""The private event loop: one daemon thread, one asyncio loop, where every SDK client lives.
+"""The private event loop: one daemon thread, one asyncio loop where every SDK client lives, and
+the ways into it (`run`, `bridge`, `Pending`).
 
 Why not run on the caller's loop (Jupyter's) with nest_asyncio? Measured in a real kernel, that
 killed the kernel on interrupt in 11 of 19 trials and never cancelled the requests. Instead:
 
 - sync callers (`run`, the magics) submit a coroutine here and wait in 0.1 s slices, so that
   KeyboardInterrupt (Ctrl-C or a kernel interrupt) arrives between slices; on interrupt they
-  cancel the task, wait briefly for it to unwind, and raise one short KeyboardInterrupt;
+  cancel the run, wait briefly for it to unwind, and raise one short KeyboardInterrupt;
 - async callers (`await llmcells.ask(...)` in Jupyter) await the cross-thread future with a
   0.1 s wake-up (without it, ipykernel's interrupt stalls until the next byte arrives) and cancel
-  the task when their own await is cancelled.
+  the run when their own await is cancelled.
+
+Every run has a `Scope`: a flag that the engine checks before each request and at every stream
+event, besides the asyncio cancellation of its root task. A task cancellation alone can be lost
+(an interrupt can land before the task exists, or, on Python 3.11, inside a `wait_for` that
+swallows it); the flag cannot, so no call starts or finishes after an interrupt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
+import logging
 import threading
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("llmcells")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
 
-#: how long a sync caller waits for a cancelled task to unwind before giving up on it
+#: how long a sync caller waits for a cancelled run to unwind before giving up on it
 CANCEL_GRACE_S = 0.5
 _SLICE_S = 0.1
+INTERRUPTED = "llmcells: interrupted; the requests in flight were cancelled."
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -57,29 +67,136 @@ def in_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
 
 
-def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Schedule coro on the private loop; returns a thread-safe future.
+def stop() -> None:
+    """Stop the loop thread (`%unload_ext llmcells`): cancel what runs, close the loop, drop the
+    SDK clients bound to it. The next call starts a new loop."""
+    global _loop, _thread
+    from .session import session
 
-    The future's `finished` event is set once the task has really ended: cancelling the future
-    marks it cancelled at once, while the task still has its streams to close and its ledger
-    rows to write.
-    """
-    finished = threading.Event()
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+    if loop is None or thread is None or not thread.is_alive():
+        return
 
-    async def tracked() -> T:
+    async def shutdown() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks, timeout=CANCEL_GRACE_S) if tasks else None
+        loop.stop()
+
+    loop.call_soon_threadsafe(lambda: loop.create_task(shutdown()))
+    thread.join(timeout=2.0)
+    if not thread.is_alive():
+        loop.close()
+    session.clients.clear()
+
+
+# ----- scopes: one per top-level run ------------------------------------------------------------
+
+
+class Scope:
+    """One top-level run (an ask, a compare, a batch): its root task and its cancelled flag."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.task: asyncio.Task | None = None
+        self.finished = threading.Event()  # set once the root task has really ended
+
+    def cancel(self) -> None:
+        """Cancel the run (on the loop thread)."""
+        self.cancelled = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def cancel_threadsafe(self) -> None:
+        """Cancel the run from another thread: the flag at once, the task on the loop."""
+        self.cancelled = True  # a plain store: seen by the loop thread at its next check
+        loop = _loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.cancel)
+            except RuntimeError:  # the loop closed meanwhile: nothing left to cancel
+                log.debug("loop closed while cancelling a run")
+
+
+_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("llmcells_scope", default=None)
+
+
+def cancelled() -> bool:
+    """True when the run the current task belongs to was cancelled."""
+    scope = _scope.get()
+    return scope is not None and scope.cancelled
+
+
+def check_cancelled() -> None:
+    """Raise CancelledError when the run the current task belongs to was cancelled."""
+    scope = _scope.get()
+    if scope is not None and scope.cancelled:
+        raise asyncio.CancelledError
+
+
+def submit(coro: Coroutine[Any, Any, T], scope: Scope | None = None) -> concurrent.futures.Future[T]:
+    """Schedule coro on the private loop as the root of a run; returns a thread-safe future whose
+    `scope` cancels the run and whose `finished` event is set once the task has really ended
+    (a cancelled future is marked done at once, while the task still closes its streams and
+    writes its ledger rows)."""
+    scope = scope or Scope()
+
+    async def root() -> T:
+        scope.task = asyncio.current_task()
+        _scope.set(scope)  # inherited by every task the run creates
         try:
+            if scope.cancelled:  # interrupted before the task existed
+                coro.close()
+                raise asyncio.CancelledError
             return await coro
         finally:
-            finished.set()
+            scope.finished.set()
 
-    fut = asyncio.run_coroutine_threadsafe(tracked(), get_loop())
-    fut.finished = finished  # type: ignore[attr-defined]
+    fut = asyncio.run_coroutine_threadsafe(root(), get_loop())
+    fut.scope = scope  # type: ignore[attr-defined]
+    fut.finished = scope.finished  # type: ignore[attr-defined]
     return fut
 
 
-def _cancel_and_wait(fut: concurrent.futures.Future) -> None:
-    fut.cancel()
-    fut.finished.wait(CANCEL_GRACE_S)  # type: ignore[attr-defined]
+# ----- the ways in ----------------------------------------------------------------------------
+
+
+class Pending(Generic[T]):
+    """An llmcells call that has not started yet. `await` it (in Jupyter or any running loop) or
+    pass it to `llmcells.run()`. Its display is opened in the thread that awaits or runs it."""
+
+    def __init__(self, start: Callable[[], Coroutine[Any, Any, T]], what: str):
+        self._start = start
+        self._what = what
+        self._used = False
+
+    def _coroutine(self) -> Coroutine[Any, Any, T]:
+        if self._used:
+            raise RuntimeError(f"this {self._what} was already awaited; call it again for a new one")
+        self._used = True
+        return self._start()
+
+    def __await__(self):
+        return bridge(self._coroutine()).__await__()
+
+    def __repr__(self) -> str:
+        return f"<llmcells {self._what}: await it, or pass it to llmcells.run()>"
+
+
+def prepare(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """The coroutine to run on the private loop for an awaitable given to llmcells.run()."""
+    if isinstance(awaitable, Pending):
+        return awaitable._coroutine()
+    if asyncio.iscoroutine(awaitable):
+        return awaitable
+
+    async def wrap() -> T:
+        return await awaitable
+
+    return wrap()
 
 
 def run(awaitable: Awaitable[T]) -> T:
@@ -88,28 +205,42 @@ def run(awaitable: Awaitable[T]) -> T:
     Ctrl-C cancels the requests in flight and raises KeyboardInterrupt within about half a second.
     """
     __tracebackhide__ = True  # an interrupt shows the cell's line and one message, not this frame
-    from .runner import prepare  # local: runner imports this module
-
     if in_loop_thread():
         raise RuntimeError("llmcells.run() cannot be called from inside llmcells' own event loop; use await.")
-    coro = prepare(awaitable)
-    fut = submit(coro)
-    try:
+    scope = Scope()
+    coro: Coroutine[Any, Any, T] | None = None
+    fut: concurrent.futures.Future[T] | None = None
+    try:  # everything from here on: an interrupt may land anywhere, even inside submit()
+        coro = prepare(awaitable)
+        fut = submit(coro, scope)
         while True:
             try:
                 return fut.result(timeout=_SLICE_S)
             except concurrent.futures.TimeoutError:
                 continue
     except KeyboardInterrupt:
-        _cancel_and_wait(fut)
-        raise KeyboardInterrupt("llmcells: interrupted; the requests in flight were cancelled.") from None
+        scope.cancel_threadsafe()
+        if fut is None and coro is not None and scope.task is None:
+            # Not submitted (or submitted and not yet started: its root closes it when it does).
+            _close_quietly(coro)
+        if fut is not None or scope.task is not None:
+            scope.finished.wait(CANCEL_GRACE_S)
+        raise KeyboardInterrupt(INTERRUPTED) from None
+
+
+def _close_quietly(coro: Coroutine[Any, Any, Any]) -> None:
+    try:
+        coro.close()
+    except (RuntimeError, ValueError):  # already running on the loop: the scope flag stops it
+        log.debug("interrupted coroutine was already running")
 
 
 async def bridge(coro: Coroutine[Any, Any, T]) -> T:
     """Await coro on the private loop from another running loop (e.g. Jupyter's)."""
     if in_loop_thread():
         return await coro
-    fut = submit(coro)
+    scope = Scope()
+    fut = submit(coro, scope)
     waiter = asyncio.wrap_future(fut)
     try:
         while True:
@@ -120,12 +251,12 @@ async def bridge(coro: Coroutine[Any, Any, T]) -> T:
         # (ipykernel turns an interrupt of an `await` cell into this.) Re-raised as a fresh
         # CancelledError, still a cancellation for asyncio, so that the cell shows its own line and
         # one message rather than four frames of asyncio internals.
-        fut.cancel()
-        # Let the task unwind (close its streams, record the ledger row) without blocking this loop.
+        scope.cancel_threadsafe()
+        # Let the run unwind (close its streams, record the ledger rows) without blocking this loop.
         deadline = asyncio.get_running_loop().time() + CANCEL_GRACE_S
-        while not fut.finished.is_set() and asyncio.get_running_loop().time() < deadline:
+        while not scope.finished.is_set() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        raise asyncio.CancelledError("llmcells: interrupted; the requests in flight were cancelled.") from None
+        raise asyncio.CancelledError(INTERRUPTED) from None
     except KeyboardInterrupt:
-        fut.cancel()
+        scope.cancel_threadsafe()
         raise

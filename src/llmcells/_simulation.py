@@ -31,6 +31,9 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, **options: 
         elif options:
             _sim.configure(**options)
         models.set_simulator(_sim.url, providers)
+        from . import warmup
+
+        warmup.start(models.simulated_providers())  # the SDKs the simulated calls will need
         return _sim
 
 

@@ -22,8 +22,12 @@ from .config import settings
 from .errors import ConfigError
 from .interpolate import interpolate
 from .models import resolve
-from .runner import CallPlan, Pending, current_cell, execute, make_plan
-from .types import CallObserver, Result
+from . import _loop
+from ._loop import Pending
+from .calls import current_cell, make_plan
+from .engine import CallPlan, execute
+from .session import session
+from .types import Result
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +43,8 @@ class RateLimit:
     concurrency: int | None = None    # requests in flight
 
 
-_rate_limits: dict[str, RateLimit] = {}
+#: the session's rate limits (the same dict object as session.rate_limits)
+_rate_limits: dict[str, RateLimit] = session.rate_limits
 
 
 def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None = None,
@@ -136,9 +141,13 @@ class ProviderGate:
             self.allowed = min(self.ceiling, self.allowed + 1.0 / max(1.0, self.allowed))
 
     def rate_limited(self, plan: CallPlan, retry_after: float | None) -> None:
+        """A 429: halve the in-flight limit and pause the provider for what it asked, capped at
+        retry_max_wait like a single call's wait (a provider asking for an hour must not hold
+        every queued row for an hour)."""
         self.rate_limited_count += 1
         self.allowed = max(1.0, self.allowed / 2)
-        self.pause_until = max(self.pause_until, time.monotonic() + (retry_after or 1.0))
+        pause = min(retry_after if retry_after is not None else 1.0, settings.retry_max_wait)
+        self.pause_until = max(self.pause_until, time.monotonic() + max(0.0, pause))
 
 
 @dataclass
@@ -308,7 +317,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             progress.update(tally)
 
     async def worker() -> None:
-        while queue and tally.stopped is None:
+        while queue and tally.stopped is None and not _loop.cancelled():
             job = queue.popleft()
             if max_cost is not None:
                 means = {m: sum(v) / len(v) for m, v in out_tokens.items() if v}
@@ -322,11 +331,13 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             tally.inflight += 1
             paint()
             try:
-                job.result = await execute(job.plan, _KeepResult(job))
+                job.result = await execute(job.plan)
             finally:
                 tally.inflight -= 1
                 inflight_est.pop(job.index, None)
             r = job.result
+            if r.status == "cancelled":  # the batch was interrupted: stop taking jobs
+                raise asyncio.CancelledError
             tally.done += 1
             tally.failed += r.status != "ok"
             if not math.isnan(r.cost_usd):
@@ -336,31 +347,28 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             paint()
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-    try:
-        await asyncio.gather(*workers)
-    except asyncio.CancelledError:
-        for w in workers:  # as in runner.run_plans: never cancel twice
-            if not w.done() and not w.cancelling():
-                w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+    interrupted = False
+    pending = set(workers)
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            if not interrupted:  # as in engine.run_plans: cancel each worker once
+                interrupted = True
+                for w in pending:
+                    w.cancel()
+    if interrupted or _loop.cancelled() or any(w.cancelled() for w in workers):
         last_frame = _frame(jobs, batch_id, tally)
         if progress is not None:
             progress.close(tally, interrupted=True)
-        raise
+        raise asyncio.CancelledError
+    for w in workers:  # a bug in a worker: say so rather than return a frame with holes
+        if w.exception() is not None:
+            raise w.exception()
     last_frame = frame = _frame(jobs, batch_id, tally)
     if progress is not None:
         progress.close(tally)
     return frame
-
-
-class _KeepResult(CallObserver):
-    """Keeps a call's Result on its job, a cancelled call's too."""
-
-    def __init__(self, job: _Job):
-        self.job = job
-
-    def on_finish(self, result: Result) -> None:
-        self.job.result = result
 
 
 def _resumed_result(job: _Job, kept: dict[str, Any]) -> Result:

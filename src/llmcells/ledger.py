@@ -13,8 +13,12 @@ ts is the time a call started, stored as epoch seconds (REAL) and returned as a 
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import gc
 import hashlib
+import logging
+import queue
 import math
 import os
 import sqlite3
@@ -83,6 +87,9 @@ _INDEXES = {"ts": "ts", "model": "model", "group_id": "group_id", "batch_id": "b
 _CREATE = "CREATE TABLE IF NOT EXISTS calls (\n  " + ",\n  ".join(
     f"{c} {t}" for c, t, _ in _SCHEMA) + "\n)"
 _INSERT = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+log = logging.getLogger("llmcells")
 
 
 class LedgerWarning(UserWarning):
@@ -185,18 +192,42 @@ def close() -> None:
             _drop(key)
 
 
+def _advice(exc: BaseException) -> str:
+    """What to do about a ledger that can't be written, by the kind of failure."""
+    text = str(exc).lower()
+    code = getattr(exc, "errno", None) or getattr(getattr(exc, "__cause__", None), "errno", None)
+    if code == errno.ENOSPC or "full" in text:
+        return "the disk is full; free some space"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text \
+            or "permission" in text or "unable to open" in text:
+        return "the folder is not writable; set LLMCELLS_HOME to a writable folder"
+    if "locked" in text or "busy" in text:
+        return "another program holds it locked; close it or wait"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "the file is damaged; move it away to start a new ledger"
+    return "check the file and its folder"
+
+
 def _warn_once(p: Path | str, exc: BaseException, *, reading: bool = False) -> None:
+    """One warning per outage of a ledger file (a new one after it has worked again), shown as one
+    line that names no llmcells source line (the write happens on the ledger's own thread)."""
     key = str(p)
-    if key in _warned:
-        return
-    _warned.add(key)
+    with _lock:
+        if key in _warned:
+            return
+        _warned.add(key)
     what = "read" if reading else "write"
-    warnings.warn(
-        f"llmcells could not {what} the usage ledger at {p}: {exc}; calls still run, but are not "
-        "recorded. Move the file away to start a new ledger.",
-        LedgerWarning,
-        stacklevel=3,
-    )
+    warnings.warn_explicit(
+        f"llmcells could not {what} the usage ledger at {p} ({one_line_error(exc)}): {_advice(exc)}. "
+        + ("" if reading else "Calls still run; their rows are kept in memory and written once "
+                              "the ledger works again."),
+        LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
+
+
+def one_line_error(exc: BaseException) -> str:
+    """exc as one short line, keys removed."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return redact(text)[:200]
 
 
 # ----- rows ----------------------------------------------------------------------------------------
@@ -303,17 +334,101 @@ def _insert_many(conn: sqlite3.Connection, rows: list) -> None:
 def record(result: "Result", *, prompt: str, system: str | None = None) -> None:
     """Record one finished (or failed, or cancelled) call; committed before returning.
 
-    Safe from any thread. Never raises for a database problem: it warns once and keeps the row
-    in memory (usage() still shows it).
+    Safe from any thread. Never raises and never drops the row: a database problem warns once
+    and keeps the row in memory (usage() still shows it); text that can't be stored as UTF-8 is
+    stored with replacement characters, and said so once.
     """
-    row = row_from_result(result, prompt=prompt, system=system)
+    _record_rows([_row_or_fallback(result, prompt, system)])
+
+
+def _row_or_fallback(result: "Result", prompt: str, system: str | None) -> tuple:
+    try:
+        return row_from_result(result, prompt=prompt, system=system)
+    except Exception as exc:  # a strange Result must still leave a row
+        log.debug("building a ledger row failed: %s", one_line_error(exc))
+        return row_from_result(result, prompt=_printable(prompt), system=_printable(system),
+                               store_text=False)
+
+
+def _printable(text: Any) -> str | None:
+    return None if text is None else str(text).encode("utf-8", "replace").decode("utf-8")
+
+
+def _clean(row: tuple) -> tuple:
+    """row with every text that can't be encoded as UTF-8 (a lone surrogate) made encodable."""
+    return tuple(_printable(v) if isinstance(v, str) else v for v in row)
+
+
+_warned_text = False
+
+
+def _record_rows(rows: list[tuple]) -> None:
+    global _warned_text
     with _lock:
         p = _path_noraise()
+        key = str(p)
         try:
-            _write(p, [row])
-        except (sqlite3.Error, OSError) as exc:
-            _unsaved.setdefault(str(p), []).append(row)
+            try:
+                _write(p, rows)
+            except UnicodeEncodeError:
+                rows = [_clean(r) for r in rows]
+                if not _warned_text:
+                    _warned_text = True
+                    warnings.warn_explicit(
+                        "llmcells: some prompt or answer text was not valid Unicode (an unpaired "
+                        "surrogate); it is stored in the ledger with replacement characters.",
+                        LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
+                _write(p, rows)
+        except Exception as exc:
+            _unsaved.setdefault(key, []).extend(rows)
             _warn_once(p, exc)
+        else:
+            _warned.discard(key)  # working again: a later outage warns again
+
+
+# ----- the writer thread: rows written off the event loop, in group commits ------------------
+
+
+_queue: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+_writer_thread: threading.Thread | None = None
+_writer_lock = threading.Lock()
+
+
+def write(result: "Result", *, prompt: str, system: str | None = None,
+          after: Any = None) -> "concurrent.futures.Future[None]":
+    """Record result on the ledger's writer thread; the returned future is done once the row is
+    committed (and `after()`, if given, has run). Rows that arrive while one commit runs are
+    committed together, so many concurrent calls cost one commit, not one each."""
+    global _writer_thread
+    fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+    _queue.put((result, prompt, system, after, fut))
+    if _writer_thread is None or not _writer_thread.is_alive():
+        with _writer_lock:
+            if _writer_thread is None or not _writer_thread.is_alive():
+                _writer_thread = threading.Thread(target=_serve, name="llmcells-ledger", daemon=True)
+                _writer_thread.start()
+    return fut
+
+
+def _serve() -> None:
+    while True:
+        batch = [_queue.get()]
+        while True:
+            try:
+                batch.append(_queue.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            _record_rows([_row_or_fallback(r, prompt, system) for r, prompt, system, _, _ in batch])
+        except BaseException as exc:  # never let the writer die with callers waiting
+            log.debug("ledger writer: %s", one_line_error(exc))
+        for _, _, _, after, fut in batch:
+            if after is not None:
+                try:
+                    after()
+                except Exception as exc:
+                    log.debug("after a ledger write: %s", one_line_error(exc))
+            fut.set_result(None)
 
 
 def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
@@ -378,7 +493,8 @@ def _since_epoch(since: Any) -> float:
 
 
 def _model_names(model: str | Sequence[str]) -> list[str]:
-    from .models import PROVIDER_SYNONYMS, aliases
+    from .models import aliases
+    from .registry import PREFIXES, parse_id
 
     names = [model] if isinstance(model, str) else list(model)
     al = aliases()
@@ -389,10 +505,9 @@ def _model_names(model: str | Sequence[str]) -> list[str]:
         if n in al:
             cands.append(al[n])
         for c in list(cands):
-            if ":" in c:
-                pre, rest = c.split(":", 1)
-                if pre.lower() in PROVIDER_SYNONYMS:
-                    cands.append(f"{PROVIDER_SYNONYMS[pre.lower()]}:{rest}")
+            pre, rest = parse_id(c)
+            if pre in PREFIXES and PREFIXES[pre] != pre:
+                cands.append(f"{PREFIXES[pre]}:{rest}")
         out.extend(x for x in cands if x not in out)
     return out
 

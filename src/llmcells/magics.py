@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import types
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, needs_local_scope
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -20,10 +21,12 @@ from . import models as _models
 from .config import settings
 from .errors import ConfigError, LLMError
 from .interpolate import interpolate
+from .registry import PROVIDERS, ProviderRow
+from .session import session
 from .types import Comparison, Message, Result
 
-#: each model's conversation (by provider:model id), continued by `-c`
-conversations: dict[str, list[Message]] = {}
+#: each model's conversation (by provider:model id), continued by `-c` (session.conversations)
+conversations: dict[str, list[Message]] = session.conversations
 
 _FORMATS = ("markdown", "text", "code", "json")
 
@@ -86,9 +89,40 @@ def _parse_json(text: str) -> Any:
     return json.loads(body)
 
 
+def _provider_magic(row: ProviderRow) -> Callable:
+    """The cell magic of one provider (%%chatgpt, %%claude, %%gemini...), made from its registry
+    row the way IPython makes %%bash and %%ruby: one definition, one magic per provider."""
+
+    def magic(self: "LLMMagics", line: str = "", cell: str | None = None) -> None:
+        __tracebackhide__ = True
+        self._single(magic_func, row.alias, line, cell)
+
+    magic.__name__ = magic.__qualname__ = row.alias
+    magic.__doc__ = f"""Ask {row.product} ({row.label}) the cell; the answer streams into a card with its tokens,
+        speed and cost.
+
+        Example::
+
+            {row.magic_example.replace(chr(10), chr(10) + "            ")}
+
+        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` (a
+        {row.name} model name, a {row.name}:... id, or another alias) picks another. `-c`
+        continues the conversation of earlier %%{row.alias} cells; without it each cell is a
+        fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
+        from the notebook; other braces (JSON, code) are left as written.
+        """
+    magic_func = _call_options(magic)
+    return magic_func
+
+
 @magics_class
 class LLMMagics(Magics):
-    """%%chatgpt, %%claude, %%gemini, %%compare and %llmcells."""
+    """%%chatgpt, %%claude, %%gemini (one per provider in the registry), %%compare and %llmcells."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any):
+        super().__init__(shell=shell, **kwargs)
+        for row in PROVIDERS.values():
+            self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -107,21 +141,27 @@ class LLMMagics(Magics):
             return None
         for name in ("model", "system", "out"):
             setattr(args, name, _unquote(getattr(args, name)))
-        if args.repeat < 1:
-            raise _fail(f"-n/--repeat takes a number of samples >= 1, not {args.repeat}.")
-        if args.temperature is not None and not 0 <= args.temperature <= 2:
-            raise _fail(f"-t/--temperature must be between 0 and 2, not {args.temperature:g}.")
-        if args.max_tokens is not None and args.max_tokens < 1:
-            raise _fail(f"--max-tokens must be 1 or more, not {args.max_tokens}.")
-        if args.timeout is not None and args.timeout <= 0:
-            raise _fail(f"--timeout must be a positive number of seconds, not {args.timeout:g}.")
+        from .calls import check_options  # the one check of call options, shared with ask()
+
+        try:
+            check_options(temperature=args.temperature, max_tokens=args.max_tokens,
+                          timeout=args.timeout, repeat=args.repeat)
+        except ConfigError as err:
+            flag = {"temperature": "-t/--temperature", "max_tokens": "--max-tokens",
+                    "timeout": "--timeout", "repeat": "-n/--repeat"}
+            word = str(err).split(" ", 1)[0]
+            raise _fail(f"{flag.get(word, word)}: {err}") from None
         if args.out is not None and not args.out.isidentifier():
             raise _fail(f"-o/--out needs a variable name, not {args.out!r}.")
         return args
 
     def _prompt(self, cell: str | None, args: Any, magic: str) -> str:
+        """The prompt: the cell as written (IPython adds a trailing newline, which is dropped
+        with any trailing white space, so a magic and ask() with the same text send the same
+        request), with {name} references filled in."""
         if cell is None or not cell.strip():
             raise _fail(f"The cell is empty: write the prompt below the %%{magic} line.")
+        cell = cell.rstrip()
         return cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
 
     def _model(self, default: str, given: str | None) -> _models.ModelSpec:
@@ -166,11 +206,11 @@ class LLMMagics(Magics):
             if ok:
                 self.shell.set_next_input(_extract_code(ok[0].text), replace=False)
 
-    def _single(self, magic: str, default: str, line: str, cell: str | None) -> None:
+    def _single(self, method: Callable, default: str, line: str, cell: str | None) -> None:
         __tracebackhide__ = True
         import llmcells
 
-        method = getattr(self, magic)
+        magic = method.__name__
         args = self._args(method, line)
         if args is None:  # --help
             return
@@ -194,56 +234,6 @@ class LLMMagics(Magics):
         return {s.id: list(conversations.get(s.id, [])) for s in specs}
 
     # ----- the cell magics ----------------------------------------------------------------------
-
-    @_call_options
-    @cell_magic
-    def chatgpt(self, line: str = "", cell: str | None = None) -> None:
-        """Ask ChatGPT (OpenAI) the cell; the answer streams into a card with its tokens, speed
-        and cost.
-
-        Example::
-
-            %%chatgpt -t 0.2 -o answer
-            Summarise {df.shape[0]} rows of {topic} in three bullet points.
-
-        The default model is the alias `chatgpt`; `-m gpt-4.1` (or any openai:... id, or another
-        alias) picks another. `{name}`, `{name.attr}` and `{name[0]}` are filled in from the
-        notebook; other braces (JSON, code) are left as written.
-        """
-        self._single("chatgpt", "chatgpt", line, cell)
-
-    @_call_options
-    @cell_magic
-    def claude(self, line: str = "", cell: str | None = None) -> None:
-        """Ask Claude (Anthropic) the cell; the answer streams into a card with its tokens, speed
-        and cost.
-
-        Example::
-
-            %%claude -s "You are a terse reviewer." -c
-            And what about the second function?
-
-        The default model is the alias `claude`; `-m claude-sonnet-4-5` (or any anthropic:... id)
-        picks another. `-c` continues the conversation of earlier %%claude cells; without it each
-        cell is a fresh request.
-        """
-        self._single("claude", "claude", line, cell)
-
-    @_call_options
-    @cell_magic
-    def gemini(self, line: str = "", cell: str | None = None) -> None:
-        """Ask Gemini (Google) the cell; the answer streams into a card with its tokens, speed
-        and cost.
-
-        Example::
-
-            %%gemini -f json -o facts
-            Return a JSON list of three facts about {city}.
-
-        The default model is the alias `gemini`; `-m gemini-2.5-pro` (or any google:... id) picks
-        another. With `-f json` the parsed answer is in `facts.data`.
-        """
-        self._single("gemini", "gemini", line, cell)
 
     @_compare_options
     @cell_magic
@@ -392,9 +382,19 @@ class LLMMagics(Magics):
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with IPython."""
+    """Register the magics with IPython, and start importing what the first call will need."""
     ipython.register_magics(LLMMagics)
+    from . import warmup
+
+    warmup.start(notebook=_in_kernel(ipython))
+
+
+def _in_kernel(ipython: Any) -> bool:
+    return getattr(ipython, "kernel", None) is not None
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Nothing to undo beyond what IPython does; conversations are kept for a reload."""
+    """Stop the private loop thread; conversations are kept for a reload."""
+    from . import _loop
+
+    _loop.stop()

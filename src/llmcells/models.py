@@ -13,24 +13,15 @@ import os
 from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
+from .registry import PREFIXES, PROVIDERS, parse_id
+from .registry import row as provider_row
+from .session import session
 
-# Which adapter speaks to which provider, and where its key lives.
-PROVIDERS = {
-    "openai": {"adapter": "openai", "label": "OpenAI", "key_env": ("OPENAI_API_KEY",),
-               "base_env": "OPENAI_BASE_URL"},
-    "anthropic": {"adapter": "anthropic", "label": "Anthropic", "key_env": ("ANTHROPIC_API_KEY",),
-                  "base_env": "ANTHROPIC_BASE_URL"},
-    "google": {"adapter": "google", "label": "Google Gemini",
-               "key_env": ("GOOGLE_API_KEY", "GEMINI_API_KEY"), "base_env": "GOOGLE_GEMINI_BASE_URL"},
-}
-PROVIDER_SYNONYMS = {"gemini": "google", "openai-responses": "openai", "claude": "anthropic"}
-
-DEFAULT_ALIASES = {
-    "chatgpt": "openai:gpt-4.1-mini",
-    "claude": "anthropic:claude-haiku-4-5",
-    "gemini": "google:gemini-2.5-flash",
-}
-_aliases: dict[str, str] = dict(DEFAULT_ALIASES)
+#: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")
+PROVIDER_SYNONYMS = {s: r.name for r in PROVIDERS.values() for s in r.synonyms}
+DEFAULT_ALIASES = {row.alias: row.default_id for row in PROVIDERS.values()}
+#: the session's aliases (the same dict object as session.aliases)
+_aliases: dict[str, str] = session.aliases
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,8 @@ class Endpoint:
     api: str = "chat"
 
 
-_endpoints: dict[str, Endpoint] = {}
+#: the session's endpoints (the same dict object as session.endpoints)
+_endpoints: dict[str, Endpoint] = session.endpoints
 
 
 @dataclass(frozen=True)
@@ -67,25 +59,32 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        return PROVIDERS.get(self.provider, {}).get("label", self.provider)
+        row = PROVIDERS.get(self.provider)
+        return row.label if row else self.provider
 
 
 # --- the simulator switch: when set, every built-in provider goes to this base URL ------------
-_simulator_url: str | None = None
-_simulated_providers: frozenset[str] | None = None  # None: all built-in providers
 SIMULATOR_KEY = "sim-key-not-secret"
 
 
 def set_simulator(url: str | None, providers: list[str] | None = None) -> None:
     """Route the built-in providers (or only those named) to a simulator at url; None switches
     back to the real APIs."""
-    global _simulator_url, _simulated_providers
-    _simulator_url = url.rstrip("/") if url else None
-    _simulated_providers = frozenset(providers) if providers is not None else None
+    session.simulator_url = url.rstrip("/") if url else None
+    session.simulated_providers = frozenset(providers) if providers is not None else None
 
 
 def simulator_url() -> str | None:
-    return _simulator_url
+    """The simulator's URL while the simulator switch is on, else None."""
+    return session.simulator_url
+
+
+def simulated_providers() -> list[str]:
+    """The built-in providers that the simulator switch routes to the simulator now."""
+    if session.simulator_url is None:
+        return []
+    only = session.simulated_providers
+    return [name for name in PROVIDERS if only is None or name in only]
 
 
 def add_alias(alias: str, model_id: str) -> None:
@@ -101,7 +100,7 @@ def aliases() -> dict[str, str]:
 def add_endpoint(name: str, base_url: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, api: str = "chat") -> None:
     """Add an OpenAI-compatible server, used as `name:model` (e.g. `ollama:llama3.2`)."""
-    if name in PROVIDERS or name in PROVIDER_SYNONYMS:
+    if name.lower() in PREFIXES:
         raise ConfigError(f"{name!r} is a built-in provider; choose another endpoint name.")
     if api not in ("chat", "responses"):
         raise ConfigError("api must be 'chat' or 'responses'.")
@@ -129,9 +128,7 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
             f"Unknown model {requested!r}. Use an alias ({', '.join(sorted(_aliases))}) or "
             "provider:model, e.g. openai:gpt-4.1-mini, anthropic:claude-haiku-4-5, google:gemini-2.5-flash."
         )
-    prefix, name = model.split(":", 1)
-    prefix = prefix.strip().lower()
-    name = name.strip()
+    prefix, name = parse_id(model)
     if not name:
         raise ConfigError(f"Model {requested!r} has no model name after {prefix!r}:.")
     if prefix in _endpoints:
@@ -140,23 +137,21 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     api = openai_api or settings.openai_api
     if prefix == "openai-responses":
         api = "responses"
-    provider = PROVIDER_SYNONYMS.get(prefix, prefix)
+    provider = PREFIXES.get(prefix, prefix)
     if provider not in PROVIDERS:
-        known = sorted([*PROVIDERS, "gemini", "openai-responses", *_endpoints])
+        known = sorted([*PREFIXES, *_endpoints])
         raise ConfigError(
             f"Unknown provider {prefix!r} in {requested!r}. Known: {', '.join(known)}; "
             "add an OpenAI-compatible server with llmcells.add_endpoint()."
         )
     if provider == "google" and name.startswith("models/"):
         name = name[len("models/"):]
-    sim = _simulator_url
-    if sim and _simulated_providers is not None and provider not in _simulated_providers:
+    row = PROVIDERS[provider]
+    sim = session.simulator_url
+    if sim and session.simulated_providers is not None and provider not in session.simulated_providers:
         sim = None
-    if sim:
-        base_url = sim + "/v1" if provider == "openai" else sim
-    else:
-        base_url = os.environ.get(PROVIDERS[provider]["base_env"]) or None
-    return ModelSpec(provider, PROVIDERS[provider]["adapter"], name, requested,
+    base_url = sim + row.sim_path if sim else (os.environ.get(row.base_env) or None)
+    return ModelSpec(provider, row.adapter, name, requested,
                      api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
 
 
@@ -173,14 +168,14 @@ def api_key(spec: ModelSpec) -> str:
         return key
     if spec.provider == "google" and vertex_enabled():
         return ""
-    envs = PROVIDERS[spec.provider]["key_env"]
+    envs = PROVIDERS[spec.provider].key_env
     for env in envs:
         key = os.environ.get(env)
         if key:
             register_secret(key)
             return key
     raise MissingKeyError(
-        f"No API key for {PROVIDERS[spec.provider]['label']}: set {' or '.join(envs)}, "
+        f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)}, "
         "or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
         "--simulate on the command line).",
         provider=spec.provider,
@@ -194,4 +189,4 @@ def vertex_enabled() -> bool:
 
 def key_status() -> dict[str, bool]:
     """Which providers have a key set (never the key itself)."""
-    return {p: any(os.environ.get(e) for e in info["key_env"]) for p, info in PROVIDERS.items()}
+    return {p: any(os.environ.get(e) for e in info.key_env) for p, info in PROVIDERS.items()}

@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
+from .session import session
 from .types import Usage
 
 __all__ = ["cost", "estimate_cost", "set_price", "clear_prices", "prices", "PriceWarning",
@@ -63,7 +64,7 @@ class _UserPrice:
                 + output_tokens * self.output) / _PER
 
 
-_user_prices: dict[tuple[str, str], _UserPrice] = {}
+_user_prices: dict = session.prices  # the session's user prices (set_price)
 _warned: set[tuple[str, str]] = set()
 _warn_lock = threading.Lock()
 

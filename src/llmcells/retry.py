@@ -1,16 +1,22 @@
-"""The one retry policy for every provider (the SDKs' own retries are off).
+"""The one retry policy for every provider (the SDKs' own retries are off): what to retry and how
+long to wait.
 
-Retried: rate limits (429), overloaded (529 / 503), other 5xx and connection failures, with
-exponential backoff and jitter, or the provider's own retry-after when it gives one (up to a cap).
+Retried: rate limits (429), overloaded (529 / 503), other 5xx and connection failures (a stream
+that broke before any answer text included), with exponential backoff and jitter (tenacity's), or
+the provider's own retry-after when it gives one, up to `retry_max_wait`. A provider that asks for
+a longer pause is not waited for: the call ends and says what was asked.
 Never retried: anything after answer tokens were shown, since re-sending would silently show
 the user a different answer than the one they were reading.
+
+The engine's attempt loop asks `should_retry` and `retry_wait` only after a failure, so a call
+that succeeds first time pays nothing for the policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import lru_cache
+from types import SimpleNamespace
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from .config import Settings
@@ -25,27 +31,15 @@ def should_retry(exc: BaseException, max_wait: float) -> bool:
     return exc.retry_after is None or exc.retry_after <= max_wait
 
 
-def retrying(settings: Settings, on_retry: Callable[[LLMError, float, int], None] | None = None
-             ) -> AsyncRetrying:
-    """A tenacity AsyncRetrying for one call. on_retry(error, wait_s, next_attempt) is called
-    before each pause."""
-    backoff = wait_exponential_jitter(initial=settings.retry_initial_wait, max=settings.retry_max_wait,
-                                      jitter=settings.retry_initial_wait)
+@lru_cache(maxsize=8)
+def _backoff(initial: float, maximum: float) -> wait_exponential_jitter:
+    return wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
 
-    def wait(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, LLMError) and exc.retry_after is not None:
-            return max(0.0, min(exc.retry_after, settings.retry_max_wait))
-        return backoff(state)
 
-    def before_sleep(state: RetryCallState) -> None:
-        if on_retry and state.outcome is not None and state.next_action is not None:
-            on_retry(state.outcome.exception(), state.next_action.sleep, state.attempt_number + 1)
-
-    return AsyncRetrying(
-        stop=stop_after_attempt(max(1, settings.max_attempts)),
-        wait=wait,
-        retry=retry_if_exception(lambda e: should_retry(e, settings.retry_max_wait)),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+def retry_wait(err: LLMError, attempts_made: int, settings: Settings) -> float:
+    """Seconds to wait after `attempts_made` failed attempts: the provider's retry-after when it
+    gave one (capped at retry_max_wait), else exponential backoff with jitter."""
+    if err.retry_after is not None:
+        return max(0.0, min(err.retry_after, settings.retry_max_wait))
+    backoff = _backoff(settings.retry_initial_wait, settings.retry_max_wait)
+    return float(backoff(SimpleNamespace(attempt_number=attempts_made)))

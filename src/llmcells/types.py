@@ -220,10 +220,12 @@ class Comparison:
 
     def __getitem__(self, key: int | str) -> Result:
         """By position, or by model id / alias as given."""
+        from .registry import model_name
+
         if isinstance(key, int):
             return self.results[key]
         for r in self.results:
-            if key in (r.model, r.response_model) or r.model.endswith(":" + key):
+            if key in (r.model, r.response_model, model_name(r.model)):
                 return r
         from .errors import ConfigError
         from .models import resolve

@@ -33,7 +33,9 @@ def live_cost(info: CallInfo, input_tokens: int, output_tokens: int) -> float:
         estimate = pricing.estimate_cost
     except (ImportError, AttributeError):
         return math.nan
-    model = info.model_id.split(":", 1)[1] if ":" in info.model_id else info.model_id
+    from ..registry import model_name
+
+    model = model_name(info.model_id)
     try:
         value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens)))
     except Exception:

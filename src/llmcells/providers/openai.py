@@ -223,7 +223,7 @@ def _model_not_found(spec: ModelSpec, status: int | None) -> ModelNotFoundError:
 
 def _key_hint(spec: ModelSpec) -> str:
     if spec.provider in PROVIDERS:
-        return "check " + " or ".join(PROVIDERS[spec.provider]["key_env"])
+        return "check " + " or ".join(PROVIDERS[spec.provider].key_env)
     return f"check the key given to add_endpoint('{spec.provider}', ...)"
 
 

@@ -90,6 +90,7 @@ class Response:
         self.writer = writer
         self.keep_alive = keep_alive
         self.started = False
+        self.gone = False  # the client left, or the connection was dropped on purpose
 
     def _head(self, status: int, headers: dict[str, str]) -> bytes:
         reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
@@ -104,11 +105,13 @@ class Response:
 
     async def _write(self, data: bytes) -> None:
         if self.writer.is_closing():
+            self.gone = True
             raise ClientGone
         self.writer.write(data)
         try:
             await self.writer.drain()
         except ConnectionError as exc:
+            self.gone = True
             raise ClientGone from exc
 
     async def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -145,4 +148,5 @@ class Response:
     def abort(self) -> None:
         """Drop the connection at once, whatever was sent so far."""
         self.keep_alive = False
+        self.gone = True
         self.writer.transport.abort()

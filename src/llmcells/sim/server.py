@@ -154,9 +154,15 @@ class SimServer:
             prompt = Prompt(path_model or "", api == "stream", "", None)
         fault = None if refused else self.state.take_fault(module.PROVIDER, prompt.model)
         path, headers = _masked(req)
-        self.state.record(SimRequest(time.monotonic(), time.time(), module.PROVIDER, logged_api, path,
-                                     prompt.model, prompt.stream, headers, body,
-                                     fault.fault if fault else None))
+        logged = SimRequest(time.monotonic(), time.time(), module.PROVIDER, logged_api, path,
+                            prompt.model, prompt.stream, headers, body, fault.fault if fault else None)
+        self.state.record(logged)
+        await self._answer(req, resp, module, api, prompt, key, refused, fault)
+        if not resp.gone:  # (a client that left raises ClientGone above)
+            logged.completed = time.monotonic()
+
+    async def _answer(self, req: Request, resp: Response, module: ModuleType, api: str,
+                      prompt: Prompt, key: str, refused: str | None, fault: Fault | None) -> None:
 
         def fail(name: str) -> Reply:
             return module.error(name, prompt.model, api=api, stream=prompt.stream, key=key,

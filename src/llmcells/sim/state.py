@@ -60,6 +60,7 @@ class SimRequest:
     headers: dict[str, str]
     body: Any
     fault: str | None = None
+    completed: float | None = None   # time.monotonic() when the whole response had been sent
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for `GET /_sim/requests`)."""

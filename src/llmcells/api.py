@@ -1,0 +1,119 @@
+"""The public `ask` and `compare`: build the calls, open their display, run them on the engine.
+
+Each returns a `Pending`: nothing is sent until it is awaited or passed to `llmcells.run()`, and
+its display opens in the thread that does so (the notebook's, so that cards land in the cell).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from ._loop import Pending
+from .calls import MAX_REPEAT, check_options, current_cell, make_plan
+from .config import settings
+from .engine import CallPlan, _safe, run_plans
+from .errors import ConfigError
+from .models import resolve
+from .types import CallObserver, Comparison, Message, Result
+
+#: the Result (or Comparison) of the last call that finished, for `_llm` and post-mortems
+last: Result | Comparison | None = None
+
+__all__ = ["ask", "compare", "last", "MAX_REPEAT"]
+
+
+def _display(kind: str, plans: Sequence[CallPlan], display: bool | str | None, prompt: str,
+             markdown: bool):
+    from .display import detect_mode, open_display
+
+    mode = detect_mode(display)
+    if mode == "none":
+        return None
+    return open_display(kind, [p.info for p in plans], mode, prompt=prompt, markdown=markdown)
+
+
+def _observers(handle: Any, n: int) -> list[CallObserver | None]:
+    return list(handle.observers) if handle is not None else [None] * n
+
+
+def ask(prompt: str, model: str | None = None, *, system: str | None = None,
+        temperature: float | None = None, max_tokens: int | None = None,
+        timeout: float | None = None, display: bool | str | None = None,
+        history: Sequence[Message] = (), params: dict[str, Any] | None = None,
+        api: str | None = None, cache: bool | None = None, markdown: bool = True) -> Pending[Result]:
+    """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
+
+    model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
+    configured compare models. history: earlier messages of the conversation. params: extra
+    provider-specific request fields. api: "responses" to use OpenAI's Responses API.
+    cache: answer identical requests from the local store (default: settings.cache).
+    markdown: render the finished answer as Markdown in a notebook (False: plain text).
+    A failed call does not raise: the Result's status and error say what happened.
+    """
+    plan = make_plan(prompt, model or settings.compare_models[0], system=system,
+                     temperature=temperature, max_tokens=max_tokens, timeout=timeout,
+                     history=history, params=params, api=api, cache=cache)
+
+    async def go(handle: Any) -> Result:
+        global last
+        results: list[Result | None] = []
+        try:
+            await run_plans([plan], _observers(handle, 1), results)
+        finally:
+            last = results[0] if results and results[0] else last
+            if handle is not None:
+                _safe(handle.close, [r for r in results if r])
+        return results[0]
+
+    def start() -> Coroutine[Any, Any, Result]:
+        plan.cell = current_cell()
+        return go(_display("ask", [plan], display, prompt, markdown))
+
+    return Pending(start, "ask")
+
+
+def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | None = None,
+            temperature: float | None = None, max_tokens: int | None = None,
+            timeout: float | None = None, display: bool | str | None = None,
+            repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
+            histories: Mapping[str, Sequence[Message]] | None = None,
+            cache: bool | None = None, markdown: bool = True) -> Pending[Comparison]:
+    """Send one prompt to several models at once; `await` it for a Comparison.
+
+    models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
+    per model (results are ordered model by model, samples in order). All calls run
+    concurrently; a failing model never stops the others. histories: earlier messages of each
+    model's conversation, keyed by model id (provider:model).
+    """
+    models = list(models) if models else list(settings.compare_models)
+    if not models:
+        raise ConfigError("No models to compare.")
+    check_options(repeat=repeat)
+    group_id = uuid.uuid4().hex[:12]
+    specs = [resolve(m, openai_api=api) for m in models]
+    plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
+                       timeout=timeout, params=params, group_id=group_id, sample=k,
+                       history=(histories or {}).get(spec.id, ()), cache=cache)
+             for spec in specs for k in range(int(repeat))]
+
+    async def go(handle: Any) -> Comparison:
+        global last
+        results: list[Result | None] = []
+        try:
+            await run_plans(plans, _observers(handle, len(plans)), results)
+        finally:
+            done = [r for r in results if r]
+            last = Comparison(results=done, group_id=group_id, prompt=prompt)
+            if handle is not None:
+                _safe(handle.close, done)
+        return last
+
+    def start() -> Coroutine[Any, Any, Comparison]:
+        cell = current_cell()
+        for p in plans:
+            p.cell = cell
+        return go(_display("compare", plans, display, prompt, markdown))
+
+    return Pending(start, "compare")

@@ -1,0 +1,105 @@
+"""Building a call from its options: the one place call options are checked and defaults filled in.
+
+`make_plan` turns user-level options (ask, compare, batch and the magics all pass the same ones)
+into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from .config import settings
+from .engine import CallPlan
+from .errors import ConfigError
+from .models import ModelSpec, resolve
+from .types import CallInfo, Message, Request
+
+#: the most samples per model compare() (and `-n` in magics) takes
+MAX_REPEAT = 100
+
+
+def check_options(*, temperature: float | None = None, max_tokens: int | None = None,
+                  timeout: float | None = None, repeat: int | None = None,
+                  repeat_cap: int | None = MAX_REPEAT) -> None:
+    """Raise ConfigError for an option out of range (the message names the option and the range)."""
+    if temperature is not None:
+        try:
+            ok = 0.0 <= float(temperature) <= 2.0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"temperature must be between 0 and 2, not {temperature}.")
+    if max_tokens is not None and (_whole(max_tokens) or 0) < 1:
+        raise ConfigError(f"max_tokens must be a positive whole number, not {max_tokens}.")
+    if timeout is not None:
+        try:
+            ok = float(timeout) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}.")
+    if repeat is not None:
+        if (_whole(repeat) or 0) < 1:
+            raise ConfigError(f"repeat must be 1 or more, not {repeat}.")
+        if repeat_cap is not None and repeat > repeat_cap:  # every sample is a request, shown in its own card
+            raise ConfigError(f"repeat is at most {repeat_cap} samples per model, not {repeat}; "
+                              "use llmcells.batch(..., repeat=N) for more.")
+
+
+def _whole(value: Any) -> int | None:
+    """value as an int when it is a whole number of any integer type (numpy's too), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_prompt(prompt: Any) -> str:
+    """The prompt, if it is non-empty text; else a ConfigError saying what to do."""
+    if not isinstance(prompt, str):
+        raise ConfigError(f"The prompt must be text, not {type(prompt).__name__}.")
+    if not prompt.strip():
+        raise ConfigError("The prompt is empty: write something to ask.")
+    return prompt
+
+
+def current_cell() -> int | None:
+    """The IPython execution count of the running cell, when there is one."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    ip = get_ipython()
+    return getattr(ip, "execution_count", None) if ip is not None else None
+
+
+def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
+              temperature: float | None = None, max_tokens: int | None = None,
+              timeout: float | None = None, history: Sequence[Message] = (),
+              params: dict[str, Any] | None = None, api: str | None = None,
+              group_id: str | None = None, sample: int = 0, cell: int | None = None,
+              batch_id: str | None = None, cache: bool | None = None) -> CallPlan:
+    """A CallPlan from user-level options, with settings filling what was not given."""
+    check_prompt(prompt)
+    check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
+    spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
+    extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens}
+    if params:
+        extra["params"] = dict(params)
+    request = Request(spec=spec, messages=[*history, Message("user", prompt)],
+                      system=system if system is not None else settings.system,
+                      temperature=temperature if temperature is not None else settings.temperature,
+                      max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
+                      extra=extra)
+    info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,
+                    provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample)
+    total = float(timeout) if timeout is not None else settings.timeout
+    return CallPlan(request=request, info=info, timeout=total,
+                    ttft_timeout=min(settings.ttft_timeout, total),
+                    connect_timeout=settings.connect_timeout, cell=cell, batch_id=batch_id,
+                    cache=bool(settings.cache if cache is None else cache))

@@ -1,0 +1,453 @@
+"""The call engine: one CallPlan in, one Result out, on the private loop (client cache, attempts,
+the stream, events -> Result, pricing and the ledger row).
+
+`execute` never raises for a failed call and returns its Result even when the call is cancelled
+(status "cancelled"); whoever runs it decides whether to propagate the cancellation. A call
+counts as finished only once its ledger row is committed (it would survive a SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _loop
+from .config import settings
+from .errors import (ConnectionFailedError, IncompleteStreamError, LLMError, ProviderError,
+                     ProviderTimeoutError, redact)
+from .models import ModelSpec, api_key
+from .providers import ClientOptions, get_provider
+from .retry import retry_wait, should_retry
+from .session import session
+from .types import (CallInfo, CallObserver, Finish, ReasoningDelta, Request, ResponseInfo, Result,
+                    RetryInfo, TextDelta, Usage, UsageUpdate)
+
+log = logging.getLogger("llmcells")
+
+
+@dataclass
+class CallPlan:
+    """One call to make: the request, where it goes, its limits and its identity."""
+
+    request: Request
+    info: CallInfo
+    timeout: float
+    ttft_timeout: float
+    connect_timeout: float
+    cell: int | None = None
+    batch_id: str | None = None
+    http_client: Any = None
+    cache: bool = False            # answer from / keep in the local store
+    store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
+    gate: Any = None               # batch calls: rate limiter (acquire / answered / release / rate_limited)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.request.spec
+
+
+# ----- clients ----------------------------------------------------------------------------------
+
+
+async def client_for(plan: CallPlan, key: str) -> Any:
+    """The SDK client for plan's endpoint and key: built once, off the loop, and reused."""
+    spec = plan.spec
+    options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=plan.connect_timeout,
+                            read_timeout=plan.timeout, http_client=plan.http_client)
+    cache_key = (spec.adapter, options)
+    client = session.clients.get(cache_key)
+    if client is None:
+        # The first use of a provider imports its SDK (about a second): build the client off the
+        # loop, so that other calls keep streaming and an interrupt is still served meanwhile;
+        # and once, however many calls are waiting for it.
+        client = session.clients[cache_key] = asyncio.ensure_future(
+            asyncio.to_thread(lambda: get_provider(spec.adapter).make_client(options)))
+    if isinstance(client, asyncio.Future):
+        try:
+            built = await asyncio.shield(client)
+        except Exception:
+            session.clients.pop(cache_key, None)  # let the next call try again
+            raise
+        session.clients[cache_key] = built
+        return built
+    return client
+
+
+# ----- errors -----------------------------------------------------------------------------------
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return redact(text)[:300]  # redact first: a cut could leave an unrecognisable piece of a key
+
+
+def as_llm_error(exc: BaseException, spec: ModelSpec) -> LLMError:
+    """The llmcells error for any exception raised while calling spec's provider."""
+    if isinstance(exc, LLMError):
+        return exc
+    try:
+        mapped = get_provider(spec.adapter).map_error(exc, spec)
+    except Exception:  # a mapper bug must not hide the original error
+        log.debug("map_error failed for %s", spec.id, exc_info=False)
+        mapped = None
+    if mapped is not None:
+        return mapped
+    if isinstance(exc, TimeoutError):
+        return ProviderTimeoutError(f"{spec.label} did not answer in time.", provider=spec.provider)
+    return ProviderError(f"{spec.label}: {type(exc).__name__}: {_short(exc)}", provider=spec.provider)
+
+
+def _not_started(spec: ModelSpec) -> ConnectionFailedError:
+    """A stream that broke before any answer text: nothing was shown, so it can be sent again."""
+    return ConnectionFailedError(
+        f"The connection to {spec.label} closed before the answer started.", provider=spec.provider)
+
+
+# ----- one call -----------------------------------------------------------------------------------
+
+
+def _is_high_surrogate(ch: str) -> bool:
+    return "\ud800" <= ch <= "\udbff"
+
+
+def _mend(text: str) -> str:
+    """Join surrogate pairs into their characters; a lone surrogate becomes U+FFFD."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+class _Call:
+    """The state of one call across its attempts: the answer's pieces, usage, timings."""
+
+    def __init__(self, plan: CallPlan, observer: CallObserver):
+        self.plan, self.observer = plan, observer
+        self.t0 = time.monotonic()
+        self.pieces: list[str] = []      # the answer, in the pieces it came in (joined once, at the end)
+        self.held = ""                   # a high surrogate waiting for its other half
+        self.reasoning: list[str] = []
+        self.usage = Usage()
+        self.usage_seen = False
+        self.response_model: str | None = None
+        self.finish_reason: str | None = None
+        self.ttft: float | None = None
+        self.attempts = 0
+        self.heard = False               # any event came back from the provider
+
+    @property
+    def shown(self) -> bool:
+        """Whether the user has seen tokens (answer or reasoning): from then on, never re-send."""
+        return bool(self.pieces or self.reasoning)
+
+    def text(self) -> str:
+        return "".join(self.pieces) + ("\ufffd" if self.held else "")
+
+    def _piece(self, text: str) -> str:
+        """text with surrogate pairs split across deltas rejoined (an answer's emoji can arrive
+        as two JSON-escaped halves in two events)."""
+        if self.held:
+            text, self.held = self.held + text, ""
+        if text and _is_high_surrogate(text[-1]):
+            text, self.held = text[:-1], text[-1]
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = _mend(text)
+        return text
+
+    async def attempt(self, client: Any) -> None:
+        """One attempt: stream until the terminal event. Raises LLMError on failure."""
+        self.attempts += 1
+        plan, observer = self.plan, self.observer
+        gate = plan.gate
+        observer.on_status("waiting")
+        events = get_provider(plan.spec.adapter).stream(client, plan.request)
+        answered = gate is None
+        finished = False
+        first_token = None
+        try:
+            async with asyncio.timeout(plan.ttft_timeout) as first_token:
+                async for event in events:
+                    if _loop.cancelled():
+                        raise asyncio.CancelledError
+                    self.heard = True
+                    if not answered:  # the provider has the request: its rate windows can count it
+                        answered = True
+                        gate.answered(plan)
+                    kind = type(event)
+                    if kind is TextDelta:
+                        text = self._piece(event.text)
+                        if not text:
+                            continue
+                        if self.ttft is None:
+                            self.ttft = time.monotonic() - self.t0
+                            first_token.reschedule(None)  # the first-token limit is met
+                            observer.on_first_token(self.ttft)
+                            observer.on_status("streaming")
+                        self.pieces.append(text)
+                        observer.on_text(text)
+                    elif kind is UsageUpdate:
+                        self.usage, self.usage_seen = event.usage, True
+                        observer.on_usage(event.usage)
+                    elif kind is ReasoningDelta:
+                        if self.ttft is None:  # visible thinking is shown: the same no-resend rule
+                            first_token.reschedule(None)
+                        self.reasoning.append(event.text)
+                    elif kind is ResponseInfo:
+                        self.response_model = event.response_model or self.response_model
+                    elif kind is Finish:
+                        finished = True
+                        self.finish_reason = event.reason
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError as exc:
+            if first_token is not None and first_token.expired():
+                raise ProviderTimeoutError(
+                    f"No first token from {plan.spec.id} within {plan.ttft_timeout:g} s; "
+                    "try again, or raise the limit with llmcells.configure(ttft_timeout=...).",
+                    provider=plan.spec.provider) from None
+            raise self._failed(exc) from None
+        except BaseException as exc:
+            raise self._failed(exc) from None
+        finally:
+            await _aclose(events)
+        if not finished:
+            if not self.shown:
+                raise _not_started(plan.spec)
+            err = IncompleteStreamError(
+                f"The stream from {plan.spec.id} ended before it was complete; the partial answer is kept.",
+                provider=plan.spec.provider)
+            err.partial = True
+            raise err
+
+    def _failed(self, exc: BaseException) -> LLMError:
+        err = as_llm_error(exc, self.plan.spec)
+        if isinstance(err, IncompleteStreamError) and not self.shown:
+            err = _not_started(self.plan.spec)  # a cut before any text: safe to send again
+        err.partial = self.shown  # never re-send once the user has seen tokens
+        return err
+
+
+def _duration(seconds: float) -> str:
+    """3600 -> "1 h", 90 -> "1.5 min", 45 -> "45 s"."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds:.3g} s"
+
+
+async def _aclose(events: Any) -> None:
+    try:
+        await events.aclose()
+    except BaseException:  # closing a broken stream can fail again; nothing more to do
+        log.debug("closing a stream failed", exc_info=False)
+
+
+async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None:
+    """Attempts until one succeeds or the retry policy gives up. The first attempt pays nothing
+    for the policy; only a failure consults it."""
+    plan, observer, gate = call.plan, call.observer, call.plan.gate
+    while True:
+        _loop.check_cancelled()
+        if gate is not None:
+            queued = time.monotonic()
+            await gate.acquire(plan)
+            waited = time.monotonic() - queued
+            when = deadline.when()
+            if waited > 0.001 and when is not None:  # waiting in the gate is not the call's time
+                deadline.reschedule(when + waited)
+        try:
+            await call.attempt(client)
+            return
+        except LLMError as err:
+            if gate is not None and err.kind == "rate_limited":
+                gate.rate_limited(plan, err.retry_after)
+            if err.retry_after is not None and err.retry_after > settings.retry_max_wait \
+                    and not getattr(err, "partial", False):
+                err.args = (f"{err.message} The provider asked to wait {_duration(err.retry_after)}, "
+                            f"longer than retry_max_wait ({settings.retry_max_wait:g} s); try again "
+                            "later, or raise it with llmcells.configure(retry_max_wait=...).",)
+            if call.attempts >= max(1, settings.max_attempts) or not should_retry(err, settings.retry_max_wait):
+                raise
+            failed, wait = err, retry_wait(err, call.attempts, settings)
+        finally:
+            if gate is not None:
+                gate.release(plan, call.usage)
+        observer.on_retry(RetryInfo(attempt=call.attempts + 1, max_attempts=settings.max_attempts,
+                                    wait_s=wait, reason=failed.kind, status_code=failed.status_code,
+                                    message=failed.message, asked_wait_s=failed.retry_after))
+        observer.on_status("retrying")
+        await asyncio.sleep(wait)
+
+
+async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Result:
+    """Make one call and return its Result, whatever happens (a cancelled call too); records it
+    in the ledger before returning."""
+    observer = observer or CallObserver()
+    spec = plan.spec
+    result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
+                    group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
+                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id)
+    call = _Call(plan, observer)
+    _safe(observer.on_start, plan.info)
+    if plan.cache and await _from_cache(result, plan, observer):
+        return result
+    try:
+        if _loop.cancelled():
+            raise asyncio.CancelledError
+        async with asyncio.timeout(plan.timeout) as deadline:
+            client = await client_for(plan, api_key(spec))
+            # latency and TTFT measure the request, not SDK set-up; the total limit counts the
+            # request too, and time spent waiting in a batch's rate gate is given back below
+            call.t0 = time.monotonic()
+            deadline.reschedule(asyncio.get_running_loop().time() + plan.timeout)
+            _safe(observer.on_sent, call.t0)
+            await _attempts(call, client, deadline)
+        result.status = "ok"
+    except asyncio.CancelledError:
+        result.status, result.error_kind = "cancelled", "cancelled"
+        result.error = "Cancelled; the partial answer is kept." if call.shown else "Cancelled."
+    except LLMError as err:  # first: ProviderTimeoutError is a TimeoutError too
+        result.status = "incomplete" if isinstance(err, IncompleteStreamError) else "error"
+        result.error_kind, result.error = err.kind, err.message
+    except TimeoutError:
+        result.status, result.error_kind = "error", "timeout"
+        result.error = (f"No complete answer from {spec.id} within {plan.timeout:g} s; "
+                        "raise the limit with timeout=... (--timeout in magics).")
+    except Exception as exc:  # a bug or an unexpected SDK error: still one line, still recorded
+        err = as_llm_error(exc, spec)
+        result.status, result.error_kind, result.error = "error", err.kind, err.message
+    await _finish(result, call, observer, plan)
+    return result
+
+
+async def _finish(result: Result, call: _Call, observer: CallObserver, plan: CallPlan) -> None:
+    result.text = call.text()
+    result.reasoning = "".join(call.reasoning)
+    result.usage = call.usage
+    result.response_model = call.response_model
+    result.finish_reason = call.finish_reason
+    result.ttft_s = call.ttft
+    result.latency_s = time.monotonic() - call.t0
+    result.attempts = call.attempts
+    _price(result, plan, call)
+    try:
+        await _persist(result, plan)
+    finally:
+        _safe(observer.on_finish, result)
+
+
+async def _persist(result: Result, plan: CallPlan) -> None:
+    """Write the ledger row (and keep an ok answer in the store) on the ledger's writer thread,
+    and wait until it is committed, through any further cancellation: a row is never dropped."""
+    from . import ledger
+
+    keep = (lambda: _keep(result, plan)) if result.ok and not result.cached else None
+    done = asyncio.wrap_future(ledger.write(result, prompt=plan.request.prompt,
+                                            system=plan.request.system, after=keep))
+    while not done.done():
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            continue  # an interrupt while unwinding: the row is still written, then we go
+        except Exception:
+            log.debug("ledger write failed", exc_info=False)  # the ledger warns on its own
+            return
+
+
+async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
+    """Fill result from the local store if this exact request was answered before."""
+    from . import store
+
+    try:
+        hit = store.get(store.cache_key(plan.request, plan.info.sample))
+    except Exception:  # an unreadable store is a cache miss, not a failed call
+        log.debug("cache read failed", exc_info=False)
+        return False
+    if hit is None:
+        return False
+    for name, value in hit.items():
+        setattr(result, name, value)
+    result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
+    result.latency_s = result.ttft_s = 0.0
+    _safe(observer.on_text, result.text)
+    _safe(observer.on_usage, result.usage)
+    await _persist(result, plan)
+    _safe(observer.on_finish, result)
+    return True
+
+
+def _keep(result: Result, plan: CallPlan) -> None:
+    from . import store
+
+    try:
+        if plan.cache:
+            store.put(store.cache_key(plan.request, plan.info.sample), result)
+        if plan.store_key:
+            store.put(plan.store_key, result, plan.batch_id)
+    except Exception:
+        log.debug("keeping an answer in the store failed", exc_info=False)
+
+
+def _price(result: Result, plan: CallPlan, call: _Call | None = None) -> None:
+    """cost_usd from the usage the provider reported; NaN when tokens were processed but the
+    usage never came (a cut or timed-out stream), never a silent 0."""
+    if result.cached:
+        result.cost_usd = 0.0
+        return
+    if call is not None and not call.usage_seen:
+        processed = call.heard or result.error_kind == "timeout"
+        result.cost_usd = math.nan if processed else 0.0
+        result.price_source = "usage not reported" if processed else None
+        return
+    try:
+        from .pricing import cost
+
+        result.cost_usd, result.price_source = cost(
+            plan.spec.provider, result.response_model or plan.spec.name, result.usage,
+            requested=plan.spec.name)
+    except Exception:
+        log.debug("pricing failed for %s", plan.spec.id, exc_info=False)
+        result.cost_usd = math.nan
+
+
+def _safe(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.debug("an observer raised", exc_info=False)
+
+
+# ----- many calls -------------------------------------------------------------------------------
+
+
+async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver | None],
+                    results: list[Result | None] | None = None) -> list[Result]:
+    """Run plans concurrently; one failure never stops the others. On cancellation every call is
+    cancelled (and recorded as such) before CancelledError propagates; the Results, cancelled
+    ones included, are left in `results` when given."""
+    if results is None:
+        results = []
+    results[:] = [None] * len(plans)
+    tasks = [asyncio.ensure_future(execute(p, o)) for p, o in zip(plans, observers)]
+    interrupted = False
+    pending = set(tasks)
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            if not interrupted:  # cancel each call once; a second cancel would cut its unwinding short
+                interrupted = True
+                for t in pending:
+                    t.cancel()
+    for i, t in enumerate(tasks):
+        if not t.cancelled() and t.exception() is None:
+            results[i] = t.result()
+    if interrupted or _loop.cancelled():
+        raise asyncio.CancelledError
+    return [r for r in results if r is not None]

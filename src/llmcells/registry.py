@@ -1,0 +1,82 @@
+"""The provider registry: one row per provider, read by model resolution, adapters, magics and warm-up.
+
+Adding a provider means one adapter module (`providers/NAME.py` exposing `ADAPTER`), one simulator
+module (`sim/NAME.py`) and one row here; nothing else needs to change. Nothing here imports an
+SDK, so reading the registry is free at `%load_ext` time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    """Everything llmcells needs to know about one provider, in one place."""
+
+    name: str                        # the id prefix: "openai" in openai:gpt-4.1-mini
+    label: str                       # for people: "OpenAI"
+    product: str                     # what people call the assistant: "ChatGPT"
+    adapter: str                     # module under llmcells.providers that holds ADAPTER
+    key_env: tuple[str, ...]         # environment variables that may hold the key, in order
+    base_env: str                    # environment variable that may hold a base URL
+    sim_path: str                    # appended to the simulator's URL to make this provider's base URL
+    alias: str                       # the alias of its default model; also its cell magic's name
+    default_model: str               # what the alias names
+    sdk_modules: tuple[str, ...]     # imported ahead of the first call (warm-up)
+    synonyms: tuple[str, ...] = ()   # other id prefixes that mean this provider
+    magic_example: str = ""          # one example cell for the generated magic's docstring
+
+    @property
+    def default_id(self) -> str:
+        return f"{self.name}:{self.default_model}"
+
+
+PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
+    ProviderRow(
+        name="openai", label="OpenAI", product="ChatGPT", adapter="openai", key_env=("OPENAI_API_KEY",),
+        base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-4.1-mini",
+        sdk_modules=("openai",), synonyms=("openai-responses",),
+        magic_example="%%chatgpt -t 0.2 -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
+    ),
+    ProviderRow(
+        name="anthropic", label="Anthropic", product="Claude", adapter="anthropic", key_env=("ANTHROPIC_API_KEY",),
+        base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-4-5",
+        sdk_modules=("anthropic",), synonyms=("claude",),
+        magic_example='%%claude -s "You are a terse reviewer." -c\nAnd what about the second function?',
+    ),
+    ProviderRow(
+        name="google", label="Google Gemini", product="Gemini", adapter="google",
+        key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
+        alias="gemini", default_model="gemini-2.5-flash", sdk_modules=("google.genai",),
+        synonyms=("gemini",),
+        magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
+    ),
+)}
+
+#: id prefixes that name a built-in provider: its own name and its synonyms
+PREFIXES: dict[str, str] = {**{s: row.name for row in PROVIDERS.values() for s in row.synonyms},
+                            **{name: name for name in PROVIDERS}}
+
+
+def row(provider: str) -> ProviderRow | None:
+    """The registry row of a provider name or synonym (None for endpoints and unknown names)."""
+    name = PREFIXES.get(provider)
+    return PROVIDERS.get(name) if name else None
+
+
+def parse_id(model_id: str) -> tuple[str, str]:
+    """Split `provider:model` into (provider prefix, model name); ("", name) when there is no prefix.
+
+    The one place a model id is taken apart: resolution, pricing, the ledger's filters and the
+    display all call this.
+    """
+    prefix, sep, name = model_id.partition(":")
+    if not sep:
+        return "", model_id.strip()
+    return prefix.strip().lower(), name.strip()
+
+
+def model_name(model_id: str) -> str:
+    """The model part of `provider:model` (the whole text when there is no prefix)."""
+    return parse_id(model_id)[1]

@@ -1,0 +1,47 @@
+"""The session's mutable state in one object: aliases, endpoints, user prices, rate limits, the
+simulator switch, conversations and SDK clients, with one `reset()`.
+
+Modules keep short names for these containers (`models._aliases is session.aliases`), so
+`reset()` changes them in place and never rebinds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .registry import PROVIDERS
+
+
+def _default_aliases() -> dict[str, str]:
+    return {row.alias: row.default_id for row in PROVIDERS.values()}
+
+
+@dataclass
+class Session:
+    """What one Python process has set up since llmcells was imported."""
+
+    aliases: dict[str, str] = field(default_factory=_default_aliases)
+    endpoints: dict[str, Any] = field(default_factory=dict)         # name -> models.Endpoint
+    prices: dict[str, Any] = field(default_factory=dict)            # model id -> user price (set_price)
+    rate_limits: dict[str, Any] = field(default_factory=dict)       # provider -> batches.RateLimit
+    conversations: dict[str, list] = field(default_factory=dict)    # model id -> [Message, ...]
+    clients: dict[Any, Any] = field(default_factory=dict)           # (adapter, ClientOptions) -> SDK client
+    simulator_url: str | None = None
+    simulated_providers: frozenset[str] | None = None               # None: every built-in provider
+
+    def reset(self) -> None:
+        """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
+        clients, and the real APIs instead of the simulator. Settings are apart
+        (`llmcells.settings`)."""
+        self.aliases.clear()
+        self.aliases.update(_default_aliases())
+        for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,
+                          self.clients):
+            container.clear()
+        self.simulator_url = None
+        self.simulated_providers = None
+
+
+#: the one session of this process
+session = Session()

@@ -1,0 +1,73 @@
+"""Warm-up: import, in a background thread, what the first call will need, so that a `%%compare`
+typed a few seconds after `%load_ext llmcells` pays no import delay.
+
+"Needed" means the SDKs of the providers that have a key (all of them while the simulator is
+on), the engine, pricing and, in a notebook, the widgets. Importing is all it does: no client is
+built and nothing is sent. Python's per-module import locks make a cell that imports the same
+module meanwhile simply wait for this thread's import instead of doing it twice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+log = logging.getLogger("llmcells")
+
+_started: set[str] = set()
+_lock = threading.Lock()
+_threads: list[threading.Thread] = []
+
+
+def needed_providers() -> list[str]:
+    """The built-in providers the next calls will likely use: those with a key, or those the
+    simulator switch covers."""
+    from .models import key_status, simulated_providers
+
+    simulated = simulated_providers()
+    return [p for p, has_key in key_status().items() if has_key or p in simulated]
+
+
+def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
+    """The modules to import ahead for providers, in the order the first call needs them."""
+    from .registry import PROVIDERS
+
+    names = ["llmcells.engine", "llmcells.ledger"]
+    for p in providers:
+        row = PROVIDERS[p]
+        names += [*row.sdk_modules, f"llmcells.providers.{row.adapter}"]
+    if notebook:
+        names += ["ipywidgets", "llmcells.display.notebook"]
+    names += ["llmcells.pricing", "genai_prices"]
+    return names
+
+
+def start(providers: list[str] | None = None, *, notebook: bool = False) -> threading.Thread | None:
+    """Import what `providers` need (default: needed_providers()) in a daemon thread; modules
+    already imported or already being warmed are skipped. Returns the thread, if one started."""
+    names = [n for n in modules_for(needed_providers() if providers is None else providers,
+                                    notebook=notebook) if n not in _started]
+    with _lock:
+        names = [n for n in names if n not in _started]
+        _started.update(names)
+    if not names:
+        return None
+
+    def work() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a missing optional part: the call itself will say so
+                log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+
+    thread = threading.Thread(target=work, name="llmcells-warmup", daemon=True)
+    thread.start()
+    _threads.append(thread)
+    return thread
+
+
+def wait(timeout: float | None = None) -> None:
+    """Wait for the warm-up threads (benchmarks and tests)."""
+    for t in list(_threads):
+        t.join(timeout)
