@@ -8,6 +8,7 @@ rows {name, value, unit, target, ok} (plus optional `op` and `note`).
 BENCHMARKS = [
     ("concurrency", "bench_concurrency"),
     ("overhead over the raw SDKs", "bench_overhead"),
+    ("long answers", "bench_stream"),
     ("streaming display", "bench_display"),
     ("start-up", "bench_startup"),
     ("batch", "bench_batch"),

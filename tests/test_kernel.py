@@ -92,10 +92,13 @@ def test_interrupt_while_waiting_for_the_first_token(kernel, front):
     assert content["status"] == "error"
     # ipykernel turns SIGINT in an `await` cell into cancelling the cell's task (see
     # ipykernel's _cancel_on_sigint): there the user sees CancelledError, with llmcells' message.
-    expected = {"KeyboardInterrupt", "CancelledError"} if front == "await" else {"KeyboardInterrupt"}
+    # Elsewhere llmcells raises its own KeyboardInterrupt (`Interrupted`), shown as one line.
+    expected = {"KeyboardInterrupt", "CancelledError"} if front == "await" else {"Interrupted"}
     assert content["ename"] in expected, content
     assert len(errors) == 1, errors
     assert len(lines) < 15, "\n".join(lines)
+    if front != "await":
+        assert lines == ["KeyboardInterrupt: llmcells: interrupted; the requests in flight were cancelled."], lines
     assert "llmcells: interrupted" in lines[-1], "\n".join(lines)
 
     # nothing left on the private loop, the three calls recorded as cancelled

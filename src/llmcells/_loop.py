@@ -24,6 +24,7 @@ import concurrent.futures
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
@@ -38,6 +39,17 @@ _thread: threading.Thread | None = None
 CANCEL_GRACE_S = 0.5
 _SLICE_S = 0.1
 INTERRUPTED = "llmcells: interrupted; the requests in flight were cancelled."
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or a kernel interrupt) cancelled an llmcells run; its calls are recorded as
+    cancelled. A KeyboardInterrupt like any other, which IPython shows as one line."""
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: this one line instead of a traceback. Nothing in the user's code went
+        wrong, and formatting a traceback (IPython parses every frame's source) in a busy
+        kernel can take longer than the interrupt itself."""
+        return [f"KeyboardInterrupt: {self}"]
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -219,13 +231,16 @@ def run(awaitable: Awaitable[T]) -> T:
             except concurrent.futures.TimeoutError:
                 continue
     except KeyboardInterrupt:
+        seen = time.monotonic()
         scope.cancel_threadsafe()
         if fut is None and coro is not None and scope.task is None:
             # Not submitted (or submitted and not yet started: its root closes it when it does).
             _close_quietly(coro)
         if fut is not None or scope.task is not None:
             scope.finished.wait(CANCEL_GRACE_S)
-        raise KeyboardInterrupt(INTERRUPTED) from None
+        log.debug("interrupted run unwound in %.3f s (finished: %s)", time.monotonic() - seen,
+                  scope.finished.is_set())
+        raise Interrupted(INTERRUPTED) from None
 
 
 def _close_quietly(coro: Coroutine[Any, Any, Any]) -> None:

@@ -111,6 +111,10 @@ def _not_started(spec: ModelSpec) -> ConnectionFailedError:
 # ----- one call -----------------------------------------------------------------------------------
 
 
+#: the longest one stream keeps the loop before letting the others run (seconds)
+_TURN_S = 0.005
+
+
 def _is_high_surrogate(ch: str) -> bool:
     return "\ud800" <= ch <= "\udbff"
 
@@ -169,11 +173,17 @@ class _Call:
         answered = gate is None
         finished = False
         first_token = None
+        turn_ends = time.monotonic() + _TURN_S
         try:
             async with asyncio.timeout(plan.ttft_timeout) as first_token:
                 async for event in events:
                     if _loop.cancelled():
                         raise asyncio.CancelledError
+                    if time.monotonic() > turn_ends:
+                        # An SDK parses every event already buffered without giving the loop
+                        # back; a fast, long answer would then stall every other stream.
+                        await asyncio.sleep(0)
+                        turn_ends = time.monotonic() + _TURN_S
                     self.heard = True
                     if not answered:  # the provider has the request: its rate windows can count it
                         answered = True
@@ -255,12 +265,14 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
     while True:
         _loop.check_cancelled()
         if gate is not None:
-            queued = time.monotonic()
-            await gate.acquire(plan)
-            waited = time.monotonic() - queued
+            # Waiting in the gate is not the call's time: stop its clock meanwhile.
+            loop = asyncio.get_running_loop()
             when = deadline.when()
-            if waited > 0.001 and when is not None:  # waiting in the gate is not the call's time
-                deadline.reschedule(when + waited)
+            left = None if when is None else when - loop.time()
+            deadline.reschedule(None)
+            await gate.acquire(plan)
+            if left is not None:
+                deadline.reschedule(loop.time() + left)
         try:
             await call.attempt(client)
             return
@@ -300,10 +312,11 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     try:
         if _loop.cancelled():
             raise asyncio.CancelledError
-        async with asyncio.timeout(plan.timeout) as deadline:
+        async with asyncio.timeout(None) as deadline:
             client = await client_for(plan, api_key(spec))
-            # latency and TTFT measure the request, not SDK set-up; the total limit counts the
-            # request too, and time spent waiting in a batch's rate gate is given back below
+            # Latency, TTFT and the call's time limit measure the request, not the SDK's set-up
+            # (its first import can take seconds on a busy machine); time spent waiting in a
+            # batch's rate gate is not counted either (see _attempts).
             call.t0 = time.monotonic()
             deadline.reschedule(asyncio.get_running_loop().time() + plan.timeout)
             _safe(observer.on_sent, call.t0)

@@ -90,7 +90,18 @@ class Kernel:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
                 return time.monotonic(), msg
-        raise AssertionError(f"no execute_reply within {timeout} s")
+        raise AssertionError(f"no execute_reply within {timeout} s{self._stacks()}")
+
+    def _stacks(self) -> str:
+        """The kernel's thread stacks, when py-spy is installed (for a hung kernel)."""
+        import shutil
+        import subprocess
+
+        if not shutil.which("py-spy"):
+            return ""
+        out = subprocess.run(["py-spy", "dump", "--pid", str(self.pid)], capture_output=True,
+                             text=True, timeout=30)
+        return "; the kernel's threads:\n" + out.stdout[-12000:]
 
     def _read_iopub(self, timeout: float) -> bool:
         try:

@@ -9,8 +9,10 @@ module meanwhile simply wait for this thread's import instead of doing it twice.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import sys
 import threading
 
 log = logging.getLogger("llmcells")
@@ -55,16 +57,42 @@ def start(providers: list[str] | None = None, *, notebook: bool = False) -> thre
         return None
 
     def work() -> None:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception as exc:  # a missing optional part: the call itself will say so
-                log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+        # An import holds the GIL for long stretches; with the default 5 ms switch interval a
+        # thread that needs the GIL back after every short wait (the kernel answering an
+        # interrupt, the loop thread streaming) gets it only every 5 ms. A shorter interval while
+        # warming keeps the rest of the process responsive.
+        with _short_switch_interval():
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except Exception as exc:  # a missing optional part: the call itself will say so
+                    log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
 
     thread = threading.Thread(target=work, name="llmcells-warmup", daemon=True)
     thread.start()
     _threads.append(thread)
     return thread
+
+
+_WARM_SWITCH_INTERVAL_S = 0.0005
+_warming = 0
+
+
+@contextlib.contextmanager
+def _short_switch_interval():
+    global _warming
+    with _lock:
+        if _warming == 0:
+            _short_switch_interval.saved = sys.getswitchinterval()  # type: ignore[attr-defined]
+            sys.setswitchinterval(min(_WARM_SWITCH_INTERVAL_S, _short_switch_interval.saved))  # type: ignore[attr-defined]
+        _warming += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _warming -= 1
+            if _warming == 0:
+                sys.setswitchinterval(_short_switch_interval.saved)  # type: ignore[attr-defined]
 
 
 def wait(timeout: float | None = None) -> None:

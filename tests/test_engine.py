@@ -1,0 +1,314 @@
+"""The call engine through the real SDKs against the simulator: rate gates, retries of streams
+that broke before any text, cost of cut calls, the ledger under strange text, the magic's prompt,
+the session object, generated magics, unloading, warm-up and debug logging."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import pytest
+
+import llmcells
+from llmcells import _loop, ledger
+from llmcells.config import settings
+from llmcells.registry import PROVIDERS, parse_id
+from llmcells.session import session
+
+MODELS = ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"]
+
+
+def run_batch(*args, **kwargs):
+    return llmcells.run(llmcells.batch(*args, display=False, **kwargs))
+
+
+# ----- issue: one 429 with a long retry-after stalled a whole batch ---------------------------------
+
+
+def test_a_long_retry_after_does_not_stall_a_batch(simulated):
+    """retry-after: 3600 on one row: that row ends at once saying what was asked; the provider is
+    paused no longer than retry_max_wait, so every other row is sent and answered."""
+    llmcells.configure(retry_max_wait=0.3)
+    simulated.inject("429", provider="anthropic", retry_after=3600)
+    df = run_batch([f"q{i}" for i in range(6)], ["claude"], concurrency=2, timeout=5)
+    sent = [r.time for r in simulated.requests]
+    wall = max(sent) - min(sent)  # (the first call of a process also imports the SDK: not counted)
+    assert len(simulated.requests) == 6, df[["status", "error"]].to_string()
+    limited = df[df.status != "ok"]
+    assert len(limited) == 1 and limited.iloc[0].error_kind == "rate_limited"
+    assert "asked to wait 1 h" in limited.iloc[0].error
+    assert (df[df.status == "ok"].shape[0]) == 5
+    assert wall < 3, f"the batch took {wall:.1f} s from its first request to its last"
+
+
+def test_waiting_in_the_rate_gate_is_not_counted_against_a_calls_timeout(simulated):
+    """Five 0.4 s calls one at a time (concurrency 1) with a 1 s timeout each: the later ones
+    wait longer than 1 s in the gate, and must not time out for it."""
+    simulated.configure(ttft=0.1, tokens_per_s=100, output_tokens=30)
+    df = run_batch([f"q{i}" for i in range(5)], ["claude"], limits={"anthropic": {"concurrency": 1}},
+                   timeout=1.0)
+    assert list(df.status) == ["ok"] * 5, df[["status", "error"]].to_string()
+
+
+# ----- issue: a reset before the first text token was not retried -----------------------------------
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_that_ends_before_any_text_is_sent_again(simulated, model):
+    """The start event (message_start, response.created...) arrives, then the stream ends: no
+    text was shown, so the retry policy sends it again and the call succeeds."""
+    llmcells.configure(retry_initial_wait=0.01)
+    spec = llmcells.models.resolve(model)
+    simulated.inject("cut", provider=spec.provider, after_tokens=0)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.ok and r.attempts == 2 and r.text, (r.status, r.error)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_cut_after_text_is_not_sent_again(simulated, model):
+    spec = llmcells.models.resolve(model)
+    simulated.inject("cut", provider=spec.provider, after_tokens=3)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.status == "incomplete" and r.attempts == 1 and r.text
+    assert len(simulated.requests) == 1
+
+
+# ----- issue: cut or timed-out calls recorded cost 0.0 --------------------------------------------
+
+
+def test_a_cut_openai_stream_costs_nan_not_zero(simulated):
+    """OpenAI reports usage only at the end: a stream cut after text has no usage, and its cost
+    is unknown (NaN), not a silent 0; a call refused with a 401 cost nothing."""
+    simulated.inject("cut", provider="openai", after_tokens=3)
+    r = llmcells.run(llmcells.ask("hi", "chatgpt", display=False))
+    assert r.status == "incomplete" and math.isnan(r.cost_usd)
+    assert r.price_source == "usage not reported"
+    simulated.inject("401", provider="openai")
+    r = llmcells.run(llmcells.ask("hi", "chatgpt", display=False))
+    assert r.status == "error" and r.cost_usd == 0.0
+
+
+def test_a_first_token_timeout_costs_what_was_reported_or_nan(simulated):
+    """Timed out before the first token: Anthropic had reported the input tokens at
+    message_start, so that is the cost; OpenAI had reported nothing, so the cost is unknown."""
+    llmcells.configure(ttft_timeout=0.3, max_attempts=1)
+    simulated.inject("slow_first_token", provider="openai", delay=2)
+    r = llmcells.run(llmcells.ask("hi", "chatgpt", display=False))
+    assert r.error_kind == "timeout" and math.isnan(r.cost_usd)
+    simulated.inject("slow_first_token", provider="anthropic", delay=2)
+    r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+    assert r.error_kind == "timeout" and r.usage.input_tokens > 0 and r.cost_usd > 0
+
+
+# ----- issue: ledger rows lost when text can't be encoded as UTF-8 -----------------------------
+
+
+def test_a_prompt_with_an_unpaired_surrogate_still_leaves_a_ledger_row(simulated):
+    llmcells.configure(store_text=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = llmcells.run(llmcells.ask("broken \ud800 text", "claude", display=False))
+        llmcells.run(llmcells.ask("again \udfff", "claude", display=False))
+    rows = llmcells.usage()
+    assert r.call_id in set(rows.call_id) and len(rows) == 2
+    assert all("\ud800" not in (t or "") for t in rows.prompt_text)
+    ours = [w for w in caught if issubclass(w.category, ledger.LedgerWarning)]
+    assert len(ours) == 1 and "replacement" in str(ours[0].message)
+
+
+def test_the_ledger_warning_says_what_to_do_and_warns_again_after_a_recovery(tmp_path, monkeypatch):
+    import errno
+
+    assert "disk is full" in ledger._advice(OSError(errno.ENOSPC, "No space left on device"))
+    assert "LLMCELLS_HOME" in ledger._advice(OSError(errno.EROFS, "Read-only file system"))
+    assert "damaged" in ledger._advice(Exception("file is not a database"))
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("LLMCELLS_HOME", str(home))
+    blocker = home / "ledger.sqlite"
+    result = llmcells.Result(model="anthropic:x", provider="anthropic", call_id="a1", status="ok")
+    ledger.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blocker.mkdir()               # a folder where the file should be: no one can open it, root included
+        ledger.record(result, prompt="p")
+        ledger.record(result.replace(call_id="a2"), prompt="p")
+        during_first = [w for w in caught if issubclass(w.category, ledger.LedgerWarning)]
+        blocker.rmdir()               # fixed: the next record writes the kept rows too
+        ledger.record(result.replace(call_id="a3"), prompt="p")
+        ledger.close()
+        blocker.unlink()
+        blocker.mkdir()               # a second outage later in the same process
+        ledger.record(result.replace(call_id="a4"), prompt="p")
+        ours = [w for w in caught if issubclass(w.category, ledger.LedgerWarning)]
+    assert len(during_first) == 1 and during_first[0].filename == "llmcells"
+    message = str(during_first[0].message)
+    assert "runner.py" not in message and "Calls still run" in message
+    assert len(ours) == 2, [str(w.message) for w in ours]
+
+
+# ----- issue: the answer's text ---------------------------------------------------------------------
+
+
+def test_a_long_answer_is_joined_once(simulated):
+    """A 20,000-piece answer: the Result holds it whole and in order."""
+    simulated.configure(ttft=0.0, tokens_per_s=0, output_tokens=20_000)
+    r = llmcells.run(llmcells.ask("long", "claude", max_tokens=30_000, display=False))
+    assert r.ok and r.usage.output_tokens == 20_000 and len(r.text) > 60_000
+
+
+def test_pieces_with_split_surrogate_pairs_are_rejoined():
+    """The engine's text assembly: halves of a pair in two deltas become one character; a lone
+    half left at the end becomes U+FFFD, so print(result.text) always works."""
+    from llmcells.engine import _Call
+
+    call = _Call.__new__(_Call)
+    call.pieces, call.held = [], ""
+    for piece in ["smile ", "\ud83d", "\ude00", " and ", "x\ud83d", "\ude03!"]:
+        text = call._piece(piece)
+        if text:
+            call.pieces.append(text)
+    assert call.text() == "smile 😀 and x😃!"
+    call.pieces, call.held = ["a"], ""
+    assert call._piece("b\ud83d") == "b" and call.text() == "a\ufffd"
+    call.text().encode("utf-8")
+
+
+# ----- issue 13: the prompt is the cell as written ----------------------------------------------------
+
+
+def test_a_magic_sends_the_cell_as_written(simulated, shell):
+    shell.run_cell_magic("claude", "--no-display", "say hi\n")
+    shell.run_cell_magic("claude", "--no-display", "say hi  \n\n")
+    llmcells.run(llmcells.ask("say hi", "claude", display=False))
+    sent = [r.body["messages"][-1]["content"] for r in simulated.requests]
+    assert sent == ["say hi", "say hi", "say hi"]
+
+
+# ----- issue 13: structure --------------------------------------------------------------------------
+
+
+def test_one_parser_of_model_ids():
+    assert parse_id("openai:gpt-4.1-mini") == ("openai", "gpt-4.1-mini")
+    assert parse_id(" Gemini : gemini-2.5-pro ") == ("gemini", "gemini-2.5-pro")
+    assert parse_id("ollama:llama3.2:8b") == ("ollama", "llama3.2:8b")
+    assert parse_id("chatgpt") == ("", "chatgpt")
+
+
+def test_every_registry_row_has_a_generated_magic(shell):
+    for row in PROVIDERS.values():
+        magic = shell.find_cell_magic(row.alias)
+        assert magic is not None, row.alias
+        doc = magic.__doc__
+        assert f"%%{row.alias}" in doc and row.default_id in doc and "--continue" in doc
+        assert row.product in doc
+
+
+def test_session_reset_restores_a_fresh_session(simulated):
+    llmcells.add_alias("fast", "openai:gpt-4.1-nano")
+    llmcells.add_endpoint("local", "http://127.0.0.1:9/v1")
+    llmcells.set_price("openai:x", input=1, output=2)
+    from llmcells.batches import set_rate_limit
+
+    set_rate_limit("openai", rpm=5)
+    llmcells.run(llmcells.ask("hi", "claude", display=False))
+    assert session.clients and session.simulator_url
+    session.reset()
+    assert llmcells.aliases() == {row.alias: row.default_id for row in PROVIDERS.values()}
+    assert not session.endpoints and not session.prices and not session.rate_limits
+    assert not session.clients and session.simulator_url is None
+    assert llmcells.models.resolve("claude").base_url is None
+
+
+def test_an_observer_that_raises_is_logged_at_debug_and_never_breaks_the_call(simulated, caplog):
+    from llmcells.engine import execute
+    from llmcells.calls import make_plan
+    from llmcells.types import CallObserver
+
+    class Broken(CallObserver):
+        def on_start(self, info):
+            raise RuntimeError("observer bug")
+
+    with caplog.at_level(logging.DEBUG, logger="llmcells"):
+        r = _loop.run(execute(make_plan("hi", "claude"), Broken()))
+    assert r.ok
+    assert any("observer raised" in rec.getMessage() for rec in caplog.records)
+    assert "sim-key" not in caplog.text
+
+
+def test_a_cancelled_execute_returns_its_result(simulated):
+    """The engine returns the Result of a cancelled call (no holder objects needed)."""
+    import asyncio
+
+    from llmcells.calls import make_plan
+    from llmcells.engine import execute
+
+    simulated.inject("slow_first_token", delay=5)
+
+    async def go():
+        task = asyncio.ensure_future(execute(make_plan("hi", "claude")))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        return await task
+
+    r = _loop.run(go())
+    assert r.status == "cancelled" and r.call_id in set(llmcells.usage().call_id)
+
+
+def test_unload_ext_stops_the_loop_thread():
+    code = textwrap.dedent("""
+        import threading
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "llmcells")
+        from llmcells import _loop
+        _loop.get_loop()
+        assert any(t.name == "llmcells-loop" for t in threading.enumerate())
+        ip.run_line_magic("unload_ext", "llmcells")
+        assert not any(t.name == "llmcells-loop" for t in threading.enumerate()), threading.enumerate()
+        ip.run_line_magic("load_ext", "llmcells")
+        assert _loop.run(__import__("asyncio").sleep(0, "again")) == "again"
+        print("OK")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_load_ext_warms_up_the_sdks_of_the_providers_with_a_key(tmp_path):
+    """With only an OpenAI key set, %load_ext starts importing openai in the background (and not
+    anthropic or google-genai); the import finishes without any call being made."""
+    code = textwrap.dedent("""
+        import sys
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "llmcells")
+        from llmcells import warmup
+        warmup.wait(60)
+        print(sorted(m for m in ("openai", "anthropic", "google.genai", "llmcells.engine") if m in sys.modules))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(OPENAI_API_KEY="sk-test-not-real", LLMCELLS_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['llmcells.engine', 'openai']"
+
+
+def test_load_ext_itself_imports_no_sdk():
+    code = textwrap.dedent("""
+        import sys, threading
+        threading.Thread.start = lambda self: None   # no warm-up thread: see what load_ext itself imports
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "llmcells")
+        print(sorted(m for m in ("openai", "anthropic", "google.genai", "pandas", "ipywidgets") if m in sys.modules))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["OPENAI_API_KEY"] = "sk-test-not-real"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-1000:])
