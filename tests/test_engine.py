@@ -149,7 +149,7 @@ def test_the_ledger_warning_says_what_to_do_and_warns_again_after_a_recovery(tmp
         ours = [w for w in caught if issubclass(w.category, ledger.LedgerWarning)]
     assert len(during_first) == 1 and during_first[0].filename == "llmcells"
     message = str(during_first[0].message)
-    assert "runner.py" not in message and "Calls still run" in message
+    assert "runner.py" not in message and "calls still run" in message
     assert len(ours) == 2, [str(w.message) for w in ours]
 
 

@@ -360,7 +360,10 @@ async def _persist(result: Result, plan: CallPlan) -> None:
     and wait until it is committed, through any further cancellation: a row is never dropped."""
     from . import ledger
 
-    keep = (lambda: _keep(result, plan)) if result.ok and not result.cached else None
+    keeps = result.ok and not result.cached and (plan.cache or plan.store_key)
+    if not keeps and ledger.write_now(result, prompt=plan.request.prompt, system=plan.request.system):
+        return  # committed right here (the common case: no thread round trip)
+    keep = (lambda: _keep(result, plan)) if keeps else None
     done = asyncio.wrap_future(ledger.write(result, prompt=plan.request.prompt,
                                             system=plan.request.system, after=keep))
     while not done.done():

@@ -151,6 +151,9 @@ def _open(p: Path) -> sqlite3.Connection:
             # NORMAL in WAL mode: a committed row survives a process crash (SIGKILL); only an
             # OS crash / power cut can lose the last commits.
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints (copying the WAL into the database, with an fsync) are run by the
+            # writer thread, never inside a commit made on the event loop (see write_now).
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(_CREATE)
             have = {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
             for c, t, _ in _SCHEMA:          # an older ledger: add the columns it lacks
@@ -197,15 +200,15 @@ def _advice(exc: BaseException) -> str:
     text = str(exc).lower()
     code = getattr(exc, "errno", None) or getattr(getattr(exc, "__cause__", None), "errno", None)
     if code == errno.ENOSPC or "full" in text:
-        return "the disk is full; free some space"
+        return "The disk is full: free some space"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text \
             or "permission" in text or "unable to open" in text:
-        return "the folder is not writable; set LLMCELLS_HOME to a writable folder"
+        return "The folder is not writable: set LLMCELLS_HOME to a writable folder"
     if "locked" in text or "busy" in text:
-        return "another program holds it locked; close it or wait"
+        return "Another program holds it locked: close it, or wait"
     if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return "the file is damaged; move it away to start a new ledger"
-    return "check the file and its folder"
+        return "The file is damaged: Move the file away to start a new ledger"
+    return "Check the file and its folder"
 
 
 def _warn_once(p: Path | str, exc: BaseException, *, reading: bool = False) -> None:
@@ -218,9 +221,9 @@ def _warn_once(p: Path | str, exc: BaseException, *, reading: bool = False) -> N
         _warned.add(key)
     what = "read" if reading else "write"
     warnings.warn_explicit(
-        f"llmcells could not {what} the usage ledger at {p} ({one_line_error(exc)}): {_advice(exc)}. "
-        + ("" if reading else "Calls still run; their rows are kept in memory and written once "
-                              "the ledger works again."),
+        f"llmcells could not {what} the usage ledger at {p} ({one_line_error(exc)}). {_advice(exc)}; "
+        + ("calls still run." if reading else "calls still run, and their rows are kept in memory "
+                                              "and written once the ledger works again."),
         LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
 
@@ -394,23 +397,83 @@ _writer_thread: threading.Thread | None = None
 _writer_lock = threading.Lock()
 
 
+#: rows committed since the last checkpoint of the WAL, and how many make the writer run one
+_since_checkpoint = 0
+_CHECKPOINT_ROWS = 1000
+
+
+def write_now(result: "Result", *, prompt: str, system: str | None = None) -> bool:
+    """Commit result's row on the calling thread if that can be done at once: the ledger is
+    open, nothing is waiting to be written, and no other thread or process holds it. True when
+    committed (it would survive a SIGKILL); False when it must go through `write()` instead.
+
+    About 0.1 ms, against about twice that for the round trip to the writer thread: the engine
+    tries this first, so that a call costs no more than its commit.
+    """
+    global _since_checkpoint
+    if not _lock.acquire(blocking=False):
+        return False
+    try:
+        p = _path_noraise()
+        key = str(p)
+        conn = _conns.get(key)
+        if conn is None or _unsaved.get(key) or not _queue.empty():
+            return False
+        row = row_from_result(result, prompt=prompt, system=system)
+        conn.execute("PRAGMA busy_timeout=0")  # another process writing: don't wait here
+        try:
+            conn.execute(_INSERT, row)             # autocommit: committed on return
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    except Exception as exc:  # busy, unencodable text, a broken file: the writer thread deals
+        log.debug("direct ledger write not possible: %s", one_line_error(exc))
+        return False
+    finally:
+        _lock.release()
+    _warned.discard(key)
+    _since_checkpoint += 1
+    if _since_checkpoint >= _CHECKPOINT_ROWS:
+        _queue.put(None)  # wake the writer thread for a checkpoint
+        _ensure_writer()
+    return True
+
+
 def write(result: "Result", *, prompt: str, system: str | None = None,
           after: Any = None) -> "concurrent.futures.Future[None]":
     """Record result on the ledger's writer thread; the returned future is done once the row is
     committed (and `after()`, if given, has run). Rows that arrive while one commit runs are
     committed together, so many concurrent calls cost one commit, not one each."""
-    global _writer_thread
     fut: concurrent.futures.Future[None] = concurrent.futures.Future()
     _queue.put((result, prompt, system, after, fut))
+    _ensure_writer()
+    return fut
+
+
+def _ensure_writer() -> None:
+    global _writer_thread
     if _writer_thread is None or not _writer_thread.is_alive():
         with _writer_lock:
             if _writer_thread is None or not _writer_thread.is_alive():
                 _writer_thread = threading.Thread(target=_serve, name="llmcells-ledger", daemon=True)
                 _writer_thread.start()
-    return fut
+
+
+def _checkpoint() -> None:
+    """Copy the WAL into the database file (PASSIVE: never waits for readers or writers)."""
+    global _since_checkpoint
+    with _lock:
+        conn = _conns.get(str(_path_noraise()))
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            _since_checkpoint = 0
+        except sqlite3.Error as exc:
+            log.debug("ledger checkpoint: %s", one_line_error(exc))
 
 
 def _serve() -> None:
+    global _since_checkpoint
     while True:
         batch = [_queue.get()]
         while True:
@@ -418,8 +481,13 @@ def _serve() -> None:
                 batch.append(_queue.get_nowait())
             except queue.Empty:
                 break
+        batch = [item for item in batch if item is not None]  # None: only a checkpoint request
         try:
-            _record_rows([_row_or_fallback(r, prompt, system) for r, prompt, system, _, _ in batch])
+            if batch:
+                _record_rows([_row_or_fallback(r, prompt, system) for r, prompt, system, _, _ in batch])
+                _since_checkpoint += len(batch)
+            if _since_checkpoint >= _CHECKPOINT_ROWS:
+                _checkpoint()
         except BaseException as exc:  # never let the writer die with callers waiting
             log.debug("ledger writer: %s", one_line_error(exc))
         for _, _, _, after, fut in batch:
