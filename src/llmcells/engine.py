@@ -67,6 +67,11 @@ async def client_for(plan: CallPlan, key: str) -> Any:
         # and once, however many calls are waiting for it.
         client = session.clients[cache_key] = asyncio.ensure_future(
             asyncio.to_thread(lambda: get_provider(spec.adapter).make_client(options)))
+        # What the end of the call needs (pricing data, the ledger) is imported meanwhile, in
+        # the background, while the request is out: a script's first call pays only for its SDK.
+        from . import warmup
+
+        warmup.start([spec.provider] if spec.provider in warmup.PROVIDERS else [])
     if isinstance(client, asyncio.Future):
         try:
             built = await asyncio.shield(client)

@@ -15,9 +15,12 @@ import logging
 import sys
 import threading
 
+from .registry import PROVIDERS
+
 log = logging.getLogger("llmcells")
 
 _started: set[str] = set()
+_asked: set[tuple[tuple[str, ...], bool]] = set()
 _lock = threading.Lock()
 _threads: list[threading.Thread] = []
 
@@ -33,8 +36,6 @@ def needed_providers() -> list[str]:
 
 def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
     """The modules to import ahead for providers, in the order the first call needs them."""
-    from .registry import PROVIDERS
-
     names = ["llmcells.engine", "llmcells.ledger"]
     for p in providers:
         row = PROVIDERS[p]
@@ -48,8 +49,14 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
 def start(providers: list[str] | None = None, *, notebook: bool = False) -> threading.Thread | None:
     """Import what `providers` need (default: needed_providers()) in a daemon thread; modules
     already imported or already being warmed are skipped. Returns the thread, if one started."""
-    names = [n for n in modules_for(needed_providers() if providers is None else providers,
-                                    notebook=notebook) if n not in _started]
+    providers = needed_providers() if providers is None else providers
+    if not providers:  # no key and no simulator: the first call can only say so, fast
+        return None
+    asked = (tuple(providers), notebook)
+    if asked in _asked:  # every call after the first: nothing to do
+        return None
+    _asked.add(asked)
+    names = [n for n in modules_for(providers, notebook=notebook) if n not in _started]
     with _lock:
         names = [n for n in names if n not in _started]
         _started.update(names)
@@ -59,9 +66,10 @@ def start(providers: list[str] | None = None, *, notebook: bool = False) -> thre
     def work() -> None:
         # An import holds the GIL for long stretches; with the default 5 ms switch interval a
         # thread that needs the GIL back after every short wait (the kernel answering an
-        # interrupt, the loop thread streaming) gets it only every 5 ms. A shorter interval while
-        # warming keeps the rest of the process responsive.
-        with _short_switch_interval():
+        # interrupt) gets it only every 5 ms. In a notebook, a shorter interval while warming
+        # keeps the kernel responsive; a script has no one waiting, and would only pay for the
+        # extra switches.
+        with _short_switch_interval() if notebook else contextlib.nullcontext():
             for name in names:
                 try:
                     importlib.import_module(name)
