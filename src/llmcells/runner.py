@@ -148,6 +148,7 @@ class _Attempt:
         self.reasoning: list[str] = []
         self.usage = Usage()
         self.response_model: str | None = None
+        self.service_tier: str | None = None  # as the provider answered: it sets the price
         self.finish_reason: str | None = None
         self.ttft: float | None = None
         self.attempts = 0
@@ -201,6 +202,7 @@ class _Attempt:
                     self.reasoning.append(event.text)
                 elif isinstance(event, ResponseInfo):
                     self.response_model = event.response_model or self.response_model
+                    self.service_tier = event.service_tier or self.service_tier
                 elif isinstance(event, Finish):
                     finished = True
                     self.finish_reason = event.reason
@@ -298,6 +300,7 @@ async def _finish(result: Result, state: _Attempt, observer: CallObserver, plan:
     result.reasoning = "".join(state.reasoning)
     result.usage = state.usage
     result.response_model = state.response_model
+    result.service_tier = state.service_tier
     result.finish_reason = state.finish_reason
     result.ttft_s = state.ttft
     result.latency_s = time.monotonic() - state.t0
@@ -365,15 +368,10 @@ def _keep(result: Result, plan: CallPlan) -> None:
 
 
 def _price(result: Result, plan: CallPlan) -> None:
-    if result.cached:
-        result.cost_usd = 0.0
-        return
     try:
-        from .pricing import cost
+        from .pricing import price_result
 
-        result.cost_usd, result.price_source = cost(
-            plan.spec.provider, result.response_model or plan.spec.name, result.usage,
-            requested=plan.spec.name)
+        price_result(result, plan.spec)
     except Exception:
         result.cost_usd = math.nan
 
