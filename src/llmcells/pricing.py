@@ -48,8 +48,9 @@ from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
 from .types import Usage
 
-__all__ = ["cost", "price", "estimate_cost", "set_price", "clear_prices", "prices", "PriceWarning",
-           "PriceBasis", "USER_PRICE_SOURCE", "data_info", "update_prices", "BatchEstimator"]
+__all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices", "prices",
+           "PriceWarning", "PriceBasis", "USER_PRICE_SOURCE", "data_info", "update_prices",
+           "BatchEstimator", "price_result", "rows_cost"]
 
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
@@ -232,12 +233,13 @@ def _latest_change(snap: Any) -> str | None:
 
 
 def _data_date(snap: Any) -> str:
-    latest = _latest_change(snap) or "unknown"
-    if snap.from_auto_update or snap is not _bundled():
-        stamp = snap.timestamp
-        return f"{latest} (fetched {stamp:%Y-%m-%d %H:%M})" if snap.from_auto_update else \
-            f"{latest} (custom {stamp:%Y-%m-%d %H:%M})"
-    return latest
+    """The date of the data: the latest price change it records (scheduled ones included), and
+    for data not bundled with the package, when it was fetched or made."""
+    latest = _latest_change(snap) or "undated"
+    if snap is _bundled():
+        return f"{latest} (bundled)"
+    how = "fetched" if snap.from_auto_update else "custom"
+    return f"{latest} ({how} {snap.timestamp:%Y-%m-%d %H:%M})"
 
 
 def _bundled() -> Any:
@@ -727,19 +729,28 @@ def price_result(result: Any, spec: Any) -> None:
 # ----- fresh data on request -----------------------------------------------------------------------
 
 
-def update_prices(*, fetch: Any = None, timeout: float = 15.0) -> tuple[str, str]:
+#: where `%llmcells prices update` fetches from (default: genai-prices' own URL)
+PRICES_URL_ENV = "LLMCELLS_PRICES_URL"
+
+
+def update_prices(*, url: str | None = None, fetch: Any = None, timeout: float = 15.0
+                  ) -> tuple[str, str]:
     """Fetch genai-prices' latest data now and use it (one fetch, no background thread).
 
     Returns (data date before, data date after). Raises ConfigError with one line when the fetch
-    fails (no network, bad data). fetch: a callable returning a DataSnapshot (tests, mirrors);
-    default: genai_prices.UpdatePrices().fetch.
+    fails (no network, bad data). url: default $LLMCELLS_PRICES_URL, else genai-prices' URL;
+    fetch: a callable returning a DataSnapshot, instead of fetching from url.
     """
+    import os
+
     from genai_prices import UpdatePrices
+    from genai_prices.update_prices import DEFAULT_UPDATE_URL
     from genai_prices.data_snapshot import set_custom_snapshot
 
     before = _state().data_date
+    url = url or os.environ.get(PRICES_URL_ENV) or DEFAULT_UPDATE_URL
     try:
-        snap = (fetch or UpdatePrices(request_timeout=_timeout(timeout)).fetch)()
+        snap = (fetch or UpdatePrices(url=url, request_timeout=_timeout(timeout)).fetch)()
     except Exception as exc:  # network down, HTTP error, invalid JSON: one line, not a traceback
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"Could not update genai-prices data ({type(exc).__name__}: "
@@ -748,6 +759,22 @@ def update_prices(*, fetch: Any = None, timeout: float = 15.0) -> tuple[str, str
         raise ConfigError(f"genai-prices returned no data; still using the data of {before}.")
     set_custom_snapshot(snap)
     return before, _state(snap).data_date
+
+
+def prices_command(words: list[str]) -> Any:
+    """`%llmcells prices`: one line on the price data in use (and the set_price prices);
+    `%llmcells prices update`: fetch the latest data, one line with its date before and after."""
+    if words and words[0].lower() == "update":
+        before, after = update_prices()
+        print(f"genai-prices data updated: {before} -> {after}.")
+        return None
+    if words:
+        raise ConfigError(f"prices takes no argument or 'update', not {words[0]!r}.")
+    info = data_info()
+    print(f"genai-prices {info['version']}, {info['data']} data of {info['data_date']} (offline; "
+          "`%llmcells prices update` fetches the latest)." +
+          (f" set_price: {len(_user_prices)} price(s)." if _user_prices else ""))
+    return prices() or None
 
 
 def _timeout(seconds: float) -> Any:
