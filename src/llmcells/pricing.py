@@ -407,7 +407,7 @@ def _bases_of(mp: Any, entry: _Entry, st: _State, tier: str | None, processing: 
         for kind in RATE_KINDS:
             hit = nearest(atoms[kind])
             rates.append(0.0 if hit is None else rate(hit[1], inp) * _PER / hit[0].per)
-        request = sum(rate(p, inp) / u.per for u, p in priced if u.usage_key == "requests")
+        request = sum((rate(p, inp) / u.per for u, p in priced if u.usage_key == "requests"), 0.0)
         out.append((level, PriceBasis("genai-prices", _version(), st.data_date, entry.provider.id,
                                       entry.model.id, tier, processing, tuple(rates), request)))
     out.reverse()
