@@ -731,3 +731,59 @@ def test_fast_path_equals_genai_prices_for_every_model():
             assert got == pytest.approx(expected, rel=1e-12, abs=1e-15), (prov.id, m.id, tier, proc)
             checked += 1
     assert checked > 2_000
+
+
+# ----- what-if repricing ---------------------------------------------------------------------------
+
+
+def test_reprice_equals_fresh_calls_at_that_price(keys):
+    import llmcells
+
+    usages = [(12_000, 4_000, 1_800), (300, 0, 40), (90_000, 80_000, 2_500)]
+    for u in usages:
+        assert call("openai:gpt-4o-mini", openai_chat("gpt-4o-mini-2024-07-18", oa_usage(*u), "default")).ok
+    frame = ledger.usage()
+    # the same usage answered by gpt-5-mini, and by gpt-5-mini on the flex tier
+    fresh = [call("openai:gpt-5-mini", openai_chat("gpt-5-mini", oa_usage(*u), "default")) for u in usages]
+    flex = [call("openai:gpt-5-mini", openai_chat("gpt-5-mini", oa_usage(*u), "flex")) for u in usages]
+
+    what = llmcells.reprice(frame, model="gpt-5-mini")
+    assert len(what) == len(frame) and list(what["call_id"]) == list(frame["call_id"])
+    assert what["cost_usd"].tolist() == [r.cost_usd for r in fresh]
+    assert what["actual_cost_usd"].tolist() == frame["cost_usd"].tolist()
+    assert set(what["priced_as"]) == {"openai:gpt-5-mini"} and set(what["price_model"]) == {"gpt-5-mini"}
+    same = [c for c in frame.columns
+            if not c.startswith("price_") and c not in ("cost_usd", "service_tier", "processing")]
+    assert what[same].equals(frame[same])        # the same rows otherwise
+
+    assert llmcells.reprice(frame, model="openai:gpt-5-mini", tier="flex")["cost_usd"].tolist() == \
+        [r.cost_usd for r in flex]
+    # provider batch processing: half of gpt-5-mini's live price in genai-prices' data
+    batch = llmcells.reprice(frame, model="gpt-5-mini", processing="batch")
+    assert batch["cost_usd"].tolist() == pytest.approx([r.cost_usd / 2 for r in fresh], rel=1e-12)
+    assert set(batch["processing"]) == {"batch"}
+    # each row at its own model and date gives back what was recorded
+    assert llmcells.reprice(frame)["cost_usd"].tolist() == frame["cost_usd"].tolist()
+    # as of a date before gpt-4o-mini's priority price existed, priority costs the default price
+    early = llmcells.reprice(frame, tier="priority", as_of="2026-01-01")["cost_usd"].tolist()
+    assert early == pytest.approx(frame["cost_usd"].tolist(), rel=1e-12)
+    assert llmcells.reprice(frame, tier="priority", as_of="now")["cost_usd"].sum() > frame["cost_usd"].sum()
+    with pytest.raises(ConfigError):
+        llmcells.reprice(frame, processing="overnight")
+
+
+def test_whatif_table_actual_whatif_difference(keys):
+    from llmcells.repricing import whatif
+
+    call("openai:gpt-4o-mini", openai_chat("gpt-4o-mini", oa_usage(10_000, 0, 1_000), "default"))
+    call("anthropic:claude-haiku-4-5",
+         anthropic_stream("claude-haiku-4-5-20251001", an_usage(10_000, 0, 0, 0), 1_000))
+    t = whatif("gpt-5-mini")
+    assert list(t.columns) == ["model", "calls", "actual_usd", "whatif_usd", "difference_usd"]
+    t = t.set_index("model")
+    gpt5 = (10_000 * 0.25 + 1_000 * 2) / M
+    assert t.loc["openai:gpt-4o-mini", "actual_usd"] == pytest.approx((10_000 * 0.15 + 1_000 * 0.6) / M)
+    assert t.loc["anthropic:claude-haiku-4-5", "actual_usd"] == pytest.approx((10_000 * 1 + 1_000 * 5) / M)
+    assert t["whatif_usd"].iloc[:2].tolist() == pytest.approx([gpt5, gpt5])
+    assert t.loc["total", "calls"] == 2
+    assert t.loc["total", "difference_usd"] == pytest.approx(2 * gpt5 - t["actual_usd"].iloc[:2].sum())

@@ -70,15 +70,11 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
     import pandas as pd
 
     from . import pricing
-    from .models import resolve
 
     if processing is not None and processing not in _PROCESSING:
         raise ConfigError(f"processing={processing!r}: use 'live' or 'batch'.")
     when_all = _as_epoch(as_of)
-    target = None
-    if model is not None:
-        spec = resolve(model)
-        target = (spec.provider, spec.name, None if spec.simulated else spec.base_url, spec.id)
+    target = _target(model) if model is not None else None
     out = frame.copy()
     n = len(out)
     col = {c: (out[c].tolist() if c in out.columns else [None] * n) for c in (
@@ -123,6 +119,29 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
     out["price_model"] = [b.model if b is not None else None for b in bases]
     out["price_rates"] = [b.rates_json if b is not None else None for b in bases]
     return out
+
+
+def _target(model: str) -> tuple[str, str, str | None, str]:
+    """(provider, name, base URL, label) of the model to price as: an alias or provider:model,
+    or a bare name that genai-prices places with one of the three providers ("gpt-5-mini")."""
+    from .models import resolve
+
+    try:
+        spec = resolve(model)
+    except ConfigError:
+        name = model.strip() if isinstance(model, str) else ""
+        if not name or ":" in name:
+            raise
+        from genai_prices.data_snapshot import get_snapshot
+
+        try:
+            prov = get_snapshot().find_provider(name.lower(), None, None).id
+        except LookupError:
+            prov = None
+        if prov not in ("openai", "anthropic", "google"):
+            raise
+        return prov, name, None, f"{prov}:{name}"
+    return spec.provider, spec.name, None if spec.simulated else spec.base_url, spec.id
 
 
 def _nan(x: Any) -> bool:
