@@ -344,7 +344,7 @@ def test_costs_count_real_spend_unless_asked():
 def test_provenance_columns_are_recorded():
     from llmcells.pricing import PriceBasis
 
-    basis = PriceBasis("genai-prices", "0.2.3", "2026-10-14 (bundled)", "openai", "gpt-5-mini",
+    basis = PriceBasis("genai-prices", "0.2.3", "bundled, prices to 2026-10-14", "openai", "gpt-5-mini",
                        "flex", "live", (0.125, 0.0125, 0.125, 0.125, 1.0, 1.0))
     r = make(provider="openai", model="openai:gpt-5-mini", service_tier="flex", price_basis=basis,
              usage=Usage(input_tokens=1_000, cached_input_tokens=200, output_tokens=100,
@@ -353,7 +353,7 @@ def test_provenance_columns_are_recorded():
     ledger.record(r, prompt="p")
     row = ledger.usage().iloc[0]
     assert row["service_tier"] == "flex" and row["processing"] == "live"
-    assert row["price_version"] == "0.2.3" and row["price_data_date"] == "2026-10-14 (bundled)"
+    assert row["price_version"] == "0.2.3" and row["price_data_date"] == "bundled, prices to 2026-10-14"
     assert row["price_provider"] == "openai" and row["price_model"] == "gpt-5-mini"
     assert PriceBasis.from_row(row.to_dict()).rates == basis.rates
     assert row["cost_usd"] == (800 * 0.125 + 200 * 0.0125 + 100 * 1.0) / 1e6

@@ -523,11 +523,9 @@ def test_data_update_mid_session_reprices_every_name(restore_data):
     assert pricing.cost("openai", "gpt-4o-mini-2024-07-18", u)[0] == pytest.approx(old, rel=1e-12)
 
 
-def test_update_prices_fetches_over_http_and_reports_dates(restore_data):
+def _serve_data(body: bytes):
     import http.server
     import threading
-
-    body = json.dumps(NEW_DATA).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -542,11 +540,17 @@ def test_update_prices_fetches_over_http_and_reports_dates(restore_data):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_update_prices_fetches_over_http_and_reports_dates(restore_data):
+    server = _serve_data(json.dumps(NEW_DATA).encode())
     try:
         before, after = pricing.update_prices(url=f"http://127.0.0.1:{server.server_port}/data.json")
     finally:
         server.shutdown()
-    assert before.endswith("(bundled)") and "fetched" in after and after.startswith("2026-01-01")
+    assert before.startswith("bundled, prices to ") and after.startswith("fetched ")
+    assert after.endswith(", prices to 2026-01-01")
     assert pricing.cost("openai", "gpt-4o-mini", Usage(input_tokens=1_000))[0] == \
         pytest.approx(1_000 * 0.30 / M)
 
@@ -561,7 +565,7 @@ def test_update_prices_network_failure_is_one_line(restore_data):
         pricing.update_prices(url=f"http://127.0.0.1:{port}/data.json", timeout=3)
     msg = str(err.value)
     assert "\n" not in msg and "Could not update genai-prices data" in msg
-    assert "still using the data of" in msg and "(bundled)" in msg
+    assert "still using the data of bundled, prices to" in msg
     assert pricing.data_info()["data"] == "bundled"
 
 
@@ -787,3 +791,41 @@ def test_whatif_table_actual_whatif_difference(keys):
     assert t["whatif_usd"].iloc[:2].tolist() == pytest.approx([gpt5, gpt5])
     assert t.loc["total", "calls"] == 2
     assert t.loc["total", "difference_usd"] == pytest.approx(2 * gpt5 - t["actual_usd"].iloc[:2].sum())
+
+
+# ----- the magics ------------------------------------------------------------------------------------
+
+
+def test_magic_costs_whatif_and_prices(shell, keys, capsys, restore_data):
+    call("openai:gpt-4o-mini", openai_chat("gpt-4o-mini", oa_usage(10_000, 0, 1_000), "default"))
+    t = shell.run_line_magic("llmcells", "costs --whatif gpt-5-mini")
+    assert list(t.columns) == ["model", "calls", "actual_usd", "whatif_usd", "difference_usd"]
+    assert t["whatif_usd"].iloc[0] == pytest.approx((10_000 * 0.25 + 1_000 * 2) / M, rel=1e-12)
+    flex = shell.run_line_magic("llmcells", "costs --whatif gpt-5-mini --tier flex --batch")
+    assert flex["whatif_usd"].iloc[0] == pytest.approx((10_000 * 0.125 + 1_000 * 1) / M, rel=1e-12)
+    shell.run_line_magic("llmcells", "prices")
+    assert "price data: bundled, prices to" in capsys.readouterr().out
+
+
+def test_magic_prices_update_offline_is_one_line(shell, monkeypatch, restore_data):
+    from IPython.core.error import UsageError
+
+    monkeypatch.setenv(pricing.PRICES_URL_ENV, "http://127.0.0.1:9/data.json")   # nothing there
+    with pytest.raises(UsageError) as err:
+        shell.run_line_magic("llmcells", "prices update")
+    assert "\n" not in str(err.value) and "Could not update genai-prices data" in str(err.value)
+    with pytest.raises(UsageError, match="prices takes no argument or 'update'"):
+        shell.run_line_magic("llmcells", "prices frobnicate")
+
+
+def test_magic_prices_update_says_the_dates(shell, monkeypatch, capsys, restore_data):
+    server = _serve_data(json.dumps(NEW_DATA).encode())
+    monkeypatch.setenv(pricing.PRICES_URL_ENV, f"http://127.0.0.1:{server.server_port}/data.json")
+    try:
+        shell.run_line_magic("llmcells", "prices update")
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0
+    assert out.startswith("genai-prices data updated: bundled, prices to ")
+    assert "-> fetched " in out and out.endswith(", prices to 2026-01-01.")

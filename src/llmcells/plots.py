@@ -108,17 +108,28 @@ def plot_costs(by: str = "day", frame: "pd.DataFrame | None" = None, *,
         left.set_xticks(x, labels, rotation=30 if len(x) > 4 else 0, ha="right" if len(x) > 4 else "center")
         left.set_title("Cost per day, by model")
     else:
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
         order = np.argsort(ts.to_numpy(), kind="stable")
         t = ts.dt.tz_localize(None).to_numpy()[order]
-        per_model = []
         costs = df["cost_usd"].to_numpy()[order]
         names = df["model"].to_numpy()[order]
+        # from zero just before the first call to the total just after the last
+        span = (t[-1] - t[0]) if len(t) > 1 else np.timedelta64(60, "s")
+        pad = max(span / 50, np.timedelta64(1, "s"))
+        t = np.concatenate([[t[0] - pad], t, [t[-1] + pad]])
+        per_model = []
         for m in models:
-            per_model.append(np.cumsum(np.where(names == m, costs, 0.0)))
+            steps = np.cumsum(np.where(names == m, costs, 0.0))
+            per_model.append(np.concatenate([[0.0], steps, steps[-1:]]))
         left.stackplot(t, *per_model, labels=models, colors=[colours[m] for m in models], step="post")
+        locator = AutoDateLocator()
+        left.xaxis.set_major_locator(locator)
+        left.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         left.set_title("Cumulative cost over time, by model")
-        fig.autofmt_xdate() if len(t) > 1 else None
+        bottom = np.sum([p[-1] for p in per_model])
     left.set_ylabel("USD")
+    left.set_ylim(0, float(np.max(bottom)) * 1.4 or 1.0)   # headroom for the legend
     left.legend(loc="upper left", fontsize=8, frameon=False)
 
     for m in models:

@@ -237,9 +237,9 @@ def _data_date(snap: Any) -> str:
     for data not bundled with the package, when it was fetched or made."""
     latest = _latest_change(snap) or "undated"
     if snap is _bundled():
-        return f"{latest} (bundled)"
+        return f"bundled, prices to {latest}"
     how = "fetched" if snap.from_auto_update else "custom"
-    return f"{latest} ({how} {snap.timestamp:%Y-%m-%d %H:%M})"
+    return f"{how} {snap.timestamp:%Y-%m-%d %H:%M}, prices to {latest}"
 
 
 def _bundled() -> Any:
@@ -771,7 +771,7 @@ def prices_command(words: list[str]) -> Any:
     if words:
         raise ConfigError(f"prices takes no argument or 'update', not {words[0]!r}.")
     info = data_info()
-    print(f"genai-prices {info['version']}, {info['data']} data of {info['data_date']} (offline; "
+    print(f"genai-prices {info['version']}, price data: {info['data_date']} (offline; "
           "`%llmcells prices update` fetches the latest)." +
           (f" set_price: {len(_user_prices)} price(s)." if _user_prices else ""))
     return prices() or None
