@@ -150,6 +150,13 @@ def _apply(rates: tuple[float, ...], request: float, inp: int, cached: int, writ
 def _clean_counts(usage: Usage) -> tuple[int, int, int, int, int, int]:
     """Non-negative, consistent counts: cached + writes <= input, 1h writes <= writes,
     reasoning <= output."""
+    try:                                    # the usual case, checked cheaply: already consistent
+        c = (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens,
+             usage.cache_write_1h_tokens, usage.output_tokens, usage.reasoning_tokens)
+        if min(c) >= 0 and c[1] + c[2] <= c[0] and c[3] <= c[2] and c[5] <= c[4]:
+            return c
+    except (TypeError, AttributeError):
+        pass
     inp = max(int(usage.input_tokens or 0), 0)
     cached = max(int(usage.cached_input_tokens or 0), 0)
     write = max(int(usage.cache_write_tokens or 0), 0)
@@ -205,10 +212,16 @@ def _undated(name: str) -> str | None:
 # ----- genai-prices: the data and what it is --------------------------------------------------------
 
 
-def _snapshot() -> Any:
-    from genai_prices.data_snapshot import get_snapshot
+_get_snapshot: Any = None
 
-    return get_snapshot()
+
+def _snapshot() -> Any:
+    global _get_snapshot
+    if _get_snapshot is None:
+        from genai_prices.data_snapshot import get_snapshot
+
+        _get_snapshot = get_snapshot
+    return _get_snapshot()
 
 
 @functools.lru_cache(maxsize=1)
@@ -666,12 +679,14 @@ def estimate_cost(provider: str, model: str, input_tokens: int, output_tokens: i
 
 class BatchEstimator:
     """Estimates the cost of a batch's next call from the calls of that model already finished:
-    their input tokens per prompt character, share of input read from or written to the cache,
-    and output tokens. Before any call finished: ~4 characters per token, no cache, and the
-    request's max_tokens or 400 output tokens."""
+    their uncached input tokens per prompt character, their cache reads and writes per call (a
+    cached prefix is the same size whatever the question), and their output tokens. Before any
+    call finished: ~4 characters per token, no cache, and the request's max_tokens or 400 output
+    tokens."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, list[float]] = {}   # model id -> [calls, chars, in, cached, write, w1h, out]
+        # model id -> [calls, chars, uncached input, cache reads, cache writes, 1h writes, output]
+        self._seen: dict[str, list[float]] = {}
 
     @staticmethod
     def _chars(plan: Any) -> int:
@@ -684,25 +699,27 @@ class BatchEstimator:
             return
         u = result.usage
         s = self._seen.setdefault(plan.spec.id, [0.0] * 7)
-        for i, v in enumerate((1, self._chars(plan), u.input_tokens, u.cached_input_tokens,
+        uncached = max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, 0)
+        for i, v in enumerate((1, self._chars(plan), uncached, u.cached_input_tokens,
                                u.cache_write_tokens, u.cache_write_1h_tokens, u.output_tokens)):
             s[i] += v
 
     def estimate(self, plan: Any) -> float:
+        """The estimated cost of plan's call (NaN when its price is unknown)."""
         spec, chars = plan.spec, self._chars(plan)
         s = self._seen.get(spec.id)
-        if s and s[1] and s[2]:
-            inp = max(1, round(chars * s[2] / s[1]))
-            share = [x / s[2] for x in s[3:6]]
-            out = plan.request.max_tokens or s[6] / s[0]
+        if s and s[1]:
+            n = s[0]
+            cached, write, write_1h = (round(x / n) for x in s[3:6])
+            inp = round(chars * s[2] / s[1]) + cached + write
+            out = plan.request.max_tokens or s[6] / n
         else:
-            inp, share = chars // 4 + 8, [0.0, 0.0, 0.0]
+            inp, cached, write, write_1h = chars // 4 + 8, 0, 0, 0
             out = plan.request.max_tokens or 400
         try:
             return estimate_cost(spec.provider, spec.name, inp, int(out),
-                                 cached_input_tokens=round(inp * share[0]),
-                                 cache_write_tokens=round(inp * share[1]),
-                                 cache_write_1h_tokens=round(inp * share[2]),
+                                 cached_input_tokens=cached, cache_write_tokens=write,
+                                 cache_write_1h_tokens=write_1h,
                                  base_url=spec.base_url if not spec.simulated else None)
         except Exception:
             return math.nan
