@@ -37,10 +37,10 @@ def live_cost(info: CallInfo, input_tokens: int, output_tokens: int, usage: Usag
         return math.nan
     model = info.model_id.split(":", 1)[1] if ":" in info.model_id else info.model_id
     try:
-        cache = {} if usage is None else {
-            "cached_input_tokens": int(usage.cached_input_tokens or 0),
-            "cache_write_tokens": int(usage.cache_write_tokens or 0),
-            "cache_write_1h_tokens": int(getattr(usage, "cache_write_1h_tokens", 0) or 0)}
+        cache = {} if usage is None else {k: int(v) for k, v in (
+            ("cached_input_tokens", usage.cached_input_tokens),
+            ("cache_write_tokens", usage.cache_write_tokens),
+            ("cache_write_1h_tokens", getattr(usage, "cache_write_1h_tokens", 0))) if v}
         value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens), **cache))
     except Exception:
         return math.nan
