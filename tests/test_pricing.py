@@ -829,3 +829,17 @@ def test_magic_prices_update_says_the_dates(shell, monkeypatch, capsys, restore_
     assert out.count("\n") == 0
     assert out.startswith("genai-prices data updated: bundled, prices to ")
     assert "-> fetched " in out and out.endswith(", prices to 2026-01-01.")
+
+
+def test_resumed_batch_rows_keep_their_price_provenance(simulated):
+    import llmcells
+
+    prompts = ["one", "two"]
+    first = llmcells.run(llmcells.batch(prompts, models=["chatgpt"], display=False, batch_id="keep-price"))
+    assert first.status.eq("ok").all() and first["price_source"].str.startswith("genai-prices").all()
+    again = llmcells.run(llmcells.batch(prompts, models=["chatgpt"], display=False, batch_id="keep-price",
+                                        resume=True))
+    assert again.resumed.all()
+    assert again["price_source"].tolist() == first["price_source"].tolist()
+    assert again["cost_usd"].tolist() == first["cost_usd"].tolist()
+    assert again["service_tier"].tolist() == first["service_tier"].tolist() == ["default", "default"]

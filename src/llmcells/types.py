@@ -182,6 +182,8 @@ class Result:
         row.update(self.usage.as_dict())
         row.update(
             cost_usd=self.cost_usd,
+            price_source=self.price_source,
+            service_tier=self.service_tier,
             latency_s=self.latency_s,
             ttft_s=self.ttft_s,
             tokens_per_s=self.tokens_per_s,
