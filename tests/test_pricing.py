@@ -843,3 +843,60 @@ def test_resumed_batch_rows_keep_their_price_provenance(simulated):
     assert again["price_source"].tolist() == first["price_source"].tolist()
     assert again["cost_usd"].tolist() == first["cost_usd"].tolist()
     assert again["service_tier"].tolist() == first["service_tier"].tolist() == ["default", "default"]
+
+
+# ----- plots and lazy imports ---------------------------------------------------------------------
+
+
+def test_plot_costs_renders_png_headless(keys):
+    import llmcells
+
+    for u in [(12_000, 4_000, 1_800), (300, 0, 40)]:
+        call("openai:gpt-5-mini", openai_chat("gpt-5-mini", oa_usage(*u), "default"))
+    call("anthropic:claude-haiku-4-5",
+         anthropic_stream("claude-haiku-4-5-20251001", an_usage(2_000, 0, 0, 0), 100))
+    for by in ("day", "model"):
+        plot = llmcells.plot_costs(by=by)
+        png = plot._repr_png_()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        left, right = plot.figure.axes[:2]
+        assert {t.get_text() for t in left.get_legend().get_texts()} == {
+            "openai:gpt-5-mini", "anthropic:claude-haiku-4-5"}
+        assert right.get_xlabel() == "latency (s)"
+    empty = llmcells.plot_costs(frame=ledger.usage().iloc[:0])
+    assert empty._repr_png_()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="by='day' or 'model'|use 'day' or 'model'"):
+        llmcells.plot_costs(by="colour")
+
+
+def test_plot_costs_without_matplotlib_is_one_line(monkeypatch):
+    import sys
+
+    import llmcells
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)       # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'llmcells\[plot\]'"):
+        llmcells.plot_costs()
+
+
+def test_new_modules_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmcells, llmcells.plots, llmcells.repricing, llmcells.pricing; "
+            "print(sorted(m for m in ('matplotlib', 'pandas', 'genai_prices') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_live_card_cost_counts_the_cache():
+    from llmcells.display import _format as F
+    from llmcells.types import CallInfo
+
+    info = CallInfo("c", "claude-sonnet-4-5", "anthropic:claude-sonnet-4-5", "anthropic")
+    u = Usage(input_tokens=42_000, cached_input_tokens=40_000, output_tokens=500)
+    assert F.live_cost(info, 42_000, 500, u) == pytest.approx(
+        (2_000 * 3 + 40_000 * 0.30 + 500 * 15) / M, rel=1e-12)
+    assert F.live_cost(info, 42_000, 500) == pytest.approx((42_000 * 3 + 500 * 15) / M, rel=1e-12)

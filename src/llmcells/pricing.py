@@ -275,7 +275,6 @@ class _State:
         self.snap = snap              # a strong reference: its id can't be reused while cached
         self._data_date: str | None = None
         self.models: dict[tuple, Any] = {}    # (prov, name, base_url) -> _Entry or None
-        self.lock = threading.Lock()
 
     @property
     def data_date(self) -> str:
