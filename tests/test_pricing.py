@@ -197,15 +197,11 @@ import httpx2  # noqa: E402
 from llmcells import ledger, models, runner  # noqa: E402
 from llmcells._loop import run as _run  # noqa: E402
 from llmcells.models import ModelSpec  # noqa: E402
+from test_adapters_unit import _sse as _sse_of  # noqa: E402  (the one SSE writer of the tests)
 
 
 def _sse(events, named=False) -> bytes:
-    out = ""
-    for e in events:
-        if named:
-            out += f"event: {e['type']}\n"
-        out += f"data: {json.dumps(e)}\n\n"
-    return out.encode()
+    return _sse_of(*events, named=named)
 
 
 def openai_chat(model, usage, tier=None) -> bytes:
