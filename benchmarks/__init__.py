@@ -13,4 +13,5 @@ BENCHMARKS = [
     ("start-up", "bench_startup"),
     ("batch", "bench_batch"),
     ("ledger", "bench_ledger"),
+    ("pricing", "bench_pricing"),
 ]

@@ -32,6 +32,8 @@ EXPECTED = {
     "bench_batch.py": ["batch 501 calls, 3 models, concurrency 64: throughput",
                        "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
+    "bench_pricing.py": ["pricing per call: speed-up before / after",
+                         "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
 }
 
 

@@ -314,3 +314,61 @@ def test_usage_is_fast_enough():
     elapsed = time.perf_counter() - t
     assert len(df) == n and df["ts"].is_monotonic_increasing
     assert elapsed < 1.0          # 100,000 rows take ~0.6 s; see benchmarks/bench_ledger.py
+
+
+def test_costs_count_real_spend_unless_asked():
+    ledger.record(make(cost_usd=0.01), prompt="real")
+    ledger.record(make(cost_usd=0.02, simulated=True), prompt="simulated")
+    ledger.record(make(cost_usd=0.0, cached=True), prompt="cached replay")
+    ledger.record(make(cost_usd=0.0, cached=True, simulated=True), prompt="both")
+    real = ledger.costs(by="model")
+    assert real["calls"].tolist() == [1] and real["cost_usd"].tolist() == pytest.approx([0.01])
+    assert "simulated" not in real.columns and "cached_calls" not in real.columns
+    both = ledger.costs(by="model", include_simulated=True)
+    assert list(both.columns[:2]) == ["model", "simulated"]        # never summed together
+    by_kind = both.set_index("simulated")
+    assert by_kind.loc[False, "cost_usd"] == pytest.approx(0.01)
+    assert by_kind.loc[True, "cost_usd"] == pytest.approx(0.02)
+    only_sim = ledger.costs(by="model", include_simulated=True, status="ok", session=True,
+                            since="1h", model="anthropic:claude-haiku-4-5")
+    assert only_sim["calls"].sum() == 2
+    cached = ledger.costs(by="model", include_cached=True)
+    assert cached["calls"].tolist() == [2] and cached["cached_calls"].tolist() == [1]
+    assert cached["cost_usd"].tolist() == pytest.approx([0.01])      # a replay costs nothing
+    everything = ledger.costs(by=["model"], include_simulated=True, include_cached=True)
+    assert everything["calls"].sum() == 4 and everything["cached_calls"].sum() == 2
+    # only simulated calls: no split column needed
+    ledger.close()
+
+
+def test_provenance_columns_are_recorded():
+    from llmcells.pricing import PriceBasis
+
+    basis = PriceBasis("genai-prices", "0.2.3", "bundled, prices to 2026-10-14", "openai", "gpt-5-mini",
+                       "flex", "live", (0.125, 0.0125, 0.125, 0.125, 1.0, 1.0))
+    r = make(provider="openai", model="openai:gpt-5-mini", service_tier="flex", price_basis=basis,
+             usage=Usage(input_tokens=1_000, cached_input_tokens=200, output_tokens=100,
+                         cache_write_tokens=0))
+    r.cost_usd = basis.cost(r.usage)
+    ledger.record(r, prompt="p")
+    row = ledger.usage().iloc[0]
+    assert row["service_tier"] == "flex" and row["processing"] == "live"
+    assert row["price_version"] == "0.2.3" and row["price_data_date"] == "bundled, prices to 2026-10-14"
+    assert row["price_provider"] == "openai" and row["price_model"] == "gpt-5-mini"
+    assert PriceBasis.from_row(row.to_dict()).rates == basis.rates
+    assert row["cost_usd"] == (800 * 0.125 + 200 * 0.0125 + 100 * 1.0) / 1e6
+
+
+def test_old_ledger_gains_the_new_columns(tmp_path):
+    p = ledger.path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(p)
+    conn.execute("CREATE TABLE calls (ts REAL NOT NULL, call_id TEXT NOT NULL UNIQUE, model TEXT, "
+                 "cost_usd REAL)")
+    conn.execute("INSERT INTO calls VALUES (1.0, 'old', 'openai:gpt-4o-mini', 0.5)")
+    conn.commit()
+    conn.close()
+    ledger.record(make(), prompt="new")
+    df = ledger.usage()
+    assert len(df) == 2 and df.iloc[0]["processing"] == "live"
+    assert df.iloc[0]["cache_write_1h_tokens"] == 0

@@ -171,8 +171,10 @@ def test_usage_and_costs_tables_from_the_magic(ip, simulated):
     cell(ip, "compare", "chatgpt claude")
     usage = ip.run_line_magic("llmcells", "usage --session")
     assert len(usage) >= 2 and {"status", "cost_usd", "model"} <= set(usage.columns)
-    costs = ip.run_line_magic("llmcells", "costs --by provider")
+    costs = ip.run_line_magic("llmcells", "costs --by provider --simulated")
     assert {"openai", "anthropic"} <= set(costs["provider"])
+    # real spend only by default: simulated calls are not counted
+    assert ip.run_line_magic("llmcells", "costs --by provider --session").empty
 
 
 def test_simulate_switch(shell, capsys):

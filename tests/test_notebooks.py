@@ -121,6 +121,22 @@ def check_costs(nb) -> None:
     assert "15 successful calls" in text(whatif)
     assert "anthropic:claude-sonnet-4-5" in html(whatif)
     assert not re.search(r">\s*\$?nan", html(whatif), flags=re.I), "a model without a price"
+    # provenance: the last row re-derived by hand from its columns equals the recorded cost
+    prov = text(cell(nb, "import json"))
+    recorded, by_hand = re.findall(r"recorded \$(\S+), re-derived by hand \$(\S+)", prov)[0]
+    assert recorded == by_hand and float(recorded) > 0
+    assert "price data: bundled, prices to " in text(cell(nb, "%llmcells prices"))
+    # the plots render headless, as PNG kept in the notebook
+    for start in ('llmcells.plot_costs(by="day"', 'llmcells.plot_costs(by="model"'):
+        pngs = [o for o in cell(nb, start).outputs if "image/png" in o.get("data", {})]
+        assert len(pngs) == 1, start
+        import base64
+
+        assert base64.b64decode(pngs[0]["data"]["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"
+    table = html(cell(nb, "%llmcells costs --whatif gpt-5-mini"))
+    for column in ("actual_usd", "whatif_usd", "difference_usd", "total"):
+        assert column in table
+    assert "as a provider batch $" in text(cell(nb, "batch = llmcells.reprice"))
 
 
 CHECKS = {

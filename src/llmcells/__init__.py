@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings", "session",
-    "add_alias", "add_endpoint", "aliases", "set_price",
+    "add_alias", "add_endpoint", "aliases", "set_price", "reprice", "plot_costs",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
@@ -43,6 +43,8 @@ _LAZY = {
     "usage": ("ledger", "usage"),
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),
+    "reprice": ("repricing", "reprice"),
+    "plot_costs": ("plots", "plot_costs"),
     "simulate": ("_simulation", "simulate"),
 }
 

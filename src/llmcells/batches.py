@@ -214,18 +214,6 @@ def _batch_id(jobs: list[_Job]) -> str:
     return hashlib.sha256("".join(j.call_key for j in jobs).encode()).hexdigest()[:12]
 
 
-def _estimate_cost(plan: CallPlan, mean_output: dict[str, float]) -> float:
-    from .pricing import estimate_cost
-
-    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
-    out = plan.request.max_tokens or mean_output.get(plan.spec.id, 400.0)
-    try:
-        value = estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out))
-    except Exception:
-        return math.nan
-    return value
-
-
 def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: str | None = None,
           repeat: int = 1, concurrency: int = 16, limits: dict[str, RateLimit | dict] | None = None,
           max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,
@@ -310,7 +298,9 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
         job.plan.gate = gates[p]
     queue: deque[_Job] = deque(j for j in jobs if j.result is None)
     inflight_est: dict[int, float] = {}
-    out_tokens: dict[str, list[int]] = {}
+    from .pricing import BatchEstimator
+
+    estimator = BatchEstimator()   # learns tokens per character, cache shares, output per model
 
     def paint() -> None:
         if progress is not None:
@@ -320,8 +310,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
         while queue and tally.stopped is None and not _loop.cancelled():
             job = queue.popleft()
             if max_cost is not None:
-                means = {m: sum(v) / len(v) for m, v in out_tokens.items() if v}
-                est = _estimate_cost(job.plan, means)
+                est = estimator.estimate(job.plan)
                 if not math.isnan(est) and tally.cost + sum(inflight_est.values()) + est > max_cost:
                     tally.stopped = (f"budget: stopped launching calls at ${tally.cost:.4f} spent "
                                      f"of max_cost=${max_cost:g}")
@@ -342,8 +331,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             tally.failed += r.status != "ok"
             if not math.isnan(r.cost_usd):
                 tally.cost += r.cost_usd
-            if r.ok:
-                out_tokens.setdefault(job.plan.spec.id, []).append(r.usage.output_tokens)
+            estimator.learn(job.plan, r)
             paint()
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]

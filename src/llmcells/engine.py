@@ -141,6 +141,7 @@ class _Call:
         self.usage = Usage()
         self.usage_seen = False
         self.response_model: str | None = None
+        self.service_tier: str | None = None  # as the provider answered: it sets the price
         self.finish_reason: str | None = None
         self.ttft: float | None = None
         self.attempts = 0
@@ -214,6 +215,7 @@ class _Call:
                         self.reasoning.append(event.text)
                     elif kind is ResponseInfo:
                         self.response_model = event.response_model or self.response_model
+                        self.service_tier = event.service_tier or self.service_tier
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
@@ -349,6 +351,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.reasoning = "".join(call.reasoning)
     result.usage = call.usage
     result.response_model = call.response_model
+    result.service_tier = call.service_tier
     result.finish_reason = call.finish_reason
     result.ttft_s = call.ttft
     result.latency_s = time.monotonic() - call.t0
@@ -427,11 +430,9 @@ def _price(result: Result, plan: CallPlan, call: _Call | None = None) -> None:
         result.price_source = "usage not reported" if processed else None
         return
     try:
-        from .pricing import cost
+        from .pricing import price_result
 
-        result.cost_usd, result.price_source = cost(
-            plan.spec.provider, result.response_model or plan.spec.name, result.usage,
-            requested=plan.spec.name)
+        price_result(result, plan.spec)
     except Exception:
         log.debug("pricing failed for %s", plan.spec.id, exc_info=False)
         result.cost_usd = math.nan

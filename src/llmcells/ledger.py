@@ -64,10 +64,19 @@ _SCHEMA: list[tuple[str, str, str]] = [
     ("input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("cached_input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("cache_write_1h_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("output_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("cost_usd", "REAL", "float"),
     ("price_source", "TEXT", "str"),
+    # price provenance (pricing.PriceBasis): enough to re-derive cost_usd by hand
+    ("service_tier", "TEXT", "str"),
+    ("processing", "TEXT NOT NULL DEFAULT 'live'", "str"),
+    ("price_version", "TEXT", "str"),
+    ("price_data_date", "TEXT", "str"),
+    ("price_provider", "TEXT", "str"),
+    ("price_model", "TEXT", "str"),
+    ("price_rates", "TEXT", "str"),
     ("latency_s", "REAL", "float"),
     ("ttft_s", "REAL", "float"),
     ("tokens_per_s", "REAL", "float"),
@@ -282,10 +291,12 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         int(u.input_tokens or 0),
         int(u.cached_input_tokens or 0),
         int(u.cache_write_tokens or 0),
+        int(getattr(u, "cache_write_1h_tokens", 0) or 0),
         int(u.output_tokens or 0),
         int(u.reasoning_tokens or 0),
         _num(result.cost_usd),
         result.price_source,
+        *_provenance(result),
         _num(result.latency_s),
         _num(result.ttft_s),
         _num(result.tokens_per_s),
@@ -298,6 +309,16 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         (prompt if system is None else f"[system] {system}\n\n{prompt}") if store_text else None,
         result.text if store_text else None,
     )
+
+
+def _provenance(result: "Result") -> tuple:
+    """service_tier, processing and the price basis columns of a Result."""
+    b = getattr(result, "price_basis", None)
+    tier = getattr(result, "service_tier", None)
+    processing = getattr(result, "processing", None) or "live"
+    if b is None:
+        return (tier, processing, None, None, None, None, None)
+    return (tier, processing, b.version, b.data_date, b.provider, b.model, b.rates_json)
 
 
 def _write(p: Path, rows: Sequence[tuple]) -> None:
@@ -503,7 +524,7 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     """Bulk insert (benchmarks, imports): dicts keyed by COLUMNS (missing keys get defaults) or
     tuples in COLUMNS order. Raises on database errors. Returns the number of rows given."""
     defaults = {"ts": None, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
-                "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
+                "cache_write_1h_tokens": 0, "processing": "live", "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
                 "sample": 0, "simulated": 0, "session_id": SESSION_ID}
     tuples = []
     now = time.time()
@@ -745,13 +766,19 @@ _COST_COLUMNS = ["calls", "errors", "error_rate", "input_tokens", "output_tokens
                  "latency_p50", "latency_p95", "ttft_p50"]
 
 
-def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
+def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
+          include_cached: bool = False, **filters: Any) -> "pd.DataFrame":
     """Calls, errors, tokens, cost and latency aggregated by one or more keys, costliest first.
 
     by: "model", "provider", "day" (UTC date), "cell", "group", "batch", "status", "session", or a
     list of them. filters: as for usage(). errors counts calls with status "error" or
     "incomplete". cost_usd sums the known costs; unpriced_calls counts calls whose price was
     unknown (cost_usd is NaN when no call of a group has a known price).
+
+    Real spend only by default: simulated calls (priced at list price, never billed) and cached
+    replays (which cost nothing) are left out. include_simulated=True adds them, grouped apart
+    under a `simulated` column when both kinds are present; include_cached=True adds the
+    replays, counted in a `cached_calls` column (their cost is 0).
     """
     import numpy as np
     import pandas as pd
@@ -769,9 +796,18 @@ def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
     cols = [COST_KEYS[k] for k in norm]
 
     need = ["ts", "call_id", "status", "input_tokens", "output_tokens", "cached_input_tokens",
-            "reasoning_tokens", "cost_usd", "latency_s", "ttft_s"]
+            "reasoning_tokens", "cost_usd", "latency_s", "ttft_s", "simulated", "cached"]
     need += [c for c in cols if c != "day" and c not in need]
     df = usage(**filters, _columns=need)
+    keep = np.ones(len(df), dtype=bool)
+    if not include_simulated:
+        keep &= ~df["simulated"].to_numpy()
+    if not include_cached:
+        keep &= ~df["cached"].to_numpy()
+    if not keep.all():
+        df = df[keep].reset_index(drop=True)
+    if include_simulated and df["simulated"].nunique() > 1:
+        cols = [*cols, "simulated"]        # real and simulated spend are never summed together
     if "day" in cols:
         df["day"] = df["ts"].dt.floor("D")
     work = pd.DataFrame({c: df[c] for c in cols})
@@ -781,6 +817,7 @@ def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
               "cost_usd", "latency_s", "ttft_s"):
         work[c] = df[c]
     work["unpriced_calls"] = df["cost_usd"].isna().astype("int64")
+    work["cached_calls"] = df["cached"].astype("int64")
 
     g = work.groupby(cols, dropna=False, sort=False)
     out = g.agg(
@@ -791,6 +828,7 @@ def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
         cached_input_tokens=("cached_input_tokens", "sum"),
         reasoning_tokens=("reasoning_tokens", "sum"),
         unpriced_calls=("unpriced_calls", "sum"),
+        cached_calls=("cached_calls", "sum"),
     )
     out["cost_usd"] = g["cost_usd"].sum(min_count=1)
     q_lat = g["latency_s"].quantile([0.5, 0.95]).unstack() if len(work) else None
@@ -805,9 +843,10 @@ def costs(by: str | Sequence[str] = "model", **filters: Any) -> "pd.DataFrame":
     if "day" in cols:
         out["day"] = [d.date() if not pd.isna(d) else None for d in out["day"]]
     for c in ("calls", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
-              "reasoning_tokens", "unpriced_calls"):
+              "reasoning_tokens", "unpriced_calls", "cached_calls"):
         out[c] = out[c].astype("int64")
     for c in ("cost_usd", "latency_p50", "latency_p95", "ttft_p50", "error_rate"):
         out[c] = out[c].astype("float64")
     out = out.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
-    return out[[*cols, *_COST_COLUMNS]].reset_index(drop=True)
+    extra = ["cached_calls"] if include_cached else []
+    return out[[*cols, *_COST_COLUMNS, *extra]].reset_index(drop=True)

@@ -272,10 +272,14 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | reset | simulate | help")
+              help="models | config | usage | costs | prices | reset | simulate | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
+    @argument("--whatif", default=None, metavar="MODEL", help="costs: actual vs MODEL's prices")
+    @argument("--tier", default=None, help="costs --whatif: price as this service tier (flex, priority)")
+    @argument("--batch", action="store_true", help="costs --whatif: price as provider batch processing")
+    @argument("--simulated", action="store_true", help="costs: include simulated calls")
     @argument("-n", "--last", type=int, default=None, help="usage: the last N calls")
     @argument("--ttft", type=float, help="simulate: seconds before the first token")
     @argument("--tps", type=float, help="simulate: tokens per second")
@@ -289,6 +293,9 @@ class LLMMagics(Magics):
         %llmcells config temperature=0 compare_models=chatgpt,claude
         %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
+                                          (real spend; --simulated adds simulated calls)
+        %llmcells costs --whatif gpt-5-mini [--tier flex] [--batch]   actual, what-if, difference
+        %llmcells prices [update]         price data in use; fetch genai-prices' latest data
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
@@ -303,7 +310,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "reset, simulate, help.")
+                        "prices, reset, simulate, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -353,7 +360,19 @@ class LLMMagics(Magics):
         import llmcells
 
         by = [b.strip() for b in args.by.split(",") if b.strip()]
-        return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session)
+        if args.whatif:
+            from .repricing import whatif
+
+            return whatif(args.whatif, by=by[0], tier=args.tier, session=args.session,
+                          processing="batch" if args.batch else None,
+                          include_simulated=args.simulated)
+        return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session,
+                              include_simulated=args.simulated)
+
+    def _cmd_prices(self, args: Any) -> Any:
+        from .pricing import prices_command
+
+        return prices_command(args.words)
 
     def _cmd_reset(self, args: Any) -> None:
         if args.words:

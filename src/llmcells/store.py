@@ -56,13 +56,16 @@ def request_key(request: Request, sample: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-_KEPT = ("text", "reasoning", "response_model", "finish_reason", "ttft_s", "latency_s")
+_KEPT = ("text", "reasoning", "response_model", "finish_reason", "ttft_s", "latency_s",
+         "service_tier", "price_source")   # the price provenance travels with a kept answer
 
 
 def _payload(result: Result) -> str:
     data = {k: getattr(result, k) for k in _KEPT}
     data["usage"] = result.usage.as_dict()
     data["cost_usd"] = None if result.cost_usd != result.cost_usd else result.cost_usd
+    basis = getattr(result, "price_basis", None)
+    data["price_basis"] = basis.as_dict() if basis is not None else None
     return json.dumps(data)
 
 
@@ -71,6 +74,10 @@ def _restore(payload: str) -> dict[str, Any]:
     data["usage"] = Usage(**data["usage"])
     if data.get("cost_usd") is None:
         data["cost_usd"] = float("nan")
+    if data.get("price_basis") is not None:
+        from .pricing import PriceBasis
+
+        data["price_basis"] = PriceBasis.from_dict(data["price_basis"])
     return data
 
 

@@ -50,7 +50,9 @@ class Usage:
     """Token counts of one call, normalised across providers.
 
     input_tokens counts all input (cache reads and writes included); output_tokens counts all
-    output (reasoning / thinking included).
+    output (reasoning / thinking included). cache_write_tokens is every cache write;
+    cache_write_1h_tokens the part of it written for one hour (Anthropic's 1-hour cache, billed
+    at a higher rate than the 5-minute one).
     """
 
     input_tokens: int = 0
@@ -58,6 +60,7 @@ class Usage:
     cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -96,10 +99,13 @@ class UsageUpdate:
 
 @dataclass(frozen=True)
 class ResponseInfo:
-    """Metadata from the provider: the model as answered and the provider's response id."""
+    """Metadata from the provider: the model as answered, the provider's response id, and the
+    service tier that served the call (OpenAI's "default" / "flex" / "priority", Anthropic's
+    "standard" / "priority"), which sets its price."""
 
     response_model: str | None = None
     response_id: str | None = None
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,9 @@ class Result:
     cell: int | None = None          # IPython execution count, when run from a notebook or shell
     batch_id: str | None = None
     price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
+    service_tier: str | None = None  # the tier that served the call, as the provider said
+    processing: str = "live"         # "live", or "batch" for provider batch jobs
+    price_basis: Any = None          # pricing.PriceBasis: the exact price used (provenance)
     data: Any = None                 # the parsed answer, with format="json"
 
     @property
@@ -173,6 +182,8 @@ class Result:
         row.update(self.usage.as_dict())
         row.update(
             cost_usd=self.cost_usd,
+            price_source=self.price_source,
+            service_tier=self.service_tier,
             latency_s=self.latency_s,
             ttft_s=self.ttft_s,
             tokens_per_s=self.tokens_per_s,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from ..types import CallInfo, Result, Usage
 
@@ -25,8 +26,9 @@ def estimate_tokens(text: str) -> int:
     return max(1, int(round(len(text) / CHARS_PER_TOKEN)))
 
 
-def live_cost(info: CallInfo, input_tokens: int, output_tokens: int) -> float:
-    """The cost of so many tokens on info's model, or NaN when it can't be told (yet)."""
+def live_cost(info: CallInfo, input_tokens: int, output_tokens: int, usage: Usage | None = None) -> float:
+    """The cost of so many tokens on info's model, or NaN when it can't be told (yet); the cache
+    reads and writes of usage (the provider's running count) are priced at their own rates."""
     try:
         from .. import pricing  # written concurrently; absent or incomplete is fine
 
@@ -37,7 +39,11 @@ def live_cost(info: CallInfo, input_tokens: int, output_tokens: int) -> float:
 
     model = model_name(info.model_id)
     try:
-        value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens)))
+        cache = {} if usage is None else {k: int(v) for k, v in (
+            ("cached_input_tokens", usage.cached_input_tokens),
+            ("cache_write_tokens", usage.cache_write_tokens),
+            ("cache_write_1h_tokens", getattr(usage, "cache_write_1h_tokens", 0))) if v}
+        value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens), **cache))
     except Exception:
         return math.nan
     return value

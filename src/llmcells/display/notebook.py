@@ -279,7 +279,8 @@ class Card(CallObserver):
             parts.append(F.fmt_rate(out / (now - self.t_first)))
         inp = self.usage.input_tokens if self.usage is not None and self.usage.input_tokens else None
         parts.append(f"{inp:,}→{approx}{out:,} tokens" if inp else f"{approx}{out:,} tokens")
-        cost = F.live_cost(self.info, inp if inp else self._prompt_tokens, out)
+        cost = F.live_cost(self.info, inp if inp else self._prompt_tokens, out,
+                           self.usage if inp else None)
         if F.known(cost):
             parts.append(("~" if approx or not inp else "") + F.fmt_cost(cost))
         if start is not None:

@@ -37,6 +37,7 @@ from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.anthropic.com"
 _USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+_WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -50,12 +51,15 @@ def _map_usage(raw: Any) -> Usage:
     """
     cache_read = count(raw, "cache_read_input_tokens")
     cache_write = count(raw, "cache_creation_input_tokens")
+    # cache_creation splits the writes by lifetime; the 1-hour ones are billed higher.
+    write_1h = count(raw, _WRITE_1H) or count(field(raw, "cache_creation"), "ephemeral_1h_input_tokens")
     return Usage(
         input_tokens=count(raw, "input_tokens") + cache_read + cache_write,
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
         output_tokens=count(raw, "output_tokens"),
         reasoning_tokens=0,
+        cache_write_1h_tokens=min(write_1h, cache_write),
     )
 
 
@@ -65,6 +69,9 @@ def _merge_usage(seen: dict[str, int], raw: Any) -> dict[str, int]:
         value = field(raw, name)
         if value is not None:
             seen[name] = int(value)
+    write_1h = field(field(raw, "cache_creation"), "ephemeral_1h_input_tokens")
+    if write_1h is not None:
+        seen[_WRITE_1H] = int(write_1h)
     return seen
 
 
@@ -108,7 +115,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
             kind = event.type
             if kind == "message_start":
                 message = event.message
-                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None)
+                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None,
+                                   service_tier=field(message.usage, "service_tier"))
                 if message.usage is not None:
                     # output_tokens here is a small placeholder; message_delta brings the real count.
                     yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage)))

@@ -117,11 +117,15 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     stream = await create(**_chat_kwargs(request, create))
     finish_reason: str | None = None
     info_sent = False
+    tier: str | None = None
     try:
         async for chunk in events_of(stream, request.spec):
-            if not info_sent and (chunk.model or chunk.id):
-                info_sent = True
-                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None)
+            # Every chunk carries service_tier (it sets the price); send it again if it changes.
+            chunk_tier = getattr(chunk, "service_tier", None) or tier
+            if (not info_sent and (chunk.model or chunk.id)) or chunk_tier != tier:
+                info_sent, tier = True, chunk_tier
+                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None,
+                                   service_tier=tier)
             for choice in chunk.choices or ():
                 if choice.index != 0:  # n > 1 is not modelled: keep the first choice
                     continue
@@ -156,7 +160,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             kind = getattr(event, "type", None)
             if kind in ("response.created", "response.in_progress"):
                 response = event.response
-                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None)
+                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
+                                   service_tier=getattr(response, "service_tier", None))
             elif kind == "response.output_text.delta":
                 if event.delta:
                     yield TextDelta(event.delta)
@@ -165,7 +170,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                     yield ReasoningDelta(event.delta)
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.response
-                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None)
+                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
+                                   service_tier=getattr(response, "service_tier", None))
                 if response.usage is not None:
                     yield UsageUpdate(_map_usage(response.usage))
                 if kind == "response.completed":
