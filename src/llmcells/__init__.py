@@ -32,6 +32,9 @@ __all__ = [
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
     "ProviderError",
+    # scoring, the frontier, replay
+    "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
+    "summarize", "frontier",
 ]
 
 # Loaded on first use: the runner pulls in tenacity, the ledger pandas, simulate an HTTP server.
@@ -43,6 +46,10 @@ _LAZY = {
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),
     "simulate": ("_simulation", "simulate"),
+    **{name: ("scoring", name) for name in ("exact", "contains", "regex", "json_valid",
+                                            "matches_schema", "max_words", "judge", "column",
+                                            "summarize")},
+    "frontier": ("frontier", "frontier"),
 }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from . import _loop
+from . import replay as _replay  # [scoring/replay hook]
 from .config import settings
 from .errors import (ConfigError, IncompleteStreamError, LLMError, ProviderError,
                      ProviderTimeoutError, redact)
@@ -248,9 +249,12 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     t0 = time.monotonic()
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
                     group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
-                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id)
+                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
+                    purpose=plan.info.purpose)  # [scoring/replay hook] purpose: "judge" calls
     state = _Attempt(plan, observer, t0)
     _safe(observer.on_start, plan.info)
+    if await _replay.replay(result, plan, observer, _persist):  # [scoring/replay hook]
+        return result
     if plan.cache and await _from_cache(result, plan, observer):
         return result
     gate = plan.gate
@@ -355,6 +359,7 @@ async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) ->
 def _keep(result: Result, plan: CallPlan) -> None:
     from . import store
 
+    _replay.record(result, plan)  # [scoring/replay hook]: keep the answer when replay is on
     try:
         if plan.cache:
             store.put(store.cache_key(plan.request, plan.info.sample), result)
@@ -502,7 +507,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
-        api: str | None = None, cache: bool | None = None, markdown: bool = True) -> Pending[Result]:
+        api: str | None = None, cache: bool | None = None, markdown: bool = True,
+        refresh: bool = False) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -510,11 +516,14 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     provider-specific request fields. api: "responses" to use OpenAI's Responses API.
     cache: answer identical requests from the local store (default: settings.cache).
     markdown: render the finished answer as Markdown in a notebook (False: plain text).
+    refresh: make the call anew even if replay (or the cache) has its answer.
     A failed call does not raise: the Result's status and error say what happened.
     """
     plan = make_plan(prompt, model or settings.compare_models[0], system=system,
                      temperature=temperature, max_tokens=max_tokens, timeout=timeout,
                      history=history, params=params, api=api, cache=cache)
+    if refresh:  # [scoring/replay hook]
+        _replay.refresh([plan])
 
     async def go(handle: Any) -> Result:
         global last
@@ -539,13 +548,16 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             timeout: float | None = None, display: bool | str | None = None,
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
             histories: Mapping[str, Sequence[Message]] | None = None,
-            cache: bool | None = None, markdown: bool = True) -> Pending[Comparison]:
+            cache: bool | None = None, markdown: bool = True, score: Any = None,
+            refresh: bool = False) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
     per model (results are ordered model by model, samples in order). All calls run
     concurrently; a failing model never stops the others. histories: earlier messages of each
-    model's conversation, keyed by model id (provider:model).
+    model's conversation, keyed by model id (provider:model). score: a scorer or a list of
+    them (see llmcells.scoring); each Result gets .scores, the frame a score_<name> column.
+    refresh: make the calls anew even if replay (or the cache) has their answers.
     """
     models = list(models) if models else list(settings.compare_models)
     if not models:
@@ -561,13 +573,20 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
                        timeout=timeout, params=params, group_id=group_id, sample=k,
                        history=(histories or {}).get(spec.id, ()), cache=cache)
              for spec in specs for k in range(int(repeat))]
+    if refresh:  # [scoring/replay hook]
+        _replay.refresh(plans)
+    from .scoring import start as _scoring  # [scoring/replay hook]
+    scoring = _scoring(score, prompt=prompt, refresh=refresh)
 
     async def go(handle: Any) -> Comparison:
         global last
         results: list[Result | None] = []
         try:
-            await run_plans(plans, list(handle.observers) if handle else [None] * len(plans), results)
+            observers = list(handle.observers) if handle else [None] * len(plans)
+            await run_plans(plans, scoring.wrap(observers), results)  # [scoring hook] wrap
+            await scoring.wait()  # [scoring hook]: judges still grading
         finally:
+            scoring.cancel()  # [scoring hook]
             done = [r for r in results if r]
             last = Comparison(results=done, group_id=group_id, prompt=prompt)
             if handle is not None:
