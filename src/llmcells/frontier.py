@@ -176,14 +176,21 @@ def _draw(f: Frontier) -> Any:
         ax.errorbar(t["cost_usd"], t["score"], yerr=err, fmt="none", ecolor="#57606a",
                     elinewidth=0.8, capsize=3, zorder=1)
     for r in t.itertuples():
+        # below the point when a model of similar cost scores higher, so labels do not overlap
+        near = t[(t["cost_usd"] <= r.cost_usd * 3) & (t["cost_usd"] >= r.cost_usd / 3)
+                 & (t["score"] > r.score)]
         ax.annotate(f"{r.model}\n{r.latency_s:.2f} s" if r.latency_s == r.latency_s else r.model,
-                    (r.cost_usd, r.score), textcoords="offset points", xytext=(9, 6),
+                    (r.cost_usd, r.score), textcoords="offset points",
+                    xytext=(9, -24) if len(near) else (9, 6),
                     fontsize=8.5, fontweight="bold" if r.pareto else "normal",
                     color="#116329" if r.pareto else "#57606a")
     costs = t["cost_usd"][t["cost_usd"] > 0]
     if len(costs) > 1 and costs.max() / costs.min() > 20:
         ax.set_xscale("log")
     ax.margins(x=0.25, y=0.2)
+    lo, hi = float(t["score"].min()), float(t["score"].max())
+    pad = max((hi - lo) * 0.35, abs(hi) * 0.1, 0.1)
+    ax.set_ylim(lo - pad, hi + pad)  # the points decide the range; long interval bars are cut
     if f.min_score == f.min_score:
         ax.axhline(f.min_score, color="#bf8700", lw=0.8, ls=":", zorder=0)
     from matplotlib.ticker import FuncFormatter
@@ -191,7 +198,7 @@ def _draw(f: Frontier) -> Any:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _fmt_cost(x) if x > 0 else "$0"))
     ax.set_xlabel("cost per call (USD)")
     ax.set_ylabel(f"mean score ({f.score[len('score_'):]})")
-    ax.set_title("Cost vs score (marker size: mean latency)", fontsize=10.5)
+    ax.set_title("Cost vs score (marker size: mean latency; bars: 95% interval)", fontsize=10.5)
     ax.grid(alpha=0.25)
     ax.legend(loc="lower right", fontsize=8, markerscale=0.5, frameon=False)
     fig.tight_layout()
