@@ -29,8 +29,12 @@ def run_notebook(path: Path, home: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
     env["LLMCELLS_HOME"] = str(home)
+    # run in a folder of its own: what a notebook writes beside itself (a replay file) stays
+    # out of the repository
+    folder = home.parent / "work"
+    folder.mkdir(parents=True, exist_ok=True)
     NotebookClient(nb, timeout=60, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+                   resources={"metadata": {"path": str(folder)}}).execute(env=env)
     return nb
 
 
@@ -123,8 +127,29 @@ def check_costs(nb) -> None:
     assert not re.search(r">\s*\$?nan", html(whatif), flags=re.I), "a model without a price"
 
 
+def check_pick_a_model(nb) -> None:
+    batch = text(cell(nb, "MODELS = "))
+    assert "score_right_number" in batch and "score_exact" in batch
+    summary = text(cell(nb, "summary = llmcells.summarize(df)"))
+    assert "score_right_number_lo" in summary and summary.count(" 20 ") >= 3  # 20 calls per model
+    plot = cell(nb, "llmcells.frontier(df")
+    pngs = [o for o in plot.outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1 and len(pngs[0].data["image/png"]) > 10_000  # kept in the notebook
+    assert "cheapest that scores ≥" in text(plot) and "fastest:" in text(plot)
+    judged = cell(nb, "%%compare chatgpt claude gemini -n 3 --score grading")
+    assert widgets(judged) == 1
+    out = text(judged)
+    assert out.count("judge 10: matches the reference") == 3 and "per model, mean [95% interval]" in out
+    apart = html(cell(nb, 'llmcells.costs(by=["group", "purpose"]'))
+    assert ">judge<" in apart and ">answer<" in apart
+    again = text(cell(nb, "again = await llmcells.batch("))
+    assert "60 of 60 answers replayed, cost $0.000000" in again and "same scores: True" in again
+    assert "holds 72 answers" in text(cell(nb, "%llmcells replay status"))  # 60 + 9 + 3 judged
+
+
 CHECKS = {
     "01-quickstart.ipynb": check_quickstart,
     "02-compare.ipynb": check_compare,
     "03-cost-analysis.ipynb": check_costs,
+    "07-pick-a-model.ipynb": check_pick_a_model,
 }

@@ -156,7 +156,12 @@ def _draw(f: Frontier) -> Any:
         from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError('The frontier plot needs matplotlib: pip install "llmcells[plot]"') from None
-    t = f.table.dropna(subset=["score", "cost_usd"])
+    t = f.table.dropna(subset=["score", "cost_usd"]).copy()
+    # tiny per-call costs read better per 1,000 or per million calls
+    top_cost = float(t["cost_usd"].max()) if len(t) else 0.0
+    per, unit = (1, "call") if top_cost >= 0.01 else (1_000, "1,000 calls") if top_cost >= 1e-5 \
+        else (1_000_000, "million calls")
+    t["cost_usd"] = t["cost_usd"] * per
     fig = Figure(figsize=(7.2, 4.4))
     ax = fig.add_subplot()
     lat = t["latency_s"].fillna(t["latency_s"].median() if t["latency_s"].notna().any() else 1.0)
@@ -187,16 +192,18 @@ def _draw(f: Frontier) -> Any:
     costs = t["cost_usd"][t["cost_usd"] > 0]
     if len(costs) > 1 and costs.max() / costs.min() > 20:
         ax.set_xscale("log")
-    ax.margins(x=0.25, y=0.2)
+    ax.margins(x=0.3, y=0.2)
     lo, hi = float(t["score"].min()), float(t["score"].max())
     pad = max((hi - lo) * 0.35, abs(hi) * 0.1, 0.1)
     ax.set_ylim(lo - pad, hi + pad)  # the points decide the range; long interval bars are cut
     if f.min_score == f.min_score:
         ax.axhline(f.min_score, color="#bf8700", lw=0.8, ls=":", zorder=0)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+    if ax.get_xscale() != "log":
+        ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _fmt_cost(x) if x > 0 else "$0"))
-    ax.set_xlabel("cost per call (USD)")
+    ax.set_xlabel(f"cost per {unit} (USD)")
     ax.set_ylabel(f"mean score ({f.score[len('score_'):]})")
     ax.set_title("Cost vs score (marker size: mean latency; bars: 95% interval)", fontsize=10.5)
     ax.grid(alpha=0.25)
