@@ -317,3 +317,71 @@ def test_summary_rows_show_mean_and_interval():
     assert rows[0] == ["model", "n", "judge", "latency", "cost"]
     half = 4.302653 * 2 / math.sqrt(3)
     assert rows[1][2] == f"8.00 [{8 - half:.2f}, {8 + half:.2f}]"
+
+
+# ----- the magics, the card, the simulator's scripted answers --------------------------------------
+
+
+def test_compare_magic_takes_score_var(simulated, shell):
+    from IPython.core.error import UsageError
+
+    shell.user_ns["checks"] = [llmcells.exact("42"), llmcells.max_words(2)]
+    shell.run_cell_magic("compare", "chatgpt claude --no-display --score checks -o c",
+                         "What is 6 * 7? Answer with the number only.")
+    c = shell.user_ns["c"]
+    assert [r.scores for r in c] == [{"exact": 1.0, "max_words": 1.0}, {"exact": 0.0, "max_words": 0.0}]
+    n = len(simulated.requests)
+    with pytest.raises(UsageError, match="--score nothing: no variable 'nothing'"):
+        shell.run_cell_magic("compare", "chatgpt --score nothing", "What is 6 * 7?")
+    with pytest.raises(UsageError, match="score= takes scorers"):
+        shell.user_ns["bad"] = "exact"
+        shell.run_cell_magic("compare", "chatgpt --score bad", "What is 6 * 7?")
+    assert len(simulated.requests) == n  # nothing sent
+
+
+def test_a_card_paints_scores_and_the_replayed_badge(monkeypatch):
+    import comm
+
+    import llmcells.display.notebook as nb
+
+    class Comm:
+        comm_id = "x"
+
+        def __init__(self, **kw):
+            pass
+
+        open = on_msg = close = send = lambda self, *a, **k: None
+
+    monkeypatch.setattr(comm, "create_comm", lambda **kw: Comm())
+    monkeypatch.setattr(nb, "show", lambda obj: None)
+    info = CallInfo(call_id="c1", model="chatgpt", model_id="openai:gpt-4.1-mini", provider="openai")
+    view = nb.NotebookDisplay("ask", [info])
+    card = view.cards[0]
+    r = Result(text="42", model="openai:gpt-4.1-mini", call_id="c1", latency_s=0.5, cost_usd=0.0,
+               scores={"exact": 1.0, "judge": math.nan}, replayed=True,
+               original={"latency_s": 1.25, "cost_usd": 0.00033})
+    card.on_finish(r)
+    assert "exact 1 · judge –" in card.footer.value and "replayed</span>" in card.header.value
+    assert "↺ replayed (originally 1.25 s, $0.000330)" in card.footer.value
+    r.scores["judge"], r.score_notes["judge"] = 9.0, "right, and alone"
+    card.on_scores(r)  # the judge answered later
+    assert "judge 9: right, and alone" in card.footer.value
+
+
+def test_the_simulator_scripted_answers():
+    from llmcells.sim.scripted import accuracy, arithmetic_reply, judge_reply
+
+    assert arithmetic_reply("gpt-4.1-mini", "What is 6 * 7? Answer with the number only.") == "42"
+    assert arithmetic_reply("claude-haiku-4-5", "what is 6 x 7?") == "The answer is 42."
+    assert arithmetic_reply("gemini-2.5-flash", "What is 6 * 7?") == "43"  # one of its misses
+    assert arithmetic_reply("m", "Tell me a story.") is None
+    assert 0.55 <= accuracy("any-model") < 0.97
+    right = sum(arithmetic_reply("gpt-4.1-mini", f"What is {i} + {i}?") == str(2 * i) for i in range(400))
+    assert abs(right / 400 - accuracy("gpt-4.1-mini")) < 0.06
+    j = llmcells.judge("openai:gpt-4.1", reference=column("expected"))
+    prompt = j.prompt(R("The answer is 42."), {"prompt": "What is 6 * 7?", "expected": "42"})
+    assert judge_reply(prompt) == "Score: 8 — contains the reference answer, with extra words."
+    no_ref = llmcells.judge("openai:gpt-4.1").prompt(R("Paris"), {"prompt": "Capital of France?"})
+    assert judge_reply(no_ref) == judge_reply(no_ref) and judge_reply(no_ref).startswith("Score: ")
+    assert 1 <= parse_judgement(judge_reply(no_ref))[0] <= 10
+    assert judge_reply("What is 6 * 7?") is None
