@@ -32,6 +32,8 @@ EXPECTED = {
     "bench_batch.py": ["batch 501 calls, 3 models, concurrency 64: throughput",
                        "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
+    "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
+                        "load a 5,000-answer replay file"],
 }
 
 
