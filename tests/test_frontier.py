@@ -106,3 +106,17 @@ def test_frontier_displays_a_png_and_the_verdict(monkeypatch):
     f._ipython_display_()
     assert shown[0]["image/png"].startswith(PNG)
     assert shown[1]["text/plain"] == f.verdict and "\\$" in shown[1]["text/markdown"]
+
+
+def test_without_matplotlib_the_verdict_and_a_hint(monkeypatch, capsys):
+    import sys
+
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    f = frontier(FIXED)
+    f._ipython_display_()
+    assert capsys.readouterr().out.strip() == 'The frontier plot needs matplotlib: pip install "llmcells[plot]"'
+    assert [s["text/plain"] for s in shown] == [f.verdict]

@@ -185,3 +185,15 @@ def test_the_magic_switch(replaying, shell, tmp_path, capsys):
     assert "holds 1 answer" in capsys.readouterr().out
     shell.run_line_magic("llmcells", "replay off")
     assert not settings.replay and "off" in capsys.readouterr().out
+
+
+def test_batch_replays_and_refreshes(replaying):
+    prompts = ["What is 2 + 2?", "What is 3 + 3?"]
+    first = llmcells.run(llmcells.batch(prompts, ["chatgpt", "gemini"], display=False))
+    assert len(replaying.requests) == 4 and not first.replayed.any()
+    again = llmcells.run(llmcells.batch(prompts, ["chatgpt", "gemini"], display=False))
+    assert len(replaying.requests) == 4 and again.replayed.all() and (again.cost_usd == 0).all()
+    assert list(again.text) == list(first.text)
+    assert list(again.original_cost_usd) == pytest.approx(list(first.cost_usd))
+    fresh = llmcells.run(llmcells.batch(prompts, ["chatgpt", "gemini"], display=False, refresh=True))
+    assert len(replaying.requests) == 8 and not fresh.replayed.any()

@@ -88,7 +88,12 @@ class Frontier:
         from IPython.display import display
 
         # two outputs: the plot as image/png (what a saved notebook keeps), the verdict as text
-        display({"image/png": self.png(), "text/plain": f"<frontier plot: {self.score}>"}, raw=True)
+        try:
+            png = self.png()
+        except ConfigError as err:  # no matplotlib: say how to get the plot, keep the verdict
+            print(str(err))
+        else:
+            display({"image/png": png, "text/plain": f"<frontier plot: {self.score}>"}, raw=True)
         display({"text/plain": self.verdict,
                  "text/markdown": self.verdict.replace("$", r"\$")}, raw=True)
 
