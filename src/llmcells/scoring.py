@@ -250,18 +250,20 @@ class judge(Scorer):
     expected answer to grade against (text, column("name") or a function of the row). The
     judge's calls go in the ledger with purpose "judge", under the same group (and batch) as the
     answers they grade; `costs(by=["group", "purpose"])` shows them apart. A model never grades
-    its own answer (NaN, with a note) unless allow_self=True.
+    its own answer (NaN, with a note) unless allow_self=True. temperature (0 by default; None
+    for models that refuse one), max_tokens and timeout apply to the grading calls.
     """
 
     def __init__(self, model: str = "claude", rubric: str = "Is the answer correct, complete and clear?",
                  *, reference: Any = None, allow_self: bool = False, name: str = "judge",
-                 max_tokens: int | None = 300, timeout: float | None = None):
+                 temperature: float | None = 0, max_tokens: int | None = 300,
+                 timeout: float | None = None):
         from .models import resolve
 
         resolve(model)  # an unknown model fails now, with one line
         self.model, self.rubric, self.reference = model, rubric, reference
         self.allow_self, self.name = allow_self, name
-        self.max_tokens, self.timeout = max_tokens, timeout
+        self.temperature, self.max_tokens, self.timeout = temperature, max_tokens, timeout
 
     def prompt(self, result: Result, row: dict[str, Any] | None = None) -> str:
         """The grading prompt sent to the judge for one answer."""
@@ -280,7 +282,8 @@ class judge(Scorer):
         spec = resolve(self.model)
         if result.model == spec.id and not self.allow_self:
             return NAN, "not judged: this is the judge's own answer (judge(..., allow_self=True) allows it)"
-        plan = make_plan(self.prompt(result, row), spec, temperature=0, max_tokens=self.max_tokens,
+        plan = make_plan(self.prompt(result, row), spec, temperature=self.temperature,
+                         max_tokens=self.max_tokens,
                          timeout=self.timeout, group_id=result.group_id, cell=result.cell,
                          batch_id=result.batch_id, cache=False)
         plan.info.purpose = "judge"
