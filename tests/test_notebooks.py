@@ -153,3 +153,23 @@ CHECKS = {
     "03-cost-analysis.ipynb": check_costs,
     "07-pick-a-model.ipynb": check_pick_a_model,
 }
+
+
+def test_pick_a_model_reruns_for_free_after_a_restart(tmp_path):
+    """07 run twice in the same folder (a new kernel each time, its own simulator on a new
+    port): the second run replays every call, at $0."""
+    import sqlite3
+
+    path = NOTEBOOKS / "07-pick-a-model.ipynb"
+    home = tmp_path / "home"
+    run_notebook(path, home)
+    nb = run_notebook(path, home)
+    for c in code_cells(nb):
+        assert not [o for o in c.outputs if o.output_type == "error"], c.source
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        runs = db.execute("SELECT count(*), sum(replayed), sum(cost_usd), sum(latency_s) FROM calls "
+                          "GROUP BY session_id ORDER BY min(ts)").fetchall()
+    (calls1, replayed1, cost1, _), (calls2, replayed2, cost2, time2) = runs
+    assert calls1 == calls2 == 138 and replayed1 == 60  # the in-notebook re-run of the batch
+    assert replayed2 == 138 and cost2 == 0 and cost1 > 0 and time2 < 1.0
+    assert "cheapest that scores ≥" in text(cell(nb, "llmcells.frontier(df"))
