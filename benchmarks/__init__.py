@@ -14,4 +14,5 @@ BENCHMARKS = [
     ("batch", "bench_batch"),
     ("ledger", "bench_ledger"),
     ("pricing", "bench_pricing"),
+    ("replay", "bench_replay"),
 ]

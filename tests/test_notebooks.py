@@ -29,8 +29,12 @@ def run_notebook(path: Path, home: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
     env["LLMCELLS_HOME"] = str(home)
+    # run in a folder of its own: what a notebook writes beside itself (a replay file) stays
+    # out of the repository
+    folder = home.parent / "work"
+    folder.mkdir(parents=True, exist_ok=True)
     NotebookClient(nb, timeout=60, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
+                   resources={"metadata": {"path": str(folder)}}).execute(env=env)
     return nb
 
 
@@ -139,8 +143,49 @@ def check_costs(nb) -> None:
     assert "as a provider batch $" in text(cell(nb, "batch = llmcells.reprice"))
 
 
+def check_pick_a_model(nb) -> None:
+    batch = text(cell(nb, "MODELS = "))
+    assert "score_right_number" in batch and "score_exact" in batch
+    summary = text(cell(nb, "summary = llmcells.summarize(df)"))
+    assert "score_right_number_lo" in summary and summary.count(" 20 ") >= 3  # 20 calls per model
+    plot = cell(nb, "llmcells.frontier(df")
+    pngs = [o for o in plot.outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == 1 and len(pngs[0].data["image/png"]) > 10_000  # kept in the notebook
+    assert "cheapest that scores ≥" in text(plot) and "fastest:" in text(plot)
+    judged = cell(nb, "%%compare chatgpt claude gemini -n 3 --score grading")
+    assert widgets(judged) == 1
+    out = text(judged)
+    assert out.count("judge 10: matches the reference") == 3 and "per model, mean [95% interval]" in out
+    apart = html(cell(nb, 'llmcells.costs(by=["group", "purpose"]'))
+    assert ">judge<" in apart and ">answer<" in apart
+    again = text(cell(nb, "again = await llmcells.batch("))
+    assert "60 of 60 answers replayed, cost $0.000000" in again and "same scores: True" in again
+    assert "holds 72 answers" in text(cell(nb, "%llmcells replay status"))  # 60 + 9 + 3 judged
+
+
 CHECKS = {
     "01-quickstart.ipynb": check_quickstart,
     "02-compare.ipynb": check_compare,
     "03-cost-analysis.ipynb": check_costs,
+    "07-pick-a-model.ipynb": check_pick_a_model,
 }
+
+
+def test_pick_a_model_reruns_for_free_after_a_restart(tmp_path):
+    """07 run twice in the same folder (a new kernel each time, its own simulator on a new
+    port): the second run replays every call, at $0."""
+    import sqlite3
+
+    path = NOTEBOOKS / "07-pick-a-model.ipynb"
+    home = tmp_path / "home"
+    run_notebook(path, home)
+    nb = run_notebook(path, home)
+    for c in code_cells(nb):
+        assert not [o for o in c.outputs if o.output_type == "error"], c.source
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        runs = db.execute("SELECT count(*), sum(replayed), sum(cost_usd), sum(latency_s) FROM calls "
+                          "GROUP BY session_id ORDER BY min(ts)").fetchall()
+    (calls1, replayed1, cost1, _), (calls2, replayed2, cost2, time2) = runs
+    assert calls1 == calls2 == 138 and replayed1 == 60  # the in-notebook re-run of the batch
+    assert replayed2 == 138 and cost2 == 0 and cost1 > 0 and time2 < 1.0
+    assert "cheapest that scores ≥" in text(cell(nb, "llmcells.frontier(df"))

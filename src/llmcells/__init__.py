@@ -33,6 +33,9 @@ __all__ = [
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
     "ProviderError",
+    # scoring, the frontier, replay
+    "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
+    "summarize", "frontier",
 ]
 
 # Loaded on first use: the engine pulls in tenacity, the ledger pandas, simulate an HTTP server.
@@ -46,6 +49,10 @@ _LAZY = {
     "reprice": ("repricing", "reprice"),
     "plot_costs": ("plots", "plot_costs"),
     "simulate": ("_simulation", "simulate"),
+    **{name: ("scoring", name) for name in ("exact", "contains", "regex", "json_valid",
+                                            "matches_schema", "max_words", "judge", "column",
+                                            "summarize")},
+    "frontier": ("frontier", "frontier"),
 }
 
 

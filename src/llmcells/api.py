@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from . import replay
 from ._loop import Pending
 from .calls import MAX_REPEAT, check_options, current_cell, make_plan
 from .config import settings
@@ -42,7 +43,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
-        api: str | None = None, cache: bool | None = None, markdown: bool = True) -> Pending[Result]:
+        api: str | None = None, cache: bool | None = None, markdown: bool = True,
+        refresh: bool = False) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -50,11 +52,14 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     provider-specific request fields. api: "responses" to use OpenAI's Responses API.
     cache: answer identical requests from the local store (default: settings.cache).
     markdown: render the finished answer as Markdown in a notebook (False: plain text).
+    refresh: make the call anew even if replay (or the cache) has its answer.
     A failed call does not raise: the Result's status and error say what happened.
     """
     plan = make_plan(prompt, model or settings.compare_models[0], system=system,
                      temperature=temperature, max_tokens=max_tokens, timeout=timeout,
                      history=history, params=params, api=api, cache=cache)
+    if refresh:
+        replay.refresh([plan])
 
     async def go(handle: Any) -> Result:
         global last
@@ -79,13 +84,16 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             timeout: float | None = None, display: bool | str | None = None,
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
             histories: Mapping[str, Sequence[Message]] | None = None,
-            cache: bool | None = None, markdown: bool = True) -> Pending[Comparison]:
+            cache: bool | None = None, markdown: bool = True, score: Any = None,
+            refresh: bool = False) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
     per model (results are ordered model by model, samples in order). All calls run
     concurrently; a failing model never stops the others. histories: earlier messages of each
-    model's conversation, keyed by model id (provider:model).
+    model's conversation, keyed by model id (provider:model). score: a scorer or a list of
+    them (see llmcells.scoring); each Result gets .scores, the frame a score_<name> column.
+    refresh: make the calls anew even if replay (or the cache) has their answers.
     """
     models = list(models) if models else list(settings.compare_models)
     if not models:
@@ -97,13 +105,20 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
                        timeout=timeout, params=params, group_id=group_id, sample=k,
                        history=(histories or {}).get(spec.id, ()), cache=cache)
              for spec in specs for k in range(int(repeat))]
+    if refresh:
+        replay.refresh(plans)
+    from .scoring import start as start_scoring
+
+    scoring = start_scoring(score, prompt=prompt, refresh=refresh)
 
     async def go(handle: Any) -> Comparison:
         global last
         results: list[Result | None] = []
         try:
-            await run_plans(plans, _observers(handle, len(plans)), results)
+            await run_plans(plans, scoring.wrap(_observers(handle, len(plans))), results)
+            await scoring.wait()  # judges still grading
         finally:
+            scoring.cancel()
             done = [r for r in results if r]
             last = Comparison(results=done, group_id=group_id, prompt=prompt)
             if handle is not None:

@@ -219,8 +219,8 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,
           cache: bool | None = None, system: str | None = None, temperature: float | None = None,
           max_tokens: int | None = None, timeout: float | None = None,
-          display: bool | str | None = None, params: dict[str, Any] | None = None
-          ) -> Pending["pd.DataFrame"]:
+          display: bool | str | None = None, params: dict[str, Any] | None = None,
+          score: Any = None, refresh: bool = False) -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -230,6 +230,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     calls once spent plus in-flight estimated cost would pass it (USD). batch_id / resume: a
     re-run with the same id, or with resume=True, only makes the calls not yet done. cache:
     answer identical requests (same sample index) from the local store at no cost.
+    score: a scorer or a list (see llmcells.scoring); a scorer taking (result, row) reads the
+    row's input columns, e.g. row["expected"]; the frame gets a score_<name> column per scorer.
+    refresh: make every call anew even if replay (or the cache) has its answer.
     """
     if isinstance(models, str):
         models = [models]
@@ -253,6 +256,12 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
     resume = resume or batch_id is not None
     batch_id = batch_id or _batch_id(jobs)
+    from . import replay as _replay  # [scoring/replay hook]
+    from .scoring import start as _scoring
+
+    if refresh:
+        _replay.refresh(job.plan for job in jobs)
+    scoring = _scoring(score, refresh=refresh, concurrency=concurrency)
     gate_limits = {**_rate_limits, **{k: v if isinstance(v, RateLimit) else RateLimit(**v)
                                       for k, v in (limits or {}).items()}}
 
@@ -266,7 +275,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
             job.plan.store_key = store.batch_key(batch_id, job.call_key)
         mode = detect_mode(display)
         progress = open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
-        return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress)
+        return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
 
     return Pending(start, "batch")
 
@@ -276,7 +285,8 @@ last_frame: "pd.DataFrame | None" = None
 
 
 async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
-               limits: dict[str, RateLimit], max_cost: float | None, progress: Any) -> "pd.DataFrame":
+               limits: dict[str, RateLimit], max_cost: float | None, progress: Any,
+               scoring: Any = None) -> "pd.DataFrame":
     global last_frame
     from . import store
 
@@ -321,6 +331,8 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             paint()
             try:
                 job.result = await execute(job.plan)
+                if scoring:  # score while the slot is held (a judge is a call too)
+                    await scoring.score(job.result, job.inputs)
             finally:
                 tally.inflight -= 1
                 inflight_est.pop(job.index, None)
@@ -345,6 +357,11 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
                 interrupted = True
                 for w in pending:
                     w.cancel()
+    if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
+        try:
+            await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows
+        except asyncio.CancelledError:
+            interrupted = True
     if interrupted or _loop.cancelled() or any(w.cancelled() for w in workers):
         last_frame = _frame(jobs, batch_id, tally)
         if progress is not None:

@@ -39,6 +39,10 @@ class Settings:
     cache: bool = False
     # "chat" (Chat Completions) or "responses" for OpenAI models.
     openai_api: str = "chat"
+    # Replay recorded answers of identical requests at $0 (see replay.py); off unless asked for.
+    replay: bool = False
+    # The replay file (JSONL); None: llmcells-replay.jsonl in the working folder (the notebook's).
+    replay_path: str | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""

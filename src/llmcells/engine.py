@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _loop
+from . import _loop, replay
 from .config import settings
 from .errors import (ConnectionFailedError, IncompleteStreamError, LLMError, ProviderError,
                      ProviderTimeoutError, redact)
@@ -311,9 +311,12 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     spec = plan.spec
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
                     group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
-                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id)
+                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
+                    purpose=plan.info.purpose)  # purpose: "judge" for a scorer's calls
     call = _Call(plan, observer)
     _safe(observer.on_start, plan.info)
+    if await replay.replay(result, plan, observer, _persist):  # a recorded answer (replay on)
+        return result
     if plan.cache and await _from_cache(result, plan, observer):
         return result
     try:
@@ -368,7 +371,7 @@ async def _persist(result: Result, plan: CallPlan) -> None:
     and wait until it is committed, through any further cancellation: a row is never dropped."""
     from . import ledger
 
-    keeps = result.ok and not result.cached and (plan.cache or plan.store_key)
+    keeps = result.ok and not result.cached and (plan.cache or plan.store_key or replay.enabled())
     if not keeps and ledger.write_now(result, prompt=plan.request.prompt, system=plan.request.system):
         return  # committed right here (the common case: no thread round trip)
     keep = (lambda: _keep(result, plan)) if keeps else None
@@ -409,6 +412,7 @@ async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) ->
 def _keep(result: Result, plan: CallPlan) -> None:
     from . import store
 
+    replay.record(result, plan)  # keep the answer when replay is on
     try:
         if plan.cache:
             store.put(store.cache_key(plan.request, plan.info.sample), result)

@@ -88,6 +88,11 @@ _SCHEMA: list[tuple[str, str, str]] = [
     ("prompt_preview", "TEXT", "str"),
     ("prompt_text", "TEXT", "str"),
     ("output_text", "TEXT", "str"),
+    # scoring and replay: "answer" or "judge"; replayed calls cost 0 and keep the original's figures
+    ("purpose", "TEXT", "str"),
+    ("replayed", "INTEGER NOT NULL DEFAULT 0", "bool"),
+    ("original_cost_usd", "REAL", "float"),
+    ("original_latency_s", "REAL", "float"),
 ]
 COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
 _KINDS = {c: k for c, _, k in _SCHEMA}
@@ -308,6 +313,10 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         _preview(prompt),
         (prompt if system is None else f"[system] {system}\n\n{prompt}") if store_text else None,
         result.text if store_text else None,
+        getattr(result, "purpose", None) or "answer",
+        1 if getattr(result, "replayed", False) else 0,
+        _num((result.original or {}).get("cost_usd")) if getattr(result, "original", None) else None,
+        _num((result.original or {}).get("latency_s")) if getattr(result, "original", None) else None,
     )
 
 
@@ -525,7 +534,7 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     tuples in COLUMNS order. Raises on database errors. Returns the number of rows given."""
     defaults = {"ts": None, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
                 "cache_write_1h_tokens": 0, "processing": "live", "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
-                "sample": 0, "simulated": 0, "session_id": SESSION_ID}
+                "sample": 0, "simulated": 0, "session_id": SESSION_ID, "replayed": 0}
     tuples = []
     now = time.time()
     for r in rows:
@@ -757,6 +766,8 @@ COST_KEYS = {
     "batch": "batch_id",
     "status": "status",
     "session": "session_id",
+    "purpose": "purpose",
+    "replayed": "replayed",
 }
 _KEY_SYNONYMS = {"group_id": "group", "batch_id": "batch", "session_id": "session", "date": "day",
                  "models": "model", "providers": "provider"}

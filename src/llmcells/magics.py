@@ -52,6 +52,8 @@ def _call_options(func: Callable) -> Callable:
         argument("--no-display", action="store_true", help="show nothing; use -o or _llm"),
         argument("--no-interpolate", action="store_true",
                  help="send the cell as written, without filling in {name} references"),
+        argument("--refresh", action="store_true",  # [scoring/replay hook]
+                 help="make the calls anew even if replay has their answers (and re-record them)"),
         argument("-h", "--help", action="store_true", help="show this help and send nothing"),
     ]
     for deco in reversed(decorators[1:]):
@@ -62,6 +64,8 @@ def _call_options(func: Callable) -> Callable:
 def _compare_options(func: Callable) -> Callable:
     func = argument("models", nargs="*", metavar="MODEL",
                     help="models to compare (default: chatgpt claude gemini, see %%llmcells config)")(func)
+    func = argument("--score", metavar="VAR",  # [scoring hook]
+                    help="score the answers with the scorer (or list of scorers) in notebook variable VAR")(func)
     return _call_options(func)
 
 
@@ -177,7 +181,7 @@ class LLMMagics(Magics):
     def _options(self, args: Any) -> dict[str, Any]:
         return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                     timeout=args.timeout, display=False if args.no_display else None,
-                    markdown=args.format == "markdown")
+                    markdown=args.format == "markdown", refresh=args.refresh)
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
@@ -260,10 +264,18 @@ class LLMMagics(Magics):
         if args.model:
             args.models = [*args.models, args.model]
         prompt = self._prompt(cell, args, "compare")
+        score = None
+        if args.score:  # [scoring hook]
+            name = _unquote(args.score)
+            if name not in self.shell.user_ns:
+                raise _fail(f"--score {name}: no variable {name!r} in the notebook; set it to a scorer "
+                            "or a list, e.g. score = [llmcells.exact('42')].")
+            score = self.shell.user_ns[name]
         try:
             specs = [_models.resolve(m) for m in (args.models or settings.compare_models)]
             pending = llmcells.compare(prompt, [s.requested for s in specs], repeat=args.repeat,
-                                       histories=self._histories(specs, args), **self._options(args))
+                                       histories=self._histories(specs, args), score=score,
+                                       **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
         self._finish(self._run(pending), args, prompt)
@@ -272,7 +284,7 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | prices | reset | simulate | help")
+              help="models | config | usage | costs | prices | reset | simulate | replay | frontier | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -283,6 +295,7 @@ class LLMMagics(Magics):
     @argument("-n", "--last", type=int, default=None, help="usage: the last N calls")
     @argument("--ttft", type=float, help="simulate: seconds before the first token")
     @argument("--tps", type=float, help="simulate: tokens per second")
+    @argument("--min-score", type=float, help="frontier: the score the verdict asks for")
     @needs_local_scope
     @line_magic
     def llmcells(self, line: str = "", local_ns: dict | None = None) -> Any:
@@ -299,6 +312,10 @@ class LLMMagics(Magics):
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
+        %llmcells replay on|off|refresh|status|compact [path=FILE]   record answers and replay
+                                          them at $0 when the same request comes again
+        %llmcells frontier [SCORE] [--min-score X]   cost vs score of the last scored
+                                          compare or batch, Pareto-optimal models marked
         %llmcells help                    this text
         """
         try:
@@ -310,7 +327,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, reset, simulate, help.")
+                        "prices, reset, simulate, replay, frontier, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -383,6 +400,16 @@ class LLMMagics(Magics):
         else:
             conversations.clear()
             print("Forgot all conversations.")
+
+    def _cmd_replay(self, args: Any) -> None:  # [scoring/replay hook]
+        from .replay import command
+
+        print(command(args.words))
+
+    def _cmd_frontier(self, args: Any) -> Any:  # [scoring hook]
+        from .frontier import command
+
+        return command(args.words, min_score=args.min_score)
 
     def _cmd_simulate(self, args: Any) -> None:
         from ._simulation import simulate

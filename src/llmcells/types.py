@@ -156,6 +156,12 @@ class Result:
     processing: str = "live"         # "live", or "batch" for provider batch jobs
     price_basis: Any = None          # pricing.PriceBasis: the exact price used (provenance)
     data: Any = None                 # the parsed answer, with format="json"
+    # scoring and replay (see scoring.py, replay.py)
+    scores: dict[str, float] = field(default_factory=dict)       # scorer name -> score (NaN: failed)
+    score_notes: dict[str, str] = field(default_factory=dict)    # scorer name -> one-line reason
+    purpose: str = "answer"          # "answer", or "judge" for a judge's grading call
+    replayed: bool = False           # answered from the replay file, not by the provider
+    original: dict[str, Any] | None = None  # a replayed call's original figures (cost, latency...)
 
     @property
     def ok(self) -> bool:
@@ -189,11 +195,19 @@ class Result:
             tokens_per_s=self.tokens_per_s,
             attempts=self.attempts,
             cached=self.cached,
+            replayed=self.replayed,
             sample=self.sample,
             text=self.text,
             call_id=self.call_id,
             group_id=self.group_id,
         )
+        if self.original:  # a replayed call: what the original call cost and took
+            for k in ("cost_usd", "latency_s", "ttft_s"):
+                row[f"original_{k}"] = self.original.get(k)
+        for name, value in self.scores.items():  # one column per scorer
+            row[f"score_{name}"] = value
+        if self.score_notes:
+            row["score_notes"] = "; ".join(f"{k}: {v}" for k, v in self.score_notes.items())
         return row
 
     def to_frame(self) -> "pd.DataFrame":
@@ -260,6 +274,12 @@ class Comparison:
 
         return pd.DataFrame([r.to_row() for r in self.results])
 
+    def summary(self, confidence: float = 0.95) -> "pd.DataFrame":
+        """Per model: calls, and the mean with a 95% interval of each score, latency and cost."""
+        from .scoring import summarize
+
+        return summarize(self.to_frame(), confidence=confidence)
+
     def _repr_markdown_(self) -> str:
         return "\n\n---\n\n".join(r._repr_markdown_() for r in self.results)
 
@@ -278,6 +298,7 @@ class CallInfo:
     simulated: bool = False
     group_id: str | None = None
     sample: int = 0
+    purpose: str = "answer"   # "judge" for a judge's grading call
 
 
 @dataclass(frozen=True)
@@ -330,3 +351,6 @@ class CallObserver:
 
     def on_finish(self, result: "Result") -> None:
         pass
+
+    def on_scores(self, result: "Result") -> None:
+        """Optional: result.scores were filled in after on_finish (a judge takes a while)."""

@@ -113,6 +113,9 @@ def metric_parts(result: Result) -> list[str]:
         parts.append(f"{result.attempts} attempts")
     if result.cached:
         parts.append("cached")
+    from .scores import footer_parts  # [scoring hook]: "replayed", then each score
+
+    parts += footer_parts(result)
     return parts
 
 

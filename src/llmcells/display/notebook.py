@@ -21,6 +21,7 @@ from IPython.display import display as _ipy_display
 from ..config import settings
 from ..types import CallInfo, CallObserver, Result, Usage
 from . import _format as F
+from . import scores as _scores
 from .base import DisplayHandle, match_results, safe
 from .markdown import escape, plain_html, render_markdown
 from .throttle import Throttle
@@ -151,6 +152,10 @@ class Card(CallObserver):
     def on_finish(self, result: Result) -> None:
         self.finish(result)
 
+    @safe
+    def on_scores(self, result: Result) -> None:  # [scoring hook]: a judge's scores came in
+        self._set(self.footer, self._final_footer_html(result))
+
     # ----- painting ----------------------------------------------------------------------------
 
     def finish(self, result: Result) -> None:
@@ -256,6 +261,7 @@ class Card(CallObserver):
         if info.simulated:
             name += (' <span style="background:#fff8c5;color:#7d4e00;border:1px solid #d4a72c;'
                      'border-radius:8px;padding:0 6px;font-size:11px">simulated</span>')
+        name += _scores.replay_badge(self.result)  # [scoring/replay hook]
         status, message = self._status_html()
         # an explicit line-height: an HTML widget's is 28px, which spreads out wrapped lines
         row = ('<div style="display:flex;flex-wrap:wrap;gap:4px 10px;align-items:baseline;'
@@ -408,6 +414,8 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
     td = "text-align:{};padding:2px 8px;{}"
     heads = [("model", "left"), ("status", "left"), ("latency", "right"), ("TTFT", "right"),
              ("tokens/s", "right"), ("input", "right"), ("output", "right"), ("cost", "right")]
+    score_cols = _scores.table_columns(rows)  # [scoring hook]: a column per scorer, best marked
+    heads += [(name, "right") for name, _ in score_cols]
     out = ['<table style="border-collapse:collapse;font-size:12.5px;margin-top:4px">',
            "<thead><tr>" + "".join(f'<th style="{th.format(a)}">{h}</th>' for h, a in heads)
            + "</tr></thead><tbody>"]
@@ -436,6 +444,7 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
             (F.fmt_int(u.output_tokens) if u.output_tokens else "–", "right", ""),
             (cost, "right", cost_style),
         ]
+        cells += [(escape(col[i][0]), "right", good if col[i][1] else "") for _, col in score_cols]
         cls = []
         if i == fastest:
             cls.append("fastest")
@@ -451,6 +460,9 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
             legend.append(f'<span style="{good}">⚡ fastest</span> (lowest latency)')
         if cheapest is not None:
             legend.append(f'<span style="{good}">★ cheapest</span> (lowest known cost)')
+        if score_cols:
+            legend.append(f'<span style="{good}">▲ best</span> score')
         out.append(f'<div style="color:{_GREY};font-size:11.5px;margin-top:2px">'
                    + " · ".join(legend) + " among successful answers</div>")
+    out.append(_scores.summary_html(infos, rows))  # [scoring hook]: repeats: mean [95% interval]
     return "".join(out)

@@ -153,7 +153,11 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
     """An aligned plain-text table of every model, fastest and cheapest marked."""
     rows = [r if r is not None else Result(status="cancelled") for r in results]
     fastest, cheapest = F.pick_best(rows)
-    header = ["model", "status", "latency", "TTFT", "tok/s", "in→out", "cost", ""]
+    from .scores import summary_text, table_columns  # [scoring hook]
+
+    score_cols = table_columns(rows)
+    header = ["model", "status", "latency", "TTFT", "tok/s", "in→out", "cost",
+              *(name for name, _ in score_cols), ""]
     body = []
     for i, (info, r) in enumerate(zip(infos, rows)):
         u = r.usage or Usage()
@@ -170,14 +174,15 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–",
             f"{u.input_tokens:,}→{u.output_tokens:,}" if (u.input_tokens or u.output_tokens) else "–",
             F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) else "–",
+            *(col[i][0] for _, col in score_cols),
             " ".join(marks),
         ])
     widths = [max(len(row[c]) for row in [header] + body) for c in range(len(header))]
-    right = {2, 3, 4, 5, 6}
+    right = {2, 3, 4, 5, 6, *range(7, 7 + len(score_cols))}
 
     def fmt(row):
         cells = [(row[c].rjust(widths[c]) if c in right else row[c].ljust(widths[c]))
                  for c in range(len(row))]
         return "  ".join(cells).rstrip()
 
-    return "\n".join([fmt(header)] + [fmt(row) for row in body])
+    return "\n".join([fmt(header)] + [fmt(row) for row in body]) + summary_text(infos, rows)

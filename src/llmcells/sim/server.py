@@ -13,6 +13,7 @@ from typing import Any
 
 from . import anthropic, google, openai
 from .common import Plan, Prompt, Reply, compact
+from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
 from .state import Fault, Settings, SimRequest, State
 from .text import answer_tokens, count_prompt_tokens, seed_for, split_tokens
@@ -185,8 +186,11 @@ class SimServer:
     def _plan(self, api: str, prompt: Prompt, settings: Settings) -> Plan:
         count = self.state.next_count()
         salt = count if (prompt.temperature or 0) > 0 else None
+        scripted = None if settings.text is not None else scripted_answer(prompt.model, prompt.text)
         if settings.text is not None:
             tokens = split_tokens(settings.text)
+        elif scripted is not None:  # a judge's grading prompt, an arithmetic question
+            tokens = split_tokens(scripted)
         else:
             tokens = answer_tokens(prompt.model, seed_for(prompt.model, prompt.key, salt),
                                    settings.output_tokens)

@@ -1,0 +1,227 @@
+"""The cost-latency-quality frontier: which models are worth it, as a plot and one line of verdict.
+
+    f = llmcells.frontier(frame)     # a compare or batch frame with score columns, or a Comparison
+    f                                # in a notebook: the plot (PNG, kept in saved notebooks) and the verdict
+    f.pareto, f.table, f.verdict, f.figure, f.save("frontier.png")
+
+Cost per call (x) against mean score (y); marker size is mean latency; the Pareto-optimal models
+(no other model is both cheaper and better) are highlighted, joined by a line and labelled.
+matplotlib comes with the optional `plot` extra and is imported only here, when called.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: the default verdict asks for a score within this share of the best mean score
+DEFAULT_SHARE = 0.9
+
+
+def pareto(points: list[tuple[str, float, float]]) -> list[str]:
+    """The names among (name, cost, score) that no other point dominates (one at most as costly
+    and at least as good, and strictly better in one); ordered by cost."""
+    best = []
+    for name, cost, score in points:
+        dominated = any((c <= cost and s >= score) and (c < cost or s > score)
+                        for n, c, s in points if n != name)
+        if not dominated:
+            best.append((cost, -score, name))
+    return [name for _, _, name in sorted(best)]
+
+
+def _score_column(table: "pd.DataFrame", score: str | None) -> str:
+    names = [c[: -len("_mean")] for c in table.columns
+             if c.startswith("score_") and c.endswith("_mean")]
+    if not names:
+        raise ConfigError("No scores to plot: run compare or batch with score=... "
+                          "(e.g. score=llmcells.exact('42')) first.")
+    if score is None:
+        return names[0]
+    wanted = score if score.startswith("score_") else f"score_{score}"
+    if wanted not in names:
+        raise ConfigError(f"No score {score!r}; the scores are: "
+                          f"{', '.join(n[len('score_'):] for n in names)}.")
+    return wanted
+
+
+def _fmt_cost(c: float) -> str:
+    """$0.0000072, $0.0031, $1.2000: two significant digits at least, never 1e-06."""
+    if not c == c:
+        return "cost unknown"
+    if c <= 0:
+        return "$0"
+    decimals = max(2, 1 - math.floor(math.log10(abs(c))))
+    return f"${c:,.{decimals}f}"
+
+
+class Frontier:
+    """The frontier of some models: `table` (per model: score, cost, latency, pareto), `pareto`
+    (names, cheapest first), `verdict` (one line), `figure` (matplotlib), `png()` and `save()`."""
+
+    def __init__(self, table: "pd.DataFrame", score: str, min_score: float, verdict: str):
+        self.table, self.score, self.min_score, self.verdict = table, score, min_score, verdict
+        self.pareto = list(table[table["pareto"]].sort_values("cost_usd")["model"])
+        self._figure = None
+
+    @property
+    def figure(self) -> Any:
+        if self._figure is None:
+            self._figure = _draw(self)
+        return self._figure
+
+    def png(self, dpi: int = 110) -> bytes:
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        return buf.getvalue()
+
+    def save(self, path: str, dpi: int = 110) -> None:
+        self.figure.savefig(path, dpi=dpi, bbox_inches="tight")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        # two outputs: the plot as image/png (what a saved notebook keeps), the verdict as text
+        try:
+            png = self.png()
+        except ConfigError as err:  # no matplotlib: say how to get the plot, keep the verdict
+            print(str(err))
+        else:
+            display({"image/png": png, "text/plain": f"<frontier plot: {self.score}>"}, raw=True)
+        display({"text/plain": self.verdict,
+                 "text/markdown": self.verdict.replace("$", r"\$")}, raw=True)
+
+    def __repr__(self) -> str:
+        return self.verdict
+
+
+def frontier(data: Any, score: str | None = None, *, min_score: float | None = None) -> Frontier:
+    """The frontier of a compare or batch: cost per call vs mean score, latency as marker size.
+
+    data: a frame with score_<name> columns (Comparison.to_frame(), a batch frame), a
+    Comparison, Results, or a summarize() table. score: which scorer (default: the first).
+    min_score: the score the verdict asks for (default: 90% of the best mean score).
+    Replayed calls count with their original cost and latency.
+    """
+    import pandas as pd
+
+    from .scoring import summarize
+
+    table = data if isinstance(data, pd.DataFrame) and "calls" in data.columns \
+        and any(c.endswith("_mean") for c in data.columns) else summarize(data)
+    col = _score_column(table, score)
+    t = pd.DataFrame({"model": table["model"], "score": table[f"{col}_mean"],
+                      "score_lo": table.get(f"{col}_lo"), "score_hi": table.get(f"{col}_hi"),
+                      "cost_usd": table["cost_usd_mean"], "latency_s": table["latency_s_mean"]})
+    known = t.dropna(subset=["score", "cost_usd"])
+    names = set(pareto([(r.model, r.cost_usd, r.score) for r in known.itertuples()]))
+    t["pareto"] = t["model"].isin(names)
+    if min_score is None:
+        top = known["score"].max() if len(known) else math.nan
+        min_score = round(top * DEFAULT_SHARE, 2) if top == top else math.nan
+    return Frontier(t.reset_index(drop=True), col, float(min_score), _verdict(t, col, min_score))
+
+
+def _verdict(t: "pd.DataFrame", col: str, min_score: float) -> str:
+    name = col[len("score_"):]
+    good = t[(t["score"] >= min_score) & t["cost_usd"].notna()].sort_values("cost_usd")
+    parts = []
+    if len(good):
+        g = good.iloc[0]
+        parts.append(f"cheapest that scores ≥ {min_score:g} ({name}): {g.model} "
+                     f"({_fmt_cost(g.cost_usd)}/call, score {g.score:.2f})")
+    else:
+        parts.append(f"no model scores ≥ {min_score:g} ({name})")
+    fast = t.dropna(subset=["latency_s"]).sort_values("latency_s")
+    if len(fast):
+        f = fast.iloc[0]
+        scored = f", score {f.score:.2f}" if f.score == f.score else ""
+        parts.append(f"fastest: {f.model} ({f.latency_s:.2f} s{scored})")
+    best = t.dropna(subset=["score"]).sort_values("score", ascending=False)
+    if len(best):
+        b = best.iloc[0]
+        parts.append(f"best score: {b.model} ({b.score:.2f})")
+    unpriced = t[t["cost_usd"].isna()]["model"].tolist()
+    if unpriced:
+        parts.append(f"not placed (price unknown): {', '.join(unpriced)}")
+    unscored = t[t["score"].isna() & t["cost_usd"].notna()]["model"].tolist()
+    if unscored:
+        parts.append(f"not placed (no {name} score): {', '.join(unscored)}")
+    return "; ".join(parts) + "."
+
+
+def _draw(f: Frontier) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError('The frontier plot needs matplotlib: pip install "llmcells[plot]"') from None
+    t = f.table.dropna(subset=["score", "cost_usd"]).copy()
+    # tiny per-call costs read better per 1,000 or per million calls
+    top_cost = float(t["cost_usd"].max()) if len(t) else 0.0
+    per, unit = (1, "call") if top_cost >= 0.01 else (1_000, "1,000 calls") if top_cost >= 1e-5 \
+        else (1_000_000, "million calls")
+    t["cost_usd"] = t["cost_usd"] * per
+    fig = Figure(figsize=(7.2, 4.4))
+    ax = fig.add_subplot()
+    lat = t["latency_s"].fillna(t["latency_s"].median() if t["latency_s"].notna().any() else 1.0)
+    top = float(lat.max()) if len(lat) and lat.max() > 0 else 1.0
+    sizes = 80 + 520 * (lat / top)
+    others, best = t[~t["pareto"]], t[t["pareto"]]
+    if len(others):
+        ax.scatter(others["cost_usd"], others["score"], s=sizes[others.index], color="#afb8c1",
+                   edgecolor="#6e7781", zorder=2, label="dominated")
+    ax.scatter(best["cost_usd"], best["score"], s=sizes[best.index], color="#2da44e",
+               edgecolor="#116329", zorder=3, label="Pareto-optimal")
+    line = best.sort_values("cost_usd")
+    ax.plot(line["cost_usd"], line["score"], color="#2da44e", lw=1.2, ls="--", zorder=1)
+    if t["score_lo"].notna().any():
+        err = [(t["score"] - t["score_lo"]).clip(lower=0).fillna(0),
+               (t["score_hi"] - t["score"]).clip(lower=0).fillna(0)]
+        ax.errorbar(t["cost_usd"], t["score"], yerr=err, fmt="none", ecolor="#57606a",
+                    elinewidth=0.8, capsize=3, zorder=1)
+    for r in t.itertuples():
+        # below the point when a model of similar cost scores higher, so labels do not overlap
+        near = t[(t["cost_usd"] <= r.cost_usd * 3) & (t["cost_usd"] >= r.cost_usd / 3)
+                 & (t["score"] > r.score)]
+        ax.annotate(f"{r.model}\n{r.latency_s:.2f} s" if r.latency_s == r.latency_s else r.model,
+                    (r.cost_usd, r.score), textcoords="offset points",
+                    xytext=(9, -24) if len(near) else (9, 6),
+                    fontsize=8.5, fontweight="bold" if r.pareto else "normal",
+                    color="#116329" if r.pareto else "#57606a")
+    costs = t["cost_usd"][t["cost_usd"] > 0]
+    if len(costs) > 1 and costs.max() / costs.min() > 20:
+        ax.set_xscale("log")
+    ax.margins(x=0.3, y=0.2)
+    lo, hi = float(t["score"].min()), float(t["score"].max())
+    pad = max((hi - lo) * 0.35, abs(hi) * 0.1, 0.1)
+    ax.set_ylim(lo - pad, hi + pad)  # the points decide the range; long interval bars are cut
+    if f.min_score == f.min_score:
+        ax.axhline(f.min_score, color="#bf8700", lw=0.8, ls=":", zorder=0)
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    if ax.get_xscale() != "log":
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _fmt_cost(x) if x > 0 else "$0"))
+    ax.set_xlabel(f"cost per {unit} (USD)")
+    ax.set_ylabel(f"mean score ({f.score[len('score_'):]})")
+    ax.set_title("Cost vs score (marker size: mean latency; bars: 95% interval)", fontsize=10.5)
+    ax.grid(alpha=0.25)
+    ax.legend(loc="lower right", fontsize=8, markerscale=0.5, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def command(words: list[str], *, min_score: float | None = None) -> Frontier:
+    """`%llmcells frontier [SCORE]`: the frontier of the last scored compare or batch."""
+    from . import scoring
+
+    if not scoring.last_results:
+        raise ConfigError("Nothing scored yet: run %%compare --score VAR, or compare/batch with "
+                          "score=..., then %llmcells frontier.")
+    return frontier(scoring.last_results, words[0] if words else None, min_score=min_score)

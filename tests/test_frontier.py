@@ -1,0 +1,122 @@
+"""The frontier: the Pareto set on fixed frames, the verdict, and a headless PNG."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+import llmcells
+from llmcells.frontier import frontier, pareto
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def frame(rows):
+    """A compare-like frame: (model, score, latency, cost) per call."""
+    return pd.DataFrame([{"model": m, "status": "ok", "score_exact": s, "latency_s": lat,
+                          "cost_usd": c} for m, s, lat, c in rows])
+
+
+FIXED = frame([
+    # model, score, latency, cost: two calls each
+    ("cheap-bad", 0.2, 1.0, 0.0001), ("cheap-bad", 0.4, 1.2, 0.0001),
+    ("mid-good", 0.8, 0.6, 0.0010), ("mid-good", 0.8, 0.8, 0.0010),
+    ("dear-same", 0.8, 0.3, 0.0050), ("dear-same", 0.8, 0.3, 0.0050),   # as good as mid, dearer
+    ("dear-worse", 0.5, 2.0, 0.0040), ("dear-worse", 0.7, 2.2, 0.0040),  # dominated by mid
+    ("dear-best", 1.0, 3.0, 0.0200), ("dear-best", 1.0, 3.2, 0.0200),
+])
+
+
+def test_pareto_on_points():
+    assert pareto([("a", 1, 1), ("b", 2, 2), ("c", 2, 1), ("d", 3, 2), ("e", 0.5, 0.1)]) == ["e", "a", "b"]
+    assert pareto([("a", 1, 1), ("b", 1, 1)]) == ["a", "b"]  # equal points dominate neither
+    assert pareto([]) == []
+
+
+def test_the_pareto_set_of_a_fixed_frame():
+    f = frontier(FIXED)
+    assert f.pareto == ["cheap-bad", "mid-good", "dear-best"]
+    t = f.table.set_index("model")
+    assert t.loc["cheap-bad", "score"] == pytest.approx(0.3)
+    assert t.loc["dear-worse", "cost_usd"] == pytest.approx(0.004)
+    assert not t.loc["dear-same", "pareto"] and not t.loc["dear-worse", "pareto"]
+    # the verdict: 90% of the best mean score (1.0) by default
+    assert f.min_score == 0.9
+    assert f.verdict.startswith("cheapest that scores ≥ 0.9 (exact): dear-best ($0.020/call, score 1.00)")
+    assert "fastest: dear-same (0.30 s, score 0.80)" in f.verdict
+    g = frontier(FIXED, min_score=0.75)
+    assert g.verdict.startswith("cheapest that scores ≥ 0.75 (exact): mid-good ($0.0010/call")
+    assert "no model scores ≥ 2" in frontier(FIXED, min_score=2).verdict
+
+
+def test_the_plot_renders_headless():
+    f = frontier(FIXED)
+    png = f.png()
+    assert png.startswith(PNG) and len(png) > 10_000
+    ax = f.figure.axes[0]
+    labels = {t.get_text().split("\n")[0]: t for t in ax.texts}
+    assert set(labels) == {"cheap-bad", "mid-good", "dear-same", "dear-worse", "dear-best"}
+    assert labels["mid-good"].get_fontweight() == "bold" and labels["dear-same"].get_fontweight() == "normal"
+    assert ax.get_xscale() == "log"  # costs span 200x
+    assert ax.get_ylabel() == "mean score (exact)"
+
+
+def test_choosing_a_score_and_errors():
+    two = FIXED.assign(score_judge=[10 - 8 * s for s in FIXED.score_exact])
+    f = frontier(two, "judge")
+    assert f.score == "score_judge"
+    assert f.pareto == ["cheap-bad"]  # cheapest and (inverted) best
+    with pytest.raises(llmcells.ConfigError, match="No score 'nope'; the scores are: exact, judge"):
+        frontier(two, "nope")
+    with pytest.raises(llmcells.ConfigError, match="No scores to plot"):
+        frontier(FIXED.drop(columns="score_exact"))
+
+
+def test_unpriced_and_unscored_models_are_named_not_placed():
+    rows = FIXED.copy()
+    rows.loc[rows.model == "dear-best", "cost_usd"] = math.nan
+    rows.loc[rows.model == "cheap-bad", "score_exact"] = math.nan
+    f = frontier(rows)
+    assert f.pareto == ["mid-good"]
+    assert "not placed (price unknown): dear-best" in f.verdict
+    assert "not placed (no exact score): cheap-bad" in f.verdict
+    assert f.png().startswith(PNG)
+
+
+def test_frontier_of_a_comparison_and_the_magic(simulated, shell):
+    c = llmcells.run(llmcells.compare("What is 6 * 7?", ["chatgpt", "claude", "gemini"],
+                                      score=llmcells.exact("42"), display=False))
+    f = frontier(c)
+    # gpt-4.1-mini answers "42" (score 1); the others do not, and gemini is the cheapest
+    assert f.table.set_index("model")["score"].to_dict() == {
+        "openai:gpt-4.1-mini": 1.0, "anthropic:claude-haiku-4-5": 0.0, "google:gemini-2.5-flash": 0.0}
+    assert f.pareto == ["google:gemini-2.5-flash", "openai:gpt-4.1-mini"]
+    from_magic = shell.run_line_magic("llmcells", "frontier")
+    assert from_magic.pareto == f.pareto and "openai:gpt-4.1-mini" in from_magic.verdict
+
+
+def test_frontier_displays_a_png_and_the_verdict(monkeypatch):
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    f = frontier(FIXED)
+    f._ipython_display_()
+    assert shown[0]["image/png"].startswith(PNG)
+    assert shown[1]["text/plain"] == f.verdict and "\\$" in shown[1]["text/markdown"]
+
+
+def test_without_matplotlib_the_verdict_and_a_hint(monkeypatch, capsys):
+    import sys
+
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    f = frontier(FIXED)
+    f._ipython_display_()
+    assert capsys.readouterr().out.strip() == 'The frontier plot needs matplotlib: pip install "llmcells[plot]"'
+    assert [s["text/plain"] for s in shown] == [f.verdict]
