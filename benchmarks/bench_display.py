@@ -6,7 +6,8 @@
 The real card (`llmcells.display.notebook.NotebookDisplay`, as `ask` opens it) gets a recording
 comm instead of a kernel's (like tests/test_display.py); the comm JSON-encodes every message, as
 a kernel session would. Its observer is driven from a real asyncio loop in its own thread, the
-way the runner drives it: on_start, on_status, then on_text at 2,000 tokens/s, on_usage, on_finish
+way the engine drives it: on_start, on_sent, on_status, on_first_token, then on_text at 2,000
+tokens/s, on_usage, on_finish
 and close(). Three runs with the same driver:
 
 - baseline: a no-op observer (what the driver itself costs);
@@ -70,13 +71,15 @@ def _max_per_second(times: list[float]) -> int:
 
 
 async def _drive(obs, n_tokens: int, finish, cpu: list[float]) -> tuple[float, float]:
-    """Drive obs like the runner; returns (t_first_token, t_last_token)."""
+    """Drive obs like the engine; returns (t_first_token, t_last_token)."""
     from llmcells.types import Result, Usage
 
     c0 = time.thread_time()
     obs.on_start(getattr(obs, "info", None))
+    obs.on_sent(time.monotonic())
     obs.on_status("waiting")
     await asyncio.sleep(0.05)
+    obs.on_first_token(0.05)
     obs.on_status("streaming")
     t0 = time.monotonic()
     text, sent = "", 0
@@ -85,7 +88,7 @@ async def _drive(obs, n_tokens: int, finish, cpu: list[float]) -> tuple[float, f
         while sent < due:
             delta = f"w{sent} "
             text += delta
-            obs.on_text(delta, text)
+            obs.on_text(delta)
             sent += 1
         await asyncio.sleep(0.001)
     t1 = time.monotonic()
@@ -170,8 +173,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         naive = w.HTML(value="")
 
         class Naive(CallObserver):
-            def on_text(self, delta, text):
-                naive.value = "<pre>" + html.escape(text) + "</pre>"
+            text = ""
+
+            def on_text(self, delta):
+                self.text += delta
+                naive.value = "<pre>" + html.escape(self.text) + "</pre>"
 
         log.clear()
         t0, t1 = _run_on_loop(_drive(Naive(), n, lambda r: None, cpu))
