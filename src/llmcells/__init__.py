@@ -26,7 +26,7 @@ from .types import Comparison, Message, Result, Usage
 __version__ = "0.1.0"
 
 __all__ = [
-    "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings",
+    "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure", "settings",
     "add_alias", "add_endpoint", "aliases", "set_price",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
@@ -39,6 +39,8 @@ _LAZY = {
     "ask": ("runner", "ask"),
     "compare": ("runner", "compare"),
     "batch": ("batches", "batch"),
+    "jobs": ("batchjobs", "jobs"),
+    "job": ("batchjobs", "job"),
     "usage": ("ledger", "usage"),
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),

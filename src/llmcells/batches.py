@@ -222,8 +222,8 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,
           cache: bool | None = None, system: str | None = None, temperature: float | None = None,
           max_tokens: int | None = None, timeout: float | None = None,
-          display: bool | str | None = None, params: dict[str, Any] | None = None
-          ) -> Pending["pd.DataFrame"]:
+          display: bool | str | None = None, params: dict[str, Any] | None = None,
+          via: str = "live") -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -233,6 +233,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     calls once spent plus in-flight estimated cost would pass it (USD). batch_id / resume: a
     re-run with the same id, or with resume=True, only makes the calls not yet done. cache:
     answer identical requests (same sample index) from the local store at no cost.
+    via: "live" (default) calls the models now; "provider" submits the same plan to the
+    providers' batch APIs (half the price, results within 24 h) and `await` gives a JobHandle
+    at once (see llmcells.jobs).
     """
     if isinstance(models, str):
         models = [models]
@@ -258,6 +261,13 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     batch_id = batch_id or _batch_id(jobs)
     gate_limits = {**_rate_limits, **{k: v if isinstance(v, RateLimit) else RateLimit(**v)
                                       for k, v in (limits or {}).items()}}
+    if via != "live":  # provider batch jobs live in their own package; it reuses this plan
+        from .batchjobs import submit
+
+        if via != "provider":
+            raise ConfigError(f"via must be 'live' or 'provider', not {via!r}.")
+        return submit(jobs, batch_id, max_cost=max_cost, display=display,
+                      concurrency=concurrency, limits=gate_limits)
 
     def start():
         from . import store

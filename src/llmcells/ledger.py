@@ -75,6 +75,7 @@ _SCHEMA: list[tuple[str, str, str]] = [
     ("prompt_preview", "TEXT", "str"),
     ("prompt_text", "TEXT", "str"),
     ("output_text", "TEXT", "str"),
+    ("processing", "TEXT", "str"),   # "live", or "batch" (a provider batch job)
 ]
 COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
 _KINDS = {c: k for c, _, k in _SCHEMA}
@@ -263,6 +264,7 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         _preview(prompt),
         (prompt if system is None else f"[system] {system}\n\n{prompt}") if store_text else None,
         result.text if store_text else None,
+        getattr(result, "processing", "live") or "live",
     )
 
 

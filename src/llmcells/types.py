@@ -147,6 +147,7 @@ class Result:
     batch_id: str | None = None
     price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
     data: Any = None                 # the parsed answer, with format="json"
+    processing: str = "live"         # "live", or "batch" for a provider batch job's request
 
     @property
     def ok(self) -> bool:
