@@ -260,3 +260,31 @@ def test_unknown_via_and_endpoint_models_are_one_line(via_env, home):
     llmcells.add_endpoint("localish", "http://127.0.0.1:9/v1")
     with pytest.raises(llmcells.ConfigError, match="no provider batch API"):
         llmcells.batch(["x"], ["localish:m"], via="provider")
+
+
+def test_jobs_are_split_at_the_api_limits(via_env, home, monkeypatch):
+    from llmcells.batchjobs import drivers
+
+    monkeypatch.setitem(drivers.LIMITS, "openai", (7, 200 * 1024 * 1024))       # 7 lines a file
+    monkeypatch.setitem(drivers.LIMITS, "anthropic", (100_000, 4 * 1024))       # 4 KB a batch
+    prompts = [f"s{i} " + "x" * 500 for i in range(20)]
+    job = llmcells.run(llmcells.batch(prompts, MODELS[:2], via="provider", display=False))
+    parts = job.parts()
+    sizes = [(p["provider"], p["requests"]) for p in parts]
+    assert sizes[:3] == [("openai", 7), ("openai", 7), ("openai", 6)]
+    assert [n for p, n in sizes if p == "anthropic"] == [5, 5, 5, 5]
+    df = job.wait()
+    assert len(df) == 40 and set(df.status) == {"ok"}
+    assert len(control(via_env).jobs) == 7
+
+
+def test_ledger_rows_say_live_or_batch(via_env, home):
+    models.set_simulator(via_env.url)
+    try:
+        llmcells.run(llmcells.ask("live one", "chatgpt", display=False))
+    finally:
+        models.set_simulator(None)
+    _submit(["batch one"], "openai:gpt-4.1-mini").wait()
+    usage = llmcells.usage()
+    assert sorted(usage.processing) == ["batch", "live"]
+    assert usage[usage.processing == "batch"].ttft_s.isna().all()

@@ -7,10 +7,9 @@ from typing import Any
 from ..providers._common import field, one_line
 from ..providers.anthropic import _map_usage, _message_kwargs
 from ..types import Request
-from .drivers import Item, JobStatus
+from .drivers import LIMITS, Item, JobStatus
 
-MAX_REQUESTS = 100_000
-MAX_BYTES = 256 * 1024 * 1024
+MAX_REQUESTS, MAX_BYTES = LIMITS["anthropic"]
 COUNTS_NOTE = "Anthropic reports no counts until the batch has ended"
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import store
-from .drivers import FINAL_STATES, Item, JobStatus, driver
+from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
 from .prices import batch_cost
 from .prices import estimate as batch_estimate
 
@@ -79,11 +79,11 @@ def _est_one(plan: Any) -> float:
 
 def _split(spec: Any, items: list[tuple[Any, int]]) -> list[list[tuple[Any, int]]]:
     """Split a model's requests at its API's limits (count and bytes); items are (job, size)."""
-    drv = driver(spec.adapter)
+    max_requests, max_bytes = LIMITS[spec.adapter]
     groups: list[list[tuple[Any, int]]] = [[]]
     size = 0
     for item in items:
-        if groups[-1] and (len(groups[-1]) >= drv.MAX_REQUESTS or size + item[1] > drv.MAX_BYTES):
+        if groups[-1] and (len(groups[-1]) >= max_requests or size + item[1] > max_bytes):
             groups.append([])
             size = 0
         groups[-1].append(item)

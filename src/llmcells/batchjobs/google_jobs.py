@@ -13,10 +13,9 @@ from typing import Any
 from ..providers._common import one_line
 from ..providers.google import _config, _contents, _map_usage, _name
 from ..types import Request
-from .drivers import Item, JobStatus
+from .drivers import LIMITS, Item, JobStatus
 
-MAX_REQUESTS = 100_000
-MAX_BYTES = 20 * 1000 * 1000     # inline requests; the file route would take more
+MAX_REQUESTS, MAX_BYTES = LIMITS["google"]
 EXPIRY_S = 48 * 3600             # Gemini's batch jobs run for at most 48 hours
 _STATES = {"JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating",
            "JOB_STATE_RUNNING": "running", "JOB_STATE_SUCCEEDED": "completed",

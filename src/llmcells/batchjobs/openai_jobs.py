@@ -9,10 +9,9 @@ from typing import Any
 from ..providers._common import one_line
 from ..providers.openai import _chat_kwargs, _map_usage, _responses_kwargs
 from ..types import Request
-from .drivers import Item, JobStatus
+from .drivers import LIMITS, Item, JobStatus
 
-MAX_REQUESTS = 50_000
-MAX_BYTES = 200 * 1024 * 1024
+MAX_REQUESTS, MAX_BYTES = LIMITS["openai"]
 TAG_KEY = "llmcells_tag"
 _STATES = {"validating": "validating", "in_progress": "running", "finalizing": "finalizing",
            "completed": "completed", "failed": "failed", "expired": "expired",
@@ -37,7 +36,7 @@ def line(client: Any, request: Request, key: str) -> dict[str, Any]:
 
 async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str) -> str:
     """Upload the file and create the batch; returns the batch id."""
-    data = ("\n".join(json.dumps(x, separators=(",", ":")) for x in lines) + "\n").encode()
+    data = ("\n".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) for x in lines) + "\n").encode()
     uploaded = await client.files.create(file=(f"{tag}.jsonl", data), purpose="batch")
     batch = await client.batches.create(input_file_id=uploaded.id, endpoint=lines[0]["url"],
                                         completion_window="24h", metadata={TAG_KEY: tag})

@@ -8,6 +8,7 @@ Anthropic and Google all publish batch as 50% of the standard price) and price_s
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -69,6 +70,7 @@ def batch_cost(provider: str, model: str, usage: Usage, *, requested: str | None
         return math.nan, None
 
 
+@functools.lru_cache(maxsize=8192)
 def estimate(provider: str, model: str, input_tokens: int, output_tokens: int) -> float:
     """Estimated batch cost of one request (NaN when no price is known)."""
     value, _ = batch_cost(provider, model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
