@@ -288,3 +288,26 @@ def test_ledger_rows_say_live_or_batch(via_env, home):
     usage = llmcells.usage()
     assert sorted(usage.processing) == ["batch", "live"]
     assert usage[usage.processing == "batch"].ttft_s.isna().all()
+
+
+def test_missing_key_and_a_refused_create(via_env, home, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(llmcells.MissingKeyError, match="ANTHROPIC_API_KEY"):
+        _submit(["k"], "anthropic:claude-haiku-4-5")
+    assert llmcells.jobs().empty                              # nothing written, nothing sent
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "invalid-key")    # the simulator answers 401
+    job = _submit(["k1", "k2"], "anthropic:claude-haiku-4-5")
+    df = job.wait()
+    assert job.parts()[0]["state"] == "failed" and "rejected the API key" in job.parts()[0]["error"]
+    assert set(df.status) == {"error"} and "invalid-key" not in " ".join(df.error)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    df = job.retry_failed(via="provider").wait()
+    assert set(df.status) == {"ok"}
+
+
+def test_responses_api_models_go_to_v1_responses(via_env, home):
+    job = _submit(["r1", "r2"], "openai-responses:gpt-4.1-mini")
+    df = job.wait()
+    assert set(df.status) == {"ok"} and df.text.str.startswith("Simulated answer").all()
+    (sim_job,) = control(via_env).jobs.values()
+    assert {api for _, _, api in sim_job.requests} == {"responses"}

@@ -122,6 +122,10 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
                "poll_s": poll_s}
 
     def start() -> Any:
+        from ..models import api_key
+
+        for spec in {j.plan.spec.id: j.plan.spec for j in jobs}.values():
+            api_key(spec)  # a missing key: one line now, before anything is written or sent
         existing = store.get_job(job_id)
         if existing is None:
             estimate = sum(x for x in map(_est_one, (j.plan for j in jobs)) if not math.isnan(x))
@@ -188,7 +192,11 @@ async def submit_parts(job_id: str) -> None:
             continue
         spec = _spec(part["model_id"])
         drv = driver(spec.adapter)
-        client = await asyncio.to_thread(_client, spec)
+        try:
+            client = await asyncio.to_thread(_client, spec)
+        except Exception as exc:  # e.g. no key in this process: say so, try again next time
+            store.update_part(job_id, part["part"], error=_one_line_error(exc, spec))
+            continue
         if part["state"] == "creating":  # a crash between create and persist? look for it first
             try:
                 found = await drv.find(client, part["tag"], part["requests"], part["created"] or 0)
@@ -196,10 +204,12 @@ async def submit_parts(job_id: str) -> None:
                 found = None
             if found:
                 store.update_part(job_id, part["part"], provider_job_id=found, state="submitted",
-                                  submitted=part["created"])
+                                  submitted=part["created"], error=None)
                 continue
         reqs = store.get_requests(job_id, part["part"])
         lines = [drv.line(client, _plan_for(r).request, r["call_key"]) for r in reqs]
+        # Persisted before the create call: if this process dies before the id is written,
+        # the next attempt looks for the job by its tag first.
         store.update_part(job_id, part["part"], state="creating", created=time.time())
         try:
             provider_job_id = await drv.create(client, spec.name, lines, part["tag"])
@@ -208,7 +218,7 @@ async def submit_parts(job_id: str) -> None:
                               error=_one_line_error(exc, spec))
             continue
         store.update_part(job_id, part["part"], provider_job_id=provider_job_id, state="submitted",
-                          submitted=time.time())
+                          submitted=time.time(), error=None)
 
 
 def _one_line_error(exc: BaseException, spec: Any) -> str:
