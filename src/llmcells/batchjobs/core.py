@@ -446,6 +446,12 @@ class JobHandle:
                     progress.update(parts)
                 if all(p["collected"] for p in parts):
                     break
+                stuck = [p for p in parts if p["state"] == "new" and p.get("error")]
+                if stuck:  # e.g. reattached in a process without the key: waiting cannot help
+                    from ..errors import ConfigError
+
+                    raise ConfigError(f"{stuck[0]['model_id']} could not be submitted: "
+                                      f"{stuck[0]['error']}")
                 await asyncio.sleep(self._poll(parts))
         except asyncio.CancelledError:
             if progress is not None:

@@ -99,6 +99,11 @@ class SimJob:
         n = len(self.requests)
         return min(n, int(n * (age - s.validate_s) / max(s.run_s, 1e-6)))
 
+    def cancel(self, s: BatchSettings) -> None:
+        """Cancel the job unless it has already ended."""
+        if self.clock(s)[0] in ("validating", "running", "finalizing"):
+            self.cancelled_at = time.time()
+
     def done_ids(self, count: int) -> list[str]:
         """The custom ids of the first `count` requests processed."""
         return [self.requests[i][0] for i in self.order[:count]]
@@ -371,9 +376,7 @@ def _openai(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
         if job is None:
             return _error(404, f"No batch found with id '{m.group(1)}'.", "openai")
         if m.group(2) and method == "POST":
-            phase, _ = job.clock(sim.settings)
-            if phase in ("validating", "running", "finalizing"):
-                job.cancelled_at = time.time()
+            job.cancel(sim.settings)
         return _json(200, _openai_batch(server, sim, job))
     return None
 
@@ -433,8 +436,7 @@ def _anthropic(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str
             return _error(404, f"Batch {m.group(1)} not found.", "anthropic")
         phase, done = job.clock(sim.settings)
         if m.group(2) == "/cancel" and method == "POST":
-            if phase in ("validating", "running", "finalizing"):
-                job.cancelled_at = time.time()
+            job.cancel(sim.settings)
         elif m.group(2) == "/results":
             if phase not in ("ended", "expired", "cancelled", "failed"):
                 return _error(400, f"Batch {job.id} has not ended yet.", "anthropic")
@@ -522,9 +524,7 @@ def _gemini(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
         if job is None:
             return _error(404, f"Batch batches/{m.group(2)} not found.", "google")
         if m.group(3) and method == "POST":
-            phase, _ = job.clock(sim.settings)
-            if phase in ("validating", "running", "finalizing"):
-                job.cancelled_at = time.time()
+            job.cancel(sim.settings)
             return _json(200, {})
         if method == "DELETE":
             sim.jobs.pop(job.id, None)
