@@ -1,7 +1,7 @@
 """A 10,000-call job live (at tier-1 rate limits) versus via="provider" (batch APIs), in the simulator.
 
     python benchmarks/bench_provider_jobs.py           # 10,000 calls (3,334 prompts x 3 models)
-    python benchmarks/bench_provider_jobs.py --quick   # 300 calls (100 x 3)
+    python benchmarks/bench_provider_jobs.py --quick   # 150 calls (50 x 3)
 
 Both runs plan the same batch (prompts x [gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash]),
 each in a fresh child process against one simulator process (no time to first token, 32-token
@@ -85,17 +85,17 @@ def _run(mode: str, url: str, calls: int, home: str) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="300 calls instead of 10,000")
+    ap.add_argument("--quick", action="store_true", help="150 calls instead of 10,000")
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--child", metavar="MODE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    calls = args.calls or (300 if args.quick else 10_000)
+    calls = args.calls or (150 if args.quick else 10_000)
     if args.child:
         _child(args.child, calls)
         return []
 
     with C.temp_home() as home, C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
-        run_s = 2.0 if args.quick else 10.0
+        run_s = 1.0 if args.quick else 10.0
         req = urllib.request.Request(sim.url + "/_sim/batches/config", method="POST",
                                      data=json.dumps({"validate_s": 1.0, "run_s": run_s,
                                                       "finalize_s": 1.0}).encode())

@@ -32,6 +32,10 @@ EXPECTED = {
     "bench_batch.py": ["batch 501 calls, 3 models, concurrency 64: throughput",
                        "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
+    "bench_provider_jobs.py": ["provider jobs 150 calls: live wall at tier-1 limits",
+                               "provider jobs: via='provider' wall, submit + wait + collect",
+                               "provider jobs: cost at list prices, via='provider'",
+                               "provider jobs: peak RSS, via='provider' client"],
 }
 
 

@@ -311,3 +311,27 @@ def test_responses_api_models_go_to_v1_responses(via_env, home):
     assert set(df.status) == {"ok"} and df.text.str.startswith("Simulated answer").all()
     (sim_job,) = control(via_env).jobs.values()
     assert {api for _, _, api in sim_job.requests} == {"responses"}
+
+
+def test_gemini_file_route_above_the_inline_limit(via_env, home, monkeypatch):
+    from llmcells.batchjobs import google_jobs
+
+    monkeypatch.setattr(google_jobs, "INLINE_BYTES", 2_000)     # ~20 MB in real life
+    control(via_env).inject("out_of_order", provider="google")
+    prompts = [f"f{i} " + "y" * 200 for i in range(12)]
+    job = llmcells.run(llmcells.batch(prompts, ["google:gemini-2.5-flash"], via="provider",
+                                      system="Answer briefly.", max_tokens=50, display=False))
+    (sim_job,) = control(via_env).jobs.values()
+    assert sim_job.meta.get("file_route") and len(sim_job.requests) == 12
+    assert sim_job.requests[0][1]["systemInstruction"] == {"parts": [{"text": "Answer briefly."}],
+                                                           "role": "user"}
+    assert sim_job.requests[0][1]["generationConfig"] == {"maxOutputTokens": 50}
+    df = job.wait()
+    assert set(df.status) == {"ok"} and len(df) == 12
+    models.set_simulator(via_env.url)
+    try:
+        live = llmcells.run(llmcells.ask(prompts[3], "gemini", system="Answer briefly.", max_tokens=50,
+                                         display=False))
+    finally:
+        models.set_simulator(None)
+    assert df.text[3] == live.text

@@ -355,12 +355,12 @@ def _persist(job_id: str, part: dict[str, Any], results: list[tuple[dict[str, An
     store.set_results(job_id, [(req["call_key"], "ok" if res.ok else
                                 ("expired" if res.error_kind == "expired" else res.status), _fields(res))
                                for req, res in results])
-    for req, res in results:
-        if res.ok and batch_id:
-            try:
-                result_store.put(result_store.batch_key(batch_id, req["call_key"]), res, batch_id)
-            except Exception:
-                pass
+    if batch_id:
+        try:
+            result_store.put_many([(result_store.batch_key(batch_id, req["call_key"]), res)
+                                   for req, res in results if res.ok], batch_id)
+        except Exception:  # only a convenience for a live resume of the same batch
+            pass
     store.update_part(job_id, part["part"], collected=1, finished=time.time())
 
 
@@ -586,11 +586,7 @@ def _new_parts(job_id: str, todo: list[dict[str, Any]]) -> None:
 
 
 def _part_costs(job_id: str) -> dict[int, float]:
-    costs: dict[int, float] = {}
-    for r in store.get_requests(job_id):
-        if r["result"] and r["result"].get("cost_usd") is not None and r["result"].get("processing") == "batch":
-            costs[r["part"]] = costs.get(r["part"], 0.0) + r["result"]["cost_usd"]
-    return costs
+    return store.part_costs(job_id)
 
 
 def _parts_frame(parts: list[dict[str, Any]]) -> "pd.DataFrame":

@@ -11,9 +11,9 @@ from ..types import Usage
 RUNNING_STATES = ("new", "creating", "submitted", "validating", "running", "finalizing", "cancelling")
 FINAL_STATES = ("completed", "failed", "expired", "cancelled", "lost")
 #: (requests, bytes) per provider job, by adapter: OpenAI 50,000 lines or 200 MB per file,
-#: Anthropic 100,000 requests or 256 MB, Gemini inline requests up to about 20 MB
+#: Anthropic 100,000 requests or 256 MB, Gemini a 2 GB input file (inline up to about 20 MB)
 LIMITS = {"openai": (50_000, 200 * 1024 * 1024), "anthropic": (100_000, 256 * 1024 * 1024),
-          "google": (100_000, 20 * 1000 * 1000)}
+          "google": (100_000, 2 * 1000 * 1000 * 1000)}
 
 
 @dataclass

@@ -1,12 +1,14 @@
-"""Gemini batch mode through the official SDK (`client.aio.batches`), inline requests.
+"""Gemini batch mode through the official SDK (`client.aio.batches`): inline requests up to
+about 20 MB, and above that the file route (a JSONL file uploaded with `client.aio.files`, results
+downloaded from the job's responses file).
 
-Each request carries its call key in `metadata.key`, and answers are matched by it (and by
-position when a server leaves it out). The file route (above ~20 MB) is not implemented yet:
-larger jobs are split into several inline jobs instead.
+Each request carries its call key (`metadata.key` inline, `key` in a file), and answers are
+matched by it (and by position when a server leaves it out).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -16,6 +18,7 @@ from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
 MAX_REQUESTS, MAX_BYTES = LIMITS["google"]
+INLINE_BYTES = 20 * 1000 * 1000  # above this, the file route
 EXPIRY_S = 48 * 3600             # Gemini's batch jobs run for at most 48 hours
 _STATES = {"JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating",
            "JOB_STATE_RUNNING": "running", "JOB_STATE_SUCCEEDED": "completed",
@@ -33,8 +36,32 @@ def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     return item
 
 
+def _rest(item: dict[str, Any]) -> dict[str, Any]:
+    """An inlined request as the REST GenerateContentRequest a batch file line carries."""
+    from google.genai import types as genai_types
+
+    config = dict(item.get("config") or {})
+    request: dict[str, Any] = {"contents": item["contents"]}
+    system = config.pop("system_instruction", None)
+    if system:  # as the SDK sends it inline and live: a user-role Content
+        request["systemInstruction"] = genai_types.Content(
+            role="user", parts=[genai_types.Part(text=system)]).model_dump(
+            mode="json", by_alias=True, exclude_none=True) if isinstance(system, str) else system
+    if config:
+        request["generationConfig"] = genai_types.GenerationConfig(**config).model_dump(
+            mode="json", by_alias=True, exclude_none=True)
+    return {"key": item["metadata"]["key"], "request": request}
+
+
 async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str) -> str:
-    job = await client.aio.batches.create(model=model, src=lines, config={"display_name": tag})
+    size = sum(len(json.dumps(x, ensure_ascii=False).encode()) for x in lines)
+    src: Any = lines
+    if size > INLINE_BYTES:
+        data = ("\n".join(json.dumps(_rest(x), ensure_ascii=False) for x in lines) + "\n").encode()
+        uploaded = await client.aio.files.upload(
+            file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": tag})
+        src = uploaded.name
+    job = await client.aio.batches.create(model=model, src=src, config={"display_name": tag})
     return job.name
 
 
@@ -78,8 +105,26 @@ async def find(client: Any, tag: str, n_requests: int, since: float) -> str | No
     return None
 
 
+def _from_file_line(rec: dict[str, Any]) -> Item:
+    """One line of a responses file: {"key", "response"} (REST JSON) or {"key", "error"}."""
+    key = str(rec.get("key"))
+    resp = rec.get("response")
+    if not resp or rec.get("error"):
+        message = (rec.get("error") or {}).get("message") or "no answer"
+        return Item(key, "error", error_kind="bad_request", error=one_line(f"Gemini batch: {message}"))
+    cand = (resp.get("candidates") or [{}])[0]
+    parts = (cand.get("content") or {}).get("parts") or []
+    return Item(key, "ok", text="".join(p.get("text", "") for p in parts if not p.get("thought")),
+                reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
+                usage=_map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"),
+                finish_reason=cand.get("finishReason"))
+
+
 async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]:
     dest = status.raw.dest
+    if dest is not None and dest.file_name:
+        data = await client.aio.files.download(file=dest.file_name)
+        return [_from_file_line(json.loads(x)) for x in data.decode().splitlines() if x.strip()]
     items = []
     for i, r in enumerate((dest.inlined_responses if dest else None) or []):
         key = (r.metadata or {}).get("key") or (keys[i] if i < len(keys) else None)

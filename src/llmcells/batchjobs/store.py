@@ -168,6 +168,15 @@ def get_requests(job_id: str, part: int | None = None) -> list[dict[str, Any]]:
              "result": json.loads(r[9]) if r[9] else None} for r in rows]
 
 
+def part_costs(job_id: str) -> dict[int, float]:
+    """The actual batch cost of each part, from its collected results."""
+    with _lock:
+        rows = _conn().execute(
+            "SELECT part, SUM(json_extract(result, '$.cost_usd')) FROM requests WHERE job_id = ? "
+            "AND json_extract(result, '$.processing') = 'batch' GROUP BY part", (job_id,)).fetchall()
+    return {part: cost or 0.0 for part, cost in rows}
+
+
 def set_results(job_id: str, results: list[tuple[str, str, dict[str, Any]]],
                 only_if_not_ok: bool = True) -> None:
     """Keep (call_key, status, result fields) of collected requests; an ok result is never

@@ -33,6 +33,8 @@ _ANTHROPIC_BATCH = re.compile(r"^/v1/messages/batches/([^/]+?)(/cancel|/results)
 _GEMINI_CREATE = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):batchGenerateContent$")
 _GEMINI_BATCH = re.compile(r"^/(v1|v1beta|v1alpha)/batches/([^/:]+)(:cancel)?$")
 _GEMINI_LIST = re.compile(r"^/(v1|v1beta|v1alpha)/batches$")
+_GEMINI_UPLOAD = re.compile(r"^/upload/(v1|v1beta|v1alpha)/files$")
+_GEMINI_DOWNLOAD = re.compile(r"^/(v1|v1beta|v1alpha)/files/([^/:]+):download$")
 
 
 @dataclass
@@ -117,6 +119,7 @@ class BatchSim:
         self.faults: list[BatchFault] = []
         self.jobs: dict[str, SimJob] = {}
         self.files: dict[str, tuple[str, bytes, float]] = {}   # id -> (filename, content, created)
+        self.uploads: dict[str, bytearray] = {}                 # Gemini resumable uploads in progress
         self.lock = threading.RLock()
 
     def configure(self, **values: Any) -> None:
@@ -488,7 +491,16 @@ def _gemini_operation(server: Any, sim: BatchSim, job: SimJob) -> dict[str, Any]
                     inlined.append({"response": results[cid], "metadata": {"key": cid}})
                 elif phase == "cancelled":
                     inlined.append({"error": {"code": 1, "message": "Cancelled."}, "metadata": {"key": cid}})
-            meta["output"] = {"inlinedResponses": {"inlinedResponses": inlined}}
+            if job.meta.get("file_route"):
+                if "responsesFile" not in job.meta:
+                    lines = [compact({"key": it["metadata"]["key"],
+                                      **{k: v for k, v in it.items() if k != "metadata"}}) for it in inlined]
+                    name = f"files/batch-{secrets.token_hex(8)}"
+                    sim.files[name] = (name, ("\n".join(lines) + "\n").encode(), time.time())
+                    job.meta["responsesFile"] = name
+                meta["output"] = {"responsesFile": job.meta["responsesFile"]}
+            else:
+                meta["output"] = {"inlinedResponses": {"inlinedResponses": inlined}}
             op["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
                                        "GenerateContentBatchOutput", **meta["output"]}
         if phase == "failed":
@@ -496,18 +508,65 @@ def _gemini_operation(server: Any, sim: BatchSim, job: SimJob) -> dict[str, Any]
     return op
 
 
+def _gemini_file(name: str, size: int, created: float, mime: str = "jsonl") -> dict[str, Any]:
+    return {"name": name, "mimeType": mime, "sizeBytes": str(size), "createTime": _iso(created),
+            "updateTime": _iso(created), "expirationTime": _iso(created + 48 * 3600),
+            "state": "ACTIVE", "source": "UPLOADED"}
+
+
+def _gemini_upload(sim: BatchSim, req: Any) -> tuple[int, dict[str, str], bytes]:
+    """The resumable upload protocol: a start request gives an upload URL; chunks follow."""
+    command = req.headers.get("x-goog-upload-command", "")
+    if command == "start":
+        upload_id = secrets.token_hex(10)
+        sim.uploads[upload_id] = bytearray()
+        host = req.headers.get("host", "127.0.0.1")
+        return 200, {"content-type": "application/json", "x-goog-upload-status": "active",
+                     "x-goog-upload-url": f"http://{host}{req.path}?upload_id={upload_id}"}, b"{}"
+    upload_id = req.query.get("upload_id", "")
+    if upload_id not in sim.uploads:
+        return _error(404, "No such upload.", "google")
+    data = sim.uploads[upload_id]
+    data[int(req.headers.get("x-goog-upload-offset", len(data))):] = req.body
+    if "finalize" not in command:
+        return 200, {"content-type": "application/json", "x-goog-upload-status": "active"}, b"{}"
+    del sim.uploads[upload_id]
+    name = f"files/{secrets.token_hex(8)}"
+    sim.files[name] = (name, bytes(data), time.time())
+    return 200, {"content-type": "application/json", "x-goog-upload-status": "final"}, \
+        compact({"file": _gemini_file(name, len(data), time.time())}).encode()
+
+
 def _gemini(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], bytes] | None:
     path, method = req.path, req.method
+    if _GEMINI_UPLOAD.match(path) and method == "POST":
+        return _gemini_upload(sim, req)
+    m = _GEMINI_DOWNLOAD.match(path)
+    if m and method == "GET":
+        found = sim.files.get(f"files/{m.group(2)}")
+        if found is None:
+            return _error(404, f"File files/{m.group(2)} not found.", "google")
+        return 200, {"content-type": "application/octet-stream"}, found[1]
     m = _GEMINI_CREATE.match(path)
     if m and method == "POST":
         body = json.loads(req.body or b"{}").get("batch") or {}
         source = body.get("inputConfig") or {}
-        items = (source.get("requests") or {}).get("requests") or []
-        if not items:
-            return _error(400, "Only inline requests are supported by the simulator.", "google")
-        requests = [(str((it.get("metadata") or {}).get("key", i)), it.get("request") or {}, "generate")
-                    for i, it in enumerate(items)]
-        job = sim.new_job("", "google", m.group(2), requests, {"displayName": body.get("displayName", "")})
+        meta = {"displayName": body.get("displayName", "")}
+        if source.get("fileName"):  # the file route: JSONL of {"key", "request"}
+            found = sim.files.get(source["fileName"])
+            if found is None:
+                return _error(400, f"File {source['fileName']} not found.", "google")
+            items = [json.loads(x) for x in found[1].decode().splitlines() if x.strip()]
+            requests = [(str(it.get("key", i)), it.get("request") or {}, "generate")
+                        for i, it in enumerate(items)]
+            meta["file_route"] = True
+        else:
+            items = (source.get("requests") or {}).get("requests") or []
+            requests = [(str((it.get("metadata") or {}).get("key", i)), it.get("request") or {}, "generate")
+                        for i, it in enumerate(items)]
+        if not requests:
+            return _error(400, "The batch has no requests.", "google")
+        job = sim.new_job("", "google", m.group(2), requests, meta)
         return _json(200, _gemini_operation(server, sim, job))
     if _GEMINI_LIST.match(path) and method == "GET":
         jobs = sorted((j for j in sim.jobs.values() if j.provider == "google"), key=lambda j: -j.created)
@@ -564,7 +623,9 @@ def handles(req: Any) -> bool:
     p = req.path
     return (p.startswith("/_sim/batches/") or p == "/v1/files" or p.startswith("/v1/files/")
             or p.startswith("/v1/batches") or p.startswith("/v1/messages/batches")
-            or bool(_GEMINI_CREATE.match(p) or _GEMINI_BATCH.match(p) or _GEMINI_LIST.match(p)))
+            or p.startswith("/upload/")
+            or bool(_GEMINI_CREATE.match(p) or _GEMINI_BATCH.match(p) or _GEMINI_LIST.match(p)
+                    or _GEMINI_DOWNLOAD.match(p)))
 
 
 async def dispatch(server: Any, req: Any, resp: Any) -> None:
@@ -579,11 +640,12 @@ async def dispatch(server: Any, req: Any, resp: Any) -> None:
     # OpenAI and Gemini (v1) share /v1/batches: Gemini's SDK sends x-goog-api-key, OpenAI's a bearer.
     if req.path.startswith("/v1/messages"):
         provider = "anthropic"
-    elif "x-goog-api-key" in req.headers or "key" in req.query or _GEMINI_CREATE.match(req.path):
+    elif ("x-goog-api-key" in req.headers or "key" in req.query or _GEMINI_CREATE.match(req.path)
+          or req.path.startswith("/upload/")):
         provider = "google"
     else:
         provider = "openai"
-    if not key or key.startswith("invalid"):
+    if (not key and not req.query.get("upload_id")) or key.startswith("invalid"):
         await resp.send(*_error(401, "invalid api key", provider))
         return
     handler = {"openai": _openai, "anthropic": _anthropic, "google": _gemini}[provider]
