@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +92,7 @@ def _split(spec: Any, items: list[tuple[Any, int]]) -> list[list[tuple[Any, int]
     return groups
 
 
-def _line_size(spec: Any, plan: Any, key: str) -> int:
+def _line_size(plan: Any) -> int:
     """Bytes of one request line (a rough count for the split: the prompt plus an envelope)."""
     chars = sum(len(m.content.encode()) for m in plan.request.messages)
     return chars + len((plan.request.system or "").encode()) + 300
@@ -137,8 +138,8 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
                                   f"max_cost=${max_cost:g}; nothing was sent.")
             _write_job(job_id, batch_id, jobs, estimate, options)
         else:
-            _say(f"provider batch {job_id}: reattached (created "
-                 f"{_ago(existing['created'])} ago); nothing new was sent.", display)
+            _say(f"provider batch {job_id}: reattached to the job created {_ago(existing['created'])} "
+                 "ago; nothing is submitted twice.", display)
         return _submit_and_handle(job_id, display)
 
     return Pending(start, "provider batch")
@@ -161,7 +162,7 @@ def _write_job(job_id: str, batch_id: str, jobs: Sequence[Any], estimate: float,
                options: dict[str, Any]) -> None:
     by_model: dict[str, list[tuple[Any, int]]] = {}
     for j in jobs:
-        by_model.setdefault(j.plan.spec.id, []).append((j, _line_size(j.plan.spec, j.plan, j.call_key)))
+        by_model.setdefault(j.plan.spec.id, []).append((j, _line_size(j.plan)))
     parts, requests = [], []
     rows = {id(j): i for i, j in enumerate(jobs)}
     for model_id, items in by_model.items():
@@ -170,7 +171,7 @@ def _write_job(job_id: str, batch_id: str, jobs: Sequence[Any], estimate: float,
             n = len(parts)
             est = sum(x for x in (_est_one(j.plan) for j, _ in group) if not math.isnan(x))
             parts.append({"job_id": job_id, "part": n, "provider": spec.provider, "model_id": model_id,
-                          "tag": f"llmcells-{job_id}-p{n}", "state": "new", "requests": len(group),
+                          "tag": _tag(job_id, n), "state": "new", "requests": len(group),
                           "estimate": est})
             for j, _ in group:
                 requests.append({"call_key": j.call_key, "row": rows[id(j)], "part": n,
@@ -178,6 +179,12 @@ def _write_job(job_id: str, batch_id: str, jobs: Sequence[Any], estimate: float,
                                  "prompt": j.inputs.get("prompt", j.plan.request.prompt),
                                  "request": _request_fields(j.plan), "inputs": j.inputs})
     store.create_job(job_id, batch_id, estimate, options, parts, requests)
+
+
+def _tag(job_id: str, part: int) -> str:
+    """The label a provider job carries (OpenAI metadata, Gemini display name) to be found again;
+    random too, so that the same batch sent from two homes is never mistaken for the other."""
+    return f"llmcells-{job_id}-p{part}-{uuid.uuid4().hex[:8]}"
 
 
 async def _submit_and_handle(job_id: str, display: Any) -> "JobHandle":
@@ -578,7 +585,7 @@ def _new_parts(job_id: str, todo: list[dict[str, Any]]) -> None:
     for model_id, reqs in by_model.items():
         spec = _spec(model_id)
         store.add_parts([{"job_id": job_id, "part": n, "provider": spec.provider, "model_id": model_id,
-                          "tag": f"llmcells-{job_id}-p{n}", "state": "new", "requests": len(reqs),
+                          "tag": _tag(job_id, n), "state": "new", "requests": len(reqs),
                           "estimate": sum(x for x in (_est_one(_plan_for(r)) for r in reqs)
                                           if not math.isnan(x))}])
         store.assign(job_id, [r["call_key"] for r in reqs], n)
