@@ -284,10 +284,22 @@ def test_ledger_rows_say_live_or_batch(via_env, home):
         llmcells.run(llmcells.ask("live one", "chatgpt", display=False))
     finally:
         models.set_simulator(None)
-    _submit(["batch one"], "openai:gpt-4.1-mini").wait()
+    t0 = time.time()
+    job = _submit(["batch one"], "openai:gpt-4.1-mini")
+    submitted = job.parts()[0]["submitted"]
+    job.wait()
     usage = llmcells.usage()
     assert sorted(usage.processing) == ["batch", "live"]
-    assert usage[usage.processing == "batch"].ttft_s.isna().all()
+    batch = usage[usage.processing == "batch"].iloc[0]
+    assert pd_isna(batch.ttft_s)
+    assert batch.ts.timestamp() == pytest.approx(submitted, abs=0.01) and batch.ts.timestamp() >= t0
+    assert 0 <= batch.latency_s <= time.time() - submitted      # finish = submit + latency_s
+
+
+def pd_isna(x) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(x))
 
 
 def test_missing_key_and_a_refused_create(via_env, home, monkeypatch):

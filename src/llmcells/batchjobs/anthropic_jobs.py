@@ -37,7 +37,8 @@ async def retrieve(client: Any, job_id: str) -> JobStatus:
     counts = {"total": total, "done": rc.succeeded, "failed": rc.errored + rc.canceled + rc.expired}
     state = ("cancelled" if b.cancel_initiated_at is not None else
              "expired" if rc.expired and not rc.succeeded and not rc.errored else "completed")
-    return JobStatus(state, counts, expires, None, b)
+    return JobStatus(state, counts, expires, None, b,
+                     ended=b.ended_at.timestamp() if b.ended_at else None)
 
 
 async def cancel(client: Any, job_id: str) -> None:

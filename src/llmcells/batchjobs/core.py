@@ -298,8 +298,10 @@ async def _collect(job_id: str, part: dict[str, Any], status: JobStatus | None) 
         drv = driver(spec.adapter)
         client = await asyncio.to_thread(_client, spec)
         items = await drv.results(client, status, [r["call_key"] for r in reqs])
-    finished = time.time()
+    # Finish time: when the provider says the job ended (batch APIs give no per-request times).
+    finished = (status.ended if status is not None and status.ended else None) or time.time()
     submitted = part.get("submitted") or part.get("created") or finished
+    finished = max(finished, submitted)
     got = {it.key: it for it in items}
     state = part["state"]
     job = store.get_job(job_id) or {}

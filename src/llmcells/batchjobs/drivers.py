@@ -26,6 +26,7 @@ class JobStatus:
     error: str | None = None
     raw: Any = None                             # the SDK object, for collecting results
     counts_note: str | None = None              # e.g. Anthropic: no counts before the end
+    ended: float | None = None                  # epoch seconds the provider says the job ended
 
     @property
     def final(self) -> bool:

@@ -87,7 +87,8 @@ async def retrieve(client: Any, job_id: str) -> JobStatus:
     if state == "failed" and error is None:
         error = "Gemini reported the batch as failed."
     counts = await _stats(client, job_id)
-    return JobStatus(state, counts, created + EXPIRY_S if created else None, error, job)
+    return JobStatus(state, counts, created + EXPIRY_S if created else None, error, job,
+                     ended=job.end_time.timestamp() if job.end_time else None)
 
 
 async def cancel(client: Any, job_id: str) -> None:

@@ -54,7 +54,9 @@ async def retrieve(client: Any, job_id: str) -> JobStatus:
         e = b.errors.data[0]
         where = f" (line {e.line})" if e.line else ""
         error = one_line(f"validation failed{where}: {e.message or e.code}")
-    return JobStatus(_STATES.get(b.status, b.status), counts, float(b.expires_at or 0) or None, error, b)
+    ended = b.completed_at or b.failed_at or b.expired_at or b.cancelled_at
+    return JobStatus(_STATES.get(b.status, b.status), counts, float(b.expires_at or 0) or None, error, b,
+                     ended=float(ended) if ended else None)
 
 
 async def cancel(client: Any, job_id: str) -> None:
