@@ -231,9 +231,13 @@ def test_crash_between_create_and_persist_is_reconciled(via_env, home):
     from llmcells.batchjobs import store
 
     for model in MODELS:
+        # A decoy of the same size, created just before: Anthropic's match must not take it.
+        _submit([f"decoy{i} {model}" for i in range(4)], model).wait()
         job = _submit([f"r{i} {model}" for i in range(4)], model)
+        job.wait()                     # ended: Anthropic's match checks the custom_ids too
         part = job.parts()[0]
-        store.update_part(job.id, 0, provider_job_id=None, state="creating")
+        store.update_part(job.id, 0, provider_job_id=None, state="creating", collected=0,
+                          created=part["created"] - 3)
         before = len(control(via_env).jobs)
         df = llmcells.job(job.id).wait()
         assert len(control(via_env).jobs) == before, model

@@ -45,11 +45,13 @@ async def cancel(client: Any, job_id: str) -> None:
     await client.messages.batches.cancel(job_id)
 
 
-async def find(client: Any, tag: str, n_requests: int, since: float) -> str | None:
-    """Anthropic batches carry no tag: the one created just after `since` with as many requests.
+async def find(client: Any, tag: str, keys: list[str], since: float) -> str | None:
+    """Anthropic batches carry no tag: the batch created just after `since` with as many
+    requests, and, once it has ended, whose results carry these custom_ids.
 
     Before a batch ends the only count is `processing`; after, the sum of the outcomes.
     """
+    wanted = set(keys)
     found = []
     async for b in client.messages.batches.list(limit=100):
         created = b.created_at.timestamp()
@@ -57,9 +59,15 @@ async def find(client: Any, tag: str, n_requests: int, since: float) -> str | No
             break
         rc = b.request_counts
         total = rc.processing + rc.succeeded + rc.errored + rc.canceled + rc.expired
-        if total == n_requests and created <= since + 600:
-            found.append((created, b.id))
-    return min(found)[1] if found else None
+        if total == len(keys) and created <= since + 600:
+            found.append((created, b))
+    for _, b in sorted(found, key=lambda x: x[0]):
+        if b.processing_status == "ended" and b.results_url:
+            ids = [r.custom_id async for r in await client.messages.batches.results(b.id)]
+            if set(ids) != wanted:
+                continue
+        return b.id
+    return None
 
 
 async def results(client: Any, status: JobStatus, keys: list[str] | None = None) -> list[Item]:

@@ -204,16 +204,17 @@ async def submit_parts(job_id: str) -> None:
         except Exception as exc:  # e.g. no key in this process: say so, try again next time
             store.update_part(job_id, part["part"], error=_one_line_error(exc, spec))
             continue
+        reqs = store.get_requests(job_id, part["part"])
         if part["state"] == "creating":  # a crash between create and persist? look for it first
             try:
-                found = await drv.find(client, part["tag"], part["requests"], part["created"] or 0)
+                found = await drv.find(client, part["tag"], [r["call_key"] for r in reqs],
+                                       part["created"] or 0)
             except Exception:
                 found = None
             if found:
                 store.update_part(job_id, part["part"], provider_job_id=found, state="submitted",
                                   submitted=part["created"], error=None)
                 continue
-        reqs = store.get_requests(job_id, part["part"])
         lines = [drv.line(client, _plan_for(r).request, r["call_key"]) for r in reqs]
         # Persisted before the create call: if this process dies before the id is written,
         # the next attempt looks for the job by its tag first.

@@ -95,7 +95,7 @@ async def cancel(client: Any, job_id: str) -> None:
     await client.aio.batches.cancel(name=job_id)
 
 
-async def find(client: Any, tag: str, n_requests: int, since: float) -> str | None:
+async def find(client: Any, tag: str, keys: list[str], since: float) -> str | None:
     seen = 0
     async for job in await client.aio.batches.list(config={"page_size": 100}):
         if job.display_name == tag:

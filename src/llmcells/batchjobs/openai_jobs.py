@@ -63,7 +63,7 @@ async def cancel(client: Any, job_id: str) -> None:
     await client.batches.cancel(job_id)
 
 
-async def find(client: Any, tag: str, n_requests: int, since: float) -> str | None:
+async def find(client: Any, tag: str, keys: list[str], since: float) -> str | None:
     """The batch created with this tag (for a crash between create and persist)."""
     seen = 0
     async for b in client.batches.list(limit=100):
