@@ -103,10 +103,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         live = _run("live", sim.url, calls, home)
         prov = _run("provider", sim.url, calls, home)
     n = live["calls"]
+    per_model = n / len(C.MODELS)
+    floor = max(per_model / (rpm * COMPRESS / 60.0) for rpm in TIER1_RPM.values())
     rows = [
         C.row(f"provider jobs {n:,} calls: live wall at tier-1 limits (x{COMPRESS:g} compressed)",
-              live["wall"], "s", note=f"real-time equivalent {live['wall'] * COMPRESS / 60:.0f} min; "
-                                      f"{live['ok']:,} ok"),
+              live["wall"], "s",
+              note=f"the rate limits alone need {floor:.0f} s here, i.e. {floor:.0f} min of real time "
+                   f"(Anthropic's 50 RPM); above that, this machine's CPU; {live['ok']:,} ok"),
         C.row("provider jobs: via='provider' wall, submit + wait + collect", prov["wall"], "s",
               note=f"submit {prov['submit']:.2f} s; wait+collect {prov['wait']:.2f} s, of which the "
                    f"simulator's batch clock {run_s + 2:g} s; {prov['ok']:,} ok"),

@@ -80,7 +80,8 @@ CHILD = textwrap.dedent("""
 
 
 def _child_env(sim: Simulator, home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC", "GOOGLE", "GEMINI"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI", "ANTHROPIC", "GOOGLE", "GEMINI"))}
     env.update(sim.env(), OPENAI_API_KEY="sk-test", ANTHROPIC_API_KEY="sk-ant-test", GOOGLE_API_KEY="g-test",
                LLMCELLS_HOME=str(home), PYTHONPATH=SRC)
     return env

@@ -317,8 +317,8 @@ async def _collect(job_id: str, part: dict[str, Any], status: JobStatus | None) 
                                         "lost": "the provider job was lost"}.get(state, "no result")
             it = Item(r["call_key"], kind, error_kind=kind if kind != "error" else "batch_failed",
                       error=f"Not run: {why}; job.retry_failed() runs it again.")
-        results.append((r, _result(it, r, spec, job.get("batch_id"), _call_id(job_id, part["part"], r["call_key"]),
-                                   submitted, finished)))
+        call_id = _call_id(job_id, part["part"], r["call_key"])
+        results.append((r, _result(it, r, spec, job.get("batch_id"), call_id, submitted, finished)))
     await asyncio.to_thread(_persist, job_id, part, results, job.get("batch_id"))
 
 

@@ -36,7 +36,7 @@ def line(client: Any, request: Request, key: str) -> dict[str, Any]:
 
 async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str) -> str:
     """Upload the file and create the batch; returns the batch id."""
-    data = ("\n".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) for x in lines) + "\n").encode()
+    data = "".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) + "\n" for x in lines).encode()
     uploaded = await client.files.create(file=(f"{tag}.jsonl", data), purpose="batch")
     batch = await client.batches.create(input_file_id=uploaded.id, endpoint=lines[0]["url"],
                                         completion_window="24h", metadata={TAG_KEY: tag})
