@@ -26,7 +26,8 @@ from .types import Comparison, Message, Result, Usage
 __version__ = "0.1.0"
 
 __all__ = [
-    "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure", "settings",
+    "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure",
+    "settings",
     "add_alias", "add_endpoint", "aliases", "set_price",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
