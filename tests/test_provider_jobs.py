@@ -352,3 +352,23 @@ def test_gemini_file_route_above_the_inline_limit(via_env, home, monkeypatch):
     finally:
         models.set_simulator(None)
     assert df.text[3] == live.text
+
+
+def test_batch_faults_and_timings_over_http(sim):
+    import urllib.error
+    import urllib.request
+
+    def post(name: str, body) -> int:
+        req = urllib.request.Request(f"{sim.url}/_sim/batches/{name}", method="POST",
+                                     data=json.dumps(body).encode())
+        try:
+            return urllib.request.urlopen(req, timeout=5).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post("config", {"run_s": 7}) == 200 and control(sim).settings.run_s == 7
+    assert post("faults", {"fault": "expire", "provider": "anthropic", "times": 2}) == 200
+    assert [(f.fault, f.provider, f.times) for f in control(sim).faults] == [("expire", "anthropic", 2)]
+    assert post("faults", {"fault": "melt"}) == 400
+    assert post("config", {"nope": 1}) == 400
+    assert post("reset", {}) == 200 and control(sim).faults == [] and control(sim).settings.run_s == 2.0
