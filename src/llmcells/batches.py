@@ -220,7 +220,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           cache: bool | None = None, system: str | None = None, temperature: float | None = None,
           max_tokens: int | None = None, timeout: float | None = None,
           display: bool | str | None = None, params: dict[str, Any] | None = None,
-          score: Any = None, refresh: bool = False) -> Pending["pd.DataFrame"]:
+          score: Any = None, refresh: bool = False, via: str = "live") -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -233,6 +233,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     score: a scorer or a list (see llmcells.scoring); a scorer taking (result, row) reads the
     row's input columns, e.g. row["expected"]; the frame gets a score_<name> column per scorer.
     refresh: make every call anew even if replay (or the cache) has its answer.
+    via: "live" (default) calls the models now; "provider" submits the same plan to the
+    providers' batch APIs (half the price, results within 24 h) and `await` gives a JobHandle
+    at once (see llmcells.jobs).
     """
     if isinstance(models, str):
         models = [models]
@@ -264,6 +267,13 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     scoring = _scoring(score, refresh=refresh, concurrency=concurrency)
     gate_limits = {**_rate_limits, **{k: v if isinstance(v, RateLimit) else RateLimit(**v)
                                       for k, v in (limits or {}).items()}}
+    if via != "live":  # provider batch jobs live in their own package; it reuses this plan
+        from .batchjobs import submit
+
+        if via != "provider":
+            raise ConfigError(f"via must be 'live' or 'provider', not {via!r}.")
+        return submit(jobs, batch_id, max_cost=max_cost, display=display,
+                      concurrency=concurrency, limits=gate_limits)
 
     def start():
         from . import store
