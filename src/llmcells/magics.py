@@ -128,6 +128,9 @@ class LLMMagics(Magics):
         name = given or default
         if given and ":" not in given and given not in _models.aliases():
             provider = _models.resolve(default).provider
+            hint = _models.foreign_model_hint(provider, given)  # %%claude -m gpt-4o
+            if hint:
+                raise _fail(hint)
             name = f"{provider}:{given}"
         try:
             return _models.resolve(name)
@@ -394,6 +397,9 @@ class LLMMagics(Magics):
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with IPython."""
     ipython.register_magics(LLMMagics)
+    from .display.hints import no_key_hint  # one line when no provider has a key
+
+    no_key_hint()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

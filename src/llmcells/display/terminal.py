@@ -256,7 +256,7 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             F.fmt_seconds(r.ttft_s),
             f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–",
             f"{u.input_tokens:,}→{u.output_tokens:,}" if (u.input_tokens or u.output_tokens) else "–",
-            F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) else "–",
+            F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) and (r.ok or u.input_tokens) else "–",
             " ".join(marks),
         ])
     widths = [max(len(row[c]) for row in [header] + body) for c in range(len(header))]
