@@ -29,7 +29,7 @@ from .style import STATIC_CSS, style_tag
 from .throttle import Throttle
 
 #: the live metrics line is repainted at most this often (seconds); the body at display_fps
-FOOTER_INTERVAL = 0.5
+FOOTER_INTERVAL = 0.25
 #: while streaming, never send more than this many characters of body per second (long answers
 #: are repainted less often)
 MAX_BODY_CHARS_PER_S = 1_000_000
@@ -393,12 +393,9 @@ class NotebookDisplay(DisplayHandle):
             if prompt:
                 children.append(w.HTML(value=self._prompt_html(),
                                        layout=w.Layout(width="100%", margin="0")))
-            self.grid = w.GridBox(
-                [c.box for c in self.cards],
-                layout=w.Layout(
-                    # one column at notebook widths below ~700px, side by side above
-                    grid_template_columns="repeat(auto-fit, minmax(min(100%, 340px), 1fr))",
-                    grid_gap="8px", width="100%"))
+            self.grid = w.GridBox([c.box for c in self.cards],
+                                  layout=w.Layout(grid_template_columns=grid_columns(len(self.cards)),
+                                                  grid_gap="8px", width="100%"))
             children += [self.grid, self.table]
         else:
             self.grid = None
@@ -503,6 +500,24 @@ class NotebookDisplay(DisplayHandle):
     def static_bundle(self) -> dict:
         return {"text/html": self.static_html(),
                 "text/plain": self.summary() if self.closed else ""}
+
+
+#: the narrowest a card may get before the grid stacks the cards, one per row
+MIN_CARD_PX = 300
+
+
+def grid_columns(n: int, gap_px: int = 8) -> str:
+    """Cards side by side (up to three a row) when each gets MIN_CARD_PX, otherwise one per row:
+    never a 2 + 1 grid with an empty slot. Pure CSS: the column minimum is a third (or half) of
+    the width when the row fits, and 100% when it doesn't (the "max(a, min(100%, (t - 100%) * big))"
+    switch)."""
+    cols = max(1, min(n, 3))
+    if cols == 1:
+        return "minmax(0, 1fr)"
+    need = cols * MIN_CARD_PX + (cols - 1) * gap_px
+    share = f"(100% - {(cols - 1) * gap_px}px) / {cols}"
+    return (f"repeat(auto-fill, minmax(max(calc({share}), "
+            f"min(100%, calc(({need}px - 100%) * 999))), 1fr))")
 
 
 def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> str:

@@ -24,6 +24,12 @@ def _mix(var: str, fallback: str) -> str:
     return f"color-mix(in srgb, var({var}, {fallback}) 70%, {_FG0})"
 
 
+def _tok(var: str, fallback: str) -> str:
+    # the editor's token colours, pulled 30% toward the text colour: some stock ones are below
+    # 4.5:1 on the code background (light numbers #080, dark comments #408080)
+    return _mix(var, fallback)
+
+
 #: colours by role; also used inline where a class can't reach (the static copy's first paint)
 MUTED = "var(--jp-content-font-color2, rgba(0,0,0,.54))"
 BORDER = "var(--jp-border-color2, #e0e0e0)"
@@ -90,17 +96,17 @@ table.llmcells-metrics th:nth-child(2), table.llmcells-metrics td:nth-child(2) {
 .llmcells-best {{ color: {OK}; font-weight: 700; }}
 .llmcells-legend {{ color: {MUTED}; font-size: 11.5px; margin-top: 2px; }}
 .llmcells-md .k, .llmcells-md .kn, .llmcells-md .kd, .llmcells-md .kr, .llmcells-md .kc,
-.llmcells-md .ow {{ color: var(--jp-mirror-editor-keyword-color, #008000); font-weight: 600; }}
+.llmcells-md .ow {{ color: {_tok('--jp-mirror-editor-keyword-color', '#008000')}; font-weight: 600; }}
 .llmcells-md .s, .llmcells-md .s1, .llmcells-md .s2, .llmcells-md .sa, .llmcells-md .sd,
 .llmcells-md .si, .llmcells-md .se, .llmcells-md .sb {{
-  color: var(--jp-mirror-editor-string-color, #ba2121); }}
+  color: {_tok('--jp-mirror-editor-string-color', '#ba2121')}; }}
 .llmcells-md .c, .llmcells-md .c1, .llmcells-md .cm, .llmcells-md .ch {{
-  color: var(--jp-mirror-editor-comment-color, #408080); font-style: italic; }}
+  color: {_tok('--jp-mirror-editor-comment-color', '#408080')}; font-style: italic; }}
 .llmcells-md .m, .llmcells-md .mi, .llmcells-md .mf {{
-  color: var(--jp-mirror-editor-number-color, #080); }}
-.llmcells-md .nf, .llmcells-md .nc {{ color: var(--jp-mirror-editor-def-color, #00f); }}
-.llmcells-md .nb, .llmcells-md .bp {{ color: var(--jp-mirror-editor-builtin-color, #008000); }}
-.llmcells-md .o {{ color: var(--jp-mirror-editor-operator-color, #7800c2); }}
+  color: {_tok('--jp-mirror-editor-number-color', '#080')}; }}
+.llmcells-md .nf, .llmcells-md .nc {{ color: {_tok('--jp-mirror-editor-def-color', '#00f')}; }}
+.llmcells-md .nb, .llmcells-md .bp {{ color: {_tok('--jp-mirror-editor-builtin-color', '#008000')}; }}
+.llmcells-md .o {{ color: {_tok('--jp-mirror-editor-operator-color', '#7800c2')}; }}
 """
 
 #: the live view's stylesheet: the common rules, the scrolling answer body, and the rule that
