@@ -153,7 +153,7 @@ def _card_states(page) -> list[dict]:
     """Header / body / footer text and scroll geometry of every card, in one round trip."""
     return page.eval_on_selector_all(CARDS, """cards => cards.map(c => {
         const q = s => c.querySelector(s);
-        const head = q('.llmcells-head'), foot = q('.llmcells-foot');
+        const head = q('.widget-html'), foot = q('.llmcells-foot');  // the header widget: both rows
         const box = q('.llmcells-scroll'), body = q('.llmcells-body');
         const r = c.getBoundingClientRect(), b = box.getBoundingClientRect(),
               inner = body.getBoundingClientRect();

@@ -215,7 +215,7 @@ def test_widgets_created_and_shown_on_main_thread(comms):
     assert "simulated" in h.observers[1].header.value
     assert "waiting" in h.observers[0].body.value  # no empty box
     grid = h.grid
-    assert "calc((616px - 100%) * 999)" in grid.layout.grid_template_columns  # 2 cards: 2x300+8
+    assert "calc((608px - 100%) * 999)" in grid.layout.grid_template_columns  # 2 cards: 2x300+8
     card = h.observers[0]
     assert "llmcells-scroll" in card.scroll._dom_classes and card.body in card.scroll.children
     assert "llmcells-card" in card.box._dom_classes

@@ -76,6 +76,15 @@ class _View(w.VBox):
         return data
 
 
+def _provider_label(provider: str) -> str:
+    try:
+        from ..models import PROVIDERS
+
+        return PROVIDERS.get(provider, {}).get("label", provider)
+    except Exception:
+        return provider
+
+
 class Card(CallObserver):
     """The live view of one call; also its CallObserver.
 
@@ -317,20 +326,24 @@ class Card(CallObserver):
         return "pending", s, self.detail
 
     def _header_html(self) -> str:
+        """Two rows, the same in every card so that cards line up: the model id and the status;
+        then, small, the provider, the name as asked, the sample number and "simulated"."""
         info = self.info
         name = f"<code>{escape(info.model_id or info.model)}</code>"
-        if info.model and info.model != info.model_id:
-            name += f' <span class="llmcells-muted">({escape(info.model)})</span>'
-        if info.sample:
-            name += f' <span class="llmcells-muted">#{info.sample + 1}</span>'
-        badge = '<span class="llmcells-badge">simulated</span>' if info.simulated else ""
         cls, label, message = self.status_label()
         title = ""
         if self.retry is not None and self.status == "retrying" and self.retry.message:
             title = f' title="{escape(self.retry.message)}"'
-        row = (f'<div class="llmcells-head"><span class="llmcells-name">{name}</span>'
-               f'<span style="flex:1 1 auto"></span>{badge}'
+        row = (f'<div class="llmcells-head"><span class="llmcells-name" '
+               f'title="{escape(info.model_id or info.model)}">{name}</span>'
                f'<span class="llmcells-status llmcells-s-{cls}"{title}>{escape(label)}</span></div>')
+        sub = [escape(_provider_label(info.provider))]
+        if info.model and info.model != info.model_id:
+            sub.append(f"asked as {escape(info.model)}")
+        if info.sample:
+            sub.append(f"sample #{info.sample + 1}")
+        badge = ' <span class="llmcells-badge">simulated</span>' if info.simulated else ""
+        row += f'<div class="llmcells-sub llmcells-muted">{" · ".join(sub)}{badge}</div>'
         if message:
             row += f'<div class="llmcells-msg">{escape(message)}</div>'
         return row

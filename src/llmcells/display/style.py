@@ -45,7 +45,9 @@ _COMMON = f"""
   justify-content: space-between; font-size: 13px; line-height: 1.5; min-width: 0; }}
 .llmcells-name {{ min-width: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
 .llmcells-name code {{ font-weight: 600; background: none; color: {_FG}; padding: 0; }}
-.llmcells-badge {{ flex: none; white-space: nowrap; font-size: 11px; border-radius: 8px;
+.llmcells-sub {{ font-size: 11.5px; line-height: 1.5; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; }}
+.llmcells-badge {{ white-space: nowrap; font-size: 10.5px; border-radius: 8px;
   padding: 0 6px; margin-left: 4px; border: 1px solid {WARN}; color: {WARN}; }}
 .llmcells-muted {{ color: {MUTED}; }}
 .llmcells-status {{ flex: none; white-space: nowrap; }}
