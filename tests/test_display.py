@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import html
 import math
+import os
 import re
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -700,7 +702,9 @@ print("MODE", mode, type(h).__name__)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
     assert "MODE notebook NotebookDisplay" in out
-    assert seen.get("display_data") == 1 and seen.get("comm_msg", 0) >= 6
+    # the widget view and its static copy; close() fills both in from the loop thread
+    assert seen.get("display_data") == 2 and seen.get("comm_msg", 0) >= 6
+    assert seen.get("update_display_data") == 2, seen
     assert stray == 0
 
 
@@ -791,3 +795,47 @@ def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_t
     assert "TTFT 0.41 s" in final and F.fmt_seconds(latency) in final
     assert abs(live["elapsed"] - latency) < 1.0
 
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(180)
+def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeypatch):
+    """Run a %%compare and an %%claude in a real kernel with widget state saved (as "Save Widget
+    State Automatically" does), save the notebook, convert it with nbconvert to HTML, and look
+    at it as an offline browser would (no widget manager from a CDN: scripts don't run): every
+    answer's text is there, once, and the simulated cards say so."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    prompt = "Name three uses of a hash map"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext llmcells\n%llmcells simulate on --ttft 0.05 --tps 400"),
+        nbformat.v4.new_code_cell(f"%%compare chatgpt claude gemini\n{prompt}"),
+        nbformat.v4.new_code_cell("%%claude -m claude-haiku-4-5\nWrite a haiku about tables"),
+    ]
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     store_widget_state=True, resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, str(path))
+
+    page, _ = nbconvert.HTMLExporter().from_filename(str(path))
+    offline = re.sub(r"<script\b.*?</script>", "", page, flags=re.S)  # what shows without scripts
+    text = " ".join(strip_tags(re.sub(r"<style\b.*?</style>", "", offline, flags=re.S)).split())
+    text = html.unescape(text)
+
+    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+        assert f"Simulated answer from {model}: You asked: “{prompt}”" in text, model
+    haiku = "Simulated answer from claude-haiku-4-5: You asked: “Write a haiku about tables”"
+    assert haiku in text
+    # each answer once (the static copy; the widget's text form only names the models)
+    assert text.count("Simulated answer from gpt-4.1-mini:") == 1
+    assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
+    assert "tokens/s" in text and "fastest" in text  # the metrics table
