@@ -839,3 +839,19 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     assert text.count("Simulated answer from gpt-4.1-mini:") == 1
     assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
+
+
+def test_ledger_frames_show_formatted_without_changing_the_numbers():
+    import pandas as pd
+
+    from llmcells.display.tables import formatted
+
+    raw = pd.DataFrame({"model": ["a", "b"], "cost_usd": [0.000123456, math.nan],
+                        "input_tokens": [12345, 2], "latency_s": [1.234, 2.0]})
+    df = formatted(raw)
+    assert isinstance(df, pd.DataFrame) and df.equals(raw)
+    assert df["cost_usd"].iloc[0] == 0.000123456  # the number, not a string
+    assert type(df[["model"]]) is pd.DataFrame and type(df.head()) is pd.DataFrame
+    view = df._repr_html_()
+    assert "$0.000123" in view and "12,345" in view and "1.23 s" in view and "–" in view
+    assert "0.000123456" not in view

@@ -359,14 +359,18 @@ class LLMMagics(Magics):
     def _cmd_usage(self, args: Any) -> Any:
         import llmcells
 
+        from .display.tables import formatted  # costs in dollars in the notebook; same numbers
+
         frame = llmcells.usage(session=args.session)
-        return frame.tail(args.last) if args.last else frame
+        return formatted(frame.tail(args.last) if args.last else frame)
 
     def _cmd_costs(self, args: Any) -> Any:
         import llmcells
 
+        from .display.tables import formatted  # costs in dollars in the notebook; same numbers
+
         by = [b.strip() for b in args.by.split(",") if b.strip()]
-        return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session)
+        return formatted(llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session))
 
     def _cmd_reset(self, args: Any) -> None:
         if args.words:
