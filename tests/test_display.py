@@ -840,6 +840,17 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
 
+    # the same notebook saved without widget state (the default): the answers are there, once
+    del nb.metadata["widgets"]
+    bare = tmp_path / "bare.ipynb"
+    nbformat.write(nb, str(bare))
+    page, _ = nbconvert.HTMLExporter().from_filename(str(bare))
+    text = html.unescape(" ".join(strip_tags(re.sub(r"<(script|style)\b.*?</\1>", "", page,
+                                                       flags=re.S)).split()))
+    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+        assert text.count(f"Simulated answer from {model}: You asked: “{prompt}”") == 1, model
+    assert "llmcells compare: openai:gpt-4.1-mini (simulated)" in text  # the widget's text form
+
 
 def test_ledger_frames_show_formatted_without_changing_the_numbers():
     import pandas as pd
