@@ -404,8 +404,11 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     page.mouse.move(0, 0)
     page.wait_for_timeout(200)
     shot = OUT_DIR / f"{name}.png"
-    output.screenshot(path=str(shot))
     page.screenshot(path=str(OUT_DIR / f"{name}-page.png"))
+    if width >= 1400:
+        output.screenshot(path=str(shot))
+    else:  # taller than the window: an element shot would repeat parts of it; keep the window
+        shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
     if width >= 1400 and os.environ.get("LLMCELLS_UPDATE_DOCS") == "1":
         shutil.copyfile(shot, DOCS / f"compare-{theme}.png")
     return (f"{name}: followed newest text {followed}x; Claude live {at80[0]} vs final {final_out} "
