@@ -75,8 +75,10 @@ async def _drive(obs, n_tokens: int, finish, cpu: list[float]) -> tuple[float, f
 
     c0 = time.thread_time()
     obs.on_start(getattr(obs, "info", None))
+    obs.on_sent(time.monotonic())
     obs.on_status("waiting")
     await asyncio.sleep(0.05)
+    obs.on_first_token(0.05)
     obs.on_status("streaming")
     t0 = time.monotonic()
     text, sent = "", 0
@@ -85,7 +87,7 @@ async def _drive(obs, n_tokens: int, finish, cpu: list[float]) -> tuple[float, f
         while sent < due:
             delta = f"w{sent} "
             text += delta
-            obs.on_text(delta, text)
+            obs.on_text(delta)
             sent += 1
         await asyncio.sleep(0.001)
     t1 = time.monotonic()
@@ -140,9 +142,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from llmcells.types import CallInfo, CallObserver
 
     log: list = []
-    saved = comm.create_comm, nb.show
+    saved = comm.create_comm, nb.show, nb.show_static
     comm.create_comm = lambda **kw: _Comm(log, **kw)
     nb.show = lambda obj: None
+    nb.show_static = lambda bundle: None
     try:
         info = CallInfo(call_id="c-1", model="claude", model_id="anthropic:claude-haiku-4-5",
                         provider="anthropic", simulated=True)
@@ -170,15 +173,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         naive = w.HTML(value="")
 
         class Naive(CallObserver):
-            def on_text(self, delta, text):
-                naive.value = "<pre>" + html.escape(text) + "</pre>"
+            text = ""
+
+            def on_text(self, delta):
+                self.text += delta
+                naive.value = "<pre>" + html.escape(self.text) + "</pre>"
 
         log.clear()
         t0, t1 = _run_on_loop(_drive(Naive(), n, lambda r: None, cpu))
         times = [t for t, _, d in log if d.get("method") == "update"]
         figures["naive"] = (times, cpu[-1] - base_cpu, t1 - t0, len(times))
     finally:
-        comm.create_comm, nb.show = saved
+        comm.create_comm, nb.show, nb.show_static = saved
 
     rows = []
     for name, label in (("card", "llmcells card"), ("naive", "naive widget (value per token)")):
