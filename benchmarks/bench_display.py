@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from llmcells.types import CallInfo, CallObserver
 
     log: list = []
-    saved = comm.create_comm, nb.show
+    saved = comm.create_comm, nb.show, nb.show_static
     comm.create_comm = lambda **kw: _Comm(log, **kw)
     nb.show = lambda obj: None
+    nb.show_static = lambda bundle: None
     try:
         info = CallInfo(call_id="c-1", model="claude", model_id="anthropic:claude-haiku-4-5",
                         provider="anthropic", simulated=True)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         times = [t for t, _, d in log if d.get("method") == "update"]
         figures["naive"] = (times, cpu[-1] - base_cpu, t1 - t0, len(times))
     finally:
-        comm.create_comm, nb.show = saved
+        comm.create_comm, nb.show, nb.show_static = saved
 
     rows = []
     for name, label in (("card", "llmcells card"), ("naive", "naive widget (value per token)")):

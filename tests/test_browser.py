@@ -1,16 +1,23 @@
-"""Real-browser smoke test: JupyterLab + headless Chromium + `%%compare` on the simulator.
+"""Real-browser test: JupyterLab + headless Chromium + `%%compare` on the simulator, in the light
+and dark themes at 1440 px and 700 px wide.
 
 Starts JupyterLab on loopback (private config/runtime dirs, random token, no provider keys), opens
-a notebook in Debian's Chromium through Playwright, runs `%load_ext llmcells` /
-`%llmcells simulate on` and a three-model `%%compare`, and checks that three cards streamed to
-completion with their metrics and that the metrics table appeared. A full-page screenshot is
-left in `test-output/browser/compare.png` (look at it: it is the point of this test).
+a notebook in Debian's Chromium through Playwright, turns the simulator on (a long Claude answer,
+a custom GPT answer with a link, a wide table and a long code line) and runs a three-model
+`%%compare`. While it streams: the card body follows the newest text (and stays put once the
+reader scrolls up), and Claude's live footer counts output tokens (> 1, within 30% of the final
+count at the 80% mark). When done: status and footer colours contrast >= 4.5:1 with the card
+(computed from the page's computed styles), code keeps its lines and scrolls sideways, no table
+cell breaks a word, links open in a new tab with rel=noopener, cards side by side at 1440 px and
+stacked at 700 px. Screenshots go to `test-output/browser/` (look at them), and the 1440 px ones
+are the README's `docs/compare-light.png` / `docs/compare-dark.png` when LLMCELLS_UPDATE_DOCS=1.
 
 Needs `/usr/bin/chromium` (Debian: `apt-get install chromium`); `LLMCELLS_SKIP_BROWSER=1` skips.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,21 +28,48 @@ import pytest
 
 from _jupyterlab import JupyterLab
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "test-output" / "browser"
+DOCS = ROOT / "docs"
 CHROMIUM = Path(os.environ.get("LLMCELLS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-VIEWPORT = {"width": 1440, "height": 900}
 MODELS = ["chatgpt", "claude", "gemini"]
-PROMPT = "Explain a p-value to a new analyst in two sentences."
+PROMPT = "Explain a p-value to a new analyst, with a small example."
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+CONFIGS = [("light", 1440), ("dark", 1440), ("light", 700), ("dark", 700)]
+
+# A realistic custom answer (simulate().set_model(text=...)): a link, a wide table, a long line
+GPT_ANSWER = """A **p-value** is the probability of seeing data at least as extreme as yours if the
+null hypothesis were true. See [the ASA statement](https://www.amstat.org/asa/files/pdfs/p-valuestatements.pdf).
+
+| test | statistic | p-value | interpretation_for_the_analyst | decision |
+|---|---|---|---|---|
+| two-sample t-test | t = 2.31 | 0.024 | unlikely_under_the_null_hypothesis | reject at 5% |
+| chi-squared | χ² = 1.20 | 0.273 | compatible_with_the_null_hypothesis | keep H0 |
+
+```python
+from scipy import stats
+result = stats.ttest_ind(treatment_group_measurements, control_group_measurements, equal_var=False)
+if result.pvalue < 0.05:
+    print("reject H0")
+```
+
+A small p-value is evidence against the null, not the probability that the null is true.
+"""
+
+SETUP = f"""%load_ext llmcells
+import llmcells
+sim = llmcells.simulate(ttft=0.3, tokens_per_s=70)
+sim.set_model("claude-haiku-4-5", output_tokens=420)
+sim.set_model("gpt-4.1-mini", text={GPT_ANSWER!r})"""
 
 # the widgets: the compare grid is an ipywidgets GridBox whose children are the cards (VBoxes of
-# header / body / footer HTML widgets)
-CARDS = ".jp-OutputArea-output .widget-gridbox > .widget-vbox"
+# header HTML / scroll box with the body HTML / footer HTML)
+CARDS = ".jp-OutputArea-output .widget-gridbox > .llmcells-card"
 
 
 def _require_browser() -> None:
@@ -57,22 +91,79 @@ def _write_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext llmcells\n%llmcells simulate on --ttft 0.3 --tps 60"),
-        nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)}\n{PROMPT}"),
-    ]
+    nb.cells = [nbformat.v4.new_code_cell(SETUP),
+                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)}\n{PROMPT}")]
     nbformat.write(nb, str(path))
 
 
+def _set_theme(lab: JupyterLab, theme: str) -> None:
+    f = lab.base / "user-settings" / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps({"theme": THEMES[theme], "adaptive-theme": False}))
+
+
+_JS_COLOUR = """
+const parse = s => {  // rgb()/rgba()/color(srgb ...) -> [r, g, b, a] in 0..255, alpha 0..1
+    let m = s.match(/rgba?\\(([^)]+)\\)/);
+    if (m) { const p = m[1].split(/[ ,\\/]+/).filter(x => x).map(Number);
+             return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; }
+    m = s.match(/color\\(srgb ([^)]+)\\)/);
+    if (m) { const p = m[1].split(/[ \\/]+/).filter(x => x).map(Number);
+             return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1]; }
+    throw new Error('unparsed colour ' + s);
+};
+const over = (fg, bg) => [0, 1, 2].map(i => fg[i] * fg[3] + bg[i] * (1 - fg[3])).concat([1]);
+const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                   return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+const bgOf = el => {  // the first opaque background up the tree
+    let stack = [];
+    for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c[3] > 0) { stack.push(c); if (c[3] >= 1) break; }
+    }
+    let bg = [255, 255, 255, 1];
+    for (let i = stack.length - 1; i >= 0; i--) bg = over(stack[i], bg);
+    return bg;
+};
+const contrast = el => { const bg = bgOf(el); return ratio(over(parse(getComputedStyle(el).color), bg), bg); };
+"""
+
+
+def _contrasts(page) -> list[dict]:
+    """Contrast with its background of every status, footer, badge, muted text, link, code and
+    code token in the compare output."""
+    return page.evaluate("() => {" + _JS_COLOUR + """
+        const out = [];
+        const sel = ['.llmcells-status', '.llmcells-foot', '.llmcells-badge', '.llmcells-muted',
+                     '.llmcells-prompt', '.llmcells-legend', '.llmcells-best',
+                     'table.llmcells-metrics td', '.llmcells-md a', '.llmcells-md pre',
+                     '.llmcells-md pre span', '.llmcells-md td', '.llmcells-md th',
+                     '.llmcells-md p'];
+        for (const s of sel) for (const el of document.querySelectorAll('.jp-OutputArea-output ' + s)) {
+            if (!el.textContent.trim() || !el.getClientRects().length) continue;
+            out.push({sel: s, text: el.textContent.trim().slice(0, 40), ratio: contrast(el),
+                      color: getComputedStyle(el).color});
+        }
+        return out;
+    }""")
+
+
 def _card_states(page) -> list[dict]:
-    """Header / body / footer text of every card on the page, read in one round trip."""
+    """Header / body / footer text and scroll geometry of every card, in one round trip."""
     return page.eval_on_selector_all(CARDS, """cards => cards.map(c => {
-        const parts = Array.from(c.querySelectorAll(':scope > .widget-html'));
-        const text = i => parts[i] ? parts[i].innerText.trim() : '';
-        const r = c.getBoundingClientRect();
-        return {header: text(0), body: text(1), footer: text(2),
+        const q = s => c.querySelector(s);
+        const head = q('.widget-html'), foot = q('.llmcells-foot');  // the header widget: both rows
+        const box = q('.llmcells-scroll'), body = q('.llmcells-body');
+        const r = c.getBoundingClientRect(), b = box.getBoundingClientRect(),
+              inner = body.getBoundingClientRect();
+        return {header: head ? head.innerText.trim() : '', body: body.innerText.trim(),
+                footer: foot ? foot.innerText.trim() : '',
                 x: r.x, y: r.y, width: r.width, height: r.height,
-                overflowX: c.scrollWidth > c.clientWidth + 1};
+                overflowX: c.scrollWidth > c.clientWidth + 1,
+                scrolls: box.scrollHeight > box.clientHeight + 2,
+                boxTop: b.top, boxBottom: b.bottom, bodyTop: inner.top, bodyBottom: inner.bottom,
+                scrollTop: box.scrollTop};
     })""")
 
 
@@ -83,9 +174,11 @@ def _wait_kernel_idle(page, timeout_s: float = 45.0) -> None:
     ready = """() => {
             const q = s => document.querySelector(s);
             const cells = document.querySelectorAll('.jp-Notebook .jp-Cell').length;
-            const name = q('.jp-NotebookPanel-toolbar .jp-Toolbar-kernelName');
-            const bug = q('.jp-NotebookPanel-toolbar .jp-DebuggerBugButton');
-            const ei = q('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+            // not scoped to the notebook toolbar: at narrow widths JupyterLab moves some of its
+            // items into an overflow menu
+            const name = q('.jp-Toolbar-kernelName');
+            const bug = q('.jp-DebuggerBugButton');
+            const ei = q('.jp-Notebook-ExecutionIndicator');
             return cells === 2
                 && name && !/no kernel/i.test(name.innerText)
                 && bug && bug.getAttribute('aria-disabled') === 'false'
@@ -106,50 +199,54 @@ def _wait_kernel_idle(page, timeout_s: float = 45.0) -> None:
         raise AssertionError(f"the notebook/kernel was not ready within {timeout_s:.0f} s: {state}") from e
 
 
-def test_compare_streams_three_cards_in_jupyterlab(tmp_path):
+def test_compare_cards_in_jupyterlab_light_and_dark_at_1440_and_700(tmp_path):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    shot = OUT_DIR / "compare.png"
-    shot.unlink(missing_ok=True)
     (OUT_DIR / "failure.png").unlink(missing_ok=True)
     t0 = time.monotonic()
-
+    report = []
     with JupyterLab(tmp_path) as lab:
-        nb_path = lab.root / "compare.ipynb"
-        _write_notebook(nb_path)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport=VIEWPORT)
-                page.set_default_timeout(30_000)
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                try:
-                    _run(page, lab, shot, errors)
-                except BaseException:
-                    # leave evidence behind for whoever debugs it
+                for theme, width in CONFIGS:
+                    _set_theme(lab, theme)
+                    name = f"compare-{theme}-{width}"
+                    nb_path = lab.root / f"{name}.ipynb"
+                    _write_notebook(nb_path)
+                    page = browser.new_page(viewport={"width": width, "height": 1000})
+                    page.set_default_timeout(30_000)
+                    errors: list[str] = []
+                    page.on("pageerror", lambda e: errors.append(str(e)))
                     try:
-                        page.screenshot(path=str(OUT_DIR / "failure.png"), full_page=True)
-                        print(f"\nfailure screenshot: {OUT_DIR / 'failure.png'}")
-                    except Exception:
-                        pass
-                    print("\n--- JupyterLab log (tail) ---\n" + lab.log())
-                    raise
+                        report.append(_run(page, lab, name, theme, width, errors))
+                    except BaseException:
+                        try:
+                            page.screenshot(path=str(OUT_DIR / "failure.png"), full_page=True)
+                            print(f"\nfailure screenshot ({name}): {OUT_DIR / 'failure.png'}")
+                        except Exception:
+                            pass
+                        print("\n--- JupyterLab log (tail) ---\n" + lab.log())
+                        raise
+                    finally:
+                        page.close()
             finally:
                 browser.close()
+    for line in report:
+        print(line)
+    print(f"browser test took {time.monotonic() - t0:.1f} s for {len(CONFIGS)} configurations")
 
-    elapsed = time.monotonic() - t0
-    print(f"\nbrowser smoke test took {elapsed:.1f} s")
-    assert elapsed < 120, f"the browser smoke test took {elapsed:.0f} s (budget: 2 minutes)"
 
-
-def _run(page, lab: JupyterLab, shot: Path, errors: list[str]) -> None:
-    page.goto(lab.page("lab/tree/compare.ipynb"), wait_until="domcontentloaded")
+def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[str]) -> str:
+    # its own workspace: no tab of an earlier configuration comes back
+    page.goto(lab.page(f"lab/workspaces/{name}/tree/{name}.ipynb"), wait_until="domcontentloaded")
     _wait_kernel_idle(page)
+    is_dark = page.evaluate("() => document.body.dataset.jpThemeLight === 'false'")
+    assert is_dark == (theme == "dark"), f"the {theme} theme is not applied"
 
-    # cell 1: load the extension and turn the simulator on; wait until it has run
+    # cell 1: load the extension and configure the simulator; wait until it has run
     cells = page.locator(".jp-Notebook .jp-Cell")
     assert cells.count() == 2, f"expected the 2 cells of the test notebook, found {cells.count()}"
     cells.nth(0).locator(".cm-content").click()
@@ -163,89 +260,181 @@ def _run(page, lab: JupyterLab, shot: Path, errors: list[str]) -> None:
     page.keyboard.press("Shift+Enter")
     page.wait_for_selector(CARDS, timeout=30_000)
 
-    seen_streaming = False      # a card header said "streaming" before the card was done
-    grew = False                # a card's answer got longer between two looks while not done
+    seen_streaming = False
+    grew = False
     last_len: dict[int, int] = {}
-    deadline = time.monotonic() + 45
+    followed = 0            # looks at a streaming, overflowing card whose newest text was in view
+    claude_followed = 0
+    not_followed: list[dict] = []
+    claude_live: list[tuple[int, int]] = []   # (body length, live output-token count)
+    scrolled_up: dict | None = None
+    deadline = time.monotonic() + 60
     states: list[dict] = []
     while time.monotonic() < deadline:
         states = _card_states(page)
         for i, s in enumerate(states):
             done = "✓ done" in s["header"]
-            if not done and "streaming" in s["header"]:
-                if not seen_streaming:
-                    print(f"\nseen streaming: {s['header']!r} / {len(s['body'])} chars / "
-                          f"{s['footer']!r}")
+            if done:
+                continue
+            if "streaming" in s["header"]:
                 seen_streaming = True
-            if not done and s["body"] and len(s["body"]) > last_len.get(i, 0) > 0:
+                if "anthropic:" in s["header"]:
+                    m = re.search(r"→~?([\d,]+) tokens", s["footer"])
+                    if m:
+                        claude_live.append((len(s["body"]), int(m.group(1).replace(",", "")),
+                                            s["footer"]))
+                if s["scrolls"] and not (scrolled_up and scrolled_up["index"] == i):
+                    # the newest text (the body's bottom) is inside the visible box
+                    if s["bodyBottom"] <= s["boxBottom"] + 2:
+                        followed += 1
+                        claude_followed += "anthropic:" in s["header"]
+                    else:
+                        not_followed.append(s)
+                    if scrolled_up is None and "anthropic:" in s["header"] and claude_followed >= 4:
+                        scrolled_up = _scroll_up(page, i)
+            if s["body"] and len(s["body"]) > last_len.get(i, 0) > 0:
                 grew = True
-            if not done:
-                last_len[i] = len(s["body"])
+            last_len[i] = len(s["body"])
+        if scrolled_up is not None and "top" in scrolled_up and "later" not in scrolled_up:
+            scrolled_up["later"] = _box_top_text(page, scrolled_up["index"])
         if len(states) == 3 and all("✓ done" in s["header"] for s in states):
             break
-        page.wait_for_timeout(40)
+        page.wait_for_timeout(60)
     else:
-        raise AssertionError(f"the cards did not all finish within 45 s: {states}")
+        raise AssertionError(f"the cards did not all finish within 60 s: {states}")
 
-    # the table is set right after the cards finish
-    page.locator(".jp-OutputArea-output table").filter(has_text="tokens/s").wait_for(timeout=10_000)
+    page.locator(".jp-OutputArea-output .widget-html table.llmcells-metrics").wait_for(timeout=10_000)
     page.wait_for_timeout(300)  # let the final Markdown settle before measuring and shooting
     states = _card_states(page)
 
     # --- what streamed ---------------------------------------------------------------------------
-    assert seen_streaming, "no card was ever seen in the 'streaming' state before it was done"
-    assert grew, "no card's answer was seen growing while streaming"
+    assert seen_streaming and grew, "no card was seen streaming and growing"
+    assert followed >= 3 and not not_followed, (
+        f"the card body did not show the newest text while streaming: {not_followed[:2]}")
+    assert scrolled_up is not None and scrolled_up.get("later"), scrolled_up
+    assert scrolled_up["later"]["text"] == scrolled_up["top"]["text"], (
+        f"after the reader scrolled up, the view moved: {scrolled_up}")
 
-    # --- three finished cards, side by side, with answers and metrics -------------------------
+    # Claude's live footer: > 1 and within 30% of the final count at the 80% mark
+    claude = next(s for s in states if "anthropic:" in s["header"])
+    final_out = int(re.search(r"→([\d,]+) tokens", claude["footer"]).group(1).replace(",", ""))
+    final_len = len(claude["body"])
+    assert claude_live, "Claude's live footer never showed a token count"
+    # the footer repaints every 0.25 s: from half a second of text on it must count tokens (the
+    # very first paint, at the first token, honestly says ~1)
+    later = [x for x in claude_live if x[0] >= 200]
+    assert later and all(n > 1 for _, n, _ in later), claude_live
+    at80 = [n for length, n, _ in claude_live if length >= 0.8 * final_len]
+    assert at80, f"no live sample at the 80% mark: {claude_live[-5:]} (final {final_len} chars)"
+    err80 = abs(at80[0] - final_out) / final_out
+    assert err80 <= 0.30, f"live {at80[0]} vs final {final_out} tokens at the 80% mark"
+
+    # --- finished cards --------------------------------------------------------------------------
     assert len(states) == 3, states
     for s in states:
-        assert "✓ done" in s["header"], s
-        assert "simulated" in s["header"], s
-        assert "Simulated answer from" in s["body"] and len(s["body"]) > 40, s
-        footer = s["footer"]
-        assert "TTFT" in footer and "tok/s" in footer and "$" in footer, footer
-        assert re.search(r"\d+→\d+ tokens", footer), footer
+        assert "✓ done" in s["header"] and "simulated" in s["header"], s
+        assert "Simulated answer from" in s["body"] or "p-value" in s["body"], s
+        assert "TTFT" in s["footer"] and "tok/s" in s["footer"] and "$" in s["footer"], s
+        assert "~" not in s["footer"], s["footer"]
         assert not s["overflowX"], f"a card overflows horizontally: {s}"
-        assert s["width"] >= 280, f"a card is squashed to {s['width']:.0f}px: {s}"
-    headers = " ".join(s["header"] for s in states)
-    for provider in ("openai:", "anthropic:", "google:"):
-        assert provider in headers, f"no {provider} card: {headers}"
+    heads = page.eval_on_selector_all(CARDS + " .llmcells-head", """hs => hs.map(h => {
+        const r = h.getBoundingClientRect(); return {h: r.height, text: h.innerText};})""")
+    assert all(h["h"] < 26 for h in heads), f"a card header wraps: {heads}"
     ys = [round(s["y"]) for s in states]
-    assert max(ys) - min(ys) <= 2, f"the cards are not side by side at 1440px: {states}"
-    xs = sorted(s["x"] for s in states)
-    widths = [s["width"] for s in states]
-    assert xs[0] + widths[0] <= xs[1] and xs[1] + widths[1] <= xs[2], f"cards overlap: {states}"
+    if width >= 1400:
+        assert max(ys) - min(ys) <= 2, f"the cards are not side by side at {width}px: {states}"
+    else:
+        assert len(set(ys)) == 3, f"at {width}px the cards should stack, one per row: {states}"
+        assert all(s["width"] >= 0.9 * max(t["width"] for t in states) for s in states)
 
-    # --- the metrics table ----------------------------------------------------------------------
-    table = page.locator(".jp-OutputArea-output table").filter(has_text="tokens/s")
-    rows = table.locator("tbody tr")
-    assert rows.count() == 3, table.inner_text()
-    table_text = table.inner_text()
-    for head in ("model", "status", "latency", "TTFT", "tokens/s", "cost"):
-        assert head in table_text, table_text
-    assert table.locator("tr.fastest").count() >= 1 and "⚡" in table_text, table_text
-    assert table.locator("tr.cheapest").count() >= 1 and "★" in table_text, table_text
-    assert table_text.count("ok") >= 3, table_text
-    legend = page.locator(".jp-OutputArea-output", has_text="among successful answers")
-    assert legend.count() >= 1
+    # colours: every status / footer / muted / link / code text >= 4.5:1 on its background
+    contrasts = _contrasts(page)
+    kinds = {c["sel"] for c in contrasts}
+    for must in (".llmcells-status", ".llmcells-foot", ".llmcells-badge", ".llmcells-md pre",
+                 ".llmcells-md a", "table.llmcells-metrics td"):
+        assert must in kinds, f"nothing measured for {must}: {sorted(kinds)}"
+    low = [c for c in contrasts if c["ratio"] < 4.5]
+    assert not low, f"contrast below 4.5:1 in the {theme} theme: {low[:6]}"
+    worst = min(contrasts, key=lambda c: c["ratio"])
 
-    # no traceback in the notebook
+    # code blocks: lines kept, sideways scroll inside the block
+    pres = page.eval_on_selector_all(CARDS + " .llmcells-md pre", """ps => ps.map(p => ({
+        ws: getComputedStyle(p).whiteSpace, ox: getComputedStyle(p).overflowX,
+        wide: p.scrollWidth > p.clientWidth + 1, text: p.innerText}))""")
+    assert pres and all(p["ws"] == "pre" and p["ox"] in ("auto", "scroll") for p in pres), pres
+    long_line = [p for p in pres if "ttest_ind" in p["text"]]
+    assert long_line and long_line[0]["wide"], f"the long code line does not scroll: {long_line}"
+    assert "\n    print(" in long_line[0]["text"], "indentation was not kept"
+
+    # tables: no cell breaks a word (each cell's text is on one line), wide tables scroll
+    cells_info = page.eval_on_selector_all(CARDS + " .llmcells-md td, " + CARDS + " .llmcells-md th",
+        """cs => cs.map(c => { const r = document.createRange(); r.selectNodeContents(c);
+            const lines = new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top)));
+            return {text: c.innerText, lines: lines.size,
+                    border: getComputedStyle(c).borderTopStyle}; })""")
+    assert cells_info, "no Markdown table was rendered"
+    broken = [c for c in cells_info if c["lines"] > 1]
+    assert not broken, f"table cells wrap / break words: {broken[:4]}"
+    assert all(c["border"] == "solid" for c in cells_info)
+    wraps = page.eval_on_selector_all(CARDS + " .llmcells-table", """ts => ts.map(t => ({
+        ox: getComputedStyle(t).overflowX, wide: t.scrollWidth > t.clientWidth + 1}))""")
+    assert all(t["ox"] == "auto" for t in wraps)
+    if width < 1000:
+        assert any(t["wide"] for t in wraps), "the wide table should scroll at 700 px"
+
+    # links: new tab, no opener
+    links = page.eval_on_selector_all(CARDS + " .llmcells-md a",
+                                      "as => as.map(a => [a.target, a.rel, a.href])")
+    assert links and all(t == "_blank" and "noopener" in r for t, r, _ in links), links
+
+    # the metrics table and the static copy (hidden while the widgets are live)
+    table = page.locator(".jp-OutputArea-output .widget-html table.llmcells-metrics")
+    assert table.locator("tbody tr").count() == 3
+    assert table.locator("tr.fastest").count() >= 1 and table.locator("tr.cheapest").count() >= 1
+    static_visible = page.evaluate("""() => Array.from(document.querySelectorAll('.llmcells-static'))
+        .some(e => e.getClientRects().length > 0)""")
+    assert not static_visible, "the static copy shows next to the live widgets"
     outputs = page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts()
     assert not any("Traceback" in o for o in outputs), outputs
     assert not [e for e in errors if "widget" in e.lower()], errors
 
-    # --- the picture ----------------------------------------------------------------------------
-    # JupyterLab scrolls inside the notebook, so "full page" is the window: bring the whole
-    # compare output into view first (its top at the top of the notebook), then also keep a
-    # picture of the output area alone
-    output = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea")
+    # --- the pictures ------------------------------------------------------------------------------
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1)
     output.evaluate("e => e.scrollIntoView({block: 'start'})")
-    page.mouse.move(0, 0)  # no hover highlight
+    page.mouse.move(0, 0)
     page.wait_for_timeout(200)
-    page.screenshot(path=str(shot), full_page=True)
-    cards_shot = shot.with_name("compare-output.png")
-    output.screenshot(path=str(cards_shot))
-    print(f"\nscreenshot: {shot}\noutput only: {cards_shot}")
-    assert shot.stat().st_size > 10_000
-    shutil.copyfile(shot, lab.base / "compare.png")  # beside the server log, for the record
-    print(f"copy (with jupyterlab.log): {lab.base / 'compare.png'}")
+    shot = OUT_DIR / f"{name}.png"
+    page.screenshot(path=str(OUT_DIR / f"{name}-page.png"))
+    if width >= 1400:
+        output.screenshot(path=str(shot))
+    else:  # taller than the window: an element shot would repeat parts of it; keep the window
+        shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
+    if width >= 1400 and os.environ.get("LLMCELLS_UPDATE_DOCS") == "1":
+        shutil.copyfile(shot, DOCS / f"compare-{theme}.png")
+    return (f"{name}: followed newest text {followed}x; Claude live {at80[0]} vs final {final_out} "
+            f"tokens at 80% ({err80:.0%} off); lowest contrast {worst['ratio']:.2f} "
+            f"({worst['sel']} {worst['text']!r}); screenshot {shot}")
+
+
+def _box_top_text(page, index: int) -> dict:
+    """The text at the top edge of a card's scroll box (what the reader is looking at)."""
+    return page.evaluate("""i => {
+        const card = document.querySelectorAll('""" + CARDS + """')[i];
+        const box = card.querySelector('.llmcells-scroll'), r = box.getBoundingClientRect();
+        const el = document.elementFromPoint(r.left + 20, r.top + 8);
+        return {text: el ? el.textContent.slice(0, 60) : null, scrollTop: box.scrollTop};
+    }""", index)
+
+
+def _scroll_up(page, index: int) -> dict:
+    """Scroll a streaming card's body to its top, as a reader going back would; remember what
+    is at the top of the view, then (next look) check it is still there."""
+    page.evaluate("""i => {
+        const card = document.querySelectorAll('""" + CARDS + """')[i];
+        const box = card.querySelector('.llmcells-scroll');
+        box.scrollTop = -(box.scrollHeight);   // column-reverse: the top is the most negative
+    }""", index)
+    page.wait_for_timeout(50)
+    top = _box_top_text(page, index)
+    page.wait_for_timeout(700)  # more text arrives meanwhile
+    return {"index": index, "top": top}

@@ -44,7 +44,7 @@ def test_record_and_read_back_typed():
                        error_kind="server_error", cell=None, usage=Usage()), prompt="x")
     df = ledger.usage()
     assert len(df) == 2
-    assert list(df.columns) == ledger.COLUMNS
+    assert list(df.columns) == ledger.USAGE_COLUMNS
     assert str(df["ts"].dtype).startswith("datetime64[") and str(df["ts"].dt.tz) == "UTC"
     for c in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
               "reasoning_tokens", "attempts", "sample"):
@@ -83,7 +83,7 @@ def test_store_text_keeps_prompt_and_answer(monkeypatch):
 
 def test_empty_ledger_is_typed():
     df = ledger.usage()
-    assert len(df) == 0 and list(df.columns) == ledger.COLUMNS
+    assert len(df) == 0 and list(df.columns) == ledger.USAGE_COLUMNS
     assert df["cost_usd"].dtype == "float64" and df["input_tokens"].dtype == "int64"
     c = ledger.costs()
     assert len(c) == 0 and "cost_usd" in c.columns

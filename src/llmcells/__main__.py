@@ -1,109 +1,328 @@
-"""The command line: `python -m llmcells demo | ask | compare | usage | costs`."""
+"""The command line: `python -m llmcells demo | ask | compare | usage | costs`.
+
+Every mistake a user can make here ends in one line on stderr and exit status 2 (argument
+errors also show the subcommand's usage line), never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import warnings
 from collections.abc import Sequence
 
 DEMO_PROMPT = "In two sentences, why do notebooks suit exploring language models?"
+KEYS = "OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmcells", description=(
+class UserError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        # the usage of THIS (sub)command, then one line; never the top level's usage
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    from . import __version__
+
+    p = _Parser(prog="llmcells", description=(
         "Ask ChatGPT, Claude and Gemini, compare them, and see what each call cost. "
-        "Providers without a key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY) run on the "
-        "built-in simulator."))
-    sub = p.add_subparsers(dest="command", required=True)
+        f"ask and compare call the real services and need their API keys ({KEYS}); add "
+        "--simulate to answer from the built-in simulator instead. demo runs anywhere: providers "
+        "without a key are simulated, and it says which."))
+    p.add_argument("--version", action="version", version=f"llmcells {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    subs: dict[str, _Parser] = {}
 
     def call_options(sp: argparse.ArgumentParser, many: bool) -> None:
         sp.add_argument("-m", "--model", action="append", dest="models",
-                        help="alias or provider:model" + (" (repeat for several)" if many else ""))
+                        help=("alias or provider:model; repeat for several" if many else
+                              "alias or provider:model (one; use compare for several)"))
         sp.add_argument("-s", "--system", help="system prompt")
         sp.add_argument("-t", "--temperature", type=float)
         sp.add_argument("--max-tokens", type=int)
         sp.add_argument("--timeout", type=float, help="seconds for the whole call")
-        sp.add_argument("--simulate", action="store_true", help="use the simulator for every provider")
+        sp.add_argument("--simulate", action="store_true",
+                        help="answer from the built-in simulator (no key, no network, no cost)")
         sp.add_argument("--quiet", action="store_true", help="print only the answer(s)")
 
-    demo = sub.add_parser("demo", help="compare the three providers (simulated where no key is set)")
+    subs["demo"] = demo = sub.add_parser(
+        "demo", help="compare the three providers; those without a key are simulated",
+        description="Compare the three providers on one prompt. Providers without an API key "
+                    "answer from the built-in simulator (the output says which).")
     call_options(demo, True)
     demo.add_argument("prompt", nargs="?", default=DEMO_PROMPT)
-    for name, many in (("ask", False), ("compare", True)):
-        sp = sub.add_parser(name, help=f"{name} with a prompt (use - to read it from stdin)")
+    for name, many, what in (("ask", False, "Ask one model"), ("compare", True, "Ask several models")):
+        subs[name] = sp = sub.add_parser(
+            name, help=f"{what.lower()} (needs its API key, or --simulate)",
+            description=f"{what} one prompt. Calls the real service: the provider's API key "
+                        f"must be set ({KEYS}), unless --simulate is given.")
         call_options(sp, many)
-        sp.add_argument("prompt")
-    for name in ("usage", "costs"):
-        sp = sub.add_parser(name, help=f"show the ledger's {name} table")
-        sp.add_argument("--by", default="model", help="costs: model, provider, day, cell, group...")
+        sp.add_argument("prompt", help="the prompt; - reads it from stdin")
+    for name, what in (("usage", "the last calls in the usage ledger"),
+                       ("costs", "calls, tokens and cost grouped by model, day, ...")):
+        subs[name] = sp = sub.add_parser(name, help=f"show {what}", description=f"Show {what}.")
         sp.add_argument("--session", action="store_true", help="only this process's calls")
-        sp.add_argument("--limit", type=int, default=20, help="usage: the last N calls")
-    return p
+        if name == "costs":
+            sp.add_argument("--by", default="model",
+                            help="model, provider, day, cell, group, batch, status, session; "
+                                 "several with commas (model,day)")
+            sp.add_argument("--simulated", action="store_true",
+                            help="count simulated calls too (left out of real spend by default)")
+        else:
+            sp.add_argument("--limit", type=int, default=20, help="the last N calls (default 20)")
+    return p, subs
 
 
-def _route_to_simulator(force: bool) -> list[str]:
-    """Send providers without a key to the simulator; returns the simulated providers."""
+# ----- tables ------------------------------------------------------------------------------------
+
+def _fmt_cell(col: str, v) -> str:
+    from .display import _format as F
+
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    try:
+        import pandas as pd
+
+        if v is pd.NA or v is pd.NaT:
+            return "–"
+    except ImportError:
+        pass
+    if col in ("cost_usd", "cost"):
+        return F.fmt_cost(float(v))
+    if col in ("latency_s", "ttft_s", "latency_p50", "latency_p95", "ttft_p50"):
+        return F.fmt_seconds(float(v))
+    if col == "tokens_per_s":
+        return f"{float(v):.0f}"
+    if col == "error_rate":
+        return f"{float(v):.0%}"
+    if col == "ts":
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, int) or (hasattr(v, "is_integer") and isinstance(v, float) and v.is_integer()
+                              and col.endswith(("tokens", "calls", "errors"))):
+        return f"{int(v):,}"
+    s = " ".join(str(v).split())
+    return s if len(s) <= 50 else s[:49] + "…"
+
+
+_HEADS = {"ts": "time", "input_tokens": "in", "output_tokens": "out", "cost_usd": "cost",
+          "latency_s": "latency", "ttft_s": "TTFT", "tokens_per_s": "tok/s",
+          "latency_p50": "p50", "latency_p95": "p95", "ttft_p50": "TTFT p50",
+          "error_rate": "err %", "unpriced_calls": "unpriced"}
+_LEFT = {"ts", "model", "status", "error", "provider", "day", "cell", "group_id", "batch_id",
+         "session_id"}
+
+
+def format_table(frame, cols: Sequence[str]) -> str:
+    """An aligned plain-text table of frame's cols, numbers formatted (dollars, seconds, 1,234)."""
+    cols = [c for c in cols if c in frame.columns]
+    rows = [[_fmt_cell(c, v) for c, v in zip(cols, rec)]
+            for rec in frame[cols].itertuples(index=False, name=None)]
+    heads = [_HEADS.get(c, c) for c in cols]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(heads)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if col in _LEFT else c.rjust(w)
+                         for c, w, col in zip(cells, widths, cols)).rstrip()
+
+    return "\n".join([line(heads)] + [line(r) for r in rows])
+
+
+USAGE_COLS = ["ts", "model", "status", "input_tokens", "output_tokens", "cost_usd", "latency_s",
+              "ttft_s", "error"]
+COSTS_COLS = ["calls", "cost_usd", "input_tokens", "output_tokens", "latency_p50", "ttft_p50",
+              "errors"]
+DEMO_COLS = ["model", "status", "latency_s", "ttft_s", "tokens_per_s", "input_tokens",
+             "output_tokens", "cost_usd"]
+
+
+# ----- commands ----------------------------------------------------------------------------------
+
+def _ledger(args) -> int:
+    import llmcells
+
+    from .errors import LLMError
+
+    try:
+        if args.command == "usage":
+            if args.limit is not None and args.limit < 1:
+                raise UserError("--limit must be at least 1.")
+            frame = llmcells.usage(session=args.session).tail(args.limit)
+            cols = list(USAGE_COLS)
+            if not frame["error"].notna().any():
+                cols.remove("error")
+        else:
+            from .ledger import _KEY_SYNONYMS, COST_KEYS
+
+            valid = ", ".join(COST_KEYS)
+            keys = [k.strip() for k in args.by.split(",") if k.strip()]
+            if not keys:
+                raise UserError(f"--by needs a key: {valid}.")
+            for k in keys:
+                if _KEY_SYNONYMS.get(k.lower(), k.lower()) not in COST_KEYS:
+                    raise UserError(f"--by {k}: not a key to group by; use {valid} "
+                                    "(several with commas: --by model,day).")
+            frame = llmcells.costs(by=keys, session=args.session, include_simulated=args.simulated)
+            cols = [c for c in frame.columns if c not in COSTS_COLS[1:] and c != "calls"]
+            cols = cols[: len(keys)] + COSTS_COLS
+            if not len(frame) and not args.simulated and len(llmcells.usage(session=args.session)):
+                print("No real calls recorded yet (only simulated ones: --simulated counts them).")
+                return 0
+    except LLMError as err:
+        raise UserError(str(err)) from None
+    print(format_table(frame, cols) if len(frame) else "No calls recorded yet.")
+    return 0
+
+
+def _resolve_models(args) -> list:
+    """The ModelSpecs the command will call (validated before anything else happens)."""
+    from . import models
+    from .config import settings
+    from .errors import LLMError
+
+    if args.command == "ask":
+        if args.models and len(args.models) > 1:
+            raise UserError(f"ask takes one model, not {len(args.models)}: use "
+                            f"`compare -m {' -m '.join(args.models)}` to ask several.")
+        names = args.models or list(settings.compare_models)[:1]
+    else:
+        names = args.models or list(settings.compare_models)
+    try:
+        return [models.resolve(n) for n in names]
+    except LLMError as err:
+        raise UserError(str(err)) from None
+
+
+def _route_to_simulator(specs, force: bool) -> list[str]:
+    """Send the providers these calls use to the simulator: all of them with force (--simulate),
+    else those without a key (demo). Returns the providers actually simulated."""
     from . import models
     from ._simulation import simulate
 
-    missing = [p for p, has in models.key_status().items() if force or not has]
-    if models.vertex_enabled() and not force and "google" in missing:
-        missing.remove("google")
-    if missing:
-        simulate(providers=missing)
-    return missing
+    has_key = models.key_status()
+    used = []
+    for s in specs:
+        if s.provider in has_key and s.provider not in used:
+            used.append(s.provider)
+    sim = [p for p in used if force or not has_key[p]]
+    if models.vertex_enabled() and not force and "google" in sim:
+        sim.remove("google")
+    if sim:
+        simulate(providers=sim)
+    return sim
 
 
-def _table(frame) -> str:
-    cols = [c for c in ("model", "status", "latency_s", "ttft_s", "tokens_per_s", "input_tokens",
-                        "output_tokens", "cost_usd", "error") if c in frame.columns]
-    import pandas as pd
+_SDKS = {"openai": "openai", "anthropic": "anthropic", "google": "google.genai"}
 
-    with pd.option_context("display.width", 160, "display.max_colwidth", 60,
-                           "display.float_format", "{:.6g}".format):
-        return frame[cols].to_string(index=False)
+
+def _warm_up(specs) -> None:
+    """Import the SDKs before the calls start: a cold `import anthropic` can take seconds, and
+    done inside one call it would delay that call (and the others on the same loop), so the
+    answers would not come back in the order of their own latencies."""
+    import importlib
+
+    for provider in dict.fromkeys(s.adapter for s in specs):
+        try:
+            importlib.import_module(_SDKS.get(provider, provider))
+        except Exception:
+            pass  # the call itself says what is missing
+
+
+def _price_lines(results, caught) -> list[str]:
+    """One line per model whose calls happened but have no known price."""
+    from .display._format import known
+
+    messages = {}
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        for r in results:
+            if r.model in text:
+                messages.setdefault(r.model, text)
+    lines, seen = [], set()
+    for r in results:
+        happened = r.usage is not None and (r.usage.input_tokens or r.usage.output_tokens)
+        if happened and not known(r.cost_usd) and r.model not in seen:
+            seen.add(r.model)
+            lines.append("llmcells: " + messages.get(
+                r.model, f"No price known for {r.model}; cost is NaN."))
+    return lines
+
+
+def _calls(args) -> int:
+    import llmcells
+
+    from .errors import LLMError
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise UserError("The prompt is empty.")
+    specs = _resolve_models(args)
+    names = [s.requested for s in specs]
+    # The demo runs wherever it can: providers without a key go to the simulator. Real work
+    # (ask, compare) only uses the simulator when asked, so a missing key is an error, not a fake.
+    simulated = (_route_to_simulator(specs, args.simulate)
+                 if args.command == "demo" or args.simulate else [])
+    if simulated and not args.quiet:
+        hint = "" if args.simulate else " — set their API keys to use the real services"
+        print(f"(simulated: {', '.join(simulated)}{hint})\n", flush=True)
+    _warm_up(specs)
+    options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
+                   timeout=args.timeout, display=False if args.quiet else "terminal")
+    from .pricing import PriceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PriceWarning)
+        try:
+            if args.command == "ask":
+                results = [llmcells.run(llmcells.ask(prompt, names[0], **options))]
+                comparison = None
+            else:
+                comparison = llmcells.run(llmcells.compare(prompt, names, **options))
+                results = list(comparison)
+        except LLMError as err:
+            raise UserError(str(err)) from None
+    for line in _price_lines(results, caught):
+        print(line, file=sys.stderr)
+    if args.quiet:
+        if args.command == "ask":
+            print(results[0].text)
+        else:
+            for r in results:
+                print(f"## {r.model}\n{r.text}\n")
+    elif args.command == "demo" and comparison is not None:
+        print("\nRecorded in the usage ledger (llmcells.usage(), python -m llmcells usage).")
+    for r in results:
+        if not r.ok and args.quiet:
+            print(f"llmcells: {r.model}: {r.error or r.status}", file=sys.stderr)
+    if all(r.ok for r in results):
+        return 0
+    # a missing key or model name is the user's to fix (status 2); a failed call is 1
+    user = {"missing_key", "config", "model_not_found", "authentication"}
+    return 2 if all(r.ok or r.error_kind in user for r in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    import llmcells
-    from .errors import LLMError
-
-    if args.command in ("usage", "costs"):
-        frame = (llmcells.usage(session=args.session).tail(args.limit) if args.command == "usage"
-                 else llmcells.costs(by=args.by, session=args.session))
-        print(frame.to_string(index=False) if len(frame) else "No calls recorded yet.")
-        return 0
-
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    # The demo runs wherever it can: providers without a key go to the simulator. Real work
-    # (ask, compare) only uses the simulator when asked, so a missing key is an error, not a fake.
-    simulated = _route_to_simulator(args.simulate) if args.command == "demo" or args.simulate else []
-    if simulated and not args.quiet:
-        print(f"(simulated: {', '.join(simulated)} — set their API keys to use the real services)\n")
-    options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
-                   timeout=args.timeout, display=False if args.quiet else "terminal")
+    parser, subs = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # an option the subcommand doesn't know: its usage, not the top level's
+        subs[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "ask":
-            model = args.models[0] if args.models else None
-            result = llmcells.run(llmcells.ask(prompt, model, **options))
-            if args.quiet:
-                print(result.text)
-            return 0 if result.ok else 1
-        comparison = llmcells.run(llmcells.compare(prompt, args.models, **options))
-    except LLMError as err:
-        print(f"llmcells: {err}", file=sys.stderr)
+        if args.command in ("usage", "costs"):
+            return _ledger(args)
+        return _calls(args)
+    except UserError as err:
+        print(f"llmcells {args.command}: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nllmcells: interrupted.", file=sys.stderr)
         return 130
-    if args.quiet:
-        for r in comparison:
-            print(f"## {r.model}\n{r.text}\n")
-    elif args.command == "demo":
-        print("\nRecorded in the usage ledger (llmcells.usage(), python -m llmcells usage):")
-        print(_table(llmcells.usage(group_id=comparison.group_id)))
-    return 0 if all(r.ok for r in comparison) else 1
 
 
 if __name__ == "__main__":

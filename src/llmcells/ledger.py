@@ -96,6 +96,24 @@ _SCHEMA: list[tuple[str, str, str]] = [
 ]
 COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
 _KINDS = {c: k for c, _, k in _SCHEMA}
+
+# ----- column order of usage() and costs(): what people read first, ids last ----------------
+#: usage(): time, model, status, tokens, cost, latency ... ids and texts last (COLUMNS is the
+#: table's storage order and is left alone)
+_READ_FIRST = ["ts", "model", "status", "input_tokens", "output_tokens", "cost_usd", "latency_s",
+               "ttft_s", "tokens_per_s", "provider", "response_model", "error_kind", "error",
+               "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "attempts",
+               "cached", "sample", "simulated", "cell", "price_source", "prompt_preview"]
+USAGE_COLUMNS: list[str] = _READ_FIRST + [c for c in COLUMNS if c not in _READ_FIRST]
+#: costs(): after the group keys
+_COST_COLUMNS = ["calls", "cost_usd", "input_tokens", "output_tokens", "latency_p50",
+                 "latency_p95", "ttft_p50", "errors", "error_rate", "unpriced_calls",
+                 "cached_input_tokens", "reasoning_tokens"]
+
+
+def _reading_order(df: "pd.DataFrame") -> "pd.DataFrame":
+    return df[[c for c in USAGE_COLUMNS if c in df.columns]]
+# ----- end of column order ---------------------------------------------------------------------
 _INDEXES = {"ts": "ts", "model": "model", "group_id": "group_id", "batch_id": "batch_id"}
 
 _CREATE = "CREATE TABLE IF NOT EXISTS calls (\n  " + ",\n  ".join(
@@ -720,7 +738,8 @@ def usage(*, session: bool = False, since: Any = None, model: str | Sequence[str
     gc_was_on = gc.isenabled()
     gc.disable()        # building ~3M objects: the cyclic GC would rescan them again and again
     try:
-        return _usage_frame(p, where, args, limit, _columns or COLUMNS)
+        frame = _usage_frame(p, where, args, limit, _columns or COLUMNS)
+        return frame if _columns else _reading_order(frame)
     finally:
         if gc_was_on:
             gc.enable()
@@ -772,9 +791,6 @@ COST_KEYS = {
 _KEY_SYNONYMS = {"group_id": "group", "batch_id": "batch", "session_id": "session", "date": "day",
                  "models": "model", "providers": "provider"}
 _ERROR_STATUSES = ("error", "incomplete")
-_COST_COLUMNS = ["calls", "errors", "error_rate", "input_tokens", "output_tokens",
-                 "cached_input_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls",
-                 "latency_p50", "latency_p95", "ttft_p50"]
 
 
 def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,

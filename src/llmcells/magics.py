@@ -172,6 +172,9 @@ class LLMMagics(Magics):
         name = given or default
         if given and ":" not in given and given not in _models.aliases():
             provider = _models.resolve(default).provider
+            hint = _models.foreign_model_hint(provider, given)  # %%claude -m gpt-4o
+            if hint:
+                raise _fail(hint)
             name = f"{provider}:{given}"
         try:
             return _models.resolve(name)
@@ -370,11 +373,15 @@ class LLMMagics(Magics):
     def _cmd_usage(self, args: Any) -> Any:
         import llmcells
 
+        from .display.tables import formatted  # costs in dollars in the notebook; same numbers
+
         frame = llmcells.usage(session=args.session)
-        return frame.tail(args.last) if args.last else frame
+        return formatted(frame.tail(args.last) if args.last else frame)
 
     def _cmd_costs(self, args: Any) -> Any:
         import llmcells
+
+        from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
         by = [b.strip() for b in args.by.split(",") if b.strip()]
         if args.whatif:
@@ -383,8 +390,8 @@ class LLMMagics(Magics):
             return whatif(args.whatif, by=by[0], tier=args.tier, session=args.session,
                           processing="batch" if args.batch else None,
                           include_simulated=args.simulated)
-        return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session,
-                              include_simulated=args.simulated)
+        return formatted(llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session,
+                                        include_simulated=args.simulated))
 
     def _cmd_prices(self, args: Any) -> Any:
         from .pricing import prices_command
@@ -431,7 +438,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with IPython, and start importing what the first call will need."""
     ipython.register_magics(LLMMagics)
     from . import warmup
+    from .display.hints import no_key_hint  # one line when no provider has a key
 
+    no_key_hint()
     warmup.start(notebook=_in_kernel(ipython))
 
 

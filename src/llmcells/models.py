@@ -10,6 +10,7 @@ servers (Ollama, vLLM, OpenRouter...) are added by base URL with `add_endpoint` 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
@@ -185,6 +186,23 @@ def api_key(spec: ModelSpec) -> str:
 def vertex_enabled() -> bool:
     """Gemini goes through Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is set to a true value."""
     return os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true", "yes")
+
+
+_FOREIGN = ((re.compile(r"^(gpt-|chatgpt-|o[1-4]($|-))", re.I), "openai"),
+            (re.compile(r"^claude-", re.I), "anthropic"),
+            (re.compile(r"^gemini-", re.I), "google"))
+
+
+def foreign_model_hint(provider: str, name: str) -> str | None:
+    """One line when a bare model name plainly belongs to another provider than `provider`
+    (`%%claude -m gpt-4o`), naming the right magic and id; None when it doesn't."""
+    for pattern, owner in _FOREIGN:
+        if pattern.match(name or "") and owner != provider:
+            mine = PROVIDERS.get(provider)
+            return (f"{name!r} is a model of {PROVIDERS[owner].label}, not of "
+                    f"{mine.label if mine else provider}: use %%{PROVIDERS[owner].alias} -m {name}, "
+                    f"or the full id {owner}:{name} (e.g. in %%compare).")
+    return None
 
 
 def key_status() -> dict[str, bool]:

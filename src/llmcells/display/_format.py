@@ -7,7 +7,6 @@ Nothing here imports ipywidgets.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +20,7 @@ MAX_ERROR_CHARS = 300
 
 def estimate_tokens(text: str) -> int:
     """A rough token count of text (~4 characters per token), for display while streaming."""
-    if not text:
-        return 0
-    return max(1, int(round(len(text) / CHARS_PER_TOKEN)))
+    return estimate_tokens_from_chars(len(text or ""))
 
 
 def live_cost(info: CallInfo, input_tokens: int, output_tokens: int, usage: Usage | None = None) -> float:
@@ -96,19 +93,49 @@ def short_error(result: Result) -> str:
     return msg
 
 
+def figures(latency: float | None, ttft: float | None, rate: float | None, input_tokens: int | None,
+            output_tokens: int | None, cost: float | None, *, estimated: bool = False,
+            input_estimated: bool = False) -> list[str]:
+    """The figures of a call in the order both the live and the final footer show them:
+    time, TTFT, tokens/s, input→output tokens, cost. With estimated=True the token-derived
+    figures (tokens/s, output tokens, cost) are marked `~`; time and TTFT are measured, never
+    estimated. One definition for live and final: time counts from the engine's request clock,
+    tokens/s is output tokens over the time since the first token."""
+    approx = "~" if estimated else ""
+    parts = []
+    if known(latency):
+        parts.append(fmt_seconds(latency))
+    if known(ttft):
+        parts.append(f"TTFT {fmt_seconds(ttft)}")
+    if known(rate):
+        parts.append(approx + fmt_rate(rate))
+    if input_tokens or output_tokens:
+        inp = ("~" if input_estimated else "") + f"{input_tokens or 0:,}"
+        parts.append(f"{inp}→{approx}{output_tokens or 0:,} tokens")
+    if known(cost) or not estimated:
+        parts.append((approx if known(cost) else "") + fmt_cost(cost))
+    return parts
+
+
+def best_output_tokens(reported: int | None, text_chars: int) -> int:
+    """The best live estimate of output tokens: the provider's running count once it is
+    plausible, else an estimate from the text. A provider's placeholder (Anthropic's
+    message_start says output_tokens=1) is far below the text's estimate and is ignored."""
+    est = estimate_tokens_from_chars(text_chars)
+    if reported and reported >= 0.5 * est:
+        return int(reported)
+    return est
+
+
+def estimate_tokens_from_chars(n: int) -> int:
+    return 0 if n <= 0 else max(1, int(round(n / CHARS_PER_TOKEN)))
+
+
 def metric_parts(result: Result) -> list[str]:
     """The pieces of a final metrics line: latency, TTFT, tokens/s, in→out tokens, cost."""
-    parts = []
-    if known(result.latency_s):
-        parts.append(fmt_seconds(result.latency_s))
-    if known(result.ttft_s):
-        parts.append(f"TTFT {fmt_seconds(result.ttft_s)}")
-    if known(result.tokens_per_s):
-        parts.append(fmt_rate(result.tokens_per_s))
     u = result.usage or Usage()
-    if u.input_tokens or u.output_tokens:
-        parts.append(f"{u.input_tokens:,}→{u.output_tokens:,} tokens")
-    parts.append(fmt_cost(result.cost_usd))
+    parts = figures(result.latency_s, result.ttft_s, result.tokens_per_s, u.input_tokens,
+                    u.output_tokens, result.cost_usd)
     if result.attempts and result.attempts > 1:
         parts.append(f"{result.attempts} attempts")
     if result.cached:
@@ -139,17 +166,12 @@ def pick_best(results: Sequence[Result]) -> tuple[int | None, int | None]:
     return (min(fast)[1] if fast else None), (min(cheap)[1] if cheap else None)
 
 
-_RETRY_WAIT = re.compile(r"retrying in\s+([0-9]+(?:\.[0-9]+)?)\s*s", re.I)
-_HTTP_CODE = re.compile(r"\b([45][0-9]{2})\b")
-_ATTEMPT = re.compile(r"attempt\s+(\d+)\s+of\s+(\d+)", re.I)
-
-
-def parse_retry(detail: str | None) -> tuple[float | None, str | None, str | None]:
-    """From "rate limited (429); retrying in 2.0 s (attempt 2 of 4)": (2.0, "429", "attempt 2 of 4")."""
-    if not detail:
-        return None, None, None
-    m = _RETRY_WAIT.search(detail)
-    wait = float(m.group(1)) if m else None
-    c = _HTTP_CODE.search(detail)
-    a = _ATTEMPT.search(detail)
-    return wait, (c.group(1) if c else None), (a.group(0) if a else None)
+def retry_label(retry, left_s: float | None = None) -> str:
+    """"retrying in 2 s (429)… attempt 2 of 4" from a RetryInfo (left_s: seconds still to wait)."""
+    wait = retry.wait_s if left_s is None else left_s
+    label = f"retrying in {max(0, math.ceil(wait))} s"
+    if retry.status_code:
+        label += f" ({retry.status_code})"
+    elif retry.reason:
+        label += f" ({retry.reason.replace('_', ' ')})"
+    return label + f"… attempt {retry.attempt} of {retry.max_attempts}"

@@ -1,9 +1,12 @@
-"""Markdown to safe HTML for finished answers, with code blocks highlighted by pygments.
+"""Markdown to safe HTML for answers (whole, or incrementally while they stream), with code
+blocks highlighted by pygments.
 
 Uses mistune 3 when it is installed (it comes with nbconvert / Jupyter), with raw HTML escaped;
 otherwise a small built-in renderer that covers what model answers mostly contain: fenced code,
 headings, lists, block quotes, paragraphs, **bold**, *italic*, `code` and [links](https://...).
-Either way, nothing from the answer is ever passed through as raw HTML.
+Either way, nothing from the answer is ever passed through as raw HTML, `javascript:` / `data:`
+links are neutralised, and links open in a new tab (`target=_blank rel="noopener noreferrer"`).
+The HTML carries classes only; `style.py` holds the stylesheet (theme CSS variables).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import re
 #: answers longer than this are shown as plain pre-wrapped text (rendering would take too long)
 MAX_MARKDOWN_CHARS = 300_000
 
-_CODE_STYLE = "overflow-x:auto;font-size:12.5px;line-height:1.35;padding:6px 8px;margin:6px 0;border-radius:4px"
+#: a streaming tail with no block boundary is settled at a line end once it is this long
+MAX_TAIL_CHARS = 16_000
+_LINK_ATTRS = ' target="_blank" rel="noopener noreferrer"'
 
 
 def escape(text: str) -> str:
@@ -22,13 +27,13 @@ def escape(text: str) -> str:
 
 
 def plain_html(text: str) -> str:
-    """Text as escaped, pre-wrapped HTML (what a card shows while it streams)."""
-    return ('<div style="white-space:pre-wrap;overflow-wrap:anywhere;font-family:inherit;'
-            'line-height:1.45">' + escape(text) + "</div>")
+    """Text as escaped, pre-wrapped HTML (answers shown without Markdown)."""
+    return '<div class="llmcells-plain">' + escape(text) + "</div>"
 
 
 def highlight_code(code: str, lang: str | None = None) -> str:
-    """A highlighted code block (inline styles, so it needs no stylesheet)."""
+    """A highlighted code block: pygments' short classes, coloured by the stylesheet from the
+    theme's editor colours; the block keeps its lines and scrolls sideways."""
     try:
         from pygments import highlight
         from pygments.formatters import HtmlFormatter
@@ -40,10 +45,11 @@ def highlight_code(code: str, lang: str | None = None) -> str:
             lexer = get_lexer_by_name(name) if name else TextLexer()
         except ClassNotFound:
             lexer = TextLexer()
-        body = highlight(code, lexer, HtmlFormatter(noclasses=True, nowrap=True, style="default"))
+        body = highlight(code, lexer, HtmlFormatter(nowrap=True))
     except Exception:
         body = escape(code)
-    return (f'<pre style="background:#f6f8fa;color:#1f2328;{_CODE_STYLE}"><code>{body}</code></pre>')
+    cls = f' class="language-{escape(name)}"' if name else ""
+    return f"<pre><code{cls}>{body}</code></pre>"
 
 
 # ----- mistune, when available --------------------------------------------------------------
@@ -62,6 +68,12 @@ def _mistune():
             class _Renderer(mistune.HTMLRenderer):
                 def block_code(self, code, info=None):  # noqa: D401 - mistune's signature
                     return highlight_code(code, info) + "\n"
+
+                def link(self, text, url, title=None):  # noqa: D401
+                    return super().link(text, url, title).replace("<a", "<a" + _LINK_ATTRS, 1)
+
+                def table(self, text):  # wide tables scroll inside the card
+                    return f'<div class="llmcells-table"><table>\n{text}</table></div>\n'
 
             try:
                 _md = mistune.create_markdown(
@@ -99,7 +111,7 @@ def _inline(text: str) -> str:
 
 def _inline_plain(text: str) -> str:
     s = escape(text)
-    s = _LINK.sub(lambda m: f'<a href="{m.group(2)}" target="_blank" rel="noopener">{m.group(1)}</a>', s)
+    s = _LINK.sub(lambda m: f'<a href="{m.group(2)}"{_LINK_ATTRS}>{m.group(1)}</a>', s)
     s = _BOLD.sub(lambda m: f"<strong>{m.group(1) or m.group(2)}</strong>", s)
     s = _ITALIC.sub(lambda m: f"<em>{m.group(1) or m.group(2)}</em>", s)
     return s
@@ -158,8 +170,7 @@ def _simple_markdown(text: str) -> str:
             out.append(f"<li>{_inline(m.group(3))}</li>")
         elif m := _QUOTE.match(line):
             end_para(); end_list()
-            out.append(f'<blockquote style="margin:4px 0;padding-left:8px;border-left:3px solid #ccc;color:#555">'
-                       f"{_inline(m.group(1))}</blockquote>")
+            out.append(f"<blockquote>{_inline(m.group(1))}</blockquote>")
         elif list_kind and line.startswith(("  ", "\t")):
             out[-1] = out[-1][: -len("</li>")] + "<br>" + _inline(line.strip()) + "</li>"
         else:
@@ -170,18 +181,114 @@ def _simple_markdown(text: str) -> str:
     return "\n".join(out)
 
 
+def markdown_body(text: str) -> str:
+    """Markdown as safe HTML, without the wrapper (so pieces of one answer can be joined)."""
+    md = _mistune()
+    try:
+        return md(text) if md is not None else _simple_markdown(text)
+    except Exception:
+        try:
+            return _simple_markdown(text)
+        except Exception:
+            return '<div class="llmcells-plain">' + escape(text) + "</div>"
+
+
 def render_markdown(text: str) -> str:
     """Markdown answer text as safe HTML (code highlighted); plain pre-wrapped text if very long."""
     if not text:
         return ""
     if len(text) > MAX_MARKDOWN_CHARS:
         return plain_html(text)
-    md = _mistune()
-    try:
-        body = md(text) if md is not None else _simple_markdown(text)
-    except Exception:
-        try:
-            body = _simple_markdown(text)
-        except Exception:
-            return plain_html(text)
-    return f'<div class="llmcells-md" style="line-height:1.5;overflow-wrap:anywhere">{body}</div>'
+    return f'<div class="llmcells-md">{markdown_body(text)}</div>'
+
+
+_FENCE_OPEN = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+_FENCE_CLOSE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*$")
+
+
+class StreamingMarkdown:
+    """The HTML of an answer that grows: text is fed in pieces; `html()` renders the settled
+    blocks (those before the last blank line outside a code fence) once, and re-renders only the
+    unsettled tail each time, so a long answer costs linear time, not quadratic.
+
+    With markdown=False, or once the answer passes MAX_MARKDOWN_CHARS, pieces are only escaped.
+    """
+
+    def __init__(self, markdown: bool = True):
+        self.markdown = markdown
+        self.chars = 0
+        self._done: list[str] = []   # HTML of settled blocks, in order
+        self._tail = ""              # text not yet settled
+        self._scan = 0               # where the next line of the tail starts (already scanned up to)
+        self._fence: str | None = None  # the opening fence line while inside a code block
+        self._plain = not markdown
+        self.renders = 0             # Markdown renders (for tests: linear, not quadratic)
+
+    def feed(self, text: str) -> None:
+        if not text:
+            return
+        self.chars += len(text)
+        if self._plain:
+            self._done.append(escape(text))
+            return
+        if self.chars > MAX_MARKDOWN_CHARS:
+            # too long to keep as Markdown: settle what we have and escape the rest
+            if self._tail:
+                self._settle(len(self._tail))
+            self._plain = True
+            self._done.append('<div class="llmcells-plain">')
+            self._done.append(escape(text))
+            return
+        self._tail += text
+
+    def _render(self, chunk: str) -> None:
+        self.renders += 1
+        self._done.append(markdown_body(chunk))
+
+    def _settle(self, end: int, reopen: str | None = None) -> None:
+        chunk, self._tail = self._tail[:end], self._tail[end:]
+        self._scan = max(0, self._scan - end)
+        if reopen:  # split inside a code block: close it here, reopen it in the tail
+            chunk += "\n" + reopen.strip()[:3] + "\n"
+            self._tail = reopen + "\n" + self._tail
+            self._scan += len(reopen) + 1
+        if chunk.strip():
+            self._render(chunk)
+
+    def _advance(self) -> None:
+        boundary = -1
+        tail = self._tail
+        while True:
+            nl = tail.find("\n", self._scan)
+            if nl < 0:
+                break
+            line = tail[self._scan:nl]
+            if self._fence is not None:
+                m = _FENCE_CLOSE.match(line)
+                if m and m.group(1)[0] == self._fence.lstrip()[0]:
+                    self._fence = None
+                    boundary = nl + 1  # a closed code block is a settled block
+            elif _FENCE_OPEN.match(line):
+                self._fence = line
+            elif not line.strip():
+                boundary = nl + 1
+            self._scan = nl + 1
+        if boundary > 0:
+            self._settle(boundary)
+        elif len(self._tail) > MAX_TAIL_CHARS:
+            last = self._tail.rfind("\n", 0, self._scan)
+            if last > 0:
+                self._settle(last + 1, reopen=self._fence)
+
+    def html(self) -> str:
+        """The answer so far as HTML (a wrapper div around the settled blocks and the tail)."""
+        if self._plain:
+            body = "".join(self._done)
+            if self.markdown:
+                return f'<div class="llmcells-md">{body}</div></div>'
+            return f'<div class="llmcells-plain">{body}</div>'
+        self._advance()
+        tail = markdown_body(self._tail) if self._tail.strip() else ""
+        if tail:
+            self.renders += 1
+        return '<div class="llmcells-md">' + "".join(self._done) + tail + "</div>"

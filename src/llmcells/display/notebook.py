@@ -2,9 +2,11 @@
 
 Every widget is created and displayed on the main thread (in `NotebookDisplay.__init__`); the
 private loop thread only sets `value` traits. A card is three HTML widgets (header with model and
-status, body with the answer, footer with live metrics) so that a repaint while streaming sends
-one message for the body and, at most twice a second, one for the footer. The body shows escaped
-pre-wrapped text while streaming and is rendered as Markdown (code highlighted) once, at the end.
+status, body with the answer, footer with live figures) so that a repaint while streaming sends
+one message for the body and, at most twice a second, one for the footer. The body is Markdown
+while it streams (settled blocks rendered once, the tail re-rendered at each throttled paint).
+Styling is one stylesheet of theme CSS variables (style.py). A static HTML copy of the finished
+output is published beside the widgets, for saved notebooks viewed without a widget manager.
 """
 
 from __future__ import annotations
@@ -19,30 +21,34 @@ import ipywidgets as w
 from IPython.display import display as _ipy_display
 
 from ..config import settings
-from ..types import CallInfo, CallObserver, Result, Usage
+from ..types import CallInfo, CallObserver, Result, RetryInfo, Usage
 from . import _format as F
 from . import scores as _scores
 from .base import DisplayHandle, match_results, safe
-from .markdown import escape, plain_html, render_markdown
+from .markdown import StreamingMarkdown, escape, plain_html, render_markdown
+from .style import STATIC_CSS, style_tag
 from .throttle import Throttle
 
 #: the live metrics line is repainted at most this often (seconds); the body at display_fps
-FOOTER_INTERVAL = 0.5
+FOOTER_INTERVAL = 0.25
 #: while streaming, never send more than this many characters of body per second (long answers
 #: are repainted less often)
 MAX_BODY_CHARS_PER_S = 1_000_000
-#: the height after which an answer scrolls inside its card
-CARD_MAX_HEIGHT = "420px"
 
-_GREY, _BLUE, _GREEN, _RED, _ORANGE = "#6e7781", "#0969da", "#1a7f37", "#cf222e", "#9a6700"
 
 def _show(view: object) -> Any:
     """Display view; the returned handle lets close() refresh its text/plain form."""
     return _ipy_display(view, display_id=True)
 
 
-#: how widgets are shown; tests replace it
+def _show_static(bundle: dict) -> Any:
+    """Display a mime bundle (the static copy); the returned handle lets close() fill it in."""
+    return _ipy_display(bundle, raw=True, display_id=True)
+
+
+#: how widgets and the static copy are shown; tests replace them
 show: Callable[[object], Any] = _show
+show_static: Callable[[dict], Any] = _show_static
 
 
 def _frac_fps() -> float:
@@ -54,13 +60,13 @@ def _frac_fps() -> float:
 
 
 class _View(w.VBox):
-    """The displayed container; its text/plain form (what nbconvert keeps when widgets can't
+    """The displayed container; its text/plain form (what a viewer shows when widgets can't
     render) is a readable summary rather than a widget repr."""
 
     def __repr__(self) -> str:  # noqa: D105
         owner = getattr(self, "_llmcells_owner", None)
         try:
-            return owner.summary() if owner is not None else "llmcells output"
+            return owner.pointer() if owner is not None else "llmcells output"
         except Exception:
             return "llmcells output"
 
@@ -71,8 +77,22 @@ class _View(w.VBox):
         return data
 
 
+def _provider_label(provider: str) -> str:
+    try:
+        from ..models import PROVIDERS
+
+        return PROVIDERS.get(provider, {}).get("label", provider)
+    except Exception:
+        return provider
+
+
 class Card(CallObserver):
-    """The live view of one call; also its CallObserver."""
+    """The live view of one call; also its CallObserver.
+
+    Figures have one definition, the engine's: elapsed time counts from the t0 given to on_sent,
+    TTFT is the one given to on_first_token, tokens/s is output tokens over the time since the
+    first token. Live token counts, tokens/s and cost are estimates and are marked `~`.
+    """
 
     def __init__(self, info: CallInfo, owner: "NotebookDisplay | None" = None, prompt: str = "",
                  markdown: bool = True):
@@ -81,33 +101,49 @@ class Card(CallObserver):
         self.owner = owner
         self.status = "pending"
         self.detail: str | None = None
-        self.text = ""
+        self.retry: RetryInfo | None = None
+        self._pieces: list[str] = []  # the answer as it arrived (joined only when needed)
+        self._chars = 0
+        self._stream = StreamingMarkdown(markdown)
+        self._new: list[str] = []     # pieces not yet given to the Markdown renderer
+        self._final_text: str | None = None
         self.usage: Usage | None = None
         self.result: Result | None = None
         self.t_start: float | None = None
+        self.t0: float | None = None          # the engine's request clock (on_sent)
+        self.ttft: float | None = None        # the engine's TTFT (on_first_token)
+        self.t_first: float | None = None     # monotonic time of the first token
         self.t_status = time.monotonic()
-        self.t_first: float | None = None
         self._prompt_tokens = F.estimate_tokens(prompt)
-        self._painted_text: str | None = None
         self._footer_at = -math.inf
         self._fps = _frac_fps()
 
-        # no side margins: width 100% plus the widgets' default 2px margin overflows the card
-        self.header = w.HTML(value=self._header_html(),
-                             layout=w.Layout(width="100%", margin="2px 0"))
-        self.body = w.HTML(
-            value=self._placeholder("waiting to start…"),
-            layout=w.Layout(width="100%", max_height=CARD_MAX_HEIGHT, overflow="auto",
-                            margin="4px 0"))
-        self.footer = w.HTML(value="&nbsp;", layout=w.Layout(width="100%", margin="2px 0"))
-        self.box = w.VBox(
-            [self.header, self.body, self.footer],
-            layout=w.Layout(border_top="1px solid #d0d7de", border_bottom="1px solid #d0d7de",
-                            border_left="1px solid #d0d7de", border_right="1px solid #d0d7de",
-                            padding="6px 10px", min_width="280px", width="auto",
-                            overflow="hidden"))
+        self.header = w.HTML(value=self._header_html(), layout=w.Layout(width="100%", margin="0"))
+        self.body = w.HTML(value=self._placeholder("waiting to start…"),
+                           layout=w.Layout(width="100%", margin="0"))
+        self.body.add_class("llmcells-body")
+        # The answer scrolls inside this box. Its flex direction is column-reverse (style.py), so
+        # the browser keeps it scrolled to the end while the answer grows, and leaves it where
+        # it is once the user scrolls up; no script needed.
+        self.scroll = w.Box([self.body], layout=w.Layout(width="100%", margin="4px 0"))
+        self.scroll.add_class("llmcells-scroll")
+        self.footer = w.HTML(value="&nbsp;", layout=w.Layout(width="100%", margin="0"))
+        self.box = w.VBox([self.header, self.scroll, self.footer],
+                          layout=w.Layout(width="auto", min_width="0", overflow="hidden"))
+        self.box.add_class("llmcells-card")
         self.throttle = Throttle(self._paint_live, self._interval)
         self.updates = 0  # value messages sent (for tests and diagnostics)
+
+    # ----- the text ----------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The answer so far (joined on demand; the card keeps it as pieces)."""
+        if self._final_text is not None:
+            return self._final_text
+        if len(self._pieces) > 1:
+            self._pieces[:] = ["".join(self._pieces)]
+        return self._pieces[0] if self._pieces else ""
 
     # ----- CallObserver ------------------------------------------------------------------------
 
@@ -116,7 +152,13 @@ class Card(CallObserver):
         if info is not None:
             self.info = info
         self.t_start = time.monotonic()
-        self._set_status("waiting" if self.status == "pending" else self.status)
+        self._set_status("starting" if self.status == "pending" else self.status)
+
+    @safe
+    def on_sent(self, t0: float) -> None:
+        self.t0 = t0
+        if self.status in ("pending", "starting"):
+            self._set_status("waiting")
 
     @safe
     def on_status(self, status: str, detail: str | None = None) -> None:
@@ -124,20 +166,37 @@ class Card(CallObserver):
             return
         if status in ("done", "ok"):
             status = "done"
-        if status == "streaming" and self.t_first is None:
-            self.t_first = time.monotonic()
+        if status == "retrying" and self.retry is not None:
+            return  # on_retry has painted it, with the details as data
+        if status != "retrying":
+            self.retry = None  # the next attempt has started
         self.detail = detail
         self._set_status(status)
 
     @safe
-    def on_text(self, delta: str, text: str | None = None) -> None:
+    def on_retry(self, retry: RetryInfo) -> None:
         if self.result is not None:
             return
-        self.text = text if text is not None else self.text + (delta or "")
+        self.retry = retry
+        self._set_status("retrying")
+
+    @safe
+    def on_first_token(self, ttft_s: float) -> None:
+        self.ttft = ttft_s
+        self.t_first = time.monotonic()
+
+    @safe
+    def on_text(self, delta: str) -> None:
+        if self.result is not None or not delta:
+            return
+        self._pieces.append(delta)
+        self._new.append(delta)
+        self._chars += len(delta)
         if self.t_first is None:
             self.t_first = time.monotonic()
         if self.status != "streaming":
-            self.status, self.detail, self.t_status = "streaming", None, time.monotonic()
+            self.status, self.detail, self.retry, self.t_status = ("streaming", None, None,
+                                                                  time.monotonic())
         self.throttle.request()
 
     @safe
@@ -156,6 +215,27 @@ class Card(CallObserver):
     def on_scores(self, result: Result) -> None:  # [scoring hook]: a judge's scores came in
         self._set(self.footer, self._final_footer_html(result))
 
+    # ----- live figures ------------------------------------------------------------------------
+
+    def live_figures(self, now: float | None = None) -> dict:
+        """The live estimates: elapsed, ttft, output tokens, tokens/s, input tokens, cost."""
+        now = time.monotonic() if now is None else now
+        elapsed = now - self.t0 if self.t0 is not None else None
+        ttft = self.ttft
+        if ttft is None and self.t_first is not None and self.t0 is not None:
+            ttft = self.t_first - self.t0
+        reported = self.usage.output_tokens if self.usage is not None else 0
+        out = F.best_output_tokens(reported, self._chars)
+        rate = None
+        if ttft is not None and elapsed is not None and elapsed - ttft > 0.2 and out:
+            rate = out / (elapsed - ttft)
+        inp = self.usage.input_tokens if self.usage is not None and self.usage.input_tokens else None
+        cost = F.live_cost(self.info, inp if inp else self._prompt_tokens, out,
+                           self.usage if inp else None)  # cache reads and writes at their rates
+        return dict(elapsed=elapsed, ttft=ttft, output_tokens=out, rate=rate,
+                    input_tokens=inp if inp else self._prompt_tokens, input_estimated=not inp,
+                    cost=cost)
+
     # ----- painting ----------------------------------------------------------------------------
 
     def finish(self, result: Result) -> None:
@@ -166,22 +246,25 @@ class Card(CallObserver):
         if result.usage is not None and (result.usage.input_tokens or result.usage.output_tokens):
             self.usage = result.usage
         text = result.text or ""
-        if result.status != "ok" and len(self.text) > len(text):
+        if result.status != "ok" and self._chars > len(text):
             text = self.text  # keep the partial answer visible
-        self.text = text
+        self._final_text = text
+        self._pieces, self._new = [], []
         self._set(self.header, self._header_html())
-        if text:
-            body = render_markdown(text) if self.markdown else plain_html(text)
-        else:
-            body = self._placeholder("(no answer)" if result.status != "ok" else "(empty answer)")
-        self._set(self.body, body)
+        self._set(self.body, self.final_body_html())
         self._set(self.footer, self._final_footer_html(result))
-        self._painted_text = text
+
+    def final_body_html(self) -> str:
+        text = self.text
+        if text:
+            return render_markdown(text) if self.markdown else plain_html(text)
+        failed = self.result is not None and self.result.status != "ok"
+        return self._placeholder("(no answer)" if failed else "(empty answer)")
 
     def _interval(self) -> float:
         # Live repaints get 85% of the message budget: the status changes and the final paint
         # (header, body, footer) must fit in the same second without passing display_fps.
-        return max(1.0 / (0.85 * self._fps), len(self.text) / MAX_BODY_CHARS_PER_S)
+        return max(1.0 / (0.85 * self._fps), self._chars / MAX_BODY_CHARS_PER_S)
 
     def _set(self, widget: w.HTML, value: str) -> None:
         if widget.value != value:
@@ -191,11 +274,17 @@ class Card(CallObserver):
     def _set_status(self, status: str) -> None:
         self.status, self.t_status = status, time.monotonic()
         self._set(self.header, self._header_html())
-        if status in ("waiting", "retrying") and self.owner is not None:
+        if status in ("starting", "waiting", "retrying") and self.owner is not None:
             self.owner.ensure_ticker()
 
     def paint_header(self) -> None:
         self._set(self.header, self._header_html())
+
+    def _live_body_html(self) -> str:
+        if self._new:
+            self._stream.feed(self._new[0] if len(self._new) == 1 else "".join(self._new))
+            self._new = []
+        return self._stream.html()
 
     def _paint_live(self) -> int:
         """One throttled repaint; returns how many widget messages it sent."""
@@ -203,9 +292,8 @@ class Card(CallObserver):
             return 0
         before = self.updates
         self._set(self.header, self._header_html())
-        if self.text != self._painted_text:
-            self._set(self.body, plain_html(self.text))
-            self._painted_text = self.text
+        if self._new:
+            self._set(self.body, self._live_body_html())
         now = time.monotonic()
         if now - self._footer_at >= FOOTER_INTERVAL:
             self._footer_at = now
@@ -214,83 +302,64 @@ class Card(CallObserver):
 
     @staticmethod
     def _placeholder(text: str) -> str:
-        return f'<div style="color:{_GREY};font-style:italic">{escape(text)}</div>'
+        return f'<div class="llmcells-muted" style="font-style:italic">{escape(text)}</div>'
 
-    def _status_html(self) -> tuple[str, str | None]:
-        """(status line, optional message line)."""
+    def status_label(self) -> tuple[str, str, str | None]:
+        """(status class, label, optional message line) for the header."""
         now = time.monotonic()
         s = self.status
-        if s == "pending":
-            return f'<span style="color:{_GREY}">starting…</span>', None
+        if s in ("pending", "starting"):
+            return "pending", "starting…", None
         if s == "waiting":
-            since = self.t_start if self.t_start is not None else self.t_status
-            return (f'<span style="color:{_ORANGE}">⏳ waiting for first token… '
-                    f'{max(0, now - since):.0f} s</span>'), None
+            since = self.t0 if self.t0 is not None else (self.t_start or self.t_status)
+            return "waiting", f"⏳ waiting for first token… {max(0, now - since):.0f} s", None
         if s == "retrying":
-            wait, code, attempt = F.parse_retry(self.detail)
-            if wait is not None:
-                left = max(0, math.ceil(wait - (now - self.t_status)))
-                label = f"⟳ retrying in {left} s" + (f" ({code})" if code else "") + "…"
-                if attempt:
-                    label += f" {attempt}"
-            else:
-                label = "⟳ retrying…"
-            title = escape(self.detail or "")
-            return f'<span style="color:{_ORANGE}" title="{title}">{escape(label)}</span>', None
+            if self.retry is not None:
+                left = self.retry.wait_s - (now - self.t_status)
+                return "retrying", "⟳ " + F.retry_label(self.retry, left), None
+            return "retrying", "⟳ retrying…", None
         if s == "streaming":
-            return f'<span style="color:{_BLUE}">● streaming</span>', None
+            return "streaming", "● streaming", None
         if s == "done":
-            return f'<span style="color:{_GREEN};font-weight:600">✓ done</span>', None
+            return "done", "✓ done", None
         msg = F.short_error(self.result) if self.result is not None else (self.detail or "")
         if s == "error":
-            return f'<span style="color:{_RED};font-weight:600">✗ error</span>', msg
+            return "error", "✗ error", msg
         if s == "cancelled":
-            return f'<span style="color:{_GREY};font-weight:600">■ cancelled</span>', \
-                (msg if msg and msg != "cancelled" else None)
+            return "cancelled", "■ cancelled", (msg if msg and msg != "cancelled" else None)
         if s == "incomplete":
-            return f'<span style="color:{_ORANGE};font-weight:600">⚠ incomplete</span>', msg
-        return f'<span style="color:{_GREY}">{escape(s)}</span>', self.detail
+            return "incomplete", "⚠ incomplete", msg
+        return "pending", s, self.detail
 
     def _header_html(self) -> str:
+        """Two rows, the same in every card so that cards line up: the model id and the status;
+        then, small, the provider, the name as asked, the sample number and "simulated"."""
         info = self.info
-        name = f'<code style="font-weight:600;background:none">{escape(info.model_id or info.model)}</code>'
+        name = f"<code>{escape(info.model_id or info.model)}</code>"
+        cls, label, message = self.status_label()
+        title = ""
+        if self.retry is not None and self.status == "retrying" and self.retry.message:
+            title = f' title="{escape(self.retry.message)}"'
+        row = (f'<div class="llmcells-head"><span class="llmcells-name" '
+               f'title="{escape(info.model_id or info.model)}">{name}</span>'
+               f'<span class="llmcells-status llmcells-s-{cls}"{title}>{escape(label)}</span></div>')
+        sub = [escape(_provider_label(info.provider))]
         if info.model and info.model != info.model_id:
-            name += f' <span style="color:{_GREY}">({escape(info.model)})</span>'
+            sub.append(f"asked as {escape(info.model)}")
         if info.sample:
-            name += f' <span style="color:{_GREY}">#{info.sample + 1}</span>'
-        if info.simulated:
-            name += (' <span style="background:#fff8c5;color:#7d4e00;border:1px solid #d4a72c;'
-                     'border-radius:8px;padding:0 6px;font-size:11px">simulated</span>')
-        name += _scores.replay_badge(self.result)  # [scoring/replay hook]
-        status, message = self._status_html()
-        # an explicit line-height: an HTML widget's is 28px, which spreads out wrapped lines
-        row = ('<div style="display:flex;flex-wrap:wrap;gap:4px 10px;align-items:baseline;'
-               'justify-content:space-between;font-size:13px;line-height:1.5">'
-               f'<span>{name}</span>{status}</div>')
+            sub.append(f"sample #{info.sample + 1}")
+        badge = ' <span class="llmcells-badge">simulated</span>' if info.simulated else ""
+        badge += _scores.replay_badge(self.result)
+        row += f'<div class="llmcells-sub llmcells-muted">{" · ".join(sub)}{badge}</div>'
         if message:
-            row += (f'<div style="color:{_RED};font-size:12.5px;line-height:1.4;margin-top:2px;'
-                    f'overflow-wrap:anywhere">{escape(message)}</div>')
+            row += f'<div class="llmcells-msg">{escape(message)}</div>'
         return row
 
     def _live_footer_html(self, now: float) -> str:
-        parts = []
-        start = self.t_start
-        if self.t_first is not None and start is not None:
-            parts.append(f"TTFT {F.fmt_seconds(self.t_first - start)}")
-        if self.usage is not None and self.usage.output_tokens:
-            out, approx = self.usage.output_tokens, ""
-        else:
-            out, approx = F.estimate_tokens(self.text), "~"
-        if self.t_first is not None and now - self.t_first > 0.2 and out:
-            parts.append(F.fmt_rate(out / (now - self.t_first)))
-        inp = self.usage.input_tokens if self.usage is not None and self.usage.input_tokens else None
-        parts.append(f"{inp:,}→{approx}{out:,} tokens" if inp else f"{approx}{out:,} tokens")
-        cost = F.live_cost(self.info, inp if inp else self._prompt_tokens, out,
-                           self.usage if inp else None)
-        if F.known(cost):
-            parts.append(("~" if approx or not inp else "") + F.fmt_cost(cost))
-        if start is not None:
-            parts.append(f"{now - start:.1f} s")
+        f = self.live_figures(now)
+        parts = F.figures(f["elapsed"], f["ttft"], f["rate"], f["input_tokens"],
+                          f["output_tokens"] if self._chars else 0, f["cost"], estimated=True,
+                          input_estimated=f["input_estimated"])
         return self._footer(" · ".join(parts))
 
     def _final_footer_html(self, result: Result) -> str:
@@ -298,10 +367,13 @@ class Card(CallObserver):
 
     @staticmethod
     def _footer(text: str) -> str:
-        return f'<div style="color:{_GREY};font-size:12px;line-height:1.4">{escape(text)}</div>'
+        return f'<div class="llmcells-foot">{escape(text) or "&nbsp;"}</div>'
+
+    def heading(self) -> str:
+        return (self.info.model_id or self.info.model) + (" (simulated)" if self.info.simulated else "")
 
     def summary(self) -> str:
-        head = f"── {self.info.model_id} ──"
+        head = f"── {self.heading()} ──"
         if self.result is not None:
             if self.result.status == "ok":
                 return f"{head}\n{self.text}\n{F.metrics_line(self.result, self.info.model_id)}"
@@ -309,9 +381,21 @@ class Card(CallObserver):
                     f"{F.short_error(self.result)}")
         return f"{head} ({self.status})"
 
+    def static_html(self) -> str:
+        """The finished card as standalone HTML (header, answer, metrics), for saved notebooks."""
+        return (f'<div class="llmcells-card">{self._header_html()}'
+                f'<div style="margin:4px 0">{self.final_body_html()}</div>'
+                f"{self.footer.value}</div>")
+
 
 class NotebookDisplay(DisplayHandle):
-    """Cards (one, or a grid for compare) and, for compare, the metrics table after close()."""
+    """Cards (one, or a grid for compare) and, for compare, the metrics table after close().
+
+    Below the widgets sits a static copy (text/html + text/plain) that close() fills in with the
+    finished cards: a saved notebook then shows the answers in nbconvert's HTML and repository
+    viewers whether or not the widget state was saved (an offline page can't load the widget
+    manager). While the widgets are live their stylesheet hides the static copy.
+    """
 
     mode = "notebook"
 
@@ -322,26 +406,33 @@ class NotebookDisplay(DisplayHandle):
         self.cards = [Card(info, self, prompt, markdown) for info in infos]
         super().__init__(self.cards)
         self._tick_handle: asyncio.TimerHandle | None = None
+        self.style = w.HTML(value=style_tag(), layout=w.Layout(display="none"))
         self.table = w.HTML(value="", layout=w.Layout(width="100%", margin="6px 0 0 0"))
-        if kind == "compare" or len(self.cards) != 1:
-            children: list[w.Widget] = []
+        children: list[w.Widget] = [self.style]
+        if self.many:
             if prompt:
-                p = " ".join(prompt.split())
-                p = p if len(p) <= 160 else p[:159] + "…"
-                children.append(w.HTML(
-                    value=f'<div style="color:{_GREY};font-size:12px">Prompt: {escape(p)}</div>'))
-            self.grid = w.GridBox(
-                [c.box for c in self.cards],
-                layout=w.Layout(
-                    grid_template_columns="repeat(auto-fit, minmax(max(280px, 30%), 1fr))",
-                    grid_gap="8px", width="100%"))
+                children.append(w.HTML(value=self._prompt_html(),
+                                       layout=w.Layout(width="100%", margin="0")))
+            self.grid = w.GridBox([c.box for c in self.cards],
+                                  layout=w.Layout(grid_template_columns=grid_columns(len(self.cards)),
+                                                  grid_gap="8px", width="100%"))
             children += [self.grid, self.table]
-            self.view = _View(children, layout=w.Layout(width="100%"))
         else:
             self.grid = None
-            self.view = _View([self.cards[0].box], layout=w.Layout(width="100%"))
+            children.append(self.cards[0].box)
+        self.view = _View(children, layout=w.Layout(width="100%"))
         self.view._llmcells_owner = self
         self._shown = show(self.view) if show_now else None
+        self._static = show_static(self.static_bundle()) if show_now else None
+
+    @property
+    def many(self) -> bool:
+        return self.kind == "compare" or len(self.cards) != 1
+
+    def _prompt_html(self) -> str:
+        p = " ".join(self.prompt.split())
+        p = p if len(p) <= 160 else p[:159] + "…"
+        return f'<div class="llmcells-prompt">Prompt: {escape(p)}</div>'
 
     # the waiting / retrying counters tick once a second, on the loop, while anyone waits
     def ensure_ticker(self) -> None:
@@ -357,7 +448,7 @@ class NotebookDisplay(DisplayHandle):
         self._tick_handle = None
         active = False
         for c in self.cards:
-            if c.result is None and c.status in ("waiting", "retrying"):
+            if c.result is None and c.status in ("starting", "waiting", "retrying"):
                 try:
                     c.paint_header()
                 except Exception:
@@ -381,53 +472,94 @@ class NotebookDisplay(DisplayHandle):
                     card.finish(r)
                 elif card.throttle.dirty:
                     card.finish(card.result)
-            if self.kind == "compare" or len(self.cards) > 1:
+            if self.many:
                 final = [c.result for c in self.cards]
                 self.table.value = metrics_table_html([c.info for c in self.cards], final)
         except Exception:
             pass
-        try:
-            # The output's text/plain was taken when the cards were empty; refresh it, so that a
-            # notebook saved and viewed without widgets (nbconvert, a repository viewer) shows
-            # the answers and the table rather than "pending".
-            if hasattr(self._shown, "update"):
-                self._shown.update(self.view)
-        except Exception:
-            pass
+        # The outputs' text/plain and the static copy were taken when the cards were empty;
+        # refresh them so a saved notebook shows the answers wherever it is viewed.
+        for handle, obj in ((self._shown, self.view), (self._static, None)):
+            try:
+                if hasattr(handle, "update"):
+                    if obj is None:
+                        handle.update(self.static_bundle(), raw=True)
+                    else:
+                        handle.update(obj)
+            except Exception:
+                pass
+
+    def pointer(self) -> str:
+        """The widget output's text form: one line naming the models (the static copy right
+        below holds the answers, so a viewer without widgets doesn't show them twice)."""
+        names = ", ".join(c.heading() for c in self.cards)
+        if not self.closed:
+            return f"llmcells {self.kind}: {names}"
+        return f"llmcells {self.kind}: {names} (the answers are in the next output)"
 
     def summary(self) -> str:
         parts = [c.summary() for c in self.cards]
-        if self.closed and (self.kind == "compare" or len(self.cards) > 1):
+        if self.closed and self.many:
             from .terminal import table_text
 
             parts.append(table_text([c.info for c in self.cards], [c.result for c in self.cards]))
         return "\n\n".join(parts)
 
+    def static_html(self) -> str:
+        """The finished output as standalone HTML (cards, table), hidden while widgets live."""
+        if not self.closed:
+            return '<div class="llmcells-static"></div>'
+        cards = "".join(c.static_html() for c in self.cards)
+        if self.many:
+            cards = f'<div class="llmcells-static-grid">{cards}</div>'
+            if self.prompt:
+                cards = self._prompt_html() + cards
+        return (f'<div class="llmcells-static">{style_tag(STATIC_CSS)}{cards}'
+                f"{self.table.value if self.many else ''}</div>")
+
+    def static_bundle(self) -> dict:
+        return {"text/html": self.static_html(),
+                "text/plain": self.summary() if self.closed else ""}
+
+
+#: the narrowest a card may get before the grid stacks the cards, one per row
+MIN_CARD_PX = 300
+
+
+def grid_columns(n: int, gap_px: int = 8) -> str:
+    """Cards side by side (up to three a row) when each gets MIN_CARD_PX, otherwise one per row:
+    never a 2 + 1 grid with an empty slot. Pure CSS: the column minimum is a third (or half) of
+    the width when the row fits, and 100% when it doesn't (the "max(a, min(100%, (t - 100%) * big))"
+    switch)."""
+    cols = max(1, min(n, 3))
+    if cols == 1:
+        return "minmax(0, 1fr)"
+    need = cols * MIN_CARD_PX + (cols - 1) * gap_px
+    share = f"(100% - {(cols - 1) * gap_px}px) / {cols}"
+    return (f"repeat(auto-fill, minmax(max(calc({share}), "
+            f"min(100%, calc(({need}px - 100%) * 999))), 1fr))")
+
 
 def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> str:
     """A compact table: model, status, latency, TTFT, tokens/s, input/output tokens, cost;
-    the fastest (lowest latency) and cheapest (lowest known cost) successful answers in green."""
+    the fastest (lowest latency) and cheapest (lowest known cost) successful answers marked."""
     rows = [r if r is not None else Result(status="cancelled") for r in results]
     fastest, cheapest = F.pick_best(rows)
-    good = f"color:{_GREEN};font-weight:700"
-    th = "text-align:{};padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
-    td = "text-align:{};padding:2px 8px;{}"
-    heads = [("model", "left"), ("status", "left"), ("latency", "right"), ("TTFT", "right"),
-             ("tokens/s", "right"), ("input", "right"), ("output", "right"), ("cost", "right")]
-    score_cols = _scores.table_columns(rows)  # [scoring hook]: a column per scorer, best marked
-    heads += [(name, "right") for name, _ in score_cols]
-    out = ['<table style="border-collapse:collapse;font-size:12.5px;margin-top:4px">',
-           "<thead><tr>" + "".join(f'<th style="{th.format(a)}">{h}</th>' for h, a in heads)
-           + "</tr></thead><tbody>"]
-    status_colour = {"ok": _GREEN, "error": _RED, "incomplete": _ORANGE, "cancelled": _GREY}
+    heads = ["model", "status", "latency", "TTFT", "tokens/s", "input", "output", "cost"]
+    score_cols = _scores.table_columns(rows)  # a column per scorer, the best marked
+    heads += [escape(name) for name, _ in score_cols]
+    out = ['<div class="llmcells-table"><table class="llmcells-metrics">',
+           "<thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead><tbody>"]
+    status_cls = {"ok": "done", "error": "error", "incomplete": "incomplete",
+                  "cancelled": "cancelled"}
     for i, (info, r) in enumerate(zip(infos, rows)):
         model = escape(info.model_id or r.model)
         if info.simulated:
-            model += f' <span style="color:{_GREY}">(simulated)</span>'
+            model += ' <span class="llmcells-muted">(simulated)</span>'
         lat = F.fmt_seconds(r.latency_s) if F.known(r.latency_s) else "–"
         cost = F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) else "–"
-        lat_style = good if i == fastest else ""
-        cost_style = good if i == cheapest else ""
+        lat_cls = ' class="llmcells-best"' if i == fastest else ""
+        cost_cls = ' class="llmcells-best"' if i == cheapest else ""
         if i == fastest:
             lat = "⚡ " + lat
         if i == cheapest:
@@ -435,34 +567,33 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
         st = r.status
         u = r.usage or Usage()
         cells = [
-            (model, "left", ""),
-            (escape(st), "left", f"color:{status_colour.get(st, _GREY)}"),
-            (lat, "right", lat_style),
-            (F.fmt_seconds(r.ttft_s) if F.known(r.ttft_s) else "–", "right", ""),
-            (f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–", "right", ""),
-            (F.fmt_int(u.input_tokens) if u.input_tokens else "–", "right", ""),
-            (F.fmt_int(u.output_tokens) if u.output_tokens else "–", "right", ""),
-            (cost, "right", cost_style),
+            (model, ""),
+            (escape(st), f' class="llmcells-s-{status_cls.get(st, "pending")}"'),
+            (lat, lat_cls),
+            (F.fmt_seconds(r.ttft_s) if F.known(r.ttft_s) else "–", ""),
+            (f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–", ""),
+            (F.fmt_int(u.input_tokens) if u.input_tokens else "–", ""),
+            (F.fmt_int(u.output_tokens) if u.output_tokens else "–", ""),
+            (cost, cost_cls),
         ]
-        cells += [(escape(col[i][0]), "right", good if col[i][1] else "") for _, col in score_cols]
+        cells += [(escape(col[i][0]), ' class="llmcells-best"' if col[i][1] else "") for _, col in score_cols]
         cls = []
         if i == fastest:
             cls.append("fastest")
         if i == cheapest:
             cls.append("cheapest")
         attr = f' class="{" ".join(cls)}"' if cls else ""
-        out.append(f"<tr{attr}>" + "".join(
-            f'<td style="{td.format(a, s)}">{v}</td>' for v, a, s in cells) + "</tr>")
-    out.append("</tbody></table>")
+        out.append(f"<tr{attr}>" + "".join(f"<td{c}>{v}</td>" for v, c in cells) + "</tr>")
+    out.append("</tbody></table></div>")
     if fastest is not None or cheapest is not None:
         legend = []
         if fastest is not None:
-            legend.append(f'<span style="{good}">⚡ fastest</span> (lowest latency)')
+            legend.append('<span class="llmcells-best">⚡ fastest</span> (lowest latency)')
         if cheapest is not None:
-            legend.append(f'<span style="{good}">★ cheapest</span> (lowest known cost)')
+            legend.append('<span class="llmcells-best">★ cheapest</span> (lowest known cost)')
         if score_cols:
-            legend.append(f'<span style="{good}">▲ best</span> score')
-        out.append(f'<div style="color:{_GREY};font-size:11.5px;margin-top:2px">'
-                   + " · ".join(legend) + " among successful answers</div>")
-    out.append(_scores.summary_html(infos, rows))  # [scoring hook]: repeats: mean [95% interval]
+            legend.append('<span class="llmcells-best">▲ best</span> score')
+        out.append('<div class="llmcells-legend">' + " · ".join(legend)
+                   + " among successful answers</div>")
+    out.append(_scores.summary_html(infos, rows))  # with repeats: mean [95% interval]
     return "".join(out)

@@ -13,7 +13,6 @@ from ..types import CallInfo, Result
 from . import _format as F
 from .markdown import escape
 
-_GREEN, _GREY = "#1a7f37", "#6e7781"
 
 
 def fmt_score(value: float | None) -> str:
@@ -45,9 +44,8 @@ def replay_badge(result: Result | None) -> str:
     """The header badge of a replayed call (HTML), or ""."""
     if result is None or not result.replayed:
         return ""
-    return (' <span title="answer replayed from the replay file: no request, $0" '
-            'style="background:#ddf4ff;color:#0550ae;border:1px solid #54aeff;'
-            'border-radius:8px;padding:0 6px;font-size:11px">replayed</span>')
+    return (' <span class="llmcells-badge" title="answer replayed from the replay file: no '
+            'request, $0">replayed</span>')
 
 
 def score_names(results: Sequence[Result | None]) -> list[str]:
@@ -131,17 +129,13 @@ def summary_html(infos: Sequence[CallInfo], results: Sequence[Result | None]) ->
     rows = summary_rows(infos, results)
     if not rows:
         return ""
-    th = "text-align:left;padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
-    td = "text-align:left;padding:2px 8px"
-    out = [f'<div style="color:{_GREY};font-size:11.5px;margin-top:8px">Per model: mean '
-           '[95% interval] over the successful samples (replayed calls count with their original '
-           'cost and latency)</div>',
-           '<table class="llmcells-summary" style="border-collapse:collapse;font-size:12.5px">',
-           "<thead><tr>" + "".join(f'<th style="{th}">{escape(h)}</th>' for h in rows[0])
-           + "</tr></thead><tbody>"]
+    out = ['<div class="llmcells-legend">Per model: mean [95% interval] over the successful '
+           'samples (replayed calls count with their original cost and latency)</div>',
+           '<div class="llmcells-table"><table class="llmcells-metrics llmcells-summary">',
+           "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in rows[0]) + "</tr></thead><tbody>"]
     for row in rows[1:]:
-        out.append("<tr>" + "".join(f'<td style="{td}">{escape(v)}</td>' for v in row) + "</tr>")
-    out.append("</tbody></table>")
+        out.append("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 

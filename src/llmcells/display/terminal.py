@@ -4,18 +4,22 @@ ask (one call): the answer is written to stdout as it arrives, then one dim metr
 compare: streams would interleave, so each answer is printed whole when it finishes, under a
 `── model ──` header, followed by its metrics line; close() prints an aligned table of all models
 with the fastest and cheapest marked. Only stdout writes; ANSI dim only when stdout is a tty.
+On a tty, a status line counts the seconds while a call waits for its first token (or for a
+retry), so a hung server is visibly waiting; it is erased before anything else is written.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
+import time
 
-from ..types import CallInfo, CallObserver, Result, Usage
+from ..types import CallInfo, CallObserver, Result, RetryInfo, Usage
 from . import _format as F
 from .base import DisplayHandle, match_results, safe
 
-_DIM, _RESET = "\x1b[2m", "\x1b[0m"
+_DIM, _RESET, _CLEAR = "\x1b[2m", "\x1b[0m", "\r\x1b[2K"
 
 
 def _out():
@@ -47,13 +51,25 @@ class _TerminalObserver(CallObserver):
         self.owner = owner
         self.info = info
         self.live = live
-        self.text = ""
-        self.written = 0  # characters of text already written (live mode)
+        self.pieces: list[str] = []   # the answer as it arrived
+        self.chars = 0
+        self.written = 0              # characters of the answer already written (live mode)
+        self.ended_newline = True     # whether the last character written was a newline
         self.result: Result | None = None
+        self.t0: float | None = None
+        self.first = False
+        self.retry: RetryInfo | None = None
+        self.retry_at = 0.0
 
     @property
     def name(self) -> str:
         return self.info.model_id or self.info.model
+
+    @property
+    def text(self) -> str:
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
 
     @safe
     def on_start(self, info: CallInfo) -> None:
@@ -61,20 +77,34 @@ class _TerminalObserver(CallObserver):
             self.info = info
 
     @safe
-    def on_status(self, status: str, detail: str | None = None) -> None:
-        if status == "retrying" and self.live and not self.written:
-            _write(_dim(f"⟳ {self.name}: {detail or 'retrying'}") + "\n")
+    def on_sent(self, t0: float) -> None:
+        self.t0 = t0
+        self.owner.ensure_ticker()
 
     @safe
-    def on_text(self, delta: str, text: str | None = None) -> None:
-        if self.result is not None:
+    def on_retry(self, retry: RetryInfo) -> None:
+        self.retry, self.retry_at = retry, time.monotonic()
+        if self.live and not self.written:
+            why = (retry.message or retry.reason.replace("_", " ")).rstrip(". ")
+            self.owner.write(_dim(f"⟳ {self.name}: {why}; retrying in {retry.wait_s:.1f} s "
+                                  f"(attempt {retry.attempt} of {retry.max_attempts})") + "\n")
+
+    @safe
+    def on_first_token(self, ttft_s: float) -> None:
+        self.first = True
+        self.retry = None
+
+    @safe
+    def on_text(self, delta: str) -> None:
+        if self.result is not None or not delta:
             return
-        self.text = text if text is not None else self.text + (delta or "")
+        self.first = True
+        self.pieces.append(delta)
+        self.chars += len(delta)
         if self.live:
-            new = self.text[self.written:]
-            if new:
-                _write(new)
-                self.written = len(self.text)
+            self.owner.write(delta)
+            self.written = self.chars
+            self.ended_newline = delta.endswith("\n")
 
     @safe
     def on_finish(self, result: Result) -> None:
@@ -87,26 +117,37 @@ class _TerminalObserver(CallObserver):
             else:
                 self._finish_block(result)
 
+    def waiting_label(self, now: float) -> str | None:
+        """"waiting for first token… 12 s" while this call waits, None otherwise."""
+        if self.result is not None or self.first or self.t0 is None:
+            return None
+        if self.retry is not None:
+            left = self.retry.wait_s - (now - self.retry_at)
+            if left > 0:
+                return F.retry_label(self.retry, left)
+        return f"waiting for first token… {max(0, now - self.t0):.0f} s"
+
     def _final_text(self, result: Result) -> str:
         text = result.text or ""
-        if result.status != "ok" and len(self.text) > len(text):
+        if result.status != "ok" and self.chars > len(text):
             text = self.text
         return text
 
     def _finish_live(self, result: Result) -> None:
         text = self._final_text(result)
-        if text.startswith(self.text[: self.written]) and len(text) > self.written:
-            _write(text[self.written:])  # e.g. a cached answer that never streamed
+        if len(text) > self.written and text.startswith(self.text[: self.written]):
+            self.owner.write(text[self.written:])  # e.g. a cached answer that never streamed
+            self.ended_newline = text.endswith("\n")
             self.written = len(text)
-        if self.written and not text[: self.written].endswith("\n"):
-            _write("\n")
+        if self.written and not self.ended_newline:
+            self.owner.write("\n")
         if result.status != "ok":
-            _write(f"✗ {self.name}: {F.short_error(result)}\n")
+            self.owner.write(f"✗ {self.name}: {F.short_error(result)}\n")
         if result.status != "error":
             line = F.metrics_line(result, self.name)
             if self.info.simulated:
                 line = line[:-1] + " · simulated]"
-            _write(_dim(line) + "\n")
+            self.owner.write(_dim(line) + "\n")
 
     def _finish_block(self, result: Result) -> None:
         head = f"── {self.name}" + (" (simulated)" if self.info.simulated else "") + " ──"
@@ -118,7 +159,7 @@ class _TerminalObserver(CallObserver):
             lines.append(f"✗ {self.name}: {F.short_error(result)}")
         if result.status != "error":
             lines.append(_dim(F.metrics_line(result, self.name)))
-        _write("\n".join(lines) + "\n\n")
+        self.owner.write("\n".join(lines) + "\n\n")
 
 
 class TerminalDisplay(DisplayHandle):
@@ -129,12 +170,57 @@ class TerminalDisplay(DisplayHandle):
         self.lock = threading.RLock()
         live = kind == "ask" and len(infos) == 1
         self._observers = [_TerminalObserver(self, info, live) for info in infos]
+        self._status_shown = False
+        self._tick: asyncio.TimerHandle | None = None
+        self.tty = _tty()
         super().__init__(self._observers)
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            if self._status_shown:
+                _write(_CLEAR)
+                self._status_shown = False
+            _write(text)
+
+    # ----- the waiting line (tty only) ---------------------------------------------------------
+
+    def ensure_ticker(self) -> None:
+        if not self.tty or self._tick is not None or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._tick = loop.call_later(1.0, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        waiting = [(o, o.waiting_label(now)) for o in self._observers]
+        waiting = [(o, label) for o, label in waiting if label]
+        with self.lock:
+            # never draw over an answer that is being written on the current line
+            busy = any(o.live and o.written and not o.ended_newline for o in self._observers)
+            if waiting and not busy:
+                o, label = waiting[0]
+                more = f" (+{len(waiting) - 1} more)" if len(waiting) > 1 else ""
+                _write(_CLEAR + _dim(f"⏳ {o.name}: {label}{more}"))
+                self._status_shown = True
+            elif self._status_shown:
+                _write(_CLEAR)
+                self._status_shown = False
+        if any(o.result is None for o in self._observers):
+            self.ensure_ticker()
 
     def close(self, results: list[Result]) -> None:
         try:
             if self.closed:
                 return
+            if self._tick is not None:
+                self._tick.cancel()
+                self._tick = None
             self.closed = True
             matched = match_results([o.info for o in self._observers], results)
             for obs, r in zip(self._observers, matched):
@@ -143,8 +229,9 @@ class TerminalDisplay(DisplayHandle):
                         text=obs.text, model=obs.name, status="cancelled", error="cancelled"))
             if self.kind == "compare" or len(self._observers) > 1:
                 final = [o.result for o in self._observers]
-                with self.lock:
-                    _write(table_text([o.info for o in self._observers], final) + "\n")
+                self.write(table_text([o.info for o in self._observers], final) + "\n")
+            elif self._status_shown:
+                self.write("")
         except Exception:
             pass
 
@@ -173,7 +260,7 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             F.fmt_seconds(r.ttft_s),
             f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–",
             f"{u.input_tokens:,}→{u.output_tokens:,}" if (u.input_tokens or u.output_tokens) else "–",
-            F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) else "–",
+            F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) and (r.ok or u.input_tokens) else "–",
             *(col[i][0] for _, col in score_cols),
             " ".join(marks),
         ])

@@ -198,7 +198,7 @@ class SimServer:
             tokens = split_tokens(scripted)
         else:
             tokens = answer_tokens(prompt.model, seed_for(prompt.model, prompt.key, salt),
-                                   settings.output_tokens)
+                                   settings.output_tokens, prompt.text)
         truncated = prompt.max_tokens is not None and len(tokens) > prompt.max_tokens
         if truncated:
             tokens = tokens[:max(int(prompt.max_tokens or 0), 0)]

@@ -1,0 +1,21 @@
+"""One-line hints for a new user: what to do when `%load_ext llmcells` finds no API key."""
+
+from __future__ import annotations
+
+NO_KEY_HINT = ("llmcells: no API key found (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY); "
+               "run `%llmcells simulate on` to try everything on the built-in simulator.")
+
+
+def no_key_hint(out=None) -> bool:
+    """Print NO_KEY_HINT when no provider has a key and the simulator is off; True if printed."""
+    try:
+        from .. import models
+
+        if any(models.key_status().values()) or models.vertex_enabled():
+            return False
+        if models.simulator_url():
+            return False
+    except Exception:
+        return False
+    print(NO_KEY_HINT, file=out)
+    return True
