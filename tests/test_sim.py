@@ -329,10 +329,20 @@ def test_control_endpoints(fresh_sim):
     assert after == [] and fresh_sim.requests == []
 
 
+def _raw_chat_request(body: dict) -> bytes:
+    """A Chat Completions request as bytes, for a socket of our own."""
+    raw = json.dumps(body).encode()
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(raw), raw))
+
+
+def _content_length(head: bytes) -> int:
+    return int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
+               .split(b":")[1])
+
+
 def test_keep_alive_on_one_socket(sim):
-    body = json.dumps(CHAT).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
-               b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    request = _raw_chat_request(CHAT)
     with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
         for _ in range(2):
             s.sendall(request)
@@ -340,8 +350,7 @@ def test_keep_alive_on_one_socket(sim):
             while b"\r\n\r\n" not in head:
                 head += s.recv(65536)
             head, rest = head.split(b"\r\n\r\n", 1)
-            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
-                         .split(b":")[1])
+            length = _content_length(head)
             while len(rest) < length:
                 rest += s.recv(65536)
             assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(rest)["object"] == "chat.completion"
@@ -690,17 +699,13 @@ def test_html_pages(fresh_sim, fault, status, title):
 def test_junk_after_body_is_past_the_content_length(fresh_sim):
     fresh_sim.configure(ttft=0, tokens_per_s=0, output_tokens=5)
     fresh_sim.inject("junk_after_body")
-    body = json.dumps({**CHAT, "stream": True}).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
-               b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
     with socket.create_connection(("127.0.0.1", fresh_sim.port), timeout=5) as s:
-        s.sendall(request)
+        s.sendall(_raw_chat_request({**CHAT, "stream": True}))
         data = b""
         while b"bytes past the declared end" not in data:
             data += s.recv(65536)
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
-                 .split(b":")[1])
+    length = _content_length(head)
     assert b"transfer-encoding" not in head.lower()
     assert rest[:length].endswith(b"data: [DONE]\n\n") and rest[length:].startswith(b'{"note"')
 
