@@ -6,6 +6,7 @@ responses and chunked streaming responses that are flushed event by event.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import email.utils
 import socket
@@ -155,16 +156,41 @@ class Response:
         self.keep_alive = False
         self.writer.transport.abort()
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Drop the connection with a TCP reset (RST), as a crashed proxy or peer does.
 
-        What was sent before still reaches the client (it was flushed by every write), and the
-        client's next read fails with "connection reset by peer".
+        What was sent before still reaches the client: a reset discards the data still queued
+        in the kernel, so this waits (up to 2 s) until the client has acknowledged all of it.
+        The client's next read then fails with "connection reset by peer".
         """
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
+            await _acknowledged(sock)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:  # already closed: nothing to reset
                 pass
         self.abort()
+
+
+async def _acknowledged(sock: socket.socket, limit: float = 2.0) -> None:
+    """Wait until the peer has acknowledged every byte sent on sock (Linux; elsewhere at once)."""
+    try:
+        import fcntl
+        import termios
+    except ImportError:
+        return
+    outq = getattr(termios, "TIOCOUTQ", None)
+    if outq is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    buf = array.array("i", [0])
+    while loop.time() < deadline:
+        try:
+            fcntl.ioctl(sock.fileno(), outq, buf)
+        except (OSError, ValueError):
+            return
+        if buf[0] == 0:
+            return
+        await asyncio.sleep(0.002)

@@ -260,7 +260,7 @@ class SimServer:
             return
         if kind == "drop_after_terminal":  # the whole body, then a reset instead of the next request
             await self._send(resp, reply, None)
-            resp.reset()
+            await resp.reset()
             return
         await self._send(resp, reply, None)
 
@@ -280,7 +280,7 @@ class SimServer:
         if kind == "reset_after_start":
             for event in opening[:1] or [fmt.delta("")]:  # Gemini has no start event
                 await send(event)
-            resp.reset()
+            await resp.reset()
             return
         for event in opening:
             await send(event)
@@ -303,7 +303,7 @@ class SimServer:
         for event in fmt.close():
             await send(event)
         if kind == "drop_after_terminal":
-            resp.reset()
+            await resp.reset()
         else:
             await resp.end()
 
