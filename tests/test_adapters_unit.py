@@ -564,3 +564,78 @@ def test_gemini_vertex_mode(monkeypatch):
     client = get_provider("google").make_client(ClientOptions(base_url=None, api_key=""))
     api = client._api_client
     assert api.vertexai and api.project == "my-project" and api.location == "us-central1"
+
+
+# ----- what a cut means: nothing shown, text shown, terminal event seen ----------------------------
+
+
+CUT_BEFORE_TEXT = {
+    "openai": _sse({**_chat_chunk(), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                  "finish_reason": None}]}),
+    "openai-responses": _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                             named=True),
+    "anthropic": _sse(ANTHROPIC_START, named=True),
+    "google": _sse({**_gemini_chunk(""), "candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
+                                                         "index": 0}]}, sep="\r\n"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CUT_BEFORE_TEXT))
+def test_a_reset_before_any_text_is_a_retryable_connection_error(kind: str):
+    body = Body([CUT_BEFORE_TEXT[kind]], fail=httpx2.ReadError("[Errno 104] Connection reset by peer"))
+    events, exc, mapped = asyncio.run(_collect(kind, _serve(body)))
+    assert _text(events) == "" and not any(isinstance(e, Finish) for e in events)
+    assert isinstance(mapped, ConnectionFailedError) and mapped.retryable, (exc, mapped)
+
+
+@pytest.mark.parametrize("kind", list(CUT_BEFORE_TEXT))
+def test_a_clean_end_before_any_text_is_retryable_too(kind: str):
+    events, exc, mapped = asyncio.run(_collect(kind, _serve(CUT_BEFORE_TEXT[kind])))
+    assert isinstance(mapped, ConnectionFailedError) and mapped.retryable, (exc, mapped)
+
+
+COMPLETE_THEN_CUT = {
+    "anthropic": _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hi"),
+                      {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+                      {"type": "message_stop"}, named=True),
+    "google": _sse(_gemini_chunk("Hi", finish="STOP"), sep="\r\n"),
+    "openai-responses": _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                             _text_delta("Hi"),
+                             _responses_event("response.completed", response=_response_obj("completed", RESP_USAGE)),
+                             named=True),
+    "openai": _sse(_chat_chunk("Hi"), _chat_chunk(finish="stop")),
+}
+
+
+@pytest.mark.parametrize("kind", list(COMPLETE_THEN_CUT))
+def test_a_cut_after_the_terminal_event_is_a_whole_answer(kind: str):
+    body = Body([COMPLETE_THEN_CUT[kind]], fail=httpx2.RemoteProtocolError(
+        "peer closed connection without sending complete message body (incomplete chunked read)"))
+    events, exc, mapped = asyncio.run(_collect(kind, _serve(body)))
+    assert exc is None, (exc, mapped)
+    assert _text(events) == "Hi" and isinstance(events[-1], Finish)
+
+
+# ----- the Gemini SSE rewriter -------------------------------------------------------------------
+
+
+def test_sse_fixer_rewrites_what_genai_cannot_read_whatever_the_chunking():
+    from llmcells.providers._http import _SseFixer
+
+    raw = (b': ping\r\n\r\nevent: ping\r\ndata: {"type": "ping"}\r\n\r\nid: 7\r\nretry: 10\r\n'
+           b'data:{"a": 1}\r\n\r\nevent: message\ndata: {"b": 2}\n\n{\n  "raw": true\n}\n')
+    # the comment's event leaves its blank line (harmless); the ping event goes whole
+    expected = b'\ndata: {"a": 1}\n\ndata: {"b": 2}\n\n{\n  "raw": true\n}\n'
+    for size in (1, 2, 3, 7, len(raw)):
+        fixer = _SseFixer()
+        out = b"".join(fixer.feed(raw[i:i + size]) for i in range(0, len(raw), size)) + fixer.flush()
+        assert out == expected, (size, out)
+        assert b"ping" not in out and b"id:" not in out
+
+
+def test_sse_fixer_stops_at_an_error_event():
+    from llmcells.providers._http import _SseFixer
+
+    fixer = _SseFixer()
+    out = fixer.feed(b'data: {"x": 1}\r\n\r\ndata: {"error": {"code": 503, "message": "busy"}}\r\n\r\ndata: {"y": 2}\r\n')
+    assert out == b'data: {"x": 1}\n\n' and fixer.error == {"error": {"code": 503, "message": "busy"}}

@@ -90,6 +90,19 @@ FAULTS = [
     Fault("malformed SSE", "malformed", "incomplete", "incomplete", 1, partial=True,
           options={"after_tokens": 3}),
     Fault("connection dropped (no response)", "drop", "error", "connection", MAX_ATTEMPTS),
+    # issue 12: nothing shown yet, so a reset right after the start event is retried
+    Fault("reset_after_start once", "reset_after_start", "ok", None, 2, times=1),
+    Fault("reset_after_start forever", "reset_after_start", "error", "connection", MAX_ATTEMPTS),
+    # a captive portal's page is a connection problem (retryable); a proxy's 502 page a server error
+    Fault("html200 (captive portal)", "html200", "error", "connection", MAX_ATTEMPTS),
+    Fault("html502 once (proxy page)", "html502", "ok", None, 2, times=1),
+    # the terminal event decides: a drop after it is a whole answer
+    Fault("drop_after_terminal", "drop_after_terminal", "ok", None, 1),
+    Fault("junk_after_body (past Content-Length)", "junk_after_body", "ok", None, 1),
+    Fault("sse_comments", "sse_comments", "ok", None, 1),
+    Fault("sse_event_ping", "sse_event_ping", "ok", None, 1),
+    Fault("sse_no_space", "sse_no_space", "ok", None, 1),
+    Fault("split_surrogate", "split_surrogate", "ok", None, 1, options={"after_tokens": 2}),
 ]
 FRONTS = ["ask", "compare", "magic"]
 
@@ -195,8 +208,14 @@ def _record(fault: Fault, path: Path_, front: str, check) -> None:
     OUTCOMES[(fault.name, path.name, front)] = "pass"
 
 
-CASES = [pytest.param(f, p, id=f"{f.name.split()[0]}{'-' + f.name.split()[1] if f.name[:3] in ('429', '500', '529') else ''}-{p.name.replace(' ', '_')}")
-         for f in FAULTS for p in PATHS]
+def _case_id(f: Fault, p: Path_) -> str:
+    words = f.name.split()
+    # the first word, and the second where the first is shared ("429 once", "429 forever")
+    shared = sum(g.name.split()[0] == words[0] for g in FAULTS) > 1
+    return f"{words[0]}{'-' + words[1] if shared else ''}-{p.name.replace(' ', '_')}"
+
+
+CASES = [pytest.param(f, p, id=_case_id(f, p)) for f in FAULTS for p in PATHS]
 
 
 @pytest.mark.parametrize("fault,path", CASES)
@@ -259,3 +278,19 @@ def test_stopped_simulator_is_a_connection_error_everywhere(monkeypatch):
         _check_one_line(r.error)
     rows = llmcells.usage(session=True)
     assert set(rows["call_id"]) >= {r.call_id for r in c}
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.name.replace(" ", "_") for p in PATHS])
+def test_junk_past_a_content_length_costs_the_next_call_nothing(env_sim, monkeypatch, path):
+    """Junk left on a kept-alive connection after a short Content-Length: the next call on that
+    provider is sent once and succeeds (the connection was dropped, not reused)."""
+    provider = models.resolve(path.model).provider
+    settings.update(ttft_timeout=30)
+    env_sim.inject("junk_after_body", provider=provider, times=1)
+    first = llmcells.run(llmcells.ask("Tell me about tides.", path.model, display=False))
+    second = llmcells.run(llmcells.ask("And about waves?", path.model, display=False))
+    assert (first.status, first.attempts) == ("ok", 1), first.error
+    assert (second.status, second.attempts) == ("ok", 1), second.error
+    sent = [q.fault for q in env_sim.requests if q.provider == provider]
+    assert sent == ["junk_after_body", None], sent
+

@@ -329,10 +329,20 @@ def test_control_endpoints(fresh_sim):
     assert after == [] and fresh_sim.requests == []
 
 
+def _raw_chat_request(body: dict) -> bytes:
+    """A Chat Completions request as bytes, for a socket of our own."""
+    raw = json.dumps(body).encode()
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(raw), raw))
+
+
+def _content_length(head: bytes) -> int:
+    return int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
+               .split(b":")[1])
+
+
 def test_keep_alive_on_one_socket(sim):
-    body = json.dumps(CHAT).encode()
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer k\r\n"
-               b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    request = _raw_chat_request(CHAT)
     with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
         for _ in range(2):
             s.sendall(request)
@@ -340,8 +350,7 @@ def test_keep_alive_on_one_socket(sim):
             while b"\r\n\r\n" not in head:
                 head += s.recv(65536)
             head, rest = head.split(b"\r\n\r\n", 1)
-            length = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0]
-                         .split(b":")[1])
+            length = _content_length(head)
             while len(rest) < length:
                 rest += s.recv(65536)
             assert head.startswith(b"HTTP/1.1 200 OK") and json.loads(rest)["object"] == "chat.completion"
@@ -633,3 +642,122 @@ def test_start_stop_context_manager():
         assert r.json()["usage"]["completion_tokens"] == 3
     with pytest.raises(httpx2.ConnectError):
         run(post(s, "/v1/chat/completions", CHAT))
+
+
+# --- the reliability faults (issue 12) ------------------------------------------------------
+async def _raw_stream(sim, path, body):
+    """(status, headers, bytes received, the error that ended the read or None)."""
+    pieces: list[bytes] = []
+    async with httpx2.AsyncClient(base_url=sim.url, timeout=30) as client:
+        async with client.stream("POST", path, json=body, headers=AUTH) as r:
+            try:
+                async for piece in r.aiter_raw():
+                    pieces.append(piece)
+            except httpx2.HTTPError as exc:
+                return r.status_code, r.headers, b"".join(pieces), exc
+            return r.status_code, r.headers, b"".join(pieces), None
+
+
+STREAMS = [("/v1/chat/completions", {**CHAT, "stream": True}, b"data: [DONE]"),
+           ("/v1/responses", {"model": "gpt-5", "input": "hi", "stream": True}, b"response.completed"),
+           ("/v1/messages", {**MESSAGES, "stream": True}, b"message_stop"),
+           (GEMINI_STREAM, GEMINI, b'"finishReason": "STOP"')]
+FIRST = {"/v1/chat/completions": b'"role":"assistant"', "/v1/responses": b"response.created",
+         "/v1/messages": b"message_start", GEMINI_STREAM: b'"text": ""'}
+
+
+@pytest.mark.parametrize("path,body,terminal", STREAMS, ids=["chat", "responses", "anthropic", "gemini"])
+def test_reset_after_start_sends_one_start_event_then_resets(fresh_sim, path, body, terminal):
+    fresh_sim.inject("reset_after_start")
+    status, _, received, error = run(_raw_stream(fresh_sim, path, body))
+    assert status == 200 and FIRST[path] in received and isinstance(error, httpx2.ReadError)
+    assert received.count(b"data:") == 1  # the start event and nothing else
+    causes, e = [], error
+    while e is not None:
+        causes.append(e)
+        e = e.__cause__ or e.__context__
+    assert any(isinstance(c, ConnectionResetError) for c in causes), causes  # a TCP reset, not a FIN
+
+
+@pytest.mark.parametrize("path,body,terminal", STREAMS, ids=["chat", "responses", "anthropic", "gemini"])
+def test_drop_after_terminal_sends_everything_but_the_body_end(fresh_sim, path, body, terminal):
+    fresh_sim.inject("drop_after_terminal")
+    status, _, received, error = run(_raw_stream(fresh_sim, path, body))
+    assert status == 200 and terminal in received and error is not None
+
+
+@pytest.mark.parametrize("fault,status,title", [("html200", 200, b"Welcome to Guest Wi-Fi"),
+                                                ("html502", 502, b"502 Bad Gateway")])
+def test_html_pages(fresh_sim, fault, status, title):
+    for path, body, _ in STREAMS:
+        fresh_sim.inject(fault)
+        r = run(post(fresh_sim, path, body))
+        assert r.status_code == status and r.headers["content-type"].startswith("text/html")
+        assert b"<title>" + title + b"</title>" in r.content
+
+
+def test_junk_after_body_is_past_the_content_length(fresh_sim):
+    fresh_sim.configure(ttft=0, tokens_per_s=0, output_tokens=5)
+    fresh_sim.inject("junk_after_body")
+    with socket.create_connection(("127.0.0.1", fresh_sim.port), timeout=5) as s:
+        s.sendall(_raw_chat_request({**CHAT, "stream": True}))
+        data = b""
+        while b"bytes past the declared end" not in data:
+            data += s.recv(65536)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = _content_length(head)
+    assert b"transfer-encoding" not in head.lower()
+    assert rest[:length].endswith(b"data: [DONE]\n\n") and rest[length:].startswith(b'{"note"')
+
+
+@pytest.mark.parametrize("path,body,terminal", STREAMS, ids=["chat", "responses", "anthropic", "gemini"])
+def test_sse_variants(fresh_sim, path, body, terminal):
+    fresh_sim.configure(ttft=0, tokens_per_s=0, output_tokens=4)
+    sep = b"\r\n" if path == GEMINI_STREAM else b"\n"
+    fresh_sim.inject("sse_comments")
+    received = run(_raw_stream(fresh_sim, path, body))[2]
+    assert received.startswith(b": ping" + sep + sep) and terminal in received
+    fresh_sim.inject("sse_event_ping")
+    received = run(_raw_stream(fresh_sim, path, body))[2]
+    assert received.startswith(b"event: ping" + sep + b'data: {"type": "ping"}' + sep + sep)
+    fresh_sim.inject("sse_no_space")
+    received = run(_raw_stream(fresh_sim, path, body))[2]
+    assert b"data:{" in received and b"data: " not in received and b"event: " not in received
+
+
+@pytest.mark.parametrize("path,body,terminal", STREAMS, ids=["chat", "responses", "anthropic", "gemini"])
+def test_split_surrogate_sends_the_two_halves_json_escaped_in_two_events(fresh_sim, path, body, terminal):
+    fresh_sim.inject("split_surrogate", after_tokens=1)
+    received = run(_raw_stream(fresh_sim, path, body))[2]
+    sep = b"\r\n\r\n" if path == GEMINI_STREAM else b"\n\n"
+    events = [e for e in received.split(sep) if b"@@" in e or b"\\ud83d" in e or b"\\ude00" in e]
+    high = [i for i, e in enumerate(events) if b"\\ud83d" in e and b"\\ude00" not in e]
+    low = [i for i, e in enumerate(events) if b"\\ude00" in e and b"\\ud83d" not in e]
+    assert len(high) == 1 and low == [high[0] + 1], events
+    assert b"@@" not in received
+    if path == "/v1/responses":  # the done event carries the whole text, the pair rejoined
+        assert b"\\ud83d\\ude00" in received
+
+
+def test_a_two_megabyte_answer_in_twenty_thousand_events(fresh_sim):
+    from llmcells.sim.text import filler
+
+    text = filler(2_000_000)
+    assert len(text) == 2_000_000 and text == filler(2_000_000) and text.isascii()
+    fresh_sim.set_model("big-*", text=text, delta_chars=100, ttft=0, tokens_per_s=0)
+    received = run(_raw_stream(fresh_sim, "/v1/chat/completions",
+                               {**CHAT, "model": "big-chat", "stream": True}))[2]
+    deltas = [json.loads(e[6:]) for e in sse_events(received.decode())
+              if e.startswith("data: {") and '"content":"' in e]
+    pieces = [d["choices"][0]["delta"]["content"] for d in deltas]
+    pieces = [p for p in pieces if p]
+    assert len(pieces) == 20_000 and "".join(pieces) == text
+
+
+def test_429_with_an_hour_long_retry_after(fresh_sim):
+    for path, body, _ in STREAMS:
+        fresh_sim.inject("429", retry_after=3600)
+        r = run(post(fresh_sim, path, body))
+        assert r.status_code == 429 and r.headers["retry-after"] == "3600"
+    assert "Please retry in 3600s." in r.json()["error"]["message"]  # Gemini names it too
+    assert r.json()["error"]["details"][-1]["retryDelay"] == "3600s"

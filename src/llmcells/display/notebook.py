@@ -78,12 +78,10 @@ class _View(w.VBox):
 
 
 def _provider_label(provider: str) -> str:
-    try:
-        from ..models import PROVIDERS
+    from ..registry import row
 
-        return PROVIDERS.get(provider, {}).get("label", provider)
-    except Exception:
-        return provider
+    found = row(provider)
+    return found.label if found else provider
 
 
 class Card(CallObserver):

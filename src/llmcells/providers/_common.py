@@ -1,31 +1,42 @@
 """Small helpers shared by the three provider adapters (no SDK imports here).
 
 Reading numbers out of usage payloads that may be SDK objects or plain dicts, shortening provider
-messages to one line, parsing retry hints, and turning httpx transport failures into llmcells errors.
+messages to one line, parsing retry hints, reading an SDK stream and deciding what a broken body
+means, the one HTTP status -> error table, and turning httpx failures into llmcells errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import inspect
 import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx2
 
 from ..errors import (
+    AuthenticationError,
+    BadRequestError,
     ConnectionFailedError,
     IncompleteStreamError,
     LLMError,
+    ModelNotFoundError,
+    OverloadedError,
+    ProviderError,
     ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
     redact,
 )
-from ..models import ModelSpec
+from ..models import PROVIDERS, ModelSpec
+from ..types import ReasoningDelta, TextDelta
+from ._http import NotTheApiError, capture_responses, html_title, is_html
 
 
 def field(raw: Any, *names: str) -> Any:
@@ -124,31 +135,128 @@ def incomplete(spec: ModelSpec) -> IncompleteStreamError:
 def is_cut(exc: BaseException) -> bool:
     """True when a read failed because the peer closed or reset the connection mid-body.
 
-    Raised while iterating a stream that already delivered events, this means the answer was cut
-    off (IncompleteStreamError), not that the server could not be reached. The openai SDK wraps
-    it in APIConnectionError (openai/_streaming.py, _iter_events), keeping it as __cause__;
-    anthropic and google-genai let the httpx error through.
+    The openai SDK wraps it in APIConnectionError (openai/_streaming.py, _iter_events), keeping it
+    as __cause__; anthropic and google-genai let the httpx error through.
     """
     return any(isinstance(e, (httpx2.RemoteProtocolError, httpx2.ReadError))
                for e in (exc, exc.__cause__))
 
 
-async def events_of(stream: Any, spec: ModelSpec) -> AsyncIterator[Any]:
-    """The items of an SDK stream, with the two ways a body can break turned into
-    IncompleteStreamError: the connection cut after the first item, and an event that is not
-    JSON (openai and anthropic let json.JSONDecodeError through; google-genai raises
-    UnknownApiResponseError, which its map_error handles)."""
-    started = False
-    try:
-        async for item in stream:
-            started = True
-            yield item
-    except json.JSONDecodeError as exc:
-        raise incomplete(spec) from exc
-    except Exception as exc:
-        if started and is_cut(exc):
-            raise incomplete(spec) from exc
-        raise
+class SdkStream:
+    """One call's SDK stream, read item by item, and what a broken body means for it.
+
+    The adapter marks what it yields: `text()` / `reasoning()` build the deltas and note that
+    content was shown, `finished()` notes the provider's terminal event. A connection cut, or an
+    early clean end (checked with `cut_short()`), then means:
+    - after the terminal event: nothing; the answer is whole, the stream just ends;
+    - once content was shown: IncompleteStreamError (the partial answer is kept, never re-sent);
+    - before that: ConnectionFailedError, which is retryable, since nothing was shown.
+
+    `aclose()` closes the HTTP response and then runs the SDK's iterator to its end, so that none
+    of the SDK's or httpx's async generators is left suspended for the garbage collector to close
+    (doing that from another thread printed "async generator already executing").
+    """
+
+    def __init__(self, stream: Any, spec: ModelSpec, default_host: str,
+                 close: Callable[[], Awaitable[Any]] | None = None, *, capture: bool = False) -> None:
+        """close closes the HTTP response; capture=True (for an SDK that keeps the response to
+        itself and sends the request on the first item) finds it while the first item comes."""
+        self._stream = stream
+        self._close = close
+        self._responses: list[Any] | None = [] if capture else None
+        self.spec = spec
+        self.host = host_of(spec.base_url, default_host)
+        self.shown = False  # a text or reasoning delta was yielded
+        self.done = False  # the provider's terminal event arrived
+        self._over = False  # the SDK iterator ended or raised: its generators are finished
+        self._first = True
+
+    def __aiter__(self) -> SdkStream:
+        return self
+
+    async def _pull(self) -> Any:
+        if self._first and self._responses is not None:
+            self._first = False
+            with capture_responses() as found:  # set and reset within this one step
+                try:
+                    return await self._stream.__anext__()
+                finally:
+                    self._responses += found
+                    if found and self._close is None:
+                        self._close = self._close_responses
+        self._first = False
+        return await self._stream.__anext__()
+
+    async def _close_responses(self) -> None:
+        for response in self._responses or ():
+            await response.aclose()
+
+    async def __anext__(self) -> Any:
+        if self._over:
+            raise StopAsyncIteration
+        try:
+            return await self._pull()
+        except StopAsyncIteration:
+            self._over = True
+            raise
+        except json.JSONDecodeError as exc:
+            # openai and anthropic let a garbled event's JSON error through.
+            self._over = True
+            raise incomplete(self.spec) from exc
+        except Exception as exc:
+            self._over = True
+            if is_cut(exc):
+                if self.done:
+                    raise StopAsyncIteration from None  # cut after the terminal event: whole answer
+                raise self.cut_short() from exc
+            raise
+        except BaseException:  # cancelled: the exception went through the whole chain too
+            self._over = True
+            raise
+
+    def text(self, text: str) -> TextDelta:
+        """A TextDelta; from now on a cut keeps the partial answer."""
+        self.shown = True
+        return TextDelta(text)
+
+    def reasoning(self, text: str) -> ReasoningDelta:
+        """A ReasoningDelta; from now on a cut keeps the partial answer."""
+        self.shown = True
+        return ReasoningDelta(text)
+
+    def finished(self) -> None:
+        """The provider's terminal event arrived: the answer is whole."""
+        self.done = True
+
+    def cut_short(self) -> LLMError:
+        """The error for a stream that ended before its terminal event."""
+        if self.shown:
+            return incomplete(self.spec)
+        return ConnectionFailedError(
+            f"The stream from {self.spec.label} at {self.host} broke off before any text arrived.",
+            provider=self.spec.provider)
+
+    async def aclose(self) -> None:
+        """Close the response, then run the SDK's iterator to its end (it ends at once: the
+        body is closed), unless it already ended. Without a way to close the response, close
+        the SDK's iterator itself."""
+        if self._close is None:
+            closer = getattr(self._stream, "aclose", None)
+            if closer is not None and not self._over:
+                with contextlib.suppress(Exception):
+                    await closer()
+            self._over = True
+            return
+        with contextlib.suppress(Exception):
+            await self._close()
+        if self._over:
+            return
+        self._over = True
+        while True:
+            try:
+                await self._stream.__anext__()
+            except Exception:  # StopAsyncIteration, or the closed body's read error
+                return
 
 
 def map_transport_error(exc: BaseException, spec: ModelSpec, default_host: str) -> LLMError | None:
@@ -175,6 +283,93 @@ def map_transport_error(exc: BaseException, spec: ModelSpec, default_host: str) 
 def connection_failed(spec: ModelSpec, host: str, exc: BaseException) -> ConnectionFailedError:
     """ConnectionFailedError naming the host and the underlying cause in one line."""
     cause = exc.__cause__ or exc
+    if isinstance(cause, NotTheApiError):
+        page = f' ("{cause.title}")' if cause.title else ""
+        via = "" if cause.host == host else f" via {cause.host}"
+        return ConnectionFailedError(
+            f"{spec.label} at {host} answered with an HTML page{page}{via} instead of the API: "
+            "a captive portal or proxy? Sign in to the network or check the base URL.",
+            provider=spec.provider)
     detail = one_line(str(cause) or type(cause).__name__, 120)
     return ConnectionFailedError(f"Could not reach {spec.label} at {host}: {detail}",
                                  provider=spec.provider)
+
+
+# ----- HTTP status -> llmcells error (one table for the three adapters) -----------------------------
+
+_STATUS_KINDS = {400: "bad_request", 401: "auth", 402: "billing", 403: "denied", 404: "not_found",
+                 408: "timeout", 409: "server", 429: "rate_limit", 529: "overloaded"}
+
+
+def kind_of_status(status: int | None) -> str:
+    """What an HTTP status means, before a provider's own error code refines it: one of auth,
+    denied, not_found, rate_limit, billing, timeout, overloaded, server, bad_request, other.
+    409 (a conflict, e.g. a lock timeout) counts as a server error: the SDKs retry it too."""
+    if status is None:
+        return "other"
+    if status in _STATUS_KINDS:
+        return _STATUS_KINDS[status]
+    if status >= 500:
+        return "server"
+    return "bad_request" if 400 <= status < 500 else "other"
+
+
+def key_hint(spec: ModelSpec) -> str:
+    """Where the key comes from: the provider's variables, or the endpoint's add_endpoint()."""
+    if spec.provider in PROVIDERS:
+        return "check " + " or ".join(PROVIDERS[spec.provider].key_env)
+    return f"check the key given to add_endpoint('{spec.provider}', ...)"
+
+
+def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: int | None = None,
+              retry_after: float | None = None, response: Any = None,
+              credentials: str | None = None) -> LLMError:
+    """The llmcells error for a provider's error answer, worded the same for every provider.
+
+    kind is what kind_of_status (or the provider's own error code) says; message the provider's
+    one-line reason; response the httpx response, if any, so that an HTML error page becomes a
+    short reason instead of flattened markup; credentials replaces "the API key; check VAR" in
+    the authentication message.
+    """
+    label, provider = spec.label, spec.provider
+    if response is not None and is_html(response):
+        message = _html_reason(response, status, host)
+    common: dict[str, Any] = {"provider": provider, "status_code": status}
+    if kind == "auth":
+        what = credentials or f"the API key; {key_hint(spec)}"
+        return AuthenticationError(f"{label} rejected {what}.", **common)
+    if kind == "denied":
+        return AuthenticationError(f"{label} denied access: {message}", **common)
+    if kind == "not_found":
+        where = "" if provider in PROVIDERS else f" at {host}"
+        return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the name "
+                                  "(%llmcells models lists aliases).", **common)
+    if kind == "rate_limit":
+        return RateLimitError(f"{label} rate limit: {message}", retry_after=retry_after, **common)
+    if kind == "billing":
+        return ProviderError(f"{label} billing problem: {message}", **common)
+    if kind == "timeout":
+        return ProviderTimeoutError(f"{label} timed out the request: {message}", **common)
+    if kind == "overloaded":
+        return OverloadedError(f"{label} is overloaded; try again shortly.", retry_after=retry_after,
+                               **common)
+    if kind == "server":
+        code = f" ({status})" if status else ""
+        return ServerError(f"{label} had a server error{code}: {message}", retry_after=retry_after,
+                           **common)
+    if kind == "bad_request":
+        return BadRequestError(f"{label} rejected the request: {message}", **common)
+    return ProviderError(f"{label} reported an error: {message}", **common)
+
+
+def _html_reason(response: Any, status: int | None, host: str) -> str:
+    """A short reason for an HTML error page: its title, or the HTTP reason phrase."""
+    try:
+        body = response.content
+    except Exception:  # a body not read yet: the reason phrase will do
+        body = None
+    title = html_title(body) or getattr(response, "reason_phrase", "") or ""
+    if status and title and not title.startswith(str(status)):
+        title = f"{status} {title}"
+    named = f' ("{title}")' if title else ""
+    return f"{host} sent an HTML page{named} instead of an API answer (a proxy or gateway?)"

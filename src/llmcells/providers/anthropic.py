@@ -8,36 +8,35 @@ from typing import Any
 import anthropic
 import httpx2
 
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    LLMError,
-    ModelNotFoundError,
-    OverloadedError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitError,
-    ServerError,
-)
+from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
-from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
+    SdkStream,
+    api_error,
     connection_failed,
     count,
-    events_of,
     field,
     host_of,
-    incomplete,
+    kind_of_status,
     map_transport_error,
     one_line,
     retry_after_from_headers,
     split_params,
 )
+from ._http import guard
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.anthropic.com"
-_USAGE_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "output_tokens")
+_INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+_USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
+# Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
+# stream has no telling status, only its type).
+_TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "auth",
+               "permission_error": "denied", "not_found_error": "not_found",
+               "rate_limit_error": "rate_limit", "billing_error": "billing",
+               "timeout_error": "timeout", "api_error": "server"}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -63,9 +62,10 @@ def _map_usage(raw: Any) -> Usage:
     )
 
 
-def _merge_usage(seen: dict[str, int], raw: Any) -> dict[str, int]:
-    """seen updated with the fields raw reports (message_delta may omit the input fields)."""
-    for name in _USAGE_FIELDS:
+def _merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_FIELDS) -> dict[str, int]:
+    """seen updated with the fields of names that raw reports (message_delta may omit the input
+    fields)."""
+    for name in names:
         value = field(raw, name)
         if value is not None:
             seen[name] = int(value)
@@ -107,25 +107,26 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
 async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
     create = client.messages.create
     stream = await create(**_message_kwargs(request, create))
+    items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None
-    finished = False
     try:
-        async for event in events_of(stream, request.spec):
+        async for event in items:
             kind = event.type
             if kind == "message_start":
                 message = event.message
                 yield ResponseInfo(response_model=message.model or None, response_id=message.id or None,
                                    service_tier=field(message.usage, "service_tier"))
                 if message.usage is not None:
-                    # output_tokens here is a small placeholder; message_delta brings the real count.
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage)))
+                    # Only the input side: output_tokens here is a placeholder (1) that a live
+                    # count would show for the whole stream; message_delta brings the real one.
+                    yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage, _INPUT_FIELDS)))
             elif kind == "content_block_delta":
                 delta = event.delta
                 if delta.type == "text_delta" and delta.text:
-                    yield TextDelta(delta.text)
+                    yield items.text(delta.text)
                 elif delta.type == "thinking_delta" and delta.thinking:
-                    yield ReasoningDelta(delta.thinking)
+                    yield items.reasoning(delta.thinking)
             elif kind == "message_delta":
                 stop_reason = field(event.delta, "stop_reason") or stop_reason
                 if event.usage is not None:
@@ -133,13 +134,13 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
             elif kind == "message_stop":
                 # No `break`: read the body to its end, so that the connection goes back to the
                 # pool. Closing the stream here would drop it, and every call would pay a new
-                # TCP + TLS handshake.
-                finished = True
+                # TCP + TLS handshake. A cut after this point no longer matters.
+                items.finished()
     finally:
-        await stream.close()
+        await items.aclose()
     # The SDK ends silently when the body stops before message_stop.
-    if not finished:
-        raise incomplete(request.spec)
+    if not items.done:
+        raise items.cut_short()
     yield Finish(stop_reason or "end_turn")
 
 
@@ -148,40 +149,13 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
 
 def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec) -> LLMError:
     status = exc.status_code
-    kind = exc.type or ""
-    message = one_line(exc.api_message or exc.message)
-    provider = spec.provider
-    retry_after = retry_after_from_headers(exc.response.headers)
     # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: go by type.
-    if status == 529 or kind == "overloaded_error":
-        return OverloadedError("Anthropic is overloaded; try again shortly.", provider=provider,
-                               status_code=status, retry_after=retry_after)
-    if status == 401 or kind == "authentication_error":
-        return AuthenticationError("Anthropic rejected the API key; check ANTHROPIC_API_KEY.",
-                                   provider=provider, status_code=status)
-    if status == 403 or kind == "permission_error":
-        return AuthenticationError(f"Anthropic denied access: {message}", provider=provider,
-                                   status_code=status)
-    if status == 404 or kind == "not_found_error":
-        return ModelNotFoundError(
-            f"Unknown model '{spec.name}' for Anthropic: check the name (%llmcells models lists aliases).",
-            provider=provider, status_code=status)
-    if status == 429 or kind == "rate_limit_error":
-        return RateLimitError(f"Anthropic rate limit: {message}", provider=provider, status_code=status,
-                              retry_after=retry_after)
-    if status == 402 or kind == "billing_error":
-        return ProviderError(f"Anthropic billing problem: {message}", provider=provider,
-                             status_code=status)
-    if status == 408 or kind == "timeout_error":
-        return ProviderTimeoutError(f"Anthropic timed out the request: {message}", provider=provider,
-                                    status_code=status)
-    if status >= 500 or kind == "api_error":
-        return ServerError(f"Anthropic had a server error ({status}): {message}", provider=provider,
-                           status_code=status, retry_after=retry_after)
-    if 400 <= status < 500:
-        return BadRequestError(f"Anthropic rejected the request: {message}", provider=provider,
-                               status_code=status)
-    return ProviderError(f"Anthropic reported an error: {message}", provider=provider, status_code=status)
+    kind = _TYPE_KINDS.get(exc.type or "") or kind_of_status(status)
+    if status == 529:
+        kind = "overloaded"
+    return api_error(spec, kind, one_line(exc.api_message or exc.message),
+                     host=host_of(spec.base_url, DEFAULT_HOST), status=status,
+                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
 
 
 def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
@@ -209,12 +183,15 @@ class AnthropicProvider(Provider):
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
+        timeout = httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)
+        http_client = options.http_client or anthropic.DefaultAsyncHttpxClient(timeout=timeout)
         client = anthropic.AsyncAnthropic(
             api_key=options.api_key,
             base_url=options.base_url,  # None: ANTHROPIC_BASE_URL or the SDK's default
             max_retries=0,
-            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
-            http_client=options.http_client,
+            timeout=timeout,
+            # the SDK's own default client (its limits and keep-alive socket options), hooked
+            http_client=guard(http_client),
         )
         client.messages  # noqa: B018 - load the lazily imported resource module now, off the loop
         return client

@@ -15,28 +15,23 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    LLMError,
-    ModelNotFoundError,
-    OverloadedError,
-    ProviderError,
-    RateLimitError,
-    ServerError,
-)
+from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
 from ..models import ModelSpec, vertex_enabled
-from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
+    SdkStream,
+    api_error,
     count,
-    events_of,
     field,
+    host_of,
     incomplete,
+    kind_of_status,
     map_transport_error,
     one_line,
     parse_duration,
     retry_after_from_headers,
 )
+from ._http import StreamErrorEvent, guard
 from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
@@ -110,11 +105,14 @@ def _config(request: Request) -> dict[str, Any]:
 async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event]:
     stream = await client.aio.models.generate_content_stream(
         model=request.spec.name, contents=_contents(request), config=_config(request) or None)
+    # The SDK sends the request on the first item and keeps the httpx response to itself; closing
+    # its generator alone would leave the ones under it (and the response) to the garbage collector.
+    items = SdkStream(stream, request.spec, _default_host(), capture=True)
     finish_reason: str | None = None
     info_sent = False
     last_usage: Usage | None = None
     try:
-        async for chunk in events_of(stream, request.spec):
+        async for chunk in items:
             if not info_sent and (chunk.model_version or chunk.response_id):
                 info_sent = True
                 yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id)
@@ -127,7 +125,7 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
                 for part in candidate.content.parts or ():
                     if not part.text:
                         continue
-                    yield ReasoningDelta(part.text) if part.thought else TextDelta(part.text)
+                    yield items.reasoning(part.text) if part.thought else items.text(part.text)
             if chunk.usage_metadata is not None:
                 usage = _map_usage(chunk.usage_metadata)
                 if usage != last_usage:
@@ -135,12 +133,17 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
                     yield UsageUpdate(usage)
             if candidate is not None and candidate.finish_reason:
                 finish_reason = _name(candidate.finish_reason)
+                items.finished()  # the last chunk: a cut after it no longer matters
     finally:
-        await stream.aclose()
+        await items.aclose()
     # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
     if finish_reason is None:
-        raise incomplete(request.spec)
+        raise items.cut_short()
     yield Finish(finish_reason)
+
+
+def _default_host() -> str:
+    return VERTEX_HOST if vertex_enabled() else DEVELOPER_HOST
 
 
 def _name(value: Any) -> str:
@@ -180,37 +183,25 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
 def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     code = int(exc.code) if isinstance(exc.code, int) or str(exc.code).isdigit() else 0
     status = str(exc.status or "")
-    message = one_line(exc.message or status or exc)
     reasons = {str(d.get("reason", "")) for d in _error_details(exc)}
-    provider = spec.provider
-    vertex = vertex_enabled()
-    if (code in (401, 403) or "API_KEY_INVALID" in reasons
-            or status in ("UNAUTHENTICATED", "PERMISSION_DENIED")):
-        hint = ("the credentials; check your Google Cloud login (gcloud auth application-default login)."
-                if vertex else "the API key; check GOOGLE_API_KEY or GEMINI_API_KEY.")
-        if code == 403 or status == "PERMISSION_DENIED":
-            return AuthenticationError(f"Google Gemini denied access: {message}", provider=provider,
-                                       status_code=code or None)
-        return AuthenticationError(f"Google Gemini rejected {hint}",
-                                   provider=provider, status_code=code or None)
-    if code == 404 or status == "NOT_FOUND":
-        return ModelNotFoundError(
-            f"Unknown model '{spec.name}' for Google Gemini: check the name "
-            "(%llmcells models lists aliases).", provider=provider, status_code=code or None)
-    if code == 429 or status == "RESOURCE_EXHAUSTED":
-        return RateLimitError(f"Google Gemini rate limit: {message}", provider=provider,
-                              status_code=code or None, retry_after=_retry_after(exc))
+    kind = kind_of_status(code or None)
+    if code == 403 or status == "PERMISSION_DENIED":
+        kind = "denied"
+    elif code == 401 or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":
+        kind = "auth"  # Gemini answers a bad key with 400 API_KEY_INVALID
+    elif status == "NOT_FOUND":
+        kind = "not_found"
+    elif status == "RESOURCE_EXHAUSTED":
+        kind = "rate_limit"
+    message = one_line(exc.message or status or exc)
     if code == 503 and "overload" in message.lower():
-        return OverloadedError("Google Gemini is overloaded; try again shortly.", provider=provider,
-                               status_code=code, retry_after=_retry_after(exc))
-    if code >= 500:
-        return ServerError(f"Google Gemini had a server error ({code}): {message}", provider=provider,
-                           status_code=code, retry_after=_retry_after(exc))
-    if 400 <= code < 500:
-        return BadRequestError(f"Google Gemini rejected the request: {message}", provider=provider,
-                               status_code=code)
-    return ProviderError(f"Google Gemini reported an error: {message}", provider=provider,
-                         status_code=code or None)
+        kind = "overloaded"
+    credentials = ("the credentials; check your Google Cloud login "
+                   "(gcloud auth application-default login)" if vertex_enabled() else None)
+    retry_after = _retry_after(exc) if kind in ("rate_limit", "overloaded", "server") else None
+    return api_error(spec, kind, message, host=host_of(spec.base_url, _default_host()),
+                     status=code or None, retry_after=retry_after,
+                     response=getattr(exc, "response", None), credentials=credentials)
 
 
 def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
@@ -218,6 +209,8 @@ def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
         return exc
     if isinstance(exc, genai_errors.APIError):
         return _api_error(exc, spec)
+    if isinstance(exc, StreamErrorEvent):  # the error object the SDK would have raised itself
+        return _api_error(genai_errors.APIError(exc.code, exc.payload), spec)
     if isinstance(exc, genai_errors.UnknownApiResponseError):
         # Raised when a chunk is not valid JSON, i.e. the stream was cut mid-event.
         return incomplete(spec)
@@ -229,7 +222,7 @@ def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
             provider=spec.provider)
     if module.startswith("google.genai"):
         return ProviderError(f"Google Gemini: {one_line(exc)}", provider=spec.provider)
-    return map_transport_error(exc, spec, VERTEX_HOST if vertex_enabled() else DEVELOPER_HOST)
+    return map_transport_error(exc, spec, _default_host())
 
 
 # ----- the adapter -------------------------------------------------------------------------------
@@ -247,8 +240,9 @@ class GoogleProvider(Provider):
         httpx async client is given; passing one keeps behaviour, timeouts and error types the same
         everywhere.
         """
-        http_client = options.http_client or _ClientTimeoutAsyncClient(
-            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout))
+        http_client = guard(options.http_client or _ClientTimeoutAsyncClient(
+            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)),
+            gemini=True)
         http_options = genai_types.HttpOptions(base_url=options.base_url, httpx_async_client=http_client)
         if vertex_enabled():
             if options.api_key:  # Vertex AI express mode: a key instead of project credentials

@@ -12,31 +12,23 @@ from typing import Any
 import httpx2
 import openai
 
-from ..errors import (
-    AuthenticationError,
-    BadRequestError,
-    LLMError,
-    ModelNotFoundError,
-    OverloadedError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitError,
-    ServerError,
-)
-from ..models import PROVIDERS, ModelSpec
-from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ..errors import LLMError, ProviderError, ProviderTimeoutError
+from ..models import ModelSpec
+from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
+    SdkStream,
+    api_error,
     connection_failed,
     count,
-    events_of,
     field,
     host_of,
-    incomplete,
+    kind_of_status,
     map_transport_error,
     one_line,
     retry_after_from_headers,
     split_params,
 )
+from ._http import guard
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.openai.com"
@@ -115,18 +107,20 @@ def _with_params(kwargs: dict[str, Any], request: Request, create: Any) -> dict[
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.chat.completions.create
     stream = await create(**_chat_kwargs(request, create))
+    items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
     tier: str | None = None
     try:
-        async for chunk in events_of(stream, request.spec):
+        async for chunk in items:
+            model, chunk_id = field(chunk, "model"), field(chunk, "id")
             # Every chunk carries service_tier (it sets the price); send it again if it changes.
-            chunk_tier = getattr(chunk, "service_tier", None) or tier
-            if (not info_sent and (chunk.model or chunk.id)) or chunk_tier != tier:
+            chunk_tier = field(chunk, "service_tier") or tier
+            if (not info_sent and (model or chunk_id)) or chunk_tier != tier:
                 info_sent, tier = True, chunk_tier
-                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None,
+                yield ResponseInfo(response_model=model or None, response_id=chunk_id or None,
                                    service_tier=tier)
-            for choice in chunk.choices or ():
+            for choice in field(chunk, "choices") or ():
                 if choice.index != 0:  # n > 1 is not modelled: keep the first choice
                     continue
                 delta = choice.delta
@@ -135,39 +129,46 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     # reasoning in a non-standard field; the SDK keeps it as an extra attribute.
                     reasoning = field(delta, "reasoning_content", "reasoning")
                     if isinstance(reasoning, str) and reasoning:
-                        yield ReasoningDelta(reasoning)
+                        yield items.reasoning(reasoning)
                     if delta.content:
-                        yield TextDelta(delta.content)
+                        yield items.text(delta.content)
                 if choice.finish_reason:
+                    # The model's own end; the usage chunk and [DONE] follow. A cut after this
+                    # loses at most the usage, not the answer.
                     finish_reason = choice.finish_reason
-            if chunk.usage is not None:
-                yield UsageUpdate(_map_usage(chunk.usage))
+                    items.finished()
+            usage = field(chunk, "usage")
+            if usage is not None:
+                yield UsageUpdate(_map_usage(usage))
     finally:
-        await stream.close()
+        await items.aclose()
     # The usage chunk comes after the finish_reason chunk, so Finish is only sent at the end.
     # The SDK ends silently on a cut stream (with or without [DONE]): finish_reason is the proof.
     if finish_reason is None:
-        raise incomplete(request.spec)
+        raise items.cut_short()
     yield Finish(finish_reason)
 
 
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.responses.create
     stream = await create(**_responses_kwargs(request, create))
+    items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     try:
-        async for event in events_of(stream, request.spec):
+        async for event in items:
             kind = getattr(event, "type", None)
+            if finish is not None:
+                continue  # past the terminal event: read on to the body's end (see below)
             if kind in ("response.created", "response.in_progress"):
                 response = event.response
                 yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
                                    service_tier=getattr(response, "service_tier", None))
             elif kind == "response.output_text.delta":
                 if event.delta:
-                    yield TextDelta(event.delta)
+                    yield items.text(event.delta)
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 if event.delta:
-                    yield ReasoningDelta(event.delta)
+                    yield items.reasoning(event.delta)
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.response
                 yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
@@ -179,15 +180,17 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 else:
                     # e.g. max_output_tokens or content_filter: a normal, if short, ending.
                     finish = Finish(field(response.incomplete_details, "reason") or "incomplete")
-                break
+                # No `break`: the body ends right after this event, and reading it to its end
+                # returns the connection to the pool and finishes the SDK's generators here.
+                items.finished()
             elif kind == "response.failed":
                 raise _event_error(request.spec, field(event.response, "error"))
             elif kind == "error":
                 raise _event_error(request.spec, event)
     finally:
-        await stream.close()
+        await items.aclose()
     if finish is None:
-        raise incomplete(request.spec)
+        raise items.cut_short()
     yield finish
 
 
@@ -200,37 +203,20 @@ def _event_error(spec: ModelSpec, error: Any) -> LLMError:
 
 def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LLMError:
     """An error reported in a stream body (no HTTP status to go by): decide from its code."""
-    label = spec.label
     if "rate_limit" in code:
-        return RateLimitError(f"{label} rate limit: {message}", provider=spec.provider, status_code=status)
-    if code in ("server_error", "internal_error") or "server_error" in message:
-        return ServerError(f"{label} had a server error: {message}", provider=spec.provider,
-                           status_code=status)
-    if "overloaded" in code or "overloaded" in message.lower():
-        return OverloadedError(f"{label} is overloaded: {message}", provider=spec.provider,
-                               status_code=status)
-    if code == "model_not_found":
-        return _model_not_found(spec, status)
-    return ProviderError(f"{label} reported an error: {message}", provider=spec.provider,
-                         status_code=status)
+        kind = "rate_limit"
+    elif code in ("server_error", "internal_error") or "server_error" in message:
+        kind = "server"
+    elif "overloaded" in code or "overloaded" in message.lower():
+        kind = "overloaded"
+    elif code == "model_not_found":
+        kind = "not_found"
+    else:
+        kind = "other"
+    return api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status)
 
 
 # ----- errors ------------------------------------------------------------------------------------
-
-
-def _model_not_found(spec: ModelSpec, status: int | None) -> ModelNotFoundError:
-    where = "" if spec.provider in PROVIDERS else f" at {host_of(spec.base_url, DEFAULT_HOST)}"
-    return ModelNotFoundError(
-        f"Unknown model '{spec.name}' for {spec.label}{where}: check the name "
-        "(%llmcells models lists aliases).",
-        provider=spec.provider, status_code=status,
-    )
-
-
-def _key_hint(spec: ModelSpec) -> str:
-    if spec.provider in PROVIDERS:
-        return "check " + " or ".join(PROVIDERS[spec.provider].key_env)
-    return f"check the key given to add_endpoint('{spec.provider}', ...)"
 
 
 def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
@@ -239,32 +225,20 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     # exc.message is "Error code: N - {whole body}"; the provider's own sentence is in the body.
     message = one_line(body.get("message") or exc.message)
     code = str(exc.code or body.get("code") or "")
-    label, provider = spec.label, spec.provider
-    if status == 401 or code == "invalid_api_key":
-        return AuthenticationError(f"{label} rejected the API key; {_key_hint(spec)}.",
-                                   provider=provider, status_code=status)
-    if status == 403:
-        return AuthenticationError(f"{label} denied access: {message}", provider=provider,
-                                   status_code=status)
-    if status == 404 or code == "model_not_found":
-        return _model_not_found(spec, status)
-    if status == 429:
-        err = RateLimitError(f"{label} rate limit: {message}", provider=provider, status_code=status,
-                             retry_after=retry_after_from_headers(exc.response.headers))
-        if code == "insufficient_quota":
-            err.retryable = False  # out of credit: waiting will not help
-        return err
-    if status == 408:
-        return ProviderTimeoutError(f"{label} timed out the request: {message}", provider=provider,
-                                    status_code=status)
-    if status >= 500 or status == 409:
-        cls = OverloadedError if "overloaded" in message.lower() else ServerError
-        return cls(f"{label} had a server error ({status}): {message}", provider=provider,
-                   status_code=status, retry_after=retry_after_from_headers(exc.response.headers))
-    if 400 <= status < 500:
-        return BadRequestError(f"{label} rejected the request: {message}", provider=provider,
-                               status_code=status)
-    return _by_code(spec, code, message, status)
+    kind = kind_of_status(status)
+    if code == "invalid_api_key":
+        kind = "auth"
+    elif code == "model_not_found":
+        kind = "not_found"
+    elif kind == "server" and "overloaded" in message.lower():
+        kind = "overloaded"
+    elif kind in ("bad_request", "other") and not 400 <= status < 500:
+        return _by_code(spec, code, message, status)
+    err = api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status,
+                    retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
+    if code == "insufficient_quota":
+        err.retryable = False  # out of credit: waiting will not help
+    return err
 
 
 def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
@@ -298,12 +272,14 @@ class OpenAIProvider(Provider):
 
     def make_client(self, options: ClientOptions) -> openai.AsyncOpenAI:
         """An AsyncOpenAI client with the SDK's retries off (the runner retries)."""
+        timeout = httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)
         client = openai.AsyncOpenAI(
             api_key=options.api_key,
             base_url=options.base_url,  # None: OPENAI_BASE_URL or the SDK's default
             max_retries=0,
-            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
-            http_client=options.http_client,
+            timeout=timeout,
+            # the SDK's own default client (its limits and redirects), with our response hook
+            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout)),
         )
         # The SDK imports its resource modules on first attribute access (most of a second);
         # the runner builds clients off the event loop, so load them here, not mid-request.

@@ -83,3 +83,33 @@ class Reply:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+# A captive portal's page (answered with 200 in place of the API) and a proxy's 502 page.
+_PORTAL = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Welcome to Guest Wi-Fi</title>
+<style>body { font-family: sans-serif; margin: 4em; }</style></head>
+<body>
+<h1>Welcome to Guest Wi-Fi</h1>
+<p>Please accept the terms of use to continue browsing.</p>
+<form method="post" action="/portal/accept"><button type="submit">Accept and connect</button></form>
+</body>
+</html>
+"""
+_BAD_GATEWAY = """<html>
+<head><title>502 Bad Gateway</title></head>
+<body>
+<center><h1>502 Bad Gateway</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+"""
+
+
+def html_page(status: int) -> Reply:
+    """An HTML page where the API's answer should be: a captive portal's welcome page (200) or a
+    reverse proxy's error page (any other status)."""
+    page = _PORTAL if status == 200 else _BAD_GATEWAY.replace("502 Bad Gateway", f"{status} Bad Gateway")
+    return Reply(status, {"content-type": "text/html; charset=utf-8", "cache-control": "no-cache"},
+                 page.encode())

@@ -6,8 +6,11 @@ responses and chunked streaming responses that are flushed event by event.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import email.utils
+import socket
+import struct
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -114,11 +117,12 @@ class Response:
             self.gone = True
             raise ClientGone from exc
 
-    async def send(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        """A complete response with a `Content-Length`."""
+    async def send(self, status: int, headers: dict[str, str], body: bytes, trailing: bytes = b"") -> None:
+        """A complete response with a `Content-Length`; `trailing` bytes follow the body in the
+        same write, beyond the declared length (junk left on a kept-alive connection)."""
         self.started = True
         headers = {**headers, "content-length": str(len(body))}
-        await self._write(self._head(status, headers) + body)
+        await self._write(self._head(status, headers) + body + trailing)
 
     async def send_truncated(self, status: int, headers: dict[str, str], body: bytes) -> None:
         """Promise the whole body, send half of it, then hang up."""
@@ -132,14 +136,19 @@ class Response:
         self.started = True
         await self._write(self._head(status, {**headers, "transfer-encoding": "chunked"}))
 
+    async def start_fixed(self, status: int, headers: dict[str, str], length: int) -> None:
+        """Send the status line and headers of a body of `length` bytes, sent later with `raw()`."""
+        self.started = True
+        await self._write(self._head(status, {**headers, "content-length": str(length)}))
+
     async def chunk(self, data: bytes) -> None:
         """Send (and flush) one chunk of a chunked body."""
         if data:
             await self._write(b"%x\r\n%s\r\n" % (len(data), data))
 
-    async def end(self) -> None:
-        """Terminate a chunked body cleanly."""
-        await self._write(b"0\r\n\r\n")
+    async def end(self, trailing: bytes = b"") -> None:
+        """Terminate a chunked body cleanly; `trailing` bytes follow in the same write."""
+        await self._write(b"0\r\n\r\n" + trailing)
 
     async def raw(self, data: bytes) -> None:
         """Send bytes without chunk framing (used to break a chunk on purpose)."""
@@ -150,3 +159,42 @@ class Response:
         self.keep_alive = False
         self.gone = True
         self.writer.transport.abort()
+
+    async def reset(self) -> None:
+        """Drop the connection with a TCP reset (RST), as a crashed proxy or peer does.
+
+        What was sent before still reaches the client: a reset discards the data still queued
+        in the kernel, so this waits (up to 2 s) until the client has acknowledged all of it.
+        The client's next read then fails with "connection reset by peer".
+        """
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            await _acknowledged(sock)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:  # already closed: nothing to reset
+                pass
+        self.abort()
+
+
+async def _acknowledged(sock: socket.socket, limit: float = 2.0) -> None:
+    """Wait until the peer has acknowledged every byte sent on sock (Linux; elsewhere at once)."""
+    try:
+        import fcntl
+        import termios
+    except ImportError:
+        return
+    outq = getattr(termios, "TIOCOUTQ", None)
+    if outq is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    buf = array.array("i", [0])
+    while loop.time() < deadline:
+        try:
+            fcntl.ioctl(sock.fileno(), outq, buf)
+        except (OSError, ValueError):
+            return
+        if buf[0] == 0:
+            return
+        await asyncio.sleep(0.002)

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from . import anthropic, google, openai
-from .common import Plan, Prompt, Reply, compact
+from .common import Plan, Prompt, Reply, compact, html_page
 from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
 from .state import Fault, Settings, SimRequest, State
@@ -23,7 +23,15 @@ log = logging.getLogger(__name__)
 _GEMINI_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(streamGenerateContent|generateContent)$")
 _SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 _HTTP_FAULTS = ("401", "404", "400", "429", "500", "529")
+_HTML_FAULTS = {"html200": 200, "html502": 502}
 _STREAM_FAULTS = ("midstream_error", "cut", "cut_mid_event", "malformed")
+# What a server may put on a kept-alive connection after an answer: the rest of a body that was
+# longer than its Content-Length.
+JUNK = b'{"note": "bytes past the declared end of the body"}\r\n'
+# Placeholders for the two halves of U+1F600, replaced by their JSON escapes once the event is
+# encoded (a lone surrogate cannot be encoded as UTF-8).
+_HIGH, _LOW = "@@sim-high-surrogate@@", "@@sim-low-surrogate@@"
+_ESCAPES = {_HIGH.encode(): b"\\ud83d", _LOW.encode(): b"\\ude00"}
 
 
 def route(method: str, path: str) -> tuple[ModuleType, str, str, str | None] | None:
@@ -73,6 +81,22 @@ async def _sleep_until(deadline: float) -> None:
     delay = deadline - asyncio.get_running_loop().time()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+def _decorate(event: bytes, kind: str | None) -> bytes:
+    """An encoded SSE event as the fault `kind` sends it (unchanged for other faults)."""
+    if kind == "split_surrogate":
+        for placeholder, escape in _ESCAPES.items():
+            event = event.replace(placeholder, escape)
+        return event
+    if kind not in ("sse_comments", "sse_event_ping", "sse_no_space"):
+        return event
+    sep = b"\r\n" if event.endswith(b"\r\n") else b"\n"
+    if kind == "sse_comments":
+        return b": ping" + sep + sep + event
+    if kind == "sse_event_ping":
+        return b"event: ping" + sep + b'data: {"type": "ping"}' + sep + sep + event
+    return re.sub(rb"(^|\n)(data|event): ", rb"\1\2:", event)
 
 
 class SimServer:
@@ -180,6 +204,8 @@ class SimServer:
             resp.abort()
         elif fault is not None and fault.fault in _HTTP_FAULTS:
             await self._send(resp, fail(fault.fault), fault)
+        elif fault is not None and fault.fault in _HTML_FAULTS:
+            await self._send(resp, html_page(_HTML_FAULTS[fault.fault]), fault)
         else:
             settings = self.state.resolve(prompt.model)
             plan = self._plan(api, prompt, settings)
@@ -192,13 +218,19 @@ class SimServer:
         count = self.state.next_count()
         salt = count if (prompt.temperature or 0) > 0 else None
         scripted = None if settings.text is not None else scripted_answer(prompt.model, prompt.text)
-        if settings.text is not None:
+        if settings.text is not None and settings.delta_chars:
+            n = max(int(settings.delta_chars), 1)
+            tokens = [settings.text[i:i + n] for i in range(0, len(settings.text), n)]
+        elif settings.text is not None:
             tokens = split_tokens(settings.text)
         elif scripted is not None:  # a judge's grading prompt, an arithmetic question
             tokens = split_tokens(scripted)
         else:
             tokens = answer_tokens(prompt.model, seed_for(prompt.model, prompt.key, salt),
                                    settings.output_tokens, prompt.text)
+            if settings.delta_chars:
+                text, n = "".join(tokens), max(int(settings.delta_chars), 1)
+                tokens = [text[i:i + n] for i in range(0, len(text), n)]
         truncated = prompt.max_tokens is not None and len(tokens) > prompt.max_tokens
         if truncated:
             tokens = tokens[:max(int(prompt.max_tokens or 0), 0)]
@@ -238,29 +270,77 @@ class SimServer:
             return
         if kind == "malformed":
             reply.body = reply.body[: len(reply.body) // 2]
+        if kind == "junk_after_body":
+            await resp.send(reply.status, reply.headers, reply.body, trailing=JUNK)
+            return
+        if kind == "drop_after_terminal":  # the whole body, then a reset instead of the next request
+            await self._send(resp, reply, None)
+            await resp.reset()
+            return
         await self._send(resp, reply, None)
 
     async def _stream(self, resp: Response, module: ModuleType, plan: Plan, settings: Settings,
                       fault: Fault | None) -> None:
         fmt = module.stream(plan)
+        kind = fault.fault if fault is not None else None
+        if kind == "junk_after_body":
+            await self._stream_with_junk(resp, module, fmt, plan, settings)
+            return
         await resp.start_chunked(200, module.headers(True))
-        for event in fmt.open():
-            await resp.chunk(event)
+
+        async def send(event: bytes) -> None:
+            await resp.chunk(_decorate(event, kind))
+
+        opening = fmt.open()
+        if kind == "reset_after_start":
+            for event in opening[:1] or [fmt.delta("")]:  # Gemini has no start event
+                await send(event)
+            await resp.reset()
+            return
+        for event in opening:
+            await send(event)
         ttft, interval = self._timing(settings, fault)
         first = asyncio.get_running_loop().time() + ttft
-        stop_at = fault.after_tokens if fault is not None and fault.fault in _STREAM_FAULTS else None
+        stop_at = fault.after_tokens if fault is not None and kind in _STREAM_FAULTS else None
+        split_at = fault.after_tokens if kind == "split_surrogate" else None
         for i, token in enumerate(plan.tokens):
             await _sleep_until(first + i * interval)
             if i == stop_at:
                 await self._break(resp, fmt, fault, fmt.delta(token))
                 return
-            await resp.chunk(fmt.delta(token))
+            if i == split_at:
+                await send(fmt.delta(_HIGH))
+                await send(fmt.delta(_LOW))
+            await send(fmt.delta(token))
         if stop_at is not None:
             await self._break(resp, fmt, fault, fmt.close()[0])
             return
         for event in fmt.close():
-            await resp.chunk(event)
-        await resp.end()
+            await send(event)
+        if kind == "drop_after_terminal":
+            await resp.reset()
+        else:
+            await resp.end()
+
+    async def _stream_with_junk(self, resp: Response, module: ModuleType, fmt: Any, plan: Plan,
+                                settings: Settings) -> None:
+        """The stream framed by a Content-Length (as some proxies send it) that is shorter than
+        what follows: junk comes after the last event, in the same write."""
+        opening = fmt.open()
+        deltas = [fmt.delta(token) for token in plan.tokens]
+        closing = fmt.close()
+        events = opening + deltas + closing
+        await resp.start_fixed(200, module.headers(True), sum(len(e) for e in events))
+        ttft, interval = self._timing(settings, None)
+        first = asyncio.get_running_loop().time() + ttft
+        for event in opening:
+            await resp.raw(event)
+        for i, event in enumerate(deltas):
+            await _sleep_until(first + i * interval)
+            await resp.raw(event)
+        for event in closing[:-1]:
+            await resp.raw(event)
+        await resp.raw(closing[-1] + JUNK)
 
     @staticmethod
     async def _break(resp: Response, fmt: Any, fault: Any, next_event: bytes) -> None:

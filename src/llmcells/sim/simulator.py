@@ -118,17 +118,28 @@ class Simulator:
 
     def set_model(self, model: str, *, ttft: float | None = None, tokens_per_s: float | None = None,
                   output_tokens: int | None = None, text: str | None = None, reasoning_tokens: int = 0,
-                  cached_input_tokens: int = 0, cache_write_tokens: int = 0) -> None:
+                  cached_input_tokens: int = 0, cache_write_tokens: int = 0,
+                  delta_chars: int | None = None) -> None:
         """Override settings for one model name or glob ("gpt-*"); replaces earlier overrides
         for the same name. `text` fixes the answer; the token counts show up in each
-        provider's own usage fields."""
+        provider's own usage fields. `delta_chars` streams the answer in pieces of that many
+        characters (one text event each): `text=llmcells.sim.text.filler(2_000_000),
+        delta_chars=100` is a 2 MB answer in 20,000 events."""
         self._state.set_model(model, Settings(ttft, tokens_per_s, output_tokens, text, reasoning_tokens,
-                                              cached_input_tokens, cache_write_tokens))
+                                              cached_input_tokens, cache_write_tokens, delta_chars))
 
     def inject(self, fault: str, *, provider: str | None = None, model: str | None = None,
                times: int | None = 1, after_tokens: int = 3, retry_after: float | None = None,
                retry_after_ms: int | None = None, delay: float = 5.0) -> None:
-        """Queue a fault for the next `times` matching requests (None: forever)."""
+        """Queue a fault for the next `times` matching requests (None: forever).
+
+        The faults and what each does are listed in `llmcells.sim.state.FAULT_HELP`: HTTP errors
+        ("401", "404", "400", "429" (with retry_after=3600 for a long wait), "500", "529"),
+        HTML pages ("html200", "html502"), broken streams ("midstream_error", "cut",
+        "cut_mid_event", "malformed", "reset_after_start", "drop_after_terminal", "drop"),
+        odd but valid streams ("sse_comments", "sse_event_ping", "sse_no_space",
+        "split_surrogate", "junk_after_body") and "slow_first_token".
+        """
         self._state.inject(Fault(fault, provider, model, times, after_tokens, retry_after,
                                  retry_after_ms, delay))
 

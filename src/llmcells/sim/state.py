@@ -11,8 +11,39 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FAULTS = ("401", "404", "400", "429", "500", "529", "midstream_error", "cut", "cut_mid_event",
-          "slow_first_token", "malformed", "drop")
+#: Every fault the simulator can inject, with what it does. `after_tokens` (default 3) says where
+#: a mid-stream fault strikes; `retry_after` / `retry_after_ms` add those headers to an HTTP error
+#: (and Gemini's 429 then names the same delay in its message and RetryInfo).
+FAULT_HELP = {
+    "401": "answer 401 with the provider's invalid-key error body",
+    "404": "answer 404: unknown model",
+    "400": "answer 400: invalid request",
+    "429": "answer 429 rate limited; retry_after=3600 asks for an hour's wait",
+    "500": "answer 500 with the provider's server-error body",
+    "529": "answer 529 overloaded (OpenAI and Gemini: 503)",
+    "midstream_error": "after after_tokens text events, send the provider's in-stream error event",
+    "cut": "after after_tokens text events, end the body cleanly without the terminal event",
+    "cut_mid_event": "after after_tokens text events, send half an event and drop the connection",
+    "slow_first_token": "send headers at once, then wait `delay` seconds before the first token",
+    "malformed": "after after_tokens text events, send an event whose JSON is broken",
+    "drop": "close the connection without any answer",
+    "reset_after_start": "send only the stream's start event (chat: the role chunk; responses: "
+                         "response.created; anthropic: message_start; gemini: a chunk without "
+                         "text), then reset the connection (TCP RST): no text was shown",
+    "drop_after_terminal": "send the whole stream, terminal event included (message_stop, "
+                           "response.completed, [DONE], finishReason), then reset the connection "
+                           "before the body's end",
+    "html200": "answer 200 with a captive portal's HTML page instead of the API",
+    "html502": "answer 502 with a proxy's HTML error page",
+    "junk_after_body": "send the answer framed by a Content-Length (streams too), then junk "
+                       "bytes past that length on the kept-alive connection",
+    "sse_comments": "send an SSE comment line (`: ping`) before every event",
+    "sse_event_ping": "send an `event: ping` event (data {\"type\": \"ping\"}) before every event",
+    "sse_no_space": "write `data:` (and `event:`) with no space before the value",
+    "split_surrogate": "before text event number after_tokens, send an emoji (U+1F600) as two text "
+                       "events: JSON-escaped \\ud83d in one, \\ude00 in the next",
+}
+FAULTS = tuple(FAULT_HELP)
 PROVIDERS = ("openai", "anthropic", "google")
 
 
@@ -27,6 +58,7 @@ class Settings:
     reasoning_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    delta_chars: int | None = None  # stream the answer in pieces of this many characters
 
 
 @dataclass

@@ -143,3 +143,16 @@ def answer_tokens(model: str, seed: int, length: int | None = None, prompt: str 
         text += _block(rng)
         tokens = split_tokens(text)
     return tokens[:length]
+
+
+def filler(n_chars: int, seed: int = 0) -> str:
+    """Deterministic prose of exactly n_chars characters (for very large answers: answer_tokens
+    re-splits its text as it grows, which is too slow for megabytes)."""
+    rng = random.Random(seed)
+    parts: list[str] = []
+    size = 0
+    while size < n_chars:
+        sentence = _sentence(rng) + (" " if rng.random() < 0.9 else "\n\n")
+        parts.append(sentence)
+        size += len(sentence)
+    return "".join(parts)[:n_chars]

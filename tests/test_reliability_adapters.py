@@ -1,0 +1,341 @@
+"""The provider adapters under the reliability faults of issue 12, through the real SDKs against
+the simulator: cuts before any text, cuts after the terminal event, HTML pages instead of the
+API, junk on a kept-alive connection, SSE the Gemini SDK cannot parse, split surrogate pairs,
+Anthropic's placeholder output count, and SDK streams closed deterministically on every path."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import types
+from collections import Counter
+from typing import Any
+
+import httpx2
+import pytest
+
+from llmcells.errors import ConnectionFailedError, IncompleteStreamError, LLMError, ServerError
+from llmcells.models import ModelSpec
+from llmcells.providers import ClientOptions, get_provider
+from llmcells.sim.state import FAULT_HELP
+from llmcells.types import Finish, Message, Request, TextDelta, UsageUpdate
+
+PATHS = ["chat", "responses", "anthropic", "google"]
+
+
+def _spec(path: str, sim) -> ModelSpec:
+    return {
+        "chat": ModelSpec("openai", "openai", "gpt-4.1-mini", "gpt-4.1-mini", base_url=sim.url + "/v1"),
+        "responses": ModelSpec("openai", "openai", "gpt-5", "gpt-5", api="responses",
+                               base_url=sim.url + "/v1"),
+        "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-4-5", "claude-haiku-4-5",
+                               base_url=sim.url),
+        "google": ModelSpec("google", "google", "gemini-2.5-flash", "gemini-2.5-flash", base_url=sim.url),
+    }[path]
+
+
+class Call:
+    """One adapter call's outcome: the events, the raw exception and its llmcells mapping."""
+
+    def __init__(self, events: list[Any], exc: BaseException | None, mapped: LLMError | None):
+        self.events, self.exc, self.mapped = events, exc, mapped
+
+    @property
+    def text(self) -> str:
+        return "".join(e.text for e in self.events if isinstance(e, TextDelta))
+
+    @property
+    def finished(self) -> bool:
+        return any(isinstance(e, Finish) for e in self.events)
+
+
+async def _call(adapter, client, spec: ModelSpec, prompt: str = "Tell me about tides.") -> Call:
+    events: list[Any] = []
+    try:
+        async for event in adapter.stream(client, Request(spec, [Message("user", prompt)])):
+            events.append(event)
+    except Exception as exc:  # noqa: BLE001 - the outcome is what the tests look at
+        return Call(events, exc, adapter.map_error(exc, spec))
+    return Call(events, None, None)
+
+
+def _calls(sim, path: str, n: int = 1) -> list[Call]:
+    """n calls in a row on one client (a kept-alive connection is reused between them)."""
+    spec = _spec(path, sim)
+    adapter = get_provider(spec.adapter)
+
+    async def main() -> list[Call]:
+        client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000"))
+        return [await _call(adapter, client, spec, f"question {i}") for i in range(n)]
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def rsim(fresh_sim):
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    return fresh_sim
+
+
+# ----- item 3: a reset right after the start event ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_reset_after_the_start_event_is_a_retryable_connection_error(rsim, path):
+    rsim.inject("reset_after_start")
+    (call,) = _calls(rsim, path)
+    assert call.text == "" and not call.finished
+    assert isinstance(call.mapped, ConnectionFailedError), (call.exc, call.mapped)
+    assert call.mapped.retryable
+    assert rsim.url.split("//")[1] in call.mapped.message and "before any text" in call.mapped.message
+    assert rsim.requests[-1].fault == "reset_after_start"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_cut_once_text_was_shown_is_still_incomplete(rsim, path):
+    rsim.inject("cut_mid_event", after_tokens=3)
+    (call,) = _calls(rsim, path)
+    assert call.text and isinstance(call.mapped, IncompleteStreamError), (call.exc, call.mapped)
+
+
+# ----- item 7: the terminal event decides -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_drop_after_the_terminal_event_is_a_whole_answer(rsim, path):
+    expected = _calls(rsim, path)[0].text
+    rsim.inject("drop_after_terminal")
+    (call,) = _calls(rsim, path)
+    assert call.exc is None, (call.exc, call.mapped)
+    assert call.finished and call.text == expected
+    usage = [e.usage for e in call.events if isinstance(e, UsageUpdate)][-1]
+    assert usage.output_tokens == 12
+
+
+# ----- item 5: HTML pages -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_200_html_page_is_a_connection_error_naming_the_host(rsim, path):
+    rsim.inject("html200")
+    (call,) = _calls(rsim, path)
+    m = call.mapped
+    assert isinstance(m, ConnectionFailedError) and m.retryable, (call.exc, m)
+    host = rsim.url.split("//")[1]
+    assert "HTML page" in m.message and host in m.message and "Welcome to Guest Wi-Fi" in m.message
+    assert "\n" not in m.message and len(m.message) < 300
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_502_html_page_gives_the_status_and_a_short_reason(rsim, path):
+    rsim.inject("html502")
+    (call,) = _calls(rsim, path)
+    m = call.mapped
+    assert isinstance(m, ServerError) and m.status_code == 502 and m.retryable, (call.exc, m)
+    assert "502" in m.message and "Bad Gateway" in m.message and "HTML page" in m.message
+    assert "<" not in m.message and "nginx" not in m.message and len(m.message) < 200
+
+
+# ----- item 9: junk on a kept-alive connection, SSE oddities ------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_junk_past_a_content_length_does_not_break_the_next_call(rsim, path):
+    rsim.inject("junk_after_body")
+    first, second = _calls(rsim, path, n=2)
+    assert first.exc is None and first.finished, (first.exc, first.mapped)
+    assert second.exc is None and second.finished, (second.exc, second.mapped)
+    assert [r.fault for r in rsim.requests] == ["junk_after_body", None]  # no third request
+
+
+@pytest.mark.parametrize("fault", ["sse_comments", "sse_event_ping", "sse_no_space"])
+@pytest.mark.parametrize("path", PATHS)
+def test_valid_sse_variants_read_in_full(rsim, path, fault):
+    expected = _calls(rsim, path)[0].text
+    rsim.inject(fault, times=None)
+    (call,) = _calls(rsim, path)
+    assert call.exc is None, (fault, call.exc, call.mapped)
+    assert call.finished and call.text == expected
+
+
+# ----- split surrogate pairs pass through -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_surrogate_halves_in_two_events_pass_through_as_two_deltas(rsim, path):
+    rsim.inject("split_surrogate", after_tokens=2)
+    (call,) = _calls(rsim, path)
+    assert call.exc is None and call.finished
+    texts = [e.text for e in call.events if isinstance(e, TextDelta)]
+    i = texts.index("\ud83d")
+    assert texts[i + 1] == "\ude00" and i == 2
+    # rejoined, the halves are one emoji
+    assert "\U0001F600" in call.text.encode("utf-16", "surrogatepass").decode("utf-16")
+
+
+# ----- Anthropic's placeholder output count -----------------------------------------------------
+
+
+def test_anthropic_start_usage_reports_input_only_and_the_final_count_is_exact(rsim):
+    rsim.set_model("claude-haiku-4-5", cached_input_tokens=40, output_tokens=7)
+    (call,) = _calls(rsim, "anthropic")
+    usages = [e.usage for e in call.events if isinstance(e, UsageUpdate)]
+    assert usages[0].output_tokens == 0, "message_start's placeholder output_tokens was reported"
+    assert usages[0].input_tokens > 40 and usages[0].cached_input_tokens == 40
+    assert usages[-1].output_tokens == 7 and usages[-1].input_tokens == usages[0].input_tokens
+
+
+# ----- item 8: streams closed deterministically -------------------------------------------------
+
+
+def _suspended_generators() -> Counter[str]:
+    """SDK / httpx / httpcore async generators that are alive and suspended mid-iteration."""
+    gc.collect()
+    found: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None:
+            module = obj.ag_frame.f_globals.get("__name__", "")
+            if module.split(".")[0] in ("httpx2", "httpcore2", "openai", "anthropic", "google", "llmcells"):
+                found[obj.ag_code.co_qualname] += 1
+    return found
+
+
+async def _consume(adapter, client, spec, how: str) -> None:
+    gen = adapter.stream(client, Request(spec, [Message("user", "hi")]))
+    if how == "early":  # the consumer stops after the first text and closes the stream
+        async for event in gen:
+            if isinstance(event, TextDelta):
+                break
+        await gen.aclose()
+    elif how == "cancel":
+        async def read() -> None:
+            async for _ in gen:
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gen.aclose()
+    else:
+        try:
+            async for _ in gen:
+                pass
+        except Exception:  # noqa: BLE001 - the faults end in errors; what is left over matters
+            pass
+
+
+CLOSING_CASES = [("full", None), ("early", None), ("cancel", None), ("full", "cut"),
+                 ("full", "midstream_error"), ("full", "cut_mid_event"), ("full", "500"),
+                 ("full", "reset_after_start"), ("full", "drop_after_terminal"), ("full", "html200")]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_no_sdk_generator_is_left_for_the_garbage_collector(fresh_sim, path):
+    """After every way a call can end, none of the SDK's or httpx's async generators is left
+    suspended: otherwise garbage collection closes them later, from whatever thread it runs in,
+    which printed "Exception ignored in: <async_generator Response.aiter_raw> ... async generator
+    already executing" after mixed batches."""
+    fresh_sim.configure(ttft=0.0, tokens_per_s=400, output_tokens=30)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+    leftovers: dict[str, Counter[str]] = {}
+
+    async def main() -> None:
+        client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000"))
+        before = _suspended_generators()
+        for how, fault in CLOSING_CASES:
+            if fault:
+                fresh_sim.inject(fault, after_tokens=3)
+            await _consume(adapter, client, spec, how)
+            # A generator freed by reference counting is closed at once by a task on this loop
+            # (asyncio's finalizer hook): let those run. What is still suspended after that is
+            # kept by a reference cycle, and only the garbage collector would close it.
+            await asyncio.sleep(0.05)
+            after = _suspended_generators()
+            extra = after - before
+            if extra:
+                leftovers[f"{how}/{fault}"] = extra
+            before = after
+
+    asyncio.run(main())
+    assert not leftovers, leftovers
+
+
+def test_mixed_batch_with_cancellations_and_faults_reports_nothing_unraisable(fresh_sim, monkeypatch,
+                                                                               capfd):
+    """A mixed-provider batch with faults and timeouts that cut calls, run on llmcells' own loop
+    thread, with garbage collection from the main thread: nothing reaches sys.unraisablehook
+    and nothing is printed to stderr."""
+    import llmcells
+    from llmcells import models
+    from llmcells.config import settings
+
+    reported: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(f"{u.object!r}: {u.exc_value!r}"))
+    fresh_sim.configure(ttft=0.0, tokens_per_s=400, output_tokens=40)
+    models.set_simulator(fresh_sim.url)
+    settings.update(retry_initial_wait=0.01, retry_max_wait=0.05, max_attempts=2)
+    try:
+        for trial, timeout in enumerate([0.15, 0.4, 2.0]):
+            for fault in ("cut", "midstream_error", "drop", "cut_mid_event", "500", "reset_after_start"):
+                fresh_sim.inject(fault, times=2, after_tokens=5)
+            prompts = [f"q{trial}-{i}" for i in range(8)]
+            llmcells.run(llmcells.batch(prompts, models=["chatgpt", "claude", "gemini",
+                                                         "openai-responses:gpt-4.1-mini"],
+                                        concurrency=16, timeout=timeout, display=False))
+            gc.collect()
+    finally:
+        models.set_simulator(None)
+    gc.collect()
+    assert reported == []
+    err = capfd.readouterr().err
+    assert "Exception ignored" not in err and "already executing" not in err, err
+
+
+# ----- the simulator documents every fault ------------------------------------------------------
+
+
+def test_every_fault_is_documented():
+    from llmcells.sim import Simulator
+
+    for name in ("reset_after_start", "drop_after_terminal", "html200", "html502", "junk_after_body",
+                 "sse_comments", "sse_event_ping", "sse_no_space", "split_surrogate"):
+        assert FAULT_HELP[name] and name in (Simulator.inject.__doc__ or "")
+
+
+# ----- the shared status table ------------------------------------------------------------------
+
+
+def _status(kind: str, status: int, body: bytes, ctype: str = "application/json") -> LLMError | None:
+    spec = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
+            "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x"),
+            "google": ModelSpec("google", "google", "gemini-x", "gemini-x")}[kind]
+    adapter = get_provider(kind)
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, headers={"content-type": ctype}, content=body)
+
+    async def main() -> LLMError | None:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            call = await _call(adapter, client, spec)
+            return call.mapped
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
+@pytest.mark.parametrize("status,cls,retryable", [(402, "ProviderError", False),
+                                                  (408, "ProviderTimeoutError", False),
+                                                  (409, "ServerError", True),
+                                                  (503, "ServerError", True),
+                                                  (418, "BadRequestError", False)])
+def test_one_status_table_for_every_provider(kind, status, cls, retryable):
+    body = b'{"error": {"message": "nope", "code": %d, "status": "X"}}' % status
+    m = _status(kind, status, body)
+    assert type(m).__name__ == cls and m.retryable == retryable and m.status_code == status, m
+    assert "nope" in m.message
