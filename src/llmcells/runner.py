@@ -14,10 +14,10 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from . import _loop
+from . import _loop, quotas
 from .config import settings
 from .errors import (ConfigError, IncompleteStreamError, LLMError, ProviderError,
                      ProviderTimeoutError, redact)
@@ -50,6 +50,11 @@ class CallPlan:
     cache: bool = False            # answer from / keep in the local store
     store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
     gate: Any = None               # batch calls: rate limiter (acquire / release / rate_limited)
+    # --- fallback / quotas (see fallback.py): the rest of a model chain, the error kinds that
+    # move it on, and per-call daily caps ({"google": {"rpd": 250}})
+    fallbacks: list["CallPlan"] = field(default_factory=list)
+    fallback_on: frozenset[str] | None = None
+    limits: dict[str, Any] | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -201,12 +206,15 @@ class _Attempt:
                     self.reasoning.append(event.text)
                 elif isinstance(event, ResponseInfo):
                     self.response_model = event.response_model or self.response_model
+                    if event.rate_limits:
+                        quotas.observe(plan.spec, event.rate_limits)
                 elif isinstance(event, Finish):
                     finished = True
                     self.finish_reason = event.reason
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            quotas.observe_error(plan.spec, exc)
             err = _as_llm_error(exc, plan.spec)
             err.partial = bool(self.text)  # never re-send once the user has seen tokens
             raise err from None
@@ -456,7 +464,9 @@ async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver 
     results[:] = [None] * len(plans)
 
     async def one(i: int) -> None:
-        await execute(plans[i], _ResultHolder(observers[i], results, i))
+        from .fallback import run  # a model chain, or exactly execute() for one model
+
+        await run(plans[i], _ResultHolder(observers[i], results, i))
 
     tasks = [asyncio.ensure_future(one(i)) for i in range(len(plans))]
     try:
@@ -479,6 +489,7 @@ class _ResultHolder(CallObserver):
         self.on_start, self.on_sent, self.on_status = inner.on_start, inner.on_sent, inner.on_status
         self.on_retry, self.on_first_token = inner.on_retry, inner.on_first_token
         self.on_text, self.on_usage = inner.on_text, inner.on_usage
+        self.on_fallback = inner.on_fallback
 
     def on_finish(self, result: Result) -> None:
         self.results[self.index] = result
@@ -502,7 +513,9 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
-        api: str | None = None, cache: bool | None = None, markdown: bool = True) -> Pending[Result]:
+        api: str | None = None, cache: bool | None = None, markdown: bool = True,
+        fallback: Sequence[str] | str | None = None, fallback_on: Sequence[str] | str | None = None,
+        limits: dict[str, Any] | None = None) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -510,11 +523,19 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     provider-specific request fields. api: "responses" to use OpenAI's Responses API.
     cache: answer identical requests from the local store (default: settings.cache).
     markdown: render the finished answer as Markdown in a notebook (False: plain text).
+    model="claude|chatgpt" (or fallback=["chatgpt"]): a chain, the next model answers when one
+    fails before its first token (fallback_on= adds error kinds; see fallback.py).
+    limits: daily caps, e.g. {"google": {"rpd": 250}} (see quotas.py).
     A failed call does not raise: the Result's status and error say what happened.
     """
-    plan = make_plan(prompt, model or settings.compare_models[0], system=system,
-                     temperature=temperature, max_tokens=max_tokens, timeout=timeout,
-                     history=history, params=params, api=api, cache=cache)
+    from . import fallback as _fallback
+
+    plan = _fallback.chain_plan(
+        lambda m: make_plan(prompt, m, system=system, temperature=temperature,
+                            max_tokens=max_tokens, timeout=timeout, history=history,
+                            params=params, api=api, cache=cache),
+        model or settings.compare_models[0], fallback, fallback_on)
+    plan.limits = quotas.daily_caps(limits) or None
 
     async def go(handle: Any) -> Result:
         global last
@@ -556,11 +577,15 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
         raise ConfigError(f"repeat is at most {MAX_REPEAT} samples per model, not {repeat}; "
                           "use llmcells.batch(..., repeat=N) for more.")
     group_id = uuid.uuid4().hex[:12]
-    specs = [resolve(m, openai_api=api) for m in models]
-    plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
-                       timeout=timeout, params=params, group_id=group_id, sample=k,
-                       history=(histories or {}).get(spec.id, ()), cache=cache)
-             for spec in specs for k in range(int(repeat))]
+    from .fallback import chain_plan, resolve_chain  # an entry may be a chain, "claude|chatgpt"
+
+    specs = [resolve_chain(m, openai_api=api) for m in models]
+    plans = [chain_plan(lambda m, k=k: make_plan(
+                 prompt, resolve(m, openai_api=api), system=system, temperature=temperature,
+                 max_tokens=max_tokens, timeout=timeout, params=params, group_id=group_id,
+                 sample=k, history=(histories or {}).get(resolve(m).id, ()), cache=cache),
+                 "|".join(s.requested for s in chain))
+             for chain in specs for k in range(int(repeat))]
 
     async def go(handle: Any) -> Comparison:
         global last

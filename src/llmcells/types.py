@@ -100,6 +100,8 @@ class ResponseInfo:
 
     response_model: str | None = None
     response_id: str | None = None
+    # The provider's rate-limit headers, normalised by quotas.from_headers (None: none sent).
+    rate_limits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ class Result:
     batch_id: str | None = None
     price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
     data: Any = None                 # the parsed answer, with format="json"
+    # A model chain ("claude|chatgpt"): each model tried, in order, as dicts with model, status,
+    # error_kind, error and call_id ("skipped" status: in a cool-down, not sent). Empty otherwise.
+    attempts_by_model: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -317,3 +322,7 @@ class CallObserver:
 
     def on_finish(self, result: "Result") -> None:
         pass
+
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        """A model chain moves on: from_model failed (reason: its error kind) before any token,
+        and to_model is tried next; on_start follows with to_model's CallInfo."""
