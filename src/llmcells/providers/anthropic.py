@@ -20,6 +20,7 @@ from ..errors import (
     ServerError,
 )
 from ..models import ModelSpec
+from ..quotas import from_headers
 from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
 from ._common import (
     connection_failed,
@@ -104,6 +105,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     stop_reason: str | None = None
     finished = False
     try:
+        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
+        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for event in events_of(stream, request.spec):
             kind = event.type
             if kind == "message_start":

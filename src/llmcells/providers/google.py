@@ -26,6 +26,7 @@ from ..errors import (
     ServerError,
 )
 from ..models import ModelSpec, vertex_enabled
+from ..quotas import from_headers
 from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
 from ._common import (
     count,
@@ -117,7 +118,8 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
         async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model_version or chunk.response_id):
                 info_sent = True
-                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id)
+                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id,
+                                   rate_limits=from_headers(field(chunk.sdk_http_response, "headers")))
             block = field(chunk.prompt_feedback, "block_reason")
             if block:
                 raise BadRequestError(f"Gemini blocked the prompt ({_name(block)}).",

@@ -24,6 +24,7 @@ from ..errors import (
     ServerError,
 )
 from ..models import PROVIDERS, ModelSpec
+from ..quotas import from_headers
 from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
 from ._common import (
     connection_failed,
@@ -118,6 +119,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     finish_reason: str | None = None
     info_sent = False
     try:
+        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
+        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model or chunk.id):
                 info_sent = True
@@ -152,6 +155,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     stream = await create(**_responses_kwargs(request, create))
     finish: Finish | None = None
     try:
+        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
+        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for event in events_of(stream, request.spec):
             kind = getattr(event, "type", None)
             if kind in ("response.created", "response.in_progress"):

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, google, openai
+from . import anthropic, google, listing, openai
 from .common import Plan, Prompt, Reply, compact
 from .http11 import ClientGone, Request, Response, read_request
 from .state import Fault, Settings, SimRequest, State
@@ -136,6 +136,10 @@ class SimServer:
             status, body = self._control(req)
             await resp.send(status, {"content-type": "application/json"}, compact(body).encode())
             return
+        listed = listing.answer(req.method, req.path, req.headers, req.query, api_key(req))
+        if listed is not None:  # a model list (GET /v1/models, /v1beta/models)
+            await resp.send(listed.status, listed.headers, listed.body)
+            return
         found = route(req.method, req.path)
         if found is None:
             body = {"error": {"message": f"Unknown request URL: {req.method} {req.path}.",
@@ -218,6 +222,7 @@ class SimServer:
             await self._send(resp, fail("500"), None)
             return
         reply = module.complete(plan)
+        reply.headers = {**reply.headers, **listing.rate_headers(module.PROVIDER, plan.input_tokens)}
         if kind in ("cut", "cut_mid_event"):
             await resp.send_truncated(200, reply.headers, reply.body)
             return
@@ -228,7 +233,8 @@ class SimServer:
     async def _stream(self, resp: Response, module: ModuleType, plan: Plan, settings: Settings,
                       fault: Fault | None) -> None:
         fmt = module.stream(plan)
-        await resp.start_chunked(200, module.headers(True))
+        await resp.start_chunked(200, {**module.headers(True),
+                                       **listing.rate_headers(module.PROVIDER, plan.input_tokens)})
         for event in fmt.open():
             await resp.chunk(event)
         ttft, interval = self._timing(settings, fault)
