@@ -101,17 +101,17 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
 async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
     create = client.messages.create
     stream = await create(**_message_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     seen: dict[str, int] = {}
     stop_reason: str | None = None
     finished = False
     try:
-        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
-        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for event in events_of(stream, request.spec):
             kind = event.type
             if kind == "message_start":
                 message = event.message
-                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None)
+                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None,
+                                   rate_limits=limits)
                 if message.usage is not None:
                     # output_tokens here is a small placeholder; message_delta brings the real count.
                     yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage)))

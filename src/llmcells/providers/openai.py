@@ -116,15 +116,15 @@ def _with_params(kwargs: dict[str, Any], request: Request, create: Any) -> dict[
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.chat.completions.create
     stream = await create(**_chat_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     finish_reason: str | None = None
     info_sent = False
     try:
-        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
-        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model or chunk.id):
                 info_sent = True
-                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None)
+                yield ResponseInfo(response_model=chunk.model or None, response_id=chunk.id or None,
+                                   rate_limits=limits)
             for choice in chunk.choices or ():
                 if choice.index != 0:  # n > 1 is not modelled: keep the first choice
                     continue
@@ -153,15 +153,15 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.responses.create
     stream = await create(**_responses_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     finish: Finish | None = None
     try:
-        # the rate-limit headers, for quotas (inside try: a close here still closes the stream)
-        yield ResponseInfo(rate_limits=from_headers(getattr(stream, "response", None)))
         async for event in events_of(stream, request.spec):
             kind = getattr(event, "type", None)
             if kind in ("response.created", "response.in_progress"):
                 response = event.response
-                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None)
+                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
+                                   rate_limits=limits)
             elif kind == "response.output_text.delta":
                 if event.delta:
                     yield TextDelta(event.delta)
