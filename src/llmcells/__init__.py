@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings",
-    "add_alias", "add_endpoint", "aliases", "set_price",
+    "add_alias", "add_endpoint", "aliases", "set_price", "health", "quota", "set_limits",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
@@ -43,6 +43,9 @@ _LAZY = {
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),
     "simulate": ("_simulation", "simulate"),
+    "health": ("health", "health"),
+    "quota": ("quotas", "quota"),
+    "set_limits": ("quotas", "set_limits"),
 }
 
 
