@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--by", default="model", help="costs: model, provider, day, cell, group...")
         sp.add_argument("--session", action="store_true", help="only this process's calls")
         sp.add_argument("--limit", type=int, default=20, help="usage: the last N calls")
+    sub.add_parser("serve", add_help=False, help="serve the engine over HTTP (see serve --help; "
+                                                 "needs pip install 'llmcells[serve]')")
     return p
 
 
@@ -65,6 +67,14 @@ def _table(frame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # its own options and parser: serve.py
+        try:
+            from .serve import main as serve
+        except ImportError as err:
+            print(f"llmcells: {err}", file=sys.stderr)
+            return 2
+        return serve(argv[1:])
     args = _parser().parse_args(argv)
     import llmcells
     from .errors import LLMError
