@@ -175,14 +175,17 @@ class LLMMagics(Magics):
         if args is None:  # --help
             return
         prompt = self._prompt(cell, args, magic)
-        spec = self._model(default, args.model)
+        # -m "claude|chatgpt": a chain (fallback.py); each name as -m alone would take it
+        chain = [self._model(default, m.strip() or None) for m in (args.model or "").split("|")]
+        spec, model = chain[0], "|".join(s.requested for s in chain)
         try:
-            _models.api_key(spec)
+            if len(chain) == 1:  # a chain moves on from a missing key instead
+                _models.api_key(spec)
             if args.repeat > 1:
-                pending = llmcells.compare(prompt, [spec.requested], repeat=args.repeat,
+                pending = llmcells.compare(prompt, [model], repeat=args.repeat,
                                            histories=self._histories([spec], args), **self._options(args))
             else:
-                pending = llmcells.ask(prompt, spec.requested, history=self._histories([spec], args).get(spec.id, ()),
+                pending = llmcells.ask(prompt, model, history=self._histories([spec], args).get(spec.id, ()),
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
@@ -271,8 +274,11 @@ class LLMMagics(Magics):
             args.models = [*args.models, args.model]
         prompt = self._prompt(cell, args, "compare")
         try:
-            specs = [_models.resolve(m) for m in (args.models or settings.compare_models)]
-            pending = llmcells.compare(prompt, [s.requested for s in specs], repeat=args.repeat,
+            from .fallback import resolve_chain  # an entry may be a chain, claude|chatgpt
+
+            entries = list(args.models or settings.compare_models)
+            specs = [resolve_chain(m)[0] for m in entries]
+            pending = llmcells.compare(prompt, entries, repeat=args.repeat,
                                        histories=self._histories(specs, args), **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
@@ -282,7 +288,7 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | reset | simulate | help")
+              help="models | config | usage | costs | health | quota | reset | simulate | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -299,6 +305,9 @@ class LLMMagics(Magics):
         %llmcells config temperature=0 compare_models=chatgpt,claude
         %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
+        %llmcells health                  each provider: key set, reachable, key accepted, latency,
+                                          models listed (free model-list calls, a few seconds)
+        %llmcells quota                   the latest rate limits seen, and daily caps
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
@@ -313,7 +322,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "reset, simulate, help.")
+                        "health, quota, reset, simulate, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -364,6 +373,16 @@ class LLMMagics(Magics):
 
         by = [b.strip() for b in args.by.split(",") if b.strip()]
         return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session)
+
+    def _cmd_health(self, args: Any) -> Any:
+        from .health import health
+
+        return self._run(health())
+
+    def _cmd_quota(self, args: Any) -> Any:
+        from .quotas import quota
+
+        return quota()
 
     def _cmd_reset(self, args: Any) -> None:
         if args.words:

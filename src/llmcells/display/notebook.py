@@ -151,6 +151,14 @@ class Card(CallObserver):
     def on_finish(self, result: Result) -> None:
         self.finish(result)
 
+    @safe
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        # shown under the model's name until the end: "claude: overloaded → chatgpt"
+        step = f"{from_model}: {reason.replace('_', ' ')} → {to_model}"
+        self.fallback_note = f"{self.fallback_note} → {to_model}" if getattr(self, "fallback_note", "") \
+            and self.fallback_note.endswith(from_model) else step
+        self._set_status("waiting")
+
     # ----- painting ----------------------------------------------------------------------------
 
     def finish(self, result: Result) -> None:
@@ -257,6 +265,9 @@ class Card(CallObserver):
             name += (' <span style="background:#fff8c5;color:#7d4e00;border:1px solid #d4a72c;'
                      'border-radius:8px;padding:0 6px;font-size:11px">simulated</span>')
         status, message = self._status_html()
+        note = getattr(self, "fallback_note", "")
+        if note:
+            name += f' <span style="color:{_GREY};font-size:12px">↪ {escape(note)}</span>'
         # an explicit line-height: an HTML widget's is 28px, which spreads out wrapped lines
         row = ('<div style="display:flex;flex-wrap:wrap;gap:4px 10px;align-items:baseline;'
                'justify-content:space-between;font-size:13px;line-height:1.5">'

@@ -66,6 +66,11 @@ class _TerminalObserver(CallObserver):
             _write(_dim(f"⟳ {self.name}: {detail or 'retrying'}") + "\n")
 
     @safe
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        if self.live and not self.written:
+            _write(_dim(f"↪ {from_model}: {reason.replace('_', ' ')} → {to_model}") + "\n")
+
+    @safe
     def on_text(self, delta: str, text: str | None = None) -> None:
         if self.result is not None:
             return
