@@ -43,7 +43,7 @@ _LAZY = {
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),
     "simulate": ("_simulation", "simulate"),
-    "health": ("health", "health"),
+    "health": ("healthcheck", "health"),
     "quota": ("quotas", "quota"),
     "set_limits": ("quotas", "set_limits"),
 }

@@ -109,7 +109,7 @@ def should_fall_back(result: Result, kinds: frozenset[str] = DEFAULT_FALLBACK_ON
 def _order(plans: list["CallPlan"]) -> list["CallPlan"]:
     """Models whose provider the last health check found down go last (stable otherwise)."""
     try:
-        from .health import known_down
+        from .healthcheck import known_down
 
         down = known_down()
     except Exception:

@@ -375,7 +375,7 @@ class LLMMagics(Magics):
         return llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session)
 
     def _cmd_health(self, args: Any) -> Any:
-        from .health import health
+        from .healthcheck import health
 
         return self._run(health())
 

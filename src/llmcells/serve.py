@@ -276,7 +276,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
 
     @app.get("/v1/health", summary="The health table: one row per provider and endpoint")
     async def health(timeout: float = Query(3.0, gt=0, le=30)) -> list[dict[str, Any]]:
-        from .health import check_all
+        from .healthcheck import check_all
 
         return _clean(await _loop.bridge(check_all(timeout)))
 

@@ -63,6 +63,13 @@ async def _list_models(adapter: str, client: Any) -> list[str]:
     return [m.id for m in page.data]
 
 
+def _build(adapter: Any, name: str, options: Any) -> Any:
+    """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
+    client = adapter.make_client(options)
+    client.aio.models if name == "google" else client.models  # noqa: B018
+    return client
+
+
 async def _close(client: Any) -> None:
     try:
         if hasattr(client, "aio"):
@@ -95,7 +102,7 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     adapter = await asyncio.to_thread(get_provider, spec.adapter)
     t0 = time.monotonic()
     try:
-        client = await asyncio.to_thread(adapter.make_client, options)
+        client = await asyncio.to_thread(_build, adapter, spec.adapter, options)
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):  # the hard deadline of the request
             names = await _list_models(spec.adapter, client)
