@@ -12,4 +12,5 @@ BENCHMARKS = [
     ("start-up", "bench_startup"),
     ("batch", "bench_batch"),
     ("ledger", "bench_ledger"),
+    ("HTTP service", "bench_serve"),
 ]

@@ -32,6 +32,8 @@ EXPECTED = {
     "bench_batch.py": ["batch 501 calls, 3 models, concurrency 64: throughput",
                        "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
+    "bench_serve.py": ["direct ask, 50 concurrent: throughput", "POST /v1/generate, 50 concurrent: throughput",
+                       "service: median latency added over a direct ask"],
 }
 
 
