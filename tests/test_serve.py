@@ -102,6 +102,14 @@ def test_chain_over_http(server):
     r = client.post("/v1/generate", json={"prompt": "x", "model": "claude|chatgpt"}).json()
     assert r["model"] == "openai:gpt-4.1-mini" and r["status"] == "ok"
     assert [s["status"] for s in r["attempts_by_model"]] == ["error", "ok"]
+    with client.stream("POST", "/v1/stream", json={"prompt": "x", "model": "claude|gemini"}) as resp:
+        lines = [line for line in resp.iter_lines() if line.startswith(("event: ", "data: "))]
+    kinds = [line[7:] for line in lines if line.startswith("event: ")]
+    assert kinds[:2] == ["start", "fallback"] and kinds[-1] == "result"
+    fell = json.loads(lines[3][6:])
+    assert fell == {"from": "anthropic:claude-haiku-4-5", "reason": "overloaded",
+                    "to": "google:gemini-2.5-flash"}
+    assert json.loads(lines[-1][6:])["model"] == "google:gemini-2.5-flash"
 
 
 def test_stream_arrives_incrementally(server):

@@ -322,7 +322,9 @@ def quota() -> "pd.DataFrame":
         cap = _caps.get(provider) or {}
         extra: dict[str, Any] = {}
         if cap:
-            req, tok = used_today(provider, False)
+            from .models import simulator_url
+
+            req, tok = used_today(provider, simulator_url() is not None)  # as calls now count
             _, reset, _ = day_bounds(provider)
             extra = {"rpd": cap.get("rpd"), "requests_today": req, "tpd": cap.get("tpd"),
                      "tokens_today": tok, "day_resets_at": ts(reset)}
