@@ -152,8 +152,8 @@ class Breaker:
             self.fails.pop(model, None)
             self.open_until.pop(model, None)
             return
-        if not should_fall_back(result, kinds) or result.error_kind == "missing_key":
-            return
+        if not should_fall_back(result, kinds) or result.attempts == 0:
+            return  # not sent (a missing key, a daily cap): says nothing about the model
         n = self.fails[model] = self.fails.get(model, 0) + 1
         self.reason[model] = result.error_kind or "error"
         if n >= self.after or model in self.open_until:  # a failed probe re-opens at once

@@ -287,7 +287,8 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
                 frame[col] = frame[col].astype(str)
         return _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
 
-    @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters")
+    @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters (limit: the "
+                                  "newest N, 100 unless given)")
     async def usage(session: bool = False, since: str | None = None, model: list[str] | None = Query(None),
                     status: list[str] | None = Query(None), group_id: str | None = None,
                     batch_id: str | None = None, limit: int | None = Query(100, ge=1, le=100_000)
