@@ -172,7 +172,7 @@ def test_breaker_probes_after_the_cool_down():
     from llmcells.types import Result
 
     b = fallback.Breaker(after=2, cooldown=0.05)
-    bad = Result(model="m", status="error", error_kind="overloaded")
+    bad = Result(model="m", status="error", error_kind="overloaded", attempts=3)
     b.record("m", bad, fallback.DEFAULT_FALLBACK_ON)
     assert b.blocked("m") is None
     b.record("m", bad, fallback.DEFAULT_FALLBACK_ON)
@@ -186,3 +186,8 @@ def test_breaker_probes_after_the_cool_down():
     assert b.blocked("m") is None
     b.record("m", Result(model="m"), fallback.DEFAULT_FALLBACK_ON)
     assert b.blocked("m") is None and b.blocked("m") is None
+    # a call never sent (a missing key, a daily cap) says nothing about the model
+    for _ in range(5):
+        b.record("m", Result(model="m", status="error", error_kind="rate_limited", attempts=0),
+                 fallback.DEFAULT_FALLBACK_ON)
+    assert b.blocked("m") is None
