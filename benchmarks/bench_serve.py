@@ -31,6 +31,7 @@ except ImportError:  # run as a script
     import _common as C
 
 CLIENTS = 50
+SEQUENTIAL = 60
 MODELS = ["chatgpt", "claude", "gemini"]
 
 
@@ -39,7 +40,7 @@ def _p95(xs: list[float]) -> float:
     return s[min(len(s) - 1, int(0.95 * len(s)))]
 
 
-async def _workers(n: int, call) -> tuple[float, list[float], int]:
+async def _workers(n: int, call, clients: int = CLIENTS) -> tuple[float, list[float], int]:
     latencies: list[float] = []
     ok = 0
     counter = iter(range(n))
@@ -52,11 +53,11 @@ async def _workers(n: int, call) -> tuple[float, list[float], int]:
             latencies.append(time.perf_counter() - t)
             ok += good
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    await asyncio.gather(*(worker() for _ in range(clients)))
     return time.perf_counter() - t0, latencies, ok
 
 
-def _direct(n: int) -> tuple[float, list[float], int]:
+def _direct(n: int, clients: int = CLIENTS) -> tuple[float, list[float], int]:
     import llmcells
 
     async def call(i: int) -> bool:
@@ -64,10 +65,10 @@ def _direct(n: int) -> tuple[float, list[float], int]:
         return r.ok
 
     llmcells.run(_workers(10, call))  # warm-up: SDK imports, clients
-    return llmcells.run(_workers(n, call))
+    return llmcells.run(_workers(n, call, clients))
 
 
-def _service(url: str, n: int) -> tuple[float, list[float], int]:
+def _service(url: str, n: int, clients: int = CLIENTS) -> tuple[float, list[float], int]:
     import httpx
 
     async def go():
@@ -79,7 +80,7 @@ def _service(url: str, n: int) -> tuple[float, list[float], int]:
                 return r.status_code == 200 and r.json()["status"] == "ok"
 
             await _workers(10, call)  # warm-up
-            return await _workers(n, call)
+            return await _workers(n, call, clients)
 
     return asyncio.run(go())
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         os.environ.update(C.sim_env(sim.url))
         try:
             d_wall, d_lat, d_ok = _direct(n)
+            _, d1_lat, _ = _direct(SEQUENTIAL, 1)
         finally:
             for k in C.sim_env(sim.url):
                 os.environ.pop(k, None)
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         proc, url = _start_service(sim.url, os.path.join(home, "service"))
         try:
             s_wall, s_lat, s_ok = _service(url, n)
+            _, s1_lat, _ = _service(url, SEQUENTIAL, 1)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -136,7 +139,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         C.row(f"POST /v1/generate, {CLIENTS} concurrent: throughput", n / s_wall, "calls/s",
               note=f"{s_ok}/{n} ok; latency median {C.median(s_lat) * 1000:.1f} ms, "
                    f"p95 {_p95(s_lat) * 1000:.1f} ms"),
-        C.row("service: median latency added over a direct ask", added * 1000, "ms"),
+        C.row("service: median latency added over a direct ask", added * 1000, "ms",
+              note=f"at {CLIENTS} clients the added latency is mostly queueing: latency ~ clients / "
+                   "throughput"),
+        C.row("service: median latency added, one client at a time",
+              (C.median(s1_lat) - C.median(d1_lat)) * 1000, "ms",
+              note=f"{SEQUENTIAL} sequential calls each: direct median {C.median(d1_lat) * 1000:.1f} ms, "
+                   f"service {C.median(s1_lat) * 1000:.1f} ms"),
         C.row("service: throughput / direct", (n / s_wall) / (n / d_wall), "x"),
     ]
     C.print_table(rows)
