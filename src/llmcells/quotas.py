@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Mapping
@@ -241,6 +240,8 @@ def day_bounds(provider: str, now: float | None = None) -> tuple[float, float, s
 def used_today(provider: str, simulated: bool, now: float | None = None) -> tuple[int, int]:
     """(requests, tokens) the ledger holds for the provider's current day: requests count every
     attempt sent (retries too); calls never sent (a missing key, over a cap) count nothing."""
+    import sqlite3
+
     from . import ledger
 
     start, _, _ = day_bounds(provider, now)
