@@ -148,6 +148,10 @@ def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulate
           f"{wall:.2f} s ({dead_requests} requests to the dead model); no breaker {base_wall:.2f} s "
           f"({base_requests} requests)")
     assert (frame.status == "ok").all() and (frame.model == "openai:gpt-4.1-mini").all()
+    # the frame says which rows moved on, and why
+    assert frame.fallback.str.contains("overloaded").all()
+    tried = ~frame.fallback.str.contains("skipped, cooling down")
+    assert tried.sum() == dead_requests // 3  # the rows that paid the retry policy
     assert (base_frame.status == "ok").all()
     assert base_requests == 300 * 3
     # the first wave (16 in flight) pays the retry policy; the rest skip the dead model

@@ -304,8 +304,4 @@ async def run(plan: "CallPlan", observer: CallObserver | None = None,
 
 def describe(result: Result) -> str:
     """"claude: overloaded → chatgpt" for a Result that moved along its chain ("" otherwise)."""
-    steps = result.attempts_by_model
-    if len(steps) < 2:
-        return ""
-    return " → ".join(f"{s['model']}: {s['error_kind']}" if s["status"] != "ok" else s["model"]
-                      for s in steps)
+    return result.to_row().get("fallback", "")

@@ -188,6 +188,11 @@ class Result:
             call_id=self.call_id,
             group_id=self.group_id,
         )
+        if len(self.attempts_by_model) > 1:  # a chain moved on: "anthropic:...: overloaded → openai:..."
+            row["fallback"] = " → ".join(
+                a["model"] if a["status"] == "ok" else f"{a['model']}: {a['error_kind']}"
+                + (" (skipped, cooling down)" if a["status"] == "skipped" else "")
+                for a in self.attempts_by_model)
         return row
 
     def to_frame(self) -> "pd.DataFrame":
