@@ -16,4 +16,5 @@ BENCHMARKS = [
     ("pricing", "bench_pricing"),
     ("replay", "bench_replay"),
     ("provider batch jobs", "bench_provider_jobs"),
+    ("HTTP service", "bench_serve"),
 ]

@@ -40,6 +40,8 @@ EXPECTED = {
                                "provider jobs: via='provider' wall, submit + wait + collect",
                                "provider jobs: cost at list prices, via='provider'",
                                "provider jobs: peak RSS, via='provider' client"],
+    "bench_serve.py": ["direct ask, 50 concurrent: throughput", "POST /v1/generate, 50 concurrent: throughput",
+                       "service: median latency added over a direct ask"],
 }
 
 

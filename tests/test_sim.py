@@ -264,7 +264,7 @@ def test_bad_body_and_unknown_route(fresh_sim):
     async def scenario():
         async with httpx2.AsyncClient(base_url=fresh_sim.url) as c:
             bad = await c.post("/v1/messages", content=b"{not json", headers=AUTH)
-            unknown = await c.get("/v1/models", headers=AUTH)
+            unknown = await c.get("/v1/engines", headers=AUTH)  # /v1/models is served (health)
             return bad, unknown
 
     bad, unknown = run(scenario())

@@ -30,6 +30,7 @@ __all__ = [
     "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure",
     "settings", "session",
     "add_alias", "add_endpoint", "aliases", "set_price", "reprice", "plot_costs",
+    "health", "quota", "set_limits",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
@@ -56,6 +57,9 @@ _LAZY = {
                                             "matches_schema", "max_words", "judge", "column",
                                             "summarize")},
     "frontier": ("frontier", "frontier"),
+    "health": ("healthcheck", "health"),
+    "quota": ("quotas", "quota"),
+    "set_limits": ("quotas", "set_limits"),
 }
 
 

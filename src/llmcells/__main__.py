@@ -1,4 +1,4 @@
-"""The command line: `python -m llmcells demo | ask | compare | usage | costs`.
+"""The command line: `python -m llmcells demo | ask | compare | usage | costs | serve`.
 
 Every mistake a user can make here ends in one line on stderr and exit status 2 (argument
 errors also show the subcommand's usage line), never a traceback.
@@ -76,6 +76,8 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
                             help="count simulated calls too (left out of real spend by default)")
         else:
             sp.add_argument("--limit", type=int, default=20, help="the last N calls (default 20)")
+    sub.add_parser("serve", add_help=False, help="serve the engine over HTTP (see serve --help; "
+                                                 "needs pip install 'llmcells[serve]')")
     return p, subs
 
 
@@ -309,6 +311,14 @@ def _calls(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # its own options and parser: serve.py
+        try:
+            from .serve import main as serve
+        except ImportError as err:
+            print(f"llmcells serve: {err}", file=sys.stderr)
+            return 2
+        return serve(argv[1:])
     parser, subs = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # an option the subcommand doesn't know: its usage, not the top level's

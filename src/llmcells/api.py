@@ -44,7 +44,9 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
         api: str | None = None, cache: bool | None = None, markdown: bool = True,
-        refresh: bool = False) -> Pending[Result]:
+        refresh: bool = False, fallback: Sequence[str] | str | None = None,
+        fallback_on: Sequence[str] | str | None = None,
+        limits: dict[str, Any] | None = None) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -53,11 +55,20 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     cache: answer identical requests from the local store (default: settings.cache).
     markdown: render the finished answer as Markdown in a notebook (False: plain text).
     refresh: make the call anew even if replay (or the cache) has its answer.
+    model="claude|chatgpt" (or fallback=["chatgpt"]): a chain, the next model answers when one
+    fails before its first token (fallback_on= adds error kinds; see fallback.py).
+    limits: daily caps, e.g. {"google": {"rpd": 250}} (see quotas.py).
     A failed call does not raise: the Result's status and error say what happened.
     """
-    plan = make_plan(prompt, model or settings.compare_models[0], system=system,
-                     temperature=temperature, max_tokens=max_tokens, timeout=timeout,
-                     history=history, params=params, api=api, cache=cache)
+    from . import fallback as chains
+    from .quotas import daily_caps
+
+    plan = chains.chain_plan(
+        lambda m: make_plan(prompt, m, system=system, temperature=temperature,
+                            max_tokens=max_tokens, timeout=timeout, history=history,
+                            params=params, api=api, cache=cache),
+        model or settings.compare_models[0], fallback, fallback_on)
+    plan.limits = daily_caps(limits) or None
     if refresh:
         replay.refresh([plan])
 
@@ -88,7 +99,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             refresh: bool = False) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
-    models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
+    models: aliases or provider:model ids (default: chatgpt, claude, gemini), each may be a
+    chain, "claude|chatgpt" (the next answers when one fails before its first token). repeat: samples
     per model (results are ordered model by model, samples in order). All calls run
     concurrently; a failing model never stops the others. histories: earlier messages of each
     model's conversation, keyed by model id (provider:model). score: a scorer or a list of
@@ -100,11 +112,15 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
         raise ConfigError("No models to compare.")
     check_options(repeat=repeat)
     group_id = uuid.uuid4().hex[:12]
-    specs = [resolve(m, openai_api=api) for m in models]
-    plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
-                       timeout=timeout, params=params, group_id=group_id, sample=k,
-                       history=(histories or {}).get(spec.id, ()), cache=cache)
-             for spec in specs for k in range(int(repeat))]
+    from .fallback import chain_plan, resolve_chain  # an entry may be a chain, "claude|chatgpt"
+
+    chains = [resolve_chain(m, openai_api=api) for m in models]
+    plans = [chain_plan(lambda m, k=k: make_plan(
+                 prompt, resolve(m, openai_api=api), system=system, temperature=temperature,
+                 max_tokens=max_tokens, timeout=timeout, params=params, group_id=group_id,
+                 sample=k, history=(histories or {}).get(resolve(m).id, ()), cache=cache),
+                 "|".join(s.requested for s in chain))
+             for chain in chains for k in range(int(repeat))]
     if refresh:
         replay.refresh(plans)
     from .scoring import start as start_scoring

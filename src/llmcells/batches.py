@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import fallback
 from .config import settings
 from .errors import ConfigError
 from .interpolate import interpolate
@@ -41,6 +42,8 @@ class RateLimit:
     tpm: float | None = None          # tokens (input + expected output) per minute
     rps: float | None = None          # requests per second
     concurrency: int | None = None    # requests in flight
+    rpd: int | None = None            # requests per day (quotas.py: counted from the ledger)
+    tpd: int | None = None            # tokens per day
 
 
 #: the session's rate limits (the same dict object as session.rate_limits)
@@ -118,10 +121,14 @@ class ProviderGate:
         return 0.0
 
     async def acquire(self, plan: CallPlan) -> None:
+        from .quotas import gate_wait
+
         need = _estimated_tokens(plan)
         while True:
             now = time.monotonic()
-            wait = self._wait_needed(now, need)
+            # the provider's own rate-limit headers: slow down before it answers 429
+            wait = max(self._wait_needed(now, need),
+                       gate_wait(plan.spec.provider, plan.spec.name, self.inflight, need))
             if wait <= 0:
                 break
             await asyncio.sleep(min(max(wait, 0.005), 0.25))
@@ -220,7 +227,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           cache: bool | None = None, system: str | None = None, temperature: float | None = None,
           max_tokens: int | None = None, timeout: float | None = None,
           display: bool | str | None = None, params: dict[str, Any] | None = None,
-          score: Any = None, refresh: bool = False, via: str = "live") -> Pending["pd.DataFrame"]:
+          score: Any = None, refresh: bool = False, via: str = "live",
+          fallback: Sequence[str] | str | None = None, fallback_on: Sequence[str] | str | None = None,
+          ) -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -236,7 +245,12 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     via: "live" (default) calls the models now; "provider" submits the same plan to the
     providers' batch APIs (half the price, results within 24 h) and `await` gives a JobHandle
     at once (see llmcells.jobs).
+    A model may be a chain, "claude|chatgpt" (or give fallback=[...] for every model): a model
+    that keeps failing is skipped for a cool-down (fallback.Breaker). limits may also hold daily
+    caps, {"google": {"rpd": 250, "tpd": ...}}, counted from the ledger (quotas.py).
     """
+    from . import fallback as _fallback
+
     if isinstance(models, str):
         models = [models]
     models = list(models) if models else list(settings.compare_models)
@@ -247,14 +261,20 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     if max_cost is not None and max_cost < 0:
         raise ConfigError("max_cost must be a number of US dollars >= 0.")
     rows = _prompt_rows(prompts, template)
-    specs = list({spec.id: spec for spec in map(resolve, models)}.values())  # an alias and its id are one model
+    # an alias and its id are one model; an entry may be a chain, "claude|chatgpt"
+    specs = list({"|".join(s.id for s in chain): "|".join(s.requested for s in chain)
+                  for chain in (_fallback.resolve_chain(m) for m in models)}.values())
+    if fallback:
+        _fallback.resolve_chain("|".join(_fallback.split(fallback)))
     jobs: list[_Job] = []
     for label, prompt, inputs in rows:
         for spec in specs:
             for k in range(int(repeat)):
-                plan = make_plan(prompt, spec, system=system, temperature=temperature,
-                                 max_tokens=max_tokens, timeout=timeout, params=params, sample=k,
-                                 cache=cache)
+                plan = _fallback.chain_plan(
+                    lambda m, k=k: make_plan(prompt, m, system=system, temperature=temperature,
+                                             max_tokens=max_tokens, timeout=timeout, params=params,
+                                             sample=k, cache=cache),
+                    spec, fallback, fallback_on)
                 jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
     resume = resume or batch_id is not None
@@ -275,14 +295,21 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         return submit(jobs, batch_id, max_cost=max_cost, display=display,
                       concurrency=concurrency, limits=gate_limits)
 
+    from .quotas import daily_caps
+
+    caps = daily_caps(gate_limits) or None
+    for job in jobs:
+        job.plan.limits = caps
+
     def start():
         from . import store
         from .display import detect_mode, open_progress
 
         cell = current_cell()
         for job in jobs:
-            job.plan.cell, job.plan.batch_id = cell, batch_id
-            job.plan.store_key = store.batch_key(batch_id, job.call_key)
+            for plan in _fallback.plans_of(job.plan):
+                plan.cell, plan.batch_id = cell, batch_id
+                plan.store_key = store.batch_key(batch_id, job.call_key)
         mode = detect_mode(display)
         progress = open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
         return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
@@ -312,10 +339,12 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
                 tally.cost += job.result.cost_usd if not math.isnan(job.result.cost_usd) else 0.0
     gates: dict[str, ProviderGate] = {}
     for job in jobs:
-        p = job.plan.spec.provider
-        if p not in gates:
-            gates[p] = ProviderGate(limits.get(p, RateLimit()), concurrency)
-        job.plan.gate = gates[p]
+        for plan in fallback.plans_of(job.plan):
+            p = plan.spec.provider
+            if p not in gates:
+                gates[p] = ProviderGate(limits.get(p, RateLimit()), concurrency)
+            plan.gate = gates[p]
+    breaker = fallback.Breaker(settings.fallback_after, settings.fallback_cooldown)  # a model that keeps failing is skipped for a cool-down
     queue: deque[_Job] = deque(j for j in jobs if j.result is None)
     inflight_est: dict[int, float] = {}
     from .pricing import BatchEstimator
@@ -340,7 +369,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             tally.inflight += 1
             paint()
             try:
-                job.result = await execute(job.plan)
+                job.result = await fallback.run(job.plan, None, breaker)  # a chain, or execute()
                 if scoring:  # score while the slot is held (a judge is a call too)
                     await scoring.score(job.result, job.inputs)
             finally:

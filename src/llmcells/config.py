@@ -29,6 +29,10 @@ class Settings:
     max_attempts: int = 4
     retry_initial_wait: float = 0.5
     retry_max_wait: float = 30.0
+    # Batches: a model that fails this many times in a row (after retries) is skipped for
+    # fallback_cooldown seconds (fallback.Breaker).
+    fallback_after: int = 3
+    fallback_cooldown: float = 60.0
     # Anthropic requires max_tokens; this is what is sent when the user gave none.
     anthropic_default_max_tokens: int = 4096
     # Display: at most this many repaints per second per card.

@@ -13,10 +13,10 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import _loop, replay
+from . import _loop, quotas, replay
 from .config import settings
 from .errors import (ConnectionFailedError, IncompleteStreamError, LLMError, ProviderError,
                      ProviderTimeoutError, redact)
@@ -45,6 +45,11 @@ class CallPlan:
     cache: bool = False            # answer from / keep in the local store
     store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
     gate: Any = None               # batch calls: rate limiter (acquire / answered / release / rate_limited)
+    # --- fallback / quotas (see fallback.py): the rest of a model chain, the error kinds that
+    # move it on, and per-call daily caps ({"google": {"rpd": 250}})
+    fallbacks: list["CallPlan"] = field(default_factory=list)
+    fallback_on: frozenset[str] | None = None
+    limits: dict[str, Any] | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -216,6 +221,8 @@ class _Call:
                     elif kind is ResponseInfo:
                         self.response_model = event.response_model or self.response_model
                         self.service_tier = event.service_tier or self.service_tier
+                        if event.rate_limits:  # the provider's rate-limit headers (quota())
+                            quotas.observe(plan.spec, event.rate_limits)
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
@@ -229,6 +236,7 @@ class _Call:
                     provider=plan.spec.provider) from None
             raise self._failed(exc) from None
         except BaseException as exc:
+            quotas.observe_error(plan.spec, exc)  # a 429's quota details and headers
             raise self._failed(exc) from None
         finally:
             await _aclose(events)
@@ -457,10 +465,12 @@ async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver 
     """Run plans concurrently; one failure never stops the others. On cancellation every call is
     cancelled (and recorded as such) before CancelledError propagates; the Results, cancelled
     ones included, are left in `results` when given."""
+    from .fallback import run as run_chain  # a model chain, or exactly execute() for one model
+
     if results is None:
         results = []
     results[:] = [None] * len(plans)
-    tasks = [asyncio.ensure_future(execute(p, o)) for p, o in zip(plans, observers)]
+    tasks = [asyncio.ensure_future(run_chain(p, o)) for p, o in zip(plans, observers)]
     interrupted = False
     pending = set(tasks)
     while pending:

@@ -222,14 +222,17 @@ class LLMMagics(Magics):
         if args is None:  # --help
             return
         prompt = self._prompt(cell, args, magic)
-        spec = self._model(default, args.model)
+        # -m "claude|chatgpt": a chain (fallback.py); each name as -m alone would take it
+        chain = [self._model(default, m.strip() or None) for m in (args.model or "").split("|")]
+        spec, model = chain[0], "|".join(s.requested for s in chain)
         try:
-            _models.api_key(spec)
+            if len(chain) == 1:  # a chain moves on from a missing key instead
+                _models.api_key(spec)
             if args.repeat > 1:
-                pending = llmcells.compare(prompt, [spec.requested], repeat=args.repeat,
+                pending = llmcells.compare(prompt, [model], repeat=args.repeat,
                                            histories=self._histories([spec], args), **self._options(args))
             else:
-                pending = llmcells.ask(prompt, spec.requested, history=self._histories([spec], args).get(spec.id, ()),
+                pending = llmcells.ask(prompt, model, history=self._histories([spec], args).get(spec.id, ()),
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
@@ -275,8 +278,11 @@ class LLMMagics(Magics):
                             "or a list, e.g. score = [llmcells.exact('42')].")
             score = self.shell.user_ns[name]
         try:
-            specs = [_models.resolve(m) for m in (args.models or settings.compare_models)]
-            pending = llmcells.compare(prompt, [s.requested for s in specs], repeat=args.repeat,
+            from .fallback import resolve_chain  # an entry may be a chain, claude|chatgpt
+
+            entries = list(args.models or settings.compare_models)
+            specs = [resolve_chain(m)[0] for m in entries]
+            pending = llmcells.compare(prompt, entries, repeat=args.repeat,
                                        histories=self._histories(specs, args), score=score,
                                        **self._options(args))
         except LLMError as err:
@@ -287,7 +293,8 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | prices | reset | simulate | replay | frontier | help")
+              help="models | config | usage | costs | prices | health | quota | reset | simulate | "
+                   "replay | frontier | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -312,6 +319,9 @@ class LLMMagics(Magics):
                                           (real spend; --simulated adds simulated calls)
         %llmcells costs --whatif gpt-5-mini [--tier flex] [--batch]   actual, what-if, difference
         %llmcells prices [update]         price data in use; fetch genai-prices' latest data
+        %llmcells health                  each provider: key set, reachable, key accepted, latency,
+                                          models listed (free model-list calls, a few seconds)
+        %llmcells quota                   the latest rate limits seen, and daily caps
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
@@ -330,7 +340,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, reset, simulate, replay, frontier, help.")
+                        "prices, health, quota, reset, simulate, replay, frontier, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -397,6 +407,16 @@ class LLMMagics(Magics):
         from .pricing import prices_command
 
         return prices_command(args.words)
+
+    def _cmd_health(self, args: Any) -> Any:
+        from .healthcheck import health
+
+        return self._run(health())
+
+    def _cmd_quota(self, args: Any) -> Any:
+        from .quotas import quota
+
+        return quota()
 
     def _cmd_reset(self, args: Any) -> None:
         if args.words:

@@ -1,5 +1,5 @@
 """The session's mutable state in one object: aliases, endpoints, user prices, rate limits, the
-simulator switch, conversations and SDK clients, with one `reset()`.
+simulator switch, conversations, SDK clients, quotas seen, daily caps and health, with one `reset()`.
 
 Modules keep short names for these containers (`models._aliases is session.aliases`), so
 `reset()` changes them in place and never rebinds them.
@@ -27,6 +27,10 @@ class Session:
     rate_limits: dict[str, Any] = field(default_factory=dict)       # provider -> batches.RateLimit
     conversations: dict[str, list] = field(default_factory=dict)    # model id -> [Message, ...]
     clients: dict[Any, Any] = field(default_factory=dict)           # (adapter, ClientOptions) -> SDK client
+    rate_limits_seen: dict[Any, Any] = field(default_factory=dict)  # (provider, model) -> headers (quota())
+    daily_caps: dict[str, Any] = field(default_factory=dict)        # provider -> {"rpd": .., "tpd": ..}
+    reserved: dict[Any, int] = field(default_factory=dict)          # daily-cap slots held by calls in flight
+    health: dict[str, Any] = field(default_factory=dict)            # provider -> (checked at, down)
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider
 
@@ -37,7 +41,8 @@ class Session:
         self.aliases.clear()
         self.aliases.update(_default_aliases())
         for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,
-                          self.clients):
+                          self.clients, self.rate_limits_seen, self.daily_caps, self.reserved,
+                          self.health):
             container.clear()
         self.simulator_url = None
         self.simulated_providers = None

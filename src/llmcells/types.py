@@ -106,6 +106,8 @@ class ResponseInfo:
     response_model: str | None = None
     response_id: str | None = None
     service_tier: str | None = None
+    # The provider's rate-limit headers, normalised by quotas.from_headers (None: none sent).
+    rate_limits: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ class Result:
     purpose: str = "answer"          # "answer", or "judge" for a judge's grading call
     replayed: bool = False           # answered from the replay file, not by the provider
     original: dict[str, Any] | None = None  # a replayed call's original figures (cost, latency...)
+    # A model chain ("claude|chatgpt"): each model tried, in order, as dicts with model, status,
+    # error_kind, error and call_id ("skipped" status: in a cool-down, not sent). Empty otherwise.
+    attempts_by_model: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -208,6 +213,11 @@ class Result:
             row[f"score_{name}"] = value
         if self.score_notes:
             row["score_notes"] = "; ".join(f"{k}: {v}" for k, v in self.score_notes.items())
+        if len(self.attempts_by_model) > 1:  # a chain moved on: "anthropic:...: overloaded → openai:..."
+            row["fallback"] = " → ".join(
+                a["model"] if a["status"] == "ok" else f"{a['model']}: {a['error_kind']}"
+                + (" (skipped, cooling down)" if a["status"] == "skipped" else "")
+                for a in self.attempts_by_model)
         return row
 
     def to_frame(self) -> "pd.DataFrame":
@@ -354,3 +364,7 @@ class CallObserver:
 
     def on_scores(self, result: "Result") -> None:
         """Optional: result.scores were filled in after on_finish (a judge takes a while)."""
+
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        """A model chain moves on: from_model failed (reason: its error kind) before any token,
+        and to_model is tried next; on_start follows with to_model's CallInfo."""

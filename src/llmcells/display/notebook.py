@@ -234,6 +234,14 @@ class Card(CallObserver):
                     input_tokens=inp if inp else self._prompt_tokens, input_estimated=not inp,
                     cost=cost)
 
+    @safe
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        # shown under the model's name until the end: "claude: overloaded → chatgpt"
+        step = f"{from_model}: {reason.replace('_', ' ')} → {to_model}"
+        self.fallback_note = f"{self.fallback_note} → {to_model}" if getattr(self, "fallback_note", "") \
+            and self.fallback_note.endswith(from_model) else step
+        self._set_status("waiting")
+
     # ----- painting ----------------------------------------------------------------------------
 
     def finish(self, result: Result) -> None:
@@ -348,6 +356,9 @@ class Card(CallObserver):
             sub.append(f"sample #{info.sample + 1}")
         badge = ' <span class="llmcells-badge">simulated</span>' if info.simulated else ""
         badge += _scores.replay_badge(self.result)
+        note = getattr(self, "fallback_note", "")
+        if note:  # a model chain moved on: "claude: overloaded → chatgpt"
+            sub.append(f"↪ {escape(note)}")
         row += f'<div class="llmcells-sub llmcells-muted">{" · ".join(sub)}{badge}</div>'
         if message:
             row += f'<div class="llmcells-msg">{escape(message)}</div>'

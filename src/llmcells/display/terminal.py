@@ -82,6 +82,11 @@ class _TerminalObserver(CallObserver):
         self.owner.ensure_ticker()
 
     @safe
+    def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
+        if self.live and not self.written:
+            self.owner.write(_dim(f"↪ {from_model}: {reason.replace('_', ' ')} → {to_model}") + "\n")
+
+    @safe
     def on_retry(self, retry: RetryInfo) -> None:
         self.retry, self.retry_at = retry, time.monotonic()
         if self.live and not self.written:

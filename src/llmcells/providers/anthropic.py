@@ -10,6 +10,7 @@ import httpx2
 
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
+from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
     SdkStream,
@@ -107,6 +108,7 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
 async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
     create = client.messages.create
     stream = await create(**_message_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None
@@ -116,7 +118,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
             if kind == "message_start":
                 message = event.message
                 yield ResponseInfo(response_model=message.model or None, response_id=message.id or None,
-                                   service_tier=field(message.usage, "service_tier"))
+                                   service_tier=field(message.usage, "service_tier"),
+                                   rate_limits=limits)
                 if message.usage is not None:
                     # Only the input side: output_tokens here is a placeholder (1) that a live
                     # count would show for the whole stream; message_delta brings the real one.

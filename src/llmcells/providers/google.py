@@ -17,6 +17,7 @@ from google.genai import types as genai_types
 
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
 from ..models import ModelSpec, vertex_enabled
+from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
     SdkStream,
@@ -115,7 +116,8 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
         async for chunk in items:
             if not info_sent and (chunk.model_version or chunk.response_id):
                 info_sent = True
-                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id)
+                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id,
+                                   rate_limits=from_headers(field(chunk.sdk_http_response, "headers")))
             block = field(chunk.prompt_feedback, "block_reason")
             if block:
                 raise BadRequestError(f"Gemini blocked the prompt ({_name(block)}).",

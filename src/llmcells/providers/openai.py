@@ -14,6 +14,7 @@ import openai
 
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
+from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
     SdkStream,
@@ -107,6 +108,7 @@ def _with_params(kwargs: dict[str, Any], request: Request, create: Any) -> dict[
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.chat.completions.create
     stream = await create(**_chat_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
@@ -119,7 +121,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
             if (not info_sent and (model or chunk_id)) or chunk_tier != tier:
                 info_sent, tier = True, chunk_tier
                 yield ResponseInfo(response_model=model or None, response_id=chunk_id or None,
-                                   service_tier=tier)
+                                   service_tier=tier, rate_limits=limits)
             for choice in field(chunk, "choices") or ():
                 if choice.index != 0:  # n > 1 is not modelled: keep the first choice
                     continue
@@ -152,6 +154,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     create = client.responses.create
     stream = await create(**_responses_kwargs(request, create))
+    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     try:
@@ -162,7 +165,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             if kind in ("response.created", "response.in_progress"):
                 response = event.response
                 yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
-                                   service_tier=getattr(response, "service_tier", None))
+                                   service_tier=getattr(response, "service_tier", None),
+                                   rate_limits=limits)
             elif kind == "response.output_text.delta":
                 if event.delta:
                     yield items.text(event.delta)

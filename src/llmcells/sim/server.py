@@ -11,7 +11,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, google, openai
+from . import anthropic, google, listing, openai
 from .common import Plan, Prompt, Reply, compact, html_page
 from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
@@ -166,6 +166,10 @@ class SimServer:
             status, body = self._control(req)
             await resp.send(status, {"content-type": "application/json"}, compact(body).encode())
             return
+        listed = listing.answer(req.method, req.path, req.headers, req.query, api_key(req))
+        if listed is not None:  # a model list (GET /v1/models, /v1beta/models)
+            await resp.send(listed.status, listed.headers, listed.body)
+            return
         found = route(req.method, req.path)
         if found is None:
             body = {"error": {"message": f"Unknown request URL: {req.method} {req.path}.",
@@ -265,6 +269,7 @@ class SimServer:
             await self._send(resp, fail("500"), None)
             return
         reply = module.complete(plan)
+        reply.headers = {**reply.headers, **listing.rate_headers(module.PROVIDER, plan.input_tokens)}
         if kind in ("cut", "cut_mid_event"):
             await resp.send_truncated(200, reply.headers, reply.body)
             return
@@ -286,7 +291,8 @@ class SimServer:
         if kind == "junk_after_body":
             await self._stream_with_junk(resp, module, fmt, plan, settings)
             return
-        await resp.start_chunked(200, module.headers(True))
+        await resp.start_chunked(200, {**module.headers(True),
+                                       **listing.rate_headers(module.PROVIDER, plan.input_tokens)})
 
         async def send(event: bytes) -> None:
             await resp.chunk(_decorate(event, kind))

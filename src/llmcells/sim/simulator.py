@@ -143,6 +143,18 @@ class Simulator:
         self._state.inject(Fault(fault, provider, model, times, after_tokens, retry_after,
                                  retry_after_ms, delay))
 
+    def set_down(self, model: str, how: str | None = "overloaded", *, provider: str | None = None) -> None:
+        """Make a model permanently "overloaded" (529 / 503) or "rate_limited" (429), for
+        fallback tests; how=None brings it back (drops every fault of that model)."""
+        if how is None:
+            with self._state.lock:
+                self._state.faults[:] = [f for f in self._state.faults if f.model != model]
+            return
+        codes = {"overloaded": "529", "rate_limited": "429", "server_error": "500"}
+        if how not in codes:
+            raise ValueError(f"how is one of {', '.join(codes)}, not {how!r}")
+        self._state.inject(Fault(codes[how], provider, model, None, retry_after=None))
+
     def clear_faults(self) -> None:
         """Drop every queued fault."""
         self._state.clear_faults()
@@ -150,6 +162,9 @@ class Simulator:
     def reset(self) -> None:
         """Back to the constructor's settings: no faults, no model overrides, empty log."""
         self._state.reset()
+        from .listing import reset_windows
+
+        reset_windows()
 
     @property
     def requests(self) -> list[SimRequest]:

@@ -1,0 +1,163 @@
+"""Health: is each configured provider reachable, is its key accepted, which models does it list?
+
+`await llmcells.health()` checks every built-in provider and every added endpoint at once,
+through each official SDK's free model-list call (`client.models.list()`; never a paid
+completion), each under a hard deadline so that a host that accepts and never answers costs
+`timeout` seconds, not the SDK's read timeout. The result feeds fallback ordering: a provider
+found down (unreachable, or its key refused) is tried last in a chain for the next
+`DOWN_TTL_S` seconds.
+
+Agent CLIs (claude-code:, gemini-cli:, codex:) are not implemented yet; `register_check(name,
+check)` is where they plug in: `check(timeout)` is a coroutine returning one row dict with the
+same columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .session import session
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .models import ModelSpec
+    from ._loop import Pending
+
+COLUMNS = ["provider", "endpoint", "key_present", "reachable", "key_accepted", "latency_s",
+           "n_models", "models", "simulated", "error"]
+#: how long a health check's "down" verdict is used to order fallback chains
+DOWN_TTL_S = 600.0
+DEFAULT_TIMEOUT_S = 3.0
+
+_last: dict[str, tuple[float, bool]] = session.health  # provider -> (checked at, down)
+_extra_checks: dict[str, Callable[[float], Awaitable[dict[str, Any]]]] = {}
+
+
+def register_check(name: str, check: Callable[[float], Awaitable[dict[str, Any]]]) -> None:
+    """Add a row to every health check (e.g. an agent CLI): `await check(timeout)` returns a
+    dict with COLUMNS' keys; it runs under the same deadline as the others."""
+    _extra_checks[name] = check
+
+
+def known_down() -> set[str]:
+    """Providers the last health check (within DOWN_TTL_S) found unreachable or refusing the key."""
+    now = time.monotonic()
+    return {p for p, (at, down) in _last.items() if down and now - at < DOWN_TTL_S}
+
+
+def _targets() -> list[tuple[str, "ModelSpec"]]:
+    from .models import PROVIDERS, endpoints, resolve
+
+    out = [(p, resolve(f"{p}:health-check")) for p in PROVIDERS]
+    out += [(name, resolve(f"{name}:health-check")) for name in endpoints()]
+    return out
+
+
+async def _list_models(adapter: str, client: Any) -> list[str]:
+    if adapter == "google":
+        pager = await client.aio.models.list(config={"page_size": 100})
+        return [str(m.name).removeprefix("models/") for m in pager.page]
+    page = await client.models.list()
+    return [m.id for m in page.data]
+
+
+def _build(adapter: Any, name: str, options: Any) -> Any:
+    """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
+    client = adapter.make_client(options)
+    client.aio.models if name == "google" else client.models  # noqa: B018
+    return client
+
+
+async def _close(client: Any) -> None:
+    try:
+        if hasattr(client, "aio"):
+            await client.aio.aclose()
+        else:
+            await client.close()
+    except Exception:
+        pass
+
+
+async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]:
+    from .errors import LLMError, MissingKeyError, redact
+    from .models import api_key
+    from .providers import ClientOptions, get_provider
+
+    row: dict[str, Any] = {"provider": name, "endpoint": spec.base_url or "default",
+                           "key_present": True, "reachable": None, "key_accepted": None,
+                           "latency_s": None, "n_models": None, "models": None,
+                           "simulated": spec.simulated, "error": None}
+    try:
+        key = api_key(spec)
+    except MissingKeyError:
+        row.update(key_present=False, error="no key set (not checked)")
+        return row
+    client = None
+    options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=timeout,
+                            read_timeout=timeout)
+    # The SDK's first import (a second or two) happens off the loop, before the deadline starts:
+    # the deadline bounds the network, which is what can hang.
+    adapter = await asyncio.to_thread(get_provider, spec.adapter)
+    t0 = time.monotonic()
+    try:
+        client = await asyncio.to_thread(_build, adapter, spec.adapter, options)
+        t0 = time.monotonic()
+        async with asyncio.timeout(timeout):  # the hard deadline of the request
+            names = await _list_models(spec.adapter, client)
+        row.update(reachable=True, key_accepted=True, latency_s=round(time.monotonic() - t0, 4),
+                   n_models=len(names), models=names)
+    except TimeoutError:
+        row.update(reachable=False, error=f"no answer within {timeout:g} s")
+    except Exception as exc:
+        err = exc if isinstance(exc, LLMError) else adapter.map_error(exc, spec)
+        kind = err.kind if err is not None else "error"
+        message = err.message if err is not None else redact(str(exc))[:200]
+        reached = kind not in ("connection", "timeout")
+        row.update(reachable=reached, latency_s=round(time.monotonic() - t0, 4) if reached else None,
+                   key_accepted=False if kind == "authentication" else None, error=f"{kind}: {message}")
+    finally:
+        if client is not None:
+            await _close(client)
+    return row
+
+
+async def check_all(timeout: float = DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Every row, checked concurrently (on the private loop, where the SDK clients live)."""
+    targets = _targets()
+    jobs = [_check(name, spec, timeout) for name, spec in targets]
+
+    async def extra(name: str, check: Callable[[float], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(check(timeout), timeout)
+        except Exception as exc:
+            return {"provider": name, "reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+
+    jobs += [extra(n, c) for n, c in _extra_checks.items()]
+    rows = list(await asyncio.gather(*jobs))
+    now = time.monotonic()
+    for row in rows:
+        if row.get("key_present") is not False:
+            _last[row["provider"]] = (now, row.get("reachable") is False or row.get("key_accepted") is False)
+    return rows
+
+
+def frame(rows: list[dict[str, Any]]) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
+
+
+def health(timeout: float = DEFAULT_TIMEOUT_S) -> "Pending[pd.DataFrame]":
+    """Check every configured provider and endpoint; `await` it for a DataFrame with one row
+    each: key_present, reachable, key_accepted, latency_s, n_models, models, simulated, error.
+    Free model-list calls only, all at once, each within `timeout` seconds."""
+    from ._loop import Pending
+
+    async def go() -> "pd.DataFrame":
+        return frame(await check_all(timeout))
+
+    return Pending(go, "health check")
