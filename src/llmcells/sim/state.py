@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FAULTS = ("401", "404", "400", "429", "500", "529", "midstream_error", "cut", "cut_mid_event",
-          "slow_first_token", "malformed", "drop")
+          "slow_first_token", "malformed", "drop", "invalid_json")
 PROVIDERS = ("openai", "anthropic", "google")
 
 
@@ -61,6 +61,7 @@ class SimRequest:
     body: Any
     fault: str | None = None
     completed: float | None = None   # time.monotonic() when the whole response had been sent
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # media_type, size, sha256, url
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for `GET /_sim/requests`)."""
