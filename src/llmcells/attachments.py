@@ -271,3 +271,20 @@ def describe(items: Sequence[Attachment]) -> str:
 def text_block(a: Attachment) -> str:
     """How a text attachment goes into a prompt: its name, then its content."""
     return f"--- {a.name or 'attached file'} ({a.media_type}) ---\n{a.text}\n--- end of {a.name or 'file'} ---"
+
+
+def row_attachments(prompts: Any, rows: Sequence[Any], attach: Any) -> list[tuple[Attachment, ...]]:
+    """batch(): each prompt row's attachments: the same for every row, or, when attach names a
+    column of the prompts DataFrame, that row's value (one item or a list; None: nothing)."""
+    columns = getattr(prompts, "columns", None)
+    if isinstance(attach, str) and columns is not None and attach in columns:
+        return [attachments(v if not _missing(v) else None) for v in prompts[attach]]
+    files = attachments(attach)
+    return [files] * len(rows)
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or (isinstance(value, float) and value != value)
+    except TypeError:
+        return False

@@ -24,7 +24,9 @@ from .interpolate import interpolate
 from .models import resolve
 from . import _loop
 from ._loop import Pending
+from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
+from .structured import output_schema, schema_columns
 from .engine import CallPlan, execute
 from .session import session
 from .types import Result
@@ -220,7 +222,8 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           cache: bool | None = None, system: str | None = None, temperature: float | None = None,
           max_tokens: int | None = None, timeout: float | None = None,
           display: bool | str | None = None, params: dict[str, Any] | None = None,
-          score: Any = None, refresh: bool = False) -> Pending["pd.DataFrame"]:
+          score: Any = None, refresh: bool = False, attach: Any = None,
+          schema: Any = None) -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -233,6 +236,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     score: a scorer or a list (see llmcells.scoring); a scorer taking (result, row) reads the
     row's input columns, e.g. row["expected"]; the frame gets a score_<name> column per scorer.
     refresh: make every call anew even if replay (or the cache) has its answer.
+    attach: files for every prompt (see ask), or the name of a DataFrame column holding each
+    row's attachment(s). schema: validate each answer (see ask); the frame gets one column per
+    top-level field of the schema.
     """
     if isinstance(models, str):
         models = [models]
@@ -245,13 +251,15 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         raise ConfigError("max_cost must be a number of US dollars >= 0.")
     rows = _prompt_rows(prompts, template)
     specs = list({spec.id: spec for spec in map(resolve, models)}.values())  # an alias and its id are one model
+    row_files = _row_attachments(prompts, rows, attach)  # [rich requests hook]
+    schema = output_schema(schema)  # once, not per row
     jobs: list[_Job] = []
-    for label, prompt, inputs in rows:
+    for (label, prompt, inputs), files in zip(rows, row_files):
         for spec in specs:
             for k in range(int(repeat)):
                 plan = make_plan(prompt, spec, system=system, temperature=temperature,
                                  max_tokens=max_tokens, timeout=timeout, params=params, sample=k,
-                                 cache=cache)
+                                 cache=cache, attach=files, schema=schema)
                 jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
     resume = resume or batch_id is not None
@@ -395,6 +403,8 @@ def _frame(jobs: list[_Job], batch_id: str, tally: _Tally) -> "pd.DataFrame":
             r = job.result.to_row()
             r.pop("group_id", None)
             row.update(r)
+            if job.plan.request.schema is not None:  # [rich requests hook] one column per field
+                row.update(schema_columns(job.result, job.plan.request.schema, row))
         else:
             row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
                        sample=job.plan.info.sample,

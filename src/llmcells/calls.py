@@ -7,6 +7,7 @@ into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and no
 from __future__ import annotations
 
 import operator
+from pathlib import Path
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,35 @@ def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
     if not is_native(spec):
         system = f"{system}\n\n{instructions(output)}" if system else instructions(output)
     return files, output, system
+
+
+def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
+                       namespace: dict[str, Any]) -> dict[str, Any]:
+    """attach=, schema= and repair= from a magic's -a/--schema/--repair: each -a is a notebook
+    variable's name, an http(s) URL or a path; --schema names a notebook variable."""
+    out: dict[str, Any] = {}
+    if attach:
+        items = []
+        for value in attach:
+            if value.isidentifier() and value in namespace:
+                items.append(namespace[value])
+            elif value.isidentifier() and not Path(value).exists():
+                raise ConfigError(f"-a {value}: no variable {value!r} in the notebook and no such file.")
+            else:
+                items.append(value)
+        from .attachments import attachments
+
+        out["attach"] = attachments(items)
+    if schema:
+        if schema not in namespace:
+            raise ConfigError(f"--schema {schema}: no variable {schema!r} in the notebook; set it to a "
+                              "pydantic model class, a JSON Schema dict or {field: type}.")
+        out["schema"] = namespace[schema]
+    if repair:
+        if not schema:
+            raise ConfigError("--repair needs --schema.")
+        out["repair"] = 1
+    return out
 
 
 def current_cell() -> int | None:

@@ -195,9 +195,61 @@ async def repair_results(plans: Any, results: list) -> None:
         results[i] = new
 
 
+def schema_columns(result: Result, schema: OutputSchema, row: dict[str, Any]) -> dict[str, Any]:
+    """batch(): a row's field columns from its validated answer (a resumed row is validated
+    again from its kept text); a field named like an existing column gets a field_ prefix."""
+    data = result.data
+    if data is None and result.ok:
+        try:
+            data = result.data = validate(result.text, schema)
+        except ValueError:
+            data = None
+    values = field_values(data, schema.fields)
+    return {(f"field_{k}" if k in row else k): v for k, v in values.items()}
+
+
 def field_values(data: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     """The top-level fields of a validated answer (pydantic instance or dict), by name."""
     if data is None:
         return {f: None for f in fields}
     get = data.get if isinstance(data, dict) else (lambda k, _d=None: getattr(data, k, None))
     return {f: get(f) for f in fields}
+
+
+def _as_dict(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        return data
+    dump = getattr(data, "model_dump", None)
+    return dump(mode="json") if dump else {}
+
+
+def agreement(comparison: Any) -> "Any":
+    """Per top-level field of a schema'd Comparison: each model's value and whether they agree
+    (a DataFrame: field, agree, then one column per model)."""
+    import pandas as pd
+
+    answers = [(r.model + (f" #{r.sample}" if r.sample else ""), _as_dict(r.data))
+               for r in comparison.results]
+    fields: list[str] = []
+    for _, d in answers:
+        fields += [f for f in d if f not in fields]
+    rows = []
+    for f in fields:
+        values = {name: d.get(f) for name, d in answers}
+        seen = [json.dumps(v, sort_keys=True, default=str) for name, v in values.items()
+                if name in dict(answers) and dict(answers)[name]]
+        rows.append({"field": f, "agree": len(set(seen)) == 1 and len(seen) == len(answers), **values})
+    return pd.DataFrame(rows, columns=["field", "agree", *[n for n, _ in answers]])
+
+
+def show_agreement(comparison: Any) -> None:
+    """Show the per-field agreement table under a %%compare --schema cell."""
+    frame = agreement(comparison)
+    try:
+        from IPython.display import display
+
+        display(frame)
+    except ImportError:  # pragma: no cover - magics run in IPython
+        print(frame.to_string(index=False))

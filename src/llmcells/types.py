@@ -337,6 +337,12 @@ class Comparison:
 
         return pd.DataFrame([r.to_row() for r in self.results])
 
+    def agreement(self) -> "pd.DataFrame":
+        """With a schema: per top-level field, each model's value and whether they all agree."""
+        from .structured import agreement
+
+        return agreement(self)
+
     def summary(self, confidence: float = 0.95) -> "pd.DataFrame":
         """Per model: calls, and the mean with a 95% interval of each score, latency and cost."""
         from .scoring import summarize
