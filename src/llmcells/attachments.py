@@ -146,7 +146,7 @@ def attachment(obj: Any, name: str | None = None) -> Attachment:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return from_bytes(bytes(obj), None, name or "")
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], (bytes, bytearray)):
-        return from_bytes(bytes(obj[0]), str(obj[1]), name or "")
+        return from_bytes(bytes(obj[0]), str(obj[1]) if obj[1] else None, name or "")
     module = type(obj).__module__ or ""
     if module.startswith("matplotlib"):
         fig = obj.figure if hasattr(obj, "figure") and not hasattr(obj, "savefig") else obj

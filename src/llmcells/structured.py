@@ -37,14 +37,15 @@ def output_schema(value: Any) -> OutputSchema | None:
     for None. Anything else is a ConfigError."""
     if value is None or isinstance(value, OutputSchema):
         return value
-    if isinstance(value, dict) and _is_field_map(value):
+    plain = isinstance(value, dict) and _is_field_map(value)
+    if plain:
         from pydantic import create_model
 
         value = create_model("Answer", **{k: (v, ...) for k, v in value.items()})
     if _is_model_class(value):
         schema = value.model_json_schema()
         return OutputSchema(name=_name(value.__name__), json_schema=schema, model=value,
-                            fields=tuple(schema.get("properties", {})))
+                            fields=tuple(schema.get("properties", {})), plain=plain)
     if isinstance(value, dict):
         if value.get("type") not in ("object", None) or "properties" not in value:
             raise ConfigError("A JSON Schema for schema= must describe an object "
@@ -120,7 +121,8 @@ def validate(text: str, schema: OutputSchema) -> Any:
         from pydantic import ValidationError
 
         try:
-            return schema.model.model_validate_json(_json_text(text))
+            data = schema.model.model_validate_json(_json_text(text))
+            return data.model_dump(mode="json") if schema.plain else data
         except ValidationError as err:
             first = err.errors()[0] if err.errors() else {}
             where = ".".join(str(p) for p in first.get("loc", ())) or "answer"

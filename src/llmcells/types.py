@@ -78,6 +78,7 @@ class OutputSchema:
     json_schema: dict = field(hash=False, compare=False)
     model: Any = None
     fields: tuple[str, ...] = ()
+    plain: bool = False   # validated by `model` but given back as a dict ({"field": type} schemas)
 
 
 @dataclass
