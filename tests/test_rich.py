@@ -350,3 +350,24 @@ def test_magics_attach_a_variable_and_a_schema(simulated, shell, files):
         shell.run_cell_magic("claude", "--schema nope --no-display", "Who?")
     with pytest.raises(UsageError, match="no variable 'nothing'"):
         shell.run_cell_magic("claude", "-a nothing --no-display", "Who?")
+
+
+# ----- the card ---------------------------------------------------------------------------------------
+
+
+def test_the_card_shows_thumbnails_chips_and_the_fields_table(simulated, files):
+    from llmcells.calls import make_plan
+    from llmcells.display import open_display
+
+    big = att.attachment((_png(1200, 900) + b"\x00" * 200_000, "image/png"))  # shrunk to a thumbnail
+    plan = make_plan("Who is in the attached files?", "claude", attach=[*files, big], schema=Person)
+    handle = open_display("ask", [plan.info], "notebook", prompt="p")
+    card = handle.observers[0]
+    result = llmcells.run(llmcells.ask("Who is in the attached files?", "claude",
+                                       attach=[*files, big], schema=Person, display=False))
+    card.on_finish(result)
+    html = card.body.value
+    assert html.count("<img") == 2 and "data:image/png;base64," in html and "data:image/jpeg" in html
+    assert "report.pdf" in html and "notes.txt" in html and "📎" in html
+    assert 'class="llmcells-fields"' in html and ">age<" in html and ">42<" in html
+    handle.close([result])

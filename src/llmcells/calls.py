@@ -163,7 +163,8 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
                       max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
                       extra=extra, attachments=files, schema=output)
     info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,
-                    provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample)
+                    provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample,
+                    attachments=files)
     total = float(timeout) if timeout is not None else settings.timeout
     return CallPlan(request=request, info=info, timeout=total,
                     ttft_timeout=min(settings.ttft_timeout, total),

@@ -369,6 +369,7 @@ class CallInfo:
     group_id: str | None = None
     sample: int = 0
     purpose: str = "answer"   # "judge" for a judge's grading call
+    attachments: tuple = ()   # the Attachments sent with the prompt (cards show them)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from . import _format as F
 from . import scores as _scores
 from .base import DisplayHandle, match_results, safe
 from .markdown import escape, plain_html, render_markdown
+from .rich import card_extras
 from .throttle import Throttle
 
 #: the live metrics line is repainted at most this often (seconds); the body at display_fps
@@ -174,6 +175,7 @@ class Card(CallObserver):
             body = render_markdown(text) if self.markdown else plain_html(text)
         else:
             body = self._placeholder("(no answer)" if result.status != "ok" else "(empty answer)")
+        body += card_extras(self.info, result)  # [rich requests hook] attachments, fields table
         self._set(self.body, body)
         self._set(self.footer, self._final_footer_html(result))
         self._painted_text = text
