@@ -36,6 +36,8 @@ EXPECTED = {
                          "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
     "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
                         "load a 5,000-answer replay file"],
+    "bench_attachments.py": ["chat: 5 MB image, llmcells", "gemini: 10,000-row DataFrame, llmcells",
+                             "chat: preparation share of that call"],
 }
 
 

@@ -371,3 +371,11 @@ def test_the_card_shows_thumbnails_chips_and_the_fields_table(simulated, files):
     assert "report.pdf" in html and "notes.txt" in html and "📎" in html
     assert 'class="llmcells-fields"' in html and ">age<" in html and ">42<" in html
     handle.close([result])
+
+
+def test_anthropic_counts_its_5_mb_image_limit_in_base64(simulated):
+    four_mb = att.Attachment("image/png", data=b"", name="photo.png", size=4 * 1024 * 1024, sha256="0")
+    with pytest.raises(ConfigError, match=r"photo\.png .* in base64"):
+        llmcells.ask("look", "claude", attach=four_mb)
+    att.check_limits([four_mb], llmcells.models.resolve("chatgpt"))  # OpenAI takes it
+    assert simulated.requests == []

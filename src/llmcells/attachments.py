@@ -190,6 +190,7 @@ class Limits:
     max_total_bytes: int
     pdf_urls: bool = True     # takes a PDF by URL
     image_urls: bool = True
+    image_cap_base64: bool = False  # max_image_bytes applies to the base64 text, not the bytes
 
 
 _COMMON_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -203,7 +204,9 @@ LIMITS: dict[str, Limits] = {
     "openai-chat": Limits("OpenAI Chat Completions", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
                           50 * MB, pdf_urls=False),
     "openai-responses": Limits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB, 50 * MB),
-    "anthropic": Limits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB),
+    # Anthropic's 5 MB per image is checked on the base64 text (about 3.75 MB of bytes).
+    "anthropic": Limits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB,
+                        image_cap_base64=True),
     "google": Limits("Google Gemini", frozenset({"image/png", "image/jpeg", "image/webp", "image/heic",
                                                  "image/heif"}), True, 3600, 100 * MB, 50 * MB, 100 * MB),
 }
@@ -254,6 +257,9 @@ def check_limits(items: Iterable[Attachment], spec: Any) -> None:
                 raise ConfigError(f"{name}: {where} does not take {a.media_type} files; attach "
                                   "images, PDF or text.")
             cap = lim.max_total_bytes
+        if a.kind == "image" and lim.image_cap_base64 and not a.url and (a.size + 2) // 3 * 4 > cap:
+            raise ConfigError(f"{name} is {_size(a.size)} ({_size((a.size + 2) // 3 * 4)} in base64): "
+                              f"{where} takes at most {_size(cap)} of base64 per image; shrink it.")
         if a.size > cap:
             raise ConfigError(f"{name} is {_size(a.size)}: {where} takes at most {_size(cap)} "
                               f"per {a.kind} file.")
