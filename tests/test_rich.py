@@ -379,3 +379,45 @@ def test_anthropic_counts_its_5_mb_image_limit_in_base64(simulated):
         llmcells.ask("look", "claude", attach=four_mb)
     att.check_limits([four_mb], llmcells.models.resolve("chatgpt"))  # OpenAI takes it
     assert simulated.requests == []
+
+
+class Address(BaseModel):
+    city: str
+    zip: str | None = None
+
+
+class Customer(BaseModel):
+    name: str
+    tags: list[str]
+    address: Address
+    vip: bool = False
+
+
+@pytest.mark.parametrize("model", PATHS)
+def test_a_nested_model_with_optional_fields_round_trips(simulated, model):
+    r = ask("Extract the customer.", model, schema=Customer)
+    assert r.ok, r.error
+    assert isinstance(r.data, Customer) and isinstance(r.data.address, Address)
+    assert r.data.tags and r.data.vip is True
+
+
+def test_the_command_line_takes_attach_and_schema(simulated, files, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    schema = tmp_path / "book.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"title": {"type": "string"}},
+                                  "required": ["title"]}))
+    env = {"PATH": "/usr/bin:/bin", "LLMCELLS_HOME": str(tmp_path / "home"),
+           "PYTHONPATH": ":".join(sys.path)}
+    run = [sys.executable, "-m", "llmcells", "ask", "--simulate", "--quiet", "-m", "claude"]
+    out = subprocess.run([*run, "-a", str(files[0]), "-a", str(files[2]), "What is in the attached files?"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and "image/png" in out.stdout and "text/plain" in out.stdout, out.stderr
+    out = subprocess.run([*run, "--schema", str(schema), "A book?"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"title": "example title"}, out.stderr
+    out = subprocess.run([*run[:-2], "-m", "gemini", "-a", str(tmp_path / "missing.png"), "x"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "No such file" in out.stderr

@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--timeout", type=float, help="seconds for the whole call")
         sp.add_argument("--simulate", action="store_true", help="use the simulator for every provider")
         sp.add_argument("--quiet", action="store_true", help="print only the answer(s)")
+        sp.add_argument("-a", "--attach", action="append", metavar="FILE",  # [rich requests]
+                        help="attach a file or an http(s) URL (repeat for several)")
+        sp.add_argument("--schema", metavar="FILE.json", help="answer as JSON matching this JSON Schema")
 
     demo = sub.add_parser("demo", help="compare the three providers (simulated where no key is set)")
     call_options(demo, True)
@@ -64,6 +67,24 @@ def _table(frame) -> str:
         return frame[cols].to_string(index=False)
 
 
+def _rich_options(args: argparse.Namespace) -> dict:
+    """attach= and schema= from -a and --schema (a JSON Schema file)."""
+    out: dict = {}
+    if args.attach:
+        out["attach"] = list(args.attach)
+    if args.schema:
+        import json
+
+        from .errors import ConfigError
+
+        try:
+            with open(args.schema, encoding="utf-8") as f:
+                out["schema"] = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--schema {args.schema}: cannot read a JSON Schema from it ({err}).") from None
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import llmcells
@@ -84,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                    timeout=args.timeout, display=False if args.quiet else "terminal")
     try:
+        options.update(_rich_options(args))  # [rich requests] -a and --schema
         if args.command == "ask":
             model = args.models[0] if args.models else None
             result = llmcells.run(llmcells.ask(prompt, model, **options))
