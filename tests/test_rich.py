@@ -421,3 +421,14 @@ def test_the_command_line_takes_attach_and_schema(simulated, files, tmp_path):
     out = subprocess.run([*run[:-2], "-m", "gemini", "-a", str(tmp_path / "missing.png"), "x"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "No such file" in out.stderr
+
+
+def test_replay_keeps_attachments_and_schemas_apart_and_fills_data(simulated, tmp_path, files):
+    llmcells.configure(replay=True, replay_path=str(tmp_path / "replay.jsonl"))
+    first = ask("Who is in the attached files?", "claude", attach=files[0], schema=Person)
+    again = ask("Who is in the attached files?", "claude", attach=files[0], schema=Person)
+    assert again.replayed and again.data == first.data and again.attachments_count == 1
+    other = att.attachment((_png(9, 9), "image/png"))
+    fresh = ask("Who is in the attached files?", "claude", attach=other, schema=Person)
+    assert not fresh.replayed  # other bytes: another request
+    assert len(simulated.requests) == 2
