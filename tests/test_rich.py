@@ -432,3 +432,18 @@ def test_replay_keeps_attachments_and_schemas_apart_and_fills_data(simulated, tm
     fresh = ask("Who is in the attached files?", "claude", attach=other, schema=Person)
     assert not fresh.replayed  # other bytes: another request
     assert len(simulated.requests) == 2
+
+
+def test_a_table_as_markdown_and_its_row_limit_per_call():
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    md = att.table_rows(df, fmt="markdown")
+    assert md.media_type == "text/markdown" and md.name == "table.md"
+    assert md.text.splitlines() == ["|  | a | b |", "|---|---|---|", "| 0 | 1 | x |",
+                                    "| 1 | 2 | y |", "| 2 | 3 | z |"]
+    with pytest.warns(UserWarning, match="first 2 of 3 rows"):
+        cut = att.table_rows(df, limit=2)
+    assert "only the first 2 are included" in cut.text
+    with pytest.raises(ConfigError, match="csv"):
+        att.table_rows(df, fmt="xlsx")

@@ -23,6 +23,8 @@ __all__ = ["Attachment", "attachment", "attachments", "check_limits", "LIMITS", 
 
 #: the most DataFrame rows sent as a table before it is cut (settable: llmcells.attachments.TABLE_ROWS)
 TABLE_ROWS = 500
+#: how a DataFrame is sent: "csv", or "markdown" (needs tabulate; falls back to CSV without it)
+TABLE_FORMAT = "csv"
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp"}
@@ -105,21 +107,23 @@ def _image_png(img: Any) -> tuple[bytes, str]:
     return buf.getvalue(), f"image/{fmt.lower()}"
 
 
-def table_rows(frame: Any, limit: int | None = None, fmt: str = "csv", name: str = "table") -> Attachment:
+def table_rows(frame: Any, limit: int | None = None, fmt: str | None = None,
+               name: str = "table") -> Attachment:
     """A pandas DataFrame or Series as a CSV (or Markdown) text attachment; above `limit` rows
-    (default TABLE_ROWS) it is cut, with a note in the text and a one-line warning."""
+    (default TABLE_ROWS) it is cut, with a note in the text and a one-line warning.
+    fmt: "csv" or "markdown" (default TABLE_FORMAT)."""
     import pandas as pd
 
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
+    fmt = fmt or TABLE_FORMAT
+    if fmt not in ("csv", "markdown"):
+        raise ConfigError(f"A table goes as 'csv' or 'markdown', not {fmt!r}.")
     limit = TABLE_ROWS if limit is None else int(limit)
     total = len(frame)
     shown = frame.head(limit) if total > limit else frame
     if fmt == "markdown":
-        try:
-            text = shown.to_markdown()
-        except ImportError:  # tabulate missing: CSV says the same
-            text, fmt = shown.to_csv(), "csv"
+        text = _markdown(shown)
     else:
         text = shown.to_csv()
     if total > limit:
@@ -130,6 +134,19 @@ def table_rows(frame: Any, limit: int | None = None, fmt: str = "csv", name: str
     return Attachment(media_type="text/markdown" if fmt == "markdown" else "text/csv", data=data,
                       name=f"{name}.{'md' if fmt == 'markdown' else 'csv'}", size=len(data),
                       sha256=_digest(data))
+
+
+def _markdown(frame: Any) -> str:
+    """A pipe table (without tabulate, which pandas' to_markdown needs)."""
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    index = frame.index.name or ""
+    head = [index, *map(str, frame.columns)]
+    lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
+    for label, values in zip(frame.index, frame.itertuples(index=False, name=None)):
+        lines.append("| " + " | ".join(cell(v) for v in (label, *values)) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def attachment(obj: Any, name: str | None = None) -> Attachment:
