@@ -447,3 +447,14 @@ def test_a_table_as_markdown_and_its_row_limit_per_call():
     assert "only the first 2 are included" in cut.text
     with pytest.raises(ConfigError, match="csv"):
         att.table_rows(df, fmt="xlsx")
+
+
+def test_openai_counts_its_pdf_limit_over_all_the_pdfs_of_a_request(simulated):
+    def pdf(name):
+        return att.Attachment("application/pdf", data=b"", name=name, size=20 * 1024 * 1024, sha256=name)
+
+    for model in ("chatgpt", "openai-responses:gpt-4.1-mini"):
+        with pytest.raises(ConfigError, match="PDFs add up to 40.0 MB"):
+            llmcells.ask("read", model, attach=[pdf("a.pdf"), pdf("b.pdf")])
+    att.check_limits([pdf("a.pdf")], llmcells.models.resolve("chatgpt"))
+    assert simulated.requests == []

@@ -208,6 +208,7 @@ class Limits:
     pdf_urls: bool = True     # takes a PDF by URL
     image_urls: bool = True
     image_cap_base64: bool = False  # max_image_bytes applies to the base64 text, not the bytes
+    pdf_cap_total: bool = False     # max_pdf_bytes is for all the PDFs of a request together
 
 
 _COMMON_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -219,8 +220,9 @@ _COMMON_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"
 #: to 100 MB per request since the 2026 limit increase, 3,600 images).
 LIMITS: dict[str, Limits] = {
     "openai-chat": Limits("OpenAI Chat Completions", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
-                          50 * MB, pdf_urls=False),
-    "openai-responses": Limits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB, 50 * MB),
+                          50 * MB, pdf_urls=False, pdf_cap_total=True),
+    "openai-responses": Limits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB, 50 * MB,
+                               pdf_cap_total=True),
     # Anthropic's 5 MB per image is checked on the base64 text (about 3.75 MB of bytes).
     "anthropic": Limits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB,
                         image_cap_base64=True),
@@ -281,6 +283,10 @@ def check_limits(items: Iterable[Attachment], spec: Any) -> None:
             raise ConfigError(f"{name} is {_size(a.size)}: {where} takes at most {_size(cap)} "
                               f"per {a.kind} file.")
         total += a.size
+    pdfs = sum(a.size for a in items if a.kind == "pdf")
+    if lim.pdf_cap_total and pdfs > lim.max_pdf_bytes:
+        raise ConfigError(f"The PDFs add up to {_size(pdfs)}: {where} takes at most "
+                          f"{_size(lim.max_pdf_bytes)} of PDF per request.")
     if total > lim.max_total_bytes:
         raise ConfigError(f"The attachments add up to {_size(total)}: {where} takes at most "
                           f"{_size(lim.max_total_bytes)} per request.")
