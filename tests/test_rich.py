@@ -458,3 +458,9 @@ def test_openai_counts_its_pdf_limit_over_all_the_pdfs_of_a_request(simulated):
             llmcells.ask("read", model, attach=[pdf("a.pdf"), pdf("b.pdf")])
     att.check_limits([pdf("a.pdf")], llmcells.models.resolve("chatgpt"))
     assert simulated.requests == []
+
+
+def test_format_json_keeps_a_schema_answer_validated(simulated, shell):
+    shell.user_ns["Person"] = Person
+    shell.run_cell_magic("gemini", "--schema Person -f json --no-display -o pj", "Who?")
+    assert isinstance(shell.user_ns["pj"].data, Person)

@@ -209,7 +209,7 @@ class LLMMagics(Magics):
                 conversations[r.model] = [*history, Message("user", prompt), Message("assistant", r.text)]
         if args.format == "json":
             for r in results:
-                if r.ok:
+                if r.ok and r.data is None:  # (a --schema answer is validated already)
                     try:
                         r.data = _parse_json(r.text)
                     except ValueError as err:
