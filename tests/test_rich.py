@@ -368,7 +368,7 @@ def test_the_card_shows_thumbnails_chips_and_the_fields_table(simulated, files):
     card.on_finish(result)
     html = card.body.value
     assert html.count("<img") == 2 and "data:image/png;base64," in html and "data:image/jpeg" in html
-    assert "report.pdf" in html and "notes.txt" in html and "📎" in html
+    assert f"report.pdf · {len(PDF)} B" in html and "notes.txt" in html
     assert 'class="llmcells-fields"' in html and ">age<" in html and ">42<" in html
     handle.close([result])
 

@@ -49,7 +49,7 @@ def attachments_html(items: Any) -> str:
                if thumb else "")
         cells.append(f'<span style="display:inline-block;margin:2px 6px 2px 0;padding:2px 6px;'
                      f'border:1px solid #d0d7de;border-radius:10px;font-size:11px;color:#57606a">'
-                     f"{img}📎 {label}</span>")
+                     f"{img}{label}</span>")
     return f'<div class="llmcells-attachments">{"".join(cells)}</div>'
 
 
