@@ -464,3 +464,20 @@ def test_format_json_keeps_a_schema_answer_validated(simulated, shell):
     shell.user_ns["Person"] = Person
     shell.run_cell_magic("gemini", "--schema Person -f json --no-display -o pj", "Who?")
     assert isinstance(shell.user_ns["pj"].data, Person)
+
+
+def test_batch_repairs_each_row_once(simulated):
+    simulated.inject("invalid_json", times=1)
+    out = llmcells.run(llmcells.batch([f"q{i}" for i in range(5)], ["claude"], schema=Person, repair=1,
+                                      concurrency=1, display=False))
+    assert (out.status == "ok").all() and (out["age"] == 42).all()
+    assert len(simulated.requests) == 6 and sorted(out.attempts) == [1, 1, 1, 1, 2]
+    # a repair that fails again: the row ends invalid_output, its text kept, asked only once more
+    simulated.reset()
+    simulated.inject("invalid_json", times=2)
+    out = llmcells.run(llmcells.batch(["p0", "p1"], ["claude"], schema=Person, repair=1,
+                                      concurrency=1, display=False))
+    assert out.status.tolist() == ["error", "ok"] and out.error_kind[0] == "invalid_output"
+    assert out.text[0].startswith('{"name"') and len(simulated.requests) == 3
+    plain = llmcells.run(llmcells.batch(["q9"], ["claude"], schema=Person, display=False))
+    assert plain.status.tolist() == ["ok"]

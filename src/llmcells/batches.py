@@ -26,7 +26,7 @@ from . import _loop
 from ._loop import Pending
 from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
-from .structured import output_schema, schema_columns
+from .structured import output_schema, repair, schema_columns
 from .engine import CallPlan, execute
 from .session import session
 from .types import Result
@@ -223,7 +223,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           max_tokens: int | None = None, timeout: float | None = None,
           display: bool | str | None = None, params: dict[str, Any] | None = None,
           score: Any = None, refresh: bool = False, attach: Any = None,
-          schema: Any = None) -> Pending["pd.DataFrame"]:
+          schema: Any = None, repair: int = 0) -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -238,7 +238,8 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     refresh: make every call anew even if replay (or the cache) has its answer.
     attach: files for every prompt (see ask), or the name of a DataFrame column holding each
     row's attachment(s). schema: validate each answer (see ask); the frame gets one column per
-    top-level field of the schema.
+    top-level field of the schema; repair=1 re-asks once when an answer does not match (the
+    first call's cost counts toward max_cost too).
     """
     if isinstance(models, str):
         models = [models]
@@ -259,7 +260,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
             for k in range(int(repeat)):
                 plan = make_plan(prompt, spec, system=system, temperature=temperature,
                                  max_tokens=max_tokens, timeout=timeout, params=params, sample=k,
-                                 cache=cache, attach=files, schema=schema)
+                                 cache=cache, attach=files, schema=schema, repair=repair)
                 jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
     resume = resume or batch_id is not None
@@ -339,6 +340,11 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             paint()
             try:
                 job.result = await execute(job.plan)
+                if job.result.error_kind == "invalid_output":  # [rich requests hook] repair=1
+                    first = job.result
+                    job.result = await repair(job.plan, first)
+                    if job.result is not first and not math.isnan(first.cost_usd):
+                        tally.cost += first.cost_usd
                 if scoring:  # score while the slot is held (a judge is a call too)
                     await scoring.score(job.result, job.inputs)
             finally:

@@ -172,29 +172,34 @@ def finish(result: Result, request: Any) -> None:
     check_result(result, request.schema, request.extra.get("schema_mode"))
 
 
-async def repair_results(plans: Any, results: list) -> None:
-    """repair=1: each answer that did not match its schema is asked for once more, with the
-    validation error; the new Result takes its place (both calls are in the ledger)."""
+async def repair(plan: Any, old: Result) -> Result:
+    """repair=1: an answer that did not match its schema is asked for once more, with the
+    validation error; returns the new Result (both calls are in the ledger), or old as it is."""
     import dataclasses
     import uuid
 
     from .engine import execute
     from .types import Message
 
+    if old is None or old.error_kind != "invalid_output" or not plan.request.extra.get("repair"):
+        return old
+    req = plan.request
+    ask_again = Message("user", f"Your answer does not match the schema ({old.error}). "
+                                "Answer again with only the corrected JSON object.")
+    request = dataclasses.replace(req, messages=[*req.messages, Message("assistant", old.text),
+                                                 ask_again],
+                                  extra={**req.extra, "repair": 0})
+    info = dataclasses.replace(plan.info, call_id=uuid.uuid4().hex)
+    new = await execute(dataclasses.replace(plan, request=request, info=info))
+    new.attempts += old.attempts
+    return new
+
+
+async def repair_results(plans: Any, results: list) -> None:
+    """repair() for each (plan, result) of ask / compare, in place."""
     for i, plan in enumerate(plans):
-        old = results[i] if i < len(results) else None
-        if old is None or old.error_kind != "invalid_output" or not plan.request.extra.get("repair"):
-            continue
-        req = plan.request
-        ask_again = Message("user", f"Your answer does not match the schema ({old.error}). "
-                                    "Answer again with only the corrected JSON object.")
-        request = dataclasses.replace(req, messages=[*req.messages, Message("assistant", old.text),
-                                                     ask_again],
-                                      extra={**req.extra, "repair": 0})
-        info = dataclasses.replace(plan.info, call_id=uuid.uuid4().hex)
-        new = await execute(dataclasses.replace(plan, request=request, info=info))
-        new.attempts += old.attempts
-        results[i] = new
+        if i < len(results) and results[i] is not None:
+            results[i] = await repair(plan, results[i])
 
 
 def schema_columns(result: Result, schema: OutputSchema, row: dict[str, Any]) -> dict[str, Any]:
