@@ -16,4 +16,5 @@ BENCHMARKS = [
     ("pricing", "bench_pricing"),
     ("replay", "bench_replay"),
     ("attachments", "bench_attachments"),
+    ("provider batch jobs", "bench_provider_jobs"),
 ]

@@ -179,12 +179,29 @@ def check_files_and_structured_output(nb) -> None:
     assert "attachment_bytes" in html(cell(nb, "llmcells.usage(session=True)"))
 
 
+def check_provider_jobs(nb) -> None:
+    submit = text(cell(nb, "prompts = ["))
+    assert "estimated $" in submit and "at batch prices" in submit and "job_" in submit
+    status = html(cell(nb, "job.status()"))
+    assert "Anthropic reports no counts" in status or ">completed<" in status  # (cut at 50 chars)
+    waited = cell(nb, "df = await job")
+    assert widgets(waited) == 1 and html(waited).count(">ok<") == 15
+    again = cell(nb, "again = await")
+    assert "reattached" in text(again) and "True" in text(again)
+    assert html(again).count(">completed<") == 3 and ">actual<" in html(again)
+    usage = html(cell(nb, "u = llmcells.usage"))
+    assert ">batch<" in usage and "anthropic:claude-haiku-4-5" in usage
+    retry = text(cell(nb, "from llmcells.sim.batches"))
+    assert "{'ok': 5, 'expired': 5}" in retry and "{'ok': 10}" in retry
+
+
 CHECKS = {
     "04-files-and-structured-output.ipynb": check_files_and_structured_output,
     "01-quickstart.ipynb": check_quickstart,
     "02-compare.ipynb": check_compare,
     "03-cost-analysis.ipynb": check_costs,
     "07-pick-a-model.ipynb": check_pick_a_model,
+    "08-provider-batch-jobs.ipynb": check_provider_jobs,
 }
 
 

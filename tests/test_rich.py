@@ -481,3 +481,11 @@ def test_batch_repairs_each_row_once(simulated):
     assert out.text[0].startswith('{"name"') and len(simulated.requests) == 3
     plain = llmcells.run(llmcells.batch(["q9"], ["claude"], schema=Person, display=False))
     assert plain.status.tolist() == ["ok"]
+
+
+def test_provider_batch_jobs_refuse_attachments_and_schemas_for_now(simulated):
+    with pytest.raises(ConfigError, match="via='live' only"):
+        llmcells.batch(["q"], ["claude"], schema=Person, via="provider")
+    with pytest.raises(ConfigError, match="via='live' only"):
+        llmcells.batch(["q"], ["claude"], attach=(PDF, "application/pdf"), via="provider")
+    assert simulated.requests == []

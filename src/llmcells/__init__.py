@@ -27,7 +27,8 @@ from .types import Comparison, Message, Result, Usage
 __version__ = "0.1.0"
 
 __all__ = [
-    "ask", "compare", "batch", "run", "usage", "costs", "simulate", "configure", "settings", "session",
+    "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure",
+    "settings", "session",
     "add_alias", "add_endpoint", "aliases", "set_price", "reprice", "plot_costs",
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
@@ -43,6 +44,8 @@ _LAZY = {
     "ask": ("api", "ask"),
     "compare": ("api", "compare"),
     "batch": ("batches", "batch"),
+    "jobs": ("batchjobs", "jobs"),
+    "job": ("batchjobs", "job"),
     "usage": ("ledger", "usage"),
     "costs": ("ledger", "costs"),
     "set_price": ("pricing", "set_price"),

@@ -94,6 +94,21 @@ def put(key: str, result: Result, batch_id: str | None = None) -> None:
                            (key, batch_id, time.time(), _payload(result)))
 
 
+def put_many(items: list[tuple[str, Result]], batch_id: str | None = None) -> None:
+    """Keep many ok results (key, result) in one transaction."""
+    now = time.time()
+    rows = [(key, batch_id, now, _payload(result)) for key, result in items]
+    with _lock:
+        conn = _connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
 def get(key: str) -> dict[str, Any] | None:
     """The fields of the result kept under key (text, usage, ...), or None."""
     with _lock:

@@ -133,6 +133,11 @@ class SimServer:
             writer.close()
 
     async def _dispatch(self, req: Request, resp: Response) -> None:
+        from . import batches  # provider batch APIs: their own module
+
+        if batches.handles(req):
+            await batches.dispatch(self, req, resp)
+            return
         if req.path.startswith("/_sim/"):
             status, body = self._control(req)
             await resp.send(status, {"content-type": "application/json"}, compact(body).encode())

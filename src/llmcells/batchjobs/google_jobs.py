@@ -1,0 +1,147 @@
+"""Gemini batch mode through the official SDK (`client.aio.batches`): inline requests up to
+about 20 MB, and above that the file route (a JSONL file uploaded with `client.aio.files`, results
+downloaded from the job's responses file).
+
+Each request carries its call key (`metadata.key` inline, `key` in a file), and answers are
+matched by it (and by position when a server leaves it out).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from ..providers._common import one_line
+from ..providers.google import _config, _contents, _map_usage, _name
+from ..types import Request
+from .drivers import LIMITS, Item, JobStatus
+
+MAX_REQUESTS, MAX_BYTES = LIMITS["google"]
+INLINE_BYTES = 20 * 1000 * 1000  # above this, the file route
+EXPIRY_S = 48 * 3600             # Gemini's batch jobs run for at most 48 hours
+_STATES = {"JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating",
+           "JOB_STATE_RUNNING": "running", "JOB_STATE_SUCCEEDED": "completed",
+           "JOB_STATE_FAILED": "failed", "JOB_STATE_CANCELLING": "cancelling",
+           "JOB_STATE_CANCELLED": "cancelled", "JOB_STATE_EXPIRED": "expired",
+           "JOB_STATE_PARTIALLY_SUCCEEDED": "completed"}
+
+
+def line(client: Any, request: Request, key: str) -> dict[str, Any]:
+    """One inlined request: the live adapter's contents and config."""
+    item: dict[str, Any] = {"contents": _contents(request), "metadata": {"key": key}}
+    config = _config(request)
+    if config:
+        item["config"] = config
+    return item
+
+
+def _rest(item: dict[str, Any]) -> dict[str, Any]:
+    """An inlined request as the REST GenerateContentRequest a batch file line carries."""
+    from google.genai import types as genai_types
+
+    config = dict(item.get("config") or {})
+    request: dict[str, Any] = {"contents": item["contents"]}
+    system = config.pop("system_instruction", None)
+    if system:  # as the SDK sends it inline and live: a user-role Content
+        request["systemInstruction"] = genai_types.Content(
+            role="user", parts=[genai_types.Part(text=system)]).model_dump(
+            mode="json", by_alias=True, exclude_none=True) if isinstance(system, str) else system
+    if config:
+        request["generationConfig"] = genai_types.GenerationConfig(**config).model_dump(
+            mode="json", by_alias=True, exclude_none=True)
+    return {"key": item["metadata"]["key"], "request": request}
+
+
+async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str) -> str:
+    size = sum(len(json.dumps(x, ensure_ascii=False).encode()) for x in lines)
+    src: Any = lines
+    if size > INLINE_BYTES:
+        data = ("\n".join(json.dumps(_rest(x), ensure_ascii=False) for x in lines) + "\n").encode()
+        uploaded = await client.aio.files.upload(
+            file=io.BytesIO(data), config={"mime_type": "jsonl", "display_name": tag})
+        src = uploaded.name
+    job = await client.aio.batches.create(model=model, src=src, config={"display_name": tag})
+    return job.name
+
+
+async def _stats(client: Any, name: str) -> dict[str, int]:
+    """batchStats (string counts), which this SDK's BatchJob does not keep: read it raw."""
+    try:
+        resp = await client.aio._api_client.async_request("get", name, {}, None)
+        stats = (json.loads(resp.body or "{}").get("metadata") or {}).get("batchStats") or {}
+    except Exception:
+        return {}
+    total = int(stats.get("requestCount") or 0)
+    if not total:
+        return {}
+    return {"total": total, "done": int(stats.get("successfulRequestCount") or 0),
+            "failed": int(stats.get("failedRequestCount") or 0)}
+
+
+async def retrieve(client: Any, job_id: str) -> JobStatus:
+    job = await client.aio.batches.get(name=job_id)
+    state = _STATES.get(_name(job.state), "running")
+    created = job.create_time.timestamp() if job.create_time else None
+    error = one_line(job.error.message) if getattr(job, "error", None) and job.error.message else None
+    if state == "failed" and error is None:
+        error = "Gemini reported the batch as failed."
+    counts = await _stats(client, job_id)
+    return JobStatus(state, counts, created + EXPIRY_S if created else None, error, job,
+                     ended=job.end_time.timestamp() if job.end_time else None)
+
+
+async def cancel(client: Any, job_id: str) -> None:
+    await client.aio.batches.cancel(name=job_id)
+
+
+async def find(client: Any, tag: str, keys: list[str], since: float) -> str | None:
+    seen = 0
+    async for job in await client.aio.batches.list(config={"page_size": 100}):
+        if job.display_name == tag:
+            return job.name
+        seen += 1
+        if seen >= 1000:
+            break
+    return None
+
+
+def _from_file_line(rec: dict[str, Any]) -> Item:
+    """One line of a responses file: {"key", "response"} (REST JSON) or {"key", "error"}."""
+    key = str(rec.get("key"))
+    resp = rec.get("response")
+    if not resp or rec.get("error"):
+        message = (rec.get("error") or {}).get("message") or "no answer"
+        return Item(key, "error", error_kind="bad_request", error=one_line(f"Gemini batch: {message}"))
+    cand = (resp.get("candidates") or [{}])[0]
+    parts = (cand.get("content") or {}).get("parts") or []
+    return Item(key, "ok", text="".join(p.get("text", "") for p in parts if not p.get("thought")),
+                reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
+                usage=_map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"),
+                finish_reason=cand.get("finishReason"))
+
+
+async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]:
+    dest = status.raw.dest
+    if dest is not None and dest.file_name:
+        data = await client.aio.files.download(file=dest.file_name)
+        return [_from_file_line(json.loads(x)) for x in data.decode().splitlines() if x.strip()]
+    items = []
+    for i, r in enumerate((dest.inlined_responses if dest else None) or []):
+        key = (r.metadata or {}).get("key") or (keys[i] if i < len(keys) else None)
+        if key is None:
+            continue
+        if r.error is not None or r.response is None:
+            message = getattr(r.error, "message", None) or "no answer"
+            items.append(Item(key, "error", error_kind="bad_request",
+                              error=one_line(f"Gemini batch: {message}")))
+            continue
+        resp = r.response
+        cand = resp.candidates[0] if resp.candidates else None
+        parts = (cand.content.parts if cand and cand.content else None) or []
+        text = "".join(p.text for p in parts if p.text and not p.thought)
+        thoughts = "".join(p.text for p in parts if p.text and p.thought)
+        items.append(Item(key, "ok", text=text, reasoning=thoughts, usage=_map_usage(resp.usage_metadata),
+                          response_model=resp.model_version,
+                          finish_reason=_name(cand.finish_reason) if cand and cand.finish_reason else None))
+    return items
