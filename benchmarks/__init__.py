@@ -15,6 +15,7 @@ BENCHMARKS = [
     ("ledger", "bench_ledger"),
     ("pricing", "bench_pricing"),
     ("replay", "bench_replay"),
+    ("attachments", "bench_attachments"),
     ("provider batch jobs", "bench_provider_jobs"),
     ("HTTP service", "bench_serve"),
 ]

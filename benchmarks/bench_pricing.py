@@ -152,11 +152,11 @@ def estimate_rows(calls_per_model: int) -> list[dict]:
     done = ledger.usage(batch_id=frame.attrs["batch_id"])
     by_hash = {ledger.prompt_hash(p, settings.system): p for p in prompts}
     for model_id in ("anthropic:claude-sonnet-4-5", "openai:gpt-4.1-mini"):
-        calls = done[done["model"] == model_id]
+        finished = done[done["model"] == model_id]  # (not `calls`: that is the module used below)
         est = pricing.BatchEstimator()
         outputs: list[int] = []
         err_old, err_new = [], []
-        for rec in calls.itertuples():
+        for rec in finished.itertuples():
             plan = calls.make_plan(by_hash[rec.prompt_hash], model_id)
             mean = {model_id: statistics.mean(outputs)} if outputs else {}
             old, new = _old_estimate(plan, mean), est.estimate(plan)
@@ -176,7 +176,7 @@ def estimate_rows(calls_per_model: int) -> list[dict]:
                         100 * statistics.mean(err_new), "%", 10.0, "<"))
         rows.append(row(f"budget estimate error, {name}: after, from the 2nd call on",
                         100 * statistics.mean(err_new[1:]), "%", 5.0, "<",
-                        note=f"{len(calls)} finished {name} calls on the simulator"))
+                        note=f"{len(finished)} finished {name} calls on the simulator"))
     return rows
 
 

@@ -36,6 +36,8 @@ EXPECTED = {
                          "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
     "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
                         "load a 5,000-answer replay file"],
+    "bench_attachments.py": ["chat: 5 MB image, llmcells", "gemini: 10,000-row DataFrame, llmcells",
+                             "chat: preparation share of that call"],
     "bench_provider_jobs.py": ["provider jobs 150 calls: live wall at tier-1 limits",
                                "provider jobs: via='provider' wall, submit + wait + collect",
                                "provider jobs: cost at list prices, via='provider'",

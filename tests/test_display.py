@@ -170,7 +170,11 @@ def test_detect_mode_plain_process():
     assert out.stdout.split() == ["none", "terminal", "none", "terminal", "False"]
 
 
-def test_detect_mode_in_this_process_and_strings():
+def test_detect_mode_in_this_process_and_strings(monkeypatch):
+    import llmcells.display as d
+
+    # a plain process: no IPython shell (other tests in this process may have made one)
+    monkeypatch.setattr(d, "_shell", lambda: None)
     assert detect_mode(None) == "none"
     assert detect_mode(True) == "terminal"
     assert detect_mode(False) == "none"

@@ -165,6 +165,22 @@ def check_pick_a_model(nb) -> None:
     assert "holds 72 answers" in text(cell(nb, "%llmcells replay status"))  # 60 + 9 + 3 judged
 
 
+def check_files_and_structured_output(nb) -> None:
+    chart = cell(nb, "%%compare chatgpt claude gemini -a fig")
+    assert widgets(chart) == 1
+    counts = text(cell(nb, "[(r.model, r.status, r.attachments_count"))
+    assert counts.count("'ok', 1,") == 3
+    assert "I received 3 attachment(s)" in text(cell(nb, "from pathlib import Path"))
+    assert "does not take image/gif" in text(cell(nb, "gif = "))
+    assert "first 500 of 800 rows" in text(cell(nb, "import pandas as pd"))
+    assert "Person(name='example name', age=42)" in text(cell(nb, "p.data"))
+    agree = cell(nb, "%%compare chatgpt claude gemini --schema Person")
+    assert "agree" in html(agree) or "agree" in text(agree)
+    rows = cell(nb, "bios = ")
+    assert "40 rows, {'ok': 40}" in text(rows) and "example name" in html(rows)
+    assert "attachment_bytes" in html(cell(nb, "llmcells.usage(session=True)"))
+
+
 def check_provider_jobs(nb) -> None:
     submit = text(cell(nb, "prompts = ["))
     assert "estimated $" in submit and "at batch prices" in submit and "job_" in submit
@@ -182,6 +198,7 @@ def check_provider_jobs(nb) -> None:
 
 
 CHECKS = {
+    "04-files-and-structured-output.ipynb": check_files_and_structured_output,
     "01-quickstart.ipynb": check_quickstart,
     "02-compare.ipynb": check_compare,
     "03-cost-analysis.ipynb": check_costs,

@@ -50,6 +50,9 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
         sp.add_argument("--simulate", action="store_true",
                         help="answer from the built-in simulator (no key, no network, no cost)")
         sp.add_argument("--quiet", action="store_true", help="print only the answer(s)")
+        sp.add_argument("-a", "--attach", action="append", metavar="FILE",  # [rich requests]
+                        help="attach a file or an http(s) URL (repeat for several)")
+        sp.add_argument("--schema", metavar="FILE.json", help="answer as JSON matching this JSON Schema")
 
     subs["demo"] = demo = sub.add_parser(
         "demo", help="compare the three providers; those without a key are simulated",
@@ -277,6 +280,10 @@ def _calls(args) -> int:
     _warm_up(specs)
     options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                    timeout=args.timeout, display=False if args.quiet else "terminal")
+    try:
+        options.update(_rich_options(args))  # -a and --schema
+    except LLMError as err:
+        raise UserError(str(err)) from None
     from .pricing import PriceWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -308,6 +315,24 @@ def _calls(args) -> int:
     # a missing key or model name is the user's to fix (status 2); a failed call is 1
     user = {"missing_key", "config", "model_not_found", "authentication"}
     return 2 if all(r.ok or r.error_kind in user for r in results) else 1
+
+
+def _rich_options(args: argparse.Namespace) -> dict:
+    """attach= and schema= from -a and --schema (a JSON Schema file)."""
+    out: dict = {}
+    if args.attach:
+        out["attach"] = list(args.attach)
+    if args.schema:
+        import json
+
+        from .errors import ConfigError
+
+        try:
+            with open(args.schema, encoding="utf-8") as f:
+                out["schema"] = json.load(f)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--schema {args.schema}: cannot read a JSON Schema from it ({err}).") from None
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,11 +12,13 @@ from typing import Any
 
 from . import replay
 from ._loop import Pending
+from .attachments import attachments
 from .calls import MAX_REPEAT, check_options, current_cell, make_plan
 from .config import settings
 from .engine import CallPlan, _safe, run_plans
 from .errors import ConfigError
 from .models import resolve
+from .structured import repair_results
 from .types import CallObserver, Comparison, Message, Result
 
 #: the Result (or Comparison) of the last call that finished, for `_llm` and post-mortems
@@ -46,7 +48,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         api: str | None = None, cache: bool | None = None, markdown: bool = True,
         refresh: bool = False, fallback: Sequence[str] | str | None = None,
         fallback_on: Sequence[str] | str | None = None,
-        limits: dict[str, Any] | None = None) -> Pending[Result]:
+        limits: dict[str, Any] | None = None, attach: Any = None, schema: Any = None,
+        repair: int = 0) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -58,15 +61,21 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     model="claude|chatgpt" (or fallback=["chatgpt"]): a chain, the next model answers when one
     fails before its first token (fallback_on= adds error kinds; see fallback.py).
     limits: daily caps, e.g. {"google": {"rpd": 250}} (see quotas.py).
+    attach: a file or a list of them (paths, URLs, bytes, PIL images, matplotlib figures,
+    DataFrames; see llmcells.attachments). schema: a pydantic model class, a JSON Schema dict or
+    {"field": type}: the answer is validated into Result.data. repair=1 re-asks once when it
+    does not match.
     A failed call does not raise: the Result's status and error say what happened.
     """
     from . import fallback as chains
     from .quotas import daily_caps
 
+    files = attachments(attach)  # once, whichever model of a chain answers
     plan = chains.chain_plan(
         lambda m: make_plan(prompt, m, system=system, temperature=temperature,
                             max_tokens=max_tokens, timeout=timeout, history=history,
-                            params=params, api=api, cache=cache),
+                            params=params, api=api, cache=cache, attach=files, schema=schema,
+                            repair=repair),
         model or settings.compare_models[0], fallback, fallback_on)
     plan.limits = daily_caps(limits) or None
     if refresh:
@@ -77,6 +86,7 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         results: list[Result | None] = []
         try:
             await run_plans([plan], _observers(handle, 1), results)
+            await repair_results([plan], results)  # [rich requests hook] repair=1
         finally:
             last = results[0] if results and results[0] else last
             if handle is not None:
@@ -96,7 +106,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
             histories: Mapping[str, Sequence[Message]] | None = None,
             cache: bool | None = None, markdown: bool = True, score: Any = None,
-            refresh: bool = False) -> Pending[Comparison]:
+            refresh: bool = False, attach: Any = None, schema: Any = None,
+            repair: int = 0) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini), each may be a
@@ -106,6 +117,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     model's conversation, keyed by model id (provider:model). score: a scorer or a list of
     them (see llmcells.scoring); each Result gets .scores, the frame a score_<name> column.
     refresh: make the calls anew even if replay (or the cache) has their answers.
+    attach, schema, repair: as in ask(); with a schema, .agreement() tells per field whether
+    the models agree.
     """
     models = list(models) if models else list(settings.compare_models)
     if not models:
@@ -115,10 +128,12 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     from .fallback import chain_plan, resolve_chain  # an entry may be a chain, "claude|chatgpt"
 
     chains = [resolve_chain(m, openai_api=api) for m in models]
+    files = attachments(attach)  # once: a figure is rendered once for every model
     plans = [chain_plan(lambda m, k=k: make_plan(
                  prompt, resolve(m, openai_api=api), system=system, temperature=temperature,
                  max_tokens=max_tokens, timeout=timeout, params=params, group_id=group_id,
-                 sample=k, history=(histories or {}).get(resolve(m).id, ()), cache=cache),
+                 sample=k, history=(histories or {}).get(resolve(m).id, ()), cache=cache,
+                 attach=files, schema=schema, repair=repair),
                  "|".join(s.requested for s in chain))
              for chain in chains for k in range(int(repeat))]
     if refresh:
@@ -132,6 +147,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
         results: list[Result | None] = []
         try:
             await run_plans(plans, scoring.wrap(_observers(handle, len(plans))), results)
+            await repair_results(plans, results)  # [rich requests hook] repair=1
             await scoring.wait()  # judges still grading
         finally:
             scoring.cancel()

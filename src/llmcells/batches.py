@@ -25,7 +25,9 @@ from .interpolate import interpolate
 from .models import resolve
 from . import _loop
 from ._loop import Pending
+from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
+from .structured import output_schema, repair, schema_columns
 from .engine import CallPlan, execute
 from .session import session
 from .types import Result
@@ -229,7 +231,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
           display: bool | str | None = None, params: dict[str, Any] | None = None,
           score: Any = None, refresh: bool = False, via: str = "live",
           fallback: Sequence[str] | str | None = None, fallback_on: Sequence[str] | str | None = None,
-          ) -> Pending["pd.DataFrame"]:
+          attach: Any = None, schema: Any = None, repair: int = 0) -> Pending["pd.DataFrame"]:
     """Run every prompt through every model, `repeat` times; `await` it for a DataFrame with one
     row per (prompt, model, sample): inputs, text, status, error, tokens, cost, latency, TTFT.
 
@@ -248,6 +250,10 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     A model may be a chain, "claude|chatgpt" (or give fallback=[...] for every model): a model
     that keeps failing is skipped for a cool-down (fallback.Breaker). limits may also hold daily
     caps, {"google": {"rpd": 250, "tpd": ...}}, counted from the ledger (quotas.py).
+    attach: files for every prompt (see ask), or the name of a DataFrame column holding each
+    row's attachment(s). schema: validate each answer (see ask); the frame gets one column per
+    top-level field of the schema; repair=1 re-asks once when an answer does not match (the
+    first call's cost counts toward max_cost too).
     """
     from . import fallback as _fallback
 
@@ -266,14 +272,17 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
                   for chain in (_fallback.resolve_chain(m) for m in models)}.values())
     if fallback:
         _fallback.resolve_chain("|".join(_fallback.split(fallback)))
+    row_files = _row_attachments(prompts, rows, attach)  # each row's files (or the same for all)
+    schema = output_schema(schema)  # once, not per row
     jobs: list[_Job] = []
-    for label, prompt, inputs in rows:
+    for (label, prompt, inputs), files in zip(rows, row_files):
         for spec in specs:
             for k in range(int(repeat)):
                 plan = _fallback.chain_plan(
                     lambda m, k=k: make_plan(prompt, m, system=system, temperature=temperature,
                                              max_tokens=max_tokens, timeout=timeout, params=params,
-                                             sample=k, cache=cache),
+                                             sample=k, cache=cache, attach=files, schema=schema,
+                                             repair=repair),
                     spec, fallback, fallback_on)
                 jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
@@ -292,6 +301,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
 
         if via != "provider":
             raise ConfigError(f"via must be 'live' or 'provider', not {via!r}.")
+        if attach is not None or schema is not None:  # [rich requests hook]: not validated there yet
+            raise ConfigError("attach= and schema= work with via='live' only for now; "
+                              "drop via='provider' to use them.")
         return submit(jobs, batch_id, max_cost=max_cost, display=display,
                       concurrency=concurrency, limits=gate_limits)
 
@@ -370,6 +382,11 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             paint()
             try:
                 job.result = await fallback.run(job.plan, None, breaker)  # a chain, or execute()
+                if job.result.error_kind == "invalid_output":  # repair=1: re-ask once
+                    first = job.result
+                    job.result = await repair(job.plan, first)
+                    if job.result is not first and not math.isnan(first.cost_usd):
+                        tally.cost += first.cost_usd
                 if scoring:  # score while the slot is held (a judge is a call too)
                     await scoring.score(job.result, job.inputs)
             finally:
@@ -434,6 +451,8 @@ def _frame(jobs: list[_Job], batch_id: str, tally: _Tally) -> "pd.DataFrame":
             r = job.result.to_row()
             r.pop("group_id", None)
             row.update(r)
+            if job.plan.request.schema is not None:  # [rich requests hook] one column per field
+                row.update(schema_columns(job.result, job.plan.request.schema, row))
         else:
             row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
                        sample=job.plan.info.sample,

@@ -7,6 +7,7 @@ into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and no
 from __future__ import annotations
 
 import operator
+from pathlib import Path
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -68,6 +69,59 @@ def check_prompt(prompt: Any) -> str:
     return prompt
 
 
+def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
+                 system: str | None) -> tuple[tuple, Any, str | None]:
+    """(attachments, OutputSchema, system prompt) for one model, checked against its provider's
+    limits: one ConfigError naming the file and the limit, and nothing is sent. An endpoint
+    without native structured output gets the schema as instructions in its system prompt."""
+    from .attachments import attachments, check_limits
+
+    files = attachments(attach)
+    check_limits(files, spec)
+    if repair not in (0, 1, None, False, True):
+        raise ConfigError(f"repair must be 0 or 1 (re-ask once when the answer does not match the "
+                          f"schema), not {repair}.")
+    if schema is None:
+        if repair:
+            raise ConfigError("repair needs a schema: pass schema=... as well.")
+        return files, None, system
+    from .structured import instructions, is_native, output_schema
+
+    output = output_schema(schema)
+    if not is_native(spec):
+        system = f"{system}\n\n{instructions(output)}" if system else instructions(output)
+    return files, output, system
+
+
+def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
+                       namespace: dict[str, Any]) -> dict[str, Any]:
+    """attach=, schema= and repair= from a magic's -a/--schema/--repair: each -a is a notebook
+    variable's name, an http(s) URL or a path; --schema names a notebook variable."""
+    out: dict[str, Any] = {}
+    if attach:
+        items = []
+        for value in attach:
+            if value.isidentifier() and value in namespace:
+                items.append(namespace[value])
+            elif value.isidentifier() and not Path(value).exists():
+                raise ConfigError(f"-a {value}: no variable {value!r} in the notebook and no such file.")
+            else:
+                items.append(value)
+        from .attachments import attachments
+
+        out["attach"] = attachments(items)
+    if schema:
+        if schema not in namespace:
+            raise ConfigError(f"--schema {schema}: no variable {schema!r} in the notebook; set it to a "
+                              "pydantic model class, a JSON Schema dict or {field: type}.")
+        out["schema"] = namespace[schema]
+    if repair:
+        if not schema:
+            raise ConfigError("--repair needs --schema.")
+        out["repair"] = 1
+    return out
+
+
 def current_cell() -> int | None:
     """The IPython execution count of the running cell, when there is one."""
     try:
@@ -83,21 +137,34 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
               timeout: float | None = None, history: Sequence[Message] = (),
               params: dict[str, Any] | None = None, api: str | None = None,
               group_id: str | None = None, sample: int = 0, cell: int | None = None,
-              batch_id: str | None = None, cache: bool | None = None) -> CallPlan:
-    """A CallPlan from user-level options, with settings filling what was not given."""
+              batch_id: str | None = None, cache: bool | None = None, attach: Any = None,
+              schema: Any = None, repair: int = 0) -> CallPlan:
+    """A CallPlan from user-level options, with settings filling what was not given.
+
+    attach: what to send with the prompt (see llmcells.attachments); schema: the structure the
+    answer must have (see llmcells.structured); repair: re-ask once when it does not validate.
+    """
     check_prompt(prompt)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
     extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens}
     if params:
         extra["params"] = dict(params)
+    files, output, system = rich_options(spec, attach, schema, repair,
+                                         system if system is not None else settings.system)
+    if output is not None:
+        from .structured import is_native
+
+        extra["schema_mode"] = "native" if is_native(spec) else "instructions"
+        extra["repair"] = int(repair)
     request = Request(spec=spec, messages=[*history, Message("user", prompt)],
-                      system=system if system is not None else settings.system,
+                      system=system,
                       temperature=temperature if temperature is not None else settings.temperature,
                       max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
-                      extra=extra)
+                      extra=extra, attachments=files, schema=output)
     info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,
-                    provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample)
+                    provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample,
+                    attachments=files)
     total = float(timeout) if timeout is not None else settings.timeout
     return CallPlan(request=request, info=info, timeout=total,
                     ttft_timeout=min(settings.ttft_timeout, total),

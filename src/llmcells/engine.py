@@ -367,6 +367,10 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.ttft_s = call.ttft
     result.latency_s = time.monotonic() - call.t0
     result.attempts = call.attempts
+    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
+        from .structured import finish as finish_rich  # counts attachments, validates the schema
+
+        finish_rich(result, plan.request)
     _price(result, plan, call)
     try:
         await _persist(result, plan)
@@ -410,6 +414,10 @@ async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) ->
         setattr(result, name, value)
     result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
     result.latency_s = result.ttft_s = 0.0
+    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
+        from .structured import finish as finish_rich
+
+        finish_rich(result, plan.request)
     _safe(observer.on_text, result.text)
     _safe(observer.on_usage, result.usage)
     await _persist(result, plan)

@@ -84,6 +84,12 @@ class IncompleteStreamError(LLMError):
     kind = "incomplete"
 
 
+class InvalidOutputError(LLMError):
+    """The answer does not match the schema asked for (the raw text is kept)."""
+
+    kind = "invalid_output"
+
+
 class ProviderError(LLMError):
     """Any other error reported by a provider."""
 

@@ -93,6 +93,9 @@ _SCHEMA: list[tuple[str, str, str]] = [
     ("replayed", "INTEGER NOT NULL DEFAULT 0", "bool"),
     ("original_cost_usd", "REAL", "float"),
     ("original_latency_s", "REAL", "float"),
+    # rich requests: how many files went with the prompt and their bytes (never their content)
+    ("attachments", "INTEGER NOT NULL DEFAULT 0", "int"),
+    ("attachment_bytes", "INTEGER NOT NULL DEFAULT 0", "int"),
 ]
 COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
 _KINDS = {c: k for c, _, k in _SCHEMA}
@@ -335,6 +338,8 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         1 if getattr(result, "replayed", False) else 0,
         _num((result.original or {}).get("cost_usd")) if getattr(result, "original", None) else None,
         _num((result.original or {}).get("latency_s")) if getattr(result, "original", None) else None,
+        int(getattr(result, "attachments_count", 0) or 0),
+        int(getattr(result, "attachments_bytes", 0) or 0),
     )
 
 
@@ -552,7 +557,8 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     tuples in COLUMNS order. Raises on database errors. Returns the number of rows given."""
     defaults = {"ts": None, "input_tokens": 0, "cached_input_tokens": 0, "cache_write_tokens": 0,
                 "cache_write_1h_tokens": 0, "processing": "live", "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
-                "sample": 0, "simulated": 0, "session_id": SESSION_ID, "replayed": 0}
+                "sample": 0, "simulated": 0, "session_id": SESSION_ID, "replayed": 0,
+                "attachments": 0, "attachment_bytes": 0}
     tuples = []
     now = time.time()
     for r in rows:

@@ -52,6 +52,14 @@ def _call_options(func: Callable) -> Callable:
         argument("--no-display", action="store_true", help="show nothing; use -o or _llm"),
         argument("--no-interpolate", action="store_true",
                  help="send the cell as written, without filling in {name} references"),
+        argument("-a", "--attach", action="append", metavar="FILE",  # [rich requests hook]
+                 help="attach a file: a path, an http(s) URL, or a notebook variable (figure, "
+                      "image, DataFrame, bytes); repeat for more"),
+        argument("--schema", metavar="VAR", help="answer as JSON matching the schema in notebook "
+                 "variable VAR (a pydantic model, a JSON Schema dict or {field: type}); the "
+                 "Result's .data holds it"),
+        argument("--repair", action="store_true", help="with --schema: re-ask once when the "
+                 "answer does not match"),
         argument("--refresh", action="store_true",  # [scoring/replay hook]
                  help="make the calls anew even if replay has their answers (and re-record them)"),
         argument("-h", "--help", action="store_true", help="show this help and send nothing"),
@@ -182,9 +190,13 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
+        from .calls import magic_rich_options
+
         return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                     timeout=args.timeout, display=False if args.no_display else None,
-                    markdown=args.format == "markdown", refresh=args.refresh)
+                    markdown=args.format == "markdown", refresh=args.refresh,
+                    **magic_rich_options([_unquote(a) for a in args.attach or ()],  # [rich requests hook]
+                                         _unquote(args.schema), args.repair, self.shell.user_ns))
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
@@ -200,11 +212,15 @@ class LLMMagics(Magics):
                 conversations[r.model] = [*history, Message("user", prompt), Message("assistant", r.text)]
         if args.format == "json":
             for r in results:
-                if r.ok:
+                if r.ok and r.data is None:  # (a --schema answer is validated already)
                     try:
                         r.data = _parse_json(r.text)
                     except ValueError as err:
                         print(f"llmcells: the answer of {r.model} is not valid JSON ({err}).")
+        if args.schema and isinstance(outcome, Comparison):  # [rich requests hook] per-field agreement
+            from .structured import show_agreement
+
+            show_agreement(outcome)
         self.shell.user_ns["_llm"] = outcome
         if args.out:
             self.shell.user_ns[args.out] = outcome

@@ -179,6 +179,10 @@ async def replay(result: Result, plan: Any, observer: CallObserver,
     if result.original["cost_usd"] is None:
         result.original["cost_usd"] = float("nan")
     result.latency_s = result.ttft_s = max(0.0, time.time() - result.started_at)
+    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
+        from .structured import finish as finish_rich
+
+        finish_rich(result, plan.request)
     _safe(observer.on_first_token, result.ttft_s)
     _safe(observer.on_text, result.text)
     _safe(observer.on_usage, result.usage)

@@ -54,6 +54,10 @@ def request_key(request: Request, sample: int) -> str:
         "max_tokens": request.max_tokens, "params": request.extra.get("params"),
         "messages": [[m.role, m.content] for m in request.messages], "sample": sample,
     }
+    if request.attachments:  # [rich requests] the bytes' hashes (only when present: old keys hold)
+        material["attachments"] = [[a.media_type, a.sha256] for a in request.attachments]
+    if request.schema is not None:
+        material["schema"] = request.schema.json_schema
     blob = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

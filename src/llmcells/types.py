@@ -25,9 +25,68 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with the prompt: its media type and either its bytes or a URL (never fetched).
+
+    size is the byte count (0 for a URL); sha256 the hex digest of the bytes (of the URL for a
+    URL). Build one with `llmcells.attachments.attachment(...)`, which fills these in.
+    """
+
+    media_type: str
+    data: bytes | None = None
+    url: str | None = None
+    name: str = ""
+    size: int = 0
+    sha256: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"image", "pdf" or "text": how providers take it."""
+        if self.media_type.startswith("image/"):
+            return "image"
+        if self.media_type == "application/pdf":
+            return "pdf"
+        return "text"
+
+    @property
+    def text(self) -> str:
+        """The content of a text-like attachment, decoded as UTF-8."""
+        return (self.data or b"").decode("utf-8", "replace")
+
+    def base64(self) -> str:
+        """The bytes in base64 (what JSON bodies carry)."""
+        import base64
+
+        return base64.b64encode(self.data or b"").decode("ascii")
+
+    def data_url(self) -> str:
+        """The URL, or a `data:` URL of the bytes."""
+        return self.url or f"data:{self.media_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never the bytes
+        where = self.url or f"{self.size} bytes"
+        return f"Attachment({self.name or '?'!r}, {self.media_type}, {where})"
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """The structure an answer must have: a JSON Schema, and the pydantic model it came from
+    (None for a plain JSON Schema dict). Built by `llmcells.structured.output_schema`."""
+
+    name: str
+    json_schema: dict = field(hash=False, compare=False)
+    model: Any = None
+    fields: tuple[str, ...] = ()
+    plain: bool = False   # validated by `model` but given back as a dict ({"field": type} schemas)
+
+
 @dataclass
 class Request:
-    """Everything a provider adapter needs to make one call."""
+    """Everything a provider adapter needs to make one call.
+
+    attachments go with the last user message; schema asks for a JSON answer of that shape.
+    """
 
     spec: "ModelSpec"
     messages: list[Message]
@@ -35,6 +94,8 @@ class Request:
     temperature: float | None = None
     max_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
+    schema: OutputSchema | None = None
 
     @property
     def prompt(self) -> str:
@@ -157,7 +218,10 @@ class Result:
     service_tier: str | None = None  # the tier that served the call, as the provider said
     processing: str = "live"         # "live", or "batch" for provider batch jobs
     price_basis: Any = None          # pricing.PriceBasis: the exact price used (provenance)
-    data: Any = None                 # the parsed answer, with format="json"
+    data: Any = None                 # the parsed answer, with format="json" or a schema
+    schema_mode: str | None = None   # "native" or "instructions": how a schema was asked for
+    attachments_count: int = 0       # files sent with the prompt
+    attachments_bytes: int = 0       # their total size
     # scoring and replay (see scoring.py, replay.py)
     scores: dict[str, float] = field(default_factory=dict)       # scorer name -> score (NaN: failed)
     score_notes: dict[str, str] = field(default_factory=dict)    # scorer name -> one-line reason
@@ -284,6 +348,12 @@ class Comparison:
 
         return pd.DataFrame([r.to_row() for r in self.results])
 
+    def agreement(self) -> "pd.DataFrame":
+        """With a schema: per top-level field, each model's value and whether they all agree."""
+        from .structured import agreement
+
+        return agreement(self)
+
     def summary(self, confidence: float = 0.95) -> "pd.DataFrame":
         """Per model: calls, and the mean with a 95% interval of each score, latency and cost."""
         from .scoring import summarize
@@ -309,6 +379,7 @@ class CallInfo:
     group_id: str | None = None
     sample: int = 0
     purpose: str = "answer"   # "judge" for a judge's grading call
+    attachments: tuple = ()   # the Attachments sent with the prompt (cards show them)
 
 
 @dataclass(frozen=True)

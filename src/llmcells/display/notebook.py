@@ -27,6 +27,7 @@ from . import scores as _scores
 from .base import DisplayHandle, match_results, safe
 from .markdown import StreamingMarkdown, escape, plain_html, render_markdown
 from .style import STATIC_CSS, style_tag
+from .rich import card_extras
 from .throttle import Throttle
 
 #: the live metrics line is repainted at most this often (seconds); the body at display_fps
@@ -263,9 +264,13 @@ class Card(CallObserver):
     def final_body_html(self) -> str:
         text = self.text
         if text:
-            return render_markdown(text) if self.markdown else plain_html(text)
-        failed = self.result is not None and self.result.status != "ok"
-        return self._placeholder("(no answer)" if failed else "(empty answer)")
+            body = render_markdown(text) if self.markdown else plain_html(text)
+        else:
+            failed = self.result is not None and self.result.status != "ok"
+            body = self._placeholder("(no answer)" if failed else "(empty answer)")
+        if self.result is not None:  # attachments (thumbnails, chips) and a schema's fields table
+            body += card_extras(self.info, self.result)
+        return body
 
     def _interval(self) -> float:
         # Live repaints get 85% of the message budget: the status changes and the final paint

@@ -25,6 +25,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
+from . import _rich
 from ._http import guard
 from .base import ClientOptions, Provider
 
@@ -83,10 +84,12 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for messages.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [{"role": m.role, "content": content} for m, content in
+                     zip(request.messages, _rich.contents(request, _rich.anthropic_parts))],
         # Anthropic requires max_tokens; the runner passes its configured default in extra.
         "max_tokens": request.max_tokens or request.extra.get("default_max_tokens", 4096),
         "stream": True,
+        **_rich.anthropic_schema(request),  # attachments above and the schema: see _rich.py
     }
     if request.system:
         kwargs["system"] = request.system

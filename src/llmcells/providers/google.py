@@ -32,6 +32,7 @@ from ._common import (
     parse_duration,
     retry_after_from_headers,
 )
+from . import _rich
 from ._http import StreamErrorEvent, guard
 from .base import ClientOptions, Provider
 
@@ -83,8 +84,10 @@ class _ClientTimeoutAsyncClient(httpx2.AsyncClient):
 
 def _contents(request: Request) -> list[dict[str, Any]]:
     # Gemini calls the assistant "model".
-    return [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-            for m in request.messages]
+    # The last user message carries the attachments (see _rich.py).
+    return [{"role": "model" if m.role == "assistant" else "user",
+             "parts": content if isinstance(content, list) else [{"text": content}]}
+            for m, content in zip(request.messages, _rich.contents(request, _rich.gemini_parts))]
 
 
 def _config(request: Request) -> dict[str, Any]:
@@ -96,6 +99,7 @@ def _config(request: Request) -> dict[str, Any]:
         config["temperature"] = request.temperature
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
+    config.update(_rich.gemini_schema(request))
     config.update(request.extra.get("params") or {})
     return config
 

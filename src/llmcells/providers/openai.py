@@ -29,6 +29,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
+from . import _rich
 from ._http import guard
 from .base import ClientOptions, Provider
 
@@ -62,13 +63,15 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages += [{"role": m.role, "content": m.content} for m in request.messages]
+    messages += [{"role": m.role, "content": content} for m, content in
+                 zip(request.messages, _rich.contents(request, _rich.chat_parts))]
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
         "messages": messages,
         "stream": True,
         # Without this, OpenAI reports no usage at all on a stream.
         "stream_options": {"include_usage": True},
+        **_rich.chat_schema(request),  # attachments above and the schema: see _rich.py
     }
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
@@ -81,8 +84,10 @@ def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for responses.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "input": [{"role": m.role, "content": m.content} for m in request.messages],
+        "input": [{"role": m.role, "content": content} for m, content in
+                  zip(request.messages, _rich.contents(request, _rich.responses_parts))],
         "stream": True,
+        **_rich.responses_schema(request),
     }
     if request.system:
         kwargs["instructions"] = request.system

@@ -23,6 +23,7 @@ class Prompt:
     max_tokens: int | None = None
     temperature: float | None = None
     include_usage: bool = False     # OpenAI Chat: stream_options.include_usage
+    rich: Any = None                # rich.Rich: attachments and schema (set by the server)
 
 
 @dataclass

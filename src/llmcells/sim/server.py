@@ -11,7 +11,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, google, listing, openai
+from . import anthropic, google, listing, openai, rich
 from .common import Plan, Prompt, Reply, compact, html_page
 from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
@@ -188,8 +188,11 @@ class SimServer:
             prompt = Prompt(path_model or "", api == "stream", "", None)
         fault = None if refused else self.state.take_fault(module.PROVIDER, prompt.model)
         path, headers = _masked(req)
+        prompt.rich = rich.inspect(module.PROVIDER, api, body)  # attachments and schema
+        prompt.rich.invalid_json = fault is not None and fault.fault == "invalid_json"
         logged = SimRequest(time.monotonic(), time.time(), module.PROVIDER, logged_api, path,
-                            prompt.model, prompt.stream, headers, body, fault.fault if fault else None)
+                            prompt.model, prompt.stream, headers, body, fault.fault if fault else None,
+                            attachments=prompt.rich.attachments)
         self.state.record(logged)
         await self._answer(req, resp, module, api, prompt, key, refused, fault)
         if not resp.gone:  # (a client that left raises ClientGone above)
@@ -221,7 +224,8 @@ class SimServer:
     def _plan(self, api: str, prompt: Prompt, settings: Settings) -> Plan:
         count = self.state.next_count()
         salt = count if (prompt.temperature or 0) > 0 else None
-        scripted = None if settings.text is not None else scripted_answer(prompt.model, prompt.text)
+        scripted = None if settings.text is not None else (
+            rich.answer(prompt.rich, prompt.text) or scripted_answer(prompt.model, prompt.text))
         if settings.text is not None and settings.delta_chars:
             n = max(int(settings.delta_chars), 1)
             tokens = [settings.text[i:i + n] for i in range(0, len(settings.text), n)]

@@ -42,6 +42,7 @@ FAULT_HELP = {
     "sse_no_space": "write `data:` (and `event:`) with no space before the value",
     "split_surrogate": "before text event number after_tokens, send an emoji (U+1F600) as two text "
                        "events: JSON-escaped \\ud83d in one, \\ude00 in the next",
+    "invalid_json": "with a schema (structured output), answer with JSON that does not parse",
 }
 FAULTS = tuple(FAULT_HELP)
 PROVIDERS = ("openai", "anthropic", "google")
@@ -93,6 +94,7 @@ class SimRequest:
     body: Any
     fault: str | None = None
     completed: float | None = None   # time.monotonic() when the whole response had been sent
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # media_type, size, sha256, url
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (for `GET /_sim/requests`)."""
