@@ -106,6 +106,9 @@ class ResponseInfo:
     response_model: str | None = None
     response_id: str | None = None
     service_tier: str | None = None
+    # [agents] what an agent CLI reported about its run (cli, version, session_id, turns,
+    # tool_calls, startup_s, cli_cost_usd, cwd, tools, system_prompt); None for plain API calls
+    agent: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Result:
     purpose: str = "answer"          # "answer", or "judge" for a judge's grading call
     replayed: bool = False           # answered from the replay file, not by the provider
     original: dict[str, Any] | None = None  # a replayed call's original figures (cost, latency...)
+    agent: dict[str, Any] | None = None     # [agents] an agent CLI's own report (see ResponseInfo.agent)
 
     @property
     def ok(self) -> bool:
@@ -201,6 +205,8 @@ class Result:
             call_id=self.call_id,
             group_id=self.group_id,
         )
+        if self.agent is not None:  # [agents] the CLI's own cost figure, as a cross-check
+            row["cli_cost_usd"] = self.agent.get("cli_cost_usd")
         if self.original:  # a replayed call: what the original call cost and took
             for k in ("cost_usd", "latency_s", "ttft_s"):
                 row[f"original_{k}"] = self.original.get(k)
