@@ -85,6 +85,9 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             elif kind == "turn.failed":
                 err = msg.get("error") or {}
                 message = err.get("message") or problem or json.dumps(msg)
+                if _agents.status_in(message) is None and "disconnected" in message:
+                    raise IncompleteStreamError(f"Codex: the answer broke off: {message}",
+                                                provider=spec.provider)
                 raise _agents.api_error(spec, _agents.status_in(message), message)
             elif kind == "turn.completed":
                 yield UsageUpdate(_usage(msg.get("usage") or {}))

@@ -89,12 +89,12 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             elif kind == "tool_use":
                 tool_calls += 1
             elif kind == "error":
-                raise _error(spec, msg.get("message") or json.dumps(msg))
+                raise _error(spec, msg.get("message") or json.dumps(msg), proc)
             elif kind == "result":
                 stats = msg.get("stats") or {}
                 if msg.get("status") != "success":
                     err = msg.get("error") or {}
-                    raise _error(spec, err.get("message") or json.dumps(err))
+                    raise _error(spec, err.get("message") or json.dumps(err), proc)
                 yield UsageUpdate(_usage(stats))
                 models = list((stats.get("models") or {}).keys())
                 duration = stats.get("duration_ms")
@@ -120,8 +120,17 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
         await proc.stop()
 
 
-def _error(spec: ModelSpec, message: str) -> LLMError:
-    return _agents.api_error(spec, _agents.status_in(message), _readable(message))
+def _error(spec: ModelSpec, message: str, proc: _agents.Process) -> LLMError:
+    """The error the CLI's result reports: its HTTP status from the message, else from the
+    stack the CLI printed (`status: 503`); a broken stream is an incomplete answer."""
+    readable = _readable(message)
+    status = _agents.status_in(message) or _agents.status_in(" ".join(proc.stderr[-40:]))
+    if status is None and "overloaded" in readable.lower():
+        status = 503
+    if status is None and any(s in readable.lower() for s in ("stream ended", "disconnected")):
+        return IncompleteStreamError(f"Gemini CLI: the answer broke off: {readable}",
+                                     provider=spec.provider)
+    return _agents.api_error(spec, status, readable)
 
 
 def _readable(message: str) -> str:

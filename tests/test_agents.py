@@ -1,0 +1,114 @@
+"""Agent CLIs as providers: the registry rows, model resolution, options and install hints
+(no CLI needed), and the real CLIs against the simulator inside a network namespace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import llmcells
+from llmcells import models, registry
+from llmcells.models import ModelSpec
+from llmcells.providers import _agents, codex
+from llmcells.types import Message, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_agent_rows_resolve_to_the_simulator_on_their_apis_route(simulated):
+    assert [r.name for r in registry.agents()] == ["claude-code", "gemini-cli", "codex"]
+    url = simulated.url
+    assert models.resolve("claude-code:sonnet").base_url == url            # ANTHROPIC_BASE_URL
+    assert models.resolve("gemini-cli:gemini-2.5-flash").base_url == url   # GOOGLE_GEMINI_BASE_URL
+    assert models.resolve("codex:gpt-5-codex").base_url == url + "/v1"     # the Responses API
+    for alias in ("claude-code", "gemini-cli", "codex"):
+        spec = models.resolve(alias)
+        assert spec.simulated and spec.provider == alias
+
+
+def test_agents_are_priced_as_the_api_they_call():
+    from llmcells.pricing import price
+    from llmcells.types import Usage
+
+    u = Usage(input_tokens=1000, output_tokens=100)
+
+    def cost(provider: str, model: str, usage: Usage) -> float:
+        return price(provider, model, usage)[0]
+
+    assert cost("claude-code", "claude-sonnet-4-5", u) == cost("anthropic", "claude-sonnet-4-5", u) > 0
+    assert cost("codex", "gpt-5-codex", u) == cost("openai", "gpt-5-codex", u) > 0
+    assert cost("gemini-cli", "gemini-2.5-flash", u) == cost("google", "gemini-2.5-flash", u) > 0
+
+
+@pytest.mark.parametrize("name,hint", [("gemini-cli", "npm install -g @google/gemini-cli"),
+                                       ("codex", "npm install -g @openai/codex")])
+def test_a_missing_cli_is_one_line_saying_how_to_install_it(name, hint, monkeypatch, tmp_path,
+                                                           simulated):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    r = llmcells.run(llmcells.ask("hi", model=f"{name}:x", display=False))
+    assert (r.status, r.error_kind) == ("error", "config")
+    assert hint in r.error and "\n" not in r.error
+    assert simulated.requests == []  # nothing was sent
+
+
+def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+                                  params={"sandbox": "off"}))
+    assert r.error_kind == "config" and "cwd= and tools=" in r.error
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+                                  params={"cwd": str(tmp_path / "nope")}))
+    assert r.error_kind == "config" and "is not a folder" in r.error
+    assert simulated.requests == []
+
+
+def test_codex_command_line_keeps_to_llmcells_settings(tmp_path):
+    client = _agents.AgentClient("codex", "/bin/codex", "1", "http://127.0.0.1:9/v1", "k")
+    spec = ModelSpec("codex", "codex", "gpt-5-codex", "codex")
+    req = Request(spec=spec, messages=[Message("user", "earlier"), Message("assistant", "reply"),
+                                       Message("user", "now")], system="be brief")
+    argv = codex.argv_for(client, req, _agents.AgentOptions(cwd=str(tmp_path), tools=False))
+    joined = " ".join(argv)
+    assert 'base_url="http://127.0.0.1:9/v1"' in joined and "request_max_retries=0" in joined
+    assert "stream_max_retries=0" in joined and "--ignore-user-config" in joined
+    assert argv[argv.index("--sandbox") + 1] == "read-only"
+    prompt = argv[-1]
+    assert prompt.startswith("Instructions: be brief") and "assistant: reply" in prompt
+    assert prompt.endswith("user: now")
+    argv = codex.argv_for(client, req, _agents.AgentOptions(cwd=str(tmp_path), tools=True))
+    assert argv[argv.index("--sandbox") + 1] == "workspace-write"
+
+
+def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "users-token")
+    monkeypatch.setenv("CODEX_HOME", "/home/me/.codex")
+    monkeypatch.setenv("OPENAI_API_KEY", "users-key")
+    env = _agents.clean_env(OPENAI_API_KEY="llmcells-key")
+    assert env["OPENAI_API_KEY"] == "llmcells-key"
+    assert "ANTHROPIC_AUTH_TOKEN" not in env and "CODEX_HOME" not in env
+
+
+def test_each_cli_against_the_simulator_offline():
+    """tests/agents_cli_checks.py (plain answer, 401, 529, interrupt; each CLI) inside a network
+    namespace that has only loopback: a CLI reaching for any other host fails the run. Where
+    `unshare -n` is not allowed, the same checks run in the normal namespace (said in the output)."""
+    checks = str(ROOT / "tests" / "agents_cli_checks.py")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    pytest_cmd = [sys.executable, "-m", "pytest", checks, "-q", "-p", "no:cacheprovider"]
+    netns = shutil.which("unshare") and subprocess.run(
+        ["unshare", "-n", "true"], capture_output=True).returncode == 0
+    if netns:
+        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *pytest_cmd]
+    else:
+        print("unshare -n is not allowed here: running the CLI checks in this namespace")
+        cmd = pytest_cmd
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    out = proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, out
+    assert "12 passed" in proc.stdout, out
