@@ -115,6 +115,10 @@ def _provider_magic(row: ProviderRow) -> Callable:
         fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
         from the notebook; other braces (JSON, code) are left as written.
         """
+    if row.kind == "agent":  # [agents] --cwd and --tools
+        from .agents import agent_arguments
+
+        magic = agent_arguments(magic)
     magic_func = _call_options(magic)
     return magic_func
 
@@ -127,6 +131,9 @@ class LLMMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
             self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
+        from .agents import agent_magic  # [agents] %%agent
+
+        self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -179,9 +186,12 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
+        from .agents import params_from  # [agents] --cwd / --tools of the agent magics
+
         return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                     timeout=args.timeout, display=False if args.no_display else None,
-                    markdown=args.format == "markdown", refresh=args.refresh)
+                    markdown=args.format == "markdown", refresh=args.refresh,
+                    params=params_from(args))
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
@@ -340,6 +350,7 @@ class LLMMagics(Magics):
         import pandas as pd
 
         from ._simulation import active
+        from .agents import status as agent_status  # [agents]
 
         keys = _models.key_status()
         rows = []
@@ -347,7 +358,8 @@ class LLMMagics(Magics):
             spec = _models.resolve(model_id)
             rows.append({"alias": alias, "model": spec.id, "provider": spec.label,
                          "key set": "yes" if keys.get(spec.provider) else "no",
-                         "simulated": "yes" if spec.simulated else "no"})
+                         "simulated": "yes" if spec.simulated else "no",
+                         "agent CLI": agent_status(spec.provider)})  # [agents]
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",
