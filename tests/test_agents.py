@@ -112,3 +112,36 @@ def test_each_cli_against_the_simulator_offline():
     out = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, out
     assert "12 passed" in proc.stdout, out
+
+
+@pytest.mark.kernel
+def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
+    """`%%compare claude-code gemini-cli codex claude` in a real kernel: four cards (the three
+    agents' with the agent line), four ok ledger rows."""
+    from llmcells.testing import Kernel, kernel_env
+
+    models = ["claude-code", "gemini-cli", "codex", "claude"]
+    env = kernel_env(tmp_path / "home", PYTHONPATH=str(ROOT / "src"),
+                     PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    with Kernel(tmp_path / "home", env=env) as k:
+        k.ok("%load_ext llmcells\nimport llmcells\nsim = llmcells.simulate()")
+        msg_id = k.send("%%compare " + " ".join(models) + " -o c\nSay hello.")
+        _, reply = k.reply(msg_id, timeout=240)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        msgs = k.messages(msg_id)
+        values: dict[str, str] = {}  # each HTML widget's last value
+        for _, m in msgs:
+            if m["msg_type"] == "comm_open":
+                values[m["content"]["comm_id"]] = m["content"]["data"]["state"].get("value", "")
+            elif m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {}):
+                values[m["content"]["comm_id"]] = m["content"]["data"]["state"]["value"]
+        ids = ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash", "codex:gpt-5-codex",
+               "anthropic:claude-haiku-4-5"]
+        for model_id in ids:
+            assert any(model_id in v for v in values.values()), f"no card for {model_id}"
+        notes = [v for v in values.values() if "adds its own system prompt" in v]
+        assert len(notes) == 3, notes  # one agent line per agent card, none on claude's
+        assert all(s in " ".join(notes) for s in ("claude 2.", "gemini 0.", "codex 0."))
+        assert k.value("[r.status for r in c]") == ["ok"] * 4
+        rows = k.value("list(map(tuple, llmcells.usage()[['model', 'status']].values.tolist()))")
+        assert sorted(rows) == sorted((m, "ok") for m in ids), rows
