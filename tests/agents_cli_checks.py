@@ -38,7 +38,9 @@ def agent(request, simulated):
     try:
         get_provider(row.adapter).make_client(ClientOptions(base_url=None, api_key="x"))
     except llmcells.LLMError as exc:
-        pytest.fail(f"{name}: {exc} (.ci/run installs it)")
+        log = os.environ.get("LLMCELLS_AGENTS_INSTALL_LOG")
+        why = Path(log).read_text()[-1500:] if log and Path(log).is_file() else ""
+        pytest.fail(f"{name}: {exc} (.ci/run installs it)" + (f"\nthe install said:\n{why}" if why else ""))
     return name
 
 
@@ -126,3 +128,16 @@ def _processes_in(folder: Path) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_an_error_mid_stream_is_reported_never_spliced(agent, simulated):
+    """The API breaks the answer after a few tokens: the CLI must not re-ask on its own, and the
+    Result holds at most the one partial answer, with the status the CLI reported."""
+    model, api = AGENTS[agent]
+    settings.update(max_attempts=1)
+    simulated.inject("midstream_error", provider=api, times=None, after_tokens=5)
+    r = _ask(model)
+    assert r.status in ("error", "incomplete"), (r.status, r.error)
+    assert len(simulated.requests) == 1, "the CLI asked again by itself"
+    assert r.text.count("Simulated answer from") <= 1, r.text  # nothing spliced or repeated
+    assert r.attempts == 1 and r.error and "\n" not in r.error
