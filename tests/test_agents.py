@@ -145,3 +145,33 @@ def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
         assert k.value("[r.status for r in c]") == ["ok"] * 4
         rows = k.value("list(map(tuple, llmcells.usage()[['model', 'status']].values.tolist()))")
         assert sorted(rows) == sorted((m, "ok") for m in ids), rows
+
+
+_AUDIT = """
+import sys, llmcells
+sim = llmcells.simulate()
+r = llmcells.run(llmcells.ask("Say hello", model=sys.argv[1], display=False))
+print(r.status, len(sim.requests))
+"""
+
+
+@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash",
+                                   "codex:gpt-5-codex"])
+def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
+    """One answer with every connect/sendto of the CLI's process tree traced (strace -f): none
+    may go anywhere but loopback, not even a DNS query (this is what found Codex's analytics
+    and OTel metrics, sent to ab.chatgpt.com, now switched off)."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed for this audit (Debian: apt-get install strace)"
+    trace = tmp_path / "trace"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace),
+                           sys.executable, "-c", _AUDIT, model], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.stdout.split() == ["ok", "1"], proc.stdout + proc.stderr[-2000:]
+    calls = [line for line in trace.read_text().splitlines()
+             if ("connect(" in line or "sendto(" in line) and "sa_family=AF_INET" in line]
+    assert calls, "the trace saw no connection at all: it did not trace the CLI"
+    elsewhere = [line for line in calls if '"127.0.0.1"' not in line and '"::1"' not in line]
+    assert not elsewhere, "\n".join(elsewhere[:5])

@@ -45,6 +45,8 @@ def argv_for(client: _agents.AgentClient, request: Request, opts: _agents.AgentO
     argv = [client.path, "exec", "--json", "--skip-git-repo-check", "--ephemeral",
             "--ignore-user-config", "-c", 'model_provider="llmcells"',
             "-c", f"model_providers.llmcells={provider}", "-c", "features.plugins=false",
+            # no analytics and no OTel metrics (otherwise sent to ab.chatgpt.com)
+            "-c", "analytics.enabled=false", "-c", 'otel.metrics_exporter="none"',
             "-m", request.spec.name]
     argv += ["--sandbox", "workspace-write"] if opts.tools else ["--sandbox", "read-only"]
     return [*argv, "--", _agents.prompt_text(request)]
