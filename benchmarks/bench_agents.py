@@ -8,9 +8,8 @@ raw CLI side by side.
   the simulator (first token after 0.05 s); the figure is Result.ttft_s, from the moment the
   call is sent (the CLI's process start included) to the first answer text.
 - raw: the same CLI started by hand with the same flags and environment (Claude Code through
-  `claude_agent_sdk.ClaudeSDKClient`, the others as a subprocess), timed from start to the first
-  answer text on its stdout. Codex's `exec --json` has no deltas: its first text is the whole
-  answer.
+  `claude_agent_sdk.ClaudeSDKClient`, Gemini CLI as a subprocess, Codex's `app-server` driven
+  over stdio), timed from start to the first answer text.
 - memory: the peak resident memory of every process working in the call's folder (the CLI and
   whatever it started), sampled every 20 ms during an llmcells call.
 - Claude Code also reports its own start-up overhead (duration_ms - duration_api_ms).
@@ -101,23 +100,52 @@ def _raw_ttft(agent: str, model: str, sim_url: str) -> float:
                                 GEMINI_CLI_TRUST_WORKSPACE="true", GEMINI_CLI_NO_RELAUNCH="true")
         argv = [client.path, "-p", "Say hello", "-o", "stream-json", "-m", spec.name]
         marker = b'"role":"assistant"'
-    else:
-        from llmcells.providers import codex
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, cwd=opts.cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        first = float("nan")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if marker in line:
+                first = time.perf_counter() - t0
+                break
+        proc.stdout.read()
+        proc.wait()
+        return first
+    return _raw_codex(client, request, opts)
 
-        env = _agents.clean_env(CODEX_HOME=tempfile.mkdtemp(prefix="bench-codex-home-"),
-                                OPENAI_API_KEY=SIMULATOR_KEY)
-        argv = codex.argv_for(client, request, opts)
-        marker = b'"agent_message"'
+
+def _raw_codex(client, request, opts) -> float:
+    """`codex app-server` driven by hand: initialize, thread/start, turn/start, first delta."""
+    import json
+
+    from llmcells.models import SIMULATOR_KEY
+    from llmcells.providers import _agents, codex
+
+    env = _agents.clean_env(CODEX_HOME=tempfile.mkdtemp(prefix="bench-codex-home-"),
+                            OPENAI_API_KEY=SIMULATOR_KEY)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=opts.cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(codex.argv_for(client), env=env, cwd=opts.cwd, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(message: dict) -> None:
+        proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+
+    send({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "bench", "version": "1"}}})
+    send({"method": "initialized"})
+    send({"id": 2, "method": "thread/start", "params": codex.thread_params(request, opts)})
     first = float("nan")
-    assert proc.stdout is not None
     for line in proc.stdout:
-        if marker in line:
+        msg = json.loads(line)
+        if msg.get("id") == 2 and "result" in msg:
+            send({"id": 3, "method": "turn/start",
+                  "params": codex.turn_params(msg["result"]["thread"]["id"], request)})
+        elif msg.get("method") == "item/agentMessage/delta":
             first = time.perf_counter() - t0
             break
-    proc.stdout.read()
+    proc.terminate()
     proc.wait()
     return first
 

@@ -69,19 +69,19 @@ def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
 
 def test_codex_command_line_keeps_to_llmcells_settings(tmp_path):
     client = _agents.AgentClient("codex", "/bin/codex", "1", "http://127.0.0.1:9/v1", "k")
+    joined = " ".join(codex.argv_for(client))
+    assert 'base_url="http://127.0.0.1:9/v1"' in joined and "request_max_retries=0" in joined
+    assert "stream_max_retries=0" in joined and "analytics.enabled=false" in joined
     spec = ModelSpec("codex", "codex", "gpt-5-codex", "codex")
     req = Request(spec=spec, messages=[Message("user", "earlier"), Message("assistant", "reply"),
                                        Message("user", "now")], system="be brief")
-    argv = codex.argv_for(client, req, _agents.AgentOptions(cwd=str(tmp_path), tools=False))
-    joined = " ".join(argv)
-    assert 'base_url="http://127.0.0.1:9/v1"' in joined and "request_max_retries=0" in joined
-    assert "stream_max_retries=0" in joined and "--ignore-user-config" in joined
-    assert argv[argv.index("--sandbox") + 1] == "read-only"
-    prompt = argv[-1]
-    assert prompt.startswith("Instructions: be brief") and "assistant: reply" in prompt
-    assert prompt.endswith("user: now")
-    argv = codex.argv_for(client, req, _agents.AgentOptions(cwd=str(tmp_path), tools=True))
-    assert argv[argv.index("--sandbox") + 1] == "workspace-write"
+    off = codex.thread_params(req, _agents.AgentOptions(cwd=str(tmp_path), tools=False))
+    assert off["sandbox"] == "read-only" and off["approvalPolicy"] == "never"
+    assert off["developerInstructions"] == "be brief" and off["cwd"] == str(tmp_path)
+    assert codex.thread_params(req, _agents.AgentOptions(cwd=str(tmp_path), tools=True))["sandbox"] \
+        == "workspace-write"
+    prompt = codex.turn_params("t1", req)["input"][0]["text"]
+    assert "assistant: reply" in prompt and prompt.endswith("user: now") and "be brief" not in prompt
 
 
 def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):

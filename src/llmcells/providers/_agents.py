@@ -222,15 +222,16 @@ class Process:
     """A CLI run in its own process group; `lines()` yields its stdout's JSON objects. `stop()`
     ends the whole group: SIGTERM, then SIGKILL after a grace period."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str):
-        self.argv, self.env, self.cwd = argv, env, cwd
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, *, stdin: bool = False):
+        self.argv, self.env, self.cwd, self.stdin = argv, env, cwd, stdin
         self.proc: asyncio.subprocess.Process | None = None
         self.stderr: list[str] = []
         self._err_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=self.env, cwd=self.cwd, stdin=asyncio.subprocess.DEVNULL,
+            *self.argv, env=self.env, cwd=self.cwd,
+            stdin=asyncio.subprocess.PIPE if self.stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             start_new_session=True, limit=16 * 1024 * 1024)
         self._err_task = asyncio.ensure_future(self._read_stderr())
@@ -242,6 +243,12 @@ class Process:
             if line:
                 self.stderr.append(line)
                 del self.stderr[:-200]  # keep the tail
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write one JSON line to the CLI's stdin (JSON-RPC over stdio)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+        await self.proc.stdin.drain()
 
     async def lines(self) -> AsyncIterator[dict[str, Any]]:
         """The JSON objects the CLI prints, one per line (other lines are skipped)."""
