@@ -12,7 +12,8 @@ raw CLI side by side.
   over stdio), timed from start to the first answer text.
 - memory: the peak resident memory of every process working in the call's folder (the CLI and
   whatever it started), sampled every 20 ms during an llmcells call.
-- Claude Code also reports its own start-up overhead (duration_ms - duration_api_ms).
+- start-up overhead shown on the card: Claude Code's duration_ms - duration_api_ms; for Gemini CLI
+  and Codex, wall time minus the run (turn) duration they report.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(C.row(f"{label}: peak memory of the CLI's processes",
                               statistics.median(peaks) if peaks else float("nan"), "MB"))
             if startups:
-                rows.append(C.row(f"{label}: start-up the CLI reports (duration - api)",
+                rows.append(C.row(f"{label}: start-up overhead shown on the card",
                                   statistics.median(startups), "s"))
     return rows
 

@@ -107,6 +107,9 @@ class _TerminalObserver(CallObserver):
             if self.info.simulated:
                 line = line[:-1] + " · simulated]"
             _write(_dim(line) + "\n")
+        note = _agent_note(result)  # [agents]
+        if note:
+            _write(_dim(note) + "\n")
 
     def _finish_block(self, result: Result) -> None:
         head = f"── {self.name}" + (" (simulated)" if self.info.simulated else "") + " ──"
@@ -118,7 +121,17 @@ class _TerminalObserver(CallObserver):
             lines.append(f"✗ {self.name}: {F.short_error(result)}")
         if result.status != "error":
             lines.append(_dim(F.metrics_line(result, self.name)))
+        note = _agent_note(result)  # [agents]
+        if note:
+            lines.append(_dim(note))
         _write("\n".join(lines) + "\n\n")
+
+
+def _agent_note(result: Result) -> str | None:
+    """[agents] An agent CLI's own report, one line (None for a plain API call)."""
+    from ..agents import card_note
+
+    return card_note(result)
 
 
 class TerminalDisplay(DisplayHandle):
