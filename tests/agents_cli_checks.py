@@ -141,3 +141,18 @@ def test_an_error_mid_stream_is_reported_never_spliced(agent, simulated):
     assert len(simulated.requests) == 1, "the CLI asked again by itself"
     assert r.text.count("Simulated answer from") <= 1, r.text  # nothing spliced or repeated
     assert r.attempts == 1 and r.error and "\n" not in r.error
+
+
+def test_a_batch_runs_at_most_the_allowed_processes_of_one_cli(agent, simulated, monkeypatch):
+    """Eight calls in a batch of concurrency 8, with LLMCELLS_AGENT_PROCESSES=2: all answered,
+    and the simulator never saw more than two requests at once."""
+    model, _ = AGENTS[agent]
+    monkeypatch.setenv("LLMCELLS_AGENT_PROCESSES", "2")
+    simulated.configure(ttft=0.3)
+    df = llmcells.run(llmcells.batch([f"question {i}" for i in range(8)], models=[model],
+                                     concurrency=8, display=False))
+    assert list(df["status"]) == ["ok"] * 8
+    spans = [(q.time, q.completed) for q in simulated.requests]
+    assert len(spans) == 8 and all(end is not None for _, end in spans)
+    most = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert most <= 2, f"{most} requests of {agent} at once"

@@ -94,7 +94,7 @@ def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):
 
 
 def test_each_cli_against_the_simulator_offline():
-    """tests/agents_cli_checks.py (plain answer, 401, 529, an error mid-stream, an interrupt; each CLI) inside a network
+    """tests/agents_cli_checks.py (plain answer, 401, 529, an error mid-stream, an interrupt, a batch's process limit; each CLI) inside a network
     namespace that has only loopback: a CLI reaching for any other host fails the run. Where
     `unshare -n` is not allowed, the same checks run in the normal namespace (said in the output)."""
     checks = str(ROOT / "tests" / "agents_cli_checks.py")
@@ -111,7 +111,7 @@ def test_each_cli_against_the_simulator_offline():
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     out = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, out
-    assert "15 passed" in proc.stdout, out
+    assert "18 passed" in proc.stdout, out
 
 
 @pytest.mark.kernel

@@ -217,6 +217,33 @@ def api_error(spec: ModelSpec, status: int | None, message: str) -> LLMError:
 
 # ----- running a CLI ----------------------------------------------------------------------------------
 
+#: how many processes of one agent CLI may run at once (each takes 200-260 MB)
+PROCESSES_ENV = "LLMCELLS_AGENT_PROCESSES"
+_slots: dict[tuple[int, str], asyncio.Semaphore] = {}
+
+
+def max_processes() -> int:
+    """The most processes of one agent CLI at once: $LLMCELLS_AGENT_PROCESSES, default 4."""
+    try:
+        return max(1, int(os.environ.get(PROCESSES_ENV, "4")))
+    except ValueError:
+        return 4
+
+
+async def limited(provider: str, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """events, started only when fewer than max_processes() of this CLI run (a batch of 100
+    calls must not start 100 CLIs)."""
+    key = (id(asyncio.get_running_loop()), provider)
+    sem = _slots.get(key)
+    if sem is None:
+        sem = _slots[key] = asyncio.Semaphore(max_processes())
+    async with sem:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
 
 class Process:
     """A CLI run in its own process group; `lines()` yields its stdout's JSON objects. `stop()`

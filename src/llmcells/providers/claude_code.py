@@ -174,7 +174,7 @@ class ClaudeCodeProvider(Provider):
 
     def stream(self, client: _agents.AgentClient, request: Request) -> AsyncIterator[Event]:
         """One answer from the CLI; Finish only after its successful result message."""
-        return _stream(client, request)
+        return _agents.limited(request.spec.provider, _stream(client, request))
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """LLMErrors pass through; the SDK's own errors become one line."""

@@ -177,7 +177,7 @@ class CodexProvider(Provider):
 
     def stream(self, client: _agents.AgentClient, request: Request) -> AsyncIterator[Event]:
         """One thread, one turn; Finish only after `turn/completed` says completed."""
-        return _stream(client, request)
+        return _agents.limited(request.spec.provider, _stream(client, request))
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """LLMErrors pass through; anything else is not this adapter's."""

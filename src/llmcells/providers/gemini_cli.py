@@ -156,7 +156,7 @@ class GeminiCliProvider(Provider):
 
     def stream(self, client: _agents.AgentClient, request: Request) -> AsyncIterator[Event]:
         """Run the CLI once; Finish only after its `result` line says success."""
-        return _stream(client, request)
+        return _agents.limited(request.spec.provider, _stream(client, request))
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """LLMErrors pass through; anything else is not this adapter's."""
