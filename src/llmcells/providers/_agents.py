@@ -219,7 +219,7 @@ def api_error(spec: ModelSpec, status: int | None, message: str) -> LLMError:
 
 #: how many processes of one agent CLI may run at once (each takes 200-260 MB)
 PROCESSES_ENV = "LLMCELLS_AGENT_PROCESSES"
-_slots: dict[tuple[int, str], asyncio.Semaphore] = {}
+_slots: dict[tuple[int, str, int], asyncio.Semaphore] = {}
 
 
 def max_processes() -> int:
@@ -233,10 +233,11 @@ def max_processes() -> int:
 async def limited(provider: str, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
     """events, started only when fewer than max_processes() of this CLI run (a batch of 100
     calls must not start 100 CLIs)."""
-    key = (id(asyncio.get_running_loop()), provider)
+    # keyed by the limit too: a changed LLMCELLS_AGENT_PROCESSES applies to the next calls
+    key = (id(asyncio.get_running_loop()), provider, max_processes())
     sem = _slots.get(key)
     if sem is None:
-        sem = _slots[key] = asyncio.Semaphore(max_processes())
+        sem = _slots[key] = asyncio.Semaphore(key[2])
     async with sem:
         try:
             async for event in events:
