@@ -191,3 +191,11 @@ def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
     assert r.agent["cwd"] == str(tmp_path) and r.agent["tools"] is True
     result = shell.run_cell("%%agent chatgpt\nSay hi")
     assert "takes an agent" in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("model", ["claude-code", "gemini-cli", "codex"])
+def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulated):
+    """`--version` as the whole prompt (Gemini CLI once read it as its own option and exited)."""
+    r = llmcells.run(llmcells.ask("--version", model=model, display=False))
+    assert r.ok, r.error
+    assert "--version" in str(simulated.requests[-1].body)

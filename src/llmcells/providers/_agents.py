@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (AuthenticationError, BadRequestError, ConfigError, LLMError,
-                      ModelNotFoundError, OverloadedError, ProviderError, RateLimitError,
+from ..errors import (AuthenticationError, BadRequestError, ConfigError, IncompleteStreamError,
+                      LLMError, ModelNotFoundError, OverloadedError, ProviderError, RateLimitError,
                       ServerError)
 from ..models import ModelSpec
 from ..registry import PROVIDERS
@@ -213,6 +213,16 @@ def api_error(spec: ModelSpec, status: int | None, message: str) -> LLMError:
         return BadRequestError(f"{label}: the API rejected the request ({status}): {text}",
                                provider=provider, status_code=status)
     return ProviderError(f"{label} reported an error: {text}", provider=provider, status_code=status)
+
+
+def ended_early(spec: ModelSpec, rc: int, detail: str, shown: bool) -> LLMError:
+    """The error for a CLI that exited before its final report: a broken answer when text was
+    shown (the partial answer is kept), else the CLI's own last words (not a network fault, so
+    not retried)."""
+    what = f"{spec.label} exited (code {rc}) before it finished: {one_line(detail) or 'no message'}"
+    if shown:
+        return IncompleteStreamError(what, provider=spec.provider)
+    return ProviderError(what, provider=spec.provider)
 
 
 # ----- running a CLI ----------------------------------------------------------------------------------

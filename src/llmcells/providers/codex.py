@@ -154,9 +154,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
         if not finished:
             rc = await proc.wait()
             detail = proc.stderr_tail()
-            raise IncompleteStreamError(
-                f"Codex ended (exit {rc}) before the turn completed: {detail or 'no message'}",
-                provider=spec.provider)
+            raise _agents.ended_early(spec, rc, detail, shown)
         yield Finish("stop")
     finally:
         await proc.stop()  # the app-server would wait for more requests: SIGTERM ends it

@@ -66,7 +66,8 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                             GOOGLE_GEMINI_BASE_URL=client.base_url,
                             GEMINI_CLI_TRUST_WORKSPACE="true", GEMINI_CLI_NO_RELAUNCH="true",
                             NO_COLOR="1")
-    argv = [client.path, "-p", _agents.prompt_text(request), "-o", "stream-json", "-m", spec.name]
+    # --prompt=TEXT: a prompt that starts with "-" must not be read as an option
+    argv = [client.path, f"--prompt={_agents.prompt_text(request)}", "-o", "stream-json", "-m", spec.name]
     if opts.tools:
         argv += ["--approval-mode", "yolo"]
     t0 = time.monotonic()
@@ -75,7 +76,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
     info: dict[str, Any] = {"cli": "gemini", "version": client.version, "cwd": opts.cwd,
                             "tools": opts.tools, "system_prompt": _agents.SYSTEM_NOTE}
     tool_calls = 0
-    finished = False
+    finished = shown = False
     try:
         async for msg in proc.lines():
             kind = msg.get("type")
@@ -85,6 +86,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             elif kind == "message" and msg.get("role") == "assistant":
                 text = msg.get("content") or ""
                 if text:
+                    shown = True
                     yield TextDelta(text)
             elif kind == "tool_use":
                 tool_calls += 1
@@ -112,9 +114,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             status = _agents.status_in(" ".join(proc.stderr[-30:]))
             if status is not None:
                 raise _agents.api_error(spec, status, tail)
-            raise IncompleteStreamError(
-                f"Gemini CLI ended (exit {rc}) before its result: {tail or 'no message'}",
-                provider=spec.provider)
+            raise _agents.ended_early(spec, rc, tail, shown)
         yield Finish("stop")
     finally:
         await proc.stop()
