@@ -109,8 +109,8 @@ def test_each_cli_against_the_simulator_offline():
         print("unshare -n is not allowed here: running the CLI checks in this namespace")
         cmd = pytest_cmd
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    out = "\n".join(l for l in proc.stdout.splitlines() if l.startswith(("E ", "FAILED", "ERROR")))[-6000:] \
-        + "\n" + proc.stdout[-1500:] + proc.stderr[-1500:]
+    failures = [line for line in proc.stdout.splitlines() if line.startswith(("E ", "FAILED", "ERROR"))]
+    out = "\n".join(failures)[-6000:] + "\n" + proc.stdout[-1500:] + proc.stderr[-1500:]
     assert proc.returncode == 0, out
     assert "18 passed" in proc.stdout, out
 
