@@ -94,9 +94,11 @@ def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):
 
 
 def test_each_cli_against_the_simulator_offline():
-    """tests/agents_cli_checks.py (plain answer, 401, 529, an error mid-stream, an interrupt, a batch's process limit; each CLI) inside a network
-    namespace that has only loopback: a CLI reaching for any other host fails the run. Where
-    `unshare -n` is not allowed, the same checks run in the normal namespace (said in the output)."""
+    """tests/agents_cli_checks.py (a plain answer, 401, 529, an error mid-stream, an interrupt,
+    a batch's process limit; each CLI) inside a network namespace that has only loopback, so a
+    CLI can reach nothing but the simulator. Where `unshare -n` is not allowed, the same checks
+    run in the normal namespace (said in the output); test_a_cli_reaches_for_no_host_but_the_simulator
+    audits the connections themselves."""
     checks = str(ROOT / "tests" / "agents_cli_checks.py")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
