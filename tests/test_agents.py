@@ -201,3 +201,22 @@ def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulat
     r = llmcells.run(llmcells.ask("--version", model=model, display=False))
     assert r.ok, r.error
     assert "--version" in str(simulated.requests[-1].body)
+
+
+def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated, monkeypatch):
+    """With its fallback switched back on, Claude Code answers a broken stream by asking again
+    without streaming and reports success; the adapter sees that the answer it reports is not
+    the one streamed and says the answer is incomplete (with the switch off, as shipped, the
+    CLI reports the error itself: test_an_error_mid_stream_is_reported_never_spliced)."""
+    from llmcells.config import settings
+    from llmcells.providers import claude_code
+
+    env = dict(claude_code.PRIVACY_ENV)
+    env.pop("CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK")
+    monkeypatch.setattr(claude_code, "PRIVACY_ENV", env)
+    settings.update(max_attempts=1)
+    simulated.inject("midstream_error", provider="anthropic", times=1, after_tokens=5)
+    r = llmcells.run(llmcells.ask("Say hello", model="claude-code:claude-sonnet-4-5", display=False))
+    assert [q.stream for q in simulated.requests] == [True, False]  # the CLI asked again
+    assert (r.status, r.error_kind) == ("incomplete", "incomplete"), (r.status, r.error)
+    assert r.text.count("Simulated answer") == 1

@@ -85,6 +85,8 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
     shown = False
     seen: dict[str, int] = {}
     tool_calls = 0
+    streamed: list[str] = []   # the answer as streamed
+    final: list[str] = []      # the answer as the CLI's assistant messages give it
     try:
         await agent.connect()
         await agent.query(_agents.prompt_text(_no_system(request)))
@@ -114,12 +116,21 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                     delta = event.get("delta") or {}
                     if delta.get("type") == "text_delta" and delta.get("text"):
                         shown = True
+                        streamed.append(delta["text"])
                         yield TextDelta(delta["text"])
                     elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
                         yield ReasoningDelta(delta["thinking"])
                 elif kind == "message_delta" and started == 1 and event.get("usage"):
                     yield UsageUpdate(_map_usage(_merge_usage(seen, event["usage"])))
+            elif isinstance(msg, sdk.AssistantMessage):
+                final.extend(b.text for b in msg.content if isinstance(b, sdk.TextBlock))
             elif isinstance(msg, sdk.ResultMessage):
+                if not opts.tools and not msg.is_error and "".join(final) != "".join(streamed):
+                    # The CLI asked again without streaming after a broken stream (its fallback,
+                    # normally switched off): what was shown is not the answer it reports.
+                    raise IncompleteStreamError(
+                        "Claude Code re-asked the API after a broken stream; the streamed part is "
+                        "kept.", provider=spec.provider)
                 info.update(session_id=msg.session_id, turns=msg.num_turns, tool_calls=tool_calls,
                             cli_cost_usd=msg.total_cost_usd, duration_ms=msg.duration_ms,
                             duration_api_ms=msg.duration_api_ms)
