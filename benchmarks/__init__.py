@@ -18,4 +18,5 @@ BENCHMARKS = [
     ("attachments", "bench_attachments"),
     ("provider batch jobs", "bench_provider_jobs"),
     ("HTTP service", "bench_serve"),
+    ("agent CLIs", "bench_agents"),
 ]

@@ -34,6 +34,7 @@ EXPECTED = {
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
     "bench_pricing.py": ["pricing per call: speed-up before / after",
                          "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
+    "bench_agents.py": ["claude-code ", "gemini-cli ", "codex "],
     "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
                         "load a 5,000-answer replay file"],
     "bench_attachments.py": ["chat: 5 MB image, llmcells", "gemini: 10,000-row DataFrame, llmcells",

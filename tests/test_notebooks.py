@@ -197,9 +197,27 @@ def check_provider_jobs(nb) -> None:
     assert "{'ok': 5, 'expired': 5}" in retry and "{'ok': 10}" in retry
 
 
+def check_agents(nb) -> None:
+    models = text(cell(nb, "%llmcells models"))
+    for cli in ("Claude Code 2.", "Gemini CLI 0.", "Codex 0."):
+        assert cli in models, models  # installed, with its version
+    assert widgets(cell(nb, "%%compare claude-code")) == 1  # one view holding the four cards
+    frame = html(cell(nb, "c.to_frame()"))
+    for model in ("claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash", "codex:gpt-5-codex",
+                  "anthropic:claude-haiku-4-5"):
+        assert model in frame
+    assert frame.count(">ok<") == 4 and not re.search(r">\s*nan\s*<", frame), "a cost not known"
+    agent = text(cell(nb, "{k: r.agent[k]"))
+    assert "'cli': 'codex'" in agent and "'tools': False" in agent and "agent-work" in agent
+    assert "('ok', 'gemini-2.5-flash'" in text(cell(nb, "r = await llmcells.ask"))
+    usage = html(cell(nb, "u = llmcells.usage(session=True)"))
+    assert usage.count(">ok<") == 6  # four compared, %%agent, ask
+
+
 CHECKS = {
     "04-files-and-structured-output.ipynb": check_files_and_structured_output,
     "01-quickstart.ipynb": check_quickstart,
+    "06-agents.ipynb": check_agents,
     "02-compare.ipynb": check_compare,
     "03-cost-analysis.ipynb": check_costs,
     "07-pick-a-model.ipynb": check_pick_a_model,

@@ -151,6 +151,7 @@ class _Call:
         self.ttft: float | None = None
         self.attempts = 0
         self.heard = False               # any event came back from the provider
+        self.agent: dict | None = None   # [agents] an agent CLI's report (ResponseInfo.agent)
 
     @property
     def shown(self) -> bool:
@@ -223,6 +224,8 @@ class _Call:
                         self.service_tier = event.service_tier or self.service_tier
                         if event.rate_limits:  # the provider's rate-limit headers (quota())
                             quotas.observe(plan.spec, event.rate_limits)
+                        if event.agent:  # an agent CLI's own report (cli, version, turns...)
+                            self.agent = {**(self.agent or {}), **event.agent}
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
@@ -364,6 +367,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.response_model = call.response_model
     result.service_tier = call.service_tier
     result.finish_reason = call.finish_reason
+    result.agent = call.agent  # [agents]
     result.ttft_s = call.ttft
     result.latency_s = time.monotonic() - call.t0
     result.attempts = call.attempts

@@ -123,6 +123,10 @@ def _provider_magic(row: ProviderRow) -> Callable:
         fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
         from the notebook; other braces (JSON, code) are left as written.
         """
+    if row.kind == "agent":  # [agents] --cwd and --tools
+        from .agents import agent_arguments
+
+        magic = agent_arguments(magic)
     magic_func = _call_options(magic)
     return magic_func
 
@@ -135,6 +139,9 @@ class LLMMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
             self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
+        from .agents import agent_magic  # [agents] %%agent
+
+        self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)
 
     # ----- helpers ------------------------------------------------------------------------------
 
@@ -190,12 +197,14 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
+        from .agents import params_from  # --cwd / --tools of the agent magics
         from .calls import magic_rich_options
 
         return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
                     timeout=args.timeout, display=False if args.no_display else None,
                     markdown=args.format == "markdown", refresh=args.refresh,
-                    **magic_rich_options([_unquote(a) for a in args.attach or ()],  # [rich requests hook]
+                    params=params_from(args),
+                    **magic_rich_options([_unquote(a) for a in args.attach or ()],  # -a, --schema
                                          _unquote(args.schema), args.repair, self.shell.user_ns))
 
     def _run(self, pending: Any) -> Any:
@@ -369,6 +378,7 @@ class LLMMagics(Magics):
         import pandas as pd
 
         from ._simulation import active
+        from .agents import status as agent_status  # [agents]
 
         keys = _models.key_status()
         rows = []
@@ -376,7 +386,8 @@ class LLMMagics(Magics):
             spec = _models.resolve(model_id)
             rows.append({"alias": alias, "model": spec.id, "provider": spec.label,
                          "key set": "yes" if keys.get(spec.provider) else "no",
-                         "simulated": "yes" if spec.simulated else "no"})
+                         "simulated": "yes" if spec.simulated else "no",
+                         "agent CLI": agent_status(spec.provider)})  # [agents]
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",

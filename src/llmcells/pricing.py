@@ -181,7 +181,9 @@ _DATE_SUFFIXES = [
 
 def _norm_provider(provider: str | None) -> str:
     p = (provider or "").strip().lower()
-    return PROVIDER_SYNONYMS.get(p, p)
+    from .registry import price_provider  # [agents] an agent CLI is priced as its API
+
+    return price_provider(PROVIDER_SYNONYMS.get(p, p))
 
 
 @functools.lru_cache(maxsize=4096)

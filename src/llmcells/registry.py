@@ -26,6 +26,10 @@ class ProviderRow:
     sdk_modules: tuple[str, ...]     # imported ahead of the first call (warm-up)
     synonyms: tuple[str, ...] = ()   # other id prefixes that mean this provider
     magic_example: str = ""          # one example cell for the generated magic's docstring
+    # [agents] additive fields for agent CLIs (providers/claude_code.py, gemini_cli.py, codex.py)
+    kind: str = "api"                # "api", or "agent" for a coding-agent CLI run as a subprocess
+    price_as: str = ""               # whose price table applies ("" = this provider's own)
+    install: str = ""                # one line saying how to install what the adapter needs
 
     @property
     def default_id(self) -> str:
@@ -52,11 +56,44 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         synonyms=("gemini",),
         magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
     ),
+    # [agents] coding-agent CLIs, each speaking its maker's API (so the simulator serves them too)
+    ProviderRow(
+        name="claude-code", label="Claude Code", product="Claude Code", adapter="claude_code",
+        key_env=("ANTHROPIC_API_KEY",), base_env="ANTHROPIC_BASE_URL", sim_path="",
+        alias="claude-code", default_model="claude-sonnet-4-5", sdk_modules=("claude_agent_sdk",),
+        magic_example="%%claude-code\nExplain what {path} does, in three sentences.",
+        kind="agent", price_as="anthropic", install="pip install 'llmcells[agents]'",
+    ),
+    ProviderRow(
+        name="gemini-cli", label="Gemini CLI", product="Gemini CLI", adapter="gemini_cli",
+        key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
+        alias="gemini-cli", default_model="gemini-2.5-flash", sdk_modules=(),
+        magic_example="%%gemini-cli\nSuggest a name for a function that {does_what}.",
+        kind="agent", price_as="google", install="npm install -g @google/gemini-cli",
+    ),
+    ProviderRow(
+        name="codex", label="Codex", product="Codex", adapter="codex",
+        key_env=("OPENAI_API_KEY",), base_env="OPENAI_BASE_URL", sim_path="/v1",
+        alias="codex", default_model="gpt-5-codex", sdk_modules=(),
+        magic_example="%%codex\nWrite a one-line docstring for {func_name}.",
+        kind="agent", price_as="openai", install="npm install -g @openai/codex",
+    ),
 )}
 
 #: id prefixes that name a built-in provider: its own name and its synonyms
 PREFIXES: dict[str, str] = {**{s: row.name for row in PROVIDERS.values() for s in row.synonyms},
                             **{name: name for name in PROVIDERS}}
+
+
+def agents() -> list[ProviderRow]:
+    """The rows of the coding-agent CLIs (kind "agent")."""
+    return [r for r in PROVIDERS.values() if r.kind == "agent"]
+
+
+def price_provider(provider: str) -> str:
+    """The provider whose prices apply to provider's calls (an agent CLI is billed by its API)."""
+    r = PROVIDERS.get(provider)
+    return r.price_as if r is not None and r.price_as else provider
 
 
 def row(provider: str) -> ProviderRow | None:

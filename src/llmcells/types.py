@@ -169,6 +169,9 @@ class ResponseInfo:
     service_tier: str | None = None
     # The provider's rate-limit headers, normalised by quotas.from_headers (None: none sent).
     rate_limits: dict[str, Any] | None = None
+    # [agents] what an agent CLI reported about its run (cli, version, session_id, turns,
+    # tool_calls, startup_s, cli_cost_usd, cwd, tools, system_prompt); None for plain API calls
+    agent: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class Result:
     # A model chain ("claude|chatgpt"): each model tried, in order, as dicts with model, status,
     # error_kind, error and call_id ("skipped" status: in a cool-down, not sent). Empty otherwise.
     attempts_by_model: list[dict[str, Any]] = field(default_factory=list)
+    agent: dict[str, Any] | None = None     # [agents] an agent CLI's own report (see ResponseInfo.agent)
 
     @property
     def ok(self) -> bool:
@@ -270,6 +274,8 @@ class Result:
             call_id=self.call_id,
             group_id=self.group_id,
         )
+        if self.agent is not None:  # [agents] the CLI's own cost figure, as a cross-check
+            row["cli_cost_usd"] = self.agent.get("cli_cost_usd")
         if self.original:  # a replayed call: what the original call cost and took
             for k in ("cost_usd", "latency_s", "ttft_s"):
                 row[f"original_{k}"] = self.original.get(k)

@@ -377,7 +377,10 @@ class Card(CallObserver):
         return self._footer(" · ".join(parts))
 
     def _final_footer_html(self, result: Result) -> str:
-        return self._footer(" · ".join(F.metric_parts(result)))
+        from ..agents import card_note  # [agents] an agent CLI's own report, one more line
+
+        note = card_note(result)
+        return self._footer(" · ".join(F.metric_parts(result))) + (self._footer(note) if note else "")
 
     @staticmethod
     def _footer(text: str) -> str:

@@ -153,6 +153,9 @@ class _TerminalObserver(CallObserver):
             if self.info.simulated:
                 line = line[:-1] + " · simulated]"
             self.owner.write(_dim(line) + "\n")
+        note = _agent_note(result)  # an agent CLI's own report
+        if note:
+            self.owner.write(_dim(note) + "\n")
 
     def _finish_block(self, result: Result) -> None:
         head = f"── {self.name}" + (" (simulated)" if self.info.simulated else "") + " ──"
@@ -164,7 +167,17 @@ class _TerminalObserver(CallObserver):
             lines.append(f"✗ {self.name}: {F.short_error(result)}")
         if result.status != "error":
             lines.append(_dim(F.metrics_line(result, self.name)))
+        note = _agent_note(result)  # an agent CLI's own report
+        if note:
+            lines.append(_dim(note))
         self.owner.write("\n".join(lines) + "\n\n")
+
+
+def _agent_note(result: Result) -> str | None:
+    """[agents] An agent CLI's own report, one line (None for a plain API call)."""
+    from ..agents import card_note
+
+    return card_note(result)
 
 
 class TerminalDisplay(DisplayHandle):

@@ -6,7 +6,9 @@ import importlib
 
 from .base import ClientOptions, Provider
 
-_MODULES = {"openai": ".openai", "anthropic": ".anthropic", "google": ".google"}
+_MODULES = {"openai": ".openai", "anthropic": ".anthropic", "google": ".google",
+            # [agents] the coding-agent CLIs
+            "claude_code": ".claude_code", "gemini_cli": ".gemini_cli", "codex": ".codex"}
 _instances: dict[str, Provider] = {}
 
 

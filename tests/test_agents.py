@@ -1,0 +1,222 @@
+"""Agent CLIs as providers: the registry rows, model resolution, options and install hints
+(no CLI needed), and the real CLIs against the simulator inside a network namespace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import llmcells
+from llmcells import models, registry
+from llmcells.models import ModelSpec
+from llmcells.providers import _agents, codex
+from llmcells.types import Message, Request
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_agent_rows_resolve_to_the_simulator_on_their_apis_route(simulated):
+    assert [r.name for r in registry.agents()] == ["claude-code", "gemini-cli", "codex"]
+    url = simulated.url
+    assert models.resolve("claude-code:sonnet").base_url == url            # ANTHROPIC_BASE_URL
+    assert models.resolve("gemini-cli:gemini-2.5-flash").base_url == url   # GOOGLE_GEMINI_BASE_URL
+    assert models.resolve("codex:gpt-5-codex").base_url == url + "/v1"     # the Responses API
+    for alias in ("claude-code", "gemini-cli", "codex"):
+        spec = models.resolve(alias)
+        assert spec.simulated and spec.provider == alias
+
+
+def test_agents_are_priced_as_the_api_they_call():
+    from llmcells.pricing import price
+    from llmcells.types import Usage
+
+    u = Usage(input_tokens=1000, output_tokens=100)
+
+    def cost(provider: str, model: str, usage: Usage) -> float:
+        return price(provider, model, usage)[0]
+
+    assert cost("claude-code", "claude-sonnet-4-5", u) == cost("anthropic", "claude-sonnet-4-5", u) > 0
+    assert cost("codex", "gpt-5-codex", u) == cost("openai", "gpt-5-codex", u) > 0
+    assert cost("gemini-cli", "gemini-2.5-flash", u) == cost("google", "gemini-2.5-flash", u) > 0
+
+
+@pytest.mark.parametrize("name,hint", [("gemini-cli", "npm install -g @google/gemini-cli"),
+                                       ("codex", "npm install -g @openai/codex")])
+def test_a_missing_cli_is_one_line_saying_how_to_install_it(name, hint, monkeypatch, tmp_path,
+                                                           simulated):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    r = llmcells.run(llmcells.ask("hi", model=f"{name}:x", display=False))
+    assert (r.status, r.error_kind) == ("error", "config")
+    assert hint in r.error and "\n" not in r.error
+    assert simulated.requests == []  # nothing was sent
+
+
+def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+                                  params={"sandbox": "off"}))
+    assert r.error_kind == "config" and "cwd= and tools=" in r.error
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+                                  params={"cwd": str(tmp_path / "nope")}))
+    assert r.error_kind == "config" and "is not a folder" in r.error
+    assert simulated.requests == []
+
+
+def test_codex_command_line_keeps_to_llmcells_settings(tmp_path):
+    client = _agents.AgentClient("codex", "/bin/codex", "1", "http://127.0.0.1:9/v1", "k")
+    joined = " ".join(codex.argv_for(client))
+    assert 'base_url="http://127.0.0.1:9/v1"' in joined and "request_max_retries=0" in joined
+    assert "stream_max_retries=0" in joined and "analytics.enabled=false" in joined
+    spec = ModelSpec("codex", "codex", "gpt-5-codex", "codex")
+    req = Request(spec=spec, messages=[Message("user", "earlier"), Message("assistant", "reply"),
+                                       Message("user", "now")], system="be brief")
+    off = codex.thread_params(req, _agents.AgentOptions(cwd=str(tmp_path), tools=False))
+    assert off["sandbox"] == "read-only" and off["approvalPolicy"] == "never"
+    assert off["developerInstructions"] == "be brief" and off["cwd"] == str(tmp_path)
+    assert codex.thread_params(req, _agents.AgentOptions(cwd=str(tmp_path), tools=True))["sandbox"] \
+        == "workspace-write"
+    prompt = codex.turn_params("t1", req)["input"][0]["text"]
+    assert "assistant: reply" in prompt and prompt.endswith("user: now") and "be brief" not in prompt
+
+
+def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "users-token")
+    monkeypatch.setenv("CODEX_HOME", "/home/me/.codex")
+    monkeypatch.setenv("OPENAI_API_KEY", "users-key")
+    env = _agents.clean_env(OPENAI_API_KEY="llmcells-key")
+    assert env["OPENAI_API_KEY"] == "llmcells-key"
+    assert "ANTHROPIC_AUTH_TOKEN" not in env and "CODEX_HOME" not in env
+
+
+def test_each_cli_against_the_simulator_offline():
+    """tests/agents_cli_checks.py (a plain answer, 401, 529, an error mid-stream, an interrupt,
+    a batch's process limit; each CLI) inside a network namespace that has only loopback, so a
+    CLI can reach nothing but the simulator. Where `unshare -n` is not allowed, the same checks
+    run in the normal namespace (said in the output); test_a_cli_reaches_for_no_host_but_the_simulator
+    audits the connections themselves."""
+    checks = str(ROOT / "tests" / "agents_cli_checks.py")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    pytest_cmd = [sys.executable, "-m", "pytest", checks, "-q", "-p", "no:cacheprovider"]
+    netns = shutil.which("unshare") and subprocess.run(
+        ["unshare", "-n", "true"], capture_output=True).returncode == 0
+    if netns:
+        cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *pytest_cmd]
+    else:
+        print("unshare -n is not allowed here: running the CLI checks in this namespace")
+        cmd = pytest_cmd
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    failures = [line for line in proc.stdout.splitlines() if line.startswith(("E ", "FAILED", "ERROR"))]
+    out = "\n".join(failures)[-6000:] + "\n" + proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert proc.returncode == 0, out
+    assert "18 passed" in proc.stdout, out
+
+
+@pytest.mark.kernel
+def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
+    """`%%compare claude-code gemini-cli codex claude` in a real kernel: four cards (the three
+    agents' with the agent line), four ok ledger rows."""
+    from llmcells.testing import Kernel, kernel_env
+
+    models = ["claude-code", "gemini-cli", "codex", "claude"]
+    env = kernel_env(tmp_path / "home", PYTHONPATH=str(ROOT / "src"),
+                     PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    with Kernel(tmp_path / "home", env=env) as k:
+        k.ok("%load_ext llmcells\nimport llmcells\nsim = llmcells.simulate()")
+        msg_id = k.send("%%compare " + " ".join(models) + " -o c\nSay hello.")
+        _, reply = k.reply(msg_id, timeout=240)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        msgs = k.messages(msg_id)
+        values: dict[str, str] = {}  # each HTML widget's last value
+        for _, m in msgs:
+            if m["msg_type"] == "comm_open":
+                values[m["content"]["comm_id"]] = m["content"]["data"]["state"].get("value", "")
+            elif m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {}):
+                values[m["content"]["comm_id"]] = m["content"]["data"]["state"]["value"]
+        ids = ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash", "codex:gpt-5-codex",
+               "anthropic:claude-haiku-4-5"]
+        for model_id in ids:
+            assert any(model_id in v for v in values.values()), f"no card for {model_id}"
+        notes = [v for v in values.values() if "adds its own system prompt" in v]
+        assert len(notes) == 3, notes  # one agent line per agent card, none on claude's
+        assert all(s in " ".join(notes) for s in ("claude 2.", "gemini 0.", "codex 0."))
+        assert k.value("[r.status for r in c]") == ["ok"] * 4
+        rows = k.value("list(map(tuple, llmcells.usage()[['model', 'status']].values.tolist()))")
+        assert sorted(rows) == sorted((m, "ok") for m in ids), rows
+
+
+_AUDIT = """
+import sys, llmcells
+sim = llmcells.simulate()
+r = llmcells.run(llmcells.ask("Say hello", model=sys.argv[1], display=False))
+print(r.status, len(sim.requests))
+"""
+
+
+@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash",
+                                   "codex:gpt-5-codex"])
+def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
+    """One answer with every connect/sendto of the CLI's process tree traced (strace -f): none
+    may go anywhere but loopback, not even a DNS query (this is what found Codex's analytics
+    and OTel metrics, sent to ab.chatgpt.com, now switched off)."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed for this audit (Debian: apt-get install strace)"
+    trace = tmp_path / "trace"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect,sendto", "-o", str(trace),
+                           sys.executable, "-c", _AUDIT, model], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.stdout.split() == ["ok", "1"], proc.stdout + proc.stderr[-2000:]
+    calls = [line for line in trace.read_text().splitlines()
+             if ("connect(" in line or "sendto(" in line) and "sa_family=AF_INET" in line]
+    assert calls, "the trace saw no connection at all: it did not trace the CLI"
+    elsewhere = [line for line in calls if '"127.0.0.1"' not in line and '"::1"' not in line]
+    assert not elsewhere, "\n".join(elsewhere[:5])
+
+
+def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
+    """`%%codex`, `%%agent gemini-cli --cwd DIR` and `%%agent --tools` through IPython's own cell
+    parsing (the magic names have a hyphen); a non-agent in %%agent is one UsageError line."""
+    shell.run_cell("%%codex -o r_codex --no-display\nSay hi")
+    r = shell.user_ns["r_codex"]
+    assert r.ok and r.model == "codex:gpt-5-codex" and r.agent["tools"] is False
+    shell.user_ns["folder"] = str(tmp_path)
+    shell.run_cell("%%agent gemini-cli:gemini-2.5-flash --cwd {folder} --tools -o r_gem --no-display\nSay hi")
+    r = shell.user_ns["r_gem"]
+    assert r.ok and r.model == "gemini-cli:gemini-2.5-flash"
+    assert r.agent["cwd"] == str(tmp_path) and r.agent["tools"] is True
+    result = shell.run_cell("%%agent chatgpt\nSay hi")
+    assert "takes an agent" in str(result.error_in_exec)
+
+
+@pytest.mark.parametrize("model", ["claude-code", "gemini-cli", "codex"])
+def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulated):
+    """`--version` as the whole prompt (Gemini CLI once read it as its own option and exited)."""
+    r = llmcells.run(llmcells.ask("--version", model=model, display=False))
+    assert r.ok, r.error
+    assert "--version" in str(simulated.requests[-1].body)
+
+
+def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated, monkeypatch):
+    """With its fallback switched back on, Claude Code answers a broken stream by asking again
+    without streaming and reports success; the adapter sees that the answer it reports is not
+    the one streamed and says the answer is incomplete (with the switch off, as shipped, the
+    CLI reports the error itself: test_an_error_mid_stream_is_reported_never_spliced)."""
+    from llmcells.config import settings
+    from llmcells.providers import claude_code
+
+    env = dict(claude_code.PRIVACY_ENV)
+    env.pop("CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK")
+    monkeypatch.setattr(claude_code, "PRIVACY_ENV", env)
+    settings.update(max_attempts=1)
+    simulated.inject("midstream_error", provider="anthropic", times=1, after_tokens=5)
+    r = llmcells.run(llmcells.ask("Say hello", model="claude-code:claude-sonnet-4-5", display=False))
+    assert [q.stream for q in simulated.requests] == [True, False]  # the CLI asked again
+    assert (r.status, r.error_kind) == ("incomplete", "incomplete"), (r.status, r.error)
+    assert r.text.count("Simulated answer") == 1
