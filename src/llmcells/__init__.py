@@ -36,6 +36,8 @@ __all__ = [
     # scoring, the frontier, replay
     "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
     "summarize", "frontier",
+    # hooks, tools and chats
+    "on", "off", "Chat",
 ]
 
 # Loaded on first use: the engine pulls in tenacity, the ledger pandas, simulate an HTTP server.
@@ -53,6 +55,9 @@ _LAZY = {
                                             "matches_schema", "max_words", "judge", "column",
                                             "summarize")},
     "frontier": ("frontier", "frontier"),
+    "on": ("hooks", "on"),
+    "off": ("hooks", "off"),
+    "Chat": ("chats", "Chat"),
 }
 
 

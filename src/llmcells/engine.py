@@ -308,6 +308,11 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     """Make one call and return its Result, whatever happens (a cancelled call too); records it
     in the ledger before returning."""
     observer = observer or CallObserver()
+    # --- hooks (llmcells.on): followed alongside the call's own observer ---
+    from .hooks import observe
+
+    observer = observe(observer)
+    # --- end hooks ---
     spec = plan.spec
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
                     group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
