@@ -44,7 +44,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         timeout: float | None = None, display: bool | str | None = None,
         history: Sequence[Message] = (), params: dict[str, Any] | None = None,
         api: str | None = None, cache: bool | None = None, markdown: bool = True,
-        refresh: bool = False) -> Pending[Result]:
+        refresh: bool = False, tools: Sequence[Any] | None = None, max_turns: int | None = None,
+        tool_timeout: float | None = None) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -53,11 +54,15 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     cache: answer identical requests from the local store (default: settings.cache).
     markdown: render the finished answer as Markdown in a notebook (False: plain text).
     refresh: make the call anew even if replay (or the cache) has its answer.
+    tools: Python functions the model may call (their schemas come from type hints and
+    docstrings); the model's calls are run and answered until it answers in text, at most
+    max_turns (8) requests; each tool runs at most tool_timeout (60) seconds. See llmcells.tools.
     A failed call does not raise: the Result's status and error say what happened.
     """
     plan = make_plan(prompt, model or settings.compare_models[0], system=system,
                      temperature=temperature, max_tokens=max_tokens, timeout=timeout,
-                     history=history, params=params, api=api, cache=cache)
+                     history=history, params=params, api=api, cache=cache, tools=tools,
+                     max_turns=max_turns, tool_timeout=tool_timeout)
     if refresh:
         replay.refresh([plan])
 
@@ -85,7 +90,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             repeat: int = 1, params: dict[str, Any] | None = None, api: str | None = None,
             histories: Mapping[str, Sequence[Message]] | None = None,
             cache: bool | None = None, markdown: bool = True, score: Any = None,
-            refresh: bool = False) -> Pending[Comparison]:
+            refresh: bool = False, tools: Sequence[Any] | None = None, max_turns: int | None = None,
+            tool_timeout: float | None = None) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini). repeat: samples
@@ -94,6 +100,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     model's conversation, keyed by model id (provider:model). score: a scorer or a list of
     them (see llmcells.scoring); each Result gets .scores, the frame a score_<name> column.
     refresh: make the calls anew even if replay (or the cache) has their answers.
+    tools, max_turns, tool_timeout: as for ask, for every model.
     """
     models = list(models) if models else list(settings.compare_models)
     if not models:
@@ -103,7 +110,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     specs = [resolve(m, openai_api=api) for m in models]
     plans = [make_plan(prompt, spec, system=system, temperature=temperature, max_tokens=max_tokens,
                        timeout=timeout, params=params, group_id=group_id, sample=k,
-                       history=(histories or {}).get(spec.id, ()), cache=cache)
+                       history=(histories or {}).get(spec.id, ()), cache=cache, tools=tools,
+                       max_turns=max_turns, tool_timeout=tool_timeout)
              for spec in specs for k in range(int(repeat))]
     if refresh:
         replay.refresh(plans)

@@ -83,9 +83,17 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
               timeout: float | None = None, history: Sequence[Message] = (),
               params: dict[str, Any] | None = None, api: str | None = None,
               group_id: str | None = None, sample: int = 0, cell: int | None = None,
-              batch_id: str | None = None, cache: bool | None = None) -> CallPlan:
-    """A CallPlan from user-level options, with settings filling what was not given."""
+              batch_id: str | None = None, cache: bool | None = None, tools: Any = None,
+              max_turns: int | None = None, tool_timeout: float | None = None) -> CallPlan:
+    """A CallPlan from user-level options, with settings filling what was not given.
+    tools: functions the model may call (see tools.py), max_turns and tool_timeout their limits."""
     check_prompt(prompt)
+    toolset = None
+    if tools is not None:  # --- tools (tools.py checks them) ---
+        from .tools import MAX_TURNS, TOOL_TIMEOUT, toolset as make_toolset
+
+        toolset = make_toolset(tools, MAX_TURNS if max_turns is None else max_turns,
+                               TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
     extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens}
@@ -102,4 +110,5 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     return CallPlan(request=request, info=info, timeout=total,
                     ttft_timeout=min(settings.ttft_timeout, total),
                     connect_timeout=settings.connect_timeout, cell=cell, batch_id=batch_id,
-                    cache=bool(settings.cache if cache is None else cache))
+                    cache=bool(settings.cache if cache is None else cache) and toolset is None,
+                    tools=toolset)

@@ -25,7 +25,7 @@ from .providers import ClientOptions, get_provider
 from .retry import retry_wait, should_retry
 from .session import session
 from .types import (CallInfo, CallObserver, Finish, ReasoningDelta, Request, ResponseInfo, Result,
-                    RetryInfo, TextDelta, Usage, UsageUpdate)
+                    RetryInfo, TextDelta, ToolCall, Usage, UsageUpdate)
 
 log = logging.getLogger("llmcells")
 
@@ -45,6 +45,7 @@ class CallPlan:
     cache: bool = False            # answer from / keep in the local store
     store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
     gate: Any = None               # batch calls: rate limiter (acquire / answered / release / rate_limited)
+    tools: Any = None              # tools.ToolSet: a call with tools (tools.run_call makes its requests)
 
     @property
     def spec(self) -> ModelSpec:
@@ -146,6 +147,7 @@ class _Call:
         self.ttft: float | None = None
         self.attempts = 0
         self.heard = False               # any event came back from the provider
+        self.tool_calls: list[ToolCall] = []  # the turn ended asking for these (tools.py runs them)
 
     @property
     def shown(self) -> bool:
@@ -172,6 +174,7 @@ class _Call:
     async def attempt(self, client: Any) -> None:
         """One attempt: stream until the terminal event. Raises LLMError on failure."""
         self.attempts += 1
+        self.tool_calls = []  # a retried attempt asks anew
         plan, observer = self.plan, self.observer
         gate = plan.gate
         observer.on_status("waiting")
@@ -216,6 +219,8 @@ class _Call:
                     elif kind is ResponseInfo:
                         self.response_model = event.response_model or self.response_model
                         self.service_tier = event.service_tier or self.service_tier
+                    elif kind is ToolCall:
+                        self.tool_calls.append(event)
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
@@ -307,6 +312,10 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
 async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Result:
     """Make one call and return its Result, whatever happens (a cancelled call too); records it
     in the ledger before returning."""
+    if plan.tools is not None:  # --- tools: one execute() per model request (tools.py) ---
+        from .tools import run_call
+
+        return await run_call(plan, observer)
     observer = observer or CallObserver()
     # --- hooks (llmcells.on): followed alongside the call's own observer ---
     from .hooks import observe
@@ -364,6 +373,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.ttft_s = call.ttft
     result.latency_s = time.monotonic() - call.t0
     result.attempts = call.attempts
+    result.tool_calls = list(call.tool_calls)
     _price(result, plan, call)
     try:
         await _persist(result, plan)

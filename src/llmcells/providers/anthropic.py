@@ -33,6 +33,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
+from . import _tools
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.anthropic.com"
@@ -82,13 +83,15 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for messages.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": _tools.anthropic_messages(request.messages),
         # Anthropic requires max_tokens; the runner passes its configured default in extra.
         "max_tokens": request.max_tokens or request.extra.get("default_max_tokens", 4096),
         "stream": True,
     }
     if request.system:
         kwargs["system"] = request.system
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.anthropic_tools(_tools.declared(request))
     params = dict(request.extra.get("params") or {})
     if request.temperature is not None:
         # anthropic 2.x no longer names `temperature` in messages.create; the API still reads it
@@ -110,6 +113,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     seen: dict[str, int] = {}
     stop_reason: str | None = None
     finished = False
+    tool_calls = _tools.AnthropicToolCalls()
     try:
         async for event in events_of(stream, request.spec):
             kind = event.type
@@ -120,8 +124,15 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                 if message.usage is not None:
                     # output_tokens here is a small placeholder; message_delta brings the real count.
                     yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage)))
+            elif kind == "content_block_start":
+                tool_calls.start(event.index, event.content_block)
+            elif kind == "content_block_stop":
+                call = tool_calls.stop(event.index)
+                if call is not None:
+                    yield call
             elif kind == "content_block_delta":
                 delta = event.delta
+                tool_calls.delta(event.index, delta)
                 if delta.type == "text_delta" and delta.text:
                     yield TextDelta(delta.text)
                 elif delta.type == "thinking_delta" and delta.thinking:

@@ -37,6 +37,7 @@ from ._common import (
     parse_duration,
     retry_after_from_headers,
 )
+from . import _tools
 from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
@@ -87,8 +88,7 @@ class _ClientTimeoutAsyncClient(httpx2.AsyncClient):
 
 def _contents(request: Request) -> list[dict[str, Any]]:
     # Gemini calls the assistant "model".
-    return [{"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
-            for m in request.messages]
+    return _tools.gemini_contents(request.messages)
 
 
 def _config(request: Request) -> dict[str, Any]:
@@ -100,6 +100,8 @@ def _config(request: Request) -> dict[str, Any]:
         config["temperature"] = request.temperature
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
+    if _tools.declared(request):
+        config["tools"] = _tools.gemini_tools(_tools.declared(request))
     config.update(request.extra.get("params") or {})
     return config
 
@@ -113,6 +115,7 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
     finish_reason: str | None = None
     info_sent = False
     last_usage: Usage | None = None
+    n_calls = 0
     try:
         async for chunk in events_of(stream, request.spec):
             if not info_sent and (chunk.model_version or chunk.response_id):
@@ -125,6 +128,11 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
             candidate = chunk.candidates[0] if chunk.candidates else None
             if candidate is not None and candidate.content is not None:
                 for part in candidate.content.parts or ():
+                    call = _tools.gemini_call(part, n_calls)
+                    if call is not None:
+                        n_calls += 1
+                        yield call
+                        continue
                     if not part.text:
                         continue
                     yield ReasoningDelta(part.text) if part.thought else TextDelta(part.text)

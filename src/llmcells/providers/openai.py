@@ -37,6 +37,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
+from . import _tools
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.openai.com"
@@ -69,7 +70,7 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages += [{"role": m.role, "content": m.content} for m in request.messages]
+    messages += _tools.chat_messages(request.messages)
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
         "messages": messages,
@@ -77,6 +78,8 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
         # Without this, OpenAI reports no usage at all on a stream.
         "stream_options": {"include_usage": True},
     }
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.chat_tools(_tools.declared(request))
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
@@ -88,9 +91,11 @@ def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for responses.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "input": [{"role": m.role, "content": m.content} for m in request.messages],
+        "input": _tools.responses_input(request.messages),
         "stream": True,
     }
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.responses_tools(_tools.declared(request))
     if request.system:
         kwargs["instructions"] = request.system
     if request.temperature is not None:
@@ -118,6 +123,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     finish_reason: str | None = None
     info_sent = False
     tier: str | None = None
+    tool_calls = _tools.ChatToolCalls()
     try:
         async for chunk in events_of(stream, request.spec):
             # Every chunk carries service_tier (it sets the price); send it again if it changes.
@@ -138,6 +144,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                         yield ReasoningDelta(reasoning)
                     if delta.content:
                         yield TextDelta(delta.content)
+                    if delta.tool_calls:
+                        tool_calls.add(delta.tool_calls)
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
             if chunk.usage is not None:
@@ -148,6 +156,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     # The SDK ends silently on a cut stream (with or without [DONE]): finish_reason is the proof.
     if finish_reason is None:
         raise incomplete(request.spec)
+    for call in tool_calls.done():
+        yield call
     yield Finish(finish_reason)
 
 
@@ -162,6 +172,10 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 response = event.response
                 yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
                                    service_tier=getattr(response, "service_tier", None))
+            elif kind == "response.output_item.done":
+                call = _tools.responses_call(event.item)
+                if call is not None:
+                    yield call
             elif kind == "response.output_text.delta":
                 if event.delta:
                     yield TextDelta(event.delta)
