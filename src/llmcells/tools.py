@@ -382,14 +382,15 @@ async def run_call(plan: Any, observer: CallObserver | None) -> Result:
 
 def _combine(turns: list[Result], runs: list[ToolRun], messages: list[Message], started: float,
              watcher: _TurnObserver, stop: tuple[str, str, str] | None) -> Result:
-    """The call's Result: the first turn's identity, the last turn's status and text, usage,
-    cost and attempts summed over every turn."""
+    """The call's Result: the first turn's identity, the last turn's status, the text of every
+    turn, usage and cost summed over every turn."""
     first, last = turns[0], turns[-1]
     result = copy.copy(last)
     result.call_id, result.group_id, result.started_at = first.call_id, first.group_id, first.started_at
     result.usage = sum((r.usage for r in turns), Usage())
     result.cost_usd = _sum_cost(turns)
-    result.attempts = sum(r.attempts for r in turns)
+    # attempts: the first request and every retry of any turn (1 when nothing was retried)
+    result.attempts = sum(r.attempts for r in turns) - (len(turns) - 1)
     result.turns = len(turns)
     result.tool_calls = runs
     result.messages = messages
