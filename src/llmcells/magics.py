@@ -52,6 +52,10 @@ def _call_options(func: Callable) -> Callable:
         argument("--no-display", action="store_true", help="show nothing; use -o or _llm"),
         argument("--no-interpolate", action="store_true",
                  help="send the cell as written, without filling in {name} references"),
+        argument("--tools", metavar="VAR",  # [tools hook]
+                 help="let the model call the functions in notebook variable VAR (a list)"),
+        argument("--chat", metavar="NAME",  # [chats hook]
+                 help="continue the named chat NAME (or start it); %%llmcells chats lists them"),
         argument("--refresh", action="store_true",  # [scoring/replay hook]
                  help="make the calls anew even if replay has their answers (and re-record them)"),
         argument("-h", "--help", action="store_true", help="show this help and send nothing"),
@@ -179,9 +183,17 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
-        return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
-                    timeout=args.timeout, display=False if args.no_display else None,
-                    markdown=args.format == "markdown", refresh=args.refresh)
+        options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
+                       timeout=args.timeout, display=False if args.no_display else None,
+                       markdown=args.format == "markdown", refresh=args.refresh)
+        if args.tools:  # [tools hook]
+            from .tools import from_namespace
+
+            try:
+                options["tools"] = from_namespace(_unquote(args.tools), self.shell.user_ns)
+            except ConfigError as err:
+                raise _fail(f"--tools: {err}") from None
+        return options
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
@@ -222,6 +234,13 @@ class LLMMagics(Magics):
         spec = self._model(default, args.model)
         try:
             _models.api_key(spec)
+            if args.chat:  # [chats hook]: a named chat keeps its own history
+                from .chats import send_named
+
+                outcome = self._run(send_named(_unquote(args.chat), spec.requested, prompt,
+                                               self._options(args), explicit_model=bool(args.model)))
+                self._finish(outcome, args, prompt)
+                return
             if args.repeat > 1:
                 pending = llmcells.compare(prompt, [spec.requested], repeat=args.repeat,
                                            histories=self._histories([spec], args), **self._options(args))
@@ -264,6 +283,8 @@ class LLMMagics(Magics):
         if args.model:
             args.models = [*args.models, args.model]
         prompt = self._prompt(cell, args, "compare")
+        if args.chat:  # [chats hook]
+            raise _fail("--chat works with one model: use it on %%chatgpt, %%claude, %%gemini.")
         score = None
         if args.score:  # [scoring hook]
             name = _unquote(args.score)
@@ -284,7 +305,7 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | prices | reset | simulate | replay | frontier | help")
+              help="models | config | usage | costs | prices | reset | chats | simulate | replay | frontier | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -310,6 +331,7 @@ class LLMMagics(Magics):
         %llmcells costs --whatif gpt-5-mini [--tier flex] [--batch]   actual, what-if, difference
         %llmcells prices [update]         price data in use; fetch genai-prices' latest data
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
+        %llmcells chats                   the named chats (--chat NAME): turns, tokens, cost
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
         %llmcells replay on|off|refresh|status|compact [path=FILE]   record answers and replay
@@ -327,11 +349,16 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, reset, simulate, replay, frontier, help.")
+                        "prices, reset, chats, simulate, replay, frontier, help.")
         try:
             return handler(args)
         except LLMError as err:
             raise _fail(str(err)) from None
+
+    def _cmd_chats(self, args: Any) -> Any:  # [chats hook]
+        from .chats import chats_frame
+
+        return chats_frame()
 
     def _cmd_help(self, args: Any) -> None:
         print((self.llmcells.__doc__ or "").strip())

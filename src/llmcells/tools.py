@@ -152,6 +152,17 @@ def toolset(tools: Any, max_turns: int = MAX_TURNS, timeout: float = TOOL_TIMEOU
     return ToolSet(built, max_turns, float(timeout))
 
 
+def from_namespace(name: str, namespace: dict[str, Any]) -> list[Any]:
+    """The tools held by variable name (the magics' --tools VAR): a list of functions, or one."""
+    if name not in namespace:
+        raise ConfigError(f"no variable {name!r} in the notebook; set it to a list of functions, "
+                          f"e.g. {name} = [get_weather].")
+    value = namespace[name]
+    tools = [value] if callable(value) else value
+    toolset(tools)  # checked now: one line for a bad tool
+    return list(tools)
+
+
 # ----- running the calls of one turn ---------------------------------------------------------------
 
 
