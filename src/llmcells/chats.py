@@ -118,6 +118,11 @@ class Chat:
             return
         need = estimate_tokens([*self.messages, Message("user", prompt)], self.system) + ANSWER_ROOM
         if need > window:
+            alone = estimate_tokens([Message("user", prompt)], self.system) + ANSWER_ROOM
+            if alone > window:
+                raise ConfigError(
+                    f"This prompt alone is about {alone:,} tokens with room for the answer, more than "
+                    f"{self.model}'s context of {window:,}; nothing was sent. Shorten it.")
             keep = max(1, self.turns // 2)
             raise ConfigError(
                 f"This conversation is about {need:,} tokens, more than {self.model}'s context of "
