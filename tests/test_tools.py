@@ -218,3 +218,53 @@ def test_compare_with_tools(simulated):
     assert len({r.text for r in c}) == 1
     df = ledger.usage(group_id=c.group_id)
     assert len(df) == 8
+
+
+@pytest.mark.parametrize("model", PATHS)
+def test_each_request_has_its_own_retries(simulated, model):
+    provider = "google" if model == "gemini" else "anthropic" if model == "claude" else "openai"
+
+    def flaky(n: int) -> int:
+        """Makes the next model request fail once (a 500)."""
+        simulated.inject("500", provider=provider, times=1)
+        return n * 2
+
+    llmcells.configure(retry_initial_wait=0.01)
+    r = ask('call flaky({"n": 21})', model, tools=[flaky])
+    assert r.ok and r.text == "Tool results: flaky -> 42"
+    assert r.attempts == 2  # the first request, and one retry of the second
+    df = rows(r.group_id).sort_values("ts")
+    assert list(df.attempts) == [1, 2] and len(simulated.requests) == 3
+
+
+@pytest.mark.parametrize("model", PATHS)
+def test_a_turn_is_never_sent_again_once_its_tokens_were_shown(simulated, model):
+    provider = "google" if model == "gemini" else "anthropic" if model == "claude" else "openai"
+
+    def cutter(n: int) -> int:
+        """Makes the next model request break after a few tokens."""
+        simulated.inject("cut", provider=provider, times=1, after_tokens=2)
+        return n
+
+    r = ask('call cutter({"n": 1})', model, tools=[cutter])
+    assert r.status == "incomplete" and r.text and "Tool results: cutter -> 1".startswith(r.text)
+    assert len(simulated.requests) == 2  # never re-sent
+    assert list(rows(r.group_id).sort_values("ts").status) == ["ok", "incomplete"]
+
+
+def test_hooks_follow_every_request_and_tool_call_in_order(simulated):
+    from llmcells import hooks
+
+    seen = []
+    for e in hooks.EVENTS:
+        llmcells.on(e, lambda rec, e=e: seen.append((e, rec)))
+    try:
+        r = ask('call get_weather({"city": "Bern"})', "claude", tools=[get_weather])
+        hooks.flush()
+    finally:
+        hooks.off()
+    assert [e for e, _ in seen] == ["request", "finish", "tool_call", "request", "first_token", "finish"]
+    tool = seen[2][1].tool_call
+    assert tool["name"] == "get_weather" and json.loads(tool["arguments"]) == {"city": "Bern"}
+    assert seen[-1][1].text == r.text
+    assert {rec.group_id for _, rec in seen} == {r.group_id}

@@ -161,8 +161,8 @@ class SimServer:
                             prompt.model, prompt.stream, headers, body, fault.fault if fault else None)
         self.state.record(logged)
         # --- tools (sim/tools.py): a directed tool call, or an answer quoting tool results ---
-        tool_turn = None if refused or fault is not None else sim_tools.turn(module.PROVIDER, api, body)
-        if tool_turn is not None and tool_turn.calls and prompt.stream:
+        tool_turn = None if refused else sim_tools.turn(module.PROVIDER, api, body)
+        if tool_turn is not None and tool_turn.calls and prompt.stream and fault is None:
             await self._tool_calls(resp, module, api, prompt, tool_turn.calls)
         else:
             await self._answer(req, resp, module, api, prompt, key, refused, fault,
