@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
-from llmcells import Chat, Message
+from llmcells import Chat
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -85,9 +85,13 @@ def test_a_conversation_longer_than_the_context_is_refused_before_sending(simula
     send(chat, "word " * 500)
     n = len(simulated.requests)
     with pytest.raises(llmcells.ConfigError, match=r"trim\(last=\d+\)") as err:
-        chat.send("word " * 3000)
+        chat.send("word " * 1000)
     assert "nothing was sent" in str(err.value)
+    with pytest.raises(llmcells.ConfigError, match="This prompt alone .* Shorten it"):
+        chat.send("word " * 3000)
     assert len(simulated.requests) == n
+    chat.trim(last=0)
+    assert send(chat, "word " * 1000).ok
 
 
 def test_the_context_window_comes_from_the_price_data():

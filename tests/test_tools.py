@@ -57,6 +57,11 @@ def test_one_tool_call_round_trip(simulated, model):
     assert len(reqs) == 2
     assert "tools" in json.dumps(reqs[0].body) and MARKS[model] in json.dumps(reqs[1].body)
     assert want.replace('"', '\\"') in json.dumps(reqs[1].body) or want in json.dumps(reqs[1].body)
+    if model == "gemini":  # the call's thought signature goes back with it
+        import base64
+
+        parts = [p for c in reqs[1].body["contents"] for p in c["parts"] if "functionCall" in p]
+        assert base64.b64decode(parts[0]["thoughtSignature"]) == b"sig:get_weather:0"
 
 
 @pytest.mark.parametrize("model", PATHS)

@@ -26,6 +26,7 @@ class ToolCall:
     id: str
     name: str
     arguments_json: str = "{}"
+    signature: str | None = None   # Gemini's thought signature (base64), sent back with the call
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Message:
         """This message as plain JSON-ready data (what Chat.save writes)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
-            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments_json}
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments_json,
+                                  **({"signature": c.signature} if c.signature else {})}
                                  for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
@@ -60,7 +62,8 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Message":
-        calls = tuple(ToolCall(str(c["id"]), str(c["name"]), str(c.get("arguments", "{}")))
+        calls = tuple(ToolCall(str(c["id"]), str(c["name"]), str(c.get("arguments", "{}")),
+                               c.get("signature"))
                       for c in data.get("tool_calls") or ())
         return cls(role=data["role"], content=str(data.get("content") or ""), tool_calls=calls,
                    tool_call_id=data.get("tool_call_id"), name=data.get("name"),

@@ -7,6 +7,7 @@ request.extra["tools"] holds the declarations as [{"name", "description", "param
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -180,8 +181,11 @@ def gemini_contents(messages: list[Message]) -> list[dict[str, Any]]:
                 out.append({"role": "user", "parts": [part]})
         elif m.tool_calls:
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
-            parts += [{"function_call": {"id": c.id, "name": c.name, "args": _args(c)}}
-                      for c in m.tool_calls]
+            for c in m.tool_calls:
+                part = {"function_call": {"id": c.id, "name": c.name, "args": _args(c)}}
+                if c.signature:  # Gemini 3 refuses a function call sent back without it
+                    part["thought_signature"] = base64.b64decode(c.signature)
+                parts.append(part)
             out.append({"role": "model", "parts": parts})
         else:
             out.append({"role": "model" if m.role == "assistant" else "user",
@@ -201,4 +205,6 @@ def gemini_call(part: Any, n: int) -> ToolCall | None:
     fc = getattr(part, "function_call", None)
     if fc is None:
         return None
-    return ToolCall(fc.id or f"call_{n}", fc.name or "", json.dumps(fc.args or {}, ensure_ascii=False))
+    signature = getattr(part, "thought_signature", None)
+    return ToolCall(fc.id or f"call_{n}", fc.name or "", json.dumps(fc.args or {}, ensure_ascii=False),
+                    base64.b64encode(signature).decode() if signature else None)

@@ -10,6 +10,7 @@ Once the tool results of the turn are back (and no `always`), the answer is, byt
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -282,7 +283,10 @@ def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
     from .google import _response_id, _usage, gjson
 
     # Gemini sends a turn's function calls whole, in one chunk, with finishReason STOP.
-    parts = [{"functionCall": {"name": name, "args": args}} for name, args in calls]
+    # Gemini 2.5+ signs a function call (thoughtSignature): a client must send it back as is.
+    parts = [{"functionCall": {"name": name, "args": args},
+              "thoughtSignature": base64.b64encode(f"sig:{name}:{i}".encode()).decode()}
+             for i, (name, args) in enumerate(calls)]
     body = {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP",
                             "index": 0}],
             "usageMetadata": _usage(plan, len(plan.tokens)), "modelVersion": plan.model,
