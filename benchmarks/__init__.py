@@ -15,4 +15,5 @@ BENCHMARKS = [
     ("ledger", "bench_ledger"),
     ("pricing", "bench_pricing"),
     ("replay", "bench_replay"),
+    ("tools and hooks", "bench_tools"),
 ]

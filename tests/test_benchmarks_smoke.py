@@ -36,6 +36,8 @@ EXPECTED = {
                          "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
     "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
                         "load a 5,000-answer replay file"],
+    "bench_tools.py": ["tool round trip: llmcells - raw SDK", "two 0.5 s sync tools in one turn: wall",
+                       "stream end with a 1 s hook + a raising hook, minus without"],
 }
 
 
