@@ -169,3 +169,12 @@ def test_magics_tools_var(simulated, shell):
 
     with pytest.raises(UsageError, match="no variable 'nope'"):
         shell.run_cell_magic("gemini", "--tools nope --no-display", "hi")
+
+
+def test_reset_forgets_named_chats(simulated, shell, capsys):
+    shell.run_cell_magic("claude", "--chat a --no-display", "Hi.")
+    shell.run_line_magic("llmcells", "reset")
+    assert "Forgot the named chats too." in capsys.readouterr().out
+    from llmcells.session import session
+
+    assert session.chats == {}

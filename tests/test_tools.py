@@ -273,3 +273,25 @@ def test_hooks_follow_every_request_and_tool_call_in_order(simulated):
     assert tool["name"] == "get_weather" and json.loads(tool["arguments"]) == {"city": "Bern"}
     assert seen[-1][1].text == r.text
     assert {rec.group_id for _, rec in seen} == {r.group_id}
+
+
+def test_a_scored_compare_still_shows_tool_calls(simulated):
+    from llmcells.api import _observers  # noqa: F401  (the display wiring used by compare)
+    from llmcells.scoring import start
+    from llmcells.types import CallObserver
+
+    class Seen(CallObserver):
+        def __init__(self):
+            self.runs = []
+
+        def on_tool_call(self, run):
+            self.runs.append(run.name)
+
+    seen = Seen()
+    (wrapped,) = start(llmcells.contains("Tool results")).wrap([seen])
+    from llmcells.calls import make_plan
+    from llmcells.engine import execute
+
+    plan = make_plan('call get_weather({"city": "Nice"})', "claude", tools=[get_weather])
+    r = llmcells.run(execute(plan, wrapped))
+    assert r.ok and seen.runs == ["get_weather"]

@@ -427,6 +427,9 @@ class LLMMagics(Magics):
         else:
             conversations.clear()
             print("Forgot all conversations.")
+            if session.chats:  # [chats hook]: the named chats (--chat NAME) too
+                session.chats.clear()
+                print("Forgot the named chats too.")
 
     def _cmd_replay(self, args: Any) -> None:  # [scoring/replay hook]
         from .replay import command
