@@ -295,3 +295,23 @@ def test_a_scored_compare_still_shows_tool_calls(simulated):
     plan = make_plan('call get_weather({"city": "Nice"})', "claude", tools=[get_weather])
     r = llmcells.run(execute(plan, wrapped))
     assert r.ok and seen.runs == ["get_weather"]
+
+
+def test_the_card_shows_each_tool_call_then_the_answer(simulated):
+    from llmcells.calls import make_plan
+    from llmcells.display.notebook import Card
+    from llmcells.engine import execute
+
+    def boom(x: int) -> int:
+        """Fails."""
+        raise ValueError("no <luck>")
+
+    plan = make_plan('call get_weather({"city": "Paris"}) call boom({"x": 1})', "claude",
+                     tools=[get_weather, boom])
+    card = Card(plan.info, prompt="x")
+    r = llmcells.run(execute(plan, card))
+    body = card.body.value
+    assert r.ok and body.count("🔧") == 2
+    assert "<code>get_weather({&quot;city&quot;:&quot;Paris&quot;})</code>" in body
+    assert "✗ <code>ValueError: no &lt;luck&gt;</code>" in body
+    assert body.index("🔧") < body.index("Tool results:")

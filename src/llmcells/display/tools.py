@@ -24,10 +24,15 @@ def tool_line(run: Any) -> str:
 
 
 def tool_markdown(run: Any) -> str:
-    """tool_line as a Markdown block of its own (code spans keep JSON from being read as Markdown)."""
-    line = tool_line(run).replace("`", "'")
-    name, _, rest = line.partition(" · ")
-    return f"\n\n> `{name[2:]}` · {rest}\n\n"
+    """tool_line as a Markdown quote of its own; code spans keep the JSON from being read as
+    Markdown."""
+    def code(text: str, limit: int) -> str:
+        return "`" + _cut(text, limit).replace("`", "'") + "`"
+
+    head = f"> 🔧 {code(f'{run.name}({_cut(run.arguments, ARGS_CHARS)})', ARGS_CHARS + 40)} · {run.duration_s:.2f} s"
+    if run.error is not None:
+        return f"\n\n{head} ✗ {code(run.error, RESULT_CHARS)}\n\n"
+    return f"\n\n{head} → {code(run.result, RESULT_CHARS)}\n\n"
 
 
 def transcript(result: Any, markdown: bool = True) -> str:
