@@ -19,4 +19,5 @@ BENCHMARKS = [
     ("provider batch jobs", "bench_provider_jobs"),
     ("HTTP service", "bench_serve"),
     ("agent CLIs", "bench_agents"),
+    ("tools and hooks", "bench_tools"),
 ]

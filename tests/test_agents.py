@@ -181,13 +181,13 @@ def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
 
 
 def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
-    """`%%codex`, `%%agent gemini-cli --cwd DIR` and `%%agent --tools` through IPython's own cell
+    """`%%codex`, `%%agent gemini-cli --cwd DIR` and `%%agent --allow-tools` through IPython's own cell
     parsing (the magic names have a hyphen); a non-agent in %%agent is one UsageError line."""
     shell.run_cell("%%codex -o r_codex --no-display\nSay hi")
     r = shell.user_ns["r_codex"]
     assert r.ok and r.model == "codex:gpt-5-codex" and r.agent["tools"] is False
     shell.user_ns["folder"] = str(tmp_path)
-    shell.run_cell("%%agent gemini-cli:gemini-2.5-flash --cwd {folder} --tools -o r_gem --no-display\nSay hi")
+    shell.run_cell("%%agent gemini-cli:gemini-2.5-flash --cwd {folder} --allow-tools -o r_gem --no-display\nSay hi")
     r = shell.user_ns["r_gem"]
     assert r.ok and r.model == "gemini-cli:gemini-2.5-flash"
     assert r.agent["cwd"] == str(tmp_path) and r.agent["tools"] is True

@@ -45,6 +45,8 @@ EXPECTED = {
                                "provider jobs: peak RSS, via='provider' client"],
     "bench_serve.py": ["direct ask, 50 concurrent: throughput", "POST /v1/generate, 50 concurrent: throughput",
                        "service: median latency added over a direct ask"],
+    "bench_tools.py": ["tool round trip: llmcells - raw SDK", "two 0.5 s sync tools in one turn: wall",
+                       "stream end with a 1 s hook + a raising hook, minus without"],
 }
 
 

@@ -214,8 +214,31 @@ def check_agents(nb) -> None:
     assert usage.count(">ok<") == 6  # four compared, %%agent, ask
 
 
+def check_tools_and_chats(nb) -> None:
+    first = cell(nb, "r = await llmcells.ask(")
+    assert widgets(first) == 1
+    out = text(first)
+    assert 'get_weather({"city":"Paris"}) -> {"city":"Paris","temp":21,"unit":"C","sky":"clear"}' in out
+    assert "local_time" in out and "turns: 2" in out
+    assert "3 messages" not in out
+    assert "2 ledger rows; summed cost matches: True" in text(cell(nb, "for m in r.messages"))
+    assert "ok | KeyError: 'holidays' | Tool results: lookup -> Error: KeyError: 'holidays'" in \
+        text(cell(nb, "def lookup"))
+    assert html(cell(nb, "c = await llmcells.compare('call get_weather")).count(">ok<") == 3
+    assert widgets(cell(nb, "%%gemini --tools my_tools")) == 1
+    saved = text(cell(nb, "print(chat.turns"))
+    assert "2 turns, 4 messages" in saved and "the fork has 3 turns; the original still 2" in saved
+    assert "nothing was sent" in text(cell(nb, "small = llmcells.Chat"))
+    chats = html(cell(nb, "%llmcells chats"))
+    assert ">recipes<" in chats
+    hooked = text(cell(nb, "c = await llmcells.compare('call get_weather({\"city\": \"Rome\"})'"))
+    assert hooked.count(",ok,") == 6  # two requests (tool call, answer) for each of 3 models
+    assert hooked.count("llm.tool_s") == 3 and hooked.count("llm.ttft_s") == 3
+
+
 CHECKS = {
     "04-files-and-structured-output.ipynb": check_files_and_structured_output,
+    "05-tools-and-chats.ipynb": check_tools_and_chats,
     "01-quickstart.ipynb": check_quickstart,
     "06-agents.ipynb": check_agents,
     "02-compare.ipynb": check_compare,

@@ -38,6 +38,8 @@ __all__ = [
     # scoring, the frontier, replay
     "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
     "summarize", "frontier",
+    # hooks, tools and chats
+    "on", "off", "Chat",
 ]
 
 # Loaded on first use: the engine pulls in tenacity, the ledger pandas, simulate an HTTP server.
@@ -60,6 +62,9 @@ _LAZY = {
     "health": ("healthcheck", "health"),
     "quota": ("quotas", "quota"),
     "set_limits": ("quotas", "set_limits"),
+    "on": ("hooks", "on"),
+    "off": ("hooks", "off"),
+    "Chat": ("chats", "Chat"),
 }
 
 

@@ -84,10 +84,11 @@ def card_note(result: Any) -> str | None:
 
 
 def agent_arguments(func: Callable) -> Callable:
-    """The options only agent magics take: --cwd and --tools."""
+    """The options only agent magics take: --cwd and --allow-tools (--tools VAR is for Python
+    functions the model may call, on every magic)."""
     from IPython.core.magic_arguments import argument
 
-    func = argument("--tools", action="store_true",
+    func = argument("--allow-tools", action="store_true",
                     help="let the agent use its own tools (read and write files, run commands) "
                          "in its working folder, without asking")(func)
     return argument("--cwd", metavar="DIR",
@@ -96,7 +97,7 @@ def agent_arguments(func: Callable) -> Callable:
 
 def params_from(args: Any) -> dict[str, Any] | None:
     """The agent params (cwd, tools) of a parsed magic line; None when there are none."""
-    cwd, tools = getattr(args, "cwd", None), getattr(args, "tools", False)
+    cwd, tools = getattr(args, "cwd", None), getattr(args, "allow_tools", False)
     if cwd is None and not tools:
         return None
     params: dict[str, Any] = {"tools": bool(tools)}
@@ -108,7 +109,7 @@ def params_from(args: Any) -> dict[str, Any] | None:
 
 
 def agent_magic() -> Callable:
-    """`%%agent [MODEL] [--cwd DIR] [--tools]`: send the cell to one agent CLI."""
+    """`%%agent [MODEL] [--cwd DIR] [--allow-tools]`: send the cell to one agent CLI."""
     from IPython.core.magic_arguments import argument
 
     from .magics import _call_options, _fail
@@ -131,11 +132,11 @@ def agent_magic() -> Callable:
 
         Example::
 
-            %%agent codex:gpt-5-codex --cwd ./project --tools
+            %%agent codex:gpt-5-codex --cwd ./project --allow-tools
             List the files here and say what the project does.
 
         The first word is the agent (default: the first installed of claude-code, gemini-cli,
-        codex). Without --tools the agent gives a plain answer; with --tools it may read and
+        codex). Without --allow-tools the agent gives a plain answer; with it, it may read and
         write files and run commands in --cwd (default: a fresh temporary folder) without
         asking. To compare agents, use %%compare claude-code gemini-cli codex.
         """

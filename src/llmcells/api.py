@@ -49,7 +49,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         refresh: bool = False, fallback: Sequence[str] | str | None = None,
         fallback_on: Sequence[str] | str | None = None,
         limits: dict[str, Any] | None = None, attach: Any = None, schema: Any = None,
-        repair: int = 0) -> Pending[Result]:
+        repair: int = 0, tools: Sequence[Any] | None = None, max_turns: int | None = None,
+        tool_timeout: float | None = None) -> Pending[Result]:
     """Ask one model; `await` it (or `llmcells.run(...)` it) for a Result.
 
     model: an alias (chatgpt, claude, gemini) or provider:model id; default: the first of the
@@ -65,6 +66,9 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     DataFrames; see llmcells.attachments). schema: a pydantic model class, a JSON Schema dict or
     {"field": type}: the answer is validated into Result.data. repair=1 re-asks once when it
     does not match.
+    tools: Python functions the model may call (their schemas come from type hints and
+    docstrings); the model's calls are run and answered until it answers in text, at most
+    max_turns (8) requests; each tool runs at most tool_timeout (60) seconds. See llmcells.tools.
     A failed call does not raise: the Result's status and error say what happened.
     """
     from . import fallback as chains
@@ -75,7 +79,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         lambda m: make_plan(prompt, m, system=system, temperature=temperature,
                             max_tokens=max_tokens, timeout=timeout, history=history,
                             params=params, api=api, cache=cache, attach=files, schema=schema,
-                            repair=repair),
+                            repair=repair, tools=tools, max_turns=max_turns,
+                            tool_timeout=tool_timeout),
         model or settings.compare_models[0], fallback, fallback_on)
     plan.limits = daily_caps(limits) or None
     if refresh:
@@ -107,7 +112,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             histories: Mapping[str, Sequence[Message]] | None = None,
             cache: bool | None = None, markdown: bool = True, score: Any = None,
             refresh: bool = False, attach: Any = None, schema: Any = None,
-            repair: int = 0) -> Pending[Comparison]:
+            repair: int = 0, tools: Sequence[Any] | None = None, max_turns: int | None = None,
+            tool_timeout: float | None = None) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
     models: aliases or provider:model ids (default: chatgpt, claude, gemini), each may be a
@@ -119,6 +125,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     refresh: make the calls anew even if replay (or the cache) has their answers.
     attach, schema, repair: as in ask(); with a schema, .agreement() tells per field whether
     the models agree.
+    tools, max_turns, tool_timeout: as for ask, for every model.
     """
     models = list(models) if models else list(settings.compare_models)
     if not models:
@@ -133,7 +140,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
                  prompt, resolve(m, openai_api=api), system=system, temperature=temperature,
                  max_tokens=max_tokens, timeout=timeout, params=params, group_id=group_id,
                  sample=k, history=(histories or {}).get(resolve(m).id, ()), cache=cache,
-                 attach=files, schema=schema, repair=repair),
+                 attach=files, schema=schema, repair=repair, tools=tools, max_turns=max_turns,
+                 tool_timeout=tool_timeout),
                  "|".join(s.requested for s in chain))
              for chain in chains for k in range(int(repeat))]
     if refresh:

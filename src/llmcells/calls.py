@@ -138,13 +138,21 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
               params: dict[str, Any] | None = None, api: str | None = None,
               group_id: str | None = None, sample: int = 0, cell: int | None = None,
               batch_id: str | None = None, cache: bool | None = None, attach: Any = None,
-              schema: Any = None, repair: int = 0) -> CallPlan:
+              schema: Any = None, repair: int = 0, tools: Any = None,
+              max_turns: int | None = None, tool_timeout: float | None = None) -> CallPlan:
     """A CallPlan from user-level options, with settings filling what was not given.
 
     attach: what to send with the prompt (see llmcells.attachments); schema: the structure the
     answer must have (see llmcells.structured); repair: re-ask once when it does not validate.
+    tools: functions the model may call (see tools.py), max_turns and tool_timeout their limits.
     """
     check_prompt(prompt)
+    toolset = None
+    if tools is not None:  # --- tools (tools.py checks them) ---
+        from .tools import MAX_TURNS, TOOL_TIMEOUT, toolset as make_toolset
+
+        toolset = make_toolset(tools, MAX_TURNS if max_turns is None else max_turns,
+                               TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
     extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens}
@@ -169,4 +177,5 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     return CallPlan(request=request, info=info, timeout=total,
                     ttft_timeout=min(settings.ttft_timeout, total),
                     connect_timeout=settings.connect_timeout, cell=cell, batch_id=batch_id,
-                    cache=bool(settings.cache if cache is None else cache))
+                    cache=bool(settings.cache if cache is None else cache) and toolset is None,
+                    tools=toolset)

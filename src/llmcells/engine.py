@@ -25,7 +25,7 @@ from .providers import ClientOptions, get_provider
 from .retry import retry_wait, should_retry
 from .session import session
 from .types import (CallInfo, CallObserver, Finish, ReasoningDelta, Request, ResponseInfo, Result,
-                    RetryInfo, TextDelta, Usage, UsageUpdate)
+                    RetryInfo, TextDelta, ToolCall, Usage, UsageUpdate)
 
 log = logging.getLogger("llmcells")
 
@@ -50,6 +50,7 @@ class CallPlan:
     fallbacks: list["CallPlan"] = field(default_factory=list)
     fallback_on: frozenset[str] | None = None
     limits: dict[str, Any] | None = None
+    tools: Any = None              # tools.ToolSet: a call with tools (tools.run_call makes its requests)
 
     @property
     def spec(self) -> ModelSpec:
@@ -152,6 +153,7 @@ class _Call:
         self.attempts = 0
         self.heard = False               # any event came back from the provider
         self.agent: dict | None = None   # [agents] an agent CLI's report (ResponseInfo.agent)
+        self.tool_calls: list[ToolCall] = []  # the turn ended asking for these (tools.py runs them)
 
     @property
     def shown(self) -> bool:
@@ -178,6 +180,7 @@ class _Call:
     async def attempt(self, client: Any) -> None:
         """One attempt: stream until the terminal event. Raises LLMError on failure."""
         self.attempts += 1
+        self.tool_calls = []  # a retried attempt asks anew
         plan, observer = self.plan, self.observer
         gate = plan.gate
         observer.on_status("waiting")
@@ -226,6 +229,8 @@ class _Call:
                             quotas.observe(plan.spec, event.rate_limits)
                         if event.agent:  # an agent CLI's own report (cli, version, turns...)
                             self.agent = {**(self.agent or {}), **event.agent}
+                    elif kind is ToolCall:
+                        self.tool_calls.append(event)
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
@@ -318,7 +323,16 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
 async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Result:
     """Make one call and return its Result, whatever happens (a cancelled call too); records it
     in the ledger before returning."""
+    if plan.tools is not None:  # --- tools: one execute() per model request (tools.py) ---
+        from .tools import run_call
+
+        return await run_call(plan, observer)
     observer = observer or CallObserver()
+    # --- hooks (llmcells.on): followed alongside the call's own observer ---
+    from .hooks import observe
+
+    observer = observe(observer)
+    # --- end hooks ---
     spec = plan.spec
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
                     group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
@@ -375,6 +389,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
         from .structured import finish as finish_rich  # counts attachments, validates the schema
 
         finish_rich(result, plan.request)
+    result.tool_calls = list(call.tool_calls)
     _price(result, plan, call)
     try:
         await _persist(result, plan)

@@ -60,6 +60,10 @@ def _call_options(func: Callable) -> Callable:
                  "Result's .data holds it"),
         argument("--repair", action="store_true", help="with --schema: re-ask once when the "
                  "answer does not match"),
+        argument("--tools", metavar="VAR",  # [tools hook]
+                 help="let the model call the functions in notebook variable VAR (a list)"),
+        argument("--chat", metavar="NAME",  # [chats hook]
+                 help="continue the named chat NAME (or start it); %%llmcells chats lists them"),
         argument("--refresh", action="store_true",  # [scoring/replay hook]
                  help="make the calls anew even if replay has their answers (and re-record them)"),
         argument("-h", "--help", action="store_true", help="show this help and send nothing"),
@@ -197,15 +201,23 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
-        from .agents import params_from  # --cwd / --tools of the agent magics
+        from .agents import params_from  # --cwd / --allow-tools of the agent magics
         from .calls import magic_rich_options
 
-        return dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
-                    timeout=args.timeout, display=False if args.no_display else None,
-                    markdown=args.format == "markdown", refresh=args.refresh,
-                    params=params_from(args),
-                    **magic_rich_options([_unquote(a) for a in args.attach or ()],  # -a, --schema
-                                         _unquote(args.schema), args.repair, self.shell.user_ns))
+        options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
+                       timeout=args.timeout, display=False if args.no_display else None,
+                       markdown=args.format == "markdown", refresh=args.refresh,
+                       params=params_from(args),
+                       **magic_rich_options([_unquote(a) for a in args.attach or ()],  # -a, --schema
+                                            _unquote(args.schema), args.repair, self.shell.user_ns))
+        if args.tools:  # Python functions the model may call
+            from .tools import from_namespace
+
+            try:
+                options["tools"] = from_namespace(_unquote(args.tools), self.shell.user_ns)
+            except ConfigError as err:
+                raise _fail(f"--tools: {err}") from None
+        return options
 
     def _run(self, pending: Any) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
@@ -253,6 +265,13 @@ class LLMMagics(Magics):
         try:
             if len(chain) == 1:  # a chain moves on from a missing key instead
                 _models.api_key(spec)
+            if args.chat:  # a named chat keeps its own history
+                from .chats import send_named
+
+                outcome = self._run(send_named(_unquote(args.chat), spec.requested, prompt,
+                                               self._options(args), explicit_model=bool(args.model)))
+                self._finish(outcome, args, prompt)
+                return
             if args.repeat > 1:
                 pending = llmcells.compare(prompt, [model], repeat=args.repeat,
                                            histories=self._histories([spec], args), **self._options(args))
@@ -295,6 +314,8 @@ class LLMMagics(Magics):
         if args.model:
             args.models = [*args.models, args.model]
         prompt = self._prompt(cell, args, "compare")
+        if args.chat:  # [chats hook]
+            raise _fail("--chat works with one model: use it on %%chatgpt, %%claude, %%gemini.")
         score = None
         if args.score:  # [scoring hook]
             name = _unquote(args.score)
@@ -318,8 +339,8 @@ class LLMMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", default="help",
-              help="models | config | usage | costs | prices | health | quota | reset | simulate | "
-                   "replay | frontier | help")
+              help="models | config | usage | costs | prices | health | quota | reset | chats | "
+                   "simulate | replay | frontier | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -348,6 +369,7 @@ class LLMMagics(Magics):
                                           models listed (free model-list calls, a few seconds)
         %llmcells quota                   the latest rate limits seen, and daily caps
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
+        %llmcells chats                   the named chats (--chat NAME): turns, tokens, cost
         %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
                                           simulator (no keys needed; cards say "simulated")
         %llmcells replay on|off|refresh|status|compact [path=FILE]   record answers and replay
@@ -365,11 +387,16 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, health, quota, reset, simulate, replay, frontier, help.")
+                        "prices, health, quota, reset, chats, simulate, replay, frontier, help.")
         try:
             return handler(args)
         except LLMError as err:
             raise _fail(str(err)) from None
+
+    def _cmd_chats(self, args: Any) -> Any:  # [chats hook]
+        from .chats import chats_frame
+
+        return chats_frame()
 
     def _cmd_help(self, args: Any) -> None:
         print((self.llmcells.__doc__ or "").strip())
@@ -454,6 +481,9 @@ class LLMMagics(Magics):
         else:
             conversations.clear()
             print("Forgot all conversations.")
+            if session.chats:  # [chats hook]: the named chats (--chat NAME) too
+                session.chats.clear()
+                print("Forgot the named chats too.")
 
     def _cmd_replay(self, args: Any) -> None:  # [scoring/replay hook]
         from .replay import command

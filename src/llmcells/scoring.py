@@ -474,6 +474,7 @@ class _ScoringObserver(CallObserver):
         self.on_start, self.on_sent, self.on_status = inner.on_start, inner.on_sent, inner.on_status
         self.on_retry, self.on_first_token = inner.on_retry, inner.on_first_token
         self.on_text, self.on_usage = inner.on_text, inner.on_usage
+        self.on_tool_call = getattr(inner, "on_tool_call", lambda run: None)  # [tools hook]
 
     def on_finish(self, result: Result) -> None:
         try:

@@ -26,6 +26,7 @@ class Session:
     prices: dict[str, Any] = field(default_factory=dict)            # model id -> user price (set_price)
     rate_limits: dict[str, Any] = field(default_factory=dict)       # provider -> batches.RateLimit
     conversations: dict[str, list] = field(default_factory=dict)    # model id -> [Message, ...]
+    chats: dict[str, Any] = field(default_factory=dict)             # name -> chats.Chat (--chat NAME)
     clients: dict[Any, Any] = field(default_factory=dict)           # (adapter, ClientOptions) -> SDK client
     rate_limits_seen: dict[Any, Any] = field(default_factory=dict)  # (provider, model) -> headers (quota())
     daily_caps: dict[str, Any] = field(default_factory=dict)        # provider -> {"rpd": .., "tpd": ..}
@@ -41,8 +42,8 @@ class Session:
         self.aliases.clear()
         self.aliases.update(_default_aliases())
         for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,
-                          self.clients, self.rate_limits_seen, self.daily_caps, self.reserved,
-                          self.health):
+                          self.chats, self.clients, self.rate_limits_seen, self.daily_caps,
+                          self.reserved, self.health):
             container.clear()
         self.simulator_url = None
         self.simulated_providers = None

@@ -18,11 +18,56 @@ Status = Literal["ok", "error", "cancelled", "incomplete"]
 
 
 @dataclass(frozen=True)
-class Message:
-    """One turn of a conversation: role is "user" or "assistant"."""
+class ToolCall:
+    """A call the model asked for: its provider id, the tool's name and its arguments as the
+    model wrote them (JSON text). Also the stream event an adapter yields, once per call, when a
+    turn ends in tool calls."""
 
-    role: Literal["user", "assistant"]
+    id: str
+    name: str
+    arguments_json: str = "{}"
+    signature: str | None = None   # Gemini's thought signature (base64), sent back with the call
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation: role is "user" or "assistant", or "tool" for a tool's result.
+
+    An assistant message may hold the tool calls it made (tool_calls; content is then any text
+    that came with them); a "tool" message holds one call's result (content), answering
+    tool_call_id, from the tool `name`; is_error marks a result that reports a failure.
+    """
+
+    role: Literal["user", "assistant", "tool"]
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+    is_error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """This message as plain JSON-ready data (what Chat.save writes)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments_json,
+                                  **({"signature": c.signature} if c.signature else {})}
+                                 for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.is_error:
+            out["is_error"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Message":
+        calls = tuple(ToolCall(str(c["id"]), str(c["name"]), str(c.get("arguments", "{}")),
+                               c.get("signature"))
+                      for c in data.get("tool_calls") or ())
+        return cls(role=data["role"], content=str(data.get("content") or ""), tool_calls=calls,
+                   tool_call_id=data.get("tool_call_id"), name=data.get("name"),
+                   is_error=bool(data.get("is_error", False)))
 
 
 @dataclass(frozen=True)
@@ -181,7 +226,25 @@ class Finish:
     reason: str | None = None
 
 
-Event = Union[TextDelta, ReasoningDelta, UsageUpdate, ResponseInfo, Finish]
+Event = Union[TextDelta, ReasoningDelta, UsageUpdate, ResponseInfo, ToolCall, Finish]
+
+
+@dataclass
+class ToolRun:
+    """One tool call as it ran: the call, the result text sent back to the model (or the short
+    error sent instead), how long it took, and which model turn asked for it (1 = the first)."""
+
+    id: str
+    name: str
+    arguments: str
+    result: str = ""
+    error: str | None = None
+    duration_s: float = 0.0
+    turn: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 # ----- results -------------------------------------------------------------------------------------
@@ -235,6 +298,11 @@ class Result:
     # error_kind, error and call_id ("skipped" status: in a cool-down, not sent). Empty otherwise.
     attempts_by_model: list[dict[str, Any]] = field(default_factory=list)
     agent: dict[str, Any] | None = None     # [agents] an agent CLI's own report (see ResponseInfo.agent)
+    # tools (see tools.py): the whole exchange, and every tool call made (ToolRun, or ToolCall
+    # for one model request's own Result); usage and cost above are summed over every turn
+    messages: list[Message] = field(default_factory=list)
+    tool_calls: list[Any] = field(default_factory=list)
+    turns: int = 1                   # model requests made for this call
 
     @property
     def ok(self) -> bool:
@@ -445,3 +513,7 @@ class CallObserver:
     def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
         """A model chain moves on: from_model failed (reason: its error kind) before any token,
         and to_model is tried next; on_start follows with to_model's CallInfo."""
+
+    def on_tool_call(self, run: "ToolRun") -> None:
+        """Optional: a tool the model asked for has run (a call with tools=...); the answer's
+        next turn streams after it through on_text."""

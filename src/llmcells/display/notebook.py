@@ -211,6 +211,13 @@ class Card(CallObserver):
         self.finish(result)
 
     @safe
+    def on_tool_call(self, run: Any) -> None:  # [tools hook]: a tool the model asked for has run
+        from .tools import tool_markdown
+
+        self.text += tool_markdown(run)
+        self.throttle.request()
+
+    @safe
     def on_scores(self, result: Result) -> None:  # [scoring hook]: a judge's scores came in
         self._set(self.footer, self._final_footer_html(result))
 
@@ -252,7 +259,9 @@ class Card(CallObserver):
         self.status = {"ok": "done"}.get(result.status, result.status)
         if result.usage is not None and (result.usage.input_tokens or result.usage.output_tokens):
             self.usage = result.usage
-        text = result.text or ""
+        from .tools import transcript  # the answer with its tool calls
+
+        text = transcript(result)
         if result.status != "ok" and self._chars > len(text):
             text = self.text  # keep the partial answer visible
         self._final_text = text

@@ -112,6 +112,15 @@ class _TerminalObserver(CallObserver):
             self.ended_newline = delta.endswith("\n")
 
     @safe
+    def on_tool_call(self, run: Any) -> None:  # [tools hook]: one line per tool call
+        from .tools import tool_line
+
+        if self.live:
+            if self.written and not self.text.endswith("\n"):
+                _write("\n")
+            _write(_dim(tool_line(run)) + "\n")
+
+    @safe
     def on_finish(self, result: Result) -> None:
         if self.result is not None:
             return
@@ -134,6 +143,10 @@ class _TerminalObserver(CallObserver):
 
     def _final_text(self, result: Result) -> str:
         text = result.text or ""
+        if not self.live and result.tool_calls:  # the tool lines in their place
+            from .tools import transcript
+
+            text = transcript(result, markdown=False)
         if result.status != "ok" and self.chars > len(text):
             text = self.text
         return text

@@ -128,3 +128,23 @@ def gemini_schema(request: Request) -> dict[str, Any]:
     if s is None:
         return {}
     return {"response_mime_type": "application/json", "response_json_schema": s.json_schema}
+
+
+def attach_to_last_user(out: list[dict[str, Any]], request: Request, part: Any) -> list[dict[str, Any]]:
+    """out (messages already in the provider's shape, tool turns included) with the request's
+    attachments added to the last plain user message, as `part(text, attachments)` builds them."""
+    if not request.attachments:
+        return out
+    for item in reversed(out):
+        if item.get("role") != "user":
+            continue
+        if isinstance(item.get("content"), str):            # OpenAI chat / Responses, Anthropic
+            item["content"] = part(item["content"], request.attachments)
+            return out
+        parts = item.get("parts")
+        if isinstance(parts, list) and len(parts) == 1 and isinstance(parts[0], dict) \
+                and set(parts[0]) == {"text"}:               # Gemini
+            built = part(parts[0]["text"], request.attachments)
+            item["parts"] = built if isinstance(built, list) else [{"text": built}]
+            return out
+    return out

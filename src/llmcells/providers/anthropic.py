@@ -25,7 +25,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
-from . import _rich
+from . import _rich, _tools
 from ._http import guard
 from .base import ClientOptions, Provider
 
@@ -84,8 +84,8 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for messages.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "messages": [{"role": m.role, "content": content} for m, content in
-                     zip(request.messages, _rich.contents(request, _rich.anthropic_parts))],
+        "messages": _rich.attach_to_last_user(_tools.anthropic_messages(request.messages), request,
+                                              _rich.anthropic_parts),
         # Anthropic requires max_tokens; the runner passes its configured default in extra.
         "max_tokens": request.max_tokens or request.extra.get("default_max_tokens", 4096),
         "stream": True,
@@ -93,6 +93,8 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
     }
     if request.system:
         kwargs["system"] = request.system
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.anthropic_tools(_tools.declared(request))
     params = dict(request.extra.get("params") or {})
     if request.temperature is not None:
         # anthropic 2.x no longer names `temperature` in messages.create; the API still reads it
@@ -115,6 +117,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None
+    tool_calls = _tools.AnthropicToolCalls()
     try:
         async for event in items:
             kind = event.type
@@ -127,8 +130,15 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                     # Only the input side: output_tokens here is a placeholder (1) that a live
                     # count would show for the whole stream; message_delta brings the real one.
                     yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage, _INPUT_FIELDS)))
+            elif kind == "content_block_start":
+                tool_calls.start(event.index, event.content_block)
+            elif kind == "content_block_stop":
+                call = tool_calls.stop(event.index)
+                if call is not None:
+                    yield call
             elif kind == "content_block_delta":
                 delta = event.delta
+                tool_calls.delta(event.index, delta)
                 if delta.type == "text_delta" and delta.text:
                     yield items.text(delta.text)
                 elif delta.type == "thinking_delta" and delta.thinking:

@@ -32,7 +32,7 @@ from ._common import (
     parse_duration,
     retry_after_from_headers,
 )
-from . import _rich
+from . import _rich, _tools
 from ._http import StreamErrorEvent, guard
 from .base import ClientOptions, Provider
 
@@ -84,10 +84,10 @@ class _ClientTimeoutAsyncClient(httpx2.AsyncClient):
 
 def _contents(request: Request) -> list[dict[str, Any]]:
     # Gemini calls the assistant "model".
-    # The last user message carries the attachments (see _rich.py).
-    return [{"role": "model" if m.role == "assistant" else "user",
-             "parts": content if isinstance(content, list) else [{"text": content}]}
-            for m, content in zip(request.messages, _rich.contents(request, _rich.gemini_parts))]
+    # Tool turns as function_call / function_response parts; the last user message carries the
+    # attachments (see _rich.py).
+    return _rich.attach_to_last_user(_tools.gemini_contents(request.messages), request,
+                                     _rich.gemini_parts)
 
 
 def _config(request: Request) -> dict[str, Any]:
@@ -100,6 +100,8 @@ def _config(request: Request) -> dict[str, Any]:
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
     config.update(_rich.gemini_schema(request))
+    if _tools.declared(request):
+        config["tools"] = _tools.gemini_tools(_tools.declared(request))
     config.update(request.extra.get("params") or {})
     return config
 
@@ -116,6 +118,7 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
     finish_reason: str | None = None
     info_sent = False
     last_usage: Usage | None = None
+    n_calls = 0
     try:
         async for chunk in items:
             if not info_sent and (chunk.model_version or chunk.response_id):
@@ -129,6 +132,11 @@ async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event
             candidate = chunk.candidates[0] if chunk.candidates else None
             if candidate is not None and candidate.content is not None:
                 for part in candidate.content.parts or ():
+                    call = _tools.gemini_call(part, n_calls)
+                    if call is not None:
+                        n_calls += 1
+                        yield call
+                        continue
                     if not part.text:
                         continue
                     yield items.reasoning(part.text) if part.thought else items.text(part.text)

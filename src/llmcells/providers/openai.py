@@ -29,7 +29,7 @@ from ._common import (
     retry_after_from_headers,
     split_params,
 )
-from . import _rich
+from . import _rich, _tools
 from ._http import guard
 from .base import ClientOptions, Provider
 
@@ -63,8 +63,8 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
-    messages += [{"role": m.role, "content": content} for m, content in
-                 zip(request.messages, _rich.contents(request, _rich.chat_parts))]
+    messages += _rich.attach_to_last_user(_tools.chat_messages(request.messages), request,
+                                          _rich.chat_parts)
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
         "messages": messages,
@@ -73,6 +73,8 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
         "stream_options": {"include_usage": True},
         **_rich.chat_schema(request),  # attachments above and the schema: see _rich.py
     }
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.chat_tools(_tools.declared(request))
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
@@ -84,11 +86,13 @@ def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
     """Keyword arguments for responses.create(stream=True)."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
-        "input": [{"role": m.role, "content": content} for m, content in
-                  zip(request.messages, _rich.contents(request, _rich.responses_parts))],
+        "input": _rich.attach_to_last_user(_tools.responses_input(request.messages), request,
+                                           _rich.responses_parts),
         "stream": True,
         **_rich.responses_schema(request),
     }
+    if _tools.declared(request):
+        kwargs["tools"] = _tools.responses_tools(_tools.declared(request))
     if request.system:
         kwargs["instructions"] = request.system
     if request.temperature is not None:
@@ -118,6 +122,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     finish_reason: str | None = None
     info_sent = False
     tier: str | None = None
+    tool_calls = _tools.ChatToolCalls()
     try:
         async for chunk in items:
             model, chunk_id = field(chunk, "model"), field(chunk, "id")
@@ -139,6 +144,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                         yield items.reasoning(reasoning)
                     if delta.content:
                         yield items.text(delta.content)
+                    if delta.tool_calls:
+                        tool_calls.add(delta.tool_calls)
                 if choice.finish_reason:
                     # The model's own end; the usage chunk and [DONE] follow. A cut after this
                     # loses at most the usage, not the answer.
@@ -153,6 +160,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     # The SDK ends silently on a cut stream (with or without [DONE]): finish_reason is the proof.
     if finish_reason is None:
         raise items.cut_short()
+    for call in tool_calls.done():
+        yield call
     yield Finish(finish_reason)
 
 
@@ -172,6 +181,10 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
                                    service_tier=getattr(response, "service_tier", None),
                                    rate_limits=limits)
+            elif kind == "response.output_item.done":
+                call = _tools.responses_call(event.item)
+                if call is not None:
+                    yield call
             elif kind == "response.output_text.delta":
                 if event.delta:
                     yield items.text(event.delta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -12,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from . import anthropic, google, listing, openai, rich
+from . import tools as sim_tools
 from .common import Plan, Prompt, Reply, compact, html_page
 from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
@@ -194,12 +196,20 @@ class SimServer:
                             prompt.model, prompt.stream, headers, body, fault.fault if fault else None,
                             attachments=prompt.rich.attachments)
         self.state.record(logged)
-        await self._answer(req, resp, module, api, prompt, key, refused, fault)
+        # --- tools (sim/tools.py): a directed tool call, or an answer quoting tool results ---
+        tool_turn = None if refused else sim_tools.turn(module.PROVIDER, api, body)
+        if tool_turn is not None and tool_turn.calls and prompt.stream and fault is None:
+            await self._tool_calls(resp, module, api, prompt, tool_turn.calls)
+        else:
+            await self._answer(req, resp, module, api, prompt, key, refused, fault,
+                               text=tool_turn.text if tool_turn is not None else None)
+        # --- end tools ---
         if not resp.gone:  # (a client that left raises ClientGone above)
             logged.completed = time.monotonic()
 
     async def _answer(self, req: Request, resp: Response, module: ModuleType, api: str,
-                      prompt: Prompt, key: str, refused: str | None, fault: Fault | None) -> None:
+                      prompt: Prompt, key: str, refused: str | None, fault: Fault | None,
+                      text: str | None = None) -> None:
 
         def fail(name: str) -> Reply:
             return module.error(name, prompt.model, api=api, stream=prompt.stream, key=key,
@@ -215,6 +225,8 @@ class SimServer:
             await self._send(resp, html_page(_HTML_FAULTS[fault.fault]), fault)
         else:
             settings = self.state.resolve(prompt.model)
+            if text is not None:  # the answer quoting tool results (sim/tools.py)
+                settings = dataclasses.replace(settings, text=text)
             plan = self._plan(api, prompt, settings)
             if prompt.stream:
                 await self._stream(resp, module, plan, settings, fault)
@@ -246,6 +258,23 @@ class SimServer:
                     cached_tokens=settings.cached_input_tokens,
                     cache_write_tokens=settings.cache_write_tokens,
                     reasoning_tokens=settings.reasoning_tokens, include_usage=prompt.include_usage)
+
+    async def _tool_calls(self, resp: Response, module: ModuleType, api: str, prompt: Prompt,
+                          calls: list) -> None:
+        """Stream a turn that ends in tool calls (sim/tools.py writes the events)."""
+        settings = self.state.resolve(prompt.model)
+        plan = self._plan(api, prompt, settings)
+        _, n_out = sim_tools.usage_counts(prompt.text, calls)
+        plan.tokens, plan.truncated = ["x"] * n_out, False
+        ttft, interval = self._timing(settings, None)
+        await resp.start_chunked(200, module.headers(True))
+        events = sim_tools.events(module.PROVIDER, api, plan, calls)
+        await asyncio.sleep(ttft)
+        for event in events:
+            await resp.chunk(event)
+            if interval:
+                await asyncio.sleep(interval)
+        await resp.end()
 
     @staticmethod
     def _timing(settings: Settings, fault: Fault | None) -> tuple[float, float]:
