@@ -65,8 +65,9 @@ class Chat:
     stands; cost_usd its cost; fork() copies it; trim(last=N) keeps the last N exchanges;
     save(path) / Chat.load(path) write and read plain JSON.
 
-    model: an alias or provider:model id (default: the first compare model). system: the system
-    prompt. tools: functions the model may call (see llmcells.tools). context_window: override
+    model: an alias or provider:model id (default: the first compare model), or a chain,
+    "claude|chatgpt" (or fallback=[...]): when a model fails before its first token the next one
+    answers, and the conversation goes on with whichever answered. system: the system prompt. tools: functions the model may call (see llmcells.tools). context_window: override
     the model's context size in tokens (default: genai-prices' figure, when it has one).
     """
 
@@ -74,12 +75,16 @@ class Chat:
                  tools: Sequence[Callable[..., Any]] | None = None, *, name: str | None = None,
                  messages: Sequence[Message] = (), max_turns: int | None = None,
                  tool_timeout: float | None = None, temperature: float | None = None,
-                 max_tokens: int | None = None, context_window: int | None = None):
+                 max_tokens: int | None = None, context_window: int | None = None,
+                 fallback: Sequence[str] | str | None = None, fallback_on: Any = None):
         from .config import settings
-        from .models import resolve
+        from .fallback import resolve_chain, split
 
         self.model = model or settings.compare_models[0]
-        resolve(self.model)  # an unknown model is one clear line now, not at the first send
+        resolve_chain(self.model)  # an unknown model is one clear line now, not at the first send
+        if fallback:
+            resolve_chain("|".join(split(fallback)))
+        self.fallback, self.fallback_on = fallback, fallback_on
         self.system = system
         self.tools = list(tools or [])
         if self.tools:
@@ -113,7 +118,9 @@ class Chat:
 
     def check_context(self, prompt: str = "") -> None:
         """Raise ConfigError when the conversation plus prompt would not fit the model's context."""
-        window = self.context_window or context_window(self.model)
+        from .fallback import split
+
+        window = self.context_window or context_window(split(self.model)[0])
         if not window:
             return
         need = estimate_tokens([*self.messages, Message("user", prompt)], self.system) + ANSWER_ROOM
@@ -140,7 +147,8 @@ class Chat:
                     temperature=self.temperature, max_tokens=self.max_tokens, timeout=timeout,
                     display=display, params=params, markdown=markdown,
                     tools=self.tools or None, max_turns=self.max_turns,
-                    tool_timeout=self.tool_timeout)
+                    tool_timeout=self.tool_timeout, fallback=getattr(self, "fallback", None),
+                    fallback_on=getattr(self, "fallback_on", None))
 
         async def go(coro: Coroutine[Any, Any, Result]) -> Result:
             result = await coro
