@@ -52,9 +52,32 @@ def known_down() -> set[str]:
 def _targets() -> list[tuple[str, "ModelSpec"]]:
     from .models import PROVIDERS, endpoints, resolve
 
-    out = [(p, resolve(f"{p}:health-check")) for p in PROVIDERS]
+    # Agent CLIs have no model-list endpoint of their own: their rows come from _agent_rows.
+    out = [(p, resolve(f"{p}:health-check")) for p, row in PROVIDERS.items() if row.kind != "agent"]
     out += [(name, resolve(f"{name}:health-check")) for name in endpoints()]
     return out
+
+
+def _agent_rows() -> list[dict[str, Any]]:
+    """One row per agent CLI: is it installed (its version), is the key of the API it calls set,
+    and is it routed to the simulator. Nothing is sent: running a CLI costs a paid request."""
+    from .agents import available
+    from .models import key_status, simulated_providers
+    from .registry import PROVIDERS
+
+    keys, simulated = key_status(), set(simulated_providers())
+    rows = []
+    for cli in available():
+        row = PROVIDERS[cli["agent"]]
+        api = row.price_as or row.name
+        rows.append({
+            "provider": cli["agent"], "endpoint": cli["path"] or "not installed",
+            "key_present": cli["agent"] in simulated or bool(keys.get(api)),
+            "reachable": cli["installed"], "key_accepted": None, "latency_s": None,
+            "n_models": 0, "models": f"{cli['label']} {cli['version'] or ''}".strip(),
+            "simulated": cli["agent"] in simulated,
+            "error": None if cli["installed"] else f"not installed: {cli['install']}"})
+    return rows
 
 
 async def _list_models(adapter: str, client: Any) -> list[str]:
@@ -137,7 +160,16 @@ async def check_all(timeout: float = DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
             return {"provider": name, "reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
 
     jobs += [extra(n, c) for n, c in _extra_checks.items()]
-    rows = list(await asyncio.gather(*jobs))
+
+    async def agents() -> list[dict[str, Any]]:
+        try:  # finding a CLI and its version reads files, or runs `--version`: off the loop
+            return await asyncio.wait_for(asyncio.to_thread(_agent_rows), timeout)
+        except Exception as exc:
+            return [{"provider": "agent CLIs", "reachable": False,
+                     "error": f"{type(exc).__name__}: {exc}"[:200]}]
+
+    *rows, agent_rows = await asyncio.gather(*jobs, agents())
+    rows = [*rows, *agent_rows]
     now = time.monotonic()
     for row in rows:
         if row.get("key_present") is not False:
