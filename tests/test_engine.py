@@ -312,3 +312,17 @@ def test_load_ext_itself_imports_no_sdk():
     env["OPENAI_API_KEY"] = "sk-test-not-real"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-1000:])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_surrogate_pair_split_across_events_is_one_character(simulated, model):
+    """The simulator sends an emoji as a JSON-escaped \\ud83d in one event and \\ude00 in the next:
+    the Result holds the character itself, prints, and its ledger row (with store_text) keeps it."""
+    llmcells.configure(store_text=True)
+    spec = llmcells.models.resolve(model)
+    simulated.inject("split_surrogate", provider=spec.provider, after_tokens=2)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.ok and "\U0001F600" in r.text, repr(r.text[:80])
+    r.text.encode("utf-8")  # no lone surrogate left
+    rows = llmcells.usage()
+    assert "\U0001F600" in rows.set_index("call_id").loc[r.call_id, "output_text"]
