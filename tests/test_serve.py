@@ -84,7 +84,9 @@ def test_generate_compare_health_usage_costs(server):
     assert [x["model"] for x in c["results"]] == ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"]
     assert all(x["status"] == "ok" for x in c["results"])
     h = client.get("/v1/health").json()
-    assert {row["provider"] for row in h} == {"openai", "anthropic", "google"}
+    # one row per API provider, plus one per agent CLI (installed or not)
+    assert {row["provider"] for row in h} == {"openai", "anthropic", "google",
+                                              "claude-code", "gemini-cli", "codex"}
     assert all(row["reachable"] for row in h)
     rows = client.get("/v1/usage", params={"group_id": c["group_id"]}).json()
     assert len(rows) == 2
