@@ -237,7 +237,7 @@ def test_every_magic_in_one_notebook(tmp_path):
         "UsageError: -t/--temperature must be between 0 and 2, not 9."], bad
 
     usage_out = cell("%llmcells usage").outputs
-    assert usage_out and "text/html" in usage_out[0].data and "call_id" in usage_out[0].data["text/plain"]
+    assert usage_out and "text/html" in usage_out[0].data and "call_id" in usage_out[0].data["text/html"]
     assert "cost_usd" in _text(cell("%llmcells costs"))
     models = _text(cell("%llmcells models"))
     assert "simulator on" in models and "anthropic:claude-haiku-4-5" in models

@@ -32,7 +32,7 @@ def check_options(*, temperature: float | None = None, max_tokens: int | None = 
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ConfigError(f"temperature must be between 0 and 2, not {temperature}.")
+            raise ConfigError(f"temperature must be between 0 and 2, not {_show(temperature)}.")
     if max_tokens is not None and (_whole(max_tokens) or 0) < 1:
         raise ConfigError(f"max_tokens must be a positive whole number, not {max_tokens}.")
     if timeout is not None:
@@ -41,13 +41,18 @@ def check_options(*, temperature: float | None = None, max_tokens: int | None = 
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout}.")
+            raise ConfigError(f"timeout must be a positive number of seconds, not {_show(timeout)}.")
     if repeat is not None:
         if (_whole(repeat) or 0) < 1:
             raise ConfigError(f"repeat must be 1 or more, not {repeat}.")
         if repeat_cap is not None and repeat > repeat_cap:  # every sample is a request, shown in its own card
             raise ConfigError(f"repeat is at most {repeat_cap} samples per model, not {repeat}; "
                               "use llmcells.batch(..., repeat=N) for more.")
+
+
+def _show(value: Any) -> str:
+    """A number as people write it (9, not 9.0); anything else as given."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _whole(value: Any) -> int | None:

@@ -172,8 +172,8 @@ class LLMMagics(Magics):
         except ConfigError as err:
             flag = {"temperature": "-t/--temperature", "max_tokens": "--max-tokens",
                     "timeout": "--timeout", "repeat": "-n/--repeat"}
-            word = str(err).split(" ", 1)[0]
-            raise _fail(f"{flag.get(word, word)}: {err}") from None
+            word, rest = (str(err).split(" ", 1) + [""])[:2]
+            raise _fail(f"{flag.get(word, word)} {rest}") from None  # "-t/--temperature must be ..."
         if args.out is not None and not args.out.isidentifier():
             raise _fail(f"-o/--out needs a variable name, not {args.out!r}.")
         return args
