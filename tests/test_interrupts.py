@@ -319,6 +319,11 @@ def test_interrupting_the_first_call_of_a_fresh_kernel_ends_the_cell_within_a_se
         with Kernel(tmp_path / f"home-{trial}") as k:
             k.ok("%load_ext llmcells\nimport llmcells\nsim = llmcells.simulate(ttft=0.3, tokens_per_s=50)")
             msg_id = k.send("%%compare chatgpt claude gemini\nTell me about tides.")
+            started = time.monotonic() + 10
+            while time.monotonic() < started and not any(  # an interrupt before the cell runs is ignored
+                    m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input"
+                    for _, m in k.iopub):
+                k._read_iopub(0.01)
             time.sleep(rng.uniform(0.0, 0.8))
             t0 = time.monotonic()
             k.interrupt()
