@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import logging
 import threading
 import time
@@ -50,6 +51,28 @@ class Interrupted(KeyboardInterrupt):
         wrong, and formatting a traceback (IPython parses every frame's source) in a busy
         kernel can take longer than the interrupt itself."""
         return [f"KeyboardInterrupt: {self}"]
+
+
+NOT_SENT = "llmcells: interrupted before anything was sent."
+
+
+def one_line_interrupt(fn: Callable[..., T]) -> Callable[..., T]:
+    """fn, with a KeyboardInterrupt that lands outside `run` (while a magic parses its options,
+    or the first call imports an SDK) shown as one line like any other llmcells interrupt: an
+    import's traceback is the slowest IPython has to format (seconds in a fresh kernel), and
+    nothing had been sent yet."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        __tracebackhide__ = True
+        try:
+            return fn(*args, **kwargs)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(NOT_SENT) from None
+
+    return wrapper
 
 
 def get_loop() -> asyncio.AbstractEventLoop:

@@ -11,7 +11,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from . import replay
-from ._loop import Pending
+from ._loop import Pending, one_line_interrupt
 from .attachments import attachments
 from .calls import MAX_REPEAT, check_options, current_cell, make_plan
 from .config import settings
@@ -41,6 +41,7 @@ def _observers(handle: Any, n: int) -> list[CallObserver | None]:
     return list(handle.observers) if handle is not None else [None] * n
 
 
+@one_line_interrupt
 def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         temperature: float | None = None, max_tokens: int | None = None,
         timeout: float | None = None, display: bool | str | None = None,
@@ -105,6 +106,7 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     return Pending(start, "ask")
 
 
+@one_line_interrupt
 def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | None = None,
             temperature: float | None = None, max_tokens: int | None = None,
             timeout: float | None = None, display: bool | str | None = None,

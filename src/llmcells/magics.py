@@ -20,6 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import models as _models
 from .config import settings
 from .errors import ConfigError, LLMError
+from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow
 from .session import session
@@ -250,6 +251,7 @@ class LLMMagics(Magics):
             if ok:
                 self.shell.set_next_input(_extract_code(ok[0].text), replace=False)
 
+    @one_line_interrupt
     def _single(self, method: Callable, default: str, line: str, cell: str | None) -> None:
         __tracebackhide__ = True
         import llmcells
@@ -289,6 +291,7 @@ class LLMMagics(Magics):
 
     # ----- the cell magics ----------------------------------------------------------------------
 
+    @one_line_interrupt
     @_compare_options
     @cell_magic
     def compare(self, line: str = "", cell: str | None = None) -> None:
