@@ -159,6 +159,11 @@ class Scope:
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("llmcells_scope", default=None)
 
 
+def current_scope() -> Scope | None:
+    """The Scope of the run the current task belongs to (None outside a run)."""
+    return _scope.get()
+
+
 def cancelled() -> bool:
     """True when the run the current task belongs to was cancelled."""
     scope = _scope.get()

@@ -95,8 +95,17 @@ def configure(**changes: Any) -> Settings:
     return settings
 
 
+_homes: dict[str, Path] = {}  # $LLMCELLS_HOME as set -> its folder, once created
+
+
 def home() -> Path:
-    """The folder of llmcells' own files (the ledger, the cache): $LLMCELLS_HOME or ~/.llmcells."""
-    path = Path(os.environ.get("LLMCELLS_HOME") or Path.home() / ".llmcells").expanduser()
+    """The folder of llmcells' own files (the ledger, the cache): $LLMCELLS_HOME or ~/.llmcells
+    (resolved anew on every use: a test or a user may change the variable)."""
+    given = os.environ.get("LLMCELLS_HOME") or ""
+    path = _homes.get(given)
+    if path is not None and path.is_dir():  # one stat instead of a mkdir on every ledger write
+        return path
+    path = Path(given or Path.home() / ".llmcells").expanduser()
     path.mkdir(parents=True, exist_ok=True)
+    _homes[given] = path
     return path

@@ -34,6 +34,7 @@ _latest: dict[tuple[str, str], dict[str, Any]] = session.rate_limits_seen
 
 # ----- rate-limit headers ---------------------------------------------------------------------
 
+_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _OPENAI = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(requests|tokens)$")
 _ANTHROPIC = re.compile(r"^anthropic-ratelimit-(requests|tokens|input-tokens|output-tokens)-"
                         r"(limit|remaining|reset)$")
@@ -83,6 +84,8 @@ def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | Non
         return None
     for raw_name, value in items:
         name = str(raw_name).lower()
+        if not name.startswith(_PREFIXES):  # most headers: one cheap test (this runs per call)
+            continue
         value = str(value)
         m = _OPENAI.match(name)
         if m:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from types import SimpleNamespace
-
-from tenacity.wait import wait_exponential_jitter
+from typing import Any
 
 from .config import Settings
 from .errors import LLMError
@@ -32,7 +31,11 @@ def should_retry(exc: BaseException, max_wait: float) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _backoff(initial: float, maximum: float) -> wait_exponential_jitter:
+def _backoff(initial: float, maximum: float) -> Any:
+    # tenacity is imported at the first failure, not with the engine (a script's first call
+    # would otherwise wait for it: about 40 ms).
+    from tenacity.wait import wait_exponential_jitter
+
     return wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
 
 

@@ -175,14 +175,14 @@ def finish(result: Result, request: Any) -> None:
 async def repair(plan: Any, old: Result) -> Result:
     """repair=1: an answer that did not match its schema is asked for once more, with the
     validation error; returns the new Result (both calls are in the ledger), or old as it is."""
+    if old is None or old.error_kind != "invalid_output" or not plan.request.extra.get("repair"):
+        return old  # (checked before the imports below: this runs after every ask and compare)
     import dataclasses
     import uuid
 
     from .engine import execute
     from .types import Message
 
-    if old is None or old.error_kind != "invalid_output" or not plan.request.extra.get("repair"):
-        return old
     req = plan.request
     ask_again = Message("user", f"Your answer does not match the schema ({old.error}). "
                                 "Answer again with only the corrected JSON object.")

@@ -46,17 +46,29 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
     return names
 
 
-def start(providers: list[str] | None = None, *, notebook: bool = False) -> threading.Thread | None:
+#: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
+FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices"]
+
+
+def start(providers: list[str] | None = None, *, notebook: bool = False,
+          finishing: bool = False) -> threading.Thread | None:
     """Import what `providers` need (default: needed_providers()) in a daemon thread; modules
-    already imported or already being warmed are skipped. Returns the thread, if one started."""
-    providers = needed_providers() if providers is None else providers
-    if not providers:  # no key and no simulator: the first call can only say so, fast
-        return None
-    asked = (tuple(providers), notebook)
+    already imported or already being warmed are skipped. Returns the thread, if one started.
+    finishing=True: only what the end of a call needs (the engine asks for it while a first
+    request is out; the SDK itself is imported by the thread that builds its client)."""
+    if finishing:
+        asked: tuple = ("finishing",)
+        wanted = FINISHING
+    else:
+        providers = needed_providers() if providers is None else providers
+        if not providers:  # no key and no simulator: the first call can only say so, fast
+            return None
+        asked = (tuple(providers), notebook)
+        wanted = modules_for(providers, notebook=notebook)
     if asked in _asked:  # every call after the first: nothing to do
         return None
     _asked.add(asked)
-    names = [n for n in modules_for(providers, notebook=notebook) if n not in _started]
+    names = [n for n in wanted if n not in _started]
     with _lock:
         names = [n for n in names if n not in _started]
         _started.update(names)
