@@ -2,13 +2,17 @@
 
 The big test submits 3 x 1,000 requests in a child process, SIGKILLs it while it waits,
 reattaches from a second process, collects, and collects again; the others cover the faults
-(validation failure, expiry with partial output, cancel, transient 404) and retry_failed.
+(validation failure, expiry with partial output, cancel, transient 404) and retry_failed; the
+last ones attachments and schemas, checked in the request lines the simulator received.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,10 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 import llmcells
 from llmcells import models
-from llmcells.sim import Simulator
+from llmcells.sim import Simulator, rich
 from llmcells.sim.batches import control
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -301,6 +306,10 @@ def test_ledger_rows_say_live_or_batch(via_env, home):
     assert 0 <= batch.latency_s <= time.time() - submitted      # finish = submit + latency_s
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def pd_isna(x) -> bool:
     import pandas as pd
 
@@ -372,3 +381,221 @@ def test_batch_faults_and_timings_over_http(sim):
     assert post("faults", {"fault": "melt"}) == 400
     assert post("config", {"nope": 1}) == 400
     assert post("reset", {}) == 200 and control(sim).faults == [] and control(sim).settings.run_s == 2.0
+
+
+# ----- attachments and schemas ------------------------------------------------------------------
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+def _png(extra: int = 0) -> bytes:
+    """A small PNG of its own size (a different one for each `extra`)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4 + extra, 3), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _received(sim: Simulator) -> list[tuple[str, dict, str]]:
+    """(custom id, request body, api) of every request line the simulator's batch APIs took."""
+    return [r for j in control(sim).jobs.values() for r in j.requests]
+
+
+def _sent_files(provider: str, api: str, body: dict) -> list[dict]:
+    """The attachments the simulator found in one request line (with the sha256 of the bytes)."""
+    return rich.inspect(provider, api, body).attachments
+
+
+def _provider_of(api: str) -> str:
+    return {"chat": "openai", "responses": "openai", "messages": "anthropic"}.get(api, "google")
+
+
+RICH_MODELS = [*MODELS, "openai-responses:gpt-4.1-mini"]
+
+
+def test_a_schema_on_every_provider_fills_the_field_columns(via_env, home):
+    control(via_env).configure(run_s=0.3)
+    job = llmcells.run(llmcells.batch(["Who wrote the first program?", "Who was Ada?"], RICH_MODELS,
+                                      via="provider", schema=Person, display=False))
+    df = job.wait()
+    assert len(df) == 8 and set(df.status) == {"ok"}, df.error.tolist()
+    assert df["name"].tolist() == ["example name"] * 8 and df["age"].tolist() == [42] * 8
+    rows = _ledger(home)
+    assert len(rows) == 8 and {r[2] for r in rows} == {"ok"}
+    # each line asked for the schema the way the live adapter does
+    for _, body, api in _received(via_env):
+        if api == "chat":
+            fmt = body["response_format"]["json_schema"]
+            assert fmt["strict"] is True and fmt["schema"]["additionalProperties"] is False
+        elif api == "responses":
+            assert body["text"]["format"]["name"] == "Person"
+        elif api == "messages":
+            assert body["output_config"]["format"]["type"] == "json_schema"
+        else:
+            config = body["generationConfig"]
+            assert config["responseMimeType"] == "application/json"
+            assert config["responseJsonSchema"]["properties"]["age"]["type"] == "integer"
+
+
+def test_an_answer_not_matching_the_schema_then_retry_live_with_repair(via_env, home):
+    control(via_env).configure(run_s=0.3)
+    via_env.inject("invalid_json", provider="anthropic", times=1)   # one line's JSON is cut
+    job = _submit([f"Who is person {i}?" for i in range(3)], "anthropic:claude-haiku-4-5",
+                  schema=Person)
+    df = job.wait()
+    bad = df[df.status != "ok"]
+    assert len(bad) == 1 and bad.error_kind.tolist() == ["invalid_output"]
+    assert bad.text.iloc[0].startswith('{"name"') and "Person" in bad.error.iloc[0]
+    assert bad["age"].isna().all() and (df[df.status == "ok"]["age"] == 42).all()
+    assert sorted(r[2] for r in _ledger(home)) == ["error", "ok", "ok"]   # the bad one is paid
+    assert via_env.requests == []                                         # no live call yet
+    # the live retry breaks once more and is repaired: asked again with the validation error
+    via_env.inject("invalid_json", provider="anthropic", times=1)
+    df = job.retry_failed(via="live", repair=1)
+    assert set(df.status) == {"ok"} and (df["age"] == 42).all() and df["name"].notna().all()
+    first, second = via_env.requests
+    assert first.body["output_config"]["format"]["type"] == "json_schema"
+    assert "does not match the schema" in repr(second.body["messages"][-1])
+    assert len(_ledger(home, "processing = 'live'")) == 2
+    assert job.to_frame()["age"].tolist() == [42, 42, 42]
+
+
+def test_repair_with_a_provider_job_is_one_line(via_env, home):
+    with pytest.raises(llmcells.ConfigError, match=r"retry_failed\(via='live', repair=1\)"):
+        _submit(["q"], "anthropic:claude-haiku-4-5", schema=Person, repair=1)
+    job = _submit(["q"], "anthropic:claude-haiku-4-5", schema=Person)
+    with pytest.raises(llmcells.ConfigError, match="only via='live'"):
+        job.retry_failed(via="provider", repair=1)
+    assert len(control(via_env).jobs) == 1
+    job.cancel()
+
+
+def test_attachments_for_every_row_and_from_a_column_reach_the_lines(via_env, home, tmp_path):
+    import pandas as pd
+
+    control(via_env).configure(run_s=0.3)
+    shared = tmp_path / "chart.png"
+    shared.write_bytes(_png())
+    question = "What is in the attached image?"
+    job = _submit([f"{question} ({i})" for i in range(4)], "openai:gpt-4.1-mini", attach=shared)
+    df = job.wait()
+    lines = _received(via_env)
+    assert len(lines) == 4
+    assert {a["sha256"] for _, body, api in lines for a in _sent_files("openai", api, body)} == \
+        {_sha(shared.read_bytes())}
+    assert set(df.status) == {"ok"} and df.text.str.contains(f"{shared.stat().st_size} bytes").all()
+    with sqlite3.connect(home / "jobs.sqlite") as conn:       # the bytes kept once, not per row
+        assert conn.execute("SELECT COUNT(*) FROM attachments WHERE job_id = ?",
+                            (job.id,)).fetchone() == (1,)
+    with sqlite3.connect(home / "ledger.sqlite") as conn:
+        assert set(conn.execute("SELECT attachments, attachment_bytes FROM calls")) == \
+            {(1, shared.stat().st_size)}
+
+    control(via_env).reset()
+    control(via_env).configure(run_s=0.3)
+    images = [_png(i) for i in range(3)]
+    frame = pd.DataFrame({"q": [f"{question} Row {i}." for i in range(3)],
+                          "img": [(data, "image/png") for data in images]})
+    job = llmcells.run(llmcells.batch(frame, MODELS, template="{q}", attach="img", via="provider",
+                                      display=False))
+    df = job.wait()
+    assert len(df) == 9 and set(df.status) == {"ok"}
+    for row in df.itertuples():
+        assert f"{len(images[row.prompt_id])} bytes" in row.text        # each row its own image
+    lines = _received(via_env)
+    assert len(lines) == 9
+    for _, body, api in lines:
+        (sent,) = _sent_files(_provider_of(api), api, body)
+        row = int(re.search(r"Row (\d)", json.dumps(body)).group(1))
+        assert sent["sha256"] == _sha(images[row]) and sent["media_type"] == "image/png"
+
+
+def test_attachment_bytes_count_toward_the_split(via_env, home, monkeypatch):
+    from llmcells.batchjobs import drivers
+
+    monkeypatch.setitem(drivers.LIMITS, "anthropic", (100_000, 64 * 1024))     # 64 KB a batch
+    big = (b"\x89PNG\r\n\x1a\n" + os.urandom(20_000), "image/png")            # ~27 KB in base64
+    control(via_env).configure(run_s=0.3)
+    control(via_env).inject("expire", provider="anthropic", times=3)         # 1 of 2 lines runs
+    job = _submit([f"pic {i}" for i in range(6)], "anthropic:claude-haiku-4-5", attach=big)
+    assert [p["requests"] for p in job.parts()] == [2, 2, 2]
+    df = job.wait()
+    assert (df.status == "expired").sum() == 3
+    job.retry_failed(via="provider")                                          # split again
+    assert [p["requests"] for p in job.parts()[3:]] == [2, 1]
+    assert set(job.wait().status) == {"ok"}
+    for sim_job in control(via_env).jobs.values():                            # as sent, under it
+        assert len(json.dumps(sim_job.requests)) < 64 * 1024
+
+
+def test_retry_via_provider_and_the_gemini_file_route_rebuild_attachments_and_schema(
+        via_env, home, monkeypatch):
+    import pandas as pd
+
+    from llmcells.batchjobs import google_jobs
+
+    monkeypatch.setattr(google_jobs, "INLINE_BYTES", 500)        # every Gemini job a file
+    control(via_env).configure(run_s=0.3)
+    control(via_env).inject("expire", provider="openai")         # half of OpenAI's lines run
+    images = [_png(i) for i in range(4)]
+    frame = pd.DataFrame({"q": [f"Who is in picture {i}?" for i in range(4)],
+                          "img": [(data, "image/png") for data in images]})
+    job = llmcells.run(llmcells.batch(frame, ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"],
+                                      template="{q}", attach="img", schema=Person, via="provider",
+                                      display=False))
+    df = job.wait()
+    assert (df.status == "ok").sum() == 6 and (df.status == "expired").sum() == 2
+    expired = set(df[df.status == "expired"].prompt_id)
+    (gemini,) = [j for j in control(via_env).jobs.values() if j.provider == "google"]
+    assert gemini.meta.get("file_route") and len(gemini.requests) == 4
+    job.retry_failed(via="provider")
+    df = job.wait()
+    assert set(df.status) == {"ok"} and (df["age"] == 42).all() and len(df) == 8
+    assert df.img[0] == [f"<{len(images[0])} bytes>", "image/png"]   # the input, not its bytes
+    retried = max(control(via_env).jobs.values(), key=lambda j: j.created)
+    assert retried.provider == "openai" and len(retried.requests) == 2
+    for sim_job in (gemini, retried):
+        for _, body, api in sim_job.requests:
+            (sent,) = _sent_files(sim_job.provider, api, body)
+            row = int(re.search(r"picture (\d)", json.dumps(body)).group(1))
+            assert sent["sha256"] == _sha(images[row]) and sent["media_type"] == "image/png"
+            if sim_job is retried:                              # rebuilt from the job store
+                assert row in expired and body["response_format"]["json_schema"]["name"] == "Person"
+            else:
+                assert body["generationConfig"]["responseJsonSchema"]["title"] == "Person"
+
+
+REATTACH = textwrap.dedent("""
+    import sys, llmcells
+    from pydantic import BaseModel
+
+    class Person(BaseModel):
+        name: str
+        age: int
+
+    job = llmcells.run(llmcells.batch(["Who?", "Who else?", "And who?"], ["anthropic:claude-haiku-4-5"],
+                                      via="provider", schema=Person, display=False))
+    print("SUBMITTED", job.id, flush=True)
+""")
+
+
+def test_a_new_process_reattaches_validates_and_adds_the_schema_columns(via_env, home, tmp_path):
+    """The job is submitted by a process that had the pydantic class; this one never saw it."""
+    control(via_env).configure(run_s=0.3)
+    via_env.inject("invalid_json", provider="anthropic", times=1)
+    script = tmp_path / "submit.py"
+    script.write_text(REATTACH)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         env=_child_env(via_env, home), timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    job_id = out.stdout.split()[1]
+    df = llmcells.job(job_id).wait()
+    assert {"name", "age"} <= set(df.columns) and df.status.tolist().count("ok") == 2
+    bad = df[df.status != "ok"]
+    assert bad.error_kind.tolist() == ["invalid_output"] and bad["name"].isna().all()
+    assert df[df.status == "ok"]["age"].tolist() == [42, 42]
+    assert sorted(r[2] for r in _ledger(home)) == ["error", "ok", "ok"]

@@ -483,9 +483,8 @@ def test_batch_repairs_each_row_once(simulated):
     assert plain.status.tolist() == ["ok"]
 
 
-def test_provider_batch_jobs_refuse_attachments_and_schemas_for_now(simulated):
-    with pytest.raises(ConfigError, match="via='live' only"):
-        llmcells.batch(["q"], ["claude"], schema=Person, via="provider")
-    with pytest.raises(ConfigError, match="via='live' only"):
-        llmcells.batch(["q"], ["claude"], attach=(PDF, "application/pdf"), via="provider")
+def test_provider_batch_jobs_refuse_repair_and_send_nothing(simulated):
+    # attach= and schema= work with via="provider" (tests/test_provider_jobs.py); repair= cannot
+    with pytest.raises(ConfigError, match="repair= needs via='live'"):
+        llmcells.batch(["q"], ["claude"], schema=Person, repair=1, via="provider")
     assert simulated.requests == []

@@ -246,7 +246,11 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     refresh: make every call anew even if replay (or the cache) has its answer.
     via: "live" (default) calls the models now; "provider" submits the same plan to the
     providers' batch APIs (half the price, results within 24 h) and `await` gives a JobHandle
-    at once (see llmcells.jobs).
+    at once (see llmcells.jobs). Provider jobs take attach= and schema= too: each request line
+    carries the files and the structured-output request, each answer is validated when the
+    job is collected (a mismatch is status "error", error_kind "invalid_output") and the frame
+    gets the field columns. repair= is live only: a provider job cannot re-ask at once, so
+    rows whose answer does not match are re-run with job.retry_failed(via="live", repair=1).
     A model may be a chain, "claude|chatgpt" (or give fallback=[...] for every model): a model
     that keeps failing is skipped for a cool-down (fallback.Breaker). limits may also hold daily
     caps, {"google": {"rpd": 250, "tpd": ...}}, counted from the ledger (quotas.py).
@@ -301,9 +305,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
 
         if via != "provider":
             raise ConfigError(f"via must be 'live' or 'provider', not {via!r}.")
-        if attach is not None or schema is not None:  # [rich requests hook]: not validated there yet
-            raise ConfigError("attach= and schema= work with via='live' only for now; "
-                              "drop via='provider' to use them.")
+        if repair:  # a provider job cannot re-ask at once; its retry can (batchjobs.core)
+            raise ConfigError("repair= needs via='live'; with via='provider' run "
+                              "job.retry_failed(via='live', repair=1) once the job is done.")
         return submit(jobs, batch_id, max_cost=max_cost, display=display,
                       concurrency=concurrency, limits=gate_limits)
 

@@ -3,6 +3,7 @@ Anthropic's Message Batches and Gemini's batch mode (half the price, no rate lim
 and survives a restart.
 
     job = await llmcells.batch(prompts, ["chatgpt", "claude", "gemini"], via="provider")
+    # attach= and schema= as in a live batch; the frame gets the schema's field columns
     df = await job                     # waits with progress; job.wait() from a script
     job.status(); job.cancel(); job.to_frame(); job.retry_failed(via="live")
     llmcells.jobs()                    # every job: provider, state, counts, age, expiry, cost

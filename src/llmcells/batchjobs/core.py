@@ -6,12 +6,17 @@ max_cost before anything is sent, writes the job to the job store, then creates 
 per (provider, model) and size limit, persisting the tag before and the provider's id after each
 create. A `JobHandle` polls, collects finished provider jobs into the ledger (idempotently, by a
 call id derived from the job, the provider job and the call key) and rebuilds the frame.
+
+Attachments and an output schema go into each request line as the live adapters build them; the
+job store keeps the schema as JSON Schema and each attachment's bytes once per job, so that a new
+process rebuilds the same requests, validates the answers and adds the field columns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import time
 import uuid
@@ -55,21 +60,68 @@ def _client(spec: Any) -> Any:
     return client
 
 
-def _plan_for(req: dict[str, Any]) -> Any:
-    """Rebuild the live CallPlan of a stored request."""
+def _plan_for(req: dict[str, Any], rich: "_Rich | None" = None, repair: int = 0) -> Any:
+    """Rebuild the live CallPlan of a stored request (with its attachments and the job's schema
+    when `rich` has them)."""
     from ..calls import make_plan
 
     r = req["request"]
     return make_plan(req["prompt"], req["model"], system=r.get("system"),
                      temperature=r.get("temperature"), max_tokens=r.get("max_tokens"),
                      timeout=r.get("timeout"), params=r.get("params"), sample=req["sample"],
-                     cache=False)
+                     cache=False, attach=rich.attachments(r) if rich else None,
+                     schema=rich.schema if rich else None, repair=repair)
 
 
 def _request_fields(plan: Any) -> dict[str, Any]:
     req = plan.request
-    return {"system": req.system, "temperature": req.temperature, "max_tokens": req.max_tokens,
-            "params": req.extra.get("params"), "timeout": plan.timeout}
+    fields = {"system": req.system, "temperature": req.temperature, "max_tokens": req.max_tokens,
+              "params": req.extra.get("params"), "timeout": plan.timeout}
+    if req.attachments:
+        fields["attachments"] = [{"media_type": a.media_type, "name": a.name, "size": a.size,
+                                  "sha256": a.sha256, "url": a.url} for a in req.attachments]
+    return fields
+
+
+def _schema_record(schema: Any) -> dict[str, Any] | None:
+    """An OutputSchema as the job store keeps it: JSON Schema, never a pydantic class (a new
+    process may not have the class, and must validate the same way as this one)."""
+    if schema is None:
+        return None
+    return {"name": schema.name, "json_schema": schema.json_schema, "fields": list(schema.fields)}
+
+
+class _Rich:
+    """A job's output schema and attachment bytes, read once from the job store to rebuild its
+    requests. Without bytes (`with_bytes=False`, for collecting) the attachments keep their
+    size and hash only, which is all that counting them in a Result needs."""
+
+    def __init__(self, job_id: str, reqs: list[dict[str, Any]], with_bytes: bool = True):
+        from ..types import OutputSchema
+
+        record = ((store.get_job(job_id) or {}).get("options") or {}).get("schema")
+        self.schema = None if record is None else OutputSchema(
+            name=record["name"], json_schema=record["json_schema"], fields=tuple(record["fields"]))
+        shas = {ref["sha256"] for r in reqs for ref in r["request"].get("attachments") or ()
+                if not ref.get("url")}
+        self.blobs = store.get_blobs(job_id, shas) if shas and with_bytes else {}
+        self.with_bytes = with_bytes
+
+    def attachments(self, request: dict[str, Any]) -> tuple[Any, ...] | None:
+        from ..errors import ConfigError
+        from ..types import Attachment
+
+        out = []
+        for ref in request.get("attachments") or ():
+            data = None
+            if not ref.get("url") and self.with_bytes:
+                data = self.blobs.get(ref["sha256"])
+                if data is None:
+                    raise ConfigError(f"The job store has lost the bytes of {ref['name'] or 'an attachment'}"
+                                      "; submit the batch again.")
+            out.append(Attachment(media_type=ref["media_type"], data=data, url=ref.get("url"),
+                                  name=ref.get("name") or "", size=ref["size"], sha256=ref["sha256"]))
+        return tuple(out) or None
 
 
 def _est_one(plan: Any) -> float:
@@ -93,9 +145,19 @@ def _split(spec: Any, items: list[tuple[Any, int]]) -> list[list[tuple[Any, int]
 
 
 def _line_size(plan: Any) -> int:
-    """Bytes of one request line (a rough count for the split: the prompt plus an envelope)."""
-    chars = sum(len(m.content.encode()) for m in plan.request.messages)
-    return chars + len((plan.request.system or "").encode()) + 300
+    """Bytes of one request line (a rough count for the split: the prompt, the attachments, the
+    schema and an envelope)."""
+    req = plan.request
+    size = sum(len(m.content.encode()) for m in req.messages) + len((req.system or "").encode())
+    for a in req.attachments:
+        # In the line an image or a PDF is base64 (4/3 of its bytes), a text file about as much
+        # (JSON escapes its newlines and quotes), a URL itself: a large image is what pushes a
+        # part over a byte limit.
+        size += len(a.url) if a.url else (a.size + 2) // 3 * 4
+        size += 200  # the part's own keys, its name and a data: URL's head
+    if req.schema is not None:  # the strict form is a little longer than the schema itself
+        size += 2 * len(json.dumps(req.schema.json_schema))
+    return size + 300
 
 
 # ----- submitting -------------------------------------------------------------------------------
@@ -120,7 +182,10 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
         raise ConfigError("Two rows of this batch are the same request; give each a distinct prompt "
                           "or sample (repeat=...).")
     options = {"concurrency": concurrency, "limits": {k: vars(v) for k, v in limits.items()},
-               "poll_s": poll_s}
+               "poll_s": poll_s,
+               # one schema for the whole batch (batch() takes one)
+               "schema": _schema_record(next((j.plan.request.schema for j in jobs
+                                              if j.plan.request.schema is not None), None))}
 
     def start() -> Any:
         from ..models import api_key
@@ -178,7 +243,12 @@ def _write_job(job_id: str, batch_id: str, jobs: Sequence[Any], estimate: float,
                                  "model": model_id, "sample": j.plan.info.sample,
                                  "prompt": j.inputs.get("prompt", j.plan.request.prompt),
                                  "request": _request_fields(j.plan), "inputs": j.inputs})
-    store.create_job(job_id, batch_id, estimate, options, parts, requests)
+    # Each attachment's bytes once per job (by sha256), not once per row: a retry through the
+    # provider rebuilds its lines from these. Bytes rather than paths: a figure, an image or a
+    # DataFrame has no path, and a file on disk may have changed or gone by the time of a retry.
+    blobs = {a.sha256: a.data for j in jobs for a in j.plan.request.attachments
+             if a.data is not None and not a.url}
+    store.create_job(job_id, batch_id, estimate, options, parts, requests, blobs)
 
 
 def _tag(job_id: str, part: int) -> str:
@@ -215,7 +285,8 @@ async def submit_parts(job_id: str) -> None:
                 store.update_part(job_id, part["part"], provider_job_id=found, state="submitted",
                                   submitted=part["created"], error=None)
                 continue
-        lines = [drv.line(client, _plan_for(r).request, r["call_key"]) for r in reqs]
+        rich = _Rich(job_id, reqs)
+        lines = [drv.line(client, _plan_for(r, rich).request, r["call_key"]) for r in reqs]
         # Persisted before the create call: if this process dies before the id is written,
         # the next attempt looks for the job by its tag first.
         store.update_part(job_id, part["part"], state="creating", created=time.time())
@@ -306,6 +377,7 @@ async def _collect(job_id: str, part: dict[str, Any], status: JobStatus | None) 
     got = {it.key: it for it in items}
     state = part["state"]
     job = store.get_job(job_id) or {}
+    rich = _Rich(job_id, reqs, with_bytes=False)
     results: list[tuple[dict[str, Any], Result]] = []
     for r in reqs:
         it = got.get(r["call_key"])
@@ -318,7 +390,12 @@ async def _collect(job_id: str, part: dict[str, Any], status: JobStatus | None) 
             it = Item(r["call_key"], kind, error_kind=kind if kind != "error" else "batch_failed",
                       error=f"Not run: {why}; job.retry_failed() runs it again.")
         call_id = _call_id(job_id, part["part"], r["call_key"])
-        results.append((r, _result(it, r, spec, job.get("batch_id"), call_id, submitted, finished)))
+        result = _result(it, r, spec, job.get("batch_id"), call_id, submitted, finished)
+        if rich.schema is not None or r["request"].get("attachments"):
+            from ..structured import finish as finish_rich  # as a live call: count, validate
+
+            finish_rich(result, _plan_for(r, rich).request)
+        results.append((r, result))
     await asyncio.to_thread(_persist, job_id, part, results, job.get("batch_id"))
 
 
@@ -511,11 +588,16 @@ class JobHandle:
         run(go())
 
     def to_frame(self) -> "pd.DataFrame":
-        """The same columns as a live batch; rows not done yet have status "pending"."""
+        """The same columns as a live batch (with a schema, one column per top-level field);
+        rows not done yet have status "pending"."""
         import pandas as pd
 
+        from ..structured import schema_columns
+
+        reqs = store.get_requests(self.id)
+        schema = _Rich(self.id, [], with_bytes=False).schema
         records = []
-        for req in store.get_requests(self.id):
+        for req in reqs:
             row = dict(req["inputs"])
             result = _restore(req["result"], req)
             r = result.to_row()
@@ -523,6 +605,8 @@ class JobHandle:
             if req["result"] is not None:
                 r["status"] = req["status"]
             row.update(r)
+            if schema is not None:  # validated again from the kept text, as a resumed live row
+                row.update(schema_columns(result, schema, row))
             row["resumed"] = False
             row["batch_id"] = self.batch_id
             row["processing"] = req["result"].get("processing", "batch") if req["result"] else "batch"
@@ -532,17 +616,21 @@ class JobHandle:
         frame.attrs["job_id"] = self.id
         return frame
 
-    def retry_failed(self, via: str = "live") -> Any:
-        """Run again only the rows that failed, expired or were cancelled.
+    def retry_failed(self, via: str = "live", repair: int = 0) -> Any:
+        """Run again only the rows that failed, expired, were cancelled or whose answer does not
+        match the schema, with the same attachments and schema.
 
         via="live": now, through the live engine (rate limits, resume, ledger rows with
-        processing="live"); returns the frame. via="provider": as new provider jobs of this job;
-        returns this handle (await it).
+        processing="live"); returns the frame. repair=1 (live only) re-asks once more, with the
+        validation error, an answer that still does not match. via="provider": as new provider
+        jobs of this job; returns this handle (await it).
         """
         from ..errors import ConfigError
 
         if via not in ("live", "provider"):
             raise ConfigError(f"via must be 'live' or 'provider', not {via!r}.")
+        if repair and via != "live":
+            raise ConfigError("repair= re-asks at once, which only via='live' can do.")
         todo = [r for r in store.get_requests(self.id) if r["status"] not in ("ok", "pending")]
         if not todo:
             return self.to_frame() if via == "live" else self
@@ -552,9 +640,9 @@ class JobHandle:
 
             run(submit_parts(self.id))
             return self
-        return self._retry_live(todo)
+        return self._retry_live(todo, repair)
 
-    def _retry_live(self, todo: list[dict[str, Any]]) -> "pd.DataFrame":
+    def _retry_live(self, todo: list[dict[str, Any]], repair: int = 0) -> "pd.DataFrame":
         from .. import batches
         from .. import store as result_store
         from .._loop import run
@@ -564,8 +652,9 @@ class JobHandle:
         opts = job.get("options") or {}
         batch_id = job["batch_id"]
         jobs = []
+        rich = _Rich(self.id, todo)
         for i, req in enumerate(todo):
-            plan = _plan_for(req)
+            plan = _plan_for(req, rich, repair)
             plan.batch_id = batch_id
             plan.store_key = result_store.batch_key(batch_id, req["call_key"])
             jobs.append(batches._Job(i, plan, req["call_key"], req["inputs"]))
@@ -580,19 +669,23 @@ class JobHandle:
 
 
 def _new_parts(job_id: str, todo: list[dict[str, Any]]) -> None:
+    """New parts (split at the APIs' limits as at submit) for requests to send again."""
     existing = store.get_parts(job_id)
     n = max((p["part"] for p in existing), default=-1) + 1
     by_model: dict[str, list[dict[str, Any]]] = {}
     for r in todo:
         by_model.setdefault(r["model"], []).append(r)
+    rich = _Rich(job_id, todo, with_bytes=False)  # sizes and estimates need no bytes
     for model_id, reqs in by_model.items():
         spec = _spec(model_id)
-        store.add_parts([{"job_id": job_id, "part": n, "provider": spec.provider, "model_id": model_id,
-                          "tag": _tag(job_id, n), "state": "new", "requests": len(reqs),
-                          "estimate": sum(x for x in (_est_one(_plan_for(r)) for r in reqs)
-                                          if not math.isnan(x))}])
-        store.assign(job_id, [r["call_key"] for r in reqs], n)
-        n += 1
+        plans = [(r, _plan_for(r, rich)) for r in reqs]
+        for group in _split(spec, [(item, _line_size(item[1])) for item in plans]):
+            est = sum(x for x in (_est_one(plan) for (_, plan), _ in group) if not math.isnan(x))
+            store.add_parts([{"job_id": job_id, "part": n, "provider": spec.provider,
+                              "model_id": model_id, "tag": _tag(job_id, n), "state": "new",
+                              "requests": len(group), "estimate": est}])
+            store.assign(job_id, [r["call_key"] for (r, _), _ in group], n)
+            n += 1
 
 
 def _part_costs(job_id: str) -> dict[int, float]:

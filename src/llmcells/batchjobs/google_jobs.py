@@ -41,7 +41,11 @@ def _rest(item: dict[str, Any]) -> dict[str, Any]:
     from google.genai import types as genai_types
 
     config = dict(item.get("config") or {})
-    request: dict[str, Any] = {"contents": item["contents"]}
+    # Through the SDK's own types, as it serialises them inline and live: camelCase, and an
+    # attachment's bytes as base64 text.
+    request: dict[str, Any] = {"contents": [
+        genai_types.Content.model_validate(c).model_dump(mode="json", by_alias=True, exclude_none=True)
+        for c in item["contents"]]}
     system = config.pop("system_instruction", None)
     if system:  # as the SDK sends it inline and live: a user-role Content
         request["systemInstruction"] = genai_types.Content(
@@ -53,8 +57,15 @@ def _rest(item: dict[str, Any]) -> dict[str, Any]:
     return {"key": item["metadata"]["key"], "request": request}
 
 
+def _base64_size(value: Any) -> str:
+    """json.dumps' stand-in for an attachment's bytes: as long as the base64 the SDK sends."""
+    if isinstance(value, (bytes, bytearray)):
+        return "x" * ((len(value) + 2) // 3 * 4)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str) -> str:
-    size = sum(len(json.dumps(x, ensure_ascii=False).encode()) for x in lines)
+    size = sum(len(json.dumps(x, ensure_ascii=False, default=_base64_size).encode()) for x in lines)
     src: Any = lines
     if size > INLINE_BYTES:
         data = ("\n".join(json.dumps(_rest(x), ensure_ascii=False) for x in lines) + "\n").encode()

@@ -1,9 +1,10 @@
 """The job store: provider batch jobs, their parts and requests, in `jobs.sqlite` under LLMCELLS_HOME.
 
 Everything needed to find a job again after a restart is written before each create call: the
-job, its parts (one provider job each) with a tag to reconcile by, and every request with the
-inputs that rebuild its row and its plan. Results are kept here on first collection, so a frame
-can be rebuilt after the provider's own files are gone.
+job, its parts (one provider job each) with a tag to reconcile by, every request with the
+inputs that rebuild its row and its plan, and the bytes of its attachments (once per job and
+content). Results are kept here on first collection, so a frame can be rebuilt after the
+provider's own files are gone.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ CREATE TABLE IF NOT EXISTS requests (
     PRIMARY KEY (job_id, call_key)
 );
 CREATE INDEX IF NOT EXISTS requests_part ON requests (job_id, part);
+CREATE TABLE IF NOT EXISTS attachments (
+    job_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (job_id, sha256)
+);
 """
 PART_FIELDS = ("job_id", "part", "provider", "model_id", "provider_job_id", "tag", "state", "counts",
                "requests", "estimate", "created", "submitted", "expires", "finished", "error",
@@ -93,18 +100,30 @@ def _tx(fn: Any) -> Any:
 
 
 def create_job(job_id: str, batch_id: str, estimate: float | None, options: dict[str, Any],
-               parts: list[dict[str, Any]], requests: list[dict[str, Any]]) -> None:
-    """Write a new job, its parts and its requests in one transaction."""
+               parts: list[dict[str, Any]], requests: list[dict[str, Any]],
+               blobs: dict[str, bytes] | None = None) -> None:
+    """Write a new job, its parts, its requests and its attachments' bytes (sha256 -> bytes) in
+    one transaction."""
     def go(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
                      (job_id, batch_id, time.time(), estimate, json.dumps(options)))
         add_parts(parts, conn)
+        conn.executemany("INSERT OR IGNORE INTO attachments VALUES (?, ?, ?)",
+                         [(job_id, sha, data) for sha, data in (blobs or {}).items()])
         conn.executemany(
             "INSERT INTO requests (job_id, call_key, row, part, model, sample, prompt, request, inputs)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(job_id, r["call_key"], r["row"], r["part"], r["model"], r["sample"], r["prompt"],
-              json.dumps(r["request"]), json.dumps(r["inputs"], default=str)) for r in requests])
+              json.dumps(r["request"]), json.dumps(r["inputs"], default=_shown)) for r in requests])
     _tx(go)
+
+
+def _shown(value: Any) -> str:
+    """An input value JSON cannot hold, as the frame shows it: bytes (an attachment column's
+    file, whose bytes are kept once in `attachments`) by their size, anything else as text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(bytes(value))} bytes>"
+    return str(value)
 
 
 def add_parts(parts: list[dict[str, Any]], conn: sqlite3.Connection | None = None) -> None:
@@ -166,6 +185,20 @@ def get_requests(job_id: str, part: int | None = None) -> list[dict[str, Any]]:
     return [{"call_key": r[0], "row": r[1], "part": r[2], "model": r[3], "sample": r[4], "prompt": r[5],
              "request": json.loads(r[6]), "inputs": json.loads(r[7]), "status": r[8],
              "result": json.loads(r[9]) if r[9] else None} for r in rows]
+
+
+def get_blobs(job_id: str, shas: Any) -> dict[str, bytes]:
+    """The stored bytes of a job's attachments, by sha256 (those of `shas` that are there)."""
+    wanted = sorted(set(shas))
+    out: dict[str, bytes] = {}
+    with _lock:
+        conn = _conn()
+        for i in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+            chunk = wanted[i:i + 500]
+            out.update(conn.execute(
+                f"SELECT sha256, data FROM attachments WHERE job_id = ? AND sha256 IN "
+                f"({', '.join('?' * len(chunk))})", (job_id, *chunk)).fetchall())
+    return out
 
 
 def part_costs(job_id: str) -> dict[int, float]:

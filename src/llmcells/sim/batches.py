@@ -6,7 +6,9 @@ its own moment, so counts grow while it runs), finalizes for `finalize_s`, then 
 the simulator's ordinary answers for the same request body. Faults (`inject`): "validation_failure"
 (OpenAI reports it on a later retrieve), "expire" (the job expires with part of its output),
 "out_of_order" (results in a shuffled order), "404_after_create" (the new job is not visible for a
-moment). Control: `control(sim)` in Python, or `POST /_sim/batches/{config,faults,reset}`.
+moment). A request line with attachments or a schema is answered as the same live call (see
+rich.py), and a queued `invalid_json` fault of the simulator breaks one line's JSON. Control:
+`control(sim)` in Python, or `POST /_sim/batches/{config,faults,reset}`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from . import anthropic as anthropic_fmt
 from . import google as google_fmt
 from . import openai as openai_fmt
+from . import rich
 from .common import compact
 
 BATCH_FAULTS = ("validation_failure", "expire", "out_of_order", "404_after_create")
@@ -191,8 +194,14 @@ def control(sim: Any) -> BatchSim:
 
 
 def _answer(server: Any, module: Any, api: str, body: dict[str, Any], model: str | None) -> Any:
-    """The simulator's ordinary non-streamed answer body for one request."""
+    """The simulator's ordinary non-streamed answer body for one request: with attachments or a
+    schema, the answer a live call gets (an instance of the schema; broken JSON when an
+    `invalid_json` fault is queued, which one request line consumes, as one live call does)."""
     prompt = module.parse(api, body, model)
+    prompt.rich = rich.inspect(module.PROVIDER, api, body)
+    # Only invalid_json applies to a line: the transport faults are about live connections.
+    fault = server.state.take_fault(module.PROVIDER, prompt.model, kinds=("invalid_json",))
+    prompt.rich.invalid_json = fault is not None
     settings = server.state.resolve(prompt.model)
     plan = server._plan(api, prompt, settings)
     if module is openai_fmt:

@@ -42,7 +42,8 @@ FAULT_HELP = {
     "sse_no_space": "write `data:` (and `event:`) with no space before the value",
     "split_surrogate": "before text event number after_tokens, send an emoji (U+1F600) as two text "
                        "events: JSON-escaped \\ud83d in one, \\ude00 in the next",
-    "invalid_json": "with a schema (structured output), answer with JSON that does not parse",
+    "invalid_json": "with a schema (structured output), answer with JSON that does not parse "
+                    "(a live call, or one request line of a batch job)",
 }
 FAULTS = tuple(FAULT_HELP)
 PROVIDERS = ("openai", "anthropic", "google")
@@ -163,11 +164,12 @@ class State:
             self.counter += 1
             return self.counter
 
-    def take_fault(self, provider: str, model: str) -> Fault | None:
-        """Consume one use of the earliest queued fault that matches this request."""
+    def take_fault(self, provider: str, model: str, kinds: tuple[str, ...] | None = None) -> Fault | None:
+        """Consume one use of the earliest queued fault that matches this request (and is one of
+        `kinds`, when given)."""
         with self.lock:
             for fault in self.faults:
-                if fault.matches(provider, model):
+                if fault.matches(provider, model) and (kinds is None or fault.fault in kinds):
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
