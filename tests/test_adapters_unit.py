@@ -639,3 +639,23 @@ def test_sse_fixer_stops_at_an_error_event():
     fixer = _SseFixer()
     out = fixer.feed(b'data: {"x": 1}\r\n\r\ndata: {"error": {"code": 503, "message": "busy"}}\r\n\r\ndata: {"y": 2}\r\n')
     assert out == b'data: {"x": 1}\n\n' and fixer.error == {"error": {"code": 503, "message": "busy"}}
+
+
+def test_sse_fixer_gives_plain_gemini_chunks_the_same_bytes_as_the_line_by_line_rewrite():
+    """Whole `data: ...` lines (Gemini's usual chunk, CRLF or LF) take a shortcut; what comes out
+    must be exactly what the line-by-line rewrite gives, an error event still ends the stream."""
+    from llmcells.providers._http import _SseFixer
+
+    raw = (b'data: {"a": 1}\r\n\r\ndata: {"b": 2}\r\n\r\ndata:  {"c": 3}\n\n'
+           b'data: {"error": {"code": 500}}\r\n\r\ndata: {"d": 4}\r\n\r\n')
+    expected = b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: {"c": 3}\n\n'
+    whole = raw.split(b"\r\n\r\n")  # a chunk per event, as Gemini sends them
+    for chunks in ([c + b"\r\n\r\n" for c in whole[:-1]], [raw[i:i + 5] for i in range(0, len(raw), 5)]):
+        fixer = _SseFixer()
+        out = b""
+        for chunk in chunks:
+            out += fixer.feed(chunk)
+            if fixer.error is not None:
+                break
+        assert out == expected, out
+        assert fixer.error == {"error": {"code": 500}}

@@ -222,7 +222,9 @@ class _Call:
                         gate.answered(plan)
                     kind = type(event)
                     if kind is TextDelta:
-                        text = self._piece(event.text)
+                        text = event.text
+                        if self.held or not text.isascii():  # (ASCII holds no surrogate half)
+                            text = self._piece(text)
                         if not text:
                             continue
                         if self.ttft is None:

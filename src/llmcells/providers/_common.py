@@ -39,12 +39,36 @@ from ..types import ReasoningDelta, TextDelta
 from ._http import NotTheApiError, capture_responses, html_title, is_html
 
 
+_is_mapping: dict[type, bool] = {}  # type -> isinstance(x, Mapping): an ABC check is slow per event
+
+
 def field(raw: Any, *names: str) -> Any:
     """The first present, non-None value among names, from a dict or an object (else None)."""
     if raw is None:
         return None
+    kind = type(raw)
+    mapping = _is_mapping.get(kind)
+    if mapping is None:
+        mapping = _is_mapping[kind] = isinstance(raw, Mapping)
     for name in names:
-        value = raw.get(name) if isinstance(raw, Mapping) else getattr(raw, name, None)
+        value = raw.get(name) if mapping else getattr(raw, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def extra_field(raw: Any, *names: str) -> Any:
+    """field() for names an SDK object does not declare (a server's non-standard field, which
+    the SDK keeps as a pydantic extra): read from the extras directly, without the
+    AttributeError that getattr raises and catches for every missing name."""
+    if raw is None or getattr(raw, "__pydantic_fields__", None) is None:
+        return field(raw, *names)  # a dict, or not a pydantic object
+    declared = raw.__dict__  # a pydantic object keeps its declared fields here
+    extras = getattr(raw, "__pydantic_extra__", None) or {}
+    for name in names:
+        value = declared.get(name)
+        if value is None:
+            value = extras.get(name)
         if value is not None:
             return value
     return None

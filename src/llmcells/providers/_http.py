@@ -202,6 +202,11 @@ async def _aclose(it: Any) -> None:
         await aclose()
 
 
+#: a chunk of whole LF-ended lines that the rewrite below would leave as they are: "data: ..."
+#: (one space, then the value) or empty
+_PLAIN_SSE = re.compile(rb"(?:(?:data: [^ \r\n][^\r\n]*)?\n)+")
+
+
 class _SseFixer:
     """Rewrites an SSE byte stream into the subset google-genai parses.
 
@@ -222,6 +227,10 @@ class _SseFixer:
 
     def feed(self, chunk: bytes) -> bytes:
         """The rewritten lines that chunk completes."""
+        if not self._partial and not self._cr and not self._skipping and b'{"error"' not in chunk:
+            plain = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+            if _PLAIN_SSE.fullmatch(plain):
+                return plain  # the usual chunk: whole "data: ..." lines, as the rewrite would give
         if self._cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._cr = chunk.endswith(b"\r")

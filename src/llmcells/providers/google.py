@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx2
@@ -38,6 +38,10 @@ from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
 VERTEX_HOST = "aiplatform.googleapis.com"
+_USAGE_NAMES = ("prompt_token_count", "tool_use_prompt_token_count", "cached_content_token_count",
+                "candidates_token_count", "thoughts_token_count")
+_USAGE_CAMEL = ("promptTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount",
+                "candidatesTokenCount", "thoughtsTokenCount")
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
 
 
@@ -51,13 +55,20 @@ def _map_usage(raw: Any) -> Usage:
     Thoughts are billed as output but reported apart from candidatesTokenCount (which can be
     missing), so output is their sum. promptTokenCount already includes cached content.
     """
-    thoughts = count(raw, "thoughts_token_count", "thoughtsTokenCount")
+    if raw is None:
+        raw = {}
+    elif not isinstance(raw, dict):
+        # An SDK object has only the snake_case names; asking it for a camelCase one goes
+        # through pydantic's __getattr__ and an AttributeError (this runs for every chunk).
+        raw = ({name: raw.get(name) for name in _USAGE_NAMES + _USAGE_CAMEL} if isinstance(raw, Mapping)
+               else {name: getattr(raw, name, None) for name in _USAGE_NAMES})
+    counts = [count(raw, snake, camel) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
+    prompt, tool_prompt, cached, candidates, thoughts = counts
     return Usage(
-        input_tokens=count(raw, "prompt_token_count", "promptTokenCount")
-        + count(raw, "tool_use_prompt_token_count", "toolUsePromptTokenCount"),
-        cached_input_tokens=count(raw, "cached_content_token_count", "cachedContentTokenCount"),
+        input_tokens=prompt + tool_prompt,
+        cached_input_tokens=cached,
         cache_write_tokens=0,
-        output_tokens=count(raw, "candidates_token_count", "candidatesTokenCount") + thoughts,
+        output_tokens=candidates + thoughts,
         reasoning_tokens=thoughts,
     )
 

@@ -21,6 +21,7 @@ from ._common import (
     api_error,
     connection_failed,
     count,
+    extra_field,
     field,
     host_of,
     kind_of_status,
@@ -125,21 +126,22 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     tool_calls = _tools.ChatToolCalls()
     try:
         async for chunk in items:
-            model, chunk_id = field(chunk, "model"), field(chunk, "id")
+            # (the SDK's ChatCompletionChunk declares these: plain attribute reads)
+            model, chunk_id = getattr(chunk, "model", None), getattr(chunk, "id", None)
             # Every chunk carries service_tier (it sets the price); send it again if it changes.
-            chunk_tier = field(chunk, "service_tier") or tier
+            chunk_tier = getattr(chunk, "service_tier", None) or tier
             if (not info_sent and (model or chunk_id)) or chunk_tier != tier:
                 info_sent, tier = True, chunk_tier
                 yield ResponseInfo(response_model=model or None, response_id=chunk_id or None,
                                    service_tier=tier, rate_limits=limits)
-            for choice in field(chunk, "choices") or ():
+            for choice in getattr(chunk, "choices", None) or ():
                 if choice.index != 0:  # n > 1 is not modelled: keep the first choice
                     continue
                 delta = choice.delta
                 if delta is not None:
                     # Some OpenAI-compatible servers (vLLM, DeepSeek, OpenRouter) stream visible
                     # reasoning in a non-standard field; the SDK keeps it as an extra attribute.
-                    reasoning = field(delta, "reasoning_content", "reasoning")
+                    reasoning = extra_field(delta, "reasoning_content", "reasoning")
                     if isinstance(reasoning, str) and reasoning:
                         yield items.reasoning(reasoning)
                     if delta.content:
@@ -151,7 +153,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     # loses at most the usage, not the answer.
                     finish_reason = choice.finish_reason
                     items.finished()
-            usage = field(chunk, "usage")
+            usage = getattr(chunk, "usage", None)
             if usage is not None:
                 yield UsageUpdate(_map_usage(usage))
     finally:
