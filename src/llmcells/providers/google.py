@@ -55,14 +55,13 @@ def _map_usage(raw: Any) -> Usage:
     Thoughts are billed as output but reported apart from candidatesTokenCount (which can be
     missing), so output is their sum. promptTokenCount already includes cached content.
     """
+    # (This runs for every chunk, so it reads each count once, directly.)
     if raw is None:
-        raw = {}
-    elif not isinstance(raw, dict):
-        # An SDK object has only the snake_case names; asking it for a camelCase one goes
-        # through pydantic's __getattr__ and an AttributeError (this runs for every chunk).
-        raw = ({name: raw.get(name) for name in _USAGE_NAMES + _USAGE_CAMEL} if isinstance(raw, Mapping)
-               else {name: getattr(raw, name, None) for name in _USAGE_NAMES})
-    counts = [count(raw, snake, camel) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
+        counts = [0] * len(_USAGE_NAMES)
+    elif isinstance(raw, Mapping):
+        counts = [count(raw, snake, camel) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
+    else:  # an SDK object: only the snake_case names (a camelCase one would raise and be caught)
+        counts = [_int(getattr(raw, name, None)) for name in _USAGE_NAMES]
     prompt, tool_prompt, cached, candidates, thoughts = counts
     return Usage(
         input_tokens=prompt + tool_prompt,
@@ -71,6 +70,13 @@ def _map_usage(raw: Any) -> Usage:
         output_tokens=candidates + thoughts,
         reasoning_tokens=thoughts,
     )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 # ----- client ------------------------------------------------------------------------------------
