@@ -72,6 +72,13 @@ def _builder() -> concurrent.futures.ThreadPoolExecutor:
     return _builder_pool
 
 
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # the request that needs it will load it, and say what is wrong
+        log.debug("finishing a client failed: %s", type(exc).__name__)
+
+
 async def client_for(plan: CallPlan, key: str) -> Any:
     """The SDK client for plan's endpoint and key: built once, off the loop, and reused."""
     spec = plan.spec
@@ -87,8 +94,14 @@ async def client_for(plan: CallPlan, key: str) -> Any:
         # where one after another took 1.9 s, and the first SDK's request now goes out as soon
         # as that SDK alone is in.
         loop = asyncio.get_running_loop()
-        client = session.clients[cache_key] = loop.run_in_executor(
-            _builder(), lambda: get_provider(spec.adapter).make_client(options))
+
+        def build() -> Any:
+            provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
+            built = provider.make_client(options)
+            _builder().submit(_quietly, provider.finish_client, built)  # after those queued now
+            return built
+
+        client = session.clients[cache_key] = loop.run_in_executor(_builder(), build)
         # What the end of the call needs (pricing data, the ledger) is imported meanwhile, in
         # the background, while the request is out: a script's first call pays only for its SDK.
         from . import warmup

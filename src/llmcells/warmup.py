@@ -2,9 +2,10 @@
 typed a few seconds after `%load_ext llmcells` pays no import delay.
 
 "Needed" means the SDKs of the providers that have a key (all of them while the simulator is
-on), the engine, pricing and, in a notebook, the widgets. Importing is all it does: no client is
-built and nothing is sent. Python's per-module import locks make a cell that imports the same
-module meanwhile simply wait for this thread's import instead of doing it twice.
+on), the engine, pricing and, in a notebook, the widgets; then it builds those providers' SDK
+clients, as their first call would (on the private loop, in the client cache). Nothing is sent.
+Python's per-module import locks make a cell that imports the same module meanwhile simply wait
+for this thread's import instead of doing it twice.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ _threads: list[threading.Thread] = []
 
 
 def needed_providers() -> list[str]:
-    """The built-in providers the next calls will likely use: those with a key, or those the
-    simulator switch covers."""
+    """The built-in API providers the next calls will likely use: those with a key, or those
+    the simulator switch covers. Not the agent CLIs: they share the API providers' keys, but
+    their libraries are optional, rarely the first call, and heavy enough (the Claude agent
+    SDK brings cryptography and MCP) to delay a first %%compare that never uses them."""
     from .models import key_status, simulated_providers
 
     simulated = simulated_providers()
-    return [p for p, has_key in key_status().items() if has_key or p in simulated]
+    return [p for p, has_key in key_status().items()
+            if (has_key or p in simulated) and PROVIDERS[p].kind != "agent"]
 
 
 def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
@@ -40,14 +44,20 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
     for p in providers:
         row = PROVIDERS[p]
         names += [*row.sdk_modules, f"llmcells.providers.{row.adapter}"]
+    if providers:  # what the SDKs import lazily, at their first request
+        names += _TRANSPORT
     if notebook:
         names += ["ipywidgets", "llmcells.display.notebook"]
-    names += ["llmcells.pricing", "genai_prices"]
+    names += ["llmcells.pricing", "genai_prices", "genai_prices.data"]
     return names
 
 
+#: the HTTP stack's modules that the SDKs' clients import only when their first request goes out
+_TRANSPORT = ["httpcore2", "h11", "anyio._backends._asyncio"]
+
+
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
-FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices"]
+FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
 
 
 def start(providers: list[str] | None = None, *, notebook: bool = False,
@@ -87,11 +97,38 @@ def start(providers: list[str] | None = None, *, notebook: bool = False,
                     importlib.import_module(name)
                 except Exception as exc:  # a missing optional part: the call itself will say so
                     log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+            if not finishing and providers:
+                _build_clients(providers)
 
     thread = threading.Thread(target=work, name="llmcells-warmup", daemon=True)
     thread.start()
     _threads.append(thread)
     return thread
+
+
+def _build_clients(providers: list[str]) -> None:
+    """Build, on the private loop, the SDK client each provider's first call will use (the same
+    cache and key as a call with today's settings): creating an SDK client loads its TLS
+    certificates and resource modules, about 50 ms each. Nothing is sent. A provider without a
+    key, or any failure, is left to the call itself, which will say what is wrong."""
+    from . import _loop
+
+    async def build() -> None:
+        from .calls import make_plan
+        from .engine import client_for
+        from .models import api_key
+
+        for provider in providers:
+            try:
+                plan = make_plan("warm up", PROVIDERS[provider].default_id)
+                await client_for(plan, api_key(plan.spec))
+            except Exception as exc:
+                log.debug("warm-up did not build the %s client: %s", provider, type(exc).__name__)
+
+    try:
+        _loop.submit(build()).result(timeout=120)
+    except Exception as exc:
+        log.debug("warm-up client building stopped: %s", type(exc).__name__)
 
 
 _WARM_SWITCH_INTERVAL_S = 0.0005

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
@@ -46,6 +47,21 @@ class StreamErrorEvent(Exception):
         error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
         self.code = error.get("code") if isinstance(error.get("code"), int) else 0
         super().__init__(str(error.get("message") or "error event in the stream"))
+
+
+# ----- the TLS context -------------------------------------------------------------------------------
+
+_tls: dict[tuple[str | None, str | None], Any] = {}
+
+
+def tls_context() -> Any:
+    """One TLS context for every SDK client, made as httpx makes its own (so SSL_CERT_FILE and
+    SSL_CERT_DIR still count): loading the CA bundle takes about 20 ms, once per client otherwise."""
+    where = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    context = _tls.get(where)
+    if context is None:
+        context = _tls[where] = httpx2.create_ssl_context()
+    return context
 
 
 # ----- installing the hook -------------------------------------------------------------------------

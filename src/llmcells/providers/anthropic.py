@@ -26,7 +26,7 @@ from ._common import (
     split_params,
 )
 from . import _rich, _tools
-from ._http import guard
+from ._http import guard, tls_context
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.anthropic.com"
@@ -200,7 +200,7 @@ class AnthropicProvider(Provider):
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
         timeout = httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)
-        http_client = options.http_client or anthropic.DefaultAsyncHttpxClient(timeout=timeout)
+        http_client = options.http_client or anthropic.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context())
         client = anthropic.AsyncAnthropic(
             api_key=options.api_key,
             base_url=options.base_url,  # None: ANTHROPIC_BASE_URL or the SDK's default

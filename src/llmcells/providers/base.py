@@ -41,6 +41,10 @@ class Provider(ABC):
     def make_client(self, options: ClientOptions) -> Any:
         """Build the SDK's async client, with the SDK's own retries off."""
 
+    def finish_client(self, client: Any) -> None:
+        """Load what only some requests use (run on the client-building thread after the
+        clients queued before it, so that a first call waits only for make_client)."""
+
     @abstractmethod
     def stream(self, client: Any, request: Request) -> AsyncIterator[Event]:
         """Send request and yield events until the provider's terminal event.

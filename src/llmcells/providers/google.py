@@ -33,7 +33,7 @@ from ._common import (
     retry_after_from_headers,
 )
 from . import _rich, _tools
-from ._http import StreamErrorEvent, guard
+from ._http import StreamErrorEvent, guard, tls_context
 from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
@@ -272,8 +272,8 @@ class GoogleProvider(Provider):
         everywhere.
         """
         http_client = guard(options.http_client or _ClientTimeoutAsyncClient(
-            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)),
-            gemini=True)
+            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
+            verify=tls_context()), gemini=True)
         http_options = genai_types.HttpOptions(base_url=options.base_url, httpx_async_client=http_client)
         if vertex_enabled():
             if options.api_key:  # Vertex AI express mode: a key instead of project credentials

@@ -31,7 +31,7 @@ from ._common import (
     split_params,
 )
 from . import _rich, _tools
-from ._http import guard
+from ._http import guard, tls_context
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.openai.com"
@@ -303,12 +303,16 @@ class OpenAIProvider(Provider):
             max_retries=0,
             timeout=timeout,
             # the SDK's own default client (its limits and redirects), with our response hook
-            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout)),
+            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context())),
         )
-        # The SDK imports its resource modules on first attribute access (most of a second);
-        # the runner builds clients off the event loop, so load them here, not mid-request.
-        client.chat.completions, client.responses  # noqa: B018
+        # The SDK imports its resource modules on first attribute access; the engine builds
+        # clients off the event loop, so load them here, not mid-request.
+        client.chat.completions  # noqa: B018
         return client
+
+    def finish_client(self, client: openai.AsyncOpenAI) -> None:
+        """The Responses API's modules (about 50 ms), loaded after the first chat call's client."""
+        client.responses  # noqa: B018
 
     def stream(self, client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
         """Chat Completions, or the Responses API when the model's api is "responses"."""
