@@ -86,3 +86,23 @@ def shell():
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "llmcells")
     return ip
+
+
+@pytest.fixture
+def roomy_quotas():
+    """The simulator's advertised per-minute limits (50 requests for Anthropic) raised out of
+    the way: the batch gate honours them, and a 1,000-call fault test would otherwise spend
+    minutes waiting for windows to reset (the gate's own tests live in test_quotas.py)."""
+    from llmcells import quotas
+    from llmcells.sim import listing
+
+    saved = {p: dict(v) for p, v in listing.LIMITS.items()}
+    big = 10 ** 9
+    listing.set_limits("openai", requests=big, tokens=big)
+    listing.set_limits("anthropic", requests=big, tokens=big, input_tokens=big, output_tokens=big)
+    quotas.clear()
+    yield
+    for provider, limits in saved.items():
+        listing.LIMITS[provider] = limits
+        listing.set_limits(provider)
+    quotas.clear()

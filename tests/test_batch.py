@@ -23,7 +23,7 @@ def run_batch(*args, **kwargs):
     return llmcells.run(llmcells.batch(*args, **kwargs))
 
 
-def test_thousand_calls_with_injected_faults_lose_no_rows(simulated):
+def test_thousand_calls_with_injected_faults_lose_no_rows(simulated, roomy_quotas):
     settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=8)
     simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=8)
     simulated.inject("429", times=40, retry_after=0.05)
@@ -39,7 +39,8 @@ def test_thousand_calls_with_injected_faults_lose_no_rows(simulated):
     # after its retries, or an error once it has used every attempt on faults, nothing else.
     ok, failed = frame[frame.status == "ok"], frame[frame.status != "ok"]
     assert len(ok) >= 990
-    assert set(failed.status) <= {"error"} and (failed.attempts == 8).all()
+    assert set(failed.status) <= {"error"} and (failed.attempts == 8).all(), \
+        failed[["model", "attempts", "error_kind", "error", "latency_s"]].to_string()
     assert set(failed.error_kind) <= {"rate_limited", "server_error", "overloaded"}
     faults = Counter(q.fault for q in simulated.requests if q.fault)
     assert faults == {"429": 40, "500": 40, "529": 20}

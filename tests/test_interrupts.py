@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -346,3 +347,47 @@ def test_interrupting_the_first_call_of_a_fresh_kernel_ends_the_cell_within_a_se
     (OUT / "first-call-interrupts.md").write_text(
         f"{len(times)} fresh kernels, first %%compare interrupted: median "
         f"{statistics.median(times):.2f} s, max {max(times):.2f} s to end the cell.\n")
+
+
+def test_an_interrupt_inside_an_import_waits_for_the_import_to_finish(tmp_path):
+    """Ctrl-C that lands while a magic (or run) is importing is raised once the import is over:
+    Python would raise it inside importlib, where it can leave the global import lock taken and
+    every later import in the loop's and the warm-up's threads waiting for good (a fresh kernel
+    interrupted during its first %%compare hung so in CI). The run that follows raises it at
+    its first wait slice: the cell still ends at once, as one line, and the module is whole."""
+    (tmp_path / "slowmod.py").write_text("import time\nfor _ in range(40):\n    time.sleep(0.01)\nDONE = True\n")
+    code = textwrap.dedent(f"""
+        import asyncio, os, signal, sys, threading, time, _imp
+        sys.path.insert(0, {str(tmp_path)!r})
+        import llmcells
+        from llmcells._loop import Interrupted, one_line_interrupt
+
+        @one_line_interrupt
+        def cell():
+            threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            t0 = time.monotonic()
+            import slowmod
+            print("imported", round(time.monotonic() - t0, 2), slowmod.DONE, flush=True)
+            llmcells.run(asyncio.sleep(5))  # the run's first wait slice raises it
+
+        t0 = time.monotonic()
+        try:
+            cell()
+        except Interrupted as exc:
+            print("interrupted", round(time.monotonic() - t0, 2), exc)
+        print("lock held", _imp.lock_held(), "handler restored",
+              signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        done = []
+        t = threading.Thread(target=lambda: done.append(__import__("json")))  # another thread imports
+        t.start(); t.join(5)
+        print("other thread imported", bool(done))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("imported") and lines[0].endswith("True"), out.stdout
+    took = float(lines[1].split()[1])
+    assert lines[1].startswith("interrupted") and took < 1.0, out.stdout
+    assert "llmcells: interrupted" in lines[1], out.stdout
+    assert lines[2] == "lock held False handler restored True", out.stdout
+    assert lines[3] == "other thread imported True", out.stdout

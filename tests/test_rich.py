@@ -309,7 +309,7 @@ def test_the_ledger_counts_attachments_never_their_content(simulated, files):
     assert b"revenue" not in dump and b"PDF" not in dump
 
 
-def test_batch_over_200_rows_with_a_schema_fills_the_field_columns(simulated):
+def test_batch_over_200_rows_with_a_schema_fills_the_field_columns(simulated, roomy_quotas):
     import pandas as pd
 
     df = pd.DataFrame({"bio": [f"Person number {i} lives here." for i in range(200)]})

@@ -60,19 +60,90 @@ def one_line_interrupt(fn: Callable[..., T]) -> Callable[..., T]:
     """fn, with a KeyboardInterrupt that lands outside `run` (while a magic parses its options,
     or the first call imports an SDK) shown as one line like any other llmcells interrupt: an
     import's traceback is the slowest IPython has to format (seconds in a fresh kernel), and
-    nothing had been sent yet."""
+    nothing had been sent yet. The interrupt waits for any import under way (see
+    `imports_finish_first`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         __tracebackhide__ = True
         try:
-            return fn(*args, **kwargs)
+            with imports_finish_first():
+                return fn(*args, **kwargs)
         except Interrupted:
             raise
         except KeyboardInterrupt:
             raise Interrupted(NOT_SENT) from None
 
     return wrapper
+
+
+def _importing(frame: Any) -> bool:
+    """True when frame is inside the import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_held_interrupt = False  # an interrupt that landed inside an import, to raise at a safe point
+
+
+def raise_held_interrupt() -> None:
+    """Raise the KeyboardInterrupt held back by `imports_finish_first`, if there is one."""
+    global _held_interrupt
+    if _held_interrupt:
+        _held_interrupt = False
+        raise KeyboardInterrupt
+
+
+class imports_finish_first:
+    """While this block runs in the main thread, Ctrl-C (or a kernel interrupt) that lands
+    inside an import is held until a safe point: the end of the block, or `run()`'s next wait
+    slice (0.1 s), whichever comes first.
+
+    Python raises KeyboardInterrupt at any bytecode, importlib's own included: between taking
+    the global import lock and the `try` that gives it back, say. The lock then stays taken for
+    good, and the next import in any other thread (the event loop's, the warm-up's) waits
+    forever: a fresh kernel interrupted during its first %%compare hung this way. Nested blocks
+    and other threads do nothing; no signal is ever sent from here."""
+
+    _active = False
+
+    def __enter__(self) -> "imports_finish_first":
+        import signal
+
+        self._installed = False
+        if imports_finish_first._active or threading.current_thread() is not threading.main_thread():
+            return self
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):  # SIGINT ignored, or not Python's to handle: nothing to hold
+            return self
+        self._previous = previous
+        signal.signal(signal.SIGINT, self._handler)
+        self._installed = imports_finish_first._active = True
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        global _held_interrupt
+        if _importing(frame):
+            _held_interrupt = True  # raised at the next safe point
+            return
+        _held_interrupt = False
+        self._previous(signum, frame)
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        import signal
+
+        if not self._installed:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        imports_finish_first._active = False
+        if exc_type is None:
+            raise_held_interrupt()  # it came during the block's last import
+        else:
+            global _held_interrupt
+            _held_interrupt = False
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -251,13 +322,15 @@ def run(awaitable: Awaitable[T]) -> T:
     coro: Coroutine[Any, Any, T] | None = None
     fut: concurrent.futures.Future[T] | None = None
     try:  # everything from here on: an interrupt may land anywhere, even inside submit()
-        coro = prepare(awaitable)
-        fut = submit(coro, scope)
-        while True:
-            try:
-                return fut.result(timeout=_SLICE_S)
-            except concurrent.futures.TimeoutError:
-                continue
+        with imports_finish_first():  # (opening a display can import the widgets)
+            coro = prepare(awaitable)
+            fut = submit(coro, scope)
+            while True:
+                raise_held_interrupt()
+                try:
+                    return fut.result(timeout=_SLICE_S)
+                except concurrent.futures.TimeoutError:
+                    continue
     except KeyboardInterrupt:
         seen = time.monotonic()
         scope.cancel_threadsafe()

@@ -79,8 +79,17 @@ def _quietly(fn: Any, *args: Any) -> None:
         log.debug("finishing a client failed: %s", type(exc).__name__)
 
 
-async def client_for(plan: CallPlan, key: str) -> Any:
-    """The SDK client for plan's endpoint and key: built once, off the loop, and reused."""
+#: clients being built for calls (not for the warm-up): a call waits for all of them, see below
+_building: set[asyncio.Future] = set()
+
+
+async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
+    """The SDK client for plan's endpoint and key: built once, off the loop, and reused.
+
+    together=True: if other calls' clients are being built too (a first %%compare), wait for
+    them all, so that the requests go out together. The last client is ready at the same time
+    either way; sending early would only measure the first answers' latency against the GIL
+    of the imports still running."""
     spec = plan.spec
     options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=plan.connect_timeout,
                             read_timeout=plan.timeout, http_client=plan.http_client)
@@ -98,10 +107,16 @@ async def client_for(plan: CallPlan, key: str) -> Any:
         def build() -> Any:
             provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
             built = provider.make_client(options)
+            from .warmup import import_transport
+
+            import_transport()  # what the first request would import on the loop, mid-stream
             _builder().submit(_quietly, provider.finish_client, built)  # after those queued now
             return built
 
         client = session.clients[cache_key] = loop.run_in_executor(_builder(), build)
+        if together:
+            _building.add(client)
+            client.add_done_callback(_building.discard)
         # What the end of the call needs (pricing data, the ledger) is imported meanwhile, in
         # the background, while the request is out: a script's first call pays only for its SDK.
         from . import warmup
@@ -114,6 +129,8 @@ async def client_for(plan: CallPlan, key: str) -> Any:
             session.clients.pop(cache_key, None)  # let the next call try again
             raise
         session.clients[cache_key] = built
+        if together and _building:
+            await asyncio.wait({asyncio.shield(f) for f in _building})  # (their errors are theirs)
         return built
     return client
 

@@ -229,7 +229,7 @@ async def _one(plan: "CallPlan", observer: CallObserver, caps: Any) -> Result:
     from . import quotas
     from .engine import execute
 
-    reserved, over = await quotas.admit(plan.spec, caps)
+    reserved, over = await quotas.admit(plan.spec, caps, plan.info.call_id)
     if over is not None:
         result = _not_sent(plan, over.kind, over.message)
         _safe(observer.on_start, plan.info)
@@ -240,7 +240,7 @@ async def _one(plan: "CallPlan", observer: CallObserver, caps: Any) -> Result:
         return await execute(plan, observer)
     finally:
         if reserved:
-            quotas.release(plan.spec)
+            quotas.release(plan.spec, plan.info.call_id)
 
 
 async def run(plan: "CallPlan", observer: CallObserver | None = None,

@@ -17,7 +17,8 @@ import asyncio
 import re
 import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -187,7 +188,8 @@ def clear() -> None:
 #: session-wide daily caps per provider: {"google": {"rpd": 250, "tpd": None}}
 _caps: dict[str, dict[str, int | None]] = session.daily_caps
 #: calls admitted under a cap and not yet in the ledger, per (provider, simulated)
-_reserved: dict[tuple[str, bool], int] = session.reserved
+#: (the call ids: a call whose row is already in the ledger is not counted again)
+_reserved: dict[tuple[str, bool], set[str]] = session.reserved
 #: where each provider's day starts: Gemini's requests-per-day quota resets at midnight Pacific
 DAY_ZONES = {"google": "America/Los_Angeles"}
 
@@ -241,9 +243,11 @@ def day_bounds(provider: str, now: float | None = None) -> tuple[float, float, s
     return start.timestamp(), following.timestamp(), DAY_ZONES.get(provider, "UTC")
 
 
-def used_today(provider: str, simulated: bool, now: float | None = None) -> tuple[int, int]:
-    """(requests, tokens) the ledger holds for the provider's current day: requests count every
-    attempt sent (retries too); calls never sent (a missing key, over a cap) count nothing."""
+def used_today(provider: str, simulated: bool, now: float | None = None,
+               among: Iterable[str] = ()) -> tuple[int, int, set[str]]:
+    """(requests, tokens, written) the ledger holds for the provider's current day: requests
+    count every attempt sent (retries too); calls never sent (a missing key, over a cap) count
+    nothing. written: the call ids of `among` that have a row already."""
     import sqlite3
 
     from . import ledger
@@ -251,18 +255,22 @@ def used_today(provider: str, simulated: bool, now: float | None = None) -> tupl
     start, _, _ = day_bounds(provider, now)
     p = ledger.path()
     if not p.exists():
-        return 0, 0
+        return 0, 0, set()
+    ids = list(among)
     conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=10)
     try:
+        conn.execute("BEGIN")  # one snapshot for both reads
         row = conn.execute(
             "SELECT COALESCE(SUM(attempts), 0), COALESCE(SUM(input_tokens + output_tokens), 0) "
             "FROM calls WHERE provider = ? AND ts >= ? AND simulated = ?",
             (provider, start, 1 if simulated else 0)).fetchone()
+        written = {r[0] for r in conn.execute(
+            f"SELECT call_id FROM calls WHERE call_id IN ({', '.join('?' * len(ids))})", ids)} if ids else set()
     except sqlite3.Error:
-        return 0, 0
+        return 0, 0, set()
     finally:
         conn.close()
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), written
 
 
 def _cap_for(provider: str, caps: Mapping[str, Mapping[str, int | None]] | None):
@@ -271,25 +279,31 @@ def _cap_for(provider: str, caps: Mapping[str, Mapping[str, int | None]] | None)
     return cap
 
 
-async def admit(spec: "ModelSpec", caps: Mapping[str, Mapping[str, int | None]] | None = None
-                ) -> tuple[bool, RateLimitError | None]:
+async def admit(spec: "ModelSpec", caps: Mapping[str, Mapping[str, int | None]] | None = None,
+                call_id: str | None = None) -> tuple[bool, RateLimitError | None]:
     """Check spec's provider against its daily caps before a call. Returns (reserved, error):
     error is the rate_limited error of a call over the cap; reserved says a slot was taken, to
     give back with `release` once the call is in the ledger."""
     cap = _cap_for(spec.provider, caps)
     if not cap:
         return False, None
-    requests, tokens = await asyncio.to_thread(used_today, spec.provider, spec.simulated)
     key = (spec.provider, spec.simulated)
     with _lock:
-        pending = _reserved.get(key, 0)
+        held = set(_reserved.get(key, ()))
+    requests, tokens, written = await asyncio.to_thread(used_today, spec.provider, spec.simulated,
+                                                        None, held)
+    with _lock:
+        # Calls in flight (when the count began, or since), less those whose rows the count
+        # already holds: a call writes its row a moment before it gives its slot back, so one
+        # that finished meanwhile is either in the count or still in `held`, never in neither.
+        pending = len((held | _reserved.get(key, set())) - written)
         over = None
         if cap.get("rpd") is not None and requests + pending >= cap["rpd"]:
             over = f"{requests + pending} of rpd={cap['rpd']} requests"
         elif cap.get("tpd") is not None and tokens >= cap["tpd"]:
             over = f"{tokens} of tpd={cap['tpd']} tokens"
         if over is None:
-            _reserved[key] = pending + 1
+            _reserved.setdefault(key, set()).add(call_id or uuid.uuid4().hex)
             return True, None
     _, reset, zone = day_bounds(spec.provider)
     when = datetime.fromtimestamp(reset, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -300,11 +314,15 @@ async def admit(spec: "ModelSpec", caps: Mapping[str, Mapping[str, int | None]] 
         provider=spec.provider, retry_after=max(0.0, reset - time.time()))
 
 
-def release(spec: "ModelSpec") -> None:
-    """Give back a slot taken by `admit` (the call's row is in the ledger now)."""
+def release(spec: "ModelSpec", call_id: str | None = None) -> None:
+    """Give back the slot `admit` took for call_id (the call's row is in the ledger now)."""
     key = (spec.provider, spec.simulated)
     with _lock:
-        _reserved[key] = max(0, _reserved.get(key, 0) - 1)
+        held = _reserved.get(key, set())
+        if call_id in held:
+            held.discard(call_id)
+        elif held:
+            held.pop()
 
 
 # ----- the table -----------------------------------------------------------------------------------
@@ -329,7 +347,7 @@ def quota() -> "pd.DataFrame":
         if cap:
             from .models import simulator_url
 
-            req, tok = used_today(provider, simulator_url() is not None)  # as calls now count
+            req, tok, _ = used_today(provider, simulator_url() is not None)  # as calls now count
             _, reset, _ = day_bounds(provider)
             extra = {"rpd": cap.get("rpd"), "requests_today": req, "tpd": cap.get("tpd"),
                      "tokens_today": tok, "day_resets_at": ts(reset)}

@@ -30,7 +30,7 @@ class Session:
     clients: dict[Any, Any] = field(default_factory=dict)           # (adapter, ClientOptions) -> SDK client
     rate_limits_seen: dict[Any, Any] = field(default_factory=dict)  # (provider, model) -> headers (quota())
     daily_caps: dict[str, Any] = field(default_factory=dict)        # provider -> {"rpd": .., "tpd": ..}
-    reserved: dict[Any, int] = field(default_factory=dict)          # daily-cap slots held by calls in flight
+    reserved: dict[Any, set] = field(default_factory=dict)          # daily-cap slots (call ids) held by calls in flight
     health: dict[str, Any] = field(default_factory=dict)            # provider -> (checked at, down)
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider

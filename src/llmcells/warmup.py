@@ -56,6 +56,16 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
 _TRANSPORT = ["httpcore2", "h11", "anyio._backends._asyncio"]
 
 
+def import_transport() -> None:
+    """Import _TRANSPORT now (the engine does, on its client-building thread)."""
+    for name in _TRANSPORT:
+        if name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                log.debug("could not import %s: %s", name, type(exc).__name__)
+
+
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
 FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
 
@@ -121,7 +131,7 @@ def _build_clients(providers: list[str]) -> None:
         for provider in providers:
             try:
                 plan = make_plan("warm up", PROVIDERS[provider].default_id)
-                await client_for(plan, api_key(plan.spec))
+                await client_for(plan, api_key(plan.spec), together=False)
             except Exception as exc:
                 log.debug("warm-up did not build the %s client: %s", provider, type(exc).__name__)
 
