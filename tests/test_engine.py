@@ -326,3 +326,25 @@ def test_a_surrogate_pair_split_across_events_is_one_character(simulated, model)
     r.text.encode("utf-8")  # no lone surrogate left
     rows = llmcells.usage()
     assert "\U0001F600" in rows.set_index("call_id").loc[r.call_id, "output_text"]
+
+
+def test_a_client_build_left_over_from_a_stopped_loop_does_not_hold_up_new_calls(simulated):
+    """Calls whose clients are built together wait for each other's builds; a build started on a
+    loop that has since stopped (unload_ext, a test's reset) never finishes, and must not be
+    waited for (it held every later first call of a provider until the test gave up)."""
+    import asyncio
+
+    from llmcells import engine
+    from llmcells.session import session
+
+    stale_loop = asyncio.new_event_loop()
+    stale = stale_loop.create_future()  # never done, and of another loop
+    engine._building.add(stale)
+    session.clients.clear()
+    try:
+        r = llmcells.run(llmcells.ask("hello", "claude", display=False))
+        assert r.ok, r.error
+        assert stale not in engine._building
+    finally:
+        engine._building.discard(stale)
+        stale_loop.close()

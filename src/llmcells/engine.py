@@ -129,8 +129,11 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
             session.clients.pop(cache_key, None)  # let the next call try again
             raise
         session.clients[cache_key] = built
-        if together and _building:
-            await asyncio.wait({asyncio.shield(f) for f in _building})  # (their errors are theirs)
+        loop = asyncio.get_running_loop()
+        others = {f for f in _building if not f.done() and f.get_loop() is loop}
+        _building.intersection_update(others)  # (a build of a loop since stopped never ends)
+        if together and others:
+            await asyncio.wait({asyncio.shield(f) for f in others})  # (their errors are theirs)
         return built
     return client
 
