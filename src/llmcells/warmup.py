@@ -15,6 +15,7 @@ import importlib
 import logging
 import sys
 import threading
+from typing import Any
 
 from .registry import PROVIDERS
 
@@ -58,12 +59,16 @@ _TRANSPORT = ["httpcore2", "h11", "anyio._backends._asyncio"]
 
 def import_transport() -> None:
     """Import _TRANSPORT now (the engine does, on its client-building thread)."""
-    for name in _TRANSPORT:
-        if name not in sys.modules:
-            try:
-                importlib.import_module(name)
-            except Exception as exc:
-                log.debug("could not import %s: %s", name, type(exc).__name__)
+    _import_quietly(n for n in _TRANSPORT if n not in sys.modules)
+
+
+def _import_quietly(names: Any) -> None:
+    """Import each of names; a missing optional part is left to the call, which will say so."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
 
 
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
@@ -102,11 +107,7 @@ def start(providers: list[str] | None = None, *, notebook: bool = False,
         # keeps the kernel responsive; a script has no one waiting, and would only pay for the
         # extra switches.
         with _short_switch_interval() if notebook else contextlib.nullcontext():
-            for name in names:
-                try:
-                    importlib.import_module(name)
-                except Exception as exc:  # a missing optional part: the call itself will say so
-                    log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+            _import_quietly(names)
             if not finishing and providers:
                 _build_clients(providers)
 
