@@ -51,9 +51,9 @@ def _kwargs(request):
 
     spec = request.spec
     if spec.adapter == "openai":
-        return (openai._responses_kwargs if spec.api == "responses" else openai._chat_kwargs)(request, None)
+        return (openai._responses_body if spec.api == "responses" else openai._chat_body)(request)[0]
     if spec.adapter == "anthropic":
-        return anthropic._message_kwargs(request, None)
+        return anthropic._message_body(request)[0]
     return {"contents": google._contents(request), "config": google._config(request)}
 
 

@@ -302,6 +302,53 @@ def test_openai_chat_finish_after_usage_chunk_and_reasoning_extra():
     assert events[-1] == Finish("stop")
 
 
+@pytest.mark.parametrize("kind", ["openai", "openai-responses", "anthropic"])
+def test_pass_through_params_go_to_the_body_headers_query_and_timeout(kind: str):
+    # The openai and anthropic adapters send through the SDK's own post(): every param is a body
+    # field except the create() keywords that are request options or headers.
+    params = {"seed": 7, "store": False, "extra_body": {"vendor_flag": True},
+              "extra_headers": {"X-Trace": "t1"}, "extra_query": {"api-version": "2"}, "timeout": 30}
+    if kind == "anthropic":
+        params["workspace_id"] = "wrkspc_1"
+    handler = _serve(b"")
+    asyncio.run(_collect(kind, handler, extra={"params": params}))
+    sent = handler.seen[0]
+    body = json.loads(sent.content)
+    assert body["seed"] == 7 and body["store"] is False and body["vendor_flag"] is True
+    assert not {"extra_body", "extra_headers", "extra_query", "timeout", "workspace_id"} & set(body)
+    assert sent.headers["x-trace"] == "t1" and sent.url.params["api-version"] == "2"
+    assert sent.extensions["timeout"]["read"] == 30
+    if kind == "anthropic":
+        assert sent.headers["anthropic-workspace-id"] == "wrkspc_1"
+    # The same headers as the SDK's typed create() sends (auth, version, user agent...).
+    typed = _serve(b"")
+
+    async def via_create() -> None:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(typed)) as http:
+            client = get_provider(SPECS[kind].adapter).make_client(ClientOptions(base_url=None, api_key=KEY,
+                                                                             http_client=http))
+            create = {"openai": lambda **kw: client.chat.completions.create(messages=[], **kw),
+                      "openai-responses": lambda **kw: client.responses.create(input="hi", **kw),
+                      "anthropic": lambda **kw: client.messages.create(messages=[], max_tokens=1, **kw)}[kind]
+            stream = await create(model="m", stream=True, extra_headers={"X-Trace": "t1"})
+            await stream.close()
+
+    asyncio.run(via_create())
+    ignore = {"content-length", "x-stainless-retry-count", "x-stainless-read-timeout", "x-stainless-timeout",
+              "anthropic-workspace-id"}
+    assert ({k: v for k, v in sent.headers.items() if k not in ignore}
+            == {k: v for k, v in typed.seen[0].headers.items() if k not in ignore})
+    assert KEY in (sent.headers.get("authorization", "") + sent.headers.get("x-api-key", ""))
+
+
+def test_openai_compatible_server_that_leaves_fields_out():
+    # Some compatible servers send no `index`, `id` or `model`, and a null delta on the last chunk.
+    body = _sse({"choices": [{"delta": {"content": "Hi"}}]},
+                {"choices": [{"delta": None, "finish_reason": "stop"}]}, {"choices": ["junk"]})
+    events, exc, _ = asyncio.run(_collect("openai", _serve(body), base_url="http://localhost:8000/v1"))
+    assert exc is None and _text(events) == "Hi" and events[-1] == Finish("stop")
+
+
 def test_openai_compatible_server_without_usage_or_done():
     # A server that ends right after the finish_reason chunk, without [DONE] or usage, is complete.
     body = _sse(_chat_chunk("Hi"), _chat_chunk(finish="stop"))
@@ -356,6 +403,15 @@ def test_anthropic_thinking_and_finish_reason():
     assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["hmm"]
     assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(10, 0, 0, 9, 0)
     assert events[-1] == Finish("max_tokens")
+
+
+def test_gemini_sends_a_lone_prompt_as_one_user_turn():
+    # A lone user text is handed to the SDK as a string: the wire must hold the same one-part turn.
+    handler = _serve(_sse(_gemini_chunk("Hi", finish="STOP")))
+    events, exc, _ = asyncio.run(_collect("google", handler))
+    assert exc is None and _text(events) == "Hi"
+    body = json.loads(handler.seen[0].content)
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
 
 
 def test_gemini_thought_parts_are_reasoning():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers._common import field, one_line
-from ..providers.anthropic import _map_usage, _message_kwargs
+from ..providers.anthropic import _map_usage, _message_body
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
@@ -15,9 +15,8 @@ COUNTS_NOTE = "Anthropic reports no counts until the batch has ended"
 
 def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     """One request of the batch: the live adapter's message parameters, without streaming."""
-    params = _message_kwargs(request, client.messages.create)
+    params, _ = _message_body(request)
     params.pop("stream", None)
-    params.update(params.pop("extra_body", None) or {})
     return {"custom_id": key, "params": params}
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..providers._common import one_line
-from ..providers.openai import _chat_kwargs, _map_usage, _responses_kwargs
+from ..providers.openai import _chat_body, _map_usage, _responses_body
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
@@ -25,12 +25,11 @@ def _url(request: Request) -> str:
 def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     """One JSONL line: the body the live adapter would send, without streaming."""
     if request.spec.api == "responses":
-        body = _responses_kwargs(request, client.responses.create)
+        body, _ = _responses_body(request)
     else:
-        body = _chat_kwargs(request, client.chat.completions.create)
+        body, _ = _chat_body(request)
         body.pop("stream_options", None)
     body.pop("stream", None)
-    body.update(body.pop("extra_body", None) or {})
     return {"custom_id": key, "method": "POST", "url": _url(request), "body": body}
 
 

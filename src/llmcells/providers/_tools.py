@@ -1,5 +1,6 @@
 """Tool calling on each provider's wire: a conversation with tool calls and results, and the
-tool declarations, in the shape each official SDK takes (no SDK imports here).
+tool declarations, in the shape each official SDK takes (no SDK imports here). Streamed events
+may be SDK objects or the plain JSON objects the server sent: they are read with `field`.
 
 request.extra["tools"] holds the declarations as [{"name", "description", "parameters"}]
 (parameters: a JSON schema), built by llmcells.tools from the user's functions.
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 from ..types import Message, Request, ToolCall
+from ._common import field
 
 
 def declared(request: Request) -> list[dict[str, Any]]:
@@ -61,16 +63,16 @@ class ChatToolCalls:
 
     def add(self, deltas: Any) -> None:
         for d in deltas or ():
-            index = getattr(d, "index", None) or 0
+            index = field(d, "index") or 0
             call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-            if getattr(d, "id", None):
-                call["id"] = d.id
-            fn = getattr(d, "function", None)
+            if field(d, "id"):
+                call["id"] = field(d, "id")
+            fn = field(d, "function")
             if fn is not None:
-                if getattr(fn, "name", None):
-                    call["name"] = fn.name
-                if getattr(fn, "arguments", None):
-                    call["arguments"] += fn.arguments
+                if field(fn, "name"):
+                    call["name"] = field(fn, "name")
+                if field(fn, "arguments"):
+                    call["arguments"] += field(fn, "arguments")
 
     def done(self) -> list[ToolCall]:
         return [ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"] or "{}")
@@ -104,9 +106,10 @@ def responses_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def responses_call(item: Any) -> ToolCall | None:
     """The ToolCall of a finished Responses output item, if it is a function_call."""
-    if getattr(item, "type", None) != "function_call":
+    if field(item, "type") != "function_call":
         return None
-    return ToolCall(item.call_id or item.id or "", item.name, item.arguments or "{}")
+    return ToolCall(field(item, "call_id", "id") or "", field(item, "name") or "",
+                    field(item, "arguments") or "{}")
 
 
 # ----- Anthropic ----------------------------------------------------------------------------------
@@ -149,12 +152,13 @@ class AnthropicToolCalls:
         self.open: dict[int, dict[str, str]] = {}
 
     def start(self, index: int, block: Any) -> None:
-        if getattr(block, "type", None) == "tool_use":
-            self.open[index] = {"id": block.id, "name": block.name, "arguments": ""}
+        if field(block, "type") == "tool_use":
+            self.open[index] = {"id": field(block, "id") or "", "name": field(block, "name") or "",
+                                "arguments": ""}
 
     def delta(self, index: int, delta: Any) -> None:
-        if getattr(delta, "type", None) == "input_json_delta" and index in self.open:
-            self.open[index]["arguments"] += delta.partial_json or ""
+        if field(delta, "type") == "input_json_delta" and index in self.open:
+            self.open[index]["arguments"] += field(delta, "partial_json") or ""
 
     def stop(self, index: int) -> ToolCall | None:
         call = self.open.pop(index, None)

@@ -1,4 +1,5 @@
-"""Anthropic adapter: the Messages API through the official `anthropic` SDK."""
+"""Anthropic adapter: the Messages API through the official `anthropic` SDK, its events read as the
+JSON the server sent (see `_common.post_stream`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from ._common import (
     map_transport_error,
     one_line,
     retry_after_from_headers,
-    split_params,
+    post_stream,
+    with_params,
 )
 from . import _rich, _tools
 from ._http import guard, tls_context
@@ -32,6 +34,8 @@ from .base import ClientOptions, Provider
 DEFAULT_HOST = "api.anthropic.com"
 _INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
+# messages.create() keywords that the SDK sends as headers, not in the body.
+_HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
@@ -80,8 +84,8 @@ def _merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE
 # ----- requests ----------------------------------------------------------------------------------
 
 
-def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
-    """Keyword arguments for messages.create(stream=True)."""
+def _message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body of a streamed Messages call, and its SDK request options."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
         "messages": _rich.attach_to_last_user(_tools.anthropic_messages(request.messages), request,
@@ -97,22 +101,16 @@ def _message_kwargs(request: Request, create: Any) -> dict[str, Any]:
         kwargs["tools"] = _tools.anthropic_tools(_tools.declared(request))
     params = dict(request.extra.get("params") or {})
     if request.temperature is not None:
-        # anthropic 2.x no longer names `temperature` in messages.create; the API still reads it
-        # from the body, so it goes wherever the installed SDK can send it.
-        params.setdefault("temperature", request.temperature)
-    named, extra = split_params(create, params)
-    kwargs.update(named)
-    if extra:
-        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
-    return kwargs
+        params.setdefault("temperature", request.temperature)  # a body field the API still reads
+    return with_params(kwargs, params, _HEADER_PARAMS)
 
 
 # ----- the stream --------------------------------------------------------------------------------
 
 
 async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
-    create = client.messages.create
-    stream = await create(**_message_kwargs(request, create))
+    # Events arrive as the JSON objects the server sent (see post_stream): every read is a .get.
+    stream = await post_stream(client, "/v1/messages", *_message_body(request), anthropic.AsyncStream)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
@@ -120,33 +118,42 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     tool_calls = _tools.AnthropicToolCalls()
     try:
         async for event in items:
-            kind = event.type
-            if kind == "message_start":
-                message = event.message
-                yield ResponseInfo(response_model=message.model or None, response_id=message.id or None,
-                                   service_tier=field(message.usage, "service_tier"),
-                                   rate_limits=limits)
-                if message.usage is not None:
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if kind == "content_block_delta":
+                delta = event.get("delta")
+                delta = delta if isinstance(delta, dict) else {}
+                kind = delta.get("type")
+                if kind == "text_delta":
+                    if isinstance(delta.get("text"), str) and delta["text"]:
+                        yield items.text(delta["text"])
+                elif kind == "thinking_delta":
+                    if isinstance(delta.get("thinking"), str) and delta["thinking"]:
+                        yield items.reasoning(delta["thinking"])
+                else:
+                    tool_calls.delta(event.get("index"), delta)
+            elif kind == "message_start":
+                message = event.get("message")
+                message = message if isinstance(message, dict) else {}
+                usage = message.get("usage")
+                yield ResponseInfo(response_model=message.get("model") or None,
+                                   response_id=message.get("id") or None,
+                                   service_tier=field(usage, "service_tier"), rate_limits=limits)
+                if usage:
                     # Only the input side: output_tokens here is a placeholder (1) that a live
                     # count would show for the whole stream; message_delta brings the real one.
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, message.usage, _INPUT_FIELDS)))
+                    yield UsageUpdate(_map_usage(_merge_usage(seen, usage, _INPUT_FIELDS)))
             elif kind == "content_block_start":
-                tool_calls.start(event.index, event.content_block)
+                tool_calls.start(event.get("index"), event.get("content_block"))
             elif kind == "content_block_stop":
-                call = tool_calls.stop(event.index)
+                call = tool_calls.stop(event.get("index"))
                 if call is not None:
                     yield call
-            elif kind == "content_block_delta":
-                delta = event.delta
-                tool_calls.delta(event.index, delta)
-                if delta.type == "text_delta" and delta.text:
-                    yield items.text(delta.text)
-                elif delta.type == "thinking_delta" and delta.thinking:
-                    yield items.reasoning(delta.thinking)
             elif kind == "message_delta":
-                stop_reason = field(event.delta, "stop_reason") or stop_reason
-                if event.usage is not None:
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, event.usage)))
+                stop_reason = field(event.get("delta"), "stop_reason") or stop_reason
+                if event.get("usage"):
+                    yield UsageUpdate(_map_usage(_merge_usage(seen, event["usage"])))
             elif kind == "message_stop":
                 # No `break`: read the body to its end, so that the connection goes back to the
                 # pool. Closing the stream here would drop it, and every call would pay a new

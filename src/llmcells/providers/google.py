@@ -107,6 +107,15 @@ def _contents(request: Request) -> list[dict[str, Any]]:
                                      _rich.gemini_parts)
 
 
+def _stream_contents(request: Request) -> list[dict[str, Any]] | str:
+    """_contents, or a lone user text as a plain string: the SDK turns that into the same one-part
+    user turn on the wire, without validating a list of dicts into its models (about 0.15 ms)."""
+    messages = request.messages
+    if len(messages) == 1 and messages[0].role == "user" and not request.attachments:
+        return messages[0].content
+    return _contents(request)
+
+
 def _config(request: Request) -> dict[str, Any]:
     """GenerateContentConfig fields; pass-through params (e.g. thinking_config) win."""
     config: dict[str, Any] = {}
@@ -128,7 +137,7 @@ def _config(request: Request) -> dict[str, Any]:
 
 async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event]:
     stream = await client.aio.models.generate_content_stream(
-        model=request.spec.name, contents=_contents(request), config=_config(request) or None)
+        model=request.spec.name, contents=_stream_contents(request), config=_config(request) or None)
     # The SDK sends the request on the first item and keeps the httpx response to itself; closing
     # its generator alone would leave the ones under it (and the response) to the garbage collector.
     items = SdkStream(stream, request.spec, _default_host(), capture=True)

@@ -1,7 +1,9 @@
 """OpenAI adapter: Chat Completions and the Responses API through the official `openai` SDK.
 
 Also serves every OpenAI-compatible server added with `add_endpoint` (Ollama, vLLM, OpenRouter...),
-which is why nothing here assumes that a usage chunk or OpenAI's own extras will arrive.
+which is why nothing here assumes that a usage chunk or OpenAI's own extras will arrive. Requests go
+through the SDK's client (auth, headers, HTTP errors, SSE decoding, in-stream errors); the events
+are read as the JSON the server sent (see `_common.post_stream`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from ._common import (
     api_error,
     connection_failed,
     count,
-    extra_field,
     field,
     host_of,
     kind_of_status,
     map_transport_error,
     one_line,
     retry_after_from_headers,
-    split_params,
+    post_stream,
+    with_params,
 )
 from . import _rich, _tools
 from ._http import guard, tls_context
@@ -59,8 +61,8 @@ def _map_usage(raw: Any) -> Usage:
 # ----- requests ----------------------------------------------------------------------------------
 
 
-def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
-    """Keyword arguments for chat.completions.create(stream=True)."""
+def _chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body of a streamed Chat Completions call, and its SDK request options."""
     messages: list[dict[str, str]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
@@ -80,11 +82,11 @@ def _chat_kwargs(request: Request, create: Any) -> dict[str, Any]:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
         kwargs["max_completion_tokens"] = request.max_tokens
-    return _with_params(kwargs, request, create)
+    return with_params(kwargs, request.extra.get("params") or {})
 
 
-def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
-    """Keyword arguments for responses.create(stream=True)."""
+def _responses_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body of a streamed Responses call, and its SDK request options."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
         "input": _rich.attach_to_last_user(_tools.responses_input(request.messages), request,
@@ -100,25 +102,30 @@ def _responses_kwargs(request: Request, create: Any) -> dict[str, Any]:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
         kwargs["max_output_tokens"] = request.max_tokens
-    return _with_params(kwargs, request, create)
-
-
-def _with_params(kwargs: dict[str, Any], request: Request, create: Any) -> dict[str, Any]:
-    """Add the user's pass-through params: named ones as keywords, the rest in the JSON body."""
-    named, extra = split_params(create, request.extra.get("params") or {})
-    kwargs.update(named)
-    if extra:
-        kwargs["extra_body"] = {**kwargs.get("extra_body", {}), **extra}
-    return kwargs
+    return with_params(kwargs, request.extra.get("params") or {})
 
 
 # ----- streams -----------------------------------------------------------------------------------
 
 
-async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    create = client.chat.completions.create
-    stream = await create(**_chat_kwargs(request, create))
+# Events arrive as the JSON objects the server sent (see post_stream): a missing field is a
+# missing key, so every read below is a .get, and an OpenAI-compatible server that leaves a field
+# out reads the same as one that sends null.
+
+# The request option that the SDK's own create() methods set for these endpoints.
+_SECURITY = {"security": {"bearer_auth": True}}
+
+
+async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
+                options: dict[str, Any]) -> tuple[Any, Any]:
+    """Send the request: the SDK stream and the response's rate-limit headers."""
+    stream = await post_stream(client, path, body, {**_SECURITY, **options}, openai.AsyncStream)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
+    return stream, limits
+
+
+async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
+    stream, limits = await _open(client, "/chat/completions", *_chat_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
@@ -126,35 +133,38 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     tool_calls = _tools.ChatToolCalls()
     try:
         async for chunk in items:
-            # (the SDK's ChatCompletionChunk declares these: plain attribute reads)
-            model, chunk_id = getattr(chunk, "model", None), getattr(chunk, "id", None)
+            if not isinstance(chunk, dict):
+                continue
+            get = chunk.get
+            model, chunk_id = get("model"), get("id")
             # Every chunk carries service_tier (it sets the price); send it again if it changes.
-            chunk_tier = getattr(chunk, "service_tier", None) or tier
+            chunk_tier = get("service_tier") or tier
             if (not info_sent and (model or chunk_id)) or chunk_tier != tier:
                 info_sent, tier = True, chunk_tier
                 yield ResponseInfo(response_model=model or None, response_id=chunk_id or None,
                                    service_tier=tier, rate_limits=limits)
-            for choice in getattr(chunk, "choices", None) or ():
-                if choice.index != 0:  # n > 1 is not modelled: keep the first choice
-                    continue
-                delta = choice.delta
-                if delta is not None:
+            for choice in get("choices") or ():
+                if not isinstance(choice, dict) or (choice.get("index") or 0) != 0:
+                    continue  # n > 1 is not modelled: keep the first choice
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
                     # Some OpenAI-compatible servers (vLLM, DeepSeek, OpenRouter) stream visible
-                    # reasoning in a non-standard field; the SDK keeps it as an extra attribute.
-                    reasoning = extra_field(delta, "reasoning_content", "reasoning")
+                    # reasoning in a non-standard field.
+                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if isinstance(reasoning, str) and reasoning:
                         yield items.reasoning(reasoning)
-                    if delta.content:
-                        yield items.text(delta.content)
-                    if delta.tool_calls:
-                        tool_calls.add(delta.tool_calls)
-                if choice.finish_reason:
+                    content = delta.get("content")
+                    if isinstance(content, str) and content:
+                        yield items.text(content)
+                    if delta.get("tool_calls"):
+                        tool_calls.add(delta["tool_calls"])
+                if choice.get("finish_reason"):
                     # The model's own end; the usage chunk and [DONE] follow. A cut after this
                     # loses at most the usage, not the answer.
-                    finish_reason = choice.finish_reason
+                    finish_reason = choice["finish_reason"]
                     items.finished()
-            usage = getattr(chunk, "usage", None)
-            if usage is not None:
+            usage = get("usage")
+            if usage:
                 yield UsageUpdate(_map_usage(usage))
     finally:
         await items.aclose()
@@ -167,48 +177,49 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     yield Finish(finish_reason)
 
 
+def _response_info(response: Any, limits: Any = None) -> ResponseInfo:
+    return ResponseInfo(response_model=field(response, "model") or None,
+                        response_id=field(response, "id") or None,
+                        service_tier=field(response, "service_tier"), rate_limits=limits)
+
+
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    create = client.responses.create
-    stream = await create(**_responses_kwargs(request, create))
-    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
+    stream, limits = await _open(client, "/responses", *_responses_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     try:
         async for event in items:
-            kind = getattr(event, "type", None)
-            if finish is not None:
+            if finish is not None or not isinstance(event, dict):
                 continue  # past the terminal event: read on to the body's end (see below)
+            kind = event.get("type")
             if kind in ("response.created", "response.in_progress"):
-                response = event.response
-                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
-                                   service_tier=getattr(response, "service_tier", None),
-                                   rate_limits=limits)
+                yield _response_info(event.get("response"), limits)
             elif kind == "response.output_item.done":
-                call = _tools.responses_call(event.item)
+                call = _tools.responses_call(event.get("item"))
                 if call is not None:
                     yield call
             elif kind == "response.output_text.delta":
-                if event.delta:
-                    yield items.text(event.delta)
+                if isinstance(event.get("delta"), str) and event["delta"]:
+                    yield items.text(event["delta"])
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-                if event.delta:
-                    yield items.reasoning(event.delta)
+                if isinstance(event.get("delta"), str) and event["delta"]:
+                    yield items.reasoning(event["delta"])
             elif kind in ("response.completed", "response.incomplete"):
-                response = event.response
-                yield ResponseInfo(response_model=response.model or None, response_id=response.id or None,
-                                   service_tier=getattr(response, "service_tier", None))
-                if response.usage is not None:
-                    yield UsageUpdate(_map_usage(response.usage))
+                response = event.get("response")
+                response = response if isinstance(response, dict) else {}
+                yield _response_info(response)
+                if response.get("usage"):
+                    yield UsageUpdate(_map_usage(response["usage"]))
                 if kind == "response.completed":
-                    finish = Finish(response.status or "completed")
+                    finish = Finish(response.get("status") or "completed")
                 else:
                     # e.g. max_output_tokens or content_filter: a normal, if short, ending.
-                    finish = Finish(field(response.incomplete_details, "reason") or "incomplete")
+                    finish = Finish(field(response.get("incomplete_details"), "reason") or "incomplete")
                 # No `break`: the body ends right after this event, and reading it to its end
                 # returns the connection to the pool and finishes the SDK's generators here.
                 items.finished()
             elif kind == "response.failed":
-                raise _event_error(request.spec, field(event.response, "error"))
+                raise _event_error(request.spec, field(event.get("response"), "error"))
             elif kind == "error":
                 raise _event_error(request.spec, event)
     finally:
