@@ -107,7 +107,10 @@ def _warm_up_in_a_kernel() -> None:
         from IPython import get_ipython
 
         shell = get_ipython()
-    except Exception:  # no IPython: nothing to warm for
+    except Exception as exc:  # no IPython: nothing to warm for
+        from ._log import swallowed
+
+        swallowed("finding the IPython shell", exc)
         return
     if shell is not None and getattr(shell, "kernel", None) is not None:
         from . import warmup

@@ -12,6 +12,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from ._log import swallowed
+
 DEMO_PROMPT = "In two sentences, why do notebooks suit exploring language models?"
 KEYS = "OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY"
 
@@ -236,8 +238,8 @@ def _warm_up(specs) -> None:
     for provider in dict.fromkeys(s.adapter for s in specs):
         try:
             importlib.import_module(_SDKS.get(provider, provider))
-        except Exception:
-            pass  # the call itself says what is missing
+        except Exception as exc:  # the call itself says what is missing
+            swallowed(f"importing the {provider} SDK early", exc)
 
 
 def _price_lines(results, caught) -> list[str]:

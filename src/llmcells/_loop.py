@@ -26,7 +26,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -246,6 +246,23 @@ def check_cancelled() -> None:
     scope = _scope.get()
     if scope is not None and scope.cancelled:
         raise asyncio.CancelledError
+
+
+async def wait_all(tasks: Iterable[asyncio.Future[Any]]) -> bool:
+    """Wait until every task has ended. If the waiting task is cancelled meanwhile, each task still
+    running is cancelled once (a second cancel would cut its unwinding short, and the Result it
+    records) and still waited for. True when that happened."""
+    interrupted = False
+    pending = set(tasks)
+    while pending:
+        try:
+            _, pending = await asyncio.wait(pending)
+        except asyncio.CancelledError:
+            if not interrupted:
+                interrupted = True
+                for task in pending:
+                    task.cancel()
+    return interrupted
 
 
 def submit(coro: Coroutine[Any, Any, T], scope: Scope | None = None) -> concurrent.futures.Future[T]:

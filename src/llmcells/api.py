@@ -15,7 +15,8 @@ from ._loop import Pending, one_line_interrupt
 from .attachments import attachments
 from .calls import MAX_REPEAT, check_options, current_cell, make_plan
 from .config import settings
-from .engine import CallPlan, _safe, run_plans
+from ._log import quietly
+from .engine import CallPlan, run_plans
 from .errors import ConfigError
 from .models import resolve
 from .structured import repair_results
@@ -96,7 +97,7 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         finally:
             last = results[0] if results and results[0] else last
             if handle is not None:
-                _safe(handle.close, [r for r in results if r])
+                quietly(handle.close, [r for r in results if r])
         return results[0]
 
     def start() -> Coroutine[Any, Any, Result]:
@@ -164,7 +165,7 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             done = [r for r in results if r]
             last = Comparison(results=done, group_id=group_id, prompt=prompt)
             if handle is not None:
-                _safe(handle.close, done)
+                quietly(handle.close, done)
         return last
 
     def start() -> Coroutine[Any, Any, Comparison]:

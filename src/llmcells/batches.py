@@ -22,13 +22,12 @@ from . import fallback
 from .config import settings
 from .errors import ConfigError
 from .interpolate import interpolate
-from .models import resolve
 from . import _loop
 from ._loop import Pending
 from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
 from .structured import output_schema, repair, schema_columns
-from .engine import CallPlan, execute
+from .engine import CallPlan
 from .session import session
 from .types import Result
 
@@ -407,16 +406,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             paint()
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-    interrupted = False
-    pending = set(workers)
-    while pending:
-        try:
-            _, pending = await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            if not interrupted:  # as in engine.run_plans: cancel each worker once
-                interrupted = True
-                for w in pending:
-                    w.cancel()
+    interrupted = await _loop.wait_all(workers)
     if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
         try:
             await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _loop, quotas, replay
+from ._log import quietly
 from .config import settings
 from .errors import (ConnectionFailedError, IncompleteStreamError, LLMError, ProviderError,
                      ProviderTimeoutError, redact)
@@ -72,13 +73,6 @@ def _builder() -> concurrent.futures.ThreadPoolExecutor:
     return _builder_pool
 
 
-def _quietly(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception as exc:  # the request that needs it will load it, and say what is wrong
-        log.debug("finishing a client failed: %s", type(exc).__name__)
-
-
 #: clients being built for calls (not for the warm-up): a call waits for all of them, see below
 _building: set[asyncio.Future] = set()
 
@@ -110,7 +104,7 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
             from .warmup import import_transport
 
             import_transport()  # what the first request would import on the loop, mid-stream
-            _builder().submit(_quietly, provider.finish_client, built)  # after those queued now
+            _builder().submit(quietly, provider.finish_client, built)  # after those queued now
             return built
 
         client = session.clients[cache_key] = loop.run_in_executor(_builder(), build)
@@ -391,8 +385,8 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
                     started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
                     purpose=plan.info.purpose)  # purpose: "judge" for a scorer's calls
     call = _Call(plan, observer)
-    _safe(observer.on_start, plan.info)
-    if await replay.replay(result, plan, observer, _persist):  # a recorded answer (replay on)
+    quietly(observer.on_start, plan.info)
+    if await replay.replay(result, plan, observer, deliver_stored):  # a recorded answer (replay on)
         return result
     if plan.cache and await _from_cache(result, plan, observer):
         return result
@@ -406,7 +400,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
             # batch's rate gate is not counted either (see _attempts).
             call.t0 = time.monotonic()
             deadline.reschedule(asyncio.get_running_loop().time() + plan.timeout)
-            _safe(observer.on_sent, call.t0)
+            quietly(observer.on_sent, call.t0)
             await _attempts(call, client, deadline)
         result.status = "ok"
     except asyncio.CancelledError:
@@ -446,7 +440,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     try:
         await _persist(result, plan)
     finally:
-        _safe(observer.on_finish, result)
+        quietly(observer.on_finish, result)
 
 
 async def _persist(result: Result, plan: CallPlan) -> None:
@@ -485,15 +479,24 @@ async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) ->
         setattr(result, name, value)
     result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
     result.latency_s = result.ttft_s = 0.0
+    await deliver_stored(result, plan, observer, first_token=False)
+    return True
+
+
+async def deliver_stored(result: Result, plan: CallPlan, observer: CallObserver, *,
+                         first_token: bool) -> None:
+    """End a call answered from storage (the local cache, or a replay recording) as a live one
+    ends: the rich fields filled in, the observer told, the ledger row written, then on_finish."""
     if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
         from .structured import finish as finish_rich
 
         finish_rich(result, plan.request)
-    _safe(observer.on_text, result.text)
-    _safe(observer.on_usage, result.usage)
+    if first_token:
+        quietly(observer.on_first_token, result.ttft_s)
+    quietly(observer.on_text, result.text)
+    quietly(observer.on_usage, result.usage)
     await _persist(result, plan)
-    _safe(observer.on_finish, result)
-    return True
+    quietly(observer.on_finish, result)
 
 
 def _keep(result: Result, plan: CallPlan) -> None:
@@ -529,13 +532,6 @@ def _price(result: Result, plan: CallPlan, call: _Call | None = None) -> None:
         result.cost_usd = math.nan
 
 
-def _safe(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        log.debug("an observer raised", exc_info=False)
-
-
 # ----- many calls -------------------------------------------------------------------------------
 
 
@@ -557,16 +553,7 @@ async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver 
             raise asyncio.CancelledError
         return [results[0]]
     tasks = [asyncio.ensure_future(run_chain(p, o)) for p, o in zip(plans, observers)]
-    interrupted = False
-    pending = set(tasks)
-    while pending:
-        try:
-            _, pending = await asyncio.wait(pending)
-        except asyncio.CancelledError:
-            if not interrupted:  # cancel each call once; a second cancel would cut its unwinding short
-                interrupted = True
-                for t in pending:
-                    t.cancel()
+    interrupted = await _loop.wait_all(tasks)
     for i, t in enumerate(tasks):
         if not t.cancelled() and t.exception() is None:
             results[i] = t.result()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
+from ._log import quietly
 
 if TYPE_CHECKING:
     from .models import ModelSpec
@@ -197,13 +198,6 @@ class _Relay(CallObserver):
         self.held = result
 
 
-def _safe(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        pass
-
-
 def _entry(result: Result, status: str | None = None) -> dict[str, Any]:
     return {"model": result.model, "status": status or result.status,
             "error_kind": result.error_kind, "error": result.error, "call_id": result.call_id}
@@ -232,9 +226,9 @@ async def _one(plan: "CallPlan", observer: CallObserver, caps: Any) -> Result:
     reserved, over = await quotas.admit(plan.spec, caps, plan.info.call_id)
     if over is not None:
         result = _not_sent(plan, over.kind, over.message)
-        _safe(observer.on_start, plan.info)
+        quietly(observer.on_start, plan.info)
         await _record(result, plan)
-        _safe(observer.on_finish, result)
+        quietly(observer.on_finish, result)
         return result
     try:
         return await execute(plan, observer)
@@ -276,7 +270,7 @@ async def run(plan: "CallPlan", observer: CallObserver | None = None,
                                               f"cooling down until {stamp} UTC.")
                 result.attempts = 0
                 if last:  # nothing else will answer: this row stands for the call
-                    _safe(relay.on_start, p.info)
+                    quietly(relay.on_start, p.info)
                     await _record(result, p)
                 tried.append(_entry(result, "skipped"))
             else:
@@ -289,16 +283,16 @@ async def run(plan: "CallPlan", observer: CallObserver | None = None,
             final = result
             if result.ok or last or not should_fall_back(result, kinds):
                 break
-            _safe(observer.on_fallback, p.spec.id, result.error_kind or "error", chain[i + 1].spec.id)
+            quietly(observer.on_fallback, p.spec.id, result.error_kind or "error", chain[i + 1].spec.id)
     except asyncio.CancelledError:
         if relay.held is not None:
             relay.held.attempts_by_model = [*tried, _entry(relay.held)] if len(chain) > 1 else []
-            _safe(observer.on_finish, relay.held)
+            quietly(observer.on_finish, relay.held)
         raise
     assert final is not None
     if len(chain) > 1:
         final.attempts_by_model = tried
-    _safe(observer.on_finish, final)
+    quietly(observer.on_finish, final)
     return final
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .session import session
+from ._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,8 +102,8 @@ async def _close(client: Any) -> None:
             await client.aio.aclose()
         else:
             await client.close()
-    except Exception:
-        pass
+    except Exception as exc:
+        swallowed("closing a health check's client", exc)
 
 
 async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]:

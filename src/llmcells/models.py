@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
 from .registry import PREFIXES, PROVIDERS, parse_id
-from .registry import row as provider_row
 from .session import session
 
 #: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")

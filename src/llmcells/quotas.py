@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, RateLimitError
 from .session import session
+from ._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +82,8 @@ def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | Non
     out: dict[str, Any] = {}
     try:
         items = list(headers.items())
-    except Exception:
+    except Exception as exc:
+        swallowed("reading rate-limit headers", exc)
         return None
     for raw_name, value in items:
         name = str(raw_name).lower()
@@ -145,8 +147,8 @@ def observe_error(spec: "ModelSpec", exc: BaseException) -> None:
             with _lock:
                 previous = _latest.get((spec.provider, spec.name), {})
             observe(spec, {**previous, **limits})
-    except Exception:
-        pass
+    except Exception as exc:
+        swallowed("reading a 429's quota details", exc)
 
 
 def latest(provider: str, model: str | None = None) -> dict[str, Any] | None:

@@ -160,9 +160,9 @@ def lookup(plan: Any) -> dict[str, Any] | None:
 
 
 async def replay(result: Result, plan: Any, observer: CallObserver,
-                 persist: Callable[[Result, Any], Awaitable[None]]) -> bool:
-    """The runner's hook: when plan's request was recorded, fill result from the recording, tell
-    the observer, write the ledger row (with persist) and return True."""
+                 deliver: Callable[..., Awaitable[None]]) -> bool:
+    """The runner's hook: when plan's request was recorded, fill result from the recording, end the
+    call with deliver (the engine's `deliver_stored`: observer, ledger row) and return True."""
     entry = lookup(plan)
     if entry is None:
         return False
@@ -179,15 +179,7 @@ async def replay(result: Result, plan: Any, observer: CallObserver,
     if result.original["cost_usd"] is None:
         result.original["cost_usd"] = float("nan")
     result.latency_s = result.ttft_s = max(0.0, time.time() - result.started_at)
-    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
-        from .structured import finish as finish_rich
-
-        finish_rich(result, plan.request)
-    _safe(observer.on_first_token, result.ttft_s)
-    _safe(observer.on_text, result.text)
-    _safe(observer.on_usage, result.usage)
-    await persist(result, plan)
-    _safe(observer.on_finish, result)
+    await deliver(result, plan, observer, first_token=True)
     return True
 
 
@@ -226,13 +218,6 @@ def _warn(exc: BaseException) -> None:
         import warnings
 
         warnings.warn(f"llmcells could not write the replay file {path()}: {exc}", stacklevel=2)
-
-
-def _safe(fn: Callable[..., None], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        pass
 
 
 def compact(file: str | os.PathLike | None = None) -> int:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .types import CallObserver, Comparison, Result
+from ._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -487,8 +488,8 @@ class _ScoringObserver(CallObserver):
                 await self.run._finish(result, pending)
                 try:
                     getattr(self.inner, "on_scores", lambda r: None)(result)
-                except Exception:
-                    pass
+                except Exception as exc:
+                    swallowed("an observer's on_scores", exc)
             self.run._tasks.append(asyncio.ensure_future(finish()))
 
 

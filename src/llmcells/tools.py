@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .types import CallObserver, Message, Result, ToolCall, ToolRun, Usage
+from ._log import swallowed
 
 log = logging.getLogger("llmcells")
 
@@ -259,8 +260,8 @@ def _validation_text(exc: Exception) -> str:
             parts = [f"{'.'.join(map(str, e.get('loc', ()))) or 'arguments'}: {e.get('msg')}"
                      for e in errors()[:3]]
             return "; ".join(parts)[:300]
-        except Exception:
-            pass
+        except Exception as exc:
+            swallowed("summing up a validation error", exc)
     return _short_error(exc)
 
 
@@ -339,7 +340,8 @@ async def run_call(plan: Any, observer: CallObserver | None) -> Result:
     """One call with tools, whatever happens (like engine.execute: a cancelled call returns its
     Result with status "cancelled")."""
     from . import hooks
-    from .engine import _safe, execute
+    from ._log import quietly
+    from .engine import execute
 
     tools_: ToolSet = plan.tools
     outer = observer or CallObserver()
@@ -369,7 +371,7 @@ async def run_call(plan: Any, observer: CallObserver | None) -> Result:
         try:
             for task in asyncio.as_completed(tasks):
                 done = await task
-                _safe(getattr(outer, "on_tool_call", lambda _r: None), done)
+                quietly(getattr(outer, "on_tool_call", lambda _r: None), done)
                 try:
                     hooks.tool_call(plan.info, done.name, done.arguments, done.duration_s,
                                     preview(done.result or ""), done.error)
@@ -387,7 +389,7 @@ async def run_call(plan: Any, observer: CallObserver | None) -> Result:
         runs += finished
         messages += [tool_message(x) for x in finished]
     result = _combine(turns, runs, messages, started, watcher, stop)
-    _safe(outer.on_finish, result)
+    quietly(outer.on_finish, result)
     return result
 
 

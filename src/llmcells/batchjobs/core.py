@@ -27,6 +27,7 @@ from . import store
 from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
 from .prices import batch_price
 from .prices import estimate as batch_estimate
+from .._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -446,8 +447,8 @@ def _persist(job_id: str, part: dict[str, Any], results: list[tuple[dict[str, An
         try:
             result_store.put_many([(result_store.batch_key(batch_id, req["call_key"]), res)
                                    for req, res in results if res.ok], batch_id)
-        except Exception:  # only a convenience for a live resume of the same batch
-            pass
+        except Exception as exc:  # only a convenience for a live resume of the same batch
+            swallowed("keeping a provider job's answers in the local store", exc)
     store.update_part(job_id, part["part"], collected=1, finished=time.time())
 
 

@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..types import CallInfo
 from .base import DisplayHandle
 from .progress import open_progress
+from .._log import swallowed
 
 __all__ = ["DisplayHandle", "detect_mode", "open_display", "open_progress"]
 
@@ -32,7 +33,8 @@ def _shell():
         from IPython import get_ipython
 
         return get_ipython()
-    except Exception:
+    except Exception as exc:
+        swallowed("finding the IPython shell", exc)
         return None
 
 

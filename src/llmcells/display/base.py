@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..types import CallObserver, Result
+from .._log import swallowed
 
 F = TypeVar("F", bound=Callable)
 
@@ -18,7 +19,8 @@ def safe(method: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except Exception:
+        except Exception as exc:  # a display problem must never break a call
+            swallowed(f"display {method.__qualname__}", exc)
             return None
 
     return wrapper  # type: ignore[return-value]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .._log import swallowed
+
 NO_KEY_HINT = ("llmcells: no API key found (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY); "
                "run `%llmcells simulate on` to try everything on the built-in simulator.")
 
@@ -15,7 +17,8 @@ def no_key_hint(out=None) -> bool:
             return False
         if models.simulator_url():
             return False
-    except Exception:
+    except Exception as exc:
+        swallowed("checking for keys before the no-key hint", exc)
         return False
     print(NO_KEY_HINT, file=out)
     return True

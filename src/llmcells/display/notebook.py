@@ -29,6 +29,7 @@ from .markdown import StreamingMarkdown, escape, plain_html, render_markdown
 from .style import STATIC_CSS, style_tag
 from .rich import card_extras
 from .throttle import Throttle
+from .._log import swallowed
 
 #: the live metrics line is repainted at most this often (seconds); the body at display_fps
 FOOTER_INTERVAL = 0.25
@@ -68,7 +69,8 @@ class _View(w.VBox):
         owner = getattr(self, "_llmcells_owner", None)
         try:
             return owner.pointer() if owner is not None else "llmcells output"
-        except Exception:
+        except Exception as exc:
+            swallowed("naming an output", exc)
             return "llmcells output"
 
     def _repr_mimebundle_(self, **kwargs):
@@ -477,8 +479,8 @@ class NotebookDisplay(DisplayHandle):
             if c.result is None and c.status in ("starting", "waiting", "retrying"):
                 try:
                     c.paint_header()
-                except Exception:
-                    pass
+                except Exception as exc:
+                    swallowed("painting a card's header", exc)
                 active = True
         if active:
             self.ensure_ticker()
@@ -501,8 +503,8 @@ class NotebookDisplay(DisplayHandle):
             if self.many:
                 final = [c.result for c in self.cards]
                 self.table.value = metrics_table_html([c.info for c in self.cards], final)
-        except Exception:
-            pass
+        except Exception as exc:
+            swallowed("painting the final cards", exc)
         # The outputs' text/plain and the static copy were taken when the cards were empty;
         # refresh them so a saved notebook shows the answers wherever it is viewed.
         for handle, obj in ((self._shown, self.view), (self._static, None)):
@@ -512,8 +514,8 @@ class NotebookDisplay(DisplayHandle):
                         handle.update(self.static_bundle(), raw=True)
                     else:
                         handle.update(obj)
-            except Exception:
-                pass
+            except Exception as exc:
+                swallowed("updating an output's static copy", exc)
 
     def pointer(self) -> str:
         """The widget output's text form: one line naming the models (the static copy right

@@ -8,6 +8,7 @@ import html
 import io
 import json
 from typing import Any
+from .._log import swallowed
 
 #: images up to this size are shown as they are; larger ones are shrunk first (PIL)
 _INLINE_BYTES = 150_000
@@ -32,7 +33,8 @@ def _thumbnail(a: Any) -> str | None:
             buf = io.BytesIO()
             img.convert("RGB").save(buf, "JPEG", quality=70)
             data, media_type = buf.getvalue(), "image/jpeg"
-        except Exception:  # no PIL, or an image PIL can't read: a chip is enough
+        except Exception as exc:  # no PIL, or an image PIL can't read: a chip is enough
+            swallowed("making an attachment's thumbnail", exc)
             return None
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
 

@@ -14,10 +14,12 @@ import asyncio
 import sys
 import threading
 import time
+from typing import Any
 
 from ..types import CallInfo, CallObserver, Result, RetryInfo, Usage
 from . import _format as F
 from .base import DisplayHandle, match_results, safe
+from .._log import swallowed
 
 _DIM, _RESET, _CLEAR = "\x1b[2m", "\x1b[0m", "\r\x1b[2K"
 
@@ -29,7 +31,8 @@ def _out():
 def _tty() -> bool:
     try:
         return bool(_out().isatty())
-    except Exception:
+    except Exception as exc:
+        swallowed("asking whether the output is a terminal", exc)
         return False
 
 
@@ -42,8 +45,8 @@ def _write(text: str) -> None:
         out = _out()
         out.write(text)
         out.flush()
-    except Exception:
-        pass
+    except Exception as exc:
+        swallowed("writing to the terminal", exc)
 
 
 class _TerminalObserver(CallObserver):
@@ -263,8 +266,8 @@ class TerminalDisplay(DisplayHandle):
                 self.write(table_text([o.info for o in self._observers], final) + "\n")
             elif self._status_shown:
                 self.write("")
-        except Exception:
-            pass
+        except Exception as exc:
+            swallowed("writing the final table", exc)
 
 
 def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:

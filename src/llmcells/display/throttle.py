@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from .._log import swallowed
 
 
 class Throttle:
@@ -62,8 +63,8 @@ class Throttle:
             n = self._paint()
             if isinstance(n, int) and n > 1:
                 sent = n
-        except Exception:  # a display problem must never break a call
-            pass
+        except Exception as exc:  # a display problem must never break a call
+            swallowed("painting", exc)
         try:
             self._next = start + self._interval() * sent
         except Exception:
@@ -73,6 +74,6 @@ class Throttle:
         if self._handle is not None:
             try:
                 self._handle.cancel()
-            except Exception:
-                pass
+            except Exception as exc:
+                swallowed("cancelling a scheduled paint", exc)
             self._handle = None

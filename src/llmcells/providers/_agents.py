@@ -28,6 +28,7 @@ from ..models import ModelSpec
 from ..registry import PROVIDERS
 from ..types import Request
 from ._common import one_line
+from .._log import swallowed
 
 log = logging.getLogger("llmcells")
 
@@ -306,8 +307,8 @@ class Process:
         if self._err_task is not None:
             try:
                 await asyncio.wait_for(self._err_task, 1.0)
-            except (TimeoutError, asyncio.CancelledError, Exception):
-                pass
+            except (TimeoutError, asyncio.CancelledError, Exception) as exc:
+                swallowed("reading an agent CLI's stderr to its end", exc)
         return rc
 
     def stderr_tail(self) -> str:

@@ -7,7 +7,6 @@ means, the one HTTP status -> error table, and turning httpx failures into llmce
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import json
 import re
@@ -36,6 +35,7 @@ from ..errors import (
 from ..models import PROVIDERS, ModelSpec
 from ..types import ReasoningDelta, TextDelta
 from ._http import NotTheApiError, capture_responses, html_title, is_html
+from .._log import swallowed
 
 
 _is_mapping: dict[type, bool] = {}  # type -> isinstance(x, Mapping): an ABC check is slow per event
@@ -89,7 +89,8 @@ def retry_after_from_headers(headers: Any) -> float | None:
         if ms:
             return max(float(ms) / 1000.0, 0.0)
         value = headers.get("retry-after")
-    except Exception:  # a header mapping we don't understand: no hint
+    except Exception as exc:  # a header mapping we don't understand: no hint
+        swallowed("reading a retry-after header", exc)
         return None
     if not value:
         return None
@@ -274,19 +275,26 @@ class SdkStream:
         if self._close is None:
             closer = getattr(self._stream, "aclose", None)
             if closer is not None and not self._over:
-                with contextlib.suppress(Exception):
+                try:
                     await closer()
+                except Exception as exc:
+                    swallowed("closing an SDK stream", exc)
             self._over = True
             return
-        with contextlib.suppress(Exception):
+        try:
             await self._close()
+        except Exception as exc:
+            swallowed("closing a response", exc)
         if self._over:
             return
         self._over = True
         while True:
             try:
                 await self._stream.__anext__()
-            except Exception:  # StopAsyncIteration, or the closed body's read error
+            except StopAsyncIteration:
+                return
+            except Exception as exc:  # the closed body's read error
+                swallowed("reading a closed stream to its end", exc)
                 return
 
 

@@ -18,6 +18,7 @@ from html import unescape
 from typing import Any
 
 import httpx2
+from .._log import swallowed
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -205,8 +206,10 @@ class _Body(httpx2.AsyncByteStream):
             # httpcore then finds the socket closed and opens a new one.
             stream = self._response.extensions.get("network_stream")
             if stream is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await stream.aclose()
+                except Exception as exc:
+                    swallowed("dropping a connection", exc)
         if self._it is not None and not getattr(self._it, "ag_running", False):
             await _aclose(self._it)
         await self._inner.aclose()

@@ -20,6 +20,7 @@ from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDe
 from . import _agents
 from .anthropic import _map_usage, _merge_usage
 from .base import ClientOptions, Provider
+from .._log import swallowed
 
 #: the switches that keep the CLI to one streamed request per answer and nothing else
 PRIVACY_ENV = {
@@ -155,12 +156,12 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             # interrupt() stops a running answer in milliseconds; closing alone takes seconds.
             try:
                 await asyncio.wait_for(asyncio.shield(agent.interrupt()), 1.0)
-            except BaseException:  # not connected yet, or already ended: nothing to stop
-                pass
+            except BaseException as exc:  # not connected yet, or already ended: nothing to stop
+                swallowed("interrupting Claude Code", exc)
         try:
             await asyncio.wait_for(asyncio.shield(agent.disconnect()), 5.0)
-        except BaseException:
-            pass
+        except BaseException as exc:
+            swallowed("disconnecting from Claude Code", exc)
 
 
 def _no_system(request: Request) -> Request:
