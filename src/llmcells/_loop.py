@@ -334,6 +334,8 @@ def run(awaitable: Awaitable[T]) -> T:
     """
     __tracebackhide__ = True  # an interrupt shows the cell's line and one message, not this frame
     if in_loop_thread():
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()  # refused, not dropped: no "coroutine was never awaited" later
         raise RuntimeError("llmcells.run() cannot be called from inside llmcells' own event loop; use await.")
     scope = Scope()
     coro: Coroutine[Any, Any, T] | None = None
