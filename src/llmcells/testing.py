@@ -124,11 +124,22 @@ class Kernel:
             pass
         return [(t, m) for t, m in self.iopub if m["parent_header"].get("msg_id") == msg_id]
 
-    def late(self, msg_id: str, after: float, quiet: float = 0.1) -> list[dict]:
-        """The messages of msg_id that arrived after the monotonic time `after`."""
-        while self._read_iopub(quiet):
-            pass
-        return [m for t, m in self.iopub if t > after and m["parent_header"].get("msg_id") == msg_id]
+    def late(self, msg_id: str, quiet: float = 0.1) -> list[dict]:
+        """The messages of msg_id that the kernel published after the cell's `status: idle`.
+
+        Judged by iopub's own order, not by arrival times: iopub and the shell reply travel on two
+        sockets, so a message the cell sent before it ended can arrive after its execute_reply."""
+        self.messages(msg_id, quiet)  # up to the idle status, then whatever follows within `quiet`
+        out: list[dict] = []
+        idle = False
+        for _, m in self.iopub:
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if idle:
+                out.append(m)
+            elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                idle = True
+        return out
 
     def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
         """Run code; (execute_reply content, the cell's iopub messages)."""
