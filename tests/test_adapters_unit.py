@@ -306,7 +306,7 @@ def test_openai_chat_finish_after_usage_chunk_and_reasoning_extra():
 def test_pass_through_params_go_to_the_body_headers_query_and_timeout(kind: str):
     # The openai and anthropic adapters send through the SDK's own post(): every param is a body
     # field except the create() keywords that are request options or headers.
-    params = {"seed": 7, "store": False, "extra_body": {"vendor_flag": True},
+    params = {"extra_body": {"vendor_flag": True, "top_p": 0.5}, "seed": 7, "store": False, "top_p": 0.9,
               "extra_headers": {"X-Trace": "t1"}, "extra_query": {"api-version": "2"}, "timeout": 30}
     if kind == "anthropic":
         params["workspace_id"] = "wrkspc_1"
@@ -315,6 +315,7 @@ def test_pass_through_params_go_to_the_body_headers_query_and_timeout(kind: str)
     sent = handler.seen[0]
     body = json.loads(sent.content)
     assert body["seed"] == 7 and body["store"] is False and body["vendor_flag"] is True
+    assert body["top_p"] == 0.5  # extra_body wins over a named field, as the SDK's extra_json does
     assert not {"extra_body", "extra_headers", "extra_query", "timeout", "workspace_id"} & set(body)
     assert sent.headers["x-trace"] == "t1" and sent.url.params["api-version"] == "2"
     assert sent.extensions["timeout"]["read"] == 30

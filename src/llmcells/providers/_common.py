@@ -133,10 +133,9 @@ def with_params(body: dict[str, Any], params: Mapping[str, Any],
             headers.setdefault(header_params[key], value)
         elif key == "extra_headers":
             headers.update(value or {})  # as in create(): these win over the named header params
-        elif key == "extra_body":
-            body.update(value or {})
-        else:
+        elif key != "extra_body":
             body[key] = value
+    body.update(params.get("extra_body") or {})  # as in create(): extra_body wins, whatever the order
     if headers:
         options["headers"] = headers
     return body, options
