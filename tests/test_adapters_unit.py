@@ -430,6 +430,136 @@ def test_gemini_blocked_prompt_is_a_bad_request():
     assert isinstance(mapped, BadRequestError) and "SAFETY" in mapped.message
 
 
+# ----- Gemini: the SDK's request path, read as JSON ------------------------------------------------
+
+
+async def _gemini_run(handler, request: Request, *, typed: bool):
+    """Events (or the exception) of one Gemini stream: the adapter's lane, or the SDK's typed
+    stream (generate_content_stream) when typed=True."""
+    adapter = get_provider("google")
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+        assert google_adapter._lane(client) is not None  # this SDK has the path the lane uses
+        events: list[Any] = []
+        try:
+            async for event in google_adapter._stream(client, request, typed=typed):
+                events.append(event)
+        except Exception as exc:  # noqa: BLE001
+            return events, exc
+    return events, None
+
+
+def _gemini_requests() -> dict[str, Request]:
+    from llmcells.attachments import attachments
+    from llmcells.structured import output_schema
+
+    spec = SPECS["google"]
+    png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                        "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+    tool = {"name": "add", "description": "Add two numbers.",
+            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}
+    return {
+        "lone prompt": Request(spec, [Message("user", "hi")]),
+        "options": Request(spec, [Message("user", "hi")], system="Be brief.", temperature=0.2,
+                           max_tokens=50),
+        "history": Request(spec, [Message("user", "a"), Message("assistant", "b"), Message("user", "c")]),
+        "params": Request(spec, [Message("user", "hi")],
+                          extra={"params": {"thinking_config": {"thinking_budget": 0}, "top_k": 3}}),
+        "tools": Request(spec, [Message("user", "add 2")], extra={"tools": [tool]}),
+        "schema": Request(spec, [Message("user", "hi")], schema=output_schema({"name": str})),
+        "image": Request(spec, [Message("user", "what is it?")], attachments=attachments(png)),
+    }
+
+
+@pytest.mark.parametrize("vertex", [False, True], ids=["developer-api", "vertex-express"])
+@pytest.mark.parametrize("shape", list(_gemini_requests()))
+def test_gemini_lane_sends_exactly_what_the_sdks_typed_stream_sends(shape, vertex, monkeypatch):
+    # The lane builds its request with the SDK's own converter and sends it with the SDK's API
+    # client: URL, body and headers must be those of client.aio.models.generate_content_stream.
+    if vertex:  # Vertex AI express mode: a key, Vertex's URLs and its own request converter
+        monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    request = _gemini_requests()[shape]
+    sent = {}
+    for typed in (False, True):
+        handler = _serve(_sse(_gemini_chunk("Hi", finish="STOP")))
+        events, exc = asyncio.run(_gemini_run(handler, request, typed=typed))
+        assert exc is None and _text(events) == "Hi", (shape, typed, exc)
+        (req,) = handler.seen
+        sent[typed] = (req.method, str(req.url), json.loads(req.content),
+                       {k: v for k, v in req.headers.items() if k != "content-length"})
+    assert sent[False] == sent[True]
+    assert ("aiplatform.googleapis.com" in sent[False][1]) == vertex
+
+
+def test_gemini_lane_and_typed_stream_give_the_same_events():
+    call = {"functionCall": {"id": "c1", "name": "add", "args": {"a": 2}}, "thoughtSignature": "AQI="}
+    body = _sse(
+        _gemini_chunk("plan", thought=True),
+        {"candidates": [{"content": {"parts": [{"text": "Hel"}, call], "role": "model"}, "index": 0}],
+         "usageMetadata": {"promptTokenCount": 7, "cachedContentTokenCount": 2,
+                           "candidatesTokenCount": 3, "thoughtsTokenCount": 4},
+         "modelVersion": "gemini-2.5-flash-001", "responseId": "r9"},
+        _gemini_chunk("lo", finish="STOP"), sep="\r\n")
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    lane, exc = asyncio.run(_gemini_run(_serve(body), request, typed=False))
+    typed, exc_typed = asyncio.run(_gemini_run(_serve(body), request, typed=True))
+    assert exc is None and exc_typed is None
+    assert lane == typed
+    assert _text(lane) == "Hello" and lane[-1] == Finish("STOP")
+    (tool_call,) = [e for e in lane if type(e).__name__ == "ToolCall"]
+    assert (tool_call.id, tool_call.name, json.loads(tool_call.arguments_json)) == ("c1", "add", {"a": 2})
+    assert tool_call.signature == "AQI="
+    assert UsageUpdate(Usage(7, 2, 0, 7, 4)) in lane
+
+
+def test_gemini_continuation_is_followed_as_the_sdk_follows_it():
+    # A hop that ends with finishReason CONTINUATION and a continuationToken is resumed with
+    # that token; the answer, its usage (each hop's own request, added) and one Finish come out.
+    def script():
+        first = _gemini_chunk("Hel")
+        first["candidates"][0].update(finishReason="CONTINUATION", continuationToken="dG9rZW4x")
+        first["usageMetadata"] = {"promptTokenCount": 5, "candidatesTokenCount": 2}
+        second = _gemini_chunk("lo", finish="STOP")
+        second["usageMetadata"] = {"promptTokenCount": 6, "candidatesTokenCount": 1}
+        hops = iter([_sse(first), _sse(second)])
+        seen: list[httpx2.Request] = []
+
+        def handler(request: httpx2.Request) -> httpx2.Response:
+            seen.append(request)
+            return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=next(hops))
+
+        handler.seen = seen  # type: ignore[attr-defined]
+        return handler
+
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    lane_handler, typed_handler = script(), script()
+    lane, exc = asyncio.run(_gemini_run(lane_handler, request, typed=False))
+    typed, exc_typed = asyncio.run(_gemini_run(typed_handler, request, typed=True))
+    assert exc is None and exc_typed is None
+    assert _text(lane) == "Hello" and [e for e in lane if isinstance(e, Finish)] == [Finish("STOP")]
+    assert [e for e in lane if isinstance(e, UsageUpdate)][-1] == UsageUpdate(Usage(11, 0, 0, 3, 0))
+    assert _text(typed) == "Hello"
+    # The second request carries the token exactly where the SDK's own continuation puts it.
+    assert len(lane_handler.seen) == len(typed_handler.seen) == 2
+    assert json.loads(lane_handler.seen[1].content) == json.loads(typed_handler.seen[1].content)
+    assert json.loads(lane_handler.seen[1].content) != json.loads(lane_handler.seen[0].content)
+
+    # Closed after the first hop's last chunk (an interrupt), the stream starts no further request.
+    async def stop_early(handler):
+        adapter = get_provider("google")
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+            events = google_adapter._stream(client, request)
+            async for event in events:
+                if isinstance(event, UsageUpdate):
+                    break
+            await events.aclose()
+
+    early = script()
+    asyncio.run(stop_early(early))
+    assert len(early.seen) == 1
+
+
 # ----- error mapping -----------------------------------------------------------------------------
 
 

@@ -205,18 +205,16 @@ class SdkStream:
     def __aiter__(self) -> SdkStream:
         return self
 
-    async def _pull(self) -> Any:
-        if self._first and self._responses is not None:
-            self._first = False
-            with capture_responses() as found:  # set and reset within this one step
-                try:
-                    return await self._stream.__anext__()
-                finally:
-                    self._responses += found
-                    if found and self._close is None:
-                        self._close = self._close_responses
+    async def _first_item(self) -> Any:
+        """The first item, read while the responses that arrive meanwhile are captured."""
         self._first = False
-        return await self._stream.__anext__()
+        with capture_responses() as found:  # set and reset within this one step
+            try:
+                return await self._stream.__anext__()
+            finally:
+                self._responses += found
+                if found and self._close is None:
+                    self._close = self._close_responses
 
     async def _close_responses(self) -> None:
         for response in self._responses or ():
@@ -226,7 +224,9 @@ class SdkStream:
         if self._over:
             raise StopAsyncIteration
         try:
-            return await self._pull()
+            if self._first and self._responses is not None:
+                return await self._first_item()
+            return await self._stream.__anext__()  # (inline: this runs for every item)
         except StopAsyncIteration:
             self._over = True
             raise

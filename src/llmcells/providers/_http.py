@@ -221,9 +221,18 @@ async def _aclose(it: Any) -> None:
         await aclose()
 
 
-#: a chunk of whole LF-ended lines that the rewrite below would leave as they are: "data: ..."
-#: (one space, then the value) or empty
-_PLAIN_SSE = re.compile(rb"(?:(?:data: [^ \r\n][^\r\n]*)?\n)+")
+def _is_plain(chunk: bytes) -> bool:
+    """Whether chunk is whole LF-ended lines, each "data: ..." or empty: what google-genai reads.
+
+    Counted, not matched with a pattern (this runs for every chunk): each line starts at the
+    chunk's start or after a LF, and the check passes only when every start is "data: " or an
+    empty line. (Two empty lines in a row are counted once, and fail over to the rewrite.)
+    """
+    if not chunk.endswith(b"\n") or b"\r" in chunk:
+        return False
+    starts = (chunk.startswith(b"data: ") + chunk.count(b"\ndata: ")
+              + chunk.startswith(b"\n") + chunk.count(b"\n\n"))
+    return starts == chunk.count(b"\n")
 
 
 class _SseFixer:
@@ -248,7 +257,7 @@ class _SseFixer:
         """The rewritten lines that chunk completes."""
         if not self._partial and not self._cr and not self._skipping and b'{"error"' not in chunk:
             plain = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
-            if _PLAIN_SSE.fullmatch(plain):
+            if _is_plain(plain):
                 return plain  # the usual chunk: whole "data: ..." lines, as the rewrite would give
         if self._cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]

@@ -204,11 +204,13 @@ def gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def gemini_call(part: Any, n: int) -> ToolCall | None:
-    """The ToolCall of a response part, if it is a function_call (Gemini may give no id: the call
-    is then named by its position)."""
-    fc = getattr(part, "function_call", None)
+    """The ToolCall of a response part (the wire's JSON, or an SDK Part), if it is a function
+    call (Gemini may give no id: the call is then named by its position)."""
+    fc = field(part, "functionCall", "function_call")
     if fc is None:
         return None
-    signature = getattr(part, "thought_signature", None)
-    return ToolCall(fc.id or f"call_{n}", fc.name or "", json.dumps(fc.args or {}, ensure_ascii=False),
-                    base64.b64encode(signature).decode() if signature else None)
+    signature = field(part, "thoughtSignature", "thought_signature")  # base64 on the wire
+    if isinstance(signature, bytes):
+        signature = base64.b64encode(signature).decode()
+    return ToolCall(field(fc, "id") or f"call_{n}", field(fc, "name") or "",
+                    json.dumps(field(fc, "args") or {}, ensure_ascii=False), signature or None)

@@ -5,10 +5,14 @@ The Gemini Developer API by default; Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 from google import genai
@@ -22,7 +26,6 @@ from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
 from ._common import (
     SdkStream,
     api_error,
-    count,
     field,
     host_of,
     incomplete,
@@ -33,7 +36,7 @@ from ._common import (
     retry_after_from_headers,
 )
 from . import _rich, _tools
-from ._http import StreamErrorEvent, guard, tls_context
+from ._http import StreamErrorEvent, capture_responses, guard, tls_context
 from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
@@ -55,14 +58,21 @@ def _map_usage(raw: Any) -> Usage:
     Thoughts are billed as output but reported apart from candidatesTokenCount (which can be
     missing), so output is their sum. promptTokenCount already includes cached content.
     """
-    # (This runs for every chunk, so it reads each count once, directly.)
+    return _usage_of(*_counts(raw))
+
+
+def _counts(raw: Any) -> tuple[int, int, int, int, int]:
+    """usageMetadata's counts in _USAGE_NAMES order (0 for a missing one)."""
     if raw is None:
-        counts = [0] * len(_USAGE_NAMES)
-    elif isinstance(raw, Mapping):
-        counts = [count(raw, snake, camel) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
-    else:  # an SDK object: only the snake_case names (a camelCase one would raise and be caught)
-        counts = [_int(getattr(raw, name, None)) for name in _USAGE_NAMES]
-    prompt, tool_prompt, cached, candidates, thoughts = counts
+        return (0, 0, 0, 0, 0)
+    if isinstance(raw, Mapping):  # the wire's camelCase (or snake_case) names
+        get = raw.get
+        return tuple(_int(get(camel, get(snake))) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL))
+    # an SDK object (a batch job's answer): its snake_case fields, None when absent
+    return tuple(_int(getattr(raw, name, None)) for name in _USAGE_NAMES)
+
+
+def _usage_of(prompt: int, tool_prompt: int, cached: int, candidates: int, thoughts: int) -> Usage:
     return Usage(
         input_tokens=prompt + tool_prompt,
         cached_input_tokens=cached,
@@ -73,6 +83,8 @@ def _map_usage(raw: Any) -> Usage:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:
+        return value
     try:
         return int(value) if value is not None else 0
     except (TypeError, ValueError):
@@ -133,46 +145,177 @@ def _config(request: Request) -> dict[str, Any]:
 
 
 # ----- the stream --------------------------------------------------------------------------------
+#
+# google-genai turns every streamed chunk into a pydantic GenerateContentResponse (more than half
+# of its CPU per call) and offers no raw stream: it refuses should_return_http_response for
+# streams. So, when the installed SDK has them, the adapter makes the calls that
+# generate_content_stream makes under its models: the SDK's own request converter and its API
+# client's async_request_streamed (the same URL, body, auth, headers, retries and APIError), and
+# reads each chunk as the JSON the server sent. With an SDK that lacks them, it uses the typed
+# stream and reads each chunk's dump in the same camelCase form. Either way one loop reads them.
+
+_CONTINUATION = "CONTINUATION"
 
 
-async def _stream(client: genai.Client, request: Request) -> AsyncIterator[Event]:
+def _lane(client: genai.Client) -> Any | None:
+    """The SDK's API client under client.aio, if this google-genai has the request path that
+    generate_content_stream uses; None otherwise (the typed stream is used then)."""
+    api = getattr(client.aio, "_api_client", None)
+    if api is None or not callable(getattr(api, "async_request_streamed", None)) or not _sdk_has_lane():
+        return None
+    return api
+
+
+@functools.cache
+def _sdk_has_lane() -> bool:
+    from google.genai import _common as genai_common
+    from google.genai import models as genai_models
+
+    needed = ((genai_models, "_GenerateContentParameters_to_mldev"),
+              (genai_models, "_GenerateContentParameters_to_vertex"),
+              (genai_common, "convert_to_dict"), (genai_common, "encode_unserializable_types"),
+              (genai_types, "_GenerateContentParameters"))
+    return all(callable(getattr(module, name, None)) for module, name in needed)
+
+
+def _hop_request(api: Any, request: Request, token: bytes | None) -> tuple[str, dict, Any]:
+    """(path, body, http_options) of one streamGenerateContent request, built as the SDK's
+    AsyncModels._generate_content_stream builds it; token resumes a CONTINUATION."""
+    from google.genai import _common as genai_common
+    from google.genai import models as genai_models
+
+    config = _config(request)
+    if token:
+        config["continuation_token"] = token
+    params = genai_types._GenerateContentParameters(
+        model=request.spec.name, contents=_stream_contents(request), config=config or None)
+    convert = (genai_models._GenerateContentParameters_to_vertex if api.vertexai
+               else genai_models._GenerateContentParameters_to_mldev)
+    body = convert(api, params, None, params)
+    url = body.get("_url")
+    path = ("{model}:streamGenerateContent?alt=sse".format_map(url) if url
+            else "{model}:streamGenerateContent?alt=sse")
+    query = body.get("_query")
+    if query:
+        path = f"{path}?{urlencode(query)}"
+    body.pop("config", None)
+    http_options = params.config.http_options if params.config is not None else None
+    body = genai_common.encode_unserializable_types(genai_common.convert_to_dict(body))
+    return path, body, http_options
+
+
+class _Responses(list):
+    """The httpx responses of one call's requests, so that its stream can be closed at once."""
+
+    closed = False  # closed: no further request may start
+
+    async def aclose(self) -> None:
+        self.closed = True
+        for response in self:
+            await response.aclose()
+
+
+async def _lane_chunks(api: Any, request: Request, responses: _Responses) -> AsyncIterator[tuple[Any, dict]]:
+    """(headers, chunk JSON) for every chunk, over as many requests as CONTINUATION asks for.
+
+    A hop that ends with finishReason CONTINUATION and a new continuationToken is resumed with
+    that token, as the SDK's automatic continuation does (unless the params say
+    automatic_continuation=False): the intermediate reason is dropped, and each hop's usage (its
+    own request's) is added to the earlier hops'."""
+    token: bytes | None = None
+    earlier: dict[str, int] = {}
+    follow = (request.extra.get("params") or {}).get("automatic_continuation") is not False
+    while not responses.closed:
+        path, body, http_options = _hop_request(api, request, token)
+        with capture_responses() as found:
+            try:
+                hop = await api.async_request_streamed("post", path, body, http_options)
+            finally:
+                responses += found
+        last_reason = next_token = None
+        hop_usage: dict[str, int] | None = None
+        async for piece in hop:
+            chunk = json.loads(piece.body) if piece.body else {}
+            candidates = chunk.get("candidates")
+            candidate = candidates[0] if candidates else None
+            if candidate is not None:
+                last_reason = candidate.get("finishReason")
+                next_token = candidate.get("continuationToken") or next_token
+                if last_reason == _CONTINUATION and follow:
+                    candidate = dict(candidate)
+                    del candidate["finishReason"]  # not the end of the answer: more hops follow
+                    chunk = {**chunk, "candidates": [candidate, *candidates[1:]]}
+            usage = chunk.get("usageMetadata")
+            if usage is not None:
+                hop_usage = usage
+                if earlier:
+                    chunk = {**chunk, "usageMetadata": {k: _int(usage.get(k)) + earlier.get(k, 0)
+                                                        for k in {*usage, *earlier}}}
+            yield piece.headers, chunk
+        resume = base64.b64decode(next_token) if isinstance(next_token, str) else next_token
+        if last_reason != _CONTINUATION or not resume or resume == token or not follow:
+            return
+        token = resume
+        for k, v in (hop_usage or {}).items():
+            if isinstance(v, int):
+                earlier[k] = earlier.get(k, 0) + v
+
+
+async def _typed_chunks(client: genai.Client, request: Request) -> AsyncIterator[tuple[Any, dict]]:
+    """(headers, chunk JSON) from the SDK's typed stream, each chunk dumped in its wire form."""
     stream = await client.aio.models.generate_content_stream(
         model=request.spec.name, contents=_stream_contents(request), config=_config(request) or None)
-    # The SDK sends the request on the first item and keeps the httpx response to itself; closing
-    # its generator alone would leave the ones under it (and the response) to the garbage collector.
-    items = SdkStream(stream, request.spec, _default_host(), capture=True)
+    async for chunk in stream:
+        yield (field(chunk.sdk_http_response, "headers"),
+               chunk.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                exclude={"sdk_http_response"}))
+
+
+async def _stream(client: genai.Client, request: Request, *, typed: bool = False) -> AsyncIterator[Event]:
+    """The call's events; typed=True reads the SDK's typed stream even where the lane exists."""
+    api = None if typed else _lane(client)
+    if api is not None:
+        responses = _Responses()
+        items = SdkStream(_lane_chunks(api, request, responses), request.spec, _default_host(),
+                          close=responses.aclose)
+    else:
+        # The SDK sends the request on the first item and keeps the httpx response to itself:
+        # closing its generator alone would leave the ones under it to the garbage collector.
+        items = SdkStream(_typed_chunks(client, request), request.spec, _default_host(), capture=True)
     finish_reason: str | None = None
     info_sent = False
-    last_usage: Usage | None = None
+    last_usage: dict | None = None
     n_calls = 0
+    # (This loop runs for every chunk: each field is read once, and usage is mapped only when
+    # it changes.)
     try:
-        async for chunk in items:
-            if not info_sent and (chunk.model_version or chunk.response_id):
+        async for headers, chunk in items:
+            if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
                 info_sent = True
-                yield ResponseInfo(response_model=chunk.model_version, response_id=chunk.response_id,
-                                   rate_limits=from_headers(field(chunk.sdk_http_response, "headers")))
-            block = field(chunk.prompt_feedback, "block_reason")
-            if block:
-                raise BadRequestError(f"Gemini blocked the prompt ({_name(block)}).",
+                yield ResponseInfo(response_model=chunk.get("modelVersion"),
+                                   response_id=chunk.get("responseId"), rate_limits=from_headers(headers))
+            feedback = chunk.get("promptFeedback")
+            if feedback and feedback.get("blockReason"):
+                raise BadRequestError(f"Gemini blocked the prompt ({feedback['blockReason']}).",
                                       provider=request.spec.provider)
-            candidate = chunk.candidates[0] if chunk.candidates else None
-            if candidate is not None and candidate.content is not None:
-                for part in candidate.content.parts or ():
-                    call = _tools.gemini_call(part, n_calls)
-                    if call is not None:
+            candidates = chunk.get("candidates")
+            candidate = candidates[0] if candidates else None
+            if candidate is not None:
+                content = candidate.get("content")
+                for part in (content.get("parts") or ()) if content else ():
+                    if "functionCall" in part:
+                        yield _tools.gemini_call(part, n_calls)
                         n_calls += 1
-                        yield call
                         continue
-                    if not part.text:
-                        continue
-                    yield items.reasoning(part.text) if part.thought else items.text(part.text)
-            if chunk.usage_metadata is not None:
-                usage = _map_usage(chunk.usage_metadata)
-                if usage != last_usage:
-                    last_usage = usage
-                    yield UsageUpdate(usage)
-            if candidate is not None and candidate.finish_reason:
-                finish_reason = _name(candidate.finish_reason)
+                    text = part.get("text")
+                    if text:
+                        yield items.reasoning(text) if part.get("thought") else items.text(text)
+            usage = chunk.get("usageMetadata")
+            if usage is not None and usage != last_usage:
+                last_usage = usage
+                yield UsageUpdate(_map_usage(usage))
+            if candidate is not None and candidate.get("finishReason"):
+                finish_reason = str(candidate["finishReason"])
                 items.finished()  # the last chunk: a cut after it no longer matters
     finally:
         await items.aclose()
