@@ -14,6 +14,7 @@ ts is the time a call started, stored as epoch seconds (REAL) and returned as a 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import errno
 import gc
 import hashlib
@@ -28,7 +29,7 @@ import uuid
 import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .errors import ConfigError, redact
 
@@ -200,10 +201,29 @@ def _open(p: Path) -> sqlite3.Connection:
             return mode
 
         _with_retry(setup)
+        conn.execute("PRAGMA busy_timeout=0")  # between writes: see _waiting
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@contextlib.contextmanager
+def _waiting(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """conn waiting up to busy_timeout for another process's lock while the block runs.
+
+    A writer connection otherwise never waits: write_now, on the event loop, gives up at once
+    and hands the row to the writer thread, which writes it here (under _lock, like write_now,
+    so the two never change the setting under each other).
+    """
+    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+    try:
+        yield conn
+    finally:
+        try:
+            conn.execute("PRAGMA busy_timeout=0")
+        except sqlite3.Error as exc:
+            log.debug("ledger: resetting busy_timeout: %s", one_line_error(exc))
 
 
 def _writer(p: Path) -> sqlite3.Connection:
@@ -367,7 +387,8 @@ def _write(p: Path, rows: Sequence[tuple]) -> None:
             _insert_many(conn, todo)
 
     try:
-        _with_retry(go)
+        with _waiting(conn):
+            _with_retry(go)
     except (sqlite3.Error, OSError):
         _drop(key)                                   # reopen next time (the file may be fixed)
         raise
@@ -455,6 +476,19 @@ _since_checkpoint = 0
 _CHECKPOINT_ROWS = 1000
 
 
+_direct_keys: dict[tuple[str, str], str] = {}  # ($LLMCELLS_HOME, $HOME) -> the ledger's key in _conns
+
+
+def _direct_key() -> str:
+    """The ledger's key in _conns, without the stat that home() makes on every use: write_now
+    only uses a connection that a write through the writer thread has opened, home and all."""
+    given = (os.environ.get("LLMCELLS_HOME") or "", os.environ.get("HOME") or "")
+    key = _direct_keys.get(given)
+    if key is None:
+        key = _direct_keys[given] = str(_path_noraise())
+    return key
+
+
 def write_now(result: "Result", *, prompt: str, system: str | None = None) -> bool:
     """Commit result's row on the calling thread if that can be done at once: the ledger is
     open, nothing is waiting to be written, and no other thread or process holds it. True when
@@ -467,17 +501,12 @@ def write_now(result: "Result", *, prompt: str, system: str | None = None) -> bo
     if not _lock.acquire(blocking=False):
         return False
     try:
-        p = _path_noraise()
-        key = str(p)
+        key = _direct_key()
         conn = _conns.get(key)
         if conn is None or _unsaved.get(key) or not _queue.empty():
             return False
         row = row_from_result(result, prompt=prompt, system=system)
-        conn.execute("PRAGMA busy_timeout=0")  # another process writing: don't wait here
-        try:
-            conn.execute(_INSERT, row)             # autocommit: committed on return
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        conn.execute(_INSERT, row)  # autocommit: committed on return (busy_timeout is 0 here)
     except Exception as exc:  # busy, unencodable text, a broken file: the writer thread deals
         log.debug("direct ledger write not possible: %s", one_line_error(exc))
         return False
@@ -575,7 +604,8 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     with _lock:
         p = path()
         conn = _writer(p)
-        _insert_many(conn, tuples)
+        with _waiting(conn):
+            _insert_many(conn, tuples)
         try:            # fold the big transaction into the main file: reads through WAL are slower
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
