@@ -159,6 +159,29 @@ def test_client_disconnect_cancels_the_call(server):
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.parametrize("endpoint", ["/v1/generate", "/v1/compare"])
+def test_a_hang_up_on_a_json_endpoint_cancels_the_call(server, endpoint):
+    # No stream to notice the hang-up on: the service watches the connection itself.
+    client, sim, _ = server
+    sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=10, output_tokens=200)  # ~20 s
+    prompt = f"hang up on {endpoint}"
+    body = {"prompt": prompt, "model": "claude"} if endpoint == "/v1/generate" else \
+        {"prompt": prompt, "models": ["claude"]}
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 1 s and closes its socket
+        client.post(endpoint, json=body, timeout=httpx.Timeout(30, read=1.0))
+    t0 = time.monotonic()
+    status = None
+    while time.monotonic() - t0 < 10:
+        rows = llmcells.usage()
+        mine = rows[rows.prompt_preview.fillna("").str.startswith(prompt)]
+        if len(mine):
+            status = mine.status.iloc[-1]
+            break
+        time.sleep(0.2)
+    assert status == "cancelled", status
+    assert time.monotonic() - t0 < 5
+
+
 def test_bad_input_is_a_one_line_4xx(server):
     client, _, _ = server
     cases = [

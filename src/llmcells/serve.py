@@ -167,6 +167,33 @@ class _CallStream(StreamingResponse):
             await self.body_iterator.aclose()
 
 
+async def _until_disconnect(request: Request) -> None:
+    """Return when the client hangs up. (Called once the body is read: receive() then waits
+    for the disconnect, or for ever.)"""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_hung_up(request: Request, call: Any) -> Any:
+    """Await call (a coroutine bridging to the private loop); if the client hangs up first, the
+    call is cancelled (the engine records it as cancelled, as for a stream) and None is returned."""
+    task = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()  # bridge() cancels the run and waits for its ledger rows
+        await asyncio.gather(task, watch, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+def _hung_up() -> JSONResponse:
+    """The answer to a request whose client hung up (nobody reads it; 499, as nginx logs it)."""
+    return _error(499, "The client closed the connection; the call was cancelled.")
+
+
 class _TooLarge(Exception):
     """A request body over the limit (raised while the app reads it)."""
 
@@ -238,9 +265,10 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
         return _error(500, f"Internal error ({type(exc).__name__}); the call is in the ledger if it ran.")
 
     @app.post("/v1/generate", summary="One model (or chain), JSON in, Result JSON out")
-    async def generate(body: GenerateBody) -> dict[str, Any]:
+    async def generate(body: GenerateBody, request: Request) -> Any:
         plan = _plan(body)
-        return result_json(await _loop.bridge(_run_one(plan, None)))
+        result = await _unless_hung_up(request, _loop.bridge(_run_one(plan, None)))
+        return _hung_up() if result is None else result_json(result)
 
     @app.post("/v1/stream", summary="Server-sent events: delta..., then one result event")
     async def stream(body: GenerateBody) -> StreamingResponse:
@@ -263,7 +291,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
                            headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     @app.post("/v1/compare", summary="One prompt to several models at once")
-    async def compare(body: CompareBody) -> dict[str, Any]:
+    async def compare(body: CompareBody, request: Request) -> Any:
         import llmcells
 
         pending = llmcells.compare(body.prompt, body.models, system=body.system,
@@ -271,7 +299,9 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
                                    timeout=body.timeout, params=body.params, display=False)
         from ._loop import prepare
 
-        comparison = await _loop.bridge(prepare(pending))
+        comparison = await _unless_hung_up(request, _loop.bridge(prepare(pending)))
+        if comparison is None:
+            return _hung_up()
         return {"group_id": comparison.group_id, "results": [result_json(r) for r in comparison]}
 
     @app.get("/v1/health", summary="The health table: one row per provider and endpoint")
