@@ -263,9 +263,8 @@ def _sequential(url: str, model: str, n: int) -> dict[str, list[tuple[float, flo
 
 def _paired(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> tuple[float, float]:
     """(median of the blocks' wall ratios a/b, median of their CPU differences a-b per call, ms)."""
-    ratios = sorted(x[0] / y[0] for x, y in zip(a, b))
-    extra = sorted((x[1] - y[1]) / BLOCK * 1000 for x, y in zip(a, b))
-    return C.median(ratios), C.median(extra)
+    return (C.median([x[0] / y[0] for x, y in zip(a, b)]),
+            C.median([(x[1] - y[1]) / BLOCK * 1000 for x, y in zip(a, b)]))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

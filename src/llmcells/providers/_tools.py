@@ -203,14 +203,11 @@ def gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                         "parameters_json_schema": t["parameters"]} for t in tools]}]
 
 
-def gemini_call(part: Any, n: int) -> ToolCall | None:
-    """The ToolCall of a response part (the wire's JSON, or an SDK Part), if it is a function
-    call (Gemini may give no id: the call is then named by its position)."""
-    fc = field(part, "functionCall", "function_call")
-    if fc is None:
-        return None
-    signature = field(part, "thoughtSignature", "thought_signature")  # base64 on the wire
-    if isinstance(signature, bytes):
-        signature = base64.b64encode(signature).decode()
-    return ToolCall(field(fc, "id") or f"call_{n}", field(fc, "name") or "",
-                    json.dumps(field(fc, "args") or {}, ensure_ascii=False), signature or None)
+def gemini_call(part: dict[str, Any], n: int) -> ToolCall:
+    """The ToolCall of a response part that holds a functionCall (the JSON the server sent, where
+    the thought signature is already base64). Gemini may give no id: the call is then named by
+    its position."""
+    fc = part["functionCall"]
+    return ToolCall(fc.get("id") or f"call_{n}", fc.get("name") or "",
+                    json.dumps(fc.get("args") or {}, ensure_ascii=False),
+                    part.get("thoughtSignature") or None)

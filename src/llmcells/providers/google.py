@@ -16,7 +16,9 @@ from urllib.parse import urlencode
 
 import httpx2
 from google import genai
+from google.genai import _common as genai_common
 from google.genai import errors as genai_errors
+from google.genai import models as genai_models
 from google.genai import types as genai_types
 
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
@@ -52,27 +54,19 @@ _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
 
 
 def _map_usage(raw: Any) -> Usage:
-    """Normalise Gemini usageMetadata (an SDK object, or a dict in snake_case or camelCase).
+    """Normalise Gemini usageMetadata (the wire's JSON, or a batch job's SDK object).
 
     Every chunk carries the running totals, so the last chunk's usage is the call's usage.
     Thoughts are billed as output but reported apart from candidatesTokenCount (which can be
     missing), so output is their sum. promptTokenCount already includes cached content.
     """
-    return _usage_of(*_counts(raw))
-
-
-def _counts(raw: Any) -> tuple[int, int, int, int, int]:
-    """usageMetadata's counts in _USAGE_NAMES order (0 for a missing one)."""
     if raw is None:
-        return (0, 0, 0, 0, 0)
-    if isinstance(raw, Mapping):  # the wire's camelCase (or snake_case) names
-        get = raw.get
-        return tuple(_int(get(camel, get(snake))) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL))
-    # an SDK object (a batch job's answer): its snake_case fields, None when absent
-    return tuple(_int(getattr(raw, name, None)) for name in _USAGE_NAMES)
-
-
-def _usage_of(prompt: int, tool_prompt: int, cached: int, candidates: int, thoughts: int) -> Usage:
+        counts = [0] * len(_USAGE_NAMES)
+    elif isinstance(raw, Mapping):  # camelCase as sent (snake_case accepted)
+        counts = [_int(field(raw, camel, snake)) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
+    else:  # an SDK object: its snake_case fields, None when absent
+        counts = [_int(getattr(raw, name, None)) for name in _USAGE_NAMES]
+    prompt, tool_prompt, cached, candidates, thoughts = counts
     return Usage(
         input_tokens=prompt + tool_prompt,
         cached_input_tokens=cached,
@@ -168,9 +162,6 @@ def _lane(client: genai.Client) -> Any | None:
 
 @functools.cache
 def _sdk_has_lane() -> bool:
-    from google.genai import _common as genai_common
-    from google.genai import models as genai_models
-
     needed = ((genai_models, "_GenerateContentParameters_to_mldev"),
               (genai_models, "_GenerateContentParameters_to_vertex"),
               (genai_common, "convert_to_dict"), (genai_common, "encode_unserializable_types"),
@@ -181,9 +172,6 @@ def _sdk_has_lane() -> bool:
 def _hop_request(api: Any, request: Request, token: bytes | None) -> tuple[str, dict, Any]:
     """(path, body, http_options) of one streamGenerateContent request, built as the SDK's
     AsyncModels._generate_content_stream builds it; token resumes a CONTINUATION."""
-    from google.genai import _common as genai_common
-    from google.genai import models as genai_models
-
     config = _config(request)
     if token:
         config["continuation_token"] = token
