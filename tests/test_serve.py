@@ -47,7 +47,7 @@ def server(fresh_sim, tmp_path):
     deadline = time.monotonic() + 60
     while True:
         try:
-            httpx.get(url + "/v1/usage", timeout=1)
+            httpx.get(url + "/livez", timeout=1)
             break
         except httpx.HTTPError:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -87,7 +87,8 @@ def test_generate_compare_health_usage_costs(server):
     # one row per API provider, plus one per agent CLI (installed or not)
     assert {row["provider"] for row in h} == {"openai", "anthropic", "google",
                                               "claude-code", "gemini-cli", "codex"}
-    assert all(row["reachable"] for row in h)
+    # the API rows answer from the simulator; an agent CLI's row depends on it being installed
+    assert all(row["reachable"] for row in h if row["provider"] in {"openai", "anthropic", "google"})
     rows = client.get("/v1/usage", params={"group_id": c["group_id"]}).json()
     assert len(rows) == 2
     usage = client.get("/v1/usage").json()
@@ -199,8 +200,9 @@ def test_bad_input_is_a_one_line_4xx(server):
         assert set(body) == {"error"} and "\n" not in body["error"] and len(body["error"]) < 300
 
 
-def test_binding_off_loopback_needs_a_token():
+def test_no_token_is_refused_off_loopback():
     env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0"],
+    env.pop("LLMCELLS_SERVE_TOKEN", None)
+    out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0", "--no-token"],
                          env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "--token" in out.stderr
+    assert out.returncode == 2 and "--no-token works only on a loopback address" in out.stderr

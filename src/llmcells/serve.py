@@ -2,7 +2,15 @@
 
 FastAPI + uvicorn, an optional extra (`pip install 'llmcells[serve]'`), imported only here.
 Endpoints: POST /v1/generate, /v1/stream (server-sent events), /v1/compare; GET /v1/health,
-/v1/usage, /v1/costs; the OpenAPI page at /docs. Every call is recorded in the ledger as any other.
+/v1/usage, /v1/costs; the OpenAPI page at /docs; GET /livez, a liveness probe that needs no token
+and says nothing. Every call is recorded in the ledger as any other.
+
+Every request is hostile until checked (docs/security.md): its Host and Origin (against DNS
+rebinding and cross-site pages), the token (generated at start unless given), a per-client rate
+and concurrency limit, the body (size, JSON, UTF-8), then its fields: `params` only as the
+allowlist of generation parameters (params.py), no agent CLI unless the server allows them, no
+timeout beyond the server's. What goes back is scrubbed of keys, credentials and local paths,
+and the ledger's prompts and answers stay hidden unless the server exposes them.
 
 Which loop runs the calls? llmcells' private loop, not uvicorn's. The SDK clients are cached
 per endpoint and key for the life of the private loop (session.clients), and an httpx client's
@@ -19,43 +27,99 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import math
+import os
+import re
+import secrets
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 try:
     import uvicorn
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel, ConfigDict, Field
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _missing:  # pragma: no cover - the hint is the point
     raise ImportError("The HTTP service needs FastAPI and uvicorn: pip install 'llmcells[serve]'"
                       ) from _missing
 
 from . import _loop
 from .errors import LLMError, redact
+from .params import ParamsError, check_params
 from .types import CallObserver, Result
 
 #: the largest request body accepted, in bytes
 MAX_BODY = 1_000_000
+#: requests a client may make per minute (a token bucket of this size, refilled evenly)
+RATE_PER_MINUTE = 120
+#: requests a client may have running at once
+MAX_CONCURRENT = 8
+#: where the token comes from when --token is not given
+TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
+#: ledger columns that carry what was asked or answered: shown only with --expose-prompts
+PROMPT_COLUMNS = ("prompt_preview", "prompt_text", "output_text", "prompt_hash")
+
+
+@dataclass
+class Policy:
+    """What the service lets its clients do (set from `serve`'s options)."""
+
+    token: str | None = None                      # None: no token (loopback only, --no-token)
+    bound_host: str = "127.0.0.1"
+    allow_hosts: tuple[str, ...] = ()              # more Host names accepted ("*": any)
+    allow_origins: tuple[str, ...] = ()            # cross-origin pages allowed ("*": any)
+    allow_agents: bool = False
+    expose_prompts: bool = False
+    max_body: int = MAX_BODY
+    max_timeout: float | None = None               # None: the configured llmcells timeout
+    rate_per_minute: float = RATE_PER_MINUTE       # 0: no rate limit
+    max_concurrent: int = MAX_CONCURRENT           # 0: no concurrency limit
+    hosts: frozenset[str] = field(init=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        names = {_norm_host(h) for h in (*self.allow_hosts, self.bound_host)}
+        self.hosts = frozenset(names | {"localhost"})
+
+
+class _Refused(Exception):
+    """A request the policy refuses: status and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
 
 
 # ----- request bodies ----------------------------------------------------------------------------
 
 
 class CallOptions(BaseModel):
-    """Options common to every call."""
+    """Options common to every call. Unknown fields are refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
 
     system: str | None = Field(None, description="system prompt")
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
-    timeout: float | None = Field(None, gt=0, description="seconds the whole call may take")
-    params: dict[str, Any] | None = Field(None, description="extra provider-specific request fields")
+    timeout: float | None = Field(None, gt=0, description="seconds the whole call may take (at most "
+                                                          "the server's limit)")
+    params: dict[str, Any] | None = Field(
+        None, description="generation parameters in the provider's own names: max_tokens, "
+                          "max_completion_tokens, max_output_tokens, stop, stop_sequences, "
+                          "reasoning_effort, reasoning, thinking, output_config, thinking_config, "
+                          "temperature, top_p, top_k, seed, presence_penalty, frequency_penalty")
 
 
 class GenerateBody(CallOptions):
@@ -74,21 +138,72 @@ class CompareBody(CallOptions):
     models: list[str] | None = Field(None, description="default: the configured compare models")
 
 
+def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any]:
+    """The body's params through the allowlist, its timeout within the server's, and every model
+    it names (chains included) resolved, and refused if an agent CLI the server does not allow.
+    Returns the checked params."""
+    from .config import settings
+    from .fallback import split
+    from .models import resolve
+    from .registry import PROVIDERS
+
+    params = check_params(body.params)
+    limit = policy.max_timeout or settings.timeout
+    if body.timeout is not None and body.timeout > limit:
+        raise _Refused(422, f"timeout: at most {limit:g} seconds on this server.")
+    for name in split(names):
+        spec = resolve(name)
+        row = PROVIDERS.get(spec.provider)
+        if row is not None and row.kind == "agent" and not policy.allow_agents:
+            raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
+                                "started with --allow-agents).")
+    return params
+
+
 # ----- results as JSON -----------------------------------------------------------------------------
 
+#: absolute paths under the usual roots (and ~/...), where the text is not the model's own
+_PATH = re.compile(r"(?<![\w/.:~-])(?:~/|/(?:home|Users|root|tmp|var|etc|private|opt|usr|mnt|srv|"
+                   r"work|run|proc|dev|Volumes|nix|snap|media|lib|bin|sbin|data)(?=/|\b))"
+                   r"[^\s'\"<>|,;()\[\]{}]*|\b[A-Za-z]:\\[^\s'\"<>|,;]*")
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
+_QUERY_SECRET = re.compile(r"([?&](?:key|api[_-]?key|token|access_token|sig|signature|password)=)"
+                           r"[^&\s'\"]+", re.I)
+#: fields that are the model's own words, passed through as they are
+_VERBATIM = frozenset({"text", "reasoning", "output_text", "prompt_preview", "prompt_text"})
 
-def _clean(value: Any) -> Any:
+
+def _local_prefixes() -> list[str]:
+    seen = [os.environ.get("LLMCELLS_HOME"), str(Path.home()), os.getcwd(), tempfile.gettempdir(),
+            sys.prefix]
+    return sorted({p for p in seen if p and len(p) > 1}, key=len, reverse=True)
+
+
+def scrub(text: str) -> str:
+    """text without keys (redact), URL credentials or secrets in a query, or local paths."""
+    text = redact(text)
+    for prefix in _local_prefixes():
+        text = text.replace(prefix, "<path>")
+    text = _USERINFO.sub(r"\1", text)
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    return _PATH.sub("<path>", text)
+
+
+def _clean(value: Any, key: str | None = None) -> Any:
+    """JSON-ready data: NaN and infinities as null, every string but the model's words scrubbed."""
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
+    if isinstance(value, str):
+        return value if key in _VERBATIM else scrub(value)
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _clean(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [_clean(v, key) for v in value]
     return value
 
 
 def result_json(r: Result) -> dict[str, Any]:
-    """A Result as JSON-ready data (NaN as null)."""
+    """A Result as JSON-ready data (NaN as null, no key, credential or local path)."""
     row = r.to_row()
     row.update(usage=r.usage.as_dict(), finish_reason=r.finish_reason, simulated=r.simulated,
                attempts_by_model=r.attempts_by_model, reasoning=r.reasoning or None)
@@ -98,23 +213,29 @@ def result_json(r: Result) -> dict[str, Any]:
     return _clean(row)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": redact(message).splitlines()[0][:500]}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error shape: {"error": one scrubbed line}."""
+    line = (scrub(str(message)).splitlines() or ["error"])[0][:500]
+    return JSONResponse({"error": line}, status_code=status, headers=headers)
 
 
 # ----- the calls, on the private loop -----------------------------------------------------------
 
 
-def _plan(body: GenerateBody) -> Any:
+def _plan(body: GenerateBody, policy: Policy) -> Any:
+    """The CallPlan of a generate or stream request, once the policy has admitted it."""
     from .config import settings
     from .fallback import chain_plan
     from .calls import make_plan
 
-    def make(model: str) -> Any:
-        return make_plan(body.prompt, model, system=body.system, temperature=body.temperature,
-                         max_tokens=body.max_tokens, timeout=body.timeout, params=body.params)
+    model = body.model or settings.compare_models[0]
+    params = _admit(policy, body, [model, *(body.fallback or [])])
 
-    return chain_plan(make, body.model or settings.compare_models[0], body.fallback, body.fallback_on)
+    def make(name: str) -> Any:
+        return make_plan(body.prompt, name, system=body.system, temperature=body.temperature,
+                         max_tokens=body.max_tokens, timeout=body.timeout, params=params or None)
+
+    return chain_plan(make, model, body.fallback, body.fallback_on)
 
 
 async def _run_one(plan: Any, observer: CallObserver | None) -> Result:
@@ -194,57 +315,247 @@ def _hung_up() -> JSONResponse:
     return _error(499, "The client closed the connection; the call was cancelled.")
 
 
-class _TooLarge(Exception):
-    """A request body over the limit (raised while the app reads it)."""
+def _norm_host(host: str) -> str:
+    """A Host header's name, without port or brackets, lower case, without a final dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        host = host[1:host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _ip(host: str) -> Any:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _loopback(host: str) -> bool:
+    host = _norm_host(host)
+    if host == "localhost":
+        return True
+    ip = _ip(host)
+    return ip is not None and ip.is_loopback
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class _Limits:
+    """Per-client token buckets (rate) and counts of requests running (concurrency)."""
+
+    def __init__(self, per_minute: float, concurrent: int) -> None:
+        self.capacity, self.rate = float(per_minute), per_minute / 60.0
+        self.concurrent = concurrent
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
+        self.running: dict[str, int] = {}
+
+    def take(self, client: str) -> float:
+        """0 when client may make a request now (one token taken), else seconds to wait."""
+        if not self.rate:
+            return 0.0
+        now = time.monotonic()
+        tokens, when = self.buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - when) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self.buckets[client] = (tokens - 1, now)
+        if len(self.buckets) > 10_000:  # forget clients whose buckets are full again
+            self.buckets = {c: b for c, b in self.buckets.items()
+                            if b[0] + (now - b[1]) * self.rate < self.capacity}
+        return 0.0
+
+    def enter(self, client: str) -> bool:
+        if self.concurrent and self.running.get(client, 0) >= self.concurrent:
+            return False
+        self.running[client] = self.running.get(client, 0) + 1
+        return True
+
+    def leave(self, client: str) -> None:
+        left = self.running.get(client, 1) - 1
+        if left > 0:
+            self.running[client] = left
+        else:
+            self.running.pop(client, None)
+
+
+#: paths that may take the token from the query string: what a browser opens by URL
+_BROWSER_PATHS = ("/docs", "/openapi.json")
+#: the liveness probe: no token, and nothing said
+LIVENESS_PATH = "/livez"
 
 
 class _Guard:
-    """ASGI middleware: the bearer token (when set) and the body size limit, before any handler.
-    Pure ASGI, not BaseHTTPMiddleware, so that streamed responses and disconnects pass through."""
+    """ASGI middleware, before any handler, in this order: Host (DNS rebinding), Origin
+    (cross-site pages; CORS for the allowed ones), the liveness probe, the token (constant time),
+    the client's rate, the body (JSON content type, size also when chunked, UTF-8), and the
+    client's concurrency. Pure ASGI, not BaseHTTPMiddleware, so that streamed responses and
+    disconnects pass through. The body is read here, whole, and handed on."""
 
-    def __init__(self, app: Any, token: str | None, max_body: int):
-        self.app, self.token, self.max_body = app, token, max_body
+    def __init__(self, app: Any, policy: Policy):
+        self.app, self.policy = app, policy
+        self.digest = _digest(policy.token) if policy.token is not None else None
+        self.limits = _Limits(policy.rate_per_minute, policy.max_concurrent)
+        self.wildcard = _ip(_norm_host(policy.bound_host)) is not None and \
+            _ip(_norm_host(policy.bound_host)).is_unspecified
+
+    def host_ok(self, host: str | None) -> bool:
+        if host is None:
+            return False
+        name = _norm_host(host)
+        if "*" in self.policy.allow_hosts or name in self.policy.hosts or _loopback(name):
+            return True
+        # bound to every address: an IP literal is the machine's own (a rebinding page always
+        # comes by a name), names need --allow-host
+        return self.wildcard and _ip(name) is not None
+
+    def origin_ok(self, origin: str, host: str) -> bool:
+        allowed = self.policy.allow_origins
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            return True
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+    def token_ok(self, headers: dict[str, str], scope: Any) -> bool:
+        if self.digest is None:
+            return True
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            given = ""
+            if scope["method"] == "GET" and scope["path"] in _BROWSER_PATHS:
+                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+                given = (query.get("token") or [""])[0]
+        # sha256 digests, so that the comparison takes the same time whatever the length
+        return hmac.compare_digest(_digest(given.strip()), self.digest)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+
+        async def answer(response: Any) -> None:
+            await response(scope, receive, send)
+
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.token is not None:
-            given = headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                response = _error(401, "Missing or wrong token: send 'Authorization: Bearer <token>'.")
-                return await response(scope, receive, send)
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.max_body:
-            return await _error(413, f"The body is over {self.max_body} bytes.")(scope, receive, send)
-        seen = 0
+        host = headers.get("host")
+        if not self.host_ok(host):
+            return await answer(_error(403, "This Host is not served here (start the service with "
+                                            "--allow-host NAME to serve a name)."))
+        origin = headers.get("origin")
+        cors: list[tuple[bytes, bytes]] = []
+        if origin is not None:
+            if not self.origin_ok(origin, host or ""):
+                return await answer(_error(403, "Cross-origin requests are refused (start the service "
+                                                "with --allow-origin ORIGIN to allow a page)."))
+            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+            if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+                return await answer(_preflight(cors))
+        if cors:
+            send = _with_headers(send, cors)
+        if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
+            return await answer(JSONResponse({"status": "ok"}))
+        if not self.token_ok(headers, scope):
+            return await answer(_error(401, "Missing or wrong token: send 'Authorization: Bearer "
+                                            "<token>' (printed when the service started).",
+                                       {"www-authenticate": "Bearer"}))
+        client = (scope.get("client") or ("?",))[0]
+        wait = self.limits.take(client)
+        if wait:
+            return await answer(_error(429, f"Too many requests from this client; retry in "
+                                            f"{math.ceil(wait)} s.",
+                                       {"retry-after": str(math.ceil(wait))}))
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            kind = headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return await answer(_error(415, "Send the body as JSON, with Content-Type: "
+                                                "application/json."))
+            length = headers.get("content-length", "")
+            if length.strip().isdigit() and int(length) > self.policy.max_body:
+                return await answer(_error(413, f"The body is over {self.policy.max_body} bytes."))
+            body = await self.read_body(receive)
+            if body is None:
+                return await answer(_error(413, f"The body is over {self.policy.max_body} bytes."))
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                return await answer(_error(422, "The body is not valid UTF-8."))
+            receive = _replay(body, receive)
+        if not self.limits.enter(client):
+            return await answer(_error(429, f"This client already has {self.limits.concurrent} "
+                                            "requests running; retry in 1 s.", {"retry-after": "1"}))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.limits.leave(client)
 
-        async def limited() -> Any:
-            nonlocal seen
+    async def read_body(self, receive: Any) -> bytes | None:
+        """The whole body, or None once it passes the limit (chunked bodies too)."""
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return b"".join(chunks)  # the client left; the handler will see it
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.policy.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        await self.app(scope, limited, send)
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A receive() that gives the body read already, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
+def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+    async def sender(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+    return sender
+
+
+def _preflight(cors: list[tuple[bytes, bytes]]) -> Any:
+    """The answer to an allowed origin's CORS preflight (no token: browsers send none with it)."""
+    from starlette.responses import Response
+
+    headers = {k.decode(): v.decode("latin-1") for k, v in cors}
+    headers.update({"access-control-allow-methods": "GET, POST",
+                    "access-control-allow-headers": "authorization, content-type",
+                    "access-control-max-age": "600"})
+    return Response(status_code=204, headers=headers)
 
 
 # ----- the app ---------------------------------------------------------------------------------------
 
 
-def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
-    """The ASGI app; token: every request then needs `Authorization: Bearer <token>`."""
-    app = FastAPI(title="llmcells", version=_version(),
+def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
+               policy: Policy | None = None) -> FastAPI:
+    """The ASGI app under policy (by default: token, if given, and max_body; loopback Hosts
+    only, no agent CLIs, no prompts in /v1/usage). With a token every request but the liveness
+    probe needs `Authorization: Bearer <token>`."""
+    policy = policy or Policy(token=token, max_body=max_body)
+    app = FastAPI(title="llmcells", version=_version(), docs_url=None,
                   description="ChatGPT, Claude and Gemini behind one small API, with every call "
-                              "in the llmcells usage ledger.")
+                              "in the llmcells usage ledger. Every request needs the bearer token "
+                              "printed when the service started (Authorize, above).")
 
-    app.add_middleware(_Guard, token=token, max_body=max_body)
-
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
-        return _error(413, f"The body is over {max_body} bytes.")
+    app.add_middleware(_Guard, policy=policy)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -252,27 +563,57 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
         if first.get("type") == "json_invalid":
             return _error(400, "The body is not valid JSON.")
         if tuple(first.get("loc", ())) == ("body",) and first.get("type") != "missing":
-            return _error(400, "Send the body as a JSON object, with Content-Type: application/json.")
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+            return _error(400, "Send the body as a JSON object.")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")[:80] or "body"
+        if first.get("type") == "extra_forbidden":
+            return _error(400, f"Unknown field {where!r}.")
         return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(ParamsError)
+    async def refused_params(request: Request, exc: ParamsError) -> JSONResponse:
+        return _error(400 if exc.unknown else 422, str(exc))
+
+    @app.exception_handler(_Refused)
+    async def refused(request: Request, exc: _Refused) -> JSONResponse:
+        return _error(exc.status, exc.message)
 
     @app.exception_handler(LLMError)
     async def llm_error(request: Request, exc: LLMError) -> JSONResponse:
         return _error(400, exc.message)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: "No such endpoint.", 405: "Method not allowed here."}.get(
+            exc.status_code, str(exc.detail))
+        return _error(exc.status_code, message, getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error(500, f"Internal error ({type(exc).__name__}); the call is in the ledger if it ran.")
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Any:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        # The page fetches the schema with the token it was opened with (?token=...): the
+        # server's own token, never the query's text, goes into the page.
+        given = request.query_params.get("token")
+        query = ""
+        if given is not None and policy.token is not None and \
+                hmac.compare_digest(_digest(given), _digest(policy.token)):
+            query = "?token=" + quote(policy.token, safe="")
+        return get_swagger_ui_html(openapi_url="/openapi.json" + query, title="llmcells",
+                                   swagger_ui_parameters={"persistAuthorization": False})
+
     @app.post("/v1/generate", summary="One model (or chain), JSON in, Result JSON out")
     async def generate(body: GenerateBody, request: Request) -> Any:
-        plan = _plan(body)
+        plan = _plan(body, policy)
         result = await _unless_hung_up(request, _loop.bridge(_run_one(plan, None)))
         return _hung_up() if result is None else result_json(result)
 
     @app.post("/v1/stream", summary="Server-sent events: delta..., then one result event")
     async def stream(body: GenerateBody) -> StreamingResponse:
-        plan = _plan(body)  # bad input fails here, as a 4xx, before the stream starts
+        plan = _plan(body, policy)  # bad input fails here, as a 4xx, before the stream starts
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         fut = _loop.submit(_run_one(plan, _Feed(loop, queue)))
@@ -284,7 +625,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
                 kind, data = await queue.get()
                 if kind == "end":
                     break
-                yield _sse(kind, data)
+                yield _sse(kind, data if kind == "delta" else _clean(data))
             yield _sse("result", result_json(fut.result()))
 
         return _CallStream(events(), fut, media_type="text/event-stream",
@@ -293,10 +634,12 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
     @app.post("/v1/compare", summary="One prompt to several models at once")
     async def compare(body: CompareBody, request: Request) -> Any:
         import llmcells
+        from .config import settings
 
+        params = _admit(policy, body, list(body.models or settings.compare_models))
         pending = llmcells.compare(body.prompt, body.models, system=body.system,
                                    temperature=body.temperature, max_tokens=body.max_tokens,
-                                   timeout=body.timeout, params=body.params, display=False)
+                                   timeout=body.timeout, params=params or None, display=False)
         from ._loop import prepare
 
         comparison = await _unless_hung_up(request, _loop.bridge(prepare(pending)))
@@ -312,13 +655,16 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
 
     def _records(frame: Any) -> list[dict[str, Any]]:
         frame = frame.copy()
+        if not policy.expose_prompts:
+            frame = frame.drop(columns=[c for c in PROMPT_COLUMNS if c in frame.columns])
         for col in frame.columns:
             if str(frame[col].dtype).startswith("datetime"):
                 frame[col] = frame[col].astype(str)
         return _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
 
     @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters (limit: the "
-                                  "newest N, 100 unless given)")
+                                  "newest N, 100 unless given); no prompts unless the server "
+                                  "was started with --expose-prompts")
     async def usage(session: bool = False, since: str | None = None, model: list[str] | None = Query(None),
                     status: list[str] | None = Query(None), group_id: str | None = None,
                     batch_id: str | None = None, limit: int | None = Query(100, ge=1, le=100_000)
@@ -329,17 +675,24 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
                                         status=status, group_id=group_id, batch_id=batch_id, limit=limit)
         return _records(frame)
 
-    @app.get("/v1/costs", summary="Costs aggregated, with llmcells.costs()'s keys and filters")
+    @app.get("/v1/costs", summary="Costs aggregated, with llmcells.costs()'s keys and filters "
+                                  "(simulated calls left out unless include_simulated)")
     async def costs(by: list[str] = Query(["model"]), session: bool = False, since: str | None = None,
                     model: list[str] | None = Query(None), status: list[str] | None = Query(None),
-                    group_id: str | None = None, batch_id: str | None = None) -> list[dict[str, Any]]:
+                    group_id: str | None = None, batch_id: str | None = None,
+                    include_simulated: bool = False) -> list[dict[str, Any]]:
         from .ledger import costs as ledger_costs
 
         keys = [k for b in by for k in b.split(",") if k]
         frame = await asyncio.to_thread(ledger_costs, by=keys, session=session, since=since,
-                                        model=model, status=status, group_id=group_id, batch_id=batch_id)
+                                        model=model, status=status, group_id=group_id,
+                                        batch_id=batch_id, include_simulated=include_simulated)
         return _records(frame)
 
+    schema = app.openapi()
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"}}
+    schema["security"] = [{"bearer": []}]
     return app
 
 
@@ -349,38 +702,103 @@ def _version() -> str:
     return __version__
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
+class _HideTokens(logging.Filter):
+    """Access-log lines without the ?token= a browser URL carries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(re.sub(r"([?&]token=)[^&\s]+", r"\1***", a) if isinstance(a, str)
+                                else a for a in record.args)
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmcells serve", description=(
+        "Serve llmcells over HTTP: POST /v1/generate, /v1/stream, /v1/compare; GET /v1/health, "
+        "/v1/usage, /v1/costs; OpenAPI page at /docs; GET /livez needs no token. See "
+        "docs/security.md."))
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", help=f"the bearer token every request must send (default: "
+                                   f"${TOKEN_ENV}, else one generated and printed at start)")
+    p.add_argument("--no-token", action="store_true",
+                   help="no token at all (loopback only: any local process may then call)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also serve requests whose Host is NAME (repeatable; '*' for any, e.g. "
+                        "behind a proxy that checks it)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from ORIGIN (e.g. https://app.example) call the service "
+                        "(repeatable)")
+    p.add_argument("--allow-agents", action="store_true",
+                   help="serve agent CLI models (claude-code:, gemini-cli:, codex:), with the "
+                        "server's own options (no tools, a fresh folder)")
+    p.add_argument("--expose-prompts", action="store_true",
+                   help="show the ledger's prompts and answers in /v1/usage")
+    p.add_argument("--simulate", action="store_true", help="answer every provider from the simulator")
+    p.add_argument("--max-body", type=int, default=MAX_BODY, help="largest request body, in bytes")
+    p.add_argument("--max-timeout", type=float, default=None,
+                   help="longest call a client may ask for, in seconds (default: the configured "
+                        "timeout)")
+    p.add_argument("--rate-limit", type=float, default=RATE_PER_MINUTE, metavar="N",
+                   help=f"requests per minute per client (default {RATE_PER_MINUTE}; 0: no limit)")
+    p.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, metavar="N",
+                   help=f"requests running at once per client (default {MAX_CONCURRENT}; 0: no limit)")
+    p.add_argument("--access-log", action="store_true", help="log every request (never keys or tokens)")
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m llmcells serve`: parse the options and run uvicorn until interrupted."""
-    p = argparse.ArgumentParser(prog="llmcells serve", description=(
-        "Serve llmcells over HTTP: POST /v1/generate, /v1/stream, /v1/compare; GET /v1/health, "
-        "/v1/usage, /v1/costs; OpenAPI page at /docs."))
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (needed off loopback)")
-    p.add_argument("--simulate", action="store_true", help="answer every provider from the simulator")
-    p.add_argument("--max-body", type=int, default=MAX_BODY, help="largest request body, in bytes")
-    p.add_argument("--access-log", action="store_true", help="log every request (never keys)")
-    args = p.parse_args(argv)
-    if not _loopback(args.host) and not args.token:
-        print(f"llmcells serve: binding to {args.host} needs --token (every request must then "
-              "send it as a Bearer token).", file=sys.stderr)
+    args = _parser().parse_args(argv)
+    say = lambda line: print(f"llmcells serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    loopback = _loopback(args.host)
+    if args.no_token and (args.token or os.environ.get(TOKEN_ENV)):
+        say(f"--no-token and a token (--token or ${TOKEN_ENV}) contradict each other.")
+        return 2
+    if args.no_token and not loopback:
+        say(f"--no-token works only on a loopback address, not {args.host}: a token is needed "
+            "when other machines can reach the port.")
+        return 2
+    if args.token is not None:
+        token, source = args.token.strip(), "--token"
+    elif os.environ.get(TOKEN_ENV):
+        token, source = os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
+    elif args.no_token:
+        token, source = None, None
+    else:
+        token, source = secrets.token_urlsafe(24), None
+    if token is not None and len(token) < 8:
+        say("the token must have at least 8 characters.")
         return 2
     if args.simulate:
         from ._simulation import simulate
 
         simulate()
-    app = create_app(token=args.token, max_body=args.max_body)
-    print(f"llmcells serve: http://{args.host}:{args.port}/docs"
-          + (" (token required)" if args.token else ""), file=sys.stderr, flush=True)
+    policy = Policy(token=token, bound_host=args.host, allow_hosts=tuple(args.allow_host),
+                    allow_origins=tuple(o.rstrip("/") for o in args.allow_origin),
+                    allow_agents=args.allow_agents, expose_prompts=args.expose_prompts,
+                    max_body=args.max_body, max_timeout=args.max_timeout,
+                    rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent)
+    app = create_app(policy=policy)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{'127.0.0.1' if _ip(args.host) is not None and _ip(args.host).is_unspecified else shown}:{args.port}"
+    say(f"serving on {url}" + ("" if loopback else f" (bound to {args.host})"))
+    if token is None:
+        say("WARNING: no token (--no-token): any process on this machine may call the service, "
+            "and spend your keys.")
+        say(f"try: curl {url}/v1/health")
+    elif source is None:
+        say("the token, generated for this run (set --token or $LLMCELLS_SERVE_TOKEN to choose one):")
+        say(f"try: curl -H 'Authorization: Bearer {token}' {url}/v1/health")
+        say(f"or open {url}/docs?token={token}")
+    else:
+        say(f"the token is the one given by {source}.")
+        shown_token = "<token>" if source == "--token" else f"${TOKEN_ENV}"
+        say(f"try: curl -H \"Authorization: Bearer {shown_token}\" {url}/v1/health")
+    if args.allow_agents:
+        say("agent CLIs are allowed (--allow-agents), with the server's options: no tools, a "
+            "fresh folder per call.")
+    logging.getLogger("uvicorn.access").addFilter(_HideTokens())
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 access_log=args.access_log, timeout_graceful_shutdown=2)
     return 0
