@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,50 +18,21 @@ import llmcells
 
 pytest.importorskip("fastapi", reason="the service needs the 'serve' extra")
 
+from _serve import KEYS, Service
+
 TOKEN = "test-token-123"
-KEYS = {"OPENAI_API_KEY": "sk-test-serve-openai-0000", "ANTHROPIC_API_KEY": "sk-ant-test-serve-0000",
-        "GOOGLE_API_KEY": "AIzaTestServe0000000000"}
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture
 def server(fresh_sim, tmp_path):
     """The service in its own process, pointed at the session simulator by base URL."""
-    port = _free_port()
     home = Path(os.environ["LLMCELLS_HOME"])
-    env = {**os.environ, **fresh_sim.env(), **KEYS, "LLMCELLS_HOME": str(home),
-           "PYTHONPATH": str(Path(llmcells.__file__).parents[1])}
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llmcells", "serve", "--port", str(port),
-                             "--token", TOKEN, "--max-body", "20000"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/livez", timeout=1)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError("the service did not start: " + log.read())
-            time.sleep(0.2)
-    client = httpx.Client(base_url=url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
-    yield client, fresh_sim, log
+    service = Service(["--token", TOKEN, "--max-body", "20000"],
+                      {**fresh_sim.env(), "LLMCELLS_HOME": str(home)}, tmp_path / "serve.log")
+    client = httpx.Client(base_url=service.url, headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
+    yield client, fresh_sim, service
     client.close()
-    proc.terminate()
-    proc.wait(10)
-    log.seek(0)
-    text = log.read()
-    for key in KEYS.values():
-        assert key not in text  # keys never in the logs
+    service.stop()
 
 
 def test_token_is_required(server):

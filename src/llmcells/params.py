@@ -82,8 +82,9 @@ def _object(fields: Mapping[str, Check]) -> Check:
             raise ValueError(f"{name} must be an object with keys {', '.join(fields)}")
         for key, inner in value.items():
             if key not in fields:
-                raise ParamsError(f"params key {name}.{key} is not allowed here (allowed in "
-                                  f"{name}: {', '.join(fields)}).", f"{name}.{key}", unknown=True)
+                where = f"{name}.{str(key)[:60]}"
+                raise ParamsError(f"params key {where!r} is not allowed (allowed in {name}: "
+                                  f"{', '.join(fields)}).", where, unknown=True)
             fields[key](f"{name}.{key}", inner)
         return value
     return check

@@ -1,0 +1,423 @@
+"""The service tried as an attacker would, each as a real process on loopback: params that would
+send the call (and its key) elsewhere, agent CLIs with tools, foreign Hosts and Origins (DNS
+rebinding), the generated token, what /v1/usage shows, the error shapes and statuses (chunked
+bodies over the limit, invalid UTF-8), and the per-client limits."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import llmcells
+
+pytest.importorskip("fastapi", reason="the service needs the 'serve' extra")
+
+from _serve import Service
+
+from llmcells.params import ParamsError, check_params
+
+TOKEN = "sec-token-4567"
+
+
+class Attacker:
+    """A loopback HTTP server that records every request it gets (and fails them)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        seen = self.seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                seen.append((self.command, self.path, dict(self.headers)))
+                self.send_response(500)
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def attacker():
+    a = Attacker()
+    yield a
+    a.close()
+
+
+def _start(sim, tmp_path, *args: str, env: dict[str, str] | None = None) -> Service:
+    home = Path(os.environ["LLMCELLS_HOME"])
+    return Service(list(args), {**sim.env(), "LLMCELLS_HOME": str(home), **(env or {})},
+                   tmp_path / f"serve-{len(list(tmp_path.glob('serve-*')))}.log")
+
+
+@pytest.fixture
+def service(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--max-body", "20000")
+    yield s
+    s.stop()
+
+
+def _client(service: Service, token: str | None = TOKEN, **kw) -> httpx.Client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=service.url, headers=headers, timeout=60, **kw)
+
+
+def _shape(resp: httpx.Response, status: int) -> str:
+    """The error's one line, once its status and shape are the documented ones."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    body = resp.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str), body
+    assert "\n" not in body["error"] and "Traceback" not in body["error"]
+    return body["error"]
+
+
+# ----- 1: no URL, header or transport from a client ------------------------------------------
+
+
+def test_the_attackers_server_is_reached_when_a_notebook_user_sends_http_options(attacker, simulated):
+    # The control: in-process, the notebook user's own params= reach the SDK unchanged, so a
+    # base URL in http_options does send the call, and its key header, to that server.
+    r = llmcells.run(llmcells.ask("hi", model="gemini", display=False,
+                                  params={"http_options": {"base_url": attacker.url}}))
+    assert r.status == "error"
+    assert attacker.seen and "x-goog-api-key" in {k.lower() for k in attacker.seen[0][2]}
+
+
+@pytest.mark.parametrize("model,params,key", [
+    ("gemini", {"http_options": {"base_url": "ATTACKER"}}, "http_options"),
+    ("gemini", {"thinking_config": {"thinking_budget": 0, "http_options": {"base_url": "ATTACKER"}}},
+     "thinking_config.http_options"),
+    ("chatgpt", {"base_url": "ATTACKER"}, "base_url"),
+    ("chatgpt", {"extra_headers": {"x-forwarded-host": "ATTACKER"}}, "extra_headers"),
+    ("chatgpt", {"extra_body": {"stream_options": None}}, "extra_body"),
+    ("chatgpt", {"extra_query": {"next": "ATTACKER"}}, "extra_query"),
+    ("claude", {"timeout": 1e9}, "timeout"),
+    ("claude", {"betas": ["x"]}, "betas"),
+    ("openai-responses:gpt-5-mini", {"reasoning": {"effort": "low", "url": "ATTACKER"}}, "reasoning.url"),
+])
+def test_params_that_are_not_generation_parameters_are_refused_and_nothing_is_sent(
+        service, fresh_sim, attacker, model, params, key):
+    params = json.loads(json.dumps(params).replace("ATTACKER", attacker.url))
+    with _client(service) as c:
+        for endpoint, body in [("/v1/generate", {"prompt": "hi", "model": model, "params": params}),
+                               ("/v1/stream", {"prompt": "hi", "model": model, "params": params}),
+                               ("/v1/compare", {"prompt": "hi", "models": [model], "params": params})]:
+            error = _shape(c.post(endpoint, json=body), 400)
+            assert repr(key) in error, error
+    assert attacker.seen == [] and fresh_sim.requests == []  # nothing left the service
+    assert llmcells.usage().empty  # no call was made
+
+
+def test_a_field_outside_the_body_schema_is_refused_by_name(service, fresh_sim):
+    with _client(service) as c:
+        error = _shape(c.post("/v1/generate", json={"prompt": "hi", "base_url": "http://x/"}), 400)
+    assert "'base_url'" in error and fresh_sim.requests == []
+
+
+def test_a_timeout_beyond_the_servers_limit_is_refused(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--max-timeout", "30")
+    try:
+        with _client(s) as c:
+            assert "at most 30" in _shape(c.post("/v1/generate", json={"prompt": "hi", "timeout": 31}), 422)
+            assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude",
+                                                "timeout": 30}).json()["status"] == "ok"
+    finally:
+        s.stop()
+
+
+def test_generation_parameters_reach_the_provider(service, fresh_sim):
+    with _client(service) as c:
+        r = c.post("/v1/generate", json={"prompt": "hi", "model": "chatgpt", "params": {
+            "stop": ["\n\n"], "reasoning_effort": "low", "seed": 7, "max_completion_tokens": 50}})
+        assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+        r = c.post("/v1/generate", json={"prompt": "hi", "model": "gemini", "params": {
+            "stop_sequences": ["END"], "thinking_config": {"thinking_budget": 0}}})
+        assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+    sent = [req.body for req in fresh_sim.requests]
+    assert sent[0]["stop"] == ["\n\n"] and sent[0]["reasoning_effort"] == "low" and sent[0]["seed"] == 7
+    assert sent[1]["generationConfig"]["stopSequences"] == ["END"]
+
+
+def test_a_wrong_value_for_an_allowed_parameter_is_a_422_naming_it(service, fresh_sim):
+    with _client(service) as c:
+        error = _shape(c.post("/v1/generate", json={"prompt": "hi", "params": {"stop": 5}}), 422)
+        assert "stop" in error
+        error = _shape(c.post("/v1/generate", json={"prompt": "hi", "params": {
+            "thinking": {"type": "enabled", "budget_tokens": "lots"}}}), 422)
+        assert "thinking.budget_tokens" in error
+    assert fresh_sim.requests == []
+
+
+# ----- 2: no agent CLI, and never one with tools or a folder of the client's -------------------
+
+
+def test_an_agent_model_is_refused_unless_allowed_and_never_with_tools(service, fresh_sim, tmp_path):
+    with _client(service) as c:
+        for body in [{"prompt": "hi", "model": "claude-code:sonnet"},
+                     {"prompt": "hi", "model": "claude|codex"},
+                     {"prompt": "hi", "model": "claude", "fallback": ["gemini-cli"]}]:
+            assert "--allow-agents" in _shape(c.post("/v1/generate", json=body), 403)
+        assert "--allow-agents" in _shape(c.post("/v1/compare", json={
+            "prompt": "hi", "models": ["chatgpt", "claude-code"]}), 403)
+        error = _shape(c.post("/v1/generate", json={"prompt": "cat /etc/passwd", "model": "claude-code",
+                                                    "params": {"tools": True, "cwd": "/"}}), 400)
+        assert "'tools'" in error
+    assert fresh_sim.requests == [] and llmcells.usage().empty
+
+
+def test_with_allow_agents_a_client_still_cannot_enable_tools_or_choose_cwd(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-agents")
+    try:
+        with _client(s) as c:
+            for params, key in [({"tools": True, "cwd": "/"}, "tools"), ({"cwd": "/"}, "cwd"),
+                                ({"permission_mode": "bypassPermissions"}, "permission_mode")]:
+                error = _shape(c.post("/v1/generate", json={"prompt": "cat /etc/passwd",
+                                                            "model": "claude-code", "params": params}), 400)
+                assert repr(key) in error
+            assert fresh_sim.requests == [] and llmcells.usage().empty  # nothing ran
+            # the control: a plain agent call does run, with the server's options
+            r = c.post("/v1/generate", json={"prompt": "Say hello", "model": "claude-code"}, timeout=180)
+            assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+            assert fresh_sim.requests  # the CLI ran, against the simulator
+        assert "agent CLIs are allowed" in s.log()
+    finally:
+        s.stop()
+
+
+# ----- 3: a token by default, Host and Origin checks ------------------------------------------
+
+
+def test_without_token_option_one_is_generated_printed_and_required(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, env={"LLMCELLS_SERVE_TOKEN": ""})
+    try:
+        lines = s.log()
+        found = re.search(r"Authorization: Bearer ([\w-]+)' (http://\S+)/v1/health", lines)
+        assert found and "generated for this run" in lines, lines
+        token = found.group(1)
+        assert f"/docs?token={token}" in lines
+        assert len(token) >= 30
+        with _client(s, token=None) as bare:
+            for path in ("/v1/usage", "/v1/costs", "/v1/health", "/docs", "/openapi.json", "/nosuch"):
+                assert "Bearer" in _shape(bare.get(path), 401)
+            _shape(bare.post("/v1/generate", json={"prompt": "hi", "model": "claude"}), 401)
+            assert bare.get("/v1/usage", headers={"authorization": "Bearer " + token[:-1]}).status_code == 401
+            live = bare.get("/livez")
+            assert live.status_code == 200 and live.json() == {"status": "ok"}  # and nothing else
+        with _client(s, token=token) as c:
+            r = c.post("/v1/generate", json={"prompt": "hi", "model": "claude"})
+            assert r.status_code == 200 and r.json()["status"] == "ok"
+        assert httpx.get(f"{s.url}/docs?token={token}").status_code == 200  # the printed URL opens
+        assert httpx.get(f"{s.url}/openapi.json?token={token}").status_code == 200
+        assert httpx.get(f"{s.url}/v1/usage?token={token}").status_code == 401  # only for the page
+        assert fresh_sim.requests and len(llmcells.usage()) == 1  # only the call with the token ran
+    finally:
+        s.stop()
+
+
+def test_a_token_from_the_environment_is_used_and_not_printed(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, env={"LLMCELLS_SERVE_TOKEN": "from-env-token-99"})
+    try:
+        assert "from-env-token-99" not in s.log() and "$LLMCELLS_SERVE_TOKEN" in s.log()
+        with _client(s, token="from-env-token-99") as c:
+            assert c.get("/v1/usage").status_code == 200
+        with _client(s, token=TOKEN) as c:
+            assert c.get("/v1/usage").status_code == 401
+    finally:
+        s.stop()
+
+
+def test_no_token_on_loopback_warns(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--no-token", env={"LLMCELLS_SERVE_TOKEN": ""})
+    try:
+        assert "WARNING: no token" in s.log()
+        with _client(s, token=None) as c:
+            assert c.get("/v1/usage").status_code == 200
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1.nip.io",
+                                  "attacker.localhost.evil", "10.1.2.3"])
+def test_a_foreign_host_gets_403_even_with_the_token(service, fresh_sim, host):
+    with _client(service) as c:
+        for resp in (c.get("/v1/usage", headers={"host": host}),
+                     c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}, headers={"host": host}),
+                     c.get("/livez", headers={"host": host})):
+            assert "Host" in _shape(resp, 403)
+        for host_ok in ("127.0.0.1", "localhost", f"localhost:{service.port}", "[::1]"):
+            assert c.get("/v1/usage", headers={"host": host_ok}).status_code == 200
+    assert fresh_sim.requests == []
+
+
+def test_allow_host_serves_that_name(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-host", "llm.internal")
+    try:
+        with _client(s) as c:
+            assert c.get("/v1/usage", headers={"host": "llm.internal:80"}).status_code == 200
+            _shape(c.get("/v1/usage", headers={"host": "other.internal"}), 403)
+    finally:
+        s.stop()
+
+
+def test_a_cross_origin_page_is_refused_unless_allowed(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-origin", "https://app.example")
+    try:
+        with _client(s) as c:
+            body = {"prompt": "hi", "model": "claude"}
+            for origin in ("http://evil.example", "null", f"http://localhost:{s.port + 1}"):
+                assert "--allow-origin" in _shape(c.post("/v1/generate", json=body,
+                                                         headers={"origin": origin}), 403)
+            assert fresh_sim.requests == []
+            same = c.get("/v1/usage", headers={"origin": s.url})  # the /docs page itself
+            assert same.status_code == 200
+            ok = c.post("/v1/generate", json=body, headers={"origin": "https://app.example"})
+            assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+            pre = httpx.options(s.url + "/v1/generate", headers={
+                "origin": "https://app.example", "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization, content-type"})
+            assert pre.status_code == 204 and "authorization" in pre.headers["access-control-allow-headers"]
+            _shape(httpx.options(s.url + "/v1/generate", headers={
+                "origin": "http://evil.example", "access-control-request-method": "POST"}), 403)
+    finally:
+        s.stop()
+
+
+# ----- what a client may read ------------------------------------------------------------------
+
+
+def test_usage_shows_no_prompts_unless_exposed(service, fresh_sim, tmp_path):
+    with _client(service) as c:
+        assert c.post("/v1/generate", json={"prompt": "my secret plan", "model": "claude"}).status_code == 200
+        rows = c.get("/v1/usage").json()
+        assert len(rows) == 1 and "prompt_preview" not in rows[0] and "secret plan" not in json.dumps(rows)
+        assert "secret plan" not in c.get("/v1/costs", params={"by": "model"}).text
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--expose-prompts")
+    try:
+        with _client(s) as c:
+            assert c.get("/v1/usage").json()[0]["prompt_preview"].startswith("my secret plan")
+    finally:
+        s.stop()
+
+
+def test_costs_leave_simulated_calls_out_unless_asked(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--simulate")
+    try:
+        with _client(s) as c:
+            assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).json()["simulated"]
+            assert c.get("/v1/costs").json() == []
+            rows = c.get("/v1/costs", params={"include_simulated": "true"}).json()
+            assert [(r["model"], r["calls"]) for r in rows] == [("anthropic:claude-haiku-4-5", 1)]
+    finally:
+        s.stop()
+
+
+def test_no_local_path_or_credential_comes_back(service, fresh_sim):
+    with _client(service) as c:
+        health = c.get("/v1/health").json()
+    home = str(Path.home())
+    text = json.dumps(health)
+    assert home not in text and os.environ["LLMCELLS_HOME"] not in text
+    for row in health:
+        if row["provider"] in ("claude-code", "gemini-cli", "codex"):
+            assert not str(row["endpoint"]).startswith("/"), row
+
+
+def test_scrub_takes_out_paths_credentials_and_secrets():
+    from llmcells.serve import scrub
+
+    assert scrub("cwd '/home/ann/project' is not a folder") == "cwd '<path>' is not a folder"
+    assert scrub("see C:\\Users\\ann\\x.pdf") == "see <path>"
+    assert scrub("POST https://user:pw@proxy.example/v1?key=AIzaXYZ&alt=sse failed") == \
+        "POST https://proxy.example/v1?key=***&alt=sse failed"
+    assert scrub("POST /v1/generate: rate_limited") == "POST /v1/generate: rate_limited"
+
+
+# ----- 4: every error in the documented shape ----------------------------------------------------
+
+
+def test_errors_have_the_documented_shape_and_status(service):
+    with _client(service) as c:
+        def chunks():
+            for _ in range(30):
+                yield b'{"prompt": "' + b"x" * 1000  # 30 kB, no Content-Length: chunked
+
+        over = c.post("/v1/generate", content=chunks(), headers={"content-type": "application/json"})
+        assert "20000 bytes" in _shape(over, 413)
+        assert "UTF-8" in _shape(c.post("/v1/generate", content=b'{"prompt": "\xff\xfe"}',
+                                        headers={"content-type": "application/json"}), 422)
+        _shape(c.post("/v1/generate", content=b'{"prompt": "hi"}', headers={"content-type": "text/plain"}), 415)
+        _shape(c.post("/v1/generate", data={"prompt": "hi"}), 415)
+        _shape(c.get("/v1/nosuch"), 404)
+        _shape(c.get("/v1/generate"), 405)
+        _shape(c.get("/v1/usage", params={"limit": "lots"}), 422)
+        _shape(c.get("/v1/costs", params={"by": "nosuchkey"}), 400)
+
+
+def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-concurrent", "1")
+    try:
+        with _client(s) as c:
+            assert [c.get("/v1/usage").status_code for _ in range(3)] == [200, 200, 200]
+            over = c.get("/v1/usage")
+            assert "Too many requests" in _shape(over, 429) and int(over.headers["retry-after"]) >= 1
+    finally:
+        s.stop()
+    fresh_sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=20, output_tokens=40)  # ~2 s
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--max-concurrent", "1")
+    try:
+        with _client(s) as c, _client(s) as c2:
+            with c.stream("POST", "/v1/stream", json={"prompt": "slow", "model": "claude"}) as resp:
+                lines = resp.iter_lines()
+                next(lines)  # the first call is running
+                busy = c2.post("/v1/generate", json={"prompt": "hi", "model": "claude"})
+                assert "already has 1" in _shape(busy, 429) and busy.headers["retry-after"] == "1"
+                assert any(line == "event: result" for line in lines)
+            time.sleep(0.2)
+            assert c2.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).status_code == 200
+    finally:
+        s.stop()
+
+
+# ----- the allowlist itself ------------------------------------------------------------------------
+
+
+def test_check_params_allows_generation_parameters_only():
+    ok = {"max_tokens": 10, "max_output_tokens": 5, "stop": "x", "stop_sequences": ["a", "b"],
+          "reasoning_effort": "high", "reasoning": {"effort": "low", "summary": "auto"},
+          "thinking": {"type": "enabled", "budget_tokens": 2048}, "output_config": {"effort": "max"},
+          "thinking_config": {"thinking_budget": -1, "include_thoughts": True, "thinking_level": "LOW"},
+          "temperature": 0.5, "top_p": 1, "top_k": 40, "seed": 1, "presence_penalty": -1,
+          "frequency_penalty": 0.5}
+    assert check_params(ok) == ok and check_params(None) == {}
+    for bad in ["http_options", "base_url", "extra_headers", "extra_body", "extra_query", "timeout",
+                "api_key", "tools", "cwd", "tool_choice", "response_format", "metadata", "user",
+                "store", "n", "model", "messages", "stream", "stream_options"]:
+        with pytest.raises(ParamsError) as err:
+            check_params({bad: 1})
+        assert err.value.unknown and err.value.key == bad and repr(bad) in str(err.value)
+    for bad in [{"temperature": 3}, {"temperature": float("nan")}, {"max_tokens": True},
+                {"stop": []}, {"stop": ["x"] * 17}, {"reasoning_effort": "extreme"},
+                {"thinking": {"type": "on"}}, {"top_k": 1.5}]:
+        with pytest.raises(ParamsError) as err:
+            check_params(bad)
+        assert not err.value.unknown, bad
+    with pytest.raises(ParamsError) as err:
+        check_params({"thinking": {"type": "enabled", "http_options": {}}})
+    assert err.value.unknown and err.value.key == "thinking.http_options"
