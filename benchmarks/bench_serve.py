@@ -33,6 +33,7 @@ except ImportError:  # run as a script
 CLIENTS = 50
 SEQUENTIAL = 60
 MODELS = ["chatgpt", "claude", "gemini"]
+TOKEN = "bench-serve-token"
 
 
 def _p95(xs: list[float]) -> float:
@@ -73,7 +74,8 @@ def _service(url: str, n: int, clients: int = CLIENTS) -> tuple[float, list[floa
 
     async def go():
         limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
-        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits,
+                                     headers={"authorization": f"Bearer {TOKEN}"}) as client:
             async def call(i: int) -> bool:
                 r = await client.post("/v1/generate", json={"prompt": f"Summarise item s-{i}.",
                                                             "model": MODELS[i % 3]})
@@ -92,7 +94,10 @@ def _start_service(sim_url: str, home: str) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if k not in C.PROVIDER_VARS}
     env.update(C.sim_env(sim_url), LLMCELLS_HOME=home,
                PYTHONPATH=str(C._SRC) + os.pathsep + env.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "llmcells", "serve", "--port", str(port)],
+    # the token as a client of the real service sends it; no per-client limits, since all
+    # 50 workers come from this one address
+    proc = subprocess.Popen([sys.executable, "-m", "llmcells", "serve", "--port", str(port),
+                             "--token", TOKEN, "--rate-limit", "0", "--max-concurrent", "0"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -100,7 +105,7 @@ def _start_service(sim_url: str, home: str) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise RuntimeError(f"the service exited: {proc.stderr.read()[-2000:]}")
         try:
-            httpx.get(url + "/openapi.json", timeout=1)
+            httpx.get(url + "/livez", timeout=1)
             return proc, url
         except httpx.HTTPError:
             time.sleep(0.2)

@@ -421,3 +421,15 @@ def test_check_params_allows_generation_parameters_only():
     with pytest.raises(ParamsError) as err:
         check_params({"thinking": {"type": "enabled", "http_options": {}}})
     assert err.value.unknown and err.value.key == "thinking.http_options"
+
+
+def test_the_access_log_hides_the_token_of_a_browser_url(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--access-log", env={"LLMCELLS_SERVE_TOKEN": "log-token-31337"})
+    try:
+        assert httpx.get(f"{s.url}/docs?token=log-token-31337").status_code == 200
+        with _client(s, token="log-token-31337") as c:
+            assert c.get("/v1/usage").status_code == 200
+    finally:
+        log = s.stop()
+    assert "GET /docs?token=***" in log and "GET /v1/usage" in log  # the requests are logged
+    assert "log-token-31337" not in log

@@ -81,8 +81,10 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
                             help="count simulated calls too (left out of real spend by default)")
         else:
             sp.add_argument("--limit", type=int, default=20, help="the last N calls (default 20)")
-    sub.add_parser("serve", add_help=False, help="serve the engine over HTTP (see serve --help; "
-                                                 "needs pip install 'llmcells[serve]')")
+    sub.add_parser("serve", add_help=False, help="serve the engine over HTTP, behind a token "
+                                                 "printed at start (see serve --help and "
+                                                 "docs/security.md; needs pip install "
+                                                 "'llmcells[serve]')")
     return p, subs
 
 

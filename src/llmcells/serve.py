@@ -798,7 +798,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.allow_agents:
         say("agent CLIs are allowed (--allow-agents), with the server's options: no tools, a "
             "fresh folder per call.")
-    logging.getLogger("uvicorn.access").addFilter(_HideTokens())
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                access_log=args.access_log, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                            access_log=args.access_log, timeout_graceful_shutdown=2)
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
+    access.addFilter(_HideTokens())
+    if args.access_log:
+        access.setLevel(logging.INFO)  # its lines are INFO: log_level="warning" hid them all
+    uvicorn.Server(config).run()
     return 0
