@@ -142,6 +142,26 @@ def test_a_timeout_beyond_the_servers_limit_is_refused(fresh_sim, tmp_path):
         s.stop()
 
 
+def test_one_request_may_name_at_most_eight_models(service, fresh_sim):
+    with _client(service) as c:
+        assert "At most 8" in _shape(c.post("/v1/compare", json={"prompt": "hi", "models": ["claude"] * 9}), 422)
+        assert "At most 8" in _shape(c.post("/v1/generate", json={
+            "prompt": "hi", "model": "claude|chatgpt|gemini", "fallback": ["claude"] * 6}), 422)
+    assert fresh_sim.requests == []
+
+
+def test_hosts_when_bound_to_every_address():
+    from llmcells.serve import Policy, _Guard
+
+    guard = _Guard(None, Policy(bound_host="0.0.0.0", allow_hosts=("llm.example",)))
+    assert [guard.host_ok(h) for h in ("10.1.2.3:8000", "[fe80::1]:8000", "localhost", "LLM.example.",
+                                       "evil.example", "10.1.2.3.nip.io", None)] == \
+        [True, True, True, True, False, False, False]
+    loopback = _Guard(None, Policy())
+    assert [loopback.host_ok(h) for h in ("127.0.0.1:1", "127.5.5.5", "10.1.2.3", "")] == \
+        [True, True, False, False]
+
+
 def test_generation_parameters_reach_the_provider(service, fresh_sim):
     with _client(service) as c:
         r = c.post("/v1/generate", json={"prompt": "hi", "model": "chatgpt", "params": {

@@ -67,6 +67,9 @@ MAX_BODY = 1_000_000
 RATE_PER_MINUTE = 120
 #: requests a client may have running at once
 MAX_CONCURRENT = 8
+#: the most models one request may name (a compare's models, a chain and its fallbacks), so that
+#: one request within the rate limit can't start a hundred calls
+MAX_MODELS = 8
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: ledger columns that carry what was asked or answered: shown only with --expose-prompts
@@ -151,7 +154,10 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
     limit = policy.max_timeout or settings.timeout
     if body.timeout is not None and body.timeout > limit:
         raise _Refused(422, f"timeout: at most {limit:g} seconds on this server.")
-    for name in split(names):
+    names = split(names)
+    if len(names) > MAX_MODELS:
+        raise _Refused(422, f"At most {MAX_MODELS} models per request (this one names {len(names)}).")
+    for name in names:
         spec = resolve(name)
         row = PROVIDERS.get(spec.provider)
         if row is not None and row.kind == "agent" and not policy.allow_agents:
@@ -400,8 +406,8 @@ class _Guard:
         self.app, self.policy = app, policy
         self.digest = _digest(policy.token) if policy.token is not None else None
         self.limits = _Limits(policy.rate_per_minute, policy.max_concurrent)
-        self.wildcard = _ip(_norm_host(policy.bound_host)) is not None and \
-            _ip(_norm_host(policy.bound_host)).is_unspecified
+        bound = _ip(_norm_host(policy.bound_host))
+        self.wildcard = bound is not None and bound.is_unspecified
 
     def host_ok(self, host: str | None) -> bool:
         if host is None:
@@ -780,8 +786,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_body=args.max_body, max_timeout=args.max_timeout,
                     rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent)
     app = create_app(policy=policy)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{'127.0.0.1' if _ip(args.host) is not None and _ip(args.host).is_unspecified else shown}:{args.port}"
+    bound = _ip(_norm_host(args.host))
+    shown = "127.0.0.1" if bound is not None and bound.is_unspecified else \
+        f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown}:{args.port}"
     say(f"serving on {url}" + ("" if loopback else f" (bound to {args.host})"))
     if token is None:
         say("WARNING: no token (--no-token): any process on this machine may call the service, "
