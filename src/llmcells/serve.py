@@ -58,7 +58,7 @@ except ImportError as _missing:  # pragma: no cover - the hint is the point
 
 from . import _loop
 from .errors import LLMError, redact
-from .params import ParamsError, check_params
+from .params import GENERATION_PARAMS, ParamsError, check_params
 from .types import CallObserver, Result
 
 #: the largest request body accepted, in bytes
@@ -119,10 +119,8 @@ class CallOptions(BaseModel):
     timeout: float | None = Field(None, gt=0, description="seconds the whole call may take (at most "
                                                           "the server's limit)")
     params: dict[str, Any] | None = Field(
-        None, description="generation parameters in the provider's own names: max_tokens, "
-                          "max_completion_tokens, max_output_tokens, stop, stop_sequences, "
-                          "reasoning_effort, reasoning, thinking, output_config, thinking_config, "
-                          "temperature, top_p, top_k, seed, presence_penalty, frequency_penalty")
+        None, description="generation parameters in the provider's own names (any other key is "
+                          "refused): " + ", ".join(GENERATION_PARAMS))
 
 
 class GenerateBody(CallOptions):
