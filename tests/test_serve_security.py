@@ -390,6 +390,15 @@ def test_errors_have_the_documented_shape_and_status(service):
         _shape(c.get("/v1/costs", params={"by": "nosuchkey"}), 400)
 
 
+def test_wrong_tokens_are_rate_limited(fresh_sim, tmp_path):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3")
+    try:
+        with _client(s, token="guess-guess") as guesser:
+            assert [guesser.get("/v1/usage").status_code for _ in range(4)] == [401, 401, 401, 429]
+    finally:
+        s.stop()
+
+
 def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
     s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-concurrent", "1")
     try:
@@ -397,6 +406,8 @@ def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
             assert [c.get("/v1/usage").status_code for _ in range(3)] == [200, 200, 200]
             over = c.get("/v1/usage")
             assert "Too many requests" in _shape(over, 429) and int(over.headers["retry-after"]) >= 1
+        with _client(s, token="guess-guess") as guesser:  # guessing tokens spends the bucket too
+            assert guesser.get("/v1/usage").status_code == 429
     finally:
         s.stop()
     fresh_sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=20, output_tokens=40)  # ~2 s

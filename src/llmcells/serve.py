@@ -463,11 +463,13 @@ class _Guard:
             send = _with_headers(send, cors)
         if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
             return await answer(JSONResponse({"status": "ok"}))
-        if not self.token_ok(headers, scope):
-            return await answer(_error(401, "Missing or wrong token: send 'Authorization: Bearer "
-                                            "<token>' (printed when the service started).",
-                                       {"www-authenticate": "Bearer"}))
         client = (scope.get("client") or ("?",))[0]
+        if not self.token_ok(headers, scope):
+            # a wrong token spends from the client's bucket too, so tokens can't be guessed fast
+            if not self.limits.take(client):
+                return await answer(_error(401, "Missing or wrong token: send 'Authorization: "
+                                                "Bearer <token>' (printed when the service started).",
+                                           {"www-authenticate": "Bearer"}))
         wait = self.limits.take(client)
         if wait:
             return await answer(_error(429, f"Too many requests from this client; retry in "
