@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -177,7 +178,9 @@ _QUERY_SECRET = re.compile(r"([?&](?:key|api[_-]?key|token|access_token|sig|sign
 _VERBATIM = frozenset({"text", "reasoning", "output_text", "prompt_preview", "prompt_text"})
 
 
+@functools.cache
 def _local_prefixes() -> list[str]:
+    """This machine's own folders (the service's working and home folders do not change)."""
     seen = [os.environ.get("LLMCELLS_HOME"), str(Path.home()), os.getcwd(), tempfile.gettempdir(),
             sys.prefix]
     return sorted({p for p in seen if p and len(p) > 1}, key=len, reverse=True)
