@@ -151,13 +151,13 @@ def test_one_request_may_name_at_most_eight_models(service, fresh_sim):
 
 
 def test_hosts_when_bound_to_every_address():
-    from llmcells.serve import Policy, _Guard
+    from llmcells.serve_guard import Guard, Policy
 
-    guard = _Guard(None, Policy(bound_host="0.0.0.0", allow_hosts=("llm.example",)))
+    guard = Guard(None, Policy(bound_host="0.0.0.0", allow_hosts=("llm.example",)))
     assert [guard.host_ok(h) for h in ("10.1.2.3:8000", "[fe80::1]:8000", "localhost", "LLM.example.",
                                        "evil.example", "10.1.2.3.nip.io", None)] == \
         [True, True, True, True, False, False, False]
-    loopback = _Guard(None, Policy())
+    loopback = Guard(None, Policy())
     assert [loopback.host_ok(h) for h in ("127.0.0.1:1", "127.5.5.5", "10.1.2.3", "")] == \
         [True, True, False, False]
 
@@ -360,7 +360,7 @@ def test_no_local_path_or_credential_comes_back(service, fresh_sim):
 
 
 def test_scrub_takes_out_paths_credentials_and_secrets():
-    from llmcells.serve import scrub
+    from llmcells.serve_guard import scrub
 
     assert scrub("cwd '/home/ann/project' is not a folder") == "cwd '<path>' is not a folder"
     assert scrub("see C:\\Users\\ann\\x.pdf") == "see <path>"

@@ -5,9 +5,9 @@ Endpoints: POST /v1/generate, /v1/stream (server-sent events), /v1/compare; GET 
 /v1/usage, /v1/costs; the OpenAPI page at /docs; GET /livez, a liveness probe that needs no token
 and says nothing. Every call is recorded in the ledger as any other.
 
-Every request is hostile until checked (docs/security.md): its Host and Origin (against DNS
-rebinding and cross-site pages), the token (generated at start unless given), a per-client rate
-and concurrency limit, the body (size, JSON, UTF-8), then its fields: `params` only as the
+Every request is hostile until checked (docs/security.md). serve_guard.py checks its Host and
+Origin (against DNS rebinding and cross-site pages), the token (generated at start unless given),
+a per-client rate and concurrency limit and the body (size, JSON, UTF-8); here, its fields: `params` only as the
 allowlist of generation parameters (params.py), no agent CLI unless the server allows them, no
 timeout beyond the server's. What goes back is scrubbed of keys, credentials and local paths,
 and the ledger's prompts and answers stay hidden unless the server exposes them.
@@ -27,24 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import math
 import os
-import re
 import secrets
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 try:
     import uvicorn
@@ -58,16 +50,12 @@ except ImportError as _missing:  # pragma: no cover - the hint is the point
                       ) from _missing
 
 from . import _loop
-from .errors import LLMError, redact
+from .errors import LLMError
 from .params import GENERATION_PARAMS, ParamsError, check_params
+from .serve_guard import (MAX_BODY, MAX_CONCURRENT, RATE_PER_MINUTE, Guard, HideTokens, Policy,
+                          digest, error_response, host_name, ip_of, is_loopback, scrub)
 from .types import CallObserver, Result
 
-#: the largest request body accepted, in bytes
-MAX_BODY = 1_000_000
-#: requests a client may make per minute (a token bucket of this size, refilled evenly)
-RATE_PER_MINUTE = 120
-#: requests a client may have running at once
-MAX_CONCURRENT = 8
 #: the most models one request may name (a compare's models, a chain and its fallbacks), so that
 #: one request within the rate limit can't start a hundred calls
 MAX_MODELS = 8
@@ -75,27 +63,6 @@ MAX_MODELS = 8
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: ledger columns that carry what was asked or answered: shown only with --expose-prompts
 PROMPT_COLUMNS = ("prompt_preview", "prompt_text", "output_text", "prompt_hash")
-
-
-@dataclass
-class Policy:
-    """What the service lets its clients do (set from `serve`'s options)."""
-
-    token: str | None = None                      # None: no token (loopback only, --no-token)
-    bound_host: str = "127.0.0.1"
-    allow_hosts: tuple[str, ...] = ()              # more Host names accepted ("*": any)
-    allow_origins: tuple[str, ...] = ()            # cross-origin pages allowed ("*": any)
-    allow_agents: bool = False
-    expose_prompts: bool = False
-    max_body: int = MAX_BODY
-    max_timeout: float | None = None               # None: the configured llmcells timeout
-    rate_per_minute: float = RATE_PER_MINUTE       # 0: no rate limit
-    max_concurrent: int = MAX_CONCURRENT           # 0: no concurrency limit
-    hosts: frozenset[str] = field(init=False, default=frozenset())
-
-    def __post_init__(self) -> None:
-        names = {_norm_host(h) for h in (*self.allow_hosts, self.bound_host)}
-        self.hosts = frozenset(names | {"localhost"})
 
 
 class _Refused(Exception):
@@ -167,33 +134,8 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
 
 # ----- results as JSON -----------------------------------------------------------------------------
 
-#: absolute paths under the usual roots (and ~/...), where the text is not the model's own
-_PATH = re.compile(r"(?<![\w/.:~-])(?:~/|/(?:home|Users|root|tmp|var|etc|private|opt|usr|mnt|srv|"
-                   r"work|run|proc|dev|Volumes|nix|snap|media|lib|bin|sbin|data)(?=/|\b))"
-                   r"[^\s'\"<>|,;()\[\]{}]*|\b[A-Za-z]:\\[^\s'\"<>|,;]*")
-_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
-_QUERY_SECRET = re.compile(r"([?&](?:key|api[_-]?key|token|access_token|sig|signature|password)=)"
-                           r"[^&\s'\"]+", re.I)
 #: fields that are the model's own words, passed through as they are
 _VERBATIM = frozenset({"text", "reasoning", "output_text", "prompt_preview", "prompt_text"})
-
-
-@functools.cache
-def _local_prefixes() -> list[str]:
-    """This machine's own folders (the service's working and home folders do not change)."""
-    seen = [os.environ.get("LLMCELLS_HOME"), str(Path.home()), os.getcwd(), tempfile.gettempdir(),
-            sys.prefix]
-    return sorted({p for p in seen if p and len(p) > 1}, key=len, reverse=True)
-
-
-def scrub(text: str) -> str:
-    """text without keys (redact), URL credentials or secrets in a query, or local paths."""
-    text = redact(text)
-    for prefix in _local_prefixes():
-        text = text.replace(prefix, "<path>")
-    text = _USERINFO.sub(r"\1", text)
-    text = _QUERY_SECRET.sub(r"\1***", text)
-    return _PATH.sub("<path>", text)
 
 
 def _clean(value: Any, key: str | None = None) -> Any:
@@ -218,12 +160,6 @@ def result_json(r: Result) -> dict[str, Any]:
               "reasoning_tokens"):
         row.pop(k, None)
     return _clean(row)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error shape: {"error": one scrubbed line}."""
-    line = (scrub(str(message)).splitlines() or ["error"])[0][:500]
-    return JSONResponse({"error": line}, status_code=status, headers=headers)
 
 
 # ----- the calls, on the private loop -----------------------------------------------------------
@@ -319,235 +255,7 @@ async def _unless_hung_up(request: Request, call: Any) -> Any:
 
 def _hung_up() -> JSONResponse:
     """The answer to a request whose client hung up (nobody reads it; 499, as nginx logs it)."""
-    return _error(499, "The client closed the connection; the call was cancelled.")
-
-
-def _norm_host(host: str) -> str:
-    """A Host header's name, without port or brackets, lower case, without a final dot."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host.rstrip(".")
-
-
-def _ip(host: str) -> Any:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _loopback(host: str) -> bool:
-    host = _norm_host(host)
-    if host == "localhost":
-        return True
-    ip = _ip(host)
-    return ip is not None and ip.is_loopback
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-
-
-class _Limits:
-    """Per-client token buckets (rate) and counts of requests running (concurrency)."""
-
-    def __init__(self, per_minute: float, concurrent: int) -> None:
-        self.capacity, self.rate = float(per_minute), per_minute / 60.0
-        self.concurrent = concurrent
-        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
-        self.running: dict[str, int] = {}
-
-    def take(self, client: str) -> float:
-        """0 when client may make a request now (one token taken), else seconds to wait."""
-        if not self.rate:
-            return 0.0
-        now = time.monotonic()
-        tokens, when = self.buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - when) * self.rate)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
-            return (1 - tokens) / self.rate
-        self.buckets[client] = (tokens - 1, now)
-        if len(self.buckets) > 10_000:  # forget clients whose buckets are full again
-            self.buckets = {c: b for c, b in self.buckets.items()
-                            if b[0] + (now - b[1]) * self.rate < self.capacity}
-        return 0.0
-
-    def enter(self, client: str) -> bool:
-        if self.concurrent and self.running.get(client, 0) >= self.concurrent:
-            return False
-        self.running[client] = self.running.get(client, 0) + 1
-        return True
-
-    def leave(self, client: str) -> None:
-        left = self.running.get(client, 1) - 1
-        if left > 0:
-            self.running[client] = left
-        else:
-            self.running.pop(client, None)
-
-
-#: paths that may take the token from the query string: what a browser opens by URL
-_BROWSER_PATHS = ("/docs", "/openapi.json")
-#: the liveness probe: no token, and nothing said
-LIVENESS_PATH = "/livez"
-
-
-class _Guard:
-    """ASGI middleware, before any handler, in this order: Host (DNS rebinding), Origin
-    (cross-site pages; CORS for the allowed ones), the liveness probe, the token (constant time),
-    the client's rate, the body (JSON content type, size also when chunked, UTF-8), and the
-    client's concurrency. Pure ASGI, not BaseHTTPMiddleware, so that streamed responses and
-    disconnects pass through. The body is read here, whole, and handed on."""
-
-    def __init__(self, app: Any, policy: Policy):
-        self.app, self.policy = app, policy
-        self.digest = _digest(policy.token) if policy.token is not None else None
-        self.limits = _Limits(policy.rate_per_minute, policy.max_concurrent)
-        bound = _ip(_norm_host(policy.bound_host))
-        self.wildcard = bound is not None and bound.is_unspecified
-
-    def host_ok(self, host: str | None) -> bool:
-        if host is None:
-            return False
-        name = _norm_host(host)
-        if "*" in self.policy.allow_hosts or name in self.policy.hosts or _loopback(name):
-            return True
-        # bound to every address: an IP literal is the machine's own (a rebinding page always
-        # comes by a name), names need --allow-host
-        return self.wildcard and _ip(name) is not None
-
-    def origin_ok(self, origin: str, host: str) -> bool:
-        allowed = self.policy.allow_origins
-        if "*" in allowed or origin.rstrip("/") in allowed:
-            return True
-        parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
-
-    def token_ok(self, headers: dict[str, str], scope: Any) -> bool:
-        if self.digest is None:
-            return True
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            given = ""
-            if scope["method"] == "GET" and scope["path"] in _BROWSER_PATHS:
-                query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-                given = (query.get("token") or [""])[0]
-        # sha256 digests, so that the comparison takes the same time whatever the length
-        return hmac.compare_digest(_digest(given.strip()), self.digest)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def answer(response: Any) -> None:
-            await response(scope, receive, send)
-
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host")
-        if not self.host_ok(host):
-            return await answer(_error(403, "This Host is not served here (start the service with "
-                                            "--allow-host NAME to serve a name)."))
-        origin = headers.get("origin")
-        cors: list[tuple[bytes, bytes]] = []
-        if origin is not None:
-            if not self.origin_ok(origin, host or ""):
-                return await answer(_error(403, "Cross-origin requests are refused (start the service "
-                                                "with --allow-origin ORIGIN to allow a page)."))
-            cors = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
-            if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-                return await answer(_preflight(cors))
-        if cors:
-            send = _with_headers(send, cors)
-        if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
-            return await answer(JSONResponse({"status": "ok"}))
-        client = (scope.get("client") or ("?",))[0]
-        if not self.token_ok(headers, scope):
-            # a wrong token spends from the client's bucket too, so tokens can't be guessed fast
-            if not self.limits.take(client):
-                return await answer(_error(401, "Missing or wrong token: send 'Authorization: "
-                                                "Bearer <token>' (printed when the service started).",
-                                           {"www-authenticate": "Bearer"}))
-        wait = self.limits.take(client)
-        if wait:
-            return await answer(_error(429, f"Too many requests from this client; retry in "
-                                            f"{math.ceil(wait)} s.",
-                                       {"retry-after": str(math.ceil(wait))}))
-        if scope["method"] in ("POST", "PUT", "PATCH"):
-            kind = headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                return await answer(_error(415, "Send the body as JSON, with Content-Type: "
-                                                "application/json."))
-            length = headers.get("content-length", "")
-            if length.strip().isdigit() and int(length) > self.policy.max_body:
-                return await answer(_error(413, f"The body is over {self.policy.max_body} bytes."))
-            body = await self.read_body(receive)
-            if body is None:
-                return await answer(_error(413, f"The body is over {self.policy.max_body} bytes."))
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError:
-                return await answer(_error(422, "The body is not valid UTF-8."))
-            receive = _replay(body, receive)
-        if not self.limits.enter(client):
-            return await answer(_error(429, f"This client already has {self.limits.concurrent} "
-                                            "requests running; retry in 1 s.", {"retry-after": "1"}))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.limits.leave(client)
-
-    async def read_body(self, receive: Any) -> bytes | None:
-        """The whole body, or None once it passes the limit (chunked bodies too)."""
-        chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return b"".join(chunks)  # the client left; the handler will see it
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.policy.max_body:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A receive() that gives the body read already, then the connection's own messages."""
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-    return replay
-
-
-def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:
-    async def sender(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
-        await send(message)
-    return sender
-
-
-def _preflight(cors: list[tuple[bytes, bytes]]) -> Any:
-    """The answer to an allowed origin's CORS preflight (no token: browsers send none with it)."""
-    from starlette.responses import Response
-
-    headers = {k.decode(): v.decode("latin-1") for k, v in cors}
-    headers.update({"access-control-allow-methods": "GET, POST",
-                    "access-control-allow-headers": "authorization, content-type",
-                    "access-control-max-age": "600"})
-    return Response(status_code=204, headers=headers)
+    return error_response(499, "The client closed the connection; the call was cancelled.")
 
 
 # ----- the app ---------------------------------------------------------------------------------------
@@ -564,41 +272,41 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
                               "in the llmcells usage ledger. Every request needs the bearer token "
                               "printed when the service started (Authorize, above).")
 
-    app.add_middleware(_Guard, policy=policy)
+    app.add_middleware(Guard, policy=policy)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
-            return _error(400, "The body is not valid JSON.")
+            return error_response(400, "The body is not valid JSON.")
         if tuple(first.get("loc", ())) == ("body",) and first.get("type") != "missing":
-            return _error(400, "Send the body as a JSON object.")
+            return error_response(400, "Send the body as a JSON object.")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")[:80] or "body"
         if first.get("type") == "extra_forbidden":
-            return _error(400, f"Unknown field {where!r}.")
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+            return error_response(400, f"Unknown field {where!r}.")
+        return error_response(422, f"{where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(ParamsError)
     async def refused_params(request: Request, exc: ParamsError) -> JSONResponse:
-        return _error(400 if exc.unknown else 422, str(exc))
+        return error_response(400 if exc.unknown else 422, str(exc))
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, exc: _Refused) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(LLMError)
     async def llm_error(request: Request, exc: LLMError) -> JSONResponse:
-        return _error(400, exc.message)
+        return error_response(400, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = {404: "No such endpoint.", 405: "Method not allowed here."}.get(
             exc.status_code, str(exc.detail))
-        return _error(exc.status_code, message, getattr(exc, "headers", None))
+        return error_response(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, f"Internal error ({type(exc).__name__}); the call is in the ledger if it ran.")
+        return error_response(500, f"Internal error ({type(exc).__name__}); the call is in the ledger if it ran.")
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> Any:
@@ -609,7 +317,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         given = request.query_params.get("token")
         query = ""
         if given is not None and policy.token is not None and \
-                hmac.compare_digest(_digest(given), _digest(policy.token)):
+                hmac.compare_digest(digest(given), digest(policy.token)):
             query = "?token=" + quote(policy.token, safe="")
         return get_swagger_ui_html(openapi_url="/openapi.json" + query, title="llmcells",
                                    swagger_ui_parameters={"persistAuthorization": False})
@@ -711,16 +419,6 @@ def _version() -> str:
     return __version__
 
 
-class _HideTokens(logging.Filter):
-    """Access-log lines without the ?token= a browser URL carries."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(re.sub(r"([?&]token=)[^&\s]+", r"\1***", a) if isinstance(a, str)
-                                else a for a in record.args)
-        return True
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmcells serve", description=(
         "Serve llmcells over HTTP: POST /v1/generate, /v1/stream, /v1/compare; GET /v1/health, "
@@ -760,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m llmcells serve`: parse the options and run uvicorn until interrupted."""
     args = _parser().parse_args(argv)
     say = lambda line: print(f"llmcells serve: {line}", file=sys.stderr, flush=True)  # noqa: E731
-    loopback = _loopback(args.host)
+    loopback = is_loopback(args.host)
     if args.no_token and (args.token or os.environ.get(TOKEN_ENV)):
         say(f"--no-token and a token (--token or ${TOKEN_ENV}) contradict each other.")
         return 2
@@ -789,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_body=args.max_body, max_timeout=args.max_timeout,
                     rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent)
     app = create_app(policy=policy)
-    bound = _ip(_norm_host(args.host))
+    bound = ip_of(host_name(args.host))
     shown = "127.0.0.1" if bound is not None and bound.is_unspecified else \
         f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{args.port}"
@@ -812,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=args.access_log, timeout_graceful_shutdown=2)
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
-    access.addFilter(_HideTokens())
+    access.addFilter(HideTokens())
     if args.access_log:
         access.setLevel(logging.INFO)  # its lines are INFO: log_level="warning" hid them all
     uvicorn.Server(config).run()
