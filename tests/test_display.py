@@ -256,6 +256,10 @@ def test_stream_is_throttled_and_final_state_painted(comms, loop_thread):
     assert strip_tags(final_body).split() == result.text.split()
     assert "llmcells-md" in final_body
     # Markdown was rendered while streaming too, and each live body is a prefix of the answer
+    # (before the first token the body says what the card waits for)
+    waiting = [v for _, v in body if "waiting for the first token" in v]
+    body = [(t, v) for t, v in body if 'style="font-style:italic"' not in v]  # placeholders
+    assert len(waiting) <= 1
     assert len(body) > 5 and all("llmcells-md" in v for _, v in body)
     assert all(result.text.startswith(" ".join(strip_tags(v).split())) for _, v in body[:-1])
     # status: waiting -> streaming -> done
@@ -617,7 +621,7 @@ def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
     fake.estimate_cost = estimate_cost
     monkeypatch.setitem(sys.modules, "llmcells.pricing", fake)
     monkeypatch.setattr(llmcells, "pricing", fake, raising=False)
-    h = open_display("ask", [info()], "notebook", prompt="x" * 40)
+    h = open_display("ask", [info()], "notebook", prompt="word " * 10)  # ~10 tokens
     card = h.observers[0]
 
     async def go():
@@ -626,7 +630,7 @@ def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
         card.on_status("waiting")
         await asyncio.sleep(0.01)
         card.on_first_token(0.01)
-        card.on_text("a" * 400)  # first paint is immediate
+        card.on_text("word " * 100)  # ~100 tokens; the first paint is immediate
         first = card.footer.value
         await asyncio.sleep(0.6)
         card.on_usage(Usage(input_tokens=25, output_tokens=120))
@@ -753,16 +757,85 @@ def test_close_refreshes_the_plain_text_form_of_the_output(comms, monkeypatch):
         obs.on_finish(Result(text=text, model=obs.info.model_id, status="ok", latency_s=1.0))
     h.close([])
     (handle,), (static,) = handles, statics
-    # the widget's own text names the models (with "simulated") and points at the static copy
-    assert "(simulated)" in handle.plain[-1] and "next output" in handle.plain[-1]
+    # while the calls run the widget's own text names the models (with "simulated"); once they
+    # ended it is empty: the static copy holds the answers, and no stray line shows above it
+    assert "(simulated)" in handle.plain[0] and handle.plain[-1] == ""
     assert "first answer" not in static.bundles[0]["text/plain"]
     final = static.bundles[-1]
     assert "first answer" in final["text/plain"] and "second **answer**" in final["text/plain"]
     assert "fastest" in final["text/plain"]
     assert "── openai:gpt-4.1-mini (simulated) ──" in final["text/plain"]
     assert "<strong>answer</strong>" in final["text/html"] and "first answer" in final["text/html"]
-    assert 'class="llmcells-static"' in final["text/html"] and "<style>" in final["text/html"]
+    assert 'class="llmcells-static"' in final["text/html"] and "<style" not in final["text/html"]
     assert "tokens/s" in final["text/html"]  # the metrics table too
+
+
+def _static_compare(comms, texts, **result_kw):
+    infos = [info("openai:gpt-4.1-mini"), info(), info("google:gemini-2.5-flash")][: len(texts)]
+    h = open_display("compare", infos, "notebook", prompt="Compare")
+    for obs, text in zip(h.observers, texts):
+        obs.on_start(obs.info)
+        obs.on_finish(Result(text=text, model=obs.info.model_id, status="ok", latency_s=1.0,
+                             **result_kw))
+    h.close([])
+    return h, h.static_bundle()["text/html"]
+
+
+#: what JupyterLab's sanitizer keeps in a style attribute (@jupyterlab/apputils Sanitizer):
+#: these properties, with plain colours (hex, rgb(), names), lengths and keywords
+SANITIZER_PROPERTIES = {
+    "background-color", "border", "border-bottom", "border-left", "border-top", "border-radius",
+    "border-collapse", "border-spacing", "color", "display", "font-family", "font-size",
+    "font-style", "font-weight", "line-height", "margin", "margin-top", "max-width", "overflow-x",
+    "overflow-wrap", "padding", "padding-left", "text-align", "text-decoration", "vertical-align",
+    "white-space", "width", "word-break", "table-layout", "justify-content", "align-items",
+    "min-width", "margin-left", "margin-right", "margin-bottom", "padding-right", "padding-top",
+    "padding-bottom", "border-right", "overflow", "overflow-y", "text-overflow", "max-height"}
+OVERFLOW_WRAP_KEPT = {"normal", "break-word"}
+
+
+def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms):
+    """A saved compare must read like the live one where no stylesheet reaches it (JupyterLab
+    strips <style> from untrusted outputs, GitHub strips all CSS): no <style> block, no CSS
+    variables, every inline declaration one the sanitizer keeps, the cards in the cells of one
+    table row with borders, code that keeps its lines, tables with rules."""
+    code = "```python\nx = compute(a_long_argument_name, another_long_argument_name)\n    y = 2\n```"
+    table = "| a | b |\n|---|---|\n| 1 | 2 |"
+    h, page = _static_compare(comms, ["first answer\n\n" + code, "second\n\n" + table, "third"])
+    assert "<style" not in page and "var(" not in page and "color-mix" not in page
+    # every declaration of every style attribute is one JupyterLab's sanitizer keeps
+    for style in re.findall(r'style="([^"]*)"', page):
+        for decl in filter(None, (d.strip() for d in html.unescape(style).split(";"))):
+            prop, _, value = decl.partition(":")
+            assert prop.strip() in SANITIZER_PROPERTIES, decl
+            if prop.strip() == "overflow-wrap":
+                assert value.strip() in OVERFLOW_WRAP_KEPT, decl
+    # side by side: one table row holding the three cards, each bordered
+    grid = re.search(r'<table class="llmcells-static-grid".*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", grid, re.S)
+    cells = re.findall(r'<td class="llmcells-card"[^>]*style="([^"]*)"', rows[0])
+    assert len(cells) == 3 and all("border:1px solid" in c for c in cells)
+    assert "first answer" in rows[0] and "second" in rows[0] and "third" in rows[0]
+    # code keeps its lines and scrolls; tables have rules; nothing relies on a class
+    pre = re.search(r"<pre[^>]*>", page).group(0)
+    assert "white-space:pre" in pre and "overflow-x:auto" in pre
+    assert "\n    y" in html.unescape(re.sub(r"<[^>]+>", "", page))
+    td = re.search(r'<div class="llmcells-md"[^>]*>.*?<td[^>]*style="([^"]*)"', page, re.S).group(1)
+    assert "border:1px solid" in td
+    # the metrics table is there and scrolls sideways
+    assert re.search(r'<div class="llmcells-table" style="[^"]*overflow-x:auto', page)
+    assert "tokens/s" in page
+
+
+def test_static_copy_single_answer_is_one_bordered_card(comms):
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="just **one**", model=card.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    page = h.static_bundle()["text/html"]
+    assert "<style" not in page and "<strong" in page
+    assert re.search(r'<div class="llmcells-card" style="[^"]*border:1px solid', page)
 
 
 def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_thread):
@@ -789,7 +862,7 @@ def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_t
 
     t0, live, foot = loop_thread.run(go())
     assert live["ttft"] == 0.41 and 5.0 <= live["elapsed"] < 7.0
-    assert live["output_tokens"] > 1 and abs(live["output_tokens"] - 500) < 60
+    assert live["output_tokens"] > 1 and abs(live["output_tokens"] - 401) < 40  # 401 words
     assert "30→~" in foot and "→~1 tokens" not in foot and "~" in foot
     assert "TTFT 0.41 s" in foot
     latency = time.monotonic() - t0

@@ -292,7 +292,7 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             r.status,
             F.fmt_seconds(r.latency_s),
             F.fmt_seconds(r.ttft_s),
-            f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–",
+            f"{F.result_rate(r):.0f}" if F.result_rate(r) is not None else "–",
             f"{u.input_tokens:,}→{u.output_tokens:,}" if (u.input_tokens or u.output_tokens) else "–",
             F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) and (r.ok or u.input_tokens) else "–",
             *(col[i][0] for _, col in score_cols),
