@@ -811,11 +811,13 @@ def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms
             if prop.strip() == "overflow-wrap":
                 assert value.strip() in OVERFLOW_WRAP_KEPT, decl
     # side by side: one table row holding the three cards, each bordered
-    grid = re.search(r'<table class="llmcells-static-grid".*?</table>', page, re.S).group(0)
-    rows = re.findall(r"<tr>(.*?)</tr>", grid, re.S)
-    cells = re.findall(r'<td class="llmcells-card"[^>]*style="([^"]*)"', rows[0])
+    from llmcells.display.static import side_by_side
+
+    cells = re.findall(r'<td class="llmcells-card"[^>]*style="([^"]*)"', page)
     assert len(cells) == 3 and all("border:1px solid" in c for c in cells)
-    assert "first answer" in rows[0] and "second" in rows[0] and "third" in rows[0]
+    assert side_by_side(["a", "b", "c"]).count("<tr>") == 1  # three cards: one row
+    assert side_by_side(["a", "b", "c", "d"]).count("<tr>") == 2
+    assert page.index("first answer") < page.index("second") < page.index("third")
     # code keeps its lines and scrolls; tables have rules; nothing relies on a class
     pre = re.search(r"<pre[^>]*>", page).group(0)
     assert "white-space:pre" in pre and "overflow-x:auto" in pre
@@ -943,3 +945,188 @@ def test_ledger_frames_show_formatted_without_changing_the_numbers():
     view = df._repr_html_()
     assert "$0.000123" in view and "12,345" in view and "1.23 s" in view and "–" in view
     assert "0.000123456" not in view
+
+
+# ----- escaping -----------------------------------------------------------------------------------
+
+PAYLOAD = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def _unescaped(markup: str) -> bool:
+    """True when the payload (or any piece of it) made it into the HTML as markup."""
+    return bool(re.search(r"<img[^>]*onerror|<script", markup, re.I))
+
+
+def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch):
+    """Ids, names, messages, notes and file names from callers or servers are shown as text in
+    every HTML display: the cards (live and static), the metrics table, the batch progress and
+    the provider job progress."""
+    import types
+
+    from llmcells.batchjobs import progress as jobs
+    from llmcells.display import progress as batch
+    from llmcells.types import Attachment
+
+    chip = Attachment(media_type="text/plain", data=b"x", name=PAYLOAD, size=1)
+    infos = [CallInfo(call_id="a", model=PAYLOAD, model_id="openai:" + PAYLOAD, provider=PAYLOAD,
+                      simulated=True, attachments=(chip,)),
+             info()]
+    h = open_display("compare", infos, "notebook", prompt=PAYLOAD)
+    card, other = h.observers
+    card.on_start(card.info)
+    card.on_retry(RetryInfo(attempt=2, max_attempts=4, wait_s=3, status_code=429, reason=PAYLOAD,
+                            message=PAYLOAD))
+    live = [card.header.value, card.body.value]
+    card.on_fallback(PAYLOAD, PAYLOAD, PAYLOAD)
+    live.append(card.header.value)
+    card.on_finish(Result(text=PAYLOAD, model=PAYLOAD, status="error", error=PAYLOAD,
+                          scores={PAYLOAD: 1.0}, score_notes={PAYLOAD: PAYLOAD}))
+    other.on_start(other.info)
+    other.on_finish(Result(text="ok", model=other.info.model_id, status="ok",
+                           scores={PAYLOAD: 0.0}, score_notes={PAYLOAD: PAYLOAD}))
+    h.close([])
+    pieces = live + [card.header.value, card.body.value, card.footer.value, h.table.value,
+                     h.static_bundle()["text/html"]]
+    for piece in pieces:
+        assert not _unescaped(piece), piece
+    assert "&lt;script&gt;" in h.static_bundle()["text/html"]
+
+    # the batch progress: the id, and the reason it stopped
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append(a) or None)
+    p = batch.NotebookProgress(3, PAYLOAD)
+    tally = types.SimpleNamespace(total=3, done=1, failed=0, inflight=0, cost=0.0,
+                                  started=time.monotonic(), stopped=PAYLOAD)
+    p.update(tally)
+    p.close(tally)
+    assert not _unescaped(p.label.value) and "&lt;script&gt;" in p.label.value
+    bundle = p.box._repr_mimebundle_()
+    assert not _unescaped(bundle["text/html"]) and PAYLOAD in bundle["text/plain"]
+
+    # the provider job progress: the id, the model, the error, the "stopped waiting" note
+    j = jobs.NotebookJobProgress(PAYLOAD)
+    assert not _unescaped(j.html.value)
+    part = {"part": 1, "model_id": PAYLOAD, "state": "failed", "error": PAYLOAD,
+            "counts": {"total": 2, "done": 1, "failed": 1}}
+    j.update([part])
+    assert not _unescaped(j.html.value)
+    j.close([part], interrupted=True)
+    assert not _unescaped(j.html.value) and "&lt;script&gt;" in j.html.value
+    assert not _unescaped(j.box._repr_mimebundle_()["text/html"])
+
+
+def test_job_progress_has_a_bar_per_job_and_a_final_state(comms, monkeypatch):
+    from llmcells.batchjobs import progress as jobs
+
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    j = jobs.NotebookJobProgress("job1")
+    assert "submitting" in j.html.value
+    running = [{"part": 1, "model_id": "openai:gpt-4.1-mini", "state": "in_progress",
+                "counts": {"total": 4, "done": 1, "failed": 0}},
+               {"part": 2, "model_id": "anthropic:claude-haiku-4-5", "state": "completed",
+                "counts": {"total": 4, "done": 4, "failed": 0}}]
+    j.update(running)
+    assert j.html.value.count("width:25%") == 1 and j.html.value.count("width:100%") == 1
+    assert "running (1 of 2 jobs ended)" in j.html.value and "submitting" not in j.html.value
+    done = [dict(running[0], state="completed", counts={"total": 4, "done": 4, "failed": 0}),
+            running[1]]
+    j.close(done)
+    assert "<b>completed</b>" in j.html.value and "running" not in j.html.value
+    text = j.box._repr_mimebundle_()["text/plain"]
+    assert text.startswith("job job1: completed") and "HBox" not in text and "VBox" not in text
+    assert jobs.job_state([dict(done[0]), dict(done[1], state="failed")]) == \
+        "ended: 1 completed, 1 failed"
+
+
+def test_batch_progress_output_reads_as_text_without_widgets(comms, monkeypatch):
+    """A saved notebook shows the batch's final line, not "HBox(children=(IntProgress(..."."""
+    import types
+
+    from llmcells.display import progress as batch
+
+    handles = []
+
+    class Handle:
+        def __init__(self, obj):
+            self.texts = [obj._repr_mimebundle_()["text/plain"]]
+
+        def update(self, obj):
+            self.texts.append(obj._repr_mimebundle_()["text/plain"])
+
+    monkeypatch.setattr("IPython.display.display",
+                        lambda obj, display_id=None, **k: handles.append(Handle(obj)) or handles[-1])
+    p = batch.NotebookProgress(2, "b1")
+    tally = types.SimpleNamespace(total=2, done=2, failed=0, inflight=0, cost=0.0,
+                                  started=time.monotonic() - 1, stopped=None)
+    p.update(tally)
+    p.close(tally)
+    (h,) = handles
+    assert "starting 2 calls" in h.texts[0]
+    assert h.texts[-1].startswith("batch b1: 2/2 done · 0 failed") and "IntProgress" not in h.texts[-1]
+
+
+# ----- marks ----------------------------------------------------------------------------------------
+
+
+def test_best_is_marked_only_when_scores_differ():
+    from llmcells.display.scores import best_rows
+
+    same = [Result(status="ok", scores={"exact": 0.0}), Result(status="ok", scores={"exact": 0.0})]
+    assert best_rows(same, "exact") == set()
+    html_ = __import__("llmcells.display.notebook", fromlist=["x"]).metrics_table_html(
+        [info("openai:gpt-4.1-mini"), info()], same)
+    assert "▲" not in html_
+    differ = [Result(status="ok", scores={"exact": 1.0}), Result(status="ok", scores={"exact": 0.0})]
+    assert best_rows(differ, "exact") == {0}
+
+
+def test_tokens_per_s_only_when_meaningful():
+    """An answer that arrives in one burst (or over less than 0.2 s) has no rate: "—"."""
+    from llmcells.display.notebook import metrics_table_html
+
+    burst = Result(status="ok", latency_s=1.0, ttft_s=0.99, usage=Usage(10, output_tokens=64))
+    steady = Result(status="ok", latency_s=2.0, ttft_s=0.5, usage=Usage(10, output_tokens=150))
+    assert F.result_rate(burst) is None and F.result_rate(steady) == 100
+    assert F.result_rate(steady, chunks=1) is None and F.result_rate(steady, chunks=40) == 100
+    assert "— tok/s" in " · ".join(F.metric_parts(burst)) and "6400" not in " ".join(F.metric_parts(burst))
+    table = metrics_table_html([info("openai:gpt-4.1-mini"), info()], [burst, steady], [1, 40])
+    assert "<td>—</td>" in table and "<td>100</td>" in table
+
+
+def test_live_token_estimate_is_within_10_percent_on_simulated_answers():
+    """The live count (before the provider's usage arrives) against the simulator's own count,
+    fed in the simulator's stream pieces, for each provider."""
+    from llmcells.sim.text import answer_tokens, seed_for
+
+    worst = 0.0
+    for provider in ("openai", "anthropic", "google"):
+        for prompt in ("Explain a p-value to a new analyst, with a small example.",
+                       "Write a haiku about tables", "Summarise: tokenizers, caches and costs"):
+            for length in (None, 60, 420):
+                tokens = answer_tokens("m", seed_for("m", prompt), length, prompt)
+                counter = F.TokenCounter(provider)
+                for t in tokens:
+                    counter.feed(t)
+                err = abs(counter.tokens - len(tokens)) / len(tokens)
+                worst = max(worst, err)
+                assert err <= 0.10, (provider, prompt, length, counter.tokens, len(tokens))
+                assert F.estimate_tokens("".join(tokens), provider) == counter.tokens
+    print(f"\nworst live-estimate error on simulated answers: {worst:.1%}")
+
+
+def test_a_repaired_answer_replaces_the_failed_one_in_its_card(comms):
+    """repair=1: the card showed the first answer (invalid, ✗); close() brings the repaired
+    Result (a new call_id): the card shows it, ✓, with a note of the repair."""
+    h = open_display("ask", [info()], "notebook", prompt="p")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="not json", model=card.info.model_id, status="error",
+                          error="invalid output", error_kind="invalid_output", call_id=card.info.call_id))
+    assert "✗" in card.header.value
+    fixed = Result(text='{"a": 1}', model=card.info.model_id, status="ok", call_id="repaired",
+                   latency_s=1.0)
+    h.close([fixed])
+    assert "✓ done" in card.header.value and "✗" not in card.header.value
+    assert "repaired" in card.header.value and "not json" not in card.body.value
+    assert "&quot;a&quot;" in card.body.value or '"a"' in card.body.value
+    assert "✓ done" in h.static_bundle()["text/html"]

@@ -682,7 +682,7 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None],
             legend.append('<span class="llmcells-best">⚡ fastest</span> (lowest latency)')
         if cheapest is not None:
             legend.append('<span class="llmcells-best">★ cheapest</span> (lowest known cost)')
-        if score_cols:
+        if any(best for _, col in score_cols for _, best in col):
             legend.append('<span class="llmcells-best">▲ best</span> score')
         out.append('<div class="llmcells-legend">' + " · ".join(legend)
                    + " among successful answers</div>")
