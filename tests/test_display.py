@@ -790,7 +790,8 @@ SANITIZER_PROPERTIES = {
     "overflow-wrap", "padding", "padding-left", "text-align", "text-decoration", "vertical-align",
     "white-space", "width", "word-break", "table-layout", "justify-content", "align-items",
     "min-width", "margin-left", "margin-right", "margin-bottom", "padding-right", "padding-top",
-    "padding-bottom", "border-right", "overflow", "overflow-y", "text-overflow", "max-height"}
+    "padding-bottom", "border-right", "overflow", "overflow-y", "text-overflow", "max-height",
+    "flex", "flex-wrap", "box-sizing"}
 OVERFLOW_WRAP_KEPT = {"normal", "break-word"}
 
 
@@ -803,6 +804,7 @@ def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms
     table = "| a | b |\n|---|---|\n| 1 | 2 |"
     h, page = _static_compare(comms, ["first answer\n\n" + code, "second\n\n" + table, "third"])
     assert "<style" not in page and "var(" not in page and "color-mix" not in page
+    assert "inherit" not in page  # not a value the sanitizer keeps
     # every declaration of every style attribute is one JupyterLab's sanitizer keeps
     for style in re.findall(r'style="([^"]*)"', page):
         for decl in filter(None, (d.strip() for d in html.unescape(style).split(";"))):
@@ -815,8 +817,8 @@ def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms
 
     cells = re.findall(r'<td class="llmcells-card"[^>]*style="([^"]*)"', page)
     assert len(cells) == 3 and all("border:1px solid" in c for c in cells)
-    assert side_by_side(["a", "b", "c"]).count("<tr>") == 1  # three cards: one row
-    assert side_by_side(["a", "b", "c", "d"]).count("<tr>") == 2
+    assert side_by_side(["a", "b", "c"]).count("<tr") == 1  # three cards: one row
+    assert side_by_side(["a", "b", "c", "d"]).count("<tr") == 2
     assert page.index("first answer") < page.index("second") < page.index("third")
     # code keeps its lines and scrolls; tables have rules; nothing relies on a class
     pre = re.search(r"<pre[^>]*>", page).group(0)

@@ -84,16 +84,21 @@ MD_TAGS = {
     "blockquote": f"margin:4px 0;padding-left:8px;border-left:3px solid {BORDER};color:{MUTED}",
     "table": f"border-collapse:collapse;font-size:12.5px;color:{FG}",
     "th": (f"border:1px solid {BORDER};padding:3px 8px;white-space:nowrap;text-align:left;"
-           f"font-weight:600;background-color:{CODE_BG}"),
-    "td": f"border:1px solid {BORDER};padding:3px 8px;white-space:nowrap;text-align:left",
+           f"font-weight:600;background-color:{CODE_BG};color:{FG}"),
+    # colours set on every cell: the page's own table rules (JupyterLab stripes rows with the
+    # theme's colours) must not reach the card
+    "td": (f"border:1px solid {BORDER};padding:3px 8px;white-space:nowrap;text-align:left;"
+           f"background-color:{BG};color:{FG}"),
     "hr": f"border:0;border-top:1px solid {BORDER}",
 }
 #: code inside a <pre> keeps the block's look
-PRE_CODE = "white-space:pre;font-family:inherit;color:inherit"
+PRE_CODE = (f"white-space:pre;font-family:{MONO};color:{FG};background-color:{CODE_BG};"
+            "padding:0")  # ("inherit" is no colour to the sanitizer: it would be dropped)
 #: the metrics table's cells
 METRIC_CELL = {"th": f"text-align:right;padding:2px 8px;font-weight:600;white-space:nowrap;"
-                     f"border-bottom:1px solid {MUTED}",
-               "td": "text-align:right;padding:2px 8px;white-space:nowrap"}
+                     f"border:0;border-bottom:1px solid {MUTED};background-color:{BG};color:{FG}",
+               "td": (f"text-align:right;padding:2px 8px;white-space:nowrap;border:0;"
+                      f"background-color:{BG};color:{FG}")}
 #: pygments' short token classes (light colours, >= 4.5:1 on CODE_BG)
 TOKENS = {
     **dict.fromkeys(("k", "kn", "kd", "kr", "kc", "ow", "nb", "bp"), "color:#116329;font-weight:600"),
@@ -124,6 +129,9 @@ class _Inliner(HTMLParser):
                 parts.append(PRE_CODE)
             elif tag in MD_TAGS:
                 parts.append(MD_TAGS[tag])
+        if tag == "code" and self._inside("llmcells-name"):  # the model's id in a card's header
+            parts.append(f"font-family:{MONO};font-weight:600;color:{FG};background-color:{BG};"
+                         "padding:0")
         if self._inside(tag="pre") and tag == "span":
             parts += [TOKENS[c] for c in classes if c in TOKENS]
         parts += [CLASSES[c] for c in sorted(classes) if c in CLASSES]
@@ -187,18 +195,26 @@ def _drop_blocks(markup: str) -> str:
 
 
 def side_by_side(cells: list[str], per_row: int = 3) -> str:
-    """Cards (HTML) laid out side by side, up to per_row a row, with a <table>: it keeps the
-    layout with no CSS at all (GitHub), and its fixed layout shares the width equally."""
+    """Cards (HTML) side by side, up to per_row a row, in a <table>: with no CSS at all (GitHub)
+    it is a plain table, one card a cell; where inline styles are kept (JupyterLab, nbconvert)
+    each row is a wrapping flex box, so that cards stack one per row when the page is too narrow
+    for them side by side, as the live grid does."""
     if not cells:
         return ""
     cols = min(per_row, len(cells))
     width = f"{100 // cols}%"
+    card = (f"display:block;flex:1 1 {CARD_BASIS_PX}px;min-width:0;margin:4px;"
+            "box-sizing:border-box")
     rows = []
     for i in range(0, len(cells), cols):
         row = cells[i:i + cols]
-        row += [""] * (cols - len(row))
-        rows.append("<tr>" + "".join(
-            f'<td class="llmcells-card" valign="top" width="{width}" style="width:{width}">{c}</td>'
-            if c else f'<td width="{width}" style="width:{width}"></td>' for c in row) + "</tr>")
-    return ('<table class="llmcells-static-grid" width="100%" cellspacing="8" '
-            'style="width:100%;table-layout:fixed;border-collapse:separate;border-spacing:8px">' + "".join(rows) + "</table>")
+        rows.append('<tr style="display:flex;flex-wrap:wrap;width:100%">' + "".join(
+            f'<td class="llmcells-card" valign="top" width="{width}" style="{card}">{c}</td>'
+            for c in row) + "</tr>")
+    return ('<table class="llmcells-static-grid" width="100%" '
+            'style="display:block;width:100%;border:0;margin:0">'
+            '<tbody style="display:block;width:100%">' + "".join(rows) + "</tbody></table>")
+
+
+#: below this width a static card goes onto its own row (the live grid's rule, in flex terms)
+CARD_BASIS_PX = 240
