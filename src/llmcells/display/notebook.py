@@ -120,6 +120,7 @@ class Card(CallObserver):
         self.t_status = time.monotonic()
         self._prompt_tokens = F.estimate_tokens(prompt, info.provider)
         self._footer_at = -math.inf
+        self._footer_tokens = 0  # the live count the footer showed last
         self._fps = _frac_fps()
 
         self.header = w.HTML(value=self._header_html(), layout=w.Layout(width="100%", margin="0"))
@@ -328,8 +329,11 @@ class Card(CallObserver):
         if self._new:
             self._set(self.body, self._live_body_html())
         now = time.monotonic()
-        if now - self._footer_at >= FOOTER_INTERVAL:
-            self._footer_at = now
+        # the footer every FOOTER_INTERVAL, or sooner when a burst of text has far outgrown the
+        # count it shows (it must not say "~1 tokens" under a paragraph)
+        grown = self._tokens.tokens >= 2 * self._footer_tokens + 10
+        if now - self._footer_at >= FOOTER_INTERVAL or grown:
+            self._footer_at, self._footer_tokens = now, self._tokens.tokens
             self._set(self.footer, self._live_footer_html(now))
         return self.updates - before
 
