@@ -553,10 +553,44 @@ def test_a_saved_notebook_reopened_untrusted_shows_cards_side_by_side(tmp_path):
                         raise
                     finally:
                         page.close()
+                report.append(_check_trusted_with_state(browser, lab, saved))
             finally:
                 browser.close()
     for line in report:
         print(line)
+
+
+def _check_trusted_with_state(browser, lab: JupyterLab, saved: Path) -> str:
+    """The same notebook, trusted (signed with this server's notary): its saved widget state
+    brings the live cards back, and their stylesheet hides the static copy."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    _set_theme(lab, "light")
+    name = "reopened-trusted-light-1400"
+    nb = nbformat.read(str(saved), as_version=4)
+    NotebookNotary(data_dir=str(lab.base / "notary")).sign(nb)
+    nbformat.write(nb, str(lab.root / f"{name}.ipynb"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(lab.page(f"lab/workspaces/{name}/tree/{name}.ipynb"), wait_until="domcontentloaded")
+        page.wait_for_selector(CARDS, timeout=60_000)
+        page.wait_for_timeout(800)
+        cards = page.eval_on_selector_all(CARDS, "cs => cs.map(c => c.innerText.slice(0, 60))")
+        assert len(cards) == 3 and all("✓ done" in c for c in cards), cards
+        static_visible = page.evaluate("""() => Array.from(document.querySelectorAll('.llmcells-static'))
+            .some(e => e.getClientRects().length > 0)""")
+        assert not static_visible, "the static copy shows next to the restored live cards"
+        ys = page.eval_on_selector_all(CARDS, "cs => cs.map(c => Math.round(c.getBoundingClientRect().y))")
+        assert max(ys) - min(ys) <= 2, f"the restored cards are not side by side: {ys}"
+        page.locator(".jp-Notebook .jp-Cell").nth(1).evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(200)
+        shot = SCREENS / f"{name}.png"
+        page.screenshot(path=str(shot))
+    finally:
+        page.close()
+    return f"{name}: the saved widget state shows the live cards again; screenshot {shot}"
 
 
 def _check_reopened(page, name: str, theme: str, width: int) -> str:

@@ -493,6 +493,7 @@ class NotebookDisplay(DisplayHandle):
             self.grid = None
             children.append(self.cards[0].box)
         self.view = _View(children, layout=w.Layout(width="100%"))
+        self.view.add_class("llmcells-view")
         self.view._llmcells_owner = self
         self._shown = show(self.view) if show_now else None
         self._static = show_static(self.static_bundle()) if show_now else None

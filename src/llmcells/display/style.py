@@ -119,7 +119,10 @@ table.llmcells-metrics th:nth-child(2), table.llmcells-metrics td:nth-child(2) {
 """
 
 #: the live view's stylesheet: the common rules, the scrolling answer body, and the rule that
-#: hides the static copy while the widgets are there to show the same thing
+#: hides the static copy while the widgets are there to show the same thing. Restored from a
+#: saved widget state (no kernel), ipywidgets marks every widget "disconnected" with a ::before
+#: icon, which in the cards' grid would take a cell of its own: the finished cards are complete
+#: as they are, so the mark is left out.
 CARD_CSS = _COMMON + f"""
 .llmcells-card .llmcells-scroll {{ max-height: {CARD_MAX_HEIGHT}; overflow: auto;
   display: flex; flex-direction: column-reverse; }}
@@ -131,6 +134,8 @@ CARD_CSS = _COMMON + f"""
 .llmcells-card .widget-html, .llmcells-card .widget-html-content {{ height: auto;
   line-height: normal; }}
 .llmcells-card .widget-html-content {{ width: 100%; min-width: 0; }}
+.llmcells-view .jupyter-widgets-disconnected::before,
+.llmcells-view.jupyter-widgets-disconnected::before {{ content: none; display: none; }}
 .jp-OutputArea-child:has(.llmcells-static), .output_area:has(.llmcells-static),
 .llmcells-static {{ display: none !important; }}
 """
