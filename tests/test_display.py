@@ -916,7 +916,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
         assert f"Simulated answer from {model}: You asked: “{prompt}”" in text, model
     haiku = "Simulated answer from claude-haiku-4-5: You asked: “Write a haiku about tables”"
     assert haiku in text
-    # each answer once (the static copy; the widget's text form only names the models)
+    # each answer once (the static copy; the widget's text form is empty)
     assert text.count("Simulated answer from gpt-4.1-mini:") == 1
     assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
@@ -930,7 +930,8 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
                                                        flags=re.S)).split()))
     for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
         assert text.count(f"Simulated answer from {model}: You asked: “{prompt}”") == 1, model
-    assert "llmcells compare: openai:gpt-4.1-mini (simulated)" in text  # the widget's text form
+    # the widget's text form is empty once the calls ended: no stray line above the answers
+    assert "llmcells compare:" not in text and "next output" not in text
 
 
 def test_ledger_frames_show_formatted_without_changing_the_numbers():
@@ -1132,3 +1133,64 @@ def test_a_repaired_answer_replaces_the_failed_one_in_its_card(comms):
     assert "repaired" in card.header.value and "not json" not in card.body.value
     assert "&quot;a&quot;" in card.body.value or '"a"' in card.body.value
     assert "✓ done" in h.static_bundle()["text/html"]
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(180)
+def test_a_chat_turn_as_a_cells_last_line_shows_once(tmp_path, monkeypatch):
+    """`await chat.send(...)` as a cell's last line: the card shows the answer and the cell's
+    value does not show it again; the Result shown in a later cell is Markdown as before."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import llmcells\nllmcells.simulate(ttft=0.01, tokens_per_s=2000)\n"
+                                  "chat = llmcells.Chat('claude')"),
+        nbformat.v4.new_code_cell("await chat.send('Name a prime number')"),
+        nbformat.v4.new_code_cell("r = await chat.send('And another one')"),
+        nbformat.v4.new_code_cell("r"),
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def answers(cell):
+        return [o for o in cell.outputs if "Simulated answer" in str(o.get("data", {}))
+                and o.output_type in ("execute_result", "display_data")]
+
+    turn = nb.cells[1]
+    assert not [o for o in turn.outputs if o.output_type == "error"], turn.outputs
+    # one output holds the answer: the card's static copy (the widget holds it too); the
+    # cell's value would be a second one, with the answer as Markdown
+    assert len(answers(turn)) == 1, turn.outputs
+    assert not [o for o in turn.outputs if "text/markdown" in o.get("data", {})]
+    later = nb.cells[3]
+    assert [o for o in later.outputs if o.output_type in ("execute_result", "display_data")
+            and "text/markdown" in o.data and "Simulated answer" in o.data["text/markdown"]], \
+        later.outputs
+
+
+def test_a_retrying_or_falling_back_card_keeps_its_labels(comms):
+    """The retry status is short (the model's name keeps its room), its whole text is the
+    tooltip, and the body says it is retrying; a fallback note has its own line with the full
+    text as a tooltip, and the "simulated" badge comes before anything long."""
+    h = open_display("ask", [info("openai:gpt-4.1-mini")], "notebook")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_retry(RetryInfo(attempt=2, max_attempts=4, wait_s=12, status_code=429, reason="rate_limit",
+                            message="Rate limit reached for requests per minute"))
+    head = card.header.value
+    label = re.search(r'<span class="llmcells-status[^"]*"[^>]*>([^<]*)</span>', head).group(1)
+    assert len(label) <= 20 and "2/4" in label, label
+    assert 'title="⟳ retrying in 12 s (429)… attempt 2 of 4: Rate limit reached' in head
+    assert "retrying after: Rate limit reached" in card.body.value
+    assert "waiting to start" not in card.body.value
+    long_note = "x" * 150
+    card.on_fallback("openai:gpt-4.1-mini", "overloaded", "anthropic:" + long_note)
+    head = card.header.value
+    note = re.search(r'<div class="llmcells-note[^"]*" title="([^"]*)">', head)
+    assert note and long_note in note.group(1)
+    sub = re.search(r'<div class="llmcells-sub[^>]*>(.*?)</div>', head).group(1)
+    assert sub.startswith('<span class="llmcells-badge">simulated</span>')
