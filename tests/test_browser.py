@@ -94,8 +94,10 @@ def _write_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
+    # a small attachment: its chip is in the contrast check
+    (path.parent / "notes.txt").write_text("alpha = 0.05\n")
     nb.cells = [nbformat.v4.new_code_cell(SETUP),
-                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)}\n{PROMPT}")]
+                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)} -a notes.txt\n{PROMPT}")]
     nbformat.write(nb, str(path))
 
 
@@ -393,7 +395,7 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     contrasts = _contrasts(page)
     kinds = {c["sel"] for c in contrasts}
     for must in (".llmcells-status", ".llmcells-foot", ".llmcells-badge", ".llmcells-md pre",
-                 ".llmcells-md a", "table.llmcells-metrics td"):
+                 ".llmcells-md a", "table.llmcells-metrics td", ".llmcells-chip"):
         assert must in kinds, f"nothing measured for {must}: {sorted(kinds)}"
     low = [c for c in contrasts if c["ratio"] < 4.5]
     assert not low, f"contrast below 4.5:1 in the {theme} theme: {low[:6]}"
