@@ -1,16 +1,22 @@
-"""Real-browser test: JupyterLab + headless Chromium + `%%compare` on the simulator, in the light
-and dark themes at 1440 px and 700 px wide.
+"""Real-browser tests: JupyterLab + headless Chromium + `%%compare` on the simulator.
 
-Starts JupyterLab on loopback (private config/runtime dirs, random token, no provider keys), opens
-a notebook in Debian's Chromium through Playwright, turns the simulator on (a long Claude answer,
-a custom GPT answer with a link, a wide table and a long code line) and runs a three-model
-`%%compare`. While it streams: the card body follows the newest text (and stays put once the
-reader scrolls up), and Claude's live footer counts output tokens (> 1, within 30% of the final
-count at the 80% mark). When done: status and footer colours contrast >= 4.5:1 with the card
-(computed from the page's computed styles), code keeps its lines and scrolls sideways, no table
-cell breaks a word, links open in a new tab with rel=noopener, cards side by side at 1440 px and
-stacked at 700 px. Screenshots go to `test-output/browser/` (look at them), and the 1440 px ones
-are the README's `docs/compare-light.png` / `docs/compare-dark.png` when LLMCELLS_UPDATE_DOCS=1.
+The live compare, in the light, dark (1400 px and 700 px) and high-contrast (1400 px) themes:
+while it streams, the card body follows the newest text (and stays put once the reader scrolls
+up), and Claude's live footer counts output tokens (> 1, within 30% of the final count at the
+80% mark). When done: every finished card shows its first line without scrolling, side by side
+the answers line up by their first lines, the metrics table's last column can be scrolled into
+view, status / footer / chip / code colours contrast >= 4.5:1 with their background (computed
+from the page's styles), code keeps its lines and scrolls sideways, no table cell breaks a word,
+links open in a new tab with rel=noopener, cards side by side at 1400 px and stacked at 700 px.
+
+A saved notebook, reopened: run in a kernel with its widget state saved, opened on a fresh
+server (untrusted: no <style>, no widgets), the static copy shows the cards side by side with
+borders (one a row at 700 px), with no widget repr or stray line and every text >= 4.5:1; signed
+(trusted), the saved widget state shows the live cards again.
+
+Screenshots go to `test-output/browser/` (the reopened ones to $LLMCELLS_SCREENS when set); the
+1400 px compare ones are the README's `docs/compare-light.png` / `docs/compare-dark.png` when
+LLMCELLS_UPDATE_DOCS=1.
 
 Needs `/usr/bin/chromium` (Debian: `apt-get install chromium`); `LLMCELLS_SKIP_BROWSER=1` skips.
 """

@@ -1194,3 +1194,16 @@ def test_a_retrying_or_falling_back_card_keeps_its_labels(comms):
     assert note and long_note in note.group(1)
     sub = re.search(r'<div class="llmcells-sub[^>]*>(.*?)</div>', head).group(1)
     assert sub.startswith('<span class="llmcells-badge">simulated</span>')
+
+
+def test_terminal_shows_the_repaired_answer(capsys):
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    obs = h.observers[0]
+    obs.on_start(obs.info)
+    obs.on_finish(Result(text="not json", model=obs.info.model_id, status="error",
+                         error="invalid output", call_id=obs.info.call_id))
+    h.close([Result(text='{"a": 1}', model=obs.info.model_id, status="ok", call_id="repaired",
+                    latency_s=1.0)])
+    out = capsys.readouterr().out
+    assert "repaired" in out and '{"a": 1}' in out
+    assert out.index("repaired") < out.index('{"a": 1}')

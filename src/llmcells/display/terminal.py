@@ -261,6 +261,13 @@ class TerminalDisplay(DisplayHandle):
                 if obs.result is None:
                     obs.on_finish(r if r is not None else Result(
                         text=obs.text, model=obs.name, status="cancelled", error="cancelled"))
+                elif r is not None and r is not obs.result and r.call_id != obs.result.call_id:
+                    # the call was answered again (repair=1): the answer that counts, in full
+                    with self.lock:
+                        self.write(_dim("↻ repaired: the first answer did not match the schema; "
+                                        "the answer after the repair:") + "\n")
+                        obs.result = r
+                        obs._finish_block(r)
             if self.kind == "compare" or len(self._observers) > 1:
                 final = [o.result for o in self._observers]
                 self.write(table_text([o.info for o in self._observers], final) + "\n")
