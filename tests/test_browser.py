@@ -68,6 +68,7 @@ if result.pvalue < 0.05:
 ```
 
 A small p-value is evidence against the null, not the probability that the null is true.
+Raw data: https://example.org/datasets/p-values/two_sample_t_test_treatment_vs_control_measurements_2026_12_04_final_v3.csv
 """
 
 SETUP = f"""%load_ext llmcells
@@ -431,6 +432,15 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     assert all(t["ox"] == "auto" for t in wraps)
     if width < 1000:
         assert any(t["wide"] for t in wraps), "the wide table should scroll at 700 px"
+
+    # a long unbroken string in prose wraps inside the card (code never wraps: checked above)
+    prose = page.eval_on_selector_all(CARDS + " .llmcells-md p", """ps => ps.map(p => ({
+        text: p.innerText.slice(0, 30), url: p.innerText.includes('example.org/datasets'),
+        wide: p.scrollWidth > p.clientWidth + 1,
+        wrap: getComputedStyle(p).overflowWrap}))""")
+    long_url = [p for p in prose if p["url"]]
+    assert long_url and not long_url[0]["wide"] and long_url[0]["wrap"] == "anywhere", long_url
+    assert not [p for p in prose if p["wide"]], prose
 
     # links: new tab, no opener
     links = page.eval_on_selector_all(CARDS + " .llmcells-md a",
