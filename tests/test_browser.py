@@ -465,10 +465,9 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     page.wait_for_timeout(200)
     shot = OUT_DIR / f"{name}.png"
     page.screenshot(path=str(OUT_DIR / f"{name}-page.png"))
-    if width >= 1400:
-        output.screenshot(path=str(shot))
-    else:  # taller than the window: an element shot would repeat parts of it; keep the window
-        shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
+    # the window, not the output element: finished cards open to their full height, taller than
+    # the window, and an element shot of a scrolled panel repeats or greys parts of it
+    shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
     if width >= 1400 and theme in ("light", "dark") and os.environ.get("LLMCELLS_UPDATE_DOCS") == "1":
         shutil.copyfile(shot, DOCS / f"compare-{theme}.png")
     return (f"{name}: followed newest text {followed}x; Claude live {at80[0]} vs final {final_out} "
