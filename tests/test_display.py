@@ -1201,9 +1201,22 @@ def test_terminal_shows_the_repaired_answer(capsys):
     obs = h.observers[0]
     obs.on_start(obs.info)
     obs.on_finish(Result(text="not json", model=obs.info.model_id, status="error",
-                         error="invalid output", call_id=obs.info.call_id))
+                         error="invalid output", error_kind="invalid_output",
+                         call_id=obs.info.call_id))
     h.close([Result(text='{"a": 1}', model=obs.info.model_id, status="ok", call_id="repaired",
                     latency_s=1.0)])
     out = capsys.readouterr().out
     assert "repaired" in out and '{"a": 1}' in out
     assert out.index("repaired") < out.index('{"a": 1}')
+
+
+def test_only_a_failed_validation_counts_as_repaired(comms):
+    """A result with another call_id for a card that ended for another reason (an error, a
+    fallback) leaves the card as it is: no "repaired" note."""
+    h = open_display("ask", [info()], "notebook", prompt="p")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="partial", model=card.info.model_id, status="error",
+                          error="overloaded", error_kind="overloaded", call_id=card.info.call_id))
+    h.close([Result(text="other", model="openai:gpt-4.1-mini", status="ok", call_id="x")])
+    assert "repaired" not in card.header.value and "✗" in card.header.value

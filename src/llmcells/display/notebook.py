@@ -543,7 +543,8 @@ class NotebookDisplay(DisplayHandle):
                         r = Result(text=card.text, model=card.info.model_id, provider=card.info.provider,
                                    status="cancelled", error="cancelled")
                     card.finish(r)
-                elif r is not None and r is not card.result and r.call_id != card.result.call_id:
+                elif (r is not None and r.call_id != card.result.call_id
+                      and card.result.error_kind == "invalid_output"):
                     # the call was answered again (repair=1): show the answer that counts
                     card.repairs = getattr(card, "repairs", 0) + 1
                     card.finish(r)

@@ -261,7 +261,8 @@ class TerminalDisplay(DisplayHandle):
                 if obs.result is None:
                     obs.on_finish(r if r is not None else Result(
                         text=obs.text, model=obs.name, status="cancelled", error="cancelled"))
-                elif r is not None and r is not obs.result and r.call_id != obs.result.call_id:
+                elif (r is not None and r.call_id != obs.result.call_id
+                      and obs.result.error_kind == "invalid_output"):
                     # the call was answered again (repair=1): the answer that counts, in full
                     with self.lock:
                         self.write(_dim("↻ repaired: the first answer did not match the schema; "
