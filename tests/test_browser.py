@@ -1,16 +1,22 @@
-"""Real-browser test: JupyterLab + headless Chromium + `%%compare` on the simulator, in the light
-and dark themes at 1440 px and 700 px wide.
+"""Real-browser tests: JupyterLab + headless Chromium + `%%compare` on the simulator.
 
-Starts JupyterLab on loopback (private config/runtime dirs, random token, no provider keys), opens
-a notebook in Debian's Chromium through Playwright, turns the simulator on (a long Claude answer,
-a custom GPT answer with a link, a wide table and a long code line) and runs a three-model
-`%%compare`. While it streams: the card body follows the newest text (and stays put once the
-reader scrolls up), and Claude's live footer counts output tokens (> 1, within 30% of the final
-count at the 80% mark). When done: status and footer colours contrast >= 4.5:1 with the card
-(computed from the page's computed styles), code keeps its lines and scrolls sideways, no table
-cell breaks a word, links open in a new tab with rel=noopener, cards side by side at 1440 px and
-stacked at 700 px. Screenshots go to `test-output/browser/` (look at them), and the 1440 px ones
-are the README's `docs/compare-light.png` / `docs/compare-dark.png` when LLMCELLS_UPDATE_DOCS=1.
+The live compare, in the light, dark (1400 px and 700 px) and high-contrast (1400 px) themes:
+while it streams, the card body follows the newest text (and stays put once the reader scrolls
+up), and Claude's live footer counts output tokens (> 1, within 30% of the final count at the
+80% mark). When done: every finished card shows its first line without scrolling, side by side
+the answers line up by their first lines, the metrics table's last column can be scrolled into
+view, status / footer / chip / code colours contrast >= 4.5:1 with their background (computed
+from the page's styles), code keeps its lines and scrolls sideways, no table cell breaks a word,
+links open in a new tab with rel=noopener, cards side by side at 1400 px and stacked at 700 px.
+
+A saved notebook, reopened: run in a kernel with its widget state saved, opened on a fresh
+server (untrusted: no <style>, no widgets), the static copy shows the cards side by side with
+borders (one a row at 700 px), with no widget repr or stray line and every text >= 4.5:1; signed
+(trusted), the saved widget state shows the live cards again.
+
+Screenshots go to `test-output/browser/` (the reopened ones to $LLMCELLS_SCREENS when set); the
+1400 px compare ones are the README's `docs/compare-light.png` / `docs/compare-dark.png` when
+LLMCELLS_UPDATE_DOCS=1.
 
 Needs `/usr/bin/chromium` (Debian: `apt-get install chromium`); `LLMCELLS_SKIP_BROWSER=1` skips.
 """
@@ -39,8 +45,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--disable-sync", "--no-first-run"]
 MODELS = ["chatgpt", "claude", "gemini"]
 PROMPT = "Explain a p-value to a new analyst, with a small example."
-THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
-CONFIGS = [("light", 1440), ("dark", 1440), ("light", 700), ("dark", 700)]
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark",
+          "high-contrast": "JupyterLab Dark High Contrast"}
+CONFIGS = [("light", 1400), ("dark", 1400), ("light", 700), ("dark", 700)]
+#: the compare test also runs in the high-contrast theme (once: its layout is the dark one's)
+LIVE_CONFIGS = CONFIGS + [("high-contrast", 1400)]
 
 # A realistic custom answer (simulate().set_model(text=...)): a link, a wide table, a long line
 GPT_ANSWER = """A **p-value** is the probability of seeing data at least as extreme as yours if the
@@ -59,6 +68,7 @@ if result.pvalue < 0.05:
 ```
 
 A small p-value is evidence against the null, not the probability that the null is true.
+Raw data: https://example.org/datasets/p-values/two_sample_t_test_treatment_vs_control_measurements_2026_12_04_final_v3.csv
 """
 
 SETUP = f"""%load_ext llmcells
@@ -91,8 +101,10 @@ def _write_notebook(path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
+    # a small attachment: its chip is in the contrast check
+    (path.parent / "notes.txt").write_text("alpha = 0.05\n")
     nb.cells = [nbformat.v4.new_code_cell(SETUP),
-                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)}\n{PROMPT}")]
+                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)} -a notes.txt\n{PROMPT}")]
     nbformat.write(nb, str(path))
 
 
@@ -139,7 +151,9 @@ def _contrasts(page) -> list[dict]:
                      '.llmcells-prompt', '.llmcells-legend', '.llmcells-best',
                      'table.llmcells-metrics td', '.llmcells-md a', '.llmcells-md pre',
                      '.llmcells-md pre span', '.llmcells-md td', '.llmcells-md th',
-                     '.llmcells-md p'];
+                     '.llmcells-md p', '.llmcells-chip', '.llmcells-sub', '.llmcells-note',
+                     'table.llmcells-metrics th', '.llmcells-md li', '.llmcells-md h3',
+                     '.llmcells-md code'];
         for (const s of sel) for (const el of document.querySelectorAll('.jp-OutputArea-output ' + s)) {
             if (!el.textContent.trim() || !el.getClientRects().length) continue;
             out.push({sel: s, text: el.textContent.trim().slice(0, 40), ratio: contrast(el),
@@ -199,7 +213,7 @@ def _wait_kernel_idle(page, timeout_s: float = 45.0) -> None:
         raise AssertionError(f"the notebook/kernel was not ready within {timeout_s:.0f} s: {state}") from e
 
 
-def test_compare_cards_in_jupyterlab_light_and_dark_at_1440_and_700(tmp_path):
+def test_compare_cards_in_jupyterlab_light_dark_and_high_contrast_at_1400_and_700(tmp_path):
     _require_browser()
     from playwright.sync_api import sync_playwright
 
@@ -211,7 +225,7 @@ def test_compare_cards_in_jupyterlab_light_and_dark_at_1440_and_700(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                for theme, width in CONFIGS:
+                for theme, width in LIVE_CONFIGS:
                     _set_theme(lab, theme)
                     name = f"compare-{theme}-{width}"
                     nb_path = lab.root / f"{name}.ipynb"
@@ -236,7 +250,7 @@ def test_compare_cards_in_jupyterlab_light_and_dark_at_1440_and_700(tmp_path):
                 browser.close()
     for line in report:
         print(line)
-    print(f"browser test took {time.monotonic() - t0:.1f} s for {len(CONFIGS)} configurations")
+    print(f"browser test took {time.monotonic() - t0:.1f} s for {len(LIVE_CONFIGS)} configurations")
 
 
 def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[str]) -> str:
@@ -244,7 +258,7 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     page.goto(lab.page(f"lab/workspaces/{name}/tree/{name}.ipynb"), wait_until="domcontentloaded")
     _wait_kernel_idle(page)
     is_dark = page.evaluate("() => document.body.dataset.jpThemeLight === 'false'")
-    assert is_dark == (theme == "dark"), f"the {theme} theme is not applied"
+    assert is_dark == (theme != "light"), f"the {theme} theme is not applied"
 
     # cell 1: load the extension and configure the simulator; wait until it has run
     cells = page.locator(".jp-Notebook .jp-Cell")
@@ -347,11 +361,48 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
         assert len(set(ys)) == 3, f"at {width}px the cards should stack, one per row: {states}"
         assert all(s["width"] >= 0.9 * max(t["width"] for t in states) for s in states)
 
+    # finished cards show the whole answer from the top: the first line is in view without
+    # scrolling the card, and side by side the answers line up by their first lines
+    firsts = page.eval_on_selector_all(CARDS, """cards => cards.map(c => {
+        const box = c.querySelector('.llmcells-scroll'), md = c.querySelector('.llmcells-body .llmcells-md');
+        const first = md && md.firstElementChild, b = box.getBoundingClientRect();
+        const f = first ? first.getBoundingClientRect() : null;
+        return {scrollTop: box.scrollTop, boxTop: b.top, boxBottom: b.bottom,
+                top: f ? f.top : null, text: first ? first.innerText.slice(0, 40) : null,
+                clipped: box.scrollHeight > box.clientHeight + 2};
+    })""")
+    for f in firsts:
+        assert f["top"] is not None and f["boxTop"] - 1 <= f["top"] < f["boxBottom"], (
+            f"a finished card does not show its first line: {f}")
+        assert abs(f["scrollTop"]) <= 1 and not f["clipped"], f"a finished card is clipped: {f}"
+    if width >= 1400:
+        tops = [round(f["top"]) for f in firsts]
+        assert max(tops) - min(tops) <= 2, f"side by side, the first lines do not line up: {firsts}"
+
+    # the metrics table scrolls sideways inside the output: its last column can be brought into view
+    reach = page.evaluate("""() => {
+        const wrap = document.querySelector('.jp-OutputArea-output .llmcells-wide .llmcells-table');
+        const area = wrap.closest('.jp-OutputArea-output').getBoundingClientRect();
+        wrap.scrollLeft = wrap.scrollWidth;
+        const ths = wrap.querySelectorAll('th'), last = ths[ths.length - 1].getBoundingClientRect();
+        const w = wrap.getBoundingClientRect();
+        return {wrapLeft: w.left, wrapRight: w.right, areaRight: area.right, lastLeft: last.left,
+                lastRight: last.right, scrollWidth: wrap.scrollWidth, clientWidth: wrap.clientWidth,
+                viewport: window.innerWidth, last: ths[ths.length - 1].innerText};
+    }""")
+    assert reach["wrapRight"] <= reach["areaRight"] + 1 and reach["wrapRight"] <= reach["viewport"], reach
+    assert reach["wrapLeft"] - 1 <= reach["lastLeft"] and reach["lastRight"] <= reach["wrapRight"] + 1, (
+        f"the metrics table's last column can't be scrolled into view at {width}px: {reach}")
+    if width < 1000:
+        assert reach["scrollWidth"] > reach["clientWidth"], f"expected a sideways scroll: {reach}"
+    page.evaluate("() => { document.querySelector('.jp-OutputArea-output .llmcells-wide "
+                  ".llmcells-table').scrollLeft = 0; }")
+
     # colours: every status / footer / muted / link / code text >= 4.5:1 on its background
     contrasts = _contrasts(page)
     kinds = {c["sel"] for c in contrasts}
     for must in (".llmcells-status", ".llmcells-foot", ".llmcells-badge", ".llmcells-md pre",
-                 ".llmcells-md a", "table.llmcells-metrics td"):
+                 ".llmcells-md a", "table.llmcells-metrics td", ".llmcells-chip"):
         assert must in kinds, f"nothing measured for {must}: {sorted(kinds)}"
     low = [c for c in contrasts if c["ratio"] < 4.5]
     assert not low, f"contrast below 4.5:1 in the {theme} theme: {low[:6]}"
@@ -382,6 +433,15 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     if width < 1000:
         assert any(t["wide"] for t in wraps), "the wide table should scroll at 700 px"
 
+    # a long unbroken string in prose wraps inside the card (code never wraps: checked above)
+    prose = page.eval_on_selector_all(CARDS + " .llmcells-md p", """ps => ps.map(p => ({
+        text: p.innerText.slice(0, 30), url: p.innerText.includes('example.org/datasets'),
+        wide: p.scrollWidth > p.clientWidth + 1,
+        wrap: getComputedStyle(p).overflowWrap}))""")
+    long_url = [p for p in prose if p["url"]]
+    assert long_url and not long_url[0]["wide"] and long_url[0]["wrap"] == "anywhere", long_url
+    assert not [p for p in prose if p["wide"]], prose
+
     # links: new tab, no opener
     links = page.eval_on_selector_all(CARDS + " .llmcells-md a",
                                       "as => as.map(a => [a.target, a.rel, a.href])")
@@ -405,11 +465,10 @@ def _run(page, lab: JupyterLab, name: str, theme: str, width: int, errors: list[
     page.wait_for_timeout(200)
     shot = OUT_DIR / f"{name}.png"
     page.screenshot(path=str(OUT_DIR / f"{name}-page.png"))
-    if width >= 1400:
-        output.screenshot(path=str(shot))
-    else:  # taller than the window: an element shot would repeat parts of it; keep the window
-        shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
-    if width >= 1400 and os.environ.get("LLMCELLS_UPDATE_DOCS") == "1":
+    # the window, not the output element: finished cards open to their full height, taller than
+    # the window, and an element shot of a scrolled panel repeats or greys parts of it
+    shutil.copyfile(OUT_DIR / f"{name}-page.png", shot)
+    if width >= 1400 and theme in ("light", "dark") and os.environ.get("LLMCELLS_UPDATE_DOCS") == "1":
         shutil.copyfile(shot, DOCS / f"compare-{theme}.png")
     return (f"{name}: followed newest text {followed}x; Claude live {at80[0]} vs final {final_out} "
             f"tokens at 80% ({err80:.0%} off); lowest contrast {worst['ratio']:.2f} "
@@ -438,3 +497,164 @@ def _scroll_up(page, index: int) -> dict:
     top = _box_top_text(page, index)
     page.wait_for_timeout(700)  # more text arrives meanwhile
     return {"index": index, "top": top}
+
+
+# ----- a saved notebook, reopened ----------------------------------------------------------------
+
+SCREENS = Path(os.environ.get("LLMCELLS_SCREENS", str(OUT_DIR)))
+
+
+def _executed_notebook(tmp: Path, path: Path) -> None:
+    """The compare notebook run in a real kernel (nbclient) with the widget state saved, as
+    "Save Widget State Automatically" does, then written to path."""
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(SETUP.replace("ttft=0.3, tokens_per_s=70",
+                                                        "ttft=0.05, tokens_per_s=2000")),
+                nbformat.v4.new_code_cell(f"%%compare {' '.join(MODELS)}\n{PROMPT}")]
+    env_keep = {k: os.environ.get(k) for k in ("PYTHONPATH", "LLMCELLS_HOME")}
+    os.environ["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")
+    os.environ["LLMCELLS_HOME"] = str(tmp / "exec-home")
+    try:
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
+                                resources={"metadata": {"path": str(tmp)}}).execute()
+    finally:
+        for k, v in env_keep.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    nbformat.write(nb, str(path))
+
+
+STATIC_CARDS = ".jp-OutputArea-output table.llmcells-static-grid td.llmcells-card"
+
+
+def test_a_saved_notebook_reopened_untrusted_shows_cards_side_by_side(tmp_path):
+    """Run a %%compare, save the notebook with its widget state, close everything, and open it
+    on a fresh JupyterLab (its own notary: the notebook is untrusted, so <style> is stripped and
+    the widgets don't render): the static copy shows the three cards side by side with borders
+    (at 700 px, one a row, as the live grid does),
+    code keeps its lines, no stray line or widget repr, every text >= 4.5:1; in light and dark,
+    at 1400 and 700 px."""
+    _require_browser()
+    pytest.importorskip("nbclient")
+    from playwright.sync_api import sync_playwright
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    saved = tmp_path / "saved.ipynb"
+    _executed_notebook(tmp_path, saved)
+    report = []
+    with JupyterLab(tmp_path / "fresh") as lab:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                for theme, width in CONFIGS:
+                    _set_theme(lab, theme)
+                    name = f"reopened-{theme}-{width}"
+                    shutil.copyfile(saved, lab.root / f"{name}.ipynb")
+                    page = browser.new_page(viewport={"width": width, "height": 1000})
+                    page.set_default_timeout(30_000)
+                    try:
+                        page.goto(lab.page(f"lab/workspaces/{name}/tree/{name}.ipynb"),
+                                  wait_until="domcontentloaded")
+                        page.wait_for_selector(STATIC_CARDS, timeout=60_000)
+                        page.wait_for_timeout(500)
+                        report.append(_check_reopened(page, name, theme, width))
+                    except BaseException:
+                        page.screenshot(path=str(OUT_DIR / "failure.png"), full_page=True)
+                        print("\n--- JupyterLab log (tail) ---\n" + lab.log())
+                        raise
+                    finally:
+                        page.close()
+                report.append(_check_trusted_with_state(browser, lab, saved))
+            finally:
+                browser.close()
+    for line in report:
+        print(line)
+
+
+def _check_trusted_with_state(browser, lab: JupyterLab, saved: Path) -> str:
+    """The same notebook, trusted (signed with this server's notary): its saved widget state
+    brings the live cards back, and their stylesheet hides the static copy."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    _set_theme(lab, "light")
+    name = "reopened-trusted-light-1400"
+    nb = nbformat.read(str(saved), as_version=4)
+    NotebookNotary(data_dir=str(lab.base / "notary")).sign(nb)
+    nbformat.write(nb, str(lab.root / f"{name}.ipynb"))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(lab.page(f"lab/workspaces/{name}/tree/{name}.ipynb"), wait_until="domcontentloaded")
+        page.wait_for_selector(CARDS, timeout=60_000)
+        page.wait_for_timeout(800)
+        cards = page.eval_on_selector_all(CARDS, "cs => cs.map(c => c.innerText.slice(0, 60))")
+        assert len(cards) == 3 and all("✓ done" in c for c in cards), cards
+        static_visible = page.evaluate("""() => Array.from(document.querySelectorAll('.llmcells-static'))
+            .some(e => e.getClientRects().length > 0)""")
+        assert not static_visible, "the static copy shows next to the restored live cards"
+        ys = page.eval_on_selector_all(CARDS, "cs => cs.map(c => Math.round(c.getBoundingClientRect().y))")
+        assert max(ys) - min(ys) <= 2, f"the restored cards are not side by side: {ys}"
+        page.locator(".jp-Notebook .jp-Cell").nth(1).evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(200)
+        shot = SCREENS / f"{name}.png"
+        page.screenshot(path=str(shot))
+    finally:
+        page.close()
+    return f"{name}: the saved widget state shows the live cards again; screenshot {shot}"
+
+
+def _check_reopened(page, name: str, theme: str, width: int) -> str:
+    cards = page.eval_on_selector_all(STATIC_CARDS, """cs => cs.map(c => {
+        const r = c.getBoundingClientRect(), st = getComputedStyle(c);
+        return {x: r.x, y: r.y, width: r.width, border: st.borderTopStyle,
+                borderWidth: parseFloat(st.borderTopWidth), text: c.innerText.slice(0, 80)};
+    })""")
+    assert len(cards) == 3, cards
+    ys = [round(c["y"]) for c in cards]
+    if width >= 1400:
+        assert max(ys) - min(ys) <= 2 and len({round(c["x"]) for c in cards}) == 3, (
+            f"the reopened cards are not side by side at {width}px: {cards}")
+    else:  # too narrow for three: one card a row, full width, as the live grid does
+        assert len(set(ys)) == 3 and all(c["width"] >= 0.9 * max(d["width"] for d in cards)
+                                         for c in cards), cards
+    assert all(c["border"] == "solid" and c["borderWidth"] >= 1 for c in cards), cards
+    assert all("✓ done" in c["text"] for c in cards), cards
+    # no stylesheet made it (untrusted): what we see comes from markup and inline styles
+    assert page.evaluate("() => !document.querySelector('.jp-OutputArea-output style')")
+    outputs = " ".join(page.locator(".jp-Notebook .jp-OutputArea").all_inner_texts())
+    assert "HBox(" not in outputs and "next output" not in outputs and "VBox(" not in outputs
+    assert "Error displaying widget" not in outputs
+    pres = page.eval_on_selector_all(STATIC_CARDS + " pre", """ps => ps.map(p => ({
+        ws: getComputedStyle(p).whiteSpace, ox: getComputedStyle(p).overflowX}))""")
+    assert pres and all(p["ws"] == "pre" and p["ox"] in ("auto", "scroll") for p in pres), pres
+    tds = page.eval_on_selector_all(STATIC_CARDS + " .llmcells-md td",
+                                    "ts => ts.map(t => getComputedStyle(t).borderTopStyle)")
+    assert tds and all(b == "solid" for b in tds), tds
+    low = page.evaluate("() => {" + _JS_COLOUR + """
+        const out = [];
+        for (const el of document.querySelectorAll('.jp-OutputArea-output .llmcells-static *')) {
+            const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+            if (!own || !el.getClientRects().length) continue;
+            const r = contrast(el);
+            if (r < 4.5) out.push({text: el.textContent.trim().slice(0, 40), ratio: r});
+        }
+        return out;
+    }""")
+    assert not low, f"contrast below 4.5:1 in the reopened notebook ({theme}): {low[:5]}"
+    output = page.locator(".jp-Notebook .jp-Cell").nth(1)
+    output.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(200)
+    shot = SCREENS / f"{name}.png"
+    page.screenshot(path=str(shot))
+    return f"{name}: 3 cards side by side with borders; screenshot {shot}"

@@ -256,6 +256,10 @@ def test_stream_is_throttled_and_final_state_painted(comms, loop_thread):
     assert strip_tags(final_body).split() == result.text.split()
     assert "llmcells-md" in final_body
     # Markdown was rendered while streaming too, and each live body is a prefix of the answer
+    # (before the first token the body says what the card waits for)
+    waiting = [v for _, v in body if "waiting for the first token" in v]
+    body = [(t, v) for t, v in body if 'style="font-style:italic"' not in v]  # placeholders
+    assert len(waiting) <= 1
     assert len(body) > 5 and all("llmcells-md" in v for _, v in body)
     assert all(result.text.startswith(" ".join(strip_tags(v).split())) for _, v in body[:-1])
     # status: waiting -> streaming -> done
@@ -617,7 +621,7 @@ def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
     fake.estimate_cost = estimate_cost
     monkeypatch.setitem(sys.modules, "llmcells.pricing", fake)
     monkeypatch.setattr(llmcells, "pricing", fake, raising=False)
-    h = open_display("ask", [info()], "notebook", prompt="x" * 40)
+    h = open_display("ask", [info()], "notebook", prompt="word " * 10)  # ~10 tokens
     card = h.observers[0]
 
     async def go():
@@ -626,7 +630,7 @@ def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
         card.on_status("waiting")
         await asyncio.sleep(0.01)
         card.on_first_token(0.01)
-        card.on_text("a" * 400)  # first paint is immediate
+        card.on_text("word " * 100)  # ~100 tokens; the first paint is immediate
         first = card.footer.value
         await asyncio.sleep(0.6)
         card.on_usage(Usage(input_tokens=25, output_tokens=120))
@@ -753,16 +757,89 @@ def test_close_refreshes_the_plain_text_form_of_the_output(comms, monkeypatch):
         obs.on_finish(Result(text=text, model=obs.info.model_id, status="ok", latency_s=1.0))
     h.close([])
     (handle,), (static,) = handles, statics
-    # the widget's own text names the models (with "simulated") and points at the static copy
-    assert "(simulated)" in handle.plain[-1] and "next output" in handle.plain[-1]
+    # while the calls run the widget's own text names the models (with "simulated"); once they
+    # ended it is empty: the static copy holds the answers, and no stray line shows above it
+    assert "(simulated)" in handle.plain[0] and handle.plain[-1] == ""
     assert "first answer" not in static.bundles[0]["text/plain"]
     final = static.bundles[-1]
     assert "first answer" in final["text/plain"] and "second **answer**" in final["text/plain"]
     assert "fastest" in final["text/plain"]
     assert "── openai:gpt-4.1-mini (simulated) ──" in final["text/plain"]
     assert "<strong>answer</strong>" in final["text/html"] and "first answer" in final["text/html"]
-    assert 'class="llmcells-static"' in final["text/html"] and "<style>" in final["text/html"]
+    assert 'class="llmcells-static"' in final["text/html"] and "<style" not in final["text/html"]
     assert "tokens/s" in final["text/html"]  # the metrics table too
+
+
+def _static_compare(comms, texts, **result_kw):
+    infos = [info("openai:gpt-4.1-mini"), info(), info("google:gemini-2.5-flash")][: len(texts)]
+    h = open_display("compare", infos, "notebook", prompt="Compare")
+    for obs, text in zip(h.observers, texts):
+        obs.on_start(obs.info)
+        obs.on_finish(Result(text=text, model=obs.info.model_id, status="ok", latency_s=1.0,
+                             **result_kw))
+    h.close([])
+    return h, h.static_bundle()["text/html"]
+
+
+#: what JupyterLab's sanitizer keeps in a style attribute (@jupyterlab/apputils Sanitizer):
+#: these properties, with plain colours (hex, rgb(), names), lengths and keywords
+SANITIZER_PROPERTIES = {
+    "background-color", "border", "border-bottom", "border-left", "border-top", "border-radius",
+    "border-collapse", "border-spacing", "color", "display", "font-family", "font-size",
+    "font-style", "font-weight", "line-height", "margin", "margin-top", "max-width", "overflow-x",
+    "overflow-wrap", "padding", "padding-left", "text-align", "text-decoration", "vertical-align",
+    "white-space", "width", "word-break", "table-layout", "justify-content", "align-items",
+    "min-width", "margin-left", "margin-right", "margin-bottom", "padding-right", "padding-top",
+    "padding-bottom", "border-right", "overflow", "overflow-y", "text-overflow", "max-height",
+    "flex", "flex-wrap", "box-sizing"}
+OVERFLOW_WRAP_KEPT = {"normal", "break-word"}
+
+
+def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms):
+    """A saved compare must read like the live one where no stylesheet reaches it (JupyterLab
+    strips <style> from untrusted outputs, GitHub strips all CSS): no <style> block, no CSS
+    variables, every inline declaration one the sanitizer keeps, the cards in the cells of one
+    table row with borders, code that keeps its lines, tables with rules."""
+    code = "```python\nx = compute(a_long_argument_name, another_long_argument_name)\n    y = 2\n```"
+    table = "| a | b |\n|---|---|\n| 1 | 2 |"
+    h, page = _static_compare(comms, ["first answer\n\n" + code, "second\n\n" + table, "third"])
+    assert "<style" not in page and "var(" not in page and "color-mix" not in page
+    assert "inherit" not in page  # not a value the sanitizer keeps
+    # every declaration of every style attribute is one JupyterLab's sanitizer keeps
+    for style in re.findall(r'style="([^"]*)"', page):
+        for decl in filter(None, (d.strip() for d in html.unescape(style).split(";"))):
+            prop, _, value = decl.partition(":")
+            assert prop.strip() in SANITIZER_PROPERTIES, decl
+            if prop.strip() == "overflow-wrap":
+                assert value.strip() in OVERFLOW_WRAP_KEPT, decl
+    # side by side: one table row holding the three cards, each bordered
+    from llmcells.display.static import side_by_side
+
+    cells = re.findall(r'<td class="llmcells-card"[^>]*style="([^"]*)"', page)
+    assert len(cells) == 3 and all("border:1px solid" in c for c in cells)
+    assert side_by_side(["a", "b", "c"]).count("<tr") == 1  # three cards: one row
+    assert side_by_side(["a", "b", "c", "d"]).count("<tr") == 2
+    assert page.index("first answer") < page.index("second") < page.index("third")
+    # code keeps its lines and scrolls; tables have rules; nothing relies on a class
+    pre = re.search(r"<pre[^>]*>", page).group(0)
+    assert "white-space:pre" in pre and "overflow-x:auto" in pre
+    assert "\n    y" in html.unescape(re.sub(r"<[^>]+>", "", page))
+    td = re.search(r'<div class="llmcells-md"[^>]*>.*?<td[^>]*style="([^"]*)"', page, re.S).group(1)
+    assert "border:1px solid" in td
+    # the metrics table is there and scrolls sideways
+    assert re.search(r'<div class="llmcells-table" style="[^"]*overflow-x:auto', page)
+    assert "tokens/s" in page
+
+
+def test_static_copy_single_answer_is_one_bordered_card(comms):
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="just **one**", model=card.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    page = h.static_bundle()["text/html"]
+    assert "<style" not in page and "<strong" in page
+    assert re.search(r'<div class="llmcells-card" style="[^"]*border:1px solid', page)
 
 
 def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_thread):
@@ -789,7 +866,7 @@ def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_t
 
     t0, live, foot = loop_thread.run(go())
     assert live["ttft"] == 0.41 and 5.0 <= live["elapsed"] < 7.0
-    assert live["output_tokens"] > 1 and abs(live["output_tokens"] - 500) < 60
+    assert live["output_tokens"] > 1 and abs(live["output_tokens"] - 401) < 40  # 401 words
     assert "30→~" in foot and "→~1 tokens" not in foot and "~" in foot
     assert "TTFT 0.41 s" in foot
     latency = time.monotonic() - t0
@@ -839,7 +916,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
         assert f"Simulated answer from {model}: You asked: “{prompt}”" in text, model
     haiku = "Simulated answer from claude-haiku-4-5: You asked: “Write a haiku about tables”"
     assert haiku in text
-    # each answer once (the static copy; the widget's text form only names the models)
+    # each answer once (the static copy; the widget's text form is empty)
     assert text.count("Simulated answer from gpt-4.1-mini:") == 1
     assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
@@ -853,7 +930,8 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
                                                        flags=re.S)).split()))
     for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
         assert text.count(f"Simulated answer from {model}: You asked: “{prompt}”") == 1, model
-    assert "llmcells compare: openai:gpt-4.1-mini (simulated)" in text  # the widget's text form
+    # the widget's text form is empty once the calls ended: no stray line above the answers
+    assert "llmcells compare:" not in text and "next output" not in text
 
 
 def test_ledger_frames_show_formatted_without_changing_the_numbers():
@@ -870,3 +948,275 @@ def test_ledger_frames_show_formatted_without_changing_the_numbers():
     view = df._repr_html_()
     assert "$0.000123" in view and "12,345" in view and "1.23 s" in view and "–" in view
     assert "0.000123456" not in view
+
+
+# ----- escaping -----------------------------------------------------------------------------------
+
+PAYLOAD = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def _unescaped(markup: str) -> bool:
+    """True when the payload (or any piece of it) made it into the HTML as markup."""
+    return bool(re.search(r"<img[^>]*onerror|<script", markup, re.I))
+
+
+def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch):
+    """Ids, names, messages, notes and file names from callers or servers are shown as text in
+    every HTML display: the cards (live and static), the metrics table, the batch progress and
+    the provider job progress."""
+    import types
+
+    from llmcells.batchjobs import progress as jobs
+    from llmcells.display import progress as batch
+    from llmcells.types import Attachment
+
+    chip = Attachment(media_type="text/plain", data=b"x", name=PAYLOAD, size=1)
+    infos = [CallInfo(call_id="a", model=PAYLOAD, model_id="openai:" + PAYLOAD, provider=PAYLOAD,
+                      simulated=True, attachments=(chip,)),
+             info()]
+    h = open_display("compare", infos, "notebook", prompt=PAYLOAD)
+    card, other = h.observers
+    card.on_start(card.info)
+    card.on_retry(RetryInfo(attempt=2, max_attempts=4, wait_s=3, status_code=429, reason=PAYLOAD,
+                            message=PAYLOAD))
+    live = [card.header.value, card.body.value]
+    card.on_fallback(PAYLOAD, PAYLOAD, PAYLOAD)
+    live.append(card.header.value)
+    card.on_finish(Result(text=PAYLOAD, model=PAYLOAD, status="error", error=PAYLOAD,
+                          scores={PAYLOAD: 1.0}, score_notes={PAYLOAD: PAYLOAD}))
+    other.on_start(other.info)
+    other.on_finish(Result(text="ok", model=other.info.model_id, status="ok",
+                           scores={PAYLOAD: 0.0}, score_notes={PAYLOAD: PAYLOAD}))
+    h.close([])
+    pieces = live + [card.header.value, card.body.value, card.footer.value, h.table.value,
+                     h.static_bundle()["text/html"]]
+    for piece in pieces:
+        assert not _unescaped(piece), piece
+    assert "&lt;script&gt;" in h.static_bundle()["text/html"]
+
+    # the batch progress: the id, and the reason it stopped
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: shown.append(a) or None)
+    p = batch.NotebookProgress(3, PAYLOAD)
+    tally = types.SimpleNamespace(total=3, done=1, failed=0, inflight=0, cost=0.0,
+                                  started=time.monotonic(), stopped=PAYLOAD)
+    p.update(tally)
+    p.close(tally)
+    assert not _unescaped(p.label.value) and "&lt;script&gt;" in p.label.value
+    bundle = p.box._repr_mimebundle_()
+    assert not _unescaped(bundle["text/html"]) and PAYLOAD in bundle["text/plain"]
+
+    # the provider job progress: the id, the model, the error, the "stopped waiting" note
+    j = jobs.NotebookJobProgress(PAYLOAD)
+    assert not _unescaped(j.html.value)
+    part = {"part": 1, "model_id": PAYLOAD, "state": "failed", "error": PAYLOAD,
+            "counts": {"total": 2, "done": 1, "failed": 1}}
+    j.update([part])
+    assert not _unescaped(j.html.value)
+    j.close([part], interrupted=True)
+    assert not _unescaped(j.html.value) and "&lt;script&gt;" in j.html.value
+    assert not _unescaped(j.box._repr_mimebundle_()["text/html"])
+
+
+def test_job_progress_has_a_bar_per_job_and_a_final_state(comms, monkeypatch):
+    from llmcells.batchjobs import progress as jobs
+
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    j = jobs.NotebookJobProgress("job1")
+    assert "submitting" in j.html.value
+    running = [{"part": 1, "model_id": "openai:gpt-4.1-mini", "state": "in_progress",
+                "counts": {"total": 4, "done": 1, "failed": 0}},
+               {"part": 2, "model_id": "anthropic:claude-haiku-4-5", "state": "completed",
+                "counts": {"total": 4, "done": 4, "failed": 0}}]
+    j.update(running)
+    assert j.html.value.count("width:25%") == 1 and j.html.value.count("width:100%") == 1
+    assert "running (1 of 2 jobs ended)" in j.html.value and "submitting" not in j.html.value
+    done = [dict(running[0], state="completed", counts={"total": 4, "done": 4, "failed": 0}),
+            running[1]]
+    j.close(done)
+    assert "<b>completed</b>" in j.html.value and "running" not in j.html.value
+    text = j.box._repr_mimebundle_()["text/plain"]
+    assert text.startswith("job job1: completed") and "HBox" not in text and "VBox" not in text
+    assert jobs.job_state([dict(done[0]), dict(done[1], state="failed")]) == \
+        "ended: 1 completed, 1 failed"
+
+
+def test_batch_progress_output_reads_as_text_without_widgets(comms, monkeypatch):
+    """A saved notebook shows the batch's final line, not "HBox(children=(IntProgress(..."."""
+    import types
+
+    from llmcells.display import progress as batch
+
+    handles = []
+
+    class Handle:
+        def __init__(self, obj):
+            self.texts = [obj._repr_mimebundle_()["text/plain"]]
+
+        def update(self, obj):
+            self.texts.append(obj._repr_mimebundle_()["text/plain"])
+
+    monkeypatch.setattr("IPython.display.display",
+                        lambda obj, display_id=None, **k: handles.append(Handle(obj)) or handles[-1])
+    p = batch.NotebookProgress(2, "b1")
+    tally = types.SimpleNamespace(total=2, done=2, failed=0, inflight=0, cost=0.0,
+                                  started=time.monotonic() - 1, stopped=None)
+    p.update(tally)
+    p.close(tally)
+    (h,) = handles
+    assert "starting 2 calls" in h.texts[0]
+    assert h.texts[-1].startswith("batch b1: 2/2 done · 0 failed") and "IntProgress" not in h.texts[-1]
+
+
+# ----- marks ----------------------------------------------------------------------------------------
+
+
+def test_best_is_marked_only_when_scores_differ():
+    from llmcells.display.scores import best_rows
+
+    same = [Result(status="ok", scores={"exact": 0.0}), Result(status="ok", scores={"exact": 0.0})]
+    assert best_rows(same, "exact") == set()
+    html_ = __import__("llmcells.display.notebook", fromlist=["x"]).metrics_table_html(
+        [info("openai:gpt-4.1-mini"), info()], same)
+    assert "▲" not in html_
+    differ = [Result(status="ok", scores={"exact": 1.0}), Result(status="ok", scores={"exact": 0.0})]
+    assert best_rows(differ, "exact") == {0}
+
+
+def test_tokens_per_s_only_when_meaningful():
+    """An answer that arrives in one burst (or over less than 0.2 s) has no rate: "—"."""
+    from llmcells.display.notebook import metrics_table_html
+
+    burst = Result(status="ok", latency_s=1.0, ttft_s=0.99, usage=Usage(10, output_tokens=64))
+    steady = Result(status="ok", latency_s=2.0, ttft_s=0.5, usage=Usage(10, output_tokens=150))
+    assert F.result_rate(burst) is None and F.result_rate(steady) == 100
+    assert F.result_rate(steady, chunks=1) is None and F.result_rate(steady, chunks=40) == 100
+    assert "— tok/s" in " · ".join(F.metric_parts(burst)) and "6400" not in " ".join(F.metric_parts(burst))
+    table = metrics_table_html([info("openai:gpt-4.1-mini"), info()], [burst, steady], [1, 40])
+    assert "<td>—</td>" in table and "<td>100</td>" in table
+
+
+def test_live_token_estimate_is_within_10_percent_on_simulated_answers():
+    """The live count (before the provider's usage arrives) against the simulator's own count,
+    fed in the simulator's stream pieces, for each provider."""
+    from llmcells.sim.text import answer_tokens, seed_for
+
+    worst = 0.0
+    for provider in ("openai", "anthropic", "google"):
+        for prompt in ("Explain a p-value to a new analyst, with a small example.",
+                       "Write a haiku about tables", "Summarise: tokenizers, caches and costs"):
+            for length in (None, 60, 420):
+                tokens = answer_tokens("m", seed_for("m", prompt), length, prompt)
+                counter = F.TokenCounter(provider)
+                for t in tokens:
+                    counter.feed(t)
+                err = abs(counter.tokens - len(tokens)) / len(tokens)
+                worst = max(worst, err)
+                assert err <= 0.10, (provider, prompt, length, counter.tokens, len(tokens))
+                assert F.estimate_tokens("".join(tokens), provider) == counter.tokens
+    print(f"\nworst live-estimate error on simulated answers: {worst:.1%}")
+
+
+def test_a_repaired_answer_replaces_the_failed_one_in_its_card(comms):
+    """repair=1: the card showed the first answer (invalid, ✗); close() brings the repaired
+    Result (a new call_id): the card shows it, ✓, with a note of the repair."""
+    h = open_display("ask", [info()], "notebook", prompt="p")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="not json", model=card.info.model_id, status="error",
+                          error="invalid output", error_kind="invalid_output", call_id=card.info.call_id))
+    assert "✗" in card.header.value
+    fixed = Result(text='{"a": 1}', model=card.info.model_id, status="ok", call_id="repaired",
+                   latency_s=1.0)
+    h.close([fixed])
+    assert "✓ done" in card.header.value and "✗" not in card.header.value
+    assert "repaired" in card.header.value and "not json" not in card.body.value
+    assert "&quot;a&quot;" in card.body.value or '"a"' in card.body.value
+    assert "✓ done" in h.static_bundle()["text/html"]
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(180)
+def test_a_chat_turn_as_a_cells_last_line_shows_once(tmp_path, monkeypatch):
+    """`await chat.send(...)` as a cell's last line: the card shows the answer and the cell's
+    value does not show it again; the Result shown in a later cell is Markdown as before."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import llmcells\nllmcells.simulate(ttft=0.01, tokens_per_s=2000)\n"
+                                  "chat = llmcells.Chat('claude')"),
+        nbformat.v4.new_code_cell("await chat.send('Name a prime number')"),
+        nbformat.v4.new_code_cell("r = await chat.send('And another one')"),
+        nbformat.v4.new_code_cell("r"),
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def answers(cell):
+        return [o for o in cell.outputs if "Simulated answer" in str(o.get("data", {}))
+                and o.output_type in ("execute_result", "display_data")]
+
+    turn = nb.cells[1]
+    assert not [o for o in turn.outputs if o.output_type == "error"], turn.outputs
+    # one output holds the answer: the card's static copy (the widget holds it too); the
+    # cell's value would be a second one, with the answer as Markdown
+    assert len(answers(turn)) == 1, turn.outputs
+    assert not [o for o in turn.outputs if "text/markdown" in o.get("data", {})]
+    later = nb.cells[3]
+    assert [o for o in later.outputs if o.output_type in ("execute_result", "display_data")
+            and "text/markdown" in o.data and "Simulated answer" in o.data["text/markdown"]], \
+        later.outputs
+
+
+def test_a_retrying_or_falling_back_card_keeps_its_labels(comms):
+    """The retry status is short (the model's name keeps its room), its whole text is the
+    tooltip, and the body says it is retrying; a fallback note has its own line with the full
+    text as a tooltip, and the "simulated" badge comes before anything long."""
+    h = open_display("ask", [info("openai:gpt-4.1-mini")], "notebook")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_retry(RetryInfo(attempt=2, max_attempts=4, wait_s=12, status_code=429, reason="rate_limit",
+                            message="Rate limit reached for requests per minute"))
+    head = card.header.value
+    label = re.search(r'<span class="llmcells-status[^"]*"[^>]*>([^<]*)</span>', head).group(1)
+    assert len(label) <= 20 and "2/4" in label, label
+    assert 'title="⟳ retrying in 12 s (429)… attempt 2 of 4: Rate limit reached' in head
+    assert "retrying after: Rate limit reached" in card.body.value
+    assert "waiting to start" not in card.body.value
+    long_note = "x" * 150
+    card.on_fallback("openai:gpt-4.1-mini", "overloaded", "anthropic:" + long_note)
+    head = card.header.value
+    note = re.search(r'<div class="llmcells-note[^"]*" title="([^"]*)">', head)
+    assert note and long_note in note.group(1)
+    sub = re.search(r'<div class="llmcells-sub[^>]*>(.*?)</div>', head).group(1)
+    assert sub.startswith('<span class="llmcells-badge">simulated</span>')
+
+
+def test_terminal_shows_the_repaired_answer(capsys):
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    obs = h.observers[0]
+    obs.on_start(obs.info)
+    obs.on_finish(Result(text="not json", model=obs.info.model_id, status="error",
+                         error="invalid output", error_kind="invalid_output",
+                         call_id=obs.info.call_id))
+    h.close([Result(text='{"a": 1}', model=obs.info.model_id, status="ok", call_id="repaired",
+                    latency_s=1.0)])
+    out = capsys.readouterr().out
+    assert "repaired" in out and '{"a": 1}' in out
+    assert out.index("repaired") < out.index('{"a": 1}')
+
+
+def test_only_a_failed_validation_counts_as_repaired(comms):
+    """A result with another call_id for a card that ended for another reason (an error, a
+    fallback) leaves the card as it is: no "repaired" note."""
+    h = open_display("ask", [info()], "notebook", prompt="p")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text="partial", model=card.info.model_id, status="error",
+                          error="overloaded", error_kind="overloaded", call_id=card.info.call_id))
+    h.close([Result(text="other", model="openai:gpt-4.1-mini", status="ok", call_id="x")])
+    assert "repaired" not in card.header.value and "✗" in card.header.value

@@ -120,3 +120,35 @@ def test_without_matplotlib_the_verdict_and_a_hint(monkeypatch, capsys):
     f._ipython_display_()
     assert capsys.readouterr().out.strip() == 'The frontier plot needs matplotlib: pip install "llmcells[plot]"'
     assert [s["text/plain"] for s in shown] == [f.verdict]
+
+
+def _label_boxes(fig):
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    return [t.get_window_extent(renderer) for t in ax.texts]
+
+
+def test_frontier_labels_do_not_overlap_and_equal_scores_get_a_sensible_axis():
+    """Five models close together (similar cost, similar score): no two labels overlap; every
+    score 1.0 is drawn on a 0..1 axis, not 0.9..1.1; the background is transparent."""
+    pytest.importorskip("matplotlib")
+    import pandas as pd
+
+    crowd = pd.DataFrame({"model": [f"openai:gpt-model-{i}" for i in range(5)],
+                          "score_exact": [1.0, 0.98, 0.99, 0.97, 1.0],
+                          "cost_usd": [0.0010, 0.0011, 0.0012, 0.00105, 0.00115],
+                          "latency_s": [1.0, 1.1, 1.2, 1.3, 1.4]})
+    f = frontier(crowd)
+    boxes = _label_boxes(f.figure)
+    assert len(boxes) == 5
+    overlaps = [(i, j) for i in range(5) for j in range(i + 1, 5) if boxes[i].overlaps(boxes[j])]
+    assert not overlaps, overlaps
+    lo, hi = f.figure.axes[0].get_ylim()
+    assert lo <= 0.0 and hi >= 1.0  # the whole fraction scale, not 0.9..1.1
+    assert f.figure.patch.get_alpha() == 0.0
+    png = f.png()
+    from PIL import Image
+    import io
+
+    img = Image.open(io.BytesIO(png)).convert("RGBA")
+    assert img.getpixel((2, 2))[3] == 0  # a transparent corner: no white block on a dark page

@@ -78,11 +78,11 @@ class Frontier:
 
     def png(self, dpi: int = 110) -> bytes:
         buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", transparent=True)
         return buf.getvalue()
 
     def save(self, path: str, dpi: int = 110) -> None:
-        self.figure.savefig(path, dpi=dpi, bbox_inches="tight")
+        self.figure.savefig(path, dpi=dpi, bbox_inches="tight", transparent=True)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -185,22 +185,12 @@ def _draw(f: Frontier) -> Any:
                (t["score_hi"] - t["score"]).clip(lower=0).fillna(0)]
         ax.errorbar(t["cost_usd"], t["score"], yerr=err, fmt="none", ecolor="#57606a",
                     elinewidth=0.8, capsize=3, zorder=1)
-    for r in t.itertuples():
-        # below the point when a model of similar cost scores higher, so labels do not overlap
-        near = t[(t["cost_usd"] <= r.cost_usd * 3) & (t["cost_usd"] >= r.cost_usd / 3)
-                 & (t["score"] > r.score)]
-        ax.annotate(f"{r.model}\n{r.latency_s:.2f} s" if r.latency_s == r.latency_s else r.model,
-                    (r.cost_usd, r.score), textcoords="offset points",
-                    xytext=(9, -24) if len(near) else (9, 6),
-                    fontsize=8.5, fontweight="bold" if r.pareto else "normal",
-                    color="#116329" if r.pareto else "#57606a")
     costs = t["cost_usd"][t["cost_usd"] > 0]
     if len(costs) > 1 and costs.max() / costs.min() > 20:
         ax.set_xscale("log")
     ax.margins(x=0.3, y=0.2)
-    lo, hi = float(t["score"].min()), float(t["score"].max())
-    pad = max((hi - lo) * 0.35, abs(hi) * 0.1, 0.1)
-    ax.set_ylim(lo - pad, hi + pad)  # the points decide the range; long interval bars are cut
+    if len(t):
+        ax.set_ylim(*score_limits(float(t["score"].min()), float(t["score"].max())))
     if f.min_score == f.min_score:
         ax.axhline(f.min_score, color="#bf8700", lw=0.8, ls=":", zorder=0)
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -211,10 +201,89 @@ def _draw(f: Frontier) -> Any:
     ax.set_xlabel(f"cost per {unit} (USD)")
     ax.set_ylabel(f"mean score ({f.score[len('score_'):]})")
     ax.set_title("Cost vs score (marker size: mean latency; bars: 95% interval)", fontsize=10.5)
-    ax.grid(alpha=0.25)
-    ax.legend(loc="lower right", fontsize=8, markerscale=0.5, frameon=False)
+    ax.grid(alpha=0.25, color=_INK)
+    legend = ax.legend(loc="lower right", fontsize=8, markerscale=0.5, frameon=False)
+    _transparent(fig, ax, legend)
     fig.tight_layout()
+    _place_labels(fig, ax, t)  # after the layout: the label boxes are measured where they end up
     return fig
+
+
+#: the ink of axes, ticks and titles: a mid grey that reads on a light and on a dark page (the
+#: figure's background is transparent, so the notebook's theme shows through)
+_INK = "#7d8590"
+
+
+def _transparent(fig: Any, ax: Any, legend: Any = None) -> None:
+    fig.patch.set_alpha(0.0)
+    ax.set_facecolor("none")
+    for spine in ax.spines.values():
+        spine.set_color(_INK)
+    ax.tick_params(colors=_INK)
+    for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+        text.set_color(_INK)
+    if legend is not None:
+        for text in legend.get_texts():
+            text.set_color(_INK)
+
+
+def score_limits(lo: float, hi: float) -> tuple[float, float]:
+    """The y range for scores lo..hi: scores that look like fractions (0..1) get the whole
+    0..1 scale when they are close together (every score 1.0 is not drawn on 0.9..1.1);
+    otherwise the points decide the range (long interval bars are cut)."""
+    if 0 <= lo and hi <= 1 and hi - lo < 0.5:
+        return -0.05, 1.12
+    if hi == lo:
+        pad = max(abs(hi) * 0.25, 1.0)
+        return lo - pad, hi + pad
+    pad = (hi - lo) * 0.35
+    return lo - pad, hi + pad
+
+
+#: where a label may go around its point, in points from it, tried in this order
+_OFFSETS = [(9, 6), (9, -22), (-9, 6), (-9, -22), (9, 20), (9, -36), (-9, 20), (-9, -36),
+            (9, 34), (9, -50), (-9, 34), (-9, -50), (9, 48), (9, -64)]
+
+
+def _place_labels(fig: Any, ax: Any, t: "pd.DataFrame") -> None:
+    """Label each point where its label overlaps no label placed before it (a simple repel:
+    the first free place of a few around the point; the least crowded one if none is free)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from matplotlib.transforms import Bbox
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    # the points are in the way too (a square around each marker)
+    placed: list[Any] = []
+    for x, y in ax.transData.transform(t[["cost_usd", "score"]].to_numpy(dtype=float)):
+        placed.append(Bbox.from_extents(x - 8, y - 8, x + 8, y + 8))
+    placed.append(ax.title.get_window_extent(renderer))
+    # the best scores first: they get the places nearest their points
+    for r in t.sort_values(["pareto", "score"], ascending=False).itertuples():
+        text = f"{r.model}\n{r.latency_s:.2f} s" if r.latency_s == r.latency_s else r.model
+        best, best_hits = None, None
+        for dx, dy in _OFFSETS:
+            label = ax.annotate(text, (r.cost_usd, r.score), textcoords="offset points",
+                                xytext=(dx, dy), ha="left" if dx > 0 else "right", fontsize=8.5,
+                                fontweight="bold" if r.pareto else "normal",
+                                color="#116329" if r.pareto else "#424a53",
+                                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none",
+                                          alpha=0.85))
+            box = label.get_window_extent(renderer).expanded(1.04, 1.1)
+            hits = sum(box.overlaps(other) for other in placed)
+            if not (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)):
+                hits += 0.5  # outside the plot (over the title or the ticks): a last resort
+            if best_hits is None or hits < best_hits:
+                if best is not None:
+                    best[0].remove()
+                best, best_hits = (label, box), hits
+            else:
+                label.remove()
+            if hits == 0:
+                break
+        placed.append(best[1])
 
 
 def command(words: list[str], *, min_score: float | None = None) -> Frontier:

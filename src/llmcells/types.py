@@ -376,6 +376,19 @@ class Result:
             head += f" · {self.error}"
         return f"{head}\n\n{self.text}"
 
+    def _ipython_display_(self) -> None:
+        """Shown as Markdown; but not again as the value of the very cell whose live card
+        already shows it (`await chat.send(...)` as a cell's last line shows the answer once)."""
+        from IPython.display import display
+
+        shown_in = self.__dict__.get("_card_cell")
+        if shown_in is not None:
+            from .calls import current_cell
+
+            if shown_in == current_cell():
+                return
+        display({"text/markdown": self._repr_markdown_(), "text/plain": repr(self)}, raw=True)
+
 
 @dataclass
 class Comparison:

@@ -198,7 +198,7 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
             estimate = sum(x for x in map(_est_one, (j.plan for j in jobs)) if not math.isnan(x))
             models = sorted({j.plan.spec.id for j in jobs})
             _say(f"provider batch {job_id}: {len(jobs):,} requests to {', '.join(models)}; "
-                 f"estimated ${estimate:.4f} at batch prices. Submitting…", display)
+                 f"estimated ${estimate:.4f} at batch prices.", display)
             if max_cost is not None and estimate > max_cost:
                 raise ConfigError(f"The estimate ${estimate:.4f} at batch prices is over "
                                   f"max_cost=${max_cost:g}; nothing was sent.")

@@ -6,6 +6,7 @@ display/progress.py; it only reads part records and knows nothing about HTTP.
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from typing import Any
@@ -72,28 +73,86 @@ class TerminalJobProgress:
             sys.stderr.flush()
 
 
+#: states after which a provider job changes no more
+FINAL_STATES = ("completed", "failed", "expired", "cancelled", "lost")
+_BAR_COLOURS = {"completed": "#1a7f37", "failed": "#cf222e", "expired": "#9a6700",
+                "cancelled": "#57606a", "lost": "#cf222e"}
+
+
+def job_state(parts: list[dict[str, Any]], interrupted: bool = False) -> str:
+    """The whole job's state in a few words: "submitting…", "running (1 of 2 jobs ended)",
+    "completed", "ended: 1 completed, 1 failed", or "stopped waiting"."""
+    if interrupted:
+        return "stopped waiting: the provider jobs go on"
+    if not parts:
+        return "submitting…"
+    states = [p.get("state", "") for p in parts]
+    ended = [s for s in states if s in FINAL_STATES]
+    if len(ended) < len(states):
+        return f"running ({len(ended)} of {len(states)} jobs ended)" if len(states) > 1 else "running"
+    if len(set(ended)) == 1:
+        return ended[0]
+    return "ended: " + ", ".join(f"{ended.count(s)} {s}" for s in dict.fromkeys(ended))
+
+
+def _fraction(p: dict[str, Any]) -> float:
+    c = p.get("counts") or {}
+    total = c.get("total") or 0
+    if p.get("state") == "completed":
+        return 1.0
+    if not total:
+        return 0.0
+    return max(0.0, min(1.0, (c.get("done", 0) + c.get("failed", 0)) / total))
+
+
+def _bar_html(p: dict[str, Any]) -> str:
+    """One provider job's bar: a track with the done share filled (inline styles only)."""
+    pct = round(100 * _fraction(p))
+    colour = _BAR_COLOURS.get(p.get("state", ""), "#0969da")
+    return (f'<span style="display:inline-block;width:160px;height:8px;border:1px solid #8c959f;'
+            f'border-radius:4px;vertical-align:middle;margin-right:8px;background-color:#eaeef2">'
+            f'<span style="display:block;width:{pct}%;height:8px;border-radius:3px;'
+            f'background-color:{colour}"></span></span>')
+
+
 class NotebookJobProgress:
-    """An HTML block, one row per provider job, repainted in place."""
+    """An HTML block: the job's state, then a bar and a line per provider job, repainted in
+    place; the saved output's text form is the final state."""
 
     def __init__(self, job_id: str):
         import ipywidgets as w
-        from IPython.display import display
+
+        from ..display.progress import summary_box
 
         self.job_id = job_id
-        self.html = w.HTML(f"job <code>{job_id}</code>: checking…")
-        display(self.html)
+        self.parts: list[dict[str, Any]] = []
+        self.interrupted = False
+        self.html = w.HTML(f"job <code>{html.escape(job_id)}</code>: submitting…")
+        self.box = summary_box([self.html], self.text, vertical=True).show()
+
+    def text(self) -> str:
+        """The job as plain text: its state, then one line per provider job."""
+        lines = [f"job {self.job_id}: {job_state(self.parts, self.interrupted)}"]
+        lines += [f"  #{p['part']}: {part_line(p)}" for p in self.parts]
+        if self.interrupted:
+            lines.append(f"llmcells.job({self.job_id!r}) gets them back.")
+        return "\n".join(lines)
 
     def update(self, parts: list[dict[str, Any]]) -> None:
-        import html
-
-        rows = "".join(f"<li>{html.escape(part_line(p))}</li>" for p in parts)
-        self.html.value = f"job <code>{html.escape(self.job_id)}</code><ul style='margin:0'>{rows}</ul>"
+        self.parts = list(parts)
+        rows = "".join(f'<div style="margin:2px 0">{_bar_html(p)}{html.escape(part_line(p))}</div>'
+                       for p in parts)
+        state = html.escape(job_state(self.parts, self.interrupted))
+        self.html.value = f"job <code>{html.escape(self.job_id)}</code>: <b>{state}</b>{rows}"
 
     def close(self, parts: list[dict[str, Any]], interrupted: bool = False) -> None:
+        self.interrupted = interrupted
         self.update(parts)
         if interrupted:
-            self.html.value += ("<b>stopped waiting</b>: the provider jobs go on; "
-                                f"<code>llmcells.job('{self.job_id}')</code> gets them back.")
+            self.html.value += ("the provider jobs go on; "
+                                f"<code>llmcells.job({html.escape(repr(self.job_id))})</code> "
+                                "gets them back.")
+        self.box.refresh()
 
 
 def open_job_progress(job_id: str, mode: str) -> Any:

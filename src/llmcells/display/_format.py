@@ -7,19 +7,83 @@ Nothing here imports ipywidgets.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from ..types import CallInfo, Result, Usage
 
-#: rough characters per token, for the live estimate shown while a call streams
+#: rough characters per token, when only a length is known
 CHARS_PER_TOKEN = 4.0
 #: the longest error message shown in a card or a terminal line
 MAX_ERROR_CHARS = 300
+#: tokens/s is shown only from this many streamed pieces over at least RATE_MIN_SPAN_S seconds
+#: (an answer that arrives in one burst has no meaningful rate)
+RATE_MIN_CHUNKS = 3
+RATE_MIN_SPAN_S = 0.2
+
+#: How the providers' tokenizers roughly cut text, for the live estimate: a word of up to
+#: `whole` characters is one token, a longer one a token per `piece` characters. English prose
+#: through OpenAI's, Anthropic's and Google's BPE vocabularies comes out near one token per
+#: common word, which counting characters (4 per token) overstates by about 30%.
+TOKENIZERS = {"openai": (8, 6), "anthropic": (8, 6), "google": (8, 6)}
+_DEFAULT_TOKENIZER = (8, 6)
+_WORD = re.compile(r"\S+")
 
 
-def estimate_tokens(text: str) -> int:
-    """A rough token count of text (~4 characters per token), for display while streaming."""
-    return estimate_tokens_from_chars(len(text or ""))
+def _word_tokens(n: int, rule: tuple[int, int]) -> int:
+    whole, piece = rule
+    return 1 if n <= whole else -(-n // piece)
+
+
+def estimate_tokens(text: str, provider: str = "") -> int:
+    """A rough token count of text as `provider`'s tokenizer would make it, for display while
+    streaming (whole words up to a length, sub-word pieces beyond)."""
+    rule = TOKENIZERS.get(provider, _DEFAULT_TOKENIZER)
+    return sum(_word_tokens(len(m.group()), rule) for m in _WORD.finditer(text or ""))
+
+
+class TokenCounter:
+    """The live estimate of an answer's tokens, fed piece by piece in linear time: complete
+    words are counted once; only the word still being written is counted again."""
+
+    def __init__(self, provider: str = ""):
+        self.rule = TOKENIZERS.get(provider, _DEFAULT_TOKENIZER)
+        self.done = 0
+        self.tail = ""
+
+    def feed(self, delta: str) -> None:
+        s = self.tail + delta
+        cut = max(s.rfind(" "), s.rfind("\n"), s.rfind("\t"))
+        if cut >= 0:
+            self.done += sum(_word_tokens(len(m.group()), self.rule) for m in _WORD.finditer(s[:cut]))
+            s = s[cut + 1:]
+        if len(s) > 64:  # one very long unbroken string: count its whole pieces now
+            piece = self.rule[1]
+            k = (len(s) // piece - 1) * piece
+            self.done += k // piece
+            s = s[k:]
+        self.tail = s
+
+    @property
+    def tokens(self) -> int:
+        return self.done + (_word_tokens(len(self.tail), self.rule) if self.tail.strip() else 0)
+
+
+def meaningful_rate(rate: float | None, span_s: float | None, chunks: int | None = None) -> float | None:
+    """rate when it means something (at least RATE_MIN_CHUNKS pieces over RATE_MIN_SPAN_S
+    seconds; chunks=None when the count is not known), else None."""
+    if not known(rate) or not known(span_s) or span_s < RATE_MIN_SPAN_S:
+        return None
+    if chunks is not None and chunks < RATE_MIN_CHUNKS:
+        return None
+    return rate
+
+
+def result_rate(result: Result, chunks: int | None = None) -> float | None:
+    """A finished call's tokens/s, or None when it is not meaningful (see meaningful_rate)."""
+    span = (result.latency_s - result.ttft_s) if known(result.latency_s) and known(result.ttft_s) \
+        else None
+    return meaningful_rate(result.tokens_per_s, span, chunks)
 
 
 def live_cost(info: CallInfo, input_tokens: int, output_tokens: int, usage: Usage | None = None) -> float:
@@ -108,6 +172,8 @@ def figures(latency: float | None, ttft: float | None, rate: float | None, input
         parts.append(f"TTFT {fmt_seconds(ttft)}")
     if known(rate):
         parts.append(approx + fmt_rate(rate))
+    elif output_tokens and not estimated and known(ttft):
+        parts.append("— tok/s")  # an answer in one burst: no meaningful rate
     if input_tokens or output_tokens:
         inp = ("~" if input_estimated else "") + f"{input_tokens or 0:,}"
         parts.append(f"{inp}→{approx}{output_tokens or 0:,} tokens")
@@ -116,11 +182,10 @@ def figures(latency: float | None, ttft: float | None, rate: float | None, input
     return parts
 
 
-def best_output_tokens(reported: int | None, text_chars: int) -> int:
+def best_output_tokens(reported: int | None, est: int) -> int:
     """The best live estimate of output tokens: the provider's running count once it is
-    plausible, else an estimate from the text. A provider's placeholder (Anthropic's
+    plausible, else `est`, the estimate from the text. A provider's placeholder (Anthropic's
     message_start says output_tokens=1) is far below the text's estimate and is ignored."""
-    est = estimate_tokens_from_chars(text_chars)
     if reported and reported >= 0.5 * est:
         return int(reported)
     return est
@@ -130,10 +195,11 @@ def estimate_tokens_from_chars(n: int) -> int:
     return 0 if n <= 0 else max(1, int(round(n / CHARS_PER_TOKEN)))
 
 
-def metric_parts(result: Result) -> list[str]:
-    """The pieces of a final metrics line: latency, TTFT, tokens/s, in→out tokens, cost."""
+def metric_parts(result: Result, chunks: int | None = None) -> list[str]:
+    """The pieces of a final metrics line: latency, TTFT, tokens/s (when meaningful: chunks is
+    how many pieces the answer streamed in, None when unknown), in→out tokens, cost."""
     u = result.usage or Usage()
-    parts = figures(result.latency_s, result.ttft_s, result.tokens_per_s, u.input_tokens,
+    parts = figures(result.latency_s, result.ttft_s, result_rate(result, chunks), u.input_tokens,
                     u.output_tokens, result.cost_usd)
     if result.attempts and result.attempts > 1:
         parts.append(f"{result.attempts} attempts")
@@ -165,9 +231,12 @@ def pick_best(results: Sequence[Result]) -> tuple[int | None, int | None]:
     return (min(fast)[1] if fast else None), (min(cheap)[1] if cheap else None)
 
 
-def retry_label(retry, left_s: float | None = None) -> str:
-    """"retrying in 2 s (429)… attempt 2 of 4" from a RetryInfo (left_s: seconds still to wait)."""
+def retry_label(retry, left_s: float | None = None, short: bool = False) -> str:
+    """"retrying in 2 s (429)… attempt 2 of 4" from a RetryInfo (left_s: seconds still to wait);
+    short=True gives "retry 2/4 in 2 s", which leaves a card header room for the model's name."""
     wait = retry.wait_s if left_s is None else left_s
+    if short:
+        return f"retry {retry.attempt}/{retry.max_attempts} in {max(0, math.ceil(wait))} s"
     label = f"retrying in {max(0, math.ceil(wait))} s"
     if retry.status_code:
         label += f" ({retry.status_code})"

@@ -31,11 +31,15 @@ def match_results(infos, results) -> list[Result | None]:
     runner passed one result per call (it may pass only the results it has)."""
     results = [r for r in (results or [])]
     by_id = {getattr(r, "call_id", None): r for r in results if r is not None and getattr(r, "call_id", "")}
+    claimed = {info.call_id for info in infos if info.call_id and info.call_id in by_id}
     out: list[Result | None] = []
     for i, info in enumerate(infos):
         r = by_id.get(info.call_id) if info.call_id else None
-        if r is None and not by_id and len(results) == len(infos):
-            r = results[i]
+        if r is None and len(results) == len(infos):
+            # by position: also a call's replacement (a repaired answer has its own call_id)
+            other = results[i]
+            if other is not None and getattr(other, "call_id", "") not in claimed:
+                r = other
         out.append(r)
     return out
 

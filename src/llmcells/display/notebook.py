@@ -26,7 +26,8 @@ from . import _format as F
 from . import scores as _scores
 from .base import DisplayHandle, match_results, safe
 from .markdown import StreamingMarkdown, escape, plain_html, render_markdown
-from .style import STATIC_CSS, style_tag
+from .static import inline_styles, side_by_side
+from .style import style_tag
 from .rich import card_extras
 from .throttle import Throttle
 from .._log import swallowed
@@ -105,6 +106,8 @@ class Card(CallObserver):
         self.retry: RetryInfo | None = None
         self._pieces: list[str] = []  # the answer as it arrived (joined only when needed)
         self._chars = 0
+        self.chunks = 0  # text pieces streamed (tokens/s means something only over a few)
+        self._tokens = F.TokenCounter(info.provider)
         self._stream = StreamingMarkdown(markdown)
         self._new: list[str] = []     # pieces not yet given to the Markdown renderer
         self._final_text: str | None = None
@@ -115,8 +118,9 @@ class Card(CallObserver):
         self.ttft: float | None = None        # the engine's TTFT (on_first_token)
         self.t_first: float | None = None     # monotonic time of the first token
         self.t_status = time.monotonic()
-        self._prompt_tokens = F.estimate_tokens(prompt)
+        self._prompt_tokens = F.estimate_tokens(prompt, info.provider)
         self._footer_at = -math.inf
+        self._footer_tokens = 0  # the live count the footer showed last
         self._fps = _frac_fps()
 
         self.header = w.HTML(value=self._header_html(), layout=w.Layout(width="100%", margin="0"))
@@ -193,6 +197,8 @@ class Card(CallObserver):
         self._pieces.append(delta)
         self._new.append(delta)
         self._chars += len(delta)
+        self.chunks += 1
+        self._tokens.feed(delta)
         if self.t_first is None:
             self.t_first = time.monotonic()
         if self.status != "streaming":
@@ -233,10 +239,11 @@ class Card(CallObserver):
         if ttft is None and self.t_first is not None and self.t0 is not None:
             ttft = self.t_first - self.t0
         reported = self.usage.output_tokens if self.usage is not None else 0
-        out = F.best_output_tokens(reported, self._chars)
+        out = F.best_output_tokens(reported, self._tokens.tokens)
         rate = None
-        if ttft is not None and elapsed is not None and elapsed - ttft > 0.2 and out:
-            rate = out / (elapsed - ttft)
+        if ttft is not None and elapsed is not None and out:
+            span = elapsed - ttft
+            rate = F.meaningful_rate(out / span if span > 0 else None, span, self.chunks)
         inp = self.usage.input_tokens if self.usage is not None and self.usage.input_tokens else None
         cost = F.live_cost(self.info, inp if inp else self._prompt_tokens, out,
                            self.usage if inp else None)  # cache reads and writes at their rates
@@ -271,6 +278,9 @@ class Card(CallObserver):
         self._set(self.header, self._header_html())
         self._set(self.body, self.final_body_html())
         self._set(self.footer, self._final_footer_html(result))
+        # finished: the box opens to the answer's full height, read from the top (style.py)
+        if "llmcells-finished" not in self.box._dom_classes:
+            self.box.add_class("llmcells-finished")
 
     def final_body_html(self) -> str:
         text = self.text
@@ -296,6 +306,8 @@ class Card(CallObserver):
     def _set_status(self, status: str) -> None:
         self.status, self.t_status = status, time.monotonic()
         self._set(self.header, self._header_html())
+        if not self._chars and self.result is None:  # the body says what the card waits for
+            self._set(self.body, self._placeholder(self._waiting_text()))
         if status in ("starting", "waiting", "retrying") and self.owner is not None:
             self.owner.ensure_ticker()
 
@@ -317,10 +329,21 @@ class Card(CallObserver):
         if self._new:
             self._set(self.body, self._live_body_html())
         now = time.monotonic()
-        if now - self._footer_at >= FOOTER_INTERVAL:
-            self._footer_at = now
+        # the footer every FOOTER_INTERVAL, or sooner when a burst of text has far outgrown the
+        # count it shows (it must not say "~1 tokens" under a paragraph)
+        grown = self._tokens.tokens >= 2 * self._footer_tokens + 10
+        if now - self._footer_at >= FOOTER_INTERVAL or grown:
+            self._footer_at, self._footer_tokens = now, self._tokens.tokens
             self._set(self.footer, self._live_footer_html(now))
         return self.updates - before
+
+    def _waiting_text(self) -> str:
+        if self.status == "retrying":
+            why = self.retry.message if self.retry is not None and self.retry.message else ""
+            return "retrying" + (f" after: {why}" if why else "…")
+        if self.status == "waiting":
+            return "waiting for the first token…"
+        return "waiting to start…"
 
     @staticmethod
     def _placeholder(text: str) -> str:
@@ -338,7 +361,7 @@ class Card(CallObserver):
         if s == "retrying":
             if self.retry is not None:
                 left = self.retry.wait_s - (now - self.t_status)
-                return "retrying", "⟳ " + F.retry_label(self.retry, left), None
+                return "retrying", "⟳ " + F.retry_label(self.retry, left, short=True), None
             return "retrying", "⟳ retrying…", None
         if s == "streaming":
             return "streaming", "● streaming", None
@@ -359,26 +382,43 @@ class Card(CallObserver):
         info = self.info
         name = f"<code>{escape(info.model_id or info.model)}</code>"
         cls, label, message = self.status_label()
-        title = ""
-        if self.retry is not None and self.status == "retrying" and self.retry.message:
-            title = f' title="{escape(self.retry.message)}"'
+        full = label  # the status's whole text, as a tooltip (a long one is cut with "…")
+        if self.retry is not None and self.status == "retrying":
+            left = self.retry.wait_s - (time.monotonic() - self.t_status)
+            full = "⟳ " + F.retry_label(self.retry, left) + (
+                f": {self.retry.message}" if self.retry.message else "")
         row = (f'<div class="llmcells-head"><span class="llmcells-name" '
                f'title="{escape(info.model_id or info.model)}">{name}</span>'
-               f'<span class="llmcells-status llmcells-s-{cls}"{title}>{escape(label)}</span></div>')
+               f'<span class="llmcells-status llmcells-s-{cls}" title="{escape(full)}">'
+               f"{escape(label)}</span></div>")
         sub = [escape(_provider_label(info.provider))]
         if info.model and info.model != info.model_id:
             sub.append(f"asked as {escape(info.model)}")
         if info.sample:
             sub.append(f"sample #{info.sample + 1}")
-        badge = ' <span class="llmcells-badge">simulated</span>' if info.simulated else ""
+        badge = '<span class="llmcells-badge">simulated</span> ' if info.simulated else ""
         badge += _scores.replay_badge(self.result)
+        # the badges come first, so that a long sub line never pushes them out of view
+        row += (f'<div class="llmcells-sub llmcells-muted">{badge}{" · ".join(sub)}</div>')
         note = getattr(self, "fallback_note", "")
-        if note:  # a model chain moved on: "claude: overloaded → chatgpt"
-            sub.append(f"↪ {escape(note)}")
-        row += f'<div class="llmcells-sub llmcells-muted">{" · ".join(sub)}{badge}</div>'
+        if note:  # a model chain moved on: "claude: overloaded → chatgpt", on its own line
+            row += (f'<div class="llmcells-note llmcells-muted" title="{escape(note)}">'
+                    f"↪ {escape(note)}</div>")
+        repair = self._repair_note()
+        if repair:
+            row += f'<div class="llmcells-note llmcells-muted" title="{escape(repair)}">{escape(repair)}</div>'
         if message:
-            row += f'<div class="llmcells-msg">{escape(message)}</div>'
+            row += f'<div class="llmcells-msg" title="{escape(message)}">{escape(message)}</div>'
         return row
+
+    def _repair_note(self) -> str:
+        """"repaired after 1 failed answer" when a --repair call ended ok after a retry."""
+        r = self.result
+        n = getattr(self, "repairs", 0)
+        if r is None or not r.ok or not n:
+            return ""
+        return f"↻ repaired: the first answer failed validation; shown is the answer after {n} repair" \
+            + ("s" if n > 1 else "")
 
     def _live_footer_html(self, now: float) -> str:
         f = self.live_figures(now)
@@ -391,7 +431,9 @@ class Card(CallObserver):
         from ..agents import card_note  # [agents] an agent CLI's own report, one more line
 
         note = card_note(result)
-        return self._footer(" · ".join(F.metric_parts(result))) + (self._footer(note) if note else "")
+        chunks = self.chunks if self.chunks else None  # not streamed here (cached, replayed): unknown
+        return (self._footer(" · ".join(F.metric_parts(result, chunks)))
+                + (self._footer(note) if note else ""))
 
     @staticmethod
     def _footer(text: str) -> str:
@@ -410,10 +452,11 @@ class Card(CallObserver):
         return f"{head} ({self.status})"
 
     def static_html(self) -> str:
-        """The finished card as standalone HTML (header, answer, metrics), for saved notebooks."""
-        return (f'<div class="llmcells-card">{self._header_html()}'
+        """The finished card's content as HTML (header, answer, metrics), for saved notebooks;
+        NotebookDisplay puts it in a bordered card and writes its styles inline."""
+        return (f"{self._header_html()}"
                 f'<div style="margin:4px 0">{self.final_body_html()}</div>'
-                f"{self.footer.value}</div>")
+                f"{self.footer.value}")
 
 
 class NotebookDisplay(DisplayHandle):
@@ -436,6 +479,7 @@ class NotebookDisplay(DisplayHandle):
         self._tick_handle: asyncio.TimerHandle | None = None
         self.style = w.HTML(value=style_tag(), layout=w.Layout(display="none"))
         self.table = w.HTML(value="", layout=w.Layout(width="100%", margin="6px 0 0 0"))
+        self.table.add_class("llmcells-wide")  # scrolls sideways inside the output (style.py)
         children: list[w.Widget] = [self.style]
         if self.many:
             if prompt:
@@ -449,6 +493,7 @@ class NotebookDisplay(DisplayHandle):
             self.grid = None
             children.append(self.cards[0].box)
         self.view = _View(children, layout=w.Layout(width="100%"))
+        self.view.add_class("llmcells-view")
         self.view._llmcells_owner = self
         self._shown = show(self.view) if show_now else None
         self._static = show_static(self.static_bundle()) if show_now else None
@@ -498,11 +543,23 @@ class NotebookDisplay(DisplayHandle):
                         r = Result(text=card.text, model=card.info.model_id, provider=card.info.provider,
                                    status="cancelled", error="cancelled")
                     card.finish(r)
+                elif (r is not None and r.call_id != card.result.call_id
+                      and card.result.error_kind == "invalid_output"):
+                    # the call was answered again (repair=1): show the answer that counts
+                    card.repairs = getattr(card, "repairs", 0) + 1
+                    card.finish(r)
                 elif card.throttle.dirty:
                     card.finish(card.result)
+            from ..calls import current_cell
+
+            cell = current_cell()
+            for c in self.cards:  # the card shows it: the cell's value needn't show it again
+                if c.result is not None and cell is not None:
+                    c.result.__dict__["_card_cell"] = cell
             if self.many:
                 final = [c.result for c in self.cards]
-                self.table.value = metrics_table_html([c.info for c in self.cards], final)
+                self.table.value = metrics_table_html([c.info for c in self.cards], final,
+                                                      [c.chunks or None for c in self.cards])
         except Exception as exc:
             swallowed("painting the final cards", exc)
         # The outputs' text/plain and the static copy were taken when the cards were empty;
@@ -518,12 +575,13 @@ class NotebookDisplay(DisplayHandle):
                 swallowed("updating an output's static copy", exc)
 
     def pointer(self) -> str:
-        """The widget output's text form: one line naming the models (the static copy right
-        below holds the answers, so a viewer without widgets doesn't show them twice)."""
+        """The widget output's text form: one line naming the models while the calls run; empty
+        once they ended (the static copy right below holds the answers, so a viewer without
+        widgets shows them once, with no extra line)."""
         names = ", ".join(c.heading() for c in self.cards)
         if not self.closed:
             return f"llmcells {self.kind}: {names}"
-        return f"llmcells {self.kind}: {names} (the answers are in the next output)"
+        return ""
 
     def summary(self) -> str:
         parts = [c.summary() for c in self.cards]
@@ -534,16 +592,19 @@ class NotebookDisplay(DisplayHandle):
         return "\n\n".join(parts)
 
     def static_html(self) -> str:
-        """The finished output as standalone HTML (cards, table), hidden while widgets live."""
+        """The finished output as standalone HTML (cards side by side, table) with inline styles
+        only and no <style> block, so that it reads the same where stylesheets are stripped
+        (an untrusted notebook in JupyterLab, GitHub); the live view's stylesheet hides it."""
         if not self.closed:
             return '<div class="llmcells-static"></div>'
-        cards = "".join(c.static_html() for c in self.cards)
         if self.many:
-            cards = f'<div class="llmcells-static-grid">{cards}</div>'
+            cards = side_by_side([c.static_html() for c in self.cards])
             if self.prompt:
                 cards = self._prompt_html() + cards
-        return (f'<div class="llmcells-static">{style_tag(STATIC_CSS)}{cards}'
-                f"{self.table.value if self.many else ''}</div>")
+            cards += f'<div class="llmcells-table">{self.table.value}</div>'
+        else:
+            cards = f'<div class="llmcells-card">{self.cards[0].static_html()}</div>'
+        return inline_styles(f'<div class="llmcells-static">{cards}</div>')
 
     def static_bundle(self) -> dict:
         return {"text/html": self.static_html(),
@@ -568,7 +629,15 @@ def grid_columns(n: int, gap_px: int = 8) -> str:
             f"min(100%, calc(({need}px - 100%) * 999))), 1fr))")
 
 
-def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> str:
+def _rate_cell(r: Result, chunks: int | None) -> str:
+    rate = F.result_rate(r, chunks)
+    if rate is not None:
+        return f"{rate:.0f}"
+    return "—" if r.usage is not None and r.usage.output_tokens else "–"
+
+
+def metrics_table_html(infos: list[CallInfo], results: list[Result | None],
+                       chunks: list[int | None] | None = None) -> str:
     """A compact table: model, status, latency, TTFT, tokens/s, input/output tokens, cost;
     the fastest (lowest latency) and cheapest (lowest known cost) successful answers marked."""
     rows = [r if r is not None else Result(status="cancelled") for r in results]
@@ -599,7 +668,7 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
             (escape(st), f' class="llmcells-s-{status_cls.get(st, "pending")}"'),
             (lat, lat_cls),
             (F.fmt_seconds(r.ttft_s) if F.known(r.ttft_s) else "–", ""),
-            (f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–", ""),
+            (_rate_cell(r, chunks[i] if chunks else None), ""),
             (F.fmt_int(u.input_tokens) if u.input_tokens else "–", ""),
             (F.fmt_int(u.output_tokens) if u.output_tokens else "–", ""),
             (cost, cost_cls),
@@ -619,7 +688,7 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None]) -> s
             legend.append('<span class="llmcells-best">⚡ fastest</span> (lowest latency)')
         if cheapest is not None:
             legend.append('<span class="llmcells-best">★ cheapest</span> (lowest known cost)')
-        if score_cols:
+        if any(best for _, col in score_cols for _, best in col):
             legend.append('<span class="llmcells-best">▲ best</span> score')
         out.append('<div class="llmcells-legend">' + " · ".join(legend)
                    + " among successful answers</div>")

@@ -6,6 +6,7 @@ the same Throttle as the cards, so a batch of thousands of calls sends a few upd
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 from typing import Any
@@ -55,28 +56,86 @@ class TerminalProgress:
         sys.stderr.flush()
 
 
+_SummaryBox = None
+
+
+def summary_box(children: list, summary: Any, vertical: bool = False) -> Any:
+    """A widget box whose output also carries `summary()` (text/plain and escaped text/html):
+    what a saved notebook shows where the widget can't be drawn (untrusted, or no widget state),
+    instead of the widget's repr ("HBox(children=(IntProgress(...").
+
+    Display it with summary_box(...).show() and call .refresh() once its state is final."""
+    global _SummaryBox
+    if _SummaryBox is None:
+        import ipywidgets as w
+
+        class SummaryBox(w.Box):
+            def _repr_mimebundle_(self, **kwargs):
+                data = super()._repr_mimebundle_(**kwargs)
+                if isinstance(data, dict):
+                    try:
+                        text = self._llmcells_summary()
+                    except Exception as exc:
+                        from .._log import swallowed
+
+                        swallowed("summarising a progress view", exc)
+                        text = "llmcells progress"
+                    data["text/plain"] = text
+                    data["text/html"] = ("<pre style=\"white-space:pre-wrap\">"
+                                         f"{html.escape(text)}</pre>")
+                return data
+
+            def show(self):
+                from IPython.display import display
+
+                self._llmcells_handle = display(self, display_id=True)
+                return self
+
+            def refresh(self):
+                handle = getattr(self, "_llmcells_handle", None)
+                if handle is not None:
+                    handle.update(self)
+
+        _SummaryBox = SummaryBox
+    import ipywidgets as w
+
+    box = _SummaryBox(children, layout=w.Layout(display="flex", flex_flow="column" if vertical
+                                                 else "row", align_items="center" if not vertical
+                                                 else "stretch"))
+    box._llmcells_summary = summary
+    return box
+
+
 class NotebookProgress:
     """An IntProgress bar and one HTML line, created on the main thread, updated from the loop."""
 
     def __init__(self, total: int, batch_id: str):
         import ipywidgets as w
-        from IPython.display import display
 
         self.batch_id = batch_id
+        self.total = total
         self.tally: Any = None
+        self.end = ""
         self.bar = w.IntProgress(min=0, max=max(1, total), value=0, bar_style="info",
                                  layout=w.Layout(width="260px"))
-        self.label = w.HTML(f"batch <code>{batch_id}</code>: starting {total} calls…")
-        self.box = w.HBox([self.bar, self.label])
+        self.label = w.HTML(f"batch <code>{html.escape(batch_id)}</code>: starting {total} calls…")
+        self.box = summary_box([self.bar, self.label], self.text).show()
         self.throttle = Throttle(self._paint, lambda: 2.0 / max(1.0, settings.display_fps))
-        display(self.box)
+
+    def text(self) -> str:
+        """The progress as one line of plain text (the output's text form)."""
+        if self.tally is None:
+            return f"batch {self.batch_id}: starting {self.total} calls…"
+        counts, speed = _summary(self.tally)
+        return f"batch {self.batch_id}: {counts} · {speed}{self.end}"
 
     def _paint(self) -> None:
         if self.tally is None:
             return
         counts, speed = _summary(self.tally)
         self.bar.value = self.tally.done
-        self.label.value = f"batch <code>{self.batch_id}</code>: {counts} · {speed}"
+        self.label.value = (f"batch <code>{html.escape(self.batch_id)}</code>: "
+                            f"{html.escape(counts)} · {html.escape(speed)}")
 
     def update(self, tally: Any) -> None:
         self.tally = tally
@@ -87,12 +146,15 @@ class NotebookProgress:
         self.throttle.flush()
         if interrupted:
             self.bar.bar_style = "warning"
+            self.end = " · interrupted: run it again with the same batch_id to resume"
             self.label.value += " · <b>interrupted</b>: run it again with the same batch_id to resume"
         elif tally.stopped:
             self.bar.bar_style = "warning"
-            self.label.value += f" · <b>{tally.stopped}</b>"
+            self.end = f" · {tally.stopped}"
+            self.label.value += f" · <b>{html.escape(str(tally.stopped))}</b>"
         else:
             self.bar.bar_style = "danger" if tally.failed else "success"
+        self.box.refresh()  # the saved output's text form: the final state
 
 
 def open_progress(total: int, mode: str, *, batch_id: str) -> Any:

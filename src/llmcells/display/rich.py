@@ -49,9 +49,8 @@ def attachments_html(items: Any) -> str:
         thumb = _thumbnail(a) if a.kind == "image" else None
         img = (f'<img src="{thumb}" style="max-height:{_THUMB_PX}px;display:block;margin-bottom:2px">'
                if thumb else "")
-        cells.append(f'<span style="display:inline-block;margin:2px 6px 2px 0;padding:2px 6px;'
-                     f'border:1px solid #d0d7de;border-radius:10px;font-size:11px;color:#57606a">'
-                     f"{img}{label}</span>")
+        # styled by the theme's stylesheet (style.py), or inline in the static copy (static.py)
+        cells.append(f'<span class="llmcells-chip">{img}{label}</span>')
     return f'<div class="llmcells-attachments">{"".join(cells)}</div>'
 
 

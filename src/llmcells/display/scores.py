@@ -58,10 +58,11 @@ def score_names(results: Sequence[Result | None]) -> list[str]:
 
 
 def best_rows(results: Sequence[Result | None], name: str) -> set[int]:
-    """The rows with the highest known score `name` among ok results (ties all marked)."""
+    """The rows with the highest known score `name` among ok results (ties all marked); none
+    when the scores don't differ (every model scoring 0 is no "best")."""
     vals = [(r.scores.get(name), i) for i, r in enumerate(results)
             if r is not None and r.ok and F.known(r.scores.get(name))]
-    if len(results) < 2 or not vals:
+    if len(results) < 2 or not vals or len({v for v, _ in vals}) < 2:
         return set()
     top = max(v for v, _ in vals)
     return {i for v, i in vals if v == top}

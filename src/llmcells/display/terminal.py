@@ -261,6 +261,14 @@ class TerminalDisplay(DisplayHandle):
                 if obs.result is None:
                     obs.on_finish(r if r is not None else Result(
                         text=obs.text, model=obs.name, status="cancelled", error="cancelled"))
+                elif (r is not None and r.call_id != obs.result.call_id
+                      and obs.result.error_kind == "invalid_output"):
+                    # the call was answered again (repair=1): the answer that counts, in full
+                    with self.lock:
+                        self.write(_dim("↻ repaired: the first answer did not match the schema; "
+                                        "the answer after the repair:") + "\n")
+                        obs.result = r
+                        obs._finish_block(r)
             if self.kind == "compare" or len(self._observers) > 1:
                 final = [o.result for o in self._observers]
                 self.write(table_text([o.info for o in self._observers], final) + "\n")
@@ -292,7 +300,7 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             r.status,
             F.fmt_seconds(r.latency_s),
             F.fmt_seconds(r.ttft_s),
-            f"{r.tokens_per_s:.0f}" if F.known(r.tokens_per_s) else "–",
+            f"{F.result_rate(r):.0f}" if F.result_rate(r) is not None else "–",
             f"{u.input_tokens:,}→{u.output_tokens:,}" if (u.input_tokens or u.output_tokens) else "–",
             F.fmt_cost(r.cost_usd) if F.known(r.cost_usd) and (r.ok or u.input_tokens) else "–",
             *(col[i][0] for _, col in score_cols),
