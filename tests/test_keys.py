@@ -4,6 +4,7 @@ reaching the real SDK without ever being printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -124,11 +125,14 @@ def test_the_keyring_is_used_when_it_has_a_backend(memory_keyring):
     where = keys.set_key("anthropic", KEY)
     assert where == "keyring (Memory)"
     assert memory_keyring.store == {("llmcells", "anthropic"): KEY}
-    assert not (_home() / "keys.json").exists()  # nothing written to the file store
+    # the file holds the provider's name only, so that key_status() never imports keyring
+    assert json.loads((_home() / "keys.json").read_text()) == {"in_keyring": ["anthropic"]}
+    assert models.key_status()["anthropic"] and not models.key_status()["openai"]
     assert models.api_key(models.resolve("claude")) == KEY
     assert keys.status()[1] == {"provider": "anthropic", "key": "set", "from": "OS keyring"}
     assert keys.unset_key("anthropic") and memory_keyring.store == {}
     assert keys.stored_key("anthropic") is None and not keys.unset_key("anthropic")
+    assert json.loads((_home() / "keys.json").read_text()) == {"in_keyring": []}
 
 
 def test_the_null_keyring_means_the_file_store():

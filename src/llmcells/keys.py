@@ -3,6 +3,8 @@
 An environment variable (OPENAI_API_KEY, ...) always wins over a stored key. The store is the OS
 keyring when the optional `keyring` package is importable and has a real backend, else
 `$LLMCELLS_HOME/keys.json`, created readable by its owner only (0600) and replaced atomically.
+That file also lists (names only) the providers whose key is in the keyring, so asking whether
+a key exists never imports keyring.
 A key read from either place is registered as a secret, so it is masked wherever llmcells shows
 or stores text; nothing here ever prints a key.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 SERVICE = "llmcells"  # the keyring's service name; the username is the provider
 FILE_NAME = "keys.json"
+KEYRING_INDEX = "in_keyring"  # the file's list of providers whose key is in the keyring
 
 _cache: dict[str, str] = {}  # provider -> key found in the keyring (a lookup can be slow)
 
@@ -81,7 +84,7 @@ def _path() -> Path:
     return home() / FILE_NAME
 
 
-def _read_file() -> dict[str, str]:
+def _read_file() -> dict[str, Any]:
     path = _path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -92,18 +95,29 @@ def _read_file() -> dict[str, str]:
 
         raise ConfigError(f"{path}: cannot read the stored keys ({type(err).__name__}); "
                           "remove the file and set the keys again.") from None
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)} \
-        if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
-def _write_file(keys: dict[str, str]) -> None:
+def _file_keys() -> dict[str, str]:
+    """provider -> key, for the keys held in the file itself."""
+    return {k: v for k, v in _read_file().items() if k in providers() and isinstance(v, str)}
+
+
+def _in_keyring() -> list[str]:
+    """The providers whose key was put in the OS keyring (names only): so that finding out
+    whether a key exists never imports keyring (half a second on a busy machine)."""
+    names = _read_file().get(KEYRING_INDEX, [])
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _write_file(data: dict[str, Any]) -> None:
     """Write the file atomically (a temporary file in the same folder, then a rename), created
     0600 from the start so the key is never readable by others, not even for a moment."""
     path = _path()
     fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(keys, f, indent=1, sort_keys=True)
+            json.dump(data, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
@@ -122,14 +136,16 @@ def set_key(provider: str, key: str) -> str:
     if not key or any(c.isspace() for c in key):
         raise ConfigError("That key is empty or has spaces in it: nothing was stored.")
     register_secret(key)
+    data = _read_file()
     kr = _keyring()
     if kr is not None:
         kr.set_password(SERVICE, name, key)
         _cache[name] = key
+        data.pop(name, None)
+        data[KEYRING_INDEX] = sorted(set(_in_keyring()) | {name})
     else:
-        keys = _read_file()
-        keys[name] = key
-        _write_file(keys)
+        data[name] = key
+    _write_file(data)
     return store_name()
 
 
@@ -138,21 +154,30 @@ def unset_key(provider: str) -> bool:
     left alone)."""
     name = provider_name(provider)
     _cache.pop(name, None)
-    kr = _keyring()
-    if kr is not None:
-        from keyring.errors import PasswordDeleteError
+    data = _read_file()
+    done = data.pop(name, None) is not None
+    if name in _in_keyring():
+        data[KEYRING_INDEX] = [n for n in _in_keyring() if n != name]
+        kr = _keyring()
+        if kr is not None:
+            from keyring.errors import PasswordDeleteError
 
-        try:
-            kr.delete_password(SERVICE, name)
-        except PasswordDeleteError:
-            return False
-        return True
-    keys = _read_file()
-    if name not in keys:
-        return False
-    del keys[name]
-    _write_file(keys)
-    return True
+            try:
+                kr.delete_password(SERVICE, name)
+                done = True
+            except PasswordDeleteError:
+                pass
+    if data != _read_file():
+        _write_file(data)
+    return done
+
+
+def where(provider: str) -> str | None:
+    """'file' or 'keyring' when a key is stored for `provider`, else None (cheap: no keyring)."""
+    provider = owner(provider)
+    if provider in _file_keys():
+        return "file"
+    return "keyring" if provider in _in_keyring() else None
 
 
 def stored_key(provider: str) -> str | None:
@@ -162,14 +187,13 @@ def stored_key(provider: str) -> str | None:
     from .errors import register_secret
 
     provider = owner(provider)
-    kr = _keyring()
-    if kr is None:
-        key = _read_file().get(provider)
-    elif provider in _cache:
-        return _cache[provider]
-    else:
+    key = _file_keys().get(provider)
+    if key is None and provider in _in_keyring():
+        if provider in _cache:
+            return _cache[provider]
+        kr = _keyring()
         try:
-            key = kr.get_password(SERVICE, provider)
+            key = kr.get_password(SERVICE, provider) if kr is not None else None
         except Exception as exc:  # a locked or broken keyring: as if no key were stored
             from ._log import swallowed
 
@@ -190,7 +214,7 @@ def lookup(provider: str) -> tuple[str, str] | None:
             register_secret(os.environ[env])
             return os.environ[env], env
     key = stored_key(provider)
-    return (key, "keyring" if _keyring() is not None else "file") if key else None
+    return (key, where(provider) or "file") if key else None
 
 
 def status() -> list[dict[str, str]]:

@@ -540,8 +540,16 @@ class LLMMagics(Magics):
               "cards are labelled 'simulated'. `%llmcells simulate off` to stop.")
 
 
+_registered: set[int] = set()  # id() of the shells the magics are registered in
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with IPython, and start importing what the first call will need."""
+    """Register the magics with IPython, and start importing what the first call will need.
+    Once per shell: `import llmcells` registers them already, and the `%load_ext llmcells`
+    that imported it then calls this again."""
+    if id(ipython) in _registered:
+        return
+    _registered.add(id(ipython))
     ipython.register_magics(LLMMagics)
     from . import warmup
     from .display.hints import no_key_hint  # one line when no provider has a key
@@ -558,4 +566,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Stop the private loop thread; conversations are kept for a reload."""
     from . import _loop
 
+    _registered.discard(id(ipython))
     _loop.stop()

@@ -214,5 +214,5 @@ def key_status() -> dict[str, bool]:
     """Which providers have a key, in the environment or stored (never the key itself)."""
     from . import keys
 
-    return {p: any(os.environ.get(e) for e in info.key_env) or bool(info.key_env and keys.stored_key(p))
+    return {p: any(os.environ.get(e) for e in info.key_env) or bool(info.key_env and keys.where(p))
             for p, info in PROVIDERS.items()}
