@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -540,16 +541,16 @@ class LLMMagics(Magics):
               "cards are labelled 'simulated'. `%llmcells simulate off` to stop.")
 
 
-_registered: set[int] = set()  # id() of the shells the magics are registered in
+_registered: weakref.WeakSet = weakref.WeakSet()  # the shells the magics are registered in
 
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with IPython, and start importing what the first call will need.
     Once per shell: `import llmcells` registers them already, and the `%load_ext llmcells`
     that imported it then calls this again."""
-    if id(ipython) in _registered:
+    if ipython in _registered:
         return
-    _registered.add(id(ipython))
+    _registered.add(ipython)
     ipython.register_magics(LLMMagics)
     from . import warmup
     from .display.hints import no_key_hint  # one line when no provider has a key
@@ -566,5 +567,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Stop the private loop thread; conversations are kept for a reload."""
     from . import _loop
 
-    _registered.discard(id(ipython))
+    _registered.discard(ipython)
     _loop.stop()
