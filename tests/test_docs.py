@@ -1,4 +1,4 @@
-"""The documentation site: every ```python block of docs/ runs on the simulator (each page's
+"""The documentation site: every ```python block of docs/ and the README runs on the simulator (each page's
 blocks in order, as cells of one real IPython shell, in a fresh process with its own
 LLMCELLS_HOME), the site builds with `mkdocs build --strict`, and the README keeps to its size.
 
@@ -32,7 +32,7 @@ def runnable(page: Path) -> list[str]:
             if info.split(" ")[0] == "python" and not NOT_RUN.search(info)]
 
 
-PAGES = sorted(p for p in DOCS.glob("*.md") if runnable(p))
+PAGES = sorted(p for p in [ROOT / "README.md", *DOCS.glob("*.md")] if runnable(p))
 
 # All pages in one process (the SDKs are imported once), each in a fresh IPython shell with its
 # own LLMCELLS_HOME and working folder and the session reset; each block is one cell. The
