@@ -85,6 +85,7 @@ def test_ask_with_two_models_is_an_error(env):
 
 
 # 15 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_simulate_banner_lists_only_the_providers_used_after_validation(env):
     p = cli(env, "ask", "--simulate", "-m", "claude", "hi")
     assert p.returncode == 0, p.stderr
@@ -98,6 +99,7 @@ def test_simulate_banner_lists_only_the_providers_used_after_validation(env):
 
 
 # 16 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_price_warning_one_line_per_model_only_for_calls_that_happened(env):
     p = cli(env, "compare", "--simulate", "-m", "openai:mystery-1", "-m", "openai:mystery-1",
             "-m", "claude", "hi")
@@ -131,6 +133,7 @@ def test_usage_and_demo_tables_are_compact_and_formatted(env):
 
 
 # 18 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_hung_server_shows_the_wait_on_a_tty(env):
     import pty
 
@@ -176,6 +179,7 @@ def test_unknown_option_shows_the_subcommands_usage(env):
     assert p.stderr.startswith("usage: llmcells costs ") and p.returncode == 2
 
 
+@pytest.mark.slow
 def test_demo_prints_answers_as_they_finish(env):
     code = ("import llmcells, sys\nfrom llmcells.__main__ import main\n"
             "sim = llmcells.simulate()\n"

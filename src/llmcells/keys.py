@@ -59,11 +59,14 @@ def _keyring() -> Any | None:
     try:
         import keyring
         from keyring.backends import fail, null
-    except Exception:  # not installed, or broken: the file store serves
+    except ImportError:  # not installed: the file store serves
         return None
     try:
         backend = keyring.get_keyring()
-    except Exception:
+    except Exception as exc:  # a broken keyring configuration: the file store serves
+        from ._log import swallowed
+
+        swallowed("finding the OS keyring's backend", exc)
         return None
     if isinstance(backend, (fail.Keyring, null.Keyring)):
         return None
