@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SHELL = """
@@ -56,3 +58,16 @@ def test_without_ipython_the_import_does_not_reach_for_it(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.kernel
+def test_import_registers_the_magics_in_a_real_kernel(tmp_path):
+    """The README's notebook step as typed: `import llmcells`, then a cell magic, in a kernel."""
+    from llmcells.testing import Kernel, kernel_env
+
+    env = kernel_env(tmp_path / "home", PYTHONPATH=str(ROOT / "src"))
+    with Kernel(tmp_path / "home", env=env) as k:
+        k.ok("import llmcells\n%llmcells simulate on")
+        k.ok("%%claude -o r --no-display\nSay hi")
+        assert k.value("r.status") == "ok"
+        k.ok("%load_ext llmcells")  # still fine after the import
