@@ -124,3 +124,14 @@ def test_the_site_builds_strictly(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "index.html").is_file()
     assert "llmcells.api.ask" in (tmp_path / "site" / "reference" / "index.html").read_text()
+
+
+def test_the_generated_magic_help_reads_right(shell):
+    """`%%claude?` once said "a anthropic model name" (the text is generated per provider)."""
+    from llmcells.registry import PROVIDERS
+
+    for row in PROVIDERS.values():
+        doc = shell.find_cell_magic(row.alias).__doc__
+        wrong = re.findall(r"\ba (?!one|[uU])[aeiouAEIOU]\w*", doc)  # "a one-line", "a user" are right
+        assert not wrong, (row.alias, wrong)
+        assert f"a model name from {row.label}" in doc
