@@ -205,6 +205,7 @@ def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["claude-code", "gemini-cli", "codex"])
+@pytest.mark.slow
 def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulated):
     """`--version` as the whole prompt (Gemini CLI once read it as its own option and exited)."""
     need_tools(model)
@@ -213,6 +214,7 @@ def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulat
     assert "--version" in str(simulated.requests[-1].body)
 
 
+@pytest.mark.slow
 def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated, monkeypatch):
     """With its fallback switched back on, Claude Code answers a broken stream by asking again
     without streaming and reports success; the adapter sees that the answer it reports is not

@@ -64,6 +64,7 @@ def test_ask_without_a_key_is_one_line_and_status_2(env):
 
 
 # 13 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_costs_by_comma_list_and_bad_key(env):
     assert cli(env, "ask", "--simulate", "-m", "claude", "hi").returncode == 0
     p = cli(env, "costs", "--by", "model,day")   # real spend only: the one call was simulated
@@ -115,6 +116,7 @@ def test_price_warning_one_line_per_model_only_for_calls_that_happened(env):
 
 
 # 17 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_usage_and_demo_tables_are_compact_and_formatted(env):
     demo = cli(env, "demo")
     assert demo.returncode == 0, demo.stderr
