@@ -1,4 +1,5 @@
-"""Shared fixtures: the simulator, a private LLMCELLS_HOME, and the recorded cassettes."""
+"""Shared fixtures: the simulator, a private LLMCELLS_HOME, the recorded cassettes, the two
+test tiers (`slow` is deselected unless asked for) and the optional agent CLIs."""
 
 from __future__ import annotations
 
@@ -8,23 +9,75 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CASSETTES = ROOT.parent / "shared" / "fixtures" / "cassettes"
+CASSETTES = ROOT / "tests" / "fixtures" / "cassettes"
+
+# No test may read or write the user's real OS keyring: keyring (when installed) reads this
+# before it picks a backend, and llmcells.keys treats the null backend as "no keyring".
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+
+#: markers that put a test in the slow tier on their own
+SLOW_MARKERS = ("kernel", "browser")
 
 
 def pytest_addoption(parser):
-    parser.addoption(
-        "--cassettes",
-        default=os.environ.get("LLMCELLS_CASSETTES", str(DEFAULT_CASSETTES)),
-        help="folder of the recorded provider cassettes (default: ../shared/fixtures/cassettes)",
-    )
+    parser.addoption("--all", action="store_true",
+                     help="run the slow tier too (real kernels, the browser, long loops); same as -m ''")
+
+
+def pytest_configure(config):
+    if config.getoption("--all"):
+        config.option.markexpr = ""
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
-def cassettes_dir(request) -> Path:
-    path = Path(request.config.getoption("--cassettes"))
-    if not path.is_dir():
-        pytest.skip(f"cassettes folder {path} is absent: set --cassettes or LLMCELLS_CASSETTES to run these")
-    return path
+def cassettes_dir() -> Path:
+    """The real provider recordings kept in the repository (tests/fixtures/README.md)."""
+    assert CASSETTES.is_dir(), f"{CASSETTES} is missing from the checkout"
+    return CASSETTES
+
+
+# ----- optional agent CLIs --------------------------------------------------------------------
+
+def agents_required() -> bool:
+    """LLMCELLS_REQUIRE_AGENTS=1 (set by .ci/run after installing them): a missing CLI fails."""
+    return os.environ.get("LLMCELLS_REQUIRE_AGENTS", "") not in ("", "0")
+
+
+def missing_cli(name: str) -> str | None:
+    """Why the agent CLI `name` (claude-code, gemini-cli, codex) cannot run here, or None."""
+    import llmcells
+    from llmcells.providers import get_provider
+    from llmcells.providers.base import ClientOptions
+
+    row = llmcells.registry.row(name)
+    try:
+        get_provider(row.adapter).make_client(ClientOptions(base_url=None, api_key="x"))
+    except llmcells.LLMError as exc:
+        return str(exc)
+    return None
+
+
+def need_tools(*clis: str, programs: tuple[str, ...] = ()) -> None:
+    """Skip (one line saying what to install) when an agent CLI or a program the test needs is
+    missing, unless LLMCELLS_REQUIRE_AGENTS=1, where it fails and shows .ci/run's install log."""
+    import shutil
+
+    why = [f"{c}: {m.removesuffix(' (then run the cell again).')}" for c in clis if (m := missing_cli(c))]
+    why += [f"{p} is not installed" for p in programs if not shutil.which(p)]
+    if not why:
+        return
+    if agents_required():
+        log = os.environ.get("LLMCELLS_AGENTS_INSTALL_LOG")
+        said = Path(log).read_text()[-1500:] if log and Path(log).is_file() else ""
+        pytest.fail("; ".join(why) + " (.ci/run installs it)" + (f"\nthe install said:\n{said}" if said else ""))
+    pytest.skip("; ".join(why) + " (optional; LLMCELLS_REQUIRE_AGENTS=1 makes this a failure)")
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
+from conftest import agents_required, missing_cli, need_tools
 from llmcells import models, registry
 from llmcells.models import ModelSpec
 from llmcells.providers import _agents, codex
@@ -58,6 +59,7 @@ def test_a_missing_cli_is_one_line_saying_how_to_install_it(name, hint, monkeypa
 
 
 def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
+    need_tools("codex")
     r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
                                   params={"sandbox": "off"}))
     assert r.error_kind == "config" and "cwd= and tools=" in r.error
@@ -93,12 +95,16 @@ def test_the_users_own_keys_and_settings_do_not_reach_a_cli(monkeypatch):
     assert "ANTHROPIC_AUTH_TOKEN" not in env and "CODEX_HOME" not in env
 
 
+@pytest.mark.slow
 def test_each_cli_against_the_simulator_offline():
     """tests/agents_cli_checks.py (a plain answer, 401, 529, an error mid-stream, an interrupt,
     a batch's process limit; each CLI) inside a network namespace that has only loopback, so a
     CLI can reach nothing but the simulator. Where `unshare -n` is not allowed, the same checks
     run in the normal namespace (said in the output); test_a_cli_reaches_for_no_host_but_the_simulator
     audits the connections themselves."""
+    missing = [c for c in ("claude-code", "gemini-cli", "codex") if missing_cli(c)]
+    if agents_required() or len(missing) == 3:
+        need_tools("claude-code", "gemini-cli", "codex")  # fails (required) or skips (none here)
     checks = str(ROOT / "tests" / "agents_cli_checks.py")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -114,13 +120,14 @@ def test_each_cli_against_the_simulator_offline():
     failures = [line for line in proc.stdout.splitlines() if line.startswith(("E ", "FAILED", "ERROR"))]
     out = "\n".join(failures)[-6000:] + "\n" + proc.stdout[-1500:] + proc.stderr[-1500:]
     assert proc.returncode == 0, out
-    assert "18 passed" in proc.stdout, out
+    assert f"{6 * (3 - len(missing))} passed" in proc.stdout, out  # six checks per installed CLI
 
 
 @pytest.mark.kernel
 def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
     """`%%compare claude-code gemini-cli codex claude` in a real kernel: four cards (the three
     agents' with the agent line), four ok ledger rows."""
+    need_tools("claude-code", "gemini-cli", "codex")
     from llmcells.testing import Kernel, kernel_env
 
     models = ["claude-code", "gemini-cli", "codex", "claude"]
@@ -158,14 +165,15 @@ print(r.status, len(sim.requests))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash",
                                    "codex:gpt-5-codex"])
 def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
     """One answer with every connect/sendto of the CLI's process tree traced (strace -f): none
     may go anywhere but loopback, not even a DNS query (this is what found Codex's analytics
     and OTel metrics, sent to ab.chatgpt.com, now switched off)."""
+    need_tools(model.split(":")[0], programs=("strace",))
     strace = shutil.which("strace")
-    assert strace, "strace is needed for this audit (Debian: apt-get install strace)"
     trace = tmp_path / "trace"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"),
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -183,6 +191,7 @@ def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
 def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
     """`%%codex`, `%%agent gemini-cli --cwd DIR` and `%%agent --allow-tools` through IPython's own cell
     parsing (the magic names have a hyphen); a non-agent in %%agent is one UsageError line."""
+    need_tools("codex", "gemini-cli")
     shell.run_cell("%%codex -o r_codex --no-display\nSay hi")
     r = shell.user_ns["r_codex"]
     assert r.ok and r.model == "codex:gpt-5-codex" and r.agent["tools"] is False
@@ -196,18 +205,22 @@ def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["claude-code", "gemini-cli", "codex"])
+@pytest.mark.slow
 def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulated):
     """`--version` as the whole prompt (Gemini CLI once read it as its own option and exited)."""
+    need_tools(model)
     r = llmcells.run(llmcells.ask("--version", model=model, display=False))
     assert r.ok, r.error
     assert "--version" in str(simulated.requests[-1].body)
 
 
+@pytest.mark.slow
 def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated, monkeypatch):
     """With its fallback switched back on, Claude Code answers a broken stream by asking again
     without streaming and reports success; the adapter sees that the answer it reports is not
     the one streamed and says the answer is incomplete (with the switch off, as shipped, the
     CLI reports the error itself: test_an_error_mid_stream_is_reported_never_spliced)."""
+    need_tools("claude-code")
     from llmcells.config import settings
     from llmcells.providers import claude_code
 

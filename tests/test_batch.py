@@ -23,6 +23,7 @@ def run_batch(*args, **kwargs):
     return llmcells.run(llmcells.batch(*args, **kwargs))
 
 
+@pytest.mark.slow
 def test_thousand_calls_with_injected_faults_lose_no_rows(simulated, roomy_quotas):
     settings.update(retry_initial_wait=0.01, retry_max_wait=0.5, max_attempts=8)
     simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=8)

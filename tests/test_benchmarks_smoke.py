@@ -1,7 +1,8 @@
 """`python -m benchmarks --quick` runs every benchmark and prints a row for each.
 
-Timing targets are not asserted here: on a busy CI machine they measure the machine. The exit
-code says only whether every benchmark ran.
+The fast tier runs one benchmark (the ledger's, a few seconds) through the same runner and
+table; the slow tier runs them all (minutes). Timing targets are not asserted here: on a busy
+CI machine they measure the machine. The exit code says only whether every benchmark ran.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.kernel  # bench_concurrency starts a real Jupyter kernel
 
 #: a row each benchmark must print (the start of its name)
 EXPECTED = {
@@ -50,17 +50,32 @@ EXPECTED = {
 }
 
 
-def test_quick_suite_runs_and_reports_every_benchmark(tmp_path):
+def _quick(tmp_path, *only: str) -> str:
     env = {k: v for k, v in os.environ.items()
            if not k.endswith(("_API_KEY", "_BASE_URL")) and k != "GOOGLE_GENAI_USE_VERTEXAI"}
     env["LLMCELLS_HOME"] = str(tmp_path / "home")  # never the user's ledger
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", *(["--only", *only] if only else [])]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
-    assert "CRASHED" not in out, out
+    assert "CRASHED" not in proc.stdout, proc.stdout
+    return proc.stdout
+
+
+def test_one_benchmark_runs_and_reports_through_the_runner(tmp_path):
+    out = _quick(tmp_path, "ledger")
+    _check(out, {"bench_ledger.py": EXPECTED["bench_ledger.py"]})
+    assert not any(section in out for section in EXPECTED if section != "bench_ledger.py")
+
+
+@pytest.mark.slow
+@pytest.mark.kernel  # bench_concurrency starts a real Jupyter kernel
+def test_quick_suite_runs_and_reports_every_benchmark(tmp_path):
+    _check(_quick(tmp_path), EXPECTED)
+
+
+def _check(out: str, expected: dict[str, list[str]]) -> None:
     lines = out.splitlines()
-    for section, names in EXPECTED.items():
+    for section, names in expected.items():
         assert any(section in line for line in lines), f"no section for {section}:\n{out}"
         for name in names:
             rows = [line for line in lines if line.startswith(name)]

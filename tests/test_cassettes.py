@@ -1,4 +1,4 @@
-"""Replay the real recorded provider responses (../shared/fixtures/cassettes) through the adapters.
+"""Replay the real recorded provider responses (tests/fixtures/cassettes) through the adapters.
 
 Each case serves one recorded interaction from an httpx MockTransport injected into the SDK client
 that `make_client` builds, runs the adapter's `stream()` (or maps the error it raises) and compares
@@ -332,3 +332,19 @@ def test_gzip_cassette_really_is_gzip(cassettes_dir: Path):
     recorded = load_interactions(cassettes_dir, "07")[0]["response"]
     assert recorded["headers"]["Content-Encoding"] == ["gzip"]
     assert gzip.decompress(recorded["body"]["string"]).startswith(b"event: message_start")
+
+
+def test_cassettes_are_the_copies_their_provenance_note_names(cassettes_dir: Path):
+    """tests/fixtures/README.md lists each file's git blob SHA in its source repository: the copies
+    kept here must still be those bytes (a cassette edited by hand would no longer be a recording)."""
+    import hashlib
+    import re
+
+    note = (cassettes_dir.parent / "README.md").read_text()
+    listed = dict(re.findall(r"^\| \d\d \| (\S+\.yaml) \|.*\| ([0-9a-f]{40}) \|$", note, re.M))
+    files = sorted(p.name for p in cassettes_dir.glob("*.yaml"))
+    assert sorted(listed) == files
+    for name in files:
+        data = (cassettes_dir / name).read_bytes()
+        blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        assert blob == listed[name], name

@@ -31,6 +31,7 @@ def _user_texts(req):
 
 
 @pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"])
+@pytest.mark.slow
 def test_round_trip_save_load_in_a_new_process_send_again(simulated, tmp_path, model):
     chat = Chat(model=model, system="Be brief.")
     r1 = send(chat, "first question")

@@ -64,6 +64,7 @@ def test_ask_without_a_key_is_one_line_and_status_2(env):
 
 
 # 13 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_costs_by_comma_list_and_bad_key(env):
     assert cli(env, "ask", "--simulate", "-m", "claude", "hi").returncode == 0
     p = cli(env, "costs", "--by", "model,day")   # real spend only: the one call was simulated
@@ -85,6 +86,7 @@ def test_ask_with_two_models_is_an_error(env):
 
 
 # 15 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_simulate_banner_lists_only_the_providers_used_after_validation(env):
     p = cli(env, "ask", "--simulate", "-m", "claude", "hi")
     assert p.returncode == 0, p.stderr
@@ -98,6 +100,7 @@ def test_simulate_banner_lists_only_the_providers_used_after_validation(env):
 
 
 # 16 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_price_warning_one_line_per_model_only_for_calls_that_happened(env):
     p = cli(env, "compare", "--simulate", "-m", "openai:mystery-1", "-m", "openai:mystery-1",
             "-m", "claude", "hi")
@@ -113,6 +116,7 @@ def test_price_warning_one_line_per_model_only_for_calls_that_happened(env):
 
 
 # 17 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_usage_and_demo_tables_are_compact_and_formatted(env):
     demo = cli(env, "demo")
     assert demo.returncode == 0, demo.stderr
@@ -131,6 +135,7 @@ def test_usage_and_demo_tables_are_compact_and_formatted(env):
 
 
 # 18 -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_hung_server_shows_the_wait_on_a_tty(env):
     import pty
 
@@ -176,6 +181,7 @@ def test_unknown_option_shows_the_subcommands_usage(env):
     assert p.stderr.startswith("usage: llmcells costs ") and p.returncode == 2
 
 
+@pytest.mark.slow
 def test_demo_prints_answers_as_they_finish(env):
     code = ("import llmcells, sys\nfrom llmcells.__main__ import main\n"
             "sim = llmcells.simulate()\n"

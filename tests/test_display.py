@@ -471,6 +471,7 @@ def test_streaming_markdown_renders_settled_blocks_once():
     assert sm.renders <= 3 * 200 + n_html + 5, sm.renders
 
 
+@pytest.mark.slow
 def test_a_long_answer_costs_linear_time(comms):
     """2 MB streamed in small pieces to a card and painted 400 times: the card keeps pieces and
     renders each settled block once, so this takes about as long as one render of the whole."""

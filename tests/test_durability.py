@@ -63,6 +63,7 @@ BATCH_CHILD = """
 
 
 @pytest.mark.parametrize("script", [LOOP_CHILD, BATCH_CHILD], ids=["ask-loop", "batch"])
+@pytest.mark.slow
 def test_sigkill_mid_run_loses_no_finished_call(simulated, script):
     fresh_sim = simulated
     fresh_sim.configure(ttft=0.01, tokens_per_s=400)        # ~50 ms a call: killed mid-stream
@@ -146,6 +147,7 @@ def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
     assert not missing, f"{len(missing)} of {len(reported)} finished calls are not in the ledger"
 
 
+@pytest.mark.slow
 def test_three_processes_making_real_calls_share_one_ledger(simulated):
     fresh_sim = simulated
     script = """
@@ -262,6 +264,7 @@ def test_ledger_locked_past_the_busy_timeout_the_call_is_ok(simulated_fast, monk
     assert {r.call_id, r2.call_id, r3.call_id} <= stored
 
 
+@pytest.mark.slow
 def test_ledger_locked_longer_than_the_real_busy_timeout(simulated_fast):
     """The one slow test: the lock is held ~12 s, past the real 10 s busy timeout. The call
     still comes back ok, nothing is raised, and its row ends up in the ledger."""
@@ -281,6 +284,7 @@ def test_ledger_locked_longer_than_the_real_busy_timeout(simulated_fast):
     print(f"a call with the ledger locked for {hold_s:.0f} s took {took:.1f} s")
 
 
+@pytest.mark.slow
 def test_a_locked_ledger_does_not_stall_the_other_streams(simulated_fast):
     """While one call waits to write its row into a locked ledger, the other calls on the
     private loop go on: the writes happen off the loop."""

@@ -156,6 +156,7 @@ def test_the_ledger_warning_says_what_to_do_and_warns_again_after_a_recovery(tmp
 # ----- issue: the answer's text ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_long_answer_is_joined_once(simulated):
     """A 20,000-piece answer: the Result holds it whole and in order."""
     simulated.configure(ttft=0.0, tokens_per_s=0, output_tokens=20_000)

@@ -140,6 +140,7 @@ def _dead_batch(sim, breaker: bool, models=("claude|chatgpt",)) -> tuple[float, 
     return time.monotonic() - t0, frame, len(_requests(sim, "claude-haiku-4-5"))
 
 
+@pytest.mark.slow
 def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulated):
     healthy, _, _ = _dead_batch(simulated, breaker=True, models=("chatgpt",))
     wall, frame, dead_requests = _dead_batch(simulated, breaker=True)

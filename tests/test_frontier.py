@@ -51,6 +51,7 @@ def test_the_pareto_set_of_a_fixed_frame():
     assert "no model scores ≥ 2" in frontier(FIXED, min_score=2).verdict
 
 
+@pytest.mark.slow
 def test_the_plot_renders_headless():
     f = frontier(FIXED)
     png = f.png()

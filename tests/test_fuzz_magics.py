@@ -158,6 +158,7 @@ def _still_usable(shell) -> None:
 
 @FUZZ
 @given(magic=st.sampled_from(MAGICS), line=option_lines, body=bodies)
+@pytest.mark.slow
 def test_random_option_lines_and_bodies(ip, capsys, magic, line, body):
     _run(ip, magic, line, body, capsys)
 

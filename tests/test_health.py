@@ -9,7 +9,13 @@ import time
 import pytest
 
 import llmcells
+from conftest import missing_cli
 from llmcells import healthcheck as health
+
+
+def _missing_clis() -> set[str]:
+    """Agent CLIs not installed here: health() rightly reports them as not reachable."""
+    return {c for c in ("claude-code", "gemini-cli", "codex") if missing_cli(c)}
 
 
 @pytest.fixture
@@ -72,11 +78,14 @@ def test_live_closed_and_silent_hosts_within_five_seconds(fresh_sim, closed_port
     refused = rows.loc["local"]
     assert refused.reachable and refused.key_accepted == False  # noqa: E712
     assert "invalid-key-for-test" not in frame.to_string()
-    assert health.known_down() == {"anthropic", "google", "local"}
+    assert health.known_down() == {"anthropic", "google", "local"} | _missing_clis()
 
 
 def test_simulated_providers_are_labelled_and_list_the_real_shapes(simulated):
     frame = llmcells.run(llmcells.health())
+    missing = frame.provider.isin(_missing_clis())
+    assert frame[missing].error.str.contains("not installed").all()
+    frame = frame[~missing]
     assert frame.simulated.all() and frame.reachable.all() and frame.key_accepted.all()
     models = dict(zip(frame.provider, frame.models))
     assert "claude-haiku-4-5-20251001" in models["anthropic"]

@@ -117,6 +117,7 @@ def _timed_stream(model):
     return r, clock.times
 
 
+@pytest.mark.slow
 def test_a_raising_and_a_slow_hook_change_neither_result_nor_timing(simulated, caplog):
     simulated.configure(ttft=0.05, tokens_per_s=100)
     _timed_stream("claude")  # warm: the client and connection exist for both timed runs

@@ -245,6 +245,7 @@ EARLY_TRIALS = int(os.environ.get("LLMCELLS_EARLY_INTERRUPT_TRIALS", "200"))
 START_TOLERANCE_S = 0.02
 
 
+@pytest.mark.slow
 def test_sigint_in_the_first_50_ms_of_a_batch_cancels_every_call(simulated, tmp_path):
     """200 SIGINTs at random moments within the first 50 ms of `llmcells.run(batch)` (half of
     them within 5 ms, where the interrupt can land inside submit()): every trial ends with

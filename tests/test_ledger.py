@@ -303,6 +303,7 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_usage_is_fast_enough():
     n = 20_000
     now = time.time()

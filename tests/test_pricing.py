@@ -844,6 +844,7 @@ def test_resumed_batch_rows_keep_their_price_provenance(simulated):
 # ----- plots and lazy imports ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_plot_costs_renders_png_headless(keys):
     import llmcells
 

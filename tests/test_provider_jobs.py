@@ -92,6 +92,7 @@ def _child_env(sim: Simulator, home: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_three_thousand_requests_survive_a_killed_process(sim, home, tmp_path):
     control(sim).configure(validate_s=0.5, run_s=4.0)
     for provider in ("openai", "anthropic"):   # Gemini keeps the input order, as the real API does
@@ -231,6 +232,7 @@ def test_transient_404_after_create(via_env, home):
     assert set(df.status) == {"ok"}
 
 
+@pytest.mark.slow
 def test_crash_between_create_and_persist_is_reconciled(via_env, home):
     """A part left in "creating" (the process died after create, before the id was written) is
     found again by its tag, or for Anthropic by time and size, instead of being sent twice."""
@@ -583,6 +585,7 @@ REATTACH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_new_process_reattaches_validates_and_adds_the_schema_columns(via_env, home, tmp_path):
     """The job is submitted by a process that had the pydantic class; this one never saw it."""
     control(via_env).configure(run_s=0.3)

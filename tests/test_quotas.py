@@ -84,6 +84,7 @@ def test_gate_waits_for_the_window_when_headers_say_none_are_left(simulated):
     assert asyncio.run(go()) < 0.1
 
 
+@pytest.mark.slow
 def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(simulated):
     caps = {"openai": {"rpd": 10}}
     results = [llmcells.run(llmcells.ask(f"q{i}", "chatgpt", limits=caps, display=False))

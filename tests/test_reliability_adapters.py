@@ -233,6 +233,7 @@ CLOSING_CASES = [("full", None), ("early", None), ("cancel", None), ("full", "cu
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.slow
 def test_no_sdk_generator_is_left_for_the_garbage_collector(fresh_sim, path):
     """After every way a call can end, none of the SDK's or httpx's async generators is left
     suspended: otherwise garbage collection closes them later, from whatever thread it runs in,
@@ -264,6 +265,7 @@ def test_no_sdk_generator_is_left_for_the_garbage_collector(fresh_sim, path):
     assert not leftovers, leftovers
 
 
+@pytest.mark.slow
 def test_mixed_batch_with_cancellations_and_faults_reports_nothing_unraisable(fresh_sim, monkeypatch,
                                                                                capfd):
     """A mixed-provider batch with faults and timeouts that cut calls, run on llmcells' own loop

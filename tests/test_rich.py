@@ -309,6 +309,7 @@ def test_the_ledger_counts_attachments_never_their_content(simulated, files):
     assert b"revenue" not in dump and b"PDF" not in dump
 
 
+@pytest.mark.slow
 def test_batch_over_200_rows_with_a_schema_fills_the_field_columns(simulated, roomy_quotas):
     import pandas as pd
 
@@ -401,6 +402,7 @@ def test_a_nested_model_with_optional_fields_round_trips(simulated, model):
     assert r.data.tags and r.data.vip is True
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_attach_and_schema(simulated, files, tmp_path):
     import json
     import subprocess

@@ -599,6 +599,7 @@ def test_three_concurrent_one_second_streams(fresh_sim):
 
 
 # --- load and robustness --------------------------------------------------------------------
+@pytest.mark.slow
 def test_200_concurrent_streams(fresh_sim):
     fresh_sim.configure(ttft=0.05, tokens_per_s=200, output_tokens=20)
 
@@ -739,6 +740,7 @@ def test_split_surrogate_sends_the_two_halves_json_escaped_in_two_events(fresh_s
         assert b"\\ud83d\\ude00" in received
 
 
+@pytest.mark.slow
 def test_a_two_megabyte_answer_in_twenty_thousand_events(fresh_sim):
     from llmcells.sim.text import filler
 

@@ -97,25 +97,27 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-def _warm_up_in_a_kernel() -> None:
-    """Imported inside a running Jupyter kernel: start importing what the first call needs."""
+def _register_in_ipython() -> None:
+    """`import llmcells` inside IPython or Jupyter registers the magics, as `%load_ext llmcells`
+    does (which stays valid, and says "already loaded"). Outside IPython this costs one dict
+    lookup: IPython is never imported here."""
     import sys
 
-    if "ipykernel" not in sys.modules:
+    if "IPython" not in sys.modules:  # not inside IPython (a script, a test runner)
         return
     try:
-        from IPython import get_ipython
+        shell = sys.modules["IPython"].get_ipython()
+        manager = getattr(shell, "extension_manager", None)
+        if manager is None or __name__ in manager.loaded:
+            return
+        from .magics import load_ipython_extension as load
 
-        shell = get_ipython()
-    except Exception as exc:  # no IPython: nothing to warm for
+        load(shell)
+        manager.loaded.add(__name__)  # what %load_ext records: a later %load_ext is a no-op
+    except Exception as exc:  # never let registering break the import itself
         from ._log import swallowed
 
-        swallowed("finding the IPython shell", exc)
-        return
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from . import warmup
-
-        warmup.start(notebook=True)
+        swallowed("registering the magics on import", exc)
 
 
-_warm_up_in_a_kernel()
+_register_in_ipython()

@@ -1,4 +1,4 @@
-"""The command line: `python -m llmcells demo | ask | compare | usage | costs | serve`.
+"""The command line: `python -m llmcells demo | ask | compare | usage | costs | keys | serve`.
 
 Every mistake a user can make here ends in one line on stderr and exit status 2 (argument
 errors also show the subcommand's usage line), never a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
                             help="count simulated calls too (left out of real spend by default)")
         else:
             sp.add_argument("--limit", type=int, default=20, help="the last N calls (default 20)")
+    sub.add_parser("keys", add_help=False, help="keys set|list|unset PROVIDER: store API keys (see keys --help)")
     sub.add_parser("serve", add_help=False, help="serve the engine over HTTP, behind a token "
                                                  "printed at start (see serve --help and "
                                                  "docs/security.md; needs pip install "
@@ -339,8 +341,53 @@ def _rich_options(args: argparse.Namespace) -> dict:
     return out
 
 
+def _keys(argv: list[str]) -> int:
+    """`llmcells keys set|list|unset`: the key is read with getpass (or one line from a pipe),
+    never taken as an argument (it would stay in the shell's history) and never printed."""
+    import getpass
+
+    from . import keys
+    from .errors import LLMError
+
+    p = _Parser(prog="llmcells keys", description=(
+        "Store API keys in the OS keyring (when the keyring package is installed) or else in a "
+        "file under LLMCELLS_HOME readable only by you. An environment variable still wins."))
+    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    names = ", ".join(keys.providers())
+    sub.add_parser("set", help="store a key (asked for, not shown)").add_argument("provider", help=names)
+    sub.add_parser("list", help="which providers have a key, and where from (never the key)")
+    sub.add_parser("unset", help="forget a stored key").add_argument("provider", help=names)
+    args = p.parse_args(argv)
+    try:
+        if args.action == "list":
+            for row in keys.status():
+                print(f"{row['provider']:<10} {row['key']:<8} {row['from']}".rstrip())
+            return 0
+        provider = keys.provider_name(args.provider)
+        if args.action == "unset":
+            done = keys.unset_key(provider)
+            print(f"Forgot the stored {provider} key." if done else f"No {provider} key was stored.")
+        else:
+            prompt = f"{provider} API key (typing is not shown): "
+            key = getpass.getpass(prompt) if sys.stdin.isatty() else sys.stdin.readline()
+            where = keys.set_key(provider, key)
+            print(f"Stored the {provider} key in {where}.")
+        env = [e for e in keys.providers()[provider] if os.environ.get(e)]
+        if env:
+            print(f"Note: {env[0]} is set in this environment, and it wins over a stored key.")
+        return 0
+    except LLMError as err:
+        print(f"llmcells keys: {err}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, EOFError):
+        print("\nllmcells keys: nothing changed.", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["keys"]:  # its own parser: set / list / unset
+        return _keys(argv[1:])
     if argv[:1] == ["serve"]:  # its own options and parser: serve.py
         try:
             from .serve import main as serve

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -122,8 +123,8 @@ def _provider_magic(row: ProviderRow) -> Callable:
 
             {row.magic_example.replace(chr(10), chr(10) + "            ")}
 
-        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` (a
-        {row.name} model name, a {row.name}:... id, or another alias) picks another. `-c`
+        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` picks
+        another: a model name from {row.label}, an id such as `{row.name}:NAME`, or another alias. `-c`
         continues the conversation of earlier %%{row.alias} cells; without it each cell is a
         fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
         from the notebook; other braces (JSON, code) are left as written.
@@ -343,8 +344,9 @@ class LLMMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?", default="help",
               help="models | config | usage | costs | prices | health | quota | reset | chats | "
-                   "simulate | replay | frontier | help")
-    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off")
+                   "simulate | replay | frontier | keys | help")
+    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off; "
+                                       "keys: set|unset PROVIDER")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
     @argument("--whatif", default=None, metavar="MODEL", help="costs: actual vs MODEL's prices")
@@ -379,6 +381,8 @@ class LLMMagics(Magics):
                                           them at $0 when the same request comes again
         %llmcells frontier [SCORE] [--min-score X]   cost vs score of the last scored
                                           compare or batch, Pareto-optimal models marked
+        %llmcells keys [set|unset PROVIDER]   which providers have a key and where from; store
+                                          one (asked for, never shown) or forget it
         %llmcells help                    this text
         """
         try:
@@ -390,7 +394,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, health, quota, reset, chats, simulate, replay, frontier, help.")
+                        "prices, health, quota, reset, chats, simulate, replay, frontier, keys, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -498,6 +502,29 @@ class LLMMagics(Magics):
 
         return command(args.words, min_score=args.min_score)
 
+    def _cmd_keys(self, args: Any) -> Any:
+        import getpass
+
+        import pandas as pd
+
+        from . import keys
+
+        action, *rest = args.words or ["list"]
+        if action == "list" and not rest:
+            return pd.DataFrame(keys.status())
+        if action not in ("set", "unset") or len(rest) != 1:
+            raise _fail("keys takes: list, set PROVIDER or unset PROVIDER "
+                        f"(providers: {', '.join(keys.providers())}).")
+        provider = keys.provider_name(rest[0])
+        if action == "unset":
+            done = keys.unset_key(provider)
+            print(f"Forgot the stored {provider} key." if done else f"No {provider} key was stored.")
+            return None
+        # the kernel asks the front end for the line (ipykernel's input request): never echoed
+        key = getpass.getpass(f"{provider} API key (typing is not shown): ")
+        print(f"Stored the {provider} key in {keys.set_key(provider, key)}.")
+        return None
+
     def _cmd_simulate(self, args: Any) -> None:
         from ._simulation import simulate
 
@@ -514,8 +541,16 @@ class LLMMagics(Magics):
               "cards are labelled 'simulated'. `%llmcells simulate off` to stop.")
 
 
+_registered: weakref.WeakSet = weakref.WeakSet()  # the shells the magics are registered in
+
+
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with IPython, and start importing what the first call will need."""
+    """Register the magics with IPython, and start importing what the first call will need.
+    Once per shell: `import llmcells` registers them already, and the `%load_ext llmcells`
+    that imported it then calls this again."""
+    if ipython in _registered:
+        return
+    _registered.add(ipython)
     ipython.register_magics(LLMMagics)
     from . import warmup
     from .display.hints import no_key_hint  # one line when no provider has a key
@@ -532,4 +567,5 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Stop the private loop thread; conversations are kept for a reload."""
     from . import _loop
 
+    _registered.discard(ipython)
     _loop.stop()

@@ -156,7 +156,8 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
 
 
 def api_key(spec: ModelSpec) -> str:
-    """The key to use for spec, from the environment; MissingKeyError says how to set one."""
+    """The key to use for spec: its environment variable, else the key stored with
+    `python -m llmcells keys set` (llmcells.keys); MissingKeyError says how to set one."""
     if spec.simulated:
         return SIMULATOR_KEY
     if spec.provider in _endpoints:
@@ -174,9 +175,14 @@ def api_key(spec: ModelSpec) -> str:
         if key:
             register_secret(key)
             return key
+    from . import keys
+
+    key = keys.stored_key(spec.provider)
+    if key:
+        return key
     raise MissingKeyError(
-        f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)}, "
-        "or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
+        f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)} or run "
+        f"`python -m llmcells keys set {spec.provider}`, or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
         "--simulate on the command line).",
         provider=spec.provider,
     )
@@ -205,5 +211,8 @@ def foreign_model_hint(provider: str, name: str) -> str | None:
 
 
 def key_status() -> dict[str, bool]:
-    """Which providers have a key set (never the key itself)."""
-    return {p: any(os.environ.get(e) for e in info.key_env) for p, info in PROVIDERS.items()}
+    """Which providers have a key, in the environment or stored (never the key itself)."""
+    from . import keys
+
+    return {p: any(os.environ.get(e) for e in info.key_env) or bool(info.key_env and keys.where(p))
+            for p, info in PROVIDERS.items()}
