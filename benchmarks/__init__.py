@@ -20,4 +20,5 @@ BENCHMARKS = [
     ("HTTP service", "bench_serve"),
     ("agent CLIs", "bench_agents"),
     ("tools and hooks", "bench_tools"),
+    ("OpenTelemetry", "bench_otel"),
 ]

@@ -47,6 +47,8 @@ class Settings:
     replay: bool = False
     # The replay file (JSONL); None: llmcells-replay.jsonl in the working folder (the notebook's).
     replay_path: str | None = None
+    # OpenTelemetry spans and metrics (otel.py): None follows the OTEL_* environment.
+    otel: bool | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -71,7 +73,7 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         raise ConfigError(f"Setting {name} needs a value.")
     if kind.startswith("list"):
         return value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if kind == "bool":
+    if kind in ("bool", "bool | None"):
         if isinstance(value, str):
             if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 raise ConfigError(f"Setting {name} is on or off, not {value!r}.")
@@ -92,6 +94,10 @@ settings = Settings()
 def configure(**changes: Any) -> Settings:
     """Change session defaults, e.g. `llmcells.configure(temperature=0, timeout=60)`."""
     settings.update(**changes)
+    if "otel" in changes and settings.otel:
+        from .otel import check
+
+        check()
     return settings
 
 
