@@ -21,4 +21,5 @@ BENCHMARKS = [
     ("agent CLIs", "bench_agents"),
     ("tools and hooks", "bench_tools"),
     ("OpenTelemetry", "bench_otel"),
+    ("shared ledger (PostgreSQL)", "bench_ledger_pg"),
 ]

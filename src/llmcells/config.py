@@ -49,6 +49,11 @@ class Settings:
     replay_path: str | None = None
     # OpenTelemetry spans and metrics (otel.py): None follows the OTEL_* environment.
     otel: bool | None = None
+    # The project tag of ledger rows (costs(by="project")).
+    project: str | None = None
+    # Where the ledger lives: None is SQLite under LLMCELLS_HOME (or $LLMCELLS_LEDGER when set);
+    # "postgresql://user@host/db" a shared ledger in PostgreSQL (ledger_pg.py).
+    ledger: str | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
