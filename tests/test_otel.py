@@ -195,3 +195,60 @@ def test_off_imports_no_opentelemetry(tmp_path):
     count, ours = out.stdout.strip().splitlines()[-1].split(" ", 1)
     assert ours == "[]"
     assert int(count) > 0  # the watch works: the anthropic SDK's own import was seen
+
+
+def test_otel_environment_alone_exports_over_otlp_http(tmp_path):
+    """OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME alone (no configure, no provider set by
+    the script): llmcells sets up the SDK with the OTLP/HTTP exporter, and a receiver on loopback
+    gets the spans as protobuf."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="no OTLP/HTTP exporter")
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest, ExportTraceServiceResponse)
+
+    got: list = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/v1/traces":
+                req = ExportTraceServiceRequest()
+                req.ParseFromString(body)
+                got.append(req)
+            out = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        code = ("import llmcells\n"
+                "llmcells.simulate()\n"
+                "r = llmcells.run(llmcells.compare('hi', ['chatgpt', 'gemini'], display=False))\n"
+                "assert all(x.ok for x in r.results)\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env.update(PYTHONPATH=str(ROOT / "src"), LLMCELLS_HOME=str(tmp_path),
+                   OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{httpd.server_port}",
+                   OTEL_SERVICE_NAME="llmcells-test", OTEL_METRICS_EXPORTER="none")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+    finally:
+        httpd.shutdown()
+    spans = [(rs.resource, s) for req in got for rs in req.resource_spans
+             for ss in rs.scope_spans for s in ss.spans]
+    names = sorted(s.name for _, s in spans)
+    assert names == ["chat gemini-2.5-flash", "chat gpt-4.1-mini", "llmcells compare"]
+    service = {a.key: a.value.string_value for a in spans[0][0].attributes}["service.name"]
+    assert service == "llmcells-test"
+    chat = next(s for _, s in spans if s.name == "chat gpt-4.1-mini")
+    attrs = {a.key: a.value for a in chat.attributes}
+    assert attrs["gen_ai.usage.output_tokens"].int_value > 0

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import ledger
+from ._log import swallowed
 from .errors import ConfigError
 
 TABLE = "llmcells_calls"
@@ -148,8 +149,8 @@ class Shared:
         if self.conn is not None:
             try:
                 self.conn.close()
-            except Exception:
-                pass
+            except Exception as exc2:
+                swallowed("closing a lost ledger connection", exc2)
         self.conn = None
         self.next_try = time.monotonic() + _RETRY_S
         if self.down_since is None:
@@ -369,6 +370,6 @@ def close() -> None:
             if b.conn is not None:
                 try:
                     b.conn.close()
-                except Exception:
-                    pass
+                except Exception as exc:
+                    swallowed("closing a ledger connection", exc)
                 b.conn = None
