@@ -222,7 +222,7 @@ def test_migrations_from_empty_and_from_the_previous_version(server):
         assert ledger_pg.migrate(conn) == 0                     # empty -> current in one go
         have = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name='llmcells_calls'")}
-        assert have == set(ledger.COLUMNS)
+        assert have == set(ledger.COLUMNS) | {"day"}   # day: stored, for costs(by="day")
 
 
 def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
