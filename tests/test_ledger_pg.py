@@ -261,6 +261,9 @@ def test_the_password_is_never_shown(simulated, tmp_path):
 
     assert ledger_pg.mask("postgresql://bob:s3cr3t@db:5432/x") == "postgresql://bob:***@db:5432/x"
     assert "s3cr3t" not in ledger_pg.mask("host=db password=s3cr3t user=bob")
+    shown = llmcells.configure(ledger="postgresql://bob:s3cr3t@db/x")
+    assert "s3cr3t" not in repr(shown) and "bob:***@db" in repr(shown)
+    assert "s3cr3t" not in str(llmcells.configure().shown())
     port = pg_server._free_port()      # nothing listens there
     llmcells.configure(ledger=f"postgresql://bob:s3cr3t-pw@127.0.0.1:{port}/x")
     try:

@@ -68,6 +68,24 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def shown(self) -> dict[str, Any]:
+        """as_dict() fit to print: the ledger URL's password masked."""
+        out = self.as_dict()
+        if out.get("ledger"):
+            out["ledger"] = mask_dsn(out["ledger"])
+        return out
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.shown().items()) + ")"
+
+
+def mask_dsn(dsn: str) -> str:
+    """A database URL (or key=value string) with its password replaced by ***."""
+    import re
+
+    out = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", dsn)
+    return re.sub(r"(?i)(password\s*=\s*)('[^']*'|\S+)", r"\1***", out)
+
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
     """A setting's value from what the user typed (magics pass strings)."""

@@ -79,8 +79,9 @@ MIGRATIONS: dict[int, list[str]] = {
 
 def mask(dsn: str) -> str:
     """dsn with its password replaced by ***, in URL form or key=value form."""
-    out = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", dsn)
-    return re.sub(r"(?i)(password\s*=\s*)('[^']*'|\S+)", r"\1***", out)
+    from .config import mask_dsn
+
+    return mask_dsn(dsn)
 
 
 def _psycopg() -> Any:
