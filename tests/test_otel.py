@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
+from llmcells import otel
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
 
@@ -49,10 +50,12 @@ def spans(simulated, monkeypatch):
 
 
 def _chats(exporter):
+    otel.flush()
     return [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
 
 
 def _points(name):
+    otel.flush()
     out = []
     data = _READER.get_metrics_data()
     for rm in (data.resource_metrics if data else []):
@@ -127,6 +130,7 @@ def test_no_key_on_any_span(spans, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-abcdef1234567890")
     llmcells.run(llmcells.ask("Say hello", model="chatgpt", display=False))
+    otel.flush()
     dumped = "".join(s.to_json() for s in spans.get_finished_spans())
     assert "sk-secret" not in dumped and "abcdef1234567890" not in dumped
 
@@ -139,6 +143,7 @@ def test_tool_calls_get_execute_tool_spans(spans):
     r = llmcells.run(llmcells.ask('call get_weather({"city": "Paris"})', model="chatgpt",
                                   tools=[get_weather], display=False))
     assert r.ok
+    otel.flush()
     names = [s.name for s in spans.get_finished_spans()]
     assert "execute_tool get_weather" in names
     assert len(_chats(spans)) == 2  # the request asking for the tool, then the answer
@@ -153,6 +158,7 @@ def test_fallback_chain_and_batch_have_parent_spans(spans, simulated):
     r = llmcells.run(llmcells.ask("hi", model="claude", fallback=["chatgpt"], fallback_on=["bad_request"],
                                   display=False))
     assert r.ok
+    otel.flush()
     names = [s.name for s in spans.get_finished_spans()]
     assert "llmcells fallback" in names
     spans.clear()

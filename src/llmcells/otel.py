@@ -20,13 +20,17 @@ is true. Keys never do: nothing here sees one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import json
 import os
+import queue
+import threading
 import time
 from typing import Any, Iterator
 
+from ._log import swallowed
 from .types import CallInfo, CallObserver, Result
 
 _SCOPE = "llmcells"
@@ -204,23 +208,72 @@ class SpanObserver(CallObserver):
                 attrs["gen_ai.request.max_tokens"] = int(request.max_tokens)
             if capture_content():
                 _content(attrs, request, result)
-        from opentelemetry.trace import SpanKind
-
-        span = tracer().start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs,
-                                   start_time=self.start_ns)
+        error = None
         if not result.ok:
-            from opentelemetry.trace import Status, StatusCode
+            error = result.error_kind or result.status
+            attrs["error.type"] = base["error.type"] = error
+            error = (error, (result.error or error)[:200])
+        from opentelemetry import context
 
-            kind = result.error_kind or result.status
-            span.set_attribute("error.type", kind)
-            span.set_status(Status(StatusCode.ERROR, (result.error or kind)[:200]))
-            base["error.type"] = kind
-        span.end()
-        tokens, duration = _metrics()
-        duration.record(elapsed, base)
-        if result.ok or u.input_tokens or u.output_tokens:
-            tokens.record(int(u.input_tokens or 0), {**base, "gen_ai.token.type": "input"})
-            tokens.record(int(u.output_tokens or 0), {**base, "gen_ai.token.type": "output"})
+        # The span and the metrics are made on the telemetry thread (as hooks are): the call
+        # only hands over what it knows, with its context (the parent span).
+        _submit((f"chat {model}", context.get_current(), self.start_ns, time.time_ns(), attrs,
+                 error, base, elapsed, int(u.input_tokens or 0), int(u.output_tokens or 0),
+                 result.ok or bool(u.input_tokens or u.output_tokens)))
+
+
+_queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def _submit(item: tuple) -> None:
+    global _worker
+    if _worker is None or not _worker.is_alive():
+        with _worker_lock:
+            if _worker is None or not _worker.is_alive():
+                _worker = threading.Thread(target=_work, name="llmcells-otel", daemon=True)
+                _worker.start()
+                atexit.register(flush)  # after the SDK's own exit hook: runs before it
+    _queue.put(item)
+
+
+def _work() -> None:
+    while True:
+        item = _queue.get()
+        try:
+            if isinstance(item, threading.Event):
+                item.set()
+            else:
+                _emit(*item)
+        except Exception as exc:
+            swallowed("recording an OpenTelemetry span", exc)
+
+
+def _emit(name: str, ctx: Any, start_ns: int, end_ns: int, attrs: dict[str, Any],
+          error: tuple[str, str] | None, base: dict[str, Any], elapsed: float, tokens_in: int,
+          tokens_out: int, count_tokens: bool) -> None:
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    span = tracer().start_span(name, context=ctx, kind=SpanKind.CLIENT, attributes=attrs,
+                               start_time=start_ns)
+    if error is not None:
+        span.set_status(Status(StatusCode.ERROR, error[1]))
+    span.end(end_time=end_ns)
+    tokens, duration = _metrics()
+    duration.record(elapsed, base)
+    if count_tokens:
+        tokens.record(tokens_in, {**base, "gen_ai.token.type": "input"})
+        tokens.record(tokens_out, {**base, "gen_ai.token.type": "output"})
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until the spans and metrics handed over so far are recorded (tests, scripts' ends)."""
+    if _worker is None or not _worker.is_alive():
+        return
+    done = threading.Event()
+    _queue.put(done)
+    done.wait(timeout)
 
 
 def _content(attrs: dict[str, Any], request: Any, result: Result) -> None:
