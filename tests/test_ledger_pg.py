@@ -261,6 +261,8 @@ def test_the_password_is_never_shown(simulated, tmp_path):
 
     assert ledger_pg.mask("postgresql://bob:s3cr3t@db:5432/x") == "postgresql://bob:***@db:5432/x"
     assert "s3cr3t" not in ledger_pg.mask("host=db password=s3cr3t user=bob")
+    with pytest.raises(llmcells.ConfigError, match=r"mysql://bob:\*\*\*@db/x"):
+        llmcells.configure(ledger="mysql://bob:s3cr3t@db/x")
     shown = llmcells.configure(ledger="postgresql://bob:s3cr3t@db/x")
     assert "s3cr3t" not in repr(shown) and "bob:***@db" in repr(shown)
     assert "s3cr3t" not in str(llmcells.configure().shown())

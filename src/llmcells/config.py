@@ -116,6 +116,10 @@ settings = Settings()
 
 def configure(**changes: Any) -> Settings:
     """Change session defaults, e.g. `llmcells.configure(temperature=0, timeout=60)`."""
+    ledger = changes.get("ledger")
+    if ledger and not str(ledger).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"ledger={mask_dsn(str(ledger))!r}: give a postgresql://user@host/db URL, "
+                          "or None for the SQLite ledger under LLMCELLS_HOME.")
     settings.update(**changes)
     if "otel" in changes and settings.otel:
         from .otel import check

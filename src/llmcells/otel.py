@@ -232,9 +232,10 @@ def _submit(item: tuple) -> None:
     if _worker is None or not _worker.is_alive():
         with _worker_lock:
             if _worker is None or not _worker.is_alive():
+                tracer()  # the provider first (from OTEL_* it registers its own exit hook)
                 _worker = threading.Thread(target=_work, name="llmcells-otel", daemon=True)
                 _worker.start()
-                atexit.register(flush)  # after the SDK's own exit hook: runs before it
+                atexit.register(flush)  # registered after the SDK's exit hook: runs before it
     _queue.put(item)
 
 
