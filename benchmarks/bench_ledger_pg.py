@@ -2,7 +2,7 @@
 `costs(by=["model", "day"])` over a million rows grouped on the server (target < 1 s).
 
     python benchmarks/bench_ledger_pg.py           # 1,000,000 rows, 500 writes
-    python benchmarks/bench_ledger_pg.py --quick   # 100,000 rows, 200 writes
+    python benchmarks/bench_ledger_pg.py --quick   # 20,000 rows, 100 writes
 
 A PostgreSQL server is started from the Debian package's binaries (/usr/lib/postgresql/*/bin,
 as tests/pg_server.py does) in a temporary folder on loopback, with its default durability
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     if pg_server.binaries() is None:
         return [C.row("PostgreSQL not installed: skipped", math.nan, "", note="apt-get install postgresql")]
-    n_rows, n_writes = (100_000, 200) if args.quick else (1_000_000, 500)
+    n_rows, n_writes = (20_000, 100) if args.quick else (1_000_000, 500)
     import psycopg
 
     import llmcells
