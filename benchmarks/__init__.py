@@ -20,4 +20,6 @@ BENCHMARKS = [
     ("HTTP service", "bench_serve"),
     ("agent CLIs", "bench_agents"),
     ("tools and hooks", "bench_tools"),
+    ("OpenTelemetry", "bench_otel"),
+    ("shared ledger (PostgreSQL)", "bench_ledger_pg"),
 ]

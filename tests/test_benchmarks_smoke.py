@@ -47,6 +47,10 @@ EXPECTED = {
                        "service: median latency added over a direct ask"],
     "bench_tools.py": ["tool round trip: llmcells - raw SDK", "two 0.5 s sync tools in one turn: wall",
                        "stream end with a 1 s hook + a raising hook, minus without"],
+    "bench_otel.py": ["OTel per call, on the call's path", "OTel per call, all CPU"],
+    "bench_ledger_pg.py": ["one committed ledger write, SQLite",
+                           "one committed ledger write, PostgreSQL",
+                           "costs(by=['model', 'day']) over 20,000 rows, on the server"],
 }
 
 

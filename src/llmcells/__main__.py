@@ -76,7 +76,7 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
         sp.add_argument("--session", action="store_true", help="only this process's calls")
         if name == "costs":
             sp.add_argument("--by", default="model",
-                            help="model, provider, day, cell, group, batch, status, session; "
+                            help="model, provider, day, cell, group, batch, status, session, user, project; "
                                  "several with commas (model,day)")
             sp.add_argument("--simulated", action="store_true",
                             help="count simulated calls too (left out of real spend by default)")

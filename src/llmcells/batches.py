@@ -405,8 +405,11 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             estimator.learn(job.plan, r)
             paint()
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-    interrupted = await _loop.wait_all(workers)
+    from . import otel
+
+    with otel.parent("batch", batch_id=batch_id, calls=len(jobs)):
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
+        interrupted = await _loop.wait_all(workers)
     if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
         try:
             await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows

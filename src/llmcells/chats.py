@@ -151,7 +151,10 @@ class Chat:
                     fallback_on=getattr(self, "fallback_on", None))
 
         async def go(coro: Coroutine[Any, Any, Result]) -> Result:
-            result = await coro
+            from . import otel
+
+            with otel.parent("chat_turn", model=self.model, turn=len(self.messages) // 2 + 1):
+                result = await coro
             self._absorb(prompt, result)
             return result
 

@@ -47,6 +47,13 @@ class Settings:
     replay: bool = False
     # The replay file (JSONL); None: llmcells-replay.jsonl in the working folder (the notebook's).
     replay_path: str | None = None
+    # OpenTelemetry spans and metrics (otel.py): None follows the OTEL_* environment.
+    otel: bool | None = None
+    # The project tag of ledger rows (costs(by="project")).
+    project: str | None = None
+    # Where the ledger lives: None is SQLite under LLMCELLS_HOME (or $LLMCELLS_LEDGER when set);
+    # "postgresql://user@host/db" a shared ledger in PostgreSQL (ledger_pg.py).
+    ledger: str | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -61,6 +68,24 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def shown(self) -> dict[str, Any]:
+        """as_dict() fit to print: the ledger URL's password masked."""
+        out = self.as_dict()
+        if out.get("ledger"):
+            out["ledger"] = mask_dsn(out["ledger"])
+        return out
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.shown().items()) + ")"
+
+
+def mask_dsn(dsn: str) -> str:
+    """A database URL (or key=value string) with its password replaced by ***."""
+    import re
+
+    out = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", dsn)
+    return re.sub(r"(?i)(password\s*=\s*)('[^']*'|\S+)", r"\1***", out)
+
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
     """A setting's value from what the user typed (magics pass strings)."""
@@ -71,7 +96,7 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         raise ConfigError(f"Setting {name} needs a value.")
     if kind.startswith("list"):
         return value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    if kind == "bool":
+    if kind in ("bool", "bool | None"):
         if isinstance(value, str):
             if value.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 raise ConfigError(f"Setting {name} is on or off, not {value!r}.")
@@ -91,7 +116,15 @@ settings = Settings()
 
 def configure(**changes: Any) -> Settings:
     """Change session defaults, e.g. `llmcells.configure(temperature=0, timeout=60)`."""
+    ledger = changes.get("ledger")
+    if ledger and not str(ledger).startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"ledger={mask_dsn(str(ledger))!r}: give a postgresql://user@host/db URL, "
+                          "or None for the SQLite ledger under LLMCELLS_HOME.")
     settings.update(**changes)
+    if "otel" in changes and settings.otel:
+        from .otel import check
+
+        check()
     return settings
 
 

@@ -190,6 +190,7 @@ class _Call:
         self.usage = Usage()
         self.usage_seen = False
         self.response_model: str | None = None
+        self.response_id: str | None = None
         self.service_tier: str | None = None  # as the provider answered: it sets the price
         self.finish_reason: str | None = None
         self.ttft: float | None = None
@@ -270,6 +271,7 @@ class _Call:
                         self.reasoning.append(event.text)
                     elif kind is ResponseInfo:
                         self.response_model = event.response_model or self.response_model
+                        self.response_id = event.response_id or self.response_id
                         self.service_tier = event.service_tier or self.service_tier
                         if event.rate_limits:  # the provider's rate-limit headers (quota())
                             quotas.observe(plan.spec, event.rate_limits)
@@ -377,7 +379,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     # --- hooks (llmcells.on): followed alongside the call's own observer ---
     from .hooks import observe
 
-    observer = observe(observer)
+    observer = observe(observer, plan)
     # --- end hooks ---
     spec = plan.spec
     result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
@@ -425,6 +427,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.reasoning = "".join(call.reasoning)
     result.usage = call.usage
     result.response_model = call.response_model
+    result.response_id = call.response_id
     result.service_tier = call.service_tier
     result.finish_reason = call.finish_reason
     result.agent = call.agent  # [agents]
@@ -552,8 +555,11 @@ async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver 
         if _loop.cancelled() or (task is not None and task.cancelling()):
             raise asyncio.CancelledError
         return [results[0]]
-    tasks = [asyncio.ensure_future(run_chain(p, o)) for p, o in zip(plans, observers)]
-    interrupted = await _loop.wait_all(tasks)
+    from . import otel
+
+    with otel.parent("compare", group_id=plans[0].info.group_id, calls=len(plans)):
+        tasks = [asyncio.ensure_future(run_chain(p, o)) for p, o in zip(plans, observers)]
+        interrupted = await _loop.wait_all(tasks)
     for i, t in enumerate(tasks):
         if not t.cancelled() and t.exception() is None:
             results[i] = t.result()

@@ -253,6 +253,15 @@ async def run(plan: "CallPlan", observer: CallObserver | None = None,
 
         if not quotas._caps:  # the common case: exactly the engine's call
             return await _one(plan, observer, None)
+    from . import otel
+
+    with otel.parent("fallback", when=len(chain) > 1, chain="|".join(p.spec.id for p in chain)):
+        return await _chain(plan, chain, observer, breaker, caps)
+
+
+async def _chain(plan: "CallPlan", chain: list["CallPlan"], observer: CallObserver,
+                 breaker: Breaker | None, caps: Any) -> Result:
+    """The models of a chain in turn until one answers (run's work for a real chain)."""
     kinds = getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON
     chain = _order(chain)
     relay = _Relay(observer)

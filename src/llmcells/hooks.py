@@ -240,7 +240,11 @@ class HookObserver(CallObserver):
 
 def tool_call(info: CallInfo, name: str, arguments: str, duration_s: float, preview: str,
               error: str | None) -> None:
-    """The "tool_call" event: a tool the model asked for has run (tools.py calls this)."""
+    """The "tool_call" event: a tool the model asked for has run (tools.py calls this); also its
+    OpenTelemetry span when tracing is on."""
+    from . import otel
+
+    otel.tool_span(name, arguments, duration_s, preview, error)
     if not _callbacks["tool_call"]:
         return
     data = MappingProxyType({"name": name, "arguments": arguments, "duration_s": duration_s,
@@ -277,8 +281,14 @@ class _Tee:
     def on_finish(self, result): self._both("on_finish", result)  # noqa: E704
 
 
-def observe(observer: CallObserver) -> CallObserver:
-    """observer, followed by the hooks when any are registered (the engine calls this per call)."""
+def observe(observer: CallObserver, plan: Any = None) -> CallObserver:
+    """observer, followed by the hooks when any are registered, and by an OpenTelemetry span
+    when tracing is on (otel.py; plan gives the span the request's settings). The engine calls
+    this per model request."""
+    from . import otel
+
+    if otel.enabled():
+        observer = _Tee(observer, otel.observer(plan))  # type: ignore[arg-type]
     if not active():
         return observer
     return _Tee(observer, HookObserver())

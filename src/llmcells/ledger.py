@@ -97,6 +97,12 @@ _SCHEMA: list[tuple[str, str, str]] = [
     # rich requests: how many files went with the prompt and their bytes (never their content)
     ("attachments", "INTEGER NOT NULL DEFAULT 0", "int"),
     ("attachment_bytes", "INTEGER NOT NULL DEFAULT 0", "int"),
+    # who and where (a shared ledger gathers many people's and machines' calls): the OS user,
+    # the host name, configure(project=...), and the notebook or script when known
+    ("user", "TEXT", "str"),
+    ("host", "TEXT", "str"),
+    ("project", "TEXT", "str"),
+    ("path", "TEXT", "str"),
 ]
 COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
 _KINDS = {c: k for c, _, k in _SCHEMA}
@@ -360,7 +366,35 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
         _num((result.original or {}).get("latency_s")) if getattr(result, "original", None) else None,
         int(getattr(result, "attachments_count", 0) or 0),
         int(getattr(result, "attachments_bytes", 0) or 0),
+        *_origin(),
     )
+
+
+_ORIGIN: tuple | None = None
+
+
+def _origin() -> tuple:
+    """user, host, project and path of this process's rows (user, host and path found once)."""
+    global _ORIGIN
+    from .config import settings
+
+    if _ORIGIN is None:
+        import getpass
+        import socket
+        import sys
+
+        try:
+            user = getpass.getuser()
+        except Exception:          # no user name in the environment or the passwd file
+            user = None
+        # Jupyter's server names the notebook of a kernel; a script is its own path
+        where = os.environ.get("JPY_SESSION_NAME") or None
+        if where is None and sys.argv and sys.argv[0] and os.path.isfile(sys.argv[0]) \
+                and "ipykernel" not in sys.argv[0]:
+            where = os.path.abspath(sys.argv[0])
+        _ORIGIN = (user, socket.gethostname() or None, where)
+    user, host, where = _ORIGIN
+    return (user, host, settings.project, where)
 
 
 def _provenance(result: "Result") -> tuple:
@@ -440,9 +474,17 @@ _warned_text = False
 
 
 def _record_rows(rows: list[tuple]) -> None:
+    shared = _shared()
+    if shared is not None:       # PostgreSQL, or its local journal while it is unreachable
+        shared.record(rows)
+        return
+    _record_local(_path_noraise(), rows)
+
+
+def _record_local(p: Path, rows: list[tuple]) -> None:
+    """Commit rows to the SQLite file p (or keep them in memory, warning once)."""
     global _warned_text
     with _lock:
-        p = _path_noraise()
         key = str(p)
         try:
             try:
@@ -498,7 +540,7 @@ def write_now(result: "Result", *, prompt: str, system: str | None = None) -> bo
     tries this first, so that a call costs no more than its commit.
     """
     global _since_checkpoint
-    if not _lock.acquire(blocking=False):
+    if _shared() is not None or not _lock.acquire(blocking=False):
         return False
     try:
         key = _direct_key()
@@ -588,6 +630,7 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
                 "cache_write_1h_tokens": 0, "processing": "live", "output_tokens": 0, "reasoning_tokens": 0, "attempts": 0, "cached": 0,
                 "sample": 0, "simulated": 0, "session_id": SESSION_ID, "replayed": 0,
                 "attachments": 0, "attachment_bytes": 0}
+    defaults.update(zip(("user", "host", "project", "path"), _origin()))
     tuples = []
     now = time.time()
     for r in rows:
@@ -601,6 +644,10 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
             tuples.append(tuple(d.get(c) for c in COLUMNS))
         else:
             tuples.append(tuple(r))
+    shared = _shared()
+    if shared is not None:       # straight to the server (raises when it can't be written)
+        shared.insert(tuples)
+        return len(tuples)
     with _lock:
         p = path()
         conn = _writer(p)
@@ -662,6 +709,28 @@ def _model_names(model: str | Sequence[str]) -> list[str]:
                 cands.append(f"{PREFIXES[pre]}:{rest}")
         out.extend(x for x in cands if x not in out)
     return out
+
+
+def _filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """usage()'s filters with their defaults, checked (an unknown one is a TypeError)."""
+    names = ("session", "since", "model", "status", "group_id", "batch_id")
+    unknown = set(filters) - set(names)
+    if unknown:
+        raise TypeError(f"costs() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    return {"session": False, **{n: None for n in names[1:]}, **filters}
+
+
+def _shared() -> Any:
+    """The PostgreSQL ledger when LLMCELLS_LEDGER or configure(ledger=...) names one, else None
+    (SQLite under LLMCELLS_HOME). ledger_pg is imported only then."""
+    from .config import settings
+
+    dsn = settings.ledger or os.environ.get("LLMCELLS_LEDGER")
+    if not dsn or not dsn.startswith(("postgresql://", "postgres://")):
+        return None
+    from . import ledger_pg
+
+    return ledger_pg.backend(dsn)
 
 
 def _where(*, session: bool, since: Any, model: Any, status: Any, group_id: Any,
@@ -784,6 +853,9 @@ def usage(*, session: bool = False, since: Any = None, model: str | Sequence[str
 def _usage_frame(p: Path, where: str, args: list[Any], limit: int | None,
                  cols: Sequence[str]) -> "pd.DataFrame":
     rows: list[tuple] = []
+    shared = _shared()
+    if shared is not None:       # the server's rows, and the journal's not yet copied up
+        return _frame(shared.query(where, args, limit, cols), cols)
     if p.exists():
         try:
             conn = sqlite3.connect(str(p), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
@@ -823,6 +895,10 @@ COST_KEYS = {
     "session": "session_id",
     "purpose": "purpose",
     "replayed": "replayed",
+    "user": "user",
+    "host": "host",
+    "project": "project",
+    "path": "path",
 }
 _KEY_SYNONYMS = {"group_id": "group", "batch_id": "batch", "session_id": "session", "date": "day",
                  "models": "model", "providers": "provider"}
@@ -857,6 +933,10 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
         if k2 not in norm:
             norm.append(k2)
     cols = [COST_KEYS[k] for k in norm]
+    shared = _shared()
+    if shared is not None:       # grouped on the server
+        return shared.costs(cols, include_simulated=include_simulated,
+                            include_cached=include_cached, where=_where(**_filters(filters)))
 
     need = ["ts", "call_id", "status", "input_tokens", "output_tokens", "cached_input_tokens",
             "reasoning_tokens", "cost_usd", "latency_s", "ttft_s", "simulated", "cached"]

@@ -439,7 +439,7 @@ class LLMMagics(Magics):
                 name, value = word.split("=", 1)
                 changes[name.strip()] = None if value.strip().lower() == "none" else value.strip()
             settings.update(**changes)
-        return {k: v for k, v in settings.as_dict().items()}
+        return settings.shown()  # the ledger URL's password masked
 
     def _cmd_usage(self, args: Any) -> Any:
         import llmcells

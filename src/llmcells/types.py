@@ -262,6 +262,7 @@ class Result:
     model: str = ""
     provider: str = ""
     response_model: str | None = None
+    response_id: str | None = None   # the provider's id of the response, when it gave one
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = math.nan
     latency_s: float | None = None

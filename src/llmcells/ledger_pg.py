@@ -1,0 +1,385 @@
+"""The shared ledger: the `calls` rows in PostgreSQL, with a local SQLite journal while it is away.
+
+Selected by `LLMCELLS_LEDGER=postgresql://user@host/db` or `configure(ledger=...)`; ledger.py
+hands it rows to write and queries to answer (`record`, `insert`, `query`, `costs`). psycopg 3
+(the `postgres` extra) is imported only here.
+
+- Schema: table `llmcells_calls` (call_id the primary key: ids are random UUIDs, unique across
+  machines) and `llmcells_schema` (the version). `migrate()` brings an empty database or an
+  older version up to `VERSION`, in one transaction, under an advisory lock (many kernels may
+  start at once).
+- Same promise as SQLite: a call counts as finished once its row is committed, on the server or,
+  while the server can't be reached, in `$LLMCELLS_HOME/ledger-journal.sqlite`. The journal is
+  copied up (INSERT ... ON CONFLICT DO NOTHING, then deleted locally) as soon as the server
+  answers again, so no row is lost or doubled. One LedgerWarning says the ledger is behind;
+  usage() and costs() while rows wait add them from the journal and warn that the server's
+  figures may be incomplete.
+- The DSN's password is never shown: `mask()` is used in every message.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+import time
+import warnings
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import ledger
+from ._log import swallowed
+from .errors import ConfigError
+
+TABLE = "llmcells_calls"
+VERSION = 2
+_JOURNAL = "ledger-journal.sqlite"
+_RETRY_S = 2.0                # while the server is away, try it again at most this often
+_CONNECT_TIMEOUT_S = 3
+_LOCK_ID = 0x6C6C6D63         # pg_advisory_xact_lock key of migrations ("llmc")
+
+_SQL_TYPES = {"REAL": "double precision", "INTEGER": "bigint", "TEXT": "text"}
+#: the columns of schema version 1 (the ledger before who-and-where)
+_V1_COLUMNS = [c for c in ledger.COLUMNS if c not in ("user", "host", "project", "path")]
+
+
+def _q(col: str) -> str:
+    return f'"{col}"'
+
+
+def _coldef(col: str) -> str:
+    sql = dict((c, t) for c, t, _ in ledger._SCHEMA)[col]
+    base, _, rest = sql.partition(" ")
+    rest = rest.replace("UNIQUE", "").strip()
+    if col == "call_id":
+        rest = "PRIMARY KEY"
+    return f"{_q(col)} {_SQL_TYPES[base]} {rest}".strip()
+
+
+_COSTS_INCLUDE = ("status, simulated, cached, input_tokens, output_tokens, cached_input_tokens, "
+                  "reasoning_tokens, cost_usd, latency_s, ttft_s")
+
+#: version -> the statements that bring the previous version to it
+MIGRATIONS: dict[int, list[str]] = {
+    1: [f"CREATE TABLE {TABLE} ({', '.join(_coldef(c) for c in _V1_COLUMNS)})",
+        f"CREATE INDEX {TABLE}_ts ON {TABLE} (ts)",
+        f"CREATE INDEX {TABLE}_model ON {TABLE} (model)",
+        f"CREATE INDEX {TABLE}_group ON {TABLE} (group_id)",
+        f"CREATE INDEX {TABLE}_batch ON {TABLE} (batch_id)"],
+    2: [f"ALTER TABLE {TABLE} ADD COLUMN {_coldef(c)}" for c in ("user", "host", "project", "path")]
+       + [f"CREATE INDEX {TABLE}_project ON {TABLE} (project)",
+          # costs(by=["model", "day"]) read from one index, in group order, without the table:
+          # the UTC day as a stored column, and what costs() sums carried in the index
+          f"ALTER TABLE {TABLE} ADD COLUMN day bigint GENERATED ALWAYS AS "
+          "(floor(ts / 86400)::bigint) STORED",
+          f"CREATE INDEX {TABLE}_model_day ON {TABLE} (model, day) INCLUDE ({_COSTS_INCLUDE})"],
+}
+
+
+def mask(dsn: str) -> str:
+    """dsn with its password replaced by ***, in URL form or key=value form."""
+    from .config import mask_dsn
+
+    return mask_dsn(dsn)
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError("A PostgreSQL ledger needs psycopg 3: pip install 'llmcells[postgres]'.") \
+            from None
+    return psycopg
+
+
+def migrate(conn: Any, target: int = VERSION) -> int:
+    """Bring the database of conn up to schema version target; returns the version found."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        conn.execute("CREATE TABLE IF NOT EXISTS llmcells_schema (version integer NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM llmcells_schema").fetchone()
+        found = row[0] or 0
+        for v in range(found + 1, target + 1):
+            for stmt in MIGRATIONS[v]:
+                conn.execute(stmt)
+            conn.execute("INSERT INTO llmcells_schema (version) VALUES (%s)", (v,))
+    return found
+
+
+class Shared:
+    """One PostgreSQL ledger (by DSN) and its local journal."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.shown = mask(dsn)
+        self.lock = threading.RLock()
+        self.conn: Any = None
+        self.ready = False            # schema checked on this connection
+        self.down_since: float | None = None
+        self.next_try = 0.0
+        self.warned = False
+
+    # ----- connection ------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        if time.monotonic() < self.next_try:
+            raise ConnectionError(f"the shared ledger at {self.shown} was unreachable moments ago")
+        psycopg = _psycopg()
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
+                                   application_name="llmcells")
+            self._check_schema(conn)
+            # costs()' percentiles sort each group: in memory, not in temporary files; and no
+            # JIT compilation, which costs seconds on a busy machine for a query of one pass
+            conn.execute("SET work_mem = '128MB'")
+            conn.execute("SET jit = off")
+        except Exception:
+            self.next_try = time.monotonic() + _RETRY_S
+            raise
+        self.conn = conn
+        return conn
+
+    def _check_schema(self, conn: Any) -> None:
+        try:
+            row = conn.execute("SELECT max(version) FROM llmcells_schema").fetchone()
+            have = row[0] or 0
+        except _psycopg().errors.UndefinedTable:
+            have = 0
+        if have < VERSION:
+            migrate(conn)          # needs the rights to create tables: a writer role can't
+        elif have > VERSION:
+            raise ConfigError(f"The shared ledger at {self.shown} has schema version {have}; this "
+                              f"llmcells knows up to {VERSION}: upgrade llmcells.")
+
+    def _lost(self, exc: BaseException) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception as exc2:
+                swallowed("closing a lost ledger connection", exc2)
+        self.conn = None
+        self.next_try = time.monotonic() + _RETRY_S
+        if self.down_since is None:
+            self.down_since = time.time()
+        if not self.warned:
+            self.warned = True
+            warnings.warn_explicit(
+                f"llmcells: the shared ledger at {self.shown} can't be reached "
+                f"({mask(ledger.one_line_error(exc))}); the ledger is behind: rows are kept in "
+                f"{self.journal()} and copied up once it answers again.",
+                ledger.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
+
+    # ----- writing ---------------------------------------------------------------------------
+
+    def journal(self) -> Path:
+        """The local SQLite file holding rows not yet on the server."""
+        from .config import home
+
+        return home() / _JOURNAL
+
+    def _insert(self, conn: Any, rows: Sequence[tuple]) -> None:
+        cols = ", ".join(_q(c) for c in ledger.COLUMNS)
+        sql = (f"INSERT INTO {TABLE} ({cols}) VALUES ({', '.join(['%s'] * len(ledger.COLUMNS))}) "
+               "ON CONFLICT DO NOTHING")
+        with conn.transaction():
+            with conn.cursor() as cur:
+                cur.executemany(sql, rows)
+
+    def record(self, rows: list[tuple]) -> None:
+        """Commit rows on the server, or in the journal while it can't be reached. Never raises."""
+        with self.lock:
+            try:
+                conn = self._connect()
+                self._upload(conn)
+                self._insert(conn, rows)
+            except ConfigError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                ledger._record_local(self.journal(), rows)
+                return
+            self._back()
+
+    def insert(self, rows: list[tuple]) -> None:
+        """Bulk insert (insert_rows); raises when the server can't be written."""
+        with self.lock:
+            conn = self._connect()
+            self._insert(conn, rows)
+
+    def _back(self) -> None:
+        if self.down_since is not None:
+            ledger.log.info("llmcells: the shared ledger at %s is reachable again", self.shown)
+        self.down_since = None
+        self.warned = False
+
+    def _pending(self) -> list[tuple]:
+        p = self.journal()
+        if not p.exists():
+            return []
+        with ledger._lock:
+            conn = ledger._writer(p)
+            return conn.execute(f"SELECT {', '.join(_q(c) for c in ledger.COLUMNS)} FROM calls"
+                                ).fetchall()
+
+    def _upload(self, conn: Any) -> int:
+        """Copy the journal's rows up, then drop them locally (ON CONFLICT: a crash between the
+        two only means they are offered again, never doubled)."""
+        rows = self._pending()
+        if not rows:
+            return 0
+        self._insert(conn, rows)
+        ids = [r[1] for r in rows]
+        with ledger._lock:
+            local = ledger._writer(self.journal())
+            local.execute("BEGIN IMMEDIATE")
+            try:
+                local.executemany("DELETE FROM calls WHERE call_id = ?", [(i,) for i in ids])
+                local.execute("COMMIT")
+            except BaseException:
+                local.execute("ROLLBACK")
+                raise
+        ledger.log.info("llmcells: copied %d journal rows up to %s", len(rows), self.shown)
+        return len(rows)
+
+    def sync(self, now: bool = True) -> int:
+        """Copy the journal up if the server answers (now: even if it failed moments ago);
+        returns how many rows still wait."""
+        with self.lock:
+            if now:
+                self.next_try = 0.0
+            try:
+                self._upload(self._connect())
+                self._back()
+            except ConfigError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+            return len(self._pending())
+
+    # ----- reading ---------------------------------------------------------------------------
+
+    def _read(self, sql: str, args: list[Any]) -> list[tuple] | None:
+        """Rows of sql from the server; None (after one warning) when it can't be reached."""
+        waiting = self.sync(now=False)
+        with self.lock:
+            try:
+                conn = self._connect()
+                rows = conn.execute(sql, args).fetchall()
+            except ConfigError:
+                raise
+            except Exception as exc:
+                self._lost(exc)
+                rows = None
+        if rows is None or waiting:
+            warnings.warn_explicit(
+                f"llmcells: the shared ledger at {self.shown} is behind ("
+                + (f"{waiting} rows still in the local journal" if rows is not None
+                   else "it can't be reached") + "); these figures may be incomplete.",
+                ledger.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
+        return rows
+
+    def query(self, where: str, args: list[Any], limit: int | None,
+              cols: Sequence[str]) -> list[tuple]:
+        """usage()'s rows: the server's, plus any still in the journal, oldest first."""
+        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM {TABLE}{_pg_where(where)}"
+        args = list(args)
+        if limit is not None:
+            sql += " ORDER BY ts DESC LIMIT %s"
+            args.append(int(limit))
+        rows = self._read(sql, args) or []
+        pending = self._pending()
+        if pending:
+            extra = ledger._query_memory(pending, where, args[:len(args) - (limit is not None)],
+                                         limit, cols)
+            seen = {r[cols.index("call_id")] for r in rows} if "call_id" in cols else set()
+            key = cols.index("call_id") if "call_id" in cols else None
+            rows = [*rows, *(r for r in extra if key is None or r[key] not in seen)]
+        rows.sort(key=lambda r: r[0])
+        if limit is not None:
+            rows = rows[-int(limit):] if limit > 0 else []
+        return rows
+
+    def costs(self, cols: list[str], *, include_simulated: bool, include_cached: bool,
+              where: tuple[str, list[Any]]) -> Any:
+        """costs(), grouped by the server: the same columns as the SQLite ledger's."""
+        import pandas as pd
+
+        clause, args = where
+        clause = _pg_where(clause)
+        extra = []
+        if not include_simulated:
+            extra.append("simulated = 0")
+        if not include_cached:
+            extra.append("cached = 0")
+        if extra:
+            clause = (clause + " AND " if clause else " WHERE ") + " AND ".join(extra)
+        keys = list(cols)
+        if include_simulated:
+            kinds = self._read(f"SELECT count(DISTINCT simulated) FROM {TABLE}{clause}", list(args))
+            if kinds and kinds[0][0] > 1:
+                keys.append("simulated")
+        exprs = [_q(k) for k in keys]       # day: the stored UTC day number
+        sql = (f"SELECT {', '.join(f'{e} AS {_q(k)}' for e, k in zip(exprs, keys))}, "
+               "count(*), sum(CASE WHEN status IN ('error', 'incomplete') THEN 1 ELSE 0 END), "
+               "sum(input_tokens), sum(output_tokens), sum(cached_input_tokens), "
+               "sum(reasoning_tokens), sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), "
+               "sum(cached), sum(cost_usd), "
+               "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY latency_s), "
+               "percentile_cont(0.5) WITHIN GROUP (ORDER BY ttft_s) "
+               f"FROM {TABLE}{clause} GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}")
+        rows = self._read(sql, list(args)) or []
+        names = [*keys, "calls", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
+                 "reasoning_tokens", "unpriced_calls", "cached_calls", "cost_usd", "latency_p50",
+                 "latency_p95", "ttft_p50"]
+        # one sort of latency_s gives both of its percentiles (an array, NULLs when none)
+        rows = [(*r[:-2], *((r[-2] or [None, None])[:2]), r[-1]) for r in rows]
+        out = pd.DataFrame(rows, columns=names)
+        if "day" in keys:
+            epoch = date(1970, 1, 1)
+            out["day"] = [None if d is None else epoch + timedelta(days=int(d)) for d in out["day"]]
+        if "simulated" in keys:
+            out["simulated"] = out["simulated"].astype(bool)
+        for c in ("calls", "errors", "input_tokens", "output_tokens", "cached_input_tokens",
+                  "reasoning_tokens", "unpriced_calls", "cached_calls"):
+            out[c] = pd.to_numeric(out[c]).fillna(0).astype("int64")
+        for c in ("cost_usd", "latency_p50", "latency_p95", "ttft_p50"):
+            out[c] = pd.to_numeric(out[c]).astype("float64")
+        out["error_rate"] = (out["errors"] / out["calls"]).astype("float64")
+        out = out.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
+        tail = ["cached_calls"] if include_cached else []
+        return out[[*keys, *ledger._COST_COLUMNS, *tail]].reset_index(drop=True)
+
+
+def _pg_where(where: str) -> str:
+    """ledger._where's SQLite clause in PostgreSQL: %s placeholders, strpos for instr, FALSE for
+    an empty IN list."""
+    out = where.replace("?", "%s").replace("instr(", "strpos(")
+    return re.sub(r"(?<=WHERE )0\b|(?<=AND )0\b", "FALSE", out)
+
+
+_backends: dict[str, Shared] = {}
+_backends_lock = threading.Lock()
+
+
+def backend(dsn: str) -> Shared:
+    """The Shared ledger of dsn (one per DSN and process)."""
+    b = _backends.get(dsn)
+    if b is None:
+        with _backends_lock:
+            b = _backends.setdefault(dsn, Shared(dsn))
+    return b
+
+
+def close() -> None:
+    """Close every server connection (they reopen on next use)."""
+    for b in list(_backends.values()):
+        with b.lock:
+            if b.conn is not None:
+                try:
+                    b.conn.close()
+                except Exception as exc:
+                    swallowed("closing a ledger connection", exc)
+                b.conn = None

@@ -1,0 +1,294 @@
+"""The shared ledger in PostgreSQL (ledger_pg.py) against a real server started from the Debian
+package: writes from several processes, an outage mid-run, migrations, roles, and the same
+answers as the SQLite ledger."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+import llmcells
+from llmcells import ledger
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pg_server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if pg_server.binaries() is None and not os.environ.get("LLMCELLS_REQUIRE_POSTGRES"):
+    pytest.skip("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin "
+                "(apt-get install postgresql)", allow_module_level=True)
+psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = pg_server.PgServer().start()
+    yield s
+    s.destroy()
+
+
+@pytest.fixture
+def dsn(server, request):
+    """A fresh database, set as the ledger for this test."""
+    name = "t_" + uuid.uuid4().hex[:10]
+    url = server.new_db(name)
+    llmcells.configure(ledger=url)
+    yield url
+    llmcells.configure(ledger=None)
+    from llmcells import ledger_pg
+
+    ledger_pg.close()
+
+
+def _server_rows(url: str, sql: str = "SELECT count(*), count(DISTINCT call_id) FROM llmcells_calls"):
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchone()
+
+
+def _asks(n: int, model: str = "chatgpt") -> list:
+    async def go():
+        return [await llmcells.ask(f"hello {i}", model=model, display=False) for i in range(n)]
+
+    return llmcells.run(go())
+
+
+def test_rows_go_to_postgres_with_who_and_where(simulated, dsn):
+    llmcells.configure(project="alpha")
+    results = _asks(3)
+    assert all(r.ok for r in results)
+    assert _server_rows(dsn) == (3, 3)
+    assert not (ledger.path()).exists()   # nothing went to the local SQLite ledger
+    df = llmcells.usage()
+    assert list(df["call_id"]) == [r.call_id for r in results]
+    assert set(df["project"]) == {"alpha"}
+    assert df["user"].iloc[0] and df["host"].iloc[0]
+    by_project = llmcells.costs(by="project", include_simulated=True)
+    assert list(by_project["project"]) == ["alpha"] and by_project["calls"].iloc[0] == 3
+    by_user = llmcells.costs(by="user", include_simulated=True)
+    assert by_user["calls"].sum() == 3
+    assert llmcells.costs(by="project").empty   # simulated calls are not real spend
+
+
+def test_costs_on_the_server_match_the_sqlite_ledger(simulated, dsn, monkeypatch):
+    _asks(4, "chatgpt")
+    _asks(3, "claude")
+    cols = ", ".join(f'"{c}"' for c in ledger.COLUMNS)
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(f"SELECT {cols} FROM llmcells_calls").fetchall()
+    assert len(rows) == 7
+    pg = llmcells.costs(by=["model", "day"], include_simulated=True)
+    filtered = llmcells.costs(by="model", include_simulated=True, model="claude")
+    llmcells.configure(ledger=None)          # the same rows in SQLite
+    ledger.insert_rows(rows)
+    lite = llmcells.costs(by=["model", "day"], include_simulated=True)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pg, lite, check_exact=False, rtol=1e-9)
+    assert list(filtered["model"]) == list(llmcells.costs(by="model", include_simulated=True,
+                                                          model="claude")["model"])
+
+
+_WRITER = textwrap.dedent("""
+    import sys, llmcells
+    import httpx, openai  # noqa: F401  (imported before the simulator's threads start)
+    llmcells.simulate()
+    llmcells.configure(ledger=sys.argv[1], project=sys.argv[2])
+    async def go():
+        for i in range(100):
+            r = await llmcells.ask(f"{sys.argv[2]} {i}", model="chatgpt", display=False)
+            assert r.ok, r.error
+    llmcells.run(go())
+    print("done")
+""")
+
+
+def test_two_processes_write_at_once_and_a_third_reads_all(dsn, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, dsn, name], env={
+                 **env, "LLMCELLS_HOME": str(tmp_path / name)}, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True) for name in ("p1", "p2")]
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err[-2000:]
+    reader = ("import sys, llmcells\n"
+              "llmcells.configure(ledger=sys.argv[1])\n"
+              "df = llmcells.usage()\n"
+              "print(len(df), df['call_id'].nunique(), sorted(df['project'].value_counts().items()))\n")
+    out = subprocess.run([sys.executable, "-c", reader, dsn], env={
+        **env, "LLMCELLS_HOME": str(tmp_path / "p3")}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "200 200 [('p1', 100), ('p2', 100)]"
+
+
+def test_server_stopped_and_restarted_mid_run_loses_nothing(simulated, dsn, server):
+    first = _asks(5)
+    server.stop()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        during = _asks(6)
+        df = llmcells.usage()          # the journal's rows still show, with a warning
+    behind = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+    assert sum("copied up once it answers again" in m for m in behind) == 1  # one warning
+    assert any("may be incomplete" in m for m in behind)
+    assert set(df["call_id"]) == {r.call_id for r in during}  # the journal's rows still show
+    server.start()
+    import time
+
+    from llmcells import ledger_pg
+
+    time.sleep(ledger_pg._RETRY_S)     # the server is tried again at most this often
+    after = _asks(4)                   # the first write once it is back copies the journal up
+    assert _server_rows(dsn) == (15, 15)
+    with psycopg.connect(dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
+    assert ids == {r.call_id for r in first + during + after}
+    with sqlite3.connect(Path(os.environ["LLMCELLS_HOME"]) / "ledger-journal.sqlite") as j:
+        assert j.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ledger.LedgerWarning)   # back: no more warnings
+        assert len(llmcells.usage()) == 15
+
+
+def test_batch_with_the_server_stopped_mid_batch(simulated, dsn, server):
+    import threading
+
+    from llmcells import ledger_pg
+
+    simulated.configure(ttft=0.05)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ledger_pg.migrate(conn)        # the outage thread counts rows from the start
+    stop_at = threading.Event()
+
+    def outage():
+        import time
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if _server_rows(dsn)[0] >= 10:
+                break
+            time.sleep(0.02)
+        server.stop()
+        time.sleep(1.0)
+        server.start()
+        stop_at.set()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ledger.LedgerWarning)
+        frame = llmcells.run(llmcells.batch([f"q{i}" for i in range(60)], ["chatgpt"],
+                                            concurrency=2, display=False))
+    t.join()
+    assert stop_at.is_set() and len(frame) == 60
+
+    assert ledger_pg.backend(dsn).sync() == 0     # the journal copied up once it is back
+    assert _server_rows(dsn) == (60, 60)
+
+
+def test_migrations_from_empty_and_from_the_previous_version(server):
+    from llmcells import ledger_pg
+
+    url = server.new_db("mig_" + uuid.uuid4().hex[:8])
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert ledger_pg.migrate(conn, target=1) == 0          # empty -> version 1
+        cols = [c for c in ledger_pg._V1_COLUMNS]
+        conn.execute(f"INSERT INTO llmcells_calls (ts, call_id, model, status) VALUES "
+                     f"(1.5e9, 'old-row', 'openai:gpt-4.1-mini', 'ok')")
+        have = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name='llmcells_calls'")}
+        assert have == set(cols) and "project" not in have
+    llmcells.configure(ledger=url)
+    try:
+        df = llmcells.usage()                                   # opening it migrates 1 -> 2
+        assert list(df["call_id"]) == ["old-row"] and df["project"].isna().all()
+        with psycopg.connect(url) as conn:
+            versions = [r[0] for r in conn.execute("SELECT version FROM llmcells_schema ORDER BY 1")]
+            assert versions == [1, 2] == list(range(1, ledger_pg.VERSION + 1))
+            assert ledger_pg.migrate(conn) == ledger_pg.VERSION   # nothing left to do
+    finally:
+        llmcells.configure(ledger=None)
+        ledger_pg.close()
+    fresh = server.new_db("mig_" + uuid.uuid4().hex[:8])
+    with psycopg.connect(fresh, autocommit=True) as conn:
+        assert ledger_pg.migrate(conn) == 0                     # empty -> current in one go
+        have = {r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name='llmcells_calls'")}
+        assert have == set(ledger.COLUMNS) | {"day"}   # day: stored, for costs(by="day")
+
+
+def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
+    """The GRANTs of docs/shared-ledger.md: the writer adds rows and can read none; the reader
+    reads and can add none."""
+    from llmcells import ledger_pg
+
+    name = "roles_" + uuid.uuid4().hex[:8]
+    admin = server.new_db(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ledger_pg.migrate(conn)
+    doc = (ROOT / "docs" / "shared-ledger.md").read_text()
+    grants = doc.split("```sql", 1)[1].split("```", 1)[0].replace("llmcells_db", name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(grants)
+    writer = server.dsn(name, user="llmcells_writer", password="writer-secret-pw")
+    reader = server.dsn(name, user="llmcells_reader", password="reader-secret-pw")
+    llmcells.configure(ledger=writer)
+    try:
+        assert _asks(2)[0].ok
+    finally:
+        llmcells.configure(ledger=None)
+        ledger_pg.close()
+    assert _server_rows(admin) == (2, 2)
+    with psycopg.connect(writer) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM llmcells_calls")
+    with psycopg.connect(reader) as conn:
+        assert conn.execute("SELECT count(*) FROM llmcells_calls").fetchone()[0] == 2
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM llmcells_calls")
+
+
+def test_the_password_is_never_shown(simulated, tmp_path):
+    from llmcells import ledger_pg
+
+    assert ledger_pg.mask("postgresql://bob:s3cr3t@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert "s3cr3t" not in ledger_pg.mask("host=db password=s3cr3t user=bob")
+    with pytest.raises(llmcells.ConfigError, match=r"mysql://bob:\*\*\*@db/x"):
+        llmcells.configure(ledger="mysql://bob:s3cr3t@db/x")
+    shown = llmcells.configure(ledger="postgresql://bob:s3cr3t@db/x")
+    assert "s3cr3t" not in repr(shown) and "bob:***@db" in repr(shown)
+    assert "s3cr3t" not in str(llmcells.configure().shown())
+    port = pg_server._free_port()      # nothing listens there
+    llmcells.configure(ledger=f"postgresql://bob:s3cr3t-pw@127.0.0.1:{port}/x")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = _asks(1)[0]
+            df = llmcells.usage()
+        assert r.ok and list(df["call_id"]) == [r.call_id]     # kept in the journal, shown
+        text = " ".join(str(w.message) for w in seen)
+        assert "bob:***@127.0.0.1" in text and "s3cr3t" not in text
+    finally:
+        llmcells.configure(ledger=None)
+
+
+def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
+    old = [c for c in ledger._SCHEMA if c[0] not in ("user", "host", "project", "path")]
+    ledger.path().parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(ledger.path()) as conn:
+        conn.execute("CREATE TABLE calls (" + ", ".join(f"{c} {t}" for c, t, _ in old) + ")")
+        conn.execute("INSERT INTO calls (ts, call_id, model, status) VALUES (1.5e9, 'old', 'm', 'ok')")
+    llmcells.configure(project="beta")
+    r = _asks(1)[0]
+    df = llmcells.usage()
+    assert list(df["call_id"]) == ["old", r.call_id]
+    assert df["project"].iloc[0] is None and df["project"].iloc[1] == "beta"
+    assert list(llmcells.costs(by="project", include_simulated=True)["calls"]) == [1, 1]
