@@ -391,7 +391,9 @@ class Card(CallObserver):
         from ..agents import card_note  # [agents] an agent CLI's own report, one more line
 
         note = card_note(result)
-        return self._footer(" · ".join(F.metric_parts(result))) + (self._footer(note) if note else "")
+        notes = F.notes_line(result)  # a parameter left out, a refusal... (escaped in _footer)
+        return (self._footer(" · ".join(F.metric_parts(result))) + (self._footer(notes) if notes else "")
+                + (self._footer(note) if note else ""))
 
     @staticmethod
     def _footer(text: str) -> str:

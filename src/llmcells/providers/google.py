@@ -21,6 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import models as genai_models
 from google.genai import types as genai_types
 
+from .. import capabilities
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
 from ..models import ModelSpec, vertex_enabled
 from ..quotas import from_headers
@@ -127,8 +128,9 @@ def _config(request: Request) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.system:
         config["system_instruction"] = request.system
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
+    if request.temperature is not None and capabilities.of(request.spec).accepts(
+            "temperature", request.extra.get("params")):
+        config["temperature"] = request.temperature  # (make_plan left out, with a note, one refused)
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
     config.update(_rich.gemini_schema(request))
@@ -310,7 +312,22 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
     if finish_reason is None:
         raise items.cut_short()
-    yield Finish(finish_reason)
+    failed = _FINISH_ERRORS.get(finish_reason)
+    if failed is not None:
+        raise failed[0](failed[1], provider=request.spec.provider)
+    yield Finish(finish_reason, _FINISH_NOTES.get(finish_reason))
+
+
+# Finish reasons that mean there is no usable answer: an error, not an ok result.
+_FINISH_ERRORS = {
+    "MISSING_THOUGHT_SIGNATURE": (BadRequestError, "Gemini refused the conversation: a function "
+                                  "call in its history lacks the thought signature it came with."),
+    "MALFORMED_RESPONSE": (ProviderError, "Gemini produced a malformed response; try again."),
+}
+# Finish reasons that end an answer the way a person should be told of (Result.notes).
+_FINISH_NOTES = {
+    "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",
+}
 
 
 def _default_host() -> str:
