@@ -23,9 +23,9 @@ from llmcells.providers import get_provider
 from llmcells.providers.base import ClientOptions
 
 AGENTS = {  # model id, the simulator's provider (the API the CLI speaks)
-    "claude-code": ("claude-code:claude-sonnet-4-5", "anthropic"),
-    "gemini-cli": ("gemini-cli:gemini-2.5-flash", "google"),
-    "codex": ("codex:gpt-5-codex", "openai"),
+    "claude-code": ("claude-code:claude-sonnet-4-6", "anthropic"),
+    "gemini-cli": ("gemini-cli:gemini-3.5-flash-lite", "google"),
+    "codex": ("codex:gpt-5.5-codex", "openai"),
 }
 
 
