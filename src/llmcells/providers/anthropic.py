@@ -45,6 +45,27 @@ _STOP_NOTES = {
     "pause_turn": "paused: Anthropic paused a long turn; send the conversation again to continue it",
     "model_context_window_exceeded": "stopped: the conversation filled the model's context window",
 }
+# What this adapter reads of the SDK's stream types, and what it leaves alone on purpose (with
+# why). tests/test_sdk_drift.py checks both against the installed SDK: a stream event, delta,
+# stop reason or usage field that a new SDK adds and neither names fails that test.
+READS = {
+    "events": {"message_start", "message_delta", "message_stop", "content_block_start",
+               "content_block_delta", "content_block_stop"},
+    "deltas": {"text_delta", "thinking_delta", "input_json_delta"},
+    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal
+    # and those of _STOP_NOTES add a note
+    "stop_reasons": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal",
+                     "pause_turn", "model_context_window_exceeded"},
+    "usage": {"input_tokens", "output_tokens", "cache_read_input_tokens",
+              "cache_creation_input_tokens", "cache_creation", "output_tokens_details",
+              "service_tier", "speed", "inference_geo"},
+}
+IGNORES = {
+    "deltas": {"citations_delta": "citations are not shown",
+               "signature_delta": "a thinking block's signature is only needed to send the "
+                                  "thinking back, which llmcells does not"},
+    "usage": {"server_tool_use": "llmcells declares no server tools"},
+}
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "auth",

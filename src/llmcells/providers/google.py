@@ -50,6 +50,39 @@ _USAGE_CAMEL = ("promptTokenCount", "toolUsePromptTokenCount", "cachedContentTok
                 "candidatesTokenCount", "thoughtsTokenCount")
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
 
+# What this adapter reads of the SDK's types, and what it leaves alone on purpose (with why).
+# tests/test_sdk_drift.py checks both against the installed SDK: a finish reason, usage field or
+# candidate field that a new SDK adds and neither names fails that test.
+READS = {
+    # each ends the answer as "ok" with the reason as given, except those of _FINISH_ERRORS (an
+    # error) and _FINISH_NOTES (a note); CONTINUATION resumes the answer (see _lane_chunks)
+    "finish_reasons": {"STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "LANGUAGE", "OTHER",
+                       "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
+                       "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
+                       "IMAGE_RECITATION", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS",
+                       "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE", "MODEL_ARMOR",
+                       "ESCALATION", "PUP_LIMITED_DISABLED", "CONTINUATION"},
+    "usage": set(_USAGE_NAMES),
+    "candidate": {"content", "finish_reason", "continuation_token"},
+}
+_BREAKDOWN = "a per-modality breakdown of a count that is read"
+IGNORES = {
+    "finish_reasons": {"FINISH_REASON_UNSPECIFIED": "the enum's default, never a real ending"},
+    "usage": {"total_token_count": "the sum of the counts read", "prompt_tokens_details": _BREAKDOWN,
+              "candidates_tokens_details": _BREAKDOWN, "cache_tokens_details": _BREAKDOWN,
+              "tool_use_prompt_tokens_details": _BREAKDOWN,
+              "traffic_type": "which quota served the call; it does not change the token counts"},
+    "candidate": {"index": "only one candidate is asked for (the first is read)",
+                  "citation_metadata": "citations are not shown",
+                  "finish_message": "the finish reason is kept; its message adds nothing to show",
+                  "token_count": "usageMetadata counts the tokens",
+                  "grounding_metadata": "no grounding tools are declared",
+                  "url_context_metadata": "no URL-context tool is declared",
+                  "avg_logprobs": "log probabilities are not asked for",
+                  "logprobs_result": "log probabilities are not asked for",
+                  "safety_ratings": "a blocked answer shows as its finish reason"},
+}
+
 
 # ----- usage -------------------------------------------------------------------------------------
 

@@ -40,6 +40,89 @@ from .base import ClientOptions, Provider
 DEFAULT_HOST = "api.openai.com"
 
 
+# What this adapter reads of the SDK's stream types, and what it leaves alone on purpose (with
+# why). tests/test_sdk_drift.py checks both against the installed SDK: an event type, finish or
+# incomplete reason, status or usage field that a new SDK adds and neither names fails that test.
+READS = {
+    "responses_events": {"response.created", "response.in_progress", "response.queued",
+                         "response.output_item.done", "response.output_text.delta",
+                         "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
+                         "response.refusal.delta", "response.completed", "response.incomplete",
+                         "response.failed", "error"},
+    # each ends the answer as "ok" with the status or reason as given (cancelled: an error);
+    # _INCOMPLETE_NOTES' reasons add a note
+    "responses_status": {"completed", "incomplete", "cancelled", "failed", "queued", "in_progress"},
+    "incomplete_reasons": {"max_output_tokens", "content_filter", "max_messages", "steered"},
+    "responses_usage": {"input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details"},
+    "responses_input_details": {"cached_tokens", "cache_write_tokens", "cache_write_tokens_details"},
+    "chat_finish_reasons": {"stop", "length", "tool_calls", "content_filter", "function_call"},
+    "chat_delta": {"content", "refusal", "tool_calls"},
+    "chat_usage": {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                   "completion_tokens_details"},
+    "chat_prompt_details": {"cached_tokens", "cache_write_tokens"},
+    "chat_completion_details": {"reasoning_tokens"},
+}
+_HOSTED = "a hosted tool's progress: llmcells declares only function tools"
+_WHOLE = "the same content arrives whole elsewhere (deltas, or response.output_item.done)"
+IGNORES = {
+    "responses_events": {
+        "response.output_item.added": _WHOLE, "response.content_part.added": _WHOLE,
+        "response.content_part.done": _WHOLE, "response.output_text.done": _WHOLE,
+        "response.output_text.annotation.added": "annotations (citations) are not shown",
+        "response.refusal.done": _WHOLE, "response.reasoning_text.done": _WHOLE,
+        "response.reasoning_summary_text.done": _WHOLE,
+        "response.reasoning_summary_part.added": _WHOLE, "response.reasoning_summary_part.done": _WHOLE,
+        "response.function_call_arguments.delta": _WHOLE, "response.function_call_arguments.done": _WHOLE,
+        "response.compaction.compacting": "server-side context compaction: progress only",
+    "response.audio.delta": _HOSTED,
+    "response.audio.done": _HOSTED,
+    "response.audio.transcript.delta": _HOSTED,
+    "response.audio.transcript.done": _HOSTED,
+    "response.code_interpreter_call.completed": _HOSTED,
+    "response.code_interpreter_call.in_progress": _HOSTED,
+    "response.code_interpreter_call.interpreting": _HOSTED,
+    "response.code_interpreter_call_code.delta": _HOSTED,
+    "response.code_interpreter_call_code.done": _HOSTED,
+    "response.file_search_call.completed": _HOSTED,
+    "response.file_search_call.in_progress": _HOSTED,
+    "response.file_search_call.searching": _HOSTED,
+    "response.image_generation_call.completed": _HOSTED,
+    "response.image_generation_call.generating": _HOSTED,
+    "response.image_generation_call.in_progress": _HOSTED,
+    "response.image_generation_call.partial_image": _HOSTED,
+    "response.mcp_call.completed": _HOSTED,
+    "response.mcp_call.failed": _HOSTED,
+    "response.mcp_call.in_progress": _HOSTED,
+    "response.mcp_call_arguments.delta": _HOSTED,
+    "response.mcp_call_arguments.done": _HOSTED,
+    "response.mcp_list_tools.completed": _HOSTED,
+    "response.mcp_list_tools.failed": _HOSTED,
+    "response.mcp_list_tools.in_progress": _HOSTED,
+    "response.shell_call_command.added": _HOSTED,
+    "response.shell_call_command.delta": _HOSTED,
+    "response.shell_call_command.done": _HOSTED,
+    "response.shell_call_output_content.delta": _HOSTED,
+    "response.shell_call_output_content.done": _HOSTED,
+    "response.web_search_call.completed": _HOSTED,
+    "response.web_search_call.in_progress": _HOSTED,
+    "response.web_search_call.searching": _HOSTED,
+    "response.custom_tool_call_input.delta": _HOSTED,
+    "response.custom_tool_call_input.done": _HOSTED,
+    },
+    "responses_usage": {"total_tokens": "the sum of input and output"},
+    "chat_delta": {"role": "always the assistant", "audio": "audio output is not asked for",
+                   "function_call": "the deprecated form of tool_calls, never asked for"},
+    "chat_usage": {"total_tokens": "the sum of prompt and completion"},
+    "chat_prompt_details": {"audio_tokens": "a breakdown of prompt_tokens",
+                            "image_tokens": "a breakdown of prompt_tokens",
+                            "text_tokens": "a breakdown of prompt_tokens"},
+    "chat_completion_details": {"audio_tokens": "a breakdown of completion_tokens",
+                                "text_tokens": "a breakdown of completion_tokens",
+                                "accepted_prediction_tokens": "predicted outputs are not used",
+                                "rejected_prediction_tokens": "predicted outputs are not used"},
+}
+
+
 # ----- usage -------------------------------------------------------------------------------------
 
 
