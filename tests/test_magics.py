@@ -43,8 +43,12 @@ def test_options_reach_the_request(ip, simulated):
     assert ip.user_ns["answer"] is r
     assert r.model == "anthropic:claude-sonnet-4-6"
     body = last_body(simulated)
-    assert body["system"] == "Be terse." and body["temperature"] == 0.3 and body["max_tokens"] == 5
+    assert body["system"] == "Be terse." and body["max_tokens"] == 5
     assert r.usage.output_tokens <= 5
+    # Claude takes no temperature: left out, and said so
+    assert "temperature" not in body and r.notes == ["sent without temperature: claude-sonnet-4-6 doesn't accept it"]
+    r = cell(ip, "chatgpt", "-m gpt-4.1 -t 0.3")  # a model that takes one
+    assert last_body(simulated)["temperature"] == 0.3 and r.notes == []
 
 
 def test_model_option_takes_ids_and_aliases(ip, simulated):
@@ -62,7 +66,7 @@ def test_compare_magic_positional_models_and_default(ip, simulated):
 
 
 def test_repeat_gives_independent_samples(ip, simulated):
-    c = cell(ip, "gemini", "-n 3 -t 1")
+    c = cell(ip, "gemini", "-m gemini-3.1-flash-lite -n 3 -t 1")  # (takes a temperature)
     assert isinstance(c, Comparison) and [r.sample for r in c] == [0, 1, 2]
     assert len({r.text for r in c}) == 3
     c = cell(ip, "compare", "chatgpt claude -n 2")

@@ -425,9 +425,11 @@ class LLMMagics(Magics):
         named = {r["model"] for r in rows}
         for life in lifecycle.table().values():  # the known retired and retiring models too
             if life.model not in named:
-                provider = _models.PROVIDERS[_models.parse_id(life.model)[0]]
-                rows.append({"alias": "", "model": life.model, "provider": provider.label,
-                             "status": life.label(), "use instead": life.replacement or ""})
+                spec = _models.resolve(life.model)
+                rows.append({"alias": "", "model": spec.id, "provider": spec.label,
+                             "status": life.label(), "use instead": life.replacement or "",
+                             "key set": "yes" if keys.get(spec.provider) else "no",
+                             "simulated": "yes" if spec.simulated else "no"})
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",
