@@ -144,3 +144,16 @@ def test_a_note_reaches_the_result_and_the_card_line(simulated):
     r = llmcells.run(llmcells.ask("hi", model="claude", temperature=0.5, display=False))
     assert r.ok and r.notes == ["sent without temperature: claude-haiku-5-5 doesn't accept it"]
     assert F.notes_line(r) == r.notes[0]
+
+
+def test_a_call_with_tools_keeps_its_notes_once(simulated):
+    import llmcells
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    r = llmcells.run(llmcells.ask("What is 2 + 3? Use the tool.", model="claude", temperature=0.3,
+                                  tools=[add], display=False))
+    assert r.ok and r.notes == ["sent without temperature: claude-haiku-5-5 doesn't accept it"]
+    assert all("temperature" not in q.body for q in simulated.requests)
