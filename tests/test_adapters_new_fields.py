@@ -157,3 +157,11 @@ def test_a_call_with_tools_keeps_its_notes_once(simulated):
                                   tools=[add], display=False))
     assert r.ok and r.notes == ["sent without temperature: claude-haiku-5-5 doesn't accept it"]
     assert all("temperature" not in q.body for q in simulated.requests)
+
+
+def test_the_http_service_answers_with_the_notes():
+    from llmcells.serve import result_json
+    from llmcells.types import Result
+
+    assert result_json(Result(text="x", notes=["refused: no"]))["notes"] == ["refused: no"]
+    assert result_json(Result(text="x"))["notes"] == []

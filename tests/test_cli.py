@@ -60,7 +60,7 @@ def test_help_says_what_happens_without_keys(env):
 def test_ask_without_a_key_is_one_line_and_status_2(env):
     p = cli(env, "ask", "hi")
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
-    assert re.fullmatch(r"✗ openai:gpt-4\.1-mini: No API key for OpenAI: .*--simulate.*\n", p.stdout)
+    assert re.fullmatch(r"✗ openai:gpt-6-luna: No API key for OpenAI: .*--simulate.*\n", p.stdout)
 
 
 # 13 -------------------------------------------------------------------------------------------
