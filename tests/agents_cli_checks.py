@@ -24,7 +24,7 @@ from llmcells.providers.base import ClientOptions
 
 AGENTS = {  # model id, the simulator's provider (the API the CLI speaks)
     "claude-code": ("claude-code:claude-sonnet-4-6", "anthropic"),
-    "gemini-cli": ("gemini-cli:gemini-3.5-flash-lite", "google"),
+    "gemini-cli": ("gemini-cli:gemini-3.5-flash", "google"),
     "codex": ("codex:gpt-5.5-codex", "openai"),
 }
 

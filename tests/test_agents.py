@@ -24,7 +24,7 @@ def test_agent_rows_resolve_to_the_simulator_on_their_apis_route(simulated):
     assert [r.name for r in registry.agents()] == ["claude-code", "gemini-cli", "codex"]
     url = simulated.url
     assert models.resolve("claude-code:sonnet").base_url == url            # ANTHROPIC_BASE_URL
-    assert models.resolve("gemini-cli:gemini-3.5-flash-lite").base_url == url   # GOOGLE_GEMINI_BASE_URL
+    assert models.resolve("gemini-cli:gemini-3.5-flash").base_url == url   # GOOGLE_GEMINI_BASE_URL
     assert models.resolve("codex:gpt-5.5-codex").base_url == url + "/v1"     # the Responses API
     for alias in ("claude-code", "gemini-cli", "codex"):
         spec = models.resolve(alias)
@@ -42,7 +42,7 @@ def test_agents_are_priced_as_the_api_they_call():
 
     assert cost("claude-code", "claude-sonnet-4-6", u) == cost("anthropic", "claude-sonnet-4-6", u) > 0
     assert cost("codex", "gpt-5.5-codex", u) == cost("openai", "gpt-5.5-codex", u) > 0
-    assert cost("gemini-cli", "gemini-3.5-flash-lite", u) == cost("google", "gemini-3.5-flash-lite", u) > 0
+    assert cost("gemini-cli", "gemini-3.5-flash", u) == cost("google", "gemini-3.5-flash", u) > 0
 
 
 @pytest.mark.parametrize("name,hint", [("gemini-cli", "npm install -g @google/gemini-cli"),
@@ -138,7 +138,7 @@ def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
                 values[m["content"]["comm_id"]] = m["content"]["data"]["state"].get("value", "")
             elif m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {}):
                 values[m["content"]["comm_id"]] = m["content"]["data"]["state"]["value"]
-        ids = ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash-lite", "codex:gpt-5.5-codex",
+        ids = ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash", "codex:gpt-5.5-codex",
                "anthropic:claude-haiku-5-5"]
         for model_id in ids:
             assert any(model_id in v for v in values.values()), f"no card for {model_id}"
@@ -158,7 +158,7 @@ print(r.status, len(sim.requests))
 """
 
 
-@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash-lite",
+@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash",
                                    "codex:gpt-5.5-codex"])
 def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
     """One answer with every connect/sendto of the CLI's process tree traced (strace -f): none
@@ -187,9 +187,9 @@ def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
     r = shell.user_ns["r_codex"]
     assert r.ok and r.model == "codex:gpt-5.5-codex" and r.agent["tools"] is False
     shell.user_ns["folder"] = str(tmp_path)
-    shell.run_cell("%%agent gemini-cli:gemini-3.5-flash-lite --cwd {folder} --allow-tools -o r_gem --no-display\nSay hi")
+    shell.run_cell("%%agent gemini-cli:gemini-3.5-flash --cwd {folder} --allow-tools -o r_gem --no-display\nSay hi")
     r = shell.user_ns["r_gem"]
-    assert r.ok and r.model == "gemini-cli:gemini-3.5-flash-lite"
+    assert r.ok and r.model == "gemini-cli:gemini-3.5-flash"
     assert r.agent["cwd"] == str(tmp_path) and r.agent["tools"] is True
     result = shell.run_cell("%%agent chatgpt\nSay hi")
     assert "takes an agent" in str(result.error_in_exec)
