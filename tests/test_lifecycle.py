@@ -131,3 +131,9 @@ def test_claude_gets_room_for_thinking_by_default():
     assert make_plan("hi", "claude").request.extra["default_max_tokens"] == 16000
     llmcells.configure(anthropic_default_max_tokens=2000)
     assert make_plan("hi", "claude").request.extra["default_max_tokens"] == 2000
+
+
+def test_an_agent_clis_model_is_checked_as_the_api_model_it_is():
+    with pytest.raises(ConfigError, match="claude-sonnet-4-5 was retired on 2026-11-30; use anthropic:claude-sonnet-4-6"):
+        make_plan("hi", "claude-code:claude-sonnet-4-5")
+    assert make_plan("hi", "claude-code").request.spec.name == "claude-sonnet-4-6"

@@ -72,8 +72,11 @@ def lookup(model_id: str) -> Lifecycle:
 
 
 def of(spec: Any) -> Lifecycle:
-    """The lifecycle of a resolved ModelSpec (by its provider and model name)."""
-    return lookup(f"{spec.provider}:{spec.name}")
+    """The lifecycle of a resolved ModelSpec (by its provider and model name; an agent CLI's
+    model by the API it calls: `claude-code:X` is `anthropic:X`)."""
+    from .registry import price_provider
+
+    return lookup(f"{price_provider(spec.provider)}:{spec.name}")
 
 
 _warned: set[str] = set()
