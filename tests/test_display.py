@@ -526,6 +526,29 @@ def test_terminal_ask_streams_then_metrics_line(capsys):
     assert "\x1b[" not in out
 
 
+def test_the_notes_show_under_the_figures_in_the_terminal_and_the_card(capsys, comms):
+    note = "sent without temperature: claude-haiku-5-5 doesn't accept it"
+    r = Result(text="Hi", model="anthropic:claude-haiku-5-5", status="ok", latency_s=1.0,
+               usage=Usage(10, output_tokens=5), cost_usd=0.0001,
+               notes=[note, "refused: the model declined to answer: <b>\x1b[31mno</b>"])
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_text("Hi")
+    o.on_finish(r)
+    h.close([r])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"{note} · refused: the model declined to answer: <b>[31mno</b>"  # no escape code
+    assert lines[-2].startswith("[anthropic:claude-haiku-5-5 · ok")
+    card = open_display("ask", [info()], "notebook").observers[0]
+    card.on_start(card.info)
+    card.on_text("Hi")
+    card.on_finish(r)
+    foot = card.footer.value
+    assert html.escape(note) in foot and "<b>" not in foot and "&lt;b&gt;" in foot  # escaped, once
+    assert foot.count("sent without temperature") == 1
+
+
 def test_terminal_ask_error_one_line(capsys):
     h = open_display("ask", [info(simulated=False)], "terminal")
     o = h.observers[0]
