@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import json
+import math
 import types as pytypes
 import typing
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -326,7 +327,7 @@ def test_a_claude_call_given_a_temperature_succeeds_without_any_sampling_paramet
 def test_a_claude_judge_sends_no_sampling_parameter(simulated):
     c = llmcells.run(llmcells.compare("What is 6 * 7?", ["chatgpt"], score=llmcells.judge("claude"),
                                       display=False))
-    assert not any(v != v for v in (c[0].scores["judge"],))  # graded (not NaN)
+    assert not math.isnan(c[0].scores["judge"])  # graded
     graded = [q for q in simulated.requests if q.provider == "anthropic"]
     assert len(graded) == 1 and not SAMPLING & set(graded[0].body)
 
