@@ -1,7 +1,9 @@
 """Model lifecycle: which models their provider has retired or is retiring, and what replaces them.
 
-The dates live in `data/lifecycle.toml` (data, not code); this module only reads them. Nothing here
-imports an SDK, so the simulator and `%load_ext` can read it for free.
+The dates live in `data/lifecycle.toml` (data, not code); this module reads them and applies them
+before a call is planned (`check`: a retired model is refused, a retiring one warned of once) and
+to a provider's "not found" (`not_found_message`). Nothing here imports an SDK, so the simulator
+and `%load_ext` can read it for free.
 """
 
 from __future__ import annotations
