@@ -30,7 +30,7 @@ PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMIN
                  "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
                  "GOOGLE_GENAI_USE_VERTEXAI")
 #: one model per provider, the way a user names them
-MODELS = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+MODELS = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
 
 _OPS = {"<": lambda v, t: v < t, "<=": lambda v, t: v <= t,
         ">": lambda v, t: v > t, ">=": lambda v, t: v >= t}

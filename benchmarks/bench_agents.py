@@ -33,8 +33,8 @@ try:
 except ImportError:  # run as a script
     import _common as C
 
-AGENTS = {"claude-code": "claude-code:claude-sonnet-4-5", "gemini-cli": "gemini-cli:gemini-2.5-flash",
-          "codex": "codex:gpt-5-codex"}
+AGENTS = {"claude-code": "claude-code:claude-sonnet-4-6", "gemini-cli": "gemini-cli:gemini-3.5-flash-lite",
+          "codex": "codex:gpt-5.5-codex"}
 
 
 def _rss_in(folder: str) -> int:

@@ -33,8 +33,8 @@ _SRC = Path(__file__).resolve().parents[1] / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
-PATHS = {"chat": "openai:gpt-4.1-mini", "responses": "openai-responses:gpt-4.1-mini",
-         "anthropic": "anthropic:claude-haiku-4-5", "gemini": "google:gemini-2.5-flash"}
+PATHS = {"chat": "openai:gpt-6-luna", "responses": "openai-responses:gpt-6-luna",
+         "anthropic": "anthropic:claude-haiku-5-5", "gemini": "google:gemini-3.5-flash-lite"}
 
 
 def _image(path: Path, nbytes: int) -> Path:

@@ -31,12 +31,12 @@ except ImportError:  # run as a script
     import _common as C
 
 #: model -> (ttft, tokens/s); each answer is 41 tokens: ttft + 40 / tps = the latency
-LATENCIES = {"gpt-4.1-mini": 0.5, "claude-haiku-4-5": 1.0, "gemini-2.5-flash": 2.0}
+LATENCIES = {"gpt-6-luna": 0.5, "claude-haiku-5-5": 1.0, "gemini-3.5-flash-lite": 2.0}
 N_TOKENS = 41
 #: the warm-up compare (SDK imports, clients) uses other (priced) models the simulator answers at once
-WARM = ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "google:gemini-2.5-pro"]
+WARM = ["openai:gpt-6-sol", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"]
 #: the cold-kernel compare: three 1-second streams, the first calls of a fresh kernel
-COLD = ["openai:gpt-4.1-nano", "anthropic:claude-3-5-haiku-latest", "google:gemini-2.0-flash"]
+COLD = ["openai:gpt-6-astra", "anthropic:claude-3-5-haiku-latest", "google:gemini-2.0-flash"]
 
 
 def _configure(sim) -> None:

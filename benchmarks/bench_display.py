@@ -94,7 +94,7 @@ async def _drive(obs, n_tokens: int, finish, cpu: list[float]) -> tuple[float, f
     t1 = time.monotonic()
     usage = Usage(input_tokens=12, output_tokens=n_tokens)
     obs.on_usage(usage)
-    result = Result(text=text, model="anthropic:claude-haiku-4-5", provider="anthropic", status="ok",
+    result = Result(text=text, model="anthropic:claude-haiku-5-5", provider="anthropic", status="ok",
                     usage=usage, cost_usd=0.00033, latency_s=t1 - t0 + 0.05, ttft_s=0.05)
     obs.on_finish(result)
     finish(result)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     nb.show = lambda obj: None
     nb.show_static = lambda bundle: None
     try:
-        info = CallInfo(call_id="c-1", model="claude", model_id="anthropic:claude-haiku-4-5",
+        info = CallInfo(call_id="c-1", model="claude", model_id="anthropic:claude-haiku-5-5",
                         provider="anthropic", simulated=True)
         figures = {}
         # baseline: the driver alone (once to warm up, then the figure)

@@ -5,8 +5,8 @@
 
 The simulator runs in its own process (`python -m llmcells.sim`) with no time to first token and
 no delay between tokens (32-token answers), so the client's own work is all that is left to
-measure. Calls go round-robin to openai:gpt-4.1-mini, anthropic:claude-haiku-4-5 and
-google:gemini-2.5-flash, 32 in flight.
+measure. Calls go round-robin to openai:gpt-6-luna, anthropic:claude-haiku-5-5 and
+google:gemini-3.5-flash-lite, 32 in flight.
 
 - raw: each provider's official async SDK, used as a careful user would: one client per
   provider, `asyncio.gather` under a semaphore of 32; OpenAI `chat.completions.create(stream=True,

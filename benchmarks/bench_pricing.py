@@ -12,8 +12,8 @@ then genai-prices' ModelInfo.calc_price on a genai Usage for every call. "After"
 pricing.price(), which the engine calls through pricing.price_result(). Both give the same cost
 (checked below, relative difference < 1e-12).
 
-Estimate error: a real llmcells.batch on the in-process simulator, Sonnet 4.5 answering with 40k
-cached input tokens per call (the simulator adds them to the prompt's own tokens) and gpt-4.1-mini
+Estimate error: a real llmcells.batch on the in-process simulator, Sonnet 4.6 answering with 40k
+cached input tokens per call (the simulator adds them to the prompt's own tokens) and gpt-6-luna
 without cache. For each finished call (in finishing order) the estimate the budget would have made
 before launching it is compared with its recorded cost: the previous estimate (characters / 4,
 no cache, mean output so far) and the new one (pricing.BatchEstimator: tokens per character, cache
@@ -136,22 +136,22 @@ def estimate_rows(calls_per_model: int) -> list[dict]:
     warnings.simplefilter("ignore")
     rows = []
     with Simulator(ttft=0.0, tokens_per_s=20_000) as sim:
-        sim.set_model("claude-sonnet-4-5*", cached_input_tokens=40_000, output_tokens=300)
-        sim.set_model("gpt-4.1-mini*", output_tokens=250)
+        sim.set_model("claude-sonnet-4-6*", cached_input_tokens=40_000, output_tokens=300)
+        sim.set_model("gpt-6-luna*", output_tokens=250)
         from llmcells import models
 
         models.set_simulator(sim.url)
         try:
             prompts = [f"Question {i}: " + "explain the bias-variance trade-off " * (3 + i % 5)
                        for i in range(calls_per_model)]
-            models_ = ["anthropic:claude-sonnet-4-5", "openai:gpt-4.1-mini"]
+            models_ = ["anthropic:claude-sonnet-4-6", "openai:gpt-6-luna"]
             frame = llmcells.run(llmcells.batch(prompts, models=models_, display=False,
                                                 concurrency=1))
         finally:
             models.set_simulator(None)
     done = ledger.usage(batch_id=frame.attrs["batch_id"])
     by_hash = {ledger.prompt_hash(p, settings.system): p for p in prompts}
-    for model_id in ("anthropic:claude-sonnet-4-5", "openai:gpt-4.1-mini"):
+    for model_id in ("anthropic:claude-sonnet-4-6", "openai:gpt-6-luna"):
         finished = done[done["model"] == model_id]  # (not `calls`: that is the module used below)
         est = pricing.BatchEstimator()
         outputs: list[int] = []

@@ -3,7 +3,7 @@
     python benchmarks/bench_provider_jobs.py           # 10,000 calls (3,334 prompts x 3 models)
     python benchmarks/bench_provider_jobs.py --quick   # 150 calls (50 x 3)
 
-Both runs plan the same batch (prompts x [gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash]),
+Both runs plan the same batch (prompts x [gpt-6-luna, claude-haiku-5-5, gemini-3.5-flash-lite]),
 each in a fresh child process against one simulator process (no time to first token, 32-token
 answers), so that each child's peak RSS (VmHWM) is its own.
 

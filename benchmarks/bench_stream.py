@@ -30,8 +30,8 @@ except ImportError:  # run as a script
 
 EVENTS = 20_000
 PIECE = " " * 95 + "word"  # one delta of 100 characters (the simulator keeps leading blanks with a word)
-BIG = "openai:gpt-4.1", "anthropic:claude-sonnet-4-5", "google:gemini-2.5-pro"
-TICK = "anthropic:claude-haiku-4-5"
+BIG = "openai:gpt-4.1", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"
+TICK = "anthropic:claude-haiku-5-5"
 
 
 def _configure(sim_url: str) -> None:

@@ -39,7 +39,7 @@ async def _raw_round_trip(client) -> str:
     decl = as_tool(get_weather).declaration()
     tools = [{"type": "function", "function": decl}]
     messages = [{"role": "user", "content": PROMPT}]
-    stream = await client.chat.completions.create(model="gpt-4.1-mini", messages=messages,
+    stream = await client.chat.completions.create(model="gpt-6-luna", messages=messages,
                                                   tools=tools, stream=True)
     calls: dict[int, dict] = {}
     async for chunk in stream:
@@ -57,7 +57,7 @@ async def _raw_round_trip(client) -> str:
     for c in calls.values():
         out = get_weather(**json.loads(c["arguments"]))
         messages.append({"role": "tool", "tool_call_id": c["id"], "content": json.dumps(out)})
-    stream = await client.chat.completions.create(model="gpt-4.1-mini", messages=messages,
+    stream = await client.chat.completions.create(model="gpt-6-luna", messages=messages,
                                                   tools=tools, stream=True)
     text = ""
     async for chunk in stream:

@@ -21,9 +21,9 @@ import llmcells
 from llmcells.config import settings
 
 AGENTS = {  # model id, the simulator's provider (the API the CLI speaks)
-    "claude-code": ("claude-code:claude-sonnet-4-5", "anthropic"),
-    "gemini-cli": ("gemini-cli:gemini-2.5-flash", "google"),
-    "codex": ("codex:gpt-5-codex", "openai"),
+    "claude-code": ("claude-code:claude-sonnet-4-6", "anthropic"),
+    "gemini-cli": ("gemini-cli:gemini-3.5-flash", "google"),
+    "codex": ("codex:gpt-5.5-codex", "openai"),
 }
 
 

@@ -126,8 +126,8 @@ class Body(httpx2.AsyncByteStream):
 SPECS = {
     "openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
     "openai-responses": ModelSpec("openai", "openai", "gpt-5.5", "gpt-5.5", api="responses"),
-    "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-4-5", "claude-haiku-4-5"),
-    "google": ModelSpec("google", "google", "gemini-2.5-flash", "gemini-2.5-flash"),
+    "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-5-5", "claude-haiku-5-5"),
+    "google": ModelSpec("google", "google", "gemini-3.5-flash-lite", "gemini-3.5-flash-lite"),
 }
 
 
@@ -208,7 +208,7 @@ def _gemini_chunk(text: str, finish: str | None = None, thought: bool = False) -
     if finish:
         cand["finishReason"] = finish
     return {"candidates": [cand], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2},
-            "modelVersion": "gemini-2.5-flash", "responseId": "r1"}
+            "modelVersion": "gemini-3.5-flash-lite", "responseId": "r1"}
 
 
 def _responses_event(kind: str, **fields: Any) -> dict[str, Any]:

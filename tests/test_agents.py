@@ -25,8 +25,8 @@ def test_agent_rows_resolve_to_the_simulator_on_their_apis_route(simulated):
     assert [r.name for r in registry.agents()] == ["claude-code", "gemini-cli", "codex"]
     url = simulated.url
     assert models.resolve("claude-code:sonnet").base_url == url            # ANTHROPIC_BASE_URL
-    assert models.resolve("gemini-cli:gemini-2.5-flash").base_url == url   # GOOGLE_GEMINI_BASE_URL
-    assert models.resolve("codex:gpt-5-codex").base_url == url + "/v1"     # the Responses API
+    assert models.resolve("gemini-cli:gemini-3.5-flash").base_url == url   # GOOGLE_GEMINI_BASE_URL
+    assert models.resolve("codex:gpt-5.5-codex").base_url == url + "/v1"     # the Responses API
     for alias in ("claude-code", "gemini-cli", "codex"):
         spec = models.resolve(alias)
         assert spec.simulated and spec.provider == alias
@@ -41,9 +41,9 @@ def test_agents_are_priced_as_the_api_they_call():
     def cost(provider: str, model: str, usage: Usage) -> float:
         return price(provider, model, usage)[0]
 
-    assert cost("claude-code", "claude-sonnet-4-5", u) == cost("anthropic", "claude-sonnet-4-5", u) > 0
-    assert cost("codex", "gpt-5-codex", u) == cost("openai", "gpt-5-codex", u) > 0
-    assert cost("gemini-cli", "gemini-2.5-flash", u) == cost("google", "gemini-2.5-flash", u) > 0
+    assert cost("claude-code", "claude-sonnet-4-6", u) == cost("anthropic", "claude-sonnet-4-6", u) > 0
+    assert cost("codex", "gpt-5.5-codex", u) == cost("openai", "gpt-5.5-codex", u) > 0
+    assert cost("gemini-cli", "gemini-3.5-flash", u) == cost("google", "gemini-3.5-flash", u) > 0
 
 
 @pytest.mark.parametrize("name,hint", [("gemini-cli", "npm install -g @google/gemini-cli"),
@@ -60,10 +60,10 @@ def test_a_missing_cli_is_one_line_saying_how_to_install_it(name, hint, monkeypa
 
 def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
     need_tools("codex")
-    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5.5-codex", display=False,
                                   params={"sandbox": "off"}))
     assert r.error_kind == "config" and "cwd= and tools=" in r.error
-    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5-codex", display=False,
+    r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5.5-codex", display=False,
                                   params={"cwd": str(tmp_path / "nope")}))
     assert r.error_kind == "config" and "is not a folder" in r.error
     assert simulated.requests == []
@@ -74,7 +74,7 @@ def test_codex_command_line_keeps_to_llmcells_settings(tmp_path):
     joined = " ".join(codex.argv_for(client))
     assert 'base_url="http://127.0.0.1:9/v1"' in joined and "request_max_retries=0" in joined
     assert "stream_max_retries=0" in joined and "analytics.enabled=false" in joined
-    spec = ModelSpec("codex", "codex", "gpt-5-codex", "codex")
+    spec = ModelSpec("codex", "codex", "gpt-5.5-codex", "codex")
     req = Request(spec=spec, messages=[Message("user", "earlier"), Message("assistant", "reply"),
                                        Message("user", "now")], system="be brief")
     off = codex.thread_params(req, _agents.AgentOptions(cwd=str(tmp_path), tools=False))
@@ -145,8 +145,8 @@ def test_compare_of_the_three_agents_and_claude_in_a_real_kernel(tmp_path):
                 values[m["content"]["comm_id"]] = m["content"]["data"]["state"].get("value", "")
             elif m["msg_type"] == "comm_msg" and "value" in m["content"]["data"].get("state", {}):
                 values[m["content"]["comm_id"]] = m["content"]["data"]["state"]["value"]
-        ids = ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash", "codex:gpt-5-codex",
-               "anthropic:claude-haiku-4-5"]
+        ids = ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash", "codex:gpt-5.5-codex",
+               "anthropic:claude-haiku-5-5"]
         for model_id in ids:
             assert any(model_id in v for v in values.values()), f"no card for {model_id}"
         notes = [v for v in values.values() if "adds its own system prompt" in v]
@@ -166,8 +166,8 @@ print(r.status, len(sim.requests))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-5", "gemini-cli:gemini-2.5-flash",
-                                   "codex:gpt-5-codex"])
+@pytest.mark.parametrize("model", ["claude-code:claude-sonnet-4-6", "gemini-cli:gemini-3.5-flash",
+                                   "codex:gpt-5.5-codex"])
 def test_a_cli_reaches_for_no_host_but_the_simulator(model, tmp_path):
     """One answer with every connect/sendto of the CLI's process tree traced (strace -f): none
     may go anywhere but loopback, not even a DNS query (this is what found Codex's analytics
@@ -194,11 +194,11 @@ def test_the_agent_magics_as_typed_in_a_cell(shell, simulated, tmp_path):
     need_tools("codex", "gemini-cli")
     shell.run_cell("%%codex -o r_codex --no-display\nSay hi")
     r = shell.user_ns["r_codex"]
-    assert r.ok and r.model == "codex:gpt-5-codex" and r.agent["tools"] is False
+    assert r.ok and r.model == "codex:gpt-5.5-codex" and r.agent["tools"] is False
     shell.user_ns["folder"] = str(tmp_path)
-    shell.run_cell("%%agent gemini-cli:gemini-2.5-flash --cwd {folder} --allow-tools -o r_gem --no-display\nSay hi")
+    shell.run_cell("%%agent gemini-cli:gemini-3.5-flash --cwd {folder} --allow-tools -o r_gem --no-display\nSay hi")
     r = shell.user_ns["r_gem"]
-    assert r.ok and r.model == "gemini-cli:gemini-2.5-flash"
+    assert r.ok and r.model == "gemini-cli:gemini-3.5-flash"
     assert r.agent["cwd"] == str(tmp_path) and r.agent["tools"] is True
     result = shell.run_cell("%%agent chatgpt\nSay hi")
     assert "takes an agent" in str(result.error_in_exec)
@@ -229,7 +229,7 @@ def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated,
     monkeypatch.setattr(claude_code, "PRIVACY_ENV", env)
     settings.update(max_attempts=1)
     simulated.inject("midstream_error", provider="anthropic", times=1, after_tokens=5)
-    r = llmcells.run(llmcells.ask("Say hello", model="claude-code:claude-sonnet-4-5", display=False))
+    r = llmcells.run(llmcells.ask("Say hello", model="claude-code:claude-sonnet-4-6", display=False))
     assert [q.stream for q in simulated.requests] == [True, False]  # the CLI asked again
     assert (r.status, r.error_kind) == ("incomplete", "incomplete"), (r.status, r.error)
     assert r.text.count("Simulated answer") == 1

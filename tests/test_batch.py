@@ -34,8 +34,8 @@ def test_thousand_calls_with_injected_faults_lose_no_rows(simulated, roomy_quota
     frame = run_batch(prompts, MODELS, concurrency=64)
     assert len(frame) == 334 * 3
     assert set(zip(frame.prompt_id, frame.model)) == {(i, m) for i in range(334) for m in
-                                                       ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5",
-                                                        "google:gemini-2.5-flash"]}
+                                                       ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5",
+                                                        "google:gemini-3.5-flash-lite"]}
     # Faults land on whichever requests come next, so a call may meet several in a row: it is ok
     # after its retries, or an error once it has used every attempt on faults, nothing else.
     ok, failed = frame[frame.status == "ok"], frame[frame.status != "ok"]
@@ -57,8 +57,8 @@ def test_failures_are_rows_and_never_abort(simulated):
     simulated.inject("401", provider="anthropic", times=None)
     frame = run_batch(["a", "b"], MODELS)
     by_model = frame.groupby("model")["status"].agg(set).to_dict()
-    assert by_model == {"openai:gpt-4.1-mini": {"ok"}, "anthropic:claude-haiku-4-5": {"error"},
-                        "google:gemini-2.5-flash": {"ok"}}
+    assert by_model == {"openai:gpt-6-luna": {"ok"}, "anthropic:claude-haiku-5-5": {"error"},
+                        "google:gemini-3.5-flash-lite": {"ok"}}
     assert set(frame[frame.status == "error"].error_kind) == {"authentication"}
 
 
@@ -119,20 +119,25 @@ def test_resume_true_finds_the_batch_by_its_contents(simulated):
     assert again.status.eq("ok").all() and again.attrs["batch_id"] == first.attrs["batch_id"]
 
 
+#: a model that takes a temperature (the default Claude doesn't: see data/models.toml)
+SAMPLED = "google:gemini-3.1-flash-lite"
+
+
 def test_cache_answers_identical_requests_and_keeps_samples_independent(simulated):
     prompts = ["p1", "p2"]
-    first = run_batch(prompts, ["claude"], repeat=3, temperature=1.0, cache=True)
+    # (a model that takes a temperature: the samples differ)
+    first = run_batch(prompts, [SAMPLED], repeat=3, temperature=1.0, cache=True)
     assert len(simulated.requests) == 6 and not first.cached.any()
     for _, group in first.groupby("prompt_id"):
         assert group.text.nunique() == 3  # different samples differ
-    second = run_batch(prompts, ["claude"], repeat=3, temperature=1.0, cache=True)
+    second = run_batch(prompts, [SAMPLED], repeat=3, temperature=1.0, cache=True)
     assert len(simulated.requests) == 6  # nothing sent
     assert second.cached.all() and (second.cost_usd == 0).all()
     assert second.text.tolist() == first.text.tolist()
     cached_rows = llmcells.usage(batch_id=second.attrs["batch_id"])
     assert cached_rows.cached.sum() == 6
     # a fourth sample is a new request
-    third = run_batch(prompts, ["claude"], repeat=4, temperature=1.0, cache=True)
+    third = run_batch(prompts, [SAMPLED], repeat=4, temperature=1.0, cache=True)
     assert len(simulated.requests) == 8 and third.cached.sum() == 6
 
 
@@ -180,15 +185,15 @@ def test_series_and_bad_input(simulated):
 
 
 def test_compare_repeat_uses_the_cache_with_sample_indices(simulated):
-    c1 = llmcells.run(llmcells.compare("q", ["claude"], repeat=2, temperature=1, cache=True, display=False))
-    c2 = llmcells.run(llmcells.compare("q", ["claude"], repeat=2, temperature=1, cache=True, display=False))
+    c1 = llmcells.run(llmcells.compare("q", [SAMPLED], repeat=2, temperature=1, cache=True, display=False))
+    c2 = llmcells.run(llmcells.compare("q", [SAMPLED], repeat=2, temperature=1, cache=True, display=False))
     assert [r.text for r in c1] == [r.text for r in c2] and c1[0].text != c1[1].text
     assert all(r.cached for r in c2) and len(simulated.requests) == 2
 
 
 def test_an_alias_and_its_id_are_one_model(simulated):
-    frame = run_batch(["a"], ["claude", "anthropic:claude-haiku-4-5"])
-    assert frame.model.tolist() == ["anthropic:claude-haiku-4-5"] and len(simulated.requests) == 1
+    frame = run_batch(["a"], ["claude", "anthropic:claude-haiku-5-5"])
+    assert frame.model.tolist() == ["anthropic:claude-haiku-5-5"] and len(simulated.requests) == 1
 
 
 def test_terminal_progress_says_what_was_done(simulated, capsys):

@@ -33,7 +33,7 @@ EXPECTED = {
                        "batch: peak RSS of the process", "batch: llmcells process CPU per call"],
     "bench_ledger.py": ["usage() 10,000 rows", "costs(by='model') 10,000 rows"],
     "bench_pricing.py": ["pricing per call: speed-up before / after",
-                         "budget estimate error, claude-sonnet-4-5: after (learns cache)"],
+                         "budget estimate error, claude-sonnet-4-6: after (learns cache)"],
     "bench_agents.py": ["claude-code ", "gemini-cli ", "codex "],
     "bench_replay.py": ["the same 90 calls replayed", "latency of a replayed call (mean)",
                         "load a 5,000-answer replay file"],

@@ -74,8 +74,8 @@ Raw data: https://example.org/datasets/p-values/two_sample_t_test_treatment_vs_c
 SETUP = f"""%load_ext llmcells
 import llmcells
 sim = llmcells.simulate(ttft=0.3, tokens_per_s=70)
-sim.set_model("claude-haiku-4-5", output_tokens=420)
-sim.set_model("gpt-4.1-mini", text={GPT_ANSWER!r})"""
+sim.set_model("claude-haiku-5-5", output_tokens=420)
+sim.set_model("gpt-6-luna", text={GPT_ANSWER!r})"""
 
 # the widgets: the compare grid is an ipywidgets GridBox whose children are the cards (VBoxes of
 # header HTML / scroll box with the body HTML / footer HTML)

@@ -30,7 +30,7 @@ def _user_texts(req):
     return body["contents"]
 
 
-@pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini", "openai-responses:gpt-6-luna"])
 @pytest.mark.slow
 def test_round_trip_save_load_in_a_new_process_send_again(simulated, tmp_path, model):
     chat = Chat(model=model, system="Be brief.")
@@ -184,15 +184,15 @@ def test_reset_forgets_named_chats(simulated, shell, capsys):
 def test_a_chat_with_a_model_chain_moves_on_and_keeps_one_history(simulated):
     """Chat(model="claude|chatgpt"): while Claude is overloaded ChatGPT answers; the next message
     carries the whole history, whichever model answered before."""
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     llmcells.configure(retry_initial_wait=0.01, max_attempts=2)
     chat = llmcells.Chat(model="claude|chatgpt")
     first = llmcells.run(chat.send("What is a p-value?", display=False))
-    assert first.ok and first.model == "openai:gpt-4.1-mini"
+    assert first.ok and first.model == "openai:gpt-6-luna"
     assert [a["error_kind"] for a in first.attempts_by_model][:1] == ["overloaded"]
-    simulated.set_down("claude-haiku-4-5", None)
+    simulated.set_down("claude-haiku-5-5", None)
     second = llmcells.run(chat.send("And a confidence interval?", display=False))
-    assert second.ok and second.model == "anthropic:claude-haiku-4-5"
+    assert second.ok and second.model == "anthropic:claude-haiku-5-5"
     sent = [r.body["messages"] for r in simulated.requests if r.provider == "anthropic"][-1]
     assert [m["content"] for m in sent][:3] == ["What is a p-value?", first.text,
                                                  "And a confidence interval?"]

@@ -60,7 +60,7 @@ def test_help_says_what_happens_without_keys(env):
 def test_ask_without_a_key_is_one_line_and_status_2(env):
     p = cli(env, "ask", "hi")
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
-    assert re.fullmatch(r"✗ openai:gpt-4\.1-mini: No API key for OpenAI: .*--simulate.*\n", p.stdout)
+    assert re.fullmatch(r"✗ openai:gpt-6-luna: No API key for OpenAI: .*--simulate.*\n", p.stdout)
 
 
 # 13 -------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_costs_by_comma_list_and_bad_key(env):
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
     head = p.stdout.splitlines()[0].split()
     assert head[:3] == ["model", "day", "calls"] and "cost" in head
-    assert "anthropic:claude-haiku-4-5" in p.stdout and "$0.0" in p.stdout
+    assert "anthropic:claude-haiku-5-5" in p.stdout and "$0.0" in p.stdout
     line = one_line_error(cli(env, "costs", "--by", "banana"))
     assert "--by banana" in line and "model,day" in line
     one_line_error(cli(env, "costs", "--by", ","))
@@ -185,16 +185,16 @@ def test_unknown_option_shows_the_subcommands_usage(env):
 def test_demo_prints_answers_as_they_finish(env):
     code = ("import llmcells, sys\nfrom llmcells.__main__ import main\n"
             "sim = llmcells.simulate()\n"
-            "sim.set_model('gpt-4.1-mini', ttft=1.2)\n"
-            "sim.set_model('gemini-2.5-flash', ttft=0.6)\n"
-            "sim.set_model('claude-haiku-4-5', ttft=0.0)\n"
+            "sim.set_model('gpt-6-luna', ttft=1.2)\n"
+            "sim.set_model('gemini-3.5-flash-lite', ttft=0.6)\n"
+            "sim.set_model('claude-haiku-5-5', ttft=0.0)\n"
             "sys.exit(main(['demo']))\n")
     p = script(env, code)
     assert p.returncode == 0, p.stderr
     order = re.findall(r"^── (\S+)", p.stdout, re.M)
-    assert order == ["anthropic:claude-haiku-4-5", "google:gemini-2.5-flash", "openai:gpt-4.1-mini"]
+    assert order == ["anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite", "openai:gpt-6-luna"]
     fastest = [l for l in p.stdout.splitlines() if "*fastest*" in l]
-    assert fastest and fastest[0].startswith("anthropic:claude-haiku-4-5")
+    assert fastest and fastest[0].startswith("anthropic:claude-haiku-5-5")
 
 
 def test_magic_with_another_providers_model_and_no_key_hint(env):
@@ -205,7 +205,7 @@ def test_magic_with_another_providers_model_and_no_key_hint(env):
             "print('---')\n"
             "r = ip.run_cell('%%claude -m gpt-4o\\nhi')\n"
             "print('---')\n"
-            "ip.run_cell('%%chatgpt -m claude-sonnet-4-5\\nhi')\n"
+            "ip.run_cell('%%chatgpt -m claude-sonnet-4-6\\nhi')\n"
             "print('---')\n"
             "ip.run_cell('%%gemini -m o3-mini\\nhi')\n")
     p = script(env, code)
@@ -215,7 +215,7 @@ def test_magic_with_another_providers_model_and_no_key_hint(env):
                     "run `%llmcells simulate on` to try everything on the built-in simulator.")
     assert len(claude.splitlines()) == 1 and "%%chatgpt -m gpt-4o" in claude
     assert "openai:gpt-4o" in claude
-    assert "%%claude -m claude-sonnet-4-5" in chatgpt and len(chatgpt.splitlines()) == 1
+    assert "%%claude -m claude-sonnet-4-6" in chatgpt and len(chatgpt.splitlines()) == 1
     assert "%%chatgpt -m o3-mini" in gemini
     # with a key set there is no hint
     env2 = dict(env, ANTHROPIC_API_KEY="sk-ant-test")

@@ -97,7 +97,7 @@ def strip_tags(s: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", s))
 
 
-def info(model_id="anthropic:claude-haiku-4-5", simulated=True, **kw) -> CallInfo:
+def info(model_id="anthropic:claude-haiku-5-5", simulated=True, **kw) -> CallInfo:
     provider = model_id.split(":")[0]
     return CallInfo(call_id=f"c-{model_id}", model=model_id, model_id=model_id, provider=provider,
                     simulated=simulated, **kw)
@@ -127,7 +127,7 @@ def loop_thread():
     lt.stop()
 
 
-async def stream(obs, n_tokens=2000, rate=1000.0, *, finish=True, model="anthropic:claude-haiku-4-5",
+async def stream(obs, n_tokens=2000, rate=1000.0, *, finish=True, model="anthropic:claude-haiku-5-5",
                  wait_first=0.05):
     """Drive an observer like the engine: start, sent (the request clock), waiting, first token,
     text at `rate` tokens/s, usage, finish."""
@@ -213,11 +213,11 @@ def test_open_display_none():
 
 
 def test_widgets_created_and_shown_on_main_thread(comms):
-    h = open_display("compare", [info("openai:gpt-4.1-mini"), info()], "notebook", prompt="Hi?")
+    h = open_display("compare", [info("openai:gpt-6-luna"), info()], "notebook", prompt="Hi?")
     assert isinstance(h, DisplayHandle) and len(h.observers) == 2
     assert len(comms.shown) == 1 and comms.shown[0][1] is threading.main_thread()
     view = comms.shown[0][0]
-    assert "openai:gpt-4.1-mini" in repr(view)  # text/plain fallback is readable
+    assert "openai:gpt-6-luna" in repr(view)  # text/plain fallback is readable
     assert "simulated" in h.observers[1].header.value
     assert "waiting" in h.observers[0].body.value  # no empty box
     grid = h.grid
@@ -288,7 +288,7 @@ def test_deferred_flush_paints_the_last_text_without_finish(comms, loop_thread):
 
 
 def test_compare_three_cards_throttled(comms, loop_thread):
-    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+    models = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
     h = open_display("compare", [info(m) for m in models], "notebook", prompt="p")
 
     async def go():
@@ -307,7 +307,7 @@ def test_compare_three_cards_throttled(comms, loop_thread):
 
 
 def test_error_and_cancel_are_painted_with_partial_text(comms, loop_thread):
-    h = open_display("compare", [info("openai:gpt-4.1-mini"), info()], "notebook")
+    h = open_display("compare", [info("openai:gpt-6-luna"), info()], "notebook")
     a, b = h.observers
 
     async def go():
@@ -318,9 +318,9 @@ def test_error_and_cancel_are_painted_with_partial_text(comms, loop_thread):
         a.on_text("answer")
         b.on_text("Half a")
         await asyncio.sleep(0.01)
-        a.on_finish(Result(text="Partial answer", model="openai:gpt-4.1-mini", status="error",
+        a.on_finish(Result(text="Partial answer", model="openai:gpt-6-luna", status="error",
                            error="The server closed the connection (500). Try again."))
-        b.on_finish(Result(text="Half a", model="anthropic:claude-haiku-4-5", status="cancelled",
+        b.on_finish(Result(text="Half a", model="anthropic:claude-haiku-5-5", status="cancelled",
                            error="cancelled"))
 
     loop_thread.run(go())
@@ -383,7 +383,7 @@ def test_observers_never_raise(comms):
 
 
 def test_metrics_table_marks_fastest_and_cheapest(comms):
-    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash",
+    models = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite",
               "openai:gpt-4o"]
     h = open_display("compare", [info(m, simulated=False) for m in models], "notebook")
     rs = [
@@ -521,14 +521,37 @@ def test_terminal_ask_streams_then_metrics_line(capsys):
     o.on_text("Hello")
     assert capsys.readouterr().out == "Hello"  # written as it arrives
     o.on_text(", world")
-    r = Result(text="Hello, world", model="anthropic:claude-haiku-4-5", status="ok", latency_s=1.23,
+    r = Result(text="Hello, world", model="anthropic:claude-haiku-5-5", status="ok", latency_s=1.23,
                ttft_s=0.31, cost_usd=0.00033, usage=Usage(10, output_tokens=64))
     o.on_finish(r)
     h.close([r])
     out = capsys.readouterr().out
-    assert out == (", world\n[anthropic:claude-haiku-4-5 · ok · 1.23 s · TTFT 0.31 s · 70 tok/s · "
+    assert out == (", world\n[anthropic:claude-haiku-5-5 · ok · 1.23 s · TTFT 0.31 s · 70 tok/s · "
                    "10→64 tokens · $0.000330]\n")
     assert "\x1b[" not in out
+
+
+def test_the_notes_show_under_the_figures_in_the_terminal_and_the_card(capsys, comms):
+    note = "sent without temperature: claude-haiku-5-5 doesn't accept it"
+    r = Result(text="Hi", model="anthropic:claude-haiku-5-5", status="ok", latency_s=1.0,
+               usage=Usage(10, output_tokens=5), cost_usd=0.0001,
+               notes=[note, "refused: the model declined to answer: <b>\x1b[31mno</b>"])
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_text("Hi")
+    o.on_finish(r)
+    h.close([r])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"{note} · refused: the model declined to answer: <b>[31mno</b>"  # no escape code
+    assert lines[-2].startswith("[anthropic:claude-haiku-5-5 · ok")
+    card = open_display("ask", [info()], "notebook").observers[0]
+    card.on_start(card.info)
+    card.on_text("Hi")
+    card.on_finish(r)
+    foot = card.footer.value
+    assert html.escape(note) in foot and "<b>" not in foot and "&lt;b&gt;" in foot  # escaped, once
+    assert foot.count("sent without temperature") == 1
 
 
 def test_terminal_ask_error_one_line(capsys):
@@ -538,19 +561,19 @@ def test_terminal_ask_error_one_line(capsys):
     o.on_retry(RetryInfo(attempt=2, max_attempts=4, wait_s=2.0, reason="rate_limited",
                          status_code=429, message="Rate limited (429)."))
     o.on_status("retrying", "legacy sentence, ignored")
-    r = Result(model="anthropic:claude-haiku-4-5", status="error",
+    r = Result(model="anthropic:claude-haiku-5-5", status="error",
                error="Rate limited (429) after 4 attempts. Wait and try again.")
     o.on_finish(r)
     h.close([r])
     out = capsys.readouterr().out
     assert out.splitlines() == [
-        "⟳ anthropic:claude-haiku-4-5: Rate limited (429); retrying in 2.0 s (attempt 2 of 4)",
-        "✗ anthropic:claude-haiku-4-5: Rate limited (429) after 4 attempts. Wait and try again.",
+        "⟳ anthropic:claude-haiku-5-5: Rate limited (429); retrying in 2.0 s (attempt 2 of 4)",
+        "✗ anthropic:claude-haiku-5-5: Rate limited (429) after 4 attempts. Wait and try again.",
     ]
 
 
 def test_terminal_compare_prints_each_answer_then_table(capsys):
-    models = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+    models = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
     h = open_display("compare", [info(m, simulated=False) for m in models], "terminal")
     a, b, c = h.observers
     for o in h.observers:
@@ -572,12 +595,12 @@ def test_terminal_compare_prints_each_answer_then_table(capsys):
     print(out)
     blocks = out.split("\n\n")
     assert blocks[0].splitlines() == [
-        "── google:gemini-2.5-flash ──", "4",
-        "[google:gemini-2.5-flash · ok · 0.50 s · TTFT 0.20 s · 3.3 tok/s · 8→1 tokens · $0.000010]"]
-    assert blocks[1].splitlines()[0] == "── openai:gpt-4.1-mini ──"
+        "── google:gemini-3.5-flash-lite ──", "4",
+        "[google:gemini-3.5-flash-lite · ok · 0.50 s · TTFT 0.20 s · 3.3 tok/s · 8→1 tokens · $0.000010]"]
+    assert blocks[1].splitlines()[0] == "── openai:gpt-6-luna ──"
     assert blocks[2].splitlines() == [
-        "── anthropic:claude-haiku-4-5 ──",
-        "✗ anthropic:claude-haiku-4-5: Overloaded (529). Try again later."]
+        "── anthropic:claude-haiku-5-5 ──",
+        "✗ anthropic:claude-haiku-5-5: Overloaded (529). Try again later."]
     table = blocks[3].splitlines()
     assert table[0].split() == ["model", "status", "latency", "TTFT", "tok/s", "in→out", "cost"]
     gem = next(line for line in table if line.startswith("google"))
@@ -641,7 +664,7 @@ def test_live_footer_estimates_tokens_and_cost(comms, monkeypatch, loop_thread):
 
     first, later = loop_thread.run(go())
     assert "~100 tokens" in first and "~$0.000510" in first and "TTFT" in first
-    assert calls[0] == ("anthropic", "claude-haiku-4-5", 10, 100)
+    assert calls[0] == ("anthropic", "claude-haiku-5-5", 10, 100)
     assert "25→~120 tokens" in later and "~$0.000625" in later
 
 
@@ -669,7 +692,7 @@ from llmcells.display import detect_mode, open_display
 from llmcells.types import CallInfo, Result, Usage
 mode = detect_mode(None)
 infos = [CallInfo(call_id=str(i), model=m, model_id=m, provider=m.split(":")[0])
-         for i, m in enumerate(["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"])]
+         for i, m in enumerate(["openai:gpt-6-luna", "anthropic:claude-haiku-5-5"])]
 h = open_display("compare", infos, mode, prompt="hello")
 loop = asyncio.new_event_loop()
 threading.Thread(target=loop.run_forever, daemon=True).start()
@@ -718,9 +741,9 @@ print("MODE", mode, type(h).__name__)
 
 
 def test_close_matches_results_by_call_id(comms):
-    infos = [info("openai:gpt-4.1-mini"), info("google:gemini-2.5-flash")]
+    infos = [info("openai:gpt-6-luna"), info("google:gemini-3.5-flash-lite")]
     h = open_display("compare", infos, "notebook")
-    only = Result(text="hi", model="google:gemini-2.5-flash", status="ok", call_id=infos[1].call_id,
+    only = Result(text="hi", model="google:gemini-3.5-flash-lite", status="ok", call_id=infos[1].call_id,
                   latency_s=0.3, cost_usd=0.0001)
     h.close([only])  # the runner passes the results it has; the first call never finished
     assert "✓ done" in h.observers[1].header.value and "hi" in h.observers[1].body.value
@@ -751,7 +774,7 @@ def test_close_refreshes_the_plain_text_form_of_the_output(comms, monkeypatch):
     monkeypatch.setattr(nb, "show", lambda obj: handles.append(Handle(obj)) or handles[-1])
     monkeypatch.setattr(nb, "show_static",
                         lambda bundle: statics.append(StaticHandle(bundle)) or statics[-1])
-    infos = [info("openai:gpt-4.1-mini"), info()]
+    infos = [info("openai:gpt-6-luna"), info()]
     h = open_display("compare", infos, "notebook", prompt="p")
     for obs, text in zip(h.observers, ["first answer", "second **answer**"]):
         obs.on_start(obs.info)
@@ -765,7 +788,7 @@ def test_close_refreshes_the_plain_text_form_of_the_output(comms, monkeypatch):
     final = static.bundles[-1]
     assert "first answer" in final["text/plain"] and "second **answer**" in final["text/plain"]
     assert "fastest" in final["text/plain"]
-    assert "── openai:gpt-4.1-mini (simulated) ──" in final["text/plain"]
+    assert "── openai:gpt-6-luna (simulated) ──" in final["text/plain"]
     assert "<strong>answer</strong>" in final["text/html"] and "first answer" in final["text/html"]
     assert 'class="llmcells-static"' in final["text/html"] and "<style" not in final["text/html"]
     assert "tokens/s" in final["text/html"]  # the metrics table too
@@ -899,7 +922,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext llmcells\n%llmcells simulate on --ttft 0.05 --tps 400"),
         nbformat.v4.new_code_cell(f"%%compare chatgpt claude gemini\n{prompt}"),
-        nbformat.v4.new_code_cell("%%claude -m claude-haiku-4-5\nWrite a haiku about tables"),
+        nbformat.v4.new_code_cell("%%claude -m claude-haiku-5-5\nWrite a haiku about tables"),
     ]
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      store_widget_state=True, resources={"metadata": {"path": str(tmp_path)}})
@@ -913,13 +936,13 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     text = " ".join(strip_tags(re.sub(r"<style\b.*?</style>", "", offline, flags=re.S)).split())
     text = html.unescape(text)
 
-    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+    for model in ("gpt-6-luna", "claude-haiku-5-5", "gemini-3.5-flash-lite"):
         assert f"Simulated answer from {model}: You asked: “{prompt}”" in text, model
-    haiku = "Simulated answer from claude-haiku-4-5: You asked: “Write a haiku about tables”"
+    haiku = "Simulated answer from claude-haiku-5-5: You asked: “Write a haiku about tables”"
     assert haiku in text
     # each answer once (the static copy; the widget's text form is empty)
-    assert text.count("Simulated answer from gpt-4.1-mini:") == 1
-    assert "openai:gpt-4.1-mini (simulated)" in text or "(simulated)" in text
+    assert text.count("Simulated answer from gpt-6-luna:") == 1
+    assert "openai:gpt-6-luna (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
 
     # the same notebook saved without widget state (the default): the answers are there, once
@@ -929,7 +952,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     page, _ = nbconvert.HTMLExporter().from_filename(str(bare))
     text = html.unescape(" ".join(strip_tags(re.sub(r"<(script|style)\b.*?</\1>", "", page,
                                                        flags=re.S)).split()))
-    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+    for model in ("gpt-6-luna", "claude-haiku-5-5", "gemini-3.5-flash-lite"):
         assert text.count(f"Simulated answer from {model}: You asked: “{prompt}”") == 1, model
     # the widget's text form is empty once the calls ended: no stray line above the answers
     assert "llmcells compare:" not in text and "next output" not in text

@@ -41,7 +41,7 @@ def _child_env(sim) -> dict[str, str]:
 
 LOOP_CHILD = """
     import itertools, llmcells
-    models = ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"]
+    models = ["chatgpt", "claude", "gemini", "openai-responses:gpt-6-luna"]
     for i, model in zip(itertools.count(), itertools.cycle(models)):
         r = llmcells.run(llmcells.ask(f"question {i}", model, display=False))
         print(r.call_id, r.status, flush=True)
@@ -289,8 +289,8 @@ def test_a_locked_ledger_does_not_stall_the_other_streams(simulated_fast):
     """While one call waits to write its row into a locked ledger, the other calls on the
     private loop go on: the writes happen off the loop."""
     assert llmcells.run(llmcells.ask("create the ledger", "claude", display=False)).ok
-    simulated_fast.set_model("claude-haiku-4-5", ttft=0.0, tokens_per_s=5000, output_tokens=5)
-    simulated_fast.set_model("gemini-2.5-flash", ttft=1.0, tokens_per_s=200, output_tokens=20)
+    simulated_fast.set_model("claude-haiku-5-5", ttft=0.0, tokens_per_s=5000, output_tokens=5)
+    simulated_fast.set_model("gemini-3.5-flash-lite", ttft=1.0, tokens_per_s=200, output_tokens=20)
     holder = _hold_exclusive_lock(ledger.path(), 3.0, threading.Event())
     t0 = time.monotonic()
     c = llmcells.run(llmcells.compare("hi", ["claude", "gemini"], display=False))

@@ -21,7 +21,7 @@ from llmcells.config import settings
 from llmcells.registry import PROVIDERS, parse_id
 from llmcells.session import session
 
-MODELS = ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"]
+MODELS = ["chatgpt", "claude", "gemini", "openai-responses:gpt-6-luna"]
 
 
 def run_batch(*args, **kwargs):
@@ -196,8 +196,8 @@ def test_a_magic_sends_the_cell_as_written(simulated, shell):
 
 
 def test_one_parser_of_model_ids():
-    assert parse_id("openai:gpt-4.1-mini") == ("openai", "gpt-4.1-mini")
-    assert parse_id(" Gemini : gemini-2.5-pro ") == ("gemini", "gemini-2.5-pro")
+    assert parse_id("openai:gpt-6-luna") == ("openai", "gpt-6-luna")
+    assert parse_id(" Gemini : gemini-3.5-flash ") == ("gemini", "gemini-3.5-flash")
     assert parse_id("ollama:llama3.2:8b") == ("ollama", "llama3.2:8b")
     assert parse_id("chatgpt") == ("", "chatgpt")
 
@@ -212,7 +212,7 @@ def test_every_registry_row_has_a_generated_magic(shell):
 
 
 def test_session_reset_restores_a_fresh_session(simulated):
-    llmcells.add_alias("fast", "openai:gpt-4.1-nano")
+    llmcells.add_alias("fast", "openai:gpt-6-sol")
     llmcells.add_endpoint("local", "http://127.0.0.1:9/v1")
     llmcells.set_price("openai:x", input=1, output=2)
     from llmcells.batches import set_rate_limit

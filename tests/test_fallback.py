@@ -39,62 +39,62 @@ class _Seen(CallObserver):
 
 def test_chain_falls_through_overloaded_and_rate_limited_to_a_healthy_model(simulated):
     _fast()
-    simulated.set_down("claude-haiku-4-5", "overloaded")
-    simulated.set_down("gpt-4.1-mini", "rate_limited")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
+    simulated.set_down("gpt-6-luna", "rate_limited")
     r = llmcells.run(llmcells.ask("hello", "claude|chatgpt|gemini", display=False))
-    assert r.ok and r.model == "google:gemini-2.5-flash" and r.text
+    assert r.ok and r.model == "google:gemini-3.5-flash-lite" and r.text
     steps = [(s["model"], s["status"], s["error_kind"]) for s in r.attempts_by_model]
-    assert steps == [("anthropic:claude-haiku-4-5", "error", "overloaded"),
-                     ("openai:gpt-4.1-mini", "error", "rate_limited"),
-                     ("google:gemini-2.5-flash", "ok", None)]
+    assert steps == [("anthropic:claude-haiku-5-5", "error", "overloaded"),
+                     ("openai:gpt-6-luna", "error", "rate_limited"),
+                     ("google:gemini-3.5-flash-lite", "ok", None)]
     # the retry policy gave up on each before moving on
-    assert len(_requests(simulated, "claude-haiku-4-5")) == 2
-    assert len(_requests(simulated, "gpt-4.1-mini")) == 2
+    assert len(_requests(simulated, "claude-haiku-5-5")) == 2
+    assert len(_requests(simulated, "gpt-6-luna")) == 2
     rows = llmcells.usage(group_id=r.group_id)
     assert list(rows.status) == ["error", "error", "ok"]
     assert list(rows.model) == [s[0] for s in steps]
     assert set(rows.call_id) == {s["call_id"] for s in r.attempts_by_model}
-    assert fallback.describe(r) == ("anthropic:claude-haiku-4-5: overloaded → openai:gpt-4.1-mini: "
-                                    "rate_limited → google:gemini-2.5-flash")
+    assert fallback.describe(r) == ("anthropic:claude-haiku-5-5: overloaded → openai:gpt-6-luna: "
+                                    "rate_limited → google:gemini-3.5-flash-lite")
 
 
 def test_observer_sees_each_start_the_fallbacks_and_one_finish(simulated):
     _fast(1)
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     seen = _Seen()
     plan = fallback.chain_plan(lambda m: llmcells.calls.make_plan("hi", m), "claude|chatgpt")
     r = llmcells.run(fallback.run(plan, seen))
-    assert r.ok and r.model == "openai:gpt-4.1-mini"
-    assert seen.events == [("start", "anthropic:claude-haiku-4-5"),
-                           ("fallback", "anthropic:claude-haiku-4-5", "overloaded", "openai:gpt-4.1-mini"),
-                           ("start", "openai:gpt-4.1-mini"), ("finish", "openai:gpt-4.1-mini")]
+    assert r.ok and r.model == "openai:gpt-6-luna"
+    assert seen.events == [("start", "anthropic:claude-haiku-5-5"),
+                           ("fallback", "anthropic:claude-haiku-5-5", "overloaded", "openai:gpt-6-luna"),
+                           ("start", "openai:gpt-6-luna"), ("finish", "openai:gpt-6-luna")]
 
 
 def test_fallback_list_option_is_the_same_as_a_chain(simulated):
     _fast(1)
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     r = llmcells.run(llmcells.ask("hi", "claude", fallback=["chatgpt"], display=False))
-    assert r.ok and r.model == "openai:gpt-4.1-mini" and len(r.attempts_by_model) == 2
+    assert r.ok and r.model == "openai:gpt-6-luna" and len(r.attempts_by_model) == 2
 
 
 def test_no_fallback_after_the_first_token(simulated):
     _fast()
-    simulated.inject("midstream_error", model="claude-haiku-4-5", after_tokens=3)
+    simulated.inject("midstream_error", model="claude-haiku-5-5", after_tokens=3)
     r = llmcells.run(llmcells.ask("hello", "claude|chatgpt", display=False))
-    assert not r.ok and r.model == "anthropic:claude-haiku-4-5" and r.text  # tokens were shown
-    assert [s["model"] for s in r.attempts_by_model] == ["anthropic:claude-haiku-4-5"]
-    assert _requests(simulated, "gpt-4.1-mini") == []
+    assert not r.ok and r.model == "anthropic:claude-haiku-5-5" and r.text  # tokens were shown
+    assert [s["model"] for s in r.attempts_by_model] == ["anthropic:claude-haiku-5-5"]
+    assert _requests(simulated, "gpt-6-luna") == []
     assert len(llmcells.usage(group_id=r.group_id)) == 1
 
 
 def test_no_fallback_on_a_400_unless_asked(simulated):
     _fast()
-    simulated.inject("400", model="claude-haiku-4-5", times=None)
+    simulated.inject("400", model="claude-haiku-5-5", times=None)
     r = llmcells.run(llmcells.ask("hello", "claude|chatgpt", display=False))
-    assert r.error_kind == "bad_request" and r.model == "anthropic:claude-haiku-4-5"
-    assert _requests(simulated, "gpt-4.1-mini") == []
+    assert r.error_kind == "bad_request" and r.model == "anthropic:claude-haiku-5-5"
+    assert _requests(simulated, "gpt-6-luna") == []
     r = llmcells.run(llmcells.ask("hello", "claude|chatgpt", fallback_on=["bad_request"], display=False))
-    assert r.ok and r.model == "openai:gpt-4.1-mini"
+    assert r.ok and r.model == "openai:gpt-6-luna"
 
 
 def test_missing_key_moves_on(fresh_sim):
@@ -106,7 +106,7 @@ def test_missing_key_moves_on(fresh_sim):
         r = llmcells.run(llmcells.ask("hello", "claude|chatgpt", display=False))
     finally:
         models.set_simulator(None)
-    assert r.ok and r.model == "openai:gpt-4.1-mini"
+    assert r.ok and r.model == "openai:gpt-6-luna"
     assert r.attempts_by_model[0]["error_kind"] == "missing_key"
 
 
@@ -122,22 +122,22 @@ def test_bad_chains_fail_before_sending(simulated):
 
 def test_compare_entries_may_be_chains(simulated):
     _fast(1)
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     c = llmcells.run(llmcells.compare("hi", ["claude|chatgpt", "gemini"], display=False))
-    assert [r.model for r in c] == ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"]
+    assert [r.model for r in c] == ["openai:gpt-6-luna", "google:gemini-3.5-flash-lite"]
     assert all(r.ok for r in c)
     assert len(llmcells.usage(group_id=c.group_id)) == 3  # the failed attempt is in the group too
 
 
 def _dead_batch(sim, breaker: bool, models=("claude|chatgpt",)) -> tuple[float, "object", int]:
     sim.reset()
-    sim.set_down("claude-haiku-4-5", "overloaded")
+    sim.set_down("claude-haiku-5-5", "overloaded")
     settings.update(max_attempts=3, retry_initial_wait=0.1, retry_max_wait=0.1,
                     fallback_after=3 if breaker else 10**9, fallback_cooldown=60)
     prompts = [f"row {i}" for i in range(300)]
     t0 = time.monotonic()
     frame = llmcells.run(llmcells.batch(prompts, list(models), concurrency=16, display=False))
-    return time.monotonic() - t0, frame, len(_requests(sim, "claude-haiku-4-5"))
+    return time.monotonic() - t0, frame, len(_requests(sim, "claude-haiku-5-5"))
 
 
 @pytest.mark.slow
@@ -148,7 +148,7 @@ def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulate
     print(f"\n300 rows: chatgpt alone {healthy:.2f} s; claude|chatgpt with claude dead: breaker "
           f"{wall:.2f} s ({dead_requests} requests to the dead model); no breaker {base_wall:.2f} s "
           f"({base_requests} requests)")
-    assert (frame.status == "ok").all() and (frame.model == "openai:gpt-4.1-mini").all()
+    assert (frame.status == "ok").all() and (frame.model == "openai:gpt-6-luna").all()
     # the frame says which rows moved on, and why
     assert frame.fallback.str.contains("overloaded").all()
     tried = ~frame.fallback.str.contains("skipped, cooling down")
@@ -164,12 +164,12 @@ def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulate
 
 def test_batch_single_dead_model_rows_are_skipped_and_recorded(simulated):
     settings.update(max_attempts=2, retry_initial_wait=0.01, retry_max_wait=0.01, fallback_after=2)
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     frame = llmcells.run(llmcells.batch([f"p{i}" for i in range(40)], ["claude"], concurrency=4,
                                         display=False))
     assert (frame.status == "error").all()
     assert frame.error.str.contains("cooling down").sum() >= 30
-    assert len(_requests(simulated, "claude-haiku-4-5")) <= 2 * (4 + 2)
+    assert len(_requests(simulated, "claude-haiku-5-5")) <= 2 * (4 + 2)
     assert len(llmcells.usage(batch_id=frame.attrs["batch_id"])) == 40  # every row is in the ledger
 
 

@@ -16,12 +16,12 @@ def test_chain_card_in_a_real_kernel(tmp_path):
     k = Kernel(tmp_path / "home")
     try:
         k.ok("%load_ext llmcells\nimport llmcells\nsim = llmcells.simulate()\n"
-             "llmcells.configure(max_attempts=1)\nsim.set_down('claude-haiku-4-5', 'overloaded')")
+             "llmcells.configure(max_attempts=1)\nsim.set_down('claude-haiku-5-5', 'overloaded')")
         content, msgs = k.execute("%%claude -m claude|chatgpt\nSay hi.")
         assert content["status"] == "ok", content
         wire = json.dumps([m["content"] for m in msgs], ensure_ascii=False)
-        assert "anthropic:claude-haiku-4-5: overloaded → openai:gpt-4.1-mini" in wire
-        assert k.value("_llm.model") == "openai:gpt-4.1-mini"
+        assert "anthropic:claude-haiku-5-5: overloaded → openai:gpt-6-luna" in wire
+        assert k.value("_llm.model") == "openai:gpt-6-luna"
         assert k.value("list(llmcells.usage(group_id=_llm.group_id).status)") == ["error", "ok"]
     finally:
         k.close()

@@ -18,27 +18,27 @@ def _info(model_id: str) -> CallInfo:
 
 
 def test_card_says_why_the_chain_moved_on():
-    h = open_display("ask", [_info("anthropic:claude-haiku-4-5")], "notebook")
+    h = open_display("ask", [_info("anthropic:claude-haiku-5-5")], "notebook")
     card = h.observers[0]
     card.on_start(card.info)
-    card.on_fallback("anthropic:claude-haiku-4-5", "overloaded", "openai:gpt-4.1-mini")
-    card.on_start(_info("openai:gpt-4.1-mini"))
-    assert "anthropic:claude-haiku-4-5: overloaded → openai:gpt-4.1-mini" in card.header.value
-    assert "openai:gpt-4.1-mini" in card.header.value
-    card.on_fallback("openai:gpt-4.1-mini", "rate_limited", "google:gemini-2.5-flash")
-    assert "overloaded → openai:gpt-4.1-mini → google:gemini-2.5-flash" in card.header.value
-    r = Result(text="hi", model="google:gemini-2.5-flash", status="ok", latency_s=0.1)
+    card.on_fallback("anthropic:claude-haiku-5-5", "overloaded", "openai:gpt-6-luna")
+    card.on_start(_info("openai:gpt-6-luna"))
+    assert "anthropic:claude-haiku-5-5: overloaded → openai:gpt-6-luna" in card.header.value
+    assert "openai:gpt-6-luna" in card.header.value
+    card.on_fallback("openai:gpt-6-luna", "rate_limited", "google:gemini-3.5-flash-lite")
+    assert "overloaded → openai:gpt-6-luna → google:gemini-3.5-flash-lite" in card.header.value
+    r = Result(text="hi", model="google:gemini-3.5-flash-lite", status="ok", latency_s=0.1)
     card.on_finish(r)
     h.close([r])
-    assert "overloaded → openai:gpt-4.1-mini" in card.header.value  # kept on the finished card
+    assert "overloaded → openai:gpt-6-luna" in card.header.value  # kept on the finished card
 
 
 def test_terminal_says_why_the_chain_moved_on(capsys):
-    h = open_display("ask", [_info("anthropic:claude-haiku-4-5")], "terminal")
+    h = open_display("ask", [_info("anthropic:claude-haiku-5-5")], "terminal")
     o = h.observers[0]
     o.on_start(o.info)
-    o.on_fallback("anthropic:claude-haiku-4-5", "overloaded", "openai:gpt-4.1-mini")
-    assert capsys.readouterr().out == "↪ anthropic:claude-haiku-4-5: overloaded → openai:gpt-4.1-mini\n"
+    o.on_fallback("anthropic:claude-haiku-5-5", "overloaded", "openai:gpt-6-luna")
+    assert capsys.readouterr().out == "↪ anthropic:claude-haiku-5-5: overloaded → openai:gpt-6-luna\n"
 
 
 @pytest.fixture
@@ -49,13 +49,13 @@ def ip(shell, simulated):
 
 
 def test_magic_model_chain(ip, simulated):
-    simulated.set_down("claude-haiku-4-5", "overloaded")
+    simulated.set_down("claude-haiku-5-5", "overloaded")
     ip.run_cell_magic("claude", "-m claude|chatgpt --no-display", "Say hi.")
     r = ip.user_ns["_llm"]
-    assert r.ok and r.model == "openai:gpt-4.1-mini" and len(r.attempts_by_model) == 2
+    assert r.ok and r.model == "openai:gpt-6-luna" and len(r.attempts_by_model) == 2
     # a bare name in a chain is the magic's provider's model, as with -m alone
-    ip.run_cell_magic("claude", "-m claude-sonnet-4-5|gemini --no-display", "Say hi.")
-    assert ip.user_ns["_llm"].model == "anthropic:claude-sonnet-4-5"
+    ip.run_cell_magic("claude", "-m claude-sonnet-4-6|gemini --no-display", "Say hi.")
+    assert ip.user_ns["_llm"].model == "anthropic:claude-sonnet-4-6"
 
 
 def test_magic_chain_with_a_missing_key_moves_on(ip, simulated):
@@ -63,16 +63,16 @@ def test_magic_chain_with_a_missing_key_moves_on(ip, simulated):
 
     models.set_simulator(simulated.url, providers=["openai"])
     ip.run_cell_magic("claude", "-m claude|chatgpt --no-display", "Say hi.")
-    assert ip.user_ns["_llm"].model == "openai:gpt-4.1-mini"
+    assert ip.user_ns["_llm"].model == "openai:gpt-6-luna"
     with pytest.raises(UsageError, match="No API key"):  # alone, a missing key stops the cell
         ip.run_cell_magic("claude", "--no-display", "Say hi.")
 
 
 def test_compare_magic_chain_entries(ip, simulated):
-    simulated.set_down("gpt-4.1-mini", "rate_limited")
+    simulated.set_down("gpt-6-luna", "rate_limited")
     ip.run_cell_magic("compare", "chatgpt|gemini claude --no-display", "Say hi.")
     c = ip.user_ns["_llm"]
-    assert [r.model for r in c] == ["google:gemini-2.5-flash", "anthropic:claude-haiku-4-5"]
+    assert [r.model for r in c] == ["google:gemini-3.5-flash-lite", "anthropic:claude-haiku-5-5"]
     with pytest.raises(UsageError, match="Unknown model"):
         ip.run_cell_magic("compare", "chatgpt|nosuch --no-display", "Say hi.")
 

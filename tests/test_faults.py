@@ -43,8 +43,8 @@ class Path_:
 
 PATHS = [
     Path_("openai chat", "chatgpt", "chatgpt", "", "claude"),
-    Path_("openai responses", "openai-responses:gpt-4.1-mini", "chatgpt",
-          "-m openai-responses:gpt-4.1-mini", "claude"),
+    Path_("openai responses", "openai-responses:gpt-6-luna", "chatgpt",
+          "-m openai-responses:gpt-6-luna", "claude"),
     Path_("anthropic", "claude", "claude", "", "gemini"),
     Path_("gemini", "gemini", "gemini", "", "chatgpt"),
 ]

@@ -90,12 +90,16 @@ def test_frontier_of_a_comparison_and_the_magic(simulated, shell):
     c = llmcells.run(llmcells.compare("What is 6 * 7?", ["chatgpt", "claude", "gemini"],
                                       score=llmcells.exact("42"), display=False))
     f = frontier(c)
-    # gpt-4.1-mini answers "42" (score 1); the others do not, and gemini is the cheapest
+    # gpt-6-luna answers "42" (score 1); the others do not, and it is also the cheapest here, so
+    # it alone is on the frontier
     assert f.table.set_index("model")["score"].to_dict() == {
-        "openai:gpt-4.1-mini": 1.0, "anthropic:claude-haiku-4-5": 0.0, "google:gemini-2.5-flash": 0.0}
-    assert f.pareto == ["google:gemini-2.5-flash", "openai:gpt-4.1-mini"]
+        "openai:gpt-6-luna": 1.0, "anthropic:claude-haiku-5-5": 0.0, "google:gemini-3.5-flash-lite": 0.0}
+    costs = f.table.set_index("model")["cost_usd"]
+    assert costs["openai:gpt-6-luna"] < min(costs["anthropic:claude-haiku-5-5"],
+                                            costs["google:gemini-3.5-flash-lite"])
+    assert f.pareto == ["openai:gpt-6-luna"]
     from_magic = shell.run_line_magic("llmcells", "frontier")
-    assert from_magic.pareto == f.pareto and "openai:gpt-4.1-mini" in from_magic.verdict
+    assert from_magic.pareto == f.pareto and "openai:gpt-6-luna" in from_magic.verdict
 
 
 def test_frontier_displays_a_png_and_the_verdict(monkeypatch):

@@ -23,8 +23,8 @@ FUZZ = hsettings(deadline=None, max_examples=60, derandomize=True,
 MAGICS = ["chatgpt", "claude", "gemini", "compare"]
 WEIRD = ["ñandú", "模型", "🙂", "Ω≈ç", "\u200b", "\u202e", "a\u0301", "\x00", "\t", "\\", "'", '"',
          "''", '""', "'unbalanced", 'un"balanced', "{", "}", "{x}", "=", ":", "--", "-", "---x"]
-MODELS = ["chatgpt", "claude", "gemini", "openai:gpt-4.1-nano", "openai-responses:gpt-4.1-mini",
-          "anthropic:claude-sonnet-4-5", "google:gemini-2.5-pro", "gemini:gemini-2.5-flash",
+MODELS = ["chatgpt", "claude", "gemini", "openai:gpt-6-sol", "openai-responses:gpt-6-luna",
+          "anthropic:claude-sonnet-4-6", "google:gemini-3.5-flash", "gemini:gemini-3.5-flash-lite",
           "gpt-4o", "openia:gpt-4o", "chatgtp", "google:", ":x", "a:b:c", "模型", "'claude'",
           '"claude"', "x" * 500]
 NUMBERS = ["0", "0.5", "1", "2", "2.0001", "-1", "1e400", "nan", "inf", "-inf", "abc", "", "1_0",

@@ -68,7 +68,7 @@ def test_live_closed_and_silent_hosts_within_five_seconds(fresh_sim, closed_port
     rows = frame.set_index("provider")
     assert list(frame.columns) == health.COLUMNS
     live = rows.loc["openai"]
-    assert live.reachable and live.key_accepted and live.n_models == 5 and "gpt-4.1-mini" in live.models
+    assert live.reachable and live.key_accepted and live.n_models == 5 and "gpt-6-luna" in live.models
     assert live.latency_s < 2.0 and not live.simulated
     closed = rows.loc["anthropic"]
     assert closed.reachable is False or closed.reachable == False  # noqa: E712
@@ -89,7 +89,7 @@ def test_simulated_providers_are_labelled_and_list_the_real_shapes(simulated):
     assert frame.simulated.all() and frame.reachable.all() and frame.key_accepted.all()
     models = dict(zip(frame.provider, frame.models))
     assert "claude-haiku-4-5-20251001" in models["anthropic"]
-    assert "gemini-2.5-flash" in models["google"]  # "models/" prefix stripped
+    assert "gemini-3.5-flash-lite" in models["google"]  # "models/" prefix stripped
 
 
 def test_missing_key_is_not_checked(fresh_sim, monkeypatch):
@@ -102,9 +102,9 @@ def test_missing_key_is_not_checked(fresh_sim, monkeypatch):
 def test_a_provider_found_down_is_tried_last(simulated):
     health._last["anthropic"] = (time.monotonic(), True)
     r = llmcells.run(llmcells.ask("hi", "claude|chatgpt", display=False))
-    assert r.ok and r.model == "openai:gpt-4.1-mini"
-    assert [s["model"] for s in r.attempts_by_model] == ["openai:gpt-4.1-mini"]
-    assert not [q for q in simulated.requests if q.model == "claude-haiku-4-5"]
+    assert r.ok and r.model == "openai:gpt-6-luna"
+    assert [s["model"] for s in r.attempts_by_model] == ["openai:gpt-6-luna"]
+    assert not [q for q in simulated.requests if q.model == "claude-haiku-5-5"]
 
 
 def test_extension_point_adds_rows(simulated):

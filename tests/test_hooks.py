@@ -27,7 +27,7 @@ def _follow(events=hooks.EVENTS):
     return seen
 
 
-@pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini", "openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini", "openai-responses:gpt-6-luna"])
 def test_each_event_fires_once_in_order(simulated, model):
     seen = _follow()
     r = llmcells.run(llmcells.ask("hello", model=model, display=False))

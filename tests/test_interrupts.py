@@ -203,7 +203,7 @@ def test_ctrl_c_in_terminal_ipython(tmp_path):
         send("")
         prompt_no += 1
         out = read_until(rf"In \[{prompt_no}\]: ", timeout=30)
-        assert "anthropic:claude-haiku-4-5 · ok" in out
+        assert "anthropic:claude-haiku-5-5 · ok" in out
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

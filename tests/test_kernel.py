@@ -166,10 +166,10 @@ MAGIC_CELLS = [
     ("%load_ext llmcells", {}),
     ("%llmcells simulate on", {}),
     ("import llmcells\nsim = llmcells.simulate()\n"
-     "sim.set_model(\"gemini-2.5-flash\", text='{\"a\": 1}')", {}),
+     "sim.set_model(\"gemini-3.5-flash-lite\", text='{\"a\": 1}')", {}),
     ("%%chatgpt\nSay hello in French.", {}),
     ("%%claude -o r\nSay hello in German.", {}),
-    ("assert r.ok and r.model == 'anthropic:claude-haiku-4-5', (r.status, r.error)\n"
+    ("assert r.ok and r.model == 'anthropic:claude-haiku-5-5', (r.status, r.error)\n"
      "print('r:', r.model, r.status)", {}),
     ("%%gemini -f json\nReturn a JSON object.", {}),
     ("assert _llm.data == {'a': 1}, _llm.text\nprint('json:', _llm.data)", {}),
@@ -224,7 +224,7 @@ def test_every_magic_in_one_notebook(tmp_path):
     for magic in ("%%chatgpt", "%%claude -o", "%%gemini", "%%compare", "%%claude -c"):
         outputs = cell(magic).outputs
         assert any(WIDGET_MIME in o.get("data", {}) for o in outputs), (magic, outputs)
-    assert "r: anthropic:claude-haiku-4-5 ok" in _text(cell("assert r.ok"))
+    assert "r: anthropic:claude-haiku-5-5 ok" in _text(cell("assert r.ok"))
     assert "json: {'a': 1}" in _text(cell("assert _llm.data"))
     assert "compare: 6" in _text(cell("assert [r.status"))
     # -c sent the earlier exchange (the compare's first claude sample) with the new question
@@ -240,10 +240,10 @@ def test_every_magic_in_one_notebook(tmp_path):
     assert usage_out and "text/html" in usage_out[0].data and "call_id" in usage_out[0].data["text/html"]
     assert "cost_usd" in _text(cell("%llmcells costs"))
     models = _text(cell("%llmcells models"))
-    assert "simulator on" in models and "anthropic:claude-haiku-4-5" in models
+    assert "simulator on" in models and "anthropic:claude-haiku-5-5" in models
     assert "Forgot all conversations." in _text(cell("%llmcells reset"))
 
-    expected = {"openai:gpt-4.1-mini": 3, "anthropic:claude-haiku-4-5": 4, "google:gemini-2.5-flash": 3}
+    expected = {"openai:gpt-6-luna": 3, "anthropic:claude-haiku-5-5": 4, "google:gemini-3.5-flash-lite": 3}
     line = next(x for x in _text(cell("import json")).splitlines() if x.startswith("LEDGER "))
     seen = json.loads(line[len("LEDGER "):])
     assert seen == {"rows": 10, "by_model": seen["by_model"], "statuses": ["ok"]}, seen

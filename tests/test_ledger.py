@@ -26,7 +26,7 @@ from llmcells.types import Result, Usage
 
 def make(**kw) -> Result:
     base = dict(
-        text="an answer", model="anthropic:claude-haiku-4-5", provider="anthropic",
+        text="an answer", model="anthropic:claude-haiku-5-5", provider="anthropic",
         response_model="claude-haiku-4-5-20251001",
         usage=Usage(input_tokens=100, cached_input_tokens=20, cache_write_tokens=10,
                     output_tokens=50, reasoning_tokens=5),
@@ -54,7 +54,7 @@ def test_record_and_read_back_typed():
     assert df["cached"].dtype == bool and df["simulated"].dtype == bool
     first = df.iloc[0]
     assert first["call_id"] == r.call_id
-    assert first["model"] == "anthropic:claude-haiku-4-5"
+    assert first["model"] == "anthropic:claude-haiku-5-5"
     assert first["response_model"] == "claude-haiku-4-5-20251001"
     assert first["input_tokens"] == 100 and first["cache_write_tokens"] == 10
     assert first["cost_usd"] == pytest.approx(0.001)
@@ -92,14 +92,14 @@ def test_empty_ledger_is_typed():
 def test_filters():
     now = time.time()
     ledger.insert_rows([
-        dict(ts=now - 3 * 86400, call_id="old", model="openai:gpt-4.1-mini", provider="openai",
+        dict(ts=now - 3 * 86400, call_id="old", model="openai:gpt-6-luna", provider="openai",
              response_model="gpt-4.1-mini-2025-04-14", status="ok", session_id="another-session",
              cost_usd=0.5),
     ])
     ledger.record(make(call_id="c1", started_at=now - 60, group_id="g"), prompt="a")
     ledger.record(make(call_id="c2", started_at=now - 30, status="error", batch_id="b"), prompt="b")
-    ledger.record(make(call_id="c3", started_at=now, model="google:gemini-2.5-flash",
-                       provider="google", response_model="gemini-2.5-flash"), prompt="c")
+    ledger.record(make(call_id="c3", started_at=now, model="google:gemini-3.5-flash-lite",
+                       provider="google", response_model="gemini-3.5-flash-lite"), prompt="c")
     assert list(ledger.usage()["call_id"]) == ["old", "c1", "c2", "c3"]      # newest last
     assert list(ledger.usage(session=True)["call_id"]) == ["c1", "c2", "c3"]
     assert list(ledger.usage(since=timedelta(days=1))["call_id"]) == ["c1", "c2", "c3"]
@@ -108,9 +108,9 @@ def test_filters():
     assert list(ledger.usage(since=since)["call_id"]) == ["c2", "c3"]
     assert list(ledger.usage(since=since.isoformat())["call_id"]) == ["c2", "c3"]
     assert list(ledger.usage(model="claude")["call_id"]) == ["c1", "c2"]            # alias
-    assert list(ledger.usage(model="anthropic:claude-haiku-4-5")["call_id"]) == ["c1", "c2"]
+    assert list(ledger.usage(model="anthropic:claude-haiku-5-5")["call_id"]) == ["c1", "c2"]
     assert list(ledger.usage(model="gpt-4.1-mini-2025-04-14")["call_id"]) == ["old"]  # answered
-    assert list(ledger.usage(model="gemini:gemini-2.5-flash")["call_id"]) == ["c3"]
+    assert list(ledger.usage(model="gemini:gemini-3.5-flash-lite")["call_id"]) == ["c3"]
     assert list(ledger.usage(model=["chatgpt", "gemini"])["call_id"]) == ["old", "c3"]
     assert list(ledger.usage(status="error")["call_id"]) == ["c2"]
     assert list(ledger.usage(status=["ok"], session=True)["call_id"]) == ["c1", "c3"]
@@ -134,7 +134,7 @@ def test_costs_by_keys():
               "cached_input_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls",
               "latency_p50", "latency_p95", "ttft_p50"):
         assert c in by_model.columns, c
-    claude = by_model.set_index("model").loc["anthropic:claude-haiku-4-5"]
+    claude = by_model.set_index("model").loc["anthropic:claude-haiku-5-5"]
     assert claude["calls"] == 3 and claude["errors"] == 1
     assert claude["error_rate"] == pytest.approx(1 / 3)
     assert claude["cost_usd"] == pytest.approx(0.04)           # the known costs
@@ -143,7 +143,7 @@ def test_costs_by_keys():
     assert claude["latency_p50"] == pytest.approx(2.0)
     ollama = by_model.set_index("model").loc["ollama:llama3.2"]
     assert math.isnan(ollama["cost_usd"]) and ollama["unpriced_calls"] == 1   # NaN, not 0
-    assert list(by_model["model"]) == ["anthropic:claude-haiku-4-5", "ollama:llama3.2"]  # cost desc
+    assert list(by_model["model"]) == ["anthropic:claude-haiku-5-5", "ollama:llama3.2"]  # cost desc
 
     by_cell = ledger.costs(by="cell").set_index("cell")
     assert by_cell.loc[1, "calls"] == 2 and by_cell.loc[1, "cost_usd"] == pytest.approx(0.04)
@@ -168,7 +168,7 @@ def _script(body: str) -> str:
         from llmcells import ledger
         from llmcells.types import Result, Usage
         def make(i):
-            return Result(text="t", model="openai:gpt-4.1-mini", provider="openai",
+            return Result(text="t", model="openai:gpt-6-luna", provider="openai",
                           usage=Usage(input_tokens=i, output_tokens=1), cost_usd=1e-6,
                           call_id=uuid.uuid4().hex, started_at=time.time())
     """) + textwrap.dedent(body)
@@ -307,7 +307,7 @@ def test_import_is_cheap():
 def test_usage_is_fast_enough():
     n = 20_000
     now = time.time()
-    ledger.insert_rows(dict(ts=now - i, model="openai:gpt-4.1-mini", provider="openai",
+    ledger.insert_rows(dict(ts=now - i, model="openai:gpt-6-luna", provider="openai",
                             status="ok", input_tokens=i, output_tokens=1, cost_usd=1e-6)
                        for i in range(n))
     t = time.perf_counter()
@@ -331,7 +331,7 @@ def test_costs_count_real_spend_unless_asked():
     assert by_kind.loc[False, "cost_usd"] == pytest.approx(0.01)
     assert by_kind.loc[True, "cost_usd"] == pytest.approx(0.02)
     only_sim = ledger.costs(by="model", include_simulated=True, status="ok", session=True,
-                            since="1h", model="anthropic:claude-haiku-4-5")
+                            since="1h", model="anthropic:claude-haiku-5-5")
     assert only_sim["calls"].sum() == 2
     cached = ledger.costs(by="model", include_cached=True)
     assert cached["calls"].tolist() == [2] and cached["cached_calls"].tolist() == [1]

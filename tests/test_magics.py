@@ -27,9 +27,9 @@ def last_body(sim):
 
 
 @pytest.mark.parametrize("magic,provider,model", [
-    ("chatgpt", "openai", "gpt-4.1-mini"),
-    ("claude", "anthropic", "claude-haiku-4-5"),
-    ("gemini", "google", "gemini-2.5-flash"),
+    ("chatgpt", "openai", "gpt-6-luna"),
+    ("claude", "anthropic", "claude-haiku-5-5"),
+    ("gemini", "google", "gemini-3.5-flash-lite"),
 ])
 def test_each_provider_magic(ip, simulated, magic, provider, model):
     r = cell(ip, magic)
@@ -39,30 +39,34 @@ def test_each_provider_magic(ip, simulated, magic, provider, model):
 
 
 def test_options_reach_the_request(ip, simulated):
-    r = cell(ip, "claude", '-m claude-sonnet-4-5 -s "Be terse." -t 0.3 --max-tokens 5 -o answer')
+    r = cell(ip, "claude", '-m claude-sonnet-4-6 -s "Be terse." -t 0.3 --max-tokens 5 -o answer')
     assert ip.user_ns["answer"] is r
-    assert r.model == "anthropic:claude-sonnet-4-5"
+    assert r.model == "anthropic:claude-sonnet-4-6"
     body = last_body(simulated)
-    assert body["system"] == "Be terse." and body["temperature"] == 0.3 and body["max_tokens"] == 5
+    assert body["system"] == "Be terse." and body["max_tokens"] == 5
     assert r.usage.output_tokens <= 5
+    # Claude takes no temperature: left out, and said so
+    assert "temperature" not in body and r.notes == ["sent without temperature: claude-sonnet-4-6 doesn't accept it"]
+    r = cell(ip, "chatgpt", "-m gpt-4.1 -t 0.3")  # a model that takes one
+    assert last_body(simulated)["temperature"] == 0.3 and r.notes == []
 
 
 def test_model_option_takes_ids_and_aliases(ip, simulated):
-    assert cell(ip, "chatgpt", "-m gemini").model == "google:gemini-2.5-flash"
-    assert cell(ip, "chatgpt", "-m openai-responses:gpt-4.1-mini").ok
+    assert cell(ip, "chatgpt", "-m gemini").model == "google:gemini-3.5-flash-lite"
+    assert cell(ip, "chatgpt", "-m openai-responses:gpt-6-luna").ok
     assert simulated.requests[-1].api == "responses"
 
 
 def test_compare_magic_positional_models_and_default(ip, simulated):
-    c = cell(ip, "compare", "chatgpt google:gemini-2.5-pro")
+    c = cell(ip, "compare", "chatgpt google:gemini-3.5-flash")
     assert isinstance(c, Comparison)
-    assert [r.model for r in c] == ["openai:gpt-4.1-mini", "google:gemini-2.5-pro"]
+    assert [r.model for r in c] == ["openai:gpt-6-luna", "google:gemini-3.5-flash"]
     c = cell(ip, "compare")
     assert [r.provider for r in c] == ["openai", "anthropic", "google"] and all(r.ok for r in c)
 
 
 def test_repeat_gives_independent_samples(ip, simulated):
-    c = cell(ip, "gemini", "-n 3 -t 1")
+    c = cell(ip, "gemini", "-m gemini-3.1-flash-lite -n 3 -t 1")  # (takes a temperature)
     assert isinstance(c, Comparison) and [r.sample for r in c] == [0, 1, 2]
     assert len({r.text for r in c}) == 3
     c = cell(ip, "compare", "chatgpt claude -n 2")
@@ -103,13 +107,13 @@ def test_interpolation(ip, simulated):
 
 
 def test_format_json_parses_the_answer(ip, simulated):
-    simulated.set_model("gemini-2.5-flash", text='```json\n{"a": [1, 2]}\n```')
+    simulated.set_model("gemini-3.5-flash-lite", text='```json\n{"a": [1, 2]}\n```')
     r = cell(ip, "gemini", "-f json")
     assert r.data == {"a": [1, 2]}
 
 
 def test_format_code_puts_the_code_in_a_new_cell(ip, simulated):
-    simulated.set_model("gpt-4.1-mini", text="Here:\n```python\nprint('hi')\n```\nDone.")
+    simulated.set_model("gpt-6-luna", text="Here:\n```python\nprint('hi')\n```\nDone.")
     ip.rl_next_input = None
     cell(ip, "chatgpt", "-f code")
     assert ip.rl_next_input == "print('hi')"

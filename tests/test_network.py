@@ -121,7 +121,7 @@ def test_simulator_command_line_refuses_a_public_host():
 
 def _full_run(shell) -> list:
     results = []
-    for model in ("chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"):
+    for model in ("chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"):
         results.append(llmcells.run(llmcells.ask("hi", model, display=False)))
     results += list(llmcells.run(llmcells.compare("hi", ["chatgpt", "claude", "gemini"], display=False)))
     df = llmcells.run(llmcells.batch(["a", "b"], models=["chatgpt", "claude", "gemini"], display=False))
@@ -167,7 +167,7 @@ def test_without_keys_or_simulator_nothing_is_sent(shell):
     settings.update(retry_initial_wait=0.01, retry_max_wait=0.1)
     with watching() as events:
         r = llmcells.run(llmcells.ask("hi", "claude", display=False))
-        c = llmcells.run(llmcells.compare("hi", ["chatgpt", "openai-responses:gpt-4.1-mini",
+        c = llmcells.run(llmcells.compare("hi", ["chatgpt", "openai-responses:gpt-6-luna",
                                                  "claude", "gemini"], display=False))
         df = llmcells.run(llmcells.batch(["a"], models=["chatgpt", "gemini"], display=False))
         for magic in ("chatgpt", "claude", "gemini"):

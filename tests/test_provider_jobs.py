@@ -30,7 +30,7 @@ from llmcells.sim import Simulator, rich
 from llmcells.sim.batches import control
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-MODELS = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+MODELS = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_batch_prices_and_the_half_price_rule(home):
     from llmcells.types import Usage
 
     usage = Usage(input_tokens=10_000, output_tokens=2_000)
-    for provider, model in [("anthropic", "claude-haiku-4-5"), ("google", "gemini-2.5-flash")]:
+    for provider, model in [("anthropic", "claude-haiku-5-5"), ("google", "gemini-3.5-flash-lite")]:
         value, source = batch_cost(provider, model, usage)
         assert source.endswith("(batch)")            # genai-prices has a batch variant
         assert value == pytest.approx(cost(provider, model, usage)[0] / 2)
@@ -161,26 +161,26 @@ def _submit(prompts, model, **kw):
 
 
 def test_costs_in_the_frame_are_batch_prices(via_env, home):
-    job = _submit([f"p{i}" for i in range(20)], "anthropic:claude-haiku-4-5")
+    job = _submit([f"p{i}" for i in range(20)], "anthropic:claude-haiku-5-5")
     df = job.wait()
     from llmcells.pricing import cost
     from llmcells.types import Usage
 
     for _, row in df.iterrows():
-        full, _ = cost("anthropic", "claude-haiku-4-5",
+        full, _ = cost("anthropic", "claude-haiku-5-5",
                        Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens))
         assert row.cost_usd == pytest.approx(full / 2)
 
 
 def test_max_cost_is_checked_before_anything_is_sent(via_env, home, capsys):
     with pytest.raises(llmcells.ConfigError, match="nothing was sent"):
-        _submit([f"p{i}" for i in range(50)], "openai:gpt-4.1-mini", max_cost=0.000001)
+        _submit([f"p{i}" for i in range(50)], "openai:gpt-6-luna", max_cost=0.000001)
     assert control(via_env).jobs == {} and control(via_env).files == {}
 
 
 def test_validation_failure_then_retry_live(via_env, home):
     control(via_env).inject("validation_failure", provider="openai")
-    job = _submit([f"v{i}" for i in range(10)], "openai:gpt-4.1-mini")
+    job = _submit([f"v{i}" for i in range(10)], "openai:gpt-6-luna")
     assert job.parts()[0]["state"] == "submitted"     # OpenAI accepts it at create
     df = job.wait()
     part = job.parts()[0]
@@ -194,7 +194,7 @@ def test_validation_failure_then_retry_live(via_env, home):
 
 def test_expiry_keeps_the_partial_output_and_retry_finishes(via_env, home):
     control(via_env).inject("expire", provider="openai")
-    job = _submit([f"e{i}" for i in range(20)], "openai:gpt-4.1-mini")
+    job = _submit([f"e{i}" for i in range(20)], "openai:gpt-6-luna")
     df = job.wait()
     assert job.parts()[0]["state"] == "expired"
     assert (df.status == "ok").sum() == 10 and (df.status == "expired").sum() == 10
@@ -209,7 +209,7 @@ def test_expiry_keeps_the_partial_output_and_retry_finishes(via_env, home):
 
 def test_cancel_collects_what_finished_and_retry_via_provider(via_env, home):
     control(via_env).configure(run_s=3.0)
-    job = _submit([f"c{i}" for i in range(30)], "anthropic:claude-haiku-4-5")
+    job = _submit([f"c{i}" for i in range(30)], "anthropic:claude-haiku-5-5")
     time.sleep(1.2)
     job.cancel()
     df = job.wait()
@@ -225,7 +225,7 @@ def test_cancel_collects_what_finished_and_retry_via_provider(via_env, home):
 
 def test_transient_404_after_create(via_env, home):
     control(via_env).inject("404_after_create", provider="google")
-    job = _submit([f"g{i}" for i in range(5)], "google:gemini-2.5-flash")
+    job = _submit([f"g{i}" for i in range(5)], "google:gemini-3.5-flash-lite")
     job.status()
     assert "not visible yet" in (job.parts()[0]["error"] or "")
     df = job.wait()
@@ -255,7 +255,7 @@ def test_crash_between_create_and_persist_is_reconciled(via_env, home):
 
 def test_jobs_listing_and_pending_rows(via_env, home):
     control(via_env).configure(run_s=5.0)
-    job = _submit(["a", "b"], "openai:gpt-4.1-mini")
+    job = _submit(["a", "b"], "openai:gpt-6-luna")
     df = job.to_frame()
     assert set(df.status) == {"pending"} and list(df.prompt) == ["a", "b"]
     assert job.status().state[0] in ("validating", "running")
@@ -297,7 +297,7 @@ def test_ledger_rows_say_live_or_batch(via_env, home):
     finally:
         models.set_simulator(None)
     t0 = time.time()
-    job = _submit(["batch one"], "openai:gpt-4.1-mini")
+    job = _submit(["batch one"], "openai:gpt-6-luna")
     submitted = job.parts()[0]["submitted"]
     job.wait()
     usage = llmcells.usage()
@@ -321,10 +321,10 @@ def pd_isna(x) -> bool:
 def test_missing_key_and_a_refused_create(via_env, home, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     with pytest.raises(llmcells.MissingKeyError, match="ANTHROPIC_API_KEY"):
-        _submit(["k"], "anthropic:claude-haiku-4-5")
+        _submit(["k"], "anthropic:claude-haiku-5-5")
     assert llmcells.jobs().empty                              # nothing written, nothing sent
     monkeypatch.setenv("ANTHROPIC_API_KEY", "invalid-key")    # the simulator answers 401
-    job = _submit(["k1", "k2"], "anthropic:claude-haiku-4-5")
+    job = _submit(["k1", "k2"], "anthropic:claude-haiku-5-5")
     df = job.wait()
     assert job.parts()[0]["state"] == "failed" and "rejected the API key" in job.parts()[0]["error"]
     assert set(df.status) == {"error"} and "invalid-key" not in " ".join(df.error)
@@ -334,7 +334,7 @@ def test_missing_key_and_a_refused_create(via_env, home, monkeypatch):
 
 
 def test_responses_api_models_go_to_v1_responses(via_env, home):
-    job = _submit(["r1", "r2"], "openai-responses:gpt-4.1-mini")
+    job = _submit(["r1", "r2"], "openai-responses:gpt-6-luna")
     df = job.wait()
     assert set(df.status) == {"ok"} and df.text.str.startswith("Simulated answer").all()
     (sim_job,) = control(via_env).jobs.values()
@@ -347,7 +347,7 @@ def test_gemini_file_route_above_the_inline_limit(via_env, home, monkeypatch):
     monkeypatch.setattr(google_jobs, "INLINE_BYTES", 2_000)     # ~20 MB in real life
     control(via_env).inject("out_of_order", provider="google")
     prompts = [f"f{i} " + "y" * 200 for i in range(12)]
-    job = llmcells.run(llmcells.batch(prompts, ["google:gemini-2.5-flash"], via="provider",
+    job = llmcells.run(llmcells.batch(prompts, ["google:gemini-3.5-flash-lite"], via="provider",
                                       system="Answer briefly.", max_tokens=50, display=False))
     (sim_job,) = control(via_env).jobs.values()
     assert sim_job.meta.get("file_route") and len(sim_job.requests) == 12
@@ -416,7 +416,7 @@ def _provider_of(api: str) -> str:
     return {"chat": "openai", "responses": "openai", "messages": "anthropic"}.get(api, "google")
 
 
-RICH_MODELS = [*MODELS, "openai-responses:gpt-4.1-mini"]
+RICH_MODELS = [*MODELS, "openai-responses:gpt-6-luna"]
 
 
 def test_a_schema_on_every_provider_fills_the_field_columns(via_env, home):
@@ -446,7 +446,7 @@ def test_a_schema_on_every_provider_fills_the_field_columns(via_env, home):
 def test_an_answer_not_matching_the_schema_then_retry_live_with_repair(via_env, home):
     control(via_env).configure(run_s=0.3)
     via_env.inject("invalid_json", provider="anthropic", times=1)   # one line's JSON is cut
-    job = _submit([f"Who is person {i}?" for i in range(3)], "anthropic:claude-haiku-4-5",
+    job = _submit([f"Who is person {i}?" for i in range(3)], "anthropic:claude-haiku-5-5",
                   schema=Person)
     df = job.wait()
     bad = df[df.status != "ok"]
@@ -468,8 +468,8 @@ def test_an_answer_not_matching_the_schema_then_retry_live_with_repair(via_env, 
 
 def test_repair_with_a_provider_job_is_one_line(via_env, home):
     with pytest.raises(llmcells.ConfigError, match=r"retry_failed\(via='live', repair=1\)"):
-        _submit(["q"], "anthropic:claude-haiku-4-5", schema=Person, repair=1)
-    job = _submit(["q"], "anthropic:claude-haiku-4-5", schema=Person)
+        _submit(["q"], "anthropic:claude-haiku-5-5", schema=Person, repair=1)
+    job = _submit(["q"], "anthropic:claude-haiku-5-5", schema=Person)
     with pytest.raises(llmcells.ConfigError, match="only via='live'"):
         job.retry_failed(via="provider", repair=1)
     assert len(control(via_env).jobs) == 1
@@ -483,7 +483,7 @@ def test_attachments_for_every_row_and_from_a_column_reach_the_lines(via_env, ho
     shared = tmp_path / "chart.png"
     shared.write_bytes(_png())
     question = "What is in the attached image?"
-    job = _submit([f"{question} ({i})" for i in range(4)], "openai:gpt-4.1-mini", attach=shared)
+    job = _submit([f"{question} ({i})" for i in range(4)], "openai:gpt-6-luna", attach=shared)
     df = job.wait()
     lines = _received(via_env)
     assert len(lines) == 4
@@ -523,7 +523,7 @@ def test_attachment_bytes_count_toward_the_split(via_env, home, monkeypatch):
     big = (b"\x89PNG\r\n\x1a\n" + os.urandom(20_000), "image/png")            # ~27 KB in base64
     control(via_env).configure(run_s=0.3)
     control(via_env).inject("expire", provider="anthropic", times=3)         # 1 of 2 lines runs
-    job = _submit([f"pic {i}" for i in range(6)], "anthropic:claude-haiku-4-5", attach=big)
+    job = _submit([f"pic {i}" for i in range(6)], "anthropic:claude-haiku-5-5", attach=big)
     assert [p["requests"] for p in job.parts()] == [2, 2, 2]
     df = job.wait()
     assert (df.status == "expired").sum() == 3
@@ -546,7 +546,7 @@ def test_retry_via_provider_and_the_gemini_file_route_rebuild_attachments_and_sc
     images = [_png(i) for i in range(4)]
     frame = pd.DataFrame({"q": [f"Who is in picture {i}?" for i in range(4)],
                           "img": [(data, "image/png") for data in images]})
-    job = llmcells.run(llmcells.batch(frame, ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"],
+    job = llmcells.run(llmcells.batch(frame, ["openai:gpt-6-luna", "google:gemini-3.5-flash-lite"],
                                       template="{q}", attach="img", schema=Person, via="provider",
                                       display=False))
     df = job.wait()
@@ -579,7 +579,7 @@ REATTACH = textwrap.dedent("""
         name: str
         age: int
 
-    job = llmcells.run(llmcells.batch(["Who?", "Who else?", "And who?"], ["anthropic:claude-haiku-4-5"],
+    job = llmcells.run(llmcells.batch(["Who?", "Who else?", "And who?"], ["anthropic:claude-haiku-5-5"],
                                       via="provider", schema=Person, display=False))
     print("SUBMITTED", job.id, flush=True)
 """)

@@ -45,10 +45,10 @@ def test_quota_reflects_the_headers_of_each_response(simulated):
         assert llmcells.run(llmcells.ask("hi", "chatgpt", display=False)).ok
     assert llmcells.run(llmcells.ask("hi", "claude", display=False)).ok
     frame = llmcells.quota().set_index(["provider", "model"])
-    openai = frame.loc[("openai", "gpt-4.1-mini")]
+    openai = frame.loc[("openai", "gpt-6-luna")]
     assert openai.requests_limit == 500 and openai.requests_remaining == 497
     assert openai.tokens_limit == 200_000 and openai.tokens_remaining < 200_000
-    claude = frame.loc[("anthropic", "claude-haiku-4-5")]
+    claude = frame.loc[("anthropic", "claude-haiku-5-5")]
     assert claude.requests_limit == 50 and claude.requests_remaining == 49
     assert claude.output_tokens_limit == 10_000 and claude.input_tokens_remaining < 40_000
     assert claude.requests_reset_at > openai.seen_at - __import__("pandas").Timedelta(seconds=1)
@@ -56,10 +56,10 @@ def test_quota_reflects_the_headers_of_each_response(simulated):
 
 def test_gemini_quota_errors_are_kept(simulated):
     settings.update(max_attempts=1)
-    simulated.inject("429", model="gemini-2.5-flash")
+    simulated.inject("429", model="gemini-3.5-flash-lite")
     r = llmcells.run(llmcells.ask("hi", "gemini", display=False))
     assert r.error_kind == "rate_limited"
-    entry = quotas.latest("google", "gemini-2.5-flash")
+    entry = quotas.latest("google", "gemini-3.5-flash-lite")
     assert entry["quota_violations"] and "quotaMetric" in entry["quota_violations"][0]
     assert entry["last_429_at"] > time.time() - 60
     assert "quota_violations" in llmcells.quota().columns
@@ -93,7 +93,7 @@ def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(simulated)
     last = results[10]
     assert last.error_kind == "rate_limited" and "Daily cap" in last.error and "resets at" in last.error
     assert "UTC" in last.error
-    assert len([q for q in simulated.requests if q.model == "gpt-4.1-mini"]) == 10  # never sent
+    assert len([q for q in simulated.requests if q.model == "gpt-6-luna"]) == 10  # never sent
     assert llmcells.usage().status.tolist().count("error") == 1  # but recorded
     # a new process (a restarted kernel) counts from the same ledger
     code = ("import llmcells, sys; from llmcells import models; models.set_simulator(sys.argv[1]);"
@@ -115,7 +115,7 @@ def test_daily_cap_in_a_concurrent_batch_and_fallback_past_it(simulated):
     # a chain moves on from a capped provider
     quotas.set_limits({"openai": {"rpd": 10}})
     r = llmcells.run(llmcells.ask("more", "chatgpt|claude", display=False))
-    assert r.ok and r.model == "anthropic:claude-haiku-4-5"
+    assert r.ok and r.model == "anthropic:claude-haiku-5-5"
     assert r.attempts_by_model[0]["error_kind"] == "rate_limited"
 
 

@@ -26,12 +26,12 @@ PATHS = ["chat", "responses", "anthropic", "google"]
 
 def _spec(path: str, sim) -> ModelSpec:
     return {
-        "chat": ModelSpec("openai", "openai", "gpt-4.1-mini", "gpt-4.1-mini", base_url=sim.url + "/v1"),
+        "chat": ModelSpec("openai", "openai", "gpt-6-luna", "gpt-6-luna", base_url=sim.url + "/v1"),
         "responses": ModelSpec("openai", "openai", "gpt-5", "gpt-5", api="responses",
                                base_url=sim.url + "/v1"),
-        "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-4-5", "claude-haiku-4-5",
+        "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-5-5", "claude-haiku-5-5",
                                base_url=sim.url),
-        "google": ModelSpec("google", "google", "gemini-2.5-flash", "gemini-2.5-flash", base_url=sim.url),
+        "google": ModelSpec("google", "google", "gemini-3.5-flash-lite", "gemini-3.5-flash-lite", base_url=sim.url),
     }[path]
 
 
@@ -178,7 +178,7 @@ def test_surrogate_halves_in_two_events_pass_through_as_two_deltas(rsim, path):
 
 
 def test_anthropic_start_usage_reports_input_only_and_the_final_count_is_exact(rsim):
-    rsim.set_model("claude-haiku-4-5", cached_input_tokens=40, output_tokens=7)
+    rsim.set_model("claude-haiku-5-5", cached_input_tokens=40, output_tokens=7)
     (call,) = _calls(rsim, "anthropic")
     usages = [e.usage for e in call.events if isinstance(e, UsageUpdate)]
     assert usages[0].output_tokens == 0, "message_start's placeholder output_tokens was reported"
@@ -286,7 +286,7 @@ def test_mixed_batch_with_cancellations_and_faults_reports_nothing_unraisable(fr
                 fresh_sim.inject(fault, times=2, after_tokens=5)
             prompts = [f"q{trial}-{i}" for i in range(8)]
             llmcells.run(llmcells.batch(prompts, models=["chatgpt", "claude", "gemini",
-                                                         "openai-responses:gpt-4.1-mini"],
+                                                         "openai-responses:gpt-6-luna"],
                                         concurrency=16, timeout=timeout, display=False))
             gc.collect()
     finally:

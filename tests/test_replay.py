@@ -65,7 +65,7 @@ def test_a_repeated_request_is_replayed_at_no_cost(replaying, tmp_path):
     lines = (tmp_path / "replay.jsonl").read_text().splitlines()
     assert len(lines) == 1
     entry = json.loads(lines[0])
-    assert entry["text"] == first.text and entry["model"] == "openai:gpt-4.1-mini"
+    assert entry["text"] == first.text and entry["model"] == "openai:gpt-6-luna"
     assert list(entry) == sorted(entry) and "sim-key" not in lines[0]
 
 
@@ -74,7 +74,7 @@ def test_a_repeated_request_is_replayed_at_no_cost(replaying, tmp_path):
     dict(system="Answer in French."), dict(max_tokens=20), dict(params={"top_p": 0.5}),
 ])
 def test_any_change_to_the_request_is_a_new_request(replaying, change):
-    base = dict(prompt="Name three rivers.", model="chatgpt")
+    base = dict(prompt="Name three rivers.", model="openai:gpt-4.1")  # (takes a temperature)
     ask(**base)
     ask(**base)
     assert len(replaying.requests) == 1
@@ -85,19 +85,19 @@ def test_any_change_to_the_request_is_a_new_request(replaying, change):
 
 
 def test_samples_are_recorded_apart(replaying):
-    first = compare("Name a colour.", ["chatgpt"], repeat=3, temperature=1.0)
+    first = compare("Name a colour.", ["openai:gpt-4.1"], repeat=3, temperature=1.0)
     assert len(replaying.requests) == 3
     texts = [r.text for r in first]
     assert len(set(texts)) == 3  # temperature > 0: three different samples
-    again = compare("Name a colour.", ["chatgpt"], repeat=3, temperature=1.0)
+    again = compare("Name a colour.", ["openai:gpt-4.1"], repeat=3, temperature=1.0)
     assert len(replaying.requests) == 3 and [r.text for r in again] == texts
-    more = compare("Name a colour.", ["chatgpt"], repeat=4, temperature=1.0)
+    more = compare("Name a colour.", ["openai:gpt-4.1"], repeat=4, temperature=1.0)
     assert len(replaying.requests) == 4 and [r.replayed for r in more] == [True] * 3 + [False]
 
 
 def test_refresh_makes_new_calls_and_records_them(replaying):
     ask("Name three rivers.")
-    replaying.set_model("gpt-4.1-mini", text="Nile, Amazon, Danube.")
+    replaying.set_model("gpt-6-luna", text="Nile, Amazon, Danube.")
     fresh = ask("Name three rivers.", refresh=True)
     assert len(replaying.requests) == 2 and not fresh.replayed and fresh.text == "Nile, Amazon, Danube."
     again = ask("Name three rivers.")
@@ -132,7 +132,7 @@ def test_judge_calls_replay_too(replaying):
     assert set(judged.purpose) == {"answer", "judge"} and (judged.cost_usd == 0).all()
     # the summary and the frontier use what the models cost, not what the replay did
     s = again.summary().set_index("model")
-    assert s.loc["openai:gpt-4.1-mini", "cost_usd_mean"] == pytest.approx(first[0].cost_usd)
+    assert s.loc["openai:gpt-6-luna", "cost_usd_mean"] == pytest.approx(first[0].cost_usd)
 
 
 def test_the_file_is_read_again_when_another_process_appends(replaying, tmp_path):

@@ -17,7 +17,7 @@ import llmcells
 from llmcells import attachments as att
 from llmcells.errors import ConfigError
 
-PATHS = ["chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"]
+PATHS = ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"]
 
 PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>"
        b"endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
@@ -194,7 +194,7 @@ def test_chat_completions_takes_no_pdf_by_url_responses_does(simulated):
     with pytest.raises(ConfigError, match="api='responses'"):
         llmcells.ask("read", "chatgpt", attach=url)
     assert simulated.requests == []
-    r = ask("Summarise the attached document.", "openai-responses:gpt-4.1-mini", attach=url)
+    r = ask("Summarise the attached document.", "openai-responses:gpt-6-luna", attach=url)
     assert r.ok and simulated.requests[-1].attachments[0]["url"] == url
 
 
@@ -455,7 +455,7 @@ def test_openai_counts_its_pdf_limit_over_all_the_pdfs_of_a_request(simulated):
     def pdf(name):
         return att.Attachment("application/pdf", data=b"", name=name, size=20 * 1024 * 1024, sha256=name)
 
-    for model in ("chatgpt", "openai-responses:gpt-4.1-mini"):
+    for model in ("chatgpt", "openai-responses:gpt-6-luna"):
         with pytest.raises(ConfigError, match="PDFs add up to 40.0 MB"):
             llmcells.ask("read", model, attach=[pdf("a.pdf"), pdf("b.pdf")])
     att.check_limits([pdf("a.pdf")], llmcells.models.resolve("chatgpt"))

@@ -38,12 +38,12 @@ def test_base_url_env_vars_are_honoured(fresh_sim, monkeypatch):
         assert r.response_model and r.response_model in r.model
         assert not r.simulated  # reached by base URL, not by llmcells.simulate()
     seen = {(q.provider, q.model) for q in fresh_sim.requests}
-    assert seen == {("openai", "gpt-4.1-mini"), ("anthropic", "claude-haiku-4-5"),
-                    ("google", "gemini-2.5-flash")}
+    assert seen == {("openai", "gpt-6-luna"), ("anthropic", "claude-haiku-5-5"),
+                    ("google", "gemini-3.5-flash-lite")}
 
 
 def test_text_and_usage_match_what_the_server_sent(simulated):
-    simulated.set_model("gpt-4.1-mini", text="Alpha beta gamma delta.")
+    simulated.set_model("gpt-6-luna", text="Alpha beta gamma delta.")
     r = llmcells.run(llmcells.ask("hello there", "chatgpt", display=False))
     assert r.ok and r.text == "Alpha beta gamma delta."
     assert r.usage.output_tokens >= 4 and r.simulated
@@ -51,7 +51,7 @@ def test_text_and_usage_match_what_the_server_sent(simulated):
 
 
 def test_three_one_second_streams_take_about_one_second(simulated):
-    for model in ("gpt-4.1-mini", "claude-haiku-4-5", "gemini-2.5-flash"):
+    for model in ("gpt-6-luna", "claude-haiku-5-5", "gemini-3.5-flash-lite"):
         simulated.set_model(model, ttft=0.2, tokens_per_s=50, output_tokens=40)  # 0.2 + 0.8 s
     t0 = time.monotonic()
     comparison = llmcells.run(llmcells.compare("hi", MODELS, display=False))
@@ -62,7 +62,7 @@ def test_three_one_second_streams_take_about_one_second(simulated):
     assert wall < slowest + 0.6, f"wall {wall:.2f}s vs slowest {slowest:.2f}s: not concurrent"
 
 
-@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_rate_limit_is_retried_honouring_retry_after(simulated, model):
     _fast_retries()
     spec = llmcells.models.resolve(model)
@@ -91,7 +91,7 @@ def test_transient_faults_are_retried(simulated, model, fault, kind):
 
 @pytest.mark.parametrize("fault,kind", [("401", "authentication"), ("404", "model_not_found"),
                                         ("400", "bad_request")])
-@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_client_errors_are_not_retried(simulated, model, fault, kind):
     spec = llmcells.models.resolve(model)
     simulated.inject(fault, provider=spec.provider)
@@ -101,7 +101,7 @@ def test_client_errors_are_not_retried(simulated, model, fault, kind):
     assert "\n" not in r.error and len(r.error) < 300
 
 
-@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_mid_stream_error_keeps_partial_text_and_is_not_resent(simulated, model):
     _fast_retries()
     spec = llmcells.models.resolve(model)
@@ -112,7 +112,7 @@ def test_mid_stream_error_keeps_partial_text_and_is_not_resent(simulated, model)
 
 
 @pytest.mark.parametrize("fault", ["cut", "cut_mid_event"])
-@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-4.1-mini"])
+@pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_cut_stream_is_incomplete_with_partial_text(simulated, model, fault):
     spec = llmcells.models.resolve(model)
     simulated.inject(fault, provider=spec.provider, after_tokens=4)
@@ -134,7 +134,7 @@ def test_slow_first_token_times_out(simulated, model):
 
 
 def test_total_timeout(simulated):
-    simulated.set_model("gpt-4.1-mini", ttft=0.05, tokens_per_s=20, output_tokens=100)
+    simulated.set_model("gpt-6-luna", ttft=0.05, tokens_per_s=20, output_tokens=100)
     r = llmcells.run(llmcells.ask("hi", "chatgpt", timeout=0.5, display=False))
     assert (r.status, r.error_kind) == ("error", "timeout") and r.text  # partial text kept
 

@@ -20,7 +20,7 @@ MODELS = ["chatgpt", "claude", "gemini"]
 
 
 def R(text: str, **kw) -> Result:
-    return Result(text=text, model=kw.pop("model", "openai:gpt-4.1-mini"), **kw)
+    return Result(text=text, model=kw.pop("model", "openai:gpt-6-luna"), **kw)
 
 
 # ----- built-in scorers on known answers ----------------------------------------------------------
@@ -159,8 +159,8 @@ def test_judge_on_the_simulator_grades_against_a_reference(simulated):
     c = compare("What is 6 * 7? Answer with the number only.", MODELS, score=judge)
     texts = {r.model: r.text for r in c}
     # what the simulated models answer (fixed by a hash of model and question)
-    assert texts == {"openai:gpt-4.1-mini": "42", "anthropic:claude-haiku-4-5": "The answer is 42.",
-                     "google:gemini-2.5-flash": "43"}
+    assert texts == {"openai:gpt-6-luna": "42", "anthropic:claude-haiku-5-5": "The answer is 42.",
+                     "google:gemini-3.5-flash-lite": "The answer is 45."}
     assert [r.scores["judge"] for r in c] == [10.0, 8.0, 2.0]
     assert c["gemini"].score_notes["judge"] == "does not match the reference answer."
     # the judge saw the question, the reference and the answer
@@ -195,7 +195,7 @@ def test_the_judge_never_grades_its_own_answer_unless_asked(simulated):
     own = c["claude"]
     assert math.isnan(own.scores["judge"]) and "judge's own answer" in own.score_notes["judge"]
     assert 1 <= c["chatgpt"].scores["judge"] <= 10
-    graded = [q for q in simulated.requests if q.model == "claude-haiku-4-5"]
+    graded = [q for q in simulated.requests if q.model == "claude-haiku-5-5"]
     assert len(graded) == 2  # its answer, and one grading call (not of itself)
     c = compare("Explain overfitting.", ["claude"], score=llmcells.judge("claude", allow_self=True))
     assert 1 <= c[0].scores["judge"] <= 10
@@ -232,11 +232,11 @@ def test_compare_summary_has_intervals_per_model(simulated):
     c = compare("What is 6 * 7?", ["chatgpt", "claude"], repeat=3, score=llmcells.exact("42"))
     s = c.summary().set_index("model")
     assert list(s["calls"]) == [3, 3]
-    assert s.loc["openai:gpt-4.1-mini", "score_exact_mean"] == 1.0
-    lat = c.to_frame().query("model == 'openai:gpt-4.1-mini'")["latency_s"]
+    assert s.loc["openai:gpt-6-luna", "score_exact_mean"] == 1.0
+    lat = c.to_frame().query("model == 'openai:gpt-6-luna'")["latency_s"]
     mean, lo, hi = mean_interval(lat)
-    assert s.loc["openai:gpt-4.1-mini", "latency_s_mean"] == pytest.approx(mean)
-    assert s.loc["openai:gpt-4.1-mini", "latency_s_hi"] == pytest.approx(hi)
+    assert s.loc["openai:gpt-6-luna", "latency_s_mean"] == pytest.approx(mean)
+    assert s.loc["openai:gpt-6-luna", "latency_s_hi"] == pytest.approx(hi)
 
 
 # ----- batch ---------------------------------------------------------------------------------------
@@ -355,10 +355,10 @@ def test_a_card_paints_scores_and_the_replayed_badge(monkeypatch):
 
     monkeypatch.setattr(comm, "create_comm", lambda **kw: Comm())
     monkeypatch.setattr(nb, "show", lambda obj: None)
-    info = CallInfo(call_id="c1", model="chatgpt", model_id="openai:gpt-4.1-mini", provider="openai")
+    info = CallInfo(call_id="c1", model="chatgpt", model_id="openai:gpt-6-luna", provider="openai")
     view = nb.NotebookDisplay("ask", [info])
     card = view.cards[0]
-    r = Result(text="42", model="openai:gpt-4.1-mini", call_id="c1", latency_s=0.5, cost_usd=0.0,
+    r = Result(text="42", model="openai:gpt-6-luna", call_id="c1", latency_s=0.5, cost_usd=0.0,
                scores={"exact": 1.0, "judge": math.nan}, replayed=True,
                original={"latency_s": 1.25, "cost_usd": 0.00033})
     card.on_finish(r)
@@ -372,13 +372,13 @@ def test_a_card_paints_scores_and_the_replayed_badge(monkeypatch):
 def test_the_simulator_scripted_answers():
     from llmcells.sim.scripted import accuracy, arithmetic_reply, judge_reply
 
-    assert arithmetic_reply("gpt-4.1-mini", "What is 6 * 7? Answer with the number only.") == "42"
-    assert arithmetic_reply("claude-haiku-4-5", "what is 6 x 7?") == "The answer is 42."
-    assert arithmetic_reply("gemini-2.5-flash", "What is 6 * 7?") == "43"  # one of its misses
+    assert arithmetic_reply("gpt-6-luna", "What is 6 * 7? Answer with the number only.") == "42"
+    assert arithmetic_reply("claude-haiku-5-5", "What is 6 * 7?") == "The answer is 42."
+    assert arithmetic_reply("gemini-3.5-flash-lite", "what is 6 x 7?") == "The answer is 44."  # one of its misses
     assert arithmetic_reply("m", "Tell me a story.") is None
     assert 0.55 <= accuracy("any-model") < 0.97
-    right = sum(arithmetic_reply("gpt-4.1-mini", f"What is {i} + {i}?") == str(2 * i) for i in range(400))
-    assert abs(right / 400 - accuracy("gpt-4.1-mini")) < 0.06
+    right = sum(arithmetic_reply("gpt-6-luna", f"What is {i} + {i}?") == str(2 * i) for i in range(400))
+    assert abs(right / 400 - accuracy("gpt-6-luna")) < 0.06
     j = llmcells.judge("openai:gpt-4.1", reference=column("expected"))
     prompt = j.prompt(R("The answer is 42."), {"prompt": "What is 6 * 7?", "expected": "42"})
     assert judge_reply(prompt) == "Score: 8 — contains the reference answer, with extra words."

@@ -22,8 +22,8 @@ KEYS = {"OPENAI_API_KEY": "sk-proj-LEAKCHECK0penai1234567890",
 # An OpenAI-compatible endpoint whose key has none of the well-known shapes (sk-..., AIza...).
 ENDPOINT_KEY = "zzlocal-LEAKCHECK-endpoint-ABCDEFGHIJKLMNOP"
 ALL_KEYS = [*KEYS.values(), ENDPOINT_KEY]
-PATHS = ["chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"]
-MAGICS = [("chatgpt", ""), ("chatgpt", "-m openai-responses:gpt-4.1-mini"), ("claude", ""),
+PATHS = ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"]
+MAGICS = [("chatgpt", ""), ("chatgpt", "-m openai-responses:gpt-6-luna"), ("claude", ""),
           ("gemini", "")]
 FAULTS = ["ok", "401", "404", "400", "429", "500", "529", "midstream_error", "cut",
           "cut_mid_event", "slow_first_token", "malformed", "drop"]
@@ -163,7 +163,7 @@ def test_the_simulators_401_echoes_the_key_masked_like_the_real_api(keyed):
 
     r = httpx2.post(keyed.url + "/v1/chat/completions",
                     headers={"authorization": "Bearer invalid-" + KEYS["OPENAI_API_KEY"]},
-                    json={"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}]})
+                    json={"model": "gpt-6-luna", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 401
     message = r.json()["error"]["message"]
     assert message.startswith("Incorrect API key provided: inv") and message.endswith(
@@ -302,7 +302,7 @@ def test_a_saved_notebook_has_no_key(keyed, tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in [
         "%load_ext llmcells",
-        "%%compare chatgpt openai-responses:gpt-4.1-mini claude gemini\nWhat is a tide?",
+        "%%compare chatgpt openai-responses:gpt-6-luna claude gemini\nWhat is a tide?",
         "%%claude\nhello",
         "%llmcells models",
         "_llm",

@@ -49,10 +49,10 @@ def test_token_is_required(server):
 def test_generate_compare_health_usage_costs(server):
     client, sim, _ = server
     r = client.post("/v1/generate", json={"prompt": "hello", "model": "claude"}).json()
-    assert r["status"] == "ok" and r["model"] == "anthropic:claude-haiku-4-5" and r["text"]
+    assert r["status"] == "ok" and r["model"] == "anthropic:claude-haiku-5-5" and r["text"]
     assert r["usage"]["output_tokens"] > 0
     c = client.post("/v1/compare", json={"prompt": "hi", "models": ["chatgpt", "gemini"]}).json()
-    assert [x["model"] for x in c["results"]] == ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"]
+    assert [x["model"] for x in c["results"]] == ["openai:gpt-6-luna", "google:gemini-3.5-flash-lite"]
     assert all(x["status"] == "ok" for x in c["results"])
     h = client.get("/v1/health").json()
     # one row per API provider, plus one per agent CLI (installed or not)
@@ -73,24 +73,24 @@ def test_generate_compare_health_usage_costs(server):
 @pytest.mark.slow
 def test_chain_over_http(server):
     client, sim, _ = server
-    sim.set_down("claude-haiku-4-5", "overloaded")
+    sim.set_down("claude-haiku-5-5", "overloaded")
     r = client.post("/v1/generate", json={"prompt": "x", "model": "claude|chatgpt"}).json()
-    assert r["model"] == "openai:gpt-4.1-mini" and r["status"] == "ok"
+    assert r["model"] == "openai:gpt-6-luna" and r["status"] == "ok"
     assert [s["status"] for s in r["attempts_by_model"]] == ["error", "ok"]
     with client.stream("POST", "/v1/stream", json={"prompt": "x", "model": "claude|gemini"}) as resp:
         lines = [line for line in resp.iter_lines() if line.startswith(("event: ", "data: "))]
     kinds = [line[7:] for line in lines if line.startswith("event: ")]
     assert kinds[:2] == ["start", "fallback"] and kinds[-1] == "result"
     fell = json.loads(lines[3][6:])
-    assert fell == {"from": "anthropic:claude-haiku-4-5", "reason": "overloaded",
-                    "to": "google:gemini-2.5-flash"}
-    assert json.loads(lines[-1][6:])["model"] == "google:gemini-2.5-flash"
+    assert fell == {"from": "anthropic:claude-haiku-5-5", "reason": "overloaded",
+                    "to": "google:gemini-3.5-flash-lite"}
+    assert json.loads(lines[-1][6:])["model"] == "google:gemini-3.5-flash-lite"
 
 
 @pytest.mark.slow
 def test_stream_arrives_incrementally(server):
     client, sim, _ = server
-    sim.set_model("gpt-4.1-mini", ttft=0.05, tokens_per_s=20, output_tokens=30)  # ~1.5 s
+    sim.set_model("gpt-6-luna", ttft=0.05, tokens_per_s=20, output_tokens=30)  # ~1.5 s
     events = []
     with client.stream("POST", "/v1/stream", json={"prompt": "hi", "model": "chatgpt"}) as resp:
         assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
@@ -112,7 +112,7 @@ def test_stream_arrives_incrementally(server):
 @pytest.mark.slow
 def test_client_disconnect_cancels_the_call(server):
     client, sim, _ = server
-    sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=10, output_tokens=200)  # ~20 s
+    sim.set_model("claude-haiku-5-5", ttft=0.05, tokens_per_s=10, output_tokens=200)  # ~20 s
     with client.stream("POST", "/v1/stream", json={"prompt": "long", "model": "claude"}) as resp:
         call_id = None
         for line in resp.iter_lines():
@@ -138,7 +138,7 @@ def test_client_disconnect_cancels_the_call(server):
 def test_a_hang_up_on_a_json_endpoint_cancels_the_call(server, endpoint):
     # No stream to notice the hang-up on: the service watches the connection itself.
     client, sim, _ = server
-    sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=10, output_tokens=200)  # ~20 s
+    sim.set_model("claude-haiku-5-5", ttft=0.05, tokens_per_s=10, output_tokens=200)  # ~20 s
     prompt = f"hang up on {endpoint}"
     body = {"prompt": prompt, "model": "claude"} if endpoint == "/v1/generate" else \
         {"prompt": prompt, "models": ["claude"]}

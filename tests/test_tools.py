@@ -18,8 +18,8 @@ import llmcells
 from llmcells import ledger
 from llmcells.tools import as_tool
 
-PATHS = ["chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"]
-MARKS = {"chatgpt": "tool_call_id", "openai-responses:gpt-4.1-mini": "function_call_output",
+PATHS = ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"]
+MARKS = {"chatgpt": "tool_call_id", "openai-responses:gpt-6-luna": "function_call_output",
          "claude": "tool_result", "gemini": "functionResponse"}
 
 

@@ -13,7 +13,7 @@ from llmcells.testing import Kernel
 
 pytestmark = pytest.mark.kernel
 
-PATHS = ["chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"]
+PATHS = ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"]
 
 SETUP = '''
 import asyncio, time, llmcells
@@ -42,7 +42,7 @@ async def _pending():
     return len([t for t in asyncio.all_tasks() if t is not me])
 
 # every path warm (SDK imports, clients, the responses types), so the tools start at once
-llmcells.run(llmcells.compare("warm up", ["chatgpt", "openai-responses:gpt-4.1-mini", "claude", "gemini"],
+llmcells.run(llmcells.compare("warm up", ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"],
                               display=False))
 '''
 

@@ -132,7 +132,7 @@ def agent_magic() -> Callable:
 
         Example::
 
-            %%agent codex:gpt-5-codex --cwd ./project --allow-tools
+            %%agent codex:gpt-5.5-codex --cwd ./project --allow-tools
             List the files here and say what the project does.
 
         The first word is the agent (default: the first installed of claude-code, gemini-cli,

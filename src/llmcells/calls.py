@@ -161,9 +161,19 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
                                TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
-    extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens}
+    from . import capabilities, lifecycle
+
+    lifecycle.check(spec)  # a retired model: one line naming the date and the replacement
+    profile = capabilities.of(spec)
+    extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens
+                             or profile.max_tokens or 4096}
     if params:
         extra["params"] = dict(params)
+    # A temperature the model refuses is left out (never a 400); the Result and the card say so.
+    temperature, notes = capabilities.fit_temperature(
+        spec, temperature if temperature is not None else settings.temperature, params)
+    if notes:
+        extra["notes"] = notes
     files, output, system = rich_options(spec, attach, schema, repair,
                                          system if system is not None else settings.system)
     if output is not None:
@@ -173,7 +183,7 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
         extra["repair"] = int(repair)
     request = Request(spec=spec, messages=[*history, Message("user", prompt)],
                       system=system,
-                      temperature=temperature if temperature is not None else settings.temperature,
+                      temperature=temperature,
                       max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
                       extra=extra, attachments=files, schema=output)
     info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,

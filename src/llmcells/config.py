@@ -33,8 +33,9 @@ class Settings:
     # fallback_cooldown seconds (fallback.Breaker).
     fallback_after: int = 3
     fallback_cooldown: float = 60.0
-    # Anthropic requires max_tokens; this is what is sent when the user gave none.
-    anthropic_default_max_tokens: int = 4096
+    # Anthropic requires max_tokens; this is what is sent when the user gave none. None: the
+    # model's own default from data/models.toml (16000 for Claude: thinking counts toward it).
+    anthropic_default_max_tokens: int | None = None
     # Display: at most this many repaints per second per card.
     display_fps: float = 20.0
     # Ledger: keep full prompts and answers (off: a hash and a short preview only).

@@ -192,12 +192,15 @@ class _Call:
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.service_tier: str | None = None  # as the provider answered: it sets the price
+        self.speed: str | None = None         # Anthropic: "standard" / "fast"
+        self.inference_geo: str | None = None
         self.finish_reason: str | None = None
         self.ttft: float | None = None
         self.attempts = 0
         self.heard = False               # any event came back from the provider
         self.agent: dict | None = None   # [agents] an agent CLI's report (ResponseInfo.agent)
         self.tool_calls: list[ToolCall] = []  # the turn ended asking for these (tools.py runs them)
+        self.notes: list[str] = []       # how the answer ended, when Finish says (Result.notes)
 
     @property
     def shown(self) -> bool:
@@ -273,6 +276,8 @@ class _Call:
                         self.response_model = event.response_model or self.response_model
                         self.response_id = event.response_id or self.response_id
                         self.service_tier = event.service_tier or self.service_tier
+                        self.speed = event.speed or self.speed
+                        self.inference_geo = event.inference_geo or self.inference_geo
                         if event.rate_limits:  # the provider's rate-limit headers (quota())
                             quotas.observe(plan.spec, event.rate_limits)
                         if event.agent:  # an agent CLI's own report (cli, version, turns...)
@@ -282,6 +287,8 @@ class _Call:
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
+                        if event.note and event.note not in self.notes:
+                            self.notes.append(event.note)
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:
@@ -429,6 +436,7 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.response_model = call.response_model
     result.response_id = call.response_id
     result.service_tier = call.service_tier
+    result.speed, result.inference_geo = call.speed, call.inference_geo
     result.finish_reason = call.finish_reason
     result.agent = call.agent  # [agents]
     result.ttft_s = call.ttft
@@ -439,6 +447,11 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
 
         finish_rich(result, plan.request)
     result.tool_calls = list(call.tool_calls)
+    # notes: what make_plan changed in the request (a refused temperature left out), then the
+    # provider's own (a refusal), each once
+    for note in [*(plan.request.extra.get("notes") or ()), *call.notes]:
+        if note not in result.notes:
+            result.notes.append(note)
     _price(result, plan, call)
     try:
         await _persist(result, plan)

@@ -1,16 +1,25 @@
 """Model lifecycle: which models their provider has retired or is retiring, and what replaces them.
 
-The dates live in `data/lifecycle.toml` (data, not code); this module only reads them. Nothing here
-imports an SDK, so the simulator and `%load_ext` can read it for free.
+The dates live in `data/lifecycle.toml` (data, not code); this module reads them and applies them
+before a call is planned (`check`: a retired model is refused, a retiring one warned of once) and
+to a provider's "not found" (`not_found_message`). Nothing here imports an SDK, so the simulator
+and `%load_ext` can read it for free.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import tomllib
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
+
+
+class ModelLifecycleWarning(UserWarning):
+    """A model llmcells is asked to call shuts down soon (shown once per model per session)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,22 @@ class Lifecycle:
         today = today or dt.date.today()
         return "retired" if today >= self.retires else "retiring"
 
+    def label(self, today: dt.date | None = None) -> str:
+        """The status as `%llmcells models` shows it: "active", "retiring 2027-01-14" or
+        "retired 2026-12-01"."""
+        status = self.status(today)
+        return status if status == "active" else f"{status} {self.retires.isoformat()}"
+
+    def message(self, today: dt.date | None = None) -> str:
+        """One line saying when the model shuts down (or did) and what to use instead."""
+        name = self.model.partition(":")[2] or self.model
+        instead = f"; use {self.replacement}" if self.replacement else ""
+        if self.status(today) == "retired":
+            return f"{name} was retired on {self.retires.isoformat()}{instead}."
+        if self.status(today) == "retiring":
+            return f"{name} will be retired on {self.retires.isoformat()}{instead}."
+        return f"{name} is active."
+
 
 @cache
 def table() -> dict[str, Lifecycle]:
@@ -41,5 +66,52 @@ def table() -> dict[str, Lifecycle]:
 
 
 def lookup(model_id: str) -> Lifecycle:
-    """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list)."""
+    """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list).
+    `openai-responses:` ids read the `openai:` rows."""
+    if model_id.startswith("openai-responses:"):
+        model_id = "openai:" + model_id.partition(":")[2]
     return table().get(model_id) or Lifecycle(model=model_id)
+
+
+def of(spec: Any) -> Lifecycle:
+    """The lifecycle of a resolved ModelSpec (by its provider and model name; an agent CLI's
+    model by the API it calls: `claude-code:X` is `anthropic:X`)."""
+    from .registry import price_provider
+
+    return lookup(f"{price_provider(spec.provider)}:{spec.name}")
+
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def check(spec: Any) -> None:
+    """Before a call is planned: a ConfigError naming the date and the replacement for a retired
+    model (nothing is sent); a ModelLifecycleWarning, once per model per session, for one that
+    retires soon."""
+    row = of(spec)
+    status = row.status()
+    if status == "retired":
+        from .errors import ConfigError
+
+        raise ConfigError(row.message(), provider=spec.provider)
+    if status == "retiring":
+        with _warn_lock:
+            if row.model in _warned:
+                return
+            _warned.add(row.model)
+        warnings.warn(row.message(), ModelLifecycleWarning, stacklevel=4)
+
+
+def not_found_message(spec: Any) -> str | None:
+    """For a provider's "model not found": the retirement line when spec's model is a known
+    retired one (its provider shut it down), else None."""
+    row = of(spec)
+    status = row.status()
+    if status == "retired":
+        return row.message()
+    if status == "retiring":  # shut down ahead of the listed date (as gpt-5-codex was reported)
+        instead = f"; use {row.replacement}" if row.replacement else ""
+        return (f"{spec.name} is being retired (listed for {row.retires.isoformat()}) and its "
+                f"provider no longer serves it{instead}.")
+    return None

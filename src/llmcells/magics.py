@@ -302,7 +302,7 @@ class LLMMagics(Magics):
 
         Example::
 
-            %%compare chatgpt claude google:gemini-2.5-pro -n 2
+            %%compare chatgpt claude google:gemini-3.5-flash -n 2
             Explain {concept} to a new analyst in one paragraph.
 
         Models are aliases or provider:model ids (default: chatgpt claude gemini). A model that
@@ -368,7 +368,7 @@ class LLMMagics(Magics):
         %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
                                           (real spend; --simulated adds simulated calls)
-        %llmcells costs --whatif gpt-5-mini [--tier flex] [--batch]   actual, what-if, difference
+        %llmcells costs --whatif gpt-6-luna [--tier flex] [--batch]   actual, what-if, difference
         %llmcells prices [update]         price data in use; fetch genai-prices' latest data
         %llmcells health                  each provider: key set, reachable, key accepted, latency,
                                           models listed (free model-list calls, a few seconds)
@@ -414,14 +414,26 @@ class LLMMagics(Magics):
         from ._simulation import active
         from .agents import status as agent_status  # [agents]
 
+        from . import lifecycle
+
         keys = _models.key_status()
         rows = []
         for alias, model_id in _models.aliases().items():
             spec = _models.resolve(model_id)
+            life = lifecycle.of(spec)  # active / retiring DATE / retired DATE (data/lifecycle.toml)
             rows.append({"alias": alias, "model": spec.id, "provider": spec.label,
+                         "status": life.label(), "use instead": life.replacement or "",
                          "key set": "yes" if keys.get(spec.provider) else "no",
                          "simulated": "yes" if spec.simulated else "no",
                          "agent CLI": agent_status(spec.provider)})  # [agents]
+        named = {r["model"] for r in rows}
+        for life in lifecycle.table().values():  # the known retired and retiring models too
+            if life.model not in named:
+                spec = _models.resolve(life.model)
+                rows.append({"alias": "", "model": spec.id, "provider": spec.label,
+                             "status": life.label(), "use instead": life.replacement or "",
+                             "key set": "yes" if keys.get(spec.provider) else "no",
+                             "simulated": "yes" if spec.simulated else "no"})
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",

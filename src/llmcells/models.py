@@ -1,7 +1,7 @@
 """Model ids, aliases, endpoints and keys.
 
-A model id is `provider:model` (`openai:gpt-4.1-mini`, `anthropic:claude-haiku-4-5`,
-`google:gemini-2.5-flash`; `gemini:` means `google:`; `openai-responses:` selects OpenAI's
+A model id is `provider:model` (`openai:gpt-6-luna`, `anthropic:claude-haiku-5-5`,
+`google:gemini-3.5-flash-lite`; `gemini:` means `google:`; `openai-responses:` selects OpenAI's
 Responses API). Aliases name a current, inexpensive default of each provider. OpenAI-compatible
 servers (Ollama, vLLM, OpenRouter...) are added by base URL with `add_endpoint` and then used as
 `name:model`.
@@ -126,7 +126,7 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     if ":" not in model:
         raise ConfigError(
             f"Unknown model {requested!r}. Use an alias ({', '.join(sorted(_aliases))}) or "
-            "provider:model, e.g. openai:gpt-4.1-mini, anthropic:claude-haiku-4-5, google:gemini-2.5-flash."
+            "provider:model, e.g. openai:gpt-6-luna, anthropic:claude-haiku-5-5, google:gemini-3.5-flash-lite."
         )
     prefix, name = parse_id(model)
     if not name:

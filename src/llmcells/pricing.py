@@ -517,7 +517,7 @@ def set_price(model_id: str, *, input: float, output: float, cached_input: float
               ) -> None:
     """Set the price of a model, in USD per million tokens; it wins over genai-prices.
 
-    model_id is `provider:model` (e.g. `ollama:llama3.2`, `openai:gpt-4.1-mini`) or `provider:*`
+    model_id is `provider:model` (e.g. `ollama:llama3.2`, `openai:gpt-6-luna`) or `provider:*`
     for every model of an endpoint. cached_input: cache reads; cache_write: cache writes (5-minute
     ones for Anthropic); cache_write_1h: 1-hour cache writes (defaults to cache_write). A rate
     left out is not invented: a call that needs it is priced at the input rate with one warning

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class ProviderRow:
     """Everything llmcells needs to know about one provider, in one place."""
 
-    name: str                        # the id prefix: "openai" in openai:gpt-4.1-mini
+    name: str                        # the id prefix: "openai" in openai:gpt-6-luna
     label: str                       # for people: "OpenAI"
     product: str                     # what people call the assistant: "ChatGPT"
     adapter: str                     # module under llmcells.providers that holds ADAPTER
@@ -39,20 +39,20 @@ class ProviderRow:
 PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
     ProviderRow(
         name="openai", label="OpenAI", product="ChatGPT", adapter="openai", key_env=("OPENAI_API_KEY",),
-        base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-4.1-mini",
+        base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-6-luna",
         sdk_modules=("openai",), synonyms=("openai-responses",),
-        magic_example="%%chatgpt -t 0.2 -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
+        magic_example="%%chatgpt -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
     ),
     ProviderRow(
         name="anthropic", label="Anthropic", product="Claude", adapter="anthropic", key_env=("ANTHROPIC_API_KEY",),
-        base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-4-5",
+        base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-5-5",
         sdk_modules=("anthropic",), synonyms=("claude",),
         magic_example='%%claude -s "You are a terse reviewer." -c\nAnd what about the second function?',
     ),
     ProviderRow(
         name="google", label="Google Gemini", product="Gemini", adapter="google",
         key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
-        alias="gemini", default_model="gemini-2.5-flash", sdk_modules=("google.genai",),
+        alias="gemini", default_model="gemini-3.5-flash-lite", sdk_modules=("google.genai",),
         synonyms=("gemini",),
         magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
     ),
@@ -60,21 +60,21 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
     ProviderRow(
         name="claude-code", label="Claude Code", product="Claude Code", adapter="claude_code",
         key_env=("ANTHROPIC_API_KEY",), base_env="ANTHROPIC_BASE_URL", sim_path="",
-        alias="claude-code", default_model="claude-sonnet-4-5", sdk_modules=("claude_agent_sdk",),
+        alias="claude-code", default_model="claude-sonnet-4-6", sdk_modules=("claude_agent_sdk",),
         magic_example="%%claude-code\nExplain what {path} does, in three sentences.",
         kind="agent", price_as="anthropic", install="pip install 'llmcells[agents]'",
     ),
     ProviderRow(
         name="gemini-cli", label="Gemini CLI", product="Gemini CLI", adapter="gemini_cli",
         key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
-        alias="gemini-cli", default_model="gemini-2.5-flash", sdk_modules=(),
+        alias="gemini-cli", default_model="gemini-3.5-flash", sdk_modules=(),
         magic_example="%%gemini-cli\nSuggest a name for a function that {does_what}.",
         kind="agent", price_as="google", install="npm install -g @google/gemini-cli",
     ),
     ProviderRow(
         name="codex", label="Codex", product="Codex", adapter="codex",
         key_env=("OPENAI_API_KEY",), base_env="OPENAI_BASE_URL", sim_path="/v1",
-        alias="codex", default_model="gpt-5-codex", sdk_modules=(),
+        alias="codex", default_model="gpt-5.5-codex", sdk_modules=(),
         magic_example="%%codex\nWrite a one-line docstring for {func_name}.",
         kind="agent", price_as="openai", install="npm install -g @openai/codex",
     ),

@@ -123,7 +123,7 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
 
 def _target(model: str) -> tuple[str, str, str | None, str]:
     """(provider, name, base URL, label) of the model to price as: an alias or provider:model,
-    or a bare name that genai-prices places with one of the three providers ("gpt-5-mini")."""
+    or a bare name that genai-prices places with one of the three providers ("gpt-6-luna")."""
     from .models import resolve
 
     try:

@@ -251,8 +251,9 @@ class judge(Scorer):
     expected answer to grade against (text, column("name") or a function of the row). The
     judge's calls go in the ledger with purpose "judge", under the same group (and batch) as the
     answers they grade; `costs(by=["group", "purpose"])` shows them apart. A model never grades
-    its own answer (NaN, with a note) unless allow_self=True. temperature (0 by default; None
-    for models that refuse one), max_tokens and timeout apply to the grading calls.
+    its own answer (NaN, with a note) unless allow_self=True. temperature (0 by default; left
+    out, with a note, for a judge model that takes none: see data/models.toml), max_tokens and
+    timeout apply to the grading calls.
     """
 
     def __init__(self, model: str = "claude", rubric: str = "Is the answer correct, complete and clear?",

@@ -155,7 +155,8 @@ def result_json(r: Result) -> dict[str, Any]:
     """A Result as JSON-ready data (NaN as null, no key, credential or local path)."""
     row = r.to_row()
     row.update(usage=r.usage.as_dict(), finish_reason=r.finish_reason, simulated=r.simulated,
-               attempts_by_model=r.attempts_by_model, reasoning=r.reasoning or None)
+               attempts_by_model=r.attempts_by_model, reasoning=r.reasoning or None,
+               notes=list(r.notes))
     for k in ("input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
               "reasoning_tokens"):
         row.pop(k, None)

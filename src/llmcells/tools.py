@@ -408,6 +408,7 @@ def _combine(turns: list[Result], runs: list[ToolRun], messages: list[Message], 
     result.tool_calls = runs
     result.messages = messages
     result.text = "\n\n".join(r.text for r in turns if r.text)
+    result.notes = list(dict.fromkeys(n for r in turns for n in r.notes))  # each note once
     result.ttft_s = watcher.ttft
     result.latency_s = time.monotonic() - (watcher.t0 or started)
     if stop is not None:

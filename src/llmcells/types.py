@@ -214,6 +214,10 @@ class ResponseInfo:
     service_tier: str | None = None
     # The provider's rate-limit headers, normalised by quotas.from_headers (None: none sent).
     rate_limits: dict[str, Any] | None = None
+    # Anthropic's usage also says how fast the call was served ("standard" / "fast") and where
+    # ("inference_geo"); None when the provider doesn't say
+    speed: str | None = None
+    inference_geo: str | None = None
     # [agents] what an agent CLI reported about its run (cli, version, session_id, turns,
     # tool_calls, startup_s, cli_cost_usd, cwd, tools, system_prompt); None for plain API calls
     agent: dict[str, Any] | None = None
@@ -224,6 +228,9 @@ class Finish:
     """The provider's terminal event was seen; reason as the provider gave it (e.g. "stop")."""
 
     reason: str | None = None
+    # One line on how the answer ended when the reason alone would not say it plainly (a refusal,
+    # a paused turn, a full context window); it goes into Result.notes.
+    note: str | None = None
 
 
 Event = Union[TextDelta, ReasoningDelta, UsageUpdate, ResponseInfo, ToolCall, Finish]
@@ -283,6 +290,8 @@ class Result:
     batch_id: str | None = None
     price_source: str | None = None  # which price table gave cost_usd (e.g. "genai-prices 0.2.3")
     service_tier: str | None = None  # the tier that served the call, as the provider said
+    speed: str | None = None         # Anthropic's speed mode that served it ("standard" / "fast")
+    inference_geo: str | None = None  # Anthropic: the region where inference ran
     processing: str = "live"         # "live", or "batch" for provider batch jobs
     price_basis: Any = None          # pricing.PriceBasis: the exact price used (provenance)
     data: Any = None                 # the parsed answer, with format="json" or a schema
@@ -304,6 +313,10 @@ class Result:
     messages: list[Message] = field(default_factory=list)
     tool_calls: list[Any] = field(default_factory=list)
     turns: int = 1                   # model requests made for this call
+    # One-line notes about the call that the card and terminal show under it, each once: a
+    # parameter left out ("sent without temperature: claude-haiku-5-5 doesn't accept it"), a
+    # refusal ("refused: ..."), how an unusual stop ended the answer.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

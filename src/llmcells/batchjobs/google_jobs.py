@@ -36,25 +36,22 @@ def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     return item
 
 
-def _rest(item: dict[str, Any]) -> dict[str, Any]:
-    """An inlined request as the REST GenerateContentRequest a batch file line carries."""
+def _rest(item: dict[str, Any], api: Any = None) -> dict[str, Any]:
+    """An inlined request as the REST GenerateContentRequest a batch file line carries: the
+    SDK's own converter of an inlined request (what it sends inline), so tools, tool config,
+    the system instruction and the service tier sit at the top of the request and the generation
+    settings in generationConfig, and an attachment's bytes are base64 text. api: the client's
+    API client (only whether it is Vertex AI is read; the file route is the Developer API's)."""
+    from types import SimpleNamespace
+
+    from google.genai import _common as genai_common
+    from google.genai import batches as genai_batches
     from google.genai import types as genai_types
 
-    config = dict(item.get("config") or {})
-    # Through the SDK's own types, as it serialises them inline and live: camelCase, and an
-    # attachment's bytes as base64 text.
-    request: dict[str, Any] = {"contents": [
-        genai_types.Content.model_validate(c).model_dump(mode="json", by_alias=True, exclude_none=True)
-        for c in item["contents"]]}
-    system = config.pop("system_instruction", None)
-    if system:  # as the SDK sends it inline and live: a user-role Content
-        request["systemInstruction"] = genai_types.Content(
-            role="user", parts=[genai_types.Part(text=system)]).model_dump(
-            mode="json", by_alias=True, exclude_none=True) if isinstance(system, str) else system
-    if config:
-        request["generationConfig"] = genai_types.GenerationConfig(**config).model_dump(
-            mode="json", by_alias=True, exclude_none=True)
-    return {"key": item["metadata"]["key"], "request": request}
+    inlined = genai_types.InlinedRequest.model_validate(item)
+    wire = genai_batches._InlinedRequest_to_mldev(api or SimpleNamespace(vertexai=False), inlined)
+    wire = genai_common.encode_unserializable_types(genai_common.convert_to_dict(wire))
+    return {"key": item["metadata"]["key"], "request": wire["request"]}
 
 
 def _base64_size(value: Any) -> str:

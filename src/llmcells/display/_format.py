@@ -211,8 +211,18 @@ def metric_parts(result: Result, chunks: int | None = None) -> list[str]:
     return parts
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def notes_line(result: Result) -> str | None:
+    """The call's notes in one line ("sent without temperature: … · refused: …"), or None."""
+    notes = getattr(result, "notes", None)
+    # (a refusal's explanation is the provider's text: no control characters reach a terminal)
+    return _CONTROL.sub("", " · ".join(notes)) if notes else None
+
+
 def metrics_line(result: Result, model: str | None = None) -> str:
-    """`[anthropic:claude-haiku-4-5 · ok · 1.23 s · TTFT 0.31 s · 58 tok/s · 10→64 tokens · $0.000330]`"""
+    """`[anthropic:claude-haiku-5-5 · ok · 1.23 s · TTFT 0.31 s · 58 tok/s · 10→64 tokens · $0.000330]`"""
     head = [model or result.model, result.status]
     return "[" + " · ".join(head + metric_parts(result)) + "]"
 

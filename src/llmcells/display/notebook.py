@@ -432,7 +432,8 @@ class Card(CallObserver):
 
         note = card_note(result)
         chunks = self.chunks if self.chunks else None  # not streamed here (cached, replayed): unknown
-        return (self._footer(" · ".join(F.metric_parts(result, chunks)))
+        notes = F.notes_line(result)  # a parameter left out, a refusal... (escaped in _footer)
+        return (self._footer(" · ".join(F.metric_parts(result, chunks))) + (self._footer(notes) if notes else "")
                 + (self._footer(note) if note else ""))
 
     @staticmethod

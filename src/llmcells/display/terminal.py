@@ -169,6 +169,9 @@ class _TerminalObserver(CallObserver):
             if self.info.simulated:
                 line = line[:-1] + " · simulated]"
             self.owner.write(_dim(line) + "\n")
+        notes = F.notes_line(result)  # a parameter left out, a refusal...
+        if notes:
+            self.owner.write(_dim(notes) + "\n")
         note = _agent_note(result)  # an agent CLI's own report
         if note:
             self.owner.write(_dim(note) + "\n")
@@ -183,6 +186,9 @@ class _TerminalObserver(CallObserver):
             lines.append(f"✗ {self.name}: {F.short_error(result)}")
         if result.status != "error":
             lines.append(_dim(F.metrics_line(result, self.name)))
+        notes = F.notes_line(result)  # a parameter left out, a refusal...
+        if notes:
+            lines.append(_dim(notes))
         note = _agent_note(result)  # an agent CLI's own report
         if note:
             lines.append(_dim(note))

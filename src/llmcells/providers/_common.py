@@ -379,6 +379,11 @@ def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: in
     if kind == "denied":
         return AuthenticationError(f"{label} denied access: {message}", **common)
     if kind == "not_found":
+        from ..lifecycle import not_found_message
+
+        retired = not_found_message(spec)  # a known retired model: say when, and what instead
+        if retired:
+            return ModelNotFoundError(f"{label}: {retired}", **common)
         where = "" if provider in PROVIDERS else f" at {host}"
         return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the name "
                                   "(%llmcells models lists aliases).", **common)

@@ -9,6 +9,7 @@ from typing import Any
 import anthropic
 import httpx2
 
+from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
@@ -37,6 +38,34 @@ _USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
 # messages.create() keywords that the SDK sends as headers, not in the body.
 _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
+_THINKING = "thinking_tokens"  # merged usage key for output_tokens_details.thinking_tokens
+# How a stop reason ended the answer, when "end_turn"-like wording would hide it (Result.notes).
+# The status stays "ok": the provider answered and billed it; finish_reason keeps the reason.
+_STOP_NOTES = {
+    "pause_turn": "paused: Anthropic paused a long turn; send the conversation again to continue it",
+    "model_context_window_exceeded": "stopped: the conversation filled the model's context window",
+}
+# What this adapter reads of the SDK's stream types, and what it leaves alone on purpose (with
+# why). tests/test_sdk_drift.py checks both against the installed SDK: a stream event, delta,
+# stop reason or usage field that a new SDK adds and neither names fails that test.
+READS = {
+    "events": {"message_start", "message_delta", "message_stop", "content_block_start",
+               "content_block_delta", "content_block_stop"},
+    "deltas": {"text_delta", "thinking_delta", "input_json_delta"},
+    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal
+    # and those of _STOP_NOTES add a note
+    "stop_reasons": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal",
+                     "pause_turn", "model_context_window_exceeded"},
+    "usage": {"input_tokens", "output_tokens", "cache_read_input_tokens",
+              "cache_creation_input_tokens", "cache_creation", "output_tokens_details",
+              "service_tier", "speed", "inference_geo"},
+}
+IGNORES = {
+    "deltas": {"citations_delta": "citations are not shown",
+               "signature_delta": "a thinking block's signature is only needed to send the "
+                                  "thinking back, which llmcells does not"},
+    "usage": {"server_tool_use": "llmcells declares no server tools"},
+}
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "auth",
@@ -52,7 +81,8 @@ def _map_usage(raw: Any) -> Usage:
     """Normalise an Anthropic usage object or dict.
 
     Anthropic's input_tokens leaves out cache reads and writes, so they are added back to get all
-    input. Thinking tokens are part of output_tokens and not reported on their own.
+    input. Thinking tokens are part of output_tokens; output_tokens_details.thinking_tokens says
+    how many (API version 2026-10-21), and they are the reasoning tokens.
     """
     cache_read = count(raw, "cache_read_input_tokens")
     cache_write = count(raw, "cache_creation_input_tokens")
@@ -63,7 +93,7 @@ def _map_usage(raw: Any) -> Usage:
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
         output_tokens=count(raw, "output_tokens"),
-        reasoning_tokens=0,
+        reasoning_tokens=count(raw, _THINKING) or count(field(raw, "output_tokens_details"), _THINKING),
         cache_write_1h_tokens=min(write_1h, cache_write),
     )
 
@@ -78,7 +108,20 @@ def _merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE
     write_1h = field(field(raw, "cache_creation"), "ephemeral_1h_input_tokens")
     if write_1h is not None:
         seen[_WRITE_1H] = int(write_1h)
+    thinking = field(field(raw, "output_tokens_details"), _THINKING)
+    if thinking is not None:
+        seen[_THINKING] = int(thinking)
     return seen
+
+
+def _refusal_note(details: Any) -> str:
+    """The note for a `refusal` stop: its policy category and explanation, when given."""
+    category = field(details, "category")
+    explanation = field(details, "explanation")
+    note = "refused: the model declined to answer"
+    if category:
+        note += f" ({one_line(category, 40)})"
+    return note + (f": {one_line(explanation, 160)}" if explanation else "")
 
 
 # ----- requests ----------------------------------------------------------------------------------
@@ -90,8 +133,10 @@ def _message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         "model": request.spec.name,
         "messages": _rich.attach_to_last_user(_tools.anthropic_messages(request.messages), request,
                                               _rich.anthropic_parts),
-        # Anthropic requires max_tokens; the runner passes its configured default in extra.
-        "max_tokens": request.max_tokens or request.extra.get("default_max_tokens", 4096),
+        # Anthropic requires max_tokens; make_plan passes the model's default in extra (see
+        # data/models.toml for why it is 16000).
+        "max_tokens": request.max_tokens or request.extra.get("default_max_tokens")
+        or capabilities.of(request.spec).max_tokens or 16000,
         "stream": True,
         **_rich.anthropic_schema(request),  # attachments above and the schema: see _rich.py
     }
@@ -100,8 +145,11 @@ def _message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     if _tools.declared(request):
         kwargs["tools"] = _tools.anthropic_tools(_tools.declared(request))
     params = dict(request.extra.get("params") or {})
-    if request.temperature is not None:
-        params.setdefault("temperature", request.temperature)  # a body field the API still reads
+    # Anthropic API version 2026-10-21 refuses temperature/top_p/top_k on every Claude model:
+    # make_plan leaves a refused temperature out; one set here anyway (a Request built by hand,
+    # an add_endpoint model) is sent only if the model's profile takes it.
+    if request.temperature is not None and capabilities.of(request.spec).accepts("temperature", params):
+        params.setdefault("temperature", request.temperature)
     return with_params(kwargs, params, _HEADER_PARAMS)
 
 
@@ -115,6 +163,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None
+    stop_details: Any = None
     tool_calls = _tools.AnthropicToolCalls()
     try:
         async for event in items:
@@ -139,7 +188,9 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                 usage = message.get("usage")
                 yield ResponseInfo(response_model=message.get("model") or None,
                                    response_id=message.get("id") or None,
-                                   service_tier=field(usage, "service_tier"), rate_limits=limits)
+                                   service_tier=field(usage, "service_tier"), rate_limits=limits,
+                                   speed=field(usage, "speed"),
+                                   inference_geo=field(usage, "inference_geo"))
                 if usage:
                     # Only the input side: output_tokens here is a placeholder (1) that a live
                     # count would show for the whole stream; message_delta brings the real one.
@@ -152,6 +203,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                     yield call
             elif kind == "message_delta":
                 stop_reason = field(event.get("delta"), "stop_reason") or stop_reason
+                stop_details = field(event.get("delta"), "stop_details") or stop_details
                 if event.get("usage"):
                     yield UsageUpdate(_map_usage(_merge_usage(seen, event["usage"])))
             elif kind == "message_stop":
@@ -164,7 +216,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
     # The SDK ends silently when the body stops before message_stop.
     if not items.done:
         raise items.cut_short()
-    yield Finish(stop_reason or "end_turn")
+    reason = stop_reason or "end_turn"
+    yield Finish(reason, _refusal_note(stop_details) if reason == "refusal" else _STOP_NOTES.get(reason))
 
 
 # ----- errors ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import models as genai_models
 from google.genai import types as genai_types
 
+from .. import capabilities
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
 from ..models import ModelSpec, vertex_enabled
 from ..quotas import from_headers
@@ -48,6 +49,39 @@ _USAGE_NAMES = ("prompt_token_count", "tool_use_prompt_token_count", "cached_con
 _USAGE_CAMEL = ("promptTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount",
                 "candidatesTokenCount", "thoughtsTokenCount")
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
+
+# What this adapter reads of the SDK's types, and what it leaves alone on purpose (with why).
+# tests/test_sdk_drift.py checks both against the installed SDK: a finish reason, usage field or
+# candidate field that a new SDK adds and neither names fails that test.
+READS = {
+    # each ends the answer as "ok" with the reason as given, except those of _FINISH_ERRORS (an
+    # error) and _FINISH_NOTES (a note); CONTINUATION resumes the answer (see _lane_chunks)
+    "finish_reasons": {"STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "LANGUAGE", "OTHER",
+                       "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
+                       "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
+                       "IMAGE_RECITATION", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS",
+                       "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE", "MODEL_ARMOR",
+                       "ESCALATION", "PUP_LIMITED_DISABLED", "CONTINUATION"},
+    "usage": set(_USAGE_NAMES),
+    "candidate": {"content", "finish_reason", "continuation_token"},
+}
+_BREAKDOWN = "a per-modality breakdown of a count that is read"
+IGNORES = {
+    "finish_reasons": {"FINISH_REASON_UNSPECIFIED": "the enum's default, never a real ending"},
+    "usage": {"total_token_count": "the sum of the counts read", "prompt_tokens_details": _BREAKDOWN,
+              "candidates_tokens_details": _BREAKDOWN, "cache_tokens_details": _BREAKDOWN,
+              "tool_use_prompt_tokens_details": _BREAKDOWN,
+              "traffic_type": "which quota served the call; it does not change the token counts"},
+    "candidate": {"index": "only one candidate is asked for (the first is read)",
+                  "citation_metadata": "citations are not shown",
+                  "finish_message": "the finish reason is kept; its message adds nothing to show",
+                  "token_count": "usageMetadata counts the tokens",
+                  "grounding_metadata": "no grounding tools are declared",
+                  "url_context_metadata": "no URL-context tool is declared",
+                  "avg_logprobs": "log probabilities are not asked for",
+                  "logprobs_result": "log probabilities are not asked for",
+                  "safety_ratings": "a blocked answer shows as its finish reason"},
+}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -127,8 +161,9 @@ def _config(request: Request) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if request.system:
         config["system_instruction"] = request.system
-    if request.temperature is not None:
-        config["temperature"] = request.temperature
+    if request.temperature is not None and capabilities.of(request.spec).accepts(
+            "temperature", request.extra.get("params")):
+        config["temperature"] = request.temperature  # (make_plan left out, with a note, one refused)
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
     config.update(_rich.gemini_schema(request))
@@ -310,7 +345,22 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
     if finish_reason is None:
         raise items.cut_short()
-    yield Finish(finish_reason)
+    failed = _FINISH_ERRORS.get(finish_reason)
+    if failed is not None:
+        raise failed[0](failed[1], provider=request.spec.provider)
+    yield Finish(finish_reason, _FINISH_NOTES.get(finish_reason))
+
+
+# Finish reasons that mean there is no usable answer: an error, not an ok result.
+_FINISH_ERRORS = {
+    "MISSING_THOUGHT_SIGNATURE": (BadRequestError, "Gemini refused the conversation: a function "
+                                  "call in its history lacks the thought signature it came with."),
+    "MALFORMED_RESPONSE": (ProviderError, "Gemini produced a malformed response; try again."),
+}
+# Finish reasons that end an answer the way a person should be told of (Result.notes).
+_FINISH_NOTES = {
+    "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",
+}
 
 
 def _default_host() -> str:

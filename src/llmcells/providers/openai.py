@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 import openai
 
+from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
@@ -39,6 +40,89 @@ from .base import ClientOptions, Provider
 DEFAULT_HOST = "api.openai.com"
 
 
+# What this adapter reads of the SDK's stream types, and what it leaves alone on purpose (with
+# why). tests/test_sdk_drift.py checks both against the installed SDK: an event type, finish or
+# incomplete reason, status or usage field that a new SDK adds and neither names fails that test.
+READS = {
+    "responses_events": {"response.created", "response.in_progress", "response.queued",
+                         "response.output_item.done", "response.output_text.delta",
+                         "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
+                         "response.refusal.delta", "response.completed", "response.incomplete",
+                         "response.failed", "error"},
+    # each ends the answer as "ok" with the status or reason as given (cancelled: an error);
+    # _INCOMPLETE_NOTES' reasons add a note
+    "responses_status": {"completed", "incomplete", "cancelled", "failed", "queued", "in_progress"},
+    "incomplete_reasons": {"max_output_tokens", "content_filter", "max_messages", "steered"},
+    "responses_usage": {"input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details"},
+    "responses_input_details": {"cached_tokens", "cache_write_tokens", "cache_write_tokens_details"},
+    "chat_finish_reasons": {"stop", "length", "tool_calls", "content_filter", "function_call"},
+    "chat_delta": {"content", "refusal", "tool_calls"},
+    "chat_usage": {"prompt_tokens", "completion_tokens", "prompt_tokens_details",
+                   "completion_tokens_details"},
+    "chat_prompt_details": {"cached_tokens", "cache_write_tokens"},
+    "chat_completion_details": {"reasoning_tokens"},
+}
+_HOSTED = "a hosted tool's progress: llmcells declares only function tools"
+_WHOLE = "the same content arrives whole elsewhere (deltas, or response.output_item.done)"
+IGNORES = {
+    "responses_events": {
+        "response.output_item.added": _WHOLE, "response.content_part.added": _WHOLE,
+        "response.content_part.done": _WHOLE, "response.output_text.done": _WHOLE,
+        "response.output_text.annotation.added": "annotations (citations) are not shown",
+        "response.refusal.done": _WHOLE, "response.reasoning_text.done": _WHOLE,
+        "response.reasoning_summary_text.done": _WHOLE,
+        "response.reasoning_summary_part.added": _WHOLE, "response.reasoning_summary_part.done": _WHOLE,
+        "response.function_call_arguments.delta": _WHOLE, "response.function_call_arguments.done": _WHOLE,
+        "response.compaction.compacting": "server-side context compaction: progress only",
+    "response.audio.delta": _HOSTED,
+    "response.audio.done": _HOSTED,
+    "response.audio.transcript.delta": _HOSTED,
+    "response.audio.transcript.done": _HOSTED,
+    "response.code_interpreter_call.completed": _HOSTED,
+    "response.code_interpreter_call.in_progress": _HOSTED,
+    "response.code_interpreter_call.interpreting": _HOSTED,
+    "response.code_interpreter_call_code.delta": _HOSTED,
+    "response.code_interpreter_call_code.done": _HOSTED,
+    "response.file_search_call.completed": _HOSTED,
+    "response.file_search_call.in_progress": _HOSTED,
+    "response.file_search_call.searching": _HOSTED,
+    "response.image_generation_call.completed": _HOSTED,
+    "response.image_generation_call.generating": _HOSTED,
+    "response.image_generation_call.in_progress": _HOSTED,
+    "response.image_generation_call.partial_image": _HOSTED,
+    "response.mcp_call.completed": _HOSTED,
+    "response.mcp_call.failed": _HOSTED,
+    "response.mcp_call.in_progress": _HOSTED,
+    "response.mcp_call_arguments.delta": _HOSTED,
+    "response.mcp_call_arguments.done": _HOSTED,
+    "response.mcp_list_tools.completed": _HOSTED,
+    "response.mcp_list_tools.failed": _HOSTED,
+    "response.mcp_list_tools.in_progress": _HOSTED,
+    "response.shell_call_command.added": _HOSTED,
+    "response.shell_call_command.delta": _HOSTED,
+    "response.shell_call_command.done": _HOSTED,
+    "response.shell_call_output_content.delta": _HOSTED,
+    "response.shell_call_output_content.done": _HOSTED,
+    "response.web_search_call.completed": _HOSTED,
+    "response.web_search_call.in_progress": _HOSTED,
+    "response.web_search_call.searching": _HOSTED,
+    "response.custom_tool_call_input.delta": _HOSTED,
+    "response.custom_tool_call_input.done": _HOSTED,
+    },
+    "responses_usage": {"total_tokens": "the sum of input and output"},
+    "chat_delta": {"role": "always the assistant", "audio": "audio output is not asked for",
+                   "function_call": "the deprecated form of tool_calls, never asked for"},
+    "chat_usage": {"total_tokens": "the sum of prompt and completion"},
+    "chat_prompt_details": {"audio_tokens": "a breakdown of prompt_tokens",
+                            "image_tokens": "a breakdown of prompt_tokens",
+                            "text_tokens": "a breakdown of prompt_tokens"},
+    "chat_completion_details": {"audio_tokens": "a breakdown of completion_tokens",
+                                "text_tokens": "a breakdown of completion_tokens",
+                                "accepted_prediction_tokens": "predicted outputs are not used",
+                                "rejected_prediction_tokens": "predicted outputs are not used"},
+}
+
+
 # ----- usage -------------------------------------------------------------------------------------
 
 
@@ -49,10 +133,14 @@ def _map_usage(raw: Any) -> Usage:
     """
     in_details = field(raw, "prompt_tokens_details", "input_tokens_details")
     out_details = field(raw, "completion_tokens_details", "output_tokens_details")
+    # Responses splits cache writes by lifetime (cache_write_tokens_details: ttl_30m_tokens,
+    # ttl_12h_tokens); their sum is every write, whichever of the two figures is given.
+    by_ttl = field(in_details, "cache_write_tokens_details")
+    ttl_sum = sum(count(by_ttl, k) for k in by_ttl) if isinstance(by_ttl, dict) else 0
     return Usage(
         input_tokens=count(raw, "prompt_tokens", "input_tokens"),
         cached_input_tokens=count(in_details, "cached_tokens"),
-        cache_write_tokens=count(in_details, "cache_write_tokens"),
+        cache_write_tokens=max(count(in_details, "cache_write_tokens"), ttl_sum),
         output_tokens=count(raw, "completion_tokens", "output_tokens"),
         reasoning_tokens=count(out_details, "reasoning_tokens"),
     )
@@ -76,13 +164,23 @@ def _chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         "stream_options": {"include_usage": True},
         **_rich.chat_schema(request),  # attachments above and the schema: see _rich.py
     }
+    params = request.extra.get("params") or {}
     if _tools.declared(request):
         kwargs["tools"] = _tools.chat_tools(_tools.declared(request))
-    if request.temperature is not None:
-        kwargs["temperature"] = request.temperature
+        # gpt-6-luna on Chat Completions takes function tools only with reasoning_effort "none"
+        # (data/models.toml); the user's params= still win.
+        kwargs.update(capabilities.of(request.spec).chat_tools_need)
+    _sampling(kwargs, request, params)
     if request.max_tokens is not None:
         kwargs["max_completion_tokens"] = request.max_tokens
-    return with_params(kwargs, request.extra.get("params") or {})
+    return with_params(kwargs, params)
+
+
+def _sampling(kwargs: dict[str, Any], request: Request, params: dict[str, Any]) -> None:
+    """The request's temperature, if the model takes it (make_plan has already left out, with a
+    note, one it refuses; this keeps a Request built by hand just as safe)."""
+    if request.temperature is not None and capabilities.of(request.spec).accepts("temperature", params):
+        kwargs["temperature"] = request.temperature
 
 
 def _responses_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -98,14 +196,22 @@ def _responses_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         kwargs["tools"] = _tools.responses_tools(_tools.declared(request))
     if request.system:
         kwargs["instructions"] = request.system
-    if request.temperature is not None:
-        kwargs["temperature"] = request.temperature
+    params = request.extra.get("params") or {}
+    _sampling(kwargs, request, params)
     if request.max_tokens is not None:
         kwargs["max_output_tokens"] = request.max_tokens
-    return with_params(kwargs, request.extra.get("params") or {})
+    return with_params(kwargs, params)
 
 
 # ----- streams -----------------------------------------------------------------------------------
+
+#: the note of an answer that is the model's refusal (its text is kept as the answer)
+_REFUSED = "refused: the model declined to answer (its refusal is the text)"
+# How a Responses incomplete reason ended the answer, when the reason alone would not say it.
+_INCOMPLETE_NOTES = {
+    "max_messages": "stopped: the response reached the most messages it may hold",
+    "steered": "stopped: the response was steered (redirected) before it finished",
+}
 
 
 # Events arrive as the JSON objects the server sent (see post_stream): a missing field is a
@@ -131,6 +237,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     info_sent = False
     tier: str | None = None
     tool_calls = _tools.ChatToolCalls()
+    refused = False
     try:
         async for chunk in items:
             if not isinstance(chunk, dict):
@@ -156,6 +263,10 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     content = delta.get("content")
                     if isinstance(content, str) and content:
                         yield items.text(content)
+                    refusal = delta.get("refusal")  # the model's refusal, in place of an answer
+                    if isinstance(refusal, str) and refusal:
+                        refused = True
+                        yield items.text(refusal)
                     if delta.get("tool_calls"):
                         tool_calls.add(delta["tool_calls"])
                 if choice.get("finish_reason"):
@@ -174,7 +285,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
         raise items.cut_short()
     for call in tool_calls.done():
         yield call
-    yield Finish(finish_reason)
+    yield Finish(finish_reason, _REFUSED if refused else None)
 
 
 def _response_info(response: Any, limits: Any = None) -> ResponseInfo:
@@ -187,12 +298,13 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     stream, limits = await _open(client, "/responses", *_responses_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
+    refused = False
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
                 continue  # past the terminal event: read on to the body's end (see below)
             kind = event.get("type")
-            if kind in ("response.created", "response.in_progress"):
+            if kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
             elif kind == "response.output_item.done":
                 call = _tools.responses_call(event.get("item"))
@@ -200,6 +312,11 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                     yield call
             elif kind == "response.output_text.delta":
                 if isinstance(event.get("delta"), str) and event["delta"]:
+                    yield items.text(event["delta"])
+            elif kind == "response.refusal.delta":
+                # The refusal is kept as the answer's text, and noted as a refusal.
+                if isinstance(event.get("delta"), str) and event["delta"]:
+                    refused = True
                     yield items.text(event["delta"])
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 if isinstance(event.get("delta"), str) and event["delta"]:
@@ -210,11 +327,17 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 yield _response_info(response)
                 if response.get("usage"):
                     yield UsageUpdate(_map_usage(response["usage"]))
+                status = response.get("status")
+                if status == "cancelled":  # cancelled on OpenAI's side: no whole answer
+                    raise ProviderError(f"{request.spec.label} cancelled the response before it was "
+                                        "complete.", provider=request.spec.provider)
                 if kind == "response.completed":
-                    finish = Finish(response.get("status") or "completed")
+                    finish = Finish("refusal" if refused else (status or "completed"),
+                                    _REFUSED if refused else None)
                 else:
                     # e.g. max_output_tokens or content_filter: a normal, if short, ending.
-                    finish = Finish(field(response.get("incomplete_details"), "reason") or "incomplete")
+                    reason = field(response.get("incomplete_details"), "reason") or "incomplete"
+                    finish = Finish(reason, _REFUSED if refused else _INCOMPLETE_NOTES.get(reason))
                 # No `break`: the body ends right after this event, and reading it to its end
                 # returns the connection to the pool and finishes the SDK's generators here.
                 items.finished()

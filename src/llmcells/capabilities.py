@@ -1,0 +1,89 @@
+"""What each model accepts (its capability profile), read from `data/models.toml`, and the request
+changes that follow from it: a sampling parameter the model refuses is left out, with a note.
+
+Nothing here imports an SDK, so `%load_ext` and the simulator can read it for free.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+#: the sampling parameters llmcells knows of (what the `sampling` key may name)
+SAMPLING = ("temperature", "top_p", "top_k")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One model's capabilities: the sampling parameters it accepts (None: any), those it accepts
+    only with certain params (sampling_if / sampling_also), the fields a Chat Completions request
+    with tools needs, and the max_tokens to send when none is given (None: the API needs none)."""
+
+    model: str
+    sampling: frozenset[str] | None = None
+    why: str = "doesn't accept it"
+    sampling_if: dict[str, Any] = field(default_factory=dict)
+    sampling_also: frozenset[str] = frozenset()
+    chat_tools_need: dict[str, Any] = field(default_factory=dict)
+    max_tokens: int | None = None
+
+    def accepts(self, name: str, params: dict[str, Any] | None = None) -> bool:
+        """Whether the model takes sampling parameter name, given the user's params."""
+        if self.sampling is None or name in self.sampling:
+            return True
+        params = params or {}
+        return bool(self.sampling_if) and name in self.sampling_also and all(
+            params.get(k) == v for k, v in self.sampling_if.items())
+
+
+@cache
+def _rows() -> tuple[dict[str, Any], ...]:
+    raw = tomllib.loads(resources.files("llmcells").joinpath("data/models.toml").read_text("utf-8"))
+    return tuple(raw.get("model", ()))
+
+
+def _key(provider: str, name: str) -> str:
+    return f"{'openai' if provider == 'openai-responses' else provider}:{name}"
+
+
+@cache
+def profile(provider: str, name: str) -> Profile:
+    """The capability profile of model name of provider (every matching row, in file order)."""
+    model = _key(provider, name)
+    merged: dict[str, Any] = {}
+    for row in _rows():
+        if fnmatch.fnmatchcase(model, row["match"]):
+            merged.update({k: v for k, v in row.items() if k != "match"})
+    sampling = merged.get("sampling")
+    return Profile(model=model, sampling=None if sampling is None else frozenset(sampling),
+                   why=merged.get("why", "doesn't accept it"),
+                   sampling_if=dict(merged.get("sampling_if") or {}),
+                   sampling_also=frozenset(merged.get("sampling_also") or ()),
+                   chat_tools_need=dict(merged.get("chat_tools_need") or {}),
+                   max_tokens=merged.get("max_tokens"))
+
+
+def of(spec: Any) -> Profile:
+    """The capability profile of a resolved ModelSpec."""
+    return profile(spec.provider, spec.name)
+
+
+def left_out(spec: Any, name: str) -> str:
+    """The note for a sampling parameter left out of spec's request."""
+    p = of(spec)
+    return f"sent without {name}: {spec.name} {p.why}"
+
+
+def fit_temperature(spec: Any, temperature: float | None,
+                    params: dict[str, Any] | None) -> tuple[float | None, list[str]]:
+    """(temperature to send, notes): None and a note when spec's model refuses a temperature.
+
+    Only the `temperature=` option is checked: what the user puts in params= is sent as given.
+    """
+    if temperature is None or of(spec).accepts("temperature", params):
+        return temperature, []
+    return None, [left_out(spec, "temperature")]

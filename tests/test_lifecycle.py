@@ -1,0 +1,139 @@
+"""Model lifecycle: a retired model is refused before anything is sent, with its date and its
+replacement; a provider's "not found" for a known retired model says the same; a retiring model
+warns once per session; `%llmcells models` shows every model's status; the capability table
+answers what each model accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import warnings
+
+import pytest
+
+import llmcells
+from llmcells import capabilities, lifecycle
+from llmcells.calls import make_plan
+from llmcells.errors import ConfigError, ModelNotFoundError
+from llmcells.models import resolve
+from llmcells.registry import PROVIDERS
+
+from test_adapters_unit import _collect, _serve
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings():
+    lifecycle._warned.clear()
+    yield
+    lifecycle._warned.clear()
+
+
+def test_the_table_reads_and_every_row_has_a_source_and_a_replacement():
+    rows = lifecycle.table()
+    assert rows["google:gemini-2.5-flash"].retires == dt.date(2026, 12, 1)
+    for row in rows.values():
+        assert row.source and row.replacement, row.model
+        assert lifecycle.lookup(row.replacement).status() == "active", row.model  # no chains
+        assert row.replacement.split(":")[0] in PROVIDERS
+
+
+def test_status_by_date():
+    row = lifecycle.lookup("openai:gpt-4.1-mini")
+    assert row.status(dt.date(2027, 1, 13)) == "retiring" and row.status(dt.date(2027, 1, 14)) == "retired"
+    assert row.label(dt.date(2026, 12, 4)) == "retiring 2027-01-14"
+    assert lifecycle.lookup("openai:gpt-6-luna").status() == "active"
+    assert lifecycle.lookup("openai-responses:gpt-4.1-mini") == row  # the same model
+
+
+def test_every_default_is_active():
+    for row in PROVIDERS.values():
+        assert lifecycle.lookup(row.default_id).status() == "active", row.default_id
+
+
+def test_a_retired_model_is_refused_before_anything_is_sent(simulated):
+    with pytest.raises(ConfigError) as err:
+        llmcells.run(llmcells.ask("hi", model="google:gemini-2.5-flash", display=False))
+    assert str(err.value) == "gemini-2.5-flash was retired on 2026-12-01; use google:gemini-3.5-flash-lite."
+    assert simulated.requests == []
+
+
+def test_a_retiring_model_warns_once_per_session(simulated):
+    with pytest.warns(lifecycle.ModelLifecycleWarning, match="gpt-4.1-mini will be retired on 2027-01-14; use openai:gpt-6-luna"):
+        make_plan("hi", "openai:gpt-4.1-mini")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_plan("hi", "openai:gpt-4.1-mini")  # no second warning
+        r = llmcells.run(llmcells.ask("hi", model="openai:gpt-4.1-mini", display=False))
+    assert r.ok
+
+
+def _not_found():
+    return _serve(b'{"error": {"message": "The model does not exist", "type": "invalid_request_error", '
+                  b'"code": "model_not_found"}}', status=404, headers={"content-type": "application/json"})
+
+
+def test_a_providers_not_found_for_a_retired_model_names_the_date_and_the_replacement(monkeypatch):
+    # (sent anyway: a Request built by hand skips make_plan's check)
+    import test_adapters_unit as unit
+    from llmcells.models import ModelSpec
+
+    monkeypatch.setitem(unit.SPECS, "openai", ModelSpec("openai", "openai", "gpt-4.1-nano", "gpt-4.1-nano"))
+    _, _, mapped = asyncio.run(_collect("openai", _not_found()))
+    assert isinstance(mapped, ModelNotFoundError)
+    assert mapped.message == "OpenAI: gpt-4.1-nano was retired on 2026-10-23; use openai:gpt-6-luna."
+    # a model listed as retiring that the provider already dropped
+    monkeypatch.setitem(unit.SPECS, "openai", ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"))
+    _, _, mapped = asyncio.run(_collect("openai", _not_found()))
+    assert mapped.message == ("OpenAI: gpt-4o-mini is being retired (listed for 2027-01-14) and its provider "
+                              "no longer serves it; use openai:gpt-6-luna.")
+    # any other unknown model: the usual message
+    monkeypatch.setitem(unit.SPECS, "openai", ModelSpec("openai", "openai", "gpt-nope", "gpt-nope"))
+    _, _, mapped = asyncio.run(_collect("openai", _not_found()))
+    assert mapped.message.startswith("Unknown model 'gpt-nope'")
+
+
+def test_llmcells_models_shows_each_models_status(shell, capsys):
+    frame = shell.run_line_magic("llmcells", "models")
+    rows = frame.set_index("model")
+    assert rows.loc["openai:gpt-6-luna", "status"] == "active"
+    assert rows.loc["google:gemini-2.5-flash", "status"] == "retired 2026-12-01"
+    assert rows.loc["google:gemini-2.5-flash", "use instead"] == "google:gemini-3.5-flash-lite"
+    assert rows.loc["openai:gpt-4o-mini", "status"] == "retiring 2027-01-14"
+    assert frame[frame.alias == "chatgpt"].model.tolist() == ["openai:gpt-6-luna"]
+
+
+# ----- capabilities ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model, takes", [
+    ("anthropic:claude-haiku-5-5", False), ("anthropic:claude-haiku-4-5", False),
+    ("openai:gpt-6-luna", False), ("openai:gpt-5-mini", False), ("openai:o4-mini", False),
+    ("openai:gpt-4.1", True), ("openai-responses:gpt-4.1", True),
+    ("google:gemini-3.5-flash-lite", False), ("google:gemini-4-pro", False),
+    ("google:gemini-3.1-flash-lite", True),
+])
+def test_which_models_take_a_temperature(model, takes):
+    spec = resolve(model)
+    assert capabilities.of(spec).accepts("temperature") is takes
+    plan = make_plan("hi", spec, temperature=0.2)
+    assert (plan.request.temperature == 0.2) is takes
+    assert bool(plan.request.extra.get("notes")) is not takes
+
+
+def test_the_notes_name_the_model_and_why():
+    plan = make_plan("hi", "gemini", temperature=0.2)
+    assert plan.request.extra["notes"] == [
+        "sent without temperature: gemini-3.5-flash-lite works best with its default "
+        "(Google's advice for Gemini 3.5+)"]
+
+
+def test_claude_gets_room_for_thinking_by_default():
+    assert make_plan("hi", "claude").request.extra["default_max_tokens"] == 16000
+    llmcells.configure(anthropic_default_max_tokens=2000)
+    assert make_plan("hi", "claude").request.extra["default_max_tokens"] == 2000
+
+
+def test_an_agent_clis_model_is_checked_as_the_api_model_it_is():
+    with pytest.raises(ConfigError, match="claude-sonnet-4-5 was retired on 2026-11-30; use anthropic:claude-sonnet-4-6"):
+        make_plan("hi", "claude-code:claude-sonnet-4-5")
+    assert make_plan("hi", "claude-code").request.spec.name == "claude-sonnet-4-6"
