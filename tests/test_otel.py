@@ -252,9 +252,9 @@ def test_otel_environment_alone_exports_over_otlp_http(tmp_path):
     spans = [(rs.resource, s) for req in got for rs in req.resource_spans
              for ss in rs.scope_spans for s in ss.spans]
     names = sorted(s.name for _, s in spans)
-    assert names == ["chat gemini-2.5-flash", "chat gpt-4.1-mini", "llmcells compare"]
+    assert names == ["chat gemini-3.5-flash-lite", "chat gpt-6-luna", "llmcells compare"]
     service = {a.key: a.value.string_value for a in spans[0][0].attributes}["service.name"]
     assert service == "llmcells-test"
-    chat = next(s for _, s in spans if s.name == "chat gpt-4.1-mini")
+    chat = next(s for _, s in spans if s.name == "chat gpt-6-luna")
     attrs = {a.key: a.value for a in chat.attributes}
     assert attrs["gen_ai.usage.output_tokens"].int_value > 0
