@@ -47,15 +47,20 @@ class Settings:
     replay: bool = False
     # The replay file (JSONL); None: llmcells-replay.jsonl in the working folder (the notebook's).
     replay_path: str | None = None
+    # Errors from Python in IPython: one line (off), or the full traceback (on), as %xmode Verbose.
+    debug: bool = False
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
         known = {f.name: f for f in fields(self)}
         for name, value in changes.items():
             if name not in known:
+                from difflib import get_close_matches
+
+                close = get_close_matches(name, list(known), n=1)
                 raise ConfigError(
-                    f"Unknown setting {name!r}. Known settings: {', '.join(sorted(known))}."
-                )
+                    f"Unknown setting {name!r}{f' (did you mean {close[0]}?)' if close else ''}. "
+                    f"Known settings: {', '.join(sorted(known))}.")
             setattr(self, name, _coerce(name, known[name].type, value))
 
     def as_dict(self) -> dict[str, Any]:

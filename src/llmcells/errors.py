@@ -27,6 +27,16 @@ class LLMError(Exception):
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.kind
 
+    @property
+    def _render_traceback_(self):
+        """IPython's hook: the error as one line (`ConfigError: Unknown model ...`), since its
+        message already says what to do. With `%xmode Verbose` or
+        `llmcells.configure(debug=True)` the attribute is absent, and IPython shows its full
+        traceback as for any other error."""
+        if _debugging():
+            raise AttributeError("_render_traceback_")
+        return lambda: [f"{type(self).__name__}: {self}"]
+
 
 class ConfigError(LLMError, ValueError):
     """Bad input from the user: an unknown model, a bad option. Nothing was sent."""
@@ -94,6 +104,23 @@ class ProviderError(LLMError):
     """Any other error reported by a provider."""
 
     kind = "provider_error"
+
+
+def _debugging() -> bool:
+    """True when the user asked for full tracebacks: llmcells' debug setting, or IPython's
+    Verbose exception mode."""
+    from .config import settings
+
+    if settings.debug:
+        return True
+    import sys
+
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return getattr(getattr(shell, "InteractiveTB", None), "mode", None) == "Verbose"
 
 
 # Keys look like sk-..., sk-ant-..., AIza...; also anything that follows "key" in a provider message

@@ -93,6 +93,32 @@ def _fail(message: str) -> UsageError:
     return UsageError(message)
 
 
+def _suggest(word: str, choices: Any) -> str:
+    """" (did you mean X?)" for the choice closest to a mistyped word, or nothing."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _with_suggestion(message: str, magic: Callable) -> str:
+    """argparse's message about a mistyped option or choice, with the closest valid one."""
+    parser = getattr(magic, "parser", None)
+    options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        for word in unknown.group(1).split():
+            if word.startswith("--"):
+                hint = _suggest(word.split("=", 1)[0], options)
+                if hint:
+                    return f"{message}{hint}"
+        return message
+    choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
+    if choice:
+        return message + _suggest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+    return message
+
+
 def _extract_code(text: str) -> str:
     blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
     return "\n\n".join(b.rstrip("\n") for b in blocks) if blocks else text.strip()
@@ -122,11 +148,12 @@ def _provider_magic(row: ProviderRow) -> Callable:
 
             {row.magic_example.replace(chr(10), chr(10) + "            ")}
 
-        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` (a
-        {row.name} model name, a {row.name}:... id, or another alias) picks another. `-c`
+        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` picks another:
+        a model name of this provider, an id such as {row.name}:NAME, or another alias. `-c`
         continues the conversation of earlier %%{row.alias} cells; without it each cell is a
         fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
-        from the notebook; other braces (JSON, code) are left as written.
+        from the notebook, and a name that is not there stops the cell before anything is sent;
+        `{{{{` and `}}}}` send a brace; other braces (JSON, code) are left as written.
         """
     if row.kind == "agent":  # [agents] --cwd and --tools
         from .agents import agent_arguments
@@ -153,8 +180,8 @@ class LLMMagics(Magics):
     def _args(self, magic: Callable, line: str) -> Any:
         try:
             args = parse_argstring(magic, line)
-        except UsageError:
-            raise
+        except UsageError as err:
+            raise _fail(_with_suggestion(str(err), magic)) from None
         except SystemExit:  # argparse exits on some errors; turn them into one line
             raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
@@ -186,7 +213,13 @@ class LLMMagics(Magics):
         if cell is None or not cell.strip():
             raise _fail(f"The cell is empty: write the prompt below the %%{magic} line.")
         cell = cell.rstrip()
-        return cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
+        if args.no_interpolate:
+            return cell
+        try:
+            return interpolate(cell, self.shell.user_ns, strict=True,
+                               hint="Set it, write {{ }} to send braces, or add --no-interpolate.")
+        except ConfigError as err:
+            raise _fail(str(err)) from None
 
     def _model(self, default: str, given: str | None) -> _models.ModelSpec:
         name = given or default
@@ -383,14 +416,18 @@ class LLMMagics(Magics):
         """
         try:
             args = parse_argstring(self.llmcells, line)
+        except UsageError as err:
+            raise _fail(_with_suggestion(str(err), self.llmcells)) from None
         except SystemExit:
             raise _fail(f"Bad options: {line!r}. See %llmcells help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
             raise _fail(f"Bad options: {line!r} ({err}). See %llmcells help.") from None
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
-            raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, health, quota, reset, chats, simulate, replay, frontier, help.")
+            commands = [n[len("_cmd_"):] for n in dir(self) if n.startswith("_cmd_")]
+            raise _fail(f"Unknown command {args.command!r}{_suggest(args.command, commands)}. Commands: "
+                        "models, config, usage, costs, prices, health, quota, reset, chats, "
+                        "simulate, replay, frontier, help.")
         try:
             return handler(args)
         except LLMError as err:
