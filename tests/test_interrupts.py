@@ -99,7 +99,7 @@ def test_random_interrupts_in_a_real_kernel(kernel, front, moment):
         # `await` cell ends with CancelledError (ipykernel's own choice, see _cancel_on_sigint).
         # (llmcells' own KeyboardInterrupt is `Interrupted`, shown as one line, not a traceback)
         interrupts = {"KeyboardInterrupt", "Interrupted"}
-        expected = interrupts if front.startswith("%%") else {"CancelledError", *interrupts}
+        expected = interrupts if front.startswith("%%") else {"CancelledError", "InterruptedAwait", *interrupts}
         assert content["status"] == "error" and content["ename"] in expected, content
         msgs = [m for _, m in kernel.messages(msg_id, quiet=0.1)]
         tb = next((m["content"]["traceback"] for m in msgs if m["msg_type"] == "error"), [])

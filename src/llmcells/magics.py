@@ -253,11 +253,21 @@ class LLMMagics(Magics):
                 raise _fail(f"--tools: {err}") from None
         return options
 
-    def _run(self, pending: Any) -> Any:
+    def _run(self, pending: Any, args: Any = None) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
+        from . import api
         from ._loop import run
 
-        return run(pending)
+        before = api.last
+        try:
+            return run(pending)
+        except KeyboardInterrupt:
+            # The run's partial Result (or Comparison), as its card shows it, stays reachable.
+            if args is not None and api.last is not None and api.last is not before:
+                self.shell.user_ns["_llm"] = api.last
+                if args.out:
+                    self.shell.user_ns[args.out] = api.last
+            raise
 
     def _finish(self, outcome: Result | Comparison, args: Any, prompt: str) -> None:
         results = outcome.results if isinstance(outcome, Comparison) else [outcome]
@@ -304,7 +314,7 @@ class LLMMagics(Magics):
                 from .chats import send_named
 
                 outcome = self._run(send_named(_unquote(args.chat), spec.requested, prompt,
-                                               self._options(args), explicit_model=bool(args.model)))
+                                               self._options(args), explicit_model=bool(args.model)), args)
                 self._finish(outcome, args, prompt)
                 return
             if args.repeat > 1:
@@ -315,7 +325,7 @@ class LLMMagics(Magics):
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
-        self._finish(self._run(pending), args, prompt)
+        self._finish(self._run(pending, args), args, prompt)
 
     def _histories(self, specs: list[_models.ModelSpec], args: Any) -> dict[str, list[Message]]:
         if not args.cont:
@@ -369,7 +379,7 @@ class LLMMagics(Magics):
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
-        self._finish(self._run(pending), args, prompt)
+        self._finish(self._run(pending, args), args, prompt)
 
     # ----- %llmcells ----------------------------------------------------------------------------
 
