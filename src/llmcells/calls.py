@@ -6,6 +6,7 @@ into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and no
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 from pathlib import Path
@@ -128,6 +129,31 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
     return out
 
 
+#: below this many estimated tokens no model's context is looked up (every model takes more)
+_SMALL_PROMPT_TOKENS = 4096
+
+
+def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | None) -> None:
+    """Raise one ConfigError line when messages (and system) would not fit spec's context window,
+    estimated as `Chat` does it (the same helpers); a model whose window is unknown passes."""
+    from .chats import ANSWER_ROOM, estimate_tokens
+
+    need = estimate_tokens(messages, system) + ANSWER_ROOM
+    if need <= _SMALL_PROMPT_TOKENS:
+        return
+    window = _context_window(spec.id)
+    if window and need > window:
+        raise ConfigError(f"This prompt is about {need:,} tokens with room for the answer, more than "
+                          f"{spec.id}'s context window of {window:,}; nothing was sent. Shorten it.")
+
+
+@functools.lru_cache(maxsize=256)
+def _context_window(model_id: str) -> int | None:
+    from .chats import context_window
+
+    return context_window(model_id)
+
+
 def current_cell() -> int | None:
     """The IPython execution count of the running cell, when there is one."""
     if "IPython" not in sys.modules:  # a plain script: no cell (and no 70 ms IPython import)
@@ -171,6 +197,7 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
 
         extra["schema_mode"] = "native" if is_native(spec) else "instructions"
         extra["repair"] = int(repair)
+    check_context(spec, [*history, Message("user", prompt)], system)
     request = Request(spec=spec, messages=[*history, Message("user", prompt)],
                       system=system,
                       temperature=temperature if temperature is not None else settings.temperature,
