@@ -100,7 +100,7 @@ def test_interrupt_while_waiting_for_the_first_token(kernel, front):
 
     # nothing left on the private loop, the three calls recorded as cancelled
     assert kernel.value("_loop.submit(_pending()).result(timeout=5)") == 0
-    statuses = kernel.value(f"list(llmcells.usage().iloc[{rows_before}:]['status'])")
+    statuses = kernel.value(f"list(llmcells.usage().iloc[::-1].iloc[{rows_before}:]['status'])")
     assert statuses == ["cancelled"] * 3, statuses
 
     # and the next compare works

@@ -490,7 +490,7 @@ class LLMMagics(Magics):
         from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
         frame = llmcells.usage(session=args.session)
-        return formatted(frame.tail(args.last) if args.last else frame)
+        return formatted(frame.head(args.last) if args.last else frame)  # newest first
 
     def _cmd_costs(self, args: Any) -> Any:
         import llmcells
