@@ -103,7 +103,8 @@ def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
 def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
                        namespace: dict[str, Any]) -> dict[str, Any]:
     """attach=, schema= and repair= from a magic's -a/--schema/--repair: each -a is a notebook
-    variable's name, an http(s) URL or a path; --schema names a notebook variable."""
+    variable's name, an http(s) URL or a path; --schema names a notebook variable or is a
+    concise schema ("name, age int", see structured.concise_schema)."""
     out: dict[str, Any] = {}
     if attach:
         items = []
@@ -118,10 +119,14 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
 
         out["attach"] = attachments(items)
     if schema:
-        if schema not in namespace:
+        if not schema.isidentifier():  # a concise schema, --schema "name, age int"
+            out["schema"] = schema
+        elif schema not in namespace:
             raise ConfigError(f"--schema {schema}: no variable {schema!r} in the notebook; set it to a "
-                              "pydantic model class, a JSON Schema dict or {field: type}.")
-        out["schema"] = namespace[schema]
+                              "pydantic model class, a JSON Schema dict or {field: type}, or write "
+                              "the fields in quotes: --schema \"name, age int\".")
+        else:
+            out["schema"] = namespace[schema]
     if repair:
         if not schema:
             raise ConfigError("--repair needs --schema.")

@@ -57,8 +57,8 @@ def _call_options(func: Callable) -> Callable:
                  help="attach a file: a path, an http(s) URL, or a notebook variable (figure, "
                       "image, DataFrame, bytes); repeat for more"),
         argument("--schema", metavar="VAR", help="answer as JSON matching the schema in notebook "
-                 "variable VAR (a pydantic model, a JSON Schema dict or {field: type}); the "
-                 "Result's .data holds it"),
+                 "variable VAR (a pydantic model, a JSON Schema dict or {field: type}), or the "
+                 "fields in quotes, \"name, age int, tags list[str]\"; the Result's .data holds it"),
         argument("--repair", action="store_true", help="with --schema: re-ask once when the "
                  "answer does not match"),
         argument("--tools", metavar="VAR",  # [tools hook]
