@@ -59,3 +59,12 @@ def test_a_tool_without_type_hints_gets_one_warning():
     assert len(hints) == 1, [str(w.message) for w in seen]
     assert str(hints[0].message).startswith("Tool lookup_city: city has no type hint")
     assert hints[0].filename == __file__  # it points at the user's line, not at llmcells
+
+
+def test_a_chain_skips_the_models_whose_window_is_too_small(simulated):
+    long = "word " * 300_000  # about 430k tokens: too long for Claude (200k), not for GPT-4.1 (1M)
+    r = llmcells.run(llmcells.ask(long, "claude|chatgpt", display=False))
+    assert r.ok and r.model == "openai:gpt-4.1-mini"
+    assert [q.provider for q in simulated.requests] == ["openai"]
+    with pytest.raises(ConfigError, match="context window of 200,000"):
+        llmcells.ask(long, "claude|claude")

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import settings
 from .engine import CallPlan
-from .errors import ConfigError
+from .errors import ConfigError, ContextWindowError
 from .models import ModelSpec, resolve
 from .types import CallInfo, Message, Request
 
@@ -148,7 +148,7 @@ def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | No
         return
     window = _context_window(spec.id)
     if window and need > window:
-        raise ConfigError(f"This prompt is about {need:,} tokens with room for the answer, more than "
+        raise ContextWindowError(f"This prompt is about {need:,} tokens with room for the answer, more than "
                           f"{spec.id}'s context window of {window:,}; nothing was sent. Shorten it.")
 
 

@@ -44,6 +44,12 @@ class ConfigError(LLMError, ValueError):
     kind = "config"
 
 
+class ContextWindowError(ConfigError):
+    """The prompt would not fit the model's context window. Nothing was sent."""
+
+    kind = "context_window"
+
+
 class MissingKeyError(ConfigError):
     """No API key for a provider. Nothing was sent."""
 
