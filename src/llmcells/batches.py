@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import fallback
 from .config import settings
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .interpolate import interpolate, missing_names
 from . import _loop
 from ._loop import Pending
@@ -220,14 +220,9 @@ def _check_template(template: str, names: list[Any], what: str, there: str) -> N
     otherwise send the literal placeholder with every row)."""
     missing = missing_names(template, [str(n) for n in names])
     if missing:
-        from difflib import get_close_matches
-
-        close = get_close_matches(missing[0], [str(n) for n in names], n=1)
-        raise ConfigError(
-            f"template= names {{{missing[0]}}}, which is not a {what}"
-            + (f" (did you mean {{{close[0]}}}?)" if close else "")
-            + f"; {there}: {', '.join(map(str, names))}. Nothing was sent; "
-            "write {{ }} to send braces.")
+        hint = did_you_mean(f"{{{missing[0]}}}", [f"{{{n}}}" for n in names])
+        raise ConfigError(f"template= names {{{missing[0]}}}, which is not a {what}{hint}; {there}: "
+                          f"{', '.join(map(str, names))}. Nothing was sent; write {{{{ }}}} to send braces.")
 
 
 def _call_key(plan: CallPlan, sample: int) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -55,11 +55,8 @@ class Settings:
         known = {f.name: f for f in fields(self)}
         for name, value in changes.items():
             if name not in known:
-                from difflib import get_close_matches
-
-                close = get_close_matches(name, list(known), n=1)
                 raise ConfigError(
-                    f"Unknown setting {name!r}{f' (did you mean {close[0]}?)' if close else ''}. "
+                    f"Unknown setting {name!r}{did_you_mean(name, known)}. "
                     f"Known settings: {', '.join(sorted(known))}.")
             setattr(self, name, _coerce(name, known[name].type, value))
 

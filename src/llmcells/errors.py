@@ -8,6 +8,7 @@ retry from `retryable`.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 class LLMError(Exception):
@@ -110,6 +111,15 @@ class ProviderError(LLMError):
     """Any other error reported by a provider."""
 
     kind = "provider_error"
+
+
+def did_you_mean(word: str, choices: Any, quote: str = "") -> str:
+    """" (did you mean X?)" with the choice closest to a mistyped word (each choice shown between
+    `quote` marks), or "" when none is close: the end of a one-line error about a typo."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
 
 
 def _debugging() -> bool:

@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ._log import swallowed
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _INDEX = r"\[\s*(?:-?\d+|'[^'\\\]]*'|\"[^\"\\\]]*\")\s*\]"
 # A doubled brace is matched before a reference, so that `{{name}}` is never read as one.
@@ -66,12 +68,12 @@ def interpolate(text: str, namespace: Mapping[str, Any], *, strict: bool = False
             return "{"
         if match.group(2):
             return "}" if escapes else "}}"
-        try:  # a namespace lookup or a str() that fails leaves the reference as written
+        try:  # a namespace lookup or a str() that fails: the reference is not filled in
             value = _resolve(match.group(3), namespace)
             if value is not _MISSING:
                 return str(value)
-        except Exception:
-            pass
+        except Exception as exc:
+            swallowed(f"filling in {{{match.group(3)}}}", exc)
         if strict and _reads_as_reference(text, match.start(), fences):
             raise _unresolved(match.group(3), namespace, hint)
         return match.group(0)
@@ -93,14 +95,12 @@ def missing_names(text: str, names: Any) -> list[str]:
 
 
 def _unresolved(expr: str, namespace: Mapping[str, Any], hint: str) -> Exception:
-    from .errors import ConfigError
+    from .errors import ConfigError, did_you_mean
 
     head = re.match(_NAME, expr).group(0)  # type: ignore[union-attr]
     if head not in namespace:
-        from difflib import get_close_matches
-
-        close = get_close_matches(head, [str(k) for k in namespace if not str(k).startswith("_")], 1)
-        what = f"{{{expr}}}: no variable {head!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        names = [k for k in namespace if not str(k).startswith("_")]
+        what = f"{{{expr}}}: no variable {head!r}{did_you_mean(head, names, quote=chr(39))}"
     else:
         what = f"{{{expr}}}: {head} has no such attribute or item"
     return ConfigError(f"{what}; nothing was sent.{(' ' + hint) if hint else ''}")

@@ -19,7 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import models as _models
 from .config import settings
-from .errors import ConfigError, LLMError
+from .errors import ConfigError, LLMError, did_you_mean
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow
@@ -93,14 +93,6 @@ def _fail(message: str) -> UsageError:
     return UsageError(message)
 
 
-def _suggest(word: str, choices: Any) -> str:
-    """" (did you mean X?)" for the choice closest to a mistyped word, or nothing."""
-    from difflib import get_close_matches
-
-    close = get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _with_suggestion(message: str, magic: Callable) -> str:
     """argparse's message about a mistyped option or choice, with the closest valid one."""
     parser = getattr(magic, "parser", None)
@@ -109,13 +101,13 @@ def _with_suggestion(message: str, magic: Callable) -> str:
     if unknown:
         for word in unknown.group(1).split():
             if word.startswith("--"):
-                hint = _suggest(word.split("=", 1)[0], options)
+                hint = did_you_mean(word.split("=", 1)[0], options)
                 if hint:
                     return f"{message}{hint}"
         return message
     choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
     if choice:
-        return message + _suggest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
     return message
 
 
@@ -435,7 +427,7 @@ class LLMMagics(Magics):
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
             commands = [n[len("_cmd_"):] for n in dir(self) if n.startswith("_cmd_")]
-            raise _fail(f"Unknown command {args.command!r}{_suggest(args.command, commands)}. Commands: "
+            raise _fail(f"Unknown command {args.command!r}{did_you_mean(args.command, commands)}. Commands: "
                         "models, config, usage, costs, prices, health, quota, reset, chats, "
                         "simulate, replay, frontier, help.")
         try:

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .types import OutputSchema, Result
 
 __all__ = ["output_schema", "concise_schema", "strict_schema", "validate", "check_result", "instructions",
@@ -71,12 +71,9 @@ def _concise_type(kind: str, field: str) -> Any:
         return list[_concise_type(inner.group(1).strip(), field)]  # type: ignore[misc]
     if kind in _CONCISE_TYPES:
         return _CONCISE_TYPES[kind]
-    from difflib import get_close_matches
-
-    close = get_close_matches(kind, [*_CONCISE_TYPES, "list[str]"], n=1)
     raise ConfigError(f"schema: the field {field!r} has type {kind!r}"
-                      + (f" (did you mean {close[0]}?)" if close else "")
-                      + "; types are str, int, float, bool and list[...] of them.")
+                      f"{did_you_mean(kind, [*_CONCISE_TYPES, 'list[str]'])}; "
+                      "types are str, int, float, bool and list[...] of them.")
 
 
 def output_schema(value: Any) -> OutputSchema | None:
