@@ -102,3 +102,11 @@ def test_strict_leaves_what_reads_as_something_else(text):
 
 def test_missing_names_lists_what_strict_would_refuse():
     assert missing_names("Summarise: {txt} ({text}) ${HOME} {{lit}}", ["text"]) == ["txt"]
+
+
+def test_strict_leaves_a_value_whose_str_fails_as_written():
+    class Boom:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert interpolate("{boom} and {topic}", {**NS, "boom": Boom()}, strict=True) == "{boom} and tides"

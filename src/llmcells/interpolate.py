@@ -68,12 +68,13 @@ def interpolate(text: str, namespace: Mapping[str, Any], *, strict: bool = False
             return "{"
         if match.group(2):
             return "}" if escapes else "}}"
-        try:  # a namespace lookup or a str() that fails: the reference is not filled in
+        try:  # a value whose str() fails (or a namespace whose lookup does) is left as written
             value = _resolve(match.group(3), namespace)
             if value is not _MISSING:
                 return str(value)
         except Exception as exc:
             swallowed(f"filling in {{{match.group(3)}}}", exc)
+            return match.group(0)
         if strict and _reads_as_reference(text, match.start(), fences):
             raise _unresolved(match.group(3), namespace, hint)
         return match.group(0)
