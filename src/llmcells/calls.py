@@ -139,7 +139,7 @@ _SMALL_PROMPT_TOKENS = 4096
 
 
 def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | None) -> None:
-    """Raise one ConfigError line when messages (and system) would not fit spec's context window,
+    """Raise one ContextWindowError line when messages (and system) would not fit spec's window,
     estimated as `Chat` does it (the same helpers); a model whose window is unknown passes."""
     from .chats import ANSWER_ROOM, estimate_tokens
 
@@ -148,8 +148,9 @@ def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | No
         return
     window = _context_window(spec.id)
     if window and need > window:
-        raise ContextWindowError(f"This prompt is about {need:,} tokens with room for the answer, more than "
-                          f"{spec.id}'s context window of {window:,}; nothing was sent. Shorten it.")
+        raise ContextWindowError(
+            f"This prompt is about {need:,} tokens with room for the answer, more than "
+            f"{spec.id}'s context window of {window:,}; nothing was sent. Shorten it.")
 
 
 @functools.lru_cache(maxsize=256)
