@@ -13,6 +13,7 @@ import pytest
 import llmcells
 from llmcells import batches as batch_module
 from llmcells.config import settings
+from llmcells.errors import ConfigError
 from llmcells.pricing import clear_prices, set_price
 
 MODELS = ["chatgpt", "claude", "gemini"]
@@ -223,3 +224,21 @@ def test_notebook_progress_widget_ends_with_the_totals(simulated, monkeypatch):
     assert shown == [bar.box]
     assert bar.bar.value == 3 and bar.bar.bar_style == "success"
     assert "3/3 done · 0 failed" in bar.label.value
+
+
+def test_a_template_naming_a_missing_column_is_refused_before_anything_is_sent(fresh_sim):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["a", "b"], "lang": ["fr", "de"]})
+    before = len(fresh_sim.requests)
+    with pytest.raises(ConfigError) as err:
+        llmcells.batch(frame, "chatgpt", template="Summarise in {lang}: {txt}")
+    message = str(err.value)
+    assert "{txt}, which is not a column (did you mean {text}?)" in message, message
+    assert "the columns are: text, lang" in message and "Nothing was sent" in message
+    assert len(fresh_sim.requests) == before
+    with pytest.raises(ConfigError, match=r"\{item\}, which is not a name"):
+        llmcells.batch(["a"], "chatgpt", template="Translate: {item}")
+    # escaped braces are not references
+    rows = batch_module._prompt_rows(frame, '{{"text": "{text}"}}')
+    assert [prompt for _, prompt, _ in rows] == ['{"text": "a"}', '{"text": "b"}']

@@ -50,7 +50,7 @@ def test_chain_falls_through_overloaded_and_rate_limited_to_a_healthy_model(simu
     # the retry policy gave up on each before moving on
     assert len(_requests(simulated, "claude-haiku-5-5")) == 2
     assert len(_requests(simulated, "gpt-6-luna")) == 2
-    rows = llmcells.usage(group_id=r.group_id)
+    rows = llmcells.usage(group_id=r.group_id).iloc[::-1]  # oldest first
     assert list(rows.status) == ["error", "error", "ok"]
     assert list(rows.model) == [s[0] for s in steps]
     assert set(rows.call_id) == {s["call_id"] for s in r.attempts_by_model}

@@ -22,6 +22,6 @@ def test_chain_card_in_a_real_kernel(tmp_path):
         wire = json.dumps([m["content"] for m in msgs], ensure_ascii=False)
         assert "anthropic:claude-haiku-5-5: overloaded → openai:gpt-6-luna" in wire
         assert k.value("_llm.model") == "openai:gpt-6-luna"
-        assert k.value("list(llmcells.usage(group_id=_llm.group_id).status)") == ["error", "ok"]
+        assert k.value("list(llmcells.usage(group_id=_llm.group_id).status)") == ["ok", "error"]
     finally:
         k.close()

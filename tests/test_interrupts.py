@@ -99,7 +99,7 @@ def test_random_interrupts_in_a_real_kernel(kernel, front, moment):
         # `await` cell ends with CancelledError (ipykernel's own choice, see _cancel_on_sigint).
         # (llmcells' own KeyboardInterrupt is `Interrupted`, shown as one line, not a traceback)
         interrupts = {"KeyboardInterrupt", "Interrupted"}
-        expected = interrupts if front.startswith("%%") else {"CancelledError", *interrupts}
+        expected = interrupts if front.startswith("%%") else {"CancelledError", "InterruptedAwait", *interrupts}
         assert content["status"] == "error" and content["ename"] in expected, content
         msgs = [m for _, m in kernel.messages(msg_id, quiet=0.1)]
         tb = next((m["content"]["traceback"] for m in msgs if m["msg_type"] == "error"), [])
@@ -108,7 +108,7 @@ def test_random_interrupts_in_a_real_kernel(kernel, front, moment):
         late = kernel.late(msg_id)
         quiet = not [m for m in late if m["msg_type"] in ("stream", "comm_msg", "display_data")]
         pending = kernel.value("_loop.submit(_pending()).result(timeout=5)")
-        statuses = set(kernel.value(f"list(llmcells.usage().iloc[{rows_before}:]['status'])"))
+        statuses = set(kernel.value(f"list(llmcells.usage().iloc[::-1].iloc[{rows_before}:]['status'])"))
         if front == "await batch":  # calls that finished before the interrupt stay ok
             cancelled = "cancelled" in statuses and statuses <= {"ok", "cancelled"}
         else:

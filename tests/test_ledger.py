@@ -42,7 +42,7 @@ def test_record_and_read_back_typed():
     ledger.record(r, prompt="What is\n  2+2?", system="Be brief.")
     ledger.record(make(cost_usd=math.nan, price_source=None, status="error", error="boom",
                        error_kind="server_error", cell=None, usage=Usage()), prompt="x")
-    df = ledger.usage()
+    df = ledger.usage().iloc[::-1].reset_index(drop=True)  # (usage() is newest first)
     assert len(df) == 2
     assert list(df.columns) == ledger.USAGE_COLUMNS
     assert str(df["ts"].dtype).startswith("datetime64[") and str(df["ts"].dt.tz) == "UTC"
@@ -75,7 +75,7 @@ def test_record_and_read_back_typed():
 def test_store_text_keeps_prompt_and_answer(monkeypatch):
     monkeypatch.setattr(settings, "store_text", True)
     ledger.record(make(text="the full answer"), prompt="the full prompt " * 20)
-    row = ledger.usage().iloc[-1]
+    row = ledger.usage().iloc[0]
     assert row["prompt_text"] == "the full prompt " * 20
     assert row["output_text"] == "the full answer"
     assert len(row["prompt_preview"]) <= 80
@@ -100,23 +100,23 @@ def test_filters():
     ledger.record(make(call_id="c2", started_at=now - 30, status="error", batch_id="b"), prompt="b")
     ledger.record(make(call_id="c3", started_at=now, model="google:gemini-3.5-flash-lite",
                        provider="google", response_model="gemini-3.5-flash-lite"), prompt="c")
-    assert list(ledger.usage()["call_id"]) == ["old", "c1", "c2", "c3"]      # newest last
-    assert list(ledger.usage(session=True)["call_id"]) == ["c1", "c2", "c3"]
-    assert list(ledger.usage(since=timedelta(days=1))["call_id"]) == ["c1", "c2", "c3"]
-    assert list(ledger.usage(since="1h")["call_id"]) == ["c1", "c2", "c3"]
+    assert list(ledger.usage()["call_id"]) == ["c3", "c2", "c1", "old"]      # newest first
+    assert list(ledger.usage(session=True)["call_id"]) == ["c3", "c2", "c1"]
+    assert list(ledger.usage(since=timedelta(days=1))["call_id"]) == ["c3", "c2", "c1"]
+    assert list(ledger.usage(since="1h")["call_id"]) == ["c3", "c2", "c1"]
     since = datetime.fromtimestamp(now - 45, tz=timezone.utc)
-    assert list(ledger.usage(since=since)["call_id"]) == ["c2", "c3"]
-    assert list(ledger.usage(since=since.isoformat())["call_id"]) == ["c2", "c3"]
-    assert list(ledger.usage(model="claude")["call_id"]) == ["c1", "c2"]            # alias
-    assert list(ledger.usage(model="anthropic:claude-haiku-5-5")["call_id"]) == ["c1", "c2"]
+    assert list(ledger.usage(since=since)["call_id"]) == ["c3", "c2"]
+    assert list(ledger.usage(since=since.isoformat())["call_id"]) == ["c3", "c2"]
+    assert list(ledger.usage(model="claude")["call_id"]) == ["c2", "c1"]            # alias
+    assert list(ledger.usage(model="anthropic:claude-haiku-5-5")["call_id"]) == ["c2", "c1"]
     assert list(ledger.usage(model="gpt-4.1-mini-2025-04-14")["call_id"]) == ["old"]  # answered
     assert list(ledger.usage(model="gemini:gemini-3.5-flash-lite")["call_id"]) == ["c3"]
-    assert list(ledger.usage(model=["chatgpt", "gemini"])["call_id"]) == ["old", "c3"]
+    assert list(ledger.usage(model=["chatgpt", "gemini"])["call_id"]) == ["c3", "old"]
     assert list(ledger.usage(status="error")["call_id"]) == ["c2"]
-    assert list(ledger.usage(status=["ok"], session=True)["call_id"]) == ["c1", "c3"]
+    assert list(ledger.usage(status=["ok"], session=True)["call_id"]) == ["c3", "c1"]
     assert list(ledger.usage(group_id="g")["call_id"]) == ["c1"]
     assert list(ledger.usage(batch_id="b")["call_id"]) == ["c2"]
-    assert list(ledger.usage(limit=2)["call_id"]) == ["c2", "c3"]
+    assert list(ledger.usage(limit=2)["call_id"]) == ["c3", "c2"]
     with pytest.raises(ConfigError):
         ledger.usage(since="not a time")
 
@@ -236,7 +236,7 @@ def test_corrupt_ledger_does_not_break_calls():
     assert len(ours) == 1
     msg = str(ours[0].message)
     assert str(path) in msg and "Move the file away" in msg and "calls still run" in msg
-    assert list(df["call_id"]) == ["k1", "k2"]
+    assert list(df["call_id"]) == ["k2", "k1"]
     assert list(ledger.usage(model="claude", limit=1)["call_id"]) == ["k2"]
 
     # Moving the file away starts a new ledger, and the rows kept in memory are written to it.
@@ -248,7 +248,7 @@ def test_corrupt_ledger_does_not_break_calls():
     finally:
         conn.close()
     assert stored == {"k1", "k2", "k3"}
-    assert list(ledger.usage()["call_id"]) == ["k1", "k2", "k3"]
+    assert list(ledger.usage()["call_id"]) == ["k3", "k2", "k1"]
 
 
 def test_unwritable_home_does_not_break_calls(tmp_path, monkeypatch):
@@ -313,8 +313,25 @@ def test_usage_is_fast_enough():
     t = time.perf_counter()
     df = ledger.usage()
     elapsed = time.perf_counter() - t
-    assert len(df) == n and df["ts"].is_monotonic_increasing
+    assert len(df) == n and df["ts"].is_monotonic_decreasing  # newest first
     assert elapsed < 1.0          # 100,000 rows take ~0.6 s; see benchmarks/bench_ledger.py
+
+
+def test_costs_say_how_many_simulated_calls_they_left_out(shell, capsys):
+    for i in range(3):
+        ledger.record(make(cost_usd=0.02, simulated=True), prompt=f"simulated {i}")
+    ledger.record(make(cost_usd=0.01, status="error"), prompt="real")
+    real = ledger.costs(by="model")
+    assert real["calls"].tolist() == [1]
+    note = "costs: 3 simulated calls left out (never billed); include_simulated=True " \
+           "(or %llmcells costs --simulated) counts them."
+    assert real.attrs["simulated_left_out"] == 3 and real.attrs["note"] == note
+    assert capsys.readouterr().out == note + "\n"  # in IPython the line is shown, once
+    shown = shell.run_line_magic("llmcells", "costs")
+    assert capsys.readouterr().out == note + "\n" and shown["calls"].tolist() == [1]
+    both = ledger.costs(by="model", include_simulated=True)
+    assert both.attrs["simulated_left_out"] == 0 and "note" not in both.attrs
+    assert capsys.readouterr().out == ""
 
 
 def test_costs_count_real_spend_unless_asked():

@@ -99,11 +99,38 @@ def test_continue_in_compare_keeps_each_models_own_history(ip, simulated):
 
 def test_interpolation(ip, simulated):
     ip.user_ns.update(topic="tides", rows=[10, 20])
-    cell(ip, "chatgpt", body='About {topic} and {rows[1]}; keep {missing} and {"json": 1}.')
+    cell(ip, "chatgpt", body='About {topic} and {rows[1]}; keep {{missing}} and {"json": 1}.')
     sent = last_body(simulated)["messages"][-1]["content"]
     assert sent == 'About tides and 20; keep {missing} and {"json": 1}.'
     cell(ip, "chatgpt", "--no-interpolate", body="About {topic}.")
     assert last_body(simulated)["messages"][-1]["content"] == "About {topic}."
+
+
+def test_an_unknown_name_in_a_cell_is_one_line_and_nothing_is_sent(ip, simulated):
+    ip.user_ns.update(topic="tides")
+    before = len(simulated.requests)
+    with pytest.raises(UsageError) as err:
+        cell(ip, "chatgpt", body="Tell me about {topc} in one line.")
+    message = str(err.value)
+    assert "{topc}: no variable 'topc' (did you mean 'topic'?)" in message, message
+    assert "--no-interpolate" in message and "\n" not in message
+    assert len(simulated.requests) == before
+
+
+@pytest.mark.parametrize("line,suggestion", [
+    ("--temprature 0", "(did you mean --temperature?)"),
+    ("--no-interpolte", "(did you mean --no-interpolate?)"),
+    ("-f jsn", "(did you mean json?)"),
+])
+def test_option_typos_get_did_you_mean(ip, simulated, line, suggestion):
+    with pytest.raises(UsageError) as err:
+        cell(ip, "claude", line)
+    assert str(err.value).endswith(suggestion), str(err.value)
+
+
+def test_llmcells_command_typo_gets_did_you_mean(ip):
+    with pytest.raises(UsageError, match=r"Unknown command 'cost' \(did you mean costs\?\)"):
+        ip.run_line_magic("llmcells", "cost")
 
 
 def test_format_json_parses_the_answer(ip, simulated):

@@ -461,10 +461,10 @@ def test_set_price_endpoint_with_cache_rates_and_tiers(keys):
     assert flex.cost_usd == pytest.approx((6_000 * 0.10 + 4_000 * 0.025 + 1_000 * 0.40) / M, rel=1e-12)
     rows = ledger.usage()
     assert set(rows["price_source"]) == {"set_price"} and set(rows["price_model"]) == {"local:*"}
-    assert json.loads(rows.iloc[0]["price_rates"])["cached_input"] == 0.05
+    assert json.loads(rows.iloc[-1]["price_rates"])["cached_input"] == 0.05  # the first call
     # the set_price values in force are on the row: a later set_price can't change its re-derivation
     pricing.set_price("local:*", input=9, output=9, cached_input=9)
-    assert pricing.rows_cost(rows.to_dict("records")) == [r.cost_usd, big.cost_usd, flex.cost_usd]
+    assert pricing.rows_cost(rows.to_dict("records")) == [flex.cost_usd, big.cost_usd, r.cost_usd]
 
 
 def test_set_price_never_invents_a_cache_write_price_silently():
@@ -760,7 +760,7 @@ def test_reprice_equals_fresh_calls_at_that_price(keys):
 
     what = llmcells.reprice(frame, model="gpt-5-mini")
     assert len(what) == len(frame) and list(what["call_id"]) == list(frame["call_id"])
-    assert what["cost_usd"].tolist() == [r.cost_usd for r in fresh]
+    assert what["cost_usd"].tolist() == [r.cost_usd for r in reversed(fresh)]  # newest first
     assert what["actual_cost_usd"].tolist() == frame["cost_usd"].tolist()
     assert set(what["priced_as"]) == {"openai:gpt-5-mini"} and set(what["price_model"]) == {"gpt-5-mini"}
     same = [c for c in frame.columns
@@ -768,10 +768,10 @@ def test_reprice_equals_fresh_calls_at_that_price(keys):
     assert what[same].equals(frame[same])        # the same rows otherwise
 
     assert llmcells.reprice(frame, model="openai:gpt-5-mini", tier="flex")["cost_usd"].tolist() == \
-        [r.cost_usd for r in flex]
+        [r.cost_usd for r in reversed(flex)]
     # provider batch processing: half of gpt-5-mini's live price in genai-prices' data
     batch = llmcells.reprice(frame, model="gpt-5-mini", processing="batch")
-    assert batch["cost_usd"].tolist() == pytest.approx([r.cost_usd / 2 for r in fresh], rel=1e-12)
+    assert batch["cost_usd"].tolist() == pytest.approx([r.cost_usd / 2 for r in reversed(fresh)], rel=1e-12)
     assert set(batch["processing"]) == {"batch"}
     # each row at its own model and date gives back what was recorded
     assert llmcells.reprice(frame)["cost_usd"].tolist() == frame["cost_usd"].tolist()

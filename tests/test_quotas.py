@@ -84,8 +84,30 @@ def test_gate_waits_for_the_window_when_headers_say_none_are_left(simulated):
     assert asyncio.run(go()) < 0.1
 
 
+@pytest.fixture
+def real_route(fresh_sim, monkeypatch):
+    """OpenAI and Anthropic reached as real providers are (their base-URL variables and a key),
+    served by the simulator: the ledger marks these calls real, so daily caps count them."""
+    monkeypatch.setenv("OPENAI_BASE_URL", fresh_sim.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-quota")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fresh_sim.url)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-quota")
+    return fresh_sim
+
+
+def test_simulated_calls_are_neither_counted_nor_capped(simulated):
+    caps = {"openai": {"rpd": 1}}
+    results = [llmcells.run(llmcells.ask(f"q{i}", "chatgpt", limits=caps, display=False))
+               for i in range(3)]
+    assert [r.status for r in results] == ["ok"] * 3
+    quotas.set_limits(caps)
+    row = quotas.quota().set_index("provider").loc["openai"]
+    assert row["requests_today"] == 0
+
+
 @pytest.mark.slow
-def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(simulated):
+def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(real_route):
+    simulated = real_route
     caps = {"openai": {"rpd": 10}}
     results = [llmcells.run(llmcells.ask(f"q{i}", "chatgpt", limits=caps, display=False))
                for i in range(11)]
@@ -96,7 +118,7 @@ def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(simulated)
     assert len([q for q in simulated.requests if q.model == "gpt-6-luna"]) == 10  # never sent
     assert llmcells.usage().status.tolist().count("error") == 1  # but recorded
     # a new process (a restarted kernel) counts from the same ledger
-    code = ("import llmcells, sys; from llmcells import models; models.set_simulator(sys.argv[1]);"
+    code = ("import llmcells, sys;"
             "r = llmcells.run(llmcells.ask('again', 'chatgpt', limits={'openai': {'rpd': int(sys.argv[2])}}, display=False));"
             "print(r.status, r.error_kind)")
     env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1])}
@@ -108,7 +130,7 @@ def test_daily_cap_stops_the_eleventh_call_and_survives_a_new_process(simulated)
     assert out.stdout.split() == ["ok", "None"], out.stderr
 
 
-def test_daily_cap_in_a_concurrent_batch_and_fallback_past_it(simulated):
+def test_daily_cap_in_a_concurrent_batch_and_fallback_past_it(real_route):
     frame = llmcells.run(llmcells.batch([f"p{i}" for i in range(15)], ["chatgpt"], concurrency=8,
                                         limits={"openai": {"rpd": 10}}, display=False))
     assert (frame.status == "ok").sum() == 10 and (frame.error_kind == "rate_limited").sum() == 5

@@ -240,6 +240,41 @@ def test_a_json_schema_dict_and_a_field_map_give_dicts(simulated):
     assert r.ok and r.data == {"city": "example city", "population": 42}
 
 
+def test_a_concise_schema_string_as_in_simonw_llm(simulated):
+    concise = "name: the full name, age int, tags list[str], score float, ok bool"
+    r = ask("Who?", "claude", schema=concise)
+    assert r.ok and r.data == {"name": "example name", "age": 42, "tags": ["example tags"],
+                               "score": 1.5, "ok": True}, r.data
+    sent = simulated.requests[-1].body["output_config"]["format"]["schema"]["properties"]
+    assert sent["age"]["type"] == "integer" and sent["tags"]["items"] == {"type": "string"}
+    assert sent["name"]["description"] == "the full name"
+    # new lines separate the fields when there are any, so a description may hold commas
+    r = ask("Who?", "chatgpt", schema="name: first, middle and last\nage int: in years")
+    assert r.ok and r.data == {"name": "example name", "age": 42}
+    c = llmcells.run(llmcells.compare("Who?", ["claude", "gemini"], schema="name, age int", display=False))
+    assert [x.data for x in c] == [{"name": "example name", "age": 42}] * 2
+    frame = llmcells.run(llmcells.batch(["Who?"], "gemini", schema="name, age int", display=False))
+    assert frame.age.tolist() == [42]
+
+
+@pytest.mark.parametrize("schema,message", [
+    ("name, age integer", "the field 'age' has type 'integer' (did you mean int?)"),
+    ("name age int", "'name age int' is not a field"),
+    ("name, name int", "the field 'name' is there twice"),
+    (" , ", "names no field"),
+])
+def test_a_concise_schema_typo_is_one_line(simulated, schema, message):
+    with pytest.raises(ConfigError) as err:
+        llmcells.ask("x", "claude", schema=schema)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert simulated.requests == []
+
+
+def test_magics_take_a_concise_schema_in_quotes(simulated, shell):
+    shell.run_cell_magic("claude", '--schema "name, age int" --no-display -o p', "Who?")
+    assert shell.user_ns["p"].data == {"name": "example name", "age": 42}
+
+
 def test_bad_schemas_are_one_line(simulated):
     with pytest.raises(ConfigError, match="schema must be"):
         llmcells.ask("x", "claude", schema=42)

@@ -17,8 +17,8 @@ from typing import Any
 
 from ._loop import run
 from .config import configure, settings
-from .errors import (AuthenticationError, ConfigError, IncompleteStreamError, LLMError,
-                     MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
+from .errors import (AuthenticationError, ConfigError, ContextWindowError, IncompleteStreamError,
+                     LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
                      ProviderTimeoutError, RateLimitError)
 from .models import add_alias, add_endpoint, aliases
 from .session import session
@@ -32,7 +32,7 @@ __all__ = [
     "add_alias", "add_endpoint", "aliases", "set_price", "reprice", "plot_costs",
     "health", "quota", "set_limits",
     "Result", "Comparison", "Usage", "Message",
-    "LLMError", "ConfigError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
+    "LLMError", "ConfigError", "ContextWindowError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
     "ProviderError",
     # scoring, the frontier, replay

@@ -165,7 +165,7 @@ def _ledger(args) -> int:
         if args.command == "usage":
             if args.limit is not None and args.limit < 1:
                 raise UserError("--limit must be at least 1.")
-            frame = llmcells.usage(session=args.session).tail(args.limit)
+            frame = llmcells.usage(session=args.session).head(args.limit)  # newest first
             cols = list(USAGE_COLS)
             if not frame["error"].notna().any():
                 cols.remove("error")

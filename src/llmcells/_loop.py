@@ -53,6 +53,14 @@ class Interrupted(KeyboardInterrupt):
         return [f"KeyboardInterrupt: {self}"]
 
 
+class InterruptedAwait(asyncio.CancelledError):
+    """The same interrupt in an `await` cell: ipykernel turns SIGINT there into cancelling the
+    cell's task, and it must stay a cancellation for asyncio (a KeyboardInterrupt raised in a
+    task would stop the kernel's own loop). IPython shows it as the same one line."""
+
+    _render_traceback_ = Interrupted._render_traceback_
+
+
 NOT_SENT = "llmcells: interrupted before anything was sent."
 
 
@@ -384,14 +392,13 @@ async def bridge(coro: Coroutine[Any, Any, T]) -> T:
                 return waiter.result()
     except asyncio.CancelledError:
         # (ipykernel turns an interrupt of an `await` cell into this.) Re-raised as a fresh
-        # CancelledError, still a cancellation for asyncio, so that the cell shows its own line and
-        # one message rather than four frames of asyncio internals.
+        # cancellation that IPython shows as the magics' one line, not a dozen lines of frames.
         scope.cancel_threadsafe()
         # Let the run unwind (close its streams, record the ledger rows) without blocking this loop.
         deadline = asyncio.get_running_loop().time() + CANCEL_GRACE_S
         while not scope.finished.is_set() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        raise asyncio.CancelledError(INTERRUPTED) from None
+        raise InterruptedAwait(INTERRUPTED) from None
     except KeyboardInterrupt:
         scope.cancel_threadsafe()
         raise

@@ -65,9 +65,9 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     fails before its first token (fallback_on= adds error kinds; see fallback.py).
     limits: daily caps, e.g. {"google": {"rpd": 250}} (see quotas.py).
     attach: a file or a list of them (paths, URLs, bytes, PIL images, matplotlib figures,
-    DataFrames; see llmcells.attachments). schema: a pydantic model class, a JSON Schema dict or
-    {"field": type}: the answer is validated into Result.data. repair=1 re-asks once when it
-    does not match.
+    DataFrames; see llmcells.attachments). schema: a pydantic model class, a JSON Schema dict,
+    {"field": type} or a concise string, "name, age int, tags list[str]": the answer is
+    validated into Result.data. repair=1 re-asks once when it does not match.
     tools: Python functions the model may call (their schemas come from type hints and
     docstrings); the model's calls are run and answered until it answers in text, at most
     max_turns (8) requests; each tool runs at most tool_timeout (60) seconds. See llmcells.tools.

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import fallback
 from .config import settings
-from .errors import ConfigError
-from .interpolate import interpolate
+from .errors import ConfigError, did_you_mean
+from .interpolate import interpolate, missing_names
 from . import _loop
 from ._loop import Pending
 from .attachments import row_attachments as _row_attachments
@@ -193,10 +193,11 @@ def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dic
                 raise ConfigError("A DataFrame of prompts needs template='...{column}...' "
                                   "or a 'prompt' column.")
             template = "{prompt}"
+        _check_template(template, list(prompts.columns), "column", "the columns are")
         rows = []
         for label, row in prompts.iterrows():
             values = row.to_dict()
-            rows.append((label, interpolate(template, values), values))
+            rows.append((label, interpolate(template, values, strict=True), values))
         return rows
     if pd is not None and isinstance(prompts, pd.Series):
         items = list(prompts.items())
@@ -204,12 +205,24 @@ def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dic
         items = [(0, prompts)]
     else:
         items = list(enumerate(prompts))
+    if template:
+        _check_template(template, ["prompt"], "name", "a template over a list or Series takes")
     rows = []
     for label, text in items:
         if not isinstance(text, str):
             raise ConfigError(f"Prompt {label!r} is {type(text).__name__}, not text.")
-        rows.append((label, interpolate(template, {"prompt": text}) if template else text, {}))
+        rows.append((label, interpolate(template, {"prompt": text}, strict=True) if template else text, {}))
     return rows
+
+
+def _check_template(template: str, names: list[Any], what: str, there: str) -> None:
+    """Refuse a template naming a column that is not there, before anything is sent (a typo would
+    otherwise send the literal placeholder with every row)."""
+    missing = missing_names(template, [str(n) for n in names])
+    if missing:
+        hint = did_you_mean(f"{{{missing[0]}}}", [f"{{{n}}}" for n in names])
+        raise ConfigError(f"template= names {{{missing[0]}}}, which is not a {what}{hint}; {there}: "
+                          f"{', '.join(map(str, names))}. Nothing was sent; write {{{{ }}}} to send braces.")
 
 
 def _call_key(plan: CallPlan, sample: int) -> str:

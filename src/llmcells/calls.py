@@ -6,6 +6,7 @@ into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and no
 
 from __future__ import annotations
 
+import functools
 import operator
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from .config import settings
 from .engine import CallPlan
-from .errors import ConfigError
+from .errors import ConfigError, ContextWindowError
 from .models import ModelSpec, resolve
 from .types import CallInfo, Message, Request
 
@@ -102,7 +103,8 @@ def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
 def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
                        namespace: dict[str, Any]) -> dict[str, Any]:
     """attach=, schema= and repair= from a magic's -a/--schema/--repair: each -a is a notebook
-    variable's name, an http(s) URL or a path; --schema names a notebook variable."""
+    variable's name, an http(s) URL or a path; --schema names a notebook variable or is a
+    concise schema ("name, age int", see structured.concise_schema)."""
     out: dict[str, Any] = {}
     if attach:
         items = []
@@ -117,15 +119,45 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
 
         out["attach"] = attachments(items)
     if schema:
-        if schema not in namespace:
+        if not schema.isidentifier():  # a concise schema, --schema "name, age int"
+            out["schema"] = schema
+        elif schema not in namespace:
             raise ConfigError(f"--schema {schema}: no variable {schema!r} in the notebook; set it to a "
-                              "pydantic model class, a JSON Schema dict or {field: type}.")
-        out["schema"] = namespace[schema]
+                              "pydantic model class, a JSON Schema dict or {field: type}, or write "
+                              "the fields in quotes: --schema \"name, age int\".")
+        else:
+            out["schema"] = namespace[schema]
     if repair:
         if not schema:
             raise ConfigError("--repair needs --schema.")
         out["repair"] = 1
     return out
+
+
+#: below this many estimated tokens no model's context is looked up (every model takes more)
+_SMALL_PROMPT_TOKENS = 4096
+
+
+def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | None) -> None:
+    """Raise one ContextWindowError line when messages (and system) would not fit spec's window,
+    estimated as `Chat` does it (the same helpers); a model whose window is unknown passes."""
+    from .chats import ANSWER_ROOM, estimate_tokens
+
+    need = estimate_tokens(messages, system) + ANSWER_ROOM
+    if need <= _SMALL_PROMPT_TOKENS:
+        return
+    window = _context_window(spec.id)
+    if window and need > window:
+        raise ContextWindowError(
+            f"This prompt is about {need:,} tokens with room for the answer, more than "
+            f"{spec.id}'s context window of {window:,}; nothing was sent. Shorten it.")
+
+
+@functools.lru_cache(maxsize=256)
+def _context_window(model_id: str) -> int | None:
+    from .chats import context_window
+
+    return context_window(model_id)
 
 
 def current_cell() -> int | None:
@@ -181,6 +213,7 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
 
         extra["schema_mode"] = "native" if is_native(spec) else "instructions"
         extra["repair"] = int(repair)
+    check_context(spec, [*history, Message("user", prompt)], system)
     request = Request(spec=spec, messages=[*history, Message("user", prompt)],
                       system=system,
                       temperature=temperature,

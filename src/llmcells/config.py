@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 
 @dataclass
@@ -55,6 +55,8 @@ class Settings:
     # Where the ledger lives: None is SQLite under LLMCELLS_HOME (or $LLMCELLS_LEDGER when set);
     # "postgresql://user@host/db" a shared ledger in PostgreSQL (ledger_pg.py).
     ledger: str | None = None
+    # Errors from Python in IPython: one line (off), or the full traceback (on), as %xmode Verbose.
+    debug: bool = False
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -62,8 +64,8 @@ class Settings:
         for name, value in changes.items():
             if name not in known:
                 raise ConfigError(
-                    f"Unknown setting {name!r}. Known settings: {', '.join(sorted(known))}."
-                )
+                    f"Unknown setting {name!r}{did_you_mean(name, known)}. "
+                    f"Known settings: {', '.join(sorted(known))}.")
             setattr(self, name, _coerce(name, known[name].type, value))
 
     def as_dict(self) -> dict[str, Any]:

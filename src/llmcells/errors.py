@@ -8,6 +8,7 @@ retry from `retryable`.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 class LLMError(Exception):
@@ -27,11 +28,27 @@ class LLMError(Exception):
     def message(self) -> str:
         return str(self.args[0]) if self.args else self.kind
 
+    @property
+    def _render_traceback_(self):
+        """IPython's hook: the error as one line (`ConfigError: Unknown model ...`), since its
+        message already says what to do. With `%xmode Verbose` or
+        `llmcells.configure(debug=True)` the attribute is absent, and IPython shows its full
+        traceback as for any other error."""
+        if _debugging():
+            raise AttributeError("_render_traceback_")
+        return lambda: [f"{type(self).__name__}: {self}"]
+
 
 class ConfigError(LLMError, ValueError):
     """Bad input from the user: an unknown model, a bad option. Nothing was sent."""
 
     kind = "config"
+
+
+class ContextWindowError(ConfigError):
+    """The prompt would not fit the model's context window. Nothing was sent."""
+
+    kind = "context_window"
 
 
 class MissingKeyError(ConfigError):
@@ -94,6 +111,32 @@ class ProviderError(LLMError):
     """Any other error reported by a provider."""
 
     kind = "provider_error"
+
+
+def did_you_mean(word: str, choices: Any, quote: str = "") -> str:
+    """" (did you mean X?)" with the choice closest to a mistyped word (each choice shown between
+    `quote` marks), or "" when none is close: the end of a one-line error about a typo."""
+    from difflib import get_close_matches
+
+    close = get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
+
+
+def _debugging() -> bool:
+    """True when the user asked for full tracebacks: llmcells' debug setting, or IPython's
+    Verbose exception mode."""
+    from .config import settings
+
+    if settings.debug:
+        return True
+    import sys
+
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return getattr(getattr(shell, "InteractiveTB", None), "mode", None) == "Verbose"
 
 
 # Keys look like sk-..., sk-ant-..., AIza...; also anything that follows "key" in a provider message

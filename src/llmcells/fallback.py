@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ContextWindowError
 from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
 from ._log import quietly
 
@@ -86,7 +86,14 @@ def chain_plan(make: Callable[[str], "CallPlan"], model: str | Sequence[str],
     if not is_chain(model, fallback):
         return make(model if isinstance(model, str) else model[0])
     names = split(model, fallback)
-    plans = [make(name) for name in names]
+    plans, too_long = [], []
+    for name in names:  # a prompt too long for one model of the chain goes to the others
+        try:
+            plans.append(make(name))
+        except ContextWindowError as err:
+            too_long.append(err)
+    if not plans:
+        raise too_long[0]
     head = plans[0]
     group = head.info.group_id or uuid.uuid4().hex[:12]
     for p in plans:

@@ -830,7 +830,8 @@ def usage(*, session: bool = False, since: Any = None, model: str | Sequence[str
           status: str | Sequence[str] | None = None, group_id: str | Sequence[str] | None = None,
           batch_id: str | Sequence[str] | None = None, limit: int | None = None,
           _columns: Sequence[str] | None = None) -> "pd.DataFrame":
-    """Every recorded call as a DataFrame, oldest first (newest last).
+    """Every recorded call as a DataFrame, newest first; simulated calls too (their `simulated`
+    column is True), since this is the log of what ran, not of what was spent.
 
     Filters: session (only this Python process), since (datetime, timedelta, ISO string, or a
     duration like "1h"), model (requested id, alias, bare name or the model as answered; one or a
@@ -844,7 +845,9 @@ def usage(*, session: bool = False, since: Any = None, model: str | Sequence[str
     gc.disable()        # building ~3M objects: the cyclic GC would rescan them again and again
     try:
         frame = _usage_frame(p, where, args, limit, _columns or COLUMNS)
-        return frame if _columns else _reading_order(frame)
+        if _columns:  # (costs() and the like: any order will do)
+            return frame
+        return _reading_order(frame).iloc[::-1].reset_index(drop=True)  # the latest call on top
     finally:
         if gc_was_on:
             gc.enable()
@@ -917,7 +920,9 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
     Real spend only by default: simulated calls (priced at list price, never billed) and cached
     replays (which cost nothing) are left out. include_simulated=True adds them, grouped apart
     under a `simulated` column when both kinds are present; include_cached=True adds the
-    replays, counted in a `cached_calls` column (their cost is 0).
+    replays, counted in a `cached_calls` column (their cost is 0). The frame's
+    attrs["simulated_left_out"] says how many simulated calls were left out; when there are
+    some, attrs["note"] says so, and in IPython that line is printed too.
     """
     import numpy as np
     import pandas as pd
@@ -943,8 +948,10 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
     need += [c for c in cols if c != "day" and c not in need]
     df = usage(**filters, _columns=need)
     keep = np.ones(len(df), dtype=bool)
+    left_out = 0
     if not include_simulated:
         keep &= ~df["simulated"].to_numpy()
+        left_out = int(df["simulated"].sum())
     if not include_cached:
         keep &= ~df["cached"].to_numpy()
     if not keep.all():
@@ -992,4 +999,25 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
         out[c] = out[c].astype("float64")
     out = out.sort_values("cost_usd", ascending=False, na_position="last", kind="stable")
     extra = ["cached_calls"] if include_cached else []
-    return out[[*cols, *_COST_COLUMNS, *extra]].reset_index(drop=True)
+    out = out[[*cols, *_COST_COLUMNS, *extra]].reset_index(drop=True)
+    out.attrs["simulated_left_out"] = left_out
+    if left_out:
+        _say_left_out(out, left_out)
+    return out
+
+
+def _say_left_out(frame: "pd.DataFrame", n: int) -> None:
+    """Say that n simulated calls are not in the costs: in frame.attrs["note"], and printed once
+    (one line) when the costs are asked for in IPython, where a table of real spend alone can
+    look as if the calls just made were lost."""
+    import sys
+
+    note = (f"costs: {n:,} simulated call{'s' if n != 1 else ''} left out (never billed); "
+            "include_simulated=True (or %llmcells costs --simulated) counts them.")
+    frame.attrs["note"] = note
+    log.info(note)
+    if "IPython" in sys.modules:
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            print(note)

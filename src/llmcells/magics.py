@@ -20,7 +20,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import models as _models
 from .config import settings
-from .errors import ConfigError, LLMError
+from .errors import ConfigError, LLMError, did_you_mean
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow
@@ -58,8 +58,8 @@ def _call_options(func: Callable) -> Callable:
                  help="attach a file: a path, an http(s) URL, or a notebook variable (figure, "
                       "image, DataFrame, bytes); repeat for more"),
         argument("--schema", metavar="VAR", help="answer as JSON matching the schema in notebook "
-                 "variable VAR (a pydantic model, a JSON Schema dict or {field: type}); the "
-                 "Result's .data holds it"),
+                 "variable VAR (a pydantic model, a JSON Schema dict or {field: type}), or the "
+                 "fields in quotes, \"name, age int, tags list[str]\"; the Result's .data holds it"),
         argument("--repair", action="store_true", help="with --schema: re-ask once when the "
                  "answer does not match"),
         argument("--tools", metavar="VAR",  # [tools hook]
@@ -94,6 +94,24 @@ def _fail(message: str) -> UsageError:
     return UsageError(message)
 
 
+def _with_suggestion(message: str, magic: Callable) -> str:
+    """argparse's message about a mistyped option or choice, with the closest valid one."""
+    parser = getattr(magic, "parser", None)
+    options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        for word in unknown.group(1).split():
+            if word.startswith("--"):
+                hint = did_you_mean(word.split("=", 1)[0], options)
+                if hint:
+                    return f"{message}{hint}"
+        return message
+    choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
+    if choice:
+        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+    return message
+
+
 def _extract_code(text: str) -> str:
     blocks = re.findall(r"```[^\n]*\n(.*?)```", text, flags=re.S)
     return "\n\n".join(b.rstrip("\n") for b in blocks) if blocks else text.strip()
@@ -123,11 +141,12 @@ def _provider_magic(row: ProviderRow) -> Callable:
 
             {row.magic_example.replace(chr(10), chr(10) + "            ")}
 
-        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` picks
-        another: a model name from {row.label}, an id such as `{row.name}:NAME`, or another alias. `-c`
+        The default model is the alias `{row.alias}` ({row.default_id}); `-m NAME` picks another:
+        a model name of this provider, an id such as {row.name}:NAME, or another alias. `-c`
         continues the conversation of earlier %%{row.alias} cells; without it each cell is a
         fresh, reproducible request. `{{name}}`, `{{name.attr}}` and `{{name[0]}}` are filled in
-        from the notebook; other braces (JSON, code) are left as written.
+        from the notebook, and a name that is not there stops the cell before anything is sent;
+        `{{{{` and `}}}}` send a brace; other braces (JSON, code) are left as written.
         """
     if row.kind == "agent":  # [agents] --cwd and --tools
         from .agents import agent_arguments
@@ -154,8 +173,8 @@ class LLMMagics(Magics):
     def _args(self, magic: Callable, line: str) -> Any:
         try:
             args = parse_argstring(magic, line)
-        except UsageError:
-            raise
+        except UsageError as err:
+            raise _fail(_with_suggestion(str(err), magic)) from None
         except SystemExit:  # argparse exits on some errors; turn them into one line
             raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
@@ -187,7 +206,13 @@ class LLMMagics(Magics):
         if cell is None or not cell.strip():
             raise _fail(f"The cell is empty: write the prompt below the %%{magic} line.")
         cell = cell.rstrip()
-        return cell if args.no_interpolate else interpolate(cell, self.shell.user_ns)
+        if args.no_interpolate:
+            return cell
+        try:
+            return interpolate(cell, self.shell.user_ns, strict=True,
+                               hint="Set it, write {{ }} to send braces, or add --no-interpolate.")
+        except ConfigError as err:
+            raise _fail(str(err)) from None
 
     def _model(self, default: str, given: str | None) -> _models.ModelSpec:
         name = given or default
@@ -221,11 +246,21 @@ class LLMMagics(Magics):
                 raise _fail(f"--tools: {err}") from None
         return options
 
-    def _run(self, pending: Any) -> Any:
+    def _run(self, pending: Any, args: Any = None) -> Any:
         __tracebackhide__ = True  # an interrupt shows one line, not the machinery below
+        from . import api
         from ._loop import run
 
-        return run(pending)
+        before = api.last
+        try:
+            return run(pending)
+        except KeyboardInterrupt:
+            # The run's partial Result (or Comparison), as its card shows it, stays reachable.
+            if args is not None and api.last is not None and api.last is not before:
+                self.shell.user_ns["_llm"] = api.last
+                if args.out:
+                    self.shell.user_ns[args.out] = api.last
+            raise
 
     def _finish(self, outcome: Result | Comparison, args: Any, prompt: str) -> None:
         results = outcome.results if isinstance(outcome, Comparison) else [outcome]
@@ -272,7 +307,7 @@ class LLMMagics(Magics):
                 from .chats import send_named
 
                 outcome = self._run(send_named(_unquote(args.chat), spec.requested, prompt,
-                                               self._options(args), explicit_model=bool(args.model)))
+                                               self._options(args), explicit_model=bool(args.model)), args)
                 self._finish(outcome, args, prompt)
                 return
             if args.repeat > 1:
@@ -283,7 +318,7 @@ class LLMMagics(Magics):
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
-        self._finish(self._run(pending), args, prompt)
+        self._finish(self._run(pending, args), args, prompt)
 
     def _histories(self, specs: list[_models.ModelSpec], args: Any) -> dict[str, list[Message]]:
         if not args.cont:
@@ -337,7 +372,7 @@ class LLMMagics(Magics):
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
-        self._finish(self._run(pending), args, prompt)
+        self._finish(self._run(pending, args), args, prompt)
 
     # ----- %llmcells ----------------------------------------------------------------------------
 
@@ -387,14 +422,18 @@ class LLMMagics(Magics):
         """
         try:
             args = parse_argstring(self.llmcells, line)
+        except UsageError as err:
+            raise _fail(_with_suggestion(str(err), self.llmcells)) from None
         except SystemExit:
             raise _fail(f"Bad options: {line!r}. See %llmcells help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
             raise _fail(f"Bad options: {line!r} ({err}). See %llmcells help.") from None
         handler = getattr(self, f"_cmd_{args.command}", None)
         if handler is None:
-            raise _fail(f"Unknown command {args.command!r}. Commands: models, config, usage, costs, "
-                        "prices, health, quota, reset, chats, simulate, replay, frontier, keys, help.")
+            commands = [n[len("_cmd_"):] for n in dir(self) if n.startswith("_cmd_")]
+            raise _fail(f"Unknown command {args.command!r}{did_you_mean(args.command, commands)}. Commands: "
+                        "models, config, usage, costs, prices, health, quota, reset, chats, "
+                        "simulate, replay, frontier, keys, help.")
         try:
             return handler(args)
         except LLMError as err:
@@ -459,7 +498,7 @@ class LLMMagics(Magics):
         from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
         frame = llmcells.usage(session=args.session)
-        return formatted(frame.tail(args.last) if args.last else frame)
+        return formatted(frame.head(args.last) if args.last else frame)  # newest first
 
     def _cmd_costs(self, args: Any) -> Any:
         import llmcells

@@ -8,7 +8,8 @@
   from the ledger's own rows of the provider's current day, so they hold across kernel restarts
   and processes. A call over the cap is not sent: it ends as a `rate_limited` error saying when the
   day resets. Days are UTC, except Google's, which reset at midnight Pacific time as Google
-  documents for the Gemini API's requests-per-day quota.
+  documents for the Gemini API's requests-per-day quota. Simulated calls spend no quota: they
+  are neither counted nor stopped.
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ async def admit(spec: "ModelSpec", caps: Mapping[str, Mapping[str, int | None]] 
     error is the rate_limited error of a call over the cap; reserved says a slot was taken, to
     give back with `release` once the call is in the ledger."""
     cap = _cap_for(spec.provider, caps)
-    if not cap:
+    if not cap or spec.simulated:  # a simulated call spends no quota, and is never held to one
         return False, None
     key = (spec.provider, spec.simulated)
     with _lock:
@@ -347,9 +348,7 @@ def quota() -> "pd.DataFrame":
         cap = _caps.get(provider) or {}
         extra: dict[str, Any] = {}
         if cap:
-            from .models import simulator_url
-
-            req, tok, _ = used_today(provider, simulator_url() is not None)  # as calls now count
+            req, tok, _ = used_today(provider, False)  # real calls only: simulated ones spend nothing
             _, reset, _ = day_bounds(provider)
             extra = {"rpd": cap.get("rpd"), "requests_today": req, "tpd": cap.get("tpd"),
                      "tokens_today": tok, "day_resets_at": ts(reset)}

@@ -1,5 +1,5 @@
-"""Structured output: turning a schema given by the user (a pydantic model, a JSON Schema dict, or
-`{"field": type}`) into an `OutputSchema`, the per-provider strict form, and validating answers.
+"""Structured output: turning a schema given by the user (a pydantic model, a JSON Schema dict,
+`{"field": type}` or a concise string, "name, age int") into an `OutputSchema`, the per-provider strict form, and validating answers.
 
 pydantic is imported only when a schema is used.
 """
@@ -11,10 +11,10 @@ import json
 import re
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .types import OutputSchema, Result
 
-__all__ = ["output_schema", "strict_schema", "validate", "check_result", "instructions",
+__all__ = ["output_schema", "concise_schema", "strict_schema", "validate", "check_result", "instructions",
            "is_native", "field_values"]
 
 
@@ -32,16 +32,63 @@ def _is_field_map(value: dict) -> bool:
                                for v in value.values())
 
 
+#: the types of the concise schema syntax, as in simonw/llm's (str when none is given)
+_CONCISE_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_CONCISE_FIELD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\s+(\S+))?$")
+
+
+def concise_schema(text: str) -> dict[str, tuple[Any, Any]]:
+    """{"field": (type, FieldInfo)} from the concise schema syntax of simonw/llm:
+    "name, age int, tags list[str]". Fields are separated by commas, or by new lines when there
+    are any (then a description may hold commas); each is a name, an optional type (str, int,
+    float, bool, or list[...] of one of them; str by default) and an optional description after
+    a colon: "name: the person's full name". A ConfigError names the field that is wrong."""
+    from pydantic import Field
+
+    parts = text.split("\n") if "\n" in text else text.split(",")
+    fields: dict[str, tuple[Any, Any]] = {}
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        head, _, description = part.partition(":")
+        match = _CONCISE_FIELD.match(head.strip())
+        if match is None:
+            raise ConfigError(f"schema: {part!r} is not a field; write a name, then an optional type "
+                              "and description, e.g. \"name, age int, tags list[str]: a few tags\".")
+        name, kind = match.group(1), match.group(2) or "str"
+        if name in fields:
+            raise ConfigError(f"schema: the field {name!r} is there twice.")
+        fields[name] = (_concise_type(kind, name),
+                        Field(..., description=description.strip() or None))
+    if not fields:
+        raise ConfigError("schema: the text names no field; e.g. schema=\"name, age int\".")
+    return fields
+
+
+def _concise_type(kind: str, field: str) -> Any:
+    inner = re.fullmatch(r"list\[(.+)\]", kind)
+    if inner:
+        return list[_concise_type(inner.group(1).strip(), field)]  # type: ignore[misc]
+    if kind in _CONCISE_TYPES:
+        return _CONCISE_TYPES[kind]
+    raise ConfigError(f"schema: the field {field!r} has type {kind!r}"
+                      f"{did_you_mean(kind, [*_CONCISE_TYPES, 'list[str]'])}; "
+                      "types are str, int, float, bool and list[...] of them.")
+
+
 def output_schema(value: Any) -> OutputSchema | None:
-    """An OutputSchema from a pydantic model class, a JSON Schema dict or {"field": type}; None
-    for None. Anything else is a ConfigError."""
+    """An OutputSchema from a pydantic model class, a JSON Schema dict, {"field": type} or a
+    concise schema string ("name, age int, tags list[str]", see concise_schema); None for None.
+    Anything else is a ConfigError."""
     if value is None or isinstance(value, OutputSchema):
         return value
-    plain = isinstance(value, dict) and _is_field_map(value)
+    plain = isinstance(value, str) or (isinstance(value, dict) and _is_field_map(value))
     if plain:
         from pydantic import create_model
 
-        value = create_model("Answer", **{k: (v, ...) for k, v in value.items()})
+        fields = (concise_schema(value) if isinstance(value, str)
+                  else {k: (v, ...) for k, v in value.items()})
+        value = create_model("Answer", **fields)
     if _is_model_class(value):
         schema = value.model_json_schema()
         return OutputSchema(name=_name(value.__name__), json_schema=schema, model=value,
@@ -53,8 +100,8 @@ def output_schema(value: Any) -> OutputSchema | None:
         _check_json_schema(value)
         return OutputSchema(name=_name(str(value.get("title") or "Answer")), json_schema=dict(value),
                             model=None, fields=tuple(value.get("properties", {})))
-    raise ConfigError(f"schema must be a pydantic model class, a JSON Schema dict or "
-                      f'{{"field": type}}, not {type(value).__name__}.')
+    raise ConfigError(f"schema must be a pydantic model class, a JSON Schema dict, "
+                      f'{{"field": type}} or a string such as "name, age int", not {type(value).__name__}.')
 
 
 def _check_json_schema(schema: dict) -> None:

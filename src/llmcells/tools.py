@@ -85,6 +85,26 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
+class ToolHintWarning(UserWarning):
+    """A tool function has parameters without type hints: the model is told they take any value."""
+
+
+_warned_unhinted: set[tuple[str, str]] = set()
+
+
+def _warn_unhinted(fn: Callable[..., Any], name: str, unhinted: list[str]) -> None:
+    """One warning per function (not per call) naming its parameters without type hints."""
+    key = (getattr(fn, "__module__", "") or "", getattr(fn, "__qualname__", name))
+    if not unhinted or key in _warned_unhinted:
+        return
+    _warned_unhinted.add(key)
+    import warnings
+
+    warnings.warn(f"Tool {name}: {', '.join(unhinted)} {'has' if len(unhinted) == 1 else 'have'} no "
+                  f"type hint, so the model is told any value will do; add hints such as "
+                  f"({unhinted[0]}: str) for better-formed calls.", ToolHintWarning, stacklevel=3)
+
+
 def as_tool(fn: Callable[..., Any]) -> Tool:
     """A Tool from a plain function, sync or async: schema from its type hints (pydantic),
     descriptions from its docstring. Raises ConfigError for what can't be a tool."""
@@ -116,6 +136,7 @@ def as_tool(fn: Callable[..., Any]) -> Tool:
     except Exception as exc:
         raise ConfigError(f"Tool {name}: its type hints don't make a JSON schema ({exc}).") from None
     schema.setdefault("properties", {})
+    _warn_unhinted(fn, name, [p for p in sig.parameters if p not in hints])
     description = "\n\n".join(d for d in (doc.short_description, doc.long_description) if d) or name
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None))

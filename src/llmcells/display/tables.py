@@ -59,5 +59,5 @@ def style(frame: Any) -> Any:
     rows = len(frame)
     styler = frame.style.format(fmt, na_rep="–")
     if rows > 200:  # a Styler renders every cell: keep big ledgers quick to show
-        styler = frame.tail(200).style.format(fmt, na_rep="–")
+        styler = frame.head(200).style.format(fmt, na_rep="–")  # (usage() is newest first)
     return styler.hide(axis="index") if rows <= 200 else styler
