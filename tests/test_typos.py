@@ -13,13 +13,15 @@ from llmcells.tools import ToolHintWarning, as_tool
 
 #: about 1.6M tokens by the estimate: more than any of the default models takes
 HUGE = "word " * 1_150_000
+#: an active model with a 200k window (the defaults take 1M)
+HAIKU4 = "anthropic:claude-haiku-4-5"
 
 
 @pytest.mark.parametrize("call", [
-    lambda: llmcells.ask(HUGE, "claude"),
-    lambda: llmcells.compare(HUGE, ["claude", "chatgpt"]),
-    lambda: llmcells.batch(["short", HUGE], "claude"),
-    lambda: llmcells.batch([HUGE], "claude", via="provider"),
+    lambda: llmcells.ask(HUGE, HAIKU4),
+    lambda: llmcells.compare(HUGE, [HAIKU4, "chatgpt"]),
+    lambda: llmcells.batch(["short", HUGE], HAIKU4),
+    lambda: llmcells.batch([HUGE], HAIKU4, via="provider"),
 ], ids=["ask", "compare", "batch", "provider job"])
 def test_every_call_checks_the_context_window_before_sending(simulated, call):
     with pytest.raises(ConfigError) as err:
@@ -34,7 +36,7 @@ def test_every_call_checks_the_context_window_before_sending(simulated, call):
 def test_the_history_counts_toward_the_window(simulated):
     history = [llmcells.Message("user", HUGE), llmcells.Message("assistant", "ok")]
     with pytest.raises(ConfigError, match="context window of 200,000"):
-        llmcells.ask("and now?", "claude", history=history)
+        llmcells.ask("and now?", HAIKU4, history=history)
 
 
 def test_a_prompt_that_fits_is_sent(simulated):
@@ -62,9 +64,9 @@ def test_a_tool_without_type_hints_gets_one_warning():
 
 
 def test_a_chain_skips_the_models_whose_window_is_too_small(simulated):
-    long = "word " * 300_000  # about 430k tokens: too long for Claude (200k), not for GPT-4.1 (1M)
-    r = llmcells.run(llmcells.ask(long, "claude|chatgpt", display=False))
-    assert r.ok and r.model == "openai:gpt-4.1-mini"
+    long = "word " * 300_000  # about 430k tokens: too long for claude-haiku-4-5 (200k), not for gpt-6-luna (1.05M)
+    r = llmcells.run(llmcells.ask(long, HAIKU4 + "|chatgpt", display=False))
+    assert r.ok and r.model == "openai:gpt-6-luna"
     assert [q.provider for q in simulated.requests] == ["openai"]
     with pytest.raises(ConfigError, match="context window of 200,000"):
-        llmcells.ask(long, "claude|claude")
+        llmcells.ask(long, HAIKU4 + "|" + HAIKU4)
