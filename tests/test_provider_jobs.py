@@ -30,7 +30,7 @@ from llmcells.sim import Simulator, rich
 from llmcells.sim.batches import control
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-MODELS = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-2.5-flash"]
+MODELS = ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "google:gemini-3.5-flash-lite"]
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_batch_prices_and_the_half_price_rule(home):
     from llmcells.types import Usage
 
     usage = Usage(input_tokens=10_000, output_tokens=2_000)
-    for provider, model in [("anthropic", "claude-haiku-4-5"), ("google", "gemini-2.5-flash")]:
+    for provider, model in [("anthropic", "claude-haiku-4-5"), ("google", "gemini-3.5-flash-lite")]:
         value, source = batch_cost(provider, model, usage)
         assert source.endswith("(batch)")            # genai-prices has a batch variant
         assert value == pytest.approx(cost(provider, model, usage)[0] / 2)
@@ -224,7 +224,7 @@ def test_cancel_collects_what_finished_and_retry_via_provider(via_env, home):
 
 def test_transient_404_after_create(via_env, home):
     control(via_env).inject("404_after_create", provider="google")
-    job = _submit([f"g{i}" for i in range(5)], "google:gemini-2.5-flash")
+    job = _submit([f"g{i}" for i in range(5)], "google:gemini-3.5-flash-lite")
     job.status()
     assert "not visible yet" in (job.parts()[0]["error"] or "")
     df = job.wait()
@@ -345,7 +345,7 @@ def test_gemini_file_route_above_the_inline_limit(via_env, home, monkeypatch):
     monkeypatch.setattr(google_jobs, "INLINE_BYTES", 2_000)     # ~20 MB in real life
     control(via_env).inject("out_of_order", provider="google")
     prompts = [f"f{i} " + "y" * 200 for i in range(12)]
-    job = llmcells.run(llmcells.batch(prompts, ["google:gemini-2.5-flash"], via="provider",
+    job = llmcells.run(llmcells.batch(prompts, ["google:gemini-3.5-flash-lite"], via="provider",
                                       system="Answer briefly.", max_tokens=50, display=False))
     (sim_job,) = control(via_env).jobs.values()
     assert sim_job.meta.get("file_route") and len(sim_job.requests) == 12
@@ -544,7 +544,7 @@ def test_retry_via_provider_and_the_gemini_file_route_rebuild_attachments_and_sc
     images = [_png(i) for i in range(4)]
     frame = pd.DataFrame({"q": [f"Who is in picture {i}?" for i in range(4)],
                           "img": [(data, "image/png") for data in images]})
-    job = llmcells.run(llmcells.batch(frame, ["openai:gpt-4.1-mini", "google:gemini-2.5-flash"],
+    job = llmcells.run(llmcells.batch(frame, ["openai:gpt-4.1-mini", "google:gemini-3.5-flash-lite"],
                                       template="{q}", attach="img", schema=Person, via="provider",
                                       display=False))
     df = job.wait()

@@ -151,7 +151,7 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
     if fault == "401" and not key:
         message = "x-api-key header is required"
     hdrs = _error_headers()
-    if status in (429, 529):
+    if status == 429:
         # The real API says when to come back; a fault's own retry_after wins (and the server
         # sets it on the reply), else one second, as a short burst limit asks.
         hdrs["retry-after"] = f"{retry_after:g}" if retry_after is not None else "1"

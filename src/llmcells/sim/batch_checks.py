@@ -30,8 +30,7 @@ def _request_refusal(api: str, body: Any, path_model: str | None = None) -> Refu
     provider = validate.PROVIDER_OF[api]
     model = path_model or (str(body.get("model", "")) if isinstance(body, dict) else "")
     if model and catalog.status(provider, model) == "retired":
-        return Refusal(404, f"The model `{model}` does not exist or you do not have access to it."
-                       if provider == "openai" else f"model: {model}", "model", "model_not_found")
+        return retired(provider, model)
     if not isinstance(body, dict):
         return validate.check(api, body, path_model, "")
     module = {"openai": "openai", "anthropic": "anthropic", "google": "google"}[provider]
@@ -39,6 +38,18 @@ def _request_refusal(api: str, body: Any, path_model: str | None = None) -> Refu
 
     text = import_module(f"llmcells.sim.{module}").parse(api, body, path_model).text
     return validate.check(api, body, path_model, text)
+
+
+def retired(provider: str, model: str) -> Refusal:
+    """The 404 each API gives for a model it has shut down."""
+    if provider == "openai":
+        return Refusal(404, f"The model `{model}` does not exist or you do not have access to it.", "model",
+                       "model_not_found")
+    if provider == "anthropic":
+        return Refusal(404, f"model: {model}")
+    return Refusal(404, f"models/{model} is not found for API version v1beta, or is not supported for "
+                        "batchGenerateContent. Call ModelService.ListModels to see the list of available "
+                        "models and their supported methods.")
 
 
 def create(provider: str, body: Any, *, strict: bool = True, files: dict[str, Any] | None = None,
@@ -79,7 +90,7 @@ def _anthropic(body: dict[str, Any], strict: bool) -> Refusal | None:
         return validate._word("anthropic", validate._first(problems))
     for i, item in enumerate(items):
         refusal = _request_refusal("messages", item["params"])
-        if refusal is not None:
+        if refusal is not None and refusal.status != 404:  # a retired model: the line errors later
             refusal.message = f"requests.{i}.params.{refusal.message}" if ":" in refusal.message.split(" ")[0] \
                 else f"requests.{i}.params: {refusal.message}"
             refusal.status = 400
@@ -115,10 +126,11 @@ def _google(body: dict[str, Any], strict: bool, files: dict[str, Any], model: st
         items = [it["request"] for it in listed]
     if not strict:
         return None
+    if model and catalog.status("google", model) == "retired":
+        return retired("google", model)
     for request in items:
         refusal = _request_refusal("generate", request, model)
         if refusal is not None:
-            refusal.status = 400
             return refusal
     return None
 

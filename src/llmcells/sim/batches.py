@@ -194,12 +194,18 @@ def control(sim: Any) -> BatchSim:
 
 # ----- answers ------------------------------------------------------------------------------
 
+_ERRORED = "__errored__"  # marks a line's answer that is an error (Anthropic's "errored" result)
+
 
 def _answer(server: Any, module: Any, api: str, body: dict[str, Any], model: str | None) -> Any:
     """The simulator's ordinary non-streamed answer body for one request: with attachments or a
     schema, the answer a live call gets (an instance of the schema; broken JSON when an
     `invalid_json` fault is queued, which one request line consumes, as one live call does)."""
     prompt = module.parse(api, body, model)
+    if module is anthropic_fmt and server.state.strict and batch_checks.catalog.status(
+            "anthropic", prompt.model) == "retired":  # the line errors, as the live call would
+        return {_ERRORED: {"type": "error", "error": {"type": "not_found_error",
+                                                      "message": f"model: {prompt.model}"}}}
     turn = sim_tools.turn(module.PROVIDER, api, body)
     if turn is not None and turn.calls:  # a line that should call a tool gets the tool call
         plan = server._plan(api, prompt, server.state.resolve(prompt.model))
@@ -485,7 +491,8 @@ def _anthropic(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str
             results = _results(server, sim, job, done)
             done_ids = job.done_ids(done)
             left = "canceled" if phase == "cancelled" else "expired"
-            lines = [compact({"custom_id": cid, "result": {"type": "succeeded", "message": results[cid]}})
+            lines = [compact({"custom_id": cid, "result": {"type": "errored", "error": results[cid][_ERRORED]}
+                              if _ERRORED in results[cid] else {"type": "succeeded", "message": results[cid]}})
                      for cid in done_ids]
             done_set = set(done_ids)
             lines += [compact({"custom_id": cid, "result": {"type": left}})

@@ -419,4 +419,5 @@ def error_body(provider: str, refusal: Refusal, request_id: str) -> dict[str, An
     if provider == "anthropic":
         kind = "request_too_large" if refusal.status == 413 else "invalid_request_error"
         return {"type": "error", "error": {"type": kind, "message": refusal.message}, "request_id": request_id}
-    return {"error": {"code": refusal.status, "message": refusal.message, "status": "INVALID_ARGUMENT"}}
+    status = {404: "NOT_FOUND", 413: "INVALID_ARGUMENT"}.get(refusal.status, "INVALID_ARGUMENT")
+    return {"error": {"code": refusal.status, "message": refusal.message, "status": status}}
