@@ -46,6 +46,7 @@ class Simulator:
         self.port = port
         self._state = State(Settings(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens),
                             strict=strict)
+        self._strict = strict  # what reset() goes back to
         self._server: SimServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -173,8 +174,10 @@ class Simulator:
         self._state.clear_faults()
 
     def reset(self) -> None:
-        """Back to the constructor's settings: no faults, no model overrides, empty log."""
+        """Back to the constructor's settings (strictness included): no faults, no model
+        overrides, empty log."""
         self._state.reset()
+        self._state.strict = self._strict
         from .listing import reset_windows
 
         reset_windows()

@@ -387,7 +387,8 @@ def check(api: str, body: Any, path_model: str | None, prompt_text: str) -> Refu
                              "google": "Invalid JSON payload received."}[provider])
     problems = check_type(body, request_type(api))
     # `stream` picks between the SDK's streaming and non-streaming types; either value is fine.
-    problems = [p for p in problems if p.path != ("stream",)]
+    if provider != "google":
+        problems = [p for p in problems if p.path != ("stream",)]
     if problems:
         return _word(provider, _first(problems))
     model = catalog.find(provider, path_model or str(body.get("model", "")))
