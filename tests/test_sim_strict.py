@@ -138,6 +138,8 @@ def test_a_prompt_beyond_the_context_window_is_refused_not_billed(fresh_sim):
      "Only the default (1) value is supported."),
     ("/v1/chat/completions", {**CHAT, "model": "gpt-5.5-codex", "temperature": 0.2, "reasoning_effort": "none"},
      "temperature", "unsupported_value", "'temperature' does not support 0.2 with this model"),
+    ("/v1/chat/completions", {**CHAT, "max_tokens": 100}, "max_tokens", "unsupported_parameter",
+     "Use 'max_completion_tokens' instead."),
     ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]},
      "reasoning_effort", "unsupported_parameter", "Function tools with reasoning_effort"),
     ("/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": [

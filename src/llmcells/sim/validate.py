@@ -316,6 +316,9 @@ def _openai_rules(api: str, body: dict[str, Any], model: catalog.SimModel) -> Re
                                 "with an application/pdf MIME type (e.g. 'data:application/pdf;base64,"
                                 "SGVsbG8sIFdvcmxkIQ=='), but got an invalid value.", f"{where}.file_data",
                            "invalid_value")
+    if model.reasoning and api == "chat" and body.get("max_tokens") is not None:
+        return Refusal(400, "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                            "'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
     if model.reasoning:
         effort = body.get("reasoning_effort") if api == "chat" else (body.get("reasoning") or {}).get("effort")
         free = model.temperature_with_effort_none and effort == "none"
