@@ -24,7 +24,7 @@ from llmcells.sim import Simulator
 from llmcells.sim.batches import control
 
 OPENAI = {"authorization": "Bearer k"}
-ANTHROPIC = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+ANTHROPIC = {"x-api-key": "k", "anthropic-version": "2026-10-21"}  # what anthropic 2.17 sends
 GOOGLE = {"x-goog-api-key": "k"}
 USER = [{"role": "user", "content": "Say hello"}]
 CLAUDE = {"model": "claude-haiku-5-5", "max_tokens": 256, "messages": USER}
@@ -104,6 +104,21 @@ def gemini_error(r, status=400, kind="INVALID_ARGUMENT"):
 ])
 def test_anthropic_refuses_what_the_messages_api_refuses(fresh_sim, body, message):
     assert message in anthropic_error(post(fresh_sim, "/v1/messages", body, ANTHROPIC))
+
+
+def test_an_older_api_version_or_a_beta_is_checked_as_such(fresh_sim):
+    # Clients that pin an older anthropic-version (agent CLIs) may still send sampling parameters.
+    old = {**ANTHROPIC, "anthropic-version": "2023-06-01"}
+    assert post(fresh_sim, "/v1/messages", {**CLAUDE, "temperature": 0.5, "top_k": 5}, old).status_code == 200
+    assert "temperature: Input should be less than or equal to 1" in anthropic_error(
+        post(fresh_sim, "/v1/messages", {**CLAUDE, "temperature": 1.5}, old))
+    # A beta request is checked against the SDK's beta type, which has fields the GA one lacks.
+    beta = {"context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]}}
+    assert "context_management: Extra inputs" in anthropic_error(
+        post(fresh_sim, "/v1/messages", {**CLAUDE, **beta}, ANTHROPIC))
+    with_beta = {**ANTHROPIC, "anthropic-beta": "context-management-2025-06-27"}
+    r = post(fresh_sim, "/v1/messages", {**CLAUDE, **beta}, with_beta)
+    assert r.status_code == 200, r.text
 
 
 def test_a_prompt_beyond_the_context_window_is_refused_not_billed(fresh_sim):

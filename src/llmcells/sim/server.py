@@ -193,7 +193,8 @@ class SimServer:
                 refused = "404"
             else:
                 refusal = (validate.request_size(len(req.body), module.PROVIDER)
-                           or validate.check(api, body, path_model, prompt.text if prompt else ""))
+                           or validate.check(api, body, path_model, prompt.text if prompt else "",
+                                             req.headers))
         elif refused is None and prompt is None:
             refused = "400"
         if prompt is None:

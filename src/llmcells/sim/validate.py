@@ -379,8 +379,31 @@ def _context(provider: str, model: catalog.SimModel, text: str) -> Refusal | Non
                         f"({model.context}).")
 
 
-def check(api: str, body: Any, path_model: str | None, prompt_text: str) -> Refusal | None:
-    """The refusal a real API gives this request body, or None when it would take it."""
+# Anthropic API versions before this one still take the sampling parameters the SDK dropped
+# (clients that pin an older `anthropic-version`, such as agent CLIs, send them).
+ANTHROPIC_SAMPLING_REMOVED = "2026-10-21"
+_ANTHROPIC_SAMPLING = {("temperature",): (0.0, 1.0), ("top_p",): (0.0, 1.0), ("top_k",): (0, None)}
+
+
+def _anthropic_view(api: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[Any, dict[str, Any],
+                                                                                     dict[tuple[str, ...], Any]]:
+    """(request type, body to check against it, extra ranges) for the request's API version and
+    betas: a request with `anthropic-beta` is checked against the SDK's beta type."""
+    tp = request_type(api)
+    if headers.get("anthropic-beta"):
+        from anthropic.types.beta.message_create_params import MessageCreateParams as Beta
+        tp = Beta
+    version = headers.get("anthropic-version") or ANTHROPIC_SAMPLING_REMOVED
+    if version < ANTHROPIC_SAMPLING_REMOVED:
+        return tp, {k: v for k, v in body.items() if k not in ("temperature", "top_p", "top_k")}, \
+            _ANTHROPIC_SAMPLING
+    return tp, body, {}
+
+
+def check(api: str, body: Any, path_model: str | None, prompt_text: str,
+          headers: dict[str, str] | None = None) -> Refusal | None:
+    """The refusal a real API gives this request body (sent with these headers), or None when it
+    would take it."""
     provider = PROVIDER_OF[api]
     if not isinstance(body, dict):
         return Refusal(400, {"openai": "We could not parse the JSON body of your request. (HINT: This likely "
@@ -388,14 +411,17 @@ def check(api: str, body: Any, path_model: str | None, prompt_text: str) -> Refu
                                        "expects a JSON payload, but what was sent was not valid JSON.)",
                              "anthropic": "There was an error parsing the body of your request.",
                              "google": "Invalid JSON payload received."}[provider])
-    problems = check_type(body, request_type(api))
+    tp, checked, ranges = request_type(api), body, {}
+    if provider == "anthropic":
+        tp, checked, ranges = _anthropic_view(api, body, {k.lower(): v for k, v in (headers or {}).items()})
+    problems = check_type(checked, tp)
     # `stream` picks between the SDK's streaming and non-streaming types; either value is fine.
     if provider != "google":
         problems = [p for p in problems if p.path != ("stream",)]
     if problems:
         return _word(provider, _first(problems))
     model = catalog.find(provider, path_model or str(body.get("model", "")))
-    for path, (low, high) in _RANGES["google" if provider == "google" else api].items():
+    for path, (low, high) in {**_RANGES["google" if provider == "google" else api], **ranges}.items():
         refusal = _range(provider, path, _get(body, path), low, high)
         if refusal is not None:
             return refusal
