@@ -18,6 +18,8 @@ from typing import Any
 
 import typing_extensions
 
+from .._log import swallowed
+
 
 @dataclass
 class Problem:
@@ -80,7 +82,8 @@ def fields_of(tp: Any) -> dict[str, tuple[Any, bool]] | None:
                 if callable(generator):
                     out[generator(name)] = entry
             return out
-    except Exception:  # noqa: BLE001 - a type that can't be read is one that accepts anything
+    except Exception as exc:  # noqa: BLE001 - a type that can't be read is one that accepts anything
+        swallowed(f"reading the SDK type {getattr(tp, '__name__', tp)}", exc)
         return None
     return None
 
