@@ -587,7 +587,7 @@ def test_ttft_and_rate(fresh_sim):
 
 def test_slow_first_token_sends_headers_first(fresh_sim):
     fresh_sim.inject("slow_first_token", delay=0.5)
-    t_headers, t_first, _ = run(_first_token_times(fresh_sim, GEMINI_STREAM, {**GEMINI, "stream": True}))
+    t_headers, t_first, _ = run(_first_token_times(fresh_sim, GEMINI_STREAM, GEMINI))
     assert t_headers < 0.2 and t_first >= 0.5
 
 

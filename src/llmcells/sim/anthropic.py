@@ -60,6 +60,8 @@ def _usage(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, 
         usage["cache_creation"] = {"ephemeral_5m_input_tokens": plan.cache_write_tokens,
                                    "ephemeral_1h_input_tokens": 0}
     usage["output_tokens"] = output_tokens
+    # thinking tokens, part of output_tokens (the usage type's output_tokens_details)
+    usage["output_tokens_details"] = {"thinking_tokens": plan.reasoning_tokens}
     if start:
         usage["service_tier"] = "standard"
     return usage

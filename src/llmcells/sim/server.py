@@ -113,6 +113,8 @@ class SimServer:
 
     async def start(self) -> int:
         """Start listening; returns the bound port."""
+        if self.state.strict:
+            validate.warm_up()
         self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=2048)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port

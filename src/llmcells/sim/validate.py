@@ -53,6 +53,23 @@ def request_type(api: str) -> Any:
     return _gemini_request()
 
 
+def warm_up() -> None:
+    """Import the SDK request types in a background thread, so the first strict request does
+    not wait for them (the three SDKs' types take a second or two to import)."""
+    import threading
+
+    def load() -> None:
+        for api in ("chat", "responses", "messages", "generate"):
+            try:
+                request_type(api)
+            except ImportError as exc:  # an SDK that isn't installed: its requests aren't checked
+                from .._log import swallowed
+
+                swallowed(f"importing the request type of {api}", exc)
+
+    threading.Thread(target=load, name="llmcells-sim-types", daemon=True).start()
+
+
 def _gemini_request() -> Any:
     """The REST body of generateContent: google-genai's types for every part of it, under the
     top-level names its converter writes (`_GenerateContentParameters_to_mldev`), in either JSON
