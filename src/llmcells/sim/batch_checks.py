@@ -18,11 +18,13 @@ _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def _batch_type(provider: str) -> Any:
-    if provider == "openai":
-        from openai.types.batch_create_params import BatchCreateParams
-        return BatchCreateParams
-    from anthropic.types.messages.batch_create_params import BatchCreateParams
-    return BatchCreateParams
+    validate.sdk_import(provider)
+    with validate.SDK_IMPORT:
+        if provider == "openai":
+            from openai.types.batch_create_params import BatchCreateParams
+            return BatchCreateParams
+        from anthropic.types.messages.batch_create_params import BatchCreateParams as Anthropic
+        return Anthropic
 
 
 def _request_refusal(api: str, body: Any, path_model: str | None = None) -> Refusal | None:

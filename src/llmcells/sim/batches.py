@@ -246,7 +246,7 @@ def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 def _body(req: Any) -> Any:
-    """The JSON body of a request; a `validate.Refusal`-worthy non-object comes back as {}-less."""
+    """The JSON body of a request (None when it isn't JSON: batch_checks refuses it)."""
     try:
         return json.loads(req.body or b"{}")
     except ValueError:
@@ -383,7 +383,7 @@ def _openai(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
         return _json(200, _openai_file(m.group(1), found[0], len(found[1]), found[2]))
     if path == "/v1/batches" and method == "POST":
         body = _body(req)
-        if server.state.strict:
+        if server.state.strict or not isinstance(body, dict):
             refusal = batch_checks.create("openai", body)
             if refusal is not None:
                 return _refuse("openai", refusal)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
 import typing
 from dataclasses import dataclass
 from functools import cache
@@ -38,9 +39,30 @@ class Refusal:
 # ----- the SDK request types ------------------------------------------------------------------
 
 
-@cache
+# Importing a submodule (openai.types.chat...) holds that submodule's import lock while its
+# package is imported; if another thread (llmcells' warm-up, a call) is importing the package,
+# which imports the submodule too, Python sees a deadlock and one import fails. So the package
+# is imported first, on its own, and the simulator's own threads take turns.
+SDK_IMPORT = threading.RLock()
+
+
+def sdk_import(package: str) -> None:
+    """Import an SDK's top-level package (before any of its submodules)."""
+    import importlib
+
+    with SDK_IMPORT:
+        importlib.import_module(package)
+
+
 def request_type(api: str) -> Any:
     """The SDK type a request body of `api` must fit (imported on first use: the SDKs are big)."""
+    sdk_import({"chat": "openai", "responses": "openai", "messages": "anthropic"}.get(api, "google.genai"))
+    with SDK_IMPORT:
+        return _request_type(api)
+
+
+@cache
+def _request_type(api: str) -> Any:
     if api == "chat":
         from openai.types.chat.completion_create_params import CompletionCreateParams
         return CompletionCreateParams
@@ -56,8 +78,6 @@ def request_type(api: str) -> Any:
 def warm_up() -> None:
     """Import the SDK request types in a background thread, so the first strict request does
     not wait for them (the three SDKs' types take a second or two to import)."""
-    import threading
-
     def load() -> None:
         for api in ("chat", "responses", "messages", "generate"):
             try:
@@ -408,7 +428,8 @@ def _anthropic_view(api: str, body: dict[str, Any], headers: dict[str, str]) -> 
     betas: a request with `anthropic-beta` is checked against the SDK's beta type."""
     tp = request_type(api)
     if headers.get("anthropic-beta"):
-        from anthropic.types.beta.message_create_params import MessageCreateParams as Beta
+        with SDK_IMPORT:
+            from anthropic.types.beta.message_create_params import MessageCreateParams as Beta
         tp = Beta
     version = headers.get("anthropic-version") or ANTHROPIC_SAMPLING_REMOVED
     if version < ANTHROPIC_SAMPLING_REMOVED:
