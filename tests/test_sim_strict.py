@@ -469,3 +469,15 @@ def test_cli_takes_loose():
         main(["--help"])
     sim = Simulator(strict=False)
     assert not sim.strict
+
+
+def test_the_magic_turns_on_a_loose_simulator(shell, capsys):
+    from llmcells import _simulation
+
+    try:
+        shell.run_line_magic("llmcells", "simulate loose")
+        assert not _simulation._sim.strict and "Loose" in capsys.readouterr().out
+        shell.run_line_magic("llmcells", "simulate on")
+        assert _simulation._sim.strict
+    finally:
+        llmcells.simulate(False)
