@@ -88,7 +88,8 @@ def fields_of(tp: Any) -> dict[str, tuple[Any, bool]] | None:
     return None
 
 
-def _json_name(value: Any) -> str:
+def json_name(value: Any) -> str:
+    """The JSON type of a decoded value ("string", "integer", "object", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import threading
 import typing
@@ -19,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from . import catalog
-from .schema import Problem, check as check_type
+from .schema import Problem, check as check_type, json_name
 from .text import count_prompt_tokens
 
 PROVIDER_OF = {"chat": "openai", "responses": "openai", "messages": "anthropic",
@@ -149,12 +150,12 @@ def _word(provider: str, p: Problem) -> Refusal:
         got = {"string": "a string", "integer": "an integer", "number": "a decimal", "boolean": "a boolean",
                "array": "an array", "object": "an object", "null": "null"}
         return Refusal(400, f"Invalid type for '{where}': expected {got.get(p.expected, p.expected)}, "
-                            f"but got {got.get(_json_name(p.value), 'a value')} instead.", where, "invalid_type")
+                            f"but got {got.get(json_name(p.value), 'a value')} instead.", where, "invalid_type")
     if provider == "anthropic":
         where = _anthropic_path(p.path)
         text = {"missing": "Field required", "unknown": "Extra inputs are not permitted",
                 "value": "Input should be " + " or ".join(f"'{v}'" for v in p.allowed),
-                "type": f"Input should be a valid {p.expected.replace('number', 'number')}"}[p.kind]
+                "type": f"Input should be a valid {p.expected}"}[p.kind]
         return Refusal(400, f"{where}: {text}")
     where = _gemini_path(p.path)
     if p.kind == "unknown":
@@ -170,13 +171,7 @@ def _word(provider: str, p: Problem) -> Refusal:
     return Refusal(400, f"Invalid value at '{where}' ({kind}), {_short(p.value)}")
 
 
-def _json_name(value: Any) -> str:
-    from .schema import _json_name as name
-    return name(value)
-
-
 def _short(value: Any) -> str:
-    import json
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
