@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 
 import anthropic
 import httpx2
@@ -382,6 +383,17 @@ def _upload(sim, lines: list) -> str:
     return raw.parse().id
 
 
+def _until(get, done, timeout: float = 10.0):
+    """get() again until done(it) (the simulated batch clock runs in wall time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if done(value) or time.monotonic() > deadline:
+            assert done(value), value
+            return value
+        time.sleep(0.05)
+
+
 def test_batch_lines_without_custom_id_are_a_400_never_a_500(fresh_sim):
     line = {"method": "POST", "url": "/v1/chat/completions", "body": CHAT}
     for strict in (True, False):
@@ -414,11 +426,8 @@ def test_batch_requests_are_checked_like_live_ones(fresh_sim):
     raw = o.batches.with_raw_response.create(input_file_id=file_id, endpoint="/v1/chat/completions",
                                              completion_window="24h")
     assert raw.headers["x-request-id"]
-    job = raw.parse()
-    import time
-    time.sleep(0.1)
-    job = o.batches.retrieve(job.id)
-    assert job.status == "failed" and job.errors.data[0].line == 2
+    job = _until(lambda: o.batches.retrieve(raw.parse().id), lambda j: j.status == "failed")
+    assert job.errors.data[0].line == 2
     assert "colour" in job.errors.data[0].message
     a = anthropic.Anthropic(base_url=fresh_sim.url, api_key="k", max_retries=0)
     assert a.messages.batches.with_raw_response.create(requests=[{"custom_id": "x", "params": CLAUDE}]
@@ -431,8 +440,7 @@ def test_every_batch_line_with_tools_gets_a_tool_call(fresh_sim):
               "tools": [{"name": "lookup", "input_schema": {"type": "object"}}]}
     a = anthropic.Anthropic(base_url=fresh_sim.url, api_key="k", max_retries=0)
     batch = a.messages.batches.create(requests=[{"custom_id": "a", "params": params}])
-    import time
-    time.sleep(0.2)
+    _until(lambda: a.messages.batches.retrieve(batch.id), lambda b: b.processing_status == "ended")
     results = list(a.messages.batches.results(batch.id))
     message = results[0].result.message
     assert message.stop_reason == "tool_use" and message.content[0].name == "lookup"
