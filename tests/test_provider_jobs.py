@@ -358,7 +358,7 @@ def test_gemini_file_route_above_the_inline_limit(via_env, home, monkeypatch):
     assert set(df.status) == {"ok"} and len(df) == 12
     models.set_simulator(via_env.url)
     try:
-        live = llmcells.run(llmcells.ask(prompts[3], "gemini", system="Answer briefly.", max_tokens=50,
+        live = llmcells.run(llmcells.ask(prompts[3], "google:gemini-3.5-flash-lite", system="Answer briefly.", max_tokens=50,
                                          display=False))
     finally:
         models.set_simulator(None)

@@ -24,7 +24,7 @@ CHAT = {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Say h
 MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 1024,
             "messages": [{"role": "user", "content": "Say hello to the tests"}]}
 GEMINI = {"contents": [{"parts": [{"text": "Say hello to the tests"}], "role": "user"}]}
-GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+GEMINI_STREAM = "/v1beta/models/gemini-3.5-flash-lite:streamGenerateContent?alt=sse"
 
 
 def run(coro):
@@ -143,7 +143,9 @@ def test_responses_stream_bytes(fresh_sim):
                         "response.output_item.done", "response.completed"])
     usage = data_of(events[-1])["response"]["usage"]
     assert usage["output_tokens"] == deltas
-    assert usage["input_tokens_details"] == {"cached_tokens": 0}
+    assert usage["input_tokens_details"] == {  # cache_write_tokens is required, zero included
+        "cached_tokens": 0, "cache_write_tokens": 0,
+        "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0}}
     assert usage["output_tokens_details"] == {"reasoning_tokens": 0}
 
 
@@ -170,7 +172,7 @@ def test_anthropic_stream_bytes(fresh_sim, path):
 @pytest.mark.parametrize("version", ["v1", "v1beta"])
 def test_gemini_stream_bytes(fresh_sim, version):
     fresh_sim.set_model("gemini-*", reasoning_tokens=7, output_tokens=5)
-    path = f"/{version}/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    path = f"/{version}/models/gemini-3.5-flash-lite:streamGenerateContent?alt=sse"
     r = run(post(fresh_sim, path, GEMINI, headers={"x-goog-api-key": "k"}))
     assert r.headers["content-type"] == "text/event-stream"
     raw = r.text
@@ -183,7 +185,7 @@ def test_gemini_stream_bytes(fresh_sim, version):
     last = chunks[-1]
     assert last["usageMetadata"]["totalTokenCount"] == last["usageMetadata"]["promptTokenCount"] + 5 + 7
     assert [c["candidates"][0].get("finishReason") for c in chunks] == [None] * 5 + ["STOP"]
-    assert {c["modelVersion"] for c in chunks} == {"gemini-2.5-flash"}
+    assert {c["modelVersion"] for c in chunks} == {"gemini-3.5-flash-lite"}
     assert len({c["responseId"] for c in chunks}) == 1
 
 
@@ -213,9 +215,9 @@ def test_max_tokens_finish_reasons(fresh_sim):
     msg = run(post(fresh_sim, "/v1/messages", {**MESSAGES, "max_tokens": 4})).json()
     assert msg["stop_reason"] == "max_tokens" and msg["usage"]["output_tokens"] == 4
     gem_body = {**GEMINI, "generationConfig": {"maxOutputTokens": 4}}
-    g = run(post(fresh_sim, "/v1beta/models/gemini-2.5-flash:generateContent", gem_body)).json()
+    g = run(post(fresh_sim, "/v1beta/models/gemini-3.5-flash-lite:generateContent", gem_body)).json()
     assert g["candidates"][0]["finishReason"] == "MAX_TOKENS"
-    resp = run(post(fresh_sim, "/v1/responses", {"model": "gpt-5", "input": "x", "max_output_tokens": 4}))
+    resp = run(post(fresh_sim, "/v1/responses", {"model": "gpt-5", "input": "x", "max_output_tokens": 16}))
     assert resp.json()["status"] == "incomplete"
 
 
@@ -227,7 +229,7 @@ def test_auth_errors_and_masking(fresh_sim):
     body = r.json()
     assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
     assert body["request_id"].startswith("req_")
-    r = run(post(fresh_sim, "/v1/models/gemini-2.5-flash:generateContent", GEMINI,
+    r = run(post(fresh_sim, "/v1/models/gemini-3.5-flash-lite:generateContent", GEMINI,
                  headers={"x-goog-api-key": "invalid"}))
     assert r.status_code == 401 and set(r.json()["error"]) >= {"code", "message", "status"}
     secret = run(post(fresh_sim, "/v1/chat/completions", CHAT, headers={"authorization": "Bearer sk-secret"}))
@@ -250,7 +252,7 @@ def test_error_bodies_per_provider(fresh_sim):
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["error"]["message"].startswith("models/gemini-nope is not found")
     fresh_sim.inject("429", provider="google", retry_after=2.5)
-    r = run(post(fresh_sim, "/v1beta/models/gemini-2.5-flash:generateContent", GEMINI))
+    r = run(post(fresh_sim, "/v1beta/models/gemini-3.5-flash-lite:generateContent", GEMINI))
     assert r.status_code == 429 and r.headers["retry-after"] == "2.5"
     details = r.json()["error"]["details"]
     assert r.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
@@ -405,25 +407,25 @@ def test_anthropic_sdk_stream_and_cache_usage(fresh_sim):
 
 @pytest.mark.parametrize("version", [None, "v1beta"])
 def test_gemini_sdk_stream(fresh_sim, version):
-    fresh_sim.set_model("gemini-2.5-flash", reasoning_tokens=11, cached_input_tokens=5)
+    fresh_sim.set_model("gemini-3.5-flash-lite", reasoning_tokens=11, cached_input_tokens=5)
 
     async def scenario():
         client = gem(fresh_sim, version)
         chunks = [c async for c in await client.aio.models.generate_content_stream(
-            model="gemini-2.5-flash", contents="Say hello to the tests")]
-        whole = await client.aio.models.generate_content(model="gemini-2.5-flash",
+            model="gemini-3.5-flash-lite", contents="Say hello to the tests")]
+        whole = await client.aio.models.generate_content(model="gemini-3.5-flash-lite",
                                                          contents="Say hello to the tests")
         return chunks, whole
 
     chunks, whole = run(scenario())
     text = "".join(c.text or "" for c in chunks)
-    assert text == whole.text and "gemini-2.5-flash" in text
+    assert text == whole.text and "gemini-3.5-flash-lite" in text
     usage = chunks[-1].usage_metadata
     assert usage.thoughts_token_count == 11 and usage.cached_content_token_count == 5
     assert usage.candidates_token_count == len(split_tokens(text))
     assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count + 11
     assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP
-    assert fresh_sim.requests[-1].path.startswith(f"/{version or 'v1'}/models/gemini-2.5-flash:")
+    assert fresh_sim.requests[-1].path.startswith(f"/{version or 'v1'}/models/gemini-3.5-flash-lite:")
 
 
 def test_openai_sdk_http_faults(fresh_sim):
@@ -457,17 +459,24 @@ def test_openai_sdk_stream_faults(fresh_sim):
             usage = chunk.usage or usage
         return "".join(parts), finish, usage
 
-    async def responses_types():
+    async def responses_events():
         stream = await oai(fresh_sim).responses.create(model="gpt-5", input="hi", stream=True)
-        return [e.type async for e in stream]
+        return [e async for e in stream]
+
+    async def responses_types():
+        return [e.type for e in await responses_events()]
 
     fresh_sim.inject("midstream_error", provider="openai", after_tokens=2)
     with pytest.raises(openai.APIError) as exc:
         run(chat_text())
     assert not isinstance(exc.value, openai.APIStatusError)
-    fresh_sim.inject("midstream_error")
-    with pytest.raises(openai.APIError):
-        run(responses_types())
+    # Responses: the spec's flat error event (the SDK yields it), numbered right after the last
+    # event sent: sequence numbers never skip.
+    fresh_sim.inject("midstream_error", after_tokens=2)
+    events = run(responses_events())
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "error" and events[-1].code == "server_error" and events[-1].message
+    assert [e.type for e in events].count("response.output_text.delta") == 2
     expected = run(post(fresh_sim, "/v1/chat/completions", CHAT)).json()["choices"][0]["message"]["content"]
     fresh_sim.inject("cut", after_tokens=3)
     text, finish, usage = run(chat_text())  # ends silently: no finish chunk, no usage, no [DONE]
@@ -522,7 +531,7 @@ def test_anthropic_sdk_faults(fresh_sim):
 
 def test_gemini_sdk_faults(fresh_sim):
     async def streamed():
-        stream = await gem(fresh_sim).aio.models.generate_content_stream(model="gemini-2.5-flash",
+        stream = await gem(fresh_sim).aio.models.generate_content_stream(model="gemini-3.5-flash-lite",
                                                                        contents="hello")
         return [c async for c in stream]
 
@@ -578,7 +587,7 @@ def test_ttft_and_rate(fresh_sim):
 
 def test_slow_first_token_sends_headers_first(fresh_sim):
     fresh_sim.inject("slow_first_token", delay=0.5)
-    t_headers, t_first, _ = run(_first_token_times(fresh_sim, GEMINI_STREAM, {**GEMINI, "stream": True}))
+    t_headers, t_first, _ = run(_first_token_times(fresh_sim, GEMINI_STREAM, GEMINI))
     assert t_headers < 0.2 and t_first >= 0.5
 
 

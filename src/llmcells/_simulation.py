@@ -11,13 +11,15 @@ _lock = threading.Lock()
 _sim: Any = None
 
 
-def simulate(on: bool = True, *, providers: list[str] | None = None, **options: Any) -> Any:
+def simulate(on: bool = True, *, providers: list[str] | None = None, strict: bool = True,
+             **options: Any) -> Any:
     """Route every built-in provider to a simulator on loopback (no keys, no network needed).
 
     simulate() starts one in this process (options: ttft, tokens_per_s, output_tokens) and
     returns it; providers limits it to some providers (e.g. those without a key);
     simulate(False) switches back to the real APIs. Cards and ledger rows of
-    simulated calls are labelled as such.
+    simulated calls are labelled as such. strict=True (the default) refuses what the real
+    APIs refuse, with their errors; strict=False answers any well-formed request.
     """
     global _sim
     with _lock:
@@ -27,9 +29,10 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, **options: 
         from .sim import Simulator
 
         if _sim is None:
-            _sim = Simulator(**options).start()
+            _sim = Simulator(strict=strict, **options).start()
         elif options:
             _sim.configure(**options)
+        _sim.strict = strict
         models.set_simulator(_sim.url, providers)
         from . import warmup
 

@@ -380,7 +380,7 @@ class LLMMagics(Magics):
     @argument("command", nargs="?", default="help",
               help="models | config | usage | costs | prices | health | quota | reset | chats | "
                    "simulate | replay | frontier | keys | help")
-    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off; "
+    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
                                        "keys: set|unset PROVIDER")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
@@ -410,8 +410,9 @@ class LLMMagics(Magics):
         %llmcells quota                   the latest rate limits seen, and daily caps
         %llmcells reset [MODEL]           forget conversations (of one model, or all)
         %llmcells chats                   the named chats (--chat NAME): turns, tokens, cost
-        %llmcells simulate on|off [--ttft 0.3] [--tps 80]   route every provider to a local
-                                          simulator (no keys needed; cards say "simulated")
+        %llmcells simulate on|off|loose [--ttft 0.3] [--tps 80]   route every provider to a
+                                          local simulator (no keys needed; cards say "simulated");
+                                          it refuses what the real APIs refuse, unless loose
         %llmcells replay on|off|refresh|status|compact [path=FILE]   record answers and replay
                                           them at $0 when the same request comes again
         %llmcells frontier [SCORE] [--min-score X]   cost vs score of the last scored
@@ -580,16 +581,17 @@ class LLMMagics(Magics):
         from ._simulation import simulate
 
         state = (args.words or ["on"])[0].lower()
-        if state not in ("on", "off"):
-            raise _fail(f"simulate takes on or off, not {state!r}.")
+        if state not in ("on", "off", "loose"):
+            raise _fail(f"simulate takes on, off or loose, not {state!r}.")
         if state == "off":
             simulate(False)
             print("Simulator off: calls go to the real providers.")
             return
         options = {k: v for k, v in (("ttft", args.ttft), ("tokens_per_s", args.tps)) if v is not None}
-        sim = simulate(**options)
+        sim = simulate(strict=state != "loose", **options)
         print(f"Simulator on at {sim.url}: every provider answers from it, no keys needed; "
-              "cards are labelled 'simulated'. `%llmcells simulate off` to stop.")
+              "cards are labelled 'simulated'. `%llmcells simulate off` to stop."
+              + (" Loose: it answers requests the real APIs would refuse." if state == "loose" else ""))
 
 
 _registered: weakref.WeakSet = weakref.WeakSet()  # the shells the magics are registered in

@@ -1,4 +1,4 @@
-"""`python -m llmcells.sim --port N [--ttft S] [--tps N]`: run the simulator until Ctrl-C."""
+"""`python -m llmcells.sim --port N [--ttft S] [--tps N] [--loose]`: run the simulator until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft", type=float, default=0.05, help="seconds before the first token")
     parser.add_argument("--tps", type=float, default=200.0, help="tokens per second")
     parser.add_argument("--output-tokens", type=int, default=None, help="fixed answer length")
+    parser.add_argument("--loose", action="store_true",
+                        help="answer any well-formed request (by default, refuse what the real APIs refuse)")
     args = parser.parse_args(argv)
     sim = Simulator(args.host, args.port, ttft=args.ttft, tokens_per_s=args.tps,
-                    output_tokens=args.output_tokens).start()
-    print(f"llmcells simulator listening on {sim.url}")
+                    output_tokens=args.output_tokens, strict=not args.loose).start()
+    print(f"llmcells simulator listening on {sim.url} ({'loose' if args.loose else 'strict'})")
     print("export these to use it:")
     env = {**sim.env(), "OPENAI_API_KEY": SIMULATOR_KEY, "ANTHROPIC_API_KEY": SIMULATOR_KEY,
            "GOOGLE_API_KEY": SIMULATOR_KEY}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .common import Plan, Prompt, Reply, as_text, compact
+from .common import Plan, Prompt, Reply, as_text, compact, users_text
 
 PROVIDER = "anthropic"
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -19,7 +19,21 @@ def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prom
     text = " ".join([as_text(system)] + [as_text(m.get("content")) for m in messages
                                          if isinstance(m, dict)])
     return Prompt(str(body.get("model", "")), bool(body.get("stream")), text, [system, messages],
-                  body.get("max_tokens"), body.get("temperature"))
+                  body.get("max_tokens"), body.get("temperature"), latest=_latest_user(messages))
+
+
+def _latest_user(messages: list[Any]) -> str:
+    """The user's own text in the last user turn that has some (tool results carry none)."""
+    for m in reversed(messages):
+        if not isinstance(m, dict) or m.get("role") != "user":
+            continue
+        content = m.get("content")
+        blocks = [content] if isinstance(content, str) else [
+            b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+        text = users_text(blocks)
+        if text:
+            return text
+    return ""
 
 
 def _request_id() -> str:
@@ -27,13 +41,10 @@ def _request_id() -> str:
 
 
 def headers(stream: bool) -> dict[str, str]:
-    """Response headers the real API sends (request id, organisation, rate limits)."""
+    """Response headers the real API sends (request id, organisation); the rate-limit ones are
+    added per answer (`listing.rate_headers`)."""
     hdrs = {"content-type": SSE_TYPE if stream else JSON_TYPE, "request-id": _request_id(),
             "anthropic-organization-id": "00000000-0000-4000-8000-00000000517a",
-            "anthropic-ratelimit-requests-limit": "4000",
-            "anthropic-ratelimit-requests-remaining": "3999",
-            "anthropic-ratelimit-tokens-limit": "2000000",
-            "anthropic-ratelimit-tokens-remaining": "1999900",
             "x-envoy-upstream-service-time": "12"}
     if stream:
         hdrs["cache-control"] = "no-cache"
@@ -49,6 +60,8 @@ def _usage(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, 
         usage["cache_creation"] = {"ephemeral_5m_input_tokens": plan.cache_write_tokens,
                                    "ephemeral_1h_input_tokens": 0}
     usage["output_tokens"] = output_tokens
+    # thinking tokens, part of output_tokens (the usage type's output_tokens_details)
+    usage["output_tokens_details"] = {"thinking_tokens": plan.reasoning_tokens}
     if start:
         usage["service_tier"] = "standard"
     return usage
@@ -139,7 +152,26 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
         status, kind, message = _ERRORS.get(fault, _ERRORS["500"])
     if fault == "401" and not key:
         message = "x-api-key header is required"
-    hdrs = headers(False)
+    hdrs = _error_headers()
+    if status == 429:
+        # The real API says when to come back; a fault's own retry_after wins (and the server
+        # sets it on the reply), else one second, as a short burst limit asks.
+        hdrs["retry-after"] = f"{retry_after:g}" if retry_after is not None else "1"
     body = {"type": "error", "error": {"type": kind, "message": message},
             "request_id": hdrs["request-id"]}
     return Reply(status, hdrs, compact(body).encode())
+
+
+def _error_headers() -> dict[str, str]:
+    """An error's headers: request id and the rate-limit counters, as on every answer."""
+    from .listing import rate_headers
+
+    return {**headers(False), **rate_headers(PROVIDER)}
+
+
+def refuse(refusal: Any, api: str) -> Reply:
+    """The answer to a request the real API refuses (a validate.Refusal)."""
+    from .validate import error_body
+
+    hdrs = _error_headers()
+    return Reply(refusal.status, hdrs, compact(error_body(PROVIDER, refusal, hdrs["request-id"])).encode())

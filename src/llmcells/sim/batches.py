@@ -27,6 +27,8 @@ from . import anthropic as anthropic_fmt
 from . import google as google_fmt
 from . import openai as openai_fmt
 from . import rich
+from . import batch_checks
+from . import tools as sim_tools
 from .common import compact
 
 BATCH_FAULTS = ("validation_failure", "expire", "out_of_order", "404_after_create")
@@ -192,12 +194,24 @@ def control(sim: Any) -> BatchSim:
 
 # ----- answers ------------------------------------------------------------------------------
 
+_ERRORED = "__errored__"  # marks a line's answer that is an error (Anthropic's "errored" result)
+
 
 def _answer(server: Any, module: Any, api: str, body: dict[str, Any], model: str | None) -> Any:
     """The simulator's ordinary non-streamed answer body for one request: with attachments or a
     schema, the answer a live call gets (an instance of the schema; broken JSON when an
     `invalid_json` fault is queued, which one request line consumes, as one live call does)."""
     prompt = module.parse(api, body, model)
+    if module is anthropic_fmt and server.state.strict and batch_checks.catalog.status(
+            "anthropic", prompt.model) == "retired":  # the line errors, as the live call would
+        return {_ERRORED: {"type": "error", "error": {"type": "not_found_error",
+                                                      "message": f"model: {prompt.model}"}}}
+    turn = sim_tools.turn(module.PROVIDER, api, body)
+    if turn is not None and turn.calls:  # a line that should call a tool gets the tool call
+        plan = server._plan(api, prompt, server.state.resolve(prompt.model))
+        plan.tokens = ["x"] * sim_tools.usage_counts(prompt.text, turn.calls)[1]
+        plan.truncated = False
+        return sim_tools.body(module.PROVIDER, api, plan, turn.calls)
     prompt.rich = rich.inspect(module.PROVIDER, api, body)
     # Only invalid_json applies to a line: the transport faults are about live connections.
     fault = server.state.take_fault(module.PROVIDER, prompt.model, kinds=("invalid_json",))
@@ -229,6 +243,21 @@ def _iso(t: float | None) -> str | None:
 
 def _json(status: int, body: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"content-type": "application/json"}, compact(body).encode()
+
+
+def _body(req: Any) -> Any:
+    """The JSON body of a request (None when it isn't JSON: batch_checks refuses it)."""
+    try:
+        return json.loads(req.body or b"{}")
+    except ValueError:
+        return None
+
+
+def _refuse(provider: str, refusal: Any) -> tuple[int, dict[str, str], bytes]:
+    from .validate import error_body
+
+    request_id = "req_011C" + secrets.token_hex(10)
+    return _json(refusal.status, error_body(provider, refusal, request_id))
 
 
 def _error(status: int, message: str, provider: str) -> tuple[int, dict[str, str], bytes]:
@@ -293,7 +322,7 @@ def _openai_batch(server: Any, sim: BatchSim, job: SimJob) -> dict[str, Any]:
     }
     if phase == "failed":
         body["failed_at"] = int(t0 + s.validate_s)
-        body["errors"] = {"object": "list", "data": [{
+        body["errors"] = {"object": "list", "data": job.meta.get("errors") or [{
             "code": "invalid_request", "line": 1, "param": "body.model",
             "message": "The simulator was asked to fail validation of this batch."}]}
     if phase in ("ended", "expired", "cancelled") and status != "cancelling":
@@ -353,21 +382,27 @@ def _openai(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
             return 200, {"content-type": "application/octet-stream"}, found[1]
         return _json(200, _openai_file(m.group(1), found[0], len(found[1]), found[2]))
     if path == "/v1/batches" and method == "POST":
-        body = json.loads(req.body or b"{}")
+        body = _body(req)
+        if server.state.strict or not isinstance(body, dict):
+            refusal = batch_checks.create("openai", body)
+            if refusal is not None:
+                return _refuse("openai", refusal)
         found = sim.files.get(body.get("input_file_id", ""))
         if found is None:
             return _error(400, f"Invalid input_file_id: {body.get('input_file_id')!r}.", "openai")
         endpoint = body.get("endpoint", "/v1/chat/completions")
-        requests, model = [], ""
-        for line in found[1].decode().splitlines():
-            if line.strip():
-                item = json.loads(line)
-                model = model or item["body"].get("model", "")
-                requests.append((item["custom_id"], item["body"],
-                                 "responses" if item["url"].endswith("/responses") else "chat"))
+        lines, refusal = batch_checks.openai_lines(found[1], endpoint)
+        if refusal is not None:
+            return _refuse("openai", refusal)
+        requests = [(item["custom_id"], item["body"], "responses" if item["url"].endswith("/responses")
+                     else "chat") for item in lines]
+        model = next((str(item["body"].get("model", "")) for item in lines), "")
+        errors = batch_checks.openai_bodies(lines) if server.state.strict else []
         job = sim.new_job("batch_", "openai", model, requests,
                           {"endpoint": endpoint, "input_file_id": body["input_file_id"],
-                           "metadata": body.get("metadata")})
+                           "metadata": body.get("metadata"), "errors": errors})
+        if errors:
+            job.faults.add("validation_failure")
         return _json(200, _openai_batch(server, sim, job))
     if path == "/v1/batches" and method == "GET":
         jobs = sorted((j for j in sim.jobs.values() if j.provider == "openai"),
@@ -420,10 +455,11 @@ def _anthropic(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str
     path, method = req.path, req.method
     host = req.headers.get("host", "127.0.0.1")
     if path == "/v1/messages/batches" and method == "POST":
-        body = json.loads(req.body or b"{}")
+        body = _body(req)
+        refusal = batch_checks.create("anthropic", body, strict=server.state.strict)
+        if refusal is not None:
+            return _refuse("anthropic", refusal)
         items = body.get("requests") or []
-        if not items:
-            return _error(400, "requests: at least one request is required", "anthropic")
         requests = [(it["custom_id"], it["params"], "messages") for it in items]
         ids = [r[0] for r in requests]
         if len(set(ids)) != len(ids):
@@ -455,7 +491,8 @@ def _anthropic(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str
             results = _results(server, sim, job, done)
             done_ids = job.done_ids(done)
             left = "canceled" if phase == "cancelled" else "expired"
-            lines = [compact({"custom_id": cid, "result": {"type": "succeeded", "message": results[cid]}})
+            lines = [compact({"custom_id": cid, "result": {"type": "errored", "error": results[cid][_ERRORED]}
+                              if _ERRORED in results[cid] else {"type": "succeeded", "message": results[cid]}})
                      for cid in done_ids]
             done_set = set(done_ids)
             lines += [compact({"custom_id": cid, "result": {"type": left}})
@@ -558,7 +595,12 @@ def _gemini(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
         return 200, {"content-type": "application/octet-stream"}, found[1]
     m = _GEMINI_CREATE.match(path)
     if m and method == "POST":
-        body = json.loads(req.body or b"{}").get("batch") or {}
+        whole = _body(req)
+        refusal = batch_checks.create("google", whole, strict=server.state.strict, files=sim.files,
+                                      model=m.group(2))
+        if refusal is not None:
+            return _refuse("google", refusal)
+        body = whole.get("batch") or {}
         source = body.get("inputConfig") or {}
         meta = {"displayName": body.get("displayName", "")}
         if source.get("fileName"):  # the file route: JSONL of {"key", "request"}
@@ -662,4 +704,25 @@ async def dispatch(server: Any, req: Any, resp: Any) -> None:
         answer = handler(server, sim, req)
     if answer is None:
         answer = _error(404, f"Unknown request URL: {req.method} {req.path}.", provider)
-    await resp.send(*answer)
+    await resp.send(*_with_request_id(provider, *answer))
+
+
+def _with_request_id(provider: str, status: int, headers: dict[str, str],
+                     body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Every answer carries a request id, as the real APIs' do: `x-request-id` (OpenAI),
+    `request-id` (Anthropic, also in an error body); Gemini's answers have none."""
+    headers = dict(headers)
+    if provider == "openai":
+        headers.setdefault("x-request-id", f"req_{secrets.token_hex(16)}")
+    elif provider == "anthropic":
+        request_id = "req_011C" + secrets.token_hex(10)
+        if status >= 400:
+            try:
+                parsed = json.loads(body)
+                request_id = parsed.get("request_id") or request_id
+                parsed["request_id"] = request_id
+                body = compact(parsed).encode()
+            except (ValueError, AttributeError):
+                pass
+        headers.setdefault("request-id", request_id)
+    return status, headers, body

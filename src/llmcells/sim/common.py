@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,18 @@ class Prompt:
     temperature: float | None = None
     include_usage: bool = False     # OpenAI Chat: stream_options.include_usage
     rich: Any = None                # rich.Rich: attachments and schema (set by the server)
+    latest: str = ""                # the latest user turn's own text: what the answer quotes
+
+
+_NOT_THE_USERS = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+
+
+def users_text(blocks: list[str]) -> str:
+    """The user's own words among a user turn's text blocks: agent CLIs put a billing header
+    block ("x-anthropic-billing-header: ...") and `<system-reminder>` sections next to them."""
+    kept = [_NOT_THE_USERS.sub("", b).strip() for b in blocks
+            if not b.lstrip().startswith("x-anthropic-billing-header")]
+    return " ".join(k for k in kept if k)
 
 
 @dataclass

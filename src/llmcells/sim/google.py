@@ -6,7 +6,7 @@ import base64
 import json
 from typing import Any
 
-from .common import Plan, Prompt, Reply, as_text
+from .common import Plan, Prompt, Reply, as_text, users_text
 
 PROVIDER = "google"
 SSE_TYPE = "text/event-stream"
@@ -30,8 +30,15 @@ def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prom
     text = " ".join([as_text(system)] + [as_text(c) for c in contents])
     config = body.get("generationConfig") or body.get("generation_config") or {}
     max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))
+    latest = ""
+    for c in reversed(contents):
+        if isinstance(c, dict) and c.get("role", "user") == "user":
+            latest = users_text([p.get("text", "") for p in c.get("parts") or []
+                                 if isinstance(p, dict) and "text" in p])
+            if latest:
+                break
     return Prompt(path_model or "", api == "stream", text, [system, contents], max_tokens,
-                  config.get("temperature"))
+                  config.get("temperature"), latest=latest)
 
 
 def headers(stream: bool) -> dict[str, str]:
@@ -158,3 +165,12 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
     hdrs = headers(False)
     hdrs["content-type"] = SSE_TYPE if api == "stream" else JSON_TYPE
     return Reply(fields["code"], hdrs, pretty({"error": fields}).encode())
+
+
+def refuse(refusal: Any, api: str) -> Reply:
+    """The answer to a request the real API refuses (a validate.Refusal), pretty as Gemini's."""
+    from .validate import error_body
+
+    hdrs = headers(False)
+    hdrs["content-type"] = SSE_TYPE if api == "stream" else JSON_TYPE
+    return Reply(refusal.status, hdrs, pretty(error_body(PROVIDER, refusal, "")).encode())

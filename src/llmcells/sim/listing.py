@@ -9,19 +9,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 import time
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import lifecycle
+from . import catalog
 from .common import Reply, compact
-
-OPENAI_MODELS = ["gpt-4.1-mini", "gpt-4.1", "gpt-4o-mini", "gpt-5-mini", "o4-mini"]
-ANTHROPIC_MODELS = [("claude-haiku-4-5-20251001", "Claude Haiku 4.5"),
-                    ("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5"),
-                    ("claude-opus-4-1-20250805", "Claude Opus 4.1")]
-GEMINI_MODELS = [("gemini-2.5-flash", "Gemini 2.5 Flash"), ("gemini-2.5-pro", "Gemini 2.5 Pro"),
-                 ("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite")]
 
 # Per-minute windows, as the real APIs' (numbers of a modest paid tier).
 LIMITS = {"openai": {"requests": 500, "tokens": 200_000},
@@ -94,29 +91,61 @@ def answer(method: str, path: str, headers: dict[str, str], query: dict[str, str
 
         module = {"openai": openai, "anthropic": anthropic, "google": google}[provider]
         return module.error("401", "", api="models", stream=False, key=key)
-    body: Any
     hdrs = {"content-type": "application/json"}
     if provider == "openai":
-        created = 1744316542
-        body = {"object": "list", "data": [{"id": m, "object": "model", "created": created,
-                                            "owned_by": "system"} for m in OPENAI_MODELS]}
-        hdrs.update({"x-request-id": "req_sim_models", "openai-version": "2020-10-01"})
+        body: Any = {"object": "list", "data": [_openai_model(m) for m in catalog.listed("openai")]}
+        hdrs.update({"x-request-id": f"req_{uuid.uuid4().hex}", "openai-version": "2020-10-01"})
         hdrs.update(rate_headers("openai"))
         return Reply(200, hdrs, compact(body).encode())
     if provider == "anthropic":
-        data = [{"type": "model", "id": m, "display_name": label,
-                 "created_at": "2025-10-01T00:00:00Z"} for m, label in ANTHROPIC_MODELS]
+        data = [_anthropic_model(m) for m in catalog.listed("anthropic")]
         body = {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+        hdrs["request-id"] = "req_011C" + uuid.uuid4().hex[:20]
         hdrs.update(rate_headers("anthropic"))
         return Reply(200, hdrs, compact(body).encode())
-    body = {"models": [{"name": f"models/{m}", "version": "001", "displayName": label,
-                        "description": f"Simulated {label}", "inputTokenLimit": 1048576,
-                        "outputTokenLimit": 65536,
-                        "supportedGenerationMethods": ["generateContent", "countTokens",
-                                                       "createCachedContent", "batchGenerateContent"],
-                        "temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2,
-                        "thinking": True} for m, label in GEMINI_MODELS]}
-    import json
-
+    body = {"models": [_gemini_model(m) for m in catalog.listed("google")]}
     return Reply(200, {"content-type": "application/json; charset=UTF-8"},
                  (json.dumps(body, indent=2) + "\n").encode())
+
+
+def _day(date: str) -> int:
+    return int(datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp())
+
+
+def _openai_model(m: catalog.SimModel) -> dict[str, Any]:
+    return {"id": m.id, "object": "model", "created": _day(m.created), "owned_by": "system"}
+
+
+def _supported(flag: bool) -> dict[str, bool]:
+    return {"supported": flag}
+
+
+def _anthropic_model(m: catalog.SimModel) -> dict[str, Any]:
+    """A model as anthropic's ModelInfo has it: lifecycle, limits and every capability key."""
+    row = lifecycle.lookup(f"anthropic:{m.id}")
+    state = {"active": "active", "retiring": "deprecated", "retired": "retired"}[m.status]
+    at = lambda d: d.isoformat() + "T00:00:00Z" if d else None  # noqa: E731
+    yes, no = _supported(True), _supported(False)
+    line = next((name for name in ("haiku", "sonnet", "opus") if name in m.id), None)
+    return {"type": "model", "id": m.id, "display_name": m.display, "created_at": m.created + "T00:00:00Z",
+            "lifecycle": state, "deprecated_at": at(row.deprecated or (row.retires if state != "active" else None)),
+            "retires_at": at(row.retires) if state == "deprecated" else None, "line": line,
+            "max_input_tokens": m.context, "max_tokens": m.max_output,
+            "capabilities": {
+                "batch": yes, "citations": yes, "code_execution": yes, "image_input": yes, "pdf_input": yes,
+                "structured_outputs": yes,
+                "context_management": {"supported": True, "clear_thinking_20251015": yes,
+                                       "clear_tool_uses_20250919": yes, "compact_20260112": no},
+                "effort": {"supported": "haiku" not in m.id, "low": yes, "medium": yes, "high": yes,
+                           "max": no, "xhigh": no},
+                "server_tools": {"supported": True, "code_execution": yes, "web_search": yes},
+                "thinking": {"supported": True, "types": {"adaptive": yes, "between_tools": yes,
+                                                          "disabled": yes, "enabled": yes}}}}
+
+
+def _gemini_model(m: catalog.SimModel) -> dict[str, Any]:
+    return {"name": f"models/{m.id}", "baseModelId": m.id, "version": "001", "displayName": m.display,
+            "description": f"Simulated {m.display}", "inputTokenLimit": m.context, "outputTokenLimit": m.max_output,
+            "supportedGenerationMethods": ["generateContent", "countTokens", "createCachedContent",
+                                           "batchGenerateContent"],
+            "temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2, "thinking": True}

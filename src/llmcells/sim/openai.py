@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .common import Plan, Prompt, Reply, as_text, compact
+from .common import Plan, Prompt, Reply, as_text, compact, users_text
 
 PROVIDER = "openai"
 SSE_TYPE = "text/event-stream; charset=utf-8"
@@ -22,13 +22,26 @@ def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prom
         return Prompt(model, bool(body.get("stream")), text, messages,
                       body.get("max_completion_tokens") or body.get("max_tokens"),
                       body.get("temperature"),
-                      bool((body.get("stream_options") or {}).get("include_usage")))
+                      bool((body.get("stream_options") or {}).get("include_usage")),
+                      latest=_latest_user(messages))
     items = body.get("input") or ""
     text = as_text(items) if isinstance(items, str) else " ".join(
         as_text(i.get("content")) if isinstance(i, dict) else "" for i in items)
     key = [body.get("instructions"), items]
+    latest = items if isinstance(items, str) else _latest_user(items)
     return Prompt(model, bool(body.get("stream")), f"{body.get('instructions') or ''} {text}", key,
-                  body.get("max_output_tokens"), body.get("temperature"))
+                  body.get("max_output_tokens"), body.get("temperature"), latest=latest)
+
+
+def _latest_user(messages: list[Any]) -> str:
+    """The text of the last user message (Chat messages or Responses input items)."""
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            blocks = [content] if isinstance(content, str) else [
+                p.get("text", "") for p in content or [] if isinstance(p, dict) and "text" in p]
+            return users_text(blocks)
+    return ""
 
 
 def headers(stream: bool) -> dict[str, str]:
@@ -50,9 +63,8 @@ def headers(stream: bool) -> dict[str, str]:
 
 # --- usage --------------------------------------------------------------------------------
 def _chat_usage(plan: Plan, n_out: int) -> dict[str, Any]:
-    prompt_details: dict[str, int] = {"cached_tokens": plan.cached_tokens, "audio_tokens": 0}
-    if plan.cache_write_tokens:
-        prompt_details["cache_write_tokens"] = plan.cache_write_tokens
+    prompt_details: dict[str, int] = {"cached_tokens": plan.cached_tokens, "audio_tokens": 0,
+                                      "cache_write_tokens": plan.cache_write_tokens}
     completion = n_out + plan.reasoning_tokens
     return {"prompt_tokens": plan.prompt_total, "completion_tokens": completion,
             "total_tokens": plan.prompt_total + completion,
@@ -63,9 +75,11 @@ def _chat_usage(plan: Plan, n_out: int) -> dict[str, Any]:
 
 
 def _responses_usage(plan: Plan) -> dict[str, Any]:
-    input_details: dict[str, int] = {"cached_tokens": plan.cached_tokens}
-    if plan.cache_write_tokens:
-        input_details["cache_write_tokens"] = plan.cache_write_tokens
+    # cache_write_tokens is a required field (zero included), split by cache lifetime.
+    input_details: dict[str, Any] = {"cached_tokens": plan.cached_tokens,
+                                     "cache_write_tokens": plan.cache_write_tokens,
+                                     "cache_write_tokens_details": {"ttl_30m_tokens": plan.cache_write_tokens,
+                                                                    "ttl_12h_tokens": 0}}
     output = len(plan.tokens) + plan.reasoning_tokens
     return {"input_tokens": plan.prompt_total, "input_tokens_details": input_details,
             "output_tokens": output, "output_tokens_details": {"reasoning_tokens": plan.reasoning_tokens},
@@ -201,8 +215,10 @@ class ResponsesStream:
         ]
 
     def error(self) -> bytes:
-        # The nested form makes the SDK raise; a flat error event would only be yielded.
-        return self._event({"type": "error", "error": _server_error()})
+        # Flat, as in the spec (ResponseErrorEvent): code, message, param, sequence_number.
+        err = _server_error()
+        return self._event({"type": "error", "code": "server_error", "message": err["message"],
+                            "param": None})
 
     def malformed(self) -> bytes:
         return b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"\n\n'
@@ -268,3 +284,10 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
     """The HTTP error answer for a fault name ("401", "404", "400", "429", "500", "529")."""
     status, fields = _error_fields(fault, model, api, key)
     return Reply(status, headers(False), compact({"error": fields}).encode())
+
+
+def refuse(refusal: Any, api: str) -> Reply:
+    """The answer to a request the real API refuses (a validate.Refusal)."""
+    from .validate import error_body
+
+    return Reply(refusal.status, headers(False), compact(error_body(PROVIDER, refusal, "")).encode())

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, google, listing, openai, rich
+from . import anthropic, catalog, google, listing, openai, rich, validate
 from . import tools as sim_tools
 from .common import Plan, Prompt, Reply, compact, html_page
 from .scripted import scripted_answer
@@ -113,6 +113,8 @@ class SimServer:
 
     async def start(self) -> int:
         """Start listening; returns the bound port."""
+        if self.state.strict:
+            validate.warm_up()
         self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=2048)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
@@ -185,10 +187,22 @@ class SimServer:
                         logged_api: str, path_model: str | None) -> None:
         body, prompt = _parse(module, api, req.body, path_model)
         key = api_key(req)
-        refused = "401" if not key or key.startswith("invalid") else "400" if prompt is None else None
+        refused = "401" if not key or key.startswith("invalid") else None
+        refusal = None
+        if refused is None and self.state.strict:  # what the real API refuses (sim/validate.py)
+            model = path_model or (str(body.get("model", "")) if isinstance(body, dict) else "")
+            if model and catalog.status(module.PROVIDER, model) == "retired":
+                refused = "404"
+            else:
+                refusal = (validate.request_size(len(req.body), module.PROVIDER)
+                           or validate.check(api, body, path_model, prompt.text if prompt else "",
+                                             req.headers))
+        elif refused is None and prompt is None:
+            refused = "400"
         if prompt is None:
-            prompt = Prompt(path_model or "", api == "stream", "", None)
-        fault = None if refused else self.state.take_fault(module.PROVIDER, prompt.model)
+            prompt = Prompt(path_model or (str(body.get("model", "")) if isinstance(body, dict) else ""),
+                            api == "stream", "", None)
+        fault = None if refused or refusal else self.state.take_fault(module.PROVIDER, prompt.model)
         path, headers = _masked(req)
         prompt.rich = rich.inspect(module.PROVIDER, api, body)  # attachments and schema
         prompt.rich.invalid_json = fault is not None and fault.fault == "invalid_json"
@@ -197,8 +211,10 @@ class SimServer:
                             attachments=prompt.rich.attachments)
         self.state.record(logged)
         # --- tools (sim/tools.py): a directed tool call, or an answer quoting tool results ---
-        tool_turn = None if refused else sim_tools.turn(module.PROVIDER, api, body)
-        if tool_turn is not None and tool_turn.calls and prompt.stream and fault is None:
+        tool_turn = None if refused or refusal else sim_tools.turn(module.PROVIDER, api, body)
+        if refusal is not None:
+            await self._send(resp, module.refuse(refusal, api), None)
+        elif tool_turn is not None and tool_turn.calls and fault is None:
             await self._tool_calls(resp, module, api, prompt, tool_turn.calls)
         else:
             await self._answer(req, resp, module, api, prompt, key, refused, fault,
@@ -236,8 +252,12 @@ class SimServer:
     def _plan(self, api: str, prompt: Prompt, settings: Settings) -> Plan:
         count = self.state.next_count()
         salt = count if (prompt.temperature or 0) > 0 else None
+        # The answer quotes the latest user turn (the user's own words, not an agent CLI's
+        # headers); a judge's prompt or a sum is looked for there first, then in the whole prompt.
+        quoted = prompt.latest or prompt.text
         scripted = None if settings.text is not None else (
-            rich.answer(prompt.rich, prompt.text) or scripted_answer(prompt.model, prompt.text))
+            rich.answer(prompt.rich, quoted) or scripted_answer(prompt.model, quoted)
+            or (scripted_answer(prompt.model, prompt.text) if quoted != prompt.text else None))
         if settings.text is not None and settings.delta_chars:
             n = max(int(settings.delta_chars), 1)
             tokens = [settings.text[i:i + n] for i in range(0, len(settings.text), n)]
@@ -247,7 +267,7 @@ class SimServer:
             tokens = split_tokens(scripted)
         else:
             tokens = answer_tokens(prompt.model, seed_for(prompt.model, prompt.key, salt),
-                                   settings.output_tokens, prompt.text)
+                                   settings.output_tokens, quoted)
             if settings.delta_chars:
                 text, n = "".join(tokens), max(int(settings.delta_chars), 1)
                 tokens = [text[i:i + n] for i in range(0, len(text), n)]
@@ -261,13 +281,19 @@ class SimServer:
 
     async def _tool_calls(self, resp: Response, module: ModuleType, api: str, prompt: Prompt,
                           calls: list) -> None:
-        """Stream a turn that ends in tool calls (sim/tools.py writes the events)."""
+        """A turn that ends in tool calls: streamed, or one JSON body (sim/tools.py writes both)."""
         settings = self.state.resolve(prompt.model)
         plan = self._plan(api, prompt, settings)
         _, n_out = sim_tools.usage_counts(prompt.text, calls)
         plan.tokens, plan.truncated = ["x"] * n_out, False
         ttft, interval = self._timing(settings, None)
-        await resp.start_chunked(200, module.headers(True))
+        rate = listing.rate_headers(module.PROVIDER, plan.input_tokens)
+        if not prompt.stream:
+            await asyncio.sleep(ttft)
+            body = sim_tools.complete(module.PROVIDER, api, plan, calls)
+            await resp.send(200, {**module.headers(False), **rate}, body)
+            return
+        await resp.start_chunked(200, {**module.headers(True), **rate})
         events = sim_tools.events(module.PROVIDER, api, plan, calls)
         await asyncio.sleep(ttft)
         for event in events:
@@ -345,14 +371,14 @@ class SimServer:
         for i, token in enumerate(plan.tokens):
             await _sleep_until(first + i * interval)
             if i == stop_at:
-                await self._break(resp, fmt, fault, fmt.delta(token))
+                await self._break(resp, fmt, fault, lambda: fmt.delta(token))
                 return
             if i == split_at:
                 await send(fmt.delta(_HIGH))
                 await send(fmt.delta(_LOW))
             await send(fmt.delta(token))
         if stop_at is not None:
-            await self._break(resp, fmt, fault, fmt.close()[0])
+            await self._break(resp, fmt, fault, lambda: fmt.close()[0])
             return
         for event in fmt.close():
             await send(event)
@@ -382,10 +408,12 @@ class SimServer:
         await resp.raw(closing[-1] + JUNK)
 
     @staticmethod
-    async def _break(resp: Response, fmt: Any, fault: Any, next_event: bytes) -> None:
-        """End a stream the way `fault` says, instead of sending `next_event` and the rest."""
+    async def _break(resp: Response, fmt: Any, fault: Any, next_event: Any) -> None:
+        """End a stream the way `fault` says, instead of sending `next_event()` and the rest
+        (made only when half of it is sent: making an event uses up a sequence number)."""
         if fault.fault == "cut_mid_event":
-            await resp.raw(b"%x\r\n" % len(next_event) + next_event[: len(next_event) // 2])
+            event = next_event()
+            await resp.raw(b"%x\r\n" % len(event) + event[: len(event) // 2])
             resp.abort()
             return
         if fault.fault == "midstream_error":

@@ -34,14 +34,19 @@ class Simulator:
 
     Point the SDKs at it with `env()` (or `base_url=sim.url + "/v1"` for OpenAI, `sim.url` for
     the others); any API key works except one starting with "invalid". Answers are
-    deterministic per (model, prompt) unless temperature > 0.
+    deterministic per (model, prompt) unless temperature > 0. Strict (the default), it refuses
+    what the real APIs refuse, with their status codes and error bodies (sim/validate.py), and
+    answers a retired model with the API's 404; `strict=False` answers any well-formed body.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ttft: float = 0.05,
-                 tokens_per_s: float = 200.0, output_tokens: int | None = None) -> None:
+                 tokens_per_s: float = 200.0, output_tokens: int | None = None,
+                 strict: bool = True) -> None:
         self.host = _check_loopback(host)
         self.port = port
-        self._state = State(Settings(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens))
+        self._state = State(Settings(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens),
+                            strict=strict)
+        self._strict = strict  # what reset() goes back to
         self._server: SimServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -111,6 +116,15 @@ class Simulator:
                 "GOOGLE_GEMINI_BASE_URL": self.url}
 
     # --- behaviour --------------------------------------------------------------------------
+    @property
+    def strict(self) -> bool:
+        """Whether requests the real APIs refuse are refused (True by default)."""
+        return self._state.strict
+
+    @strict.setter
+    def strict(self, value: bool) -> None:
+        self._state.strict = bool(value)
+
     def configure(self, *, ttft: float | None = None, tokens_per_s: float | None = None,
                   output_tokens: int | None = None) -> None:
         """Change the global defaults (None leaves a setting as it is)."""
@@ -160,8 +174,10 @@ class Simulator:
         self._state.clear_faults()
 
     def reset(self) -> None:
-        """Back to the constructor's settings: no faults, no model overrides, empty log."""
+        """Back to the constructor's settings (strictness included): no faults, no model
+        overrides, empty log."""
         self._state.reset()
+        self._state.strict = self._strict
         from .listing import reset_windows
 
         reset_windows()

@@ -112,6 +112,7 @@ class State:
     faults: list[Fault] = field(default_factory=list)
     log: list[SimRequest] = field(default_factory=list)
     counter: int = 0
+    strict: bool = True   # refuse what the real APIs refuse (sim/validate.py)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:

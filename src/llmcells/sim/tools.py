@@ -245,7 +245,7 @@ def _responses(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
             out.append(event({"type": "response.function_call_arguments.delta", "delta": piece,
                               "item_id": item_id, "output_index": index}))
         out.append(event({"type": "response.function_call_arguments.done", "arguments": text,
-                          "item_id": item_id, "output_index": index}))
+                          "item_id": item_id, "name": name, "output_index": index}))
         done = {**item, "status": "completed", "arguments": text}
         items.append(done)
         out.append(event({"type": "response.output_item.done", "item": done, "output_index": index}))
@@ -292,3 +292,47 @@ def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
             "usageMetadata": _usage(plan, len(plan.tokens)), "modelVersion": plan.model,
             "responseId": _response_id(plan)}
     return [f"data: {gjson(body)}\r\n\r\n".encode()]
+
+
+# ----- a tool-call turn as one JSON body (not streamed; every batch line) ---------------------------
+
+
+def body(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The whole non-streamed answer of a turn that ends in `calls`, in provider's JSON shape."""
+    if provider == "openai" and api == "chat":
+        from .openai import _FINGERPRINT, _chat_usage
+
+        tool_calls = [{"id": call_id, "type": "function", "function": {"name": name, "arguments": compact(args)}}
+                      for (name, args), call_id in zip(calls, _ids(len(calls), "call_"))]
+        return {"id": f"chatcmpl-{plan.ident(29)}", "object": "chat.completion", "created": plan.created,
+                "model": plan.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": None,
+                                                     "annotations": [], "tool_calls": tool_calls},
+                             "logprobs": None, "finish_reason": "tool_calls"}],
+                "usage": _chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+                "system_fingerprint": _FINGERPRINT}
+    if provider == "openai":
+        from .openai import _response_object, _responses_usage
+
+        items = [{"id": f"fc_{plan.ident(40).lower()}", "type": "function_call", "status": "completed",
+                  "arguments": compact(args), "call_id": call_id, "name": name}
+                 for (name, args), call_id in zip(calls, _ids(len(calls), "call_"))]
+        return _response_object(plan, f"resp_{plan.ident(48).lower()}", "completed", items,
+                                _responses_usage(plan))
+    if provider == "anthropic":
+        from .anthropic import _message, _usage
+
+        content = [{"type": "tool_use", "id": call_id, "name": name, "input": args}
+                   for (name, args), call_id in zip(calls, _ids(len(calls), "toolu_01"))]
+        return _message(plan, f"msg_01{plan.ident(22)}", content, "tool_use",
+                        _usage(plan, len(plan.tokens), start=True))
+    return json.loads(_gemini(plan, calls)[0].decode()[len("data: "):])
+
+
+def complete(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """`body` encoded as the provider sends a whole answer."""
+    if provider == "google":
+        from .google import pretty
+
+        return pretty(body(provider, api, plan, calls)).encode()
+    return compact(body(provider, api, plan, calls)).encode()
