@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx2
 from .._log import swallowed
+from .._loop import note_send
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -76,8 +77,15 @@ def guard(client: httpx2.AsyncClient, *, gemini: bool = False) -> httpx2.AsyncCl
     hook = _gemini_hook if gemini else _hook
     hooks = client.event_hooks
     if hook not in hooks["response"]:
-        client.event_hooks = {"request": hooks["request"], "response": [*hooks["response"], hook]}
+        client.event_hooks = {"request": [*hooks["request"], _send_hook],
+                              "response": [*hooks["response"], hook]}
     return client
+
+
+async def _send_hook(request: httpx2.Request) -> None:
+    """The last point before a request goes to the transport: an interrupted run sends nothing
+    more, and the run's record gets the time this request began sending (see _loop.Scope)."""
+    note_send()
 
 
 @contextlib.contextmanager
