@@ -23,7 +23,7 @@ from .config import settings
 from .errors import ConfigError
 from .interpolate import interpolate
 from . import _loop
-from ._loop import Pending
+from ._loop import Pending, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
 from .structured import output_schema, repair, schema_columns
@@ -222,6 +222,7 @@ def _batch_id(jobs: list[_Job]) -> str:
     return hashlib.sha256("".join(j.call_key for j in jobs).encode()).hexdigest()[:12]
 
 
+@one_line_interrupt  # (it imports pandas in the caller's thread: no Ctrl-C may cut that)
 def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: str | None = None,
           repeat: int = 1, concurrency: int = 16, limits: dict[str, RateLimit | dict] | None = None,
           max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,
