@@ -348,3 +348,49 @@ def test_a_client_build_left_over_from_a_stopped_loop_does_not_hold_up_new_calls
     finally:
         engine._building.discard(stale)
         stale_loop.close()
+
+
+def test_the_client_builder_waits_for_an_import_under_way_in_another_thread(simulated, tmp_path):
+    """Every import llmcells makes outside the main thread takes one lock (warmup.import_lock):
+    while another thread holds it (the warm-up importing an SDK), a first call's client builder
+    waits instead of importing the same package tree beside it, which under load handed out
+    half-initialized modules ("partially initialized module 'httpx' has no attribute
+    'Timeout'"). The call then runs, and a module another thread is still importing counts as
+    not ready."""
+    code = textwrap.dedent("""
+        import sys, threading, time, llmcells
+        from llmcells import warmup
+        held, seen = threading.Event(), []
+        def hold():
+            with warmup.import_lock:
+                held.set()
+                time.sleep(0.6)
+                seen.append("anthropic" in sys.modules)  # did anyone import the SDK meanwhile?
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+        t.join()
+        print("RESULT", r.ok, seen[0], r.error)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(LLMCELLS_HOME=str(tmp_path), ANTHROPIC_API_KEY="sk-sim", ANTHROPIC_BASE_URL=simulated.url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:3] == ["RESULT", "True", "False"], out.stdout
+
+
+def test_a_module_still_being_imported_is_not_loaded():
+    import types
+
+    from llmcells import warmup
+
+    module = types.ModuleType("llmcells_half")
+    module.__spec__ = types.SimpleNamespace(_initializing=True)
+    sys.modules["llmcells_half"] = module
+    try:
+        assert not warmup.loaded("llmcells_half")
+        module.__spec__._initializing = False
+        assert warmup.loaded("llmcells_half")
+    finally:
+        del sys.modules["llmcells_half"]

@@ -4,8 +4,12 @@ typed a few seconds after `%load_ext llmcells` pays no import delay.
 "Needed" means the SDKs of the providers that have a key (all of them while the simulator is
 on), the engine, pricing and, in a notebook, the widgets; then it builds those providers' SDK
 clients, as their first call would (on the private loop, in the client cache). Nothing is sent.
-Python's per-module import locks make a cell that imports the same module meanwhile simply wait
-for this thread's import instead of doing it twice.
+
+Every import llmcells makes outside the main thread (this warm-up's, the client builder's, and
+the loop's, which waits for the builder) takes one lock, `import_lock`: two threads importing
+the same package tree at once can each wait for a module the other holds, and Python then
+breaks the deadlock by handing one of them a half-initialized module ("partially initialized
+module 'httpx' has no attribute 'Timeout'"). Under the lock that cannot happen.
 """
 
 from __future__ import annotations
@@ -62,17 +66,47 @@ def import_transport() -> None:
     _import_quietly(n for n in _TRANSPORT if n not in sys.modules)
 
 
+#: the one lock under which llmcells imports anything outside the main thread (see above)
+import_lock = threading.RLock()
+
+
 def _import_quietly(names: Any) -> None:
-    """Import each of names; a missing optional part is left to the call, which will say so."""
+    """Import each of names, under import_lock; a missing optional part is left to the call,
+    which will say so."""
     for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+        if loaded(name):
+            continue
+        with import_lock:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+
+
+def loaded(name: str) -> bool:
+    """True when module `name` is imported in full (not still being imported by some thread)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+async def ready(names: list[str]) -> None:
+    """On the loop: make sure names are imported in full before the loop uses them. Nothing to
+    do once they are; otherwise the import is done (or waited for) on the client builder's
+    thread, under import_lock, and the loop goes on meanwhile."""
+    if all(loaded(n) for n in names):
+        return
+    import asyncio
+
+    from .engine import builder
+
+    await asyncio.get_running_loop().run_in_executor(builder(), _import_quietly, names)
 
 
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
 FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
+#: what every call imports on the loop before its request: imported with its client
+CALLING = ["llmcells.fallback", "llmcells.hooks", "llmcells.structured", "llmcells.store",
+           "llmcells.quotas"]
 
 
 def start(providers: list[str] | None = None, *, notebook: bool = False,
