@@ -348,13 +348,13 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
             await call.attempt(client)
             return
         except LLMError as err:
-            if gate is not None and err.kind == "rate_limited":
-                gate.rate_limited(plan, err.retry_after)
             if err.retry_after is not None and err.retry_after > settings.retry_max_wait \
                     and not getattr(err, "partial", False):
                 err.args = (f"{err.message} The provider asked to wait {_duration(err.retry_after)}, "
                             f"longer than retry_max_wait ({settings.retry_max_wait:g} s); try again "
                             "later, or raise it with llmcells.configure(retry_max_wait=...).",)
+            if gate is not None and err.kind == "rate_limited":
+                gate.rate_limited(plan, err.retry_after, err)
             if call.attempts >= max(1, settings.max_attempts) or not should_retry(err, settings.retry_max_wait):
                 raise
             failed, wait = err, retry_wait(err, call.attempts, settings)
