@@ -99,9 +99,9 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
         loop = asyncio.get_running_loop()
 
         def build() -> Any:
-            from .warmup import CALLING, _import_quietly, import_lock, import_transport
+            from .warmup import CALLING, _import_quietly, first, import_transport
 
-            with import_lock:  # never beside the warm-up's imports (see warmup)
+            with first():  # never beside the warm-up's imports, and before its next one (see warmup)
                 provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
                 built = provider.make_client(options)
                 import_transport()  # what the first request would import on the loop, mid-stream

@@ -19,6 +19,7 @@ import importlib
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from .registry import PROVIDERS
@@ -70,12 +71,33 @@ def import_transport() -> None:
 import_lock = threading.RLock()
 
 
-def _import_quietly(names: Any) -> None:
+_first = 0  # threads a call is waiting on that want import_lock (see `first`)
+
+
+@contextlib.contextmanager
+def first() -> Any:
+    """import_lock, for a thread a call is waiting on (the client builder): the warm-up lets it
+    go first between two of its imports (a lock is not fair: the warm-up would take it back
+    at once, and the first call would wait for the whole warm-up)."""
+    global _first
+    with _lock:
+        _first += 1
+    try:
+        with import_lock:
+            yield
+    finally:
+        with _lock:
+            _first -= 1
+
+
+def _import_quietly(names: Any, *, background: bool = False) -> None:
     """Import each of names, under import_lock; a missing optional part is left to the call,
-    which will say so."""
+    which will say so. background=True (the warm-up): a thread in `first` goes before each."""
     for name in names:
         if loaded(name):
             continue
+        while background and _first:
+            time.sleep(0.002)
         with import_lock:
             try:
                 importlib.import_module(name)
@@ -99,7 +121,11 @@ async def ready(names: list[str]) -> None:
 
     from .engine import builder
 
-    await asyncio.get_running_loop().run_in_executor(builder(), _import_quietly, names)
+    def imports() -> None:
+        with first():
+            _import_quietly(names)
+
+    await asyncio.get_running_loop().run_in_executor(builder(), imports)
 
 
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
@@ -141,7 +167,7 @@ def start(providers: list[str] | None = None, *, notebook: bool = False,
         # keeps the kernel responsive; a script has no one waiting, and would only pay for the
         # extra switches.
         with _short_switch_interval() if notebook else contextlib.nullcontext():
-            _import_quietly(names)
+            _import_quietly(names, background=True)
             if not finishing and providers:
                 _build_clients(providers)
 
