@@ -4,9 +4,11 @@ the ways into it (`run`, `bridge`, `Pending`).
 Why not run on the caller's loop (Jupyter's) with nest_asyncio? Measured in a real kernel, that
 killed the kernel on interrupt in 11 of 19 trials and never cancelled the requests. Instead:
 
-- sync callers (`run`, the magics) submit a coroutine here and wait in 0.1 s slices, so that
-  KeyboardInterrupt (Ctrl-C or a kernel interrupt) arrives between slices; on interrupt they
-  cancel the run, wait briefly for it to unwind, and raise one short KeyboardInterrupt;
+- sync callers (`run`, the magics) submit a coroutine here and wait for it under llmcells'
+  own SIGINT handler (`deferred_interrupts`, as asyncio.Runner does): Ctrl-C (or a kernel
+  interrupt) only records the interrupt and cancels the run, so it never lands inside an import
+  or a lock of the main thread; once the run has unwound (briefly), one short
+  KeyboardInterrupt is raised, and the handler in place before is given back exactly;
 - async callers (`await llmcells.ask(...)` in Jupyter) await the cross-thread future with a
   0.1 s wake-up (without it, ipykernel's interrupt stalls until the next byte arrives) and cancel
   the run when their own await is cancelled.
