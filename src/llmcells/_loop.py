@@ -130,11 +130,11 @@ class deferred_interrupts:
         import signal
 
         self._installed = False
+        if threading.current_thread() is not threading.main_thread():
+            return self
         if _sigint.depth:
             _sigint.depth += 1
             self._installed = True
-            return self
-        if threading.current_thread() is not threading.main_thread():
             return self
         previous = signal.getsignal(signal.SIGINT)
         if not callable(previous):
