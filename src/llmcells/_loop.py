@@ -169,7 +169,7 @@ def _raise_interrupt(previous: Any, message: str) -> None:
     if previous is not None and previous is not signal.default_int_handler \
             and previous is not _on_sigint:
         try:
-            previous(signal.SIGINT, sys._getframe(1))
+            previous(int(signal.SIGINT), sys._getframe(1))  # (an int, as Python passes it)
         except Interrupted:
             raise
         except KeyboardInterrupt:
