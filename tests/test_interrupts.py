@@ -451,7 +451,7 @@ def test_fresh_processes_interrupted_in_their_first_batch_end_cleanly_and_run_th
             os.kill(child.pid, signal.SIGINT)
             first = _readline(child, 60)
             simulated.configure(ttft=0.01, tokens_per_s=2000, output_tokens=10)
-            child.stdin.write(f"{trial}\n")
+            child.stdin.write("go\n")
             child.stdin.flush()
             lines = [_readline(child, 60), _readline(child, 10)]
             out, err = child.communicate(timeout=30)
