@@ -128,6 +128,46 @@ def test_files_from_other_versions(tmp_path):
         Chat.load(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize("change, named", [
+    ({"messages": "hi"}, "messages is str, not a list"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role is 'robot'"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content is missing"),
+    ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content is int, not text"),
+    ({"messages": ["hi"]}, "messages[0] is str, not an object"),
+    ({"messages": [{"role": "tool", "content": "21"}]}, "messages[0].tool_call_id is missing"),
+    ({"messages": [{"role": "assistant", "content": "", "tool_calls": "f()"}]}, "messages[0].tool_calls"),
+    ({"model": ["claude"]}, "model is list, not text"),
+    ({"tools": "get_weather"}, "tools is not a list"),
+    ({"usage": {"input_tokens": "many"}}, "usage.input_tokens is 'many'"),
+    ({"options": {"temperature": "hot"}}, "options.temperature is 'hot'"),
+    ({"cost_usd": "1$"}, "cost_usd is '1$'"),
+])
+def test_a_malformed_chat_file_is_refused_in_one_line_naming_the_problem(tmp_path, change, named):
+    """A chat file is input from elsewhere: a wrong type, an unknown role or missing content is
+    refused with llmcells' own error, one line saying which field is wrong (a string in
+    `messages` raised a raw AttributeError; a bad role or a missing content loaded silently)."""
+    path = tmp_path / "bad.json"
+    data = {"llmcells_chat": 1, "model": "claude", "messages": [{"role": "user", "content": "hi"}]}
+    path.write_text(json.dumps({**data, **change}))
+    with pytest.raises(llmcells.ConfigError) as info:
+        Chat.load(path)
+    message = str(info.value)
+    assert named in message and str(path) in message and "\n" not in message, message
+
+
+def test_save_makes_missing_folders_or_says_in_one_line_it_cannot(tmp_path):
+    chat = Chat(model="claude", messages=[llmcells.Message("user", "hi")])
+    path = chat.save(tmp_path / "new" / "deeper" / "c.json")
+    assert Chat.load(path).messages == chat.messages
+    assert not list(path.parent.glob("*.tmp"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(llmcells.ConfigError) as info:
+        chat.save(tmp_path / "a-file" / "c.json")  # its folder would be a file
+    message = str(info.value)
+    assert message.startswith(f"Cannot save the chat to {tmp_path / 'a-file' / 'c.json'}: ")
+    assert ".tmp" not in message and "\n" not in message
+
+
 def test_a_chat_with_tools_keeps_the_calls_in_its_history(simulated, tmp_path):
     def add(a: int, b: int) -> int:
         """Add two numbers."""

@@ -47,6 +47,45 @@ def test_a_long_retry_after_does_not_stall_a_batch(simulated):
     assert wall < 3, f"the batch took {wall:.1f} s from its first request to its last"
 
 
+def test_a_provider_that_keeps_asking_for_an_hour_fails_the_queued_rows_at_once(simulated):
+    """Default settings (retry_max_wait 30 s), every answer a 429 with retry-after: 3600: the
+    rows in flight fail saying so, one probe goes out after a short pause, and when it is told
+    the same, every row still queued fails at once with the same message: 6 rows in under 5 s
+    (they waited 30 s for nothing before), and only 3 requests sent."""
+    simulated.inject("429", provider="anthropic", retry_after=3600, times=None)
+    t0 = time.monotonic()
+    df = run_batch([f"q{i}" for i in range(6)], ["claude"], concurrency=2)
+    took = time.monotonic() - t0
+    assert list(df.status) == ["error"] * 6, df[["status", "error"]].to_string()
+    assert set(df.error_kind) == {"rate_limited"}
+    assert all("asked to wait 1 h" in e for e in df.error), df.error.tolist()
+    assert len(simulated.requests) == 3, len(simulated.requests)  # two in flight, then the probe
+    assert took < 5, f"the batch took {took:.1f} s"
+
+
+def test_a_probe_that_finds_the_limit_gone_lets_the_rows_go_ahead(simulated):
+    """retry-after: 3600 on the two rows in flight, then the limit is gone: the probe is
+    answered and the other rows follow it, well before retry_max_wait (30 s)."""
+    simulated.inject("429", provider="anthropic", retry_after=3600, times=2)
+    t0 = time.monotonic()
+    df = run_batch([f"q{i}" for i in range(6)], ["claude"], concurrency=2)
+    took = time.monotonic() - t0
+    assert list(df.status).count("ok") == 4 and "asked to wait 1 h" in df.error.iloc[0], df[["status", "error"]]
+    assert took < 5, f"the batch took {took:.1f} s"
+
+
+def test_rows_of_a_closed_provider_move_on_along_their_fallback_chain(simulated):
+    """A chain claude|chatgpt: once Anthropic's gate has closed on an hour-long wait, the rows
+    still queued are answered by the next model of their chain, at once."""
+    simulated.inject("429", provider="anthropic", retry_after=3600, times=None)
+    t0 = time.monotonic()
+    df = run_batch([f"q{i}" for i in range(6)], ["claude|chatgpt"], concurrency=2)
+    assert list(df.status) == ["ok"] * 6, df[["status", "error"]].to_string()
+    assert set(df.provider) == {"openai"}
+    assert time.monotonic() - t0 < 5
+    assert sum(r.path.startswith("/v1/messages") for r in simulated.requests) == 3
+
+
 def test_waiting_in_the_rate_gate_is_not_counted_against_a_calls_timeout(simulated):
     """Five 0.4 s calls one at a time (concurrency 1) with a 1 s timeout each: the later ones
     wait longer than 1 s in the gate, and must not time out for it."""
@@ -349,3 +388,49 @@ def test_a_client_build_left_over_from_a_stopped_loop_does_not_hold_up_new_calls
     finally:
         engine._building.discard(stale)
         stale_loop.close()
+
+
+def test_the_client_builder_waits_for_an_import_under_way_in_another_thread(simulated, tmp_path):
+    """Every import llmcells makes outside the main thread takes one lock (warmup.import_lock):
+    while another thread holds it (the warm-up importing an SDK), a first call's client builder
+    waits instead of importing the same package tree beside it, which under load handed out
+    half-initialized modules ("partially initialized module 'httpx' has no attribute
+    'Timeout'"). The call then runs, and a module another thread is still importing counts as
+    not ready."""
+    code = textwrap.dedent("""
+        import sys, threading, time, llmcells
+        from llmcells import warmup
+        held, seen = threading.Event(), []
+        def hold():
+            with warmup.import_lock:
+                held.set()
+                time.sleep(0.6)
+                seen.append("anthropic" in sys.modules)  # did anyone import the SDK meanwhile?
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait()
+        r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+        t.join()
+        print("RESULT", r.ok, seen[0], r.error)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(LLMCELLS_HOME=str(tmp_path), ANTHROPIC_API_KEY="sk-sim", ANTHROPIC_BASE_URL=simulated.url)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:3] == ["RESULT", "True", "False"], out.stdout
+
+
+def test_a_module_still_being_imported_is_not_loaded():
+    import types
+
+    from llmcells import warmup
+
+    module = types.ModuleType("llmcells_half")
+    module.__spec__ = types.SimpleNamespace(_initializing=True)
+    sys.modules["llmcells_half"] = module
+    try:
+        assert not warmup.loaded("llmcells_half")
+        module.__spec__._initializing = False
+        assert warmup.loaded("llmcells_half")
+    finally:
+        del sys.modules["llmcells_half"]

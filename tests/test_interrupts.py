@@ -9,6 +9,7 @@ work. The figures go to test-output/interrupts.md.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -220,38 +221,46 @@ def test_ctrl_c_in_terminal_ipython(tmp_path):
 # ----- interrupts in the first milliseconds of a run ---------------------------------------------
 
 EARLY_CHILD = r"""
-import signal, sys, time, llmcells
-seen = []
-def on_sigint(signum, frame):  # when Python sees the interrupt: from here on llmcells can act
-    seen.append(time.monotonic())
-    signal.default_int_handler(signum, frame)
-signal.signal(signal.SIGINT, on_sigint)
+import sys, time, llmcells
+from llmcells import _loop
 llmcells.configure(retry_initial_wait=0.05)
-prompts = [f"q{i}" for i in range(6)]
 models = ["chatgpt", "claude", "gemini"]
 llmcells.run(llmcells.batch(["warm up"], models=models, display=False))  # SDK imports, clients
 print("READY", flush=True)
 for line in sys.stdin:
+    prompts = [f"trial-{line.strip()}-q{i}" for i in range(6)]  # which trial a request is from
     try:
         print(f"START {time.monotonic()!r}", flush=True)
         llmcells.run(llmcells.batch(prompts, models=models, concurrency=6, display=False))
         print("FINISHED", flush=True)
     except KeyboardInterrupt:
-        print(f"INTERRUPTED {seen[-1]!r}", flush=True)
+        run = _loop.last_run  # the run's own record: when it was cancelled, when each send began
+        print("INTERRUPTED", repr(run.cancelled_at), *map(repr, run.sends), flush=True)
 """
 EARLY_TRIALS = int(os.environ.get("LLMCELLS_EARLY_INTERRUPT_TRIALS", "200"))
-#: how long after Python has seen the SIGINT a request may still reach the simulator (its sending
-#: had begun before, then the simulator parsed it); the measured lag is reported in test-output
-START_TOLERANCE_S = 0.02
+
+
+def _readline(proc: subprocess.Popen, timeout: float = 20) -> list[str]:
+    """The child's next line, split; fails (instead of hanging) when none comes in time."""
+    import select
+
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        raise AssertionError(f"the child gave no answer in {timeout:g} s")
+    return proc.stdout.readline().split()
 
 
 @pytest.mark.slow
 def test_sigint_in_the_first_50_ms_of_a_batch_cancels_every_call(simulated, tmp_path):
     """200 SIGINTs at random moments within the first 50 ms of `llmcells.run(batch)` (half of
     them within 5 ms, where the interrupt can land inside submit()): every trial ends with
-    KeyboardInterrupt, no request reaches the simulator after the interrupt, no request that
-    started is answered in full, and every call in the ledger is cancelled."""
-    simulated.configure(ttft=0.3, tokens_per_s=200, output_tokens=20)
+    KeyboardInterrupt; by the run's own record no request began sending after cancellation
+    was requested, and the simulator saw no request the record does not account for; no
+    request that started is answered in full, and every call in the ledger is cancelled.
+
+    The guarantee is checked from the child's record, so it holds on a loaded machine; how long
+    after the interrupt requests still reached the simulator (sent before it, read after) is
+    reported in test-output/early-interrupts.md, not asserted."""
+    simulated.configure(ttft=10.0, tokens_per_s=200, output_tokens=20)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env.update(LLMCELLS_HOME=str(tmp_path / "home"), OPENAI_API_KEY="sk-sim", ANTHROPIC_API_KEY="sk-sim",
                GOOGLE_API_KEY="sim", OPENAI_BASE_URL=simulated.url + "/v1",
@@ -259,41 +268,46 @@ def test_sigint_in_the_first_50_ms_of_a_batch_cancels_every_call(simulated, tmp_
     child = subprocess.Popen([sys.executable, "-c", EARLY_CHILD], env=env, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     rng = random.Random(12)
-    trials: list[tuple[float, float]] = []
+    trials: list[tuple[float, float, list[float]]] = []
     try:
-        assert child.stdout.readline().strip() == "READY", child.stderr.read()[-2000:]
+        assert _readline(child, 120) == ["READY"], child.stderr.read()[-2000:]
         simulated.reset()
-        simulated.configure(ttft=0.3, tokens_per_s=200, output_tokens=20)
+        simulated.configure(ttft=10.0, tokens_per_s=200, output_tokens=20)
         for trial in range(EARLY_TRIALS):
-            child.stdin.write("go\n")
+            child.stdin.write(f"{trial}\n")
             child.stdin.flush()
-            line = child.stdout.readline().split()
-            assert line and line[0] == "START", (line, child.stderr.read()[-2000:])
+            line = _readline(child)
+            assert line and line[0] == "START", line
             start = float(line[1])
             delay = rng.uniform(0, 0.005) if trial % 2 else rng.uniform(0, 0.05)
             time.sleep(max(0.0, start + delay - time.monotonic()))
-            interrupted_at = time.monotonic()
             os.kill(child.pid, signal.SIGINT)
-            end = child.stdout.readline().split()
-            assert end and end[0] == "INTERRUPTED", f"trial {trial} ({delay * 1000:.1f} ms): {end}"
-            trials.append((start, float(end[1])))
+            sent = time.monotonic() - start  # (on a loaded machine, later than planned)
+            end = _readline(child)
+            assert end and end[0] == "INTERRUPTED", f"trial {trial} ({sent * 1000:.1f} ms): {end}"
+            trials.append((start, float(end[1]), [float(x) for x in end[2:]]))
     finally:
         child.kill()
-        child.communicate(timeout=30)
+        _, err = child.communicate(timeout=30)
+    assert "Traceback" not in err, err[-2000:]
     requests = simulated.requests
-    lags, answered = [], []
-    for i, (start, interrupted_at) in enumerate(trials):  # interrupted_at: when the child saw it
-        stop = trials[i + 1][0] if i + 1 < len(trials) else float("inf")
-        mine = [r for r in requests if start <= r.time < stop]
-        lags += [r.time - interrupted_at for r in mine if r.time > interrupted_at]
+    late_sends, unaccounted, lags, answered = [], [], [], []
+    for i, (start, cancelled_at, sends) in enumerate(trials):
+        late_sends += [s - cancelled_at for s in sends if s >= cancelled_at]
+        mine = [r for r in requests if f"trial-{i}-q" in json.dumps(r.body)]
+        if len(mine) > len(sends):  # a request that went out without passing the send check
+            unaccounted.append((i, len(mine), len(sends)))
+        lags += [r.time - cancelled_at for r in mine if r.time > cancelled_at]
         answered += [r for r in mine if r.completed is not None]
-    late = [lag for lag in lags if lag > START_TOLERANCE_S]
     OUT.mkdir(exist_ok=True)
     (OUT / "early-interrupts.md").write_text(
-        f"{len(trials)} SIGINTs in the first 50 ms of a 18-call batch; {len(requests)} requests reached "
-        f"the simulator; {len(lags)} arrived after the child had seen the SIGINT, at most "
-        f"{max(lags, default=0) * 1000:.1f} ms after it; {len(answered)} were answered in full.\n")
-    assert not late, f"{len(late)} requests started {max(late) * 1000:.0f} ms after an interrupt"
+        f"{len(trials)} SIGINTs in the first 50 ms of a 18-call batch; {sum(len(t[2]) for t in trials)} "
+        f"requests began sending, all before cancellation was requested; {len(requests)} reached the "
+        f"simulator, {len(lags)} of them read after the cancellation: server-side lag median "
+        f"{statistics.median(lags) * 1000 if lags else 0:.1f} ms, max {max(lags, default=0) * 1000:.1f} ms; "
+        f"{len(answered)} were answered in full.\n")
+    assert not late_sends, f"{len(late_sends)} requests began sending after cancellation was requested"
+    assert not unaccounted, f"requests the send check did not see (trial, seen, recorded): {unaccounted[:5]}"
     assert not answered, f"{len(answered)} calls were answered in full after an interrupt"
     import sqlite3
 
@@ -390,3 +404,101 @@ def test_an_interrupt_inside_an_import_waits_for_the_import_to_finish(tmp_path):
     assert "llmcells: interrupted" in lines[1], out.stdout
     assert lines[2] == "lock held False handler restored True", out.stdout
     assert lines[3] == "other thread imported True", out.stdout
+
+
+FRESH_CHILD = r"""
+import signal, sys, time
+import llmcells
+batch = lambda: llmcells.batch([f"q{i}" for i in range(6)], models=["chatgpt", "claude", "gemini"],
+                               concurrency=6, display=False)
+print("START", time.monotonic(), flush=True)
+try:
+    llmcells.run(batch())
+    print("FINISHED", flush=True)
+except KeyboardInterrupt as exc:
+    if type(exc) is KeyboardInterrupt:  # Python's own, before llmcells' handler was in: where?
+        import traceback; traceback.print_exc()
+    print("INTERRUPTED", type(exc).__name__, flush=True)
+sys.stdin.readline()  # the parent resets the simulator's speed meanwhile
+df = llmcells.run(batch())
+import numpy, pandas
+pandas.Timestamp("2026-12-04") + pandas.Timedelta(days=1), numpy.arange(3).sum()
+print("NEXT", int((df["status"] == "ok").sum()), len(df), flush=True)
+print("HANDLER", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_fresh_processes_interrupted_in_their_first_batch_end_cleanly_and_run_the_next(simulated, tmp_path):
+    """12 fresh processes, each interrupted 0-120 ms into its first `llmcells.run(batch)` (while
+    pandas, numpy and the SDKs are still importing): each ends with KeyboardInterrupt (no
+    half-imported module, no SystemError), Python's own handler is back, and the next batch in
+    the same process runs to the end."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update(OPENAI_API_KEY="sk-sim", ANTHROPIC_API_KEY="sk-sim", GOOGLE_API_KEY="sim",
+               OPENAI_BASE_URL=simulated.url + "/v1", ANTHROPIC_BASE_URL=simulated.url,
+               GOOGLE_GEMINI_BASE_URL=simulated.url)
+    outcomes, plain = [], 0
+    for i in range(12):
+        simulated.configure(ttft=1.0, tokens_per_s=400, output_tokens=10)
+        env["LLMCELLS_HOME"] = str(tmp_path / f"home-{i}")
+        child = subprocess.Popen([sys.executable, "-c", FRESH_CHILD], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            line = _readline(child, 60)
+            assert line and line[0] == "START", (line, child.stderr.read()[-2000:] if child.poll() else "")
+            delay = i * 0.120 / 11
+            time.sleep(max(0.0, float(line[1]) + delay - time.monotonic()))
+            os.kill(child.pid, signal.SIGINT)
+            first = _readline(child, 60)
+            simulated.configure(ttft=0.01, tokens_per_s=2000, output_tokens=10)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            lines = [_readline(child, 60), _readline(child, 10)]
+            out, err = child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+        if first == ["INTERRUPTED", "KeyboardInterrupt"]:
+            # Python's own: the SIGINT came before the first llmcells line ran (the attribute
+            # look-up of llmcells.batch). Fine, as long as it was nowhere near an import or a lock.
+            plain += 1
+            if "<frozen importlib" not in err and "threading.py" not in err:
+                first, err = ["INTERRUPTED", "Interrupted"], ""
+        outcomes.append((round(delay * 1000), first, lines, child.returncode, err.strip()[-800:]))
+    bad = [o for o in outcomes
+           if o[1] != ["INTERRUPTED", "Interrupted"] or o[2] != [["NEXT", "18", "18"], ["HANDLER", "True"]]
+           or o[3] != 0 or o[4]]
+    assert not bad, bad
+    assert plain <= 2, f"{plain} of 12 interrupts came before llmcells' handler was in"
+
+
+def test_the_users_sigint_handler_is_given_back_exactly_and_called_once_after_the_run():
+    """A SIGINT handler of the user's own: during the run llmcells' handler only cancels it; the
+    user's handler is called once, after the run has unwound, Interrupted is raised, and the
+    handler in place afterwards is the user's, the same object."""
+    code = textwrap.dedent("""
+        import asyncio, os, signal, threading, time, llmcells
+        calls = []
+        def mine(signum, frame):
+            calls.append(signum)
+        signal.signal(signal.SIGINT, mine)
+        async def slow():
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                print("cancelled in the loop", len(calls), flush=True)
+                raise
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            llmcells.run(slow())
+        except KeyboardInterrupt as exc:
+            print("raised", type(exc).__name__, time.monotonic() - t0 < 2, flush=True)
+        print("handler", signal.getsignal(signal.SIGINT) is mine, "calls", calls, flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["cancelled in the loop 0", "raised Interrupted True",
+                                       "handler True calls [2]"], out.stdout

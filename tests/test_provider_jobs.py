@@ -602,3 +602,98 @@ def test_a_new_process_reattaches_validates_and_adds_the_schema_columns(via_env,
     assert bad.error_kind.tolist() == ["invalid_output"] and bad["name"].isna().all()
     assert df[df.status == "ok"]["age"].tolist() == [42, 42]
     assert sorted(r[2] for r in _ledger(home)) == ["error", "ok", "ok"]
+
+
+class _Failing:
+    """A loopback proxy in front of the simulator whose batch endpoints answer 500 the first
+    `times` times (a provider's bad minute); everything else goes through."""
+
+    BATCH = re.compile(r"/batches")
+
+    def __init__(self, target: str, times: int) -> None:
+        import http.server
+        import threading
+
+        import httpx2
+
+        self.left, self.failed, proxy = times, [], self
+        upstream = httpx2.Client(base_url=target, timeout=30)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if proxy.BATCH.search(self.path) and proxy.left > 0:
+                    proxy.left -= 1
+                    proxy.failed.append(f"{self.command} {self.path}")
+                    payload = b'{"error": {"message": "internal error", "type": "server_error", "code": 500}}'
+                    self.send_response(500)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                r = upstream.request(self.command, self.path, content=body, headers=headers)
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_DELETE = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_batch_run_again_while_the_batch_endpoints_answer_500_creates_one_job(via_env, home,
+                                                                                monkeypatch, model):
+    """The process died between create and persist (its part left in "creating"); the batch is
+    run again while the provider's batch endpoints answer 500 three times. The failed lookup is
+    an error to try again, not "not found": one job, not two, and its rows are collected."""
+    from llmcells.batchjobs import store
+
+    prompts = [f"d{i} {model}" for i in range(4)]
+    proxy = _Failing(via_env.url, times=0)
+    try:
+        for name, value in {"OPENAI_BASE_URL": proxy.url + "/v1", "ANTHROPIC_BASE_URL": proxy.url,
+                            "GOOGLE_GEMINI_BASE_URL": proxy.url}.items():
+            monkeypatch.setenv(name, value)
+        job = _submit(prompts, model)
+        job.wait()
+        part = job.parts()[0]
+        store.update_part(job.id, 0, provider_job_id=None, state="creating", collected=0,
+                          created=part["created"] - 3)
+        before = len(control(via_env).jobs)
+        proxy.left = 3                           # the provider's bad minute starts
+        again = _submit(prompts, model)          # the same batch: the same job
+        assert again.id == job.id
+        df = again.wait()
+    finally:
+        proxy.close()
+    assert proxy.failed, "the proxy was not used"
+    assert len(control(via_env).jobs) == before, "the job was created a second time"
+    assert set(df.status) == {"ok"} and len(df) == 4
+    assert llmcells.job(job.id).parts()[0]["provider_job_id"] == part["provider_job_id"]
+
+
+def test_an_expired_gemini_job_counts_agree_with_its_rows(via_env, home):
+    """Gemini's batchStats of an expired job count requests as done that came back without a
+    result; once collected, the job's counts are its rows'."""
+    control(via_env).inject("expire", provider="google")
+    job = _submit([f"x{i}" for i in range(10)], "google:gemini-2.5-flash")
+    df = job.wait()
+    status = job.status()
+    ok = int((df.status == "ok").sum())
+    assert int(status.iloc[0]["done"]) == ok, (status.to_dict("records"), df.status.tolist())
+    assert int(status.iloc[0]["failed"]) == len(df) - ok

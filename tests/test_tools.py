@@ -143,6 +143,35 @@ def test_bad_arguments_and_a_timeout_are_tool_errors(simulated, model):
     assert "wait -> Error: wait did not finish within 0.3 s" in r.text
 
 
+def test_tool_timeout_is_a_hard_deadline_for_a_tool_that_swallows_its_cancellation(simulated, caplog):
+    """An async tool that ignores its cancellation and returns late: the call goes on at the
+    deadline with a timeout error for that tool, its late result is never used, and the stuck
+    tool is reported once on the logger (it ran 20 s against a 2 s limit before)."""
+    async def stubborn(seconds: float) -> str:
+        """Will not stop."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                await asyncio.sleep(end - time.monotonic())
+            except asyncio.CancelledError:
+                pass  # swallowed
+        return "late result"
+
+    ask("warm up", "claude")  # (a first call imports the SDK: not what is timed here)
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="llmcells"):
+        r = ask('call stubborn({"seconds": 3})', "claude", tools=[stubborn], tool_timeout=0.4)
+        took = time.monotonic() - t0
+        time.sleep(1.0)  # (the report comes 0.5 s after the deadline)
+    assert r.ok, r.error
+    (run,) = r.tool_calls
+    assert run.error == "stubborn did not finish within 0.4 s" and not run.result
+    assert "late result" not in r.text and "stubborn -> Error: stubborn did not finish" in r.text
+    assert took < 2.5, took  # (3 s without the hard deadline)
+    reports = [m for m in caplog.messages if "stubborn" in m and "still running" in m]
+    assert len(reports) == 1, caplog.messages
+
+
 @pytest.mark.parametrize("model", PATHS)
 def test_max_turns_is_reached(simulated, model):
     r = ask('always call get_weather({"city": "Rome"})', model, tools=[get_weather], max_turns=3)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._loop import run
+from ._loop import deferred_interrupts, run
 from .config import configure, settings
 from .errors import (AuthenticationError, ConfigError, ContextWindowError, IncompleteStreamError,
                      LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
@@ -73,7 +73,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        with deferred_interrupts():  # a Ctrl-C waits for the import: never a half-imported module
+            value = getattr(importlib.import_module(f".{module}", __name__), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'llmcells' has no attribute {name!r}")

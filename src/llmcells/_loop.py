@@ -4,9 +4,11 @@ the ways into it (`run`, `bridge`, `Pending`).
 Why not run on the caller's loop (Jupyter's) with nest_asyncio? Measured in a real kernel, that
 killed the kernel on interrupt in 11 of 19 trials and never cancelled the requests. Instead:
 
-- sync callers (`run`, the magics) submit a coroutine here and wait in 0.1 s slices, so that
-  KeyboardInterrupt (Ctrl-C or a kernel interrupt) arrives between slices; on interrupt they
-  cancel the run, wait briefly for it to unwind, and raise one short KeyboardInterrupt;
+- sync callers (`run`, the magics) submit a coroutine here and wait for it under llmcells'
+  own SIGINT handler (`deferred_interrupts`, as asyncio.Runner does): Ctrl-C (or a kernel
+  interrupt) only records the interrupt and cancels the run, so it never lands inside an import
+  or a lock of the main thread; once the run has unwound (briefly), one short
+  KeyboardInterrupt is raised, and the handler in place before is given back exactly;
 - async callers (`await llmcells.ask(...)` in Jupyter) await the cross-thread future with a
   0.1 s wake-up (without it, ipykernel's interrupt stalls until the next byte arrives) and cancel
   the run when their own await is cancelled.
@@ -24,6 +26,7 @@ import concurrent.futures
 import contextvars
 import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -65,93 +68,121 @@ NOT_SENT = "llmcells: interrupted before anything was sent."
 
 
 def one_line_interrupt(fn: Callable[..., T]) -> Callable[..., T]:
-    """fn, with a KeyboardInterrupt that lands outside `run` (while a magic parses its options,
-    or the first call imports an SDK) shown as one line like any other llmcells interrupt: an
-    import's traceback is the slowest IPython has to format (seconds in a fresh kernel), and
-    nothing had been sent yet. The interrupt waits for any import under way (see
-    `imports_finish_first`)."""
+    """fn, run under llmcells' SIGINT handler (see `deferred_interrupts`): a Ctrl-C while it
+    parses options, opens a display or imports an SDK is only recorded, and raised as one line
+    once fn is done (or by the run fn starts, after that run has unwound)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         __tracebackhide__ = True
-        try:
-            with imports_finish_first():
-                return fn(*args, **kwargs)
-        except Interrupted:
-            raise
-        except KeyboardInterrupt:
-            raise Interrupted(NOT_SENT) from None
+        with deferred_interrupts():
+            return fn(*args, **kwargs)
 
     return wrapper
 
 
-def _importing(frame: Any) -> bool:
-    """True when frame is inside the import machinery."""
+def _in_machinery(frame: Any) -> bool:
+    """True when frame is inside the import machinery or a threading lock operation, where a
+    KeyboardInterrupt would leave a lock taken or half released."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name == threading.__file__:
             return True
         frame = frame.f_back
     return False
 
 
-_held_interrupt = False  # an interrupt that landed inside an import, to raise at a safe point
+class _Sigint:
+    """The state of llmcells' SIGINT handler while something runs in the main thread."""
+
+    def __init__(self) -> None:
+        self.depth = 0                 # nested deferred_interrupts blocks
+        self.previous: Any = None      # the handler to give back, exactly
+        self.at: float | None = None   # when the interrupt came (monotonic); None: none pending
+        self.count = 0                 # interrupts since the last one was raised
+        self.scope: Scope | None = None  # the run that an interrupt cancels
+        self.ran = False               # a run was submitted in this block
 
 
-def raise_held_interrupt() -> None:
-    """Raise the KeyboardInterrupt held back by `imports_finish_first`, if there is one."""
-    global _held_interrupt
-    if _held_interrupt:
-        _held_interrupt = False
-        raise KeyboardInterrupt
+_sigint = _Sigint()
 
 
-class imports_finish_first:
-    """While this block runs in the main thread, Ctrl-C (or a kernel interrupt) that lands
-    inside an import is held until a safe point: the end of the block, or `run()`'s next wait
-    slice (0.1 s), whichever comes first.
+def _on_sigint(signum: int, frame: Any) -> None:
+    """The handler: as asyncio.Runner's, it records the interrupt and cancels the run, and
+    raises nothing, so an import or a lock in the main thread is never cut in half. The
+    KeyboardInterrupt comes at one known point, once the run has unwound (see `run`). A
+    second Ctrl-C stops waiting for the unwinding; outside importlib and threading' locks it is
+    raised at once (the way out of something stuck in the main thread)."""
+    state = _sigint
+    state.count += 1
+    if state.at is None:
+        scope = state.scope
+        if scope is not None:
+            scope.cancel_threadsafe()
+        state.at = time.monotonic()
+        return
+    if state.count >= 2 and state.scope is None and not _in_machinery(frame):
+        state.at, state.count = None, 0
+        raise Interrupted(INTERRUPTED)
 
-    Python raises KeyboardInterrupt at any bytecode, importlib's own included: between taking
-    the global import lock and the `try` that gives it back, say. The lock then stays taken for
-    good, and the next import in any other thread (the event loop's, the warm-up's) waits
-    forever: a fresh kernel interrupted during its first %%compare hung this way. Nested blocks
-    and other threads do nothing; no signal is ever sent from here."""
 
-    _active = False
+class deferred_interrupts:
+    """While this block runs in the main thread, SIGINT is handled by `_on_sigint`: it cancels
+    the run under way and is raised, as `Interrupted`, after that run has unwound (by `run`),
+    or at the end of the block. The handler in place before (Python's default, IPython's, the
+    user's) is given back exactly at the end; a handler of the user's own is called then, once,
+    at that safe point. Nested blocks and other threads do nothing, and a SIGINT that is
+    ignored (SIG_IGN) or not Python's to handle stays so."""
 
-    def __enter__(self) -> "imports_finish_first":
+    def __enter__(self) -> "deferred_interrupts":
         import signal
 
         self._installed = False
-        if imports_finish_first._active or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        if _sigint.depth:
+            _sigint.depth += 1
+            self._installed = True
             return self
         previous = signal.getsignal(signal.SIGINT)
-        if not callable(previous):  # SIGINT ignored, or not Python's to handle: nothing to hold
+        if not callable(previous):
             return self
-        self._previous = previous
-        signal.signal(signal.SIGINT, self._handler)
-        self._installed = imports_finish_first._active = True
+        _sigint.previous, _sigint.at, _sigint.count, _sigint.ran = previous, None, 0, False
+        signal.signal(signal.SIGINT, _on_sigint)
+        _sigint.depth = 1
+        self._installed = True
         return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        global _held_interrupt
-        if _importing(frame):
-            _held_interrupt = True  # raised at the next safe point
-            return
-        _held_interrupt = False
-        self._previous(signum, frame)
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         import signal
 
         if not self._installed:
             return
-        signal.signal(signal.SIGINT, self._previous)
-        imports_finish_first._active = False
-        if exc_type is None:
-            raise_held_interrupt()  # it came during the block's last import
-        else:
-            global _held_interrupt
-            _held_interrupt = False
+        _sigint.depth -= 1
+        if _sigint.depth:
+            return
+        previous, pending, ran = _sigint.previous, _sigint.at is not None, _sigint.ran
+        _sigint.previous, _sigint.at, _sigint.count, _sigint.scope = None, None, 0, None
+        signal.signal(signal.SIGINT, previous)
+        if pending and exc_type is None:  # it came after the last run, or with none
+            _raise_interrupt(previous, INTERRUPTED if ran else NOT_SENT)
+
+
+def _raise_interrupt(previous: Any, message: str) -> None:
+    """The one point where an interrupt is raised: the user's own handler (if any) is called
+    here, then Interrupted, whatever it did (the run it interrupted has no result)."""
+    import signal
+
+    __tracebackhide__ = True
+    if previous is not None and previous is not signal.default_int_handler \
+            and previous is not _on_sigint:
+        try:
+            previous(int(signal.SIGINT), sys._getframe(1))  # (an int, as Python passes it)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            pass
+    raise Interrupted(message) from None
 
 
 def get_loop() -> asyncio.AbstractEventLoop:
@@ -211,22 +242,35 @@ def stop() -> None:
 
 
 class Scope:
-    """One top-level run (an ask, a compare, a batch): its root task and its cancelled flag."""
+    """One top-level run (an ask, a compare, a batch): its root task and its cancelled flag, and
+    the record of its interrupt: when cancellation was requested and when each request began
+    sending (`note_send`). The flag is set before `cancelled_at` is read from the clock, and a
+    send's time is read before the flag is checked, so every send that went ahead has a time
+    earlier than `cancelled_at`: the guarantee is checked from this record, not from the clock
+    of a server that may be slow."""
 
     def __init__(self) -> None:
         self.cancelled = False
+        self.cancelled_at: float | None = None  # time.monotonic() when cancellation was requested
+        self.sends: list[float] = []            # time.monotonic() when each request began sending
         self.task: asyncio.Task | None = None
         self.finished = threading.Event()  # set once the root task has really ended
 
+    def _flag(self) -> None:
+        self.cancelled = True  # first the flag, then the time (see the class docstring)
+        if self.cancelled_at is None:
+            self.cancelled_at = time.monotonic()
+
     def cancel(self) -> None:
         """Cancel the run (on the loop thread)."""
-        self.cancelled = True
+        self._flag()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
     def cancel_threadsafe(self) -> None:
-        """Cancel the run from another thread: the flag at once, the task on the loop."""
-        self.cancelled = True  # a plain store: seen by the loop thread at its next check
+        """Cancel the run from another thread (or a signal handler: no lock is taken): the flag
+        at once, the task on the loop."""
+        self._flag()  # plain stores: seen by the loop thread at its next check
         loop = _loop
         if loop is not None and not loop.is_closed():
             try:
@@ -254,6 +298,19 @@ def check_cancelled() -> None:
     scope = _scope.get()
     if scope is not None and scope.cancelled:
         raise asyncio.CancelledError
+
+
+def note_send() -> None:
+    """Called as a request is about to be sent (the HTTP layer's request hook): records the
+    time in the run's Scope, then raises CancelledError if the run was cancelled, so that no
+    request begins sending after an interrupt."""
+    scope = _scope.get()
+    if scope is None:
+        return
+    began = time.monotonic()  # before the check: see Scope
+    if scope.cancelled:
+        raise asyncio.CancelledError
+    scope.sends.append(began)
 
 
 async def wait_all(tasks: Iterable[asyncio.Future[Any]]) -> bool:
@@ -335,40 +392,75 @@ def prepare(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
     return wrap()
 
 
+#: the Scope of the last run() started in the main thread (its interrupt record, for tests)
+last_run: Scope | None = None
+
+
 def run(awaitable: Awaitable[T]) -> T:
     """Run an llmcells awaitable to completion from synchronous code (scripts, terminal, magics).
 
-    Ctrl-C cancels the requests in flight and raises KeyboardInterrupt within about half a second.
+    Ctrl-C cancels the requests in flight and raises KeyboardInterrupt (`Interrupted`) once
+    they have unwound, within about half a second; see `deferred_interrupts`.
     """
     __tracebackhide__ = True  # an interrupt shows the cell's line and one message, not this frame
+    global last_run
     if in_loop_thread():
         if asyncio.iscoroutine(awaitable):
             awaitable.close()  # refused, not dropped: no "coroutine was never awaited" later
         raise RuntimeError("llmcells.run() cannot be called from inside llmcells' own event loop; use await.")
-    scope = Scope()
+    with deferred_interrupts() as guard:
+        scope = Scope()
+        state = _sigint if guard._installed else None
+        if state is not None:
+            last_run = scope
+            outer, state.scope, state.ran = state.scope, scope, True
+            if state.at is not None:  # an interrupt came before this run: it is not started
+                scope.cancel_threadsafe()
+        try:
+            return _run_in(awaitable, scope, state)
+        finally:
+            if state is not None:
+                state.scope = outer
+
+
+def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
+    __tracebackhide__ = True
     coro: Coroutine[Any, Any, T] | None = None
     fut: concurrent.futures.Future[T] | None = None
-    try:  # everything from here on: an interrupt may land anywhere, even inside submit()
-        with imports_finish_first():  # (opening a display can import the widgets)
-            coro = prepare(awaitable)
+    try:
+        coro = prepare(awaitable)  # (opening a display can import the widgets: no interrupt cuts it)
+        if scope.cancelled:
+            _close_quietly(coro)
+        else:
             fut = submit(coro, scope)
-            while True:
-                raise_held_interrupt()
+            while not scope.cancelled:
                 try:
                     return fut.result(timeout=_SLICE_S)
                 except concurrent.futures.TimeoutError:
                     continue
-    except KeyboardInterrupt:
-        seen = time.monotonic()
+                except concurrent.futures.CancelledError:
+                    if not scope.cancelled:
+                        raise
+    except KeyboardInterrupt:  # no handler of ours (not the main thread, or SIGINT not Python's)
         scope.cancel_threadsafe()
-        if fut is None and coro is not None and scope.task is None:
-            # Not submitted (or submitted and not yet started: its root closes it when it does).
+        if coro is not None and fut is None:
             _close_quietly(coro)
-        if fut is not None or scope.task is not None:
-            scope.finished.wait(CANCEL_GRACE_S)
-        log.debug("interrupted run unwound in %.3f s (finished: %s)", time.monotonic() - seen,
-                  scope.finished.is_set())
+    # --- the run was interrupted: let it unwind (close its streams, write its ledger rows) ---
+    seen = time.monotonic()
+    if fut is not None:
+        deadline = seen + CANCEL_GRACE_S
+        while not scope.finished.is_set() and time.monotonic() < deadline:
+            if state is not None and state.count >= 2:  # a second Ctrl-C: stop waiting
+                break
+            scope.finished.wait(min(_SLICE_S, max(0.0, deadline - time.monotonic())))
+    log.debug("interrupted run unwound in %.3f s (finished: %s)", time.monotonic() - seen,
+              scope.finished.is_set())
+    if state is None:
         raise Interrupted(INTERRUPTED) from None
+    previous = state.previous
+    state.at, state.count = None, 0  # raised here, once
+    _raise_interrupt(previous, INTERRUPTED)
+    raise AssertionError("unreachable")  # (for type checkers)
 
 
 def _close_quietly(coro: Coroutine[Any, Any, Any]) -> None:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import fallback
 from .config import settings
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, LLMError, RateLimitError, did_you_mean
 from .interpolate import interpolate, missing_names
 from . import _loop
-from ._loop import Pending
+from ._loop import Pending, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
 from .calls import current_cell, make_plan
 from .structured import output_schema, repair, schema_columns
@@ -91,8 +91,18 @@ class _Window:
         return min(answered) + self.span - now if answered else 0.02
 
 
+#: after a provider asks to wait longer than retry_max_wait: the pause before one probe request
+PROBE_PAUSE_S = 1.0
+
+
 class ProviderGate:
-    """Admits one provider's requests within its limits, and backs off when it answers 429."""
+    """Admits one provider's requests within its limits, and backs off when it answers 429.
+
+    A provider that asks to wait longer than retry_max_wait (retry-after: 3600) gets one probe
+    request after a short pause (PROBE_PAUSE_S), the other rows held meanwhile: if the probe
+    gets the same answer, the gate closes and every row still queued for the provider fails at
+    once with that row's message (or moves on along its fallback chain); if not, the limit is
+    gone and the rows go ahead."""
 
     def __init__(self, limit: RateLimit, concurrency: int):
         self.limit = limit
@@ -104,10 +114,15 @@ class ProviderGate:
         self.minute, self.second, self.tokens = _Window(60.0), _Window(1.0), _Window(60.0)
         self._open: dict[int, list[list]] = {}  # the window entries of each request in flight
         self.rate_limited_count = 0
+        self.long_wait = False         # asked to wait longer than retry_max_wait: probe first
+        self.probe: int | None = None  # id() of the plan sent as the probe, while it is out
+        self.closed: LLMError | None = None  # the probe was told to wait too: rows fail with this
 
     def _wait_needed(self, now: float, need_tokens: int) -> float:
         if now < self.pause_until:
             return self.pause_until - now
+        if self.long_wait and self.probe is not None:  # one probe at a time, the others held
+            return 0.02
         if self.inflight >= max(1, int(self.allowed)):
             return 0.02
         lim = self.limit
@@ -122,10 +137,15 @@ class ProviderGate:
         return 0.0
 
     async def acquire(self, plan: CallPlan) -> None:
+        """Wait until plan may be sent; raises the gate's RateLimitError once it has closed."""
         from .quotas import gate_wait
 
         need = _estimated_tokens(plan)
         while True:
+            if self.closed is not None:
+                raise RateLimitError(self.closed.message, provider=plan.spec.provider,
+                                     status_code=self.closed.status_code,
+                                     retry_after=self.closed.retry_after)
             now = time.monotonic()
             # the provider's own rate-limit headers: slow down before it answers 429
             wait = max(self._wait_needed(now, need),
@@ -133,6 +153,8 @@ class ProviderGate:
             if wait <= 0:
                 break
             await asyncio.sleep(min(max(wait, 0.005), 0.25))
+        if self.long_wait:
+            self.probe = id(plan)
         self.inflight += 1
         self._open[id(plan)] = [self.minute.add(now), self.second.add(now), self.tokens.add(now, need)]
 
@@ -145,17 +167,29 @@ class ProviderGate:
     def release(self, plan: CallPlan, usage: Any) -> None:
         self.answered(plan)  # if nothing came back, it was sent before now all the same
         self.inflight -= 1
+        if self.probe == id(plan):  # the probe was not told to wait long again: the limit is gone
+            self.probe = None
+            if self.closed is None:
+                self.long_wait = False
         if self.allowed < self.ceiling:
             self.allowed = min(self.ceiling, self.allowed + 1.0 / max(1.0, self.allowed))
 
-    def rate_limited(self, plan: CallPlan, retry_after: float | None) -> None:
+    def rate_limited(self, plan: CallPlan, retry_after: float | None, error: LLMError | None = None) -> None:
         """A 429: halve the in-flight limit and pause the provider for what it asked, capped at
-        retry_max_wait like a single call's wait (a provider asking for an hour must not hold
-        every queued row for an hour)."""
+        retry_max_wait like a single call's wait. Asked for longer than that: a short pause,
+        then one probe; the probe asked too: the gate closes (see the class)."""
         self.rate_limited_count += 1
         self.allowed = max(1.0, self.allowed / 2)
-        pause = min(retry_after if retry_after is not None else 1.0, settings.retry_max_wait)
-        self.pause_until = max(self.pause_until, time.monotonic() + max(0.0, pause))
+        now = time.monotonic()
+        if retry_after is not None and retry_after > settings.retry_max_wait:
+            if self.probe == id(plan) and error is not None:
+                self.closed = error
+            elif not self.long_wait:
+                self.long_wait = True
+                self.pause_until = max(self.pause_until, now + min(PROBE_PAUSE_S, settings.retry_max_wait))
+            return
+        pause = retry_after if retry_after is not None else 1.0
+        self.pause_until = max(self.pause_until, now + max(0.0, pause))
 
 
 @dataclass
@@ -235,6 +269,7 @@ def _batch_id(jobs: list[_Job]) -> str:
     return hashlib.sha256("".join(j.call_key for j in jobs).encode()).hexdigest()[:12]
 
 
+@one_line_interrupt  # (it imports pandas in the caller's thread: no Ctrl-C may cut that)
 def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: str | None = None,
           repeat: int = 1, concurrency: int = 16, limits: dict[str, RateLimit | dict] | None = None,
           max_cost: float | None = None, batch_id: str | None = None, resume: bool = False,

@@ -9,6 +9,7 @@ longer than the model's context.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -215,8 +216,14 @@ class Chat:
         """Write the chat to path as JSON (model, system prompt, history, tool names, usage)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made
+            tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise ConfigError(f"Cannot save the chat to {path}: {exc.strerror or exc}.") from None
         return path
 
     @classmethod
@@ -245,11 +252,9 @@ class Chat:
         if version > FORMAT_VERSION:
             raise ConfigError(f"{where} was written by a newer llmcells (chat format {version}; this "
                               f"one reads up to {FORMAT_VERSION}): upgrade llmcells to load it.")
+        _check_chat(data, where)
         options = data.get("options") or {}
-        try:
-            messages = [Message.from_dict(m) for m in data.get("messages") or ()]
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"{where}: a message is malformed ({exc}).") from None
+        messages = [Message.from_dict(m) for m in data.get("messages") or ()]
         saved_tools = list(data.get("tools") or ())
         chat = cls(model=data.get("model"), system=data.get("system"), tools=tools,
                    name=data.get("name"), messages=messages,
@@ -265,6 +270,68 @@ class Chat:
         chat.cost_usd = math.nan if cost is None else float(cost)
         chat.requests = int(data.get("requests") or 0)
         return chat
+
+
+_ROLES = ("user", "assistant", "tool")
+_OPTIONAL_TEXT = ("model", "system", "name")
+_NUMBERS = ("temperature", "max_tokens", "max_turns", "tool_timeout")
+
+
+def _check_chat(data: dict[str, Any], where: str) -> None:
+    """Raise ConfigError, one line naming the first problem, unless data's fields have the
+    types a saved chat has: a file is input from elsewhere, and a wrong type would otherwise
+    fail later, far from the file, or load a history no provider accepts."""
+    def bad(field: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {field} {problem}; it is not a chat llmcells saved.")
+
+    for key in _OPTIONAL_TEXT:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise bad(key, f"is {type(data[key]).__name__}, not text")
+    tools = data.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+        raise bad("tools", "is not a list of tool names")
+    for key, kinds in (("usage", dict), ("options", dict)):
+        if data.get(key) is not None and not isinstance(data[key], kinds):
+            raise bad(key, f"is {type(data[key]).__name__}, not an object")
+    for key, value in (data.get("usage") or {}).items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad(f"usage.{key}", f"is {value!r}, not a token count")
+    for key in _NUMBERS:
+        value = (data.get("options") or {}).get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise bad(f"options.{key}", f"is {value!r}, not a number")
+    cost = data.get("cost_usd")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        raise bad("cost_usd", f"is {cost!r}, not a number")
+    requests = data.get("requests")
+    if requests is not None and (isinstance(requests, bool) or not isinstance(requests, int)):
+        raise bad("requests", f"is {requests!r}, not a whole number")
+    messages = data.get("messages")
+    if messages is None:
+        return
+    if not isinstance(messages, list):
+        raise bad("messages", f"is {type(messages).__name__}, not a list")
+    for i, m in enumerate(messages):
+        at = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise bad(at, f"is {type(m).__name__}, not an object")
+        if m.get("role") not in _ROLES:
+            raise bad(f"{at}.role", f"is {m.get('role')!r}, not one of {', '.join(_ROLES)}")
+        content = m.get("content")
+        if not isinstance(content, str):
+            raise bad(f"{at}.content", "is missing" if content is None else
+                      f"is {type(content).__name__}, not text")
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if m["role"] != "assistant" or not isinstance(calls, list) or not all(
+                    isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("name"), str)
+                    and isinstance(c.get("arguments", "{}"), str) for c in calls):
+                raise bad(f"{at}.tool_calls", "is not a list of calls (id, name, arguments) of an assistant message")
+        if m["role"] == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise bad(f"{at}.tool_call_id", "is missing (a tool message answers a call)")
+        for key in ("name", "tool_call_id"):
+            if m.get(key) is not None and not isinstance(m[key], str):
+                raise bad(f"{at}.{key}", f"is {type(m[key]).__name__}, not text")
 
 
 def all_chats() -> dict[str, Chat]:

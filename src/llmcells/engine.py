@@ -65,7 +65,7 @@ class CallPlan:
 _builder_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def _builder() -> concurrent.futures.ThreadPoolExecutor:
+def builder() -> concurrent.futures.ThreadPoolExecutor:
     """The one thread that builds SDK clients (and so imports the SDKs), started on first use."""
     global _builder_pool
     if _builder_pool is None:
@@ -99,15 +99,17 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
         loop = asyncio.get_running_loop()
 
         def build() -> Any:
-            provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
-            built = provider.make_client(options)
-            from .warmup import import_transport
+            from .warmup import CALLING, _import_quietly, first, import_transport
 
-            import_transport()  # what the first request would import on the loop, mid-stream
-            _builder().submit(quietly, provider.finish_client, built)  # after those queued now
+            with first():  # never beside the warm-up's imports, and before its next one (see warmup)
+                provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
+                built = provider.make_client(options)
+                import_transport()  # what the first request would import on the loop, mid-stream
+                _import_quietly(CALLING)  # what the call imports on the loop
+            builder().submit(quietly, provider.finish_client, built)  # after those queued now
             return built
 
-        client = session.clients[cache_key] = loop.run_in_executor(_builder(), build)
+        client = session.clients[cache_key] = loop.run_in_executor(builder(), build)
         if together:
             _building.add(client)
             client.add_done_callback(_building.discard)
@@ -355,13 +357,13 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
             await call.attempt(client)
             return
         except LLMError as err:
-            if gate is not None and err.kind == "rate_limited":
-                gate.rate_limited(plan, err.retry_after)
             if err.retry_after is not None and err.retry_after > settings.retry_max_wait \
                     and not getattr(err, "partial", False):
                 err.args = (f"{err.message} The provider asked to wait {_duration(err.retry_after)}, "
                             f"longer than retry_max_wait ({settings.retry_max_wait:g} s); try again "
                             "later, or raise it with llmcells.configure(retry_max_wait=...).",)
+            if gate is not None and err.kind == "rate_limited":
+                gate.rate_limited(plan, err.retry_after, err)
             if call.attempts >= max(1, settings.max_attempts) or not should_retry(err, settings.retry_max_wait):
                 raise
             failed, wait = err, retry_wait(err, call.attempts, settings)
@@ -430,6 +432,9 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
 
 
 async def _finish(result: Result, call: _Call, observer: CallObserver, plan: CallPlan) -> None:
+    from .warmup import FINISHING, ready
+
+    await _uncancelled(ready(FINISHING))  # the warm-up may still be importing them: wait, never race
     result.text = call.text()
     result.reasoning = "".join(call.reasoning)
     result.usage = call.usage
@@ -459,9 +464,25 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
         quietly(observer.on_finish, result)
 
 
+async def _uncancelled(aw: Any) -> None:
+    """Await aw to its end through any cancellation (a call's end must still be recorded)."""
+    fut = asyncio.ensure_future(aw)
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            log.debug("waiting for imports failed", exc_info=False)
+            return
+
+
 async def _persist(result: Result, plan: CallPlan) -> None:
     """Write the ledger row (and keep an ok answer in the store) on the ledger's writer thread,
     and wait until it is committed, through any further cancellation: a row is never dropped."""
+    from .warmup import FINISHING, ready
+
+    await _uncancelled(ready(FINISHING))
     from . import ledger
 
     keeps = result.ok and not result.cached and (plan.cache or plan.store_key or replay.enabled())

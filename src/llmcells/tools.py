@@ -257,10 +257,8 @@ async def run_tool(toolset_: ToolSet, call: ToolCall, turn: int) -> ToolRun:
             run.error = f"bad arguments for {call.name}: " + _validation_text(exc)
             return run
         kwargs = {k: getattr(args, k) for k in type(args).model_fields}
-        if tool.is_async:
-            value = await asyncio.wait_for(tool.fn(**kwargs), toolset_.timeout)
-        else:
-            value = await asyncio.wait_for(asyncio.shield(_in_thread(tool.fn, kwargs)), toolset_.timeout)
+        work = asyncio.ensure_future(tool.fn(**kwargs)) if tool.is_async else _in_thread(tool.fn, kwargs)
+        value = await _within(work, toolset_.timeout, call.name)
         run.result = _as_text(value)
     except asyncio.CancelledError:
         run.error = "cancelled"
@@ -272,6 +270,39 @@ async def run_tool(toolset_: ToolSet, call: ToolCall, turn: int) -> ToolRun:
     finally:
         run.duration_s = time.monotonic() - t0
     return run
+
+
+#: how long a timed-out async tool may take to stop once cancelled before it is reported
+STUCK_REPORT_S = 0.5
+
+
+async def _within(work: asyncio.Future, timeout: float, name: str) -> Any:
+    """work's value, if it comes within timeout; otherwise TimeoutError at the deadline, hard:
+    the tool is cancelled (a thread cannot be) and whatever it returns later is ignored. A tool
+    still running after that (an async tool that swallows its cancellation, a thread) is
+    reported once on the logger. An interrupt of the call cancels the tool too."""
+    try:
+        done, _ = await asyncio.wait({work}, timeout=timeout)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    if done:
+        return work.result()
+    work.cancel()
+    work.add_done_callback(_ignore)  # its late result or error is nobody's
+
+    def report() -> None:
+        if not work.done():
+            log.warning("llmcells: the tool %s is still running %g s after its tool_timeout; "
+                        "its result will be ignored.", name, timeout + STUCK_REPORT_S)
+
+    asyncio.get_running_loop().call_later(STUCK_REPORT_S, report)
+    raise TimeoutError
+
+
+def _ignore(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()  # (retrieved: no "exception was never retrieved" at exit)
 
 
 def _validation_text(exc: Exception) -> str:

@@ -4,8 +4,12 @@ typed a few seconds after `%load_ext llmcells` pays no import delay.
 "Needed" means the SDKs of the providers that have a key (all of them while the simulator is
 on), the engine, pricing and, in a notebook, the widgets; then it builds those providers' SDK
 clients, as their first call would (on the private loop, in the client cache). Nothing is sent.
-Python's per-module import locks make a cell that imports the same module meanwhile simply wait
-for this thread's import instead of doing it twice.
+
+Every import llmcells makes outside the main thread (this warm-up's, the client builder's, and
+the loop's, which waits for the builder) takes one lock, `import_lock`: two threads importing
+the same package tree at once can each wait for a module the other holds, and Python then
+breaks the deadlock by handing one of them a half-initialized module ("partially initialized
+module 'httpx' has no attribute 'Timeout'"). Under the lock that cannot happen.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import importlib
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from .registry import PROVIDERS
@@ -62,17 +67,72 @@ def import_transport() -> None:
     _import_quietly(n for n in _TRANSPORT if n not in sys.modules)
 
 
-def _import_quietly(names: Any) -> None:
-    """Import each of names; a missing optional part is left to the call, which will say so."""
+#: the one lock under which llmcells imports anything outside the main thread (see above)
+import_lock = threading.RLock()
+
+
+_first = 0  # threads a call is waiting on that want import_lock (see `first`)
+
+
+@contextlib.contextmanager
+def first() -> Any:
+    """import_lock, for a thread a call is waiting on (the client builder): the warm-up lets it
+    go first between two of its imports (a lock is not fair: the warm-up would take it back
+    at once, and the first call would wait for the whole warm-up)."""
+    global _first
+    with _lock:
+        _first += 1
+    try:
+        with import_lock:
+            yield
+    finally:
+        with _lock:
+            _first -= 1
+
+
+def _import_quietly(names: Any, *, background: bool = False) -> None:
+    """Import each of names, under import_lock; a missing optional part is left to the call,
+    which will say so. background=True (the warm-up): a thread in `first` goes before each."""
     for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:
-            log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+        if loaded(name):
+            continue
+        while background and _first:
+            time.sleep(0.002)
+        with import_lock:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
+
+
+def loaded(name: str) -> bool:
+    """True when module `name` is imported in full (not still being imported by some thread)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
+
+
+async def ready(names: list[str]) -> None:
+    """On the loop: make sure names are imported in full before the loop uses them. Nothing to
+    do once they are; otherwise the import is done (or waited for) on the client builder's
+    thread, under import_lock, and the loop goes on meanwhile."""
+    if all(loaded(n) for n in names):
+        return
+    import asyncio
+
+    from .engine import builder
+
+    def imports() -> None:
+        with first():
+            _import_quietly(names)
+
+    await asyncio.get_running_loop().run_in_executor(builder(), imports)
 
 
 #: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
 FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
+#: what every call imports on the loop before its request: imported with its client
+CALLING = ["llmcells.fallback", "llmcells.hooks", "llmcells.structured", "llmcells.store",
+           "llmcells.quotas"]
 
 
 def start(providers: list[str] | None = None, *, notebook: bool = False,
@@ -107,7 +167,7 @@ def start(providers: list[str] | None = None, *, notebook: bool = False,
         # keeps the kernel responsive; a script has no one waiting, and would only pay for the
         # extra switches.
         with _short_switch_interval() if notebook else contextlib.nullcontext():
-            _import_quietly(names)
+            _import_quietly(names, background=True)
             if not finishing and providers:
                 _build_clients(providers)
 

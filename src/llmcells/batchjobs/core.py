@@ -280,8 +280,12 @@ async def submit_parts(job_id: str) -> None:
             try:
                 found = await drv.find(client, part["tag"], [r["call_key"] for r in reqs],
                                        part["created"] or 0)
-            except Exception:
-                found = None
+            except Exception as exc:
+                # Not "not found": the job may well exist, and creating it again would run (and
+                # bill) every request twice. Left in "creating", looked for again next time.
+                store.update_part(job_id, part["part"],
+                                  error=f"could not check whether it was created: {_one_line_error(exc, spec)}")
+                continue
             if found:
                 store.update_part(job_id, part["part"], provider_job_id=found, state="submitted",
                                   submitted=part["created"], error=None)
@@ -449,7 +453,11 @@ def _persist(job_id: str, part: dict[str, Any], results: list[tuple[dict[str, An
                                    for req, res in results if res.ok], batch_id)
         except Exception as exc:  # only a convenience for a live resume of the same batch
             swallowed("keeping a provider job's answers in the local store", exc)
-    store.update_part(job_id, part["part"], collected=1, finished=time.time())
+    # The counts are the rows': a provider's own (Gemini's batchStats of an expired job says 5
+    # done where no result came back) would disagree with what the job gives.
+    ok = sum(1 for _, res in results if res.ok)
+    store.update_part(job_id, part["part"], collected=1, finished=time.time(),
+                      counts={"total": len(results), "done": ok, "failed": len(results) - ok})
 
 
 # ----- the handle -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from html import unescape
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx2
 from .._log import swallowed
+from .._loop import note_send
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
@@ -76,8 +78,15 @@ def guard(client: httpx2.AsyncClient, *, gemini: bool = False) -> httpx2.AsyncCl
     hook = _gemini_hook if gemini else _hook
     hooks = client.event_hooks
     if hook not in hooks["response"]:
-        client.event_hooks = {"request": hooks["request"], "response": [*hooks["response"], hook]}
+        client.event_hooks = {"request": [*hooks["request"], _send_hook],
+                              "response": [*hooks["response"], hook]}
     return client
+
+
+async def _send_hook(request: httpx2.Request) -> None:
+    """The last point before a request goes to the transport: an interrupted run sends nothing
+    more, and the run's record gets the time this request began sending (see _loop.Scope)."""
+    note_send()
 
 
 @contextlib.contextmanager
@@ -121,7 +130,24 @@ async def _check(response: httpx2.Response, *, gemini: bool) -> None:
     fixed_length = ("content-length" in response.headers
                     and response.extensions.get("http_version", b"HTTP/1.1") == b"HTTP/1.1")
     if fix_sse or fixed_length:
-        response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length)
+        decoder = _decoder(response) if fix_sse else None
+        response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length, decoder=decoder)
+
+
+def _decoder(response: httpx2.Response) -> Any:
+    """For an SSE body to rewrite: a decompressor for its gzip or deflate Content-Encoding
+    (the header is then dropped, so httpx does not decode it again), or None. The rewrite reads
+    lines, and a compressed body has none: without this, it held every event of a gzip stream
+    until the last one."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    else:  # identity, or an encoding httpx decodes itself (its SSE then goes through as it is)
+        return None
+    del response.headers["content-encoding"]
+    return decoder
 
 
 async def _html_title(response: httpx2.Response) -> str | None:
@@ -168,9 +194,11 @@ def is_html(response: Any) -> bool:
 class _Body(httpx2.AsyncByteStream):
     """The response body as the SDK reads it, with the fixes `_check` decided on."""
 
-    def __init__(self, response: httpx2.Response, *, fix_sse: bool, drop_connection: bool) -> None:
+    def __init__(self, response: httpx2.Response, *, fix_sse: bool, drop_connection: bool,
+                 decoder: Any = None) -> None:
         self._response = response
         self._inner = response.stream
+        self._decoder = decoder  # a zlib decompressor: the body is decoded here, chunk by chunk
         self._sse = _SseFixer() if fix_sse else None
         self._drop = drop_connection
         self._it: AsyncIterator[bytes] | None = None
@@ -187,12 +215,21 @@ class _Body(httpx2.AsyncByteStream):
         inner = self._it = self._inner.__aiter__()
         try:
             async for chunk in inner:
+                if self._decoder is not None:
+                    try:
+                        chunk = self._decoder.decompress(chunk)
+                    except zlib.error as exc:
+                        raise httpx2.DecodingError(str(exc)) from None
                 if self._sse is not None:
                     chunk = self._sse.feed(chunk)
                 if chunk:
                     yield chunk
                 if self._sse is not None and self._sse.error is not None:
                     raise StreamErrorEvent(self._sse.error)
+            if self._decoder is not None:
+                rest = self._decoder.flush()
+                if rest:
+                    yield self._sse.feed(rest) if self._sse is not None else rest
             if self._sse is not None:
                 tail = self._sse.flush()
                 if tail:
