@@ -91,7 +91,7 @@ def test_simulated_providers_are_labelled_and_list_the_real_shapes(simulated):
     frame = frame[~missing]
     assert frame.simulated.all() and frame.reachable.all() and frame.key_accepted.all()
     models = dict(zip(frame.provider, frame.models))
-    assert "claude-haiku-4-5-20251001" in models["anthropic"]
+    assert "claude-haiku-5-5" in models["anthropic"]
     assert "gemini-3.5-flash-lite" in models["google"]  # "models/" prefix stripped
 
 

@@ -68,7 +68,7 @@ def test_rows_go_to_postgres_with_who_and_where(simulated, dsn):
     assert _server_rows(dsn) == (3, 3)
     assert not (ledger.path()).exists()   # nothing went to the local SQLite ledger
     df = llmcells.usage()
-    assert list(df["call_id"]) == [r.call_id for r in results]
+    assert list(df["call_id"]) == [r.call_id for r in results][::-1]  # newest first
     assert set(df["project"]) == {"alpha"}
     assert df["user"].iloc[0] and df["host"].iloc[0]
     by_project = llmcells.costs(by="project", include_simulated=True)
@@ -289,6 +289,6 @@ def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
     llmcells.configure(project="beta")
     r = _asks(1)[0]
     df = llmcells.usage()
-    assert list(df["call_id"]) == ["old", r.call_id]
-    assert df["project"].iloc[0] is None and df["project"].iloc[1] == "beta"
+    assert list(df["call_id"]) == [r.call_id, "old"]  # newest first
+    assert df["project"].iloc[0] == "beta" and df["project"].iloc[1] is None
     assert list(llmcells.costs(by="project", include_simulated=True)["calls"]) == [1, 1]

@@ -343,7 +343,7 @@ def test_costs_leave_simulated_calls_out_unless_asked(fresh_sim, tmp_path):
             assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).json()["simulated"]
             assert c.get("/v1/costs").json() == []
             rows = c.get("/v1/costs", params={"include_simulated": "true"}).json()
-            assert [(r["model"], r["calls"]) for r in rows] == [("anthropic:claude-haiku-4-5", 1)]
+            assert [(r["model"], r["calls"]) for r in rows] == [("anthropic:claude-haiku-5-5", 1)]
     finally:
         s.stop()
 
@@ -410,7 +410,7 @@ def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
             assert guesser.get("/v1/usage").status_code == 429
     finally:
         s.stop()
-    fresh_sim.set_model("claude-haiku-4-5", ttft=0.05, tokens_per_s=20, output_tokens=40)  # ~2 s
+    fresh_sim.set_model("claude-haiku-5-5", ttft=0.05, tokens_per_s=20, output_tokens=40)  # ~2 s
     s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--max-concurrent", "1")
     try:
         with _client(s) as c, _client(s) as c2:
