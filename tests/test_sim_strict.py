@@ -227,6 +227,17 @@ def test_loose_answers_what_strict_refuses(fresh_sim):
     assert fresh_sim.strict and post(fresh_sim, *bad[0]).status_code == 400
 
 
+def test_an_agent_cli_may_send_fields_newer_than_the_sdk_types(fresh_sim):
+    """Codex sends `client_metadata` and tool fields the installed openai SDK doesn't declare yet,
+    and the live API takes them; a plain client sending the same is refused as unknown."""
+    body = {**CHAT, "client_metadata": {"session": "s1"}}
+    assert openai_error(post(fresh_sim, "/v1/chat/completions", body, OPENAI))["param"] is None
+    codex = {**OPENAI, "originator": "codex_cli_rs"}
+    assert post(fresh_sim, "/v1/chat/completions", body, codex).status_code == 200
+    # the documented rules still apply to it: a temperature out of range is refused
+    assert post(fresh_sim, "/v1/chat/completions", {**body, "temperature": 7}, codex).status_code == 400
+
+
 def test_simulate_is_strict_by_default():
     try:
         sim = llmcells.simulate()

@@ -433,6 +433,13 @@ def _anthropic_view(api: str, body: dict[str, Any], headers: dict[str, str]) -> 
     return tp, body, {}
 
 
+def from_agent_cli(headers: dict[str, str]) -> bool:
+    """Whether a request comes from a provider's own coding-agent CLI: Codex sends an
+    `originator` header; Gemini CLI's and Claude Code's user agents name them."""
+    agent = headers.get("user-agent", "")
+    return "originator" in headers or agent.startswith(("GeminiCLI", "claude-cli/"))
+
+
 def check(api: str, body: Any, path_model: str | None, prompt_text: str,
           headers: dict[str, str] | None = None) -> Refusal | None:
     """The refusal a real API gives this request body (sent with these headers), or None when it
@@ -445,12 +452,18 @@ def check(api: str, body: Any, path_model: str | None, prompt_text: str,
                              "anthropic": "There was an error parsing the body of your request.",
                              "google": "Invalid JSON payload received."}[provider])
     tp, checked, ranges = request_type(api), body, {}
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
     if provider == "anthropic":
-        tp, checked, ranges = _anthropic_view(api, body, {k.lower(): v for k, v in (headers or {}).items()})
+        tp, checked, ranges = _anthropic_view(api, body, lowered)
     problems = check_type(checked, tp)
     # `stream` picks between the SDK's streaming and non-streaming types; either value is fine.
     if provider != "google":
         problems = [p for p in problems if p.path != ("stream",)]
+    if from_agent_cli(lowered):
+        # The providers' own CLIs are newer than the installed SDKs' request types (Codex sends
+        # `client_metadata` and web-search tool fields the openai SDK doesn't declare yet), and
+        # the live APIs take what they send: only the documented rules below apply to them.
+        problems = []
     if problems:
         return _word(provider, _first(problems))
     model = catalog.find(provider, path_model or str(body.get("model", "")))
