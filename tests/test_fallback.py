@@ -141,7 +141,9 @@ def _dead_batch(sim, breaker: bool, models=("claude|chatgpt",)) -> tuple[float, 
 
 
 @pytest.mark.slow
-def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulated):
+def test_batch_dead_model_costs_one_cool_down_not_a_retry_cycle_per_row(simulated, roomy_quotas):
+    # (roomy quotas: the dead model's 900 error answers carry the advertised rate-limit headers
+    # too, and the gate would rightly wait out Anthropic's 50-a-minute window)
     healthy, _, _ = _dead_batch(simulated, breaker=True, models=("chatgpt",))
     wall, frame, dead_requests = _dead_batch(simulated, breaker=True)
     base_wall, base_frame, base_requests = _dead_batch(simulated, breaker=False)
