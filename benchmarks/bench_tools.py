@@ -40,7 +40,8 @@ async def _raw_round_trip(client) -> str:
     tools = [{"type": "function", "function": decl}]
     messages = [{"role": "user", "content": PROMPT}]
     stream = await client.chat.completions.create(model="gpt-6-luna", messages=messages,
-                                                  tools=tools, stream=True)
+                                                  tools=tools, stream=True,
+                                                  reasoning_effort="none")  # as llmcells sends: gpt-6-luna takes function tools on Chat only so
     calls: dict[int, dict] = {}
     async for chunk in stream:
         for ch in chunk.choices:
@@ -58,7 +59,8 @@ async def _raw_round_trip(client) -> str:
         out = get_weather(**json.loads(c["arguments"]))
         messages.append({"role": "tool", "tool_call_id": c["id"], "content": json.dumps(out)})
     stream = await client.chat.completions.create(model="gpt-6-luna", messages=messages,
-                                                  tools=tools, stream=True)
+                                                  tools=tools, stream=True,
+                                                  reasoning_effort="none")  # as llmcells sends: gpt-6-luna takes function tools on Chat only so
     text = ""
     async for chunk in stream:
         for ch in chunk.choices:

@@ -244,7 +244,9 @@ def _readline(proc: subprocess.Popen, timeout: float = 20) -> list[str]:
     """The child's next line, split; fails (instead of hanging) when none comes in time."""
     import select
 
-    if not select.select([proc.stdout], [], [], timeout)[0]:
+    poller = select.poll()  # not select(): the fd may be above 1024 late in a long test run
+    poller.register(proc.stdout, select.POLLIN)
+    if not poller.poll(timeout * 1000):
         raise AssertionError(f"the child gave no answer in {timeout:g} s")
     return proc.stdout.readline().split()
 

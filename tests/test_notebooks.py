@@ -210,7 +210,8 @@ def check_agents(nb) -> None:
     assert frame.count(">ok<") == 4 and not re.search(r">\s*nan\s*<", frame), "a cost not known"
     agent = text(cell(nb, "{k: r.agent[k]"))
     assert "'cli': 'codex'" in agent and "'tools': False" in agent and "agent-work" in agent
-    assert "('ok', 'gemini-3.5-flash'" in text(cell(nb, "r = await llmcells.ask"))
+    # (Gemini CLI may answer from the model its own router picks: a gemini-3 model)
+    assert "('ok', 'gemini-3." in text(cell(nb, "r = await llmcells.ask"))
     usage = html(cell(nb, "u = llmcells.usage(session=True)"))
     assert usage.count(">ok<") == 6  # four compared, %%agent, ask
 

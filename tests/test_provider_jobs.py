@@ -691,7 +691,7 @@ def test_an_expired_gemini_job_counts_agree_with_its_rows(via_env, home):
     """Gemini's batchStats of an expired job count requests as done that came back without a
     result; once collected, the job's counts are its rows'."""
     control(via_env).inject("expire", provider="google")
-    job = _submit([f"x{i}" for i in range(10)], "google:gemini-2.5-flash")
+    job = _submit([f"x{i}" for i in range(10)], "google:gemini-3.5-flash-lite")
     df = job.wait()
     status = job.status()
     ok = int((df.status == "ok").sum())
