@@ -432,9 +432,7 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
 
 
 async def _finish(result: Result, call: _Call, observer: CallObserver, plan: CallPlan) -> None:
-    from .warmup import FINISHING, ready
-
-    await _uncancelled(ready(FINISHING))  # the warm-up may still be importing them: wait, never race
+    _finishing_imports()
     result.text = call.text()
     result.reasoning = "".join(call.reasoning)
     result.usage = call.usage
@@ -464,25 +462,26 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
         quietly(observer.on_finish, result)
 
 
-async def _uncancelled(aw: Any) -> None:
-    """Await aw to its end through any cancellation (a call's end must still be recorded)."""
-    fut = asyncio.ensure_future(aw)
-    while not fut.done():
-        try:
-            await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            continue
-        except Exception:
-            log.debug("waiting for imports failed", exc_info=False)
-            return
+def _finishing_imports() -> None:
+    """Import what a call's end needs (its price, its ledger row) here, on the loop, at once.
+
+    Not through the client builder's queue: an interrupted first call would wait there for
+    every SDK client queued before it, and its card and row would come after its cell ended.
+    These modules import no SDK and no transport, so they can't meet the warm-up's imports
+    half-way (Python's per-module import locks make a concurrent import of one of them wait)."""
+    from .warmup import FINISHING, loaded
+
+    if not all(loaded(n) for n in FINISHING):
+        import importlib
+
+        for name in FINISHING:
+            importlib.import_module(name)
 
 
 async def _persist(result: Result, plan: CallPlan) -> None:
     """Write the ledger row (and keep an ok answer in the store) on the ledger's writer thread,
     and wait until it is committed, through any further cancellation: a row is never dropped."""
-    from .warmup import FINISHING, ready
-
-    await _uncancelled(ready(FINISHING))
+    _finishing_imports()
     from . import ledger
 
     keeps = result.ok and not result.cached and (plan.cache or plan.store_key or replay.enabled())
