@@ -154,13 +154,17 @@ class Shared:
             raise ConfigError(f"The shared ledger at {self.shown} has schema version {have}; this "
                               f"llmcells knows up to {VERSION}: upgrade llmcells.")
 
-    def _lost(self, exc: BaseException) -> None:
+    def _drop(self, what: str) -> None:
+        """Close the server connection, if any, quietly (it reopens on next use)."""
         if self.conn is not None:
             try:
                 self.conn.close()
-            except Exception as exc2:
-                swallowed("closing a lost ledger connection", exc2)
+            except Exception as exc:
+                swallowed(what, exc)
         self.conn = None
+
+    def _lost(self, exc: BaseException) -> None:
+        self._drop("closing a lost ledger connection")
         self.next_try = time.monotonic() + _RETRY_S
         if self.down_since is None:
             self.down_since = time.time()
@@ -377,9 +381,4 @@ def close() -> None:
     """Close every server connection (they reopen on next use)."""
     for b in list(_backends.values()):
         with b.lock:
-            if b.conn is not None:
-                try:
-                    b.conn.close()
-                except Exception as exc:
-                    swallowed("closing a ledger connection", exc)
-                b.conn = None
+            b._drop("closing a ledger connection")
