@@ -89,7 +89,7 @@ def _stall(model_id: str) -> tuple[float, float]:
     with nothing else running)."""
     import llmcells
     from llmcells.calls import make_plan
-    from llmcells.engine import run_plans
+    from llmcells.pipeline import run_plans
     from llmcells.types import CallObserver
 
     class Ticks(CallObserver):

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         # hooks: a 1 s sync hook and a raising hook on every event vs none
         from llmcells.calls import make_plan
-        from llmcells.engine import execute
+        from llmcells.pipeline import call as execute
         from llmcells.types import CallObserver
 
         class Clock(CallObserver):

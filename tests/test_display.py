@@ -990,7 +990,7 @@ def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch
     the provider job progress."""
     import types
 
-    from llmcells.batchjobs import progress as jobs
+    from llmcells.display import jobs
     from llmcells.display import progress as batch
     from llmcells.types import Attachment
 
@@ -1043,7 +1043,7 @@ def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch
 
 
 def test_job_progress_has_a_bar_per_job_and_a_final_state(comms, monkeypatch):
-    from llmcells.batchjobs import progress as jobs
+    from llmcells.display import jobs
 
     monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
     j = jobs.NotebookJobProgress("job1")

@@ -49,13 +49,13 @@ LOOP_CHILD = """
 
 BATCH_CHILD = """
     import llmcells
-    from llmcells import engine
-    execute = engine.execute
-    async def reporting(plan, observer=None):   # each call, once the engine says it is finished
-        result = await execute(plan, observer)
+    from llmcells import pipeline
+    call = pipeline.call
+    async def reporting(plan, observer=None):   # each call, once the pipeline says it is finished
+        result = await call(plan, observer)
         print(result.call_id, result.status, flush=True)
         return result
-    engine.execute = reporting   # (batch workers reach it through fallback.run, which looks it up per call)
+    pipeline.call = reporting   # (batch workers look it up per call)
     llmcells.run(llmcells.batch([f"question {i}" for i in range(400)],
                                 models=["chatgpt", "claude", "gemini"], concurrency=8, display=False))
     print("BATCH DONE", flush=True)

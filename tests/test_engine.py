@@ -267,7 +267,7 @@ def test_session_reset_restores_a_fresh_session(simulated):
 
 
 def test_an_observer_that_raises_is_logged_at_debug_and_never_breaks_the_call(simulated, caplog):
-    from llmcells.engine import execute
+    from llmcells.pipeline import call as execute
     from llmcells.calls import make_plan
     from llmcells.types import CallObserver
 
@@ -287,7 +287,7 @@ def test_a_cancelled_execute_returns_its_result(simulated):
     import asyncio
 
     from llmcells.calls import make_plan
-    from llmcells.engine import execute
+    from llmcells.pipeline import call as execute
 
     simulated.inject("slow_first_token", delay=5)
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import llmcells
-from llmcells import fallback
+from llmcells import fallback, pipeline
 from llmcells.config import settings
 from llmcells.errors import ConfigError
 from llmcells.types import CallObserver
@@ -63,7 +63,7 @@ def test_observer_sees_each_start_the_fallbacks_and_one_finish(simulated):
     simulated.set_down("claude-haiku-5-5", "overloaded")
     seen = _Seen()
     plan = fallback.chain_plan(lambda m: llmcells.calls.make_plan("hi", m), "claude|chatgpt")
-    r = llmcells.run(fallback.run(plan, seen))
+    r = llmcells.run(pipeline.call(plan, seen))
     assert r.ok and r.model == "openai:gpt-6-luna"
     assert seen.events == [("start", "anthropic:claude-haiku-5-5"),
                            ("fallback", "anthropic:claude-haiku-5-5", "overloaded", "openai:gpt-6-luna"),

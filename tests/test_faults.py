@@ -19,7 +19,8 @@ import pytest
 import llmcells
 from llmcells import magics, models
 from llmcells.config import settings
-from llmcells.types import Comparison, Result
+from llmcells.comparison import Comparison
+from llmcells.types import Result
 
 ROOT = Path(__file__).resolve().parents[1]
 MATRIX_FILE = ROOT / "test-output" / "fault-matrix.md"

@@ -14,7 +14,8 @@ from IPython.core.error import UsageError
 from llmcells import magics
 from llmcells.config import settings
 from llmcells.interpolate import interpolate
-from llmcells.types import Comparison, Result
+from llmcells.comparison import Comparison
+from llmcells.types import Result
 
 FUZZ = hsettings(deadline=None, max_examples=60, derandomize=True,
                  suppress_health_check=[HealthCheck.function_scoped_fixture,

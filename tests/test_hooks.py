@@ -110,7 +110,7 @@ def _timed_stream(model):
             self.times.append(time.monotonic() - self.t0)
 
     from llmcells.calls import make_plan
-    from llmcells.engine import execute
+    from llmcells.pipeline import call as execute
 
     clock = Clock()
     r = llmcells.run(execute(make_plan("a steady stream please", model), clock))

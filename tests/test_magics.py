@@ -7,7 +7,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from llmcells import magics
-from llmcells.types import Comparison, Result
+from llmcells.comparison import Comparison
+from llmcells.types import Result
 
 
 @pytest.fixture

@@ -196,7 +196,7 @@ import json  # noqa: E402
 
 import httpx2  # noqa: E402
 
-from llmcells import calls, engine, ledger, models  # noqa: E402
+from llmcells import calls, engine, ledger, models, pipeline  # noqa: E402
 from llmcells._loop import run as _run  # noqa: E402
 from llmcells.models import ModelSpec  # noqa: E402
 from test_adapters_unit import _sse as _sse_of  # noqa: E402  (the one SSE writer of the tests)
@@ -296,7 +296,7 @@ def call(model_id: str, body: bytes, **spec_changes) -> "engine.Result":
     async def go():
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
             plan.http_client = http
-            return await engine.execute(plan)
+            return await pipeline.call(plan)
     return _run(go())
 
 
@@ -630,7 +630,7 @@ def test_cache_hits_keep_the_provenance_and_cost_nothing(keys):
                 lambda req: httpx2.Response(200, headers={"content-type": "text/event-stream"},
                                             content=body))) as http:
             p.http_client = http
-            return await engine.execute(p)
+            return await pipeline.call(p)
 
     first = _run(go(plan()))
     hit = _run(go(plan()))

@@ -319,7 +319,7 @@ def test_a_scored_compare_still_shows_tool_calls(simulated):
     seen = Seen()
     (wrapped,) = start(llmcells.contains("Tool results")).wrap([seen])
     from llmcells.calls import make_plan
-    from llmcells.engine import execute
+    from llmcells.pipeline import call as execute
 
     plan = make_plan('call get_weather({"city": "Nice"})', "claude", tools=[get_weather])
     r = llmcells.run(execute(plan, wrapped))
@@ -329,7 +329,7 @@ def test_a_scored_compare_still_shows_tool_calls(simulated):
 def test_the_card_shows_each_tool_call_then_the_answer(simulated):
     from llmcells.calls import make_plan
     from llmcells.display.notebook import Card
-    from llmcells.engine import execute
+    from llmcells.pipeline import call as execute
 
     def boom(x: int) -> int:
         """Fails."""

@@ -22,9 +22,9 @@ from .errors import (AuthenticationError, ConfigError, ContextWindowError, Incom
                      ProviderTimeoutError, RateLimitError)
 from .models import add_alias, add_endpoint, aliases
 from .session import session
-from .types import Comparison, Message, Result, Usage
+from .types import Message, Result, Usage
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (re-exported)
 
 __all__ = [
     "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure",
@@ -65,6 +65,7 @@ _LAZY = {
     "on": ("hooks", "on"),
     "off": ("hooks", "off"),
     "Chat": ("chats", "Chat"),
+    "Comparison": ("comparison", "Comparison"),
 }
 
 
@@ -82,6 +83,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _FrontEnd:
+    """The front end the calls open (`session.front_end`): llmcells.display, imported when a
+    call first shows something (the features that open it sit below it, and can't import it)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from . import display
+
+        return getattr(display, name)
+
+
+session.front_end = _FrontEnd()
 
 
 def load_ipython_extension(ipython: Any) -> None:

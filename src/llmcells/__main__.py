@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:
-    from . import __version__
+    from ._version import __version__
 
     p = _Parser(prog="llmcells", description=(
         "Ask ChatGPT, Claude and Gemini, compare them, and see what each call cost. "
@@ -157,15 +157,14 @@ DEMO_COLS = ["model", "status", "latency_s", "ttft_s", "tokens_per_s", "input_to
 # ----- commands ----------------------------------------------------------------------------------
 
 def _ledger(args) -> int:
-    import llmcells
-
+    from . import ledger
     from .errors import LLMError
 
     try:
         if args.command == "usage":
             if args.limit is not None and args.limit < 1:
                 raise UserError("--limit must be at least 1.")
-            frame = llmcells.usage(session=args.session).head(args.limit)  # newest first
+            frame = ledger.usage(session=args.session).head(args.limit)  # newest first
             cols = list(USAGE_COLS)
             if not frame["error"].notna().any():
                 cols.remove("error")
@@ -180,10 +179,10 @@ def _ledger(args) -> int:
                 if _KEY_SYNONYMS.get(k.lower(), k.lower()) not in COST_KEYS:
                     raise UserError(f"--by {k}: not a key to group by; use {valid} "
                                     "(several with commas: --by model,day).")
-            frame = llmcells.costs(by=keys, session=args.session, include_simulated=args.simulated)
+            frame = ledger.costs(by=keys, session=args.session, include_simulated=args.simulated)
             cols = [c for c in frame.columns if c not in COSTS_COLS[1:] and c != "calls"]
             cols = cols[: len(keys)] + COSTS_COLS
-            if not len(frame) and not args.simulated and len(llmcells.usage(session=args.session)):
+            if not len(frame) and not args.simulated and len(ledger.usage(session=args.session)):
                 print("No real calls recorded yet (only simulated ones: --simulated counts them).")
                 return 0
     except LLMError as err:
@@ -267,8 +266,8 @@ def _price_lines(results, caught) -> list[str]:
 
 
 def _calls(args) -> int:
-    import llmcells
-
+    from . import api
+    from ._loop import run
     from .errors import LLMError
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -296,10 +295,10 @@ def _calls(args) -> int:
         warnings.simplefilter("always", PriceWarning)
         try:
             if args.command == "ask":
-                results = [llmcells.run(llmcells.ask(prompt, names[0], **options))]
+                results = [run(api.ask(prompt, names[0], **options))]
                 comparison = None
             else:
-                comparison = llmcells.run(llmcells.compare(prompt, names, **options))
+                comparison = run(api.compare(prompt, names, **options))
                 results = list(comparison)
         except LLMError as err:
             raise UserError(str(err)) from None

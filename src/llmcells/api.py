@@ -1,4 +1,4 @@
-"""The public `ask` and `compare`: build the calls, open their display, run them on the engine.
+"""The public `ask` and `compare`: build the calls, open their display, run them through the call pipeline.
 
 Each returns a `Pending`: nothing is sent until it is awaited or passed to `llmcells.run()`, and
 its display opens in the thread that does so (the notebook's, so that cards land in the cell).
@@ -13,14 +13,18 @@ from typing import Any
 from . import replay
 from ._loop import Pending, one_line_interrupt
 from .attachments import attachments
-from .calls import MAX_REPEAT, check_options, current_cell, make_plan
+from .calls import MAX_REPEAT, check_options, make_plan
+from .session import current_cell
 from .config import settings
 from ._log import quietly
-from .engine import CallPlan, run_plans
+from .engine import CallPlan
+from .pipeline import run_plans
 from .errors import ConfigError
 from .models import resolve
-from .structured import repair_results
-from .types import CallObserver, Comparison, Message, Result
+from .repair import repair_results
+from .session import session
+from .comparison import Comparison
+from .types import CallObserver, Message, Result
 
 #: the Result (or Comparison) of the last call that finished, for `_llm` and post-mortems
 last: Result | Comparison | None = None
@@ -30,12 +34,11 @@ __all__ = ["ask", "compare", "last", "MAX_REPEAT"]
 
 def _display(kind: str, plans: Sequence[CallPlan], display: bool | str | None, prompt: str,
              markdown: bool):
-    from .display import detect_mode, open_display
-
-    mode = detect_mode(display)
+    front = session.front_end
+    mode = front.detect_mode(display)
     if mode == "none":
         return None
-    return open_display(kind, [p.info for p in plans], mode, prompt=prompt, markdown=markdown)
+    return front.open_display(kind, [p.info for p in plans], mode, prompt=prompt, markdown=markdown)
 
 
 def _observers(handle: Any, n: int) -> list[CallObserver | None]:

@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import fallback
+from . import fallback, pipeline
 from .config import settings
 from .errors import ConfigError, LLMError, RateLimitError, did_you_mean
 from .interpolate import interpolate, missing_names
 from . import _loop
 from ._loop import Pending, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
-from .calls import current_cell, make_plan
-from .structured import output_schema, repair, schema_columns
+from .calls import make_plan
+from .session import current_cell
+from .repair import repair
+from .structured import output_schema, schema_columns
 from .engine import CallPlan
 from .session import session
 from .types import Result
@@ -366,15 +368,14 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
 
     def start():
         from . import store
-        from .display import detect_mode, open_progress
-
         cell = current_cell()
         for job in jobs:
             for plan in _fallback.plans_of(job.plan):
                 plan.cell, plan.batch_id = cell, batch_id
                 plan.store_key = store.batch_key(batch_id, job.call_key)
-        mode = detect_mode(display)
-        progress = open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
+        front = session.front_end
+        mode = front.detect_mode(display)
+        progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
         return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
 
     return Pending(start, "batch")
@@ -408,6 +409,8 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
                 gates[p] = ProviderGate(limits.get(p, RateLimit()), concurrency)
             plan.gate = gates[p]
     breaker = fallback.Breaker(settings.fallback_after, settings.fallback_cooldown)  # a model that keeps failing is skipped for a cool-down
+    for job in jobs:
+        job.plan.breaker = breaker
     queue: deque[_Job] = deque(j for j in jobs if j.result is None)
     inflight_est: dict[int, float] = {}
     from .pricing import BatchEstimator
@@ -432,7 +435,7 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             tally.inflight += 1
             paint()
             try:
-                job.result = await fallback.run(job.plan, None, breaker)  # a chain, or execute()
+                job.result = await pipeline.call(job.plan)  # a chain, or one model
                 if job.result.error_kind == "invalid_output":  # repair=1: re-ask once
                     first = job.result
                     job.result = await repair(job.plan, first)

@@ -7,8 +7,8 @@ into a `CallPlan` for the engine. Bad input raises one `ConfigError` line and no
 from __future__ import annotations
 
 import functools
+import math
 import operator
-import sys
 from pathlib import Path
 import uuid
 from collections.abc import Sequence
@@ -17,6 +17,7 @@ from typing import Any
 from .config import settings
 from .engine import CallPlan
 from .errors import ConfigError, ContextWindowError
+from .pricing import context_window
 from .models import ModelSpec, resolve
 from .types import CallInfo, Message, Request
 
@@ -138,11 +139,24 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
 _SMALL_PROMPT_TOKENS = 4096
 
 
+#: characters per token for the context estimate (English prose is about 4; code and other
+#: languages run denser, so the estimate errs on the side of warning early)
+CHARS_PER_TOKEN = 3.5
+#: room kept for the answer when a model's context is checked
+ANSWER_ROOM = 1024
+
+
+def estimate_tokens(messages: Sequence[Message], system: str | None = None) -> int:
+    """A rough token count of a conversation (characters / 3.5, plus a few per message)."""
+    chars = len(system or "")
+    for m in messages:
+        chars += len(m.content) + sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
+    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
+
+
 def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | None) -> None:
     """Raise one ContextWindowError line when messages (and system) would not fit spec's window,
     estimated as `Chat` does it (the same helpers); a model whose window is unknown passes."""
-    from .chats import ANSWER_ROOM, estimate_tokens
-
     need = estimate_tokens(messages, system) + ANSWER_ROOM
     if need <= _SMALL_PROMPT_TOKENS:
         return
@@ -155,19 +169,7 @@ def check_context(spec: ModelSpec, messages: Sequence[Message], system: str | No
 
 @functools.lru_cache(maxsize=256)
 def _context_window(model_id: str) -> int | None:
-    from .chats import context_window
-
     return context_window(model_id)
-
-
-def current_cell() -> int | None:
-    """The IPython execution count of the running cell, when there is one."""
-    if "IPython" not in sys.modules:  # a plain script: no cell (and no 70 ms IPython import)
-        return None
-    from IPython import get_ipython
-
-    ip = get_ipython()
-    return getattr(ip, "execution_count", None) if ip is not None else None
 
 
 def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,

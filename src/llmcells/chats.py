@@ -27,37 +27,9 @@ log = logging.getLogger("llmcells")
 
 #: the version of the JSON Chat.save writes; Chat.load reads this one and every older one
 FORMAT_VERSION = 1
-#: characters per token for the context estimate (English prose is about 4; code and other
-#: languages run denser, so the estimate errs on the side of warning early)
-CHARS_PER_TOKEN = 3.5
-#: room kept for the answer when a model's context is checked
-ANSWER_ROOM = 1024
-
-
-def context_window(model: str) -> int | None:
-    """The context window of model in tokens, from genai-prices' data (None when unknown)."""
-    from .models import resolve
-
-    try:
-        spec = resolve(model)
-        from genai_prices.data_snapshot import get_snapshot
-
-        from .pricing import _lookup
-
-        found = _lookup(get_snapshot(), spec.provider, spec.name, spec.base_url)
-        window = getattr(found[1], "context_window", None) if found else None
-        return int(window) if window else None
-    except Exception:
-        log.debug("no context window known for %s", model, exc_info=False)
-        return None
-
-
-def estimate_tokens(messages: Sequence[Message], system: str | None = None) -> int:
-    """A rough token count of a conversation (characters / 3.5, plus a few per message)."""
-    chars = len(system or "")
-    for m in messages:
-        chars += len(m.content) + sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
-    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
+# (the context window and the token estimate are checked by calls.py for every request)
+from .calls import ANSWER_ROOM, CHARS_PER_TOKEN, estimate_tokens  # noqa: E402,F401
+from .pricing import context_window  # noqa: E402,F401
 
 
 class Chat:

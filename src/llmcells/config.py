@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from . import errors
 from .errors import ConfigError, did_you_mean
 
 
@@ -115,6 +117,7 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
 
 
 settings = Settings()
+errors.debug_setting = lambda: settings.debug  # the errors' one-line tracebacks read it
 
 
 def configure(**changes: Any) -> Settings:
@@ -124,10 +127,9 @@ def configure(**changes: Any) -> Settings:
         raise ConfigError(f"ledger={mask_dsn(str(ledger))!r}: give a postgresql://user@host/db URL, "
                           "or None for the SQLite ledger under LLMCELLS_HOME.")
     settings.update(**changes)
-    if "otel" in changes and settings.otel:
-        from .otel import check
-
-        check()
+    if "otel" in changes and settings.otel and importlib.util.find_spec("opentelemetry") is None:
+        raise ConfigError("otel=True needs OpenTelemetry: pip install 'llmcells[otel]' "
+                          "(opentelemetry-api and opentelemetry-sdk).")
     return settings
 
 

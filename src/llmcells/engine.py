@@ -1,23 +1,24 @@
-"""The call engine: one CallPlan in, one Result out, on the private loop (client cache, attempts,
-the stream, events -> Result, pricing and the ledger row).
+"""The call engine: one model request of a CallPlan, on the private loop: its SDK client, its
+attempts under the retry policy, and its stream of events folded into a Result.
 
-`execute` never raises for a failed call and returns its Result even when the call is cancelled
-(status "cancelled"); whoever runs it decides whether to propagate the cancellation. A call
-counts as finished only once its ledger row is committed (it would survive a SIGKILL).
+The engine knows nothing of the features around a call: the pipeline (pipeline.py) wraps it in
+stages (fallback chains and daily caps, the tool loop, hooks, replay, the cache) and ends every
+Result in one `finish` (validation, price, ledger row, on_finish). `execute` never raises for a
+failed request and returns its Result even when it is cancelled (status "cancelled"); whoever
+runs it decides whether to propagate the cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _loop, quotas, replay
+from . import _imports, _loop, quotas
 from ._log import quietly
 from .config import settings
 from .errors import (ConnectionFailedError, IncompleteStreamError, LLMError, ProviderError,
@@ -52,25 +53,24 @@ class CallPlan:
     fallbacks: list["CallPlan"] = field(default_factory=list)
     fallback_on: frozenset[str] | None = None
     limits: dict[str, Any] | None = None
-    tools: Any = None              # tools.ToolSet: a call with tools (tools.run_call makes its requests)
+    tools: Any = None              # tools.ToolSet: a call with tools (the tool loop makes its requests)
+    breaker: Any = None            # batch calls: fallback.Breaker, skipping a model that keeps failing
+    keep: Sequence[Any] = ()       # callables (result, plan) run once an ok answer's row is committed
+    #                                (the finish stage gives each call a list of its own)
 
     @property
     def spec(self) -> ModelSpec:
         return self.request.spec
 
 
+#: the rest of the call pipeline, as one of its stages sees it (pipeline.py)
+Next = Callable[[CallPlan, CallObserver], Awaitable[Result]]
+#: a stage of the call pipeline: it may change the plan or the observer, answer without calling
+#: next, or call it several times
+Stage = Callable[[CallPlan, CallObserver, Next], Awaitable[Result]]
+
+
 # ----- clients ----------------------------------------------------------------------------------
-
-
-_builder_pool: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-def builder() -> concurrent.futures.ThreadPoolExecutor:
-    """The one thread that builds SDK clients (and so imports the SDKs), started on first use."""
-    global _builder_pool
-    if _builder_pool is None:
-        _builder_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="llmcells-clients")
-    return _builder_pool
 
 
 #: clients being built for calls (not for the warm-up): a call waits for all of them, see below
@@ -99,25 +99,17 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
         loop = asyncio.get_running_loop()
 
         def build() -> Any:
-            from .warmup import CALLING, _import_quietly, first, import_transport
-
-            with first():  # never beside the warm-up's imports, and before its next one (see warmup)
+            with _imports.first():  # never beside the warm-up's imports, and before its next one
                 provider = get_provider(spec.adapter)  # (its first use imports the SDK: here, off the loop)
                 built = provider.make_client(options)
-                import_transport()  # what the first request would import on the loop, mid-stream
-                _import_quietly(CALLING)  # what the call imports on the loop
-            builder().submit(quietly, provider.finish_client, built)  # after those queued now
+                _imports.import_transport()  # what the first request would import on the loop, mid-stream
+            _imports.builder().submit(quietly, provider.finish_client, built)  # after those queued now
             return built
 
-        client = session.clients[cache_key] = loop.run_in_executor(builder(), build)
+        client = session.clients[cache_key] = loop.run_in_executor(_imports.builder(), build)
         if together:
             _building.add(client)
             client.add_done_callback(_building.discard)
-        # What the end of the call needs (pricing data, the ledger) is imported meanwhile, in
-        # the background, while the request is out: a script's first call pays only for its SDK.
-        from . import warmup
-
-        warmup.start([], finishing=True)
     if isinstance(client, asyncio.Future):
         try:
             built = await asyncio.shield(client)
@@ -377,30 +369,25 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
         await asyncio.sleep(wait)
 
 
+def result_for(plan: CallPlan, **fields: Any) -> Result:
+    """A new Result for plan's call: its identity (model, ids, group, sample, cell, batch), nothing
+    answered yet. Every stage that ends a call without the engine (a replay, the cache, a
+    chain's skipped model) starts from this."""
+    spec, info = plan.spec, plan.info
+    return Result(model=spec.id, provider=spec.provider, call_id=info.call_id,
+                  group_id=info.group_id, sample=info.sample, simulated=spec.simulated,
+                  started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
+                  purpose=info.purpose, **fields)  # purpose: "judge" for a scorer's calls
+
+
 async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Result:
-    """Make one call and return its Result, whatever happens (a cancelled call too); records it
-    in the ledger before returning."""
-    if plan.tools is not None:  # --- tools: one execute() per model request (tools.py) ---
-        from .tools import run_call
-
-        return await run_call(plan, observer)
+    """Make plan's model request and return its Result, whatever happens (a cancelled request
+    too). The Result is not priced or recorded yet: the pipeline's finish does that; only a
+    request whose usage never came back is marked priced here (its cost can't be known)."""
     observer = observer or CallObserver()
-    # --- hooks (llmcells.on): followed alongside the call's own observer ---
-    from .hooks import observe
-
-    observer = observe(observer, plan)
-    # --- end hooks ---
     spec = plan.spec
-    result = Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
-                    group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
-                    started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id,
-                    purpose=plan.info.purpose)  # purpose: "judge" for a scorer's calls
+    result = result_for(plan)
     call = _Call(plan, observer)
-    quietly(observer.on_start, plan.info)
-    if await replay.replay(result, plan, observer, deliver_stored):  # a recorded answer (replay on)
-        return result
-    if plan.cache and await _from_cache(result, plan, observer):
-        return result
     try:
         if _loop.cancelled():
             raise asyncio.CancelledError
@@ -427,12 +414,12 @@ async def execute(plan: CallPlan, observer: CallObserver | None = None) -> Resul
     except Exception as exc:  # a bug or an unexpected SDK error: still one line, still recorded
         err = as_llm_error(exc, spec)
         result.status, result.error_kind, result.error = "error", err.kind, err.message
-    await _finish(result, call, observer, plan)
+    _fill(result, call, plan)
     return result
 
 
-async def _finish(result: Result, call: _Call, observer: CallObserver, plan: CallPlan) -> None:
-    _finishing_imports()
+def _fill(result: Result, call: _Call, plan: CallPlan) -> None:
+    """What the request gave: the answer, usage, timings, the provider's own fields and notes."""
     result.text = call.text()
     result.reasoning = "".join(call.reasoning)
     result.usage = call.usage
@@ -441,161 +428,20 @@ async def _finish(result: Result, call: _Call, observer: CallObserver, plan: Cal
     result.service_tier = call.service_tier
     result.speed, result.inference_geo = call.speed, call.inference_geo
     result.finish_reason = call.finish_reason
-    result.agent = call.agent  # [agents]
+    result.agent = call.agent  # an agent CLI's own report
     result.ttft_s = call.ttft
     result.latency_s = time.monotonic() - call.t0
     result.attempts = call.attempts
-    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
-        from .structured import finish as finish_rich  # counts attachments, validates the schema
-
-        finish_rich(result, plan.request)
     result.tool_calls = list(call.tool_calls)
     # notes: what make_plan changed in the request (a refused temperature left out), then the
     # provider's own (a refusal), each once
     for note in [*(plan.request.extra.get("notes") or ()), *call.notes]:
         if note not in result.notes:
             result.notes.append(note)
-    _price(result, plan, call)
-    try:
-        await _persist(result, plan)
-    finally:
-        quietly(observer.on_finish, result)
-
-
-def _finishing_imports() -> None:
-    """Import what a call's end needs (its price, its ledger row) here, on the loop, at once.
-
-    Not through the client builder's queue: an interrupted first call would wait there for
-    every SDK client queued before it, and its card and row would come after its cell ended.
-    These modules import no SDK and no transport, so they can't meet the warm-up's imports
-    half-way (Python's per-module import locks make a concurrent import of one of them wait)."""
-    from .warmup import FINISHING, loaded
-
-    if not all(loaded(n) for n in FINISHING):
-        import importlib
-
-        for name in FINISHING:
-            importlib.import_module(name)
-
-
-async def _persist(result: Result, plan: CallPlan) -> None:
-    """Write the ledger row (and keep an ok answer in the store) on the ledger's writer thread,
-    and wait until it is committed, through any further cancellation: a row is never dropped."""
-    _finishing_imports()
-    from . import ledger
-
-    keeps = result.ok and not result.cached and (plan.cache or plan.store_key or replay.enabled())
-    if not keeps and ledger.write_now(result, prompt=plan.request.prompt, system=plan.request.system):
-        return  # committed right here (the common case: no thread round trip)
-    keep = (lambda: _keep(result, plan)) if keeps else None
-    done = asyncio.wrap_future(ledger.write(result, prompt=plan.request.prompt,
-                                            system=plan.request.system, after=keep))
-    while not done.done():
-        try:
-            await asyncio.shield(done)
-        except asyncio.CancelledError:
-            continue  # an interrupt while unwinding: the row is still written, then we go
-        except Exception:
-            log.debug("ledger write failed", exc_info=False)  # the ledger warns on its own
-            return
-
-
-async def _from_cache(result: Result, plan: CallPlan, observer: CallObserver) -> bool:
-    """Fill result from the local store if this exact request was answered before."""
-    from . import store
-
-    try:
-        hit = store.get(store.cache_key(plan.request, plan.info.sample))
-    except Exception:  # an unreadable store is a cache miss, not a failed call
-        log.debug("cache read failed", exc_info=False)
-        return False
-    if hit is None:
-        return False
-    for name, value in hit.items():
-        setattr(result, name, value)
-    result.status, result.cached, result.cost_usd, result.attempts = "ok", True, 0.0, 0
-    result.latency_s = result.ttft_s = 0.0
-    await deliver_stored(result, plan, observer, first_token=False)
-    return True
-
-
-async def deliver_stored(result: Result, plan: CallPlan, observer: CallObserver, *,
-                         first_token: bool) -> None:
-    """End a call answered from storage (the local cache, or a replay recording) as a live one
-    ends: the rich fields filled in, the observer told, the ledger row written, then on_finish."""
-    if plan.request.attachments or plan.request.schema is not None:  # [rich requests hook]
-        from .structured import finish as finish_rich
-
-        finish_rich(result, plan.request)
-    if first_token:
-        quietly(observer.on_first_token, result.ttft_s)
-    quietly(observer.on_text, result.text)
-    quietly(observer.on_usage, result.usage)
-    await _persist(result, plan)
-    quietly(observer.on_finish, result)
-
-
-def _keep(result: Result, plan: CallPlan) -> None:
-    from . import store
-
-    replay.record(result, plan)  # keep the answer when replay is on
-    try:
-        if plan.cache:
-            store.put(store.cache_key(plan.request, plan.info.sample), result)
-        if plan.store_key:
-            store.put(plan.store_key, result, plan.batch_id)
-    except Exception:
-        log.debug("keeping an answer in the store failed", exc_info=False)
-
-
-def _price(result: Result, plan: CallPlan, call: _Call | None = None) -> None:
-    """cost_usd from the usage the provider reported; NaN when tokens were processed but the
-    usage never came (a cut or timed-out stream), never a silent 0."""
-    if result.cached:
-        result.cost_usd = 0.0
-        return
-    if call is not None and not call.usage_seen:
+    if not call.usage_seen:
+        # NaN when tokens were processed but the usage never came (a cut or timed-out stream),
+        # 0 when nothing reached the provider; never a silent 0 for work done.
         processed = call.heard or result.error_kind == "timeout"
         result.cost_usd = math.nan if processed else 0.0
         result.price_source = "usage not reported" if processed else None
-        return
-    try:
-        from .pricing import price_result
-
-        price_result(result, plan.spec)
-    except Exception:
-        log.debug("pricing failed for %s", plan.spec.id, exc_info=False)
-        result.cost_usd = math.nan
-
-
-# ----- many calls -------------------------------------------------------------------------------
-
-
-async def run_plans(plans: Sequence[CallPlan], observers: Sequence[CallObserver | None],
-                    results: list[Result | None] | None = None) -> list[Result]:
-    """Run plans concurrently; one failure never stops the others. On cancellation every call is
-    cancelled (and recorded as such) before CancelledError propagates; the Results, cancelled
-    ones included, are left in `results` when given."""
-    from .fallback import run as run_chain  # a model chain, or exactly execute() for one model
-
-    if results is None:
-        results = []
-    results[:] = [None] * len(plans)
-    if len(plans) == 1:  # one call (ask): awaited here, without a task and a wait around it
-        results[0] = await run_chain(plans[0], observers[0])
-        task = asyncio.current_task()
-        # execute() turned a cancellation into a cancelled Result; the caller still learns of it.
-        if _loop.cancelled() or (task is not None and task.cancelling()):
-            raise asyncio.CancelledError
-        return [results[0]]
-    from . import otel
-
-    with otel.parent("compare", group_id=plans[0].info.group_id, calls=len(plans)):
-        tasks = [asyncio.ensure_future(run_chain(p, o)) for p, o in zip(plans, observers)]
-        interrupted = await _loop.wait_all(tasks)
-    for i, t in enumerate(tasks):
-        if not t.cancelled() and t.exception() is None:
-            results[i] = t.result()
-    if interrupted or _loop.cancelled():
-        raise asyncio.CancelledError
-    return [r for r in results if r is not None]
+        result.priced = True

@@ -122,12 +122,15 @@ def did_you_mean(word: str, choices: Any, quote: str = "") -> str:
     return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
 
 
+#: whether the user asked for full tracebacks (llmcells.configure(debug=True)); config.py sets
+#: it, since this module sits below the settings
+debug_setting: "Any" = lambda: False
+
+
 def _debugging() -> bool:
     """True when the user asked for full tracebacks: llmcells' debug setting, or IPython's
     Verbose exception mode."""
-    from .config import settings
-
-    if settings.debug:
+    if debug_setting():
         return True
     import sys
 

@@ -1,7 +1,8 @@
 """Model chains ("claude|chatgpt|gemini"): try the next model when one fails before its first token.
 
-Built on the engine's single call (`engine.execute`, which never raises for a failed call and
-records each attempt's ledger row): the first model runs with the full retry policy; if its
+The outermost stage of the call pipeline (pipeline.py): each model of a chain is one inner call
+(which never raises for a failed call, and records its ledger row): the first model runs with
+the full retry policy; if its
 Result is an error of a kind in the fallback set, with no token shown, the next model runs, and
 so on. Every attempt is its own ledger row, all in one group; the final Result is the answering
 model's, with `attempts_by_model` listing the chain.
@@ -19,9 +20,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ContextWindowError
-from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
+from . import otel, quotas
 from ._log import quietly
+from .errors import ConfigError, ContextWindowError
+from .finish import finish, not_sent
+from .session import known_down
+from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
 
 if TYPE_CHECKING:
     from .models import ModelSpec
@@ -117,8 +121,6 @@ def should_fall_back(result: Result, kinds: frozenset[str] = DEFAULT_FALLBACK_ON
 def _order(plans: list["CallPlan"]) -> list["CallPlan"]:
     """Models whose provider the last health check found down go last (stable otherwise)."""
     try:
-        from .healthcheck import known_down
-
         down = known_down()
     except Exception:
         down = set()
@@ -210,64 +212,37 @@ def _entry(result: Result, status: str | None = None) -> dict[str, Any]:
             "error_kind": result.error_kind, "error": result.error, "call_id": result.call_id}
 
 
-def _not_sent(plan: "CallPlan", kind: str, message: str) -> Result:
-    spec = plan.spec
-    return Result(model=spec.id, provider=spec.provider, call_id=plan.info.call_id,
-                  group_id=plan.info.group_id, sample=plan.info.sample, simulated=spec.simulated,
-                  started_at=time.time(), cell=plan.cell, batch_id=plan.batch_id, status="error",
-                  error_kind=kind, error=message, latency_s=0.0)
-
-
-async def _record(result: Result, plan: "CallPlan") -> None:
-    from . import ledger
-
-    await asyncio.to_thread(ledger.record, result, prompt=plan.request.prompt,
-                            system=plan.request.system)
-
-
-async def _one(plan: "CallPlan", observer: CallObserver, caps: Any) -> Result:
+async def _one(plan: "CallPlan", observer: CallObserver, caps: Any, next: Any) -> Result:
     """One model's call: checked against its daily cap first (not sent when over it)."""
-    from . import quotas
-    from .engine import execute
-
     reserved, over = await quotas.admit(plan.spec, caps, plan.info.call_id)
     if over is not None:
-        result = _not_sent(plan, over.kind, over.message)
         quietly(observer.on_start, plan.info)
-        await _record(result, plan)
-        quietly(observer.on_finish, result)
-        return result
+        return await finish(not_sent(plan, over.kind, over.message), plan, observer)
     try:
-        return await execute(plan, observer)
+        return await next(plan, observer)
     finally:
         if reserved:
             quotas.release(plan.spec, plan.info.call_id)
 
 
-async def run(plan: "CallPlan", observer: CallObserver | None = None,
-              breaker: Breaker | None = None) -> Result:
-    """Run a plan and its fallbacks (see the module's docstring); returns the final Result.
+async def stage(plan: "CallPlan", observer: CallObserver, next: Any) -> Result:
+    """The pipeline stage: run a plan and its fallbacks (see the module's docstring); returns the
+    final Result.
 
     The observer sees on_start for each model tried, on_fallback between them, and on_finish
     once, with the final Result. Cancellation stops the chain (the cancelled attempt's row is
-    recorded by the engine) and propagates.
+    recorded) and propagates. plan.breaker (a batch's) skips models that keep failing.
     """
-    observer = observer or CallObserver()
     chain = plans_of(plan)
-    caps = getattr(plan, "limits", None)
-    if len(chain) == 1 and breaker is None and not caps:
-        from . import quotas
-
-        if not quotas._caps:  # the common case: exactly the engine's call
-            return await _one(plan, observer, None)
-    from . import otel
-
+    caps = plan.limits
+    if len(chain) == 1 and plan.breaker is None and not caps and not quotas.has_caps():
+        return await next(plan, observer)  # the common case: one model, no caps
     with otel.parent("fallback", when=len(chain) > 1, chain="|".join(p.spec.id for p in chain)):
-        return await _chain(plan, chain, observer, breaker, caps)
+        return await _chain(plan, chain, observer, plan.breaker, caps, next)
 
 
 async def _chain(plan: "CallPlan", chain: list["CallPlan"], observer: CallObserver,
-                 breaker: Breaker | None, caps: Any) -> Result:
+                 breaker: Breaker | None, caps: Any, next: Any) -> Result:
     """The models of a chain in turn until one answers (run's work for a real chain)."""
     kinds = getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON
     chain = _order(chain)
@@ -283,16 +258,15 @@ async def _chain(plan: "CallPlan", chain: list["CallPlan"], observer: CallObserv
                 breaker.skipped += 1
                 reason = breaker.reason.get(p.spec.id, "error")
                 stamp = time.strftime("%H:%M:%S", time.gmtime(until))
-                result = _not_sent(p, reason, f"Skipped {p.spec.id}: it kept failing ({reason}); "
-                                              f"cooling down until {stamp} UTC.")
-                result.attempts = 0
+                result = not_sent(p, reason, f"Skipped {p.spec.id}: it kept failing ({reason}); "
+                                             f"cooling down until {stamp} UTC.")
                 if last:  # nothing else will answer: this row stands for the call
                     quietly(relay.on_start, p.info)
-                    await _record(result, p)
+                    await finish(result, p, None)
                 tried.append(_entry(result, "skipped"))
             else:
                 relay.held = None
-                result = await _one(p, relay, caps)
+                result = await _one(p, relay, caps, next)
                 result = relay.held or result
                 if breaker is not None:
                     breaker.record(p.spec.id, result, kinds)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .session import session
+from .session import DOWN_TTL_S, known_down, session  # noqa: F401  (re-exported)
 from ._log import swallowed
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 COLUMNS = ["provider", "endpoint", "key_present", "reachable", "key_accepted", "latency_s",
            "n_models", "models", "simulated", "error"]
-#: how long a health check's "down" verdict is used to order fallback chains
-DOWN_TTL_S = 600.0
 DEFAULT_TIMEOUT_S = 3.0
 
 _last: dict[str, tuple[float, bool]] = session.health  # provider -> (checked at, down)
@@ -42,12 +40,6 @@ def register_check(name: str, check: Callable[[float], Awaitable[dict[str, Any]]
     """Add a row to every health check (e.g. an agent CLI): `await check(timeout)` returns a
     dict with COLUMNS' keys; it runs under the same deadline as the others."""
     _extra_checks[name] = check
-
-
-def known_down() -> set[str]:
-    """Providers the last health check (within DOWN_TTL_S) found unreachable or refusing the key."""
-    now = time.monotonic()
-    return {p for p, (at, down) in _last.items() if down and now - at < DOWN_TTL_S}
 
 
 def _targets() -> list[tuple[str, "ModelSpec"]]:
@@ -62,7 +54,7 @@ def _targets() -> list[tuple[str, "ModelSpec"]]:
 def _agent_rows() -> list[dict[str, Any]]:
     """One row per agent CLI: is it installed (its version), is the key of the API it calls set,
     and is it routed to the simulator. Nothing is sent: running a CLI costs a paid request."""
-    from .agents import available
+    from .providers._agents import available
     from .models import key_status, simulated_providers
     from .registry import PROVIDERS
 

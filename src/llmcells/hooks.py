@@ -10,8 +10,8 @@ Callbacks never slow a call down and never break it:
 - async callbacks run as tasks on the private loop;
 - a callback that raises is reported once (a warning on the `llmcells` logger) and then ignored.
 
-The engine adds the hook observer to every call (`observe`); with no callbacks registered it adds
-nothing.
+The pipeline's hooks stage adds the hook observer to every model request (`observe`); with no
+callbacks registered and tracing off it adds nothing.
 """
 
 from __future__ import annotations
@@ -292,3 +292,8 @@ def observe(observer: CallObserver, plan: Any = None) -> CallObserver:
     if not active():
         return observer
     return _Tee(observer, HookObserver())
+
+
+async def stage(plan: Any, observer: CallObserver, next: Any) -> Result:
+    """The pipeline stage: the hooks (and tracing) follow each model request."""
+    return await next(plan, observe(observer, plan))

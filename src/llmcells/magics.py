@@ -25,7 +25,8 @@ from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow
 from .session import session
-from .types import Comparison, Message, Result
+from .comparison import Comparison
+from .types import Message, Result
 
 #: each model's conversation (by provider:model id), continued by `-c` (session.conversations)
 conversations: dict[str, list[Message]] = session.conversations
@@ -149,11 +150,81 @@ def _provider_magic(row: ProviderRow) -> Callable:
         `{{{{` and `}}}}` send a brace; other braces (JSON, code) are left as written.
         """
     if row.kind == "agent":  # [agents] --cwd and --tools
-        from .agents import agent_arguments
 
         magic = agent_arguments(magic)
     magic_func = _call_options(magic)
     return magic_func
+
+
+# ----- the agent CLIs' magics (%%agent, --cwd, --allow-tools) ---------------------------------------------------------------------------------------
+
+
+def agent_arguments(func: Callable) -> Callable:
+    """The options only agent magics take: --cwd and --allow-tools (--tools VAR is for Python
+    functions the model may call, on every magic)."""
+    from IPython.core.magic_arguments import argument
+
+    func = argument("--allow-tools", action="store_true",
+                    help="let the agent use its own tools (read and write files, run commands) "
+                         "in its working folder, without asking")(func)
+    return argument("--cwd", metavar="DIR",
+                    help="the agent's working folder (default: a fresh temporary folder)")(func)
+
+
+def params_from(args: Any) -> dict[str, Any] | None:
+    """The agent params (cwd, tools) of a parsed magic line; None when there are none."""
+    cwd, tools = getattr(args, "cwd", None), getattr(args, "allow_tools", False)
+    if cwd is None and not tools:
+        return None
+    params: dict[str, Any] = {"tools": bool(tools)}
+    if cwd:
+        params["cwd"] = _unquote(cwd)
+    return params
+
+
+def agent_magic() -> Callable:
+    """`%%agent [MODEL] [--cwd DIR] [--allow-tools]`: send the cell to one agent CLI."""
+    from IPython.core.magic_arguments import argument
+
+    def agent(self: Any, line: str = "", cell: str | None = None) -> None:
+        __tracebackhide__ = True
+        args = self._args(magic_func, line)
+        if args is None:
+            return
+        model = args.agent or args.model or _default()
+        row = PROVIDERS.get(model.partition(":")[0].strip().lower())
+        if row is None or row.kind != "agent":
+            raise _fail("%%agent takes an agent: claude-code[:MODEL], gemini-cli[:MODEL] or "
+                        f"codex[:MODEL], not {model!r}.")
+        self._single(magic_func, model, line, cell)
+
+    agent.__name__ = agent.__qualname__ = "agent"
+    agent.__doc__ = """Send the cell to a coding-agent CLI (Claude Code, Gemini CLI or Codex);
+        the answer streams into a card with its tokens, cost and the agent's own report.
+
+        Example::
+
+            %%agent codex:gpt-5.5-codex --cwd ./project --allow-tools
+            List the files here and say what the project does.
+
+        The first word is the agent (default: the first installed of claude-code, gemini-cli,
+        codex). Without --allow-tools the agent gives a plain answer; with it, it may read and
+        write files and run commands in --cwd (default: a fresh temporary folder) without
+        asking. To compare agents, use %%compare claude-code gemini-cli codex.
+        """
+    func = argument("agent", nargs="?", default=None, metavar="AGENT",
+                    help="claude-code[:MODEL], gemini-cli[:MODEL] or codex[:MODEL]")(agent)
+    magic_func = _call_options(agent_arguments(func))
+    return magic_func
+
+
+def _default() -> str:
+    from .agents import available
+
+    for item in available():
+        if item["installed"]:
+            return item["agent"]
+    return "claude-code"
 
 
 @magics_class
@@ -164,7 +235,6 @@ class LLMMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
             self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
-        from .agents import agent_magic  # [agents] %%agent
 
         self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)
 
@@ -228,7 +298,6 @@ class LLMMagics(Magics):
             raise _fail(str(err)) from None
 
     def _options(self, args: Any) -> dict[str, Any]:
-        from .agents import params_from  # --cwd / --allow-tools of the agent magics
         from .calls import magic_rich_options
 
         options = dict(system=args.system, temperature=args.temperature, max_tokens=args.max_tokens,
@@ -290,7 +359,7 @@ class LLMMagics(Magics):
     @one_line_interrupt
     def _single(self, method: Callable, default: str, line: str, cell: str | None) -> None:
         __tracebackhide__ = True
-        import llmcells
+        from . import api
 
         magic = method.__name__
         args = self._args(method, line)
@@ -311,10 +380,10 @@ class LLMMagics(Magics):
                 self._finish(outcome, args, prompt)
                 return
             if args.repeat > 1:
-                pending = llmcells.compare(prompt, [model], repeat=args.repeat,
+                pending = api.compare(prompt, [model], repeat=args.repeat,
                                            histories=self._histories([spec], args), **self._options(args))
             else:
-                pending = llmcells.ask(prompt, model, history=self._histories([spec], args).get(spec.id, ()),
+                pending = api.ask(prompt, model, history=self._histories([spec], args).get(spec.id, ()),
                                        **self._options(args))
         except LLMError as err:
             raise _fail(str(err)) from None
@@ -345,7 +414,7 @@ class LLMMagics(Magics):
         the others carry on.
         """
         __tracebackhide__ = True
-        import llmcells
+        from . import api
 
         args = self._args(self.compare, line)
         if args is None:  # --help
@@ -367,7 +436,7 @@ class LLMMagics(Magics):
 
             entries = list(args.models or settings.compare_models)
             specs = [resolve_chain(m)[0] for m in entries]
-            pending = llmcells.compare(prompt, entries, repeat=args.repeat,
+            pending = api.compare(prompt, entries, repeat=args.repeat,
                                        histories=self._histories(specs, args), score=score,
                                        **self._options(args))
         except LLMError as err:
@@ -494,16 +563,14 @@ class LLMMagics(Magics):
         return settings.shown()  # the ledger URL's password masked
 
     def _cmd_usage(self, args: Any) -> Any:
-        import llmcells
-
+        from . import ledger
         from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
-        frame = llmcells.usage(session=args.session)
+        frame = ledger.usage(session=args.session)
         return formatted(frame.head(args.last) if args.last else frame)  # newest first
 
     def _cmd_costs(self, args: Any) -> Any:
-        import llmcells
-
+        from . import ledger
         from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
         by = [b.strip() for b in args.by.split(",") if b.strip()]
@@ -513,7 +580,7 @@ class LLMMagics(Magics):
             return whatif(args.whatif, by=by[0], tier=args.tier, session=args.session,
                           processing="batch" if args.batch else None,
                           include_simulated=args.simulated)
-        return formatted(llmcells.costs(by=by if len(by) > 1 else by[0], session=args.session,
+        return formatted(ledger.costs(by=by if len(by) > 1 else by[0], session=args.session,
                                         include_simulated=args.simulated))
 
     def _cmd_prices(self, args: Any) -> Any:

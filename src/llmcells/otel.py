@@ -76,15 +76,6 @@ def enabled() -> bool:
     return _env_on() if on is None else bool(on)
 
 
-def check() -> None:
-    """Raise a ConfigError when otel is asked for but opentelemetry is not installed."""
-    from .errors import ConfigError
-
-    if not installed():
-        raise ConfigError("otel=True needs OpenTelemetry: pip install 'llmcells[otel]' "
-                          "(opentelemetry-api and opentelemetry-sdk).")
-
-
 def capture_content() -> bool:
     """The conventions' opt-in for prompt and answer text on spans."""
     return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() in (
@@ -115,7 +106,7 @@ def tracer() -> Any:
     if _tracer is None:
         from opentelemetry import trace
 
-        from . import __version__
+        from ._version import __version__
 
         from .config import settings
         if settings.otel is None:
@@ -130,7 +121,7 @@ def _metrics() -> Any:
     if _instruments is None:
         from opentelemetry import metrics
 
-        from . import __version__
+        from ._version import __version__
 
         meter = metrics.get_meter(_SCOPE, __version__)
         _instruments = (

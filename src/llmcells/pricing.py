@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import threading
@@ -48,6 +49,8 @@ from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
 from .session import session
 from .types import Usage
+
+log = logging.getLogger("llmcells")
 
 __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices", "prices",
            "PriceWarning", "PriceBasis", "USER_PRICE_SOURCE", "data_info", "update_prices",
@@ -818,3 +821,19 @@ def rows_cost(rows: Iterable[Mapping[str, Any]]) -> list[float]:
                 "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
                 "reasoning_tokens", "cache_write_1h_tokens")})))
     return out
+
+
+def context_window(model: str) -> int | None:
+    """The context window of model in tokens, from genai-prices' data (None when unknown)."""
+    from .models import resolve
+
+    try:
+        spec = resolve(model)
+        from genai_prices.data_snapshot import get_snapshot
+
+        found = _lookup(get_snapshot(), spec.provider, spec.name, spec.base_url)
+        window = getattr(found[1], "context_window", None) if found else None
+        return int(window) if window else None
+    except Exception:
+        log.debug("no context window known for %s", model, exc_info=False)
+        return None

@@ -197,6 +197,11 @@ _reserved: dict[tuple[str, bool], set[str]] = session.reserved
 DAY_ZONES = {"google": "America/Los_Angeles"}
 
 
+def has_caps() -> bool:
+    """Whether any session-wide daily cap is set (set_limits)."""
+    return bool(_caps)
+
+
 def daily_caps(limits: Mapping[str, Any] | None) -> dict[str, dict[str, int | None]]:
     """The daily caps in a `limits=` mapping ({"google": {"rpd": 250}}; other keys are ignored
     here). A ConfigError names a bad value."""

@@ -25,11 +25,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ._log import quietly
 from .config import settings
+from .engine import result_for
 from .types import CallObserver, Result, Usage
 
 #: the replay file when no path was given: beside the notebook (the kernel's working folder)
@@ -159,13 +161,16 @@ def lookup(plan: Any) -> dict[str, Any] | None:
         return None
 
 
-async def replay(result: Result, plan: Any, observer: CallObserver,
-                 deliver: Callable[..., Awaitable[None]]) -> bool:
-    """The runner's hook: when plan's request was recorded, fill result from the recording, end the
-    call with deliver (the engine's `deliver_stored`: observer, ledger row) and return True."""
+async def stage(plan: Any, observer: CallObserver, next: Any) -> Result:
+    """The pipeline stage: with replay on, a recorded answer instead of a request ($0, marked
+    replayed), and a new ok answer recorded once its ledger row is committed."""
+    if not enabled():
+        return await next(plan, observer)
     entry = lookup(plan)
     if entry is None:
-        return False
+        plan.keep.append(record)  # this call's own list (the finish stage made it)
+        return await next(plan, observer)
+    result = result_for(plan)
     result.text = entry.get("text") or ""
     result.reasoning = entry.get("reasoning") or ""
     result.response_model = entry.get("response_model")
@@ -174,17 +179,20 @@ async def replay(result: Result, plan: Any, observer: CallObserver,
                             if k in Usage.__dataclass_fields__})
     result.status, result.error, result.error_kind, result.attempts = "ok", None, None, 0
     result.replayed, result.cost_usd, result.price_source = True, 0.0, "replay"
+    result.priced = True
     result.original = {k: entry.get(k) for k in ("cost_usd", "latency_s", "ttft_s", "call_id",
                                                   "recorded_at", "price_source")}
     if result.original["cost_usd"] is None:
         result.original["cost_usd"] = float("nan")
     result.latency_s = result.ttft_s = max(0.0, time.time() - result.started_at)
-    await deliver(result, plan, observer, first_token=True)
-    return True
+    quietly(observer.on_first_token, result.ttft_s)
+    quietly(observer.on_text, result.text)
+    quietly(observer.on_usage, result.usage)
+    return result
 
 
 def record(result: Result, plan: Any) -> None:
-    """The runner's hook after an ok call (on the ledger's writer thread): keep its answer."""
+    """Keep an ok answer in the replay file (on the ledger's writer thread, after its row)."""
     try:
         if not enabled() or result.replayed or result.cached or not result.ok:
             return

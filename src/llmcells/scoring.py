@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .types import CallObserver, Comparison, Result
+from .types import CallObserver, Result
 from ._log import swallowed
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class judge(Scorer):
         from . import _loop, replay
         from .models import resolve
         from .calls import make_plan
-        from .engine import execute
+        from .pipeline import call as execute
 
         spec = resolve(self.model)
         if result.model == spec.id and not self.allow_self:
@@ -568,7 +568,7 @@ def _frame_of(data: Any) -> "pd.DataFrame":
 
     if isinstance(data, pd.DataFrame):
         return data
-    if isinstance(data, Comparison):
+    if hasattr(data, "results") and hasattr(data, "to_frame"):  # a Comparison
         return data.to_frame()
     if isinstance(data, Result):
         return data.to_frame()

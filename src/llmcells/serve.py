@@ -351,11 +351,11 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
 
     @app.post("/v1/compare", summary="One prompt to several models at once")
     async def compare(body: CompareBody, request: Request) -> Any:
-        import llmcells
+        from . import api
         from .config import settings
 
         params = _admit(policy, body, list(body.models or settings.compare_models))
-        pending = llmcells.compare(body.prompt, body.models, system=body.system,
+        pending = api.compare(body.prompt, body.models, system=body.system,
                                    temperature=body.temperature, max_tokens=body.max_tokens,
                                    timeout=body.timeout, params=params or None, display=False)
         from ._loop import prepare
@@ -415,7 +415,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

@@ -7,6 +7,8 @@ Modules keep short names for these containers (`models._aliases is session.alias
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,10 @@ class Session:
     health: dict[str, Any] = field(default_factory=dict)            # provider -> (checked at, down)
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider
+    # The front end that ask, compare, batch and provider jobs open (cards, text, progress):
+    # llmcells.display, set by the package when it is imported (this layer can't import it).
+    # It keeps across reset().
+    front_end: Any = None
 
     def reset(self) -> None:
         """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
@@ -51,3 +57,23 @@ class Session:
 
 #: the one session of this process
 session = Session()
+
+
+def current_cell() -> int | None:
+    """The IPython execution count of the running cell, when there is one."""
+    if "IPython" not in sys.modules:  # a plain script: no cell (and no 70 ms IPython import)
+        return None
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    return getattr(ip, "execution_count", None) if ip is not None else None
+
+
+#: how long a health check's "down" verdict holds (fallback chains try those providers last)
+DOWN_TTL_S = 600.0
+
+
+def known_down() -> set[str]:
+    """Providers the last health check (within DOWN_TTL_S) found unreachable or refusing the key."""
+    now = time.monotonic()
+    return {p for p, (at, down) in session.health.items() if down and now - at < DOWN_TTL_S}

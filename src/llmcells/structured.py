@@ -197,7 +197,7 @@ def validate(text: str, schema: OutputSchema) -> Any:
 
 
 def check_result(result: Result, schema: OutputSchema | None, mode: str | None = None) -> None:
-    """The engine's finish step for a call with a schema: an ok answer gets .data, or ends as an
+    """The finish step for a call with a schema: an ok answer gets .data, or ends as an
     error of kind invalid_output (the raw text is kept)."""
     if schema is None:
         return
@@ -213,40 +213,10 @@ def check_result(result: Result, schema: OutputSchema | None, mode: str | None =
 
 def finish(result: Result, request: Any) -> None:
     """What a rich request adds to its Result: the attachments' count and bytes, and the
-    validated answer (engine.py calls this in its finish step)."""
+    validated answer (the pipeline's finish calls this)."""
     result.attachments_count = len(request.attachments)
     result.attachments_bytes = sum(a.size for a in request.attachments)
     check_result(result, request.schema, request.extra.get("schema_mode"))
-
-
-async def repair(plan: Any, old: Result) -> Result:
-    """repair=1: an answer that did not match its schema is asked for once more, with the
-    validation error; returns the new Result (both calls are in the ledger), or old as it is."""
-    if old is None or old.error_kind != "invalid_output" or not plan.request.extra.get("repair"):
-        return old  # (checked before the imports below: this runs after every ask and compare)
-    import dataclasses
-    import uuid
-
-    from .engine import execute
-    from .types import Message
-
-    req = plan.request
-    ask_again = Message("user", f"Your answer does not match the schema ({old.error}). "
-                                "Answer again with only the corrected JSON object.")
-    request = dataclasses.replace(req, messages=[*req.messages, Message("assistant", old.text),
-                                                 ask_again],
-                                  extra={**req.extra, "repair": 0})
-    info = dataclasses.replace(plan.info, call_id=uuid.uuid4().hex)
-    new = await execute(dataclasses.replace(plan, request=request, info=info))
-    new.attempts += old.attempts
-    return new
-
-
-async def repair_results(plans: Any, results: list) -> None:
-    """repair() for each (plan, result) of ask / compare, in place."""
-    for i, plan in enumerate(plans):
-        if i < len(results) and results[i] is not None:
-            results[i] = await repair(plan, results[i])
 
 
 def schema_columns(result: Result, schema: OutputSchema, row: dict[str, Any]) -> dict[str, Any]:

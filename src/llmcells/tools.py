@@ -4,7 +4,7 @@ until it answers in text or max_turns requests were made.
 
 - A tool's JSON schema comes from its signature and type hints (a pydantic model of the
   parameters) and its docstring (description, and each parameter's from an Args / :param section).
-- Each model request is one engine call (`engine.execute`): its own attempts under the retry
+- Each model request is one inner call of the pipeline: its own attempts under the retry
   policy, its own ledger row, grouped under the call's group_id (an ask's first call_id).
 - The calls of one turn run concurrently: async tools as tasks on the loop, sync tools each in
   its own daemon thread; each has a timeout. A tool that raises, times out, is unknown or gets
@@ -388,12 +388,19 @@ def _sum_cost(results: list[Result]) -> float:
     return math.nan if any(c is None or math.isnan(c) for c in costs) else sum(costs)
 
 
-async def run_call(plan: Any, observer: CallObserver | None) -> Result:
-    """One call with tools, whatever happens (like engine.execute: a cancelled call returns its
-    Result with status "cancelled")."""
+async def stage(plan: Any, observer: CallObserver, next: Any) -> Result:
+    """The pipeline stage: a call with tools is a loop of model requests (each one inner call,
+    with its own ledger row) and tool runs; any other call passes through."""
+    if plan.tools is None:
+        return await next(plan, observer)
+    return await run_call(plan, observer, next)
+
+
+async def run_call(plan: Any, observer: CallObserver | None, next: Any) -> Result:
+    """One call with tools, whatever happens (a cancelled call returns its Result with status
+    "cancelled"); next makes one model request."""
     from . import hooks
     from ._log import quietly
-    from .engine import execute
 
     tools_: ToolSet = plan.tools
     outer = observer or CallObserver()
@@ -406,7 +413,7 @@ async def run_call(plan: Any, observer: CallObserver | None) -> Result:
     started = time.monotonic()
     stop: tuple[str, str, str] | None = None   # (status, error_kind, error) that ends the loop early
     for n in range(1, tools_.max_turns + 1):
-        r = await execute(_turn_plan(plan, messages, n, group_id), watcher)
+        r = await next(_turn_plan(plan, messages, n, group_id), watcher)
         turns.append(r)
         calls = [c for c in r.tool_calls if isinstance(c, ToolCall)]
         if not r.ok or not calls:

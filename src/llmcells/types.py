@@ -317,6 +317,10 @@ class Result:
     # parameter left out ("sent without temperature: claude-haiku-5-5 doesn't accept it"), a
     # refusal ("refused: ..."), how an unusual stop ended the answer.
     notes: list[str] = field(default_factory=list)
+    # Whether cost_usd is final: set by the pipeline's finish when it prices the call, or earlier
+    # by whoever knows the cost already (a cache hit or a replay costs $0; a request whose usage
+    # never came back is NaN; nothing sent is $0).
+    priced: bool = field(default=False, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -397,72 +401,11 @@ class Result:
 
         shown_in = self.__dict__.get("_card_cell")
         if shown_in is not None:
-            from .calls import current_cell
+            from .session import current_cell
 
             if shown_in == current_cell():
                 return
         display({"text/markdown": self._repr_markdown_(), "text/plain": repr(self)}, raw=True)
-
-
-@dataclass
-class Comparison:
-    """The results of one prompt sent to several models, in the order the models were given."""
-
-    results: list[Result]
-    group_id: str | None = None
-    prompt: str = ""
-
-    def __iter__(self):
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __getitem__(self, key: int | str) -> Result:
-        """By position, or by model id / alias as given."""
-        from .registry import model_name
-
-        if isinstance(key, int):
-            return self.results[key]
-        for r in self.results:
-            if key in (r.model, r.response_model, model_name(r.model)):
-                return r
-        from .errors import ConfigError
-        from .models import resolve
-
-        try:
-            model_id = resolve(key).id
-        except ConfigError:
-            raise KeyError(key) from None
-        for r in self.results:
-            if r.model == model_id:
-                return r
-        raise KeyError(key)
-
-    @property
-    def texts(self) -> dict[str, str]:
-        return {r.model: r.text for r in self.results}
-
-    def to_frame(self) -> "pd.DataFrame":
-        """One row per result: model, status, tokens, cost, latency, TTFT, tokens/s, text."""
-        import pandas as pd
-
-        return pd.DataFrame([r.to_row() for r in self.results])
-
-    def agreement(self) -> "pd.DataFrame":
-        """With a schema: per top-level field, each model's value and whether they all agree."""
-        from .structured import agreement
-
-        return agreement(self)
-
-    def summary(self, confidence: float = 0.95) -> "pd.DataFrame":
-        """Per model: calls, and the mean with a 95% interval of each score, latency and cost."""
-        from .scoring import summarize
-
-        return summarize(self.to_frame(), confidence=confidence)
-
-    def _repr_markdown_(self) -> str:
-        return "\n\n---\n\n".join(r._repr_markdown_() for r in self.results)
 
 
 # ----- observers: how front ends (cards, terminal, progress) follow a call ------------------------

@@ -15,21 +15,20 @@ module 'httpx' has no attribute 'Timeout'"). Under the lock that cannot happen.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import sys
 import threading
-import time
-from typing import Any
 
+from . import _imports
 from .registry import PROVIDERS
 
 log = logging.getLogger("llmcells")
 
-_started: set[str] = set()
 _asked: set[tuple[tuple[str, ...], bool]] = set()
 _lock = threading.Lock()
-_threads: list[threading.Thread] = []
+
+# (the import lock and its helpers live in _imports; these names stay readable from here)
+import_lock, first, loaded, ready = _imports.import_lock, _imports.first, _imports.loaded, _imports.ready
 
 
 def needed_providers() -> list[str]:
@@ -51,130 +50,35 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
         row = PROVIDERS[p]
         names += [*row.sdk_modules, f"llmcells.providers.{row.adapter}"]
     if providers:  # what the SDKs import lazily, at their first request
-        names += _TRANSPORT
+        names += _imports.TRANSPORT
     if notebook:
         names += ["ipywidgets", "llmcells.display.notebook"]
     names += ["llmcells.pricing", "genai_prices", "genai_prices.data"]
     return names
 
 
-#: the HTTP stack's modules that the SDKs' clients import only when their first request goes out
-_TRANSPORT = ["httpcore2", "h11", "anyio._backends._asyncio"]
-
-
-def import_transport() -> None:
-    """Import _TRANSPORT now (the engine does, on its client-building thread)."""
-    _import_quietly(n for n in _TRANSPORT if n not in sys.modules)
-
-
-#: the one lock under which llmcells imports anything outside the main thread (see above)
-import_lock = threading.RLock()
-
-
-_first = 0  # threads a call is waiting on that want import_lock (see `first`)
-
-
-@contextlib.contextmanager
-def first() -> Any:
-    """import_lock, for a thread a call is waiting on (the client builder): the warm-up lets it
-    go first between two of its imports (a lock is not fair: the warm-up would take it back
-    at once, and the first call would wait for the whole warm-up)."""
-    global _first
-    with _lock:
-        _first += 1
-    try:
-        with import_lock:
-            yield
-    finally:
-        with _lock:
-            _first -= 1
-
-
-def _import_quietly(names: Any, *, background: bool = False) -> None:
-    """Import each of names, under import_lock; a missing optional part is left to the call,
-    which will say so. background=True (the warm-up): a thread in `first` goes before each."""
-    for name in names:
-        if loaded(name):
-            continue
-        while background and _first:
-            time.sleep(0.002)
-        with import_lock:
-            try:
-                importlib.import_module(name)
-            except Exception as exc:
-                log.debug("warm-up could not import %s: %s", name, type(exc).__name__)
-
-
-def loaded(name: str) -> bool:
-    """True when module `name` is imported in full (not still being imported by some thread)."""
-    module = sys.modules.get(name)
-    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
-
-
-async def ready(names: list[str]) -> None:
-    """On the loop: make sure names are imported in full before the loop uses them. Nothing to
-    do once they are; otherwise the import is done (or waited for) on the client builder's
-    thread, under import_lock, and the loop goes on meanwhile."""
-    if all(loaded(n) for n in names):
-        return
-    import asyncio
-
-    from .engine import builder
-
-    def imports() -> None:
-        with first():
-            _import_quietly(names)
-
-    await asyncio.get_running_loop().run_in_executor(builder(), imports)
-
-
-#: what the end of a call needs (its price, its ledger row): `start(finishing=True)`
-FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
-#: what every call imports on the loop before its request: imported with its client
-CALLING = ["llmcells.fallback", "llmcells.hooks", "llmcells.structured", "llmcells.store",
-           "llmcells.quotas"]
-
-
-def start(providers: list[str] | None = None, *, notebook: bool = False,
-          finishing: bool = False) -> threading.Thread | None:
-    """Import what `providers` need (default: needed_providers()) in a daemon thread; modules
-    already imported or already being warmed are skipped. Returns the thread, if one started.
-    finishing=True: only what the end of a call needs (the engine asks for it while a first
-    request is out; the SDK itself is imported by the thread that builds its client)."""
-    if finishing:
-        asked: tuple = ("finishing",)
-        wanted = FINISHING
-    else:
-        providers = needed_providers() if providers is None else providers
-        if not providers:  # no key and no simulator: the first call can only say so, fast
-            return None
-        asked = (tuple(providers), notebook)
-        wanted = modules_for(providers, notebook=notebook)
+def start(providers: list[str] | None = None, *, notebook: bool = False) -> threading.Thread | None:
+    """Import what `providers` need (default: needed_providers()) in a daemon thread, then build
+    their SDK clients; modules already imported or already being warmed are skipped. Returns the
+    thread, if one started."""
+    providers = needed_providers() if providers is None else providers
+    if not providers:  # no key and no simulator: the first call can only say so, fast
+        return None
+    asked = (tuple(providers), notebook)
     if asked in _asked:  # every call after the first: nothing to do
         return None
     _asked.add(asked)
-    names = [n for n in wanted if n not in _started]
-    with _lock:
-        names = [n for n in names if n not in _started]
-        _started.update(names)
-    if not names:
-        return None
 
-    def work() -> None:
-        # An import holds the GIL for long stretches; with the default 5 ms switch interval a
-        # thread that needs the GIL back after every short wait (the kernel answering an
-        # interrupt) gets it only every 5 ms. In a notebook, a shorter interval while warming
-        # keeps the kernel responsive; a script has no one waiting, and would only pay for the
-        # extra switches.
-        with _short_switch_interval() if notebook else contextlib.nullcontext():
-            _import_quietly(names, background=True)
-            if not finishing and providers:
-                _build_clients(providers)
+    def build() -> None:
+        _build_clients(providers)
 
-    thread = threading.Thread(target=work, name="llmcells-warmup", daemon=True)
-    thread.start()
-    _threads.append(thread)
-    return thread
+    # An import holds the GIL for long stretches; with the default 5 ms switch interval a
+    # thread that needs the GIL back after every short wait (the kernel answering an
+    # interrupt) gets it only every 5 ms. In a notebook, a shorter interval while warming
+    # keeps the kernel responsive; a script has no one waiting, and would only pay for the
+    # extra switches.
+    return _imports.background(modules_for(providers, notebook=notebook),
+                               work=build, switch=_short_switch_interval if notebook else None)
 
 
 def _build_clients(providers: list[str]) -> None:
@@ -225,5 +129,4 @@ def _short_switch_interval():
 
 def wait(timeout: float | None = None) -> None:
     """Wait for the warm-up threads (benchmarks and tests)."""
-    for t in list(_threads):
-        t.join(timeout)
+    _imports.wait(timeout)

@@ -28,6 +28,7 @@ from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
 from .prices import batch_price
 from .prices import estimate as batch_estimate
 from .._log import swallowed
+from ..session import session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -212,16 +213,15 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
 
 
 def _say(text: str, display: Any) -> None:
-    from ..display import detect_mode
-
-    if detect_mode(display) != "none":
+    if session.front_end.detect_mode(display) != "none":
         print(text)
 
 
-def _ago(t: float) -> str:
-    from .progress import _duration
-
-    return _duration(time.time() - t)
+def _ago(seconds_since: float) -> str:
+    seconds = max(0.0, time.time() - seconds_since)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _write_job(job_id: str, batch_id: str, jobs: Sequence[Any], estimate: float,
@@ -558,10 +558,8 @@ class JobHandle:
         return self.to_frame()
 
     def _progress(self) -> Any:
-        from ..display import detect_mode
-        from .progress import open_job_progress
-
-        return open_job_progress(self.id, detect_mode(self.display))
+        front = session.front_end
+        return front.open_job_progress(self.id, front.detect_mode(self.display))
 
     def __await__(self):
         from .._loop import bridge
@@ -655,8 +653,6 @@ class JobHandle:
         from .. import batches
         from .. import store as result_store
         from .._loop import run
-        from ..display import detect_mode, open_progress
-
         job = store.get_job(self.id) or {}
         opts = job.get("options") or {}
         batch_id = job["batch_id"]
@@ -667,8 +663,9 @@ class JobHandle:
             plan.batch_id = batch_id
             plan.store_key = result_store.batch_key(batch_id, req["call_key"])
             jobs.append(batches._Job(i, plan, req["call_key"], req["inputs"]))
-        mode = detect_mode(self.display)
-        progress = open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
+        front = session.front_end
+        mode = front.detect_mode(self.display)
+        progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
         limits = {k: batches.RateLimit(**v) for k, v in (opts.get("limits") or {}).items()}
         run(batches._run(jobs, batch_id, False, int(opts.get("concurrency") or 16), limits, None,
                          progress))

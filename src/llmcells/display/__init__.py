@@ -15,10 +15,11 @@ import sys
 from ..errors import ConfigError
 from ..types import CallInfo
 from .base import DisplayHandle
+from .jobs import open_job_progress
 from .progress import open_progress
 from .._log import swallowed
 
-__all__ = ["DisplayHandle", "detect_mode", "open_display", "open_progress"]
+__all__ = ["DisplayHandle", "detect_mode", "open_display", "open_job_progress", "open_progress"]
 
 _TERMINAL = {"text", "terminal", "plain", "stdout", "print"}
 _NOTEBOOK = {"notebook", "widget", "widgets", "html", "jupyter"}

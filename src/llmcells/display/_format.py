@@ -205,10 +205,34 @@ def metric_parts(result: Result, chunks: int | None = None) -> list[str]:
         parts.append(f"{result.attempts} attempts")
     if result.cached:
         parts.append("cached")
-    from .scores import footer_parts  # [scoring hook]: "replayed", then each score
-
-    parts += footer_parts(result)
+    parts += footer_parts(result)  # "replayed", then each score
     return parts
+
+
+def fmt_score(value: float | None) -> str:
+    if not known(value):
+        return "–"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def footer_parts(result: Result) -> list[str]:
+    """Extra pieces of a finished call's metrics line: "replayed" with the original figures,
+    then each score ("judge 8: clear and correct", "exact 1")."""
+    parts = []
+    if result.replayed:
+        orig = result.original or {}
+        figures = [fmt_seconds(orig.get("latency_s"))] if known(orig.get("latency_s")) else []
+        if known(orig.get("cost_usd")):
+            figures.append(fmt_cost(orig["cost_usd"]))
+        parts.append("↺ replayed" + (f" (originally {', '.join(figures)})" if figures else ""))
+    for name, value in (result.scores or {}).items():
+        note = (result.score_notes or {}).get(name)
+        piece = f"{name} {fmt_score(value)}"
+        if note:
+            piece += f": {note if len(note) <= 70 else note[:69] + '…'}"
+        parts.append(piece)
+    return parts
+
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -551,7 +551,7 @@ class NotebookDisplay(DisplayHandle):
                     card.finish(r)
                 elif card.throttle.dirty:
                     card.finish(card.result)
-            from ..calls import current_cell
+            from ..session import current_cell
 
             cell = current_cell()
             for c in self.cards:  # the card shows it: the cell's value needn't show it again

@@ -12,32 +12,8 @@ from collections.abc import Sequence
 from ..types import CallInfo, Result
 from . import _format as F
 from .markdown import escape
+from ._format import fmt_score, footer_parts  # noqa: F401  (their home is _format)
 
-
-
-def fmt_score(value: float | None) -> str:
-    if not F.known(value):
-        return "–"
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
-
-
-def footer_parts(result: Result) -> list[str]:
-    """Extra pieces of a finished call's metrics line: "replayed" with the original figures,
-    then each score ("judge 8: clear and correct", "exact 1")."""
-    parts = []
-    if result.replayed:
-        orig = result.original or {}
-        figures = [F.fmt_seconds(orig.get("latency_s"))] if F.known(orig.get("latency_s")) else []
-        if F.known(orig.get("cost_usd")):
-            figures.append(F.fmt_cost(orig["cost_usd"]))
-        parts.append("↺ replayed" + (f" (originally {', '.join(figures)})" if figures else ""))
-    for name, value in (result.scores or {}).items():
-        note = (result.score_notes or {}).get(name)
-        piece = f"{name} {fmt_score(value)}"
-        if note:
-            piece += f": {note if len(note) <= 70 else note[:69] + '…'}"
-        parts.append(piece)
-    return parts
 
 
 def replay_badge(result: Result | None) -> str:

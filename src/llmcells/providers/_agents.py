@@ -6,6 +6,7 @@ whose JSON lines are read as they come, and which is always gone when the call e
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import atexit
 import json
 import logging
@@ -25,7 +26,7 @@ from ..errors import (AuthenticationError, BadRequestError, ConfigError, Incompl
                       LLMError, ModelNotFoundError, OverloadedError, ProviderError, RateLimitError,
                       ServerError)
 from ..models import ModelSpec
-from ..registry import PROVIDERS
+from ..registry import PROVIDERS, agents
 from ..types import Request
 from ._common import one_line
 from .._log import swallowed
@@ -346,3 +347,37 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+# ----- which agent CLIs are installed (health, %llmcells models) ----------------------------------
+
+
+def installed_path(name: str) -> str | None:
+    if name == "claude-code":
+        found = importlib.util.find_spec("claude_agent_sdk")
+        if found is None or not found.origin:
+            return None
+        bundled = os.path.join(os.path.dirname(found.origin), "_bundled", "claude")
+        return bundled if os.path.exists(bundled) else which("claude")
+    return which({"gemini-cli": "gemini", "codex": "codex"}[name])
+
+
+def available() -> list[dict[str, Any]]:
+    """One dict per agent CLI: name, label, installed, version, path, and how to install it."""
+    out = []
+    for row in agents():
+        path = installed_path(row.name)
+        out.append({"agent": row.name, "label": row.label, "installed": path is not None,
+                    "version": version_of(path) if path else None, "path": path,
+                    "install": row.install})
+    return out
+
+
+def status(provider: str) -> str:
+    """For `%llmcells models`: "" for an API provider; an agent's CLI version, or how to
+    install it."""
+    row = PROVIDERS.get(provider)
+    if row is None or row.kind != "agent":
+        return ""
+    path = installed_path(provider)
+    return f"{row.label} {version_of(path)}".strip() if path else f"missing: {row.install}"

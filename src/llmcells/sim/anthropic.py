@@ -164,7 +164,7 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
 
 def _error_headers() -> dict[str, str]:
     """An error's headers: request id and the rate-limit counters, as on every answer."""
-    from .listing import rate_headers
+    from .ratelimits import rate_headers
 
     return {**headers(False), **rate_headers(PROVIDER)}
 

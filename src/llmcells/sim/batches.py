@@ -29,7 +29,7 @@ from . import openai as openai_fmt
 from . import rich
 from . import batch_checks
 from . import tools as sim_tools
-from .common import compact
+from .common import api_key, compact
 
 BATCH_FAULTS = ("validation_failure", "expire", "out_of_order", "404_after_create")
 _OPENAI_BATCH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
@@ -685,8 +685,6 @@ async def dispatch(server: Any, req: Any, resp: Any) -> None:
     if req.path.startswith("/_sim/batches/"):
         await resp.send(*_control(sim, req))
         return
-    from .server import api_key
-
     key = api_key(req)
     # OpenAI and Gemini (v1) share /v1/batches: Gemini's SDK sends x-goog-api-key, OpenAI's a bearer.
     if req.path.startswith("/v1/messages"):

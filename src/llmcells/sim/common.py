@@ -127,3 +127,12 @@ def html_page(status: int) -> Reply:
     page = _PORTAL if status == 200 else _BAD_GATEWAY.replace("502 Bad Gateway", f"{status} Bad Gateway")
     return Reply(status, {"content-type": "text/html; charset=utf-8", "cache-control": "no-cache"},
                  page.encode())
+
+
+def api_key(req: Any) -> str:
+    """The key from whichever header (or `?key=`) the client used; "" when there is none."""
+    bearer = req.headers.get("authorization", "")
+    if bearer.lower().startswith("bearer "):
+        bearer = bearer[7:].strip()
+    return (bearer or req.headers.get("x-api-key") or req.headers.get("x-goog-api-key")
+            or req.query.get("key") or "")

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import anthropic, catalog, google, listing, openai, rich, validate
 from . import tools as sim_tools
-from .common import Plan, Prompt, Reply, compact, html_page
+from .common import Plan, Prompt, Reply, api_key, compact, html_page
 from .scripted import scripted_answer
 from .http11 import ClientGone, Request, Response, read_request
 from .state import Fault, Settings, SimRequest, State
@@ -51,15 +51,6 @@ def route(method: str, path: str) -> tuple[ModuleType, str, str, str | None] | N
         api = "stream" if match.group(3) == "streamGenerateContent" else "generate"
         return google, api, "gemini", match.group(2)
     return None
-
-
-def api_key(req: Request) -> str:
-    """The key from whichever header (or `?key=`) the client used; "" when there is none."""
-    bearer = req.headers.get("authorization", "")
-    if bearer.lower().startswith("bearer "):
-        bearer = bearer[7:].strip()
-    return (bearer or req.headers.get("x-api-key") or req.headers.get("x-goog-api-key")
-            or req.query.get("key") or "")
 
 
 def _masked(req: Request) -> tuple[str, dict[str, str]]:

@@ -11,10 +11,10 @@ import sys
 import time
 from typing import Any
 
-from ..display._format import fmt_cost
+from ._format import fmt_cost
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -38,9 +38,9 @@ def part_line(p: dict[str, Any], now: float | None = None) -> str:
     start = p.get("submitted") or p.get("created")
     if start:
         end = p.get("finished") or now
-        bits.append(f"{_duration(end - start)} elapsed")
+        bits.append(f"{duration(end - start)} elapsed")
     if p.get("expires") and p["state"] not in ("completed", "failed", "expired", "cancelled", "lost"):
-        bits.append(f"expires in {_duration(p['expires'] - now)}")
+        bits.append(f"expires in {duration(p['expires'] - now)}")
     cost = p.get("cost")
     if cost is not None:
         bits.append(f"{fmt_cost(cost)}" if p.get("collected") else f"est. {fmt_cost(cost)}")
@@ -122,7 +122,7 @@ class NotebookJobProgress:
     def __init__(self, job_id: str):
         import ipywidgets as w
 
-        from ..display.progress import summary_box
+        from .progress import summary_box
 
         self.job_id = job_id
         self.parts: list[dict[str, Any]] = []
