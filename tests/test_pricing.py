@@ -149,6 +149,27 @@ def test_user_price_wins_over_genai_prices_and_clear_prices():
     assert c == pytest.approx((800 * 1.0 + 200 * 1.25 + 100 * 5.0) / M)
 
 
+def test_one_batch_price_variant_or_the_half_rule_and_its_source_round_trips():
+    u = Usage(input_tokens=10_000, cached_input_tokens=2_000, output_tokens=1_000)
+    live, _ = pricing.cost("anthropic", "claude-3-haiku-20240307", u)
+    # no batch price in genai-prices: genai-prices alone would answer the live $ figure
+    c, b = pricing.price("anthropic", "claude-3-haiku-20240307", u, processing="batch")
+    assert c == pytest.approx(live / 2, rel=1e-12) and b.label.endswith(pricing.BATCH_RULE)
+    c, b = pricing.price("openai", "gpt-4o-mini", u, processing="batch")     # has its own
+    assert b.label.endswith(pricing.BATCH_VARIANT) and b.processing == "batch"
+    name = _unique("b")
+    pricing.set_price(f"vllm:{name}", input=1.0, output=3.0)
+    c, b = pricing.price("vllm", name, u, processing="batch")
+    assert b.label == "set_price" + pricing.BATCH_RULE
+    assert c == pytest.approx(pricing.cost("vllm", name, u)[0] / 2, rel=1e-12)
+    for processing in ("live", "batch"):      # the ledger's columns give the same basis back
+        _, b = pricing.price("openai", "gpt-4o-mini", u, processing=processing)
+        row = {"price_rates": b.rates_json, "price_source": b.label, "processing": b.processing,
+               "price_provider": b.provider, "price_model": b.model, "price_data_date": b.data_date}
+        assert pricing.PriceBasis.from_row(row) == b
+        assert pricing.PriceBasis.from_dict(b.as_dict()) == b
+
+
 @pytest.mark.parametrize("bad", [dict(input=-1, output=0), dict(input=float("nan"), output=0),
                                  dict(input="1", output=0)])
 def test_set_price_rejects_bad_prices(bad):

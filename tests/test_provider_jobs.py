@@ -142,9 +142,11 @@ def test_three_thousand_requests_survive_a_killed_process(sim, home, tmp_path):
 
 
 def test_batch_prices_and_the_half_price_rule(home):
-    from llmcells.batchjobs.prices import batch_cost
     from llmcells.pricing import cost
     from llmcells.types import Usage
+
+    def batch_cost(provider, model, usage):
+        return cost(provider, model, usage, processing="batch")
 
     usage = Usage(input_tokens=10_000, output_tokens=2_000)
     for provider, model in [("anthropic", "claude-haiku-5-5"), ("google", "gemini-3.5-flash-lite")]:
@@ -697,3 +699,31 @@ def test_an_expired_gemini_job_counts_agree_with_its_rows(via_env, home):
     ok = int((df.status == "ok").sum())
     assert int(status.iloc[0]["done"]) == ok, (status.to_dict("records"), df.status.tolist())
     assert int(status.iloc[0]["failed"]) == len(df) - ok
+
+
+@pytest.mark.parametrize("model, note", [
+    ("anthropic:claude-haiku-5-5", " (batch)"),          # genai-prices has its batch price
+    ("anthropic:claude-opus-4-1", ", 50% batch rule"),   # it has none: the standard price halved
+])
+def test_reprice_of_a_batch_row_gives_the_cost_the_job_recorded(via_env, home, model, note):
+    job = _submit([f"r{i} " + "word " * i for i in range(6)], model)
+    df = job.wait()
+    assert set(df.status) == {"ok"}
+    frame = llmcells.usage(model=model)
+    frame = frame[frame.processing == "batch"]
+    assert len(frame) == 6 and frame.price_source.str.endswith(note).all()
+    again = llmcells.reprice(frame)
+    assert list(again.cost_usd) == list(frame.cost_usd)
+    assert list(again.price_source) == list(frame.price_source)
+    assert (frame.cost_usd > 0).all()
+
+
+def test_max_cost_refuses_a_job_whose_price_is_unknown(via_env, home):
+    from llmcells.pricing import PriceWarning
+
+    with pytest.warns(PriceWarning), \
+            pytest.raises(llmcells.ConfigError, match="No price is known for openai:gpt-made-up-9") as e:
+        _submit([f"u{i}" for i in range(5)], "openai:gpt-made-up-9", max_cost=100.0)
+    message = str(e.value)
+    assert "nothing was sent" in message and "set_price" in message and "\n" not in message
+    assert control(via_env).jobs == {} and control(via_env).files == {}

@@ -19,6 +19,10 @@ How a price is found and applied:
 - The cache is keyed on the identity of genai-prices' data snapshot, so an update in the same
   session (`genai_prices.UpdatePrices`, `data_snapshot.set_custom_snapshot`, or `update_prices()`)
   reprices every name at once.
+- A batch price (processing="batch": provider batch jobs, `reprice(..., processing="batch")`) is
+  genai-prices' batch price where the model has one, else the standard price halved (OpenAI,
+  Anthropic and Google publish batch at 50%), set_price's included; price_source says which
+  ("genai-prices 0.2.5 (batch)", "genai-prices 0.2.5, 50% batch rule").
 - The basis is the provenance stored on each ledger row (genai-prices version, data date, matched
   provider and model entry, tier, processing, rates), so any row's cost can be re-derived by hand:
 
@@ -34,6 +38,7 @@ How a price is found and applied:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -61,6 +66,12 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 _GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
 
 USER_PRICE_SOURCE = "set_price"
+#: the price_source note of a batch price genai-prices has for the model
+BATCH_VARIANT = " (batch)"
+#: the price_source note of a batch price made by halving the standard one: OpenAI, Anthropic and
+#: Google all publish batch processing at 50% of the standard price, and genai-prices has a batch
+#: price for only about half the models (for the rest it silently answers the standard price)
+BATCH_RULE = ", 50% batch rule"
 _PER = 1_000_000
 #: the kinds of token a basis has a per-million rate for, in formula order
 RATE_KINDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
@@ -82,7 +93,9 @@ class PriceBasis:
     of the price data (bundled data: its latest price change; updated data: also when it was
     fetched). provider / model: the genai-prices provider and model entry matched (or the
     set_price key). tier / processing: the price variant used. rates: USD per million tokens for
-    each of RATE_KINDS; request: a fixed USD fee per call (rare).
+    each of RATE_KINDS; request: a fixed USD fee per call (rare). note: how a batch price was
+    found, appended to the label: BATCH_VARIANT (genai-prices' own batch price) or BATCH_RULE
+    (the standard price halved); "" for live prices.
     """
 
     source: str
@@ -94,6 +107,7 @@ class PriceBasis:
     processing: str
     rates: tuple[float, ...]
     request: float = 0.0
+    note: str = ""
 
     def cost(self, usage: Usage) -> float:
         """The cost of usage at these rates (the formula in this module's docstring)."""
@@ -109,22 +123,28 @@ class PriceBasis:
 
     @property
     def label(self) -> str:
-        """The price_source text: "genai-prices 0.2.3" or "set_price"."""
-        return f"genai-prices {self.version}" if self.source == "genai-prices" else self.source
+        """The price_source text: "genai-prices 0.2.3" or "set_price", then the note of a batch
+        price ("genai-prices 0.2.3 (batch)", "set_price, 50% batch rule")."""
+        base = f"genai-prices {self.version}" if self.source == "genai-prices" else self.source
+        return base + self.note
 
     def as_dict(self) -> dict[str, Any]:
+        """The basis as plain JSON-able data (from_dict reads it back)."""
         return {"source": self.source, "version": self.version, "data_date": self.data_date,
                 "provider": self.provider, "model": self.model, "tier": self.tier,
-                "processing": self.processing, "rates": list(self.rates), "request": self.request}
+                "processing": self.processing, "rates": list(self.rates), "request": self.request,
+                "note": self.note}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "PriceBasis | None":
         if not d:
             return None
+        """The basis as_dict() gave (None for no or malformed data)."""
         try:
             return cls(d["source"], d.get("version"), d.get("data_date"), d.get("provider"),
                        d.get("model"), d.get("tier"), d.get("processing") or "live",
-                       tuple(float(x) for x in d["rates"]), float(d.get("request") or 0.0))
+                       tuple(float(x) for x in d["rates"]), float(d.get("request") or 0.0),
+                       str(d.get("note") or ""))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -136,11 +156,14 @@ class PriceBasis:
             return None
         rates = json.loads(raw)
         src = row.get("price_source") or ""
+        note = next((n for n in (BATCH_VARIANT, BATCH_RULE) if src.endswith(n)), "")
+        src = src[:len(src) - len(note)]
         version = src.split(" ", 1)[1] if src.startswith("genai-prices ") else None
         return cls("genai-prices" if version else (src or USER_PRICE_SOURCE), version,
                    row.get("price_data_date"), row.get("price_provider"), row.get("price_model"),
                    row.get("service_tier"), row.get("processing") or "live",
-                   tuple(float(rates.get(k, 0.0)) for k in RATE_KINDS), float(rates.get("request", 0.0)))
+                   tuple(float(rates.get(k, 0.0)) for k in RATE_KINDS), float(rates.get("request", 0.0)),
+                   note)
 
 
 def _apply(rates: tuple[float, ...], request: float, inp: int, cached: int, write: int,
@@ -304,10 +327,14 @@ def _state(snap: Any | None = None) -> _State:
 class _Entry:
     """A matched (provider, model) of one snapshot, and its resolved bases by context and time."""
 
-    __slots__ = ("provider", "model", "daily", "constraints", "bases")
+    __slots__ = ("provider", "model", "daily", "constraints", "bases", "batch")
 
     def __init__(self, provider: Any, model: Any):
         self.provider, self.model = provider, model
+        # genai-prices has a batch price of its own for this model (variants apply only to a
+        # provider's own models, see _levels)
+        self.batch = any(v.when.get("processing") == "batch" for v in model.price_variants or ()) \
+            and any(model is m for m in provider.models)
         conds = [] if not isinstance(model.prices, list) else [c.constraint for c in model.prices]
         conds += [v.constraint for v in (model.price_variants or ())]
         conds = [c for c in conds if c is not None]
@@ -381,6 +408,8 @@ def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: fl
             not ctx or any(entry.model is m for m in entry.provider.models)) else \
             entry.model.get_prices(when)   # as genai-prices: no variants for a fallback provider's model
         levels = entry.bases[key] = _bases_of(mp, entry, st, tier, processing)
+        if processing == "batch":
+            levels[:] = [(t, dataclasses.replace(b, note=BATCH_VARIANT)) for t, b in levels]
     return levels
 
 
@@ -610,7 +639,12 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
           service_tier: str | None = None, processing: str = "live", base_url: str | None = None,
           when: float | None = None, warn: bool = True, usage: Usage | None = None
           ) -> PriceBasis | None:
-    """The PriceBasis a call of this many input tokens is priced with, or None (unknown)."""
+    """The PriceBasis a call of this many input tokens is priced with, or None (unknown).
+
+    processing="batch" is the one batch price of every batch row (provider jobs, repricing):
+    genai-prices' batch price where it has one, else the standard price halved (BATCH_RULE);
+    the basis' note says which.
+    """
     ts = time.time() if when is None else when
     tier = service_tier or None
     st = None
@@ -627,15 +661,27 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
                                f"set_price for {user.key} has no {' or '.join(gaps)} price; those "
                                f"tokens are priced at its input rate. Pass "
                                f"{'=..., '.join(gaps)}=... to set_price.")
+            if processing == "batch":   # set_price has no batch price: the 50% rule
+                return _halved(_pick(user.levels("live"), input_tokens))
             return _pick(user.levels(processing), input_tokens)
         if st is None:
             st = _state()
         entry = _find(st, prov, name, base_url)
         if entry is not None:
+            if processing == "batch" and not entry.batch:
+                # genai-prices would answer the standard price: halve it, and say so
+                return _halved(_pick(_levels(entry, st, tier, "live", ts), input_tokens))
             return _pick(_levels(entry, st, tier, processing, ts), input_tokens)
     if warn:
         _warn_unknown(prov, name, candidates[-1])
     return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _halved(live: PriceBasis) -> PriceBasis:
+    """The batch price by BATCH_RULE: every rate and the request fee of live halved."""
+    return dataclasses.replace(live, processing="batch", rates=tuple(r * 0.5 for r in live.rates),
+                               request=live.request * 0.5, note=BATCH_RULE)
 
 
 def price(provider: str, model: str, usage: Usage, *, requested: str | None = None,
@@ -672,14 +718,16 @@ def cost(provider: str, model: str, usage: Usage, *, requested: str | None = Non
 def estimate_cost(provider: str, model: str, input_tokens: int, output_tokens: int, *,
                   cached_input_tokens: int = 0, cache_write_tokens: int = 0,
                   cache_write_1h_tokens: int = 0, service_tier: str | None = None,
-                  base_url: str | None = None) -> float:
+                  base_url: str | None = None, processing: str = "live") -> float:
     """Running or budget estimate of a call's cost: the same prices as cost(), cache reads and
-    writes counted when given. Cheap enough to run many times a second. NaN when unknown."""
+    writes counted when given; processing="batch" for a provider batch job. Cheap enough to run
+    many times a second. NaN when unknown."""
     u = Usage(input_tokens=input_tokens, cached_input_tokens=cached_input_tokens,
               cache_write_tokens=cache_write_tokens, output_tokens=output_tokens,
               cache_write_1h_tokens=cache_write_1h_tokens)
     counts = _clean_counts(u)
-    b = basis(provider, model, counts[0], service_tier=service_tier, base_url=base_url)
+    b = basis(provider, model, counts[0], service_tier=service_tier, base_url=base_url,
+              processing=processing)
     return math.nan if b is None else _apply(b.rates, b.request, *counts)
 
 

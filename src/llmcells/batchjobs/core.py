@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import store
 from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
-from .prices import batch_price
-from .prices import estimate as batch_estimate
 from .._log import swallowed
 from ..session import session
 
@@ -129,7 +127,10 @@ class _Rich:
 def _est_one(plan: Any) -> float:
     chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
     out = plan.request.max_tokens or 400
-    return batch_estimate(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out))
+    from .. import pricing
+
+    return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out),
+                                 processing="batch")
 
 
 def _split(spec: Any, items: list[tuple[Any, int]]) -> list[list[tuple[Any, int]]]:
@@ -196,8 +197,17 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
             api_key(spec)  # a missing key: one line now, before anything is written or sent
         existing = store.get_job(job_id)
         if existing is None:
-            estimate = sum(x for x in map(_est_one, (j.plan for j in jobs)) if not math.isnan(x))
-            models = sorted({j.plan.spec.id for j in jobs})
+            each = [(j.plan.spec.id, _est_one(j.plan)) for j in jobs]
+            models = sorted({m for m, _ in each})
+            unpriced = sorted({m for m, x in each if math.isnan(x)})
+            if max_cost is not None and unpriced:
+                # an unknown price would drop out of the sum and let the job pass max_cost
+                raise ConfigError(
+                    f"No price is known for {', '.join(unpriced)}, so max_cost=${max_cost:g} "
+                    f"cannot be checked; nothing was sent. Set one with llmcells.set_price("
+                    f"'{unpriced[0]}', input=..., output=...) (USD per million tokens) or drop "
+                    f"max_cost.")
+            estimate = sum(x for _, x in each if not math.isnan(x))
             _say(f"provider batch {job_id}: {len(jobs):,} requests to {', '.join(models)}; "
                  f"estimated ${estimate:.4f} at batch prices.", display)
             if max_cost is not None and estimate > max_cost:
@@ -416,8 +426,9 @@ def _result(it: Item, req: dict[str, Any], spec: Any, batch_id: str | None, call
                     error_kind=it.error_kind, error=it.error, latency_s=finished - submitted,
                     ttft_s=None, attempts=1 if it.status == "ok" else 0, processing="batch")
     if it.status == "ok":
-        result.cost_usd, result.price_source, result.price_basis = batch_price(
-            spec.provider, it.response_model or spec.name, it.usage, requested=spec.name)
+        from ..pricing import price_result
+
+        price_result(result, spec)   # processing="batch": the one batch price, as reprice()
     else:
         result.cost_usd = 0.0
     return result
