@@ -9,44 +9,28 @@ stopped, because every ok answer is kept in the local store under the batch's id
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import math
-import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import fallback, pipeline
 from .config import settings
-from .errors import ConfigError, LLMError, RateLimitError, did_you_mean
+from .errors import ConfigError, did_you_mean
 from .interpolate import interpolate, missing_names
-from . import _loop
 from ._loop import Pending, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
+from .batchrun import PROBE_PAUSE_S, Job, ProviderGate, RateLimit, run
 from .calls import make_plan
 from .session import current_cell
-from .repair import repair
-from .structured import output_schema, schema_columns
+from .structured import output_schema
 from .engine import CallPlan
 from .session import session
-from .types import Result
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-@dataclass
-class RateLimit:
-    """Limits for one provider; None means no limit."""
-
-    rpm: float | None = None          # requests per minute
-    tpm: float | None = None          # tokens (input + expected output) per minute
-    rps: float | None = None          # requests per second
-    concurrency: int | None = None    # requests in flight
-    rpd: int | None = None            # requests per day (quotas.py: counted from the ledger)
-    tpd: int | None = None            # tokens per day
+# RateLimit, ProviderGate and PROBE_PAUSE_S live with the runner (batchrun); named here too, where
+# set_rate_limit and batch(limits=...) take them
+__all__ = ["batch", "set_rate_limit", "RateLimit", "ProviderGate", "PROBE_PAUSE_S"]
 
 
 #: the session's rate limits (the same dict object as session.rate_limits)
@@ -59,162 +43,6 @@ def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None
     in every batch of this session."""
     _rate_limits[provider] = RateLimit(rpm, tpm, rps, concurrency)
 
-
-def _estimated_tokens(plan: CallPlan) -> int:
-    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
-    return chars // 4 + 8 + (plan.request.max_tokens or 256)
-
-
-class _Window:
-    """Requests (or tokens) in the last `span` seconds, counted as the provider sees them.
-
-    The provider counts a request when it arrives, which is some time after we let it go (a
-    new connection, SDK warm-up) and before its first event comes back. So an entry is stamped
-    when admitted, stamped again when its first event (or its end) is seen, and until then it
-    counts whatever its age.
-    """
-
-    def __init__(self, span: float):
-        self.span = span
-        self.entries: list[list] = []  # [time, weight, answered]
-
-    def add(self, now: float, weight: int = 1) -> list:
-        entry = [now, weight, False]
-        self.entries.append(entry)
-        return entry
-
-    def total(self, now: float) -> int:
-        self.entries = [e for e in self.entries if not (e[2] and now - e[0] >= self.span)]
-        return sum(e[1] for e in self.entries)
-
-    def wait(self, now: float) -> float:
-        """How long until the oldest answered entry leaves the window."""
-        answered = [e[0] for e in self.entries if e[2]]
-        return min(answered) + self.span - now if answered else 0.02
-
-
-#: after a provider asks to wait longer than retry_max_wait: the pause before one probe request
-PROBE_PAUSE_S = 1.0
-
-
-class ProviderGate:
-    """Admits one provider's requests within its limits, and backs off when it answers 429.
-
-    A provider that asks to wait longer than retry_max_wait (retry-after: 3600) gets one probe
-    request after a short pause (PROBE_PAUSE_S), the other rows held meanwhile: if the probe
-    gets the same answer, the gate closes and every row still queued for the provider fails at
-    once with that row's message (or moves on along its fallback chain); if not, the limit is
-    gone and the rows go ahead."""
-
-    def __init__(self, limit: RateLimit, concurrency: int):
-        self.limit = limit
-        self.ceiling = float(limit.concurrency or concurrency)
-        # Adaptive in-flight limit: halves on a 429, grows back by about one per `allowed` successes.
-        self.allowed = self.ceiling
-        self.inflight = 0
-        self.pause_until = 0.0
-        self.minute, self.second, self.tokens = _Window(60.0), _Window(1.0), _Window(60.0)
-        self._open: dict[int, list[list]] = {}  # the window entries of each request in flight
-        self.rate_limited_count = 0
-        self.long_wait = False         # asked to wait longer than retry_max_wait: probe first
-        self.probe: int | None = None  # id() of the plan sent as the probe, while it is out
-        self.closed: LLMError | None = None  # the probe was told to wait too: rows fail with this
-
-    def _wait_needed(self, now: float, need_tokens: int) -> float:
-        if now < self.pause_until:
-            return self.pause_until - now
-        if self.long_wait and self.probe is not None:  # one probe at a time, the others held
-            return 0.02
-        if self.inflight >= max(1, int(self.allowed)):
-            return 0.02
-        lim = self.limit
-        if lim.rpm and self.minute.total(now) >= lim.rpm:
-            return self.minute.wait(now)
-        if lim.rps and self.second.total(now) >= lim.rps:
-            return self.second.wait(now)
-        if lim.tpm:
-            used = self.tokens.total(now)
-            if used and used + need_tokens > lim.tpm:
-                return self.tokens.wait(now)
-        return 0.0
-
-    async def acquire(self, plan: CallPlan) -> None:
-        """Wait until plan may be sent; raises the gate's RateLimitError once it has closed."""
-        from .quotas import gate_wait
-
-        need = _estimated_tokens(plan)
-        while True:
-            if self.closed is not None:
-                raise RateLimitError(self.closed.message, provider=plan.spec.provider,
-                                     status_code=self.closed.status_code,
-                                     retry_after=self.closed.retry_after)
-            now = time.monotonic()
-            # the provider's own rate-limit headers: slow down before it answers 429
-            wait = max(self._wait_needed(now, need),
-                       gate_wait(plan.spec.provider, plan.spec.name, self.inflight, need))
-            if wait <= 0:
-                break
-            await asyncio.sleep(min(max(wait, 0.005), 0.25))
-        if self.long_wait:
-            self.probe = id(plan)
-        self.inflight += 1
-        self._open[id(plan)] = [self.minute.add(now), self.second.add(now), self.tokens.add(now, need)]
-
-    def answered(self, plan: CallPlan) -> None:
-        """The request's first event came back: it reached the provider by now."""
-        now = time.monotonic()
-        for entry in self._open.pop(id(plan), ()):
-            entry[0], entry[2] = now, True
-
-    def release(self, plan: CallPlan, usage: Any) -> None:
-        self.answered(plan)  # if nothing came back, it was sent before now all the same
-        self.inflight -= 1
-        if self.probe == id(plan):  # the probe was not told to wait long again: the limit is gone
-            self.probe = None
-            if self.closed is None:
-                self.long_wait = False
-        if self.allowed < self.ceiling:
-            self.allowed = min(self.ceiling, self.allowed + 1.0 / max(1.0, self.allowed))
-
-    def rate_limited(self, plan: CallPlan, retry_after: float | None, error: LLMError | None = None) -> None:
-        """A 429: halve the in-flight limit and pause the provider for what it asked, capped at
-        retry_max_wait like a single call's wait. Asked for longer than that: a short pause,
-        then one probe; the probe asked too: the gate closes (see the class)."""
-        self.rate_limited_count += 1
-        self.allowed = max(1.0, self.allowed / 2)
-        now = time.monotonic()
-        if retry_after is not None and retry_after > settings.retry_max_wait:
-            if self.probe == id(plan) and error is not None:
-                self.closed = error
-            elif not self.long_wait:
-                self.long_wait = True
-                self.pause_until = max(self.pause_until, now + min(PROBE_PAUSE_S, settings.retry_max_wait))
-            return
-        pause = retry_after if retry_after is not None else 1.0
-        self.pause_until = max(self.pause_until, now + max(0.0, pause))
-
-
-@dataclass
-class _Job:
-    index: int
-    plan: CallPlan
-    call_key: str
-    inputs: dict[str, Any]
-    result: Result | None = None
-    resumed: bool = False
-
-
-@dataclass
-class _Tally:
-    """What a batch has done so far; read by the progress display."""
-
-    total: int
-    done: int = 0
-    failed: int = 0
-    inflight: int = 0
-    cost: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    stopped: str | None = None
 
 
 def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dict[str, Any]]]:
@@ -267,7 +95,7 @@ def _call_key(plan: CallPlan, sample: int) -> str:
     return request_key(plan.request, sample)[:32]
 
 
-def _batch_id(jobs: list[_Job]) -> str:
+def _batch_id(jobs: list[Job]) -> str:
     return hashlib.sha256("".join(j.call_key for j in jobs).encode()).hexdigest()[:12]
 
 
@@ -327,7 +155,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         _fallback.resolve_chain("|".join(_fallback.split(fallback)))
     row_files = _row_attachments(prompts, rows, attach)  # each row's files (or the same for all)
     schema = output_schema(schema)  # once, not per row
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     for (label, prompt, inputs), files in zip(rows, row_files):
         for spec in specs:
             for k in range(int(repeat)):
@@ -337,7 +165,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
                                              sample=k, cache=cache, attach=files, schema=schema,
                                              repair=repair),
                     spec, fallback, fallback_on)
-                jobs.append(_Job(len(jobs), plan, _call_key(plan, k),
+                jobs.append(Job(len(jobs), plan, _call_key(plan, k),
                                  {"prompt_id": label, **inputs, "prompt": prompt}))
     resume = resume or batch_id is not None
     batch_id = batch_id or _batch_id(jobs)
@@ -376,141 +204,16 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         front = session.front_end
         mode = front.detect_mode(display)
         progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
-        return _run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
+        return run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
 
     return Pending(start, "batch")
 
 
-#: the rows of the last batch, even if it was interrupted
-last_frame: "pd.DataFrame | None" = None
 
+def __getattr__(name: str) -> Any:
+    """last_frame: the rows of the last live batch, even if it was interrupted (kept by batchrun)."""
+    if name == "last_frame":
+        from . import batchrun
 
-async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
-               limits: dict[str, RateLimit], max_cost: float | None, progress: Any,
-               scoring: Any = None) -> "pd.DataFrame":
-    global last_frame
-    from . import store
-
-    tally = _Tally(total=len(jobs))
-    if resume:
-        done = store.batch_done(batch_id)
-        for job in jobs:
-            kept = done.get(job.call_key)
-            if kept is not None:
-                job.result = _resumed_result(job, kept)
-                job.resumed = True
-                tally.done += 1
-                tally.cost += job.result.cost_usd if not math.isnan(job.result.cost_usd) else 0.0
-    gates: dict[str, ProviderGate] = {}
-    for job in jobs:
-        for plan in fallback.plans_of(job.plan):
-            p = plan.spec.provider
-            if p not in gates:
-                gates[p] = ProviderGate(limits.get(p, RateLimit()), concurrency)
-            plan.gate = gates[p]
-    breaker = fallback.Breaker(settings.fallback_after, settings.fallback_cooldown)  # a model that keeps failing is skipped for a cool-down
-    for job in jobs:
-        job.plan.breaker = breaker
-    queue: deque[_Job] = deque(j for j in jobs if j.result is None)
-    inflight_est: dict[int, float] = {}
-    from .pricing import BatchEstimator
-
-    estimator = BatchEstimator()   # learns tokens per character, cache shares, output per model
-
-    def paint() -> None:
-        if progress is not None:
-            progress.update(tally)
-
-    async def worker() -> None:
-        while queue and tally.stopped is None and not _loop.cancelled():
-            job = queue.popleft()
-            if max_cost is not None:
-                est = estimator.estimate(job.plan)
-                if not math.isnan(est) and tally.cost + sum(inflight_est.values()) + est > max_cost:
-                    tally.stopped = (f"budget: stopped launching calls at ${tally.cost:.4f} spent "
-                                     f"of max_cost=${max_cost:g}")
-                    queue.appendleft(job)
-                    break
-                inflight_est[job.index] = 0.0 if math.isnan(est) else est
-            tally.inflight += 1
-            paint()
-            try:
-                job.result = await pipeline.call(job.plan)  # a chain, or one model
-                if job.result.error_kind == "invalid_output":  # repair=1: re-ask once
-                    first = job.result
-                    job.result = await repair(job.plan, first)
-                    if job.result is not first and not math.isnan(first.cost_usd):
-                        tally.cost += first.cost_usd
-                if scoring:  # score while the slot is held (a judge is a call too)
-                    await scoring.score(job.result, job.inputs)
-            finally:
-                tally.inflight -= 1
-                inflight_est.pop(job.index, None)
-            r = job.result
-            if r.status == "cancelled":  # the batch was interrupted: stop taking jobs
-                raise asyncio.CancelledError
-            tally.done += 1
-            tally.failed += r.status != "ok"
-            if not math.isnan(r.cost_usd):
-                tally.cost += r.cost_usd
-            estimator.learn(job.plan, r)
-            paint()
-
-    from . import otel
-
-    with otel.parent("batch", batch_id=batch_id, calls=len(jobs)):
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-        interrupted = await _loop.wait_all(workers)
-    if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
-        try:
-            await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows
-        except asyncio.CancelledError:
-            interrupted = True
-    if interrupted or _loop.cancelled() or any(w.cancelled() for w in workers):
-        last_frame = _frame(jobs, batch_id, tally)
-        if progress is not None:
-            progress.close(tally, interrupted=True)
-        raise asyncio.CancelledError
-    for w in workers:  # a bug in a worker: say so rather than return a frame with holes
-        if w.exception() is not None:
-            raise w.exception()
-    last_frame = frame = _frame(jobs, batch_id, tally)
-    if progress is not None:
-        progress.close(tally)
-    return frame
-
-
-def _resumed_result(job: _Job, kept: dict[str, Any]) -> Result:
-    plan = job.plan
-    result = Result(model=plan.spec.id, provider=plan.spec.provider, status="ok",
-                    sample=plan.info.sample, batch_id=plan.batch_id, simulated=plan.spec.simulated)
-    for name, value in kept.items():
-        setattr(result, name, value)
-    return result
-
-
-def _frame(jobs: list[_Job], batch_id: str, tally: _Tally) -> "pd.DataFrame":
-    import pandas as pd
-
-    records = []
-    for job in jobs:
-        row = dict(job.inputs)
-        if job.result is not None:
-            r = job.result.to_row()
-            r.pop("group_id", None)
-            row.update(r)
-            if job.plan.request.schema is not None:  # [rich requests hook] one column per field
-                row.update(schema_columns(job.result, job.plan.request.schema, row))
-        else:
-            row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
-                       sample=job.plan.info.sample,
-                       status="skipped" if tally.stopped else "not run",
-                       error_kind="budget" if tally.stopped else "interrupted",
-                       error=tally.stopped or "Not run: the batch was interrupted; resume it.")
-        row["resumed"] = job.resumed
-        row["batch_id"] = batch_id
-        records.append(row)
-    frame = pd.DataFrame.from_records(records)
-    frame.attrs["batch_id"] = batch_id
-    frame.attrs["stopped"] = tally.stopped
-    return frame
+        return batchrun.last_frame
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -170,7 +170,7 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
            concurrency: int, limits: dict[str, Any], poll_s: float | None = None) -> Any:
     """The Pending that submits a planned batch as provider jobs and returns a JobHandle.
 
-    jobs are batches._Job (plan, call_key, inputs). Called from batches.batch(via="provider").
+    jobs are batchrun.Job (plan, call_key, inputs). Called from batches.batch(via="provider").
     """
     from ..errors import ConfigError
     from .._loop import Pending
@@ -661,7 +661,7 @@ class JobHandle:
         return self._retry_live(todo, repair)
 
     def _retry_live(self, todo: list[dict[str, Any]], repair: int = 0) -> "pd.DataFrame":
-        from .. import batches
+        from .. import batchrun
         from .. import store as result_store
         from .._loop import run
         job = store.get_job(self.id) or {}
@@ -673,12 +673,12 @@ class JobHandle:
             plan = _plan_for(req, rich, repair)
             plan.batch_id = batch_id
             plan.store_key = result_store.batch_key(batch_id, req["call_key"])
-            jobs.append(batches._Job(i, plan, req["call_key"], req["inputs"]))
+            jobs.append(batchrun.Job(i, plan, req["call_key"], req["inputs"]))
         front = session.front_end
         mode = front.detect_mode(self.display)
         progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
-        limits = {k: batches.RateLimit(**v) for k, v in (opts.get("limits") or {}).items()}
-        run(batches._run(jobs, batch_id, False, int(opts.get("concurrency") or 16), limits, None,
+        limits = {k: batchrun.RateLimit(**v) for k, v in (opts.get("limits") or {}).items()}
+        run(batchrun.run(jobs, batch_id, False, int(opts.get("concurrency") or 16), limits, None,
                          progress))
         store.set_results(self.id, [(j.call_key, "ok" if j.result.ok else j.result.status,
                                      _fields(j.result)) for j in jobs if j.result is not None])
