@@ -17,6 +17,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .registry import model_name, parse_id
+
 
 class ModelLifecycleWarning(UserWarning):
     """A model llmcells is asked to call shuts down soon (shown once per model per session)."""
@@ -47,7 +49,7 @@ class Lifecycle:
 
     def message(self, today: dt.date | None = None) -> str:
         """One line saying when the model shuts down (or did) and what to use instead."""
-        name = self.model.partition(":")[2] or self.model
+        name = model_name(self.model)
         instead = f"; use {self.replacement}" if self.replacement else ""
         if self.status(today) == "retired":
             return f"{name} was retired on {self.retires.isoformat()}{instead}."
@@ -68,8 +70,9 @@ def table() -> dict[str, Lifecycle]:
 def lookup(model_id: str) -> Lifecycle:
     """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list).
     `openai-responses:` ids read the `openai:` rows."""
-    if model_id.startswith("openai-responses:"):
-        model_id = "openai:" + model_id.partition(":")[2]
+    prefix, name = parse_id(model_id)
+    if prefix == "openai-responses":
+        model_id = "openai:" + name
     return table().get(model_id) or Lifecycle(model=model_id)
 
 

@@ -23,7 +23,7 @@ from .config import settings
 from .errors import ConfigError, LLMError, did_you_mean
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
-from .registry import PROVIDERS, ProviderRow
+from .registry import PROVIDERS, ProviderRow, parse_id
 from .session import session
 from .comparison import Comparison
 from .types import Message, Result
@@ -192,7 +192,7 @@ def agent_magic() -> Callable:
         if args is None:
             return
         model = args.agent or args.model or _default()
-        row = PROVIDERS.get(model.partition(":")[0].strip().lower())
+        row = PROVIDERS.get(parse_id(model)[0])
         if row is None or row.kind != "agent":
             raise _fail("%%agent takes an agent: claude-code[:MODEL], gemini-cli[:MODEL] or "
                         f"codex[:MODEL], not {model!r}.")

@@ -31,6 +31,7 @@ import time
 from typing import Any, Iterator
 
 from ._log import swallowed
+from .registry import model_name
 from .types import CallInfo, CallObserver, Result
 
 _SCOPE = "llmcells"
@@ -136,7 +137,7 @@ def _metrics() -> Any:
 
 
 def _bare(model_id: str) -> str:
-    return model_id.split(":", 1)[1] if ":" in model_id else model_id
+    return model_name(model_id)
 
 
 def provider_name(provider: str) -> str:

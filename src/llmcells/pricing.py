@@ -52,6 +52,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
+from .registry import parse_id
 from .session import session
 from .types import Usage
 
@@ -218,7 +219,7 @@ def _normalise(provider: str | None, model: str) -> tuple[str, str]:
     prov = _norm_provider(provider)
     name = (model or "").strip()
     if ":" in name:
-        prefix, rest = name.split(":", 1)
+        prefix, rest = parse_id(name)
         p = _norm_provider(prefix)
         # Only strip a provider prefix: Ollama names contain colons too (llama3.2:3b).
         if p == prov or (not prov and p in _GENAI_PROVIDERS):
@@ -567,7 +568,7 @@ def set_price(model_id: str, *, input: float, output: float, cached_input: float
     if ":" not in model_id:
         raise ConfigError(f"set_price: {model_id!r} is not provider:model (e.g. 'ollama:llama3.2', "
                           "or 'ollama:*' for a whole endpoint).")
-    prefix = model_id.split(":", 1)[0]
+    prefix = parse_id(model_id)[0]
     provider, name = _normalise(prefix, model_id)
     if not provider or not name:
         raise ConfigError(f"set_price: {model_id!r} has no provider or model name.")

@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .registry import model_name
 from .types import Usage
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
         else:
             prov = col["provider"][i] or ""
             model_id = col["model"][i] or ""
-            name = model_id.split(":", 1)[1] if ":" in model_id else model_id
+            name = model_name(model_id)
             requested = name
             name = col["response_model"][i] or name
             # an endpoint priced from its base URL: its genai-prices provider is on the row

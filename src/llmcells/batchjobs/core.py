@@ -478,7 +478,9 @@ def _restore(fields: dict[str, Any] | None, req: dict[str, Any]) -> "Result":
     from ..types import Result, Usage
 
     spec_id = req["model"]
-    provider = spec_id.split(":", 1)[0]
+    from ..registry import parse_id
+
+    provider = parse_id(spec_id)[0]
     if fields is None:
         return Result(model=spec_id, provider=provider, sample=req["sample"], status="pending",
                       processing="batch", latency_s=None)
