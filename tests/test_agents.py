@@ -233,3 +233,19 @@ def test_claude_codes_silent_non_streaming_retry_is_never_shown_as_ok(simulated,
     assert [q.stream for q in simulated.requests] == [True, False]  # the CLI asked again
     assert (r.status, r.error_kind) == ("incomplete", "incomplete"), (r.status, r.error)
     assert r.text.count("Simulated answer") == 1
+
+
+def test_an_agent_cli_error_reads_the_one_status_table():
+    """An API error an agent CLI reports is classed by errors.kind_of_status, as the SDK adapters'
+    are (a 503 is a server error everywhere, a 403 is 'denied'), and its kind is a ledger kind."""
+    from llmcells import errors
+
+    spec = models.resolve("claude-code:sonnet")
+    for status in (400, 401, 402, 403, 404, 408, 409, 418, 429, 500, 503, 529, None):
+        err = _agents.api_error(spec, status, "nope sk-secret-0000000")
+        kind = errors.kind_of_status(status)
+        expected = {"denied": "authentication", "billing": "provider_error"}.get(kind, kind)
+        assert err.kind == expected and err.status_code == status, (status, err)
+        assert "\n" not in err.message and "sk-secret" not in err.message
+    assert type(_agents.api_error(spec, 503, "busy")).__name__ == "ServerError"
+    assert _agents.api_error(spec, 529, "busy").kind == "overloaded"

@@ -113,6 +113,29 @@ class ProviderError(LLMError):
     kind = "provider_error"
 
 
+# ----- what an HTTP status means: one table for every adapter and agent CLI -----------------------
+
+#: HTTP status -> error kind. The kinds are those of the classes above (what the ledger records),
+#: plus two that an adapter words apart: "denied" (an AuthenticationError: access refused, not a
+#: bad key) and "billing" (a ProviderError: out of credit). 409 (a conflict, e.g. a lock timeout)
+#: is a server error: the SDKs retry it too.
+STATUS_KINDS = {400: "bad_request", 401: "authentication", 402: "billing", 403: "denied",
+                404: "model_not_found", 408: "timeout", 409: "server_error", 429: "rate_limited",
+                529: "overloaded"}
+
+
+def kind_of_status(status: int | None) -> str:
+    """The error kind an HTTP status means, before a provider's own error code refines it:
+    STATUS_KINDS, any other 5xx "server_error", 4xx "bad_request", else "provider_error"."""
+    if status is None:
+        return ProviderError.kind
+    if status in STATUS_KINDS:
+        return STATUS_KINDS[status]
+    if status >= 500:
+        return ServerError.kind
+    return BadRequestError.kind if 400 <= status < 500 else ProviderError.kind
+
+
 def did_you_mean(word: str, choices: Any, quote: str = "") -> str:
     """" (did you mean X?)" with the choice closest to a mistyped word (each choice shown between
     `quote` marks), or "" when none is close: the end of a one-line error about a typo."""

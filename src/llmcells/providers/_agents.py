@@ -22,13 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import (AuthenticationError, BadRequestError, ConfigError, IncompleteStreamError,
-                      LLMError, ModelNotFoundError, OverloadedError, ProviderError, RateLimitError,
-                      ServerError)
+from ..errors import ConfigError, IncompleteStreamError, LLMError, ProviderError, kind_of_status
 from ..models import ModelSpec
 from ..registry import PROVIDERS, agents
 from ..types import Request
-from ._common import one_line
+from ._common import api_error as answer_error, one_line
 from .._log import swallowed
 
 log = logging.getLogger("llmcells")
@@ -193,28 +191,10 @@ def status_in(text: str) -> int | None:
 
 
 def api_error(spec: ModelSpec, status: int | None, message: str) -> LLMError:
-    """The llmcells error for an API error the CLI reported, by its HTTP status."""
-    label, provider = spec.label, spec.provider
-    text = one_line(message, 240)
-    if status in (401, 403):
-        keys = " or ".join(PROVIDERS[provider].key_env)
-        return AuthenticationError(f"{label}: the API rejected the key ({status}); check {keys}.",
-                                   provider=provider, status_code=status)
-    if status == 404:
-        return ModelNotFoundError(f"{label}: unknown model '{spec.name}' ({status}).",
-                                  provider=provider, status_code=status)
-    if status == 429:
-        return RateLimitError(f"{label}: rate limited (429): {text}", provider=provider, status_code=status)
-    if status in (503, 529):
-        return OverloadedError(f"{label}: the API is overloaded ({status}); try again shortly.",
-                               provider=provider, status_code=status)
-    if status is not None and status >= 500:
-        return ServerError(f"{label}: server error ({status}): {text}", provider=provider,
-                           status_code=status)
-    if status is not None and 400 <= status < 500:
-        return BadRequestError(f"{label}: the API rejected the request ({status}): {text}",
-                               provider=provider, status_code=status)
-    return ProviderError(f"{label} reported an error: {text}", provider=provider, status_code=status)
+    """The llmcells error for an API error the CLI reported, by its HTTP status (the one table,
+    errors.kind_of_status, worded as for the SDK adapters)."""
+    return answer_error(spec, kind_of_status(status), one_line(message, 240), host=spec.label,
+                        status=status)
 
 
 def ended_early(spec: ModelSpec, rc: int, detail: str, shown: bool) -> LLMError:

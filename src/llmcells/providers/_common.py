@@ -333,23 +333,7 @@ def connection_failed(spec: ModelSpec, host: str, exc: BaseException) -> Connect
                                  provider=spec.provider)
 
 
-# ----- HTTP status -> llmcells error (one table for the three adapters) -----------------------------
-
-_STATUS_KINDS = {400: "bad_request", 401: "auth", 402: "billing", 403: "denied", 404: "not_found",
-                 408: "timeout", 409: "server", 429: "rate_limit", 529: "overloaded"}
-
-
-def kind_of_status(status: int | None) -> str:
-    """What an HTTP status means, before a provider's own error code refines it: one of auth,
-    denied, not_found, rate_limit, billing, timeout, overloaded, server, bad_request, other.
-    409 (a conflict, e.g. a lock timeout) counts as a server error: the SDKs retry it too."""
-    if status is None:
-        return "other"
-    if status in _STATUS_KINDS:
-        return _STATUS_KINDS[status]
-    if status >= 500:
-        return "server"
-    return "bad_request" if 400 <= status < 500 else "other"
+# ----- HTTP status -> llmcells error (errors.kind_of_status is the one table) ---------------------
 
 
 def key_hint(spec: ModelSpec) -> str:
@@ -364,21 +348,21 @@ def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: in
               credentials: str | None = None) -> LLMError:
     """The llmcells error for a provider's error answer, worded the same for every provider.
 
-    kind is what kind_of_status (or the provider's own error code) says; message the provider's
-    one-line reason; response the httpx response, if any, so that an HTML error page becomes a
-    short reason instead of flattened markup; credentials replaces "the API key; check VAR" in
-    the authentication message.
+    kind is an error kind, as errors.kind_of_status (or the provider's own error code) says;
+    message the provider's one-line reason; response the httpx response, if any, so that an HTML
+    error page becomes a short reason instead of flattened markup; credentials replaces "the API
+    key; check VAR" in the authentication message.
     """
     label, provider = spec.label, spec.provider
     if response is not None and is_html(response):
         message = _html_reason(response, status, host)
     common: dict[str, Any] = {"provider": provider, "status_code": status}
-    if kind == "auth":
+    if kind == "authentication":
         what = credentials or f"the API key; {key_hint(spec)}"
         return AuthenticationError(f"{label} rejected {what}.", **common)
     if kind == "denied":
         return AuthenticationError(f"{label} denied access: {message}", **common)
-    if kind == "not_found":
+    if kind == "model_not_found":
         from ..lifecycle import not_found_message
 
         retired = not_found_message(spec)  # a known retired model: say when, and what instead
@@ -387,7 +371,7 @@ def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: in
         where = "" if provider in PROVIDERS else f" at {host}"
         return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the name "
                                   "(%llmcells models lists aliases).", **common)
-    if kind == "rate_limit":
+    if kind == "rate_limited":
         return RateLimitError(f"{label} rate limit: {message}", retry_after=retry_after, **common)
     if kind == "billing":
         return ProviderError(f"{label} billing problem: {message}", **common)
@@ -396,7 +380,7 @@ def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: in
     if kind == "overloaded":
         return OverloadedError(f"{label} is overloaded; try again shortly.", retry_after=retry_after,
                                **common)
-    if kind == "server":
+    if kind == "server_error":
         code = f" ({status})" if status else ""
         return ServerError(f"{label} had a server error{code}: {message}", retry_after=retry_after,
                            **common)

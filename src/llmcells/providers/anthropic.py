@@ -14,6 +14,7 @@ from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
@@ -21,7 +22,6 @@ from ._common import (
     count,
     field,
     host_of,
-    kind_of_status,
     map_transport_error,
     one_line,
     retry_after_from_headers,
@@ -68,10 +68,10 @@ IGNORES = {
 }
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
-_TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "auth",
-               "permission_error": "denied", "not_found_error": "not_found",
-               "rate_limit_error": "rate_limit", "billing_error": "billing",
-               "timeout_error": "timeout", "api_error": "server"}
+_TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
+               "permission_error": "denied", "not_found_error": "model_not_found",
+               "rate_limit_error": "rate_limited", "billing_error": "billing",
+               "timeout_error": "timeout", "api_error": "server_error"}
 
 
 # ----- usage -------------------------------------------------------------------------------------

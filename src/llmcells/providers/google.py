@@ -26,13 +26,13 @@ from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderErr
 from ..models import ModelSpec, vertex_enabled
 from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
     field,
     host_of,
     incomplete,
-    kind_of_status,
     map_transport_error,
     one_line,
     parse_duration,
@@ -409,17 +409,17 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     if code == 403 or status == "PERMISSION_DENIED":
         kind = "denied"
     elif code == 401 or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":
-        kind = "auth"  # Gemini answers a bad key with 400 API_KEY_INVALID
+        kind = "authentication"  # Gemini answers a bad key with 400 API_KEY_INVALID
     elif status == "NOT_FOUND":
-        kind = "not_found"
+        kind = "model_not_found"
     elif status == "RESOURCE_EXHAUSTED":
-        kind = "rate_limit"
+        kind = "rate_limited"
     message = one_line(exc.message or status or exc)
     if code == 503 and "overload" in message.lower():
         kind = "overloaded"
     credentials = ("the credentials; check your Google Cloud login "
                    "(gcloud auth application-default login)" if vertex_enabled() else None)
-    retry_after = _retry_after(exc) if kind in ("rate_limit", "overloaded", "server") else None
+    retry_after = _retry_after(exc) if kind in ("rate_limited", "overloaded", "server_error") else None
     return api_error(spec, kind, message, host=host_of(spec.base_url, _default_host()),
                      status=code or None, retry_after=retry_after,
                      response=getattr(exc, "response", None), credentials=credentials)

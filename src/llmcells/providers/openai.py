@@ -19,6 +19,7 @@ from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
 from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
@@ -26,7 +27,6 @@ from ._common import (
     count,
     field,
     host_of,
-    kind_of_status,
     map_transport_error,
     one_line,
     retry_after_from_headers,
@@ -362,15 +362,15 @@ def _event_error(spec: ModelSpec, error: Any) -> LLMError:
 def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LLMError:
     """An error reported in a stream body (no HTTP status to go by): decide from its code."""
     if "rate_limit" in code:
-        kind = "rate_limit"
+        kind = "rate_limited"
     elif code in ("server_error", "internal_error") or "server_error" in message:
-        kind = "server"
+        kind = "server_error"
     elif "overloaded" in code or "overloaded" in message.lower():
         kind = "overloaded"
     elif code == "model_not_found":
-        kind = "not_found"
+        kind = "model_not_found"
     else:
-        kind = "other"
+        kind = "provider_error"
     return api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status)
 
 
@@ -385,12 +385,12 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     code = str(exc.code or body.get("code") or "")
     kind = kind_of_status(status)
     if code == "invalid_api_key":
-        kind = "auth"
+        kind = "authentication"
     elif code == "model_not_found":
-        kind = "not_found"
-    elif kind == "server" and "overloaded" in message.lower():
+        kind = "model_not_found"
+    elif kind == "server_error" and "overloaded" in message.lower():
         kind = "overloaded"
-    elif kind in ("bad_request", "other") and not 400 <= status < 500:
+    elif kind in ("bad_request", "provider_error") and not 400 <= status < 500:
         return _by_code(spec, code, message, status)
     err = api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status,
                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
