@@ -51,10 +51,10 @@ def _kwargs(request):
 
     spec = request.spec
     if spec.adapter == "openai":
-        return (openai._responses_body if spec.api == "responses" else openai._chat_body)(request)[0]
+        return (openai.responses_body if spec.api == "responses" else openai.chat_body)(request)[0]
     if spec.adapter == "anthropic":
-        return anthropic._message_body(request)[0]
-    return {"contents": google._contents(request), "config": google._config(request)}
+        return anthropic.message_body(request)[0]
+    return {"contents": google.request_contents(request), "config": google.request_config(request)}
 
 
 def _raw(path_key: str, data: bytes, media_type: str) -> dict:

@@ -62,7 +62,7 @@ def test_anthropic_usage_object_reads_thinking_tokens():
 
     sdk = SdkUsage.model_validate({"input_tokens": 3, "output_tokens": 50,
                                    "output_tokens_details": {"thinking_tokens": 40}})
-    assert anthropic_adapter._map_usage(sdk).reasoning_tokens == 40
+    assert anthropic_adapter.map_usage(sdk).reasoning_tokens == 40
 
 
 def _responses(*events):
@@ -104,9 +104,9 @@ def test_responses_cache_writes_split_by_lifetime_are_summed():
            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
                                     "cache_write_tokens_details": {"ttl_30m_tokens": 30, "ttl_12h_tokens": 12}},
            "output_tokens_details": {"reasoning_tokens": 0}}
-    assert openai_adapter._map_usage(raw).cache_write_tokens == 42
+    assert openai_adapter.map_usage(raw).cache_write_tokens == 42
     raw["input_tokens_details"]["cache_write_tokens"] = 42  # both given: the same total, once
-    assert openai_adapter._map_usage(raw).cache_write_tokens == 42
+    assert openai_adapter.map_usage(raw).cache_write_tokens == 42
 
 
 def test_chat_refusal_field_is_the_text_and_noted():

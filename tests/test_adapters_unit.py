@@ -30,14 +30,14 @@ from llmcells.types import Finish, Message, ReasoningDelta, Request, TextDelta, 
 KEY = "sk-unit-test-key-000000"
 
 
-# ----- _map_usage --------------------------------------------------------------------------------
+# ----- map_usage --------------------------------------------------------------------------------
 
 
 def test_openai_usage_chat_with_cache_and_reasoning():
     raw = {"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
            "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
            "completion_tokens_details": {"reasoning_tokens": 256}}
-    assert openai_adapter._map_usage(raw) == Usage(
+    assert openai_adapter.map_usage(raw) == Usage(
         input_tokens=1200, cached_input_tokens=1024, cache_write_tokens=0,
         output_tokens=300, reasoning_tokens=256)
 
@@ -45,60 +45,60 @@ def test_openai_usage_chat_with_cache_and_reasoning():
 def test_openai_usage_responses_with_cache_write():
     raw = {"input_tokens": 33, "input_tokens_details": {"cache_write_tokens": 20, "cached_tokens": 5},
            "output_tokens": 11, "output_tokens_details": {"reasoning_tokens": 4}, "total_tokens": 44}
-    assert openai_adapter._map_usage(raw) == Usage(33, 5, 20, 11, 4)
+    assert openai_adapter.map_usage(raw) == Usage(33, 5, 20, 11, 4)
 
 
 def test_openai_usage_missing_fields_and_sdk_objects():
     # OpenAI-compatible servers often send only the totals, or nulls.
-    assert openai_adapter._map_usage({"prompt_tokens": 7, "completion_tokens": None}) == Usage(7, 0, 0, 0, 0)
-    assert openai_adapter._map_usage({}) == Usage()
+    assert openai_adapter.map_usage({"prompt_tokens": 7, "completion_tokens": None}) == Usage(7, 0, 0, 0, 0)
+    assert openai_adapter.map_usage({}) == Usage()
     from openai.types import CompletionUsage
 
     sdk = CompletionUsage.model_validate({"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12,
                                           "completion_tokens_details": {"reasoning_tokens": 2}})
-    assert openai_adapter._map_usage(sdk) == Usage(9, 0, 0, 3, 2)
+    assert openai_adapter.map_usage(sdk) == Usage(9, 0, 0, 3, 2)
 
 
 def test_anthropic_usage_adds_cache_reads_and_writes_to_input():
     raw = {"input_tokens": 10, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500,
            "output_tokens": 42}
-    assert anthropic_adapter._map_usage(raw) == Usage(
+    assert anthropic_adapter.map_usage(raw) == Usage(
         input_tokens=2510, cached_input_tokens=2000, cache_write_tokens=500, output_tokens=42,
         reasoning_tokens=0)
 
 
 def test_anthropic_usage_missing_fields():
-    assert anthropic_adapter._map_usage({"output_tokens": 4}) == Usage(0, 0, 0, 4, 0)
-    assert anthropic_adapter._map_usage({"input_tokens": 10, "cache_read_input_tokens": None}) == Usage(10)
+    assert anthropic_adapter.map_usage({"output_tokens": 4}) == Usage(0, 0, 0, 4, 0)
+    assert anthropic_adapter.map_usage({"input_tokens": 10, "cache_read_input_tokens": None}) == Usage(10)
 
 
 def test_anthropic_message_delta_merges_with_message_start():
     seen: dict[str, int] = {}
-    anthropic_adapter._merge_usage(seen, {"input_tokens": 10, "cache_read_input_tokens": 90,
+    anthropic_adapter.merge_usage(seen, {"input_tokens": 10, "cache_read_input_tokens": 90,
                                           "cache_creation_input_tokens": 0, "output_tokens": 1})
     # An older-style message_delta that reports only output keeps the input counts from the start.
-    merged = anthropic_adapter._merge_usage(seen, {"output_tokens": 57, "input_tokens": None})
-    assert anthropic_adapter._map_usage(merged) == Usage(100, 90, 0, 57, 0)
+    merged = anthropic_adapter.merge_usage(seen, {"output_tokens": 57, "input_tokens": None})
+    assert anthropic_adapter.map_usage(merged) == Usage(100, 90, 0, 57, 0)
 
 
 def test_gemini_usage_thoughts_and_cache():
     raw = {"promptTokenCount": 1000, "cachedContentTokenCount": 800, "candidatesTokenCount": 80,
            "thoughtsTokenCount": 35, "totalTokenCount": 1115}
-    assert google_adapter._map_usage(raw) == Usage(
+    assert google_adapter.map_usage(raw) == Usage(
         input_tokens=1000, cached_input_tokens=800, cache_write_tokens=0, output_tokens=115,
         reasoning_tokens=35)
 
 
 def test_gemini_usage_missing_candidates_and_sdk_object():
     # gemini-2.0 first chunks: no candidatesTokenCount at all; Vertex first chunk: no counts.
-    assert google_adapter._map_usage({"promptTokenCount": 15, "totalTokenCount": 15}) == Usage(15)
-    assert google_adapter._map_usage({"trafficType": "ON_DEMAND"}) == Usage()
+    assert google_adapter.map_usage({"promptTokenCount": 15, "totalTokenCount": 15}) == Usage(15)
+    assert google_adapter.map_usage({"trafficType": "ON_DEMAND"}) == Usage()
     from google.genai import types
 
     sdk = types.GenerateContentResponseUsageMetadata(
         prompt_token_count=18, candidates_token_count=None, thoughts_token_count=35,
         tool_use_prompt_token_count=4)
-    assert google_adapter._map_usage(sdk) == Usage(22, 0, 0, 35, 35)
+    assert google_adapter.map_usage(sdk) == Usage(22, 0, 0, 35, 35)
 
 
 # ----- a tiny streaming server -------------------------------------------------------------------

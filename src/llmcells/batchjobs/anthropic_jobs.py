@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers._common import field, one_line
-from ..providers.anthropic import _map_usage, _message_body
+from ..providers.anthropic import map_usage, message_body
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
@@ -15,7 +15,7 @@ COUNTS_NOTE = "Anthropic reports no counts until the batch has ended"
 
 def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     """One request of the batch: the live adapter's message parameters, without streaming."""
-    params, _ = _message_body(request)
+    params, _ = message_body(request)
     params.pop("stream", None)
     return {"custom_id": key, "params": params}
 
@@ -78,7 +78,7 @@ async def results(client: Any, status: JobStatus, keys: list[str] | None = None)
             text = "".join(b.text for b in msg.content if getattr(b, "type", "") == "text")
             thinking = "".join(b.thinking for b in msg.content if getattr(b, "type", "") == "thinking")
             items.append(Item(r.custom_id, "ok", text=text, reasoning=thinking,
-                              usage=_map_usage(msg.usage), response_model=msg.model,
+                              usage=map_usage(msg.usage), response_model=msg.model,
                               finish_reason=msg.stop_reason))
         elif res.type == "errored":
             inner = field(res.error, "error")

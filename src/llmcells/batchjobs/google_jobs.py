@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..providers._common import one_line
-from ..providers.google import _config, _contents, _map_usage, _name
+from ..providers.google import request_config, request_contents, map_usage, enum_name
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
@@ -29,8 +29,8 @@ _STATES = {"JOB_STATE_PENDING": "validating", "JOB_STATE_QUEUED": "validating",
 
 def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     """One inlined request: the live adapter's contents and config."""
-    item: dict[str, Any] = {"contents": _contents(request), "metadata": {"key": key}}
-    config = _config(request)
+    item: dict[str, Any] = {"contents": request_contents(request), "metadata": {"key": key}}
+    config = request_config(request)
     if config:
         item["config"] = config
     return item
@@ -89,7 +89,7 @@ async def _stats(client: Any, name: str) -> dict[str, int]:
 
 async def retrieve(client: Any, job_id: str) -> JobStatus:
     job = await client.aio.batches.get(name=job_id)
-    state = _STATES.get(_name(job.state), "running")
+    state = _STATES.get(enum_name(job.state), "running")
     created = job.create_time.timestamp() if job.create_time else None
     error = one_line(job.error.message) if getattr(job, "error", None) and job.error.message else None
     if state == "failed" and error is None:
@@ -125,7 +125,7 @@ def _from_file_line(rec: dict[str, Any]) -> Item:
     parts = (cand.get("content") or {}).get("parts") or []
     return Item(key, "ok", text="".join(p.get("text", "") for p in parts if not p.get("thought")),
                 reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
-                usage=_map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"),
+                usage=map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"),
                 finish_reason=cand.get("finishReason"))
 
 
@@ -149,7 +149,7 @@ async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]
         parts = (cand.content.parts if cand and cand.content else None) or []
         text = "".join(p.text for p in parts if p.text and not p.thought)
         thoughts = "".join(p.text for p in parts if p.text and p.thought)
-        items.append(Item(key, "ok", text=text, reasoning=thoughts, usage=_map_usage(resp.usage_metadata),
+        items.append(Item(key, "ok", text=text, reasoning=thoughts, usage=map_usage(resp.usage_metadata),
                           response_model=resp.model_version,
-                          finish_reason=_name(cand.finish_reason) if cand and cand.finish_reason else None))
+                          finish_reason=enum_name(cand.finish_reason) if cand and cand.finish_reason else None))
     return items

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..providers._common import one_line
-from ..providers.openai import _chat_body, _map_usage, _responses_body
+from ..providers.openai import chat_body, map_usage, responses_body
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 
@@ -25,9 +25,9 @@ def _url(request: Request) -> str:
 def line(client: Any, request: Request, key: str) -> dict[str, Any]:
     """One JSONL line: the body the live adapter would send, without streaming."""
     if request.spec.api == "responses":
-        body, _ = _responses_body(request)
+        body, _ = responses_body(request)
     else:
-        body, _ = _chat_body(request)
+        body, _ = chat_body(request)
         body.pop("stream_options", None)
     body.pop("stream", None)
     return {"custom_id": key, "method": "POST", "url": _url(request), "body": body}
@@ -100,7 +100,7 @@ async def results(client: Any, status: JobStatus, keys: list[str] | None = None)
             body = resp.get("body") or {}
             if resp.get("status_code") == 200 and not err:
                 text, finish = _text(body)
-                items.append(Item(key, "ok", text=text, usage=_map_usage(body.get("usage") or {}),
+                items.append(Item(key, "ok", text=text, usage=map_usage(body.get("usage") or {}),
                                   response_model=body.get("model"), finish_reason=finish))
                 continue
             err = err or body.get("error") or {}

@@ -77,7 +77,7 @@ _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authen
 # ----- usage -------------------------------------------------------------------------------------
 
 
-def _map_usage(raw: Any) -> Usage:
+def map_usage(raw: Any) -> Usage:
     """Normalise an Anthropic usage object or dict.
 
     Anthropic's input_tokens leaves out cache reads and writes, so they are added back to get all
@@ -98,7 +98,7 @@ def _map_usage(raw: Any) -> Usage:
     )
 
 
-def _merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_FIELDS) -> dict[str, int]:
+def merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_FIELDS) -> dict[str, int]:
     """seen updated with the fields of names that raw reports (message_delta may omit the input
     fields)."""
     for name in names:
@@ -127,7 +127,7 @@ def _refusal_note(details: Any) -> str:
 # ----- requests ----------------------------------------------------------------------------------
 
 
-def _message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+def message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON body of a streamed Messages call, and its SDK request options."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
@@ -158,7 +158,7 @@ def _message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 
 async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
     # Events arrive as the JSON objects the server sent (see post_stream): every read is a .get.
-    stream = await post_stream(client, "/v1/messages", *_message_body(request), anthropic.AsyncStream)
+    stream = await post_stream(client, "/v1/messages", *message_body(request), anthropic.AsyncStream)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     seen: dict[str, int] = {}
@@ -194,7 +194,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                 if usage:
                     # Only the input side: output_tokens here is a placeholder (1) that a live
                     # count would show for the whole stream; message_delta brings the real one.
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, usage, _INPUT_FIELDS)))
+                    yield UsageUpdate(map_usage(merge_usage(seen, usage, _INPUT_FIELDS)))
             elif kind == "content_block_start":
                 tool_calls.start(event.get("index"), event.get("content_block"))
             elif kind == "content_block_stop":
@@ -205,7 +205,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
                 stop_reason = field(event.get("delta"), "stop_reason") or stop_reason
                 stop_details = field(event.get("delta"), "stop_details") or stop_details
                 if event.get("usage"):
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, event["usage"])))
+                    yield UsageUpdate(map_usage(merge_usage(seen, event["usage"])))
             elif kind == "message_stop":
                 # No `break`: read the body to its end, so that the connection goes back to the
                 # pool. Closing the stream here would drop it, and every call would pay a new

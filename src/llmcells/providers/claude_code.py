@@ -18,7 +18,7 @@ from ..errors import ConfigError, IncompleteStreamError, LLMError
 from ..models import ModelSpec
 from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, UsageUpdate
 from . import _agents
-from .anthropic import _map_usage, _merge_usage
+from .anthropic import map_usage, merge_usage
 from .base import ClientOptions, Provider
 from .._log import swallowed
 
@@ -122,7 +122,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                     elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
                         yield ReasoningDelta(delta["thinking"])
                 elif kind == "message_delta" and started == 1 and event.get("usage"):
-                    yield UsageUpdate(_map_usage(_merge_usage(seen, event["usage"])))
+                    yield UsageUpdate(map_usage(merge_usage(seen, event["usage"])))
             elif isinstance(msg, sdk.AssistantMessage):
                 final.extend(b.text for b in msg.content if isinstance(b, sdk.TextBlock))
             elif isinstance(msg, sdk.ResultMessage):
@@ -139,7 +139,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                     info["startup_s"] = round(max(msg.duration_ms - msg.duration_api_ms, 0) / 1000, 3)
                 if msg.usage:
                     # The result's usage covers every turn of the run.
-                    yield UsageUpdate(_map_usage(_merge_usage({}, msg.usage)))
+                    yield UsageUpdate(map_usage(merge_usage({}, msg.usage)))
                 models = list((msg.model_usage or {}).keys())
                 yield ResponseInfo(response_model=models[0] if len(models) == 1 else None,
                                    agent=dict(info))

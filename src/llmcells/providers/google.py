@@ -87,7 +87,7 @@ IGNORES = {
 # ----- usage -------------------------------------------------------------------------------------
 
 
-def _map_usage(raw: Any) -> Usage:
+def map_usage(raw: Any) -> Usage:
     """Normalise Gemini usageMetadata (the wire's JSON, or a batch job's SDK object).
 
     Every chunk carries the running totals, so the last chunk's usage is the call's usage.
@@ -139,7 +139,8 @@ class _ClientTimeoutAsyncClient(httpx2.AsyncClient):
 # ----- requests ----------------------------------------------------------------------------------
 
 
-def _contents(request: Request) -> list[dict[str, Any]]:
+def request_contents(request: Request) -> list[dict[str, Any]]:
+    """The request's turns as Gemini `contents` (a live call's and a batch line's)."""
     # Gemini calls the assistant "model".
     # Tool turns as function_call / function_response parts; the last user message carries the
     # attachments (see _rich.py).
@@ -148,15 +149,15 @@ def _contents(request: Request) -> list[dict[str, Any]]:
 
 
 def _stream_contents(request: Request) -> list[dict[str, Any]] | str:
-    """_contents, or a lone user text as a plain string: the SDK turns that into the same one-part
-    user turn on the wire, without validating a list of dicts into its models (about 0.15 ms)."""
+    """request_contents, or a lone user text as a plain string: the SDK turns that into the same
+    one-part user turn on the wire, without validating a list of dicts into its models (about 0.15 ms)."""
     messages = request.messages
     if len(messages) == 1 and messages[0].role == "user" and not request.attachments:
         return messages[0].content
-    return _contents(request)
+    return request_contents(request)
 
 
-def _config(request: Request) -> dict[str, Any]:
+def request_config(request: Request) -> dict[str, Any]:
     """GenerateContentConfig fields; pass-through params (e.g. thinking_config) win."""
     config: dict[str, Any] = {}
     if request.system:
@@ -207,7 +208,7 @@ def _sdk_has_lane() -> bool:
 def _hop_request(api: Any, request: Request, token: bytes | None) -> tuple[str, dict, Any]:
     """(path, body, http_options) of one streamGenerateContent request, built as the SDK's
     AsyncModels._generate_content_stream builds it; token resumes a CONTINUATION."""
-    config = _config(request)
+    config = request_config(request)
     if token:
         config["continuation_token"] = token
     params = genai_types._GenerateContentParameters(
@@ -287,7 +288,7 @@ async def _lane_chunks(api: Any, request: Request, responses: _Responses) -> Asy
 async def _typed_chunks(client: genai.Client, request: Request) -> AsyncIterator[tuple[Any, dict]]:
     """(headers, chunk JSON) from the SDK's typed stream, each chunk dumped in its wire form."""
     stream = await client.aio.models.generate_content_stream(
-        model=request.spec.name, contents=_stream_contents(request), config=_config(request) or None)
+        model=request.spec.name, contents=_stream_contents(request), config=request_config(request) or None)
     async for chunk in stream:
         yield (field(chunk.sdk_http_response, "headers"),
                chunk.model_dump(mode="json", by_alias=True, exclude_none=True,
@@ -336,7 +337,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
             usage = chunk.get("usageMetadata")
             if usage is not None and usage != last_usage:
                 last_usage = usage
-                yield UsageUpdate(_map_usage(usage))
+                yield UsageUpdate(map_usage(usage))
             if candidate is not None and candidate.get("finishReason"):
                 finish_reason = str(candidate["finishReason"])
                 items.finished()  # the last chunk: a cut after it no longer matters
@@ -367,7 +368,7 @@ def _default_host() -> str:
     return VERTEX_HOST if vertex_enabled() else DEVELOPER_HOST
 
 
-def _name(value: Any) -> str:
+def enum_name(value: Any) -> str:
     """An SDK enum's wire name ("STOP"), or the value as text."""
     return str(getattr(value, "value", value))
 

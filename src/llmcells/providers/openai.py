@@ -126,7 +126,7 @@ IGNORES = {
 # ----- usage -------------------------------------------------------------------------------------
 
 
-def _map_usage(raw: Any) -> Usage:
+def map_usage(raw: Any) -> Usage:
     """Normalise a Chat Completions `usage` or a Responses `response.usage` (object or dict).
 
     Both count cached input inside the input total and reasoning inside the output total already.
@@ -149,7 +149,7 @@ def _map_usage(raw: Any) -> Usage:
 # ----- requests ----------------------------------------------------------------------------------
 
 
-def _chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+def chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON body of a streamed Chat Completions call, and its SDK request options."""
     messages: list[dict[str, str]] = []
     if request.system:
@@ -183,7 +183,7 @@ def _sampling(kwargs: dict[str, Any], request: Request, params: dict[str, Any]) 
         kwargs["temperature"] = request.temperature
 
 
-def _responses_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+def responses_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON body of a streamed Responses call, and its SDK request options."""
     kwargs: dict[str, Any] = {
         "model": request.spec.name,
@@ -231,7 +231,7 @@ async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
 
 
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    stream, limits = await _open(client, "/chat/completions", *_chat_body(request))
+    stream, limits = await _open(client, "/chat/completions", *chat_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
@@ -276,7 +276,7 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     items.finished()
             usage = get("usage")
             if usage:
-                yield UsageUpdate(_map_usage(usage))
+                yield UsageUpdate(map_usage(usage))
     finally:
         await items.aclose()
     # The usage chunk comes after the finish_reason chunk, so Finish is only sent at the end.
@@ -295,7 +295,7 @@ def _response_info(response: Any, limits: Any = None) -> ResponseInfo:
 
 
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    stream, limits = await _open(client, "/responses", *_responses_body(request))
+    stream, limits = await _open(client, "/responses", *responses_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     refused = False
@@ -326,7 +326,7 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 response = response if isinstance(response, dict) else {}
                 yield _response_info(response)
                 if response.get("usage"):
-                    yield UsageUpdate(_map_usage(response["usage"]))
+                    yield UsageUpdate(map_usage(response["usage"]))
                 status = response.get("status")
                 if status == "cancelled":  # cancelled on OpenAI's side: no whole answer
                     raise ProviderError(f"{request.spec.label} cancelled the response before it was "
