@@ -26,6 +26,7 @@ from .errors import ConfigError, ContextWindowError
 from .finish import finish, not_sent
 from .session import known_down
 from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
+from ._log import swallowed
 
 if TYPE_CHECKING:
     from .models import ModelSpec
@@ -122,7 +123,8 @@ def _order(plans: list["CallPlan"]) -> list["CallPlan"]:
     """Models whose provider the last health check found down go last (stable otherwise)."""
     try:
         down = known_down()
-    except Exception:
+    except Exception as exc:
+        swallowed("reading which providers are down (the given order instead)", exc)
         down = set()
     if not down:
         return plans

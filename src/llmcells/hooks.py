@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .types import CallInfo, CallObserver, Result, RetryInfo
+from ._log import swallowed
 
 log = logging.getLogger("llmcells")
 
@@ -194,7 +195,8 @@ def result_fields(result: Result) -> dict[str, Any]:
     """The finish / error fields of a record from a Result (a snapshot, not the object)."""
     try:
         row = result.to_row()
-    except Exception:
+    except Exception as exc:
+        swallowed("reading a result's row for a hook (its status fields only)", exc)
         row = {}
     return dict(status=result.status, error=result.error, error_kind=result.error_kind,
                 text=result.text, input_tokens=result.usage.input_tokens,

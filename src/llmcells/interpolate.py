@@ -47,7 +47,8 @@ def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
             else:
                 key = ast.literal_eval(step.group(2).strip()[1:-1].strip())
                 value = value[key]
-        except Exception:
+        except Exception as exc:
+            swallowed("looking up a placeholder's attribute or key (missing instead)", exc)
             return _MISSING
         pos = step.end()
     return value

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .errors import ConfigError, redact
+from ._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -385,7 +386,8 @@ def _origin() -> tuple:
 
         try:
             user = getpass.getuser()
-        except Exception:          # no user name in the environment or the passwd file
+        except Exception as exc:          # no user name in the environment or the passwd file
+            swallowed("reading the user name (none recorded)", exc)
             user = None
         # Jupyter's server names the notebook of a kernel; a script is its own path
         where = os.environ.get("JPY_SESSION_NAME") or None

@@ -55,6 +55,7 @@ from .models import PROVIDER_SYNONYMS
 from .registry import parse_id
 from .session import session
 from .types import Usage
+from ._log import swallowed
 
 log = logging.getLogger("llmcells")
 
@@ -776,7 +777,8 @@ class BatchEstimator:
                                  cached_input_tokens=cached, cache_write_tokens=write,
                                  cache_write_1h_tokens=write_1h,
                                  base_url=spec.base_url if not spec.simulated else None)
-        except Exception:
+        except Exception as exc:
+            swallowed("estimating a batch call's cost (NaN instead)", exc)
             return math.nan
 
 

@@ -237,7 +237,8 @@ def _zone(provider: str):
             from zoneinfo import ZoneInfo
 
             return ZoneInfo(name)
-        except Exception:  # no tz database: Pacific standard time is close enough
+        except Exception as exc:  # no tz database: Pacific standard time is close enough
+            swallowed("loading the Pacific time zone (UTC-8 instead)", exc)
             return timezone(timedelta(hours=-8))
     return timezone.utc
 

@@ -481,7 +481,8 @@ class _ScoringObserver(CallObserver):
     def on_finish(self, result: Result) -> None:
         try:
             pending = self.run._start(result, self.run._row(None))
-        except Exception:  # scoring must never break a call
+        except Exception as exc:  # scoring must never break a call
+            swallowed("starting a call's scorers (no scores for it)", exc)
             pending = []
         self.inner.on_finish(result)
         if pending:

@@ -195,10 +195,12 @@ def _as_text(value: Any) -> str:
         from pydantic import TypeAdapter
 
         return TypeAdapter(type(value)).dump_json(value).decode()
-    except Exception:
+    except Exception as exc:
+        swallowed("dumping a tool's result with pydantic (json.dumps instead)", exc)
         try:
             return json.dumps(value, ensure_ascii=False, default=str)
-        except Exception:
+        except Exception as exc:
+            swallowed("dumping a tool's result as JSON (its repr instead)", exc)
             return repr(value)
 
 

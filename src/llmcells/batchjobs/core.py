@@ -320,7 +320,8 @@ def _one_line_error(exc: BaseException, spec: Any) -> str:
 
     try:
         mapped = get_provider(spec.adapter).map_error(exc, spec)
-    except Exception:
+    except Exception as exc:
+        swallowed("mapping a provider job's error with its adapter (the generic error instead)", exc)
         mapped = None
     if mapped is not None:
         return mapped.message

@@ -16,6 +16,7 @@ from ..providers._common import one_line
 from ..providers.google import request_config, request_contents, map_usage, enum_name
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
+from .._log import swallowed
 
 MAX_REQUESTS, MAX_BYTES = LIMITS["google"]
 INLINE_BYTES = 20 * 1000 * 1000  # above this, the file route
@@ -78,7 +79,8 @@ async def _stats(client: Any, name: str) -> dict[str, int]:
     try:
         resp = await client.aio._api_client.async_request("get", name, {}, None)
         stats = (json.loads(resp.body or "{}").get("metadata") or {}).get("batchStats") or {}
-    except Exception:
+    except Exception as exc:
+        swallowed("reading a Gemini batch job's batchStats (no counts shown)", exc)
         return {}
     total = int(stats.get("requestCount") or 0)
     if not total:

@@ -87,7 +87,8 @@ def open_display(kind: str, infos: list[CallInfo], mode: str, *, prompt: str = "
             from .notebook import NotebookDisplay
 
             return NotebookDisplay(kind, infos, prompt=prompt, markdown=markdown)
-        except Exception:
+        except Exception as exc:
+            swallowed("opening the notebook display (the terminal one instead)", exc)
             mode = "terminal"
     if mode == "terminal":
         from .terminal import TerminalDisplay

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from ..types import CallInfo, Result, Usage
+from .._log import swallowed
 
 #: rough characters per token, when only a length is known
 CHARS_PER_TOKEN = 4.0
@@ -104,7 +105,8 @@ def live_cost(info: CallInfo, input_tokens: int, output_tokens: int, usage: Usag
             ("cache_write_tokens", usage.cache_write_tokens),
             ("cache_write_1h_tokens", getattr(usage, "cache_write_1h_tokens", 0))) if v}
         value = float(estimate(info.provider, model, int(input_tokens), int(output_tokens), **cache))
-    except Exception:
+    except Exception as exc:
+        swallowed("estimating a running cost (NaN instead)", exc)
         return math.nan
     return value
 

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from ._format import fmt_cost
+from .._log import swallowed
 
 
 def duration(seconds: float) -> str:
@@ -160,7 +161,8 @@ def open_job_progress(job_id: str, mode: str) -> Any:
     if mode == "notebook":
         try:
             return NotebookJobProgress(job_id)
-        except Exception:
+        except Exception as exc:
+            swallowed("opening a provider job's notebook progress (the terminal one instead)", exc)
             return TerminalJobProgress(job_id)
     if mode == "terminal":
         return TerminalJobProgress(job_id)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import html
 import re
 
+from .._log import swallowed
+
 #: answers longer than this are shown as plain pre-wrapped text (rendering would take too long)
 MAX_MARKDOWN_CHARS = 300_000
 
@@ -46,7 +48,8 @@ def highlight_code(code: str, lang: str | None = None) -> str:
         except ClassNotFound:
             lexer = TextLexer()
         body = highlight(code, lexer, HtmlFormatter(nowrap=True))
-    except Exception:
+    except Exception as exc:
+        swallowed("highlighting a code block (plain escaped code instead)", exc)
         body = escape(code)
     cls = f' class="language-{escape(name)}"' if name else ""
     return f"<pre><code{cls}>{body}</code></pre>"
@@ -79,7 +82,8 @@ def _mistune():
                 _md = mistune.create_markdown(
                     escape=True, renderer=_Renderer(escape=True),
                     plugins=["strikethrough", "table"])
-            except Exception:
+            except Exception as exc:
+                swallowed("building the mistune renderer (the simple one instead)", exc)
                 _md = False
     return _md or None
 
@@ -186,10 +190,12 @@ def markdown_body(text: str) -> str:
     md = _mistune()
     try:
         return md(text) if md is not None else _simple_markdown(text)
-    except Exception:
+    except Exception as exc:
+        swallowed("rendering markdown with mistune (the simple renderer instead)", exc)
         try:
             return _simple_markdown(text)
-        except Exception:
+        except Exception as exc:
+            swallowed("rendering markdown simply (plain escaped text instead)", exc)
             return '<div class="llmcells-plain">' + escape(text) + "</div>"
 
 

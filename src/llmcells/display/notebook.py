@@ -57,7 +57,8 @@ show_static: Callable[[dict], Any] = _show_static
 def _frac_fps() -> float:
     try:
         fps = float(settings.display_fps)
-    except Exception:
+    except Exception as exc:
+        swallowed("reading display_fps (20 instead)", exc)
         fps = 20.0
     return fps if fps > 0 and math.isfinite(fps) else 20.0
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..config import settings
 from ._format import fmt_cost
 from .throttle import Throttle
+from .._log import swallowed
 
 
 def _summary(t: Any) -> tuple[str, str]:
@@ -162,7 +163,8 @@ def open_progress(total: int, mode: str, *, batch_id: str) -> Any:
     if mode == "notebook":
         try:
             return NotebookProgress(total, batch_id)
-        except Exception:  # no widgets: fall back to text
+        except Exception as exc:  # no widgets: fall back to text
+            swallowed("opening a batch's notebook progress (the terminal one instead)", exc)
             return TerminalProgress(total, batch_id)
     if mode == "terminal":
         return TerminalProgress(total, batch_id)

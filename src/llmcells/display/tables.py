@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._log import swallowed
+
 #: column -> pandas Styler format
 FORMATS = {
     "cost_usd": "${:,.6f}",
@@ -44,7 +46,8 @@ def _cls():
             def _repr_html_(self):
                 try:
                     return style(pd.DataFrame(self)).to_html()
-                except Exception:
+                except Exception as exc:
+                    swallowed("styling a table (the plain HTML table instead)", exc)
                     return pd.DataFrame(self)._repr_html_()
 
         _FormattedFrame = FormattedFrame

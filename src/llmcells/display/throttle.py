@@ -67,7 +67,8 @@ class Throttle:
             swallowed("painting", exc)
         try:
             self._next = start + self._interval() * sent
-        except Exception:
+        except Exception as exc:
+            swallowed("reading the repaint interval (0.05 s instead)", exc)
             self._next = start + 0.05 * sent
 
     def cancel(self) -> None:

@@ -393,7 +393,8 @@ def _html_reason(response: Any, status: int | None, host: str) -> str:
     """A short reason for an HTML error page: its title, or the HTTP reason phrase."""
     try:
         body = response.content
-    except Exception:  # a body not read yet: the reason phrase will do
+    except Exception as exc:  # a body not read yet: the reason phrase will do
+        swallowed("reading an HTML error page's body (the reason phrase instead)", exc)
         body = None
     title = html_title(body) or getattr(response, "reason_phrase", "") or ""
     if status and title and not title.startswith(str(status)):
