@@ -51,7 +51,8 @@ def headers(stream: bool) -> dict[str, str]:
     return hdrs
 
 
-def _usage(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, Any]:
+def usage_json(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, Any]:
+    """A Messages `usage` object (start: as message_start carries it)."""
     # input_tokens excludes cache reads and writes, as in the real API.
     usage: dict[str, Any] = {"input_tokens": plan.input_tokens,
                              "cache_creation_input_tokens": plan.cache_write_tokens,
@@ -67,8 +68,9 @@ def _usage(plan: Plan, output_tokens: int, *, start: bool = False) -> dict[str, 
     return usage
 
 
-def _message(plan: Plan, msg_id: str, content: list[Any], stop: str | None,
-             usage: dict[str, Any]) -> dict[str, Any]:
+def message_json(plan: Plan, msg_id: str, content: list[Any], stop: str | None,
+                 usage: dict[str, Any]) -> dict[str, Any]:
+    """A Messages `message` object with this content, stop reason and usage."""
     return {"model": plan.model, "id": msg_id, "type": "message", "role": "assistant",
             "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
 
@@ -91,7 +93,7 @@ class MessagesStream:
         return f"event: {name}\ndata: {body}\n\n".encode()
 
     def open(self) -> list[bytes]:
-        start = _message(self.plan, self.msg_id, [], None, _usage(self.plan, 1, start=True))
+        start = message_json(self.plan, self.msg_id, [], None, usage_json(self.plan, 1, start=True))
         return [self._event("message_start", {"type": "message_start", "message": start}),
                 self._event("content_block_start", {"type": "content_block_start", "index": 0,
                                                     "content_block": {"type": "text", "text": ""}}),
@@ -104,7 +106,7 @@ class MessagesStream:
 
     def close(self) -> list[bytes]:
         stop = "max_tokens" if self.plan.truncated else "end_turn"
-        usage = _usage(self.plan, self.sent + self.plan.reasoning_tokens)
+        usage = usage_json(self.plan, self.sent + self.plan.reasoning_tokens)
         return [self._event("content_block_stop", {"type": "content_block_stop", "index": 0}),
                 self._event("message_delta", {"type": "message_delta",
                                               "delta": {"stop_reason": stop, "stop_sequence": None},
@@ -127,8 +129,8 @@ def stream(plan: Plan) -> MessagesStream:
 def complete(plan: Plan) -> Reply:
     """A non-streamed answer."""
     stop = "max_tokens" if plan.truncated else "end_turn"
-    usage = _usage(plan, len(plan.tokens) + plan.reasoning_tokens, start=True)
-    body = _message(plan, f"msg_01{plan.ident(22)}", [{"type": "text", "text": plan.text}], stop, usage)
+    usage = usage_json(plan, len(plan.tokens) + plan.reasoning_tokens, start=True)
+    body = message_json(plan, f"msg_01{plan.ident(22)}", [{"type": "text", "text": plan.text}], stop, usage)
     return Reply(200, headers(False), compact(body).encode())
 
 

@@ -50,7 +50,8 @@ def headers(stream: bool) -> dict[str, str]:
     return hdrs
 
 
-def _usage(plan: Plan, candidates: int) -> dict[str, Any]:
+def usage_metadata(plan: Plan, candidates: int) -> dict[str, Any]:
+    """A generateContent `usageMetadata` object for plan."""
     # promptTokenCount includes cached tokens; candidatesTokenCount excludes thoughts.
     usage: dict[str, Any] = {"promptTokenCount": plan.prompt_total,
                              "candidatesTokenCount": candidates,
@@ -70,11 +71,12 @@ def _response(plan: Plan, resp_id: str, text: str, candidates: int, finish: bool
     if finish:
         candidate["finishReason"] = "MAX_TOKENS" if plan.truncated else "STOP"
     candidate["index"] = 0
-    return {"candidates": [candidate], "usageMetadata": _usage(plan, candidates),
+    return {"candidates": [candidate], "usageMetadata": usage_metadata(plan, candidates),
             "modelVersion": plan.model, "responseId": resp_id}
 
 
-def _response_id(plan: Plan) -> str:
+def response_id(plan: Plan) -> str:
+    """A responseId like Gemini's (23 URL-safe characters)."""
     return base64.urlsafe_b64encode(plan.rng.randbytes(17)).decode().rstrip("=")[:23]
 
 
@@ -86,7 +88,7 @@ class GeminiStream:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.resp_id = _response_id(plan)
+        self.resp_id = response_id(plan)
         self.sent = 0
 
     @staticmethod
@@ -118,7 +120,7 @@ def stream(plan: Plan) -> GeminiStream:
 
 def complete(plan: Plan) -> Reply:
     """A non-streamed answer (pretty-printed, like the real API)."""
-    body = _response(plan, _response_id(plan), plan.text, len(plan.tokens), True)
+    body = _response(plan, response_id(plan), plan.text, len(plan.tokens), True)
     return Reply(200, headers(False), pretty(body).encode())
 
 

@@ -10,7 +10,8 @@ from .common import Plan, Prompt, Reply, as_text, compact, users_text
 PROVIDER = "openai"
 SSE_TYPE = "text/event-stream; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
-_FINGERPRINT = "fp_5im0000001"
+#: the system_fingerprint of every Chat Completions answer
+FINGERPRINT = "fp_5im0000001"
 
 
 def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
@@ -62,7 +63,8 @@ def headers(stream: bool) -> dict[str, str]:
 
 
 # --- usage --------------------------------------------------------------------------------
-def _chat_usage(plan: Plan, n_out: int) -> dict[str, Any]:
+def chat_usage(plan: Plan, n_out: int) -> dict[str, Any]:
+    """A Chat Completions `usage` object for plan with n_out output tokens."""
     prompt_details: dict[str, int] = {"cached_tokens": plan.cached_tokens, "audio_tokens": 0,
                                       "cache_write_tokens": plan.cache_write_tokens}
     completion = n_out + plan.reasoning_tokens
@@ -74,7 +76,8 @@ def _chat_usage(plan: Plan, n_out: int) -> dict[str, Any]:
                                           "rejected_prediction_tokens": 0}}
 
 
-def _responses_usage(plan: Plan) -> dict[str, Any]:
+def responses_usage(plan: Plan) -> dict[str, Any]:
+    """A Responses `usage` object for plan."""
     # cache_write_tokens is a required field (zero included), split by cache lifetime.
     input_details: dict[str, Any] = {"cached_tokens": plan.cached_tokens,
                                      "cache_write_tokens": plan.cache_write_tokens,
@@ -100,7 +103,7 @@ class ChatStream:
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
         chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
                                  "created": self.plan.created, "model": self.plan.model,
-                                 "service_tier": "default", "system_fingerprint": _FINGERPRINT,
+                                 "service_tier": "default", "system_fingerprint": FINGERPRINT,
                                  "choices": choices}
         if self.plan.include_usage:
             chunk["usage"] = usage
@@ -121,7 +124,7 @@ class ChatStream:
     def close(self) -> list[bytes]:
         events = [self._chunk(self._choice({}, "length" if self.plan.truncated else "stop"))]
         if self.plan.include_usage:
-            events.append(self._chunk([], _chat_usage(self.plan, self.sent)))
+            events.append(self._chunk([], chat_usage(self.plan, self.sent)))
         return events + [b"data: [DONE]\n\n"]
 
     def error(self) -> bytes:
@@ -138,13 +141,14 @@ def chat_body(plan: Plan) -> dict[str, Any]:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
                                                  "refusal": None, "annotations": []},
                          "logprobs": None, "finish_reason": "length" if plan.truncated else "stop"}],
-            "usage": _chat_usage(plan, len(plan.tokens)), "service_tier": "default",
-            "system_fingerprint": _FINGERPRINT}
+            "usage": chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+            "system_fingerprint": FINGERPRINT}
 
 
 # --- Responses ----------------------------------------------------------------------------
-def _response_object(plan: Plan, resp_id: str, status: str, output: list[Any],
-                     usage: Any, max_output_tokens: int | None = None) -> dict[str, Any]:
+def response_object(plan: Plan, resp_id: str, status: str, output: list[Any],
+                    usage: Any, max_output_tokens: int | None = None) -> dict[str, Any]:
+    """A Responses `response` object with these output items and usage."""
     return {"id": resp_id, "object": "response", "created_at": plan.created, "status": status,
             "background": False, "completed_at": None if status == "in_progress" else plan.created,
             "error": None,
@@ -185,7 +189,7 @@ class ResponsesStream:
         return f"event: {data['type']}\ndata: {compact(data)}\n\n".encode()
 
     def open(self) -> list[bytes]:
-        empty = _response_object(self.plan, self.resp_id, "in_progress", [], None)
+        empty = response_object(self.plan, self.resp_id, "in_progress", [], None)
         return [
             self._event({"type": "response.created", "response": empty}),
             self._event({"type": "response.in_progress", "response": empty}),
@@ -204,7 +208,7 @@ class ResponsesStream:
     def close(self) -> list[bytes]:
         item = _message_item(self.msg_id, self.text, "completed")
         status = "incomplete" if self.plan.truncated else "completed"
-        final = _response_object(self.plan, self.resp_id, status, [item], _responses_usage(self.plan))
+        final = response_object(self.plan, self.resp_id, status, [item], responses_usage(self.plan))
         return [
             self._event({"type": "response.output_text.done", "content_index": 0, "item_id": self.msg_id,
                          "logprobs": [], "output_index": 0, "text": self.text}),
@@ -228,8 +232,8 @@ def responses_body(plan: Plan) -> dict[str, Any]:
     """A non-streamed Responses answer."""
     status = "incomplete" if plan.truncated else "completed"
     item = _message_item(f"msg_{plan.ident(48).lower()}", plan.text, "completed")
-    return _response_object(plan, f"resp_{plan.ident(48).lower()}", status, [item],
-                            _responses_usage(plan))
+    return response_object(plan, f"resp_{plan.ident(48).lower()}", status, [item],
+                            responses_usage(plan))
 
 
 def stream(plan: Plan) -> ChatStream | ResponsesStream:

@@ -193,7 +193,7 @@ def events(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str,
 
 
 def _chat(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
-    from .openai import _chat_usage
+    from .openai import chat_usage
 
     cid = f"chatcmpl-{plan.ident(29)}"
 
@@ -215,12 +215,12 @@ def _chat(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
             out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
     out.append(chunk({}, "tool_calls"))
     if plan.include_usage:
-        out.append(chunk(None, usage=_chat_usage(plan, len(plan.tokens))))
+        out.append(chunk(None, usage=chat_usage(plan, len(plan.tokens))))
     return out + [b"data: [DONE]\n\n"]
 
 
 def _responses(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
-    from .openai import _response_object, _responses_usage
+    from .openai import response_object, responses_usage
 
     resp_id = f"resp_{plan.ident(48).lower()}"
     seq = 0
@@ -231,7 +231,7 @@ def _responses(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
         seq += 1
         return f"event: {data['type']}\ndata: {compact(data)}\n\n".encode()
 
-    empty = _response_object(plan, resp_id, "in_progress", [], None)
+    empty = response_object(plan, resp_id, "in_progress", [], None)
     out = [event({"type": "response.created", "response": empty}),
            event({"type": "response.in_progress", "response": empty})]
     items = []
@@ -249,19 +249,19 @@ def _responses(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
         done = {**item, "status": "completed", "arguments": text}
         items.append(done)
         out.append(event({"type": "response.output_item.done", "item": done, "output_index": index}))
-    final = _response_object(plan, resp_id, "completed", items, _responses_usage(plan))
+    final = response_object(plan, resp_id, "completed", items, responses_usage(plan))
     out.append(event({"type": "response.completed", "response": final}))
     return out
 
 
 def _anthropic(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
-    from .anthropic import _message, _usage
+    from .anthropic import message_json, usage_json
 
     def event(name: str, data: dict[str, Any]) -> bytes:
         return f"event: {name}\ndata: {compact(data)}\n\n".encode()
 
     msg_id = f"msg_01{plan.ident(22)}"
-    start = _message(plan, msg_id, [], None, _usage(plan, 1, start=True))
+    start = message_json(plan, msg_id, [], None, usage_json(plan, 1, start=True))
     out = [event("message_start", {"type": "message_start", "message": start})]
     for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "toolu_01"))):
         out.append(event("content_block_start", {
@@ -274,13 +274,13 @@ def _anthropic(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
         out.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
     out.append(event("message_delta", {"type": "message_delta",
                                        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
-                                       "usage": _usage(plan, len(plan.tokens))}))
+                                       "usage": usage_json(plan, len(plan.tokens))}))
     out.append(event("message_stop", {"type": "message_stop"}))
     return out
 
 
 def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
-    from .google import _response_id, _usage, gjson
+    from .google import response_id, usage_metadata, gjson
 
     # Gemini sends a turn's function calls whole, in one chunk, with finishReason STOP.
     # Gemini 2.5+ signs a function call (thoughtSignature): a client must send it back as is.
@@ -289,8 +289,8 @@ def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
              for i, (name, args) in enumerate(calls)]
     body = {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP",
                             "index": 0}],
-            "usageMetadata": _usage(plan, len(plan.tokens)), "modelVersion": plan.model,
-            "responseId": _response_id(plan)}
+            "usageMetadata": usage_metadata(plan, len(plan.tokens)), "modelVersion": plan.model,
+            "responseId": response_id(plan)}
     return [f"data: {gjson(body)}\r\n\r\n".encode()]
 
 
@@ -300,7 +300,7 @@ def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
 def body(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The whole non-streamed answer of a turn that ends in `calls`, in provider's JSON shape."""
     if provider == "openai" and api == "chat":
-        from .openai import _FINGERPRINT, _chat_usage
+        from .openai import FINGERPRINT, chat_usage
 
         tool_calls = [{"id": call_id, "type": "function", "function": {"name": name, "arguments": compact(args)}}
                       for (name, args), call_id in zip(calls, _ids(len(calls), "call_"))]
@@ -309,23 +309,23 @@ def body(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, A
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": None,
                                                      "annotations": [], "tool_calls": tool_calls},
                              "logprobs": None, "finish_reason": "tool_calls"}],
-                "usage": _chat_usage(plan, len(plan.tokens)), "service_tier": "default",
-                "system_fingerprint": _FINGERPRINT}
+                "usage": chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+                "system_fingerprint": FINGERPRINT}
     if provider == "openai":
-        from .openai import _response_object, _responses_usage
+        from .openai import response_object, responses_usage
 
         items = [{"id": f"fc_{plan.ident(40).lower()}", "type": "function_call", "status": "completed",
                   "arguments": compact(args), "call_id": call_id, "name": name}
                  for (name, args), call_id in zip(calls, _ids(len(calls), "call_"))]
-        return _response_object(plan, f"resp_{plan.ident(48).lower()}", "completed", items,
-                                _responses_usage(plan))
+        return response_object(plan, f"resp_{plan.ident(48).lower()}", "completed", items,
+                               responses_usage(plan))
     if provider == "anthropic":
-        from .anthropic import _message, _usage
+        from .anthropic import message_json, usage_json
 
         content = [{"type": "tool_use", "id": call_id, "name": name, "input": args}
                    for (name, args), call_id in zip(calls, _ids(len(calls), "toolu_01"))]
-        return _message(plan, f"msg_01{plan.ident(22)}", content, "tool_use",
-                        _usage(plan, len(plan.tokens), start=True))
+        return message_json(plan, f"msg_01{plan.ident(22)}", content, "tool_use",
+                            usage_json(plan, len(plan.tokens), start=True))
     return json.loads(_gemini(plan, calls)[0].decode()[len("data: "):])
 
 
