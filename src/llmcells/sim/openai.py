@@ -233,7 +233,7 @@ def responses_body(plan: Plan) -> dict[str, Any]:
     status = "incomplete" if plan.truncated else "completed"
     item = _message_item(f"msg_{plan.ident(48).lower()}", plan.text, "completed")
     return response_object(plan, f"resp_{plan.ident(48).lower()}", status, [item],
-                            responses_usage(plan))
+                           responses_usage(plan))
 
 
 def stream(plan: Plan) -> ChatStream | ResponsesStream:
