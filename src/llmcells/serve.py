@@ -183,7 +183,7 @@ def _plan(body: GenerateBody, policy: Policy) -> Any:
 
 
 async def _run_one(plan: Any, observer: CallObserver | None) -> Result:
-    from .engine import run_plans
+    from .pipeline import run_plans
 
     results = await run_plans([plan], [observer])
     return results[0]
