@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
-from llmcells import ledger
+from llmcells import ledger, ledger_sqlite
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pg_server  # noqa: E402
@@ -281,7 +281,7 @@ def test_the_password_is_never_shown(simulated, tmp_path):
 
 
 def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
-    old = [c for c in ledger._SCHEMA if c[0] not in ("user", "host", "project", "path")]
+    old = [c for c in ledger_sqlite.SCHEMA if c[0] not in ("user", "host", "project", "path")]
     ledger.path().parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(ledger.path()) as conn:
         conn.execute("CREATE TABLE calls (" + ", ".join(f"{c} {t}" for c, t, _ in old) + ")")
