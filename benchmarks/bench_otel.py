@@ -100,6 +100,43 @@ def _e2e(blocks: int, per: int) -> float:
     return statistics.median(diffs)
 
 
+_OFF_IMPORTS = """
+import builtins, sys
+import httpx, openai, anthropic  # before the watch: a background import racing it can fail
+ours = []
+real = builtins.__import__
+def watch(name, *a, **k):
+    if name.startswith("opentelemetry") and "/llmcells/" in sys._getframe(1).f_code.co_filename:
+        ours.append(name)
+    return real(name, *a, **k)
+builtins.__import__ = watch
+import llmcells
+llmcells.simulate()
+r = llmcells.run(llmcells.compare("hi", ["chatgpt", "claude"], display=False))
+assert all(x.ok for x in r.results), [x.error for x in r.results]
+print(len(ours))
+"""
+
+
+def _off_imports() -> int:
+    """How many imports of opentelemetry llmcells itself makes during a compare with tracing
+    off, in a fresh process without OTEL_* variables (the SDKs' own imports not counted)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    with C.temp_home():
+        env["LLMCELLS_HOME"] = os.environ["LLMCELLS_HOME"]
+        out = subprocess.run([sys.executable, "-c", _OFF_IMPORTS], env=env, capture_output=True,
+                             text=True, timeout=300)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-1000:])
+    return int(out.stdout.split()[-1])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -134,6 +171,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   (total - off) / n * 1000, "ms",
                   note="the SDK's work runs on llmcells' telemetry thread, off the event loop"),
             C.row("call events with tracing off", off / n * 1000, "ms"),
+            C.row("imports of opentelemetry by llmcells during a compare, tracing off",
+                  _off_imports(), "", 0, "<=",
+                  note="a fresh process without OTEL_* variables; the anthropic SDK's own "
+                       "import of it is not counted"),
             C.row("machine speed: one empty Python loop turn", loop_ns, "ns",
                   note="about 12-15 ns on an idle recent x86 core: a larger figure means a busy "
                        "machine, and the per-call figures scale with it")]

@@ -47,10 +47,13 @@ EXPECTED = {
                        "service: median latency added over a direct ask"],
     "bench_tools.py": ["tool round trip: llmcells - raw SDK", "two 0.5 s sync tools in one turn: wall",
                        "stream end with a 1 s hook + a raising hook, minus without"],
-    "bench_otel.py": ["OTel per call, on the call's path", "OTel per call, all CPU"],
+    "bench_otel.py": ["OTel per call, on the call's path", "OTel per call, all CPU",
+                      "imports of opentelemetry by llmcells during a compare, tracing off"],
     "bench_ledger_pg.py": ["one committed ledger write, SQLite",
                            "one committed ledger write, PostgreSQL",
-                           "costs(by=['model', 'day']) over 20,000 rows, on the server"],
+                           "costs(by=['model', 'day']) over 20,000 rows, on the server",
+                           "costs(by='user') over 20,000 rows, on the server",
+                           "costs(by='project') over 20,000 rows, on the server"],
 }
 
 

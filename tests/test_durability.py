@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
-from llmcells import ledger
+from llmcells import ledger, ledger_sqlite
 from llmcells.config import settings
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -238,8 +238,8 @@ def test_ledger_locked_past_the_busy_timeout_the_call_is_ok(simulated_fast, monk
     here so that the test is quick): the call returns ok, one warning, the row is kept in memory
     and written as soon as the lock is gone."""
     assert llmcells.run(llmcells.ask("create the ledger", "claude", display=False)).ok
-    monkeypatch.setattr(ledger, "_BUSY_TIMEOUT_MS", 200)
-    monkeypatch.setattr(ledger, "_LOCK_RETRIES", 2)
+    monkeypatch.setattr(ledger_sqlite, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(ledger_sqlite, "LOCK_RETRIES", 2)
     ledger.close()                                   # reopen with the short timeout
     locked = threading.Event()
     holder = _hold_exclusive_lock(ledger.path(), 2.0, locked)
@@ -270,7 +270,7 @@ def test_ledger_locked_longer_than_the_real_busy_timeout(simulated_fast):
     still comes back ok, nothing is raised, and its row ends up in the ledger."""
     assert llmcells.run(llmcells.ask("create the ledger", "claude", display=False)).ok
     locked = threading.Event()
-    hold_s = ledger._BUSY_TIMEOUT_MS / 1000 + 2
+    hold_s = ledger_sqlite.BUSY_TIMEOUT_MS / 1000 + 2
     holder = _hold_exclusive_lock(ledger.path(), hold_s, locked)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -16,7 +16,7 @@ import warnings
 import pytest
 
 import llmcells
-from llmcells import _loop, ledger
+from llmcells import _loop, ledger, ledger_sqlite
 from llmcells.config import settings
 from llmcells.registry import PROVIDERS, parse_id
 from llmcells.session import session
@@ -164,9 +164,9 @@ def test_a_prompt_with_an_unpaired_surrogate_still_leaves_a_ledger_row(simulated
 def test_the_ledger_warning_says_what_to_do_and_warns_again_after_a_recovery(tmp_path, monkeypatch):
     import errno
 
-    assert "disk is full" in ledger._advice(OSError(errno.ENOSPC, "No space left on device"))
-    assert "LLMCELLS_HOME" in ledger._advice(OSError(errno.EROFS, "Read-only file system"))
-    assert "damaged" in ledger._advice(Exception("file is not a database"))
+    assert "disk is full" in ledger_sqlite.advice(OSError(errno.ENOSPC, "No space left on device"))
+    assert "LLMCELLS_HOME" in ledger_sqlite.advice(OSError(errno.EROFS, "Read-only file system"))
+    assert "damaged" in ledger_sqlite.advice(Exception("file is not a database"))
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("LLMCELLS_HOME", str(home))

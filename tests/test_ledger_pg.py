@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import llmcells
-from llmcells import ledger
+from llmcells import ledger, ledger_sqlite
 
 sys.path.insert(0, str(Path(__file__).parent))
 import pg_server  # noqa: E402
@@ -208,11 +208,11 @@ def test_migrations_from_empty_and_from_the_previous_version(server):
         assert have == set(cols) and "project" not in have
     llmcells.configure(ledger=url)
     try:
-        df = llmcells.usage()                                   # opening it migrates 1 -> 2
+        df = llmcells.usage()                           # opening it migrates 1 -> VERSION
         assert list(df["call_id"]) == ["old-row"] and df["project"].isna().all()
         with psycopg.connect(url) as conn:
             versions = [r[0] for r in conn.execute("SELECT version FROM llmcells_schema ORDER BY 1")]
-            assert versions == [1, 2] == list(range(1, ledger_pg.VERSION + 1))
+            assert versions == list(range(1, ledger_pg.VERSION + 1))
             assert ledger_pg.migrate(conn) == ledger_pg.VERSION   # nothing left to do
     finally:
         llmcells.configure(ledger=None)
@@ -223,6 +223,39 @@ def test_migrations_from_empty_and_from_the_previous_version(server):
         have = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name='llmcells_calls'")}
         assert have == set(ledger.COLUMNS) | {"day"}   # day: stored, for costs(by="day")
+
+
+def test_migration_from_version_2_indexes_user_and_project(simulated, server):
+    """Version 3 adds covering indexes for costs(by="user") and costs(by="project") to a
+    version 2 ledger that already has rows; its rows keep their who-and-where."""
+    from llmcells import ledger_pg
+
+    url = server.new_db("mig_" + uuid.uuid4().hex[:8])
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert ledger_pg.migrate(conn, target=2) == 0
+        conn.execute('INSERT INTO llmcells_calls (ts, call_id, model, status, "user", project, '
+                     "cost_usd, latency_s) VALUES (1.5e9, 'v2-a', 'openai:gpt-4.1-mini', 'ok', "
+                     "'ann', 'alpha', 0.5, 1.0), (1.5e9, 'v2-b', 'openai:gpt-4.1-mini', 'ok', "
+                     "'bob', 'alpha', 0.25, 3.0)")
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = "
+                            "'llmcells_calls_user'").fetchone()[0] == 0
+    llmcells.configure(ledger=url)
+    try:
+        by_user = llmcells.costs(by="user")                     # opening it migrates 2 -> 3
+        assert dict(zip(by_user["user"], by_user["cost_usd"])) == {"ann": 0.5, "bob": 0.25}
+        by_project = llmcells.costs(by="project")
+        assert list(by_project["project"]) == ["alpha"]
+        assert by_project["calls"].iloc[0] == 2 and by_project["latency_p50"].iloc[0] == 2.0
+        with psycopg.connect(url) as conn:
+            assert [r[0] for r in conn.execute(
+                "SELECT version FROM llmcells_schema ORDER BY 1")] == [1, 2, 3]
+            indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes "
+                                        "WHERE tablename = 'llmcells_calls'").fetchall())
+    finally:
+        llmcells.configure(ledger=None)
+        ledger_pg.close()
+    for key in ("user", "project"):       # covering: costs() reads the index, not the table
+        assert "INCLUDE (status" in indexes[f"llmcells_calls_{key}"], indexes
 
 
 def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
@@ -281,7 +314,7 @@ def test_the_password_is_never_shown(simulated, tmp_path):
 
 
 def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
-    old = [c for c in ledger._SCHEMA if c[0] not in ("user", "host", "project", "path")]
+    old = [c for c in ledger_sqlite.SCHEMA if c[0] not in ("user", "host", "project", "path")]
     ledger.path().parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(ledger.path()) as conn:
         conn.execute("CREATE TABLE calls (" + ", ".join(f"{c} {t}" for c, t, _ in old) + ")")

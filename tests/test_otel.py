@@ -203,10 +203,12 @@ def test_off_imports_no_opentelemetry(tmp_path):
     assert int(count) > 0  # the watch works: the anthropic SDK's own import was seen
 
 
-def test_otel_environment_alone_exports_over_otlp_http(tmp_path):
-    """OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME alone (no configure, no provider set by
-    the script): llmcells sets up the SDK with the OTLP/HTTP exporter, and a receiver on loopback
-    gets the spans as protobuf."""
+@pytest.mark.parametrize("turn_on", ["", "llmcells.configure(otel=True)\n"],
+                         ids=["environment-alone", "configure-otel-true"])
+def test_otel_environment_alone_exports_over_otlp_http(tmp_path, turn_on):
+    """OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME (no provider set by the script), alone
+    or with configure(otel=True): llmcells sets up the SDK with the OTLP/HTTP exporter, and a
+    receiver on loopback gets the spans as protobuf."""
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="no OTLP/HTTP exporter")
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -237,7 +239,7 @@ def test_otel_environment_alone_exports_over_otlp_http(tmp_path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         code = ("import llmcells\n"
-                "llmcells.simulate()\n"
+                "llmcells.simulate()\n" + turn_on +
                 "r = llmcells.run(llmcells.compare('hi', ['chatgpt', 'gemini'], display=False))\n"
                 "assert all(x.ok for x in r.results)\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

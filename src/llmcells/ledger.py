@@ -7,6 +7,8 @@
   (corrupt file, read-only folder, disk full) it warns once and keeps the rows in memory, so that
   `usage()` still shows this session's calls; they are written as soon as the database works again.
 - `usage()` and `costs()` return typed DataFrames; pandas is imported on first use.
+- The columns and the writing of SQLite files live in ledger_sqlite.py (ledger_pg.py's journal
+  is such a file too); a shared ledger in PostgreSQL is ledger_pg.py, imported only when named.
 
 ts is the time a call started, stored as epoch seconds (REAL) and returned as a UTC datetime.
 """
@@ -14,11 +16,8 @@ ts is the time a call started, stored as epoch seconds (REAL) and returned as a 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import errno
 import gc
 import hashlib
-import logging
 import queue
 import math
 import os
@@ -26,13 +25,32 @@ import sqlite3
 import threading
 import time
 import uuid
-import warnings
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from . import ledger_sqlite
 from .errors import ConfigError, redact
 from ._log import swallowed
+# the columns and the SQLite files, shared with ledger_pg (its journal); re-exported here, where
+# the rest of llmcells has always found them
+from .ledger_sqlite import COLUMNS, LedgerWarning, close, log, one_line_error
+from .ledger_sqlite import COST_COLUMNS as _COST_COLUMNS
+from .ledger_sqlite import INSERT as _INSERT
+from .ledger_sqlite import KINDS as _KINDS
+from .ledger_sqlite import conns as _conns
+from .ledger_sqlite import insert_many as _insert_many
+from .ledger_sqlite import lock as _lock
+from .ledger_sqlite import printable as _printable
+from .ledger_sqlite import query as _query
+from .ledger_sqlite import query_memory as _query_memory
+from .ledger_sqlite import record_local as _record_local
+from .ledger_sqlite import unsaved as _unsaved
+from .ledger_sqlite import waiting as _waiting
+from .ledger_sqlite import warn_once as _warn_once
+from .ledger_sqlite import warned as _warned
+from .ledger_sqlite import with_retry as _with_retry
+from .ledger_sqlite import writer as _writer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,69 +62,8 @@ __all__ = ["record", "usage", "costs", "path", "session_id", "insert_rows", "row
 
 SESSION_ID = uuid.uuid4().hex
 _FILENAME = "ledger.sqlite"
-_BUSY_TIMEOUT_MS = 10_000
-_LOCK_RETRIES = 5
 _PREVIEW_CHARS = 80
 _ERROR_CHARS = 500
-
-# (name, SQL type, pandas kind). Order = DataFrame column order.
-_SCHEMA: list[tuple[str, str, str]] = [
-    ("ts", "REAL NOT NULL", "ts"),
-    ("call_id", "TEXT NOT NULL UNIQUE", "str"),
-    ("group_id", "TEXT", "str"),
-    ("batch_id", "TEXT", "str"),
-    ("session_id", "TEXT", "str"),
-    ("cell", "INTEGER", "nullable_int"),
-    ("provider", "TEXT", "str"),
-    ("model", "TEXT", "str"),
-    ("response_model", "TEXT", "str"),
-    ("status", "TEXT", "str"),
-    ("error_kind", "TEXT", "str"),
-    ("error", "TEXT", "str"),
-    ("input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("cached_input_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("cache_write_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("cache_write_1h_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("output_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("reasoning_tokens", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("cost_usd", "REAL", "float"),
-    ("price_source", "TEXT", "str"),
-    # price provenance (pricing.PriceBasis): enough to re-derive cost_usd by hand
-    ("service_tier", "TEXT", "str"),
-    ("processing", "TEXT NOT NULL DEFAULT 'live'", "str"),
-    ("price_version", "TEXT", "str"),
-    ("price_data_date", "TEXT", "str"),
-    ("price_provider", "TEXT", "str"),
-    ("price_model", "TEXT", "str"),
-    ("price_rates", "TEXT", "str"),
-    ("latency_s", "REAL", "float"),
-    ("ttft_s", "REAL", "float"),
-    ("tokens_per_s", "REAL", "float"),
-    ("attempts", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("cached", "INTEGER NOT NULL DEFAULT 0", "bool"),
-    ("sample", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("simulated", "INTEGER NOT NULL DEFAULT 0", "bool"),
-    ("prompt_hash", "TEXT", "str"),
-    ("prompt_preview", "TEXT", "str"),
-    ("prompt_text", "TEXT", "str"),
-    ("output_text", "TEXT", "str"),
-    # scoring and replay: "answer" or "judge"; replayed calls cost 0 and keep the original's figures
-    ("purpose", "TEXT", "str"),
-    ("replayed", "INTEGER NOT NULL DEFAULT 0", "bool"),
-    ("original_cost_usd", "REAL", "float"),
-    ("original_latency_s", "REAL", "float"),
-    # rich requests: how many files went with the prompt and their bytes (never their content)
-    ("attachments", "INTEGER NOT NULL DEFAULT 0", "int"),
-    ("attachment_bytes", "INTEGER NOT NULL DEFAULT 0", "int"),
-    # who and where (a shared ledger gathers many people's and machines' calls): the OS user,
-    # the host name, configure(project=...), and the notebook or script when known
-    ("user", "TEXT", "str"),
-    ("host", "TEXT", "str"),
-    ("project", "TEXT", "str"),
-    ("path", "TEXT", "str"),
-]
-COLUMNS: list[str] = [c for c, _, _ in _SCHEMA]
-_KINDS = {c: k for c, _, k in _SCHEMA}
 
 # ----- column order of usage() and costs(): what people read first, ids last ----------------
 #: usage(): time, model, status, tokens, cost, latency ... ids and texts last (COLUMNS is the
@@ -117,34 +74,20 @@ _READ_FIRST = ["ts", "model", "status", "input_tokens", "output_tokens", "cost_u
                "cached", "sample", "simulated", "cell", "price_source", "prompt_preview"]
 USAGE_COLUMNS: list[str] = _READ_FIRST + [c for c in COLUMNS if c not in _READ_FIRST]
 #: costs(): after the group keys
-_COST_COLUMNS = ["calls", "cost_usd", "input_tokens", "output_tokens", "latency_p50",
-                 "latency_p95", "ttft_p50", "errors", "error_rate", "unpriced_calls",
-                 "cached_input_tokens", "reasoning_tokens"]
 
 
 def _reading_order(df: "pd.DataFrame") -> "pd.DataFrame":
     return df[[c for c in USAGE_COLUMNS if c in df.columns]]
 # ----- end of column order ---------------------------------------------------------------------
-_INDEXES = {"ts": "ts", "model": "model", "group_id": "group_id", "batch_id": "batch_id"}
-
-_CREATE = "CREATE TABLE IF NOT EXISTS calls (\n  " + ",\n  ".join(
-    f"{c} {t}" for c, t, _ in _SCHEMA) + "\n)"
-_INSERT = f"INSERT OR IGNORE INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-log = logging.getLogger("llmcells")
 
 
-class LedgerWarning(UserWarning):
-    """The usage ledger could not be written or read; calls still run."""
+
 
 
 # ----- connections ---------------------------------------------------------------------------------
 
-_lock = threading.RLock()
-_conns: dict[str, sqlite3.Connection] = {}     # one writer connection per ledger path
-_unsaved: dict[str, list[tuple]] = {}          # rows that could not be written, per path
-_warned: set[str] = set()
 
 
 def path() -> Path:
@@ -167,132 +110,24 @@ def session_id() -> str:
     return SESSION_ID
 
 
-def _is_locked(exc: BaseException) -> bool:
-    msg = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg)
 
 
-def _with_retry(fn):
-    """Run fn(), retrying a few times when another process holds the lock past busy_timeout."""
-    for attempt in range(_LOCK_RETRIES):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if not _is_locked(exc) or attempt == _LOCK_RETRIES - 1:
-                raise
-            time.sleep(0.05 * (2 ** attempt))
 
 
-def _open(p: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(p), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
-    try:
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-
-        def setup():
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-            # NORMAL in WAL mode: a committed row survives a process crash (SIGKILL); only an
-            # OS crash / power cut can lose the last commits.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints (copying the WAL into the database, with an fsync) are run by the
-            # writer thread, never inside a commit made on the event loop (see write_now).
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            conn.execute(_CREATE)
-            have = {r[1] for r in conn.execute("PRAGMA table_info(calls)")}
-            for c, t, _ in _SCHEMA:          # an older ledger: add the columns it lacks
-                if c not in have:
-                    t = t.replace("NOT NULL UNIQUE", "").replace("NOT NULL", "")
-                    conn.execute(f"ALTER TABLE calls ADD COLUMN {c} {t}")
-            for name, col in _INDEXES.items():
-                conn.execute(f"CREATE INDEX IF NOT EXISTS calls_{name} ON calls ({col})")
-            return mode
-
-        _with_retry(setup)
-        conn.execute("PRAGMA busy_timeout=0")  # between writes: see _waiting
-    except BaseException:
-        conn.close()
-        raise
-    return conn
 
 
-@contextlib.contextmanager
-def _waiting(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """conn waiting up to busy_timeout for another process's lock while the block runs.
-
-    A writer connection otherwise never waits: write_now, on the event loop, gives up at once
-    and hands the row to the writer thread, which writes it here (under _lock, like write_now,
-    so the two never change the setting under each other).
-    """
-    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-    try:
-        yield conn
-    finally:
-        try:
-            conn.execute("PRAGMA busy_timeout=0")
-        except sqlite3.Error as exc:
-            log.debug("ledger: resetting busy_timeout: %s", one_line_error(exc))
 
 
-def _writer(p: Path) -> sqlite3.Connection:
-    key = str(p)
-    conn = _conns.get(key)
-    if conn is None:
-        conn = _conns[key] = _open(p)
-    return conn
 
 
-def _drop(key: str) -> None:
-    conn = _conns.pop(key, None)
-    if conn is not None:
-        try:
-            conn.close()
-        except sqlite3.Error:
-            pass
 
 
-def close() -> None:
-    """Close every ledger connection (they reopen on next use)."""
-    with _lock:
-        for key in list(_conns):
-            _drop(key)
 
 
-def _advice(exc: BaseException) -> str:
-    """What to do about a ledger that can't be written, by the kind of failure."""
-    text = str(exc).lower()
-    code = getattr(exc, "errno", None) or getattr(getattr(exc, "__cause__", None), "errno", None)
-    if code == errno.ENOSPC or "full" in text:
-        return "The disk is full: free some space"
-    if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text \
-            or "permission" in text or "unable to open" in text:
-        return "The folder is not writable: set LLMCELLS_HOME to a writable folder"
-    if "locked" in text or "busy" in text:
-        return "Another program holds it locked: close it, or wait"
-    if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return "The file is damaged: Move the file away to start a new ledger"
-    return "Check the file and its folder"
 
 
-def _warn_once(p: Path | str, exc: BaseException, *, reading: bool = False) -> None:
-    """One warning per outage of a ledger file (a new one after it has worked again), shown as one
-    line that names no llmcells source line (the write happens on the ledger's own thread)."""
-    key = str(p)
-    with _lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    what = "read" if reading else "write"
-    warnings.warn_explicit(
-        f"llmcells could not {what} the usage ledger at {p} ({one_line_error(exc)}). {_advice(exc)}; "
-        + ("calls still run." if reading else "calls still run, and their rows are kept in memory "
-                                              "and written once the ledger works again."),
-        LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
 
-def one_line_error(exc: BaseException) -> str:
-    """exc as one short line, keys removed."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return redact(text)[:200]
 
 
 # ----- rows ----------------------------------------------------------------------------------------
@@ -409,39 +244,8 @@ def _provenance(result: "Result") -> tuple:
     return (tier, processing, b.version, b.data_date, b.provider, b.model, b.rates_json)
 
 
-def _write(p: Path, rows: Sequence[tuple]) -> None:
-    """Insert rows in one transaction (with the unsaved ones first); raises sqlite3/OS errors."""
-    key = str(p)
-    conn = _writer(p)
-    pending = _unsaved.get(key) or []
-    todo = [*pending, *rows]
-
-    def go():
-        if len(todo) == 1:
-            conn.execute(_INSERT, todo[0])          # autocommit: committed on return
-        else:
-            _insert_many(conn, todo)
-
-    try:
-        with _waiting(conn):
-            _with_retry(go)
-    except (sqlite3.Error, OSError):
-        _drop(key)                                   # reopen next time (the file may be fixed)
-        raise
-    if pending:
-        _unsaved.pop(key, None)
 
 
-def _insert_many(conn: sqlite3.Connection, rows: list) -> None:
-    """Insert rows in one transaction, rolled back whole on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(_INSERT, rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def record(result: "Result", *, prompt: str, system: str | None = None) -> None:
@@ -463,16 +267,10 @@ def _row_or_fallback(result: "Result", prompt: str, system: str | None) -> tuple
                                store_text=False)
 
 
-def _printable(text: Any) -> str | None:
-    return None if text is None else str(text).encode("utf-8", "replace").decode("utf-8")
 
 
-def _clean(row: tuple) -> tuple:
-    """row with every text that can't be encoded as UTF-8 (a lone surrogate) made encodable."""
-    return tuple(_printable(v) if isinstance(v, str) else v for v in row)
 
 
-_warned_text = False
 
 
 def _record_rows(rows: list[tuple]) -> None:
@@ -483,28 +281,6 @@ def _record_rows(rows: list[tuple]) -> None:
     _record_local(_path_noraise(), rows)
 
 
-def _record_local(p: Path, rows: list[tuple]) -> None:
-    """Commit rows to the SQLite file p (or keep them in memory, warning once)."""
-    global _warned_text
-    with _lock:
-        key = str(p)
-        try:
-            try:
-                _write(p, rows)
-            except UnicodeEncodeError:
-                rows = [_clean(r) for r in rows]
-                if not _warned_text:
-                    _warned_text = True
-                    warnings.warn_explicit(
-                        "llmcells: some prompt or answer text was not valid Unicode (an unpaired "
-                        "surrogate); it is stored in the ledger with replacement characters.",
-                        LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
-                _write(p, rows)
-        except Exception as exc:
-            _unsaved.setdefault(key, []).extend(rows)
-            _warn_once(p, exc)
-        else:
-            _warned.discard(key)  # working again: a later outage warns again
 
 
 # ----- the writer thread: rows written off the event loop, in group commits ------------------
@@ -767,29 +543,8 @@ def _where(*, session: bool, since: Any, model: Any, status: Any, group_id: Any,
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-def _query(conn: sqlite3.Connection, where: str, args: list[Any], limit: int | None,
-           cols: Sequence[str] = COLUMNS) -> list[tuple]:
-    sql = f"SELECT {', '.join(cols)} FROM calls{where}"
-    if limit is not None:
-        sql += " ORDER BY ts DESC, rowid DESC LIMIT ?"
-        rows = conn.execute(sql, [*args, int(limit)]).fetchall()
-        rows.reverse()
-        return rows
-    # Table order (rowid) is insertion order, which is nearly always ts order; _frame sorts by ts
-    # in numpy when it is not (much cheaper than an SQL sort of every row).
-    return conn.execute(sql, args).fetchall()
 
 
-def _query_memory(rows: list[tuple], where: str, args: list[Any], limit: int | None,
-                  cols: Sequence[str] = COLUMNS) -> list[tuple]:
-    """Apply the same SQL filter to rows held in memory (an in-memory SQLite table)."""
-    mem = sqlite3.connect(":memory:")
-    try:
-        mem.execute(_CREATE)
-        mem.executemany(_INSERT, rows)
-        return _query(mem, where, args, limit, cols)
-    finally:
-        mem.close()
 
 
 def _frame(rows: list[tuple], cols: Sequence[str] = COLUMNS) -> "pd.DataFrame":
@@ -863,9 +618,9 @@ def _usage_frame(p: Path, where: str, args: list[Any], limit: int | None,
         return _frame(shared.query(where, args, limit, cols), cols)
     if p.exists():
         try:
-            conn = sqlite3.connect(str(p), timeout=_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            conn = sqlite3.connect(str(p), timeout=ledger_sqlite.BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             try:
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                conn.execute(f"PRAGMA busy_timeout={ledger_sqlite.BUSY_TIMEOUT_MS}")
                 rows = _with_retry(lambda: _query(conn, where, args, limit, cols))
             finally:
                 conn.close()

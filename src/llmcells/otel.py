@@ -109,8 +109,9 @@ def tracer() -> Any:
 
         from ._version import __version__
 
-        from .config import settings
-        if settings.otel is None:
+        # OTEL_* variables naming an exporter set one up whether tracing was turned on by them
+        # or by configure(otel=True), as long as no code has set a tracer provider
+        if _env_on():
             _setup_from_env()
         _tracer = trace.get_tracer(_SCOPE, __version__,
                                    schema_url="https://opentelemetry.io/schemas/1.37.0")
