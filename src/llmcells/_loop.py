@@ -235,7 +235,8 @@ def stop() -> None:
     thread.join(timeout=2.0)
     if not thread.is_alive():
         loop.close()
-    session.clients.clear()
+    session.clients.clear()  # bound to the closed loop: built again on the next loop
+    session.job_clients.clear()
 
 
 # ----- scopes: one per top-level run ------------------------------------------------------------

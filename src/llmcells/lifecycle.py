@@ -17,6 +17,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .session import session
+
 
 class ModelLifecycleWarning(UserWarning):
     """A model llmcells is asked to call shuts down soon (shown once per model per session)."""
@@ -81,7 +83,7 @@ def of(spec: Any) -> Lifecycle:
     return lookup(f"{price_provider(spec.provider)}:{spec.name}")
 
 
-_warned: set[str] = set()
+_warned: set[str] = session.lifecycle_warned  # models warned of (session.reset() forgets them)
 _warn_lock = threading.Lock()
 
 
