@@ -95,7 +95,8 @@ def test_unload_stops_every_thread_and_load_works_again(tmp_path):
 
     replay_file = tmp_path / "replay.jsonl"
     with Kernel(tmp_path / "home") as k:
-        k.ok("%load_ext llmcells\n"
+        k.ok("import threading\n_before = {t.name for t in threading.enumerate()}\n"
+             "%load_ext llmcells\n"
              "import llmcells\n"
              "sim = llmcells.simulate()\n"
              "seen = []\n"
@@ -105,7 +106,9 @@ def test_unload_stops_every_thread_and_load_works_again(tmp_path):
         k.ok("df = llmcells.run(llmcells.batch(['a', 'b'], ['chatgpt', 'claude'], cache=True, display=False))\n"
              "assert (df.status == 'ok').all(), df.error.tolist()\n"
              "df = llmcells.run(llmcells.batch(['a', 'b'], ['chatgpt', 'claude'], cache=True, display=False))\n"
-             "assert df.cached.all(), df.cached.tolist()", timeout=120)
+             "assert df.cached.all(), df.cached.tolist()\n"
+             "assert len(llmcells.run(llmcells.health()))  # (its checks run in the loop's thread pool)",
+             timeout=120)
         k.ok(f"%llmcells replay on path={replay_file}")
         k.ok("%%chatgpt\nName a river.", timeout=120)
         k.ok("r = llmcells.run(llmcells.ask('Name a sea.', 'chatgpt', display=False))\n"
@@ -115,11 +118,14 @@ def test_unload_stops_every_thread_and_load_works_again(tmp_path):
              "llmcells.hooks.flush()\n"
              "assert 'request' in seen and len(seen) >= 3, seen", timeout=120)
         threads, events = eval(stream_text(k.ok(CHECK)).strip())
-        assert {"llmcells-loop", "llmcells-hooks"} <= set(threads), threads
+        assert {"llmcells-loop", "llmcells-hooks", "llmcells-clients_0"} <= set(threads), threads
+        assert any(t.startswith("llmcells-loop-pool") for t in threads), threads
 
         k.ok("%unload_ext llmcells", timeout=30)
         threads, events = eval(stream_text(k.ok(CHECK)).strip())
         assert threads == [] and events == [], (threads, events)
+        k.ok("_after = {t.name for t in threading.enumerate()}\n"
+             "assert _after <= _before, _after - _before  # none left, named llmcells or not")
 
         k.ok("%load_ext llmcells\n"
              "n = len(seen)\n"
