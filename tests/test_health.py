@@ -11,6 +11,7 @@ import pytest
 import llmcells
 from conftest import missing_cli
 from llmcells import healthcheck as health
+from llmcells.session import session
 
 
 def _missing_clis() -> set[str]:
@@ -39,9 +40,8 @@ def silent_port():
 
 @pytest.fixture(autouse=True)
 def _forget_health():
-    health._last.clear()
+    session.health.clear()  # (session.reset() after each test clears it too)
     yield
-    health._last.clear()
 
 
 def test_live_closed_and_silent_hosts_within_five_seconds(fresh_sim, closed_port, silent_port, monkeypatch):

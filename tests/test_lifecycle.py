@@ -17,15 +17,15 @@ from llmcells.calls import make_plan
 from llmcells.errors import ConfigError, ModelNotFoundError
 from llmcells.models import resolve
 from llmcells.registry import PROVIDERS
+from llmcells.session import session
 
 from test_adapters_unit import _collect, _serve
 
 
 @pytest.fixture(autouse=True)
 def _fresh_warnings():
-    lifecycle._warned.clear()
+    session.lifecycle_warned.clear()  # (session.reset() after each test clears it too)
     yield
-    lifecycle._warned.clear()
 
 
 def test_the_table_reads_and_every_row_has_a_source_and_a_replacement():

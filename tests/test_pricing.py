@@ -289,10 +289,7 @@ def gemini_stream(model_version, usage_metadata) -> bytes:
 def keys(monkeypatch):
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"):
         monkeypatch.setenv(var, "test-key-not-real")
-    saved = dict(models._endpoints)
-    yield
-    models._endpoints.clear()
-    models._endpoints.update(saved)
+    yield  # the endpoints a test adds are dropped by session.reset() after it (conftest)
 
 
 @pytest.fixture(autouse=True)

@@ -11,14 +11,14 @@ import llmcells
 from llmcells import replay
 from llmcells.config import settings
 from llmcells.calls import make_plan
+from llmcells.session import session
 
 
 @pytest.fixture
 def replaying(simulated, tmp_path):
     settings.update(replay=True, replay_path=str(tmp_path / "replay.jsonl"))
     yield simulated
-    replay._refresh_all = False
-    replay._books.clear()
+    session.reset()  # the refresh marks and the file's index
 
 
 def ask(prompt, model="chatgpt", **kw):
@@ -139,8 +139,8 @@ def test_the_file_is_read_again_when_another_process_appends(replaying, tmp_path
     first = ask("Name three rivers.")
     other = tmp_path / "replay.jsonl"
     entry = json.loads(other.read_text().splitlines()[0])
-    replay._books.clear()
-    key = replay._key(make_plan("Name two lakes.", "chatgpt"))
+    session.replay_books.clear()  # this process has not read the file yet
+    key = replay.key(make_plan("Name two lakes.", "chatgpt"))
     with open(other, "a") as f:  # another kernel recorded an answer meanwhile
         f.write(json.dumps({**entry, "key": key, "text": "Superior, Victoria."}) + "\n")
         f.write('{"key": "broken line')  # and is half way through the next one
@@ -167,7 +167,7 @@ def test_the_simulator_port_is_not_part_of_the_key(simulated):
     a = make_plan("hi", "chatgpt")
     models.set_simulator("http://127.0.0.1:1")
     b = make_plan("hi", "chatgpt")
-    assert replay._key(a) == replay._key(b)
+    assert replay.key(a) == replay.key(b)
 
 
 def test_the_magic_switch(replaying, shell, tmp_path, capsys):

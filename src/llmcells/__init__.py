@@ -106,7 +106,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """`%unload_ext llmcells`: stop the private loop thread."""
+    """`%unload_ext llmcells`: stop every llmcells thread (they start again when needed)."""
     from .magics import unload_ipython_extension as unload
 
     unload(ipython)

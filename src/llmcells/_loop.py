@@ -38,6 +38,7 @@ log = logging.getLogger("llmcells")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_pools: dict[Any, concurrent.futures.ThreadPoolExecutor] = {}  # the private loop's thread pool
 
 #: how long a sync caller waits for a cancelled run to unwind before giving up on it
 CANCEL_GRACE_S = 0.5
@@ -193,6 +194,10 @@ def get_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _thread is None or not _thread.is_alive():
             loop = asyncio.new_event_loop()
+            # asyncio.to_thread and getaddrinfo run here: named as llmcells', stopped by stop()
+            pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="llmcells-loop-pool")
+            loop.set_default_executor(pool)
+            _pools[loop] = pool
             ready = threading.Event()
 
             def main() -> None:
@@ -221,7 +226,10 @@ def stop() -> None:
     with _lock:
         loop, thread = _loop, _thread
         _loop = _thread = None
+    pool = _pools.pop(loop, None)
     if loop is None or thread is None or not thread.is_alive():
+        if pool is not None:
+            pool.shutdown(wait=True)
         return
 
     async def shutdown() -> None:
@@ -235,7 +243,10 @@ def stop() -> None:
     thread.join(timeout=2.0)
     if not thread.is_alive():
         loop.close()
-    session.clients.clear()
+    if pool is not None:  # (close() shuts it down without waiting): no thread outlives the loop
+        pool.shutdown(wait=not thread.is_alive())
+    session.clients.clear()  # bound to the closed loop: built again on the next loop
+    session.job_clients.clear()
 
 
 # ----- scopes: one per top-level run ------------------------------------------------------------

@@ -30,8 +30,10 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
 
         if _sim is None:
             _sim = Simulator(strict=strict, **options).start()
-        elif options:
-            _sim.configure(**options)
+        else:
+            _sim.start()  # again, on its port, after `%unload_ext` stopped it (else nothing)
+            if options:
+                _sim.configure(**options)
         _sim.strict = strict
         models.set_simulator(_sim.url, providers)
         from . import warmup
@@ -43,3 +45,19 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
 def active() -> bool:
     """True when calls go to the simulator."""
     return models.simulator_url() is not None
+
+
+def stop() -> None:
+    """Stop the simulator's server thread (`%unload_ext llmcells`); the switch and the port are
+    kept, and `resume()` (`%load_ext`) or `simulate()` serves on that port again."""
+    with _lock:
+        if _sim is not None:
+            _sim.stop()
+
+
+def resume() -> None:
+    """Serve again (on the same port) when the switch still routes calls to the simulator that
+    stop() stopped."""
+    with _lock:
+        if _sim is not None and models.simulator_url() == _sim.url:
+            _sim.start()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .session import session
 from .types import CallInfo, CallObserver, Result, RetryInfo
 from ._log import swallowed
 
@@ -35,9 +36,11 @@ log = logging.getLogger("llmcells")
 #: the events a callback can follow
 EVENTS = ("request", "first_token", "retry", "tool_call", "finish", "error")
 
-_callbacks: dict[str, list[Callable[..., Any]]] = {e: [] for e in EVENTS}
+# The callbacks live in the session (session.reset() removes them); this is the same dict.
+session.hooks.update({e: [] for e in EVENTS})
+_callbacks: dict[str, list[Callable[..., Any]]] = session.hooks
 _lock = threading.Lock()
-_reported: set[int] = set()        # id() of callbacks whose failure was already reported
+_reported: set[int] = session.hook_failures  # id() of callbacks whose failure was already reported
 _queue: "queue.SimpleQueue[tuple[Callable[..., Any], HookRecord] | None]" = queue.SimpleQueue()
 _worker: threading.Thread | None = None
 _tasks: set[asyncio.Task] = set()  # async callbacks still running (kept referenced)
@@ -174,6 +177,17 @@ def emit(event: str, record: HookRecord) -> None:
             _run_sync(callback, record)
 
 
+def stop(timeout: float = 5.0) -> None:
+    """Run the sync callbacks queued so far, then end the hook thread (`%unload_ext llmcells`);
+    the next sync callback starts it again."""
+    global _worker
+    with _lock:
+        worker, _worker = _worker, None
+    if worker is not None and worker.is_alive():
+        _queue.put(None)  # after everything queued before it
+        worker.join(timeout)
+
+
 def flush(timeout: float = 5.0) -> None:
     """Wait until the sync callbacks queued so far have run (for tests and scripts' ends)."""
     done = threading.Event()
@@ -213,7 +227,7 @@ class HookObserver(CallObserver):
         self.t0: float | None = None
 
     def _emit(self, event: str, **fields: Any) -> None:
-        if self.info is None or not _callbacks[event]:
+        if self.info is None or not _callbacks.get(event):
             return
         try:
             emit(event, _base(self.info, event, self.t0, **fields))
@@ -235,7 +249,7 @@ class HookObserver(CallObserver):
 
     def on_finish(self, result: Result) -> None:
         event = "finish" if result.ok else "error"
-        if self.info is None or not _callbacks[event]:
+        if self.info is None or not _callbacks.get(event):
             return
         self._emit(event, **result_fields(result))
 
@@ -247,7 +261,7 @@ def tool_call(info: CallInfo, name: str, arguments: str, duration_s: float, prev
     from . import otel
 
     otel.tool_span(name, arguments, duration_s, preview, error)
-    if not _callbacks["tool_call"]:
+    if not _callbacks.get("tool_call"):
         return
     data = MappingProxyType({"name": name, "arguments": arguments, "duration_s": duration_s,
                              "result": preview, "error": error})

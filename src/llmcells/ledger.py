@@ -289,6 +289,7 @@ def _record_rows(rows: list[tuple]) -> None:
 _queue: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
 _writer_thread: threading.Thread | None = None
 _writer_lock = threading.Lock()
+_STOP = ("stop",)  # queued by stop(): the writer commits what came before it, then ends
 
 
 #: rows committed since the last checkpoint of the WAL, and how many make the writer run one
@@ -383,7 +384,9 @@ def _serve() -> None:
                 batch.append(_queue.get_nowait())
             except queue.Empty:
                 break
-        batch = [item for item in batch if item is not None]  # None: only a checkpoint request
+        stopping = any(item is _STOP for item in batch)
+        # None: only a checkpoint request; _STOP: end once this batch is committed
+        batch = [item for item in batch if item is not None and item is not _STOP]
         try:
             if batch:
                 _record_rows([_row_or_fallback(r, prompt, system) for r, prompt, system, _, _ in batch])
@@ -399,6 +402,19 @@ def _serve() -> None:
                 except Exception as exc:
                     log.debug("after a ledger write: %s", one_line_error(exc))
             fut.set_result(None)
+        if stopping:
+            return
+
+
+def stop(timeout: float = 5.0) -> None:
+    """Commit the rows handed over so far, then end the writer thread (`%unload_ext llmcells`);
+    the next write starts it again."""
+    global _writer_thread
+    with _writer_lock:
+        thread, _writer_thread = _writer_thread, None
+    if thread is not None and thread.is_alive():
+        _queue.put(_STOP)
+        thread.join(timeout)
 
 
 def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:

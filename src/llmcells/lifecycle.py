@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from .registry import model_name, parse_id
+from .session import session
 
 
 class ModelLifecycleWarning(UserWarning):
@@ -84,7 +85,7 @@ def of(spec: Any) -> Lifecycle:
     return lookup(f"{price_provider(spec.provider)}:{spec.name}")
 
 
-_warned: set[str] = set()
+_warned: set[str] = session.lifecycle_warned  # models warned of (session.reset() forgets them)
 _warn_lock = threading.Lock()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -676,6 +677,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from .display.hints import no_key_hint  # one line when no provider has a key
 
     no_key_hint()
+    from . import _simulation
+
+    _simulation.resume()  # serve again if `%unload_ext` stopped the simulator the switch uses
     warmup.start(notebook=_in_kernel(ipython))
 
 
@@ -684,8 +688,31 @@ def _in_kernel(ipython: Any) -> bool:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    """Stop the private loop thread; conversations are kept for a reload."""
-    from . import _loop
+    """Stop every thread llmcells started (the warm-up, the private loop, the client builder,
+    the hook, ledger and span writers, the simulator's server) once what they hold is done, and
+    remove any IPython event callback of llmcells. The session (conversations, aliases, the
+    simulator switch) is kept: `%load_ext llmcells` goes on from it, and the threads start again
+    when they are needed."""
+    from . import _imports, _loop, _simulation
 
     _registered.discard(ipython)
+    _imports.wait(5.0)  # the warm-up first: it hands work to the loop, which would start again
     _loop.stop()
+    for name in ("hooks", "ledger", "otel"):  # only those in use: unloading imports nothing new
+        module = sys.modules.get(f"{__package__}.{name}")
+        if module is not None:
+            module.stop()
+    _imports.stop()
+    _simulation.stop()
+    _unregister_events(ipython)
+
+
+def _unregister_events(ipython: Any) -> None:
+    """Remove every callback of an llmcells module from the shell's events (pre/post_run_cell...)."""
+    events = getattr(ipython, "events", None)
+    for event, callbacks in (getattr(events, "callbacks", None) or {}).items():
+        for callback in list(callbacks):
+            module = getattr(callback, "__module__", None) or getattr(
+                getattr(callback, "__func__", None), "__module__", "") or ""
+            if module == __package__ or module.startswith(f"{__package__}."):
+                events.unregister(event, callback)

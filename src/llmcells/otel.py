@@ -235,6 +235,8 @@ def _submit(item: tuple) -> None:
 def _work() -> None:
     while True:
         item = _queue.get()
+        if item is None:  # stop()
+            return
         try:
             if isinstance(item, threading.Event):
                 item.set()
@@ -259,6 +261,17 @@ def _emit(name: str, ctx: Any, start_ns: int, end_ns: int, attrs: dict[str, Any]
     if count_tokens:
         tokens.record(tokens_in, {**base, "gen_ai.token.type": "input"})
         tokens.record(tokens_out, {**base, "gen_ai.token.type": "output"})
+
+
+def stop(timeout: float = 5.0) -> None:
+    """Record the spans handed over so far, then end the span thread (`%unload_ext llmcells`);
+    the next span starts it again."""
+    global _worker
+    with _worker_lock:
+        worker, _worker = _worker, None
+    if worker is not None and worker.is_alive():
+        _queue.put(None)
+        worker.join(timeout)
 
 
 def flush(timeout: float = 5.0) -> None:

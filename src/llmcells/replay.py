@@ -32,14 +32,19 @@ from typing import Any
 from ._log import quietly
 from .config import settings
 from .engine import result_for
+from .session import session
 from .types import CallObserver, Result, Usage
 
 #: the replay file when no path was given: beside the notebook (the kernel's working folder)
 DEFAULT_FILE = "llmcells-replay.jsonl"
 
 _lock = threading.RLock()
-_refresh_all = False            # `replay refresh`: make every call anew, and re-record it
-_refresh_ids: set[str] = set()  # calls (by call_id) to make anew once (`--refresh`)
+# The refresh marks and the open files' indexes live in the session (session.reset() forgets
+# them): session.replay_refresh_all (`replay refresh`: make every call anew, and re-record it),
+# session.replay_refresh_ids (calls, by call_id, to make anew once: `--refresh`) and
+# session.replay_books (a file's index, by path).
+_refresh_ids: set[str] = session.replay_refresh_ids
+_books: "dict[Path, _Book]" = session.replay_books
 
 
 def path() -> Path:
@@ -121,9 +126,6 @@ def _flock(fd: int) -> None:
         pass
 
 
-_books: dict[Path, _Book] = {}
-
-
 def _book() -> _Book:
     p = path()
     book = _books.get(p)
@@ -132,14 +134,15 @@ def _book() -> _Book:
     return book
 
 
-def _key(plan: Any) -> str:
+def key(plan: Any) -> str:
+    """The key plan's answer is recorded under (the batch cache's: no port, no call id)."""
     from .store import request_key
 
     return request_key(plan.request, plan.info.sample)
 
 
 def _wants_new(plan: Any) -> bool:
-    return _refresh_all or plan.info.call_id in _refresh_ids
+    return session.replay_refresh_all or plan.info.call_id in _refresh_ids
 
 
 def refresh(plans: Iterable[Any]) -> None:
@@ -156,7 +159,7 @@ def lookup(plan: Any) -> dict[str, Any] | None:
         return None
     try:
         with _lock:
-            return _book().get(_key(plan))
+            return _book().get(key(plan))
     except OSError:  # an unreadable file is a miss, not a failed call
         return None
 
@@ -198,7 +201,7 @@ def record(result: Result, plan: Any) -> None:
             return
         prompt = " ".join(plan.request.prompt.split())
         entry = {
-            "key": _key(plan), "model": result.model, "sample": result.sample,
+            "key": key(plan), "model": result.model, "sample": result.sample,
             "prompt": prompt if len(prompt) <= 80 else prompt[:79] + "…",
             "text": result.text, "reasoning": result.reasoning or None,
             "response_model": result.response_model, "finish_reason": result.finish_reason,
@@ -256,14 +259,13 @@ def status() -> str:
             n = len(book.entries)
     except OSError:
         n = 0
-    mode = "refresh: every call is made anew and re-recorded" if _refresh_all else \
+    mode = "refresh: every call is made anew and re-recorded" if session.replay_refresh_all else \
         "recorded answers are replayed at $0, new requests are recorded"
     return f"Replay on ({mode}); file {path()} holds {n} answer{'s' if n != 1 else ''}."
 
 
 def command(words: list[str]) -> str:
     """`%llmcells replay on|off|refresh|compact|status [path=FILE]`: returns what to print."""
-    global _refresh_all
     state = None
     for word in words:
         w = word.strip()
@@ -282,13 +284,13 @@ def command(words: list[str]) -> str:
     state = state or "status"
     if state == "on":
         settings.update(replay=True)
-        _refresh_all = False
+        session.replay_refresh_all = False
     elif state == "refresh":
         settings.update(replay=True)
-        _refresh_all = True
+        session.replay_refresh_all = True
     elif state == "off":
         settings.update(replay=False)
-        _refresh_all = False
+        session.replay_refresh_all = False
     elif state == "compact":
         return f"Compacted {path()}: {compact()} answers, one line each."
     return status()

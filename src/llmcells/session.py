@@ -1,5 +1,7 @@
 """The session's mutable state in one object: aliases, endpoints, user prices, rate limits, the
-simulator switch, conversations, SDK clients, quotas seen, daily caps and health, with one `reset()`.
+simulator switch, conversations, SDK clients (the calls' and the provider jobs'), quotas seen,
+daily caps, health, hook callbacks, replay's refresh marks and open files, and the lifecycle
+warnings given, with one `reset()`.
 
 Modules keep short names for these containers (`models._aliases is session.aliases`), so
 `reset()` changes them in place and never rebinds them.
@@ -34,6 +36,13 @@ class Session:
     daily_caps: dict[str, Any] = field(default_factory=dict)        # provider -> {"rpd": .., "tpd": ..}
     reserved: dict[Any, set] = field(default_factory=dict)          # daily-cap slots (call ids) held by calls in flight
     health: dict[str, Any] = field(default_factory=dict)            # provider -> (checked at, down)
+    job_clients: dict[Any, Any] = field(default_factory=dict)       # (adapter, base url, key) -> provider-jobs SDK client
+    hooks: dict[str, list] = field(default_factory=dict)            # event -> callbacks (llmcells.on)
+    hook_failures: set[int] = field(default_factory=set)            # id() of callbacks whose failure was reported
+    replay_refresh_ids: set[str] = field(default_factory=set)       # call ids to make anew once (--refresh)
+    replay_books: dict[Any, Any] = field(default_factory=dict)      # replay file path -> its index (replay._Book)
+    lifecycle_warned: set[str] = field(default_factory=set)         # models already warned of as retiring
+    replay_refresh_all: bool = False                                # `replay refresh`: every call anew
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider
     # The front end that ask, compare, batch and provider jobs open (cards, text, progress):
@@ -43,14 +52,19 @@ class Session:
 
     def reset(self) -> None:
         """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
-        clients, and the real APIs instead of the simulator. Settings are apart
-        (`llmcells.settings`)."""
+        SDK clients, hook callbacks, replay refresh marks, and the real APIs instead of the
+        simulator. Settings are apart (`llmcells.settings`); threads are stopped by
+        `%unload_ext llmcells`, not here."""
         self.aliases.clear()
         self.aliases.update(_default_aliases())
         for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,
                           self.chats, self.clients, self.rate_limits_seen, self.daily_caps,
-                          self.reserved, self.health):
+                          self.reserved, self.health, self.job_clients, self.hook_failures,
+                          self.replay_refresh_ids, self.replay_books, self.lifecycle_warned):
             container.clear()
+        for callbacks in self.hooks.values():  # emptied in place: the event names stay
+            callbacks.clear()
+        self.replay_refresh_all = False
         self.simulator_url = None
         self.simulated_providers = None
 

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 #: seconds a provider job may answer 404 after create before it counts as lost
 NOT_FOUND_GRACE_S = 120.0
-_clients: dict[tuple[str, str | None, str], Any] = {}
 
 
 # ----- clients and plans ------------------------------------------------------------------------
@@ -53,9 +52,9 @@ def _client(spec: Any) -> Any:
 
     key = api_key(spec)
     cache_key = (spec.adapter, spec.base_url, key)
-    client = _clients.get(cache_key)
+    client = session.job_clients.get(cache_key)  # in the session: session.reset() drops it
     if client is None:
-        client = _clients[cache_key] = get_provider(spec.adapter).make_client(
+        client = session.job_clients[cache_key] = get_provider(spec.adapter).make_client(
             ClientOptions(base_url=spec.base_url, api_key=key, read_timeout=300.0))
     return client
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import threading
 from typing import Any
@@ -50,6 +51,7 @@ class Simulator:
         self._server: SimServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> "Simulator":
@@ -60,6 +62,8 @@ class Simulator:
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_quiet_disconnects)
+        pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="llmcells-sim-pool")
+        loop.set_default_executor(pool)  # (getaddrinfo, to_thread): named, and stopped by stop()
         server = SimServer(self._state, self.host, self.port)
 
         def run() -> None:
@@ -82,20 +86,23 @@ class Simulator:
         ready.wait()
         if failure:
             raise failure[0]
-        self._loop, self._server, self._thread = loop, server, thread
+        thread.name = f"llmcells-sim-{self.port}"  # the port it bound (0 asks for a free one)
+        self._loop, self._server, self._thread, self._pool = loop, server, thread, pool
         return self
 
     def stop(self) -> None:
         """Close every connection and stop the server thread."""
-        loop, server, thread = self._loop, self._server, self._thread
+        loop, server, thread, pool = self._loop, self._server, self._thread, self._pool
         if loop is None or server is None or thread is None:
             return
-        self._loop = self._server = self._thread = None
+        self._loop = self._server = self._thread = self._pool = None
         try:
             asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=5)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
+            if pool is not None:
+                pool.shutdown(wait=not thread.is_alive())
 
     def __enter__(self) -> "Simulator":
         return self.start()
