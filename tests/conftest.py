@@ -27,7 +27,7 @@ WORKERS = 3
 #: modules whose tests must not run at the same time as each other (one xdist worker runs them
 #: one after the other): they time things, or start servers, browsers or agent CLIs that each
 #: take a core or more. Modules with a module-scoped fixture get a group of their own (below).
-SERIAL = ("test_browser", "test_ledger_pg", "test_agents", "test_benchmarks_smoke", "test_interrupts")
+SERIAL = ("test_browser", "test_ledger_pg", "test_agents", "test_benchmarks_smoke")
 
 
 def pytest_addoption(parser):
