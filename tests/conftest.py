@@ -45,9 +45,11 @@ def pytest_cmdline_main(config):
         return  # the user chose
     if config.getoption("usepdb") or config.option.collectonly:
         return
-    whole = config.args_source != pytest.Config.ArgsSource.ARGS
+    # folders (the default `tests`, or named) are a suite; a file or a test id is a few tests,
+    # where starting workers would cost more than it saves
+    suite = all("::" not in a and Path(config.invocation_params.dir, a).is_dir() for a in config.args)
     workers = int(os.environ.get("LLMCELLS_TEST_WORKERS") or WORKERS)
-    if whole and workers > 1:
+    if suite and workers > 1:
         config.option.numprocesses = workers
         config.option.dist = "loadgroup"
 
