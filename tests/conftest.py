@@ -74,6 +74,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(module))
 
 
+@pytest.hookimpl(tryfirst=True)  # before the worker sends its tests' ids to the controller
+def pytest_collection_finish(session):
+    """pytest-xdist 3.8 writes a test's group into `item._nodeid`, which pytest 9 no longer reads
+    (the id is `item._id`): without this, --dist loadgroup spreads a group over every worker."""
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in session.items:
+        grouped = getattr(item, "_nodeid", None)
+        if isinstance(grouped, str) and grouped != item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(grouped)
+
+
 def _module_scoped(item) -> bool:
     """Whether the test uses a module-scoped fixture (a kernel, a server, a shared result)."""
     info = getattr(item, "_fixtureinfo", None)
