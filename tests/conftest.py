@@ -39,7 +39,12 @@ def pytest_addoption(parser):
 def pytest_cmdline_main(config):
     """`python -m pytest` on the whole suite runs in WORKERS processes (pytest-xdist, tests of a
     group on one worker); naming files or tests, or -n / --dist / -p no:xdist, keeps one process."""
-    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    if hasattr(config, "workerinput"):
+        # a worker reads its options from the command line, where --dist set here is not
+        if config.workerinput.get("llmcells_loadgroup"):
+            config.option.loadgroup = True
         return
     if config.option.numprocesses is not None or config.option.dist != "no":
         return  # the user chose
@@ -52,6 +57,12 @@ def pytest_cmdline_main(config):
     if suite and workers > 1:
         config.option.numprocesses = workers
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each pytest-xdist worker that the run is --dist loadgroup (see pytest_cmdline_main)."""
+    node.workerinput["llmcells_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 def pytest_configure(config):
