@@ -1,5 +1,6 @@
 """Shared fixtures: the simulator, a private LLMCELLS_HOME, the recorded cassettes, the two
-test tiers (`slow` is deselected unless asked for) and the optional agent CLIs."""
+test tiers (`slow` is deselected unless asked for), the parallel run (pytest-xdist) and the
+optional agent CLIs."""
 
 from __future__ import annotations
 
@@ -19,9 +20,49 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 SLOW_MARKERS = ("kernel", "browser")
 
 
+#: worker processes for a run of the whole suite (pytest-xdist); most tests wait on sockets,
+#: subprocesses and kernels, so three keep two cores busy. LLMCELLS_TEST_WORKERS overrides it.
+WORKERS = 3
+
+#: modules whose tests must not run at the same time as each other (one xdist worker runs them
+#: one after the other): they time things, or start servers, browsers or agent CLIs that each
+#: take a core or more. Modules with a module-scoped fixture get a group of their own (below).
+SERIAL = ("test_browser", "test_ledger_pg", "test_agents", "test_benchmarks_smoke")
+
+
 def pytest_addoption(parser):
     parser.addoption("--all", action="store_true",
                      help="run the slow tier too (real kernels, the browser, long loops); same as -m ''")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns -n into its workers
+def pytest_cmdline_main(config):
+    """`python -m pytest` on the whole suite runs in WORKERS processes (pytest-xdist, tests of a
+    group on one worker); naming files or tests, or -n / --dist / -p no:xdist, keeps one process."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    if hasattr(config, "workerinput"):
+        # a worker reads its options from the command line, where --dist set here is not
+        if config.workerinput.get("llmcells_loadgroup"):
+            config.option.loadgroup = True
+        return
+    if config.option.numprocesses is not None or config.option.dist != "no":
+        return  # the user chose
+    if config.getoption("usepdb") or config.option.collectonly:
+        return
+    # folders (the default `tests`, or named) are a suite; a file or a test id is a few tests,
+    # where starting workers would cost more than it saves
+    suite = all("::" not in a and Path(config.invocation_params.dir, a).is_dir() for a in config.args)
+    workers = int(os.environ.get("LLMCELLS_TEST_WORKERS") or WORKERS)
+    if suite and workers > 1:
+        config.option.numprocesses = workers
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each pytest-xdist worker that the run is --dist loadgroup (see pytest_cmdline_main)."""
+    node.workerinput["llmcells_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 def pytest_configure(config):
@@ -34,6 +75,36 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group"):
+            continue
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in SERIAL:
+            item.add_marker(pytest.mark.xdist_group("serial"))
+        elif _module_scoped(item):
+            # one worker runs the whole module, so its kernel or server starts once
+            item.add_marker(pytest.mark.xdist_group(module))
+
+
+@pytest.hookimpl(tryfirst=True)  # before the worker sends its tests' ids to the controller
+def pytest_collection_finish(session):
+    """pytest-xdist 3.8 writes a test's group into `item._nodeid`, which pytest 9 no longer reads
+    (the id is `item._id`): without this, --dist loadgroup spreads a group over every worker."""
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in session.items:
+        grouped = getattr(item, "_nodeid", None)
+        if isinstance(grouped, str) and grouped != item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(grouped)
+
+
+def _module_scoped(item) -> bool:
+    """Whether the test uses a module-scoped fixture (a kernel, a server, a shared result)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs)
 
 
 @pytest.fixture(scope="session")

@@ -57,12 +57,12 @@ EXPECTED = {
 }
 
 
-def _quick(tmp_path, *only: str) -> str:
+def _quick(tmp_path, *only: str, timeout: float = 300) -> str:
     env = {k: v for k, v in os.environ.items()
            if not k.endswith(("_API_KEY", "_BASE_URL")) and k != "GOOGLE_GENAI_USE_VERTEXAI"}
     env["LLMCELLS_HOME"] = str(tmp_path / "home")  # never the user's ledger
     cmd = [sys.executable, "-m", "benchmarks", "--quick", *(["--only", *only] if only else [])]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "CRASHED" not in proc.stdout, proc.stdout
     return proc.stdout
@@ -76,8 +76,9 @@ def test_one_benchmark_runs_and_reports_through_the_runner(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.kernel  # bench_concurrency starts a real Jupyter kernel
+@pytest.mark.timeout(900)  # every benchmark once: five minutes on a busy two-core machine
 def test_quick_suite_runs_and_reports_every_benchmark(tmp_path):
-    _check(_quick(tmp_path), EXPECTED)
+    _check(_quick(tmp_path, timeout=840), EXPECTED)
 
 
 def _check(out: str, expected: dict[str, list[str]]) -> None:

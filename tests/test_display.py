@@ -681,11 +681,10 @@ def test_live_footer_without_pricing_shows_no_cost(comms, monkeypatch):
 
 
 @pytest.mark.kernel
-def test_in_a_real_kernel_messages_from_the_loop_thread_reach_the_cell():
-    jupyter_client = pytest.importorskip("jupyter_client")
-    import queue
+def test_in_a_real_kernel_messages_from_the_loop_thread_reach_the_cell(tmp_path):
+    pytest.importorskip("jupyter_client")
+    from llmcells.testing import Kernel
 
-    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3")
     code = '''
 import asyncio, threading
 from llmcells.display import detect_mode, open_display
@@ -709,30 +708,26 @@ async def main():
 asyncio.run_coroutine_threadsafe(main(), loop).result()
 print("MODE", mode, type(h).__name__)
 '''
-    try:
-        msg_id = kc.execute(code)
-        seen: dict[str, int] = {}
-        stray, out = 0, ""
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                m = kc.get_iopub_msg(timeout=10)
-            except queue.Empty:
-                break
-            t, parent = m["msg_type"], m["parent_header"].get("msg_id")
-            if t == "error":
-                pytest.fail(str(m["content"]))
-            if parent != msg_id:
-                stray += 1
-                continue
-            seen[t] = seen.get(t, 0) + 1
-            if t == "stream":
-                out += m["content"]["text"]
-            if t == "status" and m["content"]["execution_state"] == "idle":
-                break
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    with Kernel(tmp_path) as k:
+        start = len(k.iopub)  # the kernel's start-up messages
+        msg_id = k.send(code)
+        k.reply(msg_id, timeout=60)
+        k.messages(msg_id)
+        msgs = [m for _, m in k.iopub[start:]]
+    seen: dict[str, int] = {}
+    stray, out = 0, ""
+    for m in msgs:
+        t, parent = m["msg_type"], m["parent_header"].get("msg_id")
+        if t == "error":
+            pytest.fail(str(m["content"]))
+        if parent != msg_id:
+            stray += 1
+            continue
+        seen[t] = seen.get(t, 0) + 1
+        if t == "stream":
+            out += m["content"]["text"]
+        if t == "status" and m["content"]["execution_state"] == "idle":
+            break
     assert "MODE notebook NotebookDisplay" in out
     # the widget view and its static copy; close() fills both in from the loop thread
     assert seen.get("display_data") == 2 and seen.get("comm_msg", 0) >= 6

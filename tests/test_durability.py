@@ -104,11 +104,9 @@ def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
     """The same as above in a real Jupyter kernel running `await llmcells.batch(...)`."""
     import queue
 
-    import jupyter_client
+    from llmcells.testing import Kernel
 
     simulated.configure(ttft=0.01, tokens_per_s=400)
-    env = _child_env(simulated)
-    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", env=env)
     # iopub may split one printed line across two stream messages: join the text first, and
     # count only whole lines (a line is whole once its newline has arrived).
     printed = ""
@@ -116,30 +114,27 @@ def test_sigkill_of_a_kernel_mid_batch_loses_no_finished_call(simulated):
     def whole_lines() -> list[str]:
         return [x.split()[0] for x in printed.split("\n")[:-1] if x.strip()]
 
-    try:
+    def read(timeout: float) -> bool:
+        nonlocal printed
+        try:
+            msg = k.kc.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return False
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            printed += msg["content"]["text"]
+        assert msg["msg_type"] != "error", msg["content"]
+        return True
+
+    with Kernel(ledger.path().parent, env=_child_env(simulated)) as k:
         code = textwrap.dedent(BATCH_CHILD).replace("llmcells.run(llmcells.batch(", "await (llmcells.batch(")
-        msg_id = kc.execute(code)
+        msg_id = k.send(code)
         deadline = time.monotonic() + 60
         while len(whole_lines()) < 20 and time.monotonic() < deadline:
-            try:
-                msg = kc.get_iopub_msg(timeout=1)
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                printed += msg["content"]["text"]
-            assert msg["msg_type"] != "error", msg["content"]
-        os.kill(km.provisioner.pid, signal.SIGKILL)
+            read(1)
+        os.kill(k.pid, signal.SIGKILL)
         time.sleep(0.5)
-        while True:  # what the kernel had sent before it died
-            try:
-                msg = kc.get_iopub_msg(timeout=0.5)
-            except queue.Empty:
-                break
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
-                printed += msg["content"]["text"]
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        while read(0.5):  # what the kernel had sent before it died
+            pass
     reported = whole_lines()
     assert len(reported) >= 20 and "BATCH" not in reported
     ids = set(llmcells.usage()["call_id"])
