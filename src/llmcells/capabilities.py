@@ -52,7 +52,8 @@ def _rows() -> tuple[dict[str, Any], ...]:
 
 
 def _key(provider: str, name: str) -> str:
-    return f"{'openai' if provider == 'openai-responses' else provider}:{name}"
+    r = registry.row(provider)  # a synonym (openai-responses) counts as its provider
+    return f"{r.name if r is not None else provider}:{name}"
 
 
 @cache
