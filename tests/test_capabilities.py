@@ -46,6 +46,16 @@ def test_attachments_to_an_agent_are_one_clear_error_and_nothing_is_sent(simulat
     assert simulated.requests == []
 
 
+def test_a_chain_skips_a_model_whose_provider_cannot_take_the_call(simulated, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (4, 4), (0, 0, 0)).save(path)
+    r = ask("Describe the chart.", "codex|claude", attach=path)
+    assert r.ok and r.provider == "anthropic"
+    assert [q.provider for q in simulated.requests] == ["anthropic"]
+
+
 def test_a_schema_for_a_provider_without_structured_output_is_one_clear_error(simulated, monkeypatch):
     plain = dataclasses.replace(registry.PROVIDERS["openai"], caps=registry.Caps(structured="none"))
     monkeypatch.setitem(registry.PROVIDERS, "openai", plain)
