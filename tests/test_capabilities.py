@@ -95,6 +95,12 @@ def test_a_service_tier_the_provider_does_not_take_is_one_clear_error(simulated)
     assert simulated.requests == []
 
 
+def test_the_service_tiers_each_provider_takes_pass():
+    for model, tier in (("chatgpt", "flex"), ("claude", "standard_only"), ("gemini", "FLEX")):
+        assert calls.make_plan("hi", model, params={"service_tier": tier}).request.extra["params"] == \
+            {"service_tier": tier}
+
+
 def test_an_agent_leaves_out_a_temperature_with_a_note():
     plan = calls.make_plan("hi", "codex", temperature=0.2)
     assert plan.request.temperature is None

@@ -126,7 +126,8 @@ def require(spec: Any, *, attach: bool = False, schema: bool = False, tools: boo
         raise _unsupported(spec, "function tools (tools=) aren't supported",
                            "An agent's own tools are params={'tools': True}." if agent else "")
     tier = (params or {}).get("service_tier")
-    if tier is not None and c.service_tiers and tier not in c.service_tiers:
+    # compared without case: google-genai's ServiceTier is a case-insensitive enum
+    if tier is not None and c.service_tiers and str(tier).lower() not in c.service_tiers:
         raise UnsupportedError(f"{spec.provider}: service_tier {tier!r} isn't one it takes "
                                f"({', '.join(c.service_tiers)}); nothing was sent.",
                                provider=spec.provider)

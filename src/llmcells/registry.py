@@ -84,20 +84,22 @@ OPENAI_CAPS = Caps(
         ("responses", AttachLimits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
                                    50 * MB, pdf_cap_total=True)),
     ),
-    service_tiers=("auto", "default", "flex", "priority", "scale"),
+    # the openai SDK's ServiceTier (Chat Completions takes all but "ultrafast")
+    service_tiers=("auto", "default", "flex", "scale", "priority", "fast", "ultrafast"),
     batch=BatchApi("openai", 50_000, 200 * MB),
 )
 ANTHROPIC_CAPS = Caps(
     # Anthropic's 5 MB per image is checked on the base64 text (about 3.75 MB of bytes).
     attachments=(("", AttachLimits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB,
                                    image_cap_base64=True)),),
-    service_tiers=("auto", "standard_only"),
+    service_tiers=("auto", "standard_only"),  # the anthropic SDK's MessageCreateParams
     batch=BatchApi("anthropic", 100_000, 256 * MB),
 )
 GOOGLE_CAPS = Caps(
     attachments=(("", AttachLimits(
         "Google Gemini", frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}),
         True, 3600, 100 * MB, 50 * MB, 100 * MB)),),
+    service_tiers=("unspecified", "standard", "flex", "priority"),  # google-genai's ServiceTier
     batch=BatchApi("google", 100_000, 2 * 1000 * 1000 * 1000),
     model_list="genai",
     day_zone="America/Los_Angeles",  # Gemini's requests-per-day quota resets at midnight Pacific
