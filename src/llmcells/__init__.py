@@ -19,7 +19,7 @@ from ._loop import deferred_interrupts, run
 from .config import configure, settings
 from .errors import (AuthenticationError, ConfigError, ContextWindowError, IncompleteStreamError,
                      LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
-                     ProviderTimeoutError, RateLimitError)
+                     ProviderTimeoutError, RateLimitError, UnsupportedError)
 from .models import add_alias, add_endpoint, aliases
 from .session import session
 from .types import Message, Result, Usage
@@ -34,7 +34,7 @@ __all__ = [
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "ContextWindowError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
-    "ProviderError",
+    "ProviderError", "UnsupportedError",
     # scoring, the frontier, replay
     "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
     "summarize", "frontier",

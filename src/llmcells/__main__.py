@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from . import registry
 from ._log import swallowed
 
 DEMO_PROMPT = "In two sentences, why do notebooks suit exploring language models?"
@@ -229,7 +230,8 @@ def _route_to_simulator(specs, force: bool) -> list[str]:
     return sim
 
 
-_SDKS = {"openai": "openai", "anthropic": "anthropic", "google": "google.genai"}
+#: adapter -> the SDK module to import ahead (its registry row's first sdk_modules entry)
+_SDKS = {r.adapter: r.sdk_modules[0] for r in registry.PROVIDERS.values() if r.sdk_modules}
 
 
 def _warm_up(specs) -> None:

@@ -11,11 +11,11 @@ import io
 import mimetypes
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .registry import MB, AttachLimits as Limits  # Limits: the registry's, under its old name here
 from .types import Attachment
 
 __all__ = ["Attachment", "attachment", "attachments", "check_limits", "LIMITS", "Limits",
@@ -191,51 +191,32 @@ def attachments(value: Any) -> tuple[Attachment, ...]:
 
 # ----- provider limits ---------------------------------------------------------------------------
 
-MB = 1024 * 1024
+def _derived_limits() -> dict[str, Limits]:
+    """{api label: limits}, derived from the registry's capability profiles: "openai-chat",
+    "openai-responses" where a provider's APIs differ, else the provider's name."""
+    from .registry import PROVIDERS
+
+    out: dict[str, Limits] = {}
+    for r in PROVIDERS.values():
+        for api, lim in (r.caps.attachments if r.caps else ()):
+            out[f"{r.name}-{api}" if api else r.name] = lim
+    return out
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one provider API takes: media types, and the most files, bytes per file and in all."""
-
-    label: str
-    image_types: frozenset[str]
-    documents: bool           # takes PDFs
-    max_count: int
-    max_image_bytes: int
-    max_pdf_bytes: int
-    max_total_bytes: int
-    pdf_urls: bool = True     # takes a PDF by URL
-    image_urls: bool = True
-    image_cap_base64: bool = False  # max_image_bytes applies to the base64 text, not the bytes
-    pdf_cap_total: bool = False     # max_pdf_bytes is for all the PDFs of a request together
-
-
-_COMMON_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-
-#: Documented limits (checked 2026-11): OpenAI vision guide (PNG, JPEG, WebP, non-animated GIF;
-#: up to 500 images and 50 MB per request) and file inputs (PDF, 32 MB per request); Anthropic
-#: vision and PDF support (JPEG, PNG, GIF, WebP; 5 MB per image, 100 images; 32 MB per request);
-#: Gemini image and document understanding (PNG, JPEG, WebP, HEIC, HEIF, no GIF; inline data up
-#: to 100 MB per request since the 2026 limit increase, 3,600 images).
-LIMITS: dict[str, Limits] = {
-    "openai-chat": Limits("OpenAI Chat Completions", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
-                          50 * MB, pdf_urls=False, pdf_cap_total=True),
-    "openai-responses": Limits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB, 50 * MB,
-                               pdf_cap_total=True),
-    # Anthropic's 5 MB per image is checked on the base64 text (about 3.75 MB of bytes).
-    "anthropic": Limits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB,
-                        image_cap_base64=True),
-    "google": Limits("Google Gemini", frozenset({"image/png", "image/jpeg", "image/webp", "image/heic",
-                                                 "image/heif"}), True, 3600, 100 * MB, 50 * MB, 100 * MB),
-}
+#: every provider API's attachment limits, for reading; the profiles in registry.py are the truth
+LIMITS: dict[str, Limits] = _derived_limits()
 
 
 def limits_for(spec: Any) -> Limits:
-    """The limits of spec's provider API (OpenAI-compatible endpoints: OpenAI Chat's)."""
-    if spec.adapter == "openai":
-        return LIMITS["openai-responses" if spec.api == "responses" else "openai-chat"]
-    return LIMITS[spec.adapter]
+    """The limits of spec's provider API, from its capability profile (an OpenAI-compatible
+    endpoint: OpenAI's); an UnsupportedError when the provider takes no attachments."""
+    from .capabilities import caps_of, require
+
+    lim = caps_of(spec).limits(getattr(spec, "api", "") or "")
+    if lim is None:
+        require(spec, attach=True)  # raises the one clear line
+    assert lim is not None
+    return lim
 
 
 def _size(n: int) -> str:

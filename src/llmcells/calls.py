@@ -172,6 +172,11 @@ def _context_window(model_id: str) -> int | None:
     return context_window(model_id)
 
 
+def _given(attach: Any) -> bool:
+    """Whether attach= asks for any attachment (None and an empty list don't)."""
+    return attach is not None and not (isinstance(attach, (list, tuple)) and not attach)
+
+
 def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
               temperature: float | None = None, max_tokens: int | None = None,
               timeout: float | None = None, history: Sequence[Message] = (),
@@ -198,6 +203,10 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     from . import capabilities, lifecycle
 
     lifecycle.check(spec)  # a retired model: one line naming the date and the replacement
+    # What the provider can't take (attachments, a schema, tools...) is one line now, never a
+    # silent drop or a refusal after sending: its profile in the registry says.
+    capabilities.require(spec, attach=_given(attach), schema=schema is not None,
+                         tools=toolset is not None, params=params)
     profile = capabilities.of(spec)
     extra: dict[str, Any] = {"default_max_tokens": settings.anthropic_default_max_tokens
                              or profile.max_tokens or 4096}

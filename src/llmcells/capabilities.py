@@ -1,5 +1,7 @@
-"""What each model accepts (its capability profile), read from `data/models.toml`, and the request
-changes that follow from it: a sampling parameter the model refuses is left out, with a note.
+"""What each model accepts: its provider's capability profile (`registry.Caps`, declared on its
+registry row) and its model's sampling facts (`data/models.toml`), with the checks that follow:
+`require` refuses, before sending, what the provider can't take, and a sampling parameter the
+model refuses is left out, with a note.
 
 Nothing here imports an SDK, so `%load_ext` and the simulator can read it for free.
 """
@@ -12,6 +14,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from . import registry
+from .errors import UnsupportedError
 
 #: the sampling parameters llmcells knows of (what the `sampling` key may name)
 SAMPLING = ("temperature", "top_p", "top_k")
@@ -47,7 +52,8 @@ def _rows() -> tuple[dict[str, Any], ...]:
 
 
 def _key(provider: str, name: str) -> str:
-    return f"{'openai' if provider == 'openai-responses' else provider}:{name}"
+    r = registry.row(provider)  # a synonym (openai-responses) counts as its provider
+    return f"{r.name if r is not None else provider}:{name}"
 
 
 @cache
@@ -87,3 +93,41 @@ def fit_temperature(spec: Any, temperature: float | None,
     if temperature is None or of(spec).accepts("temperature", params):
         return temperature, []
     return None, [left_out(spec, "temperature")]
+
+
+def caps_of(spec: Any) -> registry.Caps:
+    """The provider capability profile of a resolved ModelSpec (an endpoint's: ENDPOINT_CAPS)."""
+    return registry.caps(spec.provider)
+
+
+def structured_mode(spec: Any) -> str:
+    """How spec's provider takes a schema: "native", "instructions" or "none"."""
+    return caps_of(spec).structured
+
+
+def _unsupported(spec: Any, what: str, hint: str = "") -> UnsupportedError:
+    return UnsupportedError(f"{spec.provider}: {what} by this provider; nothing was sent"
+                            f"{'. ' + hint if hint else '.'}", provider=spec.provider)
+
+
+def require(spec: Any, *, attach: bool = False, schema: bool = False, tools: bool = False,
+            params: dict[str, Any] | None = None) -> None:
+    """Raise one UnsupportedError line when spec's provider can't take what the call asks for
+    (attachments, a schema, function tools, a service tier), as its profile declares. Called once,
+    when the call is planned (calls.make_plan), so nothing is dropped silently on the way."""
+    c = caps_of(spec)
+    agent = getattr(registry.row(spec.provider), "kind", "") == "agent"
+    if attach and c.limits(getattr(spec, "api", "") or "") is None:
+        raise _unsupported(spec, "attachments aren't supported",
+                           "Put the text in the prompt, or use an API model." if agent else "")
+    if schema and c.structured == "none":
+        raise _unsupported(spec, "structured output (schema=) isn't supported")
+    if tools and not c.tools:
+        raise _unsupported(spec, "function tools (tools=) aren't supported",
+                           "An agent's own tools are params={'tools': True}." if agent else "")
+    tier = (params or {}).get("service_tier")
+    # compared without case: google-genai's ServiceTier is a case-insensitive enum
+    if tier is not None and c.service_tiers and str(tier).lower() not in c.service_tiers:
+        raise UnsupportedError(f"{spec.provider}: service_tier {tier!r} isn't one it takes "
+                               f"({', '.join(c.service_tiers)}); nothing was sent.",
+                               provider=spec.provider)

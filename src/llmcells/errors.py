@@ -51,6 +51,13 @@ class ContextWindowError(ConfigError):
     kind = "context_window"
 
 
+class UnsupportedError(ConfigError):
+    """The model's provider can't take what the call asks for (attachments, a schema, tools...),
+    as its capability profile in the registry says. Nothing was sent."""
+
+    kind = "unsupported"
+
+
 class MissingKeyError(ConfigError):
     """No API key for a provider. Nothing was sent."""
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import otel, quotas
 from ._log import quietly
-from .errors import ConfigError, ContextWindowError
+from .errors import ConfigError, ContextWindowError, UnsupportedError
 from .finish import finish, not_sent
 from .session import known_down
 from .types import CallInfo, CallObserver, Result, RetryInfo, Usage
@@ -92,10 +92,12 @@ def chain_plan(make: Callable[[str], "CallPlan"], model: str | Sequence[str],
         return make(model if isinstance(model, str) else model[0])
     names = split(model, fallback)
     plans, too_long = [], []
-    for name in names:  # a prompt too long for one model of the chain goes to the others
+    # a prompt too long for one model of the chain, or asking what its provider can't take
+    # (attachments to an agent CLI), goes to the others
+    for name in names:
         try:
             plans.append(make(name))
-        except ContextWindowError as err:
+        except (ContextWindowError, UnsupportedError) as err:
             too_long.append(err)
     if not plans:
         raise too_long[0]

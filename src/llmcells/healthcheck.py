@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .session import DOWN_TTL_S, known_down, session  # noqa: F401  (re-exported)
 from ._log import swallowed
+from .capabilities import caps_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,9 +45,11 @@ def register_check(name: str, check: Callable[[float], Awaitable[dict[str, Any]]
 
 def _targets() -> list[tuple[str, "ModelSpec"]]:
     from .models import PROVIDERS, endpoints, resolve
+    from .registry import caps
 
-    # Agent CLIs have no model-list endpoint of their own: their rows come from _agent_rows.
-    out = [(p, resolve(f"{p}:health-check")) for p, row in PROVIDERS.items() if row.kind != "agent"]
+    # A provider without a model-list call in its profile (an agent CLI) is not listed here:
+    # the agents' rows come from _agent_rows.
+    out = [(p, resolve(f"{p}:health-check")) for p in PROVIDERS if caps(p).model_list]
     out += [(name, resolve(f"{name}:health-check")) for name in endpoints()]
     return out
 
@@ -73,18 +76,19 @@ def _agent_rows() -> list[dict[str, Any]]:
     return rows
 
 
-async def _list_models(adapter: str, client: Any) -> list[str]:
-    if adapter == "google":
+async def _list_models(model_list: str, client: Any) -> list[str]:
+    """The model names of the free list call of this kind (registry.Caps.model_list)."""
+    if model_list == "genai":
         pager = await client.aio.models.list(config={"page_size": 100})
         return [str(m.name).removeprefix("models/") for m in pager.page]
     page = await client.models.list()
     return [m.id for m in page.data]
 
 
-def _build(adapter: Any, name: str, options: Any) -> Any:
+def _build(adapter: Any, model_list: str, options: Any) -> Any:
     """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
     client = adapter.make_client(options)
-    client.aio.models if name == "google" else client.models  # noqa: B018
+    client.aio.models if model_list == "genai" else client.models  # noqa: B018
     return client
 
 
@@ -120,10 +124,11 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     adapter = await asyncio.to_thread(get_provider, spec.adapter)
     t0 = time.monotonic()
     try:
-        client = await asyncio.to_thread(_build, adapter, spec.adapter, options)
+        model_list = caps_of(spec).model_list
+        client = await asyncio.to_thread(_build, adapter, model_list, options)
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):  # the hard deadline of the request
-            names = await _list_models(spec.adapter, client)
+            names = await _list_models(model_list, client)
         row.update(reachable=True, key_accepted=True, latency_s=round(time.monotonic() - t0, 4),
                    n_models=len(names), models=names)
     except TimeoutError:

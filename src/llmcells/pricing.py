@@ -50,6 +50,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from . import registry
 from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
 from .registry import parse_id
@@ -65,7 +66,8 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
-_GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+# Derived from the registry: every provider called through its own API, under its own name.
+_GENAI_PROVIDERS = {r.name: r.name for r in registry.api_rows()}
 
 USER_PRICE_SOURCE = "set_price"
 #: the price_source note of a batch price genai-prices has for the model

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from . import registry
 from .errors import ConfigError, RateLimitError
 from .session import session
 from ._log import swallowed
@@ -193,8 +194,10 @@ _caps: dict[str, dict[str, int | None]] = session.daily_caps
 #: calls admitted under a cap and not yet in the ledger, per (provider, simulated)
 #: (the call ids: a call whose row is already in the ledger is not counted again)
 _reserved: dict[tuple[str, bool], set[str]] = session.reserved
-#: where each provider's day starts: Gemini's requests-per-day quota resets at midnight Pacific
-DAY_ZONES = {"google": "America/Los_Angeles"}
+#: where each provider's day starts (Gemini's requests-per-day quota resets at midnight Pacific),
+#: derived from the capability profiles (registry.Caps.day_zone); UTC where none is declared
+DAY_ZONES = {r.name: r.caps.day_zone for r in registry.PROVIDERS.values()
+             if r.caps is not None and r.caps.day_zone != "UTC"}
 
 
 def has_caps() -> bool:

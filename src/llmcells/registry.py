@@ -1,13 +1,115 @@
 """The provider registry: one row per provider, read by model resolution, adapters, magics and warm-up.
 
-Adding a provider means one adapter module (`providers/NAME.py` exposing `ADAPTER`), one simulator
-module (`sim/NAME.py`) and one row here; nothing else needs to change. Nothing here imports an
-SDK, so reading the registry is free at `%load_ext` time.
+Each row also carries the provider's capability profile (`Caps`: attachments, structured output,
+tools, service tiers, batch API, model list, quota day): every other table of providers (adapter
+modules, prices, quotas, health, warm-up, batch drivers, the simulator's provider list) derives
+from these rows, so docs/adding-a-provider.md lists the few files a new provider touches. Nothing
+here imports an SDK, so reading the registry is free at `%load_ext` time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AttachLimits:
+    """What one provider API takes as attachments: image types, PDFs, counts and sizes."""
+
+    label: str
+    image_types: frozenset[str]
+    documents: bool           # takes PDFs
+    max_count: int
+    max_image_bytes: int
+    max_pdf_bytes: int
+    max_total_bytes: int
+    pdf_urls: bool = True     # takes a PDF by URL
+    image_urls: bool = True
+    image_cap_base64: bool = False  # max_image_bytes applies to the base64 text, not the bytes
+    pdf_cap_total: bool = False     # max_pdf_bytes is for all the PDFs of a request together
+
+
+@dataclass(frozen=True)
+class BatchApi:
+    """A provider's batch API: its driver (`batchjobs/DRIVER_jobs.py`) and its limits per job."""
+
+    driver: str
+    max_requests: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What a provider can do, declared once; `capabilities.require` refuses the rest before sending.
+
+    Per-model sampling facts (which parameters a model refuses) are data in `data/models.toml`.
+    """
+
+    #: attachment limits per API: ("", limits) for all of the provider's APIs, or one pair per
+    #: API where they differ (("chat", ...), ("responses", ...)); empty: no attachments
+    attachments: tuple[tuple[str, AttachLimits], ...] = ()
+    #: structured output: "native" (the API's schema mode), "instructions" (the schema goes in
+    #: the system prompt and the answer is validated), or "none"
+    structured: str = "native"
+    tools: bool = True                    # takes llmcells function tools (tools=)
+    service_tiers: tuple[str, ...] = ()   # the service_tier values its API takes (params=)
+    batch: BatchApi | None = None         # its batch API (batch(via="provider")), if any
+    #: how its free model-list call is made: "models" (client.models.list(), ids in .data),
+    #: "genai" (client.aio.models.list(), names), or "" (none: an agent CLI)
+    model_list: str = "models"
+    day_zone: str = "UTC"                 # where its daily quotas reset
+
+    def limits(self, api: str = "") -> AttachLimits | None:
+        """The attachment limits of one of its APIs (None: it takes no attachments)."""
+        table = dict(self.attachments)
+        return table.get(api) or table.get("")
+
+
+_COMMON_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+#: Documented limits (checked 2026-11): OpenAI vision guide (PNG, JPEG, WebP, non-animated GIF;
+#: up to 500 images and 50 MB per request) and file inputs (PDF, 32 MB per request); Anthropic
+#: vision and PDF support (JPEG, PNG, GIF, WebP; 5 MB per image, 100 images; 32 MB per request);
+#: Gemini image and document understanding (PNG, JPEG, WebP, HEIC, HEIF, no GIF; inline data up
+#: to 100 MB per request since the 2026 limit increase, 3,600 images).
+#: Batch limits: OpenAI 50,000 lines or 200 MB per file, Anthropic 100,000 requests or 256 MB,
+#: Gemini a 2 GB input file (inline up to about 20 MB).
+OPENAI_CAPS = Caps(
+    attachments=(
+        ("chat", AttachLimits("OpenAI Chat Completions", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
+                              50 * MB, pdf_urls=False, pdf_cap_total=True)),
+        ("responses", AttachLimits("OpenAI Responses", _COMMON_IMAGES, True, 500, 50 * MB, 32 * MB,
+                                   50 * MB, pdf_cap_total=True)),
+    ),
+    # the openai SDK's ServiceTier (Chat Completions takes all but "ultrafast")
+    service_tiers=("auto", "default", "flex", "scale", "priority", "fast", "ultrafast"),
+    batch=BatchApi("openai", 50_000, 200 * MB),
+)
+ANTHROPIC_CAPS = Caps(
+    # Anthropic's 5 MB per image is checked on the base64 text (about 3.75 MB of bytes).
+    attachments=(("", AttachLimits("Anthropic", _COMMON_IMAGES, True, 100, 5 * MB, 32 * MB, 32 * MB,
+                                   image_cap_base64=True)),),
+    service_tiers=("auto", "standard_only"),  # the anthropic SDK's MessageCreateParams
+    batch=BatchApi("anthropic", 100_000, 256 * MB),
+)
+GOOGLE_CAPS = Caps(
+    attachments=(("", AttachLimits(
+        "Google Gemini", frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"}),
+        True, 3600, 100 * MB, 50 * MB, 100 * MB)),),
+    service_tiers=("unspecified", "standard", "flex", "priority"),  # google-genai's ServiceTier
+    batch=BatchApi("google", 100_000, 2 * 1000 * 1000 * 1000),
+    model_list="genai",
+    day_zone="America/Los_Angeles",  # Gemini's requests-per-day quota resets at midnight Pacific
+)
+#: a coding-agent CLI: one prompt in, text out. It takes a system prompt, so a schema goes in as
+#: instructions; it has its own tools (params={"tools": True}), not llmcells' function tools.
+AGENT_CAPS = Caps(structured="instructions", tools=False, model_list="")
+#: an OpenAI-compatible endpoint added with add_endpoint: Chat Completions' attachment limits, a
+#: schema as instructions (not every such server has a schema mode), no batch API
+ENDPOINT_CAPS = Caps(attachments=OPENAI_CAPS.attachments, structured="instructions")
 
 
 @dataclass(frozen=True)
@@ -30,6 +132,9 @@ class ProviderRow:
     kind: str = "api"                # "api", or "agent" for a coding-agent CLI run as a subprocess
     price_as: str = ""               # whose price table applies ("" = this provider's own)
     install: str = ""                # one line saying how to install what the adapter needs
+    # the capability profile; None: the profile of the provider named by `like`
+    caps: Caps | None = None
+    like: str = ""                   # a row without caps shares this provider's ("" = none)
 
     @property
     def default_id(self) -> str:
@@ -42,12 +147,14 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-6-luna",
         sdk_modules=("openai",), synonyms=("openai-responses",),
         magic_example="%%chatgpt -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
+        caps=OPENAI_CAPS,
     ),
     ProviderRow(
         name="anthropic", label="Anthropic", product="Claude", adapter="anthropic", key_env=("ANTHROPIC_API_KEY",),
         base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-5-5",
         sdk_modules=("anthropic",), synonyms=("claude",),
         magic_example='%%claude -s "You are a terse reviewer." -c\nAnd what about the second function?',
+        caps=ANTHROPIC_CAPS,
     ),
     ProviderRow(
         name="google", label="Google Gemini", product="Gemini", adapter="google",
@@ -55,6 +162,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         alias="gemini", default_model="gemini-3.5-flash-lite", sdk_modules=("google.genai",),
         synonyms=("gemini",),
         magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
+        caps=GOOGLE_CAPS,
     ),
     # [agents] coding-agent CLIs, each speaking its maker's API (so the simulator serves them too)
     ProviderRow(
@@ -63,6 +171,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         alias="claude-code", default_model="claude-sonnet-4-6", sdk_modules=("claude_agent_sdk",),
         magic_example="%%claude-code\nExplain what {path} does, in three sentences.",
         kind="agent", price_as="anthropic", install="pip install 'llmcells[agents]'",
+        caps=AGENT_CAPS,
     ),
     ProviderRow(
         name="gemini-cli", label="Gemini CLI", product="Gemini CLI", adapter="gemini_cli",
@@ -70,6 +179,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         alias="gemini-cli", default_model="gemini-3.5-flash", sdk_modules=(),
         magic_example="%%gemini-cli\nSuggest a name for a function that {does_what}.",
         kind="agent", price_as="google", install="npm install -g @google/gemini-cli",
+        caps=AGENT_CAPS,
     ),
     ProviderRow(
         name="codex", label="Codex", product="Codex", adapter="codex",
@@ -77,6 +187,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         alias="codex", default_model="gpt-5.5-codex", sdk_modules=(),
         magic_example="%%codex\nWrite a one-line docstring for {func_name}.",
         kind="agent", price_as="openai", install="npm install -g @openai/codex",
+        caps=AGENT_CAPS,
     ),
 )}
 
@@ -88,6 +199,33 @@ PREFIXES: dict[str, str] = {**{s: row.name for row in PROVIDERS.values() for s i
 def agents() -> list[ProviderRow]:
     """The rows of the coding-agent CLIs (kind "agent")."""
     return [r for r in PROVIDERS.values() if r.kind == "agent"]
+
+
+def api_rows() -> list[ProviderRow]:
+    """The rows of the providers llmcells calls through their own API (kind "api")."""
+    return [r for r in PROVIDERS.values() if r.kind == "api"]
+
+
+def api_names() -> tuple[str, ...]:
+    """The names of the providers called through their own API, in registry order."""
+    return tuple(r.name for r in api_rows())
+
+
+def caps(provider: str) -> Caps:
+    """The capability profile of a provider name or synonym; an endpoint's (add_endpoint, or an
+    unknown name) is ENDPOINT_CAPS. A row without caps takes those of the row it is `like`, or,
+    for a route, of the provider it serves (`route_of`)."""
+    seen: set[str] = set()
+    r = row(provider)
+    while r is not None and r.caps is None and r.name not in seen:
+        seen.add(r.name)
+        r = row(r.like or getattr(r, "route_of", "") or "")
+    return r.caps if r is not None and r.caps is not None else ENDPOINT_CAPS
+
+
+def batch_apis() -> dict[str, BatchApi]:
+    """{adapter: its batch API} for every provider that has one."""
+    return {r.adapter: r.caps.batch for r in PROVIDERS.values() if r.caps and r.caps.batch}
 
 
 def price_provider(provider: str) -> str:

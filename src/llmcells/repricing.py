@@ -13,7 +13,7 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .registry import model_name
+from .registry import api_names, model_name
 from .types import Usage
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
             name = col["response_model"][i] or name
             # an endpoint priced from its base URL: its genai-prices provider is on the row
             pp = col["price_provider"][i]
-            if prov not in ("openai", "anthropic", "google") and pp and pp != "set_price":
+            if prov not in api_names() and pp and pp != "set_price":
                 prov = pp
             base_url, label = None, model_id
         usage = Usage(**{k: int(col[k][i] or 0) if not _nan(col[k][i]) else 0 for k in _COUNTS})
@@ -139,7 +139,7 @@ def _target(model: str) -> tuple[str, str, str | None, str]:
             prov = get_snapshot().find_provider(name.lower(), None, None).id
         except LookupError:
             prov = None
-        if prov not in ("openai", "anthropic", "google"):
+        if prov not in api_names():
             raise
         return prov, name, None, f"{prov}:{name}"
     return spec.provider, spec.name, None if spec.simulated else spec.base_url, spec.id

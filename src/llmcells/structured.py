@@ -142,11 +142,11 @@ def strict_schema(schema: dict) -> dict:
 
 
 def is_native(spec: Any) -> bool:
-    """Whether spec's provider has native structured output (the built-in three do; an
-    OpenAI-compatible endpoint added with add_endpoint may not, so it gets instructions)."""
-    from .registry import PROVIDERS
+    """Whether spec's provider has native structured output, as its capability profile says
+    (registry.Caps.structured; an agent CLI or an add_endpoint server gets instructions)."""
+    from .capabilities import structured_mode
 
-    return spec.provider in PROVIDERS
+    return structured_mode(spec) == "native"
 
 
 def instructions(schema: OutputSchema) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import store
+from ..registry import api_names
 from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
 from .._log import swallowed
 from ..session import session
@@ -176,8 +177,7 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
 
     job_id = f"job_{batch_id}"
     for j in jobs:
-        if j.plan.spec.adapter not in ("openai", "anthropic", "google") or \
-                j.plan.spec.provider not in ("openai", "anthropic", "google"):
+        if j.plan.spec.adapter not in LIMITS or j.plan.spec.provider not in api_names():
             raise ConfigError(f"{j.plan.spec.id} has no provider batch API; use via='live' for it.")
     keys = [j.call_key for j in jobs]
     if len(set(keys)) != len(keys):

@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..registry import batch_apis
 from ..types import Usage
 
 #: states a part can be in; the last five are final
 RUNNING_STATES = ("new", "creating", "submitted", "validating", "running", "finalizing", "cancelling")
 FINAL_STATES = ("completed", "failed", "expired", "cancelled", "lost")
-#: (requests, bytes) per provider job, by adapter: OpenAI 50,000 lines or 200 MB per file,
-#: Anthropic 100,000 requests or 256 MB, Gemini a 2 GB input file (inline up to about 20 MB)
-LIMITS = {"openai": (50_000, 200 * 1024 * 1024), "anthropic": (100_000, 256 * 1024 * 1024),
-          "google": (100_000, 2 * 1000 * 1000 * 1000)}
+#: (requests, bytes) per provider job, by adapter, derived from the registry's capability
+#: profiles (registry.Caps.batch, where the documented figures are)
+LIMITS = {adapter: (b.max_requests, b.max_bytes) for adapter, b in batch_apis().items()}
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Item:
 
 
 def driver(adapter: str) -> Any:
-    """The batch driver module of an adapter ("openai", "anthropic", "google")."""
+    """The batch driver module of an adapter (its registry profile's BatchApi.driver)."""
     import importlib
 
-    return importlib.import_module(f".{adapter}_jobs", __package__)
+    return importlib.import_module(f".{batch_apis()[adapter].driver}_jobs", __package__)

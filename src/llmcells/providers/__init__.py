@@ -6,18 +6,25 @@ import importlib
 
 from .base import ClientOptions, Provider
 
-_MODULES = {"openai": ".openai", "anthropic": ".anthropic", "google": ".google",
-            # [agents] the coding-agent CLIs
-            "claude_code": ".claude_code", "gemini_cli": ".gemini_cli", "codex": ".codex"}
 _instances: dict[str, Provider] = {}
 
 
+def adapter_names() -> set[str]:
+    """The adapter modules the registry names (a row's `adapter`): derived, never listed here."""
+    from ..registry import PROVIDERS
+
+    return {r.adapter for r in PROVIDERS.values()}
+
+
 def get_provider(adapter: str) -> Provider:
-    """The adapter named "openai", "anthropic" or "google"."""
+    """The adapter of a registry row ("openai", "anthropic", "google", "codex"...): the ADAPTER of
+    the module llmcells.providers.<adapter>, imported on first use."""
     if adapter not in _instances:
-        module = importlib.import_module(_MODULES[adapter], __name__)
+        if not adapter.isidentifier():
+            raise KeyError(adapter)
+        module = importlib.import_module(f".{adapter}", __name__)
         _instances[adapter] = module.ADAPTER
     return _instances[adapter]
 
 
-__all__ = ["ClientOptions", "Provider", "get_provider"]
+__all__ = ["ClientOptions", "Provider", "adapter_names", "get_provider"]

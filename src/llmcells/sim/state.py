@@ -11,6 +11,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..registry import api_names
+
 #: Every fault the simulator can inject, with what it does. `after_tokens` (default 3) says where
 #: a mid-stream fault strikes; `retry_after` / `retry_after_ms` add those headers to an HTTP error
 #: (and Gemini's 429 then names the same delay in its message and RetryInfo).
@@ -46,7 +48,8 @@ FAULT_HELP = {
                     "(a live call, or one request line of a batch job)",
 }
 FAULTS = tuple(FAULT_HELP)
-PROVIDERS = ("openai", "anthropic", "google")
+#: the providers the simulator serves: every API provider of the registry
+PROVIDERS = api_names()
 
 
 @dataclass
