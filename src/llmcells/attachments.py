@@ -235,6 +235,11 @@ def limits_for(spec: Any) -> Limits:
     """The limits of spec's provider API (OpenAI-compatible endpoints: OpenAI Chat's)."""
     if spec.adapter == "openai":
         return LIMITS["openai-responses" if spec.api == "responses" else "openai-chat"]
+    from .registry import PROVIDERS
+
+    row = PROVIDERS.get(spec.provider)
+    if row is not None and row.route_of and spec.adapter not in LIMITS:  # [routes]
+        return LIMITS[row.route_of]
     return LIMITS[spec.adapter]
 
 

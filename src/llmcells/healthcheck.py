@@ -73,7 +73,9 @@ def _agent_rows() -> list[dict[str, Any]]:
     return rows
 
 
-async def _list_models(adapter: str, client: Any) -> list[str]:
+async def _list_models(adapter: str, client: Any, provider: Any = None) -> list[str]:
+    if hasattr(provider, "list_models"):  # [routes] an adapter with its own model list (Bedrock)
+        return await provider.list_models(client)
     if adapter == "google":
         pager = await client.aio.models.list(config={"page_size": 100})
         return [str(m.name).removeprefix("models/") for m in pager.page]
@@ -84,7 +86,7 @@ async def _list_models(adapter: str, client: Any) -> list[str]:
 def _build(adapter: Any, name: str, options: Any) -> Any:
     """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
     client = adapter.make_client(options)
-    client.aio.models if name == "google" else client.models  # noqa: B018
+    client.aio.models if name == "google" else getattr(client, "models", None)  # noqa: B018
     return client
 
 
@@ -100,7 +102,7 @@ async def _close(client: Any) -> None:
 
 async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]:
     from .errors import LLMError, MissingKeyError, redact
-    from .models import api_key
+    from .models import api_key, route_credentials
     from .providers import ClientOptions, get_provider
 
     row: dict[str, Any] = {"provider": name, "endpoint": spec.base_url or "default",
@@ -112,6 +114,8 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     except MissingKeyError:
         row.update(key_present=False, error="no key set (not checked)")
         return row
+    if not key and not spec.simulated:  # [routes] a cloud's credential chain: configured or not
+        row["key_present"] = route_credentials(spec.provider)
     client = None
     options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=timeout,
                             read_timeout=timeout)
@@ -123,7 +127,7 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         client = await asyncio.to_thread(_build, adapter, spec.adapter, options)
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):  # the hard deadline of the request
-            names = await _list_models(spec.adapter, client)
+            names = await _list_models(spec.adapter, client, adapter)
         row.update(reachable=True, key_accepted=True, latency_s=round(time.monotonic() - t0, 4),
                    n_models=len(names), models=names)
     except TimeoutError:
@@ -132,7 +136,9 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         err = exc if isinstance(exc, LLMError) else adapter.map_error(exc, spec)
         kind = err.kind if err is not None else "error"
         message = err.message if err is not None else redact(str(exc))[:200]
-        reached = kind not in ("connection", "timeout")
+        reached = kind not in ("connection", "timeout", "missing_key", "config")
+        if kind == "missing_key":
+            row["key_present"] = False
         row.update(reachable=reached, latency_s=round(time.monotonic() - t0, 4) if reached else None,
                    key_accepted=False if kind == "authentication" else None, error=f"{kind}: {message}")
     finally:

@@ -234,6 +234,8 @@ class LLMMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
+            if not row.alias:  # a cloud route: an alias is pointed at it (the route setting)
+                continue
             self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
 
         self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)

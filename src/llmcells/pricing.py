@@ -58,7 +58,10 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
-_GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+_GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google",
+                    "bedrock": "aws"}  # [routes] a cloud route's own prices, never the maker's
+#: genai-prices providers that are cloud routes: price_source names them
+_ROUTE_PRICES = {"aws": "aws"}
 
 USER_PRICE_SOURCE = "set_price"
 _PER = 1_000_000
@@ -109,8 +112,12 @@ class PriceBasis:
 
     @property
     def label(self) -> str:
-        """The price_source text: "genai-prices 0.2.3" or "set_price"."""
-        return f"genai-prices {self.version}" if self.source == "genai-prices" else self.source
+        """The price_source text: "genai-prices 0.2.3", "genai-prices 0.2.3 aws" (a cloud
+        route's prices) or "set_price"."""
+        if self.source != "genai-prices":
+            return self.source
+        route = _ROUTE_PRICES.get(self.provider or "")
+        return f"genai-prices {self.version}" + (f" {route}" if route else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "version": self.version, "data_date": self.data_date,
@@ -136,7 +143,7 @@ class PriceBasis:
             return None
         rates = json.loads(raw)
         src = row.get("price_source") or ""
-        version = src.split(" ", 1)[1] if src.startswith("genai-prices ") else None
+        version = src.split(" ")[1] if src.startswith("genai-prices ") else None
         return cls("genai-prices" if version else (src or USER_PRICE_SOURCE), version,
                    row.get("price_data_date"), row.get("price_provider"), row.get("price_model"),
                    row.get("service_tier"), row.get("processing") or "live",
@@ -740,7 +747,13 @@ def price_result(result: Any, spec: Any) -> None:
     if result.cached:
         result.cost_usd = 0.0
         return
-    c, b = price(spec.provider, result.response_model or spec.name, result.usage,
+    from .registry import row
+
+    # [routes] a Bedrock inference profile ("us.", "global.") sets the price, and the answering
+    # model's name does not say which one was used
+    by_request = getattr(row(spec.provider), "priced_by_request", False)
+    model = spec.name if by_request else result.response_model or spec.name
+    c, b = price(spec.provider, model, result.usage,
                  requested=spec.name, service_tier=result.service_tier,
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,

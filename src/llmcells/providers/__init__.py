@@ -8,6 +8,7 @@ from .base import ClientOptions, Provider
 
 _MODULES = {"openai": ".openai", "anthropic": ".anthropic", "google": ".google",
             # [agents] the coding-agent CLIs
+            "bedrock": ".bedrock",  # [routes] cloud routes
             "claude_code": ".claude_code", "gemini_cli": ".gemini_cli", "codex": ".codex"}
 _instances: dict[str, Provider] = {}
 
