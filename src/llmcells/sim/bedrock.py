@@ -117,7 +117,7 @@ def _model_list() -> bytes:
     from . import catalog
 
     summaries = [{"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/anthropic.{m.id}-v1:0",
-                  "modelId": f"anthropic.{m.id}-v1:0", "modelName": m.name, "providerName": "Anthropic",
+                  "modelId": f"anthropic.{m.id}-v1:0", "modelName": m.display, "providerName": "Anthropic",
                   "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
                   "responseStreamingSupported": True, "customizationsSupported": [],
                   "inferenceTypesSupported": ["INFERENCE_PROFILE"],
