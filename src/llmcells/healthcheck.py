@@ -104,6 +104,7 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     from .errors import LLMError, MissingKeyError, redact
     from .models import api_key, route_credentials
     from .providers import ClientOptions, get_provider
+    from .registry import row as registry_row
 
     row: dict[str, Any] = {"provider": name, "endpoint": spec.base_url or "default",
                            "key_present": True, "reachable": None, "key_accepted": None,
@@ -114,7 +115,8 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     except MissingKeyError:
         row.update(key_present=False, error="no key set (not checked)")
         return row
-    if not key and not spec.simulated:  # [routes] a cloud's credential chain: configured or not
+    cloud = getattr(registry_row(spec.provider), "credentials", "key") != "key"
+    if cloud and not spec.simulated:  # [routes] a cloud's credential chain: configured or not
         row["key_present"] = route_credentials(spec.provider)
     client = None
     options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=timeout,
