@@ -71,7 +71,11 @@ IGNORES = {
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "auth",
                "permission_error": "denied", "not_found_error": "not_found",
                "rate_limit_error": "rate_limit", "billing_error": "billing",
-               "timeout_error": "timeout", "api_error": "server"}
+               "timeout_error": "timeout", "api_error": "server",
+               # [routes] Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
+               "serviceUnavailableException": "overloaded", "throttlingException": "rate_limit",
+               "internalServerException": "server", "modelStreamErrorException": "server",
+               "modelTimeoutException": "timeout"}
 
 
 # ----- usage -------------------------------------------------------------------------------------

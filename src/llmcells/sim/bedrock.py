@@ -245,6 +245,6 @@ class EventStreamResponse:
 
     async def raw(self, data: bytes) -> None:
         """A chunk cut on purpose (`cut_mid_event`): half of the event's frame."""
-        size, _, rest = data.partition(b"\r\n")
+        _size, _, rest = data.partition(b"\r\n")
         whole = chunk_frame(rest or data)
         await self._resp.raw(b"%x\r\n" % (len(whole)) + whole[: len(whole) // 2])
