@@ -157,8 +157,11 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "llmcells-home"))
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
                 "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
-                "GOOGLE_GENAI_USE_VERTEXAI"):
+                "GOOGLE_GENAI_USE_VERTEXAI", "ANTHROPIC_BEDROCK_BASE_URL", "AWS_BEARER_TOKEN_BEDROCK",
+                "LLMCELLS_ROUTE"):
         monkeypatch.delenv(var, raising=False)
+    # AWS's credential chain never asks an instance-metadata address (not loopback) in a test
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     yield
 
 

@@ -133,6 +133,9 @@ def test_the_generated_magic_help_reads_right(shell):
     from llmcells.registry import PROVIDERS
 
     for row in PROVIDERS.values():
+        if row.kind == "route":  # a cloud route has no magic: an alias is pointed at it
+            assert not row.alias and shell.find_cell_magic(row.name) is None
+            continue
         doc = shell.find_cell_magic(row.alias).__doc__
         wrong = re.findall(r"\ba (?!one|[uU])[aeiouAEIOU]\w*", doc)  # "a one-line", "a user" are right
         assert not wrong, (row.alias, wrong)

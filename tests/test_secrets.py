@@ -18,7 +18,10 @@ from llmcells.config import settings
 
 KEYS = {"OPENAI_API_KEY": "sk-proj-LEAKCHECK0penai1234567890",
         "ANTHROPIC_API_KEY": "sk-ant-LEAKCHECKanthropic1234567890",
-        "GOOGLE_API_KEY": "AIzaLEAKCHECKgoogle1234567890abcdef"}
+        "GOOGLE_API_KEY": "AIzaLEAKCHECKgoogle1234567890abcdef",
+        # Amazon Bedrock's route: AWS's credential chain reads these (never llmcells)
+        "AWS_ACCESS_KEY_ID": "AKIALEAKCHECKAWS0001",
+        "AWS_SECRET_ACCESS_KEY": "LEAKCHECKawsSecret1234567890abcdefghij"}
 # An OpenAI-compatible endpoint whose key has none of the well-known shapes (sk-..., AIza...).
 ENDPOINT_KEY = "zzlocal-LEAKCHECK-endpoint-ABCDEFGHIJKLMNOP"
 ALL_KEYS = [*KEYS.values(), ENDPOINT_KEY]

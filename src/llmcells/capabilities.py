@@ -75,7 +75,9 @@ def profile(provider: str, name: str) -> Profile:
 
 def of(spec: Any) -> Profile:
     """The capability profile of a resolved ModelSpec."""
-    return profile(spec.provider, spec.name)
+    from .registry import routed_model
+
+    return profile(*routed_model(spec.provider, spec.name))  # [routes] a route's Claude is Claude
 
 
 def left_out(spec: Any, name: str) -> str:

@@ -59,6 +59,10 @@ class Settings:
     ledger: str | None = None
     # Errors from Python in IPython: one line (off), or the full traceback (on), as %xmode Verbose.
     debug: bool = False
+    # [routes] Cloud routes: alias or provider -> route ({"claude": "bedrock"}), so that existing
+    # cells run through a cloud (models.resolve). $LLMCELLS_ROUTE (claude=bedrock,...) comes first;
+    # these entries win over it (see routes()).
+    route: dict[str, str] = field(default_factory=dict)
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -99,6 +103,9 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         if "None" in kind:
             return None
         raise ConfigError(f"Setting {name} needs a value.")
+    if kind.startswith("dict"):
+        return parse_routes(value) if isinstance(value, str) else {
+            str(k).strip(): str(v).strip() for k, v in dict(value).items()}
     if kind.startswith("list"):
         return value.replace(",", " ").split() if isinstance(value, str) else list(value)
     if kind in ("bool", "bool | None"):
@@ -131,6 +138,28 @@ def configure(**changes: Any) -> Settings:
         raise ConfigError("otel=True needs OpenTelemetry: pip install 'llmcells[otel]' "
                           "(opentelemetry-api and opentelemetry-sdk).")
     return settings
+
+
+#: the environment variable of the route setting: "claude=bedrock" or "claude=bedrock,chatgpt=azure"
+ROUTE_ENV = "LLMCELLS_ROUTE"
+
+
+def parse_routes(text: str) -> dict[str, str]:
+    """{alias: route} from "claude=bedrock, chatgpt=azure" (a ConfigError names a bad entry)."""
+    out: dict[str, str] = {}
+    for item in text.replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        name, sep, route = item.partition("=")
+        if not sep or not name.strip() or not route.strip():
+            raise ConfigError(f"route entry {item.strip()!r}: write ALIAS=ROUTE, e.g. claude=bedrock.")
+        out[name.strip()] = route.strip()
+    return out
+
+
+def routes() -> dict[str, str]:
+    """The routes in force: $LLMCELLS_ROUTE (read now), then the `route` setting over it."""
+    return {**parse_routes(os.environ.get(ROUTE_ENV, "")), **settings.route}
 
 
 _homes: dict[str, Path] = {}  # $LLMCELLS_HOME as set -> its folder, once created

@@ -76,8 +76,11 @@ def _agent_rows() -> list[dict[str, Any]]:
     return rows
 
 
-async def _list_models(model_list: str, client: Any) -> list[str]:
-    """The model names of the free list call of this kind (registry.Caps.model_list)."""
+async def _list_models(model_list: str, client: Any, provider: Any = None) -> list[str]:
+    """The model names of the free list call of this kind (registry.Caps.model_list), or
+    the adapter's own list call where it has one (a cloud route such as Bedrock)."""
+    if hasattr(provider, "list_models"):
+        return await provider.list_models(client)
     if model_list == "genai":
         pager = await client.aio.models.list(config={"page_size": 100})
         return [str(m.name).removeprefix("models/") for m in pager.page]
@@ -88,7 +91,7 @@ async def _list_models(model_list: str, client: Any) -> list[str]:
 def _build(adapter: Any, model_list: str, options: Any) -> Any:
     """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
     client = adapter.make_client(options)
-    client.aio.models if model_list == "genai" else client.models  # noqa: B018
+    client.aio.models if model_list == "genai" else getattr(client, "models", None)  # noqa: B018
     return client
 
 
@@ -104,8 +107,9 @@ async def _close(client: Any) -> None:
 
 async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]:
     from .errors import LLMError, MissingKeyError, redact
-    from .models import api_key
+    from .models import api_key, route_credentials
     from .providers import ClientOptions, get_provider
+    from .registry import row as registry_row
 
     row: dict[str, Any] = {"provider": name, "endpoint": spec.base_url or "default",
                            "key_present": True, "reachable": None, "key_accepted": None,
@@ -116,6 +120,9 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
     except MissingKeyError:
         row.update(key_present=False, error="no key set (not checked)")
         return row
+    cloud = getattr(registry_row(spec.provider), "credentials", "key") != "key"
+    if cloud and not spec.simulated:  # [routes] a cloud's credential chain: configured or not
+        row["key_present"] = route_credentials(spec.provider)
     client = None
     options = ClientOptions(base_url=spec.base_url, api_key=key, connect_timeout=timeout,
                             read_timeout=timeout)
@@ -128,7 +135,7 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         client = await asyncio.to_thread(_build, adapter, model_list, options)
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):  # the hard deadline of the request
-            names = await _list_models(model_list, client)
+            names = await _list_models(model_list, client, adapter)
         row.update(reachable=True, key_accepted=True, latency_s=round(time.monotonic() - t0, 4),
                    n_models=len(names), models=names)
     except TimeoutError:
@@ -137,7 +144,9 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         err = exc if isinstance(exc, LLMError) else adapter.map_error(exc, spec)
         kind = err.kind if err is not None else "error"
         message = err.message if err is not None else redact(str(exc))[:200]
-        reached = kind not in ("connection", "timeout")
+        reached = kind not in ("connection", "timeout", "missing_key", "config")
+        if kind == "missing_key":
+            row["key_present"] = False
         row.update(reachable=reached, latency_s=round(time.monotonic() - t0, 4) if reached else None,
                    key_accepted=False if kind == "authentication" else None, error=f"{kind}: {message}")
     finally:

@@ -24,7 +24,7 @@ from .config import settings
 from .errors import ConfigError, LLMError, did_you_mean
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
-from .registry import PROVIDERS, ProviderRow, parse_id
+from .registry import PROVIDERS, ProviderRow, parse_id, routes
 from .session import session
 from .comparison import Comparison
 from .types import Message, Result
@@ -235,6 +235,8 @@ class LLMMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
+            if not row.alias:  # a cloud route: an alias is pointed at it (the route setting)
+                continue
             self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
 
         self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)
@@ -529,7 +531,7 @@ class LLMMagics(Magics):
         keys = _models.key_status()
         rows = []
         for alias, model_id in _models.aliases().items():
-            spec = _models.resolve(model_id)
+            spec = _models.resolve(alias)  # (an alias pointed at a cloud route shows the route)
             life = lifecycle.of(spec)  # active / retiring DATE / retired DATE (data/lifecycle.toml)
             rows.append({"alias": alias, "model": spec.id, "provider": spec.label,
                          "status": life.label(), "use instead": life.replacement or "",
@@ -544,6 +546,12 @@ class LLMMagics(Magics):
                              "status": life.label(), "use instead": life.replacement or "",
                              "key set": "yes" if keys.get(spec.provider) else "no",
                              "simulated": "yes" if spec.simulated else "no"})
+        for route in routes():  # [routes] each cloud route, and whether its credentials are set
+            spec = _models.resolve(route.default_id)
+            rows.append({"alias": f"{route.name}:MODEL", "model": spec.id, "provider": spec.label,
+                         "status": "cloud route", "use instead": "",
+                         "key set": "yes" if keys.get(route.name) else "no",
+                         "simulated": "yes" if spec.simulated else "no"})
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError, MissingKeyError, register_secret
 from .registry import PREFIXES, PROVIDERS, parse_id
@@ -19,7 +20,7 @@ from .session import session
 
 #: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")
 PROVIDER_SYNONYMS = {s: r.name for r in PROVIDERS.values() for s in r.synonyms}
-DEFAULT_ALIASES = {row.alias: row.default_id for row in PROVIDERS.values()}
+DEFAULT_ALIASES = {row.alias: row.default_id for row in PROVIDERS.values() if row.alias}
 #: the session's aliases (the same dict object as session.aliases)
 _aliases: dict[str, str] = session.aliases
 
@@ -119,9 +120,9 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("No model given. Use an alias (chatgpt, claude, gemini) or provider:model.")
     requested = model = model.strip()
-    seen = set()
-    while model in _aliases and model not in seen:
-        seen.add(model)
+    chain: list[str] = []  # the aliases passed through, for the route setting
+    while model in _aliases and model not in chain:
+        chain.append(model)
         model = _aliases[model]
     if ":" not in model:
         raise ConfigError(
@@ -147,12 +148,77 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     if provider == "google" and name.startswith("models/"):
         name = name[len("models/"):]
     row = PROVIDERS[provider]
+    if row.kind != "route":  # [routes] an alias (or a whole provider) pointed at a cloud route
+        from .config import routes
+
+        table = routes()
+        key = next((a for a in [*chain, provider] if a in table), None)
+        if key is not None:
+            row, name = _routed(key, table[key], provider, name)
+            provider = row.name
     sim = session.simulator_url
     if sim and session.simulated_providers is not None and provider not in session.simulated_providers:
         sim = None
     base_url = sim + row.sim_path if sim else (os.environ.get(row.base_env) or None)
     return ModelSpec(provider, row.adapter, name, requested,
                      api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
+
+
+# [routes] ----------------------------------------------------------------------------------------
+#: AWS region prefix -> geography of Bedrock's cross-region inference profiles ("us." ids)
+_AWS_GEOGRAPHIES = (("us-gov-", "us-gov"), ("us-", "us"), ("eu-", "eu"), ("ap-", "apac"))
+
+
+def aws_region() -> str | None:
+    """The AWS region from the environment ($AWS_REGION, $AWS_DEFAULT_REGION), else None (the
+    SDK may still find one in the AWS profile)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def _profile(variant: str) -> str:
+    """The id prefix of a Bedrock inference profile: "global.", "us.", ..., or "" (in-region).
+
+    No variant: the geography of the AWS region (us-east-1 -> "us."), else "global."."""
+    variant = variant.strip().lower()
+    if variant in ("regional", "in-region", "none"):
+        return ""
+    if variant:
+        return variant.rstrip(".") + "."
+    region = (aws_region() or "").lower()
+    return next((geo + "." for start, geo in _AWS_GEOGRAPHIES if region.startswith(start)), "global.")
+
+
+def _routed(key: str, route: str, provider: str, name: str) -> tuple[Any, str]:
+    """(route's registry row, the route's model id) for provider's model name sent by the route
+    setting's entry key=route ("bedrock", or "bedrock:global" to pick an inference profile)."""
+    target, _, variant = route.partition(":")
+    row = PROVIDERS.get(PREFIXES.get(target.strip().lower(), target.strip().lower()))
+    if row is None or row.kind != "route":
+        known = ", ".join(r.name for r in PROVIDERS.values() if r.kind == "route")
+        raise ConfigError(f"route {key}={route}: {target!r} is not a cloud route; known: {known}.")
+    if row.route_of != provider:
+        raise ConfigError(f"route {key}={route}: {row.label} serves {PROVIDERS[row.route_of].label} "
+                          f"models, not {PROVIDERS[provider].label} ones.")
+    if not row.route_model:
+        return row, name
+    return row, row.route_model.format(profile=_profile(variant), model=name)
+
+
+def route_credentials(provider: str) -> bool:
+    """Whether a route's credentials look configured, without importing its SDK: for AWS, the
+    variables of its credential chain, or the shared credentials / config file."""
+    row = PROVIDERS.get(provider)
+    if row is None or row.credentials != "aws":
+        return False
+    if any(os.environ.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_BEARER_TOKEN_BEDROCK",
+                                       "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")):
+        return True
+    from pathlib import Path
+
+    files = [os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials",
+             os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"]
+    return any(Path(f).expanduser().is_file() for f in files)
 
 
 def api_key(spec: ModelSpec) -> str:
@@ -168,6 +234,10 @@ def api_key(spec: ModelSpec) -> str:
         register_secret(key)
         return key
     if spec.provider == "google" and vertex_enabled():
+        return ""
+    if PROVIDERS[spec.provider].credentials == "aws":
+        # AWS's credential chain, read by the SDK when it signs (never held here); a Bedrock
+        # API key ($AWS_BEARER_TOKEN_BEDROCK) too.
         return ""
     envs = PROVIDERS[spec.provider].key_env
     for env in envs:
@@ -215,4 +285,4 @@ def key_status() -> dict[str, bool]:
     from . import keys
 
     return {p: any(os.environ.get(e) for e in info.key_env) or bool(info.key_env and keys.where(p))
-            for p, info in PROVIDERS.items()}
+            or route_credentials(p) for p, info in PROVIDERS.items()}

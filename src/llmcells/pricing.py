@@ -66,8 +66,11 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
-# Derived from the registry: every provider called through its own API, under its own name.
-_GENAI_PROVIDERS = {r.name: r.name for r in registry.api_rows()}
+# Derived from the registry: every provider called through its own API, under its own name,
+# and each cloud route under its cloud's own prices (never the maker's).
+_GENAI_PROVIDERS = {r.name: r.name for r in registry.api_rows()} | {"bedrock": "aws"}
+#: genai-prices providers that are cloud routes: price_source names them
+_ROUTE_PRICES = {"aws": "aws"}
 
 USER_PRICE_SOURCE = "set_price"
 #: the price_source note of a batch price genai-prices has for the model
@@ -127,10 +130,13 @@ class PriceBasis:
 
     @property
     def label(self) -> str:
-        """The price_source text: "genai-prices 0.2.3" or "set_price", then the note of a batch
-        price ("genai-prices 0.2.3 (batch)", "set_price, 50% batch rule")."""
-        base = f"genai-prices {self.version}" if self.source == "genai-prices" else self.source
-        return base + self.note
+        """The price_source text: "genai-prices 0.2.3", "genai-prices 0.2.3 aws" (a cloud
+        route's prices) or "set_price", then the note of a batch price
+        ("genai-prices 0.2.3 (batch)", "set_price, 50% batch rule")."""
+        if self.source != "genai-prices":
+            return self.source + self.note
+        route = _ROUTE_PRICES.get(self.provider or "")
+        return f"genai-prices {self.version}" + (f" {route}" if route else "") + self.note
 
     def as_dict(self) -> dict[str, Any]:
         """The basis as plain JSON-able data (from_dict reads it back)."""
@@ -162,7 +168,7 @@ class PriceBasis:
         src = row.get("price_source") or ""
         note = next((n for n in (BATCH_VARIANT, BATCH_RULE) if src.endswith(n)), "")
         src = src[:len(src) - len(note)]
-        version = src.split(" ", 1)[1] if src.startswith("genai-prices ") else None
+        version = src.split(" ")[1] if src.startswith("genai-prices ") else None
         return cls("genai-prices" if version else (src or USER_PRICE_SOURCE), version,
                    row.get("price_data_date"), row.get("price_provider"), row.get("price_model"),
                    row.get("service_tier"), row.get("processing") or "live",
@@ -793,7 +799,13 @@ def price_result(result: Any, spec: Any) -> None:
     if result.cached:
         result.cost_usd = 0.0
         return
-    c, b = price(spec.provider, result.response_model or spec.name, result.usage,
+    from .registry import row
+
+    # [routes] a Bedrock inference profile ("us.", "global.") sets the price, and the answering
+    # model's name does not say which one was used
+    by_request = getattr(row(spec.provider), "priced_by_request", False)
+    model = spec.name if by_request else result.response_model or spec.name
+    c, b = price(spec.provider, model, result.usage,
                  requested=spec.name, service_tier=result.service_tier,
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,

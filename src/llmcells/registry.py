@@ -135,6 +135,14 @@ class ProviderRow:
     # the capability profile; None: the profile of the provider named by `like`
     caps: Caps | None = None
     like: str = ""                   # a row without caps shares this provider's ("" = none)
+    # [routes] a cloud route serves another provider's models through its own endpoint and
+    # credentials (kind "route"): it has no alias or magic of its own, an alias is pointed at it
+    # with the `route` setting (models.resolve)
+    route_of: str = ""               # the provider whose models the route serves ("anthropic")
+    route_model: str = ""            # the route's id of that provider's model: "{profile}" and "{model}"
+    route_pattern: str = ""          # regex whose group "model" is the provider's own name in a route id
+    credentials: str = "key"         # "key" (key_env / stored key) or "aws" (AWS's credential chain)
+    priced_by_request: bool = False  # priced by the id asked for (an inference profile), not the answering model
 
     @property
     def default_id(self) -> str:
@@ -189,6 +197,16 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         kind="agent", price_as="openai", install="npm install -g @openai/codex",
         caps=AGENT_CAPS,
     ),
+    # [routes] Claude on Amazon Bedrock (providers/bedrock.py, sim/bedrock.py)
+    ProviderRow(
+        name="bedrock", label="Amazon Bedrock", product="Claude", adapter="bedrock", key_env=(),
+        base_env="ANTHROPIC_BEDROCK_BASE_URL", sim_path="", alias="",
+        default_model="us.anthropic.claude-haiku-5-5-v1:0", sdk_modules=("anthropic", "boto3"),
+        kind="route", install="pip install 'llmcells[cloud]'", route_of="anthropic",
+        route_model="{profile}anthropic.{model}-v1:0",
+        route_pattern=r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$",
+        credentials="aws", priced_by_request=True,
+    ),
 )}
 
 #: id prefixes that name a built-in provider: its own name and its synonyms
@@ -226,6 +244,24 @@ def caps(provider: str) -> Caps:
 def batch_apis() -> dict[str, BatchApi]:
     """{adapter: its batch API} for every provider that has one."""
     return {r.adapter: r.caps.batch for r in PROVIDERS.values() if r.caps and r.caps.batch}
+
+
+def routes() -> list[ProviderRow]:
+    """The rows of the cloud routes (kind "route"), which serve another provider's models."""
+    return [r for r in PROVIDERS.values() if r.kind == "route"]
+
+
+def routed_model(provider: str, name: str) -> tuple[str, str]:
+    """(provider, model name) of the model behind a route's id, for what is known of the model
+    itself (capabilities): `bedrock`, `us.anthropic.claude-haiku-5-5-v1:0` -> (`anthropic`,
+    `claude-haiku-5-5`); other ids come back unchanged."""
+    import re
+
+    r = PROVIDERS.get(provider)
+    if r is None or not r.route_of or not r.route_pattern:
+        return provider, name
+    match = re.match(r.route_pattern, name)
+    return (r.route_of, match.group("model")) if match else (provider, name)
 
 
 def price_provider(provider: str) -> str:

@@ -91,7 +91,10 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
             model_id = col["model"][i] or ""
             name = model_name(model_id)
             requested = name
-            name = col["response_model"][i] or name
+            from .registry import row as registry_row
+
+            if not getattr(registry_row(prov), "priced_by_request", False):  # [routes] see price_result
+                name = col["response_model"][i] or name
             # an endpoint priced from its base URL: its genai-prices provider is on the row
             pp = col["price_provider"][i]
             if prov not in api_names() and pp and pp != "set_price":

@@ -36,11 +36,15 @@ def needed_providers() -> list[str]:
     the simulator switch covers. Not the agent CLIs: they share the API providers' keys, but
     their libraries are optional, rarely the first call, and heavy enough (the Claude agent
     SDK brings cryptography and MCP) to delay a first %%compare that never uses them."""
+    from .config import routes
     from .models import key_status, simulated_providers
 
     simulated = simulated_providers()
+    # a cloud route only when the route setting uses it (its boto3 is not for every session)
+    routed = {r.partition(":")[0].strip().lower() for r in routes().values()}
     return [p for p, has_key in key_status().items()
-            if (has_key or p in simulated) and PROVIDERS[p].kind != "agent"]
+            if (has_key or p in simulated) and PROVIDERS[p].kind != "agent"
+            and (PROVIDERS[p].kind != "route" or p in routed)]
 
 
 def modules_for(providers: list[str], *, notebook: bool) -> list[str]:

@@ -71,7 +71,11 @@ IGNORES = {
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
                "permission_error": "denied", "not_found_error": "model_not_found",
                "rate_limit_error": "rate_limited", "billing_error": "billing",
-               "timeout_error": "timeout", "api_error": "server_error"}
+               "timeout_error": "timeout", "api_error": "server_error",
+               # Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
+               "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
+               "internalServerException": "server_error", "modelStreamErrorException": "server_error",
+               "modelTimeoutException": "timeout"}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -156,11 +160,13 @@ def message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 # ----- the stream --------------------------------------------------------------------------------
 
 
-async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
+async def _stream(client: anthropic.AsyncAnthropic, request: Request,
+                  host: str = DEFAULT_HOST) -> AsyncIterator[Event]:
     # Events arrive as the JSON objects the server sent (see post_stream): every read is a .get.
+    # (A Bedrock client sends the same call to its /model/{id}/invoke-with-response-stream.)
     stream = await post_stream(client, "/v1/messages", *message_body(request), anthropic.AsyncStream)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
-    items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
+    items = SdkStream(stream, request.spec, host, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None
     stop_details: Any = None
@@ -223,30 +229,30 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request) -> AsyncIt
 # ----- errors ------------------------------------------------------------------------------------
 
 
-def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec) -> LLMError:
+def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST) -> LLMError:
     status = exc.status_code
     # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: go by type.
     kind = _TYPE_KINDS.get(exc.type or "") or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
     return api_error(spec, kind, one_line(exc.api_message or exc.message),
-                     host=host_of(spec.base_url, DEFAULT_HOST), status=status,
+                     host=host_of(spec.base_url, host), status=status,
                      retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
 
 
-def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
+def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_HOST) -> LLMError | None:
     if isinstance(exc, LLMError):
         return exc
-    host = host_of(spec.base_url, DEFAULT_HOST)
+    host = host_of(spec.base_url, default_host)
     if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderTimeoutError(f"Anthropic at {host} did not answer in time.", provider=spec.provider)
+        return ProviderTimeoutError(f"{spec.label} at {host} did not answer in time.", provider=spec.provider)
     if isinstance(exc, anthropic.APIConnectionError):
         return connection_failed(spec, host, exc)
     if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc, spec)
+        return _status_error(exc, spec, default_host)
     if isinstance(exc, anthropic.AnthropicError):
-        return ProviderError(f"Anthropic: {one_line(exc)}", provider=spec.provider)
-    return map_transport_error(exc, spec, DEFAULT_HOST)
+        return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
+    return map_transport_error(exc, spec, default_host)
 
 
 # ----- the adapter -------------------------------------------------------------------------------
@@ -256,6 +262,8 @@ class AnthropicProvider(Provider):
     """Anthropic through `anthropic.AsyncAnthropic`."""
 
     name = "anthropic"
+    #: the host named in errors when the client has no base URL of its own
+    default_host = DEFAULT_HOST
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
@@ -274,11 +282,11 @@ class AnthropicProvider(Provider):
 
     def stream(self, client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
         """Stream one Messages call; Finish comes only after message_stop."""
-        return _stream(client, request)
+        return _stream(client, request, self.default_host)
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """The llmcells error for an anthropic / httpx exception, or None if exc is neither."""
-        return _map_error(exc, spec)
+        return _map_error(exc, spec, self.default_host)
 
 
 ADAPTER = AnthropicProvider()

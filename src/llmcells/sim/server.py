@@ -12,7 +12,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, catalog, google, listing, openai, rich, validate
+from . import anthropic, bedrock, catalog, google, listing, openai, rich, validate
 from . import tools as sim_tools
 from .common import Plan, Prompt, Reply, api_key, compact, html_page
 from .scripted import scripted_answer
@@ -160,6 +160,11 @@ class SimServer:
         if req.path.startswith("/_sim/"):
             status, body = self._control(req)
             await resp.send(status, {"content-type": "application/json"}, compact(body).encode())
+            return
+        if bedrock.handles(req):  # [routes] Bedrock: the Anthropic request inside, answered as Bedrock
+            inner = await bedrock.translate(req, resp)
+            if inner is not None:
+                await self._generate(inner[0], inner[1], anthropic, "messages", "bedrock", inner[2])
             return
         listed = listing.answer(req.method, req.path, req.headers, req.query, api_key(req))
         if listed is not None:  # a model list (GET /v1/models, /v1beta/models)

@@ -1,0 +1,250 @@
+"""Amazon Bedrock's wire format for Claude: `POST /model/{id}/invoke` (JSON) and
+`/model/{id}/invoke-with-response-stream` (AWS event stream: binary frames with a prelude,
+headers and CRC32s, each `chunk` event carrying the base64 JSON of one Anthropic stream event),
+SigV4 checked for presence, Bedrock's errors (`ThrottlingException`, 429, `x-amzn-errortype`),
+and `GET /foundation-models` (the control plane's model list).
+
+A Bedrock request is served as the Anthropic Messages request it carries (sim/anthropic.py does
+the answer, tools, schema and faults); `EventStreamResponse` turns what that writes into
+Bedrock's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import re
+import struct
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from .common import compact
+from .http11 import Request, Response
+
+_PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$")
+#: the Bedrock id of a Claude model: an optional inference profile, "anthropic.", a version
+_MODEL = re.compile(r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$")
+EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
+_ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+# simulator fault (anthropic's error reply status) -> (status, Bedrock exception, message)
+_ERRORS = {
+    400: (400, "ValidationException", "The simulator was asked to reject this request."),
+    401: (403, "UnrecognizedClientException", "The security token included in the request is invalid."),
+    404: (404, "ResourceNotFoundException", "The requested model was not found."),
+    429: (429, "ThrottlingException", "Too many requests, please wait before trying again."),
+    500: (500, "InternalServerException", "The system encountered an unexpected error during "
+                                          "processing. Try your request again."),
+    529: (503, "ServiceUnavailableException", "Bedrock is unable to process your request."),
+}
+# an Anthropic in-stream error type -> the ResponseStream exception event that carries it
+_STREAM_ERRORS = {"overloaded_error": "serviceUnavailableException",
+                  "rate_limit_error": "throttlingException"}
+
+
+# ----- the event stream's binary framing (what botocore.eventstream parses) -----------------------
+
+
+def _header(name: str, value: str) -> bytes:
+    """One string header: name length, name, type 7 (string), value length, value."""
+    raw_name, raw_value = name.encode(), value.encode()
+    return struct.pack("!B", len(raw_name)) + raw_name + b"\x07" + struct.pack("!H", len(raw_value)) + raw_value
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message: prelude (total length, headers length, CRC32 of those 8 bytes),
+    headers, payload, and the CRC32 of everything before it."""
+    raw_headers = b"".join(_header(k, v) for k, v in headers.items())
+    prelude = struct.pack("!II", 12 + len(raw_headers) + len(payload) + 4, len(raw_headers))
+    head = prelude + struct.pack("!I", binascii.crc32(prelude))
+    body = head + raw_headers + payload
+    return body + struct.pack("!I", binascii.crc32(body))
+
+
+def chunk_frame(event: bytes, pad: str = "") -> bytes:
+    """A `chunk` event: {"bytes": base64 of the event's JSON, "p": padding}, as Bedrock sends it
+    (the padding hides the length of the text)."""
+    payload = {"bytes": base64.b64encode(event).decode(), "p": pad}
+    return frame({":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
+                 compact(payload).encode())
+
+
+def exception_frame(kind: str, message: str) -> bytes:
+    """An exception event in the stream (e.g. "throttlingException")."""
+    return frame({":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
+                 compact({"message": message}).encode())
+
+
+# ----- requests -------------------------------------------------------------------------------------
+
+
+def handles(req: Request) -> bool:
+    """True for the requests this module answers."""
+    return bool(_PATH.match(req.path)) or req.path == "/foundation-models"
+
+
+def base_model(model_id: str) -> str:
+    """Anthropic's name of the model of a Bedrock id (`us.anthropic.claude-haiku-5-5-v1:0` ->
+    `claude-haiku-5-5`), as Bedrock's answers name it."""
+    match = _MODEL.match(model_id)
+    return match.group("model") if match else model_id
+
+
+def _signed(req: Request) -> str | None:
+    """The access key id of a SigV4-signed request ("" for a Bedrock API key), None when unsigned.
+
+    Only presence and form are checked: the simulator knows no secret to check a signature with."""
+    auth = req.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return auth[7:].strip()
+    match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/[^,]+, ?SignedHeaders=[^,]+, ?Signature=[0-9a-f]+$",
+                     auth)
+    if match and req.headers.get("x-amz-date"):
+        return match.group(1)
+    return None
+
+
+def error_reply(status: int, message: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of Bedrock's error for a simulator error status."""
+    status, kind, default = _ERRORS.get(status, _ERRORS[500])
+    return status, {"content-type": "application/json", "x-amzn-requestid": str(uuid.uuid4()),
+                    "x-amzn-errortype": kind + _ERROR_NAMESPACE}, compact({"message": message or default}).encode()
+
+
+def _model_list() -> bytes:
+    from . import catalog
+
+    summaries = [{"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/anthropic.{m.id}-v1:0",
+                  "modelId": f"anthropic.{m.id}-v1:0", "modelName": m.display, "providerName": "Anthropic",
+                  "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
+                  "responseStreamingSupported": True, "customizationsSupported": [],
+                  "inferenceTypesSupported": ["INFERENCE_PROFILE"],
+                  "modelLifecycle": {"status": "LEGACY" if m.status != "active" else "ACTIVE"}}
+                 for m in catalog.listed("anthropic")]
+    return compact({"modelSummaries": summaries}).encode()
+
+
+async def translate(req: Request, resp: Response) -> tuple[Request, "EventStreamResponse", str] | None:
+    """The Anthropic request a Bedrock request carries, the response that writes its answer as
+    Bedrock's, and the model's Anthropic name; None when answered here (no signature, a bad
+    body, the model list)."""
+    key = _signed(req)
+    if key is None:  # as AWS answers a request without a signature
+        await resp.send(403, {"content-type": "application/json", "x-amzn-errortype": "MissingAuthenticationTokenException",
+                              "x-amzn-requestid": str(uuid.uuid4())},
+                        compact({"message": "Missing Authentication Token"}).encode())
+        return None
+    if req.path == "/foundation-models":
+        await resp.send(200, {"content-type": "application/json", "x-amzn-requestid": str(uuid.uuid4())},
+                        _model_list())
+        return None
+    match = _PATH.match(req.path)
+    assert match is not None
+    model, stream = unquote(match.group("model")), match.group("op") != "invoke"
+    try:
+        body = json.loads(req.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not body.get("anthropic_version"):
+        await resp.send(*error_reply(400, "Malformed input request: #: required key [anthropic_version] "
+                                          "not found, please reformat your input and try again."))
+        return None
+    # The Anthropic request inside: the SDK moved model and stream to the URL, and the betas
+    # into the body.
+    body.pop("anthropic_version")
+    betas = body.pop("anthropic_beta", None)
+    body = {"model": model, **body, "stream": stream}
+    # the access key id stands for the key: one starting "invalid" is refused (403)
+    headers = {**req.headers, "authorization": f"Bearer {key}"}
+    if betas:
+        headers["anthropic-beta"] = ",".join(betas)
+    inner = dataclasses.replace(req, path="/v1/messages", headers=headers, body=compact(body).encode())
+    return inner, EventStreamResponse(resp, model, stream), base_model(model)
+
+
+# ----- responses ------------------------------------------------------------------------------------
+
+
+class EventStreamResponse:
+    """A Response that writes what sim/anthropic.py sends as Bedrock does: SSE events become
+    event-stream frames, JSON errors Bedrock's, and the answer names Anthropic's model."""
+
+    def __init__(self, resp: Response, model: str, stream: bool) -> None:
+        self._resp = resp
+        self._model = base_model(model)
+        self._stream = stream
+        self._pad = 0
+
+    def __getattr__(self, name: str) -> Any:  # started, gone, keep_alive, abort, reset, end
+        return getattr(self._resp, name)
+
+    @staticmethod
+    def _headers(headers: dict[str, str], content_type: str) -> dict[str, str]:
+        # Bedrock sends no rate-limit headers, nor Anthropic's request id
+        kept = {k: v for k, v in headers.items()
+                if k.lower() == "retry-after" or k.lower().startswith("x-amzn")}
+        return {"content-type": content_type, "x-amzn-requestid": str(uuid.uuid4()), **kept}
+
+    def _renamed(self, data: dict[str, Any]) -> dict[str, Any]:
+        message = data.get("message") if data.get("type") == "message_start" else data
+        if isinstance(message, dict) and message.get("type") == "message" and "model" in message:
+            message["model"] = self._model
+        return data
+
+    def _frames(self, sse: bytes) -> bytes:
+        out = []
+        for line in sse.decode("utf-8", "replace").splitlines():
+            if not line.startswith("data:"):
+                continue
+            text = line[5:].strip()
+            try:
+                data = json.loads(text)
+            except ValueError:  # a malformed event is passed on as it is
+                out.append(chunk_frame(text.encode()))
+                continue
+            if not isinstance(data, dict) or data.get("type") == "ping":
+                continue  # Bedrock sends no pings
+            if data.get("type") == "error":
+                error = data.get("error") or {}
+                out.append(exception_frame(_STREAM_ERRORS.get(error.get("type"), "internalServerException"),
+                                           str(error.get("message") or "error")))
+                continue
+            self._pad = (self._pad + 7) % 23
+            out.append(chunk_frame(compact(self._renamed(data)).encode(), "abcdefghijklmnopqrstuvwxyz"[:self._pad]))
+        return b"".join(out)
+
+    async def send(self, status: int, headers: dict[str, str], body: bytes, trailing: bytes = b"") -> None:
+        if status >= 400 and "json" in headers.get("content-type", ""):
+            try:
+                message = (json.loads(body).get("error") or {}).get("message")
+            except (ValueError, AttributeError):
+                message = None
+            code, hdrs, payload = error_reply(status, message if status == 400 else None)
+            await self._resp.send(code, {**hdrs, **self._headers(headers, hdrs["content-type"])}, payload)
+            return
+        if status == 200 and "json" in headers.get("content-type", ""):
+            try:
+                body = compact(self._renamed(json.loads(body))).encode()
+            except ValueError:
+                pass  # (the "malformed" fault's half body)
+        await self._resp.send(status, self._headers(headers, headers.get("content-type", "application/json")),
+                              body, trailing)
+
+    async def send_truncated(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        await self._resp.send_truncated(status, self._headers(headers, "application/json"), body)
+
+    async def start_chunked(self, status: int, headers: dict[str, str]) -> None:
+        hdrs = self._headers(headers, EVENT_STREAM_TYPE)
+        hdrs["x-amzn-bedrock-content-type"] = "application/json"
+        await self._resp.start_chunked(status, hdrs)
+
+    async def chunk(self, data: bytes) -> None:
+        await self._resp.chunk(self._frames(data))
+
+    async def raw(self, data: bytes) -> None:
+        """A chunk cut on purpose (`cut_mid_event`): half of the event's frame."""
+        _size, _, rest = data.partition(b"\r\n")
+        whole = chunk_frame(rest or data)
+        await self._resp.raw(b"%x\r\n" % (len(whole)) + whole[: len(whole) // 2])
