@@ -59,6 +59,12 @@ class Settings:
     ledger: str | None = None
     # Errors from Python in IPython: one line (off), or the full traceback (on), as %xmode Verbose.
     debug: bool = False
+    # Cloud routes: alias -> route, e.g. {"claude": "vertex", "chatgpt": "azure"} sends the alias's
+    # model through that route (models.resolve). None: $LLMCELLS_ROUTE ("claude=vertex,chatgpt=azure").
+    route: dict[str, str] | None = None
+    # Azure OpenAI deployment -> the model it serves, for its price when the answer does not name
+    # it. None: $LLMCELLS_AZURE_MODELS ("prod-chat=gpt-6-luna").
+    azure_models: dict[str, str] | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -99,6 +105,8 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         if "None" in kind:
             return None
         raise ConfigError(f"Setting {name} needs a value.")
+    if kind.startswith("dict"):
+        return parse_pairs(name, value)
     if kind.startswith("list"):
         return value.replace(",", " ").split() if isinstance(value, str) else list(value)
     if kind in ("bool", "bool | None"):
@@ -114,6 +122,31 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
             except (TypeError, ValueError):
                 raise ConfigError(f"Setting {name} takes a number, not {value!r}.") from None
     return str(value)
+
+
+def parse_pairs(name: str, value: Any) -> dict[str, str]:
+    """A NAME=VALUE mapping from a dict or from text such as "claude=vertex,chatgpt=azure"."""
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    out: dict[str, str] = {}
+    for pair in str(value).replace(";", ",").replace(" ", ",").split(","):
+        if not pair.strip():
+            continue
+        key, sep, val = pair.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ConfigError(f"Setting {name} takes NAME=VALUE pairs (e.g. claude=vertex), not {pair!r}.")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def pairs_setting(name: str, env: str) -> dict[str, str]:
+    """A mapping setting as set, else read from the environment variable env (checked anew on
+    every use, so a notebook may set the variable after import)."""
+    value = getattr(settings, name)
+    if value is not None:
+        return value
+    raw = os.environ.get(env, "")
+    return parse_pairs(env, raw) if raw.strip() else {}
 
 
 settings = Settings()

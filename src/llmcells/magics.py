@@ -234,7 +234,8 @@ class LLMMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any):
         super().__init__(shell=shell, **kwargs)
         for row in PROVIDERS.values():
-            self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
+            if row.alias:  # (a cloud route has none: an alias is pointed at it, models.resolve)
+                self.magics["cell"][row.alias] = types.MethodType(_provider_magic(row), self)
 
         self.magics["cell"]["agent"] = types.MethodType(agent_magic(), self)
 
@@ -543,6 +544,11 @@ class LLMMagics(Magics):
                              "status": life.label(), "use instead": life.replacement or "",
                              "key set": "yes" if keys.get(spec.provider) else "no",
                              "simulated": "yes" if spec.simulated else "no"})
+        for route in _models.route_status():  # [routes] Azure OpenAI, Vertex AI
+            rows.append({"alias": f"{route['provider']}:MODEL", "model": route["serves"],
+                         "provider": route["label"], "status": route["status"],
+                         "key set": "yes" if route["configured"] else "no",
+                         "simulated": "yes" if route["simulated"] else "no"})
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",

@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
-from .registry import PREFIXES, PROVIDERS, parse_id
+from .registry import PREFIXES, PROVIDERS, adapter_for, parse_id
 from .session import session
 
 #: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")
 PROVIDER_SYNONYMS = {s: r.name for r in PROVIDERS.values() for s in r.synonyms}
-DEFAULT_ALIASES = {row.alias: row.default_id for row in PROVIDERS.values()}
+DEFAULT_ALIASES = {row.alias: row.default_id for row in PROVIDERS.values() if row.alias}
 #: the session's aliases (the same dict object as session.aliases)
 _aliases: dict[str, str] = session.aliases
 
@@ -50,6 +50,7 @@ class ModelSpec:
     api: str = "chat"        # OpenAI only: "chat" or "responses"
     base_url: str | None = None
     simulated: bool = False
+    price_model: str | None = None  # [routes] the model an Azure deployment serves, for its price
 
     @property
     def id(self) -> str:
@@ -119,10 +120,11 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("No model given. Use an alias (chatgpt, claude, gemini) or provider:model.")
     requested = model = model.strip()
-    seen = set()
+    seen: list[str] = []
     while model in _aliases and model not in seen:
-        seen.add(model)
+        seen.append(model)
         model = _aliases[model]
+    model = _routed(seen, model)
     if ":" not in model:
         raise ConfigError(
             f"Unknown model {requested!r}. Use an alias ({', '.join(sorted(_aliases))}) or "
@@ -150,9 +152,40 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     sim = session.simulator_url
     if sim and session.simulated_providers is not None and provider not in session.simulated_providers:
         sim = None
-    base_url = sim + row.sim_path if sim else (os.environ.get(row.base_env) or None)
-    return ModelSpec(provider, row.adapter, name, requested,
-                     api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
+    base_url = sim + row.sim_path if sim else ((os.environ.get(row.base_env) or None) if row.base_env else None)
+    price_model = None
+    if provider == "azure":  # a deployment's name says nothing of its model: ask the settings
+        from .config import pairs_setting
+
+        price_model = pairs_setting("azure_models", "LLMCELLS_AZURE_MODELS").get(name)
+    return ModelSpec(provider, adapter_for(row, name), name, requested,
+                     api=api if provider in ("openai", "azure") else "chat", base_url=base_url,
+                     simulated=bool(sim), price_model=price_model)
+
+
+def _routed(aliases: list[str], model: str) -> str:
+    """model sent through the route that the `route` setting names for the first of the aliases
+    that led to it (`route={"claude": "vertex"}`: anthropic:claude-haiku-5-5 becomes
+    vertex:claude-haiku-5-5); model itself when none is routed."""
+    if not aliases:
+        return model
+    from .config import pairs_setting
+
+    routes = pairs_setting("route", "LLMCELLS_ROUTE")
+    if not routes:
+        return model
+    for alias in aliases:
+        target = routes.get(alias)
+        if target is None:
+            continue
+        target = target.strip().lower()
+        if target in ("", "direct"):
+            return model
+        if PREFIXES.get(target) not in PROVIDERS:
+            raise ConfigError(f"route {alias}={target!r}: unknown route; use one of "
+                              f"{', '.join(sorted(['direct', *PROVIDERS]))}.")
+        return f"{target}:{parse_id(model)[1]}"
+    return model
 
 
 def api_key(spec: ModelSpec) -> str:
@@ -169,6 +202,8 @@ def api_key(spec: ModelSpec) -> str:
         return key
     if spec.provider == "google" and vertex_enabled():
         return ""
+    if spec.provider == "vertex":  # Application Default Credentials, found by the SDKs
+        return ""
     envs = PROVIDERS[spec.provider].key_env
     for env in envs:
         key = os.environ.get(env)
@@ -180,12 +215,58 @@ def api_key(spec: ModelSpec) -> str:
     key = keys.stored_key(spec.provider)
     if key:
         return key
+    if spec.provider == "azure" and _has_module("azure.identity"):
+        return ""  # Entra ID sign-in through azure-identity (providers/azure.py)
     raise MissingKeyError(
         f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)} or run "
         f"`python -m llmcells keys set {spec.provider}`, or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
         "--simulate on the command line).",
         provider=spec.provider,
     )
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def route_status() -> list[dict[str, object]]:
+    """One row per cloud route: whether it is configured (credentials and place found, never
+    shown), simulated, and which models it serves. Nothing is sent; health() checks reachability."""
+    simulated = set(simulated_providers())
+    out: list[dict[str, object]] = []
+    for row in PROVIDERS.values():
+        if row.kind != "route":
+            continue
+        if row.name == "azure":
+            endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+            cred = bool(os.environ.get("AZURE_OPENAI_API_KEY")) or _has_module("azure.identity")
+            configured = bool(endpoint) and cred
+            status = ("configured" if configured else
+                      "set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY (or install azure-identity)")
+        else:
+            project = (os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID"))
+            adc = bool(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")) or _gcloud_adc()
+            configured = bool(project) and adc
+            status = ("configured" if configured else
+                      "set GOOGLE_CLOUD_PROJECT and run `gcloud auth application-default login`")
+        out.append({"provider": row.name, "label": row.label, "serves": row.serves,
+                    "configured": configured or row.name in simulated,
+                    "simulated": row.name in simulated,
+                    "status": "simulated" if row.name in simulated else status})
+    return out
+
+
+def _gcloud_adc() -> bool:
+    """Whether gcloud's Application Default Credentials file exists (its content is not read)."""
+    from pathlib import Path
+
+    folder = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    return (Path(folder) / "application_default_credentials.json").is_file()
 
 
 def vertex_enabled() -> bool:

@@ -30,6 +30,11 @@ class ProviderRow:
     kind: str = "api"                # "api", or "agent" for a coding-agent CLI run as a subprocess
     price_as: str = ""               # whose price table applies ("" = this provider's own)
     install: str = ""                # one line saying how to install what the adapter needs
+    # [routes] additive fields for cloud routes (Azure OpenAI, Vertex AI): another company's
+    # models served by a cloud, priced by the cloud's own genai-prices entry
+    route_prices: str = ""           # genai-prices provider id of a route's own prices ("" = not a route)
+    model_adapters: tuple[tuple[str, str], ...] = ()  # (model-name prefix, adapter) tried before `adapter`
+    serves: str = ""                 # for people: which models the route serves
 
     @property
     def default_id(self) -> str:
@@ -78,6 +83,23 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         magic_example="%%codex\nWrite a one-line docstring for {func_name}.",
         kind="agent", price_as="openai", install="npm install -g @openai/codex",
     ),
+    # [routes] cloud routes: kind "route", no alias or magic of their own (an alias is pointed at
+    # a route with the `route` setting, models.resolve)
+    ProviderRow(
+        name="azure", label="Azure OpenAI", product="ChatGPT", adapter="azure",
+        key_env=("AZURE_OPENAI_API_KEY",), base_env="AZURE_OPENAI_ENDPOINT", sim_path="",
+        alias="", default_model="gpt-6-luna", sdk_modules=("openai",), kind="route",
+        install="pip install 'llmcells[cloud]' (azure-identity, for Entra ID sign-in)",
+        route_prices="azure", serves="GPT models, by deployment name",
+    ),
+    ProviderRow(
+        name="vertex", label="Vertex AI", product="Vertex AI", adapter="vertex_google",
+        key_env=(), base_env="", sim_path="", alias="", default_model="gemini-3.5-flash-lite",
+        sdk_modules=("google.genai",), kind="route",
+        install="pip install 'llmcells[cloud]' (google-auth, for Application Default Credentials)",
+        route_prices="google", model_adapters=(("claude-", "vertex_anthropic"),),
+        serves="claude-* (Anthropic) and gemini-* (Google) models",
+    ),
 )}
 
 #: id prefixes that name a built-in provider: its own name and its synonyms
@@ -88,6 +110,19 @@ PREFIXES: dict[str, str] = {**{s: row.name for row in PROVIDERS.values() for s i
 def agents() -> list[ProviderRow]:
     """The rows of the coding-agent CLIs (kind "agent")."""
     return [r for r in PROVIDERS.values() if r.kind == "agent"]
+
+
+def routes() -> list[ProviderRow]:
+    """The rows of the cloud routes (kind "route": Azure OpenAI, Vertex AI)."""
+    return [r for r in PROVIDERS.values() if r.kind == "route"]
+
+
+def adapter_for(row: ProviderRow, model: str) -> str:
+    """The adapter that serves model on row's provider (a route may serve several makers' models)."""
+    for prefix, adapter in row.model_adapters:
+        if model.lower().startswith(prefix):
+            return adapter
+    return row.adapter
 
 
 def price_provider(provider: str) -> str:

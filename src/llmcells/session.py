@@ -16,7 +16,7 @@ from .registry import PROVIDERS
 
 
 def _default_aliases() -> dict[str, str]:
-    return {row.alias: row.default_id for row in PROVIDERS.values()}
+    return {row.alias: row.default_id for row in PROVIDERS.values() if row.alias}
 
 
 @dataclass

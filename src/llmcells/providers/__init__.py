@@ -8,7 +8,9 @@ from .base import ClientOptions, Provider
 
 _MODULES = {"openai": ".openai", "anthropic": ".anthropic", "google": ".google",
             # [agents] the coding-agent CLIs
-            "claude_code": ".claude_code", "gemini_cli": ".gemini_cli", "codex": ".codex"}
+            "claude_code": ".claude_code", "gemini_cli": ".gemini_cli", "codex": ".codex",
+            # [routes] the cloud routes
+            "azure": ".azure", "vertex_anthropic": ".vertex_anthropic", "vertex_google": ".vertex_google"}
 _instances: dict[str, Provider] = {}
 
 

@@ -46,7 +46,7 @@ FAULT_HELP = {
                     "(a live call, or one request line of a batch job)",
 }
 FAULTS = tuple(FAULT_HELP)
-PROVIDERS = ("openai", "anthropic", "google")
+PROVIDERS = ("openai", "anthropic", "google", "azure", "vertex")  # (the last two: cloud routes)
 
 
 @dataclass
