@@ -86,7 +86,8 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "llmcells-home"))
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
                 "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
-                "GOOGLE_GENAI_USE_VERTEXAI"):
+                "GOOGLE_GENAI_USE_VERTEXAI", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
+                "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "LLMCELLS_ROUTE", "LLMCELLS_AZURE_MODELS"):
         monkeypatch.delenv(var, raising=False)
     yield
 

@@ -74,9 +74,9 @@ def _agent_rows() -> list[dict[str, Any]]:
 
 
 async def _list_models(adapter: str, client: Any) -> list[str]:
-    if adapter == "google":
+    if hasattr(client, "aio"):  # google-genai: the Gemini API's list, or Vertex AI's publisher models
         pager = await client.aio.models.list(config={"page_size": 100})
-        return [str(m.name).removeprefix("models/") for m in pager.page]
+        return [str(m.name).rsplit("/", 1)[-1] for m in pager.page]
     page = await client.models.list()
     return [m.id for m in page.data]
 
@@ -84,7 +84,7 @@ async def _list_models(adapter: str, client: Any) -> list[str]:
 def _build(adapter: Any, name: str, options: Any) -> Any:
     """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
     client = adapter.make_client(options)
-    client.aio.models if name == "google" else client.models  # noqa: B018
+    client.aio.models if hasattr(client, "aio") else client.models  # noqa: B018
     return client
 
 

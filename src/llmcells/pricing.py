@@ -45,6 +45,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from . import registry as _registry
 from .errors import ConfigError
 from .models import PROVIDER_SYNONYMS
 from .session import session
@@ -59,6 +60,11 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
 _GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+# [routes] a cloud route is priced by the cloud's own genai-prices entry (Vertex AI: "google", which
+# lists Claude's Vertex prices too), and only by a model that entry itself lists: genai-prices'
+# fallback to another provider's table would pass the direct price off as the cloud's.
+_ROUTE_PRICES = {r.name: r.route_prices for r in _registry.routes()}
+_GENAI_PROVIDERS.update(_ROUTE_PRICES)
 
 USER_PRICE_SOURCE = "set_price"
 _PER = 1_000_000
@@ -136,7 +142,7 @@ class PriceBasis:
             return None
         rates = json.loads(raw)
         src = row.get("price_source") or ""
-        version = src.split(" ", 1)[1] if src.startswith("genai-prices ") else None
+        version = src.split(" ")[1] if src.startswith("genai-prices ") else None  # (a route's: "... (azure)")
         return cls("genai-prices" if version else (src or USER_PRICE_SOURCE), version,
                    row.get("price_data_date"), row.get("price_provider"), row.get("price_model"),
                    row.get("service_tier"), row.get("processing") or "live",
@@ -358,9 +364,12 @@ def _lookup(snap: Any, prov: str, ref: str, base_url: str | None) -> Any:
             tries.append((prov, None))
     for pid, url in tries:
         try:
-            return snap.find_provider_model(ref, None, pid, url)
+            found = snap.find_provider_model(ref, None, pid, url)
         except LookupError:
             continue
+        if prov in _ROUTE_PRICES and not any(m is found[1] for m in found[0].models):
+            return None  # only another provider's price is known: not the route's
+        return found
     return None
 
 
@@ -741,12 +750,15 @@ def price_result(result: Any, spec: Any) -> None:
         result.cost_usd = 0.0
         return
     c, b = price(spec.provider, result.response_model or spec.name, result.usage,
-                 requested=spec.name, service_tier=result.service_tier,
+                 requested=getattr(spec, "price_model", None) or spec.name,
+                 service_tier=result.service_tier,
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,
                  when=result.started_at or None)
     result.cost_usd, result.price_basis = c, b
     result.price_source = b.label if b is not None else None
+    if b is not None and spec.provider in _ROUTE_PRICES:  # say whose prices these are
+        result.price_source = f"{b.label} ({spec.provider})"
 
 
 # ----- fresh data on request -----------------------------------------------------------------------
