@@ -233,9 +233,10 @@ LIMITS: dict[str, Limits] = {
 
 def limits_for(spec: Any) -> Limits:
     """The limits of spec's provider API (OpenAI-compatible endpoints: OpenAI Chat's)."""
-    if spec.adapter == "openai":
+    adapter = getattr(spec, "maker", None) or spec.adapter  # a cloud route: its maker's API's
+    if adapter == "openai":
         return LIMITS["openai-responses" if spec.api == "responses" else "openai-chat"]
-    return LIMITS[spec.adapter]
+    return LIMITS[adapter]
 
 
 def _size(n: int) -> str:

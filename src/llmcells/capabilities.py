@@ -68,7 +68,11 @@ def profile(provider: str, name: str) -> Profile:
 
 
 def of(spec: Any) -> Profile:
-    """The capability profile of a resolved ModelSpec."""
+    """The capability profile of a resolved ModelSpec (a cloud route's model: its maker's profile,
+    e.g. vertex:claude-* as anthropic:claude-*, an Azure deployment as the model it serves)."""
+    maker = getattr(spec, "maker", None)
+    if maker:
+        return profile(maker, getattr(spec, "price_model", None) or spec.name)
     return profile(spec.provider, spec.name)
 
 

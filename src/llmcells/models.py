@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigError, MissingKeyError, register_secret
-from .registry import PREFIXES, PROVIDERS, adapter_for, parse_id
+from .registry import MAKERS, PREFIXES, PROVIDERS, adapter_for, parse_id
 from .session import session
 
 #: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")
@@ -51,6 +51,7 @@ class ModelSpec:
     base_url: str | None = None
     simulated: bool = False
     price_model: str | None = None  # [routes] the model an Azure deployment serves, for its price
+    maker: str | None = None        # [routes] whose model a cloud route serves: "openai", "anthropic", "google"
 
     @property
     def id(self) -> str:
@@ -158,9 +159,10 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
         from .config import pairs_setting
 
         price_model = pairs_setting("azure_models", "LLMCELLS_AZURE_MODELS").get(name)
-    return ModelSpec(provider, adapter_for(row, name), name, requested,
+    adapter = adapter_for(row, name)
+    return ModelSpec(provider, adapter, name, requested,
                      api=api if provider in ("openai", "azure") else "chat", base_url=base_url,
-                     simulated=bool(sim), price_model=price_model)
+                     simulated=bool(sim), price_model=price_model, maker=MAKERS.get(adapter))
 
 
 def _routed(aliases: list[str], model: str) -> str:

@@ -112,6 +112,10 @@ def agents() -> list[ProviderRow]:
     return [r for r in PROVIDERS.values() if r.kind == "agent"]
 
 
+#: a cloud route's adapter -> the maker whose API format (and model profiles) it speaks
+MAKERS = {"azure": "openai", "vertex_anthropic": "anthropic", "vertex_google": "google"}
+
+
 def routes() -> list[ProviderRow]:
     """The rows of the cloud routes (kind "route": Azure OpenAI, Vertex AI)."""
     return [r for r in PROVIDERS.values() if r.kind == "route"]

@@ -89,6 +89,16 @@ class Claude:
         return body
 
     @staticmethod
+    def precheck(req: Any) -> Reply | None:
+        """Vertex refuses a body in the direct API's form (a `model` field, no `anthropic_version`)."""
+        try:
+            Claude.wire_body(json.loads(req.body or b"{}"), "")
+        except ValueError:
+            return _google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument: "
+                                 "`anthropic_version` is required and `model` goes in the URL.")
+        return None
+
+    @staticmethod
     def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
         prompt = anthropic.parse(api, Claude.wire_body(body, path_model)
                                  if "anthropic_version" in body else body, path_model)
