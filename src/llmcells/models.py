@@ -205,7 +205,12 @@ def api_key(spec: ModelSpec) -> str:
     if spec.provider == "google" and vertex_enabled():
         return ""
     if spec.provider == "vertex":  # Application Default Credentials, found by the SDKs
-        return ""
+        if vertex_project():
+            return ""
+        raise MissingKeyError(
+            "Vertex AI needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT (and "
+            "GOOGLE_CLOUD_LOCATION), and sign in with `gcloud auth application-default login`.",
+            provider=spec.provider)
     envs = PROVIDERS[spec.provider].key_env
     for env in envs:
         key = os.environ.get(env)
@@ -217,7 +222,7 @@ def api_key(spec: ModelSpec) -> str:
     key = keys.stored_key(spec.provider)
     if key:
         return key
-    if spec.provider == "azure" and _has_module("azure.identity"):
+    if spec.provider == "azure" and os.environ.get("AZURE_OPENAI_ENDPOINT") and _has_module("azure.identity"):
         return ""  # Entra ID sign-in through azure-identity (providers/azure.py)
     raise MissingKeyError(
         f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)} or run "
@@ -251,7 +256,7 @@ def route_status() -> list[dict[str, object]]:
             status = ("configured" if configured else
                       "set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY (or install azure-identity)")
         else:
-            project = (os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID"))
+            project = vertex_project()
             adc = bool(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")) or _gcloud_adc()
             configured = bool(project) and adc
             status = ("configured" if configured else
@@ -261,6 +266,12 @@ def route_status() -> list[dict[str, object]]:
                     "simulated": row.name in simulated,
                     "status": "simulated" if row.name in simulated else status})
     return out
+
+
+def vertex_project() -> str | None:
+    """The Google Cloud project of the Vertex AI route (GOOGLE_CLOUD_PROJECT or
+    ANTHROPIC_VERTEX_PROJECT_ID), None when neither is set."""
+    return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or None
 
 
 def _gcloud_adc() -> bool:
