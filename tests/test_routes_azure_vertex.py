@@ -356,3 +356,23 @@ def test_routes_add_no_magic_and_no_alias():
     cells = LLMMagics(shell=None).magics["cell"]
     assert {"chatgpt", "claude", "gemini"} <= set(cells) and "" not in cells
 
+
+
+def test_quotas_come_from_each_route_own_headers(simulated):
+    from llmcells import quotas
+
+    assert ask("Say hello", "azure:o4-mini").ok
+    seen = quotas.latest("azure", "o4-mini")
+    assert seen is not None and 999 in seen.values(), seen  # Azure's x-ratelimit-remaining-requests
+    assert ask("Say hello", "vertex:gemini-3.5-flash-lite").ok
+    assert quotas.latest("vertex") is None  # Vertex AI sends no rate-limit headers
+
+
+def test_llmcells_models_lists_the_routes_and_a_routed_magic_uses_its_route(shell, simulated):
+    frame = shell.run_line_magic("llmcells", "models")
+    routes = frame[frame["alias"].isin(["azure:MODEL", "vertex:MODEL"])]
+    assert list(routes["provider"]) == ["Azure OpenAI", "Vertex AI"]
+    assert set(routes["simulated"]) == {"yes"} and "claude-*" in routes.iloc[1]["model"]
+    shell.run_line_magic("llmcells", "config route=claude=vertex")
+    shell.run_cell_magic("claude", "--no-display", "Say hi.")
+    assert shell.user_ns["_llm"].provider == "vertex" and simulated.requests[-1].provider == "vertex"
