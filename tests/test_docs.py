@@ -133,6 +133,8 @@ def test_the_generated_magic_help_reads_right(shell):
     from llmcells.registry import PROVIDERS
 
     for row in PROVIDERS.values():
+        if not row.alias:  # a cloud route: no magic of its own
+            continue
         doc = shell.find_cell_magic(row.alias).__doc__
         wrong = re.findall(r"\ba (?!one|[uU])[aeiouAEIOU]\w*", doc)  # "a one-line", "a user" are right
         assert not wrong, (row.alias, wrong)

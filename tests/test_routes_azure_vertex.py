@@ -376,3 +376,19 @@ def test_llmcells_models_lists_the_routes_and_a_routed_magic_uses_its_route(shel
     shell.run_line_magic("llmcells", "config route=claude=vertex")
     shell.run_cell_magic("claude", "--no-display", "Say hi.")
     assert shell.user_ns["_llm"].provider == "vertex" and simulated.requests[-1].provider == "vertex"
+
+
+@pytest.mark.parametrize("model,route,wire,url", ROUTES, ids=IDS)
+def test_cache_and_reasoning_usage_on_each_route(simulated, model, route, wire, url):
+    simulated.set_model(models.resolve(model).name, cached_input_tokens=40, reasoning_tokens=7,
+                        cache_write_tokens=0 if wire != "anthropic" else 12)
+    r = ask("Say hello", model)
+    assert r.ok, r.error
+    assert r.usage.cached_input_tokens == 40 and r.usage.reasoning_tokens == 7
+    if wire == "anthropic":
+        assert r.usage.cache_write_tokens == 12
+    # the cached tokens are priced at the route's cache-read rate: cheaper than uncached ones
+    full = pricing.price(route, models.resolve(model).name,
+                         Usage(input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
+                               cache_write_tokens=r.usage.cache_write_tokens))[0]
+    assert r.cost_usd < full
