@@ -238,6 +238,13 @@ def test_azure_wants_its_api_key_header_and_api_version(fresh_sim):
     assert status == 401 and answer["error"]["code"] == "401"
     status, answer = _post(url + "?api-version=2024-10-21", body, {"api-key": "k"})
     assert status == 200 and answer["choices"][0]["message"]["content"]
+    # streamed, the first chunk is Azure's prompt filter verdict: no choices, no model
+    req = urllib.request.Request(url + "?api-version=2024-10-21", method="POST",
+                                 data=json.dumps({**body, "stream": True}).encode(),
+                                 headers={"content-type": "application/json", "api-key": "k"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        first = json.loads(resp.read().split(b"\n\n")[0].removeprefix(b"data: "))
+    assert first["choices"] == [] and first["model"] == "" and first["prompt_filter_results"]
 
 
 # ----- the route setting -----------------------------------------------------------------------------

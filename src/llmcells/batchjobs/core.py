@@ -178,7 +178,8 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
     for j in jobs:
         if j.plan.spec.adapter not in ("openai", "anthropic", "google") or \
                 j.plan.spec.provider not in ("openai", "anthropic", "google"):
-            raise ConfigError(f"{j.plan.spec.id} has no provider batch API; use via='live' for it.")
+            raise ConfigError(f"{j.plan.spec.id} has no provider batch API in llmcells (cloud "
+                              "routes have none yet); use via='live' for it.")
     keys = [j.call_key for j in jobs]
     if len(set(keys)) != len(keys):
         raise ConfigError("Two rows of this batch are the same request; give each a distinct prompt "

@@ -17,8 +17,24 @@ _DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _RESPONSES = ("/openai/responses", "/openai/v1/responses")
 _MODELS = ("/openai/models", "/openai/v1/models")
 
-stream = openai.stream
 refuse = openai.refuse
+_SAFE = {"filtered": False, "severity": "safe"}
+#: the content-filter verdict Azure puts on a prompt (and on the first streamed chunk)
+PROMPT_FILTER = [{"prompt_index": 0, "content_filter_results": {
+    "hate": _SAFE, "jailbreak": {"filtered": False, "detected": False}, "self_harm": _SAFE,
+    "sexual": _SAFE, "violence": _SAFE}}]
+
+
+def stream(plan: Plan) -> Any:
+    """OpenAI's stream; on Chat Completions Azure first sends a chunk with no choices and no
+    model, only the prompt's content-filter results."""
+    fmt = openai.stream(plan)
+    if plan.api == "chat":
+        first = {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                 "prompt_filter_results": PROMPT_FILTER}
+        opening = fmt.open
+        fmt.open = lambda: [b"data: " + compact(first).encode() + b"\n\n", *opening()]
+    return fmt
 
 
 def route(method: str, path: str) -> tuple[Any, str, str, str | None] | None:
