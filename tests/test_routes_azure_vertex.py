@@ -271,6 +271,9 @@ def test_the_route_setting_from_the_environment_and_as_text(simulated, monkeypat
     with pytest.raises(ConfigError, match="unknown route"):
         llmcells.configure(route={"claude": "nowhere"})
         models.resolve("claude")
+    llmcells.configure(route={"chatgpt": "vertex"})
+    with pytest.raises(ConfigError, match="Vertex AI serves claude-"):
+        models.resolve("chatgpt")
     with pytest.raises(ConfigError, match="NAME=VALUE"):
         llmcells.configure(route="claude")
 

@@ -183,10 +183,17 @@ def _routed(aliases: list[str], model: str) -> str:
         target = target.strip().lower()
         if target in ("", "direct"):
             return model
-        if PREFIXES.get(target) not in PROVIDERS:
+        row = PROVIDERS.get(PREFIXES.get(target, ""))
+        if row is None:
             raise ConfigError(f"route {alias}={target!r}: unknown route; use one of "
                               f"{', '.join(sorted(['direct', *PROVIDERS]))}.")
-        return f"{target}:{parse_id(model)[1]}"
+        prefix, name = parse_id(model)
+        serves = {MAKERS.get(a) for a in (row.adapter, *(a for _, a in row.model_adapters))}
+        maker = PREFIXES.get(prefix, prefix)
+        if row.kind == "route" and None not in serves and maker not in serves:
+            raise ConfigError(f"route {alias}={target!r}: {row.label} serves {row.serves}, "
+                              f"not {alias} ({model}).")
+        return f"{row.name}:{name}"
     return model
 
 
