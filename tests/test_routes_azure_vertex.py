@@ -402,3 +402,14 @@ def test_cache_and_reasoning_usage_on_each_route(simulated, model, route, wire, 
                          Usage(input_tokens=r.usage.input_tokens, output_tokens=r.usage.output_tokens,
                                cache_write_tokens=r.usage.cache_write_tokens))[0]
     assert r.cost_usd < full
+
+
+def test_no_key_hint_is_quiet_when_a_route_is_set_up(monkeypatch, capsys):
+    from llmcells.display.hints import no_key_hint
+
+    assert no_key_hint()  # nothing set up: the hint
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "my-project")
+    assert not no_key_hint()
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k-azure-test-0000")
+    assert not no_key_hint()
