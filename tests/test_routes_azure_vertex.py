@@ -413,3 +413,16 @@ def test_no_key_hint_is_quiet_when_a_route_is_set_up(monkeypatch, capsys):
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k-azure-test-0000")
     assert not no_key_hint()
+
+
+@pytest.mark.parametrize("model", ["vertex:claude-haiku-5-5", "vertex:gemini-3.5-flash-lite"])
+def test_a_vertex_connection_error_names_the_vertex_host(model, monkeypatch):
+    import httpx2
+
+    from llmcells.providers import get_provider
+
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "europe-west4")
+    spec = models.resolve(model)
+    err = get_provider(spec.adapter).map_error(httpx2.ConnectError("refused"), spec)
+    assert "europe-west4-aiplatform.googleapis.com" in err.message, err.message
+    assert "anthropic.com" not in err.message and "generativelanguage" not in err.message

@@ -7,6 +7,7 @@ and signs it with a Google bearer token: Application Default Credentials, or the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import anthropic
@@ -31,6 +32,19 @@ def project() -> str | None:
 def region() -> str:
     """The Vertex AI location: CLOUD_ML_REGION or GOOGLE_CLOUD_LOCATION, else "global"."""
     return os.environ.get("CLOUD_ML_REGION") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "global"
+
+
+def vertex_host() -> str:
+    """The Vertex AI host of the configured location (for error messages that name the host)."""
+    where = region()
+    return {"global": "https://aiplatform.googleapis.com", "us": "https://aiplatform.us.rep.googleapis.com",
+            "eu": "https://aiplatform.eu.rep.googleapis.com"}.get(where, f"https://{where}-aiplatform.googleapis.com")
+
+
+def on_vertex(spec: ModelSpec) -> ModelSpec:
+    """spec with Vertex AI's host as its base URL when it has none, so that an error names the
+    host the request went to, not the maker's own API."""
+    return spec if spec.base_url else dataclasses.replace(spec, base_url=vertex_host())
 
 
 def credentials_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
@@ -71,7 +85,7 @@ class VertexAnthropicProvider(AnthropicProvider):
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """A google-auth failure as one line; the rest as the Anthropic adapter maps them."""
-        return credentials_error(exc, spec) or super().map_error(exc, spec)
+        return credentials_error(exc, spec) or super().map_error(exc, on_vertex(spec))
 
 
 ADAPTER = VertexAnthropicProvider()

@@ -9,7 +9,7 @@ from ..errors import LLMError
 from ..models import ModelSpec
 from .base import ClientOptions
 from .google import GoogleProvider, http_options
-from .vertex_anthropic import SIM_PROJECT, credentials_error, project, region
+from .vertex_anthropic import SIM_PROJECT, credentials_error, on_vertex, project, region
 
 
 class VertexGoogleProvider(GoogleProvider):
@@ -31,7 +31,7 @@ class VertexGoogleProvider(GoogleProvider):
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """A google-auth failure as one line; the rest as the Google adapter maps them."""
-        return credentials_error(exc, spec) or super().map_error(exc, spec)
+        return credentials_error(exc, spec) or super().map_error(exc, on_vertex(spec))
 
 
 ADAPTER = VertexGoogleProvider()
