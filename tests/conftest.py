@@ -158,7 +158,8 @@ def _isolated_home(tmp_path, monkeypatch):
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
                 "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
                 "GOOGLE_GENAI_USE_VERTEXAI", "ANTHROPIC_BEDROCK_BASE_URL", "AWS_BEARER_TOKEN_BEDROCK",
-                "LLMCELLS_ROUTE"):
+                "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "GOOGLE_CLOUD_PROJECT",
+                "GOOGLE_CLOUD_LOCATION", "LLMCELLS_ROUTE", "LLMCELLS_AZURE_MODELS"):
         monkeypatch.delenv(var, raising=False)
     # AWS's credential chain never asks an instance-metadata address (not loopback) in a test
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -118,6 +118,11 @@ def test_an_empty_attach_list_is_no_attachment():
 def test_every_row_has_a_profile_and_an_endpoint_gets_the_endpoint_profile():
     for name, r in registry.PROVIDERS.items():
         assert isinstance(registry.caps(name), registry.Caps), name
+        if r.kind == "route":  # a route: its maker's profile, without the maker's batch API
+            assert registry.caps(name).batch is None
+            assert registry.caps(name).attachments == registry.caps(r.route_of or "").attachments \
+                or r.model_adapters, name
+            continue
         assert registry.caps(name) is (r.caps or registry.caps(r.like))
     assert registry.caps("openai-responses") is registry.caps("openai")   # a synonym
     assert registry.caps("my-vllm") is registry.ENDPOINT_CAPS
@@ -158,7 +163,8 @@ def test_derived_tables_match_the_registry():
                               for r in registry.PROVIDERS.values() if r.caps and r.caps.batch}
     assert set(drivers.LIMITS) == {"openai", "anthropic", "google"}
     assert quotas.DAY_ZONES == {"google": "America/Los_Angeles"}
-    assert state.PROVIDERS == registry.api_names() == ("openai", "anthropic", "google")
+    assert registry.api_names() == ("openai", "anthropic", "google")
+    assert state.PROVIDERS == registry.api_names() + tuple(r.name for r in registry.routes())
     assert providers.adapter_names() == {r.adapter for r in registry.PROVIDERS.values()}
     for adapter in sorted(providers.adapter_names()):  # each row's adapter module is found by name
         assert providers.get_provider(adapter).name in (adapter, adapter.replace("_", "-"))

@@ -132,7 +132,7 @@ def test_a_plain_call_is_signed_answered_and_priced_at_bedrocks_price(bedrock):
     assert sent.path == f"/model/{US}/invoke-with-response-stream"
     assert "x-amz-date" in sent.headers and sent.headers["authorization"] == "***"
     # us. is a regional (geographic) profile: genai-prices' aws price, 10% above Anthropic's own
-    assert r.price_source.endswith(" aws") and r.price_basis.provider == "aws"
+    assert r.price_source.endswith(" (bedrock)") and r.price_basis.provider == "aws"
     assert r.price_basis.model == "regional.anthropic.claude-haiku-5-5"
     direct = llmcells.pricing.cost("anthropic", "claude-haiku-5-5", r.usage)[0]
     assert r.cost_usd == pytest.approx(direct * 1.1)
@@ -276,11 +276,11 @@ def test_the_route_comes_from_the_environment_and_bad_routes_are_one_line(aws, m
     with pytest.raises(ConfigError, match="not a cloud route"):
         models.resolve("claude")
     llmcells.configure(route={"chatgpt": "bedrock"})
-    with pytest.raises(ConfigError, match="serves Anthropic models, not OpenAI"):
+    with pytest.raises(ConfigError, match="serves Claude models .*not OpenAI"):
         models.resolve("chatgpt")
     llmcells.configure(route={})
     monkeypatch.setenv("LLMCELLS_ROUTE", "claude")
-    with pytest.raises(ConfigError, match="write ALIAS=ROUTE"):
+    with pytest.raises(ConfigError, match="takes NAME=VALUE pairs"):
         models.resolve("claude")
 
 

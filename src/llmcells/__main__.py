@@ -240,7 +240,7 @@ def _warm_up(specs) -> None:
     answers would not come back in the order of their own latencies."""
     import importlib
 
-    for provider in dict.fromkeys(s.adapter for s in specs):
+    for provider in dict.fromkeys(s.maker or s.adapter for s in specs):  # (a cloud route: its maker's SDK)
         try:
             importlib.import_module(_SDKS.get(provider, provider))
         except Exception as exc:  # the call itself says what is missing

@@ -212,6 +212,7 @@ def limits_for(spec: Any) -> Limits:
     endpoint: OpenAI's); an UnsupportedError when the provider takes no attachments."""
     from .capabilities import caps_of, require
 
+    # a cloud route's model takes its maker's limits (vertex:claude-* as anthropic:claude-*)
     lim = caps_of(spec).limits(getattr(spec, "api", "") or "")
     if lim is None:
         require(spec, attach=True)  # raises the one clear line

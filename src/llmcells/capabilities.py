@@ -74,10 +74,15 @@ def profile(provider: str, name: str) -> Profile:
 
 
 def of(spec: Any) -> Profile:
-    """The capability profile of a resolved ModelSpec."""
+    """The capability profile of a resolved ModelSpec (a cloud route's model: its maker's profile,
+    e.g. vertex:claude-* as anthropic:claude-*, an Azure deployment as the model it serves,
+    bedrock:us.anthropic.claude-* as anthropic:claude-*)."""
     from .registry import routed_model
 
-    return profile(*routed_model(spec.provider, spec.name))  # [routes] a route's Claude is Claude
+    maker = getattr(spec, "maker", None)
+    if maker:
+        return profile(maker, getattr(spec, "price_model", None) or spec.name)
+    return profile(*routed_model(spec.provider, spec.name))
 
 
 def left_out(spec: Any, name: str) -> str:
@@ -98,8 +103,9 @@ def fit_temperature(spec: Any, temperature: float | None,
 
 
 def caps_of(spec: Any) -> registry.Caps:
-    """The provider capability profile of a resolved ModelSpec (an endpoint's: ENDPOINT_CAPS)."""
-    return registry.caps(spec.provider)
+    """The provider capability profile of a resolved ModelSpec (an endpoint's: ENDPOINT_CAPS; a
+    cloud route's model: its maker's, as Vertex serves both Claude and Gemini)."""
+    return registry.caps(getattr(spec, "maker", None) or spec.provider)
 
 
 def structured_mode(spec: Any) -> str:

@@ -63,6 +63,9 @@ class Settings:
     # cells run through a cloud (models.resolve). $LLMCELLS_ROUTE (claude=bedrock,...) comes first;
     # these entries win over it (see routes()).
     route: dict[str, str] = field(default_factory=dict)
+    # Azure OpenAI deployment -> the model it serves, for its price when the answer does not name
+    # it. None: $LLMCELLS_AZURE_MODELS ("prod-chat=gpt-6-luna").
+    azure_models: dict[str, str] | None = None
 
     def update(self, **changes: Any) -> None:
         """Set several settings, checking names and types; unknown names are a ConfigError."""
@@ -104,8 +107,7 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
             return None
         raise ConfigError(f"Setting {name} needs a value.")
     if kind.startswith("dict"):
-        return parse_routes(value) if isinstance(value, str) else {
-            str(k).strip(): str(v).strip() for k, v in dict(value).items()}
+        return parse_pairs(name, value)
     if kind.startswith("list"):
         return value.replace(",", " ").split() if isinstance(value, str) else list(value)
     if kind in ("bool", "bool | None"):
@@ -121,6 +123,31 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
             except (TypeError, ValueError):
                 raise ConfigError(f"Setting {name} takes a number, not {value!r}.") from None
     return str(value)
+
+
+def parse_pairs(name: str, value: Any) -> dict[str, str]:
+    """A NAME=VALUE mapping from a dict or from text such as "claude=vertex,chatgpt=azure"."""
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    out: dict[str, str] = {}
+    for pair in str(value).replace(";", ",").replace(" ", ",").split(","):
+        if not pair.strip():
+            continue
+        key, sep, val = pair.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ConfigError(f"Setting {name} takes NAME=VALUE pairs (e.g. claude=vertex), not {pair!r}.")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def pairs_setting(name: str, env: str) -> dict[str, str]:
+    """A mapping setting as set, else read from the environment variable env (checked anew on
+    every use, so a notebook may set the variable after import)."""
+    value = getattr(settings, name)
+    if value is not None:
+        return value
+    raw = os.environ.get(env, "")
+    return parse_pairs(env, raw) if raw.strip() else {}
 
 
 settings = Settings()
@@ -144,22 +171,9 @@ def configure(**changes: Any) -> Settings:
 ROUTE_ENV = "LLMCELLS_ROUTE"
 
 
-def parse_routes(text: str) -> dict[str, str]:
-    """{alias: route} from "claude=bedrock, chatgpt=azure" (a ConfigError names a bad entry)."""
-    out: dict[str, str] = {}
-    for item in text.replace(";", ",").split(","):
-        if not item.strip():
-            continue
-        name, sep, route = item.partition("=")
-        if not sep or not name.strip() or not route.strip():
-            raise ConfigError(f"route entry {item.strip()!r}: write ALIAS=ROUTE, e.g. claude=bedrock.")
-        out[name.strip()] = route.strip()
-    return out
-
-
 def routes() -> dict[str, str]:
     """The routes in force: $LLMCELLS_ROUTE (read now), then the `route` setting over it."""
-    return {**parse_routes(os.environ.get(ROUTE_ENV, "")), **settings.route}
+    return {**parse_pairs(ROUTE_ENV, os.environ.get(ROUTE_ENV, "")), **settings.route}
 
 
 _homes: dict[str, Path] = {}  # $LLMCELLS_HOME as set -> its folder, once created

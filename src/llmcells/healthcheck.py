@@ -81,9 +81,9 @@ async def _list_models(model_list: str, client: Any, provider: Any = None) -> li
     the adapter's own list call where it has one (a cloud route such as Bedrock)."""
     if hasattr(provider, "list_models"):
         return await provider.list_models(client)
-    if model_list == "genai":
+    if hasattr(client, "aio"):  # google-genai: the Gemini API's list, or Vertex AI's publisher models
         pager = await client.aio.models.list(config={"page_size": 100})
-        return [str(m.name).removeprefix("models/") for m in pager.page]
+        return [str(m.name).rsplit("/", 1)[-1] for m in pager.page]
     page = await client.models.list()
     return [m.id for m in page.data]
 
@@ -91,7 +91,7 @@ async def _list_models(model_list: str, client: Any, provider: Any = None) -> li
 def _build(adapter: Any, model_list: str, options: Any) -> Any:
     """The SDK client, with its lazily imported models resource loaded now (off the loop)."""
     client = adapter.make_client(options)
-    client.aio.models if model_list == "genai" else getattr(client, "models", None)  # noqa: B018
+    client.aio.models if hasattr(client, "aio") else getattr(client, "models", None)  # noqa: B018
     return client
 
 

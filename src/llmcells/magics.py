@@ -546,12 +546,11 @@ class LLMMagics(Magics):
                              "status": life.label(), "use instead": life.replacement or "",
                              "key set": "yes" if keys.get(spec.provider) else "no",
                              "simulated": "yes" if spec.simulated else "no"})
-        for route in routes():  # [routes] each cloud route, and whether its credentials are set
-            spec = _models.resolve(route.default_id)
-            rows.append({"alias": f"{route.name}:MODEL", "model": spec.id, "provider": spec.label,
-                         "status": "cloud route", "use instead": "",
-                         "key set": "yes" if keys.get(route.name) else "no",
-                         "simulated": "yes" if spec.simulated else "no"})
+        for route in _models.route_status():  # [routes] Azure OpenAI, Vertex AI
+            rows.append({"alias": f"{route['provider']}:MODEL", "model": route["serves"],
+                         "provider": route["label"], "status": route["status"],
+                         "key set": "yes" if route["configured"] else "no",
+                         "simulated": "yes" if route["simulated"] else "no"})
         for name, ep in _models.endpoints().items():
             rows.append({"alias": f"{name}:MODEL", "model": ep.base_url, "provider": "OpenAI-compatible",
                          "key set": "yes" if ep.api_key or ep.api_key_env else "not needed",

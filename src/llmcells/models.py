@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, MissingKeyError, register_secret
-from .registry import PREFIXES, PROVIDERS, parse_id
+from .registry import MAKERS, PREFIXES, PROVIDERS, adapter_for, parse_id
 from .session import session
 
 #: id prefixes that are synonyms of a built-in provider ("gemini" -> "google")
@@ -51,6 +51,8 @@ class ModelSpec:
     api: str = "chat"        # OpenAI only: "chat" or "responses"
     base_url: str | None = None
     simulated: bool = False
+    price_model: str | None = None  # [routes] the model an Azure deployment serves, for its price
+    maker: str | None = None        # [routes] whose model a cloud route serves: "openai", "anthropic", "google"
 
     @property
     def id(self) -> str:
@@ -153,15 +155,22 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
 
         table = routes()
         key = next((a for a in [*chain, provider] if a in table), None)
-        if key is not None:
+        if key is not None and table[key].strip().lower() not in ("", "direct"):
             row, name = _routed(key, table[key], provider, name)
             provider = row.name
     sim = session.simulator_url
     if sim and session.simulated_providers is not None and provider not in session.simulated_providers:
         sim = None
-    base_url = sim + row.sim_path if sim else (os.environ.get(row.base_env) or None)
-    return ModelSpec(provider, row.adapter, name, requested,
-                     api=api if provider == "openai" else "chat", base_url=base_url, simulated=bool(sim))
+    base_url = sim + row.sim_path if sim else ((os.environ.get(row.base_env) or None) if row.base_env else None)
+    price_model = None
+    if provider == "azure":  # a deployment's name says nothing of its model: ask the settings
+        from .config import pairs_setting
+
+        price_model = pairs_setting("azure_models", "LLMCELLS_AZURE_MODELS").get(name)
+    adapter = adapter_for(row, name)
+    return ModelSpec(provider, adapter, name, requested,
+                     api=api if provider in ("openai", "azure") else "chat", base_url=base_url,
+                     simulated=bool(sim), price_model=price_model, maker=MAKERS.get(adapter))
 
 
 # [routes] ----------------------------------------------------------------------------------------
@@ -196,9 +205,11 @@ def _routed(key: str, route: str, provider: str, name: str) -> tuple[Any, str]:
     if row is None or row.kind != "route":
         known = ", ".join(r.name for r in PROVIDERS.values() if r.kind == "route")
         raise ConfigError(f"route {key}={route}: {target!r} is not a cloud route; known: {known}.")
-    if row.route_of != provider:
-        raise ConfigError(f"route {key}={route}: {row.label} serves {PROVIDERS[row.route_of].label} "
-                          f"models, not {PROVIDERS[provider].label} ones.")
+    serves = {row.route_of} if row.route_of else {
+        MAKERS.get(a) for a in (row.adapter, *(a for _, a in row.model_adapters))}
+    if provider not in serves:
+        raise ConfigError(f"route {key}={route}: {row.label} serves {row.serves or PROVIDERS[row.route_of].label + ' models'}, "
+                          f"not {PROVIDERS[provider].label} ones.")
     if not row.route_model:
         return row, name
     return row, row.route_model.format(profile=_profile(variant), model=name)
@@ -239,6 +250,13 @@ def api_key(spec: ModelSpec) -> str:
         # AWS's credential chain, read by the SDK when it signs (never held here); a Bedrock
         # API key ($AWS_BEARER_TOKEN_BEDROCK) too.
         return ""
+    if spec.provider == "vertex":  # Application Default Credentials, found by the SDKs
+        if vertex_project():
+            return ""
+        raise MissingKeyError(
+            "Vertex AI needs a Google Cloud project: set GOOGLE_CLOUD_PROJECT (and "
+            "GOOGLE_CLOUD_LOCATION), and sign in with `gcloud auth application-default login`.",
+            provider=spec.provider)
     envs = PROVIDERS[spec.provider].key_env
     for env in envs:
         key = os.environ.get(env)
@@ -250,12 +268,68 @@ def api_key(spec: ModelSpec) -> str:
     key = keys.stored_key(spec.provider)
     if key:
         return key
+    if spec.provider == "azure" and os.environ.get("AZURE_OPENAI_ENDPOINT") and _has_module("azure.identity"):
+        return ""  # Entra ID sign-in through azure-identity (providers/azure.py)
     raise MissingKeyError(
         f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)} or run "
         f"`python -m llmcells keys set {spec.provider}`, or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
         "--simulate on the command line).",
         provider=spec.provider,
     )
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def route_status() -> list[dict[str, object]]:
+    """One row per cloud route: whether it is configured (credentials and place found, never
+    shown), simulated, and which models it serves. Nothing is sent; health() checks reachability."""
+    simulated = set(simulated_providers())
+    out: list[dict[str, object]] = []
+    for row in PROVIDERS.values():
+        if row.kind != "route":
+            continue
+        if row.name == "azure":
+            endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+            cred = bool(os.environ.get("AZURE_OPENAI_API_KEY")) or _has_module("azure.identity")
+            configured = bool(endpoint) and cred
+            status = ("configured" if configured else
+                      "set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY (or install azure-identity)")
+        elif row.credentials == "aws":  # Bedrock: AWS's credential chain and a region
+            configured = route_credentials(row.name)
+            status = ("configured" if configured else
+                      "set AWS credentials (aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID) and AWS_REGION")
+        else:
+            project = vertex_project()
+            adc = bool(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")) or _gcloud_adc()
+            configured = bool(project) and adc
+            status = ("configured" if configured else
+                      "set GOOGLE_CLOUD_PROJECT and run `gcloud auth application-default login`")
+        out.append({"provider": row.name, "label": row.label, "serves": row.serves,
+                    "configured": configured or row.name in simulated,
+                    "simulated": row.name in simulated,
+                    "status": "simulated" if row.name in simulated else status})
+    return out
+
+
+def vertex_project() -> str | None:
+    """The Google Cloud project of the Vertex AI route (GOOGLE_CLOUD_PROJECT or
+    ANTHROPIC_VERTEX_PROJECT_ID), None when neither is set."""
+    return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or None
+
+
+def _gcloud_adc() -> bool:
+    """Whether gcloud's Application Default Credentials file exists (its content is not read)."""
+    from pathlib import Path
+
+    folder = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    return (Path(folder) / "application_default_credentials.json").is_file()
 
 
 def vertex_enabled() -> bool:

@@ -66,11 +66,14 @@ __all__ = ["cost", "price", "basis", "estimate_cost", "set_price", "clear_prices
 
 # llmcells provider -> genai-prices provider id. Other providers (user endpoints) are matched by
 # their base URL, or by their name when it is a genai-prices provider id ("groq", "deepseek").
-# Derived from the registry: every provider called through its own API, under its own name,
-# and each cloud route under its cloud's own prices (never the maker's).
-_GENAI_PROVIDERS = {r.name: r.name for r in registry.api_rows()} | {"bedrock": "aws"}
-#: genai-prices providers that are cloud routes: price_source names them
-_ROUTE_PRICES = {"aws": "aws"}
+# Derived from the registry: every provider called through its own API, under its own name.
+_GENAI_PROVIDERS = {r.name: r.name for r in registry.api_rows()}
+# [routes] a cloud route is priced by the cloud's own genai-prices entry (Bedrock: "aws";
+# Vertex AI: "google", which lists Claude's Vertex prices too), and only by a model that entry
+# itself lists: genai-prices' fallback to another provider's table would pass the direct
+# price off as the cloud's.
+_ROUTE_PRICES = {r.name: r.route_prices for r in registry.routes() if r.route_prices}
+_GENAI_PROVIDERS.update(_ROUTE_PRICES)
 
 USER_PRICE_SOURCE = "set_price"
 #: the price_source note of a batch price genai-prices has for the model
@@ -130,13 +133,11 @@ class PriceBasis:
 
     @property
     def label(self) -> str:
-        """The price_source text: "genai-prices 0.2.3", "genai-prices 0.2.3 aws" (a cloud
-        route's prices) or "set_price", then the note of a batch price
-        ("genai-prices 0.2.3 (batch)", "set_price, 50% batch rule")."""
-        if self.source != "genai-prices":
-            return self.source + self.note
-        route = _ROUTE_PRICES.get(self.provider or "")
-        return f"genai-prices {self.version}" + (f" {route}" if route else "") + self.note
+        """The price_source text: "genai-prices 0.2.3" or "set_price", then the note of a batch
+        price ("genai-prices 0.2.3 (batch)", "set_price, 50% batch rule"); a cloud route's call
+        adds the route's name (price_result: "genai-prices 0.2.3 (bedrock)")."""
+        base = f"genai-prices {self.version}" if self.source == "genai-prices" else self.source
+        return base + self.note
 
     def as_dict(self) -> dict[str, Any]:
         """The basis as plain JSON-able data (from_dict reads it back)."""
@@ -395,9 +396,12 @@ def _lookup(snap: Any, prov: str, ref: str, base_url: str | None) -> Any:
             tries.append((prov, None))
     for pid, url in tries:
         try:
-            return snap.find_provider_model(ref, None, pid, url)
+            found = snap.find_provider_model(ref, None, pid, url)
         except LookupError:
             continue
+        if prov in _ROUTE_PRICES and not any(m is found[1] for m in found[0].models):
+            return None  # only another provider's price is known: not the route's
+        return found
     return None
 
 
@@ -802,16 +806,20 @@ def price_result(result: Any, spec: Any) -> None:
     from .registry import row
 
     # [routes] a Bedrock inference profile ("us.", "global.") sets the price, and the answering
-    # model's name does not say which one was used
+    # model's name does not say which one was used; an Azure deployment is priced as the model
+    # it serves (the azure_models setting)
     by_request = getattr(row(spec.provider), "priced_by_request", False)
     model = spec.name if by_request else result.response_model or spec.name
     c, b = price(spec.provider, model, result.usage,
-                 requested=spec.name, service_tier=result.service_tier,
+                 requested=getattr(spec, "price_model", None) or spec.name,
+                 service_tier=result.service_tier,
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,
                  when=result.started_at or None)
     result.cost_usd, result.price_basis = c, b
     result.price_source = b.label if b is not None else None
+    if b is not None and spec.provider in _ROUTE_PRICES:  # say whose prices these are
+        result.price_source = f"{b.label} ({spec.provider})"
 
 
 # ----- fresh data on request -----------------------------------------------------------------------

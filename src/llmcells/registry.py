@@ -9,7 +9,7 @@ here imports an SDK, so reading the registry is free at `%load_ext` time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 MB = 1024 * 1024
@@ -143,6 +143,11 @@ class ProviderRow:
     route_pattern: str = ""          # regex whose group "model" is the provider's own name in a route id
     credentials: str = "key"         # "key" (key_env / stored key) or "aws" (AWS's credential chain)
     priced_by_request: bool = False  # priced by the id asked for (an inference profile), not the answering model
+    # [routes] additive fields for cloud routes (Azure OpenAI, Vertex AI): another company's
+    # models served by a cloud, priced by the cloud's own genai-prices entry
+    route_prices: str = ""           # genai-prices provider id of a route's own prices ("" = not a route)
+    model_adapters: tuple[tuple[str, str], ...] = ()  # (model-name prefix, adapter) tried before `adapter`
+    serves: str = ""                 # for people: which models the route serves
 
     @property
     def default_id(self) -> str:
@@ -205,7 +210,25 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         kind="route", install="pip install 'llmcells[cloud]'", route_of="anthropic",
         route_model="{profile}anthropic.{model}-v1:0",
         route_pattern=r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$",
-        credentials="aws", priced_by_request=True,
+        credentials="aws", priced_by_request=True, route_prices="aws",
+        serves="Claude models (Anthropic), by Bedrock model id or inference profile",
+    ),
+    # [routes] cloud routes: kind "route", no alias or magic of their own (an alias is pointed at
+    # a route with the `route` setting, models.resolve)
+    ProviderRow(
+        name="azure", label="Azure OpenAI", product="ChatGPT", adapter="azure",
+        key_env=("AZURE_OPENAI_API_KEY",), base_env="AZURE_OPENAI_ENDPOINT", sim_path="",
+        alias="", default_model="gpt-6-luna", sdk_modules=("openai",), kind="route",
+        install="pip install 'llmcells[cloud]' (azure-identity, for Entra ID sign-in)",
+        route_prices="azure", serves="GPT models, by deployment name",
+    ),
+    ProviderRow(
+        name="vertex", label="Vertex AI", product="Vertex AI", adapter="vertex_google",
+        key_env=(), base_env="", sim_path="", alias="", default_model="gemini-3.5-flash-lite",
+        sdk_modules=("google.genai",), kind="route",
+        install="pip install 'llmcells[cloud]' (google-auth, for Application Default Credentials)",
+        route_prices="google", model_adapters=(("claude-", "vertex_anthropic"),),
+        serves="claude-* (Anthropic) and gemini-* (Google) models",
     ),
 )}
 
@@ -232,13 +255,22 @@ def api_names() -> tuple[str, ...]:
 def caps(provider: str) -> Caps:
     """The capability profile of a provider name or synonym; an endpoint's (add_endpoint, or an
     unknown name) is ENDPOINT_CAPS. A row without caps takes those of the row it is `like`, or,
-    for a route, of the provider it serves (`route_of`)."""
+    for a route, of the provider it serves (`route_of`) less its batch API: the provider's batch
+    API is not the route's (a route's provider jobs are one clear error)."""
+    first = r = row(provider)
     seen: set[str] = set()
-    r = row(provider)
     while r is not None and r.caps is None and r.name not in seen:
         seen.add(r.name)
         r = row(r.like or getattr(r, "route_of", "") or "")
-    return r.caps if r is not None and r.caps is not None else ENDPOINT_CAPS
+    found = r.caps if r is not None and r.caps is not None else ENDPOINT_CAPS
+    if first is not None and first.kind == "route" and first.caps is None and found.batch is not None:
+        if first.name not in _ROUTE_CAPS:
+            _ROUTE_CAPS[first.name] = replace(found, batch=None)
+        return _ROUTE_CAPS[first.name]
+    return found
+
+
+_ROUTE_CAPS: dict[str, Caps] = {}  # a route's inherited profile without the batch API, made once
 
 
 def batch_apis() -> dict[str, BatchApi]:
@@ -262,6 +294,18 @@ def routed_model(provider: str, name: str) -> tuple[str, str]:
         return provider, name
     match = re.match(r.route_pattern, name)
     return (r.route_of, match.group("model")) if match else (provider, name)
+
+
+#: a cloud route's adapter -> the maker whose API format (and model profiles) it speaks
+MAKERS = {"azure": "openai", "vertex_anthropic": "anthropic", "vertex_google": "google"}
+
+
+def adapter_for(row: ProviderRow, model: str) -> str:
+    """The adapter that serves model on row's provider (a route may serve several makers' models)."""
+    for prefix, adapter in row.model_adapters:
+        if model.lower().startswith(prefix):
+            return adapter
+    return row.adapter
 
 
 def price_provider(provider: str) -> str:

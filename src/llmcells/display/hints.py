@@ -13,8 +13,8 @@ def no_key_hint(out=None) -> bool:
     try:
         from .. import models
 
-        if any(models.key_status().values()) or models.vertex_enabled():
-            return False
+        if any(models.key_status().values()) or models.vertex_enabled() or models.vertex_project():
+            return False  # (a Vertex AI project: the route signs in with Google's credentials)
         if models.simulator_url():
             return False
     except Exception as exc:

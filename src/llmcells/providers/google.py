@@ -419,7 +419,8 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     if code == 503 and "overload" in message.lower():
         kind = "overloaded"
     credentials = ("the credentials; check your Google Cloud login "
-                   "(gcloud auth application-default login)" if vertex_enabled() else None)
+                   "(gcloud auth application-default login)" if vertex_enabled()
+                   or spec.provider == "vertex" else None)
     retry_after = _retry_after(exc) if kind in ("rate_limited", "overloaded", "server_error") else None
     return api_error(spec, kind, message, host=host_of(spec.base_url, _default_host()),
                      status=code or None, retry_after=retry_after,
@@ -450,6 +451,14 @@ def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
 # ----- the adapter -------------------------------------------------------------------------------
 
 
+def http_options(options: ClientOptions) -> genai_types.HttpOptions:
+    """The SDK's HttpOptions: options.base_url, and an httpx client with its own timeouts."""
+    http_client = guard(options.http_client or _ClientTimeoutAsyncClient(
+        timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
+        verify=tls_context()), gemini=True)
+    return genai_types.HttpOptions(base_url=options.base_url, httpx_async_client=http_client)
+
+
 class GoogleProvider(Provider):
     """Gemini through `google.genai.Client(...).aio`."""
 
@@ -462,20 +471,17 @@ class GoogleProvider(Provider):
         httpx async client is given; passing one keeps behaviour, timeouts and error types the same
         everywhere.
         """
-        http_client = guard(options.http_client or _ClientTimeoutAsyncClient(
-            timeout=httpx2.Timeout(options.read_timeout, connect=options.connect_timeout),
-            verify=tls_context()), gemini=True)
-        http_options = genai_types.HttpOptions(base_url=options.base_url, httpx_async_client=http_client)
+        opts = http_options(options)
         if vertex_enabled():
             if options.api_key:  # Vertex AI express mode: a key instead of project credentials
-                return genai.Client(vertexai=True, api_key=options.api_key, http_options=http_options)
+                return genai.Client(vertexai=True, api_key=options.api_key, http_options=opts)
             return genai.Client(
                 vertexai=True,
                 project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None,
                 location=os.environ.get("GOOGLE_CLOUD_LOCATION") or None,
-                http_options=http_options,
+                http_options=opts,
             )
-        return genai.Client(api_key=options.api_key, http_options=http_options)
+        return genai.Client(api_key=options.api_key, http_options=opts)
 
     def stream(self, client: genai.Client, request: Request) -> AsyncIterator[Event]:
         """Stream one generateContent call; Finish comes only after a chunk with finishReason."""

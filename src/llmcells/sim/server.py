@@ -12,7 +12,7 @@ from dataclasses import asdict
 from types import ModuleType
 from typing import Any
 
-from . import anthropic, bedrock, catalog, google, listing, openai, rich, validate
+from . import anthropic, azure, bedrock, catalog, google, listing, openai, rich, validate, vertex
 from . import tools as sim_tools
 from .common import Plan, Prompt, Reply, api_key, compact, html_page
 from .scripted import scripted_answer
@@ -23,7 +23,7 @@ from .text import answer_tokens, count_prompt_tokens, seed_for, split_tokens
 log = logging.getLogger(__name__)
 
 _GEMINI_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(streamGenerateContent|generateContent)$")
-_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
+_SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 _HTTP_FAULTS = ("401", "404", "400", "429", "500", "529")
 _HTML_FAULTS = {"html200": 200, "html502": 502}
 _STREAM_FAULTS = ("midstream_error", "cut", "cut_mid_event", "malformed")
@@ -50,7 +50,18 @@ def route(method: str, path: str) -> tuple[ModuleType, str, str, str | None] | N
     if match:
         api = "stream" if match.group(3) == "streamGenerateContent" else "generate"
         return google, api, "gemini", match.group(2)
-    return None
+    return azure.route(method, path) or vertex.route(method, path)  # the cloud routes
+
+
+def route_of(module: Any) -> str:
+    """The name faults and the request log know a formatter's requests by: a cloud route's
+    ("azure", "vertex") or its provider's."""
+    return getattr(module, "ROUTE", module.PROVIDER)
+
+
+def _rates(module: Any, input_tokens: int) -> dict[str, str]:
+    """The rate-limit headers of an answer, as the provider (or the cloud route) sends them."""
+    return getattr(module, "rate_headers", listing.rate_headers)(module.PROVIDER, input_tokens)
 
 
 def _masked(req: Request) -> tuple[str, dict[str, str]]:
@@ -65,6 +76,8 @@ def _parse(module: ModuleType, api: str, raw: bytes, path_model: str | None) -> 
     except ValueError:
         return raw.decode("utf-8", "replace"), None
     try:
+        if isinstance(body, dict) and hasattr(module, "wire_body"):  # a cloud route's own body
+            body = module.wire_body(body, path_model)
         return body, module.parse(api, body, path_model) if isinstance(body, dict) else None
     except (ValueError, TypeError, AttributeError):
         return body, None
@@ -166,6 +179,11 @@ class SimServer:
             if inner is not None:
                 await self._generate(inner[0], inner[1], anthropic, "messages", "bedrock", inner[2])
             return
+        for cloud in (azure, vertex):  # a cloud route's model list
+            listed = cloud.listing(req.method, req.path, cloud.api_key(req))
+            if listed is not None:
+                await resp.send(listed.status, listed.headers, listed.body)
+                return
         listed = listing.answer(req.method, req.path, req.headers, req.query, api_key(req))
         if listed is not None:  # a model list (GET /v1/models, /v1beta/models)
             await resp.send(listed.status, listed.headers, listed.body)
@@ -181,8 +199,12 @@ class SimServer:
     # --- generation -------------------------------------------------------------------------
     async def _generate(self, req: Request, resp: Response, module: ModuleType, api: str,
                         logged_api: str, path_model: str | None) -> None:
+        early = getattr(module, "precheck", lambda _req: None)(req)  # e.g. Azure's api-version
+        if early is not None:
+            await resp.send(early.status, early.headers, early.body)
+            return
         body, prompt = _parse(module, api, req.body, path_model)
-        key = api_key(req)
+        key = getattr(module, "api_key", api_key)(req)  # a cloud route's own auth header
         refused = "401" if not key or key.startswith("invalid") else None
         refusal = None
         if refused is None and self.state.strict:  # what the real API refuses (sim/validate.py)
@@ -198,11 +220,11 @@ class SimServer:
         if prompt is None:
             prompt = Prompt(path_model or (str(body.get("model", "")) if isinstance(body, dict) else ""),
                             api == "stream", "", None)
-        fault = None if refused or refusal else self.state.take_fault(module.PROVIDER, prompt.model)
+        fault = None if refused or refusal else self.state.take_fault(route_of(module), prompt.model)
         path, headers = _masked(req)
         prompt.rich = rich.inspect(module.PROVIDER, api, body)  # attachments and schema
         prompt.rich.invalid_json = fault is not None and fault.fault == "invalid_json"
-        logged = SimRequest(time.monotonic(), time.time(), module.PROVIDER, logged_api, path,
+        logged = SimRequest(time.monotonic(), time.time(), route_of(module), logged_api, path,
                             prompt.model, prompt.stream, headers, body, fault.fault if fault else None,
                             attachments=prompt.rich.attachments)
         self.state.record(logged)
@@ -283,7 +305,7 @@ class SimServer:
         _, n_out = sim_tools.usage_counts(prompt.text, calls)
         plan.tokens, plan.truncated = ["x"] * n_out, False
         ttft, interval = self._timing(settings, None)
-        rate = listing.rate_headers(module.PROVIDER, plan.input_tokens)
+        rate = _rates(module, plan.input_tokens)
         if not prompt.stream:
             await asyncio.sleep(ttft)
             body = sim_tools.complete(module.PROVIDER, api, plan, calls)
@@ -324,7 +346,7 @@ class SimServer:
             await self._send(resp, fail("500"), None)
             return
         reply = module.complete(plan)
-        reply.headers = {**reply.headers, **listing.rate_headers(module.PROVIDER, plan.input_tokens)}
+        reply.headers = {**reply.headers, **_rates(module, plan.input_tokens)}
         if kind in ("cut", "cut_mid_event"):
             await resp.send_truncated(200, reply.headers, reply.body)
             return
@@ -346,8 +368,7 @@ class SimServer:
         if kind == "junk_after_body":
             await self._stream_with_junk(resp, module, fmt, plan, settings)
             return
-        await resp.start_chunked(200, {**module.headers(True),
-                                       **listing.rate_headers(module.PROVIDER, plan.input_tokens)})
+        await resp.start_chunked(200, {**module.headers(True), **_rates(module, plan.input_tokens)})
 
         async def send(event: bytes) -> None:
             await resp.chunk(_decorate(event, kind))

@@ -11,7 +11,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..registry import api_names
+from ..registry import api_names, routes
 
 #: Every fault the simulator can inject, with what it does. `after_tokens` (default 3) says where
 #: a mid-stream fault strikes; `retry_after` / `retry_after_ms` add those headers to an HTTP error
@@ -48,8 +48,8 @@ FAULT_HELP = {
                     "(a live call, or one request line of a batch job)",
 }
 FAULTS = tuple(FAULT_HELP)
-#: the providers the simulator serves: every API provider of the registry
-PROVIDERS = api_names()
+#: the providers the simulator serves: every API provider of the registry, and the cloud routes
+PROVIDERS = api_names() + tuple(r.name for r in routes())
 
 
 @dataclass

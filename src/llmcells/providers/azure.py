@@ -1,0 +1,64 @@
+"""Azure OpenAI adapter: GPT models by deployment name through the openai SDK's `AsyncAzureOpenAI`.
+
+The request bodies, the stream reading and the error mapping are the OpenAI adapter's (Azure speaks
+the same wire format at its own URLs: `/openai/deployments/{deployment}/chat/completions` and
+`/openai/responses`, with `?api-version=` and an `api-key` header or an Entra ID bearer token).
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx2
+import openai
+
+from ..errors import ConfigError, MissingKeyError
+from ._http import guard, tls_context
+from .base import ClientOptions
+from .openai import OpenAIProvider
+
+#: the api-version sent when OPENAI_API_VERSION is not set: one that has the Responses API
+DEFAULT_API_VERSION = "2025-04-01-preview"
+_ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def token_provider() -> object:
+    """A bearer-token callable for Entra ID sign-in (azure-identity's DefaultAzureCredential:
+    environment, managed identity, Azure CLI...). MissingKeyError when azure-identity is missing."""
+    try:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+    except ImportError:
+        raise MissingKeyError(
+            "No key for Azure OpenAI: set AZURE_OPENAI_API_KEY, or pip install 'llmcells[cloud]' "
+            "to sign in with Entra ID (azure-identity).", provider="azure") from None
+    return get_bearer_token_provider(DefaultAzureCredential(), _ENTRA_SCOPE)
+
+
+class AzureProvider(OpenAIProvider):
+    """Azure OpenAI through `openai.AsyncAzureOpenAI` (the model id's name is the deployment)."""
+
+    name = "azure"
+
+    def make_client(self, options: ClientOptions) -> openai.AsyncAzureOpenAI:
+        """An AsyncAzureOpenAI client for the resource at options.base_url (AZURE_OPENAI_ENDPOINT),
+        with the SDK's retries off (the runner retries)."""
+        if not options.base_url:
+            raise ConfigError("Azure OpenAI needs its endpoint: set AZURE_OPENAI_ENDPOINT "
+                              "(https://RESOURCE.openai.azure.com).")
+        timeout = httpx2.Timeout(options.read_timeout, connect=options.connect_timeout)
+        auth: dict[str, object] = ({"api_key": options.api_key} if options.api_key
+                                   else {"azure_ad_token_provider": token_provider()})
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=options.base_url,
+            api_version=os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION,
+            max_retries=0,
+            timeout=timeout,
+            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(
+                timeout=timeout, verify=tls_context())),
+            **auth,  # type: ignore[arg-type]
+        )
+        client.chat.completions  # noqa: B018 - load the resource module now, off the loop
+        return client
+
+
+ADAPTER = AzureProvider()
