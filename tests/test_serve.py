@@ -55,11 +55,13 @@ def test_generate_compare_health_usage_costs(server):
     assert [x["model"] for x in c["results"]] == ["openai:gpt-6-luna", "google:gemini-3.5-flash-lite"]
     assert all(x["status"] == "ok" for x in c["results"])
     h = client.get("/v1/health").json()
-    # one row per API provider, plus one per agent CLI (installed or not)
-    assert {row["provider"] for row in h} == {"openai", "anthropic", "google",
-                                              "claude-code", "gemini-cli", "codex"}
+    # one row per API provider and cloud route, plus one per agent CLI (installed or not)
+    assert {row["provider"] for row in h} == {"openai", "anthropic", "google", "bedrock", "azure",
+                                              "vertex", "claude-code", "gemini-cli", "codex"}
     missing = {c for c in ("claude-code", "gemini-cli", "codex") if missing_cli(c)}
-    assert all(row["reachable"] for row in h if row["provider"] not in missing)  # an absent CLI is not
+    routes = {"bedrock", "azure", "vertex"}  # no cloud credentials here: each says what to set
+    assert all(not row["reachable"] and row["error"] for row in h if row["provider"] in routes)
+    assert all(row["reachable"] for row in h if row["provider"] not in missing | routes)  # an absent CLI is not
     rows = client.get("/v1/usage", params={"group_id": c["group_id"]}).json()
     assert len(rows) == 2
     usage = client.get("/v1/usage").json()
