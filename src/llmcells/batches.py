@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import time
 from collections import deque
@@ -36,6 +37,10 @@ from .types import Result
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger("llmcells")
+
+#: ok answers kept for `resume` per store transaction (a hard kill loses at most these)
+KEEP_EVERY = 256
 
 @dataclass
 class RateLimit:
@@ -421,6 +426,18 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
         if progress is not None:
             progress.update(tally)
 
+    # ok answers kept for `resume`, many to one store transaction (one each cost a commit and a
+    # trip to the ledger's writer thread per call); an interrupted batch keeps what it has
+    kept: list[tuple[str, Result]] = []
+
+    def keep_rows() -> None:
+        if kept:
+            try:
+                store.put_many(kept, batch_id)
+            except Exception as exc:  # keeping answers for resume must never fail the batch
+                log.debug("keeping a batch's answers failed: %s", exc)
+            kept.clear()
+
     async def worker() -> None:
         while queue and tally.stopped is None and not _loop.cancelled():
             job = queue.popleft()
@@ -454,13 +471,20 @@ async def _run(jobs: list[_Job], batch_id: str, resume: bool, concurrency: int,
             if not math.isnan(r.cost_usd):
                 tally.cost += r.cost_usd
             estimator.learn(job.plan, r)
+            if r.ok and not r.cached:
+                kept.append((store.batch_key(batch_id, job.call_key), r))
+                if len(kept) >= KEEP_EVERY:
+                    keep_rows()
             paint()
 
     from . import otel
 
     with otel.parent("batch", batch_id=batch_id, calls=len(jobs)):
         workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-        interrupted = await _loop.wait_all(workers)
+        try:
+            interrupted = await _loop.wait_all(workers)
+        finally:
+            keep_rows()
     if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
         try:
             await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows
