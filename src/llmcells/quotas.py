@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, RateLimitError
@@ -44,6 +45,10 @@ _ANTHROPIC = re.compile(r"^anthropic-ratelimit-(requests|tokens|input-tokens|out
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
+# Both parsers are cached: every response carries a few of these values, and the same ones
+# repeat from call to call (a reset time stays put for a second or more); parsing a reset time
+# afresh was most of what reading a response's rate limits cost.
+@lru_cache(maxsize=256)
 def _seconds(value: str) -> float | None:
     """OpenAI's reset durations ("6ms", "1s", "1m30.5s", "2h3m") in seconds."""
     parts = _DURATION.findall(value.strip())
@@ -56,6 +61,7 @@ def _seconds(value: str) -> float | None:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+@lru_cache(maxsize=256)
 def _epoch(value: str) -> float | None:
     """Anthropic's reset times (RFC 3339) as epoch seconds."""
     try:
