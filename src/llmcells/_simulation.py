@@ -30,7 +30,8 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
         from .sim import Simulator
 
         if _sim is None:
-            _sim = Simulator(strict=strict, **options).start()
+            # in a script, the simulator checks a request type once a request needs it
+            _sim = Simulator(strict=strict, warm_types=_in_notebook(), **options).start()
         elif options:
             _sim.configure(**options)
         _sim.strict = strict
