@@ -39,6 +39,7 @@ _latest: dict[tuple[str, str], dict[str, Any]] = session.rate_limits_seen
 # ----- rate-limit headers ---------------------------------------------------------------------
 
 _PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RAW_PREFIXES = tuple(p.encode() for p in _PREFIXES)
 _OPENAI = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(requests|tokens)$")
 _ANTHROPIC = re.compile(r"^anthropic-ratelimit-(requests|tokens|input-tokens|output-tokens)-"
                         r"(limit|remaining|reset)$")
@@ -88,7 +89,12 @@ def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | Non
     now = time.time() if now is None else now
     out: dict[str, Any] = {}
     try:
-        items = list(headers.items())
+        raw = getattr(headers, "raw", None)  # httpx.Headers: bytes pairs, decoded only if ours
+        if isinstance(raw, list):
+            items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw
+                     if k.lower().startswith(_RAW_PREFIXES)]
+        else:
+            items = list(headers.items())
     except Exception as exc:
         swallowed("reading rate-limit headers", exc)
         return None
