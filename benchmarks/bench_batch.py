@@ -12,7 +12,12 @@ RSS (VmHWM of /proc/self/status) and its CPU time are this run's and llmcells' (
 
 Figures: calls/s (wall from submitting the batch to its DataFrame), peak RSS of the child, and
 its CPU per call (utime + stime over the batch alone, imports excluded); the simulator's CPU per
-call is in the note, for scale. Every call is priced, written to the ledger and kept in the
+call is in the note, for scale. Side by side: the peak RSS of another fresh child making the same
+calls through the raw SDKs (one client per provider, a gather under the same concurrency; the
+llmcells child also imports pandas for its DataFrame, about 44 MiB), and, in a third child, a
+300-call batch against a gather of `ask()` of the same calls (alternating rounds, the median of
+their wall ratios). The simulator advertises a high tier's rate limits (`--rate-limit`): at its
+default 50 Anthropic requests a minute, the batch's gate would rightly wait for the window. Every call is priced, written to the ledger and kept in the
 local store (for resume), in a temporary LLMCELLS_HOME.
 """
 

@@ -30,6 +30,9 @@ google:gemini-3.5-flash-lite, 32 in flight.
   `async_request_streamed` (what `generate_content_stream` calls under its models). The same
   path written by hand is measured too ("the same SDK path by hand"), so that what the engine
   itself adds (pricing, the ledger row, events, Result) stays visible.
+- sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
+  (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
+  from the import to the last answer, first call included, FRESH_PAIRS pairs (median ratio).
 
 Figures: process CPU time per call (time.process_time, all threads; the simulator is another
 process), llmcells' extra CPU per call, and the ratio of walls. With no simulated latency the
