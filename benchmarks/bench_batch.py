@@ -99,7 +99,7 @@ def _raw_child(url: str, calls: int) -> None:
 
 
 SMALL = 300   # a batch the size of a notebook's, against a gather of ask() of the same calls
-SMALL_ROUNDS = 3
+SMALL_ROUNDS = 5
 
 
 def _small_child(url: str) -> None:
@@ -125,11 +125,11 @@ def _small_child(url: str) -> None:
 
         return await asyncio.gather(*(one(p, m) for p in prompts for m in C.MODELS))
 
-    walls: dict[str, list[float]] = {"batch": [], "ask": []}
+    walls: dict[str, list[float]] = {"batch": [], "ask": [], "batch_cpu": [], "ask_cpu": []}
     for r in range(SMALL_ROUNDS):
         for name in ("ask", "batch"):
             prompts = [f"Classify review {name}-{r}-{i}: 'fine, I guess'." for i in range(n_prompts)]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             if name == "batch":
                 out = llmcells.run(llmcells.batch(prompts, models=C.MODELS, concurrency=CONCURRENCY,
                                                   display=False))
@@ -138,6 +138,7 @@ def _small_child(url: str) -> None:
                 out = llmcells.run(gather(prompts))
                 assert all(x.ok for x in out)
             walls[name].append(time.perf_counter() - t)
+            walls[name + "_cpu"].append(time.process_time() - c)
     print(json.dumps(walls))
 
 
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         small = child("--small-child")
     n = out["calls"]
     small_ratio = C.median([b / a for b, a in zip(small["batch"], small["ask"])])
+    small_cpu = C.median([b / a for b, a in zip(small["batch_cpu"], small["ask_cpu"])])
     rows = [
         C.row(f"batch {n:,} calls, 3 models, concurrency {CONCURRENCY}: throughput", n / out["wall"],
               "calls/s", note=f"wall {out['wall']:.2f} s, {out['ok']:,} ok; simulator process CPU "
@@ -206,6 +208,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
               1.05, "<=", note=f"median of {SMALL_ROUNDS} alternating rounds in one process: batch "
                                f"{C.median(small['batch']):.3f} s, gather of ask() "
                                f"{C.median(small['ask']):.3f} s"),
+        C.row(f"batch of {SMALL} calls: CPU / a gather of ask() (same calls)", small_cpu, "ratio",
+              note=f"the process's CPU over the same rounds (less moved by other processes than the "
+                   f"wall): batch {C.median(small['batch_cpu']):.3f} s, gather of ask() "
+                   f"{C.median(small['ask_cpu']):.3f} s"),
         C.row("batch: llmcells process CPU per call", out["cpu"] / n * 1000, "ms",
               note="the whole client process (llmcells + SDKs + httpx); see bench_overhead for the "
                    "share over the raw SDKs"),
