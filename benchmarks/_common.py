@@ -32,6 +32,11 @@ PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMIN
 #: one model per provider, the way a user names them
 MODELS = ["openai:gpt-6-luna", "anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
 
+#: per-minute limits a high tier advertises (`python -m llmcells.sim --rate-limit`)
+HIGH_TIER = ["openai:requests=1000000", "openai:tokens=1000000000", "anthropic:requests=1000000",
+             "anthropic:tokens=1000000000", "anthropic:input-tokens=1000000000",
+             "anthropic:output-tokens=1000000000"]
+
 _OPS = {"<": lambda v, t: v < t, "<=": lambda v, t: v <= t,
         ">": lambda v, t: v > t, ">=": lambda v, t: v >= t}
 
@@ -155,6 +160,11 @@ class SimProcess:
                "--ttft", str(ttft), "--tps", str(tps)]
         if output_tokens is not None:
             cmd += ["--output-tokens", str(output_tokens)]
+        # A high tier's per-minute limits in the headers: the simulator's default (a modest tier,
+        # 50 Anthropic requests a minute) would make a batch's gate pace thousands of calls over
+        # minutes, as it should against such a limit; the raw SDKs ignore the headers.
+        for limit in HIGH_TIER:
+            cmd += ["--rate-limit", limit]
         env = dict(os.environ)
         env["PYTHONPATH"] = str(_SRC) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

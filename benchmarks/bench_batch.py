@@ -12,7 +12,12 @@ RSS (VmHWM of /proc/self/status) and its CPU time are this run's and llmcells' (
 
 Figures: calls/s (wall from submitting the batch to its DataFrame), peak RSS of the child, and
 its CPU per call (utime + stime over the batch alone, imports excluded); the simulator's CPU per
-call is in the note, for scale. Every call is priced, written to the ledger and kept in the
+call is in the note, for scale. Side by side: the peak RSS of another fresh child making the same
+calls through the raw SDKs (one client per provider, a gather under the same concurrency; the
+llmcells child also imports pandas for its DataFrame, about 44 MiB), and, in a third child, a
+300-call batch against a gather of `ask()` of the same calls (alternating rounds, the median of
+their wall ratios). The simulator advertises a high tier's rate limits (`--rate-limit`): at its
+default 50 Anthropic requests a minute, the batch's gate would rightly wait for the window. Every call is priced, written to the ledger and kept in the
 local store (for resume), in a temporary LLMCELLS_HOME.
 """
 
@@ -55,6 +60,88 @@ def _child(url: str, calls: int) -> None:
                       "cpu": cpu, "maxrss_kb": _peak_rss_kb(ru1.ru_maxrss)}))
 
 
+def _raw_child(url: str, calls: int) -> None:
+    """The same calls through the raw SDKs (bench_overhead's careful user: one client per
+    provider, a gather under a semaphore of CONCURRENCY), for the peak RSS side by side."""
+    import asyncio
+    import resource
+    import time
+
+    try:
+        from . import bench_overhead as O
+    except ImportError:
+        import bench_overhead as O
+
+    n_prompts = -(-calls // len(C.MODELS))
+    jobs = [(m, f"Classify the sentiment of review {i}: 'fine, I guess'.")
+            for i in range(n_prompts) for m in C.MODELS]
+
+    async def go() -> tuple[int, float, float]:
+        clients = O._raw_clients(url)
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(m: str, p: str):
+            async with sem:
+                return await O._raw_call(clients, m, p)
+
+        await asyncio.gather(*(one(m, f"warm-up {i}") for i, m in enumerate(C.MODELS * 3)))
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t = time.perf_counter()
+        out = await asyncio.gather(*(one(m, p) for m, p in jobs))
+        wall = time.perf_counter() - t
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        return (sum(1 for text, _ in out if text), wall,
+                (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime))
+
+    ok, wall, cpu = asyncio.run(go())
+    print(json.dumps({"calls": len(jobs), "ok": ok, "wall": wall, "cpu": cpu,
+                      "maxrss_kb": _peak_rss_kb(0)}))
+
+
+SMALL = 300   # a batch the size of a notebook's, against a gather of ask() of the same calls
+SMALL_ROUNDS = 5
+
+
+def _small_child(url: str) -> None:
+    """SMALL calls as one `batch` and as a gather of `ask()` (same concurrency), alternating,
+    SMALL_ROUNDS times in one process: the median of the rounds' wall ratios."""
+    import asyncio
+    import time
+
+    import llmcells
+    from llmcells import models
+
+    models.set_simulator(url)
+    n_prompts = SMALL // len(C.MODELS)
+    llmcells.run(llmcells.batch([f"warm-up {i}" for i in range(8)], models=C.MODELS,
+                                concurrency=CONCURRENCY, display=False))
+
+    async def gather(prompts):
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(p, m):
+            async with sem:
+                return await llmcells.ask(p, model=m, display=False)
+
+        return await asyncio.gather(*(one(p, m) for p in prompts for m in C.MODELS))
+
+    walls: dict[str, list[float]] = {"batch": [], "ask": [], "batch_cpu": [], "ask_cpu": []}
+    for r in range(SMALL_ROUNDS):
+        for name in ("ask", "batch"):
+            prompts = [f"Classify review {name}-{r}-{i}: 'fine, I guess'." for i in range(n_prompts)]
+            t, c = time.perf_counter(), time.process_time()
+            if name == "batch":
+                out = llmcells.run(llmcells.batch(prompts, models=C.MODELS, concurrency=CONCURRENCY,
+                                                  display=False))
+                assert (out["status"] == "ok").all()
+            else:
+                out = llmcells.run(gather(prompts))
+                assert all(x.ok for x in out)
+            walls[name].append(time.perf_counter() - t)
+            walls[name + "_cpu"].append(time.process_time() - c)
+    print(json.dumps(walls))
+
+
 def _peak_rss_kb(fallback: int) -> int:
     """This process's own peak RSS. Not ru_maxrss: Linux carries that over from the parent at
     fork and keeps it across exec, so a child of a big process reports the parent's size."""
@@ -72,30 +159,59 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--quick", action="store_true", help="500 calls instead of 5,000")
     ap.add_argument("--calls", type=int, default=None)
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--raw-child", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--small-child", metavar="URL", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     calls = args.calls or (500 if args.quick else 5000)
     if args.child:
         _child(args.child, calls)
+        return []
+    if args.raw_child:
+        _raw_child(args.raw_child, calls)
+        return []
+    if args.small_child:
+        _small_child(args.small_child)
         return []
 
     with C.temp_home() as home, C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
         env = {k: v for k, v in os.environ.items() if k not in C.PROVIDER_VARS}
         env["LLMCELLS_HOME"] = home
         env["PYTHONPATH"] = str(C._SRC) + os.pathsep + str(C.ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+
+        def child(flag: str) -> dict:
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_batch", flag, sim.url,
+                                   "--calls", str(calls)], capture_output=True, text=True, env=env,
+                                  cwd=str(C.ROOT), timeout=1800)
+            if proc.returncode != 0:
+                raise RuntimeError(f"batch child {flag} failed: {proc.stderr[-3000:]}")
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
         sim0 = sim.cpu_s()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_batch", "--child", sim.url,
-                               "--calls", str(calls)], capture_output=True, text=True, env=env,
-                              cwd=str(C.ROOT), timeout=1800)
+        out = child("--child")
         sim_cpu = sim.cpu_s() - sim0
-        if proc.returncode != 0:
-            raise RuntimeError(f"batch child failed: {proc.stderr[-3000:]}")
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        raw = child("--raw-child")
+        small = child("--small-child")
     n = out["calls"]
+    small_ratio = C.median([b / a for b, a in zip(small["batch"], small["ask"])])
+    small_cpu = C.median([b / a for b, a in zip(small["batch_cpu"], small["ask_cpu"])])
     rows = [
         C.row(f"batch {n:,} calls, 3 models, concurrency {CONCURRENCY}: throughput", n / out["wall"],
               "calls/s", note=f"wall {out['wall']:.2f} s, {out['ok']:,} ok; simulator process CPU "
                               f"{sim_cpu / n * 1000:.2f} ms/call (warm-up included)"),
         C.row("batch: peak RSS of the process", out["maxrss_kb"] / 1024, "MiB"),
+        C.row("raw SDKs (gather, same calls): peak RSS of the process", raw["maxrss_kb"] / 1024,
+              "MiB", note=f"wall {raw['wall']:.2f} s, {raw['ok']:,} ok, CPU per call "
+                          f"{raw['cpu'] / raw['calls'] * 1000:.2f} ms"),
+        C.row("batch peak RSS / raw SDK gather", out["maxrss_kb"] / max(1, raw["maxrss_kb"]), "ratio",
+              1.25, "<="),
+        C.row(f"batch of {SMALL} calls: wall / a gather of ask() (same calls)", small_ratio, "ratio",
+              1.05, "<=", note=f"median of {SMALL_ROUNDS} alternating rounds in one process: batch "
+                               f"{C.median(small['batch']):.3f} s, gather of ask() "
+                               f"{C.median(small['ask']):.3f} s"),
+        C.row(f"batch of {SMALL} calls: CPU / a gather of ask() (same calls)", small_cpu, "ratio",
+              note=f"the process's CPU over the same rounds (less moved by other processes than the "
+                   f"wall): batch {C.median(small['batch_cpu']):.3f} s, gather of ask() "
+                   f"{C.median(small['ask_cpu']):.3f} s"),
         C.row("batch: llmcells process CPU per call", out["cpu"] / n * 1000, "ms",
               note="the whole client process (llmcells + SDKs + httpx); see bench_overhead for the "
                    "share over the raw SDKs"),

@@ -30,6 +30,9 @@ google:gemini-3.5-flash-lite, 32 in flight.
   `async_request_streamed` (what `generate_content_stream` calls under its models). The same
   path written by hand is measured too ("the same SDK path by hand"), so that what the engine
   itself adds (pricing, the ledger row, events, Result) stays visible.
+- sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
+  (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
+  from the import to the last answer, first call included, FRESH_PAIRS pairs (median ratio).
 
 Figures: process CPU time per call (time.process_time, all threads; the simulator is another
 process), llmcells' extra CPU per call, and the ratio of walls. With no simulated latency the
@@ -267,17 +270,85 @@ def _paired(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> tuple
             C.median([(x[1] - y[1]) / BLOCK * 1000 for x, y in zip(a, b)]))
 
 
+FRESH_MODEL = "anthropic:claude-haiku-5-5"
+FRESH_CALLS = 50
+FRESH_PAIRS = 3
+
+
+def _fresh_child(variant: str, calls: int) -> None:
+    """One variant's sequential calls in this fresh process, as a script makes them: the SDK or
+    llmcells imported here, the simulator named by the environment (ANTHROPIC_BASE_URL). Prints
+    the wall and CPU from the import to the last answer (the first call included)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    name = FRESH_MODEL.split(":", 1)[1]
+    if variant == "raw":
+        import anthropic
+
+        async def go() -> None:
+            client = anthropic.AsyncAnthropic(max_retries=0)
+            for i in range(calls):
+                stream = await client.messages.create(
+                    model=name, max_tokens=1024, stream=True,
+                    messages=[{"role": "user", "content": f"Summarise item fresh-{i} in one sentence."}])
+                parts = [e.delta.text async for e in stream
+                         if e.type == "content_block_delta" and e.delta.type == "text_delta"]
+                assert parts
+            await client.close()
+
+        asyncio.run(go())
+    else:
+        import llmcells
+
+        async def go() -> None:
+            for i in range(calls):
+                r = await llmcells.ask(f"Summarise item fresh-{i} in one sentence.", FRESH_MODEL,
+                                       display=False)
+                assert r.ok and r.text, r.error
+
+        llmcells.run(go())
+    print(json.dumps({"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}))
+
+
+def _fresh(url: str, home: str) -> dict[str, list[tuple[float, float, float]]]:
+    """{variant: [(calls wall, calls CPU, process wall)]}: FRESH_PAIRS pairs of fresh processes,
+    raw then llmcells, each making FRESH_CALLS sequential calls."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in C.PROVIDER_VARS}
+    env.update(C.sim_env(url))
+    env["LLMCELLS_HOME"] = home
+    env["PYTHONPATH"] = str(C._SRC) + os.pathsep + str(C.ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out: dict[str, list[tuple[float, float, float]]] = {"raw": [], "llmcells": []}
+    for _ in range(FRESH_PAIRS):
+        for variant in out:
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_overhead", "--fresh-child",
+                                   variant], capture_output=True, text=True, env=env,
+                                  cwd=str(C.ROOT), timeout=600)
+            whole = time.perf_counter() - t
+            if proc.returncode != 0:
+                raise RuntimeError(f"fresh child {variant} failed: {proc.stderr[-3000:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            out[variant].append((got["wall"], got["cpu"], whole))
+    return out
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 calls, one round")
     ap.add_argument("--calls", type=int, default=None)
+    ap.add_argument("--fresh-child", metavar="VARIANT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.fresh_child:
+        _fresh_child(args.fresh_child, FRESH_CALLS)
+        return []
     n = args.calls or (200 if args.quick else 1000)
     rounds = 1 if args.quick else 2
 
     from llmcells import models
 
-    with C.temp_home(), C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
+    with C.temp_home() as home, C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
         models.set_simulator(sim.url)
         try:
             warm = _prompts(3 * CONCURRENCY // 2, "warm")
@@ -294,6 +365,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             sim_cpu = sim.cpu_s()
             seq = {model: _sequential(sim.url, model, SEQUENTIAL * rounds if not args.quick else 75)
                    for model in C.MODELS}
+            fresh = _fresh(sim.url, home)
         finally:
             models.set_simulator(None)
     (rw, rc), (lw, lc), (nw, nc) = best["raw"], best["llmcells"], best["no-ledger"]
@@ -324,6 +396,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        f"median of the {len(got['raw'])} blocks' ratios"),
             C.row(f"{model}: sequential call, extra CPU", extra, "ms", 0.5, "<"),
         ]
+    med = lambda v, k: C.median([x[k] for x in v])  # noqa: E731
+    fr, fl = fresh["raw"], fresh["llmcells"]
+    rows += [
+        C.row(f"{FRESH_MODEL}: {FRESH_CALLS} sequential calls, fresh process, llmcells / raw SDK",
+              C.median([a[0] / b[0] for a, b in zip(fl, fr)]), "ratio", 1.05, "<=",
+              note=f"{FRESH_PAIRS} pairs of fresh processes (raw, then llmcells), the simulator "
+                   f"named by ANTHROPIC_BASE_URL; from the import to the last answer, first call "
+                   f"included: raw {med(fr, 0):.3f} s wall / {med(fr, 1):.3f} s CPU, llmcells "
+                   f"{med(fl, 0):.3f} s / {med(fl, 1):.3f} s; whole process (interpreter start "
+                   f"included): raw {med(fr, 2):.3f} s, llmcells {med(fl, 2):.3f} s"),
+        C.row(f"{FRESH_MODEL}: fresh process, llmcells / raw SDK, CPU (import to last answer)",
+              C.median([a[1] / b[1] for a, b in zip(fl, fr)]), "ratio",
+              note="the CPU ratio is less moved than the wall by other processes on the machine"),
+        C.row(f"{FRESH_MODEL}: fresh process, llmcells / raw SDK, whole process wall",
+              C.median([a[2] / b[2] for a, b in zip(fl, fr)]), "ratio"),
+    ]
     C.print_table(rows)
     return rows
 

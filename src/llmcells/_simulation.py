@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -29,17 +30,29 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
         from .sim import Simulator
 
         if _sim is None:
-            _sim = Simulator(strict=strict, **options).start()
+            # in a script, the simulator checks a request type once a request needs it
+            _sim = Simulator(strict=strict, warm_types=_in_notebook(), **options).start()
         else:
             _sim.start()  # again, on its port, after `%unload_ext` stopped it (else nothing)
             if options:
                 _sim.configure(**options)
         _sim.strict = strict
         models.set_simulator(_sim.url, providers)
-        from . import warmup
+        if _in_notebook():
+            # a notebook's next cell may call any of them: warm every simulated provider's SDK
+            # while the user types. A script's calls import only the SDK they use; warming all
+            # of them there would take the CPU from its first calls for SDKs it never uses.
+            from . import warmup
 
-        warmup.start(models.simulated_providers())  # the SDKs the simulated calls will need
+            warmup.start(models.simulated_providers())
         return _sim
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython already imported, its shell has a kernel)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def active() -> bool:

@@ -195,12 +195,10 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         job.plan.limits = caps
 
     def start():
-        from . import store
         cell = current_cell()
         for job in jobs:
             for plan in _fallback.plans_of(job.plan):
                 plan.cell, plan.batch_id = cell, batch_id
-                plan.store_key = store.batch_key(batch_id, job.call_key)
         front = session.front_end
         mode = front.detect_mode(display)
         progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None

@@ -21,9 +21,13 @@ from .errors import LLMError, RateLimitError
 from .repair import repair
 from .structured import schema_columns
 from .types import Result
+from ._log import swallowed
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: ok answers kept for `resume` per store transaction (a hard kill loses at most these)
+KEEP_EVERY = 256
 
 __all__ = ["RateLimit", "ProviderGate", "Job", "Tally", "run", "last_frame", "PROBE_PAUSE_S"]
 
@@ -245,6 +249,18 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
         if progress is not None:
             progress.update(tally)
 
+    # ok answers kept for `resume`, many to one store transaction (one each cost a commit and a
+    # trip to the ledger's writer thread per call); an interrupted batch keeps what it has
+    kept: list[tuple[str, Result]] = []
+
+    def keep_rows() -> None:
+        if kept:
+            try:
+                store.put_many(kept, batch_id)
+            except Exception as exc:  # keeping answers for resume must never fail the batch
+                swallowed("keeping a batch's answers for resume", exc)
+            kept.clear()
+
     async def worker() -> None:
         while queue and tally.stopped is None and not _loop.cancelled():
             job = queue.popleft()
@@ -278,13 +294,20 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
             if not math.isnan(r.cost_usd):
                 tally.cost += r.cost_usd
             estimator.learn(job.plan, r)
+            if r.ok and not r.cached:
+                kept.append((store.batch_key(batch_id, job.call_key), r))
+                if len(kept) >= KEEP_EVERY:
+                    keep_rows()
             paint()
 
     from . import otel
 
     with otel.parent("batch", batch_id=batch_id, calls=len(jobs)):
         workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, max(1, len(queue))))]
-        interrupted = await _loop.wait_all(workers)
+        try:
+            interrupted = await _loop.wait_all(workers)
+        finally:
+            keep_rows()
     if not interrupted and scoring and not _loop.cancelled() and not any(w.cancelled() for w in workers):
         try:
             await scoring.score_unscored((job.result, job.inputs) for job in jobs)  # resumed rows

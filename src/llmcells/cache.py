@@ -1,5 +1,6 @@
 """The cache stage: a request answered before (`cache=True`) is answered from the local store at
-$0, and an ok answer is kept there, as is a batch row's (for `resume`)."""
+$0, and an ok answer is kept there. (A batch keeps its rows for `resume` itself, many to a
+transaction: batches._run.)"""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ async def stage(plan: "CallPlan", observer: CallObserver, next: "Next") -> Resul
         hit = _lookup(plan)
         if hit is not None:
             return _answer(plan, observer, hit)
-    if plan.cache or plan.store_key:
+    if plan.cache:
         plan.keep.append(keep)  # this call's own list (the finish stage made it)
     return await next(plan, observer)
 
@@ -32,8 +33,6 @@ def keep(result: Result, plan: "CallPlan") -> None:
     """Keep an ok answer in the store (called on the ledger's writer thread after its row)."""
     if plan.cache:
         store.put(store.cache_key(plan.request, plan.info.sample), result)
-    if plan.store_key:
-        store.put(plan.store_key, result, plan.batch_id)
 
 
 def _lookup(plan: "CallPlan") -> dict | None:

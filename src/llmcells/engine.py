@@ -46,7 +46,6 @@ class CallPlan:
     batch_id: str | None = None
     http_client: Any = None
     cache: bool = False            # answer from / keep in the local store
-    store_key: str | None = None   # batch calls: keep an ok result under this key (for resume)
     gate: Any = None               # batch calls: rate limiter (acquire / answered / release / rate_limited)
     # --- fallback / quotas (see fallback.py): the rest of a model chain, the error kinds that
     # move it on, and per-call daily caps ({"google": {"rpd": 250}})

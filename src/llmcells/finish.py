@@ -82,8 +82,14 @@ def not_sent(plan: "CallPlan", kind: str, message: str) -> Result:
                       cost_usd=0.0, priced=True)
 
 
+_imported = False   # FINISHING all imported: true for good once seen (modules stay imported)
+
+
 def _ready() -> bool:
-    return all(_imports.loaded(n) for n in FINISHING)
+    global _imported
+    if not _imported:
+        _imported = all(_imports.loaded(n) for n in FINISHING)
+    return _imported
 
 
 def _finishing_imports() -> None:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from . import registry
@@ -39,12 +40,17 @@ _latest: dict[tuple[str, str], dict[str, Any]] = session.rate_limits_seen
 # ----- rate-limit headers ---------------------------------------------------------------------
 
 _PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_RAW_PREFIXES = tuple(p.encode() for p in _PREFIXES)
 _OPENAI = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(requests|tokens)$")
 _ANTHROPIC = re.compile(r"^anthropic-ratelimit-(requests|tokens|input-tokens|output-tokens)-"
                         r"(limit|remaining|reset)$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
+# Both parsers are cached: every response carries a few of these values, and the same ones
+# repeat from call to call (a reset time stays put for a second or more); parsing a reset time
+# afresh was most of what reading a response's rate limits cost.
+@lru_cache(maxsize=256)
 def _seconds(value: str) -> float | None:
     """OpenAI's reset durations ("6ms", "1s", "1m30.5s", "2h3m") in seconds."""
     parts = _DURATION.findall(value.strip())
@@ -57,6 +63,7 @@ def _seconds(value: str) -> float | None:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+@lru_cache(maxsize=256)
 def _epoch(value: str) -> float | None:
     """Anthropic's reset times (RFC 3339) as epoch seconds."""
     try:
@@ -83,7 +90,12 @@ def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | Non
     now = time.time() if now is None else now
     out: dict[str, Any] = {}
     try:
-        items = list(headers.items())
+        raw = getattr(headers, "raw", None)  # httpx.Headers: bytes pairs, decoded only if ours
+        if isinstance(raw, list):
+            items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw
+                     if k.lower().startswith(_RAW_PREFIXES)]
+        else:
+            items = list(headers.items())
     except Exception as exc:
         swallowed("reading rate-limit headers", exc)
         return None

@@ -664,7 +664,6 @@ class JobHandle:
 
     def _retry_live(self, todo: list[dict[str, Any]], repair: int = 0) -> "pd.DataFrame":
         from .. import batchrun
-        from .. import store as result_store
         from .._loop import run
         job = store.get_job(self.id) or {}
         opts = job.get("options") or {}
@@ -674,7 +673,6 @@ class JobHandle:
         for i, req in enumerate(todo):
             plan = _plan_for(req, rich, repair)
             plan.batch_id = batch_id
-            plan.store_key = result_store.batch_key(batch_id, req["call_key"])
             jobs.append(batchrun.Job(i, plan, req["call_key"], req["inputs"]))
         front = session.front_end
         mode = front.detect_mode(self.display)

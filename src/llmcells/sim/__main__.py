@@ -1,4 +1,5 @@
-"""`python -m llmcells.sim --port N [--ttft S] [--tps N] [--loose]`: run the simulator until Ctrl-C."""
+"""`python -m llmcells.sim --port N [--ttft S] [--tps N] [--loose] [--rate-limit P:NAME=N]`: run the
+simulator until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import threading
 
 from ..models import SIMULATOR_KEY
+from .ratelimits import set_limits
 from .simulator import Simulator
 
 
@@ -19,7 +21,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output-tokens", type=int, default=None, help="fixed answer length")
     parser.add_argument("--loose", action="store_true",
                         help="answer any well-formed request (by default, refuse what the real APIs refuse)")
+    parser.add_argument("--rate-limit", action="append", default=[], metavar="PROVIDER:NAME=N",
+                        help="the per-minute limit the headers advertise, e.g. anthropic:requests=4000 "
+                             "(repeatable; the defaults are a modest paid tier's)")
     args = parser.parse_args(argv)
+    for item in args.rate_limit:
+        provider, _, rest = item.partition(":")
+        name, _, value = rest.partition("=")
+        if not (provider and name and value.isdigit()):
+            parser.error(f"--rate-limit {item!r}: use PROVIDER:NAME=N, e.g. anthropic:requests=4000")
+        set_limits(provider, **{name: int(value)})
     sim = Simulator(args.host, args.port, ttft=args.ttft, tokens_per_s=args.tps,
                     output_tokens=args.output_tokens, strict=not args.loose).start()
     print(f"llmcells simulator listening on {sim.url} ({'loose' if args.loose else 'strict'})")

@@ -108,8 +108,9 @@ def _decorate(event: bytes, kind: str | None) -> bytes:
 class SimServer:
     """Serves the three providers' APIs on one loopback port."""
 
-    def __init__(self, state: State, host: str, port: int) -> None:
+    def __init__(self, state: State, host: str, port: int, *, warm_types: bool = True) -> None:
         self.state = state
+        self.warm_types = warm_types
         self.host = host
         self.port = port
         self._server: asyncio.AbstractServer | None = None
@@ -117,7 +118,7 @@ class SimServer:
 
     async def start(self) -> int:
         """Start listening; returns the bound port."""
-        if self.state.strict:
+        if self.state.strict and self.warm_types:
             validate.warm_up()
         self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=2048)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -42,8 +42,12 @@ class Simulator:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ttft: float = 0.05,
                  tokens_per_s: float = 200.0, output_tokens: int | None = None,
-                 strict: bool = True) -> None:
+                 strict: bool = True, warm_types: bool = True) -> None:
         self.host = _check_loopback(host)
+        # strict checks a body against the SDK's request type: warm_types imports the three
+        # SDKs' types at start, in a thread (a simulator of its own wants them ready; one in a
+        # script's process would take the CPU from its first calls, for SDKs it may never use)
+        self._warm_types = warm_types
         self.port = port
         self._state = State(Settings(ttft=ttft, tokens_per_s=tokens_per_s, output_tokens=output_tokens),
                             strict=strict)
@@ -64,7 +68,7 @@ class Simulator:
         loop.set_exception_handler(_quiet_disconnects)
         pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="llmcells-sim-pool")
         loop.set_default_executor(pool)  # (getaddrinfo, to_thread): named, and stopped by stop()
-        server = SimServer(self._state, self.host, self.port)
+        server = SimServer(self._state, self.host, self.port, warm_types=self._warm_types)
 
         def run() -> None:
             asyncio.set_event_loop(loop)
