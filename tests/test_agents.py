@@ -249,3 +249,5 @@ def test_an_agent_cli_error_reads_the_one_status_table():
         assert "\n" not in err.message and "sk-secret" not in err.message
     assert type(_agents.api_error(spec, 503, "busy")).__name__ == "ServerError"
     assert _agents.api_error(spec, 529, "busy").kind == "overloaded"
+    # a 529 passed on by a CLI as a 503 that says so is still an overload (as Google words it)
+    assert _agents.api_error(spec, 503, "The model is overloaded. Try later.").kind == "overloaded"

@@ -38,6 +38,7 @@ log = logging.getLogger("llmcells")
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _thread: threading.Thread | None = None
+_MAIN_THREAD_ID = threading.main_thread().ident  # the thread Python runs signal handlers in
 _pools: dict[Any, concurrent.futures.ThreadPoolExecutor] = {}  # the private loop's thread pool
 
 #: how long a sync caller waits for a cancelled run to unwind before giving up on it
@@ -139,7 +140,9 @@ class deferred_interrupts:
         import signal
 
         self._installed = False
-        if threading.current_thread() is not threading.main_thread():
+        # threading.get_ident is C code: a SIGINT that comes this early is raised here, in no
+        # threading.py frame (current_thread() is Python code, where it could land mid-way)
+        if threading.get_ident() != _MAIN_THREAD_ID:
             return self
         if _sigint.depth:
             _sigint.depth += 1
@@ -214,7 +217,7 @@ def get_loop() -> asyncio.AbstractEventLoop:
 
 def in_loop_thread() -> bool:
     """True when called from the private loop's own thread."""
-    return _thread is not None and threading.current_thread() is _thread
+    return _thread is not None and threading.get_ident() == _thread.ident
 
 
 def stop() -> None:

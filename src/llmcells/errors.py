@@ -131,11 +131,15 @@ STATUS_KINDS = {400: "bad_request", 401: "authentication", 402: "billing", 403: 
                 529: "overloaded"}
 
 
-def kind_of_status(status: int | None) -> str:
+def kind_of_status(status: int | None, message: str = "") -> str:
     """The error kind an HTTP status means, before a provider's own error code refines it:
-    STATUS_KINDS, any other 5xx "server_error", 4xx "bad_request", else "provider_error"."""
+    STATUS_KINDS, any other 5xx "server_error", 4xx "bad_request", else "provider_error". A 503
+    whose message says the model is overloaded is "overloaded" (how Google, and the agent CLIs
+    passing on a 529, say it)."""
     if status is None:
         return ProviderError.kind
+    if status == 503 and "overload" in message.lower():
+        return "overloaded"
     if status in STATUS_KINDS:
         return STATUS_KINDS[status]
     if status >= 500:

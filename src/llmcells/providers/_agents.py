@@ -193,7 +193,7 @@ def status_in(text: str) -> int | None:
 def api_error(spec: ModelSpec, status: int | None, message: str) -> LLMError:
     """The llmcells error for an API error the CLI reported, by its HTTP status (the one table,
     errors.kind_of_status, worded as for the SDK adapters)."""
-    return answer_error(spec, kind_of_status(status), one_line(message, 240), host=spec.label,
+    return answer_error(spec, kind_of_status(status, message), one_line(message, 240), host=spec.label,
                         status=status)
 
 

@@ -406,7 +406,8 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     code = int(exc.code) if isinstance(exc.code, int) or str(exc.code).isdigit() else 0
     status = str(exc.status or "")
     reasons = {str(d.get("reason", "")) for d in _error_details(exc)}
-    kind = kind_of_status(code or None)
+    message = one_line(exc.message or status or exc)
+    kind = kind_of_status(code or None, message)  # (a 503 that says "overloaded" is an overload)
     if code == 403 or status == "PERMISSION_DENIED":
         kind = "denied"
     elif code == 401 or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":
@@ -415,9 +416,6 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
         kind = "model_not_found"
     elif status == "RESOURCE_EXHAUSTED":
         kind = "rate_limited"
-    message = one_line(exc.message or status or exc)
-    if code == 503 and "overload" in message.lower():
-        kind = "overloaded"
     credentials = ("the credentials; check your Google Cloud login "
                    "(gcloud auth application-default login)" if vertex_enabled()
                    or spec.provider == "vertex" else None)
