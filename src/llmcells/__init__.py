@@ -19,7 +19,7 @@ from ._loop import deferred_interrupts, run
 from .config import configure, settings
 from .errors import (AuthenticationError, ConfigError, ContextWindowError, IncompleteStreamError,
                      LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
-                     ProviderTimeoutError, RateLimitError, UnsupportedError)
+                     ProviderTimeoutError, RateLimitError, UnsupportedError, one_line_warnings)
 from .models import add_alias, add_endpoint, aliases
 from .session import session
 from .types import Message, Result, Usage
@@ -96,6 +96,7 @@ class _FrontEnd:
 
 
 session.front_end = _FrontEnd()
+one_line_warnings()
 
 
 def load_ipython_extension(ipython: Any) -> None:

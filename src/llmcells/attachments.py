@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, LLMCellsWarning
 from .registry import MB, AttachLimits as Limits  # Limits: the registry's, under its old name here
 from .types import Attachment
 
@@ -129,7 +129,7 @@ def table_rows(frame: Any, limit: int | None = None, fmt: str | None = None,
     if total > limit:
         text += (f"\n[Note: this table has {total} rows; only the first {limit} are included.]\n")
         warnings.warn(f"{name}: sent the first {limit} of {total} rows "
-                      "(raise llmcells.attachments.TABLE_ROWS to send more).", stacklevel=3)
+                      "(raise llmcells.attachments.TABLE_ROWS to send more).", LLMCellsWarning, stacklevel=3)
     data = text.encode("utf-8")
     return Attachment(media_type="text/markdown" if fmt == "markdown" else "text/csv", data=data,
                       name=f"{name}.{'md' if fmt == 'markdown' else 'csv'}", size=len(data),

@@ -131,6 +131,34 @@ STATUS_KINDS = {400: "bad_request", 401: "authentication", 402: "billing", 403: 
                 529: "overloaded"}
 
 
+class LLMCellsWarning(UserWarning):
+    """Base class of llmcells' warnings. Each says in one line what happened and what to do,
+    and is shown as that one line (see one_line_warnings), not with a source line of
+    llmcells' own code."""
+
+
+def _format_warning(message: Any, category: type, filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    if isinstance(category, type) and issubclass(category, LLMCellsWarning):
+        return f"{category.__name__}: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning: Any = None
+
+
+def one_line_warnings() -> None:
+    """Show llmcells' warnings as "PriceWarning: message" lines. Python's default format adds
+    the path and source line of the llmcells code that warned, which says nothing to a user
+    (the call itself runs on llmcells' own thread). Other warnings keep their format."""
+    global _python_format_warning
+    import warnings
+
+    if warnings.formatwarning is not _format_warning:
+        _python_format_warning = warnings.formatwarning
+        warnings.formatwarning = _format_warning
+
+
 def kind_of_status(status: int | None, message: str = "") -> str:
     """The error kind an HTTP status means, before a provider's own error code refines it:
     STATUS_KINDS, any other 5xx "server_error", 4xx "bad_request", else "provider_error". A 503

@@ -17,11 +17,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .errors import LLMCellsWarning
 from .registry import model_name, parse_id
 from .session import session
 
 
-class ModelLifecycleWarning(UserWarning):
+class ModelLifecycleWarning(LLMCellsWarning):
     """A model llmcells is asked to call shuts down soon (shown once per model per session)."""
 
 

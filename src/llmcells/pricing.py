@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import registry
-from .errors import ConfigError
+from .errors import ConfigError, LLMCellsWarning
 from .models import PROVIDER_SYNONYMS
 from .registry import parse_id
 from .session import session
@@ -88,7 +88,7 @@ RATE_KINDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]", "0.0.0.0")
 
 
-class PriceWarning(UserWarning):
+class PriceWarning(LLMCellsWarning):
     """A call's price is unknown (its cost is NaN), or a set_price lacks a rate it needed."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from ._log import quietly
 from .config import settings
+from .errors import LLMCellsWarning
 from .engine import result_for
 from .session import session
 from .types import CallObserver, Result, Usage
@@ -228,7 +229,8 @@ def _warn(exc: BaseException) -> None:
         _warned = True
         import warnings
 
-        warnings.warn(f"llmcells could not write the replay file {path()}: {exc}", stacklevel=2)
+        warnings.warn(f"llmcells could not write the replay file {path()}: {exc}", LLMCellsWarning,
+                      stacklevel=2)
 
 
 def compact(file: str | os.PathLike | None = None) -> int:

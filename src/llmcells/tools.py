@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, LLMCellsWarning
 from .types import CallObserver, Message, Result, ToolCall, ToolRun, Usage
 from ._log import swallowed
 
@@ -85,7 +85,7 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
-class ToolHintWarning(UserWarning):
+class ToolHintWarning(LLMCellsWarning):
     """A tool function has parameters without type hints: the model is told they take any value."""
 
 
