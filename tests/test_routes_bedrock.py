@@ -317,3 +317,14 @@ def test_health_says_when_the_route_has_no_credentials(fresh_sim, monkeypatch, t
     monkeypatch.setenv("ANTHROPIC_BEDROCK_BASE_URL", fresh_sim.url)
     row = {r["provider"]: r for r in llmcells.run(healthcheck.check_all(5.0))}["bedrock"]
     assert row["key_present"] is False and "No AWS credentials" in row["error"]
+
+
+def test_health_says_not_checked_when_the_route_has_no_region(monkeypatch, tmp_path):
+    """Settings that stop a request being made leave reachability unknown, not False."""
+    _no_aws_elsewhere(monkeypatch, tmp_path)
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "ANTHROPIC_BEDROCK_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example-secret-not-real")
+    row = {r["provider"]: r for r in llmcells.run(healthcheck.check_all(5.0))}["bedrock"]
+    assert row["reachable"] is None and row["error"].startswith("config: No AWS region"), row

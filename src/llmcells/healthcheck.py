@@ -147,7 +147,9 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         reached = kind not in ("connection", "timeout", "missing_key", "config")
         if kind == "missing_key":
             row["key_present"] = False
-        row.update(reachable=reached, latency_s=round(time.monotonic() - t0, 4) if reached else None,
+        checked = kind not in ("missing_key", "config")  # (settings wrong: no request was made)
+        row.update(reachable=reached if checked else None,
+                   latency_s=round(time.monotonic() - t0, 4) if reached else None,
                    key_accepted=False if kind == "authentication" else None, error=f"{kind}: {message}")
     finally:
         if client is not None:
