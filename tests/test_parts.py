@@ -1,6 +1,7 @@
 """The engine folds a response's part events in one place: a stand-in adapter, registered like
 any adapter, streams interleaved text, reasoning and tool-call parts through the real
-`engine.execute`, and the Result holds the answer, the reasoning and the ToolCalls."""
+`engine.execute`, and the Result holds the answer, the reasoning and the ToolCalls. Stand-in
+Gemini CLI and Codex executables check that those adapters' answers arrive as text parts."""
 
 from __future__ import annotations
 
@@ -136,3 +137,59 @@ def test_reasoning_is_shown_but_tool_call_arguments_are_not(monkeypatch, shown):
     else:
         assert r.status == "ok" and r.attempts == 2 and r.text == "ok"
         assert r.tool_calls == []  # the broken attempt's call is not kept
+
+
+# ----- the agent CLIs: their answers are text parts too ---------------------------------------------
+
+GEMINI_CLI = """
+import json, sys
+if "--version" in sys.argv:
+    print("0.0.1"); sys.exit()
+for line in [{"type": "init", "session_id": "s1", "model": "gemini-stand-in"},
+             {"type": "message", "role": "assistant", "content": "Hel"},
+             {"type": "tool_use", "tool_name": "ls"},
+             {"type": "message", "role": "assistant", "content": "lo"},
+             {"type": "result", "status": "success", "stats": {"input_tokens": 4, "output_tokens": 2}}]:
+    print(json.dumps(line), flush=True)
+"""
+
+CODEX = """
+import json, sys
+if "--version" in sys.argv:
+    print("0.0.1"); sys.exit()
+def send(msg):
+    print(json.dumps(msg), flush=True)
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg.get("id") == 1:
+        send({"id": 1, "result": {}})
+    elif msg.get("id") == 2:
+        send({"id": 2, "result": {"thread": {"id": "t1"}, "model": "codex-stand-in"}})
+    elif msg.get("id") == 3:
+        send({"id": 3, "result": {}})
+        send({"method": "turn/started", "params": {}})
+        for item, delta in [("a", "Hel"), ("a", "lo"), ("b", "World")]:
+            send({"method": "item/agentMessage/delta", "params": {"itemId": item, "delta": delta}})
+        send({"method": "thread/tokenUsage/updated",
+              "params": {"tokenUsage": {"total": {"inputTokens": 4, "outputTokens": 3}}}})
+        send({"method": "turn/completed", "params": {"turn": {"status": "completed"}}})
+"""
+
+
+@pytest.mark.parametrize("model,command,script,answer", [
+    ("gemini-cli:gemini-3.5-flash", "gemini", GEMINI_CLI, "Hello"),
+    ("codex:gpt-5.5-codex", "codex", CODEX, "Hello\n\nWorld"),  # a new message: a new paragraph
+])
+def test_an_agent_clis_answer_streams_as_a_text_part(simulated, tmp_path, monkeypatch, model,
+                                                      command, script, answer):
+    import os
+    import sys
+
+    cli = tmp_path / "bin" / command
+    cli.parent.mkdir()
+    cli.write_text(f"#!{sys.executable}\n{script}")
+    cli.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{cli.parent}{os.pathsep}{os.environ['PATH']}")
+    r = llmcells.run(llmcells.ask("hi", model=model, display=False))
+    assert r.status == "ok", r.error
+    assert r.text == answer and r.ttft_s is not None and r.tool_calls == []
