@@ -1,22 +1,27 @@
 """The engine folds a response's part events in one place: a stand-in adapter, registered like
 any adapter, streams interleaved text, reasoning and tool-call parts through the real
-`engine.execute`, and the Result holds the answer, the reasoning and the ToolCalls. Stand-in
-Gemini CLI and Codex executables check that those adapters' answers arrive as text parts."""
+`engine.execute`, and the Result holds the answer, the reasoning and the ToolCalls. Then the
+adapters' side: OpenAI Chat's and Anthropic's streamed tool calls as parts, and stand-in Gemini
+CLI and Codex executables whose answers arrive as text parts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import llmcells
+from _parts import fold
 from llmcells import engine, providers
 from llmcells.errors import IncompleteStreamError
 from llmcells.models import ModelSpec
 from llmcells.providers.base import ClientOptions, Provider
 from llmcells.types import (CallInfo, CallObserver, Finish, Message, PartDelta, PartEnd, PartStart,
                             Request, ResponseInfo, ToolCall, Usage, UsageUpdate)
+from test_adapters_unit import (ANTHROPIC_BLOCK, ANTHROPIC_START, _anthropic_text, _chat_chunk,
+                                _collect, _serve, _sse)
 
 ADAPTER = "parts_stand_in"
 
@@ -137,6 +142,50 @@ def test_reasoning_is_shown_but_tool_call_arguments_are_not(monkeypatch, shown):
     else:
         assert r.status == "ok" and r.attempts == 2 and r.text == "ok"
         assert r.tool_calls == []  # the broken attempt's call is not kept
+
+
+# ----- adapters: each provider's tool calls as parts ------------------------------------------------
+
+
+def _chat_tools(*calls: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {**_chat_chunk(), "choices": [{"index": 0, "delta": {"tool_calls": list(calls)},
+                                          "finish_reason": finish}]}
+
+
+def test_openai_chat_tool_calls_with_a_late_id_and_name_and_no_arguments():
+    body = _sse(_chat_chunk("Checking."),
+                _chat_tools({"index": 0, "type": "function", "function": {"arguments": '{"a"'}}),
+                _chat_tools({"index": 1, "id": "call_y", "type": "function", "function": {"name": "g"}}),
+                _chat_tools({"index": 0, "id": "call_x", "function": {"name": "f", "arguments": ": 1}"}}),
+                _chat_chunk(finish="tool_calls")) + b"data: [DONE]\n\n"
+    events, exc, _ = asyncio.run(_collect("openai", _serve(body)))
+    assert exc is None
+    text, _, calls = fold(events)
+    assert text == "Checking."
+    assert calls == [ToolCall("call_x", "f", '{"a": 1}'), ToolCall("call_y", "g", "{}")]
+
+
+def test_anthropic_tool_use_blocks_are_parts_ended_by_their_block_stop():
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    body = _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Let me look."),
+                {"type": "content_block_stop", "index": 0},
+                {"type": "content_block_start", "index": 1, "content_block": tool},
+                {"type": "content_block_delta", "index": 1,
+                 "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
+                {"type": "content_block_delta", "index": 1,
+                 "delta": {"type": "input_json_delta", "partial_json": '"Oslo"}'}},
+                {"type": "content_block_stop", "index": 1},
+                {"type": "content_block_start", "index": 2,
+                 "content_block": {**tool, "id": "toolu_2", "name": "now"}},
+                {"type": "content_block_stop", "index": 2},
+                {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+                {"type": "message_stop"}, named=True)
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(body)))
+    assert exc is None
+    assert [e for e in events if isinstance(e, PartEnd)] == [PartEnd(0), PartEnd(1), PartEnd(2)]
+    text, _, calls = fold(events)
+    assert text == "Let me look."
+    assert calls == [ToolCall("toolu_1", "get_weather", '{"city": "Oslo"}'), ToolCall("toolu_2", "now", "{}")]
 
 
 # ----- the agent CLIs: their answers are text parts too ---------------------------------------------

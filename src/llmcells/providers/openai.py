@@ -309,6 +309,8 @@ def _chat_tool_call(call: Any, started: set[int]) -> list[Event]:
     index is seen (id and name usually come then), then its argument fragment, or an id or
     name that came late."""
     index = field(call, "index") or 0
+    if type(index) is not int:  # (a server that sends the index as text)
+        index = int(index) if str(index).isdigit() else 0
     fn = field(call, "function")
     call_id, name = field(call, "id") or None, field(fn, "name") or None
     args = field(fn, "arguments") or ""
