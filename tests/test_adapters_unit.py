@@ -25,7 +25,9 @@ from llmcells.providers import ClientOptions, get_provider
 from llmcells.providers import anthropic as anthropic_adapter
 from llmcells.providers import google as google_adapter
 from llmcells.providers import openai as openai_adapter
-from llmcells.types import Finish, Message, ReasoningDelta, Request, TextDelta, Usage, UsageUpdate
+from llmcells.types import Finish, Message, PartDelta, Request, Usage, UsageUpdate
+
+from _parts import reasoning_of, text_of, tool_calls_of
 
 KEY = "sk-unit-test-key-000000"
 
@@ -166,7 +168,7 @@ async def _collect(kind: str, handler, *, base_url: str | None = None, **request
 
 
 def _text(events) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return text_of(events)
 
 
 def _sse(*events: dict[str, Any], named: bool = False, sep: str = "\n") -> bytes:
@@ -297,7 +299,7 @@ def test_openai_chat_finish_after_usage_chunk_and_reasoning_extra():
                 _chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": 2})) + b"data: [DONE]\n\n"
     events, exc, _ = asyncio.run(_collect("openai", _serve(body)))
     assert exc is None
-    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["think"]
+    assert reasoning_of(events) == "think"
     assert isinstance(events[-2], UsageUpdate) and events[-2].usage == Usage(3, 0, 0, 2, 0)
     assert events[-1] == Finish("stop")
 
@@ -368,7 +370,7 @@ def test_responses_incomplete_is_a_normal_short_ending():
                 named=True)
     events, exc, _ = asyncio.run(_collect("openai-responses", _serve(body)))
     assert exc is None and _text(events) == "Hel"
-    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["thinking"]
+    assert reasoning_of(events) == "thinking"
     assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(11, 0, 0, 5, 3)
     assert events[-1] == Finish("max_output_tokens")
 
@@ -401,7 +403,7 @@ def test_anthropic_thinking_and_finish_reason():
                 {"type": "message_stop"}, named=True)
     events, exc, _ = asyncio.run(_collect("anthropic", _serve(body)))
     assert exc is None and _text(events) == "Hi"
-    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["hmm"]
+    assert reasoning_of(events) == "hmm"
     assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(10, 0, 0, 9, 0)
     assert events[-1] == Finish("max_tokens")
 
@@ -419,7 +421,7 @@ def test_gemini_thought_parts_are_reasoning():
     body = _sse(_gemini_chunk("plan", thought=True), _gemini_chunk("Hi", finish="MAX_TOKENS"), sep="\r\n")
     events, exc, _ = asyncio.run(_collect("google", _serve(body)))
     assert exc is None and _text(events) == "Hi"
-    assert [e.text for e in events if isinstance(e, ReasoningDelta)] == ["plan"]
+    assert reasoning_of(events) == "plan"
     assert events[-1] == Finish("MAX_TOKENS")
 
 
@@ -506,7 +508,7 @@ def test_gemini_lane_and_typed_stream_give_the_same_events():
     assert exc is None and exc_typed is None
     assert lane == typed
     assert _text(lane) == "Hello" and lane[-1] == Finish("STOP")
-    (tool_call,) = [e for e in lane if type(e).__name__ == "ToolCall"]
+    (tool_call,) = tool_calls_of(lane)
     assert (tool_call.id, tool_call.name, json.loads(tool_call.arguments_json)) == ("c1", "add", {"a": 2})
     assert tool_call.signature == "AQI="
     assert UsageUpdate(Usage(7, 2, 0, 7, 4)) in lane
@@ -704,7 +706,7 @@ def test_cancelling_a_call_closes_its_response(kind: str):
             task = asyncio.create_task(consume())
             for _ in range(200):
                 await asyncio.sleep(0.005)
-                if any(isinstance(e, TextDelta) for e in got):
+                if any(isinstance(e, PartDelta) for e in got):
                     break
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -21,7 +21,9 @@ import yaml
 from llmcells.errors import AuthenticationError, LLMError, ModelNotFoundError
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
-from llmcells.types import Finish, Message, ReasoningDelta, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from llmcells.types import Finish, Message, Request, ResponseInfo, Usage, UsageUpdate
+
+from _parts import fold
 
 # ----- replaying ---------------------------------------------------------------------------------
 
@@ -263,8 +265,7 @@ def test_replay(case: Case, cassettes_dir: Path):
         return
 
     assert error is None, f"unexpected {type(error).__name__}: {error}"
-    text = "".join(e.text for e in events if isinstance(e, TextDelta))
-    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    text, reasoning, _ = fold(events)
     if case.text is not None:
         assert text == case.text
     else:

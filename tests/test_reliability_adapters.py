@@ -19,7 +19,9 @@ from llmcells.errors import ConnectionFailedError, IncompleteStreamError, LLMErr
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
 from llmcells.sim.state import FAULT_HELP
-from llmcells.types import Finish, Message, Request, TextDelta, UsageUpdate
+from llmcells.types import Finish, Message, PartDelta, Request, UsageUpdate
+
+from _parts import text_of, text_pieces
 
 PATHS = ["chat", "responses", "anthropic", "google"]
 
@@ -43,7 +45,7 @@ class Call:
 
     @property
     def text(self) -> str:
-        return "".join(e.text for e in self.events if isinstance(e, TextDelta))
+        return text_of(self.events)
 
     @property
     def finished(self) -> bool:
@@ -167,7 +169,7 @@ def test_surrogate_halves_in_two_events_pass_through_as_two_deltas(rsim, path):
     rsim.inject("split_surrogate", after_tokens=2)
     (call,) = _calls(rsim, path)
     assert call.exc is None and call.finished
-    texts = [e.text for e in call.events if isinstance(e, TextDelta)]
+    texts = text_pieces(call.events)
     i = texts.index("\ud83d")
     assert texts[i + 1] == "\ude00" and i == 2
     # rejoined, the halves are one emoji
@@ -205,7 +207,7 @@ async def _consume(adapter, client, spec, how: str) -> None:
     gen = adapter.stream(client, Request(spec, [Message("user", "hi")]))
     if how == "early":  # the consumer stops after the first text and closes the stream
         async for event in gen:
-            if isinstance(event, TextDelta):
+            if isinstance(event, PartDelta):
                 break
         await gen.aclose()
     elif how == "cancel":
@@ -395,7 +397,7 @@ def test_a_gzip_encoded_stream_is_decoded_as_it_comes(fresh_sim, path):
             t0, times, events = time.monotonic(), [], []
             async for event in adapter.stream(client, Request(spec, [Message("user", "tides")])):
                 events.append(event)
-                if isinstance(event, TextDelta):
+                if isinstance(event, PartDelta):
                     times.append(time.monotonic() - t0)
             return times, Call(events, None, None)
 

@@ -1,26 +1,26 @@
 """Tool calls in the real recordings: the adapter reads the streamed tool calls of OpenAI Chat
-recordings (01, 02), and builds the follow-up request the way the recorded client sent it."""
+recordings (01, 02) as part events that fold into the recorded calls, and builds the follow-up request the way the recorded client sent it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+from _parts import tool_calls_of
 from test_cassettes import CASES, _run, load_interactions
 
 from llmcells.providers._tools import chat_messages
-from llmcells.types import Finish, Message, ToolCall
+from llmcells.types import Finish, Message, PartEnd, ToolCall
 
 
 def _calls(cassettes_dir, name):
     case = CASES[name]
     _, events, error = asyncio.run(_run(case, load_interactions(cassettes_dir, case.file)))
     assert error is None
-    calls = [e for e in events if isinstance(e, ToolCall)]
-    # the calls come once the stream is complete, just before Finish
+    # Chat never ends a tool-call part itself: the calls end with the stream, at Finish
     assert isinstance(events[-1], Finish) and events[-1].reason == "tool_calls"
-    assert events[-1 - len(calls):-1] == calls
-    return calls
+    assert not any(isinstance(e, PartEnd) for e in events)
+    return tool_calls_of(events)
 
 
 def test_streamed_tool_calls_from_real_recordings(cassettes_dir):

@@ -27,8 +27,8 @@ from .models import ModelSpec, api_key
 from .providers import ClientOptions, get_provider
 from .retry import retry_wait, should_retry
 from .session import session
-from .types import (CallInfo, CallObserver, Finish, ReasoningDelta, Request, ResponseInfo, Result,
-                    RetryInfo, TextDelta, ToolCall, Usage, UsageUpdate)
+from .types import (CallInfo, CallObserver, Finish, PartDelta, PartEnd, PartStart, Request,
+                    ResponseInfo, Result, RetryInfo, ToolCall, Usage, UsageUpdate)
 
 log = logging.getLogger("llmcells")
 
@@ -171,6 +171,37 @@ def _mend(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+#: what the engine keeps, by index, for a text or reasoning part of the stream (a tool-call part
+#: keeps a _ToolPart); checked by identity in the loop
+_TEXT, _REASONING = "text", "reasoning"
+
+
+class _ToolPart:
+    """A tool-call part as it streams: its id, name and thought signature, the fragments of its
+    JSON arguments, and its position n among the response's tool calls."""
+
+    __slots__ = ("id", "name", "signature", "args", "n")
+
+    def __init__(self, start: PartStart, n: int):
+        self.id, self.name, self.signature = start.id, start.name, start.signature
+        self.args: list[str] = []
+        self.n = n
+
+    def add(self, delta: PartDelta) -> None:
+        if delta.text:
+            self.args.append(delta.text)
+        if delta.id:  # (OpenAI Chat may send the id and name after the first fragment)
+            self.id = delta.id
+        if delta.name:
+            self.name = delta.name
+
+    def call(self) -> ToolCall:
+        """The ToolCall, by one rule for every provider: no arguments are "{}", and a call
+        without an id (Gemini may give none) is named by its position, call_0, call_1..."""
+        return ToolCall(self.id or f"call_{self.n}", self.name or "", "".join(self.args) or "{}",
+                        self.signature)
+
+
 class _Call:
     """The state of one call across its attempts: the answer's pieces, usage, timings."""
 
@@ -227,6 +258,8 @@ class _Call:
         events = get_provider(plan.spec.adapter).stream(client, plan.request)
         answered = gate is None
         finished = False
+        parts: dict[int, Any] = {}  # this attempt's open parts by index: _TEXT, _REASONING, _ToolPart
+        n_tools = 0                 # tool-call parts started so far
         first_token = None
         turn_ends = time.monotonic() + _TURN_S
         scope = _loop.current_scope()  # looked up once: checked at every event
@@ -245,26 +278,45 @@ class _Call:
                         answered = True
                         gate.answered(plan)
                     kind = type(event)
-                    if kind is TextDelta:
-                        text = event.text
-                        if self.held or not text.isascii():  # (ASCII holds no surrogate half)
-                            text = self._piece(text)
-                        if not text:
-                            continue
-                        if self.ttft is None:
-                            self.ttft = time.monotonic() - self.t0
-                            first_token.reschedule(None)  # the first-token limit is met
-                            observer.on_first_token(self.ttft)
-                            observer.on_status("streaming")
-                        self.pieces.append(text)
-                        observer.on_text(text)
+                    if kind is PartDelta:
+                        part = parts.get(event.index)
+                        if part is _TEXT:
+                            text = event.text
+                            if self.held or not text.isascii():  # (ASCII holds no surrogate half)
+                                text = self._piece(text)
+                            if not text:
+                                continue
+                            if self.ttft is None:
+                                self.ttft = time.monotonic() - self.t0
+                                first_token.reschedule(None)  # the first-token limit is met
+                                observer.on_first_token(self.ttft)
+                                observer.on_status("streaming")
+                            self.pieces.append(text)
+                            observer.on_text(text)
+                        elif part is _REASONING:
+                            if not event.text:
+                                continue
+                            if self.ttft is None:  # visible thinking is shown: the same no-resend rule
+                                first_token.reschedule(None)
+                            self.reasoning.append(event.text)
+                        elif part is not None:
+                            part.add(event)  # a tool call's arguments (or its late id / name)
                     elif kind is UsageUpdate:
                         self.usage, self.usage_seen = event.usage, True
                         observer.on_usage(event.usage)
-                    elif kind is ReasoningDelta:
-                        if self.ttft is None:  # visible thinking is shown: the same no-resend rule
-                            first_token.reschedule(None)
-                        self.reasoning.append(event.text)
+                    elif kind is PartStart:
+                        what = event.kind
+                        if what == "text":
+                            parts[event.index] = _TEXT
+                        elif what == "reasoning":
+                            parts[event.index] = _REASONING
+                        elif what == "tool_call":
+                            parts[event.index] = _ToolPart(event, n_tools)
+                            n_tools += 1
+                    elif kind is PartEnd:
+                        part = parts.pop(event.index, None)
+                        if type(part) is _ToolPart:
+                            self.tool_calls.append(part.call())
                     elif kind is ResponseInfo:
                         self.response_model = event.response_model or self.response_model
                         self.response_id = event.response_id or self.response_id
@@ -275,13 +327,16 @@ class _Call:
                             quotas.observe(plan.spec, event.rate_limits)
                         if event.agent:  # an agent CLI's own report (cli, version, turns...)
                             self.agent = {**(self.agent or {}), **event.agent}
-                    elif kind is ToolCall:
-                        self.tool_calls.append(event)
                     elif kind is Finish:
                         finished = True
                         self.finish_reason = event.reason
                         if event.note and event.note not in self.notes:
                             self.notes.append(event.note)
+                        # tool calls never ended explicitly end here, in the order of their parts
+                        for index in sorted(parts):
+                            part = parts.pop(index)
+                            if type(part) is _ToolPart:
+                                self.tool_calls.append(part.call())
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:

@@ -20,8 +20,8 @@ Status = Literal["ok", "error", "cancelled", "incomplete"]
 @dataclass(frozen=True)
 class ToolCall:
     """A call the model asked for: its provider id, the tool's name and its arguments as the
-    model wrote them (JSON text). Also the stream event an adapter yields, once per call, when a
-    turn ends in tool calls."""
+    model wrote them (JSON text). The engine builds one from each tool-call part of a stream
+    (PartStart / PartDelta / PartEnd)."""
 
     id: str
     name: str
@@ -182,18 +182,42 @@ class Usage:
 # ----- stream events: what a provider adapter yields -------------------------------------------
 
 
-@dataclass(frozen=True)
-class TextDelta:
-    """A piece of answer text."""
-
-    text: str
+#: what a part of a response is: answer text, visible reasoning ("thinking"), or a tool call
+PartKind = Literal["text", "reasoning", "tool_call"]
 
 
 @dataclass(frozen=True)
-class ReasoningDelta:
-    """A piece of visible reasoning ("thinking") text; not part of the answer."""
+class PartStart:
+    """A part of the response begins: its index (its address within this response; later
+    events for the part name the same index), its kind, and for a tool call its provider id,
+    the tool's name and Gemini's thought signature, when known already."""
 
-    text: str
+    index: int
+    kind: PartKind
+    id: str | None = None
+    name: str | None = None
+    signature: str | None = None   # Gemini's thought signature (base64), sent back with the call
+
+
+@dataclass(slots=True)
+class PartDelta:
+    """More of the part at index: a piece of text or reasoning, or a fragment of a tool call's
+    JSON arguments; a tool call's id or name when it comes after the start (OpenAI Chat).
+
+    One is built per streamed chunk, so it has slots and is not frozen (a frozen dataclass
+    takes over twice as long to build); nothing changes one once it is yielded."""
+
+    index: int
+    text: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class PartEnd:
+    """The part at index is complete (a tool call with no end event ends at Finish)."""
+
+    index: int
 
 
 @dataclass(frozen=True)
@@ -233,7 +257,7 @@ class Finish:
     note: str | None = None
 
 
-Event = Union[TextDelta, ReasoningDelta, UsageUpdate, ResponseInfo, ToolCall, Finish]
+Event = Union[PartStart, PartDelta, PartEnd, UsageUpdate, ResponseInfo, Finish]
 
 
 @dataclass

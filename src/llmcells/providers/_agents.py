@@ -34,6 +34,10 @@ log = logging.getLogger("llmcells")
 #: what every agent is told about its own system prompt (shown on the card)
 SYSTEM_NOTE = "the agent adds its own system prompt and tool definitions to every request"
 
+#: the indexes of an agent's two parts, its answer and its visible reasoning: each is one part
+#: over all the turns of a run (the agent's own tool calls are its business, not parts)
+TEXT_PART, REASONING_PART = 0, 1
+
 #: variables that could point a CLI at the user's own keys, accounts, settings or servers; the
 #: adapters set the ones they need themselves
 _DROP_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "VERTEX")

@@ -33,7 +33,7 @@ from ..errors import (
     redact,
 )
 from ..models import PROVIDERS, ModelSpec
-from ..types import ReasoningDelta, TextDelta
+from ..types import PartDelta
 from ._http import NotTheApiError, capture_responses, html_title, is_html
 from .._log import swallowed
 
@@ -176,8 +176,8 @@ def is_cut(exc: BaseException) -> bool:
 class SdkStream:
     """One call's SDK stream, read item by item, and what a broken body means for it.
 
-    The adapter marks what it yields: `text()` / `reasoning()` build the deltas and note that
-    content was shown, `finished()` notes the provider's terminal event. A connection cut, or an
+    The adapter marks what it yields: `shown_delta()` builds a text or reasoning part's delta and
+    notes that content was shown, `finished()` notes the provider's terminal event. A connection cut, or an
     early clean end (checked with `cut_short()`), then means:
     - after the terminal event: nothing; the answer is whole, the stream just ends;
     - once content was shown: IncompleteStreamError (the partial answer is kept, never re-sent);
@@ -245,15 +245,12 @@ class SdkStream:
             self._over = True
             raise
 
-    def text(self, text: str) -> TextDelta:
-        """A TextDelta; from now on a cut keeps the partial answer."""
+    def shown_delta(self, index: int, text: str) -> PartDelta:
+        """The delta of the text or reasoning part at index; from now on a cut keeps the
+        partial answer. (A tool call's argument fragments are not shown: yield their
+        PartDelta directly.)"""
         self.shown = True
-        return TextDelta(text)
-
-    def reasoning(self, text: str) -> ReasoningDelta:
-        """A ReasoningDelta; from now on a cut keeps the partial answer."""
-        self.shown = True
-        return ReasoningDelta(text)
+        return PartDelta(index, text)
 
     def finished(self) -> None:
         """The provider's terminal event arrived: the answer is whole."""

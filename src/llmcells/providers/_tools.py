@@ -1,6 +1,7 @@
 """Tool calling on each provider's wire: a conversation with tool calls and results, and the
-tool declarations, in the shape each official SDK takes (no SDK imports here). Streamed events
-may be SDK objects or the plain JSON objects the server sent: they are read with `field`.
+tool declarations, in the shape each official SDK takes (no SDK imports here). Streamed tool
+calls are not read here: each adapter yields them as part events, which the engine folds into
+ToolCalls.
 
 request.extra["tools"] holds the declarations as [{"name", "description", "parameters"}]
 (parameters: a JSON schema), built by llmcells.tools from the user's functions.
@@ -13,7 +14,6 @@ import json
 from typing import Any
 
 from ..types import Message, Request, ToolCall
-from ._common import field
 
 
 def declared(request: Request) -> list[dict[str, Any]]:
@@ -54,31 +54,6 @@ def chat_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                               "parameters": t["parameters"]}} for t in tools]
 
 
-class ChatToolCalls:
-    """Chat Completions streams a call in pieces (`delta.tool_calls[i]`: id and name first, then
-    argument fragments, by index); this joins them."""
-
-    def __init__(self) -> None:
-        self.calls: dict[int, dict[str, str]] = {}
-
-    def add(self, deltas: Any) -> None:
-        for d in deltas or ():
-            index = field(d, "index") or 0
-            call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
-            if field(d, "id"):
-                call["id"] = field(d, "id")
-            fn = field(d, "function")
-            if fn is not None:
-                if field(fn, "name"):
-                    call["name"] = field(fn, "name")
-                if field(fn, "arguments"):
-                    call["arguments"] += field(fn, "arguments")
-
-    def done(self) -> list[ToolCall]:
-        return [ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"] or "{}")
-                for i, c in sorted(self.calls.items())]
-
-
 # ----- OpenAI Responses ---------------------------------------------------------------------------
 
 
@@ -102,14 +77,6 @@ def responses_input(messages: list[Message]) -> list[dict[str, Any]]:
 def responses_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"type": "function", "name": t["name"], "description": t["description"],
              "parameters": t["parameters"], "strict": False} for t in tools]
-
-
-def responses_call(item: Any) -> ToolCall | None:
-    """The ToolCall of a finished Responses output item, if it is a function_call."""
-    if field(item, "type") != "function_call":
-        return None
-    return ToolCall(field(item, "call_id", "id") or "", field(item, "name") or "",
-                    field(item, "arguments") or "{}")
 
 
 # ----- Anthropic ----------------------------------------------------------------------------------
@@ -142,29 +109,6 @@ def anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
 def anthropic_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"name": t["name"], "description": t["description"], "input_schema": t["parameters"]}
             for t in tools]
-
-
-class AnthropicToolCalls:
-    """tool_use blocks: content_block_start names the call, input_json_delta events carry its
-    arguments, content_block_stop ends it."""
-
-    def __init__(self) -> None:
-        self.open: dict[int, dict[str, str]] = {}
-
-    def start(self, index: int, block: Any) -> None:
-        if field(block, "type") == "tool_use":
-            self.open[index] = {"id": field(block, "id") or "", "name": field(block, "name") or "",
-                                "arguments": ""}
-
-    def delta(self, index: int, delta: Any) -> None:
-        if field(delta, "type") == "input_json_delta" and index in self.open:
-            self.open[index]["arguments"] += field(delta, "partial_json") or ""
-
-    def stop(self, index: int) -> ToolCall | None:
-        call = self.open.pop(index, None)
-        if call is None:
-            return None
-        return ToolCall(call["id"], call["name"], call["arguments"] or "{}")
 
 
 # ----- Gemini -------------------------------------------------------------------------------------
@@ -201,13 +145,3 @@ def gemini_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # parameters_json_schema takes a JSON schema as is (parameters would take Gemini's subset).
     return [{"function_declarations": [{"name": t["name"], "description": t["description"],
                                         "parameters_json_schema": t["parameters"]} for t in tools]}]
-
-
-def gemini_call(part: dict[str, Any], n: int) -> ToolCall:
-    """The ToolCall of a response part that holds a functionCall (the JSON the server sent, where
-    the thought signature is already base64). Gemini may give no id: the call is then named by
-    its position."""
-    fc = part["functionCall"]
-    return ToolCall(fc.get("id") or f"call_{n}", fc.get("name") or "",
-                    json.dumps(fc.get("args") or {}, ensure_ascii=False),
-                    part.get("thoughtSignature") or None)

@@ -13,7 +13,7 @@ from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
-from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
 from ._common import (
     SdkStream,
@@ -66,6 +66,9 @@ IGNORES = {
                                   "thinking back, which llmcells does not"},
     "usage": {"server_tool_use": "llmcells declares no server tools"},
 }
+# The content blocks that are parts of the answer, by the part they are (others, such as
+# redacted thinking, are not shown).
+_BLOCK_PARTS = {"text": "text", "thinking": "reasoning", "tool_use": "tool_call"}
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
@@ -170,7 +173,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     seen: dict[str, int] = {}
     stop_reason: str | None = None
     stop_details: Any = None
-    tool_calls = _tools.AnthropicToolCalls()
+    started: dict[Any, str] = {}  # the content blocks whose part started: index -> part kind
     try:
         async for event in items:
             if not isinstance(event, dict):
@@ -180,14 +183,22 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                 delta = event.get("delta")
                 delta = delta if isinstance(delta, dict) else {}
                 kind = delta.get("type")
+                index = event.get("index")
                 if kind == "text_delta":
                     if isinstance(delta.get("text"), str) and delta["text"]:
-                        yield items.text(delta["text"])
+                        if index not in started:  # (a server that skipped content_block_start)
+                            started[index] = "text"
+                            yield PartStart(index, "text")
+                        yield items.shown_delta(index, delta["text"])
                 elif kind == "thinking_delta":
                     if isinstance(delta.get("thinking"), str) and delta["thinking"]:
-                        yield items.reasoning(delta["thinking"])
-                else:
-                    tool_calls.delta(event.get("index"), delta)
+                        if index not in started:
+                            started[index] = "reasoning"
+                            yield PartStart(index, "reasoning")
+                        yield items.shown_delta(index, delta["thinking"])
+                elif kind == "input_json_delta":
+                    if started.get(index) == "tool_call" and delta.get("partial_json"):
+                        yield PartDelta(index, delta["partial_json"])
             elif kind == "message_start":
                 message = event.get("message")
                 message = message if isinstance(message, dict) else {}
@@ -202,11 +213,16 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                     # count would show for the whole stream; message_delta brings the real one.
                     yield UsageUpdate(map_usage(merge_usage(seen, usage, _INPUT_FIELDS)))
             elif kind == "content_block_start":
-                tool_calls.start(event.get("index"), event.get("content_block"))
+                index, block = event.get("index"), event.get("content_block")
+                part = _BLOCK_PARTS.get(field(block, "type"))
+                if part is not None and index not in started:
+                    started[index] = part
+                    yield PartStart(index, part, id=field(block, "id") or None,
+                                    name=field(block, "name") or None)
             elif kind == "content_block_stop":
-                call = tool_calls.stop(event.get("index"))
-                if call is not None:
-                    yield call
+                index = event.get("index")
+                if index in started:
+                    yield PartEnd(index)
             elif kind == "message_delta":
                 stop_reason = field(event.get("delta"), "stop_reason") or stop_reason
                 stop_details = field(event.get("delta"), "stop_details") or stop_details

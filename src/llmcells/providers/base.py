@@ -1,8 +1,18 @@
 """The one interface every provider adapter implements.
 
-An adapter turns a Request into an async stream of events (TextDelta, ReasoningDelta,
-UsageUpdate, ResponseInfo, Finish) through its official SDK, and maps that SDK's exceptions to
-llmcells errors. It knows nothing of display, pricing, the ledger or retries: the runner does those.
+An adapter turns a Request into an async stream of events through its official SDK, and maps
+that SDK's exceptions to llmcells errors. It knows nothing of display, pricing, the ledger or
+retries: the engine and the pipeline do those.
+
+The events (types.py): the response's parts, each a piece of answer text, visible reasoning or
+a tool call, addressed by an index the adapter gives it (unique within the response):
+PartStart(index, kind, id, name) when a part begins, PartDelta(index, text) for each piece of
+text or of a tool call's JSON arguments (with id or name if they come late), PartEnd(index) when
+it is complete; plus UsageUpdate, ResponseInfo and, last, Finish. The engine folds them in one
+place: text deltas into the answer, reasoning into Result.reasoning, and each tool-call part
+into a ToolCall when it ends, or at Finish if it never does. Adapters do not join argument
+fragments or invent ids: the engine names a call without an id `call_N` (N: its position among
+the response's tool calls) and gives a call without arguments "{}".
 
 Client construction is kept apart (`make_client`) so tests can inject an httpx transport, and
 so one client per (endpoint, key) is reused for the life of the private event loop.

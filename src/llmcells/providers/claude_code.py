@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError, IncompleteStreamError, LLMError
 from ..models import ModelSpec
-from ..types import Event, Finish, ReasoningDelta, Request, ResponseInfo, TextDelta, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartStart, Request, ResponseInfo, UsageUpdate
 from . import _agents
 from .anthropic import map_usage, merge_usage
 from .base import ClientOptions, Provider
@@ -83,7 +83,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                             "tools": opts.tools, "system_prompt": _agents.SYSTEM_NOTE}
     finished = False
     started = 0          # message_start events seen (one per model request)
-    shown = False
+    shown = thought = False    # the answer's part and the reasoning's part started
     seen: dict[str, int] = {}
     tool_calls = 0
     streamed: list[str] = []   # the answer as streamed
@@ -109,18 +109,23 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                     yield ResponseInfo(response_model=message.get("model") or None,
                                        response_id=message.get("id") or None, agent=dict(info))
                     if started > 1 and shown:
-                        yield TextDelta("\n\n")  # a new turn of a tool-using run
+                        yield PartDelta(_agents.TEXT_PART, "\n\n")  # a new turn of a tool-using run
                 elif kind == "content_block_start":
                     if (event.get("content_block") or {}).get("type") == "tool_use":
                         tool_calls += 1
                 elif kind == "content_block_delta":
                     delta = event.get("delta") or {}
                     if delta.get("type") == "text_delta" and delta.get("text"):
+                        if not shown:
+                            yield PartStart(_agents.TEXT_PART, "text")
                         shown = True
                         streamed.append(delta["text"])
-                        yield TextDelta(delta["text"])
+                        yield PartDelta(_agents.TEXT_PART, delta["text"])
                     elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
-                        yield ReasoningDelta(delta["thinking"])
+                        if not thought:
+                            yield PartStart(_agents.REASONING_PART, "reasoning")
+                        thought = True
+                        yield PartDelta(_agents.REASONING_PART, delta["thinking"])
                 elif kind == "message_delta" and started == 1 and event.get("usage"):
                     yield UsageUpdate(map_usage(merge_usage(seen, event["usage"])))
             elif isinstance(msg, sdk.AssistantMessage):

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import IncompleteStreamError, LLMError, ProviderError
 from ..models import ModelSpec
-from ..types import Event, Finish, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from . import _agents
 from .base import ClientOptions, Provider
 
@@ -126,11 +126,14 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             if method == "item/agentMessage/delta":
                 delta = params.get("delta") or ""
                 if delta:
-                    if item is not None and params.get("itemId") != item and shown:
-                        yield TextDelta("\n\n")  # each message of a multi-step run: a paragraph
+                    if not shown:
+                        yield PartStart(_agents.TEXT_PART, "text")
+                    elif params.get("itemId") != item:
+                        # each message of a multi-step run: a paragraph
+                        yield PartDelta(_agents.TEXT_PART, "\n\n")
                     item = params.get("itemId")
                     shown = True
-                    yield TextDelta(delta)
+                    yield PartDelta(_agents.TEXT_PART, delta)
             elif method == "item/started":
                 if (params.get("item") or {}).get("type") in _TOOL_ITEMS:
                     tool_calls += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import IncompleteStreamError, LLMError
 from ..models import ModelSpec
-from ..types import Event, Finish, Request, ResponseInfo, TextDelta, Usage, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from . import _agents
 from .base import ClientOptions, Provider
 
@@ -86,8 +86,10 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
             elif kind == "message" and msg.get("role") == "assistant":
                 text = msg.get("content") or ""
                 if text:
+                    if not shown:
+                        yield PartStart(_agents.TEXT_PART, "text")
                     shown = True
-                    yield TextDelta(text)
+                    yield PartDelta(_agents.TEXT_PART, text)
             elif kind == "tool_use":
                 tool_calls += 1
             elif kind == "error":

@@ -25,7 +25,7 @@ from .. import capabilities
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
 from ..models import ModelSpec, vertex_enabled
 from ..quotas import from_headers
-from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
 from ._common import (
     SdkStream,
@@ -309,7 +309,10 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     finish_reason: str | None = None
     info_sent = False
     last_usage: dict | None = None
-    n_calls = 0
+    # The parts, numbered as they come: one text part for the answer, one reasoning part (the
+    # thoughts), and one per function call, which Gemini sends whole.
+    text_part = reasoning_part = None
+    parts = 0
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
     # it changes.)
     try:
@@ -328,12 +331,27 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                 content = candidate.get("content")
                 for part in (content.get("parts") or ()) if content else ():
                     if "functionCall" in part:
-                        yield _tools.gemini_call(part, n_calls)
-                        n_calls += 1
+                        call = part["functionCall"]
+                        yield PartStart(parts, "tool_call", id=call.get("id") or None,
+                                        name=call.get("name") or None,
+                                        signature=part.get("thoughtSignature") or None)
+                        yield PartDelta(parts, json.dumps(call.get("args") or {}, ensure_ascii=False))
+                        yield PartEnd(parts)
+                        parts += 1
                         continue
                     text = part.get("text")
-                    if text:
-                        yield items.reasoning(text) if part.get("thought") else items.text(text)
+                    if not text:
+                        continue
+                    if part.get("thought"):
+                        if reasoning_part is None:
+                            reasoning_part, parts = parts, parts + 1
+                            yield PartStart(reasoning_part, "reasoning")
+                        yield items.shown_delta(reasoning_part, text)
+                    else:
+                        if text_part is None:
+                            text_part, parts = parts, parts + 1
+                            yield PartStart(text_part, "text")
+                        yield items.shown_delta(text_part, text)
             usage = chunk.get("usageMetadata")
             if usage is not None and usage != last_usage:
                 last_usage = usage

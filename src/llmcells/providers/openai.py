@@ -18,7 +18,7 @@ from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
 from ..quotas import from_headers
-from ..types import Event, Finish, Request, ResponseInfo, Usage, UsageUpdate
+from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
 from ._common import (
     SdkStream,
@@ -230,13 +230,20 @@ async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
     return stream, limits
 
 
+# Chat Completions has no part indexes of its own but the tool calls': its parts are numbered
+# here, reasoning first, then the answer, then tool call i at _CHAT_TOOL + i (the engine ends
+# those at Finish, in that order).
+_CHAT_REASONING, _CHAT_TEXT, _CHAT_TOOL = 0, 1, 2
+
+
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
     stream, limits = await _open(client, "/chat/completions", *chat_body(request))
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
     tier: str | None = None
-    tool_calls = _tools.ChatToolCalls()
+    text_started = reasoning_started = False
+    tools_started: set[int] = set()
     refused = False
     try:
         async for chunk in items:
@@ -259,16 +266,26 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     # reasoning in a non-standard field.
                     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if isinstance(reasoning, str) and reasoning:
-                        yield items.reasoning(reasoning)
+                        if not reasoning_started:
+                            reasoning_started = True
+                            yield PartStart(_CHAT_REASONING, "reasoning")
+                        yield items.shown_delta(_CHAT_REASONING, reasoning)
                     content = delta.get("content")
                     if isinstance(content, str) and content:
-                        yield items.text(content)
+                        if not text_started:
+                            text_started = True
+                            yield PartStart(_CHAT_TEXT, "text")
+                        yield items.shown_delta(_CHAT_TEXT, content)
                     refusal = delta.get("refusal")  # the model's refusal, in place of an answer
                     if isinstance(refusal, str) and refusal:
                         refused = True
-                        yield items.text(refusal)
-                    if delta.get("tool_calls"):
-                        tool_calls.add(delta["tool_calls"])
+                        if not text_started:
+                            text_started = True
+                            yield PartStart(_CHAT_TEXT, "text")
+                        yield items.shown_delta(_CHAT_TEXT, refusal)
+                    for call in delta.get("tool_calls") or ():
+                        for event in _chat_tool_call(call, tools_started):
+                            yield event
                 if choice.get("finish_reason"):
                     # The model's own end; the usage chunk and [DONE] follow. A cut after this
                     # loses at most the usage, not the answer.
@@ -281,11 +298,32 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
         await items.aclose()
     # The usage chunk comes after the finish_reason chunk, so Finish is only sent at the end.
     # The SDK ends silently on a cut stream (with or without [DONE]): finish_reason is the proof.
+    # (Its tool calls end with it.)
     if finish_reason is None:
         raise items.cut_short()
-    for call in tool_calls.done():
-        yield call
     yield Finish(finish_reason, _REFUSED if refused else None)
+
+
+def _chat_tool_call(call: Any, started: set[int]) -> list[Event]:
+    """The part events of one `delta.tool_calls[i]` piece: the call's start the first time its
+    index is seen (id and name usually come then), then its argument fragment, or an id or
+    name that came late."""
+    index = field(call, "index") or 0
+    if type(index) is not int:  # (a server that sends the index as text)
+        index = int(index) if str(index).isdigit() else 0
+    fn = field(call, "function")
+    call_id, name = field(call, "id") or None, field(fn, "name") or None
+    args = field(fn, "arguments") or ""
+    part = _CHAT_TOOL + index
+    if index not in started:
+        started.add(index)
+        out: list[Event] = [PartStart(part, "tool_call", id=call_id, name=name)]
+        if args:
+            out.append(PartDelta(part, args))
+        return out
+    if args or call_id or name:
+        return [PartDelta(part, args, id=call_id, name=name)]
+    return []
 
 
 def _response_info(response: Any, limits: Any = None) -> ResponseInfo:
@@ -299,28 +337,41 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     refused = False
+    # The parts, numbered as they come: one text part for the answer, one reasoning part, and
+    # one per function call (each whole, from its finished output item).
+    text_part = reasoning_part = None
+    parts = 0
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
                 continue  # past the terminal event: read on to the body's end (see below)
             kind = event.get("type")
-            if kind in ("response.created", "response.in_progress", "response.queued"):
+            if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+                # A refusal is kept as the answer's text, and noted as a refusal.
+                if isinstance(event.get("delta"), str) and event["delta"]:
+                    if text_part is None:
+                        text_part, parts = parts, parts + 1
+                        yield PartStart(text_part, "text")
+                    if kind == "response.refusal.delta":
+                        refused = True
+                    yield items.shown_delta(text_part, event["delta"])
+            elif kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
             elif kind == "response.output_item.done":
-                call = _tools.responses_call(event.get("item"))
-                if call is not None:
-                    yield call
-            elif kind == "response.output_text.delta":
-                if isinstance(event.get("delta"), str) and event["delta"]:
-                    yield items.text(event["delta"])
-            elif kind == "response.refusal.delta":
-                # The refusal is kept as the answer's text, and noted as a refusal.
-                if isinstance(event.get("delta"), str) and event["delta"]:
-                    refused = True
-                    yield items.text(event["delta"])
+                item = event.get("item")
+                if field(item, "type") == "function_call":
+                    part, parts = parts, parts + 1
+                    yield PartStart(part, "tool_call", id=field(item, "call_id", "id") or None,
+                                    name=field(item, "name") or None)
+                    if field(item, "arguments"):
+                        yield PartDelta(part, field(item, "arguments"))
+                    yield PartEnd(part)
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 if isinstance(event.get("delta"), str) and event["delta"]:
-                    yield items.reasoning(event["delta"])
+                    if reasoning_part is None:
+                        reasoning_part, parts = parts, parts + 1
+                        yield PartStart(reasoning_part, "reasoning")
+                    yield items.shown_delta(reasoning_part, event["delta"])
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.get("response")
                 response = response if isinstance(response, dict) else {}
