@@ -32,6 +32,9 @@ EVENTS = 20_000
 PIECE = " " * 95 + "word"  # one delta of 100 characters (the simulator keeps leading blanks with a word)
 BIG = "openai:gpt-4.1", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"
 TICK = "anthropic:claude-haiku-5-5"
+#: room for the whole answer within every BIG model's output cap (gpt-4.1 takes at most 32,768:
+#: the simulator, like the API, refuses more)
+MAX_TOKENS = 32_000
 
 
 def _configure(sim_url: str) -> None:
@@ -56,7 +59,7 @@ def _adapter_alone(url: str, model_id: str) -> float:
     from llmcells.providers import ClientOptions, get_provider
 
     async def go() -> float:
-        plan = make_plan("Write a long answer.", model_id, max_tokens=EVENTS * 2)
+        plan = make_plan("Write a long answer.", model_id, max_tokens=MAX_TOKENS)
         provider = get_provider(plan.spec.adapter)
         client = provider.make_client(ClientOptions(base_url=plan.spec.base_url, api_key=SIMULATOR_KEY))
         t0 = time.perf_counter()
@@ -78,7 +81,7 @@ def _through_llmcells(model_id: str) -> float:
     import llmcells
 
     t0 = time.perf_counter()
-    r = llmcells.run(llmcells.ask("Write a long answer.", model_id, max_tokens=EVENTS * 2, display=False))
+    r = llmcells.run(llmcells.ask("Write a long answer.", model_id, max_tokens=MAX_TOKENS, display=False))
     wall = time.perf_counter() - t0
     assert r.ok and len(r.text) >= len(PIECE) * EVENTS * 0.99, (r.status, r.error, len(r.text))
     return wall
@@ -106,7 +109,7 @@ def _stall(model_id: str) -> tuple[float, float]:
         return max(gaps) if gaps else float("nan")
 
     alone = worst([make_plan("tick", TICK)])
-    busy = worst([make_plan("Write a long answer.", model_id, max_tokens=EVENTS * 2), make_plan("tick", TICK)])
+    busy = worst([make_plan("Write a long answer.", model_id, max_tokens=MAX_TOKENS), make_plan("tick", TICK)])
     return busy, alone
 
 
