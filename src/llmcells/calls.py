@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from . import attachments, capabilities, lifecycle
 from .config import settings
 from .engine import CallPlan
 from .errors import ConfigError, ContextWindowError
@@ -82,10 +83,8 @@ def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
     """(attachments, OutputSchema, system prompt) for one model, checked against its provider's
     limits: one ConfigError naming the file and the limit, and nothing is sent. An endpoint
     without native structured output gets the schema as instructions in its system prompt."""
-    from .attachments import attachments, check_limits
-
-    files = attachments(attach)
-    check_limits(files, spec)
+    files = attachments.attachments(attach)
+    attachments.check_limits(files, spec)
     if repair not in (0, 1, None, False, True):
         raise ConfigError(f"repair must be 0 or 1 (re-ask once when the answer does not match the "
                           f"schema), not {repair}.")
@@ -116,9 +115,7 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
                 raise ConfigError(f"-a {value}: no variable {value!r} in the notebook and no such file.")
             else:
                 items.append(value)
-        from .attachments import attachments
-
-        out["attach"] = attachments(items)
+        out["attach"] = attachments.attachments(items)
     if schema:
         if not schema.isidentifier():  # a concise schema, --schema "name, age int"
             out["schema"] = schema
@@ -200,8 +197,6 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
                                TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
-    from . import capabilities, lifecycle
-
     lifecycle.check(spec)  # a retired model: one line naming the date and the replacement
     # What the provider can't take (attachments, a schema, tools...) is one line now, never a
     # silent drop or a refusal after sending: its profile in the registry says.

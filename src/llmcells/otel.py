@@ -31,6 +31,7 @@ import time
 from typing import Any, Iterator
 
 from ._log import swallowed
+from .config import getenv, settings
 from .registry import model_name
 from .types import CallInfo, CallObserver, Result
 
@@ -59,7 +60,7 @@ def installed() -> bool:
 
 def _env_on() -> bool:
     global _env_state
-    values = tuple(os.environ.get(k, "") for k in (*_ENV_ON, "OTEL_SDK_DISABLED"))
+    values = tuple(getenv(k, "") for k in (*_ENV_ON, "OTEL_SDK_DISABLED"))
     if _env_state is not None and _env_state[0] == values:
         return _env_state[1]
     *given, disabled = values
@@ -71,8 +72,6 @@ def _env_on() -> bool:
 def enabled() -> bool:
     """Whether calls are traced: configure(otel=True), or otel unset and the OTEL_* environment
     asks for it."""
-    from .config import settings
-
     on = settings.otel
     return _env_on() if on is None else bool(on)
 
