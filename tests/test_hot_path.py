@@ -76,3 +76,28 @@ def test_the_front_end_reads_the_display_module_each_time(monkeypatch):
     assert session.front_end.detect_mode(False) == "none"
     monkeypatch.setattr(display, "detect_mode", lambda d: "patched")
     assert session.front_end.detect_mode(False) == "patched"
+
+
+def test_rate_limit_headers_read_alike_from_raw_bytes_and_from_a_mapping():
+    """httpx's raw header pairs (the per-call path, names remembered) and a plain mapping give
+    the same limits, whatever the names' case, twice in a row, and other headers are ignored."""
+    import httpx2
+
+    from llmcells import quotas
+
+    pairs = [("Date", "Mon"), ("X-RateLimit-Limit-Requests", "500"),
+             ("x-ratelimit-remaining-requests", "499.0"), ("x-ratelimit-reset-requests", "1m30s"),
+             ("x-ratelimit-reset-tokens", "6ms"), ("x-ratelimit-limit-tokens", "not a number"),
+             ("x-ratelimit-something-else", "1"),
+             ("anthropic-ratelimit-output-tokens-remaining", "10"),
+             ("Anthropic-RateLimit-Input-Tokens-Reset", "2030-01-01T00:00:00Z"),
+             ("anthropic-ratelimit-tokens-reset", "garbled")]
+    want = {"requests_limit": 500, "requests_remaining": 499, "requests_reset_at": 1000.0 + 90,
+            "tokens_reset_at": 1000.0 + 0.006, "output_tokens_remaining": 10,
+            "input_tokens_reset_at": 1893456000.0}
+    for _ in range(2):
+        assert quotas.from_headers(httpx2.Headers(pairs), now=1000.0) == want
+        assert quotas.from_headers(dict(pairs), now=1000.0) == want
+        response = httpx2.Response(200, headers=pairs)
+        assert quotas.from_headers(response, now=1000.0) == want
+    assert quotas.from_headers(httpx2.Headers([("content-type", "x")])) is None
