@@ -101,3 +101,40 @@ def test_rate_limit_headers_read_alike_from_raw_bytes_and_from_a_mapping():
         response = httpx2.Response(200, headers=pairs)
         assert quotas.from_headers(response, now=1000.0) == want
     assert quotas.from_headers(httpx2.Headers([("content-type", "x")])) is None
+
+
+def test_assembled_stages_run_outside_in_and_may_skip_or_repeat_the_inner_ones():
+    import asyncio
+
+    from llmcells.pipeline import assemble
+
+    seen: list[str] = []
+
+    def stage(name, times=1):
+        async def run(plan, observer, next):
+            seen.append(f"{name}>")
+            out = None
+            for _ in range(times):
+                out = await next(plan + name, observer)
+            seen.append(f"<{name}")
+            return out
+        return run
+
+    async def answer(plan, observer, next):
+        seen.append("answer")
+        return f"answered {plan}"
+
+    async def core(plan, observer):
+        seen.append(f"core {plan}")
+        if plan.startswith("!"):
+            raise ValueError(plan)
+        return plan
+
+    call = assemble([stage("a"), stage("b", times=2)], core)
+    assert asyncio.run(call("", None)) == "ab"
+    assert seen == ["a>", "b>", "core ab", "core ab", "<b", "<a"]
+    seen.clear()
+    assert asyncio.run(assemble([stage("a"), answer, stage("c")], core)("x", None)) == "answered xa"
+    assert seen == ["a>", "answer", "<a"]
+    with pytest.raises(ValueError, match="!a"):
+        asyncio.run(assemble([stage("a")], core)("!", None))
