@@ -138,3 +138,26 @@ def test_assembled_stages_run_outside_in_and_may_skip_or_repeat_the_inner_ones()
     assert seen == ["a>", "answer", "<a"]
     with pytest.raises(ValueError, match="!a"):
         asyncio.run(assemble([stage("a")], core)("!", None))
+
+
+def test_call_ids_are_random_uuid4_hex():
+    import uuid
+
+    from llmcells.calls import new_call_id
+
+    ids = {new_call_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for i in list(ids)[:200]:
+        u = uuid.UUID(hex=i)
+        assert len(i) == 32 and i == u.hex and u.version == 4 and u.variant == uuid.RFC_4122
+    assert len(make_plan("hi", "openai:gpt-6-luna").info.call_id) == 32
+
+
+def test_one_message_list_for_the_context_check_and_the_request(simulated):
+    from llmcells.types import Message
+
+    history = [Message("user", "earlier"), Message("assistant", "answer")]
+    plan = make_plan("now", "anthropic:claude-haiku-5-5", history=history)
+    assert [(m.role, m.content) for m in plan.request.messages] == \
+        [("user", "earlier"), ("assistant", "answer"), ("user", "now")]
+    assert len(history) == 2

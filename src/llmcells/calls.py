@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import os
 from pathlib import Path
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +24,15 @@ from .types import CallInfo, Message, Request
 
 #: the most samples per model compare() (and `-n` in magics) takes
 MAX_REPEAT = 100
+
+
+def new_call_id() -> str:
+    """A new call id: a random (version 4) UUID in hex, as uuid.uuid4().hex gives, from the same
+    16 random bytes of os.urandom, without building a UUID object on every call."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return b.hex()
 
 
 def check_options(*, temperature: float | None = None, max_tokens: int | None = None,
@@ -219,13 +228,14 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
 
         extra["schema_mode"] = "native" if is_native(spec) else "instructions"
         extra["repair"] = int(repair)
-    check_context(spec, [*history, Message("user", prompt)], system)
-    request = Request(spec=spec, messages=[*history, Message("user", prompt)],
+    messages = [*history, Message("user", prompt)]
+    check_context(spec, messages, system)
+    request = Request(spec=spec, messages=messages,
                       system=system,
                       temperature=temperature,
                       max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
                       extra=extra, attachments=files, schema=output)
-    info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,
+    info = CallInfo(call_id=new_call_id(), model=spec.requested, model_id=spec.id,
                     provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample,
                     attachments=files)
     total = float(timeout) if timeout is not None else settings.timeout
