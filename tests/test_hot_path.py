@@ -161,3 +161,15 @@ def test_one_message_list_for_the_context_check_and_the_request(simulated):
     assert [(m.role, m.content) for m in plan.request.messages] == \
         [("user", "earlier"), ("assistant", "answer"), ("user", "now")]
     assert len(history) == 2
+
+
+def test_getenvs_reads_each_name_as_getenv(monkeypatch):
+    from llmcells.config import getenvs
+
+    monkeypatch.setenv("LLMCELLS_TEST_A", "a\u00e9")
+    monkeypatch.delenv("LLMCELLS_TEST_B", raising=False)
+    names = ("LLMCELLS_TEST_A", "LLMCELLS_TEST_B", "LLMCELLS_TEST_A")
+    assert getenvs(names) == ("a\u00e9", None, "a\u00e9")
+    assert getenvs(names, "") == ("a\u00e9", "", "a\u00e9") == tuple(os.environ.get(n, "") for n in names)
+    monkeypatch.setattr(os, "environ", {"LLMCELLS_TEST_B": "b"})
+    assert getenvs(names, "") == ("", "b", "")

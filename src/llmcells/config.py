@@ -186,6 +186,21 @@ def getenv(name: str, default: str | None = None) -> str | None:
     return default if value is None else os.fsdecode(value)
 
 
+def getenvs(names: tuple[str, ...], default: str | None = None) -> tuple[str | None, ...]:
+    """(getenv(name, default) for each of names), in one pass."""
+    data = getattr(os.environ, "_data", None)
+    if not _POSIX or type(data) is not dict:
+        return tuple(os.environ.get(name, default) for name in names)
+    out = []
+    for name in names:
+        key = _env_keys.get(name)
+        if key is None:
+            key = _env_keys[name] = os.fsencode(name)
+        value = data.get(key)
+        out.append(default if value is None else os.fsdecode(value))
+    return tuple(out)
+
+
 #: the environment variable of the route setting: "claude=bedrock" or "claude=bedrock,chatgpt=azure"
 ROUTE_ENV = "LLMCELLS_ROUTE"
 
