@@ -173,3 +173,20 @@ def test_getenvs_reads_each_name_as_getenv(monkeypatch):
     assert getenvs(names, "") == ("a\u00e9", "", "a\u00e9") == tuple(os.environ.get(n, "") for n in names)
     monkeypatch.setattr(os, "environ", {"LLMCELLS_TEST_B": "b"})
     assert getenvs(names, "") == ("", "b", "")
+
+
+def test_route_variable_read_anew_and_bad_pairs_still_refused(monkeypatch):
+    from llmcells.errors import ConfigError
+
+    monkeypatch.setattr(config.settings, "route", {})
+    monkeypatch.setenv(config.ROUTE_ENV, "claude=bedrock, chatgpt=azure")
+    first = config.routes()
+    assert first == {"claude": "bedrock", "chatgpt": "azure"}
+    first["claude"] = "changed"  # a caller's copy: the next call is not affected
+    assert config.routes()["claude"] == "bedrock"
+    monkeypatch.setattr(config.settings, "route", {"claude": "vertex"})
+    assert config.routes() == {"claude": "vertex", "chatgpt": "azure"}
+    for _ in range(2):
+        monkeypatch.setenv(config.ROUTE_ENV, "claude")
+        with pytest.raises(ConfigError, match="NAME=VALUE"):
+            config.routes()

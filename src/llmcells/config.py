@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass, field, fields
@@ -207,7 +208,14 @@ ROUTE_ENV = "LLMCELLS_ROUTE"
 
 def routes() -> dict[str, str]:
     """The routes in force: $LLMCELLS_ROUTE (read now), then the `route` setting over it."""
-    return {**parse_pairs(ROUTE_ENV, getenv(ROUTE_ENV, "")), **settings.route}
+    return {**_env_routes(getenv(ROUTE_ENV, "")), **settings.route}
+
+
+@functools.lru_cache(maxsize=16)
+def _env_routes(value: str) -> dict[str, str]:
+    """$LLMCELLS_ROUTE's pairs, parsed once per value (every call resolves its model's route;
+    routes() copies the dict, so the one kept here is never changed)."""
+    return parse_pairs(ROUTE_ENV, value)
 
 
 _homes: dict[str, Path] = {}  # $LLMCELLS_HOME as set -> its folder, once created
