@@ -190,3 +190,28 @@ def test_route_variable_read_anew_and_bad_pairs_still_refused(monkeypatch):
         monkeypatch.setenv(config.ROUTE_ENV, "claude")
         with pytest.raises(ConfigError, match="NAME=VALUE"):
             config.routes()
+
+
+def test_lifecycle_rows_remembered_but_status_from_today():
+    import datetime as dt
+
+    from llmcells import lifecycle
+
+    retiring = next(r for r in lifecycle.table().values() if r.retires is not None)
+    row = lifecycle.lookup(retiring.model)
+    assert row == retiring and lifecycle.lookup(retiring.model) is row
+    assert row.status(retiring.retires - dt.timedelta(days=1)) == "retiring"
+    assert row.status(retiring.retires) == "retired"
+    assert lifecycle.lookup("openai:no-such-model") == lifecycle.Lifecycle(model="openai:no-such-model")
+    assert lifecycle.lookup("openai:no-such-model").status() == "active"
+
+
+def test_context_estimate_counts_tool_calls():
+    from llmcells.calls import estimate_tokens
+    from llmcells.types import Message, ToolCall
+
+    plain = [Message("user", "x" * 35)]
+    call = ToolCall(id="c1", name="get_weather", arguments_json='{"city": "Paris"}')
+    with_tools = [Message("user", "x" * 35), Message("assistant", "", tool_calls=(call,))]
+    assert estimate_tokens(plain) == 10 + 4
+    assert estimate_tokens(with_tools) == -(-(35 + len(call.arguments_json) + len(call.name)) // 3.5) + 8

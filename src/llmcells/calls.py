@@ -156,7 +156,9 @@ def estimate_tokens(messages: Sequence[Message], system: str | None = None) -> i
     """A rough token count of a conversation (characters / 3.5, plus a few per message)."""
     chars = len(system or "")
     for m in messages:
-        chars += len(m.content) + sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
+        chars += len(m.content)
+        if m.tool_calls:
+            chars += sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
     return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
 
 

@@ -13,7 +13,7 @@ import threading
 import tomllib
 import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -68,9 +68,12 @@ def table() -> dict[str, Lifecycle]:
             for model, row in raw.items()}
 
 
+@lru_cache(maxsize=1024)
 def lookup(model_id: str) -> Lifecycle:
     """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list).
-    `openai-responses:` ids read the `openai:` rows."""
+    `openai-responses:` ids read the `openai:` rows. Remembered per id: the table is the
+    installed data file, and a row is frozen (its status is worked out from today's date on
+    every use)."""
     prefix, name = parse_id(model_id)
     if prefix == "openai-responses":
         model_id = "openai:" + name
