@@ -17,7 +17,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
-from .registry import model_name, parse_id
+from .registry import model_name, parse_id, price_provider
 from .session import session
 
 
@@ -83,8 +83,6 @@ def lookup(model_id: str) -> Lifecycle:
 def of(spec: Any) -> Lifecycle:
     """The lifecycle of a resolved ModelSpec (by its provider and model name; an agent CLI's
     model by the API it calls: `claude-code:X` is `anthropic:X`)."""
-    from .registry import price_provider
-
     return lookup(f"{price_provider(spec.provider)}:{spec.name}")
 
 
