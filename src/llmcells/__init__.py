@@ -89,10 +89,15 @@ class _FrontEnd:
     """The front end the calls open (`session.front_end`): llmcells.display, imported when a
     call first shows something (the features that open it sit below it, and can't import it)."""
 
-    def __getattr__(self, name: str) -> Any:
-        from . import display
+    _module: Any = None  # llmcells.display once imported (an import statement per call cost more)
 
-        return getattr(display, name)
+    def __getattr__(self, name: str) -> Any:
+        module = _FrontEnd._module
+        if module is None:
+            from . import display as module
+
+            _FrontEnd._module = module
+        return getattr(module, name)
 
 
 session.front_end = _FrontEnd()

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+from . import fallback as _fallback  # (ask's `fallback` is a parameter)
 from . import replay
 from ._loop import Pending, one_line_interrupt
 from .attachments import attachments
@@ -21,6 +22,7 @@ from .engine import CallPlan
 from .pipeline import run_plans
 from .errors import ConfigError
 from .models import resolve
+from .quotas import daily_caps
 from .repair import repair_results
 from .session import session
 from .comparison import Comparison
@@ -76,11 +78,8 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
     max_turns (8) requests; each tool runs at most tool_timeout (60) seconds. See llmcells.tools.
     A failed call does not raise: the Result's status and error say what happened.
     """
-    from . import fallback as chains
-    from .quotas import daily_caps
-
     files = attachments(attach)  # once, whichever model of a chain answers
-    plan = chains.chain_plan(
+    plan = _fallback.chain_plan(
         lambda m: make_plan(prompt, m, system=system, temperature=temperature,
                             max_tokens=max_tokens, timeout=timeout, history=history,
                             params=params, api=api, cache=cache, attach=files, schema=schema,

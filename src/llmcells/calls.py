@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import os
 from pathlib import Path
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from . import attachments, capabilities, lifecycle
 from .config import settings
 from .engine import CallPlan
 from .errors import ConfigError, ContextWindowError
@@ -23,6 +24,15 @@ from .types import CallInfo, Message, Request
 
 #: the most samples per model compare() (and `-n` in magics) takes
 MAX_REPEAT = 100
+
+
+def new_call_id() -> str:
+    """A new call id: a random (version 4) UUID in hex, as uuid.uuid4().hex gives, from the same
+    16 random bytes of os.urandom, without building a UUID object on every call."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return b.hex()
 
 
 def check_options(*, temperature: float | None = None, max_tokens: int | None = None,
@@ -82,10 +92,8 @@ def rich_options(spec: ModelSpec, attach: Any, schema: Any, repair: Any,
     """(attachments, OutputSchema, system prompt) for one model, checked against its provider's
     limits: one ConfigError naming the file and the limit, and nothing is sent. An endpoint
     without native structured output gets the schema as instructions in its system prompt."""
-    from .attachments import attachments, check_limits
-
-    files = attachments(attach)
-    check_limits(files, spec)
+    files = attachments.attachments(attach)
+    attachments.check_limits(files, spec)
     if repair not in (0, 1, None, False, True):
         raise ConfigError(f"repair must be 0 or 1 (re-ask once when the answer does not match the "
                           f"schema), not {repair}.")
@@ -116,9 +124,7 @@ def magic_rich_options(attach: Sequence[str], schema: str | None, repair: bool,
                 raise ConfigError(f"-a {value}: no variable {value!r} in the notebook and no such file.")
             else:
                 items.append(value)
-        from .attachments import attachments
-
-        out["attach"] = attachments(items)
+        out["attach"] = attachments.attachments(items)
     if schema:
         if not schema.isidentifier():  # a concise schema, --schema "name, age int"
             out["schema"] = schema
@@ -150,7 +156,9 @@ def estimate_tokens(messages: Sequence[Message], system: str | None = None) -> i
     """A rough token count of a conversation (characters / 3.5, plus a few per message)."""
     chars = len(system or "")
     for m in messages:
-        chars += len(m.content) + sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
+        chars += len(m.content)
+        if m.tool_calls:
+            chars += sum(len(c.arguments_json) + len(c.name) for c in m.tool_calls)
     return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
 
 
@@ -200,8 +208,6 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
                                TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
     check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
-    from . import capabilities, lifecycle
-
     lifecycle.check(spec)  # a retired model: one line naming the date and the replacement
     # What the provider can't take (attachments, a schema, tools...) is one line now, never a
     # silent drop or a refusal after sending: its profile in the registry says.
@@ -224,13 +230,14 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
 
         extra["schema_mode"] = "native" if is_native(spec) else "instructions"
         extra["repair"] = int(repair)
-    check_context(spec, [*history, Message("user", prompt)], system)
-    request = Request(spec=spec, messages=[*history, Message("user", prompt)],
+    messages = [*history, Message("user", prompt)]
+    check_context(spec, messages, system)
+    request = Request(spec=spec, messages=messages,
                       system=system,
                       temperature=temperature,
                       max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
                       extra=extra, attachments=files, schema=output)
-    info = CallInfo(call_id=uuid.uuid4().hex, model=spec.requested, model_id=spec.id,
+    info = CallInfo(call_id=new_call_id(), model=spec.requested, model_id=spec.id,
                     provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample,
                     attachments=files)
     total = float(timeout) if timeout is not None else settings.timeout

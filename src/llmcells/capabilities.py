@@ -77,12 +77,10 @@ def of(spec: Any) -> Profile:
     """The capability profile of a resolved ModelSpec (a cloud route's model: its maker's profile,
     e.g. vertex:claude-* as anthropic:claude-*, an Azure deployment as the model it serves,
     bedrock:us.anthropic.claude-* as anthropic:claude-*)."""
-    from .registry import routed_model
-
     maker = getattr(spec, "maker", None)
     if maker:
         return profile(maker, getattr(spec, "price_model", None) or spec.name)
-    return profile(*routed_model(spec.provider, spec.name))
+    return profile(*registry.routed_model(spec.provider, spec.name))
 
 
 def left_out(spec: Any, name: str) -> str:

@@ -8,7 +8,6 @@ A call counts as finished only once its ledger row is committed (it would surviv
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib
 import logging
 import math
@@ -37,9 +36,19 @@ async def stage(plan: "CallPlan", observer: CallObserver, next: "Next") -> Resul
     quietly(observer.on_start, plan.info)
     # A list of this call's own, where the inner stages (cache, replay) add what keeps its answer
     # once the row is committed: they run inside this stage, and their plan is this one's copy.
-    plan = dataclasses.replace(plan, keep=list(plan.keep))
+    plan = _own_copy(plan)
     result = await next(plan, observer)
     return await finish(result, plan, observer)
+
+
+def _own_copy(plan: "CallPlan") -> "CallPlan":
+    """A shallow copy of plan with a keep list of its own: what dataclasses.replace(plan,
+    keep=list(plan.keep)) makes (CallPlan has no __post_init__ and no field left out of
+    __init__), without calling __init__ with every field by name."""
+    copy = object.__new__(type(plan))
+    copy.__dict__.update(plan.__dict__)
+    copy.keep = list(plan.keep)
+    return copy
 
 
 async def finish(result: Result, plan: "CallPlan", observer: CallObserver | None = None) -> Result:
@@ -66,11 +75,8 @@ def price(result: Result, spec: Any) -> None:
     if result.cached:
         result.cost_usd = 0.0
         return
-    _finishing_imports()
-    from .pricing import price_result
-
     try:
-        price_result(result, spec)
+        _finishing_imports().pricing.price_result(result, spec)
     except Exception:
         log.debug("pricing failed for %s", spec.id, exc_info=False)
         result.cost_usd = math.nan
@@ -92,25 +98,45 @@ def _ready() -> bool:
     return _imported
 
 
-def _finishing_imports() -> None:
-    """Import what a call's end needs (its price, its ledger row) here, on the loop, at once.
+class _Finishing:
+    """llmcells.ledger and llmcells.pricing, once imported: the modules themselves, looked up
+    as attributes on every call (a test may replace a function in them), without an import
+    statement per call."""
+
+    ledger: Any = None
+    pricing: Any = None
+
+
+_modules: _Finishing | None = None
+
+
+def _finishing_imports() -> _Finishing:
+    """Import what a call's end needs (its price, its ledger row) here, on the loop, at once,
+    and return those modules.
 
     Not through the client builder's queue: an interrupted first call would wait there for
     every SDK client queued before it, and its card and row would come after its cell ended.
     These modules import no SDK and no transport, so they can't meet the warm-up's imports
     half-way (Python's per-module import locks make a concurrent import of one of them wait)."""
+    global _modules
+    if _modules is not None:
+        return _modules
     if not _ready():
         for name in FINISHING:
             importlib.import_module(name)
+    from . import ledger, pricing
+
+    found = _Finishing()
+    found.ledger, found.pricing = ledger, pricing
+    _modules = found
+    return found
 
 
 async def _persist(result: Result, plan: "CallPlan") -> None:
     """Write the ledger row (then run plan.keep: the cache, replay and a batch's store keep an ok
     answer) on the ledger's writer thread, and wait until it is committed, through any further
     cancellation: a row is never dropped."""
-    _finishing_imports()
-    from . import ledger
-
+    ledger = _finishing_imports().ledger
     keeps = [k for k in plan.keep if result.ok and not result.cached]
     if not keeps and ledger.write_now(result, prompt=plan.request.prompt, system=plan.request.system):
         return  # committed right here (the common case: no thread round trip)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import otel
 from .session import session
 from .types import CallInfo, CallObserver, Result, RetryInfo
 from ._log import swallowed
@@ -258,8 +259,6 @@ def tool_call(info: CallInfo, name: str, arguments: str, duration_s: float, prev
               error: str | None) -> None:
     """The "tool_call" event: a tool the model asked for has run (tools.py calls this); also its
     OpenTelemetry span when tracing is on."""
-    from . import otel
-
     otel.tool_span(name, arguments, duration_s, preview, error)
     if not _callbacks.get("tool_call"):
         return
@@ -301,8 +300,6 @@ def observe(observer: CallObserver, plan: Any = None) -> CallObserver:
     """observer, followed by the hooks when any are registered, and by an OpenTelemetry span
     when tracing is on (otel.py; plan gives the span the request's settings). The engine calls
     this per model request."""
-    from . import otel
-
     if otel.enabled():
         observer = _Tee(observer, otel.observer(plan))  # type: ignore[arg-type]
     if not active():

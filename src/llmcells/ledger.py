@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from . import ledger_sqlite
+from .config import getenv, settings
 from .errors import ConfigError, redact
 from ._log import swallowed
 # the columns and the SQLite files, shared with ledger_pg (its journal); re-exported here, where
@@ -157,8 +158,6 @@ def row_from_result(result: "Result", *, prompt: str, system: str | None = None,
                     store_text: bool | None = None) -> tuple:
     """The ledger row of one Result, as a tuple in COLUMNS order."""
     if store_text is None:
-        from .config import settings
-
         store_text = bool(settings.store_text)
     u = result.usage
     error = redact(result.error)[:_ERROR_CHARS] if result.error else None
@@ -212,8 +211,6 @@ _ORIGIN: tuple | None = None
 def _origin() -> tuple:
     """user, host, project and path of this process's rows (user, host and path found once)."""
     global _ORIGIN
-    from .config import settings
-
     if _ORIGIN is None:
         import getpass
         import socket
@@ -303,7 +300,7 @@ _direct_keys: dict[tuple[str, str], str] = {}  # ($LLMCELLS_HOME, $HOME) -> the 
 def _direct_key() -> str:
     """The ledger's key in _conns, without the stat that home() makes on every use: write_now
     only uses a connection that a write through the writer thread has opened, home and all."""
-    given = (os.environ.get("LLMCELLS_HOME") or "", os.environ.get("HOME") or "")
+    given = (getenv("LLMCELLS_HOME") or "", getenv("HOME") or "")
     key = _direct_keys.get(given)
     if key is None:
         key = _direct_keys[given] = str(_path_noraise())
@@ -517,9 +514,7 @@ def _filters(filters: dict[str, Any]) -> dict[str, Any]:
 def _shared() -> Any:
     """The PostgreSQL ledger when LLMCELLS_LEDGER or configure(ledger=...) names one, else None
     (SQLite under LLMCELLS_HOME). ledger_pg is imported only then."""
-    from .config import settings
-
-    dsn = settings.ledger or os.environ.get("LLMCELLS_LEDGER")
+    dsn = settings.ledger or getenv("LLMCELLS_LEDGER")
     if not dsn or not dsn.startswith(("postgresql://", "postgres://")):
         return None
     from . import ledger_pg

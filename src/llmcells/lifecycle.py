@@ -13,12 +13,12 @@ import threading
 import tomllib
 import warnings
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
 from .errors import LLMCellsWarning
-from .registry import model_name, parse_id
+from .registry import model_name, parse_id, price_provider
 from .session import session
 
 
@@ -69,9 +69,12 @@ def table() -> dict[str, Lifecycle]:
             for model, row in raw.items()}
 
 
+@lru_cache(maxsize=1024)
 def lookup(model_id: str) -> Lifecycle:
     """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list).
-    `openai-responses:` ids read the `openai:` rows."""
+    `openai-responses:` ids read the `openai:` rows. Remembered per id: the table is the
+    installed data file, and a row is frozen (its status is worked out from today's date on
+    every use)."""
     prefix, name = parse_id(model_id)
     if prefix == "openai-responses":
         model_id = "openai:" + name
@@ -81,8 +84,6 @@ def lookup(model_id: str) -> Lifecycle:
 def of(spec: Any) -> Lifecycle:
     """The lifecycle of a resolved ModelSpec (by its provider and model name; an agent CLI's
     model by the API it calls: `claude-code:X` is `anthropic:X`)."""
-    from .registry import price_provider
-
     return lookup(f"{price_provider(spec.provider)}:{spec.name}")
 
 

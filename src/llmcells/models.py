@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from . import config
+from .config import getenv, settings
 from .errors import ConfigError, MissingKeyError, register_secret
 from .registry import MAKERS, PREFIXES, PROVIDERS, adapter_for, parse_id
 from .session import session
@@ -117,8 +119,6 @@ def endpoints() -> dict[str, Endpoint]:
 
 def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     """Turn an alias or `provider:model` id into a ModelSpec; a ConfigError says what is wrong."""
-    from .config import settings
-
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("No model given. Use an alias (chatgpt, claude, gemini) or provider:model.")
     requested = model = model.strip()
@@ -151,9 +151,7 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
         name = name[len("models/"):]
     row = PROVIDERS[provider]
     if row.kind != "route":  # [routes] an alias (or a whole provider) pointed at a cloud route
-        from .config import routes
-
-        table = routes()
+        table = config.routes()
         key = next((a for a in [*chain, provider] if a in table), None)
         if key is not None and table[key].strip().lower() not in ("", "direct"):
             row, name = _routed(key, table[key], provider, name)
@@ -161,7 +159,7 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     sim = session.simulator_url
     if sim and session.simulated_providers is not None and provider not in session.simulated_providers:
         sim = None
-    base_url = sim + row.sim_path if sim else ((os.environ.get(row.base_env) or None) if row.base_env else None)
+    base_url = sim + row.sim_path if sim else ((getenv(row.base_env) or None) if row.base_env else None)
     price_model = None
     if provider == "azure":  # a deployment's name says nothing of its model: ask the settings
         from .config import pairs_setting

@@ -31,6 +31,7 @@ import time
 from typing import Any, Iterator
 
 from ._log import swallowed
+from .config import getenvs, settings
 from .registry import model_name
 from .types import CallInfo, CallObserver, Result
 
@@ -47,6 +48,7 @@ _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
                      40.96, 81.92]
 
+_ENV_NAMES = (*_ENV_ON, "OTEL_SDK_DISABLED")
 _env_state: tuple[tuple[str, ...], bool] | None = None
 _tracer: Any = None
 _instruments: Any = None
@@ -59,7 +61,7 @@ def installed() -> bool:
 
 def _env_on() -> bool:
     global _env_state
-    values = tuple(os.environ.get(k, "") for k in (*_ENV_ON, "OTEL_SDK_DISABLED"))
+    values = getenvs(_ENV_NAMES, "")
     if _env_state is not None and _env_state[0] == values:
         return _env_state[1]
     *given, disabled = values
@@ -71,8 +73,6 @@ def _env_on() -> bool:
 def enabled() -> bool:
     """Whether calls are traced: configure(otel=True), or otel unset and the OTEL_* environment
     asks for it."""
-    from .config import settings
-
     on = settings.otel
     return _env_on() if on is None else bool(on)
 

@@ -803,12 +803,10 @@ def price_result(result: Any, spec: Any) -> None:
     if result.cached:
         result.cost_usd = 0.0
         return
-    from .registry import row
-
     # [routes] a Bedrock inference profile ("us.", "global.") sets the price, and the answering
     # model's name does not say which one was used; an Azure deployment is priced as the model
     # it serves (the azure_models setting)
-    by_request = getattr(row(spec.provider), "priced_by_request", False)
+    by_request = getattr(registry.row(spec.provider), "priced_by_request", False)
     model = spec.name if by_request else result.response_model or spec.name
     c, b = price(spec.provider, model, result.usage,
                  requested=getattr(spec, "price_model", None) or spec.name,

@@ -79,6 +79,53 @@ def _number(value: str) -> int | None:
         return None
 
 
+@lru_cache(maxsize=128)
+def _field_of(name: str) -> tuple[str, str] | None:
+    """What a rate-limit header (its lower-case name) gives: (the key in from_headers' dict, how
+    its value reads: "count", "in" (OpenAI's reset: a duration from now) or "at" (Anthropic's
+    reset: a time)), or None for a header of neither form. The names are the same on every
+    response: matched once each, not per call."""
+    m = _OPENAI.match(name)
+    if m:
+        what, field = m.group(2), m.group(1)
+        return (f"{what}_reset_at", "in") if field == "reset" else (f"{what}_{field}", "count")
+    m = _ANTHROPIC.match(name)
+    if m:
+        what, field = m.group(1).replace("-", "_"), m.group(2)
+        return (f"{what}_reset_at", "at") if field == "reset" else (f"{what}_{field}", "count")
+    return None
+
+
+_raw_names: dict[bytes, tuple[str, str] | None] = {}  # a header's raw name -> _field_of(it)
+
+
+def _raw_field(name: bytes) -> tuple[str, str] | None:
+    """_field_of for a raw (bytes) header name, remembered: one dict lookup per header of a
+    response, the many that are not rate limits included."""
+    try:
+        return _raw_names[name]
+    except KeyError:
+        pass
+    lower = name.lower()
+    found = _field_of(lower.decode("latin-1")) if lower.startswith(_RAW_PREFIXES) else None
+    if len(_raw_names) >= 1024:  # a server that invents header names: stay small
+        _raw_names.clear()
+    _raw_names[name] = found
+    return found
+
+
+def _put(out: dict[str, Any], found: tuple[str, str], value: str, now: float) -> None:
+    key, how = found
+    if how == "count":
+        if (n := _number(value)) is not None:
+            out[key] = n
+    elif how == "in":
+        if (secs := _seconds(value)) is not None:
+            out[key] = now + secs
+    elif (at := _epoch(value)) is not None:
+        out[key] = at
+
+
 def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | None:
     """The rate limits in a response's headers, normalised: `{requests,tokens,input_tokens,
     output_tokens}_{limit,remaining,reset_at}` (reset_at in epoch seconds). None when there are
@@ -91,38 +138,23 @@ def from_headers(headers: Any, now: float | None = None) -> dict[str, Any] | Non
     out: dict[str, Any] = {}
     try:
         raw = getattr(headers, "raw", None)  # httpx.Headers: bytes pairs, decoded only if ours
-        if isinstance(raw, list):
-            items = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw
-                     if k.lower().startswith(_RAW_PREFIXES)]
-        else:
-            items = list(headers.items())
+        if isinstance(raw, list):  # (this runs per call: one dict lookup per header)
+            for k, v in raw:
+                found = _raw_field(k)
+                if found is not None:
+                    _put(out, found, v.decode("latin-1"), now)
+            return out or None
+        items = list(headers.items())
     except Exception as exc:
         swallowed("reading rate-limit headers", exc)
         return None
     for raw_name, value in items:
         name = str(raw_name).lower()
-        if not name.startswith(_PREFIXES):  # most headers: one cheap test (this runs per call)
+        if not name.startswith(_PREFIXES):
             continue
-        value = str(value)
-        m = _OPENAI.match(name)
-        if m:
-            what, field = m.group(2), m.group(1)
-            if field == "reset":
-                secs = _seconds(value)
-                if secs is not None:
-                    out[f"{what}_reset_at"] = now + secs
-            elif (n := _number(value)) is not None:
-                out[f"{what}_{field}"] = n
-            continue
-        m = _ANTHROPIC.match(name)
-        if m:
-            what, field = m.group(1).replace("-", "_"), m.group(2)
-            if field == "reset":
-                at = _epoch(value)
-                if at is not None:
-                    out[f"{what}_reset_at"] = at
-            elif (n := _number(value)) is not None:
-                out[f"{what}_{field}"] = n
+        found = _field_of(name)
+        if found is not None:
+            _put(out, found, str(value), now)
     return out or None
 
 

@@ -8,6 +8,7 @@ means, the one HTTP status -> error table, and turning httpx failures into llmce
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import re
 import sys
@@ -72,8 +73,10 @@ def one_line(text: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+@functools.lru_cache(maxsize=256)
 def host_of(base_url: str | None, default: str) -> str:
-    """The host (and port) of base_url, or default when no base URL is set."""
+    """The host (and port) of base_url, or default when no base URL is set (remembered: every
+    call's stream asks for its endpoint's)."""
     if not base_url:
         return default
     parsed = urlparse(base_url if "//" in base_url else "//" + base_url)
