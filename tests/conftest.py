@@ -222,7 +222,7 @@ def roomy_quotas():
     the way: the batch gate honours them, and a 1,000-call fault test would otherwise spend
     minutes waiting for windows to reset (the gate's own tests live in test_quotas.py)."""
     from llmcells import quotas
-    from llmcells.sim import listing
+    from llmcells.sim import ratelimits as listing  # (the simulator's advertised limits)
 
     saved = {p: dict(v) for p, v in listing.LIMITS.items()}
     big = 10 ** 9

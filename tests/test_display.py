@@ -456,7 +456,6 @@ def test_streaming_markdown_renders_settled_blocks_once():
     block = "Para with **bold** text.\n\n```python\nx = 1\n\ny = 2\n```\n\n- a\n- b\n\n"
     sm = StreamingMarkdown()
     pieces = [block[i:i + 7] for i in range(0, len(block), 7)] * 200
-    settled_before = 0
     for i, p in enumerate(pieces):
         sm.feed(p)
         if i % 10 == 0:

@@ -17,7 +17,6 @@ import pytest
 
 import llmcells
 from llmcells import _loop, ledger, ledger_sqlite
-from llmcells.config import settings
 from llmcells.registry import PROVIDERS, parse_id
 from llmcells.session import session
 

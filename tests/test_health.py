@@ -11,7 +11,7 @@ import pytest
 import llmcells
 from conftest import missing_cli
 from llmcells import healthcheck as health
-from llmcells.session import session
+from llmcells.session import known_down, session
 
 
 def _missing_clis() -> set[str]:
@@ -81,7 +81,7 @@ def test_live_closed_and_silent_hosts_within_five_seconds(fresh_sim, closed_port
     refused = rows.loc["local"]
     assert refused.reachable and refused.key_accepted == False  # noqa: E712
     assert "invalid-key-for-test" not in frame.to_string()
-    assert health.known_down() == {"anthropic", "google", "local"} | _missing_clis()
+    assert known_down() == {"anthropic", "google", "local"} | _missing_clis()
 
 
 def test_simulated_providers_are_labelled_and_list_the_real_shapes(simulated):
@@ -99,7 +99,7 @@ def test_missing_key_is_not_checked(fresh_sim, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", fresh_sim.url + "/v1")
     frame = llmcells.run(llmcells.health(timeout=1.0)).set_index("provider")
     assert frame.loc["openai"].key_present == False  # noqa: E712
-    assert fresh_sim.requests == [] and health.known_down() == set()
+    assert fresh_sim.requests == [] and known_down() == set()
 
 
 def test_a_provider_found_down_is_tried_last(simulated):

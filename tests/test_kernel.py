@@ -16,12 +16,8 @@ A kernel that cannot start fails these tests; they are never skipped.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
 import sqlite3
 import time
-from pathlib import Path
 
 import nbformat
 import pytest

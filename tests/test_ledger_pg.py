@@ -201,8 +201,8 @@ def test_migrations_from_empty_and_from_the_previous_version(server):
     with psycopg.connect(url, autocommit=True) as conn:
         assert ledger_pg.migrate(conn, target=1) == 0          # empty -> version 1
         cols = [c for c in ledger_pg._V1_COLUMNS]
-        conn.execute(f"INSERT INTO llmcells_calls (ts, call_id, model, status) VALUES "
-                     f"(1.5e9, 'old-row', 'openai:gpt-4.1-mini', 'ok')")
+        conn.execute("INSERT INTO llmcells_calls (ts, call_id, model, status) VALUES "
+                     "(1.5e9, 'old-row', 'openai:gpt-4.1-mini', 'ok')")
         have = {r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name='llmcells_calls'")}
         assert have == set(cols) and "project" not in have

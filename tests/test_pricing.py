@@ -212,7 +212,6 @@ def test_import_is_lazy_and_lookups_are_fast():
 # httpx transport, run by the engine (engine.execute) and recorded in the ledger. The expected
 # price is worked out by hand below from the per-million rates in genai-prices 0.2.3's data.
 
-import asyncio  # noqa: E402
 import json  # noqa: E402
 
 import httpx2  # noqa: E402

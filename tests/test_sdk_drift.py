@@ -7,8 +7,7 @@ why). An SDK upgrade that adds one fails here, not in a user's notebook.
 
 from __future__ import annotations
 
-import enum
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 

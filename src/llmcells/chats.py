@@ -28,7 +28,7 @@ log = logging.getLogger("llmcells")
 #: the version of the JSON Chat.save writes; Chat.load reads this one and every older one
 FORMAT_VERSION = 1
 # (the context window and the token estimate are checked by calls.py for every request)
-from .calls import ANSWER_ROOM, CHARS_PER_TOKEN, estimate_tokens  # noqa: E402,F401
+from .calls import ANSWER_ROOM, estimate_tokens  # noqa: E402
 from .pricing import context_window  # noqa: E402,F401
 
 

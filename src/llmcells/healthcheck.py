@@ -5,11 +5,11 @@ through each official SDK's free model-list call (`client.models.list()`; never 
 completion), each under a hard deadline so that a host that accepts and never answers costs
 `timeout` seconds, not the SDK's read timeout. The result feeds fallback ordering: a provider
 found down (unreachable, or its key refused) is tried last in a chain for the next
-`DOWN_TTL_S` seconds.
+`session.DOWN_TTL_S` seconds.
 
-Agent CLIs (claude-code:, gemini-cli:, codex:) are not implemented yet; `register_check(name,
-check)` is where they plug in: `check(timeout)` is a coroutine returning one row dict with the
-same columns.
+The agent CLIs (claude-code:, gemini-cli:, codex:) get a row each: installed or not, and their
+version. `register_check(name, check)` adds a row of another kind: `check(timeout)` is a
+coroutine returning one row dict with the same columns.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .session import DOWN_TTL_S, known_down, session  # noqa: F401  (re-exported)
+from .session import session
 from ._log import swallowed
 from .capabilities import caps_of
 

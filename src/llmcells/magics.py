@@ -24,7 +24,7 @@ from .config import settings
 from .errors import ConfigError, LLMError, did_you_mean
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
-from .registry import PROVIDERS, ProviderRow, parse_id, routes
+from .registry import PROVIDERS, ProviderRow, parse_id
 from .session import session
 from .comparison import Comparison
 from .types import Message, Result

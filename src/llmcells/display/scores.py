@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..types import CallInfo, Result
 from . import _format as F
 from .markdown import escape
-from ._format import fmt_score, footer_parts  # noqa: F401  (their home is _format)
+from ._format import fmt_score
 
 
 

@@ -10,9 +10,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +18,7 @@ from .. import lifecycle
 from . import catalog
 from .common import Reply, compact
 
-from .ratelimits import LIMITS, rate_headers, reset_windows, set_limits  # noqa: E402,F401
+from .ratelimits import rate_headers  # noqa: E402
 
 
 def _which(path: str, headers: dict[str, str], query: dict[str, str]) -> str | None:

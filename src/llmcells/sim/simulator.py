@@ -189,7 +189,7 @@ class Simulator:
         overrides, empty log."""
         self._state.reset()
         self._state.strict = self._strict
-        from .listing import reset_windows
+        from .ratelimits import reset_windows
 
         reset_windows()
 
