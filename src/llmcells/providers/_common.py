@@ -34,7 +34,7 @@ from ..errors import (
     redact,
 )
 from ..models import PROVIDERS, ModelSpec
-from ..types import PartDelta
+from ..types import Event, PartDelta, PartStart
 from ._http import NotTheApiError, capture_responses, html_title, is_html
 from .._log import swallowed
 
@@ -204,6 +204,8 @@ class SdkStream:
         self.done = False  # the provider's terminal event arrived
         self._over = False  # the SDK iterator ended or raised: its generators are finished
         self._first = True
+        self._parts: dict[str, int] = {}  # the answer's and the reasoning's part index (see show)
+        self._next_part = 0
 
     def __aiter__(self) -> SdkStream:
         return self
@@ -247,6 +249,22 @@ class SdkStream:
         except BaseException:  # cancelled: the exception went through the whole chain too
             self._over = True
             raise
+
+    def new_part(self) -> int:
+        """The next part index of a stream whose API numbers no parts (a tool call's, say)."""
+        index = self._next_part
+        self._next_part += 1
+        return index
+
+    def show(self, kind: str, text: str) -> tuple[Event, ...]:
+        """The events of a piece of the answer (kind "text") or of the reasoning ("reasoning"),
+        for an API that numbers no parts: each kind is one part, started (numbered as they come)
+        the first time it is shown."""
+        index = self._parts.get(kind)
+        if index is None:
+            index = self._parts[kind] = self.new_part()
+            return PartStart(index, kind), self.shown_delta(index, text)
+        return (self.shown_delta(index, text),)
 
     def shown_delta(self, index: int, text: str) -> PartDelta:
         """The delta of the text or reasoning part at index; from now on a cut keeps the

@@ -69,6 +69,8 @@ IGNORES = {
 # The content blocks that are parts of the answer, by the part they are (others, such as
 # redacted thinking, are not shown).
 _BLOCK_PARTS = {"text": "text", "thinking": "reasoning", "tool_use": "tool_call"}
+# The deltas of shown text: delta type -> (the part it belongs to, the delta's field)
+_SHOWN_DELTAS = {"text_delta": ("text", "text"), "thinking_delta": ("reasoning", "thinking")}
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
 _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
@@ -184,18 +186,14 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                 delta = delta if isinstance(delta, dict) else {}
                 kind = delta.get("type")
                 index = event.get("index")
-                if kind == "text_delta":
-                    if isinstance(delta.get("text"), str) and delta["text"]:
+                shown = _SHOWN_DELTAS.get(kind)
+                if shown is not None:
+                    part, key = shown
+                    if isinstance(delta.get(key), str) and delta[key]:
                         if index not in started:  # (a server that skipped content_block_start)
-                            started[index] = "text"
-                            yield PartStart(index, "text")
-                        yield items.shown_delta(index, delta["text"])
-                elif kind == "thinking_delta":
-                    if isinstance(delta.get("thinking"), str) and delta["thinking"]:
-                        if index not in started:
-                            started[index] = "reasoning"
-                            yield PartStart(index, "reasoning")
-                        yield items.shown_delta(index, delta["thinking"])
+                            started[index] = part
+                            yield PartStart(index, part)
+                        yield items.shown_delta(index, delta[key])
                 elif kind == "input_json_delta":
                     if started.get(index) == "tool_call" and delta.get("partial_json"):
                         yield PartDelta(index, delta["partial_json"])

@@ -309,10 +309,8 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     finish_reason: str | None = None
     info_sent = False
     last_usage: dict | None = None
-    # The parts, numbered as they come: one text part for the answer, one reasoning part (the
-    # thoughts), and one per function call, which Gemini sends whole.
-    text_part = reasoning_part = None
-    parts = 0
+    # The parts, numbered as they come (items.show, items.new_part): one text part for the
+    # answer, one reasoning part (the thoughts), and one per function call, sent whole.
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
     # it changes.)
     try:
@@ -331,27 +329,17 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                 content = candidate.get("content")
                 for part in (content.get("parts") or ()) if content else ():
                     if "functionCall" in part:
-                        call = part["functionCall"]
-                        yield PartStart(parts, "tool_call", id=call.get("id") or None,
+                        call, index = part["functionCall"], items.new_part()
+                        yield PartStart(index, "tool_call", id=call.get("id") or None,
                                         name=call.get("name") or None,
                                         signature=part.get("thoughtSignature") or None)
-                        yield PartDelta(parts, json.dumps(call.get("args") or {}, ensure_ascii=False))
-                        yield PartEnd(parts)
-                        parts += 1
+                        yield PartDelta(index, json.dumps(call.get("args") or {}, ensure_ascii=False))
+                        yield PartEnd(index)
                         continue
                     text = part.get("text")
-                    if not text:
-                        continue
-                    if part.get("thought"):
-                        if reasoning_part is None:
-                            reasoning_part, parts = parts, parts + 1
-                            yield PartStart(reasoning_part, "reasoning")
-                        yield items.shown_delta(reasoning_part, text)
-                    else:
-                        if text_part is None:
-                            text_part, parts = parts, parts + 1
-                            yield PartStart(text_part, "text")
-                        yield items.shown_delta(text_part, text)
+                    if text:
+                        for shown in items.show("reasoning" if part.get("thought") else "text", text):
+                            yield shown
             usage = chunk.get("usageMetadata")
             if usage is not None and usage != last_usage:
                 last_usage = usage

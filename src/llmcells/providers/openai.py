@@ -230,10 +230,10 @@ async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
     return stream, limits
 
 
-# Chat Completions has no part indexes of its own but the tool calls': its parts are numbered
-# here, reasoning first, then the answer, then tool call i at _CHAT_TOOL + i (the engine ends
+# Chat Completions numbers only its tool calls: the answer and the reasoning are parts 0 and 1
+# (items.show numbers them as they come), tool call i is part _CHAT_TOOL + i (the engine ends
 # those at Finish, in that order).
-_CHAT_REASONING, _CHAT_TEXT, _CHAT_TOOL = 0, 1, 2
+_CHAT_TOOL = 2
 
 
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
@@ -242,7 +242,6 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     finish_reason: str | None = None
     info_sent = False
     tier: str | None = None
-    text_started = reasoning_started = False
     tools_started: set[int] = set()
     refused = False
     try:
@@ -266,23 +265,17 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
                     # reasoning in a non-standard field.
                     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                     if isinstance(reasoning, str) and reasoning:
-                        if not reasoning_started:
-                            reasoning_started = True
-                            yield PartStart(_CHAT_REASONING, "reasoning")
-                        yield items.shown_delta(_CHAT_REASONING, reasoning)
+                        for shown in items.show("reasoning", reasoning):
+                            yield shown
                     content = delta.get("content")
                     if isinstance(content, str) and content:
-                        if not text_started:
-                            text_started = True
-                            yield PartStart(_CHAT_TEXT, "text")
-                        yield items.shown_delta(_CHAT_TEXT, content)
+                        for shown in items.show("text", content):
+                            yield shown
                     refusal = delta.get("refusal")  # the model's refusal, in place of an answer
                     if isinstance(refusal, str) and refusal:
                         refused = True
-                        if not text_started:
-                            text_started = True
-                            yield PartStart(_CHAT_TEXT, "text")
-                        yield items.shown_delta(_CHAT_TEXT, refusal)
+                        for shown in items.show("text", refusal):
+                            yield shown
                     for call in delta.get("tool_calls") or ():
                         for event in _chat_tool_call(call, tools_started):
                             yield event
@@ -337,10 +330,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     refused = False
-    # The parts, numbered as they come: one text part for the answer, one reasoning part, and
-    # one per function call (each whole, from its finished output item).
-    text_part = reasoning_part = None
-    parts = 0
+    # The parts, numbered as they come (items.show, items.new_part): one text part for the
+    # answer, one reasoning part, and one per function call (whole, from its finished item).
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
@@ -349,18 +340,16 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             if kind == "response.output_text.delta" or kind == "response.refusal.delta":
                 # A refusal is kept as the answer's text, and noted as a refusal.
                 if isinstance(event.get("delta"), str) and event["delta"]:
-                    if text_part is None:
-                        text_part, parts = parts, parts + 1
-                        yield PartStart(text_part, "text")
                     if kind == "response.refusal.delta":
                         refused = True
-                    yield items.shown_delta(text_part, event["delta"])
+                    for shown in items.show("text", event["delta"]):
+                        yield shown
             elif kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
             elif kind == "response.output_item.done":
                 item = event.get("item")
                 if field(item, "type") == "function_call":
-                    part, parts = parts, parts + 1
+                    part = items.new_part()
                     yield PartStart(part, "tool_call", id=field(item, "call_id", "id") or None,
                                     name=field(item, "name") or None)
                     if field(item, "arguments"):
@@ -368,10 +357,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                     yield PartEnd(part)
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 if isinstance(event.get("delta"), str) and event["delta"]:
-                    if reasoning_part is None:
-                        reasoning_part, parts = parts, parts + 1
-                        yield PartStart(reasoning_part, "reasoning")
-                    yield items.shown_delta(reasoning_part, event["delta"])
+                    for shown in items.show("reasoning", event["delta"]):
+                        yield shown
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.get("response")
                 response = response if isinstance(response, dict) else {}
