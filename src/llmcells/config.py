@@ -188,18 +188,8 @@ def getenv(name: str, default: str | None = None) -> str | None:
 
 
 def getenvs(names: tuple[str, ...], default: str | None = None) -> tuple[str | None, ...]:
-    """(getenv(name, default) for each of names), in one pass."""
-    data = getattr(os.environ, "_data", None)
-    if not _POSIX or type(data) is not dict:
-        return tuple(os.environ.get(name, default) for name in names)
-    out = []
-    for name in names:
-        key = _env_keys.get(name)
-        if key is None:
-            key = _env_keys[name] = os.fsencode(name)
-        value = data.get(key)
-        out.append(default if value is None else os.fsdecode(value))
-    return tuple(out)
+    """getenv(name, default) for each of names."""
+    return tuple([getenv(name, default) for name in names])
 
 
 #: the environment variable of the route setting: "claude=bedrock" or "claude=bedrock,chatgpt=azure"

@@ -96,22 +96,12 @@ def _field_of(name: str) -> tuple[str, str] | None:
     return None
 
 
-_raw_names: dict[bytes, tuple[str, str] | None] = {}  # a header's raw name -> _field_of(it)
-
-
+@lru_cache(maxsize=1024)  # (bounded: a server may invent header names)
 def _raw_field(name: bytes) -> tuple[str, str] | None:
-    """_field_of for a raw (bytes) header name, remembered: one dict lookup per header of a
+    """_field_of for a raw (bytes) header name, remembered: one cache lookup per header of a
     response, the many that are not rate limits included."""
-    try:
-        return _raw_names[name]
-    except KeyError:
-        pass
     lower = name.lower()
-    found = _field_of(lower.decode("latin-1")) if lower.startswith(_RAW_PREFIXES) else None
-    if len(_raw_names) >= 1024:  # a server that invents header names: stay small
-        _raw_names.clear()
-    _raw_names[name] = found
-    return found
+    return _field_of(lower.decode("latin-1")) if lower.startswith(_RAW_PREFIXES) else None
 
 
 def _put(out: dict[str, Any], found: tuple[str, str], value: str, now: float) -> None:
