@@ -144,11 +144,11 @@ async def _check(name: str, spec: "ModelSpec", timeout: float) -> dict[str, Any]
         err = exc if isinstance(exc, LLMError) else adapter.map_error(exc, spec)
         kind = err.kind if err is not None else "error"
         message = err.message if err is not None else redact(str(exc))[:200]
-        reached = kind not in ("connection", "timeout", "missing_key", "config")
         if kind == "missing_key":
             row["key_present"] = False
-        checked = kind not in ("missing_key", "config")  # (settings wrong: no request was made)
-        row.update(reachable=reached if checked else None,
+        # settings that stop any request (no key, no region) leave reachability unknown
+        reached = None if kind in ("missing_key", "config") else kind not in ("connection", "timeout")
+        row.update(reachable=reached,
                    latency_s=round(time.monotonic() - t0, 4) if reached else None,
                    key_accepted=False if kind == "authentication" else None, error=f"{kind}: {message}")
     finally:
