@@ -5,6 +5,8 @@ optional agent CLIs."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,20 @@ def cassettes_dir() -> Path:
 
 
 # ----- optional agent CLIs --------------------------------------------------------------------
+
+def run_script(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """script run by `python -c` in a fresh process, as a user's script: this checkout's
+    llmcells, no provider key or base URL from the environment, its ledger under home; it must
+    exit 0."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env["LLMCELLS_HOME"] = str(home)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
 
 def agents_required() -> bool:
     """LLMCELLS_REQUIRE_AGENTS=1 (set by .ci/run after installing them): a missing CLI fails."""

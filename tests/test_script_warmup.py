@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+from conftest import run_script
 
 SCRIPT = """
 import sys, time, llmcells
@@ -20,10 +15,5 @@ print(sorted(m for m in ("openai", "google.genai") if m in sys.modules))
 
 
 def test_simulate_in_a_script_imports_only_the_sdk_its_calls_use(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
-    env["LLMCELLS_HOME"] = str(tmp_path)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_script(SCRIPT, tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "[]"

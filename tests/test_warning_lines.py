@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
+from conftest import run_script
 from llmcells.errors import LLMCellsWarning
 from llmcells.lifecycle import ModelLifecycleWarning
 from llmcells.pricing import PriceWarning
 from llmcells.tools import ToolHintWarning
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 SCRIPT = """
 import warnings, llmcells
@@ -26,12 +22,7 @@ warnings.warn("someone else's warning")
 
 
 def test_an_unpriced_call_warns_in_one_line_and_other_warnings_keep_their_format(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
-    env["LLMCELLS_HOME"] = str(tmp_path)
-    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_script(SCRIPT, tmp_path)
     lines = out.stderr.strip().splitlines()
     ours = [line for line in lines if "llama3.2" in line]
     assert ours == ["PriceWarning: No price known for local:llama3.2; cost is NaN. Add one with "
