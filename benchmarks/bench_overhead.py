@@ -316,9 +316,14 @@ def _fresh_child(variant: str, calls: int) -> None:
 def _fresh(url: str, home: str) -> dict[str, list[tuple[float, float, float]]]:
     """{variant: [(calls wall, calls CPU, process wall)]}: FRESH_PAIRS pairs of fresh processes,
     raw then llmcells, each making FRESH_CALLS sequential calls."""
+    import compileall
     import os
     import subprocess
 
+    # Bytecode as an install leaves it (pip compiles a wheel's modules): with
+    # PYTHONDONTWRITEBYTECODE set and a source checkout, every child would compile llmcells anew
+    # while the SDKs' bytecode sits in site-packages.
+    compileall.compile_dir(str(C._SRC / "llmcells"), quiet=1)
     env = {k: v for k, v in os.environ.items() if k not in C.PROVIDER_VARS}
     env.update(C.sim_env(url))
     env["LLMCELLS_HOME"] = home

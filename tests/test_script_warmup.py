@@ -17,3 +17,31 @@ print(sorted(m for m in ("openai", "google.genai") if m in sys.modules))
 def test_simulate_in_a_script_imports_only_the_sdk_its_calls_use(tmp_path):
     out = run_script(SCRIPT, tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+ONE_IMPORTING_THREAD = """
+import threading
+started = []
+_start = threading.Thread.start
+def start(self):
+    started.append(self.name)
+    _start(self)
+threading.Thread.start = start
+import sys, llmcells
+llmcells.simulate()
+r = llmcells.run(llmcells.ask("hi", "anthropic:claude-haiku-5-5", display=False))
+assert r.ok and r.cost_usd is not None, r.error
+print(sorted({name.rsplit("_", 1)[0] for name in started if name.startswith("llmcells")}))
+print("genai_prices.data" in sys.modules)
+"""
+
+
+def test_a_scripts_first_call_imports_on_one_thread_besides_the_loop(tmp_path):
+    # The first call's pricing and ledger modules are imported on the client builder's thread
+    # after its SDK, not on a warm-up thread of their own beside the SDK's import: two threads
+    # importing at once contend for the GIL, and a script's first call paid ~70 ms of CPU for it.
+    out = run_script(ONE_IMPORTING_THREAD, tmp_path)
+    threads, priced = out.stdout.strip().splitlines()[-2:]
+    assert "llmcells-warmup" not in threads, threads
+    assert "llmcells-clients" in threads, threads
+    assert priced == "True"

@@ -103,6 +103,19 @@ async def ready(names: list[str]) -> None:
     await asyncio.get_running_loop().run_in_executor(builder(), imports)
 
 
+def queue_after(names: Iterable[str]) -> None:
+    """Import names (not already imported or queued) on the client builder's thread, after
+    what is queued there by the time the calling task next waits (its SDK client's build):
+    one thread importing at a time, so that an SDK's import and these don't contend for the
+    GIL (two CPU-bound threads cost more CPU together than one after the other), while the
+    request is out."""
+    with _lock:
+        todo = [n for n in names if n not in _started]
+        _started.update(todo)
+    if todo:
+        asyncio.get_running_loop().call_soon(builder().submit, import_quietly, todo)
+
+
 def background(names: Iterable[str], *, work: Any = None, switch: Any = None) -> threading.Thread | None:
     """Import names (not already imported or being imported) in a daemon thread, then run
     work() there if given, all under the context manager switch() if given; returns the

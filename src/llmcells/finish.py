@@ -24,15 +24,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmcells")
 
-#: what the end of a call needs (its price, its ledger row): imported in the background while a
-#: first request is out, so that a script's first call pays only for its SDK
+#: what the end of a call needs (its price, its ledger row): imported on the client builder's
+#: thread after the call's SDK, while a first request is out, so that a script's first call pays
+#: only for its SDK (see _imports.queue_after)
 FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
 
 
 async def stage(plan: "CallPlan", observer: CallObserver, next: "Next") -> Result:
     """The pipeline stage: announce the call (on_start), let the inner stages answer it, finish it."""
     if not _ready():
-        _imports.background(FINISHING)
+        _imports.queue_after(FINISHING)
     quietly(observer.on_start, plan.info)
     # A list of this call's own, where the inner stages (cache, replay) add what keeps its answer
     # once the row is committed: they run inside this stage, and their plan is this one's copy.
