@@ -30,7 +30,10 @@ google:gemini-3.5-flash-lite, 32 in flight.
   cast_to=object)`, Gemini through the SDK's request converter and its API client's
   `async_request_streamed` (what `generate_content_stream` calls under its models). The same
   path written by hand is measured too ("the same SDK path by hand"), so that what the engine
-  itself adds (pricing, the ledger row, events, Result) stays visible.
+  itself adds (pricing, the ledger row, events, Result) stays visible. (For Gemini, llmcells
+  goes one step under that method, to the chunks its API client has parsed: the method dumps
+  each one back into a string for its caller to parse again. The by-hand path keeps the
+  public method, so llmcells' Gemini figure can come out below it.)
 - sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
   (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
   from the import to the last answer, first call included, FRESH_PAIRS pairs (median ratio).

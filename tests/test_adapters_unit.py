@@ -514,6 +514,44 @@ def test_gemini_lane_and_typed_stream_give_the_same_events():
     assert UsageUpdate(Usage(7, 2, 0, 7, 4)) in lane
 
 
+def test_gemini_lane_raises_an_error_object_in_the_stream_as_the_typed_stream_does():
+    # The lane reads the chunks the SDK parsed (not async_request_streamed's re-dumped strings),
+    # so it checks for an error object in their place itself, as that method does.
+    error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+    body = _sse(_gemini_chunk("Hel"), sep="\r\n") + json.dumps(error).encode() + b"\r\n"
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    lane, exc = asyncio.run(_gemini_run(_serve(body), request, typed=False))
+    typed, exc_typed = asyncio.run(_gemini_run(_serve(body), request, typed=True))
+    assert type(exc) is type(exc_typed) and exc is not None, (exc, exc_typed)
+    assert getattr(exc, "code", None) == 503 and "overloaded" in str(exc)
+    assert _text(lane) == _text(typed) == "Hel"
+
+
+def test_gemini_lane_without_the_sdks_request_methods_takes_its_public_streamed_path():
+    class PublicOnly:  # an SDK whose API client has no _build_request / _async_request
+        def __init__(self, api):
+            self._api = api
+
+        def __getattr__(self, name):
+            if name in ("_build_request", "_async_request"):
+                raise AttributeError(name)
+            return getattr(self._api, name)
+
+    async def run():
+        adapter = get_provider("google")
+        handler = _serve(_sse(_gemini_chunk("Hel"), _gemini_chunk("lo", finish="STOP"), sep="\r\n"))
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+            api = PublicOnly(google_adapter._lane(client))
+            request = Request(SPECS["google"], [Message("user", "hi")])
+            path, body, options = google_adapter._hop_request(api, request, None)
+            hop = await google_adapter._send_hop(api, path, body, options)
+            return [chunk async for _, chunk in hop]
+
+    chunks = asyncio.run(run())
+    assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks] == ["Hel", "lo"]
+
+
 def test_gemini_continuation_is_followed_as_the_sdk_follows_it():
     # A hop that ends with finishReason CONTINUATION and a continuationToken is resumed with
     # that token; the answer, its usage (each hop's own request, added) and one Finish come out.
