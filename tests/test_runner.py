@@ -162,6 +162,22 @@ def test_missing_key_sends_nothing_and_others_carry_on(fresh_sim, monkeypatch):
     assert {q.provider for q in fresh_sim.requests} == {"openai"}
 
 
+@pytest.mark.parametrize("name, meant", [
+    ("claude-haiku-5-5", "anthropic:claude-haiku-5-5"), ("gemini-2.5-flash", "google:gemini-2.5-flash"),
+    ("gpt-6-luna", "openai:gpt-6-luna"), ("o3-mini", "openai:o3-mini"), ("chatgtp", "chatgpt"),
+    ("claud", "claude"),
+])
+def test_a_model_named_without_its_provider_is_shown_the_id_it_likely_meant(name, meant):
+    with pytest.raises(llmcells.ConfigError, match=f"Unknown model '{name}'. Did you mean {meant}[?]"):
+        llmcells.ask("hi", name)
+
+
+def test_an_unknown_model_of_no_known_family_gets_no_guess():
+    with pytest.raises(llmcells.ConfigError) as info:
+        llmcells.ask("hi", "llama3.2")
+    assert "Did you mean" not in str(info.value) and "provider:model" in str(info.value)
+
+
 def test_unknown_model_is_a_config_error_before_anything_is_sent():
     with pytest.raises(llmcells.ConfigError, match="Unknown model 'chatgtp'"):
         llmcells.ask("hi", "chatgtp")

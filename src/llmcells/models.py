@@ -117,6 +117,21 @@ def endpoints() -> dict[str, Endpoint]:
     return dict(_endpoints)
 
 
+def _did_you_mean(name: str) -> str:
+    """" Did you mean X?" for a name without a provider: the id of the one provider whose model
+    names begin as it does (claude-haiku-5-5 -> anthropic:claude-haiku-5-5), or the alias it
+    is a slip of (chatgtp -> chatgpt); "" when neither is clear."""
+    lowered = name.lower()
+    makers = [row.name for row in PROVIDERS.values()
+              if row.kind == "api" and lowered.startswith(row.model_families)]
+    if len(makers) == 1:
+        return f" Did you mean {makers[0]}:{name}?"
+    import difflib  # (only on this error's path)
+
+    close = difflib.get_close_matches(lowered, list(_aliases), n=1, cutoff=0.75)
+    return f" Did you mean {close[0]}?" if close else ""
+
+
 def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
     """Turn an alias or `provider:model` id into a ModelSpec; a ConfigError says what is wrong."""
     if not isinstance(model, str) or not model.strip():
@@ -128,8 +143,9 @@ def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
         model = _aliases[model]
     if ":" not in model:
         raise ConfigError(
-            f"Unknown model {requested!r}. Use an alias ({', '.join(sorted(_aliases))}) or "
-            "provider:model, e.g. openai:gpt-6-luna, anthropic:claude-haiku-5-5, google:gemini-3.5-flash-lite."
+            f"Unknown model {requested!r}.{_did_you_mean(model)} Use an alias "
+            f"({', '.join(sorted(_aliases))}) or provider:model, e.g. openai:gpt-6-luna, "
+            "anthropic:claude-haiku-5-5, google:gemini-3.5-flash-lite."
         )
     prefix, name = parse_id(model)
     if not name:

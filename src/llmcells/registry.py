@@ -148,6 +148,9 @@ class ProviderRow:
     route_prices: str = ""           # genai-prices provider id of a route's own prices ("" = not a route)
     model_adapters: tuple[tuple[str, str], ...] = ()  # (model-name prefix, adapter) tried before `adapter`
     serves: str = ""                 # for people: which models the route serves
+    # how its own models' names begin ("claude-"): a bare model name that begins so is shown
+    # the id it likely meant (models.resolve)
+    model_families: tuple[str, ...] = ()
 
     @property
     def default_id(self) -> str:
@@ -159,13 +162,14 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         name="openai", label="OpenAI", product="ChatGPT", adapter="openai", key_env=("OPENAI_API_KEY",),
         base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-6-luna",
         sdk_modules=("openai",), synonyms=("openai-responses",),
+        model_families=("gpt-", "chatgpt-", "o1", "o3", "o4", "o5"),
         magic_example="%%chatgpt -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
         caps=OPENAI_CAPS,
     ),
     ProviderRow(
         name="anthropic", label="Anthropic", product="Claude", adapter="anthropic", key_env=("ANTHROPIC_API_KEY",),
         base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-5-5",
-        sdk_modules=("anthropic",), synonyms=("claude",),
+        sdk_modules=("anthropic",), synonyms=("claude",), model_families=("claude-",),
         magic_example='%%claude -s "You are a terse reviewer." -c\nAnd what about the second function?',
         caps=ANTHROPIC_CAPS,
     ),
@@ -173,7 +177,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         name="google", label="Google Gemini", product="Gemini", adapter="google",
         key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
         alias="gemini", default_model="gemini-3.5-flash-lite", sdk_modules=("google.genai",),
-        synonyms=("gemini",),
+        synonyms=("gemini",), model_families=("gemini-", "gemma-"),
         magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
         caps=GOOGLE_CAPS,
     ),
