@@ -242,3 +242,68 @@ def test_a_template_naming_a_missing_column_is_refused_before_anything_is_sent(f
     # escaped braces are not references
     rows = batch_module._prompt_rows(frame, '{{"text": "{text}"}}')
     assert [prompt for _, prompt, _ in rows] == ['{"text": "a"}', '{"text": "b"}']
+
+
+def test_a_gate_keeps_window_entries_only_for_the_limits_it_has():
+    """A gate without a per-minute, per-second or token limit keeps no window entries (nothing
+    prunes them: a batch's gate would hold one per request); with rpm only, only the minute."""
+    import asyncio
+
+    from llmcells.batchrun import ProviderGate, RateLimit
+    from llmcells.calls import make_plan
+
+    plans = [make_plan(f"hi {i}", "openai:gpt-6-luna") for i in range(20)]
+
+    async def go(gate):
+        for plan in plans:
+            await gate.acquire(plan)
+            gate.release(plan, None)
+        return gate
+
+    free = asyncio.run(go(ProviderGate(RateLimit(), 4)))
+    assert (free.minute.entries, free.second.entries, free.tokens.entries) == ([], [], [])
+    per_minute = asyncio.run(go(ProviderGate(RateLimit(rpm=10_000), 4)))
+    assert len(per_minute.minute.entries) == 20
+    assert (per_minute.second.entries, per_minute.tokens.entries) == ([], [])
+
+
+def test_a_batch_frame_is_what_from_records_makes_of_its_rows():
+    """The frame built from rows kept as tuples is the frame of the rows as dicts: the columns
+    in the order first seen (a score column that only a later row has too), NaN where a row
+    lacks one, the same dtypes; and rows not run say so."""
+    import math
+
+    from llmcells.batchrun import Job, Tally, _frame
+    from llmcells.calls import make_plan
+    from llmcells.types import Result, Usage
+
+    jobs = []
+    for i in range(6):
+        plan = make_plan(f"p{i}", "openai:gpt-6-luna")
+        result = None
+        if i != 2:
+            result = Result(text=f"t{i}", model=plan.spec.id, provider="openai",
+                            usage=Usage(3, 0, 0, 5), cost_usd=math.nan if i == 1 else 0.5,
+                            latency_s=None if i == 3 else 1.0, ttft_s=0.1,
+                            status="error" if i == 4 else "ok", error="boom" if i == 4 else None)
+            if i == 5:
+                result.scores["exact"] = 1.0
+                result.score_notes["exact"] = "ok"
+        inputs = {"prompt_id": i, "prompt": f"p{i}", **({"extra": True} if i == 3 else {})}
+        jobs.append(Job(i, plan, f"k{i}", inputs, result, resumed=i == 0))
+    tally = Tally(total=6)
+    rows = []
+    for job in jobs:
+        row = dict(job.inputs)
+        if job.result is not None:
+            row.update({k: v for k, v in job.result.to_row().items() if k != "group_id"})
+        else:
+            row.update(model=job.plan.spec.id, provider="openai", sample=0, status="not run",
+                       error_kind="interrupted",
+                       error="Not run: the batch was interrupted; resume it.")
+        rows.append({**row, "resumed": job.resumed, "batch_id": "b1"})
+    frame = _frame(jobs, "b1", tally)
+    pd.testing.assert_frame_equal(frame, pd.DataFrame.from_records(rows))
+    assert list(frame.columns[-3:]) == ["extra", "score_exact", "score_notes"]
+    assert math.isnan(frame.loc[0, "score_exact"]) and frame.loc[5, "score_exact"] == 1.0
+    assert frame.attrs == {"batch_id": "b1", "stopped": None}

@@ -143,7 +143,12 @@ class ProviderGate:
         if self.long_wait:
             self.probe = id(plan)
         self.inflight += 1
-        self._open[id(plan)] = [self.minute.add(now), self.second.add(now), self.tokens.add(now, need)]
+        # a window counts only for a limit that is set (unpruned, the others would keep an
+        # entry for every request of the batch)
+        lim = self.limit
+        self._open[id(plan)] = [w.add(now, weight) for w, weight, on in
+                                ((self.minute, 1, lim.rpm), (self.second, 1, lim.rps),
+                                 (self.tokens, need, lim.tpm)) if on]
 
     def answered(self, plan: CallPlan) -> None:
         """The request's first event came back: it reached the provider by now."""
@@ -337,9 +342,14 @@ def _resumed_result(job: Job, kept: dict[str, Any]) -> Result:
 
 
 def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
+    """The batch's rows as a DataFrame. Each row is kept as a tuple in the order of the columns
+    seen so far, not as a dict (a dict of some 40 keys per row was most of the batch's peak
+    memory at its end); the frame is what `from_records` makes of the rows as dicts: columns in
+    the order first seen, NaN where a row lacks one, the same dtype inference."""
     import pandas as pd
 
-    records = []
+    columns: dict[str, int] = {}   # column -> position, in the order first seen
+    records: list[tuple] = []
     for job in jobs:
         row = dict(job.inputs)
         if job.result is not None:
@@ -356,8 +366,18 @@ def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
                        error=tally.stopped or "Not run: the batch was interrupted; resume it.")
         row["resumed"] = job.resumed
         row["batch_id"] = batch_id
-        records.append(row)
-    frame = pd.DataFrame.from_records(records)
+        for name in row:
+            if name not in columns:
+                columns[name] = len(columns)
+        if len(row) == len(columns):  # (the common case: this row has every column so far)
+            records.append(tuple(row[c] for c in columns))
+        else:
+            records.append(tuple(row.get(c, math.nan) for c in columns))
+    width = len(columns)
+    for i, rec in enumerate(records):  # rows made before a later row's new columns
+        if len(rec) < width:
+            records[i] = rec + (math.nan,) * (width - len(rec))
+    frame = pd.DataFrame.from_records(records, columns=list(columns))
     frame.attrs["batch_id"] = batch_id
     frame.attrs["stopped"] = tally.stopped
     return frame
