@@ -14,7 +14,8 @@ Figures: calls/s (wall from submitting the batch to its DataFrame), peak RSS of 
 its CPU per call (utime + stime over the batch alone, imports excluded); the simulator's CPU per
 call is in the note, for scale. Side by side: the peak RSS of another fresh child making the same
 calls through the raw SDKs (one client per provider, a gather under the same concurrency; the
-llmcells child also imports pandas for its DataFrame, about 44 MiB), and, in a third child, a
+llmcells child also imports pandas for its DataFrame, about 44 MiB), the same with pandas
+imported and the calls' DataFrame built (a raw user who wants a frame), and, in a fourth child, a
 300-call batch against a gather of `ask()` of the same calls (alternating rounds, the median of
 their wall ratios). The simulator advertises a high tier's rate limits (`--rate-limit`): at its
 default 50 Anthropic requests a minute, the batch's gate would rightly wait for the window. Every call is priced, written to the ledger and kept in the
@@ -60,12 +61,19 @@ def _child(url: str, calls: int) -> None:
                       "cpu": cpu, "maxrss_kb": _peak_rss_kb(ru1.ru_maxrss)}))
 
 
-def _raw_child(url: str, calls: int) -> None:
+def _raw_child(url: str, calls: int, frame: bool = False) -> None:
     """The same calls through the raw SDKs (bench_overhead's careful user: one client per
-    provider, a gather under a semaphore of CONCURRENCY), for the peak RSS side by side."""
+    provider, a gather under a semaphore of CONCURRENCY), for the peak RSS side by side.
+
+    frame=True: the same user who wants the answers as a DataFrame too, as a batch gives them:
+    pandas imported at the start (a notebook's first cell), and after the gather a frame of
+    one row per call (prompt, model, text, input and output tokens)."""
     import asyncio
     import resource
     import time
+
+    if frame:
+        import pandas as pd
 
     try:
         from . import bench_overhead as O
@@ -88,6 +96,12 @@ def _raw_child(url: str, calls: int) -> None:
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         out = await asyncio.gather(*(one(m, p) for m, p in jobs))
+        if frame:
+            df = pd.DataFrame({"prompt": [p for _, p in jobs], "model": [m for m, _ in jobs],
+                               "text": [text for text, _ in out],
+                               "input_tokens": [_tokens(u, "input") for _, u in out],
+                               "output_tokens": [_tokens(u, "output") for _, u in out]})
+            assert len(df) == len(jobs)
         wall = time.perf_counter() - t
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         return (sum(1 for text, _ in out if text), wall,
@@ -96,6 +110,17 @@ def _raw_child(url: str, calls: int) -> None:
     ok, wall, cpu = asyncio.run(go())
     print(json.dumps({"calls": len(jobs), "ok": ok, "wall": wall, "cpu": cpu,
                       "maxrss_kb": _peak_rss_kb(0)}))
+
+
+def _tokens(usage: object, kind: str) -> int | None:
+    """input or output tokens from an OpenAI, Anthropic or Gemini usage object."""
+    names = {"input": ("prompt_tokens", "input_tokens", "prompt_token_count"),
+             "output": ("completion_tokens", "output_tokens", "candidates_token_count")}[kind]
+    for name in names:
+        value = getattr(usage, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 SMALL = 300   # a batch the size of a notebook's, against a gather of ask() of the same calls
@@ -161,6 +186,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--raw-child", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--small-child", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--raw-frame-child", metavar="URL", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     calls = args.calls or (500 if args.quick else 5000)
     if args.child:
@@ -168,6 +194,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     if args.raw_child:
         _raw_child(args.raw_child, calls)
+        return []
+    if args.raw_frame_child:
+        _raw_child(args.raw_frame_child, calls, frame=True)
         return []
     if args.small_child:
         _small_child(args.small_child)
@@ -190,6 +219,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         out = child("--child")
         sim_cpu = sim.cpu_s() - sim0
         raw = child("--raw-child")
+        raw_frame = child("--raw-frame-child")
         small = child("--small-child")
     n = out["calls"]
     small_ratio = C.median([b / a for b, a in zip(small["batch"], small["ask"])])
@@ -204,6 +234,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           f"{raw['cpu'] / raw['calls'] * 1000:.2f} ms"),
         C.row("batch peak RSS / raw SDK gather", out["maxrss_kb"] / max(1, raw["maxrss_kb"]), "ratio",
               1.25, "<="),
+        C.row("raw SDKs (gather, same calls) + pandas and their DataFrame: peak RSS",
+              raw_frame["maxrss_kb"] / 1024, "MiB",
+              note="the raw user who wants the answers as a frame, as batch() returns them: pandas "
+                   "imported at the start, one row per call (prompt, model, text, tokens) after "
+                   "the gather"),
+        C.row("batch peak RSS / raw SDK gather + the same calls' DataFrame",
+              out["maxrss_kb"] / max(1, raw_frame["maxrss_kb"]), "ratio",
+              note="the row above without pandas is the target's; this one counts pandas on "
+                   "both sides"),
         C.row(f"batch of {SMALL} calls: wall / a gather of ask() (same calls)", small_ratio, "ratio",
               1.05, "<=", note=f"median of {SMALL_ROUNDS} alternating rounds in one process: batch "
                                f"{C.median(small['batch']):.3f} s, gather of ask() "

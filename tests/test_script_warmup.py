@@ -1,4 +1,5 @@
-"""A script's simulate() warms no SDK it does not use: its calls import only their own."""
+"""A script's simulate() warms no SDK it does not use: its calls import only their own, and a
+call that shows nothing imports no display code."""
 
 from __future__ import annotations
 
@@ -45,3 +46,19 @@ def test_a_scripts_first_call_imports_on_one_thread_besides_the_loop(tmp_path):
     assert "llmcells-warmup" not in threads, threads
     assert "llmcells-clients" in threads, threads
     assert priced == "True"
+
+
+QUIET = """
+import sys, llmcells
+llmcells.simulate()
+r = llmcells.run(llmcells.ask("hi", "anthropic:claude-haiku-5-5", display=False))
+assert r.ok, r.error
+r = llmcells.run(llmcells.ask("hi", "anthropic:claude-haiku-5-5"))  # a script's default: nothing shown
+assert r.ok, r.error
+print("llmcells.display" in sys.modules)
+"""
+
+
+def test_a_script_call_that_shows_nothing_imports_no_display_code(tmp_path):
+    out = run_script(QUIET, tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == "False"

@@ -99,6 +99,18 @@ class _FrontEnd:
             _FrontEnd._module = module
         return getattr(module, name)
 
+    def detect_mode(self, display: Any) -> str:
+        """display.detect_mode, without importing the display package when the answer is
+        "none" for sure: display=False, or the default in a plain script (IPython not imported),
+        which shows nothing."""
+        import sys
+
+        if display is False or (display is None and "IPython" not in sys.modules):
+            return "none"
+        from . import display as package
+
+        return package.detect_mode(display)
+
 
 session.front_end = _FrontEnd()
 one_line_warnings()
