@@ -281,3 +281,26 @@ def test_openai_compatible_endpoint_by_base_url(fresh_sim):
     r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))
     assert r.ok and r.model == "local:llama3.2" and r.provider == "local"
     assert fresh_sim.requests[-1].model == "llama3.2"
+
+
+
+def test_a_result_keeps_its_fields_in_slots_and_still_takes_other_attributes():
+    """A Result's ~45 fields live in slots, not an instance dict of its own (a batch holds
+    thousands); an attribute that is not a field (a notebook card's mark) still works, and a
+    Result pickles, copies and replaces as before."""
+    import copy
+    import dataclasses
+    import pickle
+
+    from llmcells.types import Result, Usage
+
+    r = Result(text="hi", model="openai:gpt-6-luna", usage=Usage(3, 0, 0, 5), cost_usd=0.25)
+    assert r.__dict__ == {}  # no field in the instance dict
+    r.__dict__["_card_cell"] = 7
+    r.note_for_test = "x"
+    back = pickle.loads(pickle.dumps(r))
+    assert type(back) is Result and back == r and back.note_for_test == "x"
+    assert copy.deepcopy(r) == r and r.replace(text="yo").text == "yo"
+    assert [f.name for f in dataclasses.fields(Result)][:3] == ["text", "model", "provider"]
+    assert dataclasses.asdict(r)["usage"]["output_tokens"] == 5
+    assert repr(r).startswith("Result(text='hi'")

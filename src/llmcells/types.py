@@ -281,13 +281,11 @@ class ToolRun:
 # ----- results -------------------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    """The outcome of one call to one model.
-
-    status is "ok", "error", "cancelled" or "incomplete"; error holds one short message when the
-    status is not "ok". cost_usd is NaN when the price of the model is unknown.
-    """
+@dataclass(slots=True)
+class _ResultFields:
+    """Result's fields and methods, in slots: a call's Result holds some 45 fields, past the 30
+    an instance dict can share its keys for, so as a plain dataclass each one carried a dict of
+    its own (about 1.5 KB; a 5,000-call batch holds them all until its frame is made)."""
 
     text: str = ""
     model: str = ""
@@ -430,6 +428,18 @@ class Result:
             if shown_in == current_cell():
                 return
         display({"text/markdown": self._repr_markdown_(), "text/plain": repr(self)}, raw=True)
+
+
+class Result(_ResultFields):
+    """The outcome of one call to one model.
+
+    status is "ok", "error", "cancelled" or "incomplete"; error holds one short message when the
+    status is not "ok". cost_usd is NaN when the price of the model is unknown.
+    """
+
+    # the fields live in slots; an instance dict, made only when something sets an attribute
+    # that is not a field (a notebook card's mark), keeps such attributes working as before
+    __slots__ = ("__dict__", "__weakref__")
 
 
 # ----- observers: how front ends (cards, terminal, progress) follow a call ------------------------
