@@ -490,6 +490,26 @@ def test_a_long_answer_costs_linear_time(comms):
     print(f"\n2 MB in {n} pieces with 400 paints: {took:.2f} s")
 
 
+def test_a_burst_repaints_the_live_count_before_the_text_it_counts(comms):
+    """Header, body and footer are separate widget messages and the page may draw between two of
+    them: a burst's repaint sends the footer's count first, so no frame shows a paragraph over
+    "~1 tokens"."""
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_status("streaming")
+    card.on_first_token(0.1)
+    card.on_text("Hi")
+    card._paint_live()
+    sent: list[str] = []
+    card.body.observe(lambda change: sent.append("body"), names="value")
+    card.footer.observe(lambda change: sent.append("footer"), names="value")
+    card.on_text("A burst of many words arriving at once, far more than a token. " * 4)
+    card._paint_live()
+    assert sent == ["footer", "body"], sent
+    assert "~1 tokens" not in card.footer.value
+
+
 def test_card_plain_text_when_markdown_is_off(comms):
     h = open_display("ask", [info()], "notebook", markdown=False)
     o = h.observers[0]

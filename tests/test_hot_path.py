@@ -73,9 +73,11 @@ def test_the_front_end_reads_the_display_module_each_time(monkeypatch):
     from llmcells import display
     from llmcells.session import session
 
-    assert session.front_end.detect_mode(False) == "none"
+    assert session.front_end.detect_mode("text") == "terminal"
     monkeypatch.setattr(display, "detect_mode", lambda d: "patched")
-    assert session.front_end.detect_mode(False) == "patched"
+    assert session.front_end.detect_mode("text") == "patched"
+    # display=False is "none" for sure: answered without asking the display module
+    assert session.front_end.detect_mode(False) == "none"
 
 
 def test_rate_limit_headers_read_alike_from_raw_bytes_and_from_a_mapping():

@@ -327,15 +327,17 @@ class Card(CallObserver):
             return 0
         before = self.updates
         self._set(self.header, self._header_html())
-        if self._new:
-            self._set(self.body, self._live_body_html())
         now = time.monotonic()
         # the footer every FOOTER_INTERVAL, or sooner when a burst of text has far outgrown the
-        # count it shows (it must not say "~1 tokens" under a paragraph)
+        # count it shows (it must not say "~1 tokens" under a paragraph). It is sent before the
+        # body: each widget is its own message and the page may draw between them, so the count
+        # is never a repaint behind the text it counts.
         grown = self._tokens.tokens >= 2 * self._footer_tokens + 10
         if now - self._footer_at >= FOOTER_INTERVAL or grown:
             self._footer_at, self._footer_tokens = now, self._tokens.tokens
             self._set(self.footer, self._live_footer_html(now))
+        if self._new:
+            self._set(self.body, self._live_body_html())
         return self.updates - before
 
     def _waiting_text(self) -> str:
