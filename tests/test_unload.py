@@ -137,6 +137,16 @@ def test_unload_stops_every_thread_and_load_works_again(tmp_path):
              "assert len(llmcells.usage()) >= 5", timeout=120)
         k.ok("%%claude\nName a sea.", timeout=120)  # the magics too
 
+        # each load warms up again: the clients the last one built went with the stopped loop
+        k.ok("from llmcells.session import session\n"
+             "llmcells.warmup.wait(60)\n"
+             "assert session.clients\n"
+             "%unload_ext llmcells\n"
+             "assert not session.clients\n"
+             "%load_ext llmcells\n"
+             "llmcells.warmup.wait(60)\n"
+             "assert session.clients, 'the warm-up built no client after the reload'", timeout=90)
+
 
 def test_unload_removes_llmcells_event_callbacks_and_only_those():
     from IPython.core.events import EventManager, available_events

@@ -705,7 +705,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     _registered.discard(ipython)
     _imports.wait(5.0)  # the warm-up first: it hands work to the loop, which would start again
     _loop.stop()
-    for name in ("hooks", "ledger", "otel"):  # only those in use: unloading imports nothing new
+    for name in ("hooks", "ledger", "otel", "warmup"):  # only those in use: unloading imports nothing new
         module = sys.modules.get(f"{__package__}.{name}")
         if module is not None:
             module.stop()

@@ -69,9 +69,10 @@ def start(providers: list[str] | None = None, *, notebook: bool = False) -> thre
     if not providers:  # no key and no simulator: the first call can only say so, fast
         return None
     asked = (tuple(providers), notebook)
-    if asked in _asked:  # every call after the first: nothing to do
-        return None
-    _asked.add(asked)
+    with _lock:
+        if asked in _asked:  # every call after the first: nothing to do
+            return None
+        _asked.add(asked)
 
     def build() -> None:
         _build_clients(providers)
@@ -129,6 +130,13 @@ def _short_switch_interval():
             _warming -= 1
             if _warming == 0:
                 sys.setswitchinterval(_short_switch_interval.saved)  # type: ignore[attr-defined]
+
+
+def stop() -> None:
+    """Forget what was warmed (`%unload_ext`): the clients it built went with the stopped loop,
+    so the next `%load_ext` builds them again."""
+    with _lock:
+        _asked.clear()
 
 
 def wait(timeout: float | None = None) -> None:
