@@ -510,6 +510,37 @@ def test_a_burst_repaints_the_live_count_before_the_text_it_counts(comms):
     assert "~1 tokens" not in card.footer.value
 
 
+def test_the_card_body_never_says_waiting_to_start_once_streaming(comms):
+    """on_status("streaming") comes just before the first text: the body keeps what it said
+    ("waiting for the first token…") rather than flashing "waiting to start…"."""
+    h = open_display("ask", [info()], "notebook")
+    card = h.observers[0]
+    bodies: list[str] = []
+    card.body.observe(lambda change: bodies.append(change["new"]), names="value")
+    card.on_start(card.info)
+    card.on_sent(time.monotonic())
+    card.on_first_token(0.1)
+    card.on_status("streaming")
+    card.on_text("Hello")
+    card._paint_live()
+    assert not any("waiting to start" in b for b in bodies[1:]), bodies
+    assert "Hello" in card.body.value
+
+
+def test_terminal_waiting_line_names_the_tool_being_called():
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_sent(time.monotonic())
+    o.on_status("calling", "get_weather")
+    assert o.waiting_label(time.monotonic()) == "calling get_weather…"
+    o.on_status("calling", None)
+    assert o.waiting_label(time.monotonic()) == "calling a tool…"
+    o.on_status("waiting")  # the next turn
+    assert o.waiting_label(time.monotonic()).startswith("waiting for first token")
+    o.on_text("Sunny.")
+    assert o.waiting_label(time.monotonic()) is None
+
+
 def test_card_plain_text_when_markdown_is_off(comms):
     h = open_display("ask", [info()], "notebook", markdown=False)
     o = h.observers[0]

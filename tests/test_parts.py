@@ -242,3 +242,11 @@ def test_an_agent_clis_answer_streams_as_a_text_part(simulated, tmp_path, monkey
     r = llmcells.run(llmcells.ask("hi", model=model, display=False))
     assert r.status == "ok", r.error
     assert r.text == answer and r.ttft_s is not None and r.tool_calls == []
+
+
+def test_a_tool_name_is_shown_only_when_it_is_a_name_an_api_allows():
+    """The name in "calling NAME…" is model output: markup or control sequences never pass."""
+    assert engine.shown_tool_name("get_weather") == "get_weather"
+    assert engine.shown_tool_name("search.web-v2") == "search.web-v2"
+    for hostile in ("<img src=x onerror=alert(1)>", "\x1b[2J\x1b[Hgotcha", "a b", "x" * 65, "", None):
+        assert engine.shown_tool_name(hostile) is None, hostile

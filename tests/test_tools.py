@@ -326,6 +326,39 @@ def test_a_scored_compare_still_shows_tool_calls(simulated):
     assert r.ok and seen.runs == ["get_weather"]
 
 
+def test_the_card_says_which_tool_is_called_and_shows_its_line_as_soon_as_it_has_run(simulated):
+    """While the model writes a tool call the card's header and body say "calling get_weather…"
+    (not "waiting for first token"), and each tool line is in the body before the next turn."""
+    from llmcells.calls import make_plan
+    from llmcells.display.notebook import Card
+    from llmcells.pipeline import call as execute
+
+    plan = make_plan('call get_weather({"city": "Oslo"})', "claude", tools=[get_weather])
+    card = Card(plan.info, prompt="x")
+    seen: list[tuple[str, str]] = []
+    on_status, on_tool_call = card.on_status, card.on_tool_call
+
+    def status(s, detail=None):
+        on_status(s, detail)
+        seen.append((card.status_label()[1], card.body.value))
+
+    def tool_call(run):
+        on_tool_call(run)
+        card._paint_live()
+        seen.append(("tool", card.body.value))
+
+    card.on_status, card.on_tool_call = status, tool_call
+    r = llmcells.run(execute(plan, card))
+    assert r.ok
+    calling = [body for label, body in seen if label == "⚙ calling get_weather…"]
+    assert calling and "calling get_weather…" in calling[0], seen
+    tool = [body for label, body in seen if label == "tool"]
+    assert tool and "🔧" in tool[0] and "get_weather" in tool[0], seen
+    # the next turn keeps the tool line in view: no "waiting…" placeholder over it
+    after = [body for label, body in seen[seen.index(("tool", tool[0])) + 1:]]
+    assert after and all("🔧" in body for body in after), after
+
+
 def test_the_card_shows_each_tool_call_then_the_answer(simulated):
     from llmcells.calls import make_plan
     from llmcells.display.notebook import Card

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,15 @@ def _mend(text: str) -> str:
 #: keeps a _ToolPart); checked by identity in the loop
 _TEXT, _REASONING = "text", "reasoning"
 
+#: a tool name as every provider's API allows it (letters, digits, "_", "-", "."; at most 64)
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def shown_tool_name(name: str | None) -> str | None:
+    """A tool name the model wrote, fit to show in a status line; None when it is not a name an
+    API allows (it is model output: no markup or terminal control sequences reach a display)."""
+    return name if name and _TOOL_NAME.fullmatch(name) else None
+
 
 class _ToolPart:
     """A tool-call part as it streams: its id, name and thought signature, the fragments of its
@@ -313,6 +323,8 @@ class _Call:
                         elif what == "tool_call":
                             parts[event.index] = _ToolPart(event, n_tools)
                             n_tools += 1
+                            # "calling get_weather…" while the model writes the call's arguments
+                            observer.on_status("calling", shown_tool_name(event.name))
                     elif kind is PartEnd:
                         part = parts.pop(event.index, None)
                         if type(part) is _ToolPart:

@@ -482,8 +482,9 @@ class CallObserver:
     live elapsed time and the final Result.latency_s both count from it, and on_first_token
     passes the same ttft_s that the Result will hold.
 
-    status values: "waiting" (sent, no token yet), "streaming", "retrying" (on_retry has the
-    details), "done", "error", "cancelled", "incomplete".
+    status values: "waiting" (sent, no token yet), "streaming", "calling" (the model is writing
+    a tool call; detail is the tool's name, or None), "retrying" (on_retry has the details),
+    "done", "error", "cancelled", "incomplete".
     Methods must be quick and must not raise; the default implementations do nothing.
     """
 

@@ -195,9 +195,7 @@ class Card(CallObserver):
     def on_text(self, delta: str) -> None:
         if self.result is not None or not delta:
             return
-        self._pieces.append(delta)
-        self._new.append(delta)
-        self._chars += len(delta)
+        self._append(delta)
         self.chunks += 1
         self._tokens.feed(delta)
         if self.t_first is None:
@@ -223,8 +221,16 @@ class Card(CallObserver):
     def on_tool_call(self, run: Any) -> None:  # [tools hook]: a tool the model asked for has run
         from .tools import tool_markdown
 
-        self.text += tool_markdown(run)
+        if self.result is not None:
+            return
+        self._append(tool_markdown(run))  # shown live, in its place; not answer tokens
         self.throttle.request()
+
+    def _append(self, text: str) -> None:
+        """Add text to what the body shows (painted at the next live repaint)."""
+        self._pieces.append(text)
+        self._new.append(text)
+        self._chars += len(text)
 
     @safe
     def on_scores(self, result: Result) -> None:  # [scoring hook]: a judge's scores came in
@@ -307,7 +313,8 @@ class Card(CallObserver):
     def _set_status(self, status: str) -> None:
         self.status, self.t_status = status, time.monotonic()
         self._set(self.header, self._header_html())
-        if not self._chars and self.result is None:  # the body says what the card waits for
+        # the body says what the card waits for (not once streaming: the text is on its way)
+        if not self._chars and self.result is None and status != "streaming":
             self._set(self.body, self._placeholder(self._waiting_text()))
         if status in ("starting", "waiting", "retrying") and self.owner is not None:
             self.owner.ensure_ticker()
@@ -346,6 +353,8 @@ class Card(CallObserver):
             return "retrying" + (f" after: {why}" if why else "…")
         if self.status == "waiting":
             return "waiting for the first token…"
+        if self.status == "calling":
+            return f"calling {self.detail or 'a tool'}…"
         return "waiting to start…"
 
     @staticmethod
@@ -368,6 +377,8 @@ class Card(CallObserver):
             return "retrying", "⟳ retrying…", None
         if s == "streaming":
             return "streaming", "● streaming", None
+        if s == "calling":
+            return "streaming", f"⚙ calling {self.detail or 'a tool'}…", None
         if s == "done":
             return "done", "✓ done", None
         msg = F.short_error(self.result) if self.result is not None else (self.detail or "")

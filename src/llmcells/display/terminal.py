@@ -63,6 +63,7 @@ class _TerminalObserver(CallObserver):
         self.first = False
         self.retry: RetryInfo | None = None
         self.retry_at = 0.0
+        self.calling: str | None = None  # the tool the model is asking for, while it writes the call
 
     @property
     def name(self) -> str:
@@ -83,6 +84,10 @@ class _TerminalObserver(CallObserver):
     def on_sent(self, t0: float) -> None:
         self.t0 = t0
         self.owner.ensure_ticker()
+
+    @safe
+    def on_status(self, status: str, detail: str | None = None) -> None:
+        self.calling = (detail or "a tool") if status == "calling" else None
 
     @safe
     def on_fallback(self, from_model: str, reason: str, to_model: str) -> None:
@@ -107,6 +112,7 @@ class _TerminalObserver(CallObserver):
         if self.result is not None or not delta:
             return
         self.first = True
+        self.calling = None
         self.pieces.append(delta)
         self.chars += len(delta)
         if self.live:
@@ -135,8 +141,13 @@ class _TerminalObserver(CallObserver):
                 self._finish_block(result)
 
     def waiting_label(self, now: float) -> str | None:
-        """"waiting for first token… 12 s" while this call waits, None otherwise."""
-        if self.result is not None or self.first or self.t0 is None:
+        """"waiting for first token… 12 s" while this call waits, "calling get_weather…" while the
+        model asks for a tool, None otherwise."""
+        if self.result is not None or self.t0 is None:
+            return None
+        if self.calling is not None:
+            return f"calling {self.calling}…"
+        if self.first:
             return None
         if self.retry is not None:
             left = self.retry.wait_s - (now - self.retry_at)
