@@ -227,3 +227,19 @@ def test_help_option_prints_the_help_and_sends_nothing(ip, simulated, capsys):
     out = capsys.readouterr().out
     assert "Ask Claude" in out and "side by side" in out and "--continue" in out
     assert simulated.requests == []
+
+
+def test_a_bare_model_name_is_refused_only_where_its_makers_models_dont_run(ip):
+    """Agent CLIs run their maker's models, cloud routes their makers', an endpoint any name:
+    `%%claude-code -m claude-opus-4-1` was refused as "a model of Anthropic, not of Claude Code"."""
+    from llmcells.models import foreign_model_hint
+
+    for provider, name in [("claude-code", "claude-opus-4-1"), ("gemini-cli", "gemini-3.5-pro"),
+                           ("codex", "o3"), ("bedrock", "claude-opus-4-1"), ("azure", "gpt-4o"),
+                           ("vertex", "gemini-3.5-flash"), ("vertex", "claude-opus-4-1"),
+                           ("local", "gpt-oss-20b"), ("anthropic", "claude-opus-4-1")]:
+        assert foreign_model_hint(provider, name) is None, (provider, name)
+    with pytest.raises(UsageError, match="'gpt-5' is a model of OpenAI, not of Claude Code: use %%chatgpt -m gpt-5"):
+        cell(ip, "claude-code", "-m gpt-5")
+    with pytest.raises(UsageError, match="'o3-mini' is a model of OpenAI, not of Google Gemini"):
+        cell(ip, "gemini", "-m o3-mini")

@@ -11,6 +11,7 @@ import warnings
 
 import httpx
 import pytest
+from IPython.core.error import UsageError
 
 import llmcells
 from llmcells import healthcheck, models
@@ -290,6 +291,20 @@ def test_a_routed_alias_runs_unchanged_on_the_simulator(simulated, monkeypatch, 
     r = ask("Say hello", "claude")
     assert r.ok and r.model == f"bedrock:{GLOBAL}" and r.simulated
     assert simulated.requests[-1].path == f"/model/{GLOBAL}/invoke-with-response-stream"
+
+
+def test_a_routed_magic_takes_another_claude_model_by_name(simulated, shell, monkeypatch, tmp_path):
+    """`%%claude -m claude-opus-4-1` with claude routed to Bedrock: that model on Bedrock, by the
+    route's id for it (it was refused as "a model of Anthropic, not of Amazon Bedrock")."""
+    _no_aws_elsewhere(monkeypatch, tmp_path)
+    llmcells.configure(route={"claude": "bedrock:global"})
+    shell.run_cell_magic("claude", "-m claude-opus-4-1 --no-display", "Say hi.")
+    r = shell.user_ns["_llm"]
+    opus = "global.anthropic.claude-opus-4-1-v1:0"
+    assert r.ok and r.model == f"bedrock:{opus}", (r.model, r.error)
+    assert simulated.requests[-1].path == f"/model/{opus}/invoke-with-response-stream"
+    with pytest.raises(UsageError, match="'gpt-4o' is a model of OpenAI, not of Amazon Bedrock"):
+        shell.run_cell_magic("claude", "-m gpt-4o --no-display", "Say hi.")
 
 
 def test_a_routed_claude_keeps_claudes_capabilities(aws):

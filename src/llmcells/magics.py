@@ -12,6 +12,7 @@ import re
 import sys
 import weakref
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import types
@@ -289,16 +290,29 @@ class LLMMagics(Magics):
 
     def _model(self, default: str, given: str | None) -> _models.ModelSpec:
         name = given or default
+        routed_as = None
         if given and ":" not in given and given not in _models.aliases():
-            provider = _models.resolve(default).provider
+            try:
+                provider = _models.resolve(default).provider
+            except ConfigError as err:
+                raise _fail(str(err)) from None
             hint = _models.foreign_model_hint(provider, given)  # %%claude -m gpt-4o
             if hint:
                 raise _fail(hint)
-            name = f"{provider}:{given}"
+            maker = _models.maker_of(given)
+            if PROVIDERS[provider].kind == "route" and maker is not None:
+                # %%claude -m claude-opus-4-1 with claude routed to Bedrock: that model, on the
+                # same route, by the route's id for it (a name of the route's own goes as is)
+                name, routed_as = f"{maker}:{given}", default
+            else:
+                name = f"{provider}:{given}"
         try:
-            return _models.resolve(name)
+            spec = _models.resolve(name, routed_as=routed_as)
         except ConfigError as err:
             raise _fail(str(err)) from None
+        if routed_as is not None:  # asked for by the route's full id, which no setting reroutes
+            spec = replace(spec, requested=f"{spec.provider}:{spec.name}")
+        return spec
 
     def _options(self, args: Any) -> dict[str, Any]:
         from .calls import magic_rich_options

@@ -10,7 +10,6 @@ servers (Ollama, vLLM, OpenRouter...) are added by base URL with `add_endpoint` 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,27 +116,37 @@ def endpoints() -> dict[str, Endpoint]:
     return dict(_endpoints)
 
 
+def maker_of(name: str) -> str | None:
+    """The one API provider whose model names begin as `name` does (claude-… -> anthropic), from
+    the registry's model families; None when none or several do."""
+    lowered = (name or "").lower()
+    makers = [row.name for row in PROVIDERS.values()
+              if row.kind == "api" and lowered.startswith(row.model_families)]
+    return makers[0] if len(makers) == 1 else None
+
+
 def _did_you_mean(name: str) -> str:
     """" Did you mean X?" for a name without a provider: the id of the one provider whose model
     names begin as it does (claude-haiku-5-5 -> anthropic:claude-haiku-5-5), or the alias it
     is a slip of (chatgtp -> chatgpt); "" when neither is clear."""
+    maker = maker_of(name)
+    if maker is not None:
+        return f" Did you mean {maker}:{name}?"
     lowered = name.lower()
-    makers = [row.name for row in PROVIDERS.values()
-              if row.kind == "api" and lowered.startswith(row.model_families)]
-    if len(makers) == 1:
-        return f" Did you mean {makers[0]}:{name}?"
     import difflib  # (only on this error's path)
 
     close = difflib.get_close_matches(lowered, list(_aliases), n=1, cutoff=0.75)
     return f" Did you mean {close[0]}?" if close else ""
 
 
-def resolve(model: str, *, openai_api: str | None = None) -> ModelSpec:
-    """Turn an alias or `provider:model` id into a ModelSpec; a ConfigError says what is wrong."""
+def resolve(model: str, *, openai_api: str | None = None, routed_as: str | None = None) -> ModelSpec:
+    """Turn an alias or `provider:model` id into a ModelSpec; a ConfigError says what is wrong.
+    routed_as: an alias whose route setting applies to `model` too (`%%claude -m NAME`)."""
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("No model given. Use an alias (chatgpt, claude, gemini) or provider:model.")
     requested = model = model.strip()
-    chain: list[str] = []  # the aliases passed through, for the route setting
+    # the aliases passed through, for the route setting
+    chain: list[str] = [routed_as] if routed_as else []
     while model in _aliases and model not in chain:
         chain.append(model)
         model = _aliases[model]
@@ -219,9 +228,7 @@ def _routed(key: str, route: str, provider: str, name: str) -> tuple[Any, str]:
     if row is None or row.kind != "route":
         known = ", ".join(r.name for r in PROVIDERS.values() if r.kind == "route")
         raise ConfigError(f"route {key}={route}: {target!r} is not a cloud route; known: {known}.")
-    serves = {row.route_of} if row.route_of else {
-        MAKERS.get(a) for a in (row.adapter, *(a for _, a in row.model_adapters))}
-    if provider not in serves:
+    if provider not in row.model_makers:
         raise ConfigError(f"route {key}={route}: {row.label} serves {row.serves or PROVIDERS[row.route_of].label + ' models'}, "
                           f"not {PROVIDERS[provider].label} ones.")
     if not row.route_model:
@@ -351,21 +358,17 @@ def vertex_enabled() -> bool:
     return os.environ.get("GOOGLE_GENAI_USE_VERTEXAI", "").lower() in ("1", "true", "yes")
 
 
-_FOREIGN = ((re.compile(r"^(gpt-|chatgpt-|o[1-4]($|-))", re.I), "openai"),
-            (re.compile(r"^claude-", re.I), "anthropic"),
-            (re.compile(r"^gemini-", re.I), "google"))
-
-
 def foreign_model_hint(provider: str, name: str) -> str | None:
-    """One line when a bare model name plainly belongs to another provider than `provider`
-    (`%%claude -m gpt-4o`), naming the right magic and id; None when it doesn't."""
-    for pattern, owner in _FOREIGN:
-        if pattern.match(name or "") and owner != provider:
-            mine = PROVIDERS.get(provider)
-            return (f"{name!r} is a model of {PROVIDERS[owner].label}, not of "
-                    f"{mine.label if mine else provider}: use %%{PROVIDERS[owner].alias} -m {name}, "
-                    f"or the full id {owner}:{name} (e.g. in %%compare).")
-    return None
+    """One line when a bare model name plainly belongs to a maker whose models `provider` doesn't
+    run (`%%claude -m gpt-4o`), naming the right magic and id; None when it doesn't. An agent CLI
+    runs its maker's models and a cloud route its makers' (`%%claude-code -m claude-opus-4-1`,
+    `%%claude -m claude-opus-4-1` routed to Bedrock); an endpoint may serve any name."""
+    mine = PROVIDERS.get(provider)
+    owner = maker_of(name)
+    if mine is None or owner is None or owner in mine.model_makers:
+        return None
+    return (f"{name!r} is a model of {PROVIDERS[owner].label}, not of {mine.label}: use "
+            f"%%{PROVIDERS[owner].alias} -m {name}, or the full id {owner}:{name} (e.g. in %%compare).")
 
 
 def key_status() -> dict[str, bool]:

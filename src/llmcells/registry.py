@@ -151,10 +151,18 @@ class ProviderRow:
     # how its own models' names begin ("claude-"): a bare model name that begins so is shown
     # the id it likely meant (models.resolve)
     model_families: tuple[str, ...] = ()
+    # a route's makers: the API providers whose model names it takes (an agent's is price_as)
+    runs: tuple[str, ...] = ()
 
     @property
     def default_id(self) -> str:
         return f"{self.name}:{self.default_model}"
+
+    @property
+    def model_makers(self) -> tuple[str, ...]:
+        """The API providers whose model names this one takes: its own; an agent CLI's maker;
+        a cloud route's makers."""
+        return self.runs or ((self.price_as,) if self.price_as else (self.name,))
 
 
 PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
@@ -214,7 +222,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         kind="route", install="pip install 'llmcells[cloud]'", route_of="anthropic",
         route_model="{profile}anthropic.{model}-v1:0",
         route_pattern=r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$",
-        credentials="aws", priced_by_request=True, route_prices="aws",
+        credentials="aws", priced_by_request=True, route_prices="aws", runs=("anthropic",),
         serves="Claude models (Anthropic), by Bedrock model id or inference profile",
     ),
     # [routes] cloud routes: kind "route", no alias or magic of their own (an alias is pointed at
@@ -224,7 +232,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         key_env=("AZURE_OPENAI_API_KEY",), base_env="AZURE_OPENAI_ENDPOINT", sim_path="",
         alias="", default_model="gpt-6-luna", sdk_modules=("openai",), kind="route",
         install="pip install 'llmcells[cloud]' (azure-identity, for Entra ID sign-in)",
-        route_prices="azure", serves="GPT models, by deployment name",
+        route_prices="azure", runs=("openai",), serves="GPT models, by deployment name",
     ),
     ProviderRow(
         name="vertex", label="Vertex AI", product="Vertex AI", adapter="vertex_google",
@@ -232,7 +240,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         sdk_modules=("google.genai",), kind="route",
         install="pip install 'llmcells[cloud]' (google-auth, for Application Default Credentials)",
         route_prices="google", model_adapters=(("claude-", "vertex_anthropic"),),
-        serves="claude-* (Anthropic) and gemini-* (Google) models",
+        runs=("anthropic", "google"), serves="claude-* (Anthropic) and gemini-* (Google) models",
     ),
 )}
 
