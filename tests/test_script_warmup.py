@@ -62,3 +62,27 @@ print("llmcells.display" in sys.modules)
 def test_a_script_call_that_shows_nothing_imports_no_display_code(tmp_path):
     out = run_script(QUIET, tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+SIM_TYPES_TAKE_THE_IMPORT_LOCK = """
+import sys, time
+from llmcells import _imports
+from llmcells.sim import validate
+with _imports.import_lock:  # as llmcells' warm-up or client builder importing an SDK
+    validate.warm_up()
+    time.sleep(1.0)
+    print("openai" in sys.modules, "anthropic" in sys.modules)
+deadline = time.monotonic() + 60
+while "anthropic.types.message_create_params" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("anthropic.types.message_create_params" in sys.modules)
+"""
+
+
+def test_the_simulators_type_imports_take_turns_with_llmcells_imports(tmp_path):
+    """The strict simulator imports the SDKs' request types in a thread of its own: under the
+    lock llmcells' warm-up and client builder import under, else two threads importing one
+    package tree can hand one of them a half-initialized module (a notebook's first batch failed
+    with "partially initialized module 'httpx' has no attribute 'URL'")."""
+    out = run_script(SIM_TYPES_TAKE_THE_IMPORT_LOCK, tmp_path).stdout.strip().splitlines()
+    assert out[-2:] == ["False False", "True"], out

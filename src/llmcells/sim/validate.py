@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from .. import _imports
 from . import catalog
 from .schema import Problem, check as check_type, json_name
 from .text import count_prompt_tokens
@@ -42,9 +43,11 @@ class Refusal:
 
 # Importing a submodule (openai.types.chat...) holds that submodule's import lock while its
 # package is imported; if another thread (llmcells' warm-up, a call) is importing the package,
-# which imports the submodule too, Python sees a deadlock and one import fails. So the package
-# is imported first, on its own, and the simulator's own threads take turns.
-SDK_IMPORT = threading.RLock()
+# which imports the submodule too, Python sees a deadlock and one import fails ("partially
+# initialized module 'httpx' has no attribute 'URL'"). So the package is imported first, on its
+# own, under the lock every llmcells import outside the main thread takes: the simulator's
+# threads, the warm-up and the client builder take turns.
+SDK_IMPORT = _imports.import_lock
 
 
 def sdk_import(package: str) -> None:
