@@ -165,9 +165,14 @@ class deferred_interrupts:
         _sigint.depth -= 1
         if _sigint.depth:
             return
-        previous, pending, ran = _sigint.previous, _sigint.at is not None, _sigint.ran
-        _sigint.previous, _sigint.at, _sigint.count, _sigint.scope = None, None, 0, None
+        previous = _sigint.previous
+        # The handler is given back before the pending interrupt is read: signal.signal() first
+        # runs a SIGINT still pending with the handler it replaces (ours), which records it.
+        # Read before, that interrupt was lost (the next block starts afresh) and the run that
+        # came next went on as if no Ctrl-C had come. One after this line is Python's to raise.
         signal.signal(signal.SIGINT, previous)
+        pending, ran = _sigint.at is not None, _sigint.ran
+        _sigint.previous, _sigint.at, _sigint.count, _sigint.scope = None, None, 0, None
         if pending and exc_type is None:  # it came after the last run, or with none
             _raise_interrupt(previous, INTERRUPTED if ran else NOT_SENT)
 
