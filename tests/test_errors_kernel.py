@@ -105,3 +105,14 @@ def test_an_interrupted_magic_keeps_its_partial_result_in__llm(kernel, magic):
     assert all(n > 0 for n in kernel.value(f"[len(r.text) for r in {results}]")), "no partial text kept"
     if "-o" in magic:
         assert kernel.value("answer is _llm")
+
+
+def test_a_cell_sent_while_a_failing_one_runs_is_run_not_left_aborted(kernel):
+    """The harness's own guarantee, which the interrupt tests above lean on: ipykernel aborts
+    (stop_on_error) a request that reaches it before the end of the abort that follows a
+    failed cell; on a loaded machine a cell sent as soon as the error's reply arrived was
+    aborted too (seen in CI as "None: None"). `execute` runs such a cell again."""
+    kernel.send("import time\ntime.sleep(0.5)\nraise ValueError('the first cell fails')")
+    content, msgs = kernel.execute("print(41 + 1)")  # queued behind it: ipykernel aborts it once
+    assert content["status"] == "ok", content
+    assert "42" in "".join(m["content"].get("text", "") for m in msgs)

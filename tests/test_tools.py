@@ -377,3 +377,37 @@ def test_the_card_shows_each_tool_call_then_the_answer(simulated):
     assert "<code>get_weather({&quot;city&quot;:&quot;Paris&quot;})</code>" in body
     assert "✗ <code>ValueError: no &lt;luck&gt;</code>" in body
     assert body.index("🔧") < body.index("Tool results:")
+
+
+def test_a_tool_that_ends_after_its_loop_closed_leaves_no_thread_traceback(monkeypatch):
+    """A sync tool runs in a thread of its own; when its event loop has closed by the time it
+    returns (the extension unloaded, a script's loop ended), the result is dropped quietly.
+    It used to print "Exception in thread llmcells-tool ... RuntimeError: Event loop is closed"
+    into the user's output (seen in CI)."""
+    from llmcells.tools import _in_thread
+
+    failures: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: failures.append(args.exc_value))
+    release, started = threading.Event(), []
+
+    def slow_tool() -> str:
+        started.append(threading.current_thread())
+        release.wait(5)
+        return "late"
+
+    loop = asyncio.new_event_loop()
+
+    async def start() -> None:
+        _in_thread(slow_tool, {})  # abandoned: the loop closes before the tool returns
+
+    loop.run_until_complete(start())
+    loop.close()
+    for _ in range(500):  # (the thread may not have begun yet)
+        if started:
+            break
+        time.sleep(0.01)
+    worker = started[0]
+    release.set()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert failures == []

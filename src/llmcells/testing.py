@@ -142,9 +142,18 @@ class Kernel:
         return out
 
     def execute(self, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
-        """Run code; (execute_reply content, the cell's iopub messages)."""
-        msg_id = self.send(code)
-        _, reply = self.reply(msg_id, timeout)
+        """Run code; (execute_reply content, the cell's iopub messages).
+
+        After a cell fails, ipykernel aborts (stop_on_error) every request that reaches it
+        before its shell thread has queued the end of that abort, and on a loaded machine a
+        request sent as soon as the error's reply arrives can be one of them. An aborted
+        request never ran, so it is sent again, as a user clicking Run again would."""
+        for _ in range(5):
+            msg_id = self.send(code)
+            _, reply = self.reply(msg_id, timeout)
+            if reply["content"]["status"] != "aborted":
+                break
+            time.sleep(0.05)
         return reply["content"], [m for _, m in self.messages(msg_id)]
 
     def ok(self, code: str, timeout: float = 60) -> list[dict]:

@@ -231,13 +231,20 @@ def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future
         else:
             future.set_result(value)
 
+    def hand_back(value: Any, exc: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, value, exc)
+        except RuntimeError:  # the loop closed meanwhile (unloaded, or its script ended)
+            log.debug("tool %s ended after its event loop closed; its result is dropped",
+                      getattr(fn, "__name__", "?"))
+
     def work() -> None:
         try:
             value = fn(**kwargs)
         except BaseException as exc:  # noqa: BLE001 (handed to the loop as the tool's error)
-            loop.call_soon_threadsafe(settle, None, exc)
+            hand_back(None, exc)
         else:
-            loop.call_soon_threadsafe(settle, value, None)
+            hand_back(value, None)
 
     threading.Thread(target=work, name="llmcells-tool", daemon=True).start()
     return future
