@@ -139,9 +139,11 @@ def test_a_raising_and_a_slow_hook_change_neither_result_nor_timing(simulated, c
     assert r.ok and r.text == base.text and r2.text == base.text
     assert r.usage == base.usage
     assert len(times) == len(base_times)
-    assert abs(times[-1] - base_times[-1]) < 0.05
-    assert abs(r.latency_s - base.latency_s) < 0.05
-    assert abs(times[0] - base_times[0]) < 0.05  # the first token
-    assert abs(r.ttft_s - base.ttft_s) < 0.05
+    # A hook that blocked the call would add its whole second (at least); half of it is the
+    # bound, so a loaded machine's jitter (0.19 s seen in CI) is not read as a blocking hook.
+    assert abs(times[-1] - base_times[-1]) < 0.5
+    assert abs(r.latency_s - base.latency_s) < 0.5
+    assert abs(times[0] - base_times[0]) < 0.5  # the first token
+    assert abs(r.ttft_s - base.ttft_s) < 0.5
     reports = [m for m in caplog.messages if "hook bug" in m]
     assert len(reports) == 1 and "broken" in reports[0]
