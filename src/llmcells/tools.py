@@ -234,9 +234,8 @@ def _in_thread(fn: Callable[..., Any], kwargs: dict[str, Any]) -> asyncio.Future
     def hand_back(value: Any, exc: BaseException | None) -> None:
         try:
             loop.call_soon_threadsafe(settle, value, exc)
-        except RuntimeError:  # the loop closed meanwhile (unloaded, or its script ended)
-            log.debug("tool %s ended after its event loop closed; its result is dropped",
-                      getattr(fn, "__name__", "?"))
+        except RuntimeError as exc:  # the loop closed meanwhile (unloaded, or its script ended)
+            swallowed("handing a tool's late result to its closed event loop", exc)
 
     def work() -> None:
         try:
