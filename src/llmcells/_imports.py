@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ._log import swallowed
+
 log = logging.getLogger("llmcells")
 
 _lock = threading.Lock()
@@ -103,17 +105,27 @@ async def ready(names: list[str]) -> None:
     await asyncio.get_running_loop().run_in_executor(builder(), imports)
 
 
-def queue_after(names: Iterable[str]) -> None:
+def queue_after(names: Iterable[str], *, then: Any = None) -> None:
     """Import names (not already imported or queued) on the client builder's thread, after
     what is queued there by the time the calling task next waits (its SDK client's build):
     one thread importing at a time, so that an SDK's import and these don't contend for the
     GIL (two CPU-bound threads cost more CPU together than one after the other), while the
-    request is out."""
+    request is out. then(), if given, runs there after them (only when they were queued here)."""
     with _lock:
         todo = [n for n in names if n not in _started]
         _started.update(todo)
     if todo:
-        asyncio.get_running_loop().call_soon(builder().submit, import_quietly, todo)
+        asyncio.get_running_loop().call_soon(builder().submit, _import_then, todo, then)
+
+
+def _import_then(names: list[str], then: Any) -> None:
+    import_quietly(names)
+    if then is not None:
+        try:
+            with import_lock:   # then() may import too
+                then()
+        except Exception as exc:
+            swallowed(f"the work queued after importing {', '.join(names)}", exc)
 
 
 def background(names: Iterable[str], *, work: Any = None, switch: Any = None) -> threading.Thread | None:

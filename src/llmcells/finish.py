@@ -8,6 +8,7 @@ A call counts as finished only once its ledger row is committed (it would surviv
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import math
@@ -26,14 +27,15 @@ log = logging.getLogger("llmcells")
 
 #: what the end of a call needs (its price, its ledger row): imported on the client builder's
 #: thread after the call's SDK, while a first request is out, so that a script's first call pays
-#: only for its SDK (see _imports.queue_after)
-FINISHING = ["llmcells.ledger", "llmcells.pricing", "genai_prices", "genai_prices.data"]
+#: only for its SDK (see _imports.queue_after); then genai-prices' data too, unless the price
+#: file has the call's price (pricing.load_ahead)
+FINISHING = ["llmcells.ledger", "llmcells.pricing"]
 
 
 async def stage(plan: "CallPlan", observer: CallObserver, next: "Next") -> Result:
     """The pipeline stage: announce the call (on_start), let the inner stages answer it, finish it."""
     if not _ready():
-        _imports.queue_after(FINISHING)
+        _imports.queue_after(FINISHING, then=functools.partial(_price_data_ahead, plan.spec))
     quietly(observer.on_start, plan.info)
     # A list of this call's own, where the inner stages (cache, replay) add what keeps its answer
     # once the row is committed: they run inside this stage, and their plan is this one's copy.
@@ -81,6 +83,13 @@ def price(result: Result, spec: Any) -> None:
     except Exception:
         log.debug("pricing failed for %s", spec.id, exc_info=False)
         result.cost_usd = math.nan
+
+
+def _price_data_ahead(spec: Any) -> None:
+    """After FINISHING, on the client builder's thread: genai-prices' data, if spec's price needs it."""
+    from . import pricing
+
+    pricing.load_ahead(spec)
 
 
 def not_sent(plan: "CallPlan", kind: str, message: str) -> Result:

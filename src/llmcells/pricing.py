@@ -33,7 +33,10 @@ How a price is found and applied:
 
   (floats, in that order). genai-prices' own Decimal arithmetic agrees to the last few digits.
 
-`import genai_prices` costs ~0.2 s, so it happens on the first priced call, not on import.
+`import genai_prices` costs ~0.2 s, so it happens on the first priced call, not on import; and
+a fresh process whose calls' prices an earlier process derived from the same bundled data does
+not load it at all: those bases are kept in the price file (`price_file`, `$LLMCELLS_HOME/
+prices.json`), read only while genai-prices is not loaded (so its bundled data is the one in use).
 """
 
 from __future__ import annotations
@@ -43,14 +46,16 @@ import functools
 import json
 import logging
 import math
+import os
 import re
+import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from . import registry
+from . import price_file, registry
 from .errors import ConfigError, LLMCellsWarning
 from .models import PROVIDER_SYNONYMS
 from .registry import parse_id
@@ -338,9 +343,10 @@ def _state(snap: Any | None = None) -> _State:
 class _Entry:
     """A matched (provider, model) of one snapshot, and its resolved bases by context and time."""
 
-    __slots__ = ("provider", "model", "daily", "constraints", "bases", "batch")
+    __slots__ = ("key", "provider", "model", "daily", "constraints", "bases", "batch")
 
-    def __init__(self, provider: Any, model: Any):
+    def __init__(self, key: tuple, provider: Any, model: Any):
+        self.key = key                # (provider, name, base_url) as looked up
         self.provider, self.model = provider, model
         # genai-prices has a batch price of its own for this model (variants apply only to a
         # provider's own models, see _levels)
@@ -376,7 +382,7 @@ def _find(st: _State, prov: str, name: str, base_url: str | None) -> "_Entry | N
     for ref in filter(None, (name, _undated(name))):
         hit = _lookup(st.snap, prov, ref, base_url)
         if hit is not None:
-            entry = _Entry(*hit)
+            entry = _Entry(key, *hit)
             break
     st.models[key] = entry
     return entry
@@ -406,10 +412,16 @@ def _lookup(snap: Any, prov: str, ref: str, base_url: str | None) -> Any:
 
 
 def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: float) -> list:
-    """[(input threshold, PriceBasis)], highest threshold first, for this context and time."""
+    """[(input threshold, PriceBasis)], highest threshold first, for this context and time. A
+    batch price genai-prices does not have is the live one halved (BATCH_RULE)."""
     key = (tier, processing, entry.when_key(ts))
     levels = entry.bases.get(key)
-    if levels is None:
+    if levels is not None:
+        return levels
+    if processing == "batch" and not entry.batch:
+        # genai-prices would answer the standard price: halve it, and say so
+        levels = [(t, _halved(b)) for t, b in _levels(entry, st, tier, "live", ts)]
+    else:
         from datetime import datetime, timezone
 
         ctx = {}
@@ -421,9 +433,15 @@ def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: fl
         mp = entry.model.get_prices(when, ctx or None) if (
             not ctx or any(entry.model is m for m in entry.provider.models)) else \
             entry.model.get_prices(when)   # as genai-prices: no variants for a fallback provider's model
-        levels = entry.bases[key] = _bases_of(mp, entry, st, tier, processing)
+        levels = _bases_of(mp, entry, st, tier, processing)
         if processing == "batch":
-            levels[:] = [(t, dataclasses.replace(b, note=BATCH_VARIANT)) for t, b in levels]
+            levels = [(t, dataclasses.replace(b, note=BATCH_VARIANT)) for t, b in levels]
+    entry.bases[key] = levels
+    if st.snap is _bundled() and (key[2] is None or isinstance(key[2], int)):
+        # a price constant over a UTC day (or for good): the next process can take it from the
+        # price file. (Time-of-day prices are derived anew.)
+        _keep_saved(entry.key, tier, processing,
+                    {"day": key[2], "levels": [[t, b.as_dict()] for t, b in levels]})
     return levels
 
 
@@ -473,6 +491,118 @@ def _bases_of(mp: Any, entry: _Entry, st: _State, tier: str | None, processing: 
                                       entry.model.id, tier, processing, tuple(rates), request)))
     out.reverse()
     return out
+
+
+# ----- prices kept between processes (see price_file) -------------------------------------------
+
+#: genai-prices' module that holds which data is in use: while it is not imported, the bundled
+#: data is (nothing can have set another)
+_DATA_MODULE = "genai_prices.data_snapshot"
+_NOT_PRICED = object()   # the price file says genai-prices' bundled data has no such model
+_saved_levels: dict[tuple, Any] = {}   # (lookup, day) -> levels parsed from the price file
+
+
+@functools.lru_cache(maxsize=1)
+def _saved_identity() -> str:
+    """What the price file's entries are derived from: genai-prices' data module (found without
+    importing it), this module and the registry (whose rows name the genai-prices providers)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("genai_prices")
+    where = list(spec.submodule_search_locations or ()) if spec is not None else []
+    data = os.path.join(where[0], "data.py") if where else "genai_prices:missing"
+    from ._version import __version__
+
+    return price_file.identity((data, __file__, registry.__file__), __version__)
+
+
+def _saved(prov: str, name: str, base_url: str | None, tier: str | None, processing: str,
+           ts: float) -> Any:
+    """The levels the price file has for this lookup at time ts, _NOT_PRICED, or None (not
+    there, for another day, or not well-formed)."""
+    lookup = (prov, name, base_url, tier, processing)
+    day = int(ts // 86400)
+    for key in ((lookup, day), (lookup, None)):
+        found = _saved_levels.get(key)
+        if found is not None:
+            return found
+    try:
+        entry = price_file.get(lookup, _saved_identity())
+        levels = _parse_saved(entry, day)
+    except Exception as exc:  # a cache: anything wrong with it is a miss
+        swallowed("reading a price from the price file", exc)
+        return None
+    if levels is not None:
+        _saved_levels[(lookup, entry["day"])] = levels
+    return levels
+
+
+def _parse_saved(entry: Any, day: int) -> Any:
+    """An entry's levels as [(threshold, PriceBasis)], _NOT_PRICED, or None when it is not for
+    this day or is not what _keep_saved writes."""
+    if not isinstance(entry, dict) or entry.get("day") not in (None, day):
+        return None
+    raw = entry.get("levels")
+    if raw is None:
+        return _NOT_PRICED
+    levels = []
+    for threshold, data in raw:
+        b = PriceBasis.from_dict(data)
+        if (b is None or isinstance(threshold, bool) or not isinstance(threshold, int)
+                or len(b.rates) != len(RATE_KINDS)
+                or not all(math.isfinite(r) and r >= 0 for r in (*b.rates, b.request))):
+            return None
+        levels.append((threshold, b))
+    return levels or None
+
+
+def _saved_any(prov: str, name: str, base_url: str | None) -> bool:
+    """True when the price file has a live price for today of this model, at any service tier
+    (the call's own is known only from its answer), or of a dated name of it (the name an
+    answer may carry)."""
+    day = int(time.time() // 86400)
+    try:
+        for key, entry in price_file.entries(_saved_identity()).items():
+            p, n, url, _tier, processing = json.loads(key)
+            if (p == prov and url == base_url and processing == "live"
+                    and (n == name or _undated(n) == name)
+                    and _parse_saved(entry, day) is not None):
+                return True
+    except Exception as exc:  # a cache: anything wrong with it is a miss
+        swallowed("reading the price file", exc)
+    return False
+
+
+def _keep_saved(lookup: tuple, tier: str | None, processing: str, entry: dict) -> None:
+    """Keep what genai-prices' bundled data gave for this lookup in the price file."""
+    try:
+        price_file.keep((*lookup, tier, processing), entry, _saved_identity())
+    except Exception as exc:
+        swallowed("keeping a price in the price file", exc)
+
+
+#: genai-prices and its data: what pricing loads when the price file can't answer
+PRICE_DATA = ["genai_prices", "genai_prices.data"]
+
+
+def load_ahead(spec: Any) -> None:
+    """Load genai-prices and its data now, unless the price file has spec's model's live price
+    for today (its call is then priced without them). The client builder's thread calls this
+    while a script's first request is out, after importing this module."""
+    if _DATA_MODULE not in sys.modules:
+        prov, name = _normalise(spec.provider, spec.name)
+        url = None if spec.simulated or prov in _GENAI_PROVIDERS else spec.base_url
+        if _user_price(prov, name, None) is not None or _saved_any(prov, name, url):
+            return
+    from . import _imports
+
+    _imports.import_quietly(PRICE_DATA)
+
+
+def _forget_saved() -> None:
+    """Forget the price file's entries read in this process (tests)."""
+    _saved_levels.clear()
+    price_file.forget()
 
 
 # ----- user prices ---------------------------------------------------------------------------------
@@ -678,14 +808,23 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
             if processing == "batch":   # set_price has no batch price: the 50% rule
                 return _halved(_pick(user.levels("live"), input_tokens))
             return _pick(user.levels(processing), input_tokens)
+        if prov in _GENAI_PROVIDERS:
+            base_url = None   # a provider genai-prices knows by name: its URL changes nothing
+        if st is None and _DATA_MODULE not in sys.modules:
+            # genai-prices is not loaded, so its bundled data is the one in use: the price file
+            # may have this lookup from an earlier process
+            saved = _saved(prov, name, base_url, tier, processing, ts)
+            if saved is _NOT_PRICED:
+                continue
+            if saved is not None:
+                return _pick(saved, input_tokens)
         if st is None:
             st = _state()
         entry = _find(st, prov, name, base_url)
         if entry is not None:
-            if processing == "batch" and not entry.batch:
-                # genai-prices would answer the standard price: halve it, and say so
-                return _halved(_pick(_levels(entry, st, tier, "live", ts), input_tokens))
             return _pick(_levels(entry, st, tier, processing, ts), input_tokens)
+        if st.snap is _bundled():
+            _keep_saved((prov, name, base_url), tier, processing, {"day": None, "levels": None})
     if warn:
         _warn_unknown(prov, name, candidates[-1])
     return None
