@@ -37,6 +37,8 @@ google:gemini-3.5-flash-lite, 32 in flight.
 - sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
   (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
   from the import to the last answer, first call included, FRESH_PAIRS pairs (median ratio).
+  llmcells' processes share one LLMCELLS_HOME, as runs of a user's script do (from the second
+  on, its price file spares loading genai-prices); a third variant gets a new home each time.
 
 Figures: process CPU time per call (time.process_time, all threads; the simulator is another
 process), llmcells' extra CPU per call, and the ratio of walls. With no simulated latency the
@@ -279,7 +281,7 @@ def _paired(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> tuple
 
 FRESH_MODEL = "anthropic:claude-haiku-5-5"
 FRESH_CALLS = 50
-FRESH_PAIRS = 3
+FRESH_PAIRS = 5
 
 
 def _fresh_child(variant: str, calls: int) -> None:
@@ -317,11 +319,16 @@ def _fresh_child(variant: str, calls: int) -> None:
 
 
 def _fresh(url: str, home: str) -> dict[str, list[tuple[float, float, float]]]:
-    """{variant: [(calls wall, calls CPU, process wall)]}: FRESH_PAIRS pairs of fresh processes,
-    raw then llmcells, each making FRESH_CALLS sequential calls."""
+    """{variant: [(calls wall, calls CPU, process wall)]}: FRESH_PAIRS rounds of fresh processes,
+    raw, llmcells, and llmcells in a new LLMCELLS_HOME, each making FRESH_CALLS sequential calls.
+
+    llmcells' processes share one home, as a user's runs of a script do: from the second on, the
+    price file there has the model's price, and genai-prices is not loaded. In a new home every
+    time (the first run on a machine) it is."""
     import compileall
     import os
     import subprocess
+    import tempfile
 
     # Bytecode as an install leaves it (pip compiles a wheel's modules): with
     # PYTHONDONTWRITEBYTECODE set and a source checkout, every child would compile llmcells anew
@@ -331,14 +338,17 @@ def _fresh(url: str, home: str) -> dict[str, list[tuple[float, float, float]]]:
     env.update(C.sim_env(url))
     env["LLMCELLS_HOME"] = home
     env["PYTHONPATH"] = str(C._SRC) + os.pathsep + str(C.ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    out: dict[str, list[tuple[float, float, float]]] = {"raw": [], "llmcells": []}
+    out: dict[str, list[tuple[float, float, float]]] = {"raw": [], "llmcells": [], "new-home": []}
     for _ in range(FRESH_PAIRS):
         for variant in out:
-            t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_overhead", "--fresh-child",
-                                   variant], capture_output=True, text=True, env=env,
-                                  cwd=str(C.ROOT), timeout=600)
-            whole = time.perf_counter() - t
+            with tempfile.TemporaryDirectory(prefix="llmcells-bench-home-") as new_home:
+                child_env = dict(env, LLMCELLS_HOME=new_home) if variant == "new-home" else env
+                t = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_overhead",
+                                       "--fresh-child", "raw" if variant == "raw" else "llmcells"],
+                                      capture_output=True, text=True, env=child_env,
+                                      cwd=str(C.ROOT), timeout=600)
+                whole = time.perf_counter() - t
             if proc.returncode != 0:
                 raise RuntimeError(f"fresh child {variant} failed: {proc.stderr[-3000:]}")
             got = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -409,7 +419,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             C.row(f"{model}: sequential call, extra CPU", extra, "ms", 0.5, "<"),
         ]
     med = lambda v, k: C.median([x[k] for x in v])  # noqa: E731
-    fr, fl = fresh["raw"], fresh["llmcells"]
+    fr, fl, fn = fresh["raw"], fresh["llmcells"], fresh["new-home"]
     rows += [
         C.row(f"{FRESH_MODEL}: {FRESH_CALLS} sequential calls, fresh process, llmcells / raw SDK",
               C.median([a[0] / b[0] for a, b in zip(fl, fr)]), "ratio", 1.05, "<=",
@@ -423,6 +433,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
               note="the CPU ratio is less moved than the wall by other processes on the machine"),
         C.row(f"{FRESH_MODEL}: fresh process, llmcells / raw SDK, whole process wall",
               C.median([a[2] / b[2] for a, b in zip(fl, fr)]), "ratio"),
+        C.row(f"{FRESH_MODEL}: fresh process in a new LLMCELLS_HOME, llmcells / raw SDK",
+              C.median([a[0] / b[0] for a, b in zip(fn, fr)]), "ratio",
+              note="a new home for every process (the first run on a machine): no price file, so "
+                   f"genai-prices is loaded; {med(fn, 0):.3f} s wall / {med(fn, 1):.3f} s CPU, "
+                   f"CPU ratio {C.median([a[1] / b[1] for a, b in zip(fn, fr)]):.3f}"),
     ]
     C.print_table(rows)
     return rows

@@ -153,9 +153,9 @@ class PriceBasis:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "PriceBasis | None":
+        """The basis as_dict() gave (None for no or malformed data)."""
         if not d:
             return None
-        """The basis as_dict() gave (None for no or malformed data)."""
         try:
             return cls(d["source"], d.get("version"), d.get("data_date"), d.get("provider"),
                        d.get("model"), d.get("tier"), d.get("processing") or "live",
