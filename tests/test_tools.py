@@ -172,6 +172,37 @@ def test_tool_timeout_is_a_hard_deadline_for_a_tool_that_swallows_its_cancellati
     assert len(reports) == 1, caplog.messages
 
 
+def test_a_tool_still_stuck_when_the_loop_stops_is_not_reported_again_by_asyncio(tmp_path):
+    """%unload_ext stops llmcells' loop while a tool that swallowed its cancellation still runs:
+    llmcells has already said once that its result will be ignored, so asyncio's "Task was
+    destroyed but it is pending!" (with the task's repr) must not follow in the cell's output."""
+    from conftest import run_script
+
+    script = """
+import asyncio, gc, time
+import llmcells
+from llmcells import _loop
+llmcells.simulate()
+async def stubborn(seconds: float) -> str:
+    \"\"\"Will not stop.\"\"\"
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            await asyncio.sleep(end - time.monotonic())
+        except asyncio.CancelledError:
+            pass
+    return "late result"
+r = llmcells.run(llmcells.ask('call stubborn({"seconds": 5})', "claude", tools=[stubborn],
+                              tool_timeout=0.3, display=False))
+print(r.tool_calls[0].error)
+_loop.stop()   # what %unload_ext does
+gc.collect()
+"""
+    out = run_script(script, tmp_path)
+    assert "stubborn did not finish within 0.3 s" in out.stdout
+    assert "Task was destroyed" not in out.stderr and "late result" not in out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("model", PATHS)
 def test_max_turns_is_reached(simulated, model):
     r = ask('always call get_weather({"city": "Rome"})', model, tools=[get_weather], max_turns=3)

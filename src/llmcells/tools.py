@@ -298,6 +298,11 @@ async def _within(work: asyncio.Future, timeout: float, name: str) -> Any:
         return work.result()
     work.cancel()
     work.add_done_callback(_ignore)  # its late result or error is nobody's
+    if isinstance(work, asyncio.Task):
+        # reported below on llmcells' logger; if the loop stops first (%unload_ext), asyncio
+        # must not add "Task was destroyed but it is pending!" (as asyncio itself does for
+        # the tasks it abandons)
+        work._log_destroy_pending = False
 
     def report() -> None:
         if not work.done():
