@@ -204,3 +204,20 @@ print(json.dumps({"bases": {n: pricing.basis("openai", n).as_dict() for n in nam
 """ % sorted(first)
     second = json.loads(run_script(again, tmp_path).stdout.strip().splitlines()[-1])
     assert second == {"bases": first, "genai": False}
+
+
+def test_the_file_keeps_only_the_entries_kept_last_past_its_limit(tmp_path):
+    script = """
+import json, warnings
+warnings.simplefilter("ignore")
+from llmcells import pricing, price_file
+price_file.MAX_ENTRIES = 10
+from genai_prices.data_snapshot import get_snapshot
+names = [m.id for p in get_snapshot().providers if p.id == "openai" for m in p.models][:30]
+for n in names:
+    pricing.basis("openai", n)
+print(json.dumps(names))
+"""
+    names = json.loads(run_script(script, tmp_path).stdout.strip().splitlines()[-1])
+    kept = [json.loads(key)[1] for key in entries(tmp_path)]
+    assert len(kept) == 10 and kept == names[-10:]

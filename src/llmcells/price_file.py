@@ -33,9 +33,9 @@ from ._log import swallowed
 from .config import home
 
 FILE_NAME = "prices.json"
-#: entries kept at most per group; past this the group starts again (a model seldom used is
-#: derived anew)
-MAX_ENTRIES = 4096
+#: entries kept at most per group, the ones kept last (a process reads the whole file: it stays
+#: small, and a model seldom used is derived anew)
+MAX_ENTRIES = 1024
 #: groups (identities) kept in the file, the ones written last
 MAX_GROUPS = 4
 #: the format of the file; a change of it is a change of identity
@@ -132,9 +132,11 @@ def _save(f: _File) -> None:
     """Write f's entries to its file, beside the ones other processes wrote meanwhile (under _lock)."""
     groups = _groups(f.path)
     mine = groups.pop(f.identity, {}).get("entries", {})
-    if len(mine) >= MAX_ENTRIES:
-        mine = {}
-    mine.update(f.entries)
+    for key, entry in f.entries.items():   # this process's entries, as the newest
+        mine.pop(key, None)
+        mine[key] = entry
+    if len(mine) > MAX_ENTRIES:
+        mine = dict(list(mine.items())[-MAX_ENTRIES:])
     f.entries = mine
     kept = sorted(groups.items(), key=lambda kv: kv[1].get("written", 0))[-(MAX_GROUPS - 1):]
     groups = {**dict(kept), f.identity: {"written": time.time(), "entries": mine}}
