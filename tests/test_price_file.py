@@ -221,3 +221,26 @@ print(json.dumps(names))
     names = json.loads(run_script(script, tmp_path).stdout.strip().splitlines()[-1])
     kept = [json.loads(key)[1] for key in entries(tmp_path)]
     assert len(kept) == 10 and kept == names[-10:]
+
+
+def test_data_replaced_after_a_price_came_from_the_file_is_used_at_once(tmp_path):
+    price(tmp_path)   # the file has the model now
+    script = """
+import copy, json, sys
+from decimal import Decimal
+from llmcells import pricing
+before = pricing.basis("anthropic", "claude-haiku-5-5")
+loaded = "genai_prices" in sys.modules
+from genai_prices import data_snapshot, types
+from genai_prices.data import providers
+mine = copy.deepcopy(providers)
+model = next(m for p in mine if p.id == "anthropic" for m in p.models if m.id == "claude-haiku-5-5")
+model.prices, model.price_variants = types.ModelPrice(input_mtok=Decimal(7), output_mtok=Decimal(70)), []
+data_snapshot.set_custom_snapshot(data_snapshot.DataSnapshot(providers=mine, from_auto_update=False))
+after = pricing.basis("anthropic", "claude-haiku-5-5")
+print(json.dumps({"loaded": loaded, "before": before.rates[0], "after": after.rates[0],
+                  "date": after.data_date}))
+"""
+    got = json.loads(run_script(script, tmp_path).stdout.strip().splitlines()[-1])
+    assert not got["loaded"] and got["before"] != 7.0
+    assert got["after"] == 7.0 and got["date"].startswith("custom")
