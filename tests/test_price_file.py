@@ -94,6 +94,9 @@ print(b, "genai" if "genai_prices" in sys.modules else "no-genai", [str(w.messag
     second = run_script(script, tmp_path).stdout
     assert first.startswith("None genai") and second.startswith("None no-genai")
     assert "No price known for anthropic:claude-no-such-model-9" in second
+    # known as unknown at any tier and processing, not only at the one first asked
+    other = script.replace('"claude-no-such-model-9")', '"claude-no-such-model-9", processing="batch", service_tier="flex")')
+    assert other != script and run_script(other, tmp_path).stdout.startswith("None no-genai")
 
 
 def test_a_tampered_or_broken_entry_is_ignored_and_the_price_derived_again(tmp_path):

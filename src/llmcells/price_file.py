@@ -147,12 +147,6 @@ def _save(f: _File) -> None:
         swallowed(f"writing the price file {f.path} (prices are derived anew each process)", exc)
 
 
-def forget() -> None:
-    """Drop what was read from every file (tests; the files stay)."""
-    with _lock:
-        _files.clear()
-
-
 def _groups(path: Path) -> dict[str, dict[str, Any]]:
     """The file's groups, {identity: {"written": epoch seconds, "entries": {...}}}; only
     well-formed ones, none for a missing or unreadable file."""

@@ -385,6 +385,10 @@ def _find(st: _State, prov: str, name: str, base_url: str | None) -> "_Entry | N
             entry = _Entry(key, *hit)
             break
     st.models[key] = entry
+    if entry is None and st.snap is _bundled():
+        # the next process can know from the price file that the data has no such model, at
+        # any tier and processing
+        _keep_saved(key, None, None, _UNKNOWN)
     return entry
 
 
@@ -499,6 +503,8 @@ def _bases_of(mp: Any, entry: _Entry, st: _State, tier: str | None, processing: 
 #: data is (nothing can have set another)
 _DATA_MODULE = "genai_prices.data_snapshot"
 _NOT_PRICED = object()   # the price file says genai-prices' bundled data has no such model
+#: how the price file says so, under the lookup's (provider, name, base URL) and no tier or processing
+_UNKNOWN = {"day": None, "levels": None}
 _saved_levels: dict[tuple, Any] = {}   # (lookup, day) -> levels parsed from the price file
 
 
@@ -527,7 +533,10 @@ def _saved(prov: str, name: str, base_url: str | None, tier: str | None, process
         if found is not None:
             return found
     try:
-        entry = price_file.get(lookup, _saved_identity())
+        ident = _saved_identity()
+        entry = price_file.get(lookup, ident)
+        if entry is None and price_file.get((prov, name, base_url, None, None), ident) == _UNKNOWN:
+            entry = _UNKNOWN
         levels = _parse_saved(entry, day)
     except Exception as exc:  # a cache: anything wrong with it is a miss
         swallowed("reading a price from the price file", exc)
@@ -597,12 +606,6 @@ def load_ahead(spec: Any) -> None:
     from . import _imports
 
     _imports.import_quietly(PRICE_DATA)
-
-
-def _forget_saved() -> None:
-    """Forget the price file's entries read in this process (tests)."""
-    _saved_levels.clear()
-    price_file.forget()
 
 
 # ----- user prices ---------------------------------------------------------------------------------
@@ -823,8 +826,6 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
         entry = _find(st, prov, name, base_url)
         if entry is not None:
             return _pick(_levels(entry, st, tier, processing, ts), input_tokens)
-        if st.snap is _bundled():
-            _keep_saved((prov, name, base_url), tier, processing, {"day": None, "levels": None})
     if warn:
         _warn_unknown(prov, name, candidates[-1])
     return None
