@@ -163,12 +163,29 @@ def test_missing_key_sends_nothing_and_others_carry_on(fresh_sim, monkeypatch):
 
 
 @pytest.mark.parametrize("name, meant", [
-    ("claude-haiku-5-5", "anthropic:claude-haiku-5-5"), ("gemini-2.5-flash", "google:gemini-2.5-flash"),
+    ("claude-haiku-5-5", "anthropic:claude-haiku-5-5"), ("gemini-3.5-flash-lite", "google:gemini-3.5-flash-lite"),
     ("gpt-6-luna", "openai:gpt-6-luna"), ("o3-mini", "openai:o3-mini"), ("chatgtp", "chatgpt"),
     ("claud", "claude"),
 ])
 def test_a_model_named_without_its_provider_is_shown_the_id_it_likely_meant(name, meant):
     with pytest.raises(llmcells.ConfigError, match=f"Unknown model '{name}'. Did you mean {meant}[?]"):
+        llmcells.ask("hi", name)
+
+
+def test_a_retired_model_named_without_its_provider_is_told_it_is_retired_and_what_to_use():
+    # not "Did you mean google:gemini-2.5-flash?", which only leads to the retirement line
+    with pytest.raises(llmcells.ConfigError) as info:
+        llmcells.ask("hi", "gemini-2.5-flash")
+    assert str(info.value) == ("Unknown model 'gemini-2.5-flash': google:gemini-2.5-flash was retired "
+                               "on 2026-12-01; use google:gemini-3.5-flash-lite.")
+
+
+@pytest.mark.parametrize("name", ["us.anthropic.claude-opus-4-1-20250805-v1:0",
+                                  "global.anthropic.claude-haiku-5-5-v1:0",
+                                  "anthropic.claude-haiku-5-5"])
+def test_a_bedrock_model_id_without_its_route_is_shown_the_bedrock_id(name):
+    # a Bedrock id's version suffix has a colon, so it used to read as an unknown provider
+    with pytest.raises(llmcells.ConfigError, match=f"Did you mean bedrock:{name}[?]"):
         llmcells.ask("hi", name)
 
 

@@ -125,11 +125,22 @@ def maker_of(name: str) -> str | None:
     return makers[0] if len(makers) == 1 else None
 
 
+def _route_of_id(model_id: str) -> str | None:
+    """The cloud route whose own model ids look like model_id (`us.anthropic.claude-…-v1:0` is a
+    Bedrock id), from the registry's route patterns; None when none or several match."""
+    import re  # (only on an error's path)
+
+    routes = [row.name for row in PROVIDERS.values()
+              if row.kind == "route" and row.route_pattern and re.match(row.route_pattern, model_id)]
+    return routes[0] if len(routes) == 1 else None
+
+
 def _did_you_mean(name: str) -> str:
     """" Did you mean X?" for a name without a provider: the id of the one provider whose model
-    names begin as it does (claude-haiku-5-5 -> anthropic:claude-haiku-5-5), or the alias it
-    is a slip of (chatgtp -> chatgpt); "" when neither is clear."""
-    maker = maker_of(name)
+    names begin as it does (claude-haiku-5-5 -> anthropic:claude-haiku-5-5), the cloud route whose
+    ids look like it (us.anthropic.claude-…-v1:0 -> bedrock:us.anthropic.claude-…-v1:0), or the
+    alias it is a slip of (chatgtp -> chatgpt); "" when none is clear."""
+    maker = maker_of(name) or _route_of_id(name)
     if maker is not None:
         return f" Did you mean {maker}:{name}?"
     lowered = name.lower()
@@ -137,6 +148,19 @@ def _did_you_mean(name: str) -> str:
 
     close = difflib.get_close_matches(lowered, list(_aliases), n=1, cutoff=0.75)
     return f" Did you mean {close[0]}?" if close else ""
+
+
+def _retired_guess(name: str) -> str | None:
+    """For a name without a provider whose likely id is a model its provider has retired
+    (gemini-2.5-flash): the line saying so and what to use instead, rather than a suggestion of a
+    model that can no longer be called."""
+    maker = maker_of(name)
+    if maker is None:
+        return None
+    from . import lifecycle  # (only on this error's path)
+
+    row = lifecycle.lookup(f"{maker}:{name}")
+    return f"{maker}:{row.message()}" if row.status() == "retired" else None
 
 
 def resolve(model: str, *, openai_api: str | None = None, routed_as: str | None = None) -> ModelSpec:
@@ -151,6 +175,9 @@ def resolve(model: str, *, openai_api: str | None = None, routed_as: str | None 
         chain.append(model)
         model = _aliases[model]
     if ":" not in model:
+        retired = _retired_guess(model)
+        if retired is not None:
+            raise ConfigError(f"Unknown model {requested!r}: {retired}")
         raise ConfigError(
             f"Unknown model {requested!r}.{_did_you_mean(model)} Use an alias "
             f"({', '.join(sorted(_aliases))}) or provider:model, e.g. openai:gpt-6-luna, "
@@ -168,6 +195,10 @@ def resolve(model: str, *, openai_api: str | None = None, routed_as: str | None 
     provider = PREFIXES.get(prefix, prefix)
     if provider not in PROVIDERS:
         known = sorted([*PREFIXES, *_endpoints])
+        route = _route_of_id(model)
+        if route is not None:  # a cloud route's own id, whose version suffix has a colon
+            raise ConfigError(f"Unknown provider {prefix!r} in {requested!r}. Did you mean "
+                              f"{route}:{model}?")
         raise ConfigError(
             f"Unknown provider {prefix!r} in {requested!r}. Known: {', '.join(known)}; "
             "add an OpenAI-compatible server with llmcells.add_endpoint()."
