@@ -142,16 +142,23 @@ def test_assembled_stages_run_outside_in_and_may_skip_or_repeat_the_inner_ones()
         asyncio.run(assemble([stage("a")], core)("!", None))
 
 
-def test_call_ids_are_random_uuid4_hex():
+def test_call_ids_are_time_ordered_uuid7_hex():
+    import time
     import uuid
 
     from llmcells.calls import new_call_id
 
-    ids = {new_call_id() for _ in range(2000)}
-    assert len(ids) == 2000
-    for i in list(ids)[:200]:
+    before = time.time_ns() // 1_000_000
+    ids = [new_call_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 2000
+    for i in ids[:200]:
         u = uuid.UUID(hex=i)
-        assert len(i) == 32 and i == u.hex and u.version == 4 and u.variant == uuid.RFC_4122
+        assert len(i) == 32 and i == u.hex and u.version == 7 and u.variant == uuid.RFC_4122
+        assert before <= int(i[:12], 16) <= after  # the Unix time in ms, first
+    time.sleep(0.002)
+    later = new_call_id()
+    assert all(later > i for i in ids)  # made later, sorts later: the ledger's index grows at its end
     assert len(make_plan("hi", "openai:gpt-6-luna").info.call_id) == 32
 
 

@@ -303,18 +303,16 @@ def test_import_is_cheap():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.slow
-def test_usage_is_fast_enough():
-    n = 20_000
+def test_usage_reads_every_row_of_a_bulk_insert_newest_first():
+    # (its speed is measured in benchmarks/bench_ledger.py, not asserted here)
+    n = 3_000
     now = time.time()
-    ledger.insert_rows(dict(ts=now - i, model="openai:gpt-6-luna", provider="openai",
+    ledger.insert_rows(dict(ts=now - n + i, model="openai:gpt-6-luna", provider="openai",
                             status="ok", input_tokens=i, output_tokens=1, cost_usd=1e-6)
                        for i in range(n))
-    t = time.perf_counter()
     df = ledger.usage()
-    elapsed = time.perf_counter() - t
     assert len(df) == n and df["ts"].is_monotonic_decreasing  # newest first
-    assert elapsed < 1.0          # 100,000 rows take ~0.6 s; see benchmarks/bench_ledger.py
+    assert list(df["input_tokens"][:3]) == [n - 1, n - 2, n - 3]
 
 
 def test_costs_say_how_many_simulated_calls_they_left_out(shell, capsys):

@@ -10,6 +10,7 @@ import functools
 import math
 import operator
 import os
+import time
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -27,11 +28,15 @@ MAX_REPEAT = 100
 
 
 def new_call_id() -> str:
-    """A new call id: a random (version 4) UUID in hex, as uuid.uuid4().hex gives, from the same
-    16 random bytes of os.urandom, without building a UUID object on every call."""
-    b = bytearray(os.urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40  # version 4
-    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    """A new call id: a version 7 UUID (RFC 9562) in hex, 32 characters: the Unix time in
+    milliseconds, then 74 random bits (os.urandom), without building a UUID object per call.
+
+    Ids made later sort later, so each ledger row's call_id goes in at the end of the ledger's
+    unique index (the shared ledger's primary key) instead of at a random page of it: 7 to 18 us
+    less per commit, about a tenth of it (benchmarks/bench_ledger.py)."""
+    b = bytearray((time.time_ns() // 1_000_000 % (1 << 48)).to_bytes(6, "big") + os.urandom(10))
+    b[6] = (b[6] & 0x0F) | 0x70  # version 7
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 9562 variant
     return b.hex()
 
 
