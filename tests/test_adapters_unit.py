@@ -25,7 +25,7 @@ from llmcells.providers import ClientOptions, get_provider
 from llmcells.providers import anthropic as anthropic_adapter
 from llmcells.providers import google as google_adapter
 from llmcells.providers import openai as openai_adapter
-from llmcells.types import Finish, Message, PartDelta, Request, Usage, UsageUpdate
+from llmcells.types import Finish, Message, PartDelta, PartStart, Request, Usage, UsageUpdate
 
 from _parts import reasoning_of, text_of, tool_calls_of
 
@@ -390,6 +390,75 @@ def test_responses_failed_and_error_events_raise():
                 named=True)
     _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(flat)))
     assert isinstance(mapped, ProviderError) and "Bad prompt." in mapped.message
+
+
+def _function_call_events(done_item: bool = True, output: bool = False) -> list[dict[str, Any]]:
+    """A Responses stream of one function call, as the API sends it: the item added, its
+    argument deltas and their end, the item done (if done_item), then the completed response
+    (with the call among its output items, if output)."""
+    added = {"id": "fc_1", "type": "function_call", "status": "in_progress", "arguments": "",
+             "call_id": "call_1", "name": "get_weather"}
+    whole = {**added, "status": "completed", "arguments": '{"city":"Oslo"}'}
+    events = [_responses_event("response.created", response=_response_obj("in_progress")),
+              _responses_event("response.output_item.added", item=added, output_index=0)]
+    events += [_responses_event("response.function_call_arguments.delta", item_id="fc_1",
+                                output_index=0, delta=piece) for piece in ('{"city"', ':"Oslo"}')]
+    events.append(_responses_event("response.function_call_arguments.done", item_id="fc_1",
+                                   output_index=0, name="get_weather", arguments='{"city":"Oslo"}'))
+    if done_item:
+        events.append(_responses_event("response.output_item.done", item=whole, output_index=0))
+    events.append(_responses_event("response.completed", response=_response_obj(
+        "completed", RESP_USAGE, output=[whole] if output else [])))
+    return events
+
+
+@pytest.mark.parametrize("done_item, output", [(True, True), (True, False), (False, True)],
+                         ids=["item-and-response", "item-only", "response-only"])
+def test_responses_function_call_is_one_call_with_its_arguments_once(done_item, output):
+    # The argument deltas, the finished item and the finished response all carry the arguments:
+    # the call gets them once, from whichever finishes it first.
+    body = _sse(*_function_call_events(done_item, output), named=True)
+    events, exc, _ = asyncio.run(_collect("openai-responses", _serve(body)))
+    assert exc is None and events[-1] == Finish("completed")
+    (call,) = tool_calls_of(events)
+    assert (call.id, call.name, call.arguments_json) == ("call_1", "get_weather", '{"city":"Oslo"}')
+
+
+def test_responses_function_call_starts_when_its_item_is_added():
+    # The card says "calling get_weather…" while the model writes the arguments: the call's part
+    # starts at response.output_item.added. The rest of the body is only sent once it has.
+    events = _function_call_events()
+    gate = asyncio.Event()
+
+    class Gated(httpx2.AsyncByteStream):
+        async def __aiter__(self):
+            for e in events[:3]:  # created, the item added, the first argument delta
+                yield _sse(e, named=True)
+            await gate.wait()
+            for e in events[3:]:
+                yield _sse(e, named=True)
+
+    async def run():
+        spec = SPECS["openai-responses"]
+        adapter = get_provider(spec.adapter)
+        seen: list[Any] = []
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(_serve(Gated()))) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+            try:
+                async with asyncio.timeout(5):  # the start never came before the rest was sent
+                    async for event in adapter.stream(client, Request(spec, [Message("user", "hi")])):
+                        seen.append(event)
+                        if isinstance(event, PartStart) and event.kind == "tool_call":
+                            gate.set()
+            finally:
+                gate.set()
+        return seen
+
+    seen = asyncio.run(run())
+    start = next(e for e in seen if isinstance(e, PartStart) and e.kind == "tool_call")
+    assert (start.id, start.name) == ("call_1", "get_weather")
+    (call,) = tool_calls_of(seen)
+    assert call.arguments_json == '{"city":"Oslo"}' and seen[-1] == Finish("completed")
 
 
 def test_anthropic_thinking_and_finish_reason():

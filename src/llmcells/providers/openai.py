@@ -45,7 +45,8 @@ DEFAULT_HOST = "api.openai.com"
 # incomplete reason, status or usage field that a new SDK adds and neither names fails that test.
 READS = {
     "responses_events": {"response.created", "response.in_progress", "response.queued",
-                         "response.output_item.done", "response.output_text.delta",
+                         "response.output_item.added", "response.output_item.done",
+                         "response.output_text.delta",
                          "response.reasoning_summary_text.delta", "response.reasoning_text.delta",
                          "response.refusal.delta", "response.completed", "response.incomplete",
                          "response.failed", "error"},
@@ -66,7 +67,7 @@ _HOSTED = "a hosted tool's progress: llmcells declares only function tools"
 _WHOLE = "the same content arrives whole elsewhere (deltas, or response.output_item.done)"
 IGNORES = {
     "responses_events": {
-        "response.output_item.added": _WHOLE, "response.content_part.added": _WHOLE,
+        "response.content_part.added": _WHOLE,
         "response.content_part.done": _WHOLE, "response.output_text.done": _WHOLE,
         "response.output_text.annotation.added": "annotations (citations) are not shown",
         "response.refusal.done": _WHOLE, "response.reasoning_text.done": _WHOLE,
@@ -331,7 +332,11 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     finish: Finish | None = None
     refused = False
     # The parts, numbered as they come (items.show, items.new_part): one text part for the
-    # answer, one reasoning part, and one per function call (whole, from its finished item).
+    # answer, one reasoning part, and one per function call. A call's part starts when its item
+    # is added (the card says "calling NAME…" while the model writes the arguments), and takes
+    # its arguments whole from the finished item, or from the finished response when no item
+    # event finished it: the argument deltas would say the same again.
+    calls: dict[Any, int] = {}  # open function calls: output_index and item id -> part index
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
@@ -346,15 +351,20 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                         yield shown
             elif kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
-            elif kind == "response.output_item.done":
+            elif kind == "response.output_item.added":
                 item = event.get("item")
                 if field(item, "type") == "function_call":
                     part = items.new_part()
+                    for key in (("index", event.get("output_index")), ("id", field(item, "id"))):
+                        if key[1] is not None:
+                            calls[key] = part
                     yield PartStart(part, "tool_call", id=field(item, "call_id", "id") or None,
                                     name=field(item, "name") or None)
-                    if field(item, "arguments"):
-                        yield PartDelta(part, field(item, "arguments"))
-                    yield PartEnd(part)
+            elif kind == "response.output_item.done":
+                item = event.get("item")
+                if field(item, "type") == "function_call":
+                    for done in _end_call(items, calls, item, event.get("output_index")):
+                        yield done
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
                 if isinstance(event.get("delta"), str) and event["delta"]:
                     for shown in items.show("reasoning", event["delta"]):
@@ -362,6 +372,10 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.get("response")
                 response = response if isinstance(response, dict) else {}
+                for index, item in enumerate(response.get("output") or ()):
+                    if calls and field(item, "type") == "function_call":  # not ended by its item
+                        for done in _end_call(items, calls, item, index, started_only=True):
+                            yield done
                 yield _response_info(response)
                 if response.get("usage"):
                     yield UsageUpdate(map_usage(response["usage"]))
@@ -388,6 +402,31 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     if finish is None:
         raise items.cut_short()
     yield finish
+
+
+def _end_call(items: SdkStream, calls: dict[Any, int], item: Any, output_index: Any,
+              started_only: bool = False) -> list[Event]:
+    """The events that end a finished function-call item: its arguments whole, then its end;
+    a call whose start was not seen (a server that sends only finished items) starts here too.
+    started_only: end only a call already started (the items of a finished response)."""
+    part = calls.get(("id", field(item, "id")))
+    if part is None and output_index is not None:
+        part = calls.get(("index", output_index))
+    out: list[Event] = []
+    if part is None:
+        if started_only:
+            return out
+        part = items.new_part()
+        out.append(PartStart(part, "tool_call", id=field(item, "call_id", "id") or None,
+                             name=field(item, "name") or None))
+    else:
+        for key in [k for k, v in calls.items() if v == part]:
+            del calls[key]
+    call_id, name = field(item, "call_id") or None, field(item, "name") or None
+    if field(item, "arguments") or call_id or name:  # (a late id or name is taken as well)
+        out.append(PartDelta(part, field(item, "arguments") or "", id=call_id, name=name))
+    out.append(PartEnd(part))
+    return out
 
 
 def _event_error(spec: ModelSpec, error: Any) -> LLMError:
