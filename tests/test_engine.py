@@ -436,3 +436,95 @@ def test_a_module_still_being_imported_is_not_loaded():
         assert warmup.loaded("llmcells_half")
     finally:
         del sys.modules["llmcells_half"]
+
+
+# ----- a stream's turns on the loop ----------------------------------------------------------------
+
+
+def _yields_of_attempt(monkeypatch) -> list[float]:
+    """asyncio.sleep(0) calls made by the engine's attempt loop (a yield of the loop), recorded."""
+    import asyncio
+
+    seen: list[float] = []
+    real = asyncio.sleep
+
+    def counting(delay, *args, **kwargs):
+        if sys._getframe(1).f_code.co_name == "attempt":
+            seen.append(delay)
+        return real(delay, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "sleep", counting)
+    return seen
+
+
+def _stream_with(sim_url: str, observer=None):
+    from llmcells import models
+    from llmcells.calls import make_plan
+    from llmcells.pipeline import call as execute
+    from llmcells.types import CallObserver
+
+    models.set_simulator(sim_url)
+    try:
+        return llmcells.run(execute(make_plan("a long answer", "claude"), observer or CallObserver()))
+    finally:
+        models.set_simulator(None)
+
+
+def test_a_stream_that_waits_for_each_token_never_yields_the_loop_again():
+    # Tokens 10 ms apart: the stream gives the loop back while it waits for each one, so an extra
+    # pass of the loop per token (as every event after the first 5 ms once made) is only cost.
+    from llmcells.sim import Simulator
+
+    with Simulator(ttft=0.0, tokens_per_s=100, output_tokens=15) as sim, \
+            pytest.MonkeyPatch.context() as mp:
+        yields = _yields_of_attempt(mp)
+        r = _stream_with(sim.url)
+    assert r.ok and r.usage.output_tokens == 15
+    assert yields == []
+
+
+def test_a_stream_that_keeps_the_loop_lets_the_others_run():
+    # Every token already there and slow to show (0.3 ms each): the stream never waits, so it
+    # yields the loop itself every turn (5 ms), and another task keeps running meanwhile.
+    import asyncio
+
+    from llmcells.sim import Simulator
+    from llmcells.types import CallObserver
+
+    class SlowToShow(CallObserver):
+        def on_text(self, text):
+            time.sleep(0.0003)
+
+    ticks: list[float] = []
+
+    async def both(url):
+        from llmcells import models
+        from llmcells.calls import make_plan
+        from llmcells.pipeline import call as execute
+
+        async def ticker():
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.001)
+
+        models.set_simulator(url)
+        tick = asyncio.ensure_future(ticker())
+        try:
+            await asyncio.sleep(0.01)
+            t0 = time.monotonic()
+            r = await execute(make_plan("a long answer", "claude"), SlowToShow())
+            return r, t0, time.monotonic()
+        finally:
+            tick.cancel()
+            models.set_simulator(None)
+
+    with Simulator(ttft=0.0, tokens_per_s=0, output_tokens=2000) as sim, \
+            pytest.MonkeyPatch.context() as mp:
+        yields = _yields_of_attempt(mp)
+        r, t0, t1 = llmcells.run(both(sim.url))
+    assert r.ok and r.usage.output_tokens == 2000
+    assert yields  # the stream let the loop run on its own at least once
+    during = [t for t in ticks if t0 <= t <= t1]
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    # ~0.6 s of showing tokens: without the yields the ticker would wait for all of it
+    assert len(during) >= 20 and max(gaps) < (t1 - t0) / 4, (len(during), max(gaps, default=None))

@@ -163,6 +163,27 @@ def _not_started(spec: ModelSpec) -> ConnectionFailedError:
 _TURN_S = 0.005
 
 
+class _Turn:
+    """Whether the event loop has run since a stream's turn began: `mark`, scheduled with
+    call_soon when the turn begins, runs at the loop's next pass. A stream that finds it ran has
+    already given the loop back (it waited for the network) and begins a new turn without
+    yielding again; only one that kept the loop for a whole turn yields (asyncio.sleep(0))."""
+
+    __slots__ = ("looped",)
+
+    def __init__(self) -> None:
+        self.looped = False
+
+    def mark(self) -> None:
+        self.looped = True
+
+    def begin(self, loop: asyncio.AbstractEventLoop) -> float:
+        """Begin a turn now; its end (time.monotonic())."""
+        self.looped = False
+        loop.call_soon(self.mark)
+        return time.monotonic() + _TURN_S
+
+
 def _is_high_surrogate(ch: str) -> bool:
     return "\ud800" <= ch <= "\udbff"
 
@@ -271,7 +292,8 @@ class _Call:
         parts: dict[int, Any] = {}  # this attempt's open parts by index: _TEXT, _REASONING, _ToolPart
         n_tools = 0                 # tool-call parts started so far
         first_token = None
-        turn_ends = time.monotonic() + _TURN_S
+        turn = _Turn()
+        turn_ends = turn.begin(asyncio.get_running_loop())
         scope = _loop.current_scope()  # looked up once: checked at every event
         try:
             async with asyncio.timeout(plan.ttft_timeout) as first_token:
@@ -280,9 +302,13 @@ class _Call:
                         raise asyncio.CancelledError
                     if time.monotonic() > turn_ends:
                         # An SDK parses every event already buffered without giving the loop
-                        # back; a fast, long answer would then stall every other stream.
-                        await asyncio.sleep(0)
-                        turn_ends = time.monotonic() + _TURN_S
+                        # back; a fast, long answer would then stall every other stream. A
+                        # stream that waited for the network meanwhile has given it back: an
+                        # extra pass of the loop would cost every call of a slow stream (a
+                        # token every 20 ms) one pass per token, for nothing.
+                        if not turn.looped:
+                            await asyncio.sleep(0)
+                        turn_ends = turn.begin(asyncio.get_running_loop())
                     self.heard = True
                     if not answered:  # the provider has the request: its rate windows can count it
                         answered = True
