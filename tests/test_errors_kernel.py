@@ -77,6 +77,7 @@ def test_ctrl_c_during_await_is_the_magics_one_line(kernel):
     kernel.ok('sim.reset()\nsim.inject("slow_first_token", times=None, delay=30)')
     try:
         msg_id = kernel.send('r = await llmcells.ask("hi", "claude", display=False)')
+        kernel.wait_started(msg_id)
         time.sleep(1.0)
         kernel.interrupt()
         _, reply = kernel.reply(msg_id, timeout=10)
@@ -93,6 +94,7 @@ def test_an_interrupted_magic_keeps_its_partial_result_in__llm(kernel, magic):
     kernel.ok("sim.reset()\nsim.configure(ttft=0.05, tokens_per_s=10, output_tokens=400)\n_llm = None")
     try:
         msg_id = kernel.send(f"{magic}\nTell me a long story.")
+        kernel.wait_started(msg_id)
         time.sleep(2.0)
         kernel.interrupt()
         _, reply = kernel.reply(msg_id, timeout=10)

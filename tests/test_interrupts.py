@@ -28,7 +28,7 @@ from llmcells.testing import Kernel, plain
 TRIALS = int(os.environ.get("LLMCELLS_INTERRUPT_TRIALS", "20"))
 OUT = Path(__file__).resolve().parents[1] / "test-output"
 MOMENTS = {
-    # fault or speed set before the cell, and when to interrupt (seconds after sending it)
+    # fault or speed set before the cell, and when to interrupt (seconds after the cell began)
     "before first token": ('sim.inject("slow_first_token", times=None, delay=30)', (0.3, 1.2)),
     "mid-stream": ("sim.configure(ttft=0.05, tokens_per_s=20, output_tokens=400)", (0.5, 1.5)),
     "retry wait": ('sim.inject("429", times=None, retry_after=20)', (0.4, 1.2)),
@@ -90,6 +90,9 @@ def test_random_interrupts_in_a_real_kernel(kernel, front, moment):
         assert content["status"] == "ok"
         rows_before = kernel.value("len(llmcells.usage())")
         msg_id = kernel.kc.execute(CELLS[front])
+        # counted from the cell's start: on a loaded machine the kernel can take a while to begin
+        # it, and an interrupt that comes before belongs to no call
+        kernel.wait_started(msg_id)
         time.sleep(rng.uniform(lo, hi))
         t0 = time.monotonic()
         kernel.km.interrupt_kernel()
@@ -344,11 +347,7 @@ def test_interrupting_the_first_call_of_a_fresh_kernel_ends_the_cell_within_a_se
         with Kernel(tmp_path / f"home-{trial}") as k:
             k.ok("%load_ext llmcells\nimport llmcells\nsim = llmcells.simulate(ttft=0.3, tokens_per_s=50)")
             msg_id = k.send("%%compare chatgpt claude gemini\nTell me about tides.")
-            started = time.monotonic() + 10
-            while time.monotonic() < started and not any(  # an interrupt before the cell runs is ignored
-                    m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input"
-                    for _, m in k.iopub):
-                k._read_iopub(0.01)
+            k.wait_started(msg_id)  # an interrupt before the cell runs is ignored
             time.sleep(rng.uniform(0.0, 0.8))
             t0 = time.monotonic()
             k.interrupt()

@@ -73,6 +73,7 @@ def test_interrupt_while_waiting_for_the_first_token(kernel, front):
     rows_before = kernel.value("len(llmcells.usage())")
 
     msg_id = kernel.send(cell)
+    kernel.wait_started(msg_id)
     time.sleep(1.0)
     t0 = time.monotonic()
     kernel.km.interrupt_kernel()

@@ -40,6 +40,7 @@ def test_interrupting_await_job_stops_waiting_only(tmp_path):
                                 '["chatgpt", "claude"], via="provider")')
         assert reply["status"] == "ok" and "estimated $" in out, out
         msg_id = k.send("df = await job")
+        k.wait_started(msg_id)
         time.sleep(2.0)
         t = time.monotonic()
         k.interrupt()

@@ -274,6 +274,54 @@ def test_ctrl_c_in_run_cancels_within_half_a_second(simulated):
     assert llmcells.run(llmcells.ask("again", "claude", display=False)).ok
 
 
+class _InterruptedWhileOpening:
+    """The front end, with a Ctrl-C that lands while a call's display opens (the first one in a
+    kernel imports the widgets, long enough for a user to press stop)."""
+
+    def __init__(self, front):
+        self.front, self.opened = front, 0
+
+    def detect_mode(self, display):
+        return self.front.detect_mode(display)
+
+    def open_display(self, *args, **kwargs):
+        self.opened += 1
+        os.kill(os.getpid(), signal.SIGINT)
+        return self.front.open_display(*args, **kwargs)
+
+
+def test_ctrl_c_while_the_display_opens_ends_every_call_as_cancelled_sending_nothing(
+        simulated, monkeypatch, capsys):
+    """The run still starts, under its cancelled scope: its cards say "Cancelled.", its calls
+    are in the ledger as cancelled, no request is sent, and the line says nothing was sent.
+    (Closed unstarted, it left its cards waiting and its calls out of the ledger.)"""
+    from llmcells.session import session
+
+    monkeypatch.setattr(session, "front_end", _InterruptedWhileOpening(session.front_end))
+    rows_before = len(llmcells.usage())
+    with pytest.raises(KeyboardInterrupt, match="interrupted before anything was sent"):
+        llmcells.run(llmcells.compare("hi", MODELS, display="text"))
+    assert [r.status for r in api.last] == ["cancelled"] * 3
+    rows = llmcells.usage().iloc[::-1].iloc[rows_before:]
+    assert list(rows["status"]) == ["cancelled"] * 3 and rows["cost_usd"].sum() == 0
+    assert not simulated.requests
+    assert capsys.readouterr().out.count("Cancelled.") == 3
+    assert _pending_tasks() == 0
+
+
+def test_ctrl_c_before_the_run_opens_nothing_and_sends_nothing(simulated, monkeypatch):
+    from llmcells.session import session
+
+    front = _InterruptedWhileOpening(session.front_end)
+    monkeypatch.setattr(session, "front_end", front)
+    rows_before = len(llmcells.usage())
+    with pytest.raises(KeyboardInterrupt, match="interrupted before anything was sent"):
+        with _loop.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)  # recorded, raised by the run
+            llmcells.run(llmcells.compare("hi", MODELS, display="text"))
+    assert front.opened == 0 and len(llmcells.usage()) == rows_before and not simulated.requests
+
+
 def test_run_refuses_to_nest_inside_the_loop():
     refused = asyncio.sleep(0)
 

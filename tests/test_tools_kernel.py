@@ -79,6 +79,7 @@ def test_interrupt_while_tools_run_in_a_kernel(kernel, model):
     msg_id = kernel.kc.execute(
         f"r = await llmcells.ask('call long_async({{\"n\": 1}}) call long_sync({{\"n\": 2}})', "
         f"model={model!r}, tools=[long_async, long_sync])")
+    kernel.wait_started(msg_id)
     time.sleep(1.0)  # the tools are running by now
     t0 = time.monotonic()
     kernel.km.interrupt_kernel()

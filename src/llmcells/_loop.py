@@ -349,18 +349,20 @@ async def wait_all(tasks: Iterable[asyncio.Future[Any]]) -> bool:
     return interrupted
 
 
-def submit(coro: Coroutine[Any, Any, T], scope: Scope | None = None) -> concurrent.futures.Future[T]:
+def submit(coro: Coroutine[Any, Any, T], scope: Scope | None = None,
+           run_cancelled: bool = False) -> concurrent.futures.Future[T]:
     """Schedule coro on the private loop as the root of a run; returns a thread-safe future whose
     `scope` cancels the run and whose `finished` event is set once the task has really ended
     (a cancelled future is marked done at once, while the task still closes its streams and
-    writes its ledger rows)."""
+    writes its ledger rows). A run interrupted before its task began is not started, unless
+    run_cancelled: llmcells' own run then unwinds under its cancelled scope (see `_run_in`)."""
     scope = scope or Scope()
 
     async def root() -> T:
         scope.task = asyncio.current_task()
         _scope.set(scope)  # inherited by every task the run creates
         try:
-            if scope.cancelled:  # interrupted before the task existed
+            if scope.cancelled and not run_cancelled:  # interrupted before the task existed
                 coro.close()
                 raise asyncio.CancelledError
             return await coro
@@ -446,12 +448,24 @@ def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
     __tracebackhide__ = True
     coro: Coroutine[Any, Any, T] | None = None
     fut: concurrent.futures.Future[T] | None = None
+    own = isinstance(awaitable, Pending)
+    sent_nothing = True  # the run was cancelled before its task began: it sent nothing
     try:
-        coro = prepare(awaitable)  # (opening a display can import the widgets: no interrupt cuts it)
-        if scope.cancelled:
-            _close_quietly(coro)
+        if scope.cancelled:  # an interrupt before this run: nothing is opened, nothing is sent
+            if asyncio.iscoroutine(awaitable):
+                _close_quietly(awaitable)
         else:
-            fut = submit(coro, scope)
+            coro = prepare(awaitable)  # (opening a display can import the widgets: no interrupt cuts it)
+        if coro is not None and scope.cancelled and not own:
+            _close_quietly(coro)  # someone else's coroutine is not started once interrupted
+        elif coro is not None:
+            # An interrupt while prepare opened the display (the first one imports the widgets)
+            # still starts llmcells' own run, under its cancelled scope: each call ends as
+            # cancelled at once, sending nothing, so its card says so and its ledger row is
+            # written, as when the interrupt comes a moment later. Closed unstarted, the run
+            # left its cards waiting for good and its calls out of the ledger.
+            sent_nothing = scope.cancelled
+            fut = submit(coro, scope, run_cancelled=own)
             while not scope.cancelled:
                 try:
                     return fut.result(timeout=_SLICE_S)
@@ -474,11 +488,12 @@ def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
             scope.finished.wait(min(_SLICE_S, max(0.0, deadline - time.monotonic())))
     log.debug("interrupted run unwound in %.3f s (finished: %s)", time.monotonic() - seen,
               scope.finished.is_set())
+    message = NOT_SENT if sent_nothing else INTERRUPTED
     if state is None:
-        raise Interrupted(INTERRUPTED) from None
+        raise Interrupted(message) from None
     previous = state.previous
     state.at, state.count = None, 0  # raised here, once
-    _raise_interrupt(previous, INTERRUPTED)
+    _raise_interrupt(previous, message)
     raise AssertionError("unreachable")  # (for type checkers)
 
 

@@ -73,6 +73,17 @@ class Kernel:
         _, reply = self.reply(msg_id, timeout)
         return time.perf_counter() - t0, reply["content"]
 
+    def wait_started(self, msg_id: str, timeout: float = 10) -> float:
+        """Wait until the kernel has begun the cell msg_id (its execute_input); the time it did.
+        An interrupt sent before that is lost or lands in the kernel's own code, not the cell's."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, m in self.iopub:
+                if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+                    return t
+            self._read_iopub(0.01)
+        raise AssertionError(f"the kernel did not begin the cell within {timeout} s{self._stacks()}")
+
     def interrupt(self) -> None:
         """Interrupt the kernel (SIGINT), as the notebook's stop button does."""
         self.km.interrupt_kernel()
