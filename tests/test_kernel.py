@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from llmcells.testing import Kernel, kernel_env, plain
+from llmcells.testing import Kernel, kernel_env, output_text, plain
 
 pytestmark = pytest.mark.kernel
 
@@ -184,15 +184,7 @@ MAGIC_CELLS = [
 
 
 def _text(cell) -> str:
-    out = []
-    for o in cell.outputs:
-        if o.output_type == "stream":
-            out.append(o.text)
-        elif o.output_type in ("display_data", "execute_result"):
-            out.append(o.data.get("text/plain", ""))
-        elif o.output_type == "error":
-            out.append(f"{o.ename}: {o.evalue}")
-    return "\n".join(out)
+    return output_text(cell.outputs)
 
 
 def test_every_magic_in_one_notebook(tmp_path):

@@ -15,6 +15,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from llmcells.testing import output_text
+
 pytestmark = pytest.mark.kernel
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -48,13 +50,7 @@ def cell(nb, start: str):
 
 
 def text(c) -> str:
-    parts = []
-    for o in c.outputs:
-        if o.output_type == "stream":
-            parts.append(o.text)
-        elif o.output_type in ("display_data", "execute_result"):
-            parts.append(o.data.get("text/plain", ""))
-    return "\n".join(parts)
+    return output_text(c.outputs)
 
 
 def widgets(c) -> int:
@@ -199,6 +195,11 @@ def check_provider_jobs(nb) -> None:
 
 
 def check_agents(nb) -> None:
+    from conftest import need_tools
+
+    # The notebook ran without errors above; its answers need the three CLIs (.ci/run installs
+    # them, and LLMCELLS_REQUIRE_AGENTS=1 there makes a missing one a failure)
+    need_tools("claude-code", "gemini-cli", "codex")
     models = text(cell(nb, "%llmcells models"))
     for cli in ("Claude Code 2.", "Gemini CLI 0.", "Codex 0."):
         assert cli in models, models  # installed, with its version

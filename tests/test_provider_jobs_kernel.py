@@ -8,7 +8,9 @@ import time
 import pytest
 
 pytest.importorskip("jupyter_client")
-from llmcells.testing import Kernel  # noqa: E402  (after the skip: it needs jupyter_client)
+import nbformat  # noqa: E402
+
+from llmcells.testing import Kernel, output_text  # noqa: E402  (after the skip: it needs jupyter_client)
 pytestmark = pytest.mark.kernel
 
 
@@ -18,17 +20,10 @@ def _run(k: Kernel, code: str, timeout: float = 90) -> tuple[dict, str, int]:
     Through `Kernel.execute`, which sends the cell again when ipykernel aborted it: after an
     interrupted cell, a cell sent as soon as the error's reply arrives can be aborted unrun."""
     reply, msgs = k.execute(code, timeout)
-    out, widgets = [], 0
-    for msg in msgs:
-        content = msg["content"]
-        if msg["msg_type"] == "stream":
-            out.append(content["text"])
-        elif msg["msg_type"] in ("display_data", "execute_result"):
-            out.append(content["data"].get("text/plain", ""))
-            widgets += "application/vnd.jupyter.widget-view+json" in content["data"]
-        elif msg["msg_type"] == "error":
-            out.append(f"{content['ename']}: {content['evalue']}")
-    return reply, "\n".join(out), widgets
+    outputs = [nbformat.v4.output_from_msg(m) for m in msgs
+               if m["msg_type"] in ("stream", "display_data", "execute_result", "error")]
+    widgets = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    return reply, output_text(outputs), widgets
 
 
 def test_interrupting_await_job_stops_waiting_only(tmp_path):

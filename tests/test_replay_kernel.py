@@ -17,6 +17,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from llmcells.testing import output_text
+
 pytestmark = pytest.mark.kernel
 
 PROVIDER_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
@@ -61,14 +63,7 @@ def run(nb: nbformat.NotebookNode, env: dict[str, str], folder: Path) -> tuple[d
 
 
 def plain_outputs(nb: nbformat.NotebookNode) -> str:
-    parts = []
-    for c in nb.cells:
-        for o in c.get("outputs", []):
-            if o.output_type == "stream":
-                parts.append(o.text)
-            elif o.output_type in ("display_data", "execute_result"):
-                parts.append(o.data.get("text/plain", ""))
-    return "\n".join(parts)
+    return "\n".join(output_text(c.get("outputs", [])) for c in nb.cells)
 
 
 def test_a_restarted_notebook_replays_for_free(fresh_sim, tmp_path):

@@ -42,6 +42,32 @@ def stream_text(msgs: list[dict]) -> str:
     return "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
 
 
+def output_text(outputs: list[dict]) -> str:
+    """A cell's outputs (nbformat's) as text: each stream's text as printed, then the text/plain
+    of each display or result and "ename: evalue" of each error, each on a line of its own.
+
+    ipykernel sends one print() in several stream messages when its flush timer fires between
+    the writes ("json:", then " {'a': 1}"), and each is saved as an output: consecutive pieces
+    of one stream are joined as they are, never with a line break between them."""
+    parts: list[str] = []
+    stream = None  # the stream the last part came from
+    for o in outputs:
+        kind = o.get("output_type")
+        if kind == "stream":
+            if parts and stream == o.get("name"):
+                parts[-1] += o.get("text", "")
+            else:
+                parts.append(o.get("text", ""))
+            stream = o.get("name")
+            continue
+        stream = None
+        if kind in ("display_data", "execute_result"):
+            parts.append(o.get("data", {}).get("text/plain", ""))
+        elif kind == "error":
+            parts.append(f"{o.get('ename')}: {o.get('evalue')}")
+    return "\n".join(parts)
+
+
 class Kernel:
     """A real ipykernel (python3 kernelspec); every iopub message is kept with its arrival time."""
 
