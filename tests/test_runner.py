@@ -290,8 +290,9 @@ class _InterruptedWhileOpening:
         return self.front.open_display(*args, **kwargs)
 
 
+@pytest.mark.parametrize("front", ["compare", "ask", "chat"])
 def test_ctrl_c_while_the_display_opens_ends_every_call_as_cancelled_sending_nothing(
-        simulated, monkeypatch, capsys):
+        simulated, monkeypatch, capsys, front):
     """The run still starts, under its cancelled scope: its cards say "Cancelled.", its calls
     are in the ledger as cancelled, no request is sent, and the line says nothing was sent.
     (Closed unstarted, it left its cards waiting and its calls out of the ledger.)"""
@@ -299,14 +300,34 @@ def test_ctrl_c_while_the_display_opens_ends_every_call_as_cancelled_sending_not
 
     monkeypatch.setattr(session, "front_end", _InterruptedWhileOpening(session.front_end))
     rows_before = len(llmcells.usage())
+    calls = {"compare": lambda: llmcells.compare("hi", MODELS, display="text"),
+             "ask": lambda: llmcells.ask("hi", "claude", display="text"),
+             "chat": lambda: llmcells.Chat("gemini").send("hi", display="text")}
+    n = 3 if front == "compare" else 1
     with pytest.raises(KeyboardInterrupt, match="interrupted before anything was sent"):
-        llmcells.run(llmcells.compare("hi", MODELS, display="text"))
-    assert [r.status for r in api.last] == ["cancelled"] * 3
+        llmcells.run(calls[front]())
     rows = llmcells.usage().iloc[::-1].iloc[rows_before:]
-    assert list(rows["status"]) == ["cancelled"] * 3 and rows["cost_usd"].sum() == 0
+    assert list(rows["status"]) == ["cancelled"] * n and rows["cost_usd"].sum() == 0
     assert not simulated.requests
-    assert capsys.readouterr().out.count("Cancelled.") == 3
+    assert capsys.readouterr().out.count("Cancelled.") == n
     assert _pending_tasks() == 0
+
+
+def test_ctrl_c_while_another_run_prepares_does_not_start_it():
+    """Only a run of the pipeline's calls, which ends them as cancelled, is started once
+    interrupted; any other (a provider job's submission, a health check) is not."""
+    ran = []
+
+    async def work():
+        ran.append(True)
+
+    def start():
+        os.kill(os.getpid(), signal.SIGINT)  # while it prepares
+        return work()
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted before anything was sent"):
+        llmcells.run(_loop.Pending(start, "job"))
+    assert not ran and _pending_tasks() == 0
 
 
 def test_ctrl_c_before_the_run_opens_nothing_and_sends_nothing(simulated, monkeypatch):

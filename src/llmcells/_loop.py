@@ -382,10 +382,15 @@ class Pending(Generic[T]):
     """An llmcells call that has not started yet. `await` it (in Jupyter or any running loop) or
     pass it to `llmcells.run()`. Its display is opened in the thread that awaits or runs it."""
 
-    def __init__(self, start: Callable[[], Coroutine[Any, Any, T]], what: str):
+    def __init__(self, start: Callable[[], Coroutine[Any, Any, T]], what: str, *,
+                 ends_cancelled: bool = False):
         self._start = start
         self._what = what
         self._used = False
+        # True when its run, started under a cancelled scope, sends nothing and ends each of
+        # its calls as cancelled (the pipeline's calls do): an interrupt while it opened its
+        # display then still closes its cards and records its calls (see `_run_in`)
+        self.ends_cancelled = ends_cancelled
 
     def _coroutine(self) -> Coroutine[Any, Any, T]:
         if self._used:
@@ -448,7 +453,7 @@ def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
     __tracebackhide__ = True
     coro: Coroutine[Any, Any, T] | None = None
     fut: concurrent.futures.Future[T] | None = None
-    own = isinstance(awaitable, Pending)
+    own = isinstance(awaitable, Pending) and awaitable.ends_cancelled
     sent_nothing = True  # the run was cancelled before its task began: it sent nothing
     try:
         if scope.cancelled:  # an interrupt before this run: nothing is opened, nothing is sent
@@ -457,13 +462,14 @@ def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
         else:
             coro = prepare(awaitable)  # (opening a display can import the widgets: no interrupt cuts it)
         if coro is not None and scope.cancelled and not own:
-            _close_quietly(coro)  # someone else's coroutine is not started once interrupted
+            _close_quietly(coro)  # not started once interrupted
         elif coro is not None:
             # An interrupt while prepare opened the display (the first one imports the widgets)
-            # still starts llmcells' own run, under its cancelled scope: each call ends as
-            # cancelled at once, sending nothing, so its card says so and its ledger row is
-            # written, as when the interrupt comes a moment later. Closed unstarted, the run
-            # left its cards waiting for good and its calls out of the ledger.
+            # still starts a run of the pipeline's calls, under its cancelled scope: each call
+            # ends as cancelled at once, sending nothing, so its card says so and its ledger row
+            # is written, as when the interrupt comes a moment later. Closed unstarted, the run
+            # left its cards waiting for good and its calls out of the ledger. Any other run
+            # (a provider job's submission, a health check) is not started.
             sent_nothing = scope.cancelled
             fut = submit(coro, scope, run_cancelled=own)
             while not scope.cancelled:

@@ -106,7 +106,7 @@ def ask(prompt: str, model: str | None = None, *, system: str | None = None,
         plan.cell = current_cell()
         return go(_display("ask", [plan], display, prompt, markdown))
 
-    return Pending(start, "ask")
+    return Pending(start, "ask", ends_cancelled=True)
 
 
 @one_line_interrupt
@@ -176,4 +176,4 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             p.cell = cell
         return go(_display("compare", plans, display, prompt, markdown))
 
-    return Pending(start, "compare")
+    return Pending(start, "compare", ends_cancelled=True)

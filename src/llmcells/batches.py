@@ -204,7 +204,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
         progress = front.open_progress(len(jobs), mode, batch_id=batch_id) if mode != "none" else None
         return run(jobs, batch_id, resume, concurrency, gate_limits, max_cost, progress, scoring)
 
-    return Pending(start, "batch")
+    return Pending(start, "batch", ends_cancelled=True)
 
 
 

@@ -131,7 +131,8 @@ class Chat:
             self._absorb(prompt, result)
             return result
 
-        return Pending(lambda: go(inner._coroutine()), "chat message")
+        return Pending(lambda: go(inner._coroutine()), "chat message",
+                       ends_cancelled=inner.ends_cancelled)
 
     def _absorb(self, prompt: str, result: Result) -> None:
         if result is None:
