@@ -185,6 +185,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         times = [t for t, _, d in log if d.get("method") == "update"]
         figures["naive"] = (times, cpu[-1] - base_cpu, t1 - t0, len(times))
     finally:
+        # closed here, while ipywidgets is whole: left to the exit of `python -m benchmarks`,
+        # each widget's __del__ printed "Exception ignored ... 'NoneType' object has no
+        # attribute 'pop'"
+        w.Widget.close_all()
         comm.create_comm, nb.show, nb.show_static = saved
 
     rows = []
