@@ -103,10 +103,12 @@ class Kernel:
         """Wait until the kernel has begun the cell msg_id (its execute_input); the time it did.
         An interrupt sent before that is lost or lands in the kernel's own code, not the cell's."""
         deadline = time.monotonic() + timeout
+        checked = 0  # messages already looked at: a long test's iopub holds thousands
         while time.monotonic() < deadline:
-            for t, m in self.iopub:
+            for t, m in self.iopub[checked:]:
                 if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
                     return t
+            checked = len(self.iopub)
             self._read_iopub(0.01)
         raise AssertionError(f"the kernel did not begin the cell within {timeout} s{self._stacks()}")
 
