@@ -124,12 +124,14 @@ def _tokens(usage: object, kind: str) -> int | None:
 
 
 SMALL = 300   # a batch the size of a notebook's, against a gather of ask() of the same calls
-SMALL_ROUNDS = 5
+SMALL_ROUNDS = 11  # a round's CPU moves by up to 1.6x with where Python's full garbage collections
+                   # fall (0.2 s each here, in either variant): the median needs this many pairs
+QUICK_ROUNDS = 5   # --quick: a smoke figure
 
 
-def _small_child(url: str) -> None:
+def _small_child(url: str, rounds: int = SMALL_ROUNDS) -> None:
     """SMALL calls as one `batch` and as a gather of `ask()` (same concurrency), alternating,
-    SMALL_ROUNDS times in one process: the median of the rounds' wall ratios."""
+    `rounds` times in one process: the median of the rounds' wall ratios."""
     import asyncio
     import time
 
@@ -150,10 +152,13 @@ def _small_child(url: str) -> None:
 
         return await asyncio.gather(*(one(p, m) for p in prompts for m in C.MODELS))
 
-    walls: dict[str, list[float]] = {"batch": [], "ask": [], "batch_cpu": [], "ask_cpu": []}
-    for r in range(SMALL_ROUNDS):
+    walls: dict[str, list[float]] = {"batch": [], "ask": [], "batch_cpu": [], "ask_cpu": [],
+                                     "batch_gc": [], "ask_gc": []}
+    gc_time = _GcClock()
+    for r in range(rounds):
         for name in ("ask", "batch"):
             prompts = [f"Classify review {name}-{r}-{i}: 'fine, I guess'." for i in range(n_prompts)]
+            gc_time.total = 0.0
             t, c = time.perf_counter(), time.process_time()
             if name == "batch":
                 out = llmcells.run(llmcells.batch(prompts, models=C.MODELS, concurrency=CONCURRENCY,
@@ -164,7 +169,27 @@ def _small_child(url: str) -> None:
                 assert all(x.ok for x in out)
             walls[name].append(time.perf_counter() - t)
             walls[name + "_cpu"].append(time.process_time() - c)
+            walls[name + "_gc"].append(gc_time.total)
     print(json.dumps(walls))
+
+
+class _GcClock:
+    """The time Python's garbage collector spends, summed from its callbacks (all generations)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.total = 0.0
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        import time
+
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._t0
 
 
 def _peak_rss_kb(fallback: int) -> int:
@@ -187,8 +212,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--raw-child", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--small-child", metavar="URL", help=argparse.SUPPRESS)
     ap.add_argument("--raw-frame-child", metavar="URL", help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     calls = args.calls or (500 if args.quick else 5000)
+    rounds = args.rounds or (QUICK_ROUNDS if args.quick else SMALL_ROUNDS)
     if args.child:
         _child(args.child, calls)
         return []
@@ -199,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         _raw_child(args.raw_frame_child, calls, frame=True)
         return []
     if args.small_child:
-        _small_child(args.small_child)
+        _small_child(args.small_child, rounds)
         return []
 
     with C.temp_home() as home, C.SimProcess(ttft=0.0, tps=0.0, output_tokens=32) as sim:
@@ -209,7 +236,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         def child(flag: str) -> dict:
             proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_batch", flag, sim.url,
-                                   "--calls", str(calls)], capture_output=True, text=True, env=env,
+                                   "--calls", str(calls), "--rounds", str(rounds)],
+                                  capture_output=True, text=True, env=env,
                                   cwd=str(C.ROOT), timeout=1800)
             if proc.returncode != 0:
                 raise RuntimeError(f"batch child {flag} failed: {proc.stderr[-3000:]}")
@@ -224,6 +252,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     n = out["calls"]
     small_ratio = C.median([b / a for b, a in zip(small["batch"], small["ask"])])
     small_cpu = C.median([b / a for b, a in zip(small["batch_cpu"], small["ask_cpu"])])
+    small_no_gc = C.median([(b - bg) / (a - ag) for b, a, bg, ag in
+                            zip(small["batch_cpu"], small["ask_cpu"], small["batch_gc"], small["ask_gc"])])
     rows = [
         C.row(f"batch {n:,} calls, 3 models, concurrency {CONCURRENCY}: throughput", n / out["wall"],
               "calls/s", note=f"wall {out['wall']:.2f} s, {out['ok']:,} ok; simulator process CPU "
@@ -244,13 +274,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
               note="the row above without pandas is the target's; this one counts pandas on "
                    "both sides"),
         C.row(f"batch of {SMALL} calls: wall / a gather of ask() (same calls)", small_ratio, "ratio",
-              1.05, "<=", note=f"median of {SMALL_ROUNDS} alternating rounds in one process: batch "
+              1.05, "<=", note=f"median of {len(small['batch'])} alternating rounds in one process: batch "
                                f"{C.median(small['batch']):.3f} s, gather of ask() "
                                f"{C.median(small['ask']):.3f} s"),
         C.row(f"batch of {SMALL} calls: CPU / a gather of ask() (same calls)", small_cpu, "ratio",
               note=f"the process's CPU over the same rounds (less moved by other processes than the "
                    f"wall): batch {C.median(small['batch_cpu']):.3f} s, gather of ask() "
                    f"{C.median(small['ask_cpu']):.3f} s"),
+        C.row(f"batch of {SMALL} calls: CPU less garbage collection / the same of a gather of ask()",
+              small_no_gc, "ratio",
+              note=f"the rows above with the collector's time taken out of each round (per round: "
+                   f"batch {min(small['batch_gc']):.3f}-{max(small['batch_gc']):.3f} s, gather of "
+                   f"ask() {min(small['ask_gc']):.3f}-{max(small['ask_gc']):.3f} s): the spread "
+                   f"between rounds is mostly where a full collection falls"),
         C.row("batch: llmcells process CPU per call", out["cpu"] / n * 1000, "ms",
               note="the whole client process (llmcells + SDKs + httpx); see bench_overhead for the "
                    "share over the raw SDKs"),
