@@ -88,6 +88,8 @@ def gemini_error(r, status=400, kind="INVALID_ARGUMENT"):
     ({**CLAUDE, "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "colour": "red"}]}]},
      "messages.0.content.0.colour: Extra inputs are not permitted"),
     ({**CLAUDE, "max_tokens": 0}, "max_tokens: Input should be greater than or equal to 1"),
+    ({**CLAUDE, "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 500}},
+     "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"),
     ({**CLAUDE, "max_tokens": 1_000_000}, "maximum allowed number of output tokens for claude-haiku-5-5"),
     ({**CLAUDE, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": b64(PNG)}}]}]},
@@ -154,6 +156,10 @@ def test_a_prompt_beyond_the_context_window_is_refused_not_billed(fresh_sim):
      "Only the default (1) value is supported."),
     ("/v1/chat/completions", {**CHAT, "model": "gpt-5.5-codex", "temperature": 0.2, "reasoning_effort": "none"},
      "temperature", "unsupported_value", "'temperature' does not support 0.2 with this model"),
+    ("/v1/chat/completions", {**CHAT, "presence_penalty": 0.5}, "presence_penalty", "unsupported_parameter",
+     "Unsupported parameter: 'presence_penalty' is not supported with this model."),
+    ("/v1/chat/completions", {**CHAT, "frequency_penalty": 0, "reasoning_effort": "none"}, "frequency_penalty",
+     "unsupported_parameter", "Unsupported parameter: 'frequency_penalty' is not supported with this model."),
     ("/v1/chat/completions", {**CHAT, "max_tokens": 100}, "max_tokens", "unsupported_parameter",
      "Use 'max_completion_tokens' instead."),
     ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]},
@@ -196,9 +202,23 @@ def test_gpt_6_luna_takes_a_temperature_with_reasoning_effort_none(fresh_sim):
     ({"contents": [{"role": "user", "parts": [{"inlineData": {"mimeType": "application/x-msdownload",
                                                               "data": b64(PNG)}}]}]},
      "Unsupported MIME type: application/x-msdownload"),
+    ({**GEMINI, "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW", "thinkingBudget": 128}}},
+     "You can only set only one of thinking budget and thinking level."),
+    ({**GEMINI, "generationConfig": {"maxOutputTokens": 0}},
+     "maxOutputTokens value of 0 but the supported range is from 1 (inclusive) to 65537 (exclusive)"),
 ])
 def test_gemini_refuses_what_the_api_refuses(fresh_sim, body, message):
     assert message in gemini_error(post(fresh_sim, GEMINI_URL, body, GOOGLE))
+
+
+def test_a_thinking_level_is_refused_before_gemini_3(fresh_sim):
+    level = {**GEMINI, "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW"}}}
+    assert gemini_error(post(fresh_sim, "/v1beta/models/gemini-2.5-flash-lite:generateContent", level,
+                             GOOGLE)) == "Thinking level is not supported for this model."
+    assert post(fresh_sim, GEMINI_URL, level, GOOGLE).status_code == 200
+    budget = {**GEMINI, "generationConfig": {"thinkingConfig": {"thinkingBudget": 512}}}
+    assert post(fresh_sim, "/v1beta/models/gemini-2.5-flash-lite:generateContent", budget,
+                GOOGLE).status_code == 200
 
 
 def test_retired_models_get_each_apis_404(fresh_sim):

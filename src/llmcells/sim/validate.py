@@ -236,6 +236,7 @@ def _get(body: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 # Per-attachment and per-request size limits (bytes), from each API's documentation.
 ANTHROPIC_IMAGE_MAX = 5 * 1024 * 1024
+ANTHROPIC_MIN_THINKING_BUDGET = 1024
 ANTHROPIC_REQUEST_MAX = 32 * 1024 * 1024
 OPENAI_IMAGE_MAX = 20 * 1024 * 1024
 OPENAI_REQUEST_MAX = 50 * 1024 * 1024
@@ -302,6 +303,12 @@ def _anthropic_rules(body: dict[str, Any], model: catalog.SimModel) -> Refusal |
         return Refusal(400, f"max_tokens: {max_tokens} > {model.max_output}, which is the maximum allowed "
                             f"number of output tokens for {model.id}")
     budget = (body.get("thinking") or {}).get("budget_tokens")
+    if isinstance(budget, int) and (body.get("thinking") or {}).get("type") == "enabled" \
+            and budget < ANTHROPIC_MIN_THINKING_BUDGET:
+        # the SDK's ThinkingConfigParam: "a budget_tokens of at least 1,024"; the API's schema
+        # check names the union member ("enabled") in the path
+        return Refusal(400, "thinking.enabled.budget_tokens: Input should be greater than or equal to "
+                            f"{ANTHROPIC_MIN_THINKING_BUDGET}")
     if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
         return Refusal(400, "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
                             "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
@@ -362,6 +369,12 @@ def _openai_rules(api: str, body: dict[str, Any], model: catalog.SimModel) -> Re
             if value is not None and value != 1 and not free:
                 return Refusal(400, f"Unsupported value: '{name}' does not support {value:g} with this model. "
                                     "Only the default (1) value is supported.", name, "unsupported_value")
+        # Reasoning models take no penalties at all (whatever the effort): the parameter itself
+        # is refused, not its value.
+        for name in ("presence_penalty", "frequency_penalty"):
+            if api == "chat" and body.get(name) is not None:
+                return Refusal(400, f"Unsupported parameter: '{name}' is not supported with this model.",
+                               name, "unsupported_parameter")
         if api == "chat" and model.temperature_with_effort_none and effort != "none" and any(
                 isinstance(t, dict) and t.get("type") == "function" for t in body.get("tools") or []):
             return Refusal(400, f"Function tools with reasoning_effort are not supported for {model.id} in "
@@ -391,6 +404,16 @@ def _gemini_rules(body: dict[str, Any], model: catalog.SimModel) -> Refusal | No
                                     f"for {_short(str(inline.get('data'))[:40])}")
             if not _GEMINI_MEDIA.match(media):
                 return Refusal(400, f"Unsupported MIME type: {media}")
+    thinking = _get(body, ("generationConfig", "thinkingConfig"))
+    if isinstance(thinking, dict):
+        level = thinking.get("thinkingLevel", thinking.get("thinking_level"))
+        budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
+        if level is not None and budget is not None:
+            return Refusal(400, "You can only set only one of thinking budget and thinking level.")
+        generation = re.match(r"gemini-(\d+)", catalog.base_id(model.id))
+        if level is not None and generation is not None and int(generation.group(1)) < 3:
+            # thinking levels came with Gemini 3; earlier models take only a budget
+            return Refusal(400, "Thinking level is not supported for this model.")
     limit = _get(body, ("generationConfig", "maxOutputTokens"))
     if isinstance(limit, int) and limit > model.max_output:
         return Refusal(400, f"Unable to submit request because it has a maxOutputTokens value of {limit} but "
@@ -471,6 +494,8 @@ def check(api: str, body: Any, path_model: str | None, prompt_text: str,
         return _word(provider, _first(problems))
     model = catalog.find(provider, path_model or str(body.get("model", "")))
     for path, (low, high) in {**_RANGES["google" if provider == "google" else api], **ranges}.items():
+        if provider == "google" and path == ("generationConfig", "maxOutputTokens"):
+            high = model.max_output  # the range Gemini's message states is the model's own
         refusal = _range(provider, path, _get(body, path), low, high)
         if refusal is not None:
             return refusal
