@@ -45,6 +45,35 @@ def test_status_by_date():
     assert lifecycle.lookup("openai-responses:gpt-4.1-mini") == row  # the same model
 
 
+@pytest.mark.parametrize("model_id, base", [
+    ("anthropic:claude-sonnet-4-5-20250929", "anthropic:claude-sonnet-4-5"),   # a dated snapshot
+    ("openai:gpt-4.1-nano-2025-04-14", "openai:gpt-4.1-nano"),                 # OpenAI's snapshot date
+    ("openai:gpt-5-codex-latest", "openai:gpt-5-codex"),
+    ("google:models/gemini-2.5-flash", "google:gemini-2.5-flash"),             # the REST name
+])
+def test_a_snapshot_of_a_retired_model_is_retired_too(model_id, base):
+    # The providers shut a model's dated snapshots down with it; only the base id has a row.
+    assert lifecycle.lookup(model_id).status() == "retired"
+    assert lifecycle.lookup(model_id).retires == lifecycle.lookup(base).retires
+    assert lifecycle.lookup("openai:gpt-6-luna-2026-09-10").status() == "active"
+
+
+def test_a_retired_snapshot_is_refused_before_anything_is_sent(simulated):
+    with pytest.raises(ConfigError) as err:
+        llmcells.run(llmcells.ask("hi", model="openai:gpt-4.1-nano-2025-04-14", display=False))
+    assert "was retired on 2026-10-23" in str(err.value)
+    assert simulated.requests == []
+
+
+def test_the_simulator_refuses_a_retired_models_snapshot(fresh_sim):
+    import httpx2
+
+    with httpx2.Client(base_url=fresh_sim.url, timeout=30) as client:
+        r = client.post("/v1/chat/completions", headers={"authorization": "Bearer k"},
+                        json={"model": "gpt-4.1-nano-2025-04-14", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
 def test_every_default_is_active():
     for row in PROVIDERS.values():
         assert lifecycle.lookup(row.default_id).status() == "active", row.default_id

@@ -9,6 +9,7 @@ and `%load_ext` can read it for free.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import tomllib
 import warnings
@@ -69,6 +70,16 @@ def table() -> dict[str, Lifecycle]:
             for model, row in raw.items()}
 
 
+#: a snapshot's suffix: Anthropic's -YYYYMMDD, OpenAI's -YYYY-MM-DD, or -latest
+_SNAPSHOT = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
+
+
+def base_name(name: str) -> str:
+    """A model name without a `models/` prefix (Gemini's REST name) or a snapshot suffix:
+    claude-sonnet-4-5-20250929 -> claude-sonnet-4-5, gpt-4.1-nano-2025-04-14 -> gpt-4.1-nano."""
+    return _SNAPSHOT.sub("", name.removeprefix("models/"))
+
+
 @lru_cache(maxsize=1024)
 def lookup(model_id: str) -> Lifecycle:
     """The lifecycle of a `provider:model` id (an "active" row for a model the table doesn't list).
@@ -78,7 +89,9 @@ def lookup(model_id: str) -> Lifecycle:
     prefix, name = parse_id(model_id)
     if prefix == "openai-responses":
         model_id = "openai:" + name
-    return table().get(model_id) or Lifecycle(model=model_id)
+    # A dated snapshot (or the REST name) of a listed model shuts down with it.
+    base = f"{model_id.partition(':')[0]}:{base_name(name)}"
+    return table().get(model_id) or table().get(base) or Lifecycle(model=model_id)
 
 
 def of(spec: Any) -> Lifecycle:

@@ -59,13 +59,12 @@ MODELS = [
 _BY_ID = {(m.provider, m.id): m for m in MODELS}
 # The usual limits of a model the table doesn't list.
 _DEFAULTS = {"openai": (1_047_576, 128_000), "anthropic": (200_000, 64_000), "google": (1_048_576, 65_536)}
-_DATED = re.compile(r"-(\d{8}|latest)$")            # claude-haiku-4-5-20251001, ...-latest
 _OPENAI_REASONING = re.compile(r"^(o\d|gpt-5|gpt-6)")
 
 
 def base_id(model: str) -> str:
     """The model id without a date suffix or a `models/` prefix."""
-    return _DATED.sub("", model.removeprefix("models/"))
+    return lifecycle.base_name(model)
 
 
 def find(provider: str, model: str) -> SimModel:
