@@ -496,6 +496,16 @@ def test_gemini_thought_parts_are_reasoning():
     assert events[-1] == Finish("MAX_TOKENS")
 
 
+@pytest.mark.parametrize("reason", ["SAFETY", "RECITATION", "PROHIBITED_CONTENT", "MALFORMED_FUNCTION_CALL"])
+def test_gemini_answer_stopped_by_a_filter_says_why(reason):
+    # finishReason SAFETY (and the like) ends a candidate whose text may be empty: the ending
+    # keeps the reason and a note, as Anthropic's and OpenAI's refusals do.
+    body = _sse(_gemini_chunk("", finish=reason), sep="\r\n")
+    events, exc, _ = asyncio.run(_collect("google", _serve(body)))
+    assert exc is None and _text(events) == ""
+    assert events[-1].reason == reason and events[-1].note
+
+
 def test_gemini_blocked_prompt_is_a_bad_request():
     body = _sse({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}},
                 sep="\r\n")

@@ -397,6 +397,14 @@ _FINISH_ERRORS = {
 # Finish reasons that end an answer the way a person should be told of (Result.notes).
 _FINISH_NOTES = {
     "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",
+    # Gemini stops a candidate it flags mid-answer; the text before the stop (often none) is
+    # kept, and without a note an empty "ok" answer would not say why it is empty.
+    "SAFETY": "blocked: Gemini stopped the answer for safety reasons",
+    "RECITATION": "blocked: Gemini stopped the answer as recitation of training data",
+    "BLOCKLIST": "blocked: the answer contained a blocklisted term",
+    "PROHIBITED_CONTENT": "blocked: Gemini stopped the answer as prohibited content",
+    "SPII": "blocked: the answer contained sensitive personal information",
+    "MALFORMED_FUNCTION_CALL": "stopped: the model produced a malformed function call",
 }
 
 
