@@ -221,6 +221,17 @@ def test_a_pydantic_schema_round_trips_into_data(simulated, model):
         assert body["response_format"]["json_schema"]["schema"]["additionalProperties"] is False
 
 
+def test_a_schema_and_params_in_the_same_request_object_both_reach_the_body(simulated):
+    """params={'output_config': {'effort': ...}} beside schema= (Anthropic keeps both in
+    output_config): the user's keys are merged into the object, not put in its place."""
+    r = ask("Who wrote the first program?", "claude", schema=Person,
+            params={"output_config": {"effort": "low"}})
+    assert r.ok, r.error
+    assert isinstance(r.data, Person)
+    sent = simulated.requests[-1].body["output_config"]
+    assert sent["effort"] == "low" and sent["format"]["type"] == "json_schema"
+
+
 @pytest.mark.parametrize("model", PATHS)
 def test_invalid_json_is_invalid_output_with_the_text_kept(simulated, model):
     simulated.inject("invalid_json")

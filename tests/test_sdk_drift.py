@@ -7,7 +7,7 @@ why). An SDK upgrade that adds one fails here, not in a user's notebook.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
@@ -110,3 +110,45 @@ def test_the_guard_catches_a_name_it_does_not_know(monkeypatch):
     monkeypatch.setitem(SETS, ("anthropic", "stop_reasons"), SETS[("anthropic", "stop_reasons")] | {"new_reason"})
     with pytest.raises(AssertionError, match="new_reason"):
         test_every_name_the_sdk_declares_is_read_or_deliberately_ignored("anthropic", "stop_reasons")
+
+
+# ----- what params= may hold: the values the SDKs' request types declare ---------------------------
+
+
+def _param_choices(*path: str) -> set[str]:
+    from llmcells.params import GENERATION_PARAMS
+
+    check = GENERATION_PARAMS[path[0]]
+    for key in path[1:]:
+        check = check.fields[key]
+    return set(check.choices)
+
+
+def _sdk_param_values() -> dict[tuple[str, ...], set[str]]:
+    from anthropic.types import OutputConfigParam, ThinkingConfigParam
+    from google.genai import types as gt
+    from openai.types.shared import ReasoningEffort
+    from openai.types.shared_params import Reasoning
+
+    def declared(typed_dict: Any, key: str) -> set[str]:
+        hints = get_type_hints(typed_dict, include_extras=True)
+        return literals(hints[key]) if key in hints else set()
+
+    arms = get_args(ThinkingConfigParam)
+    return {
+        ("reasoning_effort",): literals(ReasoningEffort),
+        ("reasoning", "effort"): literals(ReasoningEffort),
+        ("reasoning", "summary"): declared(Reasoning, "summary"),
+        ("thinking", "type"): {v for arm in arms for v in declared(arm, "type")},
+        ("thinking", "display"): {v for arm in arms for v in declared(arm, "display")},
+        ("output_config", "effort"): declared(OutputConfigParam, "effort"),
+        ("thinking_config", "thinking_level"):
+            {e.value.lower() for e in gt.ThinkingLevel} - {"thinking_level_unspecified"},
+    }
+
+
+@pytest.mark.parametrize("path", list(_sdk_param_values()), ids=".".join)
+def test_params_take_exactly_the_values_the_sdk_declares(path):
+    """A value the SDK declares is not refused before sending, and one it doesn't declare is
+    (an effort of "minimal" on Claude, "xhigh" on Gemini 3, thinking "between_tools")."""
+    assert _param_choices(*path) == _sdk_param_values()[path]

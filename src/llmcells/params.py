@@ -57,6 +57,7 @@ def _one_of(*choices: str, fold: bool = False) -> Check:
         if not isinstance(value, str) or (value.lower() if fold else value) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}")
         return value
+    check.choices = choices  # type: ignore[attr-defined]  # (tests/test_sdk_drift.py reads them)
     return check
 
 
@@ -87,11 +88,13 @@ def _object(fields: Mapping[str, Check]) -> Check:
                                   f"{', '.join(fields)}).", where, unknown=True)
             fields[key](f"{name}.{key}", inner)
         return value
+    check.fields = fields  # type: ignore[attr-defined]
     return check
 
 
 _TOKENS = _integer(1, 1_000_000)
-_EFFORT = _one_of("none", "minimal", "low", "medium", "high", "xhigh", "max")
+# The values each SDK's request types declare (tests/test_sdk_drift.py holds them to it).
+_EFFORT = _one_of("none", "minimal", "low", "medium", "high", "xhigh", "max")  # openai ReasoningEffort
 
 #: provider request fields a client may set, each with the check of its value. Names are the
 #: providers' own (OpenAI Chat / Responses, Anthropic Messages, Gemini GenerateContentConfig).
@@ -107,14 +110,14 @@ GENERATION_PARAMS: dict[str, Check] = {
     "reasoning_effort": _EFFORT,                 # OpenAI Chat
     "reasoning": _object({"effort": _EFFORT,     # OpenAI Responses
                           "summary": _one_of("auto", "concise", "detailed")}),
-    "thinking": _object({"type": _one_of("enabled", "disabled", "adaptive"),  # Anthropic
+    "thinking": _object({"type": _one_of("enabled", "disabled", "adaptive", "between_tools"),  # Anthropic
                          "budget_tokens": _TOKENS,
                          "display": _one_of("summarized", "omitted")}),
-    "output_config": _object({"effort": _EFFORT}),  # Anthropic
+    "output_config": _object({"effort": _one_of("low", "medium", "high", "xhigh", "max")}),  # Anthropic
     "thinking_config": _object({"thinking_budget": _integer(-1, 1_000_000),  # Gemini
                                 "include_thoughts": _boolean,
                                 "thinking_level": _one_of("minimal", "low", "medium", "high",
-                                                          fold=True)}),
+                                                          "xhigh", fold=True)}),
     # sampling (a model that refuses one drops it with a note)
     "temperature": _number(0, 2),
     "top_p": _number(0, 1),

@@ -126,7 +126,8 @@ def with_params(body: dict[str, Any], params: Mapping[str, Any],
                 header_params: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON body with the user's pass-through params merged in, and the SDK request options
     that some of them name: `extra_headers`, `extra_query`, `timeout`, and header_params (create()
-    keywords that the SDK sends as a header, by header name). Everything else is a body field."""
+    keywords that the SDK sends as a header, by header name). Everything else is a body field
+    (merged, one level deep, into an object of the same name the body already has)."""
     options: dict[str, Any] = {}
     headers: dict[str, Any] = {}
     for key, value in params.items():
@@ -137,7 +138,10 @@ def with_params(body: dict[str, Any], params: Mapping[str, Any],
         elif key == "extra_headers":
             headers.update(value or {})  # as in create(): these win over the named header params
         elif key != "extra_body":
-            body[key] = value
+            mine = body.get(key)
+            # an object the request already has (Anthropic's output_config holds a schema=, and
+            # params may add its effort): the user's keys go into it, not in its place
+            body[key] = {**mine, **value} if isinstance(mine, dict) and isinstance(value, Mapping) else value
     body.update(params.get("extra_body") or {})  # as in create(): extra_body wins, whatever the order
     if headers:
         options["headers"] = headers
