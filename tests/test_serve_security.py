@@ -426,6 +426,31 @@ def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
         s.stop()
 
 
+def test_a_body_sent_slowly_counts_as_a_request_running(fresh_sim, tmp_path):
+    # A body still on its way holds a connection and up to --max-body bytes of memory: without a
+    # count, one client could open connection after connection (one per rate token) and never
+    # finish any, so it counts against --max-concurrent from the moment it is let in.
+    import socket
+
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--max-concurrent", "1")
+    slow = socket.create_connection(("127.0.0.1", s.port))
+    try:
+        slow.sendall(f"POST /v1/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}"
+                     "\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                     '{"prompt": "'.encode())
+        time.sleep(0.5)  # the gate has let it in and is reading its body
+        with _client(s) as c:
+            busy = c.post("/v1/generate", json={"prompt": "hi", "model": "claude"})
+            assert "already has 1" in _shape(busy, 429)
+        slow.close()
+        time.sleep(0.5)
+        with _client(s) as c:  # once the slow client has gone, its place is free again
+            assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).status_code == 200
+    finally:
+        slow.close()
+        s.stop()
+
+
 # ----- the allowlist itself ------------------------------------------------------------------------
 
 

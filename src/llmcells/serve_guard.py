@@ -175,8 +175,8 @@ LIVENESS_PATH = "/livez"
 class Guard:
     """ASGI middleware, before any handler, in this order: Host (DNS rebinding), Origin
     (cross-site pages; CORS for the allowed ones), the liveness probe, the token (constant time),
-    the client's rate, the body (JSON content type, size also when chunked, UTF-8), and the
-    client's concurrency. Pure ASGI, not BaseHTTPMiddleware, so that streamed responses and
+    the client's rate, the body's declared type and size, the client's concurrency (a body still
+    being read counts), then the body itself (size also when chunked, UTF-8). Pure ASGI, not BaseHTTPMiddleware, so that streamed responses and
     disconnects pass through. The body is read here, whole, and handed on."""
 
     def __init__(self, app: Any, policy: Policy):
@@ -254,7 +254,8 @@ class Guard:
             return await answer(error_response(429, f"Too many requests from this client; retry in "
                                             f"{math.ceil(wait)} s.",
                                        {"retry-after": str(math.ceil(wait))}))
-        if scope["method"] in ("POST", "PUT", "PATCH"):
+        has_body = scope["method"] in ("POST", "PUT", "PATCH")
+        if has_body:
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":
                 return await answer(error_response(415, "Send the body as JSON, with Content-Type: "
@@ -262,18 +263,21 @@ class Guard:
             length = headers.get("content-length", "")
             if length.strip().isdigit() and int(length) > self.policy.max_body:
                 return await answer(error_response(413, f"The body is over {self.policy.max_body} bytes."))
-            body = await self.read_body(receive)
-            if body is None:
-                return await answer(error_response(413, f"The body is over {self.policy.max_body} bytes."))
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError:
-                return await answer(error_response(422, "The body is not valid UTF-8."))
-            receive = _replay(body, receive)
+        # counted from here, before the body is read: a body sent slowly holds a connection and
+        # up to max_body bytes, so it is a request running too
         if not self.limits.enter(client):
             return await answer(error_response(429, f"This client already has {self.limits.concurrent} "
                                             "requests running; retry in 1 s.", {"retry-after": "1"}))
         try:
+            if has_body:
+                body = await self.read_body(receive)
+                if body is None:
+                    return await answer(error_response(413, f"The body is over {self.policy.max_body} bytes."))
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError:
+                    return await answer(error_response(422, "The body is not valid UTF-8."))
+                receive = _replay(body, receive)
             await self.app(scope, receive, send)
         finally:
             self.limits.leave(client)
