@@ -221,6 +221,28 @@ def test_with_allow_agents_a_client_still_cannot_enable_tools_or_choose_cwd(fres
         s.stop()
 
 
+@pytest.mark.parametrize("model", [
+    "gemini-cli:--yolo",                            # gemini -m --yolo: a flag, not a model name
+    "claude-code:--dangerously-skip-permissions",
+    "claude|gemini-cli:--approval-mode=yolo",
+    "openai:gpt-x\r\nWARNING: forged log line",   # a model name is printed in the server's log
+    "google:x/../../v1beta/cachedContents",         # a path of the provider's API other than a model's
+    "anthropic:" + "x" * 300,
+])
+def test_a_model_name_that_is_not_a_plain_name_is_refused(fresh_sim, tmp_path, model):
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-agents")
+    try:
+        with _client(s) as c:
+            for endpoint, body in [("/v1/generate", {"prompt": "hi", "model": model}),
+                                   ("/v1/stream", {"prompt": "hi", "model": "claude", "fallback": [model]}),
+                                   ("/v1/compare", {"prompt": "hi", "models": ["claude", model]})]:
+                assert "model name" in _shape(c.post(endpoint, json=body), 400)
+        assert fresh_sim.requests == [] and llmcells.usage().empty  # nothing ran
+    finally:
+        log = s.stop()
+    assert "forged" not in log
+
+
 # ----- 3: a token by default, Host and Origin checks ------------------------------------------
 
 

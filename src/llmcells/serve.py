@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,11 @@ from .types import CallObserver, Result
 #: the most models one request may name (a compare's models, a chain and its fallbacks), so that
 #: one request within the rate limit can't start a hundred calls
 MAX_MODELS = 8
+#: a model name a client may send, and the provider's model name it resolves to: letters,
+#: digits and . _ - + : / @, beginning with a letter or digit. Refused: a name an agent CLI would
+#: read as a flag (`gemini-cli:--yolo`), '..' (another path of the provider's API), control
+#: characters (a line forged in the server's log), and names longer than any model's
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: ledger columns that carry what was asked or answered: shown only with --expose-prompts
@@ -109,7 +115,8 @@ class CompareBody(CallOptions):
 
 def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any]:
     """The body's params through the allowlist, its timeout within the server's, and every model
-    it names (chains included) resolved, and refused if an agent CLI the server does not allow.
+    it names (chains included) a plain name, resolved, and refused if an agent CLI the server
+    does not allow.
     Returns the checked params."""
     from .config import settings
     from .fallback import split
@@ -124,7 +131,11 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
     if len(names) > MAX_MODELS:
         raise _Refused(422, f"At most {MAX_MODELS} models per request (this one names {len(names)}).")
     for name in names:
-        spec = resolve(name)
+        plain = _MODEL_NAME.fullmatch(name)
+        spec = resolve(name) if plain else None
+        if spec is None or not _MODEL_NAME.fullmatch(spec.name) or ".." in spec.name:
+            raise _Refused(400, f"{name[:60]!r} is not a model name here: letters, digits and "
+                                ". _ - + : / @, beginning with a letter or digit, at most 200.")
         row = PROVIDERS.get(spec.provider)
         if row is not None and row.kind == "agent" and not policy.allow_agents:
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
