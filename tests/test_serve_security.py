@@ -381,6 +381,26 @@ def test_no_local_path_or_credential_comes_back(service, fresh_sim):
             assert not str(row["endpoint"]).startswith("/"), row
 
 
+def test_the_ledgers_path_column_shows_a_file_name_not_its_folders(service, fresh_sim):
+    # The path of the notebook or script that made each call is a local path: /v1/usage and
+    # /v1/costs?by=path show its file name only, wherever its folder is.
+    with _client(service) as c:
+        assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).status_code == 200
+        shown = [c.get("/v1/usage").json()[0]["path"], c.get("/v1/costs", params={"by": "path"}).json()[0]["path"]]
+    assert shown == ["__main__.py", "__main__.py"], shown  # the service's own script
+
+
+def test_scrub_takes_out_the_whole_of_a_path_under_a_local_folder():
+    import tempfile
+
+    from llmcells.serve_guard import scrub
+
+    # /tmp (the temporary folder) is a prefix of this path; what follows it is a local path too
+    for root in (tempfile.gettempdir(), str(Path.home()), os.getcwd()):
+        assert scrub(f"open {root}/projects/acme-secret/nb.ipynb: no") == "open <path>: no", root
+        assert scrub(f"at {root}") == "at <path>"
+
+
 def test_scrub_takes_out_paths_credentials_and_secrets():
     from llmcells.serve_guard import scrub
 

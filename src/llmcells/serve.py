@@ -389,6 +389,9 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         for col in frame.columns:
             if str(frame[col].dtype).startswith("datetime"):
                 frame[col] = frame[col].astype(str)
+        if "path" in frame.columns:  # the notebook or script of each call: its name, no folder
+            frame["path"] = frame["path"].map(
+                lambda p: re.split(r"[\\/]", p)[-1] if isinstance(p, str) else p)
         return _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
 
     @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters (limit: the "

@@ -62,24 +62,30 @@ class Policy:
 _PATH = re.compile(r"(?<![\w/.:~-])(?:~/|/(?:home|Users|root|tmp|var|etc|private|opt|usr|mnt|srv|"
                    r"work|run|proc|dev|Volumes|nix|snap|media|lib|bin|sbin|data)(?=/|\b))"
                    r"[^\s'\"<>|,;()\[\]{}]*|\b[A-Za-z]:\\[^\s'\"<>|,;]*")
+#: what may follow a folder in a path (the rest of the path; a colon that ends it is the text's)
+_PATH_TAIL = r"(?:[^\s'\"<>|,;()\[\]{}:]|:(?![\s]|$))*"
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@'\"]+@", re.I)
 _QUERY_SECRET = re.compile(r"([?&](?:key|api[_-]?key|token|access_token|sig|signature|password)=)"
                            r"[^&\s'\"]+", re.I)
 
 
 @functools.cache
-def _local_prefixes() -> list[str]:
-    """This machine's own folders (the service's working and home folders do not change)."""
+def _local_prefixes() -> re.Pattern[str]:
+    """This machine's own folders (the service's working and home folders do not change), each
+    with the rest of the path that follows it."""
     seen = [os.environ.get("LLMCELLS_HOME"), str(Path.home()), os.getcwd(), tempfile.gettempdir(),
             sys.prefix]
-    return sorted({p for p in seen if p and len(p) > 1}, key=len, reverse=True)
+    folders = sorted({p.rstrip("/\\") for p in seen if p and len(p.rstrip("/\\")) > 1},
+                     key=len, reverse=True)
+    if not folders:
+        return re.compile(r"(?!)")  # matches nothing
+    return re.compile("(?:" + "|".join(map(re.escape, folders)) + r")(?![\w.-])" + _PATH_TAIL)
 
 
 def scrub(text: str) -> str:
     """text without keys (redact), URL credentials or secrets in a query, or local paths."""
     text = redact(text)
-    for prefix in _local_prefixes():
-        text = text.replace(prefix, "<path>")
+    text = _local_prefixes().sub("<path>", text)
     text = _USERINFO.sub(r"\1", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
     return _PATH.sub("<path>", text)
