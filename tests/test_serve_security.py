@@ -441,6 +441,19 @@ def test_wrong_tokens_are_rate_limited(fresh_sim, tmp_path):
         s.stop()
 
 
+def test_a_forwarded_for_header_does_not_make_a_new_client(fresh_sim, tmp_path):
+    # The client is the address the connection comes from: an X-Forwarded-For a client writes
+    # itself would give it a fresh bucket each time, and unlimited guesses of the token.
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3")
+    try:
+        with _client(s, token="guess-guess") as guesser:
+            codes = [guesser.get("/v1/usage", headers={"x-forwarded-for": f"10.0.0.{i}"}).status_code
+                     for i in range(6)]
+        assert codes == [401, 401, 401, 429, 429, 429], codes
+    finally:
+        s.stop()
+
+
 def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
     s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-concurrent", "1")
     try:

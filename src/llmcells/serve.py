@@ -522,8 +522,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.allow_agents:
         say("agent CLIs are allowed (--allow-agents), with the server's options: no tools, a "
             "fresh folder per call.")
+    # proxy_headers=False: the client is the connection's address, never an X-Forwarded-For it
+    # wrote itself (uvicorn trusts one from 127.0.0.1 by default, so every local process could
+    # pick its own address, and with it a fresh rate-limit bucket per request)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                            access_log=args.access_log, timeout_graceful_shutdown=2)
+                            access_log=args.access_log, timeout_graceful_shutdown=2,
+                            proxy_headers=False)
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     access.addFilter(HideTokens())
     if args.access_log:
