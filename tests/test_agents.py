@@ -58,6 +58,21 @@ def test_a_missing_cli_is_one_line_saying_how_to_install_it(name, hint, monkeypa
     assert simulated.requests == []  # nothing was sent
 
 
+def test_a_gemini_cli_model_name_is_never_read_as_an_option(simulated, tmp_path, monkeypatch):
+    """The model goes to the CLI as --model=NAME: a name like "--yolo" (auto-approved tools)
+    stays the model's name, as the prompt does with --prompt=TEXT."""
+    seen = tmp_path / "argv.json"
+    fake = tmp_path / "gemini"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"if sys.argv[1:] == ['--version']: print('0.9.0'); sys.exit()\n"
+                    f"open({str(seen)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    llmcells.run(llmcells.ask("hi", model="gemini-cli:--yolo", display=False))
+    argv = __import__("json").loads(seen.read_text())
+    assert "--model=--yolo" in argv and "--yolo" not in argv, argv
+
+
 def test_agent_options_are_checked_before_anything_runs(simulated, tmp_path):
     need_tools("codex")
     r = llmcells.run(llmcells.ask("hi", model="codex:gpt-5.5-codex", display=False,

@@ -66,8 +66,10 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
                             GOOGLE_GEMINI_BASE_URL=client.base_url,
                             GEMINI_CLI_TRUST_WORKSPACE="true", GEMINI_CLI_NO_RELAUNCH="true",
                             NO_COLOR="1")
-    # --prompt=TEXT: a prompt that starts with "-" must not be read as an option
-    argv = [client.path, f"--prompt={_agents.prompt_text(request)}", "-o", "stream-json", "-m", spec.name]
+    # --prompt=TEXT, --model=NAME: a prompt or a name that starts with "-" ("--yolo") must not be
+    # read as an option
+    argv = [client.path, f"--prompt={_agents.prompt_text(request)}", "-o", "stream-json",
+            f"--model={spec.name}"]
     if opts.tools:
         argv += ["--approval-mode", "yolo"]
     t0 = time.monotonic()
