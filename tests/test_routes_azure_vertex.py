@@ -229,6 +229,20 @@ def test_vertex_claude_refuses_a_direct_api_body(fresh_sim):
         Claude.wire_body({"model": "x", "anthropic_version": "vertex-2023-10-16"}, "x")
 
 
+def test_vertex_claude_takes_only_its_own_anthropic_version(fresh_sim, simulated):
+    """Vertex AI's Claude body names `anthropic_version` "vertex-2023-10-16"; the installed
+    anthropic SDK would put its API version date there, so the adapter sends Vertex's own."""
+    url = (f"{fresh_sim.url}/v1/projects/p/locations/global/publishers/anthropic/models/"
+           "claude-haiku-5-5:rawPredict")
+    body = {"max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+    status, answer = _post(url, {**body, "anthropic_version": "2026-10-21"},
+                           {"authorization": "Bearer ya29.sim"})
+    assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"
+    r = ask("Say hello", "vertex:claude-haiku-5-5")
+    assert r.ok, r.error
+    assert simulated.requests[-1].path.endswith("/models/claude-haiku-5-5:streamRawPredict")
+
+
 def test_azure_wants_its_api_key_header_and_api_version(fresh_sim):
     url = f"{fresh_sim.url}/openai/deployments/o4-mini/chat/completions"
     body = {"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}]}

@@ -106,6 +106,57 @@ def test_invoke_answers_json_and_an_unsigned_request_is_refused_403(fresh_sim):
     assert no_version.status_code == 400 and no_version.headers["x-amzn-errortype"].startswith("ValidationException")
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"anthropic_version": "2026-10-21"}, "Invalid API version"),  # the SDK's own default
+    ({"model": US}, "extraneous key [model] is not permitted"),  # the model goes in the URL
+    ({"stream": True}, "extraneous key [stream] is not permitted"),  # the URL says whether to stream
+])
+def test_bedrock_refuses_a_body_not_in_its_own_form(fresh_sim, change, message):
+    """Bedrock's Claude body: anthropic_version "bedrock-2023-05-31", no model, no stream
+    (docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-anthropic-claude-messages-request-response.html)."""
+    r = _signed_post(fresh_sim.url, f"/model/{US}/invoke", {**BODY, **change})
+    assert r.status_code == 400 and r.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert message in r.json()["message"]
+
+
+def test_the_sdk_sends_bedrocks_own_anthropic_version(bedrock, monkeypatch):
+    """The installed anthropic SDK puts its API version date ("2026-10-21") in the body where
+    Bedrock takes only "bedrock-2023-05-31"; the adapter sends Bedrock's."""
+    import httpx2
+
+    from llmcells.providers.bedrock import ADAPTER
+
+    sent = []
+
+    def handler(request):
+        sent.append(json.loads(request.content))
+        return httpx2.Response(400, json={"message": "stop"}, headers={"x-amzn-errortype": "ValidationException"})
+
+    client = ADAPTER.make_client(models_options(httpx2.AsyncClient(transport=httpx2.MockTransport(handler))))
+    spec = models.resolve(f"bedrock:{US}")
+    llmcells.run(_drain(ADAPTER, client, spec))
+    assert sent and sent[0]["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in sent[0] and "stream" not in sent[0]
+
+
+def models_options(http_client):
+    from llmcells.providers.base import ClientOptions
+
+    return ClientOptions(base_url="https://bedrock-runtime.us-east-1.amazonaws.com", api_key="",
+                         http_client=http_client)
+
+
+async def _drain(adapter, client, spec):
+    from llmcells.providers.base import Request
+    from llmcells.types import Message
+
+    try:
+        async for _ in adapter.stream(client, Request(spec=spec, messages=[Message("user", "hi")])):
+            pass
+    except Exception:  # noqa: BLE001 - only the request matters here
+        pass
+
+
 def test_throttling_is_bedrocks_ThrottlingException(fresh_sim):
     fresh_sim.inject("429", model=US)
     r = _signed_post(fresh_sim.url, f"/model/{US}/invoke-with-response-stream", BODY)
@@ -165,8 +216,10 @@ def test_streaming_shows_text_as_it_comes(bedrock):
 
     async def typed():
         client = anthropic.AsyncAnthropicBedrock(base_url=bedrock.url, aws_region="us-east-1")
+        # (this SDK's default anthropic_version is its API date, which Bedrock refuses)
         async with client.messages.stream(model=US, max_tokens=50,
-                                          messages=[{"role": "user", "content": "hi"}]) as s:
+                                          messages=[{"role": "user", "content": "hi"}],
+                                          extra_body={"anthropic_version": "bedrock-2023-05-31"}) as s:
             async for text in s.text_stream:
                 seen.append(text)
             return await s.get_final_message()

@@ -166,10 +166,13 @@ def message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def _stream(client: anthropic.AsyncAnthropic, request: Request,
-                  host: str = DEFAULT_HOST) -> AsyncIterator[Event]:
+                  host: str = DEFAULT_HOST, body_version: str | None = None) -> AsyncIterator[Event]:
     # Events arrive as the JSON objects the server sent (see post_stream): every read is a .get.
     # (A Bedrock client sends the same call to its /model/{id}/invoke-with-response-stream.)
-    stream = await post_stream(client, "/v1/messages", *message_body(request), anthropic.AsyncStream)
+    body, options = message_body(request)
+    if body_version:  # a cloud's own `anthropic_version` (the SDK would put its API date there)
+        body["anthropic_version"] = body_version
+    stream = await post_stream(client, "/v1/messages", body, options, anthropic.AsyncStream)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, host, close=stream.close)
     seen: dict[str, int] = {}
@@ -278,6 +281,8 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     #: the host named in errors when the client has no base URL of its own
     default_host = DEFAULT_HOST
+    #: the `anthropic_version` a cloud takes in the body (None: the direct API's header only)
+    body_version: str | None = None
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
@@ -296,7 +301,7 @@ class AnthropicProvider(Provider):
 
     def stream(self, client: anthropic.AsyncAnthropic, request: Request) -> AsyncIterator[Event]:
         """Stream one Messages call; Finish comes only after message_stop."""
-        return _stream(client, request, self.default_host)
+        return _stream(client, request, self.default_host, self.body_version)
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """The llmcells error for an anthropic / httpx exception, or None if exc is neither."""

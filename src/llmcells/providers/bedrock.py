@@ -1,6 +1,7 @@
 """Amazon Bedrock adapter: Claude through `anthropic.AsyncAnthropicBedrock`, which sends the
-Anthropic adapter's Messages call to Bedrock's `/model/{id}/invoke-with-response-stream`, signed
-with AWS SigV4 from AWS's own credential chain (boto3), and decodes its event stream."""
+Anthropic adapter's Messages call to Bedrock's `/model/{id}/invoke-with-response-stream` (with
+Bedrock's own `anthropic_version`, "bedrock-2023-05-31", in the body), signed with AWS SigV4 from
+AWS's own credential chain (boto3), and decodes its event stream."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ SIMULATED_REGION = "us-east-1"
 #: sign a request to the simulator
 SIMULATED_CREDENTIALS = {"aws_access_key": "AKIASIMULATOR0000000", "aws_secret_key": SIMULATOR_KEY}
 _INSTALL = "pip install 'llmcells[cloud]'"
+#: the body's `anthropic_version` on Bedrock (AWS: "The value must be bedrock-2023-05-31")
+BEDROCK_VERSION = "bedrock-2023-05-31"
 
 
 def _needs_boto(exc: BaseException) -> bool:
@@ -33,6 +36,8 @@ class BedrockProvider(AnthropicProvider):
 
     name = "bedrock"
     default_host = "bedrock-runtime.amazonaws.com"
+    #: the only `anthropic_version` Bedrock takes; the SDK would send its own API date instead
+    body_version = BEDROCK_VERSION
 
     def make_client(self, options: ClientOptions) -> Any:
         """An AsyncAnthropicBedrock client with the SDK's retries off (the runner retries).

@@ -1,8 +1,9 @@
 """Claude on Vertex AI: the Anthropic adapter through the anthropic SDK's `AsyncAnthropicVertex`.
 
 The SDK turns the Messages request into Vertex's `.../publishers/anthropic/models/{model}:
-streamRawPredict` (the model moves from the body to the URL, `anthropic_version` into the body)
-and signs it with a Google bearer token: Application Default Credentials, or the simulator's.
+streamRawPredict` (the model moves from the body to the URL) and signs it with a Google bearer
+token: Application Default Credentials, or the simulator's. The body's `anthropic_version` is
+Vertex's own "vertex-2023-10-16", set here: the SDK would send its API version date.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from .base import ClientOptions
 
 #: the project sent to the simulator when none is configured (the simulator accepts any)
 SIM_PROJECT = "llmcells-sim"
+#: the body's `anthropic_version` on Vertex AI (Anthropic: it "must be set to vertex-2023-10-16")
+VERTEX_VERSION = "vertex-2023-10-16"
 
 
 def project() -> str | None:
@@ -64,6 +67,8 @@ class VertexAnthropicProvider(AnthropicProvider):
     """Claude through `anthropic.AsyncAnthropicVertex`."""
 
     name = "vertex_anthropic"
+    #: the only `anthropic_version` Vertex AI takes; the SDK would send its own API date instead
+    body_version = VERTEX_VERSION
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropicVertex:
         """An AsyncAnthropicVertex client with the SDK's retries off; options.api_key, when set,

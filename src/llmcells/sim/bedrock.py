@@ -28,6 +28,8 @@ _PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response
 #: the Bedrock id of a Claude model: an optional inference profile, "anthropic.", a version
 _MODEL = re.compile(r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$")
 EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
+#: the only `anthropic_version` Bedrock takes in a Claude body
+BEDROCK_VERSION = "bedrock-2023-05-31"
 _ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 # simulator fault (anthropic's error reply status) -> (status, Bedrock exception, message)
 _ERRORS = {
@@ -126,6 +128,22 @@ def _model_list() -> bytes:
     return compact({"modelSummaries": summaries}).encode()
 
 
+def _refusal(body: Any) -> str | None:
+    """Bedrock's ValidationException message for a body not in its Claude form, else None: it
+    takes `anthropic_version` "bedrock-2023-05-31" only, and no `model` or `stream` (the URL
+    names the model and whether to stream)."""
+    if not isinstance(body, dict) or "anthropic_version" not in body:
+        return ("Malformed input request: #: required key [anthropic_version] not found, please "
+                "reformat your input and try again.")
+    if body["anthropic_version"] != BEDROCK_VERSION:
+        return f"Invalid API version: {body['anthropic_version']}"
+    extra = next((key for key in ("model", "stream") if key in body), None)
+    if extra:
+        return (f"Malformed input request: #: extraneous key [{extra}] is not permitted, please "
+                "reformat your input and try again.")
+    return None
+
+
 async def translate(req: Request, resp: Response) -> tuple[Request, "EventStreamResponse", str] | None:
     """The Anthropic request a Bedrock request carries, the response that writes its answer as
     Bedrock's, and the model's Anthropic name; None when answered here (no signature, a bad
@@ -147,9 +165,9 @@ async def translate(req: Request, resp: Response) -> tuple[Request, "EventStream
         body = json.loads(req.body or b"{}")
     except ValueError:
         body = None
-    if not isinstance(body, dict) or not body.get("anthropic_version"):
-        await resp.send(*error_reply(400, "Malformed input request: #: required key [anthropic_version] "
-                                          "not found, please reformat your input and try again."))
+    refusal = _refusal(body)
+    if refusal:
+        await resp.send(*error_reply(400, refusal))
         return None
     # The Anthropic request inside: the SDK moved model and stream to the URL, and the betas
     # into the body.

@@ -14,9 +14,10 @@ from . import anthropic, catalog, google
 from .common import Prompt, Reply
 
 ROUTE = "vertex"
-# The `anthropic_version` body field Vertex takes: its own first version, or an API version date
-# (what the anthropic SDK sends now).
-_ANTHROPIC_VERSION = re.compile(r"^(vertex-2023-10-16|\d{4}-\d{2}-\d{2})$")
+# The `anthropic_version` body field Vertex takes: "vertex-2023-10-16" only (Anthropic's Vertex AI
+# page: it "must be set to vertex-2023-10-16"); the anthropic SDK's own default, its API version
+# date, is refused as Vertex refuses it.
+_ANTHROPIC_VERSION = re.compile(r"^vertex-2023-10-16$")
 _PATH = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/(anthropic|google)"
                    r"/models/([^/:]+):(streamRawPredict|rawPredict|streamGenerateContent|generateContent)$")
 _LIST = re.compile(r"^/(v1|v1beta1)/publishers/google/models$")
