@@ -261,6 +261,20 @@ def test_azure_wants_its_api_key_header_and_api_version(fresh_sim):
     assert first["choices"] == [] and first["model"] == "" and first["prompt_filter_results"]
 
 
+def test_azure_refuses_an_unknown_api_version_and_the_v1_api_needs_none(fresh_sim):
+    """A malformed api-version is Azure's 400 "API version not supported"; the v1 API
+    (`/openai/v1/...`) takes none."""
+    url = f"{fresh_sim.url}/openai/deployments/o4-mini/chat/completions"
+    body = {"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}]}
+    for bad in ("latest", "2024-10-21x", "v1"):
+        status, answer = _post(url + f"?api-version={bad}", body, {"api-key": "k"})
+        assert status == 400, bad
+        assert answer["error"] == {"code": "BadRequest", "message": "API version not supported"}
+    status, answer = _post(f"{fresh_sim.url}/openai/v1/responses", {"model": "o4-mini", "input": "hi"},
+                           {"api-key": "k"})
+    assert status == 200 and answer["object"] == "response"
+
+
 # ----- the route setting -----------------------------------------------------------------------------
 
 

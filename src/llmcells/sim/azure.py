@@ -16,6 +16,8 @@ ROUTE = "azure"      # the name faults, the request log and prices know this rou
 _DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
 _RESPONSES = ("/openai/responses", "/openai/v1/responses")
 _MODELS = ("/openai/models", "/openai/v1/models")
+#: the form of a dated data-plane api-version: "2024-10-21", "2025-04-01-preview"
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
 
 refuse = openai.refuse
 _SAFE = {"filtered": False, "severity": "safe"}
@@ -56,11 +58,21 @@ def api_key(req: Any) -> str:
 
 
 def precheck(req: Any) -> Reply | None:
-    """Azure refuses a request without `?api-version=` before anything else."""
-    if req.query.get("api-version"):
+    """Azure refuses a request without `?api-version=` (404) or with one not of a version's form
+    (400 "API version not supported") before anything else; the v1 API (`/openai/v1/...`) takes
+    none, or "preview"."""
+    version = req.query.get("api-version")
+    if req.path.startswith("/openai/v1/"):
+        ok = version in (None, "", "preview")
+    elif not version:
+        body = {"error": {"code": "404", "message": "Resource not found"}}
+        return Reply(404, headers(False), compact(body).encode())
+    else:
+        ok = bool(_VERSION.match(version))
+    if ok:
         return None
-    body = {"error": {"code": "404", "message": "Resource not found"}}
-    return Reply(404, headers(False), compact(body).encode())
+    body = {"error": {"code": "BadRequest", "message": "API version not supported"}}
+    return Reply(400, headers(False), compact(body).encode())
 
 
 def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
