@@ -106,6 +106,24 @@ def test_metrics_token_usage_and_duration(spans):
     assert durations and all(p.count >= 1 for p in durations)
 
 
+@pytest.mark.filterwarnings("ignore::llmcells.pricing.PriceWarning")
+def test_cloud_routes_and_agent_clis_use_the_conventions_provider_names(spans):
+    """gen_ai.provider.name takes the conventions' well-known values: a cloud route is its cloud
+    (aws.bedrock, azure.ai.openai, gcp.vertex_ai), not llmcells' route name."""
+    want = {"bedrock:us.anthropic.claude-haiku-5-5-v1:0": "aws.bedrock",
+            "azure:gpt-6-luna": "azure.ai.openai", "vertex:gemini-3.5-flash-lite": "gcp.vertex_ai",
+            "vertex:claude-haiku-5-5": "gcp.vertex_ai", "claude-code": "anthropic"}
+    got = {}
+    for model, name in want.items():
+        spans.clear()
+        r = llmcells.run(llmcells.ask("hi", model=model, display=False))
+        assert r.ok, (model, r.error)
+        (s,) = _chats(spans)
+        got[model] = s.attributes["gen_ai.provider.name"]
+    assert got == want
+    assert {otel.provider_name(p) for p in ("codex", "gemini-cli")} == {"openai", "gcp.gemini"}
+
+
 def test_an_error_sets_error_type_and_status(spans, simulated):
     simulated.inject("400", provider="anthropic", times=1)
     r = llmcells.run(llmcells.ask("hello", model="claude", display=False))

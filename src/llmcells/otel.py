@@ -37,9 +37,12 @@ from .types import CallInfo, CallObserver, Result
 
 _SCOPE = "llmcells"
 #: llmcells provider -> gen_ai.provider.name (the conventions' well-known values)
+#: (cloud routes by their cloud's value; agent CLIs by the API they call)
 _PROVIDER_NAMES = {"openai": "openai", "openai-responses": "openai", "anthropic": "anthropic",
                    "google": "gcp.gemini", "gemini": "gcp.gemini", "mistral": "mistral_ai",
-                   "xai": "x_ai", "deepseek": "deepseek", "groq": "groq"}
+                   "xai": "x_ai", "deepseek": "deepseek", "groq": "groq",
+                   "bedrock": "aws.bedrock", "azure": "azure.ai.openai", "vertex": "gcp.vertex_ai",
+                   "claude-code": "anthropic", "codex": "openai", "gemini-cli": "gcp.gemini"}
 _ENV_ON = ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
            "OTEL_TRACES_EXPORTER")
 # The buckets the conventions advise for the two histograms
