@@ -325,3 +325,44 @@ def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
     assert list(df["call_id"]) == [r.call_id, "old"]  # newest first
     assert df["project"].iloc[0] == "beta" and df["project"].iloc[1] is None
     assert list(llmcells.costs(by="project", include_simulated=True)["calls"]) == [1, 1]
+
+
+def test_a_forked_child_never_uses_its_parents_connection(simulated, dsn):
+    """After os.fork() the child opens its own server connection: the inherited one belongs to
+    the parent's session (a query from both would interleave on one socket, and the child closing
+    it would end the parent's session)."""
+    from llmcells import ledger_pg
+
+    b = ledger_pg.backend(dsn)
+    (row,) = [tuple(r) for r in _ledger_rows(1)]
+    b.record([row])                               # the parent's connection is open
+    parent_pid = b.conn.info.backend_pid
+    pid = os.fork()
+    if pid == 0:                                  # the child: write, close, leave
+        code = 1
+        try:
+            (child_row,) = _ledger_rows(1)
+            b.record([child_row])
+            code = 0 if b.conn is not None and b.conn.info.backend_pid != parent_pid else 3
+            ledger_pg.close()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ledger.LedgerWarning)   # the parent's session is intact
+        b.record([tuple(_ledger_rows(1)[0])])
+    assert b.conn.info.backend_pid == parent_pid
+    assert _server_rows(dsn) == (3, 3)
+
+
+def _ledger_rows(n: int) -> list[tuple]:
+    """n rows in COLUMNS order, as a call would leave them (the schema's defaults elsewhere)."""
+    import time
+
+    defaults = {c: (sql.split("DEFAULT ", 1)[1].strip("'") if "DEFAULT" in sql else None)
+                for c, sql, _ in ledger_sqlite.SCHEMA}
+    defaults = {c: int(v) if v is not None and v.isdigit() else v for c, v in defaults.items()}
+    defaults.update(ts=time.time(), model="openai:gpt-6-luna", status="ok", simulated=1)
+    return [tuple({**defaults, "call_id": uuid.uuid4().hex}[c] for c in ledger.COLUMNS)
+            for _ in range(n)]

@@ -16,10 +16,13 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
   usage() and costs() while rows wait add them from the journal and warn that the server's
   figures may be incomplete.
 - The DSN's password is never shown: `mask()` is used in every message.
+- A forked child (multiprocessing, os.fork) opens its own connection: the one it inherited
+  is the parent's session, and is left untouched.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -380,6 +383,27 @@ def backend(dsn: str) -> Shared:
         with _backends_lock:
             b = _backends.setdefault(dsn, Shared(dsn))
     return b
+
+
+#: connections a forked child inherited: kept referenced, never used nor closed (closing one, even
+#: by garbage collection, would end the parent's session on the socket both processes share)
+_inherited: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    """In a forked child: every ledger opens its own connection on next use, with fresh locks
+    (a lock held by one of the parent's threads at the fork would never be released)."""
+    global _backends_lock
+    _backends_lock = threading.Lock()
+    for b in _backends.values():
+        if b.conn is not None:
+            _inherited.append(b.conn)
+        b.conn = None
+        b.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def close() -> None:
