@@ -151,11 +151,32 @@ def test_server_stopped_and_restarted_mid_run_loses_nothing(simulated, dsn, serv
     with psycopg.connect(dsn) as conn:
         ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
     assert ids == {r.call_id for r in first + during + after}
-    with sqlite3.connect(Path(os.environ["LLMCELLS_HOME"]) / "ledger-journal.sqlite") as j:
+    with sqlite3.connect(ledger_pg.backend(dsn).journal()) as j:
         assert j.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", ledger.LedgerWarning)   # back: no more warnings
         assert len(llmcells.usage()) == 15
+
+
+def test_rows_kept_for_one_database_never_go_to_another(simulated, server, dsn):
+    """Rows waiting for an unreachable ledger stay in its own journal: configuring another
+    ledger afterwards does not copy them into that one."""
+    from llmcells import ledger_pg
+
+    port = pg_server._free_port()      # nothing listens there
+    away = f"postgresql://bob@127.0.0.1:{port}/team_a"
+    llmcells.configure(ledger=away)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ledger.LedgerWarning)
+        waiting = _asks(2)
+    assert ledger_pg.backend(away).sync() == 2
+    llmcells.configure(ledger=dsn)
+    mine = _asks(1)
+    with psycopg.connect(dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
+    assert ids == {mine[0].call_id}
+    assert ledger_pg.backend(away).sync() == 2   # still waiting for their own server
+    assert {r.call_id for r in waiting} == {r[1] for r in ledger_pg.backend(away)._pending()}
 
 
 def test_batch_with_the_server_stopped_mid_batch(simulated, dsn, server):

@@ -10,7 +10,8 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
   older version up to `VERSION`, in one transaction, under an advisory lock (many kernels may
   start at once).
 - Same promise as SQLite: a call counts as finished once its row is committed, on the server or,
-  while the server can't be reached, in `$LLMCELLS_HOME/ledger-journal.sqlite`. The journal is
+  while the server can't be reached, in `$LLMCELLS_HOME/ledger-journal-<digest>.sqlite` (one per
+  database: its rows only ever go to the server they were meant for). The journal is
   copied up (INSERT ... ON CONFLICT DO NOTHING, then deleted locally) as soon as the server
   answers again, so no row is lost or doubled. One LedgerWarning says the ledger is behind;
   usage() and costs() while rows wait add them from the journal and warn that the server's
@@ -37,7 +38,7 @@ from .errors import ConfigError
 
 TABLE = "llmcells_calls"
 VERSION = 3
-_JOURNAL = "ledger-journal.sqlite"
+_JOURNAL = "ledger-journal-{}.sqlite"   # one per database: {} a digest of the masked DSN
 _RETRY_S = 2.0                # while the server is away, try it again at most this often
 _CONNECT_TIMEOUT_S = 3
 _LOCK_ID = 0x6C6C6D63         # pg_advisory_xact_lock key of migrations ("llmc")
@@ -190,7 +191,9 @@ class Shared:
         """The local SQLite file holding rows not yet on the server."""
         from .config import home
 
-        return home() / _JOURNAL
+        import hashlib
+
+        return home() / _JOURNAL.format(hashlib.sha256(self.shown.encode()).hexdigest()[:16])
 
     def _insert(self, conn: Any, rows: Sequence[tuple]) -> None:
         cols = ", ".join(_q(c) for c in lite.COLUMNS)
