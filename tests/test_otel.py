@@ -3,6 +3,7 @@ back with the OpenTelemetry SDK's in-memory span exporter and metric reader."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -278,3 +279,33 @@ def test_otel_environment_alone_exports_over_otlp_http(tmp_path, turn_on):
     chat = next(s for _, s in spans if s.name == "chat gpt-6-luna")
     attrs = {a.key: a.value for a in chat.attributes}
     assert attrs["gen_ai.usage.output_tokens"].int_value > 0
+
+
+@pytest.mark.parametrize("env, want", [
+    ({}, ["OTLPSpanExporter(opentelemetry.exporter.otlp.proto.http.trace_exporter)"]),
+    ({"OTEL_TRACES_EXPORTER": "console"}, ["ConsoleSpanExporter(opentelemetry.sdk.trace.export)"]),
+    ({"OTEL_TRACES_EXPORTER": "none"}, []),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, []),   # no gRPC exporter here: nothing, not HTTP
+], ids=["otlp-http", "console", "none", "grpc-not-installed"])
+def test_the_traces_exporter_follows_otel_traces_exporter(tmp_path, env, want):
+    """The provider llmcells sets up from the environment exports where OTEL_TRACES_EXPORTER
+    and OTEL_EXPORTER_OTLP_PROTOCOL say: never OTLP/HTTP when they ask for none, the console
+    or gRPC."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="no OTLP/HTTP exporter")
+    if "OTEL_EXPORTER_OTLP_PROTOCOL" in env and importlib.util.find_spec(
+            "opentelemetry.exporter.otlp.proto.grpc") is not None:
+        pytest.skip("the gRPC exporter is installed")
+    code = ("from opentelemetry import trace\n"
+            "from llmcells import otel\n"
+            "otel.tracer()\n"
+            "p = trace.get_tracer_provider()\n"
+            "procs = getattr(getattr(p, '_active_span_processor', None), '_span_processors', ())\n"
+            "print([f'{type(x.span_exporter).__name__}({type(x.span_exporter).__module__})' "
+            "for x in procs])\n")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    base.update(PYTHONPATH=str(ROOT / "src"), LLMCELLS_HOME=str(tmp_path),
+                OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_SERVICE_NAME="t", **env)
+    out = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == repr(want)

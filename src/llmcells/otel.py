@@ -88,20 +88,67 @@ def capture_content() -> bool:
 
 def _setup_from_env() -> None:
     """With only OTEL_* variables (no provider set by the user's code): an SDK tracer provider
-    exporting over OTLP/HTTP, when the SDK and the exporter are installed."""
+    exporting where OTEL_TRACES_EXPORTER says (OTLP/HTTP by default), when the SDK and the
+    exporter are installed."""
     from opentelemetry import trace
 
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return  # the user (or opentelemetry-instrument) set one up: use it
     try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         return
+    exporters = [e for e in map(_exporter, _traces_exporters()) if e is not None]
+    if not exporters:
+        return  # OTEL_TRACES_EXPORTER=none (or nothing it names is installed): no spans leave
     provider = TracerProvider()  # service name and resource from OTEL_* variables
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+
+
+def _traces_exporters() -> list[str]:
+    """The exporters OTEL_TRACES_EXPORTER names (comma-separated; "otlp" when unset)."""
+    given = os.environ.get("OTEL_TRACES_EXPORTER", "").strip() or "otlp"
+    return [n.strip().lower() for n in given.split(",") if n.strip()]
+
+
+def _exporter(name: str) -> Any:
+    """The span exporter OTEL_TRACES_EXPORTER's name means: otlp over the protocol that
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL give (http/protobuf when
+    unset, grpc when the gRPC exporter is installed), or console; None for "none", an unknown
+    name, or an exporter that is not installed (said once in the log)."""
+    import logging
+
+    try:
+        if name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            return ConsoleSpanExporter()
+        if name == "otlp":
+            protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
+            if protocol.strip().lower() == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                    OTLPSpanExporter as GrpcExporter)
+
+                return GrpcExporter()
+            if protocol.strip().lower() == "http/protobuf":
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+                return OTLPSpanExporter()
+            name = f"otlp over {protocol}"
+    except ImportError as exc:
+        logging.getLogger("llmcells").warning(
+            "llmcells: OTEL_TRACES_EXPORTER asks for %s, which is not installed (%s); no spans "
+            "are exported there", name, exc)
+        return None
+    if name != "none":
+        logging.getLogger("llmcells").warning(
+            "llmcells: OTEL_TRACES_EXPORTER=%s is not an exporter llmcells sets up (otlp, "
+            "console, none); no spans are exported there", name)
+    return None
 
 
 def tracer() -> Any:
