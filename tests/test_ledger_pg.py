@@ -76,6 +76,9 @@ def test_rows_go_to_postgres_with_who_and_where(simulated, dsn):
     by_user = llmcells.costs(by="user", include_simulated=True)
     assert by_user["calls"].sum() == 3
     assert llmcells.costs(by="project").empty   # simulated calls are not real spend
+    left = llmcells.costs(by="project")          # and say so, as the SQLite ledger does
+    assert left.attrs["simulated_left_out"] == 3 and "3 simulated calls left out" in left.attrs["note"]
+    assert llmcells.costs(by="project", include_simulated=True).attrs["simulated_left_out"] == 0
 
 
 def test_costs_on_the_server_match_the_sqlite_ledger(simulated, dsn, monkeypatch):

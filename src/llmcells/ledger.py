@@ -708,8 +708,14 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
     cols = [COST_KEYS[k] for k in norm]
     shared = _shared()
     if shared is not None:       # grouped on the server
-        return shared.costs(cols, include_simulated=include_simulated,
-                            include_cached=include_cached, where=_where(**_filters(filters)))
+        where = _where(**_filters(filters))
+        out = shared.costs(cols, include_simulated=include_simulated,
+                           include_cached=include_cached, where=where)
+        left_out = 0 if include_simulated else shared.simulated_count(where)
+        out.attrs["simulated_left_out"] = left_out
+        if left_out:
+            _say_left_out(out, left_out)
+        return out
 
     need = ["ts", "call_id", "status", "input_tokens", "output_tokens", "cached_input_tokens",
             "reasoning_tokens", "cost_usd", "latency_s", "ttft_s", "simulated", "cached"]

@@ -368,6 +368,15 @@ class Shared:
         return out[[*keys, *lite.COST_COLUMNS, *tail]].reset_index(drop=True)
 
 
+    def simulated_count(self, where: tuple[str, list[Any]]) -> int:
+        """How many simulated calls match where (what costs() leaves out by default)."""
+        clause, args = where
+        clause = _pg_where(clause)
+        clause = (clause + " AND " if clause else " WHERE ") + "simulated = 1"
+        rows = self._read(f"SELECT count(*) FROM {TABLE}{clause}", list(args))
+        return int(rows[0][0]) if rows else 0
+
+
 def _pg_where(where: str) -> str:
     """ledger.py's SQLite WHERE clause in PostgreSQL: %s placeholders, strpos for instr, FALSE for
     an empty IN list."""
