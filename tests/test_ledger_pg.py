@@ -390,3 +390,16 @@ def _ledger_rows(n: int) -> list[tuple]:
     defaults.update(ts=time.time(), model="openai:gpt-6-luna", status="ok", simulated=1)
     return [tuple({**defaults, "call_id": uuid.uuid4().hex}[c] for c in ledger.COLUMNS)
             for _ in range(n)]
+
+
+def test_an_unknown_cost_is_null_on_the_server_as_in_sqlite(dsn):
+    """A NaN cost (price unknown) given to insert_rows is stored as NULL, as SQLite stores it:
+    costs() counts the call as unpriced instead of summing to NaN."""
+    import math
+
+    (row,) = _ledger_rows(1)
+    i = ledger.COLUMNS.index("cost_usd")
+    ledger.insert_rows([(*row[:i], math.nan, *row[i + 1:])])
+    assert _server_rows(dsn, "SELECT count(*), count(cost_usd) FROM llmcells_calls") == (1, 0)
+    out = llmcells.costs(by="model", include_simulated=True)
+    assert out["unpriced_calls"].iloc[0] == 1 and math.isnan(out["cost_usd"].iloc[0])

@@ -414,6 +414,9 @@ def stop(timeout: float = 5.0) -> None:
         thread.join(timeout)
 
 
+_COST_INDEX = COLUMNS.index("cost_usd")
+
+
 def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
     """Bulk insert (benchmarks, imports): dicts keyed by COLUMNS (missing keys get defaults) or
     tuples in COLUMNS order. Raises on database errors. Returns the number of rows given."""
@@ -434,7 +437,9 @@ def insert_rows(rows: Iterable[dict[str, Any] | tuple]) -> int:
             d["cost_usd"] = _num(d.get("cost_usd"))
             tuples.append(tuple(d.get(c) for c in COLUMNS))
         else:
-            tuples.append(tuple(r))
+            t = list(r)
+            t[_COST_INDEX] = _num(t[_COST_INDEX])   # NaN: NULL on both backends, as SQLite makes it
+            tuples.append(tuple(t))
     shared = _shared()
     if shared is not None:       # straight to the server (raises when it can't be written)
         shared.insert(tuples)
