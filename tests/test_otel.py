@@ -132,6 +132,24 @@ def test_an_error_sets_error_type_and_status(spans, simulated):
     (s,) = _chats(spans)
     assert s.attributes["error.type"] == r.error_kind
     assert s.status.status_code == trace.StatusCode.ERROR
+    # it failed before any usage came back: no token counts (not zeros), on the span or in metrics
+    assert "gen_ai.usage.input_tokens" not in s.attributes
+    assert "gen_ai.usage.output_tokens" not in s.attributes
+    assert not [p for p in _points("gen_ai.client.token.usage")
+                if p.attributes.get("error.type") == r.error_kind]
+
+
+def test_a_streamed_answer_records_its_time_to_first_chunk(spans):
+    """gen_ai.response.time_to_first_chunk on the span and the
+    gen_ai.client.operation.time_to_first_chunk histogram (seconds), as the conventions ask of a
+    streamed call."""
+    r = llmcells.run(llmcells.ask("Say hello", model="claude", display=False))
+    assert r.ok and r.ttft_s is not None
+    (s,) = _chats(spans)
+    assert s.attributes["gen_ai.response.time_to_first_chunk"] == pytest.approx(r.ttft_s)
+    points = [p for p in _points("gen_ai.client.operation.time_to_first_chunk")
+              if p.attributes["gen_ai.request.model"] == r.model.split(":", 1)[1]]
+    assert points and points[0].count >= 1 and points[0].sum >= r.ttft_s
 
 
 def test_content_only_on_opt_in(spans, monkeypatch):

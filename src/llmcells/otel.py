@@ -183,6 +183,12 @@ def _metrics() -> Any:
             meter.create_histogram("gen_ai.client.operation.duration", unit="s",
                                    description="GenAI operation duration.",
                                    explicit_bucket_boundaries_advisory=_DURATION_BUCKETS),
+            meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s",
+                                   description="Time to receive the first chunk, measured from "
+                                               "when the client issues the generation request to "
+                                               "when the first chunk is received in the response "
+                                               "stream.",
+                                   explicit_bucket_boundaries_advisory=_DURATION_BUCKETS),
         )
     return _instruments
 
@@ -225,9 +231,14 @@ class SpanObserver(CallObserver):
         if result.response_model:
             base["gen_ai.response.model"] = result.response_model
         u = result.usage
-        attrs: dict[str, Any] = {**base, "gen_ai.usage.input_tokens": int(u.input_tokens or 0),
-                                 "gen_ai.usage.output_tokens": int(u.output_tokens or 0),
-                                 "llmcells.call_id": info.call_id}
+        counted = result.ok or bool(u.input_tokens or u.output_tokens)
+        attrs: dict[str, Any] = {**base, "llmcells.call_id": info.call_id}
+        if counted:  # a call that failed before any usage came back has no token counts, not 0s
+            attrs["gen_ai.usage.input_tokens"] = int(u.input_tokens or 0)
+            attrs["gen_ai.usage.output_tokens"] = int(u.output_tokens or 0)
+        ttft = result.ttft_s
+        if ttft is not None and ttft == ttft:
+            attrs["gen_ai.response.time_to_first_chunk"] = float(ttft)
         rid = result.response_id
         if rid:
             attrs["gen_ai.response.id"] = rid
@@ -262,7 +273,7 @@ class SpanObserver(CallObserver):
         # only hands over what it knows, with its context (the parent span).
         _submit((f"chat {model}", context.get_current(), self.start_ns, time.time_ns(), attrs,
                  error, base, elapsed, int(u.input_tokens or 0), int(u.output_tokens or 0),
-                 result.ok or bool(u.input_tokens or u.output_tokens)))
+                 counted, ttft if ttft is not None and ttft == ttft else None))
 
 
 _queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
@@ -298,7 +309,7 @@ def _work() -> None:
 
 def _emit(name: str, ctx: Any, start_ns: int, end_ns: int, attrs: dict[str, Any],
           error: tuple[str, str] | None, base: dict[str, Any], elapsed: float, tokens_in: int,
-          tokens_out: int, count_tokens: bool) -> None:
+          tokens_out: int, count_tokens: bool, ttft: float | None = None) -> None:
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
     span = tracer().start_span(name, context=ctx, kind=SpanKind.CLIENT, attributes=attrs,
@@ -306,8 +317,10 @@ def _emit(name: str, ctx: Any, start_ns: int, end_ns: int, attrs: dict[str, Any]
     if error is not None:
         span.set_status(Status(StatusCode.ERROR, error[1]))
     span.end(end_time=end_ns)
-    tokens, duration = _metrics()
+    tokens, duration, first_chunk = _metrics()
     duration.record(elapsed, base)
+    if ttft is not None:
+        first_chunk.record(ttft, base)
     if count_tokens:
         tokens.record(tokens_in, {**base, "gen_ai.token.type": "input"})
         tokens.record(tokens_out, {**base, "gen_ai.token.type": "output"})
