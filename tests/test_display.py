@@ -1029,6 +1029,25 @@ def _unescaped(markup: str) -> bool:
     return bool(re.search(r"<img[^>]*onerror|<script", markup, re.I))
 
 
+def test_ledger_tables_escape_prompts_errors_and_group_names():
+    """`%llmcells usage` and `%llmcells costs` show the ledger as a formatted table; a prompt, an
+    error or a group name (index or column) holding markup is shown as text, as a plain
+    DataFrame's HTML shows it, never run by a browser (nbconvert's HTML, a trusted notebook)."""
+    import pandas as pd
+
+    from llmcells.display.tables import formatted
+
+    usage = pd.DataFrame({"model": ["openai:gpt-6-luna"], "prompt": [PAYLOAD], "error": [PAYLOAD],
+                          "cost_usd": [0.5], "input_tokens": [1234]})
+    view = formatted(usage)._repr_html_()
+    assert not _unescaped(view), view
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in view and "$0.500000" in view and "1,234" in view
+    by_project = formatted(pd.DataFrame({"calls": [3]}, index=pd.Index([PAYLOAD], name="project")))
+    assert not _unescaped(by_project._repr_html_())
+    wide = formatted(pd.DataFrame({PAYLOAD: [1]}))
+    assert not _unescaped(wide._repr_html_())
+
+
 def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch):
     """Ids, names, messages, notes and file names from callers or servers are shown as text in
     every HTML display: the cards (live and static), the metrics table, the batch progress and

@@ -56,11 +56,13 @@ def _cls():
 
 def style(frame: Any) -> Any:
     """A pandas Styler of frame: dollars for cost_usd, 1,234 for token counts, "1.23 s" for
-    times; NaN shown as "–". Needs jinja2 (it comes with Jupyter)."""
+    times; NaN shown as "–"; every string HTML-escaped. Needs jinja2 (it comes with Jupyter)."""
     fmt = {c: f for c, f in FORMATS.items() if c in frame.columns}
     fmt.update({c: "{:,}" for c in _INTS if c in frame.columns})
     rows = len(frame)
-    styler = frame.style.format(fmt, na_rep="–")
-    if rows > 200:  # a Styler renders every cell: keep big ledgers quick to show
-        styler = frame.head(200).style.format(fmt, na_rep="–")  # (usage() is newest first)
+    shown = frame.head(200) if rows > 200 else frame  # a Styler renders every cell: keep big
+    # ledgers quick to show (usage() is newest first). Unlike a DataFrame's own HTML, a Styler
+    # writes strings as markup unless told: prompts, errors and group names are shown as text.
+    styler = (shown.style.format(fmt, na_rep="–", escape="html")
+              .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
     return styler.hide(axis="index") if rows <= 200 else styler
