@@ -52,6 +52,18 @@ def test_load_ext_first_then_import_registers_once(tmp_path):
     assert out.count(NO_KEY_HINT.splitlines()[0]) == 2, out  # once on load, once on reload
 
 
+def test_no_key_hint_waits_for_the_end_of_the_cell(tmp_path):
+    """A cell that imports llmcells and then switches the simulator on (the README's first cell,
+    every example notebook's) is not told to run `%llmcells simulate on`; one that doesn't is."""
+    from llmcells.display.hints import NO_KEY_HINT
+
+    for cell in ("import llmcells\n%llmcells simulate on", "import llmcells\nllmcells.simulate()"):
+        out = _ipython(cell, tmp_path=tmp_path)
+        assert NO_KEY_HINT not in out and "OK NoneType" in out, out
+    out = _ipython("import llmcells\nx = 1", "%llmcells simulate on", tmp_path=tmp_path)
+    assert out.count(NO_KEY_HINT) == 1 and out.index(NO_KEY_HINT) < out.index("Simulator on"), out
+
+
 def test_without_ipython_the_import_does_not_reach_for_it(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), LLMCELLS_HOME=str(tmp_path))
     code = "import sys, llmcells; print('IPython' in sys.modules, 'keyring' in sys.modules)"

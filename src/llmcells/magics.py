@@ -695,9 +695,9 @@ def load_ipython_extension(ipython: Any) -> None:
     _registered.add(ipython)
     ipython.register_magics(LLMMagics)
     from . import warmup
-    from .display.hints import no_key_hint  # one line when no provider has a key
+    from .display.hints import hint_after_cell  # one line when no provider has a key
 
-    no_key_hint()
+    hint_after_cell(ipython)
     from . import _simulation
 
     _simulation.resume()  # serve again if `%unload_ext` stopped the simulator the switch uses

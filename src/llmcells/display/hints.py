@@ -1,4 +1,8 @@
-"""One-line hints for a new user: what to do when `%load_ext llmcells` finds no API key."""
+"""One-line hints for a new user: what to do when `%load_ext llmcells` finds no API key.
+
+The hint is given at the end of the cell that loaded llmcells, so that a cell which goes on to
+switch the simulator on (`import llmcells` then `%llmcells simulate on` or `llmcells.simulate()`,
+as the README and every example notebook do) is not told to do what it just did."""
 
 from __future__ import annotations
 
@@ -22,3 +26,21 @@ def no_key_hint(out=None) -> bool:
         return False
     print(NO_KEY_HINT, file=out)
     return True
+
+
+def hint_after_cell(ipython) -> None:
+    """no_key_hint() once the running cell has ended (IPython's post_run_cell), or now when the
+    shell has no events to wait on."""
+    events = getattr(ipython, "events", None)
+    if events is None:
+        no_key_hint()
+        return
+
+    def _after_cell(*_args) -> None:
+        try:
+            events.unregister("post_run_cell", _after_cell)
+        except ValueError:
+            pass
+        no_key_hint()
+
+    events.register("post_run_cell", _after_cell)
