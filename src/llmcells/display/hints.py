@@ -6,6 +6,8 @@ as the README and every example notebook do) is not told to do what it just did.
 
 from __future__ import annotations
 
+import sys
+
 from .._log import swallowed
 
 NO_KEY_HINT = ("llmcells: no API key found (OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY); "
@@ -28,11 +30,22 @@ def no_key_hint(out=None) -> bool:
     return True
 
 
+def _in_cell(ipython) -> bool:
+    """True while ipython runs a cell (the caller's stack goes through its run_code); False when
+    llmcells is loaded outside one (an IPython config's `extensions`, a test's shell)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "run_code" and frame.f_locals.get("self") is ipython:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def hint_after_cell(ipython) -> None:
-    """no_key_hint() once the running cell has ended (IPython's post_run_cell), or now when the
-    shell has no events to wait on."""
+    """no_key_hint() once the running cell has ended (IPython's post_run_cell), or now when no
+    cell is running or the shell has no events to wait on."""
     events = getattr(ipython, "events", None)
-    if events is None:
+    if events is None or not _in_cell(ipython):
         no_key_hint()
         return
 
