@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 import pytest
 from IPython.core.error import UsageError
@@ -181,6 +183,20 @@ def test_help_reads_well(shell):
     assert "side by side" in doc and "--repeat" in doc and "--continue" in doc
     assert "MODEL" in doc
     assert "%llmcells usage" in shell.find_line_magic("llmcells").__doc__
+
+
+def test_option_help_says_what_each_magic_takes(shell):
+    """`%%compare?` describes its own -m (one more model to compare, not "this provider's"), and
+    `%llmcells?` names every key costs can be grouped by, as the command line's error does."""
+    from llmcells.ledger import COST_KEYS
+
+    compare = shell.find_cell_magic("compare").__doc__
+    m_help = re.search(r"-m MODEL, --model MODEL\s+(.*?)\n  -", compare, re.S).group(1)
+    assert "this provider" not in m_help and "compare" in m_help, m_help
+    assert "this provider's model" in " ".join(shell.find_cell_magic("claude").__doc__.split())
+    line = shell.find_line_magic("llmcells").__doc__
+    by_help = " ".join(re.search(r"--by BY\s+(.*?)\n  -", line, re.S).group(1).split())
+    assert all(re.search(rf"\b{k}\b", by_help) for k in COST_KEYS), by_help
 
 
 def test_llmcells_line_magic(ip, simulated, capsys):

@@ -36,12 +36,12 @@ conversations: dict[str, list[Message]] = session.conversations
 _FORMATS = ("markdown", "text", "code", "json")
 
 
-def _call_options(func: Callable) -> Callable:
+def _call_options(func: Callable, model_help: str = "model: an alias (chatgpt, claude, gemini) or "
+                 "provider:model; a bare name is taken as this provider's model") -> Callable:
     """The options shared by every cell magic."""
     decorators = [
         magic_arguments(),
-        argument("-m", "--model", help="model: an alias (chatgpt, claude, gemini) or provider:model; "
-                                        "a bare name is taken as this provider's model"),
+        argument("-m", "--model", help=model_help),
         argument("-s", "--system", help="system prompt (quote it if it has spaces)"),
         argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2"),
         argument("--max-tokens", type=int, help="the longest answer, in tokens"),
@@ -83,7 +83,8 @@ def _compare_options(func: Callable) -> Callable:
                     help="models to compare (default: chatgpt claude gemini, see %%llmcells config)")(func)
     func = argument("--score", metavar="VAR",  # [scoring hook]
                     help="score the answers with the scorer (or list of scorers) in notebook variable VAR")(func)
-    return _call_options(func)
+    return _call_options(func, model_help="one more model to compare (an alias or provider:model), "
+                                          "after the MODEL arguments")
 
 
 def _unquote(value: str | None) -> str | None:
@@ -468,7 +469,8 @@ class LLMMagics(Magics):
                    "simulate | replay | frontier | keys | help")
     @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
                                        "keys: set|unset PROVIDER")
-    @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch (comma-separated)")
+    @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch, status, session, purpose, "
+                                             "replayed, user, host, project, path (comma-separated)")
     @argument("--session", action="store_true", help="usage/costs: only this session's calls")
     @argument("--whatif", default=None, metavar="MODEL", help="costs: actual vs MODEL's prices")
     @argument("--tier", default=None, help="costs --whatif: price as this service tier (flex, priority)")
