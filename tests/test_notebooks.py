@@ -80,6 +80,9 @@ def test_notebook_runs_without_keys(path, tmp_path):
     for c in code_cells(nb):
         assert not [o for o in c.outputs if o.output_type == "error"], c.source
     assert SIMULATOR_NOTE in text(code_cells(nb)[0])
+    # the first cell's `import llmcells` registered the magics: no cell tells the reader that
+    # the extension "is already loaded" and to use %reload_ext
+    assert not [c.source for c in code_cells(nb) if "already loaded" in text(c)]
     check = CHECKS.get(path.name)
     if check is not None:
         check(nb)
