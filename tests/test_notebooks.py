@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -65,6 +66,21 @@ def html(c) -> str:
 def test_the_notebooks_are_there():
     names = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     assert names[:3] == ["01-quickstart.ipynb", "02-compare.ipynb", "03-cost-analysis.ipynb"], names
+
+
+def test_files_the_notebooks_write_are_not_committed():
+    """What a notebook writes beside itself (a chat file, the CSV its hook appends to, a file it
+    attaches) is the notebook's own doing: a committed copy is an old run's (calls.csv listed
+    retired models first) and grows with every run."""
+    written = set()
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        for c in code_cells(nbformat.read(path, as_version=4)):
+            written |= set(re.findall(r'(?:open|Path|\.save)\(\s*"([^"/]+\.\w+)"', c.source))
+    assert {"calls.csv", "lisbon.json", "notes.md"} <= written, written
+    tracked = subprocess.run(["git", "ls-files", "."], cwd=NOTEBOOKS, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert not written & {Path(name).name for name in tracked.stdout.split()}
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
