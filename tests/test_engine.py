@@ -392,6 +392,40 @@ def test_a_client_build_left_over_from_a_stopped_loop_does_not_hold_up_new_calls
         stale_loop.close()
 
 
+def test_a_client_that_fails_to_build_leaves_no_unretrieved_error(simulated, monkeypatch, caplog):
+    """Clients built together for a first compare, some of which fail (an agent CLI that isn't
+    installed): each failure is its own call's error, and asyncio logs no "Future exception was
+    never retrieved" traceback (a notebook's `%%compare claude-code gemini-cli codex claude`
+    printed two under the cards)."""
+    import gc
+
+    from llmcells import engine
+
+    real = engine.get_provider
+
+    class Broken:
+        def __init__(self, adapter):
+            self._adapter = adapter
+
+        def __getattr__(self, name):
+            return getattr(self._adapter, name)
+
+        def make_client(self, options):
+            raise llmcells.ConfigError("Not installed: npm install -g it (then run the cell again).")
+
+    monkeypatch.setattr(engine, "get_provider",
+                        lambda name: real(name) if name.startswith("anthropic") else Broken(real(name)))
+    session.clients.clear()
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        c = llmcells.run(llmcells.compare("hi", models=["chatgpt", "claude", "gemini"], display=False))
+        gc.collect()
+        time.sleep(0.2)  # (a future of the loop thread may be collected there)
+        gc.collect()
+    assert [r.status for r in c.results] == ["error", "ok", "error"], [r.error for r in c.results]
+    assert "Not installed" in c.results[0].error
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()], caplog.text
+
+
 def test_the_client_builder_waits_for_an_import_under_way_in_another_thread(simulated, tmp_path):
     """Every import llmcells makes outside the main thread takes one lock (warmup.import_lock):
     while another thread holds it (the warm-up importing an SDK), a first call's client builder

@@ -121,7 +121,10 @@ async def client_for(plan: CallPlan, key: str, *, together: bool = True) -> Any:
         others = {f for f in _building if not f.done() and f.get_loop() is loop}
         _building.intersection_update(others)  # (a build of a loop since stopped never ends)
         if together and others:
-            await asyncio.wait({asyncio.shield(f) for f in others})  # (their errors are theirs)
+            # asyncio.wait neither cancels the builds nor raises their errors (those are their
+            # own calls'); a shield around each would hold a failed build's error where no one
+            # reads it, and asyncio would print it as "Future exception was never retrieved"
+            await asyncio.wait(others)
         return built
     return client
 
