@@ -774,3 +774,11 @@ def test_429_with_an_hour_long_retry_after(fresh_sim):
         assert r.status_code == 429 and r.headers["retry-after"] == "3600"
     assert "Please retry in 3600s." in r.json()["error"]["message"]  # Gemini names it too
     assert r.json()["error"]["details"][-1]["retryDelay"] == "3600s"
+
+
+def test_a_simulator_shows_where_it_serves():
+    """`llmcells.simulate()` ending a notebook cell shows the simulator, not an object address."""
+    sim = Simulator(strict=False)
+    assert repr(sim) == "<llmcells simulator (stopped)>"
+    with sim:
+        assert repr(sim) == f"<llmcells simulator at {sim.url} (loose)>"

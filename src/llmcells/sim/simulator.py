@@ -121,6 +121,12 @@ class Simulator:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def __repr__(self) -> str:
+        """What a notebook shows for `llmcells.simulate()` ending a cell: where it serves, and how."""
+        if self._server is None:
+            return "<llmcells simulator (stopped)>"
+        return f"<llmcells simulator at {self.url} ({'strict' if self.strict else 'loose'})>"
+
     def env(self) -> dict[str, str]:
         """The base-URL environment variables that point the three SDKs here."""
         return {"OPENAI_BASE_URL": self.url + "/v1", "ANTHROPIC_BASE_URL": self.url,
