@@ -723,6 +723,25 @@ def test_batch_processing_and_request_date():
         pytest.approx((10_000 * 0.135 + 1_000 * 0.55) / M, rel=1e-12)
 
 
+def test_batch_before_genai_prices_had_a_batch_price_is_half_the_live_price():
+    """genai-prices' batch prices start on a date (2026-10-14 for gpt-4o-mini, Claude Haiku 4.5,
+    Gemini 2.5 Flash); a batch call before it was still billed at 50%, and genai-prices then
+    answers the standard price for processing="batch": the 50% rule applies, not that answer."""
+    from datetime import datetime, timezone
+
+    u = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    before = datetime(2026, 9, 1, tzinfo=timezone.utc).timestamp()
+    after = datetime(2026, 10, 20, tzinfo=timezone.utc).timestamp()
+    for provider, model, live in (("openai", "gpt-4o-mini", 0.15 + 0.60),
+                                  ("anthropic", "claude-haiku-4-5", 1.0 + 5.0),
+                                  ("google", "gemini-2.5-flash", 0.30 + 2.50)):
+        assert pricing.price(provider, model, u, when=before)[0] == pytest.approx(live, rel=1e-12)
+        c, b = pricing.price(provider, model, u, processing="batch", when=before)
+        assert c == pytest.approx(live / 2, rel=1e-12) and b.label.endswith(pricing.BATCH_RULE)
+        c, b = pricing.price(provider, model, u, processing="batch", when=after)
+        assert c == pytest.approx(live / 2, rel=1e-12) and b.label.endswith(pricing.BATCH_VARIANT)
+
+
 def test_fast_path_equals_genai_prices_for_every_model():
     """The multiplied rates give genai-prices' own answer for every model, tier and processing
     (a batch price genai-prices does not list: its standard price halved, the 50% rule)."""

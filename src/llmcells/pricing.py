@@ -348,10 +348,10 @@ class _Entry:
     def __init__(self, key: tuple, provider: Any, model: Any):
         self.key = key                # (provider, name, base_url) as looked up
         self.provider, self.model = provider, model
-        # genai-prices has a batch price of its own for this model (variants apply only to a
-        # provider's own models, see _levels)
-        self.batch = any(v.when.get("processing") == "batch" for v in model.price_variants or ()) \
-            and any(model is m for m in provider.models)
+        # genai-prices' own batch prices for this model (variants apply only to a provider's
+        # own models, see _levels); each may start on a date (has_batch)
+        self.batch = [v for v in model.price_variants or () if v.when.get("processing") == "batch"] \
+            if any(model is m for m in provider.models) else []
         conds = [] if not isinstance(model.prices, list) else [c.constraint for c in model.prices]
         conds += [v.constraint for v in (model.price_variants or ())]
         conds = [c for c in conds if c is not None]
@@ -360,6 +360,16 @@ class _Entry:
         self.daily = all(hasattr(c, "start_date") for c in conds)
         self.constraints = conds
         self.bases: dict[tuple, list] = {}
+
+    def has_batch(self, ts: float) -> bool:
+        """Whether genai-prices has a batch price of its own for this model at time ts (before a
+        batch variant's start date it answers the standard price for processing="batch")."""
+        if not self.batch:
+            return False
+        from datetime import datetime, timezone
+
+        when = datetime.fromtimestamp(ts, timezone.utc)
+        return any(v.constraint is None or v.constraint.active(when) for v in self.batch)
 
     def when_key(self, ts: float) -> Any:
         if not self.constraints:
@@ -422,7 +432,7 @@ def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: fl
     levels = entry.bases.get(key)
     if levels is not None:
         return levels
-    if processing == "batch" and not entry.batch:
+    if processing == "batch" and not entry.has_batch(ts):
         # genai-prices would answer the standard price: halve it, and say so
         levels = [(t, _halved(b)) for t, b in _levels(entry, st, tier, "live", ts)]
     else:
