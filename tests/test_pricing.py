@@ -438,6 +438,23 @@ def test_anthropic_1h_writes_are_kept_apart_in_usage(keys):
     assert row["cache_write_tokens"] == 25_000 and row["cache_write_1h_tokens"] == 20_000
 
 
+def test_anthropic_fast_mode_is_priced_at_its_fast_rates(keys):
+    # Claude Opus 4.8: $5 in / $0.50 read / $6.25 5-min write / $25 out; fast mode (usage.speed
+    # "fast", genai-prices' speed variant): $10 / $1 / $12.50 / $50.
+    usage = {**an_usage(2_000, 6_000, 10_000, 0), "speed": "fast"}
+    r = call("anthropic:claude-opus-4-8", anthropic_stream("claude-opus-4-8", usage, 700))
+    assert r.status == "ok", r.error
+    assert r.speed == "fast"
+    expected = (2_000 * 10 + 6_000 * 1 + 10_000 * 12.5 + 700 * 50) / M
+    assert r.cost_usd == pytest.approx(expected, rel=1e-12)                      # 0.186
+    row = ledger.usage().set_index("call_id").loc[r.call_id]
+    assert row["cost_usd"] == pytest.approx(expected, rel=1e-12)
+    assert pricing.rows_cost([row.to_dict()])[0] == r.cost_usd
+    standard = call("anthropic:claude-opus-4-8", anthropic_stream(
+        "claude-opus-4-8", {**usage, "speed": "standard"}, 700))
+    assert standard.cost_usd == pytest.approx(expected / 2, rel=1e-12)
+
+
 def test_unknown_model_through_the_adapter_is_nan_with_one_warning(keys):
     name = _unique("gpt-unknown")
     body = openai_chat(name, oa_usage(100, 0, 10), "default")

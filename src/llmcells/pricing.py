@@ -425,22 +425,27 @@ def _lookup(snap: Any, prov: str, ref: str, base_url: str | None) -> Any:
     return None
 
 
-def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: float) -> list:
+def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: float,
+            speed: str | None = None) -> list:
     """[(input threshold, PriceBasis)], highest threshold first, for this context and time. A
-    batch price genai-prices does not have is the live one halved (BATCH_RULE)."""
-    key = (tier, processing, entry.when_key(ts))
+    batch price genai-prices does not have is the live one halved (BATCH_RULE). speed: a speed
+    mode other than the standard one (Anthropic's "fast"), a price context of its own."""
+    key = (tier, processing, entry.when_key(ts)) if speed is None else \
+        (tier, processing, entry.when_key(ts), speed)
     levels = entry.bases.get(key)
     if levels is not None:
         return levels
     if processing == "batch" and not entry.has_batch(ts):
         # genai-prices would answer the standard price: halve it, and say so
-        levels = [(t, _halved(b)) for t, b in _levels(entry, st, tier, "live", ts)]
+        levels = [(t, _halved(b)) for t, b in _levels(entry, st, tier, "live", ts, speed)]
     else:
         from datetime import datetime, timezone
 
         ctx = {}
         if tier:
             ctx["service_tier"] = tier
+        if speed:
+            ctx["speed"] = speed
         if processing and processing != "live":
             ctx["processing"] = processing
         when = datetime.fromtimestamp(ts, timezone.utc)
@@ -451,7 +456,7 @@ def _levels(entry: _Entry, st: _State, tier: str | None, processing: str, ts: fl
         if processing == "batch":
             levels = [(t, dataclasses.replace(b, note=BATCH_VARIANT)) for t, b in levels]
     entry.bases[key] = levels
-    if st.snap is _bundled() and (key[2] is None or isinstance(key[2], int)):
+    if st.snap is _bundled() and speed is None and (key[2] is None or isinstance(key[2], int)):
         # a price constant over a UTC day (or for good): the next process can take it from the
         # price file. (Time-of-day prices are derived anew.)
         _keep_saved(entry.key, tier, processing,
@@ -794,16 +799,18 @@ def _pick(levels: list, inp: int) -> PriceBasis:
 
 def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | None = None,
           service_tier: str | None = None, processing: str = "live", base_url: str | None = None,
-          when: float | None = None, warn: bool = True, usage: Usage | None = None
-          ) -> PriceBasis | None:
+          when: float | None = None, warn: bool = True, usage: Usage | None = None,
+          speed: str | None = None) -> PriceBasis | None:
     """The PriceBasis a call of this many input tokens is priced with, or None (unknown).
 
     processing="batch" is the one batch price of every batch row (provider jobs, repricing):
     genai-prices' batch price where it has one, else the standard price halved (BATCH_RULE);
-    the basis' note says which.
+    the basis' note says which. speed: Anthropic's speed mode as answered ("fast" has prices of
+    its own in genai-prices; "standard" is the plain price).
     """
     ts = time.time() if when is None else when
     tier = service_tier or None
+    speed = speed if speed and speed != "standard" else None
     st = None
     prov = name = ""
     candidates = (model,) if requested is None or requested == model else (model, requested)
@@ -823,7 +830,7 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
             return _pick(user.levels(processing), input_tokens)
         if prov in _GENAI_PROVIDERS:
             base_url = None   # a provider genai-prices knows by name: its URL changes nothing
-        if st is None and _DATA_MODULE not in sys.modules:
+        if st is None and _DATA_MODULE not in sys.modules and speed is None:
             # genai-prices is not loaded, so its bundled data is the one in use: the price file
             # may have this lookup from an earlier process
             saved = _saved(prov, name, base_url, tier, processing, ts)
@@ -835,7 +842,7 @@ def basis(provider: str, model: str, input_tokens: int = 0, *, requested: str | 
             st = _state()
         entry = _find(st, prov, name, base_url)
         if entry is not None:
-            return _pick(_levels(entry, st, tier, processing, ts), input_tokens)
+            return _pick(_levels(entry, st, tier, processing, ts, speed), input_tokens)
     if warn:
         _warn_unknown(prov, name, candidates[-1])
     return None
@@ -850,17 +857,19 @@ def _halved(live: PriceBasis) -> PriceBasis:
 
 def price(provider: str, model: str, usage: Usage, *, requested: str | None = None,
           service_tier: str | None = None, processing: str = "live", base_url: str | None = None,
-          when: float | None = None) -> tuple[float, PriceBasis | None]:
+          when: float | None = None, speed: str | None = None
+          ) -> tuple[float, PriceBasis | None]:
     """USD cost of one call and the PriceBasis used; (NaN, None) for an unknown model (one
     warning per model per session).
 
     service_tier: as the provider answered ("flex", "priority"...); processing: "live" or
     "batch"; base_url: the endpoint's, to price OpenAI-compatible hosts genai-prices knows;
-    when: the call's start (epoch seconds; default now), for prices that change over time.
+    when: the call's start (epoch seconds; default now), for prices that change over time;
+    speed: Anthropic's speed mode as answered (usage.speed: "fast" is priced higher).
     """
     counts = _clean_counts(usage)
     b = basis(provider, model, counts[0], requested=requested, service_tier=service_tier,
-              processing=processing, base_url=base_url, when=when, usage=usage)
+              processing=processing, base_url=base_url, when=when, usage=usage, speed=speed)
     if b is None:
         return math.nan, None
     return _apply(b.rates, b.request, *counts), b
@@ -963,7 +972,7 @@ def price_result(result: Any, spec: Any) -> None:
                  service_tier=result.service_tier,
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,
-                 when=result.started_at or None)
+                 when=result.started_at or None, speed=getattr(result, "speed", None))
     result.cost_usd, result.price_basis = c, b
     result.price_source = b.label if b is not None else None
     if b is not None and spec.provider in _ROUTE_PRICES:  # say whose prices these are
