@@ -164,6 +164,22 @@ def test_max_cost_stops_launching_in_time(simulated):
     assert len(simulated.requests) == int((frame.status == "ok").sum())
 
 
+def test_max_cost_with_an_unpriced_model_sends_nothing(simulated):
+    # an unknown price (NaN) would drop out of the spent sum and let the batch spend without
+    # limit; as with provider jobs, the batch is refused before anything is sent
+    clear_prices()
+    with pytest.warns(llmcells.pricing.PriceWarning):
+        with pytest.raises(ConfigError, match="max_cost"):
+            run_batch(["p1", "p2", "p3"], ["openai:unpriced-model-for-max-cost"], max_cost=0.01)
+    assert len(simulated.requests) == 0
+    set_price("openai:unpriced-model-for-max-cost", input=1.0, output=1.0)
+    try:
+        frame = run_batch(["p1"], ["openai:unpriced-model-for-max-cost"], max_cost=1.0)
+    finally:
+        clear_prices()
+    assert frame.status.tolist() == ["ok"]
+
+
 def test_dataframe_with_template_keeps_the_input_columns(simulated):
     df = pd.DataFrame({"city": ["Lyon", "Oslo"], "n": [2, 3]}, index=["a", "b"])
     frame = run_batch(df, ["claude", "gemini"], template="Give {n} facts about {city}.")

@@ -215,6 +215,24 @@ class Tally:
 last_frame: "pd.DataFrame | None" = None
 
 
+def _check_priced(jobs: Any) -> None:
+    """With max_cost, every model a call may go to (a chain's fallbacks too) needs a price: an
+    unknown one (NaN) would drop out of the spent sum and let the batch pass max_cost. Raises
+    ConfigError, before anything is sent, naming them (as provider jobs do)."""
+    from .errors import ConfigError
+    from .pricing import basis
+
+    specs = {p.spec.id: p.spec for job in jobs for p in fallback.plans_of(job.plan)}
+    unpriced = sorted(i for i, s in specs.items() if basis(   # as price_result looks it up
+        s.provider, s.name, requested=getattr(s, "price_model", None) or s.name,
+        base_url=None if s.simulated else s.base_url) is None)
+    if unpriced:
+        raise ConfigError(
+            f"No price is known for {', '.join(unpriced)}, so max_cost cannot be checked; "
+            f"nothing was sent. Set one with llmcells.set_price('{unpriced[0]}', input=..., "
+            f"output=...) (USD per million tokens) or drop max_cost.")
+
+
 async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
                limits: dict[str, RateLimit], max_cost: float | None, progress: Any,
                scoring: Any = None) -> "pd.DataFrame":
@@ -234,6 +252,8 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
                 job.resumed = True
                 tally.done += 1
                 tally.cost += job.result.cost_usd if not math.isnan(job.result.cost_usd) else 0.0
+    if max_cost is not None:
+        _check_priced(j for j in jobs if j.result is None)
     gates: dict[str, ProviderGate] = {}
     for job in jobs:
         for plan in fallback.plans_of(job.plan):
