@@ -300,15 +300,17 @@ def _recorded_while_live(monkeypatch):
     monkeypatch.setattr(lifecycle, "check", lambda spec: None)
 
 
-def call(model_id: str, body: bytes, **spec_changes) -> "engine.Result":
-    """One call through the engine, answered by body; returns the Result (also in the ledger)."""
+def call(model_id: str, body: bytes, headers: dict | None = None, **spec_changes) -> "engine.Result":
+    """One call through the engine, answered by body (and headers); returns the Result (also in
+    the ledger)."""
     spec = models.resolve(model_id)
     if spec_changes:
         spec = ModelSpec(**{**spec.__dict__, **spec_changes})
     plan = calls.make_plan("hello", spec)
 
     def handler(request):
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx2.Response(200, headers={"content-type": "text/event-stream", **(headers or {})},
+                               content=body)
 
     async def go():
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
@@ -453,6 +455,35 @@ def test_anthropic_fast_mode_is_priced_at_its_fast_rates(keys):
     standard = call("anthropic:claude-opus-4-8", anthropic_stream(
         "claude-opus-4-8", {**usage, "speed": "standard"}, 700))
     assert standard.cost_usd == pytest.approx(expected / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("tier, rates", [
+    # Gemini 4 Argon from 2026-12-01: standard $4 in / $0.20 cached / $20 out; flex (50%) $2 /
+    # $0.10 / $10; priority $7.20 / $0.36 / $36 (genai-prices' service_tier variants). The tier
+    # that served the call is the answer's usageMetadata.serviceTier (and x-gemini-service-tier):
+    # priority is downgraded to standard when over its limits.
+    ("standard", (4.0, 0.20, 20.0)), ("flex", (2.0, 0.10, 10.0)), ("priority", (7.2, 0.36, 36.0)),
+])
+def test_gemini_service_tier_as_answered_sets_the_price(keys, tier, rates):
+    usage = {**gm_usage(20_000, 8_000, 1_000, 2_000), "serviceTier": tier}
+    r = call("google:gemini-4-argon", gemini_stream("gemini-4-argon", usage),
+             headers={"x-gemini-service-tier": tier})
+    assert r.status == "ok", r.error
+    assert r.service_tier == tier
+    r_in, r_cached, r_out = rates
+    expected = (12_000 * r_in + 8_000 * r_cached + 3_000 * r_out) / M
+    assert r.cost_usd == pytest.approx(expected, rel=1e-12)
+    row = ledger.usage().set_index("call_id").loc[r.call_id]
+    assert row["service_tier"] == tier
+    assert pricing.rows_cost([row.to_dict()])[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_gemini_traffic_type_flex_sets_the_tier(keys):
+    # Vertex AI says which tier served the call in usageMetadata.trafficType
+    usage = {**gm_usage(20_000, 8_000, 1_000, 2_000), "trafficType": "ON_DEMAND_FLEX"}
+    r = call("google:gemini-4-argon", gemini_stream("gemini-4-argon", usage))
+    assert r.service_tier == "flex"
+    assert r.cost_usd == pytest.approx((12_000 * 2.0 + 8_000 * 0.10 + 3_000 * 10.0) / M, rel=1e-12)
 
 
 def test_unknown_model_through_the_adapter_is_nan_with_one_warning(keys):

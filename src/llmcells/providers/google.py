@@ -110,6 +110,20 @@ def map_usage(raw: Any) -> Usage:
     )
 
 
+#: Vertex AI's usageMetadata.trafficType of a call served at a tier of another price
+_TRAFFIC_TIERS = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
+
+
+def _served_tier(headers: Any) -> str | None:
+    """The service tier an answer's x-gemini-service-tier header names ("standard", "flex",
+    "priority"), lower-cased; None when absent."""
+    try:
+        value = headers.get("x-gemini-service-tier") if headers is not None else None
+    except Exception:        # not a mapping: no tier known from the headers
+        return None
+    return value.strip().lower() or None if isinstance(value, str) else None
+
+
 def _int(value: Any) -> int:
     if type(value) is int:
         return value
@@ -339,6 +353,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     finish_reason: str | None = None
     info_sent = False
     last_usage: dict | None = None
+    served: str | None = None      # the service tier the answer says served it
     # The parts, numbered as they come (items.show, items.new_part): one text part for the
     # answer, one reasoning part (the thoughts), and one per function call, sent whole.
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
@@ -347,8 +362,10 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
         async for headers, chunk in items:
             if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
                 info_sent = True
+                served = _served_tier(headers)
                 yield ResponseInfo(response_model=chunk.get("modelVersion"),
-                                   response_id=chunk.get("responseId"), rate_limits=from_headers(headers))
+                                   response_id=chunk.get("responseId"), rate_limits=from_headers(headers),
+                                   service_tier=served)
             feedback = chunk.get("promptFeedback")
             if feedback and feedback.get("blockReason"):
                 raise BadRequestError(f"Gemini blocked the prompt ({feedback['blockReason']}).",
@@ -373,6 +390,12 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
             usage = chunk.get("usageMetadata")
             if usage is not None and usage != last_usage:
                 last_usage = usage
+                # the tier that served the call (it sets the price: flex is billed at half,
+                # priority above standard, and priority over its limit is served as standard)
+                tier = usage.get("serviceTier") or _TRAFFIC_TIERS.get(usage.get("trafficType"))
+                if isinstance(tier, str) and tier and tier.lower() != served:
+                    served = tier.lower()
+                    yield ResponseInfo(service_tier=served)
                 yield UsageUpdate(map_usage(usage))
             if candidate is not None and candidate.get("finishReason"):
                 finish_reason = str(candidate["finishReason"])
