@@ -266,3 +266,23 @@ def test_an_agent_cli_error_reads_the_one_status_table():
     assert _agents.api_error(spec, 529, "busy").kind == "overloaded"
     # a 529 passed on by a CLI as a 503 that says so is still an overload (as Google words it)
     assert _agents.api_error(spec, 503, "The model is overloaded. Try later.").kind == "overloaded"
+
+
+def test_gemini_cli_thinking_tokens_are_output():
+    """The CLI's stream-json `result` stats (StreamJsonFormatter.convertToStreamStats) sum each
+    answer's promptTokenCount (input_tokens, cached included), candidatesTokenCount
+    (output_tokens, thoughts left out) and totalTokenCount (total_tokens, thoughts included);
+    there is no thoughts field. The thoughts are billed as output."""
+    from llmcells.providers import gemini_cli
+
+    stats = {"total_tokens": 64_901 + 900 + 2_400, "input_tokens": 64_901, "output_tokens": 900,
+             "cached": 16_273, "input": 48_628, "duration_ms": 5_000, "tool_calls": 0}
+    u = gemini_cli._usage(stats)
+    assert (u.input_tokens, u.cached_input_tokens) == (64_901, 16_273)
+    assert (u.output_tokens, u.reasoning_tokens) == (3_300, 2_400)
+    # a CLI that says how many thoughts there were is taken at its word
+    u = gemini_cli._usage({**stats, "thoughts": 2_000})
+    assert (u.output_tokens, u.reasoning_tokens) == (2_900, 2_000)
+    # no total given: nothing is invented
+    u = gemini_cli._usage({"input_tokens": 10, "output_tokens": 5, "cached": 0})
+    assert (u.output_tokens, u.reasoning_tokens) == (5, 0)

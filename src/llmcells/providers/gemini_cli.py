@@ -51,10 +51,18 @@ def _make_home(tools: bool) -> Any:
 
 
 def _usage(stats: dict[str, Any]) -> Usage:
+    """The `result` event's stats: input_tokens sums the answers' promptTokenCount (cached
+    included), output_tokens their candidatesTokenCount (thoughts left out) and total_tokens
+    their totalTokenCount (thoughts included); the CLI gives no thoughts count of its own, so
+    the thoughts, billed as output, are the rest of the total."""
     cached = int(stats.get("cached") or 0)
-    thoughts = int(stats.get("thoughts") or 0)
-    return Usage(input_tokens=int(stats.get("input_tokens") or 0), cached_input_tokens=cached,
-                 output_tokens=int(stats.get("output_tokens") or 0) + thoughts,
+    inp = int(stats.get("input_tokens") or 0)
+    out = int(stats.get("output_tokens") or 0)
+    if stats.get("thoughts") is not None:
+        thoughts = int(stats.get("thoughts") or 0)
+    else:
+        thoughts = max(int(stats.get("total_tokens") or 0) - inp - out, 0)
+    return Usage(input_tokens=inp, cached_input_tokens=cached, output_tokens=out + thoughts,
                  reasoning_tokens=thoughts)
 
 
