@@ -117,11 +117,9 @@ _TRAFFIC_TIERS = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
 def _served_tier(headers: Any) -> str | None:
     """The service tier an answer's x-gemini-service-tier header names ("standard", "flex",
     "priority"), lower-cased; None when absent."""
-    try:
-        value = headers.get("x-gemini-service-tier") if headers is not None else None
-    except Exception:        # not a mapping: no tier known from the headers
-        return None
-    return value.strip().lower() or None if isinstance(value, str) else None
+    get = getattr(headers, "get", None)  # a mapping (httpx.Headers), or no tier known from it
+    value = get("x-gemini-service-tier") if callable(get) else None
+    return (value.strip().lower() or None) if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int:
