@@ -39,12 +39,14 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
         _sim.strict = strict
         models.set_simulator(_sim.url, providers)
         if _in_notebook():
-            # a notebook's next cell may call any of them: warm every simulated provider's SDK
-            # while the user types. A script's calls import only the SDK they use; warming all
-            # of them there would take the CPU from its first calls for SDKs it never uses.
+            # a notebook's next cell may call any of them: warm every simulated API provider's
+            # SDK, and the cards' widgets, while the user types (as %load_ext does for keys):
+            # not the agent CLIs' or cloud routes' libraries, seconds of imports a first
+            # %%compare would wait for and never use. A script's calls import only the SDK
+            # they use; warming all of them there would take the CPU from its first calls.
             from . import warmup
 
-            warmup.start(models.simulated_providers())
+            warmup.start(notebook=True)
         return _sim
 
 
