@@ -64,6 +64,44 @@ def test_one_tool_call_round_trip(simulated, model):
         assert base64.b64decode(parts[0]["thoughtSignature"]) == b"sig:get_weather:0"
 
 
+@pytest.mark.parametrize("thinking", ["adaptive", "enabled"])
+@pytest.mark.parametrize("model", ["claude", "bedrock:us.anthropic.claude-haiku-5-5-v1:0"])
+def test_claudes_thinking_goes_back_at_the_head_of_its_tool_call_turn(simulated, model, thinking):
+    """With thinking on, Claude thinks (a signed thinking block) before its tool calls; the next
+    request must start that assistant turn with the block, unchanged, or the API answers 400
+    ("a final `assistant` message must start with a thinking block")."""
+    params = {"thinking": {"type": thinking, **({"budget_tokens": 2048} if thinking == "enabled" else {})}}
+    r = ask('Weather? call get_weather({"city": "Paris"})', model, tools=[get_weather],
+            params=params, max_tokens=4096)
+    assert r.ok, r.error
+    assert r.turns == 2
+    sent = simulated.requests[-1].body["messages"]
+    turn = next(m for m in sent if m["role"] == "assistant")
+    assert [b["type"] for b in turn["content"]] == ["thinking", "tool_use"]
+    assert turn["content"][0]["thinking"] == "I should call get_weather."
+    assert turn["content"][0]["signature"]
+
+
+def test_a_tool_call_turn_without_its_thinking_is_refused_as_the_api_does(simulated):
+    """The strict simulator refuses, as the API does, a thinking request whose last tool-call
+    turn does not start with its thinking block (or carries an altered one)."""
+    import httpx
+
+    tool_use = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01", "content": "21"}]}
+    body = {"model": "claude-haiku-5-5", "max_tokens": 4096, "thinking": {"type": "adaptive"},
+            "messages": [{"role": "user", "content": "Weather in Paris?"},
+                         {"role": "assistant", "content": [tool_use]}, result]}
+    headers = {"x-api-key": "sim-key", "anthropic-version": "2026-10-21"}
+    url = llmcells.models.simulator_url() + "/v1/messages"
+    refused = httpx.post(url, json=body, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert "must start with a thinking block" in refused.json()["error"]["message"]
+    body["messages"][1]["content"] = [{"type": "thinking", "thinking": "altered", "signature": "c2ln"}, tool_use]
+    altered = httpx.post(url, json=body, headers=headers)
+    assert altered.status_code == 400 and "Invalid `signature`" in altered.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("model", PATHS)
 def test_usage_is_summed_over_turns_with_one_ledger_row_per_request(simulated, model):
     r = ask('call get_weather({"city": "Oslo"})', model, tools=[get_weather])

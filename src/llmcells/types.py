@@ -26,7 +26,9 @@ class ToolCall:
     id: str
     name: str
     arguments_json: str = "{}"
-    signature: str | None = None   # Gemini's thought signature (base64), sent back with the call
+    # what the provider needs back with the call: Gemini's thought signature (base64), or, on a
+    # turn's first call, the thinking blocks Claude wrote before it (a JSON list)
+    signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class PartStart:
     kind: PartKind
     id: str | None = None
     name: str | None = None
-    signature: str | None = None   # Gemini's thought signature (base64), sent back with the call
+    signature: str | None = None   # what goes back with the call (see ToolCall.signature)
 
 
 @dataclass(slots=True)

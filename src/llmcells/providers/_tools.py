@@ -82,6 +82,20 @@ def responses_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ----- Anthropic ----------------------------------------------------------------------------------
 
 
+def claude_thinking(signature: str | None) -> list[dict[str, Any]]:
+    """The thinking blocks Claude wrote before a turn's calls, from the first call's signature
+    (a JSON list; a Gemini signature is base64, which never starts with '['), sent back as
+    they came; [] when there are none."""
+    if not signature or not signature.startswith("["):
+        return []
+    try:
+        blocks = json.loads(signature)
+    except ValueError:
+        return []
+    return [b for b in blocks if isinstance(b, dict)
+            and b.get("type") in ("thinking", "redacted_thinking")] if isinstance(blocks, list) else []
+
+
 def anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages with `tool_use` blocks in the assistant turn and `tool_result` blocks in the next
     user turn (consecutive results share one user message, as the API requires)."""
@@ -97,7 +111,9 @@ def anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
             else:
                 out.append({"role": "user", "content": [block]})
         elif m.tool_calls:
-            blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+            # with thinking on, the turn must start with the thinking that came before its calls
+            blocks: list[dict[str, Any]] = claude_thinking(m.tool_calls[0].signature)
+            blocks += [{"type": "text", "text": m.content}] if m.content else []
             blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": _args(c)}
                        for c in m.tool_calls]
             out.append({"role": "assistant", "content": blocks})
@@ -131,7 +147,8 @@ def gemini_contents(messages: list[Message]) -> list[dict[str, Any]]:
             parts: list[dict[str, Any]] = [{"text": m.content}] if m.content else []
             for c in m.tool_calls:
                 part = {"function_call": {"id": c.id, "name": c.name, "args": _args(c)}}
-                if c.signature:  # Gemini 3 refuses a function call sent back without it
+                if c.signature and not c.signature.startswith("["):  # (not Claude's thinking)
+                    # Gemini 3 refuses a function call sent back without it
                     part["thought_signature"] = base64.b64decode(c.signature)
                 parts.append(part)
             out.append({"role": "model", "parts": parts})

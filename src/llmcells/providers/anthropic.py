@@ -3,6 +3,7 @@ JSON the server sent (see `_common.post_stream`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,7 +52,7 @@ _STOP_NOTES = {
 READS = {
     "events": {"message_start", "message_delta", "message_stop", "content_block_start",
                "content_block_delta", "content_block_stop"},
-    "deltas": {"text_delta", "thinking_delta", "input_json_delta"},
+    "deltas": {"text_delta", "thinking_delta", "input_json_delta", "signature_delta"},
     # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal
     # and those of _STOP_NOTES add a note
     "stop_reasons": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal",
@@ -61,9 +62,7 @@ READS = {
               "service_tier", "speed", "inference_geo"},
 }
 IGNORES = {
-    "deltas": {"citations_delta": "citations are not shown",
-               "signature_delta": "a thinking block's signature is only needed to send the "
-                                  "thinking back, which llmcells does not"},
+    "deltas": {"citations_delta": "citations are not shown"},
     "usage": {"server_tool_use": "llmcells declares no server tools"},
 }
 # The content blocks that are parts of the answer, by the part they are (others, such as
@@ -179,6 +178,11 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     stop_reason: str | None = None
     stop_details: Any = None
     started: dict[Any, str] = {}  # the content blocks whose part started: index -> part kind
+    # The thinking blocks before the first tool call, whole (thinking text and signature, or a
+    # redacted block's data): with thinking on, the next request must send them back first in
+    # this assistant turn, or the API refuses it. They travel as the first call's signature.
+    thinking: dict[Any, dict[str, Any]] = {}
+    calls = 0
     try:
         async for event in items:
             if not isinstance(event, dict):
@@ -196,10 +200,14 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                         if index not in started:  # (a server that skipped content_block_start)
                             started[index] = part
                             yield PartStart(index, part)
+                        if index in thinking:
+                            thinking[index]["thinking"].append(delta[key])
                         yield items.shown_delta(index, delta[key])
                 elif kind == "input_json_delta":
                     if started.get(index) == "tool_call" and delta.get("partial_json"):
                         yield PartDelta(index, delta["partial_json"])
+                elif kind == "signature_delta" and index in thinking:
+                    thinking[index]["signature"] = str(delta.get("signature") or "")
             elif kind == "message_start":
                 message = event.get("message")
                 message = message if isinstance(message, dict) else {}
@@ -215,11 +223,22 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                     yield UsageUpdate(map_usage(merge_usage(seen, usage, _INPUT_FIELDS)))
             elif kind == "content_block_start":
                 index, block = event.get("index"), event.get("content_block")
-                part = _BLOCK_PARTS.get(field(block, "type"))
+                block_type = field(block, "type")
+                if block_type == "thinking" and not calls:
+                    thinking[index] = {"type": "thinking", "thinking": [str(field(block, "thinking") or "")],
+                                       "signature": str(field(block, "signature") or "")}
+                elif block_type == "redacted_thinking" and not calls:
+                    thinking[index] = {"type": "redacted_thinking", "data": field(block, "data") or ""}
+                part = _BLOCK_PARTS.get(block_type)
                 if part is not None and index not in started:
                     started[index] = part
+                    signature = None
+                    if part == "tool_call":
+                        calls += 1
+                        if calls == 1 and thinking:
+                            signature = thinking_signature(thinking)
                     yield PartStart(index, part, id=field(block, "id") or None,
-                                    name=field(block, "name") or None)
+                                    name=field(block, "name") or None, signature=signature)
             elif kind == "content_block_stop":
                 index = event.get("index")
                 if index in started:
@@ -241,6 +260,17 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
         raise items.cut_short()
     reason = stop_reason or "end_turn"
     yield Finish(reason, _refusal_note(stop_details) if reason == "refusal" else _STOP_NOTES.get(reason))
+
+
+def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
+    """The thinking blocks of an answer, in order, as the JSON list a ToolCall's signature holds
+    for Claude (`_tools.anthropic_messages` puts them back at the head of the assistant turn)."""
+    whole = []
+    for _, block in sorted(blocks.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        if block["type"] == "thinking":
+            block = {**block, "thinking": "".join(block["thinking"])}
+        whole.append(block)
+    return json.dumps(whole, ensure_ascii=False)
 
 
 # ----- errors ------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Plan:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     include_usage: bool = False
+    thinking: bool = False          # Claude with thinking on: a tool-call turn thinks first
     created: int = field(default_factory=lambda: int(time.time()))
     rng: random.Random = field(default_factory=random.Random)
 

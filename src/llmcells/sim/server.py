@@ -234,7 +234,8 @@ class SimServer:
         if refusal is not None:
             await self._send(resp, module.refuse(refusal, api), None)
         elif tool_turn is not None and tool_turn.calls and fault is None:
-            await self._tool_calls(resp, module, api, prompt, tool_turn.calls)
+            await self._tool_calls(resp, module, api, prompt, tool_turn.calls,
+                                   thinking=validate.claude_thinks(body))
         else:
             await self._answer(req, resp, module, api, prompt, key, refused, fault,
                                text=tool_turn.text if tool_turn is not None else None)
@@ -299,10 +300,12 @@ class SimServer:
                     reasoning_tokens=settings.reasoning_tokens, include_usage=prompt.include_usage)
 
     async def _tool_calls(self, resp: Response, module: ModuleType, api: str, prompt: Prompt,
-                          calls: list) -> None:
-        """A turn that ends in tool calls: streamed, or one JSON body (sim/tools.py writes both)."""
+                          calls: list, *, thinking: bool = False) -> None:
+        """A turn that ends in tool calls: streamed, or one JSON body (sim/tools.py writes both);
+        with Claude's thinking on, it thinks (a signed thinking block) before the calls."""
         settings = self.state.resolve(prompt.model)
         plan = self._plan(api, prompt, settings)
+        plan.thinking = thinking and module.PROVIDER == "anthropic"
         _, n_out = sim_tools.usage_counts(prompt.text, calls)
         plan.tokens, plan.truncated = ["x"] * n_out, False
         ttft, interval = self._timing(settings, None)

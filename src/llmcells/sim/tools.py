@@ -11,6 +11,7 @@ Once the tool results of the turn are back (and no `always`), the answer is, byt
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -263,7 +264,19 @@ def _anthropic(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
     msg_id = f"msg_01{plan.ident(22)}"
     start = message_json(plan, msg_id, [], None, usage_json(plan, 1, start=True))
     out = [event("message_start", {"type": "message_start", "message": start})]
-    for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "toolu_01"))):
+    first = 0
+    if plan.thinking:  # thinking first, its signature last (a signature_delta before the stop)
+        block = _thinking_block(calls)
+        out.append(event("content_block_start", {"type": "content_block_start", "index": 0, "content_block":
+                                                 {"type": "thinking", "thinking": "", "signature": ""}}))
+        for piece in _pieces(block["thinking"]):
+            out.append(event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                     "delta": {"type": "thinking_delta", "thinking": piece}}))
+        out.append(event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta":
+                                                 {"type": "signature_delta", "signature": block["signature"]}}))
+        out.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        first = 1
+    for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "toolu_01")), first):
         out.append(event("content_block_start", {
             "type": "content_block_start", "index": index,
             "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}))
@@ -277,6 +290,17 @@ def _anthropic(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
                                        "usage": usage_json(plan, len(plan.tokens))}))
     out.append(event("message_stop", {"type": "message_stop"}))
     return out
+
+
+def _thinking_block(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Claude's thinking before a turn's calls, signed as validate.thinking_signed checks."""
+    thought = "I should call " + ", ".join(name for name, _ in calls) + "."
+    return {"type": "thinking", "thinking": thought, "signature": sign_thinking(thought)}
+
+
+def sign_thinking(thought: str) -> str:
+    """The simulator's signature of a thinking text (the real API's is opaque too)."""
+    return base64.b64encode(b"sim-thinking:" + hashlib.sha256(thought.encode()).digest()[:12]).decode()
 
 
 def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
@@ -322,8 +346,9 @@ def body(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, A
     if provider == "anthropic":
         from .anthropic import message_json, usage_json
 
-        content = [{"type": "tool_use", "id": call_id, "name": name, "input": args}
-                   for (name, args), call_id in zip(calls, _ids(len(calls), "toolu_01"))]
+        content = [_thinking_block(calls)] if plan.thinking else []
+        content += [{"type": "tool_use", "id": call_id, "name": name, "input": args}
+                    for (name, args), call_id in zip(calls, _ids(len(calls), "toolu_01"))]
         return message_json(plan, f"msg_01{plan.ident(22)}", content, "tool_use",
                             usage_json(plan, len(plan.tokens), start=True))
     return json.loads(_gemini(plan, calls)[0].decode()[len("data: "):])

@@ -313,6 +313,43 @@ def _anthropic_rules(body: dict[str, Any], model: catalog.SimModel) -> Refusal |
         return Refusal(400, "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
                             "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
                             "#max-tokens-and-context-window-size")
+    return _thinking_kept(body) if claude_thinks(body) else None
+
+
+def claude_thinks(body: Any) -> bool:
+    """Whether a Messages request has Claude's thinking on (enabled, or adaptive)."""
+    thinking = body.get("thinking") if isinstance(body, dict) else None
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+_THINKING_FIRST = ("When `thinking` is enabled, a final `assistant` message must start with a thinking "
+                   "block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+                   "recommend you include thinking blocks from previous turns. To avoid this "
+                   "requirement, disable `thinking`. Please consult our documentation at "
+                   "https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+
+
+def _thinking_kept(body: dict[str, Any]) -> Refusal | None:
+    """With thinking on, the assistant turn of the last tool calls starts with the thinking that
+    came before them, unchanged (the API checks its signature)."""
+    from .tools import sign_thinking
+
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
+    for i in range(len(messages) - 1, -1, -1):
+        content = messages[i].get("content")
+        if messages[i].get("role") != "assistant" or not isinstance(content, list):
+            continue
+        blocks = [b for b in content if isinstance(b, dict)]
+        if not any(b.get("type") == "tool_use" for b in blocks):
+            return None  # the last assistant turn made no calls: nothing to keep
+        first = blocks[0].get("type") if blocks else None
+        if first not in ("thinking", "redacted_thinking"):
+            return Refusal(400, f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, "
+                                f"but found `{first}`. {_THINKING_FIRST}")
+        for j, b in enumerate(blocks):
+            if b.get("type") == "thinking" and b.get("signature") != sign_thinking(str(b.get("thinking"))):
+                return Refusal(400, f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+        return None
     return None
 
 
