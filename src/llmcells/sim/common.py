@@ -137,3 +137,12 @@ def api_key(req: Any) -> str:
         bearer = bearer[7:].strip()
     return (bearer or req.headers.get("x-api-key") or req.headers.get("x-goog-api-key")
             or req.query.get("key") or "")
+
+
+def sign_thinking(thought: str) -> str:
+    """The simulator's signature of a Claude thinking text (the real API's is opaque too):
+    sim/tools.py signs the thinking it sends, sim/validate.py checks what comes back."""
+    import base64
+    import hashlib
+
+    return base64.b64encode(b"sim-thinking:" + hashlib.sha256(thought.encode()).digest()[:12]).decode()

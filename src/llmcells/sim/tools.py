@@ -11,14 +11,13 @@ Once the tool results of the turn are back (and no `always`), the answer is, byt
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .common import Plan, compact
+from .common import Plan, compact, sign_thinking
 from .text import count_prompt_tokens, split_tokens
 
 _DIRECTIVE = re.compile(r"\b(always\s+)?call\s+([A-Za-z_][\w-]*)\(")
@@ -296,11 +295,6 @@ def _thinking_block(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Claude's thinking before a turn's calls, signed as validate.thinking_signed checks."""
     thought = "I should call " + ", ".join(name for name, _ in calls) + "."
     return {"type": "thinking", "thinking": thought, "signature": sign_thinking(thought)}
-
-
-def sign_thinking(thought: str) -> str:
-    """The simulator's signature of a thinking text (the real API's is opaque too)."""
-    return base64.b64encode(b"sim-thinking:" + hashlib.sha256(thought.encode()).digest()[:12]).decode()
 
 
 def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:

@@ -332,7 +332,7 @@ _THINKING_FIRST = ("When `thinking` is enabled, a final `assistant` message must
 def _thinking_kept(body: dict[str, Any]) -> Refusal | None:
     """With thinking on, the assistant turn of the last tool calls starts with the thinking that
     came before them, unchanged (the API checks its signature)."""
-    from .tools import sign_thinking
+    from .common import sign_thinking
 
     messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
     for i in range(len(messages) - 1, -1, -1):
