@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 import re
@@ -142,7 +144,4 @@ def api_key(req: Any) -> str:
 def sign_thinking(thought: str) -> str:
     """The simulator's signature of a Claude thinking text (the real API's is opaque too):
     sim/tools.py signs the thinking it sends, sim/validate.py checks what comes back."""
-    import base64
-    import hashlib
-
     return base64.b64encode(b"sim-thinking:" + hashlib.sha256(thought.encode()).digest()[:12]).decode()
