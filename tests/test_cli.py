@@ -166,6 +166,29 @@ def test_a_hung_server_shows_the_wait_on_a_tty(env):
     assert p.returncode == 0 and "waiting for first token" not in p.stdout
 
 
+_HOSTILE = ("\\x1b]8;;http://evil.example\\x07link\\x1b]8;;\\x07 \\x1b[2J\\x1b]0;pwned\\x07"
+            "safe\\rEVIL \\u202etxt.exe\\u202c end")
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_answers_and_errors_reach_the_terminal_without_control_characters(env):
+    """A model's answer (ask, compare, --quiet) and a provider's error in the usage table are
+    printed without their control characters: no hyperlink, cleared screen, window title,
+    overwritten line or reversed text; the text itself stays, visible."""
+    for args in (["ask"], ["ask", "--quiet"], ["compare", "-m", "claude", "-m", "chatgpt"],
+                 ["compare", "--quiet", "-m", "claude", "-m", "chatgpt"]):
+        code = ("import llmcells, sys\nfrom llmcells.__main__ import main\n"
+                f"sim = llmcells.simulate()\nsim.set_model('*', text='{_HOSTILE}')\n"
+                f"sys.exit(main({args[:1] + ['--simulate'] + args[1:] + ['hi']!r}))\n")
+        p = script(env, code)
+        assert p.returncode == 0, p.stderr
+        assert not _CONTROLS.search(p.stdout + p.stderr), (args, p.stdout)
+        assert "safeEVIL" in p.stdout and "link]8;;" in p.stdout, p.stdout
+    from llmcells.__main__ import _fmt_cell
+
+    assert _fmt_cell("error", "Bad request: \x1b[2J\x1b]0;x\x07gone") == "Bad request: [2J]0;xgone"
+
+
 # 19 -------------------------------------------------------------------------------------------
 def test_version(env):
     p = cli(env, "--version")

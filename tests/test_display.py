@@ -663,6 +663,54 @@ def test_terminal_compare_prints_each_answer_then_table(capsys):
     assert "\x1b[" not in out
 
 
+#: what a hostile answer or provider writes to take over a terminal: an OSC 8 hyperlink, clear
+#: screen, a window title, a carriage return that overwrites the line, a one-byte C1 CSI, a bidi
+#: override that shows text reversed
+HOSTILE_TERMINAL = ("\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 \x1b[2J\x1b]0;pwned\x07"
+                    "safe\rEVIL \x9b31m \u202etxt.exe\u202c end")
+
+
+def _no_terminal_controls(out: str) -> None:
+    ours = out.replace("\x1b[2m", "").replace("\x1b[0m", "").replace("\r\x1b[2K", "")
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", ours), repr(out)
+
+
+def test_terminal_prints_no_control_characters_from_a_model_or_provider(capsys):
+    """An answer, an error, a tool's line and a model's name written to a terminal lose their
+    control characters (the rest of the text is kept, visible): no hyperlink, cleared screen,
+    new window title, overwritten line or reversed text."""
+    from llmcells.types import ToolRun
+
+    h = open_display("ask", [info(simulated=False)], "terminal")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_retry(RetryInfo(attempt=2, max_attempts=3, wait_s=1.0, reason="server_error",
+                         status_code=500, message=HOSTILE_TERMINAL))
+    o.on_text(HOSTILE_TERMINAL)
+    o.on_tool_call(ToolRun(id="t1", name="get\x1b[2J", arguments=HOSTILE_TERMINAL,
+                           result=HOSTILE_TERMINAL, duration_s=0.1))
+    r = Result(text=HOSTILE_TERMINAL, model="anthropic:claude-haiku-5-5", status="incomplete",
+               error=HOSTILE_TERMINAL)
+    o.on_finish(r)
+    h.close([r])
+    out = capsys.readouterr().out
+    _no_terminal_controls(out)
+    assert "click]8;;" in out and "safeEVIL" in out and "txt.exe end" in out  # shown, as text
+
+    models = ["openai:gpt-6-luna", "anthropic:claude\x1b]0;t\x07-haiku-5-5"]
+    h = open_display("compare", [info(m, simulated=False) for m in models], "terminal")
+    ra = Result(text=HOSTILE_TERMINAL, model=models[0], status="ok", latency_s=0.9,
+                usage=Usage(8, output_tokens=2), cost_usd=0.00002)
+    rb = Result(model=models[1], status="error", error=HOSTILE_TERMINAL)
+    for o, r in zip(h.observers, (ra, rb)):
+        o.on_start(o.info)
+        o.on_finish(r)
+    h.close([ra, rb])
+    out = capsys.readouterr().out
+    _no_terminal_controls(out)
+    assert "── anthropic:claude]0;t-haiku-5-5 ──" in out
+
+
 def test_terminal_observers_never_raise(capsys):
     h = open_display("compare", [info()], "terminal")
     o = h.observers[0]

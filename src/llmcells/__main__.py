@@ -120,7 +120,7 @@ def _fmt_cell(col: str, v) -> str:
     if isinstance(v, int) or (hasattr(v, "is_integer") and isinstance(v, float) and v.is_integer()
                               and col.endswith(("tokens", "calls", "errors"))):
         return f"{int(v):,}"
-    s = " ".join(str(v).split())
+    s = F.terminal_safe(" ".join(str(v).split()))  # an error column quotes providers
     return s if len(s) <= 50 else s[:49] + "…"
 
 
@@ -304,19 +304,21 @@ def _calls(args) -> int:
                 results = list(comparison)
         except LLMError as err:
             raise UserError(str(err)) from None
+    from .display._format import terminal_safe  # answers and errors lose their control characters
+
     for line in _price_lines(results, caught):
-        print(line, file=sys.stderr)
+        print(terminal_safe(line), file=sys.stderr)
     if args.quiet:
         if args.command == "ask":
-            print(results[0].text)
+            print(terminal_safe(results[0].text))
         else:
             for r in results:
-                print(f"## {r.model}\n{r.text}\n")
+                print(terminal_safe(f"## {r.model}\n{r.text}\n"))
     elif args.command == "demo" and comparison is not None:
         print("\nRecorded in the usage ledger (llmcells.usage(), python -m llmcells usage).")
     for r in results:
         if not r.ok and args.quiet:
-            print(f"llmcells: {r.model}: {r.error or r.status}", file=sys.stderr)
+            print(terminal_safe(f"llmcells: {r.model}: {r.error or r.status}"), file=sys.stderr)
     if all(r.ok for r in results):
         return 0
     # a missing key or model name is the user's to fix (status 2); a failed call is 1
@@ -404,8 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("usage", "costs"):
             return _ledger(args)
         return _calls(args)
-    except UserError as err:
-        print(f"llmcells {args.command}: {err}", file=sys.stderr)
+    except UserError as err:  # (its text may quote a provider's)
+        from .display._format import terminal_safe
+
+        print(terminal_safe(f"llmcells {args.command}: {err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nllmcells: interrupted.", file=sys.stderr)

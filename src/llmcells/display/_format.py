@@ -31,6 +31,19 @@ _DEFAULT_TOKENIZER = (8, 6)
 _WORD = re.compile(r"\S+")
 
 
+#: what a terminal would act on rather than show: C0 controls but tab and newline (ESC starts
+#: colour, clear-screen, title and hyperlink sequences; CR rewrites the line), DEL, the C1
+#: controls (U+009B is a one-character CSI) and the bidi embeddings, overrides and isolates
+#: (text shown in another order than it reads)
+_TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from a model or a provider as a terminal may print it: the control characters
+    removed (escape sequences then show as plain text), tab and newline kept."""
+    return _TERMINAL_CONTROLS.sub("", text) if text else text
+
+
 def _word_tokens(n: int, rule: tuple[int, int]) -> int:
     whole, piece = rule
     return 1 if n <= whole else -(-n // piece)

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any
 
-from ._format import fmt_cost
+from ._format import fmt_cost, terminal_safe
 from .._log import swallowed
 
 
@@ -63,7 +63,7 @@ class TerminalJobProgress:
             key = (p["state"], (p.get("counts") or {}).get("done") if self.tty else None)
             if self.shown.get(p["part"]) != key:
                 self.shown[p["part"]] = key
-                sys.stderr.write(f"job {self.job_id} #{p['part']}: {part_line(p)}\n")
+                sys.stderr.write(terminal_safe(f"job {self.job_id} #{p['part']}: {part_line(p)}") + "\n")
         sys.stderr.flush()
 
     def close(self, parts: list[dict[str, Any]], interrupted: bool = False) -> None:

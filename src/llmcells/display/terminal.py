@@ -6,6 +6,9 @@ compare: streams would interleave, so each answer is printed whole when it finis
 with the fastest and cheapest marked. Only stdout writes; ANSI dim only when stdout is a tty.
 On a tty, a status line counts the seconds while a call waits for its first token (or for a
 retry), so a hung server is visibly waiting; it is erased before anything else is written.
+Text from a model or a provider (answers, errors, tool lines, model names) is written without its
+control characters (`_format.terminal_safe`): an answer can't move the cursor, clear the screen,
+retitle the window or plant a hyperlink.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def _tty() -> bool:
 
 
 def _dim(text: str) -> str:
+    text = F.terminal_safe(text)  # (our own sequences are added after)
     return f"{_DIM}{text}{_RESET}" if _tty() else text
 
 
@@ -116,7 +120,7 @@ class _TerminalObserver(CallObserver):
         self.pieces.append(delta)
         self.chars += len(delta)
         if self.live:
-            self.owner.write(delta)
+            self.owner.write(F.terminal_safe(delta))
             self.written = self.chars
             self.ended_newline = delta.endswith("\n")
 
@@ -168,13 +172,13 @@ class _TerminalObserver(CallObserver):
     def _finish_live(self, result: Result) -> None:
         text = self._final_text(result)
         if len(text) > self.written and text.startswith(self.text[: self.written]):
-            self.owner.write(text[self.written:])  # e.g. a cached answer that never streamed
+            self.owner.write(F.terminal_safe(text[self.written:]))  # e.g. a cached answer that never streamed
             self.ended_newline = text.endswith("\n")
             self.written = len(text)
         if self.written and not self.ended_newline:
             self.owner.write("\n")
         if result.status != "ok":
-            self.owner.write(f"✗ {self.name}: {F.short_error(result)}\n")
+            self.owner.write(F.terminal_safe(f"✗ {self.name}: {F.short_error(result)}") + "\n")
         if result.status != "error":
             line = F.metrics_line(result, self.name)
             if self.info.simulated:
@@ -189,12 +193,12 @@ class _TerminalObserver(CallObserver):
 
     def _finish_block(self, result: Result) -> None:
         head = f"── {self.name}" + (" (simulated)" if self.info.simulated else "") + " ──"
-        lines = [head]
+        lines = [F.terminal_safe(head)]
         text = self._final_text(result)
         if text:
-            lines.append(text.rstrip("\n"))
+            lines.append(F.terminal_safe(text.rstrip("\n")))
         if result.status != "ok":
-            lines.append(f"✗ {self.name}: {F.short_error(result)}")
+            lines.append(F.terminal_safe(f"✗ {self.name}: {F.short_error(result)}"))
         if result.status != "error":
             lines.append(_dim(F.metrics_line(result, self.name)))
         notes = F.notes_line(result)  # a parameter left out, a refusal...
@@ -323,6 +327,7 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
             *(col[i][0] for _, col in score_cols),
             " ".join(marks),
         ])
+        body[-1] = [F.terminal_safe(cell) for cell in body[-1]]  # a model's name, a score
     widths = [max(len(row[c]) for row in [header] + body) for c in range(len(header))]
     right = {2, 3, 4, 5, 6, *range(7, 7 + len(score_cols))}
 
@@ -331,4 +336,4 @@ def table_text(infos: list[CallInfo], results: list[Result | None]) -> str:
                  for c in range(len(row))]
         return "  ".join(cells).rstrip()
 
-    return "\n".join([fmt(header)] + [fmt(row) for row in body]) + summary_text(infos, rows)
+    return "\n".join([fmt(header)] + [fmt(row) for row in body]) + F.terminal_safe(summary_text(infos, rows))
