@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import math
 import os
 import re
@@ -1275,7 +1276,7 @@ def test_a_repaired_answer_replaces_the_failed_one_in_its_card(comms):
 @pytest.mark.timeout(180)
 def test_a_chat_turn_as_a_cells_last_line_shows_once(tmp_path, monkeypatch):
     """`await chat.send(...)` as a cell's last line: the card shows the answer and the cell's
-    value does not show it again; the Result shown in a later cell is Markdown as before."""
+    value does not show it again; the Result shown in a later cell is HTML (never raw Markdown)."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -1304,8 +1305,77 @@ def test_a_chat_turn_as_a_cells_last_line_shows_once(tmp_path, monkeypatch):
     assert not [o for o in turn.outputs if "text/markdown" in o.get("data", {})]
     later = nb.cells[3]
     assert [o for o in later.outputs if o.output_type in ("execute_result", "display_data")
-            and "text/markdown" in o.data and "Simulated answer" in o.data["text/markdown"]], \
-        later.outputs
+            and "text/html" in o.data and "Simulated answer" in o.data["text/html"]
+            and "text/markdown" not in o.data], later.outputs
+
+
+#: an answer that would run script wherever it is rendered as HTML or Markdown with its HTML
+HOSTILE_HTML = ("<img src=x onerror=alert('XSS1')> <script>alert('XSS2')</script> "
+                "[c](javascript:alert('XSS3')) <iframe src=javascript:alert('XSS4')></iframe> "
+                "<style>body{display:none}</style> <svg onload=alert('XSS5')>")
+_UNSAFE = re.compile(r"<(img|script|iframe|style|svg)\b[^>]*(XSS|display:none)|href=\"?javascript:",
+                     re.I)
+
+
+def test_a_result_and_a_comparison_show_as_safe_html():
+    """A Result or a Comparison as a cell's value is HTML made by the cards' renderer (its raw
+    HTML escaped, javascript: links neutralised), not raw Markdown: JupyterLab renders a fresh
+    output's Markdown with its HTML (scripts run), and nbconvert's export keeps it."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from llmcells.comparison import Comparison
+
+    r = Result(text=HOSTILE_HTML + "\n\n**bold** `a<b`", model="anthropic:claude-haiku-5-5",
+               status="error", error="<img src=x onerror=alert('XSS6')>")
+    c = Comparison([r, Result(text=HOSTILE_HTML, model="openai:<b>gpt</b>", status="ok")])
+    shown = []
+    import IPython.display
+
+    real = IPython.display.display
+    IPython.display.display = lambda obj, raw=False, **k: shown.append(obj)
+    try:
+        r._ipython_display_()
+    finally:
+        IPython.display.display = real
+    (bundle,) = shown
+    data, _ = DisplayFormatter().format(c)
+    for out in (bundle, data):
+        assert "text/markdown" not in out and "text/html" in out, out.keys()
+        assert not _UNSAFE.search(out["text/html"]), out["text/html"]
+        assert "&lt;script&gt;alert('XSS2')" in out["text/html"]  # shown, as text
+    assert "<strong>bold</strong>" in bundle["text/html"] and "a&lt;b</code>" in bundle["text/html"]
+    assert "&lt;b&gt;gpt&lt;/b&gt;" in data["text/html"]
+
+
+@pytest.mark.kernel
+@pytest.mark.timeout(240)
+def test_a_hostile_answer_runs_no_script_in_a_notebook_or_its_html_export(tmp_path, monkeypatch):
+    """An answer carrying HTML, as a card (widget state and its static copy), a Result and a
+    Comparison shown as a cell's value, and a DataFrame of results: in the saved notebook and in
+    nbconvert's HTML export the payload is text, never markup."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nbconvert = pytest.importorskip("nbconvert")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
+        f"import llmcells\nsim = llmcells.simulate(ttft=0.01, tokens_per_s=2000)\n"
+        f"sim.set_model('*', text={HOSTILE_HTML!r})",
+        "r = llmcells.run(llmcells.ask('x', model='claude', display=False))\nr",
+        "c = llmcells.run(llmcells.compare('x', ['claude', 'chatgpt'], display=False))\nc",
+        "c2 = llmcells.run(llmcells.compare('x', ['claude', 'chatgpt']))",
+        "c.to_frame()",
+    )]
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    for cell in nb.cells:
+        assert not [o for o in cell.outputs if o.output_type == "error"], cell.outputs
+    assert "XSS2" in json.dumps(nb.cells[1].outputs)  # the answer is there, as text
+    page, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    # (the first cell's source, with the payload as a Python string, is escaped by nbconvert)
+    assert not _UNSAFE.search(page), _UNSAFE.search(page)
 
 
 def test_a_retrying_or_falling_back_card_keeps_its_labels(comms):

@@ -66,5 +66,9 @@ class Comparison:
 
         return summarize(self.to_frame(), confidence=confidence)
 
-    def _repr_markdown_(self) -> str:
-        return "\n\n---\n\n".join(r._repr_markdown_() for r in self.results)
+    def _repr_html_(self) -> str:
+        """Each result, model, status and answer, as safe HTML (Result._repr_html_); never raw
+        Markdown, which a notebook would render with the answers' HTML."""
+        from .session import session
+
+        return session.front_end.results_html(self.results)

@@ -413,14 +413,24 @@ class _ResultFields:
         return self.text
 
     def _repr_markdown_(self) -> str:
+        """The result as raw Markdown, the answer as the model wrote it (HTML included): what a
+        notebook shows is _repr_html_, never this."""
         head = f"**{self.model}** · {self.status}"
         if self.error:
             head += f" · {self.error}"
         return f"{head}\n\n{self.text}"
 
+    def _repr_html_(self) -> str:
+        """The result as safe HTML: the answer's Markdown rendered by the cards' renderer (raw
+        HTML escaped, `javascript:` links neutralised), model and error escaped."""
+        from .session import session
+
+        return session.front_end.results_html([self])
+
     def _ipython_display_(self) -> None:
-        """Shown as Markdown; but not again as the value of the very cell whose live card
-        already shows it (`await chat.send(...)` as a cell's last line shows the answer once)."""
+        """Shown as HTML (the answer's Markdown, rendered safely); but not again as the value of
+        the very cell whose live card already shows it (`await chat.send(...)` as a cell's last
+        line shows the answer once)."""
         from IPython.display import display
 
         shown_in = self.__dict__.get("_card_cell")
@@ -429,7 +439,9 @@ class _ResultFields:
 
             if shown_in == current_cell():
                 return
-        display({"text/markdown": self._repr_markdown_(), "text/plain": repr(self)}, raw=True)
+        # HTML, not Markdown: a notebook renders a fresh output's Markdown with its raw HTML
+        # (an answer's <script> or <img onerror> would run), and so does nbconvert
+        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
 
 
 class Result(_ResultFields):

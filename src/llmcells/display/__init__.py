@@ -19,7 +19,8 @@ from .jobs import open_job_progress
 from .progress import open_progress
 from .._log import swallowed
 
-__all__ = ["DisplayHandle", "detect_mode", "open_display", "open_job_progress", "open_progress"]
+__all__ = ["DisplayHandle", "detect_mode", "open_display", "open_job_progress", "open_progress",
+           "results_html"]
 
 _TERMINAL = {"text", "terminal", "plain", "stdout", "print"}
 _NOTEBOOK = {"notebook", "widget", "widgets", "html", "jupyter"}
@@ -95,3 +96,20 @@ def open_display(kind: str, infos: list[CallInfo], mode: str, *, prompt: str = "
 
         return TerminalDisplay(kind, infos, prompt=prompt)
     raise ConfigError(f"Unknown display mode {mode!r}: use 'notebook', 'terminal' or 'none'.")
+
+
+def results_html(results) -> str:
+    """Results as HTML, the way a Result or a Comparison shows as a cell's value: each one's
+    model, status and error, then its answer as Markdown (the cards' renderer: no raw HTML, no
+    `javascript:` link), one after another; styles inline, so that a saved notebook reads the same.
+    Never raw Markdown: a notebook renders a trusted output's Markdown with its HTML (scripts run)."""
+    from .markdown import escape, render_markdown
+    from .static import inline_styles
+
+    parts = []
+    for r in results:
+        head = f"<strong>{escape(str(r.model))}</strong> · {escape(str(r.status))}"
+        if r.error:
+            head += f" · {escape(str(r.error))}"
+        parts.append(f'<div class="llmcells-md"><p>{head}</p></div>{render_markdown(r.text or "")}')
+    return inline_styles('<div class="llmcells-static">' + "<hr>".join(parts) + "</div>")
