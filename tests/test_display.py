@@ -960,6 +960,22 @@ def test_static_copy_single_answer_is_one_bordered_card(comms):
     assert re.search(r'<div class="llmcells-card" style="[^"]*border:1px solid', page)
 
 
+def test_static_copy_text_form_has_no_terminal_controls(comms):
+    """The saved output's text/plain (what jupyter console prints, and a notebook shows without
+    HTML) loses an answer's and an error's control characters, as the terminal display does."""
+    h = open_display("compare", [info(), info("openai:gpt-6-luna")], "notebook", prompt="x")
+    a, b = h.observers
+    ra = Result(text="ok \x1b]0;pwned\x07\x1b[2Jdone", model=a.info.model_id, status="ok")
+    rb = Result(model=b.info.model_id, status="error", error="bad \x1b[8mhidden\u202e")
+    for o, r in ((a, ra), (b, rb)):
+        o.on_start(o.info)
+        o.on_finish(r)
+    h.close([ra, rb])
+    text = h.static_bundle()["text/plain"]
+    assert "ok ]0;pwned[2Jdone" in text and "bad [8mhidden" in text
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", text), repr(text)
+
+
 def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_thread):
     """Elapsed counts from the engine's t0, TTFT is the engine's; Anthropic's message_start
     output_tokens=1 is not shown as the live count."""

@@ -622,8 +622,9 @@ class NotebookDisplay(DisplayHandle):
         return inline_styles(f'<div class="llmcells-static">{cards}</div>')
 
     def static_bundle(self) -> dict:
+        # text/plain is what a terminal front end (jupyter console) prints: no control characters
         return {"text/html": self.static_html(),
-                "text/plain": self.summary() if self.closed else ""}
+                "text/plain": F.terminal_safe(self.summary()) if self.closed else ""}
 
 
 #: the narrowest a card may get before the grid stacks the cards, one per row
