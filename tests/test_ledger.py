@@ -160,6 +160,21 @@ def test_costs_by_keys():
         ledger.costs(by="colour")
 
 
+def test_costs_by_two_keys_give_the_latency_of_calls_with_no_group():
+    """A group key that is empty (a batch's calls have no group_id) among two keys: the
+    latency percentiles are those of its calls, as the ttft median is, not NaN."""
+    ledger.record(make(latency_s=1.0, ttft_s=0.1, purpose="answer"), prompt="a")
+    ledger.record(make(latency_s=3.0, ttft_s=0.3, purpose="answer"), prompt="b")
+    ledger.record(make(latency_s=0.5, ttft_s=0.2, purpose="judge"), prompt="c")
+    ledger.record(make(latency_s=4.0, ttft_s=0.4, purpose="judge", group_id="g1"), prompt="d")
+    out = ledger.costs(by=["group", "purpose"])
+    got = {(g if isinstance(g, str) else None, p): (lat, hi, t) for g, p, lat, hi, t in
+           out[["group_id", "purpose", "latency_p50", "latency_p95", "ttft_p50"]].itertuples(index=False)}
+    assert got[(None, "answer")] == pytest.approx((2.0, 2.9, 0.2))
+    assert got[(None, "judge")] == pytest.approx((0.5, 0.5, 0.2))
+    assert got[("g1", "judge")] == pytest.approx((4.0, 4.0, 0.4))
+
+
 def _script(body: str) -> str:
     src = os.path.join(os.path.dirname(__file__), "..", "src")
     return textwrap.dedent(f"""

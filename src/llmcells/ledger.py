@@ -760,11 +760,14 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
         cached_calls=("cached_calls", "sum"),
     )
     out["cost_usd"] = g["cost_usd"].sum(min_count=1)
-    q_lat = g["latency_s"].quantile([0.5, 0.95]).unstack() if len(work) else None
+    # by position, not by label: a MultiIndex label holding NaN (no group_id) aligns with
+    # nothing, so the percentiles of such a group were NaN; one sort gives both percentiles,
+    # group by group in the order of `out` (quantile's own order, before any unstack)
+    q_lat = g["latency_s"].quantile([0.5, 0.95]).to_numpy().reshape(-1, 2) if len(work) else None
     if q_lat is not None:
-        out["latency_p50"] = q_lat[0.5]
-        out["latency_p95"] = q_lat[0.95]
-        out["ttft_p50"] = g["ttft_s"].median()
+        out["latency_p50"] = q_lat[:, 0]
+        out["latency_p95"] = q_lat[:, 1]
+        out["ttft_p50"] = g["ttft_s"].median().to_numpy()
     else:
         out["latency_p50"] = out["latency_p95"] = out["ttft_p50"] = np.array([], dtype="float64")
     out["error_rate"] = (out["errors"] / out["calls"]).astype("float64")
