@@ -190,6 +190,30 @@ def test_dataframe_with_template_keeps_the_input_columns(simulated):
     assert {"text", "status", "input_tokens", "output_tokens", "cost_usd", "latency_s", "ttft_s"} <= set(frame.columns)
 
 
+def test_an_input_column_named_like_an_answer_column_is_kept_beside_it(simulated):
+    """A DataFrame column named like a column of the answer (text, model, status, error,
+    prompt, prompt_id...) is kept as input_<name>, not overwritten by the answer's value; a
+    scorer's row still reads it under its own name."""
+    df = pd.DataFrame({"text": ["Cats sleep.", "Rain is wet."], "model": ["m1", "m2"],
+                       "prompt": ["P1", "P2"], "prompt_id": [7, 8]}, index=["a", "b"])
+    seen = []
+
+    def saw(result, row):
+        seen.append((row["text"], row["model"]))
+        return 1.0
+
+    frame = run_batch(df, ["claude"], template="Summarise: {text} ({prompt})", score=saw)
+    assert frame.input_text.tolist() == ["Cats sleep.", "Rain is wet."]
+    assert frame.input_model.tolist() == ["m1", "m2"]
+    assert frame.input_prompt.tolist() == ["P1", "P2"]
+    assert frame.input_prompt_id.tolist() == [7, 8]
+    assert frame.prompt_id.tolist() == ["a", "b"]
+    assert frame.prompt.tolist() == ["Summarise: Cats sleep. (P1)", "Summarise: Rain is wet. (P2)"]
+    assert frame.text.str.startswith("Simulated answer").all()
+    assert set(frame.model) == {"anthropic:claude-haiku-5-5"}
+    assert sorted(seen) == [("Cats sleep.", "m1"), ("Rain is wet.", "m2")]
+
+
 def test_series_and_bad_input(simulated):
     frame = run_batch(pd.Series(["a", "b"], index=[10, 20]), "claude")
     assert frame.prompt_id.tolist() == [10, 20]

@@ -79,6 +79,16 @@ def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dic
     return rows
 
 
+def _row_inputs(label: Any, inputs: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """A row's inputs: its label as prompt_id, its columns, and the prompt sent. A column named
+    prompt_id or prompt is kept as input_prompt_id / input_prompt (it was overwritten by the
+    label or the filled template); a "prompt" column that is the prompt sent is not repeated."""
+    if "prompt_id" in inputs or "prompt" in inputs:
+        inputs = {(f"input_{k}" if k in ("prompt_id", "prompt") else k): v for k, v in inputs.items()
+                  if not (k == "prompt" and v == prompt)}
+    return {"prompt_id": label, **inputs, "prompt": prompt}
+
+
 def _check_template(template: str, names: list[Any], what: str, there: str) -> None:
     """Refuse a template naming a column that is not there, before anything is sent (a typo would
     otherwise send the literal placeholder with every row)."""
@@ -165,8 +175,7 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
                                              sample=k, cache=cache, attach=files, schema=schema,
                                              repair=repair),
                     spec, fallback, fallback_on)
-                jobs.append(Job(len(jobs), plan, _call_key(plan, k),
-                                 {"prompt_id": label, **inputs, "prompt": prompt}))
+                jobs.append(Job(len(jobs), plan, _call_key(plan, k), _row_inputs(label, inputs, prompt)))
     resume = resume or batch_id is not None
     batch_id = batch_id or _batch_id(jobs)
     from . import replay as _replay  # [scoring/replay hook]

@@ -361,6 +361,25 @@ def _resumed_result(job: Job, kept: dict[str, Any]) -> Result:
     return result
 
 
+#: the columns a batch frame's row takes from its answer and the batch (beside score_<name>)
+_ANSWER_COLUMNS: frozenset[str] | None = None
+
+
+def frame_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A row's input columns for its frame: one named like a column of the answer ("text",
+    "model", "status", "error", ...) is kept as input_<name>; it was overwritten by the
+    answer's value, and the input was lost (a DataFrame of texts to summarise has a "text")."""
+    global _ANSWER_COLUMNS
+    if _ANSWER_COLUMNS is None:
+        _ANSWER_COLUMNS = frozenset(Result(model="", provider="").to_row()) | {
+            "resumed", "batch_id", "processing", "fallback", "score_notes", "cli_cost_usd",
+            "original_cost_usd", "original_latency_s", "original_ttft_s"}
+    if not any(k in _ANSWER_COLUMNS or str(k).startswith("score_") for k in inputs):
+        return dict(inputs)
+    return {(f"input_{k}" if k in _ANSWER_COLUMNS or str(k).startswith("score_") else k): v
+            for k, v in inputs.items()}
+
+
 def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
     """The batch's rows as a DataFrame. Each row is kept as a tuple in the order of the columns
     seen so far, not as a dict (a dict of some 40 keys per row was most of the batch's peak
@@ -371,7 +390,7 @@ def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
     columns: dict[str, int] = {}   # column -> position, in the order first seen
     records: list[tuple] = []
     for job in jobs:
-        row = dict(job.inputs)
+        row = frame_inputs(job.inputs)
         if job.result is not None:
             r = job.result.to_row()
             r.pop("group_id", None)

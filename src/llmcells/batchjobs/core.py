@@ -612,13 +612,14 @@ class JobHandle:
         rows not done yet have status "pending"."""
         import pandas as pd
 
+        from .. import batchrun
         from ..structured import schema_columns
 
         reqs = store.get_requests(self.id)
         schema = _Rich(self.id, [], with_bytes=False).schema
         records = []
         for req in reqs:
-            row = dict(req["inputs"])
+            row = batchrun.frame_inputs(req["inputs"])
             result = _restore(req["result"], req)
             r = result.to_row()
             r.pop("group_id", None)
