@@ -164,6 +164,18 @@ def test_max_cost_stops_launching_in_time(simulated):
     assert len(simulated.requests) == int((frame.status == "ok").sum())
 
 
+def test_a_batch_that_sends_nothing_has_the_columns_of_one_that_did(simulated):
+    """A budget too small for the first call: every row is skipped, and the frame still has the
+    answer's columns (text, tokens, cost, latency...) in the usual order, NaN, so code written
+    for a batch that ran (frame.cost_usd.sum(), frame[["text", ...]]) works on it too."""
+    full = run_batch(["p0"], ["chatgpt"])
+    frame = run_batch([f"p{i}" for i in range(3)], ["chatgpt"], max_cost=0.0)
+    assert set(frame.status) == {"skipped"} and frame.attrs["stopped"].startswith("budget")
+    assert list(frame.columns) == list(full.columns)
+    assert frame.cost_usd.sum() == 0 and frame.text.isna().all() and frame.input_tokens.isna().all()
+    assert frame.model.tolist() == ["openai:gpt-6-luna"] * 3 and frame["sample"].tolist() == [0, 0, 0]
+
+
 def test_max_cost_with_an_unpriced_model_sends_nothing(simulated):
     # an unknown price (NaN) would drop out of the spent sum and let the batch spend without
     # limit; as with provider jobs, the batch is refused before anything is sent

@@ -365,6 +365,11 @@ def _resumed_result(job: Job, kept: dict[str, Any]) -> Result:
 _ANSWER_COLUMNS: frozenset[str] | None = None
 
 
+def _blank_row() -> list[str]:
+    """The columns of an answer's row, in their order, for a row whose call was never made."""
+    return [k for k in Result(model="", provider="").to_row() if k != "group_id"]
+
+
 def frame_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """A row's input columns for its frame: one named like a column of the answer ("text",
     "model", "status", "error", ...) is kept as input_<name>; it was overwritten by the
@@ -397,7 +402,8 @@ def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
             row.update(r)
             if job.plan.request.schema is not None:  # [rich requests hook] one column per field
                 row.update(schema_columns(job.result, job.plan.request.schema, row))
-        else:
+        else:  # the answer's columns, empty: a frame of rows none sent has them all too
+            row.update(dict.fromkeys(_blank_row(), math.nan))
             row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
                        sample=job.plan.info.sample,
                        status="skipped" if tally.stopped else "not run",
