@@ -74,7 +74,7 @@ def test_claudes_thinking_goes_back_at_the_head_of_its_tool_call_turn(simulated,
     r = ask('Weather? call get_weather({"city": "Paris"})', model, tools=[get_weather],
             params=params, max_tokens=4096)
     assert r.ok, r.error
-    assert r.turns == 2
+    assert r.turns == 2 and r.reasoning == "I should call get_weather."  # every turn's reasoning
     sent = simulated.requests[-1].body["messages"]
     turn = next(m for m in sent if m["role"] == "assistant")
     assert [b["type"] for b in turn["content"]] == ["thinking", "tool_use"]

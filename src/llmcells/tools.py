@@ -467,8 +467,8 @@ async def run_call(plan: Any, observer: CallObserver | None, next: Any) -> Resul
 
 def _combine(turns: list[Result], runs: list[ToolRun], messages: list[Message], started: float,
              watcher: _TurnObserver, stop: tuple[str, str, str] | None) -> Result:
-    """The call's Result: the first turn's identity, the last turn's status, the text of every
-    turn, usage and cost summed over every turn."""
+    """The call's Result: the first turn's identity, the last turn's status, the text and the
+    reasoning of every turn, usage and cost summed over every turn."""
     first, last = turns[0], turns[-1]
     result = copy.copy(last)
     result.call_id, result.group_id, result.started_at = first.call_id, first.group_id, first.started_at
@@ -480,6 +480,7 @@ def _combine(turns: list[Result], runs: list[ToolRun], messages: list[Message], 
     result.tool_calls = runs
     result.messages = messages
     result.text = "\n\n".join(r.text for r in turns if r.text)
+    result.reasoning = "\n\n".join(r.reasoning for r in turns if r.reasoning)  # (thinking before a call too)
     result.notes = list(dict.fromkeys(n for r in turns for n in r.notes))  # each note once
     result.ttft_s = watcher.ttft
     result.latency_s = time.monotonic() - (watcher.t0 or started)
