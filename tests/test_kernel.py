@@ -252,14 +252,14 @@ def test_report():
 
 
 def test_simulate_on_in_a_notebook_warms_what_the_first_compare_needs_and_nothing_else(tmp_path):
-    """`%llmcells simulate on` warms, while the user types, the three API SDKs and the widgets a
-    first %%compare needs; not the agent CLIs' libraries (the Claude agent SDK brings MCP and a
-    grammar parser: seconds of import) nor the cloud routes' (boto3), which it never uses. A
-    %%compare run straight after it waited for those imports, and its cards showed them as the
-    models' time to first token."""
+    """`%llmcells simulate on` warms, while the user types, the three API SDKs a first %%compare
+    needs; not the agent CLIs' libraries (the Claude agent SDK brings MCP and a grammar parser:
+    seconds of import) nor the cloud routes' (boto3), which it never uses. A %%compare run
+    straight after it waited for those imports, and its cards showed them as the models' time
+    to first token."""
     with Kernel(tmp_path / "home") as k:
         k.ok("%load_ext llmcells\n%llmcells simulate on")
         warmed = k.value("__import__('llmcells.warmup').warmup.wait(120) or sorted(m for m in "
-                         "('openai', 'anthropic', 'google.genai', 'ipywidgets', 'claude_agent_sdk', "
-                         "'boto3') if m in __import__('sys').modules)")
-    assert warmed == ["anthropic", "google.genai", "ipywidgets", "openai"]
+                         "('openai', 'anthropic', 'google.genai', 'claude_agent_sdk', 'boto3') "
+                         "if m in __import__('sys').modules)")
+    assert warmed == ["anthropic", "google.genai", "openai"]

@@ -40,13 +40,15 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
         models.set_simulator(_sim.url, providers)
         if _in_notebook():
             # a notebook's next cell may call any of them: warm every simulated API provider's
-            # SDK, and the cards' widgets, while the user types (as %load_ext does for keys):
-            # not the agent CLIs' or cloud routes' libraries, seconds of imports a first
-            # %%compare would wait for and never use. A script's calls import only the SDK
-            # they use; warming all of them there would take the CPU from its first calls.
+            # SDK while the user types (the providers %load_ext warms for keys): not the agent
+            # CLIs' or cloud routes' libraries, seconds of imports a first %%compare would wait
+            # for and never use. The widgets are left to the first cell that shows a card, as
+            # before: imported there, on the kernel's main thread, they never hold up a Ctrl-C
+            # behind another thread's import. A script's calls import only the SDK they use;
+            # warming all of them there would take the CPU from its first calls.
             from . import warmup
 
-            warmup.start(notebook=True)
+            warmup.start()
         return _sim
 
 
