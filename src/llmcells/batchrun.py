@@ -8,6 +8,7 @@ batches.batch() plans a batch and runs it here; a provider job's live retry
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections import deque
@@ -361,28 +362,30 @@ def _resumed_result(job: Job, kept: dict[str, Any]) -> Result:
     return result
 
 
-#: the columns a batch frame's row takes from its answer and the batch (beside score_<name>)
-_ANSWER_COLUMNS: frozenset[str] | None = None
+@functools.cache
+def _answer_row() -> tuple[str, ...]:
+    """The columns of an answer's row, in their order (a Result's, without group_id): the
+    blank row of a call never made, and the names an input column must not take."""
+    return tuple(k for k in Result(model="", provider="").to_row() if k != "group_id")
 
 
-def _blank_row() -> list[str]:
-    """The columns of an answer's row, in their order, for a row whose call was never made."""
-    return [k for k in Result(model="", provider="").to_row() if k != "group_id"]
+#: the other columns a batch frame's row takes from its answer and the batch (beside score_<name>)
+_BATCH_COLUMNS = frozenset({"group_id", "resumed", "batch_id", "processing", "fallback", "score_notes",
+                            "cli_cost_usd", "original_cost_usd", "original_latency_s", "original_ttft_s"})
 
 
 def frame_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """A row's input columns for its frame: one named like a column of the answer ("text",
     "model", "status", "error", ...) is kept as input_<name>; it was overwritten by the
     answer's value, and the input was lost (a DataFrame of texts to summarise has a "text")."""
-    global _ANSWER_COLUMNS
-    if _ANSWER_COLUMNS is None:
-        _ANSWER_COLUMNS = frozenset(Result(model="", provider="").to_row()) | {
-            "resumed", "batch_id", "processing", "fallback", "score_notes", "cli_cost_usd",
-            "original_cost_usd", "original_latency_s", "original_ttft_s"}
-    if not any(k in _ANSWER_COLUMNS or str(k).startswith("score_") for k in inputs):
+    taken = _answer_row()
+
+    def clashes(k: Any) -> bool:
+        return k in taken or k in _BATCH_COLUMNS or str(k).startswith("score_")
+
+    if not any(clashes(k) for k in inputs):
         return dict(inputs)
-    return {(f"input_{k}" if k in _ANSWER_COLUMNS or str(k).startswith("score_") else k): v
-            for k, v in inputs.items()}
+    return {(f"input_{k}" if clashes(k) else k): v for k, v in inputs.items()}
 
 
 def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
@@ -403,7 +406,7 @@ def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
             if job.plan.request.schema is not None:  # [rich requests hook] one column per field
                 row.update(schema_columns(job.result, job.plan.request.schema, row))
         else:  # the answer's columns, empty: a frame of rows none sent has them all too
-            row.update(dict.fromkeys(_blank_row(), math.nan))
+            row.update(dict.fromkeys(_answer_row(), math.nan))
             row.update(model=job.plan.spec.id, provider=job.plan.spec.provider,
                        sample=job.plan.info.sample,
                        status="skipped" if tally.stopped else "not run",
