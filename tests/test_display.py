@@ -1012,6 +1012,16 @@ def test_live_and_final_figures_agree_and_placeholders_are_ignored(comms, loop_t
 
 
 
+def _notebook_env(tmp_path, monkeypatch) -> None:
+    """What a notebook run here with nbclient gets: this checkout's llmcells, a fresh home and
+    no provider keys (its cells switch the simulator on)."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+
+
 @pytest.mark.kernel
 @pytest.mark.timeout(180)
 def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeypatch):
@@ -1022,11 +1032,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nbconvert = pytest.importorskip("nbconvert")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
-    for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY"):
-        monkeypatch.delenv(k, raising=False)
+    _notebook_env(tmp_path, monkeypatch)
     prompt = "Name three uses of a hash map"
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -1295,9 +1301,7 @@ def test_a_chat_turn_as_a_cells_last_line_shows_once(tmp_path, monkeypatch):
     value does not show it again; the Result shown in a later cell is HTML (never raw Markdown)."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    _notebook_env(tmp_path, monkeypatch)
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("import llmcells\nllmcells.simulate(ttft=0.01, tokens_per_s=2000)\n"
@@ -1372,9 +1376,7 @@ def test_a_hostile_answer_runs_no_script_in_a_notebook_or_its_html_export(tmp_pa
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nbconvert = pytest.importorskip("nbconvert")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    monkeypatch.setenv("PYTHONPATH", src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "home"))
+    _notebook_env(tmp_path, monkeypatch)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in (
         f"import llmcells\nsim = llmcells.simulate(ttft=0.01, tokens_per_s=2000)\n"
