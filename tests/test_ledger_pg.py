@@ -403,3 +403,71 @@ def test_an_unknown_cost_is_null_on_the_server_as_in_sqlite(dsn):
     assert _server_rows(dsn, "SELECT count(*), count(cost_usd) FROM llmcells_calls") == (1, 0)
     out = llmcells.costs(by="model", include_simulated=True)
     assert out["unpriced_calls"].iloc[0] == 1 and math.isnan(out["cost_usd"].iloc[0])
+
+
+def test_a_nul_character_in_a_prompt_neither_loses_the_row_nor_blocks_the_others(simulated, dsn):
+    """PostgreSQL text can't hold NUL, which SQLite keeps and a prompt read from a file may
+    carry: the row went to the journal under a "can't be reached" warning, and every later row
+    queued behind it there for ever. Now the NUL is stored as U+FFFD and nothing waits."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ledger.LedgerWarning)
+        results = llmcells.run(llmcells.ask("read this: a\x00b", model="chatgpt", display=False)), *_asks(2)
+    assert all(r.ok for r in results)
+    assert _server_rows(dsn) == (3, 3)
+    with psycopg.connect(dsn) as conn:
+        (prompt,) = conn.execute("SELECT prompt_preview FROM llmcells_calls WHERE call_id = %s",
+                                 (results[0].call_id,)).fetchone()
+    assert prompt == "read this: a\ufffdb"
+
+
+def test_a_row_the_server_refuses_is_set_aside_and_the_rest_go_up(simulated, dsn):
+    """A row the server refuses as data (here a constraint a team's DBA added) is kept in a
+    local file with one warning naming it; the rows before and after it reach the server, and
+    the journal doesn't keep offering the bad one first."""
+    from llmcells import ledger_pg
+
+    _asks(1)  # the schema exists
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE llmcells_calls ADD CONSTRAINT no_secrets "
+                     "CHECK (prompt_preview NOT LIKE '%%classified%%')")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        bad = llmcells.run(llmcells.ask("classified plans", model="chatgpt", display=False))
+        after = _asks(3)
+    assert bad.ok and all(r.ok for r in after)
+    assert _server_rows(dsn) == (4, 4)
+    lines = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+    refused = ledger_pg.backend(dsn).refused_file()
+    assert len(lines) == 1 and "refused 1 row" in lines[0] and str(refused) in lines[0], lines
+    assert "no_secrets" in lines[0]
+    with sqlite3.connect(refused) as kept:
+        assert kept.execute("SELECT call_id FROM calls").fetchall() == [(bad.call_id,)]
+    assert ledger_pg.backend(dsn).sync() == 0  # nothing waits in the journal
+
+
+def test_a_locked_table_sends_rows_to_the_journal_instead_of_hanging(simulated, dsn, monkeypatch):
+    """A table held by another session (a long migration, a stuck transaction) made every
+    write wait without end: the call never returned. A write now waits at most the lock
+    timeout, its row goes to the journal, and it is copied up once the lock is gone."""
+    import threading
+
+    from llmcells import ledger_pg
+
+    _asks(1)
+    ledger_pg.close()
+    monkeypatch.setattr(ledger_pg, "LOCK_TIMEOUT_MS", 300, raising=False)  # read when the connection opens
+    locker = psycopg.connect(dsn)
+    locker.execute("LOCK TABLE llmcells_calls IN ACCESS EXCLUSIVE MODE")
+    got: list = []
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        t = threading.Thread(target=lambda: got.extend(_asks(2)), daemon=True)
+        t.start()
+        t.join(30)
+    alive = t.is_alive()
+    locker.rollback()
+    locker.close()
+    assert not alive, "the calls waited on the locked table"
+    assert len(got) == 2 and all(r.ok for r in got)
+    assert ledger_pg.backend(dsn).sync() == 0
+    assert _server_rows(dsn) == (3, 3)

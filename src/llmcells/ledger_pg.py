@@ -39,8 +39,17 @@ from .errors import ConfigError
 TABLE = "llmcells_calls"
 VERSION = 3
 _JOURNAL = "ledger-journal-{}.sqlite"   # one per database: {} a digest of the masked DSN
+_REFUSED = "ledger-refused-{}.sqlite"   # rows the server refused, kept beside the journal
 _RETRY_S = 2.0                # while the server is away, try it again at most this often
 _CONNECT_TIMEOUT_S = 3
+#: A server that accepts the connection but never answers (a table locked by a long migration, a
+#: hung backend, a dead link) must not hold the ledger's writer, or a notebook's usage(), for ever:
+#: a statement gives up after STATEMENT_TIMEOUT_MS, a wait for a lock after LOCK_TIMEOUT_MS, and
+#: TCP keepalives find a vanished peer. A write that gives up goes to the journal, as in an outage.
+STATEMENT_TIMEOUT_MS = 60_000
+LOCK_TIMEOUT_MS = 5_000
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 15, "keepalives_interval": 5,
+               "keepalives_count": 3}
 _LOCK_ID = 0x6C6C6D63         # pg_advisory_xact_lock key of migrations ("llmc")
 
 _SQL_TYPES = {"REAL": "double precision", "INTEGER": "bigint", "TEXT": "text"}
@@ -139,12 +148,14 @@ class Shared:
         psycopg = _psycopg()
         try:
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
-                                   application_name="llmcells")
-            self._check_schema(conn)
+                                   application_name="llmcells", **_KEEPALIVES)
+            self._check_schema(conn)  # (a migration may take long: the limits come after it)
             # costs()' percentiles sort each group: in memory, not in temporary files; and no
             # JIT compilation, which costs seconds on a busy machine for a query of one pass
             conn.execute("SET work_mem = '128MB'")
             conn.execute("SET jit = off")
+            conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
+            conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_MS)}")
         except Exception:
             self.next_try = time.monotonic() + _RETRY_S
             raise
@@ -195,13 +206,47 @@ class Shared:
 
         return home() / _JOURNAL.format(hashlib.sha256(self.shown.encode()).hexdigest()[:16])
 
+    def refused_file(self) -> Path:
+        """The local SQLite file holding rows the server refused to store (see `_insert`)."""
+        return self.journal().with_name(self.journal().name.replace(
+            _JOURNAL.split("{")[0], _REFUSED.split("{")[0], 1))
+
     def _insert(self, conn: Any, rows: Sequence[tuple]) -> None:
+        """Commit rows on the server in one transaction. Rows the server refuses as data (a
+        constraint a changed schema adds, a value out of range) are then tried one by one, and
+        those it still refuses are kept in `refused_file()` with one warning: one bad row must
+        not hold every later row in the journal (where it was retried first, for ever)."""
         cols = ", ".join(_q(c) for c in lite.COLUMNS)
         sql = (f"INSERT INTO {TABLE} ({cols}) VALUES ({', '.join(['%s'] * len(lite.COLUMNS))}) "
                "ON CONFLICT DO NOTHING")
-        with conn.transaction():
-            with conn.cursor() as cur:
-                cur.executemany(sql, rows)
+        rows = [_storable(r) for r in rows]
+        errors = _psycopg().errors
+        refusals = (errors.DataError, errors.IntegrityError)
+        try:
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    cur.executemany(sql, rows)
+            return
+        except refusals:
+            pass
+        refused: list[tuple] = []
+        reason = ""
+        for row in rows:
+            try:
+                with conn.transaction():
+                    conn.execute(sql, row)
+            except refusals as exc:
+                refused.append(row)
+                reason = reason or lite.one_line_error(exc)
+        if refused:
+            self._set_aside(refused, reason)
+
+    def _set_aside(self, rows: list[tuple], reason: str) -> None:
+        lite.record_local(self.refused_file(), rows)
+        warnings.warn_explicit(
+            f"llmcells: the shared ledger at {self.shown} refused {len(rows)} row(s) "
+            f"({mask(reason)}); they are kept in {self.refused_file()} and the other rows went up.",
+            lite.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
     def record(self, rows: list[tuple]) -> None:
         """Commit rows on the server, or in the journal while it can't be reached. Never raises."""
@@ -375,6 +420,16 @@ class Shared:
         clause = (clause + " AND " if clause else " WHERE ") + "simulated = 1"
         rows = self._read(f"SELECT count(*) FROM {TABLE}{clause}", list(args))
         return int(rows[0][0]) if rows else 0
+
+
+def _storable(row: tuple) -> tuple:
+    """row as PostgreSQL text can hold it: a NUL character (which SQLite keeps, and a prompt
+    read from a file may hold) becomes U+FFFD, as does a lone surrogate. The prompt's hash was
+    taken from the text as sent, so replay and the cache still find it."""
+    if not any(isinstance(v, str) and ("\x00" in v or not v.isascii()) for v in row):
+        return row
+    return tuple(lite.printable(v.replace("\x00", "\ufffd")) if isinstance(v, str) else v
+                 for v in row)
 
 
 def _pg_where(where: str) -> str:
