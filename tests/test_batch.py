@@ -296,6 +296,26 @@ def test_a_template_naming_a_missing_column_is_refused_before_anything_is_sent(f
     assert [prompt for _, prompt, _ in rows] == ['{"text": "a"}', '{"text": "b"}']
 
 
+def test_a_template_column_missing_in_some_rows_is_refused_before_anything_is_sent(fresh_sim):
+    """A NaN or None under a template's column was sent as the word "nan" ("Sentiment of: nan"),
+    and paid for. The batch is now refused, naming the column and the rows, with nothing sent;
+    a column the template doesn't read may hold anything."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"review": ["great", None, np.nan, "fine"], "note": [None] * 4},
+                         index=["a", "b", "c", "d"])
+    before = len(fresh_sim.requests)
+    with pytest.raises(ConfigError) as err:
+        llmcells.batch(frame, "chatgpt", template="Sentiment of: {review}")
+    message = str(err.value)
+    assert "{review}, which is missing (NaN or None) in 2 rows (index 'b', 'c')" in message, message
+    assert "df.dropna(subset=['review'])" in message and "Nothing was sent" in message
+    assert len(fresh_sim.requests) == before
+    rows = batch_module._prompt_rows(frame.fillna({"review": ""}), "Sentiment of: {review}")
+    assert [prompt for _, prompt, _ in rows][1:3] == ["Sentiment of: ", "Sentiment of: "]
+
+
 def test_a_gate_keeps_window_entries_only_for_the_limits_it_has():
     """A gate without a per-minute, per-second or token limit keeps no window entries (nothing
     prunes them: a batch's gate would hold one per request); with rpm only, only the minute."""

@@ -58,6 +58,7 @@ def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dic
                                   "or a 'prompt' column.")
             template = "{prompt}"
         _check_template(template, list(prompts.columns), "column", "the columns are")
+        _check_filled(prompts, template)
         rows = []
         for label, row in prompts.iterrows():
             values = row.to_dict()
@@ -87,6 +88,27 @@ def _row_inputs(label: Any, inputs: dict[str, Any], prompt: str) -> dict[str, An
         inputs = {(f"input_{k}" if k in ("prompt_id", "prompt") else k): v for k, v in inputs.items()
                   if not (k == "prompt" and v == prompt)}
     return {"prompt_id": label, **inputs, "prompt": prompt}
+
+
+def _check_filled(frame: "pd.DataFrame", template: str) -> None:
+    """Refuse a frame whose template columns are missing (NaN, None) in some rows, before
+    anything is sent: the prompt would say "nan" where the review should be, and be paid for."""
+    used = set(missing_names(template, []))  # (every name the template reads)
+    columns = [c for c in frame.columns if str(c) in used]
+    if not columns:
+        return
+    blank = frame[columns].isna()  # (a list in a cell, an attachment column say, is not NaN)
+    rows = blank.any(axis=1)
+    if not rows.any():
+        return
+    column = next(c for c in columns if blank[c].any())
+    labels = list(frame.index[rows])
+    shown = ", ".join(map(repr, labels[:5])) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+    raise ConfigError(
+        f"template= reads {{{column}}}, which is missing (NaN or None) in {len(labels)} "
+        f"row{'s' if len(labels) != 1 else ''} (index {shown}); fill it, e.g. "
+        f"df.fillna({{{column!r}: ''}}), or drop those rows, e.g. df.dropna(subset=[{column!r}]). "
+        "Nothing was sent.")
 
 
 def _check_template(template: str, names: list[Any], what: str, there: str) -> None:
