@@ -5,6 +5,7 @@ the session object, generated magics, unloading, warm-up and debug logging."""
 from __future__ import annotations
 
 import logging
+import re
 import math
 import os
 import subprocess
@@ -562,3 +563,18 @@ def test_a_stream_that_keeps_the_loop_lets_the_others_run():
     gaps = [b - a for a, b in zip(during, during[1:])]
     # ~0.6 s of showing tokens: without the yields the ticker would wait for all of it
     assert len(during) >= 20 and max(gaps) < (t1 - t0) / 4, (len(during), max(gaps, default=None))
+
+
+@pytest.mark.parametrize("options, line", [
+    ({"system": 123}, "system must be text, not int."),
+    ({"params": "top_p=0.9"}, "params must be a dict of the provider's request fields"),
+    ({"params": [("top_p", 0.9)]}, "not list."),
+])
+def test_an_option_of_the_wrong_kind_is_one_line_before_sending(simulated, options, line):
+    """system=123 or params="..." raised a bare TypeError / AttributeError from deep inside;
+    ask and Chat now say which option takes what, before anything is sent."""
+    with pytest.raises(llmcells.ConfigError, match=re.escape(line)):
+        llmcells.run(llmcells.ask("hi", "claude", display=False, **options))
+    if "system" in options:
+        with pytest.raises(llmcells.ConfigError, match=re.escape(line)):
+            llmcells.Chat("claude", **options)

@@ -12,7 +12,7 @@ import operator
 import os
 import time
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import attachments, capabilities, lifecycle
@@ -42,8 +42,15 @@ def new_call_id() -> str:
 
 def check_options(*, temperature: float | None = None, max_tokens: int | None = None,
                   timeout: float | None = None, repeat: int | None = None,
-                  repeat_cap: int | None = MAX_REPEAT) -> None:
-    """Raise ConfigError for an option out of range (the message names the option and the range)."""
+                  repeat_cap: int | None = MAX_REPEAT, system: Any = None,
+                  params: Any = None) -> None:
+    """Raise ConfigError for an option out of range or of the wrong kind (the message names the
+    option and what it takes)."""
+    if system is not None and not isinstance(system, str):
+        raise ConfigError(f"system must be text, not {type(system).__name__}.")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError("params must be a dict of the provider's request fields, e.g. "
+                          f"params={{'top_p': 0.9}}, not {type(params).__name__}.")
     if temperature is not None:
         try:
             ok = 0.0 <= float(temperature) <= 2.0
@@ -211,7 +218,8 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
 
         toolset = make_toolset(tools, MAX_TURNS if max_turns is None else max_turns,
                                TOOL_TIMEOUT if tool_timeout is None else tool_timeout)
-    check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout)
+    check_options(temperature=temperature, max_tokens=max_tokens, timeout=timeout, system=system,
+                  params=params)
     spec = model if isinstance(model, ModelSpec) else resolve(model, openai_api=api)
     lifecycle.check(spec)  # a retired model: one line naming the date and the replacement
     # What the provider can't take (attachments, a schema, tools...) is one line now, never a

@@ -50,9 +50,12 @@ class Chat:
                  tool_timeout: float | None = None, temperature: float | None = None,
                  max_tokens: int | None = None, context_window: int | None = None,
                  fallback: Sequence[str] | str | None = None, fallback_on: Any = None):
+        from .calls import check_options
         from .config import settings
         from .fallback import resolve_chain, split
 
+        # a wrong option is one line now, not a TypeError at the first send
+        check_options(temperature=temperature, max_tokens=max_tokens, system=system)
         self.model = model or settings.compare_models[0]
         resolve_chain(self.model)  # an unknown model is one clear line now, not at the first send
         if fallback:
