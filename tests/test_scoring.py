@@ -386,3 +386,22 @@ def test_the_simulator_scripted_answers():
     assert judge_reply(no_ref) == judge_reply(no_ref) and judge_reply(no_ref).startswith("Score: ")
     assert 1 <= parse_judgement(judge_reply(no_ref))[0] <= 10
     assert judge_reply("What is 6 * 7?") is None
+
+
+def test_a_rubric_given_where_the_judge_model_goes_says_the_order(simulated):
+    """judge("Is it polite?") read the rubric as a model name: "Unknown model 'Is it polite?'",
+    with the list of aliases. It now says that the model comes first, and how to write it."""
+    with pytest.raises(llmcells.ConfigError) as err:
+        llmcells.judge("Is the answer correct and polite?")
+    assert "judge() takes the judge's model first, then the rubric" in str(err.value)
+    assert "judge(rubric='Is the answer correct and polite?')" in str(err.value)
+    assert llmcells.judge("openai:gpt-6-luna").model == "openai:gpt-6-luna"
+
+
+def test_a_comparison_prints_each_answer_under_its_model(simulated):
+    """print(comparison) in a script dumped the dataclass (every field of every Result); it now
+    reads like the terminal's blocks: a line per model with its status, then its answer."""
+    c = llmcells.run(llmcells.compare("Say hi", ["chatgpt", "claude"], display=False))
+    text = str(c)
+    assert text.startswith(f"── {c[0].model} · ok\n{c[0].text.rstrip()}")
+    assert f"\n\n── {c[1].model} · ok\n" in text and "Result(" not in text

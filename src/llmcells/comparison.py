@@ -27,6 +27,13 @@ class Comparison:
     def __iter__(self):
         return iter(self.results)
 
+    def __str__(self) -> str:
+        """Each model's answer under a line naming it and its status, or its error
+        (`print(comparison)` in a terminal or a script), as str(result) is the answer."""
+        return "\n\n".join(
+            f"── {r.model} · {r.status}{': ' + r.error if r.error else ''}\n{r.text}".rstrip()
+            for r in self.results)
+
     def __len__(self) -> int:
         return len(self.results)
 

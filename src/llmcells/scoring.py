@@ -260,8 +260,12 @@ class judge(Scorer):
                  *, reference: Any = None, allow_self: bool = False, name: str = "judge",
                  temperature: float | None = 0, max_tokens: int | None = 300,
                  timeout: float | None = None):
+        from .errors import ConfigError
         from .models import resolve
 
+        if isinstance(model, str) and len(model.split()) > 2:  # judge("Is it polite?"): a rubric
+            raise ConfigError(f"judge() takes the judge's model first, then the rubric: "
+                              f"judge(\"claude\", {model!r}) or judge(rubric={model!r}).")
         resolve(model)  # an unknown model fails now, with one line
         self.model, self.rubric, self.reference = model, rubric, reference
         self.allow_self, self.name = allow_self, name
