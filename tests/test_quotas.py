@@ -40,6 +40,22 @@ def test_from_headers_parses_both_styles():
     assert quotas.from_headers({"content-type": "x"}) is None and quotas.from_headers(None) is None
 
 
+def test_quota_before_any_call_has_its_columns_and_says_why_it_is_empty(shell):
+    """quota() before any call was a frame with no columns ("Empty DataFrame / Columns: []"),
+    and `%llmcells quota` showed just that. The frame now has its columns and a note, and the
+    magic prints the note instead of an empty table."""
+    frame = llmcells.quota()
+    assert frame.empty and {"provider", "model", "requests_remaining"} <= set(frame.columns)
+    assert "no rate limits seen yet" in frame.attrs["note"]
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        shown = shell.run_line_magic("llmcells", "quota")
+    assert shown is None and "they show after a call" in out.getvalue()
+
+
 def test_quota_reflects_the_headers_of_each_response(simulated):
     for _ in range(3):
         assert llmcells.run(llmcells.ask("hi", "chatgpt", display=False)).ok

@@ -620,7 +620,11 @@ class LLMMagics(Magics):
     def _cmd_quota(self, args: Any) -> Any:
         from .quotas import quota
 
-        return quota()
+        frame = quota()
+        if frame.empty:
+            print(frame.attrs["note"])  # why there is nothing yet, rather than an empty table
+            return None
+        return frame
 
     def _cmd_reset(self, args: Any) -> None:
         if args.words:

@@ -408,5 +408,13 @@ def quota() -> "pd.DataFrame":
             row["last_429_at"] = ts(e.get("last_429_at"))
             row.update(extra)
             rows.append(row)
+    if not rows:  # the columns still, and why it is empty (not a bare "Empty DataFrame")
+        frame = pd.DataFrame(columns=["provider", "model", "seen_at", "requests_limit",
+                                      "requests_remaining", "requests_reset_at", "tokens_limit",
+                                      "tokens_remaining", "tokens_reset_at"])
+        frame.attrs["note"] = ("quota: no rate limits seen yet in this session; they come from "
+                               "the providers' response headers, so they show after a call. "
+                               "Daily caps set with set_limits() show at once.")
+        return frame
     frame = pd.DataFrame(rows)
-    return frame.dropna(axis=1, how="all") if len(frame) else frame
+    return frame.dropna(axis=1, how="all")
