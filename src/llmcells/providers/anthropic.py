@@ -76,10 +76,11 @@ _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authen
                "permission_error": "denied", "not_found_error": "model_not_found",
                "rate_limit_error": "rate_limited", "billing_error": "billing",
                "timeout_error": "timeout", "api_error": "server_error",
+               "invalid_request_error": "bad_request", "request_too_large": "bad_request",
                # Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
                "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
                "internalServerException": "server_error", "modelStreamErrorException": "server_error",
-               "modelTimeoutException": "timeout"}
+               "modelTimeoutException": "timeout", "validationException": "bad_request"}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -277,8 +278,9 @@ def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
 
 
 def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST) -> LLMError:
-    status = exc.status_code
-    # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: go by type.
+    # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: it has no
+    # HTTP status of its own (none is shown or recorded), only its type.
+    status = exc.status_code if exc.status_code >= 400 else None
     kind = _TYPE_KINDS.get(exc.type or "") or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
