@@ -1,15 +1,107 @@
-"""Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends:
-errors inside a stream. Each goes through the real SDK client over an injected httpx
-MockTransport."""
+"""Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
+error answers of each cloud in their own form, and errors inside a stream. Each goes through the
+real SDK client over an injected httpx MockTransport."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-from llmcells.errors import BadRequestError, ServerError
+import httpx2
+import pytest
+
+from llmcells.errors import (AuthenticationError, BadRequestError, OverloadedError, RateLimitError,
+                             ServerError)
+from llmcells.models import ModelSpec
+from llmcells.providers import ClientOptions, get_provider
+from llmcells.types import Message, Request
 
 from test_adapters_unit import ANTHROPIC_BLOCK, ANTHROPIC_START, _anthropic_text, _collect, _serve, _sse, _text
+
+BEDROCK = ModelSpec("bedrock", "bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                    "us.anthropic.claude-haiku-4-5-20251001-v1:0")
+VERTEX = ModelSpec("vertex", "vertex_anthropic", "claude-haiku-4-5", "claude-haiku-4-5")
+
+
+@pytest.fixture
+def aws(monkeypatch, tmp_path):
+    """Made-up AWS credentials (the client signs with them) and no AWS files to find others in."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLETEST00001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret-key-for-tests")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK", "ANTHROPIC_BEDROCK_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _cloud_error(spec: ModelSpec, status: int, body: object, headers: dict[str, str] | None = None,
+                 base_url: str | None = None, api_key: str = ""):
+    """The llmcells error for one error answer of a cloud route."""
+    adapter = get_provider(spec.adapter)
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, content=json.dumps(body).encode(),
+                               headers={"content-type": "application/json", **(headers or {})})
+
+    async def main():
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=base_url, api_key=api_key, http_client=http))
+            try:
+                async for _ in adapter.stream(client, Request(spec, [Message("user", "hi")])):
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the mapping is what the tests look at
+                return adapter.map_error(exc, spec)
+        raise AssertionError("no error")
+
+    return asyncio.run(main())
+
+
+def _bedrock_error(aws_type: str, status: int, message: str):
+    return _cloud_error(BEDROCK, status, {"message": message},
+                        {"x-amzn-errortype": f"{aws_type}:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+                        base_url="https://bedrock-runtime.us-east-1.amazonaws.com")
+
+
+# ----- Amazon Bedrock's and Vertex AI's own error answers ------------------------------------------
+
+
+def test_bedrock_errors_say_bedrocks_message_not_its_json(aws):
+    err = _bedrock_error("ThrottlingException", 429, "Too many requests, please wait before trying again.")
+    assert isinstance(err, RateLimitError)
+    assert err.message == "Amazon Bedrock rate limit: Too many requests, please wait before trying again."
+    err = _bedrock_error("ValidationException", 400, "The provided model identifier is invalid.")
+    assert isinstance(err, BadRequestError)
+    assert err.message == "Amazon Bedrock rejected the request: The provided model identifier is invalid."
+
+
+def test_bedrock_names_its_errors_in_a_header(aws):
+    """A bad signature is a 403 as a denied model is: x-amzn-ErrorType tells them apart."""
+    err = _bedrock_error("UnrecognizedClientException", 403,
+                         "The security token included in the request is invalid.")
+    assert isinstance(err, AuthenticationError) and "AWS credentials" in err.message
+    assert "check ." not in err.message
+    denied = _bedrock_error("AccessDeniedException", 403,
+                            "You don't have access to the model with the specified model ID.")
+    assert isinstance(denied, AuthenticationError) and "denied access: You don't have access" in denied.message
+    busy = _bedrock_error("ServiceUnavailableException", 503, "Bedrock is unable to process your request.")
+    assert isinstance(busy, OverloadedError) and busy.retryable
+
+
+def test_vertex_rejected_credentials_name_google_clouds():
+    err = _cloud_error(VERTEX, 401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
+                                               "message": "Request had invalid authentication credentials."}},
+                       api_key="ya29.test-token")
+    assert isinstance(err, AuthenticationError)
+    assert "Google Cloud credentials" in err.message and "check ." not in err.message
+
+
+def test_vertex_error_in_a_list_says_its_message():
+    quota = "Quota exceeded for aiplatform.googleapis.com/online_prediction_requests_per_base_model"
+    err = _cloud_error(VERTEX, 429, [{"error": {"code": 429, "message": quota, "status": "RESOURCE_EXHAUSTED"}}],
+                       api_key="ya29.test-token")
+    assert isinstance(err, RateLimitError) and err.message == f"Vertex AI rate limit: {quota}"
 
 
 # ----- errors inside a 200 stream ------------------------------------------------------------------

@@ -81,6 +81,13 @@ _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authen
                "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
                "internalServerException": "server_error", "modelStreamErrorException": "server_error",
                "modelTimeoutException": "timeout", "validationException": "bad_request"}
+# Amazon Bedrock's error answers: a body of only {"message": ...}, the error's name in the
+# x-amzn-ErrorType header ("ThrottlingException:http://internal.amazon.com/..."). The names whose
+# kind their status alone would get wrong (a bad signature or key is a 403, like a denied model).
+_AWS_KINDS = {"UnrecognizedClientException": "authentication", "InvalidSignatureException": "authentication",
+              "IncompleteSignatureException": "authentication", "ExpiredTokenException": "authentication",
+              "MissingAuthenticationTokenException": "authentication",
+              "ServiceUnavailableException": "overloaded"}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -277,19 +284,34 @@ def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
 # ----- errors ------------------------------------------------------------------------------------
 
 
-def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST) -> LLMError:
+def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST,
+                  credentials: str | None = None) -> LLMError:
     # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: it has no
     # HTTP status of its own (none is shown or recorded), only its type.
     status = exc.status_code if exc.status_code >= 400 else None
-    kind = _TYPE_KINDS.get(exc.type or "") or kind_of_status(status)
+    aws_type = (exc.response.headers.get("x-amzn-errortype") or "").partition(":")[0]
+    kind = _TYPE_KINDS.get(exc.type or "") or _AWS_KINDS.get(aws_type) or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
-    return api_error(spec, kind, one_line(exc.api_message or exc.message),
+    return api_error(spec, kind, one_line(exc.api_message or _plain_message(exc.body) or exc.message),
                      host=host_of(spec.base_url, host), status=status,
-                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
+                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response,
+                     credentials=credentials)
 
 
-def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_HOST) -> LLMError | None:
+def _plain_message(body: Any) -> str | None:
+    """The message of an error body that is not Anthropic's: Bedrock's `{"message": ...}`, or a
+    Google error (`{"error": {...}}`) that Vertex AI sent in a one-item list."""
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if not isinstance(body, dict):
+        return None
+    message = field(body, "message", "Message") or field(body.get("error"), "message")
+    return message if isinstance(message, str) and message.strip() else None
+
+
+def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_HOST,
+               credentials: str | None = None) -> LLMError | None:
     if isinstance(exc, LLMError):
         return exc
     host = host_of(spec.base_url, default_host)
@@ -298,7 +320,7 @@ def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_
     if isinstance(exc, anthropic.APIConnectionError):
         return connection_failed(spec, host, exc)
     if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc, spec, default_host)
+        return _status_error(exc, spec, default_host, credentials)
     if isinstance(exc, anthropic.AnthropicError):
         return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
     return map_transport_error(exc, spec, default_host)
@@ -315,6 +337,8 @@ class AnthropicProvider(Provider):
     default_host = DEFAULT_HOST
     #: the `anthropic_version` a cloud takes in the body (None: the direct API's header only)
     body_version: str | None = None
+    #: what a rejected sign-in names, and where to fix it (None: the API key and its variable)
+    credentials: str | None = None
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
@@ -337,7 +361,7 @@ class AnthropicProvider(Provider):
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """The llmcells error for an anthropic / httpx exception, or None if exc is neither."""
-        return _map_error(exc, spec, self.default_host)
+        return _map_error(exc, spec, self.default_host, self.credentials)
 
 
 ADAPTER = AnthropicProvider()
