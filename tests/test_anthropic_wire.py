@@ -1,6 +1,6 @@
 """Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
-error answers of each cloud in their own form, and errors inside a stream. Each goes through the
-real SDK client over an injected httpx MockTransport."""
+error answers of each cloud in their own form, errors inside a stream, and the server's retry
+advice. Each goes through the real SDK client over an injected httpx MockTransport."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from llmcells.errors import (AuthenticationError, BadRequestError, OverloadedErr
                              ServerError)
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
+from llmcells.retry import should_retry
 from llmcells.types import Message, Request
 
 from test_adapters_unit import ANTHROPIC_BLOCK, ANTHROPIC_START, _anthropic_text, _collect, _serve, _sse, _text
@@ -126,3 +127,24 @@ def test_an_invalid_request_error_event_is_a_bad_request():
     _, _, mapped = _midstream("invalid_request_error", "messages: text content blocks must be non-empty")
     assert isinstance(mapped, BadRequestError) and not mapped.retryable
     assert mapped.message.endswith("messages: text content blocks must be non-empty")
+
+
+# ----- the server's retry advice -------------------------------------------------------------------
+
+
+def _answer_error(status: int, error_type: str, headers: dict[str, str]):
+    body = json.dumps({"type": "error", "error": {"type": error_type, "message": "no"}, "request_id": "req_1"})
+    handler = _serve(body.encode(), status, {"content-type": "application/json", **headers})
+    return asyncio.run(_collect("anthropic", handler))[2]
+
+
+@pytest.mark.parametrize("status, error_type, header, retried", [
+    (500, "api_error", "false", False),         # a server error the server says not to repeat
+    (429, "rate_limit_error", "false", False),
+    (400, "invalid_request_error", "true", True),  # (as the SDK obeys it, whatever the status)
+    (500, "api_error", None, True),             # no advice: the status decides, as before
+    (400, "invalid_request_error", None, False),
+])
+def test_x_should_retry_is_obeyed_as_the_sdk_obeys_it(status, error_type, header, retried):
+    err = _answer_error(status, error_type, {"x-should-retry": header} if header else {})
+    assert err.retryable is retried and should_retry(err, 60) is retried

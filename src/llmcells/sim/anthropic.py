@@ -155,6 +155,8 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
     if fault == "401" and not key:
         message = "x-api-key header is required"
     hdrs = _error_headers()
+    if status == 429 or status >= 500:
+        hdrs["x-should-retry"] = "true"  # as the real API marks the errors worth sending again
     if status == 429:
         # The real API says when to come back; a fault's own retry_after wins (and the server
         # sets it on the reply), else one second, as a short burst limit asks.
