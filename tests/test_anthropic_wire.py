@@ -1,6 +1,7 @@
 """Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
-error answers of each cloud in their own form, errors inside a stream, and the server's retry
-advice. Each goes through the real SDK client over an injected httpx MockTransport."""
+error answers of each cloud in their own form, errors inside a stream, the server's retry
+advice, and how an answer cut by max_tokens ends. Each goes through the real SDK client over an
+injected httpx MockTransport (or the simulator, for a whole call)."""
 
 from __future__ import annotations
 
@@ -148,3 +149,26 @@ def _answer_error(status: int, error_type: str, headers: dict[str, str]):
 def test_x_should_retry_is_obeyed_as_the_sdk_obeys_it(status, error_type, header, retried):
     err = _answer_error(status, error_type, {"x-should-retry": header} if header else {})
     assert err.retryable is retried and should_retry(err, 60) is retried
+
+
+# ----- an answer cut by max_tokens -----------------------------------------------------------------
+
+
+def test_an_answer_cut_by_max_tokens_is_kept_with_a_note_naming_the_limit():
+    stream = _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("The tide comes in"),
+                  {"type": "content_block_stop", "index": 0},
+                  {"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+                   "usage": {"output_tokens": 50}},
+                  {"type": "message_stop"}, named=True)
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(stream), max_tokens=50))
+    assert exc is None and _text(events) == "The tide comes in"
+    assert events[-1].reason == "max_tokens" and "max_tokens (50)" in events[-1].note
+
+
+def test_a_cut_answer_says_so_on_the_result(simulated):
+    import llmcells
+
+    r = llmcells.run(llmcells.ask("Tell me about tides.", "anthropic:claude-haiku-5-5", max_tokens=3,
+                                  display=False))
+    assert r.ok and r.text and r.finish_reason == "max_tokens"
+    assert any("max_tokens (3)" in note for note in r.notes)

@@ -53,8 +53,8 @@ READS = {
     "events": {"message_start", "message_delta", "message_stop", "content_block_start",
                "content_block_delta", "content_block_stop"},
     "deltas": {"text_delta", "thinking_delta", "input_json_delta", "signature_delta"},
-    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal
-    # and those of _STOP_NOTES add a note
+    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal,
+    # max_tokens and those of _STOP_NOTES add a note
     "stop_reasons": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal",
                      "pause_turn", "model_context_window_exceeded"},
     "usage": {"input_tokens", "output_tokens", "cache_read_input_tokens",
@@ -267,7 +267,15 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     if not items.done:
         raise items.cut_short()
     reason = stop_reason or "end_turn"
-    yield Finish(reason, _refusal_note(stop_details) if reason == "refusal" else _STOP_NOTES.get(reason))
+    if reason == "refusal":
+        note = _refusal_note(stop_details)
+    elif reason == "max_tokens":
+        # the answer is cut where the limit fell (often llmcells' default, not one the user set)
+        note = (f"stopped: the answer reached max_tokens ({body['max_tokens']}); "
+                "pass a larger max_tokens for the rest")
+    else:
+        note = _STOP_NOTES.get(reason)
+    yield Finish(reason, note)
 
 
 def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
