@@ -1,7 +1,8 @@
 """Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
 error answers of each cloud in their own form, errors inside a stream, the server's retry
-advice, and how an answer cut by max_tokens ends. Each goes through the real SDK client over an
-injected httpx MockTransport (or the simulator, for a whole call)."""
+advice, how an answer cut by max_tokens ends, and attachments by URL, which the clouds' Claude
+does not take. Each goes through the real SDK client over an injected httpx MockTransport (or the
+simulator, for a whole call)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import json
 import httpx2
 import pytest
 
-from llmcells.errors import (AuthenticationError, BadRequestError, OverloadedError, RateLimitError,
-                             ServerError)
+from llmcells.errors import (AuthenticationError, BadRequestError, ConfigError, OverloadedError,
+                             RateLimitError, ServerError)
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
 from llmcells.retry import should_retry
@@ -172,3 +173,44 @@ def test_a_cut_answer_says_so_on_the_result(simulated):
                                   display=False))
     assert r.ok and r.text and r.finish_reason == "max_tokens"
     assert any("max_tokens (3)" in note for note in r.notes)
+
+
+# ----- attachments by URL on the clouds -----------------------------------------------------------
+
+
+IMAGE_URL = "https://upload.wikimedia.org/wikipedia/commons/a/a7/Camponotus_flavomarginatus_ant.jpg"
+URL_BLOCK = {"type": "image", "source": {"type": "url", "url": IMAGE_URL}}
+
+
+@pytest.mark.parametrize("model, cloud", [(f"bedrock:{BEDROCK.name}", "Amazon Bedrock"),
+                                          ("vertex:claude-haiku-5-5", "Vertex AI")])
+def test_claude_on_a_cloud_is_not_sent_an_image_or_pdf_by_url(simulated, model, cloud):
+    """Bedrock and Vertex AI fetch no URLs for Claude (base64 sources only): the call is refused
+    before sending, in one line, instead of coming back as the cloud's 400."""
+    import llmcells
+
+    before = len(simulated.requests)
+    for url in (IMAGE_URL, "https://example.com/report.pdf"):
+        with pytest.raises(ConfigError, match=f"Anthropic on {cloud} .* by URL; attach the file\\.$"):
+            llmcells.run(llmcells.ask("What is this?", model, attach=url, display=False))
+    assert len(simulated.requests) == before
+    direct = llmcells.run(llmcells.ask("What is this?", "anthropic:claude-haiku-5-5", attach=IMAGE_URL,
+                                       display=False))
+    assert direct.ok, direct.error  # the direct API fetches it
+    assert simulated.requests[-1].body["messages"][-1]["content"][0]["source"]["type"] == "url"
+
+
+def test_the_simulated_clouds_refuse_a_url_source_as_the_real_ones_do(fresh_sim):
+    from test_routes_azure_vertex import _post
+    from test_routes_bedrock import _signed_post
+
+    message = {"role": "user", "content": [URL_BLOCK, {"type": "text", "text": "What is this?"}]}
+    r = _signed_post(fresh_sim.url, "/model/us.anthropic.claude-haiku-5-5-v1:0/invoke",
+                     {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 20, "messages": [message]})
+    assert r.status_code == 400 and r.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert r.json()["message"].startswith("messages.0.content.0.source:")
+    status, answer = _post(f"{fresh_sim.url}/v1/projects/p/locations/global/publishers/anthropic/models/"
+                           "claude-haiku-5-5:rawPredict",
+                           {"anthropic_version": "vertex-2023-10-16", "max_tokens": 20, "messages": [message]},
+                           {"authorization": "Bearer ya29.sim"})
+    assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"

@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from .anthropic import url_source
 from .common import compact
 from .http11 import Request, Response
 
@@ -130,8 +131,8 @@ def _model_list() -> bytes:
 
 def _refusal(body: Any) -> str | None:
     """Bedrock's ValidationException message for a body not in its Claude form, else None: it
-    takes `anthropic_version` "bedrock-2023-05-31" only, and no `model` or `stream` (the URL
-    names the model and whether to stream)."""
+    takes `anthropic_version` "bedrock-2023-05-31" only, no `model` or `stream` (the URL names
+    the model and whether to stream), and no image or document by URL."""
     if not isinstance(body, dict) or "anthropic_version" not in body:
         return ("Malformed input request: #: required key [anthropic_version] not found, please "
                 "reformat your input and try again.")
@@ -141,6 +142,10 @@ def _refusal(body: Any) -> str | None:
     if extra:
         return (f"Malformed input request: #: extraneous key [{extra}] is not permitted, please "
                 "reformat your input and try again.")
+    where = url_source(body)
+    if where:  # Bedrock fetches no URLs: images and documents come as base64
+        return (f"{where}: Input tag 'url' found using 'type' does not match any of the expected "
+                "tags: 'base64'")
     return None
 
 
