@@ -107,6 +107,17 @@ def test_vertex_error_in_a_list_says_its_message():
     assert isinstance(err, RateLimitError) and err.message == f"Vertex AI rate limit: {quota}"
 
 
+@pytest.mark.parametrize("body, said", [
+    (b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+     "upstream connect error or disconnect/reset before headers. reset reason: overflow"),
+    (b"", "Bad Gateway"),  # no body: the status's own words
+])
+def test_a_proxys_plain_text_error_is_said_without_the_sdks_wrapping(body, said):
+    handler = _serve(body, 502, {"content-type": "text/plain"})
+    mapped = asyncio.run(_collect("anthropic", handler))[2]
+    assert isinstance(mapped, ServerError) and mapped.message == f"Anthropic had a server error (502): {said}"
+
+
 # ----- errors inside a 200 stream ------------------------------------------------------------------
 
 

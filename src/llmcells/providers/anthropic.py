@@ -301,15 +301,19 @@ def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DE
     kind = _TYPE_KINDS.get(exc.type or "") or _AWS_KINDS.get(aws_type) or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
-    return api_error(spec, kind, one_line(exc.api_message or _plain_message(exc.body) or exc.message),
+    # (exc.message is the SDK's "503 <body> (path: /v1/messages)": the body's words suffice)
+    message = exc.api_message or _plain_message(exc.body) or exc.response.reason_phrase or exc.message
+    return api_error(spec, kind, one_line(message),
                      host=host_of(spec.base_url, host), status=status,
                      retry_after=retry_after_from_headers(exc.response.headers), response=exc.response,
                      credentials=credentials)
 
 
 def _plain_message(body: Any) -> str | None:
-    """The message of an error body that is not Anthropic's: Bedrock's `{"message": ...}`, or a
-    Google error (`{"error": {...}}`) that Vertex AI sent in a one-item list."""
+    """The message of an error body that is not Anthropic's: Bedrock's `{"message": ...}`, a
+    Google error (`{"error": {...}}`) that Vertex AI sent in a one-item list, or a proxy's text."""
+    if isinstance(body, str):
+        return body if body.strip() else None
     if isinstance(body, list) and len(body) == 1:
         body = body[0]
     if not isinstance(body, dict):
