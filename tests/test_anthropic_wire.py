@@ -1,7 +1,7 @@
 """Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
 error answers of each cloud in their own form, errors inside a stream, the server's retry
-advice, how an answer cut by max_tokens ends, and attachments by URL, which the clouds' Claude
-does not take. Each goes through the real SDK client over an injected httpx MockTransport (or the
+advice, how an answer cut by max_tokens ends, attachments by URL, which the clouds' Claude does
+not take, and Bedrock's invocation metrics at the end of its stream. Each goes through the real SDK client over an injected httpx MockTransport (or the
 simulator, for a whole call)."""
 
 from __future__ import annotations
@@ -225,3 +225,26 @@ def test_the_simulated_clouds_refuse_a_url_source_as_the_real_ones_do(fresh_sim)
                            {"anthropic_version": "vertex-2023-10-16", "max_tokens": 20, "messages": [message]},
                            {"authorization": "Bearer ya29.sim"})
     assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"
+
+
+# ----- Bedrock's own count at the end of the stream ------------------------------------------------
+
+
+def test_bedrocks_last_chunk_carries_its_invocation_metrics_and_the_call_reads_through_it(simulated):
+    import base64
+
+    import llmcells
+    from test_routes_bedrock import BODY, _frames, _signed_post
+
+    r = _signed_post(simulated.url, "/model/us.anthropic.claude-haiku-5-5-v1:0/invoke-with-response-stream", BODY)
+    events = [json.loads(base64.b64decode(json.loads(f.payload)["bytes"])) for f in _frames(r.content)]
+    last, delta = events[-1], next(e for e in events if e["type"] == "message_delta")
+    metrics = last["amazon-bedrock-invocationMetrics"]
+    assert last["type"] == "message_stop"
+    assert metrics["inputTokenCount"] == events[0]["message"]["usage"]["input_tokens"]
+    assert metrics["outputTokenCount"] == delta["usage"]["output_tokens"]
+    assert metrics["invocationLatency"] >= metrics["firstByteLatency"] >= 0
+
+    result = llmcells.run(llmcells.ask("Say hello", "bedrock:us.anthropic.claude-haiku-5-5-v1:0", display=False))
+    assert result.ok and result.finish_reason == "end_turn", result.error
+    assert result.usage.output_tokens > 0
