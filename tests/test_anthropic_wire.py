@@ -1,8 +1,9 @@
 """Claude's adapters (Anthropic, Amazon Bedrock, Vertex AI) against what today's wire sends: the
 error answers of each cloud in their own form, errors inside a stream, the server's retry
-advice, how an answer cut by max_tokens ends, attachments by URL, which the clouds' Claude does
-not take, and Bedrock's invocation metrics at the end of its stream. Each goes through the real SDK client over an injected httpx MockTransport (or the
-simulator, for a whole call)."""
+advice, how an answer cut by max_tokens ends, attachments by URL (which the clouds' Claude does
+not take), Bedrock's invocation metrics at the end of its stream, and web searches (a server
+tool, billed apart from the tokens). Each goes through the real SDK client over an injected
+httpx MockTransport, or the simulator for a whole call."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from llmcells.errors import (AuthenticationError, BadRequestError, ConfigError, 
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
 from llmcells.retry import should_retry
-from llmcells.types import Message, Request
+from llmcells.types import Message, Request, UsageUpdate
 
 from test_adapters_unit import ANTHROPIC_BLOCK, ANTHROPIC_START, _anthropic_text, _collect, _serve, _sse, _text
 
@@ -248,3 +249,52 @@ def test_bedrocks_last_chunk_carries_its_invocation_metrics_and_the_call_reads_t
     result = llmcells.run(llmcells.ask("Say hello", "bedrock:us.anthropic.claude-haiku-5-5-v1:0", display=False))
     assert result.ok and result.finish_reason == "end_turn", result.error
     assert result.usage.output_tokens > 0
+
+
+# ----- server tools (web search passed in params) --------------------------------------------------
+
+
+def _web_search_stream(stop_reason: str = "end_turn", searches: int = 2) -> bytes:
+    start = {**ANTHROPIC_START, "message": {**ANTHROPIC_START["message"], "usage": {
+        "input_tokens": 2679, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+        "output_tokens": 3, "service_tier": "standard"}}}
+    return _sse(
+        start, ANTHROPIC_BLOCK, _anthropic_text("I'll search. "), {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {
+            "type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": {}}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta",
+                                                              "partial_json": '{"query": "tides today"}'}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {
+            "type": "web_search_tool_result", "tool_use_id": "srvtoolu_01",
+            "content": [{"type": "web_search_result", "title": "Tides", "url": "https://example.com/tides",
+                         "encrypted_content": "EqgfCioIARgBIiQ", "page_age": None}]}},
+        {"type": "content_block_stop", "index": 2},
+        {"type": "content_block_start", "index": 3, "content_block": {"type": "text", "text": "", "citations": []}},
+        {"type": "content_block_delta", "index": 3, "delta": {"type": "citations_delta", "citation": {
+            "type": "web_search_result_location", "cited_text": "High tide at 6 am.",
+            "url": "https://example.com/tides", "title": "Tides", "encrypted_index": "Eo8BCioIAhgB"}}},
+        {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "High tide is at 6 am."}},
+        {"type": "content_block_stop", "index": 3},
+        {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+         "usage": {"input_tokens": 10682, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                   "output_tokens": 510, "server_tool_use": {"web_search_requests": searches,
+                                                              "web_fetch_requests": 0}}},
+        {"type": "message_stop"}, named=True)
+
+
+def test_web_searches_are_noted_as_left_out_of_the_cost():
+    """Web search is billed per search apart from the tokens (cost_usd counts tokens only): the
+    answer says how many ran instead of passing a lower cost off as the whole."""
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(_web_search_stream())))
+    assert exc is None and _text(events) == "I'll search. High tide is at 6 am."  # the tool blocks are not text
+    usage = [e.usage for e in events if isinstance(e, UsageUpdate)][-1]
+    assert (usage.input_tokens, usage.output_tokens) == (10682, 510)  # message_delta's totals
+    assert events[-1].reason == "end_turn"
+    assert events[-1].note == "2 web searches not in the cost: Anthropic bills them apart from the tokens"
+
+
+def test_a_search_note_joins_a_stop_note():
+    events, _, _ = asyncio.run(_collect("anthropic", _serve(_web_search_stream("pause_turn", 1))))
+    assert events[-1].note.startswith("paused:") and events[-1].note.endswith("1 web search not in the cost: "
+                                                                             "Anthropic bills them apart from the tokens")

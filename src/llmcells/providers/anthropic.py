@@ -40,6 +40,7 @@ _USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
 _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
 _THINKING = "thinking_tokens"  # merged usage key for output_tokens_details.thinking_tokens
+_SEARCHES = "web_search_requests"  # merged usage key for server_tool_use.web_search_requests
 # How a stop reason ended the answer, when "end_turn"-like wording would hide it (Result.notes).
 # The status stays "ok": the provider answered and billed it; finish_reason keeps the reason.
 _STOP_NOTES = {
@@ -59,11 +60,10 @@ READS = {
                      "pause_turn", "model_context_window_exceeded"},
     "usage": {"input_tokens", "output_tokens", "cache_read_input_tokens",
               "cache_creation_input_tokens", "cache_creation", "output_tokens_details",
-              "service_tier", "speed", "inference_geo"},
+              "service_tier", "speed", "inference_geo", "server_tool_use"},
 }
 IGNORES = {
     "deltas": {"citations_delta": "citations are not shown"},
-    "usage": {"server_tool_use": "llmcells declares no server tools"},
 }
 # The content blocks that are parts of the answer, by the part they are (others, such as
 # redacted thinking, are not shown).
@@ -127,6 +127,9 @@ def merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_
     thinking = field(field(raw, "output_tokens_details"), _THINKING)
     if thinking is not None:
         seen[_THINKING] = int(thinking)
+    searches = field(field(raw, "server_tool_use"), _SEARCHES)
+    if searches is not None:
+        seen[_SEARCHES] = int(searches)
     return seen
 
 
@@ -275,7 +278,16 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                 "pass a larger max_tokens for the rest")
     else:
         note = _STOP_NOTES.get(reason)
-    yield Finish(reason, note)
+    yield Finish(reason, "; ".join(filter(None, (note, _searches_note(seen.get(_SEARCHES), request)))) or None)
+
+
+def _searches_note(searches: int | None, request: Request) -> str | None:
+    """The note for web searches the model ran (a server tool passed in params): Anthropic bills
+    each one apart from the tokens, and cost_usd counts tokens only."""
+    if not searches:
+        return None
+    return (f"{searches} web search{'es' if searches != 1 else ''} not in the cost: "
+            f"{request.spec.label} bills them apart from the tokens")
 
 
 def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
