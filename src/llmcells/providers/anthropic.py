@@ -278,7 +278,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                 "pass a larger max_tokens for the rest")
     else:
         note = _STOP_NOTES.get(reason)
-    yield Finish(reason, "; ".join(filter(None, (note, _searches_note(seen.get(_SEARCHES), request)))) or None)
+    notes = [n for n in (note, _searches_note(seen.get(_SEARCHES), request)) if n]
+    yield Finish(reason, "; ".join(notes) or None)
 
 
 def _searches_note(searches: int | None, request: Request) -> str | None:
