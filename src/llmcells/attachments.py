@@ -6,6 +6,7 @@ matplotlib, PIL and pandas are imported only when the object given is one of the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import mimetypes
@@ -16,6 +17,7 @@ from typing import Any
 
 from .errors import ConfigError, LLMCellsWarning
 from .registry import MB, AttachLimits as Limits  # Limits: the registry's, under its old name here
+from .registry import row
 from .types import Attachment
 
 __all__ = ["Attachment", "attachment", "attachments", "check_limits", "LIMITS", "Limits",
@@ -217,6 +219,12 @@ def limits_for(spec: Any) -> Limits:
     if lim is None:
         require(spec, attach=True)  # raises the one clear line
     assert lim is not None
+    route = row(spec.provider)
+    if route is not None and (getattr(spec, "maker", None) or route.route_of) in route.inline_attachments:
+        # the cloud fetches no URLs for this maker's models (Claude on Bedrock and on Vertex AI:
+        # base64 sources only, a URL source is a 400): images and PDFs must be attached files
+        lim = dataclasses.replace(lim, label=f"{lim.label} on {route.label}", image_urls=False,
+                                  pdf_urls=False)
     return lim
 
 
@@ -246,8 +254,9 @@ def check_limits(items: Iterable[Attachment], spec: Any) -> None:
             cap = lim.max_image_bytes
         elif a.kind == "pdf":
             if a.url and not lim.pdf_urls:
-                raise ConfigError(f"{name}: {where} does not take PDFs by URL; attach the file, "
-                                  "or use api='responses'.")
+                # (OpenAI's Responses API takes what its Chat Completions does not)
+                other = ", or use api='responses'" if "Chat Completions" in lim.label else ""
+                raise ConfigError(f"{name}: {where} does not take PDFs by URL; attach the file{other}.")
             cap = lim.max_pdf_bytes
         else:
             if a.url:

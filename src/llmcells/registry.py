@@ -153,6 +153,9 @@ class ProviderRow:
     model_families: tuple[str, ...] = ()
     # a route's makers: the API providers whose model names it takes (an agent's is price_as)
     runs: tuple[str, ...] = ()
+    # the makers whose models this route gives images and PDFs inline only, never by URL (the
+    # cloud fetches no URLs for them: Claude on Bedrock and on Vertex AI takes base64 sources)
+    inline_attachments: tuple[str, ...] = ()
 
     @property
     def default_id(self) -> str:
@@ -224,6 +227,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         route_pattern=r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$",
         credentials="aws", priced_by_request=True, route_prices="aws", runs=("anthropic",),
         serves="Claude models (Anthropic), by Bedrock model id or inference profile",
+        inline_attachments=("anthropic",),
     ),
     # [routes] cloud routes: kind "route", no alias or magic of their own (an alias is pointed at
     # a route with the `route` setting, models.resolve)
@@ -241,6 +245,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         install="pip install 'llmcells[cloud]' (google-auth, for Application Default Credentials)",
         route_prices="google", model_adapters=(("claude-", "vertex_anthropic"),),
         runs=("anthropic", "google"), serves="claude-* (Anthropic) and gemini-* (Google) models",
+        inline_attachments=("anthropic",),
     ),
 )}
 

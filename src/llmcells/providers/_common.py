@@ -372,9 +372,33 @@ def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: in
 
     kind is an error kind, as errors.kind_of_status (or the provider's own error code) says;
     message the provider's one-line reason; response the httpx response, if any, so that an HTML
-    error page becomes a short reason instead of flattened markup; credentials replaces "the API
-    key; check VAR" in the authentication message.
+    error page becomes a short reason instead of flattened markup (and its `x-should-retry`
+    header decides whether the error is retried); credentials replaces "the API key; check VAR"
+    in the authentication message.
     """
+    err = _error_of_kind(spec, kind, message, host=host, status=status, retry_after=retry_after,
+                         response=response, credentials=credentials)
+    advice = _should_retry_header(response) if status is not None else None
+    if advice is not None:
+        err.retryable = advice
+    return err
+
+
+def _should_retry_header(response: Any) -> bool | None:
+    """The server's own word on retrying an error answer, as the openai and anthropic SDKs obey it:
+    `x-should-retry: true` or `false` (None without one). A 500 that says false fails at once
+    instead of being sent again; an error answer that says true is retried."""
+    try:
+        value = response.headers.get("x-should-retry") if response is not None else None
+    except Exception as exc:  # a header mapping we don't understand: no advice
+        swallowed("reading x-should-retry", exc)
+        return None
+    return {"true": True, "false": False}.get(str(value).strip().lower()) if value else None
+
+
+def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, status: int | None,
+                   retry_after: float | None, response: Any, credentials: str | None) -> LLMError:
+    """api_error's error, before the server's retry advice."""
     label, provider = spec.label, spec.provider
     if response is not None and is_html(response):
         message = _html_reason(response, status, host)

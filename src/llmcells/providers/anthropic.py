@@ -40,6 +40,7 @@ _USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
 _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id": "anthropic-workspace-id"}
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
 _THINKING = "thinking_tokens"  # merged usage key for output_tokens_details.thinking_tokens
+_SEARCHES = "web_search_requests"  # merged usage key for server_tool_use.web_search_requests
 # How a stop reason ended the answer, when "end_turn"-like wording would hide it (Result.notes).
 # The status stays "ok": the provider answered and billed it; finish_reason keeps the reason.
 _STOP_NOTES = {
@@ -53,17 +54,16 @@ READS = {
     "events": {"message_start", "message_delta", "message_stop", "content_block_start",
                "content_block_delta", "content_block_stop"},
     "deltas": {"text_delta", "thinking_delta", "input_json_delta", "signature_delta"},
-    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal
-    # and those of _STOP_NOTES add a note
+    # stop reasons: each ends the answer with status "ok" and finish_reason as given; refusal,
+    # max_tokens and those of _STOP_NOTES add a note
     "stop_reasons": {"end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal",
                      "pause_turn", "model_context_window_exceeded"},
     "usage": {"input_tokens", "output_tokens", "cache_read_input_tokens",
               "cache_creation_input_tokens", "cache_creation", "output_tokens_details",
-              "service_tier", "speed", "inference_geo"},
+              "service_tier", "speed", "inference_geo", "server_tool_use"},
 }
 IGNORES = {
     "deltas": {"citations_delta": "citations are not shown"},
-    "usage": {"server_tool_use": "llmcells declares no server tools"},
 }
 # The content blocks that are parts of the answer, by the part they are (others, such as
 # redacted thinking, are not shown).
@@ -76,10 +76,18 @@ _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authen
                "permission_error": "denied", "not_found_error": "model_not_found",
                "rate_limit_error": "rate_limited", "billing_error": "billing",
                "timeout_error": "timeout", "api_error": "server_error",
+               "invalid_request_error": "bad_request", "request_too_large": "bad_request",
                # Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
                "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
                "internalServerException": "server_error", "modelStreamErrorException": "server_error",
-               "modelTimeoutException": "timeout"}
+               "modelTimeoutException": "timeout", "validationException": "bad_request"}
+# Amazon Bedrock's error answers: a body of only {"message": ...}, the error's name in the
+# x-amzn-ErrorType header ("ThrottlingException:http://internal.amazon.com/..."). The names whose
+# kind their status alone would get wrong (a bad signature or key is a 403, like a denied model).
+_AWS_KINDS = {"UnrecognizedClientException": "authentication", "InvalidSignatureException": "authentication",
+              "IncompleteSignatureException": "authentication", "ExpiredTokenException": "authentication",
+              "MissingAuthenticationTokenException": "authentication",
+              "ServiceUnavailableException": "overloaded"}
 
 
 # ----- usage -------------------------------------------------------------------------------------
@@ -119,6 +127,9 @@ def merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_
     thinking = field(field(raw, "output_tokens_details"), _THINKING)
     if thinking is not None:
         seen[_THINKING] = int(thinking)
+    searches = field(field(raw, "server_tool_use"), _SEARCHES)
+    if searches is not None:
+        seen[_SEARCHES] = int(searches)
     return seen
 
 
@@ -259,7 +270,25 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     if not items.done:
         raise items.cut_short()
     reason = stop_reason or "end_turn"
-    yield Finish(reason, _refusal_note(stop_details) if reason == "refusal" else _STOP_NOTES.get(reason))
+    if reason == "refusal":
+        note = _refusal_note(stop_details)
+    elif reason == "max_tokens":
+        # the answer is cut where the limit fell (often llmcells' default, not one the user set)
+        note = (f"stopped: the answer reached max_tokens ({body['max_tokens']}); "
+                "pass a larger max_tokens for the rest")
+    else:
+        note = _STOP_NOTES.get(reason)
+    notes = [n for n in (note, _searches_note(seen.get(_SEARCHES), request)) if n]
+    yield Finish(reason, "; ".join(notes) or None)
+
+
+def _searches_note(searches: int | None, request: Request) -> str | None:
+    """The note for web searches the model ran (a server tool passed in params): Anthropic bills
+    each one apart from the tokens, and cost_usd counts tokens only."""
+    if not searches:
+        return None
+    return (f"{searches} web search{'es' if searches != 1 else ''} not in the cost: "
+            f"{request.spec.label} bills them apart from the tokens")
 
 
 def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
@@ -276,18 +305,38 @@ def thinking_signature(blocks: dict[Any, dict[str, Any]]) -> str:
 # ----- errors ------------------------------------------------------------------------------------
 
 
-def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST) -> LLMError:
-    status = exc.status_code
-    # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: go by type.
-    kind = _TYPE_KINDS.get(exc.type or "") or kind_of_status(status)
+def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DEFAULT_HOST,
+                  credentials: str | None = None) -> LLMError:
+    # An `event: error` inside a 200 stream arrives as APIStatusError with status 200: it has no
+    # HTTP status of its own (none is shown or recorded), only its type.
+    status = exc.status_code if exc.status_code >= 400 else None
+    aws_type = (exc.response.headers.get("x-amzn-errortype") or "").partition(":")[0]
+    kind = _TYPE_KINDS.get(exc.type or "") or _AWS_KINDS.get(aws_type) or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
-    return api_error(spec, kind, one_line(exc.api_message or exc.message),
+    # (exc.message is the SDK's "503 <body> (path: /v1/messages)": the body's words suffice)
+    message = exc.api_message or _plain_message(exc.body) or exc.response.reason_phrase or exc.message
+    return api_error(spec, kind, one_line(message),
                      host=host_of(spec.base_url, host), status=status,
-                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
+                     retry_after=retry_after_from_headers(exc.response.headers), response=exc.response,
+                     credentials=credentials)
 
 
-def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_HOST) -> LLMError | None:
+def _plain_message(body: Any) -> str | None:
+    """The message of an error body that is not Anthropic's: Bedrock's `{"message": ...}`, a
+    Google error (`{"error": {...}}`) that Vertex AI sent in a one-item list, or a proxy's text."""
+    if isinstance(body, str):
+        return body if body.strip() else None
+    if isinstance(body, list) and len(body) == 1:
+        body = body[0]
+    if not isinstance(body, dict):
+        return None
+    message = field(body, "message", "Message") or field(body.get("error"), "message")
+    return message if isinstance(message, str) and message.strip() else None
+
+
+def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_HOST,
+               credentials: str | None = None) -> LLMError | None:
     if isinstance(exc, LLMError):
         return exc
     host = host_of(spec.base_url, default_host)
@@ -296,7 +345,7 @@ def _map_error(exc: BaseException, spec: ModelSpec, default_host: str = DEFAULT_
     if isinstance(exc, anthropic.APIConnectionError):
         return connection_failed(spec, host, exc)
     if isinstance(exc, anthropic.APIStatusError):
-        return _status_error(exc, spec, default_host)
+        return _status_error(exc, spec, default_host, credentials)
     if isinstance(exc, anthropic.AnthropicError):
         return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
     return map_transport_error(exc, spec, default_host)
@@ -313,6 +362,8 @@ class AnthropicProvider(Provider):
     default_host = DEFAULT_HOST
     #: the `anthropic_version` a cloud takes in the body (None: the direct API's header only)
     body_version: str | None = None
+    #: what a rejected sign-in names, and where to fix it (None: the API key and its variable)
+    credentials: str | None = None
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropic:
         """An AsyncAnthropic client with the SDK's retries off (the runner retries)."""
@@ -335,7 +386,7 @@ class AnthropicProvider(Provider):
 
     def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
         """The llmcells error for an anthropic / httpx exception, or None if exc is neither."""
-        return _map_error(exc, spec, self.default_host)
+        return _map_error(exc, spec, self.default_host, self.credentials)
 
 
 ADAPTER = AnthropicProvider()

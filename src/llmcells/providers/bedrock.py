@@ -38,6 +38,8 @@ class BedrockProvider(AnthropicProvider):
     default_host = "bedrock-runtime.amazonaws.com"
     #: the only `anthropic_version` Bedrock takes; the SDK would send its own API date instead
     body_version = BEDROCK_VERSION
+    credentials = ("the AWS credentials; check aws configure, AWS_PROFILE or AWS_ACCESS_KEY_ID, "
+                   "or AWS_BEARER_TOKEN_BEDROCK")
 
     def make_client(self, options: ClientOptions) -> Any:
         """An AsyncAnthropicBedrock client with the SDK's retries off (the runner retries).

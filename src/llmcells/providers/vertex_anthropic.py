@@ -69,6 +69,8 @@ class VertexAnthropicProvider(AnthropicProvider):
     name = "vertex_anthropic"
     #: the only `anthropic_version` Vertex AI takes; the SDK would send its own API date instead
     body_version = VERTEX_VERSION
+    credentials = ("the Google Cloud credentials; run `gcloud auth application-default login` or "
+                   "set GOOGLE_APPLICATION_CREDENTIALS")
 
     def make_client(self, options: ClientOptions) -> anthropic.AsyncAnthropicVertex:
         """An AsyncAnthropicVertex client with the SDK's retries off; options.api_key, when set,

@@ -155,6 +155,8 @@ def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
     if fault == "401" and not key:
         message = "x-api-key header is required"
     hdrs = _error_headers()
+    if status == 429 or status >= 500:
+        hdrs["x-should-retry"] = "true"  # as the real API marks the errors worth sending again
     if status == 429:
         # The real API says when to come back; a fault's own retry_after wins (and the server
         # sets it on the reply), else one second, as a short burst limit asks.
@@ -177,3 +179,16 @@ def refuse(refusal: Any, api: str) -> Reply:
 
     hdrs = _error_headers()
     return Reply(refusal.status, hdrs, compact(error_body(PROVIDER, refusal, hdrs["request-id"])).encode())
+
+
+def url_source(body: Any) -> str | None:
+    """Where a Messages body gives an image or document by URL (`messages.0.content.1.source`),
+    or None: Claude on Amazon Bedrock and on Vertex AI takes them inline (base64) only."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    for i, message in enumerate(messages if isinstance(messages, list) else ()):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            source = block.get("source") if isinstance(block, dict) else None
+            if isinstance(source, dict) and source.get("type") == "url":
+                return f"messages.{i}.content.{j}.source"
+    return None

@@ -1,6 +1,7 @@
 """Amazon Bedrock's wire format for Claude: `POST /model/{id}/invoke` (JSON) and
 `/model/{id}/invoke-with-response-stream` (AWS event stream: binary frames with a prelude,
-headers and CRC32s, each `chunk` event carrying the base64 JSON of one Anthropic stream event),
+headers and CRC32s, each `chunk` event carrying the base64 JSON of one Anthropic stream event,
+the last with Bedrock's `amazon-bedrock-invocationMetrics`),
 SigV4 checked for presence, Bedrock's errors (`ThrottlingException`, 429, `x-amzn-errortype`),
 and `GET /foundation-models` (the control plane's model list).
 
@@ -17,10 +18,12 @@ import dataclasses
 import json
 import re
 import struct
+import time
 import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from .anthropic import url_source
 from .common import compact
 from .http11 import Request, Response
 
@@ -130,8 +133,8 @@ def _model_list() -> bytes:
 
 def _refusal(body: Any) -> str | None:
     """Bedrock's ValidationException message for a body not in its Claude form, else None: it
-    takes `anthropic_version` "bedrock-2023-05-31" only, and no `model` or `stream` (the URL
-    names the model and whether to stream)."""
+    takes `anthropic_version` "bedrock-2023-05-31" only, no `model` or `stream` (the URL names
+    the model and whether to stream), and no image or document by URL."""
     if not isinstance(body, dict) or "anthropic_version" not in body:
         return ("Malformed input request: #: required key [anthropic_version] not found, please "
                 "reformat your input and try again.")
@@ -141,6 +144,10 @@ def _refusal(body: Any) -> str | None:
     if extra:
         return (f"Malformed input request: #: extraneous key [{extra}] is not permitted, please "
                 "reformat your input and try again.")
+    where = url_source(body)
+    if where:  # Bedrock fetches no URLs: images and documents come as base64
+        return (f"{where}: Input tag 'url' found using 'type' does not match any of the expected "
+                "tags: 'base64'")
     return None
 
 
@@ -194,6 +201,9 @@ class EventStreamResponse:
         self._model = base_model(model)
         self._stream = stream
         self._pad = 0
+        self._t0 = time.monotonic()
+        self._first_ms: int | None = None
+        self._usage: dict[str, int] = {}  # the answer's token counts, for invocationMetrics
 
     def __getattr__(self, name: str) -> Any:  # started, gone, keep_alive, abort, reset, end
         return getattr(self._resp, name)
@@ -210,6 +220,27 @@ class EventStreamResponse:
         if isinstance(message, dict) and message.get("type") == "message" and "model" in message:
             message["model"] = self._model
         return data
+
+    def _with_metrics(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A stream event as Bedrock sends it: its last, message_stop, carries Bedrock's own
+        count of the call (`amazon-bedrock-invocationMetrics`)."""
+        kind = data.get("type")
+        usage = (data.get("message") or {}).get("usage") if kind == "message_start" else data.get("usage")
+        if isinstance(usage, dict):
+            self._usage.update({k: v for k, v in usage.items() if isinstance(v, int)})
+        if self._first_ms is None:
+            self._first_ms = int((time.monotonic() - self._t0) * 1000)
+        if kind != "message_stop":
+            return data
+        metrics = {"inputTokenCount": self._usage.get("input_tokens", 0),
+                   "outputTokenCount": self._usage.get("output_tokens", 0),
+                   "invocationLatency": int((time.monotonic() - self._t0) * 1000),
+                   "firstByteLatency": self._first_ms}
+        for ours, theirs in (("cache_read_input_tokens", "cacheReadInputTokenCount"),
+                             ("cache_creation_input_tokens", "cacheWriteInputTokenCount")):
+            if self._usage.get(ours):
+                metrics[theirs] = self._usage[ours]
+        return {**data, "amazon-bedrock-invocationMetrics": metrics}
 
     def _frames(self, sse: bytes) -> bytes:
         out = []
@@ -230,7 +261,8 @@ class EventStreamResponse:
                                            str(error.get("message") or "error")))
                 continue
             self._pad = (self._pad + 7) % 23
-            out.append(chunk_frame(compact(self._renamed(data)).encode(), "abcdefghijklmnopqrstuvwxyz"[:self._pad]))
+            event = self._with_metrics(self._renamed(data))
+            out.append(chunk_frame(compact(event).encode(), "abcdefghijklmnopqrstuvwxyz"[:self._pad]))
         return b"".join(out)
 
     async def send(self, status: int, headers: dict[str, str], body: bytes, trailing: bytes = b"") -> None:

@@ -91,12 +91,18 @@ class Claude:
 
     @staticmethod
     def precheck(req: Any) -> Reply | None:
-        """Vertex refuses a body in the direct API's form (a `model` field, no `anthropic_version`)."""
+        """Vertex refuses a body in the direct API's form (a `model` field, no `anthropic_version`),
+        and an image or document by URL."""
         try:
-            Claude.wire_body(json.loads(req.body or b"{}"), "")
+            body = json.loads(req.body or b"{}")
+            Claude.wire_body(body, "")
         except ValueError:
             return _google_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument: "
                                  "`anthropic_version` is required and `model` goes in the URL.")
+        where = anthropic.url_source(body)
+        if where:  # Vertex AI fetches no URLs for Claude: images and documents come as base64
+            return _google_error(400, "INVALID_ARGUMENT", f"{where}: URL sources are not supported; "
+                                 "send the image or document as base64.")
         return None
 
     @staticmethod
