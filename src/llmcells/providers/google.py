@@ -10,7 +10,9 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,9 +24,9 @@ from google.genai import models as genai_models
 from google.genai import types as genai_types
 
 from .. import capabilities
-from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
+from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError, RateLimitError
 from ..models import ModelSpec, vertex_enabled
-from ..quotas import from_headers
+from ..quotas import day_bounds, from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
 from ._common import (
@@ -49,6 +51,8 @@ _USAGE_NAMES = ("prompt_token_count", "tool_use_prompt_token_count", "cached_con
 _USAGE_CAMEL = ("promptTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount",
                 "candidatesTokenCount", "thoughtsTokenCount")
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
+#: a QuotaFailure quotaId of a per-day quota ("GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+_PER_DAY = re.compile(r"PerDay", re.IGNORECASE)
 
 # What this adapter reads of the SDK's types, and what it leaves alone on purpose (with why).
 # tests/test_sdk_drift.py checks both against the installed SDK: a finish reason, usage field or
@@ -467,6 +471,31 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
     return max(hints) if hints else None
 
 
+def _daily_quota(exc: genai_errors.APIError) -> str | None:
+    """The quotaId of a per-day quota that a 429's QuotaFailure names, else None."""
+    for d in _error_details(exc):
+        if str(d.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            for violation in d.get("violations") or ():
+                quota = violation.get("quotaId") if isinstance(violation, dict) else None
+                if isinstance(quota, str) and _PER_DAY.search(quota):
+                    return quota
+    return None
+
+
+def _daily_quota_error(quota: str, spec: ModelSpec, code: int) -> LLMError:
+    """A per-day quota used up: not retried (the RetryInfo Gemini sends with it is a few seconds,
+    but every request fails until the quota's day ends at midnight Pacific); retry_after is the
+    time left until then, so that a batch stops sending too."""
+    _, reset, zone = day_bounds("google")  # the Gemini API's quota day, whatever the route
+    when = datetime.fromtimestamp(reset, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    err = RateLimitError(f"{spec.label} daily quota used up ({one_line(quota, 80)}) for "
+                         f"{spec.name}; it resets at {when} (midnight {zone}): use another model "
+                         "or a paid tier until then.", provider=spec.provider,
+                         status_code=code or None, retry_after=max(0.0, reset - time.time()))
+    err.retryable = False  # every request fails until the day ends: waiting minutes won't help
+    return err
+
+
 def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     code = int(exc.code) if isinstance(exc.code, int) or str(exc.code).isdigit() else 0
     status = str(exc.status or "")
@@ -485,6 +514,9 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
                    "(gcloud auth application-default login)" if vertex_enabled()
                    or spec.provider == "vertex" else None)
     retry_after = _retry_after(exc) if kind in ("rate_limited", "overloaded", "server_error") else None
+    daily = _daily_quota(exc) if kind == "rate_limited" else None
+    if daily is not None:
+        return _daily_quota_error(daily, spec, code)
     return api_error(spec, kind, message, host=host_of(spec.base_url, _default_host()),
                      status=code or None, retry_after=retry_after,
                      response=getattr(exc, "response", None), credentials=credentials)
