@@ -59,7 +59,8 @@ _PER_DAY = re.compile(r"PerDay", re.IGNORECASE)
 # candidate field that a new SDK adds and neither names fails that test.
 READS = {
     # each ends the answer as "ok" with the reason as given, except those of _FINISH_ERRORS (an
-    # error) and _FINISH_NOTES (a note); CONTINUATION resumes the answer (see _lane_chunks)
+    # error) and _FINISH_NOTES (a note; MAX_TOKENS one when no answer text came);
+    # CONTINUATION resumes the answer (see _lane_chunks)
     "finish_reasons": {"STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "LANGUAGE", "OTHER",
                        "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
                        "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
@@ -67,7 +68,8 @@ READS = {
                        "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE", "MODEL_ARMOR",
                        "ESCALATION", "PUP_LIMITED_DISABLED", "CONTINUATION"},
     "usage": set(_USAGE_NAMES),
-    "candidate": {"content", "finish_reason", "continuation_token"},
+    # finish_message: the reason's explanation ("Malformed function call: ..."), added to its note
+    "candidate": {"content", "finish_reason", "continuation_token", "finish_message"},
 }
 _BREAKDOWN = "a per-modality breakdown of a count that is read"
 IGNORES = {
@@ -78,7 +80,6 @@ IGNORES = {
               "traffic_type": "which quota served the call; it does not change the token counts"},
     "candidate": {"index": "only one candidate is asked for (the first is read)",
                   "citation_metadata": "citations are not shown",
-                  "finish_message": "the finish reason is kept; its message adds nothing to show",
                   "token_count": "usageMetadata counts the tokens",
                   "grounding_metadata": "no grounding tools are declared",
                   "url_context_metadata": "no URL-context tool is declared",
@@ -360,6 +361,8 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # answer, one reasoning part (the thoughts), and one per function call, sent whole.
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
     # it changes.)
+    finish_message: str | None = None
+    answered = False               # some answer text came (not thoughts, not function calls)
     try:
         async for headers, chunk in items:
             if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
@@ -370,7 +373,9 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                                    service_tier=served)
             feedback = chunk.get("promptFeedback")
             if feedback and feedback.get("blockReason"):
-                raise BadRequestError(f"Gemini blocked the prompt ({feedback['blockReason']}).",
+                blocked = _with_message(f"Gemini blocked the prompt ({one_line(feedback['blockReason'], 40)})",
+                                        feedback.get("blockReasonMessage"))
+                raise BadRequestError(f"{blocked}; rephrase it or remove what the filter objects to.",
                                       provider=request.spec.provider)
             candidates = chunk.get("candidates")
             candidate = candidates[0] if candidates else None
@@ -387,6 +392,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                         continue
                     text = part.get("text")
                     if text:
+                        answered = answered or not part.get("thought")
                         for shown in items.show("reasoning" if part.get("thought") else "text", text):
                             yield shown
             usage = chunk.get("usageMetadata")
@@ -401,6 +407,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                 yield UsageUpdate(map_usage(usage))
             if candidate is not None and candidate.get("finishReason"):
                 finish_reason = str(candidate["finishReason"])
+                finish_message = candidate.get("finishMessage") or finish_message
                 items.finished()  # the last chunk: a cut after it no longer matters
     finally:
         await items.aclose()
@@ -409,8 +416,18 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
         raise items.cut_short()
     failed = _FINISH_ERRORS.get(finish_reason)
     if failed is not None:
-        raise failed[0](failed[1], provider=request.spec.provider)
-    yield Finish(finish_reason, _FINISH_NOTES.get(finish_reason))
+        raise failed[0](_with_message(failed[1], finish_message), provider=request.spec.provider)
+    note = _FINISH_NOTES.get(finish_reason)
+    if note is None and finish_reason == "MAX_TOKENS" and not answered:
+        note = _NO_ANSWER_YET  # a thinking model can spend the whole limit before any text
+    yield Finish(finish_reason, _with_message(note, finish_message) if note else None)
+
+
+def _with_message(line: str, message: Any) -> str:
+    """line, and the candidate's finishMessage after it when one came (one line, cut short)."""
+    if not isinstance(message, str) or not message.strip():
+        return line
+    return f"{line.rstrip('.')}: {one_line(message, 200).rstrip('.')}"
 
 
 # Finish reasons that mean there is no usable answer: an error, not an ok result.
@@ -418,7 +435,13 @@ _FINISH_ERRORS = {
     "MISSING_THOUGHT_SIGNATURE": (BadRequestError, "Gemini refused the conversation: a function "
                                   "call in its history lacks the thought signature it came with."),
     "MALFORMED_RESPONSE": (ProviderError, "Gemini produced a malformed response; try again."),
+    "PUP_LIMITED_DISABLED": (ProviderError, "Gemini refused to answer: Google has limited or "
+                             "disabled this account for Prohibited Use Policy violations; see "
+                             "Google AI Studio."),
 }
+#: the note of a MAX_TOKENS ending with no answer text at all
+_NO_ANSWER_YET = ("stopped: the output limit (max_tokens) was reached before any answer text, "
+                  "thinking included; raise it or lower the thinking level")
 # Finish reasons that end an answer the way a person should be told of (Result.notes).
 _FINISH_NOTES = {
     "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",
@@ -430,6 +453,16 @@ _FINISH_NOTES = {
     "PROHIBITED_CONTENT": "blocked: Gemini stopped the answer as prohibited content",
     "SPII": "blocked: the answer contained sensitive personal information",
     "MALFORMED_FUNCTION_CALL": "stopped: the model produced a malformed function call",
+    "UNEXPECTED_TOOL_CALL": "stopped: the model called a tool that was not declared",
+    "TOO_MANY_TOOL_CALLS": "stopped: the model made too many tool calls in one request",
+    "LANGUAGE": "blocked: Gemini stopped the answer as written in an unsupported language",
+    "IMAGE_SAFETY": "blocked: Gemini stopped the generated image for safety reasons",
+    "IMAGE_PROHIBITED_CONTENT": "blocked: Gemini stopped the generated image as prohibited content",
+    "IMAGE_RECITATION": "blocked: Gemini stopped the generated image as recitation of a source",
+    "IMAGE_OTHER": "stopped: Gemini stopped the image generation (no reason given)",
+    "NO_IMAGE": "stopped: the model was expected to generate an image and did not",
+    "ESCALATION": "blocked: an escalation rule filtered the request",
+    "OTHER": "stopped: Gemini stopped the answer (no reason given)",
 }
 
 
