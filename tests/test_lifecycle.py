@@ -102,9 +102,18 @@ def test_models_shut_down_before_today_are_refused_with_their_replacement(simula
     assert simulated.requests == []
 
 
-@pytest.mark.parametrize("model", ["gpt-5", "o3", "gpt-4o", "gpt-4.1"])
-def test_openai_models_with_a_shutdown_date_are_retiring(model):
-    assert lifecycle.lookup(f"openai:{model}").status(dt.date(2026, 12, 7)) == "retiring"
+@pytest.mark.parametrize("model", ["openai:gpt-5", "openai:o3", "openai:gpt-4o", "openai:gpt-4.1",
+                                   "anthropic:claude-opus-4-5-20251101"])
+def test_models_with_a_shutdown_date_are_retiring(model):
+    assert lifecycle.lookup(model).status(dt.date(2026, 12, 7)) == "retiring"
+
+
+def test_the_anthropic_sdks_deprecated_models_are_in_the_table():
+    """The installed anthropic SDK warns of these; llmcells must know their dates too."""
+    from anthropic._data import DEPRECATED_MODELS
+
+    for name in DEPRECATED_MODELS:
+        assert lifecycle.lookup(f"anthropic:{name}").retires is not None, name
 
 
 def test_the_simulator_answers_404_for_a_shut_down_gemini(fresh_sim):
