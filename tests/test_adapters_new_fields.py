@@ -216,3 +216,11 @@ def test_gemini_blocked_prompt_says_what_to_do():
     assert isinstance(mapped, BadRequestError) and not mapped.retryable
     assert mapped.message == ("Gemini blocked the prompt (PROHIBITED_CONTENT): The prompt was blocked; "
                               "rephrase it or remove what the filter objects to.")
+
+
+def test_gemini_max_tokens_after_a_function_call_is_not_called_empty():
+    call = {"functionCall": {"name": "add", "args": {"a": 2}}, "thoughtSignature": "AQI="}
+    chunk = _gemini_chunk("", finish="MAX_TOKENS")
+    chunk["candidates"][0]["content"]["parts"] = [call]
+    events, exc, _ = asyncio.run(_collect("google", _serve(_sse(chunk, sep="\r\n"))))
+    assert exc is None and events[-1] == Finish("MAX_TOKENS")

@@ -362,7 +362,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
     # it changes.)
     finish_message: str | None = None
-    answered = False               # some answer text came (not thoughts, not function calls)
+    answered = False               # some answer came: text (not thoughts) or a function call
     try:
         async for headers, chunk in items:
             if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
@@ -383,6 +383,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                 content = candidate.get("content")
                 for part in (content.get("parts") or ()) if content else ():
                     if "functionCall" in part:
+                        answered = True
                         call, index = part["functionCall"], items.new_part()
                         yield PartStart(index, "tool_call", id=call.get("id") or None,
                                         name=call.get("name") or None,
@@ -439,7 +440,7 @@ _FINISH_ERRORS = {
                              "disabled this account for Prohibited Use Policy violations; see "
                              "Google AI Studio."),
 }
-#: the note of a MAX_TOKENS ending with no answer text at all
+#: the note of a MAX_TOKENS ending with no answer at all (no text, no function call)
 _NO_ANSWER_YET = ("stopped: the output limit (max_tokens) was reached before any answer text, "
                   "thinking included; raise it or lower the thinking level")
 # Finish reasons that end an answer the way a person should be told of (Result.notes).
