@@ -373,10 +373,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                                    service_tier=served)
             feedback = chunk.get("promptFeedback")
             if feedback and feedback.get("blockReason"):
-                blocked = _with_message(f"Gemini blocked the prompt ({one_line(feedback['blockReason'], 40)})",
-                                        feedback.get("blockReasonMessage"))
-                raise BadRequestError(f"{blocked}; rephrase it or remove what the filter objects to.",
-                                      provider=request.spec.provider)
+                raise prompt_blocked(feedback, request.spec.provider)
             candidates = chunk.get("candidates")
             candidate = candidates[0] if candidates else None
             if candidate is not None:
@@ -415,13 +412,30 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
     if finish_reason is None:
         raise items.cut_short()
-    failed = _FINISH_ERRORS.get(finish_reason)
+    failed, note = ending(finish_reason, finish_message, answered, request.spec.provider)
     if failed is not None:
-        raise failed[0](_with_message(failed[1], finish_message), provider=request.spec.provider)
-    note = _FINISH_NOTES.get(finish_reason)
-    if note is None and finish_reason == "MAX_TOKENS" and not answered:
+        raise failed
+    yield Finish(finish_reason, note)
+
+
+def prompt_blocked(feedback: Mapping[str, Any], provider: str) -> LLMError:
+    """The error of a prompt Gemini blocked (promptFeedback.blockReason; no candidate comes)."""
+    blocked = _with_message(f"Gemini blocked the prompt ({one_line(feedback.get('blockReason'), 40)})",
+                            feedback.get("blockReasonMessage"))
+    return BadRequestError(f"{blocked}; rephrase it or remove what the filter objects to.", provider=provider)
+
+
+def ending(reason: str, message: Any, answered: bool, provider: str) -> tuple[LLMError | None, str | None]:
+    """How a candidate's finishReason ends its call: (the error when there is no usable answer,
+    else None; the note that says why the answer stopped short, else None). answered: some
+    text (not thoughts) or a function call came; message: the candidate's finishMessage."""
+    failed = _FINISH_ERRORS.get(reason)
+    if failed is not None:
+        return failed[0](_with_message(failed[1], message), provider=provider), None
+    note = _FINISH_NOTES.get(reason)
+    if note is None and reason == "MAX_TOKENS" and not answered:
         note = _NO_ANSWER_YET  # a thinking model can spend the whole limit before any text
-    yield Finish(finish_reason, _with_message(note, finish_message) if note else None)
+    return None, _with_message(note, message) if note else None
 
 
 def _with_message(line: str, message: Any) -> str:
