@@ -538,7 +538,7 @@ def _daily_quota_error(quota: str, spec: ModelSpec, code: int) -> LLMError:
     when = datetime.fromtimestamp(reset, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     err = RateLimitError(f"{spec.label} daily quota used up ({one_line(quota, 80)}) for "
                          f"{spec.name}; it resets at {when} (midnight {zone}): use another model "
-                         "or a paid tier until then.", provider=spec.provider,
+                         "or a higher usage tier until then.", provider=spec.provider,
                          status_code=code or None, retry_after=max(0.0, reset - time.time()))
     err.retryable = False  # every request fails until the day ends: waiting minutes won't help
     return err
