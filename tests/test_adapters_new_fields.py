@@ -165,3 +165,62 @@ def test_the_http_service_answers_with_the_notes():
 
     assert result_json(Result(text="x", notes=["refused: no"]))["notes"] == ["refused: no"]
     assert result_json(Result(text="x"))["notes"] == []
+
+
+@pytest.mark.parametrize("reason", ["UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "LANGUAGE", "IMAGE_SAFETY",
+                                    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "IMAGE_OTHER", "NO_IMAGE",
+                                    "ESCALATION", "OTHER"])
+def test_gemini_every_stop_short_of_an_answer_says_why(reason):
+    """Each of today's FinishReasons that ends a candidate short of its answer (often with no
+    text at all) gets a note: an empty "ok" answer would not say why it is empty."""
+    body = _sse(_gemini_chunk("", finish=reason), sep="\r\n")
+    events, exc, _ = asyncio.run(_collect("google", _serve(body)))
+    assert exc is None and _text(events) == ""
+    assert events[-1].reason == reason and events[-1].note, events[-1]
+
+
+def test_gemini_finish_message_is_added_to_the_note():
+    chunk = _gemini_chunk("", finish="MALFORMED_FUNCTION_CALL")
+    chunk["candidates"][0]["finishMessage"] = "Malformed function call: print(default_api.lookup(city=))\n"
+    events, exc, _ = asyncio.run(_collect("google", _serve(_sse(chunk, sep="\r\n"))))
+    assert exc is None
+    assert events[-1].note == ("stopped: the model produced a malformed function call: "
+                               "Malformed function call: print(default_api.lookup(city=))")
+
+
+def test_gemini_account_limited_for_policy_is_an_error():
+    body = _sse(_gemini_chunk("", finish="PUP_LIMITED_DISABLED"), sep="\r\n")
+    _, exc, mapped = asyncio.run(_collect("google", _serve(body)))
+    assert type(mapped) is ProviderError and not mapped.retryable
+    assert "Prohibited Use Policy" in mapped.message
+
+
+def test_gemini_max_tokens_spent_on_thinking_says_so():
+    """A thinking model can use the whole max_output_tokens on thoughts: MAX_TOKENS, no text."""
+    body = _sse(_gemini_chunk("planning...", thought=True), _gemini_chunk("", finish="MAX_TOKENS"), sep="\r\n")
+    events, exc, _ = asyncio.run(_collect("google", _serve(body)))
+    assert exc is None and _text(events) == ""
+    assert events[-1].reason == "MAX_TOKENS" and "max_tokens" in events[-1].note
+    # with some answer text, MAX_TOKENS is the plain short ending it always was
+    body = _sse(_gemini_chunk("Par", finish="MAX_TOKENS"), sep="\r\n")
+    events, exc, _ = asyncio.run(_collect("google", _serve(body)))
+    assert events[-1] == Finish("MAX_TOKENS")
+
+
+def test_gemini_blocked_prompt_says_what_to_do():
+    body = _sse({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT",
+                                    "blockReasonMessage": "The prompt was blocked."},
+                 "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5},
+                 "modelVersion": "gemini-3.5-flash-lite", "responseId": "r2"}, sep="\r\n")
+    events, exc, mapped = asyncio.run(_collect("google", _serve(body)))
+    assert isinstance(mapped, BadRequestError) and not mapped.retryable
+    assert mapped.message == ("Gemini blocked the prompt (PROHIBITED_CONTENT): The prompt was blocked; "
+                              "rephrase it or remove what the filter objects to.")
+
+
+def test_gemini_max_tokens_after_a_function_call_is_not_called_empty():
+    call = {"functionCall": {"name": "add", "args": {"a": 2}}, "thoughtSignature": "AQI="}
+    chunk = _gemini_chunk("", finish="MAX_TOKENS")
+    chunk["candidates"][0]["content"]["parts"] = [call]
+    events, exc, _ = asyncio.run(_collect("google", _serve(_sse(chunk, sep="\r\n"))))
+    assert exc is None and events[-1] == Finish("MAX_TOKENS")

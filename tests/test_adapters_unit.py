@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx2
@@ -779,6 +780,61 @@ def test_gemini_429_retry_info_and_503_overloaded():
                             "status": "UNAVAILABLE"}})
     _, _, mapped = asyncio.run(_collect("google", _serve(body, 503, {"content-type": "application/json"})))
     assert isinstance(mapped, OverloadedError) and mapped.retryable
+
+
+def _gemini_daily_429() -> bytes:
+    """A free tier's requests-per-day quota used up, as the Gemini API answers it: a QuotaFailure
+    naming the per-day quota, and a RetryInfo of a few seconds all the same."""
+    return _json({"error": {"code": 429, "message": "You exceeded your current quota, please check your plan "
+                            "and billing details. Please retry in 14.3s.", "status": "RESOURCE_EXHAUSTED",
+                            "details": [
+                                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                                    {"quotaMetric": "generativelanguage.googleapis.com/"
+                                                    "generate_content_free_tier_requests",
+                                     "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                                     "quotaDimensions": {"location": "global", "model": "gemini-3.5-flash-lite"},
+                                     "quotaValue": "20"}]},
+                                {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                                    {"description": "Learn more about Gemini API quotas",
+                                     "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+                                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "14s"}]}})
+
+
+def test_gemini_429_of_a_daily_quota_is_not_retried_and_says_when_it_resets():
+    """A per-day quota is not worth a retry in 14 s: every request fails until midnight Pacific."""
+    from llmcells.quotas import day_bounds
+    from llmcells.retry import should_retry
+
+    handler = _serve(_gemini_daily_429(), 429, {"content-type": "application/json"})
+    _, _, mapped = asyncio.run(_collect("google", handler))
+    assert isinstance(mapped, RateLimitError) and mapped.status_code == 429
+    assert not mapped.retryable and not should_retry(mapped, 3600)
+    reset = day_bounds("google")[1]
+    assert mapped.retry_after is not None and abs(mapped.retry_after - (reset - time.time())) < 5
+    assert "daily quota" in mapped.message and "America/Los_Angeles" in mapped.message
+    assert "GenerateRequestsPerDayPerProjectPerModel-FreeTier" in mapped.message
+    assert "\n" not in mapped.message
+
+
+def test_an_unretried_error_is_not_told_to_raise_retry_max_wait(simulated, monkeypatch):
+    """The engine's 'asked to wait longer than retry_max_wait' advice is for an error it would
+    retry; a daily quota's error keeps its own line, and is sent once."""
+    import llmcells
+    from google.genai import errors as genai_errors
+
+    sent = []
+
+    async def refused(client, request, **kw):
+        sent.append(request)
+        body = json.loads(_gemini_daily_429())
+        raise genai_errors.ClientError(429, body)
+        yield  # pragma: no cover - an async generator
+
+    monkeypatch.setattr(google_adapter, "_stream", refused)
+    r = llmcells.run(llmcells.ask("hi", "gemini", display=False))
+    assert r.status == "error" and r.error_kind == "rate_limited", r.error
+    assert "daily quota" in r.error and "retry_max_wait" not in r.error, r.error
+    assert len(sent) == 1
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])

@@ -86,6 +86,62 @@ def test_a_retired_model_is_refused_before_anything_is_sent(simulated):
     assert simulated.requests == []
 
 
+@pytest.mark.parametrize("model, line", [
+    ("google:gemini-2.0-flash", "gemini-2.0-flash was retired on 2026-06-01; use google:gemini-3.5-flash."),
+    ("google:gemini-2.0-flash-lite-001",
+     "gemini-2.0-flash-lite-001 was retired on 2026-06-01; use google:gemini-3.5-flash-lite."),
+    ("google:gemini-3-pro-preview", "gemini-3-pro-preview was retired on 2026-03-09; use google:gemini-3.8-flash."),
+    ("openai:o4-mini", "o4-mini was retired on 2026-10-23; use openai:gpt-6-luna."),
+])
+def test_models_shut_down_before_today_are_refused_with_their_replacement(simulated, model, line):
+    """Models still named in old notebooks and tutorials, shut down in 2026: one line naming the
+    replacement, not a request that comes back 404 'unknown model'."""
+    with pytest.raises(ConfigError) as err:
+        llmcells.run(llmcells.ask("hi", model=model, display=False))
+    assert str(err.value) == line
+    assert simulated.requests == []
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-5", "openai:o3", "openai:gpt-4o", "openai:gpt-4.1",
+                                   "anthropic:claude-opus-4-5-20251101"])
+def test_models_with_a_shutdown_date_are_retiring(model):
+    assert lifecycle.lookup(model).status(dt.date(2026, 12, 7)) == "retiring"
+
+
+def test_the_anthropic_sdks_deprecated_models_are_in_the_table():
+    """The installed anthropic SDK warns of these; llmcells must know their dates too."""
+    from anthropic._data import DEPRECATED_MODELS
+
+    for name in DEPRECATED_MODELS:
+        assert lifecycle.lookup(f"anthropic:{name}").retires is not None, name
+
+
+def test_the_simulator_answers_404_for_a_shut_down_gemini(fresh_sim):
+    import httpx2
+
+    with httpx2.Client(base_url=fresh_sim.url, timeout=30) as client:
+        r = client.post("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+                        headers={"x-goog-api-key": "k"},
+                        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_a_cloud_route_is_not_refused_by_the_makers_own_schedule(fresh_sim):
+    """Azure and Vertex AI retire models on their own dates: the simulator's check of a direct
+    API's shut-down model does not refuse an Azure deployment or a Vertex model of that name."""
+    import httpx2
+
+    with httpx2.Client(base_url=fresh_sim.url, timeout=30) as client:
+        r = client.post("/openai/deployments/o4-mini/chat/completions?api-version=2024-10-21",
+                        headers={"api-key": "k"},
+                        json={"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        r = client.post("/v1/projects/p/locations/global/publishers/google/models/gemini-2.5-flash:"
+                        "generateContent", headers={"authorization": "Bearer t"},
+                        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        assert r.status_code == 200, r.text
+
+
 def test_a_retiring_model_warns_once_per_session(simulated):
     with pytest.warns(lifecycle.ModelLifecycleWarning, match="gpt-4.1-mini will be retired on 2027-01-14; use openai:gpt-6-luna"):
         make_plan("hi", "openai:gpt-4.1-mini")
@@ -136,7 +192,8 @@ def test_llmcells_models_shows_each_models_status(shell, capsys):
 
 @pytest.mark.parametrize("model, takes", [
     ("anthropic:claude-haiku-5-5", False), ("anthropic:claude-haiku-4-5", False),
-    ("openai:gpt-6-luna", False), ("openai:gpt-5-mini", False), ("openai:o4-mini", False),
+    # (models that are not retiring: a shut-down model is refused before its plan is made)
+    ("openai:gpt-6-luna", False), ("openai:gpt-5.5-codex", False), ("openai:gpt-6-sol", False),
     ("openai:gpt-4.1", True), ("openai-responses:gpt-4.1", True),
     ("google:gemini-3.5-flash-lite", False), ("google:gemini-4-pro", False),
     ("google:gemini-3.1-flash-lite", True),

@@ -727,3 +727,72 @@ def test_max_cost_refuses_a_job_whose_price_is_unknown(via_env, home):
     message = str(e.value)
     assert "nothing was sent" in message and "set_price" in message and "\n" not in message
     assert control(via_env).jobs == {} and control(via_env).files == {}
+
+
+# ----- Gemini batch answers end as live calls do -----------------------------------------------------
+
+
+def _gemini_file_line(key, response):
+    from llmcells.batchjobs import google_jobs
+
+    return google_jobs._from_file_line({"key": key, "response": response})
+
+
+def test_a_gemini_batch_line_of_a_blocked_prompt_is_an_error():
+    """A blocked prompt has no candidates at all: the row is an error saying so, not an empty ok."""
+    item = _gemini_file_line("k1", {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                                    "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9},
+                                    "modelVersion": "gemini-3.5-flash-lite"})
+    assert item.status == "error" and item.error_kind == "bad_request"
+    assert item.error.startswith("Gemini blocked the prompt (PROHIBITED_CONTENT)")
+
+
+def test_gemini_batch_lines_stopped_short_carry_the_live_calls_note_or_error():
+    usage = {"promptTokenCount": 9, "candidatesTokenCount": 0, "totalTokenCount": 9}
+    safety = _gemini_file_line("k1", {"candidates": [{"content": {"role": "model"}, "finishReason": "SAFETY"}],
+                                      "usageMetadata": usage})
+    assert safety.status == "ok" and safety.finish_reason == "SAFETY" and safety.note.startswith("blocked:")
+    signature = _gemini_file_line("k2", {"candidates": [{"finishReason": "MISSING_THOUGHT_SIGNATURE"}],
+                                         "usageMetadata": usage})
+    assert signature.status == "error" and signature.error_kind == "bad_request"
+    plain = _gemini_file_line("k3", {"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"},
+                                                     "finishReason": "STOP"}], "usageMetadata": usage})
+    assert plain.status == "ok" and plain.text == "Hi" and plain.note is None
+
+
+def test_gemini_inline_batch_answers_end_as_live_calls_do():
+    import asyncio
+    import types
+
+    from google.genai import types as gt
+
+    from llmcells.batchjobs import google_jobs
+
+    def answer(**fields):
+        return gt.InlinedResponse(response=gt.GenerateContentResponse(**fields))
+
+    dest = types.SimpleNamespace(file_name=None, inlined_responses=[
+        answer(prompt_feedback=gt.GenerateContentResponsePromptFeedback(block_reason="SAFETY")),
+        answer(candidates=[gt.Candidate(finish_reason="UNEXPECTED_TOOL_CALL",
+                                        finish_message="Unexpected tool call: lookup")]),
+        answer(candidates=[gt.Candidate(content=gt.Content(role="model", parts=[gt.Part(text="Hi")]),
+                                        finish_reason="STOP")])])
+    status = types.SimpleNamespace(raw=types.SimpleNamespace(dest=dest))
+    blocked, unexpected, plain = asyncio.run(google_jobs.results(None, status, ["k1", "k2", "k3"]))
+    assert blocked.status == "error" and "blocked the prompt (SAFETY)" in blocked.error
+    assert unexpected.status == "ok" and unexpected.note == ("stopped: the model called a tool that was "
+                                                             "not declared: Unexpected tool call: lookup")
+    assert plain.status == "ok" and plain.text == "Hi" and plain.note is None
+
+
+def test_a_batch_items_note_reaches_its_result_and_survives_the_store():
+    from llmcells.batchjobs import core
+    from llmcells.batchjobs.drivers import Item
+    from llmcells.models import resolve
+
+    item = Item("k1", "ok", text="", finish_reason="SAFETY", note="blocked: for safety reasons")
+    result = core._result(item, {"sample": 0}, resolve("google:gemini-3.5-flash-lite"), "b1", "c1", 0.0, 1.0)
+    assert result.ok and result.notes == ["blocked: for safety reasons"]
+    restored = core._restore(json.loads(json.dumps(core._fields(result))),
+                             {"model": "google:gemini-3.5-flash-lite", "sample": 0})
+    assert restored.notes == ["blocked: for safety reasons"]

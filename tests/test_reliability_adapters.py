@@ -29,7 +29,7 @@ PATHS = ["chat", "responses", "anthropic", "google"]
 def _spec(path: str, sim) -> ModelSpec:
     return {
         "chat": ModelSpec("openai", "openai", "gpt-6-luna", "gpt-6-luna", base_url=sim.url + "/v1"),
-        "responses": ModelSpec("openai", "openai", "gpt-5", "gpt-5", api="responses",
+        "responses": ModelSpec("openai", "openai", "gpt-6-luna", "gpt-6-luna", api="responses",
                                base_url=sim.url + "/v1"),
         "anthropic": ModelSpec("anthropic", "anthropic", "claude-haiku-5-5", "claude-haiku-5-5",
                                base_url=sim.url),

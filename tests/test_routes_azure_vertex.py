@@ -454,3 +454,31 @@ def test_a_vertex_connection_error_names_the_vertex_host(model, monkeypatch):
     err = get_provider(spec.adapter).map_error(httpx2.ConnectError("refused"), spec)
     assert "europe-west4-aiplatform.googleapis.com" in err.message, err.message
     assert "anthropic.com" not in err.message and "generativelanguage" not in err.message
+
+
+def test_vertex_gemini_answers_as_vertex_does(fresh_sim):
+    """Vertex AI's generateContent answer names its traffic type (ON_DEMAND) and when it was
+    made, and no Gemini API service tier (as the recorded Vertex answers do); streamed too."""
+    import httpx2
+
+    base = f"{fresh_sim.url}/v1/projects/p/locations/global/publishers/google/models/gemini-3.5-flash-lite"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    with httpx2.Client(timeout=10, headers={"authorization": "Bearer ya29.sim"}) as client:
+        r = client.post(f"{base}:generateContent", json=body)
+        assert r.status_code == 200 and "x-gemini-service-tier" not in r.headers
+        usage = r.json()["usageMetadata"]
+        assert usage["trafficType"] == "ON_DEMAND" and "serviceTier" not in usage
+        assert r.json()["createTime"].endswith("Z")
+        r = client.post(f"{base}:streamGenerateContent?alt=sse", json=body)
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        assert chunks and all(c["usageMetadata"]["trafficType"] == "ON_DEMAND" for c in chunks)
+        assert "x-gemini-service-tier" not in r.headers
+    # the Gemini API's own answer keeps its serviceTier
+    with httpx2.Client(timeout=10, headers={"x-goog-api-key": "k"}) as client:
+        r = client.post(f"{fresh_sim.url}/v1beta/models/gemini-3.5-flash-lite:generateContent", json=body)
+        assert r.json()["usageMetadata"]["serviceTier"] == "standard" and "trafficType" not in r.json()["usageMetadata"]
+
+
+def test_vertex_gemini_through_llmcells_reads_its_traffic_type(simulated):
+    r = ask("Say hello", "vertex:gemini-3.5-flash-lite")
+    assert r.ok and r.usage.output_tokens > 0 and r.service_tier is None

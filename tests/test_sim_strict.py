@@ -520,3 +520,56 @@ def test_the_magic_turns_on_a_loose_simulator(shell, capsys):
         assert _simulation._sim.strict
     finally:
         llmcells.simulate(False)
+
+
+# ----- Gemini 3's thought signatures ------------------------------------------------------------
+
+
+def _gemini_tool_history(first: dict, *, model_url: str = GEMINI_URL, earlier_turn: bool = False) -> dict:
+    """A tool loop's second request: the user's question, the model's step of two parallel calls
+    (first as given, the second unsigned as Gemini sends it) and their results."""
+    step = {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, **first},
+                                       {"functionCall": {"name": "get_time", "args": {}}}]}
+    results = {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}},
+        {"functionResponse": {"name": "get_time", "response": {"result": "noon"}}}]}
+    contents = [{"role": "user", "parts": [{"text": "Weather and time?"}]}, step, results]
+    if earlier_turn:  # the calls were a finished turn: a new question came after them
+        contents += [{"role": "model", "parts": [{"text": "Sunny, at noon."}]},
+                     {"role": "user", "parts": [{"text": "Thanks. And tomorrow?"}]}]
+    return {"contents": contents}
+
+
+def test_gemini_3_refuses_a_current_turns_function_call_without_its_thought_signature(sim):
+    """Gemini 3 validates the signature of each step's first function call in the current turn
+    (400 otherwise); the parallel calls after it carry none, and earlier turns are not checked."""
+    r = post(sim, GEMINI_URL, _gemini_tool_history({}), GOOGLE)
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "missing a thought_signature" in r.json()["error"]["message"]
+    assert "default_api:get_weather" in r.json()["error"]["message"]
+    signed = {"thoughtSignature": b64(b"sig:get_weather:0")}
+    assert post(sim, GEMINI_URL, _gemini_tool_history(signed), GOOGLE).status_code == 200
+    dummy = {"thoughtSignature": b64(b"skip_thought_signature_validator")}  # Google's documented escape
+    assert post(sim, GEMINI_URL, _gemini_tool_history(dummy), GOOGLE).status_code == 200
+    assert post(sim, GEMINI_URL, _gemini_tool_history({}, earlier_turn=True), GOOGLE).status_code == 200
+    older = "/v1beta/models/gemini-2.5-flash-lite:generateContent"  # Gemini 2.5 does not enforce it
+    assert post(sim, older, _gemini_tool_history({}), GOOGLE).status_code == 200
+
+
+def test_gemini_signs_only_the_first_of_parallel_calls(simulated):
+    """The simulator answers parallel calls as Gemini 3 does (one signature, on the first call),
+    and llmcells' tool loop sends that step back so that Gemini 3 takes it."""
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    def get_time(city: str) -> str:
+        """The time in a city."""
+        return "noon"
+
+    r = llmcells.run(llmcells.ask('call get_weather({"city": "Paris"}) and call get_time({"city": "Paris"})',
+                                  "gemini", tools=[get_weather, get_time], display=False))
+    assert r.ok, r.error
+    assert [c.name for c in r.tool_calls] == ["get_weather", "get_time"]
+    step = next(c for c in simulated.requests[-1].body["contents"] if c["role"] == "model")
+    assert [("thoughtSignature" in p) for p in step["parts"]] == [True, False]

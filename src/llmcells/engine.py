@@ -444,8 +444,9 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
             await call.attempt(client)
             return
         except LLMError as err:
-            if err.retry_after is not None and err.retry_after > settings.retry_max_wait \
-                    and not getattr(err, "partial", False):
+            # (an error never retried, such as a daily quota used up, says when on its own)
+            if err.retryable and err.retry_after is not None \
+                    and err.retry_after > settings.retry_max_wait and not getattr(err, "partial", False):
                 err.args = (f"{err.message} The provider asked to wait {_duration(err.retry_after)}, "
                             f"longer than retry_max_wait ({settings.retry_max_wait:g} s); try again "
                             "later, or raise it with llmcells.configure(retry_max_wait=...).",)

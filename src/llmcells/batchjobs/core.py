@@ -424,7 +424,8 @@ def _result(it: Item, req: dict[str, Any], spec: Any, batch_id: str | None, call
                     status=status, text=it.text, reasoning=it.reasoning, usage=it.usage,
                     response_model=it.response_model, finish_reason=it.finish_reason,
                     error_kind=it.error_kind, error=it.error, latency_s=finished - submitted,
-                    ttft_s=None, attempts=1 if it.status == "ok" else 0, processing="batch")
+                    ttft_s=None, attempts=1 if it.status == "ok" else 0, processing="batch",
+                    notes=[it.note] if it.note else [])
     if it.status == "ok":
         from ..pricing import price_result
 
@@ -435,7 +436,7 @@ def _result(it: Item, req: dict[str, Any], spec: Any, batch_id: str | None, call
 
 
 _KEEP = ("text", "reasoning", "response_model", "finish_reason", "ttft_s", "latency_s", "status",
-         "error_kind", "error", "price_source", "call_id", "started_at", "attempts", "processing")
+         "error_kind", "error", "price_source", "call_id", "started_at", "attempts", "processing", "notes")
 
 
 def _fields(result: "Result") -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Item:
     finish_reason: str | None = None
     error_kind: str | None = None
     error: str | None = None
+    note: str | None = None                     # how an answer stopped short (Result.notes)
 
 
 def driver(adapter: str) -> Any:

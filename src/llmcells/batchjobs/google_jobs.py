@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..providers._common import one_line
-from ..providers.google import request_config, request_contents, map_usage, enum_name
+from ..providers.google import ending, enum_name, map_usage, prompt_blocked, request_config, request_contents
 from ..types import Request
 from .drivers import LIMITS, Item, JobStatus
 from .._log import swallowed
@@ -125,10 +125,24 @@ def _from_file_line(rec: dict[str, Any]) -> Item:
         return Item(key, "error", error_kind="bad_request", error=one_line(f"Gemini batch: {message}"))
     cand = (resp.get("candidates") or [{}])[0]
     parts = (cand.get("content") or {}).get("parts") or []
-    return Item(key, "ok", text="".join(p.get("text", "") for p in parts if not p.get("thought")),
-                reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
-                usage=map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"),
-                finish_reason=cand.get("finishReason"))
+    return _item(key, resp.get("promptFeedback") or {}, cand.get("finishReason"), cand.get("finishMessage"),
+                 text="".join(p.get("text", "") for p in parts if not p.get("thought")),
+                 reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
+                 called=any("functionCall" in p for p in parts),
+                 usage=map_usage(resp.get("usageMetadata") or {}), response_model=resp.get("modelVersion"))
+
+
+def _item(key: str, feedback: dict[str, Any], reason: Any, message: Any, *, text: str, reasoning: str,
+          called: bool, **answer: Any) -> Item:
+    """One answered request's Item, ended as a live call's stream ends: a blocked prompt or a
+    finishReason that leaves no usable answer is an error; one that stops it short, a note."""
+    if feedback.get("blockReason"):
+        err = prompt_blocked(feedback, "google")
+        return Item(key, "error", error_kind=err.kind, error=err.message, **answer)
+    failed, note = ending(str(reason), message, bool(text) or called, "google") if reason else (None, None)
+    if failed is not None:
+        return Item(key, "error", finish_reason=reason, error_kind=failed.kind, error=failed.message, **answer)
+    return Item(key, "ok", text=text, reasoning=reasoning, finish_reason=reason, note=note, **answer)
 
 
 async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]:
@@ -149,9 +163,14 @@ async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]
         resp = r.response
         cand = resp.candidates[0] if resp.candidates else None
         parts = (cand.content.parts if cand and cand.content else None) or []
-        text = "".join(p.text for p in parts if p.text and not p.thought)
-        thoughts = "".join(p.text for p in parts if p.text and p.thought)
-        items.append(Item(key, "ok", text=text, reasoning=thoughts, usage=map_usage(resp.usage_metadata),
-                          response_model=resp.model_version,
-                          finish_reason=enum_name(cand.finish_reason) if cand and cand.finish_reason else None))
+        feedback = resp.prompt_feedback
+        blocked = feedback.block_reason if feedback is not None else None
+        items.append(_item(
+            key, {"blockReason": enum_name(blocked), "blockReasonMessage": feedback.block_reason_message}
+            if blocked else {}, enum_name(cand.finish_reason) if cand and cand.finish_reason else None,
+            cand.finish_message if cand else None,
+            text="".join(p.text for p in parts if p.text and not p.thought),
+            reasoning="".join(p.text for p in parts if p.text and p.thought),
+            called=any(p.function_call is not None for p in parts),
+            usage=map_usage(resp.usage_metadata), response_model=resp.model_version))
     return items

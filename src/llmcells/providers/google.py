@@ -10,7 +10,9 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,9 +24,9 @@ from google.genai import models as genai_models
 from google.genai import types as genai_types
 
 from .. import capabilities
-from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError
+from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError, RateLimitError
 from ..models import ModelSpec, vertex_enabled
-from ..quotas import from_headers
+from ..quotas import day_bounds, from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
 from ._common import (
@@ -49,13 +51,16 @@ _USAGE_NAMES = ("prompt_token_count", "tool_use_prompt_token_count", "cached_con
 _USAGE_CAMEL = ("promptTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount",
                 "candidatesTokenCount", "thoughtsTokenCount")
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*s\b", re.IGNORECASE)
+#: a QuotaFailure quotaId of a per-day quota ("GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+_PER_DAY = re.compile(r"PerDay", re.IGNORECASE)
 
 # What this adapter reads of the SDK's types, and what it leaves alone on purpose (with why).
 # tests/test_sdk_drift.py checks both against the installed SDK: a finish reason, usage field or
 # candidate field that a new SDK adds and neither names fails that test.
 READS = {
     # each ends the answer as "ok" with the reason as given, except those of _FINISH_ERRORS (an
-    # error) and _FINISH_NOTES (a note); CONTINUATION resumes the answer (see _lane_chunks)
+    # error) and _FINISH_NOTES (a note; MAX_TOKENS one when no answer text came);
+    # CONTINUATION resumes the answer (see _lane_chunks)
     "finish_reasons": {"STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "LANGUAGE", "OTHER",
                        "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "MALFORMED_FUNCTION_CALL",
                        "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE",
@@ -63,7 +68,8 @@ READS = {
                        "MISSING_THOUGHT_SIGNATURE", "MALFORMED_RESPONSE", "MODEL_ARMOR",
                        "ESCALATION", "PUP_LIMITED_DISABLED", "CONTINUATION"},
     "usage": set(_USAGE_NAMES),
-    "candidate": {"content", "finish_reason", "continuation_token"},
+    # finish_message: the reason's explanation ("Malformed function call: ..."), added to its note
+    "candidate": {"content", "finish_reason", "continuation_token", "finish_message"},
 }
 _BREAKDOWN = "a per-modality breakdown of a count that is read"
 IGNORES = {
@@ -74,7 +80,6 @@ IGNORES = {
               "traffic_type": "which quota served the call; it does not change the token counts"},
     "candidate": {"index": "only one candidate is asked for (the first is read)",
                   "citation_metadata": "citations are not shown",
-                  "finish_message": "the finish reason is kept; its message adds nothing to show",
                   "token_count": "usageMetadata counts the tokens",
                   "grounding_metadata": "no grounding tools are declared",
                   "url_context_metadata": "no URL-context tool is declared",
@@ -356,6 +361,8 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # answer, one reasoning part (the thoughts), and one per function call, sent whole.
     # (This loop runs for every chunk: each field is read once, and usage is mapped only when
     # it changes.)
+    finish_message: str | None = None
+    answered = False               # some answer came: text (not thoughts) or a function call
     try:
         async for headers, chunk in items:
             if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
@@ -366,14 +373,14 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                                    service_tier=served)
             feedback = chunk.get("promptFeedback")
             if feedback and feedback.get("blockReason"):
-                raise BadRequestError(f"Gemini blocked the prompt ({feedback['blockReason']}).",
-                                      provider=request.spec.provider)
+                raise prompt_blocked(feedback, request.spec.provider)
             candidates = chunk.get("candidates")
             candidate = candidates[0] if candidates else None
             if candidate is not None:
                 content = candidate.get("content")
                 for part in (content.get("parts") or ()) if content else ():
                     if "functionCall" in part:
+                        answered = True
                         call, index = part["functionCall"], items.new_part()
                         yield PartStart(index, "tool_call", id=call.get("id") or None,
                                         name=call.get("name") or None,
@@ -383,6 +390,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                         continue
                     text = part.get("text")
                     if text:
+                        answered = answered or not part.get("thought")
                         for shown in items.show("reasoning" if part.get("thought") else "text", text):
                             yield shown
             usage = chunk.get("usageMetadata")
@@ -397,16 +405,44 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                 yield UsageUpdate(map_usage(usage))
             if candidate is not None and candidate.get("finishReason"):
                 finish_reason = str(candidate["finishReason"])
+                finish_message = candidate.get("finishMessage") or finish_message
                 items.finished()  # the last chunk: a cut after it no longer matters
     finally:
         await items.aclose()
     # A cleanly cut stream ends silently in the SDK; only a finishReason proves the answer is whole.
     if finish_reason is None:
         raise items.cut_short()
-    failed = _FINISH_ERRORS.get(finish_reason)
+    failed, note = ending(finish_reason, finish_message, answered, request.spec.provider)
     if failed is not None:
-        raise failed[0](failed[1], provider=request.spec.provider)
-    yield Finish(finish_reason, _FINISH_NOTES.get(finish_reason))
+        raise failed
+    yield Finish(finish_reason, note)
+
+
+def prompt_blocked(feedback: Mapping[str, Any], provider: str) -> LLMError:
+    """The error of a prompt Gemini blocked (promptFeedback.blockReason; no candidate comes)."""
+    blocked = _with_message(f"Gemini blocked the prompt ({one_line(feedback.get('blockReason'), 40)})",
+                            feedback.get("blockReasonMessage"))
+    return BadRequestError(f"{blocked}; rephrase it or remove what the filter objects to.", provider=provider)
+
+
+def ending(reason: str, message: Any, answered: bool, provider: str) -> tuple[LLMError | None, str | None]:
+    """How a candidate's finishReason ends its call: (the error when there is no usable answer,
+    else None; the note that says why the answer stopped short, else None). answered: some
+    text (not thoughts) or a function call came; message: the candidate's finishMessage."""
+    failed = _FINISH_ERRORS.get(reason)
+    if failed is not None:
+        return failed[0](_with_message(failed[1], message), provider=provider), None
+    note = _FINISH_NOTES.get(reason)
+    if note is None and reason == "MAX_TOKENS" and not answered:
+        note = _NO_ANSWER_YET  # a thinking model can spend the whole limit before any text
+    return None, _with_message(note, message) if note else None
+
+
+def _with_message(line: str, message: Any) -> str:
+    """line, and the candidate's finishMessage after it when one came (one line, cut short)."""
+    if not isinstance(message, str) or not message.strip():
+        return line
+    return f"{line.rstrip('.')}: {one_line(message, 200).rstrip('.')}"
 
 
 # Finish reasons that mean there is no usable answer: an error, not an ok result.
@@ -414,7 +450,13 @@ _FINISH_ERRORS = {
     "MISSING_THOUGHT_SIGNATURE": (BadRequestError, "Gemini refused the conversation: a function "
                                   "call in its history lacks the thought signature it came with."),
     "MALFORMED_RESPONSE": (ProviderError, "Gemini produced a malformed response; try again."),
+    "PUP_LIMITED_DISABLED": (ProviderError, "Gemini refused to answer: Google has limited or "
+                             "disabled this account for Prohibited Use Policy violations; see "
+                             "Google AI Studio."),
 }
+#: the note of a MAX_TOKENS ending with no answer at all (no text, no function call)
+_NO_ANSWER_YET = ("stopped: the output limit (max_tokens) was reached before any answer text, "
+                  "thinking included; raise it or lower the thinking level")
 # Finish reasons that end an answer the way a person should be told of (Result.notes).
 _FINISH_NOTES = {
     "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",
@@ -426,6 +468,16 @@ _FINISH_NOTES = {
     "PROHIBITED_CONTENT": "blocked: Gemini stopped the answer as prohibited content",
     "SPII": "blocked: the answer contained sensitive personal information",
     "MALFORMED_FUNCTION_CALL": "stopped: the model produced a malformed function call",
+    "UNEXPECTED_TOOL_CALL": "stopped: the model called a tool that was not declared",
+    "TOO_MANY_TOOL_CALLS": "stopped: the model made too many tool calls in one request",
+    "LANGUAGE": "blocked: Gemini stopped the answer as written in an unsupported language",
+    "IMAGE_SAFETY": "blocked: Gemini stopped the generated image for safety reasons",
+    "IMAGE_PROHIBITED_CONTENT": "blocked: Gemini stopped the generated image as prohibited content",
+    "IMAGE_RECITATION": "blocked: Gemini stopped the generated image as recitation of a source",
+    "IMAGE_OTHER": "stopped: Gemini stopped the image generation (no reason given)",
+    "NO_IMAGE": "stopped: the model was expected to generate an image and did not",
+    "ESCALATION": "blocked: an escalation rule filtered the request",
+    "OTHER": "stopped: Gemini stopped the answer (no reason given)",
 }
 
 
@@ -467,6 +519,31 @@ def _retry_after(exc: genai_errors.APIError) -> float | None:
     return max(hints) if hints else None
 
 
+def _daily_quota(exc: genai_errors.APIError) -> str | None:
+    """The quotaId of a per-day quota that a 429's QuotaFailure names, else None."""
+    for d in _error_details(exc):
+        if str(d.get("@type", "")).endswith("google.rpc.QuotaFailure"):
+            for violation in d.get("violations") or ():
+                quota = violation.get("quotaId") if isinstance(violation, dict) else None
+                if isinstance(quota, str) and _PER_DAY.search(quota):
+                    return quota
+    return None
+
+
+def _daily_quota_error(quota: str, spec: ModelSpec, code: int) -> LLMError:
+    """A per-day quota used up: not retried (the RetryInfo Gemini sends with it is a few seconds,
+    but every request fails until the quota's day ends at midnight Pacific); retry_after is the
+    time left until then, so that a batch stops sending too."""
+    _, reset, zone = day_bounds("google")  # the Gemini API's quota day, whatever the route
+    when = datetime.fromtimestamp(reset, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    err = RateLimitError(f"{spec.label} daily quota used up ({one_line(quota, 80)}) for "
+                         f"{spec.name}; it resets at {when} (midnight {zone}): use another model "
+                         "or a higher usage tier until then.", provider=spec.provider,
+                         status_code=code or None, retry_after=max(0.0, reset - time.time()))
+    err.retryable = False  # every request fails until the day ends: waiting minutes won't help
+    return err
+
+
 def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     code = int(exc.code) if isinstance(exc.code, int) or str(exc.code).isdigit() else 0
     status = str(exc.status or "")
@@ -485,6 +562,9 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
                    "(gcloud auth application-default login)" if vertex_enabled()
                    or spec.provider == "vertex" else None)
     retry_after = _retry_after(exc) if kind in ("rate_limited", "overloaded", "server_error") else None
+    daily = _daily_quota(exc) if kind == "rate_limited" else None
+    if daily is not None:
+        return _daily_quota_error(daily, spec, code)
     return api_error(spec, kind, message, host=host_of(spec.base_url, _default_host()),
                      status=code or None, retry_after=retry_after,
                      response=getattr(exc, "response", None), credentials=credentials)

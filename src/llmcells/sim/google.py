@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from .common import Plan, Prompt, Reply, as_text, users_text
@@ -41,17 +42,19 @@ def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prom
                   config.get("temperature"), latest=latest)
 
 
-def headers(stream: bool) -> dict[str, str]:
-    """Response headers the real API sends."""
-    hdrs = {"content-type": SSE_TYPE if stream else JSON_TYPE, "vary": "Origin, X-Origin, Referer",
-            "x-gemini-service-tier": "standard"}
+def headers(stream: bool, *, vertex: bool = False) -> dict[str, str]:
+    """Response headers the real API sends (Vertex AI names no service tier)."""
+    hdrs = {"content-type": SSE_TYPE if stream else JSON_TYPE, "vary": "Origin, X-Origin, Referer"}
+    if not vertex:
+        hdrs["x-gemini-service-tier"] = "standard"
     if stream:
         hdrs["content-disposition"] = "attachment"
     return hdrs
 
 
-def usage_metadata(plan: Plan, candidates: int) -> dict[str, Any]:
-    """A generateContent `usageMetadata` object for plan."""
+def usage_metadata(plan: Plan, candidates: int, *, vertex: bool = False) -> dict[str, Any]:
+    """A generateContent `usageMetadata` object for plan: the Gemini API's serviceTier, or
+    Vertex AI's trafficType (ON_DEMAND: pay-as-you-go), as each sends it."""
     # promptTokenCount includes cached tokens; candidatesTokenCount excludes thoughts.
     usage: dict[str, Any] = {"promptTokenCount": plan.prompt_total,
                              "candidatesTokenCount": candidates,
@@ -62,17 +65,25 @@ def usage_metadata(plan: Plan, candidates: int) -> dict[str, Any]:
         usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": plan.cached_tokens}]
     if plan.reasoning_tokens:
         usage["thoughtsTokenCount"] = plan.reasoning_tokens
-    usage["serviceTier"] = "standard"
+    if vertex:
+        usage["trafficType"] = "ON_DEMAND"
+    else:
+        usage["serviceTier"] = "standard"
     return usage
 
 
-def _response(plan: Plan, resp_id: str, text: str, candidates: int, finish: bool) -> dict[str, Any]:
+def _response(plan: Plan, resp_id: str, text: str, candidates: int, finish: bool,
+              vertex: bool = False) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
     if finish:
         candidate["finishReason"] = "MAX_TOKENS" if plan.truncated else "STOP"
     candidate["index"] = 0
-    return {"candidates": [candidate], "usageMetadata": usage_metadata(plan, candidates),
-            "modelVersion": plan.model, "responseId": resp_id}
+    body = {"candidates": [candidate], "usageMetadata": usage_metadata(plan, candidates, vertex=vertex),
+            "modelVersion": plan.model}
+    if vertex:  # Vertex AI also says when it made the answer
+        body["createTime"] = datetime.fromtimestamp(plan.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body["responseId"] = resp_id
+    return body
 
 
 def response_id(plan: Plan) -> str:
@@ -86,8 +97,9 @@ class GeminiStream:
 
     content_type = SSE_TYPE
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, vertex: bool = False) -> None:
         self.plan = plan
+        self.vertex = vertex
         self.resp_id = response_id(plan)
         self.sent = 0
 
@@ -100,10 +112,10 @@ class GeminiStream:
 
     def delta(self, token: str) -> bytes:
         self.sent += 1
-        return self._data(_response(self.plan, self.resp_id, token, self.sent, False))
+        return self._data(_response(self.plan, self.resp_id, token, self.sent, False, self.vertex))
 
     def close(self) -> list[bytes]:
-        return [self._data(_response(self.plan, self.resp_id, "", self.sent, True))]
+        return [self._data(_response(self.plan, self.resp_id, "", self.sent, True, self.vertex))]
 
     def error(self) -> bytes:
         return self._data({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
@@ -113,15 +125,15 @@ class GeminiStream:
         return b'data: {"candidates": [{"content": {"parts": [{"text": "oops\r\n\r\n'
 
 
-def stream(plan: Plan) -> GeminiStream:
-    """The event formatter for a streamed answer."""
-    return GeminiStream(plan)
+def stream(plan: Plan, *, vertex: bool = False) -> GeminiStream:
+    """The event formatter for a streamed answer (on Vertex AI: its usage and fields)."""
+    return GeminiStream(plan, vertex)
 
 
-def complete(plan: Plan) -> Reply:
+def complete(plan: Plan, *, vertex: bool = False) -> Reply:
     """A non-streamed answer (pretty-printed, like the real API)."""
-    body = _response(plan, response_id(plan), plan.text, len(plan.tokens), True)
-    return Reply(200, headers(False), pretty(body).encode())
+    body = _response(plan, response_id(plan), plan.text, len(plan.tokens), True, vertex)
+    return Reply(200, headers(False, vertex=vertex), pretty(body).encode())
 
 
 def _error_fields(fault: str, model: str, api: str, retry_after: float | None) -> dict[str, Any]:

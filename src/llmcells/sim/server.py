@@ -210,7 +210,8 @@ class SimServer:
         refusal = None
         if refused is None and self.state.strict:  # what the real API refuses (sim/validate.py)
             model = path_model or (str(body.get("model", "")) if isinstance(body, dict) else "")
-            if model and catalog.status(module.PROVIDER, model) == "retired":
+            # (by the route's own id: Azure and Vertex AI retire models on their own schedules)
+            if model and catalog.status(route_of(module), model) == "retired":
                 refused = "404"
             else:
                 refusal = (validate.request_size(len(req.body), module.PROVIDER)

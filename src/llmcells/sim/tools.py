@@ -301,10 +301,12 @@ def _gemini(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
     from .google import response_id, usage_metadata, gjson
 
     # Gemini sends a turn's function calls whole, in one chunk, with finishReason STOP.
-    # Gemini 2.5+ signs a function call (thoughtSignature): a client must send it back as is.
-    parts = [{"functionCall": {"name": name, "args": args},
-              "thoughtSignature": base64.b64encode(f"sig:{name}:{i}".encode()).decode()}
-             for i, (name, args) in enumerate(calls)]
+    # Gemini 2.5+ signs a turn's first function call (thoughtSignature; parallel calls after it
+    # carry none): a client must send it back as is (validate._unsigned_call).
+    parts: list[dict[str, Any]] = [{"functionCall": {"name": name, "args": args}} for name, args in calls]
+    if parts:
+        name = calls[0][0]
+        parts[0]["thoughtSignature"] = base64.b64encode(f"sig:{name}:0".encode()).decode()
     body = {"candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP",
                             "index": 0}],
             "usageMetadata": usage_metadata(plan, len(plan.tokens)), "modelVersion": plan.model,

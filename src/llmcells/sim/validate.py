@@ -441,13 +441,17 @@ def _gemini_rules(body: dict[str, Any], model: catalog.SimModel) -> Refusal | No
                                     f"for {_short(str(inline.get('data'))[:40])}")
             if not _GEMINI_MEDIA.match(media):
                 return Refusal(400, f"Unsupported MIME type: {media}")
+    generation = re.match(r"gemini-(\d+)", catalog.base_id(model.id))
+    if generation is not None and int(generation.group(1)) >= 3:
+        unsigned = _unsigned_call(body.get("contents") or [])
+        if unsigned is not None:
+            return unsigned
     thinking = _get(body, ("generationConfig", "thinkingConfig"))
     if isinstance(thinking, dict):
         level = thinking.get("thinkingLevel", thinking.get("thinking_level"))
         budget = thinking.get("thinkingBudget", thinking.get("thinking_budget"))
         if level is not None and budget is not None:
             return Refusal(400, "You can only set only one of thinking budget and thinking level.")
-        generation = re.match(r"gemini-(\d+)", catalog.base_id(model.id))
         if level is not None and generation is not None and int(generation.group(1)) < 3:
             # thinking levels came with Gemini 3; earlier models take only a budget
             return Refusal(400, "Thinking level is not supported for this model.")
@@ -456,6 +460,42 @@ def _gemini_rules(body: dict[str, Any], model: catalog.SimModel) -> Refusal | No
         return Refusal(400, f"Unable to submit request because it has a maxOutputTokens value of {limit} but "
                             f"the supported range is from 1 (inclusive) to {model.max_output + 1} (exclusive). "
                             "Update the value and try again.")
+    return None
+
+
+#: the placeholder signatures Google documents for a history a client did not get from the model
+_DUMMY_SIGNATURES = {b"context_engineering_is_the_way_to_go", b"skip_thought_signature_validator"}
+
+
+def _unsigned_call(contents: list[Any]) -> Refusal | None:
+    """Gemini 3's check of the current turn (every content after the last user text): each
+    model step's first function call must carry the thoughtSignature it came with (the others
+    of a step of parallel calls carry none)."""
+    start = 0
+    for i, c in enumerate(contents):
+        if isinstance(c, dict) and c.get("role", "user") == "user" and any(
+                isinstance(p, dict) and "text" in p for p in c.get("parts") or ()):
+            start = i + 1
+    for i in range(start, len(contents)):
+        c = contents[i]
+        if not isinstance(c, dict) or c.get("role") != "model":
+            continue
+        calls = [p for p in c.get("parts") or () if isinstance(p, dict)
+                 and ("functionCall" in p or "function_call" in p)]
+        if not calls:
+            continue
+        first = calls[0]
+        signature = first.get("thoughtSignature", first.get("thought_signature"))
+        if not signature:
+            name = (first.get("functionCall") or first.get("function_call") or {}).get("name", "")
+            return Refusal(400, "Function call is missing a thought_signature in functionCall parts. This "
+                                "is required for tools to work correctly, and missing thought_signature "
+                                "may lead to degraded model performance. Additional data, function call "
+                                f"`default_api:{name}` , position {i + 1}. Please refer to "
+                                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details.")
+        raw = _b64(signature)
+        if raw is None or (raw not in _DUMMY_SIGNATURES and not raw.startswith(b"sig:")):
+            return Refusal(400, "Corrupted thought signature.")
     return None
 
 

@@ -139,10 +139,21 @@ class Gemini:
     ROUTE = ROUTE
     api_key = staticmethod(api_key)
     parse = staticmethod(google.parse)
-    stream = staticmethod(google.stream)
-    complete = staticmethod(google.complete)
-    headers = staticmethod(google.headers)
     refuse = staticmethod(google.refuse)
+
+    # Vertex AI's answers: usageMetadata.trafficType (no serviceTier), createTime, and no
+    # x-gemini-service-tier header
+    @staticmethod
+    def stream(plan: Any) -> Any:
+        return google.stream(plan, vertex=True)
+
+    @staticmethod
+    def complete(plan: Any) -> Reply:
+        return google.complete(plan, vertex=True)
+
+    @staticmethod
+    def headers(stream: bool) -> dict[str, str]:
+        return google.headers(stream, vertex=True)
 
     @staticmethod
     def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
