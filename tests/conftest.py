@@ -18,6 +18,10 @@ CASSETTES = ROOT / "tests" / "fixtures" / "cassettes"
 # before it picks a backend, and llmcells.keys treats the null backend as "no keyring".
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
+# The lifecycle table is read as of one day (lifecycle.current_date), so that a model's shutdown
+# date passing never turns a test red that names it; every process the tests start inherits it.
+os.environ["LLMCELLS_TODAY"] = "2026-12-07"
+
 #: markers that put a test in the slow tier on their own
 SLOW_MARKERS = ("kernel", "browser")
 

@@ -223,3 +223,18 @@ def test_an_agent_clis_model_is_checked_as_the_api_model_it_is():
     with pytest.raises(ConfigError, match="claude-sonnet-4-5 was retired on 2026-11-30; use anthropic:claude-sonnet-4-6"):
         make_plan("hi", "claude-code:claude-sonnet-4-5")
     assert make_plan("hi", "claude-code").request.spec.name == "claude-sonnet-4-6"
+
+
+def test_the_lifecycle_is_read_as_of_llmcells_today(monkeypatch):
+    """The suite pins the date (LLMCELLS_TODAY) so that a shutdown date passing can't turn a
+    test red; without it the system's date applies, and a wrong value says so and is ignored."""
+    from llmcells import lifecycle
+
+    row = lifecycle.lookup("openai:gpt-4o-mini")  # retires 2027-01-14
+    monkeypatch.setenv("LLMCELLS_TODAY", "2027-01-14")
+    assert row.status() == "retired"
+    monkeypatch.setenv("LLMCELLS_TODAY", "2027-01-13")
+    assert row.status() == "retiring"
+    monkeypatch.setenv("LLMCELLS_TODAY", "soon")
+    with pytest.warns(lifecycle.LLMCellsWarning, match="LLMCELLS_TODAY='soon' is not a date"):
+        assert lifecycle.current_date() == __import__("datetime").date.today()

@@ -9,6 +9,7 @@ and `%load_ext` can read it for free.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
 import tomllib
@@ -27,6 +28,20 @@ class ModelLifecycleWarning(LLMCellsWarning):
     """A model llmcells is asked to call shuts down soon (shown once per model per session)."""
 
 
+def current_date() -> dt.date:
+    """The date the lifecycle table is read at: the system's, or $LLMCELLS_TODAY (YYYY-MM-DD)
+    when set, for a run that must answer alike on any day (the test suite pins it, so that a
+    model's shutdown date passing doesn't turn its tests red)."""
+    pinned = os.environ.get("LLMCELLS_TODAY")
+    if pinned:
+        try:
+            return dt.date.fromisoformat(pinned.strip())
+        except ValueError:
+            warnings.warn(f"LLMCELLS_TODAY={pinned!r} is not a date (YYYY-MM-DD); using today's.",
+                          LLMCellsWarning, stacklevel=2)
+    return dt.date.today()
+
+
 @dataclass(frozen=True)
 class Lifecycle:
     """One model's lifecycle row: when it retires, what replaces it, and where the date comes from."""
@@ -41,7 +56,7 @@ class Lifecycle:
         """"active", "retiring" (shutdown date ahead) or "retired" (on or after the date)."""
         if self.retires is None:
             return "active"
-        today = today or dt.date.today()
+        today = today or current_date()
         return "retired" if today >= self.retires else "retiring"
 
     def label(self, today: dt.date | None = None) -> str:
