@@ -337,6 +337,22 @@ def test_what_params_holds_is_sent_as_given(simulated):
     assert simulated.requests[-1].body["temperature"] == 0.5 and r.notes == []
 
 
+@pytest.mark.parametrize("params, line", [
+    ({"candidate_cont": 2}, "params={'candidate_cont': ...} is not a Gemini request field "
+                            "(did you mean candidate_count?)"),
+    ({"temperature": "hot"}, "params 'temperature': Input should be a valid number"),
+])
+def test_gemini_params_its_sdk_refuses_say_which_key_and_nothing_is_sent(simulated, params, line):
+    """A params= key or value google-genai's types refuse came back as "ValidationError: 1
+    validation error for _GenerateContentParameters", naming no key. It now names the key (and
+    the field it is close to), as a bad request that is never re-sent."""
+    before = len(simulated.requests)
+    r = llmcells.run(llmcells.ask("hi", model="gemini", params=params, display=False))
+    assert r.status == "error" and r.error_kind == "bad_request" and r.attempts == 1
+    assert line in r.error and "_GenerateContentParameters" not in r.error, r.error
+    assert len(simulated.requests) == before
+
+
 def test_gpt_6_luna_takes_a_temperature_only_with_reasoning_effort_none(simulated):
     llmcells.run(llmcells.ask("hi", model="chatgpt", temperature=0.4, display=False))
     assert "temperature" not in simulated.requests[-1].body

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx2
+import pydantic
 from google import genai
 from google.genai import _common as genai_common
 from google.genai import errors as genai_errors
@@ -25,6 +26,7 @@ from google.genai import types as genai_types
 
 from .. import capabilities
 from ..errors import AuthenticationError, BadRequestError, LLMError, ProviderError, RateLimitError
+from ..errors import did_you_mean
 from ..models import ModelSpec, vertex_enabled
 from ..quotas import day_bounds, from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
@@ -228,8 +230,11 @@ def _hop_request(api: Any, request: Request, token: bytes | None) -> tuple[str, 
     config = request_config(request)
     if token:
         config["continuation_token"] = token
-    params = genai_types._GenerateContentParameters(
-        model=request.spec.name, contents=_stream_contents(request), config=config or None)
+    try:
+        params = genai_types._GenerateContentParameters(
+            model=request.spec.name, contents=_stream_contents(request), config=config or None)
+    except pydantic.ValidationError as exc:  # a params= key or value the SDK's types refuse
+        raise _params_refused(exc, request.spec) from None
     convert = (genai_models._GenerateContentParameters_to_vertex if api.vertexai
                else genai_models._GenerateContentParameters_to_mldev)
     body = convert(api, params, None, params)
@@ -243,6 +248,22 @@ def _hop_request(api: Any, request: Request, token: bytes | None) -> tuple[str, 
     http_options = params.config.http_options if params.config is not None else None
     body = genai_common.encode_unserializable_types(genai_common.convert_to_dict(body))
     return path, body, http_options
+
+
+def _params_refused(exc: "pydantic.ValidationError", spec: ModelSpec) -> BadRequestError:
+    """One line for a request the SDK's own types refuse before sending: which params= key is
+    not a GenerateContentConfig field (with the closest one), or what its value must be. (The
+    bare pydantic error named only "_GenerateContentParameters".)"""
+    problem = exc.errors()[0]
+    where = [str(part) for part in problem.get("loc", ())]
+    key = ".".join(where[1:]) if where[:1] == ["config"] else ".".join(where)
+    if problem.get("type") == "extra_forbidden" and where[:1] == ["config"] and len(where) == 2:
+        hint = did_you_mean(where[1], genai_types.GenerateContentConfig.model_fields)
+        line = f"params={{'{key}': ...}} is not a Gemini request field{hint}"
+    else:
+        line = f"params {key!r}: {problem.get('msg', 'not accepted')}"
+    return BadRequestError(f"{spec.label}: {line} (google-genai's GenerateContentConfig); nothing "
+                           "was sent.", provider=spec.provider)
 
 
 class _Responses(list):
