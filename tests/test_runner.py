@@ -101,6 +101,20 @@ def test_client_errors_are_not_retried(simulated, model, fault, kind):
     assert "\n" not in r.error and len(r.error) < 300
 
 
+@pytest.mark.parametrize("typo, meant", [("openai:gpt-6-lune", "gpt-6-luna"),
+                                         ("anthropic:claude-haiku-5-6", "claude-haiku-5-5"),
+                                         ("google:gemini-3.5-flsh-lite", "gemini-3.5-flash-lite")])
+def test_a_404_for_a_mistyped_model_names_the_model_it_is_close_to(simulated, typo, meant):
+    """The provider's 404 said only "Unknown model 'gpt-6-lune' ... check the name"; it now names
+    the known model (never a shut-down one) the name is a slip of, and nothing close, nothing."""
+    simulated.inject("404", provider=llmcells.models.resolve(typo).provider)
+    r = llmcells.run(llmcells.ask("hi", typo, display=False))
+    assert r.error_kind == "model_not_found" and f"(did you mean {meant}?)" in r.error, r.error
+    simulated.inject("404", provider="openai")
+    r = llmcells.run(llmcells.ask("hi", "openai:totally-new-thing", display=False))
+    assert r.error_kind == "model_not_found" and "did you mean" not in r.error, r.error
+
+
 @pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_mid_stream_error_keeps_partial_text_and_is_not_resent(simulated, model):
     _fast_retries()

@@ -402,6 +402,16 @@ def _find(st: _State, prov: str, name: str, base_url: str | None) -> "_Entry | N
     return entry
 
 
+def model_names(provider: str) -> list[str]:
+    """The model ids genai-prices' data has for an API provider ("anthropic", "openai",
+    "google"): the names a mistyped model is compared with."""
+    gid = _GENAI_PROVIDERS.get(_norm_provider(provider))
+    for p in _snapshot().providers if gid else ():
+        if p.id == gid:
+            return [m.id for m in p.models]
+    return []
+
+
 def _lookup(snap: Any, prov: str, ref: str, base_url: str | None) -> Any:
     gid = _GENAI_PROVIDERS.get(prov)
     tries: list[tuple[str | None, str | None]] = []

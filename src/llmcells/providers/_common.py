@@ -365,6 +365,27 @@ def key_hint(spec: ModelSpec) -> str:
     return f"check the key given to add_endpoint('{spec.provider}', ...)"
 
 
+def _close_model(spec: ModelSpec) -> str:
+    """" (did you mean claude-haiku-5-5?)" for a model name its provider doesn't know that is
+    close to one llmcells knows of that provider and that isn't shut down; else ""."""
+    from .. import lifecycle
+    from ..pricing import model_names
+    from ..registry import price_provider
+
+    try:
+        maker = price_provider(spec.provider)
+        names = [n for n in model_names(maker)
+                 if lifecycle.lookup(f"{maker}:{n}").status() != "retired"]
+    except Exception as exc:  # no price data: no suggestion, the error stands on its own
+        swallowed("suggesting a model name", exc)
+        return ""
+    from difflib import get_close_matches  # (only on this error's path)
+
+    # close only: a loose match would offer claude-2 for "claud"
+    close = get_close_matches(spec.name, [n for n in names if n != spec.name], n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def api_error(spec: ModelSpec, kind: str, message: str, *, host: str, status: int | None = None,
               retry_after: float | None = None, response: Any = None,
               credentials: str | None = None) -> LLMError:
@@ -415,8 +436,9 @@ def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, statu
         if retired:
             return ModelNotFoundError(f"{label}: {retired}", **common)
         where = "" if provider in PROVIDERS else f" at {host}"
-        return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the name "
-                                  "(%llmcells models lists aliases).", **common)
+        return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the "
+                                  f"name{_close_model(spec)} (%llmcells models lists aliases).",
+                                  **common)
     if kind == "rate_limited":
         return RateLimitError(f"{label} rate limit: {message}", retry_after=retry_after, **common)
     if kind == "billing":
