@@ -544,3 +544,58 @@ def test_the_access_log_hides_the_token_of_a_browser_url(fresh_sim, tmp_path):
         log = s.stop()
     assert "GET /docs?token=***" in log and "GET /v1/usage" in log  # the requests are logged
     assert "log-token-31337" not in log
+
+
+class _InProcess:
+    """The service's app under uvicorn on a thread, on a free loopback port (for a test that must
+    control the gate's clock, which a separate process would not let it do)."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        from _serve import free_port
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                    log_level="warning", proxy_headers=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the in-process service did not start"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_a_wrong_token_never_passes_when_the_bucket_refills_between_checks(monkeypatch):
+    # The gate took from the client's bucket twice for a wrong token: once for the guess, once
+    # for the rate. When the bucket was just under one token at the first take and refilled to
+    # one by the second, the request went on to the handler with a wrong token (over loopback, a
+    # client flooding guesses got through a few times a minute). Here the gate's clock steps 40 s
+    # each time it is read, at one request a minute: every refill lands between two reads.
+    from types import SimpleNamespace
+
+    from llmcells import serve_guard
+    from llmcells.serve import create_app
+
+    now = [1000.0]
+
+    def clock() -> float:
+        now[0] += 40.0
+        return now[0]
+
+    monkeypatch.setattr(serve_guard, "time", SimpleNamespace(monotonic=clock))
+    app = create_app(policy=serve_guard.Policy(token=TOKEN, rate_per_minute=1))
+    s = _InProcess(app)
+    try:
+        with httpx.Client(base_url=s.url, headers={"authorization": "Bearer guess-guess"}) as c:
+            codes = [c.get("/openapi.json").status_code for _ in range(8)]
+        assert set(codes) <= {401, 429} and 401 in codes and 429 in codes, codes
+        with httpx.Client(base_url=s.url, headers={"authorization": f"Bearer {TOKEN}"}) as c:
+            assert 200 in [c.get("/openapi.json").status_code for _ in range(3)]  # the right one does
+    finally:
+        s.close()

@@ -249,17 +249,18 @@ class Guard:
         if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
             return await answer(JSONResponse({"status": "ok"}))
         client = (scope.get("client") or ("?",))[0]
-        if not self.token_ok(headers, scope):
-            # a wrong token spends from the client's bucket too, so tokens can't be guessed fast
-            if not self.limits.take(client):
-                return await answer(error_response(401, "Missing or wrong token: send 'Authorization: "
-                                                "Bearer <token>' (printed when the service started).",
-                                           {"www-authenticate": "Bearer"}))
+        # One take from the client's bucket per request, before the token is looked at: a wrong
+        # token spends from it too, so tokens can't be guessed fast. (A second take for a wrong
+        # token let it through whenever the bucket refilled to one between the two.)
         wait = self.limits.take(client)
         if wait:
             return await answer(error_response(429, f"Too many requests from this client; retry in "
                                             f"{math.ceil(wait)} s.",
                                        {"retry-after": str(math.ceil(wait))}))
+        if not self.token_ok(headers, scope):
+            return await answer(error_response(401, "Missing or wrong token: send 'Authorization: "
+                                            "Bearer <token>' (printed when the service started).",
+                                       {"www-authenticate": "Bearer"}))
         has_body = scope["method"] in ("POST", "PUT", "PATCH")
         if has_body:
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
