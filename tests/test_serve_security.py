@@ -550,7 +550,7 @@ class _InProcess:
     """The service's app under uvicorn on a thread, on a free loopback port (for a test that must
     control the gate's clock, which a separate process would not let it do)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **config) -> None:
         import uvicorn
 
         from _serve import free_port
@@ -558,7 +558,8 @@ class _InProcess:
         self.url = f"http://127.0.0.1:{free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                    log_level="warning", proxy_headers=False))
+                                                    log_level="warning", proxy_headers=False,
+                                                    **config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -599,3 +600,87 @@ def test_a_wrong_token_never_passes_when_the_bucket_refills_between_checks(monke
             assert 200 in [c.get("/openapi.json").status_code for _ in range(3)]  # the right one does
     finally:
         s.close()
+
+
+def _dangling(port: int, count: int) -> list:
+    """count connections that each send half a request's head and then nothing (slowloris)."""
+    import socket
+
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        socks.append(sock)
+    return socks
+
+
+def _answered(port: int) -> bool:
+    """Whether a fresh connection gets an answer to GET /livez (False: closed unanswered)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(100).startswith(b"HTTP/1.1 200")
+        except (ConnectionError, TimeoutError):
+            return False
+
+
+def test_a_client_cannot_hold_connections_without_end(fresh_sim, tmp_path):
+    # Without a token, anyone who reaches the port could open connections that send a request's
+    # head a byte at a time (or nothing): uvicorn kept each open for ever, and the gate never
+    # saw them, until the server ran out of file descriptors. Now one client address holds at
+    # most --max-connections (64) open: one more is closed unanswered, until one of them ends.
+    from llmcells.serve_guard import MAX_CONNECTIONS
+
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN)
+    socks = _dangling(s.port, MAX_CONNECTIONS)
+    try:
+        time.sleep(0.3)
+        assert not _answered(s.port)
+        socks.pop().close()
+        time.sleep(0.3)
+        assert _answered(s.port)
+    finally:
+        for sock in socks:
+            sock.close()
+        s.stop()
+
+
+def test_a_connection_that_does_not_send_a_request_head_in_time_is_closed():
+    # Each connection has head_timeout seconds to send a request's head (here 0.5 s, 10 s by
+    # default), counted from when it opened or its last response ended.
+    from llmcells import serve_guard
+    from llmcells.serve import create_app
+
+    policy = serve_guard.Policy(token=TOKEN, head_timeout=0.5)
+    s = _InProcess(create_app(policy=policy), http=serve_guard.http_protocol(policy))
+    port = int(s.url.rsplit(":", 1)[1])
+    slow, = _dangling(port, 1)
+    idle = socket_to(port)
+    kept = None
+    try:
+        slow.settimeout(5)
+        idle.settimeout(5)
+        started = time.monotonic()
+        assert slow.recv(100) == b"" and idle.recv(100) == b""  # both closed, unanswered
+        assert 0.4 < time.monotonic() - started < 3
+        # a connection that sends its requests in time is served, one after another
+        kept = socket_to(port)
+        kept.settimeout(5)
+        for last in (False, True):
+            time.sleep(0.3)
+            kept.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                         (b"Connection: close\r\n" if last else b"") + b"\r\n")
+            assert kept.recv(1000).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in (slow, idle, kept):
+            if sock is not None:
+                sock.close()
+        s.close()
+
+
+def socket_to(port: int):
+    import socket
+
+    return socket.create_connection(("127.0.0.1", port))

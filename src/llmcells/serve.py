@@ -53,8 +53,9 @@ except ImportError as _missing:  # pragma: no cover - the hint is the point
 from . import _loop
 from .errors import LLMError
 from .params import GENERATION_PARAMS, ParamsError, check_params
-from .serve_guard import (MAX_BODY, MAX_CONCURRENT, RATE_PER_MINUTE, Guard, HideTokens, Policy,
-                          digest, error_response, host_name, ip_of, is_loopback, scrub)
+from .serve_guard import (MAX_BODY, MAX_CONCURRENT, MAX_CONNECTIONS, RATE_PER_MINUTE, Guard,
+                          HideTokens, Policy, digest, error_response, host_name, http_protocol,
+                          ip_of, is_loopback, scrub)
 from .types import CallObserver, Result
 
 #: the most models one request may name (a compare's models, a chain and its fallbacks), so that
@@ -465,6 +466,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"requests per minute per client (default {RATE_PER_MINUTE}; 0: no limit)")
     p.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, metavar="N",
                    help=f"requests running at once per client (default {MAX_CONCURRENT}; 0: no limit)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"connections open at once per client (default {MAX_CONNECTIONS}; 0: no "
+                        "limit); each must send a request's head within 10 s")
     p.add_argument("--access-log", action="store_true", help="log every request (never keys or tokens)")
     return p
 
@@ -500,7 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     allow_origins=tuple(o.rstrip("/") for o in args.allow_origin),
                     allow_agents=args.allow_agents, expose_prompts=args.expose_prompts,
                     max_body=args.max_body, max_timeout=args.max_timeout,
-                    rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent)
+                    rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent,
+                    max_connections=args.max_connections)
     app = create_app(policy=policy)
     bound = ip_of(host_name(args.host))
     shown = "127.0.0.1" if bound is not None and bound.is_unspecified else \
@@ -525,9 +530,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # proxy_headers=False: the client is the connection's address, never an X-Forwarded-For it
     # wrote itself (uvicorn trusts one from 127.0.0.1 by default, so every local process could
     # pick its own address, and with it a fresh rate-limit bucket per request)
+    # http: h11 with a per-client cap on open connections and a deadline for each request's
+    # head (serve_guard.http_protocol), so that connections that never finish a request can't
+    # use up the server's file descriptors
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=args.access_log, timeout_graceful_shutdown=2,
-                            proxy_headers=False)
+                            proxy_headers=False, http=http_protocol(policy))
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     access.addFilter(HideTokens())
     if args.access_log:
