@@ -684,3 +684,19 @@ def socket_to(port: int):
     import socket
 
     return socket.create_connection(("127.0.0.1", port))
+
+
+def test_usage_shows_no_words_of_an_answer_that_missed_its_schema(service, simulated):
+    # The host's own notebook call whose answer breaks its JSON schema: the error said which
+    # value broke which rule, quoting up to 200 characters of the answer ("'...' does not match
+    # '^[0-9]+$'"), and /v1/usage shows the error column to every client, prompts hidden or not.
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[0-9]+$"}},
+              "required": ["code"]}
+    r = llmcells.run(llmcells.ask("The launch code?", "claude", schema=schema, display=False))
+    assert r.error_kind == "invalid_output" and '"code"' in r.text, r.error
+    answer = json.loads(r.text)["code"]
+    assert answer not in r.error and "pattern" in r.error  # the rule broken, not the words
+    with _client(service) as c:
+        rows = c.get("/v1/usage").json()
+    row, = [x for x in rows if x["error_kind"] == "invalid_output"]
+    assert answer not in json.dumps(rows) and "does not match the schema" in row["error"]
