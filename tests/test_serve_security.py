@@ -700,3 +700,18 @@ def test_usage_shows_no_words_of_an_answer_that_missed_its_schema(service, simul
         rows = c.get("/v1/usage").json()
     row, = [x for x in rows if x["error_kind"] == "invalid_output"]
     assert answer not in json.dumps(rows) and "does not match the schema" in row["error"]
+
+
+@pytest.mark.parametrize("field", ['"system": "a\\ud800"', '"params": {"stop": ["\\udfff"]}'])
+def test_a_lone_surrogate_anywhere_in_the_body_is_a_422_and_nothing_is_sent(service, fresh_sim,
+                                                                           field):
+    # JSON may write "\ud800", which is no Unicode text: the prompt was refused, but a system
+    # prompt or a stop sequence with one went out as a call that failed in the SDK, an error
+    # row in the ledger, and a 200. Like invalid UTF-8, it is a 422 now, with nothing sent.
+    with _client(service) as c:
+        for endpoint, model in [("/v1/generate", '"model": "claude"'), ("/v1/stream", '"model": "claude"'),
+                                ("/v1/compare", '"models": ["claude"]')]:
+            resp = c.post(endpoint, content='{"prompt": "hi", %s, %s}' % (model, field),
+                          headers={"content-type": "application/json"})
+            assert "not valid Unicode text" in _shape(resp, 422)
+    assert fresh_sim.requests == [] and llmcells.usage().empty

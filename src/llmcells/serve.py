@@ -124,6 +124,7 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
     from .models import resolve
     from .registry import PROVIDERS
 
+    _check_text(body.model_dump(exclude_none=True))
     params = check_params(body.params)
     limit = policy.max_timeout or settings.timeout
     if body.timeout is not None and body.timeout > limit:
@@ -142,6 +143,26 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
                                 "started with --allow-agents).")
     return params
+
+
+def _check_text(value: Any, where: str = "body") -> None:
+    """Refuse a string that is not Unicode text: JSON may write a lone surrogate ("\\ud800"),
+    which no provider takes (the SDK fails to encode it after the call has begun, and the ledger
+    gets an error row), so it gets the 422 of invalid UTF-8 now, with nothing sent."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            where = where.encode("utf-8", "backslashreplace").decode()[:80]  # a key may be one
+            raise _Refused(422, f"{where}: not valid Unicode text (a lone surrogate, such as "
+                                "\\ud800).") from None
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            _check_text(key, where)
+            _check_text(inner, f"{where}.{key}" if where != "body" else str(key))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _check_text(inner, f"{where}.{i}")
 
 
 # ----- results as JSON -----------------------------------------------------------------------------
