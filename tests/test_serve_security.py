@@ -715,3 +715,58 @@ def test_a_lone_surrogate_anywhere_in_the_body_is_a_422_and_nothing_is_sent(serv
                           headers={"content-type": "application/json"})
             assert "not valid Unicode text" in _shape(resp, 422)
     assert fresh_sim.requests == [] and llmcells.usage().empty
+
+
+def _many_rows(n: int) -> None:
+    """The ledger's one row copied until it has n (a host's long history)."""
+    import sqlite3
+
+    path = Path(os.environ["LLMCELLS_HOME"]) / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(calls)")]
+        picked = ", ".join("lower(hex(randomblob(16)))" if c == "call_id" else f'"{c}"' for c in cols)
+        while db.execute("SELECT count(*) FROM calls").fetchone()[0] < n:
+            db.execute(f"INSERT INTO calls SELECT {picked} FROM calls LIMIT ?",
+                       (n - db.execute("SELECT count(*) FROM calls").fetchone()[0],))
+
+
+def test_usage_takes_at_most_ten_thousand_rows(service, fresh_sim):
+    # limit went up to 100,000: one request made about 110 MB of JSON, and held the service's
+    # event loop for tens of seconds while it did
+    with _client(service) as c:
+        assert "less than or equal to 10000" in _shape(c.get("/v1/usage", params={"limit": 10_001}), 422)
+        assert c.get("/v1/usage", params={"limit": 10_000}).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_large_usage_request_does_not_stall_other_clients(service, fresh_sim):
+    # The rows of /v1/usage were turned into JSON on uvicorn's event loop: a few seconds for
+    # thousands of rows, during which no other client was answered (a /livez took as long as the
+    # whole request). Now that work is on a worker thread, and other requests go on.
+    with _client(service) as c:
+        assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).status_code == 200
+    _many_rows(6000)
+    waits: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=service.url, timeout=60) as other:
+            while not done.is_set():
+                started = time.monotonic()
+                assert other.get("/livez").status_code == 200
+                waits.append(time.monotonic() - started)
+                time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    time.sleep(0.3)
+    try:
+        with _client(service) as c:
+            started = time.monotonic()
+            rows = c.get("/v1/usage", params={"limit": 6000}).json()
+            took = time.monotonic() - started
+    finally:
+        done.set()
+        prober.join()
+    assert len(rows) == 6000
+    assert max(waits) < max(0.35 * took, 0.2), (max(waits), took)

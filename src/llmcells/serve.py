@@ -43,7 +43,7 @@ try:
     import uvicorn
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _missing:  # pragma: no cover - the hint is the point
@@ -68,6 +68,9 @@ MAX_MODELS = 8
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
+#: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
+#: making takes a worker thread and memory several times that)
+MAX_USAGE_ROWS = 10_000
 #: ledger columns that carry what was asked or answered: shown only with --expose-prompts
 PROMPT_COLUMNS = ("prompt_preview", "prompt_text", "output_text", "prompt_hash")
 
@@ -404,7 +407,10 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
 
         return _clean(await _loop.bridge(check_all(timeout)))
 
-    def _records(frame: Any) -> list[dict[str, Any]]:
+    def _records(frame: Any) -> Response:
+        """The frame's rows as a JSON response: no prompt columns unless exposed, paths as file
+        names, every string scrubbed. (Called on a worker thread: for thousands of rows this is
+        seconds of work, which on uvicorn's loop would stall every other client.)"""
         frame = frame.copy()
         if not policy.expose_prompts:
             frame = frame.drop(columns=[c for c in PROMPT_COLUMNS if c in frame.columns])
@@ -414,34 +420,42 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         if "path" in frame.columns:  # the notebook or script of each call: its name, no folder
             frame["path"] = frame["path"].map(
                 lambda p: re.split(r"[\\/]", p)[-1] if isinstance(p, str) else p)
-        return _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
+        rows = _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
+        return Response(json.dumps(rows, ensure_ascii=False, allow_nan=False,
+                                   separators=(",", ":")).encode("utf-8"),
+                        media_type="application/json")
 
-    @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters (limit: the "
-                                  "newest N, 100 unless given); no prompts unless the server "
-                                  "was started with --expose-prompts")
+    @app.get("/v1/usage", response_model=list[dict[str, Any]],
+             summary=f"Ledger rows, with llmcells.usage()'s filters (limit: the newest N, 100 "
+                     f"unless given, at most {MAX_USAGE_ROWS:,}); no prompts unless the server was "
+                     "started with --expose-prompts")
     async def usage(session: bool = False, since: str | None = None, model: list[str] | None = Query(None),
                     status: list[str] | None = Query(None), group_id: str | None = None,
-                    batch_id: str | None = None, limit: int | None = Query(100, ge=1, le=100_000)
-                    ) -> list[dict[str, Any]]:
+                    batch_id: str | None = None,
+                    limit: int | None = Query(100, ge=1, le=MAX_USAGE_ROWS)) -> Response:
         from .ledger import usage as ledger_usage
 
-        frame = await asyncio.to_thread(ledger_usage, session=session, since=since, model=model,
-                                        status=status, group_id=group_id, batch_id=batch_id, limit=limit)
-        return _records(frame)
+        def rows() -> Response:
+            return _records(ledger_usage(session=session, since=since, model=model, status=status,
+                                         group_id=group_id, batch_id=batch_id, limit=limit))
+        return await asyncio.to_thread(rows)
 
-    @app.get("/v1/costs", summary="Costs aggregated, with llmcells.costs()'s keys and filters "
-                                  "(simulated calls left out unless include_simulated)")
+    @app.get("/v1/costs", response_model=list[dict[str, Any]],
+             summary="Costs aggregated, with llmcells.costs()'s keys and filters (simulated calls "
+                     "left out unless include_simulated)")
     async def costs(by: list[str] = Query(["model"]), session: bool = False, since: str | None = None,
                     model: list[str] | None = Query(None), status: list[str] | None = Query(None),
                     group_id: str | None = None, batch_id: str | None = None,
-                    include_simulated: bool = False) -> list[dict[str, Any]]:
+                    include_simulated: bool = False) -> Response:
         from .ledger import costs as ledger_costs
 
         keys = [k for b in by for k in b.split(",") if k]
-        frame = await asyncio.to_thread(ledger_costs, by=keys, session=session, since=since,
-                                        model=model, status=status, group_id=group_id,
-                                        batch_id=batch_id, include_simulated=include_simulated)
-        return _records(frame)
+
+        def rows() -> Response:
+            return _records(ledger_costs(by=keys, session=session, since=since, model=model,
+                                         status=status, group_id=group_id, batch_id=batch_id,
+                                         include_simulated=include_simulated))
+        return await asyncio.to_thread(rows)
 
     schema = app.openapi()
     schema.setdefault("components", {})["securitySchemes"] = {
