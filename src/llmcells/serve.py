@@ -148,24 +148,25 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
     return params
 
 
-def _check_text(value: Any, where: str = "body") -> None:
+def _check_text(body: dict[str, Any]) -> None:
     """Refuse a string that is not Unicode text: JSON may write a lone surrogate ("\\ud800"),
     which no provider takes (the SDK fails to encode it after the call has begun, and the ledger
-    gets an error row), so it gets the 422 of invalid UTF-8 now, with nothing sent."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            where = where.encode("utf-8", "backslashreplace").decode()[:80]  # a key may be one
-            raise _Refused(422, f"{where}: not valid Unicode text (a lone surrogate, such as "
-                                "\\ud800).") from None
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            _check_text(key, where)
-            _check_text(inner, f"{where}.{key}" if where != "body" else str(key))
-    elif isinstance(value, list):
-        for i, inner in enumerate(value):
-            _check_text(inner, f"{where}.{i}")
+    gets an error row), so it gets the 422 of invalid UTF-8 now, with nothing sent. (A loop, not
+    recursion: a body may nest lists as deep as the JSON parser goes.)"""
+    todo: list[tuple[str, Any]] = [(key, value) for key, value in body.items()]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, dict):
+            todo += [(where, k) for k in value] + [(f"{where}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            todo += [(f"{where}.{i}", v) for i, v in enumerate(value)]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                where = where.encode("utf-8", "backslashreplace").decode()[:80]  # a key may be one
+                raise _Refused(422, f"{where}: not valid Unicode text (a lone surrogate, such as "
+                                    "\\ud800).") from None
 
 
 # ----- results as JSON -----------------------------------------------------------------------------
