@@ -770,3 +770,16 @@ def test_a_large_usage_request_does_not_stall_other_clients(service, fresh_sim):
         prober.join()
     assert len(rows) == 6000
     assert max(waits) < max(0.35 * took, 0.2), (max(waits), took)
+
+
+def test_a_client_cannot_mark_providers_down_with_a_short_health_deadline(service, fresh_sim):
+    # A provider that does not list its models within the health check's deadline counts as down,
+    # and fallback chains try it last for the next ten minutes, for every client of the service.
+    # With ?timeout=0.001 a client marked every healthy provider down (and with a deadline
+    # between two providers' latencies, sent other clients' chains to the model it chose).
+    # (The default deadline, the floor now, is served as before: test_serve.py checks it.)
+    from llmcells.healthcheck import DEFAULT_TIMEOUT_S
+
+    with _client(service) as c:
+        for short in (0.001, DEFAULT_TIMEOUT_S - 0.5):
+            assert "timeout" in _shape(c.get("/v1/health", params={"timeout": short}), 422)

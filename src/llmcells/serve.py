@@ -52,6 +52,7 @@ except ImportError as _missing:  # pragma: no cover - the hint is the point
 
 from . import _loop
 from .errors import LLMError
+from .healthcheck import DEFAULT_TIMEOUT_S
 from .params import GENERATION_PARAMS, ParamsError, check_params
 from .serve_guard import (MAX_BODY, MAX_CONCURRENT, MAX_CONNECTIONS, RATE_PER_MINUTE, Guard,
                           HideTokens, Policy, digest, error_response, host_name, http_protocol,
@@ -403,8 +404,14 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         return {"group_id": comparison.group_id, "results": [result_json(r) for r in comparison]}
 
     @app.get("/v1/health", summary="The health table: one row per provider and endpoint")
-    async def health(timeout: float = Query(3.0, gt=0, le=30)) -> list[dict[str, Any]]:
+    async def health(timeout: float = Query(DEFAULT_TIMEOUT_S, ge=DEFAULT_TIMEOUT_S, le=30)
+                     ) -> list[dict[str, Any]]:
         from .healthcheck import check_all
+
+        # Not under the default deadline: a provider that does not list its models within the
+        # check's deadline is "down" for every call this process makes next (fallback chains
+        # try it last for DOWN_TTL_S), so a client's short deadline would let it mark healthy
+        # providers down and send other clients' chains to the models it chose.
 
         return _clean(await _loop.bridge(check_all(timeout)))
 
