@@ -1,6 +1,7 @@
-"""The HTTP service's gate: what a request must pass before any handler sees it (its Host and
-Origin, the token, the client's rate and concurrency, the body's type, size and encoding), the
-Policy that sets it, and the scrubbing of what goes back (keys, URL credentials, local paths).
+"""The HTTP service's gate: what a request must pass before any handler sees it (its connection:
+how many a client holds open and how long its head may take; its Host and Origin, the token,
+the client's rate and concurrency, the body's type, size and encoding), the Policy that sets
+it, and the scrubbing of what goes back (keys, URL credentials, local paths).
 
 serve.py builds the app behind it; docs/security.md says what it guards against.
 """
