@@ -1,7 +1,9 @@
 """The service tried as an attacker would, each as a real process on loopback: params that would
 send the call (and its key) elsewhere, agent CLIs with tools, foreign Hosts and Origins (DNS
 rebinding), the generated token, what /v1/usage shows, the error shapes and statuses (chunked
-bodies over the limit, invalid UTF-8), and the per-client limits."""
+bodies over the limit, invalid UTF-8, lone surrogates), the per-client limits (a wrong token
+racing the rate bucket, connections held open), and requests that would stall other clients
+or mark providers down for them."""
 
 from __future__ import annotations
 
