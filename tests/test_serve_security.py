@@ -1,7 +1,9 @@
 """The service tried as an attacker would, each as a real process on loopback: params that would
 send the call (and its key) elsewhere, agent CLIs with tools, foreign Hosts and Origins (DNS
 rebinding), the generated token, what /v1/usage shows, the error shapes and statuses (chunked
-bodies over the limit, invalid UTF-8), and the per-client limits."""
+bodies over the limit, invalid UTF-8, lone surrogates), the per-client limits (a wrong token
+racing the rate bucket, connections held open), and requests that would stall other clients
+or mark providers down for them."""
 
 from __future__ import annotations
 
@@ -544,3 +546,247 @@ def test_the_access_log_hides_the_token_of_a_browser_url(fresh_sim, tmp_path):
         log = s.stop()
     assert "GET /docs?token=***" in log and "GET /v1/usage" in log  # the requests are logged
     assert "log-token-31337" not in log
+
+
+class _InProcess:
+    """The service's app under uvicorn on a thread, on a free loopback port (for a test that must
+    control the gate's clock, which a separate process would not let it do)."""
+
+    def __init__(self, app, **config) -> None:
+        import uvicorn
+
+        from _serve import free_port
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                    log_level="warning", proxy_headers=False,
+                                                    **config))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the in-process service did not start"
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def test_a_wrong_token_never_passes_when_the_bucket_refills_between_checks(monkeypatch):
+    # The gate took from the client's bucket twice for a wrong token: once for the guess, once
+    # for the rate. When the bucket was just under one token at the first take and refilled to
+    # one by the second, the request went on to the handler with a wrong token (over loopback, a
+    # client flooding guesses got through a few times a minute). Here the gate's clock steps 40 s
+    # each time it is read, at one request a minute: every refill lands between two reads.
+    from types import SimpleNamespace
+
+    from llmcells import serve_guard
+    from llmcells.serve import create_app
+
+    now = [1000.0]
+
+    def clock() -> float:
+        now[0] += 40.0
+        return now[0]
+
+    monkeypatch.setattr(serve_guard, "time", SimpleNamespace(monotonic=clock))
+    app = create_app(policy=serve_guard.Policy(token=TOKEN, rate_per_minute=1))
+    s = _InProcess(app)
+    try:
+        with httpx.Client(base_url=s.url, headers={"authorization": "Bearer guess-guess"}) as c:
+            codes = [c.get("/openapi.json").status_code for _ in range(8)]
+        assert set(codes) <= {401, 429} and 401 in codes and 429 in codes, codes
+        with httpx.Client(base_url=s.url, headers={"authorization": f"Bearer {TOKEN}"}) as c:
+            assert 200 in [c.get("/openapi.json").status_code for _ in range(3)]  # the right one does
+    finally:
+        s.close()
+
+
+def _dangling(port: int, count: int) -> list:
+    """count connections that each send half a request's head and then nothing (slowloris)."""
+    import socket
+
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"GET /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        socks.append(sock)
+    return socks
+
+
+def _answered(port: int) -> bool:
+    """Whether a fresh connection gets an answer to GET /livez (False: closed unanswered)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            sock.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return sock.recv(100).startswith(b"HTTP/1.1 200")
+        except (ConnectionError, TimeoutError):
+            return False
+
+
+def test_a_client_cannot_hold_connections_without_end(fresh_sim, tmp_path):
+    # Without a token, anyone who reaches the port could open connections that send a request's
+    # head a byte at a time (or nothing): uvicorn kept each open for ever, and the gate never
+    # saw them, until the server ran out of file descriptors. Now one client address holds at
+    # most --max-connections (64) open: one more is closed unanswered, until one of them ends.
+    from llmcells.serve_guard import MAX_CONNECTIONS
+
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN)
+    socks = _dangling(s.port, MAX_CONNECTIONS)
+    try:
+        time.sleep(0.3)
+        assert not _answered(s.port)
+        socks.pop().close()
+        time.sleep(0.3)
+        assert _answered(s.port)
+    finally:
+        for sock in socks:
+            sock.close()
+        s.stop()
+
+
+def test_a_connection_that_does_not_send_a_request_head_in_time_is_closed():
+    # Each connection has head_timeout seconds to send a request's head (here 1 s, 10 s by
+    # default), counted from when it opened or its last response ended.
+    from llmcells import serve_guard
+    from llmcells.serve import create_app
+
+    policy = serve_guard.Policy(token=TOKEN, head_timeout=1.0)
+    s = _InProcess(create_app(policy=policy), http=serve_guard.http_protocol(policy))
+    port = int(s.url.rsplit(":", 1)[1])
+    slow, = _dangling(port, 1)
+    idle = socket_to(port)
+    kept = None
+    try:
+        slow.settimeout(10)
+        idle.settimeout(10)
+        started = time.monotonic()
+        assert slow.recv(100) == b"" and idle.recv(100) == b""  # both closed, unanswered
+        assert 0.9 < time.monotonic() - started < 8
+        # a connection that sends its requests in time is served, one after another
+        kept = socket_to(port)
+        kept.settimeout(10)
+        for last in (False, True):
+            kept.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                         (b"Connection: close\r\n" if last else b"") + b"\r\n")
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                chunk = kept.recv(1000)
+                assert chunk, answer
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)
+    finally:
+        for sock in (slow, idle, kept):
+            if sock is not None:
+                sock.close()
+        s.close()
+
+
+def socket_to(port: int):
+    import socket
+
+    return socket.create_connection(("127.0.0.1", port))
+
+
+def test_usage_shows_no_words_of_an_answer_that_missed_its_schema(service, simulated):
+    # The host's own notebook call whose answer breaks its JSON schema: the error said which
+    # value broke which rule, quoting up to 200 characters of the answer ("'...' does not match
+    # '^[0-9]+$'"), and /v1/usage shows the error column to every client, prompts hidden or not.
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[0-9]+$"}},
+              "required": ["code"]}
+    r = llmcells.run(llmcells.ask("The launch code?", "claude", schema=schema, display=False))
+    assert r.error_kind == "invalid_output" and '"code"' in r.text, r.error
+    answer = json.loads(r.text)["code"]
+    assert answer not in r.error and "pattern" in r.error  # the rule broken, not the words
+    with _client(service) as c:
+        rows = c.get("/v1/usage").json()
+    row, = [x for x in rows if x["error_kind"] == "invalid_output"]
+    assert answer not in json.dumps(rows) and "does not match the schema" in row["error"]
+
+
+@pytest.mark.parametrize("field", ['"system": "a\\ud800"', '"params": {"stop": ["\\udfff"]}'])
+def test_a_lone_surrogate_anywhere_in_the_body_is_a_422_and_nothing_is_sent(service, fresh_sim,
+                                                                           field):
+    # JSON may write "\ud800", which is no Unicode text: the prompt was refused, but a system
+    # prompt or a stop sequence with one went out as a call that failed in the SDK, an error
+    # row in the ledger, and a 200. Like invalid UTF-8, it is a 422 now, with nothing sent.
+    with _client(service) as c:
+        for endpoint, model in [("/v1/generate", '"model": "claude"'), ("/v1/stream", '"model": "claude"'),
+                                ("/v1/compare", '"models": ["claude"]')]:
+            resp = c.post(endpoint, content='{"prompt": "hi", %s, %s}' % (model, field),
+                          headers={"content-type": "application/json"})
+            assert "not valid Unicode text" in _shape(resp, 422)
+    assert fresh_sim.requests == [] and llmcells.usage().empty
+
+
+def _many_rows(n: int) -> None:
+    """The ledger's one row copied until it has n (a host's long history)."""
+    import sqlite3
+
+    path = Path(os.environ["LLMCELLS_HOME"]) / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(calls)")]
+        picked = ", ".join("lower(hex(randomblob(16)))" if c == "call_id" else f'"{c}"' for c in cols)
+        while db.execute("SELECT count(*) FROM calls").fetchone()[0] < n:
+            db.execute(f"INSERT INTO calls SELECT {picked} FROM calls LIMIT ?",
+                       (n - db.execute("SELECT count(*) FROM calls").fetchone()[0],))
+
+
+def test_usage_takes_at_most_ten_thousand_rows(service, fresh_sim):
+    # limit went up to 100,000: one request made about 110 MB of JSON, and held the service's
+    # event loop for tens of seconds while it did
+    with _client(service) as c:
+        assert "less than or equal to 10000" in _shape(c.get("/v1/usage", params={"limit": 10_001}), 422)
+        assert c.get("/v1/usage", params={"limit": 10_000}).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_large_usage_request_does_not_stall_other_clients(service, fresh_sim):
+    # The rows of /v1/usage were turned into JSON on uvicorn's event loop: a few seconds for
+    # thousands of rows, during which no other client was answered (a /livez took as long as the
+    # whole request). Now that work is on a worker thread, and other requests go on.
+    with _client(service) as c:
+        assert c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}).status_code == 200
+    _many_rows(6000)
+    waits: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=service.url, timeout=60) as other:
+            while not done.is_set():
+                started = time.monotonic()
+                assert other.get("/livez").status_code == 200
+                waits.append(time.monotonic() - started)
+                time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    time.sleep(0.3)
+    try:
+        with _client(service) as c:
+            started = time.monotonic()
+            rows = c.get("/v1/usage", params={"limit": 6000}).json()
+            took = time.monotonic() - started
+    finally:
+        done.set()
+        prober.join()
+    assert len(rows) == 6000
+    assert max(waits) < max(0.35 * took, 0.2), (max(waits), took)
+
+
+def test_a_client_cannot_mark_providers_down_with_a_short_health_deadline(service, fresh_sim):
+    # A provider that does not list its models within the health check's deadline counts as down,
+    # and fallback chains try it last for the next ten minutes, for every client of the service.
+    # With ?timeout=0.001 a client marked every healthy provider down (and with a deadline
+    # between two providers' latencies, sent other clients' chains to the model it chose).
+    # (The default deadline, the floor now, is served as before: test_serve.py checks it.)
+    from llmcells.healthcheck import DEFAULT_TIMEOUT_S
+
+    with _client(service) as c:
+        for short in (0.001, DEFAULT_TIMEOUT_S - 0.5):
+            assert "timeout" in _shape(c.get("/v1/health", params={"timeout": short}), 422)

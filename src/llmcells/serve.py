@@ -43,7 +43,7 @@ try:
     import uvicorn
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _missing:  # pragma: no cover - the hint is the point
@@ -52,9 +52,11 @@ except ImportError as _missing:  # pragma: no cover - the hint is the point
 
 from . import _loop
 from .errors import LLMError
+from .healthcheck import DEFAULT_TIMEOUT_S
 from .params import GENERATION_PARAMS, ParamsError, check_params
-from .serve_guard import (MAX_BODY, MAX_CONCURRENT, RATE_PER_MINUTE, Guard, HideTokens, Policy,
-                          digest, error_response, host_name, ip_of, is_loopback, scrub)
+from .serve_guard import (MAX_BODY, MAX_CONCURRENT, MAX_CONNECTIONS, RATE_PER_MINUTE, Guard,
+                          HideTokens, Policy, digest, error_response, host_name, http_protocol,
+                          ip_of, is_loopback, scrub)
 from .types import CallObserver, Result
 
 #: the most models one request may name (a compare's models, a chain and its fallbacks), so that
@@ -67,6 +69,9 @@ MAX_MODELS = 8
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
+#: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
+#: making takes a worker thread and memory several times that)
+MAX_USAGE_ROWS = 10_000
 #: ledger columns that carry what was asked or answered: shown only with --expose-prompts
 PROMPT_COLUMNS = ("prompt_preview", "prompt_text", "output_text", "prompt_hash")
 
@@ -123,6 +128,7 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
     from .models import resolve
     from .registry import PROVIDERS
 
+    _check_text(body.model_dump(exclude_none=True))
     params = check_params(body.params)
     limit = policy.max_timeout or settings.timeout
     if body.timeout is not None and body.timeout > limit:
@@ -141,6 +147,27 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
                                 "started with --allow-agents).")
     return params
+
+
+def _check_text(body: dict[str, Any]) -> None:
+    """Refuse a string that is not Unicode text: JSON may write a lone surrogate ("\\ud800"),
+    which no provider takes (the SDK fails to encode it after the call has begun, and the ledger
+    gets an error row), so it gets the 422 of invalid UTF-8 now, with nothing sent. (A loop, not
+    recursion: a body may nest lists as deep as the JSON parser goes.)"""
+    todo: list[tuple[str, Any]] = [(key, value) for key, value in body.items()]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, dict):
+            todo += [(where, k) for k in value] + [(f"{where}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            todo += [(f"{where}.{i}", v) for i, v in enumerate(value)]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                where = where.encode("utf-8", "backslashreplace").decode()[:80]  # a key may be one
+                raise _Refused(422, f"{where}: not valid Unicode text (a lone surrogate, such as "
+                                    "\\ud800).") from None
 
 
 # ----- results as JSON -----------------------------------------------------------------------------
@@ -377,12 +404,21 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         return {"group_id": comparison.group_id, "results": [result_json(r) for r in comparison]}
 
     @app.get("/v1/health", summary="The health table: one row per provider and endpoint")
-    async def health(timeout: float = Query(3.0, gt=0, le=30)) -> list[dict[str, Any]]:
+    async def health(timeout: float = Query(DEFAULT_TIMEOUT_S, ge=DEFAULT_TIMEOUT_S, le=30)
+                     ) -> list[dict[str, Any]]:
         from .healthcheck import check_all
+
+        # Not under the default deadline: a provider that does not list its models within the
+        # check's deadline is "down" for every call this process makes next (fallback chains
+        # try it last for DOWN_TTL_S), so a client's short deadline would let it mark healthy
+        # providers down and send other clients' chains to the models it chose.
 
         return _clean(await _loop.bridge(check_all(timeout)))
 
-    def _records(frame: Any) -> list[dict[str, Any]]:
+    def _records(frame: Any) -> Response:
+        """The frame's rows as a JSON response: no prompt columns unless exposed, paths as file
+        names, every string scrubbed. (Called on a worker thread: for thousands of rows this is
+        seconds of work, which on uvicorn's loop would stall every other client.)"""
         frame = frame.copy()
         if not policy.expose_prompts:
             frame = frame.drop(columns=[c for c in PROMPT_COLUMNS if c in frame.columns])
@@ -392,34 +428,42 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         if "path" in frame.columns:  # the notebook or script of each call: its name, no folder
             frame["path"] = frame["path"].map(
                 lambda p: re.split(r"[\\/]", p)[-1] if isinstance(p, str) else p)
-        return _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
+        rows = _clean(json.loads(frame.to_json(orient="records", date_format="iso")))
+        return Response(json.dumps(rows, ensure_ascii=False, allow_nan=False,
+                                   separators=(",", ":")).encode("utf-8"),
+                        media_type="application/json")
 
-    @app.get("/v1/usage", summary="Ledger rows, with llmcells.usage()'s filters (limit: the "
-                                  "newest N, 100 unless given); no prompts unless the server "
-                                  "was started with --expose-prompts")
+    @app.get("/v1/usage", response_model=list[dict[str, Any]],
+             summary=f"Ledger rows, with llmcells.usage()'s filters (limit: the newest N, 100 "
+                     f"unless given, at most {MAX_USAGE_ROWS:,}); no prompts unless the server was "
+                     "started with --expose-prompts")
     async def usage(session: bool = False, since: str | None = None, model: list[str] | None = Query(None),
                     status: list[str] | None = Query(None), group_id: str | None = None,
-                    batch_id: str | None = None, limit: int | None = Query(100, ge=1, le=100_000)
-                    ) -> list[dict[str, Any]]:
+                    batch_id: str | None = None,
+                    limit: int | None = Query(100, ge=1, le=MAX_USAGE_ROWS)) -> Response:
         from .ledger import usage as ledger_usage
 
-        frame = await asyncio.to_thread(ledger_usage, session=session, since=since, model=model,
-                                        status=status, group_id=group_id, batch_id=batch_id, limit=limit)
-        return _records(frame)
+        def rows() -> Response:
+            return _records(ledger_usage(session=session, since=since, model=model, status=status,
+                                         group_id=group_id, batch_id=batch_id, limit=limit))
+        return await asyncio.to_thread(rows)
 
-    @app.get("/v1/costs", summary="Costs aggregated, with llmcells.costs()'s keys and filters "
-                                  "(simulated calls left out unless include_simulated)")
+    @app.get("/v1/costs", response_model=list[dict[str, Any]],
+             summary="Costs aggregated, with llmcells.costs()'s keys and filters (simulated calls "
+                     "left out unless include_simulated)")
     async def costs(by: list[str] = Query(["model"]), session: bool = False, since: str | None = None,
                     model: list[str] | None = Query(None), status: list[str] | None = Query(None),
                     group_id: str | None = None, batch_id: str | None = None,
-                    include_simulated: bool = False) -> list[dict[str, Any]]:
+                    include_simulated: bool = False) -> Response:
         from .ledger import costs as ledger_costs
 
         keys = [k for b in by for k in b.split(",") if k]
-        frame = await asyncio.to_thread(ledger_costs, by=keys, session=session, since=since,
-                                        model=model, status=status, group_id=group_id,
-                                        batch_id=batch_id, include_simulated=include_simulated)
-        return _records(frame)
+
+        def rows() -> Response:
+            return _records(ledger_costs(by=keys, session=session, since=since, model=model,
+                                         status=status, group_id=group_id, batch_id=batch_id,
+                                         include_simulated=include_simulated))
+        return await asyncio.to_thread(rows)
 
     schema = app.openapi()
     schema.setdefault("components", {})["securitySchemes"] = {
@@ -465,6 +509,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"requests per minute per client (default {RATE_PER_MINUTE}; 0: no limit)")
     p.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, metavar="N",
                    help=f"requests running at once per client (default {MAX_CONCURRENT}; 0: no limit)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"connections open at once per client (default {MAX_CONNECTIONS}; 0: no "
+                        "limit); each must send a request's head within 10 s")
     p.add_argument("--access-log", action="store_true", help="log every request (never keys or tokens)")
     return p
 
@@ -500,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     allow_origins=tuple(o.rstrip("/") for o in args.allow_origin),
                     allow_agents=args.allow_agents, expose_prompts=args.expose_prompts,
                     max_body=args.max_body, max_timeout=args.max_timeout,
-                    rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent)
+                    rate_per_minute=args.rate_limit, max_concurrent=args.max_concurrent,
+                    max_connections=args.max_connections)
     app = create_app(policy=policy)
     bound = ip_of(host_name(args.host))
     shown = "127.0.0.1" if bound is not None and bound.is_unspecified else \
@@ -525,9 +573,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # proxy_headers=False: the client is the connection's address, never an X-Forwarded-For it
     # wrote itself (uvicorn trusts one from 127.0.0.1 by default, so every local process could
     # pick its own address, and with it a fresh rate-limit bucket per request)
+    # http: h11 with a per-client cap on open connections and a deadline for each request's
+    # head (serve_guard.http_protocol), so that connections that never finish a request can't
+    # use up the server's file descriptors
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=args.access_log, timeout_graceful_shutdown=2,
-                            proxy_headers=False)
+                            proxy_headers=False, http=http_protocol(policy))
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     access.addFilter(HideTokens())
     if args.access_log:

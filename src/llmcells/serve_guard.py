@@ -1,6 +1,7 @@
-"""The HTTP service's gate: what a request must pass before any handler sees it (its Host and
-Origin, the token, the client's rate and concurrency, the body's type, size and encoding), the
-Policy that sets it, and the scrubbing of what goes back (keys, URL credentials, local paths).
+"""The HTTP service's gate: what a request must pass before any handler sees it (its connection:
+how many a client holds open and how long its head may take; its Host and Origin, the token,
+the client's rate and concurrency, the body's type, size and encoding), the Policy that sets
+it, and the scrubbing of what goes back (keys, URL credentials, local paths).
 
 serve.py builds the app behind it; docs/security.md says what it guards against.
 """
@@ -33,6 +34,11 @@ MAX_BODY = 1_000_000
 RATE_PER_MINUTE = 120
 #: requests a client may have running at once
 MAX_CONCURRENT = 8
+#: connections a client may hold open at once (idle, still sending a request's head, or busy)
+MAX_CONNECTIONS = 64
+#: seconds a connection may take to send a request's head, counted from when it opened or its
+#: last response ended (a request's head is a few hundred bytes; nginx allows 60 s)
+HEAD_TIMEOUT = 10.0
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Policy:
     max_timeout: float | None = None               # None: the configured llmcells timeout
     rate_per_minute: float = RATE_PER_MINUTE       # 0: no rate limit
     max_concurrent: int = MAX_CONCURRENT           # 0: no concurrency limit
+    max_connections: int = MAX_CONNECTIONS         # open connections per client; 0: no limit
+    head_timeout: float = HEAD_TIMEOUT             # seconds to send a request's head
     hosts: frozenset[str] = field(init=False, default=frozenset())
 
     def __post_init__(self) -> None:
@@ -249,17 +257,18 @@ class Guard:
         if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
             return await answer(JSONResponse({"status": "ok"}))
         client = (scope.get("client") or ("?",))[0]
-        if not self.token_ok(headers, scope):
-            # a wrong token spends from the client's bucket too, so tokens can't be guessed fast
-            if not self.limits.take(client):
-                return await answer(error_response(401, "Missing or wrong token: send 'Authorization: "
-                                                "Bearer <token>' (printed when the service started).",
-                                           {"www-authenticate": "Bearer"}))
+        # One take from the client's bucket per request, before the token is looked at: a wrong
+        # token spends from it too, so tokens can't be guessed fast. (A second take for a wrong
+        # token let it through whenever the bucket refilled to one between the two.)
         wait = self.limits.take(client)
         if wait:
             return await answer(error_response(429, f"Too many requests from this client; retry in "
                                             f"{math.ceil(wait)} s.",
                                        {"retry-after": str(math.ceil(wait))}))
+        if not self.token_ok(headers, scope):
+            return await answer(error_response(401, "Missing or wrong token: send 'Authorization: "
+                                            "Bearer <token>' (printed when the service started).",
+                                       {"www-authenticate": "Bearer"}))
         has_body = scope["method"] in ("POST", "PUT", "PATCH")
         if has_body:
             kind = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -334,6 +343,77 @@ def _preflight(cors: list[tuple[bytes, bytes]]) -> Any:
                     "access-control-allow-headers": "authorization, content-type",
                     "access-control-max-age": "600"})
     return Response(status_code=204, headers=headers)
+
+
+def http_protocol(policy: Policy) -> type:
+    """uvicorn's HTTP/1.1 protocol (h11) with a limit on what a connection may hold before the
+    gate sees a request: at most policy.max_connections open connections per client address (one
+    more is closed at once), and policy.head_timeout seconds to send each request's head.
+
+    Why: uvicorn keeps a connection open for ever while its client sends a request's head byte
+    by byte, or nothing at all, and the gate (Guard) sees a request only once its head is in. So,
+    without a token, anyone who could reach the port could open connections until the server ran
+    out of file descriptors (slowloris), and nobody could call it any more."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    open_by_client: dict[str, int] = {}
+
+    class GuardedH11(H11Protocol):
+        """H11Protocol, counted per client and with a deadline for each request's head."""
+
+        counted: str | None = None
+        deadline: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            client = (self.client or ("?",))[0]
+            if policy.max_connections and open_by_client.get(client, 0) >= policy.max_connections:
+                transport.close()  # before any byte is read: this client has enough open
+                return
+            open_by_client[client] = open_by_client.get(client, 0) + 1
+            self.counted = client
+            self.await_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.stop_waiting()
+            if self.counted is not None:
+                left = open_by_client.get(self.counted, 1) - 1
+                if left > 0:
+                    open_by_client[self.counted] = left
+                else:
+                    open_by_client.pop(self.counted, None)
+                self.counted = None
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.head_in():
+                self.stop_waiting()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.head_in():  # (a pipelined request may have started already)
+                self.await_head()
+
+        def head_in(self) -> bool:
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def await_head(self) -> None:
+            self.stop_waiting()
+            if policy.head_timeout and not self.transport.is_closing():
+                self.deadline = self.loop.call_later(policy.head_timeout, self.too_slow)
+
+        def stop_waiting(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def too_slow(self) -> None:
+            self.deadline = None
+            if not self.head_in():
+                self.transport.close()
+
+    return GuardedH11
 
 
 class HideTokens(logging.Filter):

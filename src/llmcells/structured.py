@@ -192,8 +192,18 @@ def validate(text: str, schema: OutputSchema) -> Any:
         jsonschema.validate(data, schema.json_schema)
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path) or "answer"
-        raise ValueError(f"{where}: {err.message}") from None
+        raise ValueError(f"{where}: {_broken_rule(err)}") from None
     return data
+
+
+def _broken_rule(err: Any) -> str:
+    """The schema rule a jsonschema error broke, without the answer's words. (Its message quotes
+    the value, "'...' is not of type 'integer'"; this line becomes Result.error and the ledger's
+    error column, which keep no answer text, and /v1/usage shows it to the service's clients.
+    The pydantic path says the rule alone too.)"""
+    rule = json.dumps(err.validator_value, default=str, ensure_ascii=False)
+    rule = rule if len(rule) <= 80 else rule[:77] + "..."
+    return f'does not satisfy "{err.validator}": {rule}'
 
 
 def check_result(result: Result, schema: OutputSchema | None, mode: str | None = None) -> None:
