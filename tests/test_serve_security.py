@@ -790,3 +790,20 @@ def test_a_client_cannot_mark_providers_down_with_a_short_health_deadline(servic
     with _client(service) as c:
         for short in (0.001, DEFAULT_TIMEOUT_S - 0.5):
             assert "timeout" in _shape(c.get("/v1/health", params={"timeout": short}), 422)
+
+
+@pytest.mark.parametrize("option, value, line", [
+    ("--max-concurrent", "-1", "must be at least 0, not -1"),
+    ("--max-connections", "-5", "must be at least 0, not -5"),
+    ("--rate-limit", "-2", "must be at least 0, not -2"),
+    ("--max-timeout", "0", "must be more than 0, not 0"),
+    ("--max-body", "0", "must be at least 1, not 0"),
+])
+def test_a_negative_limit_is_refused_at_start(capsys, option, value, line):
+    """--max-concurrent -1 started a service that refused every request (429) with nothing to
+    say why; a limit below its floor is now refused on the command line."""
+    from llmcells import serve
+
+    with pytest.raises(SystemExit) as stop:
+        serve.main([option, value])
+    assert stop.value.code == 2 and f"argument {option}: {line}" in capsys.readouterr().err

@@ -501,19 +501,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expose-prompts", action="store_true",
                    help="show the ledger's prompts and answers in /v1/usage")
     p.add_argument("--simulate", action="store_true", help="answer every provider from the simulator")
-    p.add_argument("--max-body", type=int, default=MAX_BODY, help="largest request body, in bytes")
-    p.add_argument("--max-timeout", type=float, default=None,
+    p.add_argument("--max-body", type=_number(int, 1), default=MAX_BODY, help="largest request body, in bytes")
+    p.add_argument("--max-timeout", type=_number(float, 0, above=True), default=None,
                    help="longest call a client may ask for, in seconds (default: the configured "
                         "timeout)")
-    p.add_argument("--rate-limit", type=float, default=RATE_PER_MINUTE, metavar="N",
+    p.add_argument("--rate-limit", type=_number(float, 0), default=RATE_PER_MINUTE, metavar="N",
                    help=f"requests per minute per client (default {RATE_PER_MINUTE}; 0: no limit)")
-    p.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT, metavar="N",
+    p.add_argument("--max-concurrent", type=_number(int, 0), default=MAX_CONCURRENT, metavar="N",
                    help=f"requests running at once per client (default {MAX_CONCURRENT}; 0: no limit)")
-    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+    p.add_argument("--max-connections", type=_number(int, 0), default=MAX_CONNECTIONS, metavar="N",
                    help=f"connections open at once per client (default {MAX_CONNECTIONS}; 0: no "
                         "limit); each must send a request's head within 10 s")
     p.add_argument("--access-log", action="store_true", help="log every request (never keys or tokens)")
     return p
+
+
+def _number(kind: type, least: float, above: bool = False) -> Any:
+    """An argparse type: a kind (int or float) of at least `least` (above it, with above=True).
+    A negative limit would refuse every request, and nothing would say why."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value < least or (above and value == least):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if above else 'at least'} {least:g}, not {text}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
