@@ -463,7 +463,9 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     kind = kind_of_status(status)
     if code == "invalid_api_key":
         kind = "authentication"
-    elif code == "model_not_found":
+    elif code == "model_not_found" and status != 403:
+        # (a 403 with this code is "Project `proj_…` does not have access to model `…`": the
+        # model exists, the project may not use it; "denied" says that, with OpenAI's sentence)
         kind = "model_not_found"
     elif kind == "server_error" and "overloaded" in message.lower():
         kind = "overloaded"
