@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from llmcells.errors import AuthenticationError
+import pytest
+
+from llmcells.errors import AuthenticationError, RateLimitError
+from llmcells.retry import should_retry
 
 from test_adapters_unit import _collect, _serve
 
@@ -28,3 +31,24 @@ def test_a_403_model_not_found_is_access_denied_not_an_unknown_model():
     assert mapped.message == ("OpenAI denied access: Project `proj_abc` does not have access to "
                               "model `gpt-4o-mini`")
     assert mapped.status_code == 403 and not mapped.retryable
+
+
+def test_a_429_without_retry_after_waits_for_the_exhausted_limit_to_reset():
+    body = {"message": "Rate limit reached for gpt-4o-mini in organization org-x on requests per day "
+                       "(RPD): Limit 10000, Used 10000, Requested 1. Please try again in 6m0s.",
+            "type": "requests", "param": None, "code": "rate_limit_exceeded"}
+    limits = {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "0",
+              "x-ratelimit-reset-requests": "6m0s", "x-ratelimit-limit-tokens": "200000",
+              "x-ratelimit-remaining-tokens": "199000", "x-ratelimit-reset-tokens": "300ms"}
+    mapped = _error(429, body, limits)
+    assert isinstance(mapped, RateLimitError) and mapped.retryable
+    # the requests limit is the exhausted one: its reset, not the tokens' 300 ms
+    assert mapped.retry_after == pytest.approx(360, abs=2)
+    assert not should_retry(mapped, max_wait=60)  # longer than llmcells waits: ends at once
+
+    tokens = {**limits, "x-ratelimit-remaining-requests": "9000", "x-ratelimit-remaining-tokens": "0",
+              "x-ratelimit-reset-tokens": "1.5s"}
+    assert _error(429, body, tokens).retry_after == pytest.approx(1.5, abs=0.5)
+    # a retry-after header, when sent, wins; no exhausted limit and none: backoff
+    assert _error(429, body, {**limits, "retry-after": "2"}).retry_after == 2
+    assert _error(429, body, {**tokens, "x-ratelimit-remaining-tokens": "5"}).retry_after is None

@@ -8,6 +8,7 @@ are read as the JSON the server sent (see `_common.post_stream`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -471,11 +472,26 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
         kind = "overloaded"
     elif kind in ("bad_request", "provider_error") and not 400 <= status < 500:
         return _by_code(spec, code, message, status)
+    retry_after = retry_after_from_headers(exc.response.headers)
+    if retry_after is None and status == 429:
+        retry_after = _reset_wait(exc.response.headers)
     err = api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status,
-                    retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
+                    retry_after=retry_after, response=exc.response)
     if code == "insufficient_quota":
         err.retryable = False  # out of credit: waiting will not help
     return err
+
+
+def _reset_wait(headers: Any) -> float | None:
+    """Seconds until the exhausted rate limit of a 429 resets, from its `x-ratelimit-remaining-*`
+    and `x-ratelimit-reset-*` headers ("1s", "6m0s"), when no retry-after header says so: OpenAI
+    often sends none, and without this a per-day limit was retried with backoff, and refused,
+    until the attempts ran out."""
+    limits = from_headers(headers) or {}
+    now = time.time()
+    waits = [limits[f"{what}_reset_at"] - now for what in ("requests", "tokens")
+             if limits.get(f"{what}_remaining") == 0 and limits.get(f"{what}_reset_at") is not None]
+    return max(max(waits), 0.0) if waits else None
 
 
 def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
