@@ -12,7 +12,9 @@ import pytest
 from llmcells.errors import AuthenticationError, RateLimitError
 from llmcells.retry import should_retry
 
-from test_adapters_unit import _collect, _serve
+from _parts import reasoning_of
+from test_adapters_unit import (RESP_USAGE, _collect, _response_obj, _responses_event, _serve, _sse,
+                                _text, _text_delta)
 
 
 def _error(status: int, error: dict, headers: dict | None = None, kind: str = "openai"):
@@ -52,3 +54,35 @@ def test_a_429_without_retry_after_waits_for_the_exhausted_limit_to_reset():
     # a retry-after header, when sent, wins; no exhausted limit and none: backoff
     assert _error(429, body, {**limits, "retry-after": "2"}).retry_after == 2
     assert _error(429, body, {**tokens, "x-ratelimit-remaining-tokens": "5"}).retry_after is None
+
+
+def _responses(*events: dict):
+    body = _sse(_responses_event("response.created", response=_response_obj("in_progress")), *events,
+                named=True)
+    return asyncio.run(_collect("openai-responses", _serve(body)))
+
+
+def _summary(item: str, index: int, text: str) -> list[dict]:
+    """One reasoning summary part as the API streams it (added, text deltas, done)."""
+    at = {"item_id": item, "output_index": 0, "summary_index": index}
+    half = len(text) // 2
+    return [_responses_event("response.reasoning_summary_part.added", **at,
+                             part={"type": "summary_text", "text": ""}),
+            _responses_event("response.reasoning_summary_text.delta", **at, delta=text[:half]),
+            _responses_event("response.reasoning_summary_text.delta", **at, delta=text[half:]),
+            _responses_event("response.reasoning_summary_text.done", **at, text=text),
+            _responses_event("response.reasoning_summary_part.done", **at,
+                             part={"type": "summary_text", "text": text})]
+
+
+def test_responses_reasoning_summary_parts_and_items_are_separate_paragraphs():
+    events, exc, _ = _responses(
+        *_summary("rs_1", 0, "**Reading the question**\n\nThe user wants a number."),
+        *_summary("rs_1", 1, "**Checking**\n\nTwo plus two is four."),
+        *_summary("rs_2", 0, "**Answering**\n\nSay it plainly."),
+        _text_delta("4"),
+        _responses_event("response.completed", response=_response_obj("completed", RESP_USAGE)))
+    assert exc is None and _text(events) == "4"
+    assert reasoning_of(events) == ("**Reading the question**\n\nThe user wants a number.\n\n"
+                                    "**Checking**\n\nTwo plus two is four.\n\n"
+                                    "**Answering**\n\nSay it plainly.")

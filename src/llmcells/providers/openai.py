@@ -338,6 +338,7 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     # its arguments whole from the finished item, or from the finished response when no item
     # event finished it: the argument deltas would say the same again.
     calls: dict[Any, int] = {}  # open function calls: output_index and item id -> part index
+    reasoning_at: tuple[Any, Any] | None = None  # the reasoning item and summary part last shown
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
@@ -367,8 +368,16 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                     for done in _end_call(items, calls, item, event.get("output_index")):
                         yield done
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-                if isinstance(event.get("delta"), str) and event["delta"]:
-                    for shown in items.show("reasoning", event["delta"]):
+                delta = event.get("delta")
+                if isinstance(delta, str) and delta:
+                    # A summary comes in parts (each "**Heading**\n\nparagraph"), and a turn may
+                    # reason in several items: a new one starts a new paragraph, as the API's
+                    # own summary list reads, instead of running on from the last word.
+                    where = (event.get("item_id"), event.get("summary_index", event.get("content_index")))
+                    if where != reasoning_at and reasoning_at is not None:
+                        delta = "\n\n" + delta
+                    reasoning_at = where
+                    for shown in items.show("reasoning", delta):
                         yield shown
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.get("response")
