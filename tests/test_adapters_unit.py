@@ -374,7 +374,7 @@ def test_responses_incomplete_is_a_normal_short_ending():
     assert exc is None and _text(events) == "Hel"
     assert reasoning_of(events) == "thinking"
     assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(11, 0, 0, 5, 3)
-    assert events[-1] == Finish("max_output_tokens")
+    assert events[-1].reason == "max_output_tokens" and events[-1].note.startswith("cut short")
 
 
 def test_responses_failed_and_error_events_raise():

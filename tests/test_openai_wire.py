@@ -11,10 +11,13 @@ import pytest
 
 from llmcells.errors import AuthenticationError, RateLimitError
 from llmcells.retry import should_retry
+from llmcells.types import Finish
 
 from _parts import reasoning_of
-from test_adapters_unit import (RESP_USAGE, _collect, _response_obj, _responses_event, _serve, _sse,
+from test_adapters_unit import (RESP_USAGE, _chat_chunk, _collect, _response_obj, _responses_event, _serve, _sse,
                                 _text, _text_delta)
+
+CHAT_USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 
 
 def _error(status: int, error: dict, headers: dict | None = None, kind: str = "openai"):
@@ -86,3 +89,43 @@ def test_responses_reasoning_summary_parts_and_items_are_separate_paragraphs():
     assert reasoning_of(events) == ("**Reading the question**\n\nThe user wants a number.\n\n"
                                     "**Checking**\n\nTwo plus two is four.\n\n"
                                     "**Answering**\n\nSay it plainly.")
+
+
+def _incomplete(reason: str) -> dict:
+    return _responses_event("response.incomplete", response=_response_obj(
+        "incomplete", RESP_USAGE, incomplete_details={"reason": reason}))
+
+
+def test_responses_incomplete_keeps_the_partial_answer_and_says_why():
+    events, exc, _ = _responses(_text_delta("The first half"), _incomplete("max_output_tokens"))
+    assert exc is None and _text(events) == "The first half"
+    assert events[-1] == Finish("max_output_tokens", "cut short: the answer reached the max_tokens "
+                                                     "limit; raise max_tokens for the rest")
+    events, exc, _ = _responses(_text_delta("Once upon"), _incomplete("content_filter"))
+    assert exc is None and _text(events) == "Once upon"
+    assert events[-1].reason == "content_filter"
+    assert events[-1].note.startswith("blocked: OpenAI's content filter stopped the answer")
+
+
+def test_responses_reasoning_that_used_every_token_says_so():
+    # A reasoning model given a small max_output_tokens: a summary, then no answer at all.
+    events, exc, _ = _responses(*_summary("rs_1", 0, "**Thinking**\n\nLong."),
+                                _incomplete("max_output_tokens"))
+    assert exc is None and _text(events) == ""
+    assert events[-1].note == ("stopped: the max_tokens limit was used up (by the model's reasoning) "
+                               "before it wrote an answer; raise max_tokens")
+
+
+def _chat(*chunks: dict):
+    return asyncio.run(_collect("openai", _serve(_sse(*chunks))))
+
+
+@pytest.mark.parametrize("reason, note", [
+    ("length", "cut short: the answer reached the max_tokens limit; raise max_tokens for the rest"),
+    ("content_filter", "blocked: OpenAI's content filter stopped the answer (any text before it is kept)"),
+    ("stop", None)])
+def test_chat_cut_or_filtered_answer_keeps_its_text_with_a_note(reason, note):
+    events, exc, _ = _chat(_chat_chunk("Once upon"), _chat_chunk(finish=reason),
+                           _chat_chunk(choices=False, usage=CHAT_USAGE))
+    assert exc is None and _text(events) == "Once upon"
+    assert events[-1] == Finish(reason, note)

@@ -214,6 +214,25 @@ _INCOMPLETE_NOTES = {
     "max_messages": "stopped: the response reached the most messages it may hold",
     "steered": "stopped: the response was steered (redirected) before it finished",
 }
+# Endings that leave a short or empty answer with status "ok" (the call was answered and
+# billed): without a note a cut or filtered answer, or an empty one, would not say why. Chat
+# Completions says "length" and "content_filter", the Responses API the incomplete reasons
+# "max_output_tokens" and "content_filter".
+_FILTERED = "blocked: {}'s content filter stopped the answer (any text before it is kept)"
+_CUT = "cut short: the answer reached the max_tokens limit; raise max_tokens for the rest"
+_NO_ANSWER = ("stopped: the max_tokens limit was used up (by the model's reasoning) before it wrote "
+              "an answer; raise max_tokens")
+
+
+def _ending_note(spec: ModelSpec, reason: str, refused: bool, answered: bool) -> str | None:
+    """The note of an answer that ended for this (finish or incomplete) reason, if any."""
+    if refused:
+        return _REFUSED
+    if reason == "content_filter":
+        return _FILTERED.format(spec.label)
+    if reason in ("length", "max_output_tokens"):
+        return _CUT if answered else _NO_ANSWER
+    return _INCOMPLETE_NOTES.get(reason)
 
 
 # Events arrive as the JSON objects the server sent (see post_stream): a missing field is a
@@ -296,7 +315,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     # (Its tool calls end with it.)
     if finish_reason is None:
         raise items.cut_short()
-    yield Finish(finish_reason, _REFUSED if refused else None)
+    yield Finish(finish_reason, _ending_note(request.spec, finish_reason, refused,
+                                             items.started("text") or bool(tools_started)))
 
 
 def _chat_tool_call(call: Any, started: set[int]) -> list[Event]:
@@ -399,7 +419,9 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 else:
                     # e.g. max_output_tokens or content_filter: a normal, if short, ending.
                     reason = field(response.get("incomplete_details"), "reason") or "incomplete"
-                    finish = Finish(reason, _REFUSED if refused else _INCOMPLETE_NOTES.get(reason))
+                    answered = items.started("text") or any(
+                        field(item, "type") == "function_call" for item in response.get("output") or ())
+                    finish = Finish(reason, _ending_note(request.spec, reason, refused, answered))
                 # No `break`: the body ends right after this event, and reading it to its end
                 # returns the connection to the pool and finishes the SDK's generators here.
                 items.finished()
