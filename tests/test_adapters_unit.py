@@ -389,7 +389,7 @@ def test_responses_failed_and_error_events_raise():
                 _responses_event("error", code="invalid_prompt", message="Bad prompt.", param=None),
                 named=True)
     _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(flat)))
-    assert isinstance(mapped, ProviderError) and "Bad prompt." in mapped.message
+    assert isinstance(mapped, BadRequestError) and not mapped.retryable and "Bad prompt." in mapped.message
 
 
 def _function_call_events(done_item: bool = True, output: bool = False) -> list[dict[str, Any]]:

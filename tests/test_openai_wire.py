@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from llmcells.errors import AuthenticationError, RateLimitError
+from llmcells.errors import AuthenticationError, BadRequestError, RateLimitError, ServerError
 from llmcells.retry import should_retry
 from llmcells.types import Finish
 
@@ -129,3 +129,29 @@ def test_chat_cut_or_filtered_answer_keeps_its_text_with_a_note(reason, note):
                            _chat_chunk(choices=False, usage=CHAT_USAGE))
     assert exc is None and _text(events) == "Once upon"
     assert events[-1] == Finish(reason, note)
+
+
+@pytest.mark.parametrize("event", [
+    # the error event as the spec has it (flat), and as the API also sends it (nested)
+    _responses_event("error", code="context_length_exceeded", param="input",
+                     message="Your input exceeds the context window of this model."),
+    {"type": "error", "sequence_number": 2, "error": {
+        "type": "invalid_request_error", "code": "context_length_exceeded", "param": "input",
+        "message": "Your input exceeds the context window of this model."}},
+    # a failed response whose error blames the request
+    _responses_event("response.failed", response=_response_obj("failed", None, error={
+        "code": "invalid_image_url", "message": "Error while downloading https://example.com/a.png."}))])
+def test_responses_errors_that_blame_the_request_are_bad_requests(event):
+    _, _, mapped = _responses(event)
+    assert isinstance(mapped, BadRequestError) and not mapped.retryable
+    assert mapped.message.startswith("OpenAI rejected the request: ")
+    assert mapped.message.endswith(("the context window of this model.", "example.com/a.png."))
+
+
+def test_responses_server_and_rate_limit_failures_stay_retryable():
+    _, _, mapped = _responses(_responses_event("response.failed", response=_response_obj(
+        "failed", None, error={"code": "server_error", "message": "The model failed."})))
+    assert isinstance(mapped, ServerError) and mapped.retryable
+    _, _, mapped = _responses(_responses_event("error", code="rate_limit_exceeded", param=None,
+                                               message="Rate limit reached."))
+    assert isinstance(mapped, RateLimitError) and mapped.retryable

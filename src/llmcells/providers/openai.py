@@ -465,11 +465,20 @@ def _event_error(spec: ModelSpec, error: Any) -> LLMError:
     """The error for a Responses `error` event or a `response.failed` response.error."""
     code = str(field(error, "code") or "")
     message = one_line(field(error, "message") or code or "the response failed")
-    return _by_code(spec, code, message, status=None)
+    return _by_code(spec, code, message, status=None, type_=str(field(error, "type") or ""))
 
 
-def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LLMError:
-    """An error reported in a stream body (no HTTP status to go by): decide from its code."""
+# Codes of an in-stream error or a failed response that blame the request (the prompt, an image,
+# the context window): sent again unchanged, it fails the same way. (ResponseError.code's image
+# codes all name the image: invalid_image_url, image_too_large, empty_image_file...)
+_REQUEST_CODES = ("invalid_", "image_", "unsupported_", "empty_image", "failed_to_download_image",
+                  "context_length_exceeded", "string_above_max_length")
+
+
+def _by_code(spec: ModelSpec, code: str, message: str, status: int | None,
+             type_: str = "") -> LLMError:
+    """An error reported in a stream body (no HTTP status to go by): decide from its code (and
+    its type, "invalid_request_error" when the request is at fault)."""
     if "rate_limit" in code:
         kind = "rate_limited"
     elif code in ("server_error", "internal_error") or "server_error" in message:
@@ -478,6 +487,8 @@ def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LL
         kind = "overloaded"
     elif code == "model_not_found":
         kind = "model_not_found"
+    elif code.startswith(_REQUEST_CODES) or type_ == "invalid_request_error":
+        kind = "bad_request"
     else:
         kind = "provider_error"
     return api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status)
@@ -540,7 +551,8 @@ def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
         # An error object inside an SSE stream (no HTTP status): the SDK raises APIError.
         body = exc.body if isinstance(exc.body, dict) else {}
         code = str(exc.code or exc.type or body.get("type") or "")
-        return _by_code(spec, code, one_line(exc.message), status=None)
+        return _by_code(spec, code, one_line(exc.message), status=None,
+                        type_=str(exc.type or body.get("type") or ""))
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
     return map_transport_error(exc, spec, DEFAULT_HOST)
