@@ -10,21 +10,23 @@ import json
 import pytest
 
 from llmcells.errors import AuthenticationError, BadRequestError, RateLimitError, ServerError
+from llmcells.models import ModelSpec
 from llmcells.retry import should_retry
 from llmcells.types import Finish
 
 from _parts import reasoning_of
-from test_adapters_unit import (RESP_USAGE, _chat_chunk, _collect, _response_obj, _responses_event, _serve, _sse,
+from test_adapters_unit import (RESP_USAGE, SPECS, _chat_chunk, _collect, _response_obj, _responses_event, _serve, _sse,
                                 _text, _text_delta)
 
 CHAT_USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 
 
-def _error(status: int, error: dict, headers: dict | None = None, kind: str = "openai"):
+def _error(status: int, error: dict, headers: dict | None = None, kind: str = "openai",
+           base_url: str | None = None):
     """The mapped error of an HTTP error answer with this `error` object."""
     handler = _serve(json.dumps({"error": error}).encode(), status,
                      {"content-type": "application/json", **(headers or {})})
-    _, _, mapped = asyncio.run(_collect(kind, handler))
+    _, _, mapped = asyncio.run(_collect(kind, handler, base_url=base_url))
     return mapped
 
 
@@ -155,3 +157,26 @@ def test_responses_server_and_rate_limit_failures_stay_retryable():
     _, _, mapped = _responses(_responses_event("error", code="rate_limit_exceeded", param=None,
                                                message="Rate limit reached."))
     assert isinstance(mapped, RateLimitError) and mapped.retryable
+
+
+AZURE = ModelSpec("azure", "azure", "my-gpt-deployment", "my-gpt-deployment")
+AZURE_FILTERED = {
+    "message": "The response was filtered due to the prompt triggering Azure OpenAI's content management "
+               "policy. Please modify your prompt and retry. To learn more about our content filtering "
+               "policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+    "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+    "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+        "hate": {"filtered": False, "severity": "safe"},
+        "jailbreak": {"filtered": True, "detected": True},
+        "self_harm": {"filtered": False, "severity": "safe"},
+        "sexual": {"filtered": False, "severity": "safe"},
+        "violence": {"filtered": True, "severity": "medium"}}}}
+
+
+def test_azure_content_filter_400_names_the_categories(monkeypatch):
+    monkeypatch.setitem(SPECS, "azure", AZURE)
+    mapped = _error(400, AZURE_FILTERED, kind="azure", base_url="https://res.openai.azure.com")
+    assert isinstance(mapped, BadRequestError) and not mapped.retryable
+    assert mapped.message == ("Azure OpenAI rejected the request: the content filter blocked the prompt "
+                              "(jailbreak: detected, violence: medium); change the prompt, or the "
+                              "deployment's content filter")

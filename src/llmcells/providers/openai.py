@@ -504,6 +504,8 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     message = one_line(body.get("message") or exc.message)
     code = str(exc.code or body.get("code") or "")
     kind = kind_of_status(status)
+    if code == "content_filter":
+        message = _filtered_prompt(body) or message
     if code == "invalid_api_key":
         kind = "authentication"
     elif code == "model_not_found" and status != 403:
@@ -522,6 +524,23 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     if code == "insufficient_quota":
         err.retryable = False  # out of credit: waiting will not help
     return err
+
+
+def _filtered_prompt(error: dict[str, Any]) -> str | None:
+    """Azure's 400 `content_filter` error in one line: which categories of its content filter
+    the prompt tripped (innererror.content_filter_result), and what to do. Its own message is
+    three sentences and a link, cut off before it says anything specific."""
+    verdicts = field(field(error, "innererror"), "content_filter_result")
+    if not isinstance(verdicts, dict):
+        return None
+    hits = []
+    for category, verdict in verdicts.items():
+        if isinstance(verdict, dict) and verdict.get("filtered"):
+            level = verdict.get("severity") or ("detected" if verdict.get("detected") else "")
+            hits.append(f"{category}: {level}" if level and level != "safe" else str(category))
+    found = f" ({', '.join(hits)})" if hits else ""
+    return one_line(f"the content filter blocked the prompt{found}; change the prompt, or the "
+                    "deployment's content filter")
 
 
 def _reset_wait(headers: Any) -> float | None:
