@@ -12,7 +12,8 @@ import pytest
 from llmcells.errors import AuthenticationError, BadRequestError, RateLimitError, ServerError
 from llmcells.models import ModelSpec
 from llmcells.retry import should_retry
-from llmcells.types import Finish
+from llmcells.providers import openai as openai_adapter
+from llmcells.types import Finish, Message, Request
 
 from _parts import reasoning_of
 from test_adapters_unit import (RESP_USAGE, SPECS, _chat_chunk, _collect, _response_obj, _responses_event, _serve, _sse,
@@ -180,3 +181,14 @@ def test_azure_content_filter_400_names_the_categories(monkeypatch):
     assert mapped.message == ("Azure OpenAI rejected the request: the content filter blocked the prompt "
                               "(jailbreak: detected, violence: medium); change the prompt, or the "
                               "deployment's content filter")
+
+
+def test_an_endpoints_token_limit_is_max_tokens_and_openais_is_max_completion_tokens():
+    # Ollama's OpenAI-compatible chat request knows only max_tokens (max_completion_tokens is
+    # dropped unread); OpenAI's reasoning models, and Azure's, refuse max_tokens.
+    endpoint = ModelSpec("ollama", "openai", "llama3.2", "llama3.2", base_url="http://localhost:11434/v1")
+    body, _ = openai_adapter.chat_body(Request(endpoint, [Message("user", "hi")], max_tokens=50))
+    assert body["max_tokens"] == 50 and "max_completion_tokens" not in body
+    for spec in (SPECS["openai"], AZURE):
+        body, _ = openai_adapter.chat_body(Request(spec, [Message("user", "hi")], max_tokens=50))
+        assert body["max_completion_tokens"] == 50 and "max_tokens" not in body

@@ -17,7 +17,7 @@ import openai
 
 from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
-from ..models import ModelSpec
+from ..models import PROVIDERS, ModelSpec
 from ..quotas import from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
@@ -174,7 +174,11 @@ def chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         kwargs.update(capabilities.of(request.spec).chat_tools_need)
     _sampling(kwargs, request, params)
     if request.max_tokens is not None:
-        kwargs["max_completion_tokens"] = request.max_tokens
+        # OpenAI's (and Azure's) reasoning models refuse max_tokens; an OpenAI-compatible server
+        # added with add_endpoint may know only max_tokens (Ollama's request type has no
+        # max_completion_tokens, and drops it unread: the answer would not be capped).
+        limit = "max_completion_tokens" if request.spec.provider in PROVIDERS else "max_tokens"
+        kwargs[limit] = request.max_tokens
     return with_params(kwargs, params)
 
 
