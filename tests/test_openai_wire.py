@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from llmcells.errors import AuthenticationError, BadRequestError, RateLimitError, ServerError
+from llmcells.errors import (AuthenticationError, BadRequestError, ModelNotFoundError, ProviderError,
+                             RateLimitError, ServerError)
 from llmcells.models import ModelSpec
 from llmcells.retry import should_retry
 from llmcells.providers import openai as openai_adapter
@@ -192,3 +193,18 @@ def test_an_endpoints_token_limit_is_max_tokens_and_openais_is_max_completion_to
     for spec in (SPECS["openai"], AZURE):
         body, _ = openai_adapter.chat_body(Request(spec, [Message("user", "hi")], max_tokens=50))
         assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+
+
+def test_azure_404s_speak_of_deployments_and_the_endpoint(monkeypatch):
+    monkeypatch.setitem(SPECS, "azure", AZURE)
+    url = "https://res.openai.azure.com"
+    mapped = _error(404, {"code": "DeploymentNotFound", "message": "The API deployment for this resource "
+                          "does not exist. If you created the deployment within the last 5 minutes, "
+                          "please wait a moment and try again."}, kind="azure", base_url=url)
+    assert isinstance(mapped, ModelNotFoundError) and mapped.status_code == 404
+    assert mapped.message == ("Azure OpenAI has no deployment named 'my-gpt-deployment' at "
+                              "res.openai.azure.com: check the deployment name (a new one takes a few "
+                              "minutes to answer).")
+    mapped = _error(404, {"code": "404", "message": "Resource not found"}, kind="azure", base_url=url)
+    assert isinstance(mapped, ProviderError) and not isinstance(mapped, ModelNotFoundError)
+    assert "check AZURE_OPENAI_ENDPOINT" in mapped.message and "OPENAI_API_VERSION" in mapped.message
