@@ -208,3 +208,22 @@ def test_azure_404s_speak_of_deployments_and_the_endpoint(monkeypatch):
     mapped = _error(404, {"code": "404", "message": "Resource not found"}, kind="azure", base_url=url)
     assert isinstance(mapped, ProviderError) and not isinstance(mapped, ModelNotFoundError)
     assert "check AZURE_OPENAI_ENDPOINT" in mapped.message and "OPENAI_API_VERSION" in mapped.message
+
+
+def test_the_simulators_429_shows_the_exhausted_limit_as_the_api_does(fresh_sim):
+    # OpenAI's 429 carries its limits, the exhausted one at 0 with its reset, and no retry-after.
+    import openai
+
+    async def call():
+        client = openai.AsyncOpenAI(base_url=fresh_sim.url + "/v1", api_key="k", max_retries=0)
+        await client.chat.completions.create(model="gpt-4.1-mini",
+                                             messages=[{"role": "user", "content": "hi"}])
+
+    fresh_sim.inject("429")
+    with pytest.raises(openai.RateLimitError) as caught:
+        asyncio.run(call())
+    headers = caught.value.response.headers
+    assert "retry-after" not in headers and headers["x-ratelimit-remaining-tokens"] == "0"
+    assert headers["x-ratelimit-reset-tokens"] == "1.2s" and "try again in 1.2s" in caught.value.message
+    mapped = openai_adapter.ADAPTER.map_error(caught.value, SPECS["openai"])
+    assert isinstance(mapped, RateLimitError) and mapped.retry_after == pytest.approx(1.2, abs=0.3)

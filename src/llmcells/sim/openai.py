@@ -253,7 +253,8 @@ def _server_error() -> dict[str, Any]:
             "type": "server_error", "param": None, "code": None}
 
 
-def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict[str, Any]]:
+def _error_fields(fault: str, model: str, api: str, key: str,
+                  delay: float = 1.2) -> tuple[int, dict[str, Any]]:
     if fault == "401":
         shown = (key[:3] + "*" * 10 + key[-4:]) if len(key) > 8 else key
         message = (f"Incorrect API key provided: {shown}. You can find your API key at "
@@ -274,7 +275,7 @@ def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict
     if fault == "429":
         return 429, {"message": f"Rate limit reached for {model} in organization org-llmcellssim on "
                                 "tokens per min (TPM): Limit 30000, Used 30000, Requested 100. "
-                                "Please try again in 1.2s. Visit https://platform.openai.com/account/"
+                                f"Please try again in {delay:g}s. Visit https://platform.openai.com/account/"
                                 "rate-limits to learn more.",
                      "type": "tokens", "param": None, "code": "rate_limit_exceeded"}
     if fault == "529":
@@ -286,8 +287,16 @@ def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict
 def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
           retry_after: float | None = None) -> Reply:
     """The HTTP error answer for a fault name ("401", "404", "400", "429", "500", "529")."""
-    status, fields = _error_fields(fault, model, api, key)
-    return Reply(status, headers(False), compact({"error": fields}).encode())
+    delay = retry_after if retry_after is not None else 1.2
+    status, fields = _error_fields(fault, model, api, key, delay)
+    hdrs = headers(False)
+    if status == 429:
+        # As the real API: the exhausted limit (tokens per minute, as the message says) shows
+        # none remaining and when it resets; no retry-after header (a fault's own is added by
+        # the server).
+        hdrs["x-ratelimit-remaining-tokens"] = "0"
+        hdrs["x-ratelimit-reset-tokens"] = f"{delay:g}s"
+    return Reply(status, hdrs, compact({"error": fields}).encode())
 
 
 def refuse(refusal: Any, api: str) -> Reply:
