@@ -227,3 +227,19 @@ def test_the_simulators_429_shows_the_exhausted_limit_as_the_api_does(fresh_sim)
     assert headers["x-ratelimit-reset-tokens"] == "1.2s" and "try again in 1.2s" in caught.value.message
     mapped = openai_adapter.ADAPTER.map_error(caught.value, SPECS["openai"])
     assert isinstance(mapped, RateLimitError) and mapped.retry_after == pytest.approx(1.2, abs=0.3)
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-5.5", "openai-responses:gpt-5.5"])
+def test_a_flex_call_is_served_and_priced_at_flex(simulated, model):
+    # The answer says which tier served it (the simulator as the API: flex asked, flex served;
+    # fast asked, priority served); the Result keeps it and is priced at that tier.
+    import llmcells
+
+    def ask(**params):
+        return llmcells.run(llmcells.ask("Say hello", model=model, params=params, display=False))
+
+    standard, flex, fast = ask(), ask(service_tier="flex"), ask(service_tier="fast")
+    assert (standard.service_tier, flex.service_tier, fast.service_tier) == ("default", "flex", "priority")
+    assert standard.usage == flex.usage == fast.usage
+    assert flex.cost_usd == pytest.approx(standard.cost_usd / 2)
+    assert fast.cost_usd > standard.cost_usd

@@ -14,8 +14,23 @@ JSON_TYPE = "application/json; charset=utf-8"
 FINGERPRINT = "fp_5im0000001"
 
 
+def served_tier(requested: Any) -> str:
+    """The service_tier an answer says served it, for the one the request asked for: flex and
+    scale as asked, fast as priority (the API says "priority" for either), auto or none as the
+    project's default, "default"."""
+    if requested in ("flex", "scale", "priority"):
+        return str(requested)
+    return "priority" if requested == "fast" else "default"
+
+
 def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
     """The prompt of a `/v1/chat/completions` (api "chat") or `/v1/responses` request."""
+    prompt = _parse(api, body)
+    prompt.service_tier = served_tier(body.get("service_tier"))
+    return prompt
+
+
+def _parse(api: str, body: dict[str, Any]) -> Prompt:
     model = str(body.get("model", ""))
     if api == "chat":
         messages = body.get("messages") or []
@@ -103,7 +118,7 @@ class ChatStream:
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
         chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
                                  "created": self.plan.created, "model": self.plan.model,
-                                 "service_tier": "default", "system_fingerprint": FINGERPRINT,
+                                 "service_tier": self.plan.service_tier, "system_fingerprint": FINGERPRINT,
                                  "choices": choices}
         if self.plan.include_usage:
             chunk["usage"] = usage
@@ -141,7 +156,7 @@ def chat_body(plan: Plan) -> dict[str, Any]:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
                                                  "refusal": None, "annotations": []},
                          "logprobs": None, "finish_reason": "length" if plan.truncated else "stop"}],
-            "usage": chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+            "usage": chat_usage(plan, len(plan.tokens)), "service_tier": plan.service_tier,
             "system_fingerprint": FINGERPRINT}
 
 
@@ -155,7 +170,7 @@ def response_object(plan: Plan, resp_id: str, status: str, output: list[Any],
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "instructions": None, "max_output_tokens": max_output_tokens, "model": plan.model,
             "output": output, "parallel_tool_calls": True, "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": False,
+            "reasoning": {"effort": None, "summary": None}, "service_tier": plan.service_tier, "store": False,
             "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
             "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
             "usage": usage, "user": None, "metadata": {}}
