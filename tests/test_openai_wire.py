@@ -243,3 +243,16 @@ def test_a_flex_call_is_served_and_priced_at_flex(simulated, model):
     assert standard.usage == flex.usage == fast.usage
     assert flex.cost_usd == pytest.approx(standard.cost_usd / 2)
     assert fast.cost_usd > standard.cost_usd
+
+
+def test_responses_two_messages_are_two_paragraphs_of_the_answer():
+    # gpt-5.x models may write a commentary message before the final answer, in one response.
+    def delta(item: str, index: int, text: str) -> dict:
+        return _responses_event("response.output_text.delta", item_id=item, output_index=index,
+                                content_index=0, delta=text, logprobs=[])
+
+    events, exc, _ = _responses(delta("msg_1", 0, "Let me work "), delta("msg_1", 0, "that out."),
+                                delta("msg_2", 1, "It is "), delta("msg_2", 1, "four."),
+                                _responses_event("response.completed",
+                                                 response=_response_obj("completed", RESP_USAGE)))
+    assert exc is None and _text(events) == "Let me work that out.\n\nIt is four."

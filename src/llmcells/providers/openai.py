@@ -363,6 +363,7 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     # event finished it: the argument deltas would say the same again.
     calls: dict[Any, int] = {}  # open function calls: output_index and item id -> part index
     reasoning_at: tuple[Any, Any] | None = None  # the reasoning item and summary part last shown
+    text_at: Any = None  # the message item whose text was last shown
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
@@ -370,10 +371,17 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             kind = event.get("type")
             if kind == "response.output_text.delta" or kind == "response.refusal.delta":
                 # A refusal is kept as the answer's text, and noted as a refusal.
-                if isinstance(event.get("delta"), str) and event["delta"]:
+                delta = event.get("delta")
+                if isinstance(delta, str) and delta:
                     if kind == "response.refusal.delta":
                         refused = True
-                    for shown in items.show("text", event["delta"]):
+                    # A second message of the response (a model's commentary before its final
+                    # answer) starts a new paragraph rather than running on from the first.
+                    if event.get("item_id") != text_at:
+                        if text_at is not None:
+                            delta = "\n\n" + delta
+                        text_at = event.get("item_id")
+                    for shown in items.show("text", delta):
                         yield shown
             elif kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
