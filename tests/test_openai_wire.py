@@ -256,3 +256,18 @@ def test_responses_two_messages_are_two_paragraphs_of_the_answer():
                                 _responses_event("response.completed",
                                                  response=_response_obj("completed", RESP_USAGE)))
     assert exc is None and _text(events) == "Let me work that out.\n\nIt is four."
+
+
+def test_a_token_limit_below_the_responses_apis_least_is_sent_as_16_with_a_note(simulated):
+    # The Responses API refuses max_output_tokens below 16 (a 400 after sending); Chat
+    # Completions takes any positive limit.
+    import llmcells
+
+    r = llmcells.run(llmcells.ask("Write a story", model="openai-responses:gpt-5.5", max_tokens=5,
+                                  display=False))
+    assert r.ok, r.error
+    assert simulated.requests[-1].body["max_output_tokens"] == 16
+    assert r.notes[0] == "sent max_tokens 16, not 5: the Responses API takes no fewer"
+    r = llmcells.run(llmcells.ask("Write a story", model="openai:gpt-5.5", max_tokens=5, display=False))
+    assert r.ok and simulated.requests[-1].body["max_completion_tokens"] == 5
+    assert not any(n.startswith("sent max_tokens") for n in r.notes)
