@@ -1,6 +1,8 @@
-"""The OpenAI adapter against what today's API sends: error answers (status, code, rate-limit
-headers), Responses reasoning summaries and incomplete endings, and Chat Completions' filtered or
-cut answers. Each goes through the real SDK client over an injected httpx MockTransport."""
+"""The OpenAI and Azure OpenAI adapters against what today's APIs send: error answers (status,
+code, rate-limit headers, Azure's content filter and 404s), Responses reasoning summaries,
+messages and incomplete endings, Chat Completions' filtered or cut answers, and what a request
+sends (token limits). Streams and error answers go through the real SDK client over an injected
+httpx MockTransport; the tier, 429 and token-limit checks through the simulator."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ import pytest
 from llmcells.errors import (AuthenticationError, BadRequestError, ModelNotFoundError, ProviderError,
                              RateLimitError, ServerError)
 from llmcells.models import ModelSpec
-from llmcells.retry import should_retry
 from llmcells.providers import openai as openai_adapter
+from llmcells.retry import should_retry
 from llmcells.types import Finish, Message, Request
 
 from _parts import reasoning_of
-from test_adapters_unit import (RESP_USAGE, SPECS, _chat_chunk, _collect, _response_obj, _responses_event, _serve, _sse,
-                                _text, _text_delta)
+from test_adapters_unit import (RESP_USAGE, SPECS, _chat_chunk, _collect, _response_obj,
+                                _responses_event, _serve, _sse, _text, _text_delta)
 
 CHAT_USAGE = {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
 
