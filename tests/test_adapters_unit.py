@@ -375,7 +375,7 @@ def test_responses_incomplete_is_a_normal_short_ending():
     assert exc is None and _text(events) == "Hel"
     assert reasoning_of(events) == "thinking"
     assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(11, 0, 0, 5, 3)
-    assert events[-1] == Finish("max_output_tokens")
+    assert events[-1].reason == "max_output_tokens" and events[-1].note.startswith("cut short")
 
 
 def test_responses_failed_and_error_events_raise():
@@ -390,7 +390,7 @@ def test_responses_failed_and_error_events_raise():
                 _responses_event("error", code="invalid_prompt", message="Bad prompt.", param=None),
                 named=True)
     _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(flat)))
-    assert isinstance(mapped, ProviderError) and "Bad prompt." in mapped.message
+    assert isinstance(mapped, BadRequestError) and not mapped.retryable and "Bad prompt." in mapped.message
 
 
 def _function_call_events(done_item: bool = True, output: bool = False) -> list[dict[str, Any]]:

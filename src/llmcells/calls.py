@@ -234,6 +234,9 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     # A temperature the model refuses is left out (never a 400); the Result and the card say so.
     temperature, notes = capabilities.fit_temperature(
         spec, temperature if temperature is not None else settings.temperature, params)
+    max_tokens, cut = capabilities.fit_max_tokens(
+        spec, max_tokens if max_tokens is not None else settings.max_tokens)
+    notes += cut
     if notes:
         extra["notes"] = notes
     files, output, system = rich_options(spec, attach, schema, repair,
@@ -248,7 +251,7 @@ def make_plan(prompt: str, model: str | ModelSpec, *, system: str | None = None,
     request = Request(spec=spec, messages=messages,
                       system=system,
                       temperature=temperature,
-                      max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
+                      max_tokens=max_tokens,
                       extra=extra, attachments=files, schema=output)
     info = CallInfo(call_id=new_call_id(), model=spec.requested, model_id=spec.id,
                     provider=spec.provider, simulated=spec.simulated, group_id=group_id, sample=sample,

@@ -100,6 +100,22 @@ def fit_temperature(spec: Any, temperature: float | None,
     return None, [left_out(spec, "temperature")]
 
 
+#: the fewest output tokens OpenAI's Responses API takes: it refuses a smaller max_output_tokens
+#: with a 400 ("Expected a value >= 16"), on OpenAI and on Azure alike
+RESPONSES_MIN_OUTPUT = 16
+
+
+def fit_max_tokens(spec: Any, max_tokens: int | None) -> tuple[int | None, list[str]]:
+    """(max_tokens to send, notes): a limit below the Responses API's least is sent as that
+    least, with a note, rather than refused after sending (an endpoint's server may differ:
+    its limit is sent as given)."""
+    if (max_tokens is None or max_tokens >= RESPONSES_MIN_OUTPUT or getattr(spec, "api", None) != "responses"
+            or registry.row(spec.provider) is None):
+        return max_tokens, []
+    return RESPONSES_MIN_OUTPUT, [f"sent max_tokens {RESPONSES_MIN_OUTPUT}, not {max_tokens}: the "
+                                  f"Responses API takes no fewer"]
+
+
 def caps_of(spec: Any) -> registry.Caps:
     """The provider capability profile of a resolved ModelSpec (an endpoint's: ENDPOINT_CAPS; a
     cloud route's model: its maker's, as Vertex serves both Claude and Gemini)."""

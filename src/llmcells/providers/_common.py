@@ -270,6 +270,10 @@ class SdkStream:
             return PartStart(index, kind), self.shown_delta(index, text)
         return (self.shown_delta(index, text),)
 
+    def started(self, kind: str) -> bool:
+        """True once a piece of kind ("text" or "reasoning") was shown."""
+        return kind in self._parts
+
     def shown_delta(self, index: int, text: str) -> PartDelta:
         """The delta of the text or reasoning part at index; from now on a cut keeps the
         partial answer. (A tool call's argument fragments are not shown: yield their

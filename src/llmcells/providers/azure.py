@@ -12,7 +12,9 @@ import os
 import httpx2
 import openai
 
-from ..errors import ConfigError, MissingKeyError
+from ..errors import ConfigError, LLMError, MissingKeyError, ModelNotFoundError, ProviderError
+from ..models import ModelSpec
+from ._common import host_of
 from ._http import guard, tls_context
 from .base import ClientOptions
 from .openai import OpenAIProvider
@@ -59,6 +61,24 @@ class AzureProvider(OpenAIProvider):
         )
         client.chat.completions  # noqa: B018 - load the resource module now, off the loop
         return client
+
+    def map_error(self, exc: BaseException, spec: ModelSpec) -> LLMError | None:
+        """OpenAI's mapping, with Azure's two 404s said as Azure means them: the model id's name
+        is a deployment, not a model llmcells knows (no alias list or retirement date helps),
+        and a bare "Resource not found" is a wrong endpoint or api-version."""
+        if isinstance(exc, openai.NotFoundError):
+            host = host_of(spec.base_url, "the Azure OpenAI endpoint")
+            if exc.code == "DeploymentNotFound":
+                return ModelNotFoundError(
+                    f"Azure OpenAI has no deployment named '{spec.name}' at {host}: check the "
+                    "deployment name (a new one takes a few minutes to answer).",
+                    provider=spec.provider, status_code=404)
+            if str(exc.code) == "404":
+                return ProviderError(
+                    f"Azure OpenAI at {host} answered 'Resource not found': check "
+                    "AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai.azure.com) and "
+                    "OPENAI_API_VERSION.", provider=spec.provider, status_code=404)
+        return super().map_error(exc, spec)
 
 
 ADAPTER = AzureProvider()

@@ -8,6 +8,7 @@ are read as the JSON the server sent (see `_common.post_stream`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ import openai
 
 from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
-from ..models import ModelSpec
+from ..models import PROVIDERS, ModelSpec
 from ..quotas import from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
@@ -173,7 +174,11 @@ def chat_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
         kwargs.update(capabilities.of(request.spec).chat_tools_need)
     _sampling(kwargs, request, params)
     if request.max_tokens is not None:
-        kwargs["max_completion_tokens"] = request.max_tokens
+        # OpenAI's (and Azure's) reasoning models refuse max_tokens; an OpenAI-compatible server
+        # added with add_endpoint may know only max_tokens (Ollama's request type has no
+        # max_completion_tokens, and drops it unread: the answer would not be capped).
+        limit = "max_completion_tokens" if request.spec.provider in PROVIDERS else "max_tokens"
+        kwargs[limit] = request.max_tokens
     return with_params(kwargs, params)
 
 
@@ -213,6 +218,25 @@ _INCOMPLETE_NOTES = {
     "max_messages": "stopped: the response reached the most messages it may hold",
     "steered": "stopped: the response was steered (redirected) before it finished",
 }
+# Endings that leave a short or empty answer with status "ok" (the call was answered and
+# billed): without a note a cut or filtered answer, or an empty one, would not say why. Chat
+# Completions says "length" and "content_filter", the Responses API the incomplete reasons
+# "max_output_tokens" and "content_filter".
+_FILTERED = "blocked: {}'s content filter stopped the answer (any text before it is kept)"
+_CUT = "cut short: the answer reached the max_tokens limit; raise max_tokens for the rest"
+_NO_ANSWER = ("stopped: the max_tokens limit was used up (by the model's reasoning) before it wrote "
+              "an answer; raise max_tokens")
+
+
+def _ending_note(spec: ModelSpec, reason: str, refused: bool, answered: bool) -> str | None:
+    """The note of an answer that ended for this (finish or incomplete) reason, if any."""
+    if refused:
+        return _REFUSED
+    if reason == "content_filter":
+        return _FILTERED.format(spec.label)
+    if reason in ("length", "max_output_tokens"):
+        return _CUT if answered else _NO_ANSWER
+    return _INCOMPLETE_NOTES.get(reason)
 
 
 # Events arrive as the JSON objects the server sent (see post_stream): a missing field is a
@@ -295,7 +319,8 @@ async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIte
     # (Its tool calls end with it.)
     if finish_reason is None:
         raise items.cut_short()
-    yield Finish(finish_reason, _REFUSED if refused else None)
+    yield Finish(finish_reason, _ending_note(request.spec, finish_reason, refused,
+                                             items.started("text") or bool(tools_started)))
 
 
 def _chat_tool_call(call: Any, started: set[int]) -> list[Event]:
@@ -337,6 +362,8 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
     # its arguments whole from the finished item, or from the finished response when no item
     # event finished it: the argument deltas would say the same again.
     calls: dict[Any, int] = {}  # open function calls: output_index and item id -> part index
+    reasoning_at: tuple[Any, Any] | None = None  # the reasoning item and summary part last shown
+    text_at: Any = None  # the message item whose text was last shown
     try:
         async for event in items:
             if finish is not None or not isinstance(event, dict):
@@ -344,10 +371,17 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
             kind = event.get("type")
             if kind == "response.output_text.delta" or kind == "response.refusal.delta":
                 # A refusal is kept as the answer's text, and noted as a refusal.
-                if isinstance(event.get("delta"), str) and event["delta"]:
+                delta = event.get("delta")
+                if isinstance(delta, str) and delta:
                     if kind == "response.refusal.delta":
                         refused = True
-                    for shown in items.show("text", event["delta"]):
+                    # A second message of the response (a model's commentary before its final
+                    # answer) starts a new paragraph rather than running on from the first.
+                    if event.get("item_id") != text_at:
+                        if text_at is not None:
+                            delta = "\n\n" + delta
+                        text_at = event.get("item_id")
+                    for shown in items.show("text", delta):
                         yield shown
             elif kind in ("response.created", "response.in_progress", "response.queued"):
                 yield _response_info(event.get("response"), limits)
@@ -366,8 +400,16 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                     for done in _end_call(items, calls, item, event.get("output_index")):
                         yield done
             elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-                if isinstance(event.get("delta"), str) and event["delta"]:
-                    for shown in items.show("reasoning", event["delta"]):
+                delta = event.get("delta")
+                if isinstance(delta, str) and delta:
+                    # A summary comes in parts (each "**Heading**\n\nparagraph"), and a turn may
+                    # reason in several items: a new one starts a new paragraph, as the API's
+                    # own summary list reads, instead of running on from the last word.
+                    where = (event.get("item_id"), event.get("summary_index", event.get("content_index")))
+                    if where != reasoning_at and reasoning_at is not None:
+                        delta = "\n\n" + delta
+                    reasoning_at = where
+                    for shown in items.show("reasoning", delta):
                         yield shown
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.get("response")
@@ -389,7 +431,9 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 else:
                     # e.g. max_output_tokens or content_filter: a normal, if short, ending.
                     reason = field(response.get("incomplete_details"), "reason") or "incomplete"
-                    finish = Finish(reason, _REFUSED if refused else _INCOMPLETE_NOTES.get(reason))
+                    answered = items.started("text") or any(
+                        field(item, "type") == "function_call" for item in response.get("output") or ())
+                    finish = Finish(reason, _ending_note(request.spec, reason, refused, answered))
                 # No `break`: the body ends right after this event, and reading it to its end
                 # returns the connection to the pool and finishes the SDK's generators here.
                 items.finished()
@@ -433,11 +477,20 @@ def _event_error(spec: ModelSpec, error: Any) -> LLMError:
     """The error for a Responses `error` event or a `response.failed` response.error."""
     code = str(field(error, "code") or "")
     message = one_line(field(error, "message") or code or "the response failed")
-    return _by_code(spec, code, message, status=None)
+    return _by_code(spec, code, message, status=None, type_=str(field(error, "type") or ""))
 
 
-def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LLMError:
-    """An error reported in a stream body (no HTTP status to go by): decide from its code."""
+# Codes of an in-stream error or a failed response that blame the request (the prompt, an image,
+# the context window): sent again unchanged, it fails the same way. (ResponseError.code's image
+# codes all name the image: invalid_image_url, image_too_large, empty_image_file...)
+_REQUEST_CODES = ("invalid_", "image_", "unsupported_", "empty_image", "failed_to_download_image",
+                  "context_length_exceeded", "string_above_max_length")
+
+
+def _by_code(spec: ModelSpec, code: str, message: str, status: int | None,
+             type_: str = "") -> LLMError:
+    """An error reported in a stream body (no HTTP status to go by): decide from its code (and
+    its type, "invalid_request_error" when the request is at fault)."""
     if "rate_limit" in code:
         kind = "rate_limited"
     elif code in ("server_error", "internal_error") or "server_error" in message:
@@ -446,6 +499,8 @@ def _by_code(spec: ModelSpec, code: str, message: str, status: int | None) -> LL
         kind = "overloaded"
     elif code == "model_not_found":
         kind = "model_not_found"
+    elif code.startswith(_REQUEST_CODES) or type_ == "invalid_request_error":
+        kind = "bad_request"
     else:
         kind = "provider_error"
     return api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status)
@@ -461,19 +516,55 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
     message = one_line(body.get("message") or exc.message)
     code = str(exc.code or body.get("code") or "")
     kind = kind_of_status(status)
+    if code == "content_filter":
+        message = _filtered_prompt(body) or message
     if code == "invalid_api_key":
         kind = "authentication"
-    elif code == "model_not_found":
+    elif code == "model_not_found" and status != 403:
+        # (a 403 with this code is "Project `proj_…` does not have access to model `…`": the
+        # model exists, the project may not use it; "denied" says that, with OpenAI's sentence)
         kind = "model_not_found"
     elif kind == "server_error" and "overloaded" in message.lower():
         kind = "overloaded"
     elif kind in ("bad_request", "provider_error") and not 400 <= status < 500:
         return _by_code(spec, code, message, status)
+    retry_after = retry_after_from_headers(exc.response.headers)
+    if retry_after is None and status == 429:
+        retry_after = _reset_wait(exc.response.headers)
     err = api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status,
-                    retry_after=retry_after_from_headers(exc.response.headers), response=exc.response)
+                    retry_after=retry_after, response=exc.response)
     if code == "insufficient_quota":
         err.retryable = False  # out of credit: waiting will not help
     return err
+
+
+def _filtered_prompt(error: dict[str, Any]) -> str | None:
+    """Azure's 400 `content_filter` error in one line: which categories of its content filter
+    the prompt tripped (innererror.content_filter_result), and what to do. Its own message is
+    three sentences and a link, cut off before it says anything specific."""
+    verdicts = field(field(error, "innererror"), "content_filter_result")
+    if not isinstance(verdicts, dict):
+        return None
+    hits = []
+    for category, verdict in verdicts.items():
+        if isinstance(verdict, dict) and verdict.get("filtered"):
+            level = verdict.get("severity") or ("detected" if verdict.get("detected") else "")
+            hits.append(f"{category}: {level}" if level and level != "safe" else str(category))
+    found = f" ({', '.join(hits)})" if hits else ""
+    return one_line(f"the content filter blocked the prompt{found}; change the prompt, or the "
+                    "deployment's content filter")
+
+
+def _reset_wait(headers: Any) -> float | None:
+    """Seconds until the exhausted rate limit of a 429 resets, from its `x-ratelimit-remaining-*`
+    and `x-ratelimit-reset-*` headers ("1s", "6m0s"), when no retry-after header says so: OpenAI
+    often sends none, and without this a per-day limit was retried with backoff, and refused,
+    until the attempts ran out."""
+    limits = from_headers(headers) or {}
+    now = time.time()
+    waits = [limits[f"{what}_reset_at"] - now for what in ("requests", "tokens")
+             if limits.get(f"{what}_remaining") == 0 and limits.get(f"{what}_reset_at") is not None]
+    return max(max(waits), 0.0) if waits else None
 
 
 def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
@@ -491,7 +582,8 @@ def _map_error(exc: BaseException, spec: ModelSpec) -> LLMError | None:
         # An error object inside an SSE stream (no HTTP status): the SDK raises APIError.
         body = exc.body if isinstance(exc.body, dict) else {}
         code = str(exc.code or exc.type or body.get("type") or "")
-        return _by_code(spec, code, one_line(exc.message), status=None)
+        return _by_code(spec, code, one_line(exc.message), status=None,
+                        type_=str(exc.type or body.get("type") or ""))
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(f"{spec.label}: {one_line(exc)}", provider=spec.provider)
     return map_transport_error(exc, spec, DEFAULT_HOST)

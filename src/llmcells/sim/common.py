@@ -28,6 +28,7 @@ class Prompt:
     include_usage: bool = False     # OpenAI Chat: stream_options.include_usage
     rich: Any = None                # rich.Rich: attachments and schema (set by the server)
     latest: str = ""                # the latest user turn's own text: what the answer quotes
+    service_tier: str | None = None  # OpenAI: the tier that serves the request (served_tier)
 
 
 _NOT_THE_USERS = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
@@ -55,6 +56,7 @@ class Plan:
     reasoning_tokens: int = 0
     include_usage: bool = False
     thinking: bool = False          # Claude with thinking on: a tool-call turn thinks first
+    service_tier: str = "default"   # OpenAI: the tier the answer says served it
     created: int = field(default_factory=lambda: int(time.time()))
     rng: random.Random = field(default_factory=random.Random)
 

@@ -14,8 +14,23 @@ JSON_TYPE = "application/json; charset=utf-8"
 FINGERPRINT = "fp_5im0000001"
 
 
+def served_tier(requested: Any) -> str:
+    """The service_tier an answer says served it, for the one the request asked for: flex and
+    scale as asked, fast as priority (the API says "priority" for either), auto or none as the
+    project's default, "default"."""
+    if requested in ("flex", "scale", "priority"):
+        return str(requested)
+    return "priority" if requested == "fast" else "default"
+
+
 def parse(api: str, body: dict[str, Any], path_model: str | None = None) -> Prompt:
     """The prompt of a `/v1/chat/completions` (api "chat") or `/v1/responses` request."""
+    prompt = _parse(api, body)
+    prompt.service_tier = served_tier(body.get("service_tier"))
+    return prompt
+
+
+def _parse(api: str, body: dict[str, Any]) -> Prompt:
     model = str(body.get("model", ""))
     if api == "chat":
         messages = body.get("messages") or []
@@ -103,7 +118,7 @@ class ChatStream:
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None) -> bytes:
         chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
                                  "created": self.plan.created, "model": self.plan.model,
-                                 "service_tier": "default", "system_fingerprint": FINGERPRINT,
+                                 "service_tier": self.plan.service_tier, "system_fingerprint": FINGERPRINT,
                                  "choices": choices}
         if self.plan.include_usage:
             chunk["usage"] = usage
@@ -141,7 +156,7 @@ def chat_body(plan: Plan) -> dict[str, Any]:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": plan.text,
                                                  "refusal": None, "annotations": []},
                          "logprobs": None, "finish_reason": "length" if plan.truncated else "stop"}],
-            "usage": chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+            "usage": chat_usage(plan, len(plan.tokens)), "service_tier": plan.service_tier,
             "system_fingerprint": FINGERPRINT}
 
 
@@ -155,7 +170,7 @@ def response_object(plan: Plan, resp_id: str, status: str, output: list[Any],
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "instructions": None, "max_output_tokens": max_output_tokens, "model": plan.model,
             "output": output, "parallel_tool_calls": True, "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None}, "service_tier": "default", "store": False,
+            "reasoning": {"effort": None, "summary": None}, "service_tier": plan.service_tier, "store": False,
             "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
             "tool_choice": "auto", "tools": [], "top_p": 1.0, "truncation": "disabled",
             "usage": usage, "user": None, "metadata": {}}
@@ -253,7 +268,8 @@ def _server_error() -> dict[str, Any]:
             "type": "server_error", "param": None, "code": None}
 
 
-def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict[str, Any]]:
+def _error_fields(fault: str, model: str, api: str, key: str,
+                  delay: float = 1.2) -> tuple[int, dict[str, Any]]:
     if fault == "401":
         shown = (key[:3] + "*" * 10 + key[-4:]) if len(key) > 8 else key
         message = (f"Incorrect API key provided: {shown}. You can find your API key at "
@@ -274,7 +290,7 @@ def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict
     if fault == "429":
         return 429, {"message": f"Rate limit reached for {model} in organization org-llmcellssim on "
                                 "tokens per min (TPM): Limit 30000, Used 30000, Requested 100. "
-                                "Please try again in 1.2s. Visit https://platform.openai.com/account/"
+                                f"Please try again in {delay:g}s. Visit https://platform.openai.com/account/"
                                 "rate-limits to learn more.",
                      "type": "tokens", "param": None, "code": "rate_limit_exceeded"}
     if fault == "529":
@@ -286,8 +302,16 @@ def _error_fields(fault: str, model: str, api: str, key: str) -> tuple[int, dict
 def error(fault: str, model: str, *, api: str, stream: bool, key: str = "",
           retry_after: float | None = None) -> Reply:
     """The HTTP error answer for a fault name ("401", "404", "400", "429", "500", "529")."""
-    status, fields = _error_fields(fault, model, api, key)
-    return Reply(status, headers(False), compact({"error": fields}).encode())
+    delay = retry_after if retry_after is not None else 1.2
+    status, fields = _error_fields(fault, model, api, key, delay)
+    hdrs = headers(False)
+    if status == 429:
+        # As the real API: the exhausted limit (tokens per minute, as the message says) shows
+        # none remaining and when it resets; no retry-after header (a fault's own is added by
+        # the server).
+        hdrs["x-ratelimit-remaining-tokens"] = "0"
+        hdrs["x-ratelimit-reset-tokens"] = f"{delay:g}s"
+    return Reply(status, hdrs, compact({"error": fields}).encode())
 
 
 def refuse(refusal: Any, api: str) -> Reply:

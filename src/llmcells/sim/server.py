@@ -298,7 +298,8 @@ class SimServer:
         return Plan(api, prompt.model, tokens, truncated, count_prompt_tokens(prompt.text),
                     cached_tokens=settings.cached_input_tokens,
                     cache_write_tokens=settings.cache_write_tokens,
-                    reasoning_tokens=settings.reasoning_tokens, include_usage=prompt.include_usage)
+                    reasoning_tokens=settings.reasoning_tokens, include_usage=prompt.include_usage,
+                    service_tier=prompt.service_tier or "default")
 
     async def _tool_calls(self, resp: Response, module: ModuleType, api: str, prompt: Prompt,
                           calls: list, *, thinking: bool = False) -> None:

@@ -201,7 +201,7 @@ def _chat(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
                                              "finish_reason": finish}]
         body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": plan.created,
-                                "model": plan.model, "service_tier": "default",
+                                "model": plan.model, "service_tier": plan.service_tier,
                                 "system_fingerprint": "fp_5im0000001", "choices": choices}
         if plan.include_usage:
             body["usage"] = usage
@@ -329,7 +329,7 @@ def body(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, A
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": None,
                                                      "annotations": [], "tool_calls": tool_calls},
                              "logprobs": None, "finish_reason": "tool_calls"}],
-                "usage": chat_usage(plan, len(plan.tokens)), "service_tier": "default",
+                "usage": chat_usage(plan, len(plan.tokens)), "service_tier": plan.service_tier,
                 "system_fingerprint": FINGERPRINT}
     if provider == "openai":
         from .openai import response_object, responses_usage
