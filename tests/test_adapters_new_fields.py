@@ -201,10 +201,10 @@ def test_gemini_max_tokens_spent_on_thinking_says_so():
     events, exc, _ = asyncio.run(_collect("google", _serve(body)))
     assert exc is None and _text(events) == ""
     assert events[-1].reason == "MAX_TOKENS" and "max_tokens" in events[-1].note
-    # with some answer text, MAX_TOKENS is the plain short ending it always was
+    # with some answer text, MAX_TOKENS cuts it short, as every provider's limit says
     body = _sse(_gemini_chunk("Par", finish="MAX_TOKENS"), sep="\r\n")
     events, exc, _ = asyncio.run(_collect("google", _serve(body)))
-    assert events[-1] == Finish("MAX_TOKENS")
+    assert events[-1] == Finish("MAX_TOKENS", "cut short: the answer reached max_tokens; raise max_tokens for the rest")
 
 
 def test_gemini_blocked_prompt_says_what_to_do():
@@ -223,4 +223,4 @@ def test_gemini_max_tokens_after_a_function_call_is_not_called_empty():
     chunk = _gemini_chunk("", finish="MAX_TOKENS")
     chunk["candidates"][0]["content"]["parts"] = [call]
     events, exc, _ = asyncio.run(_collect("google", _serve(_sse(chunk, sep="\r\n"))))
-    assert exc is None and events[-1] == Finish("MAX_TOKENS")
+    assert exc is None and events[-1] == Finish("MAX_TOKENS", "cut short: the answer reached max_tokens; raise max_tokens for the rest")

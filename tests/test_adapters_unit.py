@@ -494,7 +494,7 @@ def test_gemini_thought_parts_are_reasoning():
     events, exc, _ = asyncio.run(_collect("google", _serve(body)))
     assert exc is None and _text(events) == "Hi"
     assert reasoning_of(events) == "plan"
-    assert events[-1] == Finish("MAX_TOKENS")
+    assert events[-1] == Finish("MAX_TOKENS", "cut short: the answer reached max_tokens; raise max_tokens for the rest")
 
 
 @pytest.mark.parametrize("reason", ["SAFETY", "RECITATION", "PROHIBITED_CONTENT", "MALFORMED_FUNCTION_CALL"])

@@ -143,6 +143,15 @@ def test_an_invalid_request_error_event_is_a_bad_request():
     assert mapped.message.endswith("messages: text content blocks must be non-empty")
 
 
+def test_an_http_answers_status_outranks_a_catch_all_error_type():
+    """A 401 (a gateway's, a batch endpoint's) whose body says invalid_request_error was read as a
+    bad request ("rejected the request"), not a rejected key: the type wins only in a stream,
+    where there is no status."""
+    mapped = _answer_error(401, "invalid_request_error", {})
+    assert isinstance(mapped, AuthenticationError) and "rejected the API key" in mapped.message
+    assert isinstance(_answer_error(413, "request_too_large", {}), BadRequestError)
+
+
 # ----- the server's retry advice -------------------------------------------------------------------
 
 

@@ -105,8 +105,8 @@ def _incomplete(reason: str) -> dict:
 def test_responses_incomplete_keeps_the_partial_answer_and_says_why():
     events, exc, _ = _responses(_text_delta("The first half"), _incomplete("max_output_tokens"))
     assert exc is None and _text(events) == "The first half"
-    assert events[-1] == Finish("max_output_tokens", "cut short: the answer reached the max_tokens "
-                                                     "limit; raise max_tokens for the rest")
+    assert events[-1] == Finish("max_output_tokens", "cut short: the answer reached max_tokens; "
+                                                     "raise max_tokens for the rest")
     events, exc, _ = _responses(_text_delta("Once upon"), _incomplete("content_filter"))
     assert exc is None and _text(events) == "Once upon"
     assert events[-1].reason == "content_filter"
@@ -118,8 +118,8 @@ def test_responses_reasoning_that_used_every_token_says_so():
     events, exc, _ = _responses(*_summary("rs_1", 0, "**Thinking**\n\nLong."),
                                 _incomplete("max_output_tokens"))
     assert exc is None and _text(events) == ""
-    assert events[-1].note == ("stopped: the max_tokens limit was used up (by the model's reasoning) "
-                               "before it wrote an answer; raise max_tokens")
+    assert events[-1].note == ("stopped: max_tokens was used up, reasoning included, before any "
+                               "answer text; raise max_tokens (or lower the reasoning effort)")
 
 
 def _chat(*chunks: dict):
@@ -127,7 +127,7 @@ def _chat(*chunks: dict):
 
 
 @pytest.mark.parametrize("reason, note", [
-    ("length", "cut short: the answer reached the max_tokens limit; raise max_tokens for the rest"),
+    ("length", "cut short: the answer reached max_tokens; raise max_tokens for the rest"),
     ("content_filter", "blocked: OpenAI's content filter stopped the answer (any text before it is kept)"),
     ("stop", None)])
 def test_chat_cut_or_filtered_answer_keeps_its_text_with_a_note(reason, note):

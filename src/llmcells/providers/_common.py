@@ -162,6 +162,17 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
                              stream_cls=stream_cls[object])
 
 
+def max_tokens_note(answered: bool, limit: int | None = None) -> str:
+    """The note of an answer the output limit ended (alike for every provider): cut short, its
+    text so far kept; or, with no answer text at all, the limit spent first (by the model's
+    reasoning, on a thinking model)."""
+    at = f" ({limit:,})" if limit else ""
+    if answered:
+        return f"cut short: the answer reached max_tokens{at}; raise max_tokens for the rest"
+    return (f"stopped: max_tokens{at} was used up, reasoning included, before any answer text; "
+            "raise max_tokens (or lower the reasoning effort)")
+
+
 def incomplete(spec: ModelSpec) -> IncompleteStreamError:
     """The error for a stream that ended before the provider's terminal event."""
     return IncompleteStreamError(

@@ -24,6 +24,7 @@ from ._common import (
     field,
     host_of,
     map_transport_error,
+    max_tokens_note,
     one_line,
     retry_after_from_headers,
     post_stream,
@@ -274,8 +275,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
         note = _refusal_note(stop_details)
     elif reason == "max_tokens":
         # the answer is cut where the limit fell (often llmcells' default, not one the user set)
-        note = (f"stopped: the answer reached max_tokens ({body['max_tokens']}); "
-                "pass a larger max_tokens for the rest")
+        note = max_tokens_note(bool(items.shown or calls), body.get("max_tokens"))
     else:
         note = _STOP_NOTES.get(reason)
     notes = [n for n in (note, _searches_note(seen.get(_SEARCHES), request)) if n]
@@ -311,7 +311,12 @@ def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DE
     # HTTP status of its own (none is shown or recorded), only its type.
     status = exc.status_code if exc.status_code >= 400 else None
     aws_type = (exc.response.headers.get("x-amzn-errortype") or "").partition(":")[0]
-    kind = _TYPE_KINDS.get(exc.type or "") or _AWS_KINDS.get(aws_type) or kind_of_status(status)
+    type_kind = _TYPE_KINDS.get(exc.type or "")
+    if status is not None and type_kind == "bad_request":
+        # an HTTP answer's status says more than this catch-all type (a gateway's 401 whose body
+        # says invalid_request_error is still a key problem); an in-stream event has only its type
+        type_kind = None
+    kind = type_kind or _AWS_KINDS.get(aws_type) or kind_of_status(status)
     if status == 529:
         kind = "overloaded"
     # (exc.message is the SDK's "503 <body> (path: /v1/messages)": the body's words suffice)

@@ -38,6 +38,7 @@ from ._common import (
     host_of,
     incomplete,
     map_transport_error,
+    max_tokens_note,
     one_line,
     parse_duration,
     retry_after_from_headers,
@@ -454,8 +455,8 @@ def ending(reason: str, message: Any, answered: bool, provider: str) -> tuple[LL
     if failed is not None:
         return failed[0](_with_message(failed[1], message), provider=provider), None
     note = _FINISH_NOTES.get(reason)
-    if note is None and reason == "MAX_TOKENS" and not answered:
-        note = _NO_ANSWER_YET  # a thinking model can spend the whole limit before any text
+    if note is None and reason == "MAX_TOKENS":
+        note = max_tokens_note(answered)  # (a thinking model can spend it all before any text)
     return None, _with_message(note, message) if note else None
 
 
@@ -475,9 +476,6 @@ _FINISH_ERRORS = {
                              "disabled this account for Prohibited Use Policy violations; see "
                              "Google AI Studio."),
 }
-#: the note of a MAX_TOKENS ending with no answer at all (no text, no function call)
-_NO_ANSWER_YET = ("stopped: the output limit (max_tokens) was reached before any answer text, "
-                  "thinking included; raise it or lower the thinking level")
 # Finish reasons that end an answer the way a person should be told of (Result.notes).
 _FINISH_NOTES = {
     "MODEL_ARMOR": "blocked: a Model Armor policy stopped the answer",

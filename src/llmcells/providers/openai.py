@@ -29,6 +29,7 @@ from ._common import (
     field,
     host_of,
     map_transport_error,
+    max_tokens_note,
     one_line,
     retry_after_from_headers,
     post_stream,
@@ -223,9 +224,6 @@ _INCOMPLETE_NOTES = {
 # Completions says "length" and "content_filter", the Responses API the incomplete reasons
 # "max_output_tokens" and "content_filter".
 _FILTERED = "blocked: {}'s content filter stopped the answer (any text before it is kept)"
-_CUT = "cut short: the answer reached the max_tokens limit; raise max_tokens for the rest"
-_NO_ANSWER = ("stopped: the max_tokens limit was used up (by the model's reasoning) before it wrote "
-              "an answer; raise max_tokens")
 
 
 def _ending_note(spec: ModelSpec, reason: str, refused: bool, answered: bool) -> str | None:
@@ -235,7 +233,7 @@ def _ending_note(spec: ModelSpec, reason: str, refused: bool, answered: bool) ->
     if reason == "content_filter":
         return _FILTERED.format(spec.label)
     if reason in ("length", "max_output_tokens"):
-        return _CUT if answered else _NO_ANSWER
+        return max_tokens_note(answered)
     return _INCOMPLETE_NOTES.get(reason)
 
 

@@ -261,12 +261,14 @@ def _refuse(provider: str, refusal: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 def _error(status: int, message: str, provider: str) -> tuple[int, dict[str, str], bytes]:
-    if provider == "anthropic":
-        return _json(status, {"type": "error", "error": {"type": "not_found_error" if status == 404
-                                                         else "invalid_request_error", "message": message}})
+    if provider == "anthropic":  # (the error type the real API gives each status)
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                429: "rate_limit_error"}.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return _json(status, {"type": "error", "error": {"type": kind, "message": message}})
     if provider == "google":
-        return _json(status, {"error": {"code": status, "message": message,
-                                        "status": "NOT_FOUND" if status == 404 else "INVALID_ARGUMENT"}})
+        kind = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                429: "RESOURCE_EXHAUSTED"}.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        return _json(status, {"error": {"code": status, "message": message, "status": kind}})
     return _json(status, {"error": {"message": message, "type": "invalid_request_error", "param": None,
                                     "code": None}})
 
