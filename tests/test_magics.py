@@ -48,8 +48,10 @@ def test_options_reach_the_request(ip, simulated):
     body = last_body(simulated)
     assert body["system"] == "Be terse." and body["max_tokens"] == 5
     assert r.usage.output_tokens <= 5
-    # Claude takes no temperature: left out, and said so
-    assert "temperature" not in body and r.notes == ["sent without temperature: claude-sonnet-4-6 doesn't accept it"]
+    # Claude takes no temperature: left out, and said so; 5 tokens cut the answer, said too
+    assert "temperature" not in body and r.notes == [
+        "sent without temperature: claude-sonnet-4-6 doesn't accept it",
+        "cut short: the answer reached max_tokens (5); raise max_tokens for the rest"]
     r = cell(ip, "chatgpt", "-m gpt-4.1 -t 0.3")  # a model that takes one
     assert last_body(simulated)["temperature"] == 0.3 and r.notes == []
 
