@@ -405,3 +405,31 @@ def test_a_gzip_encoded_stream_is_decoded_as_it_comes(fresh_sim, path):
     assert call.finished and call.text, call.events
     assert len(times) > 5, times
     assert times[0] < 0.5 and times[-1] - times[0] > 0.5, (path, times[0], times[-1])
+
+
+# ----- a JSON document instead of the stream ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,body,cls,retryable,words", [
+    ("openai", b'{"error": {"message": "The model does not exist", "type": "invalid_request_error", '
+               b'"code": "model_not_found"}}', "ModelNotFoundError", False, "gpt-4o-mini"),
+    ("openai", b'{"error": {"message": "Slow down", "type": "rate_limit_error"}}',
+     "RateLimitError", True, "Slow down"),
+    ("anthropic", b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+     "OverloadedError", True, "overloaded"),
+    ("anthropic", b'{"type": "error", "error": {"type": "invalid_request_error", "message": "bad field"}}',
+     "BadRequestError", False, "bad field"),
+    # a server that ignored "stream": true and answered the whole completion at once
+    ("openai", b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": '
+               b'{"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}',
+     "ProviderError", False, "not a stream"),
+])
+def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cls, retryable, words):
+    """A proxy's 200 error object, or a whole answer from a server that does not stream, is
+    that error (retried only when it is a rate limit or an overload), or a whole answer never
+    sent again. The SDKs read such a body as an empty event stream: it was a connection error
+    'before any text', retried max_attempts times, its reason lost."""
+    m = _status(kind, 200, body)
+    assert type(m).__name__ == cls and m.retryable == retryable, (m and m.message)
+    assert words.lower() in m.message.lower() and "\n" not in m.message, m.message
+
