@@ -433,3 +433,58 @@ def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cl
     assert type(m).__name__ == cls and m.retryable == retryable, (m and m.message)
     assert words.lower() in m.message.lower() and "\n" not in m.message, m.message
 
+
+# ----- events without data, and a byte order mark ---------------------------------------------------
+
+
+class _PrefixTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, with `prefix` sent before a stream's first event."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self.inner, self.prefix = httpx2.AsyncHTTPTransport(), prefix
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        raw, prefix = response.stream, self.prefix
+
+        class Prefixed(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                yield prefix
+                async for chunk in raw:
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await raw.aclose()
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code, headers=headers, stream=Prefixed(),
+                               extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("prefix", [b"retry: 3000\n\n", b"id: 7\n\n", b"event: keepalive\n\n",
+                                    b"data:\n\n", b"\xef\xbb\xbf"],
+                         ids=["retry", "id", "event", "empty-data", "bom"])
+def test_events_without_data_and_a_bom_are_ignored(fresh_sim, path, prefix):
+    """SSE dispatches no event without data, and ignores a byte order mark at the start (a
+    server's "retry: 3000" first, a proxy's keep-alive). The openai SDK parsed such an event's
+    empty data as JSON: the call failed as a cut 'before any text', every attempt; a BOM cost the
+    first event (its first words) in silence, and failed every Gemini call."""
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def one(before: bytes) -> Call:
+        async with httpx2.AsyncClient(transport=_PrefixTransport(before), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await _call(adapter, client, spec)
+
+    call, whole = asyncio.run(one(prefix)), asyncio.run(one(b""))  # whole: sent plainly
+    assert call.exc is None and call.finished, (call.exc, call.mapped and call.mapped.message)
+    assert call.text == whole.text and call.text, (call.text, whole.text)
+    usage = [[e for e in c.events if isinstance(e, UsageUpdate)][-1] for c in (call, whole)]
+    assert usage[0] == usage[1], usage
