@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 import pandas as pd
@@ -85,11 +86,23 @@ def test_adaptive_backoff_slows_down_on_429(simulated):
     assert frame.status.eq("ok").all()
 
 
+def _interrupt_after(sim, n: int) -> None:
+    """A Ctrl-C (SIGINT) once the simulator has received n more requests: with 4 in flight, at
+    least n - 4 calls have ended by then (a timer raced the SDK's and pandas' first imports)."""
+    start = len(sim.requests)
+
+    def watch() -> None:
+        while len(sim.requests) < start + n:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def test_interrupted_batch_resumes_with_exactly_the_missing_calls(simulated):
     simulated.configure(ttft=0.15, tokens_per_s=2000, output_tokens=5)
     prompts = [f"item {i}" for i in range(40)]
-    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    _interrupt_after(simulated, 8)
     with pytest.raises(KeyboardInterrupt):
         run_batch(prompts, ["claude"], concurrency=4, batch_id="resume-me")
     partial = batch_module.last_frame
