@@ -121,6 +121,27 @@ def test_interrupted_batch_resumes_with_exactly_the_missing_calls(simulated):
     assert (frame.text.str.len() > 0).all()
 
 
+def test_the_same_batch_run_again_after_an_interrupt_resumes_without_being_told(simulated):
+    """docs/batches.md: "Interrupted? Run the same cell again: only the missing calls are made."
+    With neither batch_id nor resume=True, the re-run made every call anew (billed twice). A batch
+    run to its end is made anew when run again, as before."""
+    simulated.configure(ttft=0.15, tokens_per_s=2000, output_tokens=5)
+    prompts = [f"again {i}" for i in range(40)]
+    _interrupt_after(simulated, 8)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(prompts, ["chatgpt"], concurrency=4)
+    done_first = int((batch_module.last_frame.status == "ok").sum())
+    assert 0 < done_first < 40
+    simulated.configure(ttft=0.0)
+    before = len(simulated.requests)
+    frame = run_batch(prompts, ["chatgpt"], concurrency=4)
+    assert len(simulated.requests) - before == 40 - done_first
+    assert frame.status.eq("ok").all() and int(frame.resumed.sum()) == done_first
+    before = len(simulated.requests)
+    assert not run_batch(prompts, ["chatgpt"], concurrency=4).resumed.any()  # finished: anew
+    assert len(simulated.requests) - before == 40
+
+
 def test_resume_true_finds_the_batch_by_its_contents(simulated):
     simulated.inject("500", provider="google", times=None)
     settings.update(retry_initial_wait=0.01, retry_max_wait=0.1, max_attempts=2)
