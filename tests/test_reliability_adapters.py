@@ -488,3 +488,52 @@ def test_events_without_data_and_a_bom_are_ignored(fresh_sim, path, prefix):
     assert call.text == whole.text and call.text, (call.text, whole.text)
     usage = [[e for e in c.events if isinstance(e, UsageUpdate)][-1] for c in (call, whole)]
     assert usage[0] == usage[1], usage
+
+
+class _TwiceEncodedTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, deflated then gzipped (Content-Encoding: deflate, gzip): an
+    encoding httpx decodes itself, as it does br or zstd when their packages are installed."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        import gzip
+        import zlib
+
+        response = await self.inner.handle_async_request(request)
+        body = b"".join([chunk async for chunk in response.stream])
+        await response.stream.aclose()
+        encoded = gzip.compress(zlib.compress(body))
+
+        class Encoded(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                for i in range(0, len(encoded), 64):  # in pieces, as a network delivers it
+                    yield encoded[i:i + 64]
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code,
+                               headers=[*headers, (b"content-encoding", b"deflate, gzip")],
+                               stream=Encoded(), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_encoding_httpx_decodes_itself_is_not_rewritten(fresh_sim, path):
+    """The SSE rewrite (Gemini's, OpenAI's) reads lines: a body in an encoding it does not decode
+    itself goes through to httpx as it came. The rewrite took the compressed bytes for lines and
+    broke them, and no event was read."""
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def main() -> Call:
+        async with httpx2.AsyncClient(transport=_TwiceEncodedTransport(), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await _call(adapter, client, spec)
+
+    call = asyncio.run(main())
+    assert call.exc is None and call.finished and call.text, (call.exc, call.mapped and call.mapped.message)

@@ -135,10 +135,24 @@ async def _check(response: httpx2.Response, *, sse: str | None) -> None:
     # Real streams are chunked, so this closes only after errors and odd proxies: one reconnect.
     fixed_length = ("content-length" in response.headers
                     and response.extensions.get("http_version", b"HTTP/1.1") == b"HTTP/1.1")
+    if fix_sse and not _decodable(response):
+        fix_sse = False  # httpx decodes it above this layer: the rewrite would read compressed bytes
     if fix_sse or fixed_length:
         decoder = _decoder(response) if fix_sse else None
         response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length,
                                 decoder=decoder, errors=sse == "gemini")
+
+
+_OURS = ("", "identity", "gzip", "x-gzip", "deflate")  # the Content-Encodings _decoder handles
+
+
+def _decodable(response: httpx2.Response) -> bool:
+    """Whether the SSE rewrite can read the body's lines: no Content-Encoding, or one _decoder
+    decodes. Any other (br or zstd, when httpx has their packages; a list of codings) httpx
+    decodes after the rewrite has read the body, so the rewrite must let it through as it is:
+    it took the compressed bytes for lines, rejoined them with LF and dropped some, and the
+    stream could no longer be decoded."""
+    return response.headers.get("content-encoding", "").strip().lower() in _OURS
 
 
 def _decoder(response: httpx2.Response) -> Any:
@@ -151,7 +165,7 @@ def _decoder(response: httpx2.Response) -> Any:
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
     elif encoding == "deflate":
         decoder = zlib.decompressobj()
-    else:  # identity, or an encoding httpx decodes itself (its SSE then goes through as it is)
+    else:  # identity (see _decodable for the encodings httpx decodes itself)
         return None
     del response.headers["content-encoding"]
     return decoder
