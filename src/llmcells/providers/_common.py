@@ -218,9 +218,11 @@ def not_a_stream(exc: NotAStreamError, spec: ModelSpec, host: str) -> LLMError:
             words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
             kind = next((k for word, k in _CODE_WORDS if word in words), "provider_error")
         return api_error(spec, kind, message, host=host, status=None)
-    return ProviderError(
+    err = ProviderError(
         f"{spec.label} at {host} answered with one JSON document, not a stream: the server does not "
         "stream (not sent again: the answer may be billed).", provider=spec.provider)
+    err.answered = True  # the provider did the work: its cost is unknown (NaN), not 0
+    return err
 
 
 def incomplete(spec: ModelSpec) -> IncompleteStreamError:
