@@ -537,3 +537,62 @@ def test_an_encoding_httpx_decodes_itself_is_not_rewritten(fresh_sim, path):
 
     call = asyncio.run(main())
     assert call.exc is None and call.finished and call.text, (call.exc, call.mapped and call.mapped.message)
+
+
+# ----- a body held open after the terminal event ------------------------------------------------
+
+
+class _HeldOpenTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, with the body held open after its last byte (a proxy that
+    does not end it)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        raw = response.stream
+
+        class HeldOpen(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                async for chunk in raw:
+                    yield chunk
+                await asyncio.sleep(3600)
+                yield b""
+
+            async def aclose(self) -> None:
+                await raw.aclose()
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code, headers=headers, stream=HeldOpen(),
+                               extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_body_held_open_after_the_terminal_event_ends_the_call_soon(fresh_sim, monkeypatch, path):
+    """Once the terminal event has come (message_stop, response.completed, a finish_reason, a
+    finishReason), the rest of the body gets AFTER_END_S. Claude's and Gemini's calls (and Chat
+    Completions without [DONE]) waited for it until the call's timeout, then recorded the whole
+    answer as a timeout error."""
+    import time
+
+    from llmcells.providers import _common
+
+    monkeypatch.setattr(_common, "AFTER_END_S", 0.3, raising=False)
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def main() -> Call:
+        async with httpx2.AsyncClient(transport=_HeldOpenTransport(), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await asyncio.wait_for(_call(adapter, client, spec), 5)
+
+    t0 = time.monotonic()
+    call = asyncio.run(main())
+    assert call.exc is None and call.finished and call.text, (call.exc, call.mapped and call.mapped.message)
+    assert time.monotonic() - t0 < 3

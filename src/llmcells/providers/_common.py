@@ -7,6 +7,7 @@ means, the one HTTP status -> error table, and turning httpx failures into llmce
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import json
@@ -243,6 +244,10 @@ def is_cut(exc: BaseException) -> bool:
                for e in (exc, exc.__cause__))
 
 
+#: how long the rest of a body may take once the provider's terminal event has come (seconds)
+AFTER_END_S = 5.0
+
+
 class SdkStream:
     """One call's SDK stream, read item by item, and what a broken body means for it.
 
@@ -298,6 +303,8 @@ class SdkStream:
         try:
             if self._first and self._responses is not None:
                 return await self._first_item()
+            if self.done:
+                return await self._after_end()
             return await self._stream.__anext__()  # (inline: this runs for every item)
         except StopAsyncIteration:
             self._over = True
@@ -316,6 +323,18 @@ class SdkStream:
         except BaseException:  # cancelled: the exception went through the whole chain too
             self._over = True
             raise
+
+    async def _after_end(self) -> Any:
+        """The next item after the terminal event, within AFTER_END_S, else the end. A server or
+        proxy that held the body open after the whole answer (message_stop, a finishReason) held
+        the call until its timeout, then recorded that whole answer as a timeout error."""
+        async with asyncio.timeout(AFTER_END_S) as limit:
+            try:
+                return await self._stream.__anext__()
+            except asyncio.CancelledError:
+                if limit.expired():  # (the SDK's generators were cancelled: they are finished)
+                    raise StopAsyncIteration from None
+                raise
 
     def new_part(self) -> int:
         """The next part index of a stream whose API numbers no parts (a tool call's, say)."""
