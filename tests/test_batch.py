@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import Counter
 
 import pandas as pd
@@ -85,11 +86,23 @@ def test_adaptive_backoff_slows_down_on_429(simulated):
     assert frame.status.eq("ok").all()
 
 
+def _interrupt_after(sim, n: int) -> None:
+    """A Ctrl-C (SIGINT) once the simulator has received n more requests: with 4 in flight, at
+    least n - 4 calls have ended by then (a timer raced the SDK's and pandas' first imports)."""
+    start = len(sim.requests)
+
+    def watch() -> None:
+        while len(sim.requests) < start + n:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def test_interrupted_batch_resumes_with_exactly_the_missing_calls(simulated):
     simulated.configure(ttft=0.15, tokens_per_s=2000, output_tokens=5)
     prompts = [f"item {i}" for i in range(40)]
-    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    _interrupt_after(simulated, 8)
     with pytest.raises(KeyboardInterrupt):
         run_batch(prompts, ["claude"], concurrency=4, batch_id="resume-me")
     partial = batch_module.last_frame
@@ -106,6 +119,27 @@ def test_interrupted_batch_resumes_with_exactly_the_missing_calls(simulated):
     # the same prompts, texts and all, as if never interrupted
     assert frame.prompt.tolist() == prompts
     assert (frame.text.str.len() > 0).all()
+
+
+def test_the_same_batch_run_again_after_an_interrupt_resumes_without_being_told(simulated):
+    """docs/batches.md: "Interrupted? Run the same cell again: only the missing calls are made."
+    With neither batch_id nor resume=True, the re-run made every call anew (billed twice). A batch
+    run to its end is made anew when run again, as before."""
+    simulated.configure(ttft=0.15, tokens_per_s=2000, output_tokens=5)
+    prompts = [f"again {i}" for i in range(40)]
+    _interrupt_after(simulated, 8)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(prompts, ["chatgpt"], concurrency=4)
+    done_first = int((batch_module.last_frame.status == "ok").sum())
+    assert 0 < done_first < 40
+    simulated.configure(ttft=0.0)
+    before = len(simulated.requests)
+    frame = run_batch(prompts, ["chatgpt"], concurrency=4)
+    assert len(simulated.requests) - before == 40 - done_first
+    assert frame.status.eq("ok").all() and int(frame.resumed.sum()) == done_first
+    before = len(simulated.requests)
+    assert not run_batch(prompts, ["chatgpt"], concurrency=4).resumed.any()  # finished: anew
+    assert len(simulated.requests) - before == 40
 
 
 def test_resume_true_finds_the_batch_by_its_contents(simulated):

@@ -578,3 +578,30 @@ def test_an_option_of_the_wrong_kind_is_one_line_before_sending(simulated, optio
     if "system" in options:
         with pytest.raises(llmcells.ConfigError, match=re.escape(line)):
             llmcells.Chat("claude", **options)
+
+
+def test_a_whole_json_answer_instead_of_a_stream_is_not_sent_again_and_costs_nan(monkeypatch):
+    """A server that ignored "stream": true answered (and billed) the whole completion: the
+    call is one attempt, its cost unknown (NaN, "usage not reported"), never a silent 0. It was
+    max_attempts attempts, recorded at $0."""
+    import httpx2
+
+    from llmcells.calls import make_plan
+    from llmcells.engine import execute
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-engine-0000")
+    body = (b'{"id": "c1", "object": "chat.completion", "model": "gpt-6-luna", "choices": [{"index": 0, '
+            b'"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}], '
+            b'"usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}')
+    sent = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+
+    plan = make_plan("hi", "openai:gpt-6-luna")
+    plan.http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
+    r = _loop.run(execute(plan))
+    assert (r.status, r.error_kind, r.attempts, len(sent)) == ("error", "provider_error", 1, 1), r.error
+    assert math.isnan(r.cost_usd) and r.price_source == "usage not reported"
+    assert "not a stream" in r.error and "\n" not in r.error

@@ -405,3 +405,194 @@ def test_a_gzip_encoded_stream_is_decoded_as_it_comes(fresh_sim, path):
     assert call.finished and call.text, call.events
     assert len(times) > 5, times
     assert times[0] < 0.5 and times[-1] - times[0] > 0.5, (path, times[0], times[-1])
+
+
+# ----- a JSON document instead of the stream ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind,body,cls,retryable,words", [
+    ("openai", b'{"error": {"message": "The model does not exist", "type": "invalid_request_error", '
+               b'"code": "model_not_found"}}', "ModelNotFoundError", False, "gpt-4o-mini"),
+    ("openai", b'{"error": {"message": "Slow down", "type": "rate_limit_error"}}',
+     "RateLimitError", True, "Slow down"),
+    ("anthropic", b'{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}',
+     "OverloadedError", True, "overloaded"),
+    ("anthropic", b'{"type": "error", "error": {"type": "invalid_request_error", "message": "bad field"}}',
+     "BadRequestError", False, "bad field"),
+    # a server that ignored "stream": true and answered the whole completion at once
+    ("openai", b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": '
+               b'{"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}',
+     "ProviderError", False, "not a stream"),
+])
+def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cls, retryable, words):
+    """A proxy's 200 error object, or a whole answer from a server that does not stream, is
+    that error (retried only when it is a rate limit or an overload), or a whole answer never
+    sent again. The SDKs read such a body as an empty event stream: it was a connection error
+    'before any text', retried max_attempts times, its reason lost."""
+    m = _status(kind, 200, body)
+    assert type(m).__name__ == cls and m.retryable == retryable, (m and m.message)
+    assert words.lower() in m.message.lower() and "\n" not in m.message, m.message
+
+
+# ----- events without data, and a byte order mark ---------------------------------------------------
+
+
+class _PrefixTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, with `prefix` sent before a stream's first event."""
+
+    def __init__(self, prefix: bytes) -> None:
+        self.inner, self.prefix = httpx2.AsyncHTTPTransport(), prefix
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        raw, prefix = response.stream, self.prefix
+
+        class Prefixed(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                yield prefix
+                async for chunk in raw:
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await raw.aclose()
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code, headers=headers, stream=Prefixed(),
+                               extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("prefix", [b"retry: 3000\n\n", b"id: 7\n\n", b"event: keepalive\n\n",
+                                    b"data:\n\n", b"\xef\xbb\xbf"],
+                         ids=["retry", "id", "event", "empty-data", "bom"])
+def test_events_without_data_and_a_bom_are_ignored(fresh_sim, path, prefix):
+    """SSE dispatches no event without data, and ignores a byte order mark at the start (a
+    server's "retry: 3000" first, a proxy's keep-alive). The openai SDK parsed such an event's
+    empty data as JSON: the call failed as a cut 'before any text', every attempt; a BOM cost the
+    first event (its first words) in silence, and failed every Gemini call."""
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def one(before: bytes) -> Call:
+        async with httpx2.AsyncClient(transport=_PrefixTransport(before), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await _call(adapter, client, spec)
+
+    call, whole = asyncio.run(one(prefix)), asyncio.run(one(b""))  # whole: sent plainly
+    assert call.exc is None and call.finished, (call.exc, call.mapped and call.mapped.message)
+    assert call.text == whole.text and call.text, (call.text, whole.text)
+    usage = [[e for e in c.events if isinstance(e, UsageUpdate)][-1] for c in (call, whole)]
+    assert usage[0] == usage[1], usage
+
+
+class _TwiceEncodedTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, deflated then gzipped (Content-Encoding: deflate, gzip): an
+    encoding httpx decodes itself, as it does br or zstd when their packages are installed."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        import gzip
+        import zlib
+
+        response = await self.inner.handle_async_request(request)
+        body = b"".join([chunk async for chunk in response.stream])
+        await response.stream.aclose()
+        encoded = gzip.compress(zlib.compress(body))
+
+        class Encoded(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                for i in range(0, len(encoded), 64):  # in pieces, as a network delivers it
+                    yield encoded[i:i + 64]
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code,
+                               headers=[*headers, (b"content-encoding", b"deflate, gzip")],
+                               stream=Encoded(), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_encoding_httpx_decodes_itself_is_not_rewritten(fresh_sim, path):
+    """The SSE rewrite (Gemini's, OpenAI's) reads lines: a body in an encoding it does not decode
+    itself goes through to httpx as it came. The rewrite took the compressed bytes for lines and
+    broke them, and no event was read."""
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def main() -> Call:
+        async with httpx2.AsyncClient(transport=_TwiceEncodedTransport(), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await _call(adapter, client, spec)
+
+    call = asyncio.run(main())
+    assert call.exc is None and call.finished and call.text, (call.exc, call.mapped and call.mapped.message)
+
+
+# ----- a body held open after the terminal event ------------------------------------------------
+
+
+class _HeldOpenTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers, with the body held open after its last byte (a proxy that
+    does not end it)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        raw = response.stream
+
+        class HeldOpen(httpx2.AsyncByteStream):
+            async def __aiter__(self):
+                async for chunk in raw:
+                    yield chunk
+                await asyncio.sleep(3600)
+                yield b""
+
+            async def aclose(self) -> None:
+                await raw.aclose()
+
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code, headers=headers, stream=HeldOpen(),
+                               extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_body_held_open_after_the_terminal_event_ends_the_call_soon(fresh_sim, monkeypatch, path):
+    """Once the terminal event has come (message_stop, response.completed, a finish_reason, a
+    finishReason), the rest of the body gets AFTER_END_S. Claude's and Gemini's calls (and Chat
+    Completions without [DONE]) waited for it until the call's timeout, then recorded the whole
+    answer as a timeout error."""
+    import time
+
+    from llmcells.providers import _common
+
+    monkeypatch.setattr(_common, "AFTER_END_S", 0.3, raising=False)
+    fresh_sim.configure(ttft=0.0, tokens_per_s=0, output_tokens=12)
+    spec = _spec(path, fresh_sim)
+    adapter = get_provider(spec.adapter)
+
+    async def main() -> Call:
+        async with httpx2.AsyncClient(transport=_HeldOpenTransport(), timeout=30) as http:
+            client = adapter.make_client(ClientOptions(base_url=spec.base_url, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await asyncio.wait_for(_call(adapter, client, spec), 5)
+
+    t0 = time.monotonic()
+    call = asyncio.run(main())
+    assert call.exc is None and call.finished and call.text, (call.exc, call.mapped and call.mapped.message)
+    assert time.monotonic() - t0 < 3

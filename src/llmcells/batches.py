@@ -18,7 +18,7 @@ from .errors import ConfigError, did_you_mean
 from .interpolate import interpolate, missing_names
 from ._loop import Pending, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
-from .batchrun import PROBE_PAUSE_S, Job, ProviderGate, RateLimit, run
+from .batchrun import PROBE_PAUSE_S, Job, ProviderGate, RateLimit, run, was_interrupted
 from .calls import make_plan
 from .session import current_cell
 from .structured import output_schema
@@ -148,7 +148,8 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
     concurrency: requests in flight in all; limits: per provider, e.g.
     {"openai": {"rpm": 500, "tpm": 200_000}} (see also set_rate_limit). max_cost: stop launching
     calls once spent plus in-flight estimated cost would pass it (USD). batch_id / resume: a
-    re-run with the same id, or with resume=True, only makes the calls not yet done. cache:
+    re-run with the same id, or with resume=True, only makes the calls not yet done; so does
+    the same batch run again after an interrupt in this session (unless refresh=True). cache:
     answer identical requests (same sample index) from the local store at no cost.
     score: a scorer or a list (see llmcells.scoring); a scorer taking (result, row) reads the
     row's input columns, e.g. row["expected"]; the frame gets a score_<name> column per scorer.
@@ -200,6 +201,9 @@ def batch(prompts: Any, models: Sequence[str] | str | None = None, *, template: 
                 jobs.append(Job(len(jobs), plan, _call_key(plan, k), _row_inputs(label, inputs, prompt)))
     resume = resume or batch_id is not None
     batch_id = batch_id or _batch_id(jobs)
+    # The same batch run again after an interrupt, in this session, goes on where it stopped
+    # (as the docs promise: "Run the same cell again"): it made every call anew, billed twice.
+    resume = resume or (not refresh and was_interrupted(batch_id))
     from . import replay as _replay  # [scoring/replay hook]
     from .scoring import start as _scoring
 

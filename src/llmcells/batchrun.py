@@ -30,7 +30,17 @@ if TYPE_CHECKING:
 #: ok answers kept for `resume` per store transaction (a hard kill loses at most these)
 KEEP_EVERY = 256
 
-__all__ = ["RateLimit", "ProviderGate", "Job", "Tally", "run", "last_frame", "PROBE_PAUSE_S"]
+#: the ids of the batches interrupted in this session and not run to their end since: running
+#: the same batch again resumes it (see was_interrupted)
+_interrupted: set[str] = set()
+
+__all__ = ["RateLimit", "ProviderGate", "Job", "Tally", "run", "last_frame", "PROBE_PAUSE_S",
+           "was_interrupted"]
+
+
+def was_interrupted(batch_id: str) -> bool:
+    """Whether the batch batch_id was interrupted in this session, and not run to its end since."""
+    return batch_id in _interrupted
 
 
 @dataclass
@@ -340,6 +350,7 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
         except asyncio.CancelledError:
             interrupted = True
     if interrupted or _loop.cancelled() or any(w.cancelled() for w in workers):
+        _interrupted.add(batch_id)
         last_frame = _frame(jobs, batch_id, tally)
         if progress is not None:
             progress.close(tally, interrupted=True)
@@ -347,6 +358,7 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
     for w in workers:  # a bug in a worker: say so rather than return a frame with holes
         if w.exception() is not None:
             raise w.exception()
+    _interrupted.discard(batch_id)
     last_frame = frame = _frame(jobs, batch_id, tally)
     if progress is not None:
         progress.close(tally)

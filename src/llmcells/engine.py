@@ -403,6 +403,8 @@ class _Call:
 
     def _failed(self, exc: BaseException) -> LLMError:
         err = as_llm_error(exc, self.plan.spec)
+        if getattr(err, "answered", False):  # an answer we could not read (a JSON one, not a stream)
+            self.heard = True
         if isinstance(err, IncompleteStreamError) and not self.shown:
             err = _not_started(self.plan.spec)  # a cut before any text: safe to send again
         err.partial = self.shown  # never re-send once the user has seen tokens

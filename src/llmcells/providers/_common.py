@@ -7,6 +7,7 @@ means, the one HTTP status -> error table, and turning httpx failures into llmce
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import json
@@ -31,6 +32,7 @@ from ..errors import (
     ProviderTimeoutError,
     RateLimitError,
     ServerError,
+    kind_of_status,
     redact,
 )
 from ..models import PROVIDERS, ModelSpec
@@ -158,8 +160,70 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
     CPU per streamed call, and a third of anthropic's, for fields the adapter reads once. This is
     the SDKs' documented way to make a request by hand (`client.post(..., cast_to=object)`).
     """
-    return await client.post(path, body=body, options=options, cast_to=object, stream=True,
-                             stream_cls=stream_cls[object])
+    stream = await client.post(path, body=body, options=options, cast_to=object, stream=True,
+                               stream_cls=stream_cls[object])
+    response = getattr(stream, "response", None)
+    if response is not None and response.is_success and _is_json(response):
+        # A proxy's 200 error, or a server that ignored "stream": true. The SDKs read the body as
+        # SSE, find no event in it and end quietly: that looked like a cut before any text, was
+        # sent again max_attempts times (a whole answer billed each time), and lost the reason.
+        raw = await response.aread()  # (and the response is closed)
+        raise NotAStreamError(_json_or_none(raw))
+    return stream
+
+
+def _is_json(response: Any) -> bool:
+    media = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+class NotAStreamError(Exception):
+    """A successful answer to a streamed request that is one JSON document, not an event stream:
+    an error object (`{"error": {...}}`) or a whole answer. `body` is the parsed JSON (or None)."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        super().__init__("a JSON answer instead of an event stream")
+
+
+#: an error object's code or type (no HTTP status to go by) -> its error kind, by the words the
+#: providers use ("rate_limit_error", "insufficient_quota", "overloaded_error", ...)
+_CODE_WORDS = (("rate_limit", "rate_limited"), ("overloaded", "overloaded"),
+               ("insufficient_quota", "billing"), ("billing", "billing"),
+               ("authentication", "authentication"), ("invalid_api_key", "authentication"),
+               ("permission", "denied"), ("not_found", "model_not_found"),
+               ("server_error", "server_error"), ("api_error", "server_error"),
+               ("internal", "server_error"), ("unavailable", "overloaded"),
+               ("invalid_request", "bad_request"), ("invalid_argument", "bad_request"))
+
+
+def not_a_stream(exc: NotAStreamError, spec: ModelSpec, host: str) -> LLMError:
+    """The llmcells error for a JSON answer to a streamed request: the error it holds, by its
+    code (retried only when that says so, as a rate limit), else a whole answer that did not
+    stream, which is never sent again (it was answered, and may be billed)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    if isinstance(error, dict):
+        message = one_line(error.get("message") or error.get("type") or "an error")
+        code = error.get("code")
+        if isinstance(code, int) and not isinstance(code, bool):
+            kind = kind_of_status(code, message)
+        else:
+            words = " ".join(str(error.get(k) or "") for k in ("type", "code", "status")).lower()
+            kind = next((k for word, k in _CODE_WORDS if word in words), "provider_error")
+        return api_error(spec, kind, message, host=host, status=None)
+    err = ProviderError(
+        f"{spec.label} at {host} answered with one JSON document, not a stream: the server does not "
+        "stream (not sent again: the answer may be billed).", provider=spec.provider)
+    err.answered = True  # the provider did the work: its cost is unknown (NaN), not 0
+    return err
 
 
 def max_tokens_note(answered: bool, limit: int | None = None) -> str:
@@ -189,6 +253,10 @@ def is_cut(exc: BaseException) -> bool:
     """
     return any(isinstance(e, (httpx2.RemoteProtocolError, httpx2.ReadError))
                for e in (exc, exc.__cause__))
+
+
+#: how long the rest of a body may take once the provider's terminal event has come (seconds)
+AFTER_END_S = 5.0
 
 
 class SdkStream:
@@ -246,6 +314,8 @@ class SdkStream:
         try:
             if self._first and self._responses is not None:
                 return await self._first_item()
+            if self.done:
+                return await self._after_end()
             return await self._stream.__anext__()  # (inline: this runs for every item)
         except StopAsyncIteration:
             self._over = True
@@ -264,6 +334,18 @@ class SdkStream:
         except BaseException:  # cancelled: the exception went through the whole chain too
             self._over = True
             raise
+
+    async def _after_end(self) -> Any:
+        """The next item after the terminal event, within AFTER_END_S, else the end. A server or
+        proxy that held the body open after the whole answer (message_stop, a finishReason) held
+        the call until its timeout, then recorded that whole answer as a timeout error."""
+        async with asyncio.timeout(AFTER_END_S) as limit:
+            try:
+                return await self._stream.__anext__()
+            except asyncio.CancelledError:
+                if limit.expired():  # (the SDK's generators were cancelled: they are finished)
+                    raise StopAsyncIteration from None
+                raise
 
     def new_part(self) -> int:
         """The next part index of a stream whose API numbers no parts (a tool call's, say)."""
@@ -341,6 +423,8 @@ def map_transport_error(exc: BaseException, spec: ModelSpec, default_host: str) 
     timeout, a dropped connection) surface as raw httpx exceptions.
     """
     host = host_of(spec.base_url, default_host)
+    if isinstance(exc, NotAStreamError):
+        return not_a_stream(exc, spec, host)
     if isinstance(exc, httpx2.TimeoutException):
         return ProviderTimeoutError(
             f"{spec.label} at {host} did not answer in time ({type(exc).__name__}).",

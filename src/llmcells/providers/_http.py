@@ -2,7 +2,7 @@
 
 It refuses an HTML page served in place of the API (a captive portal or proxy), drops a kept-alive
 connection after a body framed by Content-Length (junk past that length would break the next
-request on it), rewrites the SSE that google-genai cannot parse, and lets an adapter find the
+request on it), rewrites the SSE that google-genai or the openai SDK cannot parse, and lets an adapter find the
 httpx response of its call so it can close it.
 """
 
@@ -70,12 +70,14 @@ def tls_context() -> Any:
 # ----- installing the hook -------------------------------------------------------------------------
 
 
-def guard(client: httpx2.AsyncClient, *, gemini: bool = False) -> httpx2.AsyncClient:
+def guard(client: httpx2.AsyncClient, *, gemini: bool = False, openai: bool = False) -> httpx2.AsyncClient:
     """client with the llmcells response hook added (once); returns client.
 
-    gemini=True also rewrites SSE bodies into the one form google-genai reads.
+    gemini=True also rewrites SSE bodies into the one form google-genai reads; openai=True into
+    the form the openai SDK reads (the same rewrite, without ending at an error event: that SDK
+    raises its own error for one).
     """
-    hook = _gemini_hook if gemini else _hook
+    hook = _gemini_hook if gemini else _openai_hook if openai else _hook
     hooks = client.event_hooks
     if hook not in hooks["response"]:
         client.event_hooks = {"request": [*hooks["request"], _send_hook],
@@ -101,18 +103,22 @@ def capture_responses() -> Iterator[list[httpx2.Response]]:
 
 
 async def _hook(response: httpx2.Response) -> None:
-    await _check(response, gemini=False)
+    await _check(response, sse=None)
 
 
 async def _gemini_hook(response: httpx2.Response) -> None:
-    await _check(response, gemini=True)
+    await _check(response, sse="gemini")
+
+
+async def _openai_hook(response: httpx2.Response) -> None:
+    await _check(response, sse="openai")
 
 
 def _media_type(response: httpx2.Response) -> str:
     return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def _check(response: httpx2.Response, *, gemini: bool) -> None:
+async def _check(response: httpx2.Response, *, sse: str | None) -> None:
     found = _captured.get()
     if found is not None:
         found.append(response)
@@ -123,15 +129,30 @@ async def _check(response: httpx2.Response, *, gemini: bool) -> None:
         url = response.request.url
         raise NotTheApiError(f"{url.host}:{url.port}" if url.port else url.host,
                              await _html_title(response), request=response.request)
-    fix_sse = gemini and response.status_code == 200 and media == "text/event-stream"
+    fix_sse = sse is not None and response.status_code == 200 and media == "text/event-stream"
     # A body framed by Content-Length may be followed by bytes the server should not have sent;
     # h11 keeps them, and the next request on that connection would read them as its answer.
     # Real streams are chunked, so this closes only after errors and odd proxies: one reconnect.
     fixed_length = ("content-length" in response.headers
                     and response.extensions.get("http_version", b"HTTP/1.1") == b"HTTP/1.1")
+    if fix_sse and not _decodable(response):
+        fix_sse = False  # httpx decodes it above this layer: the rewrite would read compressed bytes
     if fix_sse or fixed_length:
         decoder = _decoder(response) if fix_sse else None
-        response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length, decoder=decoder)
+        response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length,
+                                decoder=decoder, errors=sse == "gemini")
+
+
+_OURS = ("", "identity", "gzip", "x-gzip", "deflate")  # the Content-Encodings _decoder handles
+
+
+def _decodable(response: httpx2.Response) -> bool:
+    """Whether the SSE rewrite can read the body's lines: no Content-Encoding, or one _decoder
+    decodes. Any other (br or zstd, when httpx has their packages; a list of codings) httpx
+    decodes after the rewrite has read the body, so the rewrite must let it through as it is:
+    it took the compressed bytes for lines, rejoined them with LF and dropped some, and the
+    stream could no longer be decoded."""
+    return response.headers.get("content-encoding", "").strip().lower() in _OURS
 
 
 def _decoder(response: httpx2.Response) -> Any:
@@ -144,7 +165,7 @@ def _decoder(response: httpx2.Response) -> Any:
         decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
     elif encoding == "deflate":
         decoder = zlib.decompressobj()
-    else:  # identity, or an encoding httpx decodes itself (its SSE then goes through as it is)
+    else:  # identity (see _decodable for the encodings httpx decodes itself)
         return None
     del response.headers["content-encoding"]
     return decoder
@@ -195,11 +216,11 @@ class _Body(httpx2.AsyncByteStream):
     """The response body as the SDK reads it, with the fixes `_check` decided on."""
 
     def __init__(self, response: httpx2.Response, *, fix_sse: bool, drop_connection: bool,
-                 decoder: Any = None) -> None:
+                 decoder: Any = None, errors: bool = True) -> None:
         self._response = response
         self._inner = response.stream
         self._decoder = decoder  # a zlib decompressor: the body is decoded here, chunk by chunk
-        self._sse = _SseFixer() if fix_sse else None
+        self._sse = _SseFixer(errors=errors) if fix_sse else None
         self._drop = drop_connection
         self._it: AsyncIterator[bytes] | None = None
 
@@ -265,26 +286,31 @@ def _is_plain(chunk: bytes) -> bool:
     chunk's start or after a LF, and the check passes only when every start is "data: " or an
     empty line. (Two empty lines in a row are counted once, and fail over to the rewrite.)
     """
-    if not chunk.endswith(b"\n") or b"\r" in chunk:
-        return False
+    if not chunk.endswith(b"\n") or b"\r" in chunk or b"data: \n" in chunk:
+        return False  # (an empty data line: JSON never ends a line with ": ")
     starts = (chunk.startswith(b"data: ") + chunk.count(b"\ndata: ")
               + chunk.startswith(b"\n") + chunk.count(b"\n\n"))
     return starts == chunk.count(b"\n")
 
 
 class _SseFixer:
-    """Rewrites an SSE byte stream into the subset google-genai parses.
+    """Rewrites an SSE byte stream into the subset google-genai and the openai SDK parse.
 
     google-genai (3.x) reads an SSE line only if it starts with exactly "data: ", and treats
     every other non-empty line as raw JSON: a comment (": ping"), an "event:" or "id:" line, or
-    "data:" with no space then fails as "Failed to parse response as JSON". Here comments, "id:"
-    and "retry:" lines go, "event:" lines go (and with them whole "event: ping" events), and
-    "data:" gets its space. Any other line (the raw JSON genai also accepts) passes unchanged.
-    Lines are rejoined with LF; the split is on CR, LF or CRLF, as SSE defines. An error event
-    (`data: {"error": ...}`) ends the stream: `error` holds its JSON.
+    "data:" with no space then fails as "Failed to parse response as JSON". The openai SDK (3.x)
+    dispatches an event that has no data ("retry: 3000", "id: 7", "event: keepalive", an empty
+    "data:") and parses its empty data as JSON, which fails the call. Here comments, "id:"
+    and "retry:" lines go, "event:" lines go (and with them whole "event: ping" events), empty
+    "data:" lines go, "data:" gets its space, and a byte order mark at the start goes (SSE
+    ignores one). Any other line (the raw JSON genai also accepts) passes unchanged.
+    Lines are rejoined with LF; the split is on CR, LF or CRLF, as SSE defines. With errors=True
+    an error event (`data: {"error": ...}`) ends the stream: `error` holds its JSON.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, errors: bool = True) -> None:
+        self._errors = errors
+        self._start = True  # nothing read yet: a byte order mark may come first
         self._partial = b""
         self._cr = False  # the last chunk ended with CR: a following LF belongs to it
         self._skipping = False  # inside an "event: ping" event
@@ -292,7 +318,12 @@ class _SseFixer:
 
     def feed(self, chunk: bytes) -> bytes:
         """The rewritten lines that chunk completes."""
-        if not self._partial and not self._cr and not self._skipping and b'{"error"' not in chunk:
+        if self._start and chunk:
+            self._start = False
+            if chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+        if not self._partial and not self._cr and not self._skipping and (
+                not self._errors or b'{"error"' not in chunk):
             plain = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
             if _is_plain(plain):
                 return plain  # the usual chunk: whole "data: ..." lines, as the rewrite would give
@@ -331,7 +362,9 @@ class _SseFixer:
             return None
         if line.startswith(b"data:"):
             value = line[5:].lstrip(b" ")
-            if value.startswith(b'{"error"'):
+            if not value:
+                return None  # no event of any provider is empty; the openai SDK fails on one
+            if self._errors and value.startswith(b'{"error"'):
                 self.error = _json_object(value)
             return b"data: " + value + b"\n"
         return line + b"\n"

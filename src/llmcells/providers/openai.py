@@ -604,7 +604,8 @@ class OpenAIProvider(Provider):
             max_retries=0,
             timeout=timeout,
             # the SDK's own default client (its limits and redirects), with our response hook
-            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context())),
+            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context()),
+                              openai=True),
         )
         # The SDK imports its resource modules on first attribute access; the engine builds
         # clients off the event loop, so load them here, not mid-request.
