@@ -20,6 +20,7 @@ from .config import settings
 from .engine import CallPlan
 from .errors import LLMError, RateLimitError
 from .repair import repair
+from .session import session
 from .structured import schema_columns
 from .types import Result
 from ._log import swallowed
@@ -30,17 +31,14 @@ if TYPE_CHECKING:
 #: ok answers kept for `resume` per store transaction (a hard kill loses at most these)
 KEEP_EVERY = 256
 
-#: the ids of the batches interrupted in this session and not run to their end since: running
-#: the same batch again resumes it (see was_interrupted)
-_interrupted: set[str] = set()
-
 __all__ = ["RateLimit", "ProviderGate", "Job", "Tally", "run", "last_frame", "PROBE_PAUSE_S",
            "was_interrupted"]
 
 
 def was_interrupted(batch_id: str) -> bool:
-    """Whether the batch batch_id was interrupted in this session, and not run to its end since."""
-    return batch_id in _interrupted
+    """Whether the batch batch_id was interrupted in this session, and not run to its end since
+    (running the same batch again then resumes it)."""
+    return batch_id in session.batches_interrupted
 
 
 @dataclass
@@ -350,7 +348,7 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
         except asyncio.CancelledError:
             interrupted = True
     if interrupted or _loop.cancelled() or any(w.cancelled() for w in workers):
-        _interrupted.add(batch_id)
+        session.batches_interrupted.add(batch_id)
         last_frame = _frame(jobs, batch_id, tally)
         if progress is not None:
             progress.close(tally, interrupted=True)
@@ -358,7 +356,7 @@ async def run(jobs: list[Job], batch_id: str, resume: bool, concurrency: int,
     for w in workers:  # a bug in a worker: say so rather than return a frame with holes
         if w.exception() is not None:
             raise w.exception()
-    _interrupted.discard(batch_id)
+    session.batches_interrupted.discard(batch_id)
     last_frame = frame = _frame(jobs, batch_id, tally)
     if progress is not None:
         progress.close(tally)

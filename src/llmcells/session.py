@@ -42,6 +42,7 @@ class Session:
     replay_refresh_ids: set[str] = field(default_factory=set)       # call ids to make anew once (--refresh)
     replay_books: dict[Any, Any] = field(default_factory=dict)      # replay file path -> its index (replay._Book)
     lifecycle_warned: set[str] = field(default_factory=set)         # models already warned of as retiring
+    batches_interrupted: set[str] = field(default_factory=set)      # batch ids interrupted, not run to their end since
     replay_refresh_all: bool = False                                # `replay refresh`: every call anew
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider
@@ -60,7 +61,8 @@ class Session:
         for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,
                           self.chats, self.clients, self.rate_limits_seen, self.daily_caps,
                           self.reserved, self.health, self.job_clients, self.hook_failures,
-                          self.replay_refresh_ids, self.replay_books, self.lifecycle_warned):
+                          self.replay_refresh_ids, self.replay_books, self.lifecycle_warned,
+                          self.batches_interrupted):
             container.clear()
         for callbacks in self.hooks.values():  # emptied in place: the event names stay
             callbacks.clear()
