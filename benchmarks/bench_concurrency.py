@@ -36,7 +36,7 @@ N_TOKENS = 41
 #: the warm-up compare (SDK imports, clients) uses other (priced) models the simulator answers at once
 WARM = ["openai:gpt-6-sol", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"]
 #: the cold-kernel compare: three 1-second streams, the first calls of a fresh kernel
-COLD = ["openai:gpt-6-astra", "anthropic:claude-3-5-haiku-latest", "google:gemini-2.0-flash"]
+COLD = ["openai:gpt-6-astra", "anthropic:claude-opus-5", "google:gemini-3.7-flash"]  # (none shut down)
 
 
 def _configure(sim) -> None:

@@ -30,10 +30,10 @@ except ImportError:  # run as a script
 
 EVENTS = 20_000
 PIECE = " " * 95 + "word"  # one delta of 100 characters (the simulator keeps leading blanks with a word)
-BIG = "openai:gpt-4.1", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"
+BIG = "openai:gpt-6-sol", "anthropic:claude-sonnet-4-6", "google:gemini-3.8-flash"  # (none retiring)
 TICK = "anthropic:claude-haiku-5-5"
-#: room for the whole answer within every BIG model's output cap (gpt-4.1 takes at most 32,768:
-#: the simulator, like the API, refuses more)
+#: room for the whole answer within every BIG model's output cap (the simulator, like the API,
+#: refuses more than a model's cap)
 MAX_TOKENS = 32_000
 
 
