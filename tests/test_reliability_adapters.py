@@ -348,36 +348,52 @@ def test_one_status_table_for_every_provider(kind, status, cls, retryable):
 # ----- gzip-encoded streams -------------------------------------------------------------------------
 
 
-class _GzipTransport(httpx2.AsyncBaseTransport):
-    """The simulator's answers, gzip-encoded as a proxy would send them: each chunk compressed
-    and flushed as it arrives (Content-Encoding: gzip), so a client that decodes incrementally
-    sees each event when it comes."""
+class _BodyTransport(httpx2.AsyncBaseTransport):
+    """The simulator's answers with their body rewritten by `body(raw)` and `headers` added (the
+    Content-Length goes: the rewritten body's length differs)."""
+
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self) -> None:
         self.inner = httpx2.AsyncHTTPTransport()
 
+    def body(self, raw: Any) -> Any:
+        """The rewritten body: an async iterator of bytes over the simulator's (raw)."""
+        raise NotImplementedError
+
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        import zlib
-
         response = await self.inner.handle_async_request(request)
-        raw = response.stream
+        raw, body = response.stream, self.body
 
-        class Gzipped(httpx2.AsyncByteStream):
-            async def __aiter__(self):
-                z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-                async for chunk in raw:
-                    yield z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH)
-                yield z.flush()
+        class Rewritten(httpx2.AsyncByteStream):
+            def __aiter__(self):
+                return body(raw)
 
             async def aclose(self) -> None:
                 await raw.aclose()
 
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-length",)]
-        return httpx2.Response(response.status_code, headers=[*headers, (b"content-encoding", b"gzip")],
-                               stream=Gzipped(), extensions=response.extensions)
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
+        return httpx2.Response(response.status_code, headers=[*headers, *self.headers],
+                               stream=Rewritten(), extensions=response.extensions)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class _GzipTransport(_BodyTransport):
+    """The simulator's answers, gzip-encoded as a proxy would send them: each chunk compressed
+    and flushed as it arrives (Content-Encoding: gzip), so a client that decodes incrementally
+    sees each event when it comes."""
+
+    headers = ((b"content-encoding", b"gzip"),)
+
+    async def body(self, raw: Any) -> Any:
+        import zlib
+
+        z = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        async for chunk in raw:
+            yield z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH)
+        yield z.flush()
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -437,31 +453,17 @@ def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cl
 # ----- events without data, and a byte order mark ---------------------------------------------------
 
 
-class _PrefixTransport(httpx2.AsyncBaseTransport):
+class _PrefixTransport(_BodyTransport):
     """The simulator's answers, with `prefix` sent before a stream's first event."""
 
     def __init__(self, prefix: bytes) -> None:
-        self.inner, self.prefix = httpx2.AsyncHTTPTransport(), prefix
+        super().__init__()
+        self.prefix = prefix
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self.inner.handle_async_request(request)
-        raw, prefix = response.stream, self.prefix
-
-        class Prefixed(httpx2.AsyncByteStream):
-            async def __aiter__(self):
-                yield prefix
-                async for chunk in raw:
-                    yield chunk
-
-            async def aclose(self) -> None:
-                await raw.aclose()
-
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
-        return httpx2.Response(response.status_code, headers=headers, stream=Prefixed(),
-                               extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    async def body(self, raw: Any) -> Any:
+        yield self.prefix
+        async for chunk in raw:
+            yield chunk
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -490,34 +492,19 @@ def test_events_without_data_and_a_bom_are_ignored(fresh_sim, path, prefix):
     assert usage[0] == usage[1], usage
 
 
-class _TwiceEncodedTransport(httpx2.AsyncBaseTransport):
+class _TwiceEncodedTransport(_BodyTransport):
     """The simulator's answers, deflated then gzipped (Content-Encoding: deflate, gzip): an
     encoding httpx decodes itself, as it does br or zstd when their packages are installed."""
 
-    def __init__(self) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
+    headers = ((b"content-encoding", b"deflate, gzip"),)
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def body(self, raw: Any) -> Any:
         import gzip
         import zlib
 
-        response = await self.inner.handle_async_request(request)
-        body = b"".join([chunk async for chunk in response.stream])
-        await response.stream.aclose()
-        encoded = gzip.compress(zlib.compress(body))
-
-        class Encoded(httpx2.AsyncByteStream):
-            async def __aiter__(self):
-                for i in range(0, len(encoded), 64):  # in pieces, as a network delivers it
-                    yield encoded[i:i + 64]
-
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
-        return httpx2.Response(response.status_code,
-                               headers=[*headers, (b"content-encoding", b"deflate, gzip")],
-                               stream=Encoded(), extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        encoded = gzip.compress(zlib.compress(b"".join([chunk async for chunk in raw])))
+        for i in range(0, len(encoded), 64):  # in pieces, as a network delivers it
+            yield encoded[i:i + 64]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -542,33 +529,15 @@ def test_an_encoding_httpx_decodes_itself_is_not_rewritten(fresh_sim, path):
 # ----- a body held open after the terminal event ------------------------------------------------
 
 
-class _HeldOpenTransport(httpx2.AsyncBaseTransport):
+class _HeldOpenTransport(_BodyTransport):
     """The simulator's answers, with the body held open after its last byte (a proxy that
     does not end it)."""
 
-    def __init__(self) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self.inner.handle_async_request(request)
-        raw = response.stream
-
-        class HeldOpen(httpx2.AsyncByteStream):
-            async def __aiter__(self):
-                async for chunk in raw:
-                    yield chunk
-                await asyncio.sleep(3600)
-                yield b""
-
-            async def aclose(self) -> None:
-                await raw.aclose()
-
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-length"]
-        return httpx2.Response(response.status_code, headers=headers, stream=HeldOpen(),
-                               extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    async def body(self, raw: Any) -> Any:
+        async for chunk in raw:
+            yield chunk
+        await asyncio.sleep(3600)
+        yield b""
 
 
 @pytest.mark.parametrize("path", PATHS)
