@@ -312,17 +312,22 @@ def test_notebook_progress_widget_ends_with_the_totals(simulated, monkeypatch):
     assert "3/3 done · 0 failed" in bar.label.value
 
 
+def _refused_unsent(sim, prompts, **options) -> str:
+    """The ConfigError line of a batch refused before sending (checked: no request reached sim)."""
+    before = len(sim.requests)
+    with pytest.raises(ConfigError) as err:
+        llmcells.batch(prompts, "chatgpt", **options)
+    assert len(sim.requests) == before
+    return str(err.value)
+
+
 def test_a_template_naming_a_missing_column_is_refused_before_anything_is_sent(fresh_sim):
     import pandas as pd
 
     frame = pd.DataFrame({"text": ["a", "b"], "lang": ["fr", "de"]})
-    before = len(fresh_sim.requests)
-    with pytest.raises(ConfigError) as err:
-        llmcells.batch(frame, "chatgpt", template="Summarise in {lang}: {txt}")
-    message = str(err.value)
+    message = _refused_unsent(fresh_sim, frame, template="Summarise in {lang}: {txt}")
     assert "{txt}, which is not a column (did you mean {text}?)" in message, message
     assert "the columns are: text, lang" in message and "Nothing was sent" in message
-    assert len(fresh_sim.requests) == before
     with pytest.raises(ConfigError, match=r"\{item\}, which is not a name"):
         llmcells.batch(["a"], "chatgpt", template="Translate: {item}")
     # escaped braces are not references
@@ -339,13 +344,9 @@ def test_a_template_column_missing_in_some_rows_is_refused_before_anything_is_se
 
     frame = pd.DataFrame({"review": ["great", None, np.nan, "fine"], "note": [None] * 4},
                          index=["a", "b", "c", "d"])
-    before = len(fresh_sim.requests)
-    with pytest.raises(ConfigError) as err:
-        llmcells.batch(frame, "chatgpt", template="Sentiment of: {review}")
-    message = str(err.value)
+    message = _refused_unsent(fresh_sim, frame, template="Sentiment of: {review}")
     assert "{review}, which is missing (NaN or None) in 2 rows (index 'b', 'c')" in message, message
     assert "df.dropna(subset=['review'])" in message and "Nothing was sent" in message
-    assert len(fresh_sim.requests) == before
     rows = batch_module._prompt_rows(frame.fillna({"review": ""}), "Sentiment of: {review}")
     assert [prompt for _, prompt, _ in rows][1:3] == ["Sentiment of: ", "Sentiment of: "]
 
