@@ -54,9 +54,9 @@ from . import _loop
 from .errors import LLMError
 from .healthcheck import DEFAULT_TIMEOUT_S
 from .params import GENERATION_PARAMS, ParamsError, check_params
-from .serve_guard import (MAX_BODY, MAX_CONCURRENT, MAX_CONNECTIONS, RATE_PER_MINUTE, Guard,
-                          HideTokens, Policy, digest, error_response, host_name, http_protocol,
-                          ip_of, is_loopback, scrub)
+from .serve_guard import (HEAD_TIMEOUT, MAX_BODY, MAX_CONCURRENT, MAX_CONNECTIONS, RATE_PER_MINUTE,
+                          Guard, HideTokens, Policy, digest, error_response, host_name,
+                          http_protocol, ip_of, is_loopback, scrub)
 from .types import CallObserver, Result
 
 #: the most models one request may name (a compare's models, a chain and its fallbacks), so that
@@ -511,7 +511,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"requests running at once per client (default {MAX_CONCURRENT}; 0: no limit)")
     p.add_argument("--max-connections", type=_number(int, 0), default=MAX_CONNECTIONS, metavar="N",
                    help=f"connections open at once per client (default {MAX_CONNECTIONS}; 0: no "
-                        "limit); each must send a request's head within 10 s")
+                        f"limit); each must send a request's head within {HEAD_TIMEOUT:g} s")
     p.add_argument("--access-log", action="store_true", help="log every request (never keys or tokens)")
     return p
 
