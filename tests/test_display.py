@@ -1470,3 +1470,20 @@ def test_only_a_failed_validation_counts_as_repaired(comms):
                           error="overloaded", error_kind="overloaded", call_id=card.info.call_id))
     h.close([Result(text="other", model="openai:gpt-4.1-mini", status="ok", call_id="x")])
     assert "repaired" not in card.header.value and "✗" in card.header.value
+
+
+def test_a_result_shown_after_a_card_is_not_hidden_by_the_live_stylesheet():
+    """A Result or Comparison shown as a cell's value was wrapped in the static copy's class,
+    which the cards' live stylesheet hides (display: none) once any card has been shown: in
+    JupyterLab the value's output was blank (height 0) after a first %%compare."""
+    from llmcells.display.style import CARD_CSS
+
+    hidden = set()
+    for rule in CARD_CSS.split("}"):
+        selectors, _, body = rule.partition("{")
+        if "display: none" in body:
+            hidden |= set(re.findall(r"\.(llmcells-[\w-]+)", selectors))
+    assert "llmcells-static" in hidden  # (the rule this guards against)
+    shown = Result(text="**hi**", status="ok", model="anthropic:claude-haiku-5-5")._repr_html_()
+    classes = set(re.findall(r'class="([^"]+)"', shown))
+    assert not {c for cls in classes for c in cls.split()} & hidden, classes

@@ -112,4 +112,5 @@ def results_html(results) -> str:
         if r.error:
             head += f" · {escape(str(r.error))}"
         parts.append(f'<div class="llmcells-md"><p>{head}</p></div>{render_markdown(r.text or "")}')
-    return inline_styles('<div class="llmcells-static">' + "<hr>".join(parts) + "</div>")
+    # (not the static copy's class: the live stylesheet hides that once a card has been shown)
+    return inline_styles('<div class="llmcells-result">' + "<hr>".join(parts) + "</div>")

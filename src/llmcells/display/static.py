@@ -62,6 +62,9 @@ CLASSES = {
     "llmcells-best": f"color:{OK};font-weight:700",
     "llmcells-legend": f"color:{MUTED};font-size:11.5px;margin-top:2px",
     "llmcells-static": f"color:{FG};background-color:{BG};padding:2px",
+    # a Result or Comparison shown as a cell's value: styled as the static copy, but not hidden
+    # as that is where a live card already shows the same answer
+    "llmcells-result": f"color:{FG};background-color:{BG};padding:2px",
     "llmcells-attachments": "margin-top:4px",
     "llmcells-chip": (f"display:inline-block;margin:2px 6px 2px 0;padding:2px 6px;"
                       f"border:1px solid {BORDER};border-radius:10px;font-size:11px;color:{MUTED}"),
