@@ -71,13 +71,23 @@ def first() -> Any:
             _first -= 1
 
 
-def import_quietly(names: Any, *, background: bool = False) -> None:
+#: the longest the warm-up holds off for `hold` before it goes on anyway (a flag never cleared)
+HOLD_MAX_S = 10.0
+
+
+def import_quietly(names: Any, *, background: bool = False, hold: Any = None) -> None:
     """Import each of names, under import_lock; a missing optional part is left to the call,
-    which will say so. background=True (the warm-up): a thread in `first` goes before each."""
+    which will say so. background=True (the warm-up): a thread in `first` goes before each,
+    and while hold() is true (a Ctrl-C is being handled) no next import starts."""
     for name in names:
         if loaded(name):
             continue
-        while background and _first:
+        held_since = None
+        while background and (_first or (hold is not None and hold())):
+            if not _first:  # held: bounded, so that a flag left set cannot stop the warm-up for good
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since > HOLD_MAX_S:
+                    break
             time.sleep(0.002)
         with import_lock:
             try:
@@ -128,10 +138,11 @@ def _import_then(names: list[str], then: Any) -> None:
             swallowed(f"the work queued after importing {', '.join(names)}", exc)
 
 
-def background(names: Iterable[str], *, work: Any = None, switch: Any = None) -> threading.Thread | None:
+def background(names: Iterable[str], *, work: Any = None, switch: Any = None,
+               hold: Any = None) -> threading.Thread | None:
     """Import names (not already imported or being imported) in a daemon thread, then run
-    work() there if given, all under the context manager switch() if given; returns the
-    thread, if one started. (The warm-up's worker.)"""
+    work() there if given, all under the context manager switch() if given, starting no import
+    while hold() is true; returns the thread, if one started. (The warm-up's worker.)"""
     with _lock:
         todo = [n for n in names if n not in _started]
         _started.update(todo)
@@ -140,7 +151,7 @@ def background(names: Iterable[str], *, work: Any = None, switch: Any = None) ->
 
     def run() -> None:
         with switch() if switch is not None else contextlib.nullcontext():
-            import_quietly(todo, background=True)
+            import_quietly(todo, background=True, hold=hold)
             if work is not None:
                 work()
 

@@ -128,6 +128,12 @@ def _on_sigint(signum: int, frame: Any) -> None:
         raise Interrupted(INTERRUPTED)
 
 
+def interrupt_pending() -> bool:
+    """True from a Ctrl-C that `deferred_interrupts` recorded until it is raised: the main
+    thread is ending its cell, and work in other threads that can wait (the warm-up) does."""
+    return _sigint.at is not None
+
+
 class deferred_interrupts:
     """While this block runs in the main thread, SIGINT is handled by `_on_sigint`: it cancels
     the run under way and is raised, as `Interrupted`, after that run has unwound (by `run`),

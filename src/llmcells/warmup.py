@@ -19,7 +19,7 @@ import logging
 import sys
 import threading
 
-from . import _imports
+from . import _imports, _loop
 from .registry import PROVIDERS
 
 log = logging.getLogger("llmcells")
@@ -82,8 +82,13 @@ def start(providers: list[str] | None = None, *, notebook: bool = False) -> thre
     # interrupt) gets it only every 5 ms. In a notebook, a shorter interval while warming
     # keeps the kernel responsive; a script has no one waiting, and would only pay for the
     # extra switches.
+    # A Ctrl-C that comes meanwhile is answered first: the main thread's unfinished work (the
+    # display's first import) and the run's unwinding no longer share the GIL with an SDK's
+    # import, which about halved their pace and took a fresh kernel's interrupted first cell
+    # past a second on a loaded machine. The import under way finishes; the next waits.
     return _imports.background(modules_for(providers, notebook=notebook),
-                               work=build, switch=_short_switch_interval if notebook else None)
+                               work=build, switch=_short_switch_interval if notebook else None,
+                               hold=_loop.interrupt_pending)
 
 
 def _build_clients(providers: list[str]) -> None:
@@ -91,7 +96,6 @@ def _build_clients(providers: list[str]) -> None:
     cache and key as a call with today's settings): creating an SDK client loads its TLS
     certificates and resource modules, about 50 ms each. Nothing is sent. A provider without a
     key, or any failure, is left to the call itself, which will say what is wrong."""
-    from . import _loop
 
     async def build() -> None:
         from .calls import make_plan
