@@ -133,6 +133,21 @@ def test_option_typos_get_did_you_mean(ip, simulated, line, suggestion):
     assert str(err.value).endswith(suggestion), str(err.value)
 
 
+@pytest.mark.parametrize("magic,line,alias", [
+    ("claude", "-m claud", "claude"),
+    ("chatgpt", "-m chatgtp", "chatgpt"),
+    ("gemini", '-m "claude|gemni"', "gemini"),
+])
+def test_a_model_typo_after_dash_m_is_caught_before_sending(ip, simulated, magic, line, alias):
+    # a bare name is this provider's model, but a slip of an alias is a typo, not a model to send
+    with pytest.raises(UsageError) as err:
+        cell(ip, magic, line)
+    message = str(err.value)
+    assert f"Did you mean {alias}?" in message and "\n" not in message, message
+    assert not simulated.requests
+    assert cell(ip, "gemini", "-m gemini-3.5-flash").model == "google:gemini-3.5-flash"
+
+
 def test_llmcells_command_typo_gets_did_you_mean(ip):
     with pytest.raises(UsageError, match=r"Unknown command 'cost' \(did you mean costs\?\)"):
         ip.run_line_magic("llmcells", "cost")

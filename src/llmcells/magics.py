@@ -300,6 +300,11 @@ class LLMMagics(Magics):
             hint = _models.foreign_model_hint(provider, given)  # %%claude -m gpt-4o
             if hint:
                 raise _fail(hint)
+            slip = _models.alias_slip(given)  # %%claude -m claud: a typo, not a model to send
+            if slip:
+                raise _fail(f"Unknown model {given!r}. Did you mean {slip}? After -m give an alias, "
+                            f"provider:model, or a model name of this provider, e.g. "
+                            f"{_models.resolve(default).name}.")
             maker = _models.maker_of(given)
             if PROVIDERS[provider].kind == "route" and maker is not None:
                 # %%claude -m claude-opus-4-1 with claude routed to Bedrock: that model, on the
