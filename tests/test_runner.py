@@ -376,6 +376,15 @@ def test_a_pending_call_can_only_be_awaited_once(simulated):
         llmcells.run(pending)
 
 
+def test_reading_a_pending_call_says_to_await_it(simulated):
+    pending = llmcells.ask("hi", "claude", display=False)  # forgot the await
+    with pytest.raises(AttributeError, match=r"this ask has not run yet, so it has no \.text: await it"):
+        pending.text
+    assert not hasattr(pending, "_repr_html_")  # IPython's probes get a plain AttributeError
+    assert not simulated.requests
+    assert llmcells.run(pending).text
+
+
 def test_openai_compatible_endpoint_by_base_url(fresh_sim):
     llmcells.add_endpoint("local", fresh_sim.url + "/v1", api_key="local-key")
     r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))
