@@ -204,6 +204,15 @@ def test_unknown_option_shows_the_subcommands_usage(env):
     assert p.stderr.startswith("usage: llmcells costs ") and p.returncode == 2
 
 
+def test_a_mistyped_option_or_subcommand_gets_the_closest_one(env):
+    # as the magics do: `--temprature` names --temperature, `keys lst` names list
+    p = cli(env, "ask", "--simulate", "hi", "--temprature", "0")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        "llmcells ask: error: unrecognized arguments: --temprature 0 (did you mean --temperature?)")
+    p = cli(env, "keys", "lst")
+    assert p.returncode == 2 and p.stderr.strip().endswith("(did you mean list?)"), p.stderr
+
+
 @pytest.mark.slow
 def test_demo_prints_answers_as_they_finish(env):
     code = ("import llmcells, sys\nfrom llmcells.__main__ import main\n"

@@ -27,8 +27,10 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102 - argparse's hook
         # the usage of THIS (sub)command, then one line; never the top level's usage
+        from .errors import with_suggestion  # --temprature: "(did you mean --temperature?)"
+
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {with_suggestion(message, self)}\n")
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:

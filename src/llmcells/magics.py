@@ -22,7 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import models as _models
 from .config import settings
-from .errors import ConfigError, LLMError, did_you_mean
+from .errors import ConfigError, LLMError, did_you_mean, with_suggestion
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow, parse_id
@@ -100,20 +100,7 @@ def _fail(message: str) -> UsageError:
 
 def _with_suggestion(message: str, magic: Callable) -> str:
     """argparse's message about a mistyped option or choice, with the closest valid one."""
-    parser = getattr(magic, "parser", None)
-    options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
-    unknown = re.match(r"unrecognized arguments: (.*)", message)
-    if unknown:
-        for word in unknown.group(1).split():
-            if word.startswith("--"):
-                hint = did_you_mean(word.split("=", 1)[0], options)
-                if hint:
-                    return f"{message}{hint}"
-        return message
-    choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
-    if choice:
-        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
-    return message
+    return with_suggestion(message, getattr(magic, "parser", None))
 
 
 def _extract_code(text: str) -> str:
