@@ -148,6 +148,19 @@ def test_a_model_typo_after_dash_m_is_caught_before_sending(ip, simulated, magic
     assert cell(ip, "gemini", "-m gemini-3.5-flash").model == "google:gemini-3.5-flash"
 
 
+def test_help_names_the_cell_magic_and_reads_as_text(ip, simulated, capsys):
+    # %%claude? and -h show %%claude (a cell magic), not %claude; printed help has no reST "::"
+    assert ip.find_cell_magic("claude").__doc__.startswith("::\n\n  %%claude [-m MODEL]")
+    assert "%%compare [-m MODEL]" in ip.find_cell_magic("compare").__doc__
+    ip.run_cell_magic("claude", "-h", "hi")
+    ip.run_line_magic("llmcells", "help")
+    claude, llmcells = capsys.readouterr().out.split("usage: %llmcells [--by BY]")
+    assert claude.startswith("usage: %%claude [-m MODEL]") and "::" not in claude.split("Example")[0]
+    assert not simulated.requests
+    with pytest.raises(UsageError, match=r"See %%compare\? for help\.$"):
+        ip.run_cell_magic("compare", '-m "oops', "hi")
+
+
 def test_llmcells_command_typo_gets_did_you_mean(ip):
     with pytest.raises(UsageError, match=r"Unknown command 'cost' \(did you mean costs\?\)"):
         ip.run_line_magic("llmcells", "cost")

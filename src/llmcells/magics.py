@@ -40,7 +40,7 @@ def _call_options(func: Callable, model_help: str = "model: an alias (chatgpt, c
                  "provider:model; a bare name is taken as this provider's model") -> Callable:
     """The options shared by every cell magic."""
     decorators = [
-        magic_arguments(),
+        magic_arguments(name="%" + func.__name__),  # its usage reads %%claude, not %claude
         argument("-m", "--model", help=model_help),
         argument("-s", "--system", help="system prompt (quote it if it has spaces)"),
         argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2"),
@@ -101,6 +101,12 @@ def _fail(message: str) -> UsageError:
 def _with_suggestion(message: str, magic: Callable) -> str:
     """argparse's message about a mistyped option or choice, with the closest valid one."""
     return with_suggestion(message, getattr(magic, "parser", None))
+
+
+def _help_text(magic: Callable) -> str:
+    """A magic's help as printed: its docstring without the reST `::` that IPython's
+    magic_arguments puts before the usage (for Sphinx, not for a reader)."""
+    return re.sub(r"\A::\s*\n\s*", "usage: ", (magic.__doc__ or "").strip())
 
 
 def _extract_code(text: str) -> str:
@@ -238,12 +244,11 @@ class LLMMagics(Magics):
         except UsageError as err:
             raise _fail(_with_suggestion(str(err), magic)) from None
         except SystemExit:  # argparse exits on some errors; turn them into one line
-            raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
+            raise _fail(f"Bad options: {line!r}. See %%{magic.__name__}? for help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
-            raise _fail(f"Bad options: {line!r} ({err}). See {magic.__name__}? for help.") from None
+            raise _fail(f"Bad options: {line!r} ({err}). See %%{magic.__name__}? for help.") from None
         if args.help:
-            print(f"usage: %%{magic.__name__} [options]   (the cell below is the prompt)\n\n"
-                  + (magic.__doc__ or "").strip())
+            print(_help_text(magic))
             return None
         for name in ("model", "system", "out"):
             setattr(args, name, _unquote(getattr(args, name)))
@@ -526,7 +531,7 @@ class LLMMagics(Magics):
         return chats_frame()
 
     def _cmd_help(self, args: Any) -> None:
-        print((self.llmcells.__doc__ or "").strip())
+        print(_help_text(self.llmcells))
 
     def _cmd_models(self, args: Any) -> Any:
         import pandas as pd
