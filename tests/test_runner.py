@@ -378,8 +378,10 @@ def test_a_pending_call_can_only_be_awaited_once(simulated):
 
 def test_reading_a_pending_call_says_to_await_it(simulated):
     pending = llmcells.ask("hi", "claude", display=False)  # forgot the await
-    with pytest.raises(AttributeError, match=r"this ask has not run yet, so it has no \.text: await it"):
+    with pytest.raises(AttributeError, match=r"this ask has not run yet, so it has no \.text: await it") as err:
         pending.text
+    assert isinstance(err.value, llmcells.ConfigError)  # one line in a notebook, no traceback
+    assert getattr(pending, "text", None) is None
     assert not hasattr(pending, "_repr_html_")  # IPython's probes get a plain AttributeError
     assert not simulated.requests
     assert llmcells.run(pending).text

@@ -414,8 +414,10 @@ class Pending(Generic[T]):
         # `r = llmcells.ask(...)` then `r.text`: say what to do, not "no attribute 'text'"
         if name.startswith("_"):  # (dunder probes by IPython, copy, pickle stay plain)
             raise AttributeError(name)
-        raise AttributeError(f"this {self._what} has not run yet, so it has no .{name}: await it, "
-                             "or pass it to llmcells.run(), for its result.")
+        from .errors import NotRunError  # one line in a notebook, as every user mistake
+
+        raise NotRunError(f"this {self._what} has not run yet, so it has no .{name}: await it, "
+                          "or pass it to llmcells.run(), for its result.")
 
 
 def prepare(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:

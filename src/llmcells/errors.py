@@ -45,6 +45,11 @@ class ConfigError(LLMError, ValueError):
     kind = "config"
 
 
+class NotRunError(ConfigError, AttributeError):
+    """A call read before it ran (`r = llmcells.ask(...)`, then `r.text`). Nothing was sent. An
+    AttributeError too, so that hasattr() and getattr(..., default) work as ever."""
+
+
 class ContextWindowError(ConfigError):
     """The prompt would not fit the model's context window. Nothing was sent."""
 
