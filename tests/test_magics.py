@@ -245,6 +245,18 @@ def test_llmcells_line_magic(ip, simulated, capsys):
     assert "simulate on|off" in capsys.readouterr().out
 
 
+def test_config_with_a_name_alone_shows_that_setting(ip):
+    # what a newcomer types to read one setting; a slip gets the closest name
+    ip.run_line_magic("llmcells", "config temperature=0.5")
+    try:
+        assert ip.run_line_magic("llmcells", "config temperature timeout") == {
+            "temperature": 0.5, "timeout": 600.0}
+        with pytest.raises(UsageError, match=r"Unknown setting 'temprature' \(did you mean temperature\?\)"):
+            ip.run_line_magic("llmcells", "config temprature")
+    finally:
+        ip.run_line_magic("llmcells", "config temperature=none")
+
+
 def test_usage_and_costs_tables_from_the_magic(ip, simulated):
     cell(ip, "compare", "chatgpt claude")
     usage = ip.run_line_magic("llmcells", "usage --session")

@@ -464,7 +464,7 @@ class LLMMagics(Magics):
     @argument("command", nargs="?", default="help",
               help="models | config | usage | costs | prices | health | quota | reset | chats | "
                    "simulate | replay | frontier | keys | help")
-    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
+    @argument("words", nargs="*", help="config: NAME or NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
                                        "keys: set|unset PROVIDER")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch, status, session, purpose, "
                                              "replayed, user, host, project, path (comma-separated)")
@@ -483,7 +483,7 @@ class LLMMagics(Magics):
         """Settings, models, the usage ledger and the simulator.
 
         %llmcells models                  aliases, default models, which keys are set
-        %llmcells config                  show settings
+        %llmcells config [NAME]           show settings (or one)
         %llmcells config temperature=0 compare_models=chatgpt,claude
         %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
@@ -573,11 +573,19 @@ class LLMMagics(Magics):
         return pd.DataFrame(rows)
 
     def _cmd_config(self, args: Any) -> Any:
+        if args.words and not any("=" in w for w in args.words):  # `config temperature`: its value
+            shown = settings.shown()
+            for word in args.words:
+                if word not in shown:
+                    raise _fail(f"Unknown setting {word!r}{did_you_mean(word, shown)}; "
+                                "`%llmcells config` lists them.")
+            return {w: shown[w] for w in args.words}
         if args.words:
             changes = {}
             for word in args.words:
                 if "=" not in word:
-                    raise _fail(f"config takes NAME=VALUE pairs, not {word!r}.")
+                    raise _fail(f"config takes NAME=VALUE pairs (or names alone, to show them), "
+                                f"not {word!r}.")
                 name, value = word.split("=", 1)
                 changes[name.strip()] = None if value.strip().lower() == "none" else value.strip()
             settings.update(**changes)
