@@ -387,6 +387,14 @@ def test_reading_a_pending_call_says_to_await_it(simulated):
     assert llmcells.run(pending).text
 
 
+def test_compare_takes_models_as_one_string_too(simulated):
+    # compare("hi", "claude") once asked models 'c', 'l', 'a'...: "Unknown model 'c'"
+    c = llmcells.run(llmcells.compare("hi", "claude, gemini", display=False))
+    assert [r.model for r in c] == ["anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
+    assert [r.model for r in llmcells.run(llmcells.compare("hi", "claude", display=False))] == [
+        "anthropic:claude-haiku-5-5"]
+
+
 def test_openai_compatible_endpoint_by_base_url(fresh_sim):
     llmcells.add_endpoint("local", fresh_sim.url + "/v1", api_key="local-key")
     r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))
