@@ -395,6 +395,21 @@ def test_compare_takes_models_as_one_string_too(simulated):
         "anthropic:claude-haiku-5-5"]
 
 
+def test_simulate_checks_its_options_and_names_providers_as_the_magics_do():
+    from llmcells import _simulation, models
+
+    before = models.simulator_url()
+    with pytest.raises(llmcells.ConfigError, match=r"^simulate\(\) takes ttft, tokens_per_s, output_tokens, not 'tps'\.$"):
+        llmcells.simulate(tps=80)  # not "Simulator.__init__() got an unexpected keyword argument"
+    # a provider that is none once left every provider unsimulated, without a word
+    with pytest.raises(llmcells.ConfigError, match=r"unknown provider 'opnai' \(did you mean openai\?\)"):
+        llmcells.simulate(providers=["opnai"])
+    assert models.simulator_url() == before  # nothing was switched
+    assert _simulation._provider_names(["claude", "chatgpt", "gemini-cli"]) == [
+        "anthropic", "openai", "gemini-cli"]
+    assert _simulation._provider_names("openai, google") == ["openai", "google"]
+
+
 def test_openai_compatible_endpoint_by_base_url(fresh_sim):
     llmcells.add_endpoint("local", fresh_sim.url + "/v1", api_key="local-key")
     r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))
