@@ -17,7 +17,8 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
     """Route every built-in provider to a simulator on loopback (no keys, no network needed).
 
     simulate() starts one in this process (options: ttft, tokens_per_s, output_tokens) and
-    returns it; providers limits it to some providers (e.g. those without a key);
+    returns it; providers limits it to some providers (e.g. those without a key), each named
+    as in a model id or by its magic: ["anthropic", "chatgpt"];
     simulate(False) switches back to the real APIs. Cards and ledger rows of
     simulated calls are labelled as such. strict=True (the default) refuses what the real
     APIs refuse, with their errors; strict=False answers any well-formed request.
