@@ -57,6 +57,24 @@ def test_help_says_what_happens_without_keys(env):
     assert "API key must be set" in ask and "unless --simulate" in ask
 
 
+def test_every_option_is_explained_and_costs_by_names_every_key(env):
+    from llmcells.__main__ import _parser
+    from llmcells.ledger import COST_KEYS
+
+    for command, parser in _parser()[1].items():
+        bare = [a.dest for a in parser._actions if not a.help]
+        assert not bare, (command, bare)  # `--help` would list them with nothing to say
+    by = " ".join(cli(env, "costs", "--help").stdout.split())
+    assert all(k in by for k in COST_KEYS), by
+    assert "needs their API keys" in " ".join(cli(env, "--help").stdout.split())
+
+
+def test_keys_alone_lists_them_as_the_magic_does(env):
+    p = cli(env, "keys")
+    assert p.returncode == 0 and p.stdout == cli(env, "keys", "list").stdout
+    assert p.stdout.split()[:2] == ["openai", "not"], p.stdout
+
+
 def test_ask_without_a_key_is_one_line_and_status_2(env):
     p = cli(env, "ask", "hi")
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout
@@ -202,6 +220,15 @@ def test_unknown_option_shows_the_subcommands_usage(env):
     assert p.stderr.strip().splitlines()[-1] == "llmcells ask: error: unrecognized arguments: --bogus"
     p = cli(env, "costs", "--limit", "3")
     assert p.stderr.startswith("usage: llmcells costs ") and p.returncode == 2
+
+
+def test_a_mistyped_option_or_subcommand_gets_the_closest_one(env):
+    # as the magics do: `--temprature` names --temperature, `keys lst` names list
+    p = cli(env, "ask", "--simulate", "hi", "--temprature", "0")
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        "llmcells ask: error: unrecognized arguments: --temprature 0 (did you mean --temperature?)")
+    p = cli(env, "keys", "lst")
+    assert p.returncode == 2 and p.stderr.strip().endswith("(did you mean list?)"), p.stderr
 
 
 @pytest.mark.slow

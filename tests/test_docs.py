@@ -109,6 +109,15 @@ def test_the_readme_fits_and_its_test_command_is_the_fast_tier():
     assert "--all" in readme  # and says how to run everything
 
 
+def test_install_lists_every_extra():
+    """pyproject's extras once had three (cloud, otel, postgres) that Install did not name."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    listed = re.findall(r"^\| `([\w-]+)` \|", (DOCS / "install.md").read_text(), re.M)
+    assert sorted(listed) == sorted(extras)
+
+
 def test_the_site_builds_strictly(tmp_path):
     """Fails (never skips) where LLMCELLS_REQUIRE_DOCS=1, as in .ci/run."""
     try:

@@ -56,6 +56,14 @@ def test_llmcells_errors_from_python_are_one_line(kernel, code, named):
     assert lines[-1].startswith("ConfigError: ") and named in lines[-1], lines
 
 
+def test_reading_a_call_before_it_ran_is_one_line(kernel):
+    # the await forgotten: what to do, not "'Pending' object has no attribute 'text'"
+    ename, lines = error_lines(kernel, 'r = llmcells.ask("hi")\nr.text')
+    assert ename == "NotRunError" and lines == [
+        "NotRunError: this ask has not run yet, so it has no .text: await it, or pass it to "
+        "llmcells.run(), for its result."], lines
+
+
 @pytest.mark.parametrize("switch_on,switch_off", [
     ("%xmode Verbose", "%xmode Context"),
     ("llmcells.configure(debug=True)", "llmcells.configure(debug=False)"),

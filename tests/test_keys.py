@@ -57,6 +57,10 @@ def test_bad_input_is_refused_and_stores_nothing():
         keys.set_key("openai", "sk-a b")
     assert not (_home() / "keys.json").exists()
     assert keys.provider_name("Gemini") == "google"
+    # the magic's name is what a newcomer types (%%claude: keys set claude), and a slip gets a hint
+    assert [keys.provider_name(n) for n in ("claude", "chatgpt")] == ["anthropic", "openai"]
+    with pytest.raises(ConfigError, match=r"Unknown provider 'opnai' for a key \(did you mean openai\?\)"):
+        keys.provider_name("opnai")
 
 
 def test_a_damaged_key_file_is_one_line_not_a_traceback():

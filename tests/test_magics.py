@@ -133,6 +133,34 @@ def test_option_typos_get_did_you_mean(ip, simulated, line, suggestion):
     assert str(err.value).endswith(suggestion), str(err.value)
 
 
+@pytest.mark.parametrize("magic,line,alias", [
+    ("claude", "-m claud", "claude"),
+    ("chatgpt", "-m chatgtp", "chatgpt"),
+    ("gemini", '-m "claude|gemni"', "gemini"),
+])
+def test_a_model_typo_after_dash_m_is_caught_before_sending(ip, simulated, magic, line, alias):
+    # a bare name is this provider's model, but a slip of an alias is a typo, not a model to send
+    with pytest.raises(UsageError) as err:
+        cell(ip, magic, line)
+    message = str(err.value)
+    assert f"Did you mean {alias}?" in message and "\n" not in message, message
+    assert not simulated.requests
+    assert cell(ip, "gemini", "-m gemini-3.5-flash").model == "google:gemini-3.5-flash"
+
+
+def test_help_names_the_cell_magic_and_reads_as_text(ip, simulated, capsys):
+    # %%claude? and -h show %%claude (a cell magic), not %claude; printed help has no reST "::"
+    assert ip.find_cell_magic("claude").__doc__.startswith("::\n\n  %%claude [-m MODEL]")
+    assert "%%compare [-m MODEL]" in ip.find_cell_magic("compare").__doc__
+    ip.run_cell_magic("claude", "-h", "hi")
+    ip.run_line_magic("llmcells", "help")
+    claude, llmcells = capsys.readouterr().out.split("usage: %llmcells [--by BY]")
+    assert claude.startswith("usage: %%claude [-m MODEL]") and "::" not in claude.split("Example")[0]
+    assert not simulated.requests
+    with pytest.raises(UsageError, match=r"See %%compare\? for help\.$"):
+        ip.run_cell_magic("compare", '-m "oops', "hi")
+
+
 def test_llmcells_command_typo_gets_did_you_mean(ip):
     with pytest.raises(UsageError, match=r"Unknown command 'cost' \(did you mean costs\?\)"):
         ip.run_line_magic("llmcells", "cost")
@@ -215,6 +243,18 @@ def test_llmcells_line_magic(ip, simulated, capsys):
         ip.run_line_magic("llmcells", "frobnicate")
     ip.run_line_magic("llmcells", "help")
     assert "simulate on|off" in capsys.readouterr().out
+
+
+def test_config_with_a_name_alone_shows_that_setting(ip):
+    # what a newcomer types to read one setting; a slip gets the closest name
+    ip.run_line_magic("llmcells", "config temperature=0.5")
+    try:
+        assert ip.run_line_magic("llmcells", "config temperature timeout") == {
+            "temperature": 0.5, "timeout": 600.0}
+        with pytest.raises(UsageError, match=r"Unknown setting 'temprature' \(did you mean temperature\?\)"):
+            ip.run_line_magic("llmcells", "config temprature")
+    finally:
+        ip.run_line_magic("llmcells", "config temperature=none")
 
 
 def test_usage_and_costs_tables_from_the_magic(ip, simulated):

@@ -376,6 +376,40 @@ def test_a_pending_call_can_only_be_awaited_once(simulated):
         llmcells.run(pending)
 
 
+def test_reading_a_pending_call_says_to_await_it(simulated):
+    pending = llmcells.ask("hi", "claude", display=False)  # forgot the await
+    with pytest.raises(AttributeError, match=r"this ask has not run yet, so it has no \.text: await it") as err:
+        pending.text
+    assert isinstance(err.value, llmcells.ConfigError)  # one line in a notebook, no traceback
+    assert getattr(pending, "text", None) is None
+    assert not hasattr(pending, "_repr_html_")  # IPython's probes get a plain AttributeError
+    assert not simulated.requests
+    assert llmcells.run(pending).text
+
+
+def test_compare_takes_models_as_one_string_too(simulated):
+    # compare("hi", "claude") once asked models 'c', 'l', 'a'...: "Unknown model 'c'"
+    c = llmcells.run(llmcells.compare("hi", "claude, gemini", display=False))
+    assert [r.model for r in c] == ["anthropic:claude-haiku-5-5", "google:gemini-3.5-flash-lite"]
+    assert [r.model for r in llmcells.run(llmcells.compare("hi", "claude", display=False))] == [
+        "anthropic:claude-haiku-5-5"]
+
+
+def test_simulate_checks_its_options_and_names_providers_as_the_magics_do():
+    from llmcells import _simulation, models
+
+    before = models.simulator_url()
+    with pytest.raises(llmcells.ConfigError, match=r"^simulate\(\) takes ttft, tokens_per_s, output_tokens, not 'tps'\.$"):
+        llmcells.simulate(tps=80)  # not "Simulator.__init__() got an unexpected keyword argument"
+    # a provider that is none once left every provider unsimulated, without a word
+    with pytest.raises(llmcells.ConfigError, match=r"unknown provider 'opnai' \(did you mean openai\?\)"):
+        llmcells.simulate(providers=["opnai"])
+    assert models.simulator_url() == before  # nothing was switched
+    assert _simulation._provider_names(["claude", "chatgpt", "gemini-cli"]) == [
+        "anthropic", "openai", "gemini-cli"]
+    assert _simulation._provider_names("openai, google") == ["openai", "google"]
+
+
 def test_openai_compatible_endpoint_by_base_url(fresh_sim):
     llmcells.add_endpoint("local", fresh_sim.url + "/v1", api_key="local-key")
     r = llmcells.run(llmcells.ask("hi", "local:llama3.2", display=False))

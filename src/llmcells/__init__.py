@@ -7,8 +7,9 @@ know what every call cost.
     llmcells.run(llmcells.ask("prompt"))          # from a script
     llmcells.usage(); llmcells.costs(by="model")  # the ledger, as DataFrames
 
-In IPython or Jupyter: `%load_ext llmcells`, then `%%chatgpt`, `%%claude`, `%%gemini`,
-`%%compare` and `%llmcells`. The SDKs, pandas and ipywidgets are imported on first use.
+In IPython or Jupyter, `import llmcells` (or `%load_ext llmcells`) registers `%%chatgpt`,
+`%%claude`, `%%gemini`, `%%compare` and `%llmcells`. No keys yet? `llmcells.simulate()` (or
+`%llmcells simulate on`) answers every provider from the built-in simulator. The SDKs, pandas and ipywidgets are imported on first use.
 """
 
 from __future__ import annotations

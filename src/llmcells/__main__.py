@@ -27,8 +27,10 @@ class UserError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102 - argparse's hook
         # the usage of THIS (sub)command, then one line; never the top level's usage
+        from .errors import with_suggestion  # --temprature: "(did you mean --temperature?)"
+
         self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {with_suggestion(message, self)}\n")
 
 
 def _parser() -> tuple[_Parser, dict[str, _Parser]]:
@@ -44,12 +46,13 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     subs: dict[str, _Parser] = {}
 
     def call_options(sp: argparse.ArgumentParser, many: bool) -> None:
-        sp.add_argument("-m", "--model", action="append", dest="models",
-                        help=("alias or provider:model; repeat for several" if many else
-                              "alias or provider:model (one; use compare for several)"))
+        sp.add_argument("-m", "--model", action="append", dest="models", metavar="MODEL",
+                        help=("alias or provider:model; repeat for several (default: chatgpt, "
+                              "claude, gemini)" if many else "alias or provider:model (one; use "
+                              "compare for several; default: chatgpt)"))
         sp.add_argument("-s", "--system", help="system prompt")
-        sp.add_argument("-t", "--temperature", type=float)
-        sp.add_argument("--max-tokens", type=int)
+        sp.add_argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2")
+        sp.add_argument("--max-tokens", type=int, help="the longest answer, in tokens")
         sp.add_argument("--timeout", type=float, help="seconds for the whole call")
         sp.add_argument("--simulate", action="store_true",
                         help="answer from the built-in simulator (no key, no network, no cost)")
@@ -63,11 +66,14 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
         description="Compare the three providers on one prompt. Providers without an API key "
                     "answer from the built-in simulator (the output says which).")
     call_options(demo, True)
-    demo.add_argument("prompt", nargs="?", default=DEMO_PROMPT)
-    for name, many, what in (("ask", False, "Ask one model"), ("compare", True, "Ask several models")):
+    demo.add_argument("prompt", nargs="?", default=DEMO_PROMPT,
+                      help=f"the prompt (default: {DEMO_PROMPT!r})")
+    for name, many, what, keys in (("ask", False, "Ask one model", "its API key"),
+                                   ("compare", True, "Ask several models", "their API keys")):
         subs[name] = sp = sub.add_parser(
-            name, help=f"{what.lower()} (needs its API key, or --simulate)",
-            description=f"{what} one prompt. Calls the real service: the provider's API key "
+            name, help=f"{what.lower()} (needs {keys}, or --simulate)",
+            description=f"{what} one prompt. Calls the real "
+                        f"{'services: each' if many else 'service: the'} provider's API key "
                         f"must be set ({KEYS}), unless --simulate is given.")
         call_options(sp, many)
         sp.add_argument("prompt", help="the prompt; - reads it from stdin")
@@ -77,13 +83,15 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
         sp.add_argument("--session", action="store_true", help="only this process's calls")
         if name == "costs":
             sp.add_argument("--by", default="model",
-                            help="model, provider, day, cell, group, batch, status, session, user, project; "
-                                 "several with commas (model,day)")
+                            help="model, provider, day, cell, group, batch, status, session, "
+                                 "purpose, replayed, user, host, project, path; several with "
+                                 "commas (model,day)")
             sp.add_argument("--simulated", action="store_true",
                             help="count simulated calls too (left out of real spend by default)")
         else:
             sp.add_argument("--limit", type=int, default=20, help="the last N calls (default 20)")
-    sub.add_parser("keys", add_help=False, help="keys set|list|unset PROVIDER: store API keys (see keys --help)")
+    sub.add_parser("keys", add_help=False, help="keys [list|set|unset PROVIDER]: which providers "
+                                                "have a key; store one (see keys --help)")
     sub.add_parser("serve", add_help=False, help="serve the engine over HTTP, behind a token "
                                                  "printed at start (see serve --help and "
                                                  "docs/security.md; needs pip install "
@@ -355,14 +363,15 @@ def _keys(argv: list[str]) -> int:
     p = _Parser(prog="llmcells keys", description=(
         "Store API keys in the OS keyring (when the keyring package is installed) or else in a "
         "file under LLMCELLS_HOME readable only by you. An environment variable still wins."))
-    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    # no action lists them, as `%llmcells keys` does
+    sub = p.add_subparsers(dest="action", parser_class=_Parser)
     names = ", ".join(keys.providers())
     sub.add_parser("set", help="store a key (asked for, not shown)").add_argument("provider", help=names)
     sub.add_parser("list", help="which providers have a key, and where from (never the key)")
     sub.add_parser("unset", help="forget a stored key").add_argument("provider", help=names)
     args = p.parse_args(argv)
     try:
-        if args.action == "list":
+        if args.action in (None, "list"):
             for row in keys.status():
                 print(f"{row['provider']:<10} {row['key']:<8} {row['from']}".rstrip())
             return 0

@@ -410,6 +410,15 @@ class Pending(Generic[T]):
     def __repr__(self) -> str:
         return f"<llmcells {self._what}: await it, or pass it to llmcells.run()>"
 
+    def __getattr__(self, name: str) -> Any:
+        # `r = llmcells.ask(...)` then `r.text`: say what to do, not "no attribute 'text'"
+        if name.startswith("_"):  # (dunder probes by IPython, copy, pickle stay plain)
+            raise AttributeError(name)
+        from .errors import NotRunError  # one line in a notebook, as every user mistake
+
+        raise NotRunError(f"this {self._what} has not run yet, so it has no .{name}: await it, "
+                          "or pass it to llmcells.run(), for its result.")
+
 
 def prepare(awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
     """The coroutine to run on the private loop for an awaitable given to llmcells.run()."""

@@ -17,12 +17,20 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
     """Route every built-in provider to a simulator on loopback (no keys, no network needed).
 
     simulate() starts one in this process (options: ttft, tokens_per_s, output_tokens) and
-    returns it; providers limits it to some providers (e.g. those without a key);
+    returns it; providers limits it to some providers (e.g. those without a key), each named
+    as in a model id or by its magic: ["anthropic", "chatgpt"];
     simulate(False) switches back to the real APIs. Cards and ledger rows of
     simulated calls are labelled as such. strict=True (the default) refuses what the real
     APIs refuse, with their errors; strict=False answers any well-formed request.
     """
     global _sim
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:  # the Simulator's own TypeError would name a class the user never called
+        from .errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"simulate() takes {', '.join(OPTIONS)}, not {unknown[0]!r}"
+                          f"{did_you_mean(unknown[0], OPTIONS)}.")
+    providers = _provider_names(providers)
     with _lock:
         if not on:
             models.set_simulator(None)
@@ -50,6 +58,33 @@ def simulate(on: bool = True, *, providers: list[str] | None = None, strict: boo
 
             warmup.start()
         return _sim
+
+
+#: the simulator's settings simulate() passes on (`--tps` of %llmcells simulate is tokens_per_s)
+OPTIONS = ("ttft", "tokens_per_s", "output_tokens")
+
+
+def _provider_names(names: Any) -> list[str] | None:
+    """providers= checked and named as the registry does: claude -> anthropic, chatgpt -> openai;
+    a string is split at commas and spaces. ConfigError for a name that is no provider (it would
+    leave every provider unsimulated without a word)."""
+    if names is None:
+        return None
+    from .errors import ConfigError, did_you_mean
+    from .registry import PREFIXES, PROVIDERS
+
+    if isinstance(names, str):
+        names = names.replace(",", " ").split()
+    known = {**PREFIXES, **{row.alias: p for p, row in PROVIDERS.items() if row.alias}}
+    out = []
+    for name in names:
+        key = str(name).strip().lower()
+        if key not in known:
+            raise ConfigError(f"simulate(providers=...): unknown provider {name!r}"
+                              f"{did_you_mean(key, PROVIDERS)}; the providers are "
+                              f"{', '.join(PROVIDERS)}.")
+        out.append(known[key])
+    return out
 
 
 def _in_notebook() -> bool:

@@ -121,8 +121,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
             tool_timeout: float | None = None) -> Pending[Comparison]:
     """Send one prompt to several models at once; `await` it for a Comparison.
 
-    models: aliases or provider:model ids (default: chatgpt, claude, gemini), each may be a
-    chain, "claude|chatgpt" (the next answers when one fails before its first token). repeat: samples
+    models: aliases or provider:model ids (default: chatgpt, claude, gemini; a string is split at
+    commas and spaces, as the compare_models setting is), each may be a chain, "claude|chatgpt" (the next answers when one fails before its first token). repeat: samples
     per model (results are ordered model by model, samples in order). All calls run
     concurrently; a failing model never stops the others. histories: earlier messages of each
     model's conversation, keyed by model id (provider:model). score: a scorer or a list of
@@ -132,6 +132,8 @@ def compare(prompt: str, models: Sequence[str] | None = None, *, system: str | N
     the models agree.
     tools, max_turns, tool_timeout: as for ask, for every model.
     """
+    if isinstance(models, str):  # compare("hi", "claude,gemini"): names, not letters
+        models = models.replace(",", " ").split()
     models = list(models) if models else list(settings.compare_models)
     if not models:
         raise ConfigError("No models to compare.")

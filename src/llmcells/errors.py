@@ -45,6 +45,11 @@ class ConfigError(LLMError, ValueError):
     kind = "config"
 
 
+class NotRunError(ConfigError, AttributeError):
+    """A call read before it ran (`r = llmcells.ask(...)`, then `r.text`). Nothing was sent. An
+    AttributeError too, so that hasattr() and getattr(..., default) work as ever."""
+
+
 class ContextWindowError(ConfigError):
     """The prompt would not fit the model's context window. Nothing was sent."""
 
@@ -182,6 +187,24 @@ def did_you_mean(word: str, choices: Any, quote: str = "") -> str:
 
     close = get_close_matches(str(word), [str(c) for c in choices], n=1)
     return f" (did you mean {quote}{close[0]}{quote}?)" if close else ""
+
+
+def with_suggestion(message: str, parser: Any) -> str:
+    """argparse's message about a mistyped option or choice, with the closest valid one (the
+    magics' options and the command line's alike)."""
+    options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
+    unknown = re.match(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        for word in unknown.group(1).split():
+            if word.startswith("--"):
+                hint = did_you_mean(word.split("=", 1)[0], options)
+                if hint:
+                    return f"{message}{hint}"
+        return message
+    choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
+    if choice:
+        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+    return message
 
 
 #: whether the user asked for full tracebacks (llmcells.configure(debug=True)); config.py sets

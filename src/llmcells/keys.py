@@ -41,15 +41,20 @@ def owner(provider: str) -> str:
 
 
 def provider_name(provider: str) -> str:
-    """The provider a user typed (openai, anthropic, google or gemini), checked; ConfigError if unknown."""
+    """The provider a user typed (openai, anthropic, google, or the alias of its magic: chatgpt,
+    claude, gemini), checked; ConfigError if unknown."""
+    from .registry import PROVIDERS
+
     known = providers()
     name = (provider or "").strip().lower()
-    if name == "gemini":  # the name people type for Google's models
-        name = "google"
+    # the names people type for a provider: its magic's (claude) and its id synonyms (gemini)
+    named = {n: p for p, row in PROVIDERS.items() if p in known for n in (row.alias, *row.synonyms)}
+    name = named.get(name, name)
     if name not in known:
-        from .errors import ConfigError
+        from .errors import ConfigError, did_you_mean
 
-        raise ConfigError(f"Unknown provider {provider!r} for a key: one of {', '.join(known)}.")
+        raise ConfigError(f"Unknown provider {provider!r} for a key{did_you_mean(name, known)}: "
+                          f"one of {', '.join(known)}.")
     return name
 
 

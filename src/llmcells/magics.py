@@ -22,7 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from . import models as _models
 from .config import settings
-from .errors import ConfigError, LLMError, did_you_mean
+from .errors import ConfigError, LLMError, did_you_mean, with_suggestion
 from ._loop import one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow, parse_id
@@ -40,7 +40,7 @@ def _call_options(func: Callable, model_help: str = "model: an alias (chatgpt, c
                  "provider:model; a bare name is taken as this provider's model") -> Callable:
     """The options shared by every cell magic."""
     decorators = [
-        magic_arguments(),
+        magic_arguments(name="%" + func.__name__),  # its usage reads %%claude, not %claude
         argument("-m", "--model", help=model_help),
         argument("-s", "--system", help="system prompt (quote it if it has spaces)"),
         argument("-t", "--temperature", type=float, help="sampling temperature, 0 to 2"),
@@ -100,20 +100,13 @@ def _fail(message: str) -> UsageError:
 
 def _with_suggestion(message: str, magic: Callable) -> str:
     """argparse's message about a mistyped option or choice, with the closest valid one."""
-    parser = getattr(magic, "parser", None)
-    options = [o for o in getattr(parser, "_option_string_actions", {}) if o.startswith("--")]
-    unknown = re.match(r"unrecognized arguments: (.*)", message)
-    if unknown:
-        for word in unknown.group(1).split():
-            if word.startswith("--"):
-                hint = did_you_mean(word.split("=", 1)[0], options)
-                if hint:
-                    return f"{message}{hint}"
-        return message
-    choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)", message)
-    if choice:
-        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
-    return message
+    return with_suggestion(message, getattr(magic, "parser", None))
+
+
+def _help_text(magic: Callable) -> str:
+    """A magic's help as printed: its docstring without the reST `::` that IPython's
+    magic_arguments puts before the usage (for Sphinx, not for a reader)."""
+    return re.sub(r"\A::\s*\n\s*", "usage: ", (magic.__doc__ or "").strip())
 
 
 def _extract_code(text: str) -> str:
@@ -251,12 +244,11 @@ class LLMMagics(Magics):
         except UsageError as err:
             raise _fail(_with_suggestion(str(err), magic)) from None
         except SystemExit:  # argparse exits on some errors; turn them into one line
-            raise _fail(f"Bad options: {line!r}. See {magic.__name__}? for help.") from None
+            raise _fail(f"Bad options: {line!r}. See %%{magic.__name__}? for help.") from None
         except ValueError as err:  # the line splitter: an unbalanced quote
-            raise _fail(f"Bad options: {line!r} ({err}). See {magic.__name__}? for help.") from None
+            raise _fail(f"Bad options: {line!r} ({err}). See %%{magic.__name__}? for help.") from None
         if args.help:
-            print(f"usage: %%{magic.__name__} [options]   (the cell below is the prompt)\n\n"
-                  + (magic.__doc__ or "").strip())
+            print(_help_text(magic))
             return None
         for name in ("model", "system", "out"):
             setattr(args, name, _unquote(getattr(args, name)))
@@ -300,6 +292,11 @@ class LLMMagics(Magics):
             hint = _models.foreign_model_hint(provider, given)  # %%claude -m gpt-4o
             if hint:
                 raise _fail(hint)
+            slip = _models.alias_slip(given)  # %%claude -m claud: a typo, not a model to send
+            if slip:
+                raise _fail(f"Unknown model {given!r}. Did you mean {slip}? After -m give an alias, "
+                            f"provider:model, or a model name of this provider, e.g. "
+                            f"{_models.resolve(default).name}.")
             maker = _models.maker_of(given)
             if PROVIDERS[provider].kind == "route" and maker is not None:
                 # %%claude -m claude-opus-4-1 with claude routed to Bedrock: that model, on the
@@ -467,7 +464,7 @@ class LLMMagics(Magics):
     @argument("command", nargs="?", default="help",
               help="models | config | usage | costs | prices | health | quota | reset | chats | "
                    "simulate | replay | frontier | keys | help")
-    @argument("words", nargs="*", help="config: NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
+    @argument("words", nargs="*", help="config: NAME or NAME=VALUE...; reset: MODEL; simulate: on|off|loose; "
                                        "keys: set|unset PROVIDER")
     @argument("--by", default="model", help="costs: model, provider, day, cell, group, batch, status, session, purpose, "
                                              "replayed, user, host, project, path (comma-separated)")
@@ -486,7 +483,7 @@ class LLMMagics(Magics):
         """Settings, models, the usage ledger and the simulator.
 
         %llmcells models                  aliases, default models, which keys are set
-        %llmcells config                  show settings
+        %llmcells config [NAME]           show settings (or one)
         %llmcells config temperature=0 compare_models=chatgpt,claude
         %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
@@ -534,7 +531,7 @@ class LLMMagics(Magics):
         return chats_frame()
 
     def _cmd_help(self, args: Any) -> None:
-        print((self.llmcells.__doc__ or "").strip())
+        print(_help_text(self.llmcells))
 
     def _cmd_models(self, args: Any) -> Any:
         import pandas as pd
@@ -576,11 +573,19 @@ class LLMMagics(Magics):
         return pd.DataFrame(rows)
 
     def _cmd_config(self, args: Any) -> Any:
+        if args.words and not any("=" in w for w in args.words):  # `config temperature`: its value
+            shown = settings.shown()
+            for word in args.words:
+                if word not in shown:
+                    raise _fail(f"Unknown setting {word!r}{did_you_mean(word, shown)}; "
+                                "`%llmcells config` lists them.")
+            return {w: shown[w] for w in args.words}
         if args.words:
             changes = {}
             for word in args.words:
                 if "=" not in word:
-                    raise _fail(f"config takes NAME=VALUE pairs, not {word!r}.")
+                    raise _fail(f"config takes NAME=VALUE pairs (or names alone, to show them), "
+                                f"not {word!r}.")
                 name, value = word.split("=", 1)
                 changes[name.strip()] = None if value.strip().lower() == "none" else value.strip()
             settings.update(**changes)

@@ -143,11 +143,19 @@ def _did_you_mean(name: str) -> str:
     maker = maker_of(name) or _route_of_id(name)
     if maker is not None:
         return f" Did you mean {maker}:{name}?"
-    lowered = name.lower()
-    import difflib  # (only on this error's path)
+    slip = alias_slip(name)
+    return f" Did you mean {slip}?" if slip else ""
 
-    close = difflib.get_close_matches(lowered, list(_aliases), n=1, cutoff=0.75)
-    return f" Did you mean {close[0]}?" if close else ""
+
+def alias_slip(name: str) -> str | None:
+    """The alias a bare name is a slip of (claud -> claude, chatgtp -> chatgpt); None when none is
+    close, or when the name begins as a provider's model names do (gemini-2 is a model)."""
+    if maker_of(name) is not None:
+        return None
+    import difflib  # (only on an error's path)
+
+    close = difflib.get_close_matches(name.lower(), list(_aliases), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _retired_guess(name: str) -> str | None:
