@@ -975,6 +975,41 @@ def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms
     assert "tokens/s" in page
 
 
+def _style_of(tag: str) -> dict[str, str]:
+    """A tag's style attribute as {property: value}, the last declaration winning as in CSS."""
+    style = html.unescape(re.search(r'style="([^"]*)"', tag).group(1))
+    return {p.strip(): v.strip() for p, _, v in (d.partition(":") for d in style.split(";") if d.strip())}
+
+
+def _static_four(comms) -> str:
+    infos = [info("openai:gpt-4.1-mini"), info(), info("google:gemini-2.5-flash"),
+             info("openai:gpt-6-luna")]
+    h = open_display("compare", infos, "notebook", prompt="Compare")
+    for obs in h.observers:
+        obs.on_start(obs.info)
+        obs.on_finish(Result(text="an answer", model=obs.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    return h.static_bundle()["text/html"]
+
+
+def test_static_copy_rows_are_laid_out_as_the_live_grid(comms):
+    """Four cards, saved: the live grid puts the fourth in the first of three columns, so the
+    static copy's last row keeps three columns (the card and two empty cells of the same flex);
+    every row paints its own background (JupyterLab and nbconvert stripe every other table row
+    and colour the one under the pointer, which would show between the cards) and sets its own
+    padding (JupyterLab's would push the full-width row past the output's right edge)."""
+    page = _static_four(comms)
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", page.split('class="llmcells-metrics"')[0], re.S)
+    assert len(rows) == 2
+    for row in rows:
+        assert _style_of(row).get("background-color") == "#ffffff", row[:120]
+        assert _style_of(row).get("padding") == "0", row[:120]
+        cells = re.findall(r"<td[^>]*>", row)
+        assert len(cells) == 3, row  # three columns, whatever the number of cards in the row
+        assert len({_style_of(c)["flex"] for c in cells}) == 1, cells
+    assert len(re.findall(r'<td class="llmcells-card"', rows[1])) == 1
+
+
 def test_static_copy_single_answer_is_one_bordered_card(comms):
     h = open_display("ask", [info()], "notebook", prompt="x")
     card = h.observers[0]

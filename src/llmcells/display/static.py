@@ -208,12 +208,21 @@ def side_by_side(cells: list[str], per_row: int = 3) -> str:
     width = f"{100 // cols}%"
     card = (f"display:block;flex:1 1 {CARD_BASIS_PX}px;min-width:0;margin:4px;"
             "box-sizing:border-box")
+    # an empty cell keeps a short last row's card one column wide, where the live grid puts
+    # it; it has no height, so it takes no room when the cards stack
+    filler = (f'<td width="{width}" style="display:block;flex:1 1 {CARD_BASIS_PX}px;min-width:0;'
+              'margin:0 4px;padding:0;border:0;box-sizing:border-box"></td>')
     rows = []
     for i in range(0, len(cells), cols):
         row = cells[i:i + cols]
-        rows.append('<tr style="display:flex;flex-wrap:wrap;width:100%">' + "".join(
-            f'<td class="llmcells-card" valign="top" width="{width}" style="{card}">{c}</td>'
-            for c in row) + "</tr>")
+        # the row's own background and padding: the page's table rules (stripes on every other
+        # row, a colour under the pointer, JupyterLab's padding that pushes a full-width row
+        # past the output's edge) would otherwise show between and beside the cards
+        rows.append('<tr style="display:flex;flex-wrap:wrap;width:100%;padding:0;'
+                    f'background-color:{BG}">'
+                    + "".join(f'<td class="llmcells-card" valign="top" width="{width}" '
+                              f'style="{card}">{c}</td>' for c in row)
+                    + filler * (cols - len(row)) + "</tr>")
     return ('<table class="llmcells-static-grid" width="100%" '
             'style="display:block;width:100%;border:0;margin:0">'
             '<tbody style="display:block;width:100%">' + "".join(rows) + "</tbody></table>")
