@@ -1010,6 +1010,17 @@ def test_static_copy_rows_are_laid_out_as_the_live_grid(comms):
     assert len(re.findall(r'<td class="llmcells-card"', rows[1])) == 1
 
 
+def test_static_metrics_table_reads_model_and_status_from_the_left(comms):
+    """The live table's stylesheet aligns model and status left, the figures right; the saved
+    copy has no stylesheet, so its cells say it themselves."""
+    metrics = _static_four(comms).split('class="llmcells-metrics"')[1]
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", metrics, re.S)
+    assert len(rows) == 5
+    for row in rows:
+        aligns = [_style_of(c).get("text-align") for c in re.findall(r"<t[hd][^>]*>", row)]
+        assert aligns[:2] == ["left", "left"] and set(aligns[2:]) == {"right"}, aligns
+
+
 def test_static_copy_single_answer_is_one_bordered_card(comms):
     h = open_display("ask", [info()], "notebook", prompt="x")
     card = h.observers[0]
