@@ -1021,6 +1021,14 @@ def test_static_metrics_table_reads_model_and_status_from_the_left(comms):
         assert aligns[:2] == ["left", "left"] and set(aligns[2:]) == {"right"}, aligns
 
 
+def test_static_copy_without_any_styles_still_separates_name_and_status(comms):
+    """Where a page drops every style and class (GitHub's sanitizer, a feed reader), the card's
+    header is two inline spans: the model's name must not run into its status."""
+    page = _static_four(comms)
+    bare = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r'\s(class|style)="[^"]*"', "", page)))
+    assert re.search(r"openai:gpt-4\.1-mini\s+✓ done", bare), bare[:200]
+
+
 def test_static_copy_single_answer_is_one_bordered_card(comms):
     h = open_display("ask", [info()], "notebook", prompt="x")
     card = h.observers[0]

@@ -401,8 +401,10 @@ class Card(CallObserver):
             left = self.retry.wait_s - (time.monotonic() - self.t_status)
             full = "⟳ " + F.retry_label(self.retry, left) + (
                 f": {self.retry.message}" if self.retry.message else "")
+        # (the space between name and status shows where a page drops the styles that lay
+        # them out, as GitHub does; in the flex row it takes no room)
         row = (f'<div class="llmcells-head"><span class="llmcells-name" '
-               f'title="{escape(info.model_id or info.model)}">{name}</span>'
+               f'title="{escape(info.model_id or info.model)}">{name}</span> '
                f'<span class="llmcells-status llmcells-s-{cls}" title="{escape(full)}">'
                f"{escape(label)}</span></div>")
         sub = [escape(_provider_label(info.provider))]
