@@ -1029,6 +1029,31 @@ def test_static_copy_without_any_styles_still_separates_name_and_status(comms):
     assert re.search(r"openai:gpt-4\.1-mini\s+✓ done", bare), bare[:200]
 
 
+def test_static_copy_exported_to_markdown_keeps_a_code_block_with_empty_lines(comms):
+    """`jupyter nbconvert --to markdown` puts the saved HTML into the .md as it is, and a
+    Markdown renderer (GitHub showing the .md) ends an HTML block at its first blank line: the
+    static copy must hold no line break, or the rest of a code block with an empty line in it
+    is read as Markdown (its indented lines as a code block of raw tags)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    mistune = pytest.importorskip("mistune")
+    code = "class A:\n    x = 1\n\n    def f(self):\r\n\r\n        return 1"
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text=f"Here:\n\n```python\n{code}\n```\n\nafter", model=card.info.model_id,
+                          status="ok", latency_s=1.0))
+    h.close([])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%chatgpt\nx", outputs=[
+        nbformat.v4.new_output("display_data", data=h.static_bundle())])])
+    md, _ = nbconvert.MarkdownExporter().from_notebook_node(nb)
+    page = mistune.create_markdown(escape=False)(md)  # (raw HTML passes, as in an HTML block)
+    pres = re.findall(r"<pre[^>]*>(.*?)</pre>", page, re.S)
+    assert len(pres) == 2, page  # the cell's source, and the answer's code block whole
+    assert html.unescape(re.sub(r"<[^>]+>", "", pres[1])) == code.replace("\r\n", "\n") + "\n"
+    assert re.search(r"<p[^>]*>after</p>", page), page
+
+
 def test_static_copy_single_answer_is_one_bordered_card(comms):
     h = open_display("ask", [info()], "notebook", prompt="x")
     card = h.observers[0]

@@ -13,6 +13,7 @@ inline styles; the markup itself is unchanged (and was escaped when it was made)
 from __future__ import annotations
 
 import html
+import re
 from html.parser import HTMLParser
 
 #: the static palette (light; every text colour >= 4.5:1 on BG and on CODE_BG)
@@ -156,7 +157,7 @@ class _Inliner(HTMLParser):
             inline = f"{inline};{style}" if inline else style
         if inline:
             kept.append(("style", inline))
-        text = "".join(f' {k}="{html.escape(v, quote=True)}"' if v is not None else f" {k}"
+        text = "".join(f' {k}="{_lines(html.escape(v, quote=True))}"' if v is not None else f" {k}"
                        for k, v in kept)
         return f"<{tag}{text}{' /' if close else ''}>", classes
 
@@ -179,7 +180,17 @@ class _Inliner(HTMLParser):
         self.out.append(f"</{tag}>")
 
     def handle_data(self, data):
-        self.out.append(html.escape(data, quote=False))
+        self.out.append(_lines(html.escape(data, quote=False)))
+
+
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _lines(text: str) -> str:
+    """text with its line breaks as character references: the same HTML, on one line. Exported
+    to Markdown (`nbconvert --to markdown`), an HTML block ends at the first blank line, and what
+    follows (the rest of a code block with an empty line) would be read as Markdown."""
+    return _LINE_BREAK.sub("&#10;", text)  # (CR too: a line end to Markdown, an LF to HTML)
 
 
 def inline_styles(markup: str) -> str:
@@ -192,8 +203,6 @@ def inline_styles(markup: str) -> str:
 
 
 def _drop_blocks(markup: str) -> str:
-    import re
-
     return re.sub(r"<(style|script)\b.*?</\1\s*>", "", markup, flags=re.S | re.I)
 
 
