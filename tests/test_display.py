@@ -439,6 +439,28 @@ def test_links_open_in_a_new_tab_and_bad_schemes_are_neutralised(comms):
         assert "&lt;a href=" in v  # raw HTML stays text
 
 
+def test_code_in_an_answer_shows_its_bidi_controls(comms):
+    """A bidi override or isolate in code makes it read in another order than it runs ("Trojan
+    Source"): in a code block or a code span, live and saved, each is written out as what it is
+    (<U+202E>), as code editors do; prose keeps them (right-to-left text uses them)."""
+    code = 'if role != "user\u202e \u2066# admins only\u2069 \u2066":\n    grant()'
+    text = f"Use `a\u202eb`:\n\n```python\n{code}\n```\n\nOr \u202eevil prose."
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_text(text)
+    o.on_finish(Result(text=text, model=o.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    for page in (o.body.value, h.static_bundle()["text/html"]):
+        codes = re.findall(r"<code[^>]*>(.*?)</code>", page.split('class="llmcells-md"')[1], re.S)
+        assert len(codes) == 2, page
+        assert not [c for c in codes if re.search("[\u202a-\u202e\u2066-\u2069]", c)], codes
+        shown = html.unescape(re.sub(r"<[^>]+>", "", codes[1]))
+        assert '"user<U+202E> <U+2066># admins only<U+2069> <U+2066>"' in shown, shown
+        assert "a&lt;U+202E&gt;b" in codes[0]
+        assert "\u202eevil prose" in page
+
+
 def test_an_answers_remote_image_is_a_link_not_a_request(comms):
     """Markdown image exfiltration: an answer steered by a hostile document can put what it read
     into an image URL, and showing the card (or opening the saved notebook) sent it. A remote
