@@ -7,7 +7,8 @@ colour, length or keyword); it sets its own light colours (a card reads the same
 a dark page, every text above 4.5:1 on its background), lays cards side by side with a
 `<table>` (the one layout that survives everywhere), and gives code blocks `white-space: pre`
 and tables their rules. `inline_styles()` rewrites the classes the live view uses into those
-inline styles; the markup itself is unchanged (and was escaped when it was made).
+inline styles; the markup itself is unchanged (and was escaped when it was made) but for its
+line breaks, written `&#10;` so that the copy is one line (see `_lines`).
 """
 
 from __future__ import annotations
