@@ -439,6 +439,28 @@ def test_links_open_in_a_new_tab_and_bad_schemes_are_neutralised(comms):
         assert "&lt;a href=" in v  # raw HTML stays text
 
 
+def test_code_in_an_answer_shows_its_bidi_controls(comms):
+    """A bidi override or isolate in code makes it read in another order than it runs ("Trojan
+    Source"): in a code block or a code span, live and saved, each is written out as what it is
+    (<U+202E>), as code editors do; prose keeps them (right-to-left text uses them)."""
+    code = 'if role != "user\u202e \u2066# admins only\u2069 \u2066":\n    grant()'
+    text = f"Use `a\u202eb`:\n\n```python\n{code}\n```\n\nOr \u202eevil prose."
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    o = h.observers[0]
+    o.on_start(o.info)
+    o.on_text(text)
+    o.on_finish(Result(text=text, model=o.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    for page in (o.body.value, h.static_bundle()["text/html"]):
+        codes = re.findall(r"<code[^>]*>(.*?)</code>", page.split('class="llmcells-md"')[1], re.S)
+        assert len(codes) == 2, page
+        assert not [c for c in codes if re.search("[\u202a-\u202e\u2066-\u2069]", c)], codes
+        shown = html.unescape(re.sub(r"<[^>]+>", "", codes[1]))
+        assert '"user<U+202E> <U+2066># admins only<U+2069> <U+2066>"' in shown, shown
+        assert "a&lt;U+202E&gt;b" in codes[0]
+        assert "\u202eevil prose" in page
+
+
 def test_an_answers_remote_image_is_a_link_not_a_request(comms):
     """Markdown image exfiltration: an answer steered by a hostile document can put what it read
     into an image URL, and showing the card (or opening the saved notebook) sent it. A remote
@@ -973,6 +995,85 @@ def test_static_copy_needs_no_stylesheet_and_lays_the_answers_side_by_side(comms
     # the metrics table is there and scrolls sideways
     assert re.search(r'<div class="llmcells-table" style="[^"]*overflow-x:auto', page)
     assert "tokens/s" in page
+
+
+def _style_of(tag: str) -> dict[str, str]:
+    """A tag's style attribute as {property: value}, the last declaration winning as in CSS."""
+    style = html.unescape(re.search(r'style="([^"]*)"', tag).group(1))
+    return {p.strip(): v.strip() for p, _, v in (d.partition(":") for d in style.split(";") if d.strip())}
+
+
+def _static_four(comms) -> str:
+    infos = [info("openai:gpt-4.1-mini"), info(), info("google:gemini-2.5-flash"),
+             info("openai:gpt-6-luna")]
+    h = open_display("compare", infos, "notebook", prompt="Compare")
+    for obs in h.observers:
+        obs.on_start(obs.info)
+        obs.on_finish(Result(text="an answer", model=obs.info.model_id, status="ok", latency_s=1.0))
+    h.close([])
+    return h.static_bundle()["text/html"]
+
+
+def test_static_copy_rows_are_laid_out_as_the_live_grid(comms):
+    """Four cards, saved: the live grid puts the fourth in the first of three columns, so the
+    static copy's last row keeps three columns (the card and two empty cells of the same flex);
+    every row paints its own background (JupyterLab and nbconvert stripe every other table row
+    and colour the one under the pointer, which would show between the cards) and sets its own
+    padding (JupyterLab's would push the full-width row past the output's right edge)."""
+    page = _static_four(comms)
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", page.split('class="llmcells-metrics"')[0], re.S)
+    assert len(rows) == 2
+    for row in rows:
+        assert _style_of(row).get("background-color") == "#ffffff", row[:120]
+        assert _style_of(row).get("padding") == "0", row[:120]
+        cells = re.findall(r"<td[^>]*>", row)
+        assert len(cells) == 3, row  # three columns, whatever the number of cards in the row
+        assert len({_style_of(c)["flex"] for c in cells}) == 1, cells
+    assert len(re.findall(r'<td class="llmcells-card"', rows[1])) == 1
+
+
+def test_static_metrics_table_reads_model_and_status_from_the_left(comms):
+    """The live table's stylesheet aligns model and status left, the figures right; the saved
+    copy has no stylesheet, so its cells say it themselves."""
+    metrics = _static_four(comms).split('class="llmcells-metrics"')[1]
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", metrics, re.S)
+    assert len(rows) == 5
+    for row in rows:
+        aligns = [_style_of(c).get("text-align") for c in re.findall(r"<t[hd][^>]*>", row)]
+        assert aligns[:2] == ["left", "left"] and set(aligns[2:]) == {"right"}, aligns
+
+
+def test_static_copy_without_any_styles_still_separates_name_and_status(comms):
+    """Where a page drops every style and class (GitHub's sanitizer, a feed reader), the card's
+    header is two inline spans: the model's name must not run into its status."""
+    page = _static_four(comms)
+    bare = html.unescape(re.sub(r"<[^>]+>", "", re.sub(r'\s(class|style)="[^"]*"', "", page)))
+    assert re.search(r"openai:gpt-4\.1-mini\s+✓ done", bare), bare[:200]
+
+
+def test_static_copy_exported_to_markdown_keeps_a_code_block_with_empty_lines(comms):
+    """`jupyter nbconvert --to markdown` puts the saved HTML into the .md as it is, and a
+    Markdown renderer (GitHub showing the .md) ends an HTML block at its first blank line: the
+    static copy must hold no line break, or the rest of a code block with an empty line in it
+    is read as Markdown (its indented lines as a code block of raw tags)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    mistune = pytest.importorskip("mistune")
+    code = "class A:\n    x = 1\n\n    def f(self):\r\n\r\n        return 1"
+    h = open_display("ask", [info()], "notebook", prompt="x")
+    card = h.observers[0]
+    card.on_start(card.info)
+    card.on_finish(Result(text=f"Here:\n\n```python\n{code}\n```\n\nafter", model=card.info.model_id,
+                          status="ok", latency_s=1.0))
+    h.close([])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%%chatgpt\nx", outputs=[
+        nbformat.v4.new_output("display_data", data=h.static_bundle())])])
+    md, _ = nbconvert.MarkdownExporter().from_notebook_node(nb)
+    page = mistune.create_markdown(escape=False)(md)  # (raw HTML passes, as in an HTML block)
+    pres = re.findall(r"<pre[^>]*>(.*?)</pre>", page, re.S)
+    assert len(pres) == 2, page  # the cell's source, and the answer's code block whole
+    assert html.unescape(re.sub(r"<[^>]+>", "", pres[1])) == code.replace("\r\n", "\n") + "\n"
+    assert re.search(r"<p[^>]*>after</p>", page), page
 
 
 def test_static_copy_single_answer_is_one_bordered_card(comms):

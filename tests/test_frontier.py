@@ -113,6 +113,22 @@ def test_frontier_displays_a_png_and_the_verdict(monkeypatch):
     assert shown[1]["text/plain"] == f.verdict and "\\$" in shown[1]["text/markdown"]
 
 
+def test_the_verdicts_markdown_shows_markup_in_a_name_as_text(monkeypatch):
+    """A notebook renders a fresh output's Markdown with its raw HTML: a model named with
+    markup (a typo, a shared ledger's row) must be shown as text, not run."""
+    shown = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: shown.append(obj))
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)  # the verdict only
+    name = '<img src=x onerror="alert(1)">'
+    f = frontier(frame([(name, 1.0, 1.0, 0.001), ("b", 0.5, 2.0, 0.002)]))
+    f._ipython_display_()
+    md = shown[-1]["text/markdown"]
+    assert "<img" not in md and "&lt;img src=x onerror=\"alert(1)\"&gt;" in md, md
+    assert shown[-1]["text/plain"] == f.verdict and name in f.verdict
+
+
 def test_without_matplotlib_the_verdict_and_a_hint(monkeypatch, capsys):
     import sys
 

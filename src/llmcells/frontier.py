@@ -11,6 +11,7 @@ matplotlib comes with the optional `plot` extra and is imported only here, when 
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from typing import TYPE_CHECKING, Any
@@ -94,8 +95,10 @@ class Frontier:
             print(str(err))
         else:
             display({"image/png": png, "text/plain": f"<frontier plot: {self.score}>"}, raw=True)
-        display({"text/plain": self.verdict,
-                 "text/markdown": self.verdict.replace("$", r"\$")}, raw=True)
+        # (a notebook renders a fresh output's Markdown with its raw HTML: a model's or a
+        # scorer's name with markup in it is shown as text; `$` is no maths delimiter)
+        md = html.escape(self.verdict, quote=False).replace("$", r"\$")
+        display({"text/plain": self.verdict, "text/markdown": md}, raw=True)
 
     def __repr__(self) -> str:
         return self.verdict

@@ -5,8 +5,9 @@ Uses mistune 3 when it is installed (it comes with nbconvert / Jupyter), with ra
 otherwise a small built-in renderer that covers what model answers mostly contain: fenced code,
 headings, lists, block quotes, paragraphs, **bold**, *italic*, `code` and [links](https://...).
 Either way, nothing from the answer is ever passed through as raw HTML, `javascript:` / `data:`
-links are neutralised, links open in a new tab (`target=_blank rel="noopener noreferrer"`), and
-an image is loaded only when it is inline data (others become links: see `_loads_image`).
+links are neutralised, links open in a new tab (`target=_blank rel="noopener noreferrer"`), an
+image is loaded only when it is inline data (others become links: see `_loads_image`), and code
+shows its bidi controls as `<U+202E>` (see `show_bidi`).
 The HTML carries classes only; `style.py` holds the stylesheet (theme CSS variables).
 """
 
@@ -34,6 +35,16 @@ def plain_html(text: str) -> str:
     return '<div class="llmcells-plain">' + escape(text) + "</div>"
 
 
+#: the bidi embeddings, overrides and isolates: in code they make it read in another order than
+#: it runs ("Trojan Source"), so code shows them as what they are, as code editors do
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def show_bidi(code_html: str) -> str:
+    """Code (as HTML) with each bidi control written out visibly: `<U+202E>`."""
+    return _BIDI.sub(lambda m: f"&lt;U+{ord(m.group()):04X}&gt;", code_html)
+
+
 def highlight_code(code: str, lang: str | None = None) -> str:
     """A highlighted code block: pygments' short classes, coloured by the stylesheet from the
     theme's editor colours; the block keeps its lines and scrolls sideways."""
@@ -53,7 +64,7 @@ def highlight_code(code: str, lang: str | None = None) -> str:
         swallowed("highlighting a code block (plain escaped code instead)", exc)
         body = escape(code)
     cls = f' class="language-{escape(name)}"' if name else ""
-    return f"<pre><code{cls}>{body}</code></pre>"
+    return f"<pre><code{cls}>{show_bidi(body)}</code></pre>"
 
 
 # ----- mistune, when available --------------------------------------------------------------
@@ -72,6 +83,9 @@ def _mistune():
             class _Renderer(mistune.HTMLRenderer):
                 def block_code(self, code, info=None):  # noqa: D401 - mistune's signature
                     return highlight_code(code, info) + "\n"
+
+                def codespan(self, text):  # noqa: D401
+                    return show_bidi(super().codespan(text))
 
                 def link(self, text, url, title=None):  # noqa: D401
                     return super().link(text, url, title).replace("<a", "<a" + _LINK_ATTRS, 1)
@@ -139,7 +153,7 @@ def _inline(text: str) -> str:
     out, pos = [], 0
     for m in _INLINE_CODE.finditer(text):
         out.append(_inline_plain(text[pos:m.start()]))
-        out.append("<code>" + escape(m.group(1)) + "</code>")
+        out.append("<code>" + show_bidi(escape(m.group(1))) + "</code>")
         pos = m.end()
     out.append(_inline_plain(text[pos:]))
     return "".join(out)

@@ -401,8 +401,10 @@ class Card(CallObserver):
             left = self.retry.wait_s - (time.monotonic() - self.t_status)
             full = "⟳ " + F.retry_label(self.retry, left) + (
                 f": {self.retry.message}" if self.retry.message else "")
+        # (the space between name and status shows where a page drops the styles that lay
+        # them out, as GitHub does; in the flex row it takes no room)
         row = (f'<div class="llmcells-head"><span class="llmcells-name" '
-               f'title="{escape(info.model_id or info.model)}">{name}</span>'
+               f'title="{escape(info.model_id or info.model)}">{name}</span> '
                f'<span class="llmcells-status llmcells-s-{cls}" title="{escape(full)}">'
                f"{escape(label)}</span></div>")
         sub = [escape(_provider_label(info.provider))]
@@ -661,8 +663,12 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None],
     heads = ["model", "status", "latency", "TTFT", "tokens/s", "input", "output", "cost"]
     score_cols = _scores.table_columns(rows)  # a column per scorer, the best marked
     heads += [escape(name) for name, _ in score_cols]
+    # model and status read from the left, the figures from the right: written on the cells
+    # too, as the static copy of a saved notebook has no stylesheet to say it (static.py)
+    left = ' style="text-align:left"'
     out = ['<div class="llmcells-table"><table class="llmcells-metrics">',
-           "<thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead><tbody>"]
+           "<thead><tr>" + "".join(f"<th{left if i < 2 else ''}>{h}</th>" for i, h in enumerate(heads))
+           + "</tr></thead><tbody>"]
     status_cls = {"ok": "done", "error": "error", "incomplete": "incomplete",
                   "cancelled": "cancelled"}
     for i, (info, r) in enumerate(zip(infos, rows)):
@@ -680,8 +686,8 @@ def metrics_table_html(infos: list[CallInfo], results: list[Result | None],
         st = r.status
         u = r.usage or Usage()
         cells = [
-            (model, ""),
-            (escape(st), f' class="llmcells-s-{status_cls.get(st, "pending")}"'),
+            (model, left),
+            (escape(st), f' class="llmcells-s-{status_cls.get(st, "pending")}"{left}'),
             (lat, lat_cls),
             (F.fmt_seconds(r.ttft_s) if F.known(r.ttft_s) else "–", ""),
             (_rate_cell(r, chunks[i] if chunks else None), ""),

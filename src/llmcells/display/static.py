@@ -7,12 +7,14 @@ colour, length or keyword); it sets its own light colours (a card reads the same
 a dark page, every text above 4.5:1 on its background), lays cards side by side with a
 `<table>` (the one layout that survives everywhere), and gives code blocks `white-space: pre`
 and tables their rules. `inline_styles()` rewrites the classes the live view uses into those
-inline styles; the markup itself is unchanged (and was escaped when it was made).
+inline styles; the markup itself is unchanged (and was escaped when it was made) but for its
+line breaks, written `&#10;` so that the copy is one line (see `_lines`).
 """
 
 from __future__ import annotations
 
 import html
+import re
 from html.parser import HTMLParser
 
 #: the static palette (light; every text colour >= 4.5:1 on BG and on CODE_BG)
@@ -156,7 +158,7 @@ class _Inliner(HTMLParser):
             inline = f"{inline};{style}" if inline else style
         if inline:
             kept.append(("style", inline))
-        text = "".join(f' {k}="{html.escape(v, quote=True)}"' if v is not None else f" {k}"
+        text = "".join(f' {k}="{_lines(html.escape(v, quote=True))}"' if v is not None else f" {k}"
                        for k, v in kept)
         return f"<{tag}{text}{' /' if close else ''}>", classes
 
@@ -179,7 +181,17 @@ class _Inliner(HTMLParser):
         self.out.append(f"</{tag}>")
 
     def handle_data(self, data):
-        self.out.append(html.escape(data, quote=False))
+        self.out.append(_lines(html.escape(data, quote=False)))
+
+
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _lines(text: str) -> str:
+    """text with its line breaks as character references: the same HTML, on one line. Exported
+    to Markdown (`nbconvert --to markdown`), an HTML block ends at the first blank line, and what
+    follows (the rest of a code block with an empty line) would be read as Markdown."""
+    return _LINE_BREAK.sub("&#10;", text)  # (CR too: a line end to Markdown, an LF to HTML)
 
 
 def inline_styles(markup: str) -> str:
@@ -192,8 +204,6 @@ def inline_styles(markup: str) -> str:
 
 
 def _drop_blocks(markup: str) -> str:
-    import re
-
     return re.sub(r"<(style|script)\b.*?</\1\s*>", "", markup, flags=re.S | re.I)
 
 
@@ -208,12 +218,21 @@ def side_by_side(cells: list[str], per_row: int = 3) -> str:
     width = f"{100 // cols}%"
     card = (f"display:block;flex:1 1 {CARD_BASIS_PX}px;min-width:0;margin:4px;"
             "box-sizing:border-box")
+    # an empty cell keeps a short last row's card one column wide, where the live grid puts
+    # it; it has no height, so it takes no room when the cards stack
+    filler = (f'<td width="{width}" style="display:block;flex:1 1 {CARD_BASIS_PX}px;min-width:0;'
+              'margin:0 4px;padding:0;border:0;box-sizing:border-box"></td>')
     rows = []
     for i in range(0, len(cells), cols):
         row = cells[i:i + cols]
-        rows.append('<tr style="display:flex;flex-wrap:wrap;width:100%">' + "".join(
-            f'<td class="llmcells-card" valign="top" width="{width}" style="{card}">{c}</td>'
-            for c in row) + "</tr>")
+        # the row's own background and padding: the page's table rules (stripes on every other
+        # row, a colour under the pointer, JupyterLab's padding that pushes a full-width row
+        # past the output's edge) would otherwise show between and beside the cards
+        rows.append('<tr style="display:flex;flex-wrap:wrap;width:100%;padding:0;'
+                    f'background-color:{BG}">'
+                    + "".join(f'<td class="llmcells-card" valign="top" width="{width}" '
+                              f'style="{card}">{c}</td>' for c in row)
+                    + filler * (cols - len(row)) + "</tr>")
     return ('<table class="llmcells-static-grid" width="100%" '
             'style="display:block;width:100%;border:0;margin:0">'
             '<tbody style="display:block;width:100%">' + "".join(rows) + "</tbody></table>")
