@@ -456,6 +456,46 @@ def test_a_forwarded_for_header_does_not_make_a_new_client(fresh_sim, tmp_path):
         s.stop()
 
 
+def _from(source: str, port: int, head: bytes):
+    """A connection from the loopback address source that sends head; (socket, first bytes back)."""
+    import socket
+
+    sock = socket.socket()
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(head)
+    return sock
+
+
+def test_another_loopback_address_is_not_another_client(fresh_sim, tmp_path):
+    # A local process may connect from any address of 127.0.0.0/8: counted apart, each was a
+    # fresh rate bucket (unlimited guesses of the token) and a fresh connection cap (slowloris
+    # again, with no token). Every loopback address is now one client.
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-connections", "4")
+    guess = b"GET /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer guess-guess\r\n" \
+            b"Connection: close\r\n\r\n"
+    held = []
+    try:
+        codes = []
+        for i in range(2, 8):
+            with _from(f"127.0.0.{i}", s.port, guess) as sock:
+                codes.append(int(sock.recv(100).split(b" ")[1]))
+        assert codes == [401, 401, 401, 429, 429, 429], codes
+        held = [_from(f"127.0.1.{i}", s.port, b"GET /v1/usage HTTP/1.1\r\nX-Slow: ") for i in range(1, 5)]
+        time.sleep(0.3)
+        with _from("127.0.2.1", s.port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as sock:
+            try:
+                first = sock.recv(100)
+            except ConnectionError:
+                first = b""
+        assert first == b"", first  # closed unanswered: the four held count for 127.0.2.1 too
+    finally:
+        for sock in held:
+            sock.close()
+        s.stop()
+
+
 def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
     s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-concurrent", "1")
     try:
