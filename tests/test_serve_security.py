@@ -416,6 +416,21 @@ def test_scrub_takes_out_paths_credentials_and_secrets():
 # ----- 4: every error in the documented shape ----------------------------------------------------
 
 
+def test_no_response_may_be_stored_by_a_cache(service, fresh_sim):
+    # Answers, ledger rows and the /docs page (whose URL and inline schema URL carry the token)
+    # had no Cache-Control: a browser's disk cache, or a proxy, could keep them for the next user.
+    with _client(service) as c:
+        responses = [c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}),
+                     c.post("/v1/stream", json={"prompt": "hi", "model": "claude"}),
+                     c.get("/v1/usage"), c.get("/v1/costs"), c.get("/openapi.json"),
+                     c.get("/docs", params={"token": TOKEN}), c.get("/v1/generate"),
+                     httpx.get(service.url + "/v1/usage"), httpx.get(service.url + "/livez")]
+    for r in responses:
+        assert r.headers.get_list("cache-control") == ["no-store"], (r.request.url, r.headers)
+        assert r.headers.get("referrer-policy") == "no-referrer", r.request.url
+    assert TOKEN in responses[5].text  # (the page that must not be kept)
+
+
 def test_errors_have_the_documented_shape_and_status(service):
     with _client(service) as c:
         def chunks():

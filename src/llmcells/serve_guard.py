@@ -255,6 +255,7 @@ class Guard:
         async def answer(response: Any) -> None:
             await response(scope, receive, send)
 
+        send = _with_headers(send, _NO_STORE, replace=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host")
         if not self.host_ok(host):
@@ -343,10 +344,22 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+#: on every response: answers, ledger rows and the /docs page (whose URL, and so its schema's,
+#: carries the token) are never kept by a browser's or proxy's cache, and the token in a URL is
+#: never sent on as a Referer
+_NO_STORE = [(b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer"),
+             (b"x-content-type-options", b"nosniff")]
+
+
+def _with_headers(send: Any, extra: list[tuple[bytes, bytes]], replace: bool = False) -> Any:
+    """send, adding extra to the response's headers (with replace, instead of any of theirs)."""
+    names = {k for k, _ in extra}
+
     async def sender(message: Any) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
+            kept = [(k, v) for k, v in message.get("headers", [])
+                    if not (replace and k.lower() in names)]
+            message = {**message, "headers": [*kept, *extra]}
         await send(message)
     return sender
 
