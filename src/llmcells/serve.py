@@ -67,6 +67,11 @@ MAX_MODELS = 8
 #: read as a flag (`gemini-cli:--yolo`), '..' (another path of the provider's API), control
 #: characters (a line forged in the server's log), and names longer than any model's
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
+#: agent CLIs never served, even with --allow-agents: with its tools "off" the agent could still
+#: read the server's files (its keys, ~/.ssh, the ledger's prompts) for whoever asks
+_READS_FILES = {"codex": "Codex is not served, even with --allow-agents: it has no switch that "
+                         "removes its shell tool, and its read-only sandbox still reads any file "
+                         "the server can."}
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
@@ -146,6 +151,8 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
         if row is not None and row.kind == "agent" and not policy.allow_agents:
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
                                 "started with --allow-agents).")
+        if spec.provider in _READS_FILES:
+            raise _Refused(403, f"{name}: {_READS_FILES[spec.provider]}")
     return params
 
 
@@ -496,8 +503,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="let pages from ORIGIN (e.g. https://app.example) call the service "
                         "(repeatable)")
     p.add_argument("--allow-agents", action="store_true",
-                   help="serve agent CLI models (claude-code:, gemini-cli:, codex:), with the "
-                        "server's own options (no tools, a fresh folder)")
+                   help="serve agent CLI models (claude-code:, gemini-cli:), with the server's own "
+                        "options (no tools, a fresh folder); never codex:, which can read files "
+                        "with its tools off")
     p.add_argument("--expose-prompts", action="store_true",
                    help="show the ledger's prompts and answers in /v1/usage")
     p.add_argument("--simulate", action="store_true", help="answer every provider from the simulator")
