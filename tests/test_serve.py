@@ -182,3 +182,20 @@ def test_no_token_is_refused_off_loopback():
     out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0", "--no-token"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--no-token works only on a loopback address" in out.stderr
+
+
+@pytest.mark.parametrize("option", [["--allow-host", "*"], ["--allow-origin", "*"]])
+def test_no_token_is_refused_with_any_host_or_origin(option):
+    # Without a token the Host and Origin checks are all that keep web pages out: with any Host,
+    # a page reaches the port by DNS rebinding, as its own origin; with any Origin, from anywhere.
+    env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1])}
+    env.pop("LLMCELLS_SERVE_TOKEN", None)
+    import socket
+
+    with socket.socket() as taken:  # (were it to start, it would fail to bind, not run on)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--no-token", "--port",
+                              str(taken.getsockname()[1]), *option],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "any web page" in out.stderr, out.stderr

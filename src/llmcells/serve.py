@@ -551,6 +551,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"--no-token works only on a loopback address, not {args.host}: a token is needed "
             "when other machines can reach the port.")
         return 2
+    if args.no_token and "*" in (*args.allow_host, *args.allow_origin):
+        # any Host: a page of any site reaches the port by DNS rebinding, as its own origin;
+        # any Origin: a page of any site calls it from the browser. Without a token, every web
+        # page open on this machine could spend the keys and read the answers.
+        say("--no-token can't go with --allow-host '*' or --allow-origin '*': any web page open "
+            "on this machine could then call the service. Use a token, or name the host or origin.")
+        return 2
     if args.token is not None:
         token, source = args.token.strip(), "--token"
     elif os.environ.get(TOKEN_ENV):
