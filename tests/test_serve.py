@@ -199,3 +199,18 @@ def test_no_token_is_refused_with_any_host_or_origin(option):
                               str(taken.getsockname()[1]), *option],
                              env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "any web page" in out.stderr, out.stderr
+
+
+def test_a_non_loopback_address_is_warned_about():
+    # Plain HTTP off loopback: the token and every prompt and answer cross the network in clear.
+    # (The port is taken, so it stops at binding, having said what it would serve.)
+    import socket
+
+    env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1]),
+           "LLMCELLS_SERVE_TOKEN": "warn-token-1234"}
+    with socket.socket() as taken:  # bound, never listening: nothing reaches it
+        taken.bind(("0.0.0.0", 0))
+        out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0",
+                              "--port", str(taken.getsockname()[1])],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert "WARNING: bound to 0.0.0.0" in out.stderr and "TLS" in out.stderr, out.stderr

@@ -597,6 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"the token is the one given by {source}.")
         shown_token = "<token>" if source == "--token" else f"${TOKEN_ENV}"
         say(f"try: curl -H \"Authorization: Bearer {shown_token}\" {url}/v1/health")
+    if not loopback:
+        say(f"WARNING: bound to {args.host}: other machines can reach the port, over plain HTTP "
+            "(the token, prompts and answers travel unencrypted); put a TLS proxy in front.")
     if args.allow_agents:
         say("agent CLIs are allowed (--allow-agents), with the server's options: no tools, a "
             "fresh folder per call.")
