@@ -223,6 +223,21 @@ def test_with_allow_agents_a_client_still_cannot_enable_tools_or_choose_cwd(fres
         s.stop()
 
 
+@pytest.mark.parametrize("model", [
+    "vertex:projects/someone-else/locations/us-central1/publishers/google/models/gemini-3.5-flash",
+    "vertex:publishers/google/models/x/locations/us",
+    "bedrock:arn:aws:bedrock:us-east-1:999999999999:application-inference-profile/theirs",
+])
+def test_a_model_name_that_is_a_cloud_resource_path_is_refused(service, fresh_sim, model):
+    # Vertex takes "projects/P/locations/L/..." as a model, and Bedrock an ARN: the call would
+    # go, with the server's credentials, to a project or account the client chose.
+    with _client(service) as c:
+        for endpoint, body in [("/v1/generate", {"prompt": "hi", "model": model}),
+                               ("/v1/compare", {"prompt": "hi", "models": ["claude", model]})]:
+            assert "cloud resource" in _shape(c.post(endpoint, json=body), 400)
+    assert fresh_sim.requests == [] and llmcells.usage().empty  # nothing ran
+
+
 def test_codex_is_never_served_since_it_reads_files_with_tools_off(fresh_sim, tmp_path):
     # --allow-agents promised "no tools", but Codex has no switch that removes its shell tool:
     # "off" is a read-only sandbox, where it still runs `cat ~/.aws/credentials` for whoever

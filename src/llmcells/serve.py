@@ -72,6 +72,10 @@ _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
 _READS_FILES = {"codex": "Codex is not served, even with --allow-agents: it has no switch that "
                          "removes its shell tool, and its read-only sandbox still reads any file "
                          "the server can."}
+#: a model name that is a cloud resource's path: a Vertex model in a project of the client's
+#: choosing ("projects/P/locations/L/..."), a Bedrock ARN in another account ("arn:aws:..."),
+#: each called with the server's credentials
+_RESOURCE = re.compile(r"^(?:projects/|arn:)|/locations/", re.I)
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
@@ -147,6 +151,11 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
         if spec is None or not _MODEL_NAME.fullmatch(spec.name) or ".." in spec.name:
             raise _Refused(400, f"{name[:60]!r} is not a model name here: letters, digits and "
                                 ". _ - + : / @, beginning with a letter or digit, at most 200.")
+        # the name as the client wrote it: the server's own aliases and routes may name one
+        if _RESOURCE.search(name.partition(":")[2]):
+            raise _Refused(400, f"{name[:60]!r}: a model by name here, not a cloud resource path "
+                                "(projects/..., arn:...), which would run the call in a project "
+                                "or account of the client's choosing.")
         row = PROVIDERS.get(spec.provider)
         if row is not None and row.kind == "agent" and not policy.allow_agents:
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
