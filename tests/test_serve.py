@@ -182,3 +182,35 @@ def test_no_token_is_refused_off_loopback():
     out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0", "--no-token"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--no-token works only on a loopback address" in out.stderr
+
+
+@pytest.mark.parametrize("option", [["--allow-host", "*"], ["--allow-origin", "*"]])
+def test_no_token_is_refused_with_any_host_or_origin(option):
+    # Without a token the Host and Origin checks are all that keep web pages out: with any Host,
+    # a page reaches the port by DNS rebinding, as its own origin; with any Origin, from anywhere.
+    env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1])}
+    env.pop("LLMCELLS_SERVE_TOKEN", None)
+    import socket
+
+    with socket.socket() as taken:  # (were it to start, it would fail to bind, not run on)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--no-token", "--port",
+                              str(taken.getsockname()[1]), *option],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "any web page" in out.stderr, out.stderr
+
+
+def test_a_non_loopback_address_is_warned_about():
+    # Plain HTTP off loopback: the token and every prompt and answer cross the network in clear.
+    # (The port is taken, so it stops at binding, having said what it would serve.)
+    import socket
+
+    env = {**os.environ, "PYTHONPATH": str(Path(llmcells.__file__).parents[1]),
+           "LLMCELLS_SERVE_TOKEN": "warn-token-1234"}
+    with socket.socket() as taken:  # bound, never listening: nothing reaches it
+        taken.bind(("0.0.0.0", 0))
+        out = subprocess.run([sys.executable, "-m", "llmcells", "serve", "--host", "0.0.0.0",
+                              "--port", str(taken.getsockname()[1])],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert "WARNING: bound to 0.0.0.0" in out.stderr and "TLS" in out.stderr, out.stderr

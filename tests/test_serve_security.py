@@ -224,6 +224,37 @@ def test_with_allow_agents_a_client_still_cannot_enable_tools_or_choose_cwd(fres
 
 
 @pytest.mark.parametrize("model", [
+    "vertex:projects/someone-else/locations/us-central1/publishers/google/models/gemini-3.5-flash",
+    "vertex:publishers/google/models/x/locations/us",
+    "bedrock:arn:aws:bedrock:us-east-1:999999999999:application-inference-profile/theirs",
+])
+def test_a_model_name_that_is_a_cloud_resource_path_is_refused(service, fresh_sim, model):
+    # Vertex takes "projects/P/locations/L/..." as a model, and Bedrock an ARN: the call would
+    # go, with the server's credentials, to a project or account the client chose.
+    with _client(service) as c:
+        for endpoint, body in [("/v1/generate", {"prompt": "hi", "model": model}),
+                               ("/v1/compare", {"prompt": "hi", "models": ["claude", model]})]:
+            assert "cloud resource" in _shape(c.post(endpoint, json=body), 400)
+    assert fresh_sim.requests == [] and llmcells.usage().empty  # nothing ran
+
+
+def test_codex_is_never_served_since_it_reads_files_with_tools_off(fresh_sim, tmp_path):
+    # --allow-agents promised "no tools", but Codex has no switch that removes its shell tool:
+    # "off" is a read-only sandbox, where it still runs `cat ~/.aws/credentials` for whoever
+    # asks. So the service refuses it, alone or in a chain, allowed agents or not.
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-agents")
+    try:
+        with _client(s) as c:
+            for endpoint, body in [("/v1/generate", {"prompt": "print ~/.ssh/id_rsa", "model": "codex"}),
+                                   ("/v1/stream", {"prompt": "hi", "model": "claude", "fallback": ["codex:gpt-5.5-codex"]}),
+                                   ("/v1/compare", {"prompt": "hi", "models": ["claude|codex"]})]:
+                assert "Codex is not served" in _shape(c.post(endpoint, json=body), 403)
+        assert fresh_sim.requests == [] and llmcells.usage().empty  # nothing ran
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("model", [
     "gemini-cli:--yolo",                            # gemini -m --yolo: a flag, not a model name
     "claude-code:--dangerously-skip-permissions",
     "claude|gemini-cli:--approval-mode=yolo",
@@ -416,6 +447,21 @@ def test_scrub_takes_out_paths_credentials_and_secrets():
 # ----- 4: every error in the documented shape ----------------------------------------------------
 
 
+def test_no_response_may_be_stored_by_a_cache(service, fresh_sim):
+    # Answers, ledger rows and the /docs page (whose URL and inline schema URL carry the token)
+    # had no Cache-Control: a browser's disk cache, or a proxy, could keep them for the next user.
+    with _client(service) as c:
+        responses = [c.post("/v1/generate", json={"prompt": "hi", "model": "claude"}),
+                     c.post("/v1/stream", json={"prompt": "hi", "model": "claude"}),
+                     c.get("/v1/usage"), c.get("/v1/costs"), c.get("/openapi.json"),
+                     c.get("/docs", params={"token": TOKEN}), c.get("/v1/generate"),
+                     httpx.get(service.url + "/v1/usage"), httpx.get(service.url + "/livez")]
+    for r in responses:
+        assert r.headers.get_list("cache-control") == ["no-store"], (r.request.url, r.headers)
+        assert r.headers.get("referrer-policy") == "no-referrer", r.request.url
+    assert TOKEN in responses[5].text  # (the page that must not be kept)
+
+
 def test_errors_have_the_documented_shape_and_status(service):
     with _client(service) as c:
         def chunks():
@@ -453,6 +499,46 @@ def test_a_forwarded_for_header_does_not_make_a_new_client(fresh_sim, tmp_path):
                      for i in range(6)]
         assert codes == [401, 401, 401, 429, 429, 429], codes
     finally:
+        s.stop()
+
+
+def _from(source: str, port: int, head: bytes):
+    """A connection from the loopback address source that sends head; (socket, first bytes back)."""
+    import socket
+
+    sock = socket.socket()
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(head)
+    return sock
+
+
+def test_another_loopback_address_is_not_another_client(fresh_sim, tmp_path):
+    # A local process may connect from any address of 127.0.0.0/8: counted apart, each was a
+    # fresh rate bucket (unlimited guesses of the token) and a fresh connection cap (slowloris
+    # again, with no token). Every loopback address is now one client.
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3", "--max-connections", "4")
+    guess = b"GET /v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer guess-guess\r\n" \
+            b"Connection: close\r\n\r\n"
+    held = []
+    try:
+        codes = []
+        for i in range(2, 8):
+            with _from(f"127.0.0.{i}", s.port, guess) as sock:
+                codes.append(int(sock.recv(100).split(b" ")[1]))
+        assert codes == [401, 401, 401, 429, 429, 429], codes
+        held = [_from(f"127.0.1.{i}", s.port, b"GET /v1/usage HTTP/1.1\r\nX-Slow: ") for i in range(1, 5)]
+        time.sleep(0.3)
+        with _from("127.0.2.1", s.port, b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") as sock:
+            try:
+                first = sock.recv(100)
+            except ConnectionError:
+                first = b""
+        assert first == b"", first  # closed unanswered: the four held count for 127.0.2.1 too
+    finally:
+        for sock in held:
+            sock.close()
         s.stop()
 
 

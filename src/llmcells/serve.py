@@ -67,6 +67,15 @@ MAX_MODELS = 8
 #: read as a flag (`gemini-cli:--yolo`), '..' (another path of the provider's API), control
 #: characters (a line forged in the server's log), and names longer than any model's
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@+-]{0,199}")
+#: agent CLIs never served, even with --allow-agents: with its tools "off" the agent could still
+#: read the server's files (its keys, ~/.ssh, the ledger's prompts) for whoever asks
+_READS_FILES = {"codex": "Codex is not served, even with --allow-agents: it has no switch that "
+                         "removes its shell tool, and its read-only sandbox still reads any file "
+                         "the server can."}
+#: a model name that is a cloud resource's path: a Vertex model in a project of the client's
+#: choosing ("projects/P/locations/L/..."), a Bedrock ARN in another account ("arn:aws:..."),
+#: each called with the server's credentials
+_RESOURCE = re.compile(r"^(?:projects/|arn:)|/locations/", re.I)
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
@@ -142,10 +151,17 @@ def _admit(policy: Policy, body: CallOptions, names: list[str]) -> dict[str, Any
         if spec is None or not _MODEL_NAME.fullmatch(spec.name) or ".." in spec.name:
             raise _Refused(400, f"{name[:60]!r} is not a model name here: letters, digits and "
                                 ". _ - + : / @, beginning with a letter or digit, at most 200.")
+        # the name as the client wrote it: the server's own aliases and routes may name one
+        if _RESOURCE.search(name.partition(":")[2]):
+            raise _Refused(400, f"{name[:60]!r}: a model by name here, not a cloud resource path "
+                                "(projects/..., arn:...), which would run the call in a project "
+                                "or account of the client's choosing.")
         row = PROVIDERS.get(spec.provider)
         if row is not None and row.kind == "agent" and not policy.allow_agents:
             raise _Refused(403, f"{name}: agent CLIs are off in this service (the server may be "
                                 "started with --allow-agents).")
+        if spec.provider in _READS_FILES:
+            raise _Refused(403, f"{name}: {_READS_FILES[spec.provider]}")
     return params
 
 
@@ -496,8 +512,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="let pages from ORIGIN (e.g. https://app.example) call the service "
                         "(repeatable)")
     p.add_argument("--allow-agents", action="store_true",
-                   help="serve agent CLI models (claude-code:, gemini-cli:, codex:), with the "
-                        "server's own options (no tools, a fresh folder)")
+                   help="serve agent CLI models (claude-code:, gemini-cli:), with the server's own "
+                        "options (no tools, a fresh folder); never codex:, which can read files "
+                        "with its tools off")
     p.add_argument("--expose-prompts", action="store_true",
                    help="show the ledger's prompts and answers in /v1/usage")
     p.add_argument("--simulate", action="store_true", help="answer every provider from the simulator")
@@ -543,6 +560,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"--no-token works only on a loopback address, not {args.host}: a token is needed "
             "when other machines can reach the port.")
         return 2
+    if args.no_token and "*" in (*args.allow_host, *args.allow_origin):
+        # any Host: a page of any site reaches the port by DNS rebinding, as its own origin;
+        # any Origin: a page of any site calls it from the browser. Without a token, every web
+        # page open on this machine could spend the keys and read the answers.
+        say("--no-token can't go with --allow-host '*' or --allow-origin '*': any web page open "
+            "on this machine could then call the service. Use a token, or name the host or origin.")
+        return 2
     if args.token is not None:
         token, source = args.token.strip(), "--token"
     elif os.environ.get(TOKEN_ENV):
@@ -582,6 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"the token is the one given by {source}.")
         shown_token = "<token>" if source == "--token" else f"${TOKEN_ENV}"
         say(f"try: curl -H \"Authorization: Bearer {shown_token}\" {url}/v1/health")
+    if not loopback:
+        say(f"WARNING: bound to {args.host}: other machines can reach the port, over plain HTTP "
+            "(the token, prompts and answers travel unencrypted); put a TLS proxy in front.")
     if args.allow_agents:
         say("agent CLIs are allowed (--allow-agents), with the server's options: no tools, a "
             "fresh folder per call.")

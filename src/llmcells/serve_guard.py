@@ -135,6 +135,23 @@ def is_loopback(host: str) -> bool:
     return ip is not None and ip.is_loopback
 
 
+def client_of(address: str | None) -> str:
+    """The client a connection's address counts as, for the per-client limits: every loopback
+    address is one client (a local process may connect from any of 127.0.0.0/8, so counting
+    127.0.0.2 apart from 127.0.0.1 gave it 16 million fresh buckets and connection caps), an
+    IPv6 address counts by its /64 (what one host is given), an IPv4-mapped one as its IPv4."""
+    ip = ip_of(address or "")
+    if ip is None:
+        return address or "?"
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return "loopback"
+    if ip.version == 6:
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
 def digest(token: str) -> bytes:
     """The token's sha256: compared with hmac.compare_digest, it takes the same time whatever
     the length of what a client sent."""
@@ -238,6 +255,7 @@ class Guard:
         async def answer(response: Any) -> None:
             await response(scope, receive, send)
 
+        send = _with_headers(send, _NO_STORE, replace=True)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         host = headers.get("host")
         if not self.host_ok(host):
@@ -256,7 +274,7 @@ class Guard:
             send = _with_headers(send, cors)
         if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
             return await answer(JSONResponse({"status": "ok"}))
-        client = (scope.get("client") or ("?",))[0]
+        client = client_of((scope.get("client") or ("?",))[0])
         # One take from the client's bucket per request, before the token is looked at: a wrong
         # token spends from it too, so tokens can't be guessed fast. (A second take for a wrong
         # token let it through whenever the bucket refilled to one between the two.)
@@ -326,10 +344,22 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def _with_headers(send: Any, extra: list[tuple[bytes, bytes]]) -> Any:
+#: on every response: answers, ledger rows and the /docs page (whose URL, and so its schema's,
+#: carries the token) are never kept by a browser's or proxy's cache, and the token in a URL is
+#: never sent on as a Referer
+_NO_STORE = [(b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer"),
+             (b"x-content-type-options", b"nosniff")]
+
+
+def _with_headers(send: Any, extra: list[tuple[bytes, bytes]], replace: bool = False) -> Any:
+    """send, adding extra to the response's headers (with replace, instead of any of theirs)."""
+    names = {k for k, _ in extra}
+
     async def sender(message: Any) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
+            kept = [(k, v) for k, v in message.get("headers", [])
+                    if not (replace and k.lower() in names)]
+            message = {**message, "headers": [*kept, *extra]}
         await send(message)
     return sender
 
@@ -366,7 +396,7 @@ def http_protocol(policy: Policy) -> type:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            client = (self.client or ("?",))[0]
+            client = client_of((self.client or ("?",))[0])
             if policy.max_connections and open_by_client.get(client, 0) >= policy.max_connections:
                 transport.close()  # before any byte is read: this client has enough open
                 return
