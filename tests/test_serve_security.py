@@ -462,6 +462,27 @@ def test_no_response_may_be_stored_by_a_cache(service, fresh_sim):
     assert TOKEN in responses[5].text  # (the page that must not be kept)
 
 
+def test_the_docs_page_runs_only_pinned_scripts_checked_by_their_hash(service):
+    # The /docs page holds the token (its schema URL), and it ran Swagger UI from a CDN at the
+    # floating tag swagger-ui-dist@5, with no integrity check: a compromised release would have
+    # had the token. /redoc (FastAPI's default) loaded from the same CDN.
+    from llmcells.serve import SWAGGER_UI
+
+    with _client(service) as c:
+        page = c.get("/docs", params={"token": TOKEN})
+        redoc = c.get("/redoc")
+    assert page.status_code == 200 and TOKEN in page.text
+    assert redoc.status_code == 404
+    loaded = re.findall(r'<(?:script|link)\b[^>]*\b(?:src|href)="(https?://[^"]+)"([^>]*)>', page.text)
+    assert sorted(url for url, _ in loaded) == sorted(url for url, _ in SWAGGER_UI.values())
+    for url, attrs in loaded:
+        assert re.search(r"@\d+\.\d+\.\d+/", url), f"{url}: not pinned to one release"
+        sri = dict(SWAGGER_UI.values())[url]
+        assert f'integrity="{sri}"' in attrs and 'crossorigin="anonymous"' in attrs, (url, attrs)
+        assert re.fullmatch(r"sha384-[A-Za-z0-9+/]{64}", sri)
+    assert "fastapi.tiangolo.com" not in page.text  # (its favicon: no request leaves for it)
+
+
 def test_errors_have_the_documented_shape_and_status(service):
     with _client(service) as c:
         def chunks():

@@ -43,7 +43,7 @@ try:
     import uvicorn
     from fastapi import FastAPI, Query, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as _missing:  # pragma: no cover - the hint is the point
@@ -76,6 +76,17 @@ _READS_FILES = {"codex": "Codex is not served, even with --allow-agents: it has 
 #: choosing ("projects/P/locations/L/..."), a Bedrock ARN in another account ("arn:aws:..."),
 #: each called with the server's credentials
 _RESOURCE = re.compile(r"^(?:projects/|arn:)|/locations/", re.I)
+#: the Swagger UI files the /docs page loads, each pinned to one release and to its sha384
+#: (subresource integrity): the page holds the token, so a changed file on the CDN (a
+#: compromised release, a floating "@5" tag moved on) must not run there. The hashes are those
+#: of the npm package's files, which the CDN serves unchanged.
+_SWAGGER = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.36.0/"
+SWAGGER_UI = {
+    "js": (_SWAGGER + "swagger-ui-bundle.js",
+           "sha384-fUpRgC19yPykTqzdrUbdAg8NTiu16NEKf9U12J+IJWCg8/1mEI8f2+PEIz60Wyd+"),
+    "css": (_SWAGGER + "swagger-ui.css",
+            "sha384-z/AtSaOHGn5MJ5auAHXUypohywlIWLBZo1jeGmhdpVIbCnFhxAH92cwdV41oyINc"),
+}
 #: where the token comes from when --token is not given
 TOKEN_ENV = "LLMCELLS_SERVE_TOKEN"
 #: the most ledger rows one /v1/usage request may ask for (each is about 1 KB of JSON, and its
@@ -293,6 +304,13 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
+def _pinned(page: str) -> str:
+    """FastAPI's Swagger page with each of its CDN files bound to its hash (see SWAGGER_UI)."""
+    for url, sri in SWAGGER_UI.values():
+        page = page.replace(f'"{url}"', f'"{url}" integrity="{sri}" crossorigin="anonymous"')
+    return page
+
+
 async def _unless_hung_up(request: Request, call: Any) -> Any:
     """Await call (a coroutine bridging to the private loop); if the client hangs up first, the
     call is cancelled (the engine records it as cancelled, as for a stream) and None is returned."""
@@ -322,7 +340,7 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
     only, no agent CLIs, no prompts in /v1/usage). With a token every request but the liveness
     probe needs `Authorization: Bearer <token>`."""
     policy = policy or Policy(token=token, max_body=max_body)
-    app = FastAPI(title="llmcells", version=_version(), docs_url=None,
+    app = FastAPI(title="llmcells", version=_version(), docs_url=None, redoc_url=None,
                   description="ChatGPT, Claude and Gemini behind one small API, with every call "
                               "in the llmcells usage ledger. Every request needs the bearer token "
                               "printed when the service started (Authorize, above).")
@@ -374,8 +392,11 @@ def create_app(token: str | None = None, max_body: int = MAX_BODY, *,
         if given is not None and policy.token is not None and \
                 hmac.compare_digest(digest(given), digest(policy.token)):
             query = "?token=" + quote(policy.token, safe="")
-        return get_swagger_ui_html(openapi_url="/openapi.json" + query, title="llmcells",
+        page = get_swagger_ui_html(openapi_url="/openapi.json" + query, title="llmcells",
+                                   swagger_js_url=SWAGGER_UI["js"][0], swagger_css_url=SWAGGER_UI["css"][0],
+                                   swagger_favicon_url="data:,",
                                    swagger_ui_parameters={"persistAuthorization": False})
+        return HTMLResponse(_pinned(bytes(page.body).decode()))
 
     @app.post("/v1/generate", summary="One model (or chain), JSON in, Result JSON out")
     async def generate(body: GenerateBody, request: Request) -> Any:
