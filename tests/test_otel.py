@@ -163,6 +163,19 @@ def test_content_only_on_opt_in(spans, monkeypatch):
     assert out[0]["parts"][0]["content"] == r.text
 
 
+@pytest.mark.parametrize("value, captured", [("SPAN_ONLY", True), ("span_and_event", True),
+                                             ("EVENT_ONLY", False), ("NO_CONTENT", False)])
+def test_content_follows_the_newer_capture_modes(spans, monkeypatch, value, captured):
+    """The enum that the upstream GenAI instrumentations now read from the same variable: a team
+    that set SPAN_ONLY for them gets the texts on llmcells' spans too (no events: EVENT_ONLY
+    adds nothing)."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    llmcells.run(llmcells.ask("Say hello", model="claude", display=False))
+    (s,) = _chats(spans)
+    assert ("gen_ai.input.messages" in s.attributes) is captured
+    assert ("gen_ai.output.messages" in s.attributes) is captured
+
+
 def test_no_key_on_any_span(spans, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-abcdef1234567890")

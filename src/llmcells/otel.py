@@ -81,9 +81,11 @@ def enabled() -> bool:
 
 
 def capture_content() -> bool:
-    """The conventions' opt-in for prompt and answer text on spans."""
-    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() in (
-        "1", "true", "yes", "on")
+    """The conventions' opt-in for prompt and answer text on spans: true, or the newer
+    instrumentations' SPAN_ONLY / SPAN_AND_EVENT (EVENT_ONLY and NO_CONTENT keep spans bare:
+    llmcells emits no events)."""
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower(
+        ) in ("1", "true", "yes", "on", "span_only", "span_and_event")
 
 
 def _setup_from_env() -> None:
