@@ -161,6 +161,24 @@ def test_server_stopped_and_restarted_mid_run_loses_nothing(simulated, dsn, serv
         assert len(llmcells.usage()) == 15
 
 
+def test_a_server_restart_between_calls_is_no_outage(simulated, dsn, server):
+    """The kernel's connection died with the restart (as when the server ends an idle session):
+    the next row goes up on a new connection, not to the journal with a warning."""
+    from llmcells import ledger_pg
+
+    first = _asks(1)
+    server.stop()
+    server.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ledger.LedgerWarning)
+        after = _asks(1)
+        assert len(llmcells.usage()) == 2
+    assert ledger_pg.backend(dsn)._pending() == []
+    with psycopg.connect(dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
+    assert ids == {r.call_id for r in first + after}
+
+
 def test_rows_kept_for_one_database_never_go_to_another(simulated, server, dsn):
     """Rows waiting for an unreachable ledger stay in its own journal: configuring another
     ledger afterwards does not copy them into that one."""
@@ -300,15 +318,24 @@ def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
     llmcells.configure(ledger=writer)
     try:
         assert _asks(2)[0].ok
+        # the writer asking for usage() is told its role can't read, in one line; the server
+        # is not taken for away, so the next row goes straight up, not to the journal
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ledger.LedgerWarning)
+            with pytest.raises(llmcells.ConfigError, match="can't be read by this role") as err:
+                llmcells.usage()
+            assert "writer-secret-pw" not in str(err.value) and "\n" not in str(err.value)
+            assert _asks(1)[0].ok
+        assert ledger_pg.backend(writer)._pending() == []
     finally:
         llmcells.configure(ledger=None)
         ledger_pg.close()
-    assert _server_rows(admin) == (2, 2)
+    assert _server_rows(admin) == (3, 3)
     with psycopg.connect(writer) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM llmcells_calls")
     with psycopg.connect(reader) as conn:
-        assert conn.execute("SELECT count(*) FROM llmcells_calls").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM llmcells_calls").fetchone()[0] == 3
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM llmcells_calls")
 

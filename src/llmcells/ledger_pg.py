@@ -16,6 +16,9 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
   answers again, so no row is lost or doubled. One LedgerWarning says the ledger is behind;
   usage() and costs() while rows wait add them from the journal and warn that the server's
   figures may be incomplete.
+- A connection that died while idle (a server restart) is replaced at once, not taken for an
+  outage; a role that may not read (an insert-only writer) gets a ConfigError from usage() and
+  costs(), not the warning that the ledger is behind.
 - The DSN's password is never shown: `mask()` is used in every message.
 - A forked child (multiprocessing, os.fork) opens its own connection: the one it inherited
   is the parent's session, and is left untouched.
@@ -162,6 +165,20 @@ class Shared:
         self.conn = conn
         return conn
 
+    def _use(self, work: Any) -> Any:
+        """work(conn) on the server; once more on a new connection when the open one turns out
+        dead (the server restarted, or closed an idle session): that is no outage, and must not
+        send the row to the journal with a warning that the ledger is behind."""
+        reused = self.conn is not None and not self.conn.closed
+        conn = self._connect()
+        try:
+            return work(conn)
+        except _psycopg().OperationalError:
+            if not reused or not (conn.closed or getattr(conn, "broken", False)):
+                raise  # a new connection, or a live one (a lock or statement timeout)
+            self._drop("closing a dead ledger connection")
+            return work(self._connect())
+
     def _check_schema(self, conn: Any) -> None:
         try:
             row = conn.execute("SELECT max(version) FROM llmcells_schema").fetchone()
@@ -252,9 +269,7 @@ class Shared:
         """Commit rows on the server, or in the journal while it can't be reached. Never raises."""
         with self.lock:
             try:
-                conn = self._connect()
-                self._upload(conn)
-                self._insert(conn, rows)
+                self._use(lambda conn: (self._upload(conn), self._insert(conn, rows)))
             except ConfigError:
                 raise
             except Exception as exc:
@@ -266,8 +281,7 @@ class Shared:
     def insert(self, rows: list[tuple]) -> None:
         """Bulk insert (insert_rows); raises when the server can't be written."""
         with self.lock:
-            conn = self._connect()
-            self._insert(conn, rows)
+            self._use(lambda conn: self._insert(conn, rows))
 
     def _back(self) -> None:
         if self.down_since is not None:
@@ -311,7 +325,7 @@ class Shared:
             if now:
                 self.next_try = 0.0
             try:
-                self._upload(self._connect())
+                self._use(self._upload)
                 self._back()
             except ConfigError:
                 raise
@@ -326,10 +340,15 @@ class Shared:
         waiting = self.sync(now=False)
         with self.lock:
             try:
-                conn = self._connect()
-                rows = conn.execute(sql, args).fetchall()
+                rows = self._use(lambda conn: conn.execute(sql, args).fetchall())
             except ConfigError:
                 raise
+            except _psycopg().errors.InsufficientPrivilege as exc:
+                # a role that may only insert (docs/shared-ledger.md): the server is there
+                raise ConfigError(
+                    f"The shared ledger at {self.shown} can't be read by this role "
+                    f"({mask(lite.one_line_error(exc))}): read it as a role granted SELECT."
+                ) from None
             except Exception as exc:
                 self._lost(exc)
                 rows = None
