@@ -179,6 +179,31 @@ def test_a_server_restart_between_calls_is_no_outage(simulated, dsn, server):
     assert ids == {r.call_id for r in first + after}
 
 
+def test_a_ledger_of_a_newer_llmcells_keeps_the_rows_and_says_to_upgrade(simulated, dsn):
+    """A teammate's newer llmcells moved the schema on: this one's calls are not lost on the
+    ledger's thread (where its ConfigError was swallowed), but kept in the journal with one
+    warning saying to upgrade, and copied up once the ledger can be used."""
+    from llmcells import ledger_pg
+
+    _asks(1)
+    ledger_pg.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO llmcells_schema (version) VALUES (%s)", (ledger_pg.VERSION + 1,))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        kept = _asks(2)
+    said = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+    assert len(said) == 1 and "upgrade llmcells" in said[0]
+    b = ledger_pg.backend(dsn)
+    assert {r[1] for r in b._pending()} == {r.call_id for r in kept}
+    with pytest.raises(llmcells.ConfigError, match="upgrade llmcells"):
+        llmcells.usage()
+    with psycopg.connect(dsn, autocommit=True) as conn:   # (as if this llmcells were upgraded)
+        conn.execute("DELETE FROM llmcells_schema WHERE version > %s", (ledger_pg.VERSION,))
+    assert b.sync() == 0
+    assert _server_rows(dsn) == (3, 3)
+
+
 def test_rows_kept_for_one_database_never_go_to_another(simulated, server, dsn):
     """Rows waiting for an unreachable ledger stay in its own journal: configuring another
     ledger afterwards does not copy them into that one."""

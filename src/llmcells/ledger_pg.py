@@ -140,6 +140,7 @@ class Shared:
         self.down_since: float | None = None
         self.next_try = 0.0
         self.warned = False
+        self.unusable: ConfigError | None = None   # why the server can't be used, if it can't
 
     # ----- connection ------------------------------------------------------------------------
 
@@ -147,9 +148,11 @@ class Shared:
         if self.conn is not None and not self.conn.closed:
             return self.conn
         if time.monotonic() < self.next_try:
+            if self.unusable is not None:
+                raise self.unusable
             raise ConnectionError(f"the shared ledger at {self.shown} was unreachable moments ago")
-        psycopg = _psycopg()
         try:
+            psycopg = _psycopg()
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
                                    application_name="llmcells", **_KEEPALIVES)
             self._check_schema(conn)  # (a migration may take long: the limits come after it)
@@ -159,10 +162,11 @@ class Shared:
             conn.execute("SET jit = off")
             conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
             conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_MS)}")
-        except Exception:
+        except Exception as exc:
             self.next_try = time.monotonic() + _RETRY_S
+            self.unusable = exc if isinstance(exc, ConfigError) else None
             raise
-        self.conn = conn
+        self.conn, self.unusable = conn, None
         return conn
 
     def _use(self, work: Any) -> Any:
@@ -207,10 +211,13 @@ class Shared:
             self.down_since = time.time()
         if not self.warned:
             self.warned = True
+            unusable = isinstance(exc, ConfigError)
+            why = (f"can't be used ({mask(str(exc)).rstrip('.')})" if unusable
+                   else f"can't be reached ({mask(lite.one_line_error(exc))})")
             warnings.warn_explicit(
-                f"llmcells: the shared ledger at {self.shown} can't be reached "
-                f"({mask(lite.one_line_error(exc))}); the ledger is behind: rows are kept in "
-                f"{self.journal()} and copied up once it answers again.",
+                f"llmcells: the shared ledger at {self.shown} {why}; the ledger is behind: rows "
+                f"are kept in {self.journal()} and copied up once it "
+                + ("can be." if unusable else "answers again."),
                 lite.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
     # ----- writing ---------------------------------------------------------------------------
@@ -270,9 +277,8 @@ class Shared:
         with self.lock:
             try:
                 self._use(lambda conn: (self._upload(conn), self._insert(conn, rows)))
-            except ConfigError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # a ConfigError too (no psycopg, a newer schema): the row
+                # is written on the ledger's thread, where raising would lose it unseen
                 self._lost(exc)
                 lite.record_local(self.journal(), rows)
                 return
