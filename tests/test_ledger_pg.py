@@ -385,6 +385,16 @@ def test_the_password_is_never_shown(simulated, tmp_path):
         assert r.ok and list(df["call_id"]) == [r.call_id]     # kept in the journal, shown
         text = " ".join(str(w.message) for w in seen)
         assert "bob:***@127.0.0.1" in text and "s3cr3t" not in text
+        # a % that starts no escape: libpq's error quotes the password itself
+        llmcells.configure(ledger=f"postgresql://bob:s3cr%ZZt-pw@127.0.0.1:{port}/x")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = _asks(1)[0]
+        text = " ".join(str(w.message) for w in seen)
+        assert r.ok and "percent-encoded" in text and "s3cr" not in text
+        with pytest.raises(Exception) as err:
+            ledger.insert_rows([ledger.row_from_result(r, prompt="hi")])
+        assert "s3cr" not in str(err.value) and "s3cr" not in repr(err.value.__cause__)
     finally:
         llmcells.configure(ledger=None)
 

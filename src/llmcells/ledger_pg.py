@@ -19,7 +19,8 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
 - A connection that died while idle (a server restart) is replaced at once, not taken for an
   outage; a role that may not read (an insert-only writer) gets a ConfigError from usage() and
   costs(), not the warning that the ledger is behind.
-- The DSN's password is never shown: `mask()` is used in every message.
+- The DSN's password is never shown: `Shared.hide()` (mask(), and the password itself taken out)
+  is used in every message.
 - A forked child (multiprocessing, os.fork) opens its own connection: the one it inherited
   is the parent's session, and is left untouched.
 """
@@ -105,6 +106,17 @@ def mask(dsn: str) -> str:
     return mask_dsn(dsn)
 
 
+def _passwords(dsn: str) -> list[str]:
+    """The password of dsn as written and as decoded (URL or key=value form): libpq quotes it in
+    some errors (a % that starts no escape, say), where mask() can't recognise it."""
+    from urllib.parse import unquote
+
+    found = re.findall(r"://[^:/@\s]*:([^@\s]*)@", dsn)
+    found += [v.strip("'") for v in re.findall(r"(?i)password\s*=\s*('[^']*'|\S+)", dsn)]
+    found += [unquote(p) for p in found]
+    return sorted({p for p in found if p}, key=len, reverse=True)
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
@@ -134,6 +146,7 @@ class Shared:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.shown = mask(dsn)
+        self.secrets = _passwords(dsn)
         self.lock = threading.RLock()
         self.conn: Any = None
         self.ready = False            # schema checked on this connection
@@ -168,6 +181,13 @@ class Shared:
             raise
         self.conn, self.unusable = conn, None
         return conn
+
+    def hide(self, text: str) -> str:
+        """text (a server's or libpq's message) as it may be shown: no password in it."""
+        text = mask(text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _use(self, work: Any) -> Any:
         """work(conn) on the server; once more on a new connection when the open one turns out
@@ -212,8 +232,8 @@ class Shared:
         if not self.warned:
             self.warned = True
             unusable = isinstance(exc, ConfigError)
-            why = (f"can't be used ({mask(str(exc)).rstrip('.')})" if unusable
-                   else f"can't be reached ({mask(lite.one_line_error(exc))})")
+            why = (f"can't be used ({self.hide(str(exc)).rstrip('.')})" if unusable
+                   else f"can't be reached ({self.hide(lite.one_line_error(exc))})")
             warnings.warn_explicit(
                 f"llmcells: the shared ledger at {self.shown} {why}; the ledger is behind: rows "
                 f"are kept in {self.journal()} and copied up once it "
@@ -269,7 +289,7 @@ class Shared:
         lite.record_local(self.refused_file(), rows)
         warnings.warn_explicit(
             f"llmcells: the shared ledger at {self.shown} refused {len(rows)} row(s) "
-            f"({mask(reason)}); they are kept in {self.refused_file()} and the other rows went up.",
+            f"({self.hide(reason)}); they are kept in {self.refused_file()} and the other rows went up.",
             lite.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
     def record(self, rows: list[tuple]) -> None:
@@ -287,7 +307,13 @@ class Shared:
     def insert(self, rows: list[tuple]) -> None:
         """Bulk insert (insert_rows); raises when the server can't be written."""
         with self.lock:
-            self._use(lambda conn: self._insert(conn, rows))
+            try:
+                self._use(lambda conn: self._insert(conn, rows))
+            except Exception as exc:
+                if self.hide(str(exc)) == str(exc):
+                    raise
+                raise ConnectionError(f"the shared ledger at {self.shown}: "
+                                      f"{self.hide(lite.one_line_error(exc))}") from None
 
     def _back(self) -> None:
         if self.down_since is not None:
@@ -353,7 +379,7 @@ class Shared:
                 # a role that may only insert (docs/shared-ledger.md): the server is there
                 raise ConfigError(
                     f"The shared ledger at {self.shown} can't be read by this role "
-                    f"({mask(lite.one_line_error(exc))}): read it as a role granted SELECT."
+                    f"({self.hide(lite.one_line_error(exc))}): read it as a role granted SELECT."
                 ) from None
             except Exception as exc:
                 self._lost(exc)
