@@ -152,6 +152,30 @@ def test_a_streamed_answer_records_its_time_to_first_chunk(spans):
     assert points and points[0].count >= 1 and points[0].sum >= r.ttft_s
 
 
+def test_a_cached_answer_counts_no_tokens(spans):
+    """An answer from llmcells' cache made no request: its span says so and carries no token
+    counts nor time to first chunk, and the token histogram is not fed the first call's
+    tokens again (a dashboard summing them would double the spend)."""
+    llmcells.configure(cache=True)
+    try:
+        first = llmcells.run(llmcells.ask("Cache me", model="chatgpt", display=False))
+        again = llmcells.run(llmcells.ask("Cache me", model="chatgpt", display=False))
+    finally:
+        llmcells.configure(cache=False)
+    assert not first.cached and again.cached and again.usage.output_tokens > 0
+    fresh, hit = _chats(spans)
+    assert hit.attributes["llmcells.cached"] is True
+    assert fresh.attributes["gen_ai.usage.output_tokens"] == first.usage.output_tokens
+    for name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+                 "gen_ai.response.time_to_first_chunk"):
+        assert name not in hit.attributes
+    model = first.model.split(":", 1)[1]
+    out = [p for p in _points("gen_ai.client.token.usage")
+           if p.attributes["gen_ai.request.model"] == model
+           and p.attributes["gen_ai.token.type"] == "output"]
+    assert sum(p.sum for p in out) == first.usage.output_tokens
+
+
 def test_content_only_on_opt_in(spans, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     r = llmcells.run(llmcells.ask("Say hello", model="claude", system="Be brief.", display=False))

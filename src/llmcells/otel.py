@@ -233,12 +233,15 @@ class SpanObserver(CallObserver):
         if result.response_model:
             base["gen_ai.response.model"] = result.response_model
         u = result.usage
-        counted = result.ok or bool(u.input_tokens or u.output_tokens)
+        # an answer from the cache or a replay used no tokens and streamed nothing: its Result
+        # carries the first call's counts, which backends would add up a second time
+        reused = bool(result.cached or result.replayed)
+        counted = not reused and (result.ok or bool(u.input_tokens or u.output_tokens))
         attrs: dict[str, Any] = {**base, "llmcells.call_id": info.call_id}
         if counted:  # a call that failed before any usage came back has no token counts, not 0s
             attrs["gen_ai.usage.input_tokens"] = int(u.input_tokens or 0)
             attrs["gen_ai.usage.output_tokens"] = int(u.output_tokens or 0)
-        ttft = result.ttft_s
+        ttft = None if reused else result.ttft_s
         if ttft is not None and ttft == ttft:
             attrs["gen_ai.response.time_to_first_chunk"] = float(ttft)
         rid = result.response_id
@@ -246,7 +249,7 @@ class SpanObserver(CallObserver):
             attrs["gen_ai.response.id"] = rid
         if result.finish_reason:
             attrs["gen_ai.response.finish_reasons"] = (result.finish_reason,)
-        if u.cached_input_tokens:
+        if u.cached_input_tokens and counted:
             attrs["gen_ai.usage.cache_read.input_tokens"] = int(u.cached_input_tokens)
         if result.cost_usd == result.cost_usd:  # not NaN: the price was known
             attrs["llmcells.cost_usd"] = float(result.cost_usd)
