@@ -14,8 +14,8 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
   database: its rows only ever go to the server they were meant for). The journal is
   copied up (INSERT ... ON CONFLICT DO NOTHING, then deleted locally) as soon as the server
   answers again, so no row is lost or doubled. One LedgerWarning says the ledger is behind;
-  usage() and costs() while rows wait add them from the journal and warn that the server's
-  figures may be incomplete.
+  while rows wait, usage() adds them from the journal, and usage() and costs() warn that the
+  server's figures may be incomplete.
 - A connection that died while idle (a server restart) is replaced at once, not taken for an
   outage; a role that may not read (an insert-only writer) gets a ConfigError from usage() and
   costs(), not the warning that the ledger is behind.
