@@ -226,6 +226,31 @@ def test_tool_calls_get_execute_tool_spans(spans):
     assert "gen_ai.tool.call.arguments" not in tool.attributes  # content: opt-in only
 
 
+def test_opted_in_content_of_a_tool_exchange_follows_the_conventions(spans, monkeypatch):
+    """With content captured, the tool calls the model asked for are `tool_call` parts of its
+    output message (not a missing or empty answer), and the next request's input holds them and
+    the tool's result as a `tool_call_response` part."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"city": city, "temp": 21}
+
+    r = llmcells.run(llmcells.ask('call get_weather({"city": "Paris"})', model="chatgpt",
+                                  tools=[get_weather], display=False))
+    assert r.ok
+    asking, answering = _chats(spans)
+    (out,) = json.loads(asking.attributes["gen_ai.output.messages"])
+    call = next(p for p in out["parts"] if p["type"] == "tool_call")
+    assert call["name"] == "get_weather" and call["arguments"] == {"city": "Paris"} and call["id"]
+    inputs = json.loads(answering.attributes["gen_ai.input.messages"])
+    parts = [p for m in inputs for p in m["parts"]]
+    assert any(p["type"] == "tool_call" and p["id"] == call["id"] for p in parts)
+    (reply,) = [p for p in parts if p["type"] == "tool_call_response"]
+    assert reply["id"] == call["id"] and "21" in reply["response"]
+    assert all(p.get("content") != "" for p in parts)
+
+
 def test_fallback_chain_and_batch_have_parent_spans(spans, simulated):
     simulated.inject("400", provider="anthropic", times=1)
     spans.clear()

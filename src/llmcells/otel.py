@@ -33,7 +33,7 @@ from typing import Any, Iterator
 from ._log import swallowed
 from .config import getenvs, settings
 from .registry import model_name
-from .types import CallInfo, CallObserver, Result
+from .types import CallInfo, CallObserver, Result, ToolCall
 
 _SCOPE = "llmcells"
 #: llmcells provider -> gen_ai.provider.name (the conventions' well-known values)
@@ -357,15 +357,36 @@ def _content(attrs: dict[str, Any], request: Any, result: Result) -> None:
     if request.system:
         attrs["gen_ai.system_instructions"] = json.dumps(
             [{"type": "text", "content": request.system}], ensure_ascii=False)
-    if result.text:
+    parts = [{"type": "text", "content": result.text}] if result.text else []
+    parts += [_call_part(c) for c in result.tool_calls if isinstance(c, ToolCall)]
+    if parts:
         attrs["gen_ai.output.messages"] = json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": result.text}],
-              "finish_reason": result.finish_reason or ""}], ensure_ascii=False)
+            [{"role": "assistant", "parts": parts, "finish_reason": result.finish_reason or ""}],
+            ensure_ascii=False)
+
+
+def _call_part(call: ToolCall) -> dict[str, Any]:
+    """A tool call the model asked for, as the conventions' `tool_call` part."""
+    try:
+        arguments = json.loads(call.arguments_json or "{}")
+    except ValueError:
+        arguments = call.arguments_json
+    return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": arguments}
+
+
+def _parts(message: Any) -> list[dict[str, Any]]:
+    """One message's parts as the conventions write them: a tool's result is a
+    `tool_call_response`, the calls an assistant turn made are `tool_call` parts."""
+    if message.role == "tool":
+        return [{"type": "tool_call_response", "id": message.tool_call_id,
+                 "response": message.content}]
+    parts = [{"type": "text", "content": message.content}] if message.content else []
+    return parts + [_call_part(c) for c in message.tool_calls]
 
 
 def _messages_json(request: Any) -> str:
-    return json.dumps([{"role": m.role, "parts": [{"type": "text", "content": m.content}]}
-                       for m in request.messages], ensure_ascii=False)
+    return json.dumps([{"role": m.role, "parts": _parts(m)} for m in request.messages],
+                      ensure_ascii=False)
 
 
 def observer(plan: Any = None) -> SpanObserver:
