@@ -365,6 +365,41 @@ def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
             conn.execute("DELETE FROM llmcells_calls")
 
 
+def test_a_writer_role_meeting_an_older_schema_keeps_its_rows_until_the_owner_upgrades(
+        simulated, server):
+    """After an llmcells upgrade, a writer role may not migrate the tables: its calls wait in
+    the journal, one warning says to run llmcells once as the owner, and they go up after."""
+    from llmcells import ledger_pg
+
+    name = "old_" + uuid.uuid4().hex[:8]
+    admin = server.new_db(name)
+    role = f"w_{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ledger_pg.migrate(conn, target=ledger_pg.VERSION - 1)
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'w-secret-pw'")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON llmcells_schema TO {role}")
+        conn.execute(f"GRANT INSERT ON llmcells_calls TO {role}")
+    writer = server.dsn(name, user=role, password="w-secret-pw")
+    llmcells.configure(ledger=writer)
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            kept = _asks(1)
+        said = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+        assert len(said) == 1 and "as the database's owner" in said[0]
+        assert "w-secret-pw" not in said[0]
+        b = ledger_pg.backend(writer)
+        assert [r[1] for r in b._pending()] == [kept[0].call_id]
+        with psycopg.connect(admin, autocommit=True) as conn:
+            ledger_pg.migrate(conn)
+        assert b.sync() == 0
+    finally:
+        llmcells.configure(ledger=None)
+        ledger_pg.close()
+    assert _server_rows(admin) == (1, 1)
+
+
 def test_the_password_is_never_shown(simulated, tmp_path):
     from llmcells import ledger_pg
 

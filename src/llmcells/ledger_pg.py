@@ -210,7 +210,13 @@ class Shared:
         except _psycopg().errors.UndefinedTable:
             have = 0
         if have < VERSION:
-            migrate(conn)          # needs the rights to create tables: a writer role can't
+            try:
+                migrate(conn)      # needs the rights to create tables: a writer role can't
+            except _psycopg().errors.InsufficientPrivilege:
+                raise ConfigError(
+                    f"The shared ledger at {self.shown} has schema version {have}; this llmcells "
+                    f"needs {VERSION}: run llmcells once as the database's owner to upgrade it."
+                ) from None
         elif have > VERSION:
             raise ConfigError(f"The shared ledger at {self.shown} has schema version {have}; this "
                               f"llmcells knows up to {VERSION}: upgrade llmcells.")
