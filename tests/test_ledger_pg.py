@@ -161,6 +161,49 @@ def test_server_stopped_and_restarted_mid_run_loses_nothing(simulated, dsn, serv
         assert len(llmcells.usage()) == 15
 
 
+def test_a_server_restart_between_calls_is_no_outage(simulated, dsn, server):
+    """The kernel's connection died with the restart (as when the server ends an idle session):
+    the next row goes up on a new connection, not to the journal with a warning."""
+    from llmcells import ledger_pg
+
+    first = _asks(1)
+    server.stop()
+    server.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ledger.LedgerWarning)
+        after = _asks(1)
+        assert len(llmcells.usage()) == 2
+    assert ledger_pg.backend(dsn)._pending() == []
+    with psycopg.connect(dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
+    assert ids == {r.call_id for r in first + after}
+
+
+def test_a_ledger_of_a_newer_llmcells_keeps_the_rows_and_says_to_upgrade(simulated, dsn):
+    """A teammate's newer llmcells moved the schema on: this one's calls are not lost on the
+    ledger's thread (where its ConfigError was swallowed), but kept in the journal with one
+    warning saying to upgrade, and copied up once the ledger can be used."""
+    from llmcells import ledger_pg
+
+    _asks(1)
+    ledger_pg.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO llmcells_schema (version) VALUES (%s)", (ledger_pg.VERSION + 1,))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        kept = _asks(2)
+    said = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+    assert len(said) == 1 and "upgrade llmcells" in said[0]
+    b = ledger_pg.backend(dsn)
+    assert {r[1] for r in b._pending()} == {r.call_id for r in kept}
+    with pytest.raises(llmcells.ConfigError, match="upgrade llmcells"):
+        llmcells.usage()
+    with psycopg.connect(dsn, autocommit=True) as conn:   # (as if this llmcells were upgraded)
+        conn.execute("DELETE FROM llmcells_schema WHERE version > %s", (ledger_pg.VERSION,))
+    assert b.sync() == 0
+    assert _server_rows(dsn) == (3, 3)
+
+
 def test_rows_kept_for_one_database_never_go_to_another(simulated, server, dsn):
     """Rows waiting for an unreachable ledger stay in its own journal: configuring another
     ledger afterwards does not copy them into that one."""
@@ -300,17 +343,61 @@ def test_insert_only_writer_and_read_only_reader_roles(simulated, server):
     llmcells.configure(ledger=writer)
     try:
         assert _asks(2)[0].ok
+        # the writer asking for usage() is told its role can't read, in one line; the server
+        # is not taken for away, so the next row goes straight up, not to the journal
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ledger.LedgerWarning)
+            with pytest.raises(llmcells.ConfigError, match="can't be read by this role") as err:
+                llmcells.usage()
+            assert "writer-secret-pw" not in str(err.value) and "\n" not in str(err.value)
+            assert _asks(1)[0].ok
+        assert ledger_pg.backend(writer)._pending() == []
     finally:
         llmcells.configure(ledger=None)
         ledger_pg.close()
-    assert _server_rows(admin) == (2, 2)
+    assert _server_rows(admin) == (3, 3)
     with psycopg.connect(writer) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT count(*) FROM llmcells_calls")
     with psycopg.connect(reader) as conn:
-        assert conn.execute("SELECT count(*) FROM llmcells_calls").fetchone()[0] == 2
+        assert conn.execute("SELECT count(*) FROM llmcells_calls").fetchone()[0] == 3
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM llmcells_calls")
+
+
+def test_a_writer_role_meeting_an_older_schema_keeps_its_rows_until_the_owner_upgrades(
+        simulated, server):
+    """After an llmcells upgrade, a writer role may not migrate the tables: its calls wait in
+    the journal, one warning says to run llmcells once as the owner, and they go up after."""
+    from llmcells import ledger_pg
+
+    name = "old_" + uuid.uuid4().hex[:8]
+    admin = server.new_db(name)
+    role = f"w_{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        ledger_pg.migrate(conn, target=ledger_pg.VERSION - 1)
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'w-secret-pw'")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON llmcells_schema TO {role}")
+        conn.execute(f"GRANT INSERT ON llmcells_calls TO {role}")
+    writer = server.dsn(name, user=role, password="w-secret-pw")
+    llmcells.configure(ledger=writer)
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            kept = _asks(1)
+        said = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+        assert len(said) == 1 and "as the database's owner" in said[0]
+        assert "w-secret-pw" not in said[0]
+        b = ledger_pg.backend(writer)
+        assert [r[1] for r in b._pending()] == [kept[0].call_id]
+        with psycopg.connect(admin, autocommit=True) as conn:
+            ledger_pg.migrate(conn)
+        assert b.sync() == 0
+    finally:
+        llmcells.configure(ledger=None)
+        ledger_pg.close()
+    assert _server_rows(admin) == (1, 1)
 
 
 def test_the_password_is_never_shown(simulated, tmp_path):
@@ -333,6 +420,16 @@ def test_the_password_is_never_shown(simulated, tmp_path):
         assert r.ok and list(df["call_id"]) == [r.call_id]     # kept in the journal, shown
         text = " ".join(str(w.message) for w in seen)
         assert "bob:***@127.0.0.1" in text and "s3cr3t" not in text
+        # a % that starts no escape: libpq's error quotes the password itself
+        llmcells.configure(ledger=f"postgresql://bob:s3cr%ZZt-pw@127.0.0.1:{port}/x")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = _asks(1)[0]
+        text = " ".join(str(w.message) for w in seen)
+        assert r.ok and "percent-encoded" in text and "s3cr" not in text
+        with pytest.raises(Exception) as err:
+            ledger.insert_rows([ledger.row_from_result(r, prompt="hi")])
+        assert "s3cr" not in str(err.value) and "s3cr" not in repr(err.value.__cause__)
     finally:
         llmcells.configure(ledger=None)
 

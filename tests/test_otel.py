@@ -152,6 +152,33 @@ def test_a_streamed_answer_records_its_time_to_first_chunk(spans):
     assert points and points[0].count >= 1 and points[0].sum >= r.ttft_s
 
 
+def test_a_cached_answer_counts_no_tokens(spans):
+    """An answer from llmcells' cache made no request: its span says so and carries no token
+    counts nor time to first chunk, and the token histogram is not fed the first call's
+    tokens again (a dashboard summing them would double the spend)."""
+    def output_tokens():  # (the reader is cumulative: earlier tests' points are in it)
+        return sum(p.sum for p in _points("gen_ai.client.token.usage")
+                   if p.attributes["gen_ai.request.model"] == "gpt-6-luna"
+                   and p.attributes["gen_ai.token.type"] == "output")
+
+    before = output_tokens()
+    llmcells.configure(cache=True)
+    try:
+        first = llmcells.run(llmcells.ask("Cache me", model="chatgpt", display=False))
+        again = llmcells.run(llmcells.ask("Cache me", model="chatgpt", display=False))
+    finally:
+        llmcells.configure(cache=False)
+    assert not first.cached and again.cached and again.usage.output_tokens > 0
+    fresh, hit = _chats(spans)
+    assert hit.attributes["llmcells.cached"] is True
+    assert fresh.attributes["gen_ai.usage.output_tokens"] == first.usage.output_tokens
+    for name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+                 "gen_ai.response.time_to_first_chunk"):
+        assert name not in hit.attributes
+    assert first.model == "openai:gpt-6-luna"
+    assert output_tokens() - before == first.usage.output_tokens
+
+
 def test_content_only_on_opt_in(spans, monkeypatch):
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     r = llmcells.run(llmcells.ask("Say hello", model="claude", system="Be brief.", display=False))
@@ -161,6 +188,19 @@ def test_content_only_on_opt_in(spans, monkeypatch):
     assert json.loads(s.attributes["gen_ai.system_instructions"])[0]["content"] == "Be brief."
     out = json.loads(s.attributes["gen_ai.output.messages"])
     assert out[0]["parts"][0]["content"] == r.text
+
+
+@pytest.mark.parametrize("value, captured", [("SPAN_ONLY", True), ("span_and_event", True),
+                                             ("EVENT_ONLY", False), ("NO_CONTENT", False)])
+def test_content_follows_the_newer_capture_modes(spans, monkeypatch, value, captured):
+    """The enum that the upstream GenAI instrumentations now read from the same variable: a team
+    that set SPAN_ONLY for them gets the texts on llmcells' spans too (no events: EVENT_ONLY
+    adds nothing)."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", value)
+    llmcells.run(llmcells.ask("Say hello", model="claude", display=False))
+    (s,) = _chats(spans)
+    assert ("gen_ai.input.messages" in s.attributes) is captured
+    assert ("gen_ai.output.messages" in s.attributes) is captured
 
 
 def test_no_key_on_any_span(spans, monkeypatch):
@@ -187,6 +227,31 @@ def test_tool_calls_get_execute_tool_spans(spans):
     tool = next(s for s in spans.get_finished_spans() if s.name == "execute_tool get_weather")
     assert tool.attributes["gen_ai.tool.name"] == "get_weather"
     assert "gen_ai.tool.call.arguments" not in tool.attributes  # content: opt-in only
+
+
+def test_opted_in_content_of_a_tool_exchange_follows_the_conventions(spans, monkeypatch):
+    """With content captured, the tool calls the model asked for are `tool_call` parts of its
+    output message (not a missing or empty answer), and the next request's input holds them and
+    the tool's result as a `tool_call_response` part."""
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+
+    def get_weather(city: str) -> dict:
+        """The weather in a city."""
+        return {"city": city, "temp": 21}
+
+    r = llmcells.run(llmcells.ask('call get_weather({"city": "Paris"})', model="chatgpt",
+                                  tools=[get_weather], display=False))
+    assert r.ok
+    asking, answering = _chats(spans)
+    (out,) = json.loads(asking.attributes["gen_ai.output.messages"])
+    call = next(p for p in out["parts"] if p["type"] == "tool_call")
+    assert call["name"] == "get_weather" and call["arguments"] == {"city": "Paris"} and call["id"]
+    inputs = json.loads(answering.attributes["gen_ai.input.messages"])
+    parts = [p for m in inputs for p in m["parts"]]
+    assert any(p["type"] == "tool_call" and p["id"] == call["id"] for p in parts)
+    (reply,) = [p for p in parts if p["type"] == "tool_call_response"]
+    assert reply["id"] == call["id"] and "21" in reply["response"]
+    assert all(p.get("content") != "" for p in parts)
 
 
 def test_fallback_chain_and_batch_have_parent_spans(spans, simulated):

@@ -14,9 +14,13 @@ imports ledger.py: the columns and the journal's SQLite writes are ledger_sqlite
   database: its rows only ever go to the server they were meant for). The journal is
   copied up (INSERT ... ON CONFLICT DO NOTHING, then deleted locally) as soon as the server
   answers again, so no row is lost or doubled. One LedgerWarning says the ledger is behind;
-  usage() and costs() while rows wait add them from the journal and warn that the server's
-  figures may be incomplete.
-- The DSN's password is never shown: `mask()` is used in every message.
+  while rows wait, usage() adds them from the journal, and usage() and costs() warn that the
+  server's figures may be incomplete.
+- A connection that died while idle (a server restart) is replaced at once, not taken for an
+  outage; a role that may not read (an insert-only writer) gets a ConfigError from usage() and
+  costs(), not the warning that the ledger is behind.
+- The DSN's password is never shown: `Shared.hide()` (mask(), and the password itself taken out)
+  is used in every message.
 - A forked child (multiprocessing, os.fork) opens its own connection: the one it inherited
   is the parent's session, and is left untouched.
 """
@@ -102,6 +106,17 @@ def mask(dsn: str) -> str:
     return mask_dsn(dsn)
 
 
+def _passwords(dsn: str) -> list[str]:
+    """The password of dsn as written and as decoded (URL or key=value form): libpq quotes it in
+    some errors (a % that starts no escape, say), where mask() can't recognise it."""
+    from urllib.parse import unquote
+
+    found = re.findall(r"://[^:/@\s]*:([^@\s]*)@", dsn)
+    found += [v.strip("'") for v in re.findall(r"(?i)password\s*=\s*('[^']*'|\S+)", dsn)]
+    found += [unquote(p) for p in found]
+    return sorted({p for p in found if p}, key=len, reverse=True)
+
+
 def _psycopg() -> Any:
     try:
         import psycopg
@@ -131,12 +146,14 @@ class Shared:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.shown = mask(dsn)
+        self.secrets = _passwords(dsn)
         self.lock = threading.RLock()
         self.conn: Any = None
         self.ready = False            # schema checked on this connection
         self.down_since: float | None = None
         self.next_try = 0.0
         self.warned = False
+        self.unusable: ConfigError | None = None   # why the server can't be used, if it can't
 
     # ----- connection ------------------------------------------------------------------------
 
@@ -144,9 +161,11 @@ class Shared:
         if self.conn is not None and not self.conn.closed:
             return self.conn
         if time.monotonic() < self.next_try:
+            if self.unusable is not None:
+                raise self.unusable
             raise ConnectionError(f"the shared ledger at {self.shown} was unreachable moments ago")
-        psycopg = _psycopg()
         try:
+            psycopg = _psycopg()
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
                                    application_name="llmcells", **_KEEPALIVES)
             self._check_schema(conn)  # (a migration may take long: the limits come after it)
@@ -156,11 +175,33 @@ class Shared:
             conn.execute("SET jit = off")
             conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT_MS)}")
             conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_MS)}")
-        except Exception:
+        except Exception as exc:
             self.next_try = time.monotonic() + _RETRY_S
+            self.unusable = exc if isinstance(exc, ConfigError) else None
             raise
-        self.conn = conn
+        self.conn, self.unusable = conn, None
         return conn
+
+    def hide(self, text: str) -> str:
+        """text (a server's or libpq's message) as it may be shown: no password in it."""
+        text = mask(text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _use(self, work: Any) -> Any:
+        """work(conn) on the server; once more on a new connection when the open one turns out
+        dead (the server restarted, or closed an idle session): that is no outage, and must not
+        send the row to the journal with a warning that the ledger is behind."""
+        reused = self.conn is not None and not self.conn.closed
+        conn = self._connect()
+        try:
+            return work(conn)
+        except _psycopg().OperationalError:
+            if not reused or not (conn.closed or getattr(conn, "broken", False)):
+                raise  # a new connection, or a live one (a lock or statement timeout)
+            self._drop("closing a dead ledger connection")
+            return work(self._connect())
 
     def _check_schema(self, conn: Any) -> None:
         try:
@@ -169,7 +210,13 @@ class Shared:
         except _psycopg().errors.UndefinedTable:
             have = 0
         if have < VERSION:
-            migrate(conn)          # needs the rights to create tables: a writer role can't
+            try:
+                migrate(conn)      # needs the rights to create tables: a writer role can't
+            except _psycopg().errors.InsufficientPrivilege:
+                raise ConfigError(
+                    f"The shared ledger at {self.shown} has schema version {have}; this llmcells "
+                    f"needs {VERSION}: run llmcells once as the database's owner to upgrade it."
+                ) from None
         elif have > VERSION:
             raise ConfigError(f"The shared ledger at {self.shown} has schema version {have}; this "
                               f"llmcells knows up to {VERSION}: upgrade llmcells.")
@@ -190,10 +237,13 @@ class Shared:
             self.down_since = time.time()
         if not self.warned:
             self.warned = True
+            unusable = isinstance(exc, ConfigError)
+            why = (f"can't be used ({self.hide(str(exc)).rstrip('.')})" if unusable
+                   else f"can't be reached ({self.hide(lite.one_line_error(exc))})")
             warnings.warn_explicit(
-                f"llmcells: the shared ledger at {self.shown} can't be reached "
-                f"({mask(lite.one_line_error(exc))}); the ledger is behind: rows are kept in "
-                f"{self.journal()} and copied up once it answers again.",
+                f"llmcells: the shared ledger at {self.shown} {why}; the ledger is behind: rows "
+                f"are kept in {self.journal()} and copied up once it "
+                + ("can be." if unusable else "answers again."),
                 lite.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
     # ----- writing ---------------------------------------------------------------------------
@@ -245,19 +295,16 @@ class Shared:
         lite.record_local(self.refused_file(), rows)
         warnings.warn_explicit(
             f"llmcells: the shared ledger at {self.shown} refused {len(rows)} row(s) "
-            f"({mask(reason)}); they are kept in {self.refused_file()} and the other rows went up.",
+            f"({self.hide(reason)}); they are kept in {self.refused_file()} and the other rows went up.",
             lite.LedgerWarning, filename="llmcells", lineno=0, module="llmcells.ledger")
 
     def record(self, rows: list[tuple]) -> None:
         """Commit rows on the server, or in the journal while it can't be reached. Never raises."""
         with self.lock:
             try:
-                conn = self._connect()
-                self._upload(conn)
-                self._insert(conn, rows)
-            except ConfigError:
-                raise
-            except Exception as exc:
+                self._use(lambda conn: (self._upload(conn), self._insert(conn, rows)))
+            except Exception as exc:  # a ConfigError too (no psycopg, a newer schema): the row
+                # is written on the ledger's thread, where raising would lose it unseen
                 self._lost(exc)
                 lite.record_local(self.journal(), rows)
                 return
@@ -266,8 +313,13 @@ class Shared:
     def insert(self, rows: list[tuple]) -> None:
         """Bulk insert (insert_rows); raises when the server can't be written."""
         with self.lock:
-            conn = self._connect()
-            self._insert(conn, rows)
+            try:
+                self._use(lambda conn: self._insert(conn, rows))
+            except Exception as exc:
+                if self.hide(str(exc)) == str(exc):
+                    raise
+                raise ConnectionError(f"the shared ledger at {self.shown}: "
+                                      f"{self.hide(lite.one_line_error(exc))}") from None
 
     def _back(self) -> None:
         if self.down_since is not None:
@@ -311,7 +363,7 @@ class Shared:
             if now:
                 self.next_try = 0.0
             try:
-                self._upload(self._connect())
+                self._use(self._upload)
                 self._back()
             except ConfigError:
                 raise
@@ -326,10 +378,15 @@ class Shared:
         waiting = self.sync(now=False)
         with self.lock:
             try:
-                conn = self._connect()
-                rows = conn.execute(sql, args).fetchall()
+                rows = self._use(lambda conn: conn.execute(sql, args).fetchall())
             except ConfigError:
                 raise
+            except _psycopg().errors.InsufficientPrivilege as exc:
+                # a role that may only insert (docs/shared-ledger.md): the server is there
+                raise ConfigError(
+                    f"The shared ledger at {self.shown} can't be read by this role "
+                    f"({self.hide(lite.one_line_error(exc))}): read it as a role granted SELECT."
+                ) from None
             except Exception as exc:
                 self._lost(exc)
                 rows = None

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 from ._log import swallowed
 from .config import getenvs, settings
 from .registry import model_name
-from .types import CallInfo, CallObserver, Result
+from .types import CallInfo, CallObserver, Result, ToolCall
 
 _SCOPE = "llmcells"
 #: llmcells provider -> gen_ai.provider.name (the conventions' well-known values)
@@ -81,9 +81,11 @@ def enabled() -> bool:
 
 
 def capture_content() -> bool:
-    """The conventions' opt-in for prompt and answer text on spans."""
-    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").lower() in (
-        "1", "true", "yes", "on")
+    """The conventions' opt-in for prompt and answer text on spans: true, or the newer
+    instrumentations' SPAN_ONLY / SPAN_AND_EVENT (EVENT_ONLY and NO_CONTENT keep spans bare:
+    llmcells emits no events)."""
+    return os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower(
+        ) in ("1", "true", "yes", "on", "span_only", "span_and_event")
 
 
 def _setup_from_env() -> None:
@@ -231,12 +233,15 @@ class SpanObserver(CallObserver):
         if result.response_model:
             base["gen_ai.response.model"] = result.response_model
         u = result.usage
-        counted = result.ok or bool(u.input_tokens or u.output_tokens)
+        # an answer from the cache or a replay used no tokens and streamed nothing: its Result
+        # carries the first call's counts, which backends would add up a second time
+        reused = bool(result.cached or result.replayed)
+        counted = not reused and (result.ok or bool(u.input_tokens or u.output_tokens))
         attrs: dict[str, Any] = {**base, "llmcells.call_id": info.call_id}
         if counted:  # a call that failed before any usage came back has no token counts, not 0s
             attrs["gen_ai.usage.input_tokens"] = int(u.input_tokens or 0)
             attrs["gen_ai.usage.output_tokens"] = int(u.output_tokens or 0)
-        ttft = result.ttft_s
+        ttft = None if reused else result.ttft_s
         if ttft is not None and ttft == ttft:
             attrs["gen_ai.response.time_to_first_chunk"] = float(ttft)
         rid = result.response_id
@@ -244,7 +249,7 @@ class SpanObserver(CallObserver):
             attrs["gen_ai.response.id"] = rid
         if result.finish_reason:
             attrs["gen_ai.response.finish_reasons"] = (result.finish_reason,)
-        if u.cached_input_tokens:
+        if u.cached_input_tokens and counted:
             attrs["gen_ai.usage.cache_read.input_tokens"] = int(u.cached_input_tokens)
         if result.cost_usd == result.cost_usd:  # not NaN: the price was known
             attrs["llmcells.cost_usd"] = float(result.cost_usd)
@@ -352,15 +357,36 @@ def _content(attrs: dict[str, Any], request: Any, result: Result) -> None:
     if request.system:
         attrs["gen_ai.system_instructions"] = json.dumps(
             [{"type": "text", "content": request.system}], ensure_ascii=False)
-    if result.text:
+    parts = [{"type": "text", "content": result.text}] if result.text else []
+    parts += [_call_part(c) for c in result.tool_calls if isinstance(c, ToolCall)]
+    if parts:
         attrs["gen_ai.output.messages"] = json.dumps(
-            [{"role": "assistant", "parts": [{"type": "text", "content": result.text}],
-              "finish_reason": result.finish_reason or ""}], ensure_ascii=False)
+            [{"role": "assistant", "parts": parts, "finish_reason": result.finish_reason or ""}],
+            ensure_ascii=False)
+
+
+def _call_part(call: ToolCall) -> dict[str, Any]:
+    """A tool call the model asked for, as the conventions' `tool_call` part."""
+    try:
+        arguments = json.loads(call.arguments_json or "{}")
+    except ValueError:
+        arguments = call.arguments_json
+    return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": arguments}
+
+
+def _parts(message: Any) -> list[dict[str, Any]]:
+    """One message's parts as the conventions write them: a tool's result is a
+    `tool_call_response`, the calls an assistant turn made are `tool_call` parts."""
+    if message.role == "tool":
+        return [{"type": "tool_call_response", "id": message.tool_call_id,
+                 "response": message.content}]
+    parts = [{"type": "text", "content": message.content}] if message.content else []
+    return parts + [_call_part(c) for c in message.tool_calls]
 
 
 def _messages_json(request: Any) -> str:
-    return json.dumps([{"role": m.role, "parts": [{"type": "text", "content": m.content}]}
-                       for m in request.messages], ensure_ascii=False)
+    return json.dumps([{"role": m.role, "parts": _parts(m)} for m in request.messages],
+                      ensure_ascii=False)
 
 
 def observer(plan: Any = None) -> SpanObserver:
