@@ -431,8 +431,12 @@ try:
     with _loop.deferred_interrupts():
         warmup.start(["openai", "anthropic", "google"], notebook=False)
         os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised, until the block ends
+        # The main thread's handler has run by now; the warm-up may have done a few quick
+        # imports before it did (the race is the machine's), and may be inside one.
+        assert _loop.interrupt_pending()
+        at_signal = len([n for n in names if warmup.loaded(n)])
         time.sleep(3.0)
-        print(len([n for n in names if warmup.loaded(n)]), flush=True)
+        print(len([n for n in names if warmup.loaded(n)]) - at_signal, flush=True)
 except _loop.Interrupted as exc:
     print(exc)
 warmup.wait(120)
@@ -447,8 +451,9 @@ def test_the_warm_up_starts_no_import_while_an_interrupt_is_pending(tmp_path):
     the GIL with an SDK's import. On a loaded machine that sharing took the cell past a second
     to end. Once raised, the warm-up goes on and imports everything."""
     lines = run_script(WARM_UP_HOLDS, tmp_path).stdout.splitlines()
-    loaded_while_pending = int(lines[0])
-    assert loaded_while_pending <= 2, f"{loaded_while_pending} of the warm-up's imports ran while the interrupt was pending"
+    finished_while_pending = int(lines[0])
+    # The one import under way may finish, and one of them (httpcore2) brings h11 with it.
+    assert finished_while_pending <= 2, f"{finished_while_pending} of the warm-up's imports finished while the interrupt was pending"
     assert lines[1] == "llmcells: interrupted before anything was sent.", lines
     assert lines[2] == "[]", f"the warm-up did not go on after the interrupt: {lines[2]}"
 
