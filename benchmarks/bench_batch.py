@@ -16,9 +16,10 @@ call is in the note, for scale. Side by side: the peak RSS of another fresh chil
 calls through the raw SDKs (one client per provider, a gather under the same concurrency; the
 llmcells child also imports pandas for its DataFrame, about 44 MiB), the same with pandas
 imported and the calls' DataFrame built (a raw user who wants a frame), and, in a fourth child, a
-300-call batch against a gather of `ask()` of the same calls (alternating rounds, the median of
-their wall ratios). The simulator advertises a high tier's rate limits (`--rate-limit`): at its
-default 50 Anthropic requests a minute, the batch's gate would rightly wait for the window. Every call is priced, written to the ledger and kept in the
+300-call batch against a gather of `ask()` of the same calls (alternating rounds, each after a
+full garbage collection, the median of their wall ratios). The simulator advertises a high tier's
+rate limits (`--rate-limit`): at its default 50 Anthropic requests a minute, the batch's gate
+would rightly wait for the window. Every call is priced, written to the ledger and kept in the
 local store (for resume), in a temporary LLMCELLS_HOME.
 """
 
@@ -124,15 +125,22 @@ def _tokens(usage: object, kind: str) -> int | None:
 
 
 SMALL = 300   # a batch the size of a notebook's, against a gather of ask() of the same calls
-SMALL_ROUNDS = 11  # a round's CPU moves by up to 1.6x with where Python's full garbage collections
-                   # fall (0.2 s each here, in either variant): the median needs this many pairs
+SMALL_ROUNDS = 11  # a round's wall moves by up to 25% with the machine: the median needs pairs
 QUICK_ROUNDS = 5   # --quick: a smoke figure
 
 
 def _small_child(url: str, rounds: int = SMALL_ROUNDS) -> None:
     """SMALL calls as one `batch` and as a gather of `ask()` (same concurrency), alternating,
-    `rounds` times in one process: the median of the rounds' wall ratios."""
+    `rounds` times in one process: the median of the rounds' wall ratios.
+
+    Each round starts with a full collection, untimed, as timeit keeps the collector out of its
+    figures: a full collection costs 0.2-0.3 s in this process (the SDKs' and pandas' objects)
+    and falls when the objects made since the last one pass a threshold, so without it the
+    earlier rounds' debt lands on whichever round comes next and the median of a few pairs
+    says which variant it fell on. A collection that a round's own objects call for still
+    counts in that round (the collector stays on)."""
     import asyncio
+    import gc
     import time
 
     import llmcells
@@ -158,6 +166,7 @@ def _small_child(url: str, rounds: int = SMALL_ROUNDS) -> None:
     for r in range(rounds):
         for name in ("ask", "batch"):
             prompts = [f"Classify review {name}-{r}-{i}: 'fine, I guess'." for i in range(n_prompts)]
+            gc.collect()
             gc_time.total = 0.0
             t, c = time.perf_counter(), time.process_time()
             if name == "batch":
@@ -274,7 +283,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
               note="the row above without pandas is the target's; this one counts pandas on "
                    "both sides"),
         C.row(f"batch of {SMALL} calls: wall / a gather of ask() (same calls)", small_ratio, "ratio",
-              1.05, "<=", note=f"median of {len(small['batch'])} alternating rounds in one process: batch "
+              1.05, "<=", note=f"median of {len(small['batch'])} alternating rounds in one process, each "
+                               f"after a full garbage collection: batch "
                                f"{C.median(small['batch']):.3f} s, gather of ask() "
                                f"{C.median(small['ask']):.3f} s"),
         C.row(f"batch of {SMALL} calls: CPU / a gather of ask() (same calls)", small_cpu, "ratio",
@@ -285,8 +295,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
               small_no_gc, "ratio",
               note=f"the rows above with the collector's time taken out of each round (per round: "
                    f"batch {min(small['batch_gc']):.3f}-{max(small['batch_gc']):.3f} s, gather of "
-                   f"ask() {min(small['ask_gc']):.3f}-{max(small['ask_gc']):.3f} s): the spread "
-                   f"between rounds is mostly where a full collection falls"),
+                   f"ask() {min(small['ask_gc']):.3f}-{max(small['ask_gc']):.3f} s)"),
         C.row("batch: llmcells process CPU per call", out["cpu"] / n * 1000, "ms",
               note="the whole client process (llmcells + SDKs + httpx); see bench_overhead for the "
                    "share over the raw SDKs"),

@@ -110,6 +110,21 @@ def test_unknown_model_is_nan_and_warns_once():
     assert "llmcells.set_price('ollama:" in str(rec[0].message)
 
 
+def test_a_reset_session_warns_of_an_unknown_price_again():
+    # the warnings given are the session's: after reset() (a new notebook's state, each test's
+    # end) the same model warns once more, whatever an earlier test in this process asked
+    from llmcells.session import session
+
+    name = _unique("llama")
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pricing.cost("ollama", name, Usage(input_tokens=10, output_tokens=5))
+            pricing.cost("ollama", name, Usage(input_tokens=10, output_tokens=5))
+        assert len([w for w in caught if issubclass(w.category, pricing.PriceWarning)]) == 1
+        session.reset()
+
+
 def test_unknown_model_of_a_known_provider_is_nan():
     name = _unique("gpt-99")
     with pytest.warns(UserWarning, match="No price known for openai:"):

@@ -63,6 +63,22 @@ def test_a_tool_without_type_hints_gets_one_warning():
     assert hints[0].filename == __file__  # it points at the user's line, not at llmcells
 
 
+def test_a_reset_session_warns_of_a_tool_without_type_hints_again():
+    from llmcells.session import session
+
+    def lookup_town(town) -> str:
+        """Weather."""
+        return town
+
+    for _ in range(2):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            as_tool(lookup_town)
+            as_tool(lookup_town)
+        assert len([w for w in seen if issubclass(w.category, ToolHintWarning)]) == 1
+        session.reset()
+
+
 def test_a_chain_skips_the_models_whose_window_is_too_small(simulated):
     long = "word " * 300_000  # about 430k tokens: too long for claude-haiku-4-5 (200k), not for gpt-6-luna (1.05M)
     r = llmcells.run(llmcells.ask(long, HAIKU4 + "|chatgpt", display=False))

@@ -239,10 +239,17 @@ async def stage(plan: "CallPlan", observer: CallObserver, next: Any) -> Result:
     """
     chain = plans_of(plan)
     caps = plan.limits
-    if len(chain) == 1 and plan.breaker is None and not caps and not quotas.has_caps():
-        return await next(plan, observer)  # the common case: one model, no caps
+    breaker = plan.breaker
+    if len(chain) == 1 and not caps and not quotas.has_caps():
+        if breaker is None:
+            return await next(plan, observer)  # the common case: one model, no caps
+        model = plan.spec.id
+        if model not in breaker.open_until:  # a batch's row of one model that hasn't tripped
+            result = await next(plan, observer)
+            breaker.record(model, result, getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON)
+            return result
     with otel.parent("fallback", when=len(chain) > 1, chain="|".join(p.spec.id for p in chain)):
-        return await _chain(plan, chain, observer, plan.breaker, caps, next)
+        return await _chain(plan, chain, observer, breaker, caps, next)
 
 
 async def _chain(plan: "CallPlan", chain: list["CallPlan"], observer: CallObserver,

@@ -682,7 +682,8 @@ class _UserPrice:
 
 #: the session's user prices (the same dict object as session.prices)
 _user_prices: dict[tuple[str, str, str | None], _UserPrice] = session.prices
-_warned: set[tuple] = set()
+#: the price warnings given, one per model and kind (the same set object as session.price_warned)
+_warned: set[tuple] = session.price_warned
 _warn_lock = threading.Lock()
 
 

@@ -1,7 +1,7 @@
 """The session's mutable state in one object: aliases, endpoints, user prices, rate limits, the
 simulator switch, conversations, SDK clients (the calls' and the provider jobs'), quotas seen,
-daily caps, health, hook callbacks, replay's refresh marks and open files, and the lifecycle
-warnings given, with one `reset()`.
+daily caps, health, hook callbacks, replay's refresh marks and open files, and the warnings
+given once (retiring models, unknown prices, tools without type hints), with one `reset()`.
 
 Modules keep short names for these containers (`models._aliases is session.aliases`), so
 `reset()` changes them in place and never rebinds them.
@@ -42,6 +42,8 @@ class Session:
     replay_refresh_ids: set[str] = field(default_factory=set)       # call ids to make anew once (--refresh)
     replay_books: dict[Any, Any] = field(default_factory=dict)      # replay file path -> its index (replay._Book)
     lifecycle_warned: set[str] = field(default_factory=set)         # models already warned of as retiring
+    price_warned: set[tuple] = field(default_factory=set)           # price warnings given (one per model and kind)
+    tool_hints_warned: set[tuple] = field(default_factory=set)      # tool functions warned of for missing type hints
     batches_interrupted: set[str] = field(default_factory=set)      # batch ids interrupted, not run to their end since
     replay_refresh_all: bool = False                                # `replay refresh`: every call anew
     simulator_url: str | None = None
@@ -53,8 +55,8 @@ class Session:
 
     def reset(self) -> None:
         """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
-        SDK clients, hook callbacks, replay refresh marks, and the real APIs instead of the
-        simulator. Settings are apart (`llmcells.settings`); threads are stopped by
+        SDK clients, hook callbacks, replay refresh marks or warnings given, and the real APIs
+        instead of the simulator. Settings are apart (`llmcells.settings`); threads are stopped by
         `%unload_ext llmcells`, not here."""
         self.aliases.clear()
         self.aliases.update(_default_aliases())
@@ -62,7 +64,7 @@ class Session:
                           self.chats, self.clients, self.rate_limits_seen, self.daily_caps,
                           self.reserved, self.health, self.job_clients, self.hook_failures,
                           self.replay_refresh_ids, self.replay_books, self.lifecycle_warned,
-                          self.batches_interrupted):
+                          self.price_warned, self.tool_hints_warned, self.batches_interrupted):
             container.clear()
         for callbacks in self.hooks.values():  # emptied in place: the event names stay
             callbacks.clear()

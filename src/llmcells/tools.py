@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import ConfigError, LLMCellsWarning
+from .session import session
 from .types import CallObserver, Message, Result, ToolCall, ToolRun, Usage
 from ._log import swallowed
 
@@ -89,7 +90,8 @@ class ToolHintWarning(LLMCellsWarning):
     """A tool function has parameters without type hints: the model is told they take any value."""
 
 
-_warned_unhinted: set[tuple[str, str]] = set()
+#: (module, qualname) of the tool functions already warned of (the same set as session.tool_hints_warned)
+_warned_unhinted: set[tuple[str, str]] = session.tool_hints_warned
 
 
 def _warn_unhinted(fn: Callable[..., Any], name: str, unhinted: list[str]) -> None:
