@@ -580,14 +580,14 @@ def test_an_option_of_the_wrong_kind_is_one_line_before_sending(simulated, optio
             llmcells.Chat("claude", **options)
 
 
-def test_a_whole_json_answer_instead_of_a_stream_is_not_sent_again_and_costs_nan(monkeypatch):
-    """A server that ignored "stream": true answered (and billed) the whole completion: the
-    call is one attempt, its cost unknown (NaN, "usage not reported"), never a silent 0. It was
-    max_attempts attempts, recorded at $0."""
+def test_a_whole_json_answer_instead_of_a_stream_is_the_answer_sent_once_and_priced(monkeypatch):
+    """A server that ignored "stream": true answered (and billed) the whole completion: that is
+    the call's answer, in one attempt, with its usage and price. It was an error ("not a
+    stream", cost NaN, the answer lost); before that, max_attempts attempts recorded at $0."""
     import httpx2
 
+    from llmcells import pipeline
     from llmcells.calls import make_plan
-    from llmcells.engine import execute
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-engine-0000")
     body = (b'{"id": "c1", "object": "chat.completion", "model": "gpt-6-luna", "choices": [{"index": 0, '
@@ -601,7 +601,7 @@ def test_a_whole_json_answer_instead_of_a_stream_is_not_sent_again_and_costs_nan
 
     plan = make_plan("hi", "openai:gpt-6-luna")
     plan.http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
-    r = _loop.run(execute(plan))
-    assert (r.status, r.error_kind, r.attempts, len(sent)) == ("error", "provider_error", 1, 1), r.error
-    assert math.isnan(r.cost_usd) and r.price_source == "usage not reported"
-    assert "not a stream" in r.error and "\n" not in r.error
+    r = _loop.run(pipeline.call(plan))  # (priced at the finish, as every call is)
+    assert (r.status, r.text, r.attempts, len(sent)) == ("ok", "Hi", 1, 1), r.error
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.finish_reason) == (5, 1, "stop")
+    assert r.cost_usd > 0 and r.price_source not in (None, "usage not reported")

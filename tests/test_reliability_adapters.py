@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import sys
 import types
 from collections import Counter
@@ -19,7 +20,7 @@ from llmcells.errors import ConnectionFailedError, IncompleteStreamError, LLMErr
 from llmcells.models import ModelSpec
 from llmcells.providers import ClientOptions, get_provider
 from llmcells.sim.state import FAULT_HELP
-from llmcells.types import Finish, Message, PartDelta, Request, UsageUpdate
+from llmcells.types import Finish, Message, PartDelta, PartStart, Request, ResponseInfo, UsageUpdate
 
 from _parts import text_of, text_pieces
 
@@ -435,10 +436,8 @@ def test_a_gzip_encoded_stream_is_decoded_as_it_comes(fresh_sim, path):
      "OverloadedError", True, "overloaded"),
     ("anthropic", b'{"type": "error", "error": {"type": "invalid_request_error", "message": "bad field"}}',
      "BadRequestError", False, "bad field"),
-    # a server that ignored "stream": true and answered the whole completion at once
-    ("openai", b'{"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": '
-               b'{"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}',
-     "ProviderError", False, "not a stream"),
+    # a JSON document that is neither an error nor a whole answer
+    ("openai", b'{"id": "c1", "object": "list", "data": []}', "ProviderError", False, "not a stream"),
 ])
 def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cls, retryable, words):
     """A proxy's 200 error object, or a whole answer from a server that does not stream, is
@@ -448,6 +447,65 @@ def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cl
     m = _status(kind, 200, body)
     assert type(m).__name__ == cls and m.retryable == retryable, (m and m.message)
     assert words.lower() in m.message.lower() and "\n" not in m.message, m.message
+
+
+def _whole(body: bytes) -> Call:
+    """An OpenAI Chat Completions call answered by a server that ignored "stream": true."""
+    spec = ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini")
+    adapter = get_provider("openai")
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        assert json.loads(request.content)["stream"] is True
+        return httpx2.Response(200, headers={"content-type": "application/json",
+                                             "x-ratelimit-remaining-requests": "41"}, content=body)
+
+    async def main() -> Call:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key="sk-test-rel-0000",
+                                                       http_client=http))
+            return await _call(adapter, client, spec)
+
+    return asyncio.run(main())
+
+
+def test_a_whole_chat_answer_to_a_stream_request_is_read_as_the_answer():
+    """An OpenAI-compatible server that ignored "stream": true answered the whole completion:
+    its text, finish reason and usage are the call's. It was an error ("not a stream") and the
+    answer, billed, was lost."""
+    call = _whole(b'{"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini-2024", '
+                  b'"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi there"}, '
+                  b'"finish_reason": "stop"}], '
+                  b'"usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}')
+    assert call.exc is None and call.text == "Hi there" and call.finished, call.events
+    info = next(e for e in call.events if isinstance(e, ResponseInfo))
+    assert info.response_model == "gpt-4o-mini-2024" and info.response_id == "c1"
+    assert info.rate_limits  # the response's rate-limit headers still count for quota()
+    usage = next(e.usage for e in call.events if isinstance(e, UsageUpdate))
+    assert (usage.input_tokens, usage.output_tokens) == (5, 2)
+    assert [e.reason for e in call.events if isinstance(e, Finish)] == ["stop"]
+
+
+def test_a_whole_chat_answer_with_tool_calls_gives_the_calls():
+    call = _whole(json.dumps({
+        "id": "c2", "object": "chat.completion", "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+                {"id": "call_2", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{}"}}]}}]}).encode())
+    assert call.exc is None and call.finished, (call.exc, call.events)
+    starts = [e for e in call.events if isinstance(e, PartStart) and e.kind == "tool_call"]
+    assert [(e.id, e.name) for e in starts] == [("call_1", "get_weather"), ("call_2", "get_time")]
+    args = {e.index: e.text for e in call.events if isinstance(e, PartDelta)}
+    assert [args[s.index] for s in starts] == ['{"city": "Paris"}', "{}"]
+
+
+def test_a_whole_chat_answer_without_a_finish_reason_is_incomplete():
+    call = _whole(b'{"id": "c3", "object": "chat.completion", "choices": [{"index": 0, '
+                  b'"message": {"role": "assistant", "content": "Half an"}}]}')
+    assert call.text == "Half an" and not call.finished
+    assert isinstance(call.mapped, IncompleteStreamError), (call.exc, call.mapped)
 
 
 # ----- events without data, and a byte order mark ---------------------------------------------------

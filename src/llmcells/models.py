@@ -103,7 +103,11 @@ def aliases() -> dict[str, str]:
 
 def add_endpoint(name: str, base_url: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, api: str = "chat") -> None:
-    """Add an OpenAI-compatible server, used as `name:model` (e.g. `ollama:llama3.2`)."""
+    """Add an OpenAI-compatible server, used as `name:model` (e.g. `ollama:llama3.2`).
+
+    api: "chat" (Chat Completions) or "responses". A Chat Completions server that answers a
+    streamed request with the whole completion (one JSON document) works too: the answer shows
+    at once, with its usage and price."""
     if name.lower() in PREFIXES:
         raise ConfigError(f"{name!r} is a built-in provider; choose another endpoint name.")
     if api not in ("chat", "responses"):

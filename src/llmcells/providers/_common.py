@@ -151,7 +151,9 @@ def with_params(body: dict[str, Any], params: Mapping[str, Any],
 
 
 async def post_stream(client: Any, path: str, body: dict[str, Any], options: dict[str, Any],
-                      stream_cls: Any) -> Any:
+                      stream_cls: Any,
+                      whole: Callable[[dict[str, Any]], list[dict[str, Any]] | None] | None = None
+                      ) -> Any:
     """A streamed POST through the SDK's own request path (auth, headers, timeouts, HTTP errors,
     SSE decoding and in-stream error events), each event yielded as the JSON object the provider
     sent.
@@ -159,6 +161,10 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
     The typed `create()` methods build a pydantic model per event: about half of the openai SDK's
     CPU per streamed call, and a third of anthropic's, for fields the adapter reads once. This is
     the SDKs' documented way to make a request by hand (`client.post(..., cast_to=object)`).
+
+    whole: the adapter's reading of a whole answer (the JSON a server that ignored "stream": true
+    sent) as the events its stream would have carried, or None when the JSON is not one; those
+    events are then yielded as if streamed (a `WholeAnswer`).
     """
     stream = await client.post(path, body=body, options=options, cast_to=object, stream=True,
                                stream_cls=stream_cls[object])
@@ -168,8 +174,33 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
         # SSE, find no event in it and end quietly: that looked like a cut before any text, was
         # sent again max_attempts times (a whole answer billed each time), and lost the reason.
         raw = await response.aread()  # (and the response is closed)
-        raise NotAStreamError(_json_or_none(raw))
+        answer = _json_or_none(raw)
+        if whole is not None and isinstance(answer, dict) and "error" not in answer:
+            events = whole(answer)
+            if events:
+                return WholeAnswer(events, response)
+        raise NotAStreamError(answer)
     return stream
+
+
+class WholeAnswer:
+    """A whole answer to a streamed request, read as the stream's events (see post_stream): an
+    async iterator of event dicts with the SDK stream's `response` and `close()`."""
+
+    def __init__(self, events: list[dict[str, Any]], response: Any) -> None:
+        self._events = iter(events)
+        self.response = response  # read and closed already: its headers still hold the rate limits
+
+    def __aiter__(self) -> WholeAnswer:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        for event in self._events:
+            return event
+        raise StopAsyncIteration
+
+    async def close(self) -> None:
+        self._events = iter(())
 
 
 def _is_json(response: Any) -> bool:

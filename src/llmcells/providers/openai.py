@@ -246,11 +246,39 @@ _SECURITY = {"security": {"bearer_auth": True}}
 
 
 async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
-                options: dict[str, Any]) -> tuple[Any, Any]:
-    """Send the request: the SDK stream and the response's rate-limit headers."""
-    stream = await post_stream(client, path, body, {**_SECURITY, **options}, openai.AsyncStream)
+                options: dict[str, Any], whole: Any = None) -> tuple[Any, Any]:
+    """Send the request: the SDK stream and the response's rate-limit headers (whole: see
+    post_stream)."""
+    stream = await post_stream(client, path, body, {**_SECURITY, **options}, openai.AsyncStream,
+                               whole)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     return stream, limits
+
+
+def _whole_chat(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A whole `chat.completion` (from an OpenAI-compatible server that ignored "stream": true)
+    as the chunks its stream would have sent: one with each choice's message as its delta and
+    its finish_reason, then one with the usage. None if it holds no choices with a message."""
+    choices = answer.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None
+    streamed = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            return None
+        delta = dict(message)
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):  # a stream's tool-call pieces carry their index
+            delta["tool_calls"] = [{**call, "index": i} if isinstance(call, dict) else call
+                                   for i, call in enumerate(calls)]
+        streamed.append({"index": choice.get("index") or 0, "delta": delta,
+                         "finish_reason": choice.get("finish_reason")})
+    head = {k: answer[k] for k in ("id", "model", "service_tier") if k in answer}
+    chunks = [{**head, "choices": streamed}]
+    if answer.get("usage"):
+        chunks.append({**head, "choices": [], "usage": answer["usage"]})
+    return chunks
 
 
 # Chat Completions numbers only its tool calls: the answer and the reasoning are parts 0 and 1
@@ -260,7 +288,8 @@ _CHAT_TOOL = 2
 
 
 async def _stream_chat(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    stream, limits = await _open(client, "/chat/completions", *chat_body(request))
+    stream, limits = await _open(client, "/chat/completions", *chat_body(request),
+                                 whole=_whole_chat)
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish_reason: str | None = None
     info_sent = False
