@@ -501,11 +501,16 @@ def test_a_whole_chat_answer_with_tool_calls_gives_the_calls():
     assert [args[s.index] for s in starts] == ['{"city": "Paris"}', "{}"]
 
 
-def test_a_whole_chat_answer_without_a_finish_reason_is_incomplete():
-    call = _whole(b'{"id": "c3", "object": "chat.completion", "choices": [{"index": 0, '
-                  b'"message": {"role": "assistant", "content": "Half an"}}]}')
-    assert call.text == "Half an" and not call.finished
-    assert isinstance(call.mapped, IncompleteStreamError), (call.exc, call.mapped)
+@pytest.mark.parametrize("choice", [b'{"message": {"content": "All of it"}}',
+                                    b'{"index": "zero", "message": {"content": "All of it"}}',
+                                    b'{"index": null, "message": {"content": "All of it"}}'])
+def test_a_whole_chat_answer_is_complete_without_a_finish_reason_or_a_numbered_choice(choice):
+    """The document arrived whole: its answer is complete. Read as a stream cut before its end,
+    it was a connection error before any text (the index "zero" skipped the choice), and the
+    answered request was sent again."""
+    call = _whole(b'{"id": "c3", "object": "chat.completion", "choices": [' + choice + b']}')
+    assert call.exc is None and call.text == "All of it", (call.exc, call.mapped)
+    assert [e.reason for e in call.events if isinstance(e, Finish)] == ["stop"]
 
 
 # ----- events without data, and a byte order mark ---------------------------------------------------

@@ -258,12 +258,17 @@ async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
 def _whole_chat(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
     """A whole `chat.completion` (from an OpenAI-compatible server that ignored "stream": true)
     as the chunks its stream would have sent: one with each choice's message as its delta and
-    its finish_reason, then one with the usage. None if it holds no choices with a message."""
+    its finish_reason, then one with the usage. None if it holds no choices with a message.
+
+    The document arrived whole, so it is a complete answer: a choice without a finish_reason
+    reads as "stop", and one whose index isn't a number takes its place in the list. (Read as a
+    cut stream, it was a connection error before any text, and the answered request was sent
+    again.)"""
     choices = answer.get("choices")
     if not isinstance(choices, list) or not choices:
         return None
     streamed = []
-    for choice in choices:
+    for place, choice in enumerate(choices):
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             return None
@@ -272,8 +277,9 @@ def _whole_chat(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
         if isinstance(calls, list):  # a stream's tool-call pieces carry their index
             delta["tool_calls"] = [{**call, "index": i} if isinstance(call, dict) else call
                                    for i, call in enumerate(calls)]
-        streamed.append({"index": choice.get("index") or 0, "delta": delta,
-                         "finish_reason": choice.get("finish_reason")})
+        index = choice.get("index")
+        streamed.append({"index": index if type(index) is int else place, "delta": delta,
+                         "finish_reason": choice.get("finish_reason") or "stop"})
     head = {k: answer[k] for k in ("id", "model", "service_tier") if k in answer}
     chunks = [{**head, "choices": streamed}]
     if answer.get("usage"):
