@@ -449,10 +449,12 @@ def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cl
     assert words.lower() in m.message.lower() and "\n" not in m.message, m.message
 
 
-def _whole(body: bytes) -> Call:
-    """An OpenAI Chat Completions call answered by a server that ignored "stream": true."""
-    spec = ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini")
-    adapter = get_provider("openai")
+def _whole(body: bytes, kind: str = "openai") -> Call:
+    """An OpenAI Chat Completions (or Anthropic Messages) call answered by a server that ignored
+    "stream": true."""
+    spec = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
+            "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x")}[kind]
+    adapter = get_provider(kind)
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         assert json.loads(request.content)["stream"] is True
@@ -511,6 +513,39 @@ def test_a_whole_chat_answer_is_complete_without_a_finish_reason_or_a_numbered_c
     call = _whole(b'{"id": "c3", "object": "chat.completion", "choices": [' + choice + b']}')
     assert call.exc is None and call.text == "All of it", (call.exc, call.mapped)
     assert [e.reason for e in call.events if isinstance(e, Finish)] == ["stop"]
+
+
+def test_a_whole_messages_answer_to_a_stream_request_is_read_as_the_answer():
+    """A proxy that ignored "stream": true gave Claude's whole Message: its text, thinking,
+    tool call, stop reason and usage are the call's. It was an error ("not a stream")."""
+    call = _whole(json.dumps({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x-2026",
+        "content": [{"type": "thinking", "thinking": "Look it up.", "signature": "sig-1"},
+                    {"type": "text", "text": "Checking the weather."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                     "input": {"city": "Zürich"}}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 21, "output_tokens": 9, "cache_read_input_tokens": 4}}).encode(),
+        kind="anthropic")
+    assert call.exc is None and call.finished, (call.exc, call.mapped, call.events)
+    assert call.text == "Checking the weather."
+    info = next(e for e in call.events if isinstance(e, ResponseInfo))
+    assert (info.response_model, info.response_id) == ("claude-x-2026", "msg_1") and info.rate_limits
+    tool = next(e for e in call.events if isinstance(e, PartStart) and e.kind == "tool_call")
+    assert (tool.id, tool.name) == ("toolu_1", "get_weather")
+    assert json.loads(tool.signature)[0]["signature"] == "sig-1"  # the thinking goes back with it
+    args = "".join(e.text for e in call.events if isinstance(e, PartDelta) and e.index == tool.index)
+    assert json.loads(args) == {"city": "Zürich"}
+    usage = [e.usage for e in call.events if isinstance(e, UsageUpdate)][-1]
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) == (25, 9, 4)
+    assert [e.reason for e in call.events if isinstance(e, Finish)] == ["tool_use"]
+
+
+def test_a_whole_messages_answer_without_a_stop_reason_is_complete():
+    call = _whole(b'{"type": "message", "content": [{"type": "text", "text": "All of it"}]}',
+                  kind="anthropic")
+    assert call.exc is None and call.text == "All of it", (call.exc, call.mapped)
+    assert [e.reason for e in call.events if isinstance(e, Finish)] == ["end_turn"]
 
 
 # ----- events without data, and a byte order mark ---------------------------------------------------

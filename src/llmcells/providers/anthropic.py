@@ -183,7 +183,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     body, options = message_body(request)
     if body_version:  # a cloud's own `anthropic_version` (the SDK would put its API date there)
         body["anthropic_version"] = body_version
-    stream = await post_stream(client, "/v1/messages", body, options, anthropic.AsyncStream)
+    stream = await post_stream(client, "/v1/messages", body, options, anthropic.AsyncStream,
+                               _whole_message)
     limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, host, close=stream.close)
     seen: dict[str, int] = {}
@@ -280,6 +281,45 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
         note = _STOP_NOTES.get(reason)
     notes = [n for n in (note, _searches_note(seen.get(_SEARCHES), request)) if n]
     yield Finish(reason, "; ".join(notes) or None)
+
+
+def _whole_message(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A whole Messages answer (from a server or proxy that ignored "stream": true) as the events
+    its stream would have carried: message_start, each content block's start, delta and stop,
+    message_delta with the stop reason and usage, message_stop. None if it is not a message.
+    The document arrived whole, so the answer is complete: no stop_reason reads as end_turn."""
+    content = answer.get("content")
+    if answer.get("type", "message") != "message" or not isinstance(content, list):
+        return None
+    usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+    head = {k: v for k, v in answer.items() if k not in ("content", "stop_reason", "stop_details")}
+    events: list[dict[str, Any]] = [{"type": "message_start",
+                                     "message": {**head, "content": [], "usage": usage}}]
+    for index, block in enumerate(content):
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        deltas: list[dict[str, Any]] = []
+        start = block
+        if kind == "text":
+            start = {**block, "text": ""}
+            deltas = [{"type": "text_delta", "text": block.get("text")}]
+        elif kind == "thinking":
+            start = {**block, "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": block.get("thinking")},
+                      {"type": "signature_delta", "signature": block.get("signature")}]
+        elif kind == "tool_use":
+            start = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta",
+                       "partial_json": json.dumps(block.get("input") or {}, ensure_ascii=False)}]
+        events.append({"type": "content_block_start", "index": index, "content_block": start})
+        events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+        events.append({"type": "content_block_stop", "index": index})
+    events.append({"type": "message_delta", "usage": usage,
+                   "delta": {"stop_reason": answer.get("stop_reason") or "end_turn",
+                             "stop_details": answer.get("stop_details")}})
+    events.append({"type": "message_stop"})
+    return events
 
 
 def _searches_note(searches: int | None, request: Request) -> str | None:
