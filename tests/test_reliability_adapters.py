@@ -314,23 +314,32 @@ def test_every_fault_is_documented():
 # ----- the shared status table ------------------------------------------------------------------
 
 
-def _status(kind: str, status: int, body: bytes, ctype: str = "application/json") -> LLMError | None:
-    spec = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
-            "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x"),
-            "google": ModelSpec("google", "google", "gemini-x", "gemini-x")}[kind]
+_SPECS = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
+          "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x"),
+          "google": ModelSpec("google", "google", "gemini-x", "gemini-x")}
+
+
+def _answered(kind: str, status: int, body: bytes, headers: dict[str, str]) -> tuple[Call, list]:
+    """One call of kind's adapter that a server answers with status, headers and body: the call,
+    and the requests the server got."""
     adapter = get_provider(kind)
+    sent: list[httpx2.Request] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(status, headers={"content-type": ctype}, content=body)
+        sent.append(request)
+        return httpx2.Response(status, headers=headers, content=body)
 
-    async def main() -> LLMError | None:
+    async def main() -> Call:
         async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
             client = adapter.make_client(ClientOptions(base_url=None, api_key="sk-test-rel-0000",
                                                        http_client=http))
-            call = await _call(adapter, client, spec)
-            return call.mapped
+            return await _call(adapter, client, _SPECS[kind])
 
-    return asyncio.run(main())
+    return asyncio.run(main()), sent
+
+
+def _status(kind: str, status: int, body: bytes, ctype: str = "application/json") -> LLMError | None:
+    return _answered(kind, status, body, {"content-type": ctype})[0].mapped
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
@@ -452,22 +461,10 @@ def test_a_200_json_answer_to_a_stream_request_says_what_it_holds(kind, body, cl
 def _whole(body: bytes, kind: str = "openai") -> Call:
     """An OpenAI Chat Completions (or Anthropic Messages) call answered by a server that ignored
     "stream": true."""
-    spec = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
-            "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x")}[kind]
-    adapter = get_provider(kind)
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        assert json.loads(request.content)["stream"] is True
-        return httpx2.Response(200, headers={"content-type": "application/json",
-                                             "x-ratelimit-remaining-requests": "41"}, content=body)
-
-    async def main() -> Call:
-        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
-            client = adapter.make_client(ClientOptions(base_url=None, api_key="sk-test-rel-0000",
-                                                       http_client=http))
-            return await _call(adapter, client, spec)
-
-    return asyncio.run(main())
+    call, sent = _answered(kind, 200, body, {"content-type": "application/json",
+                                             "x-ratelimit-remaining-requests": "41"})
+    assert [json.loads(r.content)["stream"] for r in sent] == [True]
+    return call
 
 
 def test_a_whole_chat_answer_to_a_stream_request_is_read_as_the_answer():

@@ -229,6 +229,11 @@ async def _one(plan: "CallPlan", observer: CallObserver, caps: Any, next: Any) -
             quotas.release(plan.spec, plan.info.call_id)
 
 
+def _fallback_kinds(plan: "CallPlan") -> frozenset[str]:
+    """The error kinds that move plan's chain along (and count against a model in a breaker)."""
+    return getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON
+
+
 async def stage(plan: "CallPlan", observer: CallObserver, next: Any) -> Result:
     """The pipeline stage: run a plan and its fallbacks (see the module's docstring); returns the
     final Result.
@@ -246,7 +251,7 @@ async def stage(plan: "CallPlan", observer: CallObserver, next: Any) -> Result:
         model = plan.spec.id
         if model not in breaker.open_until:  # a batch's row of one model that hasn't tripped
             result = await next(plan, observer)
-            breaker.record(model, result, getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON)
+            breaker.record(model, result, _fallback_kinds(plan))
             return result
     with otel.parent("fallback", when=len(chain) > 1, chain="|".join(p.spec.id for p in chain)):
         return await _chain(plan, chain, observer, breaker, caps, next)
@@ -255,7 +260,7 @@ async def stage(plan: "CallPlan", observer: CallObserver, next: Any) -> Result:
 async def _chain(plan: "CallPlan", chain: list["CallPlan"], observer: CallObserver,
                  breaker: Breaker | None, caps: Any, next: Any) -> Result:
     """The models of a chain in turn until one answers (run's work for a real chain)."""
-    kinds = getattr(plan, "fallback_on", None) or DEFAULT_FALLBACK_ON
+    kinds = _fallback_kinds(plan)
     chain = _order(chain)
     relay = _Relay(observer)
     tried: list[dict[str, Any]] = []
