@@ -33,7 +33,11 @@ google:gemini-3.5-flash-lite, 32 in flight.
   itself adds (pricing, the ledger row, events, Result) stays visible. (For Gemini, llmcells
   goes one step under that method, to the chunks its API client has parsed: the method dumps
   each one back into a string for its caller to parse again. The by-hand path keeps the
-  public method, so llmcells' Gemini figure can come out below it.)
+  public method, so llmcells' Gemini figure can come out below it.) OpenAI's and Anthropic's
+  bodies llmcells reads with its own SSE reader (one pass over the bytes, the usual event taken
+  whole), where the by-hand path keeps the SDK's stream class and its line-by-line decoder: a
+  fourth variant, the by-hand path with llmcells' reader, shows what is left of llmcells' own
+  CPU once that saving is set aside (the engine's pieces alone).
 - sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
   (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
   from the import to the last answer, first call included, FRESH_PAIRS pairs (median ratio).
@@ -115,10 +119,25 @@ async def _raw_call(clients, model: str, prompt: str) -> tuple[str, object]:
     return "".join(parts), usage
 
 
-async def _raw_post_call(clients, model: str, prompt: str) -> tuple[str, object]:
+def _our_reader(stream, provider: str, client):
+    """stream's body read by llmcells' SSE reader (with the adapter's rules for its events), in
+    place of the SDK's stream class: what llmcells does under its engine."""
+    import functools
+
+    from llmcells.providers import anthropic as ours_anthropic
+    from llmcells.providers import openai as ours_openai
+    from llmcells.providers._sse import EventStream
+
+    read = (ours_openai._read_event if provider == "openai"
+            else functools.partial(ours_anthropic._read_event, client))
+    return EventStream(stream.response, read)
+
+
+async def _raw_post_call(clients, model: str, prompt: str, reader: bool = False) -> tuple[str, object]:
     """The request llmcells makes, written by hand: for OpenAI and Anthropic the SDK's own
     `client.post(..., cast_to=object)`, for Gemini the SDK's request converter and API client;
-    each event read as the JSON the server sent (no pydantic model per event)."""
+    each event read as the JSON the server sent (no pydantic model per event). reader=True reads
+    the OpenAI and Anthropic bodies with llmcells' SSE reader instead of the SDK's stream class."""
     import anthropic
     import openai
 
@@ -130,6 +149,8 @@ async def _raw_post_call(clients, model: str, prompt: str) -> tuple[str, object]
             "/chat/completions", cast_to=object, stream=True, stream_cls=openai.AsyncStream[object],
             body={"model": name, "messages": [{"role": "user", "content": prompt}], "stream": True,
                   "stream_options": {"include_usage": True}})
+        if reader:
+            stream = _our_reader(stream, provider, clients["openai"])
         async for chunk in stream:
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta")
@@ -142,6 +163,8 @@ async def _raw_post_call(clients, model: str, prompt: str) -> tuple[str, object]
             "/v1/messages", cast_to=object, stream=True, stream_cls=anthropic.AsyncStream[object],
             body={"model": name, "max_tokens": 1024, "stream": True,
                   "messages": [{"role": "user", "content": prompt}]})
+        if reader:
+            stream = _our_reader(stream, provider, clients["anthropic"])
         async for event in stream:
             kind = event.get("type")
             if kind == "content_block_delta" and event["delta"].get("type") == "text_delta":
@@ -238,7 +261,8 @@ BLOCK = 25  # sequential calls per block; the variants' blocks alternate
 
 
 def _sequential(url: str, model: str, n: int) -> dict[str, list[tuple[float, float]]]:
-    """{"raw": [(wall, cpu) per block], "raw-post": [...], "llmcells": [...]}: n calls in a row
+    """{"raw": [(wall, cpu) per block], "raw-post": [...], "raw-post-reader": [...],
+    "llmcells": [...]}: n calls in a row
     to one model per variant, in blocks of BLOCK that alternate between the variants, all on the
     same event loop (llmcells' own; the raw clients are made on it). Block i of each variant ran
     next to block i of the others, so a slower spell of the machine (a neighbour, the simulator)
@@ -252,6 +276,7 @@ def _sequential(url: str, model: str, n: int) -> dict[str, list[tuple[float, flo
         variants = {
             "raw": lambda p: _raw_call(clients, model, p),
             "raw-post": lambda p: _raw_post_call(clients, model, p),
+            "raw-post-reader": lambda p: _raw_post_call(clients, model, p, reader=True),
             "llmcells": lambda p: llmcells.ask(p, model, display=False),
         }
         for call in variants.values():  # connections, lazy imports, the ledger
@@ -409,10 +434,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         per_call = {k: sum(w for w, _ in v) / m * 1000 for k, v in got.items()}
         ratio, extra = _paired(got["llmcells"], got["raw"])
         by_hand, engine = _paired(got["llmcells"], got["raw-post"])
+        _, pieces = _paired(got["llmcells"], got["raw-post-reader"])
         rows += [
             C.row(f"{model}: sequential call, llmcells / the same SDK path by hand", by_hand, "ratio",
                   note=f"{model}: the SDK's request path by hand (JSON events) {per_call['raw-post']:.2f} "
-                       f"ms per call; llmcells' own CPU over it (engine, pricing, ledger) {engine:.2f} ms"),
+                       f"ms per call, {per_call['raw-post-reader']:.2f} ms with llmcells' SSE reader"),
+            C.row(f"{model}: llmcells' own CPU per call over the SDK path by hand", engine, "ms", 0.3,
+                  "<=", note=f"{model}: the engine, pricing and the ledger, less what llmcells' SSE "
+                             f"reader saves on the SDK's stream class; over the path by hand with "
+                             f"that reader too: {pieces:.2f} ms (the engine's pieces alone)"),
             C.row(f"{model}: sequential call, llmcells / raw SDK", ratio, "ratio", 1.05, "<=",
                   note=f"{model}: {m} calls in a row per variant, in alternating blocks of {BLOCK}: "
                        f"raw {per_call['raw']:.2f} ms, llmcells {per_call['llmcells']:.2f} ms per call; "

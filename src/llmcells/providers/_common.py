@@ -37,7 +37,8 @@ from ..errors import (
 )
 from ..models import PROVIDERS, ModelSpec
 from ..types import Event, PartDelta, PartStart
-from ._http import NotTheApiError, capture_responses, html_title, is_html
+from ._http import NotTheApiError, capture_responses, html_title, is_html, media_type
+from ._sse import EventStream, Reader
 from .._log import swallowed
 
 
@@ -151,16 +152,19 @@ def with_params(body: dict[str, Any], params: Mapping[str, Any],
 
 
 async def post_stream(client: Any, path: str, body: dict[str, Any], options: dict[str, Any],
-                      stream_cls: Any,
+                      stream_cls: Any, read: Reader,
                       whole: Callable[[dict[str, Any]], list[dict[str, Any]] | None] | None = None
                       ) -> Any:
-    """A streamed POST through the SDK's own request path (auth, headers, timeouts, HTTP errors,
-    SSE decoding and in-stream error events), each event yielded as the JSON object the provider
-    sent.
+    """A streamed POST through the SDK's own request path (auth, headers, timeouts, retries and
+    HTTP errors), its body read as an `EventStream`: each event yielded as the JSON object the
+    provider sent, as `read` takes it (the SDK's rules for its stream's end, errors and events to
+    skip, written in the adapter). A body that is not `text/event-stream` is left to the SDK's
+    own stream (its decoder may read a binary event stream, as Bedrock's client does).
 
-    The typed `create()` methods build a pydantic model per event: about half of the openai SDK's
-    CPU per streamed call, and a third of anthropic's, for fields the adapter reads once. This is
-    the SDKs' documented way to make a request by hand (`client.post(..., cast_to=object)`).
+    The typed `create()` methods build a pydantic model per event (about half of the openai
+    SDK's CPU per streamed call, and a third of anthropic's) for fields the adapter reads once,
+    and the SDKs' SSE decoders cost about as much again: so the request is the SDKs' documented
+    one by hand (`client.post(..., cast_to=object, stream=True)`), and the body is read here.
 
     whole: the adapter's reading of a whole answer (the JSON a server that ignored "stream": true
     sent) as the events its stream would have carried, or None when the JSON is not one; those
@@ -168,8 +172,8 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
     """
     stream = await client.post(path, body=body, options=options, cast_to=object, stream=True,
                                stream_cls=stream_cls[object])
-    response = getattr(stream, "response", None)
-    if response is not None and response.is_success and _is_json(response):
+    response = stream.response
+    if response.is_success and _is_json(response):
         # A proxy's 200 error, or a server that ignored "stream": true. The SDKs read the body as
         # SSE, find no event in it and end quietly: that looked like a cut before any text, was
         # sent again max_attempts times (a whole answer billed each time), and lost the reason.
@@ -180,7 +184,9 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
             if events:
                 return WholeAnswer(events, response)
         raise NotAStreamError(answer)
-    return stream
+    if media_type(response) != "text/event-stream":
+        return stream  # (Bedrock's binary event stream, say): the SDK's own decoder reads it
+    return EventStream(response, read)
 
 
 class WholeAnswer:
@@ -204,7 +210,7 @@ class WholeAnswer:
 
 
 def _is_json(response: Any) -> bool:
-    media = (response.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    media = media_type(response)
     return media == "application/json" or media.endswith("+json")
 
 

@@ -2,7 +2,7 @@
 
 It refuses an HTML page served in place of the API (a captive portal or proxy), drops a kept-alive
 connection after a body framed by Content-Length (junk past that length would break the next
-request on it), rewrites the SSE that google-genai or the openai SDK cannot parse, and lets an adapter find the
+request on it), rewrites the SSE that google-genai cannot parse, and lets an adapter find the
 httpx response of its call so it can close it.
 """
 
@@ -70,14 +70,13 @@ def tls_context() -> Any:
 # ----- installing the hook -------------------------------------------------------------------------
 
 
-def guard(client: httpx2.AsyncClient, *, gemini: bool = False, openai: bool = False) -> httpx2.AsyncClient:
+def guard(client: httpx2.AsyncClient, *, gemini: bool = False) -> httpx2.AsyncClient:
     """client with the llmcells response hook added (once); returns client.
 
-    gemini=True also rewrites SSE bodies into the one form google-genai reads; openai=True into
-    the form the openai SDK reads (the same rewrite, without ending at an error event: that SDK
-    raises its own error for one).
+    gemini=True also rewrites SSE bodies into the one form google-genai reads (the other SDKs'
+    streams are read by _sse.EventStream, which takes any SSE).
     """
-    hook = _gemini_hook if gemini else _openai_hook if openai else _hook
+    hook = _gemini_hook if gemini else _hook
     hooks = client.event_hooks
     if hook not in hooks["response"]:
         client.event_hooks = {"request": [*hooks["request"], _send_hook],
@@ -110,11 +109,8 @@ async def _gemini_hook(response: httpx2.Response) -> None:
     await _check(response, sse="gemini")
 
 
-async def _openai_hook(response: httpx2.Response) -> None:
-    await _check(response, sse="openai")
-
-
-def _media_type(response: httpx2.Response) -> str:
+def media_type(response: httpx2.Response) -> str:
+    """The response's media type, lower case, without its parameters ("" when none is given)."""
     return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
@@ -124,7 +120,7 @@ async def _check(response: httpx2.Response, *, sse: str | None) -> None:
         found.append(response)
     if response.has_redirect_location:
         return  # httpx follows it (or the SDK reports the status); the final answer is checked
-    media = _media_type(response)
+    media = media_type(response)
     if response.is_success and media in _HTML_TYPES:
         url = response.request.url
         raise NotTheApiError(f"{url.host}:{url.port}" if url.port else url.host,
@@ -294,13 +290,11 @@ def _is_plain(chunk: bytes) -> bool:
 
 
 class _SseFixer:
-    """Rewrites an SSE byte stream into the subset google-genai and the openai SDK parse.
+    """Rewrites an SSE byte stream into the subset google-genai parses.
 
     google-genai (3.x) reads an SSE line only if it starts with exactly "data: ", and treats
     every other non-empty line as raw JSON: a comment (": ping"), an "event:" or "id:" line, or
-    "data:" with no space then fails as "Failed to parse response as JSON". The openai SDK (3.x)
-    dispatches an event that has no data ("retry: 3000", "id: 7", "event: keepalive", an empty
-    "data:") and parses its empty data as JSON, which fails the call. Here comments, "id:"
+    "data:" with no space then fails as "Failed to parse response as JSON". Here comments, "id:"
     and "retry:" lines go, "event:" lines go (and with them whole "event: ping" events), empty
     "data:" lines go, "data:" gets its space, and a byte order mark at the start goes (SSE
     ignores one). Any other line (the raw JSON genai also accepts) passes unchanged.
@@ -363,7 +357,7 @@ class _SseFixer:
         if line.startswith(b"data:"):
             value = line[5:].lstrip(b" ")
             if not value:
-                return None  # no event of any provider is empty; the openai SDK fails on one
+                return None  # no event of any provider is empty
             if self._errors and value.startswith(b'{"error"'):
                 self.error = _json_object(value)
             return b"data: " + value + b"\n"

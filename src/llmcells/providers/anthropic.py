@@ -3,6 +3,7 @@ JSON the server sent (see `_common.post_stream`)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +33,7 @@ from ._common import (
 )
 from . import _rich, _tools
 from ._http import guard, tls_context
+from ._sse import SKIP, json_of
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.anthropic.com"
@@ -176,6 +178,22 @@ def message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 # ----- the stream --------------------------------------------------------------------------------
 
 
+def _read_event(client: anthropic.AsyncAnthropic, name: str | None, data: bytes, response: Any) -> Any:
+    """One SSE event of a Messages stream, read as the anthropic SDK's stream reads it: events
+    without a name and `ping` are skipped, and `event: error` raises the SDK's status error (with
+    the 200 of the stream: `_status_error` reads its type)."""
+    if name is None or name == "ping":
+        return SKIP
+    if name == "error":
+        try:
+            body: Any = json.loads(data)
+            message = f"{body}"
+        except ValueError:
+            body = message = data.decode("utf-8", "replace")
+        raise client._make_status_error(message, body=body, response=response)
+    return json_of(data)
+
+
 async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                   host: str = DEFAULT_HOST, body_version: str | None = None) -> AsyncIterator[Event]:
     # Events arrive as the JSON objects the server sent (see post_stream): every read is a .get.
@@ -184,8 +202,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     if body_version:  # a cloud's own `anthropic_version` (the SDK would put its API date there)
         body["anthropic_version"] = body_version
     stream = await post_stream(client, "/v1/messages", body, options, anthropic.AsyncStream,
-                               _whole_message)
-    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
+                               functools.partial(_read_event, client), _whole_message)
+    limits = from_headers(stream.response)  # rate-limit headers, for quotas
     items = SdkStream(stream, request.spec, host, close=stream.close)
     seen: dict[str, int] = {}
     stop_reason: str | None = None

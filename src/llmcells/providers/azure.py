@@ -56,7 +56,7 @@ class AzureProvider(OpenAIProvider):
             max_retries=0,
             timeout=timeout,
             http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(
-                timeout=timeout, verify=tls_context()), openai=True),
+                timeout=timeout, verify=tls_context())),
             **auth,  # type: ignore[arg-type]
         )
         client.chat.completions  # noqa: B018 - load the resource module now, off the loop

@@ -2,8 +2,8 @@
 
 Also serves every OpenAI-compatible server added with `add_endpoint` (Ollama, vLLM, OpenRouter...),
 which is why nothing here assumes that a usage chunk or OpenAI's own extras will arrive. Requests go
-through the SDK's client (auth, headers, HTTP errors, SSE decoding, in-stream errors); the events
-are read as the JSON the server sent (see `_common.post_stream`).
+through the SDK's client (auth, headers, timeouts, HTTP errors); the body's events are read as the
+JSON the server sent, by the SDK's rules for [DONE] and in-stream errors (see `_common.post_stream`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ._common import (
 )
 from . import _rich, _tools
 from ._http import guard, tls_context
+from ._sse import END, json_of
 from .base import ClientOptions, Provider
 
 DEFAULT_HOST = "api.openai.com"
@@ -247,12 +248,28 @@ _SECURITY = {"security": {"bearer_auth": True}}
 
 async def _open(client: openai.AsyncOpenAI, path: str, body: dict[str, Any],
                 options: dict[str, Any], whole: Any = None) -> tuple[Any, Any]:
-    """Send the request: the SDK stream and the response's rate-limit headers (whole: see
-    post_stream)."""
+    """Send the request: the stream of its events and the response's rate-limit headers (whole:
+    see post_stream)."""
     stream = await post_stream(client, path, body, {**_SECURITY, **options}, openai.AsyncStream,
-                               whole)
-    limits = from_headers(getattr(stream, "response", None))  # rate-limit headers, for quotas
+                               _read_event, whole)
+    limits = from_headers(stream.response)  # rate-limit headers, for quotas
     return stream, limits
+
+
+def _read_event(name: str | None, data: bytes, response: Any) -> Any:
+    """One SSE event of a Chat Completions or Responses stream, read as the openai SDK's stream
+    reads it: `[DONE]` ends the stream, and an object with an "error" raises the SDK's APIError
+    (it has no HTTP status: `_map_error` reads its code)."""
+    if data[:6] == b"[DONE]":
+        return END
+    event = json_of(data)
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not message or not isinstance(message, str):
+            message = "An error occurred during streaming"
+        raise openai.APIError(message, response.request, body=error)
+    return event
 
 
 def _whole_chat(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -639,8 +656,8 @@ class OpenAIProvider(Provider):
             max_retries=0,
             timeout=timeout,
             # the SDK's own default client (its limits and redirects), with our response hook
-            http_client=guard(options.http_client or openai.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context()),
-                              openai=True),
+            http_client=guard(options.http_client
+                              or openai.DefaultAsyncHttpxClient(timeout=timeout, verify=tls_context())),
         )
         # The SDK imports its resource modules on first attribute access; the engine builds
         # clients off the event loop, so load them here, not mid-request.
