@@ -462,6 +462,24 @@ def test_responses_function_call_starts_when_its_item_is_added():
     assert call.arguments_json == '{"city":"Oslo"}' and seen[-1] == Finish("completed")
 
 
+def test_anthropic_events_without_names_are_read_by_their_type():
+    """A proxy that leaves out the `event:` lines: the SDK skipped every event, and the whole
+    answer read as a cut before any text (retried); each event's "type" names it instead."""
+    body = _sse(ANTHROPIC_START, {"type": "ping"}, ANTHROPIC_BLOCK, _anthropic_text("Bonjour"),
+                {"type": "content_block_stop", "index": 0},
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
+                {"type": "message_stop"})
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(body)))
+    assert exc is None and _text(events) == "Bonjour"
+    assert isinstance(events[-1], Finish) and events[-1].reason == "end_turn"
+    assert [e.usage.output_tokens for e in events if isinstance(e, UsageUpdate)][-1] == 3
+
+    overloaded = _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Bon"),
+                      {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    events, exc, err = asyncio.run(_collect("anthropic", _serve(overloaded)))
+    assert _text(events) == "Bon" and err is not None and err.kind == "overloaded", (exc, err)
+
+
 def test_anthropic_thinking_and_finish_reason():
     body = _sse(ANTHROPIC_START,
                 {"type": "content_block_start", "index": 0,

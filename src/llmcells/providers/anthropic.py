@@ -179,10 +179,22 @@ def message_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _read_event(client: anthropic.AsyncAnthropic, name: str | None, data: bytes, response: Any) -> Any:
-    """One SSE event of a Messages stream, read as the anthropic SDK's stream reads it: events
-    without a name and `ping` are skipped, and `event: error` raises the SDK's status error (with
-    the 200 of the stream: `_status_error` reads its type)."""
-    if name is None or name == "ping":
+    """One SSE event of a Messages stream, read as the anthropic SDK's stream reads it: `ping`
+    is skipped, and `event: error` raises the SDK's status error (with the 200 of the stream:
+    `_status_error` reads its type).
+
+    An event without an `event:` line is named by its JSON's "type", as a proxy that leaves the
+    names out means it. (The SDK skips every such event: a whole answer read as a stream cut
+    before any text, and sent again.)"""
+    if name is None:
+        if data[:1] != b"{":
+            return SKIP
+        event = json_of(data)
+        name = event.get("type") if isinstance(event, dict) else None
+        if name == "error":
+            raise client._make_status_error(f"{event}", body=event, response=response)
+        return event if isinstance(name, str) and name != "ping" else SKIP
+    if name == "ping":
         return SKIP
     if name == "error":
         try:
