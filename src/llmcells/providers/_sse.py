@@ -93,6 +93,8 @@ class EventStream:
         if b"\r" in chunk:
             self._cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not chunk:
+            return  # (the LF of a CRLF cut after its CR: an empty piece would hide the line end)
         pending = self._pending
         if pending:
             if b"\n\n" not in chunk and not (pending[-1].endswith(b"\n") and chunk.startswith(b"\n")):
