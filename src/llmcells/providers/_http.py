@@ -102,11 +102,11 @@ def capture_responses() -> Iterator[list[httpx2.Response]]:
 
 
 async def _hook(response: httpx2.Response) -> None:
-    await _check(response, sse=None)
+    await _check(response, gemini=False)
 
 
 async def _gemini_hook(response: httpx2.Response) -> None:
-    await _check(response, sse="gemini")
+    await _check(response, gemini=True)
 
 
 def media_type(response: httpx2.Response) -> str:
@@ -114,7 +114,7 @@ def media_type(response: httpx2.Response) -> str:
     return response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def _check(response: httpx2.Response, *, sse: str | None) -> None:
+async def _check(response: httpx2.Response, *, gemini: bool) -> None:
     found = _captured.get()
     if found is not None:
         found.append(response)
@@ -125,7 +125,7 @@ async def _check(response: httpx2.Response, *, sse: str | None) -> None:
         url = response.request.url
         raise NotTheApiError(f"{url.host}:{url.port}" if url.port else url.host,
                              await _html_title(response), request=response.request)
-    fix_sse = sse is not None and response.status_code == 200 and media == "text/event-stream"
+    fix_sse = gemini and response.status_code == 200 and media == "text/event-stream"
     # A body framed by Content-Length may be followed by bytes the server should not have sent;
     # h11 keeps them, and the next request on that connection would read them as its answer.
     # Real streams are chunked, so this closes only after errors and odd proxies: one reconnect.
@@ -136,7 +136,7 @@ async def _check(response: httpx2.Response, *, sse: str | None) -> None:
     if fix_sse or fixed_length:
         decoder = _decoder(response) if fix_sse else None
         response.stream = _Body(response, fix_sse=fix_sse, drop_connection=fixed_length,
-                                decoder=decoder, errors=sse == "gemini")
+                                decoder=decoder)
 
 
 _OURS = ("", "identity", "gzip", "x-gzip", "deflate")  # the Content-Encodings _decoder handles
@@ -212,11 +212,11 @@ class _Body(httpx2.AsyncByteStream):
     """The response body as the SDK reads it, with the fixes `_check` decided on."""
 
     def __init__(self, response: httpx2.Response, *, fix_sse: bool, drop_connection: bool,
-                 decoder: Any = None, errors: bool = True) -> None:
+                 decoder: Any = None) -> None:
         self._response = response
         self._inner = response.stream
         self._decoder = decoder  # a zlib decompressor: the body is decoded here, chunk by chunk
-        self._sse = _SseFixer(errors=errors) if fix_sse else None
+        self._sse = _SseFixer() if fix_sse else None
         self._drop = drop_connection
         self._it: AsyncIterator[bytes] | None = None
 
@@ -298,12 +298,11 @@ class _SseFixer:
     and "retry:" lines go, "event:" lines go (and with them whole "event: ping" events), empty
     "data:" lines go, "data:" gets its space, and a byte order mark at the start goes (SSE
     ignores one). Any other line (the raw JSON genai also accepts) passes unchanged.
-    Lines are rejoined with LF; the split is on CR, LF or CRLF, as SSE defines. With errors=True
-    an error event (`data: {"error": ...}`) ends the stream: `error` holds its JSON.
+    Lines are rejoined with LF; the split is on CR, LF or CRLF, as SSE defines. An error event
+    (`data: {"error": ...}`) ends the stream: `error` holds its JSON.
     """
 
-    def __init__(self, *, errors: bool = True) -> None:
-        self._errors = errors
+    def __init__(self) -> None:
         self._start = True  # nothing read yet: a byte order mark may come first
         self._partial = b""
         self._cr = False  # the last chunk ended with CR: a following LF belongs to it
@@ -316,8 +315,7 @@ class _SseFixer:
             self._start = False
             if chunk.startswith(b"\xef\xbb\xbf"):
                 chunk = chunk[3:]
-        if not self._partial and not self._cr and not self._skipping and (
-                not self._errors or b'{"error"' not in chunk):
+        if not self._partial and not self._cr and not self._skipping and b'{"error"' not in chunk:
             plain = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
             if _is_plain(plain):
                 return plain  # the usual chunk: whole "data: ..." lines, as the rewrite would give
@@ -358,7 +356,7 @@ class _SseFixer:
             value = line[5:].lstrip(b" ")
             if not value:
                 return None  # no event of any provider is empty
-            if self._errors and value.startswith(b'{"error"'):
+            if value.startswith(b'{"error"'):
                 self.error = _json_object(value)
             return b"data: " + value + b"\n"
         return line + b"\n"
