@@ -186,24 +186,25 @@ def _read_event(client: anthropic.AsyncAnthropic, name: str | None, data: bytes,
     An event without an `event:` line is named by its JSON's "type", as a proxy that leaves the
     names out means it. (The SDK skips every such event: a whole answer read as a stream cut
     before any text, and sent again.)"""
+    event: Any = None
     if name is None:
         if data[:1] != b"{":
             return SKIP
         event = json_of(data)
         name = event.get("type") if isinstance(event, dict) else None
-        if name == "error":
-            raise client._make_status_error(f"{event}", body=event, response=response)
-        return event if isinstance(name, str) and name != "ping" else SKIP
+        if not isinstance(name, str):
+            return SKIP
     if name == "ping":
         return SKIP
     if name == "error":
-        try:
-            body: Any = json.loads(data)
-            message = f"{body}"
-        except ValueError:
-            body = message = data.decode("utf-8", "replace")
-        raise client._make_status_error(message, body=body, response=response)
-    return json_of(data)
+        if event is None:
+            try:
+                event = json.loads(data)
+            except ValueError:
+                event = data.decode("utf-8", "replace")
+        raise client._make_status_error(event if isinstance(event, str) else f"{event}",
+                                        body=event, response=response)
+    return json_of(data) if event is None else event
 
 
 async def _stream(client: anthropic.AsyncAnthropic, request: Request,
