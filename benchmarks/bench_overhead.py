@@ -31,12 +31,13 @@ google:gemini-3.5-flash-lite, 32 in flight.
   `async_request_streamed` (what `generate_content_stream` calls under its models). The same
   path written by hand is measured too ("the same SDK path by hand"), so that what the engine
   itself adds (pricing, the ledger row, events, Result) stays visible. (For Gemini, llmcells
-  goes one step under that method, to the chunks its API client has parsed: the method dumps
-  each one back into a string for its caller to parse again. The by-hand path keeps the
-  public method, so llmcells' Gemini figure can come out below it.) OpenAI's and Anthropic's
-  bodies llmcells reads with its own SSE reader (one pass over the bytes, the usual event taken
-  whole), where the by-hand path keeps the SDK's stream class and its line-by-line decoder: a
-  fourth variant, the by-hand path with llmcells' reader, shows what is left of llmcells' own
+  goes one step under that method, to its API client's `_async_request`: the method reads the
+  body line by line and dumps each chunk back into a string for its caller to parse again.
+  The by-hand path keeps the public method, so llmcells' Gemini figure can come out below it.)
+  The three providers' bodies llmcells reads with its own SSE reader (one pass over the bytes,
+  the usual event taken whole), where the by-hand path keeps the SDK's stream class and its
+  line-by-line decoder: a fourth variant, the by-hand path with llmcells' reader (for Gemini,
+  also one step under the public method), shows what is left of llmcells' own
   CPU once that saving is set aside (the engine's pieces alone).
 - sequential, fresh process: FRESH_CALLS Anthropic calls in a row in a new process per variant
   (raw SDK, llmcells), as a script makes them, the simulator named by ANTHROPIC_BASE_URL; timed
@@ -137,7 +138,8 @@ async def _raw_post_call(clients, model: str, prompt: str, reader: bool = False)
     """The request llmcells makes, written by hand: for OpenAI and Anthropic the SDK's own
     `client.post(..., cast_to=object)`, for Gemini the SDK's request converter and API client;
     each event read as the JSON the server sent (no pydantic model per event). reader=True reads
-    the OpenAI and Anthropic bodies with llmcells' SSE reader instead of the SDK's stream class."""
+    the bodies with llmcells' SSE reader instead of the SDK's stream class (Gemini's: its line
+    reader), as the adapters do."""
     import anthropic
     import openai
 
@@ -184,8 +186,18 @@ async def _raw_post_call(clients, model: str, prompt: str, reader: bool = False)
         path = "{model}:streamGenerateContent?alt=sse".format_map(body.pop("_url"))
         body.pop("config", None)
         body = gc.encode_unserializable_types(gc.convert_to_dict(body))
-        async for piece in await api.async_request_streamed("post", path, body, None):
-            chunk = json.loads(piece.body)
+        if reader:  # the body read by llmcells' reader, as the adapter reads it
+            from llmcells.providers import google as ours_google
+            from llmcells.providers._sse import EventStream
+
+            response = await api._async_request(http_request=api._build_request("post", path, body, None),
+                                                http_options=None, stream=True)
+            chunks = EventStream(response.response_stream, ours_google._read_event,
+                                 other=ours_google._RawJson(), last=True)
+        else:
+            chunks = (json.loads(piece.body)
+                      async for piece in await api.async_request_streamed("post", path, body, None))
+        async for chunk in chunks:
             for candidate in (chunk.get("candidates") or ())[:1]:
                 for part in (candidate.get("content") or {}).get("parts") or ():
                     if part.get("text"):

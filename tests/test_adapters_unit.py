@@ -119,8 +119,10 @@ class Body(httpx2.AsyncByteStream):
             await asyncio.sleep(0)
         if self.fail is not None:
             raise self.fail
-        if self.hang:
-            await asyncio.sleep(3600)
+        if self.hang:  # until closed, as a real connection's read ends when its response is
+            while not self.closed:
+                await asyncio.sleep(0.01)
+            raise httpx2.ReadError("the response was closed")
 
     async def aclose(self) -> None:
         self.closed = True
@@ -650,6 +652,95 @@ def test_gemini_lane_without_the_sdks_request_methods_takes_its_public_streamed_
 
     chunks = asyncio.run(run())
     assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks] == ["Hel", "lo"]
+
+
+def _json_body(value: Any, size: int) -> Body:
+    """value as the pretty-printed JSON Gemini sends without alt=sse, in pieces of size bytes."""
+    raw = json.dumps(value, indent=2).encode()
+    return Body([raw[i:i + size] for i in range(0, len(raw), size)])
+
+
+@pytest.mark.parametrize("size", [1, 7, 10_000])
+@pytest.mark.parametrize("form", ["array", "object"])
+def test_gemini_lane_reads_a_json_body_one_chunk_or_the_array_of_them(form, size):
+    """streamGenerateContent without alt=sse (a proxy that drops the query) sends a JSON array of
+    chunks; a server that does not stream, one chunk. google-genai's line reader took the array
+    for a broken stream: no answer, and the request was sent again (max_attempts bills)."""
+    first = _gemini_chunk("Hel")
+    last = {**_gemini_chunk("lo", finish="STOP"), "usageMetadata": {"promptTokenCount": 3,
+                                                                   "candidatesTokenCount": 2}}
+    value = [first, last] if form == "array" else {**last, "candidates": [
+        {"content": {"parts": [{"text": "Hello"}], "role": "model"}, "finishReason": "STOP", "index": 0}]}
+    handler = _serve(_json_body(value, size), headers={"content-type": "application/json; charset=UTF-8"})
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    events, exc = asyncio.run(_gemini_run(handler, request, typed=False))
+    assert exc is None, exc
+    assert _text(events) == "Hello" and events[-1] == Finish("STOP")
+    assert UsageUpdate(Usage(3, 0, 0, 2, 0)) in events and len(handler.seen) == 1
+
+
+def test_gemini_lane_shows_a_json_arrays_chunks_as_they_come():
+    # the array's first chunk, then a body that waits: its text is shown before the body ends
+    body = Body([b'[{"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]}\r\n,'], hang=True)
+    request = Request(SPECS["google"], [Message("user", "hi")])
+
+    async def first_text():
+        adapter = get_provider("google")
+        handler = _serve(body, headers={"content-type": "application/json"})
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+            client = adapter.make_client(ClientOptions(base_url=None, api_key=KEY, http_client=http))
+            events = google_adapter._stream(client, request)
+            try:
+                async for event in events:
+                    if isinstance(event, PartDelta):
+                        return event.text
+            finally:
+                await events.aclose()
+
+    assert asyncio.run(asyncio.wait_for(first_text(), 10)) == "Hel"
+    assert body.closed
+
+
+@pytest.mark.parametrize("size", [1, 5, 10_000])
+def test_gemini_lane_raises_a_pretty_printed_error_object_after_the_answers_start(size):
+    error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+    raw = _sse(_gemini_chunk("Hel"), sep="\r\n") + json.dumps(error, indent=2).replace("\n", "\r\n").encode()
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    events, exc = asyncio.run(_gemini_run(_serve(Body([raw[i:i + size] for i in range(0, len(raw), size)])),
+                                          request, typed=False))
+    assert getattr(exc, "code", None) == 503 and "overloaded" in str(exc), exc
+    assert _text(events) == "Hel"
+
+
+def test_gemini_lane_reads_the_json_array_form_in_a_body_labelled_sse():
+    # a proxy that drops alt=sse but keeps the stream's Content-Type: the array comes as raw JSON
+    array = json.dumps([_gemini_chunk("Hel"), _gemini_chunk("lo", finish="STOP")], indent=2).encode()
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    events, exc = asyncio.run(_gemini_run(_serve(Body([array[i:i + 9] for i in range(0, len(array), 9)])),
+                                          request, typed=False))
+    assert exc is None and _text(events) == "Hello" and events[-1] == Finish("STOP"), exc
+
+
+def test_gemini_lane_ignores_a_line_that_is_no_sse_field_and_no_json():
+    # SSE ignores an unknown field; google-genai took the line for JSON and failed the call
+    body = (b"data: " + json.dumps(_gemini_chunk("Hel")).encode() + b"\r\n\r\n"
+            b"x-proxy-note: kept alive\r\n\r\n"
+            b"data: " + json.dumps(_gemini_chunk("lo", finish="STOP")).encode())  # no blank line after
+    request = Request(SPECS["google"], [Message("user", "hi")])
+    events, exc = asyncio.run(_gemini_run(_serve(body), request, typed=False))
+    assert exc is None and _text(events) == "Hello" and events[-1] == Finish("STOP"), exc
+
+
+def test_gemini_lane_leaves_a_body_of_another_media_type_to_the_sdk():
+    # neither SSE nor JSON by its Content-Type: google-genai's own reading, as before
+    body = _sse(_gemini_chunk("Hel"), _gemini_chunk("lo", finish="STOP"))
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/plain"}, content=body)
+
+    events, exc = asyncio.run(_gemini_run(handler, Request(SPECS["google"], [Message("user", "hi")]),
+                                          typed=False))
+    assert exc is None and _text(events) == "Hello", exc
 
 
 def test_gemini_continuation_is_followed_as_the_sdk_follows_it():

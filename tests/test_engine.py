@@ -4,6 +4,7 @@ the session object, generated magics, unloading, warm-up and debug logging."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import math
@@ -581,28 +582,56 @@ def test_an_option_of_the_wrong_kind_is_one_line_before_sending(simulated, optio
             llmcells.Chat("claude", **options)
 
 
-def test_a_whole_json_answer_instead_of_a_stream_is_the_answer_sent_once_and_priced(monkeypatch):
+_GEMINI_CHUNK = {"candidates": [{"content": {"parts": [{"text": "H"}], "role": "model"}, "index": 0}],
+                 "modelVersion": "gemini-3.5-flash-lite"}
+_WHOLE_ANSWERS = {
+    "openai chat": ("openai:gpt-6-luna", {}, {
+        "id": "c1", "object": "chat.completion", "model": "gpt-6-luna", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}, "stop"),
+    # a Responses object as the API returns it, "error": null included
+    "openai responses": ("openai:gpt-6-luna", {"api": "responses"}, {
+        "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-6-luna",
+        "error": None, "incomplete_details": None,
+        "output": [{"type": "reasoning", "id": "rs_1", "summary": []},
+                   {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "Hi", "annotations": []}]}],
+        "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 6}}, "completed"),
+    # streamGenerateContent without alt=sse (a proxy that dropped the query): a JSON array
+    "gemini array": ("google:gemini-3.5-flash-lite", {}, [
+        _GEMINI_CHUNK,
+        {"candidates": [{"content": {"parts": [{"text": "i"}], "role": "model"}, "finishReason": "STOP",
+                         "index": 0}],
+         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1, "totalTokenCount": 6}}], "STOP"),
+}
+
+
+@pytest.mark.parametrize("case", list(_WHOLE_ANSWERS))
+def test_a_whole_json_answer_instead_of_a_stream_is_the_answer_sent_once_and_priced(case, monkeypatch):
     """A server that ignored "stream": true answered (and billed) the whole completion: that is
     the call's answer, in one attempt, with its usage and price. It was an error ("not a
-    stream", cost NaN, the answer lost); before that, max_attempts attempts recorded at $0."""
+    stream", cost NaN, the answer lost); before that, max_attempts attempts recorded at $0. A
+    whole Responses object and Gemini's JSON array were still that error, the array sent
+    max_attempts times."""
     import httpx2
 
     from llmcells import pipeline
     from llmcells.calls import make_plan
 
+    model, options, answer, reason = _WHOLE_ANSWERS[case]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-engine-0000")
-    body = (b'{"id": "c1", "object": "chat.completion", "model": "gpt-6-luna", "choices": [{"index": 0, '
-            b'"message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}], '
-            b'"usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}')
+    monkeypatch.setenv("GEMINI_API_KEY", "gm-test-engine-0000")
+    body = json.dumps(answer, indent=2).encode()
     sent = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         sent.append(request)
         return httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
 
-    plan = make_plan("hi", "openai:gpt-6-luna")
+    plan = make_plan("hi", model, **options)
     plan.http_client = httpx2.AsyncClient(transport=httpx2.MockTransport(handler))
     r = _loop.run(pipeline.call(plan))  # (priced at the finish, as every call is)
     assert (r.status, r.text, r.attempts, len(sent)) == ("ok", "Hi", 1, 1), r.error
-    assert (r.usage.input_tokens, r.usage.output_tokens, r.finish_reason) == (5, 1, "stop")
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.finish_reason) == (5, 1, reason)
     assert r.cost_usd > 0 and r.price_source not in (None, "usage not reported")

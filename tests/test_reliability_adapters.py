@@ -22,7 +22,7 @@ from llmcells.providers import ClientOptions, get_provider
 from llmcells.sim.state import FAULT_HELP
 from llmcells.types import Finish, Message, PartDelta, PartStart, Request, ResponseInfo, UsageUpdate
 
-from _parts import text_of, text_pieces
+from _parts import reasoning_of, text_of, text_pieces, tool_calls_of
 
 PATHS = ["chat", "responses", "anthropic", "google"]
 
@@ -316,13 +316,14 @@ def test_every_fault_is_documented():
 
 _SPECS = {"openai": ModelSpec("openai", "openai", "gpt-4o-mini", "gpt-4o-mini"),
           "anthropic": ModelSpec("anthropic", "anthropic", "claude-x", "claude-x"),
-          "google": ModelSpec("google", "google", "gemini-x", "gemini-x")}
+          "google": ModelSpec("google", "google", "gemini-x", "gemini-x"),
+          "responses": ModelSpec("openai", "openai", "gpt-5.5", "gpt-5.5", api="responses")}
 
 
 def _answered(kind: str, status: int, body: bytes, headers: dict[str, str]) -> tuple[Call, list]:
     """One call of kind's adapter that a server answers with status, headers and body: the call,
     and the requests the server got."""
-    adapter = get_provider(kind)
+    adapter = get_provider(_SPECS[kind].adapter)
     sent: list[httpx2.Request] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
@@ -543,6 +544,65 @@ def test_a_whole_messages_answer_without_a_stop_reason_is_complete():
                   kind="anthropic")
     assert call.exc is None and call.text == "All of it", (call.exc, call.mapped)
     assert [e.reason for e in call.events if isinstance(e, Finish)] == ["end_turn"]
+
+
+def _response(status: str, output: list, **extra: Any) -> bytes:
+    """A whole Responses object, as the API returns one ("error": null and all)."""
+    return json.dumps({"id": "resp_9", "object": "response", "created_at": 1, "model": "gpt-5.5-2026",
+                       "status": status, "error": None, "incomplete_details": None, "output": output,
+                       "usage": {"input_tokens": 12, "input_tokens_details": {"cached_tokens": 2},
+                                 "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 3},
+                                 "total_tokens": 19}, **extra}).encode()
+
+
+def test_a_whole_responses_answer_to_a_stream_request_is_read_as_the_answer():
+    """A server that ignored "stream": true on the Responses API gave the whole response: its
+    reasoning summary, its two messages, its function call, status and usage are the call's. It
+    was the error "not a stream", and the answer (billed) was lost."""
+    call = _whole(_response("completed", [
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Weather first."}]},
+        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
+        {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+         "arguments": '{"city": "Oslo"}', "status": "completed"},
+        {"type": "message", "id": "msg_2", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "Done.", "annotations": []}]}]), kind="responses")
+    assert call.exc is None and call.finished, (call.exc, call.mapped, call.events)
+    assert call.text == "Checking.\n\nDone." and reasoning_of(call.events) == "Weather first."
+    info = next(e for e in call.events if isinstance(e, ResponseInfo))
+    assert (info.response_model, info.response_id) == ("gpt-5.5-2026", "resp_9") and info.rate_limits
+    (tool,) = tool_calls_of(call.events)
+    assert (tool.id, tool.name, json.loads(tool.arguments_json)) == ("call_1", "get_weather", {"city": "Oslo"})
+    usage = [e.usage for e in call.events if isinstance(e, UsageUpdate)][-1]
+    assert (usage.input_tokens, usage.output_tokens, usage.reasoning_tokens) == (12, 7, 3)
+    assert [e.reason for e in call.events if isinstance(e, Finish)] == ["completed"]
+
+
+def test_a_whole_responses_answer_cut_by_max_output_tokens_or_refused_says_so():
+    cut = _whole(_response("incomplete", [
+        {"type": "message", "id": "msg_1", "role": "assistant", "status": "incomplete",
+         "content": [{"type": "output_text", "text": "The first half", "annotations": []}]}],
+        incomplete_details={"reason": "max_output_tokens"}), kind="responses")
+    assert cut.exc is None and cut.text == "The first half", (cut.exc, cut.mapped)
+    (finish,) = [e for e in cut.events if isinstance(e, Finish)]
+    assert finish.reason == "max_output_tokens" and "max_tokens" in finish.note
+    refused = _whole(_response("completed", [
+        {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+         "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]), kind="responses")
+    assert refused.exc is None and refused.text == "I can't help with that."
+    assert [e.reason for e in refused.events if isinstance(e, Finish)] == ["refusal"]
+
+
+@pytest.mark.parametrize("status", ["failed", "queued", "in_progress"])
+def test_a_whole_response_without_an_answer_is_one_line_never_sent_again(status):
+    """A failed response holds its error; a queued or unfinished one has no answer yet."""
+    extra = {"error": {"code": "server_error", "message": "The model crashed."}} if status == "failed" else {}
+    call = _whole(_response(status, [], **extra), kind="responses")
+    assert call.exc is not None and not call.finished and "\n" not in call.mapped.message
+    if status == "failed":
+        assert "The model crashed." in call.mapped.message and call.mapped.kind == "server_error"
+    else:
+        assert "not a stream" in call.mapped.message and not call.mapped.retryable
 
 
 # ----- events without data, and a byte order mark ---------------------------------------------------

@@ -1,5 +1,6 @@
-"""The SSE reader under the OpenAI and Anthropic adapters: its events match the SDK's own decoder
-on any stream, cut into chunks anywhere; the usual events take a shortcut that gives the same."""
+"""The SSE reader under the adapters: its events match the openai SDK's own decoder on any stream,
+cut into chunks anywhere, and with Gemini's options google-genai's own reading; the usual events
+take a shortcut that gives the same."""
 
 from __future__ import annotations
 
@@ -150,3 +151,73 @@ def test_close_closes_the_body_and_the_response_before_the_end():
 
     assert asyncio.run(go()) == (1, [])
     assert response.is_closed and response.stream.closed
+
+
+# ----- other= and last=: what google-genai reads besides SSE --------------------------------------
+
+
+def test_other_gets_the_lines_that_are_no_field_and_last_keeps_the_event_the_body_ends_in():
+    raw = (b'data: 1\n\nfoo bar\nid: 7\nretry: 10\n: a comment\nevent: x\ndata: 2\n'
+           b'{"raw":\n  true}\n\ndata: 3')
+    seen: list[bytes | None] = []
+
+    def other(line):
+        seen.append(line)
+        return b"[9]" if line == b"  true}" else None
+
+    async def go(**options):
+        stream = EventStream(_response([raw[i:i + 4] for i in range(0, len(raw), 4)]), _as_pair, **options)
+        return [item async for item in stream]
+
+    # by default (SSE): the lines that are no field are ignored, the cut-off last event dropped
+    assert asyncio.run(go()) == [(None, "1"), ("x", "2")]
+    # other= sees those lines, and None at the end; what it returns comes in the stream's order
+    # (the event before it first); last=True dispatches the event the body ends in
+    assert asyncio.run(go(other=other, last=True)) == [(None, "1"), ("x", "2"), (None, "[9]"), (None, "3")]
+    assert seen == [b"foo bar", b'{"raw":', b"  true}", None]
+
+
+# google-genai's own reading of an SSE body, for the Gemini lane: "data: " lines (with the space)
+# and raw JSON objects over several lines, any line ends, cut anywhere
+_json_value = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), _text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_text, inner, max_size=3)),
+    max_leaves=6)
+_gemini_item = st.one_of(
+    st.tuples(st.just("data"), st.dictionaries(_text, _json_value, max_size=3)),
+    st.tuples(st.just("raw"), st.dictionaries(_text, _json_value, min_size=1, max_size=3)),
+)
+
+
+async def _genai_segments(raw: bytes, chunks: list[bytes]) -> list:
+    from google.genai._api_client import HttpResponse
+
+    response = HttpResponse({}, httpx2.Response(200, stream=_Chunks(chunks),
+                                                request=httpx2.Request("POST", "http://sim/v1")))
+    return [segment async for segment in response.async_segments()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(_gemini_item, min_size=1, max_size=5), ends=st.lists(_newline, min_size=1),
+       blank_last=st.booleans(), cuts=st.lists(st.integers(0, 400), max_size=10))
+def test_the_gemini_reading_is_google_genais_however_the_body_is_cut(items, ends, blank_last, cuts):
+    from llmcells.providers.google import _RawJson, _read_event
+
+    end = ends[0]
+    parts = []
+    for kind, value in items:
+        if kind == "data":
+            parts.append(f"data: {json.dumps(value)}{end}{end}")
+        else:  # pretty-printed over several lines, as Gemini sends an error object
+            parts.append(json.dumps(value, indent=2).replace("\n", end) + end)
+    text = "".join(parts)
+    if not blank_last and text.endswith(end + end):
+        text = text[:-len(end)]  # the last event without its blank line: genai still reads it
+    raw = text.encode()
+    chunks = _cut(raw, cuts)
+
+    async def ours():
+        stream = EventStream(_response(chunks), _read_event, other=_RawJson(), last=True)
+        return [item async for item in stream]
+
+    assert asyncio.run(ours()) == asyncio.run(_genai_segments(raw, chunks))

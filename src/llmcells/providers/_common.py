@@ -179,7 +179,8 @@ async def post_stream(client: Any, path: str, body: dict[str, Any], options: dic
         # sent again max_attempts times (a whole answer billed each time), and lost the reason.
         raw = await response.aread()  # (and the response is closed)
         answer = _json_or_none(raw)
-        if whole is not None and isinstance(answer, dict) and "error" not in answer:
+        # (an error object goes to not_a_stream; a whole response's "error": null does not)
+        if whole is not None and isinstance(answer, dict) and not isinstance(answer.get("error"), dict):
             events = whole(answer)
             if events:
                 return WholeAnswer(events, response)

@@ -2,8 +2,8 @@
 
 It refuses an HTML page served in place of the API (a captive portal or proxy), drops a kept-alive
 connection after a body framed by Content-Length (junk past that length would break the next
-request on it), rewrites the SSE that google-genai cannot parse, and lets an adapter find the
-httpx response of its call so it can close it.
+request on it), rewrites the SSE that google-genai cannot parse (unless the adapter reads the body
+itself), and lets an adapter find the httpx response of its call so it can close it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ _HTML_PEEK = 64 * 1024  # enough for a portal page's <title>, without reading a 
 
 # The responses of the call being sent in this task, for adapters whose SDK keeps them private.
 _captured: ContextVar[list[httpx2.Response] | None] = ContextVar("llmcells_responses", default=None)
+
+# Set while an adapter sends a request whose SSE body it reads itself (google.py's lane, with
+# _sse.EventStream): google-genai's rewrite is then not made.
+_read_here: ContextVar[bool] = ContextVar("llmcells_sse_read_here", default=False)
 
 
 class NotTheApiError(httpx2.TransportError):
@@ -73,8 +77,9 @@ def tls_context() -> Any:
 def guard(client: httpx2.AsyncClient, *, gemini: bool = False) -> httpx2.AsyncClient:
     """client with the llmcells response hook added (once); returns client.
 
-    gemini=True also rewrites SSE bodies into the one form google-genai reads (the other SDKs'
-    streams are read by _sse.EventStream, which takes any SSE).
+    gemini=True also rewrites SSE bodies into the one form google-genai reads, for the bodies it
+    reads itself (the adapter's own reading, `body_read_here`, and the other SDKs' streams are
+    read by _sse.EventStream, which takes any SSE).
     """
     hook = _gemini_hook if gemini else _hook
     hooks = client.event_hooks
@@ -88,6 +93,17 @@ async def _send_hook(request: httpx2.Request) -> None:
     """The last point before a request goes to the transport: an interrupted run sends nothing
     more, and the run's record gets the time this request began sending (see _loop.Scope)."""
     note_send()
+
+
+@contextlib.contextmanager
+def body_read_here() -> Iterator[None]:
+    """While the block sends a request (in this task), its SSE body is left as the server sent
+    it: the adapter reads it itself, not google-genai."""
+    token = _read_here.set(True)
+    try:
+        yield
+    finally:
+        _read_here.reset(token)
 
 
 @contextlib.contextmanager
@@ -125,7 +141,8 @@ async def _check(response: httpx2.Response, *, gemini: bool) -> None:
         url = response.request.url
         raise NotTheApiError(f"{url.host}:{url.port}" if url.port else url.host,
                              await _html_title(response), request=response.request)
-    fix_sse = gemini and response.status_code == 200 and media == "text/event-stream"
+    fix_sse = (gemini and response.status_code == 200 and media == "text/event-stream"
+               and not _read_here.get())
     # A body framed by Content-Length may be followed by bytes the server should not have sent;
     # h11 keeps them, and the next request on that connection would read them as its answer.
     # Real streams are chunked, so this closes only after errors and odd proxies: one reconnect.

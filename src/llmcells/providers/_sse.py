@@ -11,7 +11,8 @@ dropped, and an event the body ends in the middle of is dropped.
 
 What an event means (the end of the stream, an error, an event to skip) is the adapter's: it
 passes `read(name, data, response)`, which returns the event's JSON, SKIP or END, or raises its
-SDK's error.
+SDK's error. An SDK that reads more than SSE (google-genai also takes raw JSON lines, and the
+event the body ends in) is matched with `other=` and `last=True`.
 """
 
 from __future__ import annotations
@@ -36,16 +37,28 @@ _BOM = b"\xef\xbb\xbf"
 
 Reader = Callable[[str | None, bytes, Any], Any]
 
+#: other=: called with each line that is no SSE field (not data, event, id, retry or a comment),
+#: and with None at the body's end; bytes it returns are dispatched as an event's data
+Lines = Callable[[bytes | None], bytes | None]
+
 
 class EventStream:
     """The events of one streamed response: an async iterator of what `read(name, data,
     response)` makes of each (name: the event's `event:` field or None; data: its non-empty
     `data:` lines joined with LF, as bytes), with the response as `response` and `close()`, in
-    the place of the SDK's stream."""
+    the place of the SDK's stream.
 
-    def __init__(self, response: Any, read: Reader) -> None:
+    other: what the adapter makes of lines that are no SSE field (see `Lines`); by default they
+    are ignored, as SSE says. last=True: an event the body ends in the middle of (no blank line
+    after it) is dispatched too; by default it is dropped, as SSE and the openai and anthropic
+    SDKs drop it."""
+
+    def __init__(self, response: Any, read: Reader, *, other: Lines | None = None,
+                 last: bool = False) -> None:
         self.response = response
         self._read = read
+        self._other = other
+        self._last = last
         self._chunks = response.aiter_bytes()
         self._ready: deque[tuple[str | None, bytes]] = deque()
         self._pending: list[bytes] = []  # the start of an event that no blank line has ended yet
@@ -67,7 +80,8 @@ class EventStream:
                     chunk = await self._chunks.__anext__()
                 except StopAsyncIteration:
                     self._over = True
-                    raise
+                    self._end()
+                    continue
                 if chunk:
                     self._feed(chunk)
             name, data = ready.popleft()
@@ -119,6 +133,17 @@ class EventStream:
             if block:
                 self._fields(block)
 
+    def _end(self) -> None:
+        """At the body's end: the event it ends in, and what other= still holds (see __init__)."""
+        if self._last and self._pending:
+            block = b"".join(self._pending)
+            self._pending.clear()
+            self._fields(block)
+        if self._other is not None:
+            rest = self._other(None)
+            if rest:
+                self._ready.append((None, rest))
+
     def _fields(self, block: bytes) -> None:
         """The events in block (lines that a blank line ended), read field by field."""
         name: str | None = None
@@ -139,7 +164,14 @@ class EventStream:
                     data.append(value)
             elif field == b"event":
                 name = value.decode("utf-8", "replace") or None
-            # id, retry and unknown fields say nothing about the answer
+            elif self._other is not None and field not in (b"id", b"retry"):
+                whole = self._other(line)
+                if whole is not None:
+                    if data:  # the event before it comes first
+                        self._ready.append((name, b"\n".join(data)))
+                        name, data = None, []
+                    self._ready.append((None, whole))
+            # (id, retry and unknown fields say nothing about the answer)
         if data:
             self._ready.append((name, b"\n".join(data)))
 

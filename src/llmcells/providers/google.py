@@ -6,6 +6,7 @@ The Gemini Developer API by default; Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is
 from __future__ import annotations
 
 import base64
+import codecs
 import functools
 import json
 import os
@@ -44,7 +45,8 @@ from ._common import (
     retry_after_from_headers,
 )
 from . import _rich, _tools
-from ._http import StreamErrorEvent, capture_responses, guard, tls_context
+from ._http import StreamErrorEvent, body_read_here, capture_responses, guard, media_type, tls_context
+from ._sse import SKIP, EventStream, json_of
 from .base import ClientOptions, Provider
 
 DEVELOPER_HOST = "generativelanguage.googleapis.com"
@@ -200,9 +202,10 @@ def request_config(request: Request) -> dict[str, Any]:
 # of its CPU per call) and offers no raw stream: it refuses should_return_http_response for
 # streams. So, when the installed SDK has them, the adapter makes the calls that
 # generate_content_stream makes under its models: the SDK's own request converter and its API
-# client's async_request_streamed (the same URL, body, auth, headers, retries and APIError), and
-# reads each chunk as the JSON the server sent. With an SDK that lacks them, it uses the typed
-# stream and reads each chunk's dump in the same camelCase form. Either way one loop reads them.
+# client's request path (the same URL, body, auth, headers, retries and APIError), and reads
+# the body itself, each chunk as the JSON the server sent (see _chunks). With an SDK that lacks
+# them, it uses the typed stream and reads each chunk's dump in the same camelCase form. Either
+# way one loop reads them.
 
 _CONTINUATION = "CONTINUATION"
 
@@ -327,20 +330,156 @@ async def _send_hop(api: Any, path: str, body: dict, http_options: Any) -> Async
     """Send one streamGenerateContent request; its (headers, chunk JSON) pairs.
 
     The SDK's own request path under async_request_streamed (its _build_request and
-    _async_request: auth, headers, retries, HTTP errors), each chunk taken as the JSON the SDK
-    parsed. async_request_streamed itself dumps every parsed chunk back into a string, in a
-    pydantic SdkHttpResponse, for its caller to parse again: about 8 µs a chunk, half of what
-    llmcells added per streamed Gemini chunk. An SDK without those methods takes that path."""
+    _async_request: auth, headers, retries, HTTP errors), the body read here (see `_chunks`).
+    async_request_streamed itself reads the body line by line and dumps every parsed chunk back
+    into a string, in a pydantic SdkHttpResponse, for its caller to parse again. An SDK without
+    those methods takes that path."""
     build = getattr(api, "_build_request", None)
     send = getattr(api, "_async_request", None)
     if not (callable(build) and callable(send)):
         return _reparsed(await api.async_request_streamed("post", path, body, http_options))
-    response = await send(http_request=build("post", path, body, http_options),
-                          http_options=http_options, stream=True)
-    return _parsed(response)
+    with body_read_here():
+        response = await send(http_request=build("post", path, body, http_options),
+                              http_options=http_options, stream=True)
+    return _chunks(response)
+
+
+async def _chunks(response: Any) -> AsyncIterator[tuple[Any, dict]]:
+    """(headers, chunk JSON) of one hop's body, read as google-genai reads it, in one pass:
+    - SSE (`text/event-stream`, what alt=sse asks for) by `_sse.EventStream`, with the SDK's
+      extras: raw JSON lines (Gemini sends an error object that way, pretty-printed) and the
+      event the body ends in; `event: ping` events are skipped;
+    - JSON (`application/json`): one chunk, or the array of chunks that streamGenerateContent
+      sends without alt=sse (a proxy that drops the query), read as it arrives;
+    - anything else (or an aiohttp response): the SDK's own reading.
+    An error object in place of a chunk is raised as async_request_streamed raises it."""
+    body = getattr(response, "response_stream", None)
+    media = media_type(body) if isinstance(body, httpx2.Response) else None
+    if media == "text/event-stream":
+        items: Any = EventStream(body, _read_event, other=_RawJson(), last=True)
+    elif media is not None and (media == "application/json" or media.endswith("+json")):
+        items = _json_values(body)
+    else:
+        async for pair in _parsed(response):
+            yield pair
+        return
+    headers = response.headers
+    try:
+        async for value in items:
+            # (an array of chunks in a body labelled SSE, as raw JSON: its chunks, in order)
+            for chunk in value if isinstance(value, list) else (value,):
+                if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
+                    await genai_errors.APIError.raise_error_async(chunk["error"].get("code"), chunk,
+                                                                  response)
+                yield headers, chunk if isinstance(chunk, dict) else {}
+    finally:
+        await (items.close() if isinstance(items, EventStream) else items.aclose())
+
+
+def _read_event(name: str | None, data: bytes, response: Any) -> Any:
+    """One SSE event of a Gemini stream: its JSON (an `event: ping` is skipped, as llmcells'
+    rewrite for google-genai skips it)."""
+    return SKIP if name == "ping" else json_of(data)
+
+
+class _RawJson:
+    """google-genai's reading of the lines of an SSE body that are no SSE field: raw JSON (Gemini
+    sends an error object so, pretty-printed), gathered until its braces balance outside
+    strings. A line that starts no JSON object or array is ignored, as SSE ignores it (the SDK
+    failed the call on it)."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    def __call__(self, line: bytes | None) -> bytes | None:
+        if line is None:  # the body's end: an object it cut off (its JSON then fails to parse)
+            rest, self._lines = b"".join(self._lines), []
+            return rest or None
+        if not self._lines and line.lstrip()[:1] not in (b"{", b"["):
+            return None
+        for c in line.decode("utf-8", "replace"):
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif c == "\\":
+                    self._escaped = True
+                elif c == '"':
+                    self._in_string = False
+            elif c == '"':
+                self._in_string = True
+            elif c in "{[":
+                self._depth += 1
+            elif c in "}]":
+                self._depth -= 1
+        self._lines.append(line)
+        if self._depth > 0:
+            return None
+        whole, self._lines, self._depth = b"\n".join(self._lines), [], 0
+        self._in_string = self._escaped = False
+        return whole
+
+
+async def _json_values(response: httpx2.Response) -> AsyncIterator[Any]:
+    """The JSON values of a body that is one value or an array of them, each as soon as its
+    bytes have come. A body that is not such JSON raises json.JSONDecodeError at its end."""
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    text, in_array = "", None
+    chunks = response.aiter_bytes()
+    try:
+        async for chunk in chunks:
+            try:
+                piece = utf8.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(f"not UTF-8: {exc.reason}", "", 0) from None
+            text += piece
+            if "}" in piece or "]" in piece:  # only then can a value have ended
+                values, text, in_array = _values_in(text, in_array)
+                for value in values:
+                    yield value
+    finally:
+        await chunks.aclose()
+    values, text, in_array = _values_in(text, in_array)
+    for value in values:
+        yield value
+    rest = text.strip()
+    if rest:
+        _JSON.decode(rest)  # raises: what is left is no whole JSON value
+        raise json.JSONDecodeError("not a JSON value or an array of them", rest, 0)
+
+
+_JSON = json.JSONDecoder()
+
+
+def _values_in(text: str, in_array: bool | None) -> tuple[list[Any], str, bool | None]:
+    """(the whole values at text's start, the rest, whether they are an array's items). in_array
+    is None until the first value (or "[") has come."""
+    values: list[Any] = []
+    pos, n = 0, len(text)
+    while True:
+        while pos < n and (text[pos] in " \t\r\n" or (in_array and text[pos] == ",")):
+            pos += 1
+        if pos >= n:
+            break
+        if in_array is None:
+            in_array = text[pos] == "["
+            if in_array:
+                pos += 1
+                continue
+        if in_array and text[pos] == "]":
+            return values, "", in_array  # the array's end (anything after it is not read)
+        try:
+            value, pos = _JSON.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            break  # not whole yet: the next bytes may complete it
+        values.append(value)
+    return values, text[pos:], in_array
 
 
 async def _parsed(response: Any) -> AsyncIterator[tuple[Any, dict]]:
+    """(headers, chunk JSON) of a body google-genai's response reads (see `_chunks`)."""
     headers = response.headers
     async for chunk in response:
         if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):

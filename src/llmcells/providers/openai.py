@@ -304,6 +304,51 @@ def _whole_chat(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
     return chunks
 
 
+#: a whole response's status -> the terminal event its stream would have ended with
+_WHOLE_END = {"completed": "response.completed", "incomplete": "response.incomplete",
+              "cancelled": "response.completed"}
+
+
+def _whole_response(answer: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A whole `response` (from an OpenAI-compatible server that ignored "stream": true) as the
+    events its stream would have sent: created, then each output item's text, refusal and
+    reasoning as deltas and each function call as a finished item, in their order, then the
+    terminal event of its status with the response (its usage). None if it is not a finished
+    response (one still queued or in progress has no answer yet; a failed one holds an error
+    object, which post_stream reads as the error it is)."""
+    output = answer.get("output")
+    end = _WHOLE_END.get(answer.get("status")) if isinstance(answer.get("status"), str) else None
+    if answer.get("object") != "response" or not isinstance(output, list) or end is None:
+        return None
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": answer}]
+    for index, item in enumerate(output):
+        if not isinstance(item, dict):
+            continue
+        kind, item_id = item.get("type"), item.get("id")
+        if kind == "message":
+            for part in item.get("content") or ():
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "output_text" and part.get("text"):
+                    events.append({"type": "response.output_text.delta", "item_id": item_id,
+                                   "output_index": index, "delta": part["text"]})
+                elif part.get("type") == "refusal" and part.get("refusal"):
+                    events.append({"type": "response.refusal.delta", "item_id": item_id,
+                                   "output_index": index, "delta": part["refusal"]})
+        elif kind == "reasoning":
+            for key, event in (("summary", "response.reasoning_summary_text.delta"),
+                               ("content", "response.reasoning_text.delta")):
+                for n, part in enumerate(item.get(key) or ()):
+                    if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                        events.append({"type": event, "item_id": item_id, "output_index": index,
+                                       "summary_index" if key == "summary" else "content_index": n,
+                                       "delta": part["text"]})
+        elif kind == "function_call":
+            events.append({"type": "response.output_item.done", "item": item, "output_index": index})
+    events.append({"type": end, "response": answer})
+    return events
+
+
 # Chat Completions numbers only its tool calls: the answer and the reasoning are parts 0 and 1
 # (items.show numbers them as they come), tool call i is part _CHAT_TOOL + i (the engine ends
 # those at Finish, in that order).
@@ -402,7 +447,8 @@ def _response_info(response: Any, limits: Any = None) -> ResponseInfo:
 
 
 async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> AsyncIterator[Event]:
-    stream, limits = await _open(client, "/responses", *responses_body(request))
+    stream, limits = await _open(client, "/responses", *responses_body(request),
+                                 whole=_whole_response)
     items = SdkStream(stream, request.spec, DEFAULT_HOST, close=stream.close)
     finish: Finish | None = None
     refused = False
