@@ -177,3 +177,18 @@ def test_the_magic_lists_sets_and_unsets(shell, monkeypatch):
     assert keys.stored_key("google") is None
     with pytest.raises(UsageError, match="keys takes"):
         shell.run_line_magic("llmcells", "keys add google")
+
+
+def test_a_key_read_from_the_keyring_is_kept_in_the_session_and_reset_forgets_it(memory_keyring):
+    """The keyring's answers are kept (a lookup can be slow), in the Session with every other
+    cache: reset() reads the keyring again. They were kept in a module dict that reset() missed,
+    so a key changed in the keyring (by another program) was read anew only in a new process."""
+    from llmcells.session import session
+
+    keys.set_key("anthropic", KEY)
+    assert keys.stored_key("anthropic") == KEY
+    changed = KEY.replace("0", "9")
+    memory_keyring.store[("llmcells", "anthropic")] = changed  # another program's keyring write
+    assert keys.stored_key("anthropic") == KEY  # kept: the keyring is not asked again
+    session.reset()
+    assert keys.stored_key("anthropic") == changed

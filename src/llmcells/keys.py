@@ -17,11 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .session import session
+
 SERVICE = "llmcells"  # the keyring's service name; the username is the provider
 FILE_NAME = "keys.json"
 KEYRING_INDEX = "in_keyring"  # the file's list of providers whose key is in the keyring
-
-_cache: dict[str, str] = {}  # provider -> key found in the keyring (a lookup can be slow)
 
 
 def providers() -> dict[str, tuple[str, ...]]:
@@ -148,7 +148,7 @@ def set_key(provider: str, key: str) -> str:
     kr = _keyring()
     if kr is not None:
         kr.set_password(SERVICE, name, key)
-        _cache[name] = key
+        session.keyring_keys[name] = key
         data.pop(name, None)
         data[KEYRING_INDEX] = sorted(set(_in_keyring()) | {name})
     else:
@@ -161,7 +161,7 @@ def unset_key(provider: str) -> bool:
     """Forget the stored key of `provider`; False when none was stored (the environment is
     left alone)."""
     name = provider_name(provider)
-    _cache.pop(name, None)
+    session.keyring_keys.pop(name, None)
     data = _read_file()
     done = data.pop(name, None) is not None
     if name in _in_keyring():
@@ -191,14 +191,15 @@ def where(provider: str) -> str | None:
 def stored_key(provider: str) -> str | None:
     """The key stored for `provider` (an agent CLI: for its API), registered as a secret; None
     when there is none. The file is read on every lookup (a key set from a terminal reaches a
-    running kernel); a key found in the keyring is kept for the process (a lookup can be slow)."""
+    running kernel); a key found in the keyring is kept in the session (a lookup can be slow)."""
     from .errors import register_secret
 
     provider = owner(provider)
     key = _file_keys().get(provider)
     if key is None and provider in _in_keyring():
-        if provider in _cache:
-            return _cache[provider]
+        cached = session.keyring_keys.get(provider)
+        if cached is not None:
+            return cached
         kr = _keyring()
         try:
             key = kr.get_password(SERVICE, provider) if kr is not None else None
@@ -208,7 +209,7 @@ def stored_key(provider: str) -> str | None:
             swallowed(f"reading the {provider} key from the keyring", exc)
             key = None
         if key:
-            _cache[provider] = key
+            session.keyring_keys[provider] = key
     register_secret(key)
     return key or None
 
@@ -238,5 +239,5 @@ def status() -> list[dict[str, str]]:
 
 
 def forget_cache() -> None:
-    """Read the store again on the next lookup (tests; another process changed it)."""
-    _cache.clear()
+    """Read the store again on the next lookup (another process changed it); `reset()` does too."""
+    session.keyring_keys.clear()

@@ -45,6 +45,7 @@ class Session:
     price_warned: set[tuple] = field(default_factory=set)           # price warnings given (one per model and kind)
     tool_hints_warned: set[tuple] = field(default_factory=set)      # tool functions warned of for missing type hints
     batches_interrupted: set[str] = field(default_factory=set)      # batch ids interrupted, not run to their end since
+    keyring_keys: dict[str, str] = field(default_factory=dict)      # provider -> key found in the OS keyring (a lookup can be slow)
     replay_refresh_all: bool = False                                # `replay refresh`: every call anew
     simulator_url: str | None = None
     simulated_providers: frozenset[str] | None = None               # None: every built-in provider
@@ -55,7 +56,8 @@ class Session:
 
     def reset(self) -> None:
         """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
-        SDK clients, hook callbacks, replay refresh marks or warnings given, and the real APIs
+        SDK clients, keys read from the keyring, hook callbacks, replay refresh marks or warnings
+        given, and the real APIs
         instead of the simulator. Settings are apart (`llmcells.settings`); threads are stopped by
         `%unload_ext llmcells`, not here."""
         self.aliases.clear()
@@ -64,7 +66,8 @@ class Session:
                           self.chats, self.clients, self.rate_limits_seen, self.daily_caps,
                           self.reserved, self.health, self.job_clients, self.hook_failures,
                           self.replay_refresh_ids, self.replay_books, self.lifecycle_warned,
-                          self.price_warned, self.tool_hints_warned, self.batches_interrupted):
+                          self.price_warned, self.tool_hints_warned, self.batches_interrupted,
+                          self.keyring_keys):
             container.clear()
         for callbacks in self.hooks.values():  # emptied in place: the event names stay
             callbacks.clear()
