@@ -463,8 +463,9 @@ import signal, sys, time
 import llmcells
 batch = lambda: llmcells.batch([f"q{i}" for i in range(6)], models=["chatgpt", "claude", "gemini"],
                                concurrency=6, display=False)
-print("START", time.monotonic(), flush=True)
 try:
+    # (inside the try: the parent's SIGINT may land as this line ends, before llmcells' handler)
+    print("START", time.monotonic(), flush=True)
     llmcells.run(batch())
     print("FINISHED", flush=True)
 except KeyboardInterrupt as exc:
