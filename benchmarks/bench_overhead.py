@@ -186,14 +186,12 @@ async def _raw_post_call(clients, model: str, prompt: str, reader: bool = False)
         path = "{model}:streamGenerateContent?alt=sse".format_map(body.pop("_url"))
         body.pop("config", None)
         body = gc.encode_unserializable_types(gc.convert_to_dict(body))
-        if reader:  # the body read by llmcells' reader, as the adapter reads it
+        if reader:  # the body read as the adapter reads it (llmcells' reader, for SSE)
             from llmcells.providers import google as ours_google
-            from llmcells.providers._sse import EventStream
 
             response = await api._async_request(http_request=api._build_request("post", path, body, None),
                                                 http_options=None, stream=True)
-            chunks = EventStream(response.response_stream, ours_google._read_event,
-                                 other=ours_google._RawJson(), last=True)
+            chunks = (chunk async for _, chunk in ours_google._chunks(response))
         else:
             chunks = (json.loads(piece.body)
                       async for piece in await api.async_request_streamed("post", path, body, None))

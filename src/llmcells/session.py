@@ -57,9 +57,8 @@ class Session:
     def reset(self) -> None:
         """Back to a fresh session: default aliases, no endpoints, prices, limits, conversations,
         SDK clients, keys read from the keyring, hook callbacks, replay refresh marks or warnings
-        given, and the real APIs
-        instead of the simulator. Settings are apart (`llmcells.settings`); threads are stopped by
-        `%unload_ext llmcells`, not here."""
+        given, and the real APIs instead of the simulator. Settings are apart
+        (`llmcells.settings`); threads are stopped by `%unload_ext llmcells`, not here."""
         self.aliases.clear()
         self.aliases.update(_default_aliases())
         for container in (self.endpoints, self.prices, self.rate_limits, self.conversations,

@@ -355,25 +355,27 @@ async def _chunks(response: Any) -> AsyncIterator[tuple[Any, dict]]:
     An error object in place of a chunk is raised as async_request_streamed raises it."""
     body = getattr(response, "response_stream", None)
     media = media_type(body) if isinstance(body, httpx2.Response) else None
+    close: Any = None  # what closes a reader of ours, if the stream ends early
     if media == "text/event-stream":
         items: Any = EventStream(body, _read_event, other=_RawJson(), last=True)
+        close = items.close
     elif media is not None and (media == "application/json" or media.endswith("+json")):
         items = _json_values(body)
+        close = items.aclose
     else:
-        async for pair in _parsed(response):
-            yield pair
-        return
+        items = response  # google-genai's HttpResponse: the chunks it parsed (it closes its body)
     headers = response.headers
     try:
         async for value in items:
-            # (an array of chunks in a body labelled SSE, as raw JSON: its chunks, in order)
+            # (an array of chunks read whole, as raw JSON in a body labelled SSE: its chunks)
             for chunk in value if isinstance(value, list) else (value,):
                 if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
                     await genai_errors.APIError.raise_error_async(chunk["error"].get("code"), chunk,
                                                                   response)
                 yield headers, chunk if isinstance(chunk, dict) else {}
     finally:
-        await (items.close() if isinstance(items, EventStream) else items.aclose())
+        if close is not None:
+            await close()
 
 
 def _read_event(name: str | None, data: bytes, response: Any) -> Any:
@@ -476,16 +478,6 @@ def _values_in(text: str, in_array: bool | None) -> tuple[list[Any], str, bool |
             break  # not whole yet: the next bytes may complete it
         values.append(value)
     return values, text[pos:], in_array
-
-
-async def _parsed(response: Any) -> AsyncIterator[tuple[Any, dict]]:
-    """(headers, chunk JSON) of a body google-genai's response reads (see `_chunks`)."""
-    headers = response.headers
-    async for chunk in response:
-        if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-            # an error object in place of a chunk, raised as async_request_streamed raises it
-            await genai_errors.APIError.raise_error_async(chunk["error"].get("code"), chunk, response)
-        yield headers, chunk if isinstance(chunk, dict) else {}
 
 
 async def _reparsed(hop: Any) -> AsyncIterator[tuple[Any, dict]]:
