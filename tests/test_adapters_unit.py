@@ -84,6 +84,70 @@ def test_anthropic_message_delta_merges_with_message_start():
     assert anthropic_adapter.map_usage(merged) == Usage(100, 90, 0, 57, 0)
 
 
+#: token counts no API sends, as a buggy proxy or a hostile server might: each is left out
+UNREADABLE_COUNTS = ["many", {"n": 1}, [3], float("inf"), -5, True, "\u00b2"]
+
+
+@pytest.mark.parametrize("bad", UNREADABLE_COUNTS, ids=repr)
+def test_a_token_count_that_cannot_be_read_is_left_out_and_the_answer_kept(bad):
+    """A count that is not a whole number of at least 0: Anthropic's adapter failed the call on
+    it (int() of text, an object, infinity), losing its answer; the others read infinity as an
+    OverflowError, and every adapter took a negative count, which priced the call below zero.
+    Now each is left out as an absent count is: the answer stays, and a count already read
+    (message_start's input) is kept."""
+    body = _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Bonjour"),
+                {"type": "content_block_stop", "index": 0},
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                 "usage": {"input_tokens": bad, "output_tokens": bad}},
+                {"type": "message_stop"}, named=True)
+    events, exc, _ = asyncio.run(_collect("anthropic", _serve(body)))
+    assert exc is None and _text(events) == "Bonjour" and events[-1] == Finish("end_turn")
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(10)
+
+    chat = _sse(_chat_chunk("Bonjour"), _chat_chunk(finish="stop"),
+                _chat_chunk(choices=False, usage={"prompt_tokens": 3, "completion_tokens": bad}))
+    events, exc, _ = asyncio.run(_collect("openai", _serve(chat)))
+    assert exc is None and _text(events) == "Bonjour"
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)][-1] == Usage(3)
+
+    assert google_adapter.map_usage({"promptTokenCount": 5, "candidatesTokenCount": bad,
+                                     "thoughtsTokenCount": bad}) == Usage(5)
+
+
+_DEEP = b"[" * 100_000 + b"]" * 100_000  # nested deeper than Python's JSON parser can go
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
+def test_an_event_nested_too_deeply_is_a_cut_stream_that_keeps_its_text(kind):
+    """json.loads raises RecursionError on such an event, not the JSONDecodeError of broken
+    JSON: it reached the user as "RecursionError: maximum recursion depth exceeded while
+    decoding a JSON array from a unicode string". Now it is read as the garbled event it is."""
+    head = {"openai": _sse(_chat_chunk("Hi")),
+            "anthropic": _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hi"), named=True),
+            "google": _sse(_gemini_chunk("Hi"))}[kind]
+    for tail in (b"data: " + _DEEP + b"\n\n", b'data: {"type": "x", "a": ' + _DEEP + b"}\n\n"):
+        events, exc, err = asyncio.run(_collect(kind, _serve(head + tail)))
+        assert _text(events) == "Hi" and isinstance(err, IncompleteStreamError), (exc, err)
+
+
+def test_a_gemini_error_body_nested_too_deeply_is_one_line():
+    """google-genai parses an error body with json.loads, so the RecursionError came from the
+    SDK itself: the engine names it in one line."""
+    from llmcells.engine import as_llm_error
+
+    events, exc, err = asyncio.run(_collect("google", _serve(
+        _DEEP, status=500, headers={"content-type": "application/json"})))
+    assert events == [] and isinstance(exc, RecursionError) and err is None
+    mapped = as_llm_error(exc, SPECS["google"])
+    assert isinstance(mapped, ProviderError)
+    assert str(mapped) == "Google Gemini sent a body nested too deeply to read."
+
+
+def test_a_token_count_sent_as_a_float_or_digits_is_read():
+    assert anthropic_adapter.map_usage({"input_tokens": 10.0, "output_tokens": " 42 "}) == Usage(10, 0, 0, 42, 0)
+    assert openai_adapter.map_usage({"prompt_tokens": "7", "completion_tokens": 3.9}) == Usage(7, 0, 0, 3, 0)
+
+
 def test_gemini_usage_thoughts_and_cache():
     raw = {"promptTokenCount": 1000, "cachedContentTokenCount": 800, "candidatesTokenCount": 80,
            "thoughtsTokenCount": 35, "totalTokenCount": 1115}

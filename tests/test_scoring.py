@@ -69,6 +69,23 @@ def test_json_valid():
     assert value == 0.0 and note.startswith("not JSON")
 
 
+#: a model's answer of brackets nested deeper than Python's JSON parser can go
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_an_answer_nested_too_deeply_scores_as_not_json_and_fails_its_schema():
+    """json.loads raises RecursionError on it, which escaped the scorers (a ValueError was
+    caught) and failed the call that the answer belonged to."""
+    from llmcells.structured import output_schema, validate
+
+    value, note = llmcells.json_valid()(R(DEEP))
+    assert value == 0.0 and note == "not JSON: nested too deeply to read"
+    value, note = llmcells.matches_schema({"type": "array"})(R(DEEP))
+    assert value == 0.0 and note == "not JSON: nested too deeply to read"
+    with pytest.raises(ValueError, match="^not JSON: nested too deeply to read$"):
+        validate(DEEP, output_schema({"type": "object", "properties": {"a": {"type": "string"}}}))
+
+
 def test_matches_schema_pydantic_and_json_schema():
     from pydantic import BaseModel
 

@@ -213,6 +213,8 @@ class Chat:
             raise ConfigError(f"No chat file at {path}.") from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path} is not a chat file llmcells can read ({exc}).") from None
+        except RecursionError:
+            raise ConfigError(f"{path} is not a chat file llmcells can read (nested too deeply).") from None
         return cls.from_dict(data, tools=tools, where=str(path))
 
     @classmethod

@@ -150,6 +150,9 @@ def as_llm_error(exc: BaseException, spec: ModelSpec) -> LLMError:
         return mapped
     if isinstance(exc, TimeoutError):
         return ProviderTimeoutError(f"{spec.label} did not answer in time.", provider=spec.provider)
+    if isinstance(exc, RecursionError):  # an SDK parsing JSON of thousands of nested brackets
+        return ProviderError(f"{spec.label} sent a body nested too deeply to read.",
+                             provider=spec.provider)
     return ProviderError(f"{spec.label}: {type(exc).__name__}: {_short(exc)}", provider=spec.provider)
 
 

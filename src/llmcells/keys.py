@@ -98,7 +98,7 @@ def _read_file() -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         from .errors import ConfigError
 
         raise ConfigError(f"{path}: cannot read the stored keys ({type(err).__name__}); "

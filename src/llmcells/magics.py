@@ -119,7 +119,10 @@ def _parse_json(text: str) -> Any:
     fenced = re.search(r"```(?:json)?\s*\n(.*?)```", body, flags=re.S)
     if fenced:
         body = fenced.group(1)
-    return json.loads(body)
+    try:
+        return json.loads(body)
+    except RecursionError:  # a ValueError, as broken JSON is, for the callers
+        raise ValueError("nested too deeply to read") from None
 
 
 def _provider_magic(row: ProviderRow) -> Callable:

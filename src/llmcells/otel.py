@@ -369,7 +369,7 @@ def _call_part(call: ToolCall) -> dict[str, Any]:
     """A tool call the model asked for, as the conventions' `tool_call` part."""
     try:
         arguments = json.loads(call.arguments_json or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         arguments = call.arguments_json
     return {"type": "tool_call", "id": call.id, "name": call.name, "arguments": arguments}
 

@@ -101,7 +101,7 @@ class _Book:
                 entry = json.loads(entry)
                 if entry.get("key") != key:
                     raise ValueError("key mismatch")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 self.entries.pop(key, None)  # a damaged line: a miss, never fatal
                 return None
             self.entries[key] = entry

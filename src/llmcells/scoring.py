@@ -154,6 +154,8 @@ class json_valid(Scorer):
             json.loads(_json_text(result.text))
         except ValueError as err:
             return 0.0, _one_line(f"not JSON: {err}")
+        except RecursionError:
+            return 0.0, "not JSON: nested too deeply to read"
         return 1.0
 
 
@@ -190,6 +192,8 @@ class matches_schema(Scorer):
             data = json.loads(text)
         except ValueError as err:
             return 0.0, _one_line(f"not JSON: {err}")
+        except RecursionError:
+            return 0.0, "not JSON: nested too deeply to read"
         try:
             jsonschema.validate(data, self.schema)
         except jsonschema.ValidationError as err:

@@ -179,6 +179,8 @@ def validate(text: str, schema: OutputSchema) -> Any:
         data = json.loads(_json_text(text))
     except json.JSONDecodeError as err:
         raise ValueError(f"not JSON: {err.msg} at character {err.pos}") from None
+    except RecursionError:  # an answer of thousands of nested brackets
+        raise ValueError("not JSON: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     try:

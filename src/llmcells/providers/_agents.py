@@ -283,7 +283,7 @@ class Process:
                 continue
             try:
                 yield json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 log.debug("an agent CLI printed a line that is not JSON")
 
     async def wait(self) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import email.utils
 import functools
 import json
+import math
 import re
 import sys
 import time
@@ -60,13 +61,26 @@ def field(raw: Any, *names: str) -> Any:
     return None
 
 
+def as_count(value: Any) -> int | None:
+    """A token count read from the wire: a whole number of at least 0 (also sent as a float or
+    a string of digits); None for anything else (absent, a bool, a negative or non-finite
+    number, other text, an object). A count that can't be read is left out, as an absent one
+    is: it must neither fail the call (the answer is there) nor price it below zero."""
+    kind = type(value)
+    if kind is int:
+        return value if value >= 0 else None
+    if kind is float:
+        return int(value) if 0 <= value < math.inf else None  # (NaN fails both)
+    if kind is str and value.isascii() and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # an int subclass (an SDK's)
+        return int(value) if value >= 0 else None
+    return None
+
+
 def count(raw: Any, *names: str) -> int:
-    """An integer token count from raw (first present name); missing or None counts as 0."""
-    value = field(raw, *names)
-    try:
-        return int(value) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
+    """A token count from raw (its first present name); missing or unreadable counts as 0."""
+    return as_count(field(raw, *names)) or 0
 
 
 def one_line(text: Any, limit: int = 200) -> str:
@@ -218,7 +232,7 @@ def _is_json(response: Any) -> bool:
 def _json_or_none(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

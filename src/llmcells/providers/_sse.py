@@ -203,9 +203,12 @@ class EventStream:
 
 
 def json_of(data: bytes) -> Any:
-    """An event's data as JSON; data that is not UTF-8 raises the same error as broken JSON."""
+    """An event's data as JSON; data that is not UTF-8, or nested deeper than Python's parser
+    can go, raises the same error as broken JSON."""
     try:
         return json.loads(data)
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError(f"not UTF-8: {exc.reason}", data.decode("utf-8", "replace"),
                                    exc.start) from None
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", "", 0) from None

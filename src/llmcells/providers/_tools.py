@@ -25,7 +25,7 @@ def _args(call: ToolCall) -> dict[str, Any]:
     """A call's arguments as an object (what Anthropic and Gemini take back); bad JSON -> {}."""
     try:
         value = json.loads(call.arguments_json or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

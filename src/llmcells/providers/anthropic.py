@@ -20,6 +20,7 @@ from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
+    as_count,
     connection_failed,
     count,
     field,
@@ -121,18 +122,15 @@ def merge_usage(seen: dict[str, int], raw: Any, names: tuple[str, ...] = _USAGE_
     """seen updated with the fields of names that raw reports (message_delta may omit the input
     fields)."""
     for name in names:
-        value = field(raw, name)
+        value = as_count(field(raw, name))
         if value is not None:
-            seen[name] = int(value)
-    write_1h = field(field(raw, "cache_creation"), "ephemeral_1h_input_tokens")
-    if write_1h is not None:
-        seen[_WRITE_1H] = int(write_1h)
-    thinking = field(field(raw, "output_tokens_details"), _THINKING)
-    if thinking is not None:
-        seen[_THINKING] = int(thinking)
-    searches = field(field(raw, "server_tool_use"), _SEARCHES)
-    if searches is not None:
-        seen[_SEARCHES] = int(searches)
+            seen[name] = value
+    for name, value in ((_WRITE_1H, field(field(raw, "cache_creation"), "ephemeral_1h_input_tokens")),
+                        (_THINKING, field(field(raw, "output_tokens_details"), _THINKING)),
+                        (_SEARCHES, field(field(raw, "server_tool_use"), _SEARCHES))):
+        value = as_count(value)
+        if value is not None:
+            seen[name] = value
     return seen
 
 
@@ -200,7 +198,7 @@ def _read_event(client: anthropic.AsyncAnthropic, name: str | None, data: bytes,
         if event is None:
             try:
                 event = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 event = data.decode("utf-8", "replace")
         raise client._make_status_error(event if isinstance(event, str) else f"{event}",
                                         body=event, response=response)

@@ -18,6 +18,7 @@ from ..errors import IncompleteStreamError, LLMError, ProviderError
 from ..models import ModelSpec
 from ..types import Event, Finish, PartDelta, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from . import _agents
+from ._common import count
 from .base import ClientOptions, Provider
 
 DEFAULT_BASE = "https://api.openai.com/v1"
@@ -30,11 +31,11 @@ def _toml(value: str) -> str:
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
-    return Usage(input_tokens=int(raw.get("inputTokens") or 0),
-                 cached_input_tokens=int(raw.get("cachedInputTokens") or 0),
-                 cache_write_tokens=int(raw.get("cacheWriteInputTokens") or 0),
-                 output_tokens=int(raw.get("outputTokens") or 0),
-                 reasoning_tokens=int(raw.get("reasoningOutputTokens") or 0))
+    return Usage(input_tokens=count(raw, "inputTokens"),
+                 cached_input_tokens=count(raw, "cachedInputTokens"),
+                 cache_write_tokens=count(raw, "cacheWriteInputTokens"),
+                 output_tokens=count(raw, "outputTokens"),
+                 reasoning_tokens=count(raw, "reasoningOutputTokens"))
 
 
 def argv_for(client: _agents.AgentClient) -> list[str]:

@@ -19,6 +19,7 @@ from ..errors import IncompleteStreamError, LLMError
 from ..models import ModelSpec
 from ..types import Event, Finish, PartDelta, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from . import _agents
+from ._common import count
 from .base import ClientOptions, Provider
 
 #: the CLI's built-in tools, all turned off for a plain answer (tools=False)
@@ -55,13 +56,11 @@ def _usage(stats: dict[str, Any]) -> Usage:
     included), output_tokens their candidatesTokenCount (thoughts left out) and total_tokens
     their totalTokenCount (thoughts included); the CLI gives no thoughts count of its own, so
     the thoughts, billed as output, are the rest of the total."""
-    cached = int(stats.get("cached") or 0)
-    inp = int(stats.get("input_tokens") or 0)
-    out = int(stats.get("output_tokens") or 0)
+    cached, inp, out = (count(stats, name) for name in ("cached", "input_tokens", "output_tokens"))
     if stats.get("thoughts") is not None:
-        thoughts = int(stats.get("thoughts") or 0)
+        thoughts = count(stats, "thoughts")
     else:
-        thoughts = max(int(stats.get("total_tokens") or 0) - inp - out, 0)
+        thoughts = max(count(stats, "total_tokens") - inp - out, 0)
     return Usage(input_tokens=inp, cached_input_tokens=cached, output_tokens=out + thoughts,
                  reasoning_tokens=thoughts)
 

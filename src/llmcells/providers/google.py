@@ -35,6 +35,7 @@ from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
+    as_count,
     field,
     host_of,
     incomplete,
@@ -133,12 +134,8 @@ def _served_tier(headers: Any) -> str | None:
 
 
 def _int(value: Any) -> int:
-    if type(value) is int:
-        return value
-    try:
-        return int(value) if value is not None else 0
-    except (TypeError, ValueError):
-        return 0
+    """A usageMetadata count; missing or unreadable counts as 0 (see _common.as_count)."""
+    return as_count(value) or 0
 
 
 # ----- client ------------------------------------------------------------------------------------
@@ -476,13 +473,15 @@ def _values_in(text: str, in_array: bool | None) -> tuple[list[Any], str, bool |
             value, pos = _JSON.raw_decode(text, pos)
         except json.JSONDecodeError:
             break  # not whole yet: the next bytes may complete it
+        except RecursionError:  # no more bytes can make this readable
+            raise json.JSONDecodeError("nested too deeply to read", "", pos) from None
         values.append(value)
     return values, text[pos:], in_array
 
 
 async def _reparsed(hop: Any) -> AsyncIterator[tuple[Any, dict]]:
     async for piece in hop:
-        yield piece.headers, json.loads(piece.body) if piece.body else {}
+        yield piece.headers, json_of(piece.body) if piece.body else {}
 
 
 async def _typed_chunks(client: genai.Client, request: Request) -> AsyncIterator[tuple[Any, dict]]:
