@@ -143,6 +143,43 @@ def test_a_gemini_error_body_nested_too_deeply_is_one_line():
     assert str(mapped) == "Google Gemini sent a body nested too deeply to read."
 
 
+#: each provider's whole answer, up to its terminal event
+_WHOLE = {
+    "openai-responses": lambda: _sse(_text_delta("Hi"), _responses_event(
+        "response.completed", response=_response_obj("completed", RESP_USAGE))),
+    "anthropic": lambda: _sse(ANTHROPIC_START, ANTHROPIC_BLOCK, _anthropic_text("Hi"),
+                              {"type": "content_block_stop", "index": 0},
+                              {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": 2}},
+                              {"type": "message_stop"}, named=True),
+    "google": lambda: _sse(_gemini_chunk("Hi", finish="STOP")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_WHOLE))
+@pytest.mark.parametrize("junk", [b"data: {broken\n\n", b"event: message_stop\ndata: {broken\n\n"],
+                         ids=["nameless", "named"])
+def test_a_garbled_event_after_the_answers_end_leaves_the_whole_answer(kind, junk):
+    """A proxy that appends junk after the terminal event (response.completed, message_stop, a
+    finishReason): the answer was recorded as cut ("incomplete"), as a cut there already was not."""
+    events, exc, err = asyncio.run(_collect(kind, _serve(_WHOLE[kind]() + junk)))
+    assert exc is None and _text(events) == "Hi" and isinstance(events[-1], Finish), (exc, err)
+
+
+@pytest.mark.parametrize("code", [None, "503", 99, True], ids=repr)
+def test_a_gemini_error_object_without_a_status_code_is_a_server_error(code):
+    """An error object in place of a chunk whose code is no HTTP status (another provider's
+    shape from a proxy): google-genai compared it with numbers, and the call failed with
+    "TypeError: '<=' not supported between instances of 'int' and 'NoneType'"."""
+    error: dict[str, Any] = {"message": "upstream overloaded", "status": "UNAVAILABLE"}
+    if code is not None:
+        error["code"] = code
+    body = _sse(_gemini_chunk("Hi")) + b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+    events, exc, err = asyncio.run(_collect("google", _serve(body)))
+    assert _text(events) == "Hi" and isinstance(err, ServerError), (exc, err)
+    assert "upstream overloaded" in str(err) and "\n" not in str(err)
+
+
 def test_a_token_count_sent_as_a_float_or_digits_is_read():
     assert anthropic_adapter.map_usage({"input_tokens": 10.0, "output_tokens": " 42 "}) == Usage(10, 0, 0, 42, 0)
     assert openai_adapter.map_usage({"prompt_tokens": "7", "completion_tokens": 3.9}) == Usage(7, 0, 0, 3, 0)

@@ -375,6 +375,9 @@ class SdkStream:
         except json.JSONDecodeError as exc:
             # openai and anthropic let a garbled event's JSON error through.
             self._over = True
+            if self.done:  # garbled after the terminal event, as a cut there: the answer is whole
+                swallowed(f"a garbled event from {self.spec.id} after its answer's end", exc)
+                raise StopAsyncIteration from None
             raise incomplete(self.spec) from exc
         except Exception as exc:
             self._over = True

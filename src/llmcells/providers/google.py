@@ -367,12 +367,20 @@ async def _chunks(response: Any) -> AsyncIterator[tuple[Any, dict]]:
             # (an array of chunks read whole, as raw JSON in a body labelled SSE: its chunks)
             for chunk in value if isinstance(value, list) else (value,):
                 if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-                    await genai_errors.APIError.raise_error_async(chunk["error"].get("code"), chunk,
-                                                                  response)
+                    await genai_errors.APIError.raise_error_async(_error_status(chunk["error"]),
+                                                                  chunk, response)
                 yield headers, chunk if isinstance(chunk, dict) else {}
     finally:
         if close is not None:
             await close()
+
+
+def _error_status(error: dict) -> int:
+    """The HTTP status of an error object sent in place of a chunk: its `code`, or 500 when that
+    is no status (missing, text, another provider's error shape from a proxy); google-genai
+    compares it with numbers and failed with a TypeError."""
+    code = error.get("code")
+    return code if type(code) is int and 100 <= code <= 599 else 500
 
 
 def _read_event(name: str | None, data: bytes, response: Any) -> Any:
