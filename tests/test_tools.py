@@ -250,6 +250,32 @@ def test_max_turns_is_reached(simulated, model):
     assert len(rows(r.group_id)) == 3
 
 
+@pytest.mark.parametrize("model", ["chatgpt", "openai-responses:gpt-6-luna", "claude"])
+def test_a_call_cut_off_by_max_tokens_runs_no_tool_and_sends_nothing_more(simulated, model):
+    """The output limit ends the turn while the model writes a call's arguments (stop_reason
+    max_tokens, finish_reason length, an incomplete response): the arguments are cut-off JSON.
+    The loop ran the tool as "bad arguments" and sent the model that error, a billed request
+    that the same limit cuts again, up to max_turns."""
+    ran = []
+
+    def get_weather(city: str) -> str:
+        """Today's weather in a city."""
+        ran.append(city)
+        return "sunny"
+
+    city = "Llanfair pwllgwyngyll gogery chwyrn drobwll llantysilio gogo goch " * 3
+    r = ask(f'call get_weather({{"city": "{city}"}})', model, tools=[get_weather], max_tokens=16)
+    assert not r.ok and r.error_kind == "incomplete", (r.status, r.error)
+    assert r.error == ("The answer reached max_tokens while calling get_weather: the call was cut "
+                       "off, so no tool ran; raise max_tokens=... and ask again.")
+    assert ran == [] and r.tool_calls == [] and r.turns == 1
+    assert len(simulated.requests) == 1 and len(rows(r.group_id)) == 1
+    assert r.finish_reason in ("length", "max_output_tokens", "max_tokens")
+    assert [m.role for m in r.messages] == ["user"]  # no call left without its result
+    again = ask(f'call get_weather({{"city": "{city}"}})', model, tools=[get_weather], max_tokens=400)
+    assert again.ok and ran == [city], (again.error, ran)  # the same call, with room: it runs
+
+
 @pytest.mark.parametrize("model", PATHS)
 def test_an_interrupt_while_tools_run_ends_the_call_within_a_second(simulated, model):
     state = {}

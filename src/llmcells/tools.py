@@ -31,7 +31,7 @@ from typing import Any
 
 from .errors import ConfigError, LLMCellsWarning
 from .session import session
-from .types import CallObserver, Message, Result, ToolCall, ToolRun, Usage
+from .types import LIMIT_REASONS, CallObserver, Message, Result, ToolCall, ToolRun, Usage
 from ._log import swallowed
 
 log = logging.getLogger("llmcells")
@@ -435,6 +435,19 @@ async def run_call(plan: Any, observer: CallObserver | None, next: Any) -> Resul
             if r.text or not calls:
                 messages.append(Message("assistant", r.text))
             break
+        if r.finish_reason in LIMIT_REASONS and not _whole_object(calls[-1].arguments_json):
+            # The output limit cut the turn while it was calling: the last call's arguments are
+            # cut-off JSON. Running the calls, or telling the model its arguments were bad, would
+            # bill more turns that the same limit cuts again (Anthropic: retry with a higher
+            # max_tokens). The turn's text stays; its calls, never answered, are left out.
+            # (Gemini sends a call whole: at its limit, the calls it made still run.)
+            if r.text:
+                messages.append(Message("assistant", r.text))
+            names = ", ".join(dict.fromkeys(c.name for c in calls))
+            stop = ("error", "incomplete",
+                    f"The answer reached max_tokens while calling {names}: the call was cut off, "
+                    "so no tool ran; raise max_tokens=... and ask again.")
+            break
         messages.append(Message("assistant", r.text, tool_calls=tuple(calls)))
         if n == tools_.max_turns:
             stop = ("error", "max_turns",
@@ -465,6 +478,14 @@ async def run_call(plan: Any, observer: CallObserver | None, next: Any) -> Resul
     result = _combine(turns, runs, messages, started, watcher, stop)
     quietly(outer.on_finish, result)
     return result
+
+
+def _whole_object(arguments_json: str | None) -> bool:
+    """Whether a call's arguments are a whole JSON object (none at all counts as {})."""
+    try:
+        return isinstance(json.loads(arguments_json or "{}"), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _combine(turns: list[Result], runs: list[ToolRun], messages: list[Message], started: float,

@@ -259,6 +259,11 @@ class Finish:
     note: str | None = None
 
 
+#: the finish reasons that say the output limit ended an answer: Anthropic's, OpenAI's (Chat
+#: Completions, and the Responses API's incomplete reason) and Gemini's
+LIMIT_REASONS = frozenset({"max_tokens", "length", "max_output_tokens", "MAX_TOKENS"})
+
+
 Event = Union[PartStart, PartDelta, PartEnd, UsageUpdate, ResponseInfo, Finish]
 
 

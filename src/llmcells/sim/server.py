@@ -310,6 +310,11 @@ class SimServer:
         plan.thinking = thinking and module.PROVIDER == "anthropic"
         _, n_out = sim_tools.usage_counts(prompt.text, calls)
         plan.tokens, plan.truncated = ["x"] * n_out, False
+        # Streamed, a turn over the request's max tokens is cut while calling (sim/tools.py);
+        # Gemini sends its calls whole, and a whole body has no cut-off JSON to send.
+        if prompt.stream and module.PROVIDER != "google" and prompt.max_tokens is not None \
+                and n_out > prompt.max_tokens:
+            plan.tokens, plan.truncated = ["x"] * max(int(prompt.max_tokens), 1), True
         ttft, interval = self._timing(settings, None)
         rate = _rates(module, plan.input_tokens)
         if not prompt.stream:

@@ -181,6 +181,24 @@ def usage_counts(prompt_text: str, calls: list[tuple[str, dict[str, Any]]]) -> t
     return count_prompt_tokens(prompt_text), out
 
 
+def _written(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str, bool]]:
+    """(name, arguments JSON, whole) of each call the turn writes. A turn the request's max
+    tokens cut (plan.truncated, plan.tokens as many as it allows) writes its calls until the
+    limit: the last one's arguments cut off mid-JSON, the calls after it not at all, as the
+    real APIs end a turn that reaches the limit while calling (stop_reason max_tokens)."""
+    budget = len(plan.tokens) if plan.truncated else None
+    out = []
+    for name, args in calls:
+        tokens = split_tokens(compact(args))
+        if budget is not None and budget < len(tokens) + 5:
+            out.append((name, "".join(tokens[:max(budget - 5, 1)]), False))
+            break
+        out.append((name, compact(args), True))
+        if budget is not None:
+            budget -= len(tokens) + 5
+    return out
+
+
 def events(provider: str, api: str, plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
     """The whole streamed answer of a turn that ends in `calls`, in provider's wire format."""
     if provider == "openai" and api == "chat":
@@ -208,12 +226,13 @@ def _chat(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
         return b"data: " + compact(body).encode() + b"\n\n"
 
     out = [chunk({"role": "assistant", "content": None, "refusal": None})]
-    for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "call_"))):
+    written = _written(plan, calls)
+    for index, ((name, text, _), call_id) in enumerate(zip(written, _ids(len(written), "call_"))):
         out.append(chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
                                           "function": {"name": name, "arguments": ""}}]}))
-        for piece in _pieces(compact(args)):
+        for piece in _pieces(text):
             out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
-    out.append(chunk({}, "tool_calls"))
+    out.append(chunk({}, "length" if plan.truncated else "tool_calls"))
     if plan.include_usage:
         out.append(chunk(None, usage=chat_usage(plan, len(plan.tokens))))
     return out + [b"data: [DONE]\n\n"]
@@ -235,22 +254,24 @@ def _responses(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
     out = [event({"type": "response.created", "response": empty}),
            event({"type": "response.in_progress", "response": empty})]
     items = []
-    for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "call_"))):
+    written = _written(plan, calls)
+    for index, ((name, text, whole), call_id) in enumerate(zip(written, _ids(len(written), "call_"))):
         item_id = f"fc_{plan.ident(40).lower()}"
-        text = compact(args)
         item = {"id": item_id, "type": "function_call", "status": "in_progress", "arguments": "",
                 "call_id": call_id, "name": name}
         out.append(event({"type": "response.output_item.added", "item": item, "output_index": index}))
         for piece in _pieces(text):
             out.append(event({"type": "response.function_call_arguments.delta", "delta": piece,
                               "item_id": item_id, "output_index": index}))
-        out.append(event({"type": "response.function_call_arguments.done", "arguments": text,
-                          "item_id": item_id, "name": name, "output_index": index}))
-        done = {**item, "status": "completed", "arguments": text}
+        if whole:
+            out.append(event({"type": "response.function_call_arguments.done", "arguments": text,
+                              "item_id": item_id, "name": name, "output_index": index}))
+        done = {**item, "status": "completed" if whole else "incomplete", "arguments": text}
         items.append(done)
         out.append(event({"type": "response.output_item.done", "item": done, "output_index": index}))
-    final = response_object(plan, resp_id, "completed", items, responses_usage(plan))
-    out.append(event({"type": "response.completed", "response": final}))
+    status = "incomplete" if plan.truncated else "completed"
+    final = response_object(plan, resp_id, status, items, responses_usage(plan))
+    out.append(event({"type": f"response.{status}", "response": final}))
     return out
 
 
@@ -275,17 +296,19 @@ def _anthropic(plan: Plan, calls: list[tuple[str, dict[str, Any]]]) -> list[byte
                                                  {"type": "signature_delta", "signature": block["signature"]}}))
         out.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
         first = 1
-    for index, ((name, args), call_id) in enumerate(zip(calls, _ids(len(calls), "toolu_01")), first):
+    written = _written(plan, calls)
+    for index, ((name, text, _), call_id) in enumerate(zip(written, _ids(len(written), "toolu_01")), first):
         out.append(event("content_block_start", {
             "type": "content_block_start", "index": index,
             "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}}))
-        for piece in _pieces(compact(args)):
+        for piece in _pieces(text):
             out.append(event("content_block_delta", {
                 "type": "content_block_delta", "index": index,
                 "delta": {"type": "input_json_delta", "partial_json": piece}}))
         out.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    stop = "max_tokens" if plan.truncated else "tool_use"
     out.append(event("message_delta", {"type": "message_delta",
-                                       "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                                       "delta": {"stop_reason": stop, "stop_sequence": None},
                                        "usage": usage_json(plan, len(plan.tokens))}))
     out.append(event("message_stop", {"type": "message_stop"}))
     return out
