@@ -14,6 +14,7 @@ import pytest
 from llmcells.errors import (
     AuthenticationError,
     BadRequestError,
+    BillingError,
     ConnectionFailedError,
     IncompleteStreamError,
     OverloadedError,
@@ -908,11 +909,33 @@ def test_openai_429_retry_after_ms_and_quota():
     assert mapped.retry_after == pytest.approx(1.2) and mapped.status_code == 429
     assert len(handler.seen) == 1  # no SDK retry
 
-    quota = _json({"error": {"message": "You exceeded your current quota.", "type": "insufficient_quota",
-                             "param": None, "code": "insufficient_quota"}})
-    _, _, mapped = asyncio.run(_collect("openai", _serve(quota, 429, {"content-type": "application/json",
-                                                                        "retry-after": "3"})))
-    assert isinstance(mapped, RateLimitError) and not mapped.retryable and mapped.retry_after == 3
+
+
+#: OpenAI's out-of-credit error: a 429 that is no rate limit
+QUOTA = {"message": "You exceeded your current quota, please check your plan and billing details.",
+         "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}
+
+
+def test_out_of_credit_is_a_billing_error_however_it_arrives():
+    """OpenAI's insufficient_quota came as "OpenAI rate limit: ..." (rate_limited) in a 429 and as
+    "OpenAI reported an error" (provider_error) in a Responses stream; Anthropic's billing_error
+    was a provider_error. Each is the account out of credit: one kind, not retried."""
+    ct = {"content-type": "application/json"}
+    _, _, http = asyncio.run(_collect("openai", _serve(_json({"error": QUOTA}), 429,
+                                                       {**ct, "retry-after": "3"})))
+    stream = _sse(_responses_event("response.created", response=_response_obj("in_progress")),
+                  _responses_event("error", code="insufficient_quota", message=QUOTA["message"],
+                                   param=None), named=True)
+    _, _, streamed = asyncio.run(_collect("openai-responses", _serve(stream)))
+    for mapped in (http, streamed):
+        assert isinstance(mapped, BillingError) and mapped.kind == "billing", mapped
+        assert not mapped.retryable
+        assert mapped.message == f"OpenAI billing problem: {QUOTA['message']}"
+    _, _, claude = asyncio.run(_collect("anthropic", _serve(_json(
+        {"type": "error", "error": {"type": "billing_error", "message": "Your credit balance is too low."}}),
+        400, ct)))
+    assert isinstance(claude, BillingError) and not claude.retryable
+    assert claude.message == "Anthropic billing problem: Your credit balance is too low."
 
 
 def test_openai_400_message_is_one_short_line_without_key():

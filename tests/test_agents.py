@@ -259,7 +259,7 @@ def test_an_agent_cli_error_reads_the_one_status_table():
     for status in (400, 401, 402, 403, 404, 408, 409, 418, 429, 500, 503, 529, None):
         err = _agents.api_error(spec, status, "nope sk-secret-0000000")
         kind = errors.kind_of_status(status)
-        expected = {"denied": "authentication", "billing": "provider_error"}.get(kind, kind)
+        expected = {"denied": "authentication"}.get(kind, kind)
         assert err.kind == expected and err.status_code == status, (status, err)
         assert "\n" not in err.message and "sk-secret" not in err.message
     assert type(_agents.api_error(spec, 503, "busy")).__name__ == "ServerError"

@@ -60,6 +60,23 @@ def test_chain_falls_through_overloaded_and_rate_limited_to_a_healthy_model(simu
                                     "rate_limited → google:gemini-3.5-flash-lite")
 
 
+@pytest.mark.parametrize("model", ["chatgpt", "openai-responses:gpt-6-luna", "claude", "gemini"])
+def test_an_account_out_of_credit_is_one_billing_line_sent_once_and_a_chain_moves_on(simulated, model):
+    """OpenAI's 429 insufficient_quota was a rate limit ("OpenAI rate limit: ..."), Anthropic's
+    400 "credit balance is too low" a bad request and Gemini's 403 "requires billing" a denied
+    access: none moved a chain on, and the first two said the wrong thing."""
+    simulated.inject("billing", times=1)
+    r = llmcells.run(llmcells.ask("hello", model, display=False))
+    assert (r.status, r.error_kind, r.attempts) == ("error", "billing", 1)
+    assert " billing problem: " in r.error and "\n" not in r.error
+    assert llmcells.usage(group_id=r.group_id).error_kind.tolist() == ["billing"]
+
+    simulated.inject("billing", times=1)
+    r = llmcells.run(llmcells.ask("hello", f"{model}|{'gemini' if model != 'gemini' else 'claude'}",
+                                  display=False))
+    assert r.ok and [s["error_kind"] for s in r.attempts_by_model] == ["billing", None]
+
+
 def test_observer_sees_each_start_the_fallbacks_and_one_finish(simulated):
     _fast(1)
     simulated.set_down("claude-haiku-5-5", "overloaded")

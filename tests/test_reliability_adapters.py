@@ -344,7 +344,7 @@ def _status(kind: str, status: int, body: bytes, ctype: str = "application/json"
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
-@pytest.mark.parametrize("status,cls,retryable", [(402, "ProviderError", False),
+@pytest.mark.parametrize("status,cls,retryable", [(402, "BillingError", False),
                                                   (408, "ProviderTimeoutError", False),
                                                   (409, "ServerError", True),
                                                   (503, "ServerError", True),

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._loop import deferred_interrupts, run
 from .config import configure, settings
-from .errors import (AuthenticationError, ConfigError, ContextWindowError, IncompleteStreamError,
+from .errors import (AuthenticationError, BillingError, ConfigError, ContextWindowError, IncompleteStreamError,
                      LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
                      ProviderTimeoutError, RateLimitError, UnsupportedError, one_line_warnings)
 from .models import add_alias, add_endpoint, aliases
@@ -35,7 +35,7 @@ __all__ = [
     "Result", "Comparison", "Usage", "Message",
     "LLMError", "ConfigError", "ContextWindowError", "MissingKeyError", "AuthenticationError", "ModelNotFoundError",
     "RateLimitError", "OverloadedError", "ProviderTimeoutError", "IncompleteStreamError",
-    "ProviderError", "UnsupportedError",
+    "ProviderError", "UnsupportedError", "BillingError",
     # scoring, the frontier, replay
     "exact", "contains", "regex", "json_valid", "matches_schema", "max_words", "judge", "column",
     "summarize", "frontier",

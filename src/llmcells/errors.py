@@ -125,12 +125,18 @@ class ProviderError(LLMError):
     kind = "provider_error"
 
 
+class BillingError(ProviderError):
+    """The account is out of credit (OpenAI's insufficient_quota, a 429; Anthropic's
+    billing_error; a 402): waiting will not help, another provider may answer."""
+
+    kind = "billing"
+
+
 # ----- what an HTTP status means: one table for every adapter and agent CLI -----------------------
 
 #: HTTP status -> error kind. The kinds are those of the classes above (what the ledger records),
-#: plus two that an adapter words apart: "denied" (an AuthenticationError: access refused, not a
-#: bad key) and "billing" (a ProviderError: out of credit). 409 (a conflict, e.g. a lock timeout)
-#: is a server error: the SDKs retry it too.
+#: plus one that an adapter words apart: "denied" (an AuthenticationError: access refused, not a
+#: bad key). 409 (a conflict, e.g. a lock timeout) is a server error: the SDKs retry it too.
 STATUS_KINDS = {400: "bad_request", 401: "authentication", 402: "billing", 403: "denied",
                 404: "model_not_found", 408: "timeout", 409: "server_error", 429: "rate_limited",
                 529: "overloaded"}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: error kinds that move a chain on by default: the next model may well answer
 DEFAULT_FALLBACK_ON = frozenset({"rate_limited", "overloaded", "server_error", "connection",
-                                 "timeout", "missing_key"})
+                                 "timeout", "missing_key", "billing"})
 #: kinds `fallback_on=` may add (a 400, a rejected key, a bad option would fail the same way on
 #: the next model, or hide a real problem, so they are opt-in)
 KNOWN_KINDS = DEFAULT_FALLBACK_ON | {"bad_request", "authentication", "config", "model_not_found",

@@ -24,6 +24,7 @@ import httpx2
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    BillingError,
     ConnectionFailedError,
     IncompleteStreamError,
     LLMError,
@@ -596,7 +597,7 @@ def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, statu
     if kind == "rate_limited":
         return RateLimitError(f"{label} rate limit: {message}", retry_after=retry_after, **common)
     if kind == "billing":
-        return ProviderError(f"{label} billing problem: {message}", **common)
+        return BillingError(f"{label} billing problem: {message}", **common)
     if kind == "timeout":
         return ProviderTimeoutError(f"{label} timed out the request: {message}", **common)
     if kind == "overloaded":

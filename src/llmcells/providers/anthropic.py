@@ -85,6 +85,10 @@ _TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authen
                "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
                "internalServerException": "server_error", "modelStreamErrorException": "server_error",
                "modelTimeoutException": "timeout", "validationException": "bad_request"}
+# The 400 Anthropic answers an account out of credit with ("Your credit balance is too low to
+# access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."): an
+# invalid_request_error by its type, a billing problem by its words.
+_CREDIT_TOO_LOW = "credit balance is too low"
 # Amazon Bedrock's error answers: a body of only {"message": ...}, the error's name in the
 # x-amzn-ErrorType header ("ThrottlingException:http://internal.amazon.com/..."). The names whose
 # kind their status alone would get wrong (a bad signature or key is a 403, like a denied model).
@@ -390,6 +394,8 @@ def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DE
         kind = "overloaded"
     # (exc.message is the SDK's "503 <body> (path: /v1/messages)": the body's words suffice)
     message = exc.api_message or _plain_message(exc.body) or exc.response.reason_phrase or exc.message
+    if kind == "bad_request" and _CREDIT_TOO_LOW in str(message).lower():
+        kind = "billing"  # out of credit, though Anthropic types it invalid_request_error
     return api_error(spec, kind, one_line(message),
                      host=host_of(spec.base_url, host), status=status,
                      retry_after=retry_after_from_headers(exc.response.headers), response=exc.response,

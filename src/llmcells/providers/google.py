@@ -708,7 +708,10 @@ def _api_error(exc: genai_errors.APIError, spec: ModelSpec) -> LLMError:
     message = one_line(exc.message or status or exc)
     kind = kind_of_status(code or None, message)  # (a 503 that says "overloaded" is an overload)
     if code == 403 or status == "PERMISSION_DENIED":
-        kind = "denied"
+        # (a project without billing: "This API method requires billing to be enabled", with the
+        # reason BILLING_DISABLED in its details)
+        billing = "BILLING_DISABLED" in reasons or "requires billing" in message.lower()
+        kind = "billing" if billing else "denied"
     elif code == 401 or "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED":
         kind = "authentication"  # Gemini answers a bad key with 400 API_KEY_INVALID
     elif status == "NOT_FOUND":

@@ -589,6 +589,8 @@ def _by_code(spec: ModelSpec, code: str, message: str, status: int | None,
     its type, "invalid_request_error" when the request is at fault)."""
     if "rate_limit" in code:
         kind = "rate_limited"
+    elif code == "insufficient_quota":  # out of credit, however it arrives
+        kind = "billing"
     elif code in ("server_error", "internal_error") or "server_error" in message:
         kind = "server_error"
     elif "overloaded" in code or "overloaded" in message.lower():
@@ -616,6 +618,9 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
         message = _filtered_prompt(body) or message
     if code == "invalid_api_key":
         kind = "authentication"
+    elif code == "insufficient_quota":
+        # a 429 that is no rate limit: the account is out of credit, and waiting will not help
+        kind = "billing"
     elif code == "model_not_found" and status != 403:
         # (a 403 with this code is "Project `proj_…` does not have access to model `…`": the
         # model exists, the project may not use it; "denied" says that, with OpenAI's sentence)
@@ -629,8 +634,6 @@ def _status_error(exc: openai.APIStatusError, spec: ModelSpec) -> LLMError:
         retry_after = _reset_wait(exc.response.headers)
     err = api_error(spec, kind, message, host=host_of(spec.base_url, DEFAULT_HOST), status=status,
                     retry_after=retry_after, response=exc.response)
-    if code == "insufficient_quota":
-        err.retryable = False  # out of credit: waiting will not help
     return err
 
 

@@ -141,6 +141,9 @@ _ERRORS = {
                                      "of 50 requests per minute. For details, refer to: "
                                      "https://docs.claude.com/en/api/rate-limits."),
     "500": (500, "api_error", "Internal server error"),
+    "billing": (400, "invalid_request_error", "Your credit balance is too low to access the Anthropic "
+                                              "API. Please go to Plans & Billing to upgrade or purchase "
+                                              "credits."),
     "529": (529, "overloaded_error", "Overloaded"),
 }
 

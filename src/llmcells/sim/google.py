@@ -166,6 +166,11 @@ def _error_fields(fault: str, model: str, api: str, retry_after: float | None) -
                              "retryDelay": f"{int(delay)}s"}]}
     if fault == "529":
         return {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}
+    if fault == "billing":
+        return {"code": 403, "message": "This API method requires billing to be enabled. Please enable "
+                                        "billing on project #1234567890 by visiting https://console."
+                                        "developers.google.com/billing/enable?project=1234567890 then "
+                                        "retry.", "status": "PERMISSION_DENIED"}
     return {"code": 500, "message": "An internal error has occurred. Please retry or report in "
                                     "https://developers.generativeai.google/guide/troubleshooting",
             "status": "INTERNAL"}

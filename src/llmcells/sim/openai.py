@@ -293,6 +293,11 @@ def _error_fields(fault: str, model: str, api: str, key: str,
                                 f"Please try again in {delay:g}s. Visit https://platform.openai.com/account/"
                                 "rate-limits to learn more.",
                      "type": "tokens", "param": None, "code": "rate_limit_exceeded"}
+    if fault == "billing":
+        return 429, {"message": "You exceeded your current quota, please check your plan and billing "
+                                "details. For more information on this error, read the docs: "
+                                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                     "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}
     if fault == "529":
         return 503, {"message": "The server is overloaded or not ready yet.", "type": "server_error",
                      "param": None, "code": None}

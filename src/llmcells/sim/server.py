@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 _GEMINI_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(streamGenerateContent|generateContent)$")
 _SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
-_HTTP_FAULTS = ("401", "404", "400", "429", "500", "529")
+_HTTP_FAULTS = ("401", "404", "400", "429", "500", "529", "billing")
 _HTML_FAULTS = {"html200": 200, "html502": 502}
 _STREAM_FAULTS = ("midstream_error", "cut", "cut_mid_event", "malformed")
 # What a server may put on a kept-alive connection after an answer: the rest of a body that was

@@ -21,6 +21,9 @@ FAULT_HELP = {
     "404": "answer 404: unknown model",
     "400": "answer 400: invalid request",
     "429": "answer 429 rate limited; retry_after=3600 asks for an hour's wait",
+    "billing": "answer the account's out-of-credit error (OpenAI: 429 insufficient_quota; "
+               "Anthropic: 400 'credit balance is too low'; Gemini: 403 billing not enabled); "
+               "the cloud routes answer 500",
     "500": "answer 500 with the provider's server-error body",
     "529": "answer 529 overloaded (OpenAI and Gemini: 503)",
     "midstream_error": "after after_tokens text events, send the provider's in-stream error event",
