@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -227,6 +228,36 @@ def test_a_prompt_that_looks_like_an_option_is_sent_as_the_prompt(model, simulat
     r = llmcells.run(llmcells.ask("--version", model=model, display=False))
     assert r.ok, r.error
     assert "--version" in str(simulated.requests[-1].body)
+
+
+@pytest.mark.slow
+def test_claude_code_with_tools_off_reads_no_file_or_folder_the_prompt_mentions(simulated, tmp_path):
+    """With tools=[] and max_turns=1 the CLI still read a file or folder named `@path` in the
+    prompt, anywhere the process could, and sent it to the model with the prompt: a service
+    started with --allow-agents read its host's files (a key file, ~/.ssh) for any client."""
+    need_tools("claude-code")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-0042")
+    for prompt in (f"Summarize @{secret} please", f"List @{tmp_path}/ please"):
+        r = llmcells.run(llmcells.ask(prompt, model="claude-code", display=False))
+        assert r.ok, r.error
+        sent = json.dumps([q.body for q in simulated.requests])
+        assert "TOPSECRET-0042" not in sent and "secret.txt" not in sent.replace(str(secret), ""), prompt
+
+
+def test_no_agent_cli_gets_another_providers_key_or_the_services_token(monkeypatch, tmp_path):
+    from llmcells.providers import _agents, claude_code
+
+    private = {"OPENAI_API_KEY": "sk-other", "GOOGLE_API_KEY": "AIza-other",
+               "AZURE_OPENAI_API_KEY": "az-other", "AWS_SECRET_ACCESS_KEY": "aws-other",
+               "LLMCELLS_SERVE_TOKEN": "service-token"}
+    for name, value in private.items():
+        monkeypatch.setenv(name, value)
+    client = _agents.AgentClient("claude-code", "claude", "2.1.0", None, "sk-ant-own")
+    env = claude_code._env(client, str(tmp_path))  # (the SDK adds it to this process's own)
+    assert {name: env.get(name) for name in private} == dict.fromkeys(private, "")
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-own"
+    assert not set(private) & set(_agents.clean_env(GEMINI_API_KEY="g-own"))
 
 
 @pytest.mark.slow

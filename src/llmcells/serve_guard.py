@@ -447,12 +447,22 @@ def http_protocol(policy: Policy) -> type:
 
 
 class HideTokens(logging.Filter):
-    """Access-log lines without the ?token= a browser URL carries."""
+    """Access-log lines without the ?token= a browser URL carries, however its name is written:
+    the query is read percent-decoded, so `?%74oken=` is the token too."""
+
+    _FIELD = re.compile(r"([?&;])([^=&;\s]*)=([^&;\s]*)")
+
+    @staticmethod
+    def _hide(m: re.Match) -> str:
+        from urllib.parse import unquote_plus
+
+        name = m.group(2)
+        return f"{m.group(1)}{name}=***" if unquote_plus(name).strip().lower() == "token" else m.group(0)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(re.sub(r"([?&]token=)[^&\s]+", r"\1***", a) if isinstance(a, str)
-                                else a for a in record.args)
+            record.args = tuple(self._FIELD.sub(self._hide, a) if isinstance(a, str) else a
+                                for a in record.args)
         return True
 
 

@@ -40,7 +40,10 @@ TEXT_PART, REASONING_PART = 0, 1
 
 #: variables that could point a CLI at the user's own keys, accounts, settings or servers; the
 #: adapters set the ones they need themselves
-_DROP_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "VERTEX")
+#: the variables no CLI gets from this process: every provider's and cloud's (keys, tokens,
+#: endpoints), and llmcells' own (a service's token)
+PRIVATE_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "VERTEX",
+                    "AZURE_", "AWS_", "LLMCELLS_")
 _OPTIONS = {"cwd", "tools"}
 
 
@@ -114,7 +117,7 @@ def _cleanup() -> None:
 
 def clean_env(**values: str) -> dict[str, str]:
     """This process's environment without any provider or agent variable, plus values."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_DROP_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(PRIVATE_PREFIXES)}
     env.update({k: v for k, v in values.items() if v is not None})
     return env
 

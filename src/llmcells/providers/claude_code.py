@@ -10,6 +10,7 @@ answer that broke mid-stream is reported as broken, never silently re-asked and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,10 +46,21 @@ def cli_path() -> str | None:
     return bundled if os.path.exists(bundled) else _agents.which("claude")
 
 
+#: with tools off, every tool that reads or lists a file, runs a command or fetches a URL is
+#: denied by the CLI's own permission rules: tools=[] takes them from the model, but the CLI
+#: itself still reads a file or folder that the prompt mentions as `@path` (anywhere the
+#: process may read: ~/.ssh, /etc/passwd) and sends it with the prompt, and these rules are
+#: what stop that
+_NO_FILES = json.dumps({"permissions": {"deny": [
+    "Read", "Bash", "Glob", "Grep", "LS", "NotebookRead", "WebFetch", "WebSearch", "Edit", "Write",
+    "NotebookEdit"]}})
+
+
 def _env(client: _agents.AgentClient, home: str) -> dict[str, str]:
     # The SDK starts the CLI with this process's environment plus these; blank out the user's
-    # own Anthropic / Claude variables (keys, tokens, other servers) so they never leak in.
-    env = {k: "" for k in os.environ if k.upper().startswith(("ANTHROPIC_", "CLAUDE_"))}
+    # own provider, cloud and llmcells variables (keys, tokens, other servers, a service's
+    # token) so they never reach the CLI.
+    env = {k: "" for k in os.environ if k.upper().startswith(_agents.PRIVATE_PREFIXES)}
     env.update(PRIVACY_ENV, CLAUDE_CONFIG_DIR=home, ANTHROPIC_API_KEY=client.api_key)
     if client.base_url:
         env["ANTHROPIC_BASE_URL"] = client.base_url
@@ -70,7 +82,7 @@ def _options(client: _agents.AgentClient, request: Request, opts: _agents.AgentO
         kwargs.update(tools={"type": "preset", "preset": "claude_code"},
                       permission_mode="bypassPermissions")
     else:
-        kwargs.update(tools=[], max_turns=1)
+        kwargs.update(tools=[], max_turns=1, settings=_NO_FILES)
     return sdk.ClaudeAgentOptions(**kwargs)
 
 
