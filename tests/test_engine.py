@@ -122,6 +122,17 @@ def test_a_stream_cut_after_text_is_not_sent_again(simulated, model):
 # ----- issue: cut or timed-out calls recorded cost 0.0 --------------------------------------------
 
 
+def test_printing_a_call_that_failed_before_any_answer_says_why(simulated):
+    """print(r) printed an empty line for it, which reads as an empty answer."""
+    simulated.inject("400", provider="anthropic", times=1)
+    r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+    assert str(r) == f"[error: {r.error}]" and r.error.startswith("Anthropic rejected the request")
+    simulated.inject("cut", provider="anthropic", times=1, after_tokens=3)
+    r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+    assert r.status == "incomplete" and r.text and str(r) == r.text  # the partial answer itself
+    assert str(llmcells.run(llmcells.ask("hi", "claude", display=False))).startswith("Simulated")
+
+
 def test_a_cut_openai_stream_costs_nan_not_zero(simulated):
     """OpenAI reports usage only at the end: a stream cut after text has no usage, and its cost
     is unknown (NaN), not a silent 0; a call refused with a 401 cost nothing."""

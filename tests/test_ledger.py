@@ -403,3 +403,29 @@ def test_old_ledger_gains_the_new_columns(tmp_path):
     df = ledger.usage()
     assert len(df) == 2 and df.iloc[0]["processing"] == "live"
     assert df.iloc[0]["cache_write_1h_tokens"] == 0
+
+
+def test_the_folder_of_prompts_and_answers_is_its_users_alone(tmp_path, monkeypatch):
+    """~/.llmcells (the ledger's prompt previews, the store's whole answers) was made 0755, its
+    SQLite files 0644: any user of the machine could read them."""
+    from llmcells import config
+
+    old = os.umask(0o022)
+    try:
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.delenv("LLMCELLS_HOME", raising=False)
+        monkeypatch.setattr(config, "_homes", {})
+        made = config.home()
+        assert made == tmp_path / ".llmcells" and (made.stat().st_mode & 0o777) == 0o700
+        made.chmod(0o755)  # as an older version left it
+        monkeypatch.setattr(config, "_homes", {})
+        assert (config.home().stat().st_mode & 0o777) == 0o700
+
+        shared = tmp_path / "team"
+        shared.mkdir(mode=0o750)
+        monkeypatch.setenv("LLMCELLS_HOME", str(shared))  # named on purpose: its rights stay
+        assert config.home() == shared and (shared.stat().st_mode & 0o777) == 0o750
+        monkeypatch.setenv("LLMCELLS_HOME", str(tmp_path / "new"))
+        assert (config.home().stat().st_mode & 0o777) == 0o700
+    finally:
+        os.umask(old)

@@ -8,6 +8,7 @@ import re
 import pytest
 from IPython.core.error import UsageError
 
+import llmcells
 from llmcells import magics
 from llmcells.comparison import Comparison
 from llmcells.types import Result
@@ -265,6 +266,12 @@ def test_usage_and_costs_tables_from_the_magic(ip, simulated):
     assert {"openai", "anthropic"} <= set(costs["provider"])
     # real spend only by default: simulated calls are not counted
     assert ip.run_line_magic("llmcells", "costs --by provider --session").empty
+    # the last 20 calls, as the command line shows (the whole ledger was one styled table in the
+    # notebook and its saved file); -n 0 shows them all
+    llmcells.run(llmcells.batch([f"p{i}" for i in range(25)], models=["chatgpt"], display=False))
+    assert len(ip.run_line_magic("llmcells", "usage --session")) == 20
+    assert len(ip.run_line_magic("llmcells", "usage --session -n 3")) == 3
+    assert len(ip.run_line_magic("llmcells", "usage --session -n 0")) == 27
 
 
 def test_simulate_switch(shell, capsys):

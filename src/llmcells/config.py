@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
+from ._log import swallowed
 from .errors import ConfigError, did_you_mean
 
 
@@ -222,6 +223,16 @@ def home() -> Path:
     if path is not None and path.is_dir():  # one stat instead of a mkdir on every ledger write
         return path
     path = Path(given or Path.home() / ".llmcells").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    # The ledger and the store hold prompts and answers: a folder llmcells makes is its user's
+    # alone (SQLite makes its files readable by all, as the umask allows), and so is the default
+    # one an older version made. A folder named by LLMCELLS_HOME keeps the rights it was given
+    # (a team may share one on purpose).
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not given:
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o700)
+        except OSError as exc:  # not ours, or a file system without modes: as it is
+            swallowed(f"making {path} private", exc)
     _homes[given] = path
     return path

@@ -476,7 +476,7 @@ class LLMMagics(Magics):
     @argument("--tier", default=None, help="costs --whatif: price as this service tier (flex, priority)")
     @argument("--batch", action="store_true", help="costs --whatif: price as provider batch processing")
     @argument("--simulated", action="store_true", help="costs: include simulated calls")
-    @argument("-n", "--last", type=int, default=None, help="usage: the last N calls")
+    @argument("-n", "--last", type=int, default=20, help="usage: the last N calls (default 20; 0: all)")
     @argument("--ttft", type=float, help="simulate: seconds before the first token")
     @argument("--tps", type=float, help="simulate: tokens per second")
     @argument("--min-score", type=float, help="frontier: the score the verdict asks for")
@@ -488,7 +488,7 @@ class LLMMagics(Magics):
         %llmcells models                  aliases, default models, which keys are set
         %llmcells config [NAME]           show settings (or one)
         %llmcells config temperature=0 compare_models=chatgpt,claude
-        %llmcells usage [--session] [-n 20]      one row per call (a DataFrame)
+        %llmcells usage [--session] [-n 20]      the last calls, one row each (-n 0: all)
         %llmcells costs [--by model,day]  cost, tokens, calls, errors, latency by group
                                           (real spend; --simulated adds simulated calls)
         %llmcells costs --whatif gpt-6-luna [--tier flex] [--batch]   actual, what-if, difference
@@ -598,8 +598,10 @@ class LLMMagics(Magics):
         from . import ledger
         from .display.tables import formatted  # costs in dollars in the notebook; same numbers
 
-        frame = ledger.usage(session=args.session)
-        return formatted(frame.head(args.last) if args.last else frame)  # newest first
+        # the last 20 by default, as the command line shows: a notebook's output (and the saved
+        # file) would otherwise hold the whole ledger as one styled table
+        frame = ledger.usage(session=args.session, limit=args.last if args.last else None)
+        return formatted(frame)  # newest first
 
     def _cmd_costs(self, args: Any) -> Any:
         from . import ledger

@@ -415,6 +415,10 @@ class _ResultFields:
         return replace(self, **changes)
 
     def __str__(self) -> str:
+        """The answer; a call that failed with none says why, in brackets (an empty line read
+        as an empty answer)."""
+        if not self.text and self.status != "ok" and self.error:
+            return f"[{self.status}: {self.error}]"
         return self.text
 
     def _repr_markdown_(self) -> str:
