@@ -307,7 +307,8 @@ def test_notebook_progress_widget_ends_with_the_totals(simulated, monkeypatch):
     monkeypatch.setattr(progress, "NotebookProgress", spy)
     run_batch(["a", "b", "c"], ["claude"], display="notebook", batch_id="nb")
     (bar,) = bars
-    assert shown == [bar.box]
+    assert shown[0] is bar.box and shown[1]["text/plain"].startswith("batch nb: ")  # its copy
+    assert "3/3 done · 0 failed" in bar.box.static_bundle()["text/plain"]
     assert bar.bar.value == 3 and bar.bar.bar_style == "success"
     assert "3/3 done · 0 failed" in bar.label.value
 

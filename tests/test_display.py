@@ -1166,6 +1166,10 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
         nbformat.v4.new_code_cell("%load_ext llmcells\n%llmcells simulate on --ttft 0.05 --tps 400"),
         nbformat.v4.new_code_cell(f"%%compare chatgpt claude gemini\n{prompt}"),
         nbformat.v4.new_code_cell("%%claude -m claude-haiku-5-5\nWrite a haiku about tables"),
+        # a batch: its summary line (which, inside the widget's own output, nbconvert dropped
+        # for the widget whenever the widget state was saved)
+        nbformat.v4.new_code_cell("import llmcells\n"
+                                  "df = await llmcells.batch(['a', 'b', 'c'], models=['claude', 'chatgpt'])"),
     ]
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      store_widget_state=True, resources={"metadata": {"path": str(tmp_path)}})
@@ -1187,6 +1191,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
     assert text.count("Simulated answer from gpt-6-luna:") == 1
     assert "openai:gpt-6-luna (simulated)" in text or "(simulated)" in text
     assert "tokens/s" in text and "fastest" in text  # the metrics table
+    assert text.count("6/6 done · 0 failed") == 1, text[-600:]
 
     # the same notebook saved without widget state (the default): the answers are there, once
     del nb.metadata["widgets"]
@@ -1197,6 +1202,7 @@ def test_nbconvert_html_of_a_saved_notebook_shows_every_answer(tmp_path, monkeyp
                                                        flags=re.S)).split()))
     for model in ("gpt-6-luna", "claude-haiku-5-5", "gemini-3.5-flash-lite"):
         assert text.count(f"Simulated answer from {model}: You asked: “{prompt}”") == 1, model
+    assert text.count("6/6 done · 0 failed") == 1
     # the widget's text form is empty once the calls ended: no stray line above the answers
     assert "llmcells compare:" not in text and "next output" not in text
 
@@ -1289,7 +1295,7 @@ def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch
     p.update(tally)
     p.close(tally)
     assert not _unescaped(p.label.value) and "&lt;script&gt;" in p.label.value
-    bundle = p.box._repr_mimebundle_()
+    bundle = p.box.static_bundle()
     assert not _unescaped(bundle["text/html"]) and PAYLOAD in bundle["text/plain"]
 
     # the provider job progress: the id, the model, the error, the "stopped waiting" note
@@ -1301,7 +1307,7 @@ def test_every_display_path_escapes_caller_and_server_strings(comms, monkeypatch
     assert not _unescaped(j.html.value)
     j.close([part], interrupted=True)
     assert not _unescaped(j.html.value) and "&lt;script&gt;" in j.html.value
-    assert not _unescaped(j.box._repr_mimebundle_()["text/html"])
+    assert not _unescaped(j.box.static_bundle()["text/html"])
 
 
 def test_job_progress_has_a_bar_per_job_and_a_final_state(comms, monkeypatch):
@@ -1321,14 +1327,18 @@ def test_job_progress_has_a_bar_per_job_and_a_final_state(comms, monkeypatch):
             running[1]]
     j.close(done)
     assert "<b>completed</b>" in j.html.value and "running" not in j.html.value
-    text = j.box._repr_mimebundle_()["text/plain"]
+    text = j.box.static_bundle()["text/plain"]
     assert text.startswith("job job1: completed") and "HBox" not in text and "VBox" not in text
+    assert j.box._repr_mimebundle_()["text/plain"] == ""  # the copy below holds it, once
     assert jobs.job_state([dict(done[0]), dict(done[1], state="failed")]) == \
         "ended: 1 completed, 1 failed"
 
 
 def test_batch_progress_output_reads_as_text_without_widgets(comms, monkeypatch):
-    """A saved notebook shows the batch's final line, not "HBox(children=(IntProgress(..."."""
+    """A saved notebook shows the batch's final line, not "HBox(children=(IntProgress(...", and
+    shows it once: the widget's own text form is empty once final, and the line is a static copy
+    below it (as the cards have), which nbconvert's HTML shows with the widget state saved too
+    (the widget's output carried the line, and a saved state drew the widget in its place)."""
     import types
 
     from llmcells.display import progress as batch
@@ -1337,10 +1347,14 @@ def test_batch_progress_output_reads_as_text_without_widgets(comms, monkeypatch)
 
     class Handle:
         def __init__(self, obj):
-            self.texts = [obj._repr_mimebundle_()["text/plain"]]
+            self.outputs = [self.form(obj)]
 
-        def update(self, obj):
-            self.texts.append(obj._repr_mimebundle_()["text/plain"])
+        @staticmethod
+        def form(obj):
+            return obj if isinstance(obj, dict) else obj._repr_mimebundle_()
+
+        def update(self, obj, **kw):
+            self.outputs.append(self.form(obj))
 
     monkeypatch.setattr("IPython.display.display",
                         lambda obj, display_id=None, **k: handles.append(Handle(obj)) or handles[-1])
@@ -1349,9 +1363,15 @@ def test_batch_progress_output_reads_as_text_without_widgets(comms, monkeypatch)
                                   started=time.monotonic() - 1, stopped=None)
     p.update(tally)
     p.close(tally)
-    (h,) = handles
-    assert "starting 2 calls" in h.texts[0]
-    assert h.texts[-1].startswith("batch b1: 2/2 done · 0 failed") and "IntProgress" not in h.texts[-1]
+    widget, copy = handles
+    assert "starting 2 calls" in widget.outputs[0]["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in widget.outputs[-1]
+    assert widget.outputs[-1]["text/plain"] == "" and "text/html" not in widget.outputs[-1]
+    final = copy.outputs[-1]
+    assert set(final) == {"text/plain", "text/html"}  # no widget: drawn wherever it is read
+    assert final["text/plain"].startswith("batch b1: 2/2 done · 0 failed")
+    assert 'class="llmcells-static"' in final["text/html"] and "2/2 done · 0 failed" in final["text/html"]
+    assert ".llmcells-static" in p.box.children[0].value  # the live view hides the copy
 
 
 # ----- marks ----------------------------------------------------------------------------------------

@@ -61,9 +61,13 @@ _SummaryBox = None
 
 
 def summary_box(children: list, summary: Any, vertical: bool = False) -> Any:
-    """A widget box whose output also carries `summary()` (text/plain and escaped text/html):
-    what a saved notebook shows where the widget can't be drawn (untrusted, or no widget state),
-    instead of the widget's repr ("HBox(children=(IntProgress(...").
+    """A widget box, and below it a static copy of `summary()` (text/plain, and escaped
+    text/html in a `.llmcells-static` block), as the cards have: a saved notebook shows the
+    summary wherever it is read (nbconvert's HTML with or without the widget state, an untrusted
+    notebook, GitHub), and a live one shows it once, since the box's stylesheet hides the copy
+    while the widgets are live. The box's own text form is one line while it runs and empty once
+    final, so that a viewer without widgets shows the summary once, not its repr
+    ("HBox(children=(IntProgress(...").
 
     Display it with summary_box(...).show() and call .refresh() once its state is final."""
     global _SummaryBox
@@ -71,39 +75,56 @@ def summary_box(children: list, summary: Any, vertical: bool = False) -> Any:
         import ipywidgets as w
 
         class SummaryBox(w.Box):
+            def _summary_text(self) -> str:
+                try:
+                    return self._llmcells_summary()
+                except Exception as exc:
+                    swallowed("summarising a progress view", exc)
+                    return "llmcells progress"
+
             def _repr_mimebundle_(self, **kwargs):
                 data = super()._repr_mimebundle_(**kwargs)
                 if isinstance(data, dict):
-                    try:
-                        text = self._llmcells_summary()
-                    except Exception as exc:
-                        from .._log import swallowed
-
-                        swallowed("summarising a progress view", exc)
-                        text = "llmcells progress"
-                    data["text/plain"] = text
-                    data["text/html"] = ("<pre style=\"white-space:pre-wrap\">"
-                                         f"{html.escape(text)}</pre>")
+                    data["text/plain"] = "" if self._llmcells_final else self._summary_text()
                 return data
+
+            def static_bundle(self) -> dict:
+                """The static copy: the summary as text, and as HTML the live view hides."""
+                text = self._summary_text()
+                return {"text/plain": text,
+                        "text/html": ('<div class="llmcells-static"><pre style="white-space:pre-wrap;'
+                                      f'margin:0">{html.escape(text)}</pre></div>')}
 
             def show(self):
                 from IPython.display import display
 
                 self._llmcells_handle = display(self, display_id=True)
+                self._llmcells_static = display(self.static_bundle(), raw=True, display_id=True)
                 return self
 
             def refresh(self):
-                handle = getattr(self, "_llmcells_handle", None)
-                if handle is not None:
-                    handle.update(self)
+                self._llmcells_final = True
+                box, copy = (getattr(self, name, None) for name in ("_llmcells_handle", "_llmcells_static"))
+                try:
+                    if box is not None:
+                        box.update(self)
+                    if copy is not None:
+                        copy.update(self.static_bundle(), raw=True)
+                except Exception as exc:  # the live view is painted already: only the saved form
+                    swallowed("updating a progress view's saved form", exc)
 
         _SummaryBox = SummaryBox
     import ipywidgets as w
 
-    box = _SummaryBox(children, layout=w.Layout(display="flex", flex_flow="column" if vertical
-                                                 else "row", align_items="center" if not vertical
-                                                 else "stretch"))
+    from .style import style_tag
+
+    # the cards' stylesheet (hidden itself): while the widgets are live, the copy below is hidden
+    sheet = w.HTML(value=style_tag(), layout=w.Layout(display="none"))
+    box = _SummaryBox([sheet, *children], layout=w.Layout(
+        display="flex", flex_flow="column" if vertical else "row",
+        align_items="center" if not vertical else "stretch"))
     box._llmcells_summary = summary
+    box._llmcells_final = False
     return box
 
 
