@@ -60,9 +60,16 @@ def sdk_import(package: str) -> None:
 
 def request_type(api: str) -> Any:
     """The SDK type a request body of `api` must fit (imported on first use: the SDKs are big)."""
+    found = _request_types.get(api)
+    if found is not None:  # no lock: it is held for a whole SDK's import (another provider's,
+        return found       # by the warm-up), and a request of a type in hand must not wait for it
     sdk_import({"chat": "openai", "responses": "openai", "messages": "anthropic"}.get(api, "google.genai"))
     with SDK_IMPORT:
-        return _request_type(api)
+        found = _request_types[api] = _request_type(api)
+    return found
+
+
+_request_types: dict[str, Any] = {}  # api -> its request type, once imported
 
 
 @cache
