@@ -145,6 +145,19 @@ def test_a_cut_openai_stream_costs_nan_not_zero(simulated):
     assert r.status == "error" and r.cost_usd == 0.0
 
 
+@pytest.mark.parametrize("fault", ["cut", "midstream_error"])
+def test_an_anthropic_answer_ended_before_its_output_count_costs_nan(simulated, fault):
+    """message_start reports the input (its output_tokens is a placeholder), message_delta the
+    output: a stream that ended between them after text was priced on the input alone, a
+    known-looking cost far below what the answer shown cost (1e-06 for a few tokens)."""
+    llmcells.configure(max_attempts=1)
+    simulated.inject(fault, provider="anthropic", times=1, after_tokens=3)
+    r = llmcells.run(llmcells.ask("hi", "claude", display=False))
+    assert r.status != "ok" and r.text and r.usage.input_tokens > 0 and r.usage.output_tokens == 0
+    assert math.isnan(r.cost_usd) and r.price_source == "output not reported"
+    assert math.isnan(llmcells.usage(group_id=r.group_id).cost_usd.iloc[0])
+
+
 def test_a_first_token_timeout_costs_what_was_reported_or_nan(simulated):
     """Timed out before the first token: Anthropic had reported the input tokens at
     message_start, so that is the cost; OpenAI had reported nothing, so the cost is unknown.

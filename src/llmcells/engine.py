@@ -546,3 +546,8 @@ def _fill(result: Result, call: _Call, plan: CallPlan) -> None:
         result.cost_usd = math.nan if processed else 0.0
         result.price_source = "usage not reported" if processed else None
         result.priced = True
+    elif result.status != "ok" and call.shown and not call.usage.output_tokens:
+        # The input was reported (Anthropic's message_start) and the output was not: the call
+        # ended before the usage that counts the answer it had shown, so its tokens, and the
+        # cost with them, are unknown (priced on the input alone, it read as a known, low cost).
+        result.cost_usd, result.price_source, result.priced = math.nan, "output not reported", True
