@@ -115,6 +115,20 @@ def test_a_404_for_a_mistyped_model_names_the_model_it_is_close_to(simulated, ty
     assert r.error_kind == "model_not_found" and "did you mean" not in r.error, r.error
 
 
+@pytest.mark.parametrize("model", ["chatgpt", "claude", "gemini"])
+def test_a_404_for_a_model_llmcells_knows_keeps_the_providers_sentence(simulated, model):
+    """A 404 for the default model itself (a key whose project may not use it) read "Unknown
+    model 'gpt-6-luna' ... (did you mean gpt-5.6-luna?)": advice to use another model, with the
+    provider's own sentence ("... or you do not have access to it") dropped."""
+    spec = llmcells.models.resolve(model)
+    simulated.inject("404", provider=spec.provider)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert r.error_kind == "model_not_found" and "did you mean" not in r.error, r.error
+    assert r.error.startswith(f"{spec.label} did not find {spec.name}, a model llmcells knows: "
+                              "check that your key's project may use it.")
+    assert f"said: " in r.error and spec.name in r.error.partition("said: ")[2]  # the provider's words
+
+
 @pytest.mark.parametrize("model", MODELS + ["openai-responses:gpt-6-luna"])
 def test_mid_stream_error_keeps_partial_text_and_is_not_resent(simulated, model):
     _fast_retries()

@@ -520,20 +520,23 @@ def key_hint(spec: ModelSpec) -> str:
     return f"check the key given to add_endpoint('{spec.provider}', ...)"
 
 
-def _close_model(spec: ModelSpec) -> str:
-    """" (did you mean claude-haiku-5-5?)" for a model name its provider doesn't know that is
-    close to one llmcells knows of that provider and that isn't shut down; else ""."""
+def _model_names(spec: ModelSpec) -> list[str]:
+    """The models llmcells knows of spec's provider (its price data) that aren't shut down."""
     from .. import lifecycle
     from ..pricing import model_names
     from ..registry import price_provider
 
     try:
         maker = price_provider(spec.provider)
-        names = [n for n in model_names(maker)
-                 if lifecycle.lookup(f"{maker}:{n}").status() != "retired"]
-    except Exception as exc:  # no price data: no suggestion, the error stands on its own
-        swallowed("suggesting a model name", exc)
-        return ""
+        return [n for n in model_names(maker) if lifecycle.lookup(f"{maker}:{n}").status() != "retired"]
+    except Exception as exc:  # no price data: no names, the error stands on its own
+        swallowed("listing a provider's model names", exc)
+        return []
+
+
+def _close_model(spec: ModelSpec, names: list[str]) -> str:
+    """" (did you mean claude-haiku-5-5?)" for a model name its provider doesn't know that is
+    close to one of names; else ""."""
     from difflib import get_close_matches  # (only on this error's path)
 
     # close only: a loose match would offer claude-2 for "claud"
@@ -591,8 +594,16 @@ def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, statu
         if retired:
             return ModelNotFoundError(f"{label}: {retired}", **common)
         where = "" if provider in PROVIDERS else f" at {host}"
+        names = _model_names(spec)
+        if spec.name in names:
+            # a model llmcells knows and that isn't shut down: the name is right, so the likely
+            # cause is the key's access to it, which the provider's own sentence says (a "did
+            # you mean" would offer another model)
+            return ModelNotFoundError(f"{label}{where} did not find {spec.name}, a model llmcells "
+                                      f"knows: check that your key's project may use it. {label} "
+                                      f"said: {one_line(message, 120)}", **common)
         return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the "
-                                  f"name{_close_model(spec)} (%llmcells models lists aliases).",
+                                  f"name{_close_model(spec, names)} (%llmcells models lists aliases).",
                                   **common)
     if kind == "rate_limited":
         return RateLimitError(f"{label} rate limit: {message}", retry_after=retry_after, **common)
