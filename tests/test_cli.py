@@ -92,6 +92,12 @@ def test_costs_by_comma_list_and_bad_key(env):
     head = p.stdout.splitlines()[0].split()
     assert head[:3] == ["model", "day", "calls"] and "cost" in head
     assert "anthropic:claude-haiku-5-5" in p.stdout and "$0.0" in p.stdout
+    # a real call of the same model (it failed: no key) is a row apart, and the rows say which
+    assert cli(env, "ask", "-m", "claude", "hi").returncode != 0
+    p = cli(env, "costs", "--simulated")
+    assert p.stdout.splitlines()[0].split()[:3] == ["model", "simulated", "calls"], p.stdout
+    rows = [l.split() for l in p.stdout.splitlines()[1:]]
+    assert sorted(r[1] for r in rows if r[0] == "anthropic:claude-haiku-5-5") == ["no", "yes"]
     line = one_line_error(cli(env, "costs", "--by", "banana"))
     assert "--by banana" in line and "model,day" in line
     one_line_error(cli(env, "costs", "--by", ","))
@@ -145,8 +151,10 @@ def test_usage_and_demo_tables_are_compact_and_formatted(env):
     u = cli(env, "usage")
     assert u.returncode == 0, u.stderr
     lines = u.stdout.splitlines()
-    assert lines[0].split() == ["time", "model", "status", "in", "out", "cost", "latency", "TTFT"]
-    assert len(lines) == 4 and all("$0.0" in l for l in lines[1:])
+    # the demo's calls were simulated: their costs are list prices never billed, and say so
+    assert lines[0].split() == ["time", "model", "simulated", "status", "in", "out", "cost",
+                                "latency", "TTFT"]
+    assert len(lines) == 4 and all("$0.0" in l and " yes " in l for l in lines[1:])
     assert max(len(l) for l in lines) < 110
     assert not re.search(r"\d\.\d{7,}", u.stdout)
     one_line_error(cli(env, "usage", "--limit", "0"))

@@ -173,10 +173,15 @@ def _ledger(args) -> int:
         if args.command == "usage":
             if args.limit is not None and args.limit < 1:
                 raise UserError("--limit must be at least 1.")
-            frame = ledger.usage(session=args.session).head(args.limit)  # newest first
+            frame = ledger.usage(session=args.session, limit=args.limit)  # newest first
             cols = list(USAGE_COLS)
             if not frame["error"].notna().any():
                 cols.remove("error")
+            if frame["simulated"].fillna(False).astype(bool).any():
+                # a simulated call's cost is a list price never billed: say which rows those are
+                frame = frame.assign(simulated=frame["simulated"].fillna(False).astype(bool)
+                                     .map({True: "yes", False: ""}))
+                cols.insert(cols.index("model") + 1, "simulated")
         else:
             from .ledger import _KEY_SYNONYMS, COST_KEYS
 
@@ -190,7 +195,10 @@ def _ledger(args) -> int:
                                     "(several with commas: --by model,day).")
             frame = ledger.costs(by=keys, session=args.session, include_simulated=args.simulated)
             cols = [c for c in frame.columns if c not in COSTS_COLS[1:] and c != "calls"]
-            cols = cols[: len(keys)] + COSTS_COLS
+            # (costs() groups simulated calls apart, under `simulated`, when both kinds are in)
+            cols = cols[: len(keys)] + (["simulated"] if "simulated" in frame.columns else []) + COSTS_COLS
+            if "simulated" in frame.columns:
+                frame = frame.assign(simulated=frame["simulated"].map({True: "yes", False: "no"}))
             if not len(frame) and not args.simulated and len(ledger.usage(session=args.session)):
                 print("No real calls recorded yet (only simulated ones: --simulated counts them).")
                 return 0
