@@ -570,8 +570,22 @@ def test_per_client_rate_and_concurrency_limits(fresh_sim, tmp_path):
             assert [c.get("/v1/usage").status_code for _ in range(3)] == [200, 200, 200]
             over = c.get("/v1/usage")
             assert "Too many requests" in _shape(over, 429) and int(over.headers["retry-after"]) >= 1
-        with _client(s, token="guess-guess") as guesser:  # guessing tokens spends the bucket too
-            assert guesser.get("/v1/usage").status_code == 429
+    finally:
+        s.stop()
+
+
+def test_guesses_from_the_same_client_do_not_spend_the_token_holders_rate(fresh_sim, tmp_path):
+    """Every loopback address is one client, and wrong tokens spent from its one bucket: any
+    local process (or a web page's no-cors requests, which carry no Origin) could keep the
+    token holder answered 429 by sending guesses. Guesses now have a bucket of their own."""
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--rate-limit", "3")
+    try:
+        with _client(s, token="guess-guess") as guesser:
+            assert [guesser.get("/v1/usage").status_code for _ in range(5)] == [401, 401, 401, 429, 429]
+        with _client(s, token=None) as bare:
+            assert bare.get("/v1/usage").status_code == 429  # no token: the guessers' bucket
+        with _client(s) as c:
+            assert [c.get("/v1/usage").status_code for _ in range(4)] == [200, 200, 200, 429]
     finally:
         s.stop()
     fresh_sim.set_model("claude-haiku-5-5", ttft=0.05, tokens_per_s=20, output_tokens=40)  # ~2 s

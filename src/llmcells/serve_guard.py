@@ -275,15 +275,18 @@ class Guard:
         if scope["path"] == LIVENESS_PATH and scope["method"] in ("GET", "HEAD"):
             return await answer(JSONResponse({"status": "ok"}))
         client = client_of((scope.get("client") or ("?",))[0])
-        # One take from the client's bucket per request, before the token is looked at: a wrong
-        # token spends from it too, so tokens can't be guessed fast. (A second take for a wrong
-        # token let it through whenever the bucket refilled to one between the two.)
-        wait = self.limits.take(client)
+        # One take per request, from one of the client's two buckets: a wrong or missing token
+        # spends from its own, so tokens can't be guessed fast, and guesses (or a web page's
+        # no-cors requests, or another local process: every loopback address is one client)
+        # can't spend the token holder's rate. (A second take for a wrong token let it through
+        # whenever the bucket refilled to one between the two.)
+        authorized = self.token_ok(headers, scope)
+        wait = self.limits.take(client if authorized else f"{client} without the token")
         if wait:
             return await answer(error_response(429, f"Too many requests from this client; retry in "
                                             f"{math.ceil(wait)} s.",
                                        {"retry-after": str(math.ceil(wait))}))
-        if not self.token_ok(headers, scope):
+        if not authorized:
             return await answer(error_response(401, "Missing or wrong token: send 'Authorization: "
                                             "Bearer <token>' (printed when the service started).",
                                        {"www-authenticate": "Bearer"}))
