@@ -444,7 +444,7 @@ async def run_call(plan: Any, observer: CallObserver | None, next: Any) -> Resul
             if r.text:
                 messages.append(Message("assistant", r.text))
             names = ", ".join(dict.fromkeys(c.name for c in calls))
-            stop = ("error", "incomplete",
+            stop = ("incomplete", "incomplete",  # (as a cut answer is: status and kind)
                     f"The answer reached max_tokens while calling {names}: the call was cut off, "
                     "so no tool ran; raise max_tokens=... and ask again.")
             break
