@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import warnings
+from typing import Any
 
 import pytest
 
@@ -659,3 +661,35 @@ def test_a_whole_json_answer_instead_of_a_stream_is_the_answer_sent_once_and_pri
     assert (r.status, r.text, r.attempts, len(sent)) == ("ok", "Hi", 1, 1), r.error
     assert (r.usage.input_tokens, r.usage.output_tokens, r.finish_reason) == (5, 1, reason)
     assert r.cost_usd > 0 and r.price_source not in (None, "usage not reported")
+
+
+def _half_imported(name: str) -> tuple[types.ModuleType, list[str]]:
+    """A module another thread is still importing, as an SDK finds it in sys.modules: the first
+    attribute read fails as Python's own does and puts back the whole one (or none); the reads."""
+    whole, reads = sys.modules.get(name), []
+
+    def missing(attr: str) -> Any:  # (PEP 562: called for what the module lacks)
+        reads.append(attr)
+        if whole is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = whole
+        raise AttributeError(f"partially initialized module '{name}' has no attribute '{attr}' "
+                             "(most likely due to a circular import)")
+
+    half = types.ModuleType(name)
+    half.__getattr__ = missing  # type: ignore[attr-defined]
+    return half, reads
+
+
+@pytest.mark.parametrize("model", ["openai-responses:gpt-6-luna"])
+def test_a_request_that_meets_the_old_httpx_half_imported_is_sent_again(simulated, monkeypatch, model):
+    """The openai SDK looks up the old httpx in sys.modules as they build a request;
+    google-genai imports it, and while a background thread did (the warm-up, the simulator's
+    request types) a call failed with "OpenAI: AttributeError: partially initialized module
+    'httpx' has no attribute 'Timeout'", never sent again."""
+    llmcells.run(llmcells.ask("hi", model, display=False))  # the client, built before
+    half, reads = _half_imported("httpx")
+    monkeypatch.setitem(sys.modules, "httpx", half)
+    r = llmcells.run(llmcells.ask("hi", model, display=False))
+    assert len(reads) == 1 and r.ok and r.attempts == 2, (reads, r.status, r.error)

@@ -42,6 +42,14 @@ def builder() -> concurrent.futures.ThreadPoolExecutor:
 #: the HTTP stack's modules that the SDKs' clients import only when their first request goes out
 TRANSPORT = ["httpcore2", "h11", "anyio._backends._asyncio"]
 
+#: the httpx of before httpx2: google-genai imports it, and the openai and anthropic SDKs look it
+#: up in sys.modules while they build a request and read its response, so a half-imported one
+#: fails a call ("partially initialized module 'httpx' has no attribute 'Timeout'"). A background
+#: import that brings it imports it first, on its own, so that it is whole before a client built
+#: after it (the builder waits for import_lock) sends anything; a request that met it half-made
+#: anyway is sent again (engine.as_llm_error).
+LEGACY_HTTPX = "httpx"
+
 
 def import_transport() -> None:
     """Import TRANSPORT now (the engine does, on its client-building thread)."""

@@ -150,6 +150,13 @@ def as_llm_error(exc: BaseException, spec: ModelSpec) -> LLMError:
         return mapped
     if isinstance(exc, TimeoutError):
         return ProviderTimeoutError(f"{spec.label} did not answer in time.", provider=spec.provider)
+    if isinstance(exc, AttributeError) and "partially initialized module" in str(exc):
+        # An SDK looked a module up in sys.modules while another thread was importing it: the
+        # openai and anthropic SDKs check for the old httpx, which google-genai imports, as they
+        # build a request and read its response. Nothing was sent (or read); the next attempt
+        # finds the module whole.
+        return ConnectionFailedError(f"{spec.label}: a module was still being imported as the "
+                                     "request was made; sent again.", provider=spec.provider)
     if isinstance(exc, RecursionError):  # an SDK parsing JSON of thousands of nested brackets
         return ProviderError(f"{spec.label} sent a body nested too deeply to read.",
                              provider=spec.provider)

@@ -58,6 +58,8 @@ def modules_for(providers: list[str], *, notebook: bool) -> list[str]:
     if notebook:
         names += ["ipywidgets", "llmcells.display.notebook"]
     names += ["llmcells.pricing", "genai_prices", "genai_prices.data"]
+    if "google.genai" in names:  # (see _imports.LEGACY_HTTPX)
+        names.insert(0, _imports.LEGACY_HTTPX)
     return names
 
 

@@ -90,6 +90,12 @@ def warm_up() -> None:
     """Import the SDK request types in a background thread, so the first strict request does
     not wait for them (the three SDKs' types take a second or two to import)."""
     def load() -> None:
+        try:  # first, on its own: google-genai's import brings it (see _imports.LEGACY_HTTPX)
+            sdk_import(_imports.LEGACY_HTTPX)
+        except ImportError as exc:
+            from .._log import swallowed
+
+            swallowed("importing the old httpx ahead", exc)
         for api in ("chat", "responses", "messages", "generate"):
             try:
                 request_type(api)
