@@ -1396,6 +1396,9 @@ def test_tokens_per_s_only_when_meaningful():
     burst = Result(status="ok", latency_s=1.0, ttft_s=0.99, usage=Usage(10, output_tokens=64))
     steady = Result(status="ok", latency_s=2.0, ttft_s=0.5, usage=Usage(10, output_tokens=150))
     assert F.result_rate(burst) is None and F.result_rate(steady) == 100
+    # the same in the frames and the ledger (they stored 6,400 tok/s for the burst)
+    assert burst.tokens_per_s is None and burst.to_row()["tokens_per_s"] is None
+    assert steady.tokens_per_s == 100
     assert F.result_rate(steady, chunks=1) is None and F.result_rate(steady, chunks=40) == 100
     assert "— tok/s" in " · ".join(F.metric_parts(burst)) and "6400" not in " ".join(F.metric_parts(burst))
     table = metrics_table_html([info("openai:gpt-4.1-mini"), info()], [burst, steady], [1, 40])

@@ -259,6 +259,11 @@ class Finish:
     note: str | None = None
 
 
+#: the shortest time after the first token over which an answer's tokens/s is told: a few tokens
+#: in a burst (a one-word answer, a schema's fields) gave thousands of tokens a second
+RATE_MIN_SPAN_S = 0.2
+
+
 #: the finish reasons that say the output limit ended an answer: Anthropic's, OpenAI's (Chat
 #: Completions, and the Responses API's incomplete reason) and Gemini's
 LIMIT_REASONS = frozenset({"max_tokens", "length", "max_output_tokens", "MAX_TOKENS"})
@@ -357,11 +362,12 @@ class _ResultFields:
 
     @property
     def tokens_per_s(self) -> float | None:
-        """Output tokens per second after the first token (None when it can't be told)."""
+        """Output tokens per second after the first token (None when it can't be told: the rest
+        of the answer came in under RATE_MIN_SPAN_S, too short to time, as the cards say too)."""
         if not self.usage.output_tokens or self.latency_s is None or self.ttft_s is None:
             return None
         span = self.latency_s - self.ttft_s
-        return self.usage.output_tokens / span if span > 0 else None
+        return self.usage.output_tokens / span if span >= RATE_MIN_SPAN_S else None
 
     def to_row(self) -> dict[str, Any]:
         """This result as a flat dict (one DataFrame row)."""

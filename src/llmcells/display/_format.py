@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from ..types import CallInfo, Result, Usage
+from ..types import RATE_MIN_SPAN_S, CallInfo, Result, Usage
 from .._log import swallowed
 
 #: rough characters per token, when only a length is known
@@ -20,7 +20,6 @@ MAX_ERROR_CHARS = 300
 #: tokens/s is shown only from this many streamed pieces over at least RATE_MIN_SPAN_S seconds
 #: (an answer that arrives in one burst has no meaningful rate)
 RATE_MIN_CHUNKS = 3
-RATE_MIN_SPAN_S = 0.2
 
 #: How the providers' tokenizers roughly cut text, for the live estimate: a word of up to
 #: `whole` characters is one token, a longer one a token per `piece` characters. English prose
