@@ -223,6 +223,25 @@ def test_with_allow_agents_a_client_still_cannot_enable_tools_or_choose_cwd(fres
         s.stop()
 
 
+def test_stopping_the_service_removes_the_agents_private_folders(fresh_sim, tmp_path):
+    """An agent call leaves a working folder and the CLI's private home, which holds its
+    transcript of the client's prompt. uvicorn ends a SIGTERM's graceful shutdown by raising the
+    signal again, and with Python's default handler the process ended without its exit
+    handlers: the folders stayed in the temp folder."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    s = _start(fresh_sim, tmp_path, "--token", TOKEN, "--allow-agents", env={"TMPDIR": str(temp)})
+    try:
+        with _client(s) as c:
+            r = c.post("/v1/generate", json={"prompt": "Say hello", "model": "claude-code"}, timeout=180)
+            assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+        assert len(list(temp.glob("llmcells-*"))) >= 2  # the call's folder and the CLI's home
+    finally:
+        s.stop()
+    assert list(temp.glob("llmcells-*")) == []
+    assert s.proc.returncode == 128 + 15  # ended by SIGTERM, as its status still says
+
+
 @pytest.mark.parametrize("model", [
     "vertex:projects/someone-else/locations/us-central1/publishers/google/models/gemini-3.5-flash",
     "vertex:publishers/google/models/x/locations/us",

@@ -34,6 +34,7 @@ import math
 import os
 import re
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -646,5 +647,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     access.addFilter(HideTokens())
     if args.access_log:
         access.setLevel(logging.INFO)  # its lines are INFO: log_level="warning" hid them all
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler it
+    # found: Python's default one ended the process at once, without its exit handlers, so the
+    # agent CLIs' private folders (their transcripts of clients' prompts) stayed in the temp
+    # folder. This handler ends it as an exit does, with the signal's exit status.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     uvicorn.Server(config).run()
     return 0
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    """End the process as an exit does (exit handlers run), with the status a signal gives."""
+    sys.exit(128 + signum)
