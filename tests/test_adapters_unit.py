@@ -629,6 +629,30 @@ def test_gemini_answer_stopped_by_a_filter_says_why(reason):
     assert events[-1].reason == reason and events[-1].note
 
 
+def test_gemini_parts_that_are_not_text_are_named_in_a_note():
+    """An image model's answer (inlineData), or code execution's parts, came as text "" and ok,
+    with nothing to say the answer held more than llmcells shows."""
+    def chunk(*parts: dict[str, Any]) -> dict[str, Any]:
+        return {"candidates": [{"content": {"parts": list(parts), "role": "model"},
+                                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1290}}
+
+    image = {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    events, exc, _ = asyncio.run(_collect("google", _serve(_sse(chunk(image)))))
+    assert exc is None and _text(events) == ""
+    assert events[-1] == Finish("STOP", "not shown: the answer also held 1 inline image/png part")
+    code = _sse(_gemini_chunk("Let me run it."),
+                chunk({"executableCode": {"language": "PYTHON", "code": "print(2 + 2)"}},
+                      {"codeExecutionResult": {"outcome": "OUTCOME_OK", "output": "4"}}, image, image,
+                      {"text": "", "thoughtSignature": "c2ln"}))
+    events, exc, _ = asyncio.run(_collect("google", _serve(code)))
+    assert exc is None and _text(events) == "Let me run it."
+    assert events[-1].note == ("not shown: the answer also held 1 code part, 1 code result part, "
+                               "2 inline image/png parts")
+    events, _, _ = asyncio.run(_collect("google", _serve(_sse(_gemini_chunk("Hi", finish="STOP")))))
+    assert events[-1] == Finish("STOP")  # text alone: no note
+
+
 def test_gemini_blocked_prompt_is_a_bad_request():
     body = _sse({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}},
                 sep="\r\n")

@@ -523,6 +523,7 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     # it changes.)
     finish_message: str | None = None
     answered = False               # some answer came: text (not thoughts) or a function call
+    unshown: dict[str, int] = {}   # parts of other kinds (an image, code): what the note names
     try:
         async for headers, chunk in items:
             if not info_sent and (chunk.get("modelVersion") or chunk.get("responseId")):
@@ -553,6 +554,10 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                         answered = answered or not part.get("thought")
                         for shown in items.show("reasoning" if part.get("thought") else "text", text):
                             yield shown
+                    elif "text" not in part:
+                        kind = _other_part(part)
+                        if kind is not None:
+                            unshown[kind] = unshown.get(kind, 0) + 1
             usage = chunk.get("usageMetadata")
             if usage is not None and usage != last_usage:
                 last_usage = usage
@@ -575,7 +580,26 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
     failed, note = ending(finish_reason, finish_message, answered, request.spec.provider)
     if failed is not None:
         raise failed
+    if unshown:  # an image answer came as text "" and ok, with nothing to say there was more
+        held = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in unshown.items())
+        note = "; ".join(n for n in (note, f"not shown: the answer also held {held}") if n)
     yield Finish(finish_reason, note)
+
+
+#: the parts of an answer that are neither text nor a function call, by what the note calls them
+_OTHER_PARTS = {"inlineData": "inline {mime} part", "fileData": "file part ({mime})",
+                "executableCode": "code part", "codeExecutionResult": "code result part"}
+
+
+def _other_part(part: Mapping[str, Any]) -> str | None:
+    """What a part that is neither text nor a function call holds ("inline image/png part"),
+    or None for one with nothing of its own (a lone thought signature)."""
+    for name, words in _OTHER_PARTS.items():
+        value = part.get(name)
+        if value is not None:
+            mime = value.get("mimeType") if isinstance(value, Mapping) else None
+            return words.format(mime=one_line(mime, 40) if mime else "data")
+    return None
 
 
 def prompt_blocked(feedback: Mapping[str, Any], provider: str) -> LLMError:
