@@ -487,8 +487,14 @@ def test_responses_failed_and_error_events_raise():
                   _responses_event("response.failed", response=_response_obj(
                       "failed", error={"code": "server_error", "message": "The server had an error."})),
                   named=True)
-    _, exc, mapped = asyncio.run(_collect("openai-responses", _serve(failed)))
+    events, exc, mapped = asyncio.run(_collect("openai-responses", _serve(failed)))
     assert isinstance(mapped, ServerError) and mapped.retryable
+    billed = _sse(_responses_event("response.failed", response=_response_obj(
+        "failed", RESP_USAGE, error={"code": "server_error", "message": "The server had an error."})),
+        named=True)
+    events, exc, mapped = asyncio.run(_collect("openai-responses", _serve(billed)))
+    assert isinstance(mapped, ServerError)  # and the usage the failed response reports is read
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)] == [Usage(11, 0, 0, 5, 3)]
 
     flat = _sse(_responses_event("response.created", response=_response_obj("in_progress")),
                 _responses_event("error", code="invalid_prompt", message="Bad prompt.", param=None),
@@ -656,8 +662,10 @@ def test_gemini_parts_that_are_not_text_are_named_in_a_note():
 def test_gemini_blocked_prompt_is_a_bad_request():
     body = _sse({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 5}},
                 sep="\r\n")
-    _, exc, mapped = asyncio.run(_collect("google", _serve(body)))
+    events, exc, mapped = asyncio.run(_collect("google", _serve(body)))
     assert isinstance(mapped, BadRequestError) and "SAFETY" in mapped.message
+    # the blocked prompt's tokens, billed: read (they were ignored, and the call cost NaN)
+    assert [e.usage for e in events if isinstance(e, UsageUpdate)] == [Usage(5)]
 
 
 # ----- Gemini: the SDK's request path, read as JSON ------------------------------------------------

@@ -534,6 +534,8 @@ async def _stream(client: genai.Client, request: Request, *, typed: bool = False
                                    service_tier=served)
             feedback = chunk.get("promptFeedback")
             if feedback and feedback.get("blockReason"):
+                if chunk.get("usageMetadata"):  # the blocked prompt's tokens: the call's cost
+                    yield UsageUpdate(map_usage(chunk["usageMetadata"]))
                 raise prompt_blocked(feedback, request.spec.provider)
             candidates = chunk.get("candidates")
             candidate = candidates[0] if candidates else None

@@ -534,7 +534,11 @@ async def _stream_responses(client: openai.AsyncOpenAI, request: Request) -> Asy
                 # returns the connection to the pool and finishes the SDK's generators here.
                 items.finished()
             elif kind == "response.failed":
-                raise _event_error(request.spec, field(event.get("response"), "error"))
+                response = event.get("response")
+                usage = field(response, "usage")
+                if usage:  # what the failed response was billed for: the call's cost
+                    yield UsageUpdate(map_usage(usage))
+                raise _event_error(request.spec, field(response, "error"))
             elif kind == "error":
                 raise _event_error(request.spec, event)
     finally:
