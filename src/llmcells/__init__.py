@@ -18,8 +18,8 @@ from typing import Any
 
 from ._loop import deferred_interrupts, run
 from .config import configure, settings
-from .errors import (AuthenticationError, BillingError, ConfigError, ContextWindowError, IncompleteStreamError,
-                     LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
+from .errors import (AuthenticationError, BillingError, ConfigError, ContextWindowError,
+                     IncompleteStreamError, LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
                      ProviderTimeoutError, RateLimitError, UnsupportedError, one_line_warnings)
 from .models import add_alias, add_endpoint, aliases
 from .session import session

@@ -177,10 +177,10 @@ def _ledger(args) -> int:
             cols = list(USAGE_COLS)
             if not frame["error"].notna().any():
                 cols.remove("error")
-            if frame["simulated"].fillna(False).astype(bool).any():
+            simulated = frame["simulated"].fillna(False).astype(bool)
+            if simulated.any():
                 # a simulated call's cost is a list price never billed: say which rows those are
-                frame = frame.assign(simulated=frame["simulated"].fillna(False).astype(bool)
-                                     .map({True: "yes", False: ""}))
+                frame = frame.assign(simulated=simulated.map({True: "yes", False: ""}))
                 cols.insert(cols.index("model") + 1, "simulated")
         else:
             from .ledger import _KEY_SYNONYMS, COST_KEYS
@@ -195,10 +195,10 @@ def _ledger(args) -> int:
                                     "(several with commas: --by model,day).")
             frame = ledger.costs(by=keys, session=args.session, include_simulated=args.simulated)
             cols = [c for c in frame.columns if c not in COSTS_COLS[1:] and c != "calls"]
-            # (costs() groups simulated calls apart, under `simulated`, when both kinds are in)
-            cols = cols[: len(keys)] + (["simulated"] if "simulated" in frame.columns else []) + COSTS_COLS
-            if "simulated" in frame.columns:
+            cols = cols[: len(keys)] + COSTS_COLS
+            if "simulated" in frame.columns:  # costs() groups simulated calls apart when both kinds are in
                 frame = frame.assign(simulated=frame["simulated"].map({True: "yes", False: "no"}))
+                cols.insert(len(keys), "simulated")
             if not len(frame) and not args.simulated and len(ledger.usage(session=args.session)):
                 print("No real calls recorded yet (only simulated ones: --simulated counts them).")
                 return 0

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from fastapi.responses import JSONResponse
 
@@ -457,8 +457,6 @@ class HideTokens(logging.Filter):
 
     @staticmethod
     def _hide(m: re.Match) -> str:
-        from urllib.parse import unquote_plus
-
         name = m.group(2)
         return f"{m.group(1)}{name}=***" if unquote_plus(name).strip().lower() == "token" else m.group(0)
 

@@ -38,10 +38,9 @@ SYSTEM_NOTE = "the agent adds its own system prompt and tool definitions to ever
 #: over all the turns of a run (the agent's own tool calls are its business, not parts)
 TEXT_PART, REASONING_PART = 0, 1
 
-#: variables that could point a CLI at the user's own keys, accounts, settings or servers; the
-#: adapters set the ones they need themselves
-#: the variables no CLI gets from this process: every provider's and cloud's (keys, tokens,
-#: endpoints), and llmcells' own (a service's token)
+#: the variables no CLI gets from this process, since they could point it at the user's own keys,
+#: accounts, settings or servers: every provider's and cloud's, and llmcells' own (a service's
+#: token); the adapters set the ones they need themselves
 PRIVATE_PREFIXES = ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GEMINI_", "GOOGLE_", "VERTEX",
                     "AZURE_", "AWS_", "LLMCELLS_")
 _OPTIONS = {"cwd", "tools"}

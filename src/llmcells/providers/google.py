@@ -35,7 +35,7 @@ from ..errors import kind_of_status
 from ._common import (
     SdkStream,
     api_error,
-    as_count,
+    count,
     field,
     host_of,
     incomplete,
@@ -108,9 +108,9 @@ def map_usage(raw: Any) -> Usage:
     if raw is None:
         counts = [0] * len(_USAGE_NAMES)
     elif isinstance(raw, Mapping):  # camelCase as sent (snake_case accepted)
-        counts = [_int(field(raw, camel, snake)) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
+        counts = [count(raw, camel, snake) for snake, camel in zip(_USAGE_NAMES, _USAGE_CAMEL)]
     else:  # an SDK object: its snake_case fields, None when absent
-        counts = [_int(getattr(raw, name, None)) for name in _USAGE_NAMES]
+        counts = [count(raw, name) for name in _USAGE_NAMES]
     prompt, tool_prompt, cached, candidates, thoughts = counts
     return Usage(
         input_tokens=prompt + tool_prompt,
@@ -131,11 +131,6 @@ def _served_tier(headers: Any) -> str | None:
     get = getattr(headers, "get", None)  # a mapping (httpx.Headers), or no tier known from it
     value = get("x-gemini-service-tier") if callable(get) else None
     return (value.strip().lower() or None) if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int:
-    """A usageMetadata count; missing or unreadable counts as 0 (see _common.as_count)."""
-    return as_count(value) or 0
 
 
 # ----- client ------------------------------------------------------------------------------------
@@ -311,7 +306,7 @@ async def _lane_chunks(api: Any, request: Request, responses: _Responses) -> Asy
             if usage is not None:
                 hop_usage = usage
                 if earlier:
-                    chunk = {**chunk, "usageMetadata": {k: _int(usage.get(k)) + earlier.get(k, 0)
+                    chunk = {**chunk, "usageMetadata": {k: count(usage, k) + earlier.get(k, 0)
                                                         for k in {*usage, *earlier}}}
             yield headers, chunk
         resume = base64.b64decode(next_token) if isinstance(next_token, str) else next_token

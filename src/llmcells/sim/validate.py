@@ -16,7 +16,6 @@ import re
 import threading
 import typing
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from .. import _imports
@@ -72,7 +71,6 @@ def request_type(api: str) -> Any:
 _request_types: dict[str, Any] = {}  # api -> its request type, once imported
 
 
-@cache
 def _request_type(api: str) -> Any:
     if api == "chat":
         from openai.types.chat.completion_create_params import CompletionCreateParams
