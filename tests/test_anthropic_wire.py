@@ -77,7 +77,7 @@ def test_bedrock_errors_say_bedrocks_message_not_its_json(aws):
     assert err.message == "Amazon Bedrock rate limit: Too many requests, please wait before trying again."
     err = _bedrock_error("ValidationException", 400, "The provided model identifier is invalid.")
     assert isinstance(err, BadRequestError)
-    assert err.message == "Amazon Bedrock rejected the request: The provided model identifier is invalid."
+    assert err.message.startswith("Amazon Bedrock rejected the request: The provided model identifier is invalid. ")
 
 
 def test_bedrock_names_its_errors_in_a_header(aws):
@@ -226,7 +226,7 @@ def test_the_simulated_clouds_refuse_a_url_source_as_the_real_ones_do(fresh_sim)
     from test_routes_bedrock import _signed_post
 
     message = {"role": "user", "content": [URL_BLOCK, {"type": "text", "text": "What is this?"}]}
-    r = _signed_post(fresh_sim.url, "/model/us.anthropic.claude-haiku-5-5-v1:0/invoke",
+    r = _signed_post(fresh_sim.url, "/model/us.anthropic.claude-haiku-5-5/invoke",
                      {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 20, "messages": [message]})
     assert r.status_code == 400 and r.headers["x-amzn-errortype"].startswith("ValidationException")
     assert r.json()["message"].startswith("messages.0.content.0.source:")
@@ -246,7 +246,7 @@ def test_bedrocks_last_chunk_carries_its_invocation_metrics_and_the_call_reads_t
     import llmcells
     from test_routes_bedrock import BODY, _frames, _signed_post
 
-    r = _signed_post(simulated.url, "/model/us.anthropic.claude-haiku-5-5-v1:0/invoke-with-response-stream", BODY)
+    r = _signed_post(simulated.url, "/model/us.anthropic.claude-haiku-5-5/invoke-with-response-stream", BODY)
     events = [json.loads(base64.b64decode(json.loads(f.payload)["bytes"])) for f in _frames(r.content)]
     last, delta = events[-1], next(e for e in events if e["type"] == "message_delta")
     metrics = last["amazon-bedrock-invocationMetrics"]
@@ -255,7 +255,7 @@ def test_bedrocks_last_chunk_carries_its_invocation_metrics_and_the_call_reads_t
     assert metrics["outputTokenCount"] == delta["usage"]["output_tokens"]
     assert metrics["invocationLatency"] >= metrics["firstByteLatency"] >= 0
 
-    result = llmcells.run(llmcells.ask("Say hello", "bedrock:us.anthropic.claude-haiku-5-5-v1:0", display=False))
+    result = llmcells.run(llmcells.ask("Say hello", "bedrock:us.anthropic.claude-haiku-5-5", display=False))
     assert result.ok and result.finish_reason == "end_turn", result.error
     assert result.usage.output_tokens > 0
 

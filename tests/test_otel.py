@@ -52,7 +52,7 @@ def spans(simulated, monkeypatch):
 
 def _chats(exporter):
     otel.flush()
-    return [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    return [s for s in exporter.get_finished_spans() if s.name.startswith(("chat ", "generate_content "))]
 
 
 def _points(name):
@@ -95,6 +95,37 @@ def test_two_model_compare_gives_one_span_per_request_under_one_parent(spans):
         assert s.kind == trace.SpanKind.CLIENT
 
 
+def test_spans_carry_stream_server_and_the_usage_details(spans, simulated):
+    """The conventions' gen_ai.request.stream, server.address / server.port, the cache-write and
+    reasoning token counts, and Gemini's own operation name, generate_content (all were missing:
+    every Gemini span was a "chat")."""
+    from urllib.parse import urlsplit
+
+    simulated.set_model("gpt-6-luna", reasoning_tokens=7)
+    simulated.set_model("claude-haiku-5-5", cache_write_tokens=5)
+    r = llmcells.run(llmcells.ask("Say hello", model="chatgpt", display=False))
+    g = llmcells.run(llmcells.ask("Say hello", model="gemini", display=False))
+    c = llmcells.run(llmcells.ask("Say hello", model="claude", display=False))
+    assert r.ok and g.ok and c.ok and r.usage.reasoning_tokens == 7 and c.usage.cache_write_tokens == 5
+    by_model = {s.attributes["gen_ai.request.model"]: s for s in _chats(spans)}
+    chat, gemini = by_model["gpt-6-luna"], by_model["gemini-3.5-flash-lite"]
+    assert chat.name == "chat gpt-6-luna" and chat.attributes["gen_ai.operation.name"] == "chat"
+    assert gemini.name == "generate_content gemini-3.5-flash-lite"
+    assert gemini.attributes["gen_ai.operation.name"] == "generate_content"
+    sim = urlsplit(simulated.url)
+    for s in (chat, gemini):
+        assert s.attributes["gen_ai.request.stream"] is True
+        assert (s.attributes["server.address"], s.attributes["server.port"]) == (sim.hostname, sim.port)
+    assert chat.attributes["gen_ai.usage.reasoning.output_tokens"] == 7
+    assert by_model["claude-haiku-5-5"].attributes["gen_ai.usage.cache_creation.input_tokens"] == 5
+    import dataclasses
+
+    from llmcells.models import resolve
+
+    live = dataclasses.replace(resolve("anthropic:claude-haiku-5-5"), base_url=None)
+    assert otel._server(live) == ("api.anthropic.com", 443)  # no base URL: the API's own host
+
+
 def test_metrics_token_usage_and_duration(spans):
     r = llmcells.run(llmcells.ask("Say hello", model="gemini", display=False))
     assert r.ok
@@ -111,7 +142,7 @@ def test_metrics_token_usage_and_duration(spans):
 def test_cloud_routes_and_agent_clis_use_the_conventions_provider_names(spans):
     """gen_ai.provider.name takes the conventions' well-known values: a cloud route is its cloud
     (aws.bedrock, azure.ai.openai, gcp.vertex_ai), not llmcells' route name."""
-    want = {"bedrock:us.anthropic.claude-haiku-5-5-v1:0": "aws.bedrock",
+    want = {"bedrock:us.anthropic.claude-haiku-5-5": "aws.bedrock",
             "azure:gpt-6-luna": "azure.ai.openai", "vertex:gemini-3.5-flash-lite": "gcp.vertex_ai",
             "vertex:claude-haiku-5-5": "gcp.vertex_ai", "claude-code": "anthropic"}
     got = {}
@@ -356,7 +387,7 @@ def test_otel_environment_alone_exports_over_otlp_http(tmp_path, turn_on):
     spans = [(rs.resource, s) for req in got for rs in req.resource_spans
              for ss in rs.scope_spans for s in ss.spans]
     names = sorted(s.name for _, s in spans)
-    assert names == ["chat gemini-3.5-flash-lite", "chat gpt-6-luna", "llmcells compare"]
+    assert names == ["chat gpt-6-luna", "generate_content gemini-3.5-flash-lite", "llmcells compare"]
     service = {a.key: a.value.string_value for a in spans[0][0].attributes}["service.name"]
     assert service == "llmcells-test"
     chat = next(s for _, s in spans if s.name == "chat gpt-6-luna")

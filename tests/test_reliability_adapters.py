@@ -345,7 +345,7 @@ def _status(kind: str, status: int, body: bytes, ctype: str = "application/json"
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic", "google"])
 @pytest.mark.parametrize("status,cls,retryable", [(402, "BillingError", False),
-                                                  (408, "ProviderTimeoutError", False),
+                                                  (408, "ProviderTimeoutError", True),  # the three SDKs retry a 408
                                                   (409, "ServerError", True),
                                                   (503, "ServerError", True),
                                                   (418, "BadRequestError", False)])

@@ -189,6 +189,16 @@ def test_vertex_claude_529_is_retried(simulated, quick_retries):
     assert r.ok and r.attempts == 2, r.error
 
 
+@pytest.mark.parametrize("model", ["vertex:gemini-3.5-flash-lite", "vertex:claude-haiku-5-5"])
+def test_a_vertex_404_for_a_known_model_speaks_of_the_account_not_a_key(simulated, model):
+    """Vertex AI has no API key: its 404 for a model llmcells knows said "check that your key's
+    project may use it"."""
+    simulated.inject("404", provider="vertex", model=model.partition(":")[2])
+    r = ask("hi", model)
+    assert r.error_kind == "model_not_found", r.error
+    assert "check that your cloud account may use it in its region" in r.error and "key" not in r.error
+
+
 def test_a_fault_for_the_direct_provider_does_not_touch_its_route(simulated):
     simulated.inject("500", provider="anthropic", times=None)
     try:
@@ -355,6 +365,27 @@ def test_vertex_claude_is_priced_by_vertex_not_anthropic():
     assert basis is None and math.isnan(cost)  # (the genai-prices google entry falls back to anthropic's)
 
 
+@pytest.mark.parametrize("location", ["us-east5", "eu"])
+def test_claude_on_a_regional_vertex_endpoint_costs_ten_percent_more(simulated, monkeypatch, location):
+    """From Claude Sonnet 4.5 on, a regional (or multi-region) Vertex AI endpoint costs 10% more
+    than the global one, whose price genai-prices lists: such a call was priced at the global rate.
+    Older Claude models and Gemini keep one price."""
+    monkeypatch.delenv("CLOUD_ML_REGION", raising=False)
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "global")
+    flat = ask("Say hello", "vertex:claude-haiku-5-5")
+    monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", location)
+    regional = ask("Say hello", "vertex:claude-haiku-5-5")
+    assert flat.ok and regional.ok and regional.usage == flat.usage
+    assert regional.cost_usd == pytest.approx(flat.cost_usd * 1.1)
+    assert regional.price_source.endswith(", +10% regional endpoint (vertex)"), regional.price_source
+    assert "+10%" not in flat.price_source
+    rows = llmcells.ledger.usage().set_index("call_id")
+    assert rows.loc[regional.call_id].cost_usd == pytest.approx(regional.cost_usd)
+    older = ask("Say hello", "vertex:claude-opus-4-1@20250805")
+    gemini = ask("Say hello", "vertex:gemini-3.5-flash-lite")
+    assert "+10%" not in older.price_source and "+10%" not in gemini.price_source
+
+
 # ----- what a route has and has not -------------------------------------------------------------------
 
 
@@ -380,6 +411,55 @@ def test_azure_without_an_endpoint_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k-azure-test-0000")
     r = ask("Say hello", "azure:o4-mini")
     assert r.status == "error" and "AZURE_OPENAI_ENDPOINT" in r.error and "k-azure-test" not in r.error
+
+
+def test_azure_without_a_key_names_entra_id_sign_in_too(monkeypatch):
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://resource.openai.azure.com")
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    monkeypatch.setattr(models, "_has_module", lambda name: False)  # (azure-identity not installed)
+    monkeypatch.setenv("LLMCELLS_HOME", str(__import__("tempfile").mkdtemp()))  # no stored key
+    r = ask("Say hello", "azure:prod-chat")
+    assert r.status == "error" and r.error_kind == "missing_key", r.error
+    assert "AZURE_OPENAI_API_KEY" in r.error and "pip install 'llmcells[cloud]' to sign in with Entra ID" in r.error
+
+
+def test_an_azure_deployment_that_refuses_temperature_says_how_to_name_its_model(monkeypatch):
+    """A deployment's name says nothing of its model, so a reasoning model's deployment was sent
+    a temperature and its 400 said only "Unsupported parameter"; the line now says how to name
+    the model, after which llmcells sends what it accepts."""
+    import httpx2
+
+    from llmcells.errors import LLMError
+    from llmcells.providers.azure import ADAPTER
+    from llmcells.providers.base import ClientOptions, Request
+    from llmcells.types import Message
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://resource.openai.azure.com")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k-azure-test-0000")
+    refusal = {"error": {"message": "Unsupported parameter: 'temperature' is not supported with this model.",
+                         "type": "invalid_request_error", "param": "temperature", "code": "unsupported_parameter"}}
+
+    def handler(request):
+        return httpx2.Response(400, json=refusal)
+
+    client = ADAPTER.make_client(ClientOptions(
+        base_url="https://resource.openai.azure.com", api_key="k-azure-test-0000",
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler))))
+    spec = models.resolve("azure:prod-reasoner")
+
+    async def go():
+        try:
+            async for _ in ADAPTER.stream(client, Request(spec=spec, messages=[Message("user", "hi")],
+                                                          temperature=0.2)):
+                pass
+        except Exception as exc:  # noqa: BLE001 - the mapped error is what is checked
+            return ADAPTER.map_error(exc, spec)
+
+    err = llmcells.run(go())
+    assert isinstance(err, LLMError) and err.kind == "bad_request"
+    assert "Unsupported parameter" in err.message
+    assert 'LLMCELLS_AZURE_MODELS="prod-reasoner=o4-mini"' in err.message and "\n" not in err.message
+    assert "k-azure-test" not in err.message
 
 
 def test_provider_batch_jobs_are_a_clear_error_on_a_route(simulated):

@@ -17,9 +17,9 @@ import llmcells
 from llmcells import healthcheck, models
 from llmcells.errors import ConfigError
 
-US = "us.anthropic.claude-haiku-5-5-v1:0"
-GLOBAL = "global.anthropic.claude-haiku-5-5-v1:0"
-REGIONAL = "anthropic.claude-haiku-5-5-v1:0"
+US = "us.anthropic.claude-haiku-5-5"
+GLOBAL = "global.anthropic.claude-haiku-5-5"
+REGIONAL = "anthropic.claude-haiku-5-5"
 
 
 @pytest.fixture
@@ -119,6 +119,61 @@ def test_bedrock_refuses_a_body_not_in_its_own_form(fresh_sim, change, message):
     assert message in r.json()["message"]
 
 
+@pytest.mark.parametrize("model_id", [
+    "us.anthropic.claude-haiku-5-5-v1:0",  # from Sonnet 4.6 on, the id is the bare name
+    "anthropic.claude-haiku-4-5-v1:0",     # before it, the id is dated
+])
+def test_bedrock_refuses_a_model_id_it_does_not_have(fresh_sim, model_id):
+    """Bedrock answers 400 "The provided model identifier is invalid." for an id it doesn't
+    have; a made-up model (a test's) is still answered in any form."""
+    r = _signed_post(fresh_sim.url, f"/model/{model_id}/invoke", BODY)
+    assert r.status_code == 400 and r.headers["x-amzn-errortype"].startswith("ValidationException")
+    assert r.json()["message"] == "The provided model identifier is invalid."
+    made_up = _signed_post(fresh_sim.url, "/model/anthropic.claude-haiku-4-9-v1:0/invoke", BODY)
+    assert made_up.status_code == 200
+
+
+def test_the_model_list_names_bedrocks_own_ids(fresh_sim):
+    """GET /foundation-models lists each model by the id a route makes for it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=fresh_sim.url + "/foundation-models")
+    SigV4Auth(Credentials("AKIAEXAMPLETEST00001", "secret"), "bedrock", "us-east-1").add_auth(request)
+    got = httpx.get(fresh_sim.url + "/foundation-models", headers=dict(request.prepare().headers), timeout=60)
+    ids = {m["modelId"] for m in got.json()["modelSummaries"]}
+    assert {"anthropic.claude-haiku-5-5", "anthropic.claude-sonnet-4-6",
+            "anthropic.claude-haiku-4-5-20251001-v1:0"} <= ids, ids
+    assert not any(i.startswith("anthropic.claude-haiku-5-5-") for i in ids)
+
+
+def test_a_routed_alias_makes_bedrocks_id_for_each_generation(aws):
+    """Claude 4.6 and later: the bare name; earlier models: their dated, versioned id; Opus 4.6:
+    `-v1`; a dated name: `-v1:0`. (Each of them was `{name}-v1:0`, which Bedrock refuses.)"""
+    llmcells.configure(route={"anthropic": "bedrock"})
+    made = {name: models.resolve(f"anthropic:{name}").name for name in (
+        "claude-haiku-5-5", "claude-sonnet-4-6", "claude-opus-4-6", "claude-haiku-4-5",
+        "claude-haiku-4-5-20251001", "claude-opus-4-1")}
+    assert made == {
+        "claude-haiku-5-5": "us.anthropic.claude-haiku-5-5",
+        "claude-sonnet-4-6": "us.anthropic.claude-sonnet-4-6",
+        "claude-opus-4-6": "us.anthropic.claude-opus-4-6-v1",
+        "claude-haiku-4-5": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "claude-haiku-4-5-20251001": "us.anthropic.claude-haiku-4-5-20251001-v1:0",
+        "claude-opus-4-1": "us.anthropic.claude-opus-4-1-20250805-v1:0",
+    }
+    assert models.resolve("claude").name == US == models.PROVIDERS["bedrock"].default_model
+
+
+def test_a_wrong_model_id_is_one_line_not_retried(bedrock):
+    r = ask("Say hello", "bedrock:us.anthropic.claude-haiku-5-5-v1:0")
+    assert r.status == "error" and r.attempts == 1
+    assert "The provided model identifier is invalid" in r.error and "\n" not in r.error
+    assert "from Claude Sonnet 4.6 on (us.anthropic.claude-haiku-5-5)" in r.error  # what to write
+    assert ask("Say hello", f"bedrock:{US}").ok
+
+
 def test_the_sdk_sends_bedrocks_own_anthropic_version(bedrock, monkeypatch):
     """The installed anthropic SDK puts its API version date ("2026-10-21") in the body where
     Bedrock takes only "bedrock-2023-05-31"; the adapter sends Bedrock's."""
@@ -137,6 +192,52 @@ def test_the_sdk_sends_bedrocks_own_anthropic_version(bedrock, monkeypatch):
     llmcells.run(_drain(ADAPTER, client, spec))
     assert sent and sent[0]["anthropic_version"] == "bedrock-2023-05-31"
     assert "model" not in sent[0] and "stream" not in sent[0]
+
+
+@pytest.mark.parametrize("stop_reason,action", [
+    ("guardrail_intervened", "INTERVENED"),  # a stream that says so in its stop reason
+    ("end_turn", "INTERVENED"),              # one that says so only in the guardrail action
+])
+def test_a_bedrock_guardrail_block_is_noted_not_passed_off_as_the_answer(aws, stop_reason, action):
+    """A guardrail's canned message arrives as an ordinary answer; the result says it was blocked
+    (it was an `ok` answer with no note)."""
+    import httpx2
+
+    from llmcells.providers.bedrock import ADAPTER
+    from llmcells.sim.bedrock import chunk_frame
+    from llmcells.types import Finish
+
+    canned = "Sorry, the model cannot answer this question."
+    events = [
+        {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                              "model": "claude-haiku-5-5", "content": [],
+                                              "usage": {"input_tokens": 11, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": canned}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop", "amazon-bedrock-guardrailAction": action,
+         "amazon-bedrock-invocationMetrics": {"inputTokenCount": 11, "outputTokenCount": 9}},
+    ]
+    body = b"".join(chunk_frame(json.dumps(e).encode()) for e in events)
+
+    def handler(request):
+        return httpx2.Response(200, content=body,
+                               headers={"content-type": "application/vnd.amazon.eventstream"})
+
+    client = ADAPTER.make_client(models_options(httpx2.AsyncClient(transport=httpx2.MockTransport(handler))))
+    spec = models.resolve(f"bedrock:{US}")
+
+    async def finish():
+        from llmcells.providers.base import Request
+        from llmcells.types import Message
+
+        return [e async for e in ADAPTER.stream(client, Request(spec=spec, messages=[Message("user", "hi")]))
+                if isinstance(e, Finish)]
+
+    [end] = llmcells.run(finish())
+    assert end.reason == stop_reason
+    assert end.note and "Bedrock guardrail intervened" in end.note and end.note.count("intervened") == 1
 
 
 def models_options(http_client):
@@ -315,11 +416,11 @@ def test_the_route_setting_points_an_alias_at_bedrock(aws, monkeypatch):
     spec = models.resolve("claude")
     assert (spec.provider, spec.adapter, spec.name) == ("bedrock", "bedrock", US)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    assert models.resolve("claude").name == "eu.anthropic.claude-haiku-5-5-v1:0"
+    assert models.resolve("claude").name == "eu.anthropic.claude-haiku-5-5"
     llmcells.configure(route={"claude": "bedrock:global"})
     assert models.resolve("claude").name == GLOBAL
     llmcells.configure(route={"anthropic": "bedrock:regional"})  # a whole provider
-    assert models.resolve("anthropic:claude-sonnet-5-5").name == "anthropic.claude-sonnet-5-5-v1:0"
+    assert models.resolve("anthropic:claude-sonnet-5-5").name == "anthropic.claude-sonnet-5-5"
     assert models.resolve("chatgpt").provider == "openai"
 
 
@@ -353,7 +454,7 @@ def test_a_routed_magic_takes_another_claude_model_by_name(simulated, shell, mon
     llmcells.configure(route={"claude": "bedrock:global"})
     shell.run_cell_magic("claude", "-m claude-opus-4-1 --no-display", "Say hi.")
     r = shell.user_ns["_llm"]
-    opus = "global.anthropic.claude-opus-4-1-v1:0"
+    opus = "global.anthropic.claude-opus-4-1-20250805-v1:0"  # Bedrock's id of Opus 4.1 is dated
     assert r.ok and r.model == f"bedrock:{opus}", (r.model, r.error)
     assert simulated.requests[-1].path == f"/model/{opus}/invoke-with-response-stream"
     with pytest.raises(UsageError, match="'gpt-4o' is a model of OpenAI, not of Amazon Bedrock"):
@@ -374,7 +475,7 @@ def test_health_shows_the_route_configured_reachable_and_its_models(bedrock):
     rows = {r["provider"]: r for r in llmcells.run(healthcheck.check_all(5.0))}
     row = rows["bedrock"]
     assert row["key_present"] is True and row["reachable"] is True, row
-    assert "anthropic.claude-haiku-5-5-v1:0" in row["models"]
+    assert "anthropic.claude-haiku-5-5" in row["models"]
 
 
 def test_health_says_when_the_route_has_no_credentials(fresh_sim, monkeypatch, tmp_path):

@@ -209,7 +209,7 @@ def test_a_retired_model_named_without_its_provider_is_told_it_is_retired_and_wh
 
 
 @pytest.mark.parametrize("name", ["us.anthropic.claude-opus-4-1-20250805-v1:0",
-                                  "global.anthropic.claude-haiku-5-5-v1:0",
+                                  "global.anthropic.claude-haiku-5-5",
                                   "anthropic.claude-haiku-5-5"])
 def test_a_bedrock_model_id_without_its_route_is_shown_the_bedrock_id(name):
     # a Bedrock id's version suffix has a colon, so it used to read as an unknown provider

@@ -65,7 +65,7 @@ def test_one_tool_call_round_trip(simulated, model):
 
 
 @pytest.mark.parametrize("thinking", ["adaptive", "enabled"])
-@pytest.mark.parametrize("model", ["claude", "bedrock:us.anthropic.claude-haiku-5-5-v1:0"])
+@pytest.mark.parametrize("model", ["claude", "bedrock:us.anthropic.claude-haiku-5-5"])
 def test_claudes_thinking_goes_back_at_the_head_of_its_tool_call_turn(simulated, model, thinking):
     """With thinking on, Claude thinks (a signed thinking block) before its tool calls; the next
     request must start that assistant turn with the block, unchanged, or the API answers 400

@@ -130,7 +130,7 @@ def maker_of(name: str) -> str | None:
 
 
 def _route_of_id(model_id: str) -> str | None:
-    """The cloud route whose own model ids look like model_id (`us.anthropic.claude-…-v1:0` is a
+    """The cloud route whose own model ids look like model_id (`us.anthropic.claude-…` is a
     Bedrock id), from the registry's route patterns; None when none or several match."""
     import re  # (only on an error's path)
 
@@ -142,7 +142,7 @@ def _route_of_id(model_id: str) -> str | None:
 def _did_you_mean(name: str) -> str:
     """" Did you mean X?" for a name without a provider: the id of the one provider whose model
     names begin as it does (claude-haiku-5-5 -> anthropic:claude-haiku-5-5), the cloud route whose
-    ids look like it (us.anthropic.claude-…-v1:0 -> bedrock:us.anthropic.claude-…-v1:0), or the
+    ids look like it (us.anthropic.claude-… -> bedrock:us.anthropic.claude-…), or the
     alias it is a slip of (chatgtp -> chatgpt); "" when none is clear."""
     maker = maker_of(name) or _route_of_id(name)
     if maker is not None:
@@ -274,9 +274,7 @@ def _routed(key: str, route: str, provider: str, name: str) -> tuple[Any, str]:
     if provider not in row.model_makers:
         raise ConfigError(f"route {key}={route}: {row.label} serves {row.serves or PROVIDERS[row.route_of].label + ' models'}, "
                           f"not {PROVIDERS[provider].label} ones.")
-    if not row.route_model:
-        return row, name
-    return row, row.route_model.format(profile=_profile(variant), model=name)
+    return row, row.route_id(name, _profile(variant) if row.route_model else "")
 
 
 def route_credentials(provider: str) -> bool:
@@ -334,8 +332,10 @@ def api_key(spec: ModelSpec) -> str:
         return key
     if spec.provider == "azure" and os.environ.get("AZURE_OPENAI_ENDPOINT") and _has_module("azure.identity"):
         return ""  # Entra ID sign-in through azure-identity (providers/azure.py)
+    # (Azure: or Entra ID sign-in, once azure-identity is installed)
+    signin = " (or pip install 'llmcells[cloud]' to sign in with Entra ID)" if spec.provider == "azure" else ""
     raise MissingKeyError(
-        f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)} or run "
+        f"No API key for {PROVIDERS[spec.provider].label}: set {' or '.join(envs)}{signin} or run "
         f"`python -m llmcells keys set {spec.provider}`, or use the built-in simulator (`%llmcells simulate on`, llmcells.simulate(), or "
         "--simulate on the command line).",
         provider=spec.provider,
@@ -386,6 +386,12 @@ def vertex_project() -> str | None:
     """The Google Cloud project of the Vertex AI route (GOOGLE_CLOUD_PROJECT or
     ANTHROPIC_VERTEX_PROJECT_ID), None when neither is set."""
     return os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or None
+
+
+def vertex_region() -> str:
+    """The Vertex AI location Claude is called in: CLOUD_ML_REGION or GOOGLE_CLOUD_LOCATION, else
+    "global" (as the anthropic SDK's AnthropicVertex reads it)."""
+    return os.environ.get("CLOUD_ML_REGION") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "global"
 
 
 def _gcloud_adc() -> bool:

@@ -6,10 +6,11 @@ OTEL_SDK_DISABLED not "true") when opentelemetry-api is installed (`pip install 
 Off, this module imports nothing of OpenTelemetry and costs one settings check per call.
 
 What it emits, through the user's tracer and meter providers (the global ones):
-- one span per model request, `chat {model}` (kind CLIENT), with gen_ai.operation.name,
-  gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model, gen_ai.response.id,
-  gen_ai.response.finish_reasons, gen_ai.usage.input_tokens / output_tokens, error.type on a
-  failure, and `llmcells.cost_usd`;
+- one span per model request, `chat {model}` (`generate_content {model}` for Gemini; kind
+  CLIENT), with gen_ai.operation.name, gen_ai.provider.name, gen_ai.request.model and .stream,
+  server.address / server.port, gen_ai.response.model, gen_ai.response.id,
+  gen_ai.response.finish_reasons, gen_ai.usage.* (input, output, cache read and write,
+  reasoning), error.type on a failure, and `llmcells.cost_usd`;
 - an `execute_tool {name}` span per tool the model asked for;
 - a parent span around a compare, a batch, a chat turn and a fallback chain (`parent()`);
 - the histograms gen_ai.client.token.usage and gen_ai.client.operation.duration.
@@ -32,7 +33,7 @@ from typing import Any, Iterator
 
 from ._log import swallowed
 from .config import getenvs, settings
-from .registry import model_name
+from .registry import MAKERS, PROVIDERS, model_name
 from .types import CallInfo, CallObserver, Result, ToolCall
 
 _SCOPE = "llmcells"
@@ -199,6 +200,31 @@ def _bare(model_id: str) -> str:
     return model_name(model_id)
 
 
+def _operation(spec: Any) -> str:
+    """gen_ai.operation.name: "generate_content" for Gemini's API (directly or on Vertex AI),
+    as the conventions name it, else "chat"."""
+    adapter = getattr(spec, "adapter", "")
+    return "generate_content" if MAKERS.get(adapter, adapter) == "google" else "chat"
+
+
+def _server(spec: Any) -> tuple[str, int] | None:
+    """(server.address, server.port) of the endpoint a call went to: its base URL (a proxy, an
+    Azure resource, the simulator), else its API's own host; None when the SDK picks it (a cloud
+    region's, an agent CLI's)."""
+    base_url = getattr(spec, "base_url", None)
+    if not base_url:
+        row = PROVIDERS.get(getattr(spec, "provider", ""))
+        return (row.api_host, 443) if row is not None and row.api_host else None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(base_url if "//" in base_url else "//" + base_url)
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+    except ValueError:  # a malformed port: no address rather than a wrong one
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
 def provider_name(provider: str) -> str:
     """gen_ai.provider.name of an llmcells provider."""
     return _PROVIDER_NAMES.get(provider, provider)
@@ -227,7 +253,8 @@ class SpanObserver(CallObserver):
         self.info = None
         elapsed = time.perf_counter() - self.t0
         model = _bare(info.model_id)
-        base = {"gen_ai.operation.name": "chat",
+        spec = getattr(self.plan, "spec", None)
+        base = {"gen_ai.operation.name": _operation(spec),
                 "gen_ai.provider.name": _PROVIDER_NAMES.get(info.provider, info.provider),
                 "gen_ai.request.model": model}
         if result.response_model:
@@ -249,8 +276,17 @@ class SpanObserver(CallObserver):
             attrs["gen_ai.response.id"] = rid
         if result.finish_reason:
             attrs["gen_ai.response.finish_reasons"] = (result.finish_reason,)
-        if u.cached_input_tokens and counted:
-            attrs["gen_ai.usage.cache_read.input_tokens"] = int(u.cached_input_tokens)
+        if counted:
+            for name, count in (("gen_ai.usage.cache_read.input_tokens", u.cached_input_tokens),
+                                ("gen_ai.usage.cache_creation.input_tokens", u.cache_write_tokens),
+                                ("gen_ai.usage.reasoning.output_tokens", u.reasoning_tokens)):
+                if count:
+                    attrs[name] = int(count)
+        if not reused:
+            attrs["gen_ai.request.stream"] = True  # every request llmcells sends streams
+        server = _server(spec)
+        if server is not None:
+            attrs["server.address"], attrs["server.port"] = server
         if result.cost_usd == result.cost_usd:  # not NaN: the price was known
             attrs["llmcells.cost_usd"] = float(result.cost_usd)
         if info.purpose != "answer":
@@ -276,7 +312,7 @@ class SpanObserver(CallObserver):
 
         # The span and the metrics are made on the telemetry thread (as hooks are): the call
         # only hands over what it knows, with its context (the parent span).
-        _submit((f"chat {model}", context.get_current(), self.start_ns, time.time_ns(), attrs,
+        _submit((f"{base['gen_ai.operation.name']} {model}", context.get_current(), self.start_ns, time.time_ns(), attrs,
                  error, base, elapsed, int(u.input_tokens or 0), int(u.output_tokens or 0),
                  counted, ttft if ttft is not None and ttft == ttft else None))
 

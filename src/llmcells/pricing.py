@@ -87,6 +87,9 @@ BATCH_VARIANT = " (batch)"
 #: Google all publish batch processing at 50% of the standard price, and genai-prices has a batch
 #: price for only about half the models (for the rest it silently answers the standard price)
 BATCH_RULE = ", 50% batch rule"
+#: the price_source note of a regional endpoint's premium (a cloud route's regional_premium, e.g.
+#: Claude on Vertex AI outside its global endpoint): ", +10% regional endpoint"
+REGIONAL_RULE = ", +{:.0%} regional endpoint"
 _PER = 1_000_000
 #: the kinds of token a basis has a per-million rate for, in formula order
 RATE_KINDS = ("input", "cached_input", "cache_write", "cache_write_1h", "output", "reasoning")
@@ -984,10 +987,36 @@ def price_result(result: Any, spec: Any) -> None:
                  processing=result.processing or "live",
                  base_url=None if spec.simulated else spec.base_url,
                  when=result.started_at or None, speed=getattr(result, "speed", None))
+    premium = _regional_premium(spec) if b is not None else 0.0
+    if premium:
+        b = _regional(b, premium)
+        c = b.cost(result.usage)
     result.cost_usd, result.price_basis = c, b
     result.price_source = b.label if b is not None else None
     if b is not None and spec.provider in _ROUTE_PRICES:  # say whose prices these are
         result.price_source = f"{b.label} ({spec.provider})"
+
+
+def _regional_premium(spec: Any) -> float:
+    """The share a route's regional endpoint adds to the global price genai-prices lists (its
+    registry row's regional_premium), 0.0 when none applies: another maker's model, one with a
+    single price, or the global endpoint."""
+    rule = getattr(registry.row(spec.provider), "regional_premium", ())
+    if not rule or getattr(spec, "maker", None) != rule[0] or re.match(rule[2], spec.name):
+        return 0.0
+    from .models import vertex_region  # (the one route with such a premium)
+
+    return 0.0 if vertex_region() == "global" else rule[1]
+
+
+@functools.lru_cache(maxsize=256)
+def _regional(global_price: PriceBasis, premium: float) -> PriceBasis:
+    """The regional endpoint's price by REGIONAL_RULE: every rate and the request fee of the
+    global price plus premium."""
+    up = 1.0 + premium
+    return dataclasses.replace(global_price, rates=tuple(r * up for r in global_price.rates),
+                               request=global_price.request * up,
+                               note=global_price.note + REGIONAL_RULE.format(premium))
 
 
 # ----- fresh data on request -----------------------------------------------------------------------

@@ -9,10 +9,41 @@ here imports an SDK, so reading the registry is free at `%load_ext` time.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 
 MB = 1024 * 1024
+
+#: a model name that ends in a snapshot date (claude-haiku-4-5-20251001)
+_DATED = re.compile(r"-20\d{6}$")
+
+#: Bedrock's ids of the Claude models whose Bedrock name isn't their Anthropic name: the models
+#: before Claude 4.6 are reached by dated, versioned ids (`anthropic.claude-haiku-4-5-20251001-v1:0`,
+#: an alias without its date is refused), Opus 4.6 by `-v1`; from Sonnet 4.6 on, Bedrock's id is
+#: the Anthropic name (`anthropic.claude-haiku-5-5`, `us.anthropic.claude-sonnet-4-6`), as
+#: `aws bedrock list-foundation-models` lists them.
+#: Claude on Vertex AI: from Claude Sonnet 4.5 on, a regional or multi-region endpoint costs 10%
+#: more than the global one (docs.claude.com, Claude on Vertex AI, "Global vs regional
+#: endpoints"); Claude 3, Sonnet 4, Opus 4 and 4.1 kept one price
+VERTEX_CLAUDE_PREMIUM = ("anthropic", 0.10,
+                         r"^claude-(3|sonnet-4(?:-0|-2025\d{4})?(?:@|$)|opus-4(?:-0|-1|-2025\d{4})?(?:@|$))")
+
+BEDROCK_NAMES = (
+    ("claude-opus-4-6", "claude-opus-4-6-v1"),
+    ("claude-opus-4-5", "claude-opus-4-5-20251101-v1:0"),
+    ("claude-haiku-4-5", "claude-haiku-4-5-20251001-v1:0"),
+    ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929-v1:0"),
+    ("claude-opus-4-1", "claude-opus-4-1-20250805-v1:0"),
+    ("claude-opus-4-0", "claude-opus-4-20250514-v1:0"),
+    ("claude-opus-4", "claude-opus-4-20250514-v1:0"),
+    ("claude-sonnet-4-0", "claude-sonnet-4-20250514-v1:0"),
+    ("claude-sonnet-4", "claude-sonnet-4-20250514-v1:0"),
+    ("claude-3-7-sonnet-latest", "claude-3-7-sonnet-20250219-v1:0"),
+    ("claude-3-5-haiku-latest", "claude-3-5-haiku-20241022-v1:0"),
+    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet-20241022-v2:0"),
+    ("claude-3-haiku", "claude-3-haiku-20240307-v1:0"),
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +159,7 @@ class ProviderRow:
     sdk_modules: tuple[str, ...]     # imported ahead of the first call (warm-up)
     synonyms: tuple[str, ...] = ()   # other id prefixes that mean this provider
     magic_example: str = ""          # one example cell for the generated magic's docstring
+    api_host: str = ""               # the API's own host when no base URL is set ("" = the SDK's choice)
     # [agents] additive fields for agent CLIs (providers/claude_code.py, gemini_cli.py, codex.py)
     kind: str = "api"                # "api", or "agent" for a coding-agent CLI run as a subprocess
     price_as: str = ""               # whose price table applies ("" = this provider's own)
@@ -140,6 +172,14 @@ class ProviderRow:
     # with the `route` setting (models.resolve)
     route_of: str = ""               # the provider whose models the route serves ("anthropic")
     route_model: str = ""            # the route's id of that provider's model: "{profile}" and "{model}"
+    # the route's own name of a model where it isn't the maker's name ({model} in route_model),
+    # and the suffix a dated name takes there (Bedrock: Claude models before 4.6 have dated,
+    # versioned ids, later ones the bare name)
+    route_names: tuple[tuple[str, str], ...] = ()
+    route_dated: str = ""
+    # a premium on a regional endpoint over the global one's price (which genai-prices lists):
+    # (maker, share, pattern of the maker's model names that have one price everywhere)
+    regional_premium: tuple[str, float, str] = ()
     route_pattern: str = ""          # regex whose group "model" is the provider's own name in a route id
     credentials: str = "key"         # "key" (key_env / stored key) or "aws" (AWS's credential chain)
     priced_by_request: bool = False  # priced by the id asked for (an inference profile), not the answering model
@@ -161,6 +201,17 @@ class ProviderRow:
     def default_id(self) -> str:
         return f"{self.name}:{self.default_model}"
 
+    def route_id(self, model: str, profile: str = "") -> str:
+        """This route's id of its maker's model name (`claude-haiku-4-5`, profile "us." ->
+        `us.anthropic.claude-haiku-4-5-20251001-v1:0`); the name itself for a route without a
+        template (Azure's deployments, Vertex AI's names)."""
+        if not self.route_model:
+            return model
+        name = dict(self.route_names).get(model)
+        if name is None:
+            name = model + self.route_dated if self.route_dated and _DATED.search(model) else model
+        return self.route_model.format(profile=profile, model=name)
+
     @property
     def model_makers(self) -> tuple[str, ...]:
         """The API providers whose model names this one takes: its own; an agent CLI's maker;
@@ -172,7 +223,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
     ProviderRow(
         name="openai", label="OpenAI", product="ChatGPT", adapter="openai", key_env=("OPENAI_API_KEY",),
         base_env="OPENAI_BASE_URL", sim_path="/v1", alias="chatgpt", default_model="gpt-6-luna",
-        sdk_modules=("openai",), synonyms=("openai-responses",),
+        sdk_modules=("openai",), synonyms=("openai-responses",), api_host="api.openai.com",
         model_families=("gpt-", "chatgpt-", "o1", "o3", "o4", "o5"),
         magic_example="%%chatgpt -o answer\nSummarise {df.shape[0]} rows of {topic} in three bullet points.",
         caps=OPENAI_CAPS,
@@ -181,6 +232,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         name="anthropic", label="Anthropic", product="Claude", adapter="anthropic", key_env=("ANTHROPIC_API_KEY",),
         base_env="ANTHROPIC_BASE_URL", sim_path="", alias="claude", default_model="claude-haiku-5-5",
         sdk_modules=("anthropic",), synonyms=("claude",), model_families=("claude-",),
+        api_host="api.anthropic.com",
         magic_example='%%claude -s "You are a terse reviewer." -c\nAnd what about the second function?',
         caps=ANTHROPIC_CAPS,
     ),
@@ -189,6 +241,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"), base_env="GOOGLE_GEMINI_BASE_URL", sim_path="",
         alias="gemini", default_model="gemini-3.5-flash-lite", sdk_modules=("google.genai",),
         synonyms=("gemini",), model_families=("gemini-", "gemma-"),
+        api_host="generativelanguage.googleapis.com",
         magic_example="%%gemini -f json -o facts\nReturn a JSON list of three facts about {city}.",
         caps=GOOGLE_CAPS,
     ),
@@ -221,9 +274,9 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
     ProviderRow(
         name="bedrock", label="Amazon Bedrock", product="Claude", adapter="bedrock", key_env=(),
         base_env="ANTHROPIC_BEDROCK_BASE_URL", sim_path="", alias="",
-        default_model="us.anthropic.claude-haiku-5-5-v1:0", sdk_modules=("anthropic", "boto3"),
+        default_model="us.anthropic.claude-haiku-5-5", sdk_modules=("anthropic", "boto3"),
         kind="route", install="pip install 'llmcells[cloud]'", route_of="anthropic",
-        route_model="{profile}anthropic.{model}-v1:0",
+        route_model="{profile}anthropic.{model}", route_names=BEDROCK_NAMES, route_dated="-v1:0",
         route_pattern=r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$",
         credentials="aws", priced_by_request=True, route_prices="aws", runs=("anthropic",),
         serves="Claude models (Anthropic), by Bedrock model id or inference profile",
@@ -245,7 +298,7 @@ PROVIDERS: dict[str, ProviderRow] = {row.name: row for row in (
         install="pip install 'llmcells[cloud]' (google-auth, for Application Default Credentials)",
         route_prices="google", model_adapters=(("claude-", "vertex_anthropic"),),
         runs=("anthropic", "google"), serves="claude-* (Anthropic) and gemini-* (Google) models",
-        inline_attachments=("anthropic",),
+        inline_attachments=("anthropic",), regional_premium=VERTEX_CLAUDE_PREMIUM,
     ),
 )}
 
@@ -302,10 +355,8 @@ def routes() -> list[ProviderRow]:
 
 def routed_model(provider: str, name: str) -> tuple[str, str]:
     """(provider, model name) of the model behind a route's id, for what is known of the model
-    itself (capabilities): `bedrock`, `us.anthropic.claude-haiku-5-5-v1:0` -> (`anthropic`,
+    itself (capabilities): `bedrock`, `us.anthropic.claude-haiku-5-5` -> (`anthropic`,
     `claude-haiku-5-5`); other ids come back unchanged."""
-    import re
-
     r = PROVIDERS.get(provider)
     if r is None or not r.route_of or not r.route_pattern:
         return provider, name

@@ -599,8 +599,11 @@ def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, statu
             # a model llmcells knows and that isn't shut down: the name is right, so the likely
             # cause is the key's access to it, which the provider's own sentence says (a "did
             # you mean" would offer another model)
+            row = PROVIDERS.get(provider)
+            whose = ("your key's project may use it" if row is None or row.key_env else
+                     "your cloud account may use it in its region")  # (Vertex AI, Bedrock: no key)
             return ModelNotFoundError(f"{label}{where} did not find {spec.name}, a model llmcells "
-                                      f"knows: check that your key's project may use it. {label} "
+                                      f"knows: check that {whose}. {label} "
                                       f"said: {one_line(message, 120)}", **common)
         return ModelNotFoundError(f"Unknown model '{spec.name}' for {label}{where}: check the "
                                   f"name{_close_model(spec, names)} (%llmcells models lists aliases).",
@@ -610,7 +613,11 @@ def _error_of_kind(spec: ModelSpec, kind: str, message: str, *, host: str, statu
     if kind == "billing":
         return BillingError(f"{label} billing problem: {message}", **common)
     if kind == "timeout":
-        return ProviderTimeoutError(f"{label} timed out the request: {message}", **common)
+        err = ProviderTimeoutError(f"{label} timed out the request: {message}", **common)
+        # a 408 (Bedrock's ModelTimeoutException, a gateway's Request Timeout) came before any
+        # answer: it is sent again, as the openai and anthropic SDKs send it
+        err.retryable = status == 408
+        return err
     if kind == "overloaded":
         return OverloadedError(f"{label} is overloaded; try again shortly.", retry_after=retry_after,
                                **common)

@@ -14,6 +14,7 @@ import httpx2
 from .. import capabilities
 from ..errors import LLMError, ProviderError, ProviderTimeoutError
 from ..models import ModelSpec
+from ..registry import PROVIDERS
 from ..quotas import from_headers
 from ..types import Event, Finish, PartDelta, PartEnd, PartStart, Request, ResponseInfo, Usage, UsageUpdate
 from ..errors import kind_of_status
@@ -37,7 +38,7 @@ from ._http import guard, tls_context
 from ._sse import SKIP, json_of
 from .base import ClientOptions, Provider
 
-DEFAULT_HOST = "api.anthropic.com"
+DEFAULT_HOST = PROVIDERS["anthropic"].api_host
 _INPUT_FIELDS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 _USAGE_FIELDS = (*_INPUT_FIELDS, "output_tokens")
 # messages.create() keywords that the SDK sends as headers, not in the body.
@@ -45,6 +46,13 @@ _HEADER_PARAMS = {"user_profile_id": "anthropic-user-profile-id", "workspace_id"
 _WRITE_1H = "cache_creation_1h_input_tokens"  # merged usage key for cache_creation.ephemeral_1h_input_tokens
 _THINKING = "thinking_tokens"  # merged usage key for output_tokens_details.thinking_tokens
 _SEARCHES = "web_search_requests"  # merged usage key for server_tool_use.web_search_requests
+# Amazon Bedrock: a guardrail (the request's, or one the account or region enforces on every call)
+# that blocked the prompt or the answer. The answer is then the guardrail's canned message, with
+# stop reason "guardrail_intervened", or "end_turn" and the chunk's guardrail action INTERVENED.
+_GUARDRAIL_NOTE = ("blocked: an Amazon Bedrock guardrail intervened; the text is the guardrail's "
+                   "message, not the model's answer")
+_GUARDRAIL_ACTION = "amazon-bedrock-guardrailAction"
+_GUARDRAIL_STOP = "guardrail_intervened"  # (Bedrock's own: not among the SDK's stop reasons)
 # How a stop reason ended the answer, when "end_turn"-like wording would hide it (Result.notes).
 # The status stays "ok": the provider answered and billed it; finish_reason keeps the reason.
 _STOP_NOTES = {
@@ -229,6 +237,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
     # this assistant turn, or the API refuses it. They travel as the first call's signature.
     thinking: dict[Any, dict[str, Any]] = {}
     calls = 0
+    guarded = False  # a Bedrock guardrail intervened
     try:
         async for event in items:
             if not isinstance(event, dict):
@@ -292,6 +301,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
             elif kind == "message_delta":
                 stop_reason = field(event.get("delta"), "stop_reason") or stop_reason
                 stop_details = field(event.get("delta"), "stop_details") or stop_details
+                guarded = guarded or event.get(_GUARDRAIL_ACTION) == "INTERVENED"
                 if event.get("usage"):
                     yield UsageUpdate(map_usage(merge_usage(seen, event["usage"])))
             elif kind == "message_stop":
@@ -299,6 +309,7 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
                 # pool. Closing the stream here would drop it, and every call would pay a new
                 # TCP + TLS handshake. A cut after this point no longer matters.
                 items.finished()
+                guarded = guarded or event.get(_GUARDRAIL_ACTION) == "INTERVENED"
     finally:
         await items.aclose()
     # The SDK ends silently when the body stops before message_stop.
@@ -312,6 +323,8 @@ async def _stream(client: anthropic.AsyncAnthropic, request: Request,
         note = max_tokens_note(bool(items.shown or calls), body.get("max_tokens"))
     else:
         note = _STOP_NOTES.get(reason)
+    if guarded or reason == _GUARDRAIL_STOP:
+        note = "; ".join(n for n in (note, _GUARDRAIL_NOTE) if n)
     notes = [n for n in (note, _searches_note(seen.get(_SEARCHES), request)) if n]
     yield Finish(reason, "; ".join(notes) or None)
 

@@ -8,6 +8,7 @@ the same wire format at its own URLs: `/openai/deployments/{deployment}/chat/com
 from __future__ import annotations
 
 import os
+import re
 
 import httpx2
 import openai
@@ -78,7 +79,18 @@ class AzureProvider(OpenAIProvider):
                     f"Azure OpenAI at {host} answered 'Resource not found': check "
                     "AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai.azure.com) and "
                     "OPENAI_API_VERSION.", provider=spec.provider, status_code=404)
-        return super().map_error(exc, spec)
+        err = super().map_error(exc, spec)
+        if (isinstance(exc, openai.BadRequestError) and err is not None and spec.price_model is None
+                and _REFUSED_SAMPLING.search(err.message)):
+            # A deployment's name says nothing of its model: llmcells sent what a GPT model
+            # takes. Named, a reasoning model's deployment is sent what that model accepts.
+            err.args = (err.message + f" If '{spec.name}' serves a reasoning model, name it: "
+                        f"LLMCELLS_AZURE_MODELS=\"{spec.name}=o4-mini\" (its model), and llmcells "
+                        "leaves out what the model refuses.",)
+        return err
 
+
+#: Azure's 400 for a sampling parameter a reasoning model refuses
+_REFUSED_SAMPLING = re.compile(r"unsupported (parameter|value).*'(temperature|top_p)'", re.IGNORECASE)
 
 ADAPTER = AzureProvider()

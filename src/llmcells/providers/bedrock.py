@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from ..errors import ConfigError, LLMError, MissingKeyError
+from ..errors import BadRequestError, ConfigError, LLMError, MissingKeyError
 from ..models import SIMULATOR_KEY, ModelSpec, aws_region
 from ._http import guard, tls_context
 from .anthropic import AnthropicProvider
@@ -22,6 +22,8 @@ SIMULATED_REGION = "us-east-1"
 #: sign a request to the simulator
 SIMULATED_CREDENTIALS = {"aws_access_key": "AKIASIMULATOR0000000", "aws_secret_key": SIMULATOR_KEY}
 _INSTALL = "pip install 'llmcells[cloud]'"
+#: Bedrock's ValidationException for a model id it doesn't have (lower case)
+_INVALID_ID = "the provided model identifier is invalid"
 #: the body's `anthropic_version` on Bedrock (AWS: "The value must be bedrock-2023-05-31")
 BEDROCK_VERSION = "bedrock-2023-05-31"
 
@@ -80,7 +82,12 @@ class BedrockProvider(AnthropicProvider):
             return ConfigError(f"Amazon Bedrock needs boto3: {_INSTALL}.")
         if isinstance(exc, RuntimeError) and "AWS credentials" in str(exc):
             return _no_credentials()
-        return super().map_error(exc, spec)
+        err = super().map_error(exc, spec)
+        if isinstance(err, BadRequestError) and _INVALID_ID in err.message.lower():
+            err.args = (err.message + " Bedrock's ids: the model's name from Claude Sonnet 4.6 on "
+                        "(us.anthropic.claude-haiku-5-5), dated before it "
+                        "(us.anthropic.claude-haiku-4-5-20251001-v1:0); health() lists yours.",)
+        return err
 
     async def list_models(self, client: Any) -> list[str]:
         """The Anthropic models this account sees on Bedrock (ListFoundationModels, on the

@@ -40,7 +40,7 @@ from ._http import guard, tls_context
 from ._sse import END, json_of
 from .base import ClientOptions, Provider
 
-DEFAULT_HOST = "api.openai.com"
+DEFAULT_HOST = PROVIDERS["openai"].api_host
 
 
 # What this adapter reads of the SDK's stream types, and what it leaves alone on purpose (with

@@ -15,7 +15,7 @@ import anthropic
 import httpx2
 
 from ..errors import AuthenticationError, LLMError
-from ..models import ModelSpec
+from ..models import ModelSpec, vertex_region
 from ._http import guard, tls_context
 from .anthropic import AnthropicProvider
 from .base import ClientOptions
@@ -32,9 +32,8 @@ def project() -> str | None:
     return os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
 
 
-def region() -> str:
-    """The Vertex AI location: CLOUD_ML_REGION or GOOGLE_CLOUD_LOCATION, else "global"."""
-    return os.environ.get("CLOUD_ML_REGION") or os.environ.get("GOOGLE_CLOUD_LOCATION") or "global"
+#: the Vertex AI location: CLOUD_ML_REGION or GOOGLE_CLOUD_LOCATION, else "global"
+region = vertex_region
 
 
 def vertex_host() -> str:

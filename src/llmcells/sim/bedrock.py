@@ -23,13 +23,16 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from ..registry import PROVIDERS
 from .anthropic import url_source
 from .common import compact
 from .http11 import Request, Response
 
 _PATH = re.compile(r"^/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$")
-#: the Bedrock id of a Claude model: an optional inference profile, "anthropic.", a version
-_MODEL = re.compile(r"^(?:[a-z]+(?:-[a-z]+)?\.)?anthropic\.(?P<model>.+?)(?:-v\d+(?::\d+)?)?$")
+#: Bedrock in the registry: the form of its Claude ids (an optional inference profile,
+#: "anthropic.", the name, a version) and each model's own id
+_ROW = PROVIDERS["bedrock"]
+_MODEL = re.compile(_ROW.route_pattern)
 EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
 #: the only `anthropic_version` Bedrock takes in a Claude body
 BEDROCK_VERSION = "bedrock-2023-05-31"
@@ -91,10 +94,26 @@ def handles(req: Request) -> bool:
 
 
 def base_model(model_id: str) -> str:
-    """Anthropic's name of the model of a Bedrock id (`us.anthropic.claude-haiku-5-5-v1:0` ->
+    """Anthropic's name of the model of a Bedrock id (`us.anthropic.claude-haiku-5-5` ->
     `claude-haiku-5-5`), as Bedrock's answers name it."""
     match = _MODEL.match(model_id)
     return match.group("model") if match else model_id
+
+
+def invalid_id(model_id: str) -> bool:
+    """True for an id of a Claude model the simulator knows, in a form Bedrock doesn't have:
+    `anthropic.claude-haiku-5-5` (the model's id is `anthropic.claude-haiku-5-5`), or
+    `anthropic.claude-haiku-4-5-v1:0` (its id is dated). A name the catalog doesn't list (a
+    test's made-up one) is taken in any form."""
+    from . import catalog
+
+    match = _MODEL.match(model_id)
+    if match is None:
+        return False
+    name = match.group("model")
+    if not catalog.known("anthropic", name):
+        return False
+    return model_id[model_id.index("anthropic."):] != _ROW.route_id(name)
 
 
 def _signed(req: Request) -> str | None:
@@ -121,8 +140,8 @@ def error_reply(status: int, message: str | None = None) -> tuple[int, dict[str,
 def _model_list() -> bytes:
     from . import catalog
 
-    summaries = [{"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/anthropic.{m.id}-v1:0",
-                  "modelId": f"anthropic.{m.id}-v1:0", "modelName": m.display, "providerName": "Anthropic",
+    summaries = [{"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{_ROW.route_id(m.id)}",
+                  "modelId": _ROW.route_id(m.id), "modelName": m.display, "providerName": "Anthropic",
                   "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
                   "responseStreamingSupported": True, "customizationsSupported": [],
                   "inferenceTypesSupported": ["INFERENCE_PROFILE"],
@@ -151,10 +170,11 @@ def _refusal(body: Any) -> str | None:
     return None
 
 
-async def translate(req: Request, resp: Response) -> tuple[Request, "EventStreamResponse", str] | None:
+async def translate(req: Request, resp: Response, *,
+                    strict: bool = True) -> tuple[Request, "EventStreamResponse", str] | None:
     """The Anthropic request a Bedrock request carries, the response that writes its answer as
     Bedrock's, and the model's Anthropic name; None when answered here (no signature, a bad
-    body, the model list)."""
+    body, a model id Bedrock doesn't have when strict, the model list)."""
     key = _signed(req)
     if key is None:  # as AWS answers a request without a signature
         await resp.send(403, {"content-type": "application/json", "x-amzn-errortype": "MissingAuthenticationTokenException",
@@ -173,6 +193,8 @@ async def translate(req: Request, resp: Response) -> tuple[Request, "EventStream
     except ValueError:
         body = None
     refusal = _refusal(body)
+    if refusal is None and strict and invalid_id(model):
+        refusal = "The provided model identifier is invalid."
     if refusal:
         await resp.send(*error_reply(400, refusal))
         return None

@@ -67,6 +67,11 @@ def base_id(model: str) -> str:
     return lifecycle.base_name(model)
 
 
+def known(provider: str, model: str) -> bool:
+    """True for a model the table lists (by its name without a date suffix)."""
+    return (provider, base_id(model)) in _BY_ID
+
+
 def find(provider: str, model: str) -> SimModel:
     """The catalog entry of a model (a made-up one with its provider's usual limits if unknown)."""
     found = _BY_ID.get((provider, base_id(model)))

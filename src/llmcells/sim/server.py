@@ -176,7 +176,7 @@ class SimServer:
             await resp.send(status, {"content-type": "application/json"}, compact(body).encode())
             return
         if bedrock.handles(req):  # [routes] Bedrock: the Anthropic request inside, answered as Bedrock
-            inner = await bedrock.translate(req, resp)
+            inner = await bedrock.translate(req, resp, strict=self.state.strict)
             if inner is not None:
                 await self._generate(inner[0], inner[1], anthropic, "messages", "bedrock", inner[2])
             return
