@@ -420,6 +420,102 @@ def test_an_interrupt_inside_an_import_waits_for_the_import_to_finish(tmp_path):
     assert lines[3] == "other thread imported True", out.stdout
 
 
+#: a meta-path finder that makes one module's import take DELAY seconds, in the middle of it (a
+#: Ctrl-C then lands inside that import, whatever the machine's speed)
+SLOW_IMPORT = """
+import importlib.abc, importlib.util, sys, time
+
+class _Slow(importlib.abc.MetaPathFinder):
+    def __init__(self, name, delay):
+        self.name, self.delay = name, delay
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        real, delay = spec.loader.exec_module, self.delay
+
+        def exec_module(module):
+            time.sleep(delay)
+            real(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+"""
+
+
+def _interrupted_in_an_import(tmp_path, slow: str, cell: str, after: str, before: str = "") -> list[str]:
+    """Run before, then cell in a fresh process whose import of `slow` takes 0.5 s, with a
+    SIGINT 0.15 s into cell; then after. Their printed lines."""
+    body = textwrap.indent(textwrap.dedent(cell).strip(), "    ")
+    code = (SLOW_IMPORT + textwrap.dedent(before)
+            + "import os, signal, threading\n"
+            + f"sys.meta_path.insert(0, _Slow({slow!r}, 0.5))\n"
+            + "threading.Timer(0.15, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+            + "try:\n" + body + "\n    print('not interrupted')\n"
+            + "except KeyboardInterrupt as exc:\n"
+            + "    print('interrupted:', type(exc).__name__, str(exc).splitlines()[0] if str(exc) else '')\n"
+            + textwrap.dedent(after))
+    env = dict(os.environ, LLMCELLS_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    return out.stdout.splitlines()
+
+
+def test_a_ctrl_c_inside_the_first_pandas_import_leaves_numpy_whole(tmp_path):
+    """The ledger's first read imports pandas (and numpy) in the caller's thread: a Ctrl-C that
+    landed inside it left numpy half made ("cannot load module more than once per process"), and
+    usage(), costs() and the user's own numpy failed until the kernel restarted. The import
+    now finishes first; the interrupt is then one line."""
+    lines = _interrupted_in_an_import(tmp_path, "numpy._core.numeric", """
+        llmcells.usage()
+    """, before="import llmcells\n", after="""
+        import numpy
+        print("numpy whole:", numpy.void is not None and numpy.matrix is not None, numpy.linalg.norm([3, 4]))
+        print("usage reads:", type(llmcells.usage()).__name__)
+    """)
+    assert lines[0] == "interrupted: Interrupted llmcells: interrupted before anything was sent.", lines
+    assert lines[1] == "numpy whole: True 5.0" and lines[2].endswith("DataFrame"), lines
+
+
+def test_a_ctrl_c_inside_the_first_import_of_llmcells_leaves_it_whole(tmp_path):
+    """`%load_ext llmcells` interrupted mid-way: the next import of the package found its
+    submodules in sys.modules without binding them (`llmcells.models` missing for the session),
+    and the interrupt came with a long traceback."""
+    lines = _interrupted_in_an_import(tmp_path, "llmcells.models", """
+        import llmcells
+    """, """
+        import llmcells
+        print("whole:", all(hasattr(llmcells, m) for m in ("models", "config", "errors", "registry", "_loop")),
+              callable(llmcells.models.simulator_url), type(llmcells.session).__name__)
+    """)
+    assert lines[0] == "interrupted: Interrupted llmcells: interrupted before anything was sent.", lines
+    assert lines[1] == "whole: True True Session", lines
+
+
+def test_the_interrupt_line_says_whether_a_request_went_out(tmp_path):
+    """"the requests in flight were cancelled" was said of a call interrupted while its SDK was
+    still being imported, before any request went out; it now says so only after one did."""
+    lines = _interrupted_in_an_import(tmp_path, "anthropic", """
+        llmcells.run(llmcells.ask("hi", "claude", display=False))
+    """, before="import llmcells\nsim = llmcells.simulate(ttft=3.0)\n", after="""
+        llmcells.run(llmcells.ask("warm", "claude", display=False))
+        import os, signal, threading
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            llmcells.run(llmcells.ask("hi again", "claude", display=False))
+        except KeyboardInterrupt as exc:
+            print("then:", exc)
+    """)
+    assert lines[0] == "interrupted: Interrupted llmcells: interrupted before anything was sent.", lines
+    assert lines[1] == "then: llmcells: interrupted; the requests in flight were cancelled.", lines
+
+
 WARM_UP_HOLDS = """
 import os, signal, sys, time
 import llmcells

@@ -161,6 +161,57 @@ def test_server_stopped_and_restarted_mid_run_loses_nothing(simulated, dsn, serv
         assert len(llmcells.usage()) == 15
 
 
+def test_a_busy_kernel_copies_the_journal_up_soon_after_the_server_is_back(simulated, dsn, server,
+                                                                           monkeypatch):
+    """Each row written while the server was away pushed the next try back by _RETRY_S, so a
+    kernel writing more often than that never tried the server again: every row of a long batch
+    stayed in the journal, and usage() said "can't be reached" with the server up."""
+    import time
+
+    from llmcells import ledger_pg
+
+    monkeypatch.setattr(ledger_pg, "_RETRY_S", 0.5)
+    first = _asks(1)
+    server.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ledger.LedgerWarning)
+        during = _asks(2)
+        server.start()
+        after, deadline = [], time.monotonic() + 6
+        while ledger_pg.backend(dsn)._pending() and time.monotonic() < deadline:
+            after += _asks(1)
+            time.sleep(0.1)  # a call every ~0.1-0.2 s: more often than _RETRY_S
+    assert ledger_pg.backend(dsn)._pending() == [], "the journal was never copied up"
+    with psycopg.connect(dsn) as conn:
+        ids = {r[0] for r in conn.execute("SELECT call_id FROM llmcells_calls")}
+    assert ids == {r.call_id for r in first + during + after}
+
+
+def test_a_wrong_password_says_so_not_that_the_server_cant_be_reached(simulated, server):
+    """A server that refuses the password answers: "can't be reached ... copied up once it
+    answers again" sent the user looking for a network fault that wasn't there."""
+    db, user = "t_" + uuid.uuid4().hex[:10], "pw_" + uuid.uuid4().hex[:8]
+    server.new_db(db)
+    server.sql(f"CREATE ROLE {user} LOGIN PASSWORD 'right-pass-7'")
+    hba = server.data / "pg_hba.conf"  # this role alone signs in with a password (the rest: trust)
+    hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    server.sql("SELECT pg_reload_conf()")
+    llmcells.configure(ledger=server.dsn(db, user=user, password="wrong-pass-7"))
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            r = _asks(1)[0]
+        lines = [str(w.message) for w in seen if issubclass(w.category, ledger.LedgerWarning)]
+        assert r.ok and len(lines) == 1, lines
+        assert "refused the connection" in lines[0] and "check the URL's user and password" in lines[0]
+        assert "can't be reached" not in lines[0] and "wrong-pass-7" not in lines[0]
+    finally:
+        llmcells.configure(ledger=None)
+        from llmcells import ledger_pg
+
+        ledger_pg.close()
+
+
 def test_a_server_restart_between_calls_is_no_outage(simulated, dsn, server):
     """The kernel's connection died with the restart (as when the server ends an idle session):
     the next row goes up on a new connection, not to the journal with a warning."""

@@ -17,15 +17,20 @@ from __future__ import annotations
 from typing import Any
 
 from ._loop import deferred_interrupts, run
-from .config import configure, settings
-from .errors import (AuthenticationError, BillingError, ConfigError, ContextWindowError,
-                     IncompleteStreamError, LLMError, MissingKeyError, ModelNotFoundError, OverloadedError, ProviderError,
-                     ProviderTimeoutError, RateLimitError, UnsupportedError, one_line_warnings)
-from .models import add_alias, add_endpoint, aliases
-from .session import session
-from .types import Message, Result, Usage
 
-from ._version import __version__  # noqa: E402  (re-exported)
+# A Ctrl-C while the package is first imported (`%load_ext llmcells` takes some 50 ms) waits for
+# these imports, so that none is left half made; it is then raised as one line.
+with deferred_interrupts():
+    from .config import configure, settings
+    from .errors import (AuthenticationError, BillingError, ConfigError, ContextWindowError,
+                         IncompleteStreamError, LLMError, MissingKeyError, ModelNotFoundError,
+                         OverloadedError, ProviderError, ProviderTimeoutError, RateLimitError,
+                         UnsupportedError, one_line_warnings)
+    from .models import add_alias, add_endpoint, aliases
+    from .session import session
+    from .types import Message, Result, Usage
+
+    from ._version import __version__  # (re-exported)
 
 __all__ = [
     "ask", "compare", "batch", "jobs", "job", "run", "usage", "costs", "simulate", "configure",
@@ -117,6 +122,24 @@ session.front_end = _FrontEnd()
 one_line_warnings()
 
 
+def _bind_submodules() -> None:
+    """Bind the package's submodules already in sys.modules as its attributes. An import of the
+    package that a Ctrl-C cut short leaves its submodules there, and the next import of the
+    package finds them without binding them (`llmcells.models` was then missing for the
+    session); the names the package sets itself (`session`, the lazy functions) stay."""
+    import sys
+
+    prefix = __name__ + "."
+    for name, module in list(sys.modules.items()):
+        short = name[len(prefix):]
+        if (module is not None and name.startswith(prefix) and "." not in short
+                and short not in globals() and short not in _LAZY):
+            globals()[short] = module
+
+
+_bind_submodules()
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext llmcells`: register the magics."""
     from .magics import load_ipython_extension as load
@@ -144,9 +167,10 @@ def _register_in_ipython() -> None:
         manager = getattr(shell, "extension_manager", None)
         if manager is None or __name__ in manager.loaded:
             return
-        from .magics import load_ipython_extension as load
+        with deferred_interrupts():  # (the magics' imports, whole)
+            from .magics import load_ipython_extension as load
 
-        load(shell)
+            load(shell)
         manager.loaded.add(__name__)  # what %load_ext records: a later %load_ext is a no-op
     except Exception as exc:  # never let registering break the import itself
         from ._log import swallowed

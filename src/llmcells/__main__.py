@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import registry
 from ._log import swallowed
+from ._loop import import_pandas
 
 DEMO_PROMPT = "In two sentences, why do notebooks suit exploring language models?"
 KEYS = "OPENAI_API_KEY, ANTHROPIC_API_KEY, GOOGLE_API_KEY"
@@ -107,7 +108,7 @@ def _fmt_cell(col: str, v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     try:
-        import pandas as pd
+        pd = import_pandas()
 
         if v is pd.NA or v is pd.NaT:
             return "–"

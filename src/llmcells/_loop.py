@@ -83,6 +83,18 @@ def one_line_interrupt(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def import_pandas() -> Any:
+    """pandas, its first import made with Ctrl-C deferred (`deferred_interrupts`): a
+    KeyboardInterrupt inside that import leaves numpy half-initialized for the rest of the
+    process ("cannot load module more than once per process"), so that every later frame, ours
+    and the user's, fails until the kernel restarts. Once imported, it is a dictionary lookup."""
+    pd = sys.modules.get("pandas")
+    if pd is None or getattr(pd, "DataFrame", None) is None:
+        with deferred_interrupts():
+            import pandas as pd
+    return pd
+
+
 def _in_machinery(frame: Any) -> bool:
     """True when frame is inside the import machinery or a threading lock operation, where a
     KeyboardInterrupt would leave a lock taken or half released."""
@@ -326,9 +338,9 @@ def check_cancelled() -> None:
 
 
 def note_send() -> None:
-    """Called as a request is about to be sent (the HTTP layer's request hook): records the
-    time in the run's Scope, then raises CancelledError if the run was cancelled, so that no
-    request begins sending after an interrupt."""
+    """Called as a request is about to be sent (the HTTP layer's request hook; an agent CLI as
+    it starts): records the time in the run's Scope, then raises CancelledError if the run was
+    cancelled, so that no request begins sending after an interrupt."""
     scope = _scope.get()
     if scope is None:
         return
@@ -509,7 +521,8 @@ def _run_in(awaitable: Awaitable[T], scope: Scope, state: _Sigint | None) -> T:
             scope.finished.wait(min(_SLICE_S, max(0.0, deadline - time.monotonic())))
     log.debug("interrupted run unwound in %.3f s (finished: %s)", time.monotonic() - seen,
               scope.finished.is_set())
-    message = NOT_SENT if sent_nothing else INTERRUPTED
+    # (sends: the requests that went out, and the agent CLIs that started, before the interrupt)
+    message = NOT_SENT if sent_nothing or not scope.sends else INTERRUPTED
     if state is None:
         raise Interrupted(message) from None
     previous = state.previous
@@ -545,7 +558,7 @@ async def bridge(coro: Coroutine[Any, Any, T]) -> T:
         deadline = asyncio.get_running_loop().time() + CANCEL_GRACE_S
         while not scope.finished.is_set() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
-        raise InterruptedAwait(INTERRUPTED) from None
+        raise InterruptedAwait(INTERRUPTED if scope.sends else NOT_SENT) from None
     except KeyboardInterrupt:
         scope.cancel_threadsafe()
         raise

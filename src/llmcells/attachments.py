@@ -19,6 +19,7 @@ from .errors import ConfigError, LLMCellsWarning
 from .registry import MB, AttachLimits as Limits  # Limits: the registry's, under its old name here
 from .registry import row
 from .types import Attachment
+from ._loop import import_pandas
 
 __all__ = ["Attachment", "attachment", "attachments", "check_limits", "LIMITS", "Limits",
            "table_rows", "describe"]
@@ -114,7 +115,7 @@ def table_rows(frame: Any, limit: int | None = None, fmt: str | None = None,
     """A pandas DataFrame or Series as a CSV (or Markdown) text attachment; above `limit` rows
     (default TABLE_ROWS) it is cut, with a note in the text and a one-line warning.
     fmt: "csv" or "markdown" (default TABLE_FORMAT)."""
-    import pandas as pd
+    pd = import_pandas()
 
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .config import settings
 from .errors import ConfigError, did_you_mean
 from .interpolate import interpolate, missing_names
-from ._loop import Pending, one_line_interrupt
+from ._loop import Pending, import_pandas, one_line_interrupt
 from .attachments import row_attachments as _row_attachments
 from .batchrun import PROBE_PAUSE_S, Job, ProviderGate, RateLimit, run, was_interrupted
 from .calls import make_plan
@@ -48,7 +48,7 @@ def set_rate_limit(provider: str, *, rpm: float | None = None, tpm: float | None
 def _prompt_rows(prompts: Any, template: str | None) -> list[tuple[Any, str, dict[str, Any]]]:
     """(id, prompt, input columns) for a list, a Series, or a DataFrame with a template."""
     try:
-        import pandas as pd
+        pd = import_pandas()
     except ImportError:  # pragma: no cover - pandas is a dependency
         pd = None
     if pd is not None and isinstance(prompts, pd.DataFrame):

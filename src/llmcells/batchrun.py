@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _loop, fallback, pipeline
+from ._loop import import_pandas
 from .config import settings
 from .engine import CallPlan
 from .errors import LLMError, RateLimitError
@@ -403,7 +404,7 @@ def _frame(jobs: list[Job], batch_id: str, tally: Tally) -> "pd.DataFrame":
     seen so far, not as a dict (a dict of some 40 keys per row was most of the batch's peak
     memory at its end); the frame is what `from_records` makes of the rows as dicts: columns in
     the order first seen, NaN where a row lacks one, the same dtype inference."""
-    import pandas as pd
+    pd = import_pandas()
 
     columns: dict[str, int] = {}   # column -> position, in the order first seen
     records: list[tuple] = []

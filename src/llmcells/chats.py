@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._loop import Pending
+from ._loop import Pending, import_pandas
 from .errors import ConfigError
 from .types import Message, Result, Usage
 
@@ -348,7 +348,7 @@ def send_named(name: str, model: str, prompt: str, options: dict[str, Any],
 
 def chats_frame() -> Any:
     """The session's named chats: model, exchanges, requests, tokens and cost (a DataFrame)."""
-    import pandas as pd
+    pd = import_pandas()
 
     from .session import session
 

@@ -11,6 +11,7 @@ from .models import resolve
 from .registry import model_name
 from .structured import agreement
 from .types import Result
+from ._loop import import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,7 +60,7 @@ class Comparison:
 
     def to_frame(self) -> "pd.DataFrame":
         """One row per result: model, status, tokens, cost, latency, TTFT, tokens/s, text."""
-        import pandas as pd
+        pd = import_pandas()
 
         return pd.DataFrame([r.to_row() for r in self.results])
 

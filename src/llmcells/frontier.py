@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from ._loop import deferred_interrupts, import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +113,7 @@ def frontier(data: Any, score: str | None = None, *, min_score: float | None = N
     min_score: the score the verdict asks for (default: 90% of the best mean score).
     Replayed calls count with their original cost and latency.
     """
-    import pandas as pd
+    pd = import_pandas()
 
     from .scoring import summarize
 
@@ -161,7 +162,13 @@ def _verdict(t: "pd.DataFrame", col: str, min_score: float) -> str:
 
 def _draw(f: Frontier) -> Any:
     try:
-        from matplotlib.figure import Figure
+        # every matplotlib module the plot uses, imported whole: a Ctrl-C inside a first import
+        # would break it for the session
+        with deferred_interrupts():
+            import matplotlib.backends.backend_agg  # noqa: F401 - (each used below, by a from-import)
+            import matplotlib.ticker  # noqa: F401
+            import matplotlib.transforms  # noqa: F401
+            from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError('The frontier plot needs matplotlib: pip install "llmcells[plot]"') from None
     t = f.table.dropna(subset=["score", "cost_usd"]).copy()

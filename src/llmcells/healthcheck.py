@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .session import session
 from ._log import swallowed
+from ._loop import import_pandas
 from .capabilities import caps_of
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ async def check_all(timeout: float = DEFAULT_TIMEOUT_S) -> list[dict[str, Any]]:
 
 
 def frame(rows: list[dict[str, Any]]) -> "pd.DataFrame":
-    import pandas as pd
+    pd = import_pandas()
 
     return pd.DataFrame([{c: r.get(c) for c in COLUMNS} for r in rows], columns=COLUMNS)
 

@@ -52,6 +52,7 @@ from .ledger_sqlite import warn_once as _warn_once
 from .ledger_sqlite import warned as _warned
 from .ledger_sqlite import with_retry as _with_retry
 from .ledger_sqlite import writer as _writer
+from ._loop import import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -476,7 +477,7 @@ def _since_epoch(since: Any) -> float:
             return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
         except ValueError:
             pass
-        import pandas as pd
+        pd = import_pandas()
 
         try:                                  # "1h", "30min", "2 days": that long ago
             return time.time() - pd.Timedelta(s).total_seconds()
@@ -566,8 +567,8 @@ def _where(*, session: bool, since: Any, model: Any, status: Any, group_id: Any,
 def _frame(rows: list[tuple], cols: Sequence[str] = COLUMNS) -> "pd.DataFrame":
     """Typed DataFrame from rows in cols order, ts first (strings stay object dtype, None for
     missing)."""
-    import numpy as np
-    import pandas as pd
+    pd = import_pandas()
+    import numpy as np  # (loaded by pandas)
 
     n = len(rows)
     if n:
@@ -697,8 +698,8 @@ def costs(by: str | Sequence[str] = "model", *, include_simulated: bool = False,
     attrs["simulated_left_out"] says how many simulated calls were left out; when there are
     some, attrs["note"] says so, and in IPython that line is printed too.
     """
-    import numpy as np
-    import pandas as pd
+    pd = import_pandas()
+    import numpy as np  # (loaded by pandas)
 
     keys = [by] if isinstance(by, str) else list(by)
     if not keys:

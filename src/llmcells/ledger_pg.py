@@ -39,12 +39,20 @@ from typing import Any, Sequence
 from . import ledger_sqlite as lite
 from ._log import swallowed
 from .errors import ConfigError
+from ._loop import import_pandas
 
 TABLE = "llmcells_calls"
 VERSION = 3
 _JOURNAL = "ledger-journal-{}.sqlite"   # one per database: {} a digest of the masked DSN
 _REFUSED = "ledger-refused-{}.sqlite"   # rows the server refused, kept beside the journal
 _RETRY_S = 2.0                # while the server is away, try it again at most this often
+#: libpq's words for a server that refused the user or password (SQLSTATE 28P01 / 28000)
+_AUTH_FAILED = "authentication failed"
+
+
+class _StillDown(ConnectionError):
+    """The server failed less than _RETRY_S ago: not tried again yet."""
+
 _CONNECT_TIMEOUT_S = 3
 #: A server that accepts the connection but never answers (a table locked by a long migration, a
 #: hung backend, a dead link) must not hold the ledger's writer, or a notebook's usage(), for ever:
@@ -163,7 +171,7 @@ class Shared:
         if time.monotonic() < self.next_try:
             if self.unusable is not None:
                 raise self.unusable
-            raise ConnectionError(f"the shared ledger at {self.shown} was unreachable moments ago")
+            raise _StillDown(f"the shared ledger at {self.shown} was unreachable moments ago")
         try:
             psycopg = _psycopg()
             conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S,
@@ -232,13 +240,19 @@ class Shared:
 
     def _lost(self, exc: BaseException) -> None:
         self._drop("closing a lost ledger connection")
-        self.next_try = time.monotonic() + _RETRY_S
+        if not isinstance(exc, _StillDown):
+            # (not tried this time: the next try stays where the last failure set it, or a
+            # kernel writing more often than _RETRY_S would never try the server again)
+            self.next_try = time.monotonic() + _RETRY_S
         if self.down_since is None:
             self.down_since = time.time()
         if not self.warned:
             self.warned = True
-            unusable = isinstance(exc, ConfigError)
-            why = (f"can't be used ({self.hide(str(exc)).rstrip('.')})" if unusable
+            refused = _AUTH_FAILED in str(exc).lower()  # (it answers: it won't take these credentials)
+            unusable = isinstance(exc, ConfigError) or refused
+            why = (f"can't be used ({self.hide(str(exc)).rstrip('.')})" if isinstance(exc, ConfigError)
+                   else f"refused the connection ({self.hide(lite.one_line_error(exc))}): check the "
+                        "URL's user and password" if refused
                    else f"can't be reached ({self.hide(lite.one_line_error(exc))})")
             warnings.warn_explicit(
                 f"llmcells: the shared ledger at {self.shown} {why}; the ledger is behind: rows "
@@ -373,8 +387,9 @@ class Shared:
 
     # ----- reading ---------------------------------------------------------------------------
 
-    def _read(self, sql: str, args: list[Any]) -> list[tuple] | None:
-        """Rows of sql from the server; None (after one warning) when it can't be reached."""
+    def _read(self, sql: str, args: list[Any], *, quiet: bool = False) -> list[tuple] | None:
+        """Rows of sql from the server; None (after one warning; quiet: none, for a read that
+        another of the same call's reads warns of) when it can't be reached."""
         waiting = self.sync(now=False)
         with self.lock:
             try:
@@ -390,7 +405,7 @@ class Shared:
             except Exception as exc:
                 self._lost(exc)
                 rows = None
-        if rows is None or waiting:
+        if (rows is None or waiting) and not quiet:
             warnings.warn_explicit(
                 f"llmcells: the shared ledger at {self.shown} is behind ("
                 + (f"{waiting} rows still in the local journal" if rows is not None
@@ -422,7 +437,7 @@ class Shared:
     def costs(self, cols: list[str], *, include_simulated: bool, include_cached: bool,
               where: tuple[str, list[Any]]) -> Any:
         """costs(), grouped by the server: the same columns as the SQLite ledger's."""
-        import pandas as pd
+        pd = import_pandas()
 
         clause, args = where
         clause = _pg_where(clause)
@@ -435,7 +450,8 @@ class Shared:
             clause = (clause + " AND " if clause else " WHERE ") + " AND ".join(extra)
         keys = list(cols)
         if include_simulated:
-            kinds = self._read(f"SELECT count(DISTINCT simulated) FROM {TABLE}{clause}", list(args))
+            kinds = self._read(f"SELECT count(DISTINCT simulated) FROM {TABLE}{clause}", list(args),
+                               quiet=True)  # (the grouping read below says it, once)
             if kinds and kinds[0][0] > 1:
                 keys.append("simulated")
         exprs = [_q(k) for k in keys]       # day: the stored UTC day number

@@ -23,7 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import models as _models
 from .config import settings
 from .errors import ConfigError, LLMError, did_you_mean, with_suggestion
-from ._loop import one_line_interrupt
+from ._loop import deferred_interrupts, import_pandas, one_line_interrupt
 from .interpolate import interpolate
 from .registry import PROVIDERS, ProviderRow, parse_id
 from .session import session
@@ -463,6 +463,7 @@ class LLMMagics(Magics):
 
     # ----- %llmcells ----------------------------------------------------------------------------
 
+    @one_line_interrupt  # (its commands import pandas, the SDKs: a Ctrl-C waits for those imports)
     @magic_arguments()
     @argument("command", nargs="?", default="help",
               help="models | config | usage | costs | prices | health | quota | reset | chats | "
@@ -537,7 +538,7 @@ class LLMMagics(Magics):
         print(_help_text(self.llmcells))
 
     def _cmd_models(self, args: Any) -> Any:
-        import pandas as pd
+        pd = import_pandas()
 
         from ._simulation import active
         from .agents import status as agent_status  # [agents]
@@ -662,7 +663,7 @@ class LLMMagics(Magics):
     def _cmd_keys(self, args: Any) -> Any:
         import getpass
 
-        import pandas as pd
+        pd = import_pandas()
 
         from . import keys
 
@@ -708,16 +709,15 @@ def load_ipython_extension(ipython: Any) -> None:
     that imported it then calls this again."""
     if ipython in _registered:
         return
-    _registered.add(ipython)
-    ipython.register_magics(LLMMagics)
-    from . import warmup
-    from .display.hints import hint_after_cell  # one line when no provider has a key
+    with deferred_interrupts():  # a Ctrl-C waits for these imports: none is left half made
+        from . import _simulation, warmup
+        from .display.hints import hint_after_cell  # one line when no provider has a key
 
-    hint_after_cell(ipython)
-    from . import _simulation
-
-    _simulation.resume()  # serve again if `%unload_ext` stopped the simulator the switch uses
-    warmup.start(notebook=_in_kernel(ipython))
+        _registered.add(ipython)
+        ipython.register_magics(LLMMagics)
+        hint_after_cell(ipython)
+        _simulation.resume()  # serve again if `%unload_ext` stopped the simulator the switch uses
+        warmup.start(notebook=_in_kernel(ipython))
 
 
 def _in_kernel(ipython: Any) -> bool:

@@ -11,6 +11,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from ._loop import deferred_interrupts, import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +46,9 @@ class CostPlot:
 
 def _matplotlib() -> Any:
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        with deferred_interrupts():  # (a Ctrl-C inside its first import would break it for the session)
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
     except ImportError:
         raise ConfigError(_INSTALL) from None
     return Figure, FigureCanvasAgg
@@ -65,8 +67,8 @@ def plot_costs(by: str = "day", frame: "pd.DataFrame | None" = None, *,
     if by not in ("day", "model"):
         raise ConfigError(f"plot_costs(by={by!r}): use 'day' or 'model'.")
     Figure, FigureCanvasAgg = _matplotlib()
-    import numpy as np
-    import pandas as pd
+    pd = import_pandas()
+    import numpy as np  # (loaded by pandas)
 
     if frame is None:
         from .ledger import usage

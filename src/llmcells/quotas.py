@@ -28,6 +28,7 @@ from . import registry
 from .errors import ConfigError, RateLimitError
 from .session import session
 from ._log import swallowed
+from ._loop import import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -378,7 +379,7 @@ def quota() -> "pd.DataFrame":
     """The latest rate limits seen, one row per provider and model, with the daily caps and what
     the ledger counts for today: requests/tokens limit, remaining and reset time (UTC), Gemini
     quota violations, rpd/tpd and their use today."""
-    import pandas as pd
+    pd = import_pandas()
 
     def ts(x: Any) -> Any:
         return pd.Timestamp(x, unit="s", tz="UTC") if x is not None else pd.NaT

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 from .types import CallObserver, Result
 from ._log import swallowed
+from ._loop import import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -573,7 +574,7 @@ def mean_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[fl
 
 
 def _frame_of(data: Any) -> "pd.DataFrame":
-    import pandas as pd
+    pd = import_pandas()
 
     if isinstance(data, pd.DataFrame):
         return data
@@ -612,7 +613,7 @@ def summarize(data: Any, *, by: str = "model", confidence: float = 0.95) -> "pd.
     original cost and latency. With one sample per model the interval is NaN. The low ends of
     latency and cost intervals are clipped at 0.
     """
-    import pandas as pd
+    pd = import_pandas()
 
     frame = model_figures(_frame_of(data))
     metrics = [*score_columns(frame), "latency_s", "cost_usd"]

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
+from ._loop import import_pandas
 from .types import OutputSchema, Result
 
 __all__ = ["output_schema", "concise_schema", "strict_schema", "validate", "check_result", "instructions",
@@ -264,7 +265,7 @@ def _as_dict(data: Any) -> dict[str, Any]:
 def agreement(comparison: Any) -> "Any":
     """Per top-level field of a schema'd Comparison: each model's value and whether they agree
     (a DataFrame: field, agree, then one column per model)."""
-    import pandas as pd
+    pd = import_pandas()
 
     answers = [(r.model + (f" #{r.sample}" if r.sample else ""), _as_dict(r.data))
                for r in comparison.results]

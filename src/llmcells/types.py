@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, Union
 
+from ._loop import import_pandas
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -413,7 +415,7 @@ class _ResultFields:
 
     def to_frame(self) -> "pd.DataFrame":
         """A one-row DataFrame of this result."""
-        import pandas as pd
+        pd = import_pandas()
 
         return pd.DataFrame([self.to_row()])
 

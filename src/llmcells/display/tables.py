@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._log import swallowed
+from .._loop import import_pandas
 
 #: column -> pandas Styler format
 FORMATS = {
@@ -21,7 +22,7 @@ _INTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_to
 def formatted(frame: Any) -> Any:
     """frame as a FormattedFrame: a plain DataFrame in every way (same numbers, same type for
     everything derived from it) whose notebook view formats costs, tokens and times."""
-    import pandas as pd
+    pd = import_pandas()
 
     if not isinstance(frame, pd.DataFrame):
         return frame
@@ -34,7 +35,7 @@ _FormattedFrame = None
 def _cls():
     global _FormattedFrame
     if _FormattedFrame is None:
-        import pandas as pd
+        pd = import_pandas()
 
         class FormattedFrame(pd.DataFrame):
             """A DataFrame whose HTML view formats ledger columns; operations give plain ones."""

@@ -28,6 +28,7 @@ from ..registry import PROVIDERS, agents
 from ..types import Request
 from ._common import api_error as answer_error, one_line
 from .._log import swallowed
+from .._loop import note_send
 
 log = logging.getLogger("llmcells")
 
@@ -255,6 +256,7 @@ class Process:
         self._err_task: asyncio.Task | None = None
 
     async def start(self) -> None:
+        note_send()  # an interrupt before this starts no CLI; after it, the CLI ran
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=self.env, cwd=self.cwd,
             stdin=asyncio.subprocess.PIPE if self.stdin else asyncio.subprocess.DEVNULL,

@@ -22,6 +22,7 @@ from . import _agents
 from .anthropic import map_usage, merge_usage
 from .base import ClientOptions, Provider
 from .._log import swallowed
+from .._loop import note_send
 
 #: the switches that keep the CLI to one streamed request per answer and nothing else
 PRIVACY_ENV = {
@@ -101,6 +102,7 @@ async def _stream(client: _agents.AgentClient, request: Request) -> AsyncIterato
     streamed: list[str] = []   # the answer as streamed
     final: list[str] = []      # the answer as the CLI's assistant messages give it
     try:
+        note_send()  # an interrupt before this starts no CLI; after it, the CLI ran
         await agent.connect()
         await agent.query(_agents.prompt_text(_no_system(request)))
         async for msg in agent.receive_response():
