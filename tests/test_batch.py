@@ -78,6 +78,19 @@ def test_per_provider_request_limit_is_respected(simulated):
     assert anthropic[-1] - anthropic[0] < 1.0  # the other provider was not held back
 
 
+def test_a_paced_calls_latency_and_ttft_leave_out_its_wait_in_the_gate(simulated):
+    """A call held back by its provider's rate limit read as slow: its latency and TTFT counted
+    the seconds it queued (59 s for the calls of a 56-call batch at Anthropic's 50 a minute),
+    and costs()' latency percentiles with them."""
+    simulated.configure(ttft=0.05, tokens_per_s=2000, output_tokens=5)
+    frame = run_batch([f"p{i}" for i in range(8)], ["chatgpt"], concurrency=8,
+                      limits={"openai": {"rps": 2}})
+    assert frame.status.eq("ok").all()
+    starts = sorted(q.time for q in simulated.requests if q.provider == "openai")
+    assert starts[-1] - starts[0] >= 2.5  # paced: 8 requests at 2 a second
+    assert frame.latency_s.max() < 1.5 and frame.ttft_s.max() < 1.2, frame[["latency_s", "ttft_s"]]
+
+
 def test_adaptive_backoff_slows_down_on_429(simulated):
     settings.update(retry_initial_wait=0.01, retry_max_wait=1.0, max_attempts=8)
     simulated.configure(ttft=0.0, tokens_per_s=100000, output_tokens=5)

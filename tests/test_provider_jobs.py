@@ -180,6 +180,28 @@ def test_max_cost_is_checked_before_anything_is_sent(via_env, home, capsys):
     assert control(via_env).jobs == {} and control(via_env).files == {}
 
 
+def test_max_cost_says_when_the_answers_could_cost_more_than_it(via_env, home):
+    """max_cost is checked against an estimate of 400 output tokens an answer, while each
+    Anthropic line allows 16,000: a job passed the check and cost 1.5 times the cap. The
+    check now says how far the answers could go, and a small max_tokens bounds them."""
+    import warnings
+
+    from llmcells.errors import LLMCellsWarning
+
+    prompts = [f"m{i}" for i in range(20)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _submit(prompts, "anthropic:claude-haiku-5-5", max_cost=0.05).wait()
+    said = [str(w.message) for w in seen if issubclass(w.category, LLMCellsWarning)]
+    assert len(said) == 1 and "can't be stopped once sent" in said[0], said
+    assert "up to $" in said[0] and "if every answer runs to its max_tokens" in said[0]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _submit([p + " short" for p in prompts], "anthropic:claude-haiku-5-5", max_cost=0.05,
+                max_tokens=50).wait()
+    assert not [w for w in seen if issubclass(w.category, LLMCellsWarning)]
+
+
 def test_validation_failure_then_retry_live(via_env, home):
     control(via_env).inject("validation_failure", provider="openai")
     job = _submit([f"v{i}" for i in range(10)], "openai:gpt-6-luna")
@@ -333,6 +355,65 @@ def test_missing_key_and_a_refused_create(via_env, home, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     df = job.retry_failed(via="provider").wait()
     assert set(df.status) == {"ok"}
+
+
+def _jobs_of(sim, provider: str) -> int:
+    return sum(1 for j in control(sim).jobs.values() if j.provider == provider)
+
+
+@pytest.mark.parametrize("model,provider", [("anthropic:claude-haiku-5-5", "anthropic"),
+                                            ("openai:gpt-6-luna", "openai")])
+def test_a_create_answered_500_after_the_job_was_made_is_found_not_made_twice(via_env, home, model,
+                                                                                provider):
+    """A 500 (or a timeout) after the POST doesn't say whether the job exists. The part was
+    failed at once, the job ran unseen (and billed), and retry_failed() made a second one."""
+    control(via_env).inject("create_then_500", provider=provider)
+    job = _submit([f"c{i}" for i in range(3)], model)
+    assert "not created yet" in job.parts()[0]["error"] and job.parts()[0]["state"] == "creating"
+    df = job.wait()
+    assert set(df.status) == {"ok"} and len(df) == 3
+    assert _jobs_of(via_env, provider) == 1, "the job was created a second time"
+
+
+def test_a_failed_gemini_batch_says_why(via_env, home):
+    """google-genai's BatchJob keeps no `error` of the operation: every row read "Gemini
+    reported the batch as failed.", with Gemini's reason dropped (and ".;" after it)."""
+    control(via_env).inject("validation_failure", provider="google")
+    df = _submit(["g1", "g2"], "google:gemini-3.5-flash-lite").wait()
+    assert set(df.status) == {"error"}
+    assert df.error.str.contains("Gemini: The simulator was asked to fail this batch").all(), list(df.error)
+    assert not df.error.str.contains(r"\.;").any()
+
+
+def test_a_create_refused_429_is_tried_again_not_failed(via_env, home):
+    control(via_env).inject("create_429", provider="anthropic")
+    df = _submit(["r1", "r2"], "anthropic:claude-haiku-5-5").wait()
+    assert set(df.status) == {"ok"} and _jobs_of(via_env, "anthropic") == 1
+
+
+def test_a_job_that_can_no_longer_be_checked_ends_the_wait_in_one_line(via_env, home):
+    """A key revoked while the job runs: every check answers 401, and `await job` polled for
+    ever. It now ends with one line that says the job runs on and how to collect it."""
+    import time
+
+    job = _submit(["w1", "w2"], "openai:gpt-6-luna")
+    control(via_env).inject("retrieve_401", provider="openai", times=None)
+    t0 = time.monotonic()
+    with pytest.raises(llmcells.ConfigError, match="can't be followed: OpenAI rejected the API key") as err:
+        job.wait()
+    assert time.monotonic() - t0 < 10 and "keeps running at the provider" in str(err.value)
+    assert f"llmcells.job('{job.id}')" in str(err.value) and "\n" not in str(err.value)
+    control(via_env).faults.clear()          # the key mended: the same job is collected
+    df = llmcells.job(job.id).wait()
+    assert set(df.status) == {"ok"} and len(df) == 2
+
+
+def test_results_that_fail_to_download_once_are_collected_on_the_next_check(via_env, home):
+    """A 503 while the results were fetched ended `await job` with the SDK's traceback."""
+    control(via_env).inject("results_503", provider="anthropic")
+    df = _submit(["d1", "d2", "d3"], "anthropic:claude-haiku-5-5").wait()
+    assert set(df.status) == {"ok"} and len(df) == 3
+    assert len(_ledger(home)) == 3                      # once each
 
 
 def test_responses_api_models_go_to_v1_responses(via_env, home):
@@ -718,6 +799,17 @@ def test_reprice_of_a_batch_row_gives_the_cost_the_job_recorded(via_env, home, m
     assert (frame.cost_usd > 0).all()
 
 
+def test_reprice_of_a_job_frame_with_failed_rows_keeps_the_recorded_costs(via_env, home):
+    """A failed row's response_model is NaN in a pandas-3 frame: reprice() of job.to_frame()
+    raised AttributeError ('float' object has no attribute 'strip') when any row had failed."""
+    control(via_env).inject("expire", provider="anthropic")      # half the lines never run
+    df = _submit([f"x{i}" for i in range(6)], "anthropic:claude-haiku-5-5").wait()
+    assert "ok" in set(df.status) and "expired" in set(df.status)
+    again = llmcells.reprice(df)
+    ok = df.status == "ok"
+    assert list(again.cost_usd[ok]) == pytest.approx(list(df.cost_usd[ok]))
+
+
 def test_max_cost_refuses_a_job_whose_price_is_unknown(via_env, home):
     from llmcells.pricing import PriceWarning
 
@@ -745,6 +837,26 @@ def test_a_gemini_batch_line_of_a_blocked_prompt_is_an_error():
                                     "modelVersion": "gemini-3.5-flash-lite"})
     assert item.status == "error" and item.error_kind == "bad_request"
     assert item.error.startswith("Gemini blocked the prompt (PROHIBITED_CONTENT)")
+
+
+def test_a_batch_line_the_provider_failed_on_its_side_is_not_a_bad_request():
+    """Every failed line was error_kind "bad_request", an Anthropic `api_error` or
+    `overloaded_error`, an OpenAI 500 and a Gemini INTERNAL included: a filter on the kind
+    said the user's requests were wrong, where retry_failed() may well get them through."""
+    import json as _json
+
+    from llmcells.batchjobs.drivers import line_error_kind
+    from llmcells.batchjobs.google_jobs import _from_file_line
+
+    assert line_error_kind(api_type="api_error") == "server_error"
+    assert line_error_kind(api_type="overloaded_error") == "overloaded"
+    assert line_error_kind(api_type="invalid_request_error") == "bad_request"
+    assert line_error_kind(status=500) == "server_error" and line_error_kind(status=429) == "rate_limited"
+    assert line_error_kind(status=400) == "bad_request"
+    item = _from_file_line(_json.loads('{"key": "k", "error": {"code": 13, "message": "Internal error"}}'))
+    assert item.status == "error" and item.error_kind == "server_error"
+    item = _from_file_line({"key": "k", "error": {"code": 3, "message": "Invalid argument"}})
+    assert item.error_kind == "bad_request"
 
 
 def test_gemini_batch_lines_stopped_short_carry_the_live_calls_note_or_error():

@@ -449,8 +449,10 @@ async def _attempts(call: _Call, client: Any, deadline: asyncio.Timeout) -> None
             when = deadline.when()
             left = None if when is None else when - loop.time()
             deadline.reschedule(None)
+            queued = time.monotonic()
             await gate.acquire(plan)
-            if left is not None:
+            call.t0 += time.monotonic() - queued  # nor its latency and TTFT (a paced batch's
+            if left is not None:                  # calls read as the seconds they queued)
                 deadline.reschedule(loop.time() + left)
         try:
             await call.attempt(client)

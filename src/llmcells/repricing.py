@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 from .registry import api_names, model_name
 from .types import Usage
+from ._loop import import_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +69,7 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
     priced, and the price provenance columns describe the what-if price. A cached replay costs 0
     at any price; an unknown price is NaN (one warning).
     """
-    import pandas as pd
+    pd = import_pandas()
 
     from . import pricing
 
@@ -87,16 +88,16 @@ def reprice(frame: "pd.DataFrame", model: str | None = None, *, tier: str | None
             prov, name, base_url, label = target
             requested = None
         else:
-            prov = col["provider"][i] or ""
-            model_id = col["model"][i] or ""
+            prov = _text(col["provider"][i])
+            model_id = _text(col["model"][i])
             name = model_name(model_id)
             requested = name
             from .registry import row as registry_row
 
             if not getattr(registry_row(prov), "priced_by_request", False):  # [routes] see price_result
-                name = col["response_model"][i] or name
+                name = _text(col["response_model"][i]) or name
             # an endpoint priced from its base URL: its genai-prices provider is on the row
-            pp = col["price_provider"][i]
+            pp = _text(col["price_provider"][i])
             if prov not in api_names() and pp and pp != "set_price":
                 prov = pp
             base_url, label = None, model_id
@@ -148,6 +149,12 @@ def _target(model: str) -> tuple[str, str, str | None, str]:
     return spec.provider, spec.name, None if spec.simulated else spec.base_url, spec.id
 
 
+def _text(value: Any) -> str:
+    """A text cell of a frame as str: "" for None and for NaN (a failed row's missing model name,
+    which a pandas-3 string column holds as NaN, is no name)."""
+    return value if isinstance(value, str) else ""
+
+
 def _nan(x: Any) -> bool:
     """None, NaN or pandas' NA (whose comparisons can't be made bool)."""
     try:
@@ -166,7 +173,7 @@ def whatif(model: str, *, by: str = "model", tier: str | None = None,
     """Actual cost, what-if cost at model's prices and the difference, by `by` (a ledger column
     such as "model", "provider" or "day"); real spend only unless include_simulated. filters: as
     for llmcells.usage()."""
-    import pandas as pd
+    pd = import_pandas()
 
     from .ledger import usage
 

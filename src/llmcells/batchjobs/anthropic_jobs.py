@@ -7,7 +7,7 @@ from typing import Any
 from ..providers._common import field, one_line
 from ..providers.anthropic import map_usage, message_body
 from ..types import Request
-from .drivers import LIMITS, Item, JobStatus
+from .drivers import Item, JobStatus, LIMITS, line_error_kind
 
 MAX_REQUESTS, MAX_BYTES = LIMITS["anthropic"]
 COUNTS_NOTE = "Anthropic reports no counts until the batch has ended"
@@ -83,7 +83,7 @@ async def results(client: Any, status: JobStatus, keys: list[str] | None = None)
         elif res.type == "errored":
             inner = field(res.error, "error")
             message = field(inner, "message") or field(inner, "type") or "errored"
-            items.append(Item(r.custom_id, "error", error_kind="bad_request",
+            items.append(Item(r.custom_id, "error", error_kind=line_error_kind(api_type=field(inner, "type")),
                               error=one_line(f"Anthropic batch: {message}")))
         else:  # canceled / expired
             kind = "cancelled" if res.type == "canceled" else "expired"

@@ -27,6 +27,7 @@ from . import store
 from ..registry import api_names
 from .drivers import FINAL_STATES, LIMITS, Item, JobStatus, driver
 from .._log import swallowed
+from .._loop import import_pandas
 from ..session import session
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
 
 #: seconds a provider job may answer 404 after create before it counts as lost
 NOT_FOUND_GRACE_S = 120.0
+#: how long a provider job's create is tried again after errors that may pass (a 5xx, a 429 or
+#: 529, a timeout, a dropped connection), from its first try; then the part fails
+CREATE_RETRY_S = 900.0
+#: the first wait between checks of a provider job, and the longest (see JobHandle._poll)
+POLL_FIRST_S, POLL_MAX_S = 0.25, 30.0
+#: the start of a part's error when it can't be followed until the user acts (a key the provider
+#: rejects, access denied): waiting would never end
+CANNOT_CHECK = "cannot check: "
 
 
 # ----- clients and plans ------------------------------------------------------------------------
@@ -124,12 +133,38 @@ class _Rich:
         return tuple(out) or None
 
 
+def _usd(amount: float) -> str:
+    """$0.25, $0.0000001 (never $1e-07)."""
+    text = f"{amount:.10f}".rstrip("0").rstrip(".")
+    return f"${text if text not in ('', '-0') else '0'}"
+
+
+#: the output tokens an answer is estimated at when the request sets no max_tokens
+ESTIMATE_OUTPUT_TOKENS = 400
+
+
 def _est_one(plan: Any) -> float:
+    """The estimated cost of plan's line at batch prices: its prompt at ~4 characters a token,
+    and max_tokens (else ESTIMATE_OUTPUT_TOKENS) of output."""
     chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
-    out = plan.request.max_tokens or 400
+    out = plan.request.max_tokens or ESTIMATE_OUTPUT_TOKENS
     from .. import pricing
 
     return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out),
+                                 processing="batch")
+
+
+def _bound_one(plan: Any) -> float:
+    """The most plan's line can cost: every output token its line allows (its max_tokens, or
+    the one llmcells sends for the model, e.g. Anthropic's 16,000); inf when the line sets no
+    limit (an OpenAI line without max_tokens may answer up to the model's own maximum)."""
+    from .. import capabilities, pricing
+
+    limit = plan.request.max_tokens or capabilities.of(plan.spec).max_tokens
+    if not limit:
+        return math.inf
+    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
+    return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(limit),
                                  processing="batch")
 
 
@@ -202,7 +237,7 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
             if max_cost is not None and unpriced:
                 # an unknown price would drop out of the sum and let the job pass max_cost
                 raise ConfigError(
-                    f"No price is known for {', '.join(unpriced)}, so max_cost=${max_cost:g} "
+                    f"No price is known for {', '.join(unpriced)}, so max_cost={_usd(max_cost)} "
                     f"cannot be checked; nothing was sent. Set one with llmcells.set_price("
                     f"'{unpriced[0]}', input=..., output=...) (USD per million tokens) or drop "
                     f"max_cost.")
@@ -211,7 +246,23 @@ def submit(jobs: Sequence[Any], batch_id: str, *, max_cost: float | None, displa
                  f"estimated ${estimate:.4f} at batch prices.", display)
             if max_cost is not None and estimate > max_cost:
                 raise ConfigError(f"The estimate ${estimate:.4f} at batch prices is over "
-                                  f"max_cost=${max_cost:g}; nothing was sent.")
+                                  f"max_cost={_usd(max_cost)}; nothing was sent.")
+            if max_cost is not None:
+                # A provider job can't be stopped once sent, as a live batch stops launching:
+                # say how far past max_cost its answers' lengths could take it.
+                bound = sum(_bound_one(j.plan) for j in jobs)
+                if bound > max_cost:
+                    most = (f"up to {_usd(bound)} if every answer runs to its max_tokens"
+                            if math.isfinite(bound) else "no upper bound (a line sets no max_tokens)")
+                    import warnings
+
+                    from ..errors import LLMCellsWarning
+
+                    warnings.warn(
+                        f"max_cost={_usd(max_cost)} is checked against the estimate "
+                        f"({ESTIMATE_OUTPUT_TOKENS} output tokens an answer where no max_tokens is "
+                        f"set); a provider job can't be stopped once sent, and this one has {most}. "
+                        "A smaller max_tokens bounds it.", LLMCellsWarning, stacklevel=2)
             _write_job(job_id, batch_id, jobs, estimate, options)
         else:
             _say(f"provider batch {job_id}: reattached to the job created {_ago(existing['created'])} "
@@ -302,26 +353,42 @@ async def submit_parts(job_id: str) -> None:
         rich = _Rich(job_id, reqs)
         lines = [drv.line(client, _plan_for(r, rich).request, r["call_key"]) for r in reqs]
         # Persisted before the create call: if this process dies before the id is written,
-        # the next attempt looks for the job by its tag first.
-        store.update_part(job_id, part["part"], state="creating", created=time.time())
+        # the next attempt looks for the job by its tag first. (created: the first try's time,
+        # which find() looks from, and from which CREATE_RETRY_S runs)
+        first = part["created"] or time.time()
+        store.update_part(job_id, part["part"], state="creating", created=first)
         try:
             provider_job_id = await drv.create(client, spec.name, lines, part["tag"])
         except Exception as exc:
-            store.update_part(job_id, part["part"], state="failed", finished=time.time(),
-                              error=_one_line_error(exc, spec))
+            mapped = _mapped(exc, spec)
+            why = mapped.message if mapped is not None else _one_line_error(exc, spec)
+            if mapped is not None and mapped.retryable and time.time() - first < CREATE_RETRY_S:
+                # A 5xx, a timeout or a dropped connection may come after the provider made the
+                # job: left in "creating", it is looked for by its tag before any new create
+                # (made twice, it would run and bill every request twice); a 429 or 529 is
+                # tried again the same way.
+                store.update_part(job_id, part["part"],
+                                  error=f"not created yet ({why}); tried again on the next check")
+                continue
+            store.update_part(job_id, part["part"], state="failed", finished=time.time(), error=why)
             continue
         store.update_part(job_id, part["part"], provider_job_id=provider_job_id, state="submitted",
                           submitted=time.time(), error=None)
 
 
-def _one_line_error(exc: BaseException, spec: Any) -> str:
+def _mapped(exc: BaseException, spec: Any) -> Any:
+    """The LLMError an adapter makes of exc (its kind, message and whether it may pass), or None."""
     from ..providers import get_provider
 
     try:
-        mapped = get_provider(spec.adapter).map_error(exc, spec)
-    except Exception as exc:
-        swallowed("mapping a provider job's error with its adapter (the generic error instead)", exc)
-        mapped = None
+        return get_provider(spec.adapter).map_error(exc, spec)
+    except Exception as err:
+        swallowed("mapping a provider job's error with its adapter (the generic error instead)", err)
+        return None
+
+
+def _one_line_error(exc: BaseException, spec: Any) -> str:
+    mapped = _mapped(exc, spec)
     if mapped is not None:
         return mapped.message
     from ..providers._common import one_line
@@ -363,13 +430,31 @@ async def refresh(job_id: str) -> list[dict[str, Any]]:
                                   error="The provider no longer knows this job (404).")
                 await _collect(job_id, {**part, "state": "lost"}, None)
                 continue
-            store.update_part(job_id, part["part"], error=f"could not check: {_one_line_error(exc, spec)}")
+            store.update_part(job_id, part["part"], error=_check_error(exc, spec, "could not check"))
             continue
         store.update_part(job_id, part["part"], state=status.state, counts=status.counts,
                           expires=status.expires, error=status.error)
         if status.final:
-            await _collect(job_id, {**part, "state": status.state, "error": status.error}, status)
+            try:
+                await _collect(job_id, {**part, "state": status.state, "error": status.error}, status)
+            except Exception as exc:  # nothing was kept: collected again on the next check
+                store.update_part(job_id, part["part"],
+                                  error=_check_error(exc, spec, "could not collect the results"))
     return store.get_parts(job_id)
+
+
+def _check_error(exc: BaseException, spec: Any, what: str) -> str:
+    """A part's error for a failed check or collection: CANNOT_CHECK when waiting can't mend it
+    (the key rejected, access denied), else one that the next check may clear."""
+    mapped = _mapped(exc, spec)
+    why = mapped.message if mapped is not None else _one_line_error(exc, spec)
+    if mapped is not None and not mapped.retryable and mapped.kind in _NEEDS_THE_USER:
+        return f"{CANNOT_CHECK}{why}"
+    return f"{what}: {why}"
+
+
+#: error kinds a later check can't mend: the user must act (a key, an account's access or credit)
+_NEEDS_THE_USER = ("authentication", "denied", "billing")
 
 
 def _call_id(job_id: str, part: int, key: str) -> str:
@@ -403,7 +488,7 @@ async def _collect(job_id: str, part: dict[str, Any], status: JobStatus | None) 
                                                      "request ran",
                                         "lost": "the provider job was lost"}.get(state, "no result")
             it = Item(r["call_key"], kind, error_kind=kind if kind != "error" else "batch_failed",
-                      error=f"Not run: {why}; job.retry_failed() runs it again.")
+                      error=f"Not run: {why.rstrip('.')}; job.retry_failed() runs it again.")
         call_id = _call_id(job_id, part["part"], r["call_key"])
         result = _result(it, r, spec, job.get("batch_id"), call_id, submitted, finished)
         if rich.schema is not None or r["request"].get("attachments"):
@@ -518,15 +603,20 @@ class JobHandle:
     def batch_id(self) -> str:
         return (store.get_job(self.id) or {})["batch_id"]
 
-    def _poll(self, parts: list[dict[str, Any]]) -> float:
+    def _poll(self, parts: list[dict[str, Any]], checks: int) -> float:
+        """Seconds before the next check, the checks so far being `checks`: poll_s when set; the
+        simulator's jobs, which end in seconds, every 0.25 s; a provider's, from 0.25 s growing
+        by half each time up to POLL_MAX_S (a job that ends at once is seen at once, and one that
+        takes hours costs a check every 30 s, whatever its base URL: a proxy on 127.0.0.1 is
+        no simulator)."""
         if self.poll_s is not None:
             return self.poll_s
         opts = (store.get_job(self.id) or {}).get("options") or {}
         if opts.get("poll_s"):
             return float(opts["poll_s"])
-        simulated = all(_spec(p["model_id"]).simulated or "127.0.0.1" in str(_spec(p["model_id"]).base_url)
-                        for p in parts)
-        return 0.25 if simulated else 30.0
+        if all(_spec(p["model_id"]).simulated for p in parts):
+            return POLL_FIRST_S
+        return min(POLL_MAX_S, POLL_FIRST_S * 1.5 ** checks)
 
     def parts(self) -> list[dict[str, Any]]:
         """The provider jobs as stored (no request to the providers)."""
@@ -548,6 +638,7 @@ class JobHandle:
         return _parts_frame(self.parts())
 
     async def _wait(self, progress: Any) -> "pd.DataFrame":
+        checks = 0
         try:
             while True:
                 await refresh(self.id)
@@ -562,7 +653,17 @@ class JobHandle:
 
                     raise ConfigError(f"{stuck[0]['model_id']} could not be submitted: "
                                       f"{stuck[0]['error']}")
-                await asyncio.sleep(self._poll(parts))
+                blind = [p for p in parts if not p["collected"]
+                         and (p.get("error") or "").startswith(CANNOT_CHECK)]
+                if blind:  # the key was rejected, say: the provider job runs on, unseen
+                    from ..errors import ConfigError
+
+                    raise ConfigError(
+                        f"{blind[0]['model_id']}'s provider job can't be followed: "
+                        f"{blind[0]['error'][len(CANNOT_CHECK):].rstrip('.')}. It keeps running at the "
+                        f"provider: mend that, then `await llmcells.job({self.id!r})` collects it.")
+                await asyncio.sleep(self._poll(parts, checks))
+                checks += 1
         except asyncio.CancelledError:
             if progress is not None:
                 progress.close(self.parts(), interrupted=True)
@@ -611,7 +712,7 @@ class JobHandle:
     def to_frame(self) -> "pd.DataFrame":
         """The same columns as a live batch (with a schema, one column per top-level field);
         rows not done yet have status "pending"."""
-        import pandas as pd
+        pd = import_pandas()
 
         from .. import batchrun
         from ..structured import schema_columns
@@ -712,7 +813,7 @@ def _part_costs(job_id: str) -> dict[int, float]:
 
 
 def _parts_frame(parts: list[dict[str, Any]]) -> "pd.DataFrame":
-    import pandas as pd
+    pd = import_pandas()
 
     now = time.time()
     rows = []
@@ -735,7 +836,7 @@ def _parts_frame(parts: list[dict[str, Any]]) -> "pd.DataFrame":
 def list_jobs() -> "pd.DataFrame":
     """Every provider batch job: one row per provider job (provider, state, counts, age, expiry,
     estimated or actual cost). No request is sent; `job(id).status()` asks the providers."""
-    import pandas as pd
+    pd = import_pandas()
 
     parts: list[dict[str, Any]] = []
     for job_id in store.job_ids():

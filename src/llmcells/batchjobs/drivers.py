@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import kind_of_status
 from ..registry import batch_apis
 from ..types import Usage
 
@@ -54,3 +55,27 @@ def driver(adapter: str) -> Any:
     import importlib
 
     return importlib.import_module(f".{batch_apis()[adapter].driver}_jobs", __package__)
+
+
+#: google.rpc.Status codes (the error of a Gemini batch line) -> llmcells error kinds
+_GRPC_KINDS = {3: "bad_request", 4: "timeout", 5: "model_not_found", 7: "denied",
+               8: "rate_limited", 9: "bad_request", 11: "bad_request", 13: "server_error",
+               14: "overloaded", 16: "authentication"}
+
+
+def line_error_kind(*, status: Any = None, grpc: Any = None, api_type: Any = None) -> str:
+    """The error kind of one batch line that failed, as a live call's error of the same cause
+    would be: by its HTTP status (OpenAI), its google.rpc code (Gemini) or its error type
+    (Anthropic). A line the provider failed on its side (a 500, overloaded) is no bad request:
+    retry_failed() may well get it through."""
+    if isinstance(api_type, str) and api_type:
+        from ..providers.anthropic import ERROR_TYPE_KINDS
+
+        return ERROR_TYPE_KINDS.get(api_type, "provider_error")
+    if type(status) is int and 400 <= status <= 599:
+        return kind_of_status(status, "")
+    if type(grpc) is int:
+        if 400 <= grpc <= 599:  # (an HTTP status where a code was expected)
+            return kind_of_status(grpc, "")
+        return _GRPC_KINDS.get(grpc, "provider_error")
+    return "bad_request"

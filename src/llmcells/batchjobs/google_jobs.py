@@ -15,7 +15,7 @@ from typing import Any
 from ..providers._common import one_line
 from ..providers.google import ending, enum_name, map_usage, prompt_blocked, request_config, request_contents
 from ..types import Request
-from .drivers import LIMITS, Item, JobStatus
+from .drivers import Item, JobStatus, LIMITS, line_error_kind
 from .._log import swallowed
 
 MAX_REQUESTS, MAX_BYTES = LIMITS["google"]
@@ -74,29 +74,37 @@ async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str)
     return job.name
 
 
-async def _stats(client: Any, name: str) -> dict[str, int]:
-    """batchStats (string counts), which this SDK's BatchJob does not keep: read it raw."""
+async def _raw(client: Any, name: str) -> tuple[dict[str, int], str | None]:
+    """(batchStats, the operation's error message) of a batch job, which this SDK's BatchJob
+    does not keep (its parser copies neither): read raw. batchStats' counts are strings."""
     try:
         resp = await client.aio._api_client.async_request("get", name, {}, None)
-        stats = (json.loads(resp.body or "{}").get("metadata") or {}).get("batchStats") or {}
+        body = json.loads(resp.body or "{}")
     except Exception as exc:
         swallowed("reading a Gemini batch job's batchStats (no counts shown)", exc)
-        return {}
-    total = int(stats.get("requestCount") or 0)
-    if not total:
-        return {}
-    return {"total": total, "done": int(stats.get("successfulRequestCount") or 0),
-            "failed": int(stats.get("failedRequestCount") or 0)}
+        return {}, None
+    body = body if isinstance(body, dict) else {}
+    stats = (body.get("metadata") or {}).get("batchStats") or {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    try:
+        total = int(stats.get("requestCount") or 0)
+        counts = {"total": total, "done": int(stats.get("successfulRequestCount") or 0),
+                  "failed": int(stats.get("failedRequestCount") or 0)} if total else {}
+    except (TypeError, ValueError, AttributeError):  # counts that are no numbers: none shown
+        counts = {}
+    return counts, message
 
 
 async def retrieve(client: Any, job_id: str) -> JobStatus:
     job = await client.aio.batches.get(name=job_id)
     state = _STATES.get(enum_name(job.state), "running")
     created = job.create_time.timestamp() if job.create_time else None
+    counts, raw_error = await _raw(client, job_id)
     error = one_line(job.error.message) if getattr(job, "error", None) and job.error.message else None
     if state == "failed" and error is None:
-        error = "Gemini reported the batch as failed."
-    counts = await _stats(client, job_id)
+        error = (one_line(f"Gemini: {raw_error}") if raw_error
+                 else "Gemini reported the batch as failed")
     return JobStatus(state, counts, created + EXPIRY_S if created else None, error, job,
                      ended=job.end_time.timestamp() if job.end_time else None)
 
@@ -121,8 +129,10 @@ def _from_file_line(rec: dict[str, Any]) -> Item:
     key = str(rec.get("key"))
     resp = rec.get("response")
     if not resp or rec.get("error"):
-        message = (rec.get("error") or {}).get("message") or "no answer"
-        return Item(key, "error", error_kind="bad_request", error=one_line(f"Gemini batch: {message}"))
+        error = rec.get("error") if isinstance(rec.get("error"), dict) else {}
+        message = error.get("message") or "no answer"
+        return Item(key, "error", error_kind=line_error_kind(grpc=error.get("code")),
+                    error=one_line(f"Gemini batch: {message}"))
     cand = (resp.get("candidates") or [{}])[0]
     parts = (cand.get("content") or {}).get("parts") or []
     return _item(key, resp.get("promptFeedback") or {}, cand.get("finishReason"), cand.get("finishMessage"),
@@ -157,7 +167,7 @@ async def results(client: Any, status: JobStatus, keys: list[str]) -> list[Item]
             continue
         if r.error is not None or r.response is None:
             message = getattr(r.error, "message", None) or "no answer"
-            items.append(Item(key, "error", error_kind="bad_request",
+            items.append(Item(key, "error", error_kind=line_error_kind(grpc=getattr(r.error, "code", None)),
                               error=one_line(f"Gemini batch: {message}")))
             continue
         resp = r.response

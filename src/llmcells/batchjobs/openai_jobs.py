@@ -9,7 +9,7 @@ from typing import Any
 from ..providers._common import one_line
 from ..providers.openai import chat_body, map_usage, responses_body
 from ..types import Request
-from .drivers import LIMITS, Item, JobStatus
+from .drivers import Item, JobStatus, LIMITS, line_error_kind
 
 MAX_REQUESTS, MAX_BYTES = LIMITS["openai"]
 TAG_KEY = "llmcells_tag"
@@ -107,6 +107,7 @@ async def results(client: Any, status: JobStatus, keys: list[str] | None = None)
             code = str(err.get("code") or "")
             kind = ("expired" if code == "batch_expired" else
                     "cancelled" if code == "batch_cancelled" else "error")
-            items.append(Item(key, kind, error_kind=kind if kind != "error" else "bad_request",
+            items.append(Item(key, kind, error_kind=kind if kind != "error" else
+                              line_error_kind(status=resp.get("status_code")),
                               error=one_line(f"OpenAI batch: {err.get('message') or code}")))
     return items

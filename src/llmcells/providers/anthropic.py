@@ -84,15 +84,15 @@ _BLOCK_PARTS = {"text": "text", "thinking": "reasoning", "tool_use": "tool_call"
 _SHOWN_DELTAS = {"text_delta": ("text", "text"), "thinking_delta": ("reasoning", "thinking")}
 # Anthropic's error types, by the kind of llmcells error they are (an `event: error` inside a 200
 # stream has no telling status, only its type).
-_TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
-               "permission_error": "denied", "not_found_error": "model_not_found",
-               "rate_limit_error": "rate_limited", "billing_error": "billing",
-               "timeout_error": "timeout", "api_error": "server_error",
-               "invalid_request_error": "bad_request", "request_too_large": "bad_request",
-               # Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
-               "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
-               "internalServerException": "server_error", "modelStreamErrorException": "server_error",
-               "modelTimeoutException": "timeout", "validationException": "bad_request"}
+ERROR_TYPE_KINDS = {"overloaded_error": "overloaded", "authentication_error": "authentication",
+                    "permission_error": "denied", "not_found_error": "model_not_found",
+                    "rate_limit_error": "rate_limited", "billing_error": "billing",
+                    "timeout_error": "timeout", "api_error": "server_error",
+                    "invalid_request_error": "bad_request", "request_too_large": "bad_request",
+                    # Bedrock's exception events, which AsyncAnthropicBedrock passes on as types
+                    "serviceUnavailableException": "overloaded", "throttlingException": "rate_limited",
+                    "internalServerException": "server_error", "modelStreamErrorException": "server_error",
+                    "modelTimeoutException": "timeout", "validationException": "bad_request"}
 # The 400 Anthropic answers an account out of credit with ("Your credit balance is too low to
 # access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."): an
 # invalid_request_error by its type, a billing problem by its words.
@@ -397,7 +397,7 @@ def _status_error(exc: anthropic.APIStatusError, spec: ModelSpec, host: str = DE
     # HTTP status of its own (none is shown or recorded), only its type.
     status = exc.status_code if exc.status_code >= 400 else None
     aws_type = (exc.response.headers.get("x-amzn-errortype") or "").partition(":")[0]
-    type_kind = _TYPE_KINDS.get(exc.type or "")
+    type_kind = ERROR_TYPE_KINDS.get(exc.type or "")
     if status is not None and type_kind == "bad_request":
         # an HTTP answer's status says more than this catch-all type (a gateway's 401 whose body
         # says invalid_request_error is still a key problem); an in-stream event has only its type

@@ -31,7 +31,15 @@ from . import batch_checks
 from . import tools as sim_tools
 from .common import api_key, compact
 
-BATCH_FAULTS = ("validation_failure", "expire", "out_of_order", "404_after_create")
+BATCH_FAULTS = ("validation_failure", "expire", "out_of_order", "404_after_create",
+                # the request-level ones (`_REQUEST_FAULTS`): an answer in place of the API's
+                "create_then_500", "create_429", "retrieve_401", "results_503")
+#: request-level faults: (the request they strike, the status answered, whether the request is
+#: carried out first). create_then_500: the job is made, then a 500 says otherwise (as after a
+#: gateway's timeout: the client can't tell whether it exists); create_429: refused, nothing
+#: made; retrieve_401: the job's status refused (a revoked key); results_503: its results refused.
+_REQUEST_FAULTS = {"create_then_500": ("create", 500, True), "create_429": ("create", 429, False),
+                   "retrieve_401": ("retrieve", 401, False), "results_503": ("results", 503, False)}
 _OPENAI_BATCH = re.compile(r"^/v1/batches/([^/]+)(/cancel)?$")
 _OPENAI_FILE = re.compile(r"^/v1/files/([^/]+)(/content)?$")
 _ANTHROPIC_BATCH = re.compile(r"^/v1/messages/batches/([^/]+?)(/cancel|/results)?$")
@@ -153,13 +161,27 @@ class BatchSim:
     def _take_faults(self, provider: str) -> set[str]:
         taken = set()
         for f in list(self.faults):
-            if f.provider in (None, provider):
+            if f.fault not in _REQUEST_FAULTS and f.provider in (None, provider):
                 taken.add(f.fault)
                 if f.times is not None:
                     f.times -= 1
                     if f.times <= 0:
                         self.faults.remove(f)
         return taken
+
+    def take_request_fault(self, kind: str, provider: str) -> str | None:
+        """The request-level fault (of _REQUEST_FAULTS) injected for this kind of request of
+        provider's batch API, taken once (or kept, with times=None); None when there is none."""
+        for f in list(self.faults):
+            strikes = _REQUEST_FAULTS.get(f.fault)
+            if strikes is None or strikes[0] != kind or f.provider not in (None, provider):
+                continue
+            if f.times is not None:
+                f.times -= 1
+                if f.times <= 0:
+                    self.faults.remove(f)
+            return f.fault
+        return None
 
     def new_job(self, prefix: str, provider: str, model: str, requests: list[tuple[str, Any, str]],
                 meta: dict[str, Any]) -> SimJob:
@@ -701,10 +723,41 @@ async def dispatch(server: Any, req: Any, resp: Any) -> None:
         return
     handler = {"openai": _openai, "anthropic": _anthropic, "google": _gemini}[provider]
     with sim.lock:
-        answer = handler(server, sim, req)
+        kind = _request_kind(provider, req)
+        fault = sim.take_request_fault(kind, provider) if kind else None
+        strikes = _REQUEST_FAULTS.get(fault) if fault else None
+        answer = handler(server, sim, req) if strikes is None or strikes[2] else None
+        if strikes is not None:
+            answer = _error(strikes[1], f"The simulator was asked to answer {strikes[1]} ({fault}).", provider)
     if answer is None:
         answer = _error(404, f"Unknown request URL: {req.method} {req.path}.", provider)
     await resp.send(*_with_request_id(provider, *answer))
+
+
+def _request_kind(provider: str, req: Any) -> str | None:
+    """"create", "retrieve" or "results" for the batch API request req, else None."""
+    path, method = req.path, req.method
+    if provider == "openai":
+        if method == "POST" and path == "/v1/batches":
+            return "create"
+        m = _OPENAI_BATCH.match(path)
+        if method == "GET" and m and not m.group(2):
+            return "retrieve"
+        m = _OPENAI_FILE.match(path)
+        return "results" if method == "GET" and m and m.group(2) else None
+    if provider == "anthropic":
+        if method == "POST" and path == "/v1/messages/batches":
+            return "create"
+        m = _ANTHROPIC_BATCH.match(path)
+        if method == "GET" and m:
+            return "results" if m.group(2) == "/results" else "retrieve" if not m.group(2) else None
+        return None
+    if method == "POST" and _GEMINI_CREATE.match(path):
+        return "create"
+    m = _GEMINI_BATCH.match(path)
+    if method == "GET" and m and not m.group(3):
+        return "retrieve"
+    return "results" if method == "GET" and _GEMINI_DOWNLOAD.match(path) else None
 
 
 def _with_request_id(provider: str, status: int, headers: dict[str, str],
