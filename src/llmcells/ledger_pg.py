@@ -48,11 +48,6 @@ _REFUSED = "ledger-refused-{}.sqlite"   # rows the server refused, kept beside t
 _RETRY_S = 2.0                # while the server is away, try it again at most this often
 #: libpq's words for a server that refused the user or password (SQLSTATE 28P01 / 28000)
 _AUTH_FAILED = "authentication failed"
-
-
-class _StillDown(ConnectionError):
-    """The server failed less than _RETRY_S ago: not tried again yet."""
-
 _CONNECT_TIMEOUT_S = 3
 #: A server that accepts the connection but never answers (a table locked by a long migration, a
 #: hung backend, a dead link) must not hold the ledger's writer, or a notebook's usage(), for ever:
@@ -146,6 +141,10 @@ def migrate(conn: Any, target: int = VERSION) -> int:
                 conn.execute(stmt)
             conn.execute("INSERT INTO llmcells_schema (version) VALUES (%s)", (v,))
     return found
+
+
+class _StillDown(ConnectionError):
+    """The server failed less than _RETRY_S ago: not tried again yet."""
 
 
 class Shared:

@@ -163,11 +163,15 @@ class BatchSim:
         for f in list(self.faults):
             if f.fault not in _REQUEST_FAULTS and f.provider in (None, provider):
                 taken.add(f.fault)
-                if f.times is not None:
-                    f.times -= 1
-                    if f.times <= 0:
-                        self.faults.remove(f)
+                self._spend(f)
         return taken
+
+    def _spend(self, f: BatchFault) -> None:
+        """One use of fault f: gone after its `times` (kept for good with times=None)."""
+        if f.times is not None:
+            f.times -= 1
+            if f.times <= 0:
+                self.faults.remove(f)
 
     def take_request_fault(self, kind: str, provider: str) -> str | None:
         """The request-level fault (of _REQUEST_FAULTS) injected for this kind of request of
@@ -176,10 +180,7 @@ class BatchSim:
             strikes = _REQUEST_FAULTS.get(f.fault)
             if strikes is None or strikes[0] != kind or f.provider not in (None, provider):
                 continue
-            if f.times is not None:
-                f.times -= 1
-                if f.times <= 0:
-                    self.faults.remove(f)
+            self._spend(f)
             return f.fault
         return None
 
