@@ -485,6 +485,27 @@ def test_the_password_is_never_shown(simulated, tmp_path):
         llmcells.configure(ledger=None)
 
 
+def test_costs_during_an_outage_warns_once(simulated, tmp_path):
+    """costs(include_simulated=True) reads the server twice; each read warned that the ledger
+    was behind, so one call said it twice."""
+    port = pg_server._free_port()      # nothing listens there
+    llmcells.configure(ledger=f"postgresql://bob@127.0.0.1:{port}/x")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _asks(1)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            llmcells.costs(include_simulated=True)
+        behind = [w for w in seen if "is behind" in str(w.message)]
+        assert len(behind) == 1, [str(w.message) for w in seen]
+    finally:
+        llmcells.configure(ledger=None)
+        from llmcells import ledger_pg
+
+        ledger_pg.close()
+
+
 def test_an_old_sqlite_ledger_gains_the_new_columns(simulated):
     old = [c for c in ledger_sqlite.SCHEMA if c[0] not in ("user", "host", "project", "path")]
     ledger.path().parent.mkdir(parents=True, exist_ok=True)

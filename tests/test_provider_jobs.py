@@ -175,8 +175,8 @@ def test_costs_in_the_frame_are_batch_prices(via_env, home):
 
 
 def test_max_cost_is_checked_before_anything_is_sent(via_env, home, capsys):
-    with pytest.raises(llmcells.ConfigError, match="nothing was sent"):
-        _submit([f"p{i}" for i in range(50)], "openai:gpt-6-luna", max_cost=0.000001)
+    with pytest.raises(llmcells.ConfigError, match=r"over max_cost=\$0\.000001; nothing was sent"):
+        _submit([f"p{i}" for i in range(50)], "openai:gpt-6-luna", max_cost=0.000001)  # (not $1e-06)
     assert control(via_env).jobs == {} and control(via_env).files == {}
 
 
