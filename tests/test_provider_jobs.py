@@ -385,6 +385,20 @@ def test_a_failed_gemini_batch_says_why(via_env, home):
     assert not df.error.str.contains(r"\.;").any()
 
 
+def test_checks_back_off_whatever_the_base_url(via_env, home):
+    """Any base URL holding 127.0.0.1 (a local proxy in front of the real API, here the
+    simulator named by the SDKs' variables) was polled every 0.25 s for the job's whole life:
+    the checks now grow from 0.25 s to 30 s; only the simulator's own jobs stay fast."""
+    from llmcells.batchjobs.core import POLL_MAX_S
+
+    job = _submit(["b1"], "openai:gpt-6-luna")
+    parts = job.parts()
+    waits = [job._poll(parts, n) for n in range(20)]
+    assert waits[0] == 0.25 and waits == sorted(waits) and waits[-1] == POLL_MAX_S == 30.0
+    assert sum(waits[:10]) < 30  # a job that ends in seconds is still seen within seconds
+    job.wait()
+
+
 def test_a_create_refused_429_is_tried_again_not_failed(via_env, home):
     control(via_env).inject("create_429", provider="anthropic")
     df = _submit(["r1", "r2"], "anthropic:claude-haiku-5-5").wait()
