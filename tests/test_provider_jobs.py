@@ -405,6 +405,18 @@ def test_a_create_refused_429_is_tried_again_not_failed(via_env, home):
     assert set(df.status) == {"ok"} and _jobs_of(via_env, "anthropic") == 1
 
 
+def test_a_refused_openai_create_leaves_no_input_file(via_env, home):
+    """Each try of a create uploads its input file; one the API refused (a 4xx: no batch was
+    made) stayed in the account's files for good."""
+    control(via_env).inject("create_429", provider="openai")
+    df = _submit(["f1", "f2"], "openai:gpt-6-luna").wait()
+    assert set(df.status) == {"ok"}
+    [batch] = [j for j in control(via_env).jobs.values() if j.provider == "openai"]
+    inputs = [fid for fid, f in control(via_env).files.items() if f[0].endswith(".jsonl")
+              and f[0].startswith("llmcells-")]
+    assert len(inputs) == 1, inputs   # the refused try's file was deleted
+
+
 def test_a_job_that_can_no_longer_be_checked_ends_the_wait_in_one_line(via_env, home):
     """A key revoked while the job runs: every check answers 401, and `await job` polled for
     ever. It now ends with one line that says the job runs on and how to collect it."""

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import openai
+
+from .._log import swallowed
 from ..providers._common import one_line
 from ..providers.openai import chat_body, map_usage, responses_body
 from ..types import Request
@@ -37,8 +40,18 @@ async def create(client: Any, model: str, lines: list[dict[str, Any]], tag: str)
     """Upload the file and create the batch; returns the batch id."""
     data = "".join(json.dumps(x, separators=(",", ":"), ensure_ascii=False) + "\n" for x in lines).encode()
     uploaded = await client.files.create(file=(f"{tag}.jsonl", data), purpose="batch")
-    batch = await client.batches.create(input_file_id=uploaded.id, endpoint=lines[0]["url"],
-                                        completion_window="24h", metadata={TAG_KEY: tag})
+    try:
+        batch = await client.batches.create(input_file_id=uploaded.id, endpoint=lines[0]["url"],
+                                            completion_window="24h", metadata={TAG_KEY: tag})
+    except openai.APIStatusError as exc:
+        # A 4xx refused it: no batch was made, and the file (kept by OpenAI until deleted, and
+        # uploaded anew by each try) is of no use. After a 5xx or a timeout a batch may hold it.
+        if 400 <= exc.status_code < 500:
+            try:
+                await client.files.delete(uploaded.id)
+            except Exception as err:
+                swallowed("deleting the input file of a refused OpenAI batch", err)
+        raise
     return batch.id
 
 

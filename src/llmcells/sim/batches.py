@@ -399,6 +399,10 @@ def _openai(server: Any, sim: BatchSim, req: Any) -> tuple[int, dict[str, str], 
         file_id = _add_file(sim, name or "input.jsonl", content)
         return _json(200, _openai_file(file_id, name or "input.jsonl", len(content), time.time()))
     m = _OPENAI_FILE.match(path)
+    if m and method == "DELETE" and not m.group(2):  # as OpenAI's DELETE /v1/files/{file_id}
+        if sim.files.pop(m.group(1), None) is None:
+            return _error(404, f"No such File object: {m.group(1)}", "openai")
+        return _json(200, {"id": m.group(1), "object": "file", "deleted": True})
     if m and method == "GET":
         found = sim.files.get(m.group(1))
         if found is None:
