@@ -179,6 +179,22 @@ def test_the_magic_lists_sets_and_unsets(shell, monkeypatch):
         shell.run_line_magic("llmcells", "keys add google")
 
 
+def test_keys_set_in_a_front_end_without_input_is_one_line(shell, monkeypatch):
+    """nbclient, papermill and voila take no input: `%llmcells keys set` showed the 8-frame
+    StdinNotImplementedError traceback."""
+    import getpass
+
+    from IPython.core.error import StdinNotImplementedError, UsageError
+
+    def no_input(prompt=""):
+        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+    monkeypatch.setattr(getpass, "getpass", no_input)
+    with pytest.raises(UsageError, match="can't ask for a key: set ANTHROPIC_API_KEY, or run "
+                                         "`python -m llmcells keys set anthropic` in a terminal"):
+        shell.run_line_magic("llmcells", "keys set anthropic")
+
+
 def test_a_key_read_from_the_keyring_is_kept_in_the_session_and_reset_forgets_it(memory_keyring):
     """The keyring's answers are kept (a lookup can be slow), in the Session with every other
     cache: reset() reads the keyring again. They were kept in a module dict that reset() missed,

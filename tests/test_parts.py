@@ -6,6 +6,8 @@ CLI and Codex executables whose answers arrive as text parts."""
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
@@ -99,11 +101,12 @@ def test_interleaved_parts_fold_into_the_answer_the_reasoning_and_the_tool_calls
     assert r.status == "ok", r.error
     assert r.text == "Let me check \U0001F600 both."
     assert r.reasoning == "Weather and time."
-    assert r.tool_calls == [
+    assert r.tool_calls[:2] == [
         ToolCall("call_w", "get_weather", '{"city": "Paris"}'),  # ended first, by its PartEnd
         ToolCall("call_t", "get_time", '{"tz": "UTC"}'),          # id and name that came late
-        ToolCall("call_2", "ping", "{}"),                         # the one rule: position, "{}"
     ]
+    ping = r.tool_calls[2]                                        # the one rule: position, "{}"
+    assert (ping.name, ping.arguments_json) == ("ping", "{}") and ping.id.startswith("call_2_")
     assert "".join(seen.texts) == r.text and "\ud83d" not in seen.texts
     assert len(seen.first_tokens) == 1 and r.ttft_s == seen.first_tokens[0]
     assert r.finish_reason == "tool_calls" and r.usage.output_tokens == 9
@@ -124,7 +127,18 @@ def test_a_gemini_signature_goes_with_its_call(monkeypatch):
     script = [PartStart(0, "tool_call", name="f", signature="c2ln"), PartDelta(0, "{}"), PartEnd(0),
               Finish("STOP")]
     r, _ = _execute(monkeypatch, script)
-    assert r.tool_calls == [ToolCall("call_0", "f", "{}", "c2ln")]
+    [call] = r.tool_calls
+    assert (call.name, call.arguments_json, call.signature) == ("f", "{}", "c2ln")
+    assert re.fullmatch(r"call_0_[0-9a-f]{8}", call.id), call.id  # (unique across turns: see below)
+
+
+def test_calls_without_ids_get_ids_unique_across_turns(monkeypatch):
+    """Gemini sends calls without ids: each turn's were named call_0, call_1..., so a chat that
+    moved to Claude carried the same tool_use id twice, which Anthropic refuses (400)."""
+    script = [PartStart(0, "tool_call", name="f"), PartDelta(0, "{}"), PartEnd(0), Finish("STOP")]
+    first, _ = _execute(monkeypatch, script)
+    second, _ = _execute(monkeypatch, script)
+    assert first.tool_calls[0].id != second.tool_calls[0].id
 
 
 @pytest.mark.parametrize("shown", [False, True])

@@ -536,3 +536,49 @@ def test_provider_batch_jobs_refuse_repair_and_send_nothing(simulated):
     with pytest.raises(ConfigError, match="repair= needs via='live'"):
         llmcells.batch(["q"], ["claude"], schema=Person, repair=1, via="provider")
     assert simulated.requests == []
+
+
+def test_the_strict_form_keeps_a_field_named_default_and_a_maps_values():
+    """strict_schema took `default` out of `properties` itself (a field named so vanished,
+    though still required) and closed a dict[str, int] to {} (it could only be answered {})."""
+    from llmcells.structured import strict_schema
+
+    class Scored(BaseModel):
+        key: str
+        default: int = 3
+        scores: dict[str, int]
+
+    out = strict_schema(Scored.model_json_schema())
+    assert set(out["properties"]) == {"key", "default", "scores"} == set(out["required"])
+    assert "default" not in out["properties"]["default"]          # the keyword, still dropped
+    assert out["properties"]["scores"]["additionalProperties"] == {"type": "integer"}
+    assert out["additionalProperties"] is False
+
+
+def test_nan_and_infinity_are_not_json():
+    """Python's json reads NaN and Infinity; JSON (RFC 8259) has neither."""
+    from llmcells import structured
+    from llmcells.scoring import json_valid
+    from llmcells.types import Result
+
+    schema = structured.output_schema({"type": "object", "properties": {"x": {"type": "number"}}})
+    for text in ('{"x": NaN}', '{"x": Infinity}', "NaN"):
+        with pytest.raises(ValueError, match="not JSON"):
+            structured.validate(text, schema)
+        r = Result(model="openai:x", provider="openai", call_id="c", text=text)
+        assert json_valid()(r)[0] == 0.0
+    assert structured.validate('{"x": 1.5}', schema) == {"x": 1.5}
+
+
+def test_a_refusal_under_a_schema_is_a_refusal_not_a_mismatch():
+    """A refused answer was checked against the schema and reported as "does not match", and
+    repair= would have asked (and billed) again."""
+    from llmcells import structured
+    from llmcells.types import Result
+
+    schema = structured.output_schema({"type": "object", "properties": {"x": {"type": "number"}}})
+    r = Result(model="openai:x", provider="openai", call_id="c", text="I can't help with that.",
+               status="ok", notes=["refused: the model declined to answer (its refusal is the text)"])
+    structured.check_result(r, schema)
+    assert (r.status, r.error_kind) == ("error", "refused") and r.text == "I can't help with that."
+    assert r.error.startswith("The model refused, so there is no")

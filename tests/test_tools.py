@@ -42,6 +42,22 @@ def rows(group_id):
 
 
 @pytest.mark.parametrize("model", PATHS)
+def test_a_schema_with_tools_runs_the_tools_then_reads_the_answer(simulated, model):
+    """schema= with tools= checked every turn against the schema: the first turn, which only
+    asks for a tool, failed as "does not match the schema" and no tool ever ran."""
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        city: str
+        temp_c: float
+
+    r = ask('Weather? call get_weather({"city": "Paris"})', model, tools=[get_weather], schema=Weather)
+    assert r.ok, r.error
+    assert r.turns == 2 and [t.name for t in r.tool_calls] == ["get_weather"]
+    assert isinstance(r.data, Weather)
+
+
+@pytest.mark.parametrize("model", PATHS)
 def test_one_tool_call_round_trip(simulated, model):
     r = ask('Weather? call get_weather({"city": "Paris"})', model, tools=[get_weather])
     assert r.ok, r.error

@@ -241,9 +241,13 @@ class _ToolPart:
 
     def call(self) -> ToolCall:
         """The ToolCall, by one rule for every provider: no arguments are "{}", and a call
-        without an id (Gemini may give none) is named by its position, call_0, call_1..."""
-        return ToolCall(self.id or f"call_{self.n}", self.name or "", "".join(self.args) or "{}",
-                        self.signature)
+        without an id (Gemini may give none) is named by its position and a random part,
+        call_0_3f9a1c2e...: unique in a whole chat, as Anthropic requires of every tool_use id
+        when the chat moves to Claude (call_0 of each turn was refused as a repeated id)."""
+        import secrets
+
+        return ToolCall(self.id or f"call_{self.n}_{secrets.token_hex(4)}", self.name or "",
+                        "".join(self.args) or "{}", self.signature)
 
 
 class _Call:

@@ -679,7 +679,14 @@ class LLMMagics(Magics):
             print(f"Forgot the stored {provider} key." if done else f"No {provider} key was stored.")
             return None
         # the kernel asks the front end for the line (ipykernel's input request): never echoed
-        key = getpass.getpass(f"{provider} API key (typing is not shown): ")
+        try:
+            key = getpass.getpass(f"{provider} API key (typing is not shown): ")
+        except Exception as exc:  # a front end that takes no input (nbclient, papermill, voila)
+            if type(exc).__name__ != "StdinNotImplementedError":
+                raise
+            names = " or ".join(keys.providers().get(provider, ())) or "the key's variable"
+            raise _fail(f"This front end can't ask for a key: set {names}, or run "
+                        f"`python -m llmcells keys set {provider}` in a terminal.") from None
         print(f"Stored the {provider} key in {keys.set_key(provider, key)}.")
         return None
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .structured import json_text, no_json_constant
 from .types import CallObserver, Result
 from ._log import swallowed
 from ._loop import import_pandas
@@ -137,13 +138,6 @@ class regex(Scorer):
         return float(re.search(pattern, result.text, self.flags) is not None)
 
 
-def _json_text(text: str) -> str:
-    """The JSON in an answer: the whole text, or the first ``` fenced block."""
-    body = text.strip()
-    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", body, flags=re.S)
-    return fenced.group(1) if fenced else body
-
-
 class json_valid(Scorer):
     """1 when the answer is valid JSON (alone, or in a ``` fenced block), else 0."""
 
@@ -152,7 +146,7 @@ class json_valid(Scorer):
 
     def __call__(self, result: Result, row: dict[str, Any] | None = None) -> Any:
         try:
-            json.loads(_json_text(result.text))
+            json.loads(json_text(result.text), parse_constant=no_json_constant)
         except ValueError as err:
             return 0.0, _one_line(f"not JSON: {err}")
         except RecursionError:
@@ -174,7 +168,7 @@ class matches_schema(Scorer):
             raise ConfigError("matches_schema(...) takes a pydantic model class or a JSON Schema dict.")
 
     def __call__(self, result: Result, row: dict[str, Any] | None = None) -> Any:
-        text = _json_text(result.text)
+        text = json_text(result.text)
         if self._validator is not None:
             from pydantic import ValidationError
 
@@ -190,7 +184,7 @@ class matches_schema(Scorer):
         except ImportError:
             raise RuntimeError('JSON Schema checks need jsonschema: pip install "llmcells[scoring]"') from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=no_json_constant)
         except ValueError as err:
             return 0.0, _one_line(f"not JSON: {err}")
         except RecursionError:

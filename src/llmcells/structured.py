@@ -129,11 +129,18 @@ def strict_schema(schema: dict) -> dict:
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("type") == "object" or "properties" in node:
-                node["additionalProperties"] = False
+                # A map (dict[str, int]: additionalProperties a schema) keeps it, as the openai
+                # SDK's to_strict_json_schema keeps it: closed, it could only be answered {}.
+                if "additionalProperties" not in node or node["additionalProperties"] is True:
+                    node["additionalProperties"] = False
                 node["required"] = list(node.get("properties", {}))
             node.pop("default", None)  # strict mode refuses defaults
-            for v in node.values():
-                walk(v)
+            for key, v in node.items():
+                if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(v, dict):
+                    for sub in v.values():  # (names of fields, not keywords: a field "default" stays)
+                        walk(sub)
+                else:
+                    walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
@@ -156,10 +163,17 @@ def instructions(schema: OutputSchema) -> str:
             f"match this JSON Schema:\n{json.dumps(schema.json_schema)}")
 
 
-def _json_text(text: str) -> str:
+def json_text(text: str) -> str:
+    """The JSON in an answer: the whole text, or the first ``` fenced block."""
     body = text.strip()
     fenced = re.search(r"```(?:json)?\s*\n(.*?)```", body, flags=re.S)
     return fenced.group(1) if fenced else body
+
+
+def no_json_constant(name: str) -> Any:
+    """json.loads' hook for NaN, Infinity and -Infinity, which Python reads and JSON (RFC 8259)
+    has not: such an answer is not JSON."""
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
 
 def validate(text: str, schema: OutputSchema) -> Any:
@@ -169,7 +183,7 @@ def validate(text: str, schema: OutputSchema) -> Any:
         from pydantic import ValidationError
 
         try:
-            data = schema.model.model_validate_json(_json_text(text))
+            data = schema.model.model_validate_json(json_text(text))
             return data.model_dump(mode="json") if schema.plain else data
         except ValidationError as err:
             first = err.errors()[0] if err.errors() else {}
@@ -177,7 +191,7 @@ def validate(text: str, schema: OutputSchema) -> Any:
             raise ValueError(f"{where}: {first.get('msg', 'invalid')} "
                              f"({err.error_count()} error{'s' if err.error_count() != 1 else ''})") from None
     try:
-        data = json.loads(_json_text(text))
+        data = json.loads(json_text(text), parse_constant=no_json_constant)
     except json.JSONDecodeError as err:
         raise ValueError(f"not JSON: {err.msg} at character {err.pos}") from None
     except RecursionError:  # an answer of thousands of nested brackets
@@ -215,7 +229,12 @@ def check_result(result: Result, schema: OutputSchema | None, mode: str | None =
     if schema is None:
         return
     result.schema_mode = mode
-    if result.status != "ok":
+    if result.status != "ok" or result.tool_calls:
+        return  # (a turn that asks for tools is not the answer: the tool loop's last turn is)
+    refusal = next((n for n in result.notes if n.startswith("refused")), None)
+    if refusal is not None:  # no answer to read: not a mismatch that repair= could mend
+        result.status, result.error_kind = "error", "refused"
+        result.error = f"The model refused, so there is no {schema.name} to read: {refusal}"
         return
     try:
         result.data = validate(result.text, schema)

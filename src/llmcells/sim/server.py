@@ -238,8 +238,9 @@ class SimServer:
             await self._tool_calls(resp, module, api, prompt, tool_turn.calls,
                                    thinking=validate.claude_thinks(body))
         else:
-            await self._answer(req, resp, module, api, prompt, key, refused, fault,
-                               text=tool_turn.text if tool_turn is not None else None)
+            # (the answer after tool results quotes them, unless a schema asks for its JSON)
+            quoted = tool_turn.text if tool_turn is not None and prompt.rich.schema is None else None
+            await self._answer(req, resp, module, api, prompt, key, refused, fault, text=quoted)
         # --- end tools ---
         if not resp.gone:  # (a client that left raises ClientGone above)
             logged.completed = time.monotonic()
