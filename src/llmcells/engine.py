@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -244,8 +245,6 @@ class _ToolPart:
         without an id (Gemini may give none) is named by its position and a random part,
         call_0_3f9a1c2e...: unique in a whole chat, as Anthropic requires of every tool_use id
         when the chat moves to Claude (call_0 of each turn was refused as a repeated id)."""
-        import secrets
-
         return ToolCall(self.id or f"call_{self.n}_{secrets.token_hex(4)}", self.name or "",
                         "".join(self.args) or "{}", self.signature)
 

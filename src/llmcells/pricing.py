@@ -930,7 +930,8 @@ class BatchEstimator:
         self._seen: dict[str, list[float]] = {}
 
     @staticmethod
-    def _chars(plan: Any) -> int:
+    def prompt_chars(plan: Any) -> int:
+        """The characters of plan's prompt: its messages and its system prompt."""
         req = plan.request
         return sum(len(m.content) for m in req.messages) + len(req.system or "")
 
@@ -941,13 +942,13 @@ class BatchEstimator:
         u = result.usage
         s = self._seen.setdefault(plan.spec.id, [0.0] * 7)
         uncached = max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, 0)
-        for i, v in enumerate((1, self._chars(plan), uncached, u.cached_input_tokens,
+        for i, v in enumerate((1, self.prompt_chars(plan), uncached, u.cached_input_tokens,
                                u.cache_write_tokens, u.cache_write_1h_tokens, u.output_tokens)):
             s[i] += v
 
     def estimate(self, plan: Any) -> float:
         """The estimated cost of plan's call (NaN when its price is unknown)."""
-        spec, chars = plan.spec, self._chars(plan)
+        spec, chars = plan.spec, self.prompt_chars(plan)
         s = self._seen.get(spec.id)
         if s and s[1]:
             n = s[0]

@@ -146,26 +146,27 @@ ESTIMATE_OUTPUT_TOKENS = 400
 def _est_one(plan: Any) -> float:
     """The estimated cost of plan's line at batch prices: its prompt at ~4 characters a token,
     and max_tokens (else ESTIMATE_OUTPUT_TOKENS) of output."""
-    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
-    out = plan.request.max_tokens or ESTIMATE_OUTPUT_TOKENS
-    from .. import pricing
-
-    return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(out),
-                                 processing="batch")
+    return _line_cost(plan, plan.request.max_tokens or ESTIMATE_OUTPUT_TOKENS)
 
 
 def _bound_one(plan: Any) -> float:
     """The most plan's line can cost: every output token its line allows (its max_tokens, or
     the one llmcells sends for the model, e.g. Anthropic's 16,000); inf when the line sets no
     limit (an OpenAI line without max_tokens may answer up to the model's own maximum)."""
-    from .. import capabilities, pricing
+    from .. import capabilities
 
     limit = plan.request.max_tokens or capabilities.of(plan.spec).max_tokens
-    if not limit:
-        return math.inf
-    chars = sum(len(m.content) for m in plan.request.messages) + len(plan.request.system or "")
-    return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8, int(limit),
-                                 processing="batch")
+    return _line_cost(plan, limit) if limit else math.inf
+
+
+def _line_cost(plan: Any, output_tokens: int) -> float:
+    """plan's line at batch prices: its prompt at ~4 characters a token (as BatchEstimator
+    counts a prompt), and output_tokens of output."""
+    from .. import pricing
+
+    chars = pricing.BatchEstimator.prompt_chars(plan)
+    return pricing.estimate_cost(plan.spec.provider, plan.spec.name, chars // 4 + 8,
+                                 int(output_tokens), processing="batch")
 
 
 def _split(spec: Any, items: list[tuple[Any, int]]) -> list[list[tuple[Any, int]]]:
@@ -360,8 +361,7 @@ async def submit_parts(job_id: str) -> None:
         try:
             provider_job_id = await drv.create(client, spec.name, lines, part["tag"])
         except Exception as exc:
-            mapped = _mapped(exc, spec)
-            why = mapped.message if mapped is not None else _one_line_error(exc, spec)
+            mapped, why = _described(exc, spec)
             if mapped is not None and mapped.retryable and time.time() - first < CREATE_RETRY_S:
                 # A 5xx, a timeout or a dropped connection may come after the provider made the
                 # job: left in "creating", it is looked for by its tag before any new create
@@ -387,13 +387,18 @@ def _mapped(exc: BaseException, spec: Any) -> Any:
         return None
 
 
-def _one_line_error(exc: BaseException, spec: Any) -> str:
+def _described(exc: BaseException, spec: Any) -> tuple[Any, str]:
+    """(the adapter's LLMError for exc or None, the one line that says it)."""
     mapped = _mapped(exc, spec)
     if mapped is not None:
-        return mapped.message
+        return mapped, mapped.message
     from ..providers._common import one_line
 
-    return one_line(f"{type(exc).__name__}: {exc}")
+    return None, one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _one_line_error(exc: BaseException, spec: Any) -> str:
+    return _described(exc, spec)[1]
 
 
 def _status_code(exc: BaseException) -> int | None:
@@ -446,8 +451,7 @@ async def refresh(job_id: str) -> list[dict[str, Any]]:
 def _check_error(exc: BaseException, spec: Any, what: str) -> str:
     """A part's error for a failed check or collection: CANNOT_CHECK when waiting can't mend it
     (the key rejected, access denied), else one that the next check may clear."""
-    mapped = _mapped(exc, spec)
-    why = mapped.message if mapped is not None else _one_line_error(exc, spec)
+    mapped, why = _described(exc, spec)
     if mapped is not None and not mapped.retryable and mapped.kind in _NEEDS_THE_USER:
         return f"{CANNOT_CHECK}{why}"
     return f"{what}: {why}"
